@@ -1,0 +1,2 @@
+//! `refract-bench`: dataset generator and benchmarks.
+fn main() {}

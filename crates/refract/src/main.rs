@@ -1,0 +1,93 @@
+//! `refract`: one binary for every role — control plane (`serve`), engine (`engine`),
+//! command-line client (`connections`, `databases`, `keys`, …) and `quickstart`.
+//!
+//! This is the only crate that reads the process environment and arguments; every other crate
+//! takes explicit configuration.
+
+mod cli;
+mod quickstart;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Refract: read replicas as an API, and managed database servers.
+#[derive(Parser)]
+#[command(name = "refract", version, about, propagate_version = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (REST API, stores, reconciler).
+    Serve(ServeArgs),
+    /// Run one engine instance from a config file (the data plane).
+    Engine {
+        /// Engine config file (YAML or JSON).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start everything on this machine with a demo source, and print a query to try.
+    Quickstart(quickstart::QuickstartArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+/// Arguments of `refract serve`.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory for the metadata store, secret store, keys and engine files.
+    #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "REFRACT_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: String,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("REFRACT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Serve(serve) => {
+            init_tracing();
+            run_async(serve_main(serve))
+        }
+        Command::Engine { config } => {
+            init_tracing();
+            run_async(refract_engine::run_from_file(config))
+        }
+        Command::Quickstart(q) => {
+            init_tracing();
+            run_async(quickstart::run(q))
+        }
+        Command::Client(c) => cli::run(c),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
+}
+
+async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
+    let config = refract_control_plane::ServeConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        master_key: std::env::var("REFRACT_MASTER_KEY").ok(),
+        engine_binary: std::env::current_exe()?,
+    };
+    refract_control_plane::serve(config).await
+}

@@ -1,0 +1,4 @@
+//! Integration tests: the real `refract` binary over HTTP, against real MariaDB and PostgreSQL
+//! servers started by `scripts/test` (their addresses come in `REFRACT_TEST_*` variables).
+
+mod common;

@@ -1,0 +1,2 @@
+//! This crate provides the runtime drivers that run engine instances.
+#![deny(missing_docs)]
