@@ -1,2 +1,358 @@
-//! `refract-bench`: dataset generator and benchmarks.
-fn main() {}
+//! `refract-bench`: the reference dataset generator and the benchmarks of `docs/benchmarks.md`.
+//!
+//! Every benchmark prints this system and its baseline side by side from one run on the same
+//! data, so ratios stay meaningful on a noisy shared machine.
+//!
+//! ```text
+//! cargo build --release -p refract -p refract-bench
+//! target/release/refract-bench gen --scale l
+//! target/release/refract-bench all --scale l
+//! ```
+//! Source servers come from `REFRACT_TEST_MYSQL_URL` / `REFRACT_TEST_PG_URL` (as `scripts/testenv`
+//! sets them) or `--mysql-url` / `--pg-url`.
+
+mod baseline;
+mod dataset;
+mod loadgen;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use dataset::{replace_database, Scale};
+use refract_schema::Backend;
+use refract_sources::{LoadProgress, SourceParams};
+use refract_storage::TableBuilder;
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser)]
+#[command(name = "refract-bench", about = "Dataset generator and benchmarks (see docs/benchmarks.md)")]
+struct Args {
+    /// MariaDB server URL (`mysql://user:pw@host:port`).
+    #[arg(long, env = "REFRACT_TEST_MYSQL_URL")]
+    mysql_url: Option<String>,
+    /// PostgreSQL server URL (`postgres://user:pw@host:port/db`).
+    #[arg(long, env = "REFRACT_TEST_PG_URL")]
+    pg_url: Option<String>,
+    /// Dataset scale.
+    #[arg(long, value_enum, default_value = "s", global = true)]
+    scale: Scale,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create and fill the `blog_<scale>` database on both servers.
+    Gen,
+    /// B1 (load time vs the source's own client) and B2 (memory vs the source's data size).
+    Load,
+    /// B3: query throughput and latency over HTTP, engine vs SQL-over-HTTP baseline.
+    Query {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+    /// `load` then `query`.
+    All,
+}
+
+struct Source {
+    name: &'static str,
+    backend: Backend,
+    server_url: String,
+    db_url: String,
+}
+
+fn db_name(scale: Scale) -> String {
+    format!("blog_{scale:?}").to_lowercase()
+}
+
+fn sources(args: &Args) -> Vec<Source> {
+    let db = db_name(args.scale);
+    let mut out = Vec::new();
+    if let Some(u) = &args.mysql_url {
+        out.push(Source {
+            name: "MariaDB",
+            backend: Backend::Mysql,
+            server_url: u.clone(),
+            db_url: format!("{}/{db}", u.trim_end_matches('/')),
+        });
+    }
+    if let Some(u) = &args.pg_url {
+        out.push(Source { name: "PostgreSQL", backend: Backend::Postgres, server_url: u.clone(), db_url: replace_database(u, &db) });
+    }
+    out
+}
+
+/// user, password, host, port of a URL.
+fn url_parts(url: &str) -> (String, String, String, u16) {
+    let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
+    let (auth, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let (user, pw) = auth.split_once(':').unwrap_or((auth, ""));
+    let hostport = hostpart.split('/').next().unwrap_or("");
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "0"));
+    (user.into(), pw.into(), host.into(), port.parse().unwrap_or(0))
+}
+
+fn params(src: &Source, scale: Scale) -> SourceParams {
+    let (user, password, host, port) = url_parts(&src.server_url);
+    SourceParams {
+        backend: src.backend,
+        host,
+        port,
+        user,
+        password: Some(password),
+        database: Some(db_name(scale)),
+        pg_schema: None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let srcs = sources(&args);
+    if srcs.is_empty() {
+        bail!("no source server: set REFRACT_TEST_MYSQL_URL and/or REFRACT_TEST_PG_URL (scripts/testenv start DIR prints them)");
+    }
+    println!("# refract-bench, scale {:?}, {} cores", args.scale, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    match &args.command {
+        Cmd::Gen => {
+            for s in &srcs {
+                let t = Instant::now();
+                match s.backend {
+                    Backend::Mysql => dataset::fill_mysql(&s.server_url, &db_name(args.scale), args.scale).await?,
+                    _ => dataset::fill_postgres(&s.server_url, &db_name(args.scale), args.scale).await?,
+                }
+                println!("{}: generated {} in {:.1} s", s.name, db_name(args.scale), t.elapsed().as_secs_f64());
+            }
+        }
+        Cmd::Load => load_bench(&srcs, args.scale).await?,
+        Cmd::Query { seconds, connections } => query_bench(&srcs, args.scale, Duration::from_secs(*seconds), *connections).await?,
+        Cmd::All => {
+            load_bench(&srcs, args.scale).await?;
+            query_bench(&srcs, args.scale, Duration::from_secs(5), 32).await?;
+        }
+    }
+    Ok(())
+}
+
+/// B1 and B2.
+async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
+    println!("\n## B1 load time and B2 memory\n");
+    println!("| source | rows | engine load s | client read s | ratio | engine MiB | source data MiB | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for s in srcs {
+        let p = params(s, scale);
+        let schema = refract_sources::introspect(&p).await.context("introspect")?;
+        let manifest = refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let source_bytes: u64 = source_data_size(s, &db_name(scale)).await?;
+
+        // Baseline first, so both read with a warm cache.
+        let client_s = client_read_time(s, &manifest, scale)?;
+
+        let t = Instant::now();
+        let sinks: Vec<TableBuilder> = manifest.tables.iter().map(|t| TableBuilder::new(Arc::new(t.clone()))).collect();
+        let progress = Arc::new(LoadProgress::default());
+        let (sinks, _pos) = refract_sources::load_tables(&p, &manifest, sinks, 4, progress.clone()).await?;
+        let tables: Vec<_> = sinks.into_iter().map(|b| b.finish()).collect();
+        let load_s = t.elapsed().as_secs_f64();
+        let rows: usize = tables.iter().map(|t| t.row_count()).sum();
+        let mem: usize = tables.iter().map(|t| t.memory_bytes()).sum();
+        println!(
+            "| {} | {rows} | {load_s:.2} | {client_s:.2} | {:.2}× | {:.1} | {:.1} | {:.2}× |",
+            s.name,
+            load_s / client_s,
+            mem as f64 / 1048576.0,
+            source_bytes as f64 / 1048576.0,
+            mem as f64 / source_bytes as f64
+        );
+    }
+    Ok(())
+}
+
+/// The source's own data size of the dataset's tables.
+async fn source_data_size(s: &Source, db: &str) -> anyhow::Result<u64> {
+    match s.backend {
+        Backend::Mysql => {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::from_url(s.server_url.as_str()).await?;
+            let v: Option<u64> = c
+                .exec_first("SELECT CAST(SUM(data_length) AS UNSIGNED) FROM information_schema.tables WHERE table_schema = ?", (db,))
+                .await?;
+            Ok(v.unwrap_or(0))
+        }
+        _ => {
+            let (c, conn) = tokio_postgres::connect(&s.db_url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let row = c
+                .query_one(
+                    "SELECT SUM(pg_table_size(c.oid))::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'public' AND c.relkind = 'r'",
+                    &[],
+                )
+                .await?;
+            Ok(row.get::<_, i64>(0) as u64)
+        }
+    }
+}
+
+/// Time for the source's own command-line client to read every row of the dataset to /dev/null.
+fn client_read_time(s: &Source, manifest: &refract_schema::Manifest, scale: Scale) -> anyhow::Result<f64> {
+    let (user, pw, host, port) = url_parts(&s.server_url);
+    let t = Instant::now();
+    for table in &manifest.tables {
+        let cols: Vec<String> = table.columns.iter().map(|c| c.source_name.clone()).collect();
+        let status = match s.backend {
+            Backend::Mysql => std::process::Command::new("mariadb")
+                .args(["--no-defaults", "--quick", "-h", &host, "-P", &port.to_string(), "-u", &user, &db_name(scale), "-e"])
+                .arg(format!("SELECT {} FROM {}", cols.join(", "), table.source_name))
+                .env("MYSQL_PWD", &pw)
+                .stdout(Stdio::null())
+                .status(),
+            _ => std::process::Command::new("psql")
+                .args(["-X", "-q", "-h", &host, "-p", &port.to_string(), "-U", &user, "-d", &db_name(scale), "-c"])
+                .arg(format!("COPY (SELECT {} FROM {}) TO STDOUT", cols.join(", "), table.source_name))
+                .env("PGPASSWORD", &pw)
+                .stdout(Stdio::null())
+                .status(),
+        }
+        .context("run the source's client (mariadb / psql)")?;
+        if !status.success() {
+            bail!("client read of {} failed", table.source_name);
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// A running `refract engine` child process.
+struct EngineProcess {
+    child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn refract_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("refract");
+    if !bin.exists() {
+        bail!("{} not found: build it first (cargo build --release -p refract)", bin.display());
+    }
+    Ok(bin)
+}
+
+async fn start_engine(s: &Source, scale: Scale) -> anyhow::Result<EngineProcess> {
+    let dir = tempfile::tempdir()?;
+    let (user, pw, host, port) = url_parts(&s.server_url);
+    let pw_file = dir.path().join("source-password");
+    std::fs::write(&pw_file, pw)?;
+    let config = serde_json::json!({
+        "listen": "127.0.0.1:0",
+        "source": {"backend": s.backend.as_str(), "host": host, "port": port, "user": user,
+                   "password_file": pw_file, "database": db_name(scale)},
+        "sync": {"mode": "poll", "interval": 3600},
+        "log_level": "warn",
+    });
+    let config_path = dir.path().join("engine.json");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    let mut child = tokio::process::Command::new(refract_binary()?)
+        .args(["engine", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("engine stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next_line().await? {
+            Some(l) => {
+                if let Some(u) = l.strip_prefix("refract engine listening on ") {
+                    break u.trim().to_string();
+                }
+            }
+            None => bail!("engine exited before listening"),
+        }
+    };
+    // Wait for the first snapshot.
+    let t = Instant::now();
+    loop {
+        let body = reqwest_health(&url).await.unwrap_or_default();
+        if body.contains("\"ok\"") {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("engine did not load within 10 minutes: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(EngineProcess { child, url, _dir: dir })
+}
+
+async fn reqwest_health(url: &str) -> anyhow::Result<String> {
+    use http_body_util::{BodyExt, Empty};
+    let client: hyper_util::client::legacy::Client<_, Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = client.get(format!("{url}/health").parse()?).await?;
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// B3.
+async fn query_bench(srcs: &[Source], scale: Scale, duration: Duration, connections: usize) -> anyhow::Result<()> {
+    let users = scale.users() as i64;
+    let queries: [(&str, Arc<dyn Fn(i64) -> String + Send + Sync>); 4] = [
+        ("Q1 pk lookup", Arc::new(|n| format!("users(id = {n}) {{ id name email }}"))),
+        ("Q2 include", Arc::new(|n| format!("posts(user_id = {n}) {{ id title comments {{ id body }} }}"))),
+        (
+            "Q3 relation filter",
+            Arc::new(|n| format!("users(posts.comments.approved = false AND plan = \"pro\" AND id >= {n} ORDER BY id LIMIT 50) {{ id }}")),
+        ),
+        (
+            "Q4 filter+order",
+            Arc::new(|n| format!("posts(published = true AND user_id >= {n} ORDER BY created_at DESC, id LIMIT 20) {{ id title }}")),
+        ),
+    ];
+    println!("\n## B3 queries over HTTP ({connections} connections, {} s each)\n", duration.as_secs());
+    println!("| source | query | engine q/s | engine p50 ms | engine p99 ms | SQL baseline q/s | baseline p50 ms | baseline p99 ms | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for s in srcs {
+        let mut engine = start_engine(s, scale).await?;
+        let pool = baseline::Pool::open(&s.db_url, connections.min(16)).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move { axum::serve(listener, baseline::router(pool)).await });
+        for (qi, (name, q)) in queries.iter().enumerate() {
+            let q = q.clone();
+            let arg = move |i: u64| 1 + (i.wrapping_mul(2654435761) % users as u64) as i64;
+            let engine_req: loadgen::BodyFn = Arc::new(move |i| ("/query".to_string(), q(arg(i))));
+            let e = loadgen::run(&engine.url, None, connections, duration, engine_req).await;
+            let path = format!("/q/{}", qi + 1);
+            let base_req: loadgen::BodyFn = Arc::new(move |i| (path.clone(), arg(i).to_string()));
+            let b = loadgen::run(&base_url, None, connections, duration, base_req).await;
+            if e.errors > 0 || b.errors > 0 {
+                eprintln!("{name}: errors engine={}/{} baseline={}/{} (engine sample: {:.200})", e.errors, e.ok + e.errors, b.errors, b.ok + b.errors, e.sample);
+            }
+            println!(
+                "| {} | {name} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.1}× |",
+                s.name,
+                e.rate,
+                e.p50.as_secs_f64() * 1e3,
+                e.p99.as_secs_f64() * 1e3,
+                b.rate,
+                b.p50.as_secs_f64() * 1e3,
+                b.p99.as_secs_f64() * 1e3,
+                e.rate / b.rate.max(1e-9)
+            );
+        }
+        server.abort();
+        let _ = engine.child.kill().await;
+    }
+    Ok(())
+}

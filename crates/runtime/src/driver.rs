@@ -1,0 +1,89 @@
+//! The [`Driver`] trait every runtime (local processes, Kubernetes) implements.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, TcpListener};
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::{InstanceHandle, InstanceSpec, InstanceStatus, RuntimeError};
+
+/// A boxed, sendable future: the return type of [`Driver`] methods, so that the trait can be used
+/// as `Arc<dyn Driver>` without the `async-trait` crate.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs instances somewhere (local processes, Kubernetes pods) and reports on them.
+///
+/// Every method is idempotent and keyed by the instance id, so a reconciler can call them again
+/// after its own restart: the driver's truth lives in the runtime (processes, pods, the state
+/// files of the local driver), not in the driver object.
+pub trait Driver: Send + Sync {
+    /// Where this driver runs instances (`"local"` for the local process driver).
+    fn region(&self) -> &str;
+
+    /// Writes the spec's files and launches the instance; returns without waiting for readiness
+    /// (watch [`Driver::status`] go from `Starting` to `Running`). Fails with
+    /// [`RuntimeError::AlreadyRunning`] if an instance with this id is starting or running; an
+    /// exited one is started again in the same place (its log is kept).
+    fn start<'a>(
+        &'a self,
+        spec: &'a InstanceSpec,
+    ) -> BoxFuture<'a, Result<InstanceHandle, RuntimeError>>;
+
+    /// Asks the instance to stop (SIGTERM for processes), waits up to `grace`, then forces it
+    /// (SIGKILL). Returns the final status; stopping an exited or unknown instance is not an error.
+    /// Keeps the instance's files and logs (see [`Driver::remove`]).
+    fn stop<'a>(
+        &'a self,
+        id: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<InstanceStatus, RuntimeError>>;
+
+    /// The current status, observed now (and adopted from disk after a control-plane restart).
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<InstanceStatus, RuntimeError>>;
+
+    /// The endpoint when the instance is running.
+    fn endpoint<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            match self.status(id).await {
+                Ok(InstanceStatus::Running { endpoint }) => Some(endpoint),
+                _ => None,
+            }
+        })
+    }
+
+    /// The last `tail_lines` lines of the instance's output (stdout and stderr); empty when there
+    /// are none or the instance is unknown. For a failure message (`lastError`).
+    fn logs<'a>(&'a self, id: &'a str, tail_lines: usize) -> BoxFuture<'a, String>;
+
+    /// Every instance the driver knows, running or exited, sorted by id.
+    ///
+    /// Fails rather than return a partial list, so that a caller never mistakes an unreadable
+    /// runtime for one with no instances.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<(String, InstanceStatus)>, RuntimeError>>;
+
+    /// Forgets an exited instance and deletes everything the driver keeps for it (files, logs).
+    /// Fails with [`RuntimeError::StillRunning`] while it runs; removing an unknown id is a no-op.
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server that needs its port chosen
+/// before it starts (another process may take it in between; callers retry on a bind failure).
+pub fn free_port() -> Result<u16, RuntimeError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(RuntimeError::io("bind a free port on", "127.0.0.1:0"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(RuntimeError::io("read the address of", "127.0.0.1:0"))?;
+    Ok(addr.port())
+}
+
+/// Validates an instance id or file name: one safe path component.
+pub(crate) fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

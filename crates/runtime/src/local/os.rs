@@ -1,0 +1,105 @@
+//! Process checks and signals (Unix; `/proc` checks on Linux, skipped where `/proc` is absent).
+
+use std::io;
+use std::path::Path;
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`), which
+/// with the pid identifies a process uniquely; `None` without `/proc` or for a gone process.
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid …": comm may hold spaces and parentheses, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state), so field 22 is fields[19].
+    fields.get(19)?.parse().ok()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat[stat.rfind(')')? + 1..].trim_start().to_string();
+            rest.chars().next()
+        })
+        .is_some_and(|state| state == 'Z' || state == 'X')
+}
+
+/// Whether `pid` is alive and is still the process the driver started: the same start time when
+/// one was recorded, else a command line (or executable) whose file name is the program's. Guards
+/// against pid reuse after a control-plane restart; zombies count as dead.
+pub(crate) fn is_our_process(pid: u32, program: &Path, recorded_ticks: Option<u64>) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
+    let exists = unsafe { libc::kill(raw, 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    if !Path::new("/proc/self/stat").exists() {
+        return true; // no /proc: existence is all we can check
+    }
+    if is_zombie(pid) {
+        return false;
+    }
+    match recorded_ticks {
+        // (pid, start time) names one process for the machine's uptime: a reused pid has a later
+        // start time. This also holds when the program exec'd another (a wrapper script's `exec`).
+        Some(recorded) => start_ticks(pid) == Some(recorded),
+        None => program_matches(pid, program),
+    }
+}
+
+fn program_matches(pid: u32, program: &Path) -> bool {
+    let Some(want) = program.file_name() else {
+        return false;
+    };
+    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        // argv[0]; some servers rewrite their title into one string ("redis-server *:6379"), so
+        // only its first word counts.
+        let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+        let first = argv0.split(|&b| b == b' ').next().unwrap_or_default();
+        let first = String::from_utf8_lossy(first);
+        if Path::new(first.as_ref()).file_name() == Some(want) {
+            return true;
+        }
+    }
+    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        let exe = exe.to_string_lossy();
+        let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
+        if Path::new(exe).file_name() == Some(want) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Sends `signal` to the process `pid` (or to its process group when `group`).
+/// A process that is already gone is not an error.
+pub(crate) fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
+    let raw = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if raw <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let target = if group { -raw } else { raw };
+    // SAFETY: plain kill(2) on a pid (or process group) the driver started; no memory involved.
+    if unsafe { libc::kill(target, signal) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Whether a process group still has members.
+pub(crate) fn group_exists(pgid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    // SAFETY: signal 0 checks existence only.
+    raw > 1 && unsafe { libc::kill(-raw, 0) } == 0
+}

@@ -1,0 +1,2 @@
+//! Integration tests of the local process driver (one test binary).
+mod local;
