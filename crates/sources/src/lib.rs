@@ -3,9 +3,38 @@
 //!
 //! **Architecture invariant:** nothing here writes to a source's data; the only statements that
 //! change anything on a source are replication bookkeeping (slots, publications) in CDC modes.
+//!
+//! | backend | driver | snapshot | position |
+//! |---|---|---|---|
+//! | MySQL / MariaDB | `mysql_async`, binary protocol | `FLUSH TABLES WITH READ LOCK` + `START TRANSACTION WITH CONSISTENT SNAPSHOT` per connection (fallback: one connection) | binlog file/offset + GTID |
+//! | PostgreSQL | `tokio-postgres`, `COPY … TO STDOUT` | exported snapshot shared by every connection | LSN |
+//! | SQLite | `rusqlite` (on blocking threads) | one read transaction | none |
+//!
+//! Type mapping rules are in `docs/types.md` and [`types`](crate) (module-private).
+//!
+//! PostgreSQL CDC: create the logical slot with an exported snapshot, then load with
+//! [`load_tables_in_snapshot`] so the load and the change stream meet exactly at the slot's
+//! consistent point.
+//!
+//! ```no_run
+//! # async fn demo(params: refract_sources::SourceParams) -> Result<(), refract_sources::SourceError> {
+//! let report = refract_sources::test_connection(&params, std::time::Duration::from_secs(5)).await;
+//! assert!(report.ok, "{:?}", report.error);
+//! let schema = refract_sources::introspect(&params).await?;
+//! # let _ = schema; Ok(()) }
+//! ```
 #![deny(missing_docs)]
 
+pub mod cdc;
+mod error;
+mod load;
+mod mysql;
+mod postgres;
+mod sqlite;
+mod types;
+
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use refract_schema::{Backend, Manifest, RowSink, SourceSchema};
@@ -54,6 +83,9 @@ pub enum SourceError {
     /// The server refused the login or a statement for lack of rights.
     #[error("the source rejected the request: {0}")]
     Rejected(String),
+    /// The load stopped before its end because a sink refused more rows (memory cap).
+    #[error("the load stopped: {0}")]
+    Stopped(String),
     /// Anything else the server or driver reported.
     #[error("source error: {0}")]
     Other(String),
@@ -146,29 +178,124 @@ pub enum SourcePosition {
 
 /// Connect, log in and describe the server, within `timeout`. Never fails: problems are in
 /// the report's `error`.
+///
+/// With `database: None`, MySQL connects without a default schema and PostgreSQL to the
+/// `postgres` database (then `template1`). PostgreSQL's `availableSchemas` lists the databases
+/// the user may connect to, `postgres` included (it is an ordinary database that often holds
+/// tables); `template0`/`template1` are left out.
 pub async fn test_connection(params: &SourceParams, timeout: Duration) -> TestConnectionReport {
-    let _ = (params, timeout);
-    TestConnectionReport { ok: false, error: Some("not implemented".into()), ..Default::default() }
+    let run = async {
+        match params.backend {
+            Backend::Mysql => mysql::test_connection(params, timeout).await,
+            Backend::Postgres => postgres::test_connection(params, timeout).await,
+            Backend::Sqlite => sqlite::test_connection(params).await,
+            Backend::Mssql => Err(unsupported(params.backend)),
+        }
+    };
+    let result = match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(error::timed_out(params, "connecting to", timeout)),
+    };
+    match result {
+        Ok(report) => report,
+        Err(e) => TestConnectionReport {
+            ok: false,
+            error: Some(error::scrub(e.to_string(), params)),
+            ..Default::default()
+        },
+    }
 }
 
-/// Introspect the tables of `params.database`.
+/// Introspect the tables of `params.database` (PostgreSQL: of the schema `params.pg_schema`,
+/// default `public`, in that database).
 pub async fn introspect(params: &SourceParams) -> Result<SourceSchema, SourceError> {
-    let _ = params;
-    Err(SourceError::Other("not implemented".into()))
+    let r = match params.backend {
+        Backend::Mysql => mysql::introspect(params).await,
+        Backend::Postgres => postgres::introspect(params).await,
+        Backend::Sqlite => sqlite::introspect(params).await,
+        Backend::Mssql => Err(unsupported(params.backend)),
+    };
+    r.map_err(|e| e.scrubbed(params))
 }
 
 /// Load every table of `manifest` into the sinks (one per table, in manifest order), reading all
 /// tables inside one consistent source snapshot, several tables at once over `parallelism`
 /// connections, streaming rows without buffering a result. Returns the sinks and the source
 /// position of the snapshot.
+///
+/// Each table is read with `SELECT <manifest columns> FROM <table> [WHERE <where_sql>]`. When a
+/// sink's `end_row` returns `false`, every reader stops and the result is
+/// [`SourceError::Stopped`].
 pub async fn load_tables<S: RowSink + Send + 'static>(
     params: &SourceParams,
     manifest: &Manifest,
     sinks: Vec<S>,
     parallelism: usize,
-    progress: std::sync::Arc<LoadProgress>,
+    progress: Arc<LoadProgress>,
 ) -> Result<(Vec<S>, SourcePosition), SourceError> {
-    let _ = (params, manifest, parallelism, progress);
-    let _ = sinks;
-    Err(SourceError::Other("not implemented".into()))
+    if sinks.len() != manifest.tables.len() {
+        return Err(SourceError::Other(format!(
+            "{} sinks for {} tables",
+            sinks.len(),
+            manifest.tables.len()
+        )));
+    }
+    let parallelism = parallelism.clamp(1, manifest.tables.len().max(1));
+    let r = match params.backend {
+        Backend::Mysql => mysql::load(params, manifest, sinks, parallelism, progress).await,
+        Backend::Postgres => postgres::load(params, manifest, sinks, parallelism, progress, None).await,
+        Backend::Sqlite => sqlite::load(params, manifest, sinks, progress).await,
+        Backend::Mssql => Err(unsupported(params.backend)),
+    };
+    r.map_err(|e| e.scrubbed(params))
+}
+
+/// A PostgreSQL snapshot exported by another session that keeps it alive while the load runs:
+/// typically the replication connection that created the logical slot with `EXPORT_SNAPSHOT`,
+/// so that the change stream starts exactly where the load's snapshot ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedSnapshot {
+    /// The snapshot name (`00000003-00000002-1`), as `pg_export_snapshot()` or
+    /// `CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT` returned it.
+    pub name: String,
+    /// The LSN the snapshot corresponds to (the slot's `consistent_point`), `X/Y`; returned as
+    /// the load's position.
+    pub lsn: String,
+}
+
+/// [`load_tables`] inside a snapshot exported by another PostgreSQL session (see
+/// [`ExportedSnapshot`]); every load connection imports it with `SET TRANSACTION SNAPSHOT`.
+/// The position returned is `snapshot.lsn`. Other backends: [`SourceError::Other`].
+pub async fn load_tables_in_snapshot<S: RowSink + Send + 'static>(
+    params: &SourceParams,
+    manifest: &Manifest,
+    sinks: Vec<S>,
+    parallelism: usize,
+    progress: Arc<LoadProgress>,
+    snapshot: &ExportedSnapshot,
+) -> Result<(Vec<S>, SourcePosition), SourceError> {
+    if params.backend != Backend::Postgres {
+        return Err(SourceError::Other(format!(
+            "an exported snapshot is a PostgreSQL feature; the source is {}",
+            params.backend.as_str()
+        )));
+    }
+    if sinks.len() != manifest.tables.len() {
+        return Err(SourceError::Other(format!(
+            "{} sinks for {} tables",
+            sinks.len(),
+            manifest.tables.len()
+        )));
+    }
+    let parallelism = parallelism.clamp(1, manifest.tables.len().max(1));
+    postgres::load(params, manifest, sinks, parallelism, progress, Some(snapshot))
+        .await
+        .map_err(|e| e.scrubbed(params))
+}
+
+fn unsupported(backend: Backend) -> SourceError {
+    SourceError::Other(format!(
+        "{} sources are accepted by the API but this build has no driver for them",
+        backend.as_str()
+    ))
 }

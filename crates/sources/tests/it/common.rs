@@ -1,0 +1,265 @@
+//! Shared test helpers: server URLs from the environment, a `Vec` row sink, hand-built
+//! manifests and date helpers.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use refract_schema::{
+    Backend, ColumnManifest, Manifest, RowSink, SourceSchema, TableManifest, ValueRef, MANIFEST_VERSION,
+};
+use refract_sources::{LoadProgress, SourceError, SourceParams, SourcePosition};
+
+/// An owned cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum V {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Dec(i128),
+    Text(String),
+    Bytes(Vec<u8>),
+    Date(i32),
+    Time(i64),
+    DateTime(i64),
+    Ts(i64),
+    Json(String),
+}
+
+/// `V::Text` from a `&str`.
+pub fn t(s: &str) -> V {
+    V::Text(s.to_string())
+}
+
+/// `V::Json` from a `&str`.
+pub fn j(s: &str) -> V {
+    V::Json(s.to_string())
+}
+
+impl From<ValueRef<'_>> for V {
+    fn from(v: ValueRef<'_>) -> V {
+        match v {
+            ValueRef::Null => V::Null,
+            ValueRef::Bool(b) => V::Bool(b),
+            ValueRef::Int(i) => V::Int(i),
+            ValueRef::Float(f) => V::Float(f),
+            ValueRef::Decimal(d) => V::Dec(d),
+            ValueRef::Text(s) => V::Text(s.to_string()),
+            ValueRef::Bytes(b) => V::Bytes(b.to_vec()),
+            ValueRef::Date(d) => V::Date(d),
+            ValueRef::Time(t) => V::Time(t),
+            ValueRef::DateTime(t) => V::DateTime(t),
+            ValueRef::Timestamp(t) => V::Ts(t),
+            ValueRef::Json(s) => V::Json(s.to_string()),
+        }
+    }
+}
+
+/// Collects rows; checks that cells arrive in column order and rows are complete. With a
+/// `limit`, refuses the row after that many (a memory cap).
+#[derive(Debug, Default)]
+pub struct VecSink {
+    pub table: String,
+    pub columns: usize,
+    pub rows: Vec<Vec<V>>,
+    pub limit: Option<usize>,
+    cur: Vec<V>,
+}
+
+impl VecSink {
+    pub fn new(table: &TableManifest) -> Self {
+        VecSink { table: table.source_name.clone(), columns: table.columns.len(), ..Default::default() }
+    }
+}
+
+impl RowSink for VecSink {
+    fn push(&mut self, column: usize, value: ValueRef<'_>) {
+        assert_eq!(column, self.cur.len(), "{}: cells out of order", self.table);
+        self.cur.push(value.into());
+    }
+
+    fn end_row(&mut self) -> bool {
+        assert_eq!(self.cur.len(), self.columns, "{}: incomplete row", self.table);
+        self.rows.push(std::mem::take(&mut self.cur));
+        self.limit.is_none_or(|l| self.rows.len() < l)
+    }
+}
+
+/// Which table to load: all its columns or a subset, and an optional predicate.
+pub struct Pick<'a> {
+    pub table: &'a str,
+    pub columns: Option<&'a [&'a str]>,
+    pub where_sql: Option<&'a str>,
+}
+
+pub fn pick(table: &str) -> Pick<'_> {
+    Pick { table, columns: None, where_sql: None }
+}
+
+/// A manifest built by hand from the introspected schema (no relations: loading ignores them).
+pub fn manifest(schema: &SourceSchema, pg_schema: Option<&str>, picks: &[Pick<'_>]) -> Manifest {
+    let tables = picks
+        .iter()
+        .map(|p| {
+            let st = schema
+                .tables
+                .iter()
+                .find(|t| t.name == p.table)
+                .unwrap_or_else(|| panic!("table {} not introspected", p.table));
+            let columns: Vec<ColumnManifest> = st
+                .columns
+                .iter()
+                .filter(|c| p.columns.is_none_or(|cols| cols.contains(&c.name.as_str())))
+                .map(|c| ColumnManifest {
+                    source_name: c.name.clone(),
+                    api_name: c.name.clone(),
+                    ty: c.ty,
+                    source_type: c.source_type.clone(),
+                    nullable: c.nullable,
+                    note: None,
+                })
+                .collect();
+            if let Some(cols) = p.columns {
+                assert_eq!(columns.len(), cols.len(), "{}: unknown column in {cols:?}", p.table);
+            }
+            let primary_key = st
+                .primary_key
+                .iter()
+                .filter_map(|k| columns.iter().position(|c| &c.source_name == k))
+                .collect();
+            TableManifest {
+                source_name: st.name.clone(),
+                api_name: st.name.clone(),
+                columns,
+                primary_key,
+                where_sql: p.where_sql.map(str::to_string),
+                relations: Vec::new(),
+                estimated_bytes: st.estimated_bytes,
+            }
+        })
+        .collect();
+    Manifest {
+        version: MANIFEST_VERSION,
+        backend: schema.backend,
+        database: schema.database.clone(),
+        pg_schema: pg_schema.map(str::to_string),
+        tables,
+    }
+}
+
+/// Load every table of `m`; the sinks in manifest order.
+pub async fn load(
+    params: &SourceParams,
+    m: &Manifest,
+    parallelism: usize,
+) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
+    let sinks = m.tables.iter().map(VecSink::new).collect();
+    refract_sources::load_tables(params, m, sinks, parallelism, Arc::new(LoadProgress::default())).await
+}
+
+/// The rows of table `name`, sorted (tables without `ORDER BY` come in any order).
+pub fn rows_of(sinks: &[VecSink], name: &str) -> Vec<Vec<V>> {
+    let s = sinks.iter().find(|s| s.table == name).unwrap_or_else(|| panic!("no sink for {name}"));
+    let mut rows = s.rows.clone();
+    rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    rows
+}
+
+/// The environment variable, or a panic telling how to run the tests.
+pub fn env_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{var} not set: run ./scripts/test (or source the test env file of scripts/testenv)"),
+    }
+}
+
+/// `scheme://user:password@host:port/db` → its parts (percent-escapes decoded; the path is
+/// not needed).
+pub struct Url {
+    pub user: String,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+fn pct(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).expect("utf-8 url")
+}
+
+pub fn parse_url(url: &str) -> Url {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let (auth, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
+    let (user, password) = match auth.split_once(':') {
+        Some((u, p)) => (pct(u), Some(pct(p))),
+        None => (pct(auth), None),
+    };
+    let hostport = hostpart.split('/').next().unwrap_or(hostpart);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().expect("port")),
+        None => (hostport.to_string(), 0),
+    };
+    Url { user, password, host, port }
+}
+
+pub fn params(backend: Backend, url: &Url, database: Option<&str>) -> SourceParams {
+    SourceParams {
+        backend,
+        host: url.host.clone(),
+        port: url.port,
+        user: url.user.clone(),
+        password: url.password.clone(),
+        database: database.map(str::to_string),
+        pg_schema: None,
+    }
+}
+
+/// A database name no other test run uses.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Days since 1970-01-01.
+pub fn days(y: i32, m: u32, d: u32) -> i32 {
+    let date = chrono::NaiveDate::from_ymd_opt(y, m, d).expect("date");
+    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}
+
+/// Microseconds since 1970-01-01T00:00:00.
+pub fn micros(y: i32, m: u32, d: u32, h: i64, mi: i64, s: i64, us: i64) -> i64 {
+    i64::from(days(y, m, d)) * 86_400_000_000 + ((h * 60 + mi) * 60 + s) * 1_000_000 + us
+}
+
+/// Microseconds of a time of day.
+pub fn tod(h: i64, mi: i64, s: i64, us: i64) -> i64 {
+    ((h * 60 + mi) * 60 + s) * 1_000_000 + us
+}
+
+/// A local TCP port that accepts connections and never answers (a hung server).
+pub fn silent_port() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    (l, port)
+}
+
+/// A local TCP port nobody listens on.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    port
+}
