@@ -1,0 +1,625 @@
+//! Stage 5: run a plan over the snapshot's columns and indexes, writing JSON as rows are found.
+//!
+//! Without `ORDER BY`, rows stream in primary-key order and the scan stops as soon as the limit
+//! is reached (plus one row to tell whether the default limit cut the result). With `ORDER BY`,
+//! the matching row ids are collected and only the first `offset + limit` are fully sorted.
+//! Relations are followed through hash indexes, never by scanning the related table.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use refract_schema::{ColumnType, ValueRef};
+use refract_storage::{RowId, Snapshot, Table};
+
+use crate::ast::CmpOp;
+use crate::collate::CiRules;
+use crate::json;
+use crate::literal::DAY_US;
+use crate::plan::{
+    Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, OrderKey, Output, Test, Tri,
+};
+use crate::QueryOutput;
+
+/// Relation paths with at least this many hops remember the rows they explored.
+const MEMO_HOPS: usize = 3;
+
+/// Run the planned top-level `node`.
+pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) -> QueryOutput {
+    let ex = Exec {
+        tables: &snapshot.tables,
+        ci: CiRules::for_backend(snapshot.manifest.backend),
+    };
+    let table = &*ex.tables[node.table];
+    let mut out = Vec::with_capacity(256);
+    out.push(b'[');
+    let limit = node.limit.unwrap_or(default_limit);
+    let mut rows = 0usize;
+    let mut truncated = false;
+    if node.order.is_empty() {
+        let mut skip = node.offset;
+        // Returns whether to go on.
+        let mut emit = |row: RowId, out: &mut Vec<u8>| -> bool {
+            if !ex.passes(node.filter.as_ref(), table, row) {
+                return true;
+            }
+            if skip > 0 {
+                skip -= 1;
+                return true;
+            }
+            if rows == limit {
+                truncated = node.limit.is_none();
+                return false;
+            }
+            if rows > 0 {
+                out.push(b',');
+            }
+            ex.write_row(out, node, table, row);
+            rows += 1;
+            node.limit.is_none() || rows < limit
+        };
+        if node.limit != Some(0) {
+            match &node.access {
+                Access::Pk(keys) if keys.len() == 1 => {
+                    if let Some(row) = with_key(&keys[0], |k| table.pk_lookup(k)) {
+                        emit(row, &mut out);
+                    }
+                }
+                Access::Pk(_) | Access::Index { .. } => {
+                    for row in ex.access_rows(table, &node.access) {
+                        if !emit(row, &mut out) {
+                            break;
+                        }
+                    }
+                }
+                Access::Scan | Access::Relation => {
+                    for row in table.scan() {
+                        if !emit(row, &mut out) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        let mut cands = match &node.access {
+            Access::Scan | Access::Relation => table.scan().collect(),
+            access => ex.access_rows(table, access),
+        };
+        if let Some(f) = &node.filter {
+            cands.retain(|&row| ex.eval(f, table, row) == Tri::True);
+        }
+        let keep = node.offset.saturating_add(limit);
+        truncated = node.limit.is_none() && cands.len() > keep;
+        ex.sort(&node.order, table, &mut cands, keep);
+        for &row in cands.iter().skip(node.offset).take(limit) {
+            if rows > 0 {
+                out.push(b',');
+            }
+            ex.write_row(&mut out, node, table, row);
+            rows += 1;
+        }
+    }
+    out.push(b']');
+    QueryOutput {
+        body: out,
+        rows,
+        truncated,
+    }
+}
+
+/// `f(key as ValueRefs)` without allocating for one-column keys.
+fn with_key<R>(key: &[KeyVal], f: impl FnOnce(&[ValueRef<'_>]) -> R) -> R {
+    if let [k] = key {
+        f(&[k.as_ref()])
+    } else {
+        let refs: Vec<ValueRef<'_>> = key.iter().map(KeyVal::as_ref).collect();
+        f(&refs)
+    }
+}
+
+/// For an `ORDER BY` key behind relations: the table that holds the value and, per row being
+/// sorted, the row that holds it (`None` when a relation leads nowhere).
+type HeldRows<'t> = (&'t Table, Vec<Option<RowId>>);
+
+/// Rows related to one row through a hop.
+enum Related {
+    None,
+    One(RowId),
+    Many(Vec<RowId>),
+}
+
+struct Exec<'s> {
+    tables: &'s [Arc<Table>],
+    /// How case-insensitive columns order on this source.
+    ci: CiRules,
+}
+
+impl Exec<'_> {
+    /// Rows found by lookups, in primary-key order, without duplicates.
+    fn access_rows(&self, table: &Table, access: &Access) -> Vec<RowId> {
+        let mut rows: Vec<RowId> = match access {
+            Access::Pk(keys) => keys
+                .iter()
+                .filter_map(|k| with_key(k, |k| table.pk_lookup(k)))
+                .collect(),
+            Access::Index { cols, keys } => {
+                if let [key] = keys.as_slice() {
+                    return with_key(key, |k| table.index_lookup(cols, k));
+                }
+                keys.iter()
+                    .flat_map(|k| with_key(k, |k| table.index_lookup(cols, k)))
+                    .collect()
+            }
+            Access::Scan | Access::Relation => return table.scan().collect(),
+        };
+        if rows.len() > 1 {
+            rows.sort_unstable();
+            rows.dedup();
+            sort_by_pk(table, &mut rows);
+        }
+        rows
+    }
+
+    fn passes(&self, filter: Option<&BExpr<'_>>, table: &Table, row: RowId) -> bool {
+        filter.is_none_or(|f| self.eval(f, table, row) == Tri::True)
+    }
+
+    fn eval(&self, e: &BExpr<'_>, table: &Table, row: RowId) -> Tri {
+        match e {
+            BExpr::And(terms) => {
+                let mut acc = Tri::True;
+                for t in terms {
+                    match self.eval(t, table, row) {
+                        Tri::False => return Tri::False,
+                        Tri::Unknown => acc = Tri::Unknown,
+                        Tri::True => {}
+                    }
+                }
+                acc
+            }
+            BExpr::Or(terms) => {
+                let mut acc = Tri::False;
+                for t in terms {
+                    match self.eval(t, table, row) {
+                        Tri::True => return Tri::True,
+                        Tri::Unknown => acc = Tri::Unknown,
+                        Tri::False => {}
+                    }
+                }
+                acc
+            }
+            BExpr::Not(inner) => self.eval(inner, table, row).not(),
+            BExpr::Pred(p) if p.hops.is_empty() => test(&p.test, table.value(p.col, row)),
+            BExpr::Pred(p) => Tri::from_bool(self.exists(&p.hops, table, row, p)),
+        }
+    }
+
+    /// Whether a row reached through `hops` satisfies `p` (ANY semantics on to-many hops).
+    fn exists(&self, hops: &[Hop<'_>], table: &Table, row: RowId, p: &BPred<'_>) -> bool {
+        if hops.len() >= MEMO_HOPS {
+            let mut seen = vec![HashSet::new(); hops.len()];
+            return self.exists_memo(hops, 0, table, row, p, &mut seen);
+        }
+        let Some((hop, rest)) = hops.split_first() else {
+            return test(&p.test, table.value(p.col, row)) == Tri::True;
+        };
+        let target = &*self.tables[hop.target];
+        match self.follow(hop, table, row) {
+            Related::None => false,
+            Related::One(r) => self.exists(rest, target, r, p),
+            Related::Many(rows) => rows.into_iter().any(|r| self.exists(rest, target, r, p)),
+        }
+    }
+
+    /// [`Exec::exists`] for long paths: a row already explored at a level is not explored again
+    /// (it did not match), so paths like `posts.author.posts.author.…` cost at most the rows
+    /// they reach, not the product of their fan-outs.
+    fn exists_memo(
+        &self,
+        hops: &[Hop<'_>],
+        level: usize,
+        table: &Table,
+        row: RowId,
+        p: &BPred<'_>,
+        seen: &mut [HashSet<RowId>],
+    ) -> bool {
+        let Some(hop) = hops.get(level) else {
+            return test(&p.test, table.value(p.col, row)) == Tri::True;
+        };
+        let target = &*self.tables[hop.target];
+        let rows = match self.follow(hop, table, row) {
+            Related::None => return false,
+            Related::One(r) => vec![r],
+            Related::Many(rows) => rows,
+        };
+        rows.into_iter()
+            .any(|r| seen[level].insert(r) && self.exists_memo(hops, level + 1, target, r, p, seen))
+    }
+
+    /// The rows of the hop's target related to `row` (in primary-key order).
+    fn follow(&self, hop: &Hop<'_>, table: &Table, row: RowId) -> Related {
+        let target = &*self.tables[hop.target];
+        let local = &hop.rel.local_columns;
+        let n = local.len();
+        let mut buf = [ValueRef::Null; 4];
+        let mut heap = Vec::new();
+        let key: &mut [ValueRef<'_>] = if n <= 4 {
+            &mut buf[..n]
+        } else {
+            heap.resize(n, ValueRef::Null);
+            &mut heap
+        };
+        for (i, &col) in local.iter().enumerate() {
+            let (from, to) = hop.key_types[i];
+            let Some(v) = coerce(table.value(col, row), from, to) else {
+                return Related::None;
+            };
+            let slot = match &hop.lookup {
+                Lookup::Pk(perm) => perm.iter().position(|&p| p == i).unwrap_or(i),
+                Lookup::Index => i,
+            };
+            key[slot] = v;
+        }
+        match &hop.lookup {
+            Lookup::Pk(_) => match target.pk_lookup(key) {
+                Some(r) => Related::One(r),
+                None => Related::None,
+            },
+            Lookup::Index => {
+                let rows = target.index_lookup(&hop.rel.target_columns, key);
+                if hop.to_many {
+                    Related::Many(rows)
+                } else {
+                    rows.first().map_or(Related::None, |&r| Related::One(r))
+                }
+            }
+        }
+    }
+
+    /// Follow to-one hops to the row that holds an `ORDER BY` column.
+    fn follow_chain(&self, hops: &[Hop<'_>], table: &Table, row: RowId) -> Option<RowId> {
+        let mut table = table;
+        let mut row = row;
+        for hop in hops {
+            match self.follow(hop, table, row) {
+                Related::One(r) => row = r,
+                Related::Many(rows) => row = *rows.first()?,
+                Related::None => return None,
+            }
+            table = &self.tables[hop.target];
+        }
+        Some(row)
+    }
+
+    fn write_row(&self, out: &mut Vec<u8>, node: &Node<'_>, table: &Table, row: RowId) {
+        out.push(b'{');
+        for (i, o) in node.outputs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match o {
+                Output::Column { name, col, ty } => {
+                    json::write_key(out, name);
+                    json::write_value(out, table.value(*col, row), *ty);
+                }
+                Output::Relation {
+                    name,
+                    hop,
+                    node: child,
+                } => {
+                    json::write_key(out, name);
+                    self.write_related(out, hop, child, table, row);
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// A forward relation as an object or `null`, a reverse one as an array.
+    fn write_related(
+        &self,
+        out: &mut Vec<u8>,
+        hop: &Hop<'_>,
+        child: &Node<'_>,
+        table: &Table,
+        row: RowId,
+    ) {
+        let target = &*self.tables[hop.target];
+        let mut rows = match self.follow(hop, table, row) {
+            Related::None => Vec::new(),
+            Related::One(r) => {
+                if !hop.to_many {
+                    let shown = child.offset == 0
+                        && child.limit != Some(0)
+                        && self.passes(child.filter.as_ref(), target, r);
+                    if shown {
+                        self.write_row(out, child, target, r);
+                    } else {
+                        out.extend_from_slice(b"null");
+                    }
+                    return;
+                }
+                vec![r]
+            }
+            Related::Many(rows) => rows,
+        };
+        if let Some(f) = &child.filter {
+            rows.retain(|&r| self.eval(f, target, r) == Tri::True);
+        }
+        let limit = child.limit.unwrap_or(usize::MAX);
+        if !child.order.is_empty() {
+            self.sort(
+                &child.order,
+                target,
+                &mut rows,
+                child.offset.saturating_add(limit),
+            );
+        }
+        let mut shown = rows.iter().skip(child.offset).take(limit);
+        if !hop.to_many {
+            match shown.next() {
+                Some(&r) => self.write_row(out, child, target, r),
+                None => out.extend_from_slice(b"null"),
+            }
+            return;
+        }
+        out.push(b'[');
+        for (i, &r) in shown.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.write_row(out, child, target, r);
+        }
+        out.push(b']');
+    }
+
+    /// Sort `rows` (given in primary-key order) by `order`, ties kept in primary-key order;
+    /// only the first `keep` rows need to be right.
+    fn sort(&self, order: &[OrderKey<'_>], table: &Table, rows: &mut Vec<RowId>, keep: usize) {
+        let n = rows.len();
+        if n < 2 || order.is_empty() {
+            return;
+        }
+        // Keys behind to-one relations: the row that holds the value, per position.
+        let resolved: Vec<Option<HeldRows<'_>>> = order
+            .iter()
+            .map(|k| {
+                let last = k.hops.last()?;
+                let rows = rows
+                    .iter()
+                    .map(|&r| self.follow_chain(&k.hops, table, r))
+                    .collect();
+                Some((&*self.tables[last.target], rows))
+            })
+            .collect();
+        let value = |k: usize, i: u32| -> ValueRef<'_> {
+            match &resolved[k] {
+                None => table.value(order[k].col, rows[i as usize]),
+                Some((t, held)) => match held[i as usize] {
+                    Some(r) => t.value(order[k].col, r),
+                    None => ValueRef::Null,
+                },
+            }
+        };
+        let cmp = |a: &u32, b: &u32| -> Ordering {
+            for (k, key) in order.iter().enumerate() {
+                let (va, vb) = (value(k, *a), value(k, *b));
+                let o = match (matches!(va, ValueRef::Null), matches!(vb, ValueRef::Null)) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => {
+                        if key.nulls_first {
+                            Ordering::Less
+                        } else {
+                            Ordering::Greater
+                        }
+                    }
+                    (false, true) => {
+                        if key.nulls_first {
+                            Ordering::Greater
+                        } else {
+                            Ordering::Less
+                        }
+                    }
+                    (false, false) => {
+                        let o = cmp_values(key.ty, va, vb, Some(self.ci));
+                        if key.desc {
+                            o.reverse()
+                        } else {
+                            o
+                        }
+                    }
+                };
+                if o.is_ne() {
+                    return o;
+                }
+            }
+            a.cmp(b)
+        };
+        let mut idx: Vec<u32> = (0..n as u32).collect();
+        if keep < n {
+            if keep == 0 {
+                rows.clear();
+                return;
+            }
+            idx.select_nth_unstable_by(keep - 1, cmp);
+            idx.truncate(keep);
+        }
+        idx.sort_unstable_by(cmp);
+        let sorted: Vec<RowId> = idx.iter().map(|&i| rows[i as usize]).collect();
+        *rows = sorted;
+    }
+}
+
+/// Sort row ids by their primary key (exact comparison), for results of several lookups.
+fn sort_by_pk(table: &Table, rows: &mut [RowId]) {
+    let pk = &table.manifest.primary_key;
+    if pk.is_empty() {
+        return;
+    }
+    rows.sort_by(|&a, &b| {
+        for &c in pk {
+            let (va, vb) = (table.value(c, a), table.value(c, b));
+            let o = match (va, vb) {
+                (ValueRef::Null, ValueRef::Null) => Ordering::Equal,
+                (ValueRef::Null, _) => Ordering::Less,
+                (_, ValueRef::Null) => Ordering::Greater,
+                _ => cmp_values(table.column_type(c), va, vb, None),
+            };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        a.cmp(&b)
+    });
+}
+
+/// Order of two non-null values of one column; `ci` compares case-insensitive text columns by
+/// their collation (`None`: exact, as primary-key order is).
+fn cmp_values(ty: ColumnType, a: ValueRef<'_>, b: ValueRef<'_>, ci: Option<CiRules>) -> Ordering {
+    use ValueRef as V;
+    match (a, b) {
+        (V::Bool(x), V::Bool(y)) => x.cmp(&y),
+        (V::Int(x), V::Int(y)) => x.cmp(&y),
+        (V::Float(x), V::Float(y)) => x
+            .partial_cmp(&y)
+            .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())),
+        (V::Decimal(x), V::Decimal(y)) => x.cmp(&y),
+        (V::Text(x), V::Text(y)) => match ci {
+            Some(rules)
+                if ty
+                    == (ColumnType::Text {
+                        case_insensitive: true,
+                    }) =>
+            {
+                rules.cmp(x, y)
+            }
+            _ => x.cmp(y),
+        },
+        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
+        (V::Date(x), V::Date(y)) => x.cmp(&y),
+        (V::Time(x), V::Time(y))
+        | (V::DateTime(x), V::DateTime(y))
+        | (V::Timestamp(x), V::Timestamp(y)) => x.cmp(&y),
+        (V::Json(x), V::Json(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
+}
+
+/// A key value converted to the type of the column it is looked up in; `None` when NULL or
+/// when no value of that type can be equal.
+fn coerce(v: ValueRef<'_>, from: ColumnType, to: ColumnType) -> Option<ValueRef<'_>> {
+    let pow = |s: u8| 10i128.checked_pow(s as u32);
+    match (v, from, to) {
+        (ValueRef::Null, _, _) => None,
+        (ValueRef::Int(x), _, ColumnType::Decimal { scale }) => {
+            Some(ValueRef::Decimal((x as i128).checked_mul(pow(scale)?)?))
+        }
+        (ValueRef::Decimal(m), ColumnType::Decimal { scale: s }, ColumnType::Int) => {
+            let p = pow(s)?;
+            if m % p != 0 {
+                return None;
+            }
+            i64::try_from(m / p).ok().map(ValueRef::Int)
+        }
+        (
+            ValueRef::Decimal(m),
+            ColumnType::Decimal { scale: s1 },
+            ColumnType::Decimal { scale: s2 },
+        ) if s1 != s2 => {
+            if s2 > s1 {
+                Some(ValueRef::Decimal(m.checked_mul(pow(s2 - s1)?)?))
+            } else {
+                let p = pow(s1 - s2)?;
+                (m % p == 0).then_some(ValueRef::Decimal(m / p))
+            }
+        }
+        _ => Some(v),
+    }
+}
+
+/// `floor`-based comparison of a value with a literal `(q, frac)` (see [`Lit::Ord`]).
+#[inline]
+fn cmp_ord(v: i128, q: i128, frac: bool) -> Ordering {
+    match v.cmp(&q) {
+        Ordering::Equal if frac => Ordering::Less,
+        o => o,
+    }
+}
+
+/// Order of a non-null value and a literal of its column; `None` when they cannot compare.
+fn cmp_lit(v: ValueRef<'_>, lit: &Lit) -> Option<Ordering> {
+    Some(match (v, lit) {
+        (ValueRef::Int(x), Lit::Ord(q, f)) => cmp_ord(x as i128, *q, *f),
+        (ValueRef::Decimal(m), Lit::Ord(q, f)) => cmp_ord(m, *q, *f),
+        (ValueRef::Date(d), Lit::Ord(q, f)) => cmp_ord(d as i128 * DAY_US as i128, *q, *f),
+        (ValueRef::Time(x) | ValueRef::DateTime(x) | ValueRef::Timestamp(x), Lit::Ord(q, f)) => {
+            cmp_ord(x as i128, *q, *f)
+        }
+        (ValueRef::Float(x), Lit::Float(y)) => x.partial_cmp(y)?,
+        (ValueRef::Bool(x), Lit::Bool(y)) => x.cmp(y),
+        (ValueRef::Text(s), Lit::Text(l)) => s.as_bytes().cmp(l.as_bytes()),
+        (ValueRef::Text(s), Lit::TextCi(l, rules)) => rules.cmp_folded(s, l),
+        (ValueRef::Bytes(b), Lit::Bytes(l)) => b.cmp(l.as_slice()),
+        _ => return None,
+    })
+}
+
+/// The scalar test of a predicate on one value.
+fn test(t: &Test, v: ValueRef<'_>) -> Tri {
+    if let Test::IsNull { negated } = t {
+        return Tri::from_bool(matches!(v, ValueRef::Null) != *negated);
+    }
+    if matches!(v, ValueRef::Null) {
+        return Tri::Unknown;
+    }
+    match t {
+        Test::Const(c) => *c,
+        Test::Cmp(op, lit) => Tri::from_ordering(cmp_lit(v, lit), *op),
+        Test::In {
+            lits,
+            sorted,
+            has_null,
+            negated,
+        } => {
+            let found = if *sorted {
+                // `cmp_lit` orders the value against a literal; the search wants the reverse.
+                lits.binary_search_by(|l| cmp_lit(v, l).map_or(Ordering::Less, Ordering::reverse))
+                    .is_ok()
+            } else {
+                lits.iter().any(|l| cmp_lit(v, l) == Some(Ordering::Equal))
+            };
+            let r = if found {
+                Tri::True
+            } else if *has_null {
+                Tri::Unknown
+            } else {
+                Tri::False
+            };
+            if *negated {
+                r.not()
+            } else {
+                r
+            }
+        }
+        Test::Between { low, high, negated } => {
+            let lo = low.as_ref().map_or(Tri::Unknown, |l| {
+                Tri::from_ordering(cmp_lit(v, l), CmpOp::Ge)
+            });
+            let hi = high.as_ref().map_or(Tri::Unknown, |h| {
+                Tri::from_ordering(cmp_lit(v, h), CmpOp::Le)
+            });
+            let r = lo.min(hi);
+            if *negated {
+                r.not()
+            } else {
+                r
+            }
+        }
+        Test::Like { pattern, negated } => match v {
+            ValueRef::Text(s) => Tri::from_bool(pattern.matches(s) != *negated),
+            _ => Tri::Unknown,
+        },
+        Test::IsNull { .. } => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,388 @@
+//! Stage 4: pick the access path of the top-level node and describe plans for `explain`.
+//!
+//! Equality (and `IN`) conjuncts of the top-level filter choose, in this order: primary-key
+//! lookups when they cover the whole key; hash-index lookups on the columns of a foreign key;
+//! lookups on any other column that already has an index; lookups on a lazily built index of
+//! any other non-boolean column. Case-insensitive text and floats never use an index (index
+//! equality is byte equality). The conjuncts an index answers are removed from the filter.
+//! Nested nodes always follow their relation: primary-key lookups for forward relations,
+//! foreign-key index lookups for reverse ones; relation filters use the same lookups per row.
+
+use refract_schema::{ColumnType, RelationKind, TableManifest};
+use refract_storage::Snapshot;
+use serde_json::{json, Map, Value};
+
+use crate::ast::CmpOp;
+use crate::literal::DAY_US;
+use crate::plan::{Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, Output, Test};
+
+/// Most lookups one query does through its access path; more falls back to a scan.
+const MAX_LOOKUPS: usize = 4096;
+
+/// Choose the access path of the top-level `node`.
+pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
+    node.access = Access::Scan;
+    let Some(filter) = node.filter.take() else {
+        return;
+    };
+    let mut conjuncts = match filter {
+        BExpr::And(terms) => terms,
+        other => vec![other],
+    };
+    // (conjunct, column, keys) for each column with an indexable equality.
+    let mut cands: Vec<(usize, usize, Vec<KeyVal>)> = Vec::new();
+    for (i, c) in conjuncts.iter().enumerate() {
+        if let BExpr::Pred(p) = c {
+            if let Some(keys) = index_keys(p) {
+                if !cands.iter().any(|(_, col, _)| *col == p.col) {
+                    cands.push((i, p.col, keys));
+                }
+            }
+        }
+    }
+    if cands.is_empty() {
+        node.filter = rebuild(conjuncts);
+        return;
+    }
+    let table = &snapshot.tables[node.table];
+    let tm: &TableManifest = node.manifest;
+    let covers = |cols: &[usize]| {
+        !cols.is_empty() && cols.iter().all(|c| cands.iter().any(|(_, cc, _)| cc == c))
+    };
+    let (pk, cols): (bool, Vec<usize>) = if covers(&tm.primary_key) {
+        (true, tm.primary_key.clone())
+    } else if let Some(rel) = tm
+        .relations
+        .iter()
+        .find(|r| r.kind == RelationKind::Forward && covers(&r.local_columns))
+    {
+        (false, rel.local_columns.clone())
+    } else if let Some((_, col, _)) = cands.iter().find(|(_, col, _)| table.has_index(&[*col])) {
+        (false, vec![*col])
+    } else if let Some((_, col, _)) = cands
+        .iter()
+        .find(|(_, col, _)| tm.columns[*col].ty != ColumnType::Bool)
+    {
+        (false, vec![*col])
+    } else {
+        node.filter = rebuild(conjuncts);
+        return;
+    };
+    // Keys: the cartesian product of each column's values, in `cols` order.
+    let mut keys: Vec<Vec<KeyVal>> = vec![Vec::with_capacity(cols.len())];
+    let mut used = Vec::with_capacity(cols.len());
+    for col in &cols {
+        let (i, _, values) = cands
+            .iter()
+            .find(|(_, c, _)| c == col)
+            .expect("covered column");
+        used.push(*i);
+        if keys.len().saturating_mul(values.len()) > MAX_LOOKUPS {
+            node.filter = rebuild(conjuncts);
+            return;
+        }
+        keys = keys
+            .iter()
+            .flat_map(|k| {
+                values.iter().map(move |v| {
+                    let mut k = k.clone();
+                    k.push(v.clone());
+                    k
+                })
+            })
+            .collect();
+    }
+    used.sort_unstable();
+    for i in used.into_iter().rev() {
+        if let BExpr::Pred(p) = conjuncts.remove(i) {
+            node.access_preds.insert(0, p.src);
+        }
+    }
+    node.access = if pk {
+        Access::Pk(keys)
+    } else {
+        Access::Index { cols, keys }
+    };
+    node.filter = rebuild(conjuncts);
+}
+
+fn rebuild(mut conjuncts: Vec<BExpr<'_>>) -> Option<BExpr<'_>> {
+    match conjuncts.len() {
+        0 => None,
+        1 => conjuncts.pop(),
+        _ => Some(BExpr::And(conjuncts)),
+    }
+}
+
+/// The index keys that answer `p` exactly (`col = v`, `col IN (…)`), or `None` when an index
+/// cannot answer it. Values that can never be equal (`int_col = 1.5`) give no key.
+fn index_keys(p: &BPred<'_>) -> Option<Vec<KeyVal>> {
+    if !p.hops.is_empty() {
+        return None;
+    }
+    let lits: &[Lit] = match &p.test {
+        Test::Cmp(CmpOp::Eq, lit) => std::slice::from_ref(lit),
+        Test::In {
+            lits,
+            negated: false,
+            ..
+        } => lits,
+        _ => return None,
+    };
+    let mut keys = Vec::with_capacity(lits.len());
+    for lit in lits {
+        // Duplicate keys cost a lookup each; the executor drops duplicate rows.
+        if let Some(k) = key_of(p.ty, lit)? {
+            keys.push(k);
+        }
+    }
+    Some(keys)
+}
+
+/// `None`: not indexable; `Some(None)`: matches nothing; `Some(Some(k))`: this key.
+fn key_of(ty: ColumnType, lit: &Lit) -> Option<Option<KeyVal>> {
+    Some(match (ty, lit) {
+        (_, Lit::Ord(_, true)) => None,
+        (ColumnType::Int, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::Int),
+        (ColumnType::Decimal { .. }, Lit::Ord(q, _)) => Some(KeyVal::Decimal(*q)),
+        (ColumnType::Date, Lit::Ord(q, _)) => {
+            let day = DAY_US as i128;
+            if q % day == 0 {
+                i32::try_from(q / day).ok().map(KeyVal::Date)
+            } else {
+                None
+            }
+        }
+        (ColumnType::Time, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::Time),
+        (ColumnType::DateTime, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::DateTime),
+        (ColumnType::Timestamp, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::Timestamp),
+        (ColumnType::Bool, Lit::Bool(b)) => Some(KeyVal::Bool(*b)),
+        (
+            ColumnType::Text {
+                case_insensitive: false,
+            },
+            Lit::Text(s),
+        ) => Some(KeyVal::Text(s.clone())),
+        (ColumnType::Bytes, Lit::Bytes(b)) => Some(KeyVal::Bytes(b.clone())),
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// explain
+
+/// The plan of `node` as JSON.
+pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) -> Value {
+    let table = &snapshot.tables[node.table];
+    let rows = table.row_count();
+    let tm = node.manifest;
+    let col_names = |cols: &[usize]| {
+        cols.iter()
+            .map(|c| tm.columns[*c].api_name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut obj = Map::new();
+    obj.insert("table".into(), json!(tm.api_name));
+    let (access, candidates) = match &node.access {
+        Access::Scan | Access::Relation => ("scan".to_string(), rows),
+        Access::Pk(keys) => ("pk_lookup".to_string(), keys.len().min(rows)),
+        Access::Index { cols, keys } => {
+            let per_key = per_key_estimate(snapshot, tm, cols, rows);
+            (
+                format!("index_lookup({})", col_names(cols)),
+                keys.len().saturating_mul(per_key).min(rows),
+            )
+        }
+    };
+    obj.insert("access".into(), json!(access));
+    if let Access::Index { cols, .. } = &node.access {
+        // `false`: the first lookup builds the index (once per table version).
+        obj.insert("index_exists".into(), json!(table.has_index(cols)));
+    }
+    if !node.access_preds.is_empty() {
+        obj.insert(
+            "access_filter".into(),
+            json!(node
+                .access_preds
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()),
+        );
+    }
+    if let Access::Pk(keys) | Access::Index { keys, .. } = &node.access {
+        obj.insert("lookups".into(), json!(keys.len()));
+    }
+    obj.insert(
+        "estimated_rows".into(),
+        json!(estimate(node, candidates, Some(default_limit))),
+    );
+    node_details(snapshot, node, &mut obj, default_limit);
+    Value::Object(obj)
+}
+
+/// Rows per key of a hash index: rows per parent for a foreign key, else a 1 % guess.
+fn per_key_estimate(snapshot: &Snapshot, tm: &TableManifest, cols: &[usize], rows: usize) -> usize {
+    if cols == tm.primary_key.as_slice() {
+        return 1;
+    }
+    let parent = tm
+        .relations
+        .iter()
+        .find(|r| r.kind == RelationKind::Forward && r.local_columns == cols)
+        .and_then(|r| snapshot.table(&r.target_table))
+        .map(|t| t.row_count());
+    match parent {
+        Some(p) => rows.div_ceil(p.max(1)).max(1),
+        None => (rows / 100).max(1),
+    }
+}
+
+/// Candidate rows cut by the filter (a guess: half per conjunct, at least one) and the limit.
+fn estimate(node: &Node<'_>, candidates: usize, default_limit: Option<usize>) -> usize {
+    let mut n = candidates;
+    if let Some(f) = &node.filter {
+        let conjuncts = if let BExpr::And(t) = f { t.len() } else { 1 };
+        for _ in 0..conjuncts.min(8) {
+            n = n.div_ceil(2);
+        }
+    }
+    let limit = node.limit.or(default_limit).unwrap_or(usize::MAX);
+    n.saturating_sub(node.offset).min(limit)
+}
+
+fn hop_access(hop: &Hop<'_>) -> String {
+    match hop.lookup {
+        Lookup::Pk(_) => "pk_lookup".into(),
+        Lookup::Index => {
+            let tm = hop.target_manifest;
+            let cols: Vec<&str> = hop
+                .rel
+                .target_columns
+                .iter()
+                .map(|c| tm.columns[*c].api_name.as_str())
+                .collect();
+            format!("index_lookup({})", cols.join(", "))
+        }
+    }
+}
+
+fn hop_json(hop: &Hop<'_>) -> Value {
+    json!({
+        "relation": hop.rel.name,
+        "kind": if hop.to_many { "reverse" } else { "forward" },
+        "table": hop.target_manifest.api_name,
+        "access": hop_access(hop),
+    })
+}
+
+fn node_details(
+    snapshot: &Snapshot,
+    node: &Node<'_>,
+    obj: &mut Map<String, Value>,
+    default_limit: usize,
+) {
+    obj.insert(
+        "filter".into(),
+        node.filter
+            .as_ref()
+            .map(|f| json!(expr_text(f)))
+            .unwrap_or(Value::Null),
+    );
+    let mut relation_filters = Vec::new();
+    if let Some(f) = &node.filter {
+        collect_relation_filters(f, &mut relation_filters);
+    }
+    if !relation_filters.is_empty() {
+        obj.insert("relation_filters".into(), Value::Array(relation_filters));
+    }
+    if !node.order.is_empty() {
+        let keys: Vec<String> = node
+            .order
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {} NULLS {}",
+                    k.src.path,
+                    if k.desc { "DESC" } else { "ASC" },
+                    if k.nulls_first { "FIRST" } else { "LAST" }
+                )
+            })
+            .collect();
+        obj.insert("order_by".into(), json!(keys));
+    } else {
+        obj.insert("order_by".into(), json!("primary key"));
+    }
+    obj.insert("limit".into(), json!(node.limit));
+    if node.limit.is_none()
+        && matches!(
+            node.access,
+            Access::Scan | Access::Pk(_) | Access::Index { .. }
+        )
+    {
+        obj.insert("default_limit".into(), json!(default_limit));
+    }
+    obj.insert("offset".into(), json!(node.offset));
+    obj.insert(
+        "fields".into(),
+        json!(node.outputs.iter().map(|o| o.name()).collect::<Vec<_>>()),
+    );
+    let parent_rows = snapshot.tables[node.table].row_count().max(1);
+    let mut children = Vec::new();
+    for o in &node.outputs {
+        if let Output::Relation {
+            hop, node: child, ..
+        } = o
+        {
+            let target_rows = snapshot.tables[hop.target].row_count();
+            let per_parent = match (&hop.lookup, hop.to_many) {
+                (Lookup::Pk(_), _) | (_, false) => 1.min(target_rows),
+                (Lookup::Index, true) => target_rows.div_ceil(parent_rows),
+            };
+            let mut c = Map::new();
+            c.insert("relation".into(), json!(hop.rel.name));
+            c.insert(
+                "kind".into(),
+                json!(if hop.to_many { "reverse" } else { "forward" }),
+            );
+            c.insert("table".into(), json!(hop.target_manifest.api_name));
+            c.insert("access".into(), json!(hop_access(hop)));
+            c.insert(
+                "estimated_rows_per_parent".into(),
+                json!(estimate(child, per_parent, None)),
+            );
+            node_details(snapshot, child, &mut c, default_limit);
+            children.push(Value::Object(c));
+        }
+    }
+    obj.insert("children".into(), Value::Array(children));
+}
+
+fn collect_relation_filters(e: &BExpr<'_>, out: &mut Vec<Value>) {
+    match e {
+        BExpr::And(t) | BExpr::Or(t) => t.iter().for_each(|x| collect_relation_filters(x, out)),
+        BExpr::Not(x) => collect_relation_filters(x, out),
+        BExpr::Pred(p) if !p.hops.is_empty() => {
+            out.push(json!({
+                "predicate": p.src.to_string(),
+                "any_of": p.hops.iter().any(|h| h.to_many),
+                "path": p.hops.iter().map(hop_json).collect::<Vec<_>>(),
+            }));
+        }
+        BExpr::Pred(_) => {}
+    }
+}
+
+/// A bound expression as query text.
+fn expr_text(e: &BExpr<'_>) -> String {
+    let operand = |e: &BExpr<'_>| match e {
+        BExpr::Pred(_) | BExpr::Not(_) => expr_text(e),
+        _ => format!("({})", expr_text(e)),
+    };
+    match e {
+        BExpr::And(t) => t.iter().map(operand).collect::<Vec<_>>().join(" AND "),
+        BExpr::Or(t) => t.iter().map(operand).collect::<Vec<_>>().join(" OR "),
+        BExpr::Not(x) => format!("NOT {}", operand(x)),
+        BExpr::Pred(p) => p.src.to_string(),
+    }
+}
