@@ -1,58 +1,543 @@
 //! This crate provides the engine's in-memory data: typed columns with null bitmaps,
 //! primary-key and foreign-key hash indexes, and immutable [`Snapshot`]s.
+//!
+//! API CONTRACT (the query crate is written against it):
+//! - Row ids are `u32`. [`Table::scan`] yields live row ids in primary-key order (load order for
+//!   tables without a primary key).
+//! - [`Table::value`] returns the cell as a [`ValueRef`] (`ValueRef::Null` for NULL), borrowing
+//!   column memory. Decimals come as `ValueRef::Decimal(mantissa)` at the column's scale.
+//! - [`Table::pk_lookup`] finds the row with this primary key.
+//! - [`Table::index_lookup`] returns the row ids whose `columns` equal `key`, in primary-key
+//!   order, using a hash index. An index exists for the primary key and for the local columns of
+//!   every forward relation (foreign keys); for other column sets it is built lazily on first use
+//!   (thread-safe) — callers need not care.
+//! - Text equality in indexes is exact (byte) equality; case-insensitive columns are the query's
+//!   business (it falls back to a filter scan for those).
+//!
+//! Beyond the contract:
+//! - Row ids of a table loaded by [`TableBuilder`] (or [`Table::compact`]ed) are `0..row_count`
+//!   in primary-key order. After [`Table::apply`] they are not: deleted rows leave tombstones and
+//!   inserted rows take new ids at the end, so ids run up to [`Table::row_id_bound`], and
+//!   [`Table::value`] of a tombstoned row still answers its last cells. Size per-row-id arrays
+//!   with [`Table::row_id_bound`], never with [`Table::row_count`].
+//! - [`Table::apply`] makes a new table version from a [`ChangeBatch`] (change data capture),
+//!   sharing every chunk it does not touch with the old version.
+//!
+//! # Layout
+//!
+//! Every column is a list of chunks of 4096 cells (all full but the last), each in an `Arc`:
+//! integers, dates, times and narrow decimals are frame-of-reference packed (chunk minimum plus
+//! 0–8 byte deltas), wide decimals `i128`, floats `f64`, booleans bits, text/JSON/bytes one byte
+//! arena per chunk with packed end offsets; a NULL bitmap exists only in chunks with a NULL. The
+//! primary-key index is a direct array for dense single-integer keys (auto-increment ids), an
+//! open-addressing hash of (key, row id) for other single-integer keys, and an open-addressing
+//! hash of row ids otherwise; foreign-key and lazy indexes chain the rows of one key through a
+//! per-row `next` array with one hash slot per distinct key. Apart from integer primary keys, no
+//! index copies key values: candidates are compared against the columns. Index structures are
+//! chunked in `Arc`s too, so a change batch copies only the chunks it writes.
+//!
+//! Ordering (scan order, and `index_lookup` results) compares cells by value: NULL first,
+//! text and bytes by bytes (not by the source's collation), floats by `total_cmp`.
 #![deny(missing_docs)]
 
-use std::sync::Arc;
+mod change;
+mod chunk;
+mod hash;
+mod index;
+mod store;
 
-use refract_schema::{Manifest, RowSink, TableManifest, ValueRef};
+use std::fmt;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use refract_schema::{ColumnType, Manifest, RelationKind, RowSink, TableManifest, ValueRef};
+
+pub use change::{Change, ChangeBatch, OwnedRow, OwnedValue};
+
+use chunk::{coerce, Chunk, Column, Writer, CHUNK_MASK};
+use hash::{val_eq, Mix};
+use index::MultiIndex;
+use store::{row_cmp_row, Store, MAX_ROWS};
+
+/// A row identifier inside one [`Table`] version.
+pub type RowId = u32;
 
 /// One loaded table: columns, indexes, row count. Immutable once built.
-#[derive(Debug)]
 pub struct Table {
     /// The manifest entry this table was built from.
     pub manifest: Arc<TableManifest>,
+    store: Store,
+    /// Foreign-key indexes (built with the table) and lazily built ones.
+    secondary: RwLock<Vec<Arc<MultiIndex>>>,
+    /// Wrapping sum of the hashes of the live rows, computed on first use.
+    fp_sum: OnceLock<u64>,
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("api_name", &self.manifest.api_name)
+            .field("rows", &self.row_count())
+            .field("row_id_bound", &self.row_id_bound())
+            .field("pk_index", &self.store.pk.kind())
+            .field("secondary_indexes", &self.secondaries().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Table {
-    /// Number of rows.
+    fn from_store(
+        manifest: Arc<TableManifest>,
+        store: Store,
+        secondary: Vec<Arc<MultiIndex>>,
+        fp_sum: Option<u64>,
+    ) -> Table {
+        let fp = OnceLock::new();
+        if let Some(s) = fp_sum {
+            let _ = fp.set(s);
+        }
+        Table {
+            manifest,
+            store,
+            secondary: RwLock::new(secondary),
+            fp_sum: fp,
+        }
+    }
+
+    fn secondaries(&self) -> Vec<Arc<MultiIndex>> {
+        self.secondary
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Number of live rows.
     pub fn row_count(&self) -> usize {
-        0
+        self.store.live_count()
     }
-    /// Bytes of memory held by columns and indexes.
+
+    /// One past the largest row id of this version (row ids of tombstoned rows included): the
+    /// size for arrays indexed by row id. Equals [`Table::row_count`] for a freshly loaded table.
+    pub fn row_id_bound(&self) -> usize {
+        self.store.rows
+    }
+
+    /// Whether `row` is a live row of this version (not deleted by [`Table::apply`]).
+    pub fn is_live(&self, row: RowId) -> bool {
+        (row as usize) < self.store.rows && self.store.is_live(row)
+    }
+
+    /// Bytes of memory held by columns and indexes (lazily built indexes included). Chunks
+    /// shared with other versions of the table are counted in each version.
     pub fn memory_bytes(&self) -> usize {
-        0
+        std::mem::size_of::<Table>()
+            + self.store.memory_bytes()
+            + self
+                .secondaries()
+                .iter()
+                .map(|ix| 16 + ix.memory_bytes())
+                .sum::<usize>()
     }
+
     /// A hash of the content; equal content gives an equal fingerprint.
+    ///
+    /// It is the wrapping sum of a 64-bit hash of every live row, mixed with the row count: it
+    /// depends on the rows and not on their physical layout (a table loaded in another order, or
+    /// reached through [`Table::apply`], has the same fingerprint as a fresh load of the same
+    /// rows), and `apply` keeps it up to date in O(changed rows) once it was computed. Computed
+    /// on first call (O(rows)), then cached.
     pub fn fingerprint(&self) -> u64 {
-        0
+        let sum = *self.fp_sum.get_or_init(|| {
+            self.store
+                .scan()
+                .fold(0u64, |s, r| s.wrapping_add(self.store.row_hash(r)))
+        });
+        let mut m = Mix::new();
+        m.write_u64(sum);
+        m.write_u64(self.row_count() as u64);
+        m.finish()
+    }
+
+    /// Storage type of column `column`.
+    pub fn column_type(&self, column: usize) -> ColumnType {
+        self.manifest.columns[column].ty
+    }
+
+    /// Live row ids in primary-key order.
+    pub fn scan(&self) -> Box<dyn Iterator<Item = RowId> + '_> {
+        self.store.scan()
+    }
+
+    /// The cell of `column` in row `row` (`ValueRef::Null` when NULL).
+    #[inline]
+    pub fn value(&self, column: usize, row: RowId) -> ValueRef<'_> {
+        self.store.cols[column].get(row)
+    }
+
+    /// The row whose primary key equals `key` (values in primary-key column order).
+    #[inline]
+    pub fn pk_lookup(&self, key: &[ValueRef<'_>]) -> Option<RowId> {
+        let pk = &self.store.pk_cols;
+        match (pk.as_slice(), key) {
+            ([c], [k]) => self.store.pk_find(&[coerce(self.store.cols[*c].ty, *k)]),
+            _ if pk.len() == key.len() => {
+                let key: Vec<ValueRef<'_>> = pk
+                    .iter()
+                    .zip(key)
+                    .map(|(&c, &k)| coerce(self.store.cols[c].ty, k))
+                    .collect();
+                self.store.pk_find(&key)
+            }
+            _ => None,
+        }
+    }
+
+    /// Rows whose `columns` equal `key`, in primary-key order (hash index; built lazily for
+    /// column sets that are neither the primary key nor a foreign key).
+    ///
+    /// A NULL in `key` (or a value whose variant does not fit its column) matches nothing, as
+    /// in SQL. An empty `columns` matches every live row.
+    pub fn index_lookup(&self, columns: &[usize], key: &[ValueRef<'_>]) -> Vec<RowId> {
+        let ncols = self.store.cols.len();
+        if columns.len() != key.len() || columns.iter().any(|&c| c >= ncols) {
+            return Vec::new();
+        }
+        if columns.is_empty() {
+            return self.scan().collect();
+        }
+        let mut canon: Vec<ValueRef<'_>> = Vec::with_capacity(key.len());
+        for (&c, &k) in columns.iter().zip(key) {
+            let v = coerce(self.store.cols[c].ty, k);
+            if v == ValueRef::Null {
+                return Vec::new();
+            }
+            canon.push(v);
+        }
+        if columns == self.store.pk_cols.as_slice() {
+            return self.store.pk_find(&canon).into_iter().collect();
+        }
+        let ix = self.secondary_index(columns);
+        let mut rows = ix.lookup(&self.store.cols, &canon);
+        if self.store.dead_count > 0 {
+            rows.retain(|&r| self.store.is_live(r));
+        }
+        if self.store.order.is_some() && rows.len() > 1 {
+            let (cols, pk) = (&self.store.cols, &self.store.pk_cols);
+            rows.sort_unstable_by(|&a, &b| row_cmp_row(cols, pk, a, b).then(a.cmp(&b)));
+        }
+        rows
+    }
+
+    /// The index on exactly `columns`, built now if there is none yet. Concurrent first uses may
+    /// build it twice; one copy is kept.
+    fn secondary_index(&self, columns: &[usize]) -> Arc<MultiIndex> {
+        {
+            let list = self.secondary.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(ix) = list.iter().find(|ix| ix.columns == columns) {
+                return ix.clone();
+            }
+        }
+        let built = Arc::new(MultiIndex::build(&self.store, columns));
+        let mut list = self.secondary.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ix) = list.iter().find(|ix| ix.columns == columns) {
+            return ix.clone();
+        }
+        list.push(built.clone());
+        built
+    }
+
+    /// Whether an index on exactly `columns` exists already (for `explain`).
+    pub fn has_index(&self, columns: &[usize]) -> bool {
+        (!columns.is_empty() && columns == self.store.pk_cols.as_slice())
+            || self
+                .secondary
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|ix| ix.columns == columns)
+    }
+
+    /// A new version of this table with `batch` applied in order; this version is unchanged.
+    ///
+    /// Cost: O(changed rows + touched chunks), plus occasional amortized O(table) steps:
+    /// - Deletes tombstone their row (skipped by [`Table::scan`] and lookups); the row id is not
+    ///   reused. When more than a quarter of the row ids are tombstones, the new version is
+    ///   compacted ([`Table::compact`]: O(table), at most once per ~rows/3 deletes).
+    /// - An update that changes no indexed column (primary key, foreign keys, lazily indexed
+    ///   column sets) is written in place into a copy of the touched chunks. One that changes an
+    ///   indexed column is a delete plus an insert (new row id), which keeps every index
+    ///   append-only.
+    /// - Inserts append. While appended keys are above every existing key (auto-increment), row
+    ///   id order stays primary-key order; the first insert below the largest key materializes a
+    ///   chunked order list (O(table) once, 4 bytes per row until the next compaction), after which
+    ///   each insert costs O(log rows) comparisons plus one order chunk copy.
+    /// - Indexes are updated persistently: the primary-key index (dense array or hash slots)
+    ///   and the foreign-key/lazy indexes (per-row chains plus hash slots) are segmented in
+    ///   `Arc`s like the columns, so only touched segments are copied. A hash table that must
+    ///   grow is rehashed (amortized O(1) per insert), and a dense primary-key index that would
+    ///   become too sparse is converted to a hash once.
+    /// - Text/bytes/JSON cells are rewritten by re-encoding their chunk (O(chunk)); appends to
+    ///   the last chunk are in place.
+    /// - The fingerprint is carried over in O(changed rows) when it had been computed.
+    pub fn apply(&self, batch: &ChangeBatch) -> Table {
+        self.apply_inner(batch, true)
+    }
+
+    fn apply_inner(&self, batch: &ChangeBatch, allow_compaction: bool) -> Table {
+        let mut st = self.store.clone();
+        let mut sec: Vec<MultiIndex> = self.secondaries().iter().map(|ix| (**ix).clone()).collect();
+        let mut sum = self.fp_sum.get().copied();
+        let ncols = st.cols.len();
+        let types: Vec<ColumnType> = st.cols.iter().map(|c| c.ty).collect();
+        let mut indexed = vec![false; ncols];
+        for &c in st
+            .pk_cols
+            .iter()
+            .chain(sec.iter().flat_map(|ix| ix.columns.iter()))
+        {
+            indexed[c] = true;
+        }
+        let has_pk = !st.pk_cols.is_empty();
+        let mut vals: Vec<ValueRef<'_>> = Vec::with_capacity(ncols);
+        let mut key: Vec<ValueRef<'_>> = Vec::with_capacity(st.pk_cols.len());
+        for change in &batch.changes {
+            match change {
+                Change::Delete(k) => {
+                    let found = if has_pk {
+                        key.clear();
+                        key.extend(
+                            st.pk_cols
+                                .iter()
+                                .zip(k)
+                                .map(|(&c, v)| coerce(types[c], v.as_value_ref())),
+                        );
+                        (k.len() == st.pk_cols.len())
+                            .then(|| st.pk_find(&key))
+                            .flatten()
+                    } else {
+                        vals.clear();
+                        vals.extend((0..ncols).map(|c| {
+                            coerce(
+                                types[c],
+                                k.get(c).map_or(ValueRef::Null, |v| v.as_value_ref()),
+                            )
+                        }));
+                        st.find_equal_row(&vals)
+                    };
+                    if let Some(r) = found {
+                        if let Some(s) = &mut sum {
+                            *s = s.wrapping_sub(st.row_hash(r));
+                        }
+                        st.delete(r);
+                    }
+                }
+                Change::Upsert(row) => {
+                    vals.clear();
+                    vals.extend((0..ncols).map(|c| {
+                        coerce(
+                            types[c],
+                            row.get(c).map_or(ValueRef::Null, |v| v.as_value_ref()),
+                        )
+                    }));
+                    let existing = if has_pk {
+                        key.clear();
+                        key.extend(st.pk_cols.iter().map(|&c| vals[c]));
+                        st.pk_find(&key)
+                    } else {
+                        None
+                    };
+                    let new_row = match existing {
+                        Some(r) => {
+                            let changed: Vec<usize> = (0..ncols)
+                                .filter(|&c| !val_eq(st.cols[c].get(r), vals[c]))
+                                .collect();
+                            if changed.is_empty() {
+                                continue;
+                            }
+                            if let Some(s) = &mut sum {
+                                *s = s.wrapping_sub(st.row_hash(r));
+                            }
+                            if changed.iter().any(|&c| indexed[c]) {
+                                let r2 = st.append(&vals, Some(r));
+                                for ix in &mut sec {
+                                    ix.add(&st.cols, r2);
+                                }
+                                r2
+                            } else {
+                                for c in changed {
+                                    st.set(c, r, vals[c]);
+                                }
+                                r
+                            }
+                        }
+                        None => {
+                            let r2 = st.append(&vals, None);
+                            for ix in &mut sec {
+                                ix.add(&st.cols, r2);
+                            }
+                            r2
+                        }
+                    };
+                    if let Some(s) = &mut sum {
+                        *s = s.wrapping_add(st.row_hash(new_row));
+                    }
+                }
+            }
+        }
+        let table = Table::from_store(
+            self.manifest.clone(),
+            st,
+            sec.into_iter().map(Arc::new).collect(),
+            sum,
+        );
+        if allow_compaction && table.store.wants_compaction() {
+            table.compact()
+        } else {
+            table
+        }
+    }
+
+    /// A copy of this version without tombstones: live rows renumbered `0..row_count` in
+    /// primary-key order, every index rebuilt (lazily built ones included). O(table).
+    pub fn compact(&self) -> Table {
+        let rows: Vec<RowId> = self.scan().collect();
+        let cols: Vec<Column> = self
+            .store
+            .cols
+            .iter()
+            .map(|c| store::gather_column(c, &rows))
+            .collect();
+        let store = Store::new(cols, rows.len(), self.store.pk_cols.clone());
+        let secondary = self
+            .secondaries()
+            .iter()
+            .map(|ix| Arc::new(MultiIndex::build(&store, &ix.columns)))
+            .collect();
+        Table::from_store(
+            self.manifest.clone(),
+            store,
+            secondary,
+            self.fp_sum.get().copied(),
+        )
     }
 }
 
 /// Builds a [`Table`] from streamed rows.
+///
+/// Cells are appended to per-column chunk writers (no allocation per cell beyond buffer
+/// growth); every 4096 rows the writers are encoded into chunks. [`TableBuilder::finish`] sorts
+/// the rows into primary-key order only when they did not arrive in it, then builds the
+/// primary-key and foreign-key indexes.
 #[derive(Debug)]
 pub struct TableBuilder {
     manifest: Arc<TableManifest>,
+    writers: Vec<Writer>,
+    chunks: Vec<Vec<Arc<Chunk>>>,
+    rows: usize,
+    sealed_bytes: usize,
 }
 
 impl TableBuilder {
     /// A builder for the table described by `manifest`.
     pub fn new(manifest: Arc<TableManifest>) -> Self {
-        TableBuilder { manifest }
+        let writers: Vec<Writer> = manifest.columns.iter().map(|c| Writer::new(c.ty)).collect();
+        let chunks = vec![Vec::new(); writers.len()];
+        TableBuilder {
+            manifest,
+            writers,
+            chunks,
+            rows: 0,
+            sealed_bytes: 0,
+        }
     }
+
+    /// Rows ended so far.
+    pub fn row_count(&self) -> usize {
+        self.rows
+    }
+
     /// Bytes used so far (for the memory cap).
     pub fn memory_bytes(&self) -> usize {
-        0
+        self.sealed_bytes + self.writers.iter().map(Writer::memory_bytes).sum::<usize>()
     }
-    /// Finish: build indexes and freeze.
-    pub fn finish(self) -> Table {
-        Table { manifest: self.manifest }
+
+    fn seal(&mut self) {
+        for (w, chunks) in self.writers.iter_mut().zip(self.chunks.iter_mut()) {
+            let c = w.seal();
+            self.sealed_bytes += c.memory_bytes() + 8;
+            chunks.push(Arc::new(c));
+        }
+    }
+
+    /// Finish: build indexes and freeze. Cells of a row that was not ended are dropped.
+    pub fn finish(mut self) -> Table {
+        let at = self.rows & CHUNK_MASK;
+        for w in &mut self.writers {
+            w.truncate(at);
+        }
+        if at > 0 {
+            self.seal();
+        }
+        let cols: Vec<Column> = self
+            .manifest
+            .columns
+            .iter()
+            .zip(std::mem::take(&mut self.chunks))
+            .map(|(c, chunks)| Column { ty: c.ty, chunks })
+            .collect();
+        let ncols = cols.len();
+        let valid = |cs: &[usize]| !cs.is_empty() && cs.iter().all(|&c| c < ncols);
+        let mut pk = self.manifest.primary_key.clone();
+        if !valid(&pk) {
+            pk.clear();
+        }
+        let cols = Store::sort_loaded(cols, self.rows, &pk);
+        let store = Store::new(cols, self.rows, pk);
+        let mut sets: Vec<&[usize]> = Vec::new();
+        for rel in &self.manifest.relations {
+            let cs = rel.local_columns.as_slice();
+            // Forward: this table's foreign key. Reverse: the columns other tables reference,
+            // usually the primary key (then nothing to build).
+            let wanted = matches!(rel.kind, RelationKind::Forward | RelationKind::Reverse);
+            if wanted && valid(cs) && cs != store.pk_cols.as_slice() && !sets.contains(&cs) {
+                sets.push(cs);
+            }
+        }
+        let secondary = sets
+            .into_iter()
+            .map(|cs| Arc::new(MultiIndex::build(&store, cs)))
+            .collect();
+        Table::from_store(self.manifest, store, secondary, None)
     }
 }
 
 impl RowSink for TableBuilder {
-    fn push(&mut self, _column: usize, _value: ValueRef<'_>) {}
+    #[inline]
+    fn push(&mut self, column: usize, value: ValueRef<'_>) {
+        let at = self.rows & CHUNK_MASK;
+        if let Some(w) = self.writers.get_mut(column) {
+            // A second push for the same cell is ignored.
+            if w.len() == at && self.rows < MAX_ROWS {
+                w.push(value);
+            }
+        }
+    }
+
+    #[inline]
     fn end_row(&mut self) -> bool {
-        true
+        if self.rows >= MAX_ROWS {
+            return false;
+        }
+        let at = self.rows & CHUNK_MASK;
+        for w in &mut self.writers {
+            if w.len() == at {
+                w.push(ValueRef::Null);
+            }
+        }
+        self.rows += 1;
+        if self.rows & CHUNK_MASK == 0 {
+            self.seal();
+        }
+        self.rows < MAX_ROWS
     }
 }
 
@@ -66,8 +551,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of `tables` (in manifest order).
+    pub fn new(manifest: Arc<Manifest>, tables: Vec<Arc<Table>>) -> Self {
+        Snapshot { manifest, tables }
+    }
     /// The table with this API name.
     pub fn table(&self, api_name: &str) -> Option<&Arc<Table>> {
         self.tables.iter().find(|t| t.manifest.api_name == api_name)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,789 @@
+//! Column chunks: fixed-size runs of [`CHUNK_ROWS`] cells of one column, compactly encoded and
+//! held in `Arc`s so that table versions share every chunk they do not change.
+//!
+//! Encodings:
+//! - integers, dates, times and decimals whose mantissas fit in `i64`: frame of reference per
+//!   chunk (the chunk's minimum plus a delta of 0 to 8 bytes, the width the chunk's range needs);
+//! - decimals beyond `i64`: plain `i128`;
+//! - floats: plain `f64`; booleans: one bit;
+//! - text, JSON and bytes: one arena of bytes per chunk plus packed end offsets;
+//! - NULLs: a bitmap per chunk, allocated only when the chunk has a NULL.
+
+use std::sync::Arc;
+
+use refract_schema::{ColumnType, ValueRef};
+
+/// log2 of the rows per chunk.
+pub(crate) const CHUNK_SHIFT: u32 = 12;
+/// Rows per chunk.
+pub(crate) const CHUNK_ROWS: usize = 1 << CHUNK_SHIFT;
+/// `row & CHUNK_MASK` is the row's position inside its chunk.
+pub(crate) const CHUNK_MASK: usize = CHUNK_ROWS - 1;
+/// Words of a full-chunk bitmap.
+pub(crate) const BITMAP_WORDS: usize = CHUNK_ROWS / 64;
+const PAD: usize = 7;
+
+#[inline(always)]
+pub(crate) fn bit(words: &[u64], i: usize) -> bool {
+    (words[i >> 6] >> (i & 63)) & 1 != 0
+}
+
+#[inline(always)]
+fn set_bit(words: &mut [u64], i: usize, on: bool) {
+    if on {
+        words[i >> 6] |= 1 << (i & 63);
+    } else {
+        words[i >> 6] &= !(1 << (i & 63));
+    }
+}
+
+/// The value in the variant the column stores, or NULL when it does not fit the column type.
+/// Text is accepted for JSON and bytes columns, JSON for text columns; everything else must
+/// be the column's own variant.
+#[inline]
+pub(crate) fn coerce(ty: ColumnType, v: ValueRef<'_>) -> ValueRef<'_> {
+    use ValueRef as V;
+    match (ty, v) {
+        (ColumnType::Bool, V::Bool(_))
+        | (ColumnType::Int, V::Int(_))
+        | (ColumnType::Float, V::Float(_))
+        | (ColumnType::Decimal { .. }, V::Decimal(_))
+        | (ColumnType::Text { .. }, V::Text(_))
+        | (ColumnType::Bytes, V::Bytes(_))
+        | (ColumnType::Date, V::Date(_))
+        | (ColumnType::Time, V::Time(_))
+        | (ColumnType::DateTime, V::DateTime(_))
+        | (ColumnType::Timestamp, V::Timestamp(_))
+        | (ColumnType::Json, V::Json(_)) => v,
+        (ColumnType::Text { .. }, V::Json(s)) => V::Text(s),
+        (ColumnType::Json, V::Text(s)) => V::Json(s),
+        (ColumnType::Bytes, V::Text(s)) => V::Bytes(s.as_bytes()),
+        _ => V::Null,
+    }
+}
+
+/// Integers as a per-chunk base plus little-endian deltas of `width` bytes (0 to 8), padded so
+/// that every delta can be read with one unaligned 8-byte load.
+#[derive(Clone, Debug)]
+pub(crate) struct Packed {
+    base: i64,
+    width: u8,
+    bytes: Vec<u8>,
+}
+
+fn width_for(range: u64) -> u8 {
+    (64 - range.leading_zeros()).div_ceil(8) as u8
+}
+
+impl Packed {
+    /// Pack `vals`, ignoring the positions that `nulls` marks.
+    fn pack(vals: &[i64], nulls: Option<&[u64]>) -> Packed {
+        let (mut min, mut max, mut any) = (i64::MAX, i64::MIN, false);
+        match nulls {
+            None => {
+                for &v in vals {
+                    min = min.min(v);
+                    max = max.max(v);
+                }
+                any = !vals.is_empty();
+            }
+            Some(n) => {
+                for (i, &v) in vals.iter().enumerate() {
+                    if !bit(n, i) {
+                        min = min.min(v);
+                        max = max.max(v);
+                        any = true;
+                    }
+                }
+            }
+        }
+        if !any {
+            return Packed {
+                base: 0,
+                width: 0,
+                bytes: Vec::new(),
+            };
+        }
+        let width = width_for((max as u64).wrapping_sub(min as u64));
+        let mut p = Packed {
+            base: min,
+            width,
+            bytes: Vec::new(),
+        };
+        if width == 0 {
+            return p;
+        }
+        let w = width as usize;
+        let mut bytes = vec![0u8; vals.len() * w + PAD];
+        let base = min as u64;
+        for (i, &v) in vals.iter().enumerate() {
+            if nulls.is_some_and(|n| bit(n, i)) {
+                continue;
+            }
+            let d = (v as u64).wrapping_sub(base);
+            bytes[i * w..i * w + 8].copy_from_slice(&d.to_le_bytes());
+        }
+        // The last value's high bytes spilled into the padding: clear them.
+        let end = vals.len() * w;
+        bytes[end..].fill(0);
+        p.bytes = bytes;
+        p
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(&self, i: usize) -> i64 {
+        if self.width == 0 {
+            return self.base;
+        }
+        let w = self.width as usize;
+        let off = i * w;
+        let raw = u64::from_le_bytes(self.bytes[off..off + 8].try_into().expect("8 bytes"));
+        let d = raw & (u64::MAX >> (64 - 8 * w));
+        (self.base as u64).wrapping_add(d) as i64
+    }
+
+    fn max_delta(&self) -> u64 {
+        if self.width == 0 {
+            0
+        } else {
+            u64::MAX >> (64 - 8 * self.width as usize)
+        }
+    }
+
+    fn fits(&self, v: i64) -> bool {
+        (v as u64).wrapping_sub(self.base as u64) <= self.max_delta()
+    }
+
+    /// Overwrite position `i` (the value must fit).
+    fn set(&mut self, i: usize, v: i64) {
+        let w = self.width as usize;
+        if w == 0 {
+            return;
+        }
+        let d = (v as u64).wrapping_sub(self.base as u64);
+        self.bytes[i * w..i * w + w].copy_from_slice(&d.to_le_bytes()[..w]);
+    }
+
+    /// Append after `len` values (the value must fit).
+    fn push(&mut self, len: usize, v: i64) {
+        let w = self.width as usize;
+        if w == 0 {
+            return;
+        }
+        self.bytes.truncate(len * w);
+        let d = (v as u64).wrapping_sub(self.base as u64);
+        self.bytes.extend_from_slice(&d.to_le_bytes()[..w]);
+        self.bytes.extend_from_slice(&[0; PAD]);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Data {
+    Bool(Vec<u64>),
+    Int(Packed),
+    Float(Vec<f64>),
+    Wide(Vec<i128>),
+    Var { ends: Packed, bytes: Vec<u8> },
+}
+
+/// Up to [`CHUNK_ROWS`] cells of one column.
+#[derive(Clone, Debug)]
+pub(crate) struct Chunk {
+    len: usize,
+    /// NULL bitmap of [`BITMAP_WORDS`] words, when the chunk has a NULL.
+    nulls: Option<Vec<u64>>,
+    data: Data,
+}
+
+impl Chunk {
+    /// Cell `i` as a value of type `ty` (the column's type).
+    #[inline]
+    pub(crate) fn get(&self, i: usize, ty: ColumnType) -> ValueRef<'_> {
+        if let Some(n) = &self.nulls {
+            if bit(n, i) {
+                return ValueRef::Null;
+            }
+        }
+        match &self.data {
+            Data::Int(p) => {
+                let v = p.get(i);
+                match ty {
+                    ColumnType::Int => ValueRef::Int(v),
+                    ColumnType::DateTime => ValueRef::DateTime(v),
+                    ColumnType::Timestamp => ValueRef::Timestamp(v),
+                    ColumnType::Time => ValueRef::Time(v),
+                    ColumnType::Date => ValueRef::Date(v as i32),
+                    ColumnType::Decimal { .. } => ValueRef::Decimal(v as i128),
+                    _ => ValueRef::Null,
+                }
+            }
+            Data::Var { ends, bytes } => {
+                let start = if i == 0 { 0 } else { ends.get(i - 1) as usize };
+                let b = &bytes[start..ends.get(i) as usize];
+                match ty {
+                    ColumnType::Bytes => ValueRef::Bytes(b),
+                    // SAFETY: text and JSON chunks only ever receive the bytes of whole `&str`s
+                    // (`coerce` maps nothing but `Text`/`Json` values to these types), and
+                    // `start..end` are the bounds of one such string.
+                    ColumnType::Json => ValueRef::Json(unsafe { std::str::from_utf8_unchecked(b) }),
+                    _ => ValueRef::Text(unsafe { std::str::from_utf8_unchecked(b) }),
+                }
+            }
+            Data::Bool(w) => ValueRef::Bool(bit(w, i)),
+            Data::Float(f) => ValueRef::Float(f[i]),
+            Data::Wide(w) => ValueRef::Decimal(w[i]),
+        }
+    }
+
+    /// Number of cells.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Heap bytes of this chunk, its `Arc` included.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let data = match &self.data {
+            Data::Bool(w) => w.capacity() * 8,
+            Data::Int(p) => p.heap_bytes(),
+            Data::Float(f) => f.capacity() * 8,
+            Data::Wide(w) => w.capacity() * 16,
+            Data::Var { ends, bytes } => ends.heap_bytes() + bytes.capacity(),
+        };
+        16 + std::mem::size_of::<Chunk>()
+            + self.nulls.as_ref().map_or(0, |n| n.capacity() * 8)
+            + data
+    }
+
+    /// Whether `set(i, v)` / `push(v)` can write in place instead of re-encoding the chunk.
+    fn can_write_in_place(&self, v: ValueRef<'_>, append: bool) -> bool {
+        match (&self.data, v) {
+            (_, ValueRef::Null) => !matches!(self.data, Data::Var { .. }) || append,
+            (Data::Int(p), ValueRef::Decimal(m)) => i64::try_from(m).is_ok_and(|m| p.fits(m)),
+            (Data::Int(p), v) => p.fits(int_of(v)),
+            (Data::Var { ends, .. }, v) => {
+                append && {
+                    let last = if self.len == 0 {
+                        0
+                    } else {
+                        ends.get(self.len - 1)
+                    };
+                    ends.fits(last + var_bytes(v).len() as i64)
+                }
+            }
+            _ => true,
+        }
+    }
+
+    fn set_null_bit(&mut self, i: usize, null: bool) {
+        if null {
+            set_bit(
+                self.nulls.get_or_insert_with(|| vec![0; BITMAP_WORDS]),
+                i,
+                true,
+            );
+        } else if let Some(n) = &mut self.nulls {
+            set_bit(n, i, false);
+        }
+    }
+
+    /// Write a canonical value in place at `i` (`can_write_in_place` said yes; `i < len` to
+    /// overwrite, `i == len` to append).
+    fn write_in_place(&mut self, i: usize, v: ValueRef<'_>) {
+        let append = i == self.len;
+        self.set_null_bit(i, v == ValueRef::Null);
+        match &mut self.data {
+            Data::Bool(w) => {
+                if append && i & 63 == 0 {
+                    w.push(0);
+                }
+                set_bit(w, i, matches!(v, ValueRef::Bool(true)));
+            }
+            Data::Int(p) => {
+                let x = match v {
+                    ValueRef::Null => p.base,
+                    ValueRef::Decimal(m) => m as i64,
+                    v => int_of(v),
+                };
+                if append {
+                    p.push(i, x);
+                } else {
+                    p.set(i, x);
+                }
+            }
+            Data::Float(f) => {
+                let x = if let ValueRef::Float(x) = v { x } else { 0.0 };
+                if append {
+                    f.push(x);
+                } else {
+                    f[i] = x;
+                }
+            }
+            Data::Wide(w) => {
+                let x = if let ValueRef::Decimal(x) = v { x } else { 0 };
+                if append {
+                    w.push(x);
+                } else {
+                    w[i] = x;
+                }
+            }
+            Data::Var { ends, bytes } => {
+                // Append only.
+                bytes.extend_from_slice(var_bytes(v));
+                ends.push(i, bytes.len() as i64);
+            }
+        }
+        if append {
+            self.len += 1;
+            if self.len == CHUNK_ROWS {
+                // Filled by appends: drop the growth slack, the chunk won't grow again.
+                self.shrink();
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        match &mut self.data {
+            Data::Bool(w) => w.shrink_to_fit(),
+            Data::Int(p) => p.bytes.shrink_to_fit(),
+            Data::Float(f) => f.shrink_to_fit(),
+            Data::Wide(w) => w.shrink_to_fit(),
+            Data::Var { ends, bytes } => {
+                ends.bytes.shrink_to_fit();
+                bytes.shrink_to_fit();
+            }
+        }
+    }
+
+    /// A copy of this chunk with cell `i` replaced (`i < len`) or `v` appended (`i == len`).
+    fn rewritten(&self, i: usize, v: ValueRef<'_>, ty: ColumnType) -> Chunk {
+        let mut w = Writer::new(ty);
+        for j in 0..self.len {
+            w.push(if j == i { v } else { self.get(j, ty) });
+        }
+        if i == self.len {
+            w.push(v);
+        }
+        w.seal()
+    }
+}
+
+#[inline]
+fn int_of(v: ValueRef<'_>) -> i64 {
+    match v {
+        ValueRef::Int(x) | ValueRef::Time(x) | ValueRef::DateTime(x) | ValueRef::Timestamp(x) => x,
+        ValueRef::Date(d) => d as i64,
+        _ => 0,
+    }
+}
+
+#[inline]
+fn var_bytes<'a>(v: ValueRef<'a>) -> &'a [u8] {
+    match v {
+        ValueRef::Text(s) | ValueRef::Json(s) => s.as_bytes(),
+        ValueRef::Bytes(b) => b,
+        _ => &[],
+    }
+}
+
+/// Write `v` into the chunk `arc` at `i` (`i == len` appends), in place when the encoding allows
+/// (copying the chunk first if another table version shares it), else by re-encoding it.
+pub(crate) fn write_cell(arc: &mut Arc<Chunk>, i: usize, v: ValueRef<'_>, ty: ColumnType) {
+    let v = coerce(ty, v);
+    if arc.can_write_in_place(v, i == arc.len) {
+        Arc::make_mut(arc).write_in_place(i, v);
+    } else {
+        *arc = Arc::new(arc.rewritten(i, v, ty));
+    }
+}
+
+#[derive(Debug)]
+enum Acc {
+    Bool(Vec<u64>),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    Dec(Vec<i128>),
+    Var { ends: Vec<i64>, bytes: Vec<u8> },
+}
+
+/// Accumulates the cells of one chunk of a column, then seals them into a [`Chunk`]. Buffers
+/// are kept between chunks, so appending allocates only while the first chunk grows.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    ty: ColumnType,
+    len: usize,
+    nulls: Vec<u64>,
+    any_null: bool,
+    acc: Acc,
+}
+
+impl Writer {
+    pub(crate) fn new(ty: ColumnType) -> Writer {
+        let acc = match ty {
+            ColumnType::Bool => Acc::Bool(Vec::new()),
+            ColumnType::Float => Acc::Float(Vec::new()),
+            ColumnType::Decimal { .. } => Acc::Dec(Vec::new()),
+            ColumnType::Text { .. } | ColumnType::Bytes | ColumnType::Json => Acc::Var {
+                ends: Vec::new(),
+                bytes: Vec::new(),
+            },
+            ColumnType::Int
+            | ColumnType::Date
+            | ColumnType::Time
+            | ColumnType::DateTime
+            | ColumnType::Timestamp => Acc::Int(Vec::new()),
+        };
+        Writer {
+            ty,
+            len: 0,
+            nulls: vec![0; BITMAP_WORDS],
+            any_null: false,
+            acc,
+        }
+    }
+
+    /// Cells so far in the current chunk.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Append a cell; a value that does not fit the column type becomes NULL.
+    #[inline]
+    pub(crate) fn push(&mut self, v: ValueRef<'_>) {
+        use ValueRef as V;
+        let v = coerce(self.ty, v);
+        match (&mut self.acc, v) {
+            (Acc::Int(a), V::Int(x) | V::Time(x) | V::DateTime(x) | V::Timestamp(x)) => a.push(x),
+            (Acc::Int(a), V::Date(d)) => a.push(d as i64),
+            (Acc::Var { ends, bytes }, V::Text(s) | V::Json(s)) => {
+                bytes.extend_from_slice(s.as_bytes());
+                ends.push(bytes.len() as i64);
+            }
+            (Acc::Var { ends, bytes }, V::Bytes(b)) => {
+                bytes.extend_from_slice(b);
+                ends.push(bytes.len() as i64);
+            }
+            (Acc::Bool(w), V::Bool(b)) => {
+                if self.len & 63 == 0 {
+                    w.push(0);
+                }
+                set_bit(w, self.len, b);
+            }
+            (Acc::Float(f), V::Float(x)) => f.push(x),
+            (Acc::Dec(d), V::Decimal(m)) => d.push(m),
+            _ => return self.push_null(),
+        }
+        self.len += 1;
+    }
+
+    fn push_null(&mut self) {
+        set_bit(&mut self.nulls, self.len, true);
+        self.any_null = true;
+        match &mut self.acc {
+            Acc::Bool(w) => {
+                if self.len & 63 == 0 {
+                    w.push(0);
+                }
+            }
+            Acc::Int(a) => a.push(0),
+            Acc::Float(f) => f.push(0.0),
+            Acc::Dec(d) => d.push(0),
+            Acc::Var { ends, bytes } => ends.push(bytes.len() as i64),
+        }
+        self.len += 1;
+    }
+
+    /// Drop the cells after the first `n`.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        if n >= self.len {
+            return;
+        }
+        for i in n..self.len {
+            set_bit(&mut self.nulls, i, false);
+        }
+        match &mut self.acc {
+            Acc::Bool(w) => {
+                w.truncate(n.div_ceil(64));
+                for i in n..w.len() * 64 {
+                    set_bit(w, i, false);
+                }
+            }
+            Acc::Int(a) => a.truncate(n),
+            Acc::Float(f) => f.truncate(n),
+            Acc::Dec(d) => d.truncate(n),
+            Acc::Var { ends, bytes } => {
+                ends.truncate(n);
+                bytes.truncate(ends.last().map_or(0, |&e| e as usize));
+            }
+        }
+        self.len = n;
+    }
+
+    /// Heap bytes of the buffers.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.nulls.capacity() * 8
+            + match &self.acc {
+                Acc::Bool(w) => w.capacity() * 8,
+                Acc::Int(a) => a.capacity() * 8,
+                Acc::Float(f) => f.capacity() * 8,
+                Acc::Dec(d) => d.capacity() * 16,
+                Acc::Var { ends, bytes } => ends.capacity() * 8 + bytes.capacity(),
+            }
+    }
+
+    /// Encode the cells into a chunk (exactly sized) and start a new one.
+    pub(crate) fn seal(&mut self) -> Chunk {
+        let nulls = self.any_null.then(|| self.nulls.clone());
+        let nref = nulls.as_deref();
+        let data = match &mut self.acc {
+            Acc::Bool(w) => {
+                let d = Data::Bool(w.clone());
+                w.clear();
+                d
+            }
+            Acc::Int(a) => {
+                let d = Data::Int(Packed::pack(a, nref));
+                a.clear();
+                d
+            }
+            Acc::Float(f) => {
+                let d = Data::Float(f.clone());
+                f.clear();
+                d
+            }
+            Acc::Dec(d) => {
+                let narrow = d.iter().all(|&m| i64::try_from(m).is_ok());
+                let out = if narrow {
+                    let v: Vec<i64> = d.iter().map(|&m| m as i64).collect();
+                    Data::Int(Packed::pack(&v, nref))
+                } else {
+                    Data::Wide(d.clone())
+                };
+                d.clear();
+                out
+            }
+            Acc::Var { ends, bytes } => {
+                let d = Data::Var {
+                    ends: Packed::pack(ends, None),
+                    bytes: bytes.clone(),
+                };
+                ends.clear();
+                bytes.clear();
+                d
+            }
+        };
+        let chunk = Chunk {
+            len: self.len,
+            nulls,
+            data,
+        };
+        if self.any_null {
+            self.nulls.fill(0);
+            self.any_null = false;
+        }
+        self.len = 0;
+        chunk
+    }
+}
+
+/// One column: its type and its chunks (all full but the last).
+#[derive(Clone, Debug)]
+pub(crate) struct Column {
+    pub(crate) ty: ColumnType,
+    pub(crate) chunks: Vec<Arc<Chunk>>,
+}
+
+impl Column {
+    #[inline(always)]
+    pub(crate) fn get(&self, row: u32) -> ValueRef<'_> {
+        let r = row as usize;
+        self.chunks[r >> CHUNK_SHIFT].get(r & CHUNK_MASK, self.ty)
+    }
+
+    /// Overwrite the cell of `row`.
+    pub(crate) fn set(&mut self, row: u32, v: ValueRef<'_>) {
+        let r = row as usize;
+        write_cell(
+            &mut self.chunks[r >> CHUNK_SHIFT],
+            r & CHUNK_MASK,
+            v,
+            self.ty,
+        );
+    }
+
+    /// Append a cell as row `rows` (the current number of rows).
+    pub(crate) fn push(&mut self, rows: usize, v: ValueRef<'_>) {
+        if rows & CHUNK_MASK == 0 {
+            let mut w = Writer::new(self.ty);
+            w.push(v);
+            self.chunks.push(Arc::new(w.seal()));
+        } else {
+            let last = self.chunks.last_mut().expect("a partial chunk");
+            let i = last.len();
+            write_cell(last, i, v, self.ty);
+        }
+    }
+
+    /// Heap bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Arc<Chunk>>()
+            + self.chunks.iter().map(|c| c.memory_bytes()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(ty: ColumnType, vals: &[ValueRef<'_>]) {
+        let mut w = Writer::new(ty);
+        for &v in vals {
+            w.push(v);
+        }
+        let c = w.seal();
+        for (i, &v) in vals.iter().enumerate() {
+            let (got, want) = (c.get(i, ty), coerce(ty, v));
+            assert!(
+                crate::hash::val_eq(got, want),
+                "cell {i} of {ty:?}: {got:?} != {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn packed_widths() {
+        for vals in [
+            vec![],
+            vec![5],
+            vec![5, 5, 5],
+            vec![i64::MIN, i64::MAX, 0, -1],
+            vec![1, 300, 70000, 1 << 40, -(1 << 50)],
+        ] {
+            let p = Packed::pack(&vals, None);
+            for (i, &v) in vals.iter().enumerate() {
+                assert_eq!(p.get(i), v);
+            }
+        }
+    }
+
+    #[test]
+    fn every_type_roundtrips_with_nulls_and_mismatches() {
+        use ValueRef as V;
+        roundtrip(
+            ColumnType::Int,
+            &[
+                V::Int(1),
+                V::Null,
+                V::Int(-7),
+                V::Text("x"),
+                V::Int(i64::MAX),
+            ],
+        );
+        roundtrip(
+            ColumnType::Bool,
+            &[V::Bool(true), V::Null, V::Bool(false), V::Int(1)],
+        );
+        roundtrip(
+            ColumnType::Float,
+            &[V::Float(1.5), V::Float(f64::NAN), V::Null],
+        );
+        roundtrip(
+            ColumnType::Decimal { scale: 2 },
+            &[V::Decimal(1234), V::Null, V::Decimal(-5)],
+        );
+        roundtrip(
+            ColumnType::Decimal { scale: 2 },
+            &[V::Decimal(i128::MAX), V::Decimal(1), V::Null],
+        );
+        roundtrip(
+            ColumnType::Text {
+                case_insensitive: false,
+            },
+            &[
+                V::Text("héllo"),
+                V::Null,
+                V::Text(""),
+                V::Json("{}"),
+                V::Bytes(b"no"),
+            ],
+        );
+        roundtrip(
+            ColumnType::Bytes,
+            &[V::Bytes(&[0, 255]), V::Text("t"), V::Null],
+        );
+        roundtrip(ColumnType::Json, &[V::Json("[1]"), V::Text("2"), V::Null]);
+        roundtrip(
+            ColumnType::Date,
+            &[V::Date(-3), V::Date(20000), V::DateTime(1)],
+        );
+        roundtrip(ColumnType::Time, &[V::Time(86_399_999_999), V::Null]);
+        roundtrip(ColumnType::DateTime, &[V::DateTime(1_700_000_000_000_000)]);
+        roundtrip(ColumnType::Timestamp, &[V::Timestamp(-1), V::Timestamp(1)]);
+    }
+
+    #[test]
+    fn write_cell_in_place_and_rewritten() {
+        use ValueRef as V;
+        let ty = ColumnType::Text {
+            case_insensitive: false,
+        };
+        let mut w = Writer::new(ty);
+        for s in ["a", "bb", "ccc"] {
+            w.push(V::Text(s));
+        }
+        let mut c = Arc::new(w.seal());
+        let shared = c.clone();
+        write_cell(&mut c, 1, V::Text("zzzz"), ty);
+        write_cell(&mut c, 3, V::Text("d"), ty);
+        write_cell(&mut c, 0, V::Null, ty);
+        let got: Vec<_> = (0..c.len()).map(|i| c.get(i, ty)).collect();
+        assert_eq!(
+            got,
+            [V::Null, V::Text("zzzz"), V::Text("ccc"), V::Text("d")]
+        );
+        assert_eq!(shared.get(1, ty), V::Text("bb"));
+
+        let ty = ColumnType::Int;
+        let mut w = Writer::new(ty);
+        for x in [10, 11, 12] {
+            w.push(V::Int(x));
+        }
+        let mut c = Arc::new(w.seal());
+        write_cell(&mut c, 1, V::Int(13), ty);
+        write_cell(&mut c, 2, V::Int(1 << 40), ty);
+        write_cell(&mut c, 3, V::Null, ty);
+        write_cell(&mut c, 4, V::Int(-1), ty);
+        let got: Vec<_> = (0..c.len()).map(|i| c.get(i, ty)).collect();
+        assert_eq!(
+            got,
+            [V::Int(10), V::Int(13), V::Int(1 << 40), V::Null, V::Int(-1)]
+        );
+
+        let ty = ColumnType::Decimal { scale: 0 };
+        let mut c = Arc::new(Writer::new(ty).seal());
+        write_cell(&mut c, 0, V::Decimal(5), ty);
+        write_cell(&mut c, 1, V::Decimal(i128::MIN), ty);
+        write_cell(&mut c, 0, V::Decimal(6), ty);
+        assert_eq!(c.get(0, ty), V::Decimal(6));
+        assert_eq!(c.get(1, ty), V::Decimal(i128::MIN));
+
+        let ty = ColumnType::Bool;
+        let mut c = Arc::new(Writer::new(ty).seal());
+        for i in 0..130 {
+            write_cell(&mut c, i, V::Bool(i % 3 == 0), ty);
+        }
+        write_cell(&mut c, 64, V::Null, ty);
+        for i in 0..130 {
+            let want = if i == 64 {
+                V::Null
+            } else {
+                V::Bool(i % 3 == 0)
+            };
+            assert_eq!(c.get(i, ty), want);
+        }
+    }
+}

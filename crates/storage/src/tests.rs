@@ -1,0 +1,799 @@
+//! Unit and property tests of tables: building, scanning, lookups, fingerprints and `apply`
+//! against a `BTreeMap` model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use refract_schema::{
+    ColumnManifest, ColumnType, Relation, RelationKind, RowSink, TableManifest, ValueRef,
+};
+
+use crate::{ChangeBatch, OwnedValue, Table, TableBuilder};
+
+const TEXT: ColumnType = ColumnType::Text {
+    case_insensitive: false,
+};
+
+fn manifest(types: &[ColumnType], pk: &[usize], fks: &[&[usize]]) -> Arc<TableManifest> {
+    Arc::new(TableManifest {
+        source_name: "t".into(),
+        api_name: "t".into(),
+        columns: types
+            .iter()
+            .enumerate()
+            .map(|(i, &ty)| ColumnManifest {
+                source_name: format!("c{i}"),
+                api_name: format!("c{i}"),
+                ty,
+                source_type: ty.name().into(),
+                nullable: true,
+                note: None,
+            })
+            .collect(),
+        primary_key: pk.to_vec(),
+        where_sql: None,
+        relations: fks
+            .iter()
+            .enumerate()
+            .map(|(i, cols)| Relation {
+                name: format!("r{i}"),
+                kind: RelationKind::Forward,
+                target_table: "other".into(),
+                local_columns: cols.to_vec(),
+                target_columns: vec![0],
+            })
+            .collect(),
+        estimated_bytes: None,
+    })
+}
+
+fn build(m: &Arc<TableManifest>, rows: &[Vec<OwnedValue>]) -> Table {
+    let mut b = TableBuilder::new(m.clone());
+    for row in rows {
+        for (c, v) in row.iter().enumerate() {
+            b.push(c, v.as_value_ref());
+        }
+        assert!(b.end_row());
+    }
+    b.finish()
+}
+
+fn row_of(t: &Table, r: u32) -> Vec<OwnedValue> {
+    (0..t.manifest.columns.len())
+        .map(|c| t.value(c, r).into())
+        .collect()
+}
+
+fn rows_of(t: &Table) -> Vec<Vec<OwnedValue>> {
+    t.scan().map(|r| row_of(t, r)).collect()
+}
+
+use OwnedValue as O;
+
+#[test]
+fn tables_are_shareable_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Table>();
+    send_sync::<crate::Snapshot>();
+    send_sync::<ChangeBatch>();
+}
+
+#[test]
+fn builds_scans_and_looks_up() {
+    let m = manifest(
+        &[ColumnType::Int, ColumnType::Int, TEXT, ColumnType::Bool],
+        &[0],
+        &[&[1]],
+    );
+    let mut b = TableBuilder::new(m.clone());
+    // Out of primary-key order, a missing cell, a mismatched cell, a double push.
+    for (id, user, name) in [(3, 10, "c"), (1, 20, "a"), (2, 10, "b")] {
+        b.push(0, ValueRef::Int(id));
+        b.push(1, ValueRef::Int(user));
+        b.push(1, ValueRef::Int(999));
+        b.push(2, ValueRef::Text(name));
+        if id == 2 {
+            b.push(3, ValueRef::Int(1));
+        }
+        assert!(b.end_row());
+    }
+    b.push(0, ValueRef::Int(4)); // a row never ended
+    assert!(b.memory_bytes() > 0);
+    let t = b.finish();
+    assert_eq!(t.row_count(), 3);
+    assert_eq!(t.row_id_bound(), 3);
+    assert_eq!(
+        rows_of(&t),
+        vec![
+            vec![O::Int(1), O::Int(20), O::Text("a".into()), O::Null],
+            vec![O::Int(2), O::Int(10), O::Text("b".into()), O::Null],
+            vec![O::Int(3), O::Int(10), O::Text("c".into()), O::Null],
+        ]
+    );
+    assert_eq!(t.pk_lookup(&[ValueRef::Int(2)]), Some(1));
+    assert_eq!(t.pk_lookup(&[ValueRef::Int(4)]), None);
+    assert_eq!(t.pk_lookup(&[ValueRef::Text("2")]), None);
+    assert_eq!(t.pk_lookup(&[]), None);
+    assert!(t.has_index(&[0]));
+    assert!(t.has_index(&[1]));
+    assert!(!t.has_index(&[2]));
+    assert_eq!(t.index_lookup(&[1], &[ValueRef::Int(10)]), vec![1, 2]);
+    assert_eq!(
+        t.index_lookup(&[1], &[ValueRef::Int(11)]),
+        Vec::<u32>::new()
+    );
+    assert_eq!(t.index_lookup(&[1], &[ValueRef::Null]), Vec::<u32>::new());
+    assert_eq!(t.index_lookup(&[0], &[ValueRef::Int(3)]), vec![2]);
+    // Lazy index.
+    assert_eq!(t.index_lookup(&[2], &[ValueRef::Text("b")]), vec![1]);
+    assert!(t.has_index(&[2]));
+    assert_eq!(
+        t.index_lookup(&[1, 2], &[ValueRef::Int(10), ValueRef::Text("c")]),
+        vec![2]
+    );
+    assert_eq!(t.index_lookup(&[], &[]), vec![0, 1, 2]);
+    assert_eq!(t.column_type(2), TEXT);
+    assert!(format!("{t:?}").contains("dense"));
+}
+
+#[test]
+fn composite_text_and_sparse_keys() {
+    let m = manifest(&[TEXT, ColumnType::Int, ColumnType::Float], &[0, 1], &[]);
+    let rows: Vec<Vec<OwnedValue>> = (0..10_000)
+        .rev()
+        .map(|i| {
+            vec![
+                O::Text(format!("k{}", i % 7)),
+                O::Int(i),
+                O::Float(i as f64 / 2.0),
+            ]
+        })
+        .collect();
+    let t = build(&m, &rows);
+    let mut want = rows.clone();
+    want.sort_by(|a, b| match (&a[0], &b[0], &a[1], &b[1]) {
+        (O::Text(x), O::Text(y), O::Int(p), O::Int(q)) => (x, p).cmp(&(y, q)),
+        _ => unreachable!(),
+    });
+    assert_eq!(rows_of(&t), want);
+    for i in [0, 1, 4095, 4096, 9999] {
+        let r = t
+            .pk_lookup(&[ValueRef::Text(&format!("k{}", i % 7)), ValueRef::Int(i)])
+            .unwrap();
+        assert_eq!(t.value(2, r), ValueRef::Float(i as f64 / 2.0));
+    }
+    assert_eq!(t.pk_lookup(&[ValueRef::Text("k1"), ValueRef::Int(0)]), None);
+    assert!(format!("{t:?}").contains("hash"));
+
+    // Sparse integer keys use the integer hash index.
+    let m = manifest(&[ColumnType::Int], &[0], &[]);
+    let rows: Vec<Vec<OwnedValue>> = (0..5000i64).map(|i| vec![O::Int(i * 1_000_003)]).collect();
+    let t = build(&m, &rows);
+    assert!(format!("{t:?}").contains("int-hash"));
+    assert_eq!(t.pk_lookup(&[ValueRef::Int(4999 * 1_000_003)]), Some(4999));
+    assert_eq!(t.pk_lookup(&[ValueRef::Int(1)]), None);
+}
+
+#[test]
+fn empty_and_keyless_tables() {
+    let m = manifest(&[ColumnType::Int, TEXT], &[], &[&[0]]);
+    let t = build(&m, &[]);
+    assert_eq!(t.row_count(), 0);
+    assert_eq!(t.scan().count(), 0);
+    assert_eq!(t.index_lookup(&[0], &[ValueRef::Int(1)]), Vec::<u32>::new());
+    assert_eq!(t.pk_lookup(&[ValueRef::Int(1)]), None);
+    let rows = vec![
+        vec![O::Int(2), O::Text("x".into())],
+        vec![O::Int(1), O::Null],
+        vec![O::Int(2), O::Text("x".into())],
+    ];
+    let t = build(&m, &rows);
+    assert_eq!(rows_of(&t), rows, "load order without a primary key");
+    assert_eq!(t.index_lookup(&[0], &[ValueRef::Int(2)]), vec![0, 2]);
+    let mut batch = ChangeBatch::new();
+    batch
+        .delete(vec![O::Int(2), O::Text("x".into())])
+        .upsert(vec![O::Int(3)]);
+    let t2 = t.apply(&batch);
+    assert_eq!(
+        rows_of(&t2),
+        vec![
+            vec![O::Int(1), O::Null],
+            vec![O::Int(2), O::Text("x".into())],
+            vec![O::Int(3), O::Null]
+        ]
+    );
+    assert_eq!(rows_of(&t), rows, "the old version is unchanged");
+}
+
+#[test]
+fn fingerprint_depends_on_content_only() {
+    let m = manifest(
+        &[ColumnType::Int, TEXT, ColumnType::Decimal { scale: 2 }],
+        &[0],
+        &[],
+    );
+    let rows: Vec<Vec<OwnedValue>> = (0..100)
+        .map(|i| {
+            vec![
+                O::Int(i),
+                O::Text(format!("n{i}")),
+                O::Decimal(i as i128 * 1_000_000_000_000_000_000),
+            ]
+        })
+        .collect();
+    let a = build(&m, &rows);
+    let mut rev = rows.clone();
+    rev.reverse();
+    let b = build(&m, &rev);
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    let mut other = rows.clone();
+    other[5][1] = O::Text("changed".into());
+    assert_ne!(a.fingerprint(), build(&m, &other).fingerprint());
+    other[5][1] = O::Null;
+    assert_ne!(a.fingerprint(), build(&m, &other).fingerprint());
+    assert_ne!(a.fingerprint(), build(&m, &rows[..99]).fingerprint());
+    // Through apply (fingerprint carried incrementally) equals a fresh load.
+    let mut batch = ChangeBatch::new();
+    batch.upsert(other[5].clone());
+    let c = a.apply(&batch);
+    assert_eq!(c.fingerprint(), build(&m, &other).fingerprint());
+}
+
+#[test]
+fn apply_updates_in_place_or_moves_rows() {
+    let m = manifest(&[ColumnType::Int, ColumnType::Int, TEXT], &[0], &[&[1]]);
+    let rows: Vec<Vec<OwnedValue>> = (0..10_000)
+        .map(|i| vec![O::Int(i), O::Int(i % 10), O::Text(format!("t{i}"))])
+        .collect();
+    let t = build(&m, &rows);
+    let before = t.memory_bytes();
+    let mut batch = ChangeBatch::new();
+    batch
+        .upsert(vec![O::Int(5), O::Int(5), O::Text("new".into())]) // in place
+        .upsert(vec![O::Int(6), O::Int(1), O::Text("t6".into())]) // foreign key moves
+        .delete(vec![O::Int(7)])
+        .upsert(vec![O::Int(10_000), O::Int(3), O::Null]) // append in order
+        .upsert(vec![O::Int(-1), O::Int(3), O::Null]); // insert below every key
+    let t2 = t.apply(&batch);
+    assert_eq!(t2.row_count(), 10_001);
+    assert_eq!(t2.row_id_bound(), 10_003);
+    let r5 = t2.pk_lookup(&[ValueRef::Int(5)]).unwrap();
+    assert_eq!(r5, 5);
+    assert_eq!(t2.value(2, r5), ValueRef::Text("new"));
+    assert_eq!(t.value(2, 5), ValueRef::Text("t5"), "old version unchanged");
+    assert!(t2.pk_lookup(&[ValueRef::Int(7)]).is_none());
+    assert!(!t2.is_live(7));
+    let r6 = t2.pk_lookup(&[ValueRef::Int(6)]).unwrap();
+    assert_ne!(r6, 6);
+    let ones = t2.index_lookup(&[1], &[ValueRef::Int(1)]);
+    assert_eq!(ones.len(), 1001);
+    let ones_keys: Vec<_> = ones.iter().map(|&r| t2.value(0, r)).collect();
+    assert!(ones_keys.windows(2).all(|w| match (w[0], w[1]) {
+        (ValueRef::Int(a), ValueRef::Int(b)) => a < b,
+        _ => false,
+    }));
+    assert!(ones_keys.contains(&ValueRef::Int(6)));
+    assert_eq!(
+        t2.index_lookup(&[1], &[ValueRef::Int(3)])
+            .iter()
+            .map(|&r| t2.value(0, r))
+            .collect::<Vec<_>>()[..2],
+        [ValueRef::Int(-1), ValueRef::Int(3)]
+    );
+    let keys: Vec<_> = t2.scan().map(|r| t2.value(0, r)).collect();
+    assert_eq!(keys[0], ValueRef::Int(-1));
+    assert_eq!(keys[keys.len() - 1], ValueRef::Int(10_000));
+    // Only touched chunks were copied: the middle chunk of every column is shared.
+    for c in 0..3 {
+        assert!(Arc::ptr_eq(
+            &t.store.cols[c].chunks[1],
+            &t2.store.cols[c].chunks[1]
+        ));
+        assert!(!Arc::ptr_eq(
+            &t.store.cols[c].chunks[2],
+            &t2.store.cols[c].chunks[2]
+        ));
+    }
+    assert!(Arc::ptr_eq(
+        &t.store.cols[2].chunks[1],
+        &t2.store.cols[2].chunks[1]
+    ));
+    assert!(
+        t2.memory_bytes() < 2 * before,
+        "{} vs {before}",
+        t2.memory_bytes()
+    );
+    // Compaction renumbers and keeps content.
+    let c = t2.compact();
+    assert_eq!(c.row_id_bound(), 10_001);
+    assert_eq!(rows_of(&c), rows_of(&t2));
+    assert_eq!(c.fingerprint(), t2.fingerprint());
+}
+
+/// The cells of the model row for key `k`: (fk, text, flag).
+type ModelRow = (Option<i64>, Option<String>, bool);
+
+/// The key cell: an integer, or a decimal (which takes the generic hash index).
+fn key_cell(decimal: bool, k: i64) -> OwnedValue {
+    if decimal {
+        O::Decimal(k as i128)
+    } else {
+        O::Int(k)
+    }
+}
+
+fn model_row_k(decimal: bool, k: i64, m: &ModelRow) -> Vec<OwnedValue> {
+    let mut row = model_row(k, m);
+    row[0] = key_cell(decimal, k);
+    row
+}
+
+fn model_row(k: i64, m: &ModelRow) -> Vec<OwnedValue> {
+    vec![
+        O::Int(k),
+        m.0.map_or(O::Null, O::Int),
+        m.1.clone().map_or(O::Null, O::Text),
+        O::Bool(m.2),
+    ]
+}
+
+fn check(t: &Table, model: &BTreeMap<i64, ModelRow>, fresh_manifest: &Arc<TableManifest>) {
+    let decimal = t.column_type(0) != ColumnType::Int;
+    let want: Vec<Vec<OwnedValue>> = model
+        .iter()
+        .map(|(&k, m)| model_row_k(decimal, k, m))
+        .collect();
+    assert_eq!(rows_of(t), want);
+    assert_eq!(t.row_count(), model.len());
+    for (&k, _) in model.iter() {
+        let key = key_cell(decimal, k);
+        let r = t.pk_lookup(&[key.as_value_ref()]).expect("key present");
+        assert_eq!(t.value(0, r), key.as_value_ref());
+    }
+    let mut fks: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (&k, m) in model {
+        if let Some(f) = m.0 {
+            fks.entry(f).or_default().push(k);
+        }
+    }
+    for f in -1..12 {
+        let got = t
+            .index_lookup(&[1], &[ValueRef::Int(f)])
+            .iter()
+            .map(|&r| t.value(0, r).into())
+            .collect::<Vec<OwnedValue>>();
+        let want: Vec<OwnedValue> = fks
+            .get(&f)
+            .map(|ks| ks.iter().map(|&k| key_cell(decimal, k)).collect())
+            .unwrap_or_default();
+        assert_eq!(got, want, "fk {f}");
+    }
+    // Lazy index on the flag, if one exists on this version.
+    if t.has_index(&[3]) {
+        let got = t.index_lookup(&[3], &[ValueRef::Bool(true)]).len();
+        assert_eq!(got, model.values().filter(|m| m.2).count());
+    }
+    let fresh = build(fresh_manifest, &want);
+    assert_eq!(t.fingerprint(), fresh.fingerprint());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(i64, ModelRow),
+    Delete(i64),
+}
+
+fn op(keys: std::ops::Range<i64>) -> impl Strategy<Value = Op> {
+    let row = (
+        proptest::option::of(0i64..10),
+        proptest::option::of("[a-z]{0,12}"),
+        any::<bool>(),
+    );
+    prop_oneof![
+        3 => (keys.clone(), row).prop_map(|(k, r)| Op::Upsert(k, r)),
+        1 => keys.prop_map(Op::Delete),
+    ]
+}
+
+fn run_model(
+    decimal: bool,
+    scale: i64,
+    initial: Vec<(i64, ModelRow)>,
+    batches: Vec<Vec<Op>>,
+    compaction: bool,
+    lazy: bool,
+) {
+    let kt = if decimal {
+        ColumnType::Decimal { scale: 0 }
+    } else {
+        ColumnType::Int
+    };
+    let m = manifest(
+        &[kt, ColumnType::Int, TEXT, ColumnType::Bool],
+        &[0],
+        &[&[1]],
+    );
+    let mut model: BTreeMap<i64, ModelRow> = BTreeMap::new();
+    for (k, r) in initial {
+        model.entry(k * scale).or_insert(r);
+    }
+    // Load in descending order: the builder must sort.
+    let rows: Vec<Vec<OwnedValue>> = model
+        .iter()
+        .rev()
+        .map(|(&k, m)| model_row_k(decimal, k, m))
+        .collect();
+    let mut t = build(&m, &rows);
+    if lazy {
+        t.index_lookup(&[3], &[ValueRef::Bool(true)]);
+    }
+    check(&t, &model, &m);
+    for (i, ops) in batches.into_iter().enumerate() {
+        if i % 2 == 0 {
+            t.fingerprint(); // exercise both the carried and the recomputed fingerprint
+        }
+        let mut batch = ChangeBatch::new();
+        for op in ops {
+            match op {
+                Op::Upsert(k, r) => {
+                    batch.upsert(model_row_k(decimal, k * scale, &r));
+                    model.insert(k * scale, r);
+                }
+                Op::Delete(k) => {
+                    batch.delete(vec![key_cell(decimal, k * scale)]);
+                    model.remove(&(k * scale));
+                }
+            }
+        }
+        t = t.apply_inner(&batch, compaction);
+        check(&t, &model, &m);
+    }
+}
+
+proptest! {
+    // 256 cases by default; PROPTEST_CASES overrides.
+
+    #[test]
+    fn apply_matches_model_dense(
+        initial in proptest::collection::vec((0i64..60, (proptest::option::of(0i64..10), proptest::option::of("[a-z]{0,12}"), any::<bool>())), 0..40),
+        batches in proptest::collection::vec(proptest::collection::vec(op(-5..70), 0..20), 0..6),
+        compaction in any::<bool>(),
+        lazy in any::<bool>(),
+    ) {
+        run_model(false, 1, initial, batches, compaction, lazy);
+    }
+
+    #[test]
+    fn apply_matches_model_sparse(
+        initial in proptest::collection::vec((0i64..60, (proptest::option::of(0i64..10), proptest::option::of("[a-z]{0,12}"), any::<bool>())), 0..40),
+        batches in proptest::collection::vec(proptest::collection::vec(op(-5..70), 0..20), 0..6),
+        compaction in any::<bool>(),
+    ) {
+        run_model(false, 1_000_000_007_000, initial, batches, compaction, false);
+    }
+
+    #[test]
+    fn apply_matches_model_generic_hash(
+        initial in proptest::collection::vec((0i64..60, (proptest::option::of(0i64..10), proptest::option::of("[a-z]{0,12}"), any::<bool>())), 0..40),
+        batches in proptest::collection::vec(proptest::collection::vec(op(-5..70), 0..20), 0..6),
+        compaction in any::<bool>(),
+        lazy in any::<bool>(),
+    ) {
+        run_model(true, 3, initial, batches, compaction, lazy);
+    }
+
+    #[test]
+    fn builder_roundtrips_any_values(
+        cells in proptest::collection::vec((any::<i64>(), any::<Option<i64>>(), any::<Option<String>>(), any::<Option<i128>>(), any::<Option<f64>>()), 0..300)
+    ) {
+        let m = manifest(
+            &[ColumnType::Int, ColumnType::DateTime, TEXT, ColumnType::Decimal { scale: 3 }, ColumnType::Float],
+            &[0],
+            &[&[1]],
+        );
+        let mut by_key: BTreeMap<i64, Vec<OwnedValue>> = BTreeMap::new();
+        for (k, a, s, d, f) in cells {
+            by_key.entry(k).or_insert_with(|| vec![
+                O::Int(k),
+                a.map_or(O::Null, O::DateTime),
+                s.map_or(O::Null, O::Text),
+                d.map_or(O::Null, O::Decimal),
+                f.map_or(O::Null, O::Float),
+            ]);
+        }
+        let rows: Vec<Vec<OwnedValue>> = by_key.values().cloned().collect();
+        let mut shuffled = rows.clone();
+        shuffled.reverse();
+        let t = build(&m, &shuffled);
+        let got = rows_of(&t);
+        prop_assert_eq!(got.len(), rows.len());
+        for (g, w) in got.iter().zip(&rows) {
+            for (a, b) in g.iter().zip(w) {
+                match (a, b) {
+                    (O::Float(x), O::Float(y)) => prop_assert_eq!(x.to_bits(), y.to_bits()),
+                    _ => prop_assert_eq!(a, b),
+                }
+            }
+        }
+        for row in &rows {
+            if let O::Int(k) = row[0] {
+                let r = t.pk_lookup(&[ValueRef::Int(k)]);
+                prop_assert!(r.is_some());
+                if let O::DateTime(a) = row[1] {
+                    prop_assert!(t.index_lookup(&[1], &[ValueRef::DateTime(a)]).contains(&r.unwrap()));
+                }
+            }
+        }
+    }
+}
+
+/// Deterministic large run: crosses chunk boundaries, splits order chunks, extends and converts
+/// the dense index, compacts.
+#[test]
+fn apply_large_against_model() {
+    let m = manifest(
+        &[ColumnType::Int, ColumnType::Int, TEXT, ColumnType::Bool],
+        &[0],
+        &[&[1]],
+    );
+    let mut model: BTreeMap<i64, ModelRow> = BTreeMap::new();
+    for k in (0..20_000i64).step_by(2) {
+        model.insert(k, (Some(k % 10), Some(format!("v{k}")), k % 3 == 0));
+    }
+    let rows: Vec<Vec<OwnedValue>> = model.iter().map(|(&k, m)| model_row(k, m)).collect();
+    let mut t = build(&m, &rows);
+    t.index_lookup(&[3], &[ValueRef::Bool(true)]);
+    check(&t, &model, &m);
+    let mut seed = 0x1234_5678_u64;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..6 {
+        let mut batch = ChangeBatch::new();
+        for _ in 0..3000 {
+            let k = match round {
+                4 => 40_000 + rnd(100_000) as i64 * 1000, // sparse: converts the dense index
+                _ => rnd(25_000) as i64 - 1000,
+            };
+            if rnd(5) == 0 {
+                batch.delete(vec![O::Int(k)]);
+                model.remove(&k);
+            } else {
+                let r = (
+                    Some(rnd(10) as i64),
+                    Some(format!("w{}", rnd(1000))),
+                    rnd(2) == 0,
+                );
+                batch.upsert(model_row(k, &r));
+                model.insert(k, r);
+            }
+        }
+        t = t.apply(&batch);
+        check(&t, &model, &m);
+    }
+}
+
+/// Memory of an (int, int, text ~40 bytes, bool, datetime) row, indexes included.
+#[test]
+fn memory_per_row() {
+    let m = manifest(
+        &[
+            ColumnType::Int,
+            ColumnType::Int,
+            TEXT,
+            ColumnType::Bool,
+            ColumnType::DateTime,
+        ],
+        &[0],
+        &[&[1]],
+    );
+    let n = 200_000i64;
+    let mut b = TableBuilder::new(m);
+    let text = "x".repeat(30);
+    for i in 1..=n {
+        b.push(0, ValueRef::Int(i));
+        b.push(1, ValueRef::Int(1 + (i * 7919) % 20_000));
+        b.push(2, ValueRef::Text(&format!("{text} {i:09}")));
+        b.push(3, ValueRef::Bool(i % 4 == 0));
+        b.push(
+            4,
+            ValueRef::DateTime(1_600_000_000_000_000 + i * 37_000_000),
+        );
+        b.end_row();
+    }
+    let t = b.finish();
+    let per_row = t.memory_bytes() as f64 / n as f64;
+    eprintln!("memory per (int, int, text40, bool, datetime) row: {per_row:.1} bytes");
+    assert!(per_row < 75.0, "{per_row}");
+}
+
+/// Timings (run with `cargo test --release -p refract-storage perf -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn perf() {
+    use std::time::Instant;
+    let m = manifest(
+        &[
+            ColumnType::Int,
+            ColumnType::Int,
+            TEXT,
+            ColumnType::Bool,
+            ColumnType::DateTime,
+        ],
+        &[0],
+        &[&[1]],
+    );
+    let n = 1_000_000i64;
+    let texts: Vec<String> = (0..n)
+        .map(|i| format!("{} {i:09}", "x".repeat(30)))
+        .collect();
+    for reversed in [false, true] {
+        let t0 = Instant::now();
+        let mut b = TableBuilder::new(m.clone());
+        for j in 0..n {
+            let i = if reversed { n - j } else { j + 1 };
+            b.push(0, ValueRef::Int(i));
+            b.push(1, ValueRef::Int(1 + (i * 7919) % 20_000));
+            b.push(2, ValueRef::Text(&texts[(i - 1) as usize]));
+            b.push(3, ValueRef::Bool(i % 4 == 0));
+            b.push(
+                4,
+                ValueRef::DateTime(1_600_000_000_000_000 + i * 37_000_000),
+            );
+            b.end_row();
+        }
+        let pushed = t0.elapsed();
+        let t = b.finish();
+        eprintln!(
+            "load 1M rows (reversed={reversed}): push {:?}, finish {:?}, {:.1} B/row",
+            pushed,
+            t0.elapsed() - pushed,
+            t.memory_bytes() as f64 / n as f64
+        );
+        if reversed {
+            continue;
+        }
+        let t1 = Instant::now();
+        let mut hits = 0u64;
+        let mut x = 1u64;
+        for _ in 0..1_000_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let k = (x >> 33) as i64 % n + 1;
+            hits += t.pk_lookup(&[ValueRef::Int(k)]).is_some() as u64;
+        }
+        eprintln!(
+            "pk_lookup dense: {:?}/op ({hits})",
+            t1.elapsed() / 1_000_000
+        );
+        let t1 = Instant::now();
+        let mut found = 0usize;
+        for k in 1..=20_000 {
+            found += t.index_lookup(&[1], &[ValueRef::Int(k)]).len();
+        }
+        eprintln!(
+            "fk index_lookup (50 rows each): {:?}/op ({found})",
+            t1.elapsed() / 20_000
+        );
+        let t1 = Instant::now();
+        let mut sum = 0i64;
+        for r in t.scan() {
+            if let ValueRef::Int(v) = t.value(1, r) {
+                sum += v;
+            }
+            if let ValueRef::Text(s) = t.value(2, r) {
+                sum += s.len() as i64;
+            }
+        }
+        eprintln!("scan 2 columns: {:?}/row ({sum})", t1.elapsed() / n as u32);
+        let t1 = Instant::now();
+        let fp = t.fingerprint();
+        eprintln!("fingerprint: {:?} ({fp:x})", t1.elapsed());
+        let mut batch = ChangeBatch::new();
+        for i in 0..100 {
+            batch.upsert(vec![
+                O::Int(i * 9973 + 1),
+                O::Int(5),
+                O::Text("u".into()),
+                O::Bool(true),
+                O::DateTime(0),
+            ]);
+            batch.upsert(vec![
+                O::Int(n + 1 + i),
+                O::Int(5),
+                O::Text("n".into()),
+                O::Bool(true),
+                O::DateTime(0),
+            ]);
+            batch.delete(vec![O::Int(i * 7 + 3)]);
+        }
+        let t1 = Instant::now();
+        let t2 = t.apply(&batch);
+        eprintln!(
+            "apply 300 changes to 1M rows: {:?}, rows {}",
+            t1.elapsed(),
+            t2.row_count()
+        );
+        let t1 = Instant::now();
+        let t3 = t2.compact();
+        eprintln!("compact 1M rows: {:?} ({})", t1.elapsed(), t3.row_count());
+        // Sparse keys: hash primary-key index.
+        let ms = manifest(&[ColumnType::Int], &[0], &[]);
+        let mut b = TableBuilder::new(ms);
+        for i in 0..n {
+            b.push(0, ValueRef::Int(i * 1_000_003));
+            b.end_row();
+        }
+        let t = b.finish();
+        let t1 = Instant::now();
+        let mut hits = 0u64;
+        for _ in 0..1_000_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let k = ((x >> 33) as i64 % n) * 1_000_003;
+            hits += t.pk_lookup(&[ValueRef::Int(k)]).is_some() as u64;
+        }
+        eprintln!(
+            "pk_lookup hash: {:?}/op ({hits}), {:.1} B/row",
+            t1.elapsed() / 1_000_000,
+            t.memory_bytes() as f64 / n as f64
+        );
+    }
+}
+
+/// A table that starts empty and grows through `apply` only (CDC after an empty load).
+#[test]
+fn grows_from_empty_through_apply() {
+    let m = manifest(
+        &[ColumnType::Int, ColumnType::Int, TEXT, ColumnType::Bool],
+        &[0],
+        &[&[1]],
+    );
+    let mut model: BTreeMap<i64, ModelRow> = BTreeMap::new();
+    let mut t = build(&m, &[]);
+    let mut seed = 42u64;
+    let mut rnd = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut next = 1i64;
+    for round in 0..6 {
+        if round == 3 {
+            t.index_lookup(&[3], &[ValueRef::Bool(true)]);
+        }
+        let mut batch = ChangeBatch::new();
+        for _ in 0..3000 {
+            let r = (
+                Some(rnd(10) as i64),
+                Some("y".repeat(rnd(50) as usize)),
+                rnd(2) == 0,
+            );
+            match rnd(10) {
+                0 if next > 1 => {
+                    let k = 1 + rnd(next as u64 - 1) as i64;
+                    batch.delete(vec![O::Int(k)]);
+                    model.remove(&k);
+                }
+                1 | 2 if next > 1 => {
+                    let k = 1 + rnd(next as u64 - 1) as i64;
+                    batch.upsert(model_row(k, &r));
+                    model.insert(k, r);
+                }
+                _ => {
+                    batch.upsert(model_row(next, &r));
+                    model.insert(next, r);
+                    next += 1;
+                }
+            }
+        }
+        t = t.apply(&batch);
+        check(&t, &model, &m);
+    }
+    let fresh = build(&m, &rows_of(&t));
+    assert!(t.memory_bytes() < 2 * fresh.memory_bytes());
+}
