@@ -1,7 +1,53 @@
-//! This crate provides the control plane (`refract serve`).
+//! This crate provides the control plane (`refract serve`): the `/v1` REST API, the metadata
+//! store, the secret store and authentication.
+//!
+//! - [`serve`] runs it from a [`ServeConfig`]: opens `DIR/refract.db` (SQLite, migrated on start)
+//!   and `DIR/secrets.enc`, creates the admin customer and its key file on first start, listens
+//!   and stops gracefully on SIGINT/SIGTERM.
+//! - [`router`] builds the HTTP surface over an [`AppState`] (for `oneshot` tests and embedding).
+//! - [`Service`] holds the logic: handlers call one method of it. The lifecycle work (reconciler,
+//!   runtime driver) extends it.
+//! - [`store`]: the [`Store`]/[`Tx`] traits ("What do we store?") and [`SqliteStore`].
+//! - [`SecretStore`]: AES-256-GCM encrypted secrets (source passwords).
+//!
+//! **Architecture invariant:** passwords live only in the secret store; they are never written to
+//! the metadata store, a log line, an error or a response.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = refract_control_plane::ServeConfig {
+//!     data_dir: "/var/lib/refract".into(),
+//!     listen: "127.0.0.1:7700".into(),
+//!     master_key: None,
+//!     engine_binary: "/usr/bin/refract".into(),
+//! };
+//! refract_control_plane::serve(config).await
+//! # }
+//! ```
 #![deny(missing_docs)]
 
+pub mod api;
+mod error;
+mod http;
+pub mod keys;
+pub mod lifecycle;
+mod managed;
+pub mod plans;
+pub mod secrets;
+mod service;
+pub mod store;
+pub mod validate;
+
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use error::ApiError;
+pub use http::{metrics_handle, parse_json, router, ApiDoc, ApiJson, AppState, Auth};
+pub use secrets::SecretStore;
+pub use service::{password_secret_name, pending, Principal, Service, TEST_CONNECTION_TIMEOUT};
+pub use store::{SqliteStore, Store, Tx};
 
 /// Configuration of `refract serve`, assembled by the binary from flags and environment.
 #[derive(Debug, Clone)]
@@ -16,8 +62,121 @@ pub struct ServeConfig {
     pub engine_binary: PathBuf,
 }
 
+/// Opens the stores in `config.data_dir` (creating them on first start, with the admin customer)
+/// and returns the service. Prints the admin key file's path once, when it is created.
+pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Only the owner may list what is in there (keys, secrets, database file).
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let key = match &config.master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => secrets::key_from_file(&dir)?,
+    };
+    let secrets = Arc::new(SecretStore::open(&dir, key)?);
+    let db_path = dir.join("refract.db");
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
+    let service = Service::new(Arc::new(store), secrets);
+    // Engines run as local processes under DIR/instances (adopted again after a restart).
+    service.lifecycle.configure(lifecycle::Runtime {
+        driver: Arc::new(refract_runtime::LocalProcessDriver::new(
+            dir.join("instances"),
+        )),
+        data_dir: dir.clone(),
+        engine_binary: config.engine_binary.clone(),
+    });
+    let key_path = dir.join("admin-key");
+    let path = key_path.clone();
+    let created = service
+        .ensure_admin(move |token| secrets::write_private(&path, format!("{token}\n").as_bytes()))
+        .await
+        .map_err(|e| anyhow::anyhow!("create the admin customer: {e}"))?;
+    if created {
+        println!(
+            "admin management key written to {} (readable only by this user)",
+            key_path.display()
+        );
+    }
+    Ok(service)
+}
+
 /// Run the control plane until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("control plane not implemented yet")
+    let service = open(&config).await?;
+    // Managed database servers (/api/v1, seed 004): their own store file and driver directory.
+    let managed = managed::open(&config.data_dir, &service)?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts parse this line for the real port (`--listen 127.0.0.1:0`).
+    println!("refract control plane listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "control plane started");
+    run_with_managed(service, Some(managed), listener, shutdown_signal()).await
 }
+
+/// Serves an opened [`Service`] on `listener` with its reconciler and health poller until
+/// `shutdown` completes (for embedding, e.g. `refract quickstart`). Engines keep running after
+/// it returns; the next start adopts them.
+pub async fn run(
+    service: Service,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_managed(service, None, listener, shutdown).await
+}
+
+/// [`run`], plus the managed database servers: their `/api/v1` routes and their reconciler
+/// (`refract-managed`). Managed servers, like engines, keep running after it returns.
+pub async fn run_with_managed(
+    service: Service,
+    managed: Option<refract_managed::ManagedService>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut tasks = service.lifecycle.start(service.clone(), cancel.clone());
+    tasks.extend(managed.as_ref().map(|m| m.spawn_reconciler(cancel.clone())));
+    let mut app = router(AppState { service });
+    if let Some(m) = &managed {
+        app = app.merge(m.router());
+    }
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serve HTTP");
+    cancel.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!("control plane stopped");
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests;

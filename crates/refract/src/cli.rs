@@ -1,10 +1,752 @@
-//! The command-line client of the control plane.
+//! The command-line client of the control plane: `refract connections|databases|keys <verb>`.
+//!
+//! Every command reads `REFRACT_URL` (default `http://127.0.0.1:7700`) and `REFRACT_TOKEN` (or
+//! `--url`/`--token`), prints a table by default and the API's JSON with `--json`. An API error
+//! prints `error: <message>` and exits non-zero (through `main`).
 
-/// Client subcommands (filled in by the CLI work).
+mod lifecycle;
+
+use anyhow::{bail, Context};
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+/// Options every client command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// Control plane base URL.
+    #[arg(
+        long,
+        env = "REFRACT_URL",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
+    url: String,
+    /// Management key (`rmk_…`).
+    #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Client subcommands.
 #[derive(clap::Subcommand)]
-pub enum ClientCommand {}
+pub enum ClientCommand {
+    /// Source database connections.
+    Connections {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: ConnectionsCmd,
+    },
+    /// Databases (one engine each) on a connection.
+    Databases {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: DatabasesCmd,
+    },
+    /// Management keys of the account.
+    Keys {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Managed database servers (/api/v1): PostgreSQL, MySQL, Redis, MongoDB.
+    Managed {
+        #[command(flatten)]
+        opts: crate::managed::ManagedOpts,
+        #[command(subcommand)]
+        cmd: crate::managed::ManagedCmd,
+    },
+}
+
+/// Source fields shared by `connections create` and `connections update`.
+#[derive(clap::Args, Debug, Default)]
+pub struct SourceArgs {
+    /// Host name or IP of the source (for sqlite: the database file path).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port (default 3306, 5432 for postgres).
+    #[arg(long)]
+    port: Option<i64>,
+    /// Login user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Login password (prefer the REFRACT_SOURCE_PASSWORD variable: arguments are visible to
+    /// other users of the machine).
+    #[arg(long, env = "REFRACT_SOURCE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// `refract connections …`
+#[derive(clap::Subcommand)]
+pub enum ConnectionsCmd {
+    /// Create a connection (the source is not contacted; use `test`).
+    Create {
+        /// Display name, unique in the account.
+        #[arg(long)]
+        name: String,
+        /// mysql (default), postgres, mssql or sqlite.
+        #[arg(long)]
+        backend: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Schemas databases may use (repeat or comma-separate).
+        #[arg(long = "schema", value_delimiter = ',')]
+        schemas: Vec<String>,
+        /// poll (default), binlog, logical or cdc.
+        #[arg(long)]
+        sync_mode: Option<String>,
+        /// Seconds, 5–3600 (default 30).
+        #[arg(long)]
+        sync_interval: Option<i64>,
+    },
+    /// List connections.
+    List,
+    /// Show a connection and its databases.
+    Get {
+        /// Connection id.
+        id: String,
+    },
+    /// Change a connection.
+    Update {
+        /// Connection id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Replace the schema list (repeat or comma-separate).
+        #[arg(long = "schema", value_delimiter = ',')]
+        schemas: Vec<String>,
+        /// Allowed CDC mode (poll, binlog, logical, cdc).
+        #[arg(long)]
+        sync_mode: Option<String>,
+        /// Minimum sync interval, seconds.
+        #[arg(long)]
+        sync_interval: Option<i64>,
+    },
+    /// Delete a connection that has no databases.
+    Delete {
+        /// Connection id.
+        id: String,
+    },
+    /// Test a stored connection (by id) or raw credentials (with --host …).
+    Test {
+        /// Connection id; omit to test the given --host/--user/--password.
+        id: Option<String>,
+        /// Backend of raw credentials.
+        #[arg(long)]
+        backend: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+/// `refract databases …` (the lifecycle verbs are in `cli/lifecycle.rs`).
+#[derive(clap::Subcommand)]
+pub enum DatabasesCmd {
+    /// Register a database on a connection (status `registered`).
+    Register {
+        /// Connection id.
+        #[arg(long)]
+        connection: String,
+        /// Display name, unique on the connection.
+        #[arg(long)]
+        name: String,
+        /// Source schema (must be in the connection's schemas).
+        #[arg(long)]
+        schema: String,
+        /// nano (default), small, medium, large, xlarge, 2xlarge.
+        #[arg(long)]
+        size: Option<String>,
+        /// info (default), debug, warn, error.
+        #[arg(long)]
+        log_level: Option<String>,
+        /// MySQL binlog server id (≥ 1, unique per source).
+        #[arg(long)]
+        binlog_server_id: Option<i64>,
+    },
+    /// List databases.
+    List {
+        /// Only this connection's.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only in this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only with this tag label.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Show a database.
+    Get {
+        /// Database id.
+        id: String,
+    },
+    /// Change a database.
+    Update {
+        /// Database id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New source schema (only when not running).
+        #[arg(long)]
+        schema: Option<String>,
+        /// New size.
+        #[arg(long)]
+        size: Option<String>,
+        /// New log level.
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Sync mode (one the connection allows).
+        #[arg(long)]
+        sync_mode: Option<String>,
+        /// Sync interval, seconds.
+        #[arg(long)]
+        sync_interval: Option<i64>,
+        /// Replace tags: `label:color`, repeatable; `--tag ''` clears.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Custom domain; `''` clears.
+        #[arg(long)]
+        custom_domain: Option<String>,
+        /// Any other PATCH fields as a JSON object (merged last), e.g. '{"pauseSchedule": null}'.
+        #[arg(long)]
+        set: Option<String>,
+    },
+    /// Delete a database (registered, stopped, terminated or failed).
+    Delete {
+        /// Database id.
+        id: String,
+    },
+    #[command(flatten)]
+    Lifecycle(lifecycle::LifecycleCmd),
+}
+
+/// `refract keys …`
+#[derive(clap::Subcommand)]
+pub enum KeysCmd {
+    /// Create a management key (printed once).
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Expiry, RFC 3339 (e.g. 2026-12-31T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List management keys.
+    List,
+    /// Revoke a management key (by its id).
+    Revoke {
+        /// Key record id.
+        id: String,
+    },
+}
 
 /// Run a client subcommand.
 pub fn run(command: ClientCommand) -> anyhow::Result<()> {
-    match command {}
+    match command {
+        ClientCommand::Connections { opts, cmd } => connections(&Api::new(&opts)?, &opts, cmd),
+        ClientCommand::Databases { opts, cmd } => databases(&Api::new(&opts)?, &opts, cmd),
+        ClientCommand::Keys { opts, cmd } => keys(&Api::new(&opts)?, &opts, cmd),
+        ClientCommand::Managed { opts, cmd } => crate::managed::run(&opts, cmd),
+    }
+}
+
+/// A thin blocking client of `/v1`.
+pub struct Api {
+    client: Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn new(opts: &ClientOpts) -> anyhow::Result<Self> {
+        let token = opts
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .context("no management key: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)")?;
+        let client = Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Api {
+            client,
+            base: opts.url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Calls the API; a non-2xx answer becomes an error carrying the API's `message`.
+    pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() {
+            let msg = value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            bail!("{msg}");
+        }
+        Ok(value)
+    }
+}
+
+/// Object with only the given (non-None) fields.
+fn object(fields: Vec<(&str, Option<Value>)>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+fn s(v: &Option<String>) -> Option<Value> {
+    v.as_ref().map(|x| json!(x))
+}
+
+fn n(v: Option<i64>) -> Option<Value> {
+    v.map(|x| json!(x))
+}
+
+fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConnectionsCmd::Create {
+            name,
+            backend,
+            source,
+            schemas,
+            sync_mode,
+            sync_interval,
+        } => {
+            let body = object(vec![
+                ("name", Some(json!(name))),
+                ("backend", s(&backend)),
+                ("mysqlHost", Some(json!(source.host.unwrap_or_default()))),
+                ("mysqlPort", n(source.port)),
+                (
+                    "availableSchemas",
+                    (!schemas.is_empty()).then(|| json!(schemas)),
+                ),
+                ("mysqlUser", s(&source.user)),
+                ("mysqlPassword", s(&source.password)),
+                ("syncMode", s(&sync_mode)),
+                ("syncInterval", n(sync_interval)),
+            ]);
+            let v = api.call(Method::POST, "/v1/connections", Some(body))?;
+            output(opts, &v, |v| {
+                print_connections(std::slice::from_ref(&v["connection"]))
+            })
+        }
+        ConnectionsCmd::List => {
+            let v = api.call(Method::GET, "/v1/connections", None)?;
+            output(opts, &v, |v| {
+                print_connections(v.as_array().map(Vec::as_slice).unwrap_or_default())
+            })
+        }
+        ConnectionsCmd::Get { id } => {
+            let v = api.call(Method::GET, &format!("/v1/connections/{id}"), None)?;
+            output(opts, &v, |v| {
+                print_connections(std::slice::from_ref(v));
+                println!();
+                print_databases(
+                    v["databases"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                );
+            })
+        }
+        ConnectionsCmd::Update {
+            id,
+            name,
+            source,
+            schemas,
+            sync_mode,
+            sync_interval,
+        } => {
+            let body = object(vec![
+                ("name", s(&name)),
+                ("mysqlHost", s(&source.host)),
+                ("mysqlPort", n(source.port)),
+                (
+                    "availableSchemas",
+                    (!schemas.is_empty()).then(|| json!(schemas)),
+                ),
+                ("mysqlUser", s(&source.user)),
+                ("mysqlPassword", s(&source.password)),
+                ("syncMode", s(&sync_mode)),
+                ("syncInterval", n(sync_interval)),
+            ]);
+            let v = api.call(Method::PATCH, &format!("/v1/connections/{id}"), Some(body))?;
+            output(opts, &v, |v| print_connections(std::slice::from_ref(v)))
+        }
+        ConnectionsCmd::Delete { id } => {
+            api.call(Method::DELETE, &format!("/v1/connections/{id}"), None)?;
+            output(opts, &json!({"deleted": id}), |_| {
+                println!("deleted connection {id}")
+            })
+        }
+        ConnectionsCmd::Test {
+            id,
+            backend,
+            source,
+        } => {
+            let v = match id {
+                Some(id) => api.call(
+                    Method::POST,
+                    &format!("/v1/connections/{id}/test-connection"),
+                    None,
+                )?,
+                None => {
+                    let body = object(vec![
+                        ("backend", s(&backend)),
+                        ("mysqlHost", Some(json!(source.host.unwrap_or_default()))),
+                        ("mysqlPort", n(source.port)),
+                        ("mysqlUser", s(&source.user)),
+                        ("mysqlPassword", s(&source.password)),
+                    ]);
+                    api.call(Method::POST, "/v1/connections/test-connection", Some(body))?
+                }
+            };
+            output(opts, &v, |v| {
+                if v["ok"].as_bool() == Some(true) {
+                    println!(
+                        "ok ({} ms)",
+                        v["latencyMs"]
+                            .as_f64()
+                            .map(|l| format!("{l:.1}"))
+                            .unwrap_or_default()
+                    );
+                    if let Some(s) = v["availableSchemas"].as_array() {
+                        let names: Vec<&str> = s.iter().filter_map(Value::as_str).collect();
+                        println!("schemas: {}", names.join(", "));
+                    }
+                } else {
+                    println!("failed: {}", v["error"].as_str().unwrap_or("unknown error"));
+                }
+            })?;
+            if v["ok"].as_bool() != Some(true) {
+                bail!("connection test failed");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<()> {
+    match cmd {
+        DatabasesCmd::Register {
+            connection,
+            name,
+            schema,
+            size,
+            log_level,
+            binlog_server_id,
+        } => {
+            let body = object(vec![
+                ("connectionId", Some(json!(connection))),
+                ("name", Some(json!(name))),
+                ("mysqlDb", Some(json!(schema))),
+                ("instanceSize", s(&size)),
+                ("logLevel", s(&log_level)),
+                ("binlogServerId", n(binlog_server_id)),
+            ]);
+            let v = api.call(Method::POST, "/v1/databases", Some(body))?;
+            output(opts, &v, |v| print_databases(std::slice::from_ref(v)))
+        }
+        DatabasesCmd::List {
+            connection,
+            status,
+            tag,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [
+                ("connectionId", connection),
+                ("status", status),
+                ("tag", tag),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", urlencode(&v)));
+                }
+            }
+            let path = if q.is_empty() {
+                "/v1/databases".to_string()
+            } else {
+                format!("/v1/databases?{}", q.join("&"))
+            };
+            let v = api.call(Method::GET, &path, None)?;
+            output(opts, &v, |v| {
+                print_databases(v.as_array().map(Vec::as_slice).unwrap_or_default())
+            })
+        }
+        DatabasesCmd::Get { id } => {
+            let v = api.call(Method::GET, &format!("/v1/databases/{id}"), None)?;
+            output(opts, &v, print_object)
+        }
+        DatabasesCmd::Update {
+            id,
+            name,
+            schema,
+            size,
+            log_level,
+            sync_mode,
+            sync_interval,
+            tags,
+            custom_domain,
+            set,
+        } => {
+            let tags = if tags.is_empty() {
+                None
+            } else {
+                let mut out = Vec::new();
+                for t in tags.iter().filter(|t| !t.is_empty()) {
+                    let (label, color) = t
+                        .rsplit_once(':')
+                        .with_context(|| format!("--tag {t:?}: expected label:color"))?;
+                    out.push(json!({"label": label, "color": color}));
+                }
+                Some(Value::Array(out))
+            };
+            let mut body = object(vec![
+                ("name", s(&name)),
+                ("mysqlDb", s(&schema)),
+                ("instanceSize", s(&size)),
+                ("logLevel", s(&log_level)),
+                ("syncMode", s(&sync_mode)),
+                ("syncInterval", n(sync_interval)),
+                ("tags", tags),
+                (
+                    "reflexdbCustomDomain",
+                    custom_domain.map(|d| if d.is_empty() { Value::Null } else { json!(d) }),
+                ),
+            ]);
+            if let Some(extra) = set {
+                let extra: Map<String, Value> =
+                    serde_json::from_str(&extra).context("--set must be a JSON object")?;
+                if let Value::Object(m) = &mut body {
+                    m.extend(extra);
+                }
+            }
+            let v = api.call(Method::PATCH, &format!("/v1/databases/{id}"), Some(body))?;
+            output(opts, &v, print_object)
+        }
+        DatabasesCmd::Lifecycle(cmd) => lifecycle::run(api, opts, cmd),
+        DatabasesCmd::Delete { id } => {
+            api.call(Method::DELETE, &format!("/v1/databases/{id}"), None)?;
+            output(opts, &json!({"deleted": id}), |_| {
+                println!("deleted database {id}")
+            })
+        }
+    }
+}
+
+fn keys(api: &Api, opts: &ClientOpts, cmd: KeysCmd) -> anyhow::Result<()> {
+    match cmd {
+        KeysCmd::Create { name, expires_at } => {
+            let body = object(vec![
+                ("name", Some(json!(name))),
+                ("expiresAt", s(&expires_at)),
+            ]);
+            let v = api.call(Method::POST, "/v1/account/management-keys", Some(body))?;
+            output(opts, &v, |v| {
+                print_keys(std::slice::from_ref(v));
+                println!(
+                    "\nkey (shown only now): {}",
+                    v["key"].as_str().unwrap_or("")
+                );
+            })
+        }
+        KeysCmd::List => {
+            let v = api.call(Method::GET, "/v1/account/management-keys", None)?;
+            output(opts, &v, |v| {
+                print_keys(v.as_array().map(Vec::as_slice).unwrap_or_default())
+            })
+        }
+        KeysCmd::Revoke { id } => {
+            let v = api.call(
+                Method::DELETE,
+                &format!("/v1/account/management-keys/{id}"),
+                None,
+            )?;
+            output(opts, &v, |v| print_keys(std::slice::from_ref(v)))
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn output(opts: &ClientOpts, v: &Value, table: impl FnOnce(&Value)) -> anyhow::Result<()> {
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        table(v);
+    }
+    Ok(())
+}
+
+/// A cell: strings bare, null as `-`, arrays comma-joined, anything else as JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::Object(o) if o.contains_key("label") => {
+                    o["label"].as_str().unwrap_or("").to_string()
+                }
+                other => cell(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+fn table(headers: &[&str], fields: &[&str], rows: &[Value]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| fields.iter().map(|f| cell(&r[*f])).collect())
+        .collect();
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: Vec<String>| {
+        let parts: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in cells {
+        line(r);
+    }
+}
+
+fn print_connections(rows: &[Value]) {
+    table(
+        &[
+            "ID",
+            "NAME",
+            "BACKEND",
+            "HOST",
+            "PORT",
+            "SCHEMAS",
+            "SYNC MODES",
+            "MIN INTERVAL",
+        ],
+        &[
+            "id",
+            "name",
+            "backend",
+            "mysqlHost",
+            "mysqlPort",
+            "availableSchemas",
+            "allowedSyncModes",
+            "minSyncInterval",
+        ],
+        rows,
+    );
+}
+
+fn print_databases(rows: &[Value]) {
+    table(
+        &[
+            "ID", "NAME", "SCHEMA", "STATUS", "SIZE", "SYNC", "INTERVAL", "ENDPOINT", "HEALTH",
+            "TAGS",
+        ],
+        &[
+            "id",
+            "name",
+            "mysqlDb",
+            "status",
+            "instanceSize",
+            "syncMode",
+            "syncInterval",
+            "endpointUrl",
+            "healthStatus",
+            "tags",
+        ],
+        rows,
+    );
+}
+
+fn print_keys(rows: &[Value]) {
+    table(
+        &[
+            "ID",
+            "NAME",
+            "KEY ID",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+            "REVOKED",
+        ],
+        &[
+            "id",
+            "name",
+            "keyId",
+            "createdAt",
+            "expiresAt",
+            "lastUsedAt",
+            "revokedAt",
+        ],
+        rows,
+    );
+}
+
+/// One object as `field  value` lines.
+fn print_object(v: &Value) {
+    if let Some(o) = v.as_object() {
+        let w = o.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, val) in o {
+            println!("{k:<w$}  {}", cell(val));
+        }
+    }
 }

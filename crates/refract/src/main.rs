@@ -5,6 +5,7 @@
 //! takes explicit configuration.
 
 mod cli;
+mod managed;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ struct Args {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (REST API, stores, reconciler).
@@ -49,7 +52,10 @@ struct ServeArgs {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("REFRACT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,10 +85,21 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
+    // Test hook: a pause before each lifecycle step, so that tests can kill the control plane
+    // in a given transitional status.
+    if let Some(ms) = std::env::var("REFRACT_TEST_STEP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        refract_control_plane::lifecycle::set_step_delay(std::time::Duration::from_millis(ms));
+    }
     let config = refract_control_plane::ServeConfig {
         data_dir: args.data_dir,
         listen: args.listen,

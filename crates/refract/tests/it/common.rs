@@ -48,3 +48,247 @@ pub fn mysql() -> ServerUrl {
 pub fn postgres() -> ServerUrl {
     parse_url(&required_env("REFRACT_TEST_PG_URL"))
 }
+
+/// A running `refract serve` on a temp data dir, driven over HTTP. Records everything the
+/// process printed and every response body, so tests can check that no secret leaked.
+pub struct ControlPlane {
+    child: std::sync::Mutex<Option<std::process::Child>>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The data dir.
+    pub dir: PathBuf,
+    /// The admin's management key (from `DIR/admin-key`).
+    pub admin_key: String,
+    tmp: Option<tempfile::TempDir>,
+    master_key: Option<String>,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+    past_output: Vec<std::sync::Arc<std::sync::Mutex<String>>>,
+    responses: std::sync::Mutex<Vec<String>>,
+    client: reqwest::blocking::Client,
+}
+
+impl ControlPlane {
+    /// Starts on a new temp dir (key file, no `REFRACT_MASTER_KEY`).
+    pub fn start_fresh() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        Self::start_with(&data, None, Some(tmp))
+    }
+
+    /// Starts on `data` (kept alive by `tmp`), with an optional `REFRACT_MASTER_KEY`.
+    pub fn start_with(
+        data: &std::path::Path,
+        master_key: Option<&str>,
+        tmp: Option<tempfile::TempDir>,
+    ) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::{Command, Stdio};
+        let mut cmd = Command::new(refract_bin());
+        cmd.args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        // Debug logs: a password must not show up even there.
+        .env(
+            "REFRACT_LOG",
+            "info,refract_control_plane=debug,tower_http=debug",
+        )
+        .env_remove("REFRACT_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if let Some(k) = master_key {
+            cmd.env("REFRACT_MASTER_KEY", k);
+        }
+        let mut child = cmd.spawn().expect("spawn refract serve");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("refract control plane listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let out = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let url = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "refract serve did not print its listening line:\n{}",
+                    output.lock().unwrap()
+                );
+            }
+        };
+        let admin_key = std::fs::read_to_string(data.join("admin-key"))
+            .expect("admin-key")
+            .trim()
+            .to_string();
+        ControlPlane {
+            child: std::sync::Mutex::new(Some(child)),
+            url,
+            dir: data.to_path_buf(),
+            admin_key,
+            tmp,
+            master_key: master_key.map(str::to_string),
+            output,
+            past_output: Vec::new(),
+            responses: std::sync::Mutex::new(Vec::new()),
+            client: reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Sends a request with an optional JSON body; returns status and parsed body (`Null` if empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let raw = body.map(|b| b.to_string());
+        self.send(method, path, token, raw.as_deref())
+    }
+
+    /// Sends a raw body text.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        raw: &str,
+    ) -> (u16, serde_json::Value) {
+        self.send(method, path, token, Some(raw))
+    }
+
+    /// As the admin.
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.call(method, path, Some(&self.admin_key.clone()), body)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(m, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        self.responses.lock().unwrap().push(text.clone());
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// SIGKILLs the process (no graceful shutdown) and returns what it printed.
+    pub fn kill(&self) -> String {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100)); // let the readers drain
+        self.output()
+    }
+
+    /// Kills (if running) and starts again on the same data dir.
+    pub fn restart(mut self) -> Self {
+        self.kill();
+        let tmp = self.tmp.take();
+        let mut next = Self::start_with(&self.dir, self.master_key.as_deref(), tmp);
+        next.past_output = std::mem::take(&mut self.past_output);
+        next.past_output.push(self.output.clone());
+        next.responses
+            .lock()
+            .unwrap()
+            .extend(self.responses.lock().unwrap().drain(..));
+        next
+    }
+
+    /// Stops and hands back the temp dir and data dir.
+    pub fn stop_keep_dir(mut self) -> (Option<tempfile::TempDir>, PathBuf) {
+        self.kill();
+        (self.tmp.take(), self.dir.clone())
+    }
+
+    /// What the current process printed (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// None of `secrets` appears in any output of any process so far or in any response body.
+    pub fn assert_no_leak(&self, secrets: &[&str]) {
+        let mut all: Vec<String> = self
+            .past_output
+            .iter()
+            .map(|o| o.lock().unwrap().clone())
+            .collect();
+        all.push(self.output());
+        for s in secrets {
+            for o in &all {
+                assert!(
+                    !o.contains(s),
+                    "a secret appears in the control plane's output"
+                );
+            }
+            for r in self.responses.lock().unwrap().iter() {
+                assert!(!r.contains(s), "a secret appears in a response: {r}");
+            }
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.child.lock() {
+            if let Some(mut c) = g.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}

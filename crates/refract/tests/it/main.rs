@@ -2,3 +2,8 @@
 //! servers started by `scripts/test` (their addresses come in `REFRACT_TEST_*` variables).
 
 mod common;
+mod control_plane;
+mod correctness;
+mod engine;
+mod lifecycle;
+mod managed;

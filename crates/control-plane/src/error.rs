@@ -1,0 +1,101 @@
+//! [`ApiError`]: every failure an API call can answer with, mapped to status + `{error, message}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::ErrorBody;
+
+/// Every failure of a `/v1` call. Layers below the service (store, secrets) convert into
+/// [`ApiError::Internal`]; the service produces the others.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `invalid_request`: the message names the field and the rule.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401 `unauthorized`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 `not_found` (also for ids of another customer).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// 409 `action_not_allowed`.
+    #[error("{0}")]
+    ActionNotAllowed(String),
+    /// 500 `internal`: the cause is logged with the request id, never sent.
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    /// 400 helper.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ApiError::InvalidRequest(msg.into())
+    }
+    /// 409 helper.
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        ApiError::Conflict(msg.into())
+    }
+    /// 404 for a resource kind.
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    /// HTTP status and `error` code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::ActionNotAllowed(_) => (StatusCode::CONFLICT, "action_not_allowed"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("metadata store"))
+    }
+}
+
+/// The cause of a 500, attached to the response so that the request-id middleware logs it once
+/// with the request id and replaces the body (handlers never see the request id).
+#[derive(Clone, Debug)]
+pub(crate) struct InternalCause(pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        };
+        let mut resp = (
+            status,
+            axum::Json(ErrorBody {
+                error: code.to_string(),
+                message,
+            }),
+        )
+            .into_response();
+        if let ApiError::Internal(e) = &self {
+            resp.extensions_mut()
+                .insert(InternalCause(format!("{e:#}")));
+        }
+        resp
+    }
+}

@@ -1,0 +1,273 @@
+//! The first steps of provision and rebuild: the connection test (`testing_connection`) and the
+//! build (`queued` → `building`): introspect the source, apply the schema config, check it, and
+//! store the manifest as the build's artifact (in the store and as
+//! `DATA/builds/<build id>/manifest.json`, with the build log beside it).
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::reconciler::{commit, fail, now, Guard, Next};
+use super::{step_delay, Runtime};
+use crate::api::{Backend, Connection, SyncMode};
+use crate::store::lifecycle::{BuildStatus, OpsRecord};
+use crate::store::StoreResult;
+use crate::api::Database;
+use crate::Service;
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(5);
+const INTROSPECT_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn stamp() -> String {
+    now().format("%H:%M:%S%.3f").to_string()
+}
+
+/// Where a connection points, for messages.
+fn source_text(c: &Connection) -> String {
+    match c.backend {
+        Backend::Sqlite => format!("SQLite file {}", c.mysql_host),
+        b => format!("{b} server {}:{}", c.mysql_host, c.mysql_port.unwrap_or(0)),
+    }
+}
+
+/// A source failure as a message a person can act on.
+pub(super) fn actionable(err: &str, c: &Connection) -> String {
+    let lower = err.to_lowercase();
+    let fix = format!("PATCH /v1/connections/{}", c.id);
+    if c.backend == Backend::Sqlite {
+        return format!(
+            "cannot read the {}: {err}. Check that the file exists and is readable by the control plane \
+             ({fix} to change mysqlHost), then provision again",
+            source_text(c)
+        );
+    }
+    let login = ["denied", "authentication", "password", "rejected", "not permitted", "role"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if login {
+        format!(
+            "the source refused the login of user {:?} on {}: {err}. Fix mysqlUser/mysqlPassword ({fix}) or the \
+             user's grants on the source, then provision again",
+            c.mysql_user.clone().unwrap_or_default(),
+            source_text(c)
+        )
+    } else {
+        format!(
+            "cannot reach the {}: {err}. Check mysqlHost/mysqlPort ({fix}) and that the server accepts connections \
+             from the control plane's host, then provision again",
+            source_text(c)
+        )
+    }
+}
+
+async fn connection(s: &Service, db: &Database) -> StoreResult<Option<Connection>> {
+    let (customer, id) = (db.customer_id, db.connection_id);
+    s.read(move |tx| tx.get_connection(customer, id)).await
+}
+
+/// Appends to a build's log (unguarded: the log is only ever appended to).
+async fn log(s: &Service, db: Uuid, build: Option<Uuid>, text: String) -> StoreResult<()> {
+    let Some(build) = build else { return Ok(()) };
+    s.write(move |tx| {
+        if let Some(mut b) = tx.lifecycle().build(db, build)? {
+            b.log.push_str(&text);
+            tx.lifecycle().update_build(&b)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `testing_connection`: log in to the source within 5 s.
+pub(super) async fn test_connection(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
+    let _ = rt;
+    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+    let guard = Guard::of(&db, &o);
+    step_delay().await;
+    let Some(c) = connection(s, &db).await? else {
+        return fail(s, rt, &db, &o, "the database's connection is gone".into()).await;
+    };
+    let params = s.source_params(&c, Some(db.mysql_db.clone()));
+    let started = std::time::Instant::now();
+    let report = match tokio::time::timeout(
+        TEST_TIMEOUT + Duration::from_secs(1),
+        refract_sources::test_connection(&params, TEST_TIMEOUT),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => refract_sources::TestConnectionReport {
+            ok: false,
+            error: Some(format!("timed out after {} s", TEST_TIMEOUT.as_secs())),
+            ..Default::default()
+        },
+    };
+    let mut text = format!("{} testing the connection to the {} (schema {})\n", stamp(), source_text(&c), db.mysql_db);
+    if !report.ok {
+        let err = report.error.unwrap_or_else(|| "unknown error".into());
+        text.push_str(&format!("{} connection test failed: {err}\n", stamp()));
+        log(s, db.id, op.build_id, text).await?;
+        return fail(s, rt, &db, &o, actionable(&err, &c)).await;
+    }
+    text.push_str(&format!("{} connection ok ({} ms)\n", stamp(), started.elapsed().as_millis()));
+    // A CDC mode whose prerequisites are missing falls back to poll (the engine runs poll anyway
+    // until CDC lands; the reason goes to the log and lastError).
+    let mut note = None;
+    let issues = match db.sync_mode {
+        SyncMode::Binlog => report.binlog.as_ref().filter(|b| !b.ready).map(|b| b.issues.join("; ")),
+        SyncMode::Logical => report.logical.as_ref().filter(|l| !l.ready).map(|l| l.issues.join("; ")),
+        _ => None,
+    };
+    let mut sync_used = db.sync_mode.as_str().to_string();
+    if let Some(issues) = issues {
+        let msg = format!(
+            "{} mode is not ready on the source ({issues}); the engine runs in poll mode until it is fixed and the \
+             database is rebuilt",
+            db.sync_mode
+        );
+        text.push_str(&format!("{} {msg}\n", stamp()));
+        note = Some(msg);
+        sync_used = "poll".into();
+    }
+    let build = op.build_id;
+    commit(s, db.id, guard, move |tx, d, o, _| {
+        if let Some(b) = build {
+            if let Some(mut rec) = tx.lifecycle().build(d.id, b)? {
+                rec.log.push_str(&text);
+                rec.log.push_str(&format!("{} waiting for a build slot\n", stamp()));
+                rec.sync_mode_used = Some(sync_used);
+                tx.lifecycle().update_build(&rec)?;
+            }
+        }
+        if let Some(op) = o.op.as_mut() {
+            op.note = note;
+        }
+        d.status = crate::api::Status::Queued;
+        d.internal.op_step = Some("wait_build_slot".into());
+        Ok(())
+    })
+    .await?;
+    Ok(Next::Again)
+}
+
+/// `queued` → `building` → `deploying`: at most [`super::BUILD_SLOTS`] at once.
+pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
+    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+    let Some(build_id) = op.build_id else {
+        return fail(s, rt, &db, &o, "the operation has no build".into()).await;
+    };
+    if db.status == crate::api::Status::Queued {
+        step_delay().await;
+    }
+    let Ok(_slot) = s.lifecycle.build_slots().try_acquire_owned() else {
+        return Ok(Next::Idle); // stays queued; retried on the next tick
+    };
+    let mut db = db;
+    let mut guard = Guard::of(&db, &o);
+    if db.status == crate::api::Status::Queued {
+        let started = commit(s, db.id, guard, move |tx, d, _, _| {
+            if let Some(mut b) = tx.lifecycle().build(d.id, build_id)? {
+                b.status = BuildStatus::InProgress;
+                b.started_at = Some(now());
+                b.log.push_str(&format!("{} building\n", stamp()));
+                tx.lifecycle().update_build(&b)?;
+            }
+            d.status = crate::api::Status::Building;
+            d.internal.op_step = Some("build".into());
+            Ok(())
+        })
+        .await?;
+        if started.is_none() {
+            return Ok(Next::Again);
+        }
+        db.status = crate::api::Status::Building;
+        guard.status = db.status;
+    } else {
+        // `building` after a control-plane restart: the build runs again from the start.
+        log(s, db.id, Some(build_id), format!("{} building (again, after a control-plane restart)\n", stamp())).await?;
+    }
+    step_delay().await;
+    let Some(c) = connection(s, &db).await? else {
+        return fail(s, rt, &db, &o, "the database's connection is gone".into()).await;
+    };
+    let config_text = db.internal.schema_config.clone();
+    let config = match &config_text {
+        Some(text) => match refract_schema::parse_schema_config(text) {
+            Ok(cfg) => Some(cfg),
+            Err(errors) => {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                let msg = format!("the schema config is invalid: {}", list.join("; "));
+                return fail(s, rt, &db, &o, msg).await;
+            }
+        },
+        None => None,
+    };
+    let mut params = s.source_params(&c, Some(db.mysql_db.clone()));
+    params.pg_schema = config.as_ref().and_then(|c| c.pg_schema.clone());
+    let t0 = std::time::Instant::now();
+    let schema = match tokio::time::timeout(INTROSPECT_TIMEOUT, refract_sources::introspect(&params)).await {
+        Ok(Ok(schema)) => schema,
+        Ok(Err(e)) => return fail(s, rt, &db, &o, actionable(&e.to_string(), &c)).await,
+        Err(_) => return fail(s, rt, &db, &o, "introspecting the source took more than 5 minutes".into()).await,
+    };
+    let mut text = format!(
+        "{} introspected {} tables in {} ms\n",
+        stamp(),
+        schema.tables.len(),
+        t0.elapsed().as_millis()
+    );
+    let manifest = match refract_schema::build_manifest(&schema, config.as_ref()) {
+        Ok(m) => m,
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            log(s, db.id, Some(build_id), text).await?;
+            let msg = format!("the schema config does not fit the source: {}", list.join("; "));
+            return fail(s, rt, &db, &o, msg).await;
+        }
+    };
+    let columns: usize = manifest.tables.iter().map(|t| t.columns.len()).sum();
+    let relations: usize = manifest.tables.iter().map(|t| t.relations.len()).sum();
+    text.push_str(&format!(
+        "{} manifest: {} tables, {columns} columns, {relations} relations{}\n",
+        stamp(),
+        manifest.tables.len(),
+        if config_text.is_some() { " (schema config applied)" } else { " (default config: every table)" }
+    ));
+    if manifest.tables.is_empty() {
+        log(s, db.id, Some(build_id), text).await?;
+        let msg = format!("the source schema {:?} has no tables to expose", db.mysql_db);
+        return fail(s, rt, &db, &o, msg).await;
+    }
+    let json = match serde_json::to_string_pretty(&manifest) {
+        Ok(j) => j,
+        Err(e) => return fail(s, rt, &db, &o, format!("cannot encode the manifest: {e}")).await,
+    };
+    // The artifact on disk, for operators (the store holds the same text).
+    let dir = rt.data_dir.join("builds").join(build_id.to_string());
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("manifest.json"), &json)) {
+        tracing::warn!(build = %build_id, error = %e, "cannot write the manifest artifact file");
+    }
+    let compute = db.build_compute_override.map(|b| b.as_str().to_string()).unwrap_or_else(|| "small".into());
+    let data_dir = rt.data_dir.clone();
+    commit(s, db.id, guard, move |tx, d, _, note| {
+        if let Some(mut b) = tx.lifecycle().build(d.id, build_id)? {
+            let t = now();
+            let secs = b.started_at.map(|st| (t - st).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
+            b.log.push_str(&text);
+            b.log.push_str(&format!("{} build succeeded in {secs:.2} s\n", stamp()));
+            b.status = BuildStatus::Succeeded;
+            b.finished_at = Some(t);
+            b.schema_config = config_text;
+            b.compute_type_used = Some(compute);
+            tx.lifecycle().update_build(&b)?;
+            tx.lifecycle().set_build_manifest(build_id, &json)?;
+            let _ = std::fs::write(data_dir.join("builds").join(build_id.to_string()).join("build.log"), &b.log);
+        }
+        d.status = crate::api::Status::Deploying;
+        d.internal.op_step = Some("start_engine".into());
+        note.message = format!("build {build_id} succeeded");
+        Ok(())
+    })
+    .await?;
+    Ok(Next::Again)
+}

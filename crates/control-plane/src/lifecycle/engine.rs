@@ -1,0 +1,190 @@
+//! Everything about one engine process the control plane needs: its [`InstanceSpec`] (config,
+//! manifest and secrets as 0600 files, never arguments) and an HTTP client of its `/health`,
+//! `/stats` and `/admin/*` routes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use refract_runtime::{InstanceKind, InstanceSpec, Readiness, SpecFile};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api::{Backend, Connection, Database, RuntimeSettings};
+
+/// Files of an engine's directory.
+const CONFIG_FILE: &str = "engine.yaml";
+const MANIFEST_FILE: &str = "manifest.json";
+const PASSWORD_FILE: &str = "source-password";
+const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Share of the size's memory an engine's snapshot may use (the rest is for queries and the
+/// process itself).
+const MEMORY_CAP_PERCENT: i64 = 80;
+
+/// The snapshot memory cap of a size: 80 % of `taskMemoryMb`.
+pub fn memory_cap_mb(settings: &RuntimeSettings) -> u64 {
+    (settings.task_memory_mb * MEMORY_CAP_PERCENT / 100).max(1) as u64
+}
+
+/// The query keys file of a database (shared by the engines that serve it).
+pub fn keys_file(data_dir: &Path, database: Uuid) -> PathBuf {
+    data_dir.join("keys").join(format!("{database}.json"))
+}
+
+/// What goes into one engine.
+pub struct Launch<'a> {
+    /// The instance id (also the driver's id).
+    pub instance: Uuid,
+    /// The `refract` binary.
+    pub program: &'a Path,
+    /// The database.
+    pub database: &'a Database,
+    /// Its connection.
+    pub connection: &'a Connection,
+    /// Source password, from the secret store.
+    pub password: Option<String>,
+    /// Manifest JSON of the build.
+    pub manifest: &'a str,
+    /// Settings to run with.
+    pub settings: &'a RuntimeSettings,
+    /// Sync mode the build chose (`poll` after a CDC readiness fallback).
+    pub sync_mode: &'a str,
+    /// Admin token of `/stats` and `/admin/*`.
+    pub admin_token: &'a str,
+    /// Absolute path of the keys file.
+    pub keys_file: &'a Path,
+    /// Port to listen on (0 = any free port).
+    pub port: u16,
+}
+
+/// The spec of one engine: `refract engine --config engine.yaml` with its files.
+pub fn spec(l: &Launch<'_>) -> InstanceSpec {
+    let c = l.connection;
+    let mut source = match c.backend {
+        Backend::Sqlite => json!({"backend": "sqlite", "path": c.mysql_host, "database": "main"}),
+        other => json!({
+            "backend": other.as_str(),
+            "host": c.mysql_host,
+            "port": c.mysql_port,
+            "user": c.mysql_user.clone().unwrap_or_default(),
+            "database": l.database.mysql_db,
+        }),
+    };
+    if l.password.is_some() {
+        source["password_file"] = json!(PASSWORD_FILE);
+    }
+    let mut sync = json!({
+        "mode": l.sync_mode,
+        "interval": l.settings.sync_interval.max(1),
+        "safety_net": l.settings.safety_net.max(0),
+    });
+    if let Some(id) = l.settings.binlog_server_id {
+        sync["server_id"] = json!(id);
+    }
+    let config = json!({
+        "listen": format!("127.0.0.1:{}", l.port),
+        "source": source,
+        "manifest": MANIFEST_FILE,
+        "sync": sync,
+        "memory_cap_mb": memory_cap_mb(l.settings),
+        "log_level": l.settings.log_level.as_str(),
+        "keys_file": l.keys_file,
+        "admin_token_file": ADMIN_TOKEN_FILE,
+    });
+    let mut spec = InstanceSpec::new(l.instance.to_string(), InstanceKind::Engine, l.program, Readiness::engine());
+    spec.args = vec!["engine".into(), "--config".into(), CONFIG_FILE.into()];
+    // The engine's log filter; its own crates at the database's level, the rest at warn.
+    let level = l.settings.log_level.as_str();
+    spec.env.push(("REFRACT_LOG".into(), format!("warn,refract_engine={level},refract_sources={level}")));
+    spec.files.push(SpecFile::new(CONFIG_FILE, serde_json::to_vec_pretty(&config).unwrap_or_default()));
+    spec.files.push(SpecFile::new(MANIFEST_FILE, l.manifest.as_bytes().to_vec()));
+    spec.files.push(SpecFile::new(ADMIN_TOKEN_FILE, l.admin_token.as_bytes().to_vec()));
+    if let Some(pw) = &l.password {
+        spec.files.push(SpecFile::new(PASSWORD_FILE, pw.as_bytes().to_vec()));
+    }
+    spec.memory_limit_mb = Some(l.settings.task_memory_mb.max(1) as u64);
+    spec
+}
+
+/// The port of an endpoint URL (`http://127.0.0.1:PORT`).
+pub fn endpoint_port(endpoint: &str) -> Option<u16> {
+    endpoint.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+}
+
+/// HTTP client of engines.
+#[derive(Clone)]
+pub struct EngineClient {
+    http: reqwest::Client,
+}
+
+impl Default for EngineClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EngineClient {
+    /// A client with short timeouts (engines are local and answer these routes at once).
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        EngineClient { http }
+    }
+
+    /// `GET /health` (no auth).
+    pub async fn health(&self, endpoint: &str) -> anyhow::Result<Value> {
+        let resp = self.http.get(format!("{endpoint}/health")).send().await.context("GET /health")?;
+        resp.json().await.context("read /health")
+    }
+
+    /// `GET /stats` with the admin token.
+    pub async fn stats(&self, endpoint: &str, token: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{endpoint}/stats"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .context("GET /stats")?;
+        if !resp.status().is_success() {
+            anyhow::bail!("GET /stats answered {}", resp.status());
+        }
+        resp.json().await.context("read /stats")
+    }
+
+    /// `POST /admin/<path>` with the admin token; the answer's JSON, or its error message.
+    pub async fn admin(&self, endpoint: &str, token: &str, path: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{endpoint}/admin/{path}"))
+            .bearer_auth(token)
+            .timeout(timeout)
+            .send()
+            .await
+            .with_context(|| format!("POST /admin/{path}"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = body.get("message").and_then(Value::as_str).unwrap_or("no message");
+            anyhow::bail!("POST /admin/{path} answered {status}: {msg}");
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_of_endpoints() {
+        assert_eq!(endpoint_port("http://127.0.0.1:4312"), Some(4312));
+        assert_eq!(endpoint_port("http://127.0.0.1:4312/"), Some(4312));
+        assert_eq!(endpoint_port("nothing"), None);
+    }
+}

@@ -1,0 +1,128 @@
+//! The health poller: every 5 s, `GET /stats` of every live engine into its instance row
+//! (`healthStatus`, `snapshotAgeMs`, `swapCount`, `rowCounts`, `lastHealthCheck`), and the
+//! database's `replication_paused` flag re-applied to an engine that disagrees (one restarted
+//! after a crash starts unfrozen).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::reconciler::{admin_token, now};
+use crate::api::{Backend, HealthStatus};
+use crate::store::lifecycle::InstanceRecord;
+use crate::api::Database;
+use crate::Service;
+
+/// How often every engine is checked.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(service: Service, cancel: CancellationToken) {
+    loop {
+        if let Err(e) = poll_all(&service).await {
+            tracing::warn!(error = %e, "health poll failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(INTERVAL) => {}
+        }
+    }
+}
+
+async fn poll_all(s: &Service) -> Result<(), crate::ApiError> {
+    let targets = s
+        .read(|tx| {
+            let mut out = Vec::new();
+            for i in tx.lifecycle().live_instances(None)? {
+                if let Some(d) = tx.lifecycle().database(i.database_id)? {
+                    let backend = tx.get_connection(d.customer_id, d.connection_id)?.map(|c| c.backend);
+                    out.push((i, d, backend));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let mut set = JoinSet::new();
+    for (inst, db, backend) in targets {
+        let s = s.clone();
+        set.spawn(async move { check(&s, inst, db, backend).await });
+    }
+    while set.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// `healthStatus` from an engine's `/stats` (or `/health`) answer.
+pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> HealthStatus {
+    let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+    let repl = v.get("replication");
+    let state = repl.and_then(|r| r.get("state")).and_then(Value::as_str).unwrap_or("");
+    let paused = repl.and_then(|r| r.get("paused")).and_then(Value::as_bool).unwrap_or(false);
+    let age = v.get("snapshotAgeMs").and_then(Value::as_i64);
+    match status {
+        "cap_exceeded" => HealthStatus::CapExceeded,
+        "ok" => {
+            // A SQLite source is reloaded only when its file changes, so an old snapshot is a
+            // fresh one there; a frozen snapshot is old on purpose.
+            let stale = backend != Some(Backend::Sqlite)
+                && !paused
+                && age.is_some_and(|a| a > 3 * 1000 * db.sync_interval.max(1));
+            if stale || state == "error" {
+                HealthStatus::Degraded
+            } else {
+                HealthStatus::Ok
+            }
+        }
+        _ => HealthStatus::Degraded, // `degraded`, or `loading` again after a restart
+    }
+}
+
+async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
+    let Some(endpoint) = inst.endpoint_url.clone() else { return };
+    let token = match admin_token(s, db.id) {
+        Ok(t) => t,
+        Err(_) => return,
+    };
+    let engine = s.lifecycle.engine();
+    let stats = engine.stats(&endpoint, &token).await;
+    let t = now();
+    let (health, age, swaps, rows) = match &stats {
+        Ok(v) => (
+            classify(v, &db, backend),
+            v.get("snapshotAgeMs").and_then(Value::as_i64),
+            v.get("swapCount").and_then(Value::as_i64),
+            v.get("rowCounts").cloned(),
+        ),
+        Err(_) => (HealthStatus::Unreachable, None, None, None),
+    };
+    if let Ok(v) = &stats {
+        let engine_paused = v.pointer("/replication/paused").and_then(Value::as_bool).unwrap_or(false);
+        if engine_paused != db.replication_paused {
+            let path = if db.replication_paused { "replication/pause" } else { "replication/resume" };
+            if let Err(e) = engine.admin(&endpoint, &token, path, Duration::from_secs(5)).await {
+                tracing::warn!(database = %db.id, error = %format!("{e:#}"), "cannot re-apply the replication switch");
+            }
+        }
+    }
+    let id = inst.id;
+    let _ = s
+        .write(move |tx| {
+            // Re-read: the instance may have been stopped meanwhile.
+            let Some(mut i) = tx.lifecycle().instance(id)? else { return Ok(()) };
+            if i.stopped_at.is_some() {
+                return Ok(());
+            }
+            i.health_status = Some(health);
+            if age.is_some() || swaps.is_some() {
+                i.snapshot_age_ms = age;
+                i.swap_count = swaps;
+            }
+            if rows.is_some() {
+                i.row_counts = rows;
+            }
+            i.last_health_check = Some(t);
+            i.updated_at = t;
+            tx.lifecycle().update_instance(&i)
+        })
+        .await;
+}

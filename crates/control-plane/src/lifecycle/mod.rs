@@ -1,0 +1,157 @@
+//! The lifecycle of databases: actions, builds, the reconciler, crash restarts, the health poller,
+//! pause schedules and query keys.
+//!
+//! - [`matrix`]: the action matrix, one table used by every action endpoint and by
+//!   `GET /v1/databases/{id}/instance`.
+//! - `actions` (methods on [`crate::Service`]): an action only *records* intent — a new status
+//!   and the operation in flight, or a `desiredState` — and wakes the reconciler; it never starts
+//!   or stops a process itself.
+//! - `reconciler`: one loop that wakes on every action and at least every second, compares what
+//!   the store says with what the runtime driver reports, and takes the next step of each
+//!   database's operation on a task of its own (one per database at a time). Every step is
+//!   written to the store before it is taken and is idempotent, so a control plane killed at any
+//!   point finishes or rolls back the operation after its restart.
+//! - `builds`: the connection test and the build (introspection + schema config → manifest),
+//!   bounded to [`BUILD_SLOTS`] at once.
+//! - `health`: every 5 s, the health of every live engine into its instance row.
+//! - [`schedule`]: when a pause schedule fires.
+//!
+//! Engines get their secrets by file (0600): the source password, the admin token of
+//! `/admin/*` and `/stats` (kept in the secret store as `database/<id>/admin-token`), and the
+//! query keys file `DATA/keys/<database id>.json`, which the control plane rewrites
+//! (write-then-rename) on every key change: running engines re-read it within a second.
+
+mod actions;
+mod builds;
+mod engine;
+mod health;
+pub mod http;
+pub mod matrix;
+mod querykeys;
+mod reconciler;
+pub mod schedule;
+pub mod types;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use refract_runtime::Driver;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Service;
+
+pub use engine::EngineClient;
+
+/// Builds that may run at once; extra ones wait in `queued`.
+pub const BUILD_SLOTS: usize = 2;
+
+/// Where the lifecycle runs engines, set once by [`crate::open`].
+#[derive(Clone)]
+pub struct Runtime {
+    /// The runtime driver.
+    pub driver: Arc<dyn Driver>,
+    /// The control plane's data directory (builds, keys files).
+    pub data_dir: PathBuf,
+    /// The `refract` executable started as `refract engine`.
+    pub engine_binary: PathBuf,
+}
+
+/// The lifecycle's shared state, held by [`Service`]. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: OnceLock<Runtime>,
+    wake: Notify,
+    build_slots: Arc<Semaphore>,
+    /// Databases with a reconciler task running.
+    busy: Mutex<HashSet<Uuid>>,
+    engine: EngineClient,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            runtime: OnceLock::new(),
+            wake: Notify::new(),
+            build_slots: Arc::new(Semaphore::new(BUILD_SLOTS)),
+            busy: Mutex::new(HashSet::new()),
+            engine: EngineClient::new(),
+        }
+    }
+}
+
+/// Milliseconds the reconciler waits before each transitional step (0 = none). A test hook, so
+/// that integration tests can stop the control plane *during* a given status; set by the binary
+/// from `REFRACT_TEST_STEP_DELAY_MS`.
+static STEP_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the test-only pause before each transitional step (see `docs/api.md`).
+pub fn set_step_delay(delay: Duration) {
+    STEP_DELAY_MS.store(delay.as_millis() as u64, Ordering::Relaxed);
+}
+
+pub(crate) async fn step_delay() {
+    let ms = STEP_DELAY_MS.load(Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+impl Lifecycle {
+    /// Sets where engines run. Called once; later calls are ignored.
+    pub fn configure(&self, runtime: Runtime) {
+        let _ = self.inner.runtime.set(runtime);
+    }
+
+    /// The runtime, when configured.
+    pub fn runtime(&self) -> Option<&Runtime> {
+        self.inner.runtime.get()
+    }
+
+    /// Wakes the reconciler (after an action).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The HTTP client of engines' admin and health routes.
+    pub fn engine(&self) -> &EngineClient {
+        &self.inner.engine
+    }
+
+    /// Starts the reconciler and the health poller for `service`; they stop when `cancel` is
+    /// cancelled. Engines keep running: they are adopted again by the next start.
+    pub fn start(&self, service: Service, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        if self.runtime().is_none() {
+            tracing::warn!("no runtime configured: the reconciler does not run");
+            return Vec::new();
+        }
+        vec![
+            tokio::spawn(reconciler::run(service.clone(), cancel.clone())),
+            tokio::spawn(health::run(service, cancel)),
+        ]
+    }
+
+    fn try_claim(&self, id: Uuid) -> bool {
+        self.inner.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+    }
+
+    fn release(&self, id: Uuid) {
+        self.inner.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    fn build_slots(&self) -> Arc<Semaphore> {
+        self.inner.build_slots.clone()
+    }
+
+    async fn woken(&self) {
+        self.inner.wake.notified().await
+    }
+}

@@ -1,0 +1,127 @@
+//! Wiring of the managed database servers (`refract-managed`, `/api/v1`) into the control plane:
+//! the three traits that crate needs, implemented over this crate's [`Service`] — management
+//! keys ([`Authenticator`]), the encrypted secret store ([`SecretVault`]) and `/v1` connections
+//! ([`ConnectionRegistrar`]) — and [`open`], used by [`crate::serve`].
+//!
+//! The managed servers have their own metadata file (`DIR/managed.sqlite`) and their own runtime
+//! driver directory (`DIR/managed/instances`), so that the engines' reconciler never sees them.
+
+use std::sync::Arc;
+
+use refract_managed::{
+    Authenticator, ConnectionRegistrar, ManagedConfig, ManagedService, ManagedSource,
+    RegistrarError, SecretVault,
+};
+use refract_runtime::{BoxFuture, LocalProcessDriver};
+use uuid::Uuid;
+
+use crate::api::CreateConnectionRequest;
+use crate::error::ApiError;
+use crate::secrets::SecretStore;
+use crate::service::{Principal, Service};
+
+/// Opens the managed service in `data_dir` over `service`'s stores (the reconciler is started
+/// by [`crate::run_with_managed`]).
+pub fn open(data_dir: &std::path::Path, service: &Service) -> anyhow::Result<ManagedService> {
+    let driver = Arc::new(LocalProcessDriver::new(
+        data_dir.join("managed").join("instances"),
+    ));
+    let managed = ManagedService::open(
+        ManagedConfig::new(data_dir),
+        Arc::new(Vault(service.secrets.clone())),
+        driver,
+        Arc::new(Keys(service.clone())),
+    )?;
+    managed.set_registrar(Arc::new(Registrar(service.clone())));
+    Ok(managed)
+}
+
+/// The secret store as the managed servers' vault.
+struct Vault(Arc<SecretStore>);
+
+impl SecretVault for Vault {
+    fn put(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        self.0.put(name, value)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name)
+    }
+
+    fn delete(&self, name: &str) -> anyhow::Result<()> {
+        self.0.delete(name)
+    }
+}
+
+/// Management keys (`rmk_…`), accepted on `/api/v1` with full access.
+struct Keys(Service);
+
+impl Authenticator for Keys {
+    fn customer_for_management_key<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            self.0
+                .authenticate(token)
+                .await
+                .ok()
+                .map(|p| p.customer.id.to_string())
+        })
+    }
+}
+
+/// `/v1` connections over managed servers, created as the customer would with `POST /v1/connections`.
+struct Registrar(Service);
+
+impl ConnectionRegistrar for Registrar {
+    fn register<'a>(
+        &'a self,
+        customer_id: &'a str,
+        source: ManagedSource,
+    ) -> BoxFuture<'a, Result<serde_json::Value, RegistrarError>> {
+        Box::pin(async move {
+            let id = Uuid::parse_str(customer_id)
+                .map_err(|e| anyhow::anyhow!("customer id {customer_id:?}: {e}"))?;
+            let customer = self
+                .0
+                .read(move |tx| tx.get_customer(id))
+                .await
+                .map_err(to_registrar)?
+                .ok_or_else(|| anyhow::anyhow!("customer {customer_id} not found"))?;
+            let principal = Principal {
+                customer,
+                key_record_id: Uuid::nil(),
+            };
+            // Built from JSON so that fields added to the request later keep their defaults.
+            let mut body = serde_json::json!({
+                "name": source.name,
+                "backend": source.backend.as_str(),
+                "mysqlHost": source.host,
+                "mysqlPort": source.port,
+                "availableSchemas": [source.database],
+                "mysqlUser": source.user,
+                "mysqlPassword": source.password,
+            });
+            if let Some(m) = &source.sync_mode {
+                body["syncMode"] = serde_json::json!(m);
+            }
+            if let Some(i) = source.sync_interval {
+                body["syncInterval"] = serde_json::json!(i);
+            }
+            let req: CreateConnectionRequest = serde_json::from_value(body)
+                .map_err(|e| RegistrarError::Rejected(e.to_string()))?;
+            let created = self
+                .0
+                .create_connection(&principal, req)
+                .await
+                .map_err(to_registrar)?;
+            serde_json::to_value(created).map_err(|e| RegistrarError::Internal(e.into()))
+        })
+    }
+}
+
+fn to_registrar(e: ApiError) -> RegistrarError {
+    match e {
+        ApiError::Conflict(m) | ApiError::ActionNotAllowed(m) => RegistrarError::Conflict(m),
+        ApiError::Internal(e) => RegistrarError::Internal(e),
+        other => RegistrarError::Rejected(other.to_string()),
+    }
+}

@@ -1,0 +1,1074 @@
+//! [`Service`]: the control plane's logic. Handlers extract, call one method here, respond.
+//!
+//! The service owns the metadata store and the secret store. The lifecycle work (reconciler,
+//! runtime driver, health poller) extends it: new fields for the driver and a wake-up channel,
+//! new methods for actions; every action already has what it needs here (databases with status,
+//! intent and operation columns; `Tx::list_all_databases`; the event log).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::api::*;
+use crate::error::ApiError;
+use crate::keys;
+use crate::plans;
+use crate::secrets::SecretStore;
+use crate::store::{Event, Store, StoreResult, Tx};
+use crate::validate as v;
+
+/// Timeout of `test-connection` (the spec's bounded 5 s).
+pub const TEST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `lastUsedAt` is written at most this often per key, so that authentication stays a read.
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The caller, as established by its token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The customer the token belongs to (plan and admin flag as of this request).
+    pub customer: Customer,
+    /// The management key record used.
+    pub key_record_id: Uuid,
+}
+
+impl Principal {
+    fn customer_id(&self) -> Uuid {
+        self.customer.id
+    }
+}
+
+/// The control plane's logic over its stores.
+#[derive(Clone)]
+pub struct Service {
+    /// Metadata store.
+    pub store: Arc<dyn Store>,
+    /// Secret store (source passwords).
+    pub secrets: Arc<SecretStore>,
+    /// Region name reported for databases (`local` for the process driver).
+    pub region: String,
+    /// The lifecycle: runtime driver, reconciler wake-up, build slots (see [`crate::lifecycle`]).
+    pub lifecycle: crate::lifecycle::Lifecycle,
+}
+
+/// The secret-store name of a connection's password.
+pub fn password_secret_name(connection: Uuid) -> String {
+    format!("connection/{connection}/password")
+}
+
+fn now() -> DateTime<Utc> {
+    // Microseconds: what the store keeps, so values read back compare equal.
+    let t = Utc::now();
+    t - chrono::TimeDelta::nanoseconds((t.timestamp_subsec_nanos() % 1000) as i64)
+}
+
+impl Service {
+    /// A service over the given stores.
+    pub fn new(store: Arc<dyn Store>, secrets: Arc<SecretStore>) -> Self {
+        Service {
+            store,
+            secrets,
+            region: "local".into(),
+            lifecycle: Default::default(),
+        }
+    }
+
+    /// Runs `f` in one write transaction on a blocking thread.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut f = Some(f);
+            let mut out = None;
+            store.write(&mut |tx| {
+                let f = f
+                    .take()
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction retried")))?;
+                out = Some(f(tx)?);
+                Ok(())
+            })?;
+            out.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction produced nothing")))
+        })
+        .await
+    }
+
+    /// Runs `f` in one read transaction on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut f = Some(f);
+            let mut out = None;
+            store.read(&mut |tx| {
+                let f = f
+                    .take()
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction retried")))?;
+                out = Some(f(tx)?);
+                Ok(())
+            })?;
+            out.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction produced nothing")))
+        })
+        .await
+    }
+
+    // ------------------------------------------------------------ bootstrap and auth
+
+    /// Creates the admin customer and its first management key if there is no admin yet.
+    /// Returns the key token when one was created (the caller writes it to a private file).
+    /// `persist_token` runs before the records are committed so that a failure to save the key
+    /// leaves no admin without a known key.
+    pub async fn ensure_admin(
+        &self,
+        persist_token: impl FnOnce(&str) -> anyhow::Result<()> + Send + 'static,
+    ) -> StoreResult<bool> {
+        self.write(move |tx| {
+            if tx.admin_exists()? {
+                return Ok(false);
+            }
+            let t = now();
+            let customer = Customer {
+                id: Uuid::new_v4(),
+                name: "admin".into(),
+                plan: Plan::Enterprise,
+                is_admin: true,
+                created_at: t,
+                updated_at: t,
+            };
+            tx.insert_customer(&customer)?;
+            let (key, token) = new_management_key(customer.id, "admin", None, t);
+            tx.insert_management_key(&key)?;
+            persist_token(&token)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Checks a `Bearer` token. Every failure is the same 401 so that nothing about keys leaks.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        let unauthorized =
+            || ApiError::Unauthorized("missing, invalid, expired or revoked management key".into());
+        let Some((key_id, secret)) = keys::parse("rmk", token) else {
+            return Err(unauthorized());
+        };
+        let key_id = key_id.to_string();
+        let hash = keys::sha256_hex(secret);
+        let t = now();
+        let found = self
+            .read(move |tx| {
+                let Some(k) = tx.find_management_key(&key_id)? else {
+                    return Ok(None);
+                };
+                let Some(c) = tx.get_customer(k.customer_id)? else {
+                    return Ok(None);
+                };
+                Ok(Some((k, c)))
+            })
+            .await?;
+        let Some((key, customer)) = found else {
+            return Err(unauthorized());
+        };
+        if !keys::constant_time_eq(&key.secret_sha256, &hash)
+            || key.revoked_at.is_some()
+            || key.expires_at.is_some_and(|e| e <= t)
+        {
+            return Err(unauthorized());
+        }
+        if key.last_used_at.is_none_or(|u| t - u >= TOUCH_EVERY) {
+            let id = key.id;
+            // Best effort: a failed touch must not fail the request.
+            if let Err(e) = self.write(move |tx| tx.touch_management_key(id, t)).await {
+                tracing::warn!(error = %e, "could not record management key use");
+            }
+        }
+        Ok(Principal {
+            customer,
+            key_record_id: key.id,
+        })
+    }
+
+    // ------------------------------------------------------------ admin
+
+    fn require_admin(p: &Principal) -> Result<(), ApiError> {
+        if !p.customer.is_admin {
+            return Err(ApiError::Forbidden(
+                "this route needs an admin management key".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/admin/customers`.
+    pub async fn create_customer(
+        &self,
+        p: &Principal,
+        req: CreateCustomerRequest,
+    ) -> Result<CreateCustomerResponse, ApiError> {
+        Self::require_admin(p)?;
+        v::name("name", &req.name)?;
+        self.write(move |tx| {
+            let t = now();
+            let customer = Customer {
+                id: Uuid::new_v4(),
+                name: req.name,
+                plan: req.plan.unwrap_or(Plan::Free),
+                is_admin: false,
+                created_at: t,
+                updated_at: t,
+            };
+            tx.insert_customer(&customer)?;
+            let (mut key, token) = new_management_key(customer.id, "default", None, t);
+            tx.insert_management_key(&key)?;
+            key.key = Some(token);
+            Ok(CreateCustomerResponse {
+                customer,
+                management_key: key,
+            })
+        })
+        .await
+    }
+
+    /// `GET /v1/admin/customers`.
+    pub async fn list_customers(&self, p: &Principal) -> Result<Vec<Customer>, ApiError> {
+        Self::require_admin(p)?;
+        self.read(|tx| tx.list_customers()).await
+    }
+
+    /// `PATCH /v1/admin/customers/{id}/plan`.
+    pub async fn set_plan(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        req: SetPlanRequest,
+    ) -> Result<SetPlanResponse, ApiError> {
+        Self::require_admin(p)?;
+        self.write(move |tx| {
+            if tx.get_customer(id)?.is_none() {
+                return Err(ApiError::not_found("customer"));
+            }
+            tx.set_customer_plan(id, req.plan, now())?;
+            Ok(SetPlanResponse { id, plan: req.plan })
+        })
+        .await
+    }
+
+    // ------------------------------------------------------------ management keys
+
+    /// `POST /v1/account/management-keys`.
+    pub async fn create_management_key(
+        &self,
+        p: &Principal,
+        req: CreateManagementKeyRequest,
+    ) -> Result<ManagementKey, ApiError> {
+        v::name("name", &req.name)?;
+        let t = now();
+        if req.expires_at.is_some_and(|e| e <= t) {
+            return Err(ApiError::invalid("expiresAt must be in the future"));
+        }
+        let customer = p.customer_id();
+        self.write(move |tx| {
+            let (mut key, token) = new_management_key(customer, &req.name, req.expires_at, t);
+            tx.insert_management_key(&key)?;
+            key.key = Some(token);
+            Ok(key)
+        })
+        .await
+    }
+
+    /// `GET /v1/account/management-keys`.
+    pub async fn list_management_keys(
+        &self,
+        p: &Principal,
+    ) -> Result<Vec<ManagementKey>, ApiError> {
+        let customer = p.customer_id();
+        self.read(move |tx| tx.list_management_keys(customer)).await
+    }
+
+    /// `DELETE /v1/account/management-keys/{id}`: revokes (idempotent); effective at once since
+    /// every request reads the key.
+    pub async fn revoke_management_key(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> Result<ManagementKey, ApiError> {
+        let customer = p.customer_id();
+        self.write(move |tx| {
+            if tx.get_management_key(customer, id)?.is_none() {
+                return Err(ApiError::not_found("management key"));
+            }
+            tx.revoke_management_key(id, now())?;
+            tx.get_management_key(customer, id)?
+                .ok_or_else(|| ApiError::not_found("management key"))
+        })
+        .await
+    }
+
+    // ------------------------------------------------------------ connections
+
+    /// `POST /v1/connections`, with the optional first database, in one transaction.
+    pub async fn create_connection(
+        &self,
+        p: &Principal,
+        req: CreateConnectionRequest,
+    ) -> Result<CreateConnectionResponse, ApiError> {
+        let backend = req.backend.unwrap_or(Backend::Mysql);
+        v::name("name", &req.name)?;
+        v::non_empty("mysqlHost", &req.mysql_host)?;
+        let port = match req.mysql_port {
+            Some(port) => {
+                v::port("mysqlPort", port)?;
+                Some(port)
+            }
+            None => backend.default_port(),
+        };
+        let available_schemas = match (&req.available_schemas, backend) {
+            (None, Backend::Sqlite) => vec!["main".to_string()],
+            (Some(s), Backend::Sqlite) if s != &["main"] => {
+                return Err(ApiError::invalid(
+                    "availableSchemas must be [\"main\"] for backend sqlite",
+                ))
+            }
+            (s, _) => v::required("availableSchemas", s)?.clone(),
+        };
+        v::schemas("availableSchemas", &available_schemas)?;
+        if backend != Backend::Sqlite {
+            v::non_empty("mysqlUser", v::required("mysqlUser", &req.mysql_user)?)?;
+            v::non_empty(
+                "mysqlPassword",
+                v::required("mysqlPassword", &req.mysql_password)?,
+            )?;
+        } else {
+            if let Some(u) = &req.mysql_user {
+                v::non_empty("mysqlUser", u)?;
+            }
+            if let Some(pw) = &req.mysql_password {
+                v::non_empty("mysqlPassword", pw)?;
+            }
+        }
+        let sync_mode = req.sync_mode.unwrap_or(SyncMode::Poll);
+        v::sync_mode_fits("syncMode", sync_mode, backend)?;
+        let sync_interval = req.sync_interval.unwrap_or(30);
+        v::sync_interval("syncInterval", sync_interval)?;
+        if let Some(inst) = &req.instance {
+            check_instance_fields("instance.", inst)?;
+            if !available_schemas.contains(&inst.mysql_db) {
+                return Err(ApiError::invalid(format!(
+                    "instance.mysqlDb {:?} is not in availableSchemas {:?}",
+                    inst.mysql_db, available_schemas
+                )));
+            }
+        }
+
+        let t = now();
+        let id = Uuid::new_v4();
+        let secret_name = password_secret_name(id);
+        let connection = Connection {
+            id,
+            customer_id: p.customer_id(),
+            name: req.name,
+            backend,
+            mysql_host: req.mysql_host,
+            mysql_port: port,
+            available_schemas,
+            mysql_user: req.mysql_user,
+            allowed_sync_modes: allowed_modes(sync_mode),
+            min_sync_interval: sync_interval,
+            created_at: t,
+            updated_at: t,
+            password_secret: req.mysql_password.as_ref().map(|_| secret_name.clone()),
+        };
+        let customer = p.customer.clone();
+        let region = self.region.clone();
+        let secrets = self.secrets.clone();
+        let password = req.mysql_password;
+        let instance = req.instance;
+        let result = self
+            .write(move |tx| {
+                if tx.connection_name_taken(customer.id, &connection.name, None)? {
+                    return Err(ApiError::conflict(format!(
+                        "a connection named {:?} already exists",
+                        connection.name
+                    )));
+                }
+                tx.insert_connection(&connection)?;
+                let database = match instance {
+                    Some(inst) => Some(insert_database(
+                        tx,
+                        &customer,
+                        &connection,
+                        inst,
+                        "instance.",
+                        &region,
+                        t,
+                    )?),
+                    None => None,
+                };
+                // Last, so that a failed validation above never leaves a secret behind.
+                if let Some(pw) = &password {
+                    secrets.put(&secret_name, pw)?;
+                }
+                Ok(CreateConnectionResponse {
+                    connection,
+                    database,
+                })
+            })
+            .await;
+        if result.is_err() {
+            // The commit itself may have failed after the secret was written.
+            let _ = self.secrets.delete(&password_secret_name(id));
+        }
+        result
+    }
+
+    /// `GET /v1/connections`.
+    pub async fn list_connections(&self, p: &Principal) -> Result<Vec<Connection>, ApiError> {
+        let customer = p.customer_id();
+        self.read(move |tx| tx.list_connections(customer)).await
+    }
+
+    /// `GET /v1/connections/{id}`.
+    pub async fn get_connection(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> Result<ConnectionWithDatabases, ApiError> {
+        let customer = p.customer_id();
+        self.read(move |tx| {
+            let connection = tx
+                .get_connection(customer, id)?
+                .ok_or_else(|| ApiError::not_found("connection"))?;
+            let filter = DatabaseFilter {
+                connection_id: Some(id),
+                ..Default::default()
+            };
+            let databases = tx.list_databases(customer, &filter)?;
+            Ok(ConnectionWithDatabases {
+                connection,
+                databases,
+            })
+        })
+        .await
+    }
+
+    /// `PATCH /v1/connections/{id}`.
+    pub async fn update_connection(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        req: UpdateConnectionRequest,
+    ) -> Result<Connection, ApiError> {
+        if let Some(n) = &req.name {
+            v::name("name", n)?;
+        }
+        if let Some(h) = &req.mysql_host {
+            v::non_empty("mysqlHost", h)?;
+        }
+        if let Some(port) = req.mysql_port {
+            v::port("mysqlPort", port)?;
+        }
+        if let Some(s) = &req.available_schemas {
+            v::schemas("availableSchemas", s)?;
+        }
+        if let Some(u) = &req.mysql_user {
+            v::non_empty("mysqlUser", u)?;
+        }
+        if let Some(pw) = &req.mysql_password {
+            v::non_empty("mysqlPassword", pw)?;
+        }
+        if let Some(i) = req.sync_interval {
+            v::sync_interval("syncInterval", i)?;
+        }
+        let customer = p.customer_id();
+        let secrets = self.secrets.clone();
+        self.write(move |tx| {
+            let mut c = tx.get_connection(customer, id)?.ok_or_else(|| ApiError::not_found("connection"))?;
+            let t = now();
+            if let Some(name) = req.name {
+                if tx.connection_name_taken(customer, &name, Some(id))? {
+                    return Err(ApiError::conflict(format!("a connection named {name:?} already exists")));
+                }
+                c.name = name;
+            }
+            if let Some(s) = req.available_schemas {
+                if c.backend == Backend::Sqlite && s != ["main"] {
+                    return Err(ApiError::invalid("availableSchemas must be [\"main\"] for backend sqlite"));
+                }
+                let removed: Vec<String> = c.available_schemas.iter().filter(|x| !s.contains(x)).cloned().collect();
+                let users = tx.databases_using_schemas(id, &removed)?;
+                if !users.is_empty() {
+                    let list: Vec<String> = users.iter().map(|(d, s)| format!("{d} (uses {s})")).collect();
+                    return Err(ApiError::conflict(format!(
+                        "availableSchemas cannot drop schemas that databases use: {}",
+                        list.join(", ")
+                    )));
+                }
+                c.available_schemas = s;
+            }
+            let mut databases = tx.list_databases(customer, &DatabaseFilter { connection_id: Some(id), ..Default::default() })?;
+            if let Some(mode) = req.sync_mode {
+                v::sync_mode_fits("syncMode", mode, c.backend)?;
+                let allowed = allowed_modes(mode);
+                let stranded: Vec<&str> =
+                    databases.iter().filter(|d| !allowed.contains(&d.sync_mode)).map(|d| d.name.as_str()).collect();
+                if !stranded.is_empty() {
+                    return Err(ApiError::conflict(format!(
+                        "syncMode: databases still use a sync mode this change removes: {}",
+                        stranded.join(", ")
+                    )));
+                }
+                c.allowed_sync_modes = allowed;
+            }
+            let mut raised = Vec::new();
+            if let Some(i) = req.sync_interval {
+                c.min_sync_interval = i;
+                // Databases below the new minimum are raised to it (applied at their next
+                // reconfigure), rather than refusing the change.
+                for d in databases.iter_mut().filter(|d| d.sync_interval < i) {
+                    d.sync_interval = i;
+                    raised.push(d.id);
+                }
+            }
+            let moved = req.mysql_host.as_ref().is_some_and(|h| *h != c.mysql_host)
+                || req.mysql_port.is_some_and(|p| Some(p) != c.mysql_port);
+            if let Some(h) = req.mysql_host {
+                c.mysql_host = h;
+            }
+            if let Some(port) = req.mysql_port {
+                c.mysql_port = Some(port);
+            }
+            if moved {
+                let own: Vec<Uuid> = databases.iter().map(|d| d.id).collect();
+                for d in &databases {
+                    if let Some(sid) = d.binlog_server_id {
+                        if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, sid, &own)? {
+                            return Err(ApiError::conflict(format!(
+                                "binlogServerId {sid} of database {} is already used by another database replicating from {}:{}",
+                                d.name,
+                                c.mysql_host,
+                                c.mysql_port.unwrap_or(0)
+                            )));
+                        }
+                    }
+                }
+            }
+            if let Some(u) = req.mysql_user {
+                c.mysql_user = Some(u);
+            }
+            c.updated_at = t;
+            for d in databases.iter_mut().filter(|d| raised.contains(&d.id)) {
+                d.updated_at = t;
+                d.has_pending_changes = pending(d);
+                tx.update_database(d)?;
+            }
+            if let Some(pw) = req.mysql_password {
+                let name = password_secret_name(id);
+                secrets.put(&name, &pw)?;
+                c.password_secret = Some(name);
+            }
+            tx.update_connection(&c)?;
+            Ok(c)
+        })
+        .await
+    }
+
+    /// `DELETE /v1/connections/{id}`: refused while non-deleted databases use it; removes the
+    /// password from the secret store.
+    pub async fn delete_connection(&self, p: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let customer = p.customer_id();
+        let secret = self
+            .write(move |tx| {
+                let c = tx
+                    .get_connection(customer, id)?
+                    .ok_or_else(|| ApiError::not_found("connection"))?;
+                let dbs = tx.list_databases(
+                    customer,
+                    &DatabaseFilter {
+                        connection_id: Some(id),
+                        ..Default::default()
+                    },
+                )?;
+                if !dbs.is_empty() {
+                    let names: Vec<&str> = dbs.iter().map(|d| d.name.as_str()).collect();
+                    return Err(ApiError::conflict(format!(
+                        "connection still has databases: {}; delete them first",
+                        names.join(", ")
+                    )));
+                }
+                tx.delete_connection(id)?;
+                Ok(c.password_secret)
+            })
+            .await?;
+        if let Some(name) = secret {
+            self.secrets.delete(&name)?;
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/connections/test-connection`: tries credentials without storing anything.
+    pub async fn test_connection_raw(
+        &self,
+        req: TestConnectionRequest,
+    ) -> Result<serde_json::Value, ApiError> {
+        let backend = req.backend.unwrap_or(Backend::Mysql);
+        v::non_empty("mysqlHost", &req.mysql_host)?;
+        let port = match req.mysql_port {
+            Some(port) => {
+                v::port("mysqlPort", port)?;
+                port
+            }
+            None => backend.default_port().unwrap_or(0),
+        };
+        let params = refract_sources::SourceParams {
+            backend: backend.to_source(),
+            host: req.mysql_host,
+            port: port as u16,
+            user: req.mysql_user.unwrap_or_default(),
+            password: req.mysql_password,
+            database: None,
+            pg_schema: None,
+        };
+        Ok(run_test(params).await)
+    }
+
+    /// `POST /v1/connections/{id}/test-connection`: with the stored credentials.
+    pub async fn test_connection_stored(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> Result<serde_json::Value, ApiError> {
+        let customer = p.customer_id();
+        let c = self
+            .read(move |tx| {
+                tx.get_connection(customer, id)?
+                    .ok_or_else(|| ApiError::not_found("connection"))
+            })
+            .await?;
+        Ok(run_test(self.source_params(&c, None)).await)
+    }
+
+    /// How to reach a connection's source, password from the secret store (for builds and
+    /// engines too).
+    pub fn source_params(
+        &self,
+        c: &Connection,
+        database: Option<String>,
+    ) -> refract_sources::SourceParams {
+        refract_sources::SourceParams {
+            backend: c.backend.to_source(),
+            host: c.mysql_host.clone(),
+            port: c.mysql_port.unwrap_or(0) as u16,
+            user: c.mysql_user.clone().unwrap_or_default(),
+            password: c
+                .password_secret
+                .as_deref()
+                .and_then(|n| self.secrets.get(n)),
+            database,
+            pg_schema: None,
+        }
+    }
+
+    // ------------------------------------------------------------ databases
+
+    /// `POST /v1/databases`.
+    pub async fn register_database(
+        &self,
+        p: &Principal,
+        req: RegisterDatabaseRequest,
+    ) -> Result<Database, ApiError> {
+        let inst = CreateInstanceRequest {
+            name: req.name,
+            mysql_db: req.mysql_db,
+            instance_size: req.instance_size,
+            log_level: req.log_level,
+            binlog_server_id: req.binlog_server_id,
+        };
+        check_instance_fields("", &inst)?;
+        let customer = p.customer.clone();
+        let region = self.region.clone();
+        let connection_id = req.connection_id;
+        self.write(move |tx| {
+            let c = tx
+                .get_connection(customer.id, connection_id)?
+                .ok_or_else(|| ApiError::not_found("connection"))?;
+            if !c.available_schemas.contains(&inst.mysql_db) {
+                return Err(ApiError::invalid(format!(
+                    "mysqlDb {:?} is not in the connection's availableSchemas {:?}",
+                    inst.mysql_db, c.available_schemas
+                )));
+            }
+            insert_database(tx, &customer, &c, inst, "", &region, now())
+        })
+        .await
+    }
+
+    /// `GET /v1/databases`.
+    pub async fn list_databases(
+        &self,
+        p: &Principal,
+        filter: DatabaseFilter,
+    ) -> Result<Vec<Database>, ApiError> {
+        let customer = p.customer_id();
+        self.read(move |tx| tx.list_databases(customer, &filter))
+            .await
+    }
+
+    /// `GET /v1/databases/{id}`.
+    pub async fn get_database(&self, p: &Principal, id: Uuid) -> Result<Database, ApiError> {
+        let customer = p.customer_id();
+        self.read(move |tx| {
+            tx.get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))
+        })
+        .await
+    }
+
+    /// `PATCH /v1/databases/{id}`.
+    pub async fn update_database(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        req: UpdateDatabaseRequest,
+    ) -> Result<Database, ApiError> {
+        // Field rules first (400), then the ones that need the store.
+        if let Some(n) = &req.name {
+            v::name("name", n)?;
+        }
+        if let Some(s) = &req.mysql_db {
+            v::non_empty("mysqlDb", s)?;
+        }
+        if let Some(Some(sid)) = req.binlog_server_id {
+            v::binlog_server_id(sid)?;
+        }
+        if let Some(Some(d)) = &req.reflexdb_custom_domain {
+            v::custom_domain(d)?;
+        }
+        if let Some(Some(s)) = &req.pause_schedule {
+            v::pause_schedule(s)?;
+        }
+        if let Some(t) = &req.tags {
+            v::tags(t)?;
+        }
+        if let Some(i) = req.sync_interval {
+            v::sync_interval("syncInterval", i)?;
+        }
+        if let Some(s) = req.safety_net {
+            v::safety_net(s)?;
+        }
+        let customer = p.customer.clone();
+        let limits = plans::limits(customer.plan);
+        if let Some(size) = req.instance_size {
+            check_size(customer.plan, size)?;
+        }
+        if let Some(Some(_)) = &req.reflexdb_custom_domain {
+            if !limits.custom_domains {
+                return Err(ApiError::Forbidden(format!(
+                    "reflexdbCustomDomain needs the teams plan or higher (this account is on {})",
+                    customer.plan
+                )));
+            }
+        }
+        self.write(move |tx| {
+            let mut d = tx.get_database(customer.id, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+            let c = tx.get_connection(customer.id, d.connection_id)?.ok_or_else(|| ApiError::not_found("connection"))?;
+            if let Some(name) = req.name {
+                if name != d.name && tx.database_name_taken(c.id, &name, Some(id))? {
+                    return Err(ApiError::conflict(format!("a database named {name:?} already exists on this connection")));
+                }
+                d.name = name;
+            }
+            if let Some(db) = req.mysql_db {
+                if db != d.mysql_db {
+                    if !matches!(d.status, Status::Registered | Status::Failed | Status::Stopped | Status::Terminated) {
+                        return Err(ApiError::conflict(format!(
+                            "mysqlDb can change only in status registered, failed, stopped or terminated (status is {})",
+                            d.status
+                        )));
+                    }
+                    if !c.available_schemas.contains(&db) {
+                        return Err(ApiError::invalid(format!(
+                            "mysqlDb {db:?} is not in the connection's availableSchemas {:?}",
+                            c.available_schemas
+                        )));
+                    }
+                    d.mysql_db = db;
+                }
+            }
+            if let Some(size) = req.instance_size {
+                d.instance_size = size;
+                (d.task_cpu, d.task_memory_mb) = size.resources();
+            }
+            if let Some(l) = req.log_level {
+                d.log_level = l;
+            }
+            if let Some(sid) = req.binlog_server_id {
+                if let Some(n) = sid {
+                    if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, n, &[id])? {
+                        return Err(binlog_conflict(n, &c));
+                    }
+                }
+                d.binlog_server_id = sid;
+            }
+            if let Some(b) = req.build_compute_override {
+                d.build_compute_override = b;
+            }
+            if let Some(dom) = req.reflexdb_custom_domain {
+                if let Some(dom) = &dom {
+                    if tx.custom_domain_taken(dom, Some(id))? {
+                        return Err(ApiError::conflict(format!("reflexdbCustomDomain {dom:?} is already taken")));
+                    }
+                }
+                d.reflexdb_custom_domain = dom;
+            }
+            if let Some(s) = req.pause_schedule {
+                d.pause_schedule = s;
+            }
+            if let Some(t) = req.tags {
+                d.tags = t;
+            }
+            if let Some(mode) = req.sync_mode {
+                if !c.allowed_sync_modes.contains(&mode) {
+                    let allowed: Vec<&str> = c.allowed_sync_modes.iter().map(|m| m.as_str()).collect();
+                    return Err(ApiError::invalid(format!(
+                        "syncMode {mode} is not allowed by the connection (allowedSyncModes: {})",
+                        allowed.join(", ")
+                    )));
+                }
+                d.sync_mode = mode;
+            }
+            if let Some(i) = req.sync_interval {
+                if i < c.min_sync_interval {
+                    return Err(ApiError::invalid(format!(
+                        "syncInterval must be at least the connection's minSyncInterval {} (got {i})",
+                        c.min_sync_interval
+                    )));
+                }
+                d.sync_interval = i;
+            }
+            if let Some(s) = req.safety_net {
+                d.safety_net = s;
+            }
+            d.has_pending_changes = pending(&d);
+            d.updated_at = now();
+            tx.update_database(&d)?;
+            Ok(d)
+        })
+        .await
+    }
+
+    /// `DELETE /v1/databases/{id}`: soft delete, allowed in `registered`, `stopped`,
+    /// `terminated` and `failed` (the action matrix); frees the name.
+    pub async fn delete_database(&self, p: &Principal, id: Uuid) -> Result<(), ApiError> {
+        let customer = p.customer_id();
+        self.write(move |tx| {
+            let d = tx
+                .get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
+            // The one action matrix decides (lifecycle.md).
+            let ctx = crate::lifecycle::matrix::Context::default();
+            if let crate::lifecycle::matrix::Decision::Refused(reason) =
+                crate::lifecycle::matrix::decide(
+                    d.status,
+                    crate::lifecycle::matrix::Action::Delete,
+                    &ctx,
+                )
+            {
+                return Err(ApiError::ActionNotAllowed(reason));
+            }
+            let t = now();
+            tx.soft_delete_database(id, t)?;
+            tx.insert_event(&Event {
+                database_id: id,
+                at: t,
+                from_status: Some(d.status),
+                to_status: d.status,
+                cause: "user".into(),
+                message: "deleted".into(),
+            })
+        })
+        .await
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic there is an internal error, not a crash.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
+            "store task failed: {e}"
+        ))),
+    }
+}
+
+async fn run_test(params: refract_sources::SourceParams) -> serde_json::Value {
+    // The sources crate bounds itself by the timeout; the outer one guards against a driver that
+    // does not.
+    let report = match tokio::time::timeout(
+        TEST_CONNECTION_TIMEOUT + Duration::from_secs(1),
+        refract_sources::test_connection(&params, TEST_CONNECTION_TIMEOUT),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => refract_sources::TestConnectionReport {
+            ok: false,
+            error: Some(format!(
+                "timed out after {} s",
+                TEST_CONNECTION_TIMEOUT.as_secs()
+            )),
+            ..Default::default()
+        },
+    };
+    serde_json::to_value(&report)
+        .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "bad report"}))
+}
+
+/// `poll` plus the requested CDC mode, if any.
+fn allowed_modes(mode: SyncMode) -> Vec<SyncMode> {
+    if mode == SyncMode::Poll {
+        vec![SyncMode::Poll]
+    } else {
+        vec![SyncMode::Poll, mode]
+    }
+}
+
+/// Runtime settings differ from the deployed ones (never pending before a first deploy).
+pub fn pending(d: &Database) -> bool {
+    match &d.internal.deployed_config {
+        None => false,
+        Some(deployed) => {
+            serde_json::to_value(d.runtime_settings()).ok().as_ref() != Some(deployed)
+        }
+    }
+}
+
+fn check_size(plan: Plan, size: InstanceSize) -> Result<(), ApiError> {
+    let max = plans::limits(plan).max_instance_size;
+    if size.rank() > max.rank() {
+        return Err(ApiError::Forbidden(format!(
+            "instanceSize {size} exceeds the {plan} plan's largest size {max}"
+        )));
+    }
+    Ok(())
+}
+
+fn binlog_conflict(n: i64, c: &Connection) -> ApiError {
+    ApiError::conflict(format!(
+        "binlogServerId {n} is already used by another database replicating from {}:{}",
+        c.mysql_host,
+        c.mysql_port.unwrap_or(0)
+    ))
+}
+
+fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(), ApiError> {
+    v::name(&format!("{prefix}name"), &inst.name)?;
+    v::non_empty(&format!("{prefix}mysqlDb"), &inst.mysql_db)?;
+    if let Some(sid) = inst.binlog_server_id {
+        v::range(&format!("{prefix}binlogServerId"), sid, 1, u32::MAX as i64)?;
+    }
+    Ok(())
+}
+
+/// Inserts a new `registered` database under `c` after the store-backed checks (name per
+/// connection, binlog server id per source, plan limits). `mysqlDb` was checked by the caller.
+fn insert_database(
+    tx: &dyn Tx,
+    customer: &Customer,
+    c: &Connection,
+    inst: CreateInstanceRequest,
+    prefix: &str,
+    region: &str,
+    t: DateTime<Utc>,
+) -> StoreResult<Database> {
+    let size = inst.instance_size.unwrap_or(InstanceSize::Nano);
+    check_size(customer.plan, size)?;
+    let limits = plans::limits(customer.plan);
+    if let Some(max) = limits.max_databases {
+        if tx.count_databases(customer.id)? >= max {
+            return Err(ApiError::Forbidden(format!(
+                "the {} plan allows {max} databases; delete one or ask an admin for a larger plan",
+                customer.plan
+            )));
+        }
+    }
+    if tx.database_name_taken(c.id, &inst.name, None)? {
+        return Err(ApiError::conflict(format!(
+            "{prefix}name: a database named {:?} already exists on this connection",
+            inst.name
+        )));
+    }
+    if let Some(sid) = inst.binlog_server_id {
+        if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, sid, &[])? {
+            return Err(binlog_conflict(sid, c));
+        }
+    }
+    let (task_cpu, task_memory_mb) = size.resources();
+    let d = Database {
+        id: Uuid::new_v4(),
+        customer_id: customer.id,
+        connection_id: c.id,
+        name: inst.name,
+        mysql_db: inst.mysql_db,
+        sync_mode: c.default_sync_mode(),
+        sync_interval: c.min_sync_interval,
+        safety_net: 3600,
+        task_cpu,
+        task_memory_mb,
+        log_level: inst.log_level.unwrap_or(LogLevel::Info),
+        status: Status::Registered,
+        last_error: None,
+        endpoint_url: None,
+        health_status: None,
+        build_compute_override: None,
+        instance_size: size,
+        region: region.to_string(),
+        binlog_server_id: inst.binlog_server_id,
+        desired_state: None,
+        reflexdb_custom_domain: None,
+        pause_schedule: None,
+        tags: Vec::new(),
+        has_pending_changes: false,
+        replication_paused: false,
+        created_at: t,
+        updated_at: t,
+        internal: DatabaseInternal::default(),
+    };
+    tx.insert_database(&d)?;
+    tx.insert_event(&Event {
+        database_id: d.id,
+        at: t,
+        from_status: None,
+        to_status: Status::Registered,
+        cause: "user".into(),
+        message: "registered".into(),
+    })?;
+    Ok(d)
+}
+
+fn new_management_key(
+    customer: Uuid,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+    t: DateTime<Utc>,
+) -> (ManagementKey, String) {
+    let k = keys::generate("rmk");
+    let record = ManagementKey {
+        id: Uuid::new_v4(),
+        customer_id: customer,
+        name: name.to_string(),
+        key_id: k.key_id,
+        key: None,
+        expires_at,
+        created_at: t,
+        last_used_at: None,
+        revoked_at: None,
+        secret_sha256: k.secret_sha256,
+    };
+    (record, k.token)
+}

@@ -1,0 +1,736 @@
+//! [`SqliteStore`]: the default metadata store, one SQLite file in WAL mode.
+//!
+//! One writer connection (SQLite allows one writer at a time anyway; `BEGIN IMMEDIATE` takes the
+//! write lock up front so a read-then-write transaction never fails to upgrade) and a few reader
+//! connections that WAL lets run beside it.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rusqlite::types::ToSql;
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use uuid::Uuid;
+
+mod lifecycle;
+
+use super::{Event, LifecycleTx, Store, StoreResult, Tx};
+use crate::api::*;
+
+/// Versioned migrations, applied in order on start and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_lifecycle",
+        include_str!("../../migrations/0002_lifecycle.sql"),
+    ),
+];
+
+const READERS: usize = 4;
+
+/// SQLite metadata store.
+pub struct SqliteStore {
+    writer: Mutex<rusqlite::Connection>,
+    readers: Vec<Mutex<rusqlite::Connection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+fn open_conn(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn =
+        rusqlite::Connection::open(path).with_context(|| format!("open {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers never block the writer. synchronous=FULL: a committed answer survives power
+    // loss, not only a process kill; API writes are rare enough to afford the fsync.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut writer = open_conn(path)?;
+        migrate(&mut writer)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        let readers = (0..READERS)
+            .map(|_| open_conn(path).map(Mutex::new))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next: Default::default(),
+        })
+    }
+
+    fn reader(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
+                return g;
+            }
+        }
+        // All busy: queue on one, round robin.
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &mut rusqlite::Connection) -> anyhow::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )?;
+    for (version, name, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
+        if !done {
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {name}"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, name, ts(&Utc::now())],
+            )?;
+            tracing::info!(migration = name, "applied metadata store migration");
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn run(
+    conn: &mut rusqlite::Connection,
+    behavior: TransactionBehavior,
+    f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(behavior)?;
+    f(&SqlTx(&tx))?; // an error drops `tx`, which rolls back
+    tx.commit()?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        run(&mut conn, TransactionBehavior::Immediate, f)
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.reader();
+        run(&mut conn, TransactionBehavior::Deferred, f)
+    }
+}
+
+// ------------------------------------------------------------------ encoding helpers
+
+/// Fixed-width RFC 3339 with microseconds, so text order is time order.
+fn ts(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn ts_opt(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.as_ref().map(ts)
+}
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("bad {what} in metadata store: {value:?}").into(),
+    )
+}
+
+fn get_ts(row: &Row, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let s: String = row.get(i)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| corrupt("timestamp", &s))
+}
+
+fn get_ts_opt(row: &Row, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| corrupt("timestamp", &s))
+    })
+    .transpose()
+}
+
+fn get_uuid(row: &Row, i: usize) -> rusqlite::Result<Uuid> {
+    let s: String = row.get(i)?;
+    Uuid::parse_str(&s).map_err(|_| corrupt("uuid", &s))
+}
+
+fn get_uuid_opt(row: &Row, i: usize) -> rusqlite::Result<Option<Uuid>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|_| corrupt("uuid", &s)))
+        .transpose()
+}
+
+fn get_enum<T>(row: &Row, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let s: String = row.get(i)?;
+    parse(&s).ok_or_else(|| corrupt("enum", &s))
+}
+
+fn get_enum_opt<T>(
+    row: &Row,
+    i: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<Option<T>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| parse(&s).ok_or_else(|| corrupt("enum", &s)))
+        .transpose()
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
+    let s: String = row.get(i)?;
+    serde_json::from_str(&s).map_err(|_| corrupt("json", &s))
+}
+
+fn get_json_opt<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    i: usize,
+) -> rusqlite::Result<Option<T>> {
+    let s: Option<String> = row.get(i)?;
+    s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt("json", &s)))
+        .transpose()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+// ------------------------------------------------------------------ rows
+
+const CUSTOMER_COLS: &str = "id, name, plan, is_admin, created_at, updated_at";
+
+fn customer_row(r: &Row) -> rusqlite::Result<Customer> {
+    Ok(Customer {
+        id: get_uuid(r, 0)?,
+        name: r.get(1)?,
+        plan: get_enum(r, 2, Plan::parse)?,
+        is_admin: r.get(3)?,
+        created_at: get_ts(r, 4)?,
+        updated_at: get_ts(r, 5)?,
+    })
+}
+
+const KEY_COLS: &str =
+    "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
+
+fn key_row(r: &Row) -> rusqlite::Result<ManagementKey> {
+    Ok(ManagementKey {
+        id: get_uuid(r, 0)?,
+        customer_id: get_uuid(r, 1)?,
+        name: r.get(2)?,
+        key_id: r.get(3)?,
+        secret_sha256: r.get(4)?,
+        key: None,
+        expires_at: get_ts_opt(r, 5)?,
+        created_at: get_ts(r, 6)?,
+        last_used_at: get_ts_opt(r, 7)?,
+        revoked_at: get_ts_opt(r, 8)?,
+    })
+}
+
+const CONNECTION_COLS: &str =
+    "id, customer_id, name, backend, host, port, available_schemas, username, \
+     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at";
+
+fn connection_row(r: &Row) -> rusqlite::Result<Connection> {
+    Ok(Connection {
+        id: get_uuid(r, 0)?,
+        customer_id: get_uuid(r, 1)?,
+        name: r.get(2)?,
+        backend: get_enum(r, 3, Backend::parse)?,
+        mysql_host: r.get(4)?,
+        mysql_port: r.get(5)?,
+        available_schemas: get_json(r, 6)?,
+        mysql_user: r.get(7)?,
+        password_secret: r.get(8)?,
+        allowed_sync_modes: get_json(r, 9)?,
+        min_sync_interval: r.get(10)?,
+        created_at: get_ts(r, 11)?,
+        updated_at: get_ts(r, 12)?,
+    })
+}
+
+/// The latest live instance of each database supplies `endpointUrl` and `healthStatus`.
+const DATABASE_SELECT: &str = "SELECT d.id, d.customer_id, d.connection_id, d.name, d.mysql_db, d.sync_mode, \
+     d.sync_interval, d.safety_net, d.instance_size, d.log_level, d.region, d.binlog_server_id, \
+     d.build_compute_override, d.custom_domain, d.pause_schedule, d.tags, d.schema_config, d.status, \
+     d.desired_state, d.op_kind, d.op_step, d.op_started_at, d.op_attempt, d.last_error, \
+     d.deployed_config, d.has_pending_changes, d.replication_paused, d.active_build_id, d.created_at, \
+     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status \
+     FROM databases d LEFT JOIN instances i ON i.id = (SELECT id FROM instances WHERE database_id = d.id \
+     AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1)";
+
+fn database_row(r: &Row) -> rusqlite::Result<Database> {
+    let instance_size = get_enum(r, 8, InstanceSize::parse)?;
+    let (task_cpu, task_memory_mb) = instance_size.resources();
+    Ok(Database {
+        id: get_uuid(r, 0)?,
+        customer_id: get_uuid(r, 1)?,
+        connection_id: get_uuid(r, 2)?,
+        name: r.get(3)?,
+        mysql_db: r.get(4)?,
+        sync_mode: get_enum(r, 5, SyncMode::parse)?,
+        sync_interval: r.get(6)?,
+        safety_net: r.get(7)?,
+        instance_size,
+        task_cpu,
+        task_memory_mb,
+        log_level: get_enum(r, 9, LogLevel::parse)?,
+        region: r.get(10)?,
+        binlog_server_id: r.get(11)?,
+        build_compute_override: get_enum_opt(r, 12, BuildCompute::parse)?,
+        reflexdb_custom_domain: r.get(13)?,
+        pause_schedule: get_json_opt(r, 14)?,
+        tags: get_json(r, 15)?,
+        status: get_enum(r, 17, Status::parse)?,
+        desired_state: get_enum_opt(r, 18, DesiredState::parse)?,
+        last_error: r.get(23)?,
+        has_pending_changes: r.get(25)?,
+        replication_paused: r.get(26)?,
+        created_at: get_ts(r, 28)?,
+        updated_at: get_ts(r, 29)?,
+        endpoint_url: r.get(31)?,
+        health_status: get_enum_opt(r, 32, HealthStatus::parse)?,
+        internal: DatabaseInternal {
+            schema_config: r.get(16)?,
+            op_kind: r.get(19)?,
+            op_step: r.get(20)?,
+            op_started_at: get_ts_opt(r, 21)?,
+            op_attempt: r.get(22)?,
+            deployed_config: get_json_opt(r, 24)?,
+            active_build_id: get_uuid_opt(r, 27)?,
+            deleted_at: get_ts_opt(r, 30)?,
+        },
+    })
+}
+
+struct SqlTx<'a>(&'a rusqlite::Connection);
+
+impl SqlTx<'_> {
+    fn query_databases(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Database>> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let rows = stmt
+            .query_map(params, database_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+impl Tx for SqlTx<'_> {
+    fn lifecycle(&self) -> &dyn LifecycleTx {
+        self
+    }
+
+    fn insert_customer(&self, c: &Customer) -> StoreResult<()> {
+        self.0.execute(
+            "INSERT INTO customers (id, name, plan, is_admin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![c.id.to_string(), c.name, c.plan.as_str(), c.is_admin, ts(&c.created_at), ts(&c.updated_at)],
+        )?;
+        Ok(())
+    }
+
+    fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"
+        ))?;
+        Ok(stmt.query_row([id.to_string()], customer_row).optional()?)
+    }
+
+    fn list_customers(&self) -> StoreResult<Vec<Customer>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([], customer_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
+        self.0.execute(
+            "UPDATE customers SET plan = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id.to_string(), plan.as_str(), ts(&at)],
+        )?;
+        Ok(())
+    }
+
+    fn admin_exists(&self) -> StoreResult<bool> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM customers WHERE is_admin = 1)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
+        self.0.execute(
+            &format!("INSERT INTO management_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                k.id.to_string(),
+                k.customer_id.to_string(),
+                k.name,
+                k.key_id,
+                k.secret_sha256,
+                ts_opt(&k.expires_at),
+                ts(&k.created_at),
+                ts_opt(&k.last_used_at),
+                ts_opt(&k.revoked_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {KEY_COLS} FROM management_keys WHERE customer_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([customer.to_string()], key_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {KEY_COLS} FROM management_keys WHERE id = ?1 AND customer_id = ?2"
+        ))?;
+        Ok(stmt
+            .query_row([id.to_string(), customer.to_string()], key_row)
+            .optional()?)
+    }
+
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {KEY_COLS} FROM management_keys WHERE key_id = ?1"
+        ))?;
+        Ok(stmt.query_row([key_id], key_row).optional()?)
+    }
+
+    fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.0.execute(
+            "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![id.to_string(), ts(&at)],
+        )?;
+        Ok(())
+    }
+
+    fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.0.execute(
+            "UPDATE management_keys SET last_used_at = ?2 WHERE id = ?1",
+            params![id.to_string(), ts(&at)],
+        )?;
+        Ok(())
+    }
+
+    fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
+        self.0.execute(
+            &format!(
+                "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ),
+            params![
+                c.id.to_string(),
+                c.customer_id.to_string(),
+                c.name,
+                c.backend.as_str(),
+                c.mysql_host,
+                c.mysql_port,
+                json(&c.available_schemas),
+                c.mysql_user,
+                c.password_secret,
+                json(&c.allowed_sync_modes),
+                c.min_sync_interval,
+                ts(&c.created_at),
+                ts(&c.updated_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_connection(&self, c: &Connection) -> StoreResult<()> {
+        self.0.execute(
+            "UPDATE connections SET name = ?2, host = ?3, port = ?4, available_schemas = ?5, username = ?6, \
+             password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10 WHERE id = ?1",
+            params![
+                c.id.to_string(),
+                c.name,
+                c.mysql_host,
+                c.mysql_port,
+                json(&c.available_schemas),
+                c.mysql_user,
+                c.password_secret,
+                json(&c.allowed_sync_modes),
+                c.min_sync_interval,
+                ts(&c.updated_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {CONNECTION_COLS} FROM connections WHERE id = ?1 AND customer_id = ?2"
+        ))?;
+        Ok(stmt
+            .query_row([id.to_string(), customer.to_string()], connection_row)
+            .optional()?)
+    }
+
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([customer.to_string()], connection_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
+        // Soft-deleted databases keep pointing at the connection for audit; their rows and
+        // history go with it, since nothing can reach them any more.
+        let id = id.to_string();
+        for sql in [
+            "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
+            "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
+            "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
+            "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
+            "DELETE FROM databases WHERE connection_id = ?1",
+            "DELETE FROM connections WHERE id = ?1",
+        ] {
+            self.0.execute(sql, [&id])?;
+        }
+        Ok(())
+    }
+
+    fn connection_name_taken(
+        &self,
+        customer: Uuid,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM connections WHERE customer_id = ?1 AND name = ?2 AND id IS NOT ?3)",
+            params![customer.to_string(), name, except.map(|u| u.to_string())],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn insert_database(&self, d: &Database) -> StoreResult<()> {
+        self.0.execute(
+            "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
+             safety_net, instance_size, log_level, region, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                d.id.to_string(),
+                d.customer_id.to_string(),
+                d.connection_id.to_string(),
+                d.name,
+                d.mysql_db,
+                d.sync_mode.as_str(),
+                d.sync_interval,
+                d.safety_net,
+                d.instance_size.as_str(),
+                d.log_level.as_str(),
+                d.region,
+                d.status.as_str(),
+                ts(&d.created_at),
+                ts(&d.updated_at)
+            ],
+        )?;
+        // Everything else through one code path.
+        self.update_database(d)
+    }
+
+    fn update_database(&self, d: &Database) -> StoreResult<()> {
+        let i = &d.internal;
+        self.0.execute(
+            "UPDATE databases SET name = ?2, mysql_db = ?3, sync_mode = ?4, sync_interval = ?5, safety_net = ?6, \
+             instance_size = ?7, log_level = ?8, region = ?9, binlog_server_id = ?10, build_compute_override = ?11, \
+             custom_domain = ?12, pause_schedule = ?13, tags = ?14, schema_config = ?15, status = ?16, \
+             desired_state = ?17, op_kind = ?18, op_step = ?19, op_started_at = ?20, op_attempt = ?21, \
+             last_error = ?22, deployed_config = ?23, has_pending_changes = ?24, replication_paused = ?25, \
+             active_build_id = ?26, updated_at = ?27, deleted_at = ?28 WHERE id = ?1",
+            params![
+                d.id.to_string(),
+                d.name,
+                d.mysql_db,
+                d.sync_mode.as_str(),
+                d.sync_interval,
+                d.safety_net,
+                d.instance_size.as_str(),
+                d.log_level.as_str(),
+                d.region,
+                d.binlog_server_id,
+                d.build_compute_override.map(|b| b.as_str()),
+                d.reflexdb_custom_domain,
+                d.pause_schedule.as_ref().map(json),
+                json(&d.tags),
+                i.schema_config,
+                d.status.as_str(),
+                d.desired_state.map(|s| s.as_str()),
+                i.op_kind,
+                i.op_step,
+                ts_opt(&i.op_started_at),
+                i.op_attempt,
+                d.last_error,
+                i.deployed_config.as_ref().map(json),
+                d.has_pending_changes,
+                d.replication_paused,
+                i.active_build_id.map(|u| u.to_string()),
+                ts(&d.updated_at),
+                ts_opt(&i.deleted_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
+        let sql = format!(
+            "{DATABASE_SELECT} WHERE d.id = ?1 AND d.customer_id = ?2 AND d.deleted_at IS NULL"
+        );
+        Ok(self
+            .query_databases(&sql, &[&id.to_string(), &customer.to_string()])?
+            .pop())
+    }
+
+    fn list_databases(
+        &self,
+        customer: Uuid,
+        filter: &DatabaseFilter,
+    ) -> StoreResult<Vec<Database>> {
+        let mut sql =
+            format!("{DATABASE_SELECT} WHERE d.customer_id = ?1 AND d.deleted_at IS NULL");
+        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(customer.to_string())];
+        if let Some(c) = filter.connection_id {
+            args.push(Box::new(c.to_string()));
+            sql.push_str(&format!(" AND d.connection_id = ?{}", args.len()));
+        }
+        if let Some(s) = filter.status {
+            args.push(Box::new(s.as_str()));
+            sql.push_str(&format!(" AND d.status = ?{}", args.len()));
+        }
+        if let Some(t) = &filter.tag {
+            args.push(Box::new(t.clone()));
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM json_each(d.tags) WHERE json_extract(value, '$.label') = ?{})",
+                args.len()
+            ));
+        }
+        sql.push_str(" ORDER BY d.created_at, d.id");
+        let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        self.query_databases(&sql, &refs)
+    }
+
+    fn list_all_databases(&self) -> StoreResult<Vec<Database>> {
+        self.query_databases(
+            &format!("{DATABASE_SELECT} WHERE d.deleted_at IS NULL ORDER BY d.created_at, d.id"),
+            &[],
+        )
+    }
+
+    fn count_databases(&self, customer: Uuid) -> StoreResult<usize> {
+        let n: i64 = self.0.query_row(
+            "SELECT COUNT(*) FROM databases WHERE customer_id = ?1 AND deleted_at IS NULL",
+            [customer.to_string()],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
+    fn database_name_taken(
+        &self,
+        connection: Uuid,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM databases WHERE connection_id = ?1 AND name = ?2 AND id IS NOT ?3 \
+             AND deleted_at IS NULL)",
+            params![connection.to_string(), name, except.map(|u| u.to_string())],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn databases_using_schemas(
+        &self,
+        connection: Uuid,
+        schemas: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT name, mysql_db FROM databases WHERE connection_id = ?1 AND deleted_at IS NULL \
+             AND mysql_db IN (SELECT value FROM json_each(?2)) ORDER BY name",
+        )?;
+        let rows = stmt
+            .query_map(params![connection.to_string(), json(&schemas)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn binlog_server_id_taken(
+        &self,
+        host: &str,
+        port: Option<i64>,
+        server_id: i64,
+        except: &[Uuid],
+    ) -> StoreResult<bool> {
+        let except: Vec<String> = except.iter().map(|u| u.to_string()).collect();
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
+             WHERE d.deleted_at IS NULL AND d.binlog_server_id = ?1 AND lower(c.host) = lower(?2) AND c.port IS ?3 \
+             AND d.id NOT IN (SELECT value FROM json_each(?4)))",
+            params![server_id, host, port, json(&except)],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM databases WHERE custom_domain = ?1 AND id IS NOT ?2 AND deleted_at IS NULL)",
+            params![domain, except.map(|u| u.to_string())],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.0.execute(
+            "UPDATE databases SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
+            params![id.to_string(), ts(&at)],
+        )?;
+        Ok(())
+    }
+
+    fn insert_event(&self, e: &Event) -> StoreResult<()> {
+        self.0.execute(
+            "INSERT INTO events (database_id, at, from_status, to_status, cause, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                e.database_id.to_string(),
+                ts(&e.at),
+                e.from_status.map(|s| s.as_str()),
+                e.to_status.as_str(),
+                e.cause,
+                e.message
+            ],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! `oneshot` tests of the router: request shapes, validation messages, auth. The real binary is
+//! tested end to end in `crates/refract/tests/it/control_plane.rs`.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::{open, router, AppState, ServeConfig};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    admin: String,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServeConfig {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".into(),
+        master_key: Some("test passphrase".into()),
+        engine_binary: "refract".into(),
+    };
+    let service = open(&config).await.unwrap();
+    let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Harness {
+        app: router(AppState { service }),
+        admin,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .header("content-type", "application/json")
+            .body(Body::from(body.unwrap_or("").to_string()))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let b = body.to_string();
+        self.call(
+            method,
+            path,
+            Some(&self.admin.clone()),
+            if body.is_null() { None } else { Some(&b) },
+        )
+        .await
+    }
+}
+
+fn conn_body() -> Value {
+    json!({"name": "c1", "mysqlHost": "db.example", "availableSchemas": ["shop", "blog"], "mysqlUser": "u", "mysqlPassword": "pw"})
+}
+
+#[tokio::test]
+async fn json_errors_have_our_shape_and_name_the_field() {
+    let h = harness().await;
+    let t = h.admin.clone();
+    let cases: &[(&str, &str)] = &[
+        ("{", "malformed JSON"),
+        ("", "JSON object"),
+        (
+            r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","bogus":1}"#,
+            "unknown field `bogus`",
+        ),
+        (
+            r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","mysqlPort":"x"}"#,
+            "mysqlPort",
+        ),
+        (
+            r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","instance":{"name":"d","mysqlDb":"a","instanceSize":"huge"}}"#,
+            "instance.instanceSize",
+        ),
+        (
+            r#"{"mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p"}"#,
+            "missing field `name`",
+        ),
+        (
+            r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","syncMode":"logical"}"#,
+            "syncMode",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (s, v) = h
+            .call("POST", "/v1/connections", Some(&t), Some(body))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["error"], "invalid_request", "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{body}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn auth_is_required_and_checked() {
+    let h = harness().await;
+    for token in [None, Some("nope"), Some("rmk_abc.def"), Some("rmk_")] {
+        let (s, v) = h.call("GET", "/v1/connections", token, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(v["error"], "unauthorized");
+    }
+    let (s, _) = h.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = h.call("GET", "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn connection_with_instance_is_one_transaction() {
+    let h = harness().await;
+    let mut body = conn_body();
+    body["instance"] = json!({"name": "d1", "mysqlDb": "nope"});
+    let (s, v) = h.admin("POST", "/v1/connections", body.clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (_, list) = h.admin("GET", "/v1/connections", Value::Null).await;
+    assert_eq!(list, json!([]));
+    body["instance"]["mysqlDb"] = json!("shop");
+    let (s, v) = h.admin("POST", "/v1/connections", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["connection"]["mysqlPort"], 3306);
+    assert_eq!(v["connection"]["allowedSyncModes"], json!(["poll"]));
+    assert_eq!(v["database"]["status"], "registered");
+    assert_eq!(v["database"]["taskCpu"], 256);
+    assert!(v["connection"].get("mysqlPassword").is_none());
+}
+
+#[tokio::test]
+async fn openapi_lists_the_routes() {
+    let h = harness().await;
+    let (_, doc) = h.call("GET", "/v1/openapi.json", None, None).await;
+    for p in [
+        "/v1/connections",
+        "/v1/connections/{id}",
+        "/v1/databases",
+        "/v1/account/management-keys",
+        "/v1/admin/customers",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing");
+    }
+    assert!(doc["components"]["schemas"].get("Database").is_some());
+}
+
+#[tokio::test]
+async fn every_error_has_our_shape_even_from_axum_rejections() {
+    let h = harness().await;
+    let t = h.admin.clone();
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(3 << 20));
+    let deep = "[".repeat(10_000);
+    let cases: Vec<(&str, &str, Option<&str>, StatusCode, &str)> = vec![
+        (
+            "GET",
+            "/v1/connections/%FF",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/v1/databases?connectionId=%FF",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/v1/databases?status=running&status=paused",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "PUT",
+            "/v1/connections",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/docs/no-such-asset.js",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/v1/connections",
+            Some(big.as_str()),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/connections",
+            Some("{\"name\": \"\\ud800\"}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/connections",
+            Some(deep.as_str()),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "PATCH",
+            "/v1/databases/00000000-0000-0000-0000-000000000000",
+            Some("{}"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (s, v) = h.call(method, path, Some(&t), body).await;
+        assert_eq!(s, status, "{method} {path}: {v}");
+        assert_eq!(v["error"], code, "{method} {path}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {v}"
+        );
+    }
+    // The server is still fine.
+    let (s, _) = h.call("GET", "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -1,0 +1,246 @@
+//! Field rules of `/v1` (seeds 000–003 and `control-plane-api.md`). Each check returns a 400 whose
+//! message names the field and the rule; rules that need the store (uniqueness, schemas in use)
+//! live in the service.
+
+use crate::api::{Backend, PauseSchedule, SyncMode, Tag};
+use crate::error::ApiError;
+
+type R = Result<(), ApiError>;
+
+/// 1–100 characters, not only spaces.
+pub fn name(field: &str, v: &str) -> R {
+    let n = v.chars().count();
+    if n == 0 || n > 100 || v.trim().is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1–100 characters (got {n})"
+        )));
+    }
+    Ok(())
+}
+
+/// At least one character.
+pub fn non_empty(field: &str, v: &str) -> R {
+    if v.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{field} must be at least 1 character"
+        )));
+    }
+    Ok(())
+}
+
+/// A required optional-typed field.
+pub fn required<'a, T>(field: &str, v: &'a Option<T>) -> Result<&'a T, ApiError> {
+    v.as_ref()
+        .ok_or_else(|| ApiError::invalid(format!("{field} is required")))
+}
+
+/// `lo..=hi`.
+pub fn range(field: &str, v: i64, lo: i64, hi: i64) -> R {
+    if v < lo || v > hi {
+        return Err(ApiError::invalid(format!(
+            "{field} must be between {lo} and {hi} (got {v})"
+        )));
+    }
+    Ok(())
+}
+
+/// TCP port.
+pub fn port(field: &str, v: i64) -> R {
+    range(field, v, 1, 65535)
+}
+
+/// Poll interval bounds of the seed.
+pub fn sync_interval(field: &str, v: i64) -> R {
+    range(field, v, 5, 3600)
+}
+
+/// MySQL `server_id` is an unsigned 32-bit number; 0 is not allowed for a replica.
+pub fn binlog_server_id(v: i64) -> R {
+    range("binlogServerId", v, 1, u32::MAX as i64)
+}
+
+/// 0 (off) or 60 s – 1 day.
+pub fn safety_net(v: i64) -> R {
+    if v != 0 && !(60..=86400).contains(&v) {
+        return Err(ApiError::invalid(format!(
+            "safetyNet must be 0 (off) or between 60 and 86400 seconds (got {v})"
+        )));
+    }
+    Ok(())
+}
+
+/// ≥ 1 non-empty, distinct names.
+pub fn schemas(field: &str, v: &[String]) -> R {
+    if v.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{field} must have at least 1 item"
+        )));
+    }
+    for (i, s) in v.iter().enumerate() {
+        if s.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "{field}[{i}] must be at least 1 character"
+            )));
+        }
+        if v[..i].contains(s) {
+            return Err(ApiError::invalid(format!("{field} lists {s:?} twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A CDC mode must fit the backend (`binlog` → mysql, `logical` → postgres, `cdc` → mssql);
+/// `sqlite` polls only.
+pub fn sync_mode_fits(field: &str, mode: SyncMode, backend: Backend) -> R {
+    match mode.required_backend() {
+        Some(b) if b != backend => Err(ApiError::invalid(format!(
+            "{field} {mode} needs backend {b}; backend {backend} supports poll{}",
+            match backend {
+                Backend::Mysql => " and binlog",
+                Backend::Postgres => " and logical",
+                Backend::Mssql => " and cdc",
+                Backend::Sqlite => "",
+            }
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// ≤ 5 tags, label 1–30 characters, distinct labels.
+pub fn tags(v: &[Tag]) -> R {
+    if v.len() > 5 {
+        return Err(ApiError::invalid(format!(
+            "tags must have at most 5 items (got {})",
+            v.len()
+        )));
+    }
+    for (i, t) in v.iter().enumerate() {
+        let n = t.label.chars().count();
+        if n == 0 || n > 30 {
+            return Err(ApiError::invalid(format!(
+                "tags[{i}].label must be 1–30 characters (got {n})"
+            )));
+        }
+        if v[..i].iter().any(|o| o.label == t.label) {
+            return Err(ApiError::invalid(format!(
+                "tags lists the label {:?} twice",
+                t.label
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn hh_mm(field: &str, v: &str) -> R {
+    let ok = v.len() == 5
+        && v.as_bytes()[2] == b':'
+        && v[..2].parse::<u32>().is_ok_and(|h| h < 24)
+        && v[3..].parse::<u32>().is_ok_and(|m| m < 60)
+        && v.bytes()
+            .enumerate()
+            .all(|(i, b)| i == 2 || b.is_ascii_digit());
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "{field} must be a time HH:MM (00:00–23:59), got {v:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// `HH:MM` times and days 0..6 (distinct).
+pub fn pause_schedule(v: &PauseSchedule) -> R {
+    hh_mm("pauseSchedule.pauseAt", &v.pause_at)?;
+    hh_mm("pauseSchedule.resumeAt", &v.resume_at)?;
+    if v.pause_at == v.resume_at {
+        return Err(ApiError::invalid(
+            "pauseSchedule.pauseAt and pauseSchedule.resumeAt must differ",
+        ));
+    }
+    for (i, d) in v.days.iter().enumerate() {
+        if !(0..=6).contains(d) {
+            return Err(ApiError::invalid(format!(
+                "pauseSchedule.days[{i}] must be 0 (Sunday) to 6 (Saturday), got {d}"
+            )));
+        }
+        if v.days[..i].contains(d) {
+            return Err(ApiError::invalid(format!(
+                "pauseSchedule.days lists {d} twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`: one DNS label.
+pub fn custom_domain(v: &str) -> R {
+    let b = v.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && alnum(b[0])
+        && alnum(b[b.len() - 1])
+        && b.iter().all(|&c| alnum(c) || c == b'-');
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "reflexdbCustomDomain must match ^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?$ (lowercase letters, digits and \
+             inner hyphens, at most 63 characters), got {v:?}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TagColor;
+
+    #[test]
+    fn rules() {
+        assert!(name("name", "a").is_ok());
+        assert!(name("name", &"x".repeat(100)).is_ok());
+        assert!(name("name", &"x".repeat(101)).is_err());
+        assert!(name("name", "").is_err());
+        assert!(name("name", "  ").is_err());
+        assert!(port("mysqlPort", 0).is_err());
+        assert!(port("mysqlPort", 65535).is_ok());
+        assert!(port("mysqlPort", 65536).is_err());
+        assert!(sync_interval("syncInterval", 4).is_err());
+        assert!(sync_interval("syncInterval", 5).is_ok());
+        assert!(sync_interval("syncInterval", 3601).is_err());
+        assert!(schemas("availableSchemas", &[]).is_err());
+        assert!(schemas("availableSchemas", &["a".into(), "a".into()]).is_err());
+        assert!(sync_mode_fits("syncMode", SyncMode::Binlog, Backend::Mysql).is_ok());
+        assert!(sync_mode_fits("syncMode", SyncMode::Binlog, Backend::Postgres).is_err());
+        assert!(sync_mode_fits("syncMode", SyncMode::Logical, Backend::Postgres).is_ok());
+        assert!(sync_mode_fits("syncMode", SyncMode::Cdc, Backend::Mysql).is_err());
+        assert!(sync_mode_fits("syncMode", SyncMode::Poll, Backend::Sqlite).is_ok());
+        for d in ["a", "a1", "my-db", &"a".repeat(63)] {
+            assert!(custom_domain(d).is_ok(), "{d}");
+        }
+        for d in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(custom_domain(d).is_err(), "{d}");
+        }
+        let tag = |l: &str| Tag {
+            label: l.into(),
+            color: TagColor::Red,
+        };
+        assert!(tags(&[tag("a"), tag("b")]).is_ok());
+        assert!(tags(&[tag("")]).is_err());
+        assert!(tags(&[tag(&"x".repeat(31))]).is_err());
+        assert!(tags(&(0..6).map(|i| tag(&i.to_string())).collect::<Vec<_>>()).is_err());
+        let ps = |a: &str, b: &str, d: Vec<i64>| PauseSchedule {
+            pause_at: a.into(),
+            resume_at: b.into(),
+            days: d,
+        };
+        assert!(pause_schedule(&ps("22:00", "06:30", vec![1, 2])).is_ok());
+        assert!(pause_schedule(&ps("24:00", "06:30", vec![])).is_err());
+        assert!(pause_schedule(&ps("2:00", "06:30", vec![])).is_err());
+        assert!(pause_schedule(&ps("22:00", "06:60", vec![])).is_err());
+        assert!(pause_schedule(&ps("22:00", "06:00", vec![7])).is_err());
+        assert!(pause_schedule(&ps("+1:00", "06:00", vec![])).is_err());
+        assert!(binlog_server_id(0).is_err());
+        assert!(safety_net(30).is_err());
+        assert!(safety_net(0).is_ok());
+    }
+}

@@ -1,0 +1,330 @@
+//! `refract managed create|list|get|credentials|delete`: the command-line client of the managed
+//! database servers (`/api/v1/databases`, seed 004).
+//!
+//! Reads `REFRACT_URL` and `REFRACT_TOKEN` (a management key `rmk_…` or an API token `dkc_…`)
+//! like the other client commands; prints a table by default and the API's JSON with `--json`.
+//! Errors print the API's `error` message and exit non-zero.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use reqwest::blocking::Client;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+/// Options of `refract managed …`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ManagedOpts {
+    /// Control plane base URL.
+    #[arg(
+        long,
+        env = "REFRACT_URL",
+        default_value = "http://127.0.0.1:7700",
+        global = true
+    )]
+    url: String,
+    /// Management key (`rmk_…`) or API token (`dkc_…`).
+    #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `refract managed …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ManagedCmd {
+    /// Create a managed database server (PostgreSQL, MySQL, Redis, MongoDB).
+    Create {
+        /// Name, unique in the project.
+        #[arg(long)]
+        name: String,
+        /// postgresql, mysql, redis or mongodb.
+        #[arg(long = "type")]
+        db_type: String,
+        /// Engine version, e.g. 16 (default: the newest supported one installed on the server's
+        /// host). Named so because `--version` prints refract's own.
+        #[arg(long)]
+        engine_version: Option<String>,
+        /// Plan (db-s-1vcpu-1gb, db-s-1vcpu-2gb, db-s-2vcpu-4gb, db-s-4vcpu-8gb, db-s-8vcpu-16gb).
+        #[arg(long, default_value = "db-s-1vcpu-1gb")]
+        plan: String,
+        /// Region.
+        #[arg(long, default_value = "local")]
+        region: String,
+        /// Storage quota, GB (default 10).
+        #[arg(long)]
+        storage_gb: Option<i64>,
+        /// Number of servers (primary + standbys), 1-5.
+        #[arg(long)]
+        replicas: Option<i64>,
+        /// Project (default proj_default).
+        #[arg(long)]
+        project: Option<String>,
+        /// Wait until it is running (or failed), then print it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List managed databases.
+    List {
+        /// Only this engine.
+        #[arg(long = "type")]
+        db_type: Option<String>,
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Show one managed database.
+    Get {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Print the connection credentials of a running database.
+    Credentials {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Delete a managed database: its servers, data and credentials (not undoable).
+    Delete {
+        /// Database id (`db_…`).
+        id: String,
+    },
+}
+
+struct ApiV1 {
+    client: Client,
+    base: String,
+    token: String,
+}
+
+impl ApiV1 {
+    fn new(opts: &ManagedOpts) -> anyhow::Result<Self> {
+        let token = opts.token.clone().filter(|t| !t.is_empty()).context(
+            "no token: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)",
+        )?;
+        let client = Client::builder().timeout(Duration::from_secs(30)).build()?;
+        Ok(ApiV1 {
+            client,
+            base: opts.url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Calls `/api/v1`; a non-2xx answer becomes an error with the API's `error` message.
+    fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().unwrap_or_default();
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() {
+            let msg = value["error"]
+                .as_str()
+                .or(value["message"].as_str())
+                .map(str::to_string);
+            bail!("{}", msg.unwrap_or_else(|| format!("HTTP {status}")));
+        }
+        Ok(value)
+    }
+}
+
+/// Runs `refract managed <cmd>`.
+pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
+    let api = ApiV1::new(opts)?;
+    let out = |v: &Value, table: &dyn Fn(&Value)| -> anyhow::Result<()> {
+        if opts.json {
+            println!("{}", serde_json::to_string_pretty(v)?);
+        } else {
+            table(v);
+        }
+        Ok(())
+    };
+    match cmd {
+        ManagedCmd::Create {
+            name,
+            db_type,
+            engine_version,
+            plan,
+            region,
+            storage_gb,
+            replicas,
+            project,
+            wait,
+        } => {
+            let mut body = Map::new();
+            body.insert("name".into(), json!(name));
+            body.insert("db_type".into(), json!(db_type));
+            body.insert("plan_id".into(), json!(plan));
+            body.insert("region".into(), json!(region));
+            for (k, v) in [
+                ("version", engine_version.map(Value::from)),
+                ("project_id", project.map(Value::from)),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), v);
+                }
+            }
+            for (k, v) in [("storage_gb", storage_gb), ("replicas", replicas)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            let created = api.call(Method::POST, "/api/v1/databases", Some(Value::Object(body)))?;
+            if !wait {
+                return out(&created, &|v| print_table(std::slice::from_ref(v)));
+            }
+            let id = created["id"]
+                .as_str()
+                .context("the answer has no id")?
+                .to_string();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let d = api.call(Method::GET, &format!("/api/v1/databases/{id}"), None)?;
+                match d["status"].as_str() {
+                    Some("running") => return out(&d, &print_object),
+                    Some("error") => {
+                        out(&d, &print_object)?;
+                        bail!(
+                            "database {id} failed: {}",
+                            d["error_message"].as_str().unwrap_or("unknown error")
+                        );
+                    }
+                    _ if Instant::now() > deadline => {
+                        bail!("database {id} is still {} after 300 s", d["status"])
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(500)),
+                }
+            }
+        }
+        ManagedCmd::List {
+            db_type,
+            status,
+            project,
+        } => {
+            let q: Vec<String> = [
+                ("db_type", db_type),
+                ("status", status),
+                ("project_id", project),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", urlencode(&v))))
+            .collect();
+            let path = if q.is_empty() {
+                "/api/v1/databases".to_string()
+            } else {
+                format!("/api/v1/databases?{}", q.join("&"))
+            };
+            let v = api.call(Method::GET, &path, None)?;
+            out(&v, &|v| {
+                print_table(v.as_array().map(Vec::as_slice).unwrap_or_default())
+            })
+        }
+        ManagedCmd::Get { id } => {
+            let v = api.call(
+                Method::GET,
+                &format!("/api/v1/databases/{}", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &print_object)
+        }
+        ManagedCmd::Credentials { id } => {
+            let v = api.call(
+                Method::GET,
+                &format!("/api/v1/databases/{}/credentials", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &print_object)
+        }
+        ManagedCmd::Delete { id } => {
+            let v = api.call(
+                Method::DELETE,
+                &format!("/api/v1/databases/{}", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &|_| {
+                println!("deleted managed database {id}: servers, data and credentials are being removed")
+            })
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_object(v: &Value) {
+    if let Some(o) = v.as_object() {
+        let w = o.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, val) in o {
+            println!("{k:<w$}  {}", cell(val));
+        }
+    }
+}
+
+fn print_table(rows: &[Value]) {
+    const COLS: [&str; 7] = [
+        "id",
+        "name",
+        "db_type",
+        "version",
+        "plan_id",
+        "status",
+        "created_at",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| COLS.iter().map(|c| cell(&r[*c])).collect())
+        .collect();
+    let widths: Vec<usize> = (0..COLS.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([COLS[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: Vec<&str>| {
+        let parts: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(COLS.to_vec());
+    for r in &cells {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
