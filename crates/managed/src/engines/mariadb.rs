@@ -1,0 +1,194 @@
+//! MySQL served by MariaDB: `mariadb-install-db`, `mariadbd` with its options on the command line
+//! (none secret), binary log on (ROW, full images: a `/v1` binlog source works at once). Users are
+//! created over the server's Unix socket, where `root` (or this process's own user) logs in by
+//! `unix_socket` authentication, so no password ever sits in a file for the bootstrap. Standbys
+//! are fresh servers that replay the primary's binary log from its start (GTID).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use super::{sql_password, Ctx, ADMIN_USER, APP_USER, HOST, LOGIN_TIMEOUT, REPLICATION_USER};
+use crate::api::ReplicaHealth;
+use crate::os;
+use refract_runtime::InstanceSpec;
+
+/// Unix socket paths are limited to 108 bytes.
+const MAX_SOCKET_PATH: usize = 100;
+
+fn socket(ctx: &Ctx, node: usize) -> PathBuf {
+    ctx.node_dir(node).join("mysqld.sock")
+}
+
+pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+    let sock = socket(ctx, node);
+    if sock.as_os_str().len() > MAX_SOCKET_PATH {
+        bail!("the MariaDB socket path {} is too long for a Unix socket: use a shorter data directory", sock.display());
+    }
+    let dir = ctx.node_dir(node);
+    os::create_owned_dir(&dir, &ctx.user)?;
+    let install = ctx
+        .bins
+        .mariadb_install_db
+        .as_ref()
+        .context("mariadb-install-db is not installed")?;
+    let args = [
+        "--no-defaults".to_string(),
+        format!("--datadir={}", dir.join("data").display()),
+        format!("--user={}", ctx.user.name),
+        "--skip-test-db".into(),
+        "--skip-name-resolve".into(),
+    ];
+    ctx.run(install, &args, &[], None).await?;
+    Ok(())
+}
+
+pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
+    let server = ctx
+        .bins
+        .mariadbd
+        .as_ref()
+        .context("mariadbd is no longer installed on this host")?;
+    let dir = ctx.node_dir(node);
+    let mut args = vec![
+        "--no-defaults".to_string(),
+        format!("--datadir={}", dir.join("data").display()),
+        format!("--port={}", ctx.port(node)),
+        format!("--bind-address={HOST}"),
+        format!("--socket={}", socket(ctx, node).display()),
+        format!("--pid-file={}", dir.join("mysqld.pid").display()),
+        "--skip-name-resolve".into(),
+        format!(
+            "--innodb-buffer-pool-size={}M",
+            ctx.plan.innodb_buffer_pool_mb
+        ),
+        format!("--max-connections={}", ctx.plan.max_connections),
+        format!("--server-id={}", node + 1),
+        "--log-bin=binlog".into(),
+        "--binlog-format=ROW".into(),
+        "--binlog-row-image=FULL".into(),
+        "--character-set-server=utf8mb4".into(),
+        "--collation-server=utf8mb4_unicode_ci".into(),
+    ];
+    if node > 0 {
+        args.push("--read-only".into());
+        args.push("--relay-log=relay-bin".into());
+    }
+    ctx.server_spec(node, &server.path, args)
+}
+
+/// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
+async fn socket_sql(ctx: &Ctx, node: usize, sql: &str, vertical: bool) -> anyhow::Result<String> {
+    let client = ctx
+        .bins
+        .mariadb_client
+        .as_ref()
+        .context("the mariadb client is not installed")?;
+    // unix_socket authentication maps this process's OS user to the MariaDB user of that name:
+    // `root` when the control plane is root, else the user mariadb-install-db was run as.
+    let me = os::current_user().name;
+    let mut args = vec![
+        "--no-defaults".to_string(),
+        format!("--user={me}"),
+        format!("--socket={}", socket(ctx, node).display()),
+        "--batch".into(),
+    ];
+    if vertical {
+        args.push("--vertical".into());
+    }
+    let no_switch = os::ServiceUser {
+        switch: false,
+        ..os::current_user()
+    };
+    os::run_as(
+        &no_switch,
+        None,
+        os::Setup {
+            program: client,
+            args: &args,
+            env: &[],
+            stdin: Some(sql.as_bytes()),
+            cwd: &ctx.db_dir,
+            timeout: LOGIN_TIMEOUT * 6,
+        },
+    )
+    .await
+}
+
+pub(super) async fn bootstrap(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+    if node == 0 {
+        let db = ctx.database();
+        let sql = format!(
+            "CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n\
+             CREATE USER '{APP_USER}'@'%' IDENTIFIED BY {app};\n\
+             GRANT ALL PRIVILEGES ON `{db}`.* TO '{APP_USER}'@'%';\n\
+             GRANT RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{APP_USER}'@'%';\n\
+             CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY {admin};\n\
+             GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;\n\
+             CREATE USER '{REPLICATION_USER}'@'{HOST}' IDENTIFIED BY {repl};\n\
+             GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'{HOST}';\n",
+            app = sql_password(&ctx.creds.app)?,
+            admin = sql_password(&ctx.creds.admin)?,
+            repl = sql_password(&ctx.creds.replication)?,
+        );
+        socket_sql(ctx, 0, &sql, false)
+            .await
+            .context("create the database and its users")?;
+    } else {
+        let sql = format!(
+            "CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={port}, MASTER_USER='{REPLICATION_USER}', \
+             MASTER_PASSWORD={repl}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;\n\
+             START SLAVE;\n",
+            port = ctx.port(0),
+            repl = sql_password(&ctx.creds.replication)?,
+        );
+        socket_sql(ctx, node, &sql, false)
+            .await
+            .context("start replication from the primary")?;
+    }
+    Ok(())
+}
+
+pub(super) async fn check_login(ctx: &Ctx) -> anyhow::Result<String> {
+    use mysql_async::prelude::Queryable;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(HOST)
+        .tcp_port(ctx.port(0))
+        .user(Some(APP_USER))
+        .pass(Some(ctx.creds.app.clone()))
+        .db_name(Some(ctx.database()));
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .with_context(|| format!("log in to MariaDB on port {} as {APP_USER}", ctx.port(0)))?;
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+    let _ = conn.disconnect().await;
+    let version = version.unwrap_or_default();
+    // "10.11.14-MariaDB-0+deb12u2" → "10.11.14-MariaDB"
+    Ok(match version.find("-MariaDB") {
+        Some(i) => version[..i + "-MariaDB".len()].to_string(),
+        None => version,
+    })
+}
+
+pub(super) async fn replica_health(
+    ctx: &Ctx,
+    node: usize,
+    health: &mut ReplicaHealth,
+) -> anyhow::Result<()> {
+    let out = socket_sql(ctx, node, "SHOW SLAVE STATUS;\n", true).await?;
+    let field = |name: &str| {
+        out.lines().find_map(|l| {
+            let (k, v) = l.trim().split_once(": ")?;
+            (k == name).then(|| v.trim().to_string())
+        })
+    };
+    let io = field("Slave_IO_Running");
+    let sql = field("Slave_SQL_Running");
+    health.status = match (io.as_deref(), sql.as_deref()) {
+        (Some("Yes"), Some("Yes")) => "streaming".into(),
+        (Some("Connecting"), _) => "starting".into(),
+        _ => "down".into(),
+    };
+    health.lag_seconds = field("Seconds_Behind_Master").and_then(|s| s.parse().ok());
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The `/api/v1` router: thin handlers (extract, call one [`ManagedService`] method, respond),
+//! the bearer-token extractor and a JSON extractor that answers malformed bodies with our
+//! `{"error": …}` shape.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::api::*;
+use crate::error::ManagedError;
+use crate::service::{Caller, ManagedService};
+
+type Res<T> = Result<T, ManagedError>;
+
+impl ManagedService {
+    /// The `/api/v1` routes (API tokens and managed databases), to be merged into the control
+    /// plane's router. Sets no fallback (the host router has its own); unknown `/api/v1/…`
+    /// paths answer 404 in this API's shape.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/api/v1/api-tokens", post(create_token).get(list_tokens))
+            .route("/api/v1/api-tokens/{id}", delete(delete_token))
+            .route(
+                "/api/v1/databases",
+                post(create_database).get(list_databases),
+            )
+            .route(
+                "/api/v1/databases/{id}",
+                get(get_database)
+                    .patch(update_database)
+                    .delete(delete_database),
+            )
+            .route("/api/v1/databases/{id}/credentials", get(credentials))
+            .route("/api/v1/databases/{id}/actions", post(action))
+            .route("/api/v1/databases/{id}/connection", post(create_connection))
+            .route("/api/v1/{*rest}", any(no_route))
+            .with_state(self.clone())
+    }
+}
+
+async fn no_route() -> ManagedError {
+    ManagedError::NotFound("no such route".into())
+}
+
+impl FromRequestParts<ManagedService> for Caller {
+    type Rejection = ManagedError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ManagedService,
+    ) -> Result<Self, ManagedError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ManagedError::Unauthorized("missing Authorization: Bearer <API token>".into())
+            })?;
+        state.authenticate(token).await
+    }
+}
+
+/// A JSON body; malformed JSON, wrong types, missing and unknown fields are 400 `{"error"}`.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ManagedError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ManagedError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ManagedError::invalid(format!("cannot read the request body: {}", e.body_text()))
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ManagedError::invalid(
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            let msg = e.to_string();
+            let msg = match msg.rfind(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            ManagedError::invalid(format!("invalid request body: {msg}"))
+        })
+    }
+}
+
+/// Query strings with our error shape.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ManagedError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ManagedError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ManagedError::invalid(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+async fn create_token(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Body(b): Body<CreateTokenRequest>,
+) -> Res<impl IntoResponse> {
+    Ok((StatusCode::CREATED, Json(s.create_token(&caller, b).await?)))
+}
+
+async fn list_tokens(State(s): State<ManagedService>, caller: Caller) -> Res<Json<Vec<ApiToken>>> {
+    Ok(Json(s.list_tokens(&caller).await?))
+}
+
+async fn delete_token(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<StatusCode> {
+    s.delete_token(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_database(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Body(b): Body<CreateDatabaseRequest>,
+) -> Res<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.create_database(&caller, b).await?),
+    ))
+}
+
+async fn list_databases(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Params(f): Params<ListFilter>,
+) -> Res<Json<Vec<Database>>> {
+    Ok(Json(s.list_databases(&caller, f).await?))
+}
+
+async fn get_database(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<Database>> {
+    Ok(Json(s.get_database(&caller, &id).await?))
+}
+
+async fn update_database(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<UpdateDatabaseRequest>,
+) -> Res<Json<Database>> {
+    Ok(Json(s.update_database(&caller, &id, b).await?))
+}
+
+async fn delete_database(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<impl IntoResponse> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.delete_database(&caller, &id).await?),
+    ))
+}
+
+async fn credentials(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<Credentials>> {
+    Ok(Json(s.credentials(&caller, &id).await?))
+}
+
+async fn action(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<ActionRequest>,
+) -> Res<impl IntoResponse> {
+    Ok((StatusCode::ACCEPTED, Json(s.action(&caller, &id, b).await?)))
+}
+
+async fn create_connection(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Res<impl IntoResponse> {
+    // Every field is optional, so an empty body is fine here.
+    let req: CreateConnectionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateConnectionRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ManagedError::invalid(format!("invalid request body: {e}")))?
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(s.create_connection(&caller, &id, req).await?),
+    ))
+}

@@ -1,0 +1,1020 @@
+//! [`ManagedService`]: the logic behind `/api/v1` — tokens, validation, intent changes — over the
+//! store, the vault and the runtime driver. The work on servers themselves (provisioning, crash
+//! restarts, quota, replicas, deletion) is the reconciler's (`reconciler.rs`); API calls only
+//! record intent and wake it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use refract_runtime::Driver;
+use tokio::sync::Notify;
+
+use crate::api::*;
+use crate::catalog::{self, Binaries};
+use crate::engines::{self, Creds, Ctx};
+use crate::error::ManagedError;
+use crate::hooks::{
+    Authenticator, ConnectionRegistrar, ManagedSource, RegistrarError, SecretVault, SourceBackend,
+};
+use crate::os;
+use crate::store::{now, DbRecord, Desired, Store, TokenRecord};
+use crate::tokens::{self, Access};
+
+/// The default project of databases created without `project_id`.
+pub const DEFAULT_PROJECT: &str = "proj_default";
+
+/// Where servers' data goes when the control plane runs as root in a data directory that other
+/// users cannot enter (so neither could the servers, which never run as root).
+pub const FALLBACK_SERVERS_ROOT: &str = "/var/lib/refract-managed";
+
+/// `last_used_at` of a token is written at most this often, so authentication stays a read.
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Configuration of the managed service (the binary builds it; tests shorten the intervals).
+#[derive(Debug, Clone)]
+pub struct ManagedConfig {
+    /// The control plane's data directory: `managed.sqlite` and `managed/` go in it.
+    pub data_dir: PathBuf,
+    /// How often the reconciler compares intent and runtime when nothing wakes it.
+    pub reconcile_interval: Duration,
+    /// How often each running server's storage and replication health are checked.
+    pub check_interval: Duration,
+    /// How long a server may take to start and accept its login.
+    pub start_timeout: Duration,
+    /// Crash restarts allowed within `crash_window` before the server is left in `error`.
+    pub crash_limit: usize,
+    /// See `crash_limit`.
+    pub crash_window: Duration,
+    /// Bytes in one `storage_gb` (1 GiB; tests use less to exercise the quota).
+    pub storage_unit_bytes: u64,
+    /// Where PostgreSQL versions are installed (`<root>/<major>/bin`).
+    pub pg_root: PathBuf,
+    /// Where the servers' data directories go; default `DIR/managed/servers` (see
+    /// [`FALLBACK_SERVERS_ROOT`] for the one exception).
+    pub servers_dir: Option<PathBuf>,
+}
+
+impl ManagedConfig {
+    /// Defaults for `data_dir`: reconcile every second, check every 10 s, 120 s to start, five
+    /// crashes in ten minutes.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ManagedConfig {
+            data_dir: data_dir.into(),
+            reconcile_interval: Duration::from_secs(1),
+            check_interval: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(120),
+            crash_limit: 5,
+            crash_window: Duration::from_secs(600),
+            storage_unit_bytes: 1 << 30,
+            pg_root: PathBuf::from("/usr/lib/postgresql"),
+            servers_dir: None,
+        }
+    }
+}
+
+/// The authenticated caller of `/api/v1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The customer its token belongs to.
+    pub customer: String,
+    /// What its token allows.
+    pub access: Access,
+}
+
+impl Caller {
+    fn need_read(&self) -> Result<(), ManagedError> {
+        if self.access.read {
+            Ok(())
+        } else {
+            Err(ManagedError::Forbidden(format!(
+                "this token lacks the {} scope",
+                tokens::SCOPE_READ
+            )))
+        }
+    }
+
+    fn need_write(&self) -> Result<(), ManagedError> {
+        if self.access.write {
+            Ok(())
+        } else {
+            Err(ManagedError::Forbidden(format!(
+                "this token lacks the {} scope",
+                tokens::SCOPE_WRITE
+            )))
+        }
+    }
+
+    fn need_tokens(&self) -> Result<(), ManagedError> {
+        if self.access.tokens {
+            Ok(())
+        } else {
+            Err(ManagedError::Forbidden(
+                "managing API tokens needs a management key or a token without scopes".into(),
+            ))
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ManagedConfig,
+    pub(crate) store: Store,
+    pub(crate) vault: Arc<dyn SecretVault>,
+    pub(crate) driver: Arc<dyn Driver>,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) registrar: OnceLock<Arc<dyn ConnectionRegistrar>>,
+    pub(crate) bins: Arc<Binaries>,
+    /// `DIR/managed/servers`: one directory per database, owned by its service user.
+    pub(crate) servers_dir: PathBuf,
+    /// From here down to `servers_dir`, other users get the search bit when a server runs.
+    pub(crate) reach_from: PathBuf,
+    pub(crate) wake: Notify,
+    /// Databases with an operation in flight (at most one each).
+    pub(crate) busy: Mutex<HashSet<String>>,
+    /// Recent crash restarts per database.
+    pub(crate) crashes: Mutex<HashMap<String, Vec<Instant>>>,
+    /// Replication health per database, from the last check.
+    pub(crate) health: Mutex<HashMap<String, Vec<ReplicaHealth>>>,
+    /// When each database was last checked (storage, replication).
+    pub(crate) checked: Mutex<HashMap<String, Instant>>,
+}
+
+/// Locks a mutex of plain data, ignoring poisoning (a panic cannot leave it half-changed).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The managed database service: `/api/v1` logic plus the reconciler that runs the servers.
+/// Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct ManagedService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ManagedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedService")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagedService {
+    /// Opens (creating and migrating) `DIR/managed.sqlite`, creates `DIR/managed/servers`, and
+    /// finds the installed server binaries. Call [`ManagedService::spawn_reconciler`] to run servers.
+    pub fn open(
+        config: ManagedConfig,
+        vault: Arc<dyn SecretVault>,
+        driver: Arc<dyn Driver>,
+        auth: Arc<dyn Authenticator>,
+    ) -> anyhow::Result<ManagedService> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create data dir {}", dir.display()))?;
+        let store = Store::open(&dir.join("managed.sqlite"))?;
+        let (servers_dir, reach_from) = prepare_servers_dir(&config)?;
+        let bins = Binaries::detect(&config.pg_root);
+        tracing::info!(
+            postgres = ?bins.postgres.keys().collect::<Vec<_>>(),
+            mariadb = ?bins.mariadbd.as_ref().map(|p| &p.version),
+            redis = ?bins.redis_server.as_ref().map(|p| &p.version),
+            mongodb = ?bins.mongod.as_ref().map(|p| &p.version),
+            "managed database servers available"
+        );
+        let has_servers = !store.list_active()?.is_empty();
+        let service = ManagedService {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                vault,
+                driver,
+                auth,
+                registrar: OnceLock::new(),
+                bins: Arc::new(bins),
+                servers_dir,
+                reach_from,
+                wake: Notify::new(),
+                busy: Mutex::new(HashSet::new()),
+                crashes: Mutex::new(HashMap::new()),
+                health: Mutex::new(HashMap::new()),
+                checked: Mutex::new(HashMap::new()),
+            }),
+        };
+        if has_servers {
+            // The control plane may have reset the data dir to 0700 on this start.
+            if let Err(e) = service.ensure_servers_reachable() {
+                tracing::warn!(error = %format!("{e:#}"), "managed servers may not reach their data directories");
+            }
+        }
+        Ok(service)
+    }
+
+    /// When servers run as other users (the control plane is root), gives other users the search
+    /// bit from the data dir down to the servers' directory (0711: nothing becomes listable, and
+    /// the control plane's secret files are 0600). A no-op otherwise.
+    pub(crate) fn ensure_servers_reachable(&self) -> anyhow::Result<()> {
+        if !os::is_root() {
+            return Ok(());
+        }
+        os::ensure_reachable(
+            &self.inner.reach_from,
+            &self.inner.servers_dir,
+            &os::any_other_user(),
+        )
+    }
+
+    /// Sets the registrar of `/v1` connections (`POST /api/v1/databases/{id}/connection`); only
+    /// the first call has an effect.
+    pub fn set_registrar(&self, registrar: Arc<dyn ConnectionRegistrar>) {
+        let _ = self.inner.registrar.set(registrar);
+    }
+
+    /// The server binaries found on this host.
+    pub fn binaries(&self) -> &Binaries {
+        &self.inner.bins
+    }
+
+    /// The directory holding every database's server directories.
+    pub fn servers_dir(&self) -> &Path {
+        &self.inner.servers_dir
+    }
+
+    /// The directory of one database's servers (whether or not it exists).
+    pub fn database_dir(&self, id: &str) -> PathBuf {
+        self.inner.servers_dir.join(id)
+    }
+
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ManagedError> + Send + 'static,
+    ) -> Result<T, ManagedError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner.store))
+            .await
+            .map_err(|e| ManagedError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+
+    /// Wakes the reconciler now.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    // ------------------------------------------------------------------ auth and tokens
+
+    /// Checks a bearer token: a `dkc_` API token of this service, or a management key (`rmk_`)
+    /// through the [`Authenticator`]. Every failure is the same 401.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, ManagedError> {
+        let unauthorized =
+            || ManagedError::Unauthorized("missing, invalid or revoked API token".into());
+        if token.starts_with("rmk_") {
+            let customer = self
+                .inner
+                .auth
+                .customer_for_management_key(token)
+                .await
+                .ok_or_else(unauthorized)?;
+            return Ok(Caller {
+                customer,
+                access: Access::FULL,
+            });
+        }
+        let Some((key_id, secret)) = tokens::parse(token) else {
+            return Err(unauthorized());
+        };
+        let key_id = key_id.to_string();
+        let hash = tokens::sha256_hex(secret);
+        let found = self.db(move |s| Ok(s.find_token(&key_id)?)).await?;
+        let Some(t) = found.filter(|t| tokens::constant_time_eq(&t.secret_sha256, &hash)) else {
+            return Err(unauthorized());
+        };
+        let at = now();
+        if t.last_used_at.is_none_or(|u| at - u >= TOUCH_EVERY) {
+            let id = t.id.clone();
+            if let Err(e) = self.db(move |s| Ok(s.touch_token(&id, at)?)).await {
+                tracing::warn!(error = %e, "could not record API token use");
+            }
+        }
+        Ok(Caller {
+            customer: t.customer_id,
+            access: Access::from_scopes(&t.scopes),
+        })
+    }
+
+    /// `POST /api/v1/api-tokens`.
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        req: CreateTokenRequest,
+    ) -> Result<CreateTokenResponse, ManagedError> {
+        caller.need_tokens()?;
+        let name = req.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ManagedError::invalid("name must be 1-100 characters"));
+        }
+        let mut scopes: Vec<String> = Vec::new();
+        for s in req.scopes {
+            if !tokens::SCOPES.contains(&s.as_str()) {
+                return Err(ManagedError::invalid(format!(
+                    "unknown scope {s:?}: use {}",
+                    tokens::SCOPES.join(" or ")
+                )));
+            }
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        let new = tokens::generate();
+        let record = TokenRecord {
+            id: tokens::random_id("tok_", 12),
+            customer_id: caller.customer.clone(),
+            name,
+            key_id: new.key_id,
+            secret_sha256: new.secret_sha256,
+            scopes,
+            created_at: now(),
+            last_used_at: None,
+        };
+        let r = record.clone();
+        self.db(move |s| Ok(s.insert_token(&r)?)).await?;
+        Ok(CreateTokenResponse {
+            id: record.id,
+            name: record.name,
+            token: new.token,
+            scopes: record.scopes,
+            created_at: record.created_at,
+        })
+    }
+
+    /// `GET /api/v1/api-tokens`.
+    pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<ApiToken>, ManagedError> {
+        caller.need_tokens()?;
+        let customer = caller.customer.clone();
+        let list = self.db(move |s| Ok(s.list_tokens(&customer)?)).await?;
+        Ok(list
+            .into_iter()
+            .map(|t| ApiToken {
+                id: t.id,
+                name: t.name,
+                scopes: t.scopes,
+                created_at: t.created_at,
+                last_used_at: t.last_used_at,
+            })
+            .collect())
+    }
+
+    /// `DELETE /api/v1/api-tokens/{id}`: the token stops working at once.
+    pub async fn delete_token(&self, caller: &Caller, id: &str) -> Result<(), ManagedError> {
+        caller.need_tokens()?;
+        let customer = caller.customer.clone();
+        let token = id.to_string();
+        if self
+            .db(move |s| Ok(s.delete_token(&customer, &token)?))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ManagedError::NotFound(format!("API token {id} not found")))
+        }
+    }
+
+    // ------------------------------------------------------------------ databases
+
+    /// `POST /api/v1/databases`: validates everything before creating anything, generates the
+    /// passwords into the vault, records the intent and wakes the reconciler.
+    pub async fn create_database(
+        &self,
+        caller: &Caller,
+        req: CreateDatabaseRequest,
+    ) -> Result<CreateDatabaseResponse, ManagedError> {
+        caller.need_write()?;
+        let name = validate_name(&req.name)?;
+        let db_type = DbType::parse(&req.db_type).ok_or_else(|| {
+            ManagedError::invalid(format!(
+                "unknown db_type {:?}: use postgresql, mysql, redis or mongodb",
+                req.db_type
+            ))
+        })?;
+        let requested = match &req.version {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.trim().to_string()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(_) => {
+                return Err(ManagedError::invalid(
+                    "version must be a string such as \"16\"",
+                ))
+            }
+        };
+        let plan = catalog::plan(&req.plan_id).ok_or_else(|| unknown_plan(&req.plan_id))?;
+        let region = req.region.trim();
+        if region.is_empty()
+            || region.len() > 32
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ManagedError::invalid(
+                "region must be 1-32 characters of a-z, 0-9 and '-' (e.g. nyc1)",
+            ));
+        }
+        let storage_gb = req.storage_gb.unwrap_or(10);
+        validate_storage(storage_gb)?;
+        let replicas = req.replicas.unwrap_or(1);
+        validate_replicas(db_type, replicas)?;
+        let project_id = req
+            .project_id
+            .as_deref()
+            .unwrap_or(DEFAULT_PROJECT)
+            .to_string();
+        if project_id.is_empty()
+            || project_id.len() > 64
+            || !project_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(ManagedError::invalid(
+                "project_id must be 1-64 characters of a-z, 0-9, '_' and '-'",
+            ));
+        }
+        let resolved = catalog::resolve_version(db_type, requested.as_deref(), &self.inner.bins)
+            .map_err(ManagedError::Invalid)?;
+
+        let t = now();
+        let record = DbRecord {
+            id: tokens::random_id("db_", 12),
+            customer_id: caller.customer.clone(),
+            project_id,
+            slug: slug(&name),
+            name,
+            db_type,
+            version: resolved.version,
+            requested_version: resolved.requested,
+            server_version: None,
+            plan_id: plan.id.to_string(),
+            region: region.to_string(),
+            storage_gb,
+            replicas,
+            desired: Desired::Running,
+            restart_requested: false,
+            status: Status::Provisioning,
+            error_kind: None,
+            error_message: None,
+            nodes_ready: 0,
+            ports: Vec::new(),
+            purged: false,
+            created_at: t,
+            updated_at: t,
+        };
+        let roles: &[&str] = if db_type == DbType::Redis {
+            &["app"]
+        } else {
+            engines::SECRET_ROLES
+        };
+        for role in roles {
+            if let Err(e) = self
+                .inner
+                .vault
+                .put(&engines::secret_name(&record.id, role), &tokens::password())
+            {
+                self.forget_secrets(&record.id);
+                return Err(ManagedError::Internal(
+                    e.context("store generated credentials"),
+                ));
+            }
+        }
+        let r = record.clone();
+        let inserted = self.db(move |s| Ok(s.insert_database(&r)?)).await;
+        match inserted {
+            Ok(true) => {}
+            Ok(false) => {
+                self.forget_secrets(&record.id);
+                return Err(ManagedError::invalid(format!(
+                    "a database named {:?} already exists in project {}",
+                    record.name, record.project_id
+                )));
+            }
+            Err(e) => {
+                self.forget_secrets(&record.id);
+                return Err(e);
+            }
+        }
+        tracing::info!(db = %record.id, db_type = %db_type, plan = %record.plan_id, "managed database requested");
+        self.wake();
+        Ok(CreateDatabaseResponse {
+            id: record.id,
+            name: record.name,
+            db_type,
+            status: record.status,
+            created_at: record.created_at,
+        })
+    }
+
+    pub(crate) fn forget_secrets(&self, id: &str) {
+        for role in engines::SECRET_ROLES {
+            if let Err(e) = self.inner.vault.delete(&engines::secret_name(id, role)) {
+                tracing::warn!(db = %id, error = %format!("{e:#}"), "cannot delete a managed credential");
+            }
+        }
+    }
+
+    /// The record of `id` if it belongs to the caller (404 otherwise, for other customers too).
+    async fn owned(&self, caller: &Caller, id: &str) -> Result<DbRecord, ManagedError> {
+        let key = id.to_string();
+        match self.db(move |s| Ok(s.get_database(&key)?)).await? {
+            Some(d) if d.customer_id == caller.customer => Ok(d),
+            _ => Err(ManagedError::no_database(id)),
+        }
+    }
+
+    /// Applies `f` to the caller's database `id` atomically; 404 when it is not theirs.
+    async fn change(
+        &self,
+        caller: &Caller,
+        id: &str,
+        f: impl FnOnce(&mut DbRecord) -> Result<(), ManagedError> + Send + 'static,
+    ) -> Result<DbRecord, ManagedError> {
+        let customer = caller.customer.clone();
+        let key = id.to_string();
+        let changed = self
+            .db(move |s| {
+                s.update(&key, |d| {
+                    if d.customer_id != customer {
+                        return Err(ManagedError::no_database(&d.id));
+                    }
+                    f(d)
+                })
+            })
+            .await?;
+        let (_, d) = changed.ok_or_else(|| ManagedError::no_database(id))?;
+        self.wake();
+        Ok(d)
+    }
+
+    pub(crate) fn to_api(&self, d: &DbRecord) -> Database {
+        let replication = if d.status == Status::Destroyed {
+            Vec::new()
+        } else {
+            lock(&self.inner.health)
+                .get(&d.id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        Database {
+            id: d.id.clone(),
+            project_id: d.project_id.clone(),
+            name: d.name.clone(),
+            slug: d.slug.clone(),
+            db_type: d.db_type,
+            version: d.version.clone(),
+            requested_version: d.requested_version.clone(),
+            server_version: d.server_version.clone(),
+            plan_id: d.plan_id.clone(),
+            status: d.status,
+            error_message: if d.status == Status::Error {
+                d.error_message.clone()
+            } else {
+                None
+            },
+            region: d.region.clone(),
+            storage_gb: d.storage_gb,
+            replicas: d.replicas,
+            created_at: d.created_at,
+            replication,
+        }
+    }
+
+    /// `GET /api/v1/databases` (destroyed ones only when `status=destroyed` is asked for).
+    pub async fn list_databases(
+        &self,
+        caller: &Caller,
+        filter: ListFilter,
+    ) -> Result<Vec<Database>, ManagedError> {
+        caller.need_read()?;
+        let db_type = match filter.db_type.as_deref() {
+            Some(t) => Some(
+                DbType::parse(t)
+                    .ok_or_else(|| ManagedError::invalid(format!("unknown db_type {t:?}")))?,
+            ),
+            None => None,
+        };
+        let status = match filter.status.as_deref() {
+            Some(s) => Some(
+                Status::parse(s)
+                    .ok_or_else(|| ManagedError::invalid(format!("unknown status {s:?}")))?,
+            ),
+            None => None,
+        };
+        let customer = caller.customer.clone();
+        let all = self.db(move |s| Ok(s.list_databases(&customer)?)).await?;
+        Ok(all
+            .iter()
+            .filter(|d| match status {
+                Some(s) => d.status == s,
+                None => d.status != Status::Destroyed,
+            })
+            .filter(|d| db_type.is_none_or(|t| d.db_type == t))
+            .filter(|d| {
+                filter
+                    .project_id
+                    .as_ref()
+                    .is_none_or(|p| &d.project_id == p)
+            })
+            .map(|d| self.to_api(d))
+            .collect())
+    }
+
+    /// `GET /api/v1/databases/{id}` (standbys' health observed now).
+    pub async fn get_database(&self, caller: &Caller, id: &str) -> Result<Database, ManagedError> {
+        caller.need_read()?;
+        let d = self.owned(caller, id).await?;
+        if d.nodes_ready > 1 && d.status != Status::Destroyed {
+            if let Ok(ctx) = self.ctx(&d) {
+                let mut health = Vec::new();
+                for node in 1..d.nodes_ready {
+                    health.push(engines::replica_health(&ctx, node).await);
+                }
+                lock(&self.inner.health).insert(d.id.clone(), health);
+            }
+        }
+        Ok(self.to_api(&d))
+    }
+
+    /// `DELETE /api/v1/databases/{id}`: status `destroyed` at once; the reconciler stops the
+    /// servers and removes their data and credentials. Deleting again answers the same.
+    pub async fn delete_database(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Database, ManagedError> {
+        caller.need_write()?;
+        let d = self
+            .change(caller, id, |d| {
+                d.desired = Desired::Destroyed;
+                d.status = Status::Destroyed;
+                d.restart_requested = false;
+                d.error_kind = None;
+                d.error_message = None;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(db = %d.id, "managed database deleted");
+        Ok(self.to_api(&d))
+    }
+
+    /// `GET /api/v1/databases/{id}/credentials`: 409 until the server has first run.
+    pub async fn credentials(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Credentials, ManagedError> {
+        caller.need_read()?;
+        let d = self.owned(caller, id).await?;
+        if d.status == Status::Destroyed {
+            return Err(ManagedError::Conflict(format!(
+                "database {id} is destroyed; its credentials are gone"
+            )));
+        }
+        if d.nodes_ready == 0 {
+            return Err(ManagedError::Conflict(format!(
+                "database {id} is {}; credentials are available once it is running",
+                d.status.as_str()
+            )));
+        }
+        let ctx = self.ctx(&d)?;
+        Ok(engines::credentials(&ctx))
+    }
+
+    /// `POST /api/v1/databases/{id}/actions`.
+    pub async fn action(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: ActionRequest,
+    ) -> Result<Database, ManagedError> {
+        caller.need_write()?;
+        let kind = req.kind.clone();
+        if !["stop", "start", "restart"].contains(&kind.as_str()) {
+            return Err(ManagedError::invalid(format!(
+                "unknown action type {kind:?}: use stop, start or restart"
+            )));
+        }
+        let d = self
+            .change(caller, id, move |d| {
+                if d.status == Status::Destroyed {
+                    return Err(ManagedError::Conflict(format!(
+                        "database {} is destroyed",
+                        d.id
+                    )));
+                }
+                match kind.as_str() {
+                    "stop" => {
+                        d.desired = Desired::Stopped;
+                        d.restart_requested = false;
+                    }
+                    "start" => {
+                        d.desired = Desired::Running;
+                        if d.status != Status::Running {
+                            d.status = Status::Provisioning;
+                            d.error_kind = None;
+                            d.error_message = None;
+                        }
+                    }
+                    _ => {
+                        if d.desired != Desired::Running {
+                            return Err(ManagedError::Conflict(format!(
+                                "database {} is stopped: use the start action",
+                                d.id
+                            )));
+                        }
+                        if d.nodes_ready == 0 {
+                            return Err(ManagedError::Conflict(format!(
+                                "database {} is still being provisioned",
+                                d.id
+                            )));
+                        }
+                        d.restart_requested = true;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if req.kind == "start" {
+            lock(&self.inner.crashes).remove(&d.id);
+        }
+        tracing::info!(db = %d.id, action = %req.kind, "managed database action");
+        Ok(self.to_api(&d))
+    }
+
+    /// `PATCH /api/v1/databases/{id}`: a new plan restarts a running server to apply its memory
+    /// settings; storage only grows; replicas are added or removed by the reconciler.
+    pub async fn update_database(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: UpdateDatabaseRequest,
+    ) -> Result<Database, ManagedError> {
+        caller.need_write()?;
+        if req.plan_id.is_none() && req.storage_gb.is_none() && req.replicas.is_none() {
+            return Err(ManagedError::invalid(
+                "nothing to change: give plan_id, storage_gb or replicas",
+            ));
+        }
+        if let Some(p) = &req.plan_id {
+            catalog::plan(p).ok_or_else(|| unknown_plan(p))?;
+        }
+        if let Some(s) = req.storage_gb {
+            validate_storage(s)?;
+        }
+        let d = self
+            .change(caller, id, move |d| {
+                if d.status == Status::Destroyed {
+                    return Err(ManagedError::Conflict(format!(
+                        "database {} is destroyed",
+                        d.id
+                    )));
+                }
+                if let Some(r) = req.replicas {
+                    validate_replicas(d.db_type, r)?;
+                }
+                if let Some(s) = req.storage_gb {
+                    if s < d.storage_gb {
+                        return Err(ManagedError::invalid(format!(
+                            "storage_gb can only grow: it is {} and {s} is smaller",
+                            d.storage_gb
+                        )));
+                    }
+                    d.storage_gb = s;
+                }
+                if let Some(p) = req.plan_id {
+                    if p != d.plan_id {
+                        d.plan_id = p;
+                        if d.desired == Desired::Running && d.nodes_ready > 0 {
+                            d.restart_requested = true;
+                        }
+                    }
+                }
+                if let Some(r) = req.replicas {
+                    d.replicas = r;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(self.to_api(&d))
+    }
+
+    /// `POST /api/v1/databases/{id}/connection`: registers a `/v1` connection whose source is
+    /// this server (PostgreSQL or MySQL), as its application user, limited to its database.
+    pub async fn create_connection(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: CreateConnectionRequest,
+    ) -> Result<serde_json::Value, ManagedError> {
+        caller.need_write()?;
+        let d = self.owned(caller, id).await?;
+        let backend = match d.db_type {
+            DbType::Postgresql => SourceBackend::Postgres,
+            DbType::Mysql => SourceBackend::Mysql,
+            other => {
+                return Err(ManagedError::invalid(format!(
+                    "a /v1 connection needs a postgresql or mysql database, not {other}"
+                )))
+            }
+        };
+        if d.status == Status::Destroyed || d.nodes_ready == 0 {
+            return Err(ManagedError::Conflict(format!(
+                "database {id} is {}; connect it once it is running",
+                d.status.as_str()
+            )));
+        }
+        let registrar = self.inner.registrar.get().cloned().ok_or_else(|| {
+            ManagedError::NotImplemented(
+                "this control plane has no /v1 API to register a connection with".into(),
+            )
+        })?;
+        let ctx = self.ctx(&d)?;
+        let source = ManagedSource {
+            name: req.name.unwrap_or_else(|| d.name.clone()),
+            backend,
+            host: engines::HOST.into(),
+            port: ctx.port(0),
+            user: engines::APP_USER.into(),
+            password: ctx.creds.app.clone(),
+            database: ctx.database(),
+            sync_mode: req.sync_mode,
+            sync_interval: req.sync_interval,
+        };
+        registrar
+            .register(&caller.customer, source)
+            .await
+            .map_err(|e| match e {
+                RegistrarError::Rejected(m) => ManagedError::Invalid(m),
+                RegistrarError::Conflict(m) => ManagedError::Conflict(m),
+                RegistrarError::Internal(e) => ManagedError::Internal(e),
+            })
+    }
+
+    /// The engine context of a database: plan, service user, directory, passwords from the vault.
+    pub(crate) fn ctx(&self, d: &DbRecord) -> Result<Ctx, ManagedError> {
+        let plan = catalog::plan(&d.plan_id).ok_or_else(|| unknown_plan(&d.plan_id))?;
+        let user = os::service_user(engines::preferred_user(d.db_type))?;
+        let get = |role: &str| self.inner.vault.get(&engines::secret_name(&d.id, role));
+        let app = get("app").ok_or_else(|| {
+            ManagedError::Internal(anyhow::anyhow!(
+                "the credentials of {} are missing from the secret store",
+                d.id
+            ))
+        })?;
+        Ok(Ctx {
+            db: d.clone(),
+            plan,
+            bins: self.inner.bins.clone(),
+            user,
+            db_dir: self.database_dir(&d.id),
+            creds: Creds {
+                admin: get("admin").unwrap_or_default(),
+                app,
+                replication: get("replication").unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// Where the servers' directories go: `servers_dir` if configured, else `DIR/managed/servers` —
+/// unless the control plane is root and a directory above `DIR` is closed to other users
+/// (`/root`, a 0700 temp dir), where the servers (never root) could not reach their data: then
+/// `/var/lib/refract-managed/<hash of DIR>`. Returns it with the directory from which the search
+/// bit must be given to other users ([`ManagedService`] does so only once it runs a server).
+fn prepare_servers_dir(config: &ManagedConfig) -> anyhow::Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &config.data_dir;
+    let open_up = |d: &Path| -> anyhow::Result<()> {
+        std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        // Searchable, not listable: each database's own directory below is 0700 and its user's.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("set permissions of {}", d.display()))
+    };
+    let servers = match &config.servers_dir {
+        Some(d) => d.clone(),
+        None if os::is_root() && os::blocked_ancestor(dir, &os::any_other_user()).is_some() => {
+            let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            let hash = tokens::sha256_hex(&canonical.display().to_string());
+            let base = PathBuf::from(FALLBACK_SERVERS_ROOT);
+            open_up(&base)?;
+            let d = base.join(&hash[..16]);
+            tracing::info!(
+                data_dir = %dir.display(),
+                servers_dir = %d.display(),
+                "the data directory is closed to other users: managed servers keep their data elsewhere"
+            );
+            d
+        }
+        None => dir.join("managed").join("servers"),
+    };
+    open_up(&servers)?;
+    let from = if servers.starts_with(dir) {
+        dir.clone()
+    } else {
+        servers.clone()
+    };
+    Ok((servers, from))
+}
+
+fn unknown_plan(id: &str) -> ManagedError {
+    let ids: Vec<&str> = catalog::PLANS.iter().map(|p| p.id).collect();
+    ManagedError::invalid(format!(
+        "unknown plan_id {id:?}: use one of {}",
+        ids.join(", ")
+    ))
+}
+
+fn validate_name(name: &str) -> Result<String, ManagedError> {
+    let n = name.trim();
+    let len = n.chars().count();
+    if len == 0 || len > 63 {
+        return Err(ManagedError::invalid("name must be 1-63 characters"));
+    }
+    if n.chars().any(char::is_control) {
+        return Err(ManagedError::invalid(
+            "name must not contain control characters",
+        ));
+    }
+    if !n.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Err(ManagedError::invalid(
+            "name must contain at least one letter or digit",
+        ));
+    }
+    Ok(n.to_string())
+}
+
+fn validate_storage(gb: i64) -> Result<(), ManagedError> {
+    if !(1..=16384).contains(&gb) {
+        return Err(ManagedError::invalid(format!(
+            "storage_gb must be between 1 and 16384, not {gb}"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_replicas(db_type: DbType, replicas: i64) -> Result<(), ManagedError> {
+    if !(1..=5).contains(&replicas) {
+        return Err(ManagedError::invalid(format!(
+            "replicas must be between 1 and 5, not {replicas}"
+        )));
+    }
+    if db_type == DbType::Mongodb && replicas > 1 {
+        return Err(ManagedError::invalid(
+            "replicas > 1 is not supported for mongodb by the local runtime",
+        ));
+    }
+    Ok(())
+}
+
+/// The slug of a name: lowercase, runs of anything but `[a-z0-9]` become one `-`, trimmed, at
+/// most 63 characters.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut s = out.trim_matches('-').to_string();
+    s.truncate(63);
+    let s = s.trim_end_matches('-').to_string();
+    if s.is_empty() {
+        "db".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("main-postgres"), "main-postgres");
+        assert_eq!(slug("  My Cache_01!! "), "my-cache-01");
+        assert_eq!(slug("Ünïcode"), "n-code");
+        assert_eq!(slug("---"), "db");
+    }
+
+    #[test]
+    fn validation_messages() {
+        assert!(validate_name("").is_err());
+        assert!(validate_name(&"x".repeat(64)).is_err());
+        assert_eq!(validate_name(" ok ").unwrap(), "ok");
+        assert!(
+            validate_storage(0).is_err()
+                && validate_storage(16385).is_err()
+                && validate_storage(1).is_ok()
+        );
+        assert!(validate_replicas(DbType::Redis, 6).is_err());
+        assert!(validate_replicas(DbType::Mongodb, 2).is_err());
+    }
+}

@@ -1,0 +1,568 @@
+//! The managed metadata store: one SQLite file, `DIR/managed.sqlite`, with versioned migrations
+//! (`crates/managed/migrations/`, recorded in `schema_migrations`).
+//!
+//! # What do we store?
+//! - **api_tokens**: `dkc_` tokens — customer, name, scopes, the SHA-256 of the secret part,
+//!   `last_used_at`. Never the token itself.
+//! - **databases**: one row per managed server — what was asked (type, version, plan, storage,
+//!   replicas), the **intent** (`desired_state`, `restart_requested`) and the **observed progress**
+//!   (`status`, `error_kind`/`error_message`, `nodes_ready`, `ports`, `purged`). Destroyed rows
+//!   stay (their ids answer `destroyed`), with `purged` once their files are gone.
+//!
+//! Never passwords: those are in the secret store under `managed/<id>/<role>`.
+//!
+//! Why a file of its own rather than tables in `refract.db`: the managed servers have their own
+//! lifecycle and their own reconciler, and this crate must not depend on the control plane's
+//! store traits (which other work changes concurrently); a separate file keeps the two schemas
+//! and their migrations independent. Both live in the same data directory and are backed up together.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::api::{DbType, Status};
+use crate::error::ManagedError;
+
+/// Versioned migrations, applied in order on open.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "0001_init", include_str!("../migrations/0001_init.sql"))];
+
+/// What the user wants a server to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    /// Running (after create, `start`, `restart`).
+    Running,
+    /// Stopped (after `stop`).
+    Stopped,
+    /// Deleted.
+    Destroyed,
+}
+
+impl Desired {
+    fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "running",
+            Desired::Stopped => "stopped",
+            Desired::Destroyed => "destroyed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Desired> {
+        [Desired::Running, Desired::Stopped, Desired::Destroyed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// Why a server is in `error`, which decides what the reconciler does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Creating a server failed; left alone until a `start` action.
+    Provision,
+    /// A server exited; being restarted.
+    Crash,
+    /// It kept crashing; left alone until a `start` action.
+    CrashLoop,
+    /// Its data directory outgrew `storage_gb`; back to running when it fits again.
+    Quota,
+    /// It runs but the generated login does not work (yet); checked again.
+    Runtime,
+}
+
+impl ErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Provision => "provision",
+            ErrorKind::Crash => "crash",
+            ErrorKind::CrashLoop => "crash_loop",
+            ErrorKind::Quota => "quota",
+            ErrorKind::Runtime => "runtime",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ErrorKind> {
+        [
+            ErrorKind::Provision,
+            ErrorKind::Crash,
+            ErrorKind::CrashLoop,
+            ErrorKind::Quota,
+            ErrorKind::Runtime,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether the reconciler leaves the server alone until a user action.
+    pub fn halts(self) -> bool {
+        matches!(self, ErrorKind::Provision | ErrorKind::CrashLoop)
+    }
+}
+
+/// One managed server as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbRecord {
+    /// `db_…`.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Project.
+    pub project_id: String,
+    /// Display name.
+    pub name: String,
+    /// Slug of the name.
+    pub slug: String,
+    /// Engine.
+    pub db_type: DbType,
+    /// Reported version.
+    pub version: String,
+    /// Requested version when it differs.
+    pub requested_version: Option<String>,
+    /// Server's own version once known.
+    pub server_version: Option<String>,
+    /// Plan id.
+    pub plan_id: String,
+    /// Region.
+    pub region: String,
+    /// Quota per server, GiB.
+    pub storage_gb: i64,
+    /// Intended number of servers.
+    pub replicas: i64,
+    /// Intent.
+    pub desired: Desired,
+    /// A restart was asked for (action or plan change) and has not run yet.
+    pub restart_requested: bool,
+    /// Reported status.
+    pub status: Status,
+    /// Why `error`.
+    pub error_kind: Option<ErrorKind>,
+    /// The message of `error`.
+    pub error_message: Option<String>,
+    /// Servers initialized so far (primary first).
+    pub nodes_ready: usize,
+    /// Port of each initialized (or initializing) server.
+    pub ports: Vec<u16>,
+    /// Destroyed and cleaned up.
+    pub purged: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored API token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    /// `tok_…`.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Display name.
+    pub name: String,
+    /// Public key id.
+    pub key_id: String,
+    /// SHA-256 hex of the secret.
+    pub secret_sha256: String,
+    /// Scopes (empty = full access).
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The SQLite store (one connection; the managed API writes rarely).
+pub struct Store {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+/// Current time at microsecond precision (what the store keeps, so values read back compare equal).
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    t - chrono::TimeDelta::nanoseconds((t.timestamp_subsec_nanos() % 1000) as i64)
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+fn bad(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?} in managed.sqlite").into(),
+    )
+}
+
+const DB_COLUMNS: &str = "id, customer_id, project_id, name, slug, db_type, version, requested_version, \
+     server_version, plan_id, region, storage_gb, replicas, desired_state, restart_requested, status, \
+     error_kind, error_message, nodes_ready, ports, purged, created_at, updated_at";
+
+fn db_from_row(r: &Row<'_>) -> rusqlite::Result<DbRecord> {
+    let db_type: String = r.get(5)?;
+    let desired: String = r.get(13)?;
+    let status: String = r.get(15)?;
+    let error_kind: Option<String> = r.get(16)?;
+    let ports: String = r.get(19)?;
+    Ok(DbRecord {
+        id: r.get(0)?,
+        customer_id: r.get(1)?,
+        project_id: r.get(2)?,
+        name: r.get(3)?,
+        slug: r.get(4)?,
+        db_type: DbType::parse(&db_type).ok_or_else(|| bad("db_type", &db_type))?,
+        version: r.get(6)?,
+        requested_version: r.get(7)?,
+        server_version: r.get(8)?,
+        plan_id: r.get(9)?,
+        region: r.get(10)?,
+        storage_gb: r.get(11)?,
+        replicas: r.get(12)?,
+        desired: Desired::parse(&desired).ok_or_else(|| bad("desired_state", &desired))?,
+        restart_requested: r.get(14)?,
+        status: Status::parse(&status).ok_or_else(|| bad("status", &status))?,
+        error_kind: match error_kind {
+            Some(k) => Some(ErrorKind::parse(&k).ok_or_else(|| bad("error_kind", &k))?),
+            None => None,
+        },
+        error_message: r.get(17)?,
+        nodes_ready: r.get::<_, i64>(18)? as usize,
+        ports: serde_json::from_str(&ports).map_err(|_| bad("ports", &ports))?,
+        purged: r.get(20)?,
+        created_at: parse_ts(&r.get::<_, String>(21)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(22)?)?,
+    })
+}
+
+fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let scopes: String = r.get(5)?;
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        customer_id: r.get(1)?,
+        name: r.get(2)?,
+        key_id: r.get(3)?,
+        secret_sha256: r.get(4)?,
+        scopes: serde_json::from_str(&scopes).map_err(|_| bad("scopes", &scopes))?,
+        created_at: parse_ts(&r.get::<_, String>(6)?)?,
+        last_used_at: match r.get::<_, Option<String>>(7)? {
+            Some(t) => Some(parse_ts(&t)?),
+            None => None,
+        },
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, customer_id, name, key_id, secret_sha256, scopes, created_at, last_used_at";
+
+fn get_in(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<DbRecord>> {
+    conn.query_row(
+        &format!("SELECT {DB_COLUMNS} FROM databases WHERE id = ?1"),
+        [id],
+        db_from_row,
+    )
+    .optional()
+}
+
+fn save_in(conn: &rusqlite::Connection, d: &DbRecord) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE databases SET server_version = ?2, plan_id = ?3, storage_gb = ?4, replicas = ?5, \
+         desired_state = ?6, restart_requested = ?7, status = ?8, error_kind = ?9, error_message = ?10, \
+         nodes_ready = ?11, ports = ?12, purged = ?13, updated_at = ?14, \
+         destroyed_at = CASE WHEN ?8 = 'destroyed' THEN COALESCE(destroyed_at, ?14) ELSE NULL END \
+         WHERE id = ?1",
+        params![
+            d.id,
+            d.server_version,
+            d.plan_id,
+            d.storage_gb,
+            d.replicas,
+            d.desired.as_str(),
+            d.restart_requested,
+            d.status.as_str(),
+            d.error_kind.map(ErrorKind::as_str),
+            d.error_message,
+            d.nodes_ready as i64,
+            serde_json::to_string(&d.ports).unwrap_or_else(|_| "[]".into()),
+            d.purged,
+            ts(&d.updated_at),
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating, mode 0600) and migrates `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        use anyhow::Context;
+        let conn =
+            rusqlite::Connection::open(path).with_context(|| format!("open {}", path.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )?;
+        let applied: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
+        for (version, name, sql) in MIGRATIONS {
+            if *version <= applied {
+                continue;
+            }
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {name}"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, name, ts(&now())],
+            )?;
+            tx.commit()?;
+        }
+        let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if applied > latest {
+            anyhow::bail!(
+                "{} was written by a newer Refract (schema version {applied})",
+                path.display()
+            );
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ------------------------------------------------------------------ tokens
+
+    /// Inserts a token.
+    pub fn insert_token(&self, t: &TokenRecord) -> rusqlite::Result<()> {
+        self.lock().execute(
+            &format!(
+                "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                t.id,
+                t.customer_id,
+                t.name,
+                t.key_id,
+                t.secret_sha256,
+                serde_json::to_string(&t.scopes).unwrap_or_else(|_| "[]".into()),
+                ts(&t.created_at),
+                t.last_used_at.as_ref().map(ts),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The token with this public key id.
+    pub fn find_token(&self, key_id: &str) -> rusqlite::Result<Option<TokenRecord>> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE key_id = ?1"),
+                [key_id],
+                token_from_row,
+            )
+            .optional()
+    }
+
+    /// A customer's tokens, oldest first.
+    pub fn list_tokens(&self, customer: &str) -> rusqlite::Result<Vec<TokenRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE customer_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([customer], token_from_row)?;
+        rows.collect()
+    }
+
+    /// Deletes a customer's token; false when there is none.
+    pub fn delete_token(&self, customer: &str, id: &str) -> rusqlite::Result<bool> {
+        Ok(self.lock().execute(
+            "DELETE FROM api_tokens WHERE customer_id = ?1 AND id = ?2",
+            [customer, id],
+        )? > 0)
+    }
+
+    /// Records a use of a token.
+    pub fn touch_token(&self, id: &str, at: DateTime<Utc>) -> rusqlite::Result<()> {
+        self.lock().execute(
+            "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+            params![id, ts(&at)],
+        )?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ databases
+
+    /// Inserts a database, unless a live one of the same customer and project has its name
+    /// (then `Ok(false)`, nothing inserted).
+    pub fn insert_database(&self, d: &DbRecord) -> rusqlite::Result<bool> {
+        let conn = self.lock();
+        let taken: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM databases WHERE customer_id = ?1 AND project_id = ?2 AND name = ?3 AND status <> 'destroyed')",
+            [&d.customer_id, &d.project_id, &d.name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Ok(false);
+        }
+        conn.execute(
+            &format!(
+                "INSERT INTO databases ({DB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+            ),
+            params![
+                d.id,
+                d.customer_id,
+                d.project_id,
+                d.name,
+                d.slug,
+                d.db_type.as_str(),
+                d.version,
+                d.requested_version,
+                d.server_version,
+                d.plan_id,
+                d.region,
+                d.storage_gb,
+                d.replicas,
+                d.desired.as_str(),
+                d.restart_requested,
+                d.status.as_str(),
+                d.error_kind.map(ErrorKind::as_str),
+                d.error_message,
+                d.nodes_ready as i64,
+                serde_json::to_string(&d.ports).unwrap_or_else(|_| "[]".into()),
+                d.purged,
+                ts(&d.created_at),
+                ts(&d.updated_at),
+            ],
+        )?;
+        Ok(true)
+    }
+
+    /// Replaces every mutable column of a database with `d`'s values.
+    pub fn save_database(&self, d: &DbRecord) -> rusqlite::Result<()> {
+        save_in(&self.lock(), d)
+    }
+
+    /// One database (any customer; callers check ownership).
+    pub fn get_database(&self, id: &str) -> rusqlite::Result<Option<DbRecord>> {
+        get_in(&self.lock(), id)
+    }
+
+    /// Reads a database, lets `f` change it, and saves it (with a new `updated_at`) when `f`
+    /// succeeds — atomically with respect to every other write, so that the API (intent) and the
+    /// reconciler (progress) never lose each other's changes. `Ok(None)` when there is no such id.
+    pub fn update<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut DbRecord) -> Result<T, ManagedError>,
+    ) -> Result<Option<(T, DbRecord)>, ManagedError> {
+        let conn = self.lock();
+        let Some(mut d) = get_in(&conn, id)? else {
+            return Ok(None);
+        };
+        let out = f(&mut d)?;
+        d.updated_at = now();
+        save_in(&conn, &d)?;
+        Ok(Some((out, d)))
+    }
+
+    /// A customer's databases, oldest first (destroyed ones included; callers filter).
+    pub fn list_databases(&self, customer: &str) -> rusqlite::Result<Vec<DbRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DB_COLUMNS} FROM databases WHERE customer_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([customer], db_from_row)?;
+        rows.collect()
+    }
+
+    /// Every database the reconciler still has work for (all but the purged ones).
+    pub fn list_active(&self) -> rusqlite::Result<Vec<DbRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DB_COLUMNS} FROM databases WHERE purged = 0 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map([], db_from_row)?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> DbRecord {
+        let t = now();
+        DbRecord {
+            id: id.into(),
+            customer_id: "c1".into(),
+            project_id: "proj_default".into(),
+            name: name.into(),
+            slug: name.into(),
+            db_type: DbType::Redis,
+            version: "7.0".into(),
+            requested_version: None,
+            server_version: None,
+            plan_id: "db-s-1vcpu-1gb".into(),
+            region: "local".into(),
+            storage_gb: 10,
+            replicas: 1,
+            desired: Desired::Running,
+            restart_requested: false,
+            status: Status::Provisioning,
+            error_kind: None,
+            error_message: None,
+            nodes_ready: 0,
+            ports: vec![],
+            purged: false,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn databases_round_trip_and_names_are_unique_while_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("managed.sqlite");
+        let store = Store::open(&path).unwrap();
+        let mut a = record("db_a", "cache");
+        assert!(store.insert_database(&a).unwrap());
+        assert!(
+            !store.insert_database(&record("db_b", "cache")).unwrap(),
+            "duplicate live name"
+        );
+        a.status = Status::Destroyed;
+        a.desired = Desired::Destroyed;
+        a.error_kind = Some(ErrorKind::Quota);
+        a.ports = vec![1234, 1235];
+        store.save_database(&a).unwrap();
+        assert_eq!(store.get_database("db_a").unwrap().unwrap(), a);
+        assert!(
+            store.insert_database(&record("db_b", "cache")).unwrap(),
+            "name free once destroyed"
+        );
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.list_databases("c1").unwrap().len(), 2);
+        assert_eq!(again.list_active().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,213 @@
+//! A managed PostgreSQL: create, log in with the returned connection string, write and read,
+//! SIGKILL and recover with the data, add a streaming standby that receives a write, remove it,
+//! stop/start/restart, delete.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use refract_managed::DbType;
+use serde_json::{json, Value};
+
+use crate::harness::{
+    assert_no_password_outside_vault, parse_url, sigkill, wait_streaming, Harness, Options, KEY_A,
+};
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn count(url: &str) -> Option<i64> {
+    let client = connect(url).await.ok()?;
+    let row = client
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_lifecycle() {
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Postgresql) {
+        return;
+    }
+    let newest = h.service.binaries().postgres.keys().max().unwrap().clone();
+    let id = h
+        .create(json!({"name": "main-postgres", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "storage_gb": 5}))
+        .await;
+    let d = h
+        .wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    assert_eq!(d["version"], Value::String(newest.clone()));
+    assert!(
+        d["server_version"].as_str().unwrap().starts_with(&newest),
+        "{d}"
+    );
+
+    let c = h.credentials(&id).await;
+    let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "host",
+            "port",
+            "username",
+            "password",
+            "database",
+            "ssl_mode",
+            "connection_string"
+        ]
+    );
+    assert_eq!(c["database"], "main_postgres");
+    assert_eq!(c["ssl_mode"], "disable");
+    assert!(c["password"].as_str().unwrap().len() >= 24);
+    let url = c["connection_string"].as_str().unwrap().to_string();
+    assert!(url.starts_with("postgresql://app_user:"), "{url}");
+
+    let client = connect(&url)
+        .await
+        .expect("log in with the connection string");
+    client
+        .batch_execute("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'before the crash')")
+        .await
+        .unwrap();
+    drop(client);
+    assert_no_password_outside_vault(&h, &id, c["password"].as_str().unwrap());
+
+    // SIGKILL the postmaster: the reconciler restarts it, the committed row survives.
+    let pid = h.pid(&id, 0);
+    sigkill(pid);
+    h.wait_for("a restarted PostgreSQL", Duration::from_secs(90), || {
+        let url = url.clone();
+        let h = &h;
+        let id = id.clone();
+        async move { h.pid(&id, 0) != pid && count(&url).await == Some(1) }
+    })
+    .await;
+    h.wait_status(&id, "running", Duration::from_secs(60)).await;
+
+    // Scale to two servers: a streaming standby that receives the primary's writes.
+    let (status, v) = h
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/databases/{id}"),
+            Some(KEY_A),
+            Some(json!({"replicas": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let standby = wait_streaming(&h, &id).await;
+    let client = connect(&url).await.unwrap();
+    client
+        .batch_execute("INSERT INTO items VALUES (2, 'replicated')")
+        .await
+        .unwrap();
+    let u = parse_url(&url);
+    let standby_url = format!(
+        "postgresql://{}:{}@{}:{}/{}?sslmode=disable",
+        u.user,
+        u.password,
+        standby["host"].as_str().unwrap(),
+        standby["port"],
+        u.path
+    );
+    h.wait_for("the write on the standby", Duration::from_secs(30), || {
+        let standby_url = standby_url.clone();
+        async move { count(&standby_url).await == Some(2) }
+    })
+    .await;
+    let ro = connect(&standby_url).await.unwrap();
+    assert!(
+        ro.batch_execute("INSERT INTO items VALUES (3, 'no')")
+            .await
+            .is_err(),
+        "standbys are read-only"
+    );
+
+    // Back to one server: the standby's process and directory go.
+    let standby_pid = h.pid(&id, 1);
+    let (status, _) = h
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/databases/{id}"),
+            Some(KEY_A),
+            Some(json!({"replicas": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let n1 = h.server_dir(&id).join("n1");
+    h.wait_for("the standby to be removed", Duration::from_secs(60), || {
+        let gone = !n1.exists() && !crate::harness::alive(standby_pid);
+        async move { gone }
+    })
+    .await;
+
+    // Stop, start (data kept), restart.
+    let (status, _) = h
+        .post(
+            &format!("/api/v1/databases/{id}/actions"),
+            json!({"type": "stop"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    h.wait_status(&id, "stopped", Duration::from_secs(60)).await;
+    assert!(
+        count(&url).await.is_none(),
+        "a stopped server refuses logins"
+    );
+    let (status, _) = h
+        .post(
+            &format!("/api/v1/databases/{id}/actions"),
+            json!({"type": "restart"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "restart needs a running database"
+    );
+    let (status, _) = h
+        .post(
+            &format!("/api/v1/databases/{id}/actions"),
+            json!({"type": "start"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    h.wait_status(&id, "running", Duration::from_secs(90)).await;
+    assert_eq!(count(&url).await, Some(2));
+    let before = h.pid(&id, 0);
+    let (status, _) = h
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/databases/{id}"),
+            Some(KEY_A),
+            Some(json!({"plan_id": "db-s-1vcpu-2gb"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.wait_for(
+        "a restart with the new plan",
+        Duration::from_secs(90),
+        || {
+            let h = &h;
+            let id = id.clone();
+            let url = url.clone();
+            async move { h.pid(&id, 0) != before && count(&url).await == Some(2) }
+        },
+    )
+    .await;
+    let client = connect(&url).await.unwrap();
+    let row = client
+        .query_one("SELECT current_setting('shared_buffers')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "512MB");
+    drop(client);
+
+    h.delete_and_check_gone(&id).await;
+}
