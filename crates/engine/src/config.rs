@@ -119,6 +119,10 @@ pub struct SyncConfig {
     /// MySQL binlog mode: the replica `server_id`.
     #[serde(default)]
     pub server_id: Option<u32>,
+    /// PostgreSQL logical mode: name of the replication slot and publication (default
+    /// `refract_<source database>`; the control plane passes one per Refract database).
+    #[serde(default)]
+    pub slot_name: Option<String>,
 }
 
 impl Default for SyncConfig {
@@ -129,6 +133,7 @@ impl Default for SyncConfig {
             safety_net: default_safety_net(),
             reconnect: ReconnectMode::Full,
             server_id: None,
+            slot_name: None,
         }
     }
 }

@@ -132,6 +132,7 @@ pub fn router(state: Arc<EngineState>) -> Router {
         .route("/admin/reload", post(admin_reload))
         .route("/admin/replication/pause", post(pause))
         .route("/admin/replication/resume", post(resume))
+        .route("/admin/replication/drop", post(drop_replication))
         .route("/admin/shutdown", post(shutdown))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -359,6 +360,16 @@ async fn resume(
     state.admin.check(auth_header(&headers))?;
     state.set_paused(false);
     Ok(json_response(&json!({"replication_paused": false})))
+}
+
+/// Pause replication and drop the PostgreSQL slot and publication (terminate/delete).
+async fn drop_replication(
+    State(state): State<Arc<EngineState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.admin.check(auth_header(&headers))?;
+    let answer = state.drop_replication().await?;
+    Ok(json_response(&answer))
 }
 
 async fn shutdown(

@@ -20,6 +20,7 @@
 //! a load: loads build a new snapshot aside and publish it with one swap.
 #![deny(missing_docs)]
 
+mod cdc;
 mod config;
 mod doc;
 mod http;

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub replication_paused: Gauge,
     /// Age of the current snapshot.
     pub snapshot_age_seconds: Gauge,
+    /// Source changes applied by CDC.
+    pub replication_changes: Counter,
+    /// PostgreSQL: WAL bytes the slot retains.
+    pub replication_retained_wal: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +118,10 @@ impl Metrics {
                 "refract_replication_paused",
                 "1 while replication is paused.",
             ),
+            (
+                "refract_replication_retained_wal_bytes",
+                "PostgreSQL logical mode: WAL bytes the replication slot retains on the source.",
+            ),
         ] {
             recorder.describe_gauge(name.into(), None, help.into());
         }
@@ -148,6 +156,9 @@ impl Metrics {
             replication_lag_seconds: gauge("refract_replication_lag_seconds"),
             replication_paused: gauge("refract_replication_paused"),
             snapshot_age_seconds: gauge("refract_snapshot_age_seconds"),
+            replication_changes: recorder
+                .register_counter(&Key::from_name("refract_replication_changes_total"), &META),
+            replication_retained_wal: gauge("refract_replication_retained_wal_bytes"),
             queries,
             recorder,
             handle,
@@ -161,6 +172,16 @@ impl Metrics {
         if let Some(s) = seconds {
             self.latency.record(s);
         }
+    }
+
+    /// Count source changes applied by CDC.
+    pub fn add_changes(&self, n: u64) {
+        self.replication_changes.increment(n);
+    }
+
+    /// PostgreSQL logical mode: WAL retained by the slot.
+    pub fn set_retained_wal(&self, bytes: f64) {
+        self.replication_retained_wal.set(bytes);
     }
 
     /// Set the per-table gauges (rows, memory).

@@ -12,8 +12,8 @@ use arc_swap::ArcSwapOption;
 use chrono::{DateTime, SecondsFormat, Utc};
 use refract_query::QueryOptions;
 use refract_schema::{Manifest, SchemaConfig, MANIFEST_VERSION};
-use refract_sources::{LoadProgress, SourceParams, SourcePosition};
-use refract_storage::{Snapshot, TableBuilder};
+use refract_sources::{ExportedSnapshot, LoadProgress, SourceParams, SourcePosition};
+use refract_storage::{Snapshot, Table, TableBuilder};
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -140,6 +140,8 @@ pub struct EngineState {
     pub(crate) admin: AdminToken,
     pub(crate) metrics: Metrics,
     pub(crate) query_options: QueryOptions,
+    /// CDC loop state (binlog / logical modes).
+    pub(crate) cdc: crate::cdc::CdcShared,
     shutdown: CancellationToken,
     started: Instant,
     local_addr: OnceLock<SocketAddr>,
@@ -209,6 +211,7 @@ impl EngineState {
             admin,
             metrics: Metrics::new(),
             query_options,
+            cdc: crate::cdc::CdcShared::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             local_addr: OnceLock::new(),
@@ -219,6 +222,62 @@ impl EngineState {
     /// The config this engine runs from.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Where the source is.
+    pub(crate) fn params(&self) -> &SourceParams {
+        &self.params
+    }
+
+    /// Drop the replication slot and publication this engine created on a PostgreSQL source
+    /// (for terminate/delete): pauses replication first. Answers what was dropped; binlog
+    /// sources keep no state to drop. Also `POST /admin/replication/drop`.
+    pub async fn drop_replication(&self) -> Result<Value, LoadError> {
+        crate::cdc::drop_replication(self).await
+    }
+
+    /// Publish a CDC batch: `current` with the tables at the given indexes replaced, in one
+    /// swap, unless replication was paused meanwhile ([`LoadError::Paused`]) or another load
+    /// replaced `current` ([`LoadError::Internal`]).
+    pub(crate) fn publish_batch(
+        &self,
+        current: &Arc<Snapshot>,
+        replaced: Vec<(usize, Arc<Table>)>,
+        position: SourcePosition,
+    ) -> Result<u64, LoadError> {
+        let mut tables = current.tables.clone();
+        for (i, t) in &replaced {
+            if let Some(slot) = tables.get_mut(*i) {
+                *slot = t.clone();
+            }
+        }
+        let snapshot = Arc::new(Snapshot {
+            manifest: current.manifest.clone(),
+            tables,
+        });
+        let mut info = self.lock_info();
+        if info.paused {
+            return Err(LoadError::Paused);
+        }
+        let now = self.snapshot.load();
+        if !now.as_ref().is_some_and(|s| Arc::ptr_eq(s, current)) {
+            return Err(LoadError::Internal(
+                "the snapshot was replaced meanwhile".into(),
+            ));
+        }
+        drop(now);
+        for (_, t) in &replaced {
+            self.metrics
+                .set_table(&t.manifest.api_name, t.row_count(), t.memory_bytes());
+        }
+        self.snapshot.store(Some(snapshot));
+        let swap_count = self.swap_count.fetch_add(1, Ordering::AcqRel) + 1;
+        self.metrics.swaps.increment(1);
+        let now = Instant::now();
+        info.published_at = Some(now);
+        info.data_as_of = Some(now);
+        info.source_position = Some(position);
+        Ok(swap_count)
     }
 
     /// The current snapshot, if one was published.
@@ -324,7 +383,32 @@ impl EngineState {
     /// Load every table from the source and publish the result with one atomic swap. Reloads
     /// run one at a time; queries keep using the previous snapshot meanwhile, and keep it when
     /// the load fails.
+    ///
+    /// In CDC modes the reload is a full resync run by the change stream's loop (a new
+    /// consistent load, then streaming from its position).
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadReport, LoadError> {
+        if let Some(tx) = self.cdc.admin_tx.get() {
+            if self.is_paused() {
+                return Err(LoadError::Paused);
+            }
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            tx.send(reply)
+                .await
+                .map_err(|_| LoadError::Internal("the replication loop stopped".into()))?;
+            return answer.await.map_err(|_| {
+                LoadError::Internal("the replication loop dropped the reload".into())
+            })?;
+        }
+        self.reload_with(trigger, None).await.map(|(r, _)| r)
+    }
+
+    /// [`EngineState::reload`] itself: load (inside `snapshot` when given) and publish;
+    /// returns the report and the load's source position.
+    pub(crate) async fn reload_with(
+        &self,
+        trigger: Trigger,
+        snapshot: Option<&ExportedSnapshot>,
+    ) -> Result<(ReloadReport, SourcePosition), LoadError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         if self.is_paused() {
             return Err(LoadError::Paused);
@@ -334,13 +418,13 @@ impl EngineState {
         let stamp = self.sqlite_stamp();
         let progress = Arc::new(LoadProgress::default());
         let result = self
-            .load_and_publish(trigger, started, started_at, stamp, progress)
+            .load_and_publish(trigger, started, started_at, stamp, progress, snapshot)
             .await;
         let mut info = self.lock_info();
         info.running = None;
         info.loads += 1;
         match &result {
-            Ok(report) => {
+            Ok((report, _)) => {
                 info.last_result = Some(Ok(()));
                 tracing::info!(
                     swap_count = report.swap_count,
@@ -369,14 +453,14 @@ impl EngineState {
         result
     }
 
-    async fn resolve_manifest(&self) -> Result<Arc<Manifest>, LoadError> {
+    pub(crate) async fn resolve_manifest(&self) -> Result<Arc<Manifest>, LoadError> {
         if let Some(m) = &self.fixed_manifest {
             return Ok(m.clone());
         }
         let schema = refract_sources::introspect(&self.params)
             .await
             .map_err(|e| LoadError::Source(format!("introspecting the source: {e}")))?;
-        let manifest = refract_schema::build_manifest(&schema, self.schema_config.as_ref())
+        let mut manifest = refract_schema::build_manifest(&schema, self.schema_config.as_ref())
             .map_err(|errors| {
                 let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 LoadError::Schema(format!(
@@ -384,6 +468,12 @@ impl EngineState {
                     lines.join("; ")
                 ))
             })?;
+        // The tables were introspected in the connection's schema (`source.pg_schema`); the
+        // manifest must name that one, not the schema config's default.
+        if manifest.backend == refract_schema::Backend::Postgres && self.params.pg_schema.is_some()
+        {
+            manifest.pg_schema = self.params.pg_schema.clone();
+        }
         // Keep the previous Arc when nothing changed, so equal manifests stay shared.
         if let Some(current) = self.manifest.load_full() {
             if *current == manifest {
@@ -402,7 +492,8 @@ impl EngineState {
         started_at: DateTime<Utc>,
         stamp: Option<SqliteStamp>,
         progress: Arc<LoadProgress>,
-    ) -> Result<ReloadReport, LoadError> {
+        exported: Option<&ExportedSnapshot>,
+    ) -> Result<(ReloadReport, SourcePosition), LoadError> {
         let manifest = self.resolve_manifest().await?;
         self.lock_info().running = Some(LoadRunning {
             started,
@@ -426,14 +517,29 @@ impl EngineState {
                 CappedSink::new(TableBuilder::new(Arc::new(t.clone())), i, shared.clone())
             })
             .collect();
-        let loaded = refract_sources::load_tables(
-            &self.params,
-            &manifest,
-            sinks,
-            self.config.load_parallelism,
-            progress.clone(),
-        )
-        .await;
+        let loaded = match exported {
+            Some(snap) => {
+                refract_sources::load_tables_in_snapshot(
+                    &self.params,
+                    &manifest,
+                    sinks,
+                    self.config.load_parallelism,
+                    progress.clone(),
+                    snap,
+                )
+                .await
+            }
+            None => {
+                refract_sources::load_tables(
+                    &self.params,
+                    &manifest,
+                    sinks,
+                    self.config.load_parallelism,
+                    progress.clone(),
+                )
+                .await
+            }
+        };
         let cap_error = || LoadError::CapExceeded {
             cap_mb: self.config.memory_cap_mb.unwrap_or(0),
         };
@@ -495,7 +601,7 @@ impl EngineState {
         let now = Instant::now();
         info.published_at = Some(now);
         info.data_as_of = Some(started);
-        info.source_position = Some(position);
+        info.source_position = Some(position.clone());
         info.sqlite_stamp = stamp;
         info.last_ok = Some(LoadSummary {
             started_at,
@@ -506,7 +612,7 @@ impl EngineState {
             rows: report.rows,
             report: report.clone(),
         });
-        Ok(report)
+        Ok((report, position))
     }
 
     /// `GET /health` body.
@@ -536,6 +642,21 @@ impl EngineState {
         } else {
             "polling"
         };
+        if self.cdc.active() {
+            let mut health = json!({
+                "status": status,
+                "snapshotAgeMs": ms(info.published_at),
+                "swapCount": self.swap_count(),
+                "replication": self.cdc.health(requested, info.paused, self.config.sync.interval),
+            });
+            if let Some(addr) = self.local_addr() {
+                health["listen"] = json!(format!("http://{addr}"));
+            }
+            if let Some(Err(e)) = &info.last_result {
+                health["message"] = json!(e.to_string());
+            }
+            return health;
+        }
         let mut replication = json!({
             "mode": "poll",
             "state": state,
@@ -620,6 +741,9 @@ impl EngineState {
         stats["loadFailures"] = json!(info.failures);
         stats["lastError"] = json!(last_error);
         stats["sourcePosition"] = json!(info.source_position);
+        if self.cdc.active() {
+            stats["cdc"] = self.cdc.stats();
+        }
         stats["source"] = json!({
             "backend": self.params.backend.as_str(),
             "database": self.params.database,
@@ -633,7 +757,11 @@ impl EngineState {
     /// Refresh the gauges that depend on the clock (lag, snapshot age), before a scrape.
     pub(crate) fn refresh_clock_gauges(&self) {
         let info = self.lock_info();
-        if let Some(t) = info.data_as_of {
+        if self.cdc.active() {
+            self.metrics
+                .replication_lag_seconds
+                .set(self.cdc.lag_ms() as f64 / 1000.0);
+        } else if let Some(t) = info.data_as_of {
             self.metrics
                 .replication_lag_seconds
                 .set(t.elapsed().as_secs_f64());

@@ -1,5 +1,6 @@
 //! Background tasks of a running engine: the poll loop (first load, then a full reload every
-//! `sync.interval` seconds), the keys-file watcher and metrics upkeep.
+//! `sync.interval` seconds) or, in `binlog`/`logical` mode, the CDC loop (`crate::cdc`), the
+//! keys-file watcher and metrics upkeep.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,11 @@ use crate::state::{EngineState, Trigger};
 /// Start the background tasks; they stop when the engine's shutdown token is cancelled.
 pub fn spawn_background(state: &Arc<EngineState>) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
-    tasks.spawn(poll_loop(state.clone()));
+    if crate::cdc::cdc_mode(state) {
+        tasks.spawn(crate::cdc::cdc_loop(state.clone()));
+    } else {
+        tasks.spawn(poll_loop(state.clone()));
+    }
     if state.keys.is_enforced() {
         tasks.spawn(keys_watcher(state.clone()));
     }
@@ -23,6 +28,7 @@ pub fn spawn_background(state: &Arc<EngineState>) -> JoinSet<()> {
 async fn poll_loop(state: Arc<EngineState>) {
     let mode = state.config().sync.mode;
     if mode != SyncMode::Poll {
+        // binlog on a non-MySQL source, logical on a non-PostgreSQL one, or SQL Server cdc.
         tracing::warn!(
             requested = mode.as_str(),
             "{} sync is not implemented yet: running in poll mode (see /health replication)",

@@ -35,6 +35,8 @@ fn opts(params: &SourceParams, db: Option<&str>) -> OptsBuilder {
         // TIMESTAMP values arrive in UTC; DATETIME values are unaffected.
         .setup(vec!["SET time_zone = '+00:00'".to_string()])
         .tcp_nodelay(true)
+        // Use the configured TCP address as given (not a local socket found through it).
+        .prefer_socket(false)
         .stmt_cache_size(0);
     if params.host.starts_with('/') {
         b.socket(Some(params.host.clone()))

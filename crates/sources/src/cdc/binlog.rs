@@ -19,7 +19,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Value};
 use refract_schema::{ColumnType, Manifest, TableManifest};
 
-use super::{column_map, table_index, Cell, CellRow, CellSink, CdcError, ChangeEvent};
+use super::{column_map, table_index, CdcError, Cell, CellRow, CellSink, ChangeEvent};
 use crate::error;
 use crate::load::quote_backtick;
 use crate::mysql::{connect, is_mariadb, push_value, CONNECT_TIMEOUT};
@@ -48,6 +48,10 @@ enum Fix {
     Year,
     /// `BIT(n)`.
     Bit,
+    /// Text in MySQL's `latin1` (cp1252): the binlog has the stored bytes, not UTF-8.
+    Latin1,
+    /// Text in `ucs2`/`utf16` (big endian), `utf16le` or `utf32`.
+    Wide(u8),
 }
 
 /// One source column, by ordinal.
@@ -119,7 +123,9 @@ impl BinlogCdc {
             }
         };
         if server_id == 0 {
-            return Err(CdcError::NotReady("sync.server_id must be a non-zero replica id".into()));
+            return Err(CdcError::NotReady(
+                "sync.server_id must be a non-zero replica id".into(),
+            ));
         }
         let mut conn = connect(params, None, CONNECT_TIMEOUT).await?;
         let maria = is_mariadb(&mut conn, params).await?;
@@ -127,7 +133,9 @@ impl BinlogCdc {
         let map = |e| gone_or_source(e, params);
         if maria {
             // GTID events as they are (type 162), so the GTID position can be tracked.
-            conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(map)?;
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(map)?;
         }
         conn.query_drop(format!("SET @master_heartbeat_period = {HEARTBEAT_NS}"))
             .await
@@ -164,7 +172,11 @@ impl BinlogCdc {
             Ok(Some(Ok(ev))) => me.handle(ev).await?,
             Ok(Some(Err(e))) => return Err(gone_or_source(e, params)),
             Ok(None) => return Err(CdcError::Source("the binlog stream ended at once".into())),
-            Err(_) => return Err(CdcError::Source("no binlog event within 30 s of the dump request".into())),
+            Err(_) => {
+                return Err(CdcError::Source(
+                    "no binlog event within 30 s of the dump request".into(),
+                ))
+            }
         }
         Ok(me)
     }
@@ -182,19 +194,32 @@ impl BinlogCdc {
                     self.handle(ev).await?
                 }
                 Some(Err(e)) => return Err(gone_or_source(e, &self.params)),
-                None => return Err(CdcError::Source("the source closed the binlog stream".into())),
+                None => {
+                    return Err(CdcError::Source(
+                        "the source closed the binlog stream".into(),
+                    ))
+                }
             }
         }
     }
 
     fn position(&self, pos: u64) -> SourcePosition {
         let gtid = if self.maria {
-            (!self.gtids.is_empty())
-                .then(|| self.gtids.iter().map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(","))
+            (!self.gtids.is_empty()).then(|| {
+                self.gtids
+                    .iter()
+                    .map(|(_, g)| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
         } else {
             self.mysql_gtid.clone()
         };
-        SourcePosition::Binlog { file: self.file.clone(), position: pos, gtid }
+        SourcePosition::Binlog {
+            file: self.file.clone(),
+            position: pos,
+            gtid,
+        }
     }
 
     fn commit(&mut self, log_pos: u64, timestamp: u32) {
@@ -230,7 +255,7 @@ impl BinlogCdc {
         };
         match data {
             EventData::RotateEvent(r) => {
-                self.file = r.name().into_owned();
+                self.file = clean_file_name(&r.name());
             }
             EventData::GtidEvent(g) => {
                 let sid = g.sid();
@@ -248,10 +273,16 @@ impl BinlogCdc {
             EventData::QueryEvent(q) => {
                 let sql = q.query().trim().to_string();
                 let upper = sql.to_ascii_uppercase();
-                if upper == "BEGIN" || upper.starts_with("XA START") || upper.starts_with("SAVEPOINT") {
+                if upper == "BEGIN"
+                    || upper.starts_with("XA START")
+                    || upper.starts_with("SAVEPOINT")
+                {
                     return Ok(());
                 }
-                if upper == "COMMIT" || upper.starts_with("XA COMMIT") || upper.starts_with("XA END") {
+                if upper == "COMMIT"
+                    || upper.starts_with("XA COMMIT")
+                    || upper.starts_with("XA END")
+                {
                     self.commit(log_pos, header.timestamp());
                     return Ok(());
                 }
@@ -280,7 +311,9 @@ impl BinlogCdc {
         let mut hit = vec![];
         for (i, t) in self.manifest.tables.iter().enumerate() {
             let name = t.source_name.to_ascii_lowercase();
-            if mentions(&lower, &name) && (schema.eq_ignore_ascii_case(&db) || mentions(&lower, &db)) {
+            if mentions(&lower, &name)
+                && (schema.eq_ignore_ascii_case(&db) || mentions(&lower, &db))
+            {
                 hit.push(i);
             }
         }
@@ -294,11 +327,13 @@ impl BinlogCdc {
         let _ = conn.disconnect().await;
         let truncate = lower.trim_start().starts_with("truncate");
         if truncate {
-            self.pending.push_back(ChangeEvent::Truncate { tables: hit });
+            self.pending
+                .push_back(ChangeEvent::Truncate { tables: hit });
         } else {
             for table in hit {
                 let reason = format!("DDL: {}", sql.chars().take(200).collect::<String>());
-                self.pending.push_back(ChangeEvent::TableChanged { table, reason });
+                self.pending
+                    .push_back(ChangeEvent::TableChanged { table, reason });
             }
         }
         Ok(())
@@ -346,15 +381,22 @@ impl BinlogCdc {
         let Some(tme) = self.stream.get_tme(rows.table_id()).cloned() else {
             return Ok(());
         };
-        let Some(shape) = self.shape(&tme) else { return Ok(()) };
+        let Some(shape) = self.shape(&tme) else {
+            return Ok(());
+        };
         for r in rows.rows(&tme) {
-            let (before, after) = r.map_err(|e| CdcError::Source(format!("decoding a binlog row: {e}")))?;
+            let (before, after) =
+                r.map_err(|e| CdcError::Source(format!("decoding a binlog row: {e}")))?;
             let before = before.map(|b| self.decode(&shape, b));
             let after = after.map(|a| self.decode(&shape, a));
             let table = shape.table;
             let ev = match (before, after) {
                 (None, Some(row)) => ChangeEvent::Insert { table, row },
-                (Some(before), Some(after)) => ChangeEvent::Update { table, before, after },
+                (Some(before), Some(after)) => ChangeEvent::Update {
+                    table,
+                    before,
+                    after,
+                },
                 (Some(before), None) => ChangeEvent::Delete { table, before },
                 (None, None) => continue,
             };
@@ -368,20 +410,46 @@ impl BinlogCdc {
         for (ordinal, target) in shape.map.iter().enumerate() {
             let Some(col) = *target else { continue };
             let ty = shape.types[col];
-            let Some(bv) = row.take(ordinal) else { continue };
+            let Some(bv) = row.take(ordinal) else {
+                continue;
+            };
             let v = match Value::try_from(bv) {
                 Ok(v) => v,
                 Err(_) => continue,
             };
             let fix = &shape.fixes[ordinal];
             if let (Fix::Timestamp, Value::Bytes(b)) = (fix, &v) {
-                sink.row[col] = epoch_text_micros(b).map(Cell::Timestamp).unwrap_or(Cell::Null);
+                sink.row[col] = epoch_text_micros(b)
+                    .map(Cell::Timestamp)
+                    .unwrap_or(Cell::Null);
                 continue;
             }
             let v = fixed(fix, v);
-            push_value(&mut sink, col, ty, &v, matches!(fix, Fix::Bit), &mut self.scratch);
+            push_value(
+                &mut sink,
+                col,
+                ty,
+                &v,
+                matches!(fix, Fix::Bit),
+                &mut self.scratch,
+            );
         }
         sink.take_row()
+    }
+}
+
+/// The rotate event that starts a dump is read before the format description, so its name may
+/// carry the 4 checksum bytes: keep `base.NNNNNN` only.
+fn clean_file_name(name: &str) -> String {
+    match name.rfind('.') {
+        Some(dot) => {
+            let digits = name[dot + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            name[..dot + 1 + digits].to_string()
+        }
+        None => name.to_string(),
     }
 }
 
@@ -423,11 +491,18 @@ fn epoch_text_micros(b: &[u8]) -> Option<i64> {
 fn fixed(fix: &Fix, v: Value) -> Value {
     match (fix, v) {
         (Fix::Unsigned(bits), Value::Int(i)) if i < 0 => {
-            let u = if *bits >= 64 { i as u64 } else { (i as u64) & ((1u64 << bits) - 1) };
+            let u = if *bits >= 64 {
+                i as u64
+            } else {
+                (i as u64) & ((1u64 << bits) - 1)
+            };
             Value::UInt(u)
         }
         (Fix::Enum(labels), Value::Int(i)) => {
-            let label = usize::try_from(i).ok().and_then(|i| i.checked_sub(1)).and_then(|i| labels.get(i));
+            let label = usize::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| labels.get(i));
             Value::Bytes(label.cloned().unwrap_or_default().into_bytes())
         }
         (Fix::Enum(labels), Value::UInt(i)) => {
@@ -448,13 +523,62 @@ fn fixed(fix: &Fix, v: Value) -> Value {
             Value::Bytes(names.join(",").into_bytes())
         }
         (Fix::Year, Value::Bytes(b)) if b == b"1900" => Value::Int(0),
+        (Fix::Latin1, Value::Bytes(b)) => Value::Bytes(
+            b.iter()
+                .map(|&x| cp1252(x))
+                .collect::<String>()
+                .into_bytes(),
+        ),
+        (Fix::Wide(kind), Value::Bytes(b)) => Value::Bytes(wide(*kind, &b).into_bytes()),
         (_, v) => v,
+    }
+}
+
+/// MySQL `latin1` is Windows-1252.
+fn cp1252(b: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
+        0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    match b {
+        0x80..=0x9F => char::from_u32(u32::from(HIGH[usize::from(b - 0x80)])).unwrap_or('\u{FFFD}'),
+        _ => char::from(b),
+    }
+}
+
+/// UTF-16 BE (2), UTF-16 LE (3) or UTF-32 BE (4) bytes → text.
+fn wide(kind: u8, b: &[u8]) -> String {
+    match kind {
+        4 => b
+            .chunks(4)
+            .map(|c| {
+                let v = c.iter().fold(0u32, |a, &x| (a << 8) | u32::from(x));
+                char::from_u32(v).unwrap_or('\u{FFFD}')
+            })
+            .collect(),
+        _ => {
+            let units: Vec<u16> = b
+                .chunks(2)
+                .map(|c| {
+                    let (x, y) = (u16::from(c[0]), u16::from(*c.get(1).unwrap_or(&0)));
+                    if kind == 3 {
+                        (y << 8) | x
+                    } else {
+                        (x << 8) | y
+                    }
+                })
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
     }
 }
 
 /// `'a','b''c'` (the inside of `enum(...)` / `set(...)`) → labels.
 fn labels(column_type: &str) -> Vec<String> {
-    let Some(open) = column_type.find('(') else { return vec![] };
+    let Some(open) = column_type.find('(') else {
+        return vec![];
+    };
     let inner = &column_type[open + 1..column_type.rfind(')').unwrap_or(column_type.len())];
     let mut out = vec![];
     let mut cur = String::new();
@@ -490,23 +614,26 @@ async fn source_columns(
     params: &SourceParams,
     manifest: &Manifest,
 ) -> Result<HashMap<String, Vec<SrcCol>>, SourceError> {
-    let rows: Vec<(String, String, String, String)> = conn
+    let rows: Vec<(String, String, String, String, Option<String>)> = conn
         .exec(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME \
+             FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (manifest.database.as_str(),),
         )
         .await
         .map_err(|e| error::mysql(e, params))?;
     let mut out: HashMap<String, Vec<SrcCol>> = HashMap::new();
-    for (table, name, data_type, column_type) in rows {
+    for (table, name, data_type, column_type, charset) in rows {
         if table_index(manifest, &table).is_none() {
             continue;
         }
         let dt = data_type.to_ascii_lowercase();
         let ct = column_type.to_ascii_lowercase();
         let fix = match dt.as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" if ct.contains("unsigned") => {
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
+                if ct.contains("unsigned") =>
+            {
                 Fix::Unsigned(match dt.as_str() {
                     "tinyint" => 8,
                     "smallint" => 16,
@@ -520,7 +647,13 @@ async fn source_columns(
             "timestamp" => Fix::Timestamp,
             "year" => Fix::Year,
             "bit" => Fix::Bit,
-            _ => Fix::None,
+            _ => match charset.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("latin1") => Fix::Latin1,
+                Some("ucs2" | "utf16") => Fix::Wide(2),
+                Some("utf16le") => Fix::Wide(3),
+                Some("utf32") => Fix::Wide(4),
+                _ => Fix::None,
+            },
         };
         out.entry(table).or_default().push(SrcCol { name, fix });
     }
@@ -546,9 +679,16 @@ pub(crate) async fn fetch_rows(
 ) -> Result<Vec<CellRow>, SourceError> {
     let mut conn = connect(params, Some(db), CONNECT_TIMEOUT).await?;
     let map = |e| error::mysql(e, params);
-    let cols: Vec<String> = table.columns.iter().map(|c| quote_backtick(&c.source_name)).collect();
-    let pk: Vec<String> =
-        table.primary_key.iter().map(|&i| quote_backtick(&table.columns[i].source_name)).collect();
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_backtick(&c.source_name))
+        .collect();
+    let pk: Vec<String> = table
+        .primary_key
+        .iter()
+        .map(|&i| quote_backtick(&table.columns[i].source_name))
+        .collect();
     let types: Vec<ColumnType> = table.columns.iter().map(|c| c.ty).collect();
     let mut out = vec![];
     let mut scratch = String::new();
@@ -562,13 +702,21 @@ pub(crate) async fn fetch_rows(
             pk.join(", "),
             vec![tuple.as_str(); chunk.len()].join(", ")
         );
-        if let Some(w) = table.where_sql.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        if let Some(w) = table
+            .where_sql
+            .as_deref()
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+        {
             sql.push_str(&format!(" AND ({w})"));
         }
         let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * pk.len());
         for key in chunk {
             for cell in key {
-                args.push(cell_to_value(cell, &table.columns[table.primary_key[args.len() % pk.len()]].ty));
+                args.push(cell_to_value(
+                    cell,
+                    &table.columns[table.primary_key[args.len() % pk.len()]].ty,
+                ));
             }
         }
         let rows: Vec<mysql_async::Row> = conn.exec(sql.as_str(), args).await.map_err(map)?;
@@ -647,7 +795,11 @@ pub(crate) fn decimal_text(m: i128, scale: u32) -> String {
     let neg = m < 0;
     let digits = m.unsigned_abs().to_string();
     let s = scale as usize;
-    let padded = if digits.len() <= s { format!("{}{digits}", "0".repeat(s + 1 - digits.len())) } else { digits };
+    let padded = if digits.len() <= s {
+        format!("{}{digits}", "0".repeat(s + 1 - digits.len()))
+    } else {
+        digits
+    };
     let (int, frac) = padded.split_at(padded.len() - s);
     format!("{}{int}.{frac}", if neg { "-" } else { "" })
 }
@@ -672,8 +824,12 @@ mod tests {
 
     #[test]
     fn helpers() {
+        assert_eq!(clean_file_name("binlog.000001\u{fffd}-"), "binlog.000001");
         assert_eq!(labels("enum('a','b''c','d,e')"), vec!["a", "b'c", "d,e"]);
-        assert_eq!(epoch_text_micros(b"1700000000.5"), Some(1_700_000_000_500_000));
+        assert_eq!(
+            epoch_text_micros(b"1700000000.5"),
+            Some(1_700_000_000_500_000)
+        );
         assert_eq!(epoch_text_micros(b"12"), Some(12_000_000));
         assert!(mentions("alter table `shop`.`posts` add x int", "posts"));
         assert!(!mentions("alter table posts2 add x int", "posts"));

@@ -202,11 +202,21 @@ impl CdcOptions {
     pub fn for_database(name: &str, server_id: u32) -> CdcOptions {
         let mut clean: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         clean.truncate(54);
         let n = format!("refract_{clean}");
-        CdcOptions { server_id, slot: n.clone(), publication: n }
+        CdcOptions {
+            server_id,
+            slot: n.clone(),
+            publication: n,
+        }
     }
 }
 
@@ -284,13 +294,22 @@ pub async fn open_stream(
             let lsn = match position {
                 SourcePosition::Lsn { lsn } => lsn.clone(),
                 other => {
-                    return Err(CdcError::Source(format!("not a PostgreSQL position: {other:?}")))
+                    return Err(CdcError::Source(format!(
+                        "not a PostgreSQL position: {other:?}"
+                    )))
                 }
             };
             let conn = pgoutput::ReplConn::connect(params).await?;
             Inner::Logical(Box::new(
-                pgoutput::LogicalCdc::start(conn, manifest, &options.slot, &options.publication, &lsn)
-                    .await?,
+                pgoutput::LogicalCdc::start(
+                    conn,
+                    pgoutput::schema_of(params, &manifest),
+                    manifest,
+                    &options.slot,
+                    &options.publication,
+                    &lsn,
+                )
+                .await?,
             ))
         }
         other => {
@@ -325,7 +344,10 @@ pub async fn fetch_rows_by_key(
     let r = match params.backend {
         Backend::Mysql => binlog::fetch_rows(params, &manifest.database, t, keys).await,
         Backend::Postgres => pgoutput::fetch_rows(params, manifest, t, keys).await,
-        other => Err(SourceError::Other(format!("no row fetch for {} sources", other.as_str()))),
+        other => Err(SourceError::Other(format!(
+            "no row fetch for {} sources",
+            other.as_str()
+        ))),
     };
     r.map_err(|e| e.scrubbed(params))
 }
@@ -339,7 +361,11 @@ pub(crate) struct CellSink {
 
 impl CellSink {
     pub(crate) fn new(width: usize) -> CellSink {
-        CellSink { row: vec![Cell::Null; width], rows: vec![], width }
+        CellSink {
+            row: vec![Cell::Null; width],
+            rows: vec![],
+            width,
+        }
     }
 
     /// Take the current row (and start a fresh one).
@@ -364,7 +390,10 @@ impl RowSink for CellSink {
 
 /// Index of the manifest table with this source name.
 pub(crate) fn table_index(manifest: &Manifest, source_name: &str) -> Option<usize> {
-    manifest.tables.iter().position(|t| t.source_name == source_name)
+    manifest
+        .tables
+        .iter()
+        .position(|t| t.source_name == source_name)
 }
 
 /// Manifest column index of each source column name (`None`: not exposed).
@@ -372,5 +401,7 @@ pub(crate) fn column_map<'a>(
     table: &TableManifest,
     names: impl Iterator<Item = &'a str>,
 ) -> Vec<Option<usize>> {
-    names.map(|n| table.columns.iter().position(|c| c.source_name == n)).collect()
+    names
+        .map(|n| table.columns.iter().position(|c| c.source_name == n))
+        .collect()
 }

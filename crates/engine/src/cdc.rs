@@ -1,0 +1,870 @@
+//! CDC sync (`binlog`, `logical`): a full load inside a consistent source snapshot, then the
+//! change stream from that snapshot's position, applied row by row.
+//!
+//! - **Batches**: events are read by a reader task into a channel. A batch closes on a source
+//!   commit when the channel is empty (nothing more to read right now), after 50 ms, or at
+//!   10,000 changes — never inside a transaction — and is published with one atomic swap
+//!   ([`refract_storage::Table::apply`] per touched table: O(changed rows)).
+//! - **Table reloads**: tables without a primary key, `TRUNCATE` and DDL mark a table dirty; its
+//!   later events are ignored and, `sync.interval` seconds after it became dirty, a full
+//!   resync runs (a new consistent load and a new stream position: no event can be applied
+//!   twice or missed). Unchanged tables keep their `Arc`s.
+//! - **`where` predicates**: a streamed row of a table with a `where` cannot be tested in the
+//!   engine (the predicate is SQL text for the source), so the batch re-reads the changed keys
+//!   from the source with `SELECT … WHERE (pk) IN (…) AND (where)`: the rows found are upserted,
+//!   the others deleted (a row that stops matching leaves, one that starts matching enters).
+//!   The re-read sees the source as of the flush, which may be newer than the batch; later
+//!   events re-read again, so the table converges. PostgreSQL updates with unchanged TOASTed
+//!   values are re-read the same way.
+//! - **Reconnects**: exponential backoff (0.5 s doubling to 30 s, ±25 % jitter); `reconnect:
+//!   full` reloads and streams from the new position, `resume` streams from the last published
+//!   position and falls back to full when the source no longer has it.
+//! - **Safety net**: every `sync.safety_net` seconds a full resync; tables whose content
+//!   differed (fingerprint) are reported as drift in `/stats` and the log.
+//! - **Pause**: the stream is closed (a PostgreSQL slot stays, so WAL is retained: `/stats`
+//!   shows how much), the snapshot is frozen; resume streams from the saved position.
+//! - **Admin reload** (`POST /admin/reload`) is a full resync run by this loop.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::Rng;
+use refract_schema::{Backend, Manifest, TableManifest};
+use refract_sources::cdc::{
+    create_logical_slot, drop_logical_slot, fetch_rows_by_key, logical_status, open_stream,
+    CdcError, CdcOptions, CdcStream, Cell, CellRow, ChangeEvent,
+};
+use refract_sources::SourcePosition;
+use refract_storage::{ChangeBatch, OwnedRow, OwnedValue, Table};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{ReconnectMode, SyncMode};
+use crate::state::{EngineState, LoadError, ReloadReport, Trigger};
+
+/// Longest a batch stays open.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// Most changes in one batch (it closes at the next commit).
+const BATCH_MAX: usize = 10_000;
+/// Events buffered between the reader task and the applier.
+const CHANNEL: usize = 65_536;
+
+/// A pending `POST /admin/reload`.
+pub(crate) type AdminReply = oneshot::Sender<Result<ReloadReport, LoadError>>;
+
+/// What the CDC loop shares with the rest of the engine.
+#[derive(Debug, Default)]
+pub(crate) struct CdcShared {
+    /// Set while a CDC loop runs: admin reloads go through it.
+    pub(crate) admin_tx: OnceLock<mpsc::Sender<AdminReply>>,
+    status: Mutex<ReplStatus>,
+}
+
+/// Replication state shown in `/health`, `/stats` and `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReplStatus {
+    /// `loading`, `streaming`, `reloading`, `reconnecting`, `paused`, `error`.
+    pub(crate) state: &'static str,
+    /// Last batch: first event received → published, ms.
+    pub(crate) batch_lag_ms: u64,
+    /// While a batch is open: when its first event arrived.
+    pub(crate) pending_since: Option<Instant>,
+    /// Source commit time of the last published transaction (ms since the epoch).
+    pub(crate) last_commit_ms: Option<i64>,
+    pub(crate) last_publish: Option<Instant>,
+    pub(crate) position: Option<SourcePosition>,
+    pub(crate) batches: u64,
+    pub(crate) changes: u64,
+    pub(crate) reconnects: u64,
+    pub(crate) full_loads: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) drift: Option<Value>,
+    pub(crate) retained_wal_bytes: Option<i64>,
+    pub(crate) slot: Option<String>,
+    pub(crate) dirty: Vec<String>,
+}
+
+impl CdcShared {
+    pub(crate) fn status(&self) -> MutexGuard<'_, ReplStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a CDC loop runs.
+    pub(crate) fn active(&self) -> bool {
+        self.admin_tx.get().is_some()
+    }
+
+    /// Data age for `lagMs`: the open batch's age, else 0 (caught up).
+    pub(crate) fn lag_ms(&self) -> u64 {
+        let s = self.status();
+        match s.pending_since {
+            Some(t) => t.elapsed().as_millis() as u64,
+            None => 0,
+        }
+    }
+
+    /// The `replication` object of `/health` in CDC modes.
+    pub(crate) fn health(&self, mode: SyncMode, paused: bool, interval: u64) -> Value {
+        let lag = self.lag_ms();
+        let s = self.status();
+        let mut v = json!({
+            "mode": mode.as_str(),
+            "state": if paused { "paused" } else if s.state.is_empty() { "loading" } else { s.state },
+            "lagMs": lag,
+            "lastBatchLagMs": s.batch_lag_ms,
+            "paused": paused,
+            "intervalS": interval,
+        });
+        if let Some(w) = s.retained_wal_bytes {
+            v["retainedWalBytes"] = json!(w);
+        }
+        if let Some(e) = &s.last_error {
+            v["lastError"] = json!(e);
+        }
+        v
+    }
+
+    /// Extra `/stats` fields in CDC modes.
+    pub(crate) fn stats(&self) -> Value {
+        let s = self.status();
+        json!({
+            "position": s.position,
+            "lastCommitAt": s.last_commit_ms,
+            "lastPublishAgoMs": s.last_publish.map(|t| t.elapsed().as_millis() as u64),
+            "batches": s.batches,
+            "changes": s.changes,
+            "reconnects": s.reconnects,
+            "fullLoads": s.full_loads,
+            "drift": s.drift,
+            "slot": s.slot,
+            "dirtyTables": s.dirty,
+        })
+    }
+
+    fn set_state(&self, state: &'static str) {
+        self.status().state = state;
+    }
+}
+
+/// Whether this engine runs a CDC loop (the mode fits the backend).
+pub(crate) fn cdc_mode(state: &EngineState) -> bool {
+    let backend = state.config().source.backend;
+    matches!(
+        (state.config().sync.mode, backend),
+        (SyncMode::Binlog, Backend::Mysql) | (SyncMode::Logical, Backend::Postgres)
+    )
+}
+
+/// The slot/publication names and the binlog server id of this engine.
+pub(crate) fn options(state: &EngineState) -> CdcOptions {
+    let sync = &state.config().sync;
+    let db = state
+        .params()
+        .database
+        .clone()
+        .unwrap_or_else(|| "db".into());
+    let mut o = CdcOptions::for_database(&db, sync.server_id.unwrap_or(0));
+    if let Some(name) = &sync.slot_name {
+        o.slot = name.clone();
+        o.publication = name.clone();
+    }
+    o
+}
+
+/// Drop the PostgreSQL slot and publication of this engine (terminate/delete); pauses
+/// replication first so the stream lets go of the slot. Binlog: nothing to drop.
+pub(crate) async fn drop_replication(state: &EngineState) -> Result<Value, LoadError> {
+    if state.config().source.backend != Backend::Postgres {
+        return Ok(
+            json!({"dropped": false, "reason": "only PostgreSQL keeps replication state on the source"}),
+        );
+    }
+    state.set_paused(true);
+    let opts = options(state);
+    // The stream closes within ~100 ms of the pause; retry while the slot is still active.
+    let mut last = None;
+    for _ in 0..50 {
+        match drop_logical_slot(state.params(), &opts).await {
+            Ok(()) => {
+                return Ok(
+                    json!({"dropped": true, "slot": opts.slot, "publication": opts.publication}),
+                )
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LoadError::Source(
+        last.map(|e| e.to_string()).unwrap_or_default(),
+    ))
+}
+
+enum Outcome {
+    /// Stream failed: reconnect.
+    Disconnected(CdcError),
+    /// Paused: stop streaming, keep the position.
+    Paused,
+    /// A full resync is needed (`None`: safety net or dirty tables).
+    Reload(Option<AdminReply>, &'static str),
+    Shutdown,
+}
+
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: Duration::from_millis(500),
+        }
+    }
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(500);
+    }
+    fn step(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+        let jitter = rand::thread_rng().gen_range(0.75..1.25);
+        d.mul_f64(jitter)
+    }
+}
+
+/// The CDC loop: runs until shutdown.
+pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
+    let (tx, mut admin_rx) = mpsc::channel::<AdminReply>(16);
+    let _ = state.cdc.admin_tx.set(tx);
+    let mode = state.config().sync.mode;
+    let reconnect = state.config().sync.reconnect;
+    let opts = options(&state);
+    if mode == SyncMode::Logical {
+        state.cdc.status().slot = Some(opts.slot.clone());
+    }
+    let cancel = state.shutdown_token().clone();
+    let mut backoff = Backoff::new();
+    let mut position: Option<SourcePosition> = None;
+    let mut need_full = true;
+    let mut pending_admin: Option<AdminReply> = None;
+    let mut last_full = Instant::now();
+    let mut safety = false;
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        if state.is_paused() {
+            state.cdc.set_state("paused");
+            if let Some(reply) = pending_admin.take() {
+                let _ = reply.send(Err(LoadError::Paused));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                r = admin_rx.recv() => if let Some(reply) = r { let _ = reply.send(Err(LoadError::Paused)); },
+                _ = cancel.cancelled() => return,
+            }
+            if mode == SyncMode::Logical {
+                refresh_wal(&state, &opts).await;
+            }
+            continue;
+        }
+        // Establish a stream: full load, or resume.
+        let stream = if need_full || position.is_none() {
+            state.cdc.set_state(if position.is_none() {
+                "loading"
+            } else {
+                "reloading"
+            });
+            let before = state.snapshot();
+            let trigger = if pending_admin.is_some() {
+                Trigger::Admin
+            } else {
+                Trigger::Poll
+            };
+            match full_load(&state, mode, &opts, trigger).await {
+                Ok((report, pos, stream)) => {
+                    last_full = Instant::now();
+                    {
+                        let mut s = state.cdc.status();
+                        s.full_loads += 1;
+                        s.position = Some(pos.clone());
+                        s.last_error = None;
+                        s.dirty.clear();
+                        if safety {
+                            s.drift = Some(drift_report(before.as_deref(), &report, &state));
+                        }
+                    }
+                    safety = false;
+                    position = Some(pos);
+                    need_full = false;
+                    if let Some(reply) = pending_admin.take() {
+                        let _ = reply.send(Ok(report));
+                    }
+                    stream
+                }
+                Err(FullLoadError::Load(LoadError::Paused)) => continue,
+                Err(e) => {
+                    let (msg, load_err) = match e {
+                        FullLoadError::Load(l) => (l.to_string(), l),
+                        FullLoadError::Stream(c) => {
+                            // The load published; only the stream failed: retry streaming
+                            // from the load's position.
+                            if state.snapshot().is_some() && position.is_some() {
+                                need_full = matches!(c, CdcError::PositionGone(_));
+                            }
+                            (c.to_string(), LoadError::Source(c.to_string()))
+                        }
+                    };
+                    tracing::error!(error = %msg, "CDC load failed; retrying");
+                    if let Some(reply) = pending_admin.take() {
+                        let _ = reply.send(Err(load_err));
+                    }
+                    {
+                        let mut s = state.cdc.status();
+                        s.state = "error";
+                        s.last_error = Some(msg);
+                    }
+                    if !sleep_or_cancel(&state, backoff.step()).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            let Some(pos) = position.clone() else {
+                continue;
+            };
+            match open_stream(state.params(), manifest_of(&state), &pos, &opts).await {
+                Ok(s) => s,
+                Err(CdcError::PositionGone(m)) => {
+                    tracing::warn!(reason = %m, "the saved position is gone; reloading fully");
+                    need_full = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconnecting the change stream failed");
+                    {
+                        let mut s = state.cdc.status();
+                        s.state = "reconnecting";
+                        s.last_error = Some(e.to_string());
+                    }
+                    if !sleep_or_cancel(&state, backoff.step()).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
+        state.cdc.set_state("streaming");
+        tracing::info!(position = ?position, "change stream started");
+        let outcome = run_stream(
+            &state,
+            stream,
+            &mut position,
+            &mut admin_rx,
+            &mut backoff,
+            last_full,
+        )
+        .await;
+        state.cdc.status().pending_since = None;
+        match outcome {
+            Outcome::Shutdown => return,
+            Outcome::Paused => {}
+            Outcome::Reload(reply, why) => {
+                tracing::info!(reason = why, "full resync");
+                safety = why == "safety_net";
+                pending_admin = reply;
+                need_full = true;
+            }
+            Outcome::Disconnected(e) => {
+                let gone = matches!(e, CdcError::PositionGone(_));
+                tracing::warn!(error = %e, "change stream lost; reconnecting");
+                {
+                    let mut s = state.cdc.status();
+                    s.state = "reconnecting";
+                    s.reconnects += 1;
+                    s.last_error = Some(e.to_string());
+                }
+                need_full = gone || reconnect == ReconnectMode::Full;
+                if !sleep_or_cancel(&state, backoff.step()).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_or_cancel(state: &EngineState, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = state.shutdown_token().cancelled() => false,
+    }
+}
+
+fn manifest_of(state: &EngineState) -> Arc<Manifest> {
+    match state.snapshot() {
+        Some(s) => s.manifest.clone(),
+        None => state.manifest().unwrap_or_else(|| {
+            Arc::new(Manifest {
+                version: refract_schema::MANIFEST_VERSION,
+                backend: state.config().source.backend,
+                database: String::new(),
+                pg_schema: None,
+                tables: vec![],
+            })
+        }),
+    }
+}
+
+async fn refresh_wal(state: &EngineState, opts: &CdcOptions) {
+    if let Ok(st) = logical_status(state.params(), opts).await {
+        state.cdc.status().retained_wal_bytes = st.retained_wal_bytes;
+        state
+            .metrics
+            .set_retained_wal(st.retained_wal_bytes.unwrap_or(0) as f64);
+    }
+}
+
+enum FullLoadError {
+    Load(LoadError),
+    Stream(CdcError),
+}
+
+/// Load every table inside a consistent snapshot and open the stream at its position.
+async fn full_load(
+    state: &Arc<EngineState>,
+    mode: SyncMode,
+    opts: &CdcOptions,
+    trigger: Trigger,
+) -> Result<(ReloadReport, SourcePosition, CdcStream), FullLoadError> {
+    match mode {
+        SyncMode::Logical => {
+            let manifest = state
+                .resolve_manifest()
+                .await
+                .map_err(FullLoadError::Load)?;
+            let slot = create_logical_slot(state.params(), &manifest, opts)
+                .await
+                .map_err(|e| FullLoadError::Load(LoadError::Source(e.to_string())))?;
+            let (report, pos) = state
+                .reload_with(trigger, Some(&slot.snapshot))
+                .await
+                .map_err(FullLoadError::Load)?;
+            let stream = slot
+                .start(manifest_of(state), opts)
+                .await
+                .map_err(FullLoadError::Stream)?;
+            Ok((report, pos, stream))
+        }
+        _ => {
+            let (report, pos) = state
+                .reload_with(trigger, None)
+                .await
+                .map_err(FullLoadError::Load)?;
+            if matches!(pos, SourcePosition::None) {
+                return Err(FullLoadError::Load(LoadError::Source(
+                    "the source reported no binlog position: is log_bin ON and may the user run SHOW MASTER STATUS (REPLICATION CLIENT / BINLOG MONITOR)?".into(),
+                )));
+            }
+            let stream = open_stream(state.params(), manifest_of(state), &pos, opts)
+                .await
+                .map_err(FullLoadError::Stream)?;
+            Ok((report, pos, stream))
+        }
+    }
+}
+
+fn drift_report(
+    before: Option<&refract_storage::Snapshot>,
+    report: &ReloadReport,
+    state: &EngineState,
+) -> Value {
+    let after = state.snapshot();
+    let mut counts = serde_json::Map::new();
+    for name in &report.tables_reloaded {
+        let b = before.and_then(|s| s.table(name)).map(|t| t.row_count());
+        let a = after
+            .as_ref()
+            .and_then(|s| s.table(name))
+            .map(|t| t.row_count());
+        counts.insert(name.clone(), json!({"engine": b, "source": a}));
+    }
+    if !report.tables_reloaded.is_empty() {
+        tracing::warn!(tables = ?report.tables_reloaded, "safety net: drift repaired");
+    }
+    json!({
+        "at": Utc::now().to_rfc3339(),
+        "tablesDrifted": report.tables_reloaded,
+        "rowCounts": counts,
+    })
+}
+
+/// The changes of the open batch.
+#[derive(Default)]
+struct Pending {
+    per_table: HashMap<usize, ChangeBatch>,
+    recheck: HashMap<usize, Vec<CellRow>>,
+    dirty: BTreeSet<usize>,
+    changes: usize,
+    /// Events since the last commit (a batch closes only when 0).
+    open_txn: usize,
+    committed: Option<(SourcePosition, Option<i64>)>,
+    first_at: Option<Instant>,
+}
+
+fn owned(c: Cell) -> OwnedValue {
+    match c {
+        Cell::Null | Cell::Unchanged => OwnedValue::Null,
+        Cell::Bool(b) => OwnedValue::Bool(b),
+        Cell::Int(x) => OwnedValue::Int(x),
+        Cell::Float(x) => OwnedValue::Float(x),
+        Cell::Decimal(x) => OwnedValue::Decimal(x),
+        Cell::Text(s) => OwnedValue::Text(s),
+        Cell::Bytes(b) => OwnedValue::Bytes(b),
+        Cell::Date(x) => OwnedValue::Date(x),
+        Cell::Time(x) => OwnedValue::Time(x),
+        Cell::DateTime(x) => OwnedValue::DateTime(x),
+        Cell::Timestamp(x) => OwnedValue::Timestamp(x),
+        Cell::Json(s) => OwnedValue::Json(s),
+    }
+}
+
+fn key_cells(t: &TableManifest, row: &CellRow) -> CellRow {
+    t.primary_key
+        .iter()
+        .map(|&i| row.get(i).cloned().unwrap_or(Cell::Null))
+        .collect()
+}
+
+fn key(t: &TableManifest, row: &CellRow) -> OwnedRow {
+    key_cells(t, row).into_iter().map(owned).collect()
+}
+
+impl Pending {
+    fn touch(&mut self) {
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+        self.changes += 1;
+        self.open_txn += 1;
+    }
+
+    /// Route one row event. `false`: the table must be re-read (dirty).
+    fn row(&mut self, manifest: &Manifest, ev: ChangeEvent) {
+        let (table, before, after) = match ev {
+            ChangeEvent::Insert { table, row } => (table, None, Some(row)),
+            ChangeEvent::Update {
+                table,
+                before,
+                after,
+            } => (table, Some(before), Some(after)),
+            ChangeEvent::Delete { table, before } => (table, Some(before), None),
+            _ => return,
+        };
+        self.touch();
+        if self.dirty.contains(&table) {
+            return;
+        }
+        let Some(t) = manifest.tables.get(table) else {
+            return;
+        };
+        if t.primary_key.is_empty() {
+            self.dirty.insert(table);
+            return;
+        }
+        let unchanged = after
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|c| matches!(c, Cell::Unchanged)));
+        let has_where = t.where_sql.as_deref().is_some_and(|w| !w.trim().is_empty());
+        if has_where || unchanged {
+            let keys = self.recheck.entry(table).or_default();
+            if let Some(b) = &before {
+                keys.push(key_cells(t, b));
+            }
+            if let Some(a) = &after {
+                keys.push(key_cells(t, a));
+            }
+            return;
+        }
+        let batch = self.per_table.entry(table).or_default();
+        match (before, after) {
+            (None, Some(row)) => {
+                batch.upsert(row.into_iter().map(owned).collect());
+            }
+            (Some(before), Some(after)) => {
+                let old = key(t, &before);
+                if old != key(t, &after) {
+                    batch.delete(old);
+                }
+                batch.upsert(after.into_iter().map(owned).collect());
+            }
+            (Some(before), None) => {
+                batch.delete(key(t, &before));
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+fn spawn_reader(
+    mut stream: CdcStream,
+    idle: Duration,
+) -> (
+    mpsc::Receiver<Result<ChangeEvent, CdcError>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::channel(CHANNEL);
+    let handle = tokio::spawn(async move {
+        loop {
+            let r = match tokio::time::timeout(idle, stream.next()).await {
+                Ok(r) => r,
+                Err(_) => Err(CdcError::Source(format!(
+                    "no event or heartbeat from the source for {} s",
+                    idle.as_secs()
+                ))),
+            };
+            let stop = r.is_err();
+            if tx.send(r).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    (rx, handle)
+}
+
+/// Stream and apply until something ends it.
+async fn run_stream(
+    state: &Arc<EngineState>,
+    stream: CdcStream,
+    position: &mut Option<SourcePosition>,
+    admin_rx: &mut mpsc::Receiver<AdminReply>,
+    backoff: &mut Backoff,
+    last_full: Instant,
+) -> Outcome {
+    let logical = state.config().sync.mode == SyncMode::Logical;
+    let idle = if logical {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(10)
+    };
+    let confirmer = stream.confirmer();
+    let (mut rx, reader) = spawn_reader(stream, idle);
+    let guard = AbortOnDrop(reader);
+    let interval = Duration::from_secs(state.config().sync.interval.max(1));
+    let safety_net = state.config().sync.safety_net;
+    let mut pending = Pending::default();
+    let mut dirty_since: Option<Instant> = None;
+    let mut wal_checked = Instant::now();
+    let mut first_event = true;
+    let cancel = state.shutdown_token().clone();
+    let manifest = manifest_of(state);
+    let outcome = loop {
+        if state.is_paused() {
+            break Outcome::Paused;
+        }
+        if safety_net > 0
+            && last_full.elapsed() >= Duration::from_secs(safety_net)
+            && pending.open_txn == 0
+        {
+            break Outcome::Reload(None, "safety_net");
+        }
+        if let Some(t) = dirty_since {
+            if t.elapsed() >= interval && pending.open_txn == 0 {
+                break Outcome::Reload(None, "dirty_tables");
+            }
+        }
+        if logical && wal_checked.elapsed() >= Duration::from_secs(10) {
+            wal_checked = Instant::now();
+            refresh_wal(state, &options(state)).await;
+        }
+        let wait = match pending.first_at {
+            Some(t) if pending.committed.is_some() => BATCH_WINDOW.saturating_sub(t.elapsed()),
+            _ => Duration::from_millis(100),
+        };
+        let ev = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break Outcome::Shutdown,
+            r = admin_rx.recv() => match r {
+                Some(reply) => break Outcome::Reload(Some(reply), "admin"),
+                None => continue,
+            },
+            ev = rx.recv() => ev,
+            _ = tokio::time::sleep(wait) => None,
+        };
+        let mut close = false;
+        match ev {
+            None => {
+                // Window over (or idle tick): close the batch if it ends on a commit.
+                close = pending.open_txn == 0 && pending.committed.is_some();
+            }
+            Some(Err(e)) => break Outcome::Disconnected(e),
+            Some(Ok(ev)) => {
+                if first_event {
+                    first_event = false;
+                    backoff.reset();
+                }
+                match ev {
+                    ChangeEvent::Heartbeat => {
+                        close = pending.open_txn == 0 && pending.committed.is_some();
+                    }
+                    ChangeEvent::Commit {
+                        position: p,
+                        committed_at_ms,
+                    } => {
+                        pending.open_txn = 0;
+                        if pending.first_at.is_none() {
+                            // An empty transaction (other tables): just move the position.
+                            pending.first_at = Some(Instant::now());
+                        }
+                        pending.committed = Some((p, committed_at_ms));
+                        close = rx.is_empty()
+                            || pending.changes >= BATCH_MAX
+                            || pending
+                                .first_at
+                                .is_some_and(|t| t.elapsed() >= BATCH_WINDOW);
+                    }
+                    ChangeEvent::Truncate { tables } => {
+                        pending.touch();
+                        pending.dirty.extend(tables);
+                    }
+                    ChangeEvent::TableChanged { table, reason } => {
+                        pending.touch();
+                        tracing::info!(table = ?manifest.tables.get(table).map(|t| &t.api_name), %reason, "table changed on the source; it will be reloaded");
+                        pending.dirty.insert(table);
+                    }
+                    row => pending.row(&manifest, row),
+                }
+                if pending.first_at.is_some() {
+                    let mut s = state.cdc.status();
+                    if s.pending_since.is_none() {
+                        s.pending_since = pending.first_at;
+                    }
+                }
+            }
+        }
+        if close {
+            let batch = std::mem::take(&mut pending);
+            if !batch.dirty.is_empty() && dirty_since.is_none() {
+                dirty_since = Some(Instant::now());
+            }
+            // Dirty tables stay dirty (their events ignored) until the resync.
+            pending.dirty = batch.dirty.clone();
+            match flush(state, &manifest, batch).await {
+                Ok(Some(p)) => {
+                    confirmer.confirm(&p);
+                    *position = Some(p);
+                }
+                Ok(None) => {}
+                Err(FlushError::Paused) => break Outcome::Paused,
+                Err(FlushError::Source(e)) => break Outcome::Disconnected(CdcError::Source(e)),
+                Err(FlushError::Stale) => break Outcome::Reload(None, "snapshot_replaced"),
+            }
+        }
+    };
+    drop(guard);
+    outcome
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum FlushError {
+    Paused,
+    Source(String),
+    /// The snapshot's manifest is not the stream's (replaced by another load).
+    Stale,
+}
+
+/// Apply one closed batch and publish it with one swap. Returns the batch's position.
+async fn flush(
+    state: &Arc<EngineState>,
+    manifest: &Arc<Manifest>,
+    mut batch: Pending,
+) -> Result<Option<SourcePosition>, FlushError> {
+    let Some((position, committed_at_ms)) = batch.committed.take() else {
+        return Ok(None);
+    };
+    let started = batch.first_at.unwrap_or_else(Instant::now);
+    let dirty: Vec<String> = batch
+        .dirty
+        .iter()
+        .filter_map(|&i| manifest.tables.get(i).map(|t| t.api_name.clone()))
+        .collect();
+    // Tables with a `where` (or unchanged TOAST values): re-read the changed keys.
+    for (table, mut keys) in std::mem::take(&mut batch.recheck) {
+        if batch.dirty.contains(&table) {
+            continue;
+        }
+        keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        keys.dedup();
+        let rows = fetch_rows_by_key(state.params(), manifest, table, &keys)
+            .await
+            .map_err(|e| FlushError::Source(e.to_string()))?;
+        let t = &manifest.tables[table];
+        let cb = batch.per_table.entry(table).or_default();
+        for k in keys {
+            cb.delete(k.into_iter().map(owned).collect());
+        }
+        for r in rows {
+            cb.upsert(r.into_iter().map(owned).collect());
+        }
+        let _ = t;
+    }
+    for d in &batch.dirty {
+        batch.per_table.remove(d);
+    }
+    let changes = batch.changes as u64;
+    let jobs: Vec<(usize, ChangeBatch)> = batch
+        .per_table
+        .into_iter()
+        .filter(|(_, b)| !b.is_empty())
+        .collect();
+    let Some(current) = state.snapshot() else {
+        return Err(FlushError::Stale);
+    };
+    if !Arc::ptr_eq(&current.manifest, manifest) && *current.manifest != **manifest {
+        return Err(FlushError::Stale);
+    }
+    let replaced: Vec<(usize, Arc<Table>)> = if jobs.is_empty() {
+        vec![]
+    } else {
+        let cur = current.clone();
+        tokio::task::spawn_blocking(move || {
+            jobs.into_iter()
+                .filter_map(|(i, b)| cur.tables.get(i).map(|t| (i, Arc::new(t.apply(&b)))))
+                .collect()
+        })
+        .await
+        .map_err(|e| FlushError::Source(format!("applying a batch failed: {e}")))?
+    };
+    state
+        .publish_batch(&current, replaced, position.clone())
+        .map_err(|e| match e {
+            LoadError::Paused => FlushError::Paused,
+            _ => FlushError::Stale,
+        })?;
+    let lag = started.elapsed();
+    state.metrics.replication_lag_seconds.set(lag.as_secs_f64());
+    state.metrics.add_changes(changes);
+    let mut s = state.cdc.status();
+    s.batch_lag_ms = lag.as_millis() as u64;
+    s.pending_since = None;
+    s.last_publish = Some(Instant::now());
+    s.last_commit_ms = committed_at_ms;
+    s.position = Some(position.clone());
+    s.batches += 1;
+    s.changes += changes;
+    if !dirty.is_empty() {
+        for d in dirty {
+            if !s.dirty.contains(&d) {
+                s.dirty.push(d);
+            }
+        }
+    }
+    Ok(Some(position))
+}
