@@ -69,7 +69,11 @@ async fn run_in(args: &QuickstartArgs, root: &Path) -> anyhow::Result<()> {
         move || write_demo(&source, users)
     })
     .await??;
-    println!("demo source: {} ({rows} rows in users, posts, comments; {} ms)", source.display(), t.elapsed().as_millis());
+    println!(
+        "demo source: {} ({rows} rows in users, posts, comments; {} ms)",
+        source.display(),
+        t.elapsed().as_millis()
+    );
 
     let config = refract_control_plane::ServeConfig {
         data_dir: root.join("data"),
@@ -90,7 +94,11 @@ async fn run_in(args: &QuickstartArgs, root: &Path) -> anyhow::Result<()> {
         .context("read the admin key")?
         .trim()
         .to_string();
-    let api = Client { http: reqwest::Client::new(), base: base.clone(), token: admin.clone() };
+    let api = Client {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token: admin.clone(),
+    };
 
     // Listen for Ctrl-C before printing how to use it.
     let stop = tokio::spawn(wait_for_stop());
@@ -106,7 +114,11 @@ async fn run_in(args: &QuickstartArgs, root: &Path) -> anyhow::Result<()> {
     };
     // Stop everything that was started: the engine (terminate), then the control plane.
     if let Some(id) = &database {
-        if api.post(&format!("/v1/databases/{id}/terminate"), None).await.is_ok() {
+        if api
+            .post(&format!("/v1/databases/{id}/terminate"), None)
+            .await
+            .is_ok()
+        {
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 match api.get(&format!("/v1/databases/{id}")).await {
@@ -141,9 +153,25 @@ async fn demo(api: &Client, source: &Path, database: &mut Option<String>) -> any
             })),
         )
         .await?;
-    let id = created["database"]["id"].as_str().context("no database in the answer")?.to_string();
+    let id = created["database"]["id"]
+        .as_str()
+        .context("no database in the answer")?
+        .to_string();
     *database = Some(id.clone());
-    api.post(&format!("/v1/databases/{id}/provision"), None).await?;
+    // The key first: the engine reads its keys file when it starts, so the first query works
+    // at once (a key created later reaches a running engine within a second).
+    let key = api
+        .post(
+            &format!("/v1/databases/{id}/api-keys"),
+            Some(json!({"name": "quickstart"})),
+        )
+        .await?;
+    let key = key["key"]
+        .as_str()
+        .context("no key in the answer")?
+        .to_string();
+    api.post(&format!("/v1/databases/{id}/provision"), None)
+        .await?;
 
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
@@ -156,10 +184,20 @@ async fn demo(api: &Client, source: &Path, database: &mut Option<String>) -> any
         let status = v["database"]["status"].as_str().unwrap_or("?").to_string();
         bar.set_message(status.clone());
         match status.as_str() {
-            "running" => break v["instance"]["endpointUrl"].as_str().unwrap_or_default().to_string(),
+            "running" => {
+                break v["instance"]["endpointUrl"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }
             "failed" | "stopped" => {
                 bar.finish_and_clear();
-                bail!("provisioning failed: {}", v["database"]["lastError"].as_str().unwrap_or("no reason given"));
+                bail!(
+                    "provisioning failed: {}",
+                    v["database"]["lastError"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                );
             }
             _ if started.elapsed() > Duration::from_secs(300) => {
                 bar.finish_and_clear();
@@ -169,10 +207,8 @@ async fn demo(api: &Client, source: &Path, database: &mut Option<String>) -> any
         }
     };
     bar.finish_and_clear();
-    let key = api.post(&format!("/v1/databases/{id}/api-keys"), Some(json!({"name": "quickstart"}))).await?;
-    let key = key["key"].as_str().context("no key in the answer")?.to_string();
 
-    // The key reaches the engine through its keys file within a second: check the query works.
+    // Check that the printed query works.
     let check = Instant::now();
     let answer = loop {
         let resp = api
@@ -193,18 +229,27 @@ async fn demo(api: &Client, source: &Path, database: &mut Option<String>) -> any
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let rows = serde_json::from_str::<Value>(&answer).ok().and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0);
+    let rows = serde_json::from_str::<Value>(&answer)
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0);
     println!(
         "\nRefract is running: provisioned and answered a first query in {:.1} s ({rows} rows).\n",
         started.elapsed().as_secs_f64()
     );
     println!("  engine         {endpoint}");
     println!("  query key      {key}");
-    println!("  control plane  {}   (management key: {})", api.base, api.token);
+    println!(
+        "  control plane  {}   (management key: {})",
+        api.base, api.token
+    );
     println!("\nTry a query:\n");
     println!("  curl -H 'Authorization: Bearer {key}' -d '{QUERY}' {endpoint}/query");
     println!("\nOr the control plane:\n");
-    println!("  REFRACT_URL={} REFRACT_TOKEN={} refract databases instance {id}", api.base, api.token);
+    println!(
+        "  REFRACT_URL={} REFRACT_TOKEN={} refract databases instance {id}",
+        api.base, api.token
+    );
     println!("\nPress Ctrl-C to stop everything.");
     Ok(())
 }
@@ -232,7 +277,11 @@ struct Client {
 
 impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req.bearer_auth(&self.token).send().await.context("call the control plane")?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("call the control plane")?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -242,7 +291,8 @@ impl Client {
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -259,7 +309,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -267,10 +320,17 @@ impl Lcg {
     }
 }
 
-const FIRST: &[&str] = &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Linus", "Margaret", "Dennis"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Hamilton", "Ritchie"];
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Linus",
+    "Margaret", "Dennis",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman",
+    "Hamilton", "Ritchie",
+];
 const WORDS: &[&str] = &[
-    "memory", "index", "snapshot", "query", "replica", "column", "latency", "cache", "stream", "schema", "join", "engine",
+    "memory", "index", "snapshot", "query", "replica", "column", "latency", "cache", "stream",
+    "schema", "join", "engine",
 ];
 const PLANS: &[&str] = &["free", "free", "pro", "teams"];
 
@@ -280,7 +340,8 @@ pub fn write_demo(path: &Path, users: u32) -> anyhow::Result<u64> {
     if path.exists() {
         std::fs::remove_file(path).with_context(|| format!("replace {}", path.display()))?;
     }
-    let mut conn = rusqlite::Connection::open(path).with_context(|| format!("create {}", path.display()))?;
+    let mut conn =
+        rusqlite::Connection::open(path).with_context(|| format!("create {}", path.display()))?;
     conn.execute_batch(
         "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, plan TEXT NOT NULL,
              verified BOOLEAN NOT NULL, created_at DATETIME NOT NULL);
@@ -293,7 +354,15 @@ pub fn write_demo(path: &Path, users: u32) -> anyhow::Result<u64> {
          CREATE INDEX comments_post ON comments(post_id);",
     )?;
     let mut rng = Lcg(42);
-    let day = |n: u64| format!("2025-{:02}-{:02} {:02}:{:02}:00", 1 + n % 12, 1 + n % 28, n % 24, n % 60);
+    let day = |n: u64| {
+        format!(
+            "2025-{:02}-{:02} {:02}:{:02}:00",
+            1 + n % 12,
+            1 + n % 28,
+            n % 24,
+            n % 60
+        )
+    };
     let tx = conn.transaction()?;
     let mut rows = 0u64;
     {
@@ -305,9 +374,20 @@ pub fn write_demo(path: &Path, users: u32) -> anyhow::Result<u64> {
             let first = FIRST[rng.below(FIRST.len() as u64) as usize];
             let last = LAST[rng.below(LAST.len() as u64) as usize];
             let name = format!("{first} {last}");
-            let email = format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase());
+            let email = format!(
+                "{}.{}{id}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase()
+            );
             let plan = PLANS[rng.below(PLANS.len() as u64) as usize];
-            u.execute(rusqlite::params![id, name, email, plan, rng.below(3) > 0, day(rng.next())])?;
+            u.execute(rusqlite::params![
+                id,
+                name,
+                email,
+                plan,
+                rng.below(3) > 0,
+                day(rng.next())
+            ])?;
             rows += 1;
             for k in 0..4u64 {
                 let post_id = (id - 1) * 4 + k + 1;
@@ -315,13 +395,30 @@ pub fn write_demo(path: &Path, users: u32) -> anyhow::Result<u64> {
                 let w2 = WORDS[rng.below(WORDS.len() as u64) as usize];
                 let title = format!("On {w1} and {w2}");
                 let body = format!("Notes about {w1}, {w2} and what {first} learned.");
-                p.execute(rusqlite::params![post_id, id, title, body, rng.below(4) > 0, day(rng.next())])?;
+                p.execute(rusqlite::params![
+                    post_id,
+                    id,
+                    title,
+                    body,
+                    rng.below(4) > 0,
+                    day(rng.next())
+                ])?;
                 rows += 1;
                 for _ in 0..(2 + rng.below(2)) {
                     comment_id += 1;
                     let author = 1 + rng.below(id); // an existing user (foreign keys are checked)
-                    let body = format!("Nice point about {}.", WORDS[rng.below(WORDS.len() as u64) as usize]);
-                    c.execute(rusqlite::params![comment_id, post_id, author, body, rng.below(5) > 0, day(rng.next())])?;
+                    let body = format!(
+                        "Nice point about {}.",
+                        WORDS[rng.below(WORDS.len() as u64) as usize]
+                    );
+                    c.execute(rusqlite::params![
+                        comment_id,
+                        post_id,
+                        author,
+                        body,
+                        rng.below(5) > 0,
+                        day(rng.next())
+                    ])?;
                     rows += 1;
                 }
             }

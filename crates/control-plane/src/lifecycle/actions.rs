@@ -48,7 +48,11 @@ pub(super) fn desired_of(action: Action) -> DesiredState {
 }
 
 fn live_instance(tx: &dyn Tx, d: &Database) -> StoreResult<Option<Uuid>> {
-    Ok(tx.lifecycle().live_instances(Some(d.id))?.first().map(|i| i.id))
+    Ok(tx
+        .lifecycle()
+        .live_instances(Some(d.id))?
+        .first()
+        .map(|i| i.id))
 }
 
 /// Starts an allowed, immediate action inside `tx` (the matrix was checked by the caller):
@@ -62,7 +66,11 @@ pub(super) fn begin(
     cause: &str,
 ) -> StoreResult<String> {
     let origin = d.status;
-    let old = if origin == Status::Running { live_instance(tx, d)? } else { None };
+    let old = if origin == Status::Running {
+        live_instance(tx, d)?
+    } else {
+        None
+    };
     let deploy_build = |tx: &dyn Tx, d: &Database| -> StoreResult<Option<Uuid>> {
         match d.internal.active_build_id {
             Some(b) if tx.lifecycle().build_manifest(b)?.is_some() => Ok(Some(b)),
@@ -80,15 +88,28 @@ pub(super) fn begin(
                 schema_config: d.internal.schema_config.clone(),
                 sync_mode_used: None,
                 compute_type_used: None,
-                log: format!("{} build queued ({} by {cause})\n", t.format("%H:%M:%S%.3f"), action.name()),
+                log: format!(
+                    "{} build queued ({} by {cause})\n",
+                    t.format("%H:%M:%S%.3f"),
+                    action.name()
+                ),
                 error: None,
                 created_at: t,
                 started_at: None,
                 finished_at: None,
             };
             tx.lifecycle().insert_build(&build)?;
-            let kind = if action == Action::Provision { OpKind::Provision } else { OpKind::Rebuild };
-            set_op(d, o, new_op(kind, cause, origin, Some(build.id), old), "test_connection");
+            let kind = if action == Action::Provision {
+                OpKind::Provision
+            } else {
+                OpKind::Rebuild
+            };
+            set_op(
+                d,
+                o,
+                new_op(kind, cause, origin, Some(build.id), old),
+                "test_connection",
+            );
             d.status = Status::TestingConnection;
             if action == Action::Provision {
                 d.last_error = None;
@@ -100,10 +121,22 @@ pub(super) fn begin(
                 (Action::Redeploy, Some(b)) => Some(b),
                 _ => deploy_build(tx, d)?,
             };
-            let kind = if action == Action::Redeploy { OpKind::Redeploy } else { OpKind::Reconfigure };
-            set_op(d, o, new_op(kind, cause, origin, build, old), "start_engine");
+            let kind = if action == Action::Redeploy {
+                OpKind::Redeploy
+            } else {
+                OpKind::Reconfigure
+            };
+            set_op(
+                d,
+                o,
+                new_op(kind, cause, origin, build, old),
+                "start_engine",
+            );
             d.status = Status::Deploying;
-            format!("deploying build {}", build.map(|b| b.to_string()).unwrap_or_default())
+            format!(
+                "deploying build {}",
+                build.map(|b| b.to_string()).unwrap_or_default()
+            )
         }
         Action::Resize => {
             let size = params.instance_size.unwrap_or(d.instance_size);
@@ -113,7 +146,12 @@ pub(super) fn begin(
             match origin {
                 Status::Running => {
                     let build = deploy_build(tx, d)?;
-                    set_op(d, o, new_op(OpKind::Resize, cause, origin, build, old), "start_engine");
+                    set_op(
+                        d,
+                        o,
+                        new_op(OpKind::Resize, cause, origin, build, old),
+                        "start_engine",
+                    );
                     d.status = Status::Deploying;
                     format!("resizing to {size}")
                 }
@@ -134,13 +172,23 @@ pub(super) fn begin(
             }
         }
         Action::Pause => {
-            set_op(d, o, new_op(OpKind::Pause, cause, origin, None, old), "stop_engine");
+            set_op(
+                d,
+                o,
+                new_op(OpKind::Pause, cause, origin, None, old),
+                "stop_engine",
+            );
             d.status = Status::Pausing;
             "pausing".into()
         }
         Action::Resume => {
             let build = deploy_build(tx, d)?;
-            set_op(d, o, new_op(OpKind::Resume, cause, origin, build, None), "start_engine");
+            set_op(
+                d,
+                o,
+                new_op(OpKind::Resume, cause, origin, build, None),
+                "start_engine",
+            );
             d.status = Status::Resuming;
             "resuming".into()
         }
@@ -149,7 +197,12 @@ pub(super) fn begin(
             // engine, which the stop step stops with the others.
             let abandoned = o.op.as_ref().and_then(|op| op.new_instance);
             o.cleanup.extend(abandoned);
-            set_op(d, o, new_op(OpKind::Terminate, cause, origin, None, old), "stop_engine");
+            set_op(
+                d,
+                o,
+                new_op(OpKind::Terminate, cause, origin, None, old),
+                "stop_engine",
+            );
             d.status = Status::Terminating;
             "terminating".into()
         }
@@ -176,7 +229,11 @@ impl Service {
     ) -> Result<ActionResponse, ApiError> {
         if action == Action::Delete {
             self.delete_database(p, id).await?;
-            return Ok(ActionResponse { status: Status::Terminated, mode: Mode::Immediate, replication_paused: None });
+            return Ok(ActionResponse {
+                status: Status::Terminated,
+                mode: Mode::Immediate,
+                replication_paused: None,
+            });
         }
         let customer = p.customer.clone();
         if let Some(size) = params.instance_size {
@@ -190,25 +247,38 @@ impl Service {
         }
         let (resp, after) = self
             .write(move |tx| {
-                let mut d = tx.get_database(customer.id, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+                let mut d = tx
+                    .get_database(customer.id, id)?
+                    .ok_or_else(|| ApiError::not_found("database"))?;
                 let mut o = tx.lifecycle().ops(id)?;
                 let ctx = context(tx, &d)?;
                 let decision = matrix::decide(d.status, action, &ctx);
                 let before = d.status;
-                let mut note = Note { cause: "user".into(), message: String::new() };
+                let mut note = Note {
+                    cause: "user".into(),
+                    message: String::new(),
+                };
                 let mut after = After::Nothing;
                 let mut replication = None;
                 let mode = match decision {
                     Decision::Refused(reason) => return Err(ApiError::ActionNotAllowed(reason)),
                     Decision::Queued => {
                         d.desired_state = Some(desired_of(action));
-                        note.message = format!("{} queued until the current operation finishes", action.name());
+                        note.message = format!(
+                            "{} queued until the current operation finishes",
+                            action.name()
+                        );
                         Mode::Queued
                     }
                     Decision::Immediate => {
                         if action == Action::Redeploy {
-                            let b = params.build_id.ok_or_else(|| ApiError::invalid("buildId is required"))?;
-                            let build = tx.lifecycle().build(id, b)?.ok_or_else(|| ApiError::not_found("build"))?;
+                            let b = params
+                                .build_id
+                                .ok_or_else(|| ApiError::invalid("buildId is required"))?;
+                            let build = tx
+                                .lifecycle()
+                                .build(id, b)?
+                                .ok_or_else(|| ApiError::not_found("build"))?;
                             if !build.has_manifest {
                                 return Err(ApiError::ActionNotAllowed(format!(
                                     "build {b} is not deployable (status {}): it has no artifact",
@@ -224,7 +294,9 @@ impl Service {
                                     .into_iter()
                                     .find_map(|i| i.endpoint_url)
                                     .ok_or_else(|| {
-                                        ApiError::ActionNotAllowed("the database has no serving engine right now".into())
+                                        ApiError::ActionNotAllowed(
+                                            "the database has no serving engine right now".into(),
+                                        )
                                     })?;
                                 if action == Action::Reload {
                                     note.message = "full reload requested".into();
@@ -233,7 +305,12 @@ impl Service {
                                     let pause = action == Action::PauseSync;
                                     d.replication_paused = pause;
                                     replication = Some(pause);
-                                    note.message = if pause { "replication paused" } else { "replication resumed" }.into();
+                                    note.message = if pause {
+                                        "replication paused"
+                                    } else {
+                                        "replication resumed"
+                                    }
+                                    .into();
                                     after = After::Replication { endpoint, pause };
                                 }
                             }
@@ -243,7 +320,14 @@ impl Service {
                     }
                 };
                 save(tx, &mut d, &o, before, note)?;
-                Ok((ActionResponse { status: d.status, mode, replication_paused: replication }, after))
+                Ok((
+                    ActionResponse {
+                        status: d.status,
+                        mode,
+                        replication_paused: replication,
+                    },
+                    after,
+                ))
             })
             .await?;
         self.lifecycle.wake();
@@ -257,8 +341,17 @@ impl Service {
                 // Best effort now; the health poller re-applies the flag to any engine that
                 // disagrees (a restarted one, or one that did not answer).
                 if let Ok(token) = super::reconciler::admin_token(self, id) {
-                    let path = if pause { "replication/pause" } else { "replication/resume" };
-                    if let Err(e) = self.lifecycle.engine().admin(&endpoint, &token, path, Duration::from_secs(5)).await {
+                    let path = if pause {
+                        "replication/pause"
+                    } else {
+                        "replication/resume"
+                    };
+                    if let Err(e) = self
+                        .lifecycle
+                        .engine()
+                        .admin(&endpoint, &token, path, Duration::from_secs(5))
+                        .await
+                    {
                         tracing::warn!(database = %id, error = %format!("{e:#}"), "replication switch not applied yet");
                     }
                 }
@@ -268,8 +361,14 @@ impl Service {
     }
 
     async fn run_reload(&self, id: Uuid, endpoint: String) {
-        let Ok(token) = super::reconciler::admin_token(self, id) else { return };
-        let result = self.lifecycle.engine().admin(&endpoint, &token, "reload", Duration::from_secs(3600)).await;
+        let Ok(token) = super::reconciler::admin_token(self, id) else {
+            return;
+        };
+        let result = self
+            .lifecycle
+            .engine()
+            .admin(&endpoint, &token, "reload", Duration::from_secs(3600))
+            .await;
         let message = match result {
             Ok(v) => format!(
                 "reload done: {} rows in {} ms (swap {})",
@@ -281,7 +380,9 @@ impl Service {
         };
         let _ = self
             .write(move |tx| {
-                let Some(d) = tx.lifecycle().database(id)? else { return Ok(()) };
+                let Some(d) = tx.lifecycle().database(id)? else {
+                    return Ok(());
+                };
                 tx.insert_event(&Event {
                     database_id: id,
                     at: now(),
@@ -295,16 +396,36 @@ impl Service {
     }
 
     /// `GET /v1/databases/{id}/instance`.
-    pub async fn instance_status(&self, p: &Principal, id: Uuid) -> Result<InstanceStatusResponse, ApiError> {
+    pub async fn instance_status(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> Result<InstanceStatusResponse, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            let d = tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
-            let c = tx.get_connection(customer, d.connection_id)?.ok_or_else(|| ApiError::not_found("connection"))?;
+            let d = tx
+                .get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
+            let c = tx
+                .get_connection(customer, d.connection_id)?
+                .ok_or_else(|| ApiError::not_found("connection"))?;
             let ctx = context(tx, &d)?;
             let info = |a: Action| match matrix::decide(d.status, a, &ctx) {
-                Decision::Immediate => ActionInfo { allowed: true, mode: Some(Mode::Immediate), reason: None },
-                Decision::Queued => ActionInfo { allowed: true, mode: Some(Mode::Queued), reason: None },
-                Decision::Refused(r) => ActionInfo { allowed: false, mode: None, reason: Some(r) },
+                Decision::Immediate => ActionInfo {
+                    allowed: true,
+                    mode: Some(Mode::Immediate),
+                    reason: None,
+                },
+                Decision::Queued => ActionInfo {
+                    allowed: true,
+                    mode: Some(Mode::Queued),
+                    reason: None,
+                },
+                Decision::Refused(r) => ActionInfo {
+                    allowed: false,
+                    mode: None,
+                    reason: Some(r),
+                },
             };
             let actions = Actions {
                 provision: info(Action::Provision),
@@ -320,22 +441,35 @@ impl Service {
                 pause_sync: info(Action::PauseSync),
                 resume_sync: info(Action::ResumeSync),
             };
-            let instance = tx.lifecycle().live_instances(Some(id))?.into_iter().next().map(|i| InstanceView {
-                id: i.id,
-                database_id: i.database_id,
-                build_id: i.build_id,
-                endpoint_url: i.endpoint_url,
-                health_status: i.health_status,
-                snapshot_age_ms: i.snapshot_age_ms,
-                swap_count: i.swap_count,
-                row_counts: i.row_counts,
-                last_health_check: i.last_health_check,
-                created_at: i.created_at,
-                updated_at: i.updated_at,
-            });
-            let latest_build = tx.lifecycle().builds(id)?.into_iter().next().map(|b| build_view(&d, &b));
-            let deployed: Option<RuntimeSettings> =
-                d.internal.deployed_config.clone().and_then(|v| serde_json::from_value(v).ok());
+            let instance = tx
+                .lifecycle()
+                .live_instances(Some(id))?
+                .into_iter()
+                .next()
+                .map(|i| InstanceView {
+                    id: i.id,
+                    database_id: i.database_id,
+                    build_id: i.build_id,
+                    endpoint_url: i.endpoint_url,
+                    health_status: i.health_status,
+                    snapshot_age_ms: i.snapshot_age_ms,
+                    swap_count: i.swap_count,
+                    row_counts: i.row_counts,
+                    last_health_check: i.last_health_check,
+                    created_at: i.created_at,
+                    updated_at: i.updated_at,
+                });
+            let latest_build = tx
+                .lifecycle()
+                .builds(id)?
+                .into_iter()
+                .next()
+                .map(|b| build_view(&d, &b));
+            let deployed: Option<RuntimeSettings> = d
+                .internal
+                .deployed_config
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok());
             let operation = d.internal.op_kind.clone().map(|kind| OperationView {
                 kind,
                 step: d.internal.op_step.clone(),
@@ -363,32 +497,60 @@ impl Service {
     pub async fn list_builds(&self, p: &Principal, id: Uuid) -> Result<BuildsResponse, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            let d = tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
-            let builds = tx.lifecycle().builds(id)?.iter().map(|b| build_view(&d, b)).collect();
-            Ok(BuildsResponse { builds, active_build_id: d.internal.active_build_id })
+            let d = tx
+                .get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
+            let builds = tx
+                .lifecycle()
+                .builds(id)?
+                .iter()
+                .map(|b| build_view(&d, b))
+                .collect();
+            Ok(BuildsResponse {
+                builds,
+                active_build_id: d.internal.active_build_id,
+            })
         })
         .await
     }
 
     /// `GET /v1/databases/{id}/builds/{buildId}/logs`.
-    pub async fn build_log(&self, p: &Principal, id: Uuid, build: Uuid) -> Result<String, ApiError> {
+    pub async fn build_log(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        build: Uuid,
+    ) -> Result<String, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
-            Ok(tx.lifecycle().build(id, build)?.ok_or_else(|| ApiError::not_found("build"))?.log)
+            tx.get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
+            Ok(tx
+                .lifecycle()
+                .build(id, build)?
+                .ok_or_else(|| ApiError::not_found("build"))?
+                .log)
         })
         .await
     }
 
     /// `GET /v1/databases/{id}/events`.
-    pub async fn list_events(&self, p: &Principal, id: Uuid, q: EventsQuery) -> Result<EventsResponse, ApiError> {
+    pub async fn list_events(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        q: EventsQuery,
+    ) -> Result<EventsResponse, ApiError> {
         let customer = p.customer.id;
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::invalid(format!("limit must be between 1 and 1000 (got {limit})")));
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and 1000 (got {limit})"
+            )));
         }
         self.read(move |tx| {
-            tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+            tx.get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
             let events = tx
                 .lifecycle()
                 .events(id, limit, q.before)?
@@ -413,53 +575,99 @@ impl Service {
         let customer = p.customer.id;
         let (build, manifest, rows) = self
             .read(move |tx| {
-                let d = tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+                let d = tx
+                    .get_database(customer, id)?
+                    .ok_or_else(|| ApiError::not_found("database"))?;
                 let build = match d.internal.active_build_id {
                     Some(b) => Some(b),
                     None => tx.lifecycle().latest_deployable_build(id)?,
                 };
                 let build = build.ok_or_else(|| {
-                    ApiError::NotFound("this database has no successful build yet: provision it first".into())
+                    ApiError::NotFound(
+                        "this database has no successful build yet: provision it first".into(),
+                    )
                 })?;
-                let manifest = tx.lifecycle().build_manifest(build)?.ok_or_else(|| ApiError::not_found("build artifact"))?;
-                let rows = tx.lifecycle().live_instances(Some(id))?.into_iter().next().and_then(|i| i.row_counts);
+                let manifest = tx
+                    .lifecycle()
+                    .build_manifest(build)?
+                    .ok_or_else(|| ApiError::not_found("build artifact"))?;
+                let rows = tx
+                    .lifecycle()
+                    .live_instances(Some(id))?
+                    .into_iter()
+                    .next()
+                    .and_then(|i| i.row_counts);
                 Ok((build, manifest, rows))
             })
             .await?;
-        let m: refract_schema::Manifest = serde_json::from_str(&manifest)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored manifest of build {build}: {e}")))?;
+        let m: refract_schema::Manifest = serde_json::from_str(&manifest).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("stored manifest of build {build}: {e}"))
+        })?;
         Ok(schema_view(build, &m, rows.as_ref()))
     }
 
     /// `GET /v1/databases/{id}/schema-config`: the text, or `None` (default config).
-    pub async fn get_schema_config(&self, p: &Principal, id: Uuid) -> Result<Option<String>, ApiError> {
+    pub async fn get_schema_config(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> Result<Option<String>, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            Ok(tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?.internal.schema_config)
+            Ok(tx
+                .get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?
+                .internal
+                .schema_config)
         })
         .await
     }
 
     /// `PUT /v1/databases/{id}/schema-config`: validated (400 with line and reason); used by the
     /// next provision or rebuild. `None` (DELETE) returns to the default config.
-    pub async fn set_schema_config(&self, p: &Principal, id: Uuid, text: Option<String>) -> Result<(), ApiError> {
+    pub async fn set_schema_config(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        text: Option<String>,
+    ) -> Result<(), ApiError> {
         if let Some(t) = &text {
             if t.trim().is_empty() {
-                return Err(ApiError::invalid("the schema config is empty (DELETE it to use the default config)"));
+                return Err(ApiError::invalid(
+                    "the schema config is empty (DELETE it to use the default config)",
+                ));
             }
             if let Err(errors) = refract_schema::parse_schema_config(t) {
                 let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                return Err(ApiError::invalid(format!("invalid schema config: {}", list.join("; "))));
+                return Err(ApiError::invalid(format!(
+                    "invalid schema config: {}",
+                    list.join("; ")
+                )));
             }
         }
         let customer = p.customer.id;
         self.write(move |tx| {
-            let mut d = tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+            let mut d = tx
+                .get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
             let before = d.status;
             let o = tx.lifecycle().ops(id)?;
-            let message = if text.is_some() { "schema config set" } else { "schema config removed" };
+            let message = if text.is_some() {
+                "schema config set"
+            } else {
+                "schema config removed"
+            };
             d.internal.schema_config = text;
-            save(tx, &mut d, &o, before, Note { cause: "user".into(), message: format!("{message} (applied at the next build)") })
+            save(
+                tx,
+                &mut d,
+                &o,
+                before,
+                Note {
+                    cause: "user".into(),
+                    message: format!("{message} (applied at the next build)"),
+                },
+            )
         })
         .await
     }
@@ -484,12 +692,21 @@ fn build_view(d: &Database, b: &BuildRecord) -> BuildView {
     }
 }
 
-fn schema_view(build: Uuid, m: &refract_schema::Manifest, rows: Option<&serde_json::Value>) -> SchemaView {
+fn schema_view(
+    build: Uuid,
+    m: &refract_schema::Manifest,
+    rows: Option<&serde_json::Value>,
+) -> SchemaView {
     let tables = m
         .tables
         .iter()
         .map(|t| {
-            let col = |i: &usize| t.columns.get(*i).map(|c| c.api_name.clone()).unwrap_or_default();
+            let col = |i: &usize| {
+                t.columns
+                    .get(*i)
+                    .map(|c| c.api_name.clone())
+                    .unwrap_or_default()
+            };
             SchemaTable {
                 name: t.api_name.clone(),
                 source_name: t.source_name.clone(),
@@ -523,15 +740,25 @@ fn schema_view(build: Uuid, m: &refract_schema::Manifest, rows: Option<&serde_js
                                 .target_columns
                                 .iter()
                                 .map(|i| {
-                                    target.and_then(|tt| tt.columns.get(*i)).map(|c| c.api_name.clone()).unwrap_or_default()
+                                    target
+                                        .and_then(|tt| tt.columns.get(*i))
+                                        .map(|c| c.api_name.clone())
+                                        .unwrap_or_default()
                                 })
                                 .collect(),
                         }
                     })
                     .collect(),
-                row_count: rows.and_then(|r| r.get(&t.api_name)).and_then(|v| v.as_i64()),
+                row_count: rows
+                    .and_then(|r| r.get(&t.api_name))
+                    .and_then(|v| v.as_i64()),
             }
         })
         .collect();
-    SchemaView { build_id: build, database: m.database.clone(), backend: m.backend.as_str().to_string(), tables }
+    SchemaView {
+        build_id: build,
+        database: m.database.clone(),
+        backend: m.backend.as_str().to_string(),
+        tables,
+    }
 }

@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::reconciler::{commit, fail, now, Guard, Next};
 use super::{step_delay, Runtime};
+use crate::api::Database;
 use crate::api::{Backend, Connection, SyncMode};
 use crate::store::lifecycle::{BuildStatus, OpsRecord};
 use crate::store::StoreResult;
-use crate::api::Database;
 use crate::Service;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,9 +41,16 @@ pub(super) fn actionable(err: &str, c: &Connection) -> String {
             source_text(c)
         );
     }
-    let login = ["denied", "authentication", "password", "rejected", "not permitted", "role"]
-        .iter()
-        .any(|w| lower.contains(w));
+    let login = [
+        "denied",
+        "authentication",
+        "password",
+        "rejected",
+        "not permitted",
+        "role",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
     if login {
         format!(
             "the source refused the login of user {:?} on {}: {err}. Fix mysqlUser/mysqlPassword ({fix}) or the \
@@ -79,9 +86,16 @@ async fn log(s: &Service, db: Uuid, build: Option<Uuid>, text: String) -> StoreR
 }
 
 /// `testing_connection`: log in to the source within 5 s.
-pub(super) async fn test_connection(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
+pub(super) async fn test_connection(
+    s: &Service,
+    rt: &Runtime,
+    db: Database,
+    o: OpsRecord,
+) -> StoreResult<Next> {
     let _ = rt;
-    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+    let Some(op) = o.op.clone() else {
+        return Ok(Next::Idle);
+    };
     let guard = Guard::of(&db, &o);
     step_delay().await;
     let Some(c) = connection(s, &db).await? else {
@@ -102,20 +116,37 @@ pub(super) async fn test_connection(s: &Service, rt: &Runtime, db: Database, o: 
             ..Default::default()
         },
     };
-    let mut text = format!("{} testing the connection to the {} (schema {})\n", stamp(), source_text(&c), db.mysql_db);
+    let mut text = format!(
+        "{} testing the connection to the {} (schema {})\n",
+        stamp(),
+        source_text(&c),
+        db.mysql_db
+    );
     if !report.ok {
         let err = report.error.unwrap_or_else(|| "unknown error".into());
         text.push_str(&format!("{} connection test failed: {err}\n", stamp()));
         log(s, db.id, op.build_id, text).await?;
         return fail(s, rt, &db, &o, actionable(&err, &c)).await;
     }
-    text.push_str(&format!("{} connection ok ({} ms)\n", stamp(), started.elapsed().as_millis()));
+    text.push_str(&format!(
+        "{} connection ok ({} ms)\n",
+        stamp(),
+        started.elapsed().as_millis()
+    ));
     // A CDC mode whose prerequisites are missing falls back to poll (the engine runs poll anyway
     // until CDC lands; the reason goes to the log and lastError).
     let mut note = None;
     let issues = match db.sync_mode {
-        SyncMode::Binlog => report.binlog.as_ref().filter(|b| !b.ready).map(|b| b.issues.join("; ")),
-        SyncMode::Logical => report.logical.as_ref().filter(|l| !l.ready).map(|l| l.issues.join("; ")),
+        SyncMode::Binlog => report
+            .binlog
+            .as_ref()
+            .filter(|b| !b.ready)
+            .map(|b| b.issues.join("; ")),
+        SyncMode::Logical => report
+            .logical
+            .as_ref()
+            .filter(|l| !l.ready)
+            .map(|l| l.issues.join("; ")),
         _ => None,
     };
     let mut sync_used = db.sync_mode.as_str().to_string();
@@ -134,7 +165,8 @@ pub(super) async fn test_connection(s: &Service, rt: &Runtime, db: Database, o: 
         if let Some(b) = build {
             if let Some(mut rec) = tx.lifecycle().build(d.id, b)? {
                 rec.log.push_str(&text);
-                rec.log.push_str(&format!("{} waiting for a build slot\n", stamp()));
+                rec.log
+                    .push_str(&format!("{} waiting for a build slot\n", stamp()));
                 rec.sync_mode_used = Some(sync_used);
                 tx.lifecycle().update_build(&rec)?;
             }
@@ -151,8 +183,15 @@ pub(super) async fn test_connection(s: &Service, rt: &Runtime, db: Database, o: 
 }
 
 /// `queued` → `building` → `deploying`: at most [`super::BUILD_SLOTS`] at once.
-pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
-    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+pub(super) async fn build(
+    s: &Service,
+    rt: &Runtime,
+    db: Database,
+    o: OpsRecord,
+) -> StoreResult<Next> {
+    let Some(op) = o.op.clone() else {
+        return Ok(Next::Idle);
+    };
     let Some(build_id) = op.build_id else {
         return fail(s, rt, &db, &o, "the operation has no build".into()).await;
     };
@@ -184,7 +223,16 @@ pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord)
         guard.status = db.status;
     } else {
         // `building` after a control-plane restart: the build runs again from the start.
-        log(s, db.id, Some(build_id), format!("{} building (again, after a control-plane restart)\n", stamp())).await?;
+        log(
+            s,
+            db.id,
+            Some(build_id),
+            format!(
+                "{} building (again, after a control-plane restart)\n",
+                stamp()
+            ),
+        )
+        .await?;
     }
     step_delay().await;
     let Some(c) = connection(s, &db).await? else {
@@ -205,10 +253,24 @@ pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord)
     let mut params = s.source_params(&c, Some(db.mysql_db.clone()));
     params.pg_schema = config.as_ref().and_then(|c| c.pg_schema.clone());
     let t0 = std::time::Instant::now();
-    let schema = match tokio::time::timeout(INTROSPECT_TIMEOUT, refract_sources::introspect(&params)).await {
+    let schema = match tokio::time::timeout(
+        INTROSPECT_TIMEOUT,
+        refract_sources::introspect(&params),
+    )
+    .await
+    {
         Ok(Ok(schema)) => schema,
         Ok(Err(e)) => return fail(s, rt, &db, &o, actionable(&e.to_string(), &c)).await,
-        Err(_) => return fail(s, rt, &db, &o, "introspecting the source took more than 5 minutes".into()).await,
+        Err(_) => {
+            return fail(
+                s,
+                rt,
+                &db,
+                &o,
+                "introspecting the source took more than 5 minutes".into(),
+            )
+            .await
+        }
     };
     let mut text = format!(
         "{} introspected {} tables in {} ms\n",
@@ -221,7 +283,10 @@ pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord)
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             log(s, db.id, Some(build_id), text).await?;
-            let msg = format!("the schema config does not fit the source: {}", list.join("; "));
+            let msg = format!(
+                "the schema config does not fit the source: {}",
+                list.join("; ")
+            );
             return fail(s, rt, &db, &o, msg).await;
         }
     };
@@ -231,11 +296,18 @@ pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord)
         "{} manifest: {} tables, {columns} columns, {relations} relations{}\n",
         stamp(),
         manifest.tables.len(),
-        if config_text.is_some() { " (schema config applied)" } else { " (default config: every table)" }
+        if config_text.is_some() {
+            " (schema config applied)"
+        } else {
+            " (default config: every table)"
+        }
     ));
     if manifest.tables.is_empty() {
         log(s, db.id, Some(build_id), text).await?;
-        let msg = format!("the source schema {:?} has no tables to expose", db.mysql_db);
+        let msg = format!(
+            "the source schema {:?} has no tables to expose",
+            db.mysql_db
+        );
         return fail(s, rt, &db, &o, msg).await;
     }
     let json = match serde_json::to_string_pretty(&manifest) {
@@ -244,24 +316,39 @@ pub(super) async fn build(s: &Service, rt: &Runtime, db: Database, o: OpsRecord)
     };
     // The artifact on disk, for operators (the store holds the same text).
     let dir = rt.data_dir.join("builds").join(build_id.to_string());
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("manifest.json"), &json)) {
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("manifest.json"), &json))
+    {
         tracing::warn!(build = %build_id, error = %e, "cannot write the manifest artifact file");
     }
-    let compute = db.build_compute_override.map(|b| b.as_str().to_string()).unwrap_or_else(|| "small".into());
+    let compute = db
+        .build_compute_override
+        .map(|b| b.as_str().to_string())
+        .unwrap_or_else(|| "small".into());
     let data_dir = rt.data_dir.clone();
     commit(s, db.id, guard, move |tx, d, _, note| {
         if let Some(mut b) = tx.lifecycle().build(d.id, build_id)? {
             let t = now();
-            let secs = b.started_at.map(|st| (t - st).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0);
+            let secs = b
+                .started_at
+                .map(|st| (t - st).num_milliseconds() as f64 / 1000.0)
+                .unwrap_or(0.0);
             b.log.push_str(&text);
-            b.log.push_str(&format!("{} build succeeded in {secs:.2} s\n", stamp()));
+            b.log
+                .push_str(&format!("{} build succeeded in {secs:.2} s\n", stamp()));
             b.status = BuildStatus::Succeeded;
             b.finished_at = Some(t);
             b.schema_config = config_text;
             b.compute_type_used = Some(compute);
             tx.lifecycle().update_build(&b)?;
             tx.lifecycle().set_build_manifest(build_id, &json)?;
-            let _ = std::fs::write(data_dir.join("builds").join(build_id.to_string()).join("build.log"), &b.log);
+            let _ = std::fs::write(
+                data_dir
+                    .join("builds")
+                    .join(build_id.to_string())
+                    .join("build.log"),
+                &b.log,
+            );
         }
         d.status = crate::api::Status::Deploying;
         d.internal.op_step = Some("start_engine".into());

@@ -92,16 +92,32 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
         "keys_file": l.keys_file,
         "admin_token_file": ADMIN_TOKEN_FILE,
     });
-    let mut spec = InstanceSpec::new(l.instance.to_string(), InstanceKind::Engine, l.program, Readiness::engine());
+    let mut spec = InstanceSpec::new(
+        l.instance.to_string(),
+        InstanceKind::Engine,
+        l.program,
+        Readiness::engine(),
+    );
     spec.args = vec!["engine".into(), "--config".into(), CONFIG_FILE.into()];
     // The engine's log filter; its own crates at the database's level, the rest at warn.
     let level = l.settings.log_level.as_str();
-    spec.env.push(("REFRACT_LOG".into(), format!("warn,refract_engine={level},refract_sources={level}")));
-    spec.files.push(SpecFile::new(CONFIG_FILE, serde_json::to_vec_pretty(&config).unwrap_or_default()));
-    spec.files.push(SpecFile::new(MANIFEST_FILE, l.manifest.as_bytes().to_vec()));
-    spec.files.push(SpecFile::new(ADMIN_TOKEN_FILE, l.admin_token.as_bytes().to_vec()));
+    spec.env.push((
+        "REFRACT_LOG".into(),
+        format!("warn,refract_engine={level},refract_sources={level}"),
+    ));
+    spec.files.push(SpecFile::new(
+        CONFIG_FILE,
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    ));
+    spec.files
+        .push(SpecFile::new(MANIFEST_FILE, l.manifest.as_bytes().to_vec()));
+    spec.files.push(SpecFile::new(
+        ADMIN_TOKEN_FILE,
+        l.admin_token.as_bytes().to_vec(),
+    ));
     if let Some(pw) = &l.password {
-        spec.files.push(SpecFile::new(PASSWORD_FILE, pw.as_bytes().to_vec()));
+        spec.files
+            .push(SpecFile::new(PASSWORD_FILE, pw.as_bytes().to_vec()));
     }
     spec.memory_limit_mb = Some(l.settings.task_memory_mb.max(1) as u64);
     spec
@@ -109,7 +125,12 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
 
 /// The port of an endpoint URL (`http://127.0.0.1:PORT`).
 pub fn endpoint_port(endpoint: &str) -> Option<u16> {
-    endpoint.rsplit(':').next()?.trim_end_matches('/').parse().ok()
+    endpoint
+        .rsplit(':')
+        .next()?
+        .trim_end_matches('/')
+        .parse()
+        .ok()
 }
 
 /// HTTP client of engines.
@@ -138,7 +159,12 @@ impl EngineClient {
 
     /// `GET /health` (no auth).
     pub async fn health(&self, endpoint: &str) -> anyhow::Result<Value> {
-        let resp = self.http.get(format!("{endpoint}/health")).send().await.context("GET /health")?;
+        let resp = self
+            .http
+            .get(format!("{endpoint}/health"))
+            .send()
+            .await
+            .context("GET /health")?;
         resp.json().await.context("read /health")
     }
 
@@ -158,7 +184,13 @@ impl EngineClient {
     }
 
     /// `POST /admin/<path>` with the admin token; the answer's JSON, or its error message.
-    pub async fn admin(&self, endpoint: &str, token: &str, path: &str, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn admin(
+        &self,
+        endpoint: &str,
+        token: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let resp = self
             .http
             .post(format!("{endpoint}/admin/{path}"))
@@ -170,7 +202,10 @@ impl EngineClient {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let msg = body.get("message").and_then(Value::as_str).unwrap_or("no message");
+            let msg = body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
             anyhow::bail!("POST /admin/{path} answered {status}: {msg}");
         }
         Ok(body)

@@ -10,9 +10,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::reconciler::{admin_token, now};
+use crate::api::Database;
 use crate::api::{Backend, HealthStatus};
 use crate::store::lifecycle::InstanceRecord;
-use crate::api::Database;
 use crate::Service;
 
 /// How often every engine is checked.
@@ -36,7 +36,9 @@ async fn poll_all(s: &Service) -> Result<(), crate::ApiError> {
             let mut out = Vec::new();
             for i in tx.lifecycle().live_instances(None)? {
                 if let Some(d) = tx.lifecycle().database(i.database_id)? {
-                    let backend = tx.get_connection(d.customer_id, d.connection_id)?.map(|c| c.backend);
+                    let backend = tx
+                        .get_connection(d.customer_id, d.connection_id)?
+                        .map(|c| c.backend);
                     out.push((i, d, backend));
                 }
             }
@@ -56,8 +58,14 @@ async fn poll_all(s: &Service) -> Result<(), crate::ApiError> {
 pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> HealthStatus {
     let status = v.get("status").and_then(Value::as_str).unwrap_or("");
     let repl = v.get("replication");
-    let state = repl.and_then(|r| r.get("state")).and_then(Value::as_str).unwrap_or("");
-    let paused = repl.and_then(|r| r.get("paused")).and_then(Value::as_bool).unwrap_or(false);
+    let state = repl
+        .and_then(|r| r.get("state"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let paused = repl
+        .and_then(|r| r.get("paused"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let age = v.get("snapshotAgeMs").and_then(Value::as_i64);
     match status {
         "cap_exceeded" => HealthStatus::CapExceeded,
@@ -78,7 +86,9 @@ pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> He
 }
 
 async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
-    let Some(endpoint) = inst.endpoint_url.clone() else { return };
+    let Some(endpoint) = inst.endpoint_url.clone() else {
+        return;
+    };
     let token = match admin_token(s, db.id) {
         Ok(t) => t,
         Err(_) => return,
@@ -96,10 +106,20 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
         Err(_) => (HealthStatus::Unreachable, None, None, None),
     };
     if let Ok(v) = &stats {
-        let engine_paused = v.pointer("/replication/paused").and_then(Value::as_bool).unwrap_or(false);
+        let engine_paused = v
+            .pointer("/replication/paused")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if engine_paused != db.replication_paused {
-            let path = if db.replication_paused { "replication/pause" } else { "replication/resume" };
-            if let Err(e) = engine.admin(&endpoint, &token, path, Duration::from_secs(5)).await {
+            let path = if db.replication_paused {
+                "replication/pause"
+            } else {
+                "replication/resume"
+            };
+            if let Err(e) = engine
+                .admin(&endpoint, &token, path, Duration::from_secs(5))
+                .await
+            {
                 tracing::warn!(database = %db.id, error = %format!("{e:#}"), "cannot re-apply the replication switch");
             }
         }
@@ -108,7 +128,9 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
     let _ = s
         .write(move |tx| {
             // Re-read: the instance may have been stopped meanwhile.
-            let Some(mut i) = tx.lifecycle().instance(id)? else { return Ok(()) };
+            let Some(mut i) = tx.lifecycle().instance(id)? else {
+                return Ok(());
+            };
             if i.stopped_at.is_some() {
                 return Ok(());
             }

@@ -36,9 +36,9 @@ impl<S: Send + Sync> FromRequest<S> for NoBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Res<Self> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("cannot read the request body: {}", e.body_text())))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::invalid(format!("cannot read the request body: {}", e.body_text()))
+        })?;
         if !bytes.iter().all(|b| b.is_ascii_whitespace()) {
             parse_json::<Empty>(&bytes)?;
         }
@@ -58,20 +58,43 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/databases/{id}/resume", post(resume))
         .route("/v1/databases/{id}/terminate", post(terminate))
         .route("/v1/databases/{id}/reload", post(reload))
-        .route("/v1/databases/{id}/pause-replication", post(pause_replication))
-        .route("/v1/databases/{id}/resume-replication", post(resume_replication))
+        .route(
+            "/v1/databases/{id}/pause-replication",
+            post(pause_replication),
+        )
+        .route(
+            "/v1/databases/{id}/resume-replication",
+            post(resume_replication),
+        )
         .route("/v1/databases/{id}/instance", get(instance))
         .route("/v1/databases/{id}/builds", get(builds))
         .route("/v1/databases/{id}/builds/{build}/logs", get(build_logs))
         .route("/v1/databases/{id}/events", get(events))
         .route("/v1/databases/{id}/schema", get(schema))
-        .route("/v1/databases/{id}/schema-config", get(get_schema_config).put(put_schema_config).delete(delete_schema_config))
-        .route("/v1/databases/{id}/api-keys", post(create_api_key).get(list_api_keys))
+        .route(
+            "/v1/databases/{id}/schema-config",
+            get(get_schema_config)
+                .put(put_schema_config)
+                .delete(delete_schema_config),
+        )
+        .route(
+            "/v1/databases/{id}/api-keys",
+            post(create_api_key).get(list_api_keys),
+        )
         .route("/v1/databases/{id}/api-keys/{key}", delete(revoke_api_key))
 }
 
-async fn act(s: &AppState, p: &Auth, did: &str, action: Action, params: ActionParams) -> Res<impl IntoResponse> {
-    let r = s.service.database_action(&p.0, id(did, "database")?, action, params).await?;
+async fn act(
+    s: &AppState,
+    p: &Auth,
+    did: &str,
+    action: Action,
+    params: ActionParams,
+) -> Res<impl IntoResponse> {
+    let r = s
+        .service
+        .database_action(&p.0, id(did, "database")?, action, params)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(r)))
 }
 
@@ -89,29 +112,79 @@ macro_rules! simple_action {
     };
 }
 
-simple_action!(provision, Action::Provision, "/v1/databases/{id}/provision",
-    "Provision: test the connection, build, deploy (registered, failed, stopped, terminated).");
+simple_action!(
+    provision,
+    Action::Provision,
+    "/v1/databases/{id}/provision",
+    "Provision: test the connection, build, deploy (registered, failed, stopped, terminated)."
+);
 simple_action!(rebuild, Action::Rebuild, "/v1/databases/{id}/rebuild",
     "Rebuild: a new build deployed beside the running engine; the endpoint moves once the new one is healthy.");
-simple_action!(reconfigure, Action::Reconfigure, "/v1/databases/{id}/reconfigure",
-    "Reconfigure: the same build with the current runtime settings, without downtime.");
-simple_action!(pause, Action::Pause, "/v1/databases/{id}/pause", "Pause: stop the engine (queued during an operation).");
-simple_action!(resume, Action::Resume, "/v1/databases/{id}/resume", "Resume a paused database with a fresh snapshot.");
-simple_action!(terminate, Action::Terminate, "/v1/databases/{id}/terminate",
-    "Terminate: stop the engine and remove its runtime resources; builds and keys are kept.");
-simple_action!(reload, Action::Reload, "/v1/databases/{id}/reload", "Full reload of every table (one atomic swap).");
-simple_action!(pause_replication, Action::PauseSync, "/v1/databases/{id}/pause-replication",
-    "Freeze the snapshot (`replication_paused: true`).");
-simple_action!(resume_replication, Action::ResumeSync, "/v1/databases/{id}/resume-replication",
-    "Unfreeze the snapshot (`replication_paused: false`).");
+simple_action!(
+    reconfigure,
+    Action::Reconfigure,
+    "/v1/databases/{id}/reconfigure",
+    "Reconfigure: the same build with the current runtime settings, without downtime."
+);
+simple_action!(
+    pause,
+    Action::Pause,
+    "/v1/databases/{id}/pause",
+    "Pause: stop the engine (queued during an operation)."
+);
+simple_action!(
+    resume,
+    Action::Resume,
+    "/v1/databases/{id}/resume",
+    "Resume a paused database with a fresh snapshot."
+);
+simple_action!(
+    terminate,
+    Action::Terminate,
+    "/v1/databases/{id}/terminate",
+    "Terminate: stop the engine and remove its runtime resources; builds and keys are kept."
+);
+simple_action!(
+    reload,
+    Action::Reload,
+    "/v1/databases/{id}/reload",
+    "Full reload of every table (one atomic swap)."
+);
+simple_action!(
+    pause_replication,
+    Action::PauseSync,
+    "/v1/databases/{id}/pause-replication",
+    "Freeze the snapshot (`replication_paused: true`)."
+);
+simple_action!(
+    resume_replication,
+    Action::ResumeSync,
+    "/v1/databases/{id}/resume-replication",
+    "Unfreeze the snapshot (`replication_paused: false`)."
+);
 
 /// Redeploy a past deployable build.
 #[utoipa::path(post, path = "/v1/databases/{id}/redeploy", tag = "lifecycle", request_body = RedeployRequest,
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 202, body = ActionResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
-async fn redeploy(State(s): State<AppState>, p: Auth, Path(did): Path<String>, ApiJson(b): ApiJson<RedeployRequest>) -> Res<impl IntoResponse> {
-    act(&s, &p, &did, Action::Redeploy, ActionParams { build_id: Some(b.build_id), ..Default::default() }).await
+async fn redeploy(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+    ApiJson(b): ApiJson<RedeployRequest>,
+) -> Res<impl IntoResponse> {
+    act(
+        &s,
+        &p,
+        &did,
+        Action::Redeploy,
+        ActionParams {
+            build_id: Some(b.build_id),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// Change the instance size (stored only, or deployed when running or deploying).
@@ -119,24 +192,53 @@ async fn redeploy(State(s): State<AppState>, p: Auth, Path(did): Path<String>, A
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 202, body = ActionResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn resize(State(s): State<AppState>, p: Auth, Path(did): Path<String>, ApiJson(b): ApiJson<ResizeRequest>) -> Res<impl IntoResponse> {
-    act(&s, &p, &did, Action::Resize, ActionParams { instance_size: Some(b.instance_size), ..Default::default() }).await
+async fn resize(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+    ApiJson(b): ApiJson<ResizeRequest>,
+) -> Res<impl IntoResponse> {
+    act(
+        &s,
+        &p,
+        &did,
+        Action::Resize,
+        ActionParams {
+            instance_size: Some(b.instance_size),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// Status, serving engine, latest build, deployed settings and the allowed actions.
 #[utoipa::path(get, path = "/v1/databases/{id}/instance", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 200, body = InstanceStatusResponse), (status = 404, body = ErrorBody)))]
-async fn instance(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> Res<Json<InstanceStatusResponse>> {
-    Ok(Json(s.service.instance_status(&p.0, id(&did, "database")?).await?))
+async fn instance(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+) -> Res<Json<InstanceStatusResponse>> {
+    Ok(Json(
+        s.service
+            .instance_status(&p.0, id(&did, "database")?)
+            .await?,
+    ))
 }
 
 /// Builds, newest first, with the active build id.
 #[utoipa::path(get, path = "/v1/databases/{id}/builds", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 200, body = BuildsResponse), (status = 404, body = ErrorBody)))]
-async fn builds(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> Res<Json<BuildsResponse>> {
-    Ok(Json(s.service.list_builds(&p.0, id(&did, "database")?).await?))
+async fn builds(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+) -> Res<Json<BuildsResponse>> {
+    Ok(Json(
+        s.service.list_builds(&p.0, id(&did, "database")?).await?,
+    ))
 }
 
 /// The build log as text.
@@ -144,8 +246,15 @@ async fn builds(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> 
     params(("id" = Uuid, Path, description = "Database id"), ("build" = Uuid, Path, description = "Build id")),
     security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody)))]
-async fn build_logs(State(s): State<AppState>, p: Auth, Path((did, bid)): Path<(String, String)>) -> Res<impl IntoResponse> {
-    let text = s.service.build_log(&p.0, id(&did, "database")?, id(&bid, "build")?).await?;
+async fn build_logs(
+    State(s): State<AppState>,
+    p: Auth,
+    Path((did, bid)): Path<(String, String)>,
+) -> Res<impl IntoResponse> {
+    let text = s
+        .service
+        .build_log(&p.0, id(&did, "database")?, id(&bid, "build")?)
+        .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
 
@@ -159,25 +268,50 @@ async fn events(
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Res<Json<EventsResponse>> {
     let Query(q) = q.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    Ok(Json(s.service.list_events(&p.0, id(&did, "database")?, q).await?))
+    Ok(Json(
+        s.service
+            .list_events(&p.0, id(&did, "database")?, q)
+            .await?,
+    ))
 }
 
 /// Tables, fields, keys and relations as the active build sees them.
 #[utoipa::path(get, path = "/v1/databases/{id}/schema", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 200, body = SchemaView), (status = 404, body = ErrorBody)))]
-async fn schema(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> Res<Json<SchemaView>> {
-    Ok(Json(s.service.database_schema(&p.0, id(&did, "database")?).await?))
+async fn schema(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+) -> Res<Json<SchemaView>> {
+    Ok(Json(
+        s.service
+            .database_schema(&p.0, id(&did, "database")?)
+            .await?,
+    ))
 }
 
 /// The `reflexdb.yaml` text (404 when the default config is used).
 #[utoipa::path(get, path = "/v1/databases/{id}/schema-config", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "application/yaml"), (status = 404, body = ErrorBody)))]
-async fn get_schema_config(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> Res<impl IntoResponse> {
-    match s.service.get_schema_config(&p.0, id(&did, "database")?).await? {
-        Some(text) => Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text)),
-        None => Err(ApiError::NotFound("no schema config: every table and column is exposed (the default)".into())),
+async fn get_schema_config(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+) -> Res<impl IntoResponse> {
+    match s
+        .service
+        .get_schema_config(&p.0, id(&did, "database")?)
+        .await?
+    {
+        Some(text) => Ok((
+            [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+            text,
+        )),
+        None => Err(ApiError::NotFound(
+            "no schema config: every table and column is exposed (the default)".into(),
+        )),
     }
 }
 
@@ -186,9 +320,17 @@ async fn get_schema_config(State(s): State<AppState>, p: Auth, Path(did): Path<S
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     request_body(content = String, content_type = "application/yaml"),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn put_schema_config(State(s): State<AppState>, p: Auth, Path(did): Path<String>, body: Bytes) -> Res<StatusCode> {
-    let text = String::from_utf8(body.to_vec()).map_err(|_| ApiError::invalid("the schema config must be UTF-8 text"))?;
-    s.service.set_schema_config(&p.0, id(&did, "database")?, Some(text)).await?;
+async fn put_schema_config(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+    body: Bytes,
+) -> Res<StatusCode> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::invalid("the schema config must be UTF-8 text"))?;
+    s.service
+        .set_schema_config(&p.0, id(&did, "database")?, Some(text))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -196,8 +338,14 @@ async fn put_schema_config(State(s): State<AppState>, p: Auth, Path(did): Path<S
 #[utoipa::path(delete, path = "/v1/databases/{id}/schema-config", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_schema_config(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> Res<StatusCode> {
-    s.service.set_schema_config(&p.0, id(&did, "database")?, None).await?;
+async fn delete_schema_config(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+) -> Res<StatusCode> {
+    s.service
+        .set_schema_config(&p.0, id(&did, "database")?, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,23 +359,46 @@ async fn create_api_key(
     Path(did): Path<String>,
     ApiJson(b): ApiJson<CreateQueryKeyRequest>,
 ) -> Res<impl IntoResponse> {
-    Ok((StatusCode::CREATED, Json(s.service.create_query_key(&p.0, id(&did, "database")?, b).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.service
+                .create_query_key(&p.0, id(&did, "database")?, b)
+                .await?,
+        ),
+    ))
 }
 
 /// The database's query keys (without `key`).
 #[utoipa::path(get, path = "/v1/databases/{id}/api-keys", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 200, body = Vec<QueryKey>), (status = 404, body = ErrorBody)))]
-async fn list_api_keys(State(s): State<AppState>, p: Auth, Path(did): Path<String>) -> Res<Json<Vec<QueryKey>>> {
-    Ok(Json(s.service.list_query_keys(&p.0, id(&did, "database")?).await?))
+async fn list_api_keys(
+    State(s): State<AppState>,
+    p: Auth,
+    Path(did): Path<String>,
+) -> Res<Json<Vec<QueryKey>>> {
+    Ok(Json(
+        s.service
+            .list_query_keys(&p.0, id(&did, "database")?)
+            .await?,
+    ))
 }
 
 /// Revoke a query key (by `keyId` or record id); running engines refuse it within 5 s.
 #[utoipa::path(delete, path = "/v1/databases/{id}/api-keys/{key}", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id"), ("key" = String, Path, description = "keyId or record id")),
     security(("bearer" = [])), responses((status = 200, body = QueryKey), (status = 404, body = ErrorBody)))]
-async fn revoke_api_key(State(s): State<AppState>, p: Auth, Path((did, key)): Path<(String, String)>) -> Res<Json<QueryKey>> {
-    Ok(Json(s.service.revoke_query_key(&p.0, id(&did, "database")?, &key).await?))
+async fn revoke_api_key(
+    State(s): State<AppState>,
+    p: Auth,
+    Path((did, key)): Path<(String, String)>,
+) -> Res<Json<QueryKey>> {
+    Ok(Json(
+        s.service
+            .revoke_query_key(&p.0, id(&did, "database")?, &key)
+            .await?,
+    ))
 }
 
 /// The OpenAPI entries of these routes, merged into the main document.

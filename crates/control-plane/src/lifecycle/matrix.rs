@@ -102,7 +102,10 @@ use Cell::{Immediate as Y, NeedsBuild as I, Queued as Q, Refused as N};
 /// provision rebuild reconfigure redeploy resize pause resume terminate delete reload pauseSync resumeSync.
 pub const MATRIX: [(Status, [Cell; 12]); 13] = [
     (Status::Registered, [Y, N, N, N, Y, N, N, N, Y, N, N, N]),
-    (Status::TestingConnection, [N, N, N, N, N, N, N, N, N, N, N, N]),
+    (
+        Status::TestingConnection,
+        [N, N, N, N, N, N, N, N, N, N, N, N],
+    ),
     (Status::Queued, [N, N, N, N, N, Q, N, Q, N, N, N, N]),
     (Status::Building, [N, N, N, N, N, Q, N, Q, N, N, N, N]),
     (Status::Deploying, [N, N, N, N, Y, Q, N, Q, N, N, N, N]),
@@ -118,7 +121,11 @@ pub const MATRIX: [(Status, [Cell; 12]); 13] = [
 
 /// The matrix cell of `status` × `action`.
 pub fn cell(status: Status, action: Action) -> Cell {
-    MATRIX.iter().find(|(s, _)| *s == status).map(|(_, row)| row[action.column()]).unwrap_or(Cell::Refused)
+    MATRIX
+        .iter()
+        .find(|(s, _)| *s == status)
+        .map(|(_, row)| row[action.column()])
+        .unwrap_or(Cell::Refused)
 }
 
 /// Facts beyond the status that the matrix depends on.
@@ -206,16 +213,45 @@ mod tests {
     #[test]
     fn cells_follow_the_spec() {
         let ctx = Context::default();
-        assert_eq!(decide(Status::Registered, Action::Provision, &ctx), Decision::Immediate);
-        assert_eq!(decide(Status::Building, Action::Pause, &ctx), Decision::Queued);
-        assert_eq!(decide(Status::Pausing, Action::Resume, &ctx), Decision::Queued);
-        assert!(matches!(decide(Status::Running, Action::Redeploy, &ctx), Decision::Refused(r) if r.contains("successful build")));
-        let built = Context { has_deployable_build: true, replication_paused: false };
-        assert_eq!(decide(Status::Running, Action::Redeploy, &built), Decision::Immediate);
-        assert_eq!(decide(Status::Running, Action::PauseSync, &built), Decision::Immediate);
-        assert!(matches!(decide(Status::Running, Action::ResumeSync, &built), Decision::Refused(_)));
-        let frozen = Context { has_deployable_build: true, replication_paused: true };
-        assert_eq!(decide(Status::Running, Action::ResumeSync, &frozen), Decision::Immediate);
+        assert_eq!(
+            decide(Status::Registered, Action::Provision, &ctx),
+            Decision::Immediate
+        );
+        assert_eq!(
+            decide(Status::Building, Action::Pause, &ctx),
+            Decision::Queued
+        );
+        assert_eq!(
+            decide(Status::Pausing, Action::Resume, &ctx),
+            Decision::Queued
+        );
+        assert!(
+            matches!(decide(Status::Running, Action::Redeploy, &ctx), Decision::Refused(r) if r.contains("successful build"))
+        );
+        let built = Context {
+            has_deployable_build: true,
+            replication_paused: false,
+        };
+        assert_eq!(
+            decide(Status::Running, Action::Redeploy, &built),
+            Decision::Immediate
+        );
+        assert_eq!(
+            decide(Status::Running, Action::PauseSync, &built),
+            Decision::Immediate
+        );
+        assert!(matches!(
+            decide(Status::Running, Action::ResumeSync, &built),
+            Decision::Refused(_)
+        ));
+        let frozen = Context {
+            has_deployable_build: true,
+            replication_paused: true,
+        };
+        assert_eq!(
+            decide(Status::Running, Action::ResumeSync, &frozen),
+            Decision::Immediate
+        );
         match decide(Status::Paused, Action::Reload, &ctx) {
             Decision::Refused(r) => assert!(r.contains("allowed in: running"), "{r}"),
             other => panic!("{other:?}"),

@@ -128,7 +128,11 @@ impl Lifecycle {
 
     /// Starts the reconciler and the health poller for `service`; they stop when `cancel` is
     /// cancelled. Engines keep running: they are adopted again by the next start.
-    pub fn start(&self, service: Service, cancel: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn start(
+        &self,
+        service: Service,
+        cancel: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         if self.runtime().is_none() {
             tracing::warn!("no runtime configured: the reconciler does not run");
             return Vec::new();
@@ -140,11 +144,19 @@ impl Lifecycle {
     }
 
     fn try_claim(&self, id: Uuid) -> bool {
-        self.inner.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
     }
 
     fn release(&self, id: Uuid) {
-        self.inner.busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     fn build_slots(&self) -> Arc<Semaphore> {

@@ -34,8 +34,14 @@ fn view(k: &QueryKeyRecord, token: Option<String>) -> QueryKey {
 }
 
 /// Writes the keys file of `database` from the store; returns its path.
-pub(super) async fn write_keys_file(s: &Service, rt: &Runtime, database: Uuid) -> Result<PathBuf, ApiError> {
-    let list = s.read(move |tx| tx.lifecycle().query_keys(database)).await?;
+pub(super) async fn write_keys_file(
+    s: &Service,
+    rt: &Runtime,
+    database: Uuid,
+) -> Result<PathBuf, ApiError> {
+    let list = s
+        .read(move |tx| tx.lifecycle().query_keys(database))
+        .await?;
     let keys: Vec<serde_json::Value> = list
         .iter()
         .filter(|k| k.revoked_at.is_none())
@@ -76,7 +82,12 @@ impl Service {
     }
 
     /// `POST /v1/databases/{id}/api-keys`: the key is in this answer only.
-    pub async fn create_query_key(&self, p: &Principal, id: Uuid, req: CreateQueryKeyRequest) -> Result<QueryKey, ApiError> {
+    pub async fn create_query_key(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        req: CreateQueryKeyRequest,
+    ) -> Result<QueryKey, ApiError> {
         v::name("name", &req.name)?;
         let t = now();
         if req.expires_at.is_some_and(|e| e <= t) {
@@ -96,7 +107,8 @@ impl Service {
         };
         let r = record.clone();
         self.write(move |tx| {
-            tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+            tx.get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
             tx.lifecycle().insert_query_key(&r)
         })
         .await?;
@@ -105,23 +117,39 @@ impl Service {
     }
 
     /// `GET /v1/databases/{id}/api-keys`.
-    pub async fn list_query_keys(&self, p: &Principal, id: Uuid) -> Result<Vec<QueryKey>, ApiError> {
+    pub async fn list_query_keys(
+        &self,
+        p: &Principal,
+        id: Uuid,
+    ) -> Result<Vec<QueryKey>, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
-            Ok(tx.lifecycle().query_keys(id)?.iter().map(|k| view(k, None)).collect())
+            tx.get_database(customer, id)?
+                .ok_or_else(|| ApiError::not_found("database"))?;
+            Ok(tx
+                .lifecycle()
+                .query_keys(id)?
+                .iter()
+                .map(|k| view(k, None))
+                .collect())
         })
         .await
     }
 
     /// `DELETE /v1/databases/{id}/api-keys/{keyId}` (the public key id or the record id):
     /// revokes it; running engines refuse it within about a second.
-    pub async fn revoke_query_key(&self, p: &Principal, id: Uuid, key: &str) -> Result<QueryKey, ApiError> {
+    pub async fn revoke_query_key(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        key: &str,
+    ) -> Result<QueryKey, ApiError> {
         let customer = p.customer.id;
         let key = key.to_string();
         let revoked = self
             .write(move |tx| {
-                tx.get_database(customer, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+                tx.get_database(customer, id)?
+                    .ok_or_else(|| ApiError::not_found("database"))?;
                 let found = tx
                     .lifecycle()
                     .query_keys(id)?
@@ -129,7 +157,12 @@ impl Service {
                     .find(|k| k.key_id == key || k.id.to_string() == key)
                     .ok_or_else(|| ApiError::not_found("query key"))?;
                 tx.lifecycle().revoke_query_key(found.id, now())?;
-                let again = tx.lifecycle().query_keys(id)?.into_iter().find(|k| k.id == found.id).unwrap_or(found);
+                let again = tx
+                    .lifecycle()
+                    .query_keys(id)?
+                    .into_iter()
+                    .find(|k| k.id == found.id)
+                    .unwrap_or(found);
                 Ok(view(&again, None))
             })
             .await?;

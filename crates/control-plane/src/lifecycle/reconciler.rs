@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use super::matrix::{self, Action, Decision};
 use super::{builds, engine, schedule, step_delay, Runtime};
+use crate::api::Database;
 use crate::api::{DesiredState, HealthStatus, RuntimeSettings, Status};
 use crate::error::ApiError;
 use crate::service::pending;
 use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpKind, OpsRecord};
 use crate::store::{Event, StoreResult, Tx};
-use crate::api::Database;
 use crate::Service;
 
 /// How often the loop runs without being woken.
@@ -59,7 +59,9 @@ pub(super) enum Next {
 
 /// The loop: wakes on actions and every second; spawns a task for each database with work.
 pub(super) async fn run(service: Service, cancel: CancellationToken) {
-    let Some(rt) = service.lifecycle.runtime().cloned() else { return };
+    let Some(rt) = service.lifecycle.runtime().cloned() else {
+        return;
+    };
     tracing::info!("reconciler started");
     let mut last_sweep: Option<tokio::time::Instant> = None;
     loop {
@@ -82,13 +84,19 @@ pub(super) async fn run(service: Service, cancel: CancellationToken) {
 }
 
 async fn tick(s: &Service, rt: &Runtime, cancel: &CancellationToken) -> StoreResult<()> {
-    let (dbs, ops) = s.read(|tx| Ok((tx.list_all_databases()?, tx.lifecycle().all_ops()?))).await?;
+    let (dbs, ops) = s
+        .read(|tx| Ok((tx.list_all_databases()?, tx.lifecycle().all_ops()?)))
+        .await?;
     let t = now();
     for db in dbs {
-        let o = ops.iter().find(|o| o.database_id == db.id).cloned().unwrap_or(OpsRecord {
-            database_id: db.id,
-            ..Default::default()
-        });
+        let o = ops
+            .iter()
+            .find(|o| o.database_id == db.id)
+            .cloned()
+            .unwrap_or(OpsRecord {
+                database_id: db.id,
+                ..Default::default()
+            });
         if let Some(sched) = &db.pause_schedule {
             if let Some((edge, mark)) = schedule::due(sched, t, o.schedule_mark.as_deref()) {
                 if let Err(e) = fire_schedule(s, db.id, edge, mark).await {
@@ -115,13 +123,27 @@ async fn tick(s: &Service, rt: &Runtime, cancel: &CancellationToken) -> StoreRes
 fn needs_task(db: &Database, o: &OpsRecord) -> bool {
     !o.cleanup.is_empty()
         || db.desired_state.is_some()
-        || !matches!(db.status, Status::Registered | Status::Paused | Status::Failed | Status::Stopped | Status::Terminated)
+        || !matches!(
+            db.status,
+            Status::Registered
+                | Status::Paused
+                | Status::Failed
+                | Status::Stopped
+                | Status::Terminated
+        )
 }
 
 /// One database's task: steps until there is nothing to do now.
 async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
     for _ in 0..10_000 {
-        let found = s.read(move |tx| Ok(tx.lifecycle().database(id)?.map(|d| (d, tx.lifecycle().ops(id))))).await;
+        let found = s
+            .read(move |tx| {
+                Ok(tx
+                    .lifecycle()
+                    .database(id)?
+                    .map(|d| (d, tx.lifecycle().ops(id))))
+            })
+            .await;
         let (db, ops) = match found {
             Ok(Some((db, Ok(ops)))) => (db, ops),
             Ok(None) => return,
@@ -171,7 +193,12 @@ pub(super) enum Plan {
 pub(super) fn plan(db: &Database, o: &OpsRecord) -> Plan {
     let transitional = !matches!(
         db.status,
-        Status::Registered | Status::Running | Status::Paused | Status::Failed | Status::Stopped | Status::Terminated
+        Status::Registered
+            | Status::Running
+            | Status::Paused
+            | Status::Failed
+            | Status::Stopped
+            | Status::Terminated
     );
     if transitional && o.op.is_none() {
         return Plan::Lost;
@@ -184,7 +211,9 @@ pub(super) fn plan(db: &Database, o: &OpsRecord) -> Plan {
         Status::Queued | Status::Building => Plan::Build,
         Status::Deploying | Status::Resuming => Plan::Deploy,
         Status::Pausing | Status::Terminating => Plan::Stop,
-        _ if db.desired_state.is_some() => Plan::ApplyDesired(db.desired_state.unwrap_or(DesiredState::Running)),
+        _ if db.desired_state.is_some() => {
+            Plan::ApplyDesired(db.desired_state.unwrap_or(DesiredState::Running))
+        }
         Status::Running => Plan::Supervise,
         _ => Plan::Nothing,
     }
@@ -204,7 +233,9 @@ async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreRes
             commit(s, db.id, guard, |_, d, o, note| {
                 clear_op(d, o);
                 d.status = Status::Failed;
-                d.last_error = Some("the operation in flight was lost (unreadable record); provision again".into());
+                d.last_error = Some(
+                    "the operation in flight was lost (unreadable record); provision again".into(),
+                );
                 note.message = "operation record lost".into();
                 Ok(())
             })
@@ -226,7 +257,10 @@ pub(super) struct Guard {
 
 impl Guard {
     pub(super) fn of(db: &Database, o: &OpsRecord) -> Self {
-        Guard { status: db.status, op_id: o.op.as_ref().map(|op| op.id) }
+        Guard {
+            status: db.status,
+            op_id: o.op.as_ref().map(|op| op.id),
+        }
     }
 }
 
@@ -246,13 +280,18 @@ pub(super) async fn commit<T: Send + 'static>(
 ) -> StoreResult<Option<T>> {
     let r = s
         .write(move |tx| {
-            let Some(mut d) = tx.lifecycle().database(id)? else { return Ok(None) };
+            let Some(mut d) = tx.lifecycle().database(id)? else {
+                return Ok(None);
+            };
             let mut o = tx.lifecycle().ops(id)?;
             if d.status != guard.status || o.op.as_ref().map(|op| op.id) != guard.op_id {
                 return Ok(None);
             }
             let before = d.status;
-            let mut note = Note { cause: "reconciler".into(), message: String::new() };
+            let mut note = Note {
+                cause: "reconciler".into(),
+                message: String::new(),
+            };
             let out = f(tx, &mut d, &mut o, &mut note)?;
             save(tx, &mut d, &o, before, note)?;
             Ok(Some(out))
@@ -265,7 +304,13 @@ pub(super) async fn commit<T: Send + 'static>(
 }
 
 /// Writes the row, the ops record and, when the status changed or there is a message, an event.
-pub(super) fn save(tx: &dyn Tx, d: &mut Database, o: &OpsRecord, before: Status, note: Note) -> StoreResult<()> {
+pub(super) fn save(
+    tx: &dyn Tx,
+    d: &mut Database,
+    o: &OpsRecord,
+    before: Status,
+    note: Note,
+) -> StoreResult<()> {
     let t = now();
     d.updated_at = t;
     tx.update_database(d)?;
@@ -319,7 +364,9 @@ async fn cleanup(s: &Service, rt: &Runtime, db: &Database, o: &OpsRecord) -> Sto
                     tracing::warn!(instance = %rid, error = %e, "cannot remove a stopped engine");
                 }
             }
-            Err(e) => tracing::warn!(instance = %rid, error = %e, "cannot stop a replaced engine; the sweep retries"),
+            Err(e) => {
+                tracing::warn!(instance = %rid, error = %e, "cannot stop a replaced engine; the sweep retries")
+            }
         }
     }
     let id = db.id;
@@ -338,11 +385,18 @@ async fn apply_desired(s: &Service, db: &Database) -> StoreResult<Next> {
     let id = db.id;
     let r = s
         .write(move |tx| {
-            let Some(mut d) = tx.lifecycle().database(id)? else { return Ok(()) };
-            let Some(want) = d.desired_state else { return Ok(()) };
+            let Some(mut d) = tx.lifecycle().database(id)? else {
+                return Ok(());
+            };
+            let Some(want) = d.desired_state else {
+                return Ok(());
+            };
             let mut o = tx.lifecycle().ops(id)?;
             let before = d.status;
-            let mut note = Note { cause: "reconciler".into(), message: String::new() };
+            let mut note = Note {
+                cause: "reconciler".into(),
+                message: String::new(),
+            };
             let reached = matches!(
                 (want, d.status),
                 (DesiredState::Running, Status::Running)
@@ -359,11 +413,22 @@ async fn apply_desired(s: &Service, db: &Database) -> StoreResult<Next> {
                 let ctx = super::actions::context(tx, &d)?;
                 match matrix::decide(d.status, action, &ctx) {
                     Decision::Immediate => {
-                        let msg = super::actions::begin(tx, &mut d, &mut o, action, &Default::default(), "reconciler")?;
+                        let msg = super::actions::begin(
+                            tx,
+                            &mut d,
+                            &mut o,
+                            action,
+                            &Default::default(),
+                            "reconciler",
+                        )?;
                         note.message = format!("queued {}: {msg}", action.name());
                     }
                     Decision::Queued | Decision::Refused(_) => {
-                        note.message = format!("queued {} dropped: not allowed in status {}", action.name(), d.status);
+                        note.message = format!(
+                            "queued {} dropped: not allowed in status {}",
+                            action.name(),
+                            d.status
+                        );
                     }
                 }
             }
@@ -377,7 +442,9 @@ async fn apply_desired(s: &Service, db: &Database) -> StoreResult<Next> {
 
 /// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it.
 async fn deploy(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
-    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+    let Some(op) = o.op.clone() else {
+        return Ok(Next::Idle);
+    };
     let guard = Guard::of(&db, &o);
     let Some(new) = op.new_instance else {
         // Recorded before anything is started: after a crash the same id is found or started.
@@ -429,23 +496,34 @@ async fn deploy(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreR
         Ok(InstanceStatus::Starting) => {
             if t - since > READY_TIMEOUT {
                 let logs = rt.driver.logs(&rid, LOG_LINES).await;
-                return fail(s, rt, &db, &o, format!("the engine did not start within 60 s; last log lines:\n{logs}")).await;
+                return fail(
+                    s,
+                    rt,
+                    &db,
+                    &o,
+                    format!("the engine did not start within 60 s; last log lines:\n{logs}"),
+                )
+                .await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             Ok(Next::Again)
         }
-        Ok(InstanceStatus::Running { endpoint }) => match s.lifecycle.engine().health(&endpoint).await {
-            Ok(h) => {
-                let status = h.get("status").and_then(|v| v.as_str()).unwrap_or("");
-                let message = h.get("message").and_then(|v| v.as_str()).map(str::to_string);
-                match status {
-                    "ok" | "degraded" => {
-                        step_delay().await;
-                        cutover(s, &db, guard, &op, new, endpoint).await
-                    }
-                    "cap_exceeded" => {
-                        let cap = engine::memory_cap_mb(&db.runtime_settings());
-                        fail(
+        Ok(InstanceStatus::Running { endpoint }) => {
+            match s.lifecycle.engine().health(&endpoint).await {
+                Ok(h) => {
+                    let status = h.get("status").and_then(|v| v.as_str()).unwrap_or("");
+                    let message = h
+                        .get("message")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    match status {
+                        "ok" | "degraded" => {
+                            step_delay().await;
+                            cutover(s, &db, guard, &op, new, endpoint).await
+                        }
+                        "cap_exceeded" => {
+                            let cap = engine::memory_cap_mb(&db.runtime_settings());
+                            fail(
                             s,
                             rt,
                             &db,
@@ -459,38 +537,65 @@ async fn deploy(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreR
                             ),
                         )
                         .await
-                    }
-                    _ if message.is_some() && t - since > FIRST_LOAD_FAILING => {
-                        fail(
-                            s,
-                            rt,
-                            &db,
-                            &o,
-                            format!("the engine cannot load its first snapshot: {}", message.unwrap_or_default()),
-                        )
-                        .await
-                    }
-                    _ if t - since > LOAD_TIMEOUT => {
-                        fail(s, rt, &db, &o, "the first snapshot did not load within 30 minutes".into()).await
-                    }
-                    _ => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok(Next::Again)
+                        }
+                        _ if message.is_some() && t - since > FIRST_LOAD_FAILING => {
+                            fail(
+                                s,
+                                rt,
+                                &db,
+                                &o,
+                                format!(
+                                    "the engine cannot load its first snapshot: {}",
+                                    message.unwrap_or_default()
+                                ),
+                            )
+                            .await
+                        }
+                        _ if t - since > LOAD_TIMEOUT => {
+                            fail(
+                                s,
+                                rt,
+                                &db,
+                                &o,
+                                "the first snapshot did not load within 30 minutes".into(),
+                            )
+                            .await
+                        }
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Ok(Next::Again)
+                        }
                     }
                 }
+                Err(e) if t - since > READY_TIMEOUT => {
+                    fail(
+                        s,
+                        rt,
+                        &db,
+                        &o,
+                        format!("the engine does not answer /health: {e:#}"),
+                    )
+                    .await
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(Next::Again)
+                }
             }
-            Err(e) if t - since > READY_TIMEOUT => {
-                fail(s, rt, &db, &o, format!("the engine does not answer /health: {e:#}")).await
-            }
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                Ok(Next::Again)
-            }
-        },
+        }
         Ok(InstanceStatus::Exited { code, signal, .. }) => {
             let logs = rt.driver.logs(&rid, LOG_LINES).await;
-            fail(s, rt, &db, &o, format!("the engine exited during deploy ({}); last log lines:\n{logs}", exit_text(code, signal)))
-                .await
+            fail(
+                s,
+                rt,
+                &db,
+                &o,
+                format!(
+                    "the engine exited during deploy ({}); last log lines:\n{logs}",
+                    exit_text(code, signal)
+                ),
+            )
+            .await
         }
     }
 }
@@ -506,7 +611,9 @@ fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
 
 async fn still_current(s: &Service, id: Uuid, guard: Guard) -> StoreResult<bool> {
     s.read(move |tx| {
-        let Some(d) = tx.lifecycle().database(id)? else { return Ok(false) };
+        let Some(d) = tx.lifecycle().database(id)? else {
+            return Ok(false);
+        };
         let o = tx.lifecycle().ops(id)?;
         Ok(d.status == guard.status && o.op.as_ref().map(|op| op.id) == guard.op_id)
     })
@@ -515,7 +622,14 @@ async fn still_current(s: &Service, id: Uuid, guard: Guard) -> StoreResult<bool>
 
 /// The new engine is healthy: one transaction moves the endpoint to it, records what is deployed,
 /// and queues the old engine for cleanup (stopped right after, by the next step).
-async fn cutover(s: &Service, db: &Database, guard: Guard, op: &OpData, new: Uuid, endpoint: String) -> StoreResult<Next> {
+async fn cutover(
+    s: &Service,
+    db: &Database,
+    guard: Guard,
+    op: &OpData,
+    new: Uuid,
+    endpoint: String,
+) -> StoreResult<Next> {
     let build = op.build_id;
     let settings = op.settings.clone().unwrap_or_else(|| db.runtime_settings());
     let note_text = op.note.clone();
@@ -564,10 +678,23 @@ async fn cutover(s: &Service, db: &Database, guard: Guard, op: &OpData, new: Uui
 /// Ends the operation with an error: back to `running` when the previous engine still serves
 /// (a failed rebuild or reconfigure changes nothing for clients), back to `paused` when a rebuild
 /// of a paused database failed before starting anything, else `failed`.
-pub(super) async fn fail(s: &Service, rt: &Runtime, db: &Database, o: &OpsRecord, message: String) -> StoreResult<Next> {
-    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+pub(super) async fn fail(
+    s: &Service,
+    rt: &Runtime,
+    db: &Database,
+    o: &OpsRecord,
+    message: String,
+) -> StoreResult<Next> {
+    let Some(op) = o.op.clone() else {
+        return Ok(Next::Idle);
+    };
     let old_alive = match op.old_instance {
-        Some(old) => rt.driver.status(&old.to_string()).await.map(|st| st.is_alive()).unwrap_or(false),
+        Some(old) => rt
+            .driver
+            .status(&old.to_string())
+            .await
+            .map(|st| st.is_alive())
+            .unwrap_or(false),
         None => false,
     };
     let guard = Guard::of(db, o);
@@ -580,7 +707,10 @@ pub(super) async fn fail(s: &Service, rt: &Runtime, db: &Database, o: &OpsRecord
                     build.status = crate::store::lifecycle::BuildStatus::Failed;
                     build.error = Some(message.clone());
                     build.finished_at.get_or_insert(t);
-                    build.log.push_str(&format!("{} build failed: {message}\n", t.format("%H:%M:%S")));
+                    build.log.push_str(&format!(
+                        "{} build failed: {message}\n",
+                        t.format("%H:%M:%S")
+                    ));
                     tx.lifecycle().update_build(&build)?;
                 }
             }
@@ -604,7 +734,10 @@ pub(super) async fn fail(s: &Service, rt: &Runtime, db: &Database, o: &OpsRecord
             }
         }
         d.last_error = Some(match target {
-            Status::Running => format!("{} failed: {message} (the previous engine keeps serving)", op.kind.as_str()),
+            Status::Running => format!(
+                "{} failed: {message} (the previous engine keeps serving)",
+                op.kind.as_str()
+            ),
             _ => message.clone(),
         });
         d.status = target;
@@ -619,11 +752,15 @@ pub(super) async fn fail(s: &Service, rt: &Runtime, db: &Database, o: &OpsRecord
 
 /// `pausing` / `terminating`: stop every engine of the database.
 async fn stop(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
-    let Some(op) = o.op.clone() else { return Ok(Next::Idle) };
+    let Some(op) = o.op.clone() else {
+        return Ok(Next::Idle);
+    };
     let guard = Guard::of(&db, &o);
     step_delay().await;
     let id = db.id;
-    let live = s.read(move |tx| tx.lifecycle().live_instances(Some(id))).await?;
+    let live = s
+        .read(move |tx| tx.lifecycle().live_instances(Some(id)))
+        .await?;
     let mut ids: Vec<Uuid> = live.iter().map(|i| i.id).collect();
     ids.extend(op.new_instance);
     ids.extend(o.cleanup.iter().copied());
@@ -637,7 +774,11 @@ async fn stop(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreRes
             tracing::warn!(instance = %rid, error = %e, "cannot remove an engine's files");
         }
     }
-    let target = if op.kind == OpKind::Terminate { Status::Terminated } else { Status::Paused };
+    let target = if op.kind == OpKind::Terminate {
+        Status::Terminated
+    } else {
+        Status::Paused
+    };
     commit(s, db.id, guard, move |tx, d, o, note| {
         let t = now();
         for mut live in tx.lifecycle().live_instances(Some(d.id))? {
@@ -664,7 +805,9 @@ async fn stop(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreRes
 /// exponential backoff; give up after [`CRASH_LIMIT`] crashes in [`CRASH_WINDOW`].
 async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
     let id = db.id;
-    let live = s.read(move |tx| tx.lifecycle().live_instances(Some(id))).await?;
+    let live = s
+        .read(move |tx| tx.lifecycle().live_instances(Some(id)))
+        .await?;
     let guard = Guard::of(&db, &o);
     let Some(inst) = live.into_iter().next() else {
         // Running without an engine (should not happen): deploy the active build again.
@@ -724,6 +867,9 @@ async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> Sto
         crash.crashes.retain(|c| t - *c < CRASH_WINDOW);
         crash.crashes.push(t);
         crash.last_exit = Some(exit_key);
+        crash.any_port = crash
+            .restarted_at
+            .is_some_and(|r| t - r < chrono::TimeDelta::seconds(3));
         let n = crash.crashes.len();
         let logs = rt.driver.logs(&rid, LOG_LINES).await;
         let what = match &observed {
@@ -745,7 +891,8 @@ async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> Sto
                 ));
                 o.crash = CrashLog::default();
                 note.cause = "crash".into();
-                note.message = format!("engine crashed {n} times in 10 minutes ({what}): giving up");
+                note.message =
+                    format!("engine crashed {n} times in 10 minutes ({what}): giving up");
                 Ok(())
             })
             .await?;
@@ -762,31 +909,50 @@ async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> Sto
             }
             o.crash = crash;
             note.cause = "crash".into();
-            note.message = format!("engine exited ({what}); restart {n} in {} ms", delay.num_milliseconds());
+            note.message = format!(
+                "engine exited ({what}); restart {n} in {} ms",
+                delay.num_milliseconds()
+            );
             Ok(())
         })
         .await?;
         tokio::time::sleep(delay.to_std().unwrap_or_default()).await;
         return Ok(Next::Again);
     }
-    let Some(due) = crash.next_restart_at else { return Ok(Next::Idle) };
+    let Some(due) = crash.next_restart_at else {
+        return Ok(Next::Idle);
+    };
     if t < due {
-        tokio::time::sleep((due - t).to_std().unwrap_or_default().min(Duration::from_secs(1))).await;
+        tokio::time::sleep(
+            (due - t)
+                .to_std()
+                .unwrap_or_default()
+                .min(Duration::from_secs(1)),
+        )
+        .await;
         return Ok(Next::Again);
     }
-    // Restart in place with the settings it was deployed with, on its old port when it can (so
-    // clients keep their URL); after two crashes in a row on any free port.
+    // Restart in place with the settings it was deployed with, on its old port (so clients keep
+    // their URL) — unless the last restart died at once, when the port may be taken.
     let settings: RuntimeSettings = db
         .internal
         .deployed_config
         .clone()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_else(|| db.runtime_settings());
-    let port = if crash.crashes.len() <= 2 { inst.endpoint_url.as_deref().and_then(engine::endpoint_port).unwrap_or(0) } else { 0 };
+    let port = if crash.any_port {
+        0
+    } else {
+        inst.endpoint_url
+            .as_deref()
+            .and_then(engine::endpoint_port)
+            .unwrap_or(0)
+    };
     let result = launch(s, rt, &db, inst.id, inst.build_id, &settings, port).await;
     let n = crash.crashes.len();
     commit(s, db.id, guard, move |_, _d, o, note| {
         o.crash.next_restart_at = None;
+        o.crash.restarted_at = Some(now());
         if result.is_err() {
             // Count the next observation as a new crash, so that failures add up to the limit.
             o.crash.last_exit = None;
@@ -810,7 +976,13 @@ fn backoff(crashes: usize) -> chrono::TimeDelta {
 }
 
 /// A new operation record.
-pub(super) fn new_op(kind: OpKind, cause: &str, origin: Status, build: Option<Uuid>, old: Option<Uuid>) -> OpData {
+pub(super) fn new_op(
+    kind: OpKind,
+    cause: &str,
+    origin: Status,
+    build: Option<Uuid>,
+    old: Option<Uuid>,
+) -> OpData {
     OpData {
         id: Uuid::new_v4(),
         kind,
@@ -847,12 +1019,23 @@ async fn launch(
         .await
         .map_err(|e| format!("cannot read the deploy's records: {e}"))?;
     let (Some(conn), Some(build_rec), Some(manifest)) = found else {
-        return Err(format!("build {build} has no manifest (or the connection is gone): redeploy another build"));
+        return Err(format!(
+            "build {build} has no manifest (or the connection is gone): redeploy another build"
+        ));
     };
-    let password = conn.password_secret.as_deref().and_then(|n| s.secrets.get(n));
-    let token = admin_token(s, db.id).map_err(|e| format!("cannot create the engine's admin token: {e:#}"))?;
-    let keys = super::querykeys::write_keys_file(s, rt, db.id).await.map_err(|e| format!("cannot write the keys file: {e}"))?;
-    let sync_mode = build_rec.sync_mode_used.clone().unwrap_or_else(|| settings.sync_mode.as_str().to_string());
+    let password = conn
+        .password_secret
+        .as_deref()
+        .and_then(|n| s.secrets.get(n));
+    let token = admin_token(s, db.id)
+        .map_err(|e| format!("cannot create the engine's admin token: {e:#}"))?;
+    let keys = super::querykeys::write_keys_file(s, rt, db.id)
+        .await
+        .map_err(|e| format!("cannot write the keys file: {e}"))?;
+    let sync_mode = build_rec
+        .sync_mode_used
+        .clone()
+        .unwrap_or_else(|| settings.sync_mode.as_str().to_string());
     let spec = engine::spec(&engine::Launch {
         instance,
         program: &rt.engine_binary,
@@ -884,9 +1067,16 @@ pub(super) fn admin_token(s: &Service, database: Uuid) -> anyhow::Result<String>
 }
 
 /// Fires a pause-schedule edge: the same decision as a user's action, with cause `schedule`.
-async fn fire_schedule(s: &Service, id: Uuid, edge: schedule::Edge, mark: String) -> StoreResult<()> {
+async fn fire_schedule(
+    s: &Service,
+    id: Uuid,
+    edge: schedule::Edge,
+    mark: String,
+) -> StoreResult<()> {
     s.write(move |tx| {
-        let Some(mut d) = tx.lifecycle().database(id)? else { return Ok(()) };
+        let Some(mut d) = tx.lifecycle().database(id)? else {
+            return Ok(());
+        };
         let mut o = tx.lifecycle().ops(id)?;
         o.schedule_mark = Some(mark);
         let before = d.status;
@@ -894,11 +1084,21 @@ async fn fire_schedule(s: &Service, id: Uuid, edge: schedule::Edge, mark: String
             schedule::Edge::Pause => Action::Pause,
             schedule::Edge::Resume => Action::Resume,
         };
-        let mut note = Note { cause: "schedule".into(), message: String::new() };
+        let mut note = Note {
+            cause: "schedule".into(),
+            message: String::new(),
+        };
         let ctx = super::actions::context(tx, &d)?;
         match matrix::decide(d.status, action, &ctx) {
             Decision::Immediate => {
-                let msg = super::actions::begin(tx, &mut d, &mut o, action, &Default::default(), "schedule")?;
+                let msg = super::actions::begin(
+                    tx,
+                    &mut d,
+                    &mut o,
+                    action,
+                    &Default::default(),
+                    "schedule",
+                )?;
                 note.message = format!("scheduled {}: {msg}", action.name());
             }
             Decision::Queued => {
@@ -924,7 +1124,12 @@ async fn sweep(s: &Service, rt: &Runtime) -> anyhow::Result<()> {
     let listed = rt.driver.list().await?;
     let wanted: HashSet<Uuid> = s
         .read(|tx| {
-            let mut w: HashSet<Uuid> = tx.lifecycle().live_instances(None)?.into_iter().map(|i| i.id).collect();
+            let mut w: HashSet<Uuid> = tx
+                .lifecycle()
+                .live_instances(None)?
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
             for o in tx.lifecycle().all_ops()? {
                 if let Some(op) = o.op {
                     w.extend(op.new_instance);
@@ -936,7 +1141,9 @@ async fn sweep(s: &Service, rt: &Runtime) -> anyhow::Result<()> {
         .await
         .map_err(|e: ApiError| anyhow::anyhow!("{e}"))?;
     for (rid, status) in listed {
-        let Ok(id) = Uuid::parse_str(&rid) else { continue };
+        let Ok(id) = Uuid::parse_str(&rid) else {
+            continue;
+        };
         if wanted.contains(&id) {
             continue;
         }
@@ -957,6 +1164,103 @@ async fn sweep(s: &Service, rt: &Runtime) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{DesiredState, InstanceSize, LogLevel, Status, SyncMode};
+    use crate::store::lifecycle::OpKind;
+
+    fn db(status: Status, desired: Option<DesiredState>) -> Database {
+        let t = now();
+        Database {
+            id: Uuid::new_v4(),
+            customer_id: Uuid::new_v4(),
+            connection_id: Uuid::new_v4(),
+            name: "db".into(),
+            mysql_db: "main".into(),
+            sync_mode: SyncMode::Poll,
+            sync_interval: 30,
+            safety_net: 3600,
+            task_cpu: 256,
+            task_memory_mb: 512,
+            log_level: LogLevel::Info,
+            status,
+            last_error: None,
+            endpoint_url: None,
+            health_status: None,
+            build_compute_override: None,
+            instance_size: InstanceSize::Nano,
+            region: "local".into(),
+            binlog_server_id: None,
+            desired_state: desired,
+            reflexdb_custom_domain: None,
+            pause_schedule: None,
+            tags: Vec::new(),
+            has_pending_changes: false,
+            replication_paused: false,
+            created_at: t,
+            updated_at: t,
+            internal: Default::default(),
+        }
+    }
+
+    fn ops(op: bool, cleanup: bool) -> OpsRecord {
+        OpsRecord {
+            op: op.then(|| new_op(OpKind::Provision, "user", Status::Registered, None, None)),
+            cleanup: if cleanup {
+                vec![Uuid::new_v4()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_follows_status_intent_and_cleanup() {
+        assert_eq!(
+            plan(&db(Status::TestingConnection, None), &ops(true, false)),
+            Plan::TestConnection
+        );
+        assert_eq!(
+            plan(&db(Status::Queued, None), &ops(true, false)),
+            Plan::Build
+        );
+        assert_eq!(
+            plan(&db(Status::Building, None), &ops(true, false)),
+            Plan::Build
+        );
+        assert_eq!(
+            plan(&db(Status::Resuming, None), &ops(true, false)),
+            Plan::Deploy
+        );
+        assert_eq!(
+            plan(&db(Status::Terminating, None), &ops(true, false)),
+            Plan::Stop
+        );
+        // A queued action waits for a stable status, then runs.
+        let building = db(Status::Building, Some(DesiredState::Paused));
+        assert_eq!(plan(&building, &ops(true, false)), Plan::Build);
+        let running = db(Status::Running, Some(DesiredState::Paused));
+        assert_eq!(
+            plan(&running, &ops(false, false)),
+            Plan::ApplyDesired(DesiredState::Paused)
+        );
+        assert_eq!(
+            plan(&db(Status::Running, None), &ops(false, false)),
+            Plan::Supervise
+        );
+        assert_eq!(
+            plan(&db(Status::Paused, None), &ops(false, false)),
+            Plan::Nothing
+        );
+        // Replaced engines are stopped first; a transitional status without its record rolls back.
+        assert_eq!(
+            plan(&db(Status::Running, None), &ops(false, true)),
+            Plan::Cleanup
+        );
+        assert_eq!(
+            plan(&db(Status::Deploying, None), &ops(false, false)),
+            Plan::Lost
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_starts_fast() {

@@ -66,7 +66,11 @@ pub fn latest_edge(s: &PauseSchedule, now: DateTime<Utc>) -> Option<(Edge, DateT
 
 /// The edge to fire now, if any: the latest edge, when it is recent and not the one fired last
 /// (`mark`, from [`mark`]).
-pub fn due(s: &PauseSchedule, now: DateTime<Utc>, last_mark: Option<&str>) -> Option<(Edge, String)> {
+pub fn due(
+    s: &PauseSchedule,
+    now: DateTime<Utc>,
+    last_mark: Option<&str>,
+) -> Option<(Edge, String)> {
     let (edge, at) = latest_edge(s, now)?;
     if now - at > FIRE_WITHIN {
         return None;
@@ -85,7 +89,11 @@ mod tests {
     use super::*;
 
     fn sched(p: &str, r: &str, days: &[i64]) -> PauseSchedule {
-        PauseSchedule { pause_at: p.into(), resume_at: r.into(), days: days.to_vec() }
+        PauseSchedule {
+            pause_at: p.into(),
+            resume_at: r.into(),
+            days: days.to_vec(),
+        }
     }
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -96,10 +104,19 @@ mod tests {
     fn window_across_midnight() {
         // 2026-04-15 is a Wednesday (3).
         let s = sched("22:00", "06:00", &[3]);
-        assert_eq!(latest_edge(&s, t("2026-04-15T23:00:00Z")), Some((Edge::Pause, t("2026-04-15T22:00:00Z"))));
+        assert_eq!(
+            latest_edge(&s, t("2026-04-15T23:00:00Z")),
+            Some((Edge::Pause, t("2026-04-15T22:00:00Z")))
+        );
         // Thursday is not listed, but the Wednesday window ends on Thursday morning.
-        assert_eq!(latest_edge(&s, t("2026-04-16T06:30:00Z")), Some((Edge::Resume, t("2026-04-16T06:00:00Z"))));
-        assert_eq!(latest_edge(&s, t("2026-04-16T05:59:00Z")), Some((Edge::Pause, t("2026-04-15T22:00:00Z"))));
+        assert_eq!(
+            latest_edge(&s, t("2026-04-16T06:30:00Z")),
+            Some((Edge::Resume, t("2026-04-16T06:00:00Z")))
+        );
+        assert_eq!(
+            latest_edge(&s, t("2026-04-16T05:59:00Z")),
+            Some((Edge::Pause, t("2026-04-15T22:00:00Z")))
+        );
     }
 
     #[test]
@@ -109,7 +126,10 @@ mod tests {
         let (edge, m) = due(&s, now, None).unwrap();
         assert_eq!(edge, Edge::Pause);
         assert_eq!(due(&s, now, Some(&m)), None, "fires once");
-        assert_eq!(due(&s, t("2026-04-15T13:00:00Z"), Some(&m)).map(|d| d.0), Some(Edge::Resume));
+        assert_eq!(
+            due(&s, t("2026-04-15T13:00:00Z"), Some(&m)).map(|d| d.0),
+            Some(Edge::Resume)
+        );
         // An edge older than FIRE_WITHIN does not fire.
         assert_eq!(due(&s, t("2026-04-15T15:00:00Z"), None), None);
     }
@@ -118,6 +138,9 @@ mod tests {
     fn unlisted_days_do_not_fire() {
         let s = sched("12:00", "13:00", &[0]); // Sundays only
         assert_eq!(due(&s, t("2026-04-15T12:01:00Z"), None), None);
-        assert_eq!(due(&s, t("2026-04-19T12:01:00Z"), None).map(|d| d.0), Some(Edge::Pause));
+        assert_eq!(
+            due(&s, t("2026-04-19T12:01:00Z"), None).map(|d| d.0),
+            Some(Edge::Pause)
+        );
     }
 }

@@ -238,6 +238,12 @@ pub struct CrashLog {
     /// When the next restart is due.
     #[serde(default)]
     pub next_restart_at: Option<DateTime<Utc>>,
+    /// When the engine was last restarted.
+    #[serde(default)]
+    pub restarted_at: Option<DateTime<Utc>>,
+    /// Restart on any free port: the last restart died at once (its port may be taken).
+    #[serde(default)]
+    pub any_port: bool,
 }
 
 /// The `database_ops` row of a database.
@@ -288,7 +294,12 @@ pub trait LifecycleTx {
     fn latest_instance(&self, database: Uuid) -> StoreResult<Option<InstanceRecord>>;
 
     /// Newest first, at most `limit`, with ids below `before` when given.
-    fn events(&self, database: Uuid, limit: usize, before: Option<i64>) -> StoreResult<Vec<EventRecord>>;
+    fn events(
+        &self,
+        database: Uuid,
+        limit: usize,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<EventRecord>>;
 
     fn insert_query_key(&self, k: &QueryKeyRecord) -> StoreResult<()>;
     /// Oldest first, revoked ones included.

@@ -158,16 +158,24 @@ pub enum ApiKeysCmd {
 
 impl Api {
     fn raw(&self, method: Method, path: &str, body: Option<String>) -> anyhow::Result<String> {
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.header("content-type", "application/yaml").body(b);
         }
-        let resp = req.send().with_context(|| format!("cannot reach the control plane at {}", self.base))?;
+        let resp = req
+            .send()
+            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
         let status = resp.status();
         let text = resp.text().unwrap_or_default();
         if !status.is_success() {
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            bail!("{}", v.get("message").and_then(Value::as_str).unwrap_or(&text));
+            bail!(
+                "{}",
+                v.get("message").and_then(Value::as_str).unwrap_or(&text)
+            );
         }
         Ok(text)
     }
@@ -175,25 +183,55 @@ impl Api {
 
 /// Run a lifecycle verb.
 pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()> {
-    let action = |args: &ActionArgs, path: &str, body: Option<Value>, target: Option<&str>| -> anyhow::Result<()> {
-        let before = api.call(Method::GET, &format!("/v1/databases/{}/instance", args.id), None)?;
-        let v = api.call(Method::POST, &format!("/v1/databases/{}/{path}", args.id), body)?;
+    let action = |args: &ActionArgs,
+                  path: &str,
+                  body: Option<Value>,
+                  target: Option<&str>|
+     -> anyhow::Result<()> {
+        let before = api.call(
+            Method::GET,
+            &format!("/v1/databases/{}/instance", args.id),
+            None,
+        )?;
+        let v = api.call(
+            Method::POST,
+            &format!("/v1/databases/{}/{path}", args.id),
+            body,
+        )?;
         if !args.wait || opts.json {
             output(opts, &v, |v| {
-                println!("{path}: {} ({})", v["status"].as_str().unwrap_or("?"), v["mode"].as_str().unwrap_or("?"))
+                println!(
+                    "{path}: {} ({})",
+                    v["status"].as_str().unwrap_or("?"),
+                    v["mode"].as_str().unwrap_or("?")
+                )
             })?;
             if !args.wait {
                 return Ok(());
             }
         }
-        wait(api, &args.id, target, &before["database"]["lastError"], Duration::from_secs(args.timeout), opts.json)
+        wait(
+            api,
+            &args.id,
+            target,
+            &before["database"]["lastError"],
+            Duration::from_secs(args.timeout),
+            opts.json,
+        )
     };
     match cmd {
         LifecycleCmd::Provision(a) => action(&a, "provision", None, Some("running")),
         LifecycleCmd::Rebuild(a) => action(&a, "rebuild", None, Some("running")),
         LifecycleCmd::Reconfigure(a) => action(&a, "reconfigure", None, Some("running")),
-        LifecycleCmd::Redeploy { args, build } => action(&args, "redeploy", Some(json!({"buildId": build})), Some("running")),
-        LifecycleCmd::Resize { args, size } => action(&args, "resize", Some(json!({"instanceSize": size})), None),
+        LifecycleCmd::Redeploy { args, build } => action(
+            &args,
+            "redeploy",
+            Some(json!({"buildId": build})),
+            Some("running"),
+        ),
+        LifecycleCmd::Resize { args, size } => {
+            action(&args, "resize", Some(json!({"instanceSize": size})), None)
+        }
         LifecycleCmd::Pause(a) => action(&a, "pause", None, Some("paused")),
         LifecycleCmd::Resume(a) => action(&a, "resume", None, Some("running")),
         LifecycleCmd::Terminate(a) => action(&a, "terminate", None, Some("terminated")),
@@ -208,24 +246,58 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
             let v = api.call(Method::GET, &format!("/v1/databases/{id}/builds"), None)?;
             output(opts, &v, |v| {
                 table(
-                    &["ID", "STATUS", "DEPLOYABLE", "CREATED", "DURATION S", "ERROR"],
-                    &["id", "status", "deployable", "createdAt", "buildDurationSeconds", "error"],
-                    v["builds"].as_array().map(Vec::as_slice).unwrap_or_default(),
+                    &[
+                        "ID",
+                        "STATUS",
+                        "DEPLOYABLE",
+                        "CREATED",
+                        "DURATION S",
+                        "ERROR",
+                    ],
+                    &[
+                        "id",
+                        "status",
+                        "deployable",
+                        "createdAt",
+                        "buildDurationSeconds",
+                        "error",
+                    ],
+                    v["builds"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
                 );
-                println!("\nactive build: {}", v["activeBuildId"].as_str().unwrap_or("-"));
+                println!(
+                    "\nactive build: {}",
+                    v["activeBuildId"].as_str().unwrap_or("-")
+                );
             })
         }
         LifecycleCmd::BuildLog { id, build } => {
-            print!("{}", api.raw(Method::GET, &format!("/v1/databases/{id}/builds/{build}/logs"), None)?);
+            print!(
+                "{}",
+                api.raw(
+                    Method::GET,
+                    &format!("/v1/databases/{id}/builds/{build}/logs"),
+                    None
+                )?
+            );
             Ok(())
         }
         LifecycleCmd::Events { id, limit } => {
-            let v = api.call(Method::GET, &format!("/v1/databases/{id}/events?limit={limit}"), None)?;
+            let v = api.call(
+                Method::GET,
+                &format!("/v1/databases/{id}/events?limit={limit}"),
+                None,
+            )?;
             output(opts, &v, |v| {
                 table(
                     &["AT", "FROM", "TO", "CAUSE", "MESSAGE"],
                     &["at", "from", "to", "cause", "message"],
-                    v["events"].as_array().map(Vec::as_slice).unwrap_or_default(),
+                    v["events"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
                 )
             })
         }
@@ -237,15 +309,31 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|f| format!("{} {}", f["name"].as_str().unwrap_or(""), f["type"].as_str().unwrap_or("")))
+                        .map(|f| {
+                            format!(
+                                "{} {}",
+                                f["name"].as_str().unwrap_or(""),
+                                f["type"].as_str().unwrap_or("")
+                            )
+                        })
                         .collect();
                     let rels: Vec<String> = t["relations"]
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|r| format!("{} → {}", r["name"].as_str().unwrap_or(""), r["table"].as_str().unwrap_or("")))
+                        .map(|r| {
+                            format!(
+                                "{} → {}",
+                                r["name"].as_str().unwrap_or(""),
+                                r["table"].as_str().unwrap_or("")
+                            )
+                        })
                         .collect();
-                    println!("{} ({})", t["name"].as_str().unwrap_or(""), fields.join(", "));
+                    println!(
+                        "{} ({})",
+                        t["name"].as_str().unwrap_or(""),
+                        fields.join(", ")
+                    );
                     if !rels.is_empty() {
                         println!("  relations: {}", rels.join(", "));
                     }
@@ -254,36 +342,72 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
         }
         LifecycleCmd::SchemaConfig { cmd } => match cmd {
             SchemaConfigCmd::Get { id } => {
-                print!("{}", api.raw(Method::GET, &format!("/v1/databases/{id}/schema-config"), None)?);
+                print!(
+                    "{}",
+                    api.raw(
+                        Method::GET,
+                        &format!("/v1/databases/{id}/schema-config"),
+                        None
+                    )?
+                );
                 Ok(())
             }
             SchemaConfigCmd::Set { id, file } => {
-                let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
-                api.raw(Method::PUT, &format!("/v1/databases/{id}/schema-config"), Some(text))?;
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("read {}", file.display()))?;
+                api.raw(
+                    Method::PUT,
+                    &format!("/v1/databases/{id}/schema-config"),
+                    Some(text),
+                )?;
                 println!("schema config set (applied at the next provision or rebuild)");
                 Ok(())
             }
             SchemaConfigCmd::Delete { id } => {
-                api.raw(Method::DELETE, &format!("/v1/databases/{id}/schema-config"), None)?;
+                api.raw(
+                    Method::DELETE,
+                    &format!("/v1/databases/{id}/schema-config"),
+                    None,
+                )?;
                 println!("schema config removed");
                 Ok(())
             }
         },
         LifecycleCmd::ApiKeys { cmd } => match cmd {
-            ApiKeysCmd::Create { id, name, expires_at } => {
-                let body = object(vec![("name", Some(json!(name))), ("expiresAt", expires_at.map(|e| json!(e)))]);
-                let v = api.call(Method::POST, &format!("/v1/databases/{id}/api-keys"), Some(body))?;
+            ApiKeysCmd::Create {
+                id,
+                name,
+                expires_at,
+            } => {
+                let body = object(vec![
+                    ("name", Some(json!(name))),
+                    ("expiresAt", expires_at.map(|e| json!(e))),
+                ]);
+                let v = api.call(
+                    Method::POST,
+                    &format!("/v1/databases/{id}/api-keys"),
+                    Some(body),
+                )?;
                 output(opts, &v, |v| {
                     print_keys(std::slice::from_ref(v));
-                    println!("\nkey (shown only now): {}", v["key"].as_str().unwrap_or(""));
+                    println!(
+                        "\nkey (shown only now): {}",
+                        v["key"].as_str().unwrap_or("")
+                    );
                 })
             }
             ApiKeysCmd::List { id } => {
                 let v = api.call(Method::GET, &format!("/v1/databases/{id}/api-keys"), None)?;
-                output(opts, &v, |v| print_keys(v.as_array().map(Vec::as_slice).unwrap_or_default()))
+                output(opts, &v, |v| {
+                    print_keys(v.as_array().map(Vec::as_slice).unwrap_or_default())
+                })
             }
             ApiKeysCmd::Revoke { id, key } => {
-                let v = api.call(Method::DELETE, &format!("/v1/databases/{id}/api-keys/{key}"), None)?;
+                let v = api.call(
+                    Method::DELETE,
+                    &format!("/v1/databases/{id}/api-keys/{key}"),
+                    None,
+                )?;
                 output(opts, &v, |v| print_keys(std::slice::from_ref(v)))
             }
         },
@@ -302,7 +426,11 @@ fn print_instance(v: &Value) {
     let d = &v["database"];
     println!("status        {}", d["status"].as_str().unwrap_or("?"));
     if let Some(op) = v["operation"].as_object() {
-        println!("operation     {} ({})", op["kind"].as_str().unwrap_or(""), op["step"].as_str().unwrap_or(""));
+        println!(
+            "operation     {} ({})",
+            op["kind"].as_str().unwrap_or(""),
+            op["step"].as_str().unwrap_or("")
+        );
     }
     if let Some(want) = d["desiredState"].as_str() {
         println!("queued        {want}");
@@ -312,14 +440,21 @@ fn print_instance(v: &Value) {
     }
     if let Some(i) = v["instance"].as_object() {
         println!("endpoint      {}", i["endpointUrl"].as_str().unwrap_or("-"));
-        println!("health        {}", i["healthStatus"].as_str().unwrap_or("-"));
+        println!(
+            "health        {}",
+            i["healthStatus"].as_str().unwrap_or("-")
+        );
         if let Some(rows) = i["rowCounts"].as_object() {
             let parts: Vec<String> = rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
             println!("rows          {}", parts.join(", "));
         }
     }
     if let Some(b) = v["latestBuild"].as_object() {
-        println!("latest build  {} ({})", b["id"].as_str().unwrap_or(""), b["status"].as_str().unwrap_or(""));
+        println!(
+            "latest build  {} ({})",
+            b["id"].as_str().unwrap_or(""),
+            b["status"].as_str().unwrap_or("")
+        );
     }
     println!("pending       {}", v["hasPendingChanges"]);
     let allowed: Vec<String> = v["actions"]
@@ -327,17 +462,41 @@ fn print_instance(v: &Value) {
         .into_iter()
         .flatten()
         .filter(|(_, a)| a["allowed"].as_bool() == Some(true))
-        .map(|(k, a)| if a["mode"] == "queued" { format!("{k} (queued)") } else { k.clone() })
+        .map(|(k, a)| {
+            if a["mode"] == "queued" {
+                format!("{k} (queued)")
+            } else {
+                k.clone()
+            }
+        })
         .collect();
     println!("actions       {}", allowed.join(", "));
 }
 
-const TRANSITIONAL: &[&str] =
-    &["testing_connection", "queued", "building", "deploying", "pausing", "resuming", "terminating"];
+const TRANSITIONAL: &[&str] = &[
+    "testing_connection",
+    "queued",
+    "building",
+    "deploying",
+    "pausing",
+    "resuming",
+    "terminating",
+];
 
 /// Polls the instance status until it is stable; a spinner shows the status and step.
-fn wait(api: &Api, id: &str, target: Option<&str>, error_before: &Value, timeout: Duration, quiet: bool) -> anyhow::Result<()> {
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+fn wait(
+    api: &Api,
+    id: &str,
+    target: Option<&str>,
+    error_before: &Value,
+    timeout: Duration,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
@@ -352,20 +511,34 @@ fn wait(api: &Api, id: &str, target: Option<&str>, error_before: &Value, timeout
         let status = d["status"].as_str().unwrap_or("?").to_string();
         if status != last_status {
             if !last_status.is_empty() {
-                bar.println(format!("  {last_status} ({:.1} s)", since.elapsed().as_secs_f64()));
+                // Progress goes to stderr (stdout keeps the result); without a terminal the
+                // spinner is hidden, so the lines are printed plainly.
+                let line = format!("  {last_status} ({:.1} s)", since.elapsed().as_secs_f64());
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
             }
             last_status = status.clone();
             since = Instant::now();
         }
         let step = v["operation"]["step"].as_str().unwrap_or("");
-        bar.set_message(if step.is_empty() { status.clone() } else { format!("{status}: {step}") });
+        bar.set_message(if step.is_empty() {
+            status.clone()
+        } else {
+            format!("{status}: {step}")
+        });
         let stable = !TRANSITIONAL.contains(&status.as_str()) && d["desiredState"].is_null();
         if stable {
             bar.finish_and_clear();
             let error = &d["lastError"];
             let ok = target.is_none_or(|t| t == status);
             if !ok {
-                bail!("{status}: {}", error.as_str().unwrap_or("the action did not complete"));
+                bail!(
+                    "{status}: {}",
+                    error.as_str().unwrap_or("the action did not complete")
+                );
             }
             if !error.is_null() && error != error_before {
                 eprintln!("warning: {}", error.as_str().unwrap_or(""));
@@ -373,7 +546,9 @@ fn wait(api: &Api, id: &str, target: Option<&str>, error_before: &Value, timeout
             let endpoint = v["instance"]["endpointUrl"].as_str();
             if !quiet {
                 match endpoint {
-                    Some(e) if status == "running" => println!("{status} at {e} ({:.1} s)", start.elapsed().as_secs_f64()),
+                    Some(e) if status == "running" => {
+                        println!("{status} at {e} ({:.1} s)", start.elapsed().as_secs_f64())
+                    }
                     _ => println!("{status} ({:.1} s)", start.elapsed().as_secs_f64()),
                 }
             } else {

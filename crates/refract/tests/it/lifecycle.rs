@@ -45,7 +45,10 @@ impl Cp {
 
     fn start(data: &Path, delay_ms: u64) -> Cp {
         let (child, url, out) = spawn_serve(data, delay_ms);
-        let admin = std::fs::read_to_string(data.join("admin-key")).unwrap().trim().to_string();
+        let admin = std::fs::read_to_string(data.join("admin-key"))
+            .unwrap()
+            .trim()
+            .to_string();
         Cp {
             child: Some(child),
             url,
@@ -53,21 +56,32 @@ impl Cp {
             admin,
             delay_ms,
             out,
-            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             _tmp: None,
         }
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(m, format!("{}{path}", self.url)).bearer_auth(&self.admin);
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     fn get(&self, path: &str) -> Value {
@@ -100,7 +114,13 @@ impl Cp {
         let (s, v) = self.act(id, action, body);
         assert_eq!(s, 409, "{action} in {}: {v}", before["status"]);
         assert_eq!(v["error"], "action_not_allowed", "{v}");
-        assert!(v["message"].as_str().unwrap().contains(action.split('-').next().unwrap()), "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains(action.split('-').next().unwrap()),
+            "{v}"
+        );
         let after = self.get(&format!("/v1/databases/{id}"));
         assert_eq!(before["status"], after["status"]);
         assert_eq!(before["desiredState"], after["desiredState"]);
@@ -112,20 +132,32 @@ impl Cp {
     }
 
     fn status(&self, id: &str) -> String {
-        self.get(&format!("/v1/databases/{id}"))["status"].as_str().unwrap().to_string()
+        self.get(&format!("/v1/databases/{id}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn events(&self, id: &str) -> String {
         let (_, v) = self.call("GET", &format!("/v1/databases/{id}/events?limit=50"), None);
         let mut lines = Vec::new();
         for e in v["events"].as_array().into_iter().flatten().rev() {
-            lines.push(format!("  {} {} -> {} [{}] {}", e["at"], e["from"], e["to"], e["cause"], e["message"]));
+            lines.push(format!(
+                "  {} {} -> {} [{}] {}",
+                e["at"], e["from"], e["to"], e["cause"], e["message"]
+            ));
         }
         lines.join("\n")
     }
 
     /// Polls until the instance status satisfies `pred`; panics with the event log on timeout.
-    fn wait_until(&self, id: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    fn wait_until(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let v = self.instance(id);
@@ -177,15 +209,26 @@ impl Cp {
     /// Pids of live engines started for this data dir (from the runtime driver's state files).
     fn engine_pids(&self) -> Vec<(String, u32)> {
         let mut out = Vec::new();
-        let Ok(dir) = std::fs::read_dir(self.data.join("instances")) else { return out };
+        let Ok(dir) = std::fs::read_dir(self.data.join("instances")) else {
+            return out;
+        };
         for e in dir.flatten() {
-            let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else { continue };
-            let Ok(state) = serde_json::from_str::<Value>(&text) else { continue };
-            let Some(pid) = state["pid"].as_u64() else { continue };
+            let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
+                continue;
+            };
+            let Ok(state) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let Some(pid) = state["pid"].as_u64() else {
+                continue;
+            };
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
             if state["exit"].is_null() && cmdline.contains("engine") && !zombie {
                 out.push((e.file_name().to_string_lossy().to_string(), pid as u32));
             }
@@ -197,49 +240,61 @@ impl Cp {
 /// Starts `refract serve` on `data`; returns the process, its URL and its collected output.
 fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>) {
     let mut child = Command::new(refract_bin())
-            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .env("REFRACT_LOG", "info")
-            .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
-            .env_remove("REFRACT_MASTER_KEY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn refract serve");
-        let out = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("refract control plane listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-                o.lock().unwrap().push_str(&format!("{line}\n"));
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("REFRACT_LOG", "info")
+        .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
+        .env_remove("REFRACT_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn refract serve");
+    let out = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let o = out.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
+                let _ = tx.send(url.trim().to_string());
             }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            o.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let o = out.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            o.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("refract serve did not start:\n{}", out.lock().unwrap())
         });
-        (child, url, out)
+    (child, url, out)
 }
 
 impl Drop for Cp {
     fn drop(&mut self) {
         self.kill();
         for (_, pid) in self.engine_pids() {
-            let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+            let _ = Command::new("kill")
+                .args(["-9", "--", &format!("-{pid}")])
+                .status();
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
@@ -258,10 +313,18 @@ fn blog_sqlite(path: &Path, users: u32) {
     let tx = conn.transaction().unwrap();
     for u in 1..=users {
         let plan = if u % 3 == 0 { "pro" } else { "free" };
-        tx.execute("INSERT INTO users VALUES (?1, ?2, ?3)", rusqlite::params![u, format!("user {u}"), plan]).unwrap();
+        tx.execute(
+            "INSERT INTO users VALUES (?1, ?2, ?3)",
+            rusqlite::params![u, format!("user {u}"), plan],
+        )
+        .unwrap();
         for k in 0..3 {
             let p = (u - 1) * 3 + k + 1;
-            tx.execute("INSERT INTO posts VALUES (?1, ?2, ?3)", rusqlite::params![p, u, format!("post {p}")]).unwrap();
+            tx.execute(
+                "INSERT INTO posts VALUES (?1, ?2, ?3)",
+                rusqlite::params![p, u, format!("post {p}")],
+            )
+            .unwrap();
             tx.execute(
                 "INSERT INTO comments VALUES (?1, ?2, ?3, ?4)",
                 rusqlite::params![p, p, format!("comment {p}"), p % 2 == 0],
@@ -292,18 +355,33 @@ fn sqlite_database(cp: &Cp, users: u32) -> String {
 }
 
 fn create_key(cp: &Cp, id: &str, name: &str) -> (String, Value) {
-    let (s, v) = cp.call("POST", &format!("/v1/databases/{id}/api-keys"), Some(json!({"name": name})));
+    let (s, v) = cp.call(
+        "POST",
+        &format!("/v1/databases/{id}/api-keys"),
+        Some(json!({"name": name})),
+    );
     assert_eq!(s, 201, "{v}");
     (v["key"].as_str().unwrap().to_string(), v)
 }
 
 fn query(endpoint: &str, key: &str, q: &str) -> (u16, Value) {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    match client.post(format!("{endpoint}/query")).bearer_auth(key).body(q.to_string()).send() {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    match client
+        .post(format!("{endpoint}/query"))
+        .bearer_auth(key)
+        .body(q.to_string())
+        .send()
+    {
         Ok(r) => {
             let s = r.status().as_u16();
             let text = r.text().unwrap_or_default();
-            (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                s,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         }
         Err(e) => (0, Value::String(e.to_string())),
     }
@@ -317,13 +395,19 @@ fn query_ok(endpoint: &str, key: &str, q: &str, timeout: Duration) -> Value {
         if s == 200 {
             return v;
         }
-        assert!(start.elapsed() < timeout, "query {q:?} on {endpoint}: {s} {v}");
+        assert!(
+            start.elapsed() < timeout,
+            "query {q:?} on {endpoint}: {s} {v}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn endpoint(v: &Value) -> String {
-    v["instance"]["endpointUrl"].as_str().unwrap_or_else(|| panic!("no endpoint: {v}")).to_string()
+    v["instance"]["endpointUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no endpoint: {v}"))
+        .to_string()
 }
 
 const LONG: Duration = Duration::from_secs(120);
@@ -339,7 +423,10 @@ fn provision_sqlite_database_serves_queries() {
     let id = sqlite_database(&cp, 200);
     let (key, created) = create_key(&cp, &id, "app");
     assert!(key.starts_with("rxk_"), "{key}");
-    assert_eq!(created["keyId"].as_str().unwrap(), key[4..].split('.').next().unwrap());
+    assert_eq!(
+        created["keyId"].as_str().unwrap(),
+        key[4..].split('.').next().unwrap()
+    );
     let start = Instant::now();
     cp.ok(&id, "provision", None, "immediate");
     let v = cp.wait_status(&id, "running", LONG);
@@ -347,13 +434,25 @@ fn provision_sqlite_database_serves_queries() {
     let rows = query_ok(&ep, &key, Q, Duration::from_secs(10));
     let b5 = start.elapsed();
     eprintln!("B5 (200 users / 600 posts / 600 comments, SQLite): provision → first query {b5:?}");
-    assert_eq!(rows, json!([{"id": 2, "name": "user 2", "posts": [{"title": "post 4"}, {"title": "post 5"}, {"title": "post 6"}]}]));
+    assert_eq!(
+        rows,
+        json!([{"id": 2, "name": "user 2", "posts": [{"title": "post 4"}, {"title": "post 5"}, {"title": "post 6"}]}])
+    );
     assert!(b5 < Duration::from_secs(30), "{b5:?}");
 
     // No key, a wrong key: refused by the engine.
     assert_eq!(query(&ep, "rxk_nope.nope", Q).0, 401);
     let client = reqwest::blocking::Client::new();
-    assert_eq!(client.post(format!("{ep}/query")).body(Q).send().unwrap().status().as_u16(), 401);
+    assert_eq!(
+        client
+            .post(format!("{ep}/query"))
+            .body(Q)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
 
     // The instance view.
     assert_eq!(v["database"]["endpointUrl"], ep.as_str());
@@ -362,7 +461,16 @@ fn provision_sqlite_database_serves_queries() {
     assert_eq!(v["hasPendingChanges"], false);
     assert_eq!(v["latestBuild"]["status"], "succeeded");
     let actions = &v["actions"];
-    for a in ["rebuild", "reconfigure", "redeploy", "resize", "pause", "terminate", "reload", "pauseSync"] {
+    for a in [
+        "rebuild",
+        "reconfigure",
+        "redeploy",
+        "resize",
+        "pause",
+        "terminate",
+        "reload",
+        "pauseSync",
+    ] {
         assert_eq!(actions[a]["allowed"], true, "{a}: {actions}");
         assert_eq!(actions[a]["mode"], "immediate", "{a}");
     }
@@ -377,19 +485,58 @@ fn provision_sqlite_database_serves_queries() {
     assert_eq!(b["deployable"], true);
     assert_eq!(builds["activeBuildId"], b["id"]);
     assert!(b["buildDurationSeconds"].as_f64().is_some(), "{b}");
-    let log = cp.http.get(format!("{}{}", cp.url, b["logsUrl"].as_str().unwrap())).bearer_auth(&cp.admin).send().unwrap();
+    let log = cp
+        .http
+        .get(format!("{}{}", cp.url, b["logsUrl"].as_str().unwrap()))
+        .bearer_auth(&cp.admin)
+        .send()
+        .unwrap();
     let log = log.text().unwrap();
-    assert!(log.contains("connection ok") && log.contains("manifest: 3 tables"), "{log}");
+    assert!(
+        log.contains("connection ok") && log.contains("manifest: 3 tables"),
+        "{log}"
+    );
     let events = cp.get(&format!("/v1/databases/{id}/events"))["events"].clone();
-    let path: Vec<&str> = events.as_array().unwrap().iter().rev().map(|e| e["to"].as_str().unwrap()).collect();
-    assert_eq!(path, ["registered", "testing_connection", "queued", "building", "deploying", "running"]);
+    let path: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "registered",
+            "testing_connection",
+            "queued",
+            "building",
+            "deploying",
+            "running"
+        ]
+    );
     let schema = cp.get(&format!("/v1/databases/{id}/schema"));
-    let users = schema["tables"].as_array().unwrap().iter().find(|t| t["name"] == "users").unwrap().clone();
+    let users = schema["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "users")
+        .unwrap()
+        .clone();
     assert_eq!(users["primaryKey"], json!(["id"]));
-    assert!(users["relations"].as_array().unwrap().iter().any(|r| r["name"] == "posts" && r["kind"] == "reverse"), "{users}");
+    assert!(
+        users["relations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "posts" && r["kind"] == "reverse"),
+        "{users}"
+    );
 
     // The health poller fills the instance fields within ~5 s.
-    let v = cp.wait_until(&id, "a health check", Duration::from_secs(15), |v| !v["instance"]["lastHealthCheck"].is_null());
+    let v = cp.wait_until(&id, "a health check", Duration::from_secs(15), |v| {
+        !v["instance"]["lastHealthCheck"].is_null()
+    });
     assert_eq!(v["instance"]["healthStatus"], "ok", "{v}");
     assert_eq!(v["instance"]["rowCounts"]["users"], 200, "{v}");
     assert!(v["instance"]["swapCount"].as_i64().unwrap() >= 1);
@@ -398,11 +545,16 @@ fn provision_sqlite_database_serves_queries() {
     let inst = v["instance"]["id"].as_str().unwrap();
     let dir = cp.data.join("instances").join(inst);
     for f in ["engine.yaml", "admin-token", "manifest.json"] {
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(f)).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join(f)).unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
     let state = std::fs::read_to_string(dir.join("state.json")).unwrap();
-    assert!(!state.contains("adm_") && !state.contains("rxk_"), "{state}");
+    assert!(
+        !state.contains("adm_") && !state.contains("rxk_"),
+        "{state}"
+    );
     let keys = std::fs::read_to_string(cp.data.join("keys").join(format!("{id}.json"))).unwrap();
     assert!(!keys.contains(&key), "the keys file holds hashes only");
 }
@@ -416,10 +568,25 @@ fn action_matrix_rows() {
     let (key, _) = create_key(&cp, &id, "app");
 
     // registered
-    for a in ["rebuild", "reconfigure", "redeploy", "pause", "resume", "terminate", "reload", "pause-replication", "resume-replication"] {
+    for a in [
+        "rebuild",
+        "reconfigure",
+        "redeploy",
+        "pause",
+        "resume",
+        "terminate",
+        "reload",
+        "pause-replication",
+        "resume-replication",
+    ] {
         cp.refused(&id, a);
     }
-    let v = cp.ok(&id, "resize", Some(json!({"instanceSize": "small"})), "immediate");
+    let v = cp.ok(
+        &id,
+        "resize",
+        Some(json!({"instanceSize": "small"})),
+        "immediate",
+    );
     assert_eq!(v["status"], "registered");
     assert_eq!(cp.get(&format!("/v1/databases/{id}"))["taskMemoryMb"], 1024);
     let v = cp.ok(&id, "provision", None, "immediate");
@@ -434,15 +601,24 @@ fn action_matrix_rows() {
         cp.refused(&id, a);
     }
     let (s, v) = cp.call("DELETE", &format!("/v1/databases/{id}"), None);
-    assert_eq!((s, v["error"].as_str()), (409, Some("action_not_allowed")), "{v}");
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (409, Some("action_not_allowed")),
+        "{v}"
+    );
     let v = cp.ok(&id, "pause-replication", None, "immediate");
     assert_eq!(v["replication_paused"], true);
     cp.refused(&id, "pause-replication");
-    assert_eq!(cp.get(&format!("/v1/databases/{id}"))["replication_paused"], true);
+    assert_eq!(
+        cp.get(&format!("/v1/databases/{id}"))["replication_paused"],
+        true
+    );
     let v = cp.ok(&id, "resume-replication", None, "immediate");
     assert_eq!(v["replication_paused"], false);
     cp.ok(&id, "reload", None, "immediate");
-    cp.wait_until(&id, "the reload event", Duration::from_secs(30), |_| cp.events(&id).contains("reload done"));
+    cp.wait_until(&id, "the reload event", Duration::from_secs(30), |_| {
+        cp.events(&id).contains("reload done")
+    });
 
     // rebuild: the old engine serves until the new one is healthy, then the endpoint moves.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -462,7 +638,9 @@ fn action_matrix_rows() {
                         .unwrap()
                         .json()
                         .unwrap();
-                    let moved = v["instance"]["endpointUrl"].as_str().is_some_and(|e| e != ep1);
+                    let moved = v["instance"]["endpointUrl"]
+                        .as_str()
+                        .is_some_and(|e| e != ep1);
                     return (served, moved);
                 }
                 served += 1;
@@ -472,22 +650,35 @@ fn action_matrix_rows() {
     };
     cp.ok(&id, "rebuild", None, "immediate");
     let v = cp.wait_until(&id, "the endpoint to move", LONG, |v| {
-        v["database"]["status"] == "running" && v["instance"]["endpointUrl"].as_str().is_some_and(|e| e != ep1)
+        v["database"]["status"] == "running"
+            && v["instance"]["endpointUrl"]
+                .as_str()
+                .is_some_and(|e| e != ep1)
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (served, uninterrupted) = prober.join().unwrap();
-    assert!(uninterrupted && served > 0, "the old engine stopped before the endpoint moved ({served} queries)");
+    assert!(
+        uninterrupted && served > 0,
+        "the old engine stopped before the endpoint moved ({served} queries)"
+    );
     let ep2 = endpoint(&v);
     query_ok(&ep2, &key, Q, Duration::from_secs(10));
     assert_ne!(v["latestBuild"]["id"].as_str().unwrap(), first_build);
     let start = Instant::now();
     while query(&ep1, &key, Q).0 != 0 {
-        assert!(start.elapsed() < Duration::from_secs(20), "the old engine still runs after the cutover");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the old engine still runs after the cutover"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     // reconfigure with a pending change, then redeploy the first build.
-    let (s, v) = cp.call("PATCH", &format!("/v1/databases/{id}"), Some(json!({"syncInterval": 10})));
+    let (s, v) = cp.call(
+        "PATCH",
+        &format!("/v1/databases/{id}"),
+        Some(json!({"syncInterval": 10})),
+    );
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["hasPendingChanges"], true);
     cp.ok(&id, "reconfigure", None, "immediate");
@@ -496,21 +687,42 @@ fn action_matrix_rows() {
     });
     assert_eq!(v["deployedInstanceConfig"]["syncInterval"], 10);
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
-    let (s, v) = cp.act(&id, "redeploy", Some(json!({"buildId": "00000000-0000-0000-0000-000000000000"})));
+    let (s, v) = cp.act(
+        &id,
+        "redeploy",
+        Some(json!({"buildId": "00000000-0000-0000-0000-000000000000"})),
+    );
     assert_eq!(s, 404, "{v}");
-    cp.ok(&id, "redeploy", Some(json!({"buildId": first_build})), "immediate");
+    cp.ok(
+        &id,
+        "redeploy",
+        Some(json!({"buildId": first_build})),
+        "immediate",
+    );
     let v = cp.wait_until(&id, "redeploy", LONG, |v| {
         v["database"]["status"] == "running" && v["instance"]["buildId"] == first_build.as_str()
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // resize while running: deploying → running with the new size.
-    let v = cp.ok(&id, "resize", Some(json!({"instanceSize": "medium"})), "immediate");
+    let v = cp.ok(
+        &id,
+        "resize",
+        Some(json!({"instanceSize": "medium"})),
+        "immediate",
+    );
     assert_eq!(v["status"], "deploying");
     let v = cp.wait_until(&id, "resize", LONG, |v| {
-        v["database"]["status"] == "running" && v["deployedInstanceConfig"]["instanceSize"] == "medium"
+        v["database"]["status"] == "running"
+            && v["deployedInstanceConfig"]["instanceSize"] == "medium"
     });
     assert_eq!(v["deployedInstanceConfig"]["taskMemoryMb"], 2048);
+    // The engine gets 80 % of the size's memory as its snapshot cap.
+    let inst = v["instance"]["id"].as_str().unwrap();
+    let config =
+        std::fs::read_to_string(cp.data.join("instances").join(inst).join("engine.yaml")).unwrap();
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["memory_cap_mb"], 1638, "{config}");
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // pause → paused
@@ -518,16 +730,31 @@ fn action_matrix_rows() {
     let v = cp.wait_status(&id, "paused", LONG);
     assert!(v["instance"].is_null(), "{v}");
     assert!(cp.engine_pids().is_empty(), "an engine runs while paused");
-    for a in ["provision", "reconfigure", "pause", "reload", "pause-replication", "resume-replication"] {
+    for a in [
+        "provision",
+        "reconfigure",
+        "pause",
+        "reload",
+        "pause-replication",
+        "resume-replication",
+    ] {
         cp.refused(&id, a);
     }
     let (s, _) = cp.call("DELETE", &format!("/v1/databases/{id}"), None);
     assert_eq!(s, 409);
-    let v = cp.ok(&id, "resize", Some(json!({"instanceSize": "small"})), "immediate");
+    let v = cp.ok(
+        &id,
+        "resize",
+        Some(json!({"instanceSize": "small"})),
+        "immediate",
+    );
     assert_eq!(v["status"], "paused");
     cp.ok(&id, "resume", None, "immediate");
     let v = cp.wait_status(&id, "running", LONG);
-    assert_eq!(v["deployedInstanceConfig"]["instanceSize"], "small", "resume applies the stored size");
+    assert_eq!(
+        v["deployedInstanceConfig"]["instanceSize"], "small",
+        "resume applies the stored size"
+    );
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // paused → rebuild → running
@@ -540,8 +767,20 @@ fn action_matrix_rows() {
     // terminate → terminated
     cp.ok(&id, "terminate", None, "immediate");
     cp.wait_status(&id, "terminated", LONG);
-    assert!(cp.engine_pids().is_empty(), "an engine runs after terminate");
-    for a in ["rebuild", "reconfigure", "redeploy", "resize", "pause", "resume", "terminate", "reload"] {
+    assert!(
+        cp.engine_pids().is_empty(),
+        "an engine runs after terminate"
+    );
+    for a in [
+        "rebuild",
+        "reconfigure",
+        "redeploy",
+        "resize",
+        "pause",
+        "resume",
+        "terminate",
+        "reload",
+    ] {
         cp.refused(&id, a);
     }
     // terminated → provision again → running, then terminate and delete.
@@ -561,22 +800,42 @@ fn action_matrix_rows() {
     let (s, v) = cp.call(
         "POST",
         "/v1/connections",
-        Some(json!({"name": "missing", "backend": "sqlite", "mysqlHost": "/nonexistent/nothing.db",
-                    "instance": {"name": "ghost", "mysqlDb": "main"}})),
+        Some(
+            json!({"name": "missing", "backend": "sqlite", "mysqlHost": "/nonexistent/nothing.db",
+                    "instance": {"name": "ghost", "mysqlDb": "main"}}),
+        ),
     );
     assert_eq!(s, 201, "{v}");
     let ghost = v["database"]["id"].as_str().unwrap().to_string();
     cp.ok(&ghost, "provision", None, "immediate");
     let v = cp.wait_status(&ghost, "failed", LONG);
     let err = v["database"]["lastError"].as_str().unwrap();
-    assert!(err.contains("/nonexistent/nothing.db") && err.contains("provision again"), "{err}");
+    assert!(
+        err.contains("/nonexistent/nothing.db") && err.contains("provision again"),
+        "{err}"
+    );
     let b = &v["latestBuild"];
-    assert_eq!((b["status"].as_str(), b["deployable"].as_bool()), (Some("failed"), Some(false)), "{b}");
-    for a in ["rebuild", "reconfigure", "redeploy", "resize", "pause", "resume", "reload"] {
+    assert_eq!(
+        (b["status"].as_str(), b["deployable"].as_bool()),
+        (Some("failed"), Some(false)),
+        "{b}"
+    );
+    for a in [
+        "rebuild",
+        "reconfigure",
+        "redeploy",
+        "resize",
+        "pause",
+        "resume",
+        "reload",
+    ] {
         cp.refused(&ghost, a);
     }
     let (s, v) = cp.act(&ghost, "rebuild", None);
-    assert!(s == 409 && v["message"].as_str().unwrap().contains("successful build"), "{v}");
+    assert!(
+        s == 409 && v["message"].as_str().unwrap().contains("successful build"),
+        "{v}"
+    );
     cp.ok(&ghost, "provision", None, "immediate");
     cp.wait_status(&ghost, "failed", LONG);
     cp.ok(&ghost, "terminate", None, "immediate");
@@ -594,35 +853,57 @@ fn queued_actions_run_when_stable() {
     let cp = Cp::fresh(1500);
     let id = sqlite_database(&cp, 20);
     cp.ok(&id, "provision", None, "immediate");
-    cp.wait_until(&id, "building", LONG, |v| v["database"]["status"] == "building");
-    for a in ["provision", "rebuild", "reconfigure", "resize", "resume", "reload"] {
+    cp.wait_until(&id, "building", LONG, |v| {
+        v["database"]["status"] == "building"
+    });
+    for a in [
+        "provision",
+        "rebuild",
+        "reconfigure",
+        "resize",
+        "resume",
+        "reload",
+    ] {
         cp.refused(&id, a);
     }
     let v = cp.ok(&id, "pause", None, "queued");
     assert_eq!(v["status"], "building");
-    assert_eq!(cp.get(&format!("/v1/databases/{id}"))["desiredState"], "paused");
+    assert_eq!(
+        cp.get(&format!("/v1/databases/{id}"))["desiredState"],
+        "paused"
+    );
     let v = cp.instance(&id);
     assert_eq!(v["actions"]["pause"]["mode"], "queued");
     // The build goes on, deploys, reaches running, then pauses.
     let v = cp.wait_status(&id, "paused", LONG);
     assert!(v["database"]["desiredState"].is_null());
     let events = cp.events(&id);
-    assert!(events.contains("running") && events.contains("queued pause"), "{events}");
+    assert!(
+        events.contains("running") && events.contains("queued pause"),
+        "{events}"
+    );
 
     // Resuming: resize refused, pause then terminate queued: the last one wins.
     cp.ok(&id, "resume", None, "immediate");
-    cp.wait_until(&id, "resuming", LONG, |v| v["database"]["status"] == "resuming");
+    cp.wait_until(&id, "resuming", LONG, |v| {
+        v["database"]["status"] == "resuming"
+    });
     cp.refused(&id, "resize");
     cp.ok(&id, "pause", None, "queued");
     cp.ok(&id, "terminate", None, "queued");
-    assert_eq!(cp.get(&format!("/v1/databases/{id}"))["desiredState"], "terminated");
+    assert_eq!(
+        cp.get(&format!("/v1/databases/{id}"))["desiredState"],
+        "terminated"
+    );
     cp.wait_status(&id, "terminated", LONG);
 
     // Pausing: resume is queued and runs after the pause.
     cp.ok(&id, "provision", None, "immediate");
     cp.wait_status(&id, "running", LONG);
     cp.ok(&id, "pause", None, "immediate");
-    cp.wait_until(&id, "pausing", LONG, |v| v["database"]["status"] == "pausing");
+    cp.wait_until(&id, "pausing", LONG, |v| {
+        v["database"]["status"] == "pausing"
+    });
     cp.refused(&id, "pause");
     cp.ok(&id, "resume", None, "queued");
     let v = cp.wait_status(&id, "running", LONG);
@@ -631,16 +912,27 @@ fn queued_actions_run_when_stable() {
 
     // Deploying: resize restarts the deploy with the new size.
     cp.ok(&id, "rebuild", None, "immediate");
-    cp.wait_until(&id, "deploying", LONG, |v| v["database"]["status"] == "deploying");
-    cp.ok(&id, "resize", Some(json!({"instanceSize": "small"})), "immediate");
+    cp.wait_until(&id, "deploying", LONG, |v| {
+        v["database"]["status"] == "deploying"
+    });
+    cp.ok(
+        &id,
+        "resize",
+        Some(json!({"instanceSize": "small"})),
+        "immediate",
+    );
     let v = cp.wait_until(&id, "the resized deploy", LONG, |v| {
-        v["database"]["status"] == "running" && v["deployedInstanceConfig"]["instanceSize"] == "small"
+        v["database"]["status"] == "running"
+            && v["deployedInstanceConfig"]["instanceSize"] == "small"
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 }
 
 fn hhmm(offset_minutes: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let m = (now / 60 + offset_minutes).rem_euclid(24 * 60);
     format!("{:02}:{:02}", m / 60, m % 60)
 }
@@ -653,19 +945,34 @@ fn pause_schedule_fires() {
     cp.ok(&id, "provision", None, "immediate");
     cp.wait_status(&id, "running", LONG);
     // Avoid a window end that falls in the next few seconds.
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
     if secs > 50 {
         std::thread::sleep(Duration::from_secs(61 - secs));
     }
     let sched = json!({"pauseAt": hhmm(-1), "resumeAt": hhmm(1), "days": []});
-    let (s, v) = cp.call("PATCH", &format!("/v1/databases/{id}"), Some(json!({"pauseSchedule": sched})));
+    let (s, v) = cp.call(
+        "PATCH",
+        &format!("/v1/databases/{id}"),
+        Some(json!({"pauseSchedule": sched})),
+    );
     assert_eq!(s, 200, "{v}");
     cp.wait_status(&id, "paused", Duration::from_secs(30));
     let events = cp.events(&id);
-    assert!(events.contains("\"schedule\"") && events.contains("scheduled pause"), "{events}");
+    assert!(
+        events.contains("\"schedule\"") && events.contains("scheduled pause"),
+        "{events}"
+    );
     // resumeAt is at most two minutes away.
     let v = cp.wait_status(&id, "running", Duration::from_secs(150));
-    assert!(cp.events(&id).contains("scheduled resume"), "{}", cp.events(&id));
+    assert!(
+        cp.events(&id).contains("scheduled resume"),
+        "{}",
+        cp.events(&id)
+    );
     let (key, _) = create_key(&cp, &id, "k");
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 }
@@ -692,7 +999,9 @@ fn control_plane_killed_in_each_transitional_status() {
 
     // Killed while the new engine of a deploy is up but not yet cut over: it is adopted.
     cp.ok(&id, "reconfigure", None, "immediate");
-    cp.wait_until(&id, "a started engine", LONG, |v| v["operation"]["step"] == "wait_healthy");
+    cp.wait_until(&id, "a started engine", LONG, |v| {
+        v["operation"]["step"] == "wait_healthy"
+    });
     cp.restart();
     let v = cp.wait_until(&id, "running after reconfigure", LONG, |v| {
         v["database"]["status"] == "running" && v["operation"].is_null()
@@ -700,7 +1009,11 @@ fn control_plane_killed_in_each_transitional_status() {
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
     let start = Instant::now();
     while cp.engine_pids().len() != 1 {
-        assert!(start.elapsed() < Duration::from_secs(30), "engines: {:?}", cp.engine_pids());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "engines: {:?}",
+            cp.engine_pids()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -719,7 +1032,11 @@ fn control_plane_killed_in_each_transitional_status() {
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(5));
     cp.restart();
     let v2 = cp.wait_status(&id, "running", LONG);
-    assert_eq!(endpoint(&v2), endpoint(&v), "the adopted engine keeps its endpoint");
+    assert_eq!(
+        endpoint(&v2),
+        endpoint(&v),
+        "the adopted engine keeps its endpoint"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(cp.engine_pids().len(), 1);
 
@@ -742,15 +1059,24 @@ fn killed_engine_restarts_and_serves_again() {
     let pids = cp.engine_pids();
     assert_eq!(pids.len(), 1);
     let start = Instant::now();
-    Command::new("kill").args(["-9", &pids[0].1.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &pids[0].1.to_string()])
+        .status()
+        .unwrap();
     // The same URL serves again (the engine is restarted on its port).
     let rows = query_ok(&ep, &key, Q, Duration::from_secs(30));
     let b6 = start.elapsed();
-    eprintln!("B6 (2000 users / 6000 posts / 6000 comments, SQLite): SIGKILL → serving again {b6:?}");
+    eprintln!(
+        "B6 (2000 users / 6000 posts / 6000 comments, SQLite): SIGKILL → serving again {b6:?}"
+    );
     assert_eq!(rows[0]["id"], 2);
     assert!(b6 < Duration::from_secs(10), "{b6:?}");
     let events = cp.events(&id);
-    assert!(events.contains("[\"crash\"] \"engine exited (killed by signal 9") && events.contains("restart 1"), "{events}");
+    assert!(
+        events.contains("[\"crash\"] \"engine exited (killed by signal 9")
+            && events.contains("restart 1"),
+        "{events}"
+    );
     assert_eq!(cp.status(&id), "running");
 }
 
@@ -768,15 +1094,25 @@ fn crash_loop_gives_up_with_the_engine_log() {
             break;
         }
         assert_eq!(status, "running");
-        assert!(start.elapsed() < Duration::from_secs(90), "{}", cp.events(&id));
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{}",
+            cp.events(&id)
+        );
         for (_, pid) in cp.engine_pids() {
-            Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+            Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let v = cp.instance(&id);
     let err = v["database"]["lastError"].as_str().unwrap();
-    assert!(err.contains("crashed 5 times") && err.contains("refract runtime"), "{err}");
+    assert!(
+        err.contains("crashed 5 times") && err.contains("refract runtime"),
+        "{err}"
+    );
     assert!(v["instance"].is_null());
     // Failed allows provision again (and a redeploy of the build it had).
     assert_eq!(v["actions"]["redeploy"]["allowed"], true);
@@ -798,14 +1134,30 @@ fn query_key_revocation_within_5_seconds() {
     query_ok(&ep, &k2, Q, Duration::from_secs(5));
     let list = cp.get(&format!("/v1/databases/{id}/api-keys"));
     assert_eq!(list.as_array().unwrap().len(), 2);
-    assert!(list.as_array().unwrap().iter().all(|k| k.get("key").is_none()), "the key is shown only once");
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("key").is_none()),
+        "the key is shown only once"
+    );
     let pid_before = cp.engine_pids();
-    let (s, v) = cp.call("DELETE", &format!("/v1/databases/{id}/api-keys/{}", rec1["keyId"].as_str().unwrap()), None);
+    let (s, v) = cp.call(
+        "DELETE",
+        &format!(
+            "/v1/databases/{id}/api-keys/{}",
+            rec1["keyId"].as_str().unwrap()
+        ),
+        None,
+    );
     assert_eq!(s, 200, "{v}");
     assert!(!v["revokedAt"].is_null());
     let start = Instant::now();
     while query(&ep, &k1, Q).0 != 401 {
-        assert!(start.elapsed() < Duration::from_secs(5), "the revoked key still works");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the revoked key still works"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("query key revoked in {:?}", start.elapsed());
@@ -824,7 +1176,13 @@ fn schema_config_routes_and_rebuild() {
     let get = || cp.http.get(&url).bearer_auth(&cp.admin).send().unwrap();
     assert_eq!(get().status().as_u16(), 404);
     let put = |text: &str| {
-        let r = cp.http.put(&url).bearer_auth(&cp.admin).body(text.to_string()).send().unwrap();
+        let r = cp
+            .http
+            .put(&url)
+            .bearer_auth(&cp.admin)
+            .body(text.to_string())
+            .send()
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.text().unwrap_or_default())
     };
@@ -838,17 +1196,29 @@ fn schema_config_routes_and_rebuild() {
     cp.ok(&id, "provision", None, "immediate");
     let v = cp.wait_status(&id, "running", LONG);
     let (key, _) = create_key(&cp, &id, "k");
-    let rows = query_ok(&endpoint(&v), &key, "people(id = 1) { id name }", Duration::from_secs(10));
+    let rows = query_ok(
+        &endpoint(&v),
+        &key,
+        "people(id = 1) { id name }",
+        Duration::from_secs(10),
+    );
     assert_eq!(rows[0]["name"], "user 1");
     let schema = cp.get(&format!("/v1/databases/{id}/schema"));
-    let names: Vec<&str> = schema["tables"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = schema["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"people"), "{names:?}");
     let r = cp.http.delete(&url).bearer_auth(&cp.admin).send().unwrap();
     assert_eq!(r.status().as_u16(), 204);
     cp.ok(&id, "rebuild", None, "immediate");
     let v = cp.wait_until(&id, "rebuild", LONG, |v| {
-        v["database"]["status"] == "running" && v["operation"].is_null() && v["latestBuild"]["status"] == "succeeded"
+        v["database"]["status"] == "running"
+            && v["operation"].is_null()
+            && v["latestBuild"]["status"] == "succeeded"
             && v["instance"]["buildId"] == v["latestBuild"]["id"]
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
@@ -859,7 +1229,11 @@ fn schema_config_routes_and_rebuild() {
 fn quickstart_prints_a_working_curl_command() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(refract_bin())
-        .args(["quickstart", "--dir", tmp.path().join("qs").to_str().unwrap()])
+        .args([
+            "quickstart",
+            "--dir",
+            tmp.path().join("qs").to_str().unwrap(),
+        ])
         .env("REFRACT_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -875,7 +1249,9 @@ fn quickstart_prints_a_working_curl_command() {
     let mut curl = None;
     let start = Instant::now();
     while curl.is_none() {
-        let line = rx.recv_timeout(Duration::from_secs(120).saturating_sub(start.elapsed())).expect("no curl line");
+        let line = rx
+            .recv_timeout(Duration::from_secs(120).saturating_sub(start.elapsed()))
+            .expect("no curl line");
         if line.trim_start().starts_with("curl ") {
             curl = Some(line.trim().to_string());
         }
@@ -888,24 +1264,41 @@ fn quickstart_prints_a_working_curl_command() {
     let q = parts[3];
     let url = parts[4].trim();
     assert!(url.ends_with("/query"), "{curl}");
-    let resp = reqwest::blocking::Client::new().post(url).header("Authorization", format!("Bearer {key}")).body(q.to_string()).send().unwrap();
+    let resp = reqwest::blocking::Client::new()
+        .post(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .body(q.to_string())
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let rows: Value = resp.json().unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
-    assert!(rows[0]["posts"].as_array().is_some_and(|p| !p.is_empty()), "{rows}");
+    assert!(
+        rows[0]["posts"].as_array().is_some_and(|p| !p.is_empty()),
+        "{rows}"
+    );
     // Ctrl-C: the engine and the control plane stop.
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "quickstart did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "quickstart did not stop"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
     let engine = url.trim_end_matches("/query");
-    assert!(reqwest::blocking::get(format!("{engine}/health")).is_err(), "the engine still runs");
+    assert!(
+        reqwest::blocking::get(format!("{engine}/health")).is_err(),
+        "the engine still runs"
+    );
 }
 
 /// A MariaDB source: provision, query; a refused login fails with an actionable `lastError`.
@@ -917,7 +1310,10 @@ fn mariadb_source_provisions_and_refused_login_fails() {
     let setup = |sql: &str| {
         let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
         let pool = mysql_async::Pool::new(url.as_str());
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             use mysql_async::prelude::Queryable;
             let mut c = pool.get_conn().await.unwrap();
@@ -933,43 +1329,57 @@ fn mariadb_source_provisions_and_refused_login_fails() {
          INSERT INTO {schema}.users VALUES (1, 'Ada'), (2, 'Bob');
          INSERT INTO {schema}.posts VALUES (1, 2, 'hello'), (2, 2, 'again');"
     ));
-    let conn = |name: &str, password: &str| {
-        let (s, v) = cp.call(
+    let conn =
+        |name: &str, password: &str| {
+            let (s, v) = cp.call(
             "POST",
             "/v1/connections",
             Some(json!({"name": name, "mysqlHost": m.host, "mysqlPort": m.port, "mysqlUser": m.user,
                         "mysqlPassword": password, "availableSchemas": [schema],
                         "instance": {"name": "db", "mysqlDb": schema}})),
         );
-        assert_eq!(s, 201, "{v}");
-        v["database"]["id"].as_str().unwrap().to_string()
-    };
+            assert_eq!(s, 201, "{v}");
+            v["database"]["id"].as_str().unwrap().to_string()
+        };
     let t0 = Instant::now();
     let good = conn("good", &m.password);
     let bad = conn("bad", "wrong-password-123");
     cp.ok(&good, "provision", None, "immediate");
     cp.ok(&bad, "provision", None, "immediate");
     let v = cp.wait_status(&good, "running", LONG);
-    eprintln!("mariadb: running after {:?}\n{}", t0.elapsed(), cp.events(&good));
+    eprintln!("mariadb: running after {:?}", t0.elapsed());
     let (key, _) = create_key(&cp, &good, "k");
     let rows = query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
-    assert_eq!(rows, json!([{"id": 2, "name": "Bob", "posts": [{"title": "hello"}, {"title": "again"}]}]));
+    assert_eq!(
+        rows,
+        json!([{"id": 2, "name": "Bob", "posts": [{"title": "hello"}, {"title": "again"}]}])
+    );
     let v = cp.wait_status(&bad, "failed", LONG);
-    eprintln!("mariadb: bad failed after {:?}", t0.elapsed());
     let err = v["database"]["lastError"].as_str().unwrap();
-    assert!(err.contains("refused the login") && err.contains("PATCH /v1/connections/"), "{err}");
+    assert!(
+        err.contains("refused the login") && err.contains("PATCH /v1/connections/"),
+        "{err}"
+    );
     assert!(!err.contains("wrong-password-123"));
     // The password reached the engine by file only.
-    let inst = cp.instance(&good)["instance"]["id"].as_str().unwrap().to_string();
+    let inst = cp.instance(&good)["instance"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let dir = cp.data.join("instances").join(&inst);
-    assert_eq!(std::fs::read_to_string(dir.join("source-password")).unwrap(), m.password);
-    assert!(!std::fs::read_to_string(dir.join("state.json")).unwrap().contains(&m.password));
-    assert!(!std::fs::read_to_string(dir.join("engine.yaml")).unwrap().contains(&m.password));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("source-password")).unwrap(),
+        m.password
+    );
+    assert!(!std::fs::read_to_string(dir.join("state.json"))
+        .unwrap()
+        .contains(&m.password));
+    assert!(!std::fs::read_to_string(dir.join("engine.yaml"))
+        .unwrap()
+        .contains(&m.password));
     cp.ok(&good, "terminate", None, "immediate");
     cp.wait_status(&good, "terminated", LONG);
-    eprintln!("mariadb: terminated after {:?}", t0.elapsed());
     setup(&format!("DROP DATABASE {schema}"));
-    eprintln!("mariadb: dropped after {:?}", t0.elapsed());
 }
 
 /// A PostgreSQL source: provision and query.
@@ -979,11 +1389,19 @@ fn postgres_source_provisions() {
     let cp = Cp::fresh(0);
     let db = format!("lc_{}", rand::random::<u32>());
     let run = |database: &str, sql: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let conf = format!("host={} port={} user={} password={} dbname={database}", p.host, p.port, p.user, p.password);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = format!(
+            "host={} port={} user={} password={} dbname={database}",
+            p.host, p.port, p.user, p.password
+        );
         let sql = sql.to_string();
         rt.block_on(async move {
-            let (client, connection) = tokio_postgres::connect(&conf, tokio_postgres::NoTls).await.unwrap();
+            let (client, connection) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
+                .await
+                .unwrap();
             tokio::spawn(connection);
             client.batch_execute(&sql).await.unwrap();
         });
@@ -998,9 +1416,11 @@ fn postgres_source_provisions() {
     let (s, v) = cp.call(
         "POST",
         "/v1/connections",
-        Some(json!({"name": "pg", "backend": "postgres", "mysqlHost": p.host, "mysqlPort": p.port,
+        Some(
+            json!({"name": "pg", "backend": "postgres", "mysqlHost": p.host, "mysqlPort": p.port,
                     "mysqlUser": p.user, "mysqlPassword": p.password, "availableSchemas": [db],
-                    "instance": {"name": "db", "mysqlDb": db}})),
+                    "instance": {"name": "db", "mysqlDb": db}}),
+        ),
     );
     assert_eq!(s, 201, "{v}");
     let id = v["database"]["id"].as_str().unwrap().to_string();
@@ -1008,8 +1428,181 @@ fn postgres_source_provisions() {
     let v = cp.wait_status(&id, "running", LONG);
     let (key, _) = create_key(&cp, &id, "k");
     let rows = query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
-    assert_eq!(rows, json!([{"id": 2, "name": "Bob", "posts": [{"title": "hello"}]}]));
+    assert_eq!(
+        rows,
+        json!([{"id": 2, "name": "Bob", "posts": [{"title": "hello"}]}])
+    );
     cp.ok(&id, "terminate", None, "immediate");
     cp.wait_status(&id, "terminated", LONG);
     run("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+/// Scale S of the reference dataset (10k users, 100k posts, 300k comments) in SQLite.
+fn blog_sqlite_scale_s(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+         CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, plan TEXT NOT NULL,
+             verified BOOLEAN NOT NULL, created_at DATETIME NOT NULL);
+         CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), title TEXT NOT NULL,
+             body TEXT NOT NULL, published BOOLEAN NOT NULL, created_at DATETIME NOT NULL);
+         CREATE TABLE comments (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL REFERENCES posts(id),
+             user_id INTEGER NOT NULL REFERENCES users(id), body TEXT NOT NULL, approved BOOLEAN NOT NULL,
+             created_at DATETIME NOT NULL);
+         WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000)
+         INSERT INTO users SELECT n, 'user ' || n, 'user' || n || '@example.com',
+             CASE n % 3 WHEN 0 THEN 'pro' ELSE 'free' END, n % 2, datetime(1700000000 + n * 60, 'unixepoch') FROM s;
+         WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100000)
+         INSERT INTO posts SELECT n, 1 + (n * 7919) % 10000, 'Post ' || n, 'Body of post ' || n || ' with some text',
+             n % 4 <> 0, datetime(1700000000 + n * 30, 'unixepoch') FROM s;
+         WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 300000)
+         INSERT INTO comments SELECT n, 1 + (n * 104729) % 100000, 1 + (n * 31) % 10000, 'Comment ' || n || ' says hello',
+             n % 5 <> 0, datetime(1700000000 + n * 10, 'unixepoch') FROM s;",
+    )
+    .unwrap();
+}
+
+/// B5 and B6 at scale S (SQLite source): provision → first query, SIGKILL of the engine →
+/// serving again. A measurement, not a check: `cargo test --release -p refract --test it
+/// lifecycle::b5_b6 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn b5_b6_scale_s() {
+    let cp = Cp::fresh(0);
+    let path = cp.root().join("blog-s.db");
+    let t = Instant::now();
+    blog_sqlite_scale_s(&path);
+    eprintln!("dataset S written in {:?}", t.elapsed());
+    let (s, v) = cp.call(
+        "POST",
+        "/v1/connections",
+        Some(
+            json!({"name": "s", "backend": "sqlite", "mysqlHost": path.to_str().unwrap(),
+                    "instance": {"name": "s", "mysqlDb": "main", "instanceSize": "small"}}),
+        ),
+    );
+    assert_eq!(s, 201, "{v}");
+    let id = v["database"]["id"].as_str().unwrap().to_string();
+    let (key, _) = create_key(&cp, &id, "k");
+    let q = "users(id = 42) { id name posts { title comments { body } } }";
+    let mut b5 = Vec::new();
+    for round in 0..3 {
+        let start = Instant::now();
+        cp.ok(&id, "provision", None, "immediate");
+        let v = cp.wait_status(&id, "running", LONG);
+        query_ok(&endpoint(&v), &key, q, Duration::from_secs(10));
+        b5.push(start.elapsed());
+        eprintln!(
+            "B5 round {round}: registered → first query {:?}",
+            start.elapsed()
+        );
+        if round < 2 {
+            cp.ok(&id, "terminate", None, "immediate");
+            cp.wait_status(&id, "terminated", LONG);
+        }
+    }
+    let v = cp.instance(&id);
+    let ep = endpoint(&v);
+    let mut b6 = Vec::new();
+    for round in 0..3 {
+        let pids = cp.engine_pids();
+        let start = Instant::now();
+        Command::new("kill")
+            .args(["-9", &pids[0].1.to_string()])
+            .status()
+            .unwrap();
+        query_ok(&ep, &key, q, Duration::from_secs(60));
+        b6.push(start.elapsed());
+        eprintln!(
+            "B6 round {round}: SIGKILL → serving again {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    let stats = cp
+        .http
+        .get(format!("{ep}/health"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    eprintln!("B5 {b5:?}\nB6 {b6:?}\nhealth after: {stats}");
+}
+
+/// The CLI's action verbs: `provision --wait` follows the action to `running` and prints the
+/// endpoint; a refused action exits 1 with the matrix's reason; the read verbs work.
+#[test]
+fn cli_action_verbs_and_wait() {
+    let cp = Cp::fresh(700);
+    let id = sqlite_database(&cp, 20);
+    let cli = |args: &[&str]| {
+        let out = Command::new(refract_bin())
+            .args(args)
+            .env("REFRACT_URL", &cp.url)
+            .env("REFRACT_TOKEN", &cp.admin)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = cli(&["databases", "provision", &id, "--wait"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("running at http://127.0.0.1:"), "{out}");
+    for status in ["testing_connection", "queued", "building", "deploying"] {
+        assert!(
+            err.contains(status),
+            "progress lines name each status: {err}"
+        );
+    }
+    let (ok, _, err) = cli(&["databases", "resume", &id]);
+    assert!(!ok);
+    assert!(
+        err.contains("resume is not allowed in status running"),
+        "{err}"
+    );
+    let (ok, out, _) = cli(&["databases", "instance", &id]);
+    assert!(
+        ok && out.contains("status        running") && out.contains("pause"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&["databases", "api-keys", "create", &id, "--name", "cli"]);
+    assert!(ok && out.contains("rxk_"), "{out}{err}");
+    let (ok, out, _) = cli(&["databases", "builds", &id]);
+    assert!(ok && out.contains("succeeded"), "{out}");
+    let (ok, out, _) = cli(&["databases", "events", &id]);
+    assert!(ok && out.contains("testing_connection"), "{out}");
+    let (ok, out, err) = cli(&["databases", "pause", &id, "--wait"]);
+    assert!(ok && out.contains("paused"), "{out}{err}");
+    let (ok, out, err) = cli(&["databases", "terminate", &id, "--wait"]);
+    assert!(ok && out.contains("terminated"), "{out}{err}");
+    assert!(cp.engine_pids().is_empty());
+}
+
+/// Builds run two at once; a third provision waits in `queued`.
+#[test]
+fn build_pool_runs_two_at_once() {
+    let cp = Cp::fresh(1500);
+    let ids: Vec<String> = (0..3).map(|_| sqlite_database(&cp, 5)).collect();
+    for id in &ids {
+        cp.ok(id, "provision", None, "immediate");
+    }
+    let start = Instant::now();
+    let mut saw_waiting = false;
+    loop {
+        let statuses: Vec<String> = ids.iter().map(|id| cp.status(id)).collect();
+        let building = statuses.iter().filter(|s| *s == "building").count();
+        assert!(building <= 2, "{statuses:?}");
+        if building == 2 && statuses.iter().any(|s| s == "queued") {
+            saw_waiting = true;
+        }
+        if statuses.iter().all(|s| s == "running") {
+            break;
+        }
+        assert!(start.elapsed() < LONG, "{statuses:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(saw_waiting, "a third build never waited for a slot");
 }

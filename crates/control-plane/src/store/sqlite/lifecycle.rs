@@ -4,12 +4,16 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use uuid::Uuid;
 
-use super::{database_row, get_enum, get_enum_opt, get_ts, get_ts_opt, get_uuid, json, ts, ts_opt, SqlTx, DATABASE_SELECT};
+use super::{
+    database_row, get_enum, get_enum_opt, get_ts, get_ts_opt, get_uuid, json, ts, ts_opt, SqlTx,
+    DATABASE_SELECT,
+};
 use crate::api::*;
 use crate::store::lifecycle::*;
 use crate::store::{Event, StoreResult};
 
-const BUILD_COLS: &str = "id, database_id, status, manifest IS NOT NULL, schema_config, sync_mode_used, \
+const BUILD_COLS: &str =
+    "id, database_id, status, manifest IS NOT NULL, schema_config, sync_mode_used, \
      compute_type_used, log, error, created_at, started_at, finished_at";
 
 fn build_row(r: &Row) -> rusqlite::Result<BuildRecord> {
@@ -29,7 +33,8 @@ fn build_row(r: &Row) -> rusqlite::Result<BuildRecord> {
     })
 }
 
-const INSTANCE_COLS: &str = "id, database_id, build_id, runtime_id, endpoint_url, health_status, snapshot_age_ms, \
+const INSTANCE_COLS: &str =
+    "id, database_id, build_id, runtime_id, endpoint_url, health_status, snapshot_age_ms, \
      swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at";
 
 fn instance_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
@@ -51,7 +56,8 @@ fn instance_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
     })
 }
 
-const KEY_COLS: &str = "id, database_id, key_id, secret_sha256, name, expires_at, created_at, revoked_at";
+const KEY_COLS: &str =
+    "id, database_id, key_id, secret_sha256, name, expires_at, created_at, revoked_at";
 
 fn key_row(r: &Row) -> rusqlite::Result<QueryKeyRecord> {
     Ok(QueryKeyRecord {
@@ -93,7 +99,10 @@ impl LifecycleTx for SqlTx<'_> {
             "SELECT database_id, op, crash, cleanup, schedule_mark FROM database_ops WHERE database_id = ?1",
         )?;
         let found = stmt.query_row([database.to_string()], ops_row).optional()?;
-        Ok(found.unwrap_or(OpsRecord { database_id: database, ..Default::default() }))
+        Ok(found.unwrap_or(OpsRecord {
+            database_id: database,
+            ..Default::default()
+        }))
     }
 
     fn put_ops(&self, o: &OpsRecord) -> StoreResult<()> {
@@ -118,14 +127,21 @@ impl LifecycleTx for SqlTx<'_> {
             "SELECT o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark FROM database_ops o \
              JOIN databases d ON d.id = o.database_id WHERE d.deleted_at IS NULL",
         )?;
-        let rows = stmt.query_map([], ops_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([], ops_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     fn insert_build(&self, b: &BuildRecord) -> StoreResult<()> {
         self.0.execute(
             "INSERT INTO builds (id, database_id, status, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![b.id.to_string(), b.database_id.to_string(), b.status.as_str(), ts(&b.created_at)],
+            params![
+                b.id.to_string(),
+                b.database_id.to_string(),
+                b.status.as_str(),
+                ts(&b.created_at)
+            ],
         )?;
         self.update_build(b)
     }
@@ -150,26 +166,39 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn set_build_manifest(&self, build: Uuid, manifest: &str) -> StoreResult<()> {
-        self.0.execute("UPDATE builds SET manifest = ?2 WHERE id = ?1", params![build.to_string(), manifest])?;
+        self.0.execute(
+            "UPDATE builds SET manifest = ?2 WHERE id = ?1",
+            params![build.to_string(), manifest],
+        )?;
         Ok(())
     }
 
     fn build(&self, database: Uuid, id: Uuid) -> StoreResult<Option<BuildRecord>> {
-        let mut stmt =
-            self.0.prepare_cached(&format!("SELECT {BUILD_COLS} FROM builds WHERE id = ?1 AND database_id = ?2"))?;
-        Ok(stmt.query_row([id.to_string(), database.to_string()], build_row).optional()?)
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {BUILD_COLS} FROM builds WHERE id = ?1 AND database_id = ?2"
+        ))?;
+        Ok(stmt
+            .query_row([id.to_string(), database.to_string()], build_row)
+            .optional()?)
     }
 
     fn build_manifest(&self, build: Uuid) -> StoreResult<Option<String>> {
-        let mut stmt = self.0.prepare_cached("SELECT manifest FROM builds WHERE id = ?1")?;
-        Ok(stmt.query_row([build.to_string()], |r| r.get::<_, Option<String>>(0)).optional()?.flatten())
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT manifest FROM builds WHERE id = ?1")?;
+        Ok(stmt
+            .query_row([build.to_string()], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
     }
 
     fn builds(&self, database: Uuid) -> StoreResult<Vec<BuildRecord>> {
         let mut stmt = self.0.prepare_cached(&format!(
             "SELECT {BUILD_COLS} FROM builds WHERE database_id = ?1 ORDER BY created_at DESC, id DESC"
         ))?;
-        let rows = stmt.query_map([database.to_string()], build_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([database.to_string()], build_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -177,7 +206,9 @@ impl LifecycleTx for SqlTx<'_> {
         let mut stmt = self.0.prepare_cached(
             "SELECT id FROM builds WHERE database_id = ?1 AND manifest IS NOT NULL ORDER BY created_at DESC LIMIT 1",
         )?;
-        Ok(stmt.query_row([database.to_string()], |r| get_uuid(r, 0)).optional()?)
+        Ok(stmt
+            .query_row([database.to_string()], |r| get_uuid(r, 0))
+            .optional()?)
     }
 
     fn insert_instance(&self, i: &InstanceRecord) -> StoreResult<()> {
@@ -215,7 +246,9 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn instance(&self, id: Uuid) -> StoreResult<Option<InstanceRecord>> {
-        let mut stmt = self.0.prepare_cached(&format!("SELECT {INSTANCE_COLS} FROM instances WHERE id = ?1"))?;
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE id = ?1"
+        ))?;
         Ok(stmt.query_row([id.to_string()], instance_row).optional()?)
     }
 
@@ -234,10 +267,17 @@ impl LifecycleTx for SqlTx<'_> {
         let mut stmt = self.0.prepare_cached(&format!(
             "SELECT {INSTANCE_COLS} FROM instances WHERE database_id = ?1 ORDER BY created_at DESC, id DESC LIMIT 1"
         ))?;
-        Ok(stmt.query_row([database.to_string()], instance_row).optional()?)
+        Ok(stmt
+            .query_row([database.to_string()], instance_row)
+            .optional()?)
     }
 
-    fn events(&self, database: Uuid, limit: usize, before: Option<i64>) -> StoreResult<Vec<EventRecord>> {
+    fn events(
+        &self,
+        database: Uuid,
+        limit: usize,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<EventRecord>> {
         let mut stmt = self.0.prepare_cached(
             "SELECT id, database_id, at, from_status, to_status, cause, message FROM events \
              WHERE database_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
@@ -278,10 +318,12 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn query_keys(&self, database: Uuid) -> StoreResult<Vec<QueryKeyRecord>> {
-        let mut stmt = self
-            .0
-            .prepare_cached(&format!("SELECT {KEY_COLS} FROM query_keys WHERE database_id = ?1 ORDER BY created_at, id"))?;
-        let rows = stmt.query_map([database.to_string()], key_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {KEY_COLS} FROM query_keys WHERE database_id = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([database.to_string()], key_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
