@@ -196,7 +196,7 @@ api_enum!(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code (`invalid_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `action_not_allowed`, `internal`).
+    /// `conflict`, `action_not_allowed`, `too_large`, `internal`).
     pub error: String,
     /// A sentence for a person; names the field and rule for validation errors.
     pub message: String,

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 409 `action_not_allowed`.
     #[error("{0}")]
     ActionNotAllowed(String),
+    /// 413 `too_large`: the request body is over the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// 500 `internal`: the cause is logged with the request id, never sent.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::ActionNotAllowed(_) => (StatusCode::CONFLICT, "action_not_allowed"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

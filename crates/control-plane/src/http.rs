@@ -51,6 +51,12 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// The whole HTTP surface: `/v1`, `/health`, `/metrics`, `/v1/openapi.json`, `/v1/docs`.
 pub fn router(state: AppState) -> Router {
+    router_with(state, None)
+}
+
+/// [`router`] plus `extra` routes (the managed `/api/v1` routes) behind the same layers: request
+/// id, tracing span, metrics, panic catching and the JSON shape of axum's own errors.
+pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
     let _ = metrics_handle();
     let v1 = Router::new()
         .route(
@@ -95,8 +101,11 @@ pub fn router(state: AppState) -> Router {
     let mut doc = ApiDoc::openapi();
     doc.merge(<crate::lifecycle::http::LifecycleApiDoc as OpenApi>::openapi());
     let docs = utoipa_swagger_ui::SwaggerUi::new("/v1/docs").url("/v1/openapi.json", doc);
-    v1.merge(docs)
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+    let mut app = v1.merge(docs);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    app.fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -200,6 +209,7 @@ async fn json_error(resp: Response) -> Response {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         s if s.is_server_error() => "internal",
         _ => "invalid_request",
     };
@@ -232,7 +242,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::invalid(format!("cannot read the request body: {}", e.body_text()))
+            let message = format!("cannot read the request body: {}", e.body_text());
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(message)
+            } else {
+                ApiError::InvalidRequest(message)
+            }
         })?;
         parse_json(&bytes).map(ApiJson)
     }

@@ -2,7 +2,6 @@
 //! parsing and hashing. Only the SHA-256 of the secret is ever stored.
 
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -56,28 +55,10 @@ pub fn generate(prefix: &str) -> NewKey {
     }
 }
 
+// Parsing, hashing and comparing are the same for `dkc_` tokens of the managed API: one copy.
 /// Splits `prefix_<keyId>.<secret>`; `None` when malformed.
-pub fn parse<'a>(prefix: &str, token: &'a str) -> Option<(&'a str, &'a str)> {
-    let rest = token.strip_prefix(prefix)?.strip_prefix('_')?;
-    let (key_id, secret) = rest.split_once('.')?;
-    let ok =
-        |s: &str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric());
-    (ok(key_id) && ok(secret)).then_some((key_id, secret))
-}
-
-/// SHA-256 of a secret, lowercase hex.
-pub fn sha256_hex(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// Compares two hashes in time independent of where they differ.
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+pub use refract_managed::tokens::parse_prefixed as parse;
+pub use refract_managed::tokens::{constant_time_eq, sha256_hex};
 
 #[cfg(test)]
 mod tests {

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use error::ApiError;
-pub use http::{metrics_handle, parse_json, router, ApiDoc, ApiJson, AppState, Auth};
+pub use http::{metrics_handle, parse_json, router, router_with, ApiDoc, ApiJson, AppState, Auth};
 pub use secrets::SecretStore;
 pub use service::{password_secret_name, pending, Principal, Service, TEST_CONNECTION_TIMEOUT};
 pub use store::{SqliteStore, Store, Tx};
@@ -141,10 +141,8 @@ pub async fn run_with_managed(
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut tasks = service.lifecycle.start(service.clone(), cancel.clone());
     tasks.extend(managed.as_ref().map(|m| m.spawn_reconciler(cancel.clone())));
-    let mut app = router(AppState { service });
-    if let Some(m) = &managed {
-        app = app.merge(m.router());
-    }
+    // The managed routes go behind the same request-id, tracing and metrics layers as `/v1`.
+    let app = router_with(AppState { service }, managed.as_ref().map(|m| m.router()));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

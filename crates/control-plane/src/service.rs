@@ -80,20 +80,7 @@ impl Service {
         &self,
         f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let store = self.store.clone();
-        blocking(move || {
-            let mut f = Some(f);
-            let mut out = None;
-            store.write(&mut |tx| {
-                let f = f
-                    .take()
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction retried")))?;
-                out = Some(f(tx)?);
-                Ok(())
-            })?;
-            out.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction produced nothing")))
-        })
-        .await
+        self.transaction(true, f).await
     }
 
     /// Runs `f` in one read transaction on a blocking thread.
@@ -101,17 +88,31 @@ impl Service {
         &self,
         f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.transaction(false, f).await
+    }
+
+    /// [`Self::write`] (`write`) or [`Self::read`]: `f` runs once, its value is the answer.
+    async fn transaction<T: Send + 'static>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let store = self.store.clone();
         blocking(move || {
             let mut f = Some(f);
             let mut out = None;
-            store.read(&mut |tx| {
+            let mut body = |tx: &dyn Tx| {
                 let f = f
                     .take()
                     .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction retried")))?;
                 out = Some(f(tx)?);
                 Ok(())
-            })?;
+            };
+            if write {
+                store.write(&mut body)?;
+            } else {
+                store.read(&mut body)?;
+            }
             out.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction produced nothing")))
         })
         .await

@@ -212,8 +212,8 @@ async fn every_error_has_our_shape_even_from_axum_rejections() {
             "POST",
             "/v1/connections",
             Some(big.as_str()),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
         ),
         (
             "POST",
@@ -249,4 +249,41 @@ async fn every_error_has_our_shape_even_from_axum_rejections() {
     // The server is still fine.
     let (s, _) = h.call("GET", "/health", None, None).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn managed_routes_go_through_the_same_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServeConfig {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".into(),
+        master_key: Some("test passphrase".into()),
+        engine_binary: "refract".into(),
+    };
+    let service = open(&config).await.unwrap();
+    let managed = crate::managed::open(&config.data_dir, &service).unwrap();
+    let app = crate::router_with(AppState { service }, Some(managed.router()));
+    let req = Request::builder()
+        .uri("/api/v1/databases")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    // The managed API's own answer and shape, with the control plane's request id.
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["error"].as_str().is_some(), "{v}");
+    // Counted under its route template.
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains(r#"route="/api/v1/databases""#),
+        "no managed route in the metrics:\n{text}"
+    );
 }

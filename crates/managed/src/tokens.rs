@@ -54,7 +54,13 @@ pub fn generate() -> NewToken {
 
 /// Splits `dkc_<keyId>.<secret>`; `None` when malformed.
 pub fn parse(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix("dkc_")?;
+    parse_prefixed("dkc", token)
+}
+
+/// Splits `prefix_<keyId>.<secret>` (`dkc`, and the control plane's `rmk`/`rxk`); `None` when
+/// malformed.
+pub fn parse_prefixed<'a>(prefix: &str, token: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = token.strip_prefix(prefix)?.strip_prefix('_')?;
     let (key_id, secret) = rest.split_once('.')?;
     let ok =
         |s: &str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric());

@@ -8,7 +8,7 @@ mod lifecycle;
 
 use anyhow::{bail, Context};
 use reqwest::blocking::Client;
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 /// Options every client command takes.
@@ -269,23 +269,39 @@ pub struct Api {
 
 impl Api {
     fn new(opts: &ClientOpts) -> anyhow::Result<Self> {
-        let token = opts
-            .token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .context("no management key: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)")?;
+        Api::connect(
+            &opts.url,
+            opts.token.clone(),
+            "no management key: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)",
+        )
+    }
+
+    /// A client of the control plane at `url` with a bearer token; `no_token` is the error when
+    /// the token is missing or empty.
+    pub(crate) fn connect(
+        url: &str,
+        token: Option<String>,
+        no_token: &'static str,
+    ) -> anyhow::Result<Self> {
+        let token = token.filter(|t| !t.is_empty()).context(no_token)?;
         let client = Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(Api {
             client,
-            base: opts.url.trim_end_matches('/').to_string(),
+            base: url.trim_end_matches('/').to_string(),
             token,
         })
     }
 
-    /// Calls the API; a non-2xx answer becomes an error carrying the API's `message`.
-    pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    /// Sends one request: the status and the body (JSON; text that is not JSON as a string;
+    /// `null` when empty).
+    pub(crate) fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -303,6 +319,12 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        Ok((status, value))
+    }
+
+    /// Calls the API; a non-2xx answer becomes an error carrying the API's `message`.
+    pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (status, value) = self.send(method, path, body)?;
         if !status.is_success() {
             let msg = value
                 .get("message")

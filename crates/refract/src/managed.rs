@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
@@ -94,44 +93,22 @@ pub enum ManagedCmd {
     },
 }
 
-struct ApiV1 {
-    client: Client,
-    base: String,
-    token: String,
-}
+/// The control plane client of [`crate::cli`], reading errors the way `/api/v1` writes them.
+struct ApiV1(crate::cli::Api);
 
 impl ApiV1 {
     fn new(opts: &ManagedOpts) -> anyhow::Result<Self> {
-        let token = opts.token.clone().filter(|t| !t.is_empty()).context(
+        crate::cli::Api::connect(
+            &opts.url,
+            opts.token.clone(),
             "no token: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)",
-        )?;
-        let client = Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(ApiV1 {
-            client,
-            base: opts.url.trim_end_matches('/').to_string(),
-            token,
-        })
+        )
+        .map(ApiV1)
     }
 
     /// Calls `/api/v1`; a non-2xx answer becomes an error with the API's `error` message.
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
-        let value: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let (status, value) = self.0.send(method, path, body)?;
         if !status.is_success() {
             let msg = value["error"]
                 .as_str()

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use refract_schema::{Backend, ColumnManifest, Manifest, RowSink, TableManifest, ValueRef, MANIFEST_VERSION};
+use refract_schema::{
+    Backend, ColumnManifest, Manifest, RowSink, TableManifest, ValueRef, MANIFEST_VERSION,
+};
 use refract_sources::{LoadProgress, SourceParams};
 
 /// Copies every cell into typed vectors and one byte arena, as a storage builder would.
@@ -30,7 +32,10 @@ impl RowSink for CopySink {
         match value {
             ValueRef::Null => self.nulls += 1,
             ValueRef::Bool(b) => self.ints.push(i64::from(b)),
-            ValueRef::Int(i) | ValueRef::Time(i) | ValueRef::DateTime(i) | ValueRef::Timestamp(i) => self.ints.push(i),
+            ValueRef::Int(i)
+            | ValueRef::Time(i)
+            | ValueRef::DateTime(i)
+            | ValueRef::Timestamp(i) => self.ints.push(i),
             ValueRef::Date(d) => self.ints.push(i64::from(d)),
             ValueRef::Float(f) => self.floats.push(f),
             ValueRef::Decimal(d) => self.decimals.push(d),
@@ -59,7 +64,10 @@ fn params(url: &str) -> SourceParams {
         None => (auth.to_string(), None),
     };
     let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-    let (host, port) = hostport.rsplit_once(':').map(|(h, p)| (h, p.parse().expect("port"))).unwrap_or((hostport, 0));
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .map(|(h, p)| (h, p.parse().expect("port")))
+        .unwrap_or((hostport, 0));
     let backend = match scheme {
         "mysql" | "mariadb" => Backend::Mysql,
         "sqlite" => Backend::Sqlite,
@@ -79,7 +87,9 @@ fn params(url: &str) -> SourceParams {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let url = args.first().expect("usage: load_bench URL [parallelism] [table ...]");
+    let url = args
+        .first()
+        .expect("usage: load_bench URL [parallelism] [table ...]");
     let parallelism: usize = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(4);
     let only: Vec<&String> = args.iter().skip(2).collect();
     let p = params(url);
@@ -119,9 +129,15 @@ async fn main() {
     for run in 1..=3 {
         let sinks: Vec<CopySink> = m.tables.iter().map(|_| CopySink::default()).collect();
         let t = Instant::now();
-        let (sinks, pos) = refract_sources::load_tables(&p, &m, sinks, parallelism, Arc::new(LoadProgress::default()))
-            .await
-            .expect("load");
+        let (sinks, pos) = refract_sources::load_tables(
+            &p,
+            &m,
+            sinks,
+            parallelism,
+            Arc::new(LoadProgress::default()),
+        )
+        .await
+        .expect("load");
         let secs = t.elapsed().as_secs_f64();
         let rows: usize = sinks.iter().map(|s| s.rows).sum();
         let bytes: usize = sinks.iter().map(|s| s.arena.len()).sum();

@@ -29,7 +29,11 @@ pub(crate) fn target(params: &SourceParams) -> String {
 }
 
 /// A timeout while connecting or checking.
-pub(crate) fn timed_out(params: &SourceParams, what: &str, after: std::time::Duration) -> SourceError {
+pub(crate) fn timed_out(
+    params: &SourceParams,
+    what: &str,
+    after: std::time::Duration,
+) -> SourceError {
     SourceError::Unreachable(format!(
         "timed out after {:.1} s {what} {}",
         after.as_secs_f64(),
@@ -58,9 +62,14 @@ pub(crate) fn mysql(e: mysql_async::Error, params: &SourceParams) -> SourceError
         mysql_async::Error::Server(se) if MYSQL_DENIED.contains(&se.code) => {
             SourceError::Rejected(format!("{} (error {})", se.message, se.code))
         }
-        mysql_async::Error::Server(se) => SourceError::Other(format!("{} (error {})", se.message, se.code)),
+        mysql_async::Error::Server(se) => {
+            SourceError::Other(format!("{} (error {})", se.message, se.code))
+        }
         mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => {
-            SourceError::Unreachable(format!("{}: the server closed the connection", target(params)))
+            SourceError::Unreachable(format!(
+                "{}: the server closed the connection",
+                target(params)
+            ))
         }
         other => SourceError::Other(other.to_string()),
     };
@@ -83,7 +92,10 @@ pub(crate) fn pg(e: tokio_postgres::Error, params: &SourceParams) -> SourceError
             SourceError::Other(msg)
         }
     } else if e.source().is_some_and(|s| s.is::<std::io::Error>()) || e.is_closed() {
-        let cause = e.source().map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+        let cause = e
+            .source()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| e.to_string());
         SourceError::Unreachable(format!("{}: {cause}", target(params)))
     } else {
         let text = e.to_string();

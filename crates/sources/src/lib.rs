@@ -243,7 +243,9 @@ pub async fn load_tables<S: RowSink + Send + 'static>(
     let parallelism = parallelism.clamp(1, manifest.tables.len().max(1));
     let r = match params.backend {
         Backend::Mysql => mysql::load(params, manifest, sinks, parallelism, progress).await,
-        Backend::Postgres => postgres::load(params, manifest, sinks, parallelism, progress, None).await,
+        Backend::Postgres => {
+            postgres::load(params, manifest, sinks, parallelism, progress, None).await
+        }
         Backend::Sqlite => sqlite::load(params, manifest, sinks, progress).await,
         Backend::Mssql => Err(unsupported(params.backend)),
     };
@@ -288,9 +290,16 @@ pub async fn load_tables_in_snapshot<S: RowSink + Send + 'static>(
         )));
     }
     let parallelism = parallelism.clamp(1, manifest.tables.len().max(1));
-    postgres::load(params, manifest, sinks, parallelism, progress, Some(snapshot))
-        .await
-        .map_err(|e| e.scrubbed(params))
+    postgres::load(
+        params,
+        manifest,
+        sinks,
+        parallelism,
+        progress,
+        Some(snapshot),
+    )
+    .await
+    .map_err(|e| e.scrubbed(params))
 }
 
 fn unsupported(backend: Backend) -> SourceError {

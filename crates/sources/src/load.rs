@@ -21,7 +21,11 @@ pub(crate) struct LoadState<S> {
 impl<S> LoadState<S> {
     /// Tables are handed out biggest first (by the source's size estimate) so that parallel
     /// workers finish close together.
-    pub(crate) fn new(manifest: &Manifest, sinks: Vec<S>, progress: Arc<LoadProgress>) -> Arc<Self> {
+    pub(crate) fn new(
+        manifest: &Manifest,
+        sinks: Vec<S>,
+        progress: Arc<LoadProgress>,
+    ) -> Arc<Self> {
         let mut order: Vec<usize> = (0..manifest.tables.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(manifest.tables[i].estimated_bytes.unwrap_or(0)));
         Arc::new(LoadState {
@@ -38,7 +42,11 @@ impl<S> LoadState<S> {
         if self.stopped() {
             return None;
         }
-        let i = self.queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front()?;
+        let i = self
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()?;
         let sink = self.slots.lock().unwrap_or_else(PoisonError::into_inner)[i].take()?;
         Some((i, sink))
     }
@@ -60,7 +68,10 @@ impl<S> LoadState<S> {
 
     /// Record a failure: the first one is the load's result; every worker stops.
     pub(crate) fn fail(&self, e: SourceError) {
-        let mut slot = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .first_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(e);
         }
@@ -69,7 +80,12 @@ impl<S> LoadState<S> {
 
     /// After every worker ended: the sinks in manifest order, or the first error.
     pub(crate) fn finish(&self) -> Result<Vec<S>, SourceError> {
-        if let Some(e) = self.first_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(e) = self
+            .first_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             return Err(e);
         }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -77,7 +93,11 @@ impl<S> LoadState<S> {
         for (i, s) in slots.drain(..).enumerate() {
             match s {
                 Some(s) => out.push(s),
-                None => return Err(SourceError::Other(format!("internal: sink {i} was not returned"))),
+                None => {
+                    return Err(SourceError::Other(format!(
+                        "internal: sink {i} was not returned"
+                    )))
+                }
             }
         }
         Ok(out)
@@ -85,7 +105,10 @@ impl<S> LoadState<S> {
 }
 
 /// Run the workers to their end; the load's result is the first recorded failure.
-pub(crate) async fn drive<S, F>(state: &LoadState<S>, workers: Vec<F>) -> Result<Vec<S>, SourceError>
+pub(crate) async fn drive<S, F>(
+    state: &LoadState<S>,
+    workers: Vec<F>,
+) -> Result<Vec<S>, SourceError>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -108,7 +131,11 @@ pub(crate) struct RowCounter<'a> {
 impl<'a> RowCounter<'a> {
     /// A counter feeding `state`'s progress.
     pub(crate) fn new<S>(state: &'a LoadState<S>) -> Self {
-        RowCounter { pending: 0, progress: &state.progress, stop: &state.stop }
+        RowCounter {
+            pending: 0,
+            progress: &state.progress,
+            stop: &state.stop,
+        }
     }
 
     /// Count one row; `false` when another worker failed and this one should stop.
@@ -124,7 +151,9 @@ impl<'a> RowCounter<'a> {
 
     fn flush(&mut self) {
         if self.pending > 0 {
-            self.progress.rows.fetch_add(self.pending, Ordering::Relaxed);
+            self.progress
+                .rows
+                .fetch_add(self.pending, Ordering::Relaxed);
             self.pending = 0;
         }
     }
@@ -156,7 +185,11 @@ pub(crate) fn quote_double(name: &str) -> String {
 
 /// `SELECT <cols> FROM <from> [WHERE (<where_sql>)]`.
 pub(crate) fn select_sql(columns: &[String], from: &str, where_sql: Option<&str>) -> String {
-    let list = if columns.is_empty() { "1".to_string() } else { columns.join(", ") };
+    let list = if columns.is_empty() {
+        "1".to_string()
+    } else {
+        columns.join(", ")
+    };
     let mut sql = format!("SELECT {list} FROM {from}");
     if let Some(w) = where_sql.map(str::trim).filter(|w| !w.is_empty()) {
         sql.push_str(" WHERE (");

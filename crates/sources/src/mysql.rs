@@ -41,11 +41,16 @@ fn opts(params: &SourceParams, db: Option<&str>) -> OptsBuilder {
     if params.host.starts_with('/') {
         b.socket(Some(params.host.clone()))
     } else {
-        b.ip_or_hostname(params.host.clone()).tcp_port(if params.port == 0 { 3306 } else { params.port })
+        b.ip_or_hostname(params.host.clone())
+            .tcp_port(if params.port == 0 { 3306 } else { params.port })
     }
 }
 
-pub(crate) async fn connect(params: &SourceParams, db: Option<&str>, timeout: Duration) -> Result<Conn, SourceError> {
+pub(crate) async fn connect(
+    params: &SourceParams,
+    db: Option<&str>,
+    timeout: Duration,
+) -> Result<Conn, SourceError> {
     match tokio::time::timeout(timeout, Conn::new(opts(params, db))).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(error::mysql(e, params)),
@@ -55,11 +60,19 @@ pub(crate) async fn connect(params: &SourceParams, db: Option<&str>, timeout: Du
 
 /// A typed cell of a catalog row, by column name (`None` for NULL or a missing column).
 fn get<T: FromValue>(row: &Row, name: &str) -> Option<T> {
-    row.get_opt::<Option<T>, _>(name).and_then(Result::ok).flatten()
+    row.get_opt::<Option<T>, _>(name)
+        .and_then(Result::ok)
+        .flatten()
 }
 
-pub(crate) async fn is_mariadb(conn: &mut Conn, params: &SourceParams) -> Result<bool, SourceError> {
-    let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(|e| error::mysql(e, params))?;
+pub(crate) async fn is_mariadb(
+    conn: &mut Conn,
+    params: &SourceParams,
+) -> Result<bool, SourceError> {
+    let v: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| error::mysql(e, params))?;
     Ok(v.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb")))
 }
 
@@ -90,7 +103,9 @@ pub(crate) async fn test_connection(
         )
         .await
         .map_err(map)?;
-    let size_gb = size.and_then(|s| s.parse::<f64>().ok()).map(|b| b / (1024.0 * 1024.0 * 1024.0));
+    let size_gb = size
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(|b| b / (1024.0 * 1024.0 * 1024.0));
     let binlog = binlog_readiness(&mut conn, params).await?;
     let _ = conn.disconnect().await;
     Ok(TestConnectionReport {
@@ -104,7 +119,10 @@ pub(crate) async fn test_connection(
     })
 }
 
-async fn binlog_readiness(conn: &mut Conn, params: &SourceParams) -> Result<BinlogReadiness, SourceError> {
+async fn binlog_readiness(
+    conn: &mut Conn,
+    params: &SourceParams,
+) -> Result<BinlogReadiness, SourceError> {
     let vars: Vec<(String, Option<String>)> = conn
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
@@ -113,7 +131,9 @@ async fn binlog_readiness(conn: &mut Conn, params: &SourceParams) -> Result<Binl
         .await
         .map_err(|e| error::mysql(e, params))?;
     let var = |n: &str| {
-        vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).and_then(|(_, v)| v.clone())
+        vars.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .and_then(|(_, v)| v.clone())
     };
     let log_bin = var("log_bin").is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1");
     let format = var("binlog_format");
@@ -124,25 +144,35 @@ async fn binlog_readiness(conn: &mut Conn, params: &SourceParams) -> Result<Binl
     if !log_bin {
         issues.push("log_bin is OFF: start the server with --log-bin".to_string());
     }
-    if !format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("ROW")) {
+    if !format
+        .as_deref()
+        .is_some_and(|f| f.eq_ignore_ascii_case("ROW"))
+    {
         issues.push(format!(
             "binlog_format is {}, must be ROW (SET GLOBAL binlog_format = 'ROW')",
             format.as_deref().unwrap_or("unknown")
         ));
     }
-    if !row_image.as_deref().is_none_or(|f| f.eq_ignore_ascii_case("FULL")) {
+    if !row_image
+        .as_deref()
+        .is_none_or(|f| f.eq_ignore_ascii_case("FULL"))
+    {
         issues.push(format!(
             "binlog_row_image is {}, must be FULL (SET GLOBAL binlog_row_image = 'FULL')",
             row_image.as_deref().unwrap_or("unknown")
         ));
     }
     if server_id == Some(0) {
-        issues.push("server_id is 0: the server needs a non-zero server_id to write a binlog".into());
+        issues
+            .push("server_id is 0: the server needs a non-zero server_id to write a binlog".into());
     }
 
     let grants: Vec<String> = match conn.query("SHOW GRANTS FOR CURRENT_USER()").await {
         Ok(g) => g,
-        Err(_) => conn.query("SHOW GRANTS").await.map_err(|e| error::mysql(e, params))?,
+        Err(_) => conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| error::mysql(e, params))?,
     };
     let privs = global_privileges(&grants);
     let all = privs.contains("ALL PRIVILEGES") || privs.contains("ALL");
@@ -158,7 +188,13 @@ async fn binlog_readiness(conn: &mut Conn, params: &SourceParams) -> Result<Binl
             params.user
         ));
     }
-    Ok(BinlogReadiness { log_bin, format, server_id, ready: issues.is_empty(), issues })
+    Ok(BinlogReadiness {
+        log_bin,
+        format,
+        server_id,
+        ready: issues.is_empty(),
+        issues,
+    })
 }
 
 /// Privileges granted `ON *.*`, upper case (`REPLICATION SLAVE`, `ALL PRIVILEGES`, ...).
@@ -166,8 +202,12 @@ pub(crate) fn global_privileges(grants: &[String]) -> HashSet<String> {
     let mut out = HashSet::new();
     for g in grants {
         let upper = g.to_ascii_uppercase();
-        let Some(rest) = upper.strip_prefix("GRANT ") else { continue };
-        let Some(on) = rest.find(" ON ") else { continue };
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        let Some(on) = rest.find(" ON ") else {
+            continue;
+        };
         let object = rest[on + 4..].trim_start();
         if !object.starts_with("*.*") {
             continue;
@@ -192,11 +232,16 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
     let maria = is_mariadb(&mut conn, params).await?;
 
     let exists: Option<String> = conn
-        .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (db.as_str(),))
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db.as_str(),),
+        )
         .await
         .map_err(map)?;
     if exists.is_none() {
-        return Err(SourceError::Other(format!("database `{db}` does not exist or is not visible")));
+        return Err(SourceError::Other(format!(
+            "database `{db}` does not exist or is not visible"
+        )));
     }
 
     let table_rows: Vec<Row> = conn
@@ -244,12 +289,19 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             .await
             .unwrap_or_default();
         for r in &checks {
-            let (Some(t), Some(clause)) = (get::<String>(r, "tbl"), get::<String>(r, "clause")) else {
+            let (Some(t), Some(clause)) = (get::<String>(r, "tbl"), get::<String>(r, "clause"))
+            else {
                 continue;
             };
-            let c: String = clause.chars().filter(|c| !c.is_whitespace() && *c != '`').collect();
+            let c: String = clause
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '`')
+                .collect();
             let c = c.to_ascii_lowercase();
-            if let Some(col) = c.strip_prefix("json_valid(").and_then(|s| s.strip_suffix(')')) {
+            if let Some(col) = c
+                .strip_prefix("json_valid(")
+                .and_then(|s| s.strip_suffix(')'))
+            {
                 json_checks.insert((t, col.to_string()));
             }
         }
@@ -258,7 +310,9 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
 
     let mut tables: BTreeMap<String, SourceTable> = BTreeMap::new();
     for r in &table_rows {
-        let Some(name) = get::<String>(r, "name") else { continue };
+        let Some(name) = get::<String>(r, "name") else {
+            continue;
+        };
         tables.insert(
             name.clone(),
             SourceTable {
@@ -272,8 +326,12 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         );
     }
     for r in &column_rows {
-        let (Some(tbl), Some(name)) = (get::<String>(r, "tbl"), get::<String>(r, "name")) else { continue };
-        let Some(t) = tables.get_mut(&tbl) else { continue };
+        let (Some(tbl), Some(name)) = (get::<String>(r, "tbl"), get::<String>(r, "name")) else {
+            continue;
+        };
+        let Some(t) = tables.get_mut(&tbl) else {
+            continue;
+        };
         let column_type = get::<String>(r, "column_type").unwrap_or_default();
         let data_type = get::<String>(r, "data_type").unwrap_or_default();
         let collation = get::<String>(r, "coll");
@@ -286,7 +344,11 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             json_check: json_checks.contains(&(tbl.clone(), name.to_ascii_lowercase())),
         };
         let ty = crate::types::mysql_type(&info);
-        let source_type = if ty == ColumnType::Json && data_type != "json" { "json".to_string() } else { column_type };
+        let source_type = if ty == ColumnType::Json && data_type != "json" {
+            "json".to_string()
+        } else {
+            column_type
+        };
         t.columns.push(SourceColumn {
             nullable: get::<String>(r, "nullable").is_some_and(|v| v.eq_ignore_ascii_case("YES")),
             name,
@@ -307,13 +369,17 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         ) else {
             continue;
         };
-        let Some(t) = tables.get_mut(&tbl) else { continue };
+        let Some(t) = tables.get_mut(&tbl) else {
+            continue;
+        };
         if kind == "PRIMARY KEY" {
             t.primary_key.push(col);
             continue;
         }
         let ref_schema = get::<String>(r, "ref_schema");
-        let (Some(ref_table), Some(ref_col)) = (get::<String>(r, "ref_table"), get::<String>(r, "ref_col")) else {
+        let (Some(ref_table), Some(ref_col)) =
+            (get::<String>(r, "ref_table"), get::<String>(r, "ref_col"))
+        else {
             continue;
         };
         if ref_schema.as_deref().is_some_and(|s| s != db) {
@@ -322,7 +388,12 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         let key = (tbl.clone(), name.clone());
         let fk = fks.entry(key.clone()).or_insert_with(|| {
             fk_order.push(key.clone());
-            ForeignKey { name, columns: Vec::new(), referenced_table: ref_table, referenced_columns: Vec::new() }
+            ForeignKey {
+                name,
+                columns: Vec::new(),
+                referenced_table: ref_table,
+                referenced_columns: Vec::new(),
+            }
         });
         fk.columns.push(col);
         fk.referenced_columns.push(ref_col);
@@ -332,7 +403,11 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             t.foreign_keys.push(fk);
         }
     }
-    Ok(SourceSchema { backend: Backend::Mysql, database: db, tables: tables.into_values().collect() })
+    Ok(SourceSchema {
+        backend: Backend::Mysql,
+        database: db,
+        tables: tables.into_values().collect(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,8 +460,10 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
     let position;
     if locked {
         let starts = workers.iter_mut().map(|w| async move {
-            w.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await?;
-            w.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await
+            w.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            w.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                .await
         });
         let started = futures_util::future::join_all(starts).await;
         let pos = read_position(&mut coord, maria, params).await;
@@ -400,9 +477,17 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
         for w in workers.drain(..) {
             let _ = w.disconnect().await;
         }
-        coord.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(map)?;
-        coord.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(map)?;
-        position = if maria { snapshot_position(&mut coord, params).await } else {
+        coord
+            .query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .map_err(map)?;
+        coord
+            .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(map)?;
+        position = if maria {
+            snapshot_position(&mut coord, params).await
+        } else {
             // MySQL has no per-transaction snapshot position: the position read right after
             // the snapshot started may include a few transactions the snapshot already shows,
             // which a row-apply CDC stream replays idempotently.
@@ -424,7 +509,11 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
 
 /// Binlog file/offset (`SHOW MASTER STATUS`, or `SHOW BINARY LOG STATUS` on MySQL 8.4+) and the
 /// GTID state; [`SourcePosition::None`] when the binlog is off or not readable.
-pub(crate) async fn read_position(conn: &mut Conn, maria: bool, params: &SourceParams) -> SourcePosition {
+pub(crate) async fn read_position(
+    conn: &mut Conn,
+    maria: bool,
+    params: &SourceParams,
+) -> SourcePosition {
     let rows: Result<Vec<Row>, _> = match conn.query("SHOW MASTER STATUS").await {
         Ok(r) => Ok(r),
         Err(_) => conn.query("SHOW BINARY LOG STATUS").await,
@@ -432,12 +521,18 @@ pub(crate) async fn read_position(conn: &mut Conn, maria: bool, params: &SourceP
     let row = match rows {
         Ok(rows) => rows.into_iter().next(),
         Err(e) => {
-            tracing::warn!("cannot read the binlog position: {}", error::mysql(e, params));
+            tracing::warn!(
+                "cannot read the binlog position: {}",
+                error::mysql(e, params)
+            );
             return SourcePosition::None;
         }
     };
-    let Some(row) = row else { return SourcePosition::None };
-    let (Some(file), Some(position)) = (get::<String>(&row, "File"), get::<u64>(&row, "Position")) else {
+    let Some(row) = row else {
+        return SourcePosition::None;
+    };
+    let (Some(file), Some(position)) = (get::<String>(&row, "File"), get::<u64>(&row, "Position"))
+    else {
         return SourcePosition::None;
     };
     let gtid = if maria {
@@ -445,37 +540,69 @@ pub(crate) async fn read_position(conn: &mut Conn, maria: bool, params: &SourceP
     } else {
         match get::<String>(&row, "Executed_Gtid_Set") {
             Some(g) => Some(g),
-            None => conn.query_first::<String, _>("SELECT @@GLOBAL.gtid_executed").await.ok().flatten(),
+            None => conn
+                .query_first::<String, _>("SELECT @@GLOBAL.gtid_executed")
+                .await
+                .ok()
+                .flatten(),
         }
     };
-    let gtid = gtid.map(|g| g.replace(['\n', ' '], "")).filter(|g| !g.is_empty());
-    SourcePosition::Binlog { file, position, gtid }
+    let gtid = gtid
+        .map(|g| g.replace(['\n', ' '], ""))
+        .filter(|g| !g.is_empty());
+    SourcePosition::Binlog {
+        file,
+        position,
+        gtid,
+    }
 }
 
 /// MariaDB: the GTID position of a binlog file/offset, else `@@gtid_current_pos`.
 async fn maria_gtid(conn: &mut Conn, file: &str, position: u64) -> Option<String> {
-    let exact: Option<Option<String>> =
-        conn.exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, position)).await.ok().flatten();
+    let exact: Option<Option<String>> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, position))
+        .await
+        .ok()
+        .flatten();
     match exact.flatten().filter(|g| !g.is_empty()) {
         Some(g) => Some(g),
-        None => conn.query_first::<String, _>("SELECT @@GLOBAL.gtid_current_pos").await.ok().flatten(),
+        None => conn
+            .query_first::<String, _>("SELECT @@GLOBAL.gtid_current_pos")
+            .await
+            .ok()
+            .flatten(),
     }
 }
 
 /// MariaDB: the exact binlog position of the current consistent-snapshot transaction.
 async fn snapshot_position(conn: &mut Conn, params: &SourceParams) -> SourcePosition {
-    let rows: Vec<(String, String)> = match conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await {
+    let rows: Vec<(String, String)> = match conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await
+    {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!("cannot read the snapshot position: {}", error::mysql(e, params));
+            tracing::warn!(
+                "cannot read the snapshot position: {}",
+                error::mysql(e, params)
+            );
             return SourcePosition::None;
         }
     };
-    let var = |n: &str| rows.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-    match (var("Binlog_snapshot_file"), var("Binlog_snapshot_position").and_then(|p| p.parse().ok())) {
+    let var = |n: &str| {
+        rows.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    match (
+        var("Binlog_snapshot_file"),
+        var("Binlog_snapshot_position").and_then(|p| p.parse().ok()),
+    ) {
         (Some(file), Some(position)) if !file.is_empty() => {
             let gtid = maria_gtid(conn, &file, position).await;
-            SourcePosition::Binlog { file, position, gtid }
+            SourcePosition::Binlog {
+                file,
+                position,
+                gtid,
+            }
         }
         _ => SourcePosition::None,
     }
@@ -489,7 +616,15 @@ async fn worker<S: RowSink + Send + 'static>(
 ) {
     while let Some((i, mut sink)) = state.next() {
         let table = &manifest.tables[i];
-        let r = load_table(&mut conn, &manifest.database, table, &mut sink, &state, &params).await;
+        let r = load_table(
+            &mut conn,
+            &manifest.database,
+            table,
+            &mut sink,
+            &state,
+            &params,
+        )
+        .await;
         state.put_back(i, sink);
         match r {
             Ok(true) => state.table_done(),
@@ -509,8 +644,16 @@ async fn worker<S: RowSink + Send + 'static>(
 
 /// The `SELECT` of one table.
 pub(crate) fn table_sql(db: &str, table: &TableManifest) -> String {
-    let cols: Vec<String> = table.columns.iter().map(|c| quote_backtick(&c.source_name)).collect();
-    let from = format!("{}.{}", quote_backtick(db), quote_backtick(&table.source_name));
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_backtick(&c.source_name))
+        .collect();
+    let from = format!(
+        "{}.{}",
+        quote_backtick(db),
+        quote_backtick(&table.source_name)
+    );
     select_sql(&cols, &from, table.where_sql.as_deref())
 }
 
@@ -526,15 +669,25 @@ async fn load_table<S: RowSink, T>(
     let sql = table_sql(db, table);
     let map = |e| error::mysql(e, params);
     let mut result = conn.exec_iter(sql.as_str(), ()).await.map_err(map)?;
-    let is_bit: Vec<bool> =
-        result.columns_ref().iter().map(|c| c.column_type() == MyType::MYSQL_TYPE_BIT).collect();
+    let is_bit: Vec<bool> = result
+        .columns_ref()
+        .iter()
+        .map(|c| c.column_type() == MyType::MYSQL_TYPE_BIT)
+        .collect();
     let types: Vec<ColumnType> = table.columns.iter().map(|c| c.ty).collect();
     let mut counter = RowCounter::new(state);
     let mut scratch = String::new();
     while let Some(row) = result.next().await.map_err(map)? {
         for (i, ty) in types.iter().enumerate() {
             let v = row.as_ref(i).unwrap_or(&Value::NULL);
-            push_value(sink, i, *ty, v, is_bit.get(i).copied().unwrap_or(false), &mut scratch);
+            push_value(
+                sink,
+                i,
+                *ty,
+                v,
+                is_bit.get(i).copied().unwrap_or(false),
+                &mut scratch,
+            );
         }
         if !sink.end_row() {
             return Err(refused(table));
@@ -561,7 +714,14 @@ fn civil_micros(y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Option<i
 }
 
 /// Decode one binary-protocol value into the column's type and push it.
-pub(crate) fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v: &Value, is_bit: bool, scratch: &mut String) {
+pub(crate) fn push_value<S: RowSink>(
+    sink: &mut S,
+    col: usize,
+    ty: ColumnType,
+    v: &Value,
+    is_bit: bool,
+    scratch: &mut String,
+) {
     let out = match (ty, v) {
         (_, Value::NULL) => ValueRef::Null,
         (ColumnType::Bool, Value::Int(i)) => ValueRef::Bool(*i != 0),
@@ -573,17 +733,21 @@ pub(crate) fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v
             _ => ValueRef::Null,
         },
         (ColumnType::Int, Value::Int(i)) => ValueRef::Int(*i),
-        (ColumnType::Int, Value::UInt(u)) => i64::try_from(*u).map(ValueRef::Int).unwrap_or(ValueRef::Null),
+        (ColumnType::Int, Value::UInt(u)) => i64::try_from(*u)
+            .map(ValueRef::Int)
+            .unwrap_or(ValueRef::Null),
         (ColumnType::Int, Value::Bytes(b)) if is_bit => ValueRef::Int(bits(b) as i64),
-        (ColumnType::Int, Value::Bytes(b)) => {
-            std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).map(ValueRef::Int).unwrap_or(ValueRef::Null)
-        }
+        (ColumnType::Int, Value::Bytes(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(ValueRef::Int)
+            .unwrap_or(ValueRef::Null),
         (ColumnType::Decimal { scale }, Value::Bytes(b)) if is_bit => {
             ValueRef::Decimal(i128::from(bits(b)) * pow10(u32::from(scale)))
         }
-        (ColumnType::Decimal { scale }, Value::Bytes(b)) => {
-            parse_decimal(b, scale).map(ValueRef::Decimal).unwrap_or(ValueRef::Null)
-        }
+        (ColumnType::Decimal { scale }, Value::Bytes(b)) => parse_decimal(b, scale)
+            .map(ValueRef::Decimal)
+            .unwrap_or(ValueRef::Null),
         (ColumnType::Decimal { scale }, Value::Int(i)) => i128::from(*i)
             .checked_mul(pow10(u32::from(scale)))
             .map(ValueRef::Decimal)
@@ -594,14 +758,19 @@ pub(crate) fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v
             .unwrap_or(ValueRef::Null),
         (ColumnType::Float, Value::Double(d)) => ValueRef::Float(*d),
         // FLOAT: the shortest decimal that reads back as the same f32, as MySQL prints it.
-        (ColumnType::Float, Value::Float(f)) => {
-            ValueRef::Float(ryu::Buffer::new().format(*f).parse::<f64>().unwrap_or(f64::from(*f)))
-        }
+        (ColumnType::Float, Value::Float(f)) => ValueRef::Float(
+            ryu::Buffer::new()
+                .format(*f)
+                .parse::<f64>()
+                .unwrap_or(f64::from(*f)),
+        ),
         (ColumnType::Float, Value::Int(i)) => ValueRef::Float(*i as f64),
         (ColumnType::Float, Value::UInt(u)) => ValueRef::Float(*u as f64),
-        (ColumnType::Float, Value::Bytes(b)) => {
-            std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).map(ValueRef::Float).unwrap_or(ValueRef::Null)
-        }
+        (ColumnType::Float, Value::Bytes(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(ValueRef::Float)
+            .unwrap_or(ValueRef::Null),
         (ColumnType::Text { .. }, Value::Bytes(b)) => match std::str::from_utf8(b) {
             Ok(s) => ValueRef::Text(s),
             Err(_) => {
@@ -615,24 +784,33 @@ pub(crate) fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v
             Err(_) => ValueRef::Null,
         },
         (ColumnType::Bytes, Value::Bytes(b)) => ValueRef::Bytes(b),
-        (ColumnType::Date, Value::Date(y, m, d, ..)) => days_from_civil(i64::from(*y), u32::from(*m), u32::from(*d))
-            .map(ValueRef::Date)
-            .unwrap_or(ValueRef::Null),
+        (ColumnType::Date, Value::Date(y, m, d, ..)) => {
+            days_from_civil(i64::from(*y), u32::from(*m), u32::from(*d))
+                .map(ValueRef::Date)
+                .unwrap_or(ValueRef::Null)
+        }
         (ColumnType::DateTime, Value::Date(y, m, d, h, mi, s, us)) => {
-            civil_micros(*y, *m, *d, *h, *mi, *s, *us).map(ValueRef::DateTime).unwrap_or(ValueRef::Null)
+            civil_micros(*y, *m, *d, *h, *mi, *s, *us)
+                .map(ValueRef::DateTime)
+                .unwrap_or(ValueRef::Null)
         }
         (ColumnType::Timestamp, Value::Date(y, m, d, h, mi, s, us)) => {
-            civil_micros(*y, *m, *d, *h, *mi, *s, *us).map(ValueRef::Timestamp).unwrap_or(ValueRef::Null)
+            civil_micros(*y, *m, *d, *h, *mi, *s, *us)
+                .map(ValueRef::Timestamp)
+                .unwrap_or(ValueRef::Null)
         }
         (ColumnType::Time, Value::Time(neg, days, h, mi, s, us)) => {
-            let v = ((i64::from(*days) * 24 + i64::from(*h)) * 3600 + i64::from(*mi) * 60 + i64::from(*s))
+            let v = ((i64::from(*days) * 24 + i64::from(*h)) * 3600
+                + i64::from(*mi) * 60
+                + i64::from(*s))
                 * 1_000_000
                 + i64::from(*us);
             ValueRef::Time(if *neg { -v } else { v })
         }
-        (ColumnType::Date | ColumnType::DateTime | ColumnType::Timestamp | ColumnType::Time, Value::Bytes(b)) => {
-            crate::types::parse_temporal(ty, b).unwrap_or(ValueRef::Null)
-        }
+        (
+            ColumnType::Date | ColumnType::DateTime | ColumnType::Timestamp | ColumnType::Time,
+            Value::Bytes(b),
+        ) => crate::types::parse_temporal(ty, b).unwrap_or(ValueRef::Null),
         (ColumnType::Text { .. }, other) => {
             use std::fmt::Write;
             scratch.clear();

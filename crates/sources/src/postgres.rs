@@ -80,8 +80,14 @@ async fn connect_raw(
     }
 }
 
-async fn connect(params: &SourceParams, db: &str, timeout: Duration) -> Result<Client, SourceError> {
-    connect_raw(params, db, timeout).await?.map_err(|e| error::pg(e, params))
+async fn connect(
+    params: &SourceParams,
+    db: &str,
+    timeout: Duration,
+) -> Result<Client, SourceError> {
+    connect_raw(params, db, timeout)
+        .await?
+        .map_err(|e| error::pg(e, params))
 }
 
 fn schema_name<'a>(params: &'a SourceParams, manifest: Option<&'a Manifest>) -> &'a str {
@@ -147,7 +153,10 @@ pub(crate) async fn test_connection(
 /// What `logical` sync needs: `wal_level = logical`, a role with `REPLICATION` (or superuser),
 /// a free replication slot and WAL sender, and the right to create a publication over the
 /// exposed tables (`CREATE` on the database, and owning the tables or being superuser).
-async fn logical_readiness(client: &Client, params: &SourceParams) -> Result<LogicalReadiness, SourceError> {
+async fn logical_readiness(
+    client: &Client,
+    params: &SourceParams,
+) -> Result<LogicalReadiness, SourceError> {
     let map = |e| error::pg(e, params);
     let r = client
         .query_one(
@@ -199,7 +208,10 @@ async fn logical_readiness(client: &Client, params: &SourceParams) -> Result<Log
         ));
     }
     if standby && version < 160_000 {
-        issues.push("the server is a standby: logical decoding on a standby needs PostgreSQL 16 or later".into());
+        issues.push(
+            "the server is a standby: logical decoding on a standby needs PostgreSQL 16 or later"
+                .into(),
+        );
     }
     if !superuser && !can_create {
         issues.push(format!(
@@ -226,7 +238,11 @@ async fn logical_readiness(client: &Client, params: &SourceParams) -> Result<Log
             ));
         }
     }
-    Ok(LogicalReadiness { wal_level: Some(wal_level), ready: issues.is_empty(), issues })
+    Ok(LogicalReadiness {
+        wal_level: Some(wal_level),
+        ready: issues.is_empty(),
+        issues,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,7 +267,10 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
     let map = |e| error::pg(e, params);
 
     let ns = client
-        .query_opt("SELECT oid FROM pg_namespace WHERE nspname = $1::text", &[&schema])
+        .query_opt(
+            "SELECT oid FROM pg_namespace WHERE nspname = $1::text",
+            &[&schema],
+        )
         .await
         .map_err(map)?;
     let Some(ns) = ns else {
@@ -335,7 +354,13 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             .map_err(map)?;
         wanted.clear();
         for r in rows {
-            let t = TypeRow { name: r.get(1), typtype: r.get(2), category: r.get(3), base: r.get(4), typmod: r.get(5) };
+            let t = TypeRow {
+                name: r.get(1),
+                typtype: r.get(2),
+                category: r.get(3),
+                base: r.get(4),
+                typmod: r.get(5),
+            };
             if t.typtype == "d" {
                 wanted.push(t.base);
             }
@@ -377,18 +402,32 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
                 match ty {
                     // Nondeterministic collations (ICU, e.g. `und-u-ks-level2`) compare
                     // case-insensitively.
-                    ColumnType::Text { case_insensitive: false } if deterministic == Some(false) => {
-                        ColumnType::Text { case_insensitive: true }
-                    }
+                    ColumnType::Text {
+                        case_insensitive: false,
+                    } if deterministic == Some(false) => ColumnType::Text {
+                        case_insensitive: true,
+                    },
                     other => other,
                 }
             }
-            None => ColumnType::Text { case_insensitive: false },
+            None => ColumnType::Text {
+                case_insensitive: false,
+            },
         };
-        let Some(tname) = names.get(&rel) else { continue };
-        let Some(t) = tables.get_mut(tname) else { continue };
+        let Some(tname) = names.get(&rel) else {
+            continue;
+        };
+        let Some(t) = tables.get_mut(tname) else {
+            continue;
+        };
         attnames.insert((rel, attnum), name.clone());
-        t.columns.push(SourceColumn { name, source_type, ty, nullable: !notnull, collation });
+        t.columns.push(SourceColumn {
+            name,
+            source_type,
+            ty,
+            nullable: !notnull,
+            collation,
+        });
     }
 
     // Keys. Constraints cloned onto partitions (conparentid <> 0) are left out.
@@ -408,9 +447,14 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         let conkey: Vec<i16> = r.get::<_, Option<Vec<i16>>>(3).unwrap_or_default();
         let frel: u32 = r.get(4);
         let confkey: Vec<i16> = r.get::<_, Option<Vec<i16>>>(5).unwrap_or_default();
-        let Some(t) = names.get(&rel).and_then(|n| tables.get_mut(n)) else { continue };
+        let Some(t) = names.get(&rel).and_then(|n| tables.get_mut(n)) else {
+            continue;
+        };
         // Keys over columns the user cannot read are left out whole.
-        let cols: Option<Vec<String>> = conkey.iter().map(|k| attnames.get(&(rel, *k)).cloned()).collect();
+        let cols: Option<Vec<String>> = conkey
+            .iter()
+            .map(|k| attnames.get(&(rel, *k)).cloned())
+            .collect();
         let Some(cols) = cols else { continue };
         if kind == "p" {
             t.primary_key = cols;
@@ -419,7 +463,10 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         let Some(ref_table) = names.get(&frel) else {
             continue; // only keys within this schema are relations
         };
-        let refs: Option<Vec<String>> = confkey.iter().map(|k| attnames.get(&(frel, *k)).cloned()).collect();
+        let refs: Option<Vec<String>> = confkey
+            .iter()
+            .map(|k| attnames.get(&(frel, *k)).cloned())
+            .collect();
         let Some(refs) = refs else { continue };
         if refs.len() != cols.len() || cols.is_empty() {
             continue;
@@ -431,7 +478,11 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             referenced_columns: refs,
         });
     }
-    Ok(SourceSchema { backend: Backend::Postgres, database: db, tables: tables.into_values().collect() })
+    Ok(SourceSchema {
+        backend: Backend::Postgres,
+        database: db,
+        tables: tables.into_values().collect(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,8 +500,10 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
 ) -> Result<(Vec<S>, SourcePosition), SourceError> {
     let db = manifest.database.clone();
     let map = |e| error::pg(e, params);
-    let opened =
-        futures_util::future::join_all((0..parallelism.max(1)).map(|_| connect(params, &db, CONNECT_TIMEOUT))).await;
+    let opened = futures_util::future::join_all(
+        (0..parallelism.max(1)).map(|_| connect(params, &db, CONNECT_TIMEOUT)),
+    )
+    .await;
     let mut conns = Vec::with_capacity(opened.len());
     for c in opened {
         let c = c?;
@@ -462,8 +515,12 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
     let position;
     match snapshot {
         Some(s) => {
-            let set = format!("{BEGIN}; SET TRANSACTION SNAPSHOT '{}'", s.name.replace('\'', "''"));
-            let imports = futures_util::future::join_all(conns.iter().map(|c| c.batch_execute(&set))).await;
+            let set = format!(
+                "{BEGIN}; SET TRANSACTION SNAPSHOT '{}'",
+                s.name.replace('\'', "''")
+            );
+            let imports =
+                futures_util::future::join_all(conns.iter().map(|c| c.batch_execute(&set))).await;
             for r in imports {
                 r.map_err(map)?;
             }
@@ -475,14 +532,20 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
             let lsn_sql = "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
                            ELSE pg_current_wal_lsn() END)::text";
             let exported = if conns.len() > 1 {
-                match coord.query_one(&format!("SELECT pg_export_snapshot(), ({lsn_sql})"), &[]).await {
+                match coord
+                    .query_one(&format!("SELECT pg_export_snapshot(), ({lsn_sql})"), &[])
+                    .await
+                {
                     Ok(r) => Some((r.get::<_, String>(0), r.get::<_, Option<String>>(1))),
                     Err(e) => {
                         tracing::warn!(
                             "cannot export a snapshot ({}); loading over one connection",
                             error::pg(e, params)
                         );
-                        coord.batch_execute(&format!("ROLLBACK; {BEGIN}")).await.map_err(map)?;
+                        coord
+                            .batch_execute(&format!("ROLLBACK; {BEGIN}"))
+                            .await
+                            .map_err(map)?;
                         None
                     }
                 }
@@ -491,9 +554,14 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
             };
             let lsn = match exported {
                 Some((name, lsn)) => {
-                    let set = format!("{BEGIN}; SET TRANSACTION SNAPSHOT '{}'", name.replace('\'', "''"));
-                    let imports =
-                        futures_util::future::join_all(conns[1..].iter().map(|c| c.batch_execute(&set))).await;
+                    let set = format!(
+                        "{BEGIN}; SET TRANSACTION SNAPSHOT '{}'",
+                        name.replace('\'', "''")
+                    );
+                    let imports = futures_util::future::join_all(
+                        conns[1..].iter().map(|c| c.batch_execute(&set)),
+                    )
+                    .await;
                     for r in imports {
                         r.map_err(map)?;
                     }
@@ -521,7 +589,15 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
     // snapshot valid) until the others have imported it, which they did above.
     let tasks = conns
         .into_iter()
-        .map(|c| worker(c, manifest.clone(), schema.clone(), state.clone(), params.clone()))
+        .map(|c| {
+            worker(
+                c,
+                manifest.clone(),
+                schema.clone(),
+                state.clone(),
+                params.clone(),
+            )
+        })
         .collect();
     let sinks = drive(&state, tasks).await?;
     Ok((sinks, position))
@@ -594,7 +670,10 @@ fn wire_for(ty: ColumnType, pg: &Type) -> Option<Wire> {
         (ColumnType::Float, "float8") => Wire::Float8,
         (ColumnType::Decimal { scale }, "numeric") => Wire::Numeric(scale),
         (ColumnType::Decimal { scale }, "int2" | "int4" | "int8") => Wire::IntDecimal(scale),
-        (ColumnType::Text { .. }, "text" | "varchar" | "bpchar" | "name" | "citext" | "unknown") => Wire::Text,
+        (
+            ColumnType::Text { .. },
+            "text" | "varchar" | "bpchar" | "name" | "citext" | "unknown",
+        ) => Wire::Text,
         (ColumnType::Text { .. }, _) if matches!(pg.kind(), Kind::Enum(_)) => Wire::Text,
         (ColumnType::Bytes, "bytea") => Wire::Bytes,
         (ColumnType::Date, "date") => Wire::Date,
@@ -618,8 +697,16 @@ async fn load_table<S: RowSink, T>(
     params: &SourceParams,
 ) -> Result<bool, SourceError> {
     let map = |e| error::pg(e, params);
-    let from = format!("{}.{}", quote_double(schema), quote_double(&table.source_name));
-    let plain: Vec<String> = table.columns.iter().map(|c| quote_double(&c.source_name)).collect();
+    let from = format!(
+        "{}.{}",
+        quote_double(schema),
+        quote_double(&table.source_name)
+    );
+    let plain: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_double(&c.source_name))
+        .collect();
     // The result types (domains arrive as their base type) decide the decoding of each column.
     let stmt = client
         .prepare(&select_sql(&plain, &from, table.where_sql.as_deref()))
@@ -628,14 +715,22 @@ async fn load_table<S: RowSink, T>(
     let mut wires = Vec::with_capacity(table.columns.len());
     let mut exprs = Vec::with_capacity(table.columns.len());
     for (i, c) in table.columns.iter().enumerate() {
-        let pg = stmt.columns().get(i).map(|c| c.type_().clone()).unwrap_or(Type::TEXT);
+        let pg = stmt
+            .columns()
+            .get(i)
+            .map(|c| c.type_().clone())
+            .unwrap_or(Type::TEXT);
         match wire_for(c.ty, &pg) {
             Some(w) => {
                 wires.push(w);
                 exprs.push(plain[i].clone());
             }
             None => {
-                wires.push(if matches!(c.ty, ColumnType::Text { .. }) { Wire::Text } else { Wire::Parse(c.ty) });
+                wires.push(if matches!(c.ty, ColumnType::Text { .. }) {
+                    Wire::Text
+                } else {
+                    Wire::Parse(c.ty)
+                });
                 exprs.push(format!("{}::text", plain[i]));
             }
         }
@@ -645,7 +740,10 @@ async fn load_table<S: RowSink, T>(
         "COPY ({}) TO STDOUT (FORMAT binary)",
         select_sql(&exprs, &from, table.where_sql.as_deref())
     );
-    let stream = client.copy_out(copy.as_str()).await.map_err(|e| table_error(table, map(e)))?;
+    let stream = client
+        .copy_out(copy.as_str())
+        .await
+        .map_err(|e| table_error(table, map(e)))?;
     pin_mut!(stream);
 
     let mut dec = CopyDecoder::new(&wires);
@@ -742,7 +840,12 @@ impl<'a> CopyDecoder<'a> {
         counter: &mut RowCounter<'_>,
         table: &TableManifest,
     ) -> Result<(usize, Flow), SourceError> {
-        let bad = |what: &str| SourceError::Other(format!("table {}: malformed COPY data ({what})", table.source_name));
+        let bad = |what: &str| {
+            SourceError::Other(format!(
+                "table {}: malformed COPY data ({what})",
+                table.source_name
+            ))
+        };
         let mut pos = 0;
         if self.ended {
             return Ok((buf.len(), Flow::End));
@@ -794,8 +897,13 @@ impl<'a> CopyDecoder<'a> {
                     p += len as usize;
                 }
             }
-            for (col, (&wire, &(at, len))) in self.wires.iter().zip(self.fields.iter()).enumerate() {
-                let data = if len < 0 { None } else { Some(&buf[at..at + len as usize]) };
+            for (col, (&wire, &(at, len))) in self.wires.iter().zip(self.fields.iter()).enumerate()
+            {
+                let data = if len < 0 {
+                    None
+                } else {
+                    Some(&buf[at..at + len as usize])
+                };
                 push_cell(sink, col, wire, data, &mut self.scratch, &mut self.bytes);
             }
             pos = p;
@@ -828,23 +936,43 @@ fn push_cell<S: RowSink>(
             [x] => ValueRef::Bool(*x != 0),
             _ => ValueRef::Null,
         },
-        Wire::Int2 => b.try_into().map(|a| ValueRef::Int(i64::from(i16::from_be_bytes(a)))).unwrap_or(ValueRef::Null),
-        Wire::Int4 => b.try_into().map(|a| ValueRef::Int(i64::from(i32::from_be_bytes(a)))).unwrap_or(ValueRef::Null),
-        Wire::Int8 => b.try_into().map(|a| ValueRef::Int(i64::from_be_bytes(a))).unwrap_or(ValueRef::Null),
-        Wire::Oid => b.try_into().map(|a| ValueRef::Int(i64::from(u32::from_be_bytes(a)))).unwrap_or(ValueRef::Null),
+        Wire::Int2 => b
+            .try_into()
+            .map(|a| ValueRef::Int(i64::from(i16::from_be_bytes(a))))
+            .unwrap_or(ValueRef::Null),
+        Wire::Int4 => b
+            .try_into()
+            .map(|a| ValueRef::Int(i64::from(i32::from_be_bytes(a))))
+            .unwrap_or(ValueRef::Null),
+        Wire::Int8 => b
+            .try_into()
+            .map(|a| ValueRef::Int(i64::from_be_bytes(a)))
+            .unwrap_or(ValueRef::Null),
+        Wire::Oid => b
+            .try_into()
+            .map(|a| ValueRef::Int(i64::from(u32::from_be_bytes(a))))
+            .unwrap_or(ValueRef::Null),
         // float4: the shortest decimal that reads back as the same f32, as PostgreSQL prints it.
         Wire::Float4 => match <[u8; 4]>::try_from(b) {
             Ok(a) => {
                 let f = f32::from_be_bytes(a);
                 if f.is_finite() {
-                    ValueRef::Float(ryu::Buffer::new().format_finite(f).parse::<f64>().unwrap_or(f64::from(f)))
+                    ValueRef::Float(
+                        ryu::Buffer::new()
+                            .format_finite(f)
+                            .parse::<f64>()
+                            .unwrap_or(f64::from(f)),
+                    )
                 } else {
                     ValueRef::Float(f64::from(f))
                 }
             }
             Err(_) => ValueRef::Null,
         },
-        Wire::Float8 => b.try_into().map(|a| ValueRef::Float(f64::from_be_bytes(a))).unwrap_or(ValueRef::Null),
+        Wire::Float8 => b
+            .try_into()
+            .map(|a| ValueRef::Float(f64::from_be_bytes(a)))
+            .unwrap_or(ValueRef::Null),
         Wire::IntDecimal(scale) => {
             let i = match b.len() {
                 2 => i128::from(be_i16(b, 0)),
@@ -855,9 +983,13 @@ fn push_cell<S: RowSink>(
                     return;
                 }
             };
-            i.checked_mul(pow10(u32::from(scale))).map(ValueRef::Decimal).unwrap_or(ValueRef::Null)
+            i.checked_mul(pow10(u32::from(scale)))
+                .map(ValueRef::Decimal)
+                .unwrap_or(ValueRef::Null)
         }
-        Wire::Numeric(scale) => numeric_binary(b, scale).map(ValueRef::Decimal).unwrap_or(ValueRef::Null),
+        Wire::Numeric(scale) => numeric_binary(b, scale)
+            .map(ValueRef::Decimal)
+            .unwrap_or(ValueRef::Null),
         Wire::Text => match std::str::from_utf8(b) {
             Ok(s) => ValueRef::Text(s),
             Err(_) => {
@@ -870,10 +1002,16 @@ fn push_cell<S: RowSink>(
         Wire::Date => match <[u8; 4]>::try_from(b).map(i32::from_be_bytes) {
             // ±infinity
             Ok(i32::MAX | i32::MIN) | Err(_) => ValueRef::Null,
-            Ok(d) => i32::try_from(i64::from(d) + PG_EPOCH_DAYS).map(ValueRef::Date).unwrap_or(ValueRef::Null),
+            Ok(d) => i32::try_from(i64::from(d) + PG_EPOCH_DAYS)
+                .map(ValueRef::Date)
+                .unwrap_or(ValueRef::Null),
         },
-        Wire::Time => b.try_into().map(|a| ValueRef::Time(i64::from_be_bytes(a))).unwrap_or(ValueRef::Null),
-        Wire::Timestamp | Wire::Timestamptz => match <[u8; 8]>::try_from(b).map(i64::from_be_bytes) {
+        Wire::Time => b
+            .try_into()
+            .map(|a| ValueRef::Time(i64::from_be_bytes(a)))
+            .unwrap_or(ValueRef::Null),
+        Wire::Timestamp | Wire::Timestamptz => match <[u8; 8]>::try_from(b).map(i64::from_be_bytes)
+        {
             Ok(i64::MAX | i64::MIN) | Err(_) => ValueRef::Null,
             Ok(us) => match us.checked_add(PG_EPOCH_MICROS) {
                 Some(v) if wire == Wire::Timestamp => ValueRef::DateTime(v),
@@ -881,9 +1019,13 @@ fn push_cell<S: RowSink>(
                 None => ValueRef::Null,
             },
         },
-        Wire::Json => std::str::from_utf8(b).map(ValueRef::Json).unwrap_or(ValueRef::Null),
+        Wire::Json => std::str::from_utf8(b)
+            .map(ValueRef::Json)
+            .unwrap_or(ValueRef::Null),
         Wire::Jsonb => match b.split_first() {
-            Some((1, rest)) => std::str::from_utf8(rest).map(ValueRef::Json).unwrap_or(ValueRef::Null),
+            Some((1, rest)) => std::str::from_utf8(rest)
+                .map(ValueRef::Json)
+                .unwrap_or(ValueRef::Null),
             _ => ValueRef::Null,
         },
         Wire::Parse(ty) => text_value(ty, b, bytes),
@@ -906,15 +1048,22 @@ pub(crate) fn text_value<'a>(ty: ColumnType, b: &'a [u8], buf: &'a mut Vec<u8>) 
         ColumnType::Int => match s().and_then(|s| s.parse::<i64>().ok()) {
             Some(i) => ValueRef::Int(i),
             None => match parse_decimal(b, 0) {
-                Some(m) if parse_decimal(b, 6) == Some(m * 1_000_000) => {
-                    i64::try_from(m).map(ValueRef::Int).unwrap_or(ValueRef::Null)
-                }
+                Some(m) if parse_decimal(b, 6) == Some(m * 1_000_000) => i64::try_from(m)
+                    .map(ValueRef::Int)
+                    .unwrap_or(ValueRef::Null),
                 _ => ValueRef::Null,
             },
         },
-        ColumnType::Float => s().and_then(|s| s.parse::<f64>().ok()).map(ValueRef::Float).unwrap_or(ValueRef::Null),
-        ColumnType::Decimal { scale } => parse_decimal(b, scale).map(ValueRef::Decimal).unwrap_or(ValueRef::Null),
-        ColumnType::Text { .. } => std::str::from_utf8(b).map(ValueRef::Text).unwrap_or(ValueRef::Null),
+        ColumnType::Float => s()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(ValueRef::Float)
+            .unwrap_or(ValueRef::Null),
+        ColumnType::Decimal { scale } => parse_decimal(b, scale)
+            .map(ValueRef::Decimal)
+            .unwrap_or(ValueRef::Null),
+        ColumnType::Text { .. } => std::str::from_utf8(b)
+            .map(ValueRef::Text)
+            .unwrap_or(ValueRef::Null),
         // bytea's hex output (`\x00ff`); other text is taken as its bytes.
         ColumnType::Bytes => match b.strip_prefix(b"\\x") {
             Some(hex) => {
@@ -1009,9 +1158,18 @@ mod tests {
     #[test]
     fn numerics() {
         // 12345.67 = [1, 2345, 6700], weight 1
-        assert_eq!(numeric_binary(&num(1, false, 2, &[1, 2345, 6700]), 2), Some(1_234_567));
-        assert_eq!(numeric_binary(&num(1, true, 2, &[1, 2345, 6700]), 2), Some(-1_234_567));
-        assert_eq!(numeric_binary(&num(1, false, 2, &[1, 2345, 6700]), 4), Some(123_456_700));
+        assert_eq!(
+            numeric_binary(&num(1, false, 2, &[1, 2345, 6700]), 2),
+            Some(1_234_567)
+        );
+        assert_eq!(
+            numeric_binary(&num(1, true, 2, &[1, 2345, 6700]), 2),
+            Some(-1_234_567)
+        );
+        assert_eq!(
+            numeric_binary(&num(1, false, 2, &[1, 2345, 6700]), 4),
+            Some(123_456_700)
+        );
         // rounding: 0.125 at scale 2 → 0.13; -0.125 → -0.13; 0.124 → 0.12
         assert_eq!(numeric_binary(&num(-1, false, 3, &[1250]), 2), Some(13));
         assert_eq!(numeric_binary(&num(-1, true, 3, &[1250]), 2), Some(-13));
@@ -1021,7 +1179,10 @@ mod tests {
         // zero
         assert_eq!(numeric_binary(&num(0, false, 2, &[]), 2), Some(0));
         // 10^8 = [1, 0, 0] with weight 2, trailing zeros stripped → [1]
-        assert_eq!(numeric_binary(&num(2, false, 0, &[1]), 0), Some(100_000_000));
+        assert_eq!(
+            numeric_binary(&num(2, false, 0, &[1]), 0),
+            Some(100_000_000)
+        );
         // 38 nines at scale 3: integer part 35 digits, fraction 3
         let v: i128 = "99999999999999999999999999999999999999".parse().unwrap();
         let digits = [999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9990];
@@ -1040,15 +1201,33 @@ mod tests {
         let mut tv = |ty, s: &str| format!("{:?}", text_value(ty, s.as_bytes(), &mut buf));
         assert_eq!(tv(ColumnType::Bool, "t"), "Bool(true)");
         assert_eq!(tv(ColumnType::Int, "-42"), "Int(-42)");
-        assert_eq!(tv(ColumnType::Decimal { scale: 2 }, "12.345"), "Decimal(1235)");
+        assert_eq!(
+            tv(ColumnType::Decimal { scale: 2 }, "12.345"),
+            "Decimal(1235)"
+        );
         assert_eq!(tv(ColumnType::Decimal { scale: 2 }, "NaN"), "Null");
         assert_eq!(tv(ColumnType::Float, "1.1"), "Float(1.1)");
         assert_eq!(tv(ColumnType::Bytes, "\\x00ff10"), "Bytes([0, 255, 16])");
-        assert_eq!(tv(ColumnType::Date, "0044-03-15 BC"), format!("Date({})", crate::types::days_from_civil(-43, 3, 15).unwrap()));
+        assert_eq!(
+            tv(ColumnType::Date, "0044-03-15 BC"),
+            format!(
+                "Date({})",
+                crate::types::days_from_civil(-43, 3, 15).unwrap()
+            )
+        );
         assert_eq!(tv(ColumnType::Date, "infinity"), "Null");
-        assert_eq!(tv(ColumnType::Timestamp, "1970-01-01 01:00:00+01"), "Timestamp(0)");
-        assert_eq!(tv(ColumnType::DateTime, "1970-01-01 00:00:01.5"), "DateTime(1500000)");
-        assert_eq!(tv(ColumnType::Json, "{\"a\": 1}"), "Json(\"{\\\"a\\\": 1}\")");
+        assert_eq!(
+            tv(ColumnType::Timestamp, "1970-01-01 01:00:00+01"),
+            "Timestamp(0)"
+        );
+        assert_eq!(
+            tv(ColumnType::DateTime, "1970-01-01 00:00:01.5"),
+            "DateTime(1500000)"
+        );
+        assert_eq!(
+            tv(ColumnType::Json, "{\"a\": 1}"),
+            "Json(\"{\\\"a\\\": 1}\")"
+        );
         assert_eq!(tv(ColumnType::Json, "{1,2}"), "Null");
     }
 
@@ -1093,7 +1272,13 @@ mod tests {
         };
         let progress = Arc::new(LoadProgress::default());
         let state: Arc<LoadState<()>> = LoadState::new(
-            &Manifest { version: 1, backend: Backend::Postgres, database: "d".into(), pg_schema: None, tables: vec![] },
+            &Manifest {
+                version: 1,
+                backend: Backend::Postgres,
+                database: "d".into(),
+                pg_schema: None,
+                tables: vec![],
+            },
             vec![],
             progress,
         );
@@ -1110,7 +1295,11 @@ mod tests {
             }
             assert!(dec.ended, "cut {cut}");
             assert_eq!(sink.1, 2, "cut {cut}");
-            assert_eq!(sink.0, ["Int(1)", "Text(\"ab\")", "Int(2)", "Null"], "cut {cut}");
+            assert_eq!(
+                sink.0,
+                ["Int(1)", "Text(\"ab\")", "Int(2)", "Null"],
+                "cut {cut}"
+            );
         }
     }
 }

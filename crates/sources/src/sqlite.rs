@@ -34,11 +34,17 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn open(params: &SourceParams) -> Result<Connection, SourceError> {
     if params.host.trim().is_empty() {
-        return Err(SourceError::Other("no SQLite database file given (host is empty)".into()));
+        return Err(SourceError::Other(
+            "no SQLite database file given (host is empty)".into(),
+        ));
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(&params.host, flags).map_err(|e| error::sqlite(e, params))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| error::sqlite(e, params))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn =
+        Connection::open_with_flags(&params.host, flags).map_err(|e| error::sqlite(e, params))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| error::sqlite(e, params))?;
     Ok(conn)
 }
 
@@ -54,17 +60,23 @@ async fn blocking<T: Send + 'static>(
 // ---------------------------------------------------------------------------------------------
 // test-connection
 
-pub(crate) async fn test_connection(params: &SourceParams) -> Result<TestConnectionReport, SourceError> {
+pub(crate) async fn test_connection(
+    params: &SourceParams,
+) -> Result<TestConnectionReport, SourceError> {
     let params = params.clone();
     blocking(move || {
         let conn = open(&params)?;
         let map = |e| error::sqlite(e, &params);
         // Reading the schema is what tells a database from any other file.
-        let _: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(map)?;
+        let _: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(map)?;
         let t = Instant::now();
         let _: i64 = conn.query_row("SELECT 1", [], |r| r.get(0)).map_err(map)?;
         let latency_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let size = std::fs::metadata(Path::new(&params.host)).map(|m| m.len()).ok();
+        let size = std::fs::metadata(Path::new(&params.host))
+            .map(|m| m.len())
+            .ok();
         Ok(TestConnectionReport {
             ok: true,
             error: None,
@@ -104,7 +116,8 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
     // Page bytes per table (and its indexes are left out), when the dbstat table is compiled in.
     let mut sizes: HashMap<String, u64> = HashMap::new();
     if let Ok(mut stmt) = conn.prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name") {
-        if let Ok(rows) = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))) {
+        if let Ok(rows) = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        {
             for (n, b) in rows.flatten() {
                 sizes.insert(n, u64::try_from(b).unwrap_or(0));
             }
@@ -120,11 +133,22 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
             .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo(?1) WHERE hidden <> 1 ORDER BY cid")
             .map_err(map)?;
         let cols: Vec<(String, String, bool, i64)> = stmt
-            .query_map([name], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default(), r.get(2)?, r.get(3)?)))
+            .query_map([name], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
+            })
             .map_err(map)?
             .collect::<Result<_, _>>()
             .map_err(map)?;
-        let mut pk: Vec<(i64, String)> = cols.iter().filter(|c| c.3 > 0).map(|c| (c.3, c.0.clone())).collect();
+        let mut pk: Vec<(i64, String)> = cols
+            .iter()
+            .filter(|c| c.3 > 0)
+            .map(|c| (c.3, c.0.clone()))
+            .collect();
         pk.sort();
         // An INTEGER PRIMARY KEY is the rowid: never NULL even without NOT NULL.
         let rowid_pk = pk.len() == 1;
@@ -166,7 +190,9 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
             .map_err(map)?;
         let mut fks: Vec<(i64, ForeignKey, bool)> = Vec::new();
         for (id, parent, from, to) in rows {
-            let Some(parent) = by_lower.get(&parent.to_lowercase()).cloned() else { continue };
+            let Some(parent) = by_lower.get(&parent.to_lowercase()).cloned() else {
+                continue;
+            };
             if fks.last().is_none_or(|(last, ..)| *last != id) {
                 fks.push((
                     id,
@@ -179,7 +205,9 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
                     false,
                 ));
             }
-            let Some((_, fk, implicit)) = fks.last_mut() else { continue };
+            let Some((_, fk, implicit)) = fks.last_mut() else {
+                continue;
+            };
             fk.columns.push(from);
             match to {
                 Some(to) => fk.referenced_columns.push(to),
@@ -190,8 +218,10 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
         for (_, mut fk, implicit) in fks {
             if implicit {
                 // `REFERENCES parent` without columns: the parent's primary key.
-                fk.referenced_columns =
-                    tables.get(&fk.referenced_table).map(|t| t.primary_key.clone()).unwrap_or_default();
+                fk.referenced_columns = tables
+                    .get(&fk.referenced_table)
+                    .map(|t| t.primary_key.clone())
+                    .unwrap_or_default();
             }
             if fk.columns.is_empty() || fk.columns.len() != fk.referenced_columns.len() {
                 continue;
@@ -204,7 +234,11 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
             t.foreign_keys = resolved;
         }
     }
-    Ok(SourceSchema { backend: Backend::Sqlite, database: "main".to_string(), tables: tables.into_values().collect() })
+    Ok(SourceSchema {
+        backend: Backend::Sqlite,
+        database: "main".to_string(),
+        tables: tables.into_values().collect(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,7 +265,8 @@ fn load_blocking<S: RowSink>(
     state: &LoadState<S>,
 ) -> Result<(), SourceError> {
     let conn = open(params)?;
-    conn.execute_batch("BEGIN").map_err(|e| error::sqlite(e, params))?;
+    conn.execute_batch("BEGIN")
+        .map_err(|e| error::sqlite(e, params))?;
     while let Some((i, mut sink)) = state.next() {
         let table = &manifest.tables[i];
         let r = load_table(&conn, table, &mut sink, state, params);
@@ -256,12 +291,22 @@ fn load_table<S: RowSink, T>(
     let map = |e| {
         let e = error::sqlite(e, params);
         match e {
-            SourceError::Other(m) => SourceError::Other(format!("table {}: {m}", table.source_name)),
+            SourceError::Other(m) => {
+                SourceError::Other(format!("table {}: {m}", table.source_name))
+            }
             other => other,
         }
     };
-    let cols: Vec<String> = table.columns.iter().map(|c| quote_double(&c.source_name)).collect();
-    let sql = select_sql(&cols, &quote_double(&table.source_name), table.where_sql.as_deref());
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_double(&c.source_name))
+        .collect();
+    let sql = select_sql(
+        &cols,
+        &quote_double(&table.source_name),
+        table.where_sql.as_deref(),
+    );
     let mut stmt = conn.prepare(&sql).map_err(map)?;
     let types: Vec<ColumnType> = table.columns.iter().map(|c| c.ty).collect();
     let mut rows = stmt.query([]).map_err(map)?;
@@ -321,7 +366,13 @@ fn integral(f: f64) -> Option<i64> {
 }
 
 /// Convert one cell to the column's type (see the module doc) and push it.
-fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v: Sql<'_>, scratch: &mut String) {
+fn push_value<S: RowSink>(
+    sink: &mut S,
+    col: usize,
+    ty: ColumnType,
+    v: Sql<'_>,
+    scratch: &mut String,
+) {
     use std::fmt::Write;
     let out = match (ty, v) {
         (_, Sql::Null) => ValueRef::Null,
@@ -331,7 +382,12 @@ fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v: Sql<'_>, 
             let s = std::str::from_utf8(trim(t)).unwrap_or("");
             match s.parse::<i64>() {
                 Ok(i) => ValueRef::Int(i),
-                Err(_) => s.parse::<f64>().ok().and_then(integral).map(ValueRef::Int).unwrap_or(ValueRef::Null),
+                Err(_) => s
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(integral)
+                    .map(ValueRef::Int)
+                    .unwrap_or(ValueRef::Null),
             }
         }
         (ColumnType::Float, Sql::Real(f)) => ValueRef::Float(f),
@@ -351,12 +407,14 @@ fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v: Sql<'_>, 
                 .map(ValueRef::Decimal)
                 .unwrap_or(ValueRef::Null)
         }
-        (ColumnType::Decimal { scale }, Sql::Text(t)) => {
-            parse_decimal(trim(t), scale).map(ValueRef::Decimal).unwrap_or(ValueRef::Null)
-        }
+        (ColumnType::Decimal { scale }, Sql::Text(t)) => parse_decimal(trim(t), scale)
+            .map(ValueRef::Decimal)
+            .unwrap_or(ValueRef::Null),
         (ColumnType::Bool, Sql::Integer(i)) => ValueRef::Bool(i != 0),
         (ColumnType::Bool, Sql::Real(f)) => ValueRef::Bool(f != 0.0),
-        (ColumnType::Bool, Sql::Text(t)) => bool_text(t).map(ValueRef::Bool).unwrap_or(ValueRef::Null),
+        (ColumnType::Bool, Sql::Text(t)) => {
+            bool_text(t).map(ValueRef::Bool).unwrap_or(ValueRef::Null)
+        }
         (ColumnType::Text { .. }, Sql::Text(t) | Sql::Blob(t)) => match std::str::from_utf8(t) {
             Ok(s) => ValueRef::Text(s),
             Err(_) if matches!(v, Sql::Text(_)) => {
@@ -417,13 +475,19 @@ fn push_value<S: RowSink>(sink: &mut S, col: usize, ty: ColumnType, v: Sql<'_>, 
         (ColumnType::Time, Sql::Text(t)) => match parse_time(trim(t)) {
             Some(us) if (0..DAY_MICROS).contains(&us) => ValueRef::Time(us),
             Some(_) => ValueRef::Null,
-            None => instant_micros(v).map(|us| ValueRef::Time(us.rem_euclid(DAY_MICROS))).unwrap_or(ValueRef::Null),
+            None => instant_micros(v)
+                .map(|us| ValueRef::Time(us.rem_euclid(DAY_MICROS)))
+                .unwrap_or(ValueRef::Null),
         },
-        (ColumnType::Time, _) => {
-            instant_micros(v).map(|us| ValueRef::Time(us.rem_euclid(DAY_MICROS))).unwrap_or(ValueRef::Null)
-        }
-        (ColumnType::DateTime, _) => instant_micros(v).map(ValueRef::DateTime).unwrap_or(ValueRef::Null),
-        (ColumnType::Timestamp, _) => instant_micros(v).map(ValueRef::Timestamp).unwrap_or(ValueRef::Null),
+        (ColumnType::Time, _) => instant_micros(v)
+            .map(|us| ValueRef::Time(us.rem_euclid(DAY_MICROS)))
+            .unwrap_or(ValueRef::Null),
+        (ColumnType::DateTime, _) => instant_micros(v)
+            .map(ValueRef::DateTime)
+            .unwrap_or(ValueRef::Null),
+        (ColumnType::Timestamp, _) => instant_micros(v)
+            .map(ValueRef::Timestamp)
+            .unwrap_or(ValueRef::Null),
         _ => ValueRef::Null,
     };
     sink.push(col, out);

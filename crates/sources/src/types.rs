@@ -27,17 +27,25 @@ pub(crate) fn mysql_type(c: &MysqlColumnInfo<'_>) -> ColumnType {
     let dt = c.data_type.to_ascii_lowercase();
     let ct = c.column_type.to_ascii_lowercase();
     let unsigned = ct.contains("unsigned");
-    let ci = c.collation.is_some_and(|s| s.to_ascii_lowercase().ends_with("_ci"));
+    let ci = c
+        .collation
+        .is_some_and(|s| s.to_ascii_lowercase().ends_with("_ci"));
     match dt.as_str() {
         "tinyint" if ct.starts_with("tinyint(1)") => ColumnType::Bool,
         "bigint" if unsigned => ColumnType::Decimal { scale: 0 },
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => ColumnType::Int,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+            ColumnType::Int
+        }
         "decimal" | "numeric" | "dec" | "fixed" => {
             let p = c.precision.unwrap_or(10);
             if p > u64::from(MAX_DECIMAL_PRECISION) {
-                ColumnType::Text { case_insensitive: false }
+                ColumnType::Text {
+                    case_insensitive: false,
+                }
             } else {
-                ColumnType::Decimal { scale: c.scale.unwrap_or(0).min(38) as u8 }
+                ColumnType::Decimal {
+                    scale: c.scale.unwrap_or(0).min(38) as u8,
+                }
             }
         }
         "float" | "double" | "real" | "double precision" => ColumnType::Float,
@@ -45,11 +53,15 @@ pub(crate) fn mysql_type(c: &MysqlColumnInfo<'_>) -> ColumnType {
             if c.json_check {
                 ColumnType::Json
             } else {
-                ColumnType::Text { case_insensitive: ci }
+                ColumnType::Text {
+                    case_insensitive: ci,
+                }
             }
         }
         "json" => ColumnType::Json,
-        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => ColumnType::Bytes,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            ColumnType::Bytes
+        }
         "date" => ColumnType::Date,
         "time" => ColumnType::Time,
         "datetime" => ColumnType::DateTime,
@@ -62,7 +74,9 @@ pub(crate) fn mysql_type(c: &MysqlColumnInfo<'_>) -> ColumnType {
         "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
         | "multipolygon" | "geometrycollection" | "vector" => ColumnType::Bytes,
         // uuid, inet4, inet6 (MariaDB) and anything unknown: its text form.
-        _ => ColumnType::Text { case_insensitive: false },
+        _ => ColumnType::Text {
+            case_insensitive: false,
+        },
     }
 }
 
@@ -83,24 +97,34 @@ pub(crate) fn pg_type(c: &PgColumnInfo<'_>) -> ColumnType {
     // Arrays, composites, ranges and enums: their text form (`{1,2,3}`, `(a,b)`, `[1,5)`), which
     // is also what logical replication (pgoutput) sends, so loads and CDC agree.
     if c.typcategory == "A" || c.typtype == "c" || c.typtype == "r" || c.typtype == "m" {
-        return ColumnType::Text { case_insensitive: false };
+        return ColumnType::Text {
+            case_insensitive: false,
+        };
     }
     if c.typtype == "e" {
-        return ColumnType::Text { case_insensitive: false };
+        return ColumnType::Text {
+            case_insensitive: false,
+        };
     }
     match c.typname {
         "bool" => ColumnType::Bool,
         "int2" | "int4" | "int8" | "oid" => ColumnType::Int,
         "numeric" => match pg_numeric_typmod(c.typmod) {
             Some((p, s)) if p <= MAX_DECIMAL_PRECISION && s <= MAX_DECIMAL_PRECISION as i32 => {
-                ColumnType::Decimal { scale: s.max(0) as u8 }
+                ColumnType::Decimal {
+                    scale: s.max(0) as u8,
+                }
             }
             // Unconstrained `numeric` (any scale per value, NaN, ±Infinity) or more than 38
             // digits: the exact text PostgreSQL prints (`3.14159…`, `NaN`).
-            _ => ColumnType::Text { case_insensitive: false },
+            _ => ColumnType::Text {
+                case_insensitive: false,
+            },
         },
         "float4" | "float8" => ColumnType::Float,
-        "citext" => ColumnType::Text { case_insensitive: true },
+        "citext" => ColumnType::Text {
+            case_insensitive: true,
+        },
         "bytea" => ColumnType::Bytes,
         "date" => ColumnType::Date,
         "time" => ColumnType::Time,
@@ -108,7 +132,9 @@ pub(crate) fn pg_type(c: &PgColumnInfo<'_>) -> ColumnType {
         "timestamptz" => ColumnType::Timestamp,
         "json" | "jsonb" => ColumnType::Json,
         // text, varchar, bpchar, name, uuid, inet, cidr, macaddr, interval, money, timetz, xml, ...
-        _ => ColumnType::Text { case_insensitive: false },
+        _ => ColumnType::Text {
+            case_insensitive: false,
+        },
     }
 }
 
@@ -148,9 +174,9 @@ pub(crate) fn sqlite_type(declared: &str) -> ColumnType {
     if base.starts_with("DECIMAL") || base.starts_with("NUMERIC") {
         let args = paren_args(&d);
         return match args.as_slice() {
-            [p, s] if *p <= u64::from(MAX_DECIMAL_PRECISION) => {
-                ColumnType::Decimal { scale: (*s).min(38) as u8 }
-            }
+            [p, s] if *p <= u64::from(MAX_DECIMAL_PRECISION) => ColumnType::Decimal {
+                scale: (*s).min(38) as u8,
+            },
             [p] if *p <= u64::from(MAX_DECIMAL_PRECISION) => ColumnType::Decimal { scale: 0 },
             // A bare NUMERIC holds an INTEGER or a REAL in SQLite: a float is what it is.
             _ => ColumnType::Float,
@@ -160,7 +186,9 @@ pub(crate) fn sqlite_type(declared: &str) -> ColumnType {
         return ColumnType::Int;
     }
     if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
-        return ColumnType::Text { case_insensitive: false };
+        return ColumnType::Text {
+            case_insensitive: false,
+        };
     }
     if d.contains("BLOB") {
         return ColumnType::Bytes;
@@ -168,14 +196,23 @@ pub(crate) fn sqlite_type(declared: &str) -> ColumnType {
     if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
         return ColumnType::Float;
     }
-    ColumnType::Text { case_insensitive: false }
+    ColumnType::Text {
+        case_insensitive: false,
+    }
 }
 
 /// The integers between the first parentheses: `decimal(10,2)` → `[10, 2]`.
 fn paren_args(t: &str) -> Vec<u64> {
-    let Some(open) = t.find('(') else { return Vec::new() };
-    let Some(close) = t[open..].find(')') else { return Vec::new() };
-    t[open + 1..open + close].split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    let Some(open) = t.find('(') else {
+        return Vec::new();
+    };
+    let Some(close) = t[open..].find(')') else {
+        return Vec::new();
+    };
+    t[open + 1..open + close]
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 const POW10: [i128; 39] = {
@@ -534,7 +571,10 @@ mod tests {
         assert_eq!(parse_decimal(b".5", 1), Some(5));
         assert_eq!(parse_decimal(b"1e3", 0), Some(1000));
         assert_eq!(parse_decimal(b"1.5e-1", 2), Some(15));
-        assert_eq!(parse_decimal(b"18446744073709551615", 0), Some(18_446_744_073_709_551_615));
+        assert_eq!(
+            parse_decimal(b"18446744073709551615", 0),
+            Some(18_446_744_073_709_551_615)
+        );
         assert_eq!(
             parse_decimal(b"99999999999999999999999999999.999999999", 9),
             Some(99_999_999_999_999_999_999_999_999_999_999_999_999)
@@ -552,11 +592,20 @@ mod tests {
         assert_eq!(parse_date(b"0000-00-00"), None);
         assert_eq!(parse_date(b"2023-02-29"), None);
         assert_eq!(parse_date(b"0001-01-01 BC"), days_from_civil(0, 1, 1));
-        assert_eq!(parse_time(b"-838:59:59"), Some(-(838 * 3600 + 59 * 60 + 59) * 1_000_000));
+        assert_eq!(
+            parse_time(b"-838:59:59"),
+            Some(-(838 * 3600 + 59 * 60 + 59) * 1_000_000)
+        );
         assert_eq!(parse_time(b"12:00:00.5"), Some(43_200_500_000));
-        assert_eq!(parse_datetime(b"1970-01-02 00:00:01.000001"), Some((DAY_MICROS + 1_000_001, 0)));
+        assert_eq!(
+            parse_datetime(b"1970-01-02 00:00:01.000001"),
+            Some((DAY_MICROS + 1_000_001, 0))
+        );
         assert_eq!(parse_timestamp_utc(b"1970-01-01 01:00:00+01"), Some(0));
-        assert_eq!(parse_timestamp_utc(b"1970-01-01T00:00:00-05:30"), Some(19_800_000_000));
+        assert_eq!(
+            parse_timestamp_utc(b"1970-01-01T00:00:00-05:30"),
+            Some(19_800_000_000)
+        );
         assert_eq!(parse_timestamp_utc(b"1970-01-01 00:00:00Z"), Some(0));
     }
 
@@ -574,37 +623,81 @@ mod tests {
         };
         assert_eq!(m("tinyint", "tinyint(1)", None), ColumnType::Bool);
         assert_eq!(m("tinyint", "tinyint(4)", None), ColumnType::Int);
-        assert_eq!(m("bigint", "bigint(20) unsigned", None), ColumnType::Decimal { scale: 0 });
+        assert_eq!(
+            m("bigint", "bigint(20) unsigned", None),
+            ColumnType::Decimal { scale: 0 }
+        );
         assert_eq!(m("int", "int(10) unsigned", None), ColumnType::Int);
-        assert_eq!(m("decimal", "decimal(10,2)", None), ColumnType::Decimal { scale: 2 });
+        assert_eq!(
+            m("decimal", "decimal(10,2)", None),
+            ColumnType::Decimal { scale: 2 }
+        );
         assert_eq!(
             m("varchar", "varchar(10)", Some("utf8mb4_general_ci")),
-            ColumnType::Text { case_insensitive: true }
+            ColumnType::Text {
+                case_insensitive: true
+            }
         );
-        assert_eq!(m("varchar", "varchar(10)", Some("utf8mb4_bin")), ColumnType::Text { case_insensitive: false });
+        assert_eq!(
+            m("varchar", "varchar(10)", Some("utf8mb4_bin")),
+            ColumnType::Text {
+                case_insensitive: false
+            }
+        );
         assert_eq!(m("bit", "bit(1)", None), ColumnType::Bool);
         assert_eq!(m("bit", "bit(8)", None), ColumnType::Int);
         assert_eq!(pg_numeric_typmod(-1), None);
         assert_eq!(pg_numeric_typmod(((10 << 16) | 2) + 4), Some((10, 2)));
         let pg = |name: &str, typtype: &str, cat: &str, typmod: i32| {
-            pg_type(&PgColumnInfo { typname: name, typtype, typcategory: cat, typmod })
+            pg_type(&PgColumnInfo {
+                typname: name,
+                typtype,
+                typcategory: cat,
+                typmod,
+            })
         };
-        let text = ColumnType::Text { case_insensitive: false };
-        assert_eq!(pg("numeric", "b", "N", ((12 << 16) | 2) + 4), ColumnType::Decimal { scale: 2 });
+        let text = ColumnType::Text {
+            case_insensitive: false,
+        };
+        assert_eq!(
+            pg("numeric", "b", "N", ((12 << 16) | 2) + 4),
+            ColumnType::Decimal { scale: 2 }
+        );
         assert_eq!(pg("numeric", "b", "N", -1), text);
         assert_eq!(pg("numeric", "b", "N", ((39 << 16) | 2) + 4), text);
         assert_eq!(pg("numeric", "b", "N", ((10 << 16) | 50) + 4), text);
-        assert_eq!(pg("numeric", "b", "N", ((5 << 16) | 0x7fe) + 4), ColumnType::Decimal { scale: 0 }); // scale -2
+        assert_eq!(
+            pg("numeric", "b", "N", ((5 << 16) | 0x7fe) + 4),
+            ColumnType::Decimal { scale: 0 }
+        ); // scale -2
         assert_eq!(pg("_int4", "b", "A", -1), text);
         assert_eq!(pg("mood", "e", "E", -1), text);
-        assert_eq!(pg("citext", "b", "S", -1), ColumnType::Text { case_insensitive: true });
+        assert_eq!(
+            pg("citext", "b", "S", -1),
+            ColumnType::Text {
+                case_insensitive: true
+            }
+        );
         assert_eq!(pg("timestamptz", "b", "D", -1), ColumnType::Timestamp);
         assert_eq!(pg("jsonb", "b", "U", -1), ColumnType::Json);
         assert_eq!(sqlite_type("INTEGER"), ColumnType::Int);
-        assert_eq!(sqlite_type("decimal(10, 2)"), ColumnType::Decimal { scale: 2 });
+        assert_eq!(
+            sqlite_type("decimal(10, 2)"),
+            ColumnType::Decimal { scale: 2 }
+        );
         assert_eq!(sqlite_type("BOOLEAN"), ColumnType::Bool);
         assert_eq!(sqlite_type("DATETIME"), ColumnType::DateTime);
-        assert_eq!(sqlite_type("varchar(20)"), ColumnType::Text { case_insensitive: false });
-        assert_eq!(sqlite_type(""), ColumnType::Text { case_insensitive: false });
+        assert_eq!(
+            sqlite_type("varchar(20)"),
+            ColumnType::Text {
+                case_insensitive: false
+            }
+        );
+        assert_eq!(
+            sqlite_type(""),
+            ColumnType::Text {
+                case_insensitive: false
+            }
+        );
     }
 }

@@ -22,9 +22,18 @@ const POSTS: i64 = 160;
 const COMMENTS: i64 = 400;
 const QUERIES: usize = 300;
 
-const NAMES: [&str; 8] = ["Alice", "alice", "BOB", "Bob", "carol", "Dave", "eve", "Zoë"];
+const NAMES: [&str; 8] = [
+    "Alice", "alice", "BOB", "Bob", "carol", "Dave", "eve", "Zoë",
+];
 const PLANS: [&str; 4] = ["free", "pro", "Pro", "teams"];
-const WORDS: [&str; 6] = ["hello", "Hello world", "rust", "SQL is fun", "databases", "zero"];
+const WORDS: [&str; 6] = [
+    "hello",
+    "Hello world",
+    "rust",
+    "SQL is fun",
+    "databases",
+    "zero",
+];
 
 /// The dataset as SQL statements (portable across the three sources).
 fn dataset() -> Vec<String> {
@@ -44,8 +53,16 @@ fn dataset() -> Vec<String> {
     let mut rows = Vec::new();
     for id in 1..=USERS {
         let name = NAMES[rng.gen_range(0..NAMES.len())];
-        let email = if rng.gen_bool(0.2) { "NULL".to_string() } else { format!("'{}{id}@example.com'", name.to_lowercase()) };
-        let score = if rng.gen_bool(0.25) { "NULL".to_string() } else { rng.gen_range(-5..50).to_string() };
+        let email = if rng.gen_bool(0.2) {
+            "NULL".to_string()
+        } else {
+            format!("'{}{id}@example.com'", name.to_lowercase())
+        };
+        let score = if rng.gen_bool(0.25) {
+            "NULL".to_string()
+        } else {
+            rng.gen_range(-5..50).to_string()
+        };
         rows.push(format!(
             "({id}, '{name}', {email}, '{}', {}, {score})",
             PLANS[rng.gen_range(0..PLANS.len())],
@@ -57,7 +74,11 @@ fn dataset() -> Vec<String> {
     for id in 1..=POSTS {
         // Users 1..=30 write posts; 31..=40 have none.
         let user = rng.gen_range(1..=30);
-        let views = if rng.gen_bool(0.2) { "NULL".to_string() } else { rng.gen_range(0..1000).to_string() };
+        let views = if rng.gen_bool(0.2) {
+            "NULL".to_string()
+        } else {
+            rng.gen_range(0..1000).to_string()
+        };
         rows.push(format!(
             "({id}, {user}, '{} {id}', {}, {views})",
             WORDS[rng.gen_range(0..WORDS.len())],
@@ -69,13 +90,20 @@ fn dataset() -> Vec<String> {
     for id in 1..=COMMENTS {
         // Posts 1..=140 get comments; 141..=160 have none.
         let post = rng.gen_range(1..=140);
-        let user = if rng.gen_bool(0.15) { "NULL".to_string() } else { rng.gen_range(1..=USERS).to_string() };
+        let user = if rng.gen_bool(0.15) {
+            "NULL".to_string()
+        } else {
+            rng.gen_range(1..=USERS).to_string()
+        };
         let approved = match rng.gen_range(0..5) {
             0 => "NULL",
             1 | 2 => "TRUE",
             _ => "FALSE",
         };
-        rows.push(format!("({id}, {post}, {user}, '{} #{id}', {approved})", WORDS[rng.gen_range(0..WORDS.len())]));
+        rows.push(format!(
+            "({id}, {post}, {user}, '{} #{id}', {approved})",
+            WORDS[rng.gen_range(0..WORDS.len())]
+        ));
     }
     s.push(format!("INSERT INTO comments VALUES {}", rows.join(", ")));
     s
@@ -108,18 +136,52 @@ struct Rel {
 fn columns(table: &str) -> Vec<Col> {
     let c = |name, ty| Col { name, ty };
     match table {
-        "users" => vec![c("id", Ty::Int), c("name", Ty::Text), c("email", Ty::Text), c("plan", Ty::Text), c("verified", Ty::Bool), c("score", Ty::Int)],
-        "posts" => vec![c("id", Ty::Int), c("user_id", Ty::Int), c("title", Ty::Text), c("published", Ty::Bool), c("views", Ty::Int)],
-        _ => vec![c("id", Ty::Int), c("post_id", Ty::Int), c("user_id", Ty::Int), c("body", Ty::Text), c("approved", Ty::Bool)],
+        "users" => vec![
+            c("id", Ty::Int),
+            c("name", Ty::Text),
+            c("email", Ty::Text),
+            c("plan", Ty::Text),
+            c("verified", Ty::Bool),
+            c("score", Ty::Int),
+        ],
+        "posts" => vec![
+            c("id", Ty::Int),
+            c("user_id", Ty::Int),
+            c("title", Ty::Text),
+            c("published", Ty::Bool),
+            c("views", Ty::Int),
+        ],
+        _ => vec![
+            c("id", Ty::Int),
+            c("post_id", Ty::Int),
+            c("user_id", Ty::Int),
+            c("body", Ty::Text),
+            c("approved", Ty::Bool),
+        ],
     }
 }
 
 fn relations(table: &str) -> Vec<Rel> {
-    let r = |name, target, local, remote, to_many| Rel { name, target, local, remote, to_many };
+    let r = |name, target, local, remote, to_many| Rel {
+        name,
+        target,
+        local,
+        remote,
+        to_many,
+    };
     match table {
-        "users" => vec![r("posts", "posts", "id", "user_id", true), r("comments", "comments", "id", "user_id", true)],
-        "posts" => vec![r("user", "users", "user_id", "id", false), r("comments", "comments", "id", "post_id", true)],
-        _ => vec![r("post", "posts", "post_id", "id", false), r("user", "users", "user_id", "id", false)],
+        "users" => vec![
+            r("posts", "posts", "id", "user_id", true),
+            r("comments", "comments", "id", "user_id", true),
+        ],
+        "posts" => vec![
+            r("user", "users", "user_id", "id", false),
+            r("comments", "comments", "id", "post_id", true),
+        ],
+        _ => vec![
+            r("post", "posts", "post_id", "id", false),
+            r("user", "users", "user_id", "id", false),
+        ],
     }
 }
 
@@ -137,7 +199,12 @@ struct Gen {
 
 impl Gen {
     fn text_value(&mut self) -> String {
-        let pool: Vec<&str> = NAMES.iter().chain(PLANS.iter()).chain(WORDS.iter()).copied().collect();
+        let pool: Vec<&str> = NAMES
+            .iter()
+            .chain(PLANS.iter())
+            .chain(WORDS.iter())
+            .copied()
+            .collect();
         pool[self.rng.gen_range(0..pool.len())].to_string()
     }
 
@@ -194,21 +261,35 @@ impl Gen {
                     0 => {
                         let op = ["=", "!=", "<", "<=", ">", ">="][self.rng.gen_range(0..6)];
                         let sop = if op == "!=" { "<>" } else { op };
-                        Pred { query: format!("{q} {op} {v}"), sql: format!("{s} {sop} {v}") }
+                        Pred {
+                            query: format!("{q} {op} {v}"),
+                            sql: format!("{s} {sop} {v}"),
+                        }
                     }
                     1 => {
-                        let vals: Vec<String> = (0..self.rng.gen_range(1..4)).map(|_| self.rng.gen_range(0..50).to_string()).collect();
+                        let vals: Vec<String> = (0..self.rng.gen_range(1..4))
+                            .map(|_| self.rng.gen_range(0..50).to_string())
+                            .collect();
                         let not = if self.rng.gen_bool(0.3) { "NOT " } else { "" };
-                        Pred { query: format!("{q} {not}IN ({})", vals.join(", ")), sql: format!("{s} {not}IN ({})", vals.join(", ")) }
+                        Pred {
+                            query: format!("{q} {not}IN ({})", vals.join(", ")),
+                            sql: format!("{s} {not}IN ({})", vals.join(", ")),
+                        }
                     }
                     2 => {
                         let hi = v + self.rng.gen_range(0..100);
                         let not = if self.rng.gen_bool(0.3) { "NOT " } else { "" };
-                        Pred { query: format!("{q} {not}BETWEEN {v} AND {hi}"), sql: format!("{s} {not}BETWEEN {v} AND {hi}") }
+                        Pred {
+                            query: format!("{q} {not}BETWEEN {v} AND {hi}"),
+                            sql: format!("{s} {not}BETWEEN {v} AND {hi}"),
+                        }
                     }
                     _ => {
                         let v = self.rng.gen_range(0..40);
-                        Pred { query: format!("{q} = {v}"), sql: format!("{s} = {v}") }
+                        Pred {
+                            query: format!("{q} = {v}"),
+                            sql: format!("{s} = {v}"),
+                        }
                     }
                 }
             }
@@ -216,19 +297,28 @@ impl Gen {
                 let v = self.rng.gen_bool(0.5);
                 let op = if self.rng.gen_bool(0.7) { "=" } else { "!=" };
                 let sop = if op == "!=" { "<>" } else { op };
-                Pred { query: format!("{q} {op} {v}"), sql: format!("{s} {sop} {}", self.bool_sql(v)) }
+                Pred {
+                    query: format!("{q} {op} {v}"),
+                    sql: format!("{s} {sop} {}", self.bool_sql(v)),
+                }
             }
             Ty::Text => match self.rng.gen_range(0..5) {
                 0 | 1 => {
                     let v = self.text_value();
                     let op = if self.rng.gen_bool(0.75) { "=" } else { "!=" };
                     let sop = if op == "!=" { "<>" } else { op };
-                    Pred { query: format!("{q} {op} \"{v}\""), sql: format!("{s} {sop} {}", self.sql_str(&v)) }
+                    Pred {
+                        query: format!("{q} {op} \"{v}\""),
+                        sql: format!("{s} {sop} {}", self.sql_str(&v)),
+                    }
                 }
                 2 => {
                     let p = self.pattern();
                     let not = if self.rng.gen_bool(0.3) { "NOT " } else { "" };
-                    Pred { query: format!("{q} {not}LIKE \"{p}\""), sql: format!("{s} {not}LIKE {}", self.sql_str(&p)) }
+                    Pred {
+                        query: format!("{q} {not}LIKE \"{p}\""),
+                        sql: format!("{s} {not}LIKE {}", self.sql_str(&p)),
+                    }
                 }
                 3 => {
                     let p = self.pattern();
@@ -239,10 +329,24 @@ impl Gen {
                     }
                 }
                 _ => {
-                    let vals: Vec<String> = (0..self.rng.gen_range(1..4)).map(|_| self.text_value()).collect();
+                    let vals: Vec<String> = (0..self.rng.gen_range(1..4))
+                        .map(|_| self.text_value())
+                        .collect();
                     Pred {
-                        query: format!("{q} IN ({})", vals.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")),
-                        sql: format!("{s} IN ({})", vals.iter().map(|v| self.sql_str(v)).collect::<Vec<_>>().join(", ")),
+                        query: format!(
+                            "{q} IN ({})",
+                            vals.iter()
+                                .map(|v| format!("\"{v}\""))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        sql: format!(
+                            "{s} IN ({})",
+                            vals.iter()
+                                .map(|v| self.sql_str(v))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     }
                 }
             },
@@ -256,7 +360,12 @@ impl Gen {
             let rel = &rels[self.rng.gen_range(0..rels.len())];
             self.alias += 1;
             let inner_alias = format!("t{}", self.alias);
-            let inner = self.pred(rel.target, &inner_alias, &format!("{path}{}.", rel.name), depth + 1);
+            let inner = self.pred(
+                rel.target,
+                &inner_alias,
+                &format!("{path}{}.", rel.name),
+                depth + 1,
+            );
             let _ = rel.to_many;
             return Pred {
                 query: inner.query,
@@ -275,15 +384,24 @@ impl Gen {
             0..=2 => self.pred(table, "t0", "", 0),
             3 => {
                 let (a, b) = (self.expr(table, depth + 1), self.expr(table, depth + 1));
-                Pred { query: format!("{} AND {}", a.query, b.query), sql: format!("({}) AND ({})", a.sql, b.sql) }
+                Pred {
+                    query: format!("{} AND {}", a.query, b.query),
+                    sql: format!("({}) AND ({})", a.sql, b.sql),
+                }
             }
             4 => {
                 let (a, b) = (self.expr(table, depth + 1), self.expr(table, depth + 1));
-                Pred { query: format!("({} OR {})", a.query, b.query), sql: format!("(({}) OR ({}))", a.sql, b.sql) }
+                Pred {
+                    query: format!("({} OR {})", a.query, b.query),
+                    sql: format!("(({}) OR ({}))", a.sql, b.sql),
+                }
             }
             _ => {
                 let a = self.expr(table, depth + 1);
-                Pred { query: format!("NOT ({})", a.query), sql: format!("NOT ({})", a.sql) }
+                Pred {
+                    query: format!("NOT ({})", a.query),
+                    sql: format!("NOT ({})", a.sql),
+                }
             }
         }
     }
@@ -301,27 +419,48 @@ struct Case {
 }
 
 fn generate(backend: Backend, n: usize) -> Vec<Case> {
-    let mut g = Gen { rng: StdRng::seed_from_u64(42), backend, alias: 0 };
+    let mut g = Gen {
+        rng: StdRng::seed_from_u64(42),
+        backend,
+        alias: 0,
+    };
     let mut cases = Vec::new();
     for _ in 0..n {
         g.alias = 0;
         let table = ["users", "posts", "comments"][g.rng.gen_range(0..3)];
-        let filter = if g.rng.gen_range(0..6) == 0 { None } else { Some(g.expr(table, 0)) };
+        let filter = if g.rng.gen_range(0..6) == 0 {
+            None
+        } else {
+            Some(g.expr(table, 0))
+        };
         // Ordering: by primary key (the default) or by a non-null integer column with id as tie-breaker.
         let (order_q, order_sql) = match (table, g.rng.gen_range(0..4)) {
-            ("posts", 0) => (" ORDER BY user_id DESC, id".to_string(), "t0.user_id DESC, t0.id".to_string()),
-            ("comments", 0) => (" ORDER BY post_id, id DESC".to_string(), "t0.post_id, t0.id DESC".to_string()),
+            ("posts", 0) => (
+                " ORDER BY user_id DESC, id".to_string(),
+                "t0.user_id DESC, t0.id".to_string(),
+            ),
+            ("comments", 0) => (
+                " ORDER BY post_id, id DESC".to_string(),
+                "t0.post_id, t0.id DESC".to_string(),
+            ),
             (_, 1) => (" ORDER BY id DESC".to_string(), "t0.id DESC".to_string()),
             _ => (String::new(), "t0.id".to_string()),
         };
         let (limit_q, limit_sql) = if g.rng.gen_bool(0.3) {
             let (l, o) = (g.rng.gen_range(1..20), g.rng.gen_range(0..10));
-            (format!(" LIMIT {l} OFFSET {o}"), format!(" LIMIT {l} OFFSET {o}"))
+            (
+                format!(" LIMIT {l} OFFSET {o}"),
+                format!(" LIMIT {l} OFFSET {o}"),
+            )
         } else {
             (String::new(), String::new())
         };
         let rels = relations(table);
-        let include = if g.rng.gen_bool(0.4) { Some(&rels[g.rng.gen_range(0..rels.len())]) } else { None };
+        let include = if g.rng.gen_bool(0.4) {
+            Some(&rels[g.rng.gen_range(0..rels.len())])
+        } else {
+            None
+        };
         let mut items = "id".to_string();
         let mut include_case = None;
         let mut include_key = "id";
@@ -335,9 +474,14 @@ fn generate(backend: Backend, n: usize) -> Vec<Case> {
             items.push_str(&format!(
                 " {}{} {{ id }}",
                 rel.name,
-                nested.as_ref().map(|p| format!("({})", p.query)).unwrap_or_default()
+                nested
+                    .as_ref()
+                    .map(|p| format!("({})", p.query))
+                    .unwrap_or_default()
             ));
-            let where_nested = nested.map(|p| format!(" AND ({})", p.sql)).unwrap_or_default();
+            let where_nested = nested
+                .map(|p| format!(" AND ({})", p.sql))
+                .unwrap_or_default();
             include_key = rel.local;
             include_case = Some((
                 rel.name.to_string(),
@@ -350,9 +494,15 @@ fn generate(backend: Backend, n: usize) -> Vec<Case> {
         }
         let args = match (&filter, order_q.is_empty() && limit_q.is_empty()) {
             (None, true) => String::new(),
-            (f, _) => format!("({}{order_q}{limit_q})", f.as_ref().map(|p| p.query.as_str()).unwrap_or("")),
+            (f, _) => format!(
+                "({}{order_q}{limit_q})",
+                f.as_ref().map(|p| p.query.as_str()).unwrap_or("")
+            ),
         };
-        let where_sql = filter.as_ref().map(|p| format!(" WHERE {}", p.sql)).unwrap_or_default();
+        let where_sql = filter
+            .as_ref()
+            .map(|p| format!(" WHERE {}", p.sql))
+            .unwrap_or_default();
         cases.push(Case {
             query: format!("{table}{args} {{ {items} }}"),
             top_sql: format!("SELECT t0.id, t0.{include_key} FROM {table} t0{where_sql} ORDER BY {order_sql}{limit_sql}"),
@@ -377,10 +527,17 @@ impl Db {
         match self {
             Db::Mysql(c) => {
                 use mysql_async::prelude::Queryable;
-                c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+                c.query_drop(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
             }
-            Db::Postgres(c) => c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
-            Db::Sqlite(c) => c.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Db::Postgres(c) => c
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Db::Sqlite(c) => c
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
 
@@ -389,20 +546,31 @@ impl Db {
         match self {
             Db::Mysql(c) => {
                 use mysql_async::prelude::Queryable;
-                let rows: Vec<(i64, Option<i64>)> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let rows: Vec<(i64, Option<i64>)> =
+                    c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 rows
             }
             Db::Postgres(c) => {
                 // The dataset's INT columns are int4 in PostgreSQL.
-                let rows = c.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let rows = c
+                    .query(sql, &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 rows.iter()
-                    .map(|r| (r.get::<_, i32>(0) as i64, r.get::<_, Option<i32>>(1).map(i64::from)))
+                    .map(|r| {
+                        (
+                            r.get::<_, i32>(0) as i64,
+                            r.get::<_, Option<i32>>(1).map(i64::from),
+                        )
+                    })
                     .collect()
             }
             Db::Sqlite(c) => {
                 let mut stmt = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
                 let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))
+                    .query_map([], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                    })
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 rows.map(|r| r.expect("row")).collect()
             }
@@ -424,9 +592,16 @@ async fn expected(db: &mut Db, case: &Case) -> Value {
             obj.insert("id".into(), json!(id));
             if let Some((name, to_many, _)) = &case.include {
                 // children rows are (parent key, child id)
-                let matching: Vec<Value> =
-                    children.iter().filter(|(k, _)| Some(*k) == *key).map(|(_, c)| json!({ "id": c })).collect();
-                let v = if *to_many { Value::Array(matching) } else { matching.into_iter().next().unwrap_or(Value::Null) };
+                let matching: Vec<Value> = children
+                    .iter()
+                    .filter(|(k, _)| Some(*k) == *key)
+                    .map(|(_, c)| json!({ "id": c }))
+                    .collect();
+                let v = if *to_many {
+                    Value::Array(matching)
+                } else {
+                    matching.into_iter().next().unwrap_or(Value::Null)
+                };
                 obj.insert(name.clone(), v);
             }
             Value::Object(obj)
@@ -437,12 +612,24 @@ async fn expected(db: &mut Db, case: &Case) -> Value {
 }
 
 async fn load_snapshot(params: &SourceParams) -> Snapshot {
-    let schema = refract_sources::introspect(params).await.expect("introspect");
-    let manifest = refract_schema::build_manifest(&schema, None).expect("manifest");
-    let sinks: Vec<TableBuilder> = manifest.tables.iter().map(|t| TableBuilder::new(Arc::new(t.clone()))).collect();
-    let (sinks, _) = refract_sources::load_tables(params, &manifest, sinks, 2, Arc::new(LoadProgress::default()))
+    let schema = refract_sources::introspect(params)
         .await
-        .expect("load");
+        .expect("introspect");
+    let manifest = refract_schema::build_manifest(&schema, None).expect("manifest");
+    let sinks: Vec<TableBuilder> = manifest
+        .tables
+        .iter()
+        .map(|t| TableBuilder::new(Arc::new(t.clone())))
+        .collect();
+    let (sinks, _) = refract_sources::load_tables(
+        params,
+        &manifest,
+        sinks,
+        2,
+        Arc::new(LoadProgress::default()),
+    )
+    .await
+    .expect("load");
     let tables = sinks.into_iter().map(|b| Arc::new(b.finish())).collect();
     Snapshot::new(Arc::new(manifest), tables)
 }
@@ -462,7 +649,10 @@ async fn check_all(backend: Backend, db: &mut Db, params: SourceParams) {
             Err(e) => json!({ "query_error": e.to_string() }),
         };
         if got != want {
-            failures.push(format!("query: {}\n  sql: {}\n  engine: {got}\n  source: {want}", case.query, case.top_sql));
+            failures.push(format!(
+                "query: {}\n  sql: {}\n  engine: {got}\n  source: {want}",
+                case.query, case.top_sql
+            ));
         }
     }
     assert!(
@@ -470,7 +660,12 @@ async fn check_all(backend: Backend, db: &mut Db, params: SourceParams) {
         "{} of {} queries differ on {backend:?}; first ones:\n{}",
         failures.len(),
         cases.len(),
-        failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -482,12 +677,19 @@ fn unique_name(prefix: &str) -> String {
 async fn engine_matches_mariadb_on_generated_queries() {
     use mysql_async::prelude::Queryable;
     let server = common::mysql();
-    let url = format!("mysql://{}:{}@{}:{}", server.user, server.password, server.host, server.port);
+    let url = format!(
+        "mysql://{}:{}@{}:{}",
+        server.user, server.password, server.host, server.port
+    );
     let db_name = unique_name("correctness");
-    let mut conn = mysql_async::Conn::from_url(url.as_str()).await.expect("connect MariaDB");
-    conn.query_drop(format!("CREATE DATABASE {db_name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+    let mut conn = mysql_async::Conn::from_url(url.as_str())
         .await
-        .unwrap();
+        .expect("connect MariaDB");
+    conn.query_drop(format!(
+        "CREATE DATABASE {db_name} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+    ))
+    .await
+    .unwrap();
     conn.query_drop(format!("USE {db_name}")).await.unwrap();
     let mut db = Db::Mysql(conn);
     let params = SourceParams {
@@ -506,12 +708,23 @@ async fn engine_matches_mariadb_on_generated_queries() {
 #[tokio::test]
 async fn engine_matches_postgres_on_generated_queries() {
     let server = common::postgres();
-    let base = format!("postgres://{}:{}@{}:{}", server.user, server.password, server.host, server.port);
+    let base = format!(
+        "postgres://{}:{}@{}:{}",
+        server.user, server.password, server.host, server.port
+    );
     let db_name = unique_name("correctness");
-    let (admin, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls).await.expect("connect PostgreSQL");
+    let (admin, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("connect PostgreSQL");
     tokio::spawn(conn);
-    admin.batch_execute(&format!("CREATE DATABASE {db_name}")).await.unwrap();
-    let (client, conn) = tokio_postgres::connect(&format!("{base}/{db_name}"), tokio_postgres::NoTls).await.unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db_name}"))
+        .await
+        .unwrap();
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{base}/{db_name}"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let mut db = Db::Postgres(client);
     let params = SourceParams {
@@ -525,7 +738,10 @@ async fn engine_matches_postgres_on_generated_queries() {
     };
     check_all(Backend::Postgres, &mut db, params).await;
     drop(db);
-    admin.batch_execute(&format!("DROP DATABASE {db_name} WITH (FORCE)")).await.unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -535,7 +751,8 @@ async fn engine_matches_sqlite_on_generated_queries() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     // SQLite's LIKE ignores ASCII case by default; the engine follows the column's collation
     // (BINARY here), so the reference must compare case-sensitively too.
-    conn.execute_batch("PRAGMA case_sensitive_like = ON").unwrap();
+    conn.execute_batch("PRAGMA case_sensitive_like = ON")
+        .unwrap();
     let mut db = Db::Sqlite(conn);
     let params = SourceParams {
         backend: Backend::Sqlite,

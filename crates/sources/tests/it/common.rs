@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
-    Backend, ColumnManifest, Manifest, RowSink, SourceSchema, TableManifest, ValueRef, MANIFEST_VERSION,
+    Backend, ColumnManifest, Manifest, RowSink, SourceSchema, TableManifest, ValueRef,
+    MANIFEST_VERSION,
 };
 use refract_sources::{LoadProgress, SourceError, SourceParams, SourcePosition};
 
@@ -68,7 +69,11 @@ pub struct VecSink {
 
 impl VecSink {
     pub fn new(table: &TableManifest) -> Self {
-        VecSink { table: table.source_name.clone(), columns: table.columns.len(), ..Default::default() }
+        VecSink {
+            table: table.source_name.clone(),
+            columns: table.columns.len(),
+            ..Default::default()
+        }
     }
 }
 
@@ -79,7 +84,12 @@ impl RowSink for VecSink {
     }
 
     fn end_row(&mut self) -> bool {
-        assert_eq!(self.cur.len(), self.columns, "{}: incomplete row", self.table);
+        assert_eq!(
+            self.cur.len(),
+            self.columns,
+            "{}: incomplete row",
+            self.table
+        );
         self.rows.push(std::mem::take(&mut self.cur));
         self.limit.is_none_or(|l| self.rows.len() < l)
     }
@@ -93,7 +103,11 @@ pub struct Pick<'a> {
 }
 
 pub fn pick(table: &str) -> Pick<'_> {
-    Pick { table, columns: None, where_sql: None }
+    Pick {
+        table,
+        columns: None,
+        where_sql: None,
+    }
 }
 
 /// A manifest built by hand from the introspected schema (no relations: loading ignores them).
@@ -120,7 +134,12 @@ pub fn manifest(schema: &SourceSchema, pg_schema: Option<&str>, picks: &[Pick<'_
                 })
                 .collect();
             if let Some(cols) = p.columns {
-                assert_eq!(columns.len(), cols.len(), "{}: unknown column in {cols:?}", p.table);
+                assert_eq!(
+                    columns.len(),
+                    cols.len(),
+                    "{}: unknown column in {cols:?}",
+                    p.table
+                );
             }
             let primary_key = st
                 .primary_key
@@ -154,12 +173,22 @@ pub async fn load(
     parallelism: usize,
 ) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    refract_sources::load_tables(params, m, sinks, parallelism, Arc::new(LoadProgress::default())).await
+    refract_sources::load_tables(
+        params,
+        m,
+        sinks,
+        parallelism,
+        Arc::new(LoadProgress::default()),
+    )
+    .await
 }
 
 /// The rows of table `name`, sorted (tables without `ORDER BY` come in any order).
 pub fn rows_of(sinks: &[VecSink], name: &str) -> Vec<Vec<V>> {
-    let s = sinks.iter().find(|s| s.table == name).unwrap_or_else(|| panic!("no sink for {name}"));
+    let s = sinks
+        .iter()
+        .find(|s| s.table == name)
+        .unwrap_or_else(|| panic!("no sink for {name}"));
     let mut rows = s.rows.clone();
     rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     rows
@@ -169,7 +198,9 @@ pub fn rows_of(sinks: &[VecSink], name: &str) -> Vec<Vec<V>> {
 pub fn env_url(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => v,
-        _ => panic!("{var} not set: run ./scripts/test (or source the test env file of scripts/testenv)"),
+        _ => panic!(
+            "{var} not set: run ./scripts/test (or source the test env file of scripts/testenv)"
+        ),
     }
 }
 
@@ -212,7 +243,12 @@ pub fn parse_url(url: &str) -> Url {
         Some((h, p)) => (h.to_string(), p.parse().expect("port")),
         None => (hostport.to_string(), 0),
     };
-    Url { user, password, host, port }
+    Url {
+        user,
+        password,
+        host,
+        port,
+    }
 }
 
 pub fn params(backend: Backend, url: &Url, database: Option<&str>) -> SourceParams {
@@ -229,7 +265,10 @@ pub fn params(backend: Backend, url: &Url, database: Option<&str>) -> SourcePara
 
 /// A database name no other test run uses.
 pub fn unique_name(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
 }
 

@@ -16,7 +16,9 @@ fn admin_url() -> String {
 async fn conn(db: Option<&str>) -> mysql_async::Conn {
     let opts = mysql_async::Opts::from_url(&admin_url()).expect("REFRACT_TEST_MYSQL_URL");
     let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(db.map(str::to_string));
-    mysql_async::Conn::new(opts).await.expect("connect to the test MariaDB server")
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to the test MariaDB server")
 }
 
 struct TestDb {
@@ -28,7 +30,9 @@ impl TestDb {
         let name = unique_name("refract_src_my");
         conn(None)
             .await
-            .query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+            .query_drop(format!(
+                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+            ))
             .await
             .expect("create database");
         TestDb { name }
@@ -43,10 +47,15 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 let mut c = conn(None).await;
-                let _ = c.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
+                let _ = c
+                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await;
                 let _ = c.disconnect().await;
             });
         })
@@ -94,7 +103,9 @@ async fn mysql_introspect_and_load_every_type() {
     let db = TestDb::create().await;
     let mut c = conn(Some(&db.name)).await;
     for s in SETUP {
-        c.query_drop(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        c.query_drop(*s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
     }
     let _ = c.disconnect().await;
     let p = db.params();
@@ -103,9 +114,17 @@ async fn mysql_introspect_and_load_every_type() {
     assert_eq!(schema.backend, Backend::Mysql);
     let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["big", "child", "everything", "parent"]);
-    let every = schema.tables.iter().find(|t| t.name == "everything").expect("everything");
-    let ci = ColumnType::Text { case_insensitive: true };
-    let cs = ColumnType::Text { case_insensitive: false };
+    let every = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "everything")
+        .expect("everything");
+    let ci = ColumnType::Text {
+        case_insensitive: true,
+    };
+    let cs = ColumnType::Text {
+        case_insensitive: false,
+    };
     let expected = [
         ("id", ColumnType::Int),
         ("c_bool", ColumnType::Bool),
@@ -140,15 +159,30 @@ async fn mysql_introspect_and_load_every_type() {
         ("c_uuid", cs),
         ("c_req", ci),
     ];
-    let got: Vec<(&str, ColumnType)> = every.columns.iter().map(|c| (c.name.as_str(), c.ty)).collect();
+    let got: Vec<(&str, ColumnType)> = every
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty))
+        .collect();
     assert_eq!(got, expected);
     assert!(!every.columns[0].nullable && !every.columns[31].nullable && every.columns[1].nullable);
-    let parent = schema.tables.iter().find(|t| t.name == "parent").expect("parent");
+    let parent = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "parent")
+        .expect("parent");
     assert_eq!(parent.primary_key, ["b", "a"]);
-    let child = schema.tables.iter().find(|t| t.name == "child").expect("child");
+    let child = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "child")
+        .expect("child");
     assert_eq!(child.foreign_keys.len(), 1);
     let fk = &child.foreign_keys[0];
-    assert_eq!((fk.name.as_str(), fk.referenced_table.as_str()), ("child_parent_fk", "parent"));
+    assert_eq!(
+        (fk.name.as_str(), fk.referenced_table.as_str()),
+        ("child_parent_fk", "parent")
+    );
     assert_eq!(fk.columns, ["pb", "pa"]);
     assert_eq!(fk.referenced_columns, ["b", "a"]);
 
@@ -158,7 +192,11 @@ async fn mysql_introspect_and_load_every_type() {
         &[
             pick("everything"),
             pick("parent"),
-            Pick { table: "child", columns: Some(&["id", "note"]), where_sql: Some("pa = 1") },
+            Pick {
+                table: "child",
+                columns: Some(&["id", "note"]),
+                where_sql: Some("pa = 1"),
+            },
             pick("big"),
         ],
     );
@@ -166,7 +204,12 @@ async fn mysql_introspect_and_load_every_type() {
     assert!(matches!(pos, SourcePosition::Binlog { .. }), "{pos:?}");
 
     let rows = rows_of(&sinks, "everything");
-    let by_id = |id: i64| rows.iter().find(|r| r[0] == V::Int(id)).unwrap_or_else(|| panic!("row {id}")).clone();
+    let by_id = |id: i64| {
+        rows.iter()
+            .find(|r| r[0] == V::Int(id))
+            .unwrap_or_else(|| panic!("row {id}"))
+            .clone()
+    };
     let want1 = vec![
         V::Int(1),
         V::Bool(true),
@@ -231,10 +274,16 @@ async fn mysql_introspect_and_load_every_type() {
             vec![V::Int(2), t("x"), t("two")],
         ]
     );
-    assert_eq!(rows_of(&sinks, "child"), vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]);
+    assert_eq!(
+        rows_of(&sinks, "child"),
+        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
+    );
     let big = &sinks.iter().find(|s| s.table == "big").expect("big").rows;
     assert_eq!(big.len(), 50_000);
-    let r = big.iter().find(|r| r[0] == V::Int(12_345)).expect("row 12345");
+    let r = big
+        .iter()
+        .find(|r| r[0] == V::Int(12_345))
+        .expect("row 12345");
     assert_eq!(r[1], t("827ccb0eea8a706c4c34a16891f84e7b"));
     assert_eq!(r[2], V::Dec(1_851_750));
 
@@ -291,13 +340,29 @@ async fn mysql_unreachable_server_fails_within_the_timeout() {
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(!report.ok);
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert!(report.error.as_deref().unwrap_or("").contains("cannot reach"), "{:?}", report.error);
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("cannot reach"),
+        "{:?}",
+        report.error
+    );
 
     let (_listener, port) = silent_port();
     p.port = port;
     let t = Instant::now();
     let report = refract_sources::test_connection(&p, Duration::from_secs(1)).await;
     assert!(!report.ok);
-    assert!(t.elapsed() < Duration::from_millis(2500), "{:?}", t.elapsed());
-    assert!(report.error.as_deref().unwrap_or("").contains("timed out"), "{:?}", report.error);
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        report.error.as_deref().unwrap_or("").contains("timed out"),
+        "{:?}",
+        report.error
+    );
 }

@@ -19,7 +19,10 @@ async fn client(db: Option<&str>) -> tokio_postgres::Client {
     if let Some(db) = db {
         cfg.dbname(db);
     }
-    let (c, conn) = cfg.connect(NoTls).await.expect("connect to the test PostgreSQL server");
+    let (c, conn) = cfg
+        .connect(NoTls)
+        .await
+        .expect("connect to the test PostgreSQL server");
     tokio::spawn(conn);
     c
 }
@@ -32,12 +35,20 @@ struct TestDb {
 impl TestDb {
     async fn create() -> TestDb {
         let name = unique_name("refract_src_pg");
-        client(None).await.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        client(None)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
         TestDb { name }
     }
 
     fn params(&self) -> refract_sources::SourceParams {
-        params(Backend::Postgres, &parse_url(&admin_url()), Some(&self.name))
+        params(
+            Backend::Postgres,
+            &parse_url(&admin_url()),
+            Some(&self.name),
+        )
     }
 }
 
@@ -45,10 +56,15 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 let c = client(None).await;
-                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                let _ = c
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
             });
         })
         .join();
@@ -113,7 +129,11 @@ INSERT INTO other.thing VALUES (7, 'seven');
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_introspect_and_load_every_type() {
     let db = TestDb::create().await;
-    client(Some(&db.name)).await.batch_execute(SETUP).await.expect("setup");
+    client(Some(&db.name))
+        .await
+        .batch_execute(SETUP)
+        .await
+        .expect("setup");
     let p = db.params();
 
     let schema = refract_sources::introspect(&p).await.expect("introspect");
@@ -121,17 +141,43 @@ async fn pg_introspect_and_load_every_type() {
     assert_eq!(schema.database, db.name);
     let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     // Partitions and views are not tables of their own; other schemas are not visible.
-    assert_eq!(names, ["big", "child", "event_refs", "events", "everything", "parent"]);
+    assert_eq!(
+        names,
+        [
+            "big",
+            "child",
+            "event_refs",
+            "events",
+            "everything",
+            "parent"
+        ]
+    );
 
-    let every = schema.tables.iter().find(|t| t.name == "everything").expect("everything");
-    let ty = |n: &str| every.columns.iter().find(|c| c.name == n).unwrap_or_else(|| panic!("column {n}"));
-    let text = ColumnType::Text { case_insensitive: false };
+    let every = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "everything")
+        .expect("everything");
+    let ty = |n: &str| {
+        every
+            .columns
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("column {n}"))
+    };
+    let text = ColumnType::Text {
+        case_insensitive: false,
+    };
     let expected = [
         ("id", ColumnType::Int, "integer"),
         ("c_int2", ColumnType::Int, "smallint"),
         ("c_int8", ColumnType::Int, "bigint"),
         ("c_num", ColumnType::Decimal { scale: 2 }, "numeric(10,2)"),
-        ("c_num_big", ColumnType::Decimal { scale: 6 }, "numeric(38,6)"),
+        (
+            "c_num_big",
+            ColumnType::Decimal { scale: 6 },
+            "numeric(38,6)",
+        ),
         ("c_num_free", text, "numeric"),
         ("c_f4", ColumnType::Float, "real"),
         ("c_f8", ColumnType::Float, "double precision"),
@@ -139,12 +185,22 @@ async fn pg_introspect_and_load_every_type() {
         ("c_text", text, "text"),
         ("c_varchar", text, "character varying(20)"),
         ("c_char", text, "character(5)"),
-        ("c_citext", ColumnType::Text { case_insensitive: true }, "citext"),
+        (
+            "c_citext",
+            ColumnType::Text {
+                case_insensitive: true,
+            },
+            "citext",
+        ),
         ("c_req", text, "text"),
         ("c_bytea", ColumnType::Bytes, "bytea"),
         ("c_date", ColumnType::Date, "date"),
         ("c_time", ColumnType::Time, "time without time zone"),
-        ("c_ts", ColumnType::DateTime, "timestamp(6) without time zone"),
+        (
+            "c_ts",
+            ColumnType::DateTime,
+            "timestamp(6) without time zone",
+        ),
         ("c_tstz", ColumnType::Timestamp, "timestamp with time zone"),
         ("c_json", ColumnType::Json, "json"),
         ("c_jsonb", ColumnType::Json, "jsonb"),
@@ -166,24 +222,57 @@ async fn pg_introspect_and_load_every_type() {
     assert!(!ty("id").nullable && !ty("c_req").nullable && ty("c_text").nullable);
     assert_eq!(every.primary_key, ["id"]);
 
-    let parent = schema.tables.iter().find(|t| t.name == "parent").expect("parent");
-    assert_eq!(parent.primary_key, ["b", "a"], "key order, not column order");
-    let child = schema.tables.iter().find(|t| t.name == "child").expect("child");
+    let parent = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "parent")
+        .expect("parent");
+    assert_eq!(
+        parent.primary_key,
+        ["b", "a"],
+        "key order, not column order"
+    );
+    let child = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "child")
+        .expect("child");
     assert_eq!(child.foreign_keys.len(), 1);
     let fk = &child.foreign_keys[0];
     assert_eq!(fk.name, "child_parent_fk");
     assert_eq!(fk.columns, ["pb", "pa"]);
     assert_eq!(fk.referenced_table, "parent");
     assert_eq!(fk.referenced_columns, ["b", "a"]);
-    let refs = schema.tables.iter().find(|t| t.name == "event_refs").expect("event_refs");
-    assert_eq!(refs.foreign_keys.len(), 1, "one FK to the partitioned parent: {:?}", refs.foreign_keys);
+    let refs = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "event_refs")
+        .expect("event_refs");
+    assert_eq!(
+        refs.foreign_keys.len(),
+        1,
+        "one FK to the partitioned parent: {:?}",
+        refs.foreign_keys
+    );
     assert_eq!(refs.foreign_keys[0].referenced_table, "events");
     assert_eq!(refs.foreign_keys[0].columns, ["event_id", "event_at"]);
     let big = schema.tables.iter().find(|t| t.name == "big").expect("big");
-    assert!(big.estimated_bytes.unwrap_or(0) > 1_000_000, "pg_table_size: {:?}", big.estimated_bytes);
+    assert!(
+        big.estimated_bytes.unwrap_or(0) > 1_000_000,
+        "pg_table_size: {:?}",
+        big.estimated_bytes
+    );
     assert_eq!(big.estimated_rows, Some(50_000));
-    let events = schema.tables.iter().find(|t| t.name == "events").expect("events");
-    assert!(events.estimated_bytes.unwrap_or(0) > 0, "partition sizes summed: {:?}", events.estimated_bytes);
+    let events = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "events")
+        .expect("events");
+    assert!(
+        events.estimated_bytes.unwrap_or(0) > 0,
+        "partition sizes summed: {:?}",
+        events.estimated_bytes
+    );
 
     // Load: every type, a column subset with a predicate on a column left out, a partitioned
     // table, and a big table, over 3 connections in one snapshot.
@@ -193,24 +282,42 @@ async fn pg_introspect_and_load_every_type() {
         &[
             pick("everything"),
             pick("parent"),
-            Pick { table: "child", columns: Some(&["id", "note"]), where_sql: Some("pa = 1") },
+            Pick {
+                table: "child",
+                columns: Some(&["id", "note"]),
+                where_sql: Some("pa = 1"),
+            },
             pick("events"),
             pick("big"),
         ],
     );
     let progress = Arc::new(LoadProgress::default());
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    let (sinks, pos) =
-        refract_sources::load_tables(&p, &m, sinks, 3, progress.clone()).await.expect("load");
+    let (sinks, pos) = refract_sources::load_tables(&p, &m, sinks, 3, progress.clone())
+        .await
+        .expect("load");
     match &pos {
         SourcePosition::Lsn { lsn } => assert!(lsn.contains('/'), "lsn {lsn}"),
         other => panic!("position {other:?}"),
     }
-    assert_eq!(progress.rows.load(std::sync::atomic::Ordering::Relaxed), 4 + 3 + 2 + 2 + 50_000);
-    assert_eq!(progress.tables_done.load(std::sync::atomic::Ordering::Relaxed), 5);
+    assert_eq!(
+        progress.rows.load(std::sync::atomic::Ordering::Relaxed),
+        4 + 3 + 2 + 2 + 50_000
+    );
+    assert_eq!(
+        progress
+            .tables_done
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
 
     let rows = rows_of(&sinks, "everything");
-    let by_id = |id: i64| rows.iter().find(|r| r[0] == V::Int(id)).unwrap_or_else(|| panic!("row {id}")).clone();
+    let by_id = |id: i64| {
+        rows.iter()
+            .find(|r| r[0] == V::Int(id))
+            .unwrap_or_else(|| panic!("row {id}"))
+            .clone()
+    };
     let r1 = by_id(1);
     let want1 = vec![
         V::Int(1),
@@ -271,7 +378,10 @@ async fn pg_introspect_and_load_every_type() {
     assert_eq!(r3[25], t("-1 mons"));
     let r4 = by_id(4);
     assert_eq!(r4[3], V::Dec(-9_999_999_999));
-    assert_eq!(r4[4], V::Dec(99_999_999_999_999_999_999_999_999_999_999_999_999));
+    assert_eq!(
+        r4[4],
+        V::Dec(99_999_999_999_999_999_999_999_999_999_999_999_999)
+    );
     assert_eq!(r4[5], t("-0.00000000000000000001"));
     assert_eq!(r4[15], V::Null);
     assert_eq!(r4[17], V::DateTime(-1));
@@ -285,7 +395,10 @@ async fn pg_introspect_and_load_every_type() {
             vec![V::Int(2), t("x"), t("two")],
         ]
     );
-    assert_eq!(rows_of(&sinks, "child"), vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]);
+    assert_eq!(
+        rows_of(&sinks, "child"),
+        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
+    );
     assert_eq!(
         rows_of(&sinks, "events"),
         vec![
@@ -295,9 +408,21 @@ async fn pg_introspect_and_load_every_type() {
     );
     let big_rows = &sinks.iter().find(|s| s.table == "big").expect("big").rows;
     assert_eq!(big_rows.len(), 50_000);
-    let sum: i64 = big_rows.iter().map(|r| if let V::Int(i) = r[0] { i } else { panic!("{r:?}") }).sum();
+    let sum: i64 = big_rows
+        .iter()
+        .map(|r| {
+            if let V::Int(i) = r[0] {
+                i
+            } else {
+                panic!("{r:?}")
+            }
+        })
+        .sum();
     assert_eq!(sum, 50_000 * 50_001 / 2);
-    let r = big_rows.iter().find(|r| r[0] == V::Int(12_345)).expect("row 12345");
+    let r = big_rows
+        .iter()
+        .find(|r| r[0] == V::Int(12_345))
+        .expect("row 12345");
     assert_eq!(r[1], t("827ccb0eea8a706c4c34a16891f84e7b"));
     assert_eq!(r[2], V::Dec(1_851_750)); // 12345 * 1.5 = 18517.50
 
@@ -311,14 +436,27 @@ async fn pg_introspect_and_load_every_type() {
     assert!(matches!(err, SourceError::Stopped(_)), "{err:?}");
 
     // A bad predicate is an error naming the table.
-    let m_bad = manifest(&schema, None, &[Pick { table: "parent", columns: None, where_sql: Some("nope = 1") }]);
+    let m_bad = manifest(
+        &schema,
+        None,
+        &[Pick {
+            table: "parent",
+            columns: None,
+            where_sql: Some("nope = 1"),
+        }],
+    );
     let err = load(&p, &m_bad, 1).await.expect_err("bad predicate");
-    assert!(err.to_string().contains("parent") && err.to_string().contains("nope"), "{err}");
+    assert!(
+        err.to_string().contains("parent") && err.to_string().contains("nope"),
+        "{err}"
+    );
 
     // Another schema.
     let mut p_other = p.clone();
     p_other.pg_schema = Some("other".into());
-    let other = refract_sources::introspect(&p_other).await.expect("introspect other");
+    let other = refract_sources::introspect(&p_other)
+        .await
+        .expect("introspect other");
     assert_eq!(other.tables.len(), 1);
     assert_eq!(other.tables[0].name, "thing");
     let m_other = manifest(&other, Some("other"), &[pick("thing")]);
@@ -326,7 +464,9 @@ async fn pg_introspect_and_load_every_type() {
     assert_eq!(rows_of(&sinks, "thing"), vec![vec![V::Int(7), t("seven")]]);
     let mut p_missing = p.clone();
     p_missing.pg_schema = Some("missing".into());
-    let err = refract_sources::introspect(&p_missing).await.expect_err("missing schema");
+    let err = refract_sources::introspect(&p_missing)
+        .await
+        .expect_err("missing schema");
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
@@ -334,30 +474,57 @@ async fn pg_introspect_and_load_every_type() {
 async fn pg_load_inside_an_exported_snapshot() {
     let db = TestDb::create().await;
     let c = client(Some(&db.name)).await;
-    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');")
-        .await
-        .expect("setup");
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+    )
+    .await
+    .expect("setup");
     let p = db.params();
     let schema = refract_sources::introspect(&p).await.expect("introspect");
     let m = manifest(&schema, None, &[pick("t")]);
 
     // Another session exports a snapshot and keeps its transaction open.
     let exporter = client(Some(&db.name)).await;
-    exporter.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await.expect("begin");
+    exporter
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .expect("begin");
     let row = exporter
-        .query_one("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text", &[])
+        .query_one(
+            "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text",
+            &[],
+        )
         .await
         .expect("export");
-    let snap = ExportedSnapshot { name: row.get(0), lsn: row.get(1) };
-    c.batch_execute("INSERT INTO t VALUES (3, 'after')").await.expect("insert");
+    let snap = ExportedSnapshot {
+        name: row.get(0),
+        lsn: row.get(1),
+    };
+    c.batch_execute("INSERT INTO t VALUES (3, 'after')")
+        .await
+        .expect("insert");
 
     let sinks = vec![VecSink::new(&m.tables[0])];
-    let (sinks, pos) =
-        refract_sources::load_tables_in_snapshot(&p, &m, sinks, 2, Arc::new(LoadProgress::default()), &snap)
-            .await
-            .expect("load in snapshot");
-    assert_eq!(pos, SourcePosition::Lsn { lsn: snap.lsn.clone() });
-    assert_eq!(rows_of(&sinks, "t"), vec![vec![V::Int(1), t("a")], vec![V::Int(2), t("b")]]);
+    let (sinks, pos) = refract_sources::load_tables_in_snapshot(
+        &p,
+        &m,
+        sinks,
+        2,
+        Arc::new(LoadProgress::default()),
+        &snap,
+    )
+    .await
+    .expect("load in snapshot");
+    assert_eq!(
+        pos,
+        SourcePosition::Lsn {
+            lsn: snap.lsn.clone()
+        }
+    );
+    assert_eq!(
+        rows_of(&sinks, "t"),
+        vec![vec![V::Int(1), t("a")], vec![V::Int(2), t("b")]]
+    );
     exporter.batch_execute("COMMIT").await.expect("commit");
 
     let (sinks, _) = load(&p, &m, 1).await.expect("load");
@@ -365,10 +532,16 @@ async fn pg_load_inside_an_exported_snapshot() {
 
     // A snapshot that no longer exists is an error, not a silent fresh snapshot.
     let sinks = vec![VecSink::new(&m.tables[0])];
-    let err =
-        refract_sources::load_tables_in_snapshot(&p, &m, sinks, 1, Arc::new(LoadProgress::default()), &snap)
-            .await
-            .expect_err("stale snapshot");
+    let err = refract_sources::load_tables_in_snapshot(
+        &p,
+        &m,
+        sinks,
+        1,
+        Arc::new(LoadProgress::default()),
+        &snap,
+    )
+    .await
+    .expect_err("stale snapshot");
     assert!(err.to_string().contains("snapshot"), "{err}");
 }
 
@@ -382,7 +555,10 @@ async fn pg_test_connection_reports_databases_and_readiness() {
     let schemas = report.available_schemas.clone().expect("availableSchemas");
     assert!(schemas.contains(&"postgres".to_string()), "{schemas:?}");
     assert!(schemas.contains(&db.name), "{schemas:?}");
-    assert!(!schemas.iter().any(|s| s.starts_with("template")), "{schemas:?}");
+    assert!(
+        !schemas.iter().any(|s| s.starts_with("template")),
+        "{schemas:?}"
+    );
     assert!(report.latency_ms.is_some_and(|l| l >= 0.0));
     assert!(report.estimated_size_gb.is_some_and(|g| g > 0.0));
     assert!(report.binlog.is_none());
@@ -390,7 +566,10 @@ async fn pg_test_connection_reports_databases_and_readiness() {
     assert_eq!(logical.wal_level.as_deref(), Some("logical"));
     assert!(logical.ready, "{:?}", logical.issues);
     let json = serde_json::to_value(&report).expect("json");
-    assert!(json["availableSchemas"].is_array() && json["logical"]["walLevel"] == "logical", "{json}");
+    assert!(
+        json["availableSchemas"].is_array() && json["logical"]["walLevel"] == "logical",
+        "{json}"
+    );
 
     let p_db = params(Backend::Postgres, &url, Some(&db.name));
     let report = refract_sources::test_connection(&p_db, Duration::from_secs(5)).await;
@@ -399,7 +578,15 @@ async fn pg_test_connection_reports_databases_and_readiness() {
     let p_missing = params(Backend::Postgres, &url, Some("refract_no_such_db"));
     let report = refract_sources::test_connection(&p_missing, Duration::from_secs(5)).await;
     assert!(!report.ok);
-    assert!(report.error.as_deref().unwrap_or("").contains("does not exist"), "{:?}", report.error);
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("does not exist"),
+        "{:?}",
+        report.error
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,7 +610,10 @@ async fn pg_readiness_names_missing_rights() {
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     let _ = admin.batch_execute(&format!("DROP OWNED BY {role}")).await;
     drop(db);
-    let _ = client(None).await.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+    let _ = client(None)
+        .await
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
     assert!(report.ok, "{:?}", report.error);
     let logical = report.logical.expect("logical");
     assert!(!logical.ready);
@@ -470,7 +660,14 @@ async fn pg_unreachable_server_fails_within_the_timeout() {
     let t = Instant::now();
     let report = refract_sources::test_connection(&p, Duration::from_secs(1)).await;
     assert!(!report.ok);
-    assert!(t.elapsed() < Duration::from_millis(2500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
     let err = report.error.expect("error");
-    assert!(err.contains("timed out") || err.contains("timeout"), "{err}");
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{err}"
+    );
 }

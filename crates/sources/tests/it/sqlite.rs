@@ -65,7 +65,10 @@ async fn sqlite_introspect_and_load_every_type() {
 
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
-    assert_eq!(report.available_schemas.as_deref(), Some(&["main".to_string()][..]));
+    assert_eq!(
+        report.available_schemas.as_deref(),
+        Some(&["main".to_string()][..])
+    );
     assert!(report.estimated_size_gb.is_some_and(|g| g > 0.0));
 
     let schema = refract_sources::introspect(&p).await.expect("introspect");
@@ -73,8 +76,14 @@ async fn sqlite_introspect_and_load_every_type() {
     assert_eq!(schema.database, "main");
     let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["child", "everything", "implicit_ref", "parent"]);
-    let every = schema.tables.iter().find(|t| t.name == "everything").expect("everything");
-    let text = ColumnType::Text { case_insensitive: false };
+    let every = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "everything")
+        .expect("everything");
+    let text = ColumnType::Text {
+        case_insensitive: false,
+    };
     let expected = [
         ("id", ColumnType::Int),
         ("c_int", ColumnType::Int),
@@ -95,24 +104,47 @@ async fn sqlite_introspect_and_load_every_type() {
         ("c_none", text),
         ("c_req", text),
     ];
-    let got: Vec<(&str, ColumnType)> = every.columns.iter().map(|c| (c.name.as_str(), c.ty)).collect();
+    let got: Vec<(&str, ColumnType)> = every
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty))
+        .collect();
     assert_eq!(got, expected);
-    assert!(!every.columns[0].nullable, "INTEGER PRIMARY KEY is the rowid");
+    assert!(
+        !every.columns[0].nullable,
+        "INTEGER PRIMARY KEY is the rowid"
+    );
     assert!(every.columns[1].nullable && !every.columns[17].nullable);
     assert_eq!(every.columns[8].source_type, "DECIMAL(10,2)");
     assert_eq!(every.primary_key, ["id"]);
     assert!(every.estimated_bytes.is_some_and(|b| b > 0));
-    let parent = schema.tables.iter().find(|t| t.name == "parent").expect("parent");
+    let parent = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "parent")
+        .expect("parent");
     assert_eq!(parent.primary_key, ["b", "a"]);
-    let child = schema.tables.iter().find(|t| t.name == "child").expect("child");
+    let child = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "child")
+        .expect("child");
     assert_eq!(child.foreign_keys.len(), 1);
     let fk = &child.foreign_keys[0];
     assert_eq!(fk.columns, ["pb", "pa"]);
     assert_eq!(fk.referenced_table, "parent");
     assert_eq!(fk.referenced_columns, ["b", "a"]);
     assert_eq!(fk.name, "child_pb_pa_fkey");
-    let implicit = schema.tables.iter().find(|t| t.name == "implicit_ref").expect("implicit_ref");
-    assert_eq!(implicit.foreign_keys[0].referenced_columns, ["id"], "REFERENCES child → its primary key");
+    let implicit = schema
+        .tables
+        .iter()
+        .find(|t| t.name == "implicit_ref")
+        .expect("implicit_ref");
+    assert_eq!(
+        implicit.foreign_keys[0].referenced_columns,
+        ["id"],
+        "REFERENCES child → its primary key"
+    );
 
     let m = manifest(
         &schema,
@@ -120,13 +152,22 @@ async fn sqlite_introspect_and_load_every_type() {
         &[
             pick("everything"),
             pick("parent"),
-            Pick { table: "child", columns: Some(&["id", "note"]), where_sql: Some("pa = 1") },
+            Pick {
+                table: "child",
+                columns: Some(&["id", "note"]),
+                where_sql: Some("pa = 1"),
+            },
         ],
     );
     let (sinks, pos) = load(&p, &m, 4).await.expect("load");
     assert_eq!(pos, SourcePosition::None);
     let rows = rows_of(&sinks, "everything");
-    let by_id = |id: i64| rows.iter().find(|r| r[0] == V::Int(id)).unwrap_or_else(|| panic!("row {id}")).clone();
+    let by_id = |id: i64| {
+        rows.iter()
+            .find(|r| r[0] == V::Int(id))
+            .unwrap_or_else(|| panic!("row {id}"))
+            .clone()
+    };
     assert_eq!(
         by_id(1),
         vec![
@@ -197,11 +238,16 @@ async fn sqlite_introspect_and_load_every_type() {
             vec![V::Int(2), t("x"), t("two")],
         ]
     );
-    assert_eq!(rows_of(&sinks, "child"), vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]);
+    assert_eq!(
+        rows_of(&sinks, "child"),
+        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
+    );
 
     // The file was opened read-only: nothing was written.
     let c = rusqlite::Connection::open(&path).expect("reopen");
-    let n: i64 = c.query_row("SELECT count(*) FROM everything", [], |r| r.get(0)).expect("count");
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM everything", [], |r| r.get(0))
+        .expect("count");
     assert_eq!(n, 4);
 }
 
@@ -209,14 +255,28 @@ async fn sqlite_introspect_and_load_every_type() {
 async fn sqlite_missing_or_bad_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.db");
-    let report = refract_sources::test_connection(&sqlite_params(&missing), Duration::from_secs(5)).await;
+    let report =
+        refract_sources::test_connection(&sqlite_params(&missing), Duration::from_secs(5)).await;
     assert!(!report.ok);
-    assert!(report.error.as_deref().unwrap_or("").contains("missing.db"), "{:?}", report.error);
+    assert!(
+        report.error.as_deref().unwrap_or("").contains("missing.db"),
+        "{:?}",
+        report.error
+    );
     assert!(!missing.exists(), "a check must not create the file");
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).expect("write");
-    let report = refract_sources::test_connection(&sqlite_params(&junk), Duration::from_secs(5)).await;
+    let report =
+        refract_sources::test_connection(&sqlite_params(&junk), Duration::from_secs(5)).await;
     assert!(!report.ok);
-    assert!(report.error.as_deref().unwrap_or("").contains("not a database"), "{:?}", report.error);
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a database"),
+        "{:?}",
+        report.error
+    );
 }
