@@ -90,10 +90,16 @@ type Shared = Arc<Pool>;
 
 /// The baseline router: `POST /q/{n}` with the query's parameter as the body.
 pub fn router(pool: Pool) -> Router {
-    Router::new().route("/q/{n}", post(handle)).with_state(Arc::new(pool))
+    Router::new()
+        .route("/q/{n}", post(handle))
+        .with_state(Arc::new(pool))
 }
 
-async fn handle(State(pool): State<Shared>, Path(n): Path<u8>, body: String) -> (StatusCode, String) {
+async fn handle(
+    State(pool): State<Shared>,
+    Path(n): Path<u8>,
+    body: String,
+) -> (StatusCode, String) {
     let arg: i64 = body.trim().parse().unwrap_or(1);
     match answer(&pool, n, arg).await {
         Ok(v) => (StatusCode::OK, v.to_string()),
@@ -105,9 +111,17 @@ async fn answer(pool: &Pool, n: u8, arg: i64) -> anyhow::Result<Value> {
     Ok(match n {
         1 => {
             let rows = pool
-                .rows("SELECT id, name, email FROM users WHERE id = ?", "SELECT id, name, email FROM users WHERE id = $1", arg)
+                .rows(
+                    "SELECT id, name, email FROM users WHERE id = ?",
+                    "SELECT id, name, email FROM users WHERE id = $1",
+                    arg,
+                )
                 .await?;
-            Value::Array(rows.into_iter().map(|r| json!({"id": r[0], "name": r[1], "email": r[2]})).collect())
+            Value::Array(
+                rows.into_iter()
+                    .map(|r| json!({"id": r[0], "name": r[1], "email": r[2]}))
+                    .collect(),
+            )
         }
         2 => {
             let posts = pool
@@ -156,7 +170,11 @@ async fn answer(pool: &Pool, n: u8, arg: i64) -> anyhow::Result<Value> {
                     arg,
                 )
                 .await?;
-            Value::Array(rows.into_iter().map(|r| json!({"id": r[0], "title": r[1]})).collect())
+            Value::Array(
+                rows.into_iter()
+                    .map(|r| json!({"id": r[0], "title": r[1]}))
+                    .collect(),
+            )
         }
     })
 }

@@ -49,13 +49,16 @@ pub fn statements(dialect: Dialect, scale: Scale) -> Vec<String> {
     let (series, ts, boolean, text) = match dialect {
         Dialect::Mysql => (
             (|n: u64| format!("seq_1_to_{n}")) as fn(u64) -> String,
-            (|expr: &str| format!("TIMESTAMP '2024-01-01 00:00:00' + INTERVAL ({expr}) MINUTE")) as fn(&str) -> String,
+            (|expr: &str| format!("TIMESTAMP '2024-01-01 00:00:00' + INTERVAL ({expr}) MINUTE"))
+                as fn(&str) -> String,
             "BOOLEAN",
             "VARCHAR(255)",
         ),
         Dialect::Postgres => (
             (|n: u64| format!("generate_series(1::bigint, {n}) AS s(seq)")) as fn(u64) -> String,
-            (|expr: &str| format!("TIMESTAMP '2024-01-01 00:00:00' + ({expr}) * INTERVAL '1 minute'")) as fn(&str) -> String,
+            (|expr: &str| {
+                format!("TIMESTAMP '2024-01-01 00:00:00' + ({expr}) * INTERVAL '1 minute'")
+            }) as fn(&str) -> String,
             "BOOLEAN",
             "VARCHAR(255)",
         ),
@@ -132,30 +135,45 @@ pub fn statements(dialect: Dialect, scale: Scale) -> Vec<String> {
 /// Create database `db` on a MariaDB server and fill it.
 pub async fn fill_mysql(url: &str, db: &str, scale: Scale) -> anyhow::Result<()> {
     use mysql_async::prelude::Queryable;
-    let mut conn = mysql_async::Conn::from_url(url).await.context("connect to MariaDB")?;
-    conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}`")).await?;
+    let mut conn = mysql_async::Conn::from_url(url)
+        .await
+        .context("connect to MariaDB")?;
+    conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
+        .await?;
     conn.query_drop(format!("USE `{db}`")).await?;
     for stmt in statements(Dialect::Mysql, scale) {
-        conn.query_drop(&stmt).await.with_context(|| format!("run: {stmt}"))?;
+        conn.query_drop(&stmt)
+            .await
+            .with_context(|| format!("run: {stmt}"))?;
     }
-    conn.query_drop("ANALYZE TABLE users, posts, comments, tags, post_tags").await?;
+    conn.query_drop("ANALYZE TABLE users, posts, comments, tags, post_tags")
+        .await?;
     conn.disconnect().await?;
     Ok(())
 }
 
 /// Create database `db` on a PostgreSQL server (URL of any database there) and fill it.
 pub async fn fill_postgres(url: &str, db: &str, scale: Scale) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("connect to PostgreSQL")?;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connect to PostgreSQL")?;
     tokio::spawn(conn);
-    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db]).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await?;
     if exists.is_none() {
-        client.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{db}\""))
+            .await?;
     }
     let db_url = replace_database(url, db);
     let (client, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     for stmt in statements(Dialect::Postgres, scale) {
-        client.batch_execute(&stmt).await.with_context(|| format!("run: {stmt}"))?;
+        client
+            .batch_execute(&stmt)
+            .await
+            .with_context(|| format!("run: {stmt}"))?;
     }
     client.batch_execute("VACUUM ANALYZE").await?;
     Ok(())
@@ -176,8 +194,14 @@ mod tests {
 
     #[test]
     fn database_is_replaced_in_urls() {
-        assert_eq!(replace_database("postgres://a:b@h:1/postgres", "blog"), "postgres://a:b@h:1/blog");
-        assert_eq!(replace_database("postgres://a:b@h:1", "blog"), "postgres://a:b@h:1/blog");
+        assert_eq!(
+            replace_database("postgres://a:b@h:1/postgres", "blog"),
+            "postgres://a:b@h:1/blog"
+        );
+        assert_eq!(
+            replace_database("postgres://a:b@h:1", "blog"),
+            "postgres://a:b@h:1/blog"
+        );
     }
 
     #[test]

@@ -7,8 +7,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
+
+async fn connect(authority: &str) -> Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(authority).await.ok()?;
+    tcp.set_nodelay(true).ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
 
 /// What one run measured.
 #[derive(Debug, Clone)]
@@ -38,14 +47,14 @@ pub async fn run(
     duration: Duration,
     request: BodyFn,
 ) -> LoadResult {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(connections)
-        .build_http();
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
+    let authority = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     for c in 0..connections {
-        let client = client.clone();
-        let base = base.to_string();
+        let authority = authority.clone();
         let auth = auth.clone();
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
@@ -53,16 +62,34 @@ pub async fn run(
             let mut errors = 0u64;
             let mut sample = String::new();
             let mut i = c as u64 * 1_000_003;
+            // One keep-alive HTTP/1.1 connection per task, driven directly (no pool checkout per
+            // request: the generator shares the cores with the servers it measures).
+            let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
             while Instant::now() < deadline {
+                if sender.as_ref().is_none_or(|s| s.is_closed()) {
+                    sender = connect(&authority).await;
+                    if sender.is_none() {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                }
+                let s = sender.as_mut().expect("connected");
                 i += 1;
                 let (path, body) = request(i);
-                let mut req = hyper::Request::post(format!("{base}{path}"));
+                let mut req =
+                    hyper::Request::post(path).header(hyper::header::HOST, authority.as_str());
                 if let Some(a) = &auth {
                     req = req.header("authorization", a.as_str());
                 }
                 let req = req.body(Full::new(Bytes::from(body))).expect("request");
                 let start = Instant::now();
-                match client.request(req).await {
+                if s.ready().await.is_err() {
+                    sender = None;
+                    errors += 1;
+                    continue;
+                }
+                match s.send_request(req).await {
                     Ok(resp) => {
                         let ok = resp.status().is_success();
                         let body = resp.into_body().collect().await.map(|b| b.to_bytes());
@@ -82,7 +109,10 @@ pub async fn run(
                             _ => errors += 1,
                         }
                     }
-                    Err(_) => errors += 1,
+                    Err(_) => {
+                        sender = None;
+                        errors += 1;
+                    }
                 }
             }
             (lat, errors, sample)
@@ -101,7 +131,11 @@ pub async fn run(
         }
     }
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     LoadResult {
         ok: all.len() as u64,
         errors,

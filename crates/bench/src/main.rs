@@ -7,11 +7,13 @@
 //! cargo build --release -p refract -p refract-bench
 //! target/release/refract-bench gen --scale l
 //! target/release/refract-bench all --scale l
+//! target/release/refract-bench b4            # CDC lag, its own database refract_b4
 //! ```
 //! Source servers come from `REFRACT_TEST_MYSQL_URL` / `REFRACT_TEST_PG_URL` (as `scripts/testenv`
 //! sets them) or `--mysql-url` / `--pg-url`.
 
 mod baseline;
+mod cdc;
 mod dataset;
 mod loadgen;
 
@@ -29,7 +31,10 @@ use refract_storage::TableBuilder;
 use tokio::io::AsyncBufReadExt;
 
 #[derive(Parser)]
-#[command(name = "refract-bench", about = "Dataset generator and benchmarks (see docs/benchmarks.md)")]
+#[command(
+    name = "refract-bench",
+    about = "Dataset generator and benchmarks (see docs/benchmarks.md)"
+)]
 struct Args {
     /// MariaDB server URL (`mysql://user:pw@host:port`).
     #[arg(long, env = "REFRACT_TEST_MYSQL_URL")]
@@ -58,6 +63,28 @@ enum Cmd {
         /// Concurrent keep-alive connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Only these queries (1–4), e.g. `--only 1,2`.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+        only: Vec<usize>,
+    },
+    /// B4: commit on the source → visible in `/query` (CDC: MariaDB binlog, PostgreSQL logical),
+    /// with a 1M-row table in the snapshot (database `refract_b4`, created on first use).
+    B4 {
+        /// Commit rates to measure, single-row commits/s.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        rates: Vec<u64>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent pollers querying the engine for the committed rows.
+        #[arg(long, default_value_t = 2)]
+        pollers: usize,
+        /// Commit into the small `b4_probe` table instead of the 1M-row `b4_big`.
+        #[arg(long)]
+        probe_table: bool,
+        /// Microseconds each poller pauses between polls (0: tight loop).
+        #[arg(long, default_value_t = 1000)]
+        poll_pause_us: u64,
     },
     /// `load` then `query`.
     All,
@@ -86,7 +113,12 @@ fn sources(args: &Args) -> Vec<Source> {
         });
     }
     if let Some(u) = &args.pg_url {
-        out.push(Source { name: "PostgreSQL", backend: Backend::Postgres, server_url: u.clone(), db_url: replace_database(u, &db) });
+        out.push(Source {
+            name: "PostgreSQL",
+            backend: Backend::Postgres,
+            server_url: u.clone(),
+            db_url: replace_database(u, &db),
+        });
     }
     out
 }
@@ -98,7 +130,12 @@ fn url_parts(url: &str) -> (String, String, String, u16) {
     let (user, pw) = auth.split_once(':').unwrap_or((auth, ""));
     let hostport = hostpart.split('/').next().unwrap_or("");
     let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "0"));
-    (user.into(), pw.into(), host.into(), port.parse().unwrap_or(0))
+    (
+        user.into(),
+        pw.into(),
+        host.into(),
+        port.parse().unwrap_or(0),
+    )
 }
 
 fn params(src: &Source, scale: Scale) -> SourceParams {
@@ -121,23 +158,68 @@ async fn main() -> anyhow::Result<()> {
     if srcs.is_empty() {
         bail!("no source server: set REFRACT_TEST_MYSQL_URL and/or REFRACT_TEST_PG_URL (scripts/testenv start DIR prints them)");
     }
-    println!("# refract-bench, scale {:?}, {} cores", args.scale, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "# refract-bench, scale {:?}, {} cores",
+        args.scale,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     match &args.command {
         Cmd::Gen => {
             for s in &srcs {
                 let t = Instant::now();
                 match s.backend {
-                    Backend::Mysql => dataset::fill_mysql(&s.server_url, &db_name(args.scale), args.scale).await?,
-                    _ => dataset::fill_postgres(&s.server_url, &db_name(args.scale), args.scale).await?,
+                    Backend::Mysql => {
+                        dataset::fill_mysql(&s.server_url, &db_name(args.scale), args.scale).await?
+                    }
+                    _ => {
+                        dataset::fill_postgres(&s.server_url, &db_name(args.scale), args.scale)
+                            .await?
+                    }
                 }
-                println!("{}: generated {} in {:.1} s", s.name, db_name(args.scale), t.elapsed().as_secs_f64());
+                println!(
+                    "{}: generated {} in {:.1} s",
+                    s.name,
+                    db_name(args.scale),
+                    t.elapsed().as_secs_f64()
+                );
             }
         }
         Cmd::Load => load_bench(&srcs, args.scale).await?,
-        Cmd::Query { seconds, connections } => query_bench(&srcs, args.scale, Duration::from_secs(*seconds), *connections).await?,
+        Cmd::Query {
+            seconds,
+            connections,
+            only,
+        } => {
+            query_bench(
+                &srcs,
+                args.scale,
+                Duration::from_secs(*seconds),
+                *connections,
+                only,
+            )
+            .await?
+        }
+        Cmd::B4 {
+            rates,
+            seconds,
+            pollers,
+            probe_table,
+            poll_pause_us,
+        } => {
+            let opts = cdc::Options {
+                rates: rates.clone(),
+                seconds: *seconds,
+                pollers: *pollers,
+                big: !*probe_table,
+                poll_pause: Duration::from_micros(*poll_pause_us),
+            };
+            cdc::bench(&srcs, &opts).await?
+        }
         Cmd::All => {
             load_bench(&srcs, args.scale).await?;
-            query_bench(&srcs, args.scale, Duration::from_secs(5), 32).await?;
+            query_bench(&srcs, args.scale, Duration::from_secs(5), 32, &[1, 2, 3, 4]).await?;
         }
     }
     Ok(())
@@ -150,17 +232,25 @@ async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     for s in srcs {
         let p = params(s, scale);
-        let schema = refract_sources::introspect(&p).await.context("introspect")?;
-        let manifest = refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let schema = refract_sources::introspect(&p)
+            .await
+            .context("introspect")?;
+        let manifest =
+            refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let source_bytes: u64 = source_data_size(s, &db_name(scale)).await?;
 
         // Baseline first, so both read with a warm cache.
         let client_s = client_read_time(s, &manifest, scale)?;
 
         let t = Instant::now();
-        let sinks: Vec<TableBuilder> = manifest.tables.iter().map(|t| TableBuilder::new(Arc::new(t.clone()))).collect();
+        let sinks: Vec<TableBuilder> = manifest
+            .tables
+            .iter()
+            .map(|t| TableBuilder::new(Arc::new(t.clone())))
+            .collect();
         let progress = Arc::new(LoadProgress::default());
-        let (sinks, _pos) = refract_sources::load_tables(&p, &manifest, sinks, 4, progress.clone()).await?;
+        let (sinks, _pos) =
+            refract_sources::load_tables(&p, &manifest, sinks, 4, progress.clone()).await?;
         let tables: Vec<_> = sinks.into_iter().map(|b| b.finish()).collect();
         let load_s = t.elapsed().as_secs_f64();
         let rows: usize = tables.iter().map(|t| t.row_count()).sum();
@@ -204,21 +294,60 @@ async fn source_data_size(s: &Source, db: &str) -> anyhow::Result<u64> {
 }
 
 /// Time for the source's own command-line client to read every row of the dataset to /dev/null.
-fn client_read_time(s: &Source, manifest: &refract_schema::Manifest, scale: Scale) -> anyhow::Result<f64> {
+fn client_read_time(
+    s: &Source,
+    manifest: &refract_schema::Manifest,
+    scale: Scale,
+) -> anyhow::Result<f64> {
     let (user, pw, host, port) = url_parts(&s.server_url);
     let t = Instant::now();
     for table in &manifest.tables {
-        let cols: Vec<String> = table.columns.iter().map(|c| c.source_name.clone()).collect();
+        let cols: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| c.source_name.clone())
+            .collect();
         let status = match s.backend {
             Backend::Mysql => std::process::Command::new("mariadb")
-                .args(["--no-defaults", "--quick", "-h", &host, "-P", &port.to_string(), "-u", &user, &db_name(scale), "-e"])
-                .arg(format!("SELECT {} FROM {}", cols.join(", "), table.source_name))
+                .args([
+                    "--no-defaults",
+                    "--quick",
+                    "-h",
+                    &host,
+                    "-P",
+                    &port.to_string(),
+                    "-u",
+                    &user,
+                    &db_name(scale),
+                    "-e",
+                ])
+                .arg(format!(
+                    "SELECT {} FROM {}",
+                    cols.join(", "),
+                    table.source_name
+                ))
                 .env("MYSQL_PWD", &pw)
                 .stdout(Stdio::null())
                 .status(),
             _ => std::process::Command::new("psql")
-                .args(["-X", "-q", "-h", &host, "-p", &port.to_string(), "-U", &user, "-d", &db_name(scale), "-c"])
-                .arg(format!("COPY (SELECT {} FROM {}) TO STDOUT", cols.join(", "), table.source_name))
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    &host,
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    &user,
+                    "-d",
+                    &db_name(scale),
+                    "-c",
+                ])
+                .arg(format!(
+                    "COPY (SELECT {} FROM {}) TO STDOUT",
+                    cols.join(", "),
+                    table.source_name
+                ))
                 .env("PGPASSWORD", &pw)
                 .stdout(Stdio::null())
                 .status(),
@@ -242,7 +371,10 @@ fn refract_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("refract");
     if !bin.exists() {
-        bail!("{} not found: build it first (cargo build --release -p refract)", bin.display());
+        bail!(
+            "{} not found: build it first (cargo build --release -p refract)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -259,13 +391,27 @@ async fn start_engine(s: &Source, scale: Scale) -> anyhow::Result<EngineProcess>
         "sync": {"mode": "poll", "interval": 3600},
         "log_level": "warn",
     });
+    spawn_engine(config, dir, None).await
+}
+
+/// Start `refract engine` with `config` (written into `dir`), wait for its first snapshot.
+/// The engine's stderr goes to `log` when given.
+async fn spawn_engine(
+    config: serde_json::Value,
+    dir: tempfile::TempDir,
+    log: Option<&std::path::Path>,
+) -> anyhow::Result<EngineProcess> {
     let config_path = dir.path().join("engine.json");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+    let stderr = match log {
+        Some(p) => Stdio::from(std::fs::File::create(p)?),
+        None => Stdio::null(),
+    };
     let mut child = tokio::process::Command::new(refract_binary()?)
         .args(["engine", "--config"])
         .arg(&config_path)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()?;
     let stdout = child.stdout.take().context("engine stdout")?;
@@ -292,34 +438,67 @@ async fn start_engine(s: &Source, scale: Scale) -> anyhow::Result<EngineProcess>
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(EngineProcess { child, url, _dir: dir })
+    Ok(EngineProcess {
+        child,
+        url,
+        _dir: dir,
+    })
 }
 
 async fn reqwest_health(url: &str) -> anyhow::Result<String> {
     use http_body_util::{BodyExt, Empty};
     let client: hyper_util::client::legacy::Client<_, Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
     let resp = client.get(format!("{url}/health").parse()?).await?;
     let body = resp.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Builds a benchmark query's text from its parameter.
+type QueryFn = Arc<dyn Fn(i64) -> String + Send + Sync>;
+
 /// B3.
-async fn query_bench(srcs: &[Source], scale: Scale, duration: Duration, connections: usize) -> anyhow::Result<()> {
+async fn query_bench(
+    srcs: &[Source],
+    scale: Scale,
+    duration: Duration,
+    connections: usize,
+    only: &[usize],
+) -> anyhow::Result<()> {
     let users = scale.users() as i64;
-    let queries: [(&str, Arc<dyn Fn(i64) -> String + Send + Sync>); 4] = [
-        ("Q1 pk lookup", Arc::new(|n| format!("users(id = {n}) {{ id name email }}"))),
-        ("Q2 include", Arc::new(|n| format!("posts(user_id = {n}) {{ id title comments {{ id body }} }}"))),
+    let queries: [(&str, QueryFn); 4] = [
+        (
+            "Q1 pk lookup",
+            Arc::new(|n| format!("users(id = {n}) {{ id name email }}")),
+        ),
+        (
+            "Q2 include",
+            Arc::new(|n| format!("posts(user_id = {n}) {{ id title comments {{ id body }} }}")),
+        ),
         (
             "Q3 relation filter",
-            Arc::new(|n| format!("users(posts.comments.approved = false AND plan = \"pro\" AND id >= {n} ORDER BY id LIMIT 50) {{ id }}")),
+            Arc::new(|n| {
+                format!("users(posts.comments.approved = false AND plan = \"pro\" AND id >= {n} ORDER BY id LIMIT 50) {{ id }}")
+            }),
         ),
         (
             "Q4 filter+order",
-            Arc::new(|n| format!("posts(published = true AND user_id >= {n} ORDER BY created_at DESC, id LIMIT 20) {{ id title }}")),
+            Arc::new(|n| {
+                format!("posts(published = true AND user_id >= {n} ORDER BY created_at DESC, id LIMIT 20) {{ id title }}")
+            }),
         ),
     ];
-    println!("\n## B3 queries over HTTP ({connections} connections, {} s each)\n", duration.as_secs());
+    println!(
+        "\n## B3 queries over HTTP ({connections} connections, {} s each; load average {})\n",
+        duration.as_secs(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("| source | query | engine q/s | engine p50 ms | engine p99 ms | SQL baseline q/s | baseline p50 ms | baseline p99 ms | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for s in srcs {
@@ -327,8 +506,12 @@ async fn query_bench(srcs: &[Source], scale: Scale, duration: Duration, connecti
         let pool = baseline::Pool::open(&s.db_url, connections.min(16)).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let server = tokio::spawn(async move { axum::serve(listener, baseline::router(pool)).await });
+        let server =
+            tokio::spawn(async move { axum::serve(listener, baseline::router(pool)).await });
         for (qi, (name, q)) in queries.iter().enumerate() {
+            if !only.contains(&(qi + 1)) {
+                continue;
+            }
             let q = q.clone();
             let arg = move |i: u64| 1 + (i.wrapping_mul(2654435761) % users as u64) as i64;
             let engine_req: loadgen::BodyFn = Arc::new(move |i| ("/query".to_string(), q(arg(i))));
@@ -337,7 +520,14 @@ async fn query_bench(srcs: &[Source], scale: Scale, duration: Duration, connecti
             let base_req: loadgen::BodyFn = Arc::new(move |i| (path.clone(), arg(i).to_string()));
             let b = loadgen::run(&base_url, None, connections, duration, base_req).await;
             if e.errors > 0 || b.errors > 0 {
-                eprintln!("{name}: errors engine={}/{} baseline={}/{} (engine sample: {:.200})", e.errors, e.ok + e.errors, b.errors, b.ok + b.errors, e.sample);
+                eprintln!(
+                    "{name}: errors engine={}/{} baseline={}/{} (engine sample: {:.200})",
+                    e.errors,
+                    e.ok + e.errors,
+                    b.errors,
+                    b.ok + b.errors,
+                    e.sample
+                );
             }
             println!(
                 "| {} | {name} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.1}× |",
