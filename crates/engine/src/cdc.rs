@@ -183,9 +183,10 @@ pub(crate) async fn drop_replication(state: &EngineState) -> Result<Value, LoadE
     }
     state.set_paused(true);
     let opts = options(state);
-    // The stream closes within ~100 ms of the pause; retry while the slot is still active.
+    // The stream closes within ~100 ms of the pause (longer on a loaded host); retry while
+    // the slot is still active.
     let mut last = None;
-    for _ in 0..50 {
+    for _ in 0..300 {
         match drop_logical_slot(state.params(), &opts).await {
             Ok(()) => {
                 return Ok(

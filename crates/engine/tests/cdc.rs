@@ -306,7 +306,7 @@ async fn binlog_rows_types_and_transactions() {
     c.exec_drop(ITEM_ROW, (2,)).await.unwrap();
     while !e.has_key("items", 2) {
         assert!(
-            t.elapsed() < Duration::from_secs(2),
+            t.elapsed() < Duration::from_secs(30),
             "insert not visible: {}",
             e.health()
         );
@@ -317,7 +317,7 @@ async fn binlog_rows_types_and_transactions() {
         .await
         .unwrap();
     c.query_drop("INSERT INTO items VALUES (4, 0, 0, 0, 0, 0, 0, 0, '', '', '', '', '1970-01-01', '00:00:00', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '[]', 'red', '', b'0', b'0', 0, 0, '')").await.unwrap();
-    e.assert_converges(Duration::from_secs(5)).await;
+    e.assert_converges(Duration::from_secs(30)).await;
 
     // Updates (NULL ↔ value), a primary-key change, deletes.
     c.query_drop("UPDATE items SET vc = NULL, us = 7, ts = NULL, js = NULL WHERE id = 2")
@@ -332,7 +332,7 @@ async fn binlog_rows_types_and_transactions() {
     c.query_drop("DELETE FROM items WHERE id = 4")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(5)).await;
+    e.assert_converges(Duration::from_secs(30)).await;
     assert!(e.has_key("items", 20) && !e.has_key("items", 2) && !e.has_key("items", 4));
 
     // A transaction over three tables is never seen half applied.
@@ -363,7 +363,7 @@ async fn binlog_rows_types_and_transactions() {
         .await
         .unwrap();
     }
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
     checker.await.unwrap();
     assert_eq!(
@@ -411,7 +411,7 @@ INSERT INTO nokey VALUES (1, 'a'), (1, 'a')",
     c.query_drop("INSERT INTO t VALUES (3, 'three')")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
 
     c.query_drop("ALTER TABLE t ADD COLUMN extra INT DEFAULT 7")
         .await
@@ -419,7 +419,7 @@ INSERT INTO nokey VALUES (1, 'a'), (1, 'a')",
     c.query_drop("INSERT INTO t VALUES (4, 'four', 8)")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     let fields = |e: &Engine| {
         e.state
             .snapshot()
@@ -433,7 +433,7 @@ INSERT INTO nokey VALUES (1, 'a'), (1, 'a')",
     let t = Instant::now();
     while fields(&e) != 3 {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "new column not loaded"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -445,16 +445,16 @@ INSERT INTO nokey VALUES (1, 'a'), (1, 'a')",
     let t = Instant::now();
     while fields(&e) != 2 {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "dropped column still there"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
 
     c.query_drop("TRUNCATE TABLE t").await.unwrap();
     c.query_drop("INSERT INTO t VALUES (10, 1)").await.unwrap();
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     assert_eq!(e.rows("t"), 1);
 }
 
@@ -492,7 +492,7 @@ INSERT INTO posts VALUES (1, 'a', 1, 's'), (2, 'b', 0, 's')",
     c.query_drop("UPDATE posts SET secret = 'changed' WHERE id = 4")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(5)).await;
+    e.assert_converges(Duration::from_secs(30)).await;
     assert!(
         e.has_key("posts", 2)
             && !e.has_key("posts", 1)
@@ -542,8 +542,19 @@ impl Proxy {
     }
 }
 
+/// `binlog_pause_resume_and_purged_position` purges the source's binary logs (that is what it
+/// tests). A resuming engine that is disconnected at that moment legitimately loses its
+/// position and reloads fully, so the test that proves resume does *not* reload holds this
+/// lock (shared) while the purge takes it exclusively.
+static BINLOG_PURGE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn network_cuts(n: u32, reconnect: &str) {
     let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let _no_purge = if reconnect == "resume" {
+        Some(BINLOG_PURGE.read().await)
+    } else {
+        None
+    };
     let db = format!("cdc_cut_{reconnect}");
     let mut c = mysql_db(
         &u,
@@ -586,7 +597,7 @@ async fn network_cuts(n: u32, reconnect: &str) {
                 proxy.cut_all();
             }
         }
-        e.assert_converges(Duration::from_secs(20)).await;
+        e.assert_converges(Duration::from_secs(60)).await;
     }
     let (_, stats) = e.admin("/stats").await;
     assert!(stats["cdc"]["reconnects"].as_u64().unwrap() >= 1, "{stats}");
@@ -632,7 +643,7 @@ async fn binlog_burst_of_100k_changes() {
     c.query_drop("DELETE FROM big WHERE id % 100 = 1")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(60)).await;
+    e.assert_converges(Duration::from_secs(180)).await;
     eprintln!(
         "100k inserts + 10k updates + 1k deletes applied in {:?}",
         t.elapsed()
@@ -652,12 +663,12 @@ async fn binlog_pause_resume_and_purged_position() {
     let e = mysql_engine(&u, "cdc_pause", 7, "resume", "").await;
     let (s, body) = e.admin("/admin/replication/pause").await;
     assert_eq!((s, body["replication_paused"].as_bool()), (200, Some(true)));
-    e.wait_state("paused", Duration::from_secs(5)).await;
+    e.wait_state("paused", Duration::from_secs(30)).await;
     c.query_drop("INSERT INTO p VALUES (1, 1)").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(e.rows("p"), 0, "paused means frozen");
     e.admin("/admin/replication/resume").await;
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     let (_, stats) = e.admin("/stats").await;
     assert_eq!(
         stats["cdc"]["fullLoads"], 1,
@@ -666,23 +677,25 @@ async fn binlog_pause_resume_and_purged_position() {
 
     // While paused, the position is purged from the source: resume falls back to a full load.
     e.admin("/admin/replication/pause").await;
-    e.wait_state("paused", Duration::from_secs(5)).await;
+    e.wait_state("paused", Duration::from_secs(30)).await;
     c.query_drop("INSERT INTO p VALUES (2, 2)").await.unwrap();
     let (_, stats) = e.admin("/stats").await;
     let paused_file = stats["cdc"]["position"]["file"]
         .as_str()
         .unwrap()
         .to_string();
+    let purge = BINLOG_PURGE.write().await;
     c.query_drop("FLUSH BINARY LOGS").await.unwrap();
     c.query_drop("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 SECOND")
         .await
         .unwrap();
     let logs: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
+    drop(purge);
     let purged = !logs
         .iter()
         .any(|r| r.get::<String, _>(0).as_deref() == Some(paused_file.as_str()));
     e.admin("/admin/replication/resume").await;
-    e.assert_converges(Duration::from_secs(20)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     let (_, stats) = e.admin("/stats").await;
     if purged {
         assert!(stats["cdc"]["fullLoads"].as_u64().unwrap() >= 2, "{stats}");
@@ -695,7 +708,7 @@ async fn binlog_pause_resume_and_purged_position() {
     let (s, body) = e.admin("/admin/reload").await;
     assert_eq!(s, 200, "{body}");
     c.query_drop("INSERT INTO p VALUES (3, 3)").await.unwrap();
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,7 +832,7 @@ async fn logical_rows_types_transactions_ddl() {
     .unwrap();
     while !e.has_key("items", 2) {
         assert!(
-            t.elapsed() < Duration::from_secs(3),
+            t.elapsed() < Duration::from_secs(30),
             "insert not visible: {}",
             e.health()
         );
@@ -831,7 +844,7 @@ async fn logical_rows_types_transactions_ddl() {
     )
     .await
     .unwrap();
-    e.assert_converges(Duration::from_secs(5)).await;
+    e.assert_converges(Duration::from_secs(30)).await;
     // Update leaving the TOASTed `big` unchanged, NULLs, a key change, a delete.
     c.batch_execute(
         "UPDATE items SET tx = NULL, bo = false WHERE id = 2; UPDATE items SET tx = 'set' WHERE id = 3;
@@ -839,7 +852,7 @@ async fn logical_rows_types_transactions_ddl() {
     )
     .await
     .unwrap();
-    e.assert_converges(Duration::from_secs(5)).await;
+    e.assert_converges(Duration::from_secs(30)).await;
     assert!(e.has_key("items", 20) && !e.has_key("items", 2) && !e.has_key("items", 1));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -868,7 +881,7 @@ async fn logical_rows_types_transactions_ddl() {
         .await
         .unwrap();
     }
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
     checker.await.unwrap();
     assert_eq!(
@@ -896,7 +909,7 @@ async fn logical_rows_types_transactions_ddl() {
     let t = Instant::now();
     while cols(&e) != 3 {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "new column not loaded: {}",
             e.health()
         );
@@ -908,17 +921,17 @@ async fn logical_rows_types_transactions_ddl() {
     let t = Instant::now();
     while cols(&e) != 2 {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "dropped column still there: {}",
             e.health()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     c.batch_execute("TRUNCATE b; INSERT INTO b VALUES (1, 1)")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     assert_eq!(e.rows("b"), 1);
 
     // Terminate: drop the slot and the publications.
@@ -966,7 +979,7 @@ async fn logical_network_cuts_burst_pause_and_dropped_slot() {
                 proxy.cut_all();
             }
         }
-        e.assert_converges(Duration::from_secs(30)).await;
+        e.assert_converges(Duration::from_secs(60)).await;
     }
     let (_, stats) = e.admin("/stats").await;
     assert!(stats["cdc"]["reconnects"].as_u64().unwrap() >= 1, "{stats}");
@@ -979,31 +992,40 @@ async fn logical_network_cuts_burst_pause_and_dropped_slot() {
     c.batch_execute("UPDATE k SET v = v + 1 WHERE id >= 10000 AND id % 10 = 0")
         .await
         .unwrap();
-    e.assert_converges(Duration::from_secs(60)).await;
+    e.assert_converges(Duration::from_secs(180)).await;
     eprintln!("pg burst applied in {:?}", t.elapsed());
 
     // Pause keeps the slot (WAL retained, reported); resume continues.
     e.admin("/admin/replication/pause").await;
-    e.wait_state("paused", Duration::from_secs(5)).await;
+    e.wait_state("paused", Duration::from_secs(30)).await;
     c.batch_execute("INSERT INTO k VALUES (200000, 1, 'paused')")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!e.has_key("k", 200000));
     e.admin("/admin/replication/resume").await;
-    e.assert_converges(Duration::from_secs(10)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
 
     // Slot dropped while paused: resume falls back to a full load.
     e.admin("/admin/replication/pause").await;
-    e.wait_state("paused", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    c.batch_execute(
-        "SELECT pg_drop_replication_slot('cdc_pg_cut'); INSERT INTO k VALUES (200001, 1, 'gone')",
-    )
-    .await
-    .unwrap();
+    e.wait_state("paused", Duration::from_secs(30)).await;
+    // The walsender lets go of the slot shortly after the pause (later under load): retry.
+    let t = Instant::now();
+    while let Err(err) = c
+        .batch_execute("SELECT pg_drop_replication_slot('cdc_pg_cut')")
+        .await
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "slot never released: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.batch_execute("INSERT INTO k VALUES (200001, 1, 'gone')")
+        .await
+        .unwrap();
     e.admin("/admin/replication/resume").await;
-    e.assert_converges(Duration::from_secs(20)).await;
+    e.assert_converges(Duration::from_secs(60)).await;
     let (_, stats) = e.admin("/stats").await;
     assert!(stats["cdc"]["fullLoads"].as_u64().unwrap() >= 2, "{stats}");
     let (s, _) = e.admin("/admin/replication/drop").await;

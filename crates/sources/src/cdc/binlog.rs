@@ -82,6 +82,9 @@ pub(crate) struct BinlogCdc {
     /// Table id → shape (`None`: not exposed, or shape unknown → reported once).
     shapes: HashMap<u64, Option<Arc<TableShape>>>,
     file: String,
+    /// Whether this dump's format description event was read (events before it, the dump's
+    /// artificial rotate, are decoded without knowing the checksum algorithm).
+    fde_seen: bool,
     /// MariaDB: `domain → D-S-N`; MySQL: the last `uuid:gno`.
     gtids: Vec<(u32, String)>,
     mysql_gtid: Option<String>,
@@ -155,6 +158,7 @@ impl BinlogCdc {
             columns,
             shapes: HashMap::new(),
             file,
+            fde_seen: false,
             gtids: vec![],
             mysql_gtid: None,
             txn_gtid: None,
@@ -254,8 +258,29 @@ impl BinlogCdc {
             Ok(None) | Err(_) => return Ok(()),
         };
         match data {
+            EventData::FormatDescriptionEvent(_) => self.fde_seen = true,
             EventData::RotateEvent(r) => {
-                self.file = clean_file_name(&r.name());
+                let name = r.name();
+                if !self.fde_seen {
+                    // The dump's artificial rotate, read before the format description: its
+                    // name may end with the 4 checksum bytes, which can be ASCII digits
+                    // (`binlog.000009` + CRC → `binlog.0000095`, a file that does not exist:
+                    // the next resume would find its position "gone" and reload fully). It
+                    // names the file that was asked for; keep that one.
+                    if !name.starts_with(self.file.as_str()) {
+                        self.file = clean_file_name(&name);
+                    }
+                    return Ok(());
+                }
+                self.file = name.into_owned();
+                let artificial = header.flags_raw() & 0x0020 != 0; // LOG_EVENT_ARTIFICIAL_F
+                if log_pos != 0 && !artificial {
+                    // A real rotate is the old file's last event (never inside a
+                    // transaction): everything in it was read, so the position moves to the
+                    // new file. A resume then no longer needs the old file, which the source
+                    // may purge (PURGE BINARY LOGS, expire_logs_days).
+                    self.commit(r.position(), header.timestamp());
+                }
             }
             EventData::GtidEvent(g) => {
                 let sid = g.sid();
