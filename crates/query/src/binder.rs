@@ -15,7 +15,9 @@ use crate::ast::{self, Expr, Item, Name, PredOp, Selection, Value, ValueKind};
 use crate::collate::{CiRules, Fold, LikePattern};
 use crate::error::{error, suggestion, Result, Span};
 use crate::literal::{parse_datetime, parse_time, Exact};
-use crate::plan::{Access, BExpr, BPred, Hop, Lit, Lookup, Node, OrderKey, Output, Test, Tri};
+use crate::plan::{
+    pk_order, Access, BExpr, BPred, Hop, Lit, Lookup, Node, OrderKey, Output, Test, Tri,
+};
 
 /// Bind a parsed query against `snapshot`.
 pub(crate) fn bind<'a>(snapshot: &'a Snapshot, query: &'a Selection<'a>) -> Result<Node<'a>> {
@@ -177,6 +179,7 @@ impl<'a> Binder<'a> {
             manifest: tm,
             outputs: outputs.into_iter().map(|(o, _)| o).collect(),
             filter,
+            pk_order: pk_order(tm, &order),
             order,
             limit: count(args.limit, "LIMIT")?,
             offset: count(args.offset, "OFFSET")?.unwrap_or(0),
@@ -203,6 +206,7 @@ impl<'a> Binder<'a> {
                 .collect(),
             filter: None,
             order: Vec::new(),
+            pk_order: false,
             limit: None,
             offset: 0,
             access: Access::Relation,

@@ -1,8 +1,10 @@
 //! Stage 5: run a plan over the snapshot's columns and indexes, writing JSON as rows are found.
 //!
 //! Without `ORDER BY`, rows stream in primary-key order and the scan stops as soon as the limit
-//! is reached (plus one row to tell whether the default limit cut the result). With `ORDER BY`,
-//! the matching row ids are collected and only the first `offset + limit` are fully sorted.
+//! is reached (plus one row to tell whether the default limit cut the result); so does an
+//! `ORDER BY` that is the primary key ascending ([`crate::plan::pk_order`]). With any other
+//! `ORDER BY`, the matching row ids are collected and only the first `offset + limit` are fully
+//! sorted.
 //! Relations are followed through hash indexes, never by scanning the related table.
 
 use std::cmp::Ordering;
@@ -24,6 +26,21 @@ use crate::QueryOutput;
 /// Relation paths with at least this many hops remember the rows they explored.
 const MEMO_HOPS: usize = 3;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: sort even when the order is the primary key, to compare with the streaming path.
+    pub(crate) static FORCE_SORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `node`'s rows are wanted in primary-key order (no `ORDER BY`, or one equal to it).
+fn in_pk_order(node: &Node<'_>) -> bool {
+    #[cfg(test)]
+    if FORCE_SORT.with(|f| f.get()) {
+        return node.order.is_empty();
+    }
+    node.order.is_empty() || node.pk_order
+}
+
 /// Run the planned top-level `node`.
 pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) -> QueryOutput {
     let ex = Exec {
@@ -36,7 +53,7 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
     let limit = node.limit.unwrap_or(default_limit);
     let mut rows = 0usize;
     let mut truncated = false;
-    if node.order.is_empty() {
+    if in_pk_order(node) {
         let mut skip = node.offset;
         // Returns whether to go on.
         let mut emit = |row: RowId, out: &mut Vec<u8>| -> bool {
@@ -344,11 +361,23 @@ impl Exec<'_> {
             }
             Related::Many(rows) => rows,
         };
-        if let Some(f) = &child.filter {
-            rows.retain(|&r| self.eval(f, target, r) == Tri::True);
-        }
         let limit = child.limit.unwrap_or(usize::MAX);
-        if !child.order.is_empty() {
+        if in_pk_order(child) {
+            // Rows come in primary-key order: filter only as many as are shown.
+            let keep = child.offset.saturating_add(limit);
+            let mut kept = 0usize;
+            rows.retain(|&r| {
+                if kept < keep && self.passes(child.filter.as_ref(), target, r) {
+                    kept += 1;
+                    true
+                } else {
+                    false
+                }
+            });
+        } else {
+            if let Some(f) = &child.filter {
+                rows.retain(|&r| self.eval(f, target, r) == Tri::True);
+            }
             self.sort(
                 &child.order,
                 target,

@@ -18,6 +18,9 @@ pub(crate) struct Node<'a> {
     pub outputs: Vec<Output<'a>>,
     pub filter: Option<BExpr<'a>>,
     pub order: Vec<OrderKey<'a>>,
+    /// `order` is the table's primary key ascending (see [`pk_order`]): rows already come in
+    /// this order, so they stream and stop early as without `ORDER BY`.
+    pub pk_order: bool,
     pub limit: Option<usize>,
     pub offset: usize,
     /// How the rows are found (top-level nodes; nested nodes follow their relation).
@@ -143,6 +146,38 @@ pub(crate) struct OrderKey<'a> {
     pub desc: bool,
     pub nulls_first: bool,
     pub src: &'a ast::Order<'a>,
+}
+
+/// Whether `order` sorts exactly as storage's primary-key order: the full primary key, column
+/// by column, ascending, with no relation hops, where the executor's comparison of each column
+/// equals storage's. Storage orders integers, decimals, dates and times numerically and text by
+/// bytes, with NULL first; the executor compares case-sensitive text by bytes too
+/// (`str::cmp`), but case-insensitive text by collation, and floats differently (`-0.0`, NaN),
+/// so those (and any other type) never qualify. A nullable key column qualifies only with
+/// `NULLS FIRST`, where NULLs sort where storage puts them. Ties (duplicate keys) keep
+/// primary-key order in both paths.
+pub(crate) fn pk_order(tm: &TableManifest, order: &[OrderKey<'_>]) -> bool {
+    !tm.primary_key.is_empty()
+        && order.len() == tm.primary_key.len()
+        && order.iter().zip(&tm.primary_key).all(|(k, &pk)| {
+            let col = &tm.columns[pk];
+            k.hops.is_empty()
+                && k.col == pk
+                && !k.desc
+                && (!col.nullable || k.nulls_first)
+                && matches!(
+                    col.ty,
+                    ColumnType::Int
+                        | ColumnType::Decimal { .. }
+                        | ColumnType::Date
+                        | ColumnType::DateTime
+                        | ColumnType::Timestamp
+                        | ColumnType::Time
+                        | ColumnType::Text {
+                            case_insensitive: false
+                        }
+                )
+        })
 }
 
 /// How a node finds its candidate rows.

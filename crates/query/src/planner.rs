@@ -310,6 +310,16 @@ fn node_details(
             })
             .collect();
         obj.insert("order_by".into(), json!(keys));
+        // The primary key ascending is the order rows come in: no sort, and the scan stops
+        // after `offset + limit` matches as without `ORDER BY`.
+        obj.insert(
+            "sort".into(),
+            json!(if node.pk_order {
+                "none (primary-key order)"
+            } else {
+                "all matches"
+            }),
+        );
     } else {
         obj.insert("order_by".into(), json!("primary key"));
     }

@@ -223,7 +223,8 @@ fn manifest() -> Manifest {
                         Ty::Bool => ColumnType::Bool,
                     },
                     source_type: String::new(),
-                    nullable: true,
+                    // Primary keys are NOT NULL, as sources report them.
+                    nullable: c.name != "id",
                     note: None,
                 })
                 .collect();
@@ -508,6 +509,13 @@ impl Gen {
             "NULLS LAST"
         };
         let id_dir = if self.rng.gen_bool(0.5) { " DESC" } else { "" };
+        if col == "id" {
+            // The primary key alone (ascending: the executor streams it in key order).
+            return (
+                format!("ORDER BY id {dir} {nulls}"),
+                format!("{alias}.id {dir} {nulls}"),
+            );
+        }
         (
             format!("ORDER BY {col} {dir} {nulls}, id{id_dir}"),
             format!("{alias}.{col} {dir} {nulls}, {alias}.id{id_dir}"),

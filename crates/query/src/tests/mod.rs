@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::{execute, explain, QueryError, QueryOptions};
 
 mod differential;
+mod pk_order;
 
 const TEXT: ColumnType = ColumnType::Text {
     case_insensitive: false,
