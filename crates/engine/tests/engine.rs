@@ -277,14 +277,14 @@ async fn queries_errors_and_auth() {
         json!([{"id": 1, "name": "Ada"}, {"id": 2, "name": "Bob"}, {"id": 3, "name": "Cy"}])
     );
     let (s, body) = e
-        .query("posts(published = true) { id title author { name } comments { id } }")
+        .query("posts(published = true) { id title user { name } comments { id } }")
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(
         body,
         json!([
-            {"id": 10, "title": "Hello", "author": {"name": "Ada"}, "comments": [{"id": 100}, {"id": 101}]},
-            {"id": 12, "title": "Bob here", "author": {"name": "Bob"}, "comments": [{"id": 102}]},
+            {"id": 10, "title": "Hello", "user": {"name": "Ada"}, "comments": [{"id": 100}, {"id": 101}]},
+            {"id": 12, "title": "Bob here", "user": {"name": "Bob"}, "comments": [{"id": 102}]},
         ])
     );
 
