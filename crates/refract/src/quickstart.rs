@@ -1,13 +1,17 @@
 //! `refract quickstart`: the embedded default on one machine, with nothing installed but this
 //! binary.
 //!
-//! It starts the control plane in-process on a temporary data directory, writes a demo SQLite
-//! source (users, posts, comments with foreign keys; deterministic), registers a connection and
-//! a database, provisions it, creates a query key, checks one query, prints the endpoint, the key
-//! and a `curl` command that works, and serves until Ctrl-C — then terminates the engine, stops
-//! the control plane and removes the temporary directory.
+//! It starts the control plane in-process on a temporary data directory, writes a demo source
+//! (users, posts, comments with foreign keys; deterministic) — a SQLite file, or with
+//! `--source mariadb|postgres` a `demo` database on a throwaway server started in that directory
+//! —, registers a connection and a database, provisions it, creates a query key, checks one
+//! query, prints the endpoint, the key and a `curl` command that works, and serves until Ctrl-C —
+//! then terminates the engine, stops the control plane and the throwaway server, and removes the
+//! temporary directory.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -16,8 +20,8 @@ use serde_json::{json, Value};
 /// Arguments of `refract quickstart`.
 #[derive(clap::Args)]
 pub struct QuickstartArgs {
-    /// Demo source: `sqlite` (a file written now; nothing to install). `mariadb` and `postgres`
-    /// (a throwaway server) are not available yet.
+    /// Demo source: `sqlite` (a file written now; nothing to install), or `mariadb` / `postgres`
+    /// (a throwaway server started in the directory; needs `mariadb-server` / `postgresql`).
     #[arg(long, default_value = "sqlite")]
     source: String,
     /// Address of the control plane (port 0 picks a free one).
@@ -36,13 +40,14 @@ const QUERY: &str = "users(LIMIT 3) { id name posts { title } }";
 
 /// Run the quickstart until Ctrl-C.
 pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
-    if args.source != "sqlite" {
-        bail!(
-            "--source {} is not available yet: quickstart runs on the embedded SQLite demo source \
-             (register a MariaDB or PostgreSQL server with `refract connections create`)",
-            args.source
-        );
-    }
+    let engine = match args.source.as_str() {
+        "sqlite" => None,
+        "mariadb" => Some(Engine::MariaDb),
+        "postgres" => Some(Engine::Postgres),
+        other => bail!("unknown --source {other}: use sqlite, mariadb or postgres"),
+    };
+    // Fail fast, before creating anything, when the server is not installed.
+    let binaries = engine.map(Engine::binaries).transpose()?;
     let temporary = args.dir.is_none();
     let root = match &args.dir {
         Some(d) => d.clone(),
@@ -52,7 +57,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&root).ok();
     }
     std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
-    let result = run_in(&args, &root).await;
+    let result = run_in(&args, &root, binaries).await;
     if temporary {
         if let Err(e) = std::fs::remove_dir_all(&root) {
             eprintln!("warning: cannot remove {}: {e}", root.display());
@@ -61,20 +66,49 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(args: &QuickstartArgs, root: &Path) -> anyhow::Result<()> {
-    let source = root.join("demo.db");
+/// Writes the demo source (starting its server, if any), serves, then stops the server.
+async fn run_in(
+    args: &QuickstartArgs,
+    root: &Path,
+    binaries: Option<Binaries>,
+) -> anyhow::Result<()> {
     let t = Instant::now();
-    let rows = tokio::task::spawn_blocking({
-        let (source, users) = (source.clone(), args.users.max(1));
-        move || write_demo(&source, users)
-    })
-    .await??;
+    let users = args.users.max(1);
+    let Some(binaries) = binaries else {
+        let source = root.join("demo.db");
+        let rows = tokio::task::spawn_blocking({
+            let source = source.clone();
+            move || write_demo(&source, users)
+        })
+        .await??;
+        println!(
+            "demo source: {} ({rows} rows in users, posts, comments; {} ms)",
+            source.display(),
+            t.elapsed().as_millis()
+        );
+        let connection = json!({
+            "name": "demo",
+            "backend": "sqlite",
+            "mysqlHost": source.to_string_lossy(),
+            "syncInterval": 5,
+            "instance": {"name": "demo", "mysqlDb": "main"},
+        });
+        return serve(args, root, connection).await;
+    };
+    let (server, rows) = Server::start(binaries, root, users).await?;
     println!(
-        "demo source: {} ({rows} rows in users, posts, comments; {} ms)",
-        source.display(),
+        "demo source: {} on 127.0.0.1:{}, database demo ({rows} rows in users, posts, comments; {} ms)",
+        server.binaries.engine.name(),
+        server.port,
         t.elapsed().as_millis()
     );
+    let result = serve(args, root, server.connection()).await;
+    server.stop().await;
+    result
+}
 
+/// Runs the control plane, registers `connection` and serves until Ctrl-C.
+async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow::Result<()> {
     let config = refract_control_plane::ServeConfig {
         data_dir: root.join("data"),
         listen: args.listen.clone(),
@@ -103,7 +137,7 @@ async fn run_in(args: &QuickstartArgs, root: &Path) -> anyhow::Result<()> {
     // Listen for Ctrl-C before printing how to use it.
     let stop = tokio::spawn(wait_for_stop());
     let mut database = None;
-    let result = demo(&api, &source, &mut database).await;
+    let result = demo(&api, connection, &mut database).await;
     let outcome = match result {
         Ok(()) => {
             let _ = stop.await;
@@ -139,20 +173,13 @@ async fn run_in(args: &QuickstartArgs, root: &Path) -> anyhow::Result<()> {
 }
 
 /// Register, provision, create a key, check a query, print how to use it.
-async fn demo(api: &Client, source: &Path, database: &mut Option<String>) -> anyhow::Result<()> {
+async fn demo(
+    api: &Client,
+    connection: Value,
+    database: &mut Option<String>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let created = api
-        .post(
-            "/v1/connections",
-            Some(json!({
-                "name": "demo",
-                "backend": "sqlite",
-                "mysqlHost": source.to_string_lossy(),
-                "syncInterval": 5,
-                "instance": {"name": "demo", "mysqlDb": "main"},
-            })),
-        )
-        .await?;
+    let created = api.post("/v1/connections", Some(connection)).await?;
     let id = created["database"]["id"]
         .as_str()
         .context("no database in the answer")?
@@ -334,96 +361,548 @@ const WORDS: &[&str] = &[
 ];
 const PLANS: &[&str] = &["free", "free", "pro", "teams"];
 
-/// Writes the demo database: `users`, `posts(user_id → users)`, `comments(post_id → posts,
-/// user_id → users)`. Returns the number of rows.
-pub fn write_demo(path: &Path, users: u32) -> anyhow::Result<u64> {
-    if path.exists() {
-        std::fs::remove_file(path).with_context(|| format!("replace {}", path.display()))?;
-    }
-    let mut conn =
-        rusqlite::Connection::open(path).with_context(|| format!("create {}", path.display()))?;
-    conn.execute_batch(
-        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, plan TEXT NOT NULL,
-             verified BOOLEAN NOT NULL, created_at DATETIME NOT NULL);
-         CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), title TEXT NOT NULL,
-             body TEXT NOT NULL, published BOOLEAN NOT NULL, created_at DATETIME NOT NULL);
-         CREATE TABLE comments (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL REFERENCES posts(id),
-             user_id INTEGER NOT NULL REFERENCES users(id), body TEXT NOT NULL, approved BOOLEAN NOT NULL,
-             created_at DATETIME NOT NULL);
-         CREATE INDEX posts_user ON posts(user_id);
-         CREATE INDEX comments_post ON comments(post_id);",
-    )?;
+/// The demo tables; `{ts}` is the timestamp type (`DATETIME`, or `TIMESTAMP` in PostgreSQL).
+const SCHEMA: &str =
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+     plan TEXT NOT NULL, verified BOOLEAN NOT NULL, created_at {ts} NOT NULL);
+ CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, title TEXT NOT NULL,
+     body TEXT NOT NULL, published BOOLEAN NOT NULL, created_at {ts} NOT NULL,
+     FOREIGN KEY (user_id) REFERENCES users(id));
+ CREATE TABLE comments (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
+     body TEXT NOT NULL, approved BOOLEAN NOT NULL, created_at {ts} NOT NULL,
+     FOREIGN KEY (post_id) REFERENCES posts(id), FOREIGN KEY (user_id) REFERENCES users(id));
+ CREATE INDEX posts_user ON posts(user_id);
+ CREATE INDEX comments_post ON comments(post_id);";
+
+/// One value of the demo dataset.
+enum Field {
+    Int(u64),
+    Text(String),
+    Bool(bool),
+}
+
+/// Generates the demo dataset: calls `row(table, values)` for each row, parents before children.
+/// Returns the number of rows.
+fn demo_rows(
+    users: u32,
+    mut row: impl FnMut(&'static str, [Field; 6]) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    use Field::{Bool, Int, Text};
     let mut rng = Lcg(42);
     let day = |n: u64| {
-        format!(
+        Text(format!(
             "2025-{:02}-{:02} {:02}:{:02}:00",
             1 + n % 12,
             1 + n % 28,
             n % 24,
             n % 60
-        )
+        ))
     };
-    let tx = conn.transaction()?;
     let mut rows = 0u64;
-    {
-        let mut u = tx.prepare("INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        let mut p = tx.prepare("INSERT INTO posts VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        let mut c = tx.prepare("INSERT INTO comments VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
-        let mut comment_id = 0u64;
-        for id in 1..=users as u64 {
-            let first = FIRST[rng.below(FIRST.len() as u64) as usize];
-            let last = LAST[rng.below(LAST.len() as u64) as usize];
-            let name = format!("{first} {last}");
-            let email = format!(
-                "{}.{}{id}@example.com",
-                first.to_lowercase(),
-                last.to_lowercase()
-            );
-            let plan = PLANS[rng.below(PLANS.len() as u64) as usize];
-            u.execute(rusqlite::params![
-                id,
-                name,
-                email,
-                plan,
-                rng.below(3) > 0,
-                day(rng.next())
-            ])?;
+    let mut comment_id = 0u64;
+    for id in 1..=users as u64 {
+        let first = FIRST[rng.below(FIRST.len() as u64) as usize];
+        let last = LAST[rng.below(LAST.len() as u64) as usize];
+        let name = format!("{first} {last}");
+        let email = format!(
+            "{}.{}{id}@example.com",
+            first.to_lowercase(),
+            last.to_lowercase()
+        );
+        let plan = PLANS[rng.below(PLANS.len() as u64) as usize];
+        let verified = rng.below(3) > 0;
+        let created = day(rng.next());
+        row(
+            "users",
+            [
+                Int(id),
+                Text(name),
+                Text(email),
+                Text(plan.into()),
+                Bool(verified),
+                created,
+            ],
+        )?;
+        rows += 1;
+        for k in 0..4u64 {
+            let post_id = (id - 1) * 4 + k + 1;
+            let w1 = WORDS[rng.below(WORDS.len() as u64) as usize];
+            let w2 = WORDS[rng.below(WORDS.len() as u64) as usize];
+            let title = format!("On {w1} and {w2}");
+            let body = format!("Notes about {w1}, {w2} and what {first} learned.");
+            let published = rng.below(4) > 0;
+            let created = day(rng.next());
+            row(
+                "posts",
+                [
+                    Int(post_id),
+                    Int(id),
+                    Text(title),
+                    Text(body),
+                    Bool(published),
+                    created,
+                ],
+            )?;
             rows += 1;
-            for k in 0..4u64 {
-                let post_id = (id - 1) * 4 + k + 1;
-                let w1 = WORDS[rng.below(WORDS.len() as u64) as usize];
-                let w2 = WORDS[rng.below(WORDS.len() as u64) as usize];
-                let title = format!("On {w1} and {w2}");
-                let body = format!("Notes about {w1}, {w2} and what {first} learned.");
-                p.execute(rusqlite::params![
-                    post_id,
-                    id,
-                    title,
-                    body,
-                    rng.below(4) > 0,
-                    day(rng.next())
-                ])?;
+            for _ in 0..(2 + rng.below(2)) {
+                comment_id += 1;
+                let author = 1 + rng.below(id); // an existing user (foreign keys are checked)
+                let body = format!(
+                    "Nice point about {}.",
+                    WORDS[rng.below(WORDS.len() as u64) as usize]
+                );
+                let approved = rng.below(5) > 0;
+                let created = day(rng.next());
+                row(
+                    "comments",
+                    [
+                        Int(comment_id),
+                        Int(post_id),
+                        Int(author),
+                        Text(body),
+                        Bool(approved),
+                        created,
+                    ],
+                )?;
                 rows += 1;
-                for _ in 0..(2 + rng.below(2)) {
-                    comment_id += 1;
-                    let author = 1 + rng.below(id); // an existing user (foreign keys are checked)
-                    let body = format!(
-                        "Nice point about {}.",
-                        WORDS[rng.below(WORDS.len() as u64) as usize]
-                    );
-                    c.execute(rusqlite::params![
-                        comment_id,
-                        post_id,
-                        author,
-                        body,
-                        rng.below(5) > 0,
-                        day(rng.next())
-                    ])?;
-                    rows += 1;
-                }
             }
         }
     }
+    Ok(rows)
+}
+
+/// Writes the demo database: `users`, `posts(user_id → users)`, `comments(post_id → posts,
+/// user_id → users)`. Returns the number of rows.
+pub fn write_demo(path: &Path, users: u32) -> anyhow::Result<u64> {
+    use rusqlite::types::Value as Sql;
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("replace {}", path.display()))?;
+    }
+    let mut conn =
+        rusqlite::Connection::open(path).with_context(|| format!("create {}", path.display()))?;
+    conn.execute_batch(&SCHEMA.replace("{ts}", "DATETIME"))?;
+    let tx = conn.transaction()?;
+    let rows = demo_rows(users, |table, fields| {
+        let values = fields.map(|f| match f {
+            Field::Int(n) => Sql::Integer(n as i64),
+            Field::Text(t) => Sql::Text(t),
+            Field::Bool(b) => Sql::Integer(b.into()),
+        });
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ))?
+        .execute(rusqlite::params_from_iter(values))?;
+        Ok(())
+    })?;
     tx.commit()?;
     Ok(rows)
+}
+
+/// The demo dataset as SQL for a server (`timestamp`: the type of `created_at`): the tables,
+/// then multi-row inserts. Returns the script and the number of rows.
+fn demo_sql(users: u32, timestamp: &str) -> anyhow::Result<(String, u64)> {
+    let mut tables: Vec<(&str, Vec<String>)> = Vec::new();
+    let rows = demo_rows(users, |table, fields| {
+        let values: Vec<String> = fields
+            .into_iter()
+            .map(|f| match f {
+                Field::Int(n) => n.to_string(),
+                Field::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                Field::Bool(b) => if b { "TRUE" } else { "FALSE" }.into(),
+            })
+            .collect();
+        let tuple = format!("({})", values.join(", "));
+        match tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, rows)) => rows.push(tuple),
+            None => tables.push((table, vec![tuple])),
+        }
+        Ok(())
+    })?;
+    let mut sql = SCHEMA.replace("{ts}", timestamp) + "\n";
+    for (table, tuples) in &tables {
+        for chunk in tuples.chunks(1000) {
+            sql += &format!("INSERT INTO {table} VALUES {};\n", chunk.join(",\n"));
+        }
+    }
+    Ok((sql, rows))
+}
+
+/// The kind of throwaway server.
+#[derive(Clone, Copy, PartialEq)]
+enum Engine {
+    MariaDb,
+    Postgres,
+}
+
+/// The installed programs of a throwaway server.
+struct Binaries {
+    engine: Engine,
+    /// `mariadb-install-db` or `initdb`.
+    init: PathBuf,
+    /// `mariadbd` or `postgres`.
+    server: PathBuf,
+    /// `mariadb` or `psql`.
+    client: PathBuf,
+}
+
+/// The user the demo server's login and the connection use.
+const SERVER_USER: &str = "refract";
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::MariaDb => "MariaDB",
+            Engine::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// Finds the server's programs, or fails naming the Debian package to install.
+    fn binaries(self) -> anyhow::Result<Binaries> {
+        let (package, dirs, names) = match self {
+            Engine::MariaDb => {
+                let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+                    .map(|p| std::env::split_paths(&p).collect())
+                    .unwrap_or_default();
+                dirs.extend(["/usr/sbin", "/usr/bin"].map(PathBuf::from));
+                (
+                    "mariadb-server",
+                    dirs,
+                    ["mariadb-install-db", "mariadbd", "mariadb"],
+                )
+            }
+            Engine::Postgres => {
+                // The newest /usr/lib/postgresql/<version>/bin.
+                let newest = std::fs::read_dir("/usr/lib/postgresql")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+                    .max();
+                let dirs = newest.map(|(_, p)| vec![p.join("bin")]).unwrap_or_default();
+                ("postgresql", dirs, ["initdb", "postgres", "psql"])
+            }
+        };
+        let find = |name: &str| {
+            dirs.iter()
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+                .with_context(|| {
+                    format!(
+                        "the {} server is not installed ({name} not found): apt-get install {package}",
+                        self.name()
+                    )
+                })
+        };
+        Ok(Binaries {
+            engine: self,
+            init: find(names[0])?,
+            server: find(names[1])?,
+            client: find(names[2])?,
+        })
+    }
+}
+
+/// A throwaway MariaDB (binlog in ROW format) or PostgreSQL (`wal_level=logical`) server on a free
+/// loopback port, with its files in `ROOT/mariadb` or `ROOT/postgres`. When this process is root,
+/// it runs as the package's system user (`mysql`, `postgres`) or `nobody`: PostgreSQL refuses
+/// root, and no server should have it.
+struct Server {
+    binaries: Binaries,
+    dir: PathBuf,
+    child: tokio::process::Child,
+    port: u16,
+    password: String,
+}
+
+impl Server {
+    /// Starts the server and loads the `demo` database with the demo dataset. Returns the server
+    /// and the number of rows.
+    async fn start(binaries: Binaries, root: &Path, users: u32) -> anyhow::Result<(Server, u64)> {
+        let engine = binaries.engine;
+        let dir = root.join(match engine {
+            Engine::MariaDb => "mariadb",
+            Engine::Postgres => "postgres",
+        });
+        let user = run_as(match engine {
+            Engine::MariaDb => "mysql",
+            Engine::Postgres => "postgres",
+        })?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let password = random_password();
+        let data = dir.join("data");
+        let log = dir.join("server.log");
+        let mut server = command(&binaries.server, user);
+        match engine {
+            Engine::MariaDb => {
+                let mut init = command(&binaries.init, user);
+                init.arg("--no-defaults")
+                    .arg(format!("--datadir={}", data.display()))
+                    .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+                execute(init, None).await?;
+                server
+                    .arg("--no-defaults")
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg(format!("--port={port}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg(format!("--socket={}", dir.join("sock").display()))
+                    .arg(format!("--pid-file={}", dir.join("pid").display()))
+                    .arg(format!("--log-bin={}", data.join("binlog").display()))
+                    .args([
+                        "--binlog-format=ROW",
+                        "--binlog-row-image=FULL",
+                        "--server-id=1",
+                    ])
+                    .arg(format!("--log-error={}", log.display()));
+            }
+            Engine::Postgres => {
+                let pwfile = dir.join("pwfile");
+                std::fs::write(&pwfile, format!("{password}\n"))?;
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
+                }
+                let mut init = command(&binaries.init, user);
+                init.arg("-D")
+                    .arg(&data)
+                    .args(["-U", SERVER_USER, "--auth=scram-sha-256", "-E", "UTF8"])
+                    .args(["--locale=C.UTF-8", "--no-sync"])
+                    .arg(format!("--pwfile={}", pwfile.display()));
+                execute(init, None).await?;
+                std::fs::remove_file(&pwfile)?;
+                append(
+                    &data.join("postgresql.conf"),
+                    &format!(
+                        "port = {port}\nlisten_addresses = '127.0.0.1'\n\
+                         unix_socket_directories = '{}'\nwal_level = logical\n\
+                         max_replication_slots = 10\nmax_wal_senders = 10\nfsync = off\n",
+                        dir.display()
+                    ),
+                )?;
+                append(
+                    &data.join("pg_hba.conf"),
+                    "host replication all 127.0.0.1/32 scram-sha-256\n",
+                )?;
+                server
+                    .arg("-D")
+                    .arg(&data)
+                    .stderr(std::fs::File::create(&log)?);
+            }
+        }
+        // Its own process group: a Ctrl-C in the terminal reaches only quickstart, which stops
+        // the engine first and the server last.
+        let child = server
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("start {}", binaries.server.display()))?;
+        let mut server = Server {
+            binaries,
+            dir,
+            child,
+            port,
+            password,
+        };
+        match server.load(users).await {
+            Ok(rows) => Ok((server, rows)),
+            Err(e) => {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                server.stop().await;
+                Err(e.context(format!(
+                    "{} server log (end): {}",
+                    engine.name(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )))
+            }
+        }
+    }
+
+    /// Waits until the server answers, then creates the login and the `demo` database.
+    async fn load(&mut self, users: u32) -> anyhow::Result<u64> {
+        let engine = self.binaries.engine;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while execute(self.client(None), Some("SELECT 1;")).await.is_err() {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited at start ({status})", engine.name());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer within 60 s", engine.name());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (sql, rows) = demo_sql(
+            users,
+            match engine {
+                Engine::MariaDb => "DATETIME",
+                Engine::Postgres => "TIMESTAMP",
+            },
+        )?;
+        match engine {
+            Engine::MariaDb => {
+                let (u, p) = (SERVER_USER, &self.password);
+                let setup = format!(
+                    "CREATE USER '{u}'@'%' IDENTIFIED BY '{p}';
+                     GRANT ALL PRIVILEGES ON *.* TO '{u}'@'%';
+                     CREATE USER '{u}'@'localhost' IDENTIFIED BY '{p}';
+                     GRANT ALL PRIVILEGES ON *.* TO '{u}'@'localhost';
+                     CREATE DATABASE demo; USE demo;\n"
+                );
+                execute(self.client(None), Some(&(setup + &sql))).await?;
+            }
+            Engine::Postgres => {
+                execute(self.client(None), Some("CREATE DATABASE demo;")).await?;
+                execute(self.client(Some("demo")), Some(&sql)).await?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The client reading SQL from its standard input, as the administrator, on `database`.
+    fn client(&self, database: Option<&str>) -> tokio::process::Command {
+        let mut c = command(&self.binaries.client, None);
+        match self.binaries.engine {
+            Engine::MariaDb => {
+                c.args(["--no-defaults", "-uroot"])
+                    .arg(format!("--socket={}", self.dir.join("sock").display()));
+            }
+            Engine::Postgres => {
+                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+                    .args(["-U", SERVER_USER, "-d", database.unwrap_or("postgres")])
+                    .arg(format!("--port={}", self.port))
+                    .env("PGPASSWORD", &self.password);
+            }
+        }
+        c
+    }
+
+    /// The `POST /v1/connections` body for the `demo` database.
+    fn connection(&self) -> Value {
+        json!({
+            "name": "demo",
+            "backend": match self.binaries.engine {
+                Engine::MariaDb => "mysql",
+                Engine::Postgres => "postgres",
+            },
+            "mysqlHost": "127.0.0.1",
+            "mysqlPort": self.port,
+            "mysqlUser": SERVER_USER,
+            "mysqlPassword": self.password,
+            "availableSchemas": ["demo"],
+            "syncInterval": 5,
+            "instance": {"name": "demo", "mysqlDb": "demo"},
+        })
+    }
+
+    /// Shuts the server down (SIGTERM for MariaDB, SIGINT — fast shutdown — for PostgreSQL),
+    /// killing it after 15 s.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let signal = match self.binaries.engine {
+                Engine::MariaDb => "-TERM",
+                Engine::Postgres => "-INT",
+            };
+            let _ = tokio::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .await;
+        }
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("warning: the demo server did not stop within 15 s; killing it");
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// The `(uid, gid)` to run a server as when this process is root: `preferred` (the package's
+/// system user) or `nobody`. `None` when not root (the server runs as this user).
+fn run_as(preferred: &str) -> anyhow::Result<Option<(u32, u32)>> {
+    if std::fs::metadata("/proc/self")?.uid() != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").context("read /etc/passwd")?;
+    for name in [preferred, "nobody"] {
+        let found = passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        });
+        if let Some(Some((uid, gid))) = found {
+            if uid != 0 {
+                return Ok(Some((uid, gid)));
+            }
+        }
+    }
+    bail!("running as root, but neither user {preferred} nor nobody exists to run the server as")
+}
+
+/// `program` with a quiet output, run as `user` if given (killed if dropped).
+fn command(program: &Path, user: Option<(u32, u32)>) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(program);
+    if let Some((uid, gid)) = user {
+        c.uid(uid).gid(gid);
+    }
+    c.env("LANG", "C.UTF-8")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs a setup command to its end with `input` on its standard input; fails with its output.
+async fn execute(mut cmd: tokio::process::Command, input: Option<&str>) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let program = format!("{:?}", cmd.as_std().get_program());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("start {program}"))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input.as_bytes()).await?;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .with_context(|| format!("{program} did not finish within 300 s"))??;
+    if !out.status.success() {
+        bail!(
+            "{program} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Appends `text` to a file.
+fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// A password for the demo server's login (random: `RandomState` is seeded by the OS).
+fn random_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..2)
+        .map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(i);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
 }

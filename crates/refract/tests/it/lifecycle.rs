@@ -1227,12 +1227,45 @@ fn schema_config_routes_and_rebuild() {
 /// `refract quickstart`: parse the printed curl command, run it, then Ctrl-C stops everything.
 #[test]
 fn quickstart_prints_a_working_curl_command() {
+    quickstart_works("sqlite");
+}
+
+/// `refract quickstart --source mariadb`: the same on a throwaway MariaDB server, stopped at exit.
+#[test]
+fn quickstart_on_mariadb_prints_a_working_curl_command() {
+    let tmp = quickstart_works("mariadb");
+    assert!(
+        !tmp.path().join("qs/mariadb/pid").exists(),
+        "MariaDB still runs"
+    );
+}
+
+/// `refract quickstart --source postgres`: the same on a throwaway PostgreSQL server, stopped at
+/// exit.
+#[test]
+fn quickstart_on_postgres_prints_a_working_curl_command() {
+    let tmp = quickstart_works("postgres");
+    assert!(
+        !tmp.path().join("qs/postgres/data/postmaster.pid").exists(),
+        "PostgreSQL still runs"
+    );
+}
+
+/// Runs `refract quickstart --source SOURCE`, checks the printed curl command, sends Ctrl-C and
+/// checks that the engine stopped. Returns the temporary directory (quickstart's is `qs` in it).
+fn quickstart_works(source: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
+    // A throwaway server may run as another user (when the tests run as root): let it in.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("qs");
     let mut child = Command::new(refract_bin())
         .args([
             "quickstart",
+            "--source",
+            source,
             "--dir",
-            tmp.path().join("qs").to_str().unwrap(),
+            dir.to_str().unwrap(),
         ])
         .env("REFRACT_LOG", "warn")
         .stdout(Stdio::piped())
@@ -1299,6 +1332,7 @@ fn quickstart_prints_a_working_curl_command() {
         reqwest::blocking::get(format!("{engine}/health")).is_err(),
         "the engine still runs"
     );
+    tmp
 }
 
 /// A MariaDB source: provision, query; a refused login fails with an actionable `lastError`.
