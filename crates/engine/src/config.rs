@@ -145,9 +145,9 @@ pub enum SyncMode {
     /// Full reload every `interval` seconds.
     #[default]
     Poll,
-    /// MySQL/MariaDB binary log (not implemented yet: runs as `poll`).
+    /// MySQL/MariaDB binary log, applied row by row.
     Binlog,
-    /// PostgreSQL logical replication (not implemented yet: runs as `poll`).
+    /// PostgreSQL logical replication (`pgoutput`), applied row by row.
     Logical,
     /// SQL Server change tables (not implemented: runs as `poll`).
     Cdc,

@@ -750,6 +750,30 @@ pub(super) async fn fail(
     Ok(Next::Again)
 }
 
+/// Before a termination: ask the running engines to drop their replication slot and
+/// publications, while they can still reach the source, so that the source stops retaining WAL
+/// for a database that is gone. Best effort: a source that is down keeps its slot (logged).
+async fn drop_replication(s: &Service, database: Uuid, live: &[InstanceRecord]) {
+    let Ok(token) = admin_token(s, database) else {
+        return;
+    };
+    for endpoint in live.iter().filter_map(|i| i.endpoint_url.as_deref()) {
+        let answer = s
+            .lifecycle
+            .engine()
+            .admin(
+                endpoint,
+                &token,
+                "replication/drop",
+                Duration::from_secs(45),
+            )
+            .await;
+        if let Err(e) = answer {
+            tracing::warn!(%database, error = %e, "cannot drop the replication slot; drop it on the source by hand");
+        }
+    }
+}
+
 /// `pausing` / `terminating`: stop every engine of the database.
 async fn stop(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
     let Some(op) = o.op.clone() else {
@@ -761,6 +785,9 @@ async fn stop(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreRes
     let live = s
         .read(move |tx| tx.lifecycle().live_instances(Some(id)))
         .await?;
+    if op.kind == OpKind::Terminate {
+        drop_replication(s, db.id, &live).await;
+    }
     let mut ids: Vec<Uuid> = live.iter().map(|i| i.id).collect();
     ids.extend(op.new_instance);
     ids.extend(o.cleanup.iter().copied());

@@ -1451,13 +1451,19 @@ fn postgres_source_provisions() {
         "POST",
         "/v1/connections",
         Some(
-            json!({"name": "pg", "backend": "postgres", "mysqlHost": p.host, "mysqlPort": p.port,
+            json!({"name": "pg", "backend": "postgres", "syncMode": "logical", "mysqlHost": p.host, "mysqlPort": p.port,
                     "mysqlUser": p.user, "mysqlPassword": p.password, "availableSchemas": [db],
                     "instance": {"name": "db", "mysqlDb": db}}),
         ),
     );
     assert_eq!(s, 201, "{v}");
     let id = v["database"]["id"].as_str().unwrap().to_string();
+    let (s, v) = cp.call(
+        "PATCH",
+        &format!("/v1/databases/{id}"),
+        Some(json!({"syncMode": "logical"})),
+    );
+    assert_eq!(s, 200, "{v}");
     cp.ok(&id, "provision", None, "immediate");
     let v = cp.wait_status(&id, "running", LONG);
     let (key, _) = create_key(&cp, &id, "k");
@@ -1466,8 +1472,16 @@ fn postgres_source_provisions() {
         rows,
         json!([{"id": 2, "name": "Bob", "posts": [{"title": "hello"}]}])
     );
+    let slot_check = format!(
+        "DO $$ BEGIN IF (SELECT count(*) FROM pg_replication_slots WHERE database = '{db}') <> {{}} \
+         THEN RAISE EXCEPTION 'replication slots of {db}: expected {{}}'; END IF; END $$"
+    );
+    // Logical mode: the engine created a slot on the source...
+    run("postgres", &slot_check.replace("{}", "1"));
     cp.ok(&id, "terminate", None, "immediate");
     cp.wait_status(&id, "terminated", LONG);
+    // ...and terminating the database dropped it.
+    run("postgres", &slot_check.replace("{}", "0"));
     run("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
 
