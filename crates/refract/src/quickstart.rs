@@ -631,9 +631,7 @@ impl Server {
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = refract_runtime::free_port()?;
         let password = random_password();
         let data = dir.join("data");
         let log = dir.join("server.log");
