@@ -676,6 +676,9 @@ async fn binlog_pause_resume_and_purged_position() {
         .as_str()
         .unwrap()
         .to_string();
+    // The paused engine has closed its connection, but the server's dump thread only notices
+    // at its next heartbeat (1 s); until then it holds the file and PURGE silently skips it.
+    wait_for_no_binlog_dump_thread(&mut c, Duration::from_secs(30)).await;
     c.query_drop("FLUSH BINARY LOGS").await.unwrap();
     c.query_drop("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 SECOND")
         .await
@@ -698,6 +701,28 @@ async fn binlog_pause_resume_and_purged_position() {
     assert_eq!(s, 200, "{body}");
     c.query_drop("INSERT INTO p VALUES (3, 3)").await.unwrap();
     e.assert_converges(Duration::from_secs(60)).await;
+}
+
+/// Wait until no `Binlog Dump` thread is left on the server (the engine's stream is gone).
+async fn wait_for_no_binlog_dump_thread(c: &mut mysql_async::Conn, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let dumps: Vec<u64> = c
+            .query(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE COMMAND LIKE 'Binlog Dump%'",
+            )
+            .await
+            .unwrap();
+        if dumps.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "binlog dump threads {dumps:?} still open {limit:?} after the engine paused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
