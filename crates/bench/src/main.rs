@@ -86,6 +86,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         poll_pause_us: u64,
     },
+    /// The executor alone: each B3 query run in this process on one thread, no HTTP (µs per
+    /// query, best of 5 rounds); isolates the query cost from the network stack and the load
+    /// generator.
+    Exec {
+        /// Queries per round.
+        #[arg(long, default_value_t = 20_000)]
+        per_round: u64,
+    },
     /// `load` then `query`.
     All,
 }
@@ -217,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
             };
             cdc::bench(&srcs, &opts).await?
         }
+        Cmd::Exec { per_round } => exec_bench(&srcs, args.scale, *per_round).await?,
         Cmd::All => {
             load_bench(&srcs, args.scale).await?;
             query_bench(&srcs, args.scale, Duration::from_secs(5), 32, &[1, 2, 3, 4]).await?;
@@ -243,15 +252,7 @@ async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
         let client_s = client_read_time(s, &manifest, scale)?;
 
         let t = Instant::now();
-        let sinks: Vec<TableBuilder> = manifest
-            .tables
-            .iter()
-            .map(|t| TableBuilder::new(Arc::new(t.clone())))
-            .collect();
-        let progress = Arc::new(LoadProgress::default());
-        let (sinks, _pos) =
-            refract_sources::load_tables(&p, &manifest, sinks, 4, progress.clone()).await?;
-        let tables: Vec<_> = sinks.into_iter().map(|b| b.finish()).collect();
+        let tables = load_tables(&p, &manifest).await?;
         let load_s = t.elapsed().as_secs_f64();
         let rows: usize = tables.iter().map(|t| t.row_count()).sum();
         let mem: usize = tables.iter().map(|t| t.memory_bytes()).sum();
@@ -263,6 +264,61 @@ async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
             source_bytes as f64 / 1048576.0,
             mem as f64 / source_bytes as f64
         );
+    }
+    Ok(())
+}
+
+/// Load every table of `manifest` the way the engine does (4 in parallel, one snapshot).
+async fn load_tables(
+    p: &SourceParams,
+    manifest: &refract_schema::Manifest,
+) -> anyhow::Result<Vec<refract_storage::Table>> {
+    let sinks: Vec<TableBuilder> = manifest
+        .tables
+        .iter()
+        .map(|t| TableBuilder::new(Arc::new(t.clone())))
+        .collect();
+    let progress = Arc::new(LoadProgress::default());
+    let (sinks, _pos) = refract_sources::load_tables(p, manifest, sinks, 4, progress).await?;
+    Ok(sinks.into_iter().map(|b| b.finish()).collect())
+}
+
+/// The executor alone, per query.
+async fn exec_bench(srcs: &[Source], scale: Scale, per_round: u64) -> anyhow::Result<()> {
+    println!("\n## Executor alone (one thread, no HTTP; best of 5 rounds of {per_round} queries or 1 s)\n");
+    println!("| source | query | µs per query | response bytes |");
+    println!("|---|---|---|---|");
+    for s in srcs {
+        let p = params(s, scale);
+        let schema = refract_sources::introspect(&p)
+            .await
+            .context("introspect")?;
+        let manifest =
+            refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let tables = load_tables(&p, &manifest).await?;
+        let tables = tables.into_iter().map(Arc::new).collect();
+        let snapshot = refract_storage::Snapshot::new(Arc::new(manifest), tables);
+        // As the engine does after a load.
+        refract_storage::advise_huge_pages();
+        let options = refract_query::QueryOptions::default();
+        for (name, q) in b3_queries() {
+            let mut best = f64::MAX;
+            let mut bytes = 0;
+            for round in 0..5u64 {
+                let t = Instant::now();
+                let mut done = 0;
+                // A round stops after one second too, so slow queries (Q4) finish.
+                while done < per_round && t.elapsed() < Duration::from_secs(1) {
+                    let text = q(b3_arg(scale, round * per_round + done));
+                    let out = refract_query::execute(&snapshot, &text, &options)
+                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                    bytes = out.body.len();
+                    done += 1;
+                }
+                best = best.min(t.elapsed().as_secs_f64() * 1e6 / done as f64);
+            }
+            println!("| {} | {name} | {best:.1} | {bytes} |", s.name);
+        }
     }
     Ok(())
 }
@@ -458,16 +514,9 @@ async fn reqwest_health(url: &str) -> anyhow::Result<String> {
 /// Builds a benchmark query's text from its parameter.
 type QueryFn = Arc<dyn Fn(i64) -> String + Send + Sync>;
 
-/// B3.
-async fn query_bench(
-    srcs: &[Source],
-    scale: Scale,
-    duration: Duration,
-    connections: usize,
-    only: &[usize],
-) -> anyhow::Result<()> {
-    let users = scale.users() as i64;
-    let queries: [(&str, QueryFn); 4] = [
+/// The four queries of B3, by name, built from their parameter.
+fn b3_queries() -> [(&'static str, QueryFn); 4] {
+    [
         (
             "Q1 pk lookup",
             Arc::new(|n| format!("users(id = {n}) {{ id name email }}")),
@@ -488,7 +537,23 @@ async fn query_bench(
                 format!("posts(published = true AND user_id >= {n} ORDER BY created_at DESC, id LIMIT 20) {{ id title }}")
             }),
         ),
-    ];
+    ]
+}
+
+/// The parameter of request `i`: user ids spread over the whole table.
+fn b3_arg(scale: Scale, i: u64) -> i64 {
+    1 + (i.wrapping_mul(2654435761) % scale.users()) as i64
+}
+
+/// B3.
+async fn query_bench(
+    srcs: &[Source],
+    scale: Scale,
+    duration: Duration,
+    connections: usize,
+    only: &[usize],
+) -> anyhow::Result<()> {
+    let queries = b3_queries();
     println!(
         "\n## B3 queries over HTTP ({connections} connections, {} s each; load average {})\n",
         duration.as_secs(),
@@ -513,7 +578,7 @@ async fn query_bench(
                 continue;
             }
             let q = q.clone();
-            let arg = move |i: u64| 1 + (i.wrapping_mul(2654435761) % users as u64) as i64;
+            let arg = move |i: u64| b3_arg(scale, i);
             let engine_req: loadgen::BodyFn = Arc::new(move |i| ("/query".to_string(), q(arg(i))));
             let e = loadgen::run(&engine.url, None, connections, duration, engine_req).await;
             let path = format!("/q/{}", qi + 1);

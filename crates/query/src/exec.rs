@@ -30,6 +30,29 @@ const MEMO_HOPS: usize = 3;
 thread_local! {
     /// Tests: sort even when the order is the primary key, to compare with the streaming path.
     pub(crate) static FORCE_SORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: never walk a column order, to compare with the sorting path.
+    pub(crate) static NO_COLUMN_ORDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `ORDER BY` a column with a `LIMIT` at most this big walks the table's order of that column.
+const COLUMN_ORDER_MAX_KEEP: usize = 10_000;
+
+/// Whether the top-level `node` reads its first `keep` rows from the order of its first
+/// `ORDER BY` column ([`Table::column_order`]) rather than sorting every match: a scan with an
+/// explicit `LIMIT` small next to the table, ordered by a column of the table itself. The
+/// table needs a primary key, which breaks ties the same way on both paths.
+pub(crate) fn walks_column_order(node: &Node<'_>, table: &Table) -> bool {
+    #[cfg(test)]
+    if NO_COLUMN_ORDER.with(|f| f.get()) {
+        return false;
+    }
+    let keep = node.offset.saturating_add(node.limit.unwrap_or(usize::MAX));
+    matches!(node.access, Access::Scan)
+        && !node.pk_order
+        && node.order.first().is_some_and(|k| k.hops.is_empty())
+        && !table.manifest.primary_key.is_empty()
+        && keep <= COLUMN_ORDER_MAX_KEEP
+        && keep.saturating_mul(4) < table.row_count()
 }
 
 /// Whether `node`'s rows are wanted in primary-key order (no `ORDER BY`, or one equal to it).
@@ -83,7 +106,12 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
                     }
                 }
                 Access::Pk(_) | Access::Index { .. } => {
-                    for row in ex.access_rows(table, &node.access) {
+                    let found = ex.access_rows(table, &node.access);
+                    if node.filter.is_none() {
+                        let end = node.offset.saturating_add(limit).min(found.len());
+                        ex.prefetch(node, table, &found[node.offset.min(end)..end]);
+                    }
+                    for row in found {
                         if !emit(row, &mut out) {
                             break;
                         }
@@ -99,16 +127,23 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
             }
         }
     } else {
-        let mut cands = match &node.access {
-            Access::Scan | Access::Relation => table.scan().collect(),
-            access => ex.access_rows(table, access),
-        };
-        if let Some(f) = &node.filter {
-            cands.retain(|&row| ex.eval(f, table, row) == Tri::True);
-        }
         let keep = node.offset.saturating_add(limit);
+        let mut cands = if walks_column_order(node, table) {
+            ex.first_in_column_order(node, table, keep)
+        } else {
+            let mut cands = match &node.access {
+                Access::Scan | Access::Relation => table.scan().collect(),
+                access => ex.access_rows(table, access),
+            };
+            if let Some(f) = &node.filter {
+                cands.retain(|&row| ex.eval(f, table, row) == Tri::True);
+            }
+            cands
+        };
         truncated = node.limit.is_none() && cands.len() > keep;
         ex.sort(&node.order, table, &mut cands, keep);
+        let end = keep.min(cands.len());
+        ex.prefetch(node, table, &cands[node.offset.min(end)..end]);
         for &row in cands.iter().skip(node.offset).take(limit) {
             if rows > 0 {
                 out.push(b',');
@@ -309,6 +344,19 @@ impl Exec<'_> {
         Some(row)
     }
 
+    /// Start loading what `node` reads of `rows` (its columns, the keys of its relations), so
+    /// the cache misses of scattered rows overlap; only worth it for several rows.
+    fn prefetch(&self, node: &Node<'_>, table: &Table, rows: &[RowId]) {
+        if rows.len() < 2 {
+            return;
+        }
+        let columns = node.outputs.iter().filter_map(|o| match o {
+            Output::Column { col, .. } => Some(*col),
+            Output::Relation { hop, .. } => hop.rel.local_columns.first().copied(),
+        });
+        table.prefetch(columns, rows);
+    }
+
     fn write_row(&self, out: &mut Vec<u8>, node: &Node<'_>, table: &Table, row: RowId) {
         out.push(b'{');
         for (i, o) in node.outputs.iter().enumerate() {
@@ -385,6 +433,8 @@ impl Exec<'_> {
                 child.offset.saturating_add(limit),
             );
         }
+        let end = child.offset.saturating_add(limit).min(rows.len());
+        self.prefetch(child, target, &rows[child.offset.min(end)..end]);
         let mut shown = rows.iter().skip(child.offset).take(limit);
         if !hop.to_many {
             match shown.next() {
@@ -401,6 +451,55 @@ impl Exec<'_> {
             self.write_row(out, child, target, r);
         }
         out.push(b']');
+    }
+
+    /// The matches of `node` that can be among its first `keep` rows: walking the order of the
+    /// first `ORDER BY` column, the first `keep` matches and every match tied with the last of
+    /// them, in primary-key order (the caller sorts them by the whole `ORDER BY`).
+    fn first_in_column_order(&self, node: &Node<'_>, table: &Table, keep: usize) -> Vec<RowId> {
+        let key = &node.order[0];
+        let (col, ty, ci) = (key.col, key.ty, self.ci);
+        let order = table.column_order(col, || {
+            let (mut valued, nulls): (Vec<RowId>, Vec<RowId>) = table
+                .scan()
+                .partition(|&r| !matches!(table.value(col, r), ValueRef::Null));
+            // Stable: ties stay in primary-key order.
+            valued.sort_by(|&a, &b| {
+                cmp_values(ty, table.value(col, a), table.value(col, b), Some(ci))
+            });
+            let non_null = valued.len();
+            valued.extend(nulls);
+            refract_storage::ColumnOrder {
+                rows: valued,
+                non_null,
+            }
+        });
+        let (valued, nulls) = order.rows.split_at(order.non_null);
+        let walk: Box<dyn Iterator<Item = &RowId>> = match (key.desc, key.nulls_first) {
+            (false, false) => Box::new(valued.iter().chain(nulls)),
+            (false, true) => Box::new(nulls.iter().chain(valued)),
+            (true, false) => Box::new(valued.iter().rev().chain(nulls)),
+            (true, true) => Box::new(nulls.iter().chain(valued.iter().rev())),
+        };
+        let tied = |a: RowId, b: RowId| match (table.value(col, a), table.value(col, b)) {
+            (ValueRef::Null, ValueRef::Null) => true,
+            (ValueRef::Null, _) | (_, ValueRef::Null) => false,
+            (va, vb) => cmp_values(ty, va, vb, Some(ci)).is_eq(),
+        };
+        let mut found: Vec<RowId> = Vec::with_capacity(keep.min(1024));
+        if keep == 0 {
+            return found;
+        }
+        for &r in walk {
+            if found.len() >= keep && !tied(found[found.len() - 1], r) {
+                break;
+            }
+            if self.passes(node.filter.as_ref(), table, r) {
+                found.push(r);
+            }
+        }
+        sort_by_pk(table, &mut found);
+        found
     }
 
     /// Sort `rows` (given in primary-key order) by `order`, ties kept in primary-key order;

@@ -21,6 +21,7 @@ const MAX_LOOKUPS: usize = 4096;
 
 /// Choose the access path of the top-level `node`.
 pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
+    order_child_filters(node);
     node.access = Access::Scan;
     let Some(filter) = node.filter.take() else {
         return;
@@ -106,11 +107,37 @@ pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
     node.filter = rebuild(conjuncts);
 }
 
+/// The remaining filter, cheapest terms first: `AND` stops at the first term that is not true,
+/// so a column test placed before a relation filter spares the relation's lookups for every
+/// row it rejects. (`AND` is commutative in three-valued logic, so the order never changes a
+/// result.)
 fn rebuild(mut conjuncts: Vec<BExpr<'_>>) -> Option<BExpr<'_>> {
+    conjuncts.sort_by_key(hops_in);
     match conjuncts.len() {
         0 => None,
         1 => conjuncts.pop(),
         _ => Some(BExpr::And(conjuncts)),
+    }
+}
+
+/// Children keep the access of their relation; only their filters' terms are ordered.
+fn order_child_filters(node: &mut Node<'_>) {
+    for o in &mut node.outputs {
+        if let Output::Relation { node: child, .. } = o {
+            if let Some(BExpr::And(terms)) = &mut child.filter {
+                terms.sort_by_key(hops_in);
+            }
+            order_child_filters(child);
+        }
+    }
+}
+
+/// Relation hops an expression follows: a cost estimate (0 for tests of the row's own columns).
+fn hops_in(e: &BExpr<'_>) -> usize {
+    match e {
+        BExpr::And(terms) | BExpr::Or(terms) => terms.iter().map(hops_in).sum(),
+        BExpr::Not(inner) => hops_in(inner),
+        BExpr::Pred(p) => p.hops.len(),
     }
 }
 
@@ -315,9 +342,19 @@ fn node_details(
         obj.insert(
             "sort".into(),
             json!(if node.pk_order {
-                "none (primary-key order)"
+                "none (primary-key order)".to_string()
+            } else if crate::exec::walks_column_order(node, &snapshot.tables[node.table]) {
+                format!(
+                    "first rows in the order of {} (built {})",
+                    node.order[0].src.path,
+                    if snapshot.tables[node.table].has_column_order(node.order[0].col) {
+                        "already"
+                    } else {
+                        "on first use"
+                    }
+                )
             } else {
-                "all matches"
+                "all matches".to_string()
             }),
         );
     } else {

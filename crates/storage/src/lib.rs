@@ -43,6 +43,7 @@
 mod change;
 mod chunk;
 mod hash;
+mod hugepages;
 mod index;
 mod store;
 
@@ -52,6 +53,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use refract_schema::{ColumnType, Manifest, RelationKind, RowSink, TableManifest, ValueRef};
 
 pub use change::{Change, ChangeBatch, OwnedRow, OwnedValue};
+pub use hugepages::{advise_huge_pages, HugePageReport};
 
 use chunk::{coerce, Chunk, Column, Writer, CHUNK_MASK};
 use hash::{val_eq, Mix};
@@ -70,6 +72,19 @@ pub struct Table {
     secondary: RwLock<Vec<Arc<MultiIndex>>>,
     /// Wrapping sum of the hashes of the live rows, computed on first use.
     fp_sum: OnceLock<u64>,
+    /// Live rows sorted by one column, built on first use by the query layer (which owns the
+    /// comparison); a new table version starts without them.
+    orders: RwLock<Vec<(usize, Arc<ColumnOrder>)>>,
+}
+
+/// The live rows of a table sorted by one column: the rows with a value in ascending order
+/// (ties in primary-key order), then the rows where it is NULL.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnOrder {
+    /// Row ids: `rows[..non_null]` sorted by value, `rows[non_null..]` NULL.
+    pub rows: Vec<RowId>,
+    /// How many rows have a value.
+    pub non_null: usize,
 }
 
 impl fmt::Debug for Table {
@@ -100,7 +115,41 @@ impl Table {
             store,
             secondary: RwLock::new(secondary),
             fp_sum: fp,
+            orders: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The rows sorted by `column`, from `build` the first time this table version is asked
+    /// (concurrent first uses may build it twice; one copy is kept). It lets `ORDER BY column
+    /// LIMIT n` read the first rows instead of sorting the table; it costs 4 bytes a row, not
+    /// counted in [`Table::memory_bytes`].
+    pub fn column_order(
+        &self,
+        column: usize,
+        build: impl FnOnce() -> ColumnOrder,
+    ) -> Arc<ColumnOrder> {
+        {
+            let list = self.orders.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, o)) = list.iter().find(|(c, _)| *c == column) {
+                return o.clone();
+            }
+        }
+        let built = Arc::new(build());
+        let mut list = self.orders.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, o)) = list.iter().find(|(c, _)| *c == column) {
+            return o.clone();
+        }
+        list.push((column, built.clone()));
+        built
+    }
+
+    /// Whether [`Table::column_order`] of `column` was built already (for `explain`).
+    pub fn has_column_order(&self, column: usize) -> bool {
+        self.orders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(c, _)| *c == column)
     }
 
     fn secondaries(&self) -> Vec<Arc<MultiIndex>> {
@@ -171,6 +220,19 @@ impl Table {
     #[inline]
     pub fn value(&self, column: usize, row: RowId) -> ValueRef<'_> {
         self.store.cols[column].get(row)
+    }
+
+    /// Start loading the cells of `columns` in `rows` into the cache: a hint to call before
+    /// reading rows scattered over the table (index lookups), so their cache misses overlap.
+    #[inline]
+    pub fn prefetch(&self, columns: impl Iterator<Item = usize> + Clone, rows: &[RowId]) {
+        for &row in rows {
+            for c in columns.clone() {
+                if let Some(col) = self.store.cols.get(c) {
+                    col.prefetch(row);
+                }
+            }
+        }
     }
 
     /// The row whose primary key equals `key` (values in primary-key column order).

@@ -1001,6 +1001,17 @@ fn access_paths() {
     let path = &p["relation_filters"][0]["path"];
     assert_eq!(path[0]["access"], "index_lookup(user_id)");
     assert_eq!(path[1]["access"], "index_lookup(post_id)");
+    // Tests of the row's own columns run before relation filters, at every level.
+    let p = plan("users(posts.comments.approved = false AND score > 3 AND id >= 2) { id }");
+    assert_eq!(
+        p["filter"],
+        "score > 3 AND id >= 2 AND posts.comments.approved = false"
+    );
+    let p = plan("users { posts(comments.approved = true AND published = true) { id } }");
+    assert_eq!(
+        p["children"][0]["filter"],
+        "published = true AND comments.approved = true"
+    );
 }
 
 #[test]
