@@ -24,6 +24,9 @@ pub enum ManagedError {
     /// 409: the resource is not in a state that allows the request (yet).
     #[error("{0}")]
     Conflict(String),
+    /// 413: the request body is over the size limit; nothing was changed.
+    #[error("{0}")]
+    TooLarge(String),
     /// 501: this control plane cannot do it (no `/v1` API to register a connection with).
     #[error("{0}")]
     NotImplemented(String),
@@ -51,6 +54,7 @@ impl ManagedError {
             ManagedError::Forbidden(_) => StatusCode::FORBIDDEN,
             ManagedError::NotFound(_) => StatusCode::NOT_FOUND,
             ManagedError::Conflict(_) => StatusCode::CONFLICT,
+            ManagedError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ManagedError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ManagedError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

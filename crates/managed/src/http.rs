@@ -79,7 +79,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ManagedError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ManagedError::invalid(format!("cannot read the request body: {}", e.body_text()))
+            let message = format!("cannot read the request body: {}", e.body_text());
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ManagedError::TooLarge(message)
+            } else {
+                ManagedError::invalid(message)
+            }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ManagedError::invalid(

@@ -67,6 +67,17 @@ async fn bad_input_is_a_400_with_a_clear_message_and_creates_nothing() {
         assert!(msg.contains(want), "{body}: expected {want:?} in {msg:?}");
         assert_eq!(v.as_object().unwrap().len(), 1, "only an error field: {v}");
     }
+    // A body over the size limit (axum's 2 MB default here) is a 413 in the same shape.
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            with("name", json!("x".repeat(3 << 20))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("length limit exceeded"), "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 1, "only an error field: {v}");
     // A body that is not JSON at all.
     let (status, v) = h
         .call(Method::POST, "/api/v1/databases", Some(KEY_A), None)
