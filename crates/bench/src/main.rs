@@ -241,11 +241,7 @@ async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     for s in srcs {
         let p = params(s, scale);
-        let schema = refract_sources::introspect(&p)
-            .await
-            .context("introspect")?;
-        let manifest =
-            refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let manifest = manifest_of(&p).await?;
         let source_bytes: u64 = source_data_size(s, &db_name(scale)).await?;
 
         // Baseline first, so both read with a warm cache.
@@ -266,6 +262,12 @@ async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The default manifest of the source's dataset (every table, every column).
+async fn manifest_of(p: &SourceParams) -> anyhow::Result<refract_schema::Manifest> {
+    let schema = refract_sources::introspect(p).await.context("introspect")?;
+    refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 /// Load every table of `manifest` the way the engine does (4 in parallel, one snapshot).
@@ -290,11 +292,7 @@ async fn exec_bench(srcs: &[Source], scale: Scale, per_round: u64) -> anyhow::Re
     println!("|---|---|---|---|");
     for s in srcs {
         let p = params(s, scale);
-        let schema = refract_sources::introspect(&p)
-            .await
-            .context("introspect")?;
-        let manifest =
-            refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let manifest = manifest_of(&p).await?;
         let tables = load_tables(&p, &manifest).await?;
         let tables = tables.into_iter().map(Arc::new).collect();
         let snapshot = refract_storage::Snapshot::new(Arc::new(manifest), tables);
