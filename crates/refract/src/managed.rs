@@ -1,5 +1,6 @@
-//! `refract managed create|list|get|credentials|delete`: the command-line client of the managed
-//! database servers (`/api/v1/databases`, seed 004).
+//! `refract managed create|list|get|credentials|update|start|stop|restart|connect|delete` and
+//! `refract managed token create|list|delete`: the command-line client of the managed database
+//! servers (`/api/v1`, seed 004).
 //!
 //! Reads `REFRACT_URL` and `REFRACT_TOKEN` (a management key `rmk_…` or an API token `dkc_…`)
 //! like the other client commands; prints a table by default and the API's JSON with `--json`.
@@ -86,9 +87,73 @@ pub enum ManagedCmd {
         /// Database id (`db_…`).
         id: String,
     },
+    /// Change the plan, storage quota or number of servers (`PATCH`); applied by the reconciler.
+    Update {
+        /// Database id (`db_…`).
+        id: String,
+        /// New plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// New storage quota, GB.
+        #[arg(long)]
+        storage_gb: Option<i64>,
+        /// New number of servers (primary + standbys), 1-5.
+        #[arg(long)]
+        replicas: Option<i64>,
+    },
+    /// Start a stopped database.
+    Start {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Stop a database (its data is kept).
+    Stop {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Restart a running database.
+    Restart {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Register the database as a `/v1` connection, so read replicas can be provisioned from it.
+    Connect {
+        /// Database id (`db_…`).
+        id: String,
+        /// Name of the connection (default: the database's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Sync mode of the connection: poll, binlog or logical (default poll).
+        #[arg(long)]
+        sync_mode: Option<String>,
+    },
     /// Delete a managed database: its servers, data and credentials (not undoable).
     Delete {
         /// Database id (`db_…`).
+        id: String,
+    },
+    /// API tokens (`dkc_…`) of the managed API.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// `refract managed token …`
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create an API token; its secret is printed once.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Scopes (`databases:read`, `databases:write`), comma-separated; none = full access.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// List API tokens (never their secrets).
+    List,
+    /// Revoke an API token.
+    Delete {
+        /// Token id (`tok_…`).
         id: String,
     },
 }
@@ -227,6 +292,91 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             )?;
             out(&v, &print_object)
         }
+        ManagedCmd::Update {
+            id,
+            plan,
+            storage_gb,
+            replicas,
+        } => {
+            let mut body = Map::new();
+            if let Some(p) = plan {
+                body.insert("plan_id".into(), json!(p));
+            }
+            for (k, v) in [("storage_gb", storage_gb), ("replicas", replicas)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            if body.is_empty() {
+                bail!("nothing to change: pass --plan, --storage-gb or --replicas");
+            }
+            let v = api.call(
+                Method::PATCH,
+                &format!("/api/v1/databases/{}", urlencode(&id)),
+                Some(Value::Object(body)),
+            )?;
+            out(&v, &print_object)
+        }
+        ManagedCmd::Start { id } => action(&api, &id, "start", &out),
+        ManagedCmd::Stop { id } => action(&api, &id, "stop", &out),
+        ManagedCmd::Restart { id } => action(&api, &id, "restart", &out),
+        ManagedCmd::Connect {
+            id,
+            name,
+            sync_mode,
+        } => {
+            let mut body = Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), json!(n));
+            }
+            if let Some(m) = sync_mode {
+                body.insert("sync_mode".into(), json!(m));
+            }
+            let v = api.call(
+                Method::POST,
+                &format!("/api/v1/databases/{}/connection", urlencode(&id)),
+                Some(Value::Object(body)),
+            )?;
+            out(&v, &print_object)
+        }
+        ManagedCmd::Token(TokenCmd::Create { name, scopes }) => {
+            let v = api.call(
+                Method::POST,
+                "/api/v1/api-tokens",
+                Some(json!({"name": name, "scopes": scopes})),
+            )?;
+            out(&v, &|v| {
+                print_object(v);
+                println!("\nthe token is shown only now: store it (REFRACT_TOKEN=…)");
+            })
+        }
+        ManagedCmd::Token(TokenCmd::List) => {
+            let v = api.call(Method::GET, "/api/v1/api-tokens", None)?;
+            out(&v, &|v| {
+                for t in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+                    println!(
+                        "{}  {}  scopes={}  created={}  last_used={}",
+                        cell(&t["id"]),
+                        cell(&t["name"]),
+                        t["scopes"]
+                            .as_array()
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.iter().map(cell).collect::<Vec<_>>().join(","))
+                            .unwrap_or_else(|| "all".into()),
+                        cell(&t["created_at"]),
+                        cell(&t["last_used_at"]),
+                    );
+                }
+            })
+        }
+        ManagedCmd::Token(TokenCmd::Delete { id }) => {
+            let v = api.call(
+                Method::DELETE,
+                &format!("/api/v1/api-tokens/{}", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &|_| println!("revoked API token {id}"))
+        }
         ManagedCmd::Delete { id } => {
             let v = api.call(
                 Method::DELETE,
@@ -238,6 +388,22 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Prints an answer: its JSON with `--json`, else through the given printer.
+type Output<'a> = dyn Fn(&Value, &dyn Fn(&Value)) -> anyhow::Result<()> + 'a;
+
+/// `POST /api/v1/databases/{id}/actions` with `{"type": kind}` (answered 202).
+fn action(api: &ApiV1, id: &str, kind: &str, out: &Output<'_>) -> anyhow::Result<()> {
+    let v = api.call(
+        Method::POST,
+        &format!("/api/v1/databases/{}/actions", urlencode(id)),
+        Some(json!({ "type": kind })),
+    )?;
+    out(&v, &|v| {
+        println!("{kind} of {id} accepted");
+        print_object(v);
+    })
 }
 
 fn urlencode(s: &str) -> String {

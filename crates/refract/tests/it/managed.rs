@@ -135,12 +135,7 @@ fn managed_postgres_serves_a_v1_engine() {
     });
 
     // One call makes it a /v1 source; then the usual /v1 flow serves it.
-    let (s, v) = cp.admin(
-        "POST",
-        &format!("/api/v1/databases/{id}/connection"),
-        Some(json!({"name": "managed-shop"})),
-    );
-    assert_eq!(s, 201, "{v}");
+    let v = cli(&cp, &["connect", &id, "--name", "managed-shop"]);
     let connection = v["connection"]["id"].as_str().unwrap().to_string();
     assert_eq!(v["connection"]["backend"], "postgres", "{v}");
     let (s, v) = cp.admin(
@@ -190,6 +185,57 @@ fn managed_postgres_serves_a_v1_engine() {
     // The engine goes first (it reads the server), then the managed server, with the CLI.
     let (s, v) = cp.admin("POST", &format!("/v1/databases/{db}/terminate"), None);
     assert_eq!(s, 202, "{v}");
+
+    // The other verbs: a bigger quota, a stop and a start, API tokens.
+    let updated = cli(&cp, &["update", &id, "--storage-gb", "20"]);
+    assert_eq!(updated["storage_gb"], 20, "{updated}");
+    cli(&cp, &["stop", &id]);
+    wait("the server to stop", Duration::from_secs(60), || {
+        (cli(&cp, &["get", &id])["status"] == "stopped").then_some(())
+    });
+    cli(&cp, &["start", &id]);
+    wait("the server to run again", Duration::from_secs(60), || {
+        (cli(&cp, &["get", &id])["status"] == "running").then_some(())
+    });
+    let token = cli(
+        &cp,
+        &[
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--scopes",
+            "databases:read",
+        ],
+    );
+    assert!(
+        token["token"].as_str().unwrap().starts_with("dkc_"),
+        "{token}"
+    );
+    let token_id = token["id"].as_str().unwrap().to_string();
+    let tokens = cli(&cp, &["token", "list"]);
+    let listed = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == token_id.as_str())
+        .unwrap_or_else(|| panic!("{tokens}"));
+    assert_eq!(listed["scopes"], json!(["databases:read"]));
+    assert!(
+        listed.get("token").is_none(),
+        "a listed token shows no secret"
+    );
+    cli(&cp, &["token", "delete", &token_id]);
+    let tokens = cli(&cp, &["token", "list"]);
+    assert!(
+        !tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == token_id.as_str()),
+        "{tokens}"
+    );
+
     let deleted = cli(&cp, &["delete", &id]);
     assert_eq!(deleted["status"], "destroyed");
     let server_dir = cp.dir.join("managed/servers").join(&id);
