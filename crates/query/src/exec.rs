@@ -117,6 +117,13 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
                         }
                     }
                 }
+                Access::PkFrom(from) => {
+                    for row in table.scan_from(from.as_ref()) {
+                        if !emit(row, &mut out) {
+                            break;
+                        }
+                    }
+                }
                 Access::Scan | Access::Relation => {
                     for row in table.scan() {
                         if !emit(row, &mut out) {
@@ -204,6 +211,7 @@ impl Exec<'_> {
                     .collect()
             }
             Access::Scan | Access::Relation => return table.scan().collect(),
+            Access::PkFrom(from) => return table.scan_from(from.as_ref()).collect(),
         };
         if rows.len() > 1 {
             rows.sort_unstable();

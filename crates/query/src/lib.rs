@@ -106,10 +106,11 @@ pub fn execute(
 
 /// Parse and bind `text` and describe the plan without running it.
 ///
-/// The JSON names the table, the access path (`pk_lookup`, `index_lookup(cols)` or `scan`), the
-/// estimated rows (a heuristic), the remaining filter, relation filters with the lookups they do
-/// per row, the ordering, limit and offset, the fields, and the same for every nested relation
-/// under `children`.
+/// The JSON names the table, the access path (`pk_lookup`, `index_lookup(cols)`,
+/// `pk_range(col >= N)` or `scan`), the estimated rows (a heuristic), the remaining filter,
+/// relation filters with the lookups they do per row, the ordering (`sort` says whether rows
+/// stream, walk a column order or are all sorted), limit and offset, the fields, and the same for
+/// every nested relation under `children`.
 pub fn explain(
     snapshot: &Snapshot,
     text: &str,

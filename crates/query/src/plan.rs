@@ -194,6 +194,10 @@ pub(crate) enum Access {
     },
     /// Rows related to the parent row (nested nodes).
     Relation,
+    /// Every row in primary-key order from the first whose first primary-key column (an
+    /// integer) is not below the value: `id >= N` / `id > N` skip the rows before `N`. The
+    /// predicate stays in the filter.
+    PkFrom(KeyVal),
 }
 
 /// An owned index key value.

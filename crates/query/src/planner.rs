@@ -20,7 +20,7 @@ use crate::plan::{Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, Output, 
 const MAX_LOOKUPS: usize = 4096;
 
 /// Choose the access path of the top-level `node`.
-pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
+pub(crate) fn plan<'a>(snapshot: &Snapshot, node: &mut Node<'a>) {
     order_child_filters(node);
     node.access = Access::Scan;
     let Some(filter) = node.filter.take() else {
@@ -41,8 +41,16 @@ pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
             }
         }
     }
-    if cands.is_empty() {
+    let range = pk_range_start(node.manifest, &conjuncts);
+    // Without a usable equality index: every row, or those from the range start.
+    let scan = |node: &mut Node<'a>, conjuncts: Vec<BExpr<'a>>| {
+        if let Some(from) = &range {
+            node.access = Access::PkFrom(from.clone());
+        }
         node.filter = rebuild(conjuncts);
+    };
+    if cands.is_empty() {
+        scan(node, conjuncts);
         return;
     }
     let table = &snapshot.tables[node.table];
@@ -58,6 +66,12 @@ pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
         .find(|r| r.kind == RelationKind::Forward && covers(&r.local_columns))
     {
         (false, rel.local_columns.clone())
+    } else if range.is_some() && node.limit.is_some() && (node.order.is_empty() || node.pk_order) {
+        // An index on an arbitrary column hands over every row with the value (maybe a third
+        // of the table) before the limit applies; from the range start the scan stops at the
+        // limit.
+        scan(node, conjuncts);
+        return;
     } else if let Some((_, col, _)) = cands.iter().find(|(_, col, _)| table.has_index(&[*col])) {
         (false, vec![*col])
     } else if let Some((_, col, _)) = cands
@@ -66,7 +80,7 @@ pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
     {
         (false, vec![*col])
     } else {
-        node.filter = rebuild(conjuncts);
+        scan(node, conjuncts);
         return;
     };
     // Keys: the cartesian product of each column's values, in `cols` order.
@@ -79,7 +93,7 @@ pub(crate) fn plan(snapshot: &Snapshot, node: &mut Node<'_>) {
             .expect("covered column");
         used.push(*i);
         if keys.len().saturating_mul(values.len()) > MAX_LOOKUPS {
-            node.filter = rebuild(conjuncts);
+            scan(node, conjuncts);
             return;
         }
         keys = keys
@@ -118,6 +132,30 @@ fn rebuild(mut conjuncts: Vec<BExpr<'_>>) -> Option<BExpr<'_>> {
         1 => conjuncts.pop(),
         _ => Some(BExpr::And(conjuncts)),
     }
+}
+
+/// The start of a primary-key range scan: the largest `N` of the conjuncts `pk >= N` and
+/// `pk > N` on the first primary-key column, when it is an integer (the one type whose storage
+/// order is the comparison's order for every literal accepted).
+fn pk_range_start(tm: &TableManifest, conjuncts: &[BExpr<'_>]) -> Option<KeyVal> {
+    let &pk0 = tm.primary_key.first()?;
+    if tm.columns[pk0].ty != ColumnType::Int {
+        return None;
+    }
+    conjuncts
+        .iter()
+        .filter_map(|c| match c {
+            BExpr::Pred(p) if p.hops.is_empty() && p.col == pk0 => match &p.test {
+                Test::Cmp(CmpOp::Ge | CmpOp::Gt, lit) => match key_of(ColumnType::Int, lit) {
+                    Some(Some(KeyVal::Int(n))) => Some(n),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .max()
+        .map(KeyVal::Int)
 }
 
 /// Children keep the access of their relation; only their filters' terms are ordered.
@@ -213,6 +251,17 @@ pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize
     obj.insert("table".into(), json!(tm.api_name));
     let (access, candidates) = match &node.access {
         Access::Scan | Access::Relation => ("scan".to_string(), rows),
+        Access::PkFrom(from) => (
+            format!(
+                "pk_range({} >= {})",
+                col_names(&tm.primary_key[..1]),
+                match from {
+                    KeyVal::Int(n) => n.to_string(),
+                    other => format!("{other:?}"),
+                }
+            ),
+            rows,
+        ),
         Access::Pk(keys) => ("pk_lookup".to_string(), keys.len().min(rows)),
         Access::Index { cols, keys } => {
             let per_key = per_key_estimate(snapshot, tm, cols, rows);
@@ -364,7 +413,7 @@ fn node_details(
     if node.limit.is_none()
         && matches!(
             node.access,
-            Access::Scan | Access::Pk(_) | Access::Index { .. }
+            Access::Scan | Access::PkFrom(_) | Access::Pk(_) | Access::Index { .. }
         )
     {
         obj.insert("default_limit".into(), json!(default_limit));

@@ -216,6 +216,19 @@ impl Table {
         self.store.scan()
     }
 
+    /// Live row ids in primary-key order, starting at the first row whose first primary-key
+    /// column is not below `first` (all rows when the table has no primary key or `first` does
+    /// not fit the column).
+    pub fn scan_from(&self, first: ValueRef<'_>) -> Box<dyn Iterator<Item = RowId> + '_> {
+        let Some(&c0) = self.store.pk_cols.first() else {
+            return self.scan();
+        };
+        match coerce(self.store.cols[c0].ty, first) {
+            ValueRef::Null => self.scan(),
+            v => self.store.scan_from(v),
+        }
+    }
+
     /// The cell of `column` in row `row` (`ValueRef::Null` when NULL).
     #[inline]
     pub fn value(&self, column: usize, row: RowId) -> ValueRef<'_> {

@@ -554,6 +554,46 @@ impl Store {
         }
     }
 
+    /// Live row ids in primary-key order from the first whose first key column is not below
+    /// `first` (a canonical value): a binary search in the order, which keeps tombstoned rows
+    /// in place, so it stays sorted.
+    pub(crate) fn scan_from(&self, first: ValueRef<'_>) -> Box<dyn Iterator<Item = u32> + '_> {
+        let Some(&c0) = self.pk_cols.first() else {
+            return self.scan();
+        };
+        let below = |r: u32| row_cmp_key(&self.cols, &[c0], r, &[first]) == Ordering::Less;
+        match &self.order {
+            None => {
+                let (mut lo, mut hi) = (0u32, self.rows as u32);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if below(mid) {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                Box::new((lo..self.rows as u32).filter(|&r| self.is_live(r)))
+            }
+            Some(o) => {
+                let ci = o
+                    .chunks
+                    .partition_point(|c| below(*c.last().expect("non-empty")));
+                let at = o
+                    .chunks
+                    .get(ci)
+                    .map_or(0, |c| c.partition_point(|&r| below(r)));
+                Box::new(
+                    o.chunks[ci.min(o.chunks.len())..]
+                        .iter()
+                        .enumerate()
+                        .flat_map(move |(i, c)| c[if i == 0 { at } else { 0 }..].iter().copied())
+                        .filter(|&r| self.is_live(r)),
+                )
+            }
+        }
+    }
+
     /// The live row with this primary key (canonical values).
     #[inline]
     pub(crate) fn pk_find(&self, key: &[ValueRef<'_>]) -> Option<u32> {

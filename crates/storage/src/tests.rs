@@ -797,3 +797,39 @@ fn grows_from_empty_through_apply() {
     let fresh = build(&m, &rows_of(&t));
     assert!(t.memory_bytes() < 2 * fresh.memory_bytes());
 }
+
+#[test]
+fn scan_from_starts_at_the_first_key_not_below() {
+    let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0, 1], &[]);
+    let rows: Vec<Vec<OwnedValue>> = (0..9_000)
+        .map(|i| vec![O::Int(i / 3 * 2), O::Int(i % 3)])
+        .collect();
+    let loaded = build(&m, &rows);
+    // Keys below the largest (an order list), deletes (tombstones) and appends.
+    let mut batch = ChangeBatch::new();
+    for i in (1..6_000).step_by(97) {
+        batch.upsert(vec![O::Int(i), O::Int(0)]);
+    }
+    for i in (0..6_000).step_by(31) {
+        batch.delete(vec![O::Int(i), O::Int(1)]);
+    }
+    batch.upsert(vec![O::Int(-5), O::Int(9)]);
+    batch.upsert(vec![O::Int(99_999), O::Int(0)]);
+    let changed = loaded.apply(&batch);
+    for t in [&loaded, &changed] {
+        let all: Vec<u32> = t.scan().collect();
+        for from in [
+            -10i64, -5, 0, 1, 2, 97, 98, 3_001, 5_999, 5_998, 6_000, 99_999, 100_000,
+        ] {
+            let want: Vec<u32> = all
+                .iter()
+                .copied()
+                .filter(|&r| matches!(t.value(0, r), ValueRef::Int(k) if k >= from))
+                .collect();
+            let got: Vec<u32> = t.scan_from(ValueRef::Int(from)).collect();
+            assert_eq!(got, want, "from {from}");
+        }
+        // A value that does not fit the column scans everything.
+        assert_eq!(t.scan_from(ValueRef::Text("x")).count(), all.len());
+    }
+}

@@ -1001,6 +1001,35 @@ fn access_paths() {
     let path = &p["relation_filters"][0]["path"];
     assert_eq!(path[0]["access"], "index_lookup(user_id)");
     assert_eq!(path[1]["access"], "index_lookup(post_id)");
+    // `id >= N` / `id > N` on an integer primary key start the scan at N.
+    let p = plan("users(id >= 2 AND score > 3) { id }");
+    assert_eq!(p["access"], "pk_range(id >= 2)");
+    assert_eq!(p["filter"], "id >= 2 AND score > 3");
+    assert_eq!(
+        plan("users(id > 2 AND id >= 1) { id }")["access"],
+        "pk_range(id >= 2)"
+    );
+    assert_eq!(ids("users(id > 2) { id }"), vec![3, 4]);
+    assert_eq!(ids("users(id >= 2 AND id < 4) { id }"), vec![2, 3]);
+    assert_eq!(ids("users(id >= 9) { id }"), Vec::<i64>::new());
+    assert_eq!(ids("users(id >= -9 LIMIT 2) { id }"), vec![1, 2]);
+    assert_eq!(plan("users(id >= 2.5) { id }")["access"], "scan");
+    assert_eq!(ids("users(id >= 2.5) { id }"), vec![3, 4]);
+    assert_eq!(plan("users(id >= 2 OR score > 3) { id }")["access"], "scan");
+    // With a limit in key order, the range beats an index on an arbitrary column; without a
+    // limit, the index (which hands over only the matching rows) stays.
+    assert_eq!(
+        plan("users(name = \"bob\" AND id >= 2 LIMIT 5) { id }")["access"],
+        "pk_range(id >= 2)"
+    );
+    assert_eq!(
+        ids("users(name = \"bob\" AND id >= 2 LIMIT 5) { id }"),
+        vec![2]
+    );
+    assert_eq!(
+        plan("users(name = \"bob\" AND id >= 2) { id }")["access"],
+        "index_lookup(name)"
+    );
     // Tests of the row's own columns run before relation filters, at every level.
     let p = plan("users(posts.comments.approved = false AND score > 3 AND id >= 2) { id }");
     assert_eq!(

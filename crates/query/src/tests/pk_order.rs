@@ -306,6 +306,9 @@ const QUERIES: &[(&str, bool)] = &[
     ("parts(w = 1 ORDER BY id LIMIT 3 OFFSET 2) { id }", true),
     ("parts(item.v > 2 ORDER BY id LIMIT 3) { id }", true),
     ("parts(ORDER BY id DESC LIMIT 3) { id }", false),
+    ("parts(id >= 20 ORDER BY id LIMIT 3) { id w }", true),
+    ("parts(id > 28 AND w = 1 ORDER BY id) { id }", true),
+    ("parts(id >= 3 ORDER BY w, id LIMIT 4) { id w }", false),
     ("parts(ORDER BY item.name) { id }", false),
     (
         "items(ORDER BY name, n) { name parts(ORDER BY w, id DESC LIMIT 2) { id } }",
