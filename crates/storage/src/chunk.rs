@@ -154,6 +154,16 @@ impl Packed {
         (self.base as u64).wrapping_add(d) as i64
     }
 
+    /// As the end offsets of variable-length cells: where cell `i` starts.
+    #[inline(always)]
+    fn var_start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.get(i - 1) as usize
+        }
+    }
+
     fn max_delta(&self) -> u64 {
         if self.width == 0 {
             0
@@ -234,7 +244,7 @@ impl Chunk {
                 }
             }
             Data::Var { ends, bytes } => {
-                let start = if i == 0 { 0 } else { ends.get(i - 1) as usize };
+                let start = ends.var_start(i);
                 let b = &bytes[start..ends.get(i) as usize];
                 match ty {
                     ColumnType::Bytes => ValueRef::Bytes(b),
@@ -260,7 +270,7 @@ impl Chunk {
         match &self.data {
             Data::Int(p) => prefetch(p.bytes.as_ptr().wrapping_add(i * p.width as usize)),
             Data::Var { ends, bytes } => {
-                let start = if i == 0 { 0 } else { ends.get(i - 1) as usize };
+                let start = ends.var_start(i);
                 prefetch(bytes.as_ptr().wrapping_add(start));
             }
             Data::Bool(w) => prefetch(w.as_ptr().wrapping_add(i >> 6).cast()),

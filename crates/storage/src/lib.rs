@@ -77,6 +77,39 @@ pub struct Table {
     orders: RwLock<Vec<(usize, Arc<ColumnOrder>)>>,
 }
 
+/// The entry of a lazily filled cache that `matches`, or the one `build` makes, added. The build
+/// runs outside the lock, so concurrent first uses may build twice; the first one added is kept.
+fn get_or_build<E: Clone>(
+    cache: &RwLock<Vec<E>>,
+    matches: impl Fn(&E) -> bool,
+    build: impl FnOnce() -> E,
+) -> E {
+    if let Some(e) = cache
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|e| matches(e))
+    {
+        return e.clone();
+    }
+    let built = build();
+    let mut list = cache.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = list.iter().find(|e| matches(e)) {
+        return e.clone();
+    }
+    list.push(built.clone());
+    built
+}
+
+/// Whether a lazily filled cache holds an entry that `matches`.
+fn any_cached<E>(cache: &RwLock<Vec<E>>, matches: impl Fn(&E) -> bool) -> bool {
+    cache
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(matches)
+}
+
 /// The live rows of a table sorted by one column: the rows with a value in ascending order
 /// (ties in primary-key order), then the rows where it is NULL.
 #[derive(Debug, Clone, Default)]
@@ -128,28 +161,17 @@ impl Table {
         column: usize,
         build: impl FnOnce() -> ColumnOrder,
     ) -> Arc<ColumnOrder> {
-        {
-            let list = self.orders.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, o)) = list.iter().find(|(c, _)| *c == column) {
-                return o.clone();
-            }
-        }
-        let built = Arc::new(build());
-        let mut list = self.orders.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, o)) = list.iter().find(|(c, _)| *c == column) {
-            return o.clone();
-        }
-        list.push((column, built.clone()));
-        built
+        get_or_build(
+            &self.orders,
+            |(c, _)| *c == column,
+            || (column, Arc::new(build())),
+        )
+        .1
     }
 
     /// Whether [`Table::column_order`] of `column` was built already (for `explain`).
     pub fn has_column_order(&self, column: usize) -> bool {
-        self.orders
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|(c, _)| *c == column)
+        any_cached(&self.orders, |(c, _)| *c == column)
     }
 
     fn secondaries(&self) -> Vec<Arc<MultiIndex>> {
@@ -305,30 +327,17 @@ impl Table {
     /// The index on exactly `columns`, built now if there is none yet. Concurrent first uses may
     /// build it twice; one copy is kept.
     fn secondary_index(&self, columns: &[usize]) -> Arc<MultiIndex> {
-        {
-            let list = self.secondary.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(ix) = list.iter().find(|ix| ix.columns == columns) {
-                return ix.clone();
-            }
-        }
-        let built = Arc::new(MultiIndex::build(&self.store, columns));
-        let mut list = self.secondary.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(ix) = list.iter().find(|ix| ix.columns == columns) {
-            return ix.clone();
-        }
-        list.push(built.clone());
-        built
+        get_or_build(
+            &self.secondary,
+            |ix| ix.columns == columns,
+            || Arc::new(MultiIndex::build(&self.store, columns)),
+        )
     }
 
     /// Whether an index on exactly `columns` exists already (for `explain`).
     pub fn has_index(&self, columns: &[usize]) -> bool {
         (!columns.is_empty() && columns == self.store.pk_cols.as_slice())
-            || self
-                .secondary
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(|ix| ix.columns == columns)
+            || any_cached(&self.secondary, |ix| ix.columns == columns)
     }
 
     /// A new version of this table with `batch` applied in order; this version is unchanged.
