@@ -208,25 +208,17 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             project,
             wait,
         } => {
-            let mut body = Map::new();
-            body.insert("name".into(), json!(name));
-            body.insert("db_type".into(), json!(db_type));
-            body.insert("plan_id".into(), json!(plan));
-            body.insert("region".into(), json!(region));
-            for (k, v) in [
+            let body = present_fields([
+                ("name", Some(name.into())),
+                ("db_type", Some(db_type.into())),
+                ("plan_id", Some(plan.into())),
+                ("region", Some(region.into())),
                 ("version", engine_version.map(Value::from)),
                 ("project_id", project.map(Value::from)),
-            ] {
-                if let Some(v) = v {
-                    body.insert(k.into(), v);
-                }
-            }
-            for (k, v) in [("storage_gb", storage_gb), ("replicas", replicas)] {
-                if let Some(v) = v {
-                    body.insert(k.into(), json!(v));
-                }
-            }
-            let created = api.call(Method::POST, "/api/v1/databases", Some(Value::Object(body)))?;
+                ("storage_gb", storage_gb.map(Value::from)),
+                ("replicas", replicas.map(Value::from)),
+            ]);
+            let created = api.call(Method::POST, "/api/v1/databases", Some(body))?;
             if !wait {
                 return out(&created, &|v| print_table(std::slice::from_ref(v)));
             }
@@ -298,22 +290,18 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             storage_gb,
             replicas,
         } => {
-            let mut body = Map::new();
-            if let Some(p) = plan {
-                body.insert("plan_id".into(), json!(p));
-            }
-            for (k, v) in [("storage_gb", storage_gb), ("replicas", replicas)] {
-                if let Some(v) = v {
-                    body.insert(k.into(), json!(v));
-                }
-            }
-            if body.is_empty() {
+            let body = present_fields([
+                ("plan_id", plan.map(Value::from)),
+                ("storage_gb", storage_gb.map(Value::from)),
+                ("replicas", replicas.map(Value::from)),
+            ]);
+            if body.as_object().is_some_and(Map::is_empty) {
                 bail!("nothing to change: pass --plan, --storage-gb or --replicas");
             }
             let v = api.call(
                 Method::PATCH,
                 &format!("/api/v1/databases/{}", urlencode(&id)),
-                Some(Value::Object(body)),
+                Some(body),
             )?;
             out(&v, &print_object)
         }
@@ -325,17 +313,14 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             name,
             sync_mode,
         } => {
-            let mut body = Map::new();
-            if let Some(n) = name {
-                body.insert("name".into(), json!(n));
-            }
-            if let Some(m) = sync_mode {
-                body.insert("sync_mode".into(), json!(m));
-            }
+            let body = present_fields([
+                ("name", name.map(Value::from)),
+                ("sync_mode", sync_mode.map(Value::from)),
+            ]);
             let v = api.call(
                 Method::POST,
                 &format!("/api/v1/databases/{}/connection", urlencode(&id)),
-                Some(Value::Object(body)),
+                Some(body),
             )?;
             out(&v, &print_object)
         }
@@ -404,6 +389,17 @@ fn action(api: &ApiV1, id: &str, kind: &str, out: &Output<'_>) -> anyhow::Result
         println!("{kind} of {id} accepted");
         print_object(v);
     })
+}
+
+/// A JSON object of the fields that have a value (absent options are left out, so the API
+/// applies its defaults or leaves the setting unchanged).
+fn present_fields<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+            .collect(),
+    )
 }
 
 fn urlencode(s: &str) -> String {
