@@ -93,6 +93,9 @@ enum Cmd {
         /// Queries per round.
         #[arg(long, default_value_t = 20_000)]
         per_round: u64,
+        /// Only these queries (1–4), e.g. `--only 2` (to profile one).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4")]
+        only: Vec<usize>,
     },
     /// `load` then `query`.
     All,
@@ -225,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
             };
             cdc::bench(&srcs, &opts).await?
         }
-        Cmd::Exec { per_round } => exec_bench(&srcs, args.scale, *per_round).await?,
+        Cmd::Exec { per_round, only } => exec_bench(&srcs, args.scale, *per_round, only).await?,
         Cmd::All => {
             load_bench(&srcs, args.scale).await?;
             query_bench(&srcs, args.scale, Duration::from_secs(5), 32, &[1, 2, 3, 4]).await?;
@@ -286,7 +289,12 @@ async fn load_tables(
 }
 
 /// The executor alone, per query.
-async fn exec_bench(srcs: &[Source], scale: Scale, per_round: u64) -> anyhow::Result<()> {
+async fn exec_bench(
+    srcs: &[Source],
+    scale: Scale,
+    per_round: u64,
+    only: &[usize],
+) -> anyhow::Result<()> {
     println!("\n## Executor alone (one thread, no HTTP; best of 5 rounds of {per_round} queries or 1 s)\n");
     println!("| source | query | µs per query | response bytes |");
     println!("|---|---|---|---|");
@@ -299,7 +307,10 @@ async fn exec_bench(srcs: &[Source], scale: Scale, per_round: u64) -> anyhow::Re
         // As the engine does after a load.
         refract_storage::advise_huge_pages();
         let options = refract_query::QueryOptions::default();
-        for (name, q) in b3_queries() {
+        for (qi, (name, q)) in b3_queries().into_iter().enumerate() {
+            if !only.contains(&(qi + 1)) {
+                continue;
+            }
             let mut best = f64::MAX;
             let mut bytes = 0;
             for round in 0..5u64 {

@@ -111,7 +111,10 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
                         let end = node.offset.saturating_add(limit).min(found.len());
                         ex.prefetch(node, table, &found[node.offset.min(end)..end]);
                     }
-                    for row in found {
+                    for (i, &row) in found.iter().enumerate() {
+                        if let Some(&next) = found.get(i + 1) {
+                            ex.prefetch_lookups(node, table, next);
+                        }
                         if !emit(row, &mut out) {
                             break;
                         }
@@ -150,8 +153,12 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
         truncated = node.limit.is_none() && cands.len() > keep;
         ex.sort(&node.order, table, &mut cands, keep);
         let end = keep.min(cands.len());
-        ex.prefetch(node, table, &cands[node.offset.min(end)..end]);
-        for &row in cands.iter().skip(node.offset).take(limit) {
+        let shown = &cands[node.offset.min(end)..end];
+        ex.prefetch(node, table, shown);
+        for (i, &row) in shown.iter().enumerate() {
+            if let Some(&next) = shown.get(i + 1) {
+                ex.prefetch_lookups(node, table, next);
+            }
             if rows > 0 {
                 out.push(b',');
             }
@@ -300,6 +307,33 @@ impl Exec<'_> {
     /// The rows of the hop's target related to `row` (in primary-key order).
     fn follow(&self, hop: &Hop<'_>, table: &Table, row: RowId) -> Related {
         let target = &*self.tables[hop.target];
+        self.with_hop_key(hop, table, row, |key| match &hop.lookup {
+            Lookup::Pk(_) => match target.pk_lookup(key) {
+                Some(r) => Related::One(r),
+                None => Related::None,
+            },
+            Lookup::Index => {
+                let rows = target.index_lookup(&hop.rel.target_columns, key);
+                if hop.to_many {
+                    Related::Many(rows)
+                } else {
+                    rows.first().map_or(Related::None, |&r| Related::One(r))
+                }
+            }
+        })
+        .unwrap_or(Related::None)
+    }
+
+    /// `f(the key of `row` in the hop's target, in the target index's column order)`, or `None`
+    /// when a key value is NULL or does not convert.
+    #[inline]
+    fn with_hop_key<R>(
+        &self,
+        hop: &Hop<'_>,
+        table: &Table,
+        row: RowId,
+        f: impl FnOnce(&[ValueRef<'_>]) -> R,
+    ) -> Option<R> {
         let local = &hop.rel.local_columns;
         let n = local.len();
         let mut buf = [ValueRef::Null; 4];
@@ -312,26 +346,27 @@ impl Exec<'_> {
         };
         for (i, &col) in local.iter().enumerate() {
             let (from, to) = hop.key_types[i];
-            let Some(v) = coerce(table.value(col, row), from, to) else {
-                return Related::None;
-            };
+            let v = coerce(table.value(col, row), from, to)?;
             let slot = match &hop.lookup {
                 Lookup::Pk(perm) => perm.iter().position(|&p| p == i).unwrap_or(i),
                 Lookup::Index => i,
             };
             key[slot] = v;
         }
-        match &hop.lookup {
-            Lookup::Pk(_) => match target.pk_lookup(key) {
-                Some(r) => Related::One(r),
-                None => Related::None,
-            },
-            Lookup::Index => {
-                let rows = target.index_lookup(&hop.rel.target_columns, key);
-                if hop.to_many {
-                    Related::Many(rows)
-                } else {
-                    rows.first().map_or(Related::None, |&r| Related::One(r))
+        Some(f(key))
+    }
+
+    /// Start loading the index entries that writing `row` will look up (its to-many
+    /// relations), so that the miss overlaps with writing the row before it.
+    #[inline]
+    fn prefetch_lookups(&self, node: &Node<'_>, table: &Table, row: RowId) {
+        for o in &node.outputs {
+            if let Output::Relation { hop, .. } = o {
+                if matches!(hop.lookup, Lookup::Index) {
+                    let target = &*self.tables[hop.target];
+                    self.with_hop_key(hop, table, row, |key| {
+                        target.prefetch_lookup(&hop.rel.target_columns, key)
+                    });
                 }
             }
         }
@@ -442,17 +477,20 @@ impl Exec<'_> {
             );
         }
         let end = child.offset.saturating_add(limit).min(rows.len());
-        self.prefetch(child, target, &rows[child.offset.min(end)..end]);
-        let mut shown = rows.iter().skip(child.offset).take(limit);
+        let shown = &rows[child.offset.min(end)..end];
+        self.prefetch(child, target, shown);
         if !hop.to_many {
-            match shown.next() {
+            match shown.first() {
                 Some(&r) => self.write_row(out, child, target, r),
                 None => out.extend_from_slice(b"null"),
             }
             return;
         }
         out.push(b'[');
-        for (i, &r) in shown.enumerate() {
+        for (i, &r) in shown.iter().enumerate() {
+            if let Some(&next) = shown.get(i + 1) {
+                self.prefetch_lookups(child, target, next);
+            }
             if i > 0 {
                 out.push(b',');
             }

@@ -26,14 +26,38 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes of `w` must be escaped: below 0x20, a quote or a backslash
+/// (exact: the borrow of a subtraction only spreads above a byte that matched).
+#[inline(always)]
+fn any_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+    let q = w ^ (LO * b'"' as u64);
+    let quote = q.wrapping_sub(LO) & !q & HI;
+    let b = w ^ (LO * b'\\' as u64);
+    let backslash = b.wrapping_sub(LO) & !b & HI;
+    control | quote | backslash != 0
+}
+
 /// A JSON string.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    // Most strings need no escape: skip clean 8-byte words, then go byte by byte from the
+    // first word that may need one.
+    let mut clean = 0;
+    while clean + 8 <= bytes.len() {
+        let w = u64::from_le_bytes(bytes[clean..clean + 8].try_into().expect("8 bytes"));
+        if any_escape(w) {
+            break;
+        }
+        clean += 8;
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let esc = ESCAPE[b as usize];
         if esc == 0 {
             continue;
@@ -231,6 +255,34 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         serde_json::from_str::<serde_json::Value>(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
         s
+    }
+
+    #[test]
+    fn strings_escape_like_serde_json_at_every_position() {
+        // Every ASCII byte and a multi-byte character, at each offset of words and tails.
+        let specials: Vec<String> = (0u8..0x80)
+            .map(|b| (b as char).to_string())
+            .chain(["é".to_string(), "\u{2028}".to_string()])
+            .collect();
+        for len in 0..20 {
+            for at in 0..len.max(1) {
+                for sp in &specials {
+                    let mut s: String = "abcdefghijklmnopqrstuvwxyz"[..len].to_string();
+                    if len > 0 {
+                        s.replace_range(at..at + 1, sp);
+                    }
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    let written = String::from_utf8(out).unwrap();
+                    let back: String = serde_json::from_str(&written)
+                        .unwrap_or_else(|e| panic!("{written:?}: {e}"));
+                    assert_eq!(back, s);
+                    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+                        assert_eq!(written, format!("\"{s}\""), "copied as is");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

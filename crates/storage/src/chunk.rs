@@ -25,7 +25,7 @@ const PAD: usize = 7;
 
 /// A hint to load the cache line holding `p`; never faults, whatever `p` is.
 #[inline(always)]
-fn prefetch(p: *const u8) {
+pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it neither dereferences `p` architecturally nor faults.
     unsafe {
@@ -261,21 +261,36 @@ impl Chunk {
         }
     }
 
-    /// Start fetching cell `i` into the cache (its string bytes too), without waiting for it.
+    /// Start fetching cell `i` into the cache without waiting for it: its fixed-width part (the
+    /// value, or the end offsets of a string) and its NULL bit. Strings need a second step,
+    /// [`Chunk::prefetch_bytes`], once the offsets are in.
     ///
     /// Rows reached through an index are scattered over the whole table, so each cell read is a
     /// cache miss; issued for a batch of rows first, the misses overlap instead of queueing.
     #[inline]
     pub(crate) fn prefetch(&self, i: usize) {
+        if let Some(n) = &self.nulls {
+            prefetch(n.as_ptr().wrapping_add(i >> 6).cast());
+        }
         match &self.data {
             Data::Int(p) => prefetch(p.bytes.as_ptr().wrapping_add(i * p.width as usize)),
-            Data::Var { ends, bytes } => {
-                let start = ends.var_start(i);
-                prefetch(bytes.as_ptr().wrapping_add(start));
-            }
+            Data::Var { ends, .. } => prefetch(
+                ends.bytes
+                    .as_ptr()
+                    .wrapping_add(i.saturating_sub(1) * ends.width as usize),
+            ),
             Data::Bool(w) => prefetch(w.as_ptr().wrapping_add(i >> 6).cast()),
             Data::Float(f) => prefetch(f.as_ptr().wrapping_add(i).cast()),
             Data::Wide(w) => prefetch(w.as_ptr().wrapping_add(i).cast()),
+        }
+    }
+
+    /// Start fetching the bytes of string cell `i` (reads its offsets: call after
+    /// [`Chunk::prefetch`]); nothing for other types.
+    #[inline]
+    pub(crate) fn prefetch_bytes(&self, i: usize) {
+        if let Data::Var { ends, bytes } = &self.data {
+            prefetch(bytes.as_ptr().wrapping_add(ends.var_start(i)));
         }
     }
 
@@ -651,6 +666,23 @@ impl Column {
         if let Some(c) = self.chunks.get(r >> CHUNK_SHIFT) {
             c.prefetch(r & CHUNK_MASK);
         }
+    }
+
+    /// See [`Chunk::prefetch_bytes`].
+    #[inline]
+    pub(crate) fn prefetch_bytes(&self, row: u32) {
+        let r = row as usize;
+        if let Some(c) = self.chunks.get(r >> CHUNK_SHIFT) {
+            c.prefetch_bytes(r & CHUNK_MASK);
+        }
+    }
+
+    /// Whether cells have a variable length (a second prefetch step).
+    pub(crate) fn is_var(&self) -> bool {
+        matches!(
+            self.ty,
+            ColumnType::Text { .. } | ColumnType::Json | ColumnType::Bytes
+        )
     }
 
     /// Overwrite the cell of `row`.

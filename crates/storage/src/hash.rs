@@ -315,9 +315,34 @@ impl<X: Extra> Slots<X> {
         }
     }
 
+    /// Start loading the group where a probe for hash `h` begins (its tags and ids).
+    #[inline]
+    pub(crate) fn prefetch(&self, h: u64) {
+        if self.groups == 0 {
+            return;
+        }
+        let grp: *const Group<X> = self.group(self.home(h));
+        crate::chunk::prefetch(grp.cast());
+        crate::chunk::prefetch(grp.cast::<u8>().wrapping_add(64));
+    }
+
     /// Replace the id in slot `pos` (same key).
     pub(crate) fn set(&mut self, pos: usize, id: u32) {
         self.group_mut(pos / GROUP).ids[pos % GROUP] = id;
+    }
+
+    /// Replace every id by `f(id)`: same keys, same slots (for tables whose ids are renumbered
+    /// once built).
+    pub(crate) fn map_ids(&mut self, mut f: impl FnMut(u32) -> u32) {
+        for seg in &mut self.segs {
+            for grp in Arc::make_mut(seg).iter_mut() {
+                for lane in 0..GROUP {
+                    if grp.tags[lane] >= 0x80 {
+                        grp.ids[lane] = f(grp.ids[lane]);
+                    }
+                }
+            }
+        }
     }
 
     /// Remove the entry in slot `pos` (leaves a tombstone).

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use refract_schema::ValueRef;
+use refract_schema::{ColumnType, ValueRef};
 
 use crate::chunk::{Column, CHUNK_MASK, CHUNK_ROWS, CHUNK_SHIFT};
 use crate::hash::{hash_key, Slots, NONE};
@@ -10,49 +10,210 @@ use crate::store::{key_hash_row, row_eq_key, row_eq_row, row_has_null, Store};
 
 /// Rows grouped by the values of `columns`.
 ///
-/// Layout: every row with a non-NULL key is on a circular chain of the rows that share its key,
-/// linked in ascending row-id order through `next` (4 bytes per row, chunked like the columns);
-/// the hash table holds one slot per distinct key, pointing at the chain's *last* row, whose
-/// `next` is the first. Appending a row is O(1) (it becomes the new last row), and a lookup
-/// costs O(matching rows). No key values are copied: candidates are compared against the
-/// columns. Tombstoned rows stay on their chain (lookups skip them) until compaction.
+/// Two layers, so that the rows of a key are read from one place in the common case and
+/// appending stays O(1):
+/// - [`Groups`]: the rows that existed when the index was built, stored contiguously per key.
+///   A lookup costs a hash probe plus one read of the group, instead of one dependent cache
+///   miss per matching row (the rows of a key are usually scattered over the table: the posts
+///   of a user, the comments of a post).
+/// - [`Chains`]: the rows appended since (change data capture), linked per key.
+///
+/// No key values are copied: candidates are compared against the columns. Tombstoned rows stay
+/// in their group or chain (lookups skip them) until compaction rebuilds the index.
 #[derive(Clone, Debug)]
 pub(crate) struct MultiIndex {
     pub(crate) columns: Vec<usize>,
-    heads: Slots,
-    next: Vec<Arc<Vec<u32>>>,
+    built: Arc<Groups>,
+    appended: Chains,
 }
 
 impl MultiIndex {
     /// Index the live rows of `store` on `columns`.
     pub(crate) fn build(store: &Store, columns: &[usize]) -> MultiIndex {
-        let mut ix = MultiIndex {
+        let built = Groups::build(store, columns);
+        let appended = Chains::starting_at(built.upto);
+        MultiIndex {
             columns: columns.to_vec(),
-            heads: Slots::default(),
-            next: (0..store.rows.div_ceil(CHUNK_ROWS))
-                .map(|i| {
-                    Arc::new(Vec::with_capacity(
-                        (store.rows - i * CHUNK_ROWS).min(CHUNK_ROWS),
-                    ))
-                })
-                .collect(),
-        };
-        for r in 0..store.rows as u32 {
-            if store.is_live(r) {
-                ix.add(&store.cols, r);
-            } else {
-                ix.push_next(r, NONE);
-            }
+            built: Arc::new(built),
+            appended,
         }
-        ix
     }
 
-    fn push_next(&mut self, r: u32, v: u32) {
-        let c = r as usize >> CHUNK_SHIFT;
-        if self.next.len() <= c {
+    /// Index row `r`, which is the row right after the last one indexed so far.
+    pub(crate) fn add(&mut self, cols: &[Column], r: u32) {
+        self.appended.add(cols, &self.columns, r);
+    }
+
+    /// Rows whose key equals `key` (canonical, non-NULL values), ascending row ids, tombstoned
+    /// rows included.
+    pub(crate) fn lookup(&self, cols: &[Column], key: &[ValueRef<'_>]) -> Vec<u32> {
+        let h = hash_key(key);
+        let mut out = Vec::new();
+        self.built
+            .lookup_into(h, cols, &self.columns, key, &mut out);
+        self.appended
+            .lookup_into(h, cols, &self.columns, key, &mut out);
+        out
+    }
+
+    /// Start loading the hash slots where `key` (canonical, non-NULL) would be found.
+    #[inline]
+    pub(crate) fn prefetch(&self, key: &[ValueRef<'_>]) {
+        let h = hash_key(key);
+        self.built.slots.prefetch(h);
+        self.appended.heads.prefetch(h);
+    }
+
+    /// Heap bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.columns.capacity() * 8 + self.built.memory_bytes() + self.appended.memory_bytes()
+    }
+}
+
+/// The rows below `upto`, grouped by key: from offset `o`, the key itself when it is one
+/// integer column (two words, low first, so that a probe compares it without reading the
+/// table), then the number `n` of rows, then those rows in ascending order. The hash table maps
+/// each key to its `o`. Immutable once built.
+#[derive(Debug, Default)]
+struct Groups {
+    slots: Slots,
+    rows: Vec<u32>,
+    /// Words before the row count: 2 when the key is stored inline, else 0.
+    inline_key: usize,
+    upto: u32,
+}
+
+impl Groups {
+    /// Two passes over the rows: number the distinct keys in order of first appearance (a
+    /// counting sort's histogram), then place each row in its key's group.
+    fn build(store: &Store, keycols: &[usize]) -> Groups {
+        let cols = &store.cols;
+        let mut slots = Slots::default();
+        // Per key number: its first row (to compare and rehash keys) and its row count.
+        let mut first: Vec<u32> = Vec::new();
+        let mut count: Vec<u32> = Vec::new();
+        let mut key_of_row: Vec<u32> = Vec::with_capacity(store.rows);
+        for r in 0..store.rows as u32 {
+            if !store.is_live(r) || row_has_null(cols, keycols, r) {
+                key_of_row.push(NONE);
+                continue;
+            }
+            let h = key_hash_row(cols, keycols, r);
+            let k = match slots.find(h, |k, _| row_eq_row(cols, keycols, first[k as usize], r)) {
+                Some((_, k)) => {
+                    count[k as usize] += 1;
+                    k
+                }
+                None => {
+                    let k = first.len() as u32;
+                    first.push(r);
+                    count.push(1);
+                    slots.insert(h, k, (), |k, _| {
+                        key_hash_row(cols, keycols, first[k as usize])
+                    });
+                    k
+                }
+            };
+            key_of_row.push(k);
+        }
+        let inline_key = match keycols {
+            [c] if cols[*c].ty == ColumnType::Int => 2,
+            _ => 0,
+        };
+        // `fill[k]`: where the next row of key k goes; starts right after its length cell.
+        let mut offset: Vec<u32> = Vec::with_capacity(count.len());
+        let mut total = 0usize;
+        for &n in &count {
+            offset.push(total as u32);
+            total += inline_key + 1 + n as usize;
+        }
+        let mut rows = vec![0u32; total];
+        let mut fill: Vec<u32> = Vec::with_capacity(count.len());
+        for ((&o, &n), &r) in offset.iter().zip(&count).zip(&first) {
+            let o = o as usize;
+            if inline_key > 0 {
+                let ValueRef::Int(key) = cols[keycols[0]].get(r) else {
+                    unreachable!("a non-NULL cell of an integer column is an integer")
+                };
+                rows[o] = key as u32;
+                rows[o + 1] = (key >> 32) as u32;
+            }
+            rows[o + inline_key] = n;
+            fill.push((o + inline_key + 1) as u32);
+        }
+        for (r, &k) in key_of_row.iter().enumerate() {
+            if k != NONE {
+                let at = &mut fill[k as usize];
+                rows[*at as usize] = r as u32;
+                *at += 1;
+            }
+        }
+        slots.map_ids(|k| offset[k as usize]);
+        Groups {
+            slots,
+            rows,
+            inline_key,
+            upto: store.rows as u32,
+        }
+    }
+
+    #[inline]
+    fn lookup_into(
+        &self,
+        h: u64,
+        cols: &[Column],
+        keycols: &[usize],
+        key: &[ValueRef<'_>],
+        out: &mut Vec<u32>,
+    ) {
+        let rows = &self.rows;
+        let skip = self.inline_key;
+        let found = self.slots.find(h, |o, _| {
+            let o = o as usize;
+            match key {
+                [ValueRef::Int(k)] if skip > 0 => {
+                    *k == (rows[o] as i64 | (rows[o + 1] as i64) << 32)
+                }
+                _ => row_eq_key(cols, keycols, rows[o + skip + 1], key),
+            }
+        });
+        if let Some((_, o)) = found {
+            let o = o as usize + skip;
+            let n = rows[o] as usize;
+            out.extend_from_slice(&rows[o + 1..=o + n]);
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.slots.memory_bytes() + self.rows.capacity() * 4
+    }
+}
+
+/// The rows from `base` on, each on a circular chain of the rows that share its key, linked in
+/// ascending row-id order through `next` (4 bytes per row, chunked like the columns); the hash
+/// table holds one slot per distinct key, pointing at the chain's *last* row, whose `next` is
+/// the first. Appending a row is O(1) (it becomes the new last row), and a lookup costs one
+/// step per matching row.
+#[derive(Clone, Debug, Default)]
+struct Chains {
+    base: u32,
+    heads: Slots,
+    next: Vec<Arc<Vec<u32>>>,
+}
+
+impl Chains {
+    fn starting_at(base: u32) -> Chains {
+        Chains {
+            base,
+            ..Chains::default()
+        }
+    }
+
+    fn push_next(&mut self, v: u32) {
+        if self.next.last().is_none_or(|c| c.len() == CHUNK_ROWS) {
             self.next.push(Arc::new(Vec::new()));
         }
-        let chunk = Arc::make_mut(&mut self.next[c]);
+        let chunk = Arc::make_mut(self.next.last_mut().expect("pushed above"));
         chunk.push(v);
         if chunk.len() == CHUNK_ROWS {
             chunk.shrink_to_fit();
@@ -61,46 +222,47 @@ impl MultiIndex {
 
     #[inline(always)]
     fn next_of(&self, r: u32) -> u32 {
-        let r = r as usize;
-        self.next[r >> CHUNK_SHIFT][r & CHUNK_MASK]
+        let i = (r - self.base) as usize;
+        self.next[i >> CHUNK_SHIFT][i & CHUNK_MASK]
     }
 
     fn set_next(&mut self, r: u32, v: u32) {
-        let r = r as usize;
-        Arc::make_mut(&mut self.next[r >> CHUNK_SHIFT])[r & CHUNK_MASK] = v;
+        let i = (r - self.base) as usize;
+        Arc::make_mut(&mut self.next[i >> CHUNK_SHIFT])[i & CHUNK_MASK] = v;
     }
 
-    /// Index row `r`, which is the row right after the last one indexed so far.
-    pub(crate) fn add(&mut self, cols: &[Column], r: u32) {
-        let keycols = &self.columns;
+    /// Link row `r`, the row right after the last one linked so far.
+    fn add(&mut self, cols: &[Column], keycols: &[usize], r: u32) {
         if row_has_null(cols, keycols, r) {
-            self.push_next(r, NONE);
+            self.push_next(NONE);
             return;
         }
         let h = key_hash_row(cols, keycols, r);
         match self.heads.find(h, |t, _| row_eq_row(cols, keycols, t, r)) {
             Some((pos, tail)) => {
                 let head = self.next_of(tail);
-                self.push_next(r, head);
+                self.push_next(head);
                 self.set_next(tail, r);
                 self.heads.set(pos, r);
             }
             None => {
-                self.push_next(r, r);
-                let keycols = &self.columns;
+                self.push_next(r);
                 self.heads
                     .insert(h, r, (), |id, _| key_hash_row(cols, keycols, id));
             }
         }
     }
 
-    /// Rows whose key equals `key` (canonical, non-NULL values), ascending row ids, tombstoned
-    /// rows included.
-    pub(crate) fn lookup(&self, cols: &[Column], key: &[ValueRef<'_>]) -> Vec<u32> {
-        let found = self.heads.find(hash_key(key), |t, _| {
-            row_eq_key(cols, &self.columns, t, key)
-        });
-        let mut out = Vec::new();
+    #[inline]
+    fn lookup_into(
+        &self,
+        h: u64,
+        cols: &[Column],
+        keycols: &[usize],
+        key: &[ValueRef<'_>],
+        out: &mut Vec<u32>,
+    ) {
+        let found = self.heads.find(h, |t, _| row_eq_key(cols, keycols, t, key));
         if let Some((_, tail)) = found {
             let mut r = self.next_of(tail);
             loop {
@@ -111,13 +273,10 @@ impl MultiIndex {
                 r = self.next_of(r);
             }
         }
-        out
     }
 
-    /// Heap bytes.
-    pub(crate) fn memory_bytes(&self) -> usize {
-        self.columns.capacity() * 8
-            + self.heads.memory_bytes()
+    fn memory_bytes(&self) -> usize {
+        self.heads.memory_bytes()
             + self.next.capacity() * 8
             + self
                 .next

@@ -68,8 +68,11 @@ pub struct Table {
     /// The manifest entry this table was built from.
     pub manifest: Arc<TableManifest>,
     store: Store,
-    /// Foreign-key indexes (built with the table) and lazily built ones.
-    secondary: RwLock<Vec<Arc<MultiIndex>>>,
+    /// Indexes built with this version (foreign keys, and every index of the version it was
+    /// derived from): read without a lock, the common case of a lookup.
+    indexes: Vec<Arc<MultiIndex>>,
+    /// Indexes built lazily for other column sets.
+    lazy_indexes: RwLock<Vec<Arc<MultiIndex>>>,
     /// Wrapping sum of the hashes of the live rows, computed on first use.
     fp_sum: OnceLock<u64>,
     /// Live rows sorted by one column, built on first use by the query layer (which owns the
@@ -146,7 +149,8 @@ impl Table {
         Table {
             manifest,
             store,
-            secondary: RwLock::new(secondary),
+            indexes: secondary,
+            lazy_indexes: RwLock::new(Vec::new()),
             fp_sum: fp,
             orders: RwLock::new(Vec::new()),
         }
@@ -175,10 +179,8 @@ impl Table {
     }
 
     fn secondaries(&self) -> Vec<Arc<MultiIndex>> {
-        self.secondary
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let lazy = self.lazy_indexes.read().unwrap_or_else(|e| e.into_inner());
+        self.indexes.iter().chain(lazy.iter()).cloned().collect()
     }
 
     /// Number of live rows.
@@ -261,10 +263,22 @@ impl Table {
     /// reading rows scattered over the table (index lookups), so their cache misses overlap.
     #[inline]
     pub fn prefetch(&self, columns: impl Iterator<Item = usize> + Clone, rows: &[RowId]) {
+        let cols = &self.store.cols;
+        let mut var = false;
         for &row in rows {
-            for c in columns.clone() {
-                if let Some(col) = self.store.cols.get(c) {
-                    col.prefetch(row);
+            for col in columns.clone().filter_map(|c| cols.get(c)) {
+                col.prefetch(row);
+                var |= col.is_var();
+            }
+        }
+        // Strings: their offsets are on the way for every row by now, so reading them to find
+        // the bytes waits for about one miss instead of one per row.
+        if var {
+            for &row in rows {
+                for col in columns.clone().filter_map(|c| cols.get(c)) {
+                    if col.is_var() {
+                        col.prefetch_bytes(row);
+                    }
                 }
             }
         }
@@ -312,8 +326,7 @@ impl Table {
         if columns == self.store.pk_cols.as_slice() {
             return self.store.pk_find(&canon).into_iter().collect();
         }
-        let ix = self.secondary_index(columns);
-        let mut rows = ix.lookup(&self.store.cols, &canon);
+        let mut rows = self.with_secondary_index(columns, |ix| ix.lookup(&self.store.cols, &canon));
         if self.store.dead_count > 0 {
             rows.retain(|&r| self.store.is_live(r));
         }
@@ -324,20 +337,45 @@ impl Table {
         rows
     }
 
-    /// The index on exactly `columns`, built now if there is none yet. Concurrent first uses may
-    /// build it twice; one copy is kept.
-    fn secondary_index(&self, columns: &[usize]) -> Arc<MultiIndex> {
-        get_or_build(
-            &self.secondary,
+    /// `f(the index on exactly columns)`, built now if there is none yet. Concurrent first
+    /// uses may build it twice; one copy is kept.
+    #[inline]
+    fn with_secondary_index<R>(&self, columns: &[usize], f: impl FnOnce(&MultiIndex) -> R) -> R {
+        if let Some(ix) = self.indexes.iter().find(|ix| ix.columns == columns) {
+            return f(ix);
+        }
+        let ix = get_or_build(
+            &self.lazy_indexes,
             |ix| ix.columns == columns,
             || Arc::new(MultiIndex::build(&self.store, columns)),
-        )
+        );
+        f(&ix)
+    }
+
+    /// Start loading the index entry for `key` on `columns`: a hint before an
+    /// [`Table::index_lookup`] of the same key, so that its cache miss overlaps with other
+    /// work. Only indexes built with the table (foreign keys) take the hint.
+    #[inline]
+    pub fn prefetch_lookup(&self, columns: &[usize], key: &[ValueRef<'_>]) {
+        let [c] = columns else { return };
+        let [k] = key else { return };
+        let Some(col) = self.store.cols.get(*c) else {
+            return;
+        };
+        let k = coerce(col.ty, *k);
+        if k == ValueRef::Null {
+            return;
+        }
+        if let Some(ix) = self.indexes.iter().find(|ix| ix.columns == columns) {
+            ix.prefetch(&[k]);
+        }
     }
 
     /// Whether an index on exactly `columns` exists already (for `explain`).
     pub fn has_index(&self, columns: &[usize]) -> bool {
         (!columns.is_empty() && columns == self.store.pk_cols.as_slice())
-            || any_cached(&self.secondary, |ix| ix.columns == columns)
+            || self.indexes.iter().any(|ix| ix.columns == columns)
+            || any_cached(&self.lazy_indexes, |ix| ix.columns == columns)
     }
 
     /// A new version of this table with `batch` applied in order; this version is unchanged.

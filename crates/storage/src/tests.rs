@@ -833,3 +833,42 @@ fn scan_from_starts_at_the_first_key_not_below() {
         assert_eq!(t.scan_from(ValueRef::Text("x")).count(), all.len());
     }
 }
+
+#[test]
+fn integer_foreign_keys_of_any_magnitude_group_and_append() {
+    // The built layer stores one-integer keys inline (two 32-bit words): negative keys, keys
+    // past 32 bits and keys equal in their low word must stay apart.
+    let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0], &[&[1]]);
+    let keys = [i64::MIN, -1, 0, 1, 1 << 32, (1 << 32) + 1, i64::MAX];
+    let rows: Vec<Vec<OwnedValue>> = (0..keys.len() * 3)
+        .map(|i| vec![O::Int(i as i64), O::Int(keys[i % keys.len()])])
+        .collect();
+    let t = build(&m, &rows);
+    for (k, &key) in keys.iter().enumerate() {
+        let want: Vec<u32> = (0..rows.len() as u32)
+            .filter(|r| *r as usize % keys.len() == k)
+            .collect();
+        assert_eq!(
+            t.index_lookup(&[1], &[ValueRef::Int(key)]),
+            want,
+            "key {key}"
+        );
+    }
+    assert!(t.index_lookup(&[1], &[ValueRef::Int(2)]).is_empty());
+    assert!(t.index_lookup(&[1], &[ValueRef::Int(-2)]).is_empty());
+    // Appended rows (the chained layer) follow the built ones; deleted rows are skipped.
+    let mut batch = ChangeBatch::new();
+    batch
+        .upsert(vec![O::Int(100), O::Int(-1)])
+        .upsert(vec![O::Int(101), O::Int(2)])
+        .delete(vec![O::Int(1)]);
+    let t2 = t.apply(&batch);
+    let n = rows.len() as u32;
+    assert_eq!(
+        t2.index_lookup(&[1], &[ValueRef::Int(-1)]),
+        vec![8, 15, n],
+        "row 1 deleted, row {n} appended"
+    );
+    assert_eq!(t2.index_lookup(&[1], &[ValueRef::Int(2)]), vec![n + 1]);
+    assert_eq!(t.index_lookup(&[1], &[ValueRef::Int(-1)]), vec![1, 8, 15]);
+}
