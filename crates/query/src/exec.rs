@@ -7,6 +7,7 @@
 //! sorted.
 //! Relations are followed through hash indexes, never by scanning the related table.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
     let ex = Exec {
         tables: &snapshot.tables,
         ci: CiRules::for_backend(snapshot.manifest.backend),
+        scratch: RefCell::new(Vec::new()),
     };
     let table = &*ex.tables[node.table];
     let mut out = Vec::with_capacity(256);
@@ -199,9 +201,19 @@ struct Exec<'s> {
     tables: &'s [Arc<Table>],
     /// How case-insensitive columns order on this source.
     ci: CiRules,
+    /// Row lists done with, kept for the next index lookups (no allocation per lookup).
+    scratch: RefCell<Vec<Vec<RowId>>>,
 }
 
 impl Exec<'_> {
+    /// Give a row list back for reuse.
+    fn recycle(&self, rows: Vec<RowId>) {
+        let mut scratch = self.scratch.borrow_mut();
+        if scratch.len() < 16 {
+            scratch.push(rows);
+        }
+    }
+
     /// Rows found by lookups, in primary-key order, without duplicates.
     fn access_rows(&self, table: &Table, access: &Access) -> Vec<RowId> {
         let mut rows: Vec<RowId> = match access {
@@ -313,11 +325,14 @@ impl Exec<'_> {
                 None => Related::None,
             },
             Lookup::Index => {
-                let rows = target.index_lookup(&hop.rel.target_columns, key);
+                let mut rows = self.scratch.borrow_mut().pop().unwrap_or_default();
+                target.index_lookup_into(&hop.rel.target_columns, key, &mut rows);
                 if hop.to_many {
                     Related::Many(rows)
                 } else {
-                    rows.first().map_or(Related::None, |&r| Related::One(r))
+                    let first = rows.first().map_or(Related::None, |&r| Related::One(r));
+                    self.recycle(rows);
+                    first
                 }
             }
         })
@@ -484,6 +499,7 @@ impl Exec<'_> {
                 Some(&r) => self.write_row(out, child, target, r),
                 None => out.extend_from_slice(b"null"),
             }
+            self.recycle(rows);
             return;
         }
         out.push(b'[');
@@ -497,6 +513,7 @@ impl Exec<'_> {
             self.write_row(out, child, target, r);
         }
         out.push(b']');
+        self.recycle(rows);
     }
 
     /// The matches of `node` that can be among its first `keep` rows: walking the order of the

@@ -44,16 +44,12 @@ impl MultiIndex {
         self.appended.add(cols, &self.columns, r);
     }
 
-    /// Rows whose key equals `key` (canonical, non-NULL values), ascending row ids, tombstoned
-    /// rows included.
-    pub(crate) fn lookup(&self, cols: &[Column], key: &[ValueRef<'_>]) -> Vec<u32> {
+    /// Append the rows whose key equals `key` (canonical, non-NULL values) to `out`, ascending
+    /// row ids, tombstoned rows included.
+    pub(crate) fn lookup_into(&self, cols: &[Column], key: &[ValueRef<'_>], out: &mut Vec<u32>) {
         let h = hash_key(key);
-        let mut out = Vec::new();
-        self.built
-            .lookup_into(h, cols, &self.columns, key, &mut out);
-        self.appended
-            .lookup_into(h, cols, &self.columns, key, &mut out);
-        out
+        self.built.lookup_into(h, cols, &self.columns, key, out);
+        self.appended.lookup_into(h, cols, &self.columns, key, out);
     }
 
     /// Start loading the hash slots where `key` (canonical, non-NULL) would be found.

@@ -308,33 +308,48 @@ impl Table {
     /// A NULL in `key` (or a value whose variant does not fit its column) matches nothing, as
     /// in SQL. An empty `columns` matches every live row.
     pub fn index_lookup(&self, columns: &[usize], key: &[ValueRef<'_>]) -> Vec<RowId> {
+        let mut rows = Vec::new();
+        self.index_lookup_into(columns, key, &mut rows);
+        rows
+    }
+
+    /// [`Table::index_lookup`] into `out` (cleared first), reusing its allocation.
+    pub fn index_lookup_into(&self, columns: &[usize], key: &[ValueRef<'_>], out: &mut Vec<RowId>) {
+        out.clear();
         let ncols = self.store.cols.len();
         if columns.len() != key.len() || columns.iter().any(|&c| c >= ncols) {
-            return Vec::new();
+            return;
         }
         if columns.is_empty() {
-            return self.scan().collect();
+            out.extend(self.scan());
+            return;
         }
-        let mut canon: Vec<ValueRef<'_>> = Vec::with_capacity(key.len());
-        for (&c, &k) in columns.iter().zip(key) {
-            let v = coerce(self.store.cols[c].ty, k);
-            if v == ValueRef::Null {
-                return Vec::new();
+        let mut buf = [ValueRef::Null; 4];
+        let mut heap = Vec::new();
+        let canon: &mut [ValueRef<'_>] = if key.len() <= buf.len() {
+            &mut buf[..key.len()]
+        } else {
+            heap.resize(key.len(), ValueRef::Null);
+            &mut heap
+        };
+        for ((&c, &k), v) in columns.iter().zip(key).zip(canon.iter_mut()) {
+            *v = coerce(self.store.cols[c].ty, k);
+            if *v == ValueRef::Null {
+                return;
             }
-            canon.push(v);
         }
         if columns == self.store.pk_cols.as_slice() {
-            return self.store.pk_find(&canon).into_iter().collect();
+            out.extend(self.store.pk_find(canon));
+            return;
         }
-        let mut rows = self.with_secondary_index(columns, |ix| ix.lookup(&self.store.cols, &canon));
+        self.with_secondary_index(columns, |ix| ix.lookup_into(&self.store.cols, canon, out));
         if self.store.dead_count > 0 {
-            rows.retain(|&r| self.store.is_live(r));
+            out.retain(|&r| self.store.is_live(r));
         }
-        if self.store.order.is_some() && rows.len() > 1 {
+        if self.store.order.is_some() && out.len() > 1 {
             let (cols, pk) = (&self.store.cols, &self.store.pk_cols);
-            rows.sort_unstable_by(|&a, &b| row_cmp_row(cols, pk, a, b).then(a.cmp(&b)));
+            out.sort_unstable_by(|&a, &b| row_cmp_row(cols, pk, a, b).then(a.cmp(&b)));
         }
-        rows
     }
 
     /// `f(the index on exactly columns)`, built now if there is none yet. Concurrent first
