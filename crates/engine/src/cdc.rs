@@ -14,8 +14,9 @@
 //!   from the source with `SELECT … WHERE (pk) IN (…) AND (where)`: the rows found are upserted,
 //!   the others deleted (a row that stops matching leaves, one that starts matching enters).
 //!   The re-read sees the source as of the flush, which may be newer than the batch; later
-//!   events re-read again, so the table converges. PostgreSQL updates with unchanged TOASTed
-//!   values are re-read the same way.
+//!   events re-read again, so the table converges. The same keys are re-read once more
+//!   [`RECHECK_AGAIN_AFTER`] later, for a change streamed before it was visible to readers.
+//!   PostgreSQL updates with unchanged TOASTed values are re-read the same way.
 //! - **Reconnects**: exponential backoff (0.5 s doubling to 30 s, ±25 % jitter); `reconnect:
 //!   full` reloads and streams from the new position, `resume` streams from the last published
 //!   position and falls back to full when the source no longer has it.
@@ -48,6 +49,11 @@ use crate::state::{EngineState, LoadError, ReloadReport, Trigger};
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Most changes in one batch (it closes at the next commit).
 const BATCH_MAX: usize = 10_000;
+
+/// Keys re-read for a `where` are re-read once more after this long: a source may send a
+/// change before it is visible to other sessions (MariaDB writes the binlog before the storage
+/// engine commits), so the first re-read can miss a row that just started matching.
+const RECHECK_AGAIN_AFTER: Duration = Duration::from_millis(500);
 /// Events buffered between the reader task and the applier.
 const CHANNEL: usize = 65_536;
 
@@ -505,6 +511,8 @@ fn drift_report(
 struct Pending {
     per_table: HashMap<usize, ChangeBatch>,
     recheck: HashMap<usize, Vec<CellRow>>,
+    /// Keys re-read a second time (see [`RECHECK_AGAIN_AFTER`]); not scheduled again.
+    recheck_again: HashMap<usize, Vec<CellRow>>,
     dirty: BTreeSet<usize>,
     changes: usize,
     /// Events since the last commit (a batch closes only when 0).
@@ -654,6 +662,9 @@ async fn run_stream(
     let interval = Duration::from_secs(state.config().sync.interval.max(1));
     let safety_net = state.config().sync.safety_net;
     let mut pending = Pending::default();
+    // Keys re-read in a flush, to re-read again when due (oldest first).
+    let mut recheck_again: std::collections::VecDeque<(Instant, HashMap<usize, Vec<CellRow>>)> =
+        Default::default();
     let mut dirty_since: Option<Instant> = None;
     let mut wal_checked = Instant::now();
     let mut first_event = true;
@@ -678,21 +689,47 @@ async fn run_stream(
             wal_checked = Instant::now();
             refresh_wal(state, &options(state)).await;
         }
+        let mut close = false;
+        if pending.open_txn == 0
+            && recheck_again
+                .front()
+                .is_some_and(|(due, _)| *due <= Instant::now())
+        {
+            if let Some(p) = position.clone() {
+                let (_, keys) = recheck_again.pop_front().expect("checked above");
+                for (table, keys) in keys {
+                    pending.recheck_again.entry(table).or_default().extend(keys);
+                }
+                // Published at the position already reached when nothing else is pending.
+                if pending.committed.is_none() {
+                    pending.committed = Some((p, None));
+                }
+                pending.first_at.get_or_insert_with(Instant::now);
+                close = true;
+            }
+        }
         let wait = match pending.first_at {
             Some(t) if pending.committed.is_some() => BATCH_WINDOW.saturating_sub(t.elapsed()),
             _ => Duration::from_millis(100),
         };
-        let ev = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break Outcome::Shutdown,
-            r = admin_rx.recv() => match r {
-                Some(reply) => break Outcome::Reload(Some(reply), "admin"),
-                None => continue,
-            },
-            ev = rx.recv() => ev,
-            _ = tokio::time::sleep(wait) => None,
+        let wait = match recheck_again.front() {
+            Some((due, _)) => wait.min(due.saturating_duration_since(Instant::now())),
+            None => wait,
         };
-        let mut close = false;
+        let ev = if close {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break Outcome::Shutdown,
+                r = admin_rx.recv() => match r {
+                    Some(reply) => break Outcome::Reload(Some(reply), "admin"),
+                    None => continue,
+                },
+                ev = rx.recv() => ev,
+                _ = tokio::time::sleep(wait) => None,
+            }
+        };
         match ev {
             None => {
                 // Window over (or idle tick): close the batch if it ends on a commit.
@@ -750,10 +787,14 @@ async fn run_stream(
             }
             // Dirty tables stay dirty (their events ignored) until the resync.
             pending.dirty = batch.dirty.clone();
+            let rechecked = batch.recheck.clone();
             match flush(state, &manifest, batch).await {
                 Ok(Some(p)) => {
                     confirmer.confirm(&p);
                     *position = Some(p);
+                    if !rechecked.is_empty() {
+                        recheck_again.push_back((Instant::now() + RECHECK_AGAIN_AFTER, rechecked));
+                    }
                 }
                 Ok(None) => {}
                 Err(FlushError::Paused) => break Outcome::Paused,
@@ -797,6 +838,9 @@ async fn flush(
         .filter_map(|&i| manifest.tables.get(i).map(|t| t.api_name.clone()))
         .collect();
     // Tables with a `where` (or unchanged TOAST values): re-read the changed keys.
+    for (table, keys) in std::mem::take(&mut batch.recheck_again) {
+        batch.recheck.entry(table).or_default().extend(keys);
+    }
     for (table, mut keys) in std::mem::take(&mut batch.recheck) {
         if batch.dirty.contains(&table) {
             continue;
@@ -856,7 +900,10 @@ async fn flush(
     s.batch_lag_ms = lag.as_millis() as u64;
     s.pending_since = None;
     s.last_publish = Some(Instant::now());
-    s.last_commit_ms = committed_at_ms;
+    // A second re-read has no commit of its own: keep the last one.
+    if committed_at_ms.is_some() {
+        s.last_commit_ms = committed_at_ms;
+    }
     s.position = Some(position.clone());
     s.batches += 1;
     s.changes += changes;
