@@ -891,7 +891,25 @@ impl Service {
                 message: "deleted".into(),
             })
         })
-        .await
+        .await?;
+        // No engine runs in the statuses that allow a delete: what only engines read goes now.
+        // A failure here leaves a file or a secret behind, not a wrong answer: logged, not
+        // returned (the delete itself is committed).
+        if let Err(e) = self
+            .secrets
+            .delete(&crate::lifecycle::admin_token_secret(id))
+        {
+            tracing::warn!(database = %id, error = %e, "cannot delete the engines' admin token");
+        }
+        if let Some(rt) = self.lifecycle.runtime() {
+            let keys = crate::lifecycle::keys_file(&rt.data_dir, id);
+            if let Err(e) = std::fs::remove_file(&keys) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(database = %id, error = %e, "cannot delete the query keys file");
+                }
+            }
+        }
+        Ok(())
     }
 }
 

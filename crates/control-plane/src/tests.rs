@@ -13,6 +13,7 @@ struct Harness {
     _dir: tempfile::TempDir,
     app: axum::Router,
     admin: String,
+    service: crate::Service,
 }
 
 async fn harness() -> Harness {
@@ -29,8 +30,11 @@ async fn harness() -> Harness {
         .trim()
         .to_string();
     Harness {
-        app: router(AppState { service }),
+        app: router(AppState {
+            service: service.clone(),
+        }),
         admin,
+        service,
         _dir: dir,
     }
 }
@@ -148,6 +152,23 @@ async fn connection_with_instance_is_one_transaction() {
     assert_eq!(v["database"]["status"], "registered");
     assert_eq!(v["database"]["taskCpu"], 256);
     assert!(v["connection"].get("mysqlPassword").is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_database_removes_its_engine_admin_token() {
+    let h = harness().await;
+    let mut body = conn_body();
+    body["instance"] = json!({"name": "d1", "mysqlDb": "shop"});
+    let (s, v) = h.admin("POST", "/v1/connections", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id: uuid::Uuid = v["database"]["id"].as_str().unwrap().parse().unwrap();
+    let name = crate::lifecycle::admin_token_secret(id);
+    h.service.secrets.put(&name, "adm_token").unwrap();
+    let (s, v) = h
+        .admin("DELETE", &format!("/v1/databases/{id}"), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(h.service.secrets.get(&name), None);
 }
 
 #[tokio::test]

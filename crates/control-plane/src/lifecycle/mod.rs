@@ -45,7 +45,9 @@ use uuid::Uuid;
 
 use crate::Service;
 
+pub(crate) use engine::keys_file;
 pub use engine::EngineClient;
+pub(crate) use reconciler::admin_token_secret;
 
 /// Builds that may run at once; extra ones wait in `queued`.
 pub const BUILD_SLOTS: usize = 2;

@@ -1082,9 +1082,14 @@ async fn launch(
     }
 }
 
+/// The secret-store name of a database's engine admin token.
+pub(crate) fn admin_token_secret(database: Uuid) -> String {
+    format!("database/{database}/admin-token")
+}
+
 /// The admin token of a database's engines (created on first use, kept in the secret store).
 pub(super) fn admin_token(s: &Service, database: Uuid) -> anyhow::Result<String> {
-    let name = format!("database/{database}/admin-token");
+    let name = admin_token_secret(database);
     if let Some(t) = s.secrets.get(&name) {
         return Ok(t);
     }

@@ -791,10 +791,19 @@ fn action_matrix_rows() {
     cp.wait_status(&id, "paused", LONG);
     cp.ok(&id, "terminate", None, "immediate");
     cp.wait_status(&id, "terminated", LONG);
+    let keys_file = cp.data.join("keys").join(format!("{id}.json"));
+    assert!(
+        keys_file.exists(),
+        "the query keys file is kept while terminated"
+    );
     let (s, _) = cp.call("DELETE", &format!("/v1/databases/{id}"), None);
     assert_eq!(s, 204);
     let (s, _) = cp.call("GET", &format!("/v1/databases/{id}"), None);
     assert_eq!(s, 404);
+    assert!(
+        !keys_file.exists(),
+        "a deleted database leaves no query keys file"
+    );
 
     // failed: a source that cannot be read fails the provision with a reason a person can act on.
     let (s, v) = cp.call(
