@@ -114,8 +114,9 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
                         ex.prefetch(node, table, &found[node.offset.min(end)..end]);
                     }
                     for (i, &row) in found.iter().enumerate() {
-                        if let Some(&next) = found.get(i + 1) {
-                            ex.prefetch_lookups(node, table, next);
+                        // Rows before the offset are never written: nothing to load for them.
+                        if i + 1 >= node.offset {
+                            ex.prefetch_next_lookups(node, table, &found, i);
                         }
                         if !emit(row, &mut out) {
                             break;
@@ -158,9 +159,7 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
         let shown = &cands[node.offset.min(end)..end];
         ex.prefetch(node, table, shown);
         for (i, &row) in shown.iter().enumerate() {
-            if let Some(&next) = shown.get(i + 1) {
-                ex.prefetch_lookups(node, table, next);
-            }
+            ex.prefetch_next_lookups(node, table, shown, i);
             if rows > 0 {
                 out.push(b',');
             }
@@ -371,10 +370,14 @@ impl Exec<'_> {
         Some(f(key))
     }
 
-    /// Start loading the index entries that writing `row` will look up (its to-many
-    /// relations), so that the miss overlaps with writing the row before it.
+    /// Called before writing `rows[i]`: start loading the index entries that writing
+    /// `rows[i + 1]` will look up (its relations through an index), so that the miss overlaps
+    /// with writing `rows[i]`.
     #[inline]
-    fn prefetch_lookups(&self, node: &Node<'_>, table: &Table, row: RowId) {
+    fn prefetch_next_lookups(&self, node: &Node<'_>, table: &Table, rows: &[RowId], i: usize) {
+        let Some(&row) = rows.get(i + 1) else {
+            return;
+        };
         for o in &node.outputs {
             if let Output::Relation { hop, .. } = o {
                 if matches!(hop.lookup, Lookup::Index) {
@@ -504,9 +507,7 @@ impl Exec<'_> {
         }
         out.push(b'[');
         for (i, &r) in shown.iter().enumerate() {
-            if let Some(&next) = shown.get(i + 1) {
-                self.prefetch_lookups(child, target, next);
-            }
+            self.prefetch_next_lookups(child, target, shown, i);
             if i > 0 {
                 out.push(b',');
             }

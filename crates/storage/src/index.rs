@@ -116,7 +116,7 @@ impl Groups {
             [c] if cols[*c].ty == ColumnType::Int => 2,
             _ => 0,
         };
-        // `fill[k]`: where the next row of key k goes; starts right after its length cell.
+        // `offset[k]`: where the group of key k starts.
         let mut offset: Vec<u32> = Vec::with_capacity(count.len());
         let mut total = 0usize;
         for &n in &count {
@@ -124,6 +124,7 @@ impl Groups {
             total += inline_key + 1 + n as usize;
         }
         let mut rows = vec![0u32; total];
+        // `fill[k]`: where the next row of key k goes; starts right after its length cell.
         let mut fill: Vec<u32> = Vec::with_capacity(count.len());
         for ((&o, &n), &r) in offset.iter().zip(&count).zip(&first) {
             let o = o as usize;

@@ -356,7 +356,7 @@ impl Table {
     /// uses may build it twice; one copy is kept.
     #[inline]
     fn with_secondary_index<R>(&self, columns: &[usize], f: impl FnOnce(&MultiIndex) -> R) -> R {
-        if let Some(ix) = self.indexes.iter().find(|ix| ix.columns == columns) {
+        if let Some(ix) = self.built_index(columns) {
             return f(ix);
         }
         let ix = get_or_build(
@@ -381,15 +381,24 @@ impl Table {
         if k == ValueRef::Null {
             return;
         }
-        if let Some(ix) = self.indexes.iter().find(|ix| ix.columns == columns) {
+        if let Some(ix) = self.built_index(columns) {
             ix.prefetch(&[k]);
         }
+    }
+
+    /// The index on exactly `columns` built with this version, if any (no lock taken).
+    #[inline]
+    fn built_index(&self, columns: &[usize]) -> Option<&MultiIndex> {
+        self.indexes
+            .iter()
+            .find(|ix| ix.columns == columns)
+            .map(|ix| &**ix)
     }
 
     /// Whether an index on exactly `columns` exists already (for `explain`).
     pub fn has_index(&self, columns: &[usize]) -> bool {
         (!columns.is_empty() && columns == self.store.pk_cols.as_slice())
-            || self.indexes.iter().any(|ix| ix.columns == columns)
+            || self.built_index(columns).is_some()
             || any_cached(&self.lazy_indexes, |ix| ix.columns == columns)
     }
 
