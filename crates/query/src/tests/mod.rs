@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::{execute, explain, QueryError, QueryOptions};
 
+mod bounds;
 mod differential;
 mod pk_order;
 
@@ -143,7 +144,7 @@ fn build(m: &TableManifest, rows: Vec<Vec<ValueRef<'_>>>) -> Arc<refract_storage
     Arc::new(b.finish())
 }
 
-fn snapshot() -> Snapshot {
+pub(super) fn snapshot() -> Snapshot {
     use ValueRef::{Bool as B, Decimal as D, Int as I, Null as N, Text as T};
     let m = manifest();
     // Loaded out of primary-key order on purpose.
