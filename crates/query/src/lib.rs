@@ -43,6 +43,8 @@ mod literal;
 mod parser;
 mod plan;
 mod planner;
+#[doc(hidden)]
+pub mod sample;
 
 #[cfg(test)]
 mod tests;

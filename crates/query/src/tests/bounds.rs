@@ -185,3 +185,15 @@ fn nested_selections_without_limit_get_the_nested_default() {
     );
     assert_eq!(plan["default_limit"], 10_000);
 }
+
+/// The query fuzz target's corpus (fuzz/corpus/query) replays within its bounds.
+#[test]
+fn the_fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/query");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        crate::sample::fuzz_query(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n > 0, "{} is empty", dir.display());
+}
