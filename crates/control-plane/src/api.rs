@@ -40,13 +40,59 @@ fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Integer request fields: JSON Schema counts `5.0` as an integer, so these accept an integral
+/// number written with a fraction (`5.0`) as well as `5`; `5.5` stays a 400.
+pub(crate) mod int {
+    use serde::{de::Error, Deserialize, Deserializer};
+
+    fn to_i64<E: Error>(n: serde_json::Number) -> Result<i64, E> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+                Ok(f as i64)
+            }
+            _ => Err(E::custom(format!("invalid type: {n}, expected an integer"))),
+        }
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .map(to_i64)
+            .transpose()
+    }
+
+    pub fn double_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        opt(d).map(Some)
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+        Vec::<serde_json::Number>::deserialize(d)?
+            .into_iter()
+            .map(to_i64)
+            .collect()
+    }
+}
+
 macro_rules! api_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vm])* #[doc = concat!("`", $s, "`")] #[serde(rename = $s)] $variant),+
         }
+        // Written by hand: the derive does not see `serde(rename)` through a macro literal and
+        // documented the Rust names (`Free`) instead of the served ones (`free`).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($s),+]))
+                    .into()
+            }
+        }
+        impl ToSchema for $name {}
         impl $name {
             /// Every value, in API order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -192,6 +238,59 @@ api_enum!(
     Plan { Free = "free", Pro = "pro", Teams = "teams", Enterprise = "enterprise" }
 );
 
+/// `availableSchemas`: ≥ 1 distinct non-empty names (`null` = not given).
+fn schema_names() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        )
+        .min_items(Some(1))
+        .unique_items(true)
+        .build()
+}
+
+/// `pauseSchedule.days`: distinct days 0–6.
+fn week_days() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0))
+                .maximum(Some(6)),
+        )
+        .max_items(Some(7))
+        .unique_items(true)
+        .build()
+}
+
+/// `safetyNet`: 0 (off) or 60–86400.
+fn safety_net() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .enum_values(Some([0])),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(60))
+                .maximum(Some(86400)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
 /// The error body of every failed request.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -230,7 +329,12 @@ pub struct Customer {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateCustomerRequest {
-    /// Display name, 1–100 characters.
+    /// Display name, 1–100 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Plan; default `free`.
     pub plan: Option<Plan>,
@@ -305,7 +409,12 @@ pub struct ManagementKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateManagementKeyRequest {
-    /// Display name, 1–100 characters.
+    /// Display name, 1–100 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Optional expiry (RFC 3339, in the future).
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -380,21 +489,34 @@ pub struct ConnectionWithDatabases {
 pub struct CreateConnectionRequest {
     /// Source engine; default `mysql`.
     pub backend: Option<Backend>,
-    /// Display name, 1–100 characters, unique per customer.
+    /// Display name, 1–100 characters (not only spaces), unique per customer.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Host (≥ 1 character); for `sqlite` the database file path.
+    #[schema(min_length = 1)]
     pub mysql_host: String,
     /// Port 1–65535; default 3306 (5432 for postgres).
+    #[schema(minimum = 1, maximum = 65535)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub mysql_port: Option<i64>,
     /// ≥ 1 schema names; for `sqlite` `["main"]` (the default).
+    #[schema(schema_with = schema_names)]
     pub available_schemas: Option<Vec<String>>,
     /// Login user (≥ 1 character; optional for `sqlite`).
+    #[schema(min_length = 1)]
     pub mysql_user: Option<String>,
     /// Password (≥ 1 character; optional for `sqlite`). Kept only in the encrypted secret store.
+    #[schema(min_length = 1)]
     pub mysql_password: Option<String>,
     /// Default `poll`; a CDC mode must fit the backend.
     pub sync_mode: Option<SyncMode>,
     /// 5–3600 seconds, default 30; becomes `minSyncInterval`.
+    #[schema(minimum = 5, maximum = 3600)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub sync_interval: Option<i64>,
     /// Optional first database, created in the same transaction.
     pub instance: Option<CreateInstanceRequest>,
@@ -404,15 +526,23 @@ pub struct CreateConnectionRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateInstanceRequest {
-    /// Display name, 1–100 characters, unique within the connection.
+    /// Display name, 1–100 characters (not only spaces), unique within the connection.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Schema to use; must be in `availableSchemas`.
+    #[schema(min_length = 1)]
     pub mysql_db: String,
     /// Default `nano`.
     pub instance_size: Option<InstanceSize>,
     /// Default `info`.
     pub log_level: Option<LogLevel>,
-    /// ≥ 1, unique per source host and port.
+    /// 1–4294967295, unique per source host and port.
+    #[schema(minimum = 1, maximum = 4294967295_i64)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub binlog_server_id: Option<i64>,
 }
 
@@ -430,21 +560,34 @@ pub struct CreateConnectionResponse {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateConnectionRequest {
-    /// 1–100 characters, unique per customer.
+    /// 1–100 characters (not only spaces), unique per customer.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: Option<String>,
     /// ≥ 1 character.
+    #[schema(min_length = 1)]
     pub mysql_host: Option<String>,
     /// 1–65535.
+    #[schema(minimum = 1, maximum = 65535)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub mysql_port: Option<i64>,
     /// ≥ 1 item; removing a schema in use is a 409.
+    #[schema(schema_with = schema_names)]
     pub available_schemas: Option<Vec<String>>,
     /// ≥ 1 character.
+    #[schema(min_length = 1)]
     pub mysql_user: Option<String>,
     /// ≥ 1 character; used from the next provision, rebuild or resume.
+    #[schema(min_length = 1)]
     pub mysql_password: Option<String>,
     /// Sets `allowedSyncModes` to `poll` plus this CDC mode.
     pub sync_mode: Option<SyncMode>,
     /// 5–3600; becomes `minSyncInterval`.
+    #[schema(minimum = 5, maximum = 3600)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub sync_interval: Option<i64>,
 }
 
@@ -455,8 +598,11 @@ pub struct TestConnectionRequest {
     /// Default `mysql`.
     pub backend: Option<Backend>,
     /// Host (≥ 1 character) or, for `sqlite`, the file path.
+    #[schema(min_length = 1)]
     pub mysql_host: String,
-    /// Default per backend.
+    /// 1–65535; default per backend.
+    #[schema(minimum = 1, maximum = 65535)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub mysql_port: Option<i64>,
     /// Login user.
     pub mysql_user: Option<String>,
@@ -519,6 +665,7 @@ pub struct LogicalReadiness {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tag {
     /// 1–30 characters.
+    #[schema(min_length = 1, max_length = 30)]
     pub label: String,
     /// One of the fixed colours.
     pub color: TagColor,
@@ -529,11 +676,14 @@ pub struct Tag {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PauseSchedule {
     /// `HH:MM` UTC.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub pause_at: String,
-    /// `HH:MM` UTC.
+    /// `HH:MM` UTC, not the same as `pauseAt`.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub resume_at: String,
-    /// 0 = Sunday … 6 = Saturday; empty = every day.
-    #[serde(default)]
+    /// 0 = Sunday … 6 = Saturday, each at most once; empty = every day.
+    #[serde(default, deserialize_with = "int::vec")]
+    #[schema(schema_with = week_days)]
     pub days: Vec<i64>,
 }
 
@@ -672,15 +822,23 @@ impl Database {
 pub struct RegisterDatabaseRequest {
     /// The connection providing the source credentials.
     pub connection_id: Uuid,
-    /// 1–100 characters, unique within the connection.
+    /// 1–100 characters (not only spaces), unique within the connection.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Must be in the connection's `availableSchemas`.
+    #[schema(min_length = 1)]
     pub mysql_db: String,
     /// Default `nano`.
     pub instance_size: Option<InstanceSize>,
     /// Default `info`.
     pub log_level: Option<LogLevel>,
-    /// ≥ 1, unique per source host and port.
+    /// 1–4294967295, unique per source host and port.
+    #[schema(minimum = 1, maximum = 4294967295_i64)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub binlog_server_id: Option<i64>,
 }
 
@@ -688,17 +846,23 @@ pub struct RegisterDatabaseRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDatabaseRequest {
-    /// 1–100 characters, unique within the connection.
+    /// 1–100 characters (not only spaces), unique within the connection.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: Option<String>,
-    /// Only in `registered`, `failed`, `stopped`, `terminated`.
+    /// Only in `registered`, `failed`, `stopped`, `terminated`; ≥ 1 character.
+    #[schema(min_length = 1)]
     pub mysql_db: Option<String>,
     /// Engine size (within the plan's largest).
     pub instance_size: Option<InstanceSize>,
     /// Log level.
     pub log_level: Option<LogLevel>,
-    /// ≥ 1 and unique per source host and port; `null` clears.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    /// 1–4294967295 and unique per source host and port; `null` clears.
+    #[serde(default, deserialize_with = "int::double_opt")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64)]
     pub binlog_server_id: Option<Option<i64>>,
     /// `small` `medium` `large` or `null`.
     #[serde(default, deserialize_with = "double_option")]
@@ -706,19 +870,24 @@ pub struct UpdateDatabaseRequest {
     pub build_compute_override: Option<Option<BuildCompute>>,
     /// `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`, unique, Teams plan and up; `null` clears.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub reflexdb_custom_domain: Option<Option<String>>,
     /// Schedule or `null`.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<PauseSchedule>)]
     pub pause_schedule: Option<Option<PauseSchedule>>,
-    /// ≤ 5 tags (replaces the list).
+    /// ≤ 5 tags with distinct labels (replaces the list).
+    #[schema(max_items = 5)]
     pub tags: Option<Vec<Tag>>,
     /// Must be in the connection's `allowedSyncModes`.
     pub sync_mode: Option<SyncMode>,
     /// ≥ the connection's `minSyncInterval`, ≤ 3600.
+    #[schema(minimum = 5, maximum = 3600)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub sync_interval: Option<i64>,
     /// 0 (off) or 60–86400 seconds.
+    #[schema(schema_with = safety_net)]
+    #[serde(default, deserialize_with = "int::opt")]
     pub safety_net: Option<i64>,
 }
 

@@ -12,6 +12,10 @@ pub enum ApiError {
     /// 400 `invalid_request`: the message names the field and the rule.
     #[error("{0}")]
     InvalidRequest(String),
+    /// 422 `invalid_request`: the body matches the documented schema but breaks a rule the schema
+    /// cannot state (between fields, against stored state or the clock); the message names it.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 401 `unauthorized`.
     #[error("{0}")]
     Unauthorized(String),
@@ -40,6 +44,17 @@ impl ApiError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         ApiError::InvalidRequest(msg.into())
     }
+    /// 422 helper.
+    pub fn unprocessable(msg: impl Into<String>) -> Self {
+        ApiError::Unprocessable(msg.into())
+    }
+    /// A 400 of a rule the schema cannot state becomes a 422 (other errors stay as they are).
+    pub fn semantic(self) -> Self {
+        match self {
+            ApiError::InvalidRequest(m) => ApiError::Unprocessable(m),
+            other => other,
+        }
+    }
     /// 409 helper.
     pub fn conflict(msg: impl Into<String>) -> Self {
         ApiError::Conflict(msg.into())
@@ -53,6 +68,7 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

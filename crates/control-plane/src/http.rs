@@ -100,6 +100,7 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
         .with_state(state);
     let mut doc = ApiDoc::openapi();
     doc.merge(<crate::lifecycle::http::LifecycleApiDoc as OpenApi>::openapi());
+    document_common_errors(&mut doc);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/v1/docs").url("/v1/openapi.json", doc);
     let mut app = v1.merge(docs);
     if let Some(extra) = extra {
@@ -376,7 +377,8 @@ async fn set_plan(
 
 /// Create a management key; `key` is shown only in this answer.
 #[utoipa::path(post, path = "/v1/account/management-keys", tag = "keys", request_body = CreateManagementKeyRequest,
-    security(("bearer" = [])), responses((status = 201, body = ManagementKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    security(("bearer" = [])), responses((status = 201, body = ManagementKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "schema-valid but refused by a rule between fields, against stored state or the clock")))]
 async fn create_key(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -415,7 +417,7 @@ async fn revoke_key(
 #[utoipa::path(post, path = "/v1/connections", tag = "connections", request_body = CreateConnectionRequest,
     security(("bearer" = [])),
     responses((status = 201, body = CreateConnectionResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "schema-valid but refused by a rule between fields, against stored state or the clock")))]
 async fn create_connection(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -453,7 +455,8 @@ async fn get_connection(
 /// Partially update a connection; removing a schema in use is a 409.
 #[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", request_body = UpdateConnectionRequest,
     params(("id" = Uuid, Path, description = "Connection id")), security(("bearer" = [])),
-    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "schema-valid but refused by a rule between fields, against stored state or the clock")))]
 async fn update_connection(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -513,7 +516,7 @@ async fn test_connection_stored(
 #[utoipa::path(post, path = "/v1/databases", tag = "databases", request_body = RegisterDatabaseRequest,
     security(("bearer" = [])),
     responses((status = 201, body = Database), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "schema-valid but refused by a rule between fields, against stored state or the clock")))]
 async fn register_database(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -556,7 +559,7 @@ async fn get_database(
 #[utoipa::path(patch, path = "/v1/databases/{id}", tag = "databases", request_body = UpdateDatabaseRequest,
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 200, body = Database), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "schema-valid but refused by a rule between fields, against stored state or the clock")))]
 async fn update_database(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -605,6 +608,65 @@ async fn delete_database(
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the error answers every route of a kind can give, so that the document lists every
+/// status a route answers (the contract the API fuzz test holds the server to): 401 on every
+/// route behind the bearer scheme, 404 on every route with a path parameter (unknown or foreign
+/// id), 400 on every route that reads a body or a query string, 413 on every route that reads a
+/// body. Each with the `{error, message}` schema; statuses a handler documents itself are kept.
+pub fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let has_path_param = path.contains('{');
+        let ops = [
+            (&mut item.get, false),
+            (&mut item.delete, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+            (&mut item.patch, true),
+        ];
+        for (op, reads_body) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            let has_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+            let mut add = |code: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| error(description).into());
+            };
+            if reads_body || has_query {
+                add(
+                    "400",
+                    "invalid_request: the message names the field and the rule",
+                );
+            }
+            if reads_body {
+                add("413", "too_large: the request body is over the limit");
+            }
+            if has_path_param {
+                add("404", "not_found: no such resource for this account");
+            }
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                add("401", "unauthorized: no valid management key");
+            }
+        }
+    }
+}
 
 /// Declares the `Authorization: Bearer rmk_…` scheme the routes refer to.
 struct BearerAuth;

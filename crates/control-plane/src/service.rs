@@ -269,7 +269,7 @@ impl Service {
         v::name("name", &req.name)?;
         let t = now();
         if req.expires_at.is_some_and(|e| e <= t) {
-            return Err(ApiError::invalid("expiresAt must be in the future"));
+            return Err(ApiError::unprocessable("expiresAt must be in the future"));
         }
         let customer = p.customer_id();
         self.write(move |tx| {
@@ -330,18 +330,24 @@ impl Service {
         let available_schemas = match (&req.available_schemas, backend) {
             (None, Backend::Sqlite) => vec!["main".to_string()],
             (Some(s), Backend::Sqlite) if s != &["main"] => {
-                return Err(ApiError::invalid(
+                return Err(ApiError::unprocessable(
                     "availableSchemas must be [\"main\"] for backend sqlite",
                 ))
             }
-            (s, _) => v::required("availableSchemas", s)?.clone(),
+            (s, _) => v::required("availableSchemas", s)
+                .map_err(ApiError::semantic)?
+                .clone(),
         };
         v::schemas("availableSchemas", &available_schemas)?;
         if backend != Backend::Sqlite {
-            v::non_empty("mysqlUser", v::required("mysqlUser", &req.mysql_user)?)?;
+            // Required by the backend: a rule between fields, so a 422 like the others below.
+            v::non_empty(
+                "mysqlUser",
+                v::required("mysqlUser", &req.mysql_user).map_err(ApiError::semantic)?,
+            )?;
             v::non_empty(
                 "mysqlPassword",
-                v::required("mysqlPassword", &req.mysql_password)?,
+                v::required("mysqlPassword", &req.mysql_password).map_err(ApiError::semantic)?,
             )?;
         } else {
             if let Some(u) = &req.mysql_user {
@@ -352,13 +358,13 @@ impl Service {
             }
         }
         let sync_mode = req.sync_mode.unwrap_or(SyncMode::Poll);
-        v::sync_mode_fits("syncMode", sync_mode, backend)?;
+        v::sync_mode_fits("syncMode", sync_mode, backend).map_err(ApiError::semantic)?;
         let sync_interval = req.sync_interval.unwrap_or(30);
         v::sync_interval("syncInterval", sync_interval)?;
         if let Some(inst) = &req.instance {
             check_instance_fields("instance.", inst)?;
             if !available_schemas.contains(&inst.mysql_db) {
-                return Err(ApiError::invalid(format!(
+                return Err(ApiError::unprocessable(format!(
                     "instance.mysqlDb {:?} is not in availableSchemas {:?}",
                     inst.mysql_db, available_schemas
                 )));
@@ -497,7 +503,7 @@ impl Service {
             }
             if let Some(s) = req.available_schemas {
                 if c.backend == Backend::Sqlite && s != ["main"] {
-                    return Err(ApiError::invalid("availableSchemas must be [\"main\"] for backend sqlite"));
+                    return Err(ApiError::unprocessable("availableSchemas must be [\"main\"] for backend sqlite"));
                 }
                 let removed: Vec<String> = c.available_schemas.iter().filter(|x| !s.contains(x)).cloned().collect();
                 let users = tx.databases_using_schemas(id, &removed)?;
@@ -512,7 +518,7 @@ impl Service {
             }
             let mut databases = tx.list_databases(customer, &DatabaseFilter { connection_id: Some(id), ..Default::default() })?;
             if let Some(mode) = req.sync_mode {
-                v::sync_mode_fits("syncMode", mode, c.backend)?;
+                v::sync_mode_fits("syncMode", mode, c.backend).map_err(ApiError::semantic)?;
                 let allowed = allowed_modes(mode);
                 let stranded: Vec<&str> =
                     databases.iter().filter(|d| !allowed.contains(&d.sync_mode)).map(|d| d.name.as_str()).collect();
@@ -697,7 +703,7 @@ impl Service {
                 .get_connection(customer.id, connection_id)?
                 .ok_or_else(|| ApiError::not_found("connection"))?;
             if !c.available_schemas.contains(&inst.mysql_db) {
-                return Err(ApiError::invalid(format!(
+                return Err(ApiError::unprocessable(format!(
                     "mysqlDb {:?} is not in the connection's availableSchemas {:?}",
                     inst.mysql_db, c.available_schemas
                 )));
@@ -791,7 +797,7 @@ impl Service {
                         )));
                     }
                     if !c.available_schemas.contains(&db) {
-                        return Err(ApiError::invalid(format!(
+                        return Err(ApiError::unprocessable(format!(
                             "mysqlDb {db:?} is not in the connection's availableSchemas {:?}",
                             c.available_schemas
                         )));
@@ -834,7 +840,7 @@ impl Service {
             if let Some(mode) = req.sync_mode {
                 if !c.allowed_sync_modes.contains(&mode) {
                     let allowed: Vec<&str> = c.allowed_sync_modes.iter().map(|m| m.as_str()).collect();
-                    return Err(ApiError::invalid(format!(
+                    return Err(ApiError::unprocessable(format!(
                         "syncMode {mode} is not allowed by the connection (allowedSyncModes: {})",
                         allowed.join(", ")
                     )));
@@ -843,7 +849,7 @@ impl Service {
             }
             if let Some(i) = req.sync_interval {
                 if i < c.min_sync_interval {
-                    return Err(ApiError::invalid(format!(
+                    return Err(ApiError::unprocessable(format!(
                         "syncInterval must be at least the connection's minSyncInterval {} (got {i})",
                         c.min_sync_interval
                     )));

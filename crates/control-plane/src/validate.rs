@@ -122,7 +122,8 @@ pub fn tags(v: &[Tag]) -> R {
             )));
         }
         if v[..i].iter().any(|o| o.label == t.label) {
-            return Err(ApiError::invalid(format!(
+            // 422: distinct labels is not something the schema can say.
+            return Err(ApiError::unprocessable(format!(
                 "tags lists the label {:?} twice",
                 t.label
             )));
@@ -152,7 +153,8 @@ pub fn pause_schedule(v: &PauseSchedule) -> R {
     hh_mm("pauseSchedule.pauseAt", &v.pause_at)?;
     hh_mm("pauseSchedule.resumeAt", &v.resume_at)?;
     if v.pause_at == v.resume_at {
-        return Err(ApiError::invalid(
+        // 422: a rule between two fields, which the schema cannot say.
+        return Err(ApiError::unprocessable(
             "pauseSchedule.pauseAt and pauseSchedule.resumeAt must differ",
         ));
     }

@@ -639,7 +639,7 @@ impl Service {
             }
             if let Err(errors) = refract_schema::parse_schema_config(t) {
                 let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                return Err(ApiError::invalid(format!(
+                return Err(ApiError::unprocessable(format!(
                     "invalid schema config: {}",
                     list.join("; ")
                 )));

@@ -319,7 +319,8 @@ async fn get_schema_config(
 #[utoipa::path(put, path = "/v1/databases/{id}/schema-config", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     request_body(content = String, content_type = "application/yaml"),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "the YAML breaks a rule of reflexdb.yaml (the message names the line)")))]
 async fn put_schema_config(
     State(s): State<AppState>,
     p: Auth,
@@ -352,7 +353,8 @@ async fn delete_schema_config(
 /// Create a query key; `key` (`rxk_…`) is shown only in this answer. Running engines accept it within 5 s.
 #[utoipa::path(post, path = "/v1/databases/{id}/api-keys", tag = "lifecycle", request_body = CreateQueryKeyRequest,
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
-    responses((status = 201, body = QueryKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = QueryKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "schema-valid but refused by a rule between fields, against stored state or the clock")))]
 async fn create_api_key(
     State(s): State<AppState>,
     p: Auth,

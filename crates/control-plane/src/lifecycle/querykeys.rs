@@ -91,7 +91,7 @@ impl Service {
         v::name("name", &req.name)?;
         let t = now();
         if req.expires_at.is_some_and(|e| e <= t) {
-            return Err(ApiError::invalid("expiresAt must be in the future"));
+            return Err(ApiError::unprocessable("expiresAt must be in the future"));
         }
         let customer = p.customer.id;
         let k = keys::generate("rxk");

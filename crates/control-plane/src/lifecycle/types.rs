@@ -214,6 +214,7 @@ pub struct EventsResponse {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only events with a smaller id.
     pub before: Option<i64>,
@@ -239,7 +240,12 @@ pub struct ResizeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateQueryKeyRequest {
-    /// Display name, 1–100 characters.
+    /// Display name, 1–100 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     /// Optional expiry (in the future).
     #[schema(value_type = Option<String>, format = DateTime)]

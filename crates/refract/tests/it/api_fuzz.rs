@@ -1,0 +1,154 @@
+//! The control-plane API fuzzed from its own OpenAPI document with schemathesis: every check
+//! (no 5xx, only documented statuses, bodies and content types as documented, schema-valid
+//! requests accepted, schema-breaking ones rejected, auth enforced), a fixed seed, bounded.
+//!
+//! `scripts/test` installs schemathesis and exports `REFRACT_TEST_SCHEMATHESIS` (the `st`
+//! executable); without it the test looks for `st` on `PATH` and fails loudly when there is none.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::ControlPlane;
+
+/// The schemathesis version `scripts/test` installs.
+const VERSION: &str = "4.32.5";
+
+/// Hard bound of one run (a run takes a few seconds to ~20 s on 2 cores).
+const LIMIT: Duration = Duration::from_secs(100);
+
+/// Statuses that mean "a schema-valid request was understood": 422 is the answer to a body that
+/// matches the schema but breaks a rule the schema cannot state (between fields, against stored
+/// state or the clock; see docs/api.md), so it is not a schema-valid request refused.
+const CONFIG: &str = r#"
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+"#;
+
+fn schemathesis() -> PathBuf {
+    let install = format!(
+        "run the tests with ./scripts/test (it installs schemathesis), or: \
+         python3 -m venv /tmp/st && /tmp/st/bin/python -m pip install schemathesis=={VERSION} \
+         && export REFRACT_TEST_SCHEMATHESIS=/tmp/st/bin/st"
+    );
+    let st = match std::env::var_os("REFRACT_TEST_SCHEMATHESIS") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("st"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("schemathesis (`st`) is not installed: {install}")),
+    };
+    let out = Command::new(&st)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {install}", st.display()));
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && version.contains(VERSION),
+        "{} --version says {version:?}, expected {VERSION}: {install}",
+        st.display()
+    );
+    st
+}
+
+/// One bounded schemathesis run against `cp` with `key`; panics with the report on failure.
+fn run(st: &PathBuf, cp: &ControlPlane, key: &str, label: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let start = Instant::now();
+    let mut cmd = Command::new(st);
+    cmd.arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(format!("{}/v1/openapi.json", cp.url))
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args([
+            "--checks",
+            "all",
+            "--seed",
+            "20261204",
+            "--max-examples",
+            "25",
+        ])
+        // One worker: hypothesis on CPython 3.11 can fail parsing lambdas from several threads.
+        .args(["--workers", "1", "--request-timeout", "10"])
+        .args(["--no-shrink", "--generation-database", "none", "--no-color"])
+        .args(extra)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(dir.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap());
+    let mut child = cmd.spawn().expect("run schemathesis");
+    // A hard bound (`--max-time` would not be one: it makes fuzzing repeat until it is spent).
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let report = format!(
+        "{}{}",
+        std::fs::read_to_string(dir.path().join("out")).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("err")).unwrap_or_default()
+    );
+    eprintln!(
+        "schemathesis ({label}) finished in {:.1}s with {status:?}",
+        start.elapsed().as_secs_f64()
+    );
+    let Some(status) = status else {
+        panic!("schemathesis ({label}) ran over {LIMIT:?} and was stopped:\n{report}");
+    };
+    assert!(
+        status.success(),
+        "schemathesis ({label}) found failures:\n{report}\n--- control plane output (tail) ---\n{}",
+        tail(&cp.output(), 60)
+    );
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Fuzzes the whole API as the admin, as a customer (admin routes answer 403), and last the
+/// revocation of management keys, alone and as the customer: the fuzzer revokes every key it
+/// lists, and revoking the key a run uses leaves the rest of that run with nothing but 401s.
+#[test]
+fn openapi_contract_holds_under_fuzzing() {
+    let st = schemathesis();
+    let cp = ControlPlane::start_fresh();
+    let (s, doc) = cp.call("GET", "/v1/openapi.json", None, None);
+    assert_eq!(s, 200, "{doc}");
+
+    let revoke = ["--exclude-path", "/v1/account/management-keys/{id}"];
+    run(&st, &cp, &cp.admin_key.clone(), "admin", &revoke);
+
+    let (s, c) = cp.admin(
+        "POST",
+        "/v1/admin/customers",
+        Some(json!({"name": "fuzzed customer", "plan": "free"})),
+    );
+    assert_eq!(s, 201, "{c}");
+    let customer_key = c["managementKey"]["key"].as_str().unwrap().to_string();
+    run(&st, &cp, &customer_key, "customer", &revoke);
+
+    run(
+        &st,
+        &cp,
+        &customer_key,
+        "key revocation",
+        &["--include-path-regex", "^/v1/account/management-keys"],
+    );
+
+    // The server is still up and the admin key still works.
+    let (s, body) = cp.admin("GET", "/v1/connections", None);
+    assert_eq!(s, 200, "{body}");
+}
