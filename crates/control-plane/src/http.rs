@@ -100,6 +100,10 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
         .with_state(state);
     let mut doc = ApiDoc::openapi();
     doc.merge(<crate::lifecycle::http::LifecycleApiDoc as OpenApi>::openapi());
+    if extra.is_some() {
+        // The managed `/api/v1` routes are the only extra routes (see `lib.rs`).
+        doc.merge(<refract_managed::ManagedApiDoc as OpenApi>::openapi());
+    }
     document_common_errors(&mut doc);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/v1/docs").url("/v1/openapi.json", doc);
     let mut app = v1.merge(docs);

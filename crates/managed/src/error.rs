@@ -1,4 +1,5 @@
-//! [`ManagedError`]: every failure of the managed API, mapped to a status and `{"error": …}`.
+//! [`ManagedError`]: every failure of the managed API, mapped to a status and the control plane's
+//! `{"error": <code>, "message": <sentence>}` shape.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,10 @@ pub enum ManagedError {
     /// 400: the request is malformed or asks for something unsupported; nothing was changed.
     #[error("{0}")]
     Invalid(String),
+    /// 422: the body matches the documented schema but breaks a rule it cannot state (between
+    /// fields, against the stored database or what is installed on this host); nothing changed.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 401: no token, or not a valid `dkc_`/`rmk_` token.
     #[error("{0}")]
     Unauthorized(String),
@@ -46,10 +51,25 @@ impl ManagedError {
         ManagedError::NotFound(format!("database {id} not found"))
     }
 
+    /// The stable machine-readable code (the `error` field), the same set as `/v1`'s.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ManagedError::Invalid(_) | ManagedError::Unprocessable(_) => "invalid_request",
+            ManagedError::Unauthorized(_) => "unauthorized",
+            ManagedError::Forbidden(_) => "forbidden",
+            ManagedError::NotFound(_) => "not_found",
+            ManagedError::Conflict(_) => "conflict",
+            ManagedError::TooLarge(_) => "too_large",
+            ManagedError::NotImplemented(_) => "not_implemented",
+            ManagedError::Internal(_) => "internal",
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
             ManagedError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ManagedError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ManagedError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ManagedError::Forbidden(_) => StatusCode::FORBIDDEN,
             ManagedError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -76,7 +96,7 @@ impl From<rusqlite::Error> for ManagedError {
 impl IntoResponse for ManagedError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let error = match &self {
+        let message = match &self {
             ManagedError::Internal(cause) => {
                 // Logged once, here, where it is answered; the caller sees no detail.
                 tracing::error!(cause = %format!("{cause:#}"), "managed API internal error");
@@ -84,7 +104,11 @@ impl IntoResponse for ManagedError {
             }
             other => other.to_string(),
         };
-        let mut resp = (status, Json(ErrorBody { error })).into_response();
+        let body = ErrorBody {
+            error: self.code().to_string(),
+            message,
+        };
+        let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -1,6 +1,6 @@
 //! The `/api/v1` router: thin handlers (extract, call one [`ManagedService`] method, respond),
 //! the bearer-token extractor and a JSON extractor that answers malformed bodies with our
-//! `{"error": …}` shape.
+//! `{"error", "message"}` shape, and their OpenAPI entries ([`ManagedApiDoc`]).
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -43,6 +43,19 @@ impl ManagedService {
     }
 }
 
+/// The OpenAPI entries of the `/api/v1` routes, merged by the control plane into the one
+/// document it serves at `/v1/openapi.json` (the `bearer` scheme is declared there).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_token, list_tokens, delete_token, create_database, list_databases, get_database,
+        update_database, delete_database, credentials, action, create_connection,
+    ),
+    components(schemas(ErrorBody)),
+    tags((name = "managed", description = "Managed database servers (`dkc_` API tokens or management keys)"))
+)]
+pub struct ManagedApiDoc;
+
 async fn no_route() -> ManagedError {
     ManagedError::NotFound("no such route".into())
 }
@@ -71,7 +84,7 @@ impl FromRequestParts<ManagedService> for Caller {
     }
 }
 
-/// A JSON body; malformed JSON, wrong types, missing and unknown fields are 400 `{"error"}`.
+/// A JSON body; malformed JSON, wrong types, missing and unknown fields are 400 `invalid_request`.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -116,6 +129,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/api-tokens", tag = "managed", request_body = CreateTokenRequest, security(("bearer" = [])), responses((status = 201, body = CreateTokenResponse), (status = 403, body = ErrorBody, description = "API tokens are created with a management key")))]
 async fn create_token(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -124,10 +138,12 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(s.create_token(&caller, b).await?)))
 }
 
+#[utoipa::path(get, path = "/api/v1/api-tokens", tag = "managed", security(("bearer" = [])), responses((status = 200, body = Vec<ApiToken>), (status = 403, body = ErrorBody, description = "API tokens are listed with a management key")))]
 async fn list_tokens(State(s): State<ManagedService>, caller: Caller) -> Res<Json<Vec<ApiToken>>> {
     Ok(Json(s.list_tokens(&caller).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/api-tokens/{id}", tag = "managed", params(("id" = String, Path, description = "Token id (`tok_…`)")), security(("bearer" = [])), responses((status = 204), (status = 403, body = ErrorBody, description = "API tokens are deleted with a management key")))]
 async fn delete_token(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -137,6 +153,7 @@ async fn delete_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/databases", tag = "managed", request_body = CreateDatabaseRequest, security(("bearer" = [])), responses((status = 201, body = CreateDatabaseResponse), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "a database of this name exists in the project"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database or what is installed here")))]
 async fn create_database(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -148,6 +165,7 @@ async fn create_database(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/databases", tag = "managed", params(ListFilter), security(("bearer" = [])), responses((status = 200, body = Vec<Database>), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs")))]
 async fn list_databases(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -156,6 +174,7 @@ async fn list_databases(
     Ok(Json(s.list_databases(&caller, f).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/databases/{id}", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Database), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs")))]
 async fn get_database(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -164,6 +183,7 @@ async fn get_database(
     Ok(Json(s.get_database(&caller, &id).await?))
 }
 
+#[utoipa::path(patch, path = "/api/v1/databases/{id}", tag = "managed", request_body = UpdateDatabaseRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Database), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "the database is destroyed"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database or what is installed here")))]
 async fn update_database(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -173,6 +193,7 @@ async fn update_database(
     Ok(Json(s.update_database(&caller, &id, b).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/databases/{id}", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 202, body = Database), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs")))]
 async fn delete_database(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -184,6 +205,7 @@ async fn delete_database(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/databases/{id}/credentials", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Credentials), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "the server has not run yet, or is destroyed")))]
 async fn credentials(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -192,6 +214,7 @@ async fn credentials(
     Ok(Json(s.credentials(&caller, &id).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/databases/{id}/actions", tag = "managed", request_body = ActionRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 202, body = Database), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "the database is destroyed or the action does not fit its state")))]
 async fn action(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -201,6 +224,7 @@ async fn action(
     Ok((StatusCode::ACCEPTED, Json(s.action(&caller, &id, b).await?)))
 }
 
+#[utoipa::path(post, path = "/api/v1/databases/{id}/connection", tag = "managed", request_body = CreateConnectionRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = Object, description = "the `/v1` answer `{connection, database}`"), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "not running yet, destroyed, or the /v1 name is taken"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database or what is installed here"), (status = 501, body = ErrorBody, description = "this control plane has no /v1 API")))]
 async fn create_connection(
     State(s): State<ManagedService>,
     caller: Caller,

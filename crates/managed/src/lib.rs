@@ -58,7 +58,7 @@ pub use hooks::{
     Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys,
     RegistrarError, SecretVault, SourceBackend, StaticKeys,
 };
-pub use http::{Body, Params};
+pub use http::{Body, ManagedApiDoc, Params};
 pub use service::{
     slug, Caller, ManagedConfig, ManagedService, DEFAULT_PROJECT, FALLBACK_SERVERS_ROOT,
 };

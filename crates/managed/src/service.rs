@@ -438,7 +438,7 @@ impl ManagedService {
             ));
         }
         let resolved = catalog::resolve_version(db_type, requested.as_deref(), &self.inner.bins)
-            .map_err(ManagedError::Invalid)?;
+            .map_err(ManagedError::Unprocessable)?;
 
         let t = now();
         let record = DbRecord {
@@ -489,7 +489,7 @@ impl ManagedService {
             Ok(true) => {}
             Ok(false) => {
                 self.forget_secrets(&record.id);
-                return Err(ManagedError::invalid(format!(
+                return Err(ManagedError::Conflict(format!(
                     "a database named {:?} already exists in project {}",
                     record.name, record.project_id
                 )));
@@ -756,8 +756,8 @@ impl ManagedService {
     ) -> Result<Database, ManagedError> {
         caller.need_write()?;
         if req.plan_id.is_none() && req.storage_gb.is_none() && req.replicas.is_none() {
-            return Err(ManagedError::invalid(
-                "nothing to change: give plan_id, storage_gb or replicas",
+            return Err(ManagedError::Unprocessable(
+                "nothing to change: give plan_id, storage_gb or replicas".into(),
             ));
         }
         if let Some(p) = &req.plan_id {
@@ -779,7 +779,7 @@ impl ManagedService {
                 }
                 if let Some(s) = req.storage_gb {
                     if s < d.storage_gb {
-                        return Err(ManagedError::invalid(format!(
+                        return Err(ManagedError::Unprocessable(format!(
                             "storage_gb can only grow: it is {} and {s} is smaller",
                             d.storage_gb
                         )));
@@ -817,7 +817,7 @@ impl ManagedService {
             DbType::Postgresql => SourceBackend::Postgres,
             DbType::Mysql => SourceBackend::Mysql,
             other => {
-                return Err(ManagedError::invalid(format!(
+                return Err(ManagedError::Unprocessable(format!(
                     "a /v1 connection needs a postgresql or mysql database, not {other}"
                 )))
             }
@@ -849,7 +849,7 @@ impl ManagedService {
             .register(&caller.customer, source)
             .await
             .map_err(|e| match e {
-                RegistrarError::Rejected(m) => ManagedError::Invalid(m),
+                RegistrarError::Rejected(m) => ManagedError::Unprocessable(m),
                 RegistrarError::Conflict(m) => ManagedError::Conflict(m),
                 RegistrarError::Internal(e) => ManagedError::Internal(e),
             })
@@ -964,8 +964,8 @@ fn validate_replicas(db_type: DbType, replicas: i64) -> Result<(), ManagedError>
         )));
     }
     if db_type == DbType::Mongodb && replicas > 1 {
-        return Err(ManagedError::invalid(
-            "replicas > 1 is not supported for mongodb by the local runtime",
+        return Err(ManagedError::Unprocessable(
+            "replicas > 1 is not supported for mongodb by the local runtime".into(),
         ));
     }
     Ok(())

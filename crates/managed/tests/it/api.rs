@@ -28,8 +28,6 @@ async fn bad_input_is_a_400_with_a_clear_message_and_creates_nothing() {
     };
     let cases: Vec<(Value, &str)> = vec![
         (with("db_type", json!("oracle")), "unknown db_type"),
-        (with("version", json!("13")), "not supported"),
-        (with("version", json!("12.5")), "not supported"),
         (with("plan_id", json!("db-s-64vcpu")), "unknown plan_id"),
         (
             with("storage_gb", json!(0)),
@@ -63,9 +61,23 @@ async fn bad_input_is_a_400_with_a_clear_message_and_creates_nothing() {
     for (body, want) in cases {
         let (status, v) = h.post("/api/v1/databases", body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {v}");
-        let msg = v["error"].as_str().unwrap_or_default();
+        let msg = v["message"].as_str().unwrap_or_default();
         assert!(msg.contains(want), "{body}: expected {want:?} in {msg:?}");
-        assert_eq!(v.as_object().unwrap().len(), 1, "only an error field: {v}");
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            2,
+            "only error and message: {v}"
+        );
+        assert_eq!(v["error"], "invalid_request", "{v}");
+    }
+    // A version the engine does not support: the schema cannot tie versions to db_type, so 422.
+    for v in ["13", "12.5"] {
+        let (status, body) = h.post("/api/v1/databases", with("version", json!(v))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v} → {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("not supported"),
+            "{body}"
+        );
     }
     // A body over the size limit (axum's 2 MB default here) is a 413 in the same shape.
     let (status, v) = h
@@ -75,32 +87,37 @@ async fn bad_input_is_a_400_with_a_clear_message_and_creates_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
-    let msg = v["error"].as_str().unwrap_or_default();
+    let msg = v["message"].as_str().unwrap_or_default();
     assert!(msg.contains("length limit exceeded"), "{v}");
-    assert_eq!(v.as_object().unwrap().len(), 1, "only an error field: {v}");
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        2,
+        "only error and message: {v}"
+    );
+    assert_eq!(v["error"], "too_large", "{v}");
     // A body that is not JSON at all.
     let (status, v) = h
         .call(Method::POST, "/api/v1/databases", Some(KEY_A), None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"].as_str().unwrap().contains("JSON"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("JSON"), "{v}");
 
     // MongoDB is refused at once, naming the missing binary (unless it is installed here).
     if h.service.binaries().mongod.is_none() {
         let (status, v) = h
             .post("/api/v1/databases", with("db_type", json!("mongodb")))
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(v["error"].as_str().unwrap().contains("mongod"), "{v}");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(v["message"].as_str().unwrap().contains("mongod"), "{v}");
     }
     // A supported version that is not installed names what is.
     if !h.service.binaries().postgres.contains_key("14") {
         let (status, v) = h
             .post("/api/v1/databases", with("version", json!("14")))
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(
-            v["error"].as_str().unwrap().contains("not installed"),
+            v["message"].as_str().unwrap().contains("not installed"),
             "{v}"
         );
     }
@@ -150,11 +167,11 @@ async fn create_get_list_and_duplicate_names() {
     assert_eq!(d["status"], "provisioning");
     assert!(d.get("error_message").is_none());
 
-    // Duplicate names in a project: 400, nothing created.
+    // Duplicate names in a project: 409, nothing created.
     let (status, v) = h.post("/api/v1/databases", redis_body("Cache One")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert!(
-        v["error"].as_str().unwrap().contains("already exists"),
+        v["message"].as_str().unwrap().contains("already exists"),
         "{v}"
     );
     // Another project may use the name.
@@ -188,7 +205,11 @@ async fn create_get_list_and_duplicate_names() {
             Some(json!({"storage_gb": 5})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "storage only grows: {v}");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "storage only grows: {v}"
+    );
     let (status, _) = h
         .call(
             Method::PATCH,
@@ -217,7 +238,7 @@ async fn create_get_list_and_duplicate_names() {
     let (status, _) = h.post(&format!("{path}/connection"), json!({})).await;
     assert_eq!(
         status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "redis cannot be a /v1 source"
     );
 
@@ -247,7 +268,8 @@ async fn create_get_list_and_duplicate_names() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, v) = h.get("/api/v1/nothing-here").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(v["error"].is_string());
+    assert_eq!(v["error"], "not_found");
+    assert!(v["message"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +284,8 @@ async fn tokens_scopes_and_tenant_isolation() {
     ] {
         let (status, v) = h.call(Method::GET, "/api/v1/databases", token, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
-        assert!(v["error"].is_string());
+        assert_eq!(v["error"], "unauthorized");
+        assert!(v["message"].is_string());
     }
 
     // Tokens: created with a management key, shown once, stored hashed.
@@ -309,7 +332,7 @@ async fn tokens_scopes_and_tenant_isolation() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("databases:write"));
+    assert!(v["message"].as_str().unwrap().contains("databases:write"));
     let (status, _) = h
         .call(Method::GET, "/api/v1/api-tokens", Some(&ro_token), None)
         .await;
