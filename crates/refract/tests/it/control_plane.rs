@@ -217,7 +217,7 @@ fn connection_validation_rules() {
         ),
         (
             json!({"mysqlUser": null}),
-            400,
+            422,
             "invalid_request",
             "mysqlUser",
         ),
@@ -229,7 +229,7 @@ fn connection_validation_rules() {
         ),
         (
             json!({"mysqlPassword": null}),
-            400,
+            422,
             "invalid_request",
             "mysqlPassword",
         ),
@@ -253,19 +253,19 @@ fn connection_validation_rules() {
         ),
         (
             json!({"syncMode": "logical"}),
-            400,
+            422,
             "invalid_request",
             "syncMode",
         ),
         (
             json!({"syncMode": "cdc"}),
-            400,
+            422,
             "invalid_request",
             "syncMode",
         ),
         (
             json!({"backend": "postgres", "syncMode": "binlog"}),
-            400,
+            422,
             "invalid_request",
             "syncMode",
         ),
@@ -278,7 +278,7 @@ fn connection_validation_rules() {
         (json!({"nmae": "typo"}), 400, "invalid_request", "nmae"),
         (
             json!({"instance": {"name": "d", "mysqlDb": "nope"}}),
-            400,
+            422,
             "invalid_request",
             "instance.mysqlDb",
         ),
@@ -359,7 +359,7 @@ fn connection_validation_rules() {
     assert_eq!(v["connection"]["availableSchemas"], json!(["main"]));
     assert_eq!(v["connection"]["mysqlPort"], Value::Null);
     let (s, e) = cp.admin("POST", "/v1/connections", Some(json!({"name": "lite2", "backend": "sqlite", "mysqlHost": "/x", "availableSchemas": ["other"]})));
-    assert_eq!(s, 400, "{e}");
+    assert_eq!(s, 422, "{e}");
 
     // PATCH rules.
     let id = create_conn(&cp, &cp.admin_key, conn_body("patchme"))["connection"]["id"]
@@ -372,7 +372,7 @@ fn connection_validation_rules() {
         (json!({"mysqlPort": 70000}), 400, "mysqlPort"),
         (json!({"availableSchemas": []}), 400, "availableSchemas"),
         (json!({"syncInterval": 1}), 400, "syncInterval"),
-        (json!({"syncMode": "logical"}), 400, "syncMode"),
+        (json!({"syncMode": "logical"}), 422, "syncMode"),
         (json!({"backend": "postgres"}), 400, "backend"),
         (json!({"mysqlPassword": ""}), 400, "mysqlPassword"),
     ];
@@ -412,7 +412,7 @@ fn database_register_update_delete_and_rules() {
         (json!({"name": ""}), 400, "invalid_request", "name"),
         (
             json!({"mysqlDb": "nope"}),
-            400,
+            422,
             "invalid_request",
             "mysqlDb",
         ),
@@ -527,7 +527,7 @@ fn database_register_update_delete_and_rules() {
         (json!({"name": "n2"}), 409, "conflict", "n2"),
         (
             json!({"mysqlDb": "nope"}),
-            400,
+            422,
             "invalid_request",
             "mysqlDb",
         ),
@@ -623,7 +623,7 @@ fn database_register_update_delete_and_rules() {
         ),
         (
             json!({"syncMode": "binlog"}),
-            400,
+            422,
             "invalid_request",
             "syncMode",
         ),
@@ -635,7 +635,7 @@ fn database_register_update_delete_and_rules() {
         ),
         (
             json!({"syncInterval": 10}),
-            400,
+            422,
             "invalid_request",
             "minSyncInterval",
         ),
@@ -1091,7 +1091,7 @@ fn management_keys_create_list_revoke_expire() {
     );
     assert_eq!(
         (s, e["error"].as_str()),
-        (400, Some("invalid_request")),
+        (422, Some("invalid_request")),
         "{e}"
     );
     assert!(e["message"].as_str().unwrap().contains("expiresAt"));

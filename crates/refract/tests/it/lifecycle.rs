@@ -1196,7 +1196,7 @@ fn schema_config_routes_and_rebuild() {
         (s, r.text().unwrap_or_default())
     };
     let (s, body) = put("version: 1\ntables:\n  - name: users\n    bogus: 3\n");
-    assert_eq!(s, 400, "{body}");
+    assert_eq!(s, 422, "{body}");
     assert!(body.contains("line"), "{body}");
     let yaml = "version: 1\ntables:\n  - name: users\n    alias: people\n  - name: posts\n";
     let (s, body) = put(yaml);
