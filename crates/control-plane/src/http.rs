@@ -268,7 +268,10 @@ fn strip_position(msg: String) -> String {
 
 /// Parses a request body; errors name the JSON path (`instance.instanceSize: unknown variant …`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+    // serde's derived structs also read a JSON array (fields by position): `["name", null]`
+    // must not pass for `{"name": …}`, so the body itself must be an object.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() || first.is_some_and(|&b| b == b'[') {
         return Err(ApiError::invalid("the request body must be a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);

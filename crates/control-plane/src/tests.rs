@@ -88,6 +88,8 @@ async fn json_errors_have_our_shape_and_name_the_field() {
     let cases: &[(&str, &str)] = &[
         ("{", "malformed JSON"),
         ("", "JSON object"),
+        // serde would read a struct from an array of its fields in order.
+        (r#"["c","h",null,["a"],"u","p"]"#, "JSON object"),
         (
             r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","bogus":1}"#,
             "unknown field `bogus`",

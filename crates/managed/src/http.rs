@@ -99,10 +99,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ManagedError::invalid(message)
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ManagedError::invalid(
-                "the request body must be a JSON object",
-            ));
+        // serde's derived structs also read a JSON array (fields by position): the body must be
+        // an object.
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None | Some(b'[') => {
+                return Err(ManagedError::invalid(
+                    "the request body must be a JSON object",
+                ))
+            }
+            Some(_) => {}
         }
         serde_json::from_slice(&bytes).map(Body).map_err(|e| {
             let msg = e.to_string();
@@ -232,8 +237,13 @@ async fn create_connection(
     body: Bytes,
 ) -> Res<impl IntoResponse> {
     // Every field is optional, so an empty body is fine here.
-    let req: CreateConnectionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let req: CreateConnectionRequest = if first.is_none() {
         CreateConnectionRequest::default()
+    } else if first == Some(&b'[') {
+        return Err(ManagedError::invalid(
+            "the request body must be a JSON object",
+        ));
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ManagedError::invalid(format!("invalid request body: {e}")))?
