@@ -75,6 +75,52 @@ pub(crate) mod int {
     }
 }
 
+/// Nested request objects: serde's derived structs also read a JSON array of their fields in
+/// order (`"instance": ["d", "shop"]`); these read them only from a JSON object. Field paths in
+/// error messages stay as they were (the map is the one the path tracker hands out).
+pub(crate) mod obj {
+    use std::marker::PhantomData;
+
+    use serde::de::{MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+
+    struct Obj<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                }
+            }
+            d.deserialize_map(V(PhantomData)).map(Obj)
+        }
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Obj<T>>::deserialize(d)?.map(|o| o.0))
+    }
+
+    pub fn double_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        opt(d).map(Some)
+    }
+
+    pub fn vec_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        Ok(Option::<Vec<Obj<T>>>::deserialize(d)?.map(|v| v.into_iter().map(|o| o.0).collect()))
+    }
+}
+
 macro_rules! api_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -519,6 +565,7 @@ pub struct CreateConnectionRequest {
     #[serde(default, deserialize_with = "int::opt")]
     pub sync_interval: Option<i64>,
     /// Optional first database, created in the same transaction.
+    #[serde(default, deserialize_with = "obj::opt")]
     pub instance: Option<CreateInstanceRequest>,
 }
 
@@ -873,11 +920,12 @@ pub struct UpdateDatabaseRequest {
     #[schema(value_type = Option<String>, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub reflexdb_custom_domain: Option<Option<String>>,
     /// Schedule or `null`.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "obj::double_opt")]
     #[schema(value_type = Option<PauseSchedule>)]
     pub pause_schedule: Option<Option<PauseSchedule>>,
     /// ≤ 5 tags with distinct labels (replaces the list).
     #[schema(max_items = 5)]
+    #[serde(default, deserialize_with = "obj::vec_opt")]
     pub tags: Option<Vec<Tag>>,
     /// Must be in the connection's `allowedSyncModes`.
     pub sync_mode: Option<SyncMode>,

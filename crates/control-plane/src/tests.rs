@@ -91,6 +91,10 @@ async fn json_errors_have_our_shape_and_name_the_field() {
         // serde would read a struct from an array of its fields in order.
         (r#"["c","h",null,["a"],"u","p"]"#, "JSON object"),
         (
+            r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","instance":["d","a"]}"#,
+            "instance: invalid type: sequence, expected a JSON object",
+        ),
+        (
             r#"{"name":"c","mysqlHost":"h","availableSchemas":["a"],"mysqlUser":"u","mysqlPassword":"p","bogus":1}"#,
             "unknown field `bogus`",
         ),
