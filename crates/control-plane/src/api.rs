@@ -941,7 +941,7 @@ pub struct UpdateDatabaseRequest {
 
 /// Filters of `GET /v1/databases`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DatabaseFilter {
     /// Only databases of this connection.

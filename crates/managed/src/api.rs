@@ -447,6 +447,7 @@ impl fmt::Debug for CreateTokenResponse {
 
 /// `GET /api/v1/databases` query string.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListFilter {
     /// Only this project.

@@ -211,6 +211,7 @@ pub struct EventsResponse {
 
 /// Paging of `GET /v1/databases/{id}/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// At most this many (default 100, at most 1000).
