@@ -108,7 +108,7 @@ fn connections_crud_defaults_and_transactional_create() {
     let (s, e) = cp.admin("POST", "/v1/connections", Some(bad));
     assert_eq!(
         (s, e["error"].as_str()),
-        (400, Some("invalid_request")),
+        (422, Some("invalid_request")),
         "{e}"
     );
     assert!(
