@@ -171,13 +171,13 @@ impl ApiV1 {
         .map(ApiV1)
     }
 
-    /// Calls `/api/v1`; a non-2xx answer becomes an error with the API's `error` message.
+    /// Calls `/api/v1`; a non-2xx answer becomes an error with the API's `message`.
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let (status, value) = self.0.send(method, path, body)?;
         if !status.is_success() {
-            let msg = value["error"]
+            let msg = value["message"]
                 .as_str()
-                .or(value["message"].as_str())
+                .or(value["error"].as_str())
                 .map(str::to_string);
             bail!("{}", msg.unwrap_or_else(|| format!("HTTP {status}")));
         }
