@@ -340,8 +340,9 @@ fn safety_net() -> utoipa::openapi::schema::Schema {
 /// The error body of every failed request.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable code (`invalid_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `action_not_allowed`, `too_large`, `internal`).
+    /// Machine-readable code: `invalid_request` (400, or 422 for a rule the schema cannot state),
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `action_not_allowed`, `too_large`,
+    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `internal`.
     pub error: String,
     /// A sentence for a person; names the field and rule for validation errors.
     pub message: String,
