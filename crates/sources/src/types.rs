@@ -564,6 +564,16 @@ fn hex_val(c: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    /// Found by the fuzzers: out-of-range text is no value, never an overflow.
+    #[test]
+    fn out_of_range_temporal_text_is_none() {
+        assert_eq!(parse_time(b"999999999999999999:00:00"), None);
+        assert_eq!(parse_time(b"-2562047789:00:00"), None);
+        assert_eq!(parse_offset(b"+999999999999999999"), None);
+        assert_eq!(parse_timestamp_utc(b"2024-01-01 00:00:00+99999999999999"), None);
+        assert_eq!(parse_time(b"12:30:00.5"), Some(45_000_500_000));
+    }
+
     #[test]
     fn decimals() {
         assert_eq!(parse_decimal(b"12.34", 2), Some(1234));
