@@ -570,7 +570,10 @@ mod tests {
         assert_eq!(parse_time(b"999999999999999999:00:00"), None);
         assert_eq!(parse_time(b"-2562047789:00:00"), None);
         assert_eq!(parse_offset(b"+999999999999999999"), None);
-        assert_eq!(parse_timestamp_utc(b"2024-01-01 00:00:00+99999999999999"), None);
+        assert_eq!(
+            parse_timestamp_utc(b"2024-01-01 00:00:00+99999999999999"),
+            None
+        );
         assert_eq!(parse_time(b"12:30:00.5"), Some(45_000_500_000));
     }
 

@@ -4,6 +4,7 @@
 mod common;
 mod control_plane;
 mod correctness;
+mod docs;
 mod engine;
 mod lifecycle;
 mod managed;
