@@ -55,8 +55,8 @@ pub use engines::{
 };
 pub use error::ManagedError;
 pub use hooks::{
-    Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys,
-    RegistrarError, SecretVault, SourceBackend, StaticKeys,
+    Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys, Quota,
+    QuotaPolicy, RegistrarError, SecretVault, SourceBackend, StaticKeys,
 };
 pub use http::{Body, Params};
 pub use service::{

@@ -115,6 +115,8 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         master_key: None,
         engine_binary: std::env::current_exe().context("find the refract binary")?,
         http: Default::default(),
+        // The demo SQLite file is written here (the data dir below it is never allowed).
+        sqlite_roots: vec![root.to_path_buf()],
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -8,3 +8,4 @@ mod engine;
 mod lifecycle;
 mod managed;
 mod security_limits;
+mod security_sources;
