@@ -1058,9 +1058,10 @@ fn shown_target(backend: Backend, host: &str, port: i64, given: Option<&str>) ->
 /// What a test-connection report may tell its caller. Admins see everything. Anyone else sees
 /// the same `could not connect to HOST:PORT as a MySQL server` for every failure — nothing
 /// listens, connection refused, not a database server, timeout — so that the route is no port
-/// scanner for the control plane's network; only a refused login stays specific (it means a
-/// server of that kind answered and the caller talks to it anyway, and it is what a user must
-/// fix).
+/// scanner for the control plane's network. What stays specific is what only a real server of
+/// that kind can answer, which the caller is talking to anyway and must fix: a refused login,
+/// and an error the server itself reported (`Unknown database 'shop' (error 1049)`, `… [SQLSTATE
+/// 3D000]`).
 pub fn redact_report(
     mut report: serde_json::Value,
     admin: bool,
@@ -1071,7 +1072,22 @@ pub fn redact_report(
         return report;
     }
     let error = report["error"].as_str().unwrap_or_default();
-    if error.starts_with("the source rejected the request:") && backend != Backend::Sqlite {
+    let server_said = match backend {
+        Backend::Mysql => {
+            // mysql_async's server error packets: "… (error 1049)".
+            error
+                .strip_suffix(')')
+                .and_then(|e| e.rsplit_once("(error "))
+                .is_some_and(|(_, code)| {
+                    !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit())
+                })
+        }
+        Backend::Postgres => error.ends_with(']') && error.contains("[SQLSTATE "),
+        _ => false,
+    };
+    if backend != Backend::Sqlite
+        && (error.starts_with("the source rejected the request:") || server_said)
+    {
         return report;
     }
     let kind = match backend {
@@ -1234,4 +1250,69 @@ fn new_management_key(
         secret_sha256: k.secret_sha256,
     };
     (record, k.token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_connection_failures_are_one_message_for_customers() {
+        let report = |e: &str| serde_json::json!({"ok": false, "error": e});
+        let generic =
+            serde_json::json!({"ok": false, "error": "could not connect to h:1 as a MySQL server"});
+        for e in [
+            "cannot reach the source: h:1: Connection refused (os error 111)",
+            "cannot reach the source: h:1: the server closed the connection",
+            "cannot reach the source: timed out after 5 s connecting to h:1",
+            "source error: Input/output error: unexpected end of file",
+            "source error: bad handshake (error x)",
+        ] {
+            assert_eq!(
+                redact_report(report(e), false, Backend::Mysql, "h:1"),
+                generic,
+                "{e}"
+            );
+            assert_eq!(
+                redact_report(report(e), true, Backend::Mysql, "h:1"),
+                report(e),
+                "{e}"
+            );
+        }
+        for e in [
+            "the source rejected the request: Access denied for user 'u'@'h' (error 1045)",
+            "source error: Unknown database 'shop' (error 1049)",
+        ] {
+            assert_eq!(
+                redact_report(report(e), false, Backend::Mysql, "h:1"),
+                report(e),
+                "{e}"
+            );
+        }
+        let pg = "source error: database \"x\" does not exist [SQLSTATE 3D000]";
+        assert_eq!(
+            redact_report(report(pg), false, Backend::Postgres, "h:1"),
+            report(pg)
+        );
+        assert_eq!(
+            redact_report(
+                report("source error: unexpected message from server"),
+                false,
+                Backend::Postgres,
+                "h:1"
+            ),
+            serde_json::json!({"ok": false, "error": "could not connect to h:1 as a PostgreSQL server"})
+        );
+        assert_eq!(
+            redact_report(
+                report("file is not a database"),
+                false,
+                Backend::Sqlite,
+                "/r/a.db"
+            )["error"],
+            "could not open /r/a.db as a SQLite database"
+        );
+        let ok = serde_json::json!({"ok": true, "latencyMs": 1.0});
+        assert_eq!(redact_report(ok.clone(), false, Backend::Mysql, "h:1"), ok);
+    }
 }
