@@ -961,6 +961,22 @@ fn prepare_servers_dir(config: &ManagedConfig) -> anyhow::Result<(PathBuf, PathB
             open_up(d)?;
             d.clone()
         }
+        // Servers created as root by an earlier version live in `DIR/managed/servers`: they stay
+        // there (with its old 0711 path), or their data would not be found after an upgrade.
+        None if os::is_root()
+            && std::fs::read_dir(dir.join("managed").join("servers"))
+                .is_ok_and(|mut d| d.next().is_some()) =>
+        {
+            let d = dir.join("managed").join("servers");
+            tracing::warn!(
+                servers_dir = %d.display(),
+                "managed servers created by an earlier version keep their data inside the data directory, \
+                 which keeps the search bit for other users; new installations keep it 0700"
+            );
+            open_up(&dir.join("managed"))?;
+            open_up(&d)?;
+            d
+        }
         None if os::is_root() => {
             let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
             let hash = tokens::sha256_hex(&canonical.display().to_string());
