@@ -262,6 +262,36 @@ pub struct SetPlanResponse {
     pub id: Uuid,
     /// Its plan now.
     pub plan: Plan,
+    /// What the plan allows (admins are unlimited whatever their plan).
+    pub limits: PlanLimitsView,
+}
+
+/// The limits of a plan (`null` = unlimited).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanLimitsView {
+    /// Non-deleted `/v1` databases.
+    pub max_databases: Option<usize>,
+    /// Largest `/v1` instance size.
+    pub max_instance_size: InstanceSize,
+    /// `reflexdbCustomDomain` allowed.
+    pub custom_domains: bool,
+    /// Managed servers (`/api/v1/databases`; each replica is a server).
+    pub max_managed_servers: Option<i64>,
+    /// Plan memory of all managed servers together, MiB.
+    pub max_managed_memory_mib: Option<i64>,
+}
+
+impl From<crate::plans::PlanLimits> for PlanLimitsView {
+    fn from(l: crate::plans::PlanLimits) -> Self {
+        PlanLimitsView {
+            max_databases: l.max_databases,
+            max_instance_size: l.max_instance_size,
+            custom_domains: l.custom_domains,
+            max_managed_servers: l.managed_servers,
+            max_managed_memory_mib: l.managed_memory_mib,
+        }
+    }
 }
 
 /// A management key (`rmk_<keyId>.<secret>`); only a SHA-256 of the secret is stored.

@@ -359,7 +359,7 @@ async fn list_customers(State(s): State<AppState>, Auth(p): Auth) -> Res<Json<Ve
     Ok(Json(s.service.list_customers(&p).await?))
 }
 
-/// Set a customer's plan (admin only).
+/// Set a customer's plan (admin only); the plan sets its limits, the managed-server quota included.
 #[utoipa::path(patch, path = "/v1/admin/customers/{id}/plan", tag = "admin", request_body = SetPlanRequest,
     params(("id" = Uuid, Path, description = "Customer id")), security(("bearer" = [])),
     responses((status = 200, body = SetPlanResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -487,10 +487,10 @@ async fn delete_connection(
     security(("bearer" = [])), responses((status = 200, body = TestConnectionResult), (status = 400, body = ErrorBody)))]
 async fn test_connection_raw(
     State(s): State<AppState>,
-    Auth(_p): Auth,
+    Auth(p): Auth,
     ApiJson(b): ApiJson<TestConnectionRequest>,
 ) -> Res<Json<serde_json::Value>> {
-    Ok(Json(s.service.test_connection_raw(b).await?))
+    Ok(Json(s.service.test_connection_raw(&p, b).await?))
 }
 
 /// Test a stored connection with its stored credentials (always 200 once found).

@@ -21,6 +21,7 @@
 //!     master_key: None,
 //!     engine_binary: "/usr/bin/refract".into(),
 //!     http: Default::default(),
+//!     sqlite_roots: vec!["/srv/sqlite".into()],
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -36,6 +37,7 @@ mod managed;
 pub mod plans;
 pub mod secrets;
 mod service;
+pub mod sqlite_roots;
 pub mod store;
 pub mod validate;
 
@@ -47,7 +49,9 @@ use anyhow::Context;
 pub use error::ApiError;
 pub use http::{metrics_handle, parse_json, router, router_with, ApiDoc, ApiJson, AppState, Auth};
 pub use secrets::SecretStore;
-pub use service::{password_secret_name, pending, Principal, Service, TEST_CONNECTION_TIMEOUT};
+pub use service::{
+    password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
+};
 pub use store::{SqliteStore, Store, Tx};
 
 /// Configuration of `refract serve`, assembled by the binary from flags and environment.
@@ -63,6 +67,9 @@ pub struct ServeConfig {
     pub engine_binary: PathBuf,
     /// Connection limits of the HTTP server.
     pub http: refract_http::HttpLimits,
+    /// Directories SQLite source files may be in (`--sqlite-root`); empty = SQLite sources are
+    /// refused. The data directory is never allowed (see [`sqlite_roots`]).
+    pub sqlite_roots: Vec<PathBuf>,
 }
 
 /// Opens the stores in `config.data_dir` (creating them on first start, with the admin customer)
@@ -83,7 +90,27 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     let secrets = Arc::new(SecretStore::open(&dir, key)?);
     let db_path = dir.join("refract.db");
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
-    let service = Service::new(Arc::new(store), secrets);
+    let mut service = Service::new(Arc::new(store), secrets);
+    // Never the data dir (nor the managed servers' fallback directory), whatever the roots say.
+    let never = [
+        dir.clone(),
+        PathBuf::from(refract_managed::FALLBACK_SERVERS_ROOT),
+    ];
+    service.sqlite_roots = Arc::new(sqlite_roots::SqliteRoots::new(
+        &config.sqlite_roots,
+        &never,
+    )?);
+    if service.sqlite_roots.enabled() {
+        let roots: Vec<String> = service
+            .sqlite_roots
+            .roots()
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        tracing::info!(roots = %roots.join(":"), "SQLite sources allowed under these roots");
+    } else {
+        tracing::info!("no --sqlite-root: SQLite sources are refused");
+    }
     // Engines run as local processes under DIR/instances (adopted again after a restart).
     service.lifecycle.configure(lifecycle::Runtime {
         driver: Arc::new(refract_runtime::LocalProcessDriver::new(

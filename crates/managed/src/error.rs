@@ -24,6 +24,10 @@ pub enum ManagedError {
     /// 409: the resource is not in a state that allows the request (yet).
     #[error("{0}")]
     Conflict(String),
+    /// 403 `{"error": "quota_exceeded", "message": …}`: the customer's managed-server quota
+    /// would be exceeded; nothing was changed.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// 413: the request body is over the size limit; nothing was changed.
     #[error("{0}")]
     TooLarge(String),
@@ -51,7 +55,7 @@ impl ManagedError {
         match self {
             ManagedError::Invalid(_) => StatusCode::BAD_REQUEST,
             ManagedError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ManagedError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ManagedError::Forbidden(_) | ManagedError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ManagedError::NotFound(_) => StatusCode::NOT_FOUND,
             ManagedError::Conflict(_) => StatusCode::CONFLICT,
             ManagedError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -76,6 +80,14 @@ impl From<rusqlite::Error> for ManagedError {
 impl IntoResponse for ManagedError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let ManagedError::QuotaExceeded(message) = &self {
+            // A machine-readable code beside the message (the one error of this API with both).
+            return (
+                status,
+                Json(serde_json::json!({"error": "quota_exceeded", "message": message})),
+            )
+                .into_response();
+        }
         let error = match &self {
             ManagedError::Internal(cause) => {
                 // Logged once, here, where it is answered; the caller sees no detail.

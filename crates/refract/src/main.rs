@@ -65,6 +65,16 @@ struct ServeArgs {
     /// Milliseconds a request body has to arrive.
     #[arg(long, env = "REFRACT_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     body_timeout_ms: u64,
+    /// A directory SQLite source files may be in (repeatable; REFRACT_SQLITE_ROOT takes
+    /// ':'-separated directories). Without one, SQLite sources are refused. The data directory
+    /// is never allowed.
+    #[arg(
+        long = "sqlite-root",
+        env = "REFRACT_SQLITE_ROOT",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    sqlite_roots: Vec<PathBuf>,
 }
 
 /// How log lines are written (`--log-format`).
@@ -98,8 +108,20 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Files and directories this process creates are its user's alone (0600/0700): keys, secrets,
+/// metadata stores with their WAL/SHM files, engine files, logs.
+fn private_umask() {
+    // SAFETY: `umask` only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if !matches!(args.command, Command::Client(_)) {
+        private_umask();
+    }
     let result = match args.command {
         Command::Serve(serve) => {
             init_tracing(serve.log_format);
@@ -158,6 +180,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             header_read_timeout_ms: args.header_timeout_ms,
             body_read_timeout_ms: args.body_timeout_ms,
         },
+        sqlite_roots: args.sqlite_roots,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

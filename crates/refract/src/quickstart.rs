@@ -124,6 +124,8 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         master_key: None,
         engine_binary: std::env::current_exe().context("find the refract binary")?,
         http: Default::default(),
+        // The demo SQLite file is written here (the data dir below it is never allowed).
+        sqlite_roots: vec![root.to_path_buf()],
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -670,6 +672,12 @@ impl Server {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+            // The process umask (077) made ROOT 0700: the server's user must walk through it to
+            // its own directory. Searchable, not listable; the control plane's data dir in it
+            // stays 0700.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("let the server's user reach {}", dir.display()))?;
         }
         let port = refract_runtime::free_port()?;
         let password = random_password();

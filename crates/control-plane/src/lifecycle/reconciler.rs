@@ -1050,6 +1050,16 @@ async fn launch(
             "build {build} has no manifest (or the connection is gone): redeploy another build"
         ));
     };
+    // The engine opens the SQLite file itself: give it the path checked now, canonical.
+    let mut conn = conn;
+    if conn.backend == crate::api::Backend::Sqlite {
+        let (service, c) = (s.clone(), conn.clone());
+        let params = tokio::task::spawn_blocking(move || service.checked_source_params(&c, None))
+            .await
+            .map_err(|e| format!("checking the source failed: {e}"))?
+            .map_err(|msg| format!("the source may not be read: {msg}"))?;
+        conn.mysql_host = params.host;
+    }
     let password = conn
         .password_secret
         .as_deref()

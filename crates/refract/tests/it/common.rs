@@ -83,12 +83,17 @@ impl ControlPlane {
         use std::io::{BufRead, BufReader, Read};
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(refract_bin());
+        // SQLite sources may be beside the data dir ([`ControlPlane::sqlite_root`]), as an
+        // operator would allow them; the data dir inside that root stays refused.
+        let root = data.parent().unwrap();
         cmd.args([
             "serve",
             "--data-dir",
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--sqlite-root",
+            root.to_str().unwrap(),
         ])
         // Debug logs: a password must not show up even there.
         .env(
@@ -158,6 +163,12 @@ impl ControlPlane {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// The directory SQLite sources may be in (`--sqlite-root`): the data dir's parent.
+    #[allow(dead_code)]
+    pub fn sqlite_root(&self) -> PathBuf {
+        self.dir.parent().unwrap().to_path_buf()
     }
 
     /// Sends a request with an optional JSON body; returns status and parsed body (`Null` if empty).

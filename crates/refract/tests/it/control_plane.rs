@@ -354,7 +354,7 @@ fn connection_validation_rules() {
     let v = create_conn(
         &cp,
         &cp.admin_key,
-        json!({"name": "lite", "backend": "sqlite", "mysqlHost": "/tmp/x.db"}),
+        json!({"name": "lite", "backend": "sqlite", "mysqlHost": cp.sqlite_root().join("x.db").to_str().unwrap()}),
     );
     assert_eq!(v["connection"]["availableSchemas"], json!(["main"]));
     assert_eq!(v["connection"]["mysqlPort"], Value::Null);

@@ -239,6 +239,9 @@ impl Cp {
 
 /// Starts `refract serve` on `data`; returns the process, its URL and its collected output.
 fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>) {
+    // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
+    // the SQLite root, as an operator would set it (the data dir inside it stays refused).
+    let root = data.parent().unwrap();
     let mut child = Command::new(refract_bin())
         .args([
             "serve",
@@ -246,6 +249,8 @@ fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--sqlite-root",
+            root.to_str().unwrap(),
         ])
         .env("REFRACT_LOG", "info")
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
@@ -806,11 +811,12 @@ fn action_matrix_rows() {
     );
 
     // failed: a source that cannot be read fails the provision with a reason a person can act on.
+    let missing = cp.root().join("nonexistent").join("nothing.db");
     let (s, v) = cp.call(
         "POST",
         "/v1/connections",
         Some(
-            json!({"name": "missing", "backend": "sqlite", "mysqlHost": "/nonexistent/nothing.db",
+            json!({"name": "missing", "backend": "sqlite", "mysqlHost": missing.to_str().unwrap(),
                     "instance": {"name": "ghost", "mysqlDb": "main"}}),
         ),
     );
@@ -820,7 +826,7 @@ fn action_matrix_rows() {
     let v = cp.wait_status(&ghost, "failed", LONG);
     let err = v["database"]["lastError"].as_str().unwrap();
     assert!(
-        err.contains("/nonexistent/nothing.db") && err.contains("provision again"),
+        err.contains("nonexistent/nothing.db") && err.contains("provision again"),
         "{err}"
     );
     let b = &v["latestBuild"];

@@ -10,3 +10,4 @@ mod engine;
 mod lifecycle;
 mod managed;
 mod security_limits;
+mod security_sources;
