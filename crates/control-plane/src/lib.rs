@@ -134,6 +134,38 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     Ok(service)
 }
 
+/// `refract admin new-key --data-dir DIR`: writes a fresh management key of the admin customer
+/// to `DIR/admin-key` (0600, replacing the file) and returns its path. Offline recovery for an
+/// operator who lost or revoked every admin key: needs the data directory and its master key
+/// (`master.key` or `REFRACT_MASTER_KEY`), nothing else. Works while `refract serve` runs.
+pub async fn new_admin_key(
+    data_dir: &std::path::Path,
+    master_key: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let db_path = data_dir.join("refract.db");
+    anyhow::ensure!(
+        db_path.exists(),
+        "{} is not a Refract data directory (no refract.db)",
+        data_dir.display()
+    );
+    let key = match master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => secrets::key_from_file(data_dir)?,
+    };
+    let secrets = Arc::new(SecretStore::open(data_dir, key)?);
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
+    let service = Service::new(Arc::new(store), secrets);
+    let key_path = data_dir.join("admin-key");
+    let path = key_path.clone();
+    service
+        .recovery_admin_key(move |token| {
+            secrets::write_private(&path, format!("{token}\n").as_bytes())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("create a recovery key: {e}"))?;
+    Ok(key_path)
+}
+
 /// Run the control plane until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;

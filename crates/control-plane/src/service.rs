@@ -181,6 +181,32 @@ impl Service {
         .await
     }
 
+    /// `refract admin new-key`: a fresh management key for the first admin customer, for an
+    /// operator who lost or revoked every admin key. `persist_token` writes it before the
+    /// transaction commits. Returns the admin customer's id.
+    pub async fn recovery_admin_key(
+        &self,
+        persist_token: impl FnOnce(&str) -> anyhow::Result<()> + Send + 'static,
+    ) -> StoreResult<Uuid> {
+        self.write(move |tx| {
+            let admin = tx
+                .list_customers()?
+                .into_iter()
+                .filter(|c| c.is_admin)
+                .min_by_key(|c| c.created_at)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "no admin customer in this data directory (start `refract serve` on it once)",
+                    )
+                })?;
+            let (key, token) = new_management_key(admin.id, "recovery", None, now());
+            tx.insert_management_key(&key)?;
+            persist_token(&token)?;
+            Ok(admin.id)
+        })
+        .await
+    }
+
     /// Checks a `Bearer` token. Every failure is the same 401 so that nothing about keys leaks.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         let unauthorized =
@@ -334,10 +360,26 @@ impl Service {
     ) -> Result<ManagementKey, ApiError> {
         let customer = p.customer_id();
         self.write(move |tx| {
-            if tx.get_management_key(customer, id)?.is_none() {
+            let Some(key) = tx.get_management_key(customer, id)? else {
                 return Err(ApiError::not_found("management key"));
+            };
+            let at = now();
+            let valid =
+                |k: &ManagementKey| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > at);
+            // Revoking the last valid key would lock the customer out for good.
+            if valid(&key)
+                && !tx
+                    .list_management_keys(customer)?
+                    .iter()
+                    .any(|k| k.id != id && valid(k))
+            {
+                return Err(ApiError::conflict(
+                    "this is the account's last valid management key: create another one \
+                     (POST /v1/account/management-keys) before revoking it; an operator who lost \
+                     every admin key recovers with `refract admin new-key --data-dir DIR`",
+                ));
             }
-            tx.revoke_management_key(id, now())?;
+            tx.revoke_management_key(id, at)?;
             tx.get_management_key(customer, id)?
                 .ok_or_else(|| ApiError::not_found("management key"))
         })

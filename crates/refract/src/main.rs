@@ -37,8 +37,23 @@ enum Command {
     },
     /// Start everything on this machine with a demo source, and print a query to try.
     Quickstart(quickstart::QuickstartArgs),
+    /// Operator commands that work on the data directory itself, offline.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+/// `refract admin …`.
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Write a fresh management key of the admin customer to DIR/admin-key (recovery after
+    /// every admin key was lost or revoked). Needs the data directory and its master key.
+    NewKey {
+        /// The control plane's data directory.
+        #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// Arguments of `refract serve`.
@@ -137,6 +152,15 @@ fn main() -> std::process::ExitCode {
             init_tracing(LogFormat::Text);
             run_async(quickstart::run(q))
         }
+        Command::Admin(AdminCommand::NewKey { data_dir }) => run_async(async move {
+            let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let path = refract_control_plane::new_admin_key(&data_dir, master.as_deref()).await?;
+            println!(
+                "new admin management key written to {} (readable only by this user)",
+                path.display()
+            );
+            Ok(())
+        }),
         Command::Client(c) => {
             // Like any Unix filter: `refract databases events ID | head -1` ends quietly when
             // the reader goes away (Rust ignores SIGPIPE, and `println!` would panic).

@@ -1,6 +1,7 @@
 //! Integration tests: the real `refract` binary over HTTP, against real MariaDB and PostgreSQL
 //! servers started by `scripts/test` (their addresses come in `REFRACT_TEST_*` variables).
 
+mod admin_keys;
 mod cli_output;
 mod common;
 mod control_plane;
