@@ -634,6 +634,16 @@ async fn cutover(
     let settings = op.settings.clone().unwrap_or_else(|| db.runtime_settings());
     let note_text = op.note.clone();
     let kind = op.kind;
+    // The new engine's numbers, so `GET …/instance` shows them as soon as it is `running`
+    // rather than after the next health poll.
+    let stats = match admin_token(s, db.id) {
+        Ok(token) => s.lifecycle.engine().stats(&endpoint, &token).await.ok(),
+        Err(_) => None,
+    };
+    let stat = |key: &str| stats.as_ref().and_then(|v| v.get(key)).cloned();
+    let swap_count = stat("swapCount").and_then(|v| v.as_i64());
+    let snapshot_age_ms = stat("snapshotAgeMs").and_then(|v| v.as_i64());
+    let row_counts = stat("rowCounts");
     commit(s, db.id, guard, move |tx, d, o, note| {
         let t = now();
         for mut old in tx.lifecycle().live_instances(Some(d.id))? {
@@ -644,22 +654,32 @@ async fn cutover(
                 o.cleanup.push(old.id);
             }
         }
-        if tx.lifecycle().instance(new)?.is_none() {
-            tx.lifecycle().insert_instance(&InstanceRecord {
+        let checked = swap_count.is_some().then_some(t);
+        match tx.lifecycle().instance(new)? {
+            None => tx.lifecycle().insert_instance(&InstanceRecord {
                 id: new,
                 database_id: d.id,
                 build_id: build.unwrap_or_default(),
                 runtime_id: new.to_string(),
                 endpoint_url: Some(endpoint.clone()),
                 health_status: Some(HealthStatus::Ok),
-                snapshot_age_ms: None,
-                swap_count: None,
-                row_counts: None,
-                last_health_check: None,
+                snapshot_age_ms,
+                swap_count,
+                row_counts: row_counts.clone(),
+                last_health_check: checked,
                 created_at: t,
                 updated_at: t,
                 stopped_at: None,
-            })?;
+            })?,
+            Some(mut i) if i.swap_count.is_none() && swap_count.is_some() => {
+                i.swap_count = swap_count;
+                i.snapshot_age_ms = snapshot_age_ms;
+                i.row_counts = row_counts.clone();
+                i.last_health_check = checked;
+                i.updated_at = t;
+                tx.lifecycle().update_instance(&i)?;
+            }
+            Some(_) => {}
         }
         d.internal.active_build_id = build;
         d.internal.deployed_config = serde_json::to_value(&settings).ok();
