@@ -81,13 +81,18 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     let db_path = dir.join("refract.db");
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
     let service = Service::new(Arc::new(store), secrets);
-    // Engines run as local processes under DIR/instances (adopted again after a restart).
+    // Engines run as local processes under DIR/instances (adopted again after a restart), as an
+    // unprivileged user when this process is root: it needs the search bit on DIR (never read).
+    let engine_user = refract_runtime::user::engine_user()?;
+    refract_runtime::user::ensure_reachable(&dir, &dir, &engine_user)?;
     service.lifecycle.configure(lifecycle::Runtime {
-        driver: Arc::new(refract_runtime::LocalProcessDriver::new(
-            dir.join("instances"),
-        )),
+        driver: Arc::new(
+            refract_runtime::LocalProcessDriver::new(dir.join("instances"))
+                .run_as(engine_user.clone()),
+        ),
         data_dir: dir.clone(),
         engine_binary: config.engine_binary.clone(),
+        engine_user,
     });
     let key_path = dir.join("admin-key");
     let path = key_path.clone();

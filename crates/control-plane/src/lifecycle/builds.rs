@@ -250,6 +250,21 @@ pub(super) async fn build(
         },
         None => None,
     };
+    // The engine reads a SQLite file as its own user (not root): say so now, not in a crash loop.
+    if c.backend == Backend::Sqlite {
+        let path = std::path::Path::new(&c.mysql_host);
+        if let Some(reason) = refract_runtime::user::unreadable_reason(path, &rt.engine_user) {
+            let msg = format!(
+                "engines run as user {} and cannot read the SQLite file {}: {reason}. Make the file \
+                 readable by that user (e.g. chown {} FILE, or chmod o+r FILE and o+x on its \
+                 directories), then provision again",
+                rt.engine_user.name,
+                c.mysql_host,
+                rt.engine_user.name
+            );
+            return fail(s, rt, &db, &o, msg).await;
+        }
+    }
     let mut params = s.source_params(&c, Some(db.mysql_db.clone()));
     params.pg_schema = config.as_ref().and_then(|c| c.pg_schema.clone());
     let t0 = std::time::Instant::now();
