@@ -86,7 +86,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// [`write_private`], the file owned by `owner` (`(uid, gid)`) when given: given before the
 /// rename, so the file is never in place with another owner.
-pub fn write_private_as(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> anyhow::Result<()> {
+pub fn write_private_as(
+    path: &Path,
+    bytes: &[u8],
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent")?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",

@@ -22,11 +22,11 @@
 
 mod cdc;
 mod config;
-pub mod lock;
 mod doc;
 mod http;
 mod keys;
 mod loader;
+pub mod lock;
 mod metrics;
 mod state;
 mod sync;

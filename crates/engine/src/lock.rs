@@ -86,7 +86,10 @@ mod tests {
         // same process, as it does for a second engine.
         let err = lock_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("refusing to start"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         lock_dir(dir.path()).expect("free again once the holder is gone");
     }

@@ -858,7 +858,8 @@ impl ManagedService {
     /// The engine context of a database: plan, service user, directory, passwords from the vault.
     pub(crate) fn ctx(&self, d: &DbRecord) -> Result<Ctx, ManagedError> {
         let plan = catalog::plan(&d.plan_id).ok_or_else(|| unknown_plan(&d.plan_id))?;
-        let user = os::service_user(engines::preferred_user(d.db_type)).map_err(anyhow::Error::from)?;
+        let user =
+            os::service_user(engines::preferred_user(d.db_type)).map_err(anyhow::Error::from)?;
         let get = |role: &str| self.inner.vault.get(&engines::secret_name(&d.id, role));
         let app = get("app").ok_or_else(|| {
             ManagedError::Internal(anyhow::anyhow!(

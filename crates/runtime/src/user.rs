@@ -156,12 +156,17 @@ fn create_system_user(name: &str) {
             shell,
             name,
         ])
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .stdin(std::process::Stdio::null())
         .output();
     match out {
         Ok(o) if o.status.success() => tracing::info!(user = name, "created the system user"),
-        Ok(o) => tracing::debug!(user = name, status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "useradd failed"),
+        Ok(o) => {
+            tracing::debug!(user = name, status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "useradd failed")
+        }
         Err(e) => tracing::debug!(user = name, error = %e, "cannot run useradd"),
     }
 }
@@ -343,8 +348,11 @@ pub fn ensure_reachable(from: &Path, dir: &Path, user: &ServiceUser) -> Result<(
         }
         if current.starts_with(from) {
             let mode = meta.permissions().mode();
-            fs::set_permissions(&current, fs::Permissions::from_mode((mode & 0o7777) | 0o001))
-                .map_err(RuntimeError::io("let other users search", &current))?;
+            fs::set_permissions(
+                &current,
+                fs::Permissions::from_mode((mode & 0o7777) | 0o001),
+            )
+            .map_err(RuntimeError::io("let other users search", &current))?;
         } else {
             return Err(RuntimeError::User(format!(
                 "user {} cannot reach {}: {} is not searchable by others (chmod o+x it, or use a data directory elsewhere)",

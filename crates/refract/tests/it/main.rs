@@ -7,3 +7,4 @@ mod correctness;
 mod engine;
 mod lifecycle;
 mod managed;
+mod security_processes;

@@ -723,8 +723,7 @@ impl LocalProcessDriver {
             let _ = os::send_signal(pid, libc::SIGTERM, os::group_exists(pid));
         }
         let deadline = tokio::time::Instant::now() + STRAY_GRACE;
-        while strays.iter().any(|&pid| os::is_alive(pid))
-            && tokio::time::Instant::now() < deadline
+        while strays.iter().any(|&pid| os::is_alive(pid)) && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(POLL).await;
         }
@@ -735,8 +734,7 @@ impl LocalProcessDriver {
             }
         }
         let deadline = tokio::time::Instant::now() + KILL_WAIT;
-        while strays.iter().any(|&pid| os::is_alive(pid))
-            && tokio::time::Instant::now() < deadline
+        while strays.iter().any(|&pid| os::is_alive(pid)) && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(POLL).await;
         }

@@ -146,8 +146,15 @@ async fn instances_run_as_the_drivers_user_and_own_their_files() {
     );
     if is_root() {
         assert_ne!(want_uid, 0);
-        assert!(gids.split_whitespace().all(|g| g == user.gid.to_string()), "Gid: {gids}");
-        assert_eq!(proc_status_field(pid, "Groups"), "", "supplementary groups are dropped");
+        assert!(
+            gids.split_whitespace().all(|g| g == user.gid.to_string()),
+            "Gid: {gids}"
+        );
+        assert_eq!(
+            proc_status_field(pid, "Groups"),
+            "",
+            "supplementary groups are dropped"
+        );
     }
     let dir = base.join("u");
     let meta = std::fs::metadata(&dir).unwrap();
@@ -167,4 +174,3 @@ async fn instances_run_as_the_drivers_user_and_own_their_files() {
     );
     driver.stop("u", GRACE).await.unwrap();
 }
-
