@@ -386,19 +386,32 @@ fn an_engine_the_driver_never_recorded_is_stopped() {
     no_engines_left(&cp.dir);
 }
 
-/// SIGKILL of the control plane at stepped moments of provisioning (0, 25, 50 … ms after the
-/// request), a restart after each: once everything is reconciled, exactly one engine per
-/// instance directory; after terminate + delete, none.
+/// SIGKILL of the control plane at stepped moments of provisioning, a restart after each. The
+/// steps are centred on when an engine appears (measured on a first database): the driver spawns
+/// it and records it in `state.json` moments later, the window in which a kill used to leave an
+/// engine no state file named. Once everything is reconciled: exactly one engine per instance
+/// directory; after terminate + delete, none.
 #[test]
 fn sigkill_during_provision_leaves_one_engine_per_directory() {
     let started = Instant::now();
     let mut cp = ControlPlane::start_fresh();
     let _reaper = Reaper(cp.dir.clone());
-    let mut ids = Vec::new();
-    for step in 0..12u64 {
+    // Calibrate: from the provision request to the engine's process.
+    let first = sqlite_database(&cp, "calibrate");
+    let t = Instant::now();
+    provision(&cp, &first);
+    while engines_under(&cp.dir).is_empty() {
+        assert!(t.elapsed() < LONG, "no engine appeared\n{}", cp.output());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let spawn_ms = t.elapsed().as_millis() as i64;
+    wait_status(&cp, &first, "running");
+    let mut ids = vec![first];
+    for step in 0..14i64 {
         let id = sqlite_database(&cp, &format!("crash{step}"));
+        let delay = (spawn_ms - 24 + step * 4).max(0) as u64;
         provision(&cp, &id);
-        std::thread::sleep(Duration::from_millis(step * 25));
+        std::thread::sleep(Duration::from_millis(delay));
         cp.kill();
         ids.push(id);
         cp = cp.restart();
@@ -418,6 +431,10 @@ fn sigkill_during_provision_leaves_one_engine_per_directory() {
         terminate_and_delete(&cp, id);
     }
     no_engines_left(&cp.dir);
+    eprintln!(
+        "engine spawned {spawn_ms} ms after the provision request; test took {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
