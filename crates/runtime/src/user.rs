@@ -120,11 +120,16 @@ pub fn engine_user() -> Result<ServiceUser, RuntimeError> {
     if !is_root() {
         return Ok(current_user());
     }
-    if lookup_user(ENGINE_USER).is_none() {
+    // Several control planes may start at once (tests): useradd fails while another one holds
+    // the lock of /etc/passwd, so look again a few times before falling back.
+    for attempt in 0..5 {
+        if let Some((name, uid, gid)) = lookup_user(ENGINE_USER) {
+            return unprivileged(name, uid, gid);
+        }
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
         create_system_user(ENGINE_USER);
-    }
-    if let Some((name, uid, gid)) = lookup_user(ENGINE_USER) {
-        return unprivileged(name, uid, gid);
     }
     tracing::warn!(
         "running as root and user {ENGINE_USER} does not exist and could not be created: engines \

@@ -418,7 +418,7 @@ impl LocalProcessDriver {
         }
         let dir = self.base_dir.join(&spec.id);
         create_private_dir(&dir)?;
-        user::give(&dir, &self.user)?;
+        self.give_instance_dir(&dir)?;
         // Only the search bit for others on the base directory: nothing becomes listable.
         user::ensure_reachable(&self.base_dir, &dir, &self.user)?;
         if let Some(reason) = user::access_reason(&spec.program, &self.user, 1) {
@@ -646,6 +646,26 @@ impl LocalProcessDriver {
         }
     }
 
+    /// Gives the instance directory and what an earlier run left in it (a lock file, a cache) to
+    /// the instance's user; the driver's own log and state stay the driver's.
+    fn give_instance_dir(&self, dir: &Path) -> Result<(), RuntimeError> {
+        if !self.user.switch {
+            return Ok(());
+        }
+        user::give(dir, &self.user)?;
+        let entries = fs::read_dir(dir).map_err(RuntimeError::io("read directory", dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let ours = [LOG_FILE, ROTATED_LOG_FILE, STATE_FILE, STATE_TMP_FILE]
+                .iter()
+                .any(|n| name.as_os_str() == *n);
+            if !ours {
+                user::give(&entry.path(), &self.user)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The canonical base directory (what the processes' `INSTANCE_DIR_ENV` starts with).
     fn canonical_base(&self) -> Option<PathBuf> {
         fs::canonicalize(&self.base_dir).ok()
@@ -680,16 +700,18 @@ impl LocalProcessDriver {
         }
     }
 
-    /// Stops every process of instance `id` but the one `state.json` names while it is alive.
+    /// Stops every process of instance `id` but the one `state.json` names while it is alive
+    /// (and the members of its process group).
     /// The caller holds `ops`, so no start is between spawn and recording its process.
     async fn reap_strays_locked(&self, id: &str) {
         let Some(pids) = self.marked_processes().remove(id) else {
             return;
         };
         let recorded = self.recorded_alive_pid(id).await;
+        // The recorded process and its own children (its process group: a server's forks).
         let strays: Vec<u32> = pids
             .into_iter()
-            .filter(|pid| Some(*pid) != recorded)
+            .filter(|&pid| recorded.is_none_or(|r| pid != r && os::pgid(pid) != Some(r)))
             .collect();
         self.kill_strays(id, &strays).await;
     }

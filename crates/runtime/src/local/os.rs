@@ -14,6 +14,14 @@ pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+pub(crate) fn pgid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // fields[0] is field 3 (state), so field 5 is fields[2].
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

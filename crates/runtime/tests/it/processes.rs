@@ -110,6 +110,47 @@ async fn processes_no_state_file_names_are_stopped() {
     second.stop("b", GRACE).await.unwrap();
 }
 
+/// The recorded process's own children (its process group: a server's forks) are not strays.
+#[tokio::test]
+async fn children_of_the_recorded_process_are_not_strays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("instances");
+    let driver = LocalProcessDriver::new(&base);
+    let mut spec = InstanceSpec::new("g", InstanceKind::Server, "/bin/sh", Readiness::engine());
+    spec.args = vec![
+        "-c".into(),
+        r#"sleep 60 & echo $! > child.pid; echo "refract engine listening on http://127.0.0.1:1"; wait"#.into(),
+    ];
+    driver.start(&spec).await.expect("start");
+    let pid_file = base.join("g").join("child.pid");
+    for _ in 0..250 {
+        if std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n')) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let child: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(child));
+    LocalProcessDriver::new(&base).list().await.expect("list");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        alive(child),
+        "a child of the recorded process was taken for a stray"
+    );
+    driver.stop("g", GRACE).await.unwrap();
+    for _ in 0..250 {
+        if !alive(child) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the child outlived stop");
+}
+
 fn proc_status_field(pid: u32, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
