@@ -20,6 +20,7 @@
 //!     listen: "127.0.0.1:7700".into(),
 //!     master_key: None,
 //!     engine_binary: "/usr/bin/refract".into(),
+//!     http: Default::default(),
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -60,6 +61,8 @@ pub struct ServeConfig {
     pub master_key: Option<String>,
     /// The `refract` executable, started as `refract engine` by the local runtime driver.
     pub engine_binary: PathBuf,
+    /// Connection limits of the HTTP server.
+    pub http: refract_http::HttpLimits,
 }
 
 /// Opens the stores in `config.data_dir` (creating them on first start, with the admin customer)
@@ -124,7 +127,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Tests and scripts parse this line for the real port (`--listen 127.0.0.1:0`).
     println!("refract control plane listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "control plane started");
-    run_with_managed(service, Some(managed), listener, shutdown_signal()).await
+    serve_with(
+        service,
+        Some(managed),
+        listener,
+        config.http,
+        shutdown_signal(),
+    )
+    .await
 }
 
 /// Serves an opened [`Service`] on `listener` with its reconciler and health poller until
@@ -146,13 +156,22 @@ pub async fn run_with_managed(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(service, managed, listener, Default::default(), shutdown).await
+}
+
+async fn serve_with(
+    service: Service,
+    managed: Option<refract_managed::ManagedService>,
+    listener: tokio::net::TcpListener,
+    limits: refract_http::HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut tasks = service.lifecycle.start(service.clone(), cancel.clone());
     tasks.extend(managed.as_ref().map(|m| m.spawn_reconciler(cancel.clone())));
     // The managed routes go behind the same request-id, tracing and metrics layers as `/v1`.
     let app = router_with(AppState { service }, managed.as_ref().map(|m| m.router()));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let served = refract_http::serve(listener, app, limits, shutdown)
         .await
         .context("serve HTTP");
     cancel.cancel();

@@ -23,6 +23,7 @@ async fn harness() -> Harness {
         listen: "127.0.0.1:0".into(),
         master_key: Some("test passphrase".into()),
         engine_binary: "refract".into(),
+        http: Default::default(),
     };
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
@@ -280,6 +281,7 @@ async fn managed_routes_go_through_the_same_layers() {
         listen: "127.0.0.1:0".into(),
         master_key: Some("test passphrase".into()),
         engine_binary: "refract".into(),
+        http: Default::default(),
     };
     let service = open(&config).await.unwrap();
     let managed = crate::managed::open(&config.data_dir, &service).unwrap();

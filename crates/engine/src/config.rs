@@ -49,6 +49,22 @@ pub struct EngineConfig {
     /// Tables loaded at once (source connections).
     #[serde(default = "default_parallelism")]
     pub load_parallelism: usize,
+    /// Rows per parent row of a nested to-many selection without `LIMIT`.
+    #[serde(default = "default_nested_limit")]
+    pub default_nested_limit: usize,
+    /// Largest answer of one query in bytes; past it the query ends with `result_too_large`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Longest run of one query in milliseconds; past it the query ends with `query_timeout`.
+    #[serde(default = "default_max_query_ms")]
+    pub max_query_ms: u64,
+    /// Connection limits of the HTTP server.
+    #[serde(default)]
+    pub http: refract_http::HttpLimits,
+    /// Label the per-table metrics (`refract_table_rows{table}`) with table names. Off by
+    /// default: `/metrics` needs no key, and table names are the schema.
+    #[serde(default)]
+    pub metrics_table_labels: bool,
 }
 
 /// Where the source database is.
@@ -188,6 +204,15 @@ fn default_limit() -> usize {
 fn default_parallelism() -> usize {
     4
 }
+fn default_nested_limit() -> usize {
+    1_000
+}
+fn default_max_response_bytes() -> usize {
+    64 << 20
+}
+fn default_max_query_ms() -> u64 {
+    10_000
+}
 fn default_interval() -> u64 {
     30
 }
@@ -252,6 +277,16 @@ impl EngineConfig {
         if self.default_limit == 0 {
             bail!("default_limit must be at least 1");
         }
+        if self.default_nested_limit == 0 {
+            bail!("default_nested_limit must be at least 1");
+        }
+        if self.max_response_bytes < 1024 {
+            bail!("max_response_bytes must be at least 1024");
+        }
+        if self.max_query_ms == 0 {
+            bail!("max_query_ms must be at least 1");
+        }
+        self.http.validate().map_err(anyhow::Error::msg)?;
         if self.load_parallelism == 0 || self.load_parallelism > 64 {
             bail!("load_parallelism must be between 1 and 64");
         }

@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -16,6 +16,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures_util::FutureExt;
 use serde_json::json;
+
+use refract_query::{Interrupt, RunError, RunLimits};
 
 use crate::keys::AuthError;
 use crate::metrics::QueryStatus;
@@ -200,6 +202,15 @@ fn query_text(body: &[u8]) -> Result<&str, ApiError> {
     })
 }
 
+/// Answers up to this size are built by the request's own task in one buffer; a bigger one is
+/// run again on a blocking thread and streamed ([`stream_query`]).
+const INLINE_MAX_BYTES: usize = 1 << 20;
+/// Work a query may do on the request's own task (a runtime worker) before it moves to a
+/// blocking thread, so that one long query never stalls the small ones.
+const INLINE_MAX_TIME: Duration = Duration::from_millis(20);
+/// Size of the pieces a streamed answer is sent in.
+const STREAM_PIECE_BYTES: usize = 256 * 1024;
+
 async fn query(
     State(state): State<Arc<EngineState>>,
     headers: HeaderMap,
@@ -238,10 +249,17 @@ async fn query(
             return e.into_response();
         }
     };
-    match refract_query::execute(snapshot, text, &state.query_options) {
+    let caps = QueryCaps::of(&state, started);
+    // First on this task, within a small budget: nearly every answer fits, with no thread hop.
+    let inline = RunLimits {
+        max_bytes: caps.max_bytes.min(INLINE_MAX_BYTES),
+        deadline: Some(caps.deadline.min(started + INLINE_MAX_TIME)),
+        flush_bytes: usize::MAX,
+    };
+    match refract_query::run(snapshot, text, &state.query_options, &inline, &mut ()) {
         Ok(out) => {
             drop(guard);
-            let mut resp = Response::new(Body::from(out.body));
+            let mut resp = Response::new(Body::from(out.tail));
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, JSON);
             if out.truncated {
@@ -250,12 +268,269 @@ async fn query(
             m.query(QueryStatus::Ok, Some(started.elapsed().as_secs_f64()));
             resp
         }
-        Err(e) => {
+        Err(RunError::Query(e)) => {
             m.query(
                 QueryStatus::QueryError,
                 Some(started.elapsed().as_secs_f64()),
             );
             ApiError::from(e).into_response()
+        }
+        Err(RunError::Interrupted(why)) => {
+            let final_stop = match why {
+                Interrupt::TooLarge => caps.max_bytes <= INLINE_MAX_BYTES,
+                Interrupt::Timeout => Instant::now() >= caps.deadline,
+                Interrupt::Cancelled => true,
+            };
+            if final_stop {
+                m.query(why.into(), Some(started.elapsed().as_secs_f64()));
+                return caps.error(why).into_response();
+            }
+            let snapshot = snapshot.clone();
+            drop(guard);
+            stream_query(state, snapshot, body, caps, started).await
+        }
+    }
+}
+
+/// The bounds of one query: the engine's `max_response_bytes` and `max_query_ms`.
+#[derive(Debug, Clone, Copy)]
+struct QueryCaps {
+    max_bytes: usize,
+    max_ms: u64,
+    deadline: Instant,
+}
+
+impl QueryCaps {
+    fn of(state: &EngineState, started: Instant) -> QueryCaps {
+        let config = state.config();
+        QueryCaps {
+            max_bytes: config.max_response_bytes,
+            max_ms: config.max_query_ms,
+            deadline: started + Duration::from_millis(config.max_query_ms),
+        }
+    }
+
+    /// The answer for a query a cap stopped (before any byte of it was sent).
+    fn error(&self, why: Interrupt) -> ApiError {
+        match why {
+            Interrupt::TooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "result_too_large",
+                format!(
+                    "the answer is larger than this database's max_response_bytes ({} bytes); \
+                     ask for fewer rows or fields (LIMIT at the top level and in nested selections)",
+                    self.max_bytes
+                ),
+            ),
+            Interrupt::Timeout => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "query_timeout",
+                format!(
+                    "the query ran longer than this database's max_query_ms ({} ms); \
+                     narrow it with a filter on an indexed field or a LIMIT",
+                    self.max_ms
+                ),
+            ),
+            // Nobody is left to read this one.
+            Interrupt::Cancelled => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "cancelled",
+                "the client went away",
+            ),
+        }
+    }
+}
+
+/// What the query thread sends to the response body.
+enum Piece {
+    Data(Vec<u8>),
+    /// The last bytes; whether a default limit cut the answer.
+    End {
+        tail: Vec<u8>,
+        truncated: bool,
+    },
+    /// The query is wrong (before any byte).
+    Rejected(refract_query::QueryError),
+    /// A cap stopped it.
+    Stopped(Interrupt),
+}
+
+/// Hands pieces to the response body; stops the query when the body is gone.
+struct ChannelSink(tokio::sync::mpsc::Sender<Piece>);
+
+impl refract_query::Sink for ChannelSink {
+    fn write(&mut self, piece: Vec<u8>) -> bool {
+        self.0.blocking_send(Piece::Data(piece)).is_ok()
+    }
+    fn wanted(&self) -> bool {
+        !self.0.is_closed()
+    }
+}
+
+/// Run a big or slow query on a blocking thread and stream its answer.
+///
+/// When a cap stops it before the first piece is sent, the answer is the cap's error with its
+/// status. After that the status (200) is gone: the body ends with a line holding the error
+/// object and the connection is cut without the closing chunk, so no client can mistake the
+/// incomplete array for a whole answer.
+async fn stream_query(
+    state: Arc<EngineState>,
+    snapshot: Arc<refract_storage::Snapshot>,
+    body: Bytes,
+    caps: QueryCaps,
+    started: Instant,
+) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(2);
+    let options = state.query_options.clone();
+    let running = state.metrics.query_running();
+    let metrics = state.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let metrics = &metrics.metrics;
+        let _running = running;
+        let text = std::str::from_utf8(&body).unwrap_or_default();
+        let limits = RunLimits {
+            max_bytes: caps.max_bytes,
+            deadline: Some(caps.deadline),
+            flush_bytes: STREAM_PIECE_BYTES,
+        };
+        let mut sink = ChannelSink(tx.clone());
+        let end = match refract_query::run(&snapshot, text, &options, &limits, &mut sink) {
+            Ok(out) => Piece::End {
+                tail: out.tail,
+                truncated: out.truncated,
+            },
+            Err(RunError::Interrupted(Interrupt::Cancelled)) => {
+                // Nobody reads the body any more: count it here.
+                metrics.query(QueryStatus::Cancelled, None);
+                return;
+            }
+            Err(RunError::Interrupted(why)) => Piece::Stopped(why),
+            Err(RunError::Query(e)) => Piece::Rejected(e),
+        };
+        let _ = tx.blocking_send(end);
+    });
+    let m = &state.metrics;
+    let first = rx.recv().await;
+    let elapsed = || Some(started.elapsed().as_secs_f64());
+    match first {
+        None => {
+            let e = work.await.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::error!(error = e, "query thread ended without an answer");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error (logged)",
+            )
+            .into_response()
+        }
+        Some(Piece::Rejected(e)) => {
+            m.query(QueryStatus::QueryError, elapsed());
+            ApiError::from(e).into_response()
+        }
+        Some(Piece::Stopped(why)) => {
+            m.query(why.into(), elapsed());
+            caps.error(why).into_response()
+        }
+        Some(Piece::End { tail, truncated }) => {
+            m.query(QueryStatus::Ok, elapsed());
+            let mut resp = Response::new(Body::from(tail));
+            resp.headers_mut().insert(CONTENT_TYPE, JSON);
+            if truncated {
+                resp.headers_mut()
+                    .insert(TRUNCATED, HeaderValue::from_static("true"));
+            }
+            resp
+        }
+        Some(Piece::Data(first)) => {
+            m.queries_streamed.increment(1);
+            let body = StreamedAnswer {
+                first: Some(Bytes::from(first)),
+                rx,
+                state: state.clone(),
+                caps,
+                started,
+                trailers: None,
+                cut_at: None,
+            };
+            let mut resp = Response::new(Body::new(body));
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, JSON);
+            // Whether a default limit cut a streamed answer is known at its end only.
+            h.insert(
+                axum::http::header::TRAILER,
+                HeaderValue::from_static("x-refract-truncated"),
+            );
+            resp
+        }
+    }
+}
+
+/// The body of a streamed answer: the pieces of the query thread, then (when a default limit
+/// cut it and the client sent `TE: trailers`) the `X-Refract-Truncated` trailer.
+struct StreamedAnswer {
+    first: Option<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+    state: Arc<EngineState>,
+    caps: QueryCaps,
+    started: Instant,
+    trailers: Option<HeaderMap>,
+    /// Set once the error line is out: when it fires, the connection is cut. The pause lets the
+    /// server flush that line first (it flushes when the body has nothing ready).
+    cut_at: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for StreamedAnswer {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(first))));
+        }
+        if let Some(t) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(t))));
+        }
+        if let Some(cut) = &mut this.cut_at {
+            // Cut the connection: no closing chunk, so the body is visibly incomplete.
+            return match cut.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(std::io::Error::other("query stopped mid-answer"))))
+                }
+            };
+        }
+        let elapsed = Some(this.started.elapsed().as_secs_f64());
+        let m = &this.state.metrics;
+        match this.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Piece::Data(d))) => {
+                Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(d)))))
+            }
+            Poll::Ready(Some(Piece::End { tail, truncated })) => {
+                m.query(QueryStatus::Ok, elapsed);
+                if truncated {
+                    let mut t = HeaderMap::new();
+                    t.insert(TRUNCATED, HeaderValue::from_static("true"));
+                    this.trailers = Some(t);
+                }
+                Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(tail)))))
+            }
+            // A query error comes before any byte: never after the first piece.
+            Poll::Ready(Some(Piece::Rejected(_))) => Poll::Ready(None),
+            Poll::Ready(Some(Piece::Stopped(why))) => {
+                m.query(why.into(), elapsed);
+                this.cut_at = Some(Box::pin(tokio::time::sleep(Duration::from_millis(20))));
+                let e = this.caps.error(why);
+                let line = format!("\n{}\n", json!({"error": e.code, "message": e.message}));
+                Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(line)))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
         }
     }
 }
@@ -285,7 +560,12 @@ async fn schema(
     )))
 }
 
-async fn openapi(State(state): State<Arc<EngineState>>) -> Result<Response, ApiError> {
+async fn openapi(
+    State(state): State<Arc<EngineState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // Every table, column and relation: as much as `/schema` tells, so the same key.
+    state.keys.check(auth_header(&headers))?;
     let manifest = state.manifest().ok_or_else(ApiError::not_ready)?;
     Ok(json_response(&crate::doc::openapi_json(
         &manifest,

@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use config::{EngineConfig, ReconnectMode, SourceConfig, SyncConfig, SyncMode};
@@ -130,12 +129,13 @@ pub async fn serve(state: Arc<EngineState>, listener: TcpListener) -> anyhow::Re
     tracing::info!(%addr, source = state.config().source.backend.as_str(), "engine listening");
     let mut tasks = spawn_background(&state);
     let token = state.shutdown_token().clone();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(token.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let server = refract_http::serve(
+        listener,
+        router(state.clone()),
+        state.config().http,
+        token.clone().cancelled_owned(),
+    );
+    let mut server = tokio::spawn(server);
     let result = tokio::select! {
         r = &mut server => r,
         _ = token.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {

@@ -29,13 +29,43 @@ pub enum QueryStatus {
     TooLarge,
     /// 503.
     NotReady,
+    /// 413 result_too_large: the answer passed `max_response_bytes`.
+    ResultTooLarge,
+    /// 408 query_timeout: the query ran past `max_query_ms`.
+    Timeout,
+    /// The client went away before the answer was complete.
+    Cancelled,
+}
+
+impl From<refract_query::Interrupt> for QueryStatus {
+    fn from(i: refract_query::Interrupt) -> QueryStatus {
+        match i {
+            refract_query::Interrupt::TooLarge => QueryStatus::ResultTooLarge,
+            refract_query::Interrupt::Timeout => QueryStatus::Timeout,
+            refract_query::Interrupt::Cancelled => QueryStatus::Cancelled,
+        }
+    }
+}
+
+/// Counts one query running on a blocking thread while it lives.
+pub struct RunningQuery(Gauge);
+
+impl Drop for RunningQuery {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// The engine's metric handles.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    queries: [Counter; 5],
+    queries: [Counter; 8],
+    /// Queries whose answer was streamed (over 1 MiB, or over 20 ms of work).
+    pub queries_streamed: Counter,
+    queries_running: Gauge,
+    /// Label per-table gauges with table names (`metrics_table_labels`).
+    table_labels: bool,
     latency: Histogram,
     /// Snapshots published.
     pub swaps: Counter,
@@ -119,6 +149,10 @@ impl Metrics {
                 "1 while replication is paused.",
             ),
             (
+                "refract_queries_running",
+                "Queries running on a blocking thread (big or slow ones) right now.",
+            ),
+            (
                 "refract_replication_retained_wal_bytes",
                 "PostgreSQL logical mode: WAL bytes the replication slot retains on the source.",
             ),
@@ -137,6 +171,9 @@ impl Metrics {
             q("unauthorized"),
             q("too_large"),
             q("not_ready"),
+            q("result_too_large"),
+            q("timeout"),
+            q("cancelled"),
         ];
         let load = |result: &'static str| {
             recorder.register_counter(
@@ -160,6 +197,10 @@ impl Metrics {
                 .register_counter(&Key::from_name("refract_replication_changes_total"), &META),
             replication_retained_wal: gauge("refract_replication_retained_wal_bytes"),
             queries,
+            queries_streamed: recorder
+                .register_counter(&Key::from_name("refract_queries_streamed_total"), &META),
+            queries_running: gauge("refract_queries_running"),
+            table_labels: false,
             recorder,
             handle,
         }
@@ -184,8 +225,24 @@ impl Metrics {
         self.replication_retained_wal.set(bytes);
     }
 
-    /// Set the per-table gauges (rows, memory).
+    /// Label the per-table gauges with table names (off by default: `/metrics` needs no key).
+    pub fn with_table_labels(mut self, on: bool) -> Metrics {
+        self.table_labels = on;
+        self
+    }
+
+    /// A query moved to a blocking thread: counted in `refract_queries_running` until the
+    /// returned guard drops.
+    pub fn query_running(&self) -> RunningQuery {
+        self.queries_running.increment(1.0);
+        RunningQuery(self.queries_running.clone())
+    }
+
+    /// Set the per-table gauges (rows, memory), when table labels are on.
     pub fn set_table(&self, table: &str, rows: usize, memory_bytes: usize) {
+        if !self.table_labels {
+            return;
+        }
         let labels = || vec![Label::new("table", table.to_string())];
         self.recorder
             .register_gauge(&Key::from_parts("refract_table_rows", labels()), &META)

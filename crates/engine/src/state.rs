@@ -195,6 +195,7 @@ impl EngineState {
         };
         let query_options = QueryOptions {
             default_limit: config.default_limit,
+            default_nested_limit: config.default_nested_limit,
             ..QueryOptions::default()
         };
         Ok(Arc::new(EngineState {
@@ -209,7 +210,7 @@ impl EngineState {
             reload_lock: tokio::sync::Mutex::new(()),
             keys,
             admin,
-            metrics: Metrics::new(),
+            metrics: Metrics::new().with_table_labels(config.metrics_table_labels),
             query_options,
             cdc: crate::cdc::CdcShared::default(),
             shutdown: CancellationToken::new(),

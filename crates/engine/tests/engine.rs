@@ -379,7 +379,10 @@ async fn queries_errors_and_auth() {
         .any(|r| r["name"] == "posts" && r["kind"] == "reverse"));
     let (s, _) = e.get("/schema", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, doc) = e.get_json("/openapi.json", None).await;
+    // The OpenAPI document names every table and column: a query key, like /schema.
+    let (s, _) = e.get("/openapi.json", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, doc) = e.get_json("/openapi.json", Some(TOKEN)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(
@@ -421,13 +424,13 @@ async fn queries_errors_and_auth() {
         "refract_queries_total{status=\"unauthorized\"}",
         "refract_queries_total{status=\"query_error\"}",
         "refract_snapshot_swaps_total ",
-        "refract_table_rows{table=\"users\"} 3",
-        "refract_table_memory_bytes{table=\"users\"}",
         "refract_replication_lag_seconds",
         "refract_query_duration_seconds_bucket",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
+    // `/metrics` needs no key: no table names unless `metrics_table_labels` is set.
+    assert!(!text.contains("users"), "table names in /metrics:\n{text}");
     e.stop().await;
 }
 
@@ -436,8 +439,17 @@ async fn admin_reload_swaps_once_and_shares_unchanged_tables() {
     // A long interval: only admin reloads happen here.
     let (dir, mut config) = prepare("");
     config.sync.interval = 3600;
+    config.metrics_table_labels = true;
     let e = start_with(dir, config).await;
     e.wait_health(|h| h["status"] == "ok").await;
+    // Per-table gauges when the operator asks for table labels.
+    let (_, text) = e.get("/metrics", None).await;
+    for needle in [
+        "refract_table_rows{table=\"users\"} 3",
+        "refract_table_memory_bytes{table=\"users\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
     let before = e.state.snapshot().unwrap();
     let (s, body) = e.admin("/admin/reload").await;
     assert_eq!(s, StatusCode::OK, "{body}");

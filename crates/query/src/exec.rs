@@ -7,7 +7,7 @@
 //! sorted.
 //! Relations are followed through hash indexes, never by scanning the related table.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::literal::DAY_US;
 use crate::plan::{
     Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, OrderKey, Output, Test, Tri,
 };
-use crate::QueryOutput;
+use crate::{Interrupt, QueryOptions, RunLimits, RunSummary, Sink};
 
 /// Relation paths with at least this many hops remember the rows they explored.
 const MEMO_HOPS: usize = 3;
@@ -65,23 +65,34 @@ fn in_pk_order(node: &Node<'_>) -> bool {
     node.order.is_empty() || node.pk_order
 }
 
-/// Run the planned top-level `node`.
-pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) -> QueryOutput {
+/// Run the planned top-level `node` within `limits`, handing full pieces to `sink`.
+pub(crate) fn run(
+    snapshot: &Snapshot,
+    node: &Node<'_>,
+    options: &QueryOptions,
+    limits: &RunLimits,
+    sink: &mut dyn Sink,
+) -> Result<RunSummary, Interrupt> {
     let ex = Exec {
         tables: &snapshot.tables,
         ci: CiRules::for_backend(snapshot.manifest.backend),
         scratch: RefCell::new(Vec::new()),
+        nested_limit: options.default_nested_limit,
+        bounds: Bounds::new(limits, sink),
     };
     let table = &*ex.tables[node.table];
     let mut out = Vec::with_capacity(256);
     out.push(b'[');
-    let limit = node.limit.unwrap_or(default_limit);
+    let limit = node.limit.unwrap_or(options.default_limit);
     let mut rows = 0usize;
     let mut truncated = false;
     if in_pk_order(node) {
         let mut skip = node.offset;
         // Returns whether to go on.
         let mut emit = |row: RowId, out: &mut Vec<u8>| -> bool {
+            if !ex.bounds.tick() {
+                return false;
+            }
             if !ex.passes(node.filter.as_ref(), table, row) {
                 return true;
             }
@@ -149,16 +160,20 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
                 access => ex.access_rows(table, access),
             };
             if let Some(f) = &node.filter {
-                cands.retain(|&row| ex.eval(f, table, row) == Tri::True);
+                cands.retain(|&row| ex.bounds.tick() && ex.eval(f, table, row) == Tri::True);
             }
             cands
         };
+        ex.bounds.check()?;
         truncated = node.limit.is_none() && cands.len() > keep;
         ex.sort(&node.order, table, &mut cands, keep);
         let end = keep.min(cands.len());
         let shown = &cands[node.offset.min(end)..end];
         ex.prefetch(node, table, shown);
         for (i, &row) in shown.iter().enumerate() {
+            if !ex.bounds.tick() {
+                break;
+            }
             ex.prefetch_next_lookups(node, table, shown, i);
             if rows > 0 {
                 out.push(b',');
@@ -167,11 +182,94 @@ pub(crate) fn run(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) ->
             rows += 1;
         }
     }
+    ex.bounds.check()?;
     out.push(b']');
-    QueryOutput {
-        body: out,
+    Ok(RunSummary {
+        bytes: ex.bounds.flushed.get() + out.len(),
+        tail: out,
         rows,
-        truncated,
+        truncated: truncated || ex.bounds.nested_truncated.get(),
+    })
+}
+
+/// Rows visited between two looks at the clock and at the sink.
+const TICKS_PER_CHECK: u32 = 256;
+
+/// The bounds of one run ([`RunLimits`]) and where its full pieces go. Loops call
+/// [`Bounds::tick`] per row they visit and stop when it says so; [`Exec::write_row`] calls
+/// [`Bounds::row_written`]. Once stopped, every loop unwinds quickly and the run returns the
+/// interrupt: the bytes written meanwhile are garbage nobody reads.
+struct Bounds<'k> {
+    limits: RunLimits,
+    sink: RefCell<&'k mut dyn Sink>,
+    /// Bytes handed to the sink so far.
+    flushed: Cell<usize>,
+    ticks: Cell<u32>,
+    stopped: Cell<Option<Interrupt>>,
+    /// A nested default limit cut a selection.
+    nested_truncated: Cell<bool>,
+}
+
+impl<'k> Bounds<'k> {
+    fn new(limits: &RunLimits, sink: &'k mut dyn Sink) -> Self {
+        Bounds {
+            limits: *limits,
+            sink: RefCell::new(sink),
+            flushed: Cell::new(0),
+            ticks: Cell::new(0),
+            stopped: Cell::new(None),
+            nested_truncated: Cell::new(false),
+        }
+    }
+
+    fn stop(&self, why: Interrupt) {
+        if self.stopped.get().is_none() {
+            self.stopped.set(Some(why));
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.get().is_some()
+    }
+
+    fn check(&self) -> Result<(), Interrupt> {
+        self.stopped.get().map_or(Ok(()), Err)
+    }
+
+    /// One more row visited; whether to go on. Every [`TICKS_PER_CHECK`] rows it looks at the
+    /// deadline and asks the sink whether the answer is still wanted.
+    #[inline]
+    fn tick(&self) -> bool {
+        let t = self.ticks.get().wrapping_add(1);
+        self.ticks.set(t);
+        if t % TICKS_PER_CHECK == 0 {
+            if self
+                .limits
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+            {
+                self.stop(Interrupt::Timeout);
+            } else if !self.sink.borrow().wanted() {
+                self.stop(Interrupt::Cancelled);
+            }
+        }
+        !self.stopped()
+    }
+
+    /// A row (at any depth) ends at `out.len()`: stop past the byte cap, hand a full piece to
+    /// the sink.
+    #[inline]
+    fn row_written(&self, out: &mut Vec<u8>) {
+        let total = self.flushed.get() + out.len();
+        if total > self.limits.max_bytes {
+            self.stop(Interrupt::TooLarge);
+        } else if out.len() >= self.limits.flush_bytes && !self.stopped() {
+            let piece = std::mem::replace(out, Vec::with_capacity(self.limits.flush_bytes));
+            self.flushed.set(total);
+            if !self.sink.borrow_mut().write(piece) {
+                self.stop(Interrupt::Cancelled);
+            }
+        }
     }
 }
 
@@ -196,15 +294,18 @@ enum Related {
     Many(Vec<RowId>),
 }
 
-struct Exec<'s> {
+struct Exec<'s, 'k> {
     tables: &'s [Arc<Table>],
     /// How case-insensitive columns order on this source.
     ci: CiRules,
     /// Row lists done with, kept for the next index lookups (no allocation per lookup).
     scratch: RefCell<Vec<Vec<RowId>>>,
+    /// Rows per parent of a nested to-many selection without `LIMIT`.
+    nested_limit: usize,
+    bounds: Bounds<'k>,
 }
 
-impl Exec<'_> {
+impl Exec<'_, '_> {
     /// Give a row list back for reuse.
     fn recycle(&self, rows: Vec<RowId>) {
         let mut scratch = self.scratch.borrow_mut();
@@ -286,7 +387,9 @@ impl Exec<'_> {
         match self.follow(hop, table, row) {
             Related::None => false,
             Related::One(r) => self.exists(rest, target, r, p),
-            Related::Many(rows) => rows.into_iter().any(|r| self.exists(rest, target, r, p)),
+            Related::Many(rows) => rows
+                .into_iter()
+                .any(|r| self.bounds.tick() && self.exists(rest, target, r, p)),
         }
     }
 
@@ -311,8 +414,11 @@ impl Exec<'_> {
             Related::One(r) => vec![r],
             Related::Many(rows) => rows,
         };
-        rows.into_iter()
-            .any(|r| seen[level].insert(r) && self.exists_memo(hops, level + 1, target, r, p, seen))
+        rows.into_iter().any(|r| {
+            self.bounds.tick()
+                && seen[level].insert(r)
+                && self.exists_memo(hops, level + 1, target, r, p, seen)
+        })
     }
 
     /// The rows of the hop's target related to `row` (in primary-key order).
@@ -419,6 +525,9 @@ impl Exec<'_> {
     }
 
     fn write_row(&self, out: &mut Vec<u8>, node: &Node<'_>, table: &Table, row: RowId) {
+        if self.bounds.stopped() {
+            return;
+        }
         out.push(b'{');
         for (i, o) in node.outputs.iter().enumerate() {
             if i > 0 {
@@ -440,6 +549,7 @@ impl Exec<'_> {
             }
         }
         out.push(b'}');
+        self.bounds.row_written(out);
     }
 
     /// A forward relation as an object or `null`, a reverse one as an array.
@@ -470,29 +580,40 @@ impl Exec<'_> {
             }
             Related::Many(rows) => rows,
         };
-        let limit = child.limit.unwrap_or(usize::MAX);
+        // A to-many selection without `LIMIT` shows at most `nested_limit` rows per parent;
+        // one more match than that tells that the default cut it.
+        let (limit, probe) = match child.limit {
+            Some(l) => (l, 0),
+            None if hop.to_many => (self.nested_limit, 1),
+            None => (usize::MAX, 0),
+        };
+        let keep = child.offset.saturating_add(limit);
         if in_pk_order(child) {
             // Rows come in primary-key order: filter only as many as are shown.
-            let keep = child.offset.saturating_add(limit);
+            let wanted = keep.saturating_add(probe);
             let mut kept = 0usize;
             rows.retain(|&r| {
-                if kept < keep && self.passes(child.filter.as_ref(), target, r) {
+                if kept < wanted
+                    && self.bounds.tick()
+                    && self.passes(child.filter.as_ref(), target, r)
+                {
                     kept += 1;
                     true
                 } else {
                     false
                 }
             });
+            if probe > 0 && rows.len() > keep {
+                self.bounds.nested_truncated.set(true);
+            }
         } else {
             if let Some(f) = &child.filter {
-                rows.retain(|&r| self.eval(f, target, r) == Tri::True);
+                rows.retain(|&r| self.bounds.tick() && self.eval(f, target, r) == Tri::True);
             }
-            self.sort(
-                &child.order,
-                target,
-                &mut rows,
-                child.offset.saturating_add(limit),
-            );
+            if probe > 0 && rows.len() > keep {
+                self.bounds.nested_truncated.set(true);
+            }
+            self.sort(&child.order, target, &mut rows, keep);
         }
         let end = child.offset.saturating_add(limit).min(rows.len());
         let shown = &rows[child.offset.min(end)..end];
@@ -507,6 +628,9 @@ impl Exec<'_> {
         }
         out.push(b'[');
         for (i, &r) in shown.iter().enumerate() {
+            if self.bounds.stopped() {
+                break;
+            }
             self.prefetch_next_lookups(child, target, shown, i);
             if i > 0 {
                 out.push(b',');
@@ -555,7 +679,7 @@ impl Exec<'_> {
             return found;
         }
         for &r in walk {
-            if found.len() >= keep && !tied(found[found.len() - 1], r) {
+            if !self.bounds.tick() || found.len() >= keep && !tied(found[found.len() - 1], r) {
                 break;
             }
             if self.passes(node.filter.as_ref(), table, r) {

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::ast::CmpOp;
 use crate::literal::DAY_US;
 use crate::plan::{Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, Output, Test};
+use crate::QueryOptions;
 
 /// Most lookups one query does through its access path; more falls back to a scan.
 const MAX_LOOKUPS: usize = 4096;
@@ -237,7 +238,8 @@ fn key_of(ty: ColumnType, lit: &Lit) -> Option<Option<KeyVal>> {
 // explain
 
 /// The plan of `node` as JSON.
-pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize) -> Value {
+pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, options: &QueryOptions) -> Value {
+    let default_limit = options.default_limit;
     let table = &snapshot.tables[node.table];
     let rows = table.row_count();
     let tm = node.manifest;
@@ -293,7 +295,7 @@ pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, default_limit: usize
         "estimated_rows".into(),
         json!(estimate(node, candidates, Some(default_limit))),
     );
-    node_details(snapshot, node, &mut obj, default_limit);
+    node_details(snapshot, node, &mut obj, Some(default_limit), options);
     Value::Object(obj)
 }
 
@@ -356,7 +358,8 @@ fn node_details(
     snapshot: &Snapshot,
     node: &Node<'_>,
     obj: &mut Map<String, Value>,
-    default_limit: usize,
+    default_limit: Option<usize>,
+    options: &QueryOptions,
 ) {
     obj.insert(
         "filter".into(),
@@ -410,13 +413,8 @@ fn node_details(
         obj.insert("order_by".into(), json!("primary key"));
     }
     obj.insert("limit".into(), json!(node.limit));
-    if node.limit.is_none()
-        && matches!(
-            node.access,
-            Access::Scan | Access::PkFrom(_) | Access::Pk(_) | Access::Index { .. }
-        )
-    {
-        obj.insert("default_limit".into(), json!(default_limit));
+    if let (None, Some(default)) = (node.limit, default_limit) {
+        obj.insert("default_limit".into(), json!(default));
     }
     obj.insert("offset".into(), json!(node.offset));
     obj.insert(
@@ -443,11 +441,13 @@ fn node_details(
             );
             c.insert("table".into(), json!(hop.target_manifest.api_name));
             c.insert("access".into(), json!(hop_access(hop)));
+            // To-many selections without `LIMIT` show at most the nested default per parent.
+            let child_default = hop.to_many.then_some(options.default_nested_limit);
             c.insert(
                 "estimated_rows_per_parent".into(),
-                json!(estimate(child, per_parent, None)),
+                json!(estimate(child, per_parent, child_default)),
             );
-            node_details(snapshot, child, &mut c, default_limit);
+            node_details(snapshot, child, &mut c, child_default, options);
             children.push(Value::Object(c));
         }
     }

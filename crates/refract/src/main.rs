@@ -47,6 +47,17 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "REFRACT_LISTEN", default_value = "127.0.0.1:7700")]
     listen: String,
+    /// Connections served at once; one more is accepted and closed at once (lowered to what
+    /// the open-file limit allows).
+    #[arg(long, env = "REFRACT_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Milliseconds a connection has to send a request head, from its start or its previous
+    /// answer (closes slow and idle keep-alive connections).
+    #[arg(long, env = "REFRACT_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Milliseconds a request body has to arrive.
+    #[arg(long, env = "REFRACT_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    body_timeout_ms: u64,
 }
 
 fn init_tracing() {
@@ -105,6 +116,12 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         master_key: std::env::var("REFRACT_MASTER_KEY").ok(),
         engine_binary: std::env::current_exe()?,
+        http: refract_http::HttpLimits {
+            max_connections: args.max_connections,
+            header_read_timeout_ms: args.header_timeout_ms,
+            body_read_timeout_ms: args.body_timeout_ms,
+        },
     };
+    config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await
 }

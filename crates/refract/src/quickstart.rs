@@ -114,6 +114,7 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         listen: args.listen.clone(),
         master_key: None,
         engine_binary: std::env::current_exe().context("find the refract binary")?,
+        http: Default::default(),
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -27,6 +27,8 @@
 
 pub mod cdc;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod load;
 mod mysql;
 mod postgres;

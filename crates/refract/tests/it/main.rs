@@ -7,4 +7,5 @@ mod correctness;
 mod engine;
 mod lifecycle;
 mod managed;
+mod security_limits;
 mod security_processes;

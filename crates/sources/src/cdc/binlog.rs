@@ -442,25 +442,108 @@ impl BinlogCdc {
                 Ok(v) => v,
                 Err(_) => continue,
             };
-            let fix = &shape.fixes[ordinal];
-            if let (Fix::Timestamp, Value::Bytes(b)) = (fix, &v) {
-                sink.row[col] = epoch_text_micros(b)
-                    .map(Cell::Timestamp)
-                    .unwrap_or(Cell::Null);
-                continue;
-            }
-            let v = fixed(fix, v);
-            push_value(
+            decode_value(
+                &shape.fixes[ordinal],
+                ty,
+                v,
                 &mut sink,
                 col,
-                ty,
-                &v,
-                matches!(fix, Fix::Bit),
                 &mut self.scratch,
             );
         }
         sink.take_row()
     }
+}
+
+/// One binlog value into column `col` of `sink`, with the source column's fix applied.
+fn decode_value(
+    fix: &Fix,
+    ty: ColumnType,
+    v: Value,
+    sink: &mut CellSink,
+    col: usize,
+    scratch: &mut String,
+) {
+    if let (Fix::Timestamp, Value::Bytes(b)) = (fix, &v) {
+        sink.row[col] = epoch_text_micros(b)
+            .map(Cell::Timestamp)
+            .unwrap_or(Cell::Null);
+        return;
+    }
+    let v = fixed(fix, v);
+    push_value(sink, col, ty, &v, matches!(fix, Fix::Bit), scratch);
+}
+
+/// Fuzzing entry (`crate::fuzzing::binlog_values`): bytes pick a source column's fix, a
+/// column type and a binlog value, which go through the conversions a binlog row's values go
+/// through; the rest is also read as a column type text and a MariaDB GTID list.
+pub(crate) fn fuzz_values(data: &[u8]) {
+    const TYPES: [ColumnType; 12] = [
+        ColumnType::Bool,
+        ColumnType::Int,
+        ColumnType::Float,
+        ColumnType::Decimal { scale: 0 },
+        ColumnType::Decimal { scale: 4 },
+        ColumnType::Text {
+            case_insensitive: true,
+        },
+        ColumnType::Bytes,
+        ColumnType::Date,
+        ColumnType::Time,
+        ColumnType::DateTime,
+        ColumnType::Timestamp,
+        ColumnType::Json,
+    ];
+    let [a, b, c, rest @ ..] = data else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let fix = match a % 10 {
+        0 => Fix::None,
+        1 => Fix::Unsigned(u32::from(*b % 65)),
+        2 => Fix::Enum(labels(&text)),
+        3 => Fix::Set(labels(&text)),
+        4 => Fix::Timestamp,
+        5 => Fix::Year,
+        6 => Fix::Bit,
+        7 => Fix::Latin1,
+        _ => Fix::Wide(2 + b % 3),
+    };
+    let ty = TYPES[usize::from(*b) % TYPES.len()];
+    let mut word = [0u8; 8];
+    for (w, x) in word.iter_mut().zip(rest) {
+        *w = *x;
+    }
+    let n = u64::from_le_bytes(word);
+    let byte = |i: usize| rest.get(i).copied().unwrap_or(0);
+    let v = match c % 7 {
+        0 => Value::Bytes(rest.to_vec()),
+        1 => Value::Int(n as i64),
+        2 => Value::UInt(n),
+        3 => Value::Float(f32::from_bits(n as u32)),
+        4 => Value::Double(f64::from_bits(n)),
+        5 => Value::Date(
+            u16::from_le_bytes([byte(0), byte(1)]),
+            byte(2),
+            byte(3),
+            byte(4),
+            byte(5),
+            byte(6),
+            u32::from_le_bytes([byte(7), byte(8), byte(9), byte(10)]),
+        ),
+        _ => Value::Time(
+            byte(0) & 1 == 1,
+            u32::from_le_bytes([byte(1), byte(2), byte(3), byte(4)]),
+            byte(5),
+            byte(6),
+            byte(7),
+            u32::from_le_bytes([byte(8), byte(9), byte(10), byte(11)]),
+        ),
+    };
+    let mut sink = CellSink::new(1);
+    let mut scratch = String::new();
+    decode_value(&fix, ty, v, &mut sink, 0, &mut scratch);
+    let _ = parse_maria_gtids(&text);
 }
 
 /// The rotate event that starts a dump is read before the format description, so its name may
@@ -510,7 +593,7 @@ fn epoch_text_micros(b: &[u8]) -> Option<i64> {
         let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
         us = digits.parse().ok()?;
     }
-    Some(sec * 1_000_000 + us)
+    sec.checked_mul(1_000_000)?.checked_add(us)
 }
 
 fn fixed(fix: &Fix, v: Value) -> Value {
@@ -604,7 +687,11 @@ fn labels(column_type: &str) -> Vec<String> {
     let Some(open) = column_type.find('(') else {
         return vec![];
     };
-    let inner = &column_type[open + 1..column_type.rfind(')').unwrap_or(column_type.len())];
+    let close = column_type
+        .rfind(')')
+        .filter(|&c| c > open)
+        .unwrap_or(column_type.len());
+    let inner = &column_type[open + 1..close];
     let mut out = vec![];
     let mut cur = String::new();
     let mut chars = inner.chars().peekable();

@@ -26,8 +26,8 @@
 //! # Ok(()) }
 //! ```
 
-mod binlog;
-mod pgoutput;
+pub(crate) mod binlog;
+pub(crate) mod pgoutput;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

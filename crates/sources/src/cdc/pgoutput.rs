@@ -259,17 +259,39 @@ struct Rel {
 
 pub(crate) struct LogicalCdc {
     conn: ReplConn,
+    dec: Decoder,
+    pub(crate) confirmed: Arc<AtomicU64>,
+    last_status: Instant,
+}
+
+/// Turns pgoutput messages into change events: no IO, so it can be fed any bytes
+/// (`crate::fuzzing`). Malformed input is an error, never a panic.
+pub(crate) struct Decoder {
     manifest: Arc<Manifest>,
     schema: String,
     rels: HashMap<u32, Rel>,
     /// Column names first seen per manifest table (a later different list is DDL).
     shapes: HashMap<usize, Vec<String>>,
-    pending: std::collections::VecDeque<ChangeEvent>,
-    pub(crate) confirmed: Arc<AtomicU64>,
-    last_status: Instant,
+    pub(crate) pending: std::collections::VecDeque<ChangeEvent>,
+    /// Highest WAL position received.
     received: u64,
     commit_ts: Option<i64>,
     scratch: Vec<u8>,
+}
+
+impl Decoder {
+    pub(crate) fn new(manifest: Arc<Manifest>, schema: String, start: u64) -> Decoder {
+        Decoder {
+            manifest,
+            schema,
+            rels: HashMap::new(),
+            shapes: HashMap::new(),
+            pending: Default::default(),
+            received: start,
+            commit_ts: None,
+            scratch: vec![],
+        }
+    }
 }
 
 impl LogicalCdc {
@@ -313,16 +335,9 @@ impl LogicalCdc {
         }
         Ok(LogicalCdc {
             conn,
-            manifest,
-            schema,
-            rels: HashMap::new(),
-            shapes: HashMap::new(),
-            pending: Default::default(),
+            dec: Decoder::new(manifest, schema, start),
             confirmed: Arc::new(AtomicU64::new(start)),
             last_status: Instant::now(),
-            received: start,
-            commit_ts: None,
-            scratch: vec![],
         })
     }
 
@@ -331,7 +346,7 @@ impl LogicalCdc {
         let now = chrono::Utc::now().timestamp_micros() - PG_EPOCH_US;
         let mut body = BytesMut::with_capacity(34);
         body.put_u8(b'r');
-        body.put_u64(self.received.max(applied));
+        body.put_u64(self.dec.received.max(applied));
         body.put_u64(applied);
         body.put_u64(applied);
         body.put_i64(now);
@@ -346,7 +361,7 @@ impl LogicalCdc {
 
     pub(crate) async fn next(&mut self) -> Result<ChangeEvent, CdcError> {
         loop {
-            if let Some(e) = self.pending.pop_front() {
+            if let Some(e) = self.dec.pending.pop_front() {
                 return Ok(e);
             }
             if self.last_status.elapsed() >= Duration::from_secs(10) {
@@ -374,7 +389,7 @@ impl LogicalCdc {
                     let wal_end = d.get_u64();
                     let _ts = d.get_i64();
                     let reply = d.get_u8() == 1;
-                    self.received = self.received.max(wal_end);
+                    self.dec.received = self.dec.received.max(wal_end);
                     if reply {
                         self.status(false).await?;
                     }
@@ -384,25 +399,31 @@ impl LogicalCdc {
                     let _start = d.get_u64();
                     let _end = d.get_u64();
                     let _ts = d.get_i64();
-                    self.message(d)?;
+                    self.dec.message(d)?;
                 }
                 _ => {}
             }
         }
     }
+}
 
+impl Decoder {
     fn rel_for(&mut self, oid: u32) -> Option<(usize, Vec<Option<usize>>)> {
         let r = self.rels.get(&oid)?;
         Some((r.table?, r.map.clone()))
     }
 
     /// One pgoutput message.
-    fn message(&mut self, mut d: &[u8]) -> Result<(), CdcError> {
+    pub(crate) fn message(&mut self, mut d: &[u8]) -> Result<(), CdcError> {
         let bad = || CdcError::Source("malformed pgoutput message".into());
         if d.is_empty() {
             return Err(bad());
         }
         let tag = d.get_u8();
+        // Every message below starts with a 4-byte field (relation id or count).
+        if matches!(tag, b'R' | b'I' | b'U' | b'D' | b'T') && d.len() < 4 {
+            return Err(bad());
+        }
         match tag {
             b'B' => {
                 if d.len() < 20 {
@@ -520,6 +541,9 @@ impl LogicalCdc {
                     .push_back(ChangeEvent::Delete { table, before });
             }
             b'T' => {
+                if d.len() < 5 {
+                    return Err(bad());
+                }
                 let n = d.get_i32().max(0) as usize;
                 let _opts = d.get_u8();
                 let mut tables = vec![];
