@@ -32,6 +32,14 @@ pub struct ServiceUser {
     pub switch: bool,
 }
 
+impl ServiceUser {
+    /// `(uid, gid)` to give files to, when processes switch to this user; `None` otherwise (files
+    /// stay this process's).
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.switch.then_some((self.uid, self.gid))
+    }
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -225,17 +233,17 @@ pub fn write_owned_file(
     contents: &[u8],
     user: &ServiceUser,
 ) -> Result<(), RuntimeError> {
-    write_file_as(path, contents, 0o600, user)
+    write_file_as(path, contents, 0o600, user.owner())
 }
 
-/// Replaces `path` with a new file of `mode` holding `contents`, owned by `user` when switching.
-/// The old file is removed first and the new one created exclusively, so a symlink planted at
-/// `path` is never followed; ownership is given before any byte is written.
+/// Replaces `path` with a new file of `mode` holding `contents`, given to `owner` (`(uid, gid)`)
+/// when set. The old file is removed first and the new one created exclusively, so a symlink
+/// planted at `path` is never followed; ownership is given before any byte is written.
 pub(crate) fn write_file_as(
     path: &Path,
     contents: &[u8],
     mode: u32,
-    user: &ServiceUser,
+    owner: Option<(u32, u32)>,
 ) -> Result<(), RuntimeError> {
     match fs::remove_file(path) {
         Ok(()) => {}
@@ -251,8 +259,8 @@ pub(crate) fn write_file_as(
     // The umask may have cleared bits of `mode`; set them exactly.
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(RuntimeError::io("set permissions of", path))?;
-    if user.switch {
-        std::os::unix::fs::fchown(&file, Some(user.uid), Some(user.gid))
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
             .map_err(RuntimeError::io("give to the instance user", path))?;
     }
     file.write_all(contents)

@@ -63,7 +63,7 @@ pub(super) async fn write_keys_file(
             // The engines' user owns the directory and the file (0700/0600): they read it.
             refract_runtime::user::create_owned_dir(dir, &user)?;
         }
-        crate::secrets::write_private_as(&p, &bytes, user.switch.then_some((user.uid, user.gid)))
+        crate::secrets::write_private_as(&p, &bytes, user.owner())
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("keys file task: {e}")))?

@@ -236,7 +236,7 @@ fn read_state(path: &Path) -> Option<StateFile> {
 /// file is removed first and the new one created exclusively, so a symlink planted at `path` is
 /// never followed.
 fn write_private_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), RuntimeError> {
-    user::write_file_as(path, contents, mode, &user::current_user())
+    user::write_file_as(path, contents, mode, None)
 }
 
 fn create_private_dir(path: &Path) -> Result<(), RuntimeError> {
@@ -432,7 +432,12 @@ impl LocalProcessDriver {
         // spawn and recording it) would run beside the new one: stop it first.
         self.reap_strays_locked(&spec.id).await;
         for file in &spec.files {
-            user::write_file_as(&dir.join(&file.name), &file.contents, file.mode, &self.user)?;
+            user::write_file_as(
+                &dir.join(&file.name),
+                &file.contents,
+                file.mode,
+                self.user.owner(),
+            )?;
         }
         let marker = fs::canonicalize(&dir).map_err(RuntimeError::io("resolve", &dir))?;
 
