@@ -31,6 +31,9 @@ enum Command {
         /// Engine config file (YAML or JSON).
         #[arg(long)]
         config: PathBuf,
+        /// Log lines as `text` (colour on a terminal only) or `json` (one object per line).
+        #[arg(long, env = "REFRACT_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
     /// Start everything on this machine with a demo source, and print a query to try.
     Quickstart(quickstart::QuickstartArgs),
@@ -47,6 +50,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "REFRACT_LISTEN", default_value = "127.0.0.1:7700")]
     listen: String,
+    /// Log lines as `text` (colour on a terminal only) or `json` (one object per line); engines
+    /// started by this control plane log the same way.
+    #[arg(long, env = "REFRACT_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Connections served at once; one more is accepted and closed at once (lowered to what
     /// the open-file limit allows).
     #[arg(long, env = "REFRACT_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -60,31 +67,61 @@ struct ServeArgs {
     body_timeout_ms: u64,
 }
 
-fn init_tracing() {
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Plain text; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("REFRACT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Serve(serve) => {
-            init_tracing();
+            init_tracing(serve.log_format);
+            // Engines this control plane starts inherit the format.
+            std::env::set_var("REFRACT_LOG_FORMAT", serve.log_format.as_str());
             run_async(serve_main(serve))
         }
-        Command::Engine { config } => {
-            init_tracing();
+        Command::Engine { config, log_format } => {
+            init_tracing(log_format);
             run_async(refract_engine::run_from_file(config))
         }
         Command::Quickstart(q) => {
-            init_tracing();
+            init_tracing(LogFormat::Text);
             run_async(quickstart::run(q))
         }
-        Command::Client(c) => cli::run(c),
+        Command::Client(c) => {
+            // Like any Unix filter: `refract databases events ID | head -1` ends quietly when
+            // the reader goes away (Rust ignores SIGPIPE, and `println!` would panic).
+            // SAFETY: restoring a signal's default disposition before any thread starts.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            cli::run(c)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,9 +1,11 @@
 //! Integration tests: the real `refract` binary over HTTP, against real MariaDB and PostgreSQL
 //! servers started by `scripts/test` (their addresses come in `REFRACT_TEST_*` variables).
 
+mod cli_output;
 mod common;
 mod control_plane;
 mod correctness;
+mod docs;
 mod engine;
 mod lifecycle;
 mod managed;
