@@ -111,13 +111,21 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     } else {
         tracing::info!("no --sqlite-root: SQLite sources are refused");
     }
-    // Engines run as local processes under DIR/instances (adopted again after a restart).
+    // Engines run as local processes under DIR/instances (adopted again after a restart), as an
+    // unprivileged user when this process is root: it needs the search bit on DIR (never read).
+    let engine_user = refract_runtime::user::engine_user()?;
+    if let Err(e) = refract_runtime::user::ensure_reachable(&dir, &dir, &engine_user) {
+        // Engines will not start (each start fails with this message in lastError).
+        tracing::warn!(error = %e, "engines cannot reach the data directory");
+    }
     service.lifecycle.configure(lifecycle::Runtime {
-        driver: Arc::new(refract_runtime::LocalProcessDriver::new(
-            dir.join("instances"),
-        )),
+        driver: Arc::new(
+            refract_runtime::LocalProcessDriver::new(dir.join("instances"))
+                .run_as(engine_user.clone()),
+        ),
         data_dir: dir.clone(),
         engine_binary: config.engine_binary.clone(),
+        engine_user,
     });
     let key_path = dir.join("admin-key");
     let path = key_path.clone();

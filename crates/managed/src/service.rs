@@ -221,11 +221,11 @@ impl ManagedService {
         if !os::is_root() {
             return Ok(());
         }
-        os::ensure_reachable(
+        Ok(os::ensure_reachable(
             &self.inner.reach_from,
             &self.inner.servers_dir,
             &os::any_other_user(),
-        )
+        )?)
     }
 
     /// Sets the registrar of `/v1` connections (`POST /api/v1/databases/{id}/connection`); only
@@ -917,7 +917,8 @@ impl ManagedService {
     /// The engine context of a database: plan, service user, directory, passwords from the vault.
     pub(crate) fn ctx(&self, d: &DbRecord) -> Result<Ctx, ManagedError> {
         let plan = catalog::plan(&d.plan_id).ok_or_else(|| unknown_plan(&d.plan_id))?;
-        let user = os::service_user(engines::preferred_user(d.db_type))?;
+        let user =
+            os::service_user(engines::preferred_user(d.db_type)).map_err(anyhow::Error::from)?;
         let get = |role: &str| self.inner.vault.get(&engines::secret_name(&d.id, role));
         let app = get("app").ok_or_else(|| {
             ManagedError::Internal(anyhow::anyhow!(

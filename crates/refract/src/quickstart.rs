@@ -90,6 +90,11 @@ async fn run_in(
             move || write_demo(&source, users)
         })
         .await??;
+        // As root, engines run as their own user (docs/runtime.md, "Users"), which must read the
+        // demo file: it becomes theirs, and this directory searchable (not listable) for them.
+        let engine_user = refract_runtime::user::engine_user()?;
+        refract_runtime::user::ensure_reachable(root, root, &engine_user)?;
+        refract_runtime::user::give(&source, &engine_user)?;
         say!(
             "demo source: {} ({rows} rows in users, posts, comments; {} ms)",
             source.display(),

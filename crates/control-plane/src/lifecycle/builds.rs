@@ -307,6 +307,21 @@ pub(super) async fn build(
             return fail(s, rt, &db, &o, msg).await;
         }
     };
+    // The engine reads a SQLite file as its own user (not root): say so now, not in a crash loop.
+    if c.backend == Backend::Sqlite {
+        let path = std::path::Path::new(&params.host);
+        if let Some(reason) = refract_runtime::user::unreadable_reason(path, &rt.engine_user) {
+            let msg = format!(
+                "engines run as user {} and cannot read the SQLite file {}: {reason}. Make the file \
+                 readable by that user (e.g. chown {} FILE, or chmod o+r FILE and o+x on its \
+                 directories), then provision again",
+                rt.engine_user.name,
+                params.host,
+                rt.engine_user.name
+            );
+            return fail(s, rt, &db, &o, msg).await;
+        }
+    }
     params.pg_schema = config.as_ref().and_then(|c| c.pg_schema.clone());
     let t0 = std::time::Instant::now();
     let schema = match tokio::time::timeout(

@@ -61,6 +61,9 @@ pub struct Runtime {
     pub data_dir: PathBuf,
     /// The `refract` executable started as `refract engine`.
     pub engine_binary: PathBuf,
+    /// The user engines run as (`refract` when the control plane is root, else its own user):
+    /// the keys files are given to it, and a SQLite source must be readable by it.
+    pub engine_user: refract_runtime::user::ServiceUser,
 }
 
 /// The lifecycle's shared state, held by [`Service`]. Cheap to clone.

@@ -122,7 +122,7 @@ impl Ctx {
     }
 
     fn wrap(&self, program: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
-        os::wrap(&self.user, self.bins.setpriv.as_deref(), program)
+        Ok(os::wrap(&self.user, self.bins.setpriv.as_deref(), program)?)
     }
 
     /// A server spec running `program args…` as the service user, ready when its port accepts.

@@ -2,6 +2,15 @@
 
 use std::path::PathBuf;
 
+/// A temp dir (0711) that engines can reach when they run as another user (the tests run as
+/// root): its data dir and the SQLite files written in it (0644) are theirs to read.
+pub fn reachable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    tmp
+}
+
 /// The `refract` binary under test.
 pub fn refract_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_refract"))
@@ -69,7 +78,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts on a new temp dir (key file, no `REFRACT_MASTER_KEY`).
     pub fn start_fresh() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let tmp = reachable_tempdir();
         let data = tmp.path().join("data");
         Self::start_with(&data, None, Some(tmp))
     }

@@ -33,7 +33,7 @@ struct Cp {
 
 impl Cp {
     fn fresh(delay_ms: u64) -> Cp {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = crate::common::reachable_tempdir();
         let mut cp = Cp::start(&tmp.path().join("data"), delay_ms);
         cp._tmp = Some(tmp);
         cp

@@ -11,4 +11,5 @@ mod engine;
 mod lifecycle;
 mod managed;
 mod security_limits;
+mod security_processes;
 mod security_sources;
