@@ -287,6 +287,50 @@ pub struct LocalProcessDriver {
 }
 
 impl LocalProcessDriver {
+    /// `program`, or a copy of it the instance user can run: a binary under a directory that
+    /// user cannot search (a checkout under `/root`, as root) is hard-linked (else copied) once
+    /// into `BASE/.bin/`, which it can.
+    fn runnable_program(&self, program: &Path) -> Result<PathBuf, RuntimeError> {
+        let Some(reason) = user::access_reason(program, &self.user, 1) else {
+            return Ok(program.to_path_buf());
+        };
+        let refuse = |reason: String| {
+            RuntimeError::User(format!(
+                "cannot start {} as user {}: {reason} (install refract where other users can run it, e.g. /usr/local/bin)",
+                program.display(),
+                self.user.name
+            ))
+        };
+        let meta = fs::metadata(program).map_err(|_| refuse(reason.clone()))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let name = program
+            .file_name()
+            .map_or_else(|| "program".into(), |n| n.to_string_lossy().into_owned());
+        let bin = self.base_dir.join(".bin");
+        fs::create_dir_all(&bin).map_err(RuntimeError::io("create", &bin))?;
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o711))
+            .map_err(RuntimeError::io("set the mode of", &bin))?;
+        let copy = bin.join(format!("{name}-{}-{mtime}", meta.len()));
+        if !copy.exists() {
+            let tmp = bin.join(format!(".{name}.{}", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            if fs::hard_link(program, &tmp).is_err() {
+                fs::copy(program, &tmp).map_err(RuntimeError::io("copy", program))?;
+            }
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+                .map_err(RuntimeError::io("set the mode of", &tmp))?;
+            fs::rename(&tmp, &copy).map_err(RuntimeError::io("rename", &tmp))?;
+        }
+        match user::access_reason(&copy, &self.user, 1) {
+            None => Ok(copy),
+            Some(_) => Err(refuse(reason)),
+        }
+    }
+
     /// A driver keeping its instances under `base_dir` (created, mode 0700, at the first start).
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         LocalProcessDriver {
@@ -421,13 +465,7 @@ impl LocalProcessDriver {
         self.give_instance_dir(&dir)?;
         // Only the search bit for others on the base directory: nothing becomes listable.
         user::ensure_reachable(&self.base_dir, &dir, &self.user)?;
-        if let Some(reason) = user::access_reason(&spec.program, &self.user, 1) {
-            return Err(RuntimeError::User(format!(
-                "cannot start {} as user {}: {reason} (install refract where other users can run it, e.g. /usr/local/bin)",
-                spec.program.display(),
-                self.user.name
-            )));
-        }
+        let program = self.runnable_program(&spec.program)?;
         // A process of this directory that no state file names (the control plane died between
         // spawn and recording it) would run beside the new one: stop it first.
         self.reap_strays_locked(&spec.id).await;
@@ -445,7 +483,7 @@ impl LocalProcessDriver {
         let mut log = open_log(&dir)?;
         let header = format!(
             "=== refract runtime: starting {} at {} ===\n",
-            spec.program.display(),
+            program.display(),
             started_at.to_rfc3339()
         );
         log.write_all(header.as_bytes())
@@ -458,7 +496,7 @@ impl LocalProcessDriver {
             .try_clone()
             .map_err(RuntimeError::io("open", dir.join(LOG_FILE)))?;
 
-        let mut command = Command::new(&spec.program);
+        let mut command = Command::new(&program);
         command
             .args(&spec.args)
             .env_clear()
@@ -488,7 +526,7 @@ impl LocalProcessDriver {
                     &format!("=== refract runtime: cannot start: {source} ==="),
                 );
                 return Err(RuntimeError::Spawn {
-                    program: spec.program.clone(),
+                    program: program.clone(),
                     source,
                 });
             }
@@ -496,7 +534,7 @@ impl LocalProcessDriver {
         let Some(pid) = child.id() else {
             // Only possible once the child has been waited for, which nothing has done yet.
             return Err(RuntimeError::Spawn {
-                program: spec.program.clone(),
+                program: program.clone(),
                 source: io::Error::other("the process has no id"),
             });
         };
@@ -504,7 +542,7 @@ impl LocalProcessDriver {
         let state = StateFile {
             pid,
             proc_start_ticks: os::start_ticks(pid),
-            program: spec.program.clone(),
+            program: program.clone(),
             args: spec.args.clone(),
             kind: spec.kind,
             started_at,
@@ -523,7 +561,7 @@ impl LocalProcessDriver {
 
         let instance = Arc::new(Instance::new(dir.clone(), state, true));
         self.map().insert(spec.id.clone(), Arc::clone(&instance));
-        tracing::info!(id = %spec.id, pid, program = %spec.program.display(), "instance started");
+        tracing::info!(id = %spec.id, pid, program = %program.display(), "instance started");
 
         tokio::spawn(async move {
             let (code, signal) = match child.wait().await {

@@ -29,14 +29,25 @@ fn stray(dir: &Path) -> Child {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir).unwrap();
     let dir = std::fs::canonicalize(dir).unwrap();
-    Command::new("/bin/sh")
+    let child = Command::new("/bin/sh")
         .args(["-c", "exec sleep 60"])
         .env(INSTANCE_DIR_ENV, &dir)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .process_group(0)
         .spawn()
-        .expect("spawn a stray")
+        .expect("spawn a stray");
+    // Until it has exec'd, /proc shows the test's own environment and directory, not the
+    // marker: a real stray (its control plane died) has long exec'd when anybody looks.
+    let marker = format!("{INSTANCE_DIR_ENV}=");
+    for _ in 0..500 {
+        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+        if String::from_utf8_lossy(&environ).contains(&marker) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("the stray never exec'd");
 }
 
 /// Waits until the child has ended (killed by the driver), at most 10 s.
@@ -214,4 +225,46 @@ async fn instances_run_as_the_drivers_user_and_own_their_files() {
         if is_root() { 0o001 } else { 0 }
     );
     driver.stop("u", GRACE).await.unwrap();
+}
+
+/// A program under a directory the instance user cannot search (a checkout under `/root`, as
+/// root) runs from a link or copy in `BASE/.bin/`.
+#[tokio::test]
+async fn a_program_the_user_cannot_reach_runs_from_a_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // A private directory (0700) holding the program, like /root.
+    let private = tmp.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let program = private.join("sh");
+    std::fs::copy("/bin/sh", &program).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = tmp.path().join("instances");
+    let driver = LocalProcessDriver::new(&base).run_as(engine_user().expect("engine user"));
+    let mut spec = sleeper("p");
+    spec.program = program.clone();
+    driver
+        .start(&spec)
+        .await
+        .expect("start from a reachable copy");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base.join("p").join(STATE_FILE)).unwrap()).unwrap();
+    let started = std::path::PathBuf::from(state["program"].as_str().unwrap());
+    if is_root() {
+        assert!(
+            started.starts_with(base.join(".bin")),
+            "{}",
+            started.display()
+        );
+    } else {
+        assert_eq!(started, program);
+    }
+    driver.stop("p", GRACE).await.unwrap();
+    // A second start reuses the same copy.
+    driver.start(&spec).await.expect("start again");
+    driver.stop("p", GRACE).await.unwrap();
+    if is_root() {
+        assert_eq!(std::fs::read_dir(base.join(".bin")).unwrap().count(), 1);
+    }
 }
