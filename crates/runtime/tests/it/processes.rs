@@ -29,7 +29,7 @@ fn stray(dir: &Path) -> Child {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir).unwrap();
     let dir = std::fs::canonicalize(dir).unwrap();
-    let child = Command::new("/bin/sh")
+    let mut child = Command::new("/bin/sh")
         .args(["-c", "exec sleep 60"])
         .env(INSTANCE_DIR_ENV, &dir)
         .current_dir(&dir)
@@ -47,6 +47,8 @@ fn stray(dir: &Path) -> Child {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the stray never exec'd");
 }
 
