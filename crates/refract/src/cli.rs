@@ -5,6 +5,7 @@
 //! prints `error: <message>` and exits non-zero (through `main`).
 
 mod lifecycle;
+mod query;
 
 use anyhow::{bail, Context};
 use reqwest::blocking::Client;
@@ -53,6 +54,13 @@ pub enum ClientCommand {
         opts: ClientOpts,
         #[command(subcommand)]
         cmd: KeysCmd,
+    },
+    /// Run a query against a database's engine and print the answer.
+    Query {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: query::QueryArgs,
     },
     /// Managed database servers (/api/v1): PostgreSQL, MySQL, Redis, MongoDB.
     Managed {
@@ -256,6 +264,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Connections { opts, cmd } => connections(&Api::new(&opts)?, &opts, cmd),
         ClientCommand::Databases { opts, cmd } => databases(&Api::new(&opts)?, &opts, cmd),
         ClientCommand::Keys { opts, cmd } => keys(&Api::new(&opts)?, &opts, cmd),
+        ClientCommand::Query { opts, args } => query::run(&Api::new(&opts)?, args),
         ClientCommand::Managed { opts, cmd } => crate::managed::run(&opts, cmd),
     }
 }
@@ -468,6 +477,25 @@ fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Res
                     if let Some(s) = v["availableSchemas"].as_array() {
                         let names: Vec<&str> = s.iter().filter_map(Value::as_str).collect();
                         println!("schemas: {}", names.join(", "));
+                    }
+                    // Per sync mode: `ok` above is only the login.
+                    println!("poll: ready");
+                    for (mode, key) in [("binlog", "binlog"), ("logical", "logical")] {
+                        let r = &v[key];
+                        if r.is_null() {
+                            continue;
+                        }
+                        if r["ready"].as_bool() == Some(true) {
+                            println!("{mode}: ready");
+                        } else {
+                            println!("{mode}: NOT ready");
+                            for issue in r["issues"].as_array().into_iter().flatten() {
+                                println!("  - {}", issue.as_str().unwrap_or_default());
+                            }
+                        }
+                    }
+                    for w in v["warnings"].as_array().into_iter().flatten() {
+                        println!("warning: {}", w.as_str().unwrap_or_default());
                     }
                 } else {
                     println!("failed: {}", v["error"].as_str().unwrap_or("unknown error"));
