@@ -29,6 +29,10 @@ pub struct ClientOpts {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Print only this field of the API's JSON answer, by its dotted path (`id`,
+    /// `database.id`, `key`): for scripts, like `jq -r .id`.
+    #[arg(long, global = true, value_name = "PATH")]
+    get: Option<String>,
 }
 
 /// Client subcommands.
@@ -661,7 +665,20 @@ fn urlencode(s: &str) -> String {
 }
 
 fn output(opts: &ClientOpts, v: &Value, table: impl FnOnce(&Value)) -> anyhow::Result<()> {
-    if opts.json {
+    if let Some(path) = &opts.get {
+        let mut at = v;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            at = match (at, part.parse::<usize>()) {
+                (Value::Array(a), Ok(i)) => a.get(i).unwrap_or(&Value::Null),
+                _ => at.get(part).unwrap_or(&Value::Null),
+            };
+        }
+        match at {
+            Value::Null => bail!("the answer has no field {path}"),
+            Value::String(s) => println!("{s}"),
+            other => println!("{other}"),
+        }
+    } else if opts.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
         table(v);

@@ -10,6 +10,7 @@ mod docs;
 mod engine;
 mod lifecycle;
 mod managed;
+mod readme_tour;
 mod security_limits;
 mod security_processes;
 mod security_sources;
