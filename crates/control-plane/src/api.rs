@@ -284,6 +284,10 @@ api_enum!(
     Plan { Free = "free", Pro = "pro", Teams = "teams", Enterprise = "enterprise" }
 );
 
+/// No control or bidirectional-override character (`validate::forbidden_char`).
+const PLAIN_TEXT: &str =
+    r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$";
+
 /// `availableSchemas`: ≥ 1 distinct non-empty names (`null` = not given).
 fn schema_names() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
@@ -292,8 +296,11 @@ fn schema_names() -> utoipa::openapi::schema::Array {
         .items(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .min_length(Some(1)),
+                .min_length(Some(1))
+                .max_length(Some(crate::validate::SCHEMA_MAX))
+                .pattern(Some(PLAIN_TEXT)),
         )
+        .max_items(Some(1000))
         .min_items(Some(1))
         .unique_items(true)
         .build()
@@ -380,7 +387,7 @@ pub struct CreateCustomerRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// Plan; default `free`.
@@ -413,6 +420,36 @@ pub struct SetPlanResponse {
     pub id: Uuid,
     /// Its plan now.
     pub plan: Plan,
+    /// What the plan allows (admins are unlimited whatever their plan).
+    pub limits: PlanLimitsView,
+}
+
+/// The limits of a plan (`null` = unlimited).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanLimitsView {
+    /// Non-deleted `/v1` databases.
+    pub max_databases: Option<usize>,
+    /// Largest `/v1` instance size.
+    pub max_instance_size: InstanceSize,
+    /// `reflexdbCustomDomain` allowed.
+    pub custom_domains: bool,
+    /// Managed servers (`/api/v1/databases`; each replica is a server).
+    pub max_managed_servers: Option<i64>,
+    /// Plan memory of all managed servers together, MiB.
+    pub max_managed_memory_mib: Option<i64>,
+}
+
+impl From<crate::plans::PlanLimits> for PlanLimitsView {
+    fn from(l: crate::plans::PlanLimits) -> Self {
+        PlanLimitsView {
+            max_databases: l.max_databases,
+            max_instance_size: l.max_instance_size,
+            custom_domains: l.custom_domains,
+            max_managed_servers: l.managed_servers,
+            max_managed_memory_mib: l.managed_memory_mib,
+        }
+    }
 }
 
 /// A management key (`rmk_<keyId>.<secret>`); only a SHA-256 of the secret is stored.
@@ -460,7 +497,7 @@ pub struct CreateManagementKeyRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// Optional expiry (RFC 3339, in the future).
@@ -540,11 +577,15 @@ pub struct CreateConnectionRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// Host (≥ 1 character); for `sqlite` the database file path.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_host: String,
     /// Port 1–65535; default 3306 (5432 for postgres).
     #[schema(minimum = 1, maximum = 65535)]
@@ -554,10 +595,14 @@ pub struct CreateConnectionRequest {
     #[schema(schema_with = schema_names)]
     pub available_schemas: Option<Vec<String>>,
     /// Login user (≥ 1 character; optional for `sqlite`).
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_user: Option<String>,
     /// Password (≥ 1 character; optional for `sqlite`). Kept only in the encrypted secret store.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub mysql_password: Option<String>,
     /// Default `poll`; a CDC mode must fit the backend.
     pub sync_mode: Option<SyncMode>,
@@ -578,11 +623,15 @@ pub struct CreateInstanceRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// Schema to use; must be in `availableSchemas`.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_db: String,
     /// Default `nano`.
     pub instance_size: Option<InstanceSize>,
@@ -612,11 +661,15 @@ pub struct UpdateConnectionRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: Option<String>,
     /// ≥ 1 character.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_host: Option<String>,
     /// 1–65535.
     #[schema(minimum = 1, maximum = 65535)]
@@ -626,10 +679,14 @@ pub struct UpdateConnectionRequest {
     #[schema(schema_with = schema_names)]
     pub available_schemas: Option<Vec<String>>,
     /// ≥ 1 character.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_user: Option<String>,
     /// ≥ 1 character; used from the next provision, rebuild or resume.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub mysql_password: Option<String>,
     /// Sets `allowedSyncModes` to `poll` plus this CDC mode.
     pub sync_mode: Option<SyncMode>,
@@ -646,15 +703,25 @@ pub struct TestConnectionRequest {
     /// Default `mysql`.
     pub backend: Option<Backend>,
     /// Host (≥ 1 character) or, for `sqlite`, the file path.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_host: String,
     /// 1–65535; default per backend.
     #[schema(minimum = 1, maximum = 65535)]
     #[serde(default, deserialize_with = "int::opt")]
     pub mysql_port: Option<i64>,
-    /// Login user.
+    /// Login user (1–128 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_user: Option<String>,
-    /// Password.
+    /// Password (1–1024 characters).
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub mysql_password: Option<String>,
 }
 
@@ -713,7 +780,11 @@ pub struct LogicalReadiness {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tag {
     /// 1–30 characters.
-    #[schema(min_length = 1, max_length = 30)]
+    #[schema(
+        min_length = 1,
+        max_length = 30,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub label: String,
     /// One of the fixed colours.
     pub color: TagColor,
@@ -874,11 +945,15 @@ pub struct RegisterDatabaseRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// Must be in the connection's `availableSchemas`.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_db: String,
     /// Default `nano`.
     pub instance_size: Option<InstanceSize>,
@@ -898,11 +973,15 @@ pub struct UpdateDatabaseRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: Option<String>,
     /// Only in `registered`, `failed`, `stopped`, `terminated`; ≥ 1 character.
-    #[schema(min_length = 1)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+    )]
     pub mysql_db: Option<String>,
     /// Engine size (within the plan's largest).
     pub instance_size: Option<InstanceSize>,

@@ -338,11 +338,42 @@ async fn health(State(s): State<AppState>) -> Res<Json<HealthResponse>> {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, body = String, content_type = "text/plain")))]
-async fn metrics_endpoint() -> impl IntoResponse {
+async fn metrics_endpoint(State(s): State<AppState>) -> impl IntoResponse {
+    fleet_gauges(&s.service).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics_handle().render(),
     )
+}
+
+/// `refract_databases{status}` (every status, 0 included) and
+/// `refract_databases_unhealthy{health}` (engines not `ok`), counted from the store at each scrape:
+/// "how many of my databases are unhealthy, and why".
+async fn fleet_gauges(service: &crate::Service) {
+    use crate::api::{HealthStatus, Status};
+    let counts = service
+        .read(|tx| {
+            let statuses: Vec<Status> = tx.list_all_databases()?.iter().map(|d| d.status).collect();
+            let health: Vec<HealthStatus> = tx
+                .lifecycle()
+                .live_instances(None)?
+                .iter()
+                .filter_map(|i| i.health_status)
+                .collect();
+            Ok((statuses, health))
+        })
+        .await;
+    let Ok((statuses, health)) = counts else {
+        return;
+    };
+    for st in Status::ALL {
+        let n = statuses.iter().filter(|s| *s == st).count();
+        metrics::gauge!("refract_databases", "status" => st.as_str()).set(n as f64);
+    }
+    for h in HealthStatus::ALL.iter().filter(|h| **h != HealthStatus::Ok) {
+        let n = health.iter().filter(|x| *x == h).count();
+        metrics::gauge!("refract_databases_unhealthy", "health" => h.as_str()).set(n as f64);
+    }
 }
 
 /// Create a customer and its first management key (admin only).
@@ -367,7 +398,7 @@ async fn list_customers(State(s): State<AppState>, Auth(p): Auth) -> Res<Json<Ve
     Ok(Json(s.service.list_customers(&p).await?))
 }
 
-/// Set a customer's plan (admin only).
+/// Set a customer's plan (admin only); the plan sets its limits, the managed-server quota included.
 #[utoipa::path(patch, path = "/v1/admin/customers/{id}/plan", tag = "admin", request_body = SetPlanRequest,
     params(("id" = Uuid, Path, description = "Customer id")), security(("bearer" = [])),
     responses((status = 200, body = SetPlanResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -494,19 +525,21 @@ async fn delete_connection(
 
 /// Try credentials without storing them (always 200; `ok:false` with `error` on failure; 5 s timeout).
 #[utoipa::path(post, path = "/v1/connections/test-connection", tag = "connections", request_body = TestConnectionRequest,
-    security(("bearer" = [])), responses((status = 200, body = TestConnectionResult), (status = 400, body = ErrorBody)))]
+    security(("bearer" = [])), responses((status = 200, body = TestConnectionResult), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "schema-valid but refused: a host too long for its backend, a SQLite file outside the allowed roots")))]
 async fn test_connection_raw(
     State(s): State<AppState>,
-    Auth(_p): Auth,
+    Auth(p): Auth,
     ApiJson(b): ApiJson<TestConnectionRequest>,
 ) -> Res<Json<serde_json::Value>> {
-    Ok(Json(s.service.test_connection_raw(b).await?))
+    Ok(Json(s.service.test_connection_raw(&p, b).await?))
 }
 
 /// Test a stored connection with its stored credentials (always 200 once found).
 #[utoipa::path(post, path = "/v1/connections/{id}/test-connection", tag = "connections",
     params(("id" = Uuid, Path, description = "Connection id")), security(("bearer" = [])),
-    responses((status = 200, body = TestConnectionResult), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TestConnectionResult), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "the stored SQLite file is outside the allowed roots now")))]
 async fn test_connection_stored(
     State(s): State<AppState>,
     Auth(p): Auth,

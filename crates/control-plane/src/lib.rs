@@ -21,6 +21,7 @@
 //!     master_key: None,
 //!     engine_binary: "/usr/bin/refract".into(),
 //!     http: Default::default(),
+//!     sqlite_roots: vec!["/srv/sqlite".into()],
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -36,6 +37,7 @@ mod managed;
 pub mod plans;
 pub mod secrets;
 mod service;
+pub mod sqlite_roots;
 pub mod store;
 pub mod validate;
 
@@ -47,7 +49,9 @@ use anyhow::Context;
 pub use error::ApiError;
 pub use http::{metrics_handle, parse_json, router, router_with, ApiDoc, ApiJson, AppState, Auth};
 pub use secrets::SecretStore;
-pub use service::{password_secret_name, pending, Principal, Service, TEST_CONNECTION_TIMEOUT};
+pub use service::{
+    password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
+};
 pub use store::{SqliteStore, Store, Tx};
 
 /// Configuration of `refract serve`, assembled by the binary from flags and environment.
@@ -63,6 +67,9 @@ pub struct ServeConfig {
     pub engine_binary: PathBuf,
     /// Connection limits of the HTTP server.
     pub http: refract_http::HttpLimits,
+    /// Directories SQLite source files may be in (`--sqlite-root`); empty = SQLite sources are
+    /// refused. The data directory is never allowed (see [`sqlite_roots`]).
+    pub sqlite_roots: Vec<PathBuf>,
 }
 
 /// Opens the stores in `config.data_dir` (creating them on first start, with the admin customer)
@@ -83,14 +90,40 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     let secrets = Arc::new(SecretStore::open(&dir, key)?);
     let db_path = dir.join("refract.db");
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
-    let service = Service::new(Arc::new(store), secrets);
-    // Engines run as local processes under DIR/instances (adopted again after a restart).
+    let mut service = Service::new(Arc::new(store), secrets);
+    // Never the data dir (nor the managed servers' fallback directory), whatever the roots say.
+    let never = [
+        dir.clone(),
+        PathBuf::from(refract_managed::FALLBACK_SERVERS_ROOT),
+    ];
+    service.sqlite_roots = Arc::new(sqlite_roots::SqliteRoots::new(
+        &config.sqlite_roots,
+        &never,
+    )?);
+    if service.sqlite_roots.enabled() {
+        let roots: Vec<String> = service
+            .sqlite_roots
+            .roots()
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect();
+        tracing::info!(roots = %roots.join(":"), "SQLite sources allowed under these roots");
+    } else {
+        tracing::info!("no --sqlite-root: SQLite sources are refused");
+    }
+    // Engines run as local processes under DIR/instances (adopted again after a restart), as an
+    // unprivileged user when this process is root: it needs the search bit on DIR (never read).
+    let engine_user = refract_runtime::user::engine_user()?;
+    let engine_dir = engine_files_dir(&dir, &engine_user)?;
     service.lifecycle.configure(lifecycle::Runtime {
-        driver: Arc::new(refract_runtime::LocalProcessDriver::new(
-            dir.join("instances"),
-        )),
+        driver: Arc::new(
+            refract_runtime::LocalProcessDriver::new(engine_dir.join("instances"))
+                .run_as(engine_user.clone()),
+        ),
         data_dir: dir.clone(),
+        engine_dir,
         engine_binary: config.engine_binary.clone(),
+        engine_user,
     });
     let key_path = dir.join("admin-key");
     let path = key_path.clone();
@@ -105,6 +138,73 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
         );
     }
     Ok(service)
+}
+
+/// Where the files engines read live: the data directory when the engine user can reach it
+/// (its search bit is set for others, never read), else — as root with the data directory under
+/// a directory other users cannot search, e.g. `/root` — `/var/lib/refract/engines/<hash of DIR>`.
+fn engine_files_dir(
+    dir: &std::path::Path,
+    user: &refract_runtime::user::ServiceUser,
+) -> anyhow::Result<PathBuf> {
+    let Err(e) = refract_runtime::user::ensure_reachable(dir, dir, user) else {
+        return Ok(dir.to_path_buf());
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let hash = keys::sha256_hex(&canonical.display().to_string());
+    let fallback = PathBuf::from(lifecycle::ENGINE_FILES_FALLBACK).join(&hash[..16]);
+    let mut at = PathBuf::new();
+    for part in fallback.components() {
+        at.push(part);
+        if at.starts_with("/var/lib") && at != std::path::Path::new("/var/lib") {
+            std::fs::create_dir_all(&at).with_context(|| format!("create {}", at.display()))?;
+            // Searchable by the engine user, listable by nobody else.
+            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("set the mode of {}", at.display()))?;
+        }
+    }
+    refract_runtime::user::ensure_reachable(&fallback, &fallback, user)
+        .map_err(|e2| anyhow::anyhow!("{e}; and the fallback {}: {e2}", fallback.display()))?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        engine_dir = %fallback.display(),
+        reason = %e,
+        "engines cannot reach the data directory: their files live in a directory of their own"
+    );
+    Ok(fallback)
+}
+
+/// `refract admin new-key --data-dir DIR`: writes a fresh management key of the admin customer
+/// to `DIR/admin-key` (0600, replacing the file) and returns its path. Offline recovery for an
+/// operator who lost or revoked every admin key: needs the data directory and its master key
+/// (`master.key` or `REFRACT_MASTER_KEY`), nothing else. Works while `refract serve` runs.
+pub async fn new_admin_key(
+    data_dir: &std::path::Path,
+    master_key: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let db_path = data_dir.join("refract.db");
+    anyhow::ensure!(
+        db_path.exists(),
+        "{} is not a Refract data directory (no refract.db)",
+        data_dir.display()
+    );
+    let key = match master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => secrets::key_from_file(data_dir)?,
+    };
+    let secrets = Arc::new(SecretStore::open(data_dir, key)?);
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
+    let service = Service::new(Arc::new(store), secrets);
+    let key_path = data_dir.join("admin-key");
+    let path = key_path.clone();
+    service
+        .recovery_admin_key(move |token| {
+            secrets::write_private(&path, format!("{token}\n").as_bytes())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("create a recovery key: {e}"))?;
+    Ok(key_path)
 }
 
 /// Run the control plane until SIGINT/SIGTERM.

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use refract_managed::{
-    Authenticator, ConnectionRegistrar, ManagedConfig, ManagedService, ManagedSource,
-    RegistrarError, SecretVault,
+    Authenticator, ConnectionRegistrar, ManagedConfig, ManagedService, ManagedSource, Quota,
+    QuotaPolicy, RegistrarError, SecretVault,
 };
 use refract_runtime::{BoxFuture, LocalProcessDriver};
 use uuid::Uuid;
@@ -33,7 +33,45 @@ pub fn open(data_dir: &std::path::Path, service: &Service) -> anyhow::Result<Man
         Arc::new(Keys(service.clone())),
     )?;
     managed.set_registrar(Arc::new(Registrar(service.clone())));
+    managed.set_quotas(Arc::new(Quotas(service.clone())));
     Ok(managed)
+}
+
+/// Managed-server quotas from the customer's plan (`crate::plans`), set by an admin with
+/// `PATCH /v1/admin/customers/{id}/plan` like every other limit; admins are unlimited.
+struct Quotas(Service);
+
+impl QuotaPolicy for Quotas {
+    fn quota<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, Quota> {
+        Box::pin(async move {
+            let customer = match Uuid::parse_str(customer_id) {
+                Ok(id) => self
+                    .0
+                    .read(move |tx| tx.get_customer(id))
+                    .await
+                    .ok()
+                    .flatten(),
+                Err(_) => None,
+            };
+            let Some(c) = customer else {
+                return Quota::default_quota();
+            };
+            if c.is_admin {
+                return Quota::unlimited();
+            }
+            let limits = crate::plans::limits(c.plan);
+            Quota {
+                max_servers: limits.managed_servers,
+                max_memory_mib: limits.managed_memory_mib,
+                source: format!("the {} plan", c.plan),
+                how_to_raise: format!(
+                    "delete or shrink a database, or ask an admin to move this customer to a larger plan \
+                     (PATCH /v1/admin/customers/{}/plan)",
+                    c.id
+                ),
+            }
+        })
+    }
 }
 
 /// The secret store as the managed servers' vault.

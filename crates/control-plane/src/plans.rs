@@ -14,6 +14,11 @@ pub struct PlanLimits {
     pub max_instance_size: InstanceSize,
     /// `reflexdbCustomDomain` allowed.
     pub custom_domains: bool,
+    /// Managed servers (`/api/v1/databases`; each replica is a server) per customer (`None` =
+    /// unlimited).
+    pub managed_servers: Option<i64>,
+    /// Plan memory of those servers in total, MiB (`None` = unlimited).
+    pub managed_memory_mib: Option<i64>,
 }
 
 /// The limits of `plan`.
@@ -23,21 +28,29 @@ pub fn limits(plan: Plan) -> PlanLimits {
             max_databases: Some(2),
             max_instance_size: InstanceSize::Small,
             custom_domains: false,
+            managed_servers: Some(5),
+            managed_memory_mib: Some(8192),
         },
         Plan::Pro => PlanLimits {
             max_databases: Some(10),
             max_instance_size: InstanceSize::Large,
             custom_domains: false,
+            managed_servers: Some(10),
+            managed_memory_mib: Some(32768),
         },
         Plan::Teams => PlanLimits {
             max_databases: Some(50),
             max_instance_size: InstanceSize::Xlarge,
             custom_domains: true,
+            managed_servers: Some(50),
+            managed_memory_mib: Some(262144),
         },
         Plan::Enterprise => PlanLimits {
             max_databases: None,
             max_instance_size: InstanceSize::X2large,
             custom_domains: true,
+            managed_servers: None,
+            managed_memory_mib: None,
         },
     }
 }

@@ -81,6 +81,16 @@ pub fn key_from_file(dir: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// Writes `bytes` to `path` atomically with mode 0600 (temp file in the same dir, fsync, rename).
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_private_as(path, bytes, None)
+}
+
+/// [`write_private`], the file owned by `owner` (`(uid, gid)`) when given: given before the
+/// rename, so the file is never in place with another owner.
+pub fn write_private_as(
+    path: &Path,
+    bytes: &[u8],
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent")?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
@@ -98,6 +108,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let mut f = opts
             .open(&tmp)
             .with_context(|| format!("create {}", tmp.display()))?;
+        #[cfg(unix)]
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                .with_context(|| format!("give {} to uid {uid}", tmp.display()))?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;

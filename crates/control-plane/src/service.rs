@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::keys;
 use crate::plans;
 use crate::secrets::SecretStore;
+use crate::sqlite_roots::SqliteRoots;
 use crate::store::{Event, Store, StoreResult, Tx};
 use crate::validate as v;
 
@@ -51,6 +52,8 @@ pub struct Service {
     pub region: String,
     /// The lifecycle: runtime driver, reconciler wake-up, build slots (see [`crate::lifecycle`]).
     pub lifecycle: crate::lifecycle::Lifecycle,
+    /// Where SQLite sources may live (none by default: SQLite sources are refused).
+    pub sqlite_roots: Arc<SqliteRoots>,
 }
 
 /// The secret-store name of a connection's password.
@@ -72,7 +75,35 @@ impl Service {
             secrets,
             region: "local".into(),
             lifecycle: Default::default(),
+            sqlite_roots: Default::default(),
         }
+    }
+
+    /// The canonical path of a SQLite source file, if [`Self::sqlite_roots`] allow it (422 with a
+    /// message naming `field` otherwise).
+    pub fn sqlite_path(&self, field: &str, path: &str) -> Result<std::path::PathBuf, ApiError> {
+        self.sqlite_roots
+            .check(field, path)
+            .map_err(|r| ApiError::unprocessable(r.0))
+    }
+
+    /// [`Self::source_params`], with a SQLite path checked against the roots again (it may have
+    /// become a symlink to elsewhere since it was registered) and replaced by its canonical form,
+    /// which is what gets opened. `Err` says why the source may not be read.
+    pub fn checked_source_params(
+        &self,
+        c: &Connection,
+        database: Option<String>,
+    ) -> Result<refract_sources::SourceParams, String> {
+        let mut params = self.source_params(c, database);
+        if c.backend == Backend::Sqlite {
+            let path = self
+                .sqlite_roots
+                .check("mysqlHost", &c.mysql_host)
+                .map_err(|r| r.0)?;
+            params.host = path.to_string_lossy().into_owned();
+        }
+        Ok(params)
     }
 
     /// Runs `f` in one write transaction on a blocking thread.
@@ -146,6 +177,32 @@ impl Service {
             tx.insert_management_key(&key)?;
             persist_token(&token)?;
             Ok(true)
+        })
+        .await
+    }
+
+    /// `refract admin new-key`: a fresh management key for the first admin customer, for an
+    /// operator who lost or revoked every admin key. `persist_token` writes it before the
+    /// transaction commits. Returns the admin customer's id.
+    pub async fn recovery_admin_key(
+        &self,
+        persist_token: impl FnOnce(&str) -> anyhow::Result<()> + Send + 'static,
+    ) -> StoreResult<Uuid> {
+        self.write(move |tx| {
+            let admin = tx
+                .list_customers()?
+                .into_iter()
+                .filter(|c| c.is_admin)
+                .min_by_key(|c| c.created_at)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "no admin customer in this data directory (start `refract serve` on it once)",
+                    )
+                })?;
+            let (key, token) = new_management_key(admin.id, "recovery", None, now());
+            tx.insert_management_key(&key)?;
+            persist_token(&token)?;
+            Ok(admin.id)
         })
         .await
     }
@@ -253,7 +310,11 @@ impl Service {
                 return Err(ApiError::not_found("customer"));
             }
             tx.set_customer_plan(id, req.plan, now())?;
-            Ok(SetPlanResponse { id, plan: req.plan })
+            Ok(SetPlanResponse {
+                id,
+                plan: req.plan,
+                limits: plans::limits(req.plan).into(),
+            })
         })
         .await
     }
@@ -299,10 +360,26 @@ impl Service {
     ) -> Result<ManagementKey, ApiError> {
         let customer = p.customer_id();
         self.write(move |tx| {
-            if tx.get_management_key(customer, id)?.is_none() {
+            let Some(key) = tx.get_management_key(customer, id)? else {
                 return Err(ApiError::not_found("management key"));
+            };
+            let at = now();
+            let valid =
+                |k: &ManagementKey| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > at);
+            // Revoking the last valid key would lock the customer out for good.
+            if valid(&key)
+                && !tx
+                    .list_management_keys(customer)?
+                    .iter()
+                    .any(|k| k.id != id && valid(k))
+            {
+                return Err(ApiError::conflict(
+                    "this is the account's last valid management key: create another one \
+                     (POST /v1/account/management-keys) before revoking it; an operator who lost \
+                     every admin key recovers with `refract admin new-key --data-dir DIR`",
+                ));
             }
-            tx.revoke_management_key(id, now())?;
+            tx.revoke_management_key(id, at)?;
             tx.get_management_key(customer, id)?
                 .ok_or_else(|| ApiError::not_found("management key"))
         })
@@ -319,7 +396,9 @@ impl Service {
     ) -> Result<CreateConnectionResponse, ApiError> {
         let backend = req.backend.unwrap_or(Backend::Mysql);
         v::name("name", &req.name)?;
-        v::non_empty("mysqlHost", &req.mysql_host)?;
+        // The schema's limit is the longest of any backend (400); this backend's is a 422.
+        v::host("mysqlHost", &req.mysql_host, Backend::Sqlite)?;
+        v::host("mysqlHost", &req.mysql_host, backend).map_err(ApiError::semantic)?;
         let port = match req.mysql_port {
             Some(port) => {
                 v::port("mysqlPort", port)?;
@@ -341,26 +420,38 @@ impl Service {
         v::schemas("availableSchemas", &available_schemas)?;
         if backend != Backend::Sqlite {
             // Required by the backend: a rule between fields, so a 422 like the others below.
-            v::non_empty(
+            v::user(
                 "mysqlUser",
                 v::required("mysqlUser", &req.mysql_user).map_err(ApiError::semantic)?,
             )?;
-            v::non_empty(
+            v::password(
                 "mysqlPassword",
                 v::required("mysqlPassword", &req.mysql_password).map_err(ApiError::semantic)?,
             )?;
         } else {
             if let Some(u) = &req.mysql_user {
-                v::non_empty("mysqlUser", u)?;
+                v::user("mysqlUser", u)?;
             }
             if let Some(pw) = &req.mysql_password {
-                v::non_empty("mysqlPassword", pw)?;
+                v::password("mysqlPassword", pw)?;
             }
         }
         let sync_mode = req.sync_mode.unwrap_or(SyncMode::Poll);
         v::sync_mode_fits("syncMode", sync_mode, backend).map_err(ApiError::semantic)?;
         let sync_interval = req.sync_interval.unwrap_or(30);
         v::sync_interval("syncInterval", sync_interval)?;
+        if backend == Backend::Sqlite {
+            // Where the file is, after every other field rule (a 422: it depends on the host).
+            let roots = self.sqlite_roots.clone();
+            let host = req.mysql_host.clone();
+            blocking(move || {
+                roots
+                    .check("mysqlHost", &host)
+                    .map(|_| ())
+                    .map_err(|r| ApiError::unprocessable(r.0))
+            })
+            .await?;
+        }
         if let Some(inst) = &req.instance {
             check_instance_fields("instance.", inst)?;
             if !available_schemas.contains(&inst.mysql_db) {
@@ -473,7 +564,8 @@ impl Service {
             v::name("name", n)?;
         }
         if let Some(h) = &req.mysql_host {
-            v::non_empty("mysqlHost", h)?;
+            // The backend is known below; the longer (path) cap here, the host cap there.
+            v::host("mysqlHost", h, Backend::Sqlite)?;
         }
         if let Some(port) = req.mysql_port {
             v::port("mysqlPort", port)?;
@@ -482,18 +574,25 @@ impl Service {
             v::schemas("availableSchemas", s)?;
         }
         if let Some(u) = &req.mysql_user {
-            v::non_empty("mysqlUser", u)?;
+            v::user("mysqlUser", u)?;
         }
         if let Some(pw) = &req.mysql_password {
-            v::non_empty("mysqlPassword", pw)?;
+            v::password("mysqlPassword", pw)?;
         }
         if let Some(i) = req.sync_interval {
             v::sync_interval("syncInterval", i)?;
         }
         let customer = p.customer_id();
         let secrets = self.secrets.clone();
+        let roots = self.sqlite_roots.clone();
         self.write(move |tx| {
             let mut c = tx.get_connection(customer, id)?.ok_or_else(|| ApiError::not_found("connection"))?;
+            if let Some(h) = &req.mysql_host {
+                v::host("mysqlHost", h, c.backend).map_err(ApiError::semantic)?;
+                if c.backend == Backend::Sqlite {
+                    roots.check("mysqlHost", h).map_err(|r| ApiError::unprocessable(r.0))?;
+                }
+            }
             let t = now();
             if let Some(name) = req.name {
                 if tx.connection_name_taken(customer, &name, Some(id))? {
@@ -617,12 +716,23 @@ impl Service {
     }
 
     /// `POST /v1/connections/test-connection`: tries credentials without storing anything.
+    /// Non-admin callers get one generic message for every failure but a refused login
+    /// (see [`redact_report`]).
     pub async fn test_connection_raw(
         &self,
+        p: &Principal,
         req: TestConnectionRequest,
     ) -> Result<serde_json::Value, ApiError> {
         let backend = req.backend.unwrap_or(Backend::Mysql);
-        v::non_empty("mysqlHost", &req.mysql_host)?;
+        // The schema's limit is the longest of any backend (400); this backend's is a 422.
+        v::host("mysqlHost", &req.mysql_host, Backend::Sqlite)?;
+        v::host("mysqlHost", &req.mysql_host, backend).map_err(ApiError::semantic)?;
+        if let Some(u) = &req.mysql_user {
+            v::user("mysqlUser", u)?;
+        }
+        if let Some(pw) = &req.mysql_password {
+            v::password("mysqlPassword", pw)?;
+        }
         let port = match req.mysql_port {
             Some(port) => {
                 v::port("mysqlPort", port)?;
@@ -630,16 +740,30 @@ impl Service {
             }
             None => backend.default_port().unwrap_or(0),
         };
+        let mut host = req.mysql_host;
+        if backend == Backend::Sqlite {
+            let roots = self.sqlite_roots.clone();
+            let h = host.clone();
+            let path = blocking(move || {
+                roots
+                    .check("mysqlHost", &h)
+                    .map_err(|r| ApiError::unprocessable(r.0))
+            })
+            .await?;
+            host = path.to_string_lossy().into_owned();
+        }
         let params = refract_sources::SourceParams {
             backend: backend.to_source(),
-            host: req.mysql_host,
+            host,
             port: port as u16,
             user: req.mysql_user.unwrap_or_default(),
             password: req.mysql_password,
             database: None,
             pg_schema: None,
         };
-        Ok(run_test(params).await)
+        let shown = shown_target(backend, &params.host, port, None);
+        let report = run_test(params).await;
+        Ok(redact_report(report, p.customer.is_admin, backend, &shown))
     }
 
     /// `POST /v1/connections/{id}/test-connection`: with the stored credentials.
@@ -655,7 +779,27 @@ impl Service {
                     .ok_or_else(|| ApiError::not_found("connection"))
             })
             .await?;
-        Ok(run_test(self.source_params(&c, None)).await)
+        let service = self.clone();
+        let conn = c.clone();
+        let params = blocking(move || {
+            service
+                .checked_source_params(&conn, None)
+                .map_err(ApiError::Unprocessable)
+        })
+        .await?;
+        let shown = shown_target(
+            c.backend,
+            &params.host,
+            params.port as i64,
+            Some(&c.mysql_host),
+        );
+        let report = run_test(params).await;
+        Ok(redact_report(
+            report,
+            p.customer.is_admin,
+            c.backend,
+            &shown,
+        ))
     }
 
     /// How to reach a connection's source, password from the secret store (for builds and
@@ -746,7 +890,7 @@ impl Service {
             v::name("name", n)?;
         }
         if let Some(s) = &req.mysql_db {
-            v::non_empty("mysqlDb", s)?;
+            v::schema("mysqlDb", s)?;
         }
         if let Some(Some(sid)) = req.binlog_server_id {
             v::binlog_server_id(sid)?;
@@ -908,7 +1052,7 @@ impl Service {
             tracing::warn!(database = %id, error = %e, "cannot delete the engines' admin token");
         }
         if let Some(rt) = self.lifecycle.runtime() {
-            let keys = crate::lifecycle::keys_file(&rt.data_dir, id);
+            let keys = crate::lifecycle::keys_file(&rt.engine_dir, id);
             if let Err(e) = std::fs::remove_file(&keys) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(database = %id, error = %e, "cannot delete the query keys file");
@@ -954,6 +1098,68 @@ async fn run_test(params: refract_sources::SourceParams) -> serde_json::Value {
         .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "bad report"}))
 }
 
+/// How a test-connection target is named in the generic message: `host:port`, or for SQLite the
+/// path as the caller gave it (`given`) rather than its canonical form.
+fn shown_target(backend: Backend, host: &str, port: i64, given: Option<&str>) -> String {
+    match backend {
+        Backend::Sqlite => given.unwrap_or(host).to_string(),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+/// What a test-connection report may tell its caller. Admins see everything. Anyone else sees
+/// the same `could not connect to HOST:PORT as a MySQL server` for every failure — nothing
+/// listens, connection refused, not a database server, timeout — so that the route is no port
+/// scanner for the control plane's network. What stays specific is what only a real server of
+/// that kind can answer, which the caller is talking to anyway and must fix: a refused login,
+/// and an error the server itself reported (`Unknown database 'shop' (error 1049)`, `… [SQLSTATE
+/// 3D000]`).
+pub fn redact_report(
+    mut report: serde_json::Value,
+    admin: bool,
+    backend: Backend,
+    target: &str,
+) -> serde_json::Value {
+    if admin || report["ok"].as_bool() == Some(true) {
+        return report;
+    }
+    let error = report["error"].as_str().unwrap_or_default();
+    let server_said = match backend {
+        Backend::Mysql => {
+            // mysql_async's server error packets: "… (error 1049)".
+            error
+                .strip_suffix(')')
+                .and_then(|e| e.rsplit_once("(error "))
+                .is_some_and(|(_, code)| {
+                    !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit())
+                })
+        }
+        Backend::Postgres => error.ends_with(']') && error.contains("[SQLSTATE "),
+        _ => false,
+    };
+    if backend != Backend::Sqlite
+        && (error.starts_with("the source rejected the request:") || server_said)
+    {
+        return report;
+    }
+    let kind = match backend {
+        Backend::Mysql => "a MySQL server",
+        Backend::Postgres => "a PostgreSQL server",
+        Backend::Mssql => "a SQL Server",
+        Backend::Sqlite => "a SQLite database",
+    };
+    let verb = if backend == Backend::Sqlite {
+        "open"
+    } else {
+        "connect to"
+    };
+    report = serde_json::json!({
+        "ok": false,
+        "error": format!("could not {verb} {target} as {kind}"),
+    });
+    report
+}
+
 /// `poll` plus the requested CDC mode, if any.
 fn allowed_modes(mode: SyncMode) -> Vec<SyncMode> {
     if mode == SyncMode::Poll {
@@ -993,7 +1199,7 @@ fn binlog_conflict(n: i64, c: &Connection) -> ApiError {
 
 fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(), ApiError> {
     v::name(&format!("{prefix}name"), &inst.name)?;
-    v::non_empty(&format!("{prefix}mysqlDb"), &inst.mysql_db)?;
+    v::schema(&format!("{prefix}mysqlDb"), &inst.mysql_db)?;
     if let Some(sid) = inst.binlog_server_id {
         v::range(&format!("{prefix}binlogServerId"), sid, 1, u32::MAX as i64)?;
     }
@@ -1096,4 +1302,69 @@ fn new_management_key(
         secret_sha256: k.secret_sha256,
     };
     (record, k.token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_connection_failures_are_one_message_for_customers() {
+        let report = |e: &str| serde_json::json!({"ok": false, "error": e});
+        let generic =
+            serde_json::json!({"ok": false, "error": "could not connect to h:1 as a MySQL server"});
+        for e in [
+            "cannot reach the source: h:1: Connection refused (os error 111)",
+            "cannot reach the source: h:1: the server closed the connection",
+            "cannot reach the source: timed out after 5 s connecting to h:1",
+            "source error: Input/output error: unexpected end of file",
+            "source error: bad handshake (error x)",
+        ] {
+            assert_eq!(
+                redact_report(report(e), false, Backend::Mysql, "h:1"),
+                generic,
+                "{e}"
+            );
+            assert_eq!(
+                redact_report(report(e), true, Backend::Mysql, "h:1"),
+                report(e),
+                "{e}"
+            );
+        }
+        for e in [
+            "the source rejected the request: Access denied for user 'u'@'h' (error 1045)",
+            "source error: Unknown database 'shop' (error 1049)",
+        ] {
+            assert_eq!(
+                redact_report(report(e), false, Backend::Mysql, "h:1"),
+                report(e),
+                "{e}"
+            );
+        }
+        let pg = "source error: database \"x\" does not exist [SQLSTATE 3D000]";
+        assert_eq!(
+            redact_report(report(pg), false, Backend::Postgres, "h:1"),
+            report(pg)
+        );
+        assert_eq!(
+            redact_report(
+                report("source error: unexpected message from server"),
+                false,
+                Backend::Postgres,
+                "h:1"
+            ),
+            serde_json::json!({"ok": false, "error": "could not connect to h:1 as a PostgreSQL server"})
+        );
+        assert_eq!(
+            redact_report(
+                report("file is not a database"),
+                false,
+                Backend::Sqlite,
+                "/r/a.db"
+            )["error"],
+            "could not open /r/a.db as a SQLite database"
+        );
+        let ok = serde_json::json!({"ok": true, "latencyMs": 1.0});
+        assert_eq!(redact_report(ok.clone(), false, Backend::Mysql, "h:1"), ok);
+    }
 }

@@ -24,6 +24,7 @@ async fn harness() -> Harness {
         master_key: Some("test passphrase".into()),
         engine_binary: "refract".into(),
         http: Default::default(),
+        sqlite_roots: Vec::new(),
     };
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
@@ -292,6 +293,7 @@ async fn managed_routes_go_through_the_same_layers() {
         master_key: Some("test passphrase".into()),
         engine_binary: "refract".into(),
         http: Default::default(),
+        sqlite_roots: Vec::new(),
     };
     let service = open(&config).await.unwrap();
     let managed = crate::managed::open(&config.data_dir, &service).unwrap();

@@ -7,12 +7,96 @@ use crate::error::ApiError;
 
 type R = Result<(), ApiError>;
 
-/// 1–100 characters, not only spaces.
+/// Longest name (connections, databases, customers, keys), in characters.
+pub const NAME_MAX: usize = 100;
+/// Longest host name of a network source (a DNS name is at most 253 characters).
+pub const HOST_MAX: usize = 255;
+/// Longest SQLite file path (`PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+/// Longest login user name.
+pub const USER_MAX: usize = 128;
+/// Longest schema (database) name; MySQL allows 64, PostgreSQL 63.
+pub const SCHEMA_MAX: usize = 128;
+/// Longest password.
+pub const PASSWORD_MAX: usize = 1024;
+
+/// Characters no name, host, user or schema may hold: control characters (`\n`, `\r`, `\0`,
+/// …) and the Unicode bidirectional overrides, isolates and marks (U+202A–U+202E,
+/// U+2066–U+2069, U+200E, U+200F, U+061C), which make a log line or a listing read differently
+/// from what it holds.
+pub fn forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
+}
+
+/// No [`forbidden_char`].
+pub fn plain_text(field: &str, v: &str) -> R {
+    if let Some((i, c)) = v.chars().enumerate().find(|(_, c)| forbidden_char(*c)) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control or bidirectional-override characters (found U+{:04X} at character {})",
+            c as u32,
+            i + 1
+        )));
+    }
+    Ok(())
+}
+
+/// 1–`max` characters, none of them a [`forbidden_char`].
+pub fn text(field: &str, v: &str, max: usize) -> R {
+    let n = v.chars().count();
+    if n == 0 || n > max {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1–{max} characters (got {n})"
+        )));
+    }
+    plain_text(field, v)
+}
+
+/// 1–100 characters, not only spaces, no control or bidi characters.
 pub fn name(field: &str, v: &str) -> R {
     let n = v.chars().count();
-    if n == 0 || n > 100 || v.trim().is_empty() {
+    if n == 0 || n > NAME_MAX || v.trim().is_empty() {
         return Err(ApiError::invalid(format!(
-            "{field} must be 1–100 characters (got {n})"
+            "{field} must be 1–{NAME_MAX} characters (got {n})"
+        )));
+    }
+    plain_text(field, v)
+}
+
+/// A source host (`sqlite`: a file path, up to [`PATH_MAX`]; else up to [`HOST_MAX`]).
+pub fn host(field: &str, v: &str, backend: Backend) -> R {
+    let max = if backend == Backend::Sqlite {
+        PATH_MAX
+    } else {
+        HOST_MAX
+    };
+    text(field, v, max)
+}
+
+/// A login user.
+pub fn user(field: &str, v: &str) -> R {
+    text(field, v, USER_MAX)
+}
+
+/// A schema (database) name.
+pub fn schema(field: &str, v: &str) -> R {
+    text(field, v, SCHEMA_MAX)
+}
+
+/// A password: 1–1024 characters, no NUL (any other character may be part of a password).
+pub fn password(field: &str, v: &str) -> R {
+    let n = v.chars().count();
+    if n == 0 || n > PASSWORD_MAX {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1–{PASSWORD_MAX} characters (got {n})"
+        )));
+    }
+    if v.contains('\0') {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain a NUL character"
         )));
     }
     Ok(())
@@ -76,12 +160,14 @@ pub fn schemas(field: &str, v: &[String]) -> R {
             "{field} must have at least 1 item"
         )));
     }
+    if v.len() > 1000 {
+        return Err(ApiError::invalid(format!(
+            "{field} must have at most 1000 items (got {})",
+            v.len()
+        )));
+    }
     for (i, s) in v.iter().enumerate() {
-        if s.is_empty() {
-            return Err(ApiError::invalid(format!(
-                "{field}[{i}] must be at least 1 character"
-            )));
-        }
+        schema(&format!("{field}[{i}]"), s)?;
         if v[..i].contains(s) {
             return Err(ApiError::invalid(format!("{field} lists {s:?} twice")));
         }
@@ -121,6 +207,7 @@ pub fn tags(v: &[Tag]) -> R {
                 "tags[{i}].label must be 1–30 characters (got {n})"
             )));
         }
+        plain_text(&format!("tags[{i}].label"), &t.label)?;
         if v[..i].iter().any(|o| o.label == t.label) {
             // 422: distinct labels is not something the schema can say.
             return Err(ApiError::unprocessable(format!(
@@ -244,5 +331,50 @@ mod tests {
         assert!(binlog_server_id(0).is_err());
         assert!(safety_net(30).is_err());
         assert!(safety_net(0).is_ok());
+    }
+
+    #[test]
+    fn control_and_bidi_characters_and_lengths() {
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "a\0b",
+            "a\u{202E}b",
+            "a\u{2066}b",
+            "\u{2069}",
+            "a\tb",
+            "a\u{7f}",
+        ] {
+            let e = name("name", bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("name must not contain control"),
+                "{bad:?}: {e}"
+            );
+            assert!(host("mysqlHost", bad, Backend::Mysql).is_err(), "{bad:?}");
+            assert!(user("mysqlUser", bad).is_err(), "{bad:?}");
+            assert!(schema("mysqlDb", bad).is_err(), "{bad:?}");
+            assert!(
+                schemas("availableSchemas", &[bad.to_string()]).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(name("name", "Grüße – 東京").is_ok());
+        assert!(host("mysqlHost", &"h".repeat(255), Backend::Mysql).is_ok());
+        let long = host(
+            "mysqlHost",
+            &format!("{}\n", "h".repeat(100_000)),
+            Backend::Mysql,
+        )
+        .unwrap_err();
+        assert!(
+            long.to_string().starts_with("mysqlHost must be 1–255"),
+            "{long}"
+        );
+        assert!(host("mysqlHost", &"/p".repeat(1000), Backend::Sqlite).is_ok());
+        assert!(user("mysqlUser", &"u".repeat(129)).is_err());
+        assert!(schema("mysqlDb", &"s".repeat(129)).is_err());
+        assert!(password("mysqlPassword", "p\nw").is_ok());
+        assert!(password("mysqlPassword", "p\0w").is_err());
+        assert!(password("mysqlPassword", &"p".repeat(1025)).is_err());
     }
 }

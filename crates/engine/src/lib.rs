@@ -26,6 +26,7 @@ mod doc;
 mod http;
 mod keys;
 mod loader;
+pub mod lock;
 mod metrics;
 mod state;
 mod sync;
@@ -52,8 +53,15 @@ pub const READY_LINE_PREFIX: &str = "refract engine listening on ";
 /// How long a graceful stop waits for in-flight requests before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Run an engine from its config file until it is shut down.
+/// Run an engine from its config file until it is shut down. First takes the exclusive lock of
+/// the config file's directory ([`lock::lock_dir`]), held until the process exits: a second
+/// engine in the same directory refuses to start.
 pub async fn run_from_file(config: PathBuf) -> anyhow::Result<()> {
+    let dir = match config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let _lock = lock::lock_dir(&dir)?;
     let config = EngineConfig::load(&config)?;
     run(config).await
 }

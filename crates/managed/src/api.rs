@@ -187,7 +187,7 @@ pub struct CreateDatabaseRequest {
     /// 1–63 characters, unique among the project's databases that are not destroyed.
     #[schema(
         max_length = 63,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[A-Za-z0-9][^\u0000-\u001F\u007F-\u009F]*$"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[A-Za-z0-9][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// `postgresql`, `mysql`, `redis` or `mongodb`.
@@ -372,7 +372,7 @@ pub struct CreateConnectionRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: Option<String>,
     /// `/v1` sync mode (`poll`, `binlog`, `logical`); default `poll`.
@@ -394,7 +394,7 @@ pub struct CreateTokenRequest {
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
     pub name: String,
     /// `databases:read`, `databases:write`; empty or absent = full access.

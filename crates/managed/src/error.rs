@@ -29,6 +29,10 @@ pub enum ManagedError {
     /// 409: the resource is not in a state that allows the request (yet).
     #[error("{0}")]
     Conflict(String),
+    /// 403 `{"error": "quota_exceeded", "message": …}`: the customer's managed-server quota
+    /// would be exceeded; nothing was changed.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// 413: the request body is over the size limit; nothing was changed.
     #[error("{0}")]
     TooLarge(String),
@@ -57,6 +61,7 @@ impl ManagedError {
             ManagedError::Invalid(_) | ManagedError::Unprocessable(_) => "invalid_request",
             ManagedError::Unauthorized(_) => "unauthorized",
             ManagedError::Forbidden(_) => "forbidden",
+            ManagedError::QuotaExceeded(_) => "quota_exceeded",
             ManagedError::NotFound(_) => "not_found",
             ManagedError::Conflict(_) => "conflict",
             ManagedError::TooLarge(_) => "too_large",
@@ -71,7 +76,7 @@ impl ManagedError {
             ManagedError::Invalid(_) => StatusCode::BAD_REQUEST,
             ManagedError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ManagedError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ManagedError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ManagedError::Forbidden(_) | ManagedError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ManagedError::NotFound(_) => StatusCode::NOT_FOUND,
             ManagedError::Conflict(_) => StatusCode::CONFLICT,
             ManagedError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

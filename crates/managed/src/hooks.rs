@@ -179,3 +179,51 @@ pub trait ConnectionRegistrar: Send + Sync {
         source: ManagedSource,
     ) -> BoxFuture<'a, Result<serde_json::Value, RegistrarError>>;
 }
+
+/// A customer's quota of managed servers: how many servers (a database with `replicas: 3` is
+/// three servers) and how much plan memory in total (MiB), over every database not destroyed
+/// (stopped ones included: they can be started at any time). `None` = unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// Servers, at most.
+    pub max_servers: Option<i64>,
+    /// Sum of the plans' memory over those servers, MiB, at most.
+    pub max_memory_mib: Option<i64>,
+    /// Where the quota comes from, for messages ("the free plan").
+    pub source: String,
+    /// How to raise it, for messages.
+    pub how_to_raise: String,
+}
+
+impl Quota {
+    /// Default servers per customer.
+    pub const DEFAULT_SERVERS: i64 = 5;
+    /// Default plan memory per customer, MiB.
+    pub const DEFAULT_MEMORY_MIB: i64 = 8192;
+
+    /// The default quota (5 servers, 8192 MiB), used when no [`QuotaPolicy`] is set.
+    pub fn default_quota() -> Quota {
+        Quota {
+            max_servers: Some(Self::DEFAULT_SERVERS),
+            max_memory_mib: Some(Self::DEFAULT_MEMORY_MIB),
+            source: "the default quota".into(),
+            how_to_raise: "delete a database or ask an admin for a larger quota".into(),
+        }
+    }
+
+    /// No limit.
+    pub fn unlimited() -> Quota {
+        Quota {
+            max_servers: None,
+            max_memory_mib: None,
+            source: "no quota".into(),
+            how_to_raise: String::new(),
+        }
+    }
+}
+
+/// Gives each customer its managed-server [`Quota`] (the control plane: from the customer's plan).
+pub trait QuotaPolicy: Send + Sync {
+    /// The quota of `customer_id`.
+    fn quota<'a>(&'a self, customer_id: &'a str) -> BoxFuture<'a, Quota>;
+}

@@ -14,7 +14,7 @@
 //! - [`reconciler::decide`]: the pure rule that picks each database's next step.
 //!
 //! What it stores: `DIR/managed.sqlite` (tokens and databases, no passwords; see [`store`]),
-//! `DIR/managed/servers/<db id>/n<k>/` (each server's data, owned by the unprivileged user it
+//! `DIR/managed/servers/<db id>/n<k>/` (as root `/var/lib/refract-managed/<hash>/<db id>/n<k>/`, so that `DIR` stays 0700; each server's data, owned by the unprivileged user it
 //! runs as), and, through the runtime driver, `DIR/managed/instances/<db id>-n<k>/` (logs, state).
 //!
 //! ```no_run
@@ -55,8 +55,8 @@ pub use engines::{
 };
 pub use error::ManagedError;
 pub use hooks::{
-    Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys,
-    RegistrarError, SecretVault, SourceBackend, StaticKeys,
+    Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys, Quota,
+    QuotaPolicy, RegistrarError, SecretVault, SourceBackend, StaticKeys,
 };
 pub use http::{Body, ManagedApiDoc, Params};
 pub use service::{

@@ -7,157 +7,19 @@
 //! `setpriv --reuid --regid --clear-groups` (which `exec`s, so the driver's pid is the server's).
 //! As any other user, servers run as that same user.
 
-use std::ffi::{CStr, CString};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-/// The user a server runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceUser {
-    /// Login name.
-    pub name: String,
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// Whether commands must be wrapped to switch to it (the control plane is root).
-    pub switch: bool,
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn passwd_entry(
-    lookup: impl Fn(*mut libc::passwd, *mut libc::c_char, usize, *mut *mut libc::passwd) -> i32,
-) -> Option<(String, u32, u32)> {
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = lookup(&mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-    if rc != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`, alive here.
-    let name = unsafe { CStr::from_ptr(pwd.pw_name) }
-        .to_string_lossy()
-        .to_string();
-    Some((name, pwd.pw_uid, pwd.pw_gid))
-}
-
-/// Looks up a user by name: `(name, uid, gid)`.
-pub fn lookup_user(name: &str) -> Option<(String, u32, u32)> {
-    let cname = CString::new(name).ok()?;
-    // SAFETY: every pointer is valid for the call; getpwnam_r writes only into pwd and buf.
-    passwd_entry(|pwd, buf, len, result| unsafe {
-        libc::getpwnam_r(cname.as_ptr(), pwd, buf, len, result)
-    })
-}
-
-/// The user this process runs as.
-pub fn current_user() -> ServiceUser {
-    // SAFETY: as above, for getpwuid_r; geteuid/getegid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let gid = unsafe { libc::getegid() };
-    let name = passwd_entry(|pwd, buf, len, result| unsafe {
-        libc::getpwuid_r(uid, pwd, buf, len, result)
-    })
-    .map(|(n, _, _)| n)
-    .unwrap_or_else(|| uid.to_string());
-    ServiceUser {
-        name,
-        uid,
-        gid,
-        switch: false,
-    }
-}
-
-/// The user a server of an engine runs as: `preferred` (the package's system user) or `nobody`
-/// when this process is root; this process's own user otherwise.
-pub fn service_user(preferred: &str) -> anyhow::Result<ServiceUser> {
-    if !is_root() {
-        return Ok(current_user());
-    }
-    let (name, uid, gid) = lookup_user(preferred)
-        .or_else(|| lookup_user("nobody"))
-        .with_context(|| format!("running as root, but neither user {preferred} nor nobody exists to run the server as"))?;
-    if uid == 0 {
-        bail!("user {name} is root; servers must run as an unprivileged user");
-    }
-    Ok(ServiceUser {
-        name,
-        uid,
-        gid,
-        switch: true,
-    })
-}
-
-/// How to run `program` as `user`: the program to start and the arguments that precede the
-/// program's own (`setpriv … --` when switching).
-pub fn wrap(
-    user: &ServiceUser,
-    setpriv: Option<&Path>,
-    program: &Path,
-) -> anyhow::Result<(PathBuf, Vec<String>)> {
-    if !user.switch {
-        return Ok((program.to_path_buf(), Vec::new()));
-    }
-    let setpriv = setpriv.context("running as root, servers run as an unprivileged user through setpriv (util-linux), which is not installed")?;
-    Ok((
-        setpriv.to_path_buf(),
-        vec![
-            format!("--reuid={}", user.uid),
-            format!("--regid={}", user.gid),
-            "--clear-groups".into(),
-            "--".into(),
-            program.display().to_string(),
-        ],
-    ))
-}
-
-/// Creates `path` (and missing parents) with mode 0700, owned by `user`.
-pub fn create_owned_dir(path: &Path, user: &ServiceUser) -> anyhow::Result<()> {
-    std::fs::create_dir_all(path)
-        .with_context(|| format!("create directory {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("set permissions of {}", path.display()))?;
-    if user.switch {
-        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
-            .with_context(|| format!("give {} to user {}", path.display(), user.name))?;
-    }
-    Ok(())
-}
-
-/// Replaces `path` with a new file of mode 0600 owned by `user` (created exclusively after
-/// removing the old one, so a planted symlink is never followed).
-pub fn write_owned_file(path: &Path, contents: &[u8], user: &ServiceUser) -> anyhow::Result<()> {
-    use std::io::Write;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("replace {}", path.display()))),
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("create {}", path.display()))?;
-    if user.switch {
-        std::os::unix::fs::fchown(&f, Some(user.uid), Some(user.gid))
-            .with_context(|| format!("give {} to user {}", path.display(), user.name))?;
-    }
-    f.write_all(contents)
-        .with_context(|| format!("write {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("write {}", path.display()))
-}
+// The user a server runs as, and its files and directories, live with the runtime driver, which
+// runs engines the same way.
+pub use refract_runtime::user::{
+    any_other_user, blocked_ancestor, create_owned_dir, current_user, ensure_reachable, is_root,
+    lookup_user, service_user, wrap, write_owned_file, ServiceUser,
+};
 
 /// Removes a directory tree; no error when it does not exist.
 pub fn remove_dir(path: &Path) -> anyhow::Result<()> {
@@ -184,74 +46,6 @@ pub fn disk_usage(path: &Path) -> u64 {
         }
     }
     total
-}
-
-/// Any user but the owner (for checks that must hold for every server's user): only the search
-/// bit for others lets it through a directory.
-pub fn any_other_user() -> ServiceUser {
-    ServiceUser {
-        name: "the servers' users".into(),
-        uid: u32::MAX,
-        gid: u32::MAX,
-        switch: true,
-    }
-}
-
-/// The first directory strictly above `dir` that `user` cannot search, if any (no change made).
-pub fn blocked_ancestor(dir: &Path, user: &ServiceUser) -> Option<PathBuf> {
-    let mut current = PathBuf::new();
-    let parts: Vec<_> = dir.components().collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        current.push(part);
-        let Ok(meta) = std::fs::metadata(&current) else {
-            return Some(current);
-        };
-        let mode = meta.permissions().mode();
-        let ok = mode & 0o001 != 0
-            || meta.uid() == user.uid
-            || (meta.gid() == user.gid && mode & 0o010 != 0);
-        if !ok {
-            return Some(current);
-        }
-    }
-    None
-}
-
-/// Makes sure `user` can walk down to `dir` when servers switch users: every directory from
-/// `from` (inclusive) down to `dir` gets the search bit for others (never read: nobody can list
-/// them). Directories above `from` are only checked; the error names the first one that blocks.
-pub fn ensure_reachable(from: &Path, dir: &Path, user: &ServiceUser) -> anyhow::Result<()> {
-    if !user.switch {
-        return Ok(());
-    }
-    let mut current = PathBuf::new();
-    for part in dir.components() {
-        current.push(part);
-        let meta = std::fs::metadata(&current)
-            .with_context(|| format!("inspect {}", current.display()))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o001 != 0
-            || meta.uid() == user.uid
-            || (meta.gid() == user.gid && mode & 0o010 != 0)
-        {
-            continue;
-        }
-        if current.starts_with(from) {
-            std::fs::set_permissions(
-                &current,
-                std::fs::Permissions::from_mode((mode & 0o7777) | 0o001),
-            )
-            .with_context(|| format!("let user {} reach {}", user.name, current.display()))?;
-        } else {
-            bail!(
-                "user {} cannot reach {}: {} is not searchable by others (chmod o+x it, or use a data directory elsewhere)",
-                user.name,
-                dir.display(),
-                current.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// A setup command: `program args…` in `cwd` with a clean environment plus `env`, `stdin` as

@@ -17,7 +17,8 @@ use crate::catalog::{self, Binaries};
 use crate::engines::{self, Creds, Ctx};
 use crate::error::ManagedError;
 use crate::hooks::{
-    Authenticator, ConnectionRegistrar, ManagedSource, RegistrarError, SecretVault, SourceBackend,
+    Authenticator, ConnectionRegistrar, ManagedSource, Quota, QuotaPolicy, RegistrarError,
+    SecretVault, SourceBackend,
 };
 use crate::os;
 use crate::store::{now, DbRecord, Desired, Store, TokenRecord};
@@ -125,6 +126,7 @@ pub(crate) struct Inner {
     pub(crate) driver: Arc<dyn Driver>,
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) registrar: OnceLock<Arc<dyn ConnectionRegistrar>>,
+    pub(crate) quotas: OnceLock<Arc<dyn QuotaPolicy>>,
     pub(crate) bins: Arc<Binaries>,
     /// `DIR/managed/servers`: one directory per database, owned by its service user.
     pub(crate) servers_dir: PathBuf,
@@ -192,6 +194,7 @@ impl ManagedService {
                 driver,
                 auth,
                 registrar: OnceLock::new(),
+                quotas: OnceLock::new(),
                 bins: Arc::new(bins),
                 servers_dir,
                 reach_from,
@@ -218,17 +221,31 @@ impl ManagedService {
         if !os::is_root() {
             return Ok(());
         }
-        os::ensure_reachable(
+        Ok(os::ensure_reachable(
             &self.inner.reach_from,
             &self.inner.servers_dir,
             &os::any_other_user(),
-        )
+        )?)
     }
 
     /// Sets the registrar of `/v1` connections (`POST /api/v1/databases/{id}/connection`); only
     /// the first call has an effect.
     pub fn set_registrar(&self, registrar: Arc<dyn ConnectionRegistrar>) {
         let _ = self.inner.registrar.set(registrar);
+    }
+
+    /// Sets where customers' managed-server quotas come from; only the first call has an
+    /// effect. Without one, every customer has [`Quota::default_quota`].
+    pub fn set_quotas(&self, quotas: Arc<dyn QuotaPolicy>) {
+        let _ = self.inner.quotas.set(quotas);
+    }
+
+    /// The managed-server quota of `customer`.
+    pub async fn quota(&self, customer: &str) -> Quota {
+        match self.inner.quotas.get() {
+            Some(q) => q.quota(customer).await,
+            None => Quota::default_quota(),
+        }
     }
 
     /// The server binaries found on this host.
@@ -312,6 +329,11 @@ impl ManagedService {
         let name = req.name.trim().to_string();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(ManagedError::invalid("name must be 1-100 characters"));
+        }
+        if name.chars().any(forbidden_char) {
+            return Err(ManagedError::invalid(
+                "name must not contain control or bidirectional-override characters",
+            ));
         }
         let mut scopes: Vec<String> = Vec::new();
         for s in req.scopes {
@@ -484,7 +506,14 @@ impl ManagedService {
             }
         }
         let r = record.clone();
-        let inserted = self.db(move |s| Ok(s.insert_database(&r)?)).await;
+        let quota = self.quota(&caller.customer).await;
+        let inserted = self
+            .db(move |s| {
+                s.insert_database_checked(&r, |live| {
+                    check_quota(&quota, live.iter(), live.iter().chain([&r]))
+                })
+            })
+            .await;
         match inserted {
             Ok(true) => {}
             Ok(false) => {
@@ -543,6 +572,30 @@ impl ManagedService {
                         return Err(ManagedError::no_database(&d.id));
                     }
                     f(d)
+                })
+            })
+            .await?;
+        let (_, d) = changed.ok_or_else(|| ManagedError::no_database(id))?;
+        self.wake();
+        Ok(d)
+    }
+
+    /// [`Self::change`], where `f` also sees the caller's other live databases.
+    async fn change_with_others(
+        &self,
+        caller: &Caller,
+        id: &str,
+        f: impl FnOnce(&mut DbRecord, &[DbRecord]) -> Result<(), ManagedError> + Send + 'static,
+    ) -> Result<DbRecord, ManagedError> {
+        let customer = caller.customer.clone();
+        let key = id.to_string();
+        let changed = self
+            .db(move |s| {
+                s.update_with_others(&key, |d, others| {
+                    if d.customer_id != customer {
+                        return Err(ManagedError::no_database(&d.id));
+                    }
+                    f(d, others)
                 })
             })
             .await?;
@@ -766,8 +819,10 @@ impl ManagedService {
         if let Some(s) = req.storage_gb {
             validate_storage(s)?;
         }
+        let quota = self.quota(&caller.customer).await;
         let d = self
-            .change(caller, id, move |d| {
+            .change_with_others(caller, id, move |d, others| {
+                let before = d.clone();
                 if d.status == Status::Destroyed {
                     return Err(ManagedError::Conflict(format!(
                         "database {} is destroyed",
@@ -797,7 +852,11 @@ impl ManagedService {
                 if let Some(r) = req.replicas {
                     d.replicas = r;
                 }
-                Ok(())
+                check_quota(
+                    &quota,
+                    others.iter().chain([&before]),
+                    others.iter().chain([&*d]),
+                )
             })
             .await?;
         Ok(self.to_api(&d))
@@ -858,7 +917,8 @@ impl ManagedService {
     /// The engine context of a database: plan, service user, directory, passwords from the vault.
     pub(crate) fn ctx(&self, d: &DbRecord) -> Result<Ctx, ManagedError> {
         let plan = catalog::plan(&d.plan_id).ok_or_else(|| unknown_plan(&d.plan_id))?;
-        let user = os::service_user(engines::preferred_user(d.db_type))?;
+        let user =
+            os::service_user(engines::preferred_user(d.db_type)).map_err(anyhow::Error::from)?;
         let get = |role: &str| self.inner.vault.get(&engines::secret_name(&d.id, role));
         let app = get("app").ok_or_else(|| {
             ManagedError::Internal(anyhow::anyhow!(
@@ -882,43 +942,113 @@ impl ManagedService {
 }
 
 /// Where the servers' directories go: `servers_dir` if configured, else `DIR/managed/servers` —
-/// unless the control plane is root and a directory above `DIR` is closed to other users
-/// (`/root`, a 0700 temp dir), where the servers (never root) could not reach their data: then
-/// `/var/lib/refract-managed/<hash of DIR>`. Returns it with the directory from which the search
-/// bit must be given to other users ([`ManagedService`] does so only once it runs a server).
+/// unless the control plane is root: then the servers run as other users (never root), who could
+/// only reach a directory inside `DIR` if `DIR` gave others the search bit; `DIR` stays 0700
+/// instead, and the servers' data goes to `/var/lib/refract-managed/<hash of DIR>`. Returns it
+/// with the directory from which the search bit must be given to other users ([`ManagedService`]
+/// does so only once it runs a server; for a directory inside `DIR` that is never needed).
 fn prepare_servers_dir(config: &ManagedConfig) -> anyhow::Result<(PathBuf, PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
     let dir = &config.data_dir;
-    let open_up = |d: &Path| -> anyhow::Result<()> {
+    let make = |d: &Path, mode: u32| -> anyhow::Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-        // Searchable, not listable: each database's own directory below is 0700 and its user's.
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("set permissions of {}", d.display()))
     };
+    // Searchable, not listable: each database's own directory below is 0700 and its user's.
+    let open_up = |d: &Path| make(d, 0o711);
     let servers = match &config.servers_dir {
-        Some(d) => d.clone(),
-        None if os::is_root() && os::blocked_ancestor(dir, &os::any_other_user()).is_some() => {
+        Some(d) => {
+            open_up(d)?;
+            d.clone()
+        }
+        // Servers created as root by an earlier version live in `DIR/managed/servers`: they stay
+        // there (with its old 0711 path), or their data would not be found after an upgrade.
+        None if os::is_root()
+            && std::fs::read_dir(dir.join("managed").join("servers"))
+                .is_ok_and(|mut d| d.next().is_some()) =>
+        {
+            let d = dir.join("managed").join("servers");
+            tracing::warn!(
+                servers_dir = %d.display(),
+                "managed servers created by an earlier version keep their data inside the data directory, \
+                 which keeps the search bit for other users; new installations keep it 0700"
+            );
+            open_up(&dir.join("managed"))?;
+            open_up(&d)?;
+            d
+        }
+        None if os::is_root() => {
             let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
             let hash = tokens::sha256_hex(&canonical.display().to_string());
             let base = PathBuf::from(FALLBACK_SERVERS_ROOT);
             open_up(&base)?;
             let d = base.join(&hash[..16]);
+            open_up(&d)?;
             tracing::info!(
                 data_dir = %dir.display(),
                 servers_dir = %d.display(),
-                "the data directory is closed to other users: managed servers keep their data elsewhere"
+                "running as root: managed servers (run as other users) keep their data outside the 0700 data directory"
             );
             d
         }
-        None => dir.join("managed").join("servers"),
+        None => {
+            // The servers run as this user: nothing needs to be opened to others.
+            let managed = dir.join("managed");
+            make(&managed, 0o700)?;
+            let d = managed.join("servers");
+            make(&d, 0o700)?;
+            d
+        }
     };
-    open_up(&servers)?;
     let from = if servers.starts_with(dir) {
         dir.clone()
     } else {
         servers.clone()
     };
     Ok((servers, from))
+}
+
+/// Servers and plan memory (MiB) of databases that are not destroyed.
+fn usage<'a>(dbs: impl Iterator<Item = &'a DbRecord>) -> (i64, i64) {
+    dbs.filter(|d| d.status != Status::Destroyed)
+        .fold((0, 0), |(servers, mem), d| {
+            let plan_mem = catalog::plan(&d.plan_id).map_or(0, |p| p.memory_mb as i64);
+            (servers + d.replicas, mem + plan_mem * d.replicas)
+        })
+}
+
+/// Refuses a change that makes the usage (`after`) exceed `quota` on a dimension where it grows
+/// over `before` (a customer over a lowered quota may still shrink or stop).
+fn check_quota<'a>(
+    quota: &Quota,
+    before: impl Iterator<Item = &'a DbRecord>,
+    after: impl Iterator<Item = &'a DbRecord>,
+) -> Result<(), ManagedError> {
+    let (s0, m0) = usage(before);
+    let (s1, m1) = usage(after);
+    let raise = if quota.how_to_raise.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", quota.how_to_raise)
+    };
+    if let Some(max) = quota.max_servers {
+        if s1 > max && s1 > s0 {
+            return Err(ManagedError::QuotaExceeded(format!(
+                "managed server quota exceeded: {} allows {max} servers (every replica is a server), this would make {s1}{raise}",
+                quota.source
+            )));
+        }
+    }
+    if let Some(max) = quota.max_memory_mib {
+        if m1 > max && m1 > m0 {
+            return Err(ManagedError::QuotaExceeded(format!(
+                "managed memory quota exceeded: {} allows {max} MiB of plan memory in total, this would make {m1} MiB{raise}",
+                quota.source
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn unknown_plan(id: &str) -> ManagedError {
@@ -935,9 +1065,9 @@ fn validate_name(name: &str) -> Result<String, ManagedError> {
     if len == 0 || len > 63 {
         return Err(ManagedError::invalid("name must be 1-63 characters"));
     }
-    if n.chars().any(char::is_control) {
+    if n.chars().any(forbidden_char) {
         return Err(ManagedError::invalid(
-            "name must not contain control characters",
+            "name must not contain control or bidirectional-override characters",
         ));
     }
     if !n.chars().any(|c| c.is_ascii_alphanumeric()) {
@@ -946,6 +1076,16 @@ fn validate_name(name: &str) -> Result<String, ManagedError> {
         ));
     }
     Ok(n.to_string())
+}
+
+/// Control characters and the Unicode bidirectional overrides, isolates and marks (the same rule
+/// as the control plane's names).
+fn forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
 }
 
 fn validate_storage(gb: i64) -> Result<(), ManagedError> {
@@ -1005,10 +1145,62 @@ mod tests {
     }
 
     #[test]
+    fn quota_counts_servers_and_memory_and_lets_usage_shrink() {
+        let t = now();
+        let rec = |plan: &str, replicas: i64, status: Status| DbRecord {
+            id: "db_x".into(),
+            customer_id: "c".into(),
+            project_id: DEFAULT_PROJECT.into(),
+            name: "x".into(),
+            slug: "x".into(),
+            db_type: DbType::Redis,
+            version: "7.0".into(),
+            requested_version: None,
+            server_version: None,
+            plan_id: plan.into(),
+            region: "nyc1".into(),
+            storage_gb: 10,
+            replicas,
+            desired: Desired::Running,
+            restart_requested: false,
+            status,
+            error_kind: None,
+            error_message: None,
+            nodes_ready: 0,
+            ports: vec![],
+            purged: false,
+            created_at: t,
+            updated_at: t,
+        };
+        let q = Quota::default_quota();
+        let small = rec("db-s-1vcpu-1gb", 1, Status::Running);
+        let four: Vec<DbRecord> = (0..4).map(|_| small.clone()).collect();
+        let gone = rec("db-s-8vcpu-16gb", 5, Status::Destroyed);
+        assert_eq!(usage(four.iter().chain([&gone])), (4, 4096));
+        assert!(check_quota(&q, four.iter(), four.iter().chain([&small])).is_ok());
+        let three = rec("db-s-1vcpu-1gb", 2, Status::Running);
+        let e = check_quota(&q, four.iter(), four.iter().chain([&three])).unwrap_err();
+        assert!(
+            matches!(e, ManagedError::QuotaExceeded(ref m) if m.contains("allows 5 servers")),
+            "{e}"
+        );
+        let big = rec("db-s-8vcpu-16gb", 1, Status::Running);
+        let e = check_quota(&q, [].iter(), [&big].into_iter()).unwrap_err();
+        assert!(e.to_string().contains("8192 MiB"), "{e}");
+        // Over quota already (a lowered quota): shrinking is allowed, growing is not.
+        let over: Vec<DbRecord> = (0..7).map(|_| small.clone()).collect();
+        assert!(check_quota(&q, over.iter(), over[..6].iter()).is_ok());
+        assert!(check_quota(&Quota::unlimited(), [].iter(), over.iter()).is_ok());
+    }
+
+    #[test]
     fn validation_messages() {
         assert!(validate_name("").is_err());
         assert!(validate_name(&"x".repeat(64)).is_err());
         assert_eq!(validate_name(" ok ").unwrap(), "ok");
+        for bad in ["a\nb", "a\rb", "a\0b", "a\u{202E}b", "a\u{2067}b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
         assert!(
             validate_storage(0).is_err()
                 && validate_storage(16385).is_err()

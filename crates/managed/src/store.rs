@@ -299,6 +299,62 @@ fn save_in(conn: &rusqlite::Connection, d: &DbRecord) -> rusqlite::Result<()> {
     Ok(())
 }
 
+fn name_taken(conn: &rusqlite::Connection, d: &DbRecord) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM databases WHERE customer_id = ?1 AND project_id = ?2 AND name = ?3 AND status <> 'destroyed')",
+        [&d.customer_id, &d.project_id, &d.name],
+        |r| r.get(0),
+    )
+}
+
+/// A customer's databases that are not destroyed, but `except`.
+fn live_of(
+    conn: &rusqlite::Connection,
+    customer: &str,
+    except: Option<&str>,
+) -> rusqlite::Result<Vec<DbRecord>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {DB_COLUMNS} FROM databases WHERE customer_id = ?1 AND status <> 'destroyed' AND id <> ?2 ORDER BY created_at, id"
+    ))?;
+    let rows = stmt.query_map([customer, except.unwrap_or("")], db_from_row)?;
+    rows.collect()
+}
+
+fn insert_in(conn: &rusqlite::Connection, d: &DbRecord) -> rusqlite::Result<()> {
+    conn.execute(
+            &format!(
+                "INSERT INTO databases ({DB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+            ),
+            params![
+                d.id,
+                d.customer_id,
+                d.project_id,
+                d.name,
+                d.slug,
+                d.db_type.as_str(),
+                d.version,
+                d.requested_version,
+                d.server_version,
+                d.plan_id,
+                d.region,
+                d.storage_gb,
+                d.replicas,
+                d.desired.as_str(),
+                d.restart_requested,
+                d.status.as_str(),
+                d.error_kind.map(ErrorKind::as_str),
+                d.error_message,
+                d.nodes_ready as i64,
+                serde_json::to_string(&d.ports).unwrap_or_else(|_| "[]".into()),
+                d.purged,
+                ts(&d.created_at),
+                ts(&d.updated_at),
+            ],
+        )?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating, mode 0600) and migrates `path`.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
@@ -415,45 +471,26 @@ impl Store {
     /// (then `Ok(false)`, nothing inserted).
     pub fn insert_database(&self, d: &DbRecord) -> rusqlite::Result<bool> {
         let conn = self.lock();
-        let taken: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM databases WHERE customer_id = ?1 AND project_id = ?2 AND name = ?3 AND status <> 'destroyed')",
-            [&d.customer_id, &d.project_id, &d.name],
-            |r| r.get(0),
-        )?;
-        if taken {
+        if name_taken(&conn, d)? {
             return Ok(false);
         }
-        conn.execute(
-            &format!(
-                "INSERT INTO databases ({DB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
-            ),
-            params![
-                d.id,
-                d.customer_id,
-                d.project_id,
-                d.name,
-                d.slug,
-                d.db_type.as_str(),
-                d.version,
-                d.requested_version,
-                d.server_version,
-                d.plan_id,
-                d.region,
-                d.storage_gb,
-                d.replicas,
-                d.desired.as_str(),
-                d.restart_requested,
-                d.status.as_str(),
-                d.error_kind.map(ErrorKind::as_str),
-                d.error_message,
-                d.nodes_ready as i64,
-                serde_json::to_string(&d.ports).unwrap_or_else(|_| "[]".into()),
-                d.purged,
-                ts(&d.created_at),
-                ts(&d.updated_at),
-            ],
-        )?;
+        insert_in(&conn, d)?;
+        Ok(true)
+    }
+
+    /// [`Store::insert_database`], after `check` accepted the customer's live databases (not
+    /// destroyed) — atomically, so two requests cannot both pass a quota check.
+    pub fn insert_database_checked(
+        &self,
+        d: &DbRecord,
+        check: impl FnOnce(&[DbRecord]) -> Result<(), ManagedError>,
+    ) -> Result<bool, ManagedError> {
+        let conn = self.lock();
+        if name_taken(&conn, d)? {
+            return Ok(false);
+        }
+        check(&live_of(&conn, &d.customer_id, None)?)?;
+        insert_in(&conn, d)?;
         Ok(true)
     }
 
@@ -480,6 +517,23 @@ impl Store {
             return Ok(None);
         };
         let out = f(&mut d)?;
+        d.updated_at = now();
+        save_in(&conn, &d)?;
+        Ok(Some((out, d)))
+    }
+
+    /// [`Store::update`], where `f` also sees the owner's other live databases (for quotas).
+    pub fn update_with_others<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut DbRecord, &[DbRecord]) -> Result<T, ManagedError>,
+    ) -> Result<Option<(T, DbRecord)>, ManagedError> {
+        let conn = self.lock();
+        let Some(mut d) = get_in(&conn, id)? else {
+            return Ok(None);
+        };
+        let others = live_of(&conn, &d.customer_id, Some(id))?;
+        let out = f(&mut d, &others)?;
         d.updated_at = now();
         save_in(&conn, &d)?;
         Ok(Some((out, d)))

@@ -11,13 +11,11 @@
 use refract_schema::{ColumnType, Relation, RelationKind, TableManifest};
 use refract_storage::Snapshot;
 
-use crate::ast::{self, Expr, Item, Name, PredOp, Selection, Value, ValueKind};
+use crate::ast::{self, CmpOp, Expr, Item, Name, PredOp, Selection, Value, ValueKind};
 use crate::collate::{CiRules, Fold, LikePattern};
 use crate::error::{error, suggestion, Result, Span};
 use crate::literal::{parse_datetime, parse_time, Exact};
-use crate::plan::{
-    pk_order, Access, BExpr, BPred, Hop, Lit, Lookup, Node, OrderKey, Output, Test, Tri,
-};
+use crate::plan::{pk_order, Access, BExpr, BPred, Hop, Lit, Lookup, Node, OrderKey, Output, Test};
 
 /// Bind a parsed query against `snapshot`.
 pub(crate) fn bind<'a>(snapshot: &'a Snapshot, query: &'a Selection<'a>) -> Result<Node<'a>> {
@@ -33,7 +31,14 @@ pub(crate) fn bind<'a>(snapshot: &'a Snapshot, query: &'a Selection<'a>) -> Resu
     else {
         let names = snapshot.tables.iter().map(|t| t.manifest.api_name.as_str());
         let mut hint = suggestion(name.text, names.clone());
-        if hint.is_empty() && snapshot.tables.len() <= 12 {
+        if ["query", "mutation", "subscription"]
+            .iter()
+            .any(|kw| name.text.eq_ignore_ascii_case(kw))
+        {
+            // GraphQL's `query { users { id } }` wrapper.
+            hint = " ('query { … }' is GraphQL: write the selection itself, like 'users { id }')"
+                .into();
+        } else if hint.is_empty() && snapshot.tables.len() <= 12 {
             hint = format!(" (tables: {})", names.collect::<Vec<_>>().join(", "));
         }
         return Err(error(
@@ -371,7 +376,18 @@ impl<'a> Binder<'a> {
         let test = match &p.op {
             PredOp::Cmp(op, v) => match field.lit(v)? {
                 Some(lit) => Test::Cmp(*op, lit),
-                None => Test::Const(Tri::Unknown),
+                // `x = null` silently matching nothing is a classic trap: say so.
+                None => {
+                    let hint = match op {
+                        CmpOp::Eq => format!("write '{} IS NULL'", field.name),
+                        CmpOp::Ne => format!("write '{} IS NOT NULL'", field.name),
+                        _ => "use IS NULL or IS NOT NULL".to_string(),
+                    };
+                    return Err(error(
+                        v.span,
+                        format!("a comparison with null is never true (SQL semantics): {hint}"),
+                    ));
+                }
             },
             PredOp::In { negated, values } => {
                 let mut lits = Vec::with_capacity(values.len());

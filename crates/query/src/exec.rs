@@ -890,7 +890,6 @@ fn test(t: &Test, v: ValueRef<'_>) -> Tri {
         return Tri::Unknown;
     }
     match t {
-        Test::Const(c) => *c,
         Test::Cmp(op, lit) => Tri::from_ordering(cmp_lit(v, lit), *op),
         Test::In {
             lits,

@@ -256,7 +256,16 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token<'_>>> {
                 } else {
                     format!("'{c}'")
                 };
-                return Err(error(span, format!("unexpected character {shown}")));
+                // JSON bodies and GraphQL arguments/aliases fail here first: say what to write.
+                let hint = match c {
+                    ':' => {
+                        " (the body is the query text itself, not JSON like {\"query\": …}; \
+                         filters are written 'field = value', and there are no GraphQL aliases)"
+                    }
+                    '$' => " (GraphQL variables do not exist here: write the value in the query)",
+                    _ => "",
+                };
+                return Err(error(span, format!("unexpected character {shown}{hint}")));
             }
         };
         tokens.push(Token { tok, span });

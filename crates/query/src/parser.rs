@@ -45,7 +45,8 @@ pub(crate) fn parse<'a>(tokens: &[Token<'a>], max_depth: usize) -> Result<Select
         Tok::LBrace => {
             return Err(error(
                 first.span,
-                "expected a table name before '{', like 'users { id }'",
+                "expected a table name before '{', like 'users { id }' (the body is the query \
+                 text itself: not JSON, and no GraphQL '{ … }' around it)",
             ));
         }
         other => return Err(expected(first.span, "a table name", &other.describe())),

@@ -98,8 +98,6 @@ pub(crate) struct BPred<'a> {
 /// The scalar part of a predicate.
 #[derive(Debug)]
 pub(crate) enum Test {
-    /// Always this value (a comparison with `null`).
-    Const(Tri),
     Cmp(ast::CmpOp, Lit),
     In {
         lits: Vec<Lit>,

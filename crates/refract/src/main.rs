@@ -31,11 +31,29 @@ enum Command {
         /// Engine config file (YAML or JSON).
         #[arg(long)]
         config: PathBuf,
+        /// Log lines as `text` (colour on a terminal only) or `json` (one object per line).
+        #[arg(long, env = "REFRACT_LOG_FORMAT", default_value = "text")]
+        log_format: LogFormat,
     },
     /// Start everything on this machine with a demo source, and print a query to try.
     Quickstart(quickstart::QuickstartArgs),
+    /// Operator commands that work on the data directory itself, offline.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+/// `refract admin …`.
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Write a fresh management key of the admin customer to DIR/admin-key (recovery after
+    /// every admin key was lost or revoked). Needs the data directory and its master key.
+    NewKey {
+        /// The control plane's data directory.
+        #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// Arguments of `refract serve`.
@@ -47,6 +65,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "REFRACT_LISTEN", default_value = "127.0.0.1:7700")]
     listen: String,
+    /// Log lines as `text` (colour on a terminal only) or `json` (one object per line); engines
+    /// started by this control plane log the same way.
+    #[arg(long, env = "REFRACT_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     /// Connections served at once; one more is accepted and closed at once (lowered to what
     /// the open-file limit allows).
     #[arg(long, env = "REFRACT_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -58,33 +80,95 @@ struct ServeArgs {
     /// Milliseconds a request body has to arrive.
     #[arg(long, env = "REFRACT_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     body_timeout_ms: u64,
+    /// A directory SQLite source files may be in (repeatable; REFRACT_SQLITE_ROOT takes
+    /// ':'-separated directories). Without one, SQLite sources are refused. The data directory
+    /// is never allowed.
+    #[arg(
+        long = "sqlite-root",
+        env = "REFRACT_SQLITE_ROOT",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    sqlite_roots: Vec<PathBuf>,
 }
 
-fn init_tracing() {
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Plain text; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("REFRACT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Files and directories this process creates are its user's alone (0600/0700): keys, secrets,
+/// metadata stores with their WAL/SHM files, engine files, logs.
+fn private_umask() {
+    // SAFETY: `umask` only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if !matches!(args.command, Command::Client(_)) {
+        private_umask();
+    }
     let result = match args.command {
         Command::Serve(serve) => {
-            init_tracing();
+            init_tracing(serve.log_format);
+            // Engines this control plane starts inherit the format.
+            std::env::set_var("REFRACT_LOG_FORMAT", serve.log_format.as_str());
             run_async(serve_main(serve))
         }
-        Command::Engine { config } => {
-            init_tracing();
+        Command::Engine { config, log_format } => {
+            init_tracing(log_format);
             run_async(refract_engine::run_from_file(config))
         }
         Command::Quickstart(q) => {
-            init_tracing();
+            init_tracing(LogFormat::Text);
             run_async(quickstart::run(q))
         }
-        Command::Client(c) => cli::run(c),
+        Command::Admin(AdminCommand::NewKey { data_dir }) => run_async(async move {
+            let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let data_dir = absolute(&data_dir)?;
+            let path = refract_control_plane::new_admin_key(&data_dir, master.as_deref()).await?;
+            println!(
+                "new admin management key written to {} (readable only by this user)",
+                path.display()
+            );
+            Ok(())
+        }),
+        Command::Client(c) => {
+            // Like any Unix filter: `refract databases events ID | head -1` ends quietly when
+            // the reader goes away (Rust ignores SIGPIPE, and `println!` would panic).
+            // SAFETY: restoring a signal's default disposition before any thread starts.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            cli::run(c)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -93,6 +177,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `path` made absolute against the current directory (not resolved: symlinks stay).
+fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
@@ -112,7 +201,9 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         refract_control_plane::lifecycle::set_step_delay(std::time::Duration::from_millis(ms));
     }
     let config = refract_control_plane::ServeConfig {
-        data_dir: args.data_dir,
+        // Made absolute once, here: engines, keys files and managed servers run in other
+        // directories, and nothing may depend on the directory `serve` started in.
+        data_dir: absolute(&args.data_dir)?,
         listen: args.listen,
         master_key: std::env::var("REFRACT_MASTER_KEY").ok(),
         engine_binary: std::env::current_exe()?,
@@ -121,6 +212,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             header_read_timeout_ms: args.header_timeout_ms,
             body_read_timeout_ms: args.body_timeout_ms,
         },
+        sqlite_roots: args.sqlite_roots,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

@@ -175,10 +175,11 @@ impl ApiV1 {
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let (status, value) = self.0.send(method, path, body)?;
         if !status.is_success() {
-            let msg = value["message"]
-                .as_str()
-                .or(value["error"].as_str())
-                .map(str::to_string);
+            // `{"error": code, "message": message}`.
+            let msg = match (value["error"].as_str(), value["message"].as_str()) {
+                (Some(code), Some(m)) => Some(format!("{code}: {m}")),
+                (e, m) => e.or(m).map(str::to_string),
+            };
             bail!("{}", msg.unwrap_or_else(|| format!("HTTP {status}")));
         }
         Ok(value)

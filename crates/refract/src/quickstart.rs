@@ -17,6 +17,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+/// `println!` that reports a closed stdout as an error (so the quickstart stops and cleans
+/// up) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).context("stdout closed")?
+    }};
+}
+
 /// Arguments of `refract quickstart`.
 #[derive(clap::Args)]
 pub struct QuickstartArgs {
@@ -50,7 +59,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     let binaries = engine.map(Engine::binaries).transpose()?;
     let temporary = args.dir.is_none();
     let root = match &args.dir {
-        Some(d) => d.clone(),
+        // Absolute: the engines it starts run in other directories.
+        Some(d) => std::path::absolute(d).with_context(|| format!("{}", d.display()))?,
         None => std::env::temp_dir().join(format!("refract-quickstart-{}", std::process::id())),
     };
     if temporary && root.exists() {
@@ -81,7 +91,12 @@ async fn run_in(
             move || write_demo(&source, users)
         })
         .await??;
-        println!(
+        // As root, engines run as their own user (docs/runtime.md, "Users"), which must read the
+        // demo file: it becomes theirs, and this directory searchable (not listable) for them.
+        let engine_user = refract_runtime::user::engine_user()?;
+        refract_runtime::user::ensure_reachable(root, root, &engine_user)?;
+        refract_runtime::user::give(&source, &engine_user)?;
+        say!(
             "demo source: {} ({rows} rows in users, posts, comments; {} ms)",
             source.display(),
             t.elapsed().as_millis()
@@ -96,7 +111,7 @@ async fn run_in(
         return serve(args, root, connection).await;
     };
     let (server, rows) = Server::start(binaries, root, users).await?;
-    println!(
+    say!(
         "demo source: {} on 127.0.0.1:{}, database demo ({rows} rows in users, posts, comments; {} ms)",
         server.binaries.engine.name(),
         server.port,
@@ -115,6 +130,8 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         master_key: None,
         engine_binary: std::env::current_exe().context("find the refract binary")?,
         http: Default::default(),
+        // The demo SQLite file is written here (the data dir below it is never allowed).
+        sqlite_roots: vec![root.to_path_buf()],
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -142,7 +159,8 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
     let outcome = match result {
         Ok(()) => {
             let _ = stop.await;
-            println!("\nstopping…");
+            // Best effort: stdout may be what went away.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), "\nstopping…\n".as_bytes());
             Ok(())
         }
         Err(e) => Err(e),
@@ -261,40 +279,69 @@ async fn demo(
         .ok()
         .and_then(|v| v.as_array().map(Vec::len))
         .unwrap_or(0);
-    println!(
+    say!(
         "\nRefract is running: provisioned and answered a first query in {:.1} s ({rows} rows).\n",
         started.elapsed().as_secs_f64()
     );
-    println!("  engine         {endpoint}");
-    println!("  query key      {key}");
-    println!(
+    say!("  engine         {endpoint}");
+    say!("  query key      {key}");
+    say!(
         "  control plane  {}   (management key: {})",
-        api.base, api.token
+        api.base,
+        api.token
     );
-    println!("\nTry a query:\n");
-    println!("  curl -H 'Authorization: Bearer {key}' -d '{QUERY}' {endpoint}/query");
-    println!("\nOr the control plane:\n");
-    println!(
+    say!("\nTry a query:\n");
+    say!("  curl -H 'Authorization: Bearer {key}' -d '{QUERY}' {endpoint}/query");
+    say!("\nOr the control plane:\n");
+    say!(
         "  REFRACT_URL={} REFRACT_TOKEN={} refract databases instance {id}",
-        api.base, api.token
+        api.base,
+        api.token
     );
-    println!("\nPress Ctrl-C to stop everything.");
+    say!("\nPress Ctrl-C to stop everything.");
     Ok(())
 }
 
+/// Until Ctrl-C, SIGTERM, SIGHUP (the terminal closed) or the reader of stdout goes away
+/// (`refract quickstart | head -5`): whichever comes first, everything started is stopped.
 async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let recv = |s: &mut Option<tokio::signal::unix::Signal>| {
+        let s = s.take();
+        async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = recv(&mut term) => {}
+        _ = recv(&mut hup) => {}
+        _ = stdout_closed() => {}
+    }
+}
+
+/// Resolves once stdout is a pipe or socket whose reader is gone.
+async fn stdout_closed() {
+    loop {
+        let mut fd = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own, no wait (timeout 0).
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        if n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
             return;
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 struct Client {
@@ -631,6 +678,12 @@ impl Server {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+            // The process umask (077) made ROOT 0700: the server's user must walk through it to
+            // its own directory. Searchable, not listable; the control plane's data dir in it
+            // stays 0700.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("let the server's user reach {}", dir.display()))?;
         }
         let port = refract_runtime::free_port()?;
         let password = random_password();

@@ -39,6 +39,9 @@ pub enum RuntimeError {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The user an instance runs as is missing, is root, or cannot reach or run something.
+    #[error("{0}")]
+    User(String),
     /// A signal could not be delivered to an instance's process.
     #[error("cannot signal process {pid} of instance {id}: {source}")]
     Signal {

@@ -8,7 +8,8 @@
 //! - [`InstanceSpec`]: what to run (program, arguments, environment, files, readiness);
 //!   [`InstanceStatus`]: `Starting`, `Running { endpoint }`, `Exited { code, signal, at }`, `NotFound`.
 //! - [`LocalProcessDriver`]: the default driver, one child process and one directory per instance;
-//!   instances outlive the control plane and are adopted again after its restart.
+//!   instances outlive the control plane and are adopted again after its restart, and run as an
+//!   unprivileged user when the control plane is root ([`user`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -33,10 +34,11 @@ mod driver;
 mod error;
 mod local;
 mod spec;
+pub mod user;
 
 pub use driver::{free_port, BoxFuture, Driver};
 pub use error::RuntimeError;
-pub use local::{LocalProcessDriver, LOG_FILE, STATE_FILE};
+pub use local::{LocalProcessDriver, INSTANCE_DIR_ENV, LOG_FILE, STATE_FILE};
 pub use spec::{
     InstanceHandle, InstanceKind, InstanceSpec, InstanceStatus, Readiness, SpecFile,
     DEFAULT_FILE_MODE, ENGINE_READY_PREFIX,

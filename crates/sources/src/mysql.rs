@@ -800,12 +800,16 @@ pub(crate) fn push_value<S: RowSink>(
                 .unwrap_or(ValueRef::Null)
         }
         (ColumnType::Time, Value::Time(neg, days, h, mi, s, us)) => {
-            let v = ((i64::from(*days) * 24 + i64::from(*h)) * 3600
-                + i64::from(*mi) * 60
-                + i64::from(*s))
+            // i128: no field of the wire format can overflow it; out of range is NULL.
+            let v = ((i128::from(*days) * 24 + i128::from(*h)) * 3600
+                + i128::from(*mi) * 60
+                + i128::from(*s))
                 * 1_000_000
-                + i64::from(*us);
-            ValueRef::Time(if *neg { -v } else { v })
+                + i128::from(*us);
+            match i64::try_from(if *neg { -v } else { v }) {
+                Ok(v) => ValueRef::Time(v),
+                Err(_) => ValueRef::Null,
+            }
         }
         (
             ColumnType::Date | ColumnType::DateTime | ColumnType::Timestamp | ColumnType::Time,
@@ -819,6 +823,16 @@ pub(crate) fn push_value<S: RowSink>(
                 Value::UInt(u) => write!(scratch, "{u}").ok(),
                 Value::Float(f) => write!(scratch, "{f}").ok(),
                 Value::Double(d) => write!(scratch, "{d}").ok(),
+                // As `as_sql` writes it, which overflows on out-of-range days.
+                Value::Time(neg, days, h, mi, s, us) => {
+                    let sign = if *neg { "-" } else { "" };
+                    let hours = u64::from(*days) * 24 + u64::from(*h);
+                    if *us == 0 {
+                        write!(scratch, "{sign}{hours:03}:{mi:02}:{s:02}").ok()
+                    } else {
+                        write!(scratch, "{sign}{hours:03}:{mi:02}:{s:02}.{us:06}").ok()
+                    }
+                }
                 _ => {
                     scratch.push_str(other.as_sql(true).trim_matches('\''));
                     Some(())

@@ -422,7 +422,11 @@ pub(crate) fn parse_time(s: &[u8]) -> Option<i64> {
         let frac = parse_fraction(&rest[3..])?;
         (sec, frac)
     };
-    let v = ((h * 60 + mi) * 60 + sec) * 1_000_000 + frac;
+    let v = h
+        .checked_mul(3600)?
+        .checked_add(mi * 60 + sec)?
+        .checked_mul(1_000_000)?
+        .checked_add(frac)?;
     Some(if neg { -v } else { v })
 }
 
@@ -472,7 +476,7 @@ pub(crate) fn parse_datetime(s: &[u8]) -> Option<(i64, i64)> {
     } else {
         days
     };
-    let base = i64::from(days) * DAY_MICROS;
+    let base = i64::from(days).checked_mul(DAY_MICROS)?;
     if rest.is_empty() {
         return Some((base, 0));
     }
@@ -488,7 +492,7 @@ pub(crate) fn parse_datetime(s: &[u8]) -> Option<(i64, i64)> {
     };
     let micros = parse_time(time)?;
     let offset = parse_offset(zone)?;
-    Some((base + micros, offset))
+    Some((base.checked_add(micros)?, offset))
 }
 
 fn parse_offset(z: &[u8]) -> Option<i64> {
@@ -504,7 +508,7 @@ fn parse_offset(z: &[u8]) -> Option<i64> {
     let mut total = 0i64;
     let mut mult = 3600;
     for p in parts.split(|&c| c == b':') {
-        total += num(p)? * mult;
+        total = total.checked_add(num(p)?.checked_mul(mult)?)?;
         mult /= 60;
         if mult == 0 {
             break;
@@ -512,7 +516,7 @@ fn parse_offset(z: &[u8]) -> Option<i64> {
     }
     // `+0530` form
     if !parts.contains(&b':') && parts.len() == 4 {
-        total = num(&parts[..2])? * 3600 + num(&parts[2..])? * 60;
+        total = num(&parts[..2])?.checked_mul(3600)? + num(&parts[2..])?.checked_mul(60)?;
     }
     Some(sign * total)
 }
@@ -520,7 +524,7 @@ fn parse_offset(z: &[u8]) -> Option<i64> {
 /// A timestamp's text → micros since the epoch in UTC.
 pub(crate) fn parse_timestamp_utc(s: &[u8]) -> Option<i64> {
     let (local, off) = parse_datetime(s)?;
-    Some(local - off * 1_000_000)
+    local.checked_sub(off.checked_mul(1_000_000)?)
 }
 
 /// A date/time type's text form (`2024-01-31`, `-12:30:00`, `2024-01-31 10:00:00.5+02`) as a
@@ -559,6 +563,19 @@ fn hex_val(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzers: out-of-range text is no value, never an overflow.
+    #[test]
+    fn out_of_range_temporal_text_is_none() {
+        assert_eq!(parse_time(b"999999999999999999:00:00"), None);
+        assert_eq!(parse_time(b"-2562047789:00:00"), None);
+        assert_eq!(parse_offset(b"+999999999999999999"), None);
+        assert_eq!(
+            parse_timestamp_utc(b"2024-01-01 00:00:00+99999999999999"),
+            None
+        );
+        assert_eq!(parse_time(b"12:30:00.5"), Some(45_000_500_000));
+    }
 
     #[test]
     fn decimals() {

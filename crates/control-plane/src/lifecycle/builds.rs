@@ -67,6 +67,27 @@ pub(super) fn actionable(err: &str, c: &Connection) -> String {
     }
 }
 
+/// The source parameters of `c` with a SQLite path checked against the roots (on a blocking
+/// thread: it touches the file system); `Err` is the refusal as a `lastError`.
+async fn checked_params(
+    s: &Service,
+    c: &Connection,
+    db: &Database,
+) -> Result<refract_sources::SourceParams, String> {
+    let (service, conn, schema) = (s.clone(), c.clone(), db.mysql_db.clone());
+    let checked =
+        tokio::task::spawn_blocking(move || service.checked_source_params(&conn, Some(schema)))
+            .await
+            .unwrap_or_else(|e| Err(format!("checking the source failed: {e}")));
+    checked.map_err(|msg| {
+        format!(
+            "the source may not be read: {msg}. Move the file under an allowed root (PATCH /v1/connections/{} \
+             to change mysqlHost), then provision again",
+            c.id
+        )
+    })
+}
+
 async fn connection(s: &Service, db: &Database) -> StoreResult<Option<Connection>> {
     let (customer, id) = (db.customer_id, db.connection_id);
     s.read(move |tx| tx.get_connection(customer, id)).await
@@ -101,7 +122,10 @@ pub(super) async fn test_connection(
     let Some(c) = connection(s, &db).await? else {
         return fail(s, rt, &db, &o, "the database's connection is gone".into()).await;
     };
-    let params = s.source_params(&c, Some(db.mysql_db.clone()));
+    let params = match checked_params(s, &c, &db).await {
+        Ok(p) => p,
+        Err(msg) => return fail(s, rt, &db, &o, msg).await,
+    };
     let started = std::time::Instant::now();
     let report = match tokio::time::timeout(
         TEST_TIMEOUT + Duration::from_secs(1),
@@ -123,10 +147,34 @@ pub(super) async fn test_connection(
         db.mysql_db
     );
     if !report.ok {
-        let err = report.error.unwrap_or_else(|| "unknown error".into());
-        text.push_str(&format!("{} connection test failed: {err}\n", stamp()));
+        let err = report
+            .error
+            .clone()
+            .unwrap_or_else(|| "unknown error".into());
+        // What the database's owner may see: the same redaction as `test-connection`.
+        let customer = db.customer_id;
+        let is_admin = s
+            .read(move |tx| Ok(tx.get_customer(customer)?.is_some_and(|c| c.is_admin)))
+            .await
+            .unwrap_or(false);
+        let shown = crate::redact_report(
+            serde_json::json!({"ok": false, "error": err}),
+            is_admin,
+            c.backend,
+            &match c.backend {
+                Backend::Sqlite => c.mysql_host.clone(),
+                _ => format!("{}:{}", c.mysql_host, c.mysql_port.unwrap_or(0)),
+            },
+        )["error"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_string();
+        text.push_str(&format!("{} connection test failed: {shown}\n", stamp()));
+        if shown != err {
+            tracing::info!(database = %db.id, error = %err, "connection test failed");
+        }
         log(s, db.id, op.build_id, text).await?;
-        return fail(s, rt, &db, &o, actionable(&err, &c)).await;
+        return fail(s, rt, &db, &o, actionable(&shown, &c)).await;
     }
     text.push_str(&format!(
         "{} connection ok ({} ms)\n",
@@ -250,7 +298,30 @@ pub(super) async fn build(
         },
         None => None,
     };
-    let mut params = s.source_params(&c, Some(db.mysql_db.clone()));
+    // Checked again here, right before introspection: a SQLite path valid when it was registered
+    // may be a symlink to elsewhere now.
+    let mut params = match checked_params(s, &c, &db).await {
+        Ok(p) => p,
+        Err(msg) => {
+            log(s, db.id, Some(build_id), format!("{} {msg}\n", stamp())).await?;
+            return fail(s, rt, &db, &o, msg).await;
+        }
+    };
+    // The engine reads a SQLite file as its own user (not root): say so now, not in a crash loop.
+    if c.backend == Backend::Sqlite {
+        let path = std::path::Path::new(&params.host);
+        if let Some(reason) = refract_runtime::user::unreadable_reason(path, &rt.engine_user) {
+            let msg = format!(
+                "engines run as user {} and cannot read the SQLite file {}: {reason}. Make the file \
+                 readable by that user (e.g. chown {} FILE, or chmod o+r FILE and o+x on its \
+                 directories), then provision again",
+                rt.engine_user.name,
+                params.host,
+                rt.engine_user.name
+            );
+            return fail(s, rt, &db, &o, msg).await;
+        }
+    }
     params.pg_schema = config.as_ref().and_then(|c| c.pg_schema.clone());
     let t0 = std::time::Instant::now();
     let schema = match tokio::time::timeout(
@@ -336,6 +407,8 @@ pub(super) async fn build(
             b.log.push_str(&text);
             b.log
                 .push_str(&format!("{} build succeeded in {secs:.2} s\n", stamp()));
+            metrics::counter!("refract_builds_total", "result" => "succeeded").increment(1);
+            metrics::histogram!("refract_build_duration_seconds").record(secs);
             b.status = BuildStatus::Succeeded;
             b.finished_at = Some(t);
             b.schema_config = config_text;

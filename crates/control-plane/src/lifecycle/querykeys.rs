@@ -53,19 +53,17 @@ pub(super) async fn write_keys_file(
             })
         })
         .collect();
-    let path = keys_file(&rt.data_dir, database);
+    let path = keys_file(&rt.engine_dir, database);
     let bytes = serde_json::to_vec_pretty(&json!({ "keys": keys })).unwrap_or_default();
     let p = path.clone();
+    let user = rt.engine_user.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            }
+            // The engines' user owns the directory and the file (0700/0600): they read it.
+            refract_runtime::user::create_owned_dir(dir, &user)?;
         }
-        crate::secrets::write_private(&p, &bytes)
+        crate::secrets::write_private_as(&p, &bytes, user.owner())
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("keys file task: {e}")))?

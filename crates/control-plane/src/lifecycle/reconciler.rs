@@ -156,6 +156,7 @@ async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(database = %id, error = %e, "reconciler step failed; retrying");
+                metrics::counter!("refract_reconcile_errors_total").increment(1);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Next::Idle
             }
@@ -634,6 +635,16 @@ async fn cutover(
     let settings = op.settings.clone().unwrap_or_else(|| db.runtime_settings());
     let note_text = op.note.clone();
     let kind = op.kind;
+    // The new engine's numbers, so `GET …/instance` shows them as soon as it is `running`
+    // rather than after the next health poll.
+    let stats = match admin_token(s, db.id) {
+        Ok(token) => s.lifecycle.engine().stats(&endpoint, &token).await.ok(),
+        Err(_) => None,
+    };
+    let stat = |key: &str| stats.as_ref().and_then(|v| v.get(key)).cloned();
+    let swap_count = stat("swapCount").and_then(|v| v.as_i64());
+    let snapshot_age_ms = stat("snapshotAgeMs").and_then(|v| v.as_i64());
+    let row_counts = stat("rowCounts");
     commit(s, db.id, guard, move |tx, d, o, note| {
         let t = now();
         for mut old in tx.lifecycle().live_instances(Some(d.id))? {
@@ -644,22 +655,32 @@ async fn cutover(
                 o.cleanup.push(old.id);
             }
         }
-        if tx.lifecycle().instance(new)?.is_none() {
-            tx.lifecycle().insert_instance(&InstanceRecord {
+        let checked = swap_count.is_some().then_some(t);
+        match tx.lifecycle().instance(new)? {
+            None => tx.lifecycle().insert_instance(&InstanceRecord {
                 id: new,
                 database_id: d.id,
                 build_id: build.unwrap_or_default(),
                 runtime_id: new.to_string(),
                 endpoint_url: Some(endpoint.clone()),
                 health_status: Some(HealthStatus::Ok),
-                snapshot_age_ms: None,
-                swap_count: None,
-                row_counts: None,
-                last_health_check: None,
+                snapshot_age_ms,
+                swap_count,
+                row_counts: row_counts.clone(),
+                last_health_check: checked,
                 created_at: t,
                 updated_at: t,
                 stopped_at: None,
-            })?;
+            })?,
+            Some(mut i) if i.swap_count.is_none() && swap_count.is_some() => {
+                i.swap_count = swap_count;
+                i.snapshot_age_ms = snapshot_age_ms;
+                i.row_counts = row_counts.clone();
+                i.last_health_check = checked;
+                i.updated_at = t;
+                tx.lifecycle().update_instance(&i)?;
+            }
+            Some(_) => {}
         }
         d.internal.active_build_id = build;
         d.internal.deployed_config = serde_json::to_value(&settings).ok();
@@ -699,6 +720,8 @@ pub(super) async fn fail(
     };
     let guard = Guard::of(db, o);
     tracing::warn!(database = %db.id, op = op.kind.as_str(), %message, "operation failed");
+    metrics::counter!("refract_operations_failed_total", "op" => op.kind.as_str()).increment(1);
+
     commit(s, db.id, guard, move |tx, d, o, note| {
         let t = now();
         if let Some(b) = op.build_id {
@@ -712,6 +735,7 @@ pub(super) async fn fail(
                         t.format("%H:%M:%S")
                     ));
                     tx.lifecycle().update_build(&build)?;
+                    metrics::counter!("refract_builds_total", "result" => "failed").increment(1);
                 }
             }
         }
@@ -1050,6 +1074,16 @@ async fn launch(
             "build {build} has no manifest (or the connection is gone): redeploy another build"
         ));
     };
+    // The engine opens the SQLite file itself: give it the path checked now, canonical.
+    let mut conn = conn;
+    if conn.backend == crate::api::Backend::Sqlite {
+        let (service, c) = (s.clone(), conn.clone());
+        let params = tokio::task::spawn_blocking(move || service.checked_source_params(&c, None))
+            .await
+            .map_err(|e| format!("checking the source failed: {e}"))?
+            .map_err(|msg| format!("the source may not be read: {msg}"))?;
+        conn.mysql_host = params.host;
+    }
     let password = conn
         .password_secret
         .as_deref()

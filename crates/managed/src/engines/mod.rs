@@ -122,7 +122,7 @@ impl Ctx {
     }
 
     fn wrap(&self, program: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
-        os::wrap(&self.user, self.bins.setpriv.as_deref(), program)
+        Ok(os::wrap(&self.user, self.bins.setpriv.as_deref(), program)?)
     }
 
     /// A server spec running `program args…` as the service user, ready when its port accepts.
@@ -280,7 +280,9 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             password: pw.clone(),
             database: None,
             ssl_mode: None,
-            connection_string: format!("redis://:{pw}@{HOST}:{port}/0"),
+            // `default` is Redis 6+'s user for `requirepass`: `redis-cli -u` (7.x) and most
+            // clients reject an empty user name with WRONGPASS.
+            connection_string: format!("redis://default:{pw}@{HOST}:{port}/0"),
         },
         DbType::Mongodb => Credentials {
             host: HOST.into(),

@@ -13,7 +13,10 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
         bail!("MongoDB replica sets are not supported by the local runtime");
     }
     os::create_owned_dir(&ctx.node_dir(node), &ctx.user)?;
-    os::create_owned_dir(&ctx.node_dir(node).join("data"), &ctx.user)
+    Ok(os::create_owned_dir(
+        &ctx.node_dir(node).join("data"),
+        &ctx.user,
+    )?)
 }
 
 pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {

@@ -13,7 +13,7 @@ use crate::os;
 use refract_runtime::InstanceSpec;
 
 pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
-    os::create_owned_dir(&ctx.node_dir(node), &ctx.user)
+    Ok(os::create_owned_dir(&ctx.node_dir(node), &ctx.user)?)
 }
 
 pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {

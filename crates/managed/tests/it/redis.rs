@@ -36,7 +36,7 @@ async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
     line
 }
 
-/// Logs in with a `redis://:password@host:port/0` string.
+/// Logs in with a `redis://default:password@host:port/0` string.
 async fn login(url: &str) -> Option<BufReader<TcpStream>> {
     let u = parse_url(url);
     let stream = TcpStream::connect((u.host.as_str(), u.port)).await.ok()?;
@@ -69,7 +69,18 @@ async fn redis_lifecycle() {
         "the seed's Redis fields"
     );
     let url = c["connection_string"].as_str().unwrap().to_string();
-    assert!(url.starts_with("redis://:"));
+    assert!(url.starts_with("redis://default:"), "{url}");
+    // The connection string works as given in the standard client.
+    let cli = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "PING"])
+        .output()
+        .expect("redis-cli (redis-tools) is installed with redis-server");
+    assert_eq!(
+        String::from_utf8_lossy(&cli.stdout).trim(),
+        "PONG",
+        "redis-cli -u {url}: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
 
     // The password is required.
     let u = parse_url(&url);
@@ -110,7 +121,10 @@ async fn redis_lifecycle() {
     let replica = wait_streaming(&h, &id).await;
     let mut s = login(&url).await.unwrap();
     assert_eq!(resp(&mut s, &["SET", "fresh", "42"]).await, "+OK");
-    let replica_url = format!("redis://:{}@127.0.0.1:{}/0", u.password, replica["port"]);
+    let replica_url = format!(
+        "redis://default:{}@127.0.0.1:{}/0",
+        u.password, replica["port"]
+    );
     h.wait_for("the write on the replica", Duration::from_secs(30), || {
         let replica_url = replica_url.clone();
         async move { get(&replica_url, "fresh").await.as_deref() == Some("42") }

@@ -200,11 +200,33 @@ fn three_valued_logic() {
         ids("users(score > 4 OR verified = false) { id }"),
         vec![1, 2, 3, 4]
     );
-    assert_eq!(ids("users(score = null) { id }"), Vec::<i64>::new());
-    assert_eq!(ids("users(NOT score != null) { id }"), Vec::<i64>::new());
+    // A comparison with null is never true: an error that points to IS NULL.
+    assert_eq!(
+        err("users(score = null) { id }"),
+        "line 1, column 15: a comparison with null is never true (SQL semantics): write 'score IS NULL'"
+    );
+    assert_eq!(
+        err("users(NOT score != null) { id }"),
+        "line 1, column 20: a comparison with null is never true (SQL semantics): write 'score IS NOT NULL'"
+    );
+    assert!(err("users(score > null) { id }").contains("never true"));
     assert_eq!(ids("users(score IS NULL) { id }"), vec![2]);
     assert_eq!(ids("users(score IS NOT NULL) { id }"), vec![1, 3, 4]);
     assert_eq!(ids("users(email IS NULL OR score IS NULL) { id }"), vec![2]);
+}
+
+#[test]
+fn json_and_graphql_bodies_get_a_hint() {
+    let e = err(r#"{"query": "users { id }"}"#);
+    assert!(e.contains("not JSON"), "{e}");
+    let e = err("users(id: 1) { id }");
+    assert!(e.contains("'field = value'"), "{e}");
+    let e = err("query { users { id } }");
+    assert!(e.contains("is GraphQL"), "{e}");
+    let e = err("{ users { id } }");
+    assert!(e.contains("not JSON"), "{e}");
+    let e = err("users(id = $id) { id }");
+    assert!(e.contains("GraphQL variables"), "{e}");
 }
 
 #[test]

@@ -2,6 +2,15 @@
 
 use std::path::PathBuf;
 
+/// A temp dir (0711) that engines can reach when they run as another user (the tests run as
+/// root): its data dir and the SQLite files written in it (0644) are theirs to read.
+pub fn reachable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    tmp
+}
+
 /// The `refract` binary under test.
 pub fn refract_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_refract"))
@@ -69,7 +78,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts on a new temp dir (key file, no `REFRACT_MASTER_KEY`).
     pub fn start_fresh() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let tmp = reachable_tempdir();
         let data = tmp.path().join("data");
         Self::start_with(&data, None, Some(tmp))
     }
@@ -83,12 +92,17 @@ impl ControlPlane {
         use std::io::{BufRead, BufReader, Read};
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(refract_bin());
+        // SQLite sources may be beside the data dir ([`ControlPlane::sqlite_root`]), as an
+        // operator would allow them; the data dir inside that root stays refused.
+        let root = data.parent().unwrap();
         cmd.args([
             "serve",
             "--data-dir",
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--sqlite-root",
+            root.to_str().unwrap(),
         ])
         // Debug logs: a password must not show up even there.
         .env(
@@ -158,6 +172,12 @@ impl ControlPlane {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// The directory SQLite sources may be in (`--sqlite-root`): the data dir's parent.
+    #[allow(dead_code)]
+    pub fn sqlite_root(&self) -> PathBuf {
+        self.dir.parent().unwrap().to_path_buf()
     }
 
     /// Sends a request with an optional JSON body; returns status and parsed body (`Null` if empty).

@@ -354,7 +354,7 @@ fn connection_validation_rules() {
     let v = create_conn(
         &cp,
         &cp.admin_key,
-        json!({"name": "lite", "backend": "sqlite", "mysqlHost": "/tmp/x.db"}),
+        json!({"name": "lite", "backend": "sqlite", "mysqlHost": cp.sqlite_root().join("x.db").to_str().unwrap()}),
     );
     assert_eq!(v["connection"]["availableSchemas"], json!(["main"]));
     assert_eq!(v["connection"]["mysqlPort"], Value::Null);
@@ -1748,6 +1748,12 @@ fn cli_against_real_servers() {
         &my.password,
     );
     assert!(ok && out.starts_with("ok ("), "{out}{err}");
+    // Readiness per sync mode, not only the login (the test MariaDB has a ROW binlog).
+    assert!(out.contains("\npoll: ready\n"), "{out}");
+    assert!(
+        out.contains("\nbinlog: ready\n") || out.contains("\nbinlog: NOT ready\n  - "),
+        "{out}"
+    );
     let (ok, out, _) = cli(
         &[
             "connections",

@@ -33,7 +33,7 @@ struct Cp {
 
 impl Cp {
     fn fresh(delay_ms: u64) -> Cp {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = crate::common::reachable_tempdir();
         let mut cp = Cp::start(&tmp.path().join("data"), delay_ms);
         cp._tmp = Some(tmp);
         cp
@@ -239,6 +239,9 @@ impl Cp {
 
 /// Starts `refract serve` on `data`; returns the process, its URL and its collected output.
 fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>) {
+    // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
+    // the SQLite root, as an operator would set it (the data dir inside it stays refused).
+    let root = data.parent().unwrap();
     let mut child = Command::new(refract_bin())
         .args([
             "serve",
@@ -246,6 +249,8 @@ fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--sqlite-root",
+            root.to_str().unwrap(),
         ])
         .env("REFRACT_LOG", "info")
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
@@ -454,7 +459,12 @@ fn provision_sqlite_database_serves_queries() {
         401
     );
 
-    // The instance view.
+    // The instance view: the engine's numbers as soon as it is running, not a poll later.
+    assert_eq!(v["instance"]["rowCounts"]["users"], 200, "{v}");
+    assert!(
+        v["instance"]["swapCount"].as_i64().is_some_and(|n| n >= 1),
+        "{v}"
+    );
     assert_eq!(v["database"]["endpointUrl"], ep.as_str());
     assert_eq!(v["deployedInstanceConfig"]["instanceSize"], "nano");
     assert_eq!(v["deployedInstanceConfig"]["taskMemoryMb"], 512);
@@ -806,11 +816,12 @@ fn action_matrix_rows() {
     );
 
     // failed: a source that cannot be read fails the provision with a reason a person can act on.
+    let missing = cp.root().join("nonexistent").join("nothing.db");
     let (s, v) = cp.call(
         "POST",
         "/v1/connections",
         Some(
-            json!({"name": "missing", "backend": "sqlite", "mysqlHost": "/nonexistent/nothing.db",
+            json!({"name": "missing", "backend": "sqlite", "mysqlHost": missing.to_str().unwrap(),
                     "instance": {"name": "ghost", "mysqlDb": "main"}}),
         ),
     );
@@ -820,7 +831,7 @@ fn action_matrix_rows() {
     let v = cp.wait_status(&ghost, "failed", LONG);
     let err = v["database"]["lastError"].as_str().unwrap();
     assert!(
-        err.contains("/nonexistent/nothing.db") && err.contains("provision again"),
+        err.contains("nonexistent/nothing.db") && err.contains("provision again"),
         "{err}"
     );
     let b = &v["latestBuild"];

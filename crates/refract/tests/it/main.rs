@@ -1,11 +1,17 @@
 //! Integration tests: the real `refract` binary over HTTP, against real MariaDB and PostgreSQL
 //! servers started by `scripts/test` (their addresses come in `REFRACT_TEST_*` variables).
 
+mod admin_keys;
 mod api_fuzz;
+mod cli_output;
 mod common;
 mod control_plane;
 mod correctness;
+mod docs;
 mod engine;
 mod lifecycle;
 mod managed;
+mod readme_tour;
 mod security_limits;
+mod security_processes;
+mod security_sources;

@@ -9,6 +9,12 @@
 //!
 //! The process writes its output straight into `instance.log` (no pipe to the control plane), so it
 //! keeps running when the control plane dies; the ready line is found by reading the log.
+//!
+//! Every process carries `REFRACT_INSTANCE_DIR=<its directory>` in its environment, so that one
+//! the driver started but never recorded (the control plane died between spawn and `state.json`)
+//! is still found — in `/proc` — and stopped: before every start, on every stop and remove, and
+//! in `list`. When the driver runs as root with [`LocalProcessDriver::run_as`], processes run as
+//! that unprivileged user, which owns the instance directory and the spec's files.
 
 mod os;
 
@@ -28,6 +34,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::driver::{is_safe_name, BoxFuture};
+use crate::user::{self, ServiceUser};
 use crate::RuntimeError;
 use crate::{Driver, InstanceHandle, InstanceKind, InstanceSpec, InstanceStatus, Readiness};
 
@@ -35,6 +42,9 @@ use crate::{Driver, InstanceHandle, InstanceKind, InstanceSpec, InstanceStatus, 
 pub const LOG_FILE: &str = "instance.log";
 /// Name of the driver's state file in an instance directory.
 pub const STATE_FILE: &str = "state.json";
+/// Environment variable naming the instance directory in every process the local driver starts
+/// (how a process it never recorded is found again).
+pub const INSTANCE_DIR_ENV: &str = "REFRACT_INSTANCE_DIR";
 
 const ROTATED_LOG_FILE: &str = "instance.log.1";
 const STATE_TMP_FILE: &str = "state.json.tmp";
@@ -45,6 +55,8 @@ const LOG_TAIL_BYTES: u64 = 256 << 10;
 const SCAN_CHUNK_BYTES: u64 = 1 << 20;
 const POLL: Duration = Duration::from_millis(20);
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long a stray process (one `state.json` does not name) gets after SIGTERM.
+const STRAY_GRACE: Duration = Duration::from_secs(2);
 const TCP_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Variables of the control plane's environment that instances inherit; everything else (such as
 /// the secret store's key) is withheld.
@@ -220,26 +232,11 @@ fn read_state(path: &Path) -> Option<StateFile> {
     }
 }
 
-/// Replaces `path` with a new file of `mode` holding `contents`. The old file is removed first and
-/// the new one created exclusively, so a symlink planted at `path` is never followed.
+/// Replaces `path` with a new file of `mode` holding `contents`, owned by this process. The old
+/// file is removed first and the new one created exclusively, so a symlink planted at `path` is
+/// never followed.
 fn write_private_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), RuntimeError> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(RuntimeError::io("replace", path)(err)),
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(RuntimeError::io("create", path))?;
-    // The umask may have cleared bits of `mode`; set them exactly.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(RuntimeError::io("set permissions of", path))?;
-    file.write_all(contents)
-        .map_err(RuntimeError::io("write", path))?;
-    file.sync_all().map_err(RuntimeError::io("write", path))
+    user::write_file_as(path, contents, mode, None)
 }
 
 fn create_private_dir(path: &Path) -> Result<(), RuntimeError> {
@@ -282,19 +279,83 @@ fn append_log_line(dir: &Path, line: &str) {
 /// are not killed when the driver is dropped, and a new driver on the same `base_dir` adopts them.
 pub struct LocalProcessDriver {
     base_dir: PathBuf,
+    /// Who instances run as (this process's user unless [`LocalProcessDriver::run_as`]).
+    user: ServiceUser,
     instances: Mutex<HashMap<String, Arc<Instance>>>,
     /// Serializes `start` and `remove`, so that two starts of one id cannot both launch.
     ops: tokio::sync::Mutex<()>,
 }
 
 impl LocalProcessDriver {
+    /// `program`, or a copy of it the instance user can run: a binary under a directory that
+    /// user cannot search (a checkout under `/root`, as root) is hard-linked (else copied) once
+    /// into `BASE/.bin/`, which it can.
+    fn runnable_program(&self, program: &Path) -> Result<PathBuf, RuntimeError> {
+        let Some(reason) = user::access_reason(program, &self.user, 1) else {
+            return Ok(program.to_path_buf());
+        };
+        let refuse = |reason: String| {
+            RuntimeError::User(format!(
+                "cannot start {} as user {}: {reason} (install refract where other users can run it, e.g. /usr/local/bin)",
+                program.display(),
+                self.user.name
+            ))
+        };
+        let meta = fs::metadata(program).map_err(|_| refuse(reason.clone()))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let name = program
+            .file_name()
+            .map_or_else(|| "program".into(), |n| n.to_string_lossy().into_owned());
+        let bin = self.base_dir.join(".bin");
+        fs::create_dir_all(&bin).map_err(RuntimeError::io("create", &bin))?;
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o711))
+            .map_err(RuntimeError::io("set the mode of", &bin))?;
+        let copy = bin.join(format!("{name}-{}-{mtime}", meta.len()));
+        if !copy.exists() {
+            let tmp = bin.join(format!(".{name}.{}", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            if fs::hard_link(program, &tmp).is_err() {
+                fs::copy(program, &tmp).map_err(RuntimeError::io("copy", program))?;
+            }
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))
+                .map_err(RuntimeError::io("set the mode of", &tmp))?;
+            fs::rename(&tmp, &copy).map_err(RuntimeError::io("rename", &tmp))?;
+        }
+        match user::access_reason(&copy, &self.user, 1) {
+            None => Ok(copy),
+            Some(_) => Err(refuse(reason)),
+        }
+    }
+
     /// A driver keeping its instances under `base_dir` (created, mode 0700, at the first start).
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         LocalProcessDriver {
             base_dir: base_dir.into(),
+            user: user::current_user(),
             instances: Mutex::new(HashMap::new()),
             ops: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Runs every instance as `user` (see [`crate::user::engine_user`]): when it must be switched
+    /// to (this process is root), each instance directory (0700) and the spec's files (0600 unless
+    /// the spec says otherwise) are given to it and the process runs with its uid and gid and no
+    /// supplementary groups (what `setpriv --reuid --regid --clear-groups` does). The log and
+    /// `state.json` stay the driver's (0600): an instance cannot rewrite what the driver
+    /// remembers about it. The user must be able to reach the base directory and execute the
+    /// program; `start` fails with a message naming the directory that blocks it otherwise.
+    pub fn run_as(mut self, user: ServiceUser) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// The user instances run as.
+    pub fn user(&self) -> &ServiceUser {
+        &self.user
     }
 
     /// The directory holding one directory per instance.
@@ -401,15 +462,28 @@ impl LocalProcessDriver {
         }
         let dir = self.base_dir.join(&spec.id);
         create_private_dir(&dir)?;
+        self.give_instance_dir(&dir)?;
+        // Only the search bit for others on the base directory: nothing becomes listable.
+        user::ensure_reachable(&self.base_dir, &dir, &self.user)?;
+        let program = self.runnable_program(&spec.program)?;
+        // A process of this directory that no state file names (the control plane died between
+        // spawn and recording it) would run beside the new one: stop it first.
+        self.reap_strays_locked(&spec.id).await;
         for file in &spec.files {
-            write_private_file(&dir.join(&file.name), &file.contents, file.mode)?;
+            user::write_file_as(
+                &dir.join(&file.name),
+                &file.contents,
+                file.mode,
+                self.user.owner(),
+            )?;
         }
+        let marker = fs::canonicalize(&dir).map_err(RuntimeError::io("resolve", &dir))?;
 
         let started_at = Utc::now();
         let mut log = open_log(&dir)?;
         let header = format!(
             "=== refract runtime: starting {} at {} ===\n",
-            spec.program.display(),
+            program.display(),
             started_at.to_rfc3339()
         );
         log.write_all(header.as_bytes())
@@ -422,7 +496,7 @@ impl LocalProcessDriver {
             .try_clone()
             .map_err(RuntimeError::io("open", dir.join(LOG_FILE)))?;
 
-        let mut command = Command::new(&spec.program);
+        let mut command = Command::new(&program);
         command
             .args(&spec.args)
             .env_clear()
@@ -432,6 +506,7 @@ impl LocalProcessDriver {
                     .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
             )
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env(INSTANCE_DIR_ENV, &marker)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -439,6 +514,10 @@ impl LocalProcessDriver {
             // Its own process group: a Ctrl-C of the control plane's terminal does not reach it.
             .process_group(0)
             .kill_on_drop(false);
+        if self.user.switch {
+            // As root, std also drops the supplementary groups (setgroups(0)) before setuid.
+            command.uid(self.user.uid).gid(self.user.gid);
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(source) => {
@@ -447,7 +526,7 @@ impl LocalProcessDriver {
                     &format!("=== refract runtime: cannot start: {source} ==="),
                 );
                 return Err(RuntimeError::Spawn {
-                    program: spec.program.clone(),
+                    program: program.clone(),
                     source,
                 });
             }
@@ -455,7 +534,7 @@ impl LocalProcessDriver {
         let Some(pid) = child.id() else {
             // Only possible once the child has been waited for, which nothing has done yet.
             return Err(RuntimeError::Spawn {
-                program: spec.program.clone(),
+                program: program.clone(),
                 source: io::Error::other("the process has no id"),
             });
         };
@@ -463,7 +542,7 @@ impl LocalProcessDriver {
         let state = StateFile {
             pid,
             proc_start_ticks: os::start_ticks(pid),
-            program: spec.program.clone(),
+            program: program.clone(),
             args: spec.args.clone(),
             kind: spec.kind,
             started_at,
@@ -482,7 +561,7 @@ impl LocalProcessDriver {
 
         let instance = Arc::new(Instance::new(dir.clone(), state, true));
         self.map().insert(spec.id.clone(), Arc::clone(&instance));
-        tracing::info!(id = %spec.id, pid, program = %spec.program.display(), "instance started");
+        tracing::info!(id = %spec.id, pid, program = %program.display(), "instance started");
 
         tokio::spawn(async move {
             let (code, signal) = match child.wait().await {
@@ -515,10 +594,24 @@ impl LocalProcessDriver {
         id: &str,
         grace: Duration,
     ) -> Result<InstanceStatus, RuntimeError> {
-        let Some(instance) = self.lookup(id)? else {
-            return Ok(InstanceStatus::NotFound);
+        let status = match self.lookup(id)? {
+            Some(instance) => self.stop_recorded(id, &instance, grace).await?,
+            None => InstanceStatus::NotFound,
         };
-        let status = self.observe(&instance).await;
+        // Whatever else still runs in its directory (a process no state file names).
+        let _serial = self.ops.lock().await;
+        self.reap_strays_locked(id).await;
+        Ok(status)
+    }
+
+    /// Stops the process `state.json` names.
+    async fn stop_recorded(
+        &self,
+        id: &str,
+        instance: &Instance,
+        grace: Duration,
+    ) -> Result<InstanceStatus, RuntimeError> {
+        let status = self.observe(instance).await;
         if !status.is_alive() {
             return Ok(status);
         }
@@ -530,7 +623,7 @@ impl LocalProcessDriver {
         };
         // SIGTERM to the leader only: servers such as postgres stop their own children.
         os::send_signal(pid, libc::SIGTERM, false).map_err(signal_error)?;
-        let mut status = self.wait_exit(&instance, grace).await;
+        let mut status = self.wait_exit(instance, grace).await;
         if status.is_alive() {
             tracing::warn!(
                 id,
@@ -538,7 +631,7 @@ impl LocalProcessDriver {
                 "instance did not stop within its grace period; killing it"
             );
             os::send_signal(pid, libc::SIGKILL, true).map_err(signal_error)?;
-            status = self.wait_exit(&instance, KILL_WAIT).await;
+            status = self.wait_exit(instance, KILL_WAIT).await;
         }
         if !status.is_alive() && os::group_exists(pid) {
             // Children left behind by the leader (the group id is the leader's pid).
@@ -548,6 +641,7 @@ impl LocalProcessDriver {
     }
 
     async fn list_instances(&self) -> Result<Vec<(String, InstanceStatus)>, RuntimeError> {
+        self.reap_all_strays().await;
         let mut ids: Vec<String> = self.map().keys().cloned().collect();
         match fs::read_dir(&self.base_dir) {
             Ok(entries) => {
@@ -585,12 +679,129 @@ impl LocalProcessDriver {
                 return Err(RuntimeError::StillRunning(id.to_string()));
             }
         }
+        self.reap_strays_locked(id).await;
         self.map().remove(id);
         let dir = self.base_dir.join(id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(RuntimeError::io("remove", dir)(err)),
+        }
+    }
+
+    /// Gives the instance directory and what an earlier run left in it (a lock file, a cache) to
+    /// the instance's user; the driver's own log and state stay the driver's.
+    fn give_instance_dir(&self, dir: &Path) -> Result<(), RuntimeError> {
+        if !self.user.switch {
+            return Ok(());
+        }
+        user::give(dir, &self.user)?;
+        let entries = fs::read_dir(dir).map_err(RuntimeError::io("read directory", dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let ours = [LOG_FILE, ROTATED_LOG_FILE, STATE_FILE, STATE_TMP_FILE]
+                .iter()
+                .any(|n| name.as_os_str() == *n);
+            if !ours {
+                user::give(&entry.path(), &self.user)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical base directory (what the processes' `INSTANCE_DIR_ENV` starts with).
+    fn canonical_base(&self) -> Option<PathBuf> {
+        fs::canonicalize(&self.base_dir).ok()
+    }
+
+    /// Live processes started by this driver (or an earlier one on the same base directory), by
+    /// instance id: found in `/proc` by their working directory and `INSTANCE_DIR_ENV`.
+    fn marked_processes(&self) -> HashMap<String, Vec<u32>> {
+        let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+        let Some(base) = self.canonical_base() else {
+            return out;
+        };
+        for (pid, dir) in os::processes_marked(&base, INSTANCE_DIR_ENV) {
+            let dir = Path::new(&dir);
+            if dir.parent() != Some(base.as_path()) {
+                continue;
+            }
+            if let Some(id) = dir.file_name().and_then(|n| n.to_str()) {
+                out.entry(id.to_string()).or_default().push(pid);
+            }
+        }
+        out
+    }
+
+    /// The pid `state.json` names, when that process is alive.
+    async fn recorded_alive_pid(&self, id: &str) -> Option<u32> {
+        let instance = self.lookup(id).ok()??;
+        if self.observe(&instance).await.is_alive() {
+            Some(instance.snapshot().pid)
+        } else {
+            None
+        }
+    }
+
+    /// Stops every process of instance `id` but the one `state.json` names while it is alive
+    /// (and the members of its process group).
+    /// The caller holds `ops`, so no start is between spawn and recording its process.
+    async fn reap_strays_locked(&self, id: &str) {
+        let Some(pids) = self.marked_processes().remove(id) else {
+            return;
+        };
+        let recorded = self.recorded_alive_pid(id).await;
+        // The recorded process and its own children (its process group: a server's forks).
+        let strays: Vec<u32> = pids
+            .into_iter()
+            .filter(|&pid| recorded.is_none_or(|r| pid != r && os::pgid(pid) != Some(r)))
+            .collect();
+        self.kill_strays(id, &strays).await;
+    }
+
+    /// [`Self::reap_strays_locked`] for every instance under the base directory.
+    async fn reap_all_strays(&self) {
+        let found = self.marked_processes();
+        if found.is_empty() {
+            return;
+        }
+        let _serial = self.ops.lock().await;
+        for id in found.keys() {
+            if is_safe_name(id) {
+                self.reap_strays_locked(id).await;
+            }
+        }
+    }
+
+    /// SIGTERM to each stray's process group (each leads its own), up to [`STRAY_GRACE`], then
+    /// SIGKILL; waits until they are gone.
+    async fn kill_strays(&self, id: &str, strays: &[u32]) {
+        if strays.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            id,
+            pids = ?strays,
+            "stopping processes of an instance that its state file does not name (left by a control plane that died while starting it)"
+        );
+        for &pid in strays {
+            let _ = os::send_signal(pid, libc::SIGTERM, os::group_exists(pid));
+        }
+        let deadline = tokio::time::Instant::now() + STRAY_GRACE;
+        while strays.iter().any(|&pid| os::is_alive(pid)) && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(POLL).await;
+        }
+        for &pid in strays {
+            if os::is_alive(pid) || os::group_exists(pid) {
+                let _ = os::send_signal(pid, libc::SIGKILL, os::group_exists(pid));
+                let _ = os::send_signal(pid, libc::SIGKILL, false);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + KILL_WAIT;
+        while strays.iter().any(|&pid| os::is_alive(pid)) && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(POLL).await;
         }
     }
 

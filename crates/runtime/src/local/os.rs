@@ -14,6 +14,14 @@ pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+pub(crate) fn pgid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // fields[0] is field 3 (state), so field 5 is fields[2].
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -102,4 +110,59 @@ pub(crate) fn group_exists(pgid: u32) -> bool {
     };
     // SAFETY: signal 0 checks existence only.
     raw > 1 && unsafe { libc::kill(-raw, 0) } == 0
+}
+
+/// Whether `pid` is alive (exists and is not a zombie).
+pub(crate) fn is_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 checks existence only.
+    let exists = unsafe { libc::kill(raw, 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !is_zombie(pid)
+}
+
+/// Every live process (but this one) whose working directory is under `base` (also a deleted
+/// one) and whose environment holds `name=<value>`: `(pid, value)`. Reads `/proc` (Linux); empty
+/// without it. Processes of other users are visible only to root.
+pub(crate) fn processes_marked(base: &Path, name: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let base = base.as_os_str().as_encoded_bytes();
+    let prefix = format!("{name}=");
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // The cheap test first: the working directory (an engine never leaves its directory).
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        if !cwd.as_os_str().as_encoded_bytes().starts_with(base) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let value = environ
+            .split(|&b| b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_bytes()));
+        if let Some(value) = value {
+            if is_alive(pid) {
+                out.push((pid, String::from_utf8_lossy(value).into_owned()));
+            }
+        }
+    }
+    out
 }
