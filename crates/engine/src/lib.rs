@@ -68,12 +68,23 @@ pub async fn run_from_file(config: PathBuf) -> anyhow::Result<()> {
 
 /// Run an engine: bind the listener, print `refract engine listening on http://IP:PORT` on
 /// stdout, then load and serve until `POST /admin/shutdown`, SIGTERM or SIGINT.
+///
+/// With `control_listen`, the ready line names the control address and `listen` (bound at once,
+/// so a taken port fails the start) accepts connections only once the first snapshot is in.
 pub async fn run(config: EngineConfig) -> anyhow::Result<()> {
     let state = EngineState::new(config)?;
-    let listen = state.config().listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let cfg = state.config();
+    let (listen, control) = (cfg.listen, cfg.control_listen);
+    let public = bind_public(listen, cfg.reuse_port, cfg.takeover)?;
+    let (listener, deferred) = match control {
+        Some(addr) => {
+            let control = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding control_listen {addr}"))?;
+            (control, Some(public))
+        }
+        None => (public.listen(LISTEN_BACKLOG).context("listening")?, None),
+    };
     let addr = listener.local_addr().context("reading the bound address")?;
     {
         let mut out = std::io::stdout().lock();
@@ -81,11 +92,54 @@ pub async fn run(config: EngineConfig) -> anyhow::Result<()> {
         out.flush().context("writing the ready line")?;
     }
     let signals = tokio::spawn(wait_for_signal(state.clone()));
-    let result = serve(state, listener).await;
+    let result = serve_with(state, listener, deferred).await;
     signals.abort();
     result
 }
 
+/// Pending connections of a listener.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// How long a stopping engine with `reuse_port` keeps its open connections, answering each
+/// next request with `Connection: close`, before closing the idle ones.
+const HANDOVER_DRAIN: Duration = Duration::from_secs(2);
+
+/// Binds (without listening) the client-facing address. With `reuse_port` the socket gets
+/// `SO_REUSEPORT`; unless `takeover`, the port must then be free: a plain bind is tried first,
+/// so this engine never silently shares a port with a process that holds it.
+fn bind_public(
+    addr: std::net::SocketAddr,
+    reuse_port: bool,
+    takeover: bool,
+) -> anyhow::Result<tokio::net::TcpSocket> {
+    let in_use = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "port {} is in use by another process: cannot listen on {addr} ({e})",
+                addr.port()
+            )
+        } else {
+            anyhow::anyhow!("binding {addr}: {e}")
+        }
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("creating a socket")?;
+    socket.set_reuseaddr(true).context("SO_REUSEADDR")?;
+    if reuse_port && addr.port() != 0 {
+        if !takeover {
+            // Free now? (A bind without SO_REUSEPORT fails while anyone holds the port.)
+            drop(std::net::TcpListener::bind(addr).map_err(in_use)?);
+        }
+        #[cfg(unix)]
+        socket.set_reuseport(true).context("SO_REUSEPORT")?;
+    }
+    socket.bind(addr).map_err(in_use)?;
+    Ok(socket)
+}
 async fn wait_for_signal(state: Arc<EngineState>) {
     #[cfg(unix)]
     {
@@ -116,8 +170,22 @@ async fn wait_for_signal(state: Arc<EngineState>) {
 /// sync, keys watcher), answer requests, and return once the engine is shut down
 /// ([`EngineState::shutdown`]) and in-flight requests are done.
 pub async fn serve(state: Arc<EngineState>, listener: TcpListener) -> anyhow::Result<()> {
+    serve_with(state, listener, None).await
+}
+
+/// [`serve`], plus a client-facing socket (bound, not listening) that starts listening once the
+/// first snapshot is published.
+async fn serve_with(
+    state: Arc<EngineState>,
+    listener: TcpListener,
+    deferred: Option<tokio::net::TcpSocket>,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
-    state.set_local_addr(addr);
+    let public_addr = match &deferred {
+        Some(s) => s.local_addr().context("reading the bound address")?,
+        None => addr,
+    };
+    state.set_local_addr(public_addr);
     if !state.keys.is_enforced() {
         tracing::warn!(
             "no keys_file configured: POST /query, /query/explain and /schema need no key"
@@ -129,12 +197,23 @@ pub async fn serve(state: Arc<EngineState>, listener: TcpListener) -> anyhow::Re
     tracing::info!(%addr, source = state.config().source.backend.as_str(), "engine listening");
     let mut tasks = spawn_background(&state);
     let token = state.shutdown_token().clone();
-    let server = refract_http::serve(
+    let drain = if state.config().reuse_port {
+        HANDOVER_DRAIN
+    } else {
+        Duration::ZERO
+    };
+    let control = refract_http::serve_draining(
         listener,
         router(state.clone()),
         state.config().http,
         token.clone().cancelled_owned(),
+        drain,
     );
+    let public = serve_when_loaded(state.clone(), deferred, drain);
+    let server = async move {
+        let (a, b) = tokio::join!(control, public);
+        a.and(b)
+    };
     let mut server = tokio::spawn(server);
     let result = tokio::select! {
         r = &mut server => r,
@@ -153,4 +232,35 @@ pub async fn serve(state: Arc<EngineState>, listener: TcpListener) -> anyhow::Re
     result
         .context("server task failed")?
         .context("HTTP server failed")
+}
+
+/// Listens on `socket` once the first snapshot is published (or never, if the engine stops
+/// first), then serves the same routes there.
+async fn serve_when_loaded(
+    state: Arc<EngineState>,
+    socket: Option<tokio::net::TcpSocket>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let Some(socket) = socket else {
+        return Ok(());
+    };
+    let token = state.shutdown_token().clone();
+    while state.snapshot().is_none() {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    let listener = socket.listen(LISTEN_BACKLOG)?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "first snapshot in: accepting client connections");
+    }
+    refract_http::serve_draining(
+        listener,
+        router(state.clone()),
+        state.config().http,
+        token.cancelled_owned(),
+        drain,
+    )
+    .await
 }

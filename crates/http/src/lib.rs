@@ -11,10 +11,14 @@
 //!   answer (hyper's header read timeout), which closes slow-header clients and idle keep-alive
 //!   connections alike;
 //! - a deadline for each request body;
-//! - graceful shutdown: stop accepting, let in-flight requests finish.
+//! - graceful shutdown: stop accepting, let in-flight requests finish; with a drain period
+//!   ([`serve_draining`]) keep-alive connections are first closed one by one after their next
+//!   answer (`Connection: close`), so a client never races a close of an idle connection while
+//!   another process takes over the port (an engine handover, `docs/runtime.md`).
 #![deny(missing_docs)]
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +119,37 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_draining(listener, app, limits, shutdown, Duration::ZERO).await
+}
+
+/// [`serve`], with a drain period at shutdown: the listener is closed at once (new connections
+/// go elsewhere, e.g. to a replacement sharing the port with `SO_REUSEPORT`), then for up to
+/// `drain` every answer carries `Connection: close` — each open connection ends cleanly after its
+/// next request — and only then are the connections still idle closed and in-flight requests
+/// awaited. Ends early once no connection is open.
+pub async fn serve_draining(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let draining = Arc::new(AtomicBool::new(false));
+    let flag = draining.clone();
+    let app = app.layer(axum::middleware::map_response(
+        move |mut resp: axum::response::Response| {
+            let closing = flag.load(Ordering::Relaxed);
+            async move {
+                if closing {
+                    resp.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                resp
+            }
+        },
+    ));
     let max = effective_max_connections(&limits);
     if max < limits.max_connections {
         tracing::warn!(
@@ -176,6 +211,13 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if !drain.is_zero() {
+        draining.store(true, Ordering::Relaxed);
+        let until = Instant::now() + drain;
+        while slots.available_permits() < max && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     graceful.shutdown().await;
     Ok(())
 }
