@@ -252,6 +252,7 @@ async fn serve_when_loaded(
         }
     }
     let listener = socket.listen(LISTEN_BACKLOG)?;
+    state.set_accepting();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "first snapshot in: accepting client connections");
     }

@@ -77,6 +77,30 @@ pub fn free_port() -> Result<u16, RuntimeError> {
     Ok(addr.port())
 }
 
+/// Ports [`pick_port`] chooses from: below Linux's default ephemeral range (32768–60999), so an
+/// outgoing connection's local port never holds a database's port when its engine starts.
+pub const STABLE_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port of [`STABLE_PORTS`] that is not in `taken` and that nobody listens on now (a plain
+/// bind on 127.0.0.1 succeeds), tried at random places of the range — for a port an instance
+/// keeps for its whole life (the caller records it). `None` after 200 tries.
+pub fn pick_port(taken: &std::collections::HashSet<u16>) -> Option<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let width = u64::from(STABLE_PORTS.end - STABLE_PORTS.start);
+    for _ in 0..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0);
+        let port = STABLE_PORTS.start + (h.finish() % width) as u16;
+        if taken.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Some(port);
+        }
+    }
+    None
+}
+
 /// Validates an instance id or file name: one safe path component.
 pub(crate) fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
