@@ -1098,10 +1098,9 @@ async fn engine_port(
         )));
     };
     let guard = Guard::of(db, o);
-    let set = commit(s, db.id, guard, move |_, _d, o, note| {
+    // No event of its own: the cutover's "engine healthy at URL" names it.
+    let set = commit(s, db.id, guard, move |_, _d, o, _| {
         o.engine_port = Some(port);
-        note.message =
-            format!("engine port {port} assigned (the endpoint for the database's life)");
         Ok(())
     })
     .await?;

@@ -627,7 +627,10 @@ fn action_matrix_rows() {
 
     // rebuild: the old engine serves until the new one is healthy and accepts on the same port;
     // the endpoint never moves and no query fails (docs/runtime.md, stable endpoints).
-    let first_instance = v["instance"]["id"].as_str().unwrap().to_string();
+    let first_instance = cp.instance(&id)["instance"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
         let (ep1, key, stop) = (ep1.clone(), key.clone(), stop.clone());
