@@ -90,7 +90,8 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
         "listen": format!("127.0.0.1:{}", l.port),
         "reuse_port": l.port != 0,
         "takeover": l.takeover && l.port != 0,
-        "control_listen": "127.0.0.1:0",
+        // Without a port of its own (0) the engine's one listener is its endpoint, as before.
+        "control_listen": (l.port != 0).then_some("127.0.0.1:0"),
         "source": source,
         "manifest": MANIFEST_FILE,
         "sync": sync,
