@@ -202,12 +202,18 @@ async fn serve_with(
     } else {
         Duration::ZERO
     };
+    // Only clients' connections are drained; the control address has nobody to hand over to.
+    let control_drain = if deferred.is_some() {
+        Duration::ZERO
+    } else {
+        drain
+    };
     let control = refract_http::serve_draining(
         listener,
         router(state.clone()),
         state.config().http,
         token.clone().cancelled_owned(),
-        drain,
+        control_drain,
     );
     let public = serve_when_loaded(state.clone(), deferred, drain);
     let server = async move {

@@ -346,6 +346,54 @@ mod tests {
         assert!(waited < Duration::from_secs(2), "slow body kept {waited:?}");
     }
 
+    #[tokio::test]
+    async fn draining_closes_the_listener_and_each_connection_after_its_next_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "ok" }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_draining(
+            listener,
+            app,
+            HttpLimits::default(),
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        let ask = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(ask).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).await.unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+        assert!(
+            first.ends_with("ok") && !first.contains("connection: close"),
+            "{first}"
+        );
+        tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The listener is closed at once ...
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        // ... while the open connection is still served, told to close, and closed.
+        let t = Instant::now();
+        c.write_all(ask).await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        let second = String::from_utf8_lossy(&out).to_lowercase();
+        assert!(
+            second.contains("connection: close") && second.ends_with("ok"),
+            "{second}"
+        );
+        // No connection left: the drain ends early.
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("the drain did not end once no connection was left")
+            .unwrap()
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
     #[test]
     fn the_open_file_limit_is_raised_and_bounds_the_cap() {
         let soft = raise_open_file_limit().expect("getrlimit");
