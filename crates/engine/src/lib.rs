@@ -240,6 +240,47 @@ async fn serve_with(
         .context("HTTP server failed")
 }
 
+/// Makes the kernel give every new connection of the port to this engine, the newest listener of
+/// its `SO_REUSEPORT` group: a classic BPF program on the group that answers index 1 (the
+/// second socket; the first is the engine being replaced). Without it both would share new
+/// connections, and connections waiting in the old engine's accept queue when it closes its
+/// listener at the cutover would be reset. Once the old engine is gone, index 1 is out of range
+/// and the kernel falls back to its hash over the one socket left; the next replacement joins
+/// as index 1 again.
+#[cfg(target_os = "linux")]
+fn steer_to_newest(listener: &TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut code = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 1,
+    }];
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `code`, both alive for the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn steer_to_newest(_: &TcpListener) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Listens on `socket` once the first snapshot is published (or never, if the engine stops
 /// first), then serves the same routes there.
 async fn serve_when_loaded(
@@ -258,6 +299,11 @@ async fn serve_when_loaded(
         }
     }
     let listener = socket.listen(LISTEN_BACKLOG)?;
+    if state.config().takeover && state.config().reuse_port {
+        if let Err(e) = steer_to_newest(&listener) {
+            tracing::warn!(error = %e, "cannot steer new connections to this engine; they are spread over both until the old one stops");
+        }
+    }
     state.set_accepting();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "first snapshot in: accepting client connections");
@@ -270,4 +316,53 @@ async fn serve_when_loaded(
         drain,
     )
     .await
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Two listeners share a port; once the second steers, every new connection goes to it, and
+    /// after the first closes, the second still gets them all.
+    #[tokio::test]
+    async fn the_newest_listener_gets_every_new_connection() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let old = bind_public(addr, true, false).unwrap().listen(64).unwrap();
+        let new = bind_public(addr, true, true).unwrap().listen(64).unwrap();
+        steer_to_newest(&new).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            let (_c, _) = tokio::time::timeout(Duration::from_secs(2), new.accept())
+                .await
+                .expect("a connection went to the old listener")
+                .unwrap();
+        }
+        let nothing = tokio::time::timeout(Duration::from_millis(100), old.accept()).await;
+        assert!(nothing.is_err(), "the old listener got a connection");
+        drop(old);
+        for _ in 0..5 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+            tokio::time::timeout(Duration::from_secs(2), new.accept())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_without_takeover() {
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = squatter.local_addr().unwrap();
+        let e = bind_public(addr, true, false).unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&format!(
+                "port {} is in use by another process",
+                addr.port()
+            )),
+            "{e:#}"
+        );
+    }
 }
