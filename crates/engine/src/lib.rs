@@ -298,6 +298,15 @@ async fn serve_when_loaded(
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
         }
     }
+    // The keys as they are now: a key changed while this engine started (the control plane
+    // pushes changes only to engines that already announced their control address) is in force
+    // before the first client connection.
+    if state.keys.is_enforced() {
+        let s = state.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.keys.reload_now()).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot re-read the keys file; keeping the keys read at start");
+        }
+    }
     let listener = socket.listen(LISTEN_BACKLOG)?;
     if state.config().takeover && state.config().reuse_port {
         if let Err(e) = steer_to_newest(&listener) {

@@ -106,8 +106,9 @@ async fn engine_targets(
     }
     let mut out = Vec::new();
     for id in ids {
-        // What the driver reports now: an engine still starting reads the file when it starts,
-        // a crashed one has nothing to acknowledge.
+        // What the driver reports now: an engine still starting re-reads the file right before
+        // it accepts its first client (after this write), a crashed one has nothing to
+        // acknowledge.
         if let Ok(InstanceStatus::Running { endpoint }) = rt.driver.status(&id).await {
             if !out.contains(&endpoint) {
                 out.push(endpoint);
