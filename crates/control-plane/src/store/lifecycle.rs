@@ -12,7 +12,8 @@
 //! - **events** ([`EventRecord`]): every status transition, with cause and message.
 //! - **query_keys** ([`QueryKeyRecord`]): `rxk_` keys, only the SHA-256 of the secret.
 //! - **database_ops** ([`OpsRecord`]): the parameters of the operation in flight, the crash
-//!   history, instances left to clean up and the last schedule event fired. Every step of an
+//!   history, instances left to clean up, the last schedule event fired, and the database's
+//!   engine port (its stable endpoint, assigned once). Every step of an
 //!   operation is written here (and in the row's `op_*` columns) *before* it is taken.
 
 use chrono::{DateTime, Utc};
