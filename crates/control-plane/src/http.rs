@@ -330,11 +330,42 @@ async fn health(State(s): State<AppState>) -> Res<Json<HealthResponse>> {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, body = String, content_type = "text/plain")))]
-async fn metrics_endpoint() -> impl IntoResponse {
+async fn metrics_endpoint(State(s): State<AppState>) -> impl IntoResponse {
+    fleet_gauges(&s.service).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics_handle().render(),
     )
+}
+
+/// `refract_databases{status}` (every status, 0 included) and
+/// `refract_databases_unhealthy{health}` (engines not `ok`), counted from the store at each scrape:
+/// "how many of my databases are unhealthy, and why".
+async fn fleet_gauges(service: &crate::Service) {
+    use crate::api::{HealthStatus, Status};
+    let counts = service
+        .read(|tx| {
+            let statuses: Vec<Status> = tx.list_all_databases()?.iter().map(|d| d.status).collect();
+            let health: Vec<HealthStatus> = tx
+                .lifecycle()
+                .live_instances(None)?
+                .iter()
+                .filter_map(|i| i.health_status)
+                .collect();
+            Ok((statuses, health))
+        })
+        .await;
+    let Ok((statuses, health)) = counts else {
+        return;
+    };
+    for st in Status::ALL {
+        let n = statuses.iter().filter(|s| *s == st).count();
+        metrics::gauge!("refract_databases", "status" => st.as_str()).set(n as f64);
+    }
+    for h in HealthStatus::ALL.iter().filter(|h| **h != HealthStatus::Ok) {
+        let n = health.iter().filter(|x| *x == h).count();
+        metrics::gauge!("refract_databases_unhealthy", "health" => h.as_str()).set(n as f64);
+    }
 }
 
 /// Create a customer and its first management key (admin only).

@@ -114,16 +114,14 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     // Engines run as local processes under DIR/instances (adopted again after a restart), as an
     // unprivileged user when this process is root: it needs the search bit on DIR (never read).
     let engine_user = refract_runtime::user::engine_user()?;
-    if let Err(e) = refract_runtime::user::ensure_reachable(&dir, &dir, &engine_user) {
-        // Engines will not start (each start fails with this message in lastError).
-        tracing::warn!(error = %e, "engines cannot reach the data directory");
-    }
+    let engine_dir = engine_files_dir(&dir, &engine_user)?;
     service.lifecycle.configure(lifecycle::Runtime {
         driver: Arc::new(
-            refract_runtime::LocalProcessDriver::new(dir.join("instances"))
+            refract_runtime::LocalProcessDriver::new(engine_dir.join("instances"))
                 .run_as(engine_user.clone()),
         ),
         data_dir: dir.clone(),
+        engine_dir,
         engine_binary: config.engine_binary.clone(),
         engine_user,
     });
@@ -140,6 +138,41 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
         );
     }
     Ok(service)
+}
+
+/// Where the files engines read live: the data directory when the engine user can reach it
+/// (its search bit is set for others, never read), else — as root with the data directory under
+/// a directory other users cannot search, e.g. `/root` — `/var/lib/refract/engines/<hash of DIR>`.
+fn engine_files_dir(
+    dir: &std::path::Path,
+    user: &refract_runtime::user::ServiceUser,
+) -> anyhow::Result<PathBuf> {
+    let Err(e) = refract_runtime::user::ensure_reachable(dir, dir, user) else {
+        return Ok(dir.to_path_buf());
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let hash = keys::sha256_hex(&canonical.display().to_string());
+    let fallback = PathBuf::from(lifecycle::ENGINE_FILES_FALLBACK).join(&hash[..16]);
+    let mut at = PathBuf::new();
+    for part in fallback.components() {
+        at.push(part);
+        if at.starts_with("/var/lib") && at != std::path::Path::new("/var/lib") {
+            std::fs::create_dir_all(&at).with_context(|| format!("create {}", at.display()))?;
+            // Searchable by the engine user, listable by nobody else.
+            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("set the mode of {}", at.display()))?;
+        }
+    }
+    refract_runtime::user::ensure_reachable(&fallback, &fallback, user)
+        .map_err(|e2| anyhow::anyhow!("{e}; and the fallback {}: {e2}", fallback.display()))?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        engine_dir = %fallback.display(),
+        reason = %e,
+        "engines cannot reach the data directory: their files live in a directory of their own"
+    );
+    Ok(fallback)
 }
 
 /// `refract admin new-key --data-dir DIR`: writes a fresh management key of the admin customer

@@ -1042,7 +1042,7 @@ impl Service {
             tracing::warn!(database = %id, error = %e, "cannot delete the engines' admin token");
         }
         if let Some(rt) = self.lifecycle.runtime() {
-            let keys = crate::lifecycle::keys_file(&rt.data_dir, id);
+            let keys = crate::lifecycle::keys_file(&rt.engine_dir, id);
             if let Err(e) = std::fs::remove_file(&keys) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(database = %id, error = %e, "cannot delete the query keys file");

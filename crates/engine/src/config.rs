@@ -75,6 +75,10 @@ pub struct EngineConfig {
     /// Connection limits of the HTTP server.
     #[serde(default)]
     pub http: refract_http::HttpLimits,
+    /// The control plane's id of the database this engine serves: a `database` label on every
+    /// metric.
+    #[serde(default)]
+    pub database_id: Option<String>,
     /// Label the per-table metrics (`refract_table_rows{table}`) with table names. Off by
     /// default: `/metrics` needs no key, and table names are the schema.
     #[serde(default)]

@@ -128,6 +128,7 @@ pub fn router(state: Arc<EngineState>) -> Router {
         .route("/query/explain", post(explain))
         .route("/schema", get(schema))
         .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs_page))
         .route("/health", get(health))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
@@ -573,6 +574,19 @@ async fn openapi(
         state.keys.is_enforced(),
         state.config().default_limit,
     )))
+}
+
+/// A browsable page of this engine's API: it asks for a query key, then shows the schema (from
+/// `/schema`) and runs queries. Static: it holds no schema itself, so it needs no key.
+async fn docs_page() -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        include_str!("assets/docs.html"),
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<Arc<EngineState>>) -> Response {

@@ -104,17 +104,26 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh recorder with every engine metric registered.
     pub fn new() -> Metrics {
+        Self::for_database(None)
+    }
+
+    /// [`Metrics::new`], with every series labelled `database="<id>"` when the engine serves a
+    /// database of the control plane (so one Prometheus scraping many engines tells them apart).
+    pub fn for_database(database: Option<&str>) -> Metrics {
         let buckets = [
             0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
             0.25, 0.5, 1.0, 2.5,
         ];
-        let builder = PrometheusBuilder::new();
-        let builder = match builder
+        let labelled = || match database {
+            Some(id) => PrometheusBuilder::new().add_global_label("database", id),
+            None => PrometheusBuilder::new(),
+        };
+        let builder = match labelled()
             .set_buckets_for_metric(Matcher::Full(QUERY_SECONDS.to_string()), &buckets)
         {
             Ok(b) => b,
             // Only fails on an empty bucket list.
-            Err(_) => PrometheusBuilder::new(),
+            Err(_) => labelled(),
         };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();

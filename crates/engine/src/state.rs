@@ -212,7 +212,8 @@ impl EngineState {
             reload_lock: tokio::sync::Mutex::new(()),
             keys,
             admin,
-            metrics: Metrics::new().with_table_labels(config.metrics_table_labels),
+            metrics: Metrics::for_database(config.database_id.as_deref())
+                .with_table_labels(config.metrics_table_labels),
             query_options,
             cdc: crate::cdc::CdcShared::default(),
             shutdown: CancellationToken::new(),

@@ -385,6 +385,14 @@ async fn queries_errors_and_auth() {
     let (s, doc) = e.get_json("/openapi.json", Some(TOKEN)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
+    // The browsable page needs no key and holds no schema: it reads /schema with the key it asks.
+    let (s, page) = e.get("/docs", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("<title>Refract engine</title>") && page.contains("fetch(\"schema\""));
+    assert!(
+        !page.contains("posts"),
+        "the page must not carry the schema"
+    );
     assert!(
         doc["components"]["schemas"]["posts"]["properties"]["title"].is_object(),
         "{doc}"

@@ -153,6 +153,12 @@ impl ManagedService {
                 return;
             }
         };
+        // `refract_managed_servers{status}` on the control plane's /metrics, every status (0
+        // included) at every pass.
+        for st in crate::api::Status::ALL {
+            let n = dbs.iter().filter(|d| d.status == st).count();
+            metrics::gauge!("refract_managed_servers", "status" => st.as_str()).set(n as f64);
+        }
         for db in dbs {
             if lock(&self.inner.busy).contains(&db.id) {
                 continue;

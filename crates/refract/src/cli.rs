@@ -5,6 +5,7 @@
 //! prints `error: <message>` and exits non-zero (through `main`).
 
 mod lifecycle;
+mod query;
 
 use anyhow::{bail, Context};
 use reqwest::blocking::Client;
@@ -28,6 +29,10 @@ pub struct ClientOpts {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Print only this field of the API's JSON answer, by its dotted path (`id`,
+    /// `database.id`, `key`): for scripts, like `jq -r .id`.
+    #[arg(long, global = true, value_name = "PATH")]
+    get: Option<String>,
 }
 
 /// Client subcommands.
@@ -53,6 +58,13 @@ pub enum ClientCommand {
         opts: ClientOpts,
         #[command(subcommand)]
         cmd: KeysCmd,
+    },
+    /// Run a query against a database's engine and print the answer.
+    Query {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: query::QueryArgs,
     },
     /// Managed database servers (/api/v1): PostgreSQL, MySQL, Redis, MongoDB.
     Managed {
@@ -256,6 +268,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Connections { opts, cmd } => connections(&Api::new(&opts)?, &opts, cmd),
         ClientCommand::Databases { opts, cmd } => databases(&Api::new(&opts)?, &opts, cmd),
         ClientCommand::Keys { opts, cmd } => keys(&Api::new(&opts)?, &opts, cmd),
+        ClientCommand::Query { opts, args } => query::run(&Api::new(&opts)?, args),
         ClientCommand::Managed { opts, cmd } => crate::managed::run(&opts, cmd),
     }
 }
@@ -469,6 +482,25 @@ fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Res
                         let names: Vec<&str> = s.iter().filter_map(Value::as_str).collect();
                         println!("schemas: {}", names.join(", "));
                     }
+                    // Per sync mode: `ok` above is only the login.
+                    println!("poll: ready");
+                    for (mode, key) in [("binlog", "binlog"), ("logical", "logical")] {
+                        let r = &v[key];
+                        if r.is_null() {
+                            continue;
+                        }
+                        if r["ready"].as_bool() == Some(true) {
+                            println!("{mode}: ready");
+                        } else {
+                            println!("{mode}: NOT ready");
+                            for issue in r["issues"].as_array().into_iter().flatten() {
+                                println!("  - {}", issue.as_str().unwrap_or_default());
+                            }
+                        }
+                    }
+                    for w in v["warnings"].as_array().into_iter().flatten() {
+                        println!("warning: {}", w.as_str().unwrap_or_default());
+                    }
                 } else {
                     println!("failed: {}", v["error"].as_str().unwrap_or("unknown error"));
                 }
@@ -633,7 +665,20 @@ fn urlencode(s: &str) -> String {
 }
 
 fn output(opts: &ClientOpts, v: &Value, table: impl FnOnce(&Value)) -> anyhow::Result<()> {
-    if opts.json {
+    if let Some(path) = &opts.get {
+        let mut at = v;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            at = match (at, part.parse::<usize>()) {
+                (Value::Array(a), Ok(i)) => a.get(i).unwrap_or(&Value::Null),
+                _ => at.get(part).unwrap_or(&Value::Null),
+            };
+        }
+        match at {
+            Value::Null => bail!("the answer has no field {path}"),
+            Value::String(s) => println!("{s}"),
+            other => println!("{other}"),
+        }
+    } else if opts.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
         table(v);

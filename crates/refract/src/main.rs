@@ -154,6 +154,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Admin(AdminCommand::NewKey { data_dir }) => run_async(async move {
             let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let data_dir = absolute(&data_dir)?;
             let path = refract_control_plane::new_admin_key(&data_dir, master.as_deref()).await?;
             println!(
                 "new admin management key written to {} (readable only by this user)",
@@ -178,6 +179,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `path` made absolute against the current directory (not resolved: symlinks stay).
+fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -195,7 +201,9 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         refract_control_plane::lifecycle::set_step_delay(std::time::Duration::from_millis(ms));
     }
     let config = refract_control_plane::ServeConfig {
-        data_dir: args.data_dir,
+        // Made absolute once, here: engines, keys files and managed servers run in other
+        // directories, and nothing may depend on the directory `serve` started in.
+        data_dir: absolute(&args.data_dir)?,
         listen: args.listen,
         master_key: std::env::var("REFRACT_MASTER_KEY").ok(),
         engine_binary: std::env::current_exe()?,

@@ -59,7 +59,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     let binaries = engine.map(Engine::binaries).transpose()?;
     let temporary = args.dir.is_none();
     let root = match &args.dir {
-        Some(d) => d.clone(),
+        // Absolute: the engines it starts run in other directories.
+        Some(d) => std::path::absolute(d).with_context(|| format!("{}", d.display()))?,
         None => std::env::temp_dir().join(format!("refract-quickstart-{}", std::process::id())),
     };
     if temporary && root.exists() {

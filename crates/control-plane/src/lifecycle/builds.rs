@@ -407,6 +407,8 @@ pub(super) async fn build(
             b.log.push_str(&text);
             b.log
                 .push_str(&format!("{} build succeeded in {secs:.2} s\n", stamp()));
+            metrics::counter!("refract_builds_total", "result" => "succeeded").increment(1);
+            metrics::histogram!("refract_build_duration_seconds").record(secs);
             b.status = BuildStatus::Succeeded;
             b.finished_at = Some(t);
             b.schema_config = config_text;

@@ -99,6 +99,7 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
         "log_level": l.settings.log_level.as_str(),
         "keys_file": l.keys_file,
         "admin_token_file": ADMIN_TOKEN_FILE,
+        "database_id": l.database.id.to_string(),
     });
     let mut spec = InstanceSpec::new(
         l.instance.to_string(),

@@ -53,13 +53,20 @@ pub(crate) use reconciler::admin_token_secret;
 /// Builds that may run at once; extra ones wait in `queued`.
 pub const BUILD_SLOTS: usize = 2;
 
+/// Where engines' files go as root when the data directory is out of their user's reach.
+pub const ENGINE_FILES_FALLBACK: &str = "/var/lib/refract/engines";
+
 /// Where the lifecycle runs engines, set once by [`crate::open`].
 #[derive(Clone)]
 pub struct Runtime {
     /// The runtime driver.
     pub driver: Arc<dyn Driver>,
-    /// The control plane's data directory (builds, keys files).
+    /// The control plane's data directory (builds).
     pub data_dir: PathBuf,
+    /// Where the files engines read live (`instances/`, `keys/`): the data directory, or, as root
+    /// when other users cannot reach it (a data directory under `/root`), a directory of its own
+    /// under [`ENGINE_FILES_FALLBACK`].
+    pub engine_dir: PathBuf,
     /// The `refract` executable started as `refract engine`.
     pub engine_binary: PathBuf,
     /// The user engines run as (`refract` when the control plane is root, else its own user):

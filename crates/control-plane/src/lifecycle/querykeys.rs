@@ -67,7 +67,7 @@ pub(super) async fn write_keys_file(
             })
         })
         .collect();
-    let path = keys_file(&rt.data_dir, database);
+    let path = keys_file(&rt.engine_dir, database);
     let bytes = serde_json::to_vec_pretty(&json!({ "keys": keys })).unwrap_or_default();
     let p = path.clone();
     let user = rt.engine_user.clone();

@@ -156,6 +156,7 @@ async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(database = %id, error = %e, "reconciler step failed; retrying");
+                metrics::counter!("refract_reconcile_errors_total").increment(1);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Next::Idle
             }
@@ -740,6 +741,8 @@ pub(super) async fn fail(
     };
     let guard = Guard::of(db, o);
     tracing::warn!(database = %db.id, op = op.kind.as_str(), %message, "operation failed");
+    metrics::counter!("refract_operations_failed_total", "op" => op.kind.as_str()).increment(1);
+
     commit(s, db.id, guard, move |tx, d, o, note| {
         let t = now();
         if let Some(b) = op.build_id {
@@ -753,6 +756,7 @@ pub(super) async fn fail(
                         t.format("%H:%M:%S")
                     ));
                     tx.lifecycle().update_build(&build)?;
+                    metrics::counter!("refract_builds_total", "result" => "failed").increment(1);
                 }
             }
         }

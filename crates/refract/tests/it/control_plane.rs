@@ -1748,6 +1748,12 @@ fn cli_against_real_servers() {
         &my.password,
     );
     assert!(ok && out.starts_with("ok ("), "{out}{err}");
+    // Readiness per sync mode, not only the login (the test MariaDB has a ROW binlog).
+    assert!(out.contains("\npoll: ready\n"), "{out}");
+    assert!(
+        out.contains("\nbinlog: ready\n") || out.contains("\nbinlog: NOT ready\n  - "),
+        "{out}"
+    );
     let (ok, out, _) = cli(
         &[
             "connections",

@@ -47,8 +47,17 @@ impl Drop for Quickstart {
     }
 }
 
-/// Starts `refract quickstart` in `dir`; returns it with the query URL and key it printed.
-fn quickstart(dir: &std::path::Path) -> (Quickstart, String, String) {
+/// What `refract quickstart` printed: the engine's query URL and key, the control plane's URL
+/// and management key.
+struct Printed {
+    query_url: String,
+    query_key: String,
+    cp_url: String,
+    cp_token: String,
+}
+
+/// Starts `refract quickstart` in `dir`; returns it with what it printed.
+fn quickstart(dir: &std::path::Path) -> (Quickstart, Printed) {
     let mut child = Command::new(refract_bin())
         .args(["quickstart", "--users", "50", "--dir"])
         .arg(dir)
@@ -66,14 +75,26 @@ fn quickstart(dir: &std::path::Path) -> (Quickstart, String, String) {
         }
     });
     let start = Instant::now();
-    let curl = loop {
+    let mut curl = None;
+    let mut control = None;
+    while curl.is_none() || control.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(120).saturating_sub(start.elapsed()))
             .expect("quickstart printed no curl line");
-        if line.trim_start().starts_with("curl ") {
-            break line.trim().to_string();
+        let line = line.trim();
+        if line.starts_with("curl ") {
+            curl = Some(line.to_string());
         }
-    };
+        // `REFRACT_URL=… REFRACT_TOKEN=… refract databases instance ID`
+        if line.starts_with("REFRACT_URL=") {
+            control = Some(line.to_string());
+        }
+    }
+    let curl = curl.unwrap();
+    let control = control.unwrap();
+    let mut words = control.split_whitespace();
+    let cp_url = words.next().unwrap().trim_start_matches("REFRACT_URL=");
+    let cp_token = words.next().unwrap().trim_start_matches("REFRACT_TOKEN=");
     // curl -H 'Authorization: Bearer KEY' -d 'QUERY' URL
     let parts: Vec<&str> = curl.split('\'').collect();
     assert_eq!(parts.len(), 5, "{curl}");
@@ -81,7 +102,13 @@ fn quickstart(dir: &std::path::Path) -> (Quickstart, String, String) {
         .strip_prefix("Authorization: Bearer ")
         .unwrap()
         .to_string();
-    (qs, parts[4].trim().to_string(), key)
+    let printed = Printed {
+        query_url: parts[4].trim().to_string(),
+        query_key: key,
+        cp_url: cp_url.to_string(),
+        cp_token: cp_token.to_string(),
+    };
+    (qs, printed)
 }
 
 #[test]
@@ -107,7 +134,8 @@ fn documented_queries_answer_on_the_quickstart_data() {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let (_qs, url, key) = quickstart(&tmp.path().join("qs"));
+    let (_qs, printed) = quickstart(&tmp.path().join("qs"));
+    let (url, key) = (&printed.query_url, &printed.query_key);
     let http = reqwest::blocking::Client::new();
     let mut failures = Vec::new();
     for (file, info, body) in &examples {
@@ -116,8 +144,8 @@ fn documented_queries_answer_on_the_quickstart_data() {
             None => (body.trim().to_string(), None),
         };
         let resp = http
-            .post(&url)
-            .bearer_auth(&key)
+            .post(url)
+            .bearer_auth(key)
             .body(query.clone())
             .send()
             .unwrap();
@@ -146,4 +174,118 @@ fn documented_queries_answer_on_the_quickstart_data() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// `refract query` runs a query from the command line: the account's only running database, a
+/// temporary key (revoked after), JSON or a table; errors are the engine's message.
+#[test]
+fn refract_query_prints_json_and_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_qs, printed) = quickstart(&tmp.path().join("qs"));
+    let run = |args: &[&str]| {
+        let out = Command::new(refract_bin())
+            .arg("query")
+            .args(args)
+            .env("REFRACT_URL", &printed.cp_url)
+            .env("REFRACT_TOKEN", &printed.cp_token)
+            .env_remove("REFRACT_QUERY_KEY")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["users(LIMIT 2) { id name posts(LIMIT 1) { id } }"]);
+    assert!(ok, "{err}");
+    let rows: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows[0]["id"], 1);
+
+    let (ok, out, err) = run(&[
+        "--table",
+        "users(LIMIT 2) { id name posts(LIMIT 1) { id } }",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("id") && lines[0].contains("name") && lines[0].contains("posts"),
+        "{out}"
+    );
+    assert_eq!(lines.last(), Some(&"(2 rows)"), "{out}");
+
+    let (ok, _, err) = run(&["users { nope }"]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown field") || err.contains("nope"),
+        "{err}"
+    );
+
+    // The temporary keys were revoked.
+    let keys: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/databases", printed.cp_url))
+        .bearer_auth(&printed.cp_token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let db = keys
+        .as_array()
+        .or_else(|| keys["databases"].as_array())
+        .unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/databases/{db}/api-keys", printed.cp_url))
+        .bearer_auth(&printed.cp_token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let list = list
+        .as_array()
+        .or_else(|| list["apiKeys"].as_array())
+        .or_else(|| list["keys"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let temporary: Vec<&Value> = list
+        .iter()
+        .filter(|k| k["name"] == "refract query (temporary)")
+        .collect();
+    assert_eq!(temporary.len(), 3, "{list:?}");
+    assert!(
+        temporary.iter().all(|k| !k["revokedAt"].is_null()),
+        "{temporary:?}"
+    );
+}
+
+/// The control plane's `/metrics` count databases by status and unhealthy engines by cause, and
+/// builds; every engine metric carries its database's id.
+#[test]
+fn metrics_count_databases_and_label_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_qs, printed) = quickstart(&tmp.path().join("qs"));
+    let get = |url: String| reqwest::blocking::get(url).unwrap().text().unwrap();
+    let cp = get(format!("{}/metrics", printed.cp_url));
+    for needle in [
+        "refract_databases{status=\"running\"} 1",
+        "refract_databases{status=\"failed\"} 0",
+        "refract_databases_unhealthy{health=\"degraded\"} 0",
+        "refract_databases_unhealthy{health=\"unreachable\"} 0",
+        "refract_builds_total{result=\"succeeded\"} 1",
+        "refract_build_duration_seconds",
+    ] {
+        assert!(
+            cp.contains(needle),
+            "control plane metrics lack {needle}:\n{cp}"
+        );
+    }
+    let engine = get(printed.query_url.replace("/query", "/metrics"));
+    let line = engine
+        .lines()
+        .find(|l| l.starts_with("refract_snapshot_swaps_total"))
+        .unwrap_or_else(|| panic!("{engine}"));
+    assert!(line.contains("database=\""), "{line}");
 }

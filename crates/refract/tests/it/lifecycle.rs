@@ -459,7 +459,12 @@ fn provision_sqlite_database_serves_queries() {
         401
     );
 
-    // The instance view.
+    // The instance view: the engine's numbers as soon as it is running, not a poll later.
+    assert_eq!(v["instance"]["rowCounts"]["users"], 200, "{v}");
+    assert!(
+        v["instance"]["swapCount"].as_i64().is_some_and(|n| n >= 1),
+        "{v}"
+    );
     assert_eq!(v["database"]["endpointUrl"], ep.as_str());
     assert_eq!(v["deployedInstanceConfig"]["instanceSize"], "nano");
     assert_eq!(v["deployedInstanceConfig"]["taskMemoryMb"], 512);

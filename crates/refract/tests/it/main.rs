@@ -11,6 +11,7 @@ mod endpoints_keys;
 mod engine;
 mod lifecycle;
 mod managed;
+mod readme_tour;
 mod security_limits;
 mod security_processes;
 mod security_sources;

@@ -197,6 +197,20 @@ fn managed_postgres_serves_a_v1_engine() {
     wait("the server to run again", Duration::from_secs(60), || {
         (cli(&cp, &["get", &id])["status"] == "running").then_some(())
     });
+    // The control plane's metrics count managed servers by status.
+    wait(
+        "managed servers in /metrics",
+        Duration::from_secs(30),
+        || {
+            let text = reqwest::blocking::get(format!("{}/metrics", cp.url))
+                .ok()?
+                .text()
+                .ok()?;
+            (text.contains("refract_managed_servers{status=\"running\"} 1")
+                && text.contains("refract_managed_servers{status=\"error\"} 0"))
+            .then_some(())
+        },
+    );
     let token = cli(
         &cp,
         &[
