@@ -18,6 +18,20 @@ pub struct EngineConfig {
     /// Address to listen on; port 0 picks a free port (reported on stdout and in `/health`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Bind `listen` with `SO_REUSEPORT` (Linux), so that a replacement engine of the same OS user
+    /// can bind the same port while this one still serves (a handover, see `docs/runtime.md`).
+    /// Unless `takeover` is set, the port must be free at start: an engine never joins a port
+    /// another process holds.
+    #[serde(default)]
+    pub reuse_port: bool,
+    /// This engine replaces one serving on `listen` (with `reuse_port`): it binds beside it.
+    #[serde(default)]
+    pub takeover: bool,
+    /// A second, private address for the control plane (`/health`, `/stats`, `/admin/*`; port 0
+    /// = any). When set, the ready line names this address, and `listen` accepts connections only
+    /// once the first snapshot is published — clients of `listen` never see `not_ready`.
+    #[serde(default)]
+    pub control_listen: Option<SocketAddr>,
     /// The source database.
     pub source: SourceConfig,
     /// The schema manifest (JSON) to run from. Without one the engine introspects the source

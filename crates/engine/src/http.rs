@@ -133,6 +133,7 @@ pub fn router(state: Arc<EngineState>) -> Router {
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/admin/reload", post(admin_reload))
+        .route("/admin/keys/reload", post(admin_keys_reload))
         .route("/admin/replication/pause", post(pause))
         .route("/admin/replication/resume", post(resume))
         .route("/admin/replication/drop", post(drop_replication))
@@ -636,6 +637,33 @@ async fn admin_reload(
         "tablesReloaded": report.tables_reloaded,
         "tablesReused": report.tables_reused,
     })))
+}
+
+/// Re-read the keys file now; answers the key-set version in force (the control plane calls it
+/// after every key change, so a new key works and a revoked one stops before its call answers).
+async fn admin_keys_reload(
+    State(state): State<Arc<EngineState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.admin.check(auth_header(&headers))?;
+    let s = state.clone();
+    let result = tokio::task::spawn_blocking(move || s.keys.reload_now())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("keys reload task failed: {e}"),
+            )
+        })?;
+    let (version, keys) = result.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "keys_error",
+            format!("{e:#}; the previous keys stay in force"),
+        )
+    })?;
+    Ok(json_response(&json!({"version": version, "keys": keys})))
 }
 
 async fn pause(

@@ -3,7 +3,8 @@
 //! The keys file is JSON: `{"keys":[{"key_id":"abc","secret_sha256":"<hex>","expires_at":null}]}`.
 //! Only the SHA-256 of each secret is stored. The file is re-read when its modification time or
 //! size changes ([`KeyStore::refresh`], called every second by the engine), so a revoked key stops
-//! working within about a second.
+//! working within about a second — or at once after `POST /admin/keys/reload`
+//! ([`KeyStore::reload_now`]), which the control plane calls after every key change.
 //!
 //! Verifying a token costs one SHA-256 the first time; verified tokens are then cached in the
 //! current key set (a new key set starts with an empty cache, so revocation empties it), and later
@@ -11,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -199,6 +201,8 @@ pub struct KeyStore {
     path: Option<PathBuf>,
     current: ArcSwap<KeySet>,
     stamp: Mutex<FileStamp>,
+    /// Key sets installed so far (1 = the one read at start).
+    version: AtomicU64,
 }
 
 impl KeyStore {
@@ -208,6 +212,7 @@ impl KeyStore {
             path: None,
             current: ArcSwap::from_pointee(KeySet::default()),
             stamp: Mutex::new(None),
+            version: AtomicU64::new(1),
         }
     }
 
@@ -221,6 +226,7 @@ impl KeyStore {
             path: Some(path.to_path_buf()),
             current: ArcSwap::from_pointee(set),
             stamp: Mutex::new(st),
+            version: AtomicU64::new(1),
         })
     }
 
@@ -246,6 +252,35 @@ impl KeyStore {
         }
         let token = bearer(header)?;
         self.current.load().verify(token, Utc::now().timestamp())
+    }
+
+    /// The version of the key set in force: 1 at start, plus one per set installed since.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Re-read the keys file now, changed or not, and install it; returns the version and the
+    /// number of keys in force. An unreadable or invalid file keeps the previous keys and is an
+    /// error; a deleted file means no keys. Without a keys file: nothing to read, `Ok`.
+    pub fn reload_now(&self) -> anyhow::Result<(u64, usize)> {
+        let Some(path) = &self.path else {
+            return Ok((self.version(), 0));
+        };
+        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let st = stamp(path);
+        let set = match st {
+            None => KeySet::default(),
+            Some(_) => std::fs::read_to_string(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| KeySet::parse(&t))
+                .with_context(|| format!("keys_file {}", path.display()))?,
+        };
+        let n = set.len();
+        self.current.store(std::sync::Arc::new(set));
+        *last = st;
+        let v = self.version.fetch_add(1, Ordering::AcqRel) + 1;
+        tracing::info!(keys = n, version = v, "query keys reloaded on request");
+        Ok((v, n))
     }
 
     /// Re-read the keys file if it changed since the last read. A deleted file means no keys
@@ -277,6 +312,7 @@ impl KeyStore {
         tracing::info!(keys = set.len(), "query keys reloaded");
         self.current.store(std::sync::Arc::new(set));
         *last = st;
+        self.version.fetch_add(1, Ordering::AcqRel);
         true
     }
 }
@@ -417,6 +453,27 @@ mod tests {
             store.check(Some(b"Bearer rxk_b.sb")),
             Err(AuthError::Unknown)
         );
+    }
+
+    #[test]
+    fn reload_now_reads_an_unchanged_stamp_and_counts_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, keys_json(&[("a", "sa", None)])).unwrap();
+        let store = KeyStore::from_file(&path).unwrap();
+        assert_eq!(store.version(), 1);
+        // Same size, written within the same mtime tick: `refresh` may miss it, `reload_now` not.
+        std::fs::write(&path, keys_json(&[("b", "sa", None)])).unwrap();
+        assert_eq!(store.reload_now().unwrap(), (2, 1));
+        assert_eq!(
+            store.check(Some(b"Bearer rxk_a.sa")),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(store.check(Some(b"Bearer rxk_b.sa")), Ok(()));
+        std::fs::write(&path, "{broken").unwrap();
+        assert!(store.reload_now().is_err());
+        assert_eq!(store.version(), 2);
+        assert_eq!(store.check(Some(b"Bearer rxk_b.sa")), Ok(()));
     }
 
     #[test]

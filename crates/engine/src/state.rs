@@ -145,6 +145,8 @@ pub struct EngineState {
     shutdown: CancellationToken,
     started: Instant,
     local_addr: OnceLock<SocketAddr>,
+    /// With `control_listen`: whether `listen` accepts connections yet (after the first load).
+    accepting: AtomicBool,
 }
 
 impl std::fmt::Debug for EngineState {
@@ -217,6 +219,7 @@ impl EngineState {
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             local_addr: OnceLock::new(),
+            accepting: AtomicBool::new(false),
             config,
         }))
     }
@@ -342,6 +345,18 @@ impl EngineState {
 
     pub(crate) fn set_local_addr(&self, addr: SocketAddr) {
         let _ = self.local_addr.set(addr);
+    }
+
+    /// `listen` now accepts connections (with `control_listen`, after the first load).
+    pub(crate) fn set_accepting(&self) {
+        self.accepting.store(true, Ordering::Release);
+    }
+
+    /// `/health.accepting`: present only with `control_listen`.
+    fn accepting_json(&self) -> Option<Value> {
+        self.config
+            .control_listen
+            .map(|_| json!(self.accepting.load(Ordering::Acquire)))
     }
 
     fn lock_info(&self) -> MutexGuard<'_, LoadInfo> {
@@ -665,6 +680,9 @@ impl EngineState {
             if let Some(addr) = self.local_addr() {
                 health["listen"] = json!(format!("http://{addr}"));
             }
+            if let Some(a) = self.accepting_json() {
+                health["accepting"] = a;
+            }
             if let Some(Err(e)) = &info.last_result {
                 health["message"] = json!(e.to_string());
             }
@@ -692,6 +710,9 @@ impl EngineState {
         });
         if let Some(addr) = self.local_addr() {
             health["listen"] = json!(format!("http://{addr}"));
+        }
+        if let Some(a) = self.accepting_json() {
+            health["accepting"] = a;
         }
         if let Some(Err(e)) = &info.last_result {
             health["message"] = json!(e.to_string());

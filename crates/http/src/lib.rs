@@ -11,10 +11,14 @@
 //!   answer (hyper's header read timeout), which closes slow-header clients and idle keep-alive
 //!   connections alike;
 //! - a deadline for each request body;
-//! - graceful shutdown: stop accepting, let in-flight requests finish.
+//! - graceful shutdown: stop accepting, let in-flight requests finish; with a drain period
+//!   ([`serve_draining`]) keep-alive connections are first closed one by one after their next
+//!   answer (`Connection: close`), so a client never races a close of an idle connection while
+//!   another process takes over the port (an engine handover, `docs/runtime.md`).
 #![deny(missing_docs)]
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +119,37 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_draining(listener, app, limits, shutdown, Duration::ZERO).await
+}
+
+/// [`serve`], with a drain period at shutdown: the listener is closed at once (new connections
+/// go elsewhere, e.g. to a replacement sharing the port with `SO_REUSEPORT`), then for up to
+/// `drain` every answer carries `Connection: close` — each open connection ends cleanly after its
+/// next request — and only then are the connections still idle closed and in-flight requests
+/// awaited. Ends early once no connection is open.
+pub async fn serve_draining(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let draining = Arc::new(AtomicBool::new(false));
+    let flag = draining.clone();
+    let app = app.layer(axum::middleware::map_response(
+        move |mut resp: axum::response::Response| {
+            let closing = flag.load(Ordering::Relaxed);
+            async move {
+                if closing {
+                    resp.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                resp
+            }
+        },
+    ));
     let max = effective_max_connections(&limits);
     if max < limits.max_connections {
         tracing::warn!(
@@ -176,6 +211,13 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if !drain.is_zero() {
+        draining.store(true, Ordering::Relaxed);
+        let until = Instant::now() + drain;
+        while slots.available_permits() < max && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     graceful.shutdown().await;
     Ok(())
 }
@@ -302,6 +344,54 @@ mod tests {
             .unwrap();
         let waited = time_to_close(&mut c).await;
         assert!(waited < Duration::from_secs(2), "slow body kept {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn draining_closes_the_listener_and_each_connection_after_its_next_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::post(|| async { "ok" }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_draining(
+            listener,
+            app,
+            HttpLimits::default(),
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        let ask = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(ask).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).await.unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+        assert!(
+            first.ends_with("ok") && !first.contains("connection: close"),
+            "{first}"
+        );
+        tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The listener is closed at once ...
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        // ... while the open connection is still served, told to close, and closed.
+        let t = Instant::now();
+        c.write_all(ask).await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        let second = String::from_utf8_lossy(&out).to_lowercase();
+        assert!(
+            second.contains("connection: close") && second.ends_with("ok"),
+            "{second}"
+        );
+        // No connection left: the drain ends early.
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("the drain did not end once no connection was left")
+            .unwrap()
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

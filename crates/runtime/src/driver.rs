@@ -77,6 +77,37 @@ pub fn free_port() -> Result<u16, RuntimeError> {
     Ok(addr.port())
 }
 
+/// Ports [`pick_port`] chooses from: below Linux's default ephemeral range (32768–60999), so an
+/// outgoing connection's local port never holds a database's port when its engine starts.
+pub const STABLE_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port of [`STABLE_PORTS`] that is not in `taken` and that nobody listens on now (a plain
+/// bind on 127.0.0.1 succeeds), looked for from a random place of the range onwards — for a port
+/// an instance keeps for its whole life (the caller records it). `None` after 200 failed binds or
+/// when every port is taken.
+pub fn pick_port(taken: &std::collections::HashSet<u16>) -> Option<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let width = STABLE_PORTS.end - STABLE_PORTS.start;
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    let from = (h.finish() % u64::from(width)) as u16;
+    let mut binds = 0;
+    for i in 0..width {
+        let port = STABLE_PORTS.start + (from + i) % width;
+        if taken.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Some(port);
+        }
+        binds += 1;
+        if binds >= 200 {
+            break;
+        }
+    }
+    None
+}
+
 /// Validates an instance id or file name: one safe path component.
 pub(crate) fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
@@ -86,4 +117,27 @@ pub(crate) fn is_safe_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picked_ports_are_in_range_free_and_not_taken() {
+        let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut taken: std::collections::HashSet<u16> = STABLE_PORTS.clone().collect();
+        // Everything taken but one port: that one (or none, if another process holds it).
+        let free = (STABLE_PORTS.start..STABLE_PORTS.end)
+            .find(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok())
+            .unwrap();
+        taken.remove(&free);
+        assert_eq!(pick_port(&taken), Some(free));
+        taken.insert(free);
+        assert_eq!(pick_port(&taken), None);
+        let p = pick_port(&Default::default()).unwrap();
+        assert!(STABLE_PORTS.contains(&p));
+        assert!(TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
+        drop(held);
+    }
 }

@@ -292,7 +292,7 @@ impl Service {
                                     .lifecycle()
                                     .live_instances(Some(id))?
                                     .into_iter()
-                                    .find_map(|i| i.endpoint_url)
+                                    .find_map(|i| i.control().map(str::to_string))
                                     .ok_or_else(|| {
                                         ApiError::ActionNotAllowed(
                                             "the database has no serving engine right now".into(),

@@ -54,8 +54,10 @@ pub struct Launch<'a> {
     pub admin_token: &'a str,
     /// Absolute path of the keys file.
     pub keys_file: &'a Path,
-    /// Port to listen on (0 = any free port).
+    /// The database's client-facing port (0 = any free port: a database without one).
     pub port: u16,
+    /// An engine of the database still serves on `port`: bind beside it (`SO_REUSEPORT`).
+    pub takeover: bool,
 }
 
 /// The spec of one engine: `refract engine --config engine.yaml` with its files.
@@ -82,8 +84,14 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     if let Some(id) = l.settings.binlog_server_id {
         sync["server_id"] = json!(id);
     }
+    // Clients use `listen` (the database's port, for its whole life); the control plane talks to
+    // the private `control_listen`, whose address the ready line names (docs/runtime.md).
     let config = json!({
         "listen": format!("127.0.0.1:{}", l.port),
+        "reuse_port": l.port != 0,
+        "takeover": l.takeover && l.port != 0,
+        // Without a port of its own (0) the engine's one listener is its endpoint, as before.
+        "control_listen": (l.port != 0).then_some("127.0.0.1:0"),
         "source": source,
         "manifest": MANIFEST_FILE,
         "sync": sync,
@@ -122,6 +130,11 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     }
     spec.memory_limit_mb = Some(l.settings.task_memory_mb.max(1) as u64);
     spec
+}
+
+/// The client-facing URL of an engine port.
+pub fn public_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
 }
 
 /// The port of an endpoint URL (`http://127.0.0.1:PORT`).

@@ -86,7 +86,7 @@ pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> He
 }
 
 async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
-    let Some(endpoint) = inst.endpoint_url.clone() else {
+    let Some(endpoint) = inst.control().map(str::to_string) else {
         return;
     };
     let token = match admin_token(s, db.id) {

@@ -350,7 +350,8 @@ async fn delete_schema_config(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Create a query key; `key` (`rxk_…`) is shown only in this answer. Running engines accept it within 5 s.
+/// Create a query key; `key` (`rxk_…`) is shown only in this answer. When `effective` is `true`,
+/// every running engine accepts it already; else (`effectiveReason`) within about a second.
 #[utoipa::path(post, path = "/v1/databases/{id}/api-keys", tag = "lifecycle", request_body = CreateQueryKeyRequest,
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
     responses((status = 201, body = QueryKey), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -387,7 +388,8 @@ async fn list_api_keys(
     ))
 }
 
-/// Revoke a query key (by `keyId` or record id); running engines refuse it within 5 s.
+/// Revoke a query key (by `keyId` or record id). When `effective` is `true`, every running engine
+/// refuses it already; else (`effectiveReason`) within about a second.
 #[utoipa::path(delete, path = "/v1/databases/{id}/api-keys/{key}", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id"), ("key" = String, Path, description = "keyId or record id")),
     security(("bearer" = [])), responses((status = 200, body = QueryKey), (status = 404, body = ErrorBody)))]

@@ -19,7 +19,8 @@
 //! Engines get their secrets by file (0600): the source password, the admin token of
 //! `/admin/*` and `/stats` (kept in the secret store as `database/<id>/admin-token`), and the
 //! query keys file `DATA/keys/<database id>.json`, which the control plane rewrites
-//! (write-then-rename) on every key change: running engines re-read it within a second.
+//! (write-then-rename) on every key change, then tells each running engine to re-read it
+//! (`POST /admin/keys/reload`) and waits for the acknowledgement, at most 2 s.
 
 mod actions;
 mod builds;
@@ -83,6 +84,8 @@ struct Shared {
     runtime: OnceLock<Runtime>,
     wake: Notify,
     build_slots: Arc<Semaphore>,
+    /// Serializes writes of keys files (see `querykeys::write_keys_file`).
+    keys_lock: tokio::sync::Mutex<()>,
     /// Databases with a reconciler task running.
     busy: Mutex<HashSet<Uuid>>,
     engine: EngineClient,
@@ -94,6 +97,7 @@ impl Default for Shared {
             runtime: OnceLock::new(),
             wake: Notify::new(),
             build_slots: Arc::new(Semaphore::new(BUILD_SLOTS)),
+            keys_lock: tokio::sync::Mutex::new(()),
             busy: Mutex::new(HashSet::new()),
             engine: EngineClient::new(),
         }
@@ -169,6 +173,10 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+    }
+
+    async fn keys_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.keys_lock.lock().await
     }
 
     fn build_slots(&self) -> Arc<Semaphore> {

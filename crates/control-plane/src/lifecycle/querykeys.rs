@@ -2,8 +2,13 @@
 //!
 //! The store keeps only the SHA-256 of each secret. Every change rewrites
 //! `DATA/keys/<database id>.json` (temp file, fsync, rename; mode 0600) in the engine's format
-//! `{"keys": [{key_id, secret_sha256, expires_at}]}`; engines check the file every second, so a
-//! new key works and a revoked one stops working within about a second, without a restart.
+//! `{"keys": [{key_id, secret_sha256, expires_at}]}`. Then every running engine of the database
+//! is told to re-read it (`POST /admin/keys/reload`, bounded by [`ACK_TIMEOUT`] in all), so a new
+//! key works and a revoked one stops before the create/revoke call answers; the answer says
+//! whether every engine acknowledged (`effective`). Engines also check the file every second,
+//! which covers an engine that missed the call.
+
+use std::time::Duration;
 
 use std::path::PathBuf;
 
@@ -19,6 +24,10 @@ use crate::error::ApiError;
 use crate::service::Principal;
 use crate::store::lifecycle::QueryKeyRecord;
 use crate::{keys, validate as v, Service};
+use refract_runtime::InstanceStatus;
+
+/// How long a key change waits for the engines' acknowledgement, in all.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn view(k: &QueryKeyRecord, token: Option<String>) -> QueryKey {
     QueryKey {
@@ -30,6 +39,8 @@ fn view(k: &QueryKeyRecord, token: Option<String>) -> QueryKey {
         expires_at: k.expires_at,
         created_at: k.created_at,
         revoked_at: k.revoked_at,
+        effective: None,
+        effective_reason: None,
     }
 }
 
@@ -39,6 +50,9 @@ pub(super) async fn write_keys_file(
     rt: &Runtime,
     database: Uuid,
 ) -> Result<PathBuf, ApiError> {
+    // One writer at a time: each write reads the store after its caller's change, so a later
+    // write never drops a key an earlier one added (nor brings back one it revoked).
+    let _serial = s.lifecycle.keys_lock().await;
     let list = s
         .read(move |tx| tx.lifecycle().query_keys(database))
         .await?;
@@ -71,12 +85,88 @@ pub(super) async fn write_keys_file(
     Ok(path)
 }
 
-impl Service {
-    async fn refresh_keys_file(&self, database: Uuid) -> Result<(), ApiError> {
-        match self.lifecycle.runtime().cloned() {
-            Some(rt) => write_keys_file(self, &rt, database).await.map(|_| ()),
-            None => Ok(()),
+/// The control addresses of the running engines of `database`: its live instances and the
+/// engine an operation is starting (which serves after its cutover).
+async fn engine_targets(
+    s: &Service,
+    rt: &Runtime,
+    database: Uuid,
+) -> Result<Vec<String>, ApiError> {
+    let (live, ops) = s
+        .read(move |tx| {
+            Ok((
+                tx.lifecycle().live_instances(Some(database))?,
+                tx.lifecycle().ops(database)?,
+            ))
+        })
+        .await?;
+    let mut ids: Vec<String> = live.iter().map(|i| i.runtime_id.clone()).collect();
+    if let Some(new) = ops.op.and_then(|op| op.new_instance) {
+        ids.push(new.to_string());
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        // What the driver reports now: an engine still starting re-reads the file right before
+        // it accepts its first client (after this write), a crashed one has nothing to
+        // acknowledge.
+        if let Ok(InstanceStatus::Running { endpoint }) = rt.driver.status(&id).await {
+            if !out.contains(&endpoint) {
+                out.push(endpoint);
+            }
         }
+    }
+    Ok(out)
+}
+
+/// Tells every running engine of `database` to re-read its keys file now; `Err(reason)` when
+/// one did not acknowledge within [`ACK_TIMEOUT`].
+async fn push_keys(s: &Service, rt: &Runtime, database: Uuid) -> Result<(), String> {
+    let work = async {
+        let targets = engine_targets(s, rt, database)
+            .await
+            .map_err(|e| format!("cannot list the database's engines: {e}"))?;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let token = super::reconciler::admin_token(s, database)
+            .map_err(|e| format!("no admin token for the engines: {e:#}"))?;
+        for endpoint in targets {
+            s.lifecycle
+                .engine()
+                .admin(&endpoint, &token, "keys/reload", ACK_TIMEOUT)
+                .await
+                .map_err(|e| format!("an engine did not confirm: {e:#}"))?;
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(ACK_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "an engine did not confirm within {} s",
+            ACK_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+impl Service {
+    /// Writes the keys file and pushes it to the running engines; what to say in `effective`.
+    async fn refresh_keys_file(&self, database: Uuid) -> Result<(bool, Option<String>), ApiError> {
+        let Some(rt) = self.lifecycle.runtime().cloned() else {
+            return Ok((true, None));
+        };
+        write_keys_file(self, &rt, database).await?;
+        Ok(match push_keys(self, &rt, database).await {
+            Ok(()) => (true, None),
+            Err(reason) => {
+                tracing::warn!(%database, %reason, "query keys change not confirmed by every engine");
+                (
+                    false,
+                    Some(format!(
+                        "{reason}; running engines pick the change up from their keys file within about a second"
+                    )),
+                )
+            }
+        })
     }
 
     /// `POST /v1/databases/{id}/api-keys`: the key is in this answer only.
@@ -110,8 +200,11 @@ impl Service {
             tx.lifecycle().insert_query_key(&r)
         })
         .await?;
-        self.refresh_keys_file(id).await?;
-        Ok(view(&record, Some(k.token)))
+        let (effective, reason) = self.refresh_keys_file(id).await?;
+        let mut out = view(&record, Some(k.token));
+        out.effective = Some(effective);
+        out.effective_reason = reason;
+        Ok(out)
     }
 
     /// `GET /v1/databases/{id}/api-keys`.
@@ -135,7 +228,7 @@ impl Service {
     }
 
     /// `DELETE /v1/databases/{id}/api-keys/{keyId}` (the public key id or the record id):
-    /// revokes it; running engines refuse it within about a second.
+    /// revokes it; running engines refuse it before this answers (see `effective`).
     pub async fn revoke_query_key(
         &self,
         p: &Principal,
@@ -164,7 +257,10 @@ impl Service {
                 Ok(view(&again, None))
             })
             .await?;
-        self.refresh_keys_file(id).await?;
+        let (effective, reason) = self.refresh_keys_file(id).await?;
+        let mut revoked = revoked;
+        revoked.effective = Some(effective);
+        revoked.effective_reason = reason;
         Ok(revoked)
     }
 }

@@ -477,8 +477,15 @@ async fn deploy(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreR
             let Some(build) = op.build_id else {
                 return fail(s, rt, &db, &o, "no build to deploy".into()).await;
             };
+            let port = match engine_port(s, &db, &o, None).await? {
+                Ok(p) => p,
+                Err(msg) => return fail(s, rt, &db, &o, msg).await,
+            };
+            // A live engine of the database (a rebuild's, reconfigure's, …) serves on the port
+            // until the cutover: the new one binds beside it and accepts once loaded.
+            let takeover = any_alive(s, rt, db.id, new).await?;
             let settings = db.runtime_settings();
-            match launch(s, rt, &db, new, build, &settings, 0).await {
+            match launch(s, rt, &db, new, build, &settings, port, takeover).await {
                 Ok(()) => {
                     commit(s, db.id, guard, move |_, d, o, _| {
                         if let Some(op) = o.op.as_mut() {
@@ -518,9 +525,17 @@ async fn deploy(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreR
                         .and_then(|v| v.as_str())
                         .map(str::to_string);
                     match status {
+                        // Not yet listening on the database's port (a few ms after the load).
+                        "ok" | "degraded"
+                            if h.get("accepting").and_then(|v| v.as_bool()) == Some(false) =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            Ok(Next::Again)
+                        }
                         "ok" | "degraded" => {
                             step_delay().await;
-                            cutover(s, &db, guard, &op, new, endpoint).await
+                            let public = o.engine_port.map(engine::public_url);
+                            cutover(s, &db, guard, &op, new, endpoint, public).await
                         }
                         "cap_exceeded" => {
                             let cap = engine::memory_cap_mb(&db.runtime_settings());
@@ -630,6 +645,7 @@ async fn cutover(
     op: &OpData,
     new: Uuid,
     endpoint: String,
+    public: Option<String>,
 ) -> StoreResult<Next> {
     let build = op.build_id;
     let settings = op.settings.clone().unwrap_or_else(|| db.runtime_settings());
@@ -662,7 +678,8 @@ async fn cutover(
                 database_id: d.id,
                 build_id: build.unwrap_or_default(),
                 runtime_id: new.to_string(),
-                endpoint_url: Some(endpoint.clone()),
+                endpoint_url: Some(public.clone().unwrap_or_else(|| endpoint.clone())),
+                control_url: Some(endpoint.clone()),
                 health_status: Some(HealthStatus::Ok),
                 snapshot_age_ms,
                 swap_count,
@@ -689,7 +706,11 @@ async fn cutover(
         d.last_error = note_text;
         clear_op(d, o);
         o.crash = CrashLog::default();
-        note.message = format!("{}: engine healthy at {endpoint}", kind.as_str());
+        note.message = format!(
+            "{}: engine healthy at {}",
+            kind.as_str(),
+            public.as_deref().unwrap_or(&endpoint)
+        );
         Ok(())
     })
     .await?;
@@ -781,7 +802,7 @@ async fn drop_replication(s: &Service, database: Uuid, live: &[InstanceRecord]) 
     let Ok(token) = admin_token(s, database) else {
         return;
     };
-    for endpoint in live.iter().filter_map(|i| i.endpoint_url.as_deref()) {
+    for endpoint in live.iter().filter_map(|i| i.control()) {
         let answer = s
             .lifecycle
             .engine()
@@ -893,12 +914,18 @@ async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> Sto
     let t = now();
     let exit_key = match &observed {
         InstanceStatus::Running { endpoint } => {
-            if inst.endpoint_url.as_deref() != Some(endpoint.as_str()) {
-                // Restarted on another port: the endpoint follows.
+            let public = o.engine_port.map(engine::public_url);
+            let want = public.clone().unwrap_or_else(|| endpoint.clone());
+            if inst.control_url.as_deref() != Some(endpoint.as_str())
+                || inst.endpoint_url.as_deref() != Some(want.as_str())
+            {
+                // Restarted: its private control address follows; the client-facing one is the
+                // database's port (the engine's own address for a database without one).
                 let (iid, ep) = (inst.id, endpoint.clone());
                 s.write(move |tx| {
                     if let Some(mut i) = tx.lifecycle().instance(iid)? {
-                        i.endpoint_url = Some(ep);
+                        i.endpoint_url = Some(want);
+                        i.control_url = Some(ep);
                         i.updated_at = now();
                         tx.lifecycle().update_instance(&i)?;
                     }
@@ -918,9 +945,6 @@ async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> Sto
         crash.crashes.retain(|c| t - *c < CRASH_WINDOW);
         crash.crashes.push(t);
         crash.last_exit = Some(exit_key);
-        crash.any_port = crash
-            .restarted_at
-            .is_some_and(|r| t - r < chrono::TimeDelta::seconds(3));
         let n = crash.crashes.len();
         let logs = rt.driver.logs(&rid, LOG_LINES).await;
         let what = match &observed {
@@ -983,23 +1007,22 @@ async fn supervise(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> Sto
         .await;
         return Ok(Next::Again);
     }
-    // Restart in place with the settings it was deployed with, on its old port (so clients keep
-    // their URL) — unless the last restart died at once, when the port may be taken.
+    // Restart in place with the settings it was deployed with, on the database's port (so
+    // clients keep their URL). A port taken meanwhile makes the engine exit at once with `port P
+    // is in use by another process`: counted as a crash, and in `lastError` once they add up.
     let settings: RuntimeSettings = db
         .internal
         .deployed_config
         .clone()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_else(|| db.runtime_settings());
-    let port = if crash.any_port {
-        0
-    } else {
-        inst.endpoint_url
-            .as_deref()
-            .and_then(engine::endpoint_port)
-            .unwrap_or(0)
+    // A database from before stable endpoints keeps the port its engine had, when it can.
+    let had = inst.endpoint_url.as_deref().and_then(engine::endpoint_port);
+    let port = match engine_port(s, &db, &o, had).await? {
+        Ok(p) => p,
+        Err(_) => had.unwrap_or(0),
     };
-    let result = launch(s, rt, &db, inst.id, inst.build_id, &settings, port).await;
+    let result = launch(s, rt, &db, inst.id, inst.build_id, &settings, port, false).await;
     let n = crash.crashes.len();
     commit(s, db.id, guard, move |_, _d, o, note| {
         o.crash.next_restart_at = None;
@@ -1049,7 +1072,68 @@ pub(super) fn new_op(
     }
 }
 
-/// Starts engine `instance` running `build` with `settings` (secrets as 0600 files).
+/// The database's client-facing engine port: the one recorded, or (first deploy) a free one,
+/// recorded before any engine uses it. `Err` when none can be found.
+/// `prefer`: a port to take when no database has it (the port of an engine started before
+/// stable endpoints).
+async fn engine_port(
+    s: &Service,
+    db: &Database,
+    o: &OpsRecord,
+    prefer: Option<u16>,
+) -> StoreResult<Result<u16, String>> {
+    if let Some(p) = o.engine_port {
+        return Ok(Ok(p));
+    }
+    let taken: HashSet<u16> = s
+        .read(|tx| tx.lifecycle().engine_ports())
+        .await?
+        .into_iter()
+        .collect();
+    let found = match prefer {
+        Some(p) if p != 0 && !taken.contains(&p) => Some(p),
+        _ => refract_runtime::pick_port(&taken),
+    };
+    let Some(port) = found else {
+        return Ok(Err(format!(
+            "no free port for the engine in {}–{}",
+            refract_runtime::STABLE_PORTS.start,
+            refract_runtime::STABLE_PORTS.end - 1
+        )));
+    };
+    let guard = Guard::of(db, o);
+    // No event of its own: the cutover's "engine healthy at URL" names it.
+    let set = commit(s, db.id, guard, move |_, _d, o, _| {
+        o.engine_port = Some(port);
+        Ok(())
+    })
+    .await?;
+    match set {
+        Some(()) => Ok(Ok(port)),
+        // Lost a race with an action: the next step reads the record again.
+        None => Err(ApiError::Conflict("the operation changed meanwhile".into())),
+    }
+}
+
+/// Whether an engine of `database` other than `except` runs (a live instance row the driver
+/// reports alive).
+async fn any_alive(s: &Service, rt: &Runtime, database: Uuid, except: Uuid) -> StoreResult<bool> {
+    let live = s
+        .read(move |tx| tx.lifecycle().live_instances(Some(database)))
+        .await?;
+    for i in live.iter().filter(|i| i.id != except) {
+        if let Ok(st) = rt.driver.status(&i.runtime_id).await {
+            if st.is_alive() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Starts engine `instance` running `build` with `settings` (secrets as 0600 files), listening
+/// for clients on `port` (beside a live engine of the database when `takeover`).
+#[allow(clippy::too_many_arguments)]
 async fn launch(
     s: &Service,
     rt: &Runtime,
@@ -1058,6 +1142,7 @@ async fn launch(
     build: Uuid,
     settings: &RuntimeSettings,
     port: u16,
+    takeover: bool,
 ) -> Result<(), String> {
     let (dbid, customer, conn_id) = (db.id, db.customer_id, db.connection_id);
     let found = s
@@ -1109,6 +1194,7 @@ async fn launch(
         admin_token: &token,
         keys_file: &keys,
         port,
+        takeover,
     });
     match rt.driver.start(&spec).await {
         Ok(_) | Err(RuntimeError::AlreadyRunning(_)) => Ok(()),

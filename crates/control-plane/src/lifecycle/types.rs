@@ -280,6 +280,16 @@ pub struct QueryKey {
     #[serde(with = "ts::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Only in the answers of create and revoke: whether the change is in force in every running
+    /// engine of the database when the call answers (each engine re-read the keys and
+    /// acknowledged within 2 s). `true` also when no engine runs (an engine reads the keys when
+    /// it starts). `false`: see `effectiveReason`; the engines still pick the change up within
+    /// about a second from their keys file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective: Option<bool>,
+    /// Why `effective` is `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_reason: Option<String>,
 }
 
 /// `GET /v1/databases/{id}/schema`: the active build's manifest as the API sees it.

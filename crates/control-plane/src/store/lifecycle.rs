@@ -12,7 +12,8 @@
 //! - **events** ([`EventRecord`]): every status transition, with cause and message.
 //! - **query_keys** ([`QueryKeyRecord`]): `rxk_` keys, only the SHA-256 of the secret.
 //! - **database_ops** ([`OpsRecord`]): the parameters of the operation in flight, the crash
-//!   history, instances left to clean up and the last schedule event fired. Every step of an
+//!   history, instances left to clean up, the last schedule event fired, and the database's
+//!   engine port (its stable endpoint, assigned once). Every step of an
 //!   operation is written here (and in the row's `op_*` columns) *before* it is taken.
 
 use chrono::{DateTime, Utc};
@@ -100,8 +101,11 @@ pub struct InstanceRecord {
     pub build_id: Uuid,
     /// The driver's handle.
     pub runtime_id: String,
-    /// Base URL.
+    /// Base URL clients use: the database's stable engine port (see `OpsRecord::engine_port`).
     pub endpoint_url: Option<String>,
+    /// The engine's private base URL for the control plane (`/health`, `/stats`, `/admin/*`);
+    /// `None` for engines started before stable endpoints (then `endpoint_url` is both).
+    pub control_url: Option<String>,
     /// Last health check result.
     pub health_status: Option<HealthStatus>,
     /// Age of the engine's snapshot at the last check.
@@ -118,6 +122,13 @@ pub struct InstanceRecord {
     pub updated_at: DateTime<Utc>,
     /// When it was stopped (or replaced).
     pub stopped_at: Option<DateTime<Utc>>,
+}
+
+impl InstanceRecord {
+    /// The URL the control plane calls this engine at (its private control address).
+    pub fn control(&self) -> Option<&str> {
+        self.control_url.as_deref().or(self.endpoint_url.as_deref())
+    }
 }
 
 /// A query key (`rxk_<keyId>.<secret>`) of a database.
@@ -241,9 +252,6 @@ pub struct CrashLog {
     /// When the engine was last restarted.
     #[serde(default)]
     pub restarted_at: Option<DateTime<Utc>>,
-    /// Restart on any free port: the last restart died at once (its port may be taken).
-    #[serde(default)]
-    pub any_port: bool,
 }
 
 /// The `database_ops` row of a database.
@@ -259,6 +267,9 @@ pub struct OpsRecord {
     pub cleanup: Vec<Uuid>,
     /// Key of the last schedule event fired.
     pub schedule_mark: Option<String>,
+    /// The database's client-facing engine port, assigned once (first deploy) and kept for its
+    /// whole life: every engine of the database listens on it. Unique across databases.
+    pub engine_port: Option<u16>,
 }
 
 /// Lifecycle reads and writes inside one transaction (see the module doc). Unlike [`super::Tx`]'s
@@ -268,6 +279,8 @@ pub struct OpsRecord {
 pub trait LifecycleTx {
     /// A non-deleted database of any customer.
     fn database(&self, id: Uuid) -> StoreResult<Option<Database>>;
+    /// Every engine port assigned (also of deleted databases: the unique index covers them).
+    fn engine_ports(&self) -> StoreResult<Vec<u16>>;
     /// The ops row (a default one when none was written yet).
     fn ops(&self, database: Uuid) -> StoreResult<OpsRecord>;
     fn put_ops(&self, ops: &OpsRecord) -> StoreResult<()>;

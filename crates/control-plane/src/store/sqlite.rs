@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_lifecycle",
         include_str!("../../migrations/0002_lifecycle.sql"),
     ),
+    (
+        3,
+        "0003_engine_port",
+        include_str!("../../migrations/0003_engine_port.sql"),
+    ),
 ];
 
 const READERS: usize = 4;

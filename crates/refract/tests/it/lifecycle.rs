@@ -630,58 +630,50 @@ fn action_matrix_rows() {
         cp.events(&id).contains("reload done")
     });
 
-    // rebuild: the old engine serves until the new one is healthy, then the endpoint moves.
+    // rebuild: the old engine serves until the new one is healthy and accepts on the same port;
+    // the endpoint never moves and no query fails (docs/runtime.md, stable endpoints).
+    let first_instance = cp.instance(&id)["instance"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
         let (ep1, key, stop) = (ep1.clone(), key.clone(), stop.clone());
-        let (url, admin, id) = (cp.url.clone(), cp.admin.clone(), id.clone());
         std::thread::spawn(move || {
-            let mut served = 0;
+            let (mut served, mut failed) = (0, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (s, _) = query(&ep1, &key, Q);
-                if s != 200 {
-                    // The old engine may stop only once the endpoint has moved to the new one.
-                    let v: Value = reqwest::blocking::Client::new()
-                        .get(format!("{url}/v1/databases/{id}/instance"))
-                        .bearer_auth(&admin)
-                        .send()
-                        .unwrap()
-                        .json()
-                        .unwrap();
-                    let moved = v["instance"]["endpointUrl"]
-                        .as_str()
-                        .is_some_and(|e| e != ep1);
-                    return (served, moved);
+                match query(&ep1, &key, Q) {
+                    (200, _) => served += 1,
+                    (s, v) => failed.push(format!("{s} {v}")),
                 }
-                served += 1;
             }
-            (served, true)
+            (served, failed)
         })
     };
     cp.ok(&id, "rebuild", None, "immediate");
-    let v = cp.wait_until(&id, "the endpoint to move", LONG, |v| {
+    let v = cp.wait_until(&id, "the new engine", LONG, |v| {
         v["database"]["status"] == "running"
-            && v["instance"]["endpointUrl"]
+            && v["instance"]["id"]
                 .as_str()
-                .is_some_and(|e| e != ep1)
+                .is_some_and(|i| i != first_instance)
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (served, uninterrupted) = prober.join().unwrap();
-    assert!(
-        uninterrupted && served > 0,
-        "the old engine stopped before the endpoint moved ({served} queries)"
-    );
-    let ep2 = endpoint(&v);
-    query_ok(&ep2, &key, Q, Duration::from_secs(10));
-    assert_ne!(v["latestBuild"]["id"].as_str().unwrap(), first_build);
     let start = Instant::now();
-    while query(&ep1, &key, Q).0 != 0 {
+    while cp.engine_pids().len() != 1 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "the old engine still runs after the cutover"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, failed) = prober.join().unwrap();
+    assert!(
+        served > 0 && failed.is_empty(),
+        "queries failed during the rebuild ({served} served): {failed:?}"
+    );
+    assert_eq!(endpoint(&v), ep1, "the endpoint stays across a rebuild");
+    query_ok(&ep1, &key, Q, Duration::from_secs(10));
+    assert_ne!(v["latestBuild"]["id"].as_str().unwrap(), first_build);
 
     // reconfigure with a pending change, then redeploy the first build.
     let (s, v) = cp.call(

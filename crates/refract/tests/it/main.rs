@@ -8,6 +8,7 @@ mod common;
 mod control_plane;
 mod correctness;
 mod docs;
+mod endpoints_keys;
 mod engine;
 mod lifecycle;
 mod managed;

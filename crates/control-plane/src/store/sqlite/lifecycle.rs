@@ -35,7 +35,7 @@ fn build_row(r: &Row) -> rusqlite::Result<BuildRecord> {
 
 const INSTANCE_COLS: &str =
     "id, database_id, build_id, runtime_id, endpoint_url, health_status, snapshot_age_ms, \
-     swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at";
+     swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at, control_url";
 
 fn instance_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
     let row_counts: Option<String> = r.get(8)?;
@@ -53,6 +53,7 @@ fn instance_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         created_at: get_ts(r, 10)?,
         updated_at: get_ts(r, 11)?,
         stopped_at: get_ts_opt(r, 12)?,
+        control_url: r.get(13)?,
     })
 }
 
@@ -84,6 +85,9 @@ fn ops_row(r: &Row) -> rusqlite::Result<OpsRecord> {
         crash: serde_json::from_str(&crash).unwrap_or_default(),
         cleanup: serde_json::from_str(&cleanup).unwrap_or_default(),
         schedule_mark: r.get(4)?,
+        engine_port: r
+            .get::<_, Option<i64>>(5)?
+            .and_then(|p| u16::try_from(p).ok()),
     })
 }
 
@@ -96,7 +100,7 @@ impl LifecycleTx for SqlTx<'_> {
 
     fn ops(&self, database: Uuid) -> StoreResult<OpsRecord> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT database_id, op, crash, cleanup, schedule_mark FROM database_ops WHERE database_id = ?1",
+            "SELECT database_id, op, crash, cleanup, schedule_mark, engine_port FROM database_ops WHERE database_id = ?1",
         )?;
         let found = stmt.query_row([database.to_string()], ops_row).optional()?;
         Ok(found.unwrap_or(OpsRecord {
@@ -107,24 +111,38 @@ impl LifecycleTx for SqlTx<'_> {
 
     fn put_ops(&self, o: &OpsRecord) -> StoreResult<()> {
         self.0.execute(
-            "INSERT INTO database_ops (database_id, op, crash, cleanup, schedule_mark, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(database_id) DO UPDATE SET op = ?2, crash = ?3, \
-             cleanup = ?4, schedule_mark = ?5, updated_at = ?6",
+            "INSERT INTO database_ops (database_id, op, crash, cleanup, schedule_mark, updated_at, engine_port) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(database_id) DO UPDATE SET op = ?2, crash = ?3, \
+             cleanup = ?4, schedule_mark = ?5, updated_at = ?6, engine_port = COALESCE(?7, engine_port)",
             params![
                 o.database_id.to_string(),
                 o.op.as_ref().map(json),
                 json(&o.crash),
                 json(&o.cleanup),
                 o.schedule_mark,
-                ts(&Utc::now())
+                ts(&Utc::now()),
+                o.engine_port.map(i64::from)
             ],
         )?;
         Ok(())
     }
 
+    fn engine_ports(&self) -> StoreResult<Vec<u16>> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL")?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|p| u16::try_from(p).ok())
+            .collect())
+    }
+
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
         let mut stmt = self.0.prepare_cached(
-            "SELECT o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark FROM database_ops o \
+            "SELECT o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port FROM database_ops o \
              JOIN databases d ON d.id = o.database_id WHERE d.deleted_at IS NULL",
         )?;
         let rows = stmt
@@ -228,7 +246,8 @@ impl LifecycleTx for SqlTx<'_> {
     fn update_instance(&self, i: &InstanceRecord) -> StoreResult<()> {
         self.0.execute(
             "UPDATE instances SET runtime_id = ?2, endpoint_url = ?3, health_status = ?4, snapshot_age_ms = ?5, \
-             swap_count = ?6, row_counts = ?7, last_health_check = ?8, updated_at = ?9, stopped_at = ?10 WHERE id = ?1",
+             swap_count = ?6, row_counts = ?7, last_health_check = ?8, updated_at = ?9, stopped_at = ?10, \
+             control_url = ?11 WHERE id = ?1",
             params![
                 i.id.to_string(),
                 i.runtime_id,
@@ -239,7 +258,8 @@ impl LifecycleTx for SqlTx<'_> {
                 i.row_counts.as_ref().map(json),
                 ts_opt(&i.last_health_check),
                 ts(&i.updated_at),
-                ts_opt(&i.stopped_at)
+                ts_opt(&i.stopped_at),
+                i.control_url
             ],
         )?;
         Ok(())
