@@ -132,6 +132,25 @@ fn the_readme_tour_runs_verbatim() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    // Clean up like a reader would: terminate the database, stop serve.
+    let token = std::fs::read_to_string(work.path().join("data/admin-key")).unwrap_or_default();
+    let cli = |args: &[&str]| {
+        Command::new(refract_bin())
+            .args(args)
+            .current_dir(work.path())
+            .env("REFRACT_URL", &url)
+            .env("REFRACT_TOKEN", token.trim())
+            .output()
+            .unwrap()
+    };
+    let id = String::from_utf8_lossy(&cli(&["databases", "list", "--get", "0.id"]).stdout)
+        .trim()
+        .to_string();
+    // First, so that a failed tour leaves no engine running behind it.
+    let terminated = id.is_empty()
+        || cli(&["databases", "terminate", &id, "--wait"])
+            .status
+            .success();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -159,26 +178,7 @@ fn the_readme_tour_runs_verbatim() {
     );
     assert!(stdout.contains("(2 rows)"), "{stdout}");
 
-    // Clean up like a reader would: terminate the database, stop serve.
-    let token = std::fs::read_to_string(work.path().join("data/admin-key")).unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(refract_bin())
-            .args(args)
-            .current_dir(work.path())
-            .env("REFRACT_URL", &url)
-            .env("REFRACT_TOKEN", token.trim())
-            .output()
-            .unwrap()
-    };
-    let id = String::from_utf8_lossy(&cli(&["databases", "list", "--get", "0.id"]).stdout)
-        .trim()
-        .to_string();
-    let out = cli(&["databases", "terminate", &id, "--wait"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(terminated, "terminate failed");
     drop(serve);
     mariadb("DROP DATABASE IF EXISTS shop");
 }
