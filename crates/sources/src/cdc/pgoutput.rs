@@ -37,6 +37,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
+/// A pgoutput timestamp (µs since 2000-01-01) as ms since the Unix epoch; `None` out of range.
+fn pg_ts_to_unix_ms(ts: i64) -> Option<i64> {
+    ts.checked_add(PG_EPOCH_US).map(|us| us / 1000)
+}
+
 pub(crate) fn parse_lsn(s: &str) -> Option<u64> {
     let (hi, lo) = s.split_once('/')?;
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
@@ -431,7 +436,7 @@ impl Decoder {
                 }
                 let _final = d.get_u64();
                 let ts = d.get_i64();
-                self.commit_ts = Some((ts + PG_EPOCH_US) / 1000);
+                self.commit_ts = pg_ts_to_unix_ms(ts);
             }
             b'C' => {
                 if d.len() < 25 {
@@ -444,7 +449,7 @@ impl Decoder {
                 self.received = self.received.max(end);
                 self.pending.push_back(ChangeEvent::Commit {
                     position: SourcePosition::Lsn { lsn: fmt_lsn(end) },
-                    committed_at_ms: Some((ts + PG_EPOCH_US) / 1000).or(self.commit_ts),
+                    committed_at_ms: pg_ts_to_unix_ms(ts).or(self.commit_ts),
                 });
             }
             b'R' => {
