@@ -615,7 +615,7 @@ impl Exec<'_, '_> {
             }
             self.sort(&child.order, target, &mut rows, keep);
         }
-        let end = child.offset.saturating_add(limit).min(rows.len());
+        let end = keep.min(rows.len());
         let shown = &rows[child.offset.min(end)..end];
         self.prefetch(child, target, shown);
         if !hop.to_many {

@@ -311,3 +311,60 @@ impl Drop for ControlPlane {
         }
     }
 }
+
+/// A `refract serve` started by [`serve`]; killed when dropped.
+pub struct Serve(std::process::Child);
+
+impl Serve {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `refract serve` with `args` and `env`, in `cwd`; its child and URL.
+pub fn serve(
+    data: &std::path::Path,
+    cwd: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Serve, String) {
+    let mut cmd = std::process::Command::new(refract_bin());
+    cmd.current_dir(cwd)
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env_remove("REFRACT_MASTER_KEY")
+        .env_remove("REFRACT_SQLITE_ROOT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Serve(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("refract serve started");
+    (child, url)
+}

@@ -409,34 +409,12 @@ fn slow_and_idle_clients_are_dropped_at_the_header_deadline() {
 #[test]
 fn the_control_plane_drops_slow_clients_and_caps_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(refract_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--header-timeout-ms", "500", "--max-connections", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start refract serve");
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().unwrap();
-    let serve = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("listening line");
+    let (serve, url) = crate::common::serve(
+        &dir.path().join("data"),
+        dir.path(),
+        &["--header-timeout-ms", "500", "--max-connections", "4"],
+        &[],
+    );
     let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
     let health = || {
         reqwest::blocking::Client::builder()

@@ -10,15 +10,14 @@
 //! - Every file in the data directory is private (0600, directories 0700).
 //! - The managed-server quota.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{refract_bin, ControlPlane};
+use crate::common::{serve, ControlPlane};
 
 /// A non-admin customer on `plan`: its id and management key.
 fn customer(cp: &ControlPlane, name: &str, plan: &str) -> (String, String) {
@@ -243,56 +242,6 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
 }
 
 /// A `refract serve` killed when dropped (also when a test fails).
-struct Serve(Child);
-
-impl Serve {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `refract serve` with `args` and `env`, in `cwd`; its child and URL.
-fn serve(data: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Serve, String) {
-    let mut cmd = Command::new(refract_bin());
-    cmd.current_dir(cwd)
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env_remove("REFRACT_MASTER_KEY")
-        .env_remove("REFRACT_SQLITE_ROOT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Serve(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("refract serve started");
-    (child, url)
-}
 
 fn post(url: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::blocking::Client::new()
