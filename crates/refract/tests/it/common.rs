@@ -312,7 +312,7 @@ impl Drop for ControlPlane {
     }
 }
 
-/// A `refract serve` started by [`serve`]; killed when dropped.
+/// A `refract serve` started by [`serve`]; killed when dropped (also when a test fails).
 pub struct Serve(std::process::Child);
 
 impl Serve {

@@ -241,8 +241,6 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
     );
 }
 
-/// A `refract serve` killed when dropped (also when a test fails).
-
 fn post(url: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::blocking::Client::new()
         .post(format!("{url}{path}"))
