@@ -38,7 +38,7 @@ pub mod user;
 
 pub use driver::{free_port, pick_port, BoxFuture, Driver, STABLE_PORTS};
 pub use error::RuntimeError;
-pub use local::{LocalProcessDriver, INSTANCE_DIR_ENV, LOG_FILE, STATE_FILE};
+pub use local::{LocalProcessDriver, INSTANCE_DIR_ENV, LOG_FILE, RUNNABLE_COPIES, STATE_FILE};
 pub use spec::{
     InstanceHandle, InstanceKind, InstanceSpec, InstanceStatus, Readiness, SpecFile,
     DEFAULT_FILE_MODE, ENGINE_READY_PREFIX,

@@ -286,10 +286,13 @@ pub struct LocalProcessDriver {
     ops: tokio::sync::Mutex<()>,
 }
 
+/// Where a program the instance user cannot reach is linked or copied to (as root only).
+pub const RUNNABLE_COPIES: &str = "/var/lib/refract/bin";
+
 impl LocalProcessDriver {
     /// `program`, or a copy of it the instance user can run: a binary under a directory that
     /// user cannot search (a checkout under `/root`, as root) is hard-linked (else copied) once
-    /// into `BASE/.bin/`, which it can.
+    /// into [`RUNNABLE_COPIES`], which it can.
     fn runnable_program(&self, program: &Path) -> Result<PathBuf, RuntimeError> {
         let Some(reason) = user::access_reason(program, &self.user, 1) else {
             return Ok(program.to_path_buf());
@@ -310,10 +313,13 @@ impl LocalProcessDriver {
         let name = program
             .file_name()
             .map_or_else(|| "program".into(), |n| n.to_string_lossy().into_owned());
-        let bin = self.base_dir.join(".bin");
-        fs::create_dir_all(&bin).map_err(RuntimeError::io("create", &bin))?;
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o711))
-            .map_err(RuntimeError::io("set the mode of", &bin))?;
+        // Outside the data directory, which stays private: only switching (root) gets here.
+        let bin = Path::new(RUNNABLE_COPIES).to_path_buf();
+        for dir in [bin.parent().unwrap_or(&bin), &bin] {
+            fs::create_dir_all(dir).map_err(RuntimeError::io("create", dir))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+                .map_err(RuntimeError::io("set the mode of", dir))?;
+        }
         let copy = bin.join(format!("{name}-{}-{mtime}", meta.len()));
         if !copy.exists() {
             let tmp = bin.join(format!(".{name}.{}", std::process::id()));

@@ -255,7 +255,7 @@ async fn a_program_the_user_cannot_reach_runs_from_a_copy() {
     let started = std::path::PathBuf::from(state["program"].as_str().unwrap());
     if is_root() {
         assert!(
-            started.starts_with(base.join(".bin")),
+            started.starts_with(refract_runtime::RUNNABLE_COPIES),
             "{}",
             started.display()
         );
@@ -267,6 +267,11 @@ async fn a_program_the_user_cannot_reach_runs_from_a_copy() {
     driver.start(&spec).await.expect("start again");
     driver.stop("p", GRACE).await.unwrap();
     if is_root() {
-        assert_eq!(std::fs::read_dir(base.join(".bin")).unwrap().count(), 1);
+        let name = started.file_name().unwrap().to_string_lossy().into_owned();
+        let copies = std::fs::read_dir(refract_runtime::RUNNABLE_COPIES)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy() == name)
+            .count();
+        assert_eq!(copies, 1);
     }
 }
