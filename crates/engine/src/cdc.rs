@@ -418,6 +418,7 @@ fn manifest_of(state: &EngineState) -> Arc<Manifest> {
                 database: String::new(),
                 pg_schema: None,
                 tables: vec![],
+                warnings: Vec::new(),
             })
         }),
     }

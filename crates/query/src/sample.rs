@@ -119,6 +119,7 @@ pub fn manifest() -> Manifest {
         vec![],
     );
     Manifest {
+        warnings: Vec::new(),
         version: refract_schema::MANIFEST_VERSION,
         backend: Backend::Mysql,
         database: "blog".into(),

@@ -21,6 +21,10 @@ pub struct Manifest {
     pub pg_schema: Option<String>,
     /// Exposed tables, in API-name order.
     pub tables: Vec<TableManifest>,
+    /// What the build wants a person to know although it succeeded: tables without a primary
+    /// key, keys or relations the source user could not read, generated relation names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One exposed table.

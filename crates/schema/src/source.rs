@@ -39,6 +39,10 @@ pub struct SourceSchema {
     pub database: String,
     /// Tables in name order.
     pub tables: Vec<SourceTable>,
+    /// What introspection could not see, in words a person can act on (e.g. key constraints
+    /// hidden from the source user): shown in the build log, test-connection and `/schema`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One base table on the source.

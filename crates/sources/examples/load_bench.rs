@@ -120,6 +120,7 @@ async fn main() {
         })
         .collect();
     let m = Manifest {
+        warnings: Vec::new(),
         version: MANIFEST_VERSION,
         backend: schema.backend,
         database: schema.database.clone(),

@@ -407,6 +407,7 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         backend: Backend::Mysql,
         database: db,
         tables: tables.into_values().collect(),
+        warnings: Vec::new(),
     })
 }
 

@@ -482,6 +482,7 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         backend: Backend::Postgres,
         database: db,
         tables: tables.into_values().collect(),
+        warnings: Vec::new(),
     })
 }
 
@@ -1273,6 +1274,7 @@ mod tests {
         let progress = Arc::new(LoadProgress::default());
         let state: Arc<LoadState<()>> = LoadState::new(
             &Manifest {
+                warnings: Vec::new(),
                 version: 1,
                 backend: Backend::Postgres,
                 database: "d".into(),

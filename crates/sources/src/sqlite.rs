@@ -238,6 +238,7 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
         backend: Backend::Sqlite,
         database: "main".to_string(),
         tables: tables.into_values().collect(),
+        warnings: Vec::new(),
     })
 }
 

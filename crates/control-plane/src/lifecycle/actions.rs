@@ -760,5 +760,6 @@ fn schema_view(
         database: m.database.clone(),
         backend: m.backend.as_str().to_string(),
         tables,
+        warnings: m.warnings.clone(),
     }
 }

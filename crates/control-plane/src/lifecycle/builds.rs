@@ -364,15 +364,19 @@ pub(super) async fn build(
     let columns: usize = manifest.tables.iter().map(|t| t.columns.len()).sum();
     let relations: usize = manifest.tables.iter().map(|t| t.relations.len()).sum();
     text.push_str(&format!(
-        "{} manifest: {} tables, {columns} columns, {relations} relations{}\n",
+        "{} manifest: {} tables, {columns} columns, {relations} relations, {} warnings{}\n",
         stamp(),
         manifest.tables.len(),
+        manifest.warnings.len(),
         if config_text.is_some() {
             " (schema config applied)"
         } else {
             " (default config: every table)"
         }
     ));
+    for w in &manifest.warnings {
+        text.push_str(&format!("{} warning: {w}\n", stamp()));
+    }
     if manifest.tables.is_empty() {
         log(s, db.id, Some(build_id), text).await?;
         let msg = format!(

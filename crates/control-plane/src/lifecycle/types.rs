@@ -304,6 +304,9 @@ pub struct SchemaView {
     pub backend: String,
     /// Exposed tables.
     pub tables: Vec<SchemaTable>,
+    /// What the build wants a person to know: tables without a primary key, keys or relations
+    /// the source user could not read, generated relation names (empty when all is well).
+    pub warnings: Vec<String>,
 }
 
 /// One table of [`SchemaView`].

@@ -256,6 +256,7 @@ fn manifest() -> Manifest {
         })
         .collect();
     Manifest {
+        warnings: Vec::new(),
         version: refract_schema::MANIFEST_VERSION,
         backend: Backend::Sqlite,
         database: "main".into(),

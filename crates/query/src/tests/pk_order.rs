@@ -69,6 +69,7 @@ fn rel(
 fn manifest() -> Manifest {
     use RelationKind::{Forward, Reverse};
     Manifest {
+        warnings: Vec::new(),
         version: refract_schema::MANIFEST_VERSION,
         backend: Backend::Mysql,
         database: "t".into(),

@@ -90,13 +90,32 @@ pub(crate) fn apply(
         })
         .collect();
     manifest_tables.sort_by(|a, b| a.api_name.cmp(&b.api_name));
+    let mut warnings = source.warnings.clone();
+    warnings.extend(
+        manifest_tables
+            .iter()
+            .filter(|t| t.primary_key.is_empty())
+            .map(|t| no_primary_key_warning(&t.source_name)),
+    );
     Ok(Manifest {
         version: MANIFEST_VERSION,
         backend: source.backend,
         database: source.database.clone(),
         pg_schema,
         tables: manifest_tables,
+        warnings,
     })
+}
+
+/// The build warning for an exposed table without a primary key (none on the source, or one the
+/// source user could not see, or a key column left out by the config).
+fn no_primary_key_warning(table: &str) -> String {
+    format!(
+        "table `{table}` has no primary key: lookups by key scan the table and a change stream \
+         matches its rows by every column. Add a primary key on the source (or, if it has one, \
+         check that the source user may read its key constraints and that the config exposes \
+         the key columns)"
+    )
 }
 
 /// Build errors, with the config line of the key path they come from.

@@ -62,6 +62,7 @@ fn schema(backend: Backend, tables: Vec<SourceTable>) -> SourceSchema {
         backend,
         database: "blog".into(),
         tables,
+        warnings: Vec::new(),
     }
 }
 

@@ -158,6 +158,7 @@ pub fn manifest(schema: &SourceSchema, pg_schema: Option<&str>, picks: &[Pick<'_
         })
         .collect();
     Manifest {
+        warnings: Vec::new(),
         version: MANIFEST_VERSION,
         backend: schema.backend,
         database: schema.database.clone(),
