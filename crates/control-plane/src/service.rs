@@ -1003,6 +1003,10 @@ impl Service {
             if let Some(s) = req.safety_net {
                 d.safety_net = s;
             }
+            if d.sync_mode == SyncMode::Binlog && d.binlog_server_id.is_none() {
+                d.binlog_server_id =
+                    Some(pick_server_id(tx, d.id, &c.mysql_host, c.mysql_port, None)?);
+            }
             d.has_pending_changes = pending(&d);
             d.updated_at = now();
             tx.update_database(&d)?;
@@ -1206,6 +1210,32 @@ fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(
     Ok(())
 }
 
+/// A binlog replica `server_id` for database `db` on `host:port`: derived from the database id
+/// (stable if picked again), stepped past ids other databases on that source use and the
+/// source's own id.
+pub(crate) fn pick_server_id(
+    tx: &dyn Tx,
+    db: Uuid,
+    host: &str,
+    port: Option<i64>,
+    source_server_id: Option<u64>,
+) -> StoreResult<i64> {
+    const FIRST: i64 = 100_000;
+    const SPAN: i64 = 1 << 30;
+    let seed = i64::from(u32::from_be_bytes(
+        db.as_bytes()[..4].try_into().unwrap_or_default(),
+    ));
+    let mut id = FIRST + seed % SPAN;
+    loop {
+        if Some(id as u64) != source_server_id
+            && !tx.binlog_server_id_taken(host, port, id, &[db])?
+        {
+            return Ok(id);
+        }
+        id = FIRST + (id - FIRST + 1) % SPAN;
+    }
+}
+
 /// Inserts a new `registered` database under `c` after the store-backed checks (name per
 /// connection, binlog server id per source, plan limits). `mysqlDb` was checked by the caller.
 fn insert_database(
@@ -1240,13 +1270,22 @@ fn insert_database(
         }
     }
     let (task_cpu, task_memory_mb) = size.resources();
+    let id = Uuid::new_v4();
+    let sync_mode = c.default_sync_mode();
+    // Binlog mode needs a replica id unique on the source: picked now, shown, kept.
+    let binlog_server_id = match inst.binlog_server_id {
+        None if sync_mode == SyncMode::Binlog => {
+            Some(pick_server_id(tx, id, &c.mysql_host, c.mysql_port, None)?)
+        }
+        given => given,
+    };
     let d = Database {
-        id: Uuid::new_v4(),
+        id,
         customer_id: customer.id,
         connection_id: c.id,
         name: inst.name,
         mysql_db: inst.mysql_db,
-        sync_mode: c.default_sync_mode(),
+        sync_mode,
         sync_interval: c.min_sync_interval,
         safety_net: 3600,
         task_cpu,
@@ -1259,7 +1298,7 @@ fn insert_database(
         build_compute_override: None,
         instance_size: size,
         region: region.to_string(),
-        binlog_server_id: inst.binlog_server_id,
+        binlog_server_id,
         desired_state: None,
         reflexdb_custom_domain: None,
         pause_schedule: None,

@@ -86,6 +86,9 @@ pub(crate) struct ReplStatus {
     pub(crate) reconnects: u64,
     pub(crate) full_loads: u64,
     pub(crate) last_error: Option<String>,
+    /// `last_error` is a setup problem of the source (settings, grants, publication, server id)
+    /// that retrying does not fix: the control plane fails a deploy on it at once.
+    pub(crate) fatal: bool,
     pub(crate) drift: Option<Value>,
     pub(crate) retained_wal_bytes: Option<i64>,
     pub(crate) slot: Option<String>,
@@ -128,6 +131,7 @@ impl CdcShared {
         }
         if let Some(e) = &s.last_error {
             v["lastError"] = json!(e);
+            v["fatal"] = json!(s.fatal);
         }
         v
     }
@@ -296,6 +300,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                         s.full_loads += 1;
                         s.position = Some(pos.clone());
                         s.last_error = None;
+                        s.fatal = false;
                         s.dirty.clear();
                         if safety {
                             s.drift = Some(drift_report(before.as_deref(), &report, &state));
@@ -311,8 +316,13 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                 }
                 Err(FullLoadError::Load(LoadError::Paused)) => continue,
                 Err(e) => {
+                    let fatal = matches!(
+                        e,
+                        FullLoadError::Setup(_) | FullLoadError::Stream(CdcError::NotReady(_))
+                    );
                     let (msg, load_err) = match e {
                         FullLoadError::Load(l) => (l.to_string(), l),
+                        FullLoadError::Setup(m) => (m.clone(), LoadError::Source(m)),
                         FullLoadError::Stream(c) => {
                             // The load published; only the stream failed: retry streaming
                             // from the load's position.
@@ -330,6 +340,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                         let mut s = state.cdc.status();
                         s.state = "error";
                         s.last_error = Some(msg);
+                        s.fatal = fatal;
                     }
                     if !sleep_or_cancel(&state, backoff.step()).await {
                         return;
@@ -352,7 +363,8 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                     tracing::warn!(error = %e, "reconnecting the change stream failed");
                     {
                         let mut s = state.cdc.status();
-                        s.state = "reconnecting";
+                        s.fatal = matches!(e, CdcError::NotReady(_));
+                        s.state = if s.fatal { "error" } else { "reconnecting" };
                         s.last_error = Some(e.to_string());
                     }
                     if !sleep_or_cancel(&state, backoff.step()).await {
@@ -362,7 +374,11 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                 }
             }
         };
-        state.cdc.set_state("streaming");
+        {
+            let mut s = state.cdc.status();
+            s.state = "streaming";
+            s.fatal = false;
+        }
         tracing::info!(position = ?position, "change stream started");
         let outcome = run_stream(
             &state,
@@ -388,7 +404,8 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                 tracing::warn!(error = %e, "change stream lost; reconnecting");
                 {
                     let mut s = state.cdc.status();
-                    s.state = "reconnecting";
+                    s.fatal = matches!(e, CdcError::NotReady(_));
+                    s.state = if s.fatal { "error" } else { "reconnecting" };
                     s.reconnects += 1;
                     s.last_error = Some(e.to_string());
                 }
@@ -435,6 +452,8 @@ async fn refresh_wal(state: &EngineState, opts: &CdcOptions) {
 
 enum FullLoadError {
     Load(LoadError),
+    /// The source cannot stream (a [`CdcError::NotReady`] before the load).
+    Setup(String),
     Stream(CdcError),
 }
 
@@ -453,13 +472,16 @@ async fn full_load(
                 .map_err(FullLoadError::Load)?;
             let slot = create_logical_slot(state.params(), &manifest, opts)
                 .await
-                .map_err(|e| FullLoadError::Load(LoadError::Source(e.to_string())))?;
+                .map_err(|e| match e {
+                    CdcError::NotReady(_) => FullLoadError::Setup(e.to_string()),
+                    e => FullLoadError::Load(LoadError::Source(e.to_string())),
+                })?;
             let (report, pos) = state
                 .reload_with(trigger, Some(&slot.snapshot))
                 .await
                 .map_err(FullLoadError::Load)?;
             let stream = slot
-                .start(manifest_of(state), opts)
+                .start(manifest_of(state))
                 .await
                 .map_err(FullLoadError::Stream)?;
             Ok((report, pos, stream))
@@ -470,9 +492,9 @@ async fn full_load(
                 .await
                 .map_err(FullLoadError::Load)?;
             if matches!(pos, SourcePosition::None) {
-                return Err(FullLoadError::Load(LoadError::Source(
+                return Err(FullLoadError::Setup(
                     "the source reported no binlog position: is log_bin ON and may the user run SHOW MASTER STATUS (REPLICATION CLIENT / BINLOG MONITOR)?".into(),
-                )));
+                ));
             }
             let stream = open_stream(state.params(), manifest_of(state), &pos, opts)
                 .await

@@ -265,14 +265,26 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         .map_err(map)?;
     let key_rows: Vec<Row> = conn
         .exec(
-            "SELECT k.TABLE_NAME AS tbl, k.CONSTRAINT_NAME AS name, c.CONSTRAINT_TYPE AS kind, \
-             k.COLUMN_NAME AS col, k.REFERENCED_TABLE_SCHEMA AS ref_schema, \
-             k.REFERENCED_TABLE_NAME AS ref_table, k.REFERENCED_COLUMN_NAME AS ref_col \
-             FROM information_schema.KEY_COLUMN_USAGE k \
-             JOIN information_schema.TABLE_CONSTRAINTS c ON c.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA \
-               AND c.TABLE_NAME = k.TABLE_NAME AND c.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
-             WHERE k.TABLE_SCHEMA = ? AND c.CONSTRAINT_TYPE IN ('PRIMARY KEY', 'FOREIGN KEY') \
-             ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+            // Not joined with TABLE_CONSTRAINTS: MariaDB hides that view from a user with only
+            // SELECT (and the replication grants), while KEY_COLUMN_USAGE stays visible. A primary
+            // key is always named `PRIMARY` there; a foreign key is a row with a referenced table.
+            "SELECT TABLE_NAME AS tbl, CONSTRAINT_NAME AS name, \
+             CASE WHEN CONSTRAINT_NAME = 'PRIMARY' THEN 'PRIMARY KEY' ELSE 'FOREIGN KEY' END AS kind, \
+             COLUMN_NAME AS col, REFERENCED_TABLE_SCHEMA AS ref_schema, \
+             REFERENCED_TABLE_NAME AS ref_table, REFERENCED_COLUMN_NAME AS ref_col \
+             FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND (CONSTRAINT_NAME = 'PRIMARY' OR REFERENCED_TABLE_NAME IS NOT NULL) \
+             ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
+            (db.as_str(),),
+        )
+        .await
+        .map_err(map)?;
+    // The primary key as an index, from a second view: where KEY_COLUMN_USAGE shows none (a
+    // server that hides it too) this still finds the key, and the mismatch becomes a warning.
+    let index_rows: Vec<Row> = conn
+        .exec(
+            "SELECT TABLE_NAME AS tbl, COLUMN_NAME AS col FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",
             (db.as_str(),),
         )
         .await
@@ -403,11 +415,38 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             t.foreign_keys.push(fk);
         }
     }
+    let mut hidden: Vec<String> = Vec::new();
+    for r in &index_rows {
+        let (Some(tbl), Some(col)) = (get::<String>(r, "tbl"), get::<String>(r, "col")) else {
+            continue;
+        };
+        if let Some(t) = tables.get_mut(&tbl) {
+            if t.primary_key.is_empty() || hidden.last() == Some(&tbl) {
+                if hidden.last() != Some(&tbl) {
+                    hidden.push(tbl.clone());
+                }
+                t.primary_key.push(col);
+            }
+        }
+    }
+    let warnings = if hidden.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "the source user {} cannot read the key constraints of {} table(s) ({}) in \
+             information_schema.KEY_COLUMN_USAGE: their primary keys come from the indexes, and \
+             their foreign keys (relations) are missing. Grant the user SELECT on the tables \
+             (GRANT SELECT ON `{db}`.* TO …)",
+            params.user,
+            hidden.len(),
+            hidden.join(", ")
+        )]
+    };
     Ok(SourceSchema {
         backend: Backend::Mysql,
         database: db,
         tables: tables.into_values().collect(),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 

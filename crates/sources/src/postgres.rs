@@ -213,30 +213,43 @@ async fn logical_readiness(
                 .into(),
         );
     }
-    if !superuser && !can_create {
-        issues.push(format!(
-            "cannot create a publication: missing CREATE on database {db} (GRANT CREATE ON DATABASE {db} TO {user}), \
-             or have an owner create one over the exposed tables"
-        ));
-    }
+    let mut covered = false;
     if !superuser && params.database.is_some() {
+        // The engine creates its publication when the user owns every table; else it uses one an
+        // owner created that covers every table (inserts, updates, deletes). Same rule here,
+        // over the schema's tables (the exposed ones are not known before the build).
         let schema = schema_name(params, None);
         let row = client
             .query_one(
-                "SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1::text AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
-                 AND NOT pg_has_role(c.relowner, 'USAGE')",
+                "WITH t AS (SELECT c.relname::text AS name, pg_has_role(c.relowner, 'USAGE') AS owned \
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname = $1::text AND c.relkind IN ('r', 'p') AND NOT c.relispartition) \
+                 SELECT (SELECT count(*) FROM t WHERE NOT owned)::int, \
+                   (SELECT string_agg(format('%I.%I', $1::text, name), ', ' ORDER BY name) FROM t), \
+                   EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubinsert AND p.pubupdate AND p.pubdelete \
+                     AND NOT EXISTS (SELECT 1 FROM t WHERE t.name NOT IN (SELECT pt.tablename::text \
+                       FROM pg_publication_tables pt WHERE pt.pubname = p.pubname AND pt.schemaname::text = $1::text)))",
                 &[&schema],
             )
             .await
             .map_err(map)?;
         let foreign: i32 = row.get(0);
-        if foreign > 0 {
+        let tables: Option<String> = row.get(1);
+        covered = row.get(2);
+        if foreign > 0 && !covered {
             issues.push(format!(
-                "{foreign} table(s) in schema {schema} are not owned by {user}: a publication over them must be \
-                 created by their owner or a superuser (CREATE PUBLICATION … FOR TABLE …)"
+                "{foreign} table(s) in schema {schema} are not owned by {user} and no publication covers every \
+                 table: have an owner of the tables (or a superuser) run `CREATE PUBLICATION refract FOR TABLE {};` \
+                 (any name: Refract uses a publication that covers every exposed table), or make {user} their owner",
+                tables.unwrap_or_default()
             ));
         }
+    }
+    if !superuser && !can_create && !covered {
+        issues.push(format!(
+            "cannot create a publication: missing CREATE on database {db} (GRANT CREATE ON DATABASE {db} TO {user}), \
+             or have an owner create one over the exposed tables"
+        ));
     }
     Ok(LogicalReadiness {
         wal_level: Some(wal_level),

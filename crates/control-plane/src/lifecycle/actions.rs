@@ -455,6 +455,7 @@ impl Service {
                     snapshot_age_ms: i.snapshot_age_ms,
                     swap_count: i.swap_count,
                     row_counts: i.row_counts,
+                    replication: i.replication,
                     last_health_check: i.last_health_check,
                     created_at: i.created_at,
                     updated_at: i.updated_at,

@@ -181,9 +181,8 @@ pub(super) async fn test_connection(
         stamp(),
         started.elapsed().as_millis()
     ));
-    // A CDC mode whose prerequisites are missing falls back to poll (the engine runs poll anyway
-    // until CDC lands; the reason goes to the log and lastError).
-    let mut note = None;
+    // A CDC mode whose prerequisites are missing fails the provision now, with each missing
+    // setting or grant: a silent fallback to poll would look healthy and be minutes stale.
     let issues = match db.sync_mode {
         SyncMode::Binlog => report
             .binlog
@@ -197,19 +196,35 @@ pub(super) async fn test_connection(
             .map(|l| l.issues.join("; ")),
         _ => None,
     };
-    let mut sync_used = db.sync_mode.as_str().to_string();
     if let Some(issues) = issues {
         let msg = format!(
-            "{} mode is not ready on the source ({issues}); the engine runs in poll mode until it is fixed and the \
-             database is rebuilt",
-            db.sync_mode
+            "{} mode cannot run on the {}: {issues}. Fix the source and provision again, or use poll mode \
+             (PATCH /v1/databases/{} {{\"syncMode\": \"poll\"}})",
+            db.sync_mode,
+            source_text(&c),
+            db.id
         );
         text.push_str(&format!("{} {msg}\n", stamp()));
-        note = Some(msg);
-        sync_used = "poll".into();
+        log(s, db.id, op.build_id, text).await?;
+        return fail(s, rt, &db, &o, msg).await;
     }
+    let sync_used = db.sync_mode.as_str().to_string();
+    let source_server_id = report.binlog.as_ref().and_then(|b| b.server_id);
+    let (host, port) = (c.mysql_host.clone(), c.mysql_port);
     let build = op.build_id;
-    commit(s, db.id, guard, move |tx, d, o, _| {
+    commit(s, db.id, guard, move |tx, d, _, _| {
+        let mut text = text;
+        // Binlog mode needs a replica server id unique among the source's replicas: one is
+        // picked once, stored with the database (shown, kept across rebuilds).
+        if d.sync_mode == SyncMode::Binlog && d.binlog_server_id.is_none() {
+            let id = crate::service::pick_server_id(tx, d.id, &host, port, source_server_id)?;
+            d.binlog_server_id = Some(id);
+            text.push_str(&format!(
+                "{} binlogServerId {id} assigned (unique among this control plane's databases on {host}:{})\n",
+                stamp(),
+                port.unwrap_or(0)
+            ));
+        }
         if let Some(b) = build {
             if let Some(mut rec) = tx.lifecycle().build(d.id, b)? {
                 rec.log.push_str(&text);
@@ -218,9 +233,6 @@ pub(super) async fn test_connection(
                 rec.sync_mode_used = Some(sync_used);
                 tx.lifecycle().update_build(&rec)?;
             }
-        }
-        if let Some(op) = o.op.as_mut() {
-            op.note = note;
         }
         d.status = crate::api::Status::Queued;
         d.internal.op_step = Some("wait_build_slot".into());

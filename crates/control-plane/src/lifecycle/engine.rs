@@ -84,6 +84,11 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     if let Some(id) = l.settings.binlog_server_id {
         sync["server_id"] = json!(id);
     }
+    // PostgreSQL: the slot and publication belong to this Refract database (two databases on one
+    // source database must not share them); created and dropped by its lifecycle.
+    if c.backend == Backend::Postgres {
+        sync["slot_name"] = json!(slot_name(l.database.id));
+    }
     // Clients use `listen` (the database's port, for its whole life); the control plane talks to
     // the private `control_listen`, whose address the ready line names (docs/runtime.md).
     let config = json!({
@@ -130,6 +135,12 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     }
     spec.memory_limit_mb = Some(l.settings.task_memory_mb.max(1) as u64);
     spec
+}
+
+/// The replication slot and publication name of a database: `refract_` and its id's 32 hex digits
+/// (40 bytes, within PostgreSQL's 63).
+pub fn slot_name(database: Uuid) -> String {
+    format!("refract_{}", database.simple())
 }
 
 /// The client-facing URL of an engine port.

@@ -71,9 +71,12 @@ pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> He
         "cap_exceeded" => HealthStatus::CapExceeded,
         "ok" => {
             // A SQLite source is reloaded only when its file changes, so an old snapshot is a
-            // fresh one there; a frozen snapshot is old on purpose.
+            // fresh one there; a frozen snapshot is old on purpose; a change stream publishes
+            // only when the source changes, and `streaming` means it hears the source's
+            // heartbeats (the engine reconnects after 30 s of silence), so idle is fresh too.
             let stale = backend != Some(Backend::Sqlite)
                 && !paused
+                && state != "streaming"
                 && age.is_some_and(|a| a > 3 * 1000 * db.sync_interval.max(1));
             if stale || state == "error" {
                 HealthStatus::Degraded
@@ -83,6 +86,30 @@ pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> He
         }
         _ => HealthStatus::Degraded, // `degraded`, or `loading` again after a restart
     }
+}
+
+/// The `replication` of `GET …/instance` from an engine's `/stats`: mode, state, lag, and the
+/// last error while the stream is not `streaming`/`polling` (the engine keeps the last error
+/// after it recovered; shown only while it matters).
+pub(super) fn replication_view(stats: &Value) -> Option<Value> {
+    let r = stats.get("replication")?;
+    let state = r.get("state").and_then(Value::as_str).unwrap_or("");
+    let mut v = serde_json::json!({
+        "mode": r.get("mode"),
+        "state": state,
+        "lagMs": r.get("lagMs"),
+    });
+    let failing = !matches!(state, "streaming" | "polling" | "paused" | "loading");
+    if failing {
+        let error = r
+            .get("lastError")
+            .or_else(|| stats.get("message"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        v["error"] = error;
+        v["fatal"] = r.get("fatal").cloned().unwrap_or(Value::Bool(false));
+    }
+    Some(v)
 }
 
 async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
@@ -105,6 +132,7 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
         ),
         Err(_) => (HealthStatus::Unreachable, None, None, None),
     };
+    let replication = stats.as_ref().ok().and_then(replication_view);
     if let Ok(v) = &stats {
         let engine_paused = v
             .pointer("/replication/paused")
@@ -141,6 +169,9 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
             }
             if rows.is_some() {
                 i.row_counts = rows;
+            }
+            if replication.is_some() {
+                i.replication = replication;
             }
             i.last_health_check = Some(t);
             i.updated_at = t;

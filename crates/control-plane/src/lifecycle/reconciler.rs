@@ -518,6 +518,27 @@ async fn deploy(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreR
         }
         Ok(InstanceStatus::Running { endpoint }) => {
             match s.lifecycle.engine().health(&endpoint).await {
+                Ok(h)
+                    if h.pointer("/replication/fatal") == Some(&serde_json::Value::Bool(true)) =>
+                {
+                    // A setup problem of the source (grants, publication, server id, binlog
+                    // off): retrying will not fix it, so the deploy ends now with the cause.
+                    let cause = h
+                        .pointer("/replication/lastError")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("unknown error");
+                    fail(
+                        s,
+                        rt,
+                        &db,
+                        &o,
+                        format!(
+                            "the engine cannot stream changes in {} mode: {cause}",
+                            db.sync_mode
+                        ),
+                    )
+                    .await
+                }
                 Ok(h) => {
                     let status = h.get("status").and_then(|v| v.as_str()).unwrap_or("");
                     let message = h
@@ -688,6 +709,7 @@ async fn cutover(
                 created_at: t,
                 updated_at: t,
                 stopped_at: None,
+                replication: None,
             })?,
             Some(mut i) if i.swap_count.is_none() && swap_count.is_some() => {
                 i.swap_count = swap_count;
@@ -1154,7 +1176,7 @@ async fn launch(
         })
         .await
         .map_err(|e| format!("cannot read the deploy's records: {e}"))?;
-    let (Some(conn), Some(build_rec), Some(manifest)) = found else {
+    let (Some(conn), Some(_build), Some(manifest)) = found else {
         return Err(format!(
             "build {build} has no manifest (or the connection is gone): redeploy another build"
         ));
@@ -1178,10 +1200,9 @@ async fn launch(
     let keys = super::querykeys::write_keys_file(s, rt, db.id)
         .await
         .map_err(|e| format!("cannot write the keys file: {e}"))?;
-    let sync_mode = build_rec
-        .sync_mode_used
-        .clone()
-        .unwrap_or_else(|| settings.sync_mode.as_str().to_string());
+    // The mode of the settings being deployed, not the build's: `reconfigure` applies a changed
+    // sync mode (a CDC mode the source cannot serve fails the deploy fast, see `deploy`).
+    let sync_mode = settings.sync_mode.as_str().to_string();
     let spec = engine::spec(&engine::Launch {
         instance,
         program: &rt.engine_binary,

@@ -89,6 +89,11 @@ pub struct InstanceView {
     /// Rows per table.
     #[schema(value_type = Option<Object>)]
     pub row_counts: Option<serde_json::Value>,
+    /// How changes reach the engine, as of the last health check: `mode`, `state` (`streaming`,
+    /// `polling`, `reconnecting`, `error`, …), `lagMs`, and while it is failing `error` (cause
+    /// and fix) and `fatal` (a source setup problem that retrying does not fix).
+    #[schema(value_type = Option<Object>)]
+    pub replication: Option<serde_json::Value>,
     /// Last health check.
     #[serde(with = "ts::option")]
     #[schema(value_type = Option<String>, format = DateTime)]

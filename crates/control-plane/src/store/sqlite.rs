@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_engine_port",
         include_str!("../../migrations/0003_engine_port.sql"),
     ),
+    (
+        4,
+        "0004_instance_replication",
+        include_str!("../../migrations/0004_instance_replication.sql"),
+    ),
 ];
 
 const READERS: usize = 4;

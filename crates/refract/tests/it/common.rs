@@ -57,6 +57,19 @@ pub fn postgres() -> ServerUrl {
     parse_url(&required_env("REFRACT_TEST_PG_URL"))
 }
 
+/// The test MariaDB server as the documented source user (`GRANT SELECT, REPLICATION SLAVE,
+/// REPLICATION CLIENT ON *.*`, see `scripts/testenv`): what Refract connects as. [`mysql`] is
+/// an admin, for setting up data.
+pub fn mysql_source() -> ServerUrl {
+    parse_url(&required_env("REFRACT_TEST_MYSQL_SOURCE_URL"))
+}
+
+/// The test PostgreSQL server as the documented source role (`LOGIN REPLICATION`, SELECT on the
+/// tables): what Refract connects as. [`postgres`] is a superuser, for setting up data.
+pub fn postgres_source() -> ServerUrl {
+    parse_url(&required_env("REFRACT_TEST_PG_SOURCE_URL"))
+}
+
 /// A running `refract serve` on a temp data dir, driven over HTTP. Records everything the
 /// process printed and every response body, so tests can check that no secret leaked.
 pub struct ControlPlane {

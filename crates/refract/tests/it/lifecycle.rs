@@ -20,7 +20,7 @@ use crate::common::refract_bin;
 // ------------------------------------------------------------------ harness
 
 /// A `refract serve` on a data dir, restartable, that kills its engines on drop.
-struct Cp {
+pub(crate) struct Cp {
     child: Option<Child>,
     url: String,
     data: PathBuf,
@@ -32,18 +32,18 @@ struct Cp {
 }
 
 impl Cp {
-    fn fresh(delay_ms: u64) -> Cp {
+    pub(crate) fn fresh(delay_ms: u64) -> Cp {
         let tmp = crate::common::reachable_tempdir();
         let mut cp = Cp::start(&tmp.path().join("data"), delay_ms);
         cp._tmp = Some(tmp);
         cp
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.data.parent().unwrap().to_path_buf()
     }
 
-    fn start(data: &Path, delay_ms: u64) -> Cp {
+    pub(crate) fn start(data: &Path, delay_ms: u64) -> Cp {
         let (child, url, out) = spawn_serve(data, delay_ms);
         let admin = std::fs::read_to_string(data.join("admin-key"))
             .unwrap()
@@ -64,7 +64,7 @@ impl Cp {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
             .http
@@ -84,19 +84,19 @@ impl Cp {
         )
     }
 
-    fn get(&self, path: &str) -> Value {
+    pub(crate) fn get(&self, path: &str) -> Value {
         let (s, v) = self.call("GET", path, None);
         assert_eq!(s, 200, "GET {path}: {v}");
         v
     }
 
     /// `POST /v1/databases/{id}/{action}`.
-    fn act(&self, id: &str, action: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn act(&self, id: &str, action: &str, body: Option<Value>) -> (u16, Value) {
         self.call("POST", &format!("/v1/databases/{id}/{action}"), body)
     }
 
     /// The action is accepted (202) with this mode.
-    fn ok(&self, id: &str, action: &str, body: Option<Value>, mode: &str) -> Value {
+    pub(crate) fn ok(&self, id: &str, action: &str, body: Option<Value>, mode: &str) -> Value {
         let (s, v) = self.act(id, action, body);
         assert_eq!(s, 202, "{action}: {v}\n{}", self.events(id));
         assert_eq!(v["mode"], mode, "{action}: {v}");
@@ -104,7 +104,7 @@ impl Cp {
     }
 
     /// The action is refused (409 action_not_allowed) and changes nothing.
-    fn refused(&self, id: &str, action: &str) {
+    pub(crate) fn refused(&self, id: &str, action: &str) {
         let before = self.get(&format!("/v1/databases/{id}"));
         let body = match action {
             "redeploy" => Some(json!({"buildId": "00000000-0000-0000-0000-000000000000"})),
@@ -127,18 +127,18 @@ impl Cp {
         assert_eq!(before["instanceSize"], after["instanceSize"]);
     }
 
-    fn instance(&self, id: &str) -> Value {
+    pub(crate) fn instance(&self, id: &str) -> Value {
         self.get(&format!("/v1/databases/{id}/instance"))
     }
 
-    fn status(&self, id: &str) -> String {
+    pub(crate) fn status(&self, id: &str) -> String {
         self.get(&format!("/v1/databases/{id}"))["status"]
             .as_str()
             .unwrap()
             .to_string()
     }
 
-    fn events(&self, id: &str) -> String {
+    pub(crate) fn events(&self, id: &str) -> String {
         let (_, v) = self.call("GET", &format!("/v1/databases/{id}/events?limit=50"), None);
         let mut lines = Vec::new();
         for e in v["events"].as_array().into_iter().flatten().rev() {
@@ -151,7 +151,7 @@ impl Cp {
     }
 
     /// Polls until the instance status satisfies `pred`; panics with the event log on timeout.
-    fn wait_until(
+    pub(crate) fn wait_until(
         &self,
         id: &str,
         what: &str,
@@ -178,27 +178,27 @@ impl Cp {
     }
 
     /// Waits for a stable `status` (no queued action left).
-    fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+    pub(crate) fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
         self.wait_until(id, status, timeout, |v| {
             v["database"]["status"] == status && v["database"]["desiredState"].is_null()
         })
     }
 
-    fn tail_output(&self) -> String {
+    pub(crate) fn tail_output(&self) -> String {
         let o = self.out.lock().unwrap();
         let lines: Vec<&str> = o.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// SIGKILL (no graceful shutdown).
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let (child, url, out) = spawn_serve(&self.data, self.delay_ms);
         self.child = Some(child);
@@ -207,7 +207,7 @@ impl Cp {
     }
 
     /// Pids of live engines started for this data dir (from the runtime driver's state files).
-    fn engine_pids(&self) -> Vec<(String, u32)> {
+    pub(crate) fn engine_pids(&self) -> Vec<(String, u32)> {
         let mut out = Vec::new();
         let Ok(dir) = std::fs::read_dir(self.data.join("instances")) else {
             return out;
@@ -359,7 +359,7 @@ fn sqlite_database(cp: &Cp, users: u32) -> String {
     v["database"]["id"].as_str().unwrap().to_string()
 }
 
-fn create_key(cp: &Cp, id: &str, name: &str) -> (String, Value) {
+pub(crate) fn create_key(cp: &Cp, id: &str, name: &str) -> (String, Value) {
     let (s, v) = cp.call(
         "POST",
         &format!("/v1/databases/{id}/api-keys"),
@@ -369,7 +369,7 @@ fn create_key(cp: &Cp, id: &str, name: &str) -> (String, Value) {
     (v["key"].as_str().unwrap().to_string(), v)
 }
 
-fn query(endpoint: &str, key: &str, q: &str) -> (u16, Value) {
+pub(crate) fn query(endpoint: &str, key: &str, q: &str) -> (u16, Value) {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -393,7 +393,7 @@ fn query(endpoint: &str, key: &str, q: &str) -> (u16, Value) {
 }
 
 /// Retries a query until it answers 200 (a new key reaches the engine within a second).
-fn query_ok(endpoint: &str, key: &str, q: &str, timeout: Duration) -> Value {
+pub(crate) fn query_ok(endpoint: &str, key: &str, q: &str, timeout: Duration) -> Value {
     let start = Instant::now();
     loop {
         let (s, v) = query(endpoint, key, q);
@@ -408,14 +408,14 @@ fn query_ok(endpoint: &str, key: &str, q: &str, timeout: Duration) -> Value {
     }
 }
 
-fn endpoint(v: &Value) -> String {
+pub(crate) fn endpoint(v: &Value) -> String {
     v["instance"]["endpointUrl"]
         .as_str()
         .unwrap_or_else(|| panic!("no endpoint: {v}"))
         .to_string()
 }
 
-const LONG: Duration = Duration::from_secs(120);
+pub(crate) const LONG: Duration = Duration::from_secs(120);
 const Q: &str = "users(id = 2) { id name posts { title } }";
 
 // ------------------------------------------------------------------ tests
@@ -1351,6 +1351,9 @@ fn quickstart_works(source: &str) -> tempfile::TempDir {
 #[test]
 fn mariadb_source_provisions_and_refused_login_fails() {
     let m = crate::common::mysql();
+    // Refract connects as the documented least-privilege user: it still sees the primary keys and
+    // the relation (MariaDB hides TABLE_CONSTRAINTS from it).
+    let src = crate::common::mysql_source();
     let cp = Cp::fresh(0);
     let schema = format!("lc_{}", rand::random::<u32>());
     let setup = |sql: &str| {
@@ -1375,20 +1378,19 @@ fn mariadb_source_provisions_and_refused_login_fails() {
          INSERT INTO {schema}.users VALUES (1, 'Ada'), (2, 'Bob');
          INSERT INTO {schema}.posts VALUES (1, 2, 'hello'), (2, 2, 'again');"
     ));
-    let conn =
-        |name: &str, password: &str| {
-            let (s, v) = cp.call(
+    let conn = |name: &str, password: &str| {
+        let (s, v) = cp.call(
             "POST",
             "/v1/connections",
-            Some(json!({"name": name, "mysqlHost": m.host, "mysqlPort": m.port, "mysqlUser": m.user,
+            Some(json!({"name": name, "mysqlHost": src.host, "mysqlPort": src.port, "mysqlUser": src.user,
                         "mysqlPassword": password, "availableSchemas": [schema],
                         "instance": {"name": "db", "mysqlDb": schema}})),
         );
-            assert_eq!(s, 201, "{v}");
-            v["database"]["id"].as_str().unwrap().to_string()
-        };
+        assert_eq!(s, 201, "{v}");
+        v["database"]["id"].as_str().unwrap().to_string()
+    };
     let t0 = Instant::now();
-    let good = conn("good", &m.password);
+    let good = conn("good", &src.password);
     let bad = conn("bad", "wrong-password-123");
     cp.ok(&good, "provision", None, "immediate");
     cp.ok(&bad, "provision", None, "immediate");
@@ -1415,14 +1417,14 @@ fn mariadb_source_provisions_and_refused_login_fails() {
     let dir = cp.data.join("instances").join(&inst);
     assert_eq!(
         std::fs::read_to_string(dir.join("source-password")).unwrap(),
-        m.password
+        src.password
     );
     assert!(!std::fs::read_to_string(dir.join("state.json"))
         .unwrap()
-        .contains(&m.password));
+        .contains(&src.password));
     assert!(!std::fs::read_to_string(dir.join("engine.yaml"))
         .unwrap()
-        .contains(&m.password));
+        .contains(&src.password));
     cp.ok(&good, "terminate", None, "immediate");
     cp.wait_status(&good, "terminated", LONG);
     setup(&format!("DROP DATABASE {schema}"));

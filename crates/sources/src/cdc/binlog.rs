@@ -96,6 +96,13 @@ pub(crate) struct BinlogCdc {
 fn gone_or_source(e: mysql_async::Error, params: &SourceParams) -> CdcError {
     if let mysql_async::Error::Server(se) = &e {
         // 1236: ER_MASTER_FATAL_ERROR_READING_BINLOG (purged or unknown file / position).
+        if se.code == 1236 && se.message.contains("same server") {
+            return CdcError::NotReady(format!(
+                "{} (another replica of this source uses the same server_id: give this database another \
+                 binlogServerId)",
+                se.message
+            ));
+        }
         if se.code == 1236 {
             return CdcError::PositionGone(se.message.clone());
         }

@@ -299,6 +299,7 @@ pub async fn open_stream(
                     )))
                 }
             };
+            let publications = pgoutput::publication_names(params, &manifest, options).await?;
             let conn = pgoutput::ReplConn::connect(params).await?;
             Inner::Logical(Box::new(
                 pgoutput::LogicalCdc::start(
@@ -306,7 +307,7 @@ pub async fn open_stream(
                     pgoutput::schema_of(params, &manifest),
                     manifest,
                     &options.slot,
-                    &options.publication,
+                    &publications,
                     &lsn,
                 )
                 .await?,

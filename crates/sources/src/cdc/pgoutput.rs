@@ -305,11 +305,11 @@ impl LogicalCdc {
         schema: String,
         manifest: Arc<Manifest>,
         slot: &str,
-        publication: &str,
+        publications: &[String],
         lsn: &str,
     ) -> Result<LogicalCdc, CdcError> {
         let start = parse_lsn(lsn).ok_or_else(|| CdcError::Source(format!("bad LSN {lsn}")))?;
-        let pubs = format!("{publication},{publication}_nk");
+        let pubs = publications.join(",");
         let sql = format!(
             "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names '{}')",
             quote_double(slot),
@@ -632,6 +632,7 @@ pub struct LogicalSlot {
     conn: ReplConn,
     slot: String,
     schema: String,
+    publications: Vec<String>,
 }
 
 impl std::fmt::Debug for LogicalSlot {
@@ -646,17 +647,13 @@ impl std::fmt::Debug for LogicalSlot {
 impl LogicalSlot {
     /// Start streaming on the connection that created the slot, from the snapshot's LSN (this
     /// ends the exported snapshot: load before).
-    pub async fn start(
-        self,
-        manifest: Arc<Manifest>,
-        options: &CdcOptions,
-    ) -> Result<CdcStream, CdcError> {
+    pub async fn start(self, manifest: Arc<Manifest>) -> Result<CdcStream, CdcError> {
         let l = LogicalCdc::start(
             self.conn,
             self.schema,
             manifest,
             &self.slot,
-            &options.publication,
+            &self.publications,
             &self.snapshot.lsn,
         )
         .await?;
@@ -705,12 +702,16 @@ fn pg_err(e: tokio_postgres::Error, params: &SourceParams) -> SourceError {
     crate::error::pg(e, params)
 }
 
-/// Create or update the publications over the manifest's tables.
+/// The publications to stream from, created or updated when this user may: `<name>` over the
+/// exposed tables with a primary key and `<name>_nk` over the others. When the user may not
+/// (`CREATE PUBLICATION … FOR TABLE` needs ownership of the tables), a publication an owner
+/// created is used if it covers every exposed table ([`covering_publication`]); else the error
+/// says exactly what an owner has to run.
 async fn ensure_publications(
     params: &SourceParams,
     manifest: &Manifest,
     options: &CdcOptions,
-) -> Result<(), CdcError> {
+) -> Result<Vec<String>, CdcError> {
     let client = sql_client(params).await?;
     let schema = schema_of(params, manifest);
     let name =
@@ -727,6 +728,7 @@ async fn ensure_publications(
         .filter(|t| t.primary_key.is_empty())
         .map(name)
         .collect();
+    let mut refusal = None;
     for (pubname, tables, with) in [
         (options.publication.clone(), keyed, ""),
         (
@@ -756,13 +758,108 @@ async fn ensure_publications(
             (true, false) => format!("ALTER PUBLICATION {} SET TABLE {}", quote_double(&pubname), tables.join(", ")),
         };
         if let Err(e) = client.batch_execute(&sql).await {
-            let e = pg_err(e, params);
-            return Err(CdcError::NotReady(format!(
-                "cannot create the publication ({e}); run as an owner of the tables: {sql}"
-            )));
+            refusal = Some(pg_err(e, params).to_string());
+            break;
         }
     }
-    Ok(())
+    let Some(refusal) = refusal else {
+        return Ok(vec![
+            options.publication.clone(),
+            format!("{}_nk", options.publication),
+        ]);
+    };
+    if let Some(found) = covering_publication(&client, &schema, manifest, options)
+        .await
+        .map_err(|e| pg_err(e, params))?
+    {
+        tracing::info!(publication = %found, reason = %refusal, "using a publication created by an owner of the tables");
+        return Ok(vec![found]);
+    }
+    let all: Vec<String> = manifest.tables.iter().map(name).collect();
+    Err(CdcError::NotReady(format!(
+        "user {user} cannot create the publication {p} ({refusal}), and no publication covers every exposed \
+         table with inserts, updates and deletes. Have an owner of the tables (or a superuser) run \
+         `CREATE PUBLICATION {p} FOR TABLE {list};` on database {db}, or make {user} the owner of the tables, \
+         then provision again",
+        user = params.user,
+        p = quote_double(&options.publication),
+        list = all.join(", "),
+        db = params.database.as_deref().unwrap_or("?"),
+    )))
+}
+
+/// A publication (this database's own name first, then by name) that covers every exposed table:
+/// all of them listed (or `FOR ALL TABLES`), inserts published, and updates and deletes too when
+/// a table has a primary key. Row filters and column lists (PostgreSQL 15) are not looked at:
+/// a publication that has them makes the replica miss rows (documented in docs/engine.md).
+async fn covering_publication(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    manifest: &Manifest,
+    options: &CdcOptions,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let tables: Vec<String> = manifest
+        .tables
+        .iter()
+        .map(|t| t.source_name.clone())
+        .collect();
+    let keyed = manifest.tables.iter().any(|t| !t.primary_key.is_empty());
+    let rows = client
+        .query(
+            "SELECT p.pubname::text, p.pubinsert, p.pubupdate, p.pubdelete, \
+               (SELECT count(DISTINCT pt.tablename)::int FROM pg_publication_tables pt \
+                 WHERE pt.pubname = p.pubname AND pt.schemaname::text = $1 \
+                   AND pt.tablename::text = ANY($2::text[])) \
+             FROM pg_publication p ORDER BY p.pubname::text = $3 DESC, p.pubname",
+            &[&schema, &tables, &options.publication],
+        )
+        .await?;
+    Ok(rows.into_iter().find_map(|r| {
+        let (name, insert, update, delete, covered): (String, bool, bool, bool, i32) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        (covered as usize == tables.len() && insert && (!keyed || (update && delete)))
+            .then_some(name)
+    }))
+}
+
+/// The publications a resumed stream reads: this database's own ones where they exist, else
+/// the covering publication an owner created.
+pub(crate) async fn publication_names(
+    params: &SourceParams,
+    manifest: &Manifest,
+    options: &CdcOptions,
+) -> Result<Vec<String>, CdcError> {
+    let client = sql_client(params).await?;
+    let own = [
+        options.publication.clone(),
+        format!("{}_nk", options.publication),
+    ];
+    let existing: Vec<String> = client
+        .query(
+            "SELECT pubname::text FROM pg_publication WHERE pubname::text = ANY($1::text[]) ORDER BY pubname",
+            &[&own.to_vec()],
+        )
+        .await
+        .map_err(|e| pg_err(e, params))?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    if existing.len() == own.len() {
+        return Ok(existing);
+    }
+    let schema = schema_of(params, manifest);
+    match covering_publication(&client, &schema, manifest, options)
+        .await
+        .map_err(|e| pg_err(e, params))?
+    {
+        Some(found) => Ok(vec![found]),
+        None if !existing.is_empty() => Ok(existing),
+        None => Err(CdcError::NotReady(format!(
+            "the publication {} is gone and no other publication covers the exposed tables: \
+             redeploy the database to create it again",
+            options.publication
+        ))),
+    }
 }
 
 /// Create (or replace) the publications and the slot, exporting a snapshot: the load reads in
@@ -772,7 +869,7 @@ pub async fn create_logical_slot(
     manifest: &Manifest,
     options: &CdcOptions,
 ) -> Result<LogicalSlot, CdcError> {
-    ensure_publications(params, manifest, options).await?;
+    let publications = ensure_publications(params, manifest, options).await?;
     let client = sql_client(params).await?;
     // A full load starts a new slot: the old one (if any) is behind the new snapshot.
     client
@@ -818,6 +915,7 @@ pub async fn create_logical_slot(
         conn,
         slot: options.slot.clone(),
         schema: schema_of(params, manifest),
+        publications,
     })
 }
 
@@ -838,10 +936,20 @@ pub async fn drop_logical_slot(
         options.publication.clone(),
         format!("{}_nk", options.publication),
     ] {
-        client
+        match client
             .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_double(&p)))
             .await
-            .map_err(|e| CdcError::Source(pg_err(e, params).to_string()))?;
+        {
+            Ok(()) => {}
+            // An owner's publication (created for this database, see `ensure_publications`)
+            // stays: it is theirs to drop.
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                tracing::info!(publication = %p, "publication owned by another role left in place");
+            }
+            Err(e) => return Err(CdcError::Source(pg_err(e, params).to_string())),
+        }
     }
     Ok(())
 }

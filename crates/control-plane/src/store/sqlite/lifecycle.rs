@@ -35,7 +35,7 @@ fn build_row(r: &Row) -> rusqlite::Result<BuildRecord> {
 
 const INSTANCE_COLS: &str =
     "id, database_id, build_id, runtime_id, endpoint_url, health_status, snapshot_age_ms, \
-     swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at, control_url";
+     swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at, control_url, replication";
 
 fn instance_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
     let row_counts: Option<String> = r.get(8)?;
@@ -54,6 +54,9 @@ fn instance_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         updated_at: get_ts(r, 11)?,
         stopped_at: get_ts_opt(r, 12)?,
         control_url: r.get(13)?,
+        replication: r
+            .get::<_, Option<String>>(14)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
     })
 }
 
@@ -247,7 +250,7 @@ impl LifecycleTx for SqlTx<'_> {
         self.0.execute(
             "UPDATE instances SET runtime_id = ?2, endpoint_url = ?3, health_status = ?4, snapshot_age_ms = ?5, \
              swap_count = ?6, row_counts = ?7, last_health_check = ?8, updated_at = ?9, stopped_at = ?10, \
-             control_url = ?11 WHERE id = ?1",
+             control_url = ?11, replication = ?12 WHERE id = ?1",
             params![
                 i.id.to_string(),
                 i.runtime_id,
@@ -259,7 +262,8 @@ impl LifecycleTx for SqlTx<'_> {
                 ts_opt(&i.last_health_check),
                 ts(&i.updated_at),
                 ts_opt(&i.stopped_at),
-                i.control_url
+                i.control_url,
+                i.replication.as_ref().map(json)
             ],
         )?;
         Ok(())
