@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 const ADMIN: &str = "cdc-admin-token";
 
+#[derive(Clone)]
 struct Url {
     user: String,
     password: String,
@@ -72,6 +73,16 @@ impl Engine {
         extra: &str,
     ) -> Engine {
         let dir = tempfile::tempdir().unwrap();
+        // MySQL: on the shared test server the engine connects as the documented least-privilege
+        // user (SELECT, REPLICATION SLAVE, REPLICATION CLIENT); `u`, an admin, only sets up data.
+        // A test's private server (restart tests) has only its admin.
+        let source = match backend {
+            Backend::Mysql if u.port == parse_url("REFRACT_TEST_MYSQL_URL").port => {
+                parse_url("REFRACT_TEST_MYSQL_SOURCE_URL")
+            }
+            _ => u.clone(),
+        };
+        let u = &source;
         std::fs::write(dir.path().join("pw"), &u.password).unwrap();
         std::fs::write(dir.path().join("admin"), ADMIN).unwrap();
         let text = format!(

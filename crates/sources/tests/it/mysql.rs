@@ -9,6 +9,11 @@ use refract_sources::{LoadProgress, SourceError, SourcePosition};
 
 use crate::common::*;
 
+/// The documented least-privilege source user (`scripts/testenv`): what Refract connects as.
+fn source_url() -> String {
+    env_url("REFRACT_TEST_MYSQL_SOURCE_URL")
+}
+
 fn admin_url() -> String {
     env_url("REFRACT_TEST_MYSQL_URL")
 }
@@ -39,7 +44,7 @@ impl TestDb {
     }
 
     fn params(&self) -> refract_sources::SourceParams {
-        params(Backend::Mysql, &parse_url(&admin_url()), Some(&self.name))
+        params(Backend::Mysql, &parse_url(&source_url()), Some(&self.name))
     }
 }
 
@@ -304,7 +309,7 @@ async fn mysql_introspect_and_load_every_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_reports_schemas_and_binlog() {
     let db = TestDb::create().await;
-    let url = parse_url(&admin_url());
+    let url = parse_url(&source_url());
     let p = params(Backend::Mysql, &url, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);

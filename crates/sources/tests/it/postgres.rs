@@ -10,6 +10,11 @@ use tokio_postgres::NoTls;
 
 use crate::common::*;
 
+/// The documented least-privilege source user (`scripts/testenv`): what Refract connects as.
+fn source_url() -> String {
+    env_url("REFRACT_TEST_PG_SOURCE_URL")
+}
+
 fn admin_url() -> String {
     env_url("REFRACT_TEST_PG_URL")
 }
@@ -46,7 +51,7 @@ impl TestDb {
     fn params(&self) -> refract_sources::SourceParams {
         params(
             Backend::Postgres,
-            &parse_url(&admin_url()),
+            &parse_url(&source_url()),
             Some(&self.name),
         )
     }
