@@ -329,12 +329,30 @@ async fn binlog_rows_types_and_transactions() {
         .unwrap();
     c.query_drop("INSERT INTO items VALUES (4, 0, 0, 0, 0, 0, 0, 0, '', '', '', '', '1970-01-01', '00:00:00', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '[]', 'red', '', b'0', b'0', 0, 0, '')").await.unwrap();
     e.assert_converges(Duration::from_secs(30)).await;
+    // SET: the binlog's bitmask becomes the same JSON array as the snapshot's text.
+    let st = |id: i64| -> String {
+        let s = e.state.snapshot().expect("a snapshot");
+        let t = s.table("items").expect("items");
+        let c = t
+            .manifest
+            .columns
+            .iter()
+            .position(|c| c.source_name == "st")
+            .expect("st");
+        match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
+            Some(r) => format!("{:?}", t.value(c, r)),
+            None => "missing".into(),
+        }
+    };
+    assert_eq!(st(2), r#"Json("[\"a\",\"c\"]")"#);
+    assert_eq!(st(3), "Null");
+    assert_eq!(st(4), r#"Json("[]")"#);
 
     // Updates (NULL ↔ value), a primary-key change, deletes.
     c.query_drop("UPDATE items SET vc = NULL, us = 7, ts = NULL, js = NULL WHERE id = 2")
         .await
         .unwrap();
-    c.query_drop("UPDATE items SET vc = 'now set', dec_ = 0.001 WHERE id = 3")
+    c.query_drop("UPDATE items SET vc = 'now set', dec_ = 0.001, st = 'b,c,a' WHERE id = 3")
         .await
         .unwrap();
     c.query_drop("UPDATE items SET id = 20 WHERE id = 2")
@@ -345,6 +363,7 @@ async fn binlog_rows_types_and_transactions() {
         .unwrap();
     e.assert_converges(Duration::from_secs(30)).await;
     assert!(e.has_key("items", 20) && !e.has_key("items", 2) && !e.has_key("items", 4));
+    assert_eq!(st(3), r#"Json("[\"a\",\"b\",\"c\"]")"#);
 
     // A transaction over three tables is never seen half applied.
     let stop = Arc::new(AtomicBool::new(false));
@@ -900,7 +919,18 @@ CREATE TABLE a (id int PRIMARY KEY, v int);
 CREATE TABLE b (id int PRIMARY KEY, v int);
 CREATE TABLE c (id int PRIMARY KEY, v int);
 CREATE TABLE nokey (x int, y text);
-INSERT INTO items (id, tx) VALUES (1, 'loaded')";
+CREATE TABLE arrs (id int PRIMARY KEY, i2 int2[], i4 int4[], i8 int8[], f4 float4[], f8 float8[],
+    nu numeric(8,2)[], nf numeric[], bo bool[], tx text[], vc varchar(10)[], u uuid[], d date[],
+    ts timestamp[], tz timestamptz[], j json[], jb jsonb[], m int4[][]);
+INSERT INTO items (id, tx) VALUES (1, 'loaded');
+INSERT INTO arrs (id, tx) VALUES (1, '{\"Deleted Scenes\",\"Behind the Scenes\"}')";
+
+/// A row of `arrs` with every array type, NULL elements, quoting and two dimensions.
+const PG_ARRAY_ROW: &str = "INSERT INTO arrs VALUES (2, '{1,NULL,-32768}', '{2147483647}', '{9007199254740993}',
+    '{1.5,NaN,-Infinity}', '{-2.25e100,0.1}', '{1.5,NULL}', '{3.14159265358979,NaN}', '{t,f,NULL}',
+    ARRAY['a \"q\" b', NULL, 'NULL', '', 'é,{}'], '{x,y}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}',
+    '{2024-02-29,infinity}', '{\"1999-12-31 23:59:59.5\"}', '{\"2038-01-19 03:14:07+02\"}',
+    ARRAY['{\"k\": [1, null]}'::json, NULL], ARRAY['{\"b\": 1, \"a\": \"x\"}'::jsonb], '{{1,2},{3,NULL}}')";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_rows_types_transactions_ddl() {
@@ -932,6 +962,50 @@ async fn logical_rows_types_transactions_ddl() {
     .await
     .unwrap();
     e.assert_converges(Duration::from_secs(30)).await;
+
+    // Arrays: the snapshot value and the value through logical replication are one JSON array.
+    let arr = |col: &str, id: i64| -> String {
+        let s = e.state.snapshot().expect("a snapshot");
+        let t = s.table("arrs").expect("arrs");
+        let c = t
+            .manifest
+            .columns
+            .iter()
+            .position(|c| c.source_name == col)
+            .expect("column");
+        match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
+            Some(r) => format!("{:?}", t.value(c, r)),
+            None => "missing".into(),
+        }
+    };
+    assert_eq!(
+        arr("tx", 1),
+        r#"Json("[\"Deleted Scenes\",\"Behind the Scenes\"]")"#
+    );
+    c.batch_execute(PG_ARRAY_ROW).await.unwrap();
+    c.batch_execute("INSERT INTO arrs (id) VALUES (3); UPDATE arrs SET tx = '{changed,NULL}', m = '{}' WHERE id = 1")
+        .await
+        .unwrap();
+    e.assert_converges(Duration::from_secs(30)).await;
+    for (col, want) in [
+        ("i2", "[1,null,-32768]"),
+        ("i8", "[9007199254740993]"),
+        ("f4", "[1.5,null,null]"),
+        ("nu", r#"["1.50",null]"#),
+        ("bo", "[true,false,null]"),
+        ("tx", r#"["a \"q\" b",null,"NULL","","é,{}"]"#),
+        ("d", r#"["2024-02-29",null]"#),
+        ("ts", r#"["1999-12-31T23:59:59.500000"]"#),
+        ("tz", r#"["2038-01-19T01:14:07Z"]"#),
+        ("j", r#"[{"k": [1, null]},null]"#),
+        ("jb", r#"[{"a": "x", "b": 1}]"#),
+        ("m", "[[1,2],[3,null]]"),
+    ] {
+        assert_eq!(arr(col, 2), format!("Json({want:?})"), "arrs.{col}");
+    }
+    assert_eq!(arr("tx", 1), r#"Json("[\"changed\",null]")"#);
+    assert_eq!(arr("m", 1), r#"Json("[]")"#);
+    assert_eq!(arr("tx", 3), "Null");
     // Update leaving the TOASTed `big` unchanged, NULLs, a key change, a delete.
     c.batch_execute(
         "UPDATE items SET tx = NULL, bo = false WHERE id = 2; UPDATE items SET tx = 'set' WHERE id = 3;

@@ -38,11 +38,26 @@ pub struct SchemaConfig {
     pub where_sql: Option<String>,
     /// The global predicate applies only to tables having all of these columns.
     pub where_columns: Vec<String>,
-    /// When non-empty, only these tables are exposed.
+    /// Which tables are exposed when `tables` is given: only those listed (the default), or all.
+    #[serde(default)]
+    pub expose: Expose,
+    /// Per-table settings; with [`Expose::Listed`] and at least one entry, only these tables are
+    /// exposed.
     pub tables: Vec<TableConfig>,
     /// Line of each key path (`tables[2].columns`), for errors found after parsing.
     #[serde(skip)]
     pub lines: BTreeMap<String, usize>,
+}
+
+/// The top-level `expose` key: which tables a config with `tables` exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Expose {
+    /// Only the tables listed under `tables` (every table when `tables` is absent).
+    #[default]
+    Listed,
+    /// Every table of the source; entries of `tables` only change the ones they name.
+    All,
 }
 
 /// One entry of `tables:`.
@@ -63,6 +78,13 @@ pub struct TableConfig {
     pub relations_exclude: Vec<String>,
     /// Reverse relations to drop.
     pub reverse_relations_exclude: Vec<String>,
+    /// Forward relation name (as derived) → API name (`relations.aliases`).
+    #[serde(default)]
+    pub relation_aliases: BTreeMap<String, String>,
+    /// Reverse relation name (`table` or `table.relation`) → API name
+    /// (`reverse_relations.aliases`).
+    #[serde(default)]
+    pub reverse_relation_aliases: BTreeMap<String, String>,
     /// Column → API name.
     pub field_aliases: BTreeMap<String, String>,
     /// Column → note shown in the engine's OpenAPI document.
@@ -88,7 +110,14 @@ impl SchemaConfig {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "pg_schema", "where", "where_columns", "tables"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "pg_schema",
+    "where",
+    "where_columns",
+    "expose",
+    "tables",
+];
 const TABLE_KEYS: &[&str] = &[
     "name",
     "alias",
@@ -99,8 +128,8 @@ const TABLE_KEYS: &[&str] = &[
     "field_aliases",
     "field_notes",
 ];
-const RELATIONS_KEYS: &[&str] = &["include", "exclude"];
-const REVERSE_RELATIONS_KEYS: &[&str] = &["exclude"];
+const RELATIONS_KEYS: &[&str] = &["include", "exclude", "aliases"];
+const REVERSE_RELATIONS_KEYS: &[&str] = &["exclude", "aliases"];
 
 /// Parse and check a `reflexdb.yaml` text on its own (without a source schema).
 ///
@@ -285,6 +314,16 @@ impl Parser {
                         .names(value, "where_columns", "`where_columns`")
                         .unwrap_or_default()
                 }
+                "expose" => match self.text(value, "expose", "`expose`").as_deref() {
+                    Some("all") => config.expose = Expose::All,
+                    Some("listed") | None => config.expose = Expose::Listed,
+                    Some(other) => self.error(
+                        "expose",
+                        format!(
+                            "`expose` must be `all` (every table; entries of `tables` change the ones they name) or `listed` (only the tables under `tables`), found `{other}`"
+                        ),
+                    ),
+                },
                 "tables" => config.tables = self.tables(value),
                 _ => unreachable!("keys() returns allowed keys only"),
             }
@@ -382,6 +421,10 @@ impl Parser {
                     for (key, value) in self.keys(map, &key_path, &context, RELATIONS_KEYS) {
                         let item_path = join(&key_path, &key);
                         let what = format!("`relations.{key}` of {label}");
+                        if key == "aliases" {
+                            table.relation_aliases = self.text_map(value, &item_path, &what);
+                            continue;
+                        }
                         let names = self.names(value, &item_path, &what);
                         if key == "include" {
                             table.relations_include = names;
@@ -400,8 +443,13 @@ impl Parser {
                     {
                         let item_path = join(&key_path, &key);
                         let what = format!("`reverse_relations.{key}` of {label}");
-                        table.reverse_relations_exclude =
-                            self.names(value, &item_path, &what).unwrap_or_default();
+                        if key == "aliases" {
+                            table.reverse_relation_aliases =
+                                self.text_map(value, &item_path, &what);
+                        } else {
+                            table.reverse_relations_exclude =
+                                self.names(value, &item_path, &what).unwrap_or_default();
+                        }
                     }
                 }
                 "field_aliases" => table.field_aliases = self.text_map(value, &key_path, &what),
@@ -698,6 +746,37 @@ pub(crate) fn check(config: &SchemaConfig) -> Vec<(String, String)> {
                         "columns `{other}` and `{column}` of table `{name}` both have the field alias `{alias}`: pick another alias for one of them"
                     ),
                 ));
+            }
+        }
+        // Relation aliases: valid API names, one name per relation of the table.
+        let mut relation_alias_of: HashMap<&str, String> = HashMap::new();
+        for (key, aliases, kind) in [
+            ("relations", &table.relation_aliases, "relation"),
+            (
+                "reverse_relations",
+                &table.reverse_relation_aliases,
+                "reverse relation",
+            ),
+        ] {
+            for (relation, alias) in aliases {
+                let key_path = format!("{path}.{key}.aliases.{relation}");
+                if !is_api_name(alias) {
+                    out.push((
+                        key_path.clone(),
+                        format!(
+                            "alias `{alias}` of {kind} `{relation}` (table `{name}`) is not a valid API name: use letters, digits and `_`, not starting with a digit"
+                        ),
+                    ));
+                }
+                let this = format!("{kind} `{relation}`");
+                if let Some(other) = relation_alias_of.insert(alias.as_str(), this.clone()) {
+                    out.push((
+                        key_path,
+                        format!(
+                            "{other} and {this} of table `{name}` both have the alias `{alias}`: pick another alias for one of them"
+                        ),
+                    ));
+                }
             }
         }
         for column in table.field_notes.keys() {

@@ -16,7 +16,7 @@ mod manifest;
 mod source;
 mod value;
 
-pub use config::{parse_schema_config, ConfigError, SchemaConfig, TableConfig};
+pub use config::{parse_schema_config, ConfigError, Expose, SchemaConfig, TableConfig};
 pub use manifest::{
     build_manifest, BuildError, ColumnManifest, Manifest, Relation, RelationKind, TableManifest,
     MANIFEST_VERSION,

@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod arrays;
 pub mod cdc;
 mod error;
 #[doc(hidden)]

@@ -10,8 +10,8 @@ use mysql_async::consts::ColumnType as MyType;
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, OptsBuilder, Row, Value};
 use refract_schema::{
-    Backend, ColumnType, ForeignKey, Manifest, RowSink, SourceColumn, SourceSchema, SourceTable,
-    TableManifest, ValueRef,
+    Backend, ColumnManifest, ColumnType, ForeignKey, Manifest, RowSink, SourceColumn, SourceSchema,
+    SourceTable, TableManifest, ValueRef,
 };
 
 use crate::error::{self, timed_out};
@@ -356,7 +356,7 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
             json_check: json_checks.contains(&(tbl.clone(), name.to_ascii_lowercase())),
         };
         let ty = crate::types::mysql_type(&info);
-        let source_type = if ty == ColumnType::Json && data_type != "json" {
+        let source_type = if ty == ColumnType::Json && info.json_check && data_type != "json" {
             "json".to_string()
         } else {
             column_type
@@ -715,19 +715,20 @@ async fn load_table<S: RowSink, T>(
         .map(|c| c.column_type() == MyType::MYSQL_TYPE_BIT)
         .collect();
     let types: Vec<ColumnType> = table.columns.iter().map(|c| c.ty).collect();
+    let sets: Vec<bool> = table.columns.iter().map(is_set_column).collect();
     let mut counter = RowCounter::new(state);
     let mut scratch = String::new();
     while let Some(row) = result.next().await.map_err(map)? {
         for (i, ty) in types.iter().enumerate() {
             let v = row.as_ref(i).unwrap_or(&Value::NULL);
-            push_value(
-                sink,
-                i,
-                *ty,
-                v,
-                is_bit.get(i).copied().unwrap_or(false),
-                &mut scratch,
-            );
+            let kind = if sets[i] {
+                Kind::Set
+            } else if is_bit.get(i).copied().unwrap_or(false) {
+                Kind::Bit
+            } else {
+                Kind::Plain
+            };
+            push_value(sink, i, *ty, v, kind, &mut scratch);
         }
         if !sink.end_row() {
             return Err(refused(table));
@@ -753,15 +754,34 @@ fn civil_micros(y: u16, m: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Option<i
     )
 }
 
+/// Whether a manifest column is a MySQL `SET` stored as a JSON array.
+pub(crate) fn is_set_column(c: &ColumnManifest) -> bool {
+    c.ty == ColumnType::Json
+        && c.source_type
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("set("))
+}
+
+/// What a binary-protocol value's source column is, beyond its storage type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Plain,
+    /// `BIT(n)`: big-endian bytes.
+    Bit,
+    /// `SET`: comma-separated members, stored as a JSON array.
+    Set,
+}
+
 /// Decode one binary-protocol value into the column's type and push it.
 pub(crate) fn push_value<S: RowSink>(
     sink: &mut S,
     col: usize,
     ty: ColumnType,
     v: &Value,
-    is_bit: bool,
+    kind: Kind,
     scratch: &mut String,
 ) {
+    let is_bit = kind == Kind::Bit;
     let out = match (ty, v) {
         (_, Value::NULL) => ValueRef::Null,
         (ColumnType::Bool, Value::Int(i)) => ValueRef::Bool(*i != 0),
@@ -819,6 +839,10 @@ pub(crate) fn push_value<S: RowSink>(
                 ValueRef::Text(scratch)
             }
         },
+        (ColumnType::Json, Value::Bytes(b)) if kind == Kind::Set => {
+            crate::arrays::set_json(&String::from_utf8_lossy(b), scratch);
+            ValueRef::Json(scratch)
+        }
         (ColumnType::Json, Value::Bytes(b)) => match std::str::from_utf8(b) {
             Ok(s) => ValueRef::Json(s),
             Err(_) => ValueRef::Null,

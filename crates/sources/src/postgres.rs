@@ -413,6 +413,18 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
                     typmod,
                 });
                 match ty {
+                    // An array is a JSON array when its column type names it (`integer[]`); a
+                    // domain over an array, `int2vector`/`oidvector` and `box[]` (whose elements
+                    // are separated by `;`) stay text.
+                    ColumnType::Json
+                        if t.category == "A"
+                            && (!source_type.ends_with("[]")
+                                || source_type.starts_with("box[")) =>
+                    {
+                        ColumnType::Text {
+                            case_insensitive: false,
+                        }
+                    }
                     // Nondeterministic collations (ICU, e.g. `und-u-ks-level2`) compare
                     // case-insensitively.
                     ColumnType::Text {
@@ -668,6 +680,8 @@ enum Wire {
     Jsonb,
     /// Selected as `::text`, parsed into the column type.
     Parse(ColumnType),
+    /// An array, selected as `::text`, written as a JSON array.
+    Array(crate::arrays::Elem),
 }
 
 /// The decoding of a result column of PostgreSQL type `pg` into column type `ty`; `None`
@@ -734,6 +748,11 @@ async fn load_table<S: RowSink, T>(
             .get(i)
             .map(|c| c.type_().clone())
             .unwrap_or(Type::TEXT);
+        if let Some(elem) = crate::arrays::pg_array_elem(c) {
+            wires.push(Wire::Array(elem));
+            exprs.push(format!("{}::text", plain[i]));
+            continue;
+        }
         match wire_for(c.ty, &pg) {
             Some(w) => {
                 wires.push(w);
@@ -1043,8 +1062,22 @@ fn push_cell<S: RowSink>(
             _ => ValueRef::Null,
         },
         Wire::Parse(ty) => text_value(ty, b, bytes),
+        Wire::Array(elem) => crate::arrays::pg_array_json(elem, b, bytes),
     };
     sink.push(col, v);
+}
+
+/// A value of column `c` in PostgreSQL's text output format: arrays as JSON arrays, anything
+/// else as [`text_value`] decodes it.
+pub(crate) fn column_text_value<'a>(
+    c: &refract_schema::ColumnManifest,
+    b: &'a [u8],
+    buf: &'a mut Vec<u8>,
+) -> ValueRef<'a> {
+    match crate::arrays::pg_array_elem(c) {
+        Some(elem) => crate::arrays::pg_array_json(elem, b, buf),
+        None => text_value(c.ty, b, buf),
+    }
 }
 
 /// A value in PostgreSQL's text output format (what `col::text` and logical replication's

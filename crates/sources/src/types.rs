@@ -49,7 +49,9 @@ pub(crate) fn mysql_type(c: &MysqlColumnInfo<'_>) -> ColumnType {
             }
         }
         "float" | "double" | "real" | "double precision" => ColumnType::Float,
-        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => {
+        // SET: a JSON array of its members (`crate::arrays::set_json`).
+        "set" => ColumnType::Json,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" => {
             if c.json_check {
                 ColumnType::Json
             } else {
@@ -94,9 +96,13 @@ pub(crate) struct PgColumnInfo<'a> {
 
 /// PostgreSQL mapping.
 pub(crate) fn pg_type(c: &PgColumnInfo<'_>) -> ColumnType {
-    // Arrays, composites, ranges and enums: their text form (`{1,2,3}`, `(a,b)`, `[1,5)`), which
-    // is also what logical replication (pgoutput) sends, so loads and CDC agree.
-    if c.typcategory == "A" || c.typtype == "c" || c.typtype == "r" || c.typtype == "m" {
+    // Arrays: JSON arrays (`crate::arrays`), decoded from their text form by loads and CDC.
+    if c.typcategory == "A" {
+        return ColumnType::Json;
+    }
+    // Composites, ranges and enums: their text form (`(a,b)`, `[1,5)`), which is also what
+    // logical replication (pgoutput) sends, so loads and CDC agree.
+    if c.typtype == "c" || c.typtype == "r" || c.typtype == "m" {
         return ColumnType::Text {
             case_insensitive: false,
         };
@@ -687,7 +693,7 @@ mod tests {
             pg("numeric", "b", "N", ((5 << 16) | 0x7fe) + 4),
             ColumnType::Decimal { scale: 0 }
         ); // scale -2
-        assert_eq!(pg("_int4", "b", "A", -1), text);
+        assert_eq!(pg("_int4", "b", "A", -1), ColumnType::Json);
         assert_eq!(pg("mood", "e", "E", -1), text);
         assert_eq!(
             pg("citext", "b", "S", -1),

@@ -1499,6 +1499,167 @@ fn postgres_source_provisions() {
     run("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
 
+/// A Sakila-like PostgreSQL schema whose derived relation names clash (two foreign keys from
+/// `film` to `language`; `staff.store_id` → `store` beside `store.manager_staff_id` → `staff`; a
+/// self-reference named like its table) provisions with no schema config: the clashing relations
+/// get generated names, listed as build warnings, and every relation answers a query.
+#[test]
+fn sakila_like_schema_provisions_without_a_config() {
+    let p = crate::common::postgres();
+    let cp = Cp::fresh(0);
+    let db = format!("sk_{}", rand::random::<u32>());
+    let run = |database: &str, sql: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = format!(
+            "host={} port={} user={} password={} dbname={database}",
+            p.host, p.port, p.user, p.password
+        );
+        let sql = sql.to_string();
+        rt.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+        });
+    };
+    run("postgres", &format!("CREATE DATABASE {db}"));
+    run(
+        &db,
+        "CREATE TABLE language (language_id INT PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE film (film_id INT PRIMARY KEY, title TEXT NOT NULL,
+           language_id INT NOT NULL REFERENCES language(language_id),
+           original_language_id INT REFERENCES language(language_id));
+         CREATE TABLE store (store_id INT PRIMARY KEY, manager_staff_id INT);
+         CREATE TABLE staff (staff_id INT PRIMARY KEY, name TEXT NOT NULL,
+           store_id INT NOT NULL REFERENCES store(store_id));
+         ALTER TABLE store ADD FOREIGN KEY (manager_staff_id) REFERENCES staff(staff_id);
+         CREATE TABLE employee (id INT PRIMARY KEY, name TEXT NOT NULL,
+           employee_id INT REFERENCES employee(id));
+         INSERT INTO language VALUES (1, 'English'), (2, 'Italian');
+         INSERT INTO film VALUES (10, 'Cinema Paradiso', 1, 2), (11, 'Airport', 1, NULL);
+         INSERT INTO store VALUES (100, NULL);
+         INSERT INTO staff VALUES (7, 'Mike', 100);
+         UPDATE store SET manager_staff_id = 7;
+         INSERT INTO employee VALUES (1, 'Boss', NULL), (2, 'Worker', 1);",
+    );
+    let (s, v) = cp.call(
+        "POST",
+        "/v1/connections",
+        Some(
+            json!({"name": "pg", "backend": "postgres", "mysqlHost": p.host, "mysqlPort": p.port,
+                    "mysqlUser": p.user, "mysqlPassword": p.password, "availableSchemas": [db],
+                    "instance": {"name": "db", "mysqlDb": db}}),
+        ),
+    );
+    assert_eq!(s, 201, "{v}");
+    let id = v["database"]["id"].as_str().unwrap().to_string();
+    cp.ok(&id, "provision", None, "immediate");
+    let v = cp.wait_status(&id, "running", LONG);
+    let (key, _) = create_key(&cp, &id, "k");
+    let ep = endpoint(&v);
+
+    // Every relation, generated names included.
+    let rows = query_ok(
+        &ep,
+        &key,
+        "language(ORDER BY language_id) { name film(ORDER BY film_id) { title } film_by_original_language_id { title } }",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        rows,
+        json!([
+            {"name": "English", "film": [{"title": "Cinema Paradiso"}, {"title": "Airport"}], "film_by_original_language_id": []},
+            {"name": "Italian", "film": [], "film_by_original_language_id": [{"title": "Cinema Paradiso"}]},
+        ])
+    );
+    let rows = query_ok(
+        &ep,
+        &key,
+        "film(film_id = 10) { title language { name } original_language { name } }",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        rows,
+        json!([{"title": "Cinema Paradiso", "language": {"name": "English"}, "original_language": {"name": "Italian"}}])
+    );
+    let rows = query_ok(
+        &ep,
+        &key,
+        "staff { name store { store_id } store_by_manager_staff_id { store_id } }",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        rows,
+        json!([{"name": "Mike", "store": {"store_id": 100}, "store_by_manager_staff_id": [{"store_id": 100}]}])
+    );
+    let rows = query_ok(
+        &ep,
+        &key,
+        "store { store_id manager_staff { name } staff { name } }",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        rows,
+        json!([{"store_id": 100, "manager_staff": {"name": "Mike"}, "staff": [{"name": "Mike"}]}])
+    );
+    let rows = query_ok(
+        &ep,
+        &key,
+        "employee(ORDER BY id) { name employee { name } employee_by_employee_id { name } }",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        rows,
+        json!([
+            {"name": "Boss", "employee": null, "employee_by_employee_id": [{"name": "Worker"}]},
+            {"name": "Worker", "employee": {"name": "Boss"}, "employee_by_employee_id": []},
+        ])
+    );
+
+    // The generated names are build warnings, in GET …/schema and in the build log.
+    let schema = cp.get(&format!("/v1/databases/{id}/schema"));
+    let warnings: Vec<&str> = schema["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{schema}"))
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    for generated in [
+        "`film_by_original_language_id`",
+        "`store_by_manager_staff_id`",
+        "`employee_by_employee_id`",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(generated)),
+            "{generated}: {warnings:#?}"
+        );
+    }
+    let builds = cp.get(&format!("/v1/databases/{id}/builds"));
+    let log = cp
+        .http
+        .get(format!(
+            "{}{}",
+            cp.url,
+            builds["builds"][0]["logsUrl"].as_str().unwrap()
+        ))
+        .bearer_auth(&cp.admin)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(log.contains("3 warnings"), "{log}");
+    assert!(log.contains("film_by_original_language_id"), "{log}");
+
+    cp.ok(&id, "terminate", None, "immediate");
+    cp.wait_status(&id, "terminated", LONG);
+    run("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
 /// Scale S of the reference dataset (10k users, 100k posts, 300k comments) in SQLite.
 fn blog_sqlite_scale_s(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{check, did_you_mean};
 use crate::{
-    Backend, BuildError, ColumnManifest, ForeignKey, Manifest, Relation, RelationKind,
+    Backend, BuildError, ColumnManifest, Expose, ForeignKey, Manifest, Relation, RelationKind,
     SchemaConfig, SourceSchema, SourceTable, TableConfig, TableManifest, MANIFEST_VERSION,
 };
 
@@ -58,8 +58,9 @@ pub(crate) fn apply(
     let mut tables = select_tables(source, config, pg_schema.as_deref(), &mut errors);
     apply_where(config, &mut tables, &mut errors);
     let derived = derive_relations(source, &tables);
+    let mut relation_warnings = Vec::new();
     let relations: Vec<Vec<Relation>> = (0..tables.len())
-        .map(|t| relations_of(t, &tables, &derived, &mut errors))
+        .map(|t| relations_of(t, &tables, &derived, &mut errors, &mut relation_warnings))
         .collect();
 
     if !errors.list.is_empty() {
@@ -97,6 +98,7 @@ pub(crate) fn apply(
             .filter(|t| t.primary_key.is_empty())
             .map(|t| no_primary_key_warning(&t.source_name)),
     );
+    warnings.extend(relation_warnings);
     Ok(Manifest {
         version: MANIFEST_VERSION,
         backend: source.backend,
@@ -200,6 +202,49 @@ fn select_tables<'a>(
     }
     let by_name: HashMap<&str, &SourceTable> =
         source.tables.iter().map(|t| (t.name.as_str(), t)).collect();
+    if config.expose == Expose::All {
+        // Every source table, in source order; a listed table gets its entry.
+        let mut entries: HashMap<&str, usize> = HashMap::new();
+        for (i, entry) in config.tables.iter().enumerate() {
+            if entry.name.is_empty() {
+                continue;
+            }
+            entries.entry(entry.name.as_str()).or_insert(i);
+            if !by_name.contains_key(entry.name.as_str()) {
+                unknown_table(source, pg_schema, i, &entry.name, errors);
+            }
+        }
+        let tables: Vec<Exposed<'a>> = source
+            .tables
+            .iter()
+            .map(|t| {
+                let entry = entries
+                    .get(t.name.as_str())
+                    .map(|&i| (i, &config.tables[i]));
+                expose(t, entry, errors)
+            })
+            .collect();
+        // An alias may take the name of a table the config does not list.
+        for table in &tables {
+            let Some((i, cfg)) = table.entry else {
+                continue;
+            };
+            let Some(alias) = &cfg.alias else { continue };
+            if let Some(other) = tables
+                .iter()
+                .find(|o| o.entry.is_none() && o.api_name == *alias)
+            {
+                errors.at(
+                    &format!("tables[{i}].alias"),
+                    format!(
+                        "tables `{}` and `{}` would both be exposed as `{alias}`: give table `{}` another `alias`, or list table `{}` with an `alias` of its own",
+                        other.source.name, cfg.name, cfg.name, other.source.name
+                    ),
+                );
+            }
+        }
+        return tables;
+    }
     let mut seen = HashSet::new();
     let mut tables = Vec::new();
     for (i, entry) in config.tables.iter().enumerate() {
@@ -208,22 +253,31 @@ fn select_tables<'a>(
         }
         match by_name.get(entry.name.as_str()) {
             Some(table) => tables.push(expose(table, Some((i, entry)), errors)),
-            None => {
-                let schema = pg_schema
-                    .map(|s| format!(", schema `{s}`"))
-                    .unwrap_or_default();
-                let hint = did_you_mean(&entry.name, source.tables.iter().map(|t| t.name.as_str()));
-                errors.at(
-                    &format!("tables[{i}].name"),
-                    format!(
-                        "table `{}` does not exist on the source (database `{}`{schema}){hint}",
-                        entry.name, source.database
-                    ),
-                );
-            }
+            None => unknown_table(source, pg_schema, i, &entry.name, errors),
         }
     }
     tables
+}
+
+/// "table `usres` does not exist on the source", at entry `i`.
+fn unknown_table(
+    source: &SourceSchema,
+    pg_schema: Option<&str>,
+    i: usize,
+    name: &str,
+    errors: &mut Errors<'_>,
+) {
+    let schema = pg_schema
+        .map(|s| format!(", schema `{s}`"))
+        .unwrap_or_default();
+    let hint = did_you_mean(name, source.tables.iter().map(|t| t.name.as_str()));
+    errors.at(
+        &format!("tables[{i}].name"),
+        format!(
+            "table `{name}` does not exist on the source (database `{}`{schema}){hint}",
+            source.database
+        ),
+    );
 }
 
 /// One table's exposed columns: the allow-list, primary key, field aliases and notes.
@@ -509,14 +563,6 @@ fn quoted(names: &[&str]) -> String {
     }
 }
 
-/// A name in a table's namespace: a column or a relation.
-#[derive(Clone, Copy)]
-enum Member<'d, 'a> {
-    Column(&'d ColumnManifest),
-    Forward(&'d Derived<'a>),
-    Reverse(&'d Derived<'a>),
-}
-
 /// The relations of exposed table `t`, after `relations` / `reverse_relations`; reports unknown
 /// names and name clashes.
 fn relations_of(
@@ -524,6 +570,7 @@ fn relations_of(
     tables: &[Exposed<'_>],
     derived: &[Derived<'_>],
     errors: &mut Errors<'_>,
+    warnings: &mut Vec<String>,
 ) -> Vec<Relation> {
     let table = &tables[t];
     let name = &table.source.name;
@@ -533,7 +580,9 @@ fn relations_of(
         .collect();
     let mut reverses: Vec<&Derived<'_>> =
         derived.iter().filter(|d| d.to_exposed == Some(t)).collect();
-    reverses.sort_by(|a, b| a.reverse.cmp(&b.reverse));
+    reverses.sort_by(|a, b| {
+        (&a.reverse, &a.from.name, &a.fk.columns).cmp(&(&b.reverse, &b.from.name, &b.fk.columns))
+    });
     let forward_names = || {
         unique(
             forwards
@@ -628,186 +677,273 @@ fn relations_of(
         });
     }
 
-    // Columns and relations share one namespace (the keys of a response object).
-    let mut names: BTreeMap<&str, Vec<Member<'_, '_>>> = BTreeMap::new();
-    for column in &table.columns {
-        names
-            .entry(column.api_name.as_str())
-            .or_default()
-            .push(Member::Column(column));
-    }
-    for d in &keep_forward {
-        names
-            .entry(d.forward.as_str())
-            .or_default()
-            .push(Member::Forward(d));
-    }
-    for d in &keep_reverse {
-        names
-            .entry(d.reverse.as_str())
-            .or_default()
-            .push(Member::Reverse(d));
-    }
-    for (clash, members) in &names {
-        // Columns among themselves were reported by expose() and check().
-        let columns_only = members.iter().all(|m| matches!(m, Member::Column(_)));
-        if members.len() > 1 && !columns_only {
-            errors.at_opt(
-                table.path("").as_deref(),
-                clash_message(table, tables, clash, members),
-            );
+    // Relation aliases from the config: which relation each one names.
+    let mut aliases: Vec<(&Derived<'_>, bool, &str, Option<String>)> = Vec::new();
+    if let Some(cfg) = table.config() {
+        for (key, alias) in &cfg.relation_aliases {
+            let path = table.path(&format!("relations.aliases.{key}"));
+            let matches: Vec<&Derived<'_>> = forwards
+                .iter()
+                .copied()
+                .filter(|d| d.forward == *key)
+                .collect();
+            match matches.as_slice() {
+                [] => errors.at_opt(
+                    path.as_deref(),
+                    format!(
+                        "`relations.aliases` of table `{name}` names `{key}`, which is not one of its relations{} ({})",
+                        did_you_mean(key, forward_names()),
+                        listing(forward_names())
+                    ),
+                ),
+                [d] => aliases.push((d, false, alias.as_str(), path)),
+                several => {
+                    let each: Vec<String> = several.iter().map(|d| d.describe.clone()).collect();
+                    errors.at_opt(
+                        path.as_deref(),
+                        format!(
+                            "`relations.aliases` of table `{name}` names `{key}`, the name of {} relations ({}): give one of the foreign-key columns another name with `field_aliases` instead",
+                            several.len(),
+                            each.join("; ")
+                        ),
+                    );
+                }
+            }
+        }
+        for (key, alias) in &cfg.reverse_relation_aliases {
+            let path = table.path(&format!("reverse_relations.aliases.{key}"));
+            let matches: Vec<&Derived<'_>> = reverses
+                .iter()
+                .copied()
+                .filter(|d| d.reverse == *key || d.qualified == *key)
+                .collect();
+            match matches.as_slice() {
+                [] => errors.at_opt(
+                    path.as_deref(),
+                    format!(
+                        "`reverse_relations.aliases` of table `{name}` names `{key}`, which is not one of its reverse relations{} ({})",
+                        did_you_mean(key, reverse_names()),
+                        listing(reverse_names())
+                    ),
+                ),
+                [d] => aliases.push((d, true, alias.as_str(), path)),
+                several => {
+                    let each: Vec<String> =
+                        several.iter().map(|d| format!("`{}`", d.qualified)).collect();
+                    errors.at_opt(
+                        path.as_deref(),
+                        format!(
+                            "`reverse_relations.aliases` of table `{name}` names `{key}`, the name of {} reverse relations: name one of them with {}",
+                            several.len(),
+                            each.join(" or ")
+                        ),
+                    );
+                }
+            }
         }
     }
 
-    let mut relations: Vec<Relation> = keep_forward
+    // Columns and relations share one namespace (the keys of a response object). Columns keep
+    // their names and aliased relations the config's; a derived name already taken gets a
+    // generated one (with a warning); two names the config sets that clash are an error.
+    let slots: Vec<Slot<'_, '_>> = keep_forward
         .iter()
-        .map(|d| Relation {
-            name: d.forward.clone(),
-            kind: RelationKind::Forward,
-            target_table: tables[d.to_exposed.expect("live relation")]
-                .api_name
-                .clone(),
-            local_columns: d.local.clone(),
-            target_columns: d.target.clone(),
+        .map(|d| (*d, false))
+        .chain(keep_reverse.iter().map(|d| (*d, true)))
+        .map(|(d, reverse)| Slot {
+            d,
+            reverse,
+            base: if reverse { &d.reverse } else { &d.forward },
+            alias: aliases
+                .iter()
+                .find(|(a, r, _, _)| std::ptr::eq(*a, d) && *r == reverse)
+                .map(|(_, _, alias, path)| (*alias, path.clone())),
         })
         .collect();
-    relations.extend(keep_reverse.iter().map(|d| {
-        Relation {
-            name: d.reverse.clone(),
-            kind: RelationKind::Reverse,
-            target_table: tables[d.from_exposed.expect("live relation")]
-                .api_name
-                .clone(),
-            local_columns: d.target.clone(),
-            target_columns: d.local.clone(),
+    let mut holders: BTreeMap<String, String> = BTreeMap::new();
+    for column in &table.columns {
+        holders
+            .entry(column.api_name.clone())
+            .or_insert_with(|| describe_column(column));
+    }
+    let mut names: Vec<Option<String>> = vec![None; slots.len()];
+    for (i, slot) in slots.iter().enumerate() {
+        let Some((alias, path)) = &slot.alias else {
+            continue;
+        };
+        let this = slot.describe();
+        if let Some(other) = holders.get(*alias) {
+            errors.at_opt(
+                path.as_deref(),
+                format!(
+                    "table `{name}`: the alias `{alias}` of {this} is also the name of {other}: pick another alias"
+                ),
+            );
+            continue;
         }
-    }));
-    relations
+        holders.insert(alias.to_string(), this);
+        names[i] = Some(alias.to_string());
+    }
+    // Derived names, each group in a stable order: forward before reverse, then by the
+    // referencing table and its foreign-key columns.
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, slot) in slots.iter().enumerate() {
+        if slot.alias.is_none() {
+            groups.entry(slot.base).or_default().push(i);
+        }
+    }
+    for group in groups.values_mut() {
+        group.sort_by_key(|&i| {
+            let d = slots[i].d;
+            (slots[i].reverse, &d.from.name, &d.fk.columns, &d.fk.name)
+        });
+    }
+    for (base, group) in &groups {
+        if !holders.contains_key(*base) {
+            holders.insert(base.to_string(), slots[group[0]].describe());
+            names[group[0]] = Some(base.to_string());
+        }
+    }
+    for (base, group) in &groups {
+        for &i in group {
+            if names[i].is_some() {
+                continue;
+            }
+            let slot = &slots[i];
+            let from = &tables[slot.d.from_exposed.expect("live relation")];
+            let columns: Vec<&str> = slot
+                .d
+                .fk
+                .columns
+                .iter()
+                .map(|c| from.column_api_name(c))
+                .collect();
+            let stem = format!("{base}_by_{}", columns.join("_and_"));
+            let mut generated = stem.clone();
+            let mut n = 2;
+            while holders.contains_key(&generated) {
+                generated = format!("{stem}_{n}");
+                n += 1;
+            }
+            warnings.push(generated_name_warning(
+                table,
+                slot,
+                &generated,
+                &holders[*base],
+                &forwards,
+                &reverses,
+            ));
+            holders.insert(generated.clone(), slot.describe());
+            names[i] = Some(generated);
+        }
+    }
+
+    slots
+        .iter()
+        .zip(names)
+        .filter_map(|(slot, name)| {
+            let d = slot.d;
+            Some(if slot.reverse {
+                Relation {
+                    name: name?,
+                    kind: RelationKind::Reverse,
+                    target_table: tables[d.from_exposed.expect("live relation")]
+                        .api_name
+                        .clone(),
+                    local_columns: d.target.clone(),
+                    target_columns: d.local.clone(),
+                }
+            } else {
+                Relation {
+                    name: name?,
+                    kind: RelationKind::Forward,
+                    target_table: tables[d.to_exposed.expect("live relation")]
+                        .api_name
+                        .clone(),
+                    local_columns: d.local.clone(),
+                    target_columns: d.target.clone(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// One kept relation of a table while its name is chosen.
+struct Slot<'d, 'a> {
+    d: &'d Derived<'a>,
+    reverse: bool,
+    /// The derived name.
+    base: &'d str,
+    /// The config's alias, with its key path.
+    alias: Option<(&'d str, Option<String>)>,
+}
+
+impl Slot<'_, '_> {
+    fn describe(&self) -> String {
+        if self.reverse {
+            format!(
+                "reverse relation `{}` (from {})",
+                self.d.reverse, self.d.describe
+            )
+        } else {
+            format!("relation `{}` ({})", self.d.forward, self.d.describe)
+        }
+    }
+}
+
+fn describe_column(column: &ColumnManifest) -> String {
+    if column.api_name != column.source_name {
+        format!(
+            "column `{}` (field alias of `{}`)",
+            column.api_name, column.source_name
+        )
+    } else {
+        format!("column `{}`", column.api_name)
+    }
+}
+
+/// The warning for a relation whose derived name was taken, with the config line that names it.
+fn generated_name_warning(
+    table: &Exposed<'_>,
+    slot: &Slot<'_, '_>,
+    generated: &str,
+    holder: &str,
+    forwards: &[&Derived<'_>],
+    reverses: &[&Derived<'_>],
+) -> String {
+    let d = slot.d;
+    let name = &table.source.name;
+    let how = if slot.reverse {
+        let shared = reverses.iter().filter(|o| o.reverse == d.reverse).count() > 1;
+        let key = if shared { &d.qualified } else { &d.reverse };
+        format!(
+            "to keep or change it, add `reverse_relations: {{aliases: {{{key}: {generated}}}}}` to the entry of table `{name}` in the schema config"
+        )
+    } else if forwards.iter().filter(|o| o.forward == d.forward).count() == 1 {
+        format!(
+            "to keep or change it, add `relations: {{aliases: {{{}: {generated}}}}}` to the entry of table `{name}` in the schema config",
+            d.forward
+        )
+    } else if let [column] = d.fk.columns.as_slice() {
+        format!(
+            "to change it, rename the foreign-key column with `field_aliases: {{{column}: <name>_id}}` on table `{name}` in the schema config"
+        )
+    } else {
+        format!(
+            "to change it, give table `{}` another `alias` in the schema config",
+            d.fk.referenced_table
+        )
+    };
+    format!(
+        "table `{}`: {} was named `{generated}` automatically because `{}` is taken by {holder}; {how} (with `expose: all`, no other table needs an entry)",
+        table.api_name,
+        slot.describe(),
+        slot.base
+    )
 }
 
 /// Names in first-seen order, without repeats.
 fn unique<'s>(names: impl Iterator<Item = &'s str>) -> Vec<&'s str> {
     let mut seen = HashSet::new();
     names.filter(|n| seen.insert(*n)).collect()
-}
-
-/// "table `users`: the name `comments` is used by … and …; to fix it: …".
-fn clash_message(
-    table: &Exposed<'_>,
-    tables: &[Exposed<'_>],
-    clash: &str,
-    members: &[Member<'_, '_>],
-) -> String {
-    let name = &table.source.name;
-    let what: Vec<String> = members
-        .iter()
-        .map(|m| match m {
-            Member::Column(c) if c.api_name != c.source_name => {
-                format!(
-                    "column `{}` (field alias of `{}`)",
-                    c.api_name, c.source_name
-                )
-            }
-            Member::Column(c) => format!("column `{}`", c.api_name),
-            Member::Forward(d) => format!("relation `{}` ({})", d.forward, d.describe),
-            Member::Reverse(d) => format!("reverse relation `{}` (from {})", d.reverse, d.describe),
-        })
-        .collect();
-    let reverse_count = members
-        .iter()
-        .filter(|m| matches!(m, Member::Reverse(_)))
-        .count();
-    let mut fixes: Vec<String> = Vec::new();
-    let mut add = |fix: String| {
-        if !fixes.contains(&fix) {
-            fixes.push(fix);
-        }
-    };
-    for member in members {
-        match member {
-            Member::Column(c) => {
-                let own_fk = members.iter().any(|m| {
-                    matches!(m, Member::Forward(d) if d.fk.columns.len() == 1 && d.fk.columns[0] == c.source_name)
-                });
-                if own_fk {
-                    add(format!(
-                        "rename the column with `field_aliases: {{{0}: {0}_id}}` on table `{name}` (the relation keeps the name `{1}`)",
-                        c.source_name, clash
-                    ));
-                } else {
-                    add(format!(
-                        "rename column `{}` with `field_aliases` on table `{name}`",
-                        c.source_name
-                    ));
-                }
-            }
-            Member::Forward(d) => {
-                let own_column = members.iter().any(|m| {
-                    matches!(m, Member::Column(c) if d.fk.columns.len() == 1 && d.fk.columns[0] == c.source_name)
-                });
-                match d.fk.columns.as_slice() {
-                    // The column's own fix (above or below) says it better.
-                    [_] if own_column => {}
-                    [column] => add(format!(
-                        "rename foreign-key column `{column}` with `field_aliases` on table `{name}` (a relation is named after its column's API name without `_id`)"
-                    )),
-                    _ => {
-                        if let Some(target) = d.to_exposed.map(|i| &tables[i]) {
-                            add(format!(
-                                "give table `{}` another `alias` (a composite foreign key's relation is named after the table it references)",
-                                target.source.name
-                            ));
-                        }
-                    }
-                }
-                add(format!(
-                    "drop the relation with `relations: {{exclude: [{clash}]}}` on table `{name}`"
-                ));
-            }
-            Member::Reverse(d) => {
-                let shared_source = members.iter().any(|m| {
-                    matches!(m, Member::Reverse(o) if !std::ptr::eq(*o, *d) && o.from.name == d.from.name)
-                });
-                if !shared_source {
-                    add(format!(
-                        "give table `{}` another `alias` (a reverse relation is named after the referencing table)",
-                        d.from.name
-                    ));
-                }
-                if reverse_count > 1 {
-                    let qualified: Vec<&str> = members
-                        .iter()
-                        .filter_map(|m| match m {
-                            Member::Reverse(o) => Some(o.qualified.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    let each: Vec<String> = qualified.iter().map(|q| format!("`{q}`")).collect();
-                    add(format!(
-                        "keep only the first with `reverse_relations: {{exclude: [{}]}}` on table `{name}` (each has its own name: {}; `{clash}` drops them all)",
-                        qualified[1..].join(", "),
-                        each.join(", ")
-                    ));
-                } else {
-                    add(format!(
-                        "drop the reverse relation with `reverse_relations: {{exclude: [{clash}]}}` on table `{name}`"
-                    ));
-                }
-            }
-        }
-    }
-    format!(
-        "table `{name}`: the name `{clash}` is used by {}; to fix it, {}",
-        quoted_plain(&what),
-        fixes.join("; or ")
-    )
-}
-
-/// `a`, `a and b`, `a, b and c` (already formatted items).
-fn quoted_plain(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
 }

@@ -419,7 +419,7 @@ fn unknown_keys_name_the_key_and_the_allowed_ones() {
         &[
             "unknown key `tabels` at the top level",
             "did you mean `tables`?",
-            "allowed keys: version, pg_schema, where, where_columns, tables",
+            "allowed keys: version, pg_schema, where, where_columns, expose, tables",
         ],
     );
     one_error(
@@ -433,7 +433,7 @@ fn unknown_keys_name_the_key_and_the_allowed_ones() {
         &[
             "unknown key `includes` in `relations` of table `posts`",
             "did you mean `include`?",
-            "allowed keys: include, exclude",
+            "allowed keys: include, exclude, aliases",
         ],
     );
     one_error(
@@ -1022,27 +1022,23 @@ fn user_column_schema() -> SourceSchema {
 }
 
 #[test]
-fn fk_column_without_id_keeps_its_name_and_clashes() {
+fn fk_column_without_id_keeps_its_name_and_the_relation_gets_another() {
     let source = user_column_schema();
-    let errors = build_manifest(&source, None).unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_eq!(errors[0].line, None);
-    let message = &errors[0].message;
-    for part in [
-        "table `orders`: the name `user` is used by column `user` and relation `user` (orders(user) → users(id))",
-        "`field_aliases: {user: user_id}` on table `orders` (the relation keeps the name `user`)",
-        "`relations: {exclude: [user]}` on table `orders`",
-    ] {
-        assert!(message.contains(part), "{message:?} lacks {part:?}");
-    }
-    // The line is the table's entry when the config lists it.
-    one_build_error(
-        &source,
-        "version: 1\ntables:\n  - name: users\n  - name: orders\n",
-        Some(4),
-        &["the name `user`"],
+    let manifest = build_manifest(&source, None).unwrap();
+    // The column keeps its name; the relation is named after it.
+    assert_eq!(
+        relations(&manifest, "orders"),
+        vec!["user_by_user forward users(user → id)"]
     );
-    // Either fix works.
+    assert_eq!(manifest.warnings.len(), 1, "{:#?}", manifest.warnings);
+    let warning = &manifest.warnings[0];
+    for part in [
+        "table `orders`: relation `user` (orders(user) → users(id)) was named `user_by_user` automatically because `user` is taken by column `user`",
+        "add `relations: {aliases: {user: user_by_user}}` to the entry of table `orders`",
+    ] {
+        assert!(warning.contains(part), "{warning:?} lacks {part:?}");
+    }
+    // Either old fix still works, without a warning.
     let manifest = build(&source, "version: 1\ntables:\n  - name: users\n  - name: orders\n    field_aliases: {user: user_id}\n");
     assert_eq!(
         column_names(t(&manifest, "orders")),
@@ -1052,11 +1048,26 @@ fn fk_column_without_id_keeps_its_name_and_clashes() {
         relations(&manifest, "orders"),
         vec!["user forward users(user_id → id)"]
     );
+    assert!(manifest.warnings.is_empty(), "{:#?}", manifest.warnings);
     let manifest = build(&source, "version: 1\ntables:\n  - name: users\n  - name: orders\n    relations: {exclude: [user]}\n");
     assert!(t(&manifest, "orders").relations.is_empty());
     assert_eq!(
         relations(&manifest, "users"),
         vec!["orders reverse orders(id → user)"]
+    );
+    // The warning's own line pins the name (and silences the warning); another alias renames.
+    let manifest = build(&source, "version: 1\nexpose: all\ntables:\n  - name: orders\n    relations: {aliases: {user: customer}}\n");
+    assert_eq!(
+        relations(&manifest, "orders"),
+        vec!["customer forward users(user → id)"]
+    );
+    assert!(manifest.warnings.is_empty(), "{:#?}", manifest.warnings);
+    // An alias that is a column's name is the user's own clash: an error, at its line.
+    one_build_error(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: orders\n    relations:\n      aliases:\n        user: total\n",
+        Some(7),
+        &["table `orders`: the alias `total` of relation `user` (orders(user) → users(id)) is also the name of column `total`: pick another alias"],
     );
 }
 
@@ -1135,26 +1146,16 @@ fn two_fk_schema() -> SourceSchema {
 }
 
 #[test]
-fn two_reverse_relations_with_one_name_clash() {
+fn two_foreign_keys_to_one_table_get_distinct_reverse_names() {
     let source = two_fk_schema();
-    let errors = build_manifest(&source, None).unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    let message = &errors[0].message;
-    for part in [
-        "table `users`: the name `comments` is used by reverse relation `comments` (from comments(author_id) → users(id)) and reverse relation `comments` (from comments(editor_id) → users(id))",
-        "keep only the first with `reverse_relations: {exclude: [comments.editor]}` on table `users`",
-        "(each has its own name: `comments.author`, `comments.editor`; `comments` drops them all)",
-    ] {
-        assert!(message.contains(part), "{message:?} lacks {part:?}");
-    }
-    // An alias of comments renames both: not offered.
-    assert!(!message.contains("`alias`"), "{message:?}");
-
-    let config = "version: 1\ntables:\n  - name: comments\n  - name: users\n    reverse_relations:\n      exclude: [comments.editor]\n";
-    let manifest = build(&source, config);
+    let manifest = build_manifest(&source, None).unwrap();
+    // By foreign-key column: author_id < editor_id.
     assert_eq!(
         relations(&manifest, "users"),
-        vec!["comments reverse comments(id → author_id)"]
+        vec![
+            "comments reverse comments(id → author_id)",
+            "comments_by_editor_id reverse comments(id → editor_id)",
+        ]
     );
     assert_eq!(
         relations(&manifest, "comments"),
@@ -1163,12 +1164,89 @@ fn two_reverse_relations_with_one_name_clash() {
             "editor forward users(editor_id → id)",
         ]
     );
+    assert_eq!(manifest.warnings.len(), 1, "{:#?}", manifest.warnings);
+    let warning = &manifest.warnings[0];
+    for part in [
+        "table `users`: reverse relation `comments` (from comments(editor_id) → users(id)) was named `comments_by_editor_id` automatically because `comments` is taken by reverse relation `comments` (from comments(author_id) → users(id))",
+        "add `reverse_relations: {aliases: {comments.editor: comments_by_editor_id}}` to the entry of table `users`",
+        "with `expose: all`, no other table needs an entry",
+    ] {
+        assert!(warning.contains(part), "{warning:?} lacks {part:?}");
+    }
+    // Deterministic: the same source in another table/foreign-key order gives the same names.
+    let mut shuffled = two_fk_schema();
+    shuffled.tables.reverse();
+    for t in &mut shuffled.tables {
+        t.foreign_keys.reverse();
+    }
+    let reordered = build_manifest(&shuffled, None).unwrap();
+    for table in ["users", "comments"] {
+        let mut a = relations(&manifest, table);
+        let mut b = relations(&reordered, table);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+    }
+    assert_eq!(reordered.warnings, manifest.warnings);
+
+    // Excluding one keeps the other under the plain name, as before.
+    let config = "version: 1\ntables:\n  - name: comments\n  - name: users\n    reverse_relations:\n      exclude: [comments.editor]\n";
+    let manifest = build(&source, config);
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec!["comments reverse comments(id → author_id)"]
+    );
+    assert!(manifest.warnings.is_empty());
     let manifest = build(&source, "version: 1\ntables:\n  - name: comments\n  - name: users\n    reverse_relations: {exclude: [comments]}\n");
     assert!(t(&manifest, "users").relations.is_empty());
+
+    // Aliases win over generated names, in both orders.
+    let manifest = build(&source, "version: 1\nexpose: all\ntables:\n  - name: users\n    reverse_relations:\n      aliases: {comments.author: authored, comments.editor: edited}\n");
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec![
+            "authored reverse comments(id → author_id)",
+            "edited reverse comments(id → editor_id)",
+        ]
+    );
+    assert!(manifest.warnings.is_empty());
+    // Aliasing the second one lets the first keep the plain name.
+    let manifest = build(&source, "version: 1\nexpose: all\ntables:\n  - name: users\n    reverse_relations: {aliases: {comments.author: authored}}\n");
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec![
+            "authored reverse comments(id → author_id)",
+            "comments reverse comments(id → editor_id)",
+        ]
+    );
+    // The plain name is ambiguous for an alias.
+    one_build_error(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: users\n    reverse_relations:\n      aliases:\n        comments: c\n",
+        Some(7),
+        &["`reverse_relations.aliases` of table `users` names `comments`, the name of 2 reverse relations: name one of them with `comments.author` or `comments.editor`"],
+    );
+    // Two aliases with one name: an error when saving.
+    one_error(
+        "version: 1\ntables:\n  - name: users\n    reverse_relations:\n      aliases:\n        comments.author: c\n        comments.editor: c\n",
+        7,
+        &["reverse relation `comments.author` and reverse relation `comments.editor` of table `users` both have the alias `c`"],
+    );
+    one_error(
+        "version: 1\ntables:\n  - name: users\n    relations: {aliases: {author: 1x}}\n",
+        4,
+        &["alias `1x` of relation `author` (table `users`) is not a valid API name"],
+    );
+    one_build_error(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: users\n    reverse_relations:\n      aliases:\n        coments.author: c\n",
+        Some(7),
+        &["names `coments.author`, which is not one of its reverse relations", "did you mean `comments.author`?"],
+    );
 }
 
 #[test]
-fn relation_and_column_clash() {
+fn relation_and_column_clash_renames_the_relation() {
     // users has a column `posts` and the reverse relation `posts`.
     let source = schema(
         Backend::Mysql,
@@ -1182,17 +1260,12 @@ fn relation_and_column_clash() {
             ),
         ],
     );
-    let errors = build_manifest(&source, None).unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    let message = &errors[0].message;
-    for part in [
-        "the name `posts` is used by column `posts` and reverse relation `posts` (from posts(author_id) → users(id))",
-        "rename column `posts` with `field_aliases` on table `users`",
-        "give table `posts` another `alias`",
-        "`reverse_relations: {exclude: [posts]}` on table `users`",
-    ] {
-        assert!(message.contains(part), "{message:?} lacks {part:?}");
-    }
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec!["posts_by_author_id reverse posts(id → author_id)"]
+    );
+    assert!(manifest.warnings[0].contains("because `posts` is taken by column `posts`"));
     let manifest = build(&source, "version: 1\ntables:\n  - name: users\n    field_aliases: {posts: post_count}\n  - name: posts\n");
     assert_eq!(
         relations(&manifest, "users"),
@@ -1206,10 +1279,33 @@ fn relation_and_column_clash() {
         relations(&manifest, "users"),
         vec!["articles reverse articles(id → author_id)"]
     );
+    // A generated name that is taken too gets a number.
+    let source = schema(
+        Backend::Mysql,
+        vec![
+            table(
+                "users",
+                vec![int("id"), int("posts"), int("posts_by_author_id")],
+                &["id"],
+                vec![],
+            ),
+            table(
+                "posts",
+                vec![int("id"), int("author_id")],
+                &["id"],
+                vec![fk(&["author_id"], "users", &["id"])],
+            ),
+        ],
+    );
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec!["posts_by_author_id_2 reverse posts(id → author_id)"]
+    );
 }
 
 #[test]
-fn two_forward_relations_with_one_name_clash() {
+fn forward_relations_with_one_name() {
     let source = schema(
         Backend::Mysql,
         vec![
@@ -1223,18 +1319,10 @@ fn two_forward_relations_with_one_name_clash() {
         ],
     );
     // `user_id` → relation `user`, which is also a column name.
-    let errors = build_manifest(&source, None).unwrap_err();
-    assert!(
-        errors[0]
-            .message
-            .contains("rename column `user` with `field_aliases` on table `posts`"),
-        "{errors:?}"
-    );
-    assert!(
-        errors[0]
-            .message
-            .contains("rename foreign-key column `user_id` with `field_aliases`"),
-        "{errors:?}"
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "posts"),
+        vec!["user_by_user_id forward users(user_id → id)"]
     );
     let source = schema(
         Backend::Mysql,
@@ -1251,10 +1339,204 @@ fn two_forward_relations_with_one_name_clash() {
             ),
         ],
     );
-    let errors = build_manifest(&source, None).unwrap_err();
     // Two forward `owner` on posts, and two reverse `posts` on users.
-    assert_eq!(errors.len(), 2, "{errors:#?}");
-    assert!(errors.iter().any(|e| e.message.contains("relation `owner` (posts(owner_id) → users(id)) and relation `owner` (posts(owner_ID) → users(id))")));
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "posts"),
+        vec![
+            "owner_by_owner_id forward users(owner_id → id)",
+            "owner forward users(owner_ID → id)",
+        ]
+    );
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec![
+            "posts reverse posts(id → owner_ID)",
+            "posts_by_owner_id reverse posts(id → owner_id)",
+        ]
+    );
+    assert_eq!(manifest.warnings.len(), 2, "{:#?}", manifest.warnings);
+    assert!(manifest.warnings.iter().any(|w| w.contains(
+        "to change it, rename the foreign-key column with `field_aliases: {owner_id: <name>_id}` on table `posts`"
+    )));
+    one_build_error(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: posts\n    relations:\n      aliases:\n        owner: o\n",
+        Some(7),
+        &["`relations.aliases` of table `posts` names `owner`, the name of 2 relations"],
+    );
+}
+
+/// Sakila-like: film has two foreign keys to language; staff → store and store → staff.
+fn sakila_schema() -> SourceSchema {
+    schema(
+        Backend::Postgres,
+        vec![
+            table(
+                "language",
+                vec![int("language_id"), text("name")],
+                &["language_id"],
+                vec![],
+            ),
+            table(
+                "film",
+                vec![
+                    int("film_id"),
+                    text("title"),
+                    int("original_language_id"),
+                    int("language_id"),
+                ],
+                &["film_id"],
+                vec![
+                    fk(&["original_language_id"], "language", &["language_id"]),
+                    fk(&["language_id"], "language", &["language_id"]),
+                ],
+            ),
+            table(
+                "store",
+                vec![int("store_id"), int("manager_staff_id")],
+                &["store_id"],
+                vec![fk(&["manager_staff_id"], "staff", &["staff_id"])],
+            ),
+            table(
+                "staff",
+                vec![int("staff_id"), int("store_id"), text("name")],
+                &["staff_id"],
+                vec![fk(&["store_id"], "store", &["store_id"])],
+            ),
+        ],
+    )
+}
+
+#[test]
+fn sakila_builds_without_a_config() {
+    let source = sakila_schema();
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "language"),
+        vec![
+            "film reverse film(language_id → language_id)",
+            "film_by_original_language_id reverse film(language_id → original_language_id)",
+        ]
+    );
+    assert_eq!(
+        relations(&manifest, "film"),
+        vec![
+            "original_language forward language(original_language_id → language_id)",
+            "language forward language(language_id → language_id)",
+        ]
+    );
+    // A forward relation keeps its name before a reverse one.
+    assert_eq!(
+        relations(&manifest, "staff"),
+        vec![
+            "store forward store(store_id → store_id)",
+            "store_by_manager_staff_id reverse store(staff_id → manager_staff_id)",
+        ]
+    );
+    assert_eq!(
+        relations(&manifest, "store"),
+        vec![
+            "manager_staff forward staff(manager_staff_id → staff_id)",
+            "staff reverse staff(store_id → store_id)",
+        ]
+    );
+    assert_eq!(manifest.warnings.len(), 2, "{:#?}", manifest.warnings);
+    assert!(manifest.warnings[0].starts_with("table `language`: reverse relation `film` (from film(original_language_id) → language(language_id)) was named `film_by_original_language_id` automatically"), "{:#?}", manifest.warnings);
+    assert!(manifest.warnings[1].contains("add `reverse_relations: {aliases: {store: store_by_manager_staff_id}}` to the entry of table `staff`"), "{:#?}", manifest.warnings);
+
+    // The fix is one table entry: the others stay exposed as they are.
+    let manifest = build(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: language\n    reverse_relations: {aliases: {film.original_language: original_films}}\n",
+    );
+    let names: Vec<&str> = manifest
+        .tables
+        .iter()
+        .map(|t| t.api_name.as_str())
+        .collect();
+    assert_eq!(names, vec!["film", "language", "staff", "store"]);
+    assert_eq!(
+        relations(&manifest, "language"),
+        vec![
+            "film reverse film(language_id → language_id)",
+            "original_films reverse film(language_id → original_language_id)",
+        ]
+    );
+    assert_eq!(manifest.warnings.len(), 1, "{:#?}", manifest.warnings);
+    // Without `expose: all`, the one entry is the whole API (today's meaning of `tables`).
+    let manifest = build(
+        &source,
+        "version: 1\ntables:\n  - name: language\n    reverse_relations: {aliases: {film.original_language: original_films}}\n",
+    );
+    assert_eq!(manifest.tables.len(), 1);
+    assert!(t(&manifest, "language").relations.is_empty());
+}
+
+#[test]
+fn expose_all() {
+    let source = blog();
+    let manifest = build(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: posts\n    alias: articles\n    columns: [id, author_id, title]\n",
+    );
+    let names: Vec<&str> = manifest
+        .tables
+        .iter()
+        .map(|t| t.api_name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["articles", "comments", "post_tags", "tags", "users"]
+    );
+    assert_eq!(
+        column_names(t(&manifest, "articles")),
+        vec!["id", "author_id", "title"]
+    );
+    assert_eq!(
+        relations(&manifest, "users"),
+        vec![
+            "articles reverse articles(id → author_id)",
+            "comments reverse comments(id → user_id)",
+        ]
+    );
+    // `expose: listed` is today's meaning, and the default.
+    let listed = build(
+        &source,
+        "version: 1\nexpose: listed\ntables:\n  - name: tags\n",
+    );
+    assert_eq!(
+        listed,
+        build(&source, "version: 1\ntables:\n  - name: tags\n")
+    );
+    assert_eq!(listed.tables.len(), 1);
+    // Without `tables`, every table either way.
+    assert_eq!(build(&source, "version: 1\nexpose: all\n").tables.len(), 5);
+    // Unknown tables, a value that is neither, an alias taking an unlisted table's name.
+    one_build_error(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: tags\n  - name: usres\n",
+        Some(5),
+        &[
+            "table `usres` does not exist on the source",
+            "did you mean `users`?",
+        ],
+    );
+    one_error(
+        "version: 1\nexpose: everything\n",
+        2,
+        &[
+            "`expose` must be `all`",
+            "or `listed`",
+            "found `everything`",
+        ],
+    );
+    one_build_error(
+        &source,
+        "version: 1\nexpose: all\ntables:\n  - name: posts\n    alias: users\n",
+        Some(5),
+        &["tables `users` and `posts` would both be exposed as `users`"],
+    );
 }
 
 #[test]
@@ -1311,6 +1593,55 @@ fn self_references() {
         vec![
             "manager forward employees(manager_id → id)",
             "employees reverse employees(id → manager_id)",
+        ]
+    );
+    assert!(manifest.warnings.is_empty());
+    // A self-reference named like its table (`employee_id` in `employee`): forward keeps it.
+    let source = schema(
+        Backend::Sqlite,
+        vec![table(
+            "employee",
+            vec![int("id"), int("employee_id")],
+            &["id"],
+            vec![fk(&["employee_id"], "employee", &["id"])],
+        )],
+    );
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "employee"),
+        vec![
+            "employee forward employee(employee_id → id)",
+            "employee_by_employee_id reverse employee(id → employee_id)",
+        ]
+    );
+    // An alias for the forward one only, on the same table.
+    let manifest = build(
+        &source,
+        "version: 1\ntables:\n  - name: employee\n    relations: {aliases: {employee: boss}}\n",
+    );
+    assert_eq!(
+        relations(&manifest, "employee"),
+        vec![
+            "boss forward employee(employee_id → id)",
+            "employee reverse employee(id → employee_id)",
+        ]
+    );
+    // A composite self-reference: forward and reverse are both named after the table.
+    let source = schema(
+        Backend::Sqlite,
+        vec![table(
+            "nodes",
+            vec![int("tree"), int("id"), int("parent")],
+            &["tree", "id"],
+            vec![fk(&["tree", "parent"], "nodes", &["tree", "id"])],
+        )],
+    );
+    let manifest = build_manifest(&source, None).unwrap();
+    assert_eq!(
+        relations(&manifest, "nodes"),
+        vec![
+            "nodes forward nodes(tree,parent → tree,id)",
+            "nodes_by_tree_and_parent reverse nodes(tree,id → tree,parent)",
         ]
     );
 }

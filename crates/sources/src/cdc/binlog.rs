@@ -22,7 +22,7 @@ use refract_schema::{ColumnType, Manifest, TableManifest};
 use super::{column_map, table_index, CdcError, Cell, CellRow, CellSink, ChangeEvent};
 use crate::error;
 use crate::load::quote_backtick;
-use crate::mysql::{connect, is_mariadb, push_value, CONNECT_TIMEOUT};
+use crate::mysql::{connect, is_mariadb, is_set_column, push_value, Kind, CONNECT_TIMEOUT};
 use crate::{SourceError, SourceParams, SourcePosition};
 
 /// MariaDB GTID event type.
@@ -478,7 +478,12 @@ fn decode_value(
         return;
     }
     let v = fixed(fix, v);
-    push_value(sink, col, ty, &v, matches!(fix, Fix::Bit), scratch);
+    let kind = match fix {
+        Fix::Bit => Kind::Bit,
+        Fix::Set(_) => Kind::Set,
+        _ => Kind::Plain,
+    };
+    push_value(sink, col, ty, &v, kind, scratch);
 }
 
 /// Fuzzing entry (`crate::fuzzing::binlog_values`): bytes pick a source column's fix, a
@@ -846,7 +851,14 @@ pub(crate) async fn fetch_rows(
                 let is_bit = row.columns_ref().get(i).is_some_and(|c| {
                     c.column_type() == mysql_async::consts::ColumnType::MYSQL_TYPE_BIT
                 });
-                push_value(&mut sink, i, *ty, v, is_bit, &mut scratch);
+                let kind = if is_set_column(&table.columns[i]) {
+                    Kind::Set
+                } else if is_bit {
+                    Kind::Bit
+                } else {
+                    Kind::Plain
+                };
+                push_value(&mut sink, i, *ty, v, kind, &mut scratch);
             }
             out.push(sink.take_row());
         }

@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 
 use super::{column_map, CdcError, CdcOptions, CdcStream, Cell, CellRow, ChangeEvent, Inner};
 use crate::load::quote_double;
-use crate::postgres::text_value;
+use crate::postgres::column_text_value;
 use crate::{ExportedSnapshot, SourceError, SourceParams, SourcePosition};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -606,8 +606,11 @@ impl Decoder {
                     }
                     let bytes = &d[..len];
                     if let Some(c) = target {
-                        let ty: ColumnType = t.columns[c].ty;
-                        row[c] = Cell::from_ref(text_value(ty, bytes, &mut self.scratch));
+                        row[c] = Cell::from_ref(column_text_value(
+                            &t.columns[c],
+                            bytes,
+                            &mut self.scratch,
+                        ));
                     }
                     d.advance(len);
                 }
@@ -1044,7 +1047,7 @@ pub(crate) async fn fetch_rows(
                 let mut row = vec![Cell::Null; table.columns.len()];
                 for (i, c) in table.columns.iter().enumerate() {
                     if let Some(v) = r.get(i) {
-                        row[i] = Cell::from_ref(text_value(c.ty, v.as_bytes(), &mut scratch));
+                        row[i] = Cell::from_ref(column_text_value(c, v.as_bytes(), &mut scratch));
                     }
                 }
                 out.push(row);

@@ -149,7 +149,7 @@ async fn mysql_introspect_and_load_every_type() {
         ("c_bin", cs),
         ("c_text", ci),
         ("c_enum", ci),
-        ("c_set", ci),
+        ("c_set", ColumnType::Json),
         ("c_json", ColumnType::Json),
         ("c_binary", ColumnType::Bytes),
         ("c_varbinary", ColumnType::Bytes),
@@ -234,7 +234,7 @@ async fn mysql_introspect_and_load_every_type() {
         t("Bin"),
         t("h\u{e9}llo\n\"w\""),
         t("b"),
-        t("x,y"),
+        j(r#"["x","y"]"#),
         j(r#"{"a": [1, 2]}"#),
         V::Bytes(b"ab\0".to_vec()),
         V::Bytes(vec![0, 0xff]),
@@ -261,6 +261,7 @@ async fn mysql_introspect_and_load_every_type() {
     assert_eq!(r3[9], V::Dec(-1));
     assert_eq!(r3[10], V::Dec(-1));
     assert_eq!(r3[13], t(""));
+    assert_eq!(r3[18], j("[]"), "an empty SET");
     assert_eq!(r3[19], j("[]"));
     assert_eq!(r3[20], V::Bytes(vec![0, 0, 0]));
     assert_eq!(r3[23], V::Date(days(1000, 1, 1)));
