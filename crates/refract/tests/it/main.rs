@@ -16,3 +16,4 @@ mod readme_tour;
 mod security_limits;
 mod security_processes;
 mod security_sources;
+mod tls_sources;
