@@ -159,6 +159,7 @@ fn params(src: &Source, scale: Scale) -> SourceParams {
         password: Some(password),
         database: Some(db_name(scale)),
         pg_schema: None,
+        tls: Default::default(),
     }
 }
 

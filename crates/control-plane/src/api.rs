@@ -194,6 +194,34 @@ impl Backend {
 }
 
 api_enum!(
+    /// TLS to the source, as libpq's `sslmode`: `disable` never; `prefer` (default) when the
+    /// server offers it, without certificate checks; `require` always, without checks (with
+    /// `sslRootCert`: as `verify-ca`); `verify-ca` the certificate chain must lead to
+    /// `sslRootCert` (else to the built-in public roots); `verify-full` also the host name.
+    /// `sqlite` connections are always `disable`.
+    SslMode {
+        Disable = "disable",
+        Prefer = "prefer",
+        Require = "require",
+        VerifyCa = "verify-ca",
+        VerifyFull = "verify-full",
+    }
+);
+
+impl SslMode {
+    /// The sources crate's mode.
+    pub fn to_source(self) -> refract_sources::SslMode {
+        match self {
+            SslMode::Disable => refract_sources::SslMode::Disable,
+            SslMode::Prefer => refract_sources::SslMode::Prefer,
+            SslMode::Require => refract_sources::SslMode::Require,
+            SslMode::VerifyCa => refract_sources::SslMode::VerifyCa,
+            SslMode::VerifyFull => refract_sources::SslMode::VerifyFull,
+        }
+    }
+}
+
+api_enum!(
     /// How an engine keeps fresh: `poll` periodic full reload; `binlog` MySQL CDC; `logical`
     /// PostgreSQL CDC; `cdc` SQL Server CDC.
     SyncMode { Poll = "poll", Binlog = "binlog", Logical = "logical", Cdc = "cdc" }
@@ -539,10 +567,19 @@ pub struct Connection {
     #[serde(with = "ts")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
+    /// TLS to the source (`disable` for `sqlite`).
+    pub ssl_mode: SslMode,
+    /// A CA certificate (`sslRootCert`) is stored for this connection; the certificate itself
+    /// is kept in the secret store and never returned.
+    pub ssl_root_cert_set: bool,
     /// Name of the password in the secret store (never the password). Never serialized.
     #[serde(skip)]
     #[schema(ignore)]
     pub password_secret: Option<String>,
+    /// Name of the CA certificate in the secret store. Never serialized.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub ssl_root_cert_secret: Option<String>,
 }
 
 impl Connection {
@@ -604,6 +641,13 @@ pub struct CreateConnectionRequest {
     /// Password (≥ 1 character; optional for `sqlite`). Kept only in the encrypted secret store.
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub mysql_password: Option<String>,
+    /// TLS to the source; default `prefer`. `sqlite`: only `disable` (or leave it out).
+    pub ssl_mode: Option<SslMode>,
+    /// CA certificate(s) to trust, PEM text (`-----BEGIN CERTIFICATE-----`…), at most 64 KiB;
+    /// checked on input (422 when it is no certificate). Kept only in the encrypted secret
+    /// store, like the password. Not for `sqlite`.
+    #[schema(min_length = 1, max_length = 65536)]
+    pub ssl_root_cert: Option<String>,
     /// Default `poll`; a CDC mode must fit the backend.
     pub sync_mode: Option<SyncMode>,
     /// 5–3600 seconds, default 30; becomes `minSyncInterval`.
@@ -688,6 +732,13 @@ pub struct UpdateConnectionRequest {
     /// ≥ 1 character; used from the next provision, rebuild or resume.
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub mysql_password: Option<String>,
+    /// TLS to the source; used from the next provision, rebuild or resume. `sqlite`: only
+    /// `disable`.
+    pub ssl_mode: Option<SslMode>,
+    /// CA certificate(s), PEM, at most 64 KiB (see create); `null` removes the stored one.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 65536)]
+    pub ssl_root_cert: Option<Option<String>>,
     /// Sets `allowedSyncModes` to `poll` plus this CDC mode.
     pub sync_mode: Option<SyncMode>,
     /// 5–3600; becomes `minSyncInterval`.
@@ -723,6 +774,11 @@ pub struct TestConnectionRequest {
     /// Password (1–1024 characters).
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub mysql_password: Option<String>,
+    /// TLS to the source; default `prefer`. `sqlite`: only `disable`.
+    pub ssl_mode: Option<SslMode>,
+    /// CA certificate(s), PEM, at most 64 KiB (see `POST /v1/connections`).
+    #[schema(min_length = 1, max_length = 65536)]
+    pub ssl_root_cert: Option<String>,
 }
 
 /// Result of a connection test (always HTTP 200; `ok:false` with `error` when it failed).
@@ -733,6 +789,10 @@ pub struct TestConnectionResult {
     pub ok: bool,
     /// Why not.
     pub error: Option<String>,
+    /// The session was encrypted with TLS (absent when the login failed, and for `sqlite`).
+    pub tls: Option<bool>,
+    /// The TLS version (`TLSv1.3`) when TLS was used.
+    pub tls_version: Option<String>,
     /// Round trip of a trivial query, ms.
     pub latency_ms: Option<f64>,
     /// Data size of the visible schemas, GB.

@@ -61,6 +61,26 @@ pub fn password_secret_name(connection: Uuid) -> String {
     format!("connection/{connection}/password")
 }
 
+/// The secret-store name of a connection's CA certificate (`sslRootCert`).
+pub fn ssl_root_cert_secret_name(connection: Uuid) -> String {
+    format!("connection/{connection}/ssl-root-cert")
+}
+
+/// The TLS settings a source connection is opened with.
+fn source_tls(
+    backend: Backend,
+    mode: crate::api::SslMode,
+    root_cert: Option<String>,
+) -> refract_sources::SourceTls {
+    if backend == Backend::Sqlite {
+        return refract_sources::SourceTls::disabled();
+    }
+    refract_sources::SourceTls {
+        mode: mode.to_source(),
+        root_cert,
+    }
+}
+
 fn now() -> DateTime<Utc> {
     // Microseconds: what the store keeps, so values read back compare equal.
     let t = Utc::now();
@@ -440,6 +460,14 @@ impl Service {
         v::sync_mode_fits("syncMode", sync_mode, backend).map_err(ApiError::semantic)?;
         let sync_interval = req.sync_interval.unwrap_or(30);
         v::sync_interval("syncInterval", sync_interval)?;
+        if let Some(pem) = &req.ssl_root_cert {
+            v::root_cert("sslRootCert", pem)?;
+        }
+        v::tls_fits(req.ssl_mode, req.ssl_root_cert.is_some(), backend)?;
+        let ssl_mode = match backend {
+            Backend::Sqlite => SslMode::Disable,
+            _ => req.ssl_mode.unwrap_or(SslMode::Prefer),
+        };
         if backend == Backend::Sqlite {
             // Where the file is, after every other field rule (a 422: it depends on the host).
             let roots = self.sqlite_roots.clone();
@@ -465,6 +493,7 @@ impl Service {
         let t = now();
         let id = Uuid::new_v4();
         let secret_name = password_secret_name(id);
+        let ca_secret_name = ssl_root_cert_secret_name(id);
         let connection = Connection {
             id,
             customer_id: p.customer_id(),
@@ -479,11 +508,15 @@ impl Service {
             created_at: t,
             updated_at: t,
             password_secret: req.mysql_password.as_ref().map(|_| secret_name.clone()),
+            ssl_mode,
+            ssl_root_cert_set: req.ssl_root_cert.is_some(),
+            ssl_root_cert_secret: req.ssl_root_cert.as_ref().map(|_| ca_secret_name.clone()),
         };
         let customer = p.customer.clone();
         let region = self.region.clone();
         let secrets = self.secrets.clone();
         let password = req.mysql_password;
+        let root_cert = req.ssl_root_cert;
         let instance = req.instance;
         let result = self
             .write(move |tx| {
@@ -510,6 +543,9 @@ impl Service {
                 if let Some(pw) = &password {
                     secrets.put(&secret_name, pw)?;
                 }
+                if let Some(pem) = &root_cert {
+                    secrets.put(&ca_secret_name, pem)?;
+                }
                 Ok(CreateConnectionResponse {
                     connection,
                     database,
@@ -519,6 +555,7 @@ impl Service {
         if result.is_err() {
             // The commit itself may have failed after the secret was written.
             let _ = self.secrets.delete(&password_secret_name(id));
+            let _ = self.secrets.delete(&ssl_root_cert_secret_name(id));
         }
         result
     }
@@ -582,11 +619,15 @@ impl Service {
         if let Some(i) = req.sync_interval {
             v::sync_interval("syncInterval", i)?;
         }
+        if let Some(Some(pem)) = &req.ssl_root_cert {
+            v::root_cert("sslRootCert", pem)?;
+        }
         let customer = p.customer_id();
         let secrets = self.secrets.clone();
         let roots = self.sqlite_roots.clone();
         self.write(move |tx| {
             let mut c = tx.get_connection(customer, id)?.ok_or_else(|| ApiError::not_found("connection"))?;
+            v::tls_fits(req.ssl_mode, matches!(req.ssl_root_cert, Some(Some(_))), c.backend)?;
             if let Some(h) = &req.mysql_host {
                 v::host("mysqlHost", h, c.backend).map_err(ApiError::semantic)?;
                 if c.backend == Backend::Sqlite {
@@ -676,6 +717,23 @@ impl Service {
                 secrets.put(&name, &pw)?;
                 c.password_secret = Some(name);
             }
+            if let Some(mode) = req.ssl_mode {
+                c.ssl_mode = mode;
+            }
+            match req.ssl_root_cert {
+                Some(Some(pem)) => {
+                    let name = ssl_root_cert_secret_name(id);
+                    secrets.put(&name, &pem)?;
+                    c.ssl_root_cert_secret = Some(name);
+                }
+                Some(None) => {
+                    if let Some(name) = c.ssl_root_cert_secret.take() {
+                        secrets.delete(&name)?;
+                    }
+                }
+                None => {}
+            }
+            c.ssl_root_cert_set = c.ssl_root_cert_secret.is_some();
             tx.update_connection(&c)?;
             Ok(c)
         })
@@ -706,10 +764,10 @@ impl Service {
                     )));
                 }
                 tx.delete_connection(id)?;
-                Ok(c.password_secret)
+                Ok([c.password_secret, c.ssl_root_cert_secret])
             })
             .await?;
-        if let Some(name) = secret {
+        for name in secret.into_iter().flatten() {
             self.secrets.delete(&name)?;
         }
         Ok(())
@@ -733,6 +791,10 @@ impl Service {
         if let Some(pw) = &req.mysql_password {
             v::password("mysqlPassword", pw)?;
         }
+        if let Some(pem) = &req.ssl_root_cert {
+            v::root_cert("sslRootCert", pem)?;
+        }
+        v::tls_fits(req.ssl_mode, req.ssl_root_cert.is_some(), backend)?;
         let port = match req.mysql_port {
             Some(port) => {
                 v::port("mysqlPort", port)?;
@@ -760,6 +822,11 @@ impl Service {
             password: req.mysql_password,
             database: None,
             pg_schema: None,
+            tls: source_tls(
+                backend,
+                req.ssl_mode.unwrap_or(SslMode::Prefer),
+                req.ssl_root_cert,
+            ),
         };
         let shown = shown_target(backend, &params.host, port, None);
         let report = run_test(params).await;
@@ -820,6 +887,13 @@ impl Service {
                 .and_then(|n| self.secrets.get(n)),
             database,
             pg_schema: None,
+            tls: source_tls(
+                c.backend,
+                c.ssl_mode,
+                c.ssl_root_cert_secret
+                    .as_deref()
+                    .and_then(|n| self.secrets.get(n)),
+            ),
         }
     }
 
@@ -1141,8 +1215,13 @@ pub fn redact_report(
         Backend::Postgres => error.ends_with(']') && error.contains("[SQLSTATE "),
         _ => false,
     };
+    // A TLS failure comes after a server of that kind answered (MySQL negotiates TLS inside
+    // its own handshake, PostgreSQL after its `SSLRequest` answer), and only the caller can fix
+    // it (sslMode, sslRootCert, the host name used).
     if backend != Backend::Sqlite
-        && (error.starts_with("the source rejected the request:") || server_said)
+        && (error.starts_with("the source rejected the request:")
+            || error.starts_with("TLS to the source failed:")
+            || server_said)
     {
         return report;
     }

@@ -2,7 +2,7 @@
 //! message names the field and the rule; rules that need the store (uniqueness, schemas in use)
 //! live in the service.
 
-use crate::api::{Backend, PauseSchedule, SyncMode, Tag};
+use crate::api::{Backend, PauseSchedule, SslMode, SyncMode, Tag};
 use crate::error::ApiError;
 
 type R = Result<(), ApiError>;
@@ -192,6 +192,43 @@ pub fn sync_mode_fits(field: &str, mode: SyncMode, backend: Backend) -> R {
     }
 }
 
+/// Longest `sslRootCert`, in characters (the schema's `maxLength`; PEM is ASCII, so also bytes).
+pub const ROOT_CERT_MAX: usize = refract_sources::MAX_ROOT_CERT_BYTES;
+
+/// `sslRootCert`: 1–65536 characters (400), then PEM holding only CA certificates that parse
+/// (422, with what is wrong).
+pub fn root_cert(field: &str, pem: &str) -> R {
+    let n = pem.chars().count();
+    if n == 0 || n > ROOT_CERT_MAX {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1–{ROOT_CERT_MAX} characters of PEM (got {n})"
+        )));
+    }
+    refract_sources::parse_root_cert(pem)
+        .map(|_| ())
+        .map_err(|e| ApiError::unprocessable(format!("{field} {e}")))
+}
+
+/// TLS settings that fit the backend: a SQLite source is a local file, so it takes only
+/// `sslMode` `disable` and no `sslRootCert` (422 otherwise).
+pub fn tls_fits(mode: Option<SslMode>, root_cert: bool, backend: Backend) -> R {
+    if backend != Backend::Sqlite {
+        return Ok(());
+    }
+    if let Some(m) = mode.filter(|m| *m != SslMode::Disable) {
+        return Err(ApiError::unprocessable(format!(
+            "sslMode {m} does not apply to backend sqlite (a local file, no network): leave it out \
+             or give disable"
+        )));
+    }
+    if root_cert {
+        return Err(ApiError::unprocessable(
+            "sslRootCert does not apply to backend sqlite (a local file, no network)",
+        ));
+    }
+    Ok(())
+}
+
 /// ≤ 5 tags, label 1–30 characters, distinct labels.
 pub fn tags(v: &[Tag]) -> R {
     if v.len() > 5 {
@@ -303,6 +340,26 @@ mod tests {
         assert!(sync_mode_fits("syncMode", SyncMode::Logical, Backend::Postgres).is_ok());
         assert!(sync_mode_fits("syncMode", SyncMode::Cdc, Backend::Mysql).is_err());
         assert!(sync_mode_fits("syncMode", SyncMode::Poll, Backend::Sqlite).is_ok());
+        assert!(tls_fits(Some(SslMode::VerifyFull), true, Backend::Mysql).is_ok());
+        assert!(tls_fits(None, false, Backend::Sqlite).is_ok());
+        assert!(tls_fits(Some(SslMode::Disable), false, Backend::Sqlite).is_ok());
+        assert!(matches!(
+            tls_fits(Some(SslMode::Prefer), false, Backend::Sqlite),
+            Err(ApiError::Unprocessable(m)) if m.contains("sslMode prefer does not apply")
+        ));
+        assert!(tls_fits(None, true, Backend::Sqlite).is_err());
+        assert!(matches!(
+            root_cert("sslRootCert", ""),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            root_cert("sslRootCert", &"x".repeat(ROOT_CERT_MAX + 1)),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            root_cert("sslRootCert", "not a certificate"),
+            Err(ApiError::Unprocessable(m)) if m.starts_with("sslRootCert holds no PEM certificate")
+        ));
         for d in ["a", "a1", "my-db", &"a".repeat(63)] {
             assert!(custom_domain(d).is_ok(), "{d}");
         }

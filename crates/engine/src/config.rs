@@ -115,6 +115,14 @@ pub struct SourceConfig {
     /// PostgreSQL schema (default `public`).
     #[serde(default)]
     pub pg_schema: Option<String>,
+    /// TLS to the source, libpq's names: `disable`, `prefer` (default), `require`,
+    /// `verify-ca`, `verify-full` (ignored for SQLite).
+    #[serde(default)]
+    pub ssl_mode: Option<refract_sources::SslMode>,
+    /// File holding the CA certificate(s) to trust, PEM (a file, like the password: never
+    /// inline in the config).
+    #[serde(default)]
+    pub ssl_root_cert_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for SourceConfig {
@@ -129,6 +137,8 @@ impl fmt::Debug for SourceConfig {
             .field("password_env", &self.password_env)
             .field("database", &self.database)
             .field("pg_schema", &self.pg_schema)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert_file", &self.ssl_root_cert_file)
             .finish()
     }
 }
@@ -273,6 +283,7 @@ impl EngineConfig {
             &mut self.keys_file,
             &mut self.admin_token_file,
             &mut self.source.password_file,
+            &mut self.source.ssl_root_cert_file,
             &mut self.source.path,
         ]
         .into_iter()
@@ -410,6 +421,25 @@ impl SourceConfig {
                 self.database.clone(),
             ),
         };
+        let root_cert = match &self.ssl_root_cert_file {
+            Some(file) => {
+                let pem = std::fs::read_to_string(file).with_context(|| {
+                    format!("reading source.ssl_root_cert_file {}", file.display())
+                })?;
+                refract_sources::parse_root_cert(&pem).map_err(|e| {
+                    anyhow::anyhow!("source.ssl_root_cert_file {}: {e}", file.display())
+                })?;
+                Some(pem)
+            }
+            None => None,
+        };
+        let tls = match self.backend {
+            Backend::Sqlite => refract_sources::SourceTls::disabled(),
+            _ => refract_sources::SourceTls {
+                mode: self.ssl_mode.unwrap_or_default(),
+                root_cert,
+            },
+        };
         Ok(SourceParams {
             backend: self.backend,
             host,
@@ -418,6 +448,7 @@ impl SourceConfig {
             password,
             database,
             pg_schema: self.pg_schema.clone(),
+            tls,
         })
     }
 }
@@ -442,6 +473,37 @@ mod tests {
         assert_eq!(c.default_limit, 10_000);
         assert_eq!(c.load_parallelism, 4);
         assert_eq!(c.source.port, Some(3306));
+    }
+
+    #[test]
+    fn tls_settings_and_the_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EngineConfig::parse(
+            "source: {backend: mysql, host: db, user: u, database: d, ssl_mode: verify-full, ssl_root_cert_file: ca.pem}\n",
+        )
+        .unwrap();
+        c.resolve_paths(dir.path());
+        assert_eq!(
+            c.source.ssl_root_cert_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path())
+        );
+        // A missing or broken file is an error that names it.
+        let e = c.source.params().unwrap_err().to_string();
+        assert!(e.contains("ssl_root_cert_file"), "{e}");
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+        let e = format!("{:#}", c.source.params().unwrap_err());
+        assert!(e.contains("no PEM certificate"), "{e}");
+        // No ssl_mode: libpq's default, prefer; unknown names are refused.
+        let c =
+            EngineConfig::parse("source: {backend: postgres, host: db, user: u, database: d}\n")
+                .unwrap();
+        let p = c.source.params().unwrap();
+        assert_eq!(p.tls.mode, refract_sources::SslMode::Prefer);
+        assert!(p.tls.root_cert.is_none());
+        assert!(EngineConfig::parse(
+            "source: {backend: postgres, host: db, user: u, database: d, ssl_mode: verify_full}\n"
+        )
+        .is_err());
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl Engine {
             password: Some(u.password.clone()),
             database: Some(database.to_string()),
             pg_schema: None,
+            tls: Default::default(),
         };
         let e = Engine {
             _dir: dir,
@@ -898,6 +899,7 @@ impl Engine {
             password: Some(u.password.clone()),
             database: Some(db.to_string()),
             pg_schema: Some(schema.to_string()),
+            tls: Default::default(),
         };
         let e = Engine {
             _dir: dir,

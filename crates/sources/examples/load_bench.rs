@@ -81,6 +81,7 @@ fn params(url: &str) -> SourceParams {
         password,
         database: Some(db.to_string()),
         pg_schema: None,
+        tls: Default::default(),
     }
 }
 

@@ -18,6 +18,7 @@ impl SourceError {
             SourceError::Unreachable(m) => SourceError::Unreachable(scrub(m, params)),
             SourceError::Rejected(m) => SourceError::Rejected(scrub(m, params)),
             SourceError::Stopped(m) => SourceError::Stopped(scrub(m, params)),
+            SourceError::Tls(m) => SourceError::Tls(scrub(m, params)),
             SourceError::Other(m) => SourceError::Other(scrub(m, params)),
         }
     }
@@ -55,9 +56,25 @@ const MYSQL_DENIED: &[u16] = &[
     4151, // MariaDB ER_ACCOUNT_HAS_BEEN_LOCKED
 ];
 
+/// MySQL 5.7+/MariaDB 10.5+: `ER_SECURE_TRANSPORT_REQUIRED` (`require_secure_transport=ON`).
+const MYSQL_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+
 /// Map a `mysql_async` error.
 pub(crate) fn mysql(e: mysql_async::Error, params: &SourceParams) -> SourceError {
+    if let Some(t) = crate::tls::tls_error_of(&e, &params.tls, &params.host) {
+        return t.scrubbed(params);
+    }
     let err = match e {
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            crate::tls::server_offers_no_tls(&params.tls)
+        }
+        mysql_async::Error::Server(se) if se.code == MYSQL_SECURE_TRANSPORT_REQUIRED => {
+            SourceError::Tls(format!(
+                "the server requires TLS (require_secure_transport=ON) and sslMode is {}: set \
+                 sslMode to prefer or stronger. Server said: {} (error {})",
+                params.tls.mode, se.message, se.code
+            ))
+        }
         mysql_async::Error::Io(io) => SourceError::Unreachable(format!("{}: {io}", target(params))),
         mysql_async::Error::Server(se) if MYSQL_DENIED.contains(&se.code) => {
             SourceError::Rejected(format!("{} (error {})", se.message, se.code))
@@ -79,6 +96,9 @@ pub(crate) fn mysql(e: mysql_async::Error, params: &SourceParams) -> SourceError
 /// Map a `tokio-postgres` error.
 pub(crate) fn pg(e: tokio_postgres::Error, params: &SourceParams) -> SourceError {
     use std::error::Error as _;
+    if let Some(t) = crate::tls::tls_error_of(&e, &params.tls, &params.host) {
+        return t.scrubbed(params);
+    }
     let err = if let Some(db) = e.as_db_error() {
         let code = db.code().code();
         let msg = match db.detail() {
@@ -86,7 +106,15 @@ pub(crate) fn pg(e: tokio_postgres::Error, params: &SourceParams) -> SourceError
             None => format!("{} [SQLSTATE {code}]", db.message()),
         };
         // 28xxx: invalid authorization; 42501: insufficient privilege.
-        if code.starts_with("28") || code == "42501" {
+        if code.starts_with("28") && db.message().contains("no encryption") {
+            // `no pg_hba.conf entry for host …, no encryption`: only `hostssl` lines match.
+            SourceError::Tls(format!(
+                "the server requires TLS for this user and host (pg_hba.conf has only hostssl \
+                 entries for it) and sslMode is {}: set sslMode to prefer or stronger. Server \
+                 said: {msg}",
+                params.tls.mode
+            ))
+        } else if code.starts_with("28") || code == "42501" {
             SourceError::Rejected(msg)
         } else {
             SourceError::Other(msg)
@@ -99,7 +127,10 @@ pub(crate) fn pg(e: tokio_postgres::Error, params: &SourceParams) -> SourceError
         SourceError::Unreachable(format!("{}: {cause}", target(params)))
     } else {
         let text = e.to_string();
-        if text.contains("timeout") || text.contains("timed out") {
+        let cause = e.source().map(|s| s.to_string()).unwrap_or_default();
+        if cause.contains("server does not support TLS") {
+            crate::tls::server_offers_no_tls(&params.tls)
+        } else if text.contains("timeout") || text.contains("timed out") {
             SourceError::Unreachable(format!("{}: {text}", target(params)))
         } else if text.contains("password") || text.contains("authentication") {
             SourceError::Rejected(text)

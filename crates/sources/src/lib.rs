@@ -34,7 +34,10 @@ mod load;
 mod mysql;
 mod postgres;
 mod sqlite;
+mod tls;
 mod types;
+
+pub use tls::{parse_root_cert, SourceTls, SslMode, MAX_ROOT_CERT_BYTES};
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -61,6 +64,8 @@ pub struct SourceParams {
     pub database: Option<String>,
     /// PostgreSQL schema holding the tables (default `public`).
     pub pg_schema: Option<String>,
+    /// TLS mode and CA (ignored for SQLite).
+    pub tls: SourceTls,
 }
 
 impl std::fmt::Debug for SourceParams {
@@ -73,6 +78,7 @@ impl std::fmt::Debug for SourceParams {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
             .field("pg_schema", &self.pg_schema)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -89,6 +95,10 @@ pub enum SourceError {
     /// The load stopped before its end because a sink refused more rows (memory cap).
     #[error("the load stopped: {0}")]
     Stopped(String),
+    /// TLS could not be set up as the connection's `sslMode` asks (certificate not trusted,
+    /// host name mismatch, server without TLS, server requiring TLS).
+    #[error("TLS to the source failed: {0}")]
+    Tls(String),
     /// Anything else the server or driver reported.
     #[error("source error: {0}")]
     Other(String),
@@ -103,6 +113,12 @@ pub struct TestConnectionReport {
     /// Why not, for a person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The connection was encrypted (TLS); absent when the login failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+    /// The TLS version used (`TLSv1.3`), when TLS was used and the server says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
     /// Round-trip of a trivial query, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,

@@ -37,7 +37,8 @@ fn opts(params: &SourceParams, db: Option<&str>) -> OptsBuilder {
         .tcp_nodelay(true)
         // Use the configured TCP address as given (not a local socket found through it).
         .prefer_socket(false)
-        .stmt_cache_size(0);
+        .stmt_cache_size(0)
+        .ssl_opts(crate::tls::mysql_ssl_opts(&params.tls));
     if params.host.starts_with('/') {
         b.socket(Some(params.host.clone()))
     } else {
@@ -51,11 +52,50 @@ pub(crate) async fn connect(
     db: Option<&str>,
     timeout: Duration,
 ) -> Result<Conn, SourceError> {
-    match tokio::time::timeout(timeout, Conn::new(opts(params, db))).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(error::mysql(e, params)),
-        Err(_) => Err(timed_out(params, "connecting to", timeout)),
+    let attempt = async {
+        match Conn::new(opts(params, db)).await {
+            // `prefer`: the server offers no TLS, so go on without (as libpq does).
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if params.tls.effective_mode() == crate::SslMode::Prefer => {
+                Conn::new(opts(params, db).ssl_opts(None)).await
+            }
+            other => other,
+        }
+    };
+    let e = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(c)) => return Ok(c),
+        Ok(Err(e)) => e,
+        Err(_) => return Err(timed_out(params, "connecting to", timeout)),
+    };
+    // MariaDB answers a plain login on a server with `require_secure_transport=ON` with an
+    // ordinary "Access denied" (MySQL: error 3159). With `disable`, when the same login works
+    // over TLS (no certificate checks: the password went in plain text already), say so.
+    if let mysql_async::Error::Server(se) = &e {
+        if se.code == 1045
+            && params.tls.mode == crate::SslMode::Disable
+            && !params.host.starts_with('/')
+        {
+            let mut probe = params.clone();
+            probe.tls = crate::SourceTls {
+                mode: crate::SslMode::Require,
+                root_cert: None,
+            };
+            if let Ok(Ok(c)) = tokio::time::timeout(timeout, Conn::new(opts(&probe, db))).await {
+                let _ = c.disconnect().await;
+                return Err(SourceError::Tls(error::scrub(
+                    format!(
+                        "the server requires TLS (the same login works over TLS; MariaDB's \
+                         require_secure_transport=ON answers plain logins with: {} (error {})) \
+                         and sslMode is disable: set sslMode to prefer or stronger",
+                        se.message, se.code
+                    ),
+                    params,
+                )));
+            }
+        }
     }
+    Err(error::mysql(e, params))
 }
 
 /// A typed cell of a catalog row, by column name (`None` for NULL or a missing column).
@@ -107,10 +147,18 @@ pub(crate) async fn test_connection(
         .and_then(|s| s.parse::<f64>().ok())
         .map(|b| b / (1024.0 * 1024.0 * 1024.0));
     let binlog = binlog_readiness(&mut conn, params).await?;
+    // `Ssl_version` is empty on a plain connection.
+    let ssl: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        .await
+        .unwrap_or(None);
+    let tls_version = ssl.map(|(_, v)| v).filter(|v| !v.is_empty());
     let _ = conn.disconnect().await;
     Ok(TestConnectionReport {
         ok: true,
         error: None,
+        tls: Some(tls_version.is_some()),
+        tls_version,
         latency_ms: Some((latency_ms * 1000.0).round() / 1000.0),
         estimated_size_gb: size_gb,
         available_schemas: Some(schemas),

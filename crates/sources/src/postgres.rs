@@ -19,7 +19,7 @@ use refract_schema::{
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Kind, Type};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::error::{self, timed_out};
 use crate::load::{drive, quote_double, refused, select_sql, LoadState, RowCounter};
@@ -53,7 +53,8 @@ fn config(params: &SourceParams, db: &str, timeout: Duration) -> Config {
         .dbname(db)
         .application_name("refract")
         .connect_timeout(timeout)
-        .keepalives(true);
+        .keepalives(true)
+        .ssl_mode(crate::tls::pg_ssl_mode(&params.tls));
     if let Some(pw) = &params.password {
         c.password(pw.as_bytes());
     }
@@ -66,7 +67,8 @@ async fn connect_raw(
     db: &str,
     timeout: Duration,
 ) -> Result<Result<Client, tokio_postgres::Error>, SourceError> {
-    match tokio::time::timeout(timeout, config(params, db, timeout).connect(NoTls)).await {
+    let tls = crate::tls::PgTls::new(&params.tls)?;
+    match tokio::time::timeout(timeout, config(params, db, timeout).connect(tls)).await {
         Ok(Ok((client, conn))) => {
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -139,9 +141,22 @@ pub(crate) async fn test_connection(
         bytes += r.get::<_, Option<f64>>(1).unwrap_or(0.0);
     }
     let logical = logical_readiness(&client, params).await?;
+    // pg_stat_ssl (9.5+): whether this session is encrypted, and how.
+    let (tls, tls_version) = match client
+        .query_opt(
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+    {
+        Ok(Some(r)) => (r.get::<_, Option<bool>>(0), r.get::<_, Option<String>>(1)),
+        _ => (None, None),
+    };
     Ok(TestConnectionReport {
         ok: true,
         error: None,
+        tls,
+        tls_version,
         latency_ms: Some((latency_ms * 1000.0).round() / 1000.0),
         estimated_size_gb: Some(bytes / (1024.0 * 1024.0 * 1024.0)),
         available_schemas: Some(schemas),
@@ -815,6 +830,7 @@ fn table_error(table: &TableManifest, e: SourceError) -> SourceError {
         SourceError::Unreachable(m) => SourceError::Unreachable(m),
         SourceError::Rejected(m) => SourceError::Rejected(prefix + &m),
         SourceError::Stopped(m) => SourceError::Stopped(m),
+        SourceError::Tls(m) => SourceError::Tls(m),
         SourceError::Other(m) => SourceError::Other(prefix + &m),
     }
 }

@@ -85,6 +85,8 @@ pub(crate) async fn test_connection(
             available_schemas: Some(vec!["main".to_string()]),
             binlog: None,
             logical: None,
+            tls: None,
+            tls_version: None,
         })
     })
     .await

@@ -41,6 +41,23 @@ pub(super) fn actionable(err: &str, c: &Connection) -> String {
             source_text(c)
         );
     }
+    if lower.contains("tls to the source failed") {
+        let fix_what = if lower.contains("host name mismatch") {
+            "connect with a host name the certificate has (mysqlHost) or use sslMode verify-ca"
+        } else if lower.contains("requires tls") {
+            "set sslMode to prefer or stronger"
+        } else if lower.contains("does not offer tls") {
+            "enable TLS on the server or lower sslMode"
+        } else if lower.contains("certificate") {
+            "give the CA that signed the server's certificate in sslRootCert, or lower sslMode"
+        } else {
+            "check sslMode and sslRootCert"
+        };
+        return format!(
+            "cannot set up TLS with the {}: {err}. Fix: {fix_what} ({fix}), then provision again",
+            source_text(c)
+        );
+    }
     let login = [
         "denied",
         "authentication",

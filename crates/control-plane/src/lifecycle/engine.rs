@@ -16,6 +16,7 @@ use crate::api::{Backend, Connection, Database, RuntimeSettings};
 const CONFIG_FILE: &str = "engine.yaml";
 const MANIFEST_FILE: &str = "manifest.json";
 const PASSWORD_FILE: &str = "source-password";
+const ROOT_CERT_FILE: &str = "source-ca.pem";
 const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// Share of the size's memory an engine's snapshot may use (the rest is for queries and the
@@ -44,6 +45,8 @@ pub struct Launch<'a> {
     pub connection: &'a Connection,
     /// Source password, from the secret store.
     pub password: Option<String>,
+    /// The connection's CA certificate (`sslRootCert`, PEM), from the secret store.
+    pub ssl_root_cert: Option<String>,
     /// Manifest JSON of the build.
     pub manifest: &'a str,
     /// Settings to run with.
@@ -71,10 +74,14 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
             "port": c.mysql_port,
             "user": c.mysql_user.clone().unwrap_or_default(),
             "database": l.database.mysql_db,
+            "ssl_mode": c.ssl_mode.as_str(),
         }),
     };
     if l.password.is_some() {
         source["password_file"] = json!(PASSWORD_FILE);
+    }
+    if l.ssl_root_cert.is_some() && c.backend != Backend::Sqlite {
+        source["ssl_root_cert_file"] = json!(ROOT_CERT_FILE);
     }
     let mut sync = json!({
         "mode": l.sync_mode,
@@ -132,6 +139,14 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     if let Some(pw) = &l.password {
         spec.files
             .push(SpecFile::new(PASSWORD_FILE, pw.as_bytes().to_vec()));
+    }
+    if let Some(pem) = l
+        .ssl_root_cert
+        .as_ref()
+        .filter(|_| c.backend != Backend::Sqlite)
+    {
+        spec.files
+            .push(SpecFile::new(ROOT_CERT_FILE, pem.as_bytes().to_vec()));
     }
     spec.memory_limit_mb = Some(l.settings.task_memory_mb.max(1) as u64);
     spec

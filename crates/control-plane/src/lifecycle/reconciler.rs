@@ -1195,6 +1195,10 @@ async fn launch(
         .password_secret
         .as_deref()
         .and_then(|n| s.secrets.get(n));
+    let ssl_root_cert = conn
+        .ssl_root_cert_secret
+        .as_deref()
+        .and_then(|n| s.secrets.get(n));
     let token = admin_token(s, db.id)
         .map_err(|e| format!("cannot create the engine's admin token: {e:#}"))?;
     let keys = super::querykeys::write_keys_file(s, rt, db.id)
@@ -1209,6 +1213,7 @@ async fn launch(
         database: db,
         connection: &conn,
         password,
+        ssl_root_cert,
         manifest: &manifest,
         settings,
         sync_mode: &sync_mode,

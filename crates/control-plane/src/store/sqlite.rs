@@ -37,8 +37,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         4,
-        "0004_instance_replication",
-        include_str!("../../migrations/0004_instance_replication.sql"),
+        "0004_source_tls",
+        include_str!("../../migrations/0004_source_tls.sql"),
+    ),
+    (
+        5,
+        "0005_instance_replication",
+        include_str!("../../migrations/0005_instance_replication.sql"),
     ),
 ];
 
@@ -258,7 +263,8 @@ fn key_row(r: &Row) -> rusqlite::Result<ManagementKey> {
 
 const CONNECTION_COLS: &str =
     "id, customer_id, name, backend, host, port, available_schemas, username, \
-     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at";
+     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
+     ssl_root_cert_secret";
 
 fn connection_row(r: &Row) -> rusqlite::Result<Connection> {
     Ok(Connection {
@@ -275,6 +281,9 @@ fn connection_row(r: &Row) -> rusqlite::Result<Connection> {
         min_sync_interval: r.get(10)?,
         created_at: get_ts(r, 11)?,
         updated_at: get_ts(r, 12)?,
+        ssl_mode: get_enum(r, 13, SslMode::parse)?,
+        ssl_root_cert_set: r.get::<_, Option<String>>(14)?.is_some(),
+        ssl_root_cert_secret: r.get(14)?,
     })
 }
 
@@ -453,7 +462,7 @@ impl Tx for SqlTx<'_> {
     fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
         self.0.execute(
             &format!(
-                "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ),
             params![
                 c.id.to_string(),
@@ -468,7 +477,9 @@ impl Tx for SqlTx<'_> {
                 json(&c.allowed_sync_modes),
                 c.min_sync_interval,
                 ts(&c.created_at),
-                ts(&c.updated_at)
+                ts(&c.updated_at),
+                c.ssl_mode.as_str(),
+                c.ssl_root_cert_secret
             ],
         )?;
         Ok(())
@@ -477,7 +488,8 @@ impl Tx for SqlTx<'_> {
     fn update_connection(&self, c: &Connection) -> StoreResult<()> {
         self.0.execute(
             "UPDATE connections SET name = ?2, host = ?3, port = ?4, available_schemas = ?5, username = ?6, \
-             password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10 WHERE id = ?1",
+             password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10, \
+             ssl_mode = ?11, ssl_root_cert_secret = ?12 WHERE id = ?1",
             params![
                 c.id.to_string(),
                 c.name,
@@ -488,7 +500,9 @@ impl Tx for SqlTx<'_> {
                 c.password_secret,
                 json(&c.allowed_sync_modes),
                 c.min_sync_interval,
-                ts(&c.updated_at)
+                ts(&c.updated_at),
+                c.ssl_mode.as_str(),
+                c.ssl_root_cert_secret
             ],
         )?;
         Ok(())

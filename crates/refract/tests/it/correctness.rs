@@ -700,6 +700,7 @@ async fn engine_matches_mariadb_on_generated_queries() {
         password: Some(server.password.clone()),
         database: Some(db_name.clone()),
         pg_schema: None,
+        tls: Default::default(),
     };
     check_all(Backend::Mysql, &mut db, params).await;
     db.exec(&format!("DROP DATABASE {db_name}")).await;
@@ -735,6 +736,7 @@ async fn engine_matches_postgres_on_generated_queries() {
         password: Some(server.password.clone()),
         database: Some(db_name.clone()),
         pg_schema: None,
+        tls: Default::default(),
     };
     check_all(Backend::Postgres, &mut db, params).await;
     drop(db);
@@ -762,6 +764,7 @@ async fn engine_matches_sqlite_on_generated_queries() {
         password: None,
         database: Some("main".into()),
         pg_schema: None,
+        tls: Default::default(),
     };
     check_all(Backend::Sqlite, &mut db, params).await;
 }
@@ -892,6 +895,7 @@ async fn engine_arrays_match_postgres() {
         password: Some(server.password.clone()),
         database: Some(db_name.clone()),
         pg_schema: None,
+        tls: Default::default(),
     };
     let snapshot = load_snapshot(&params).await;
     let options = refract_query::QueryOptions::default();
@@ -1010,6 +1014,7 @@ async fn engine_sets_match_mariadb() {
         password: Some(server.password.clone()),
         database: Some(db_name.clone()),
         pg_schema: None,
+        tls: Default::default(),
     };
     let snapshot = load_snapshot(&params).await;
     let got = refract_query::execute(

@@ -17,3 +17,4 @@ mod security_limits;
 mod security_processes;
 mod security_sources;
 mod sources_real;
+mod tls_sources;

@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use super::{column_map, CdcError, CdcOptions, CdcStream, Cell, CellRow, ChangeEvent, Inner};
 use crate::load::quote_double;
 use crate::postgres::column_text_value;
+use crate::tls::{pg_negotiate, PgStream};
 use crate::{ExportedSnapshot, SourceError, SourceParams, SourcePosition};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,9 +67,9 @@ fn io_err(e: std::io::Error) -> CdcError {
     CdcError::Source(format!("replication connection: {e}"))
 }
 
-/// A connection in `replication=database` mode.
+/// A connection in `replication=database` mode (TLS as the source's `sslMode` says).
 pub(crate) struct ReplConn {
-    sock: TcpStream,
+    sock: PgStream,
     buf: BytesMut,
     out: BytesMut,
 }
@@ -91,6 +92,18 @@ impl ReplConn {
         .map_err(|_| CdcError::Source(format!("timed out connecting to {}:{port}", params.host)))?
         .map_err(|e| CdcError::Source(format!("cannot reach {}:{port}: {e}", params.host)))?;
         let _ = sock.set_nodelay(true);
+        let sock = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            pg_negotiate(sock, &params.host, &params.tls),
+        )
+        .await
+        .map_err(|_| {
+            CdcError::Source(format!(
+                "timed out negotiating TLS with {}:{port}",
+                params.host
+            ))
+        })?
+        .map_err(|e| CdcError::Source(e.scrubbed(params).to_string()))?;
         let mut c = ReplConn {
             sock,
             buf: BytesMut::with_capacity(64 * 1024),
@@ -152,18 +165,23 @@ impl ReplConn {
                 }
                 Msg::Other(Message::ErrorResponse(body)) => {
                     let e = error_text(&body);
-                    return Err(
-                        if e.contains("replication")
-                            || e.contains("permission")
-                            || e.contains("pg_hba")
-                        {
-                            CdcError::NotReady(format!(
+                    return Err(if e.contains("no encryption") {
+                        CdcError::NotReady(format!(
+                                "TLS to the source failed: the server requires TLS for this user \
+                                 and host (pg_hba.conf has only hostssl entries for it) and sslMode \
+                                 is {}: set sslMode to prefer or stronger. Server said: {e}",
+                                params.tls.mode
+                            ))
+                    } else if e.contains("replication")
+                        || e.contains("permission")
+                        || e.contains("pg_hba")
+                    {
+                        CdcError::NotReady(format!(
                             "{e} (the role needs REPLICATION and pg_hba.conf a `host replication` line)"
                         ))
-                        } else {
-                            CdcError::Source(e)
-                        },
-                    );
+                    } else {
+                        CdcError::Source(e)
+                    });
                 }
                 Msg::Other(Message::ReadyForQuery(_)) => return Ok(c),
                 Msg::Other(_) => {}
@@ -687,12 +705,13 @@ async fn sql_client(params: &SourceParams) -> Result<tokio_postgres::Client, Sou
         .user(&params.user)
         .dbname(&db)
         .application_name("refract")
-        .connect_timeout(CONNECT_TIMEOUT);
+        .connect_timeout(CONNECT_TIMEOUT)
+        .ssl_mode(crate::tls::pg_ssl_mode(&params.tls));
     if let Some(pw) = &params.password {
         c.password(pw.as_bytes());
     }
     let (client, conn) = c
-        .connect(tokio_postgres::NoTls)
+        .connect(crate::tls::PgTls::new(&params.tls)?)
         .await
         .map_err(|e| crate::error::pg(e, params))?;
     tokio::spawn(async move {

@@ -261,6 +261,7 @@ pub fn params(backend: Backend, url: &Url, database: Option<&str>) -> SourcePara
         password: url.password.clone(),
         database: database.map(str::to_string),
         pg_schema: None,
+        tls: Default::default(),
     }
 }
 

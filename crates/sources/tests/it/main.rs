@@ -6,3 +6,4 @@ mod common;
 mod mysql;
 mod postgres;
 mod sqlite;
+mod tls;

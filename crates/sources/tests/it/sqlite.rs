@@ -16,6 +16,7 @@ fn sqlite_params(path: &std::path::Path) -> SourceParams {
         password: None,
         database: Some("main".into()),
         pg_schema: None,
+        tls: Default::default(),
     }
 }
 

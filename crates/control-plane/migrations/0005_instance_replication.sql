@@ -1,4 +1,4 @@
--- Refract metadata store, version 4: an engine's change stream as the health poller last saw it.
+-- Refract metadata store, version 5: an engine's change stream as the health poller last saw it.
 --
 -- JSON `{mode, state, lagMs, error, fatal}` from the engine's `/stats` (`replication`), shown by
 -- `GET /v1/databases/{id}/instance`, so a broken stream is visible in the API, not only in a log.
