@@ -193,10 +193,13 @@ pub(super) fn begin(
             "resuming".into()
         }
         Action::Terminate => {
-            // A terminate that finds an operation in flight (queued behind it) takes over its
-            // engine, which the stop step stops with the others.
+            // A terminate that finds an operation in flight (started now, or queued behind it)
+            // takes over its engine, which the stop step stops with the others.
             let abandoned = o.op.as_ref().and_then(|op| op.new_instance);
             o.cleanup.extend(abandoned);
+            // A terminate is the last word: an action queued behind the operation it ends is
+            // dropped with it.
+            d.desired_state = None;
             set_op(
                 d,
                 o,

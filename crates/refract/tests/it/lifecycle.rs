@@ -858,8 +858,8 @@ fn action_matrix_rows() {
     assert_eq!(s, 204, "delete is allowed in failed");
 }
 
-/// Transitional rows refuse immediate actions and queue pause/terminate/resume; the queued action
-/// runs once a stable status is reached, and the last queued one wins.
+/// Transitional rows refuse immediate actions and queue pause/resume (terminate is immediate);
+/// the queued action runs once a stable status is reached, and the last queued one wins.
 #[test]
 fn queued_actions_run_when_stable() {
     let cp = Cp::fresh(1500);
@@ -895,19 +895,26 @@ fn queued_actions_run_when_stable() {
         "{events}"
     );
 
-    // Resuming: resize refused, pause then terminate queued: the last one wins.
+    // Resuming: resize refused, pause queued; terminate is immediate (a resume or deploy that
+    // cannot succeed must never block it) and drops the queued pause.
     cp.ok(&id, "resume", None, "immediate");
     cp.wait_until(&id, "resuming", LONG, |v| {
         v["database"]["status"] == "resuming"
     });
     cp.refused(&id, "resize");
     cp.ok(&id, "pause", None, "queued");
-    cp.ok(&id, "terminate", None, "queued");
     assert_eq!(
         cp.get(&format!("/v1/databases/{id}"))["desiredState"],
-        "terminated"
+        "paused"
     );
+    let v = cp.ok(&id, "terminate", None, "immediate");
+    assert_eq!(v["status"], "terminating");
+    assert!(cp.get(&format!("/v1/databases/{id}"))["desiredState"].is_null());
     cp.wait_status(&id, "terminated", LONG);
+    assert!(
+        cp.engine_pids().is_empty(),
+        "the abandoned resume's engine still runs"
+    );
 
     // Pausing: resume is queued and runs after the pause.
     cp.ok(&id, "provision", None, "immediate");
