@@ -803,6 +803,9 @@ pub struct TestConnectionResult {
     pub binlog: Option<BinlogReadiness>,
     /// PostgreSQL logical replication readiness.
     pub logical: Option<LogicalReadiness>,
+    /// What works but not as expected (tables without a primary key, key constraints or tables
+    /// the user cannot read); absent when there is nothing to say.
+    pub warnings: Option<Vec<String>>,
 }
 
 /// Whether a MySQL/MariaDB source can feed `binlog` mode.

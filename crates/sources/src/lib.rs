@@ -134,6 +134,32 @@ pub struct TestConnectionReport {
     /// PostgreSQL logical replication readiness.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logical: Option<LogicalReadiness>,
+    /// What works but will not be as expected, for a person: tables without a primary key,
+    /// key constraints or tables the user cannot read (at most 20 names each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Names shown in a warning list before "and N more".
+const WARNING_NAMES: usize = 20;
+
+/// `count` tables (`names`, at most [`WARNING_NAMES`] of them) followed by `what`.
+pub(crate) fn table_warning(names: &[String], total: usize, what: &str) -> Option<String> {
+    if total == 0 {
+        return None;
+    }
+    let shown = names
+        .iter()
+        .take(WARNING_NAMES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if total > WARNING_NAMES {
+        format!(" and {} more", total - WARNING_NAMES)
+    } else {
+        String::new()
+    };
+    Some(format!("{total} table(s) {what}: {shown}{more}"))
 }
 
 /// Whether a MySQL/MariaDB source can feed `binlog` mode.

@@ -153,6 +153,7 @@ pub(crate) async fn test_connection(
         .await
         .unwrap_or(None);
     let tls_version = ssl.map(|(_, v)| v).filter(|v| !v.is_empty());
+    let warnings = key_warnings(&mut conn, params).await.unwrap_or_default();
     let _ = conn.disconnect().await;
     Ok(TestConnectionReport {
         ok: true,
@@ -164,7 +165,65 @@ pub(crate) async fn test_connection(
         available_schemas: Some(schemas),
         binlog: Some(binlog),
         logical: None,
+        warnings,
     })
+}
+
+/// Test-connection warnings: tables without a primary key (in the connection's schema, else in
+/// every visible one), and primary keys visible as indexes but not as key constraints (then the
+/// foreign keys, the relations, are hidden too).
+async fn key_warnings(
+    conn: &mut Conn,
+    params: &SourceParams,
+) -> Result<Vec<String>, mysql_async::Error> {
+    let scope =
+        "t.TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') \
+                 AND (? IS NULL OR t.TABLE_SCHEMA = ?)";
+    let db = params.database.clone();
+    let keyless: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
+                 WHERE t.TABLE_TYPE = 'BASE TABLE' AND {scope} AND NOT EXISTS (SELECT 1 FROM \
+                 information_schema.STATISTICS s WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA \
+                 AND s.TABLE_NAME = t.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY') \
+                 ORDER BY 1, 2"
+            ),
+            (db.clone(), db.clone()),
+        )
+        .await?;
+    let hidden: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT DISTINCT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.STATISTICS t \
+                 WHERE t.INDEX_NAME = 'PRIMARY' AND {scope} AND NOT EXISTS (SELECT 1 FROM \
+                 information_schema.KEY_COLUMN_USAGE k WHERE k.TABLE_SCHEMA = t.TABLE_SCHEMA \
+                 AND k.TABLE_NAME = t.TABLE_NAME AND k.CONSTRAINT_NAME = 'PRIMARY') ORDER BY 1, 2"
+            ),
+            (db.clone(), db),
+        )
+        .await?;
+    let names = |rows: &[(String, String)]| -> Vec<String> {
+        rows.iter().map(|(s, t)| format!("{s}.{t}")).collect()
+    };
+    Ok([
+        crate::table_warning(
+            &names(&keyless),
+            keyless.len(),
+            "have no primary key (lookups by key scan them; a change stream matches their rows by every column)",
+        ),
+        crate::table_warning(
+            &names(&hidden),
+            hidden.len(),
+            &format!(
+                "have key constraints user {} cannot read (their relations will be missing): grant SELECT on them",
+                params.user
+            ),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 async fn binlog_readiness(

@@ -162,7 +162,51 @@ pub(crate) async fn test_connection(
         available_schemas: Some(schemas),
         binlog: None,
         logical: Some(logical),
+        warnings: key_warnings(&client).await.unwrap_or_default(),
     })
+}
+
+/// Test-connection warnings for the connected database: tables without a primary key, and
+/// tables the user may not SELECT (a load of them would fail).
+async fn key_warnings(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), \
+               EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p'), \
+               has_table_privilege(c.oid, 'SELECT') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    let mut keyless = Vec::new();
+    let mut unreadable = Vec::new();
+    for r in &rows {
+        let name: String = r.get(0);
+        if !r.get::<_, bool>(1) {
+            keyless.push(name.clone());
+        }
+        if !r.get::<_, bool>(2) {
+            unreadable.push(name);
+        }
+    }
+    Ok([
+        crate::table_warning(
+            &keyless,
+            keyless.len(),
+            "have no primary key (lookups by key scan them; a change stream reloads them on inserts)",
+        ),
+        crate::table_warning(
+            &unreadable,
+            unreadable.len(),
+            "cannot be read by this user (GRANT SELECT ON … TO the user, or exclude them in the schema config)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 /// What `logical` sync needs: `wal_level = logical`, a role with `REPLICATION` (or superuser),

@@ -87,6 +87,7 @@ pub(crate) async fn test_connection(
             logical: None,
             tls: None,
             tls_version: None,
+            warnings: Vec::new(),
         })
     })
     .await

@@ -179,3 +179,35 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::Status;
+    use crate::lifecycle::reconciler::tests::db;
+
+    #[test]
+    fn an_idle_stream_is_ok_and_a_failing_one_degraded() {
+        let d = db(Status::Running, None); // sync interval 30 s: stale after 90 s
+        let pg = Some(Backend::Postgres);
+        let idle = json!({"status": "ok", "snapshotAgeMs": 600_000,
+                          "replication": {"mode": "logical", "state": "streaming"}});
+        assert_eq!(classify(&idle, &d, pg), HealthStatus::Ok);
+        let reconnecting = json!({"status": "ok", "snapshotAgeMs": 600_000,
+                                  "replication": {"mode": "logical", "state": "reconnecting"}});
+        assert_eq!(classify(&reconnecting, &d, pg), HealthStatus::Degraded);
+        let failing = json!({"status": "ok", "snapshotAgeMs": 10,
+                             "replication": {"mode": "binlog", "state": "error", "lastError": "x", "fatal": true}});
+        assert_eq!(classify(&failing, &d, pg), HealthStatus::Degraded);
+        let view = replication_view(&failing).unwrap();
+        assert_eq!(view["error"], "x");
+        assert_eq!(view["fatal"], true);
+        let stale_poll = json!({"status": "ok", "snapshotAgeMs": 600_000,
+                                "replication": {"mode": "poll", "state": "polling"}});
+        assert_eq!(classify(&stale_poll, &d, pg), HealthStatus::Degraded);
+        let streaming = replication_view(&idle).unwrap();
+        assert!(streaming.get("error").is_none(), "{streaming}");
+    }
+}

@@ -1340,12 +1340,12 @@ async fn sweep(s: &Service, rt: &Runtime) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::api::{DesiredState, InstanceSize, LogLevel, Status, SyncMode};
     use crate::store::lifecycle::OpKind;
 
-    fn db(status: Status, desired: Option<DesiredState>) -> Database {
+    pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> Database {
         let t = now();
         Database {
             id: Uuid::new_v4(),

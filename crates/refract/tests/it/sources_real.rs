@@ -115,6 +115,22 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
                "syncInterval": 3600, "instance": {"name": "a", "mysqlDb": schema}}),
     );
     let switched = database(&cp, &conn, "b", &schema);
+    // Test-connection says what will not be as expected: the keyless table.
+    let (s, v) = cp.call(
+        "POST",
+        &format!("/v1/connections/{conn}/test-connection"),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["binlog"]["ready"], true,
+        "the documented grants suffice: {v}"
+    );
+    // (Over every visible schema: other tests' tables may fill the first 20 names.)
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("have no primary key"), "{v}");
+    assert!(!warnings.contains(&format!("{schema}.users")), "{v}");
     let (s, v) = cp.call(
         "PATCH",
         &format!("/v1/databases/{switched}"),
@@ -375,4 +391,93 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
          THEN RAISE EXCEPTION 'the owner''s publication is gone'; END IF; END $$",
     );
     pg_admin("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+/// A running binlog stream whose user loses `REPLICATION SLAVE`: the reconnect fails, and within
+/// seconds the API says so — `healthStatus: degraded`, `instance.replication.error` naming the
+/// grant — while the engine keeps serving its last snapshot.
+#[test]
+fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
+    let m = mysql();
+    let schema = format!("br_{}", rand::random::<u32>());
+    let user = format!("br_{}", rand::random::<u32>());
+    maria_admin(&format!(
+        "CREATE DATABASE {schema};
+         CREATE TABLE {schema}.users (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);
+         INSERT INTO {schema}.users VALUES (1, 'Ada');
+         CREATE USER '{user}'@'%' IDENTIFIED BY 'br-pw-123';
+         CREATE USER '{user}'@'localhost' IDENTIFIED BY 'br-pw-123';
+         GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
+         GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'localhost';"
+    ));
+    let cp = Cp::fresh(0);
+    let (_, id) = connection(
+        &cp,
+        json!({"name": "br", "mysqlHost": m.host, "mysqlPort": m.port, "mysqlUser": user,
+               "mysqlPassword": "br-pw-123", "availableSchemas": [schema], "syncMode": "binlog",
+               "syncInterval": 3600, "instance": {"name": "a", "mysqlDb": schema}}),
+    );
+    cp.ok(&id, "provision", None, "immediate");
+    let v = cp.wait_status(&id, "running", LONG);
+    cp.wait_until(&id, "streaming", LONG, |v| {
+        v["instance"]["replication"]["state"] == "streaming"
+    });
+    // Take the grant away and cut the user's connections (the binlog dump among them).
+    let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
+    block_on(async {
+        use mysql_async::prelude::Queryable;
+        let pool = mysql_async::Pool::new(url.as_str());
+        let mut c = pool.get_conn().await.unwrap();
+        c.query_drop(format!(
+            "REVOKE REPLICATION SLAVE ON *.* FROM '{user}'@'%'; REVOKE REPLICATION SLAVE ON *.* FROM '{user}'@'localhost'"
+        ))
+        .await
+        .unwrap();
+        let ids: Vec<u64> = c
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
+                (user.as_str(),),
+            )
+            .await
+            .unwrap();
+        for pid in ids {
+            let _ = c.query_drop(format!("KILL {pid}")).await;
+        }
+        drop(c);
+        pool.disconnect().await.unwrap();
+    });
+    let t0 = Instant::now();
+    let broken = cp.wait_until(
+        &id,
+        "degraded with the cause",
+        Duration::from_secs(30),
+        |v| {
+            v["instance"]["healthStatus"] == "degraded"
+                && v["instance"]["replication"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("REPLICATION SLAVE"))
+        },
+    );
+    eprintln!(
+        "broken stream reported after {:?}: {}",
+        t0.elapsed(),
+        broken["instance"]["replication"]
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(broken["database"]["status"], "running");
+    let (key, _) = create_key(&cp, &id, "k");
+    assert_eq!(
+        query_ok(&endpoint(&v), &key, "users { name }", LONG),
+        json!([{"name": "Ada"}]),
+        "the last snapshot keeps serving"
+    );
+    cp.ok(&id, "terminate", None, "immediate");
+    cp.wait_status(&id, "terminated", LONG);
+    maria_admin(&format!(
+        "DROP DATABASE {schema}; DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost';"
+    ));
 }

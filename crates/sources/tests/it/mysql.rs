@@ -372,3 +372,27 @@ async fn mysql_unreachable_server_fails_within_the_timeout() {
         report.error
     );
 }
+
+/// Test-connection with a schema, as the least-privilege user: a table without a primary key is
+/// a warning; a keyed one is not (its key is visible to a SELECT-only user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_test_connection_warns_about_tables_without_a_primary_key() {
+    let db = TestDb::create().await;
+    conn(Some(&db.name))
+        .await
+        .query_drop("CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT)")
+        .await
+        .expect("tables");
+    let report = refract_sources::test_connection(&db.params(), Duration::from_secs(5)).await;
+    assert!(report.ok, "{:?}", report.error);
+    let text = report.warnings.join("\n");
+    assert!(
+        text.contains("1 table(s) have no primary key")
+            && text.contains(&format!("{}.loose", db.name)),
+        "{text}"
+    );
+    assert!(
+        !text.contains("keyed") && !text.contains("cannot read"),
+        "{text}"
+    );
+}

@@ -676,3 +676,48 @@ async fn pg_unreachable_server_fails_within_the_timeout() {
         "{err}"
     );
 }
+
+/// Test-connection in a database, as the least-privilege role: a table without a primary key
+/// and a table the role may not read are warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
+    let db = TestDb::create().await;
+    client(Some(&db.name))
+        .await
+        .batch_execute(
+            "CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT);
+             CREATE SCHEMA private; CREATE TABLE private.secret (id INT PRIMARY KEY);",
+        )
+        .await
+        .expect("tables");
+    // The test role reads everything (pg_read_all_data); a role with SELECT on one table only:
+    let role = format!("{}_ro", db.name);
+    client(Some(&db.name))
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'ro-pw-1'; GRANT SELECT ON keyed, loose TO {role};"
+        ))
+        .await
+        .expect("role");
+    let mut p = db.params();
+    p.user = role.clone();
+    p.password = Some("ro-pw-1".into());
+    let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
+    client(Some(&db.name))
+        .await
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .expect("drop the role");
+    assert!(report.ok, "{:?}", report.error);
+    let text = report.warnings.join("\n");
+    assert!(
+        text.contains("1 table(s) have no primary key") && text.contains("public.loose"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 table(s) cannot be read by this user")
+            && text.contains("): private.secret"),
+        "{text}"
+    );
+    assert!(!text.contains("keyed"), "{text}");
+}
