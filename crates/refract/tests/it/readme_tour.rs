@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{mysql, refract_bin};
+use crate::common::{mysql, mysql_source, refract_bin};
 
 /// The text of the README's fenced block whose info string is `info`.
 fn block(readme: &str, info: &str) -> String {
@@ -113,8 +113,8 @@ fn the_readme_tour_runs_verbatim() {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("refract serve did not start");
 
-    // The reader's own source: the test MariaDB.
-    let m = mysql();
+    // The reader's own source: the test MariaDB, as the least-privilege user the docs describe.
+    let m = mysql_source();
     let own = format!(
         "export SOURCE_HOST={} SOURCE_PORT={} SOURCE_USER={} REFRACT_SOURCE_PASSWORD='{}'",
         m.host, m.port, m.user, m.password
