@@ -70,6 +70,53 @@ pub fn postgres_source() -> ServerUrl {
     parse_url(&required_env("REFRACT_TEST_PG_SOURCE_URL"))
 }
 
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Runs `sql` (several statements allowed) on a MariaDB server as `u`.
+pub fn mariadb_exec(u: &ServerUrl, sql: &str) {
+    let url = format!("mysql://{}:{}@{}:{}", u.user, u.password, u.host, u.port);
+    block_on(async {
+        use mysql_async::prelude::Queryable;
+        let pool = mysql_async::Pool::new(url.as_str());
+        let mut c = pool.get_conn().await.unwrap();
+        c.query_drop(sql).await.unwrap();
+        drop(c);
+        pool.disconnect().await.unwrap();
+    });
+}
+
+/// Runs `sql` (several statements allowed) on database `db` of a PostgreSQL server as `u`
+/// (`u.host` may be a Unix socket directory).
+pub fn postgres_exec(u: &ServerUrl, db: &str, sql: &str) {
+    let conf = format!(
+        "host={} port={} user={} password={} dbname={db}",
+        u.host, u.port, u.user, u.password
+    );
+    block_on(async move {
+        let (client, conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    });
+}
+
+/// Sets up data on the test MariaDB as its admin.
+pub fn mariadb_admin(sql: &str) {
+    mariadb_exec(&mysql(), sql)
+}
+
+/// Sets up data in database `db` of the test PostgreSQL as its superuser.
+pub fn postgres_admin(db: &str, sql: &str) {
+    postgres_exec(&postgres(), db, sql)
+}
+
 /// A running `refract serve` on a temp data dir, driven over HTTP. Records everything the
 /// process printed and every response body, so tests can check that no secret leaked.
 pub struct ControlPlane {

@@ -1357,27 +1357,12 @@ fn quickstart_works(source: &str) -> tempfile::TempDir {
 /// A MariaDB source: provision, query; a refused login fails with an actionable `lastError`.
 #[test]
 fn mariadb_source_provisions_and_refused_login_fails() {
-    let m = crate::common::mysql();
     // Refract connects as the documented least-privilege user: it still sees the primary keys and
     // the relation (MariaDB hides TABLE_CONSTRAINTS from it).
     let src = crate::common::mysql_source();
     let cp = Cp::fresh(0);
     let schema = format!("lc_{}", rand::random::<u32>());
-    let setup = |sql: &str| {
-        let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
-        let pool = mysql_async::Pool::new(url.as_str());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use mysql_async::prelude::Queryable;
-            let mut c = pool.get_conn().await.unwrap();
-            c.query_drop(sql).await.unwrap();
-            drop(c);
-            pool.disconnect().await.unwrap();
-        });
-    };
+    let setup = crate::common::mariadb_admin;
     setup(&format!(
         "CREATE DATABASE {schema}; CREATE TABLE {schema}.users (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);
          CREATE TABLE {schema}.posts (id INT PRIMARY KEY, user_id INT NOT NULL, title VARCHAR(80) NOT NULL,
@@ -1443,24 +1428,7 @@ fn postgres_source_provisions() {
     let p = crate::common::postgres();
     let cp = Cp::fresh(0);
     let db = format!("lc_{}", rand::random::<u32>());
-    let run = |database: &str, sql: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let conf = format!(
-            "host={} port={} user={} password={} dbname={database}",
-            p.host, p.port, p.user, p.password
-        );
-        let sql = sql.to_string();
-        rt.block_on(async move {
-            let (client, connection) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client.batch_execute(&sql).await.unwrap();
-        });
-    };
+    let run = crate::common::postgres_admin;
     run("postgres", &format!("CREATE DATABASE {db}"));
     run(
         &db,
@@ -1515,24 +1483,7 @@ fn sakila_like_schema_provisions_without_a_config() {
     let p = crate::common::postgres();
     let cp = Cp::fresh(0);
     let db = format!("sk_{}", rand::random::<u32>());
-    let run = |database: &str, sql: &str| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let conf = format!(
-            "host={} port={} user={} password={} dbname={database}",
-            p.host, p.port, p.user, p.password
-        );
-        let sql = sql.to_string();
-        rt.block_on(async move {
-            let (client, connection) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client.batch_execute(&sql).await.unwrap();
-        });
-    };
+    let run = crate::common::postgres_admin;
     run("postgres", &format!("CREATE DATABASE {db}"));
     run(
         &db,

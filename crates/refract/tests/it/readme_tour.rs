@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{mysql, mysql_source, refract_bin};
+use crate::common::{mariadb_admin, mysql_source, refract_bin};
 
 /// The text of the README's fenced block whose info string is `info`.
 fn block(readme: &str, info: &str) -> String {
@@ -30,23 +30,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn mariadb(sql: &str) {
-    let m = mysql();
-    let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use mysql_async::prelude::Queryable;
-        let pool = mysql_async::Pool::new(url.as_str());
-        let mut c = pool.get_conn().await.unwrap();
-        c.query_drop(sql).await.unwrap();
-        drop(c);
-        pool.disconnect().await.unwrap();
-    });
-}
-
 struct Serve(std::process::Child);
 
 impl Drop for Serve {
@@ -64,7 +47,7 @@ fn the_readme_tour_runs_verbatim() {
     let tour = block(&readme, "sh tour");
 
     // The schema the tour reads: users with plans, and their posts.
-    mariadb(
+    mariadb_admin(
         "DROP DATABASE IF EXISTS shop; CREATE DATABASE shop;
          CREATE TABLE shop.users (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, plan VARCHAR(10) NOT NULL);
          CREATE TABLE shop.posts (id INT PRIMARY KEY, user_id INT NOT NULL, title VARCHAR(80) NOT NULL,
@@ -180,5 +163,5 @@ fn the_readme_tour_runs_verbatim() {
 
     assert!(terminated, "terminate failed");
     drop(serve);
-    mariadb("DROP DATABASE IF EXISTS shop");
+    mariadb_admin("DROP DATABASE IF EXISTS shop");
 }

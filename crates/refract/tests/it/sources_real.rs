@@ -6,46 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{mysql, mysql_source, postgres, postgres_source};
+use crate::common::{mariadb_admin, mysql, mysql_source, postgres_admin, postgres_source};
 use crate::lifecycle::{create_key, endpoint, query_ok, Cp, LONG};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// Runs SQL on the test MariaDB as its admin.
-fn maria_admin(sql: &str) {
-    let m = mysql();
-    let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
-    block_on(async {
-        use mysql_async::prelude::Queryable;
-        let pool = mysql_async::Pool::new(url.as_str());
-        let mut c = pool.get_conn().await.unwrap();
-        c.query_drop(sql).await.unwrap();
-        drop(c);
-        pool.disconnect().await.unwrap();
-    });
-}
-
-/// Runs SQL on database `db` of the test PostgreSQL as its superuser.
-fn pg_admin(db: &str, sql: &str) {
-    let p = postgres();
-    let conf = format!(
-        "host={} port={} user={} password={} dbname={db}",
-        p.host, p.port, p.user, p.password
-    );
-    block_on(async move {
-        let (client, conn) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client.batch_execute(sql).await.unwrap();
-    });
-}
 
 /// `POST /v1/connections` with a first database; returns (connection id, database id).
 fn connection(cp: &Cp, body: Value) -> (String, String) {
@@ -97,7 +59,7 @@ fn wait_answer(
 fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     let src = mysql_source();
     let schema = format!("lp_{}", rand::random::<u32>());
-    maria_admin(&format!(
+    mariadb_admin(&format!(
         "CREATE DATABASE {schema};
          CREATE TABLE {schema}.users (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);
          CREATE TABLE {schema}.posts (id INT PRIMARY KEY, user_id INT NOT NULL, title VARCHAR(80) NOT NULL,
@@ -186,7 +148,7 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
         .unwrap_or_else(|| panic!("{b}"));
     assert_ne!(id_a, id_b, "two databases on one source share a server id");
 
-    maria_admin(&format!("INSERT INTO {schema}.users VALUES (3, 'Cy')"));
+    mariadb_admin(&format!("INSERT INTO {schema}.users VALUES (3, 'Cy')"));
     for (v, key) in [(&a, &key_a), (&b, &key_b)] {
         wait_answer(&endpoint(v), key, q, Duration::from_secs(20), |rows| {
             *rows == json!([{"id": 3, "name": "Cy"}])
@@ -209,7 +171,7 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
         }
         std::thread::sleep(Duration::from_secs(5));
     }
-    maria_admin(&format!("INSERT INTO {schema}.users VALUES (4, 'Di')"));
+    mariadb_admin(&format!("INSERT INTO {schema}.users VALUES (4, 'Di')"));
     wait_answer(
         &endpoint(&a),
         &key_a,
@@ -221,7 +183,7 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
         cp.ok(id, "terminate", None, "immediate");
         cp.wait_status(id, "terminated", LONG);
     }
-    maria_admin(&format!("DROP DATABASE {schema}"));
+    mariadb_admin(&format!("DROP DATABASE {schema}"));
 }
 
 /// A user without the replication grants: binlog mode fails the provision at once with the
@@ -232,7 +194,7 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
     let m = mysql();
     let schema = format!("ng_{}", rand::random::<u32>());
     let user = format!("sel_{}", rand::random::<u32>());
-    maria_admin(&format!(
+    mariadb_admin(&format!(
         "CREATE DATABASE {schema};
          CREATE TABLE {schema}.users (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);
          INSERT INTO {schema}.users VALUES (1, 'Ada');
@@ -302,7 +264,7 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
     );
     cp.ok(&id, "terminate", None, "immediate");
     cp.wait_status(&id, "terminated", LONG);
-    maria_admin(&format!(
+    mariadb_admin(&format!(
         "DROP DATABASE {schema}; DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost';"
     ));
 }
@@ -317,8 +279,8 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
 fn postgres_least_privilege_publication_by_owner_and_two_databases() {
     let src = postgres_source();
     let db = format!("lp_{}", rand::random::<u32>());
-    pg_admin("postgres", &format!("CREATE DATABASE {db}"));
-    pg_admin(
+    postgres_admin("postgres", &format!("CREATE DATABASE {db}"));
+    postgres_admin(
         &db,
         "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE posts (id INT PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), title TEXT NOT NULL);
@@ -351,7 +313,7 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
         .find(|s| s.starts_with("CREATE PUBLICATION"))
         .unwrap_or_else(|| panic!("no statement in {err}"))
         .to_string();
-    pg_admin(&db, &stmt);
+    postgres_admin(&db, &stmt);
     let second = database(&cp, &conn, "b", &db);
     // The second database's own publication does not exist: the owner's covers its tables too.
     cp.ok(&first, "provision", None, "immediate");
@@ -360,7 +322,7 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
     let b = cp.wait_status(&second, "running", LONG);
     let (key_a, _) = create_key(&cp, &first, "k");
     let (key_b, _) = create_key(&cp, &second, "k");
-    pg_admin(&db, "INSERT INTO users VALUES (3, 'Cy')");
+    postgres_admin(&db, "INSERT INTO users VALUES (3, 'Cy')");
     for (v, key) in [(&a, &key_a), (&b, &key_b)] {
         wait_answer(
             &endpoint(v),
@@ -371,7 +333,7 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
         );
     }
     let slots = |expected: i64| {
-        pg_admin(
+        postgres_admin(
             "postgres",
             &format!(
                 "DO $$ BEGIN IF (SELECT count(*) FROM pg_replication_slots WHERE database = '{db}') <> {expected} \
@@ -385,12 +347,12 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
         cp.wait_status(id, "terminated", LONG);
     }
     slots(0);
-    pg_admin(
+    postgres_admin(
         &db,
         "DO $$ BEGIN IF (SELECT count(*) FROM pg_publication) <> 1 \
          THEN RAISE EXCEPTION 'the owner''s publication is gone'; END IF; END $$",
     );
-    pg_admin("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    postgres_admin("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
 
 /// A running binlog stream whose user loses `REPLICATION SLAVE`: the reconnect fails, and within
@@ -401,7 +363,7 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
     let m = mysql();
     let schema = format!("br_{}", rand::random::<u32>());
     let user = format!("br_{}", rand::random::<u32>());
-    maria_admin(&format!(
+    mariadb_admin(&format!(
         "CREATE DATABASE {schema};
          CREATE TABLE {schema}.users (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL);
          INSERT INTO {schema}.users VALUES (1, 'Ada');
@@ -424,7 +386,11 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
     });
     // Take the grant away and cut the user's connections (the binlog dump among them).
     let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
-    block_on(async {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
         use mysql_async::prelude::Queryable;
         let pool = mysql_async::Pool::new(url.as_str());
         let mut c = pool.get_conn().await.unwrap();
@@ -477,7 +443,7 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
     );
     cp.ok(&id, "terminate", None, "immediate");
     cp.wait_status(&id, "terminated", LONG);
-    maria_admin(&format!(
+    mariadb_admin(&format!(
         "DROP DATABASE {schema}; DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost';"
     ));
 }

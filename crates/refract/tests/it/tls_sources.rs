@@ -213,23 +213,9 @@ fn mysql_run(u: &ServerUrl, sql: &str) {
 
 /// Over the TLS server's local socket (TCP takes TLS only; the socket needs none).
 fn pg_run(u: &ServerUrl, db: &str, sql: &str) {
-    let socket = format!("{}/postgres-tls", required_env("REFRACT_TEST_ENV_DIR"));
-    let conf = format!(
-        "host={socket} port={} user={} password={} dbname={db}",
-        u.port, u.user, u.password
-    );
-    let sql = sql.to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let (client, connection) = tokio_postgres::connect(&conf, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client.batch_execute(&sql).await.unwrap();
-    });
+    let mut local = u.clone();
+    local.host = format!("{}/postgres-tls", required_env("REFRACT_TEST_ENV_DIR"));
+    crate::common::postgres_exec(&local, db, sql)
 }
 
 const Q: &str = "users { id name }";
