@@ -38,11 +38,15 @@ fn stray(dir: &Path) -> Child {
         .spawn()
         .expect("spawn a stray");
     // Until it has exec'd, /proc shows the test's own environment and directory, not the
-    // marker: a real stray (its control plane died) has long exec'd when anybody looks.
+    // marker; while `sh` execs `sleep`, /proc/<pid>/environ can read empty for a moment. A real
+    // stray (its control plane died) has long exec'd its program when anybody looks, so wait
+    // until this one runs `sleep` with the marker (a scan at the exec instant missed it once
+    // under load).
     let marker = format!("{INSTANCE_DIR_ENV}=");
     for _ in 0..500 {
         let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
-        if String::from_utf8_lossy(&environ).contains(&marker) {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+        if String::from_utf8_lossy(&environ).contains(&marker) && cmdline.starts_with(b"sleep\0") {
             return child;
         }
         std::thread::sleep(Duration::from_millis(2));
