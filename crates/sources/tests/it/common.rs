@@ -196,6 +196,24 @@ pub fn rows_of(sinks: &[VecSink], name: &str) -> Vec<Vec<V>> {
 }
 
 /// The environment variable, or a panic telling how to run the tests.
+/// The rows every backend's test loads from `parent` (a composite primary key `(b, a)`, rows in
+/// key order) and `child` (the `id, note` allow-list and a `where`), the same on MySQL,
+/// PostgreSQL and SQLite.
+pub fn assert_parent_child_rows(sinks: &[VecSink]) {
+    assert_eq!(
+        rows_of(&sinks, "parent"),
+        vec![
+            vec![V::Int(1), t("x"), t("one")],
+            vec![V::Int(1), t("y"), t("three")],
+            vec![V::Int(2), t("x"), t("two")],
+        ]
+    );
+    assert_eq!(
+        rows_of(&sinks, "child"),
+        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
+    );
+}
+
 pub fn env_url(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => v,

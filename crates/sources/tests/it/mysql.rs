@@ -272,18 +272,7 @@ async fn mysql_introspect_and_load_every_type() {
     assert_eq!(r3[28], V::Bool(false));
     assert_eq!(r3[29], V::Int(0));
 
-    assert_eq!(
-        rows_of(&sinks, "parent"),
-        vec![
-            vec![V::Int(1), t("x"), t("one")],
-            vec![V::Int(1), t("y"), t("three")],
-            vec![V::Int(2), t("x"), t("two")],
-        ]
-    );
-    assert_eq!(
-        rows_of(&sinks, "child"),
-        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
-    );
+    assert_parent_child_rows(&sinks);
     let big = &sinks.iter().find(|s| s.table == "big").expect("big").rows;
     assert_eq!(big.len(), 50_000);
     let r = big

@@ -392,18 +392,7 @@ async fn pg_introspect_and_load_every_type() {
     assert_eq!(r4[17], V::DateTime(-1));
     assert_eq!(r4[18], V::Ts(0));
 
-    assert_eq!(
-        rows_of(&sinks, "parent"),
-        vec![
-            vec![V::Int(1), t("x"), t("one")],
-            vec![V::Int(1), t("y"), t("three")],
-            vec![V::Int(2), t("x"), t("two")],
-        ]
-    );
-    assert_eq!(
-        rows_of(&sinks, "child"),
-        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
-    );
+    assert_parent_child_rows(&sinks);
     assert_eq!(
         rows_of(&sinks, "events"),
         vec![

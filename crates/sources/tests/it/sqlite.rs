@@ -231,18 +231,7 @@ async fn sqlite_introspect_and_load_every_type() {
     assert_eq!(r4[14], V::Null);
     assert_eq!(r4[15], j("12.5"));
 
-    assert_eq!(
-        rows_of(&sinks, "parent"),
-        vec![
-            vec![V::Int(1), t("x"), t("one")],
-            vec![V::Int(1), t("y"), t("three")],
-            vec![V::Int(2), t("x"), t("two")],
-        ]
-    );
-    assert_eq!(
-        rows_of(&sinks, "child"),
-        vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
-    );
+    assert_parent_child_rows(&sinks);
 
     // The file was opened read-only: nothing was written.
     let c = rusqlite::Connection::open(&path).expect("reopen");
