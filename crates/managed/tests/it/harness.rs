@@ -192,6 +192,45 @@ impl Harness {
         }
     }
 
+    /// SIGKILLs the primary's server and waits until the reconciler restarted it (a new pid)
+    /// and `data_back` says the committed data is there, then until the status is `running`.
+    pub async fn kill_primary_and_wait<F, Fut>(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        mut data_back: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let pid = self.pid(id, 0);
+        sigkill(pid);
+        self.wait_for(what, timeout, || {
+            let restarted = self.pid(id, 0) != pid;
+            let check = data_back();
+            async move { restarted && check.await }
+        })
+        .await;
+        self.wait_status(id, "running", Duration::from_secs(60))
+            .await;
+    }
+
+    /// `PATCH … {"replicas": n}` and waits until the first standby streams; returns its
+    /// replication entry.
+    pub async fn scale_and_wait_streaming(&self, id: &str, replicas: u32) -> Value {
+        let (status, v) = self
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/databases/{id}"),
+                Some(KEY_A),
+                Some(serde_json::json!({"replicas": replicas})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        wait_streaming(self, id).await
+    }
+
     pub async fn credentials(&self, id: &str) -> Value {
         let (status, v) = self
             .get(&format!("/api/v1/databases/{id}/credentials"))

@@ -3,14 +3,11 @@
 
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
 use mysql_async::prelude::Queryable;
 use refract_managed::DbType;
 use serde_json::json;
 
-use crate::harness::{
-    assert_no_password_outside_vault, parse_url, sigkill, wait_streaming, Harness, Options, KEY_A,
-};
+use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options};
 
 async fn count(url: &str) -> Option<i64> {
     let opts = mysql_async::Opts::from_url(url).ok()?;
@@ -74,26 +71,14 @@ async fn mysql_on_mariadb_lifecycle() {
     conn.disconnect().await.unwrap();
     assert_no_password_outside_vault(&h, &id, c["password"].as_str().unwrap());
 
-    let pid = h.pid(&id, 0);
-    sigkill(pid);
-    h.wait_for("a restarted MariaDB", Duration::from_secs(90), || {
-        let (h, id, url) = (&h, id.clone(), url.clone());
-        async move { h.pid(&id, 0) != pid && count(&url).await == Some(1) }
+    h.kill_primary_and_wait(&id, "a restarted MariaDB", Duration::from_secs(90), || {
+        let url = url.clone();
+        async move { count(&url).await == Some(1) }
     })
     .await;
-    h.wait_status(&id, "running", Duration::from_secs(60)).await;
 
     // A replica replays the primary's binary log and then follows it.
-    let (status, v) = h
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/databases/{id}"),
-            Some(KEY_A),
-            Some(json!({"replicas": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let replica = wait_streaming(&h, &id).await;
+    let replica = h.scale_and_wait_streaming(&id, 2).await;
     let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
         .await
         .unwrap();

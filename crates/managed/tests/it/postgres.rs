@@ -8,9 +8,7 @@ use axum::http::{Method, StatusCode};
 use refract_managed::DbType;
 use serde_json::{json, Value};
 
-use crate::harness::{
-    assert_no_password_outside_vault, parse_url, sigkill, wait_streaming, Harness, Options, KEY_A,
-};
+use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options, KEY_A};
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let config: tokio_postgres::Config = url.parse()?;
@@ -80,28 +78,19 @@ async fn postgresql_lifecycle() {
     assert_no_password_outside_vault(&h, &id, c["password"].as_str().unwrap());
 
     // SIGKILL the postmaster: the reconciler restarts it, the committed row survives.
-    let pid = h.pid(&id, 0);
-    sigkill(pid);
-    h.wait_for("a restarted PostgreSQL", Duration::from_secs(90), || {
-        let url = url.clone();
-        let h = &h;
-        let id = id.clone();
-        async move { h.pid(&id, 0) != pid && count(&url).await == Some(1) }
-    })
+    h.kill_primary_and_wait(
+        &id,
+        "a restarted PostgreSQL",
+        Duration::from_secs(90),
+        || {
+            let url = url.clone();
+            async move { count(&url).await == Some(1) }
+        },
+    )
     .await;
-    h.wait_status(&id, "running", Duration::from_secs(60)).await;
 
     // Scale to two servers: a streaming standby that receives the primary's writes.
-    let (status, v) = h
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/databases/{id}"),
-            Some(KEY_A),
-            Some(json!({"replicas": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let standby = wait_streaming(&h, &id).await;
+    let standby = h.scale_and_wait_streaming(&id, 2).await;
     let client = connect(&url).await.unwrap();
     client
         .batch_execute("INSERT INTO items VALUES (2, 'replicated')")

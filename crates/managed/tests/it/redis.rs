@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::harness::{self, parse_url, sigkill, wait_streaming, Harness, Options, KEY_A};
+use crate::harness::{self, parse_url, Harness, Options, KEY_A};
 
 /// Sends one command and returns the reply's first line (and a bulk string's payload).
 async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
@@ -93,32 +93,19 @@ async fn redis_lifecycle() {
     harness::assert_no_password_outside_vault(&h, &id, c["password"].as_str().unwrap());
 
     // SIGKILL: restarted from the append-only file.
-    let pid = h.pid(&id, 0);
-    sigkill(pid);
-    h.wait_for(
+    h.kill_primary_and_wait(
+        &id,
         "a restarted Redis with its data",
         Duration::from_secs(60),
         || {
-            let (h, id, url) = (&h, id.clone(), url.clone());
-            async move {
-                h.pid(&id, 0) != pid && get(&url, "greeting").await.as_deref() == Some("hello")
-            }
+            let url = url.clone();
+            async move { get(&url, "greeting").await.as_deref() == Some("hello") }
         },
     )
     .await;
-    h.wait_status(&id, "running", Duration::from_secs(30)).await;
 
     // A replica receives writes.
-    let (status, v) = h
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/databases/{id}"),
-            Some(KEY_A),
-            Some(json!({"replicas": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let replica = wait_streaming(&h, &id).await;
+    let replica = h.scale_and_wait_streaming(&id, 2).await;
     let mut s = login(&url).await.unwrap();
     assert_eq!(resp(&mut s, &["SET", "fresh", "42"]).await, "+OK");
     let replica_url = format!(
