@@ -107,6 +107,37 @@ pub fn postgres_exec(u: &ServerUrl, db: &str, sql: &str) {
     });
 }
 
+/// Live engine processes of a control plane's data dir, by instance id, from the runtime
+/// driver's state files (a zombie or an exited one is not live).
+pub fn live_engines(data_dir: &std::path::Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(data_dir.join("instances")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
+            continue;
+        };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let Some(pid) = state["pid"].as_u64() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if state["exit"].is_null() && cmdline.contains("engine") && !zombie {
+            out.push((e.file_name().to_string_lossy().to_string(), pid as u32));
+        }
+    }
+    out
+}
+
 /// Sets up data on the test MariaDB as its admin.
 pub fn mariadb_admin(sql: &str) {
     mariadb_exec(&mysql(), sql)

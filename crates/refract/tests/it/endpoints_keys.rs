@@ -21,31 +21,10 @@ struct Engines(PathBuf);
 
 impl Engines {
     fn pids(&self) -> Vec<u32> {
-        let mut out = Vec::new();
-        let Ok(dir) = std::fs::read_dir(self.0.join("instances")) else {
-            return out;
-        };
-        for e in dir.flatten() {
-            let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
-                continue;
-            };
-            let Ok(state) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            let Some(pid) = state["pid"].as_u64() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let alive = !stat.is_empty()
-                && !stat
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z'));
-            if state["exit"].is_null() && alive {
-                out.push(pid as u32);
-            }
-        }
-        out
+        crate::common::live_engines(&self.0)
+            .into_iter()
+            .map(|(_, pid)| pid)
+            .collect()
     }
 }
 
