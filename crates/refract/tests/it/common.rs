@@ -138,6 +138,24 @@ pub fn live_engines(data_dir: &std::path::Path) -> Vec<(String, u32)> {
     out
 }
 
+/// Waits (30 s at most) for a `refract engine` child's ready line on its piped stdout; returns
+/// the URL it listens on. Keeps draining stdout so the engine never blocks on a full pipe.
+pub fn engine_ready_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("the engine's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("refract engine listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the engine prints its ready line")
+}
+
 /// Sets up data on the test MariaDB as its admin.
 pub fn mariadb_admin(sql: &str) {
     mariadb_exec(&mysql(), sql)

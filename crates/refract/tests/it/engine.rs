@@ -1,7 +1,6 @@
 //! The real `refract engine` binary against a SQLite file: ready line, first load, a query over
 //! HTTP, then a graceful stop through `POST /admin/shutdown` (exit code 0).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,19 +58,7 @@ fn engine_binary_serves_a_sqlite_file_and_stops_cleanly() {
         .spawn()
         .expect("start refract engine");
     let mut engine = Running(child);
-    let stdout = engine.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("refract engine listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the engine prints its ready line");
+    let url = crate::common::engine_ready_url(&mut engine.0);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let http = reqwest::blocking::Client::builder()

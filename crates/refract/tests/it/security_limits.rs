@@ -4,7 +4,7 @@
 //! refused or bounded, and the engine must keep answering. The control plane's server has the
 //! same connection limits (last test).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,19 +82,7 @@ impl Engine {
             .stderr(Stdio::null())
             .spawn()
             .expect("start refract engine");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("refract engine listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the engine prints its ready line");
+        let url = crate::common::engine_ready_url(&mut child);
         let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
         let engine = Engine {
             child,
