@@ -675,34 +675,11 @@ fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
 mod tests {
     use super::*;
     use crate::api::DbType;
-    use crate::store::now;
 
     fn db() -> DbRecord {
-        let t = now();
         DbRecord {
-            id: "db_x".into(),
             customer_id: "c".into(),
-            project_id: "proj_default".into(),
-            name: "x".into(),
-            slug: "x".into(),
-            db_type: DbType::Postgresql,
-            version: "15".into(),
-            requested_version: None,
-            server_version: None,
-            plan_id: "db-s-1vcpu-1gb".into(),
-            region: "local".into(),
-            storage_gb: 10,
-            replicas: 1,
-            desired: Desired::Running,
-            restart_requested: false,
-            status: Status::Provisioning,
-            error_kind: None,
-            error_message: None,
-            nodes_ready: 0,
-            ports: vec![],
-            purged: false,
-            created_at: t,
-            updated_at: t,
+            ..crate::store::test_record("db_x", "x", DbType::Postgresql)
         }
     }
 

@@ -1146,31 +1146,14 @@ mod tests {
 
     #[test]
     fn quota_counts_servers_and_memory_and_lets_usage_shrink() {
-        let t = now();
         let rec = |plan: &str, replicas: i64, status: Status| DbRecord {
-            id: "db_x".into(),
             customer_id: "c".into(),
             project_id: DEFAULT_PROJECT.into(),
-            name: "x".into(),
-            slug: "x".into(),
-            db_type: DbType::Redis,
-            version: "7.0".into(),
-            requested_version: None,
-            server_version: None,
             plan_id: plan.into(),
             region: "nyc1".into(),
-            storage_gb: 10,
             replicas,
-            desired: Desired::Running,
-            restart_requested: false,
             status,
-            error_kind: None,
-            error_message: None,
-            nodes_ready: 0,
-            ports: vec![],
-            purged: false,
-            created_at: t,
-            updated_at: t,
+            ..crate::store::test_record("db_x", "x", DbType::Redis)
         };
         let q = Quota::default_quota();
         let small = rec("db-s-1vcpu-1gb", 1, Status::Running);

@@ -560,37 +560,50 @@ impl Store {
     }
 }
 
+/// A fresh record as the service creates it (wanted running, `provisioning`, no servers), for
+/// the unit tests of this crate; tests change the fields they are about.
+#[cfg(test)]
+pub(crate) fn test_record(id: &str, name: &str, db_type: DbType) -> DbRecord {
+    let t = now();
+    DbRecord {
+        id: id.into(),
+        customer_id: "c1".into(),
+        project_id: "proj_default".into(),
+        name: name.into(),
+        slug: name.into(),
+        db_type,
+        version: match db_type {
+            DbType::Postgresql => "15",
+            DbType::Mysql => "10.11",
+            DbType::Redis => "7.0",
+            DbType::Mongodb => "7.0",
+        }
+        .into(),
+        requested_version: None,
+        server_version: None,
+        plan_id: "db-s-1vcpu-1gb".into(),
+        region: "local".into(),
+        storage_gb: 10,
+        replicas: 1,
+        desired: Desired::Running,
+        restart_requested: false,
+        status: Status::Provisioning,
+        error_kind: None,
+        error_message: None,
+        nodes_ready: 0,
+        ports: vec![],
+        purged: false,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(id: &str, name: &str) -> DbRecord {
-        let t = now();
-        DbRecord {
-            id: id.into(),
-            customer_id: "c1".into(),
-            project_id: "proj_default".into(),
-            name: name.into(),
-            slug: name.into(),
-            db_type: DbType::Redis,
-            version: "7.0".into(),
-            requested_version: None,
-            server_version: None,
-            plan_id: "db-s-1vcpu-1gb".into(),
-            region: "local".into(),
-            storage_gb: 10,
-            replicas: 1,
-            desired: Desired::Running,
-            restart_requested: false,
-            status: Status::Provisioning,
-            error_kind: None,
-            error_message: None,
-            nodes_ready: 0,
-            ports: vec![],
-            purged: false,
-            created_at: t,
-            updated_at: t,
-        }
+        test_record(id, name, DbType::Redis)
     }
 
     #[test]
