@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::bookkeeping::{admin_token, new_op, now, save, set_op, Note};
 use super::matrix::{self, Action, Context, Decision, Mode};
-use super::reconciler::{new_op, now, save, set_op, Note};
 use super::types::*;
 use crate::api::{Database, DesiredState, InstanceSize, RuntimeSettings, Status};
 use crate::error::ApiError;
@@ -343,7 +343,7 @@ impl Service {
             After::Replication { endpoint, pause } => {
                 // Best effort now; the health poller re-applies the flag to any engine that
                 // disagrees (a restarted one, or one that did not answer).
-                if let Ok(token) = super::reconciler::admin_token(self, id) {
+                if let Ok(token) = admin_token(self, id) {
                     let path = if pause {
                         "replication/pause"
                     } else {
@@ -364,7 +364,7 @@ impl Service {
     }
 
     async fn run_reload(&self, id: Uuid, endpoint: String) {
-        let Ok(token) = super::reconciler::admin_token(self, id) else {
+        let Ok(token) = admin_token(self, id) else {
             return;
         };
         let result = self

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::reconciler::{commit, fail, now, Guard, Next};
-use super::{step_delay, Runtime};
+use super::bookkeeping::{commit, fail, now, Guard, Next};
+use super::state::{step_delay, Runtime};
 use crate::api::Database;
 use crate::api::{Backend, Connection, SyncMode};
 use crate::store::lifecycle::{BuildStatus, OpsRecord};
@@ -259,7 +259,7 @@ pub(super) async fn test_connection(
     Ok(Next::Again)
 }
 
-/// `queued` → `building` → `deploying`: at most [`super::BUILD_SLOTS`] at once.
+/// `queued` → `building` → `deploying`: at most [`super::state::BUILD_SLOTS`] at once.
 pub(super) async fn build(
     s: &Service,
     rt: &Runtime,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::reconciler::{admin_token, now};
+use super::bookkeeping::{admin_token, now};
 use crate::api::Database;
 use crate::api::{Backend, HealthStatus};
 use crate::store::lifecycle::InstanceRecord;
@@ -186,7 +186,7 @@ mod tests {
 
     use super::*;
     use crate::api::Status;
-    use crate::lifecycle::reconciler::tests::db;
+    use crate::lifecycle::bookkeeping::tests::db;
 
     #[test]
     fn an_idle_stream_is_ok_and_a_failing_one_degraded() {

@@ -16,10 +16,10 @@ use chrono::SecondsFormat;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::bookkeeping::{admin_token, now};
 use super::engine::keys_file;
-use super::reconciler::now;
+use super::state::Runtime;
 use super::types::{CreateQueryKeyRequest, QueryKey};
-use super::Runtime;
 use crate::error::ApiError;
 use crate::service::Principal;
 use crate::store::lifecycle::QueryKeyRecord;
@@ -128,7 +128,7 @@ async fn push_keys(s: &Service, rt: &Runtime, database: Uuid) -> Result<(), Stri
         if targets.is_empty() {
             return Ok(());
         }
-        let token = super::reconciler::admin_token(s, database)
+        let token = admin_token(s, database)
             .map_err(|e| format!("no admin token for the engines: {e:#}"))?;
         for endpoint in targets {
             s.lifecycle

@@ -1,0 +1,323 @@
+//! `deploying` / `resuming`: start (or find) the new engine, wait until it is healthy, then move
+//! the endpoint to it in one commit (the cutover).
+
+use std::time::Duration;
+
+use refract_runtime::InstanceStatus;
+use uuid::Uuid;
+
+use super::bookkeeping::{
+    admin_token, clear_op, commit, fail, now, set_step, still_current, Guard, Next,
+};
+use super::engine;
+use super::launch::{any_alive, engine_port, launch};
+use super::state::{step_delay, Runtime};
+use crate::api::{Database, HealthStatus, Status};
+use crate::service::pending;
+use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpsRecord};
+use crate::store::StoreResult;
+use crate::Service;
+
+/// An engine must print its ready line within this.
+const READY_TIMEOUT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// A first load that keeps failing for this long fails the deploy.
+const FIRST_LOAD_FAILING: chrono::TimeDelta = chrono::TimeDelta::seconds(20);
+
+/// The first snapshot must be in within this.
+const LOAD_TIMEOUT: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+/// Log lines kept in `lastError` after a crash loop or failed deploy.
+pub(super) const LOG_LINES: usize = 20;
+
+/// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it.
+pub(super) async fn deploy(
+    s: &Service,
+    rt: &Runtime,
+    db: Database,
+    o: OpsRecord,
+) -> StoreResult<Next> {
+    let Some(op) = o.op.clone() else {
+        return Ok(Next::Idle);
+    };
+    let guard = Guard::of(&db, &o);
+    let Some(new) = op.new_instance else {
+        // Recorded before anything is started: after a crash the same id is found or started.
+        let new = Uuid::new_v4();
+        commit(s, db.id, guard, move |_, d, o, _| {
+            if let Some(op) = o.op.as_mut() {
+                op.new_instance = Some(new);
+                op.instance_started_at = None;
+            }
+            set_step(d, "start_engine");
+            Ok(())
+        })
+        .await?;
+        return Ok(Next::Again);
+    };
+    let rid = new.to_string();
+    let t = now();
+    let since = op.instance_started_at.unwrap_or(t);
+    match rt.driver.status(&rid).await {
+        Err(e) => {
+            tracing::warn!(database = %db.id, error = %e, "runtime status failed");
+            Ok(Next::Idle)
+        }
+        Ok(InstanceStatus::NotFound) => {
+            step_delay().await;
+            if !still_current(s, db.id, guard).await? {
+                return Ok(Next::Again);
+            }
+            let Some(build) = op.build_id else {
+                return fail(s, rt, &db, &o, "no build to deploy".into()).await;
+            };
+            let port = match engine_port(s, &db, &o, None).await? {
+                Ok(p) => p,
+                Err(msg) => return fail(s, rt, &db, &o, msg).await,
+            };
+            // A live engine of the database (a rebuild's, reconfigure's, …) serves on the port
+            // until the cutover: the new one binds beside it and accepts once loaded.
+            let takeover = any_alive(s, rt, db.id, new).await?;
+            let settings = db.runtime_settings();
+            match launch(s, rt, &db, new, build, &settings, port, takeover).await {
+                Ok(()) => {
+                    commit(s, db.id, guard, move |_, d, o, _| {
+                        if let Some(op) = o.op.as_mut() {
+                            op.instance_started_at = Some(now());
+                            op.settings = Some(settings);
+                        }
+                        set_step(d, "wait_healthy");
+                        Ok(())
+                    })
+                    .await?;
+                    Ok(Next::Again)
+                }
+                Err(msg) => fail(s, rt, &db, &o, msg).await,
+            }
+        }
+        Ok(InstanceStatus::Starting) => {
+            if t - since > READY_TIMEOUT {
+                let logs = rt.driver.logs(&rid, LOG_LINES).await;
+                return fail(
+                    s,
+                    rt,
+                    &db,
+                    &o,
+                    format!("the engine did not start within 60 s; last log lines:\n{logs}"),
+                )
+                .await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Next::Again)
+        }
+        Ok(InstanceStatus::Running { endpoint }) => {
+            match s.lifecycle.engine().health(&endpoint).await {
+                Ok(h)
+                    if h.pointer("/replication/fatal") == Some(&serde_json::Value::Bool(true)) =>
+                {
+                    // A setup problem of the source (grants, publication, server id, binlog
+                    // off): retrying will not fix it, so the deploy ends now with the cause.
+                    let cause = h
+                        .pointer("/replication/lastError")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("unknown error");
+                    fail(
+                        s,
+                        rt,
+                        &db,
+                        &o,
+                        format!(
+                            "the engine cannot stream changes in {} mode: {cause}",
+                            db.sync_mode
+                        ),
+                    )
+                    .await
+                }
+                Ok(h) => {
+                    let status = h.get("status").and_then(|v| v.as_str()).unwrap_or("");
+                    let message = h
+                        .get("message")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    match status {
+                        // Not yet listening on the database's port (a few ms after the load).
+                        "ok" | "degraded"
+                            if h.get("accepting").and_then(|v| v.as_bool()) == Some(false) =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            Ok(Next::Again)
+                        }
+                        "ok" | "degraded" => {
+                            step_delay().await;
+                            let public = o.engine_port.map(engine::public_url);
+                            cutover(s, &db, guard, &op, new, endpoint, public).await
+                        }
+                        "cap_exceeded" => {
+                            let cap = engine::memory_cap_mb(&db.runtime_settings());
+                            fail(
+                            s,
+                            rt,
+                            &db,
+                            &o,
+                            format!(
+                                "the data does not fit in instanceSize {} (snapshot memory cap {cap} MB): {}; \
+                                 resize to a larger size (POST /v1/databases/{}/resize)",
+                                db.instance_size,
+                                message.unwrap_or_default(),
+                                db.id
+                            ),
+                        )
+                        .await
+                        }
+                        _ if message.is_some() && t - since > FIRST_LOAD_FAILING => {
+                            fail(
+                                s,
+                                rt,
+                                &db,
+                                &o,
+                                format!(
+                                    "the engine cannot load its first snapshot: {}",
+                                    message.unwrap_or_default()
+                                ),
+                            )
+                            .await
+                        }
+                        _ if t - since > LOAD_TIMEOUT => {
+                            fail(
+                                s,
+                                rt,
+                                &db,
+                                &o,
+                                "the first snapshot did not load within 30 minutes".into(),
+                            )
+                            .await
+                        }
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Ok(Next::Again)
+                        }
+                    }
+                }
+                Err(e) if t - since > READY_TIMEOUT => {
+                    fail(
+                        s,
+                        rt,
+                        &db,
+                        &o,
+                        format!("the engine does not answer /health: {e:#}"),
+                    )
+                    .await
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(Next::Again)
+                }
+            }
+        }
+        Ok(InstanceStatus::Exited { code, signal, .. }) => {
+            let logs = rt.driver.logs(&rid, LOG_LINES).await;
+            fail(
+                s,
+                rt,
+                &db,
+                &o,
+                format!(
+                    "the engine exited during deploy ({}); last log lines:\n{logs}",
+                    exit_text(code, signal)
+                ),
+            )
+            .await
+        }
+    }
+}
+
+pub(super) fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (_, Some(9)) => "killed by signal 9 — out of memory?".into(),
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(c), None) => format!("exit code {c}"),
+        (None, None) => "exit status unknown".into(),
+    }
+}
+
+/// The new engine is healthy: one transaction moves the endpoint to it, records what is deployed,
+/// and queues the old engine for cleanup (stopped right after, by the next step).
+async fn cutover(
+    s: &Service,
+    db: &Database,
+    guard: Guard,
+    op: &OpData,
+    new: Uuid,
+    endpoint: String,
+    public: Option<String>,
+) -> StoreResult<Next> {
+    let build = op.build_id;
+    let settings = op.settings.clone().unwrap_or_else(|| db.runtime_settings());
+    let note_text = op.note.clone();
+    let kind = op.kind;
+    // The new engine's numbers, so `GET …/instance` shows them as soon as it is `running`
+    // rather than after the next health poll.
+    let stats = match admin_token(s, db.id) {
+        Ok(token) => s.lifecycle.engine().stats(&endpoint, &token).await.ok(),
+        Err(_) => None,
+    };
+    let stat = |key: &str| stats.as_ref().and_then(|v| v.get(key)).cloned();
+    let swap_count = stat("swapCount").and_then(|v| v.as_i64());
+    let snapshot_age_ms = stat("snapshotAgeMs").and_then(|v| v.as_i64());
+    let row_counts = stat("rowCounts");
+    commit(s, db.id, guard, move |tx, d, o, note| {
+        let t = now();
+        for mut old in tx.lifecycle().live_instances(Some(d.id))? {
+            if old.id != new {
+                old.stopped_at = Some(t);
+                old.updated_at = t;
+                tx.lifecycle().update_instance(&old)?;
+                o.cleanup.push(old.id);
+            }
+        }
+        let checked = swap_count.is_some().then_some(t);
+        match tx.lifecycle().instance(new)? {
+            None => tx.lifecycle().insert_instance(&InstanceRecord {
+                id: new,
+                database_id: d.id,
+                build_id: build.unwrap_or_default(),
+                runtime_id: new.to_string(),
+                endpoint_url: Some(public.clone().unwrap_or_else(|| endpoint.clone())),
+                control_url: Some(endpoint.clone()),
+                health_status: Some(HealthStatus::Ok),
+                snapshot_age_ms,
+                swap_count,
+                row_counts: row_counts.clone(),
+                last_health_check: checked,
+                created_at: t,
+                updated_at: t,
+                stopped_at: None,
+                replication: None,
+            })?,
+            Some(mut i) if i.swap_count.is_none() && swap_count.is_some() => {
+                i.swap_count = swap_count;
+                i.snapshot_age_ms = snapshot_age_ms;
+                i.row_counts = row_counts.clone();
+                i.last_health_check = checked;
+                i.updated_at = t;
+                tx.lifecycle().update_instance(&i)?;
+            }
+            Some(_) => {}
+        }
+        d.internal.active_build_id = build;
+        d.internal.deployed_config = serde_json::to_value(&settings).ok();
+        d.has_pending_changes = pending(d);
+        d.status = Status::Running;
+        d.last_error = note_text;
+        clear_op(d, o);
+        o.crash = CrashLog::default();
+        note.message = format!(
+            "{}: engine healthy at {}",
+            kind.as_str(),
+            public.as_deref().unwrap_or(&endpoint)
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(Next::Again)
+}
