@@ -1,14 +1,13 @@
 //! `deploying` / `resuming`: start (or find) the new engine, wait until it is healthy, then move
 //! the endpoint to it in one commit (the cutover).
 
-use std::time::Duration;
-
 use refract_runtime::InstanceStatus;
 use uuid::Uuid;
 
 use super::bookkeeping::{
     admin_token, clear_op, commit, fail, now, set_step, still_current, Guard, Next,
 };
+use super::decide::{self, DeployObserved, DeployStep, Health, LOG_LINES};
 use super::engine;
 use super::launch::{any_alive, engine_port, launch};
 use super::state::{step_delay, Runtime};
@@ -18,19 +17,8 @@ use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpsRecord};
 use crate::store::StoreResult;
 use crate::Service;
 
-/// An engine must print its ready line within this.
-const READY_TIMEOUT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// A first load that keeps failing for this long fails the deploy.
-const FIRST_LOAD_FAILING: chrono::TimeDelta = chrono::TimeDelta::seconds(20);
-
-/// The first snapshot must be in within this.
-const LOAD_TIMEOUT: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
-
-/// Log lines kept in `lastError` after a crash loop or failed deploy.
-pub(super) const LOG_LINES: usize = 20;
-
-/// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it.
+/// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it:
+/// observes, asks [`decide::deploy`], carries the verdict out.
 pub(super) async fn deploy(
     s: &Service,
     rt: &Runtime,
@@ -41,29 +29,48 @@ pub(super) async fn deploy(
         return Ok(Next::Idle);
     };
     let guard = Guard::of(&db, &o);
-    let Some(new) = op.new_instance else {
-        // Recorded before anything is started: after a crash the same id is found or started.
-        let new = Uuid::new_v4();
-        commit(s, db.id, guard, move |_, d, o, _| {
-            if let Some(op) = o.op.as_mut() {
-                op.new_instance = Some(new);
-                op.instance_started_at = None;
-            }
-            set_step(d, "start_engine");
-            Ok(())
-        })
-        .await?;
-        return Ok(Next::Again);
-    };
-    let rid = new.to_string();
     let t = now();
     let since = op.instance_started_at.unwrap_or(t);
-    match rt.driver.status(&rid).await {
-        Err(e) => {
-            tracing::warn!(database = %db.id, error = %e, "runtime status failed");
-            Ok(Next::Idle)
+    let mut endpoint = None;
+    let seen = match op.new_instance {
+        None => DeployObserved::Unrecorded,
+        Some(new) => match rt.driver.status(&new.to_string()).await {
+            Err(e) => {
+                tracing::warn!(database = %db.id, error = %e, "runtime status failed");
+                return Ok(Next::Idle);
+            }
+            Ok(InstanceStatus::NotFound) => DeployObserved::NotFound,
+            Ok(InstanceStatus::Starting) => DeployObserved::Starting,
+            Ok(InstanceStatus::Exited { code, signal, .. }) => {
+                DeployObserved::Exited { code, signal }
+            }
+            Ok(InstanceStatus::Running { endpoint: ep }) => {
+                let seen = match s.lifecycle.engine().health(&ep).await {
+                    Ok(h) => DeployObserved::Answered(Health::parse(&h)),
+                    Err(e) => DeployObserved::Unreachable(format!("{e:#}")),
+                };
+                endpoint = Some(ep);
+                seen
+            }
+        },
+    };
+    match decide::deploy(&seen, t - since) {
+        DeployStep::Record => {
+            // Recorded before anything is started: after a crash the same id is found or started.
+            let new = Uuid::new_v4();
+            commit(s, db.id, guard, move |_, d, o, _| {
+                if let Some(op) = o.op.as_mut() {
+                    op.new_instance = Some(new);
+                    op.instance_started_at = None;
+                }
+                set_step(d, "start_engine");
+                Ok(())
+            })
+            .await?;
+            Ok(Next::Again)
         }
-        Ok(InstanceStatus::NotFound) => {
+        DeployStep::Launch => {
+            let new = op.new_instance.unwrap_or_default();
             step_delay().await;
             if !still_current(s, db.id, guard).await? {
                 return Ok(Next::Again);
@@ -92,151 +99,29 @@ pub(super) async fn deploy(
                     .await?;
                     Ok(Next::Again)
                 }
-                Err(msg) => fail(s, rt, &db, &o, msg).await,
+                Err(e) => fail(s, rt, &db, &o, e.to_string()).await,
             }
         }
-        Ok(InstanceStatus::Starting) => {
-            if t - since > READY_TIMEOUT {
-                let logs = rt.driver.logs(&rid, LOG_LINES).await;
-                return fail(
-                    s,
-                    rt,
-                    &db,
-                    &o,
-                    format!("the engine did not start within 60 s; last log lines:\n{logs}"),
-                )
-                .await;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        DeployStep::Wait(pause) => {
+            tokio::time::sleep(pause).await;
             Ok(Next::Again)
         }
-        Ok(InstanceStatus::Running { endpoint }) => {
-            match s.lifecycle.engine().health(&endpoint).await {
-                Ok(h)
-                    if h.pointer("/replication/fatal") == Some(&serde_json::Value::Bool(true)) =>
-                {
-                    // A setup problem of the source (grants, publication, server id, binlog
-                    // off): retrying will not fix it, so the deploy ends now with the cause.
-                    let cause = h
-                        .pointer("/replication/lastError")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("unknown error");
-                    fail(
-                        s,
-                        rt,
-                        &db,
-                        &o,
-                        format!(
-                            "the engine cannot stream changes in {} mode: {cause}",
-                            db.sync_mode
-                        ),
-                    )
-                    .await
-                }
-                Ok(h) => {
-                    let status = h.get("status").and_then(|v| v.as_str()).unwrap_or("");
-                    let message = h
-                        .get("message")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
-                    match status {
-                        // Not yet listening on the database's port (a few ms after the load).
-                        "ok" | "degraded"
-                            if h.get("accepting").and_then(|v| v.as_bool()) == Some(false) =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            Ok(Next::Again)
-                        }
-                        "ok" | "degraded" => {
-                            step_delay().await;
-                            let public = o.engine_port.map(engine::public_url);
-                            cutover(s, &db, guard, &op, new, endpoint, public).await
-                        }
-                        "cap_exceeded" => {
-                            let cap = engine::memory_cap_mb(&db.runtime_settings());
-                            fail(
-                            s,
-                            rt,
-                            &db,
-                            &o,
-                            format!(
-                                "the data does not fit in instanceSize {} (snapshot memory cap {cap} MB): {}; \
-                                 resize to a larger size (POST /v1/databases/{}/resize)",
-                                db.instance_size,
-                                message.unwrap_or_default(),
-                                db.id
-                            ),
-                        )
-                        .await
-                        }
-                        _ if message.is_some() && t - since > FIRST_LOAD_FAILING => {
-                            fail(
-                                s,
-                                rt,
-                                &db,
-                                &o,
-                                format!(
-                                    "the engine cannot load its first snapshot: {}",
-                                    message.unwrap_or_default()
-                                ),
-                            )
-                            .await
-                        }
-                        _ if t - since > LOAD_TIMEOUT => {
-                            fail(
-                                s,
-                                rt,
-                                &db,
-                                &o,
-                                "the first snapshot did not load within 30 minutes".into(),
-                            )
-                            .await
-                        }
-                        _ => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            Ok(Next::Again)
-                        }
-                    }
-                }
-                Err(e) if t - since > READY_TIMEOUT => {
-                    fail(
-                        s,
-                        rt,
-                        &db,
-                        &o,
-                        format!("the engine does not answer /health: {e:#}"),
-                    )
-                    .await
-                }
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    Ok(Next::Again)
-                }
-            }
+        DeployStep::Cutover => {
+            step_delay().await;
+            let public = o.engine_port.map(engine::public_url);
+            let (new, endpoint) = (
+                op.new_instance.unwrap_or_default(),
+                endpoint.unwrap_or_default(),
+            );
+            cutover(s, &db, guard, &op, new, endpoint, public).await
         }
-        Ok(InstanceStatus::Exited { code, signal, .. }) => {
-            let logs = rt.driver.logs(&rid, LOG_LINES).await;
-            fail(
-                s,
-                rt,
-                &db,
-                &o,
-                format!(
-                    "the engine exited during deploy ({}); last log lines:\n{logs}",
-                    exit_text(code, signal)
-                ),
-            )
-            .await
+        DeployStep::Fail(why) => {
+            let logs = match (why.wants_logs(), op.new_instance) {
+                (true, Some(new)) => rt.driver.logs(&new.to_string(), LOG_LINES).await,
+                _ => String::new(),
+            };
+            fail(s, rt, &db, &o, why.message(&db, &logs)).await
         }
-    }
-}
-
-pub(super) fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
-    match (code, signal) {
-        (_, Some(9)) => "killed by signal 9 — out of memory?".into(),
-        (_, Some(sig)) => format!("killed by signal {sig}"),
-        (Some(c), None) => format!("exit code {c}"),
-        (None, None) => "exit status unknown".into(),
     }
 }
 

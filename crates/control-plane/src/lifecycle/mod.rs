@@ -25,6 +25,7 @@
 mod actions;
 mod bookkeeping;
 mod builds;
+mod decide;
 mod deploy;
 mod engine;
 mod health;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::bookkeeping::{clear_op, commit, now, save, Guard, Next, Note};
+use super::decide::{self, Work};
 use super::matrix::{self, Action, Decision};
 use super::state::Runtime;
 use super::{builds, deploy, schedule, stop, supervise};
@@ -136,69 +137,16 @@ async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
     }
 }
 
-/// What the next step of a database is (pure).
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Plan {
-    /// Stop and remove replaced or abandoned engines.
-    Cleanup,
-    /// Run a queued `desiredState`.
-    ApplyDesired(DesiredState),
-    /// `testing_connection`.
-    TestConnection,
-    /// `queued` / `building`.
-    Build,
-    /// `deploying` / `resuming`.
-    Deploy,
-    /// `pausing` / `terminating`.
-    Stop,
-    /// `running` with nothing in flight: watch the engine, restart it after a crash.
-    Supervise,
-    /// A transitional status without its operation record: roll back.
-    Lost,
-    /// Nothing.
-    Nothing,
-}
-
-/// Decides the next step from the store alone.
-pub(super) fn plan(db: &Database, o: &OpsRecord) -> Plan {
-    let transitional = !matches!(
-        db.status,
-        Status::Registered
-            | Status::Running
-            | Status::Paused
-            | Status::Failed
-            | Status::Stopped
-            | Status::Terminated
-    );
-    if transitional && o.op.is_none() {
-        return Plan::Lost;
-    }
-    if !o.cleanup.is_empty() {
-        return Plan::Cleanup;
-    }
-    match db.status {
-        Status::TestingConnection => Plan::TestConnection,
-        Status::Queued | Status::Building => Plan::Build,
-        Status::Deploying | Status::Resuming => Plan::Deploy,
-        Status::Pausing | Status::Terminating => Plan::Stop,
-        _ if db.desired_state.is_some() => {
-            Plan::ApplyDesired(db.desired_state.unwrap_or(DesiredState::Running))
-        }
-        Status::Running => Plan::Supervise,
-        _ => Plan::Nothing,
-    }
-}
-
 async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
-    match plan(&db, &o) {
-        Plan::Cleanup => stop::cleanup(s, rt, &db, &o).await,
-        Plan::ApplyDesired(_) => apply_desired(s, &db).await,
-        Plan::TestConnection => builds::test_connection(s, rt, db, o).await,
-        Plan::Build => builds::build(s, rt, db, o).await,
-        Plan::Deploy => deploy::deploy(s, rt, db, o).await,
-        Plan::Stop => stop::stop(s, rt, db, o).await,
-        Plan::Supervise => supervise::supervise(s, rt, db, o).await,
-        Plan::Lost => {
+    match decide::work(&db, &o) {
+        Work::Cleanup => stop::cleanup(s, rt, &db, &o).await,
+        Work::ApplyDesired(_) => apply_desired(s, &db).await,
+        Work::TestConnection => builds::test_connection(s, rt, db, o).await,
+        Work::Build => builds::build(s, rt, db, o).await,
+        Work::Deploy => deploy::deploy(s, rt, db, o).await,
+        Work::Stop => stop::stop(s, rt, db, o).await,
+        Work::Supervise => supervise::supervise(s, rt, db, o).await,
+        Work::Lost => {
             let guard = Guard::of(&db, &o);
             commit(s, db.id, guard, |_, d, o, note| {
                 clear_op(d, o);
@@ -212,7 +160,7 @@ async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreRes
             .await?;
             Ok(Next::Again)
         }
-        Plan::Nothing => Ok(Next::Idle),
+        Work::Nothing => Ok(Next::Idle),
     }
 }
 
@@ -325,73 +273,4 @@ async fn fire_schedule(
     .await?;
     s.lifecycle.wake();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::lifecycle::bookkeeping::new_op;
-    use crate::lifecycle::bookkeeping::tests::db;
-    use crate::store::lifecycle::OpKind;
-
-    fn ops(op: bool, cleanup: bool) -> OpsRecord {
-        OpsRecord {
-            op: op.then(|| new_op(OpKind::Provision, "user", Status::Registered, None, None)),
-            cleanup: if cleanup {
-                vec![Uuid::new_v4()]
-            } else {
-                Vec::new()
-            },
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn plan_follows_status_intent_and_cleanup() {
-        assert_eq!(
-            plan(&db(Status::TestingConnection, None), &ops(true, false)),
-            Plan::TestConnection
-        );
-        assert_eq!(
-            plan(&db(Status::Queued, None), &ops(true, false)),
-            Plan::Build
-        );
-        assert_eq!(
-            plan(&db(Status::Building, None), &ops(true, false)),
-            Plan::Build
-        );
-        assert_eq!(
-            plan(&db(Status::Resuming, None), &ops(true, false)),
-            Plan::Deploy
-        );
-        assert_eq!(
-            plan(&db(Status::Terminating, None), &ops(true, false)),
-            Plan::Stop
-        );
-        // A queued action waits for a stable status, then runs.
-        let building = db(Status::Building, Some(DesiredState::Paused));
-        assert_eq!(plan(&building, &ops(true, false)), Plan::Build);
-        let running = db(Status::Running, Some(DesiredState::Paused));
-        assert_eq!(
-            plan(&running, &ops(false, false)),
-            Plan::ApplyDesired(DesiredState::Paused)
-        );
-        assert_eq!(
-            plan(&db(Status::Running, None), &ops(false, false)),
-            Plan::Supervise
-        );
-        assert_eq!(
-            plan(&db(Status::Paused, None), &ops(false, false)),
-            Plan::Nothing
-        );
-        // Replaced engines are stopped first; a transitional status without its record rolls back.
-        assert_eq!(
-            plan(&db(Status::Running, None), &ops(false, true)),
-            Plan::Cleanup
-        );
-        assert_eq!(
-            plan(&db(Status::Deploying, None), &ops(false, false)),
-            Plan::Lost
-        );
-    }
 }
