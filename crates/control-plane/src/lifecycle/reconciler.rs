@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::actions::{self, Applied};
 use super::bookkeeping::{clear_op, commit, now, save, Guard, Next, Note};
 use super::decide::{self, Work};
-use super::matrix::{self, Action, Decision};
+use super::matrix::Action;
 use super::state::Runtime;
 use super::{builds, deploy, schedule, stop, supervise};
 use crate::api::Database;
@@ -190,32 +191,24 @@ async fn apply_desired(s: &Service, db: &Database) -> StoreResult<Next> {
             );
             d.desired_state = None;
             if !reached {
-                let action = match want {
-                    DesiredState::Running => Action::Resume,
-                    DesiredState::Paused => Action::Pause,
-                    DesiredState::Terminated => Action::Terminate,
+                let action = actions::action_of(want);
+                let params = Default::default();
+                note.message = match actions::apply_action(
+                    tx,
+                    &mut d,
+                    &mut o,
+                    action,
+                    &params,
+                    "reconciler",
+                    false,
+                )? {
+                    Applied::Begun(msg) => format!("queued {}: {msg}", action.name()),
+                    Applied::Queued | Applied::Refused(_) => format!(
+                        "queued {} dropped: not allowed in status {}",
+                        action.name(),
+                        d.status
+                    ),
                 };
-                let ctx = super::actions::context(tx, &d)?;
-                match matrix::decide(d.status, action, &ctx) {
-                    Decision::Immediate => {
-                        let msg = super::actions::begin(
-                            tx,
-                            &mut d,
-                            &mut o,
-                            action,
-                            &Default::default(),
-                            "reconciler",
-                        )?;
-                        note.message = format!("queued {}: {msg}", action.name());
-                    }
-                    Decision::Queued | Decision::Refused(_) => {
-                        note.message = format!(
-                            "queued {} dropped: not allowed in status {}",
-                            action.name(),
-                            d.status
-                        );
-                    }
-                }
             }
             save(tx, &mut d, &o, before, note)
         })
@@ -247,24 +240,11 @@ async fn fire_schedule(
             cause: "schedule".into(),
             message: String::new(),
         };
-        let ctx = super::actions::context(tx, &d)?;
-        match matrix::decide(d.status, action, &ctx) {
-            Decision::Immediate => {
-                let msg = super::actions::begin(
-                    tx,
-                    &mut d,
-                    &mut o,
-                    action,
-                    &Default::default(),
-                    "schedule",
-                )?;
-                note.message = format!("scheduled {}: {msg}", action.name());
-            }
-            Decision::Queued => {
-                d.desired_state = Some(super::actions::desired_of(action));
-                note.message = format!("scheduled {} queued", action.name());
-            }
-            Decision::Refused(reason) => {
+        let params = Default::default();
+        match actions::apply_action(tx, &mut d, &mut o, action, &params, "schedule", true)? {
+            Applied::Begun(msg) => note.message = format!("scheduled {}: {msg}", action.name()),
+            Applied::Queued => note.message = format!("scheduled {} queued", action.name()),
+            Applied::Refused(reason) => {
                 tracing::debug!(database = %id, %reason, "schedule edge not applicable");
             }
         }
