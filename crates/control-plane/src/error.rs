@@ -3,7 +3,19 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ErrorBody;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The error body of every failed request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code: `invalid_request` (400, or 422 for a rule the schema cannot state),
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `action_not_allowed`, `too_large`,
+    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `internal`.
+    pub error: String,
+    /// A sentence for a person; names the field and rule for validation errors.
+    pub message: String,
+}
 
 /// Every failure of a `/v1` call. Layers below the service (store, secrets) convert into
 /// [`ApiError::Internal`]; the service produces the others.
