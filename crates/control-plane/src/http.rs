@@ -239,7 +239,7 @@ type Res<T> = Result<T, ApiError>;
 /// Liveness and store readability.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = HealthResponse)))]
 async fn health(State(s): State<AppState>) -> Res<Json<HealthResponse>> {
-    s.service.read(|tx| tx.admin_exists()).await?;
+    s.service.read_store(|tx| tx.admin_exists()).await?;
     Ok(Json(HealthResponse {
         status: "ok".into(),
     }))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::bookkeeping::{admin_token, new_op, now, save, set_op, Note};
+use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
 use super::types::*;
 use crate::api::{Database, DesiredState, InstanceSize, RuntimeSettings, Status};
@@ -78,7 +79,7 @@ pub(super) fn apply_action(
     params: &ActionParams,
     cause: &str,
     may_queue: bool,
-) -> StoreResult<Applied> {
+) -> Result<Applied, ActionError> {
     let ctx = context(tx, d)?;
     match matrix::decide(d.status, action, &ctx) {
         Decision::Immediate => Ok(Applied::Begun(begin(tx, d, o, action, params, cause)?)),
@@ -112,7 +113,7 @@ fn begin(
     action: Action,
     params: &ActionParams,
     cause: &str,
-) -> StoreResult<String> {
+) -> Result<String, ActionError> {
     let origin = d.status;
     let old = if origin == Status::Running {
         live_instance(tx, d)?
@@ -166,18 +167,16 @@ fn begin(
         }
         Action::Reconfigure | Action::Redeploy => {
             if action == Action::Redeploy {
-                let b = params
-                    .build_id
-                    .ok_or_else(|| ApiError::invalid("buildId is required"))?;
+                let b = params.build_id.ok_or(ActionError::BuildIdRequired)?;
                 let build = tx
                     .lifecycle()
                     .build(d.id, b)?
-                    .ok_or_else(|| ApiError::not_found("build"))?;
+                    .ok_or(ActionError::BuildNotFound)?;
                 if !build.has_manifest {
-                    return Err(ApiError::ActionNotAllowed(format!(
-                        "build {b} is not deployable (status {}): it has no artifact",
-                        build.status.as_str()
-                    )));
+                    return Err(ActionError::NotDeployable {
+                        build: b,
+                        status: build.status.as_str(),
+                    });
                 }
             }
             let build = match (action, params.build_id) {
@@ -427,7 +426,7 @@ impl Service {
             Err(e) => format!("reload failed: {e:#}"),
         };
         let _ = self
-            .write(move |tx| {
+            .write_store(move |tx| {
                 let Some(d) = tx.lifecycle().database(id)? else {
                     return Ok(());
                 };
@@ -716,7 +715,8 @@ impl Service {
                     cause: "user".into(),
                     message: format!("{message} (applied at the next build)"),
                 },
-            )
+            )?;
+            Ok(())
         })
         .await
     }

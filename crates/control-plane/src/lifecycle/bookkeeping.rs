@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::engine::admin_token_secret;
+use super::error::StepResult;
 use super::state::Runtime;
 use crate::api::{Database, Status};
 use crate::store::lifecycle::{OpData, OpKind, OpsRecord};
@@ -62,7 +63,7 @@ pub(super) async fn commit<T: Send + 'static>(
     f: impl FnOnce(&dyn Tx, &mut Database, &mut OpsRecord, &mut Note) -> StoreResult<T> + Send + 'static,
 ) -> StoreResult<Option<T>> {
     let r = s
-        .write(move |tx| {
+        .write_store(move |tx| {
             let Some(mut d) = tx.lifecycle().database(id)? else {
                 return Ok(None);
             };
@@ -157,7 +158,7 @@ pub(super) fn new_op(
 }
 
 pub(super) async fn still_current(s: &Service, id: Uuid, guard: Guard) -> StoreResult<bool> {
-    s.read(move |tx| {
+    s.read_store(move |tx| {
         let Some(d) = tx.lifecycle().database(id)? else {
             return Ok(false);
         };
@@ -176,7 +177,7 @@ pub(super) async fn fail(
     db: &Database,
     o: &OpsRecord,
     message: String,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let Some(op) = o.op.clone() else {
         return Ok(Next::Idle);
     };

@@ -9,12 +9,12 @@ use super::bookkeeping::{
 };
 use super::decide::{self, DeployObserved, DeployStep, Health, LOG_LINES};
 use super::engine;
+use super::error::StepResult;
 use super::launch::{any_alive, engine_port, launch};
 use super::state::{step_delay, Runtime};
 use crate::api::{Database, HealthStatus, Status};
 use crate::service::pending;
 use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpsRecord};
-use crate::store::StoreResult;
 use crate::Service;
 
 /// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it:
@@ -24,7 +24,7 @@ pub(super) async fn deploy(
     rt: &Runtime,
     db: Database,
     o: OpsRecord,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let Some(op) = o.op.clone() else {
         return Ok(Next::Idle);
     };
@@ -80,7 +80,7 @@ pub(super) async fn deploy(
             };
             let port = match engine_port(s, &db, &o, None).await? {
                 Ok(p) => p,
-                Err(msg) => return fail(s, rt, &db, &o, msg).await,
+                Err(e) => return fail(s, rt, &db, &o, e.to_string()).await,
             };
             // A live engine of the database (a rebuild's, reconfigure's, …) serves on the port
             // until the cutover: the new one binds beside it and accepts once loaded.
@@ -135,7 +135,7 @@ async fn cutover(
     new: Uuid,
     endpoint: String,
     public: Option<String>,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let build = op.build_id;
     let settings = op.settings.clone().unwrap_or_else(|| db.runtime_settings());
     let note_text = op.note.clone();

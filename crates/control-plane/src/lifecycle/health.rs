@@ -30,9 +30,9 @@ pub(super) async fn run(service: Service, cancel: CancellationToken) {
     }
 }
 
-async fn poll_all(s: &Service) -> Result<(), crate::ApiError> {
+async fn poll_all(s: &Service) -> crate::store::StoreResult<()> {
     let targets = s
-        .read(|tx| {
+        .read_store(|tx| {
             let mut out = Vec::new();
             for i in tx.lifecycle().live_instances(None)? {
                 if let Some(d) = tx.lifecycle().database(i.database_id)? {
@@ -154,7 +154,7 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
     }
     let id = inst.id;
     let _ = s
-        .write(move |tx| {
+        .write_store(move |tx| {
             // Re-read: the instance may have been stopped meanwhile.
             let Some(mut i) = tx.lifecycle().instance(id)? else {
                 return Ok(());

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::bookkeeping::{admin_token, commit, Guard};
 use super::engine;
+use super::error::{LaunchError, LifecycleError, StepResult};
 use super::state::Runtime;
 use crate::api::{Database, RuntimeSettings};
-use crate::error::ApiError;
 use crate::store::lifecycle::OpsRecord;
 use crate::store::StoreResult;
 use crate::Service;
@@ -24,12 +24,12 @@ pub(super) async fn engine_port(
     db: &Database,
     o: &OpsRecord,
     prefer: Option<u16>,
-) -> StoreResult<Result<u16, String>> {
+) -> StepResult<Result<u16, LaunchError>> {
     if let Some(p) = o.engine_port {
         return Ok(Ok(p));
     }
     let taken: HashSet<u16> = s
-        .read(|tx| tx.lifecycle().engine_ports())
+        .read_store(|tx| tx.lifecycle().engine_ports())
         .await?
         .into_iter()
         .collect();
@@ -38,11 +38,10 @@ pub(super) async fn engine_port(
         _ => refract_runtime::pick_port(&taken),
     };
     let Some(port) = found else {
-        return Ok(Err(format!(
-            "no free port for the engine in {}–{}",
-            refract_runtime::STABLE_PORTS.start,
-            refract_runtime::STABLE_PORTS.end - 1
-        )));
+        return Ok(Err(LaunchError::NoFreePort {
+            first: refract_runtime::STABLE_PORTS.start,
+            last: refract_runtime::STABLE_PORTS.end - 1,
+        }));
     };
     let guard = Guard::of(db, o);
     // No event of its own: the cutover's "engine healthy at URL" names it.
@@ -54,7 +53,7 @@ pub(super) async fn engine_port(
     match set {
         Some(()) => Ok(Ok(port)),
         // Lost a race with an action: the next step reads the record again.
-        None => Err(ApiError::Conflict("the operation changed meanwhile".into())),
+        None => Err(LifecycleError::Raced),
     }
 }
 
@@ -67,7 +66,7 @@ pub(super) async fn any_alive(
     except: Uuid,
 ) -> StoreResult<bool> {
     let live = s
-        .read(move |tx| tx.lifecycle().live_instances(Some(database)))
+        .read_store(move |tx| tx.lifecycle().live_instances(Some(database)))
         .await?;
     for i in live.iter().filter(|i| i.id != except) {
         if let Ok(st) = rt.driver.status(&i.runtime_id).await {
@@ -91,21 +90,19 @@ pub(super) async fn launch(
     settings: &RuntimeSettings,
     port: u16,
     takeover: bool,
-) -> Result<(), String> {
+) -> Result<(), LaunchError> {
     let (dbid, customer, conn_id) = (db.id, db.customer_id, db.connection_id);
     let found = s
-        .read(move |tx| {
+        .read_store(move |tx| {
             let c = tx.get_connection(customer, conn_id)?;
             let b = tx.lifecycle().build(dbid, build)?;
             let m = tx.lifecycle().build_manifest(build)?;
             Ok((c, b, m))
         })
         .await
-        .map_err(|e| format!("cannot read the deploy's records: {e}"))?;
+        .map_err(LaunchError::Records)?;
     let (Some(conn), Some(_build), Some(manifest)) = found else {
-        return Err(format!(
-            "build {build} has no manifest (or the connection is gone): redeploy another build"
-        ));
+        return Err(LaunchError::NoManifest(build));
     };
     // The engine opens the SQLite file itself: give it the path checked now, canonical.
     let mut conn = conn;
@@ -113,8 +110,8 @@ pub(super) async fn launch(
         let (service, c) = (s.clone(), conn.clone());
         let params = tokio::task::spawn_blocking(move || service.checked_source_params(&c, None))
             .await
-            .map_err(|e| format!("checking the source failed: {e}"))?
-            .map_err(|msg| format!("the source may not be read: {msg}"))?;
+            .map_err(|e| LaunchError::Check(e.to_string()))?
+            .map_err(LaunchError::Unreadable)?;
         conn.mysql_host = params.host;
     }
     let password = conn
@@ -125,11 +122,10 @@ pub(super) async fn launch(
         .ssl_root_cert_secret
         .as_deref()
         .and_then(|n| s.secrets.get(n));
-    let token = admin_token(s, db.id)
-        .map_err(|e| format!("cannot create the engine's admin token: {e:#}"))?;
+    let token = admin_token(s, db.id).map_err(LaunchError::AdminToken)?;
     let keys = super::querykeys::write_keys_file(s, rt, db.id)
         .await
-        .map_err(|e| format!("cannot write the keys file: {e}"))?;
+        .map_err(|e| LaunchError::KeysFile(e.to_string()))?;
     // The mode of the settings being deployed, not the build's: `reconfigure` applies a changed
     // sync mode (a CDC mode the source cannot serve fails the deploy fast, see `deploy`).
     let sync_mode = settings.sync_mode.as_str().to_string();
@@ -150,6 +146,6 @@ pub(super) async fn launch(
     });
     match rt.driver.start(&spec).await {
         Ok(_) | Err(RuntimeError::AlreadyRunning(_)) => Ok(()),
-        Err(e) => Err(format!("cannot start the engine: {e}")),
+        Err(e) => Err(LaunchError::Start(e)),
     }
 }

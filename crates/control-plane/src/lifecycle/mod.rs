@@ -28,6 +28,7 @@ mod builds;
 mod decide;
 mod deploy;
 mod engine;
+mod error;
 mod health;
 pub mod http;
 mod launch;
@@ -46,6 +47,7 @@ use crate::Service;
 
 pub use engine::EngineClient;
 pub(crate) use engine::{admin_token_secret, keys_file};
+pub(crate) use error::ActionError;
 pub use state::{set_step_delay, Lifecycle, Runtime, BUILD_SLOTS, ENGINE_FILES_FALLBACK};
 
 impl Lifecycle {

@@ -54,7 +54,7 @@ pub(super) async fn write_keys_file(
     // write never drops a key an earlier one added (nor brings back one it revoked).
     let _serial = s.lifecycle.keys_lock().await;
     let list = s
-        .read(move |tx| tx.lifecycle().query_keys(database))
+        .read_store(move |tx| tx.lifecycle().query_keys(database))
         .await?;
     let keys: Vec<serde_json::Value> = list
         .iter()
@@ -197,7 +197,8 @@ impl Service {
         self.write(move |tx| {
             tx.get_database(customer, id)?
                 .ok_or_else(|| ApiError::not_found("database"))?;
-            tx.lifecycle().insert_query_key(&r)
+            tx.lifecycle().insert_query_key(&r)?;
+            Ok(())
         })
         .await?;
         let (effective, reason) = self.refresh_keys_file(id).await?;

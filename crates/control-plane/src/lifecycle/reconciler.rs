@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::actions::{self, Applied};
 use super::bookkeeping::{clear_op, commit, now, save, Guard, Next, Note};
 use super::decide::{self, Work};
+use super::error::StepResult;
 use super::matrix::Action;
 use super::state::Runtime;
 use super::{builds, deploy, schedule, stop, supervise};
@@ -56,7 +57,7 @@ pub(super) async fn run(service: Service, cancel: CancellationToken) {
 
 async fn tick(s: &Service, rt: &Runtime, cancel: &CancellationToken) -> StoreResult<()> {
     let (dbs, ops) = s
-        .read(|tx| Ok((tx.list_all_databases()?, tx.lifecycle().all_ops()?)))
+        .read_store(|tx| Ok((tx.list_all_databases()?, tx.lifecycle().all_ops()?)))
         .await?;
     let t = now();
     for db in dbs {
@@ -108,7 +109,7 @@ fn needs_task(db: &Database, o: &OpsRecord) -> bool {
 async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
     for _ in 0..10_000 {
         let found = s
-            .read(move |tx| {
+            .read_store(move |tx| {
                 Ok(tx
                     .lifecycle()
                     .database(id)?
@@ -138,7 +139,7 @@ async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
     }
 }
 
-async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreResult<Next> {
+async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StepResult<Next> {
     match decide::work(&db, &o) {
         Work::Cleanup => stop::cleanup(s, rt, &db, &o).await,
         Work::ApplyDesired(_) => apply_desired(s, &db).await,
@@ -167,10 +168,10 @@ async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StoreRes
 
 /// Runs a queued action now that a stable status is reached, or drops it when the matrix no
 /// longer allows it.
-async fn apply_desired(s: &Service, db: &Database) -> StoreResult<Next> {
+async fn apply_desired(s: &Service, db: &Database) -> StepResult<Next> {
     let id = db.id;
     let r = s
-        .write(move |tx| {
+        .write_as(move |tx| -> StepResult<()> {
             let Some(mut d) = tx.lifecycle().database(id)? else {
                 return Ok(());
             };
@@ -210,7 +211,7 @@ async fn apply_desired(s: &Service, db: &Database) -> StoreResult<Next> {
                     ),
                 };
             }
-            save(tx, &mut d, &o, before, note)
+            Ok(save(tx, &mut d, &o, before, note)?)
         })
         .await;
     r?;
@@ -224,8 +225,8 @@ async fn fire_schedule(
     id: Uuid,
     edge: schedule::Edge,
     mark: String,
-) -> StoreResult<()> {
-    s.write(move |tx| {
+) -> StepResult<()> {
+    s.write_as(move |tx| -> StepResult<()> {
         let Some(mut d) = tx.lifecycle().database(id)? else {
             return Ok(());
         };
@@ -248,7 +249,7 @@ async fn fire_schedule(
                 tracing::debug!(database = %id, %reason, "schedule edge not applicable");
             }
         }
-        save(tx, &mut d, &o, before, note)
+        Ok(save(tx, &mut d, &o, before, note)?)
     })
     .await?;
     s.lifecycle.wake();

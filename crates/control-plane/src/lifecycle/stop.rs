@@ -7,11 +7,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::bookkeeping::{admin_token, clear_op, commit, now, Guard, Next};
+use super::error::StepResult;
 use super::state::{step_delay, Runtime};
 use crate::api::{Database, Status};
-use crate::error::ApiError;
 use crate::store::lifecycle::{CrashLog, InstanceRecord, OpKind, OpsRecord};
-use crate::store::StoreResult;
+use crate::store::StoreError;
 use crate::Service;
 
 /// Grace of a SIGTERM before SIGKILL when stopping an engine.
@@ -22,7 +22,7 @@ pub(super) async fn cleanup(
     rt: &Runtime,
     db: &Database,
     o: &OpsRecord,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     // An engine that cannot be stopped now is dropped from the list anyway: nothing wants it any
     // more, so the orphan sweep keeps trying (and the database's own steps are not held up).
     let done = o.cleanup.clone();
@@ -40,7 +40,7 @@ pub(super) async fn cleanup(
         }
     }
     let id = db.id;
-    s.write(move |tx| {
+    s.write_store(move |tx| {
         let mut o = tx.lifecycle().ops(id)?;
         o.cleanup.retain(|c| !done.contains(c));
         tx.lifecycle().put_ops(&o)
@@ -79,7 +79,7 @@ pub(super) async fn stop(
     rt: &Runtime,
     db: Database,
     o: OpsRecord,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let Some(op) = o.op.clone() else {
         return Ok(Next::Idle);
     };
@@ -87,7 +87,7 @@ pub(super) async fn stop(
     step_delay().await;
     let id = db.id;
     let live = s
-        .read(move |tx| tx.lifecycle().live_instances(Some(id)))
+        .read_store(move |tx| tx.lifecycle().live_instances(Some(id)))
         .await?;
     if op.kind == OpKind::Terminate {
         drop_replication(s, db.id, &live).await;
@@ -139,7 +139,7 @@ pub(super) async fn sweep(s: &Service, rt: &Runtime) -> anyhow::Result<()> {
     // everything in this list is already in what is read next.
     let listed = rt.driver.list().await?;
     let wanted: HashSet<Uuid> = s
-        .read(|tx| {
+        .read_store(|tx| {
             let mut w: HashSet<Uuid> = tx
                 .lifecycle()
                 .live_instances(None)?
@@ -155,7 +155,7 @@ pub(super) async fn sweep(s: &Service, rt: &Runtime) -> anyhow::Result<()> {
             Ok(w)
         })
         .await
-        .map_err(|e: ApiError| anyhow::anyhow!("{e}"))?;
+        .map_err(|e: StoreError| anyhow::anyhow!("{e}"))?;
     for (rid, status) in listed {
         let Ok(id) = Uuid::parse_str(&rid) else {
             continue;

@@ -7,11 +7,11 @@ use refract_runtime::InstanceStatus;
 use super::bookkeeping::{commit, new_op, now, set_op, Guard, Next};
 use super::decide::{self, backoff, Addresses, EngineSeen, SuperviseStep, LOG_LINES};
 use super::engine;
+use super::error::StepResult;
 use super::launch::{engine_port, launch};
 use super::state::Runtime;
 use crate::api::{Database, HealthStatus, RuntimeSettings, Status};
 use crate::store::lifecycle::{CrashLog, OpKind, OpsRecord};
-use crate::store::StoreResult;
 use crate::Service;
 
 /// `running` with nothing in flight: is the engine alive? Restart it after a crash, with
@@ -22,10 +22,10 @@ pub(super) async fn supervise(
     rt: &Runtime,
     db: Database,
     o: OpsRecord,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let id = db.id;
     let live = s
-        .read(move |tx| tx.lifecycle().live_instances(Some(id)))
+        .read_store(move |tx| tx.lifecycle().live_instances(Some(id)))
         .await?;
     let guard = Guard::of(&db, &o);
     let inst = live.into_iter().next();
@@ -80,7 +80,7 @@ pub(super) async fn supervise(
         SuperviseStep::Redeploy | SuperviseStep::Idle => Ok(Next::Idle),
         SuperviseStep::Readdress { control, client } => {
             let iid = inst.id;
-            s.write(move |tx| {
+            s.write_store(move |tx| {
                 if let Some(mut i) = tx.lifecycle().instance(iid)? {
                     i.endpoint_url = Some(client);
                     i.control_url = Some(control);

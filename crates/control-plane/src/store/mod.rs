@@ -35,7 +35,7 @@ pub mod lifecycle;
 mod sqlite;
 mod tx;
 
-pub use error::StoreResult;
+pub use error::{StoreError, StoreResult};
 pub use lifecycle::{Event, LifecycleTx};
 pub use sqlite::SqliteStore;
 pub use tx::{Store, Tx};
