@@ -5,16 +5,30 @@
 //!   `GET /v1/databases/{id}/instance`.
 //! - `actions` (methods on [`crate::Service`]): an action only *records* intent — a new status
 //!   and the operation in flight, or a `desiredState` — and wakes the reconciler; it never starts
-//!   or stops a process itself.
+//!   or stops a process itself. `apply_action` is the one path of an action (matrix, then begin,
+//!   queue or refuse) for the endpoints, pause schedules and queued `desiredState`s.
 //! - `reconciler`: one loop that wakes on every action and at least every second, compares what
 //!   the store says with what the runtime driver reports, and takes the next step of each
 //!   database's operation on a task of its own (one per database at a time). Every step is
 //!   written to the store before it is taken and is idempotent, so a control plane killed at any
 //!   point finishes or rolls back the operation after its restart.
-//! - `builds`: the connection test and the build (introspection + schema config → manifest),
-//!   bounded to [`BUILD_SLOTS`] at once.
+//! - `decide`: the reconciler's decisions, pure and table-tested: which step (`work`), what a
+//!   deploy does next (`deploy`: timeouts, health answers), what a running engine needs
+//!   (`supervise`: addresses, crashes, backoff).
+//! - The steps, IO only, each carrying out a decision: `deploy` (start, wait healthy, cutover),
+//!   `supervise` (crash restarts), `stop` (pause/terminate, cleanup, the orphan sweep), `launch`
+//!   (the engine's port and start), `builds` (the connection test and the build — introspection +
+//!   schema config → manifest — bounded to [`BUILD_SLOTS`] at once).
+//! - `bookkeeping`: what steps and actions record — the clock, operation records, guarded
+//!   commits, the end of a failed operation. Steps and actions import it, never the reconciler.
+//! - `state`: the shared handles ([`Lifecycle`], [`Runtime`]); `error`: the typed errors
+//!   (`ActionError`, `LaunchError`, `LifecycleError`).
 //! - `health`: every 5 s, the health of every live engine into its instance row.
 //! - [`schedule`]: when a pause schedule fires.
+//!
+//! Dependencies point one way: `reconciler` → steps → `decide`, `launch`, `bookkeeping` →
+//! `state`, `engine`; this file only declares, re-exports and starts the tasks
+//! (`scripts/check-cycles`).
 //!
 //! Engines get their secrets by file (0600): the source password, the admin token of
 //! `/admin/*` and `/stats` (kept in the secret store as `database/<id>/admin-token`), and the
