@@ -18,6 +18,7 @@ use crate::store::lifecycle::{OpData, OpKind, OpsRecord};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
 
+/// The clock, cut to microseconds (what the store keeps, so a value read back compares equal).
 pub(super) fn now() -> DateTime<Utc> {
     let t = Utc::now();
     t - chrono::TimeDelta::nanoseconds((t.timestamp_subsec_nanos() % 1000) as i64)
