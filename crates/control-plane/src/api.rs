@@ -317,6 +317,9 @@ const PLAIN_TEXT: &str =
     r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$";
 
 /// `availableSchemas`: ≥ 1 distinct non-empty names (`null` = not given).
+/// Longest schema (database) name; MySQL allows 64, PostgreSQL 63.
+pub const SCHEMA_MAX: usize = 128;
+
 fn schema_names() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
     ArrayBuilder::new()
@@ -325,7 +328,7 @@ fn schema_names() -> utoipa::openapi::schema::Array {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(crate::validate::SCHEMA_MAX))
+                .max_length(Some(SCHEMA_MAX))
                 .pattern(Some(PLAIN_TEXT)),
         )
         .max_items(Some(1000))
@@ -372,16 +375,7 @@ fn safety_net() -> utoipa::openapi::schema::Schema {
         .into()
 }
 
-/// The error body of every failed request.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// Machine-readable code: `invalid_request` (400, or 422 for a rule the schema cannot state),
-    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `action_not_allowed`, `too_large`,
-    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `internal`.
-    pub error: String,
-    /// A sentence for a person; names the field and rule for validation errors.
-    pub message: String,
-}
+pub use crate::error::ErrorBody;
 
 // ---------------------------------------------------------------- customers and keys
 
@@ -466,18 +460,6 @@ pub struct PlanLimitsView {
     pub max_managed_servers: Option<i64>,
     /// Plan memory of all managed servers together, MiB.
     pub max_managed_memory_mib: Option<i64>,
-}
-
-impl From<crate::plans::PlanLimits> for PlanLimitsView {
-    fn from(l: crate::plans::PlanLimits) -> Self {
-        PlanLimitsView {
-            max_databases: l.max_databases,
-            max_instance_size: l.max_instance_size,
-            custom_domains: l.custom_domains,
-            max_managed_servers: l.managed_servers,
-            max_managed_memory_mib: l.managed_memory_mib,
-        }
-    }
 }
 
 /// A management key (`rmk_<keyId>.<secret>`); only a SHA-256 of the secret is stored.

@@ -3,10 +3,26 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ErrorBody;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// Every failure of a `/v1` call. Layers below the service (store, secrets) convert into
-/// [`ApiError::Internal`]; the service produces the others.
+use crate::lifecycle::ActionError;
+use crate::store::StoreError;
+
+/// The error body of every failed request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code: `invalid_request` (400, or 422 for a rule the schema cannot state),
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `action_not_allowed`, `too_large`,
+    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `internal`.
+    pub error: String,
+    /// A sentence for a person; names the field and rule for validation errors.
+    pub message: String,
+}
+
+/// Every failure of a `/v1` call. Layers below the service convert into it here, in one place:
+/// [`StoreError`] into [`ApiError::Internal`], the lifecycle's action errors into their status;
+/// the service produces the others.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400 `invalid_request`: the message names the field and the rule.
@@ -86,9 +102,23 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApiError::Internal(anyhow::Error::new(e).context("metadata store"))
+/// A store failure is a 500; the cause (`metadata store: …`) is logged, never sent.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(anyhow::Error::new(e))
+    }
+}
+
+/// An action that cannot begin: 400, 404 or 409 `action_not_allowed` (a store failure: 500).
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        let message = e.to_string();
+        match e {
+            ActionError::Store(e) => e.into(),
+            ActionError::BuildIdRequired => ApiError::InvalidRequest(message),
+            ActionError::BuildNotFound => ApiError::NotFound(message),
+            ActionError::NotDeployable { .. } => ApiError::ActionNotAllowed(message),
+        }
     }
 }
 

@@ -1,21 +1,18 @@
-//! HTTP: the router, middleware (request id, tracing span, metrics, internal-error logging), our
-//! JSON extractor and the `/v1` handlers. Handlers are thin: extract, call one [`Service`]
+//! HTTP: the router, middleware (request id, tracing span, metrics, internal-error logging) and
+//! the `/v1` handlers (their extractors are in `extract.rs`). Handlers are thin: extract, call one [`crate::Service`]
 //! method, respond.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde::de::DeserializeOwned;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -25,15 +22,7 @@ use uuid::Uuid;
 
 use crate::api::*;
 use crate::error::{ApiError, InternalCause};
-use crate::service::{Principal, Service};
-
-/// Shared state of every handler. The lifecycle work adds its handles (reconciler wake-up,
-/// runtime driver) to [`Service`], so handlers keep one entry point.
-#[derive(Clone)]
-pub struct AppState {
-    /// The control plane's logic.
-    pub service: Service,
-}
+use crate::extract::{ApiJson, AppState, Auth};
 
 /// The process-wide Prometheus recorder (installed once; later routers share it).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -238,86 +227,6 @@ async fn json_error(resp: Response) -> Response {
 
 // ------------------------------------------------------------------ extractors
 
-/// JSON body extractor that answers malformed JSON, wrong types, missing and unknown fields with
-/// our `400 invalid_request` shape, naming the field (axum's own answers in plain text).
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            let message = format!("cannot read the request body: {}", e.body_text());
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge(message)
-            } else {
-                ApiError::InvalidRequest(message)
-            }
-        })?;
-        parse_json(&bytes).map(ApiJson)
-    }
-}
-
-/// Strips serde_json's " at line 1 column 12" tail: the field path says more.
-fn strip_position(msg: String) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg,
-    }
-}
-
-/// Parses a request body; errors name the JSON path (`instance.instanceSize: unknown variant …`).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // serde's derived structs also read a JSON array (fields by position): `["name", null]`
-    // must not pass for `{"name": …}`, so the body itself must be an object.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_none() || first.is_some_and(|&b| b == b'[') {
-        return Err(ApiError::invalid("the request body must be a JSON object"));
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = strip_position(inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Data
-                if path != "." && !msg.starts_with("unknown field") =>
-            {
-                ApiError::invalid(format!("{path}: {msg}"))
-            }
-            serde_json::error::Category::Data => ApiError::invalid(msg),
-            _ => ApiError::invalid(format!("malformed JSON: {msg}")),
-        }
-    })?;
-    de.end().map_err(|e| {
-        ApiError::invalid(format!("malformed JSON: {}", strip_position(e.to_string())))
-    })?;
-    Ok(value)
-}
-
-/// The authenticated caller (`Authorization: Bearer rmk_…`).
-pub struct Auth(pub Principal);
-
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("missing Authorization: Bearer <management key>".into())
-            })?;
-        state.service.authenticate(token).await.map(Auth)
-    }
-}
-
 /// An id path segment; one that is not a UUID cannot exist, so it is a 404 like any unknown id.
 fn id(s: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| ApiError::not_found(what))
@@ -330,7 +239,7 @@ type Res<T> = Result<T, ApiError>;
 /// Liveness and store readability.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = HealthResponse)))]
 async fn health(State(s): State<AppState>) -> Res<Json<HealthResponse>> {
-    s.service.read(|tx| tx.admin_exists()).await?;
+    s.service.read_store(|tx| tx.admin_exists()).await?;
     Ok(Json(HealthResponse {
         status: "ok".into(),
     }))

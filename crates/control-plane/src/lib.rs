@@ -30,6 +30,7 @@
 
 pub mod api;
 mod error;
+mod extract;
 mod http;
 pub mod keys;
 pub mod lifecycle;
@@ -47,7 +48,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use error::ApiError;
-pub use http::{metrics_handle, parse_json, router, router_with, ApiDoc, ApiJson, AppState, Auth};
+pub use extract::{parse_json, ApiJson, AppState, Auth};
+pub use http::{metrics_handle, router, router_with, ApiDoc};
 pub use secrets::SecretStore;
 pub use service::{
     password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,

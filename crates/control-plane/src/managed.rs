@@ -47,7 +47,7 @@ impl QuotaPolicy for Quotas {
             let customer = match Uuid::parse_str(customer_id) {
                 Ok(id) => self
                     .0
-                    .read(move |tx| tx.get_customer(id))
+                    .read_store(move |tx| tx.get_customer(id))
                     .await
                     .ok()
                     .flatten(),
@@ -120,7 +120,7 @@ impl ConnectionRegistrar for Registrar {
                 .map_err(|e| anyhow::anyhow!("customer id {customer_id:?}: {e}"))?;
             let customer = self
                 .0
-                .read(move |tx| tx.get_customer(id))
+                .read(move |tx| Ok(tx.get_customer(id)?))
                 .await
                 .map_err(to_registrar)?
                 .ok_or_else(|| anyhow::anyhow!("customer {customer_id} not found"))?;

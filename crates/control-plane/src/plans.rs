@@ -3,7 +3,7 @@
 //! A self-hosted platform has no payment provider: admins set plans (`PATCH
 //! /v1/admin/customers/{id}/plan`). The limits are defaults in code for now.
 
-use crate::api::{InstanceSize, Plan};
+use crate::api::{InstanceSize, Plan, PlanLimitsView};
 
 /// What a plan allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,5 +52,17 @@ pub fn limits(plan: Plan) -> PlanLimits {
             managed_servers: None,
             managed_memory_mib: None,
         },
+    }
+}
+
+impl From<PlanLimits> for PlanLimitsView {
+    fn from(l: PlanLimits) -> Self {
+        PlanLimitsView {
+            max_databases: l.max_databases,
+            max_instance_size: l.max_instance_size,
+            custom_domains: l.custom_domains,
+            max_managed_servers: l.managed_servers,
+            max_managed_memory_mib: l.managed_memory_mib,
+        }
     }
 }

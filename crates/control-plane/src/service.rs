@@ -17,7 +17,7 @@ use crate::keys;
 use crate::plans;
 use crate::secrets::SecretStore;
 use crate::sqlite_roots::SqliteRoots;
-use crate::store::{Event, Store, StoreResult, Tx};
+use crate::store::{Event, Store, StoreError, StoreResult, Tx};
 use crate::validate as v;
 
 /// Timeout of `test-connection` (the spec's bounded 5 s).
@@ -129,44 +129,81 @@ impl Service {
     /// Runs `f` in one write transaction on a blocking thread.
     pub async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
+        f: impl FnOnce(&dyn Tx) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
         self.transaction(true, f).await
     }
 
     /// Runs `f` in one read transaction on a blocking thread.
     pub async fn read<T: Send + 'static>(
         &self,
+        f: impl FnOnce(&dyn Tx) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.transaction(false, f).await
+    }
+
+    /// [`Self::write`] for a closure that only reads and writes the store.
+    pub(crate) async fn write_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.transaction(true, f).await
+    }
+
+    /// [`Self::read`] for a closure that only reads the store.
+    pub(crate) async fn read_store<T: Send + 'static>(
+        &self,
         f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.transaction(false, f).await
     }
 
-    /// [`Self::write`] (`write`) or [`Self::read`]: `f` runs once, its value is the answer.
-    async fn transaction<T: Send + 'static>(
+    /// [`Self::write`] for a layer with its own error type `E` (the lifecycle's steps).
+    pub(crate) async fn write_as<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        self.transaction(true, f).await
+    }
+
+    /// [`Self::write`] (`write`) or [`Self::read`]: `f` runs once, its value is the answer; its
+    /// error rolls the transaction back and is the answer too.
+    async fn transaction<T: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         write: bool,
-        f: impl FnOnce(&dyn Tx) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
+        f: impl FnOnce(&dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
         let store = self.store.clone();
-        blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let mut f = Some(f);
             let mut out = None;
             let mut body = |tx: &dyn Tx| {
-                let f = f
-                    .take()
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction retried")))?;
-                out = Some(f(tx)?);
-                Ok(())
+                let f = f.take().ok_or(StoreError::Retried)?;
+                match f(tx) {
+                    Ok(v) => {
+                        out = Some(Ok(v));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        out = Some(Err(e));
+                        Err(StoreError::Aborted)
+                    }
+                }
             };
-            if write {
-                store.write(&mut body)?;
+            let done = if write {
+                store.write(&mut body)
             } else {
-                store.read(&mut body)?;
+                store.read(&mut body)
+            };
+            match (done, out) {
+                (_, Some(Err(e))) => Err(e),
+                (Ok(()), Some(Ok(v))) => Ok(v),
+                (Err(e), _) => Err(E::from(e)),
+                (Ok(()), None) => Err(E::from(StoreError::Empty)),
             }
-            out.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transaction produced nothing")))
         })
-        .await
+        .await;
+        joined.unwrap_or_else(|e| Err(E::from(StoreError::Task(e.to_string()))))
     }
 
     // ------------------------------------------------------------ bootstrap and auth
@@ -178,7 +215,7 @@ impl Service {
     pub async fn ensure_admin(
         &self,
         persist_token: impl FnOnce(&str) -> anyhow::Result<()> + Send + 'static,
-    ) -> StoreResult<bool> {
+    ) -> Result<bool, ApiError> {
         self.write(move |tx| {
             if tx.admin_exists()? {
                 return Ok(false);
@@ -207,7 +244,7 @@ impl Service {
     pub async fn recovery_admin_key(
         &self,
         persist_token: impl FnOnce(&str) -> anyhow::Result<()> + Send + 'static,
-    ) -> StoreResult<Uuid> {
+    ) -> Result<Uuid, ApiError> {
         self.write(move |tx| {
             let admin = tx
                 .list_customers()?
@@ -260,7 +297,10 @@ impl Service {
         if key.last_used_at.is_none_or(|u| t - u >= TOUCH_EVERY) {
             let id = key.id;
             // Best effort: a failed touch must not fail the request.
-            if let Err(e) = self.write(move |tx| tx.touch_management_key(id, t)).await {
+            if let Err(e) = self
+                .write_store(move |tx| tx.touch_management_key(id, t))
+                .await
+            {
                 tracing::warn!(error = %e, "could not record management key use");
             }
         }
@@ -314,7 +354,7 @@ impl Service {
     /// `GET /v1/admin/customers`.
     pub async fn list_customers(&self, p: &Principal) -> Result<Vec<Customer>, ApiError> {
         Self::require_admin(p)?;
-        self.read(|tx| tx.list_customers()).await
+        Ok(self.read_store(|tx| tx.list_customers()).await?)
     }
 
     /// `PATCH /v1/admin/customers/{id}/plan`.
@@ -368,7 +408,9 @@ impl Service {
         p: &Principal,
     ) -> Result<Vec<ManagementKey>, ApiError> {
         let customer = p.customer_id();
-        self.read(move |tx| tx.list_management_keys(customer)).await
+        Ok(self
+            .read_store(move |tx| tx.list_management_keys(customer))
+            .await?)
     }
 
     /// `DELETE /v1/account/management-keys/{id}`: revokes (idempotent); effective at once since
@@ -563,7 +605,9 @@ impl Service {
     /// `GET /v1/connections`.
     pub async fn list_connections(&self, p: &Principal) -> Result<Vec<Connection>, ApiError> {
         let customer = p.customer_id();
-        self.read(move |tx| tx.list_connections(customer)).await
+        Ok(self
+            .read_store(move |tx| tx.list_connections(customer))
+            .await?)
     }
 
     /// `GET /v1/connections/{id}`.
@@ -938,8 +982,9 @@ impl Service {
         filter: DatabaseFilter,
     ) -> Result<Vec<Database>, ApiError> {
         let customer = p.customer_id();
-        self.read(move |tx| tx.list_databases(customer, &filter))
-            .await
+        Ok(self
+            .read_store(move |tx| tx.list_databases(customer, &filter))
+            .await?)
     }
 
     /// `GET /v1/databases/{id}`.
@@ -1117,7 +1162,8 @@ impl Service {
                 to_status: d.status,
                 cause: "user".into(),
                 message: "deleted".into(),
-            })
+            })?;
+            Ok(())
         })
         .await?;
         // No engine runs in the statuses that allow a delete: what only engines read goes now.
@@ -1143,8 +1189,8 @@ impl Service {
 
 /// Runs `f` on the blocking pool; a panic there is an internal error, not a crash.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
-) -> StoreResult<T> {
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(ApiError::Internal(anyhow::anyhow!(
@@ -1325,7 +1371,7 @@ fn insert_database(
     prefix: &str,
     region: &str,
     t: DateTime<Utc>,
-) -> StoreResult<Database> {
+) -> Result<Database, ApiError> {
     let size = inst.instance_size.unwrap_or(InstanceSize::Nano);
     check_size(customer.plan, size)?;
     let limits = plans::limits(customer.plan);

@@ -15,8 +15,8 @@ pub const HOST_MAX: usize = 255;
 pub const PATH_MAX: usize = 4096;
 /// Longest login user name.
 pub const USER_MAX: usize = 128;
-/// Longest schema (database) name; MySQL allows 64, PostgreSQL 63.
-pub const SCHEMA_MAX: usize = 128;
+/// Longest schema (database) name (defined beside the OpenAPI schema that states it).
+pub use crate::api::SCHEMA_MAX;
 /// Longest password.
 pub const PASSWORD_MAX: usize = 1024;
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::bookkeeping::{admin_token, new_op, now, save, set_op, Note};
+use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
-use super::reconciler::{new_op, now, save, set_op, Note};
 use super::types::*;
 use crate::api::{Database, DesiredState, InstanceSize, RuntimeSettings, Status};
 use crate::error::ApiError;
@@ -39,7 +40,7 @@ pub(super) fn context(tx: &dyn Tx, d: &Database) -> StoreResult<Context> {
 }
 
 /// The `desiredState` a queued action records.
-pub(super) fn desired_of(action: Action) -> DesiredState {
+fn desired_of(action: Action) -> DesiredState {
     match action {
         Action::Pause => DesiredState::Paused,
         Action::Terminate => DesiredState::Terminated,
@@ -55,16 +56,64 @@ fn live_instance(tx: &dyn Tx, d: &Database) -> StoreResult<Option<Uuid>> {
         .map(|i| i.id))
 }
 
-/// Starts an allowed, immediate action inside `tx` (the matrix was checked by the caller):
-/// sets the new status and records the operation. Returns a message for the event log.
-pub(super) fn begin(
+/// What [`apply_action`] did.
+#[derive(Debug)]
+pub(super) enum Applied {
+    /// Started now; the message of [`begin`] for the event log (empty for the actions that only
+    /// talk to the running engine: `reload`, `pauseSync`, `resumeSync`).
+    Begun(String),
+    /// Recorded as `desiredState`: runs when the operation in flight finishes.
+    Queued,
+    /// Not allowed now (the reason), or queued where queueing is not allowed; nothing changed.
+    Refused(String),
+}
+
+/// The one path of an action, whoever asks (an endpoint, a pause schedule, the reconciler running
+/// a queued `desiredState`): decide through the matrix, then begin it, queue it (when
+/// `may_queue`) or refuse it, inside `tx`. The caller saves the row and writes the event.
+pub(super) fn apply_action(
     tx: &dyn Tx,
     d: &mut Database,
     o: &mut OpsRecord,
     action: Action,
     params: &ActionParams,
     cause: &str,
-) -> StoreResult<String> {
+    may_queue: bool,
+) -> Result<Applied, ActionError> {
+    let ctx = context(tx, d)?;
+    match matrix::decide(d.status, action, &ctx) {
+        Decision::Immediate => Ok(Applied::Begun(begin(tx, d, o, action, params, cause)?)),
+        Decision::Queued if may_queue => {
+            d.desired_state = Some(desired_of(action));
+            Ok(Applied::Queued)
+        }
+        Decision::Queued => Ok(Applied::Refused(format!(
+            "{} would wait for the operation in flight",
+            action.name()
+        ))),
+        Decision::Refused(reason) => Ok(Applied::Refused(reason)),
+    }
+}
+
+/// The action that reaches a `desiredState`.
+pub(super) fn action_of(want: DesiredState) -> Action {
+    match want {
+        DesiredState::Running => Action::Resume,
+        DesiredState::Paused => Action::Pause,
+        DesiredState::Terminated => Action::Terminate,
+    }
+}
+
+/// Starts an allowed, immediate action inside `tx` (the matrix was checked by the caller):
+/// sets the new status and records the operation. Returns a message for the event log.
+fn begin(
+    tx: &dyn Tx,
+    d: &mut Database,
+    o: &mut OpsRecord,
+    action: Action,
+    params: &ActionParams,
+    cause: &str,
+) -> Result<String, ActionError> {
     let origin = d.status;
     let old = if origin == Status::Running {
         live_instance(tx, d)?
@@ -117,6 +166,19 @@ pub(super) fn begin(
             format!("build {} queued", build.id)
         }
         Action::Reconfigure | Action::Redeploy => {
+            if action == Action::Redeploy {
+                let b = params.build_id.ok_or(ActionError::BuildIdRequired)?;
+                let build = tx
+                    .lifecycle()
+                    .build(d.id, b)?
+                    .ok_or(ActionError::BuildNotFound)?;
+                if !build.has_manifest {
+                    return Err(ActionError::NotDeployable {
+                        build: b,
+                        status: build.status.as_str(),
+                    });
+                }
+            }
             let build = match (action, params.build_id) {
                 (Action::Redeploy, Some(b)) => Some(b),
                 _ => deploy_build(tx, d)?,
@@ -254,8 +316,6 @@ impl Service {
                     .get_database(customer.id, id)?
                     .ok_or_else(|| ApiError::not_found("database"))?;
                 let mut o = tx.lifecycle().ops(id)?;
-                let ctx = context(tx, &d)?;
-                let decision = matrix::decide(d.status, action, &ctx);
                 let before = d.status;
                 let mut note = Note {
                     cause: "user".into(),
@@ -263,32 +323,16 @@ impl Service {
                 };
                 let mut after = After::Nothing;
                 let mut replication = None;
-                let mode = match decision {
-                    Decision::Refused(reason) => return Err(ApiError::ActionNotAllowed(reason)),
-                    Decision::Queued => {
-                        d.desired_state = Some(desired_of(action));
+                let mode = match apply_action(tx, &mut d, &mut o, action, &params, "user", true)? {
+                    Applied::Refused(reason) => return Err(ApiError::ActionNotAllowed(reason)),
+                    Applied::Queued => {
                         note.message = format!(
                             "{} queued until the current operation finishes",
                             action.name()
                         );
                         Mode::Queued
                     }
-                    Decision::Immediate => {
-                        if action == Action::Redeploy {
-                            let b = params
-                                .build_id
-                                .ok_or_else(|| ApiError::invalid("buildId is required"))?;
-                            let build = tx
-                                .lifecycle()
-                                .build(id, b)?
-                                .ok_or_else(|| ApiError::not_found("build"))?;
-                            if !build.has_manifest {
-                                return Err(ApiError::ActionNotAllowed(format!(
-                                    "build {b} is not deployable (status {}): it has no artifact",
-                                    build.status.as_str()
-                                )));
-                            }
-                        }
+                    Applied::Begun(message) => {
                         match action {
                             Action::Reload | Action::PauseSync | Action::ResumeSync => {
                                 let endpoint = tx
@@ -317,7 +361,7 @@ impl Service {
                                     after = After::Replication { endpoint, pause };
                                 }
                             }
-                            _ => note.message = begin(tx, &mut d, &mut o, action, &params, "user")?,
+                            _ => note.message = message,
                         }
                         Mode::Immediate
                     }
@@ -343,7 +387,7 @@ impl Service {
             After::Replication { endpoint, pause } => {
                 // Best effort now; the health poller re-applies the flag to any engine that
                 // disagrees (a restarted one, or one that did not answer).
-                if let Ok(token) = super::reconciler::admin_token(self, id) {
+                if let Ok(token) = admin_token(self, id) {
                     let path = if pause {
                         "replication/pause"
                     } else {
@@ -364,7 +408,7 @@ impl Service {
     }
 
     async fn run_reload(&self, id: Uuid, endpoint: String) {
-        let Ok(token) = super::reconciler::admin_token(self, id) else {
+        let Ok(token) = admin_token(self, id) else {
             return;
         };
         let result = self
@@ -382,7 +426,7 @@ impl Service {
             Err(e) => format!("reload failed: {e:#}"),
         };
         let _ = self
-            .write(move |tx| {
+            .write_store(move |tx| {
                 let Some(d) = tx.lifecycle().database(id)? else {
                     return Ok(());
                 };
@@ -671,7 +715,8 @@ impl Service {
                     cause: "user".into(),
                     message: format!("{message} (applied at the next build)"),
                 },
-            )
+            )?;
+            Ok(())
         })
         .await
     }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::reconciler::{commit, fail, now, Guard, Next};
-use super::{step_delay, Runtime};
+use super::bookkeeping::{commit, fail, now, Guard, Next};
+use super::error::StepResult;
+use super::state::{step_delay, Runtime};
 use crate::api::Database;
 use crate::api::{Backend, Connection, SyncMode};
 use crate::store::lifecycle::{BuildStatus, OpsRecord};
@@ -107,13 +108,14 @@ async fn checked_params(
 
 async fn connection(s: &Service, db: &Database) -> StoreResult<Option<Connection>> {
     let (customer, id) = (db.customer_id, db.connection_id);
-    s.read(move |tx| tx.get_connection(customer, id)).await
+    s.read_store(move |tx| tx.get_connection(customer, id))
+        .await
 }
 
 /// Appends to a build's log (unguarded: the log is only ever appended to).
 async fn log(s: &Service, db: Uuid, build: Option<Uuid>, text: String) -> StoreResult<()> {
     let Some(build) = build else { return Ok(()) };
-    s.write(move |tx| {
+    s.write_store(move |tx| {
         if let Some(mut b) = tx.lifecycle().build(db, build)? {
             b.log.push_str(&text);
             tx.lifecycle().update_build(&b)?;
@@ -129,7 +131,7 @@ pub(super) async fn test_connection(
     rt: &Runtime,
     db: Database,
     o: OpsRecord,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let _ = rt;
     let Some(op) = o.op.clone() else {
         return Ok(Next::Idle);
@@ -171,7 +173,7 @@ pub(super) async fn test_connection(
         // What the database's owner may see: the same redaction as `test-connection`.
         let customer = db.customer_id;
         let is_admin = s
-            .read(move |tx| Ok(tx.get_customer(customer)?.is_some_and(|c| c.is_admin)))
+            .read_store(move |tx| Ok(tx.get_customer(customer)?.is_some_and(|c| c.is_admin)))
             .await
             .unwrap_or(false);
         let shown = crate::redact_report(
@@ -259,13 +261,13 @@ pub(super) async fn test_connection(
     Ok(Next::Again)
 }
 
-/// `queued` → `building` → `deploying`: at most [`super::BUILD_SLOTS`] at once.
+/// `queued` → `building` → `deploying`: at most [`super::state::BUILD_SLOTS`] at once.
 pub(super) async fn build(
     s: &Service,
     rt: &Runtime,
     db: Database,
     o: OpsRecord,
-) -> StoreResult<Next> {
+) -> StepResult<Next> {
     let Some(op) = o.op.clone() else {
         return Ok(Next::Idle);
     };

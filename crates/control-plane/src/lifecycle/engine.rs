@@ -252,6 +252,11 @@ impl EngineClient {
     }
 }
 
+/// The secret-store name of a database's engine admin token.
+pub(crate) fn admin_token_secret(database: Uuid) -> String {
+    format!("database/{database}/admin-token")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

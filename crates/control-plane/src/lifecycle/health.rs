@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::reconciler::{admin_token, now};
+use super::bookkeeping::{admin_token, now};
 use crate::api::Database;
 use crate::api::{Backend, HealthStatus};
 use crate::store::lifecycle::InstanceRecord;
@@ -30,9 +30,9 @@ pub(super) async fn run(service: Service, cancel: CancellationToken) {
     }
 }
 
-async fn poll_all(s: &Service) -> Result<(), crate::ApiError> {
+async fn poll_all(s: &Service) -> crate::store::StoreResult<()> {
     let targets = s
-        .read(|tx| {
+        .read_store(|tx| {
             let mut out = Vec::new();
             for i in tx.lifecycle().live_instances(None)? {
                 if let Some(d) = tx.lifecycle().database(i.database_id)? {
@@ -154,7 +154,7 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
     }
     let id = inst.id;
     let _ = s
-        .write(move |tx| {
+        .write_store(move |tx| {
             // Re-read: the instance may have been stopped meanwhile.
             let Some(mut i) = tx.lifecycle().instance(id)? else {
                 return Ok(());
@@ -186,7 +186,7 @@ mod tests {
 
     use super::*;
     use crate::api::Status;
-    use crate::lifecycle::reconciler::tests::db;
+    use crate::lifecycle::bookkeeping::tests::db;
 
     #[test]
     fn an_idle_stream_is_ok_and_a_failing_one_degraded() {

@@ -17,7 +17,7 @@ use super::matrix::Action;
 use super::types::*;
 use crate::api::ErrorBody;
 use crate::error::ApiError;
-use crate::http::{parse_json, ApiJson, AppState, Auth};
+use crate::extract::{parse_json, ApiJson, AppState, Auth};
 
 type Res<T> = Result<T, ApiError>;
 

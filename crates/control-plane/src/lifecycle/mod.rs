@@ -5,16 +5,30 @@
 //!   `GET /v1/databases/{id}/instance`.
 //! - `actions` (methods on [`crate::Service`]): an action only *records* intent — a new status
 //!   and the operation in flight, or a `desiredState` — and wakes the reconciler; it never starts
-//!   or stops a process itself.
+//!   or stops a process itself. `apply_action` is the one path of an action (matrix, then begin,
+//!   queue or refuse) for the endpoints, pause schedules and queued `desiredState`s.
 //! - `reconciler`: one loop that wakes on every action and at least every second, compares what
 //!   the store says with what the runtime driver reports, and takes the next step of each
 //!   database's operation on a task of its own (one per database at a time). Every step is
 //!   written to the store before it is taken and is idempotent, so a control plane killed at any
 //!   point finishes or rolls back the operation after its restart.
-//! - `builds`: the connection test and the build (introspection + schema config → manifest),
-//!   bounded to [`BUILD_SLOTS`] at once.
+//! - `decide`: the reconciler's decisions, pure and table-tested: which step (`work`), what a
+//!   deploy does next (`deploy`: timeouts, health answers), what a running engine needs
+//!   (`supervise`: addresses, crashes, backoff).
+//! - The steps, IO only, each carrying out a decision: `deploy` (start, wait healthy, cutover),
+//!   `supervise` (crash restarts), `stop` (pause/terminate, cleanup, the orphan sweep), `launch`
+//!   (the engine's port and start), `builds` (the connection test and the build — introspection +
+//!   schema config → manifest — bounded to [`BUILD_SLOTS`] at once).
+//! - `bookkeeping`: what steps and actions record — the clock, operation records, guarded
+//!   commits, the end of a failed operation. Steps and actions import it, never the reconciler.
+//! - `state`: the shared handles ([`Lifecycle`], [`Runtime`]); `error`: the typed errors
+//!   (`ActionError`, `LaunchError`, `LifecycleError`).
 //! - `health`: every 5 s, the health of every live engine into its instance row.
 //! - [`schedule`]: when a pause schedule fires.
+//!
+//! Dependencies point one way: `reconciler` → steps → `decide`, `launch`, `bookkeeping` →
+//! `state`, `engine`; this file only declares, re-exports and starts the tasks
+//! (`scripts/check-cycles`).
 //!
 //! Engines get their secrets by file (0600): the source password, the admin token of
 //! `/admin/*` and `/stats` (kept in the secret store as `database/<id>/admin-token`), and the
@@ -23,125 +37,34 @@
 //! (`POST /admin/keys/reload`) and waits for the acknowledgement, at most 2 s.
 
 mod actions;
+mod bookkeeping;
 mod builds;
+mod decide;
+mod deploy;
 mod engine;
+mod error;
 mod health;
 pub mod http;
+mod launch;
 pub mod matrix;
 mod querykeys;
 mod reconciler;
 pub mod schedule;
+mod state;
+mod stop;
+mod supervise;
 pub mod types;
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-use refract_runtime::Driver;
-use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::Service;
 
-pub(crate) use engine::keys_file;
 pub use engine::EngineClient;
-pub(crate) use reconciler::admin_token_secret;
-
-/// Builds that may run at once; extra ones wait in `queued`.
-pub const BUILD_SLOTS: usize = 2;
-
-/// Where engines' files go as root when the data directory is out of their user's reach.
-pub const ENGINE_FILES_FALLBACK: &str = "/var/lib/refract/engines";
-
-/// Where the lifecycle runs engines, set once by [`crate::open`].
-#[derive(Clone)]
-pub struct Runtime {
-    /// The runtime driver.
-    pub driver: Arc<dyn Driver>,
-    /// The control plane's data directory (builds).
-    pub data_dir: PathBuf,
-    /// Where the files engines read live (`instances/`, `keys/`): the data directory, or, as root
-    /// when other users cannot reach it (a data directory under `/root`), a directory of its own
-    /// under [`ENGINE_FILES_FALLBACK`].
-    pub engine_dir: PathBuf,
-    /// The `refract` executable started as `refract engine`.
-    pub engine_binary: PathBuf,
-    /// The user engines run as (`refract` when the control plane is root, else its own user):
-    /// the keys files are given to it, and a SQLite source must be readable by it.
-    pub engine_user: refract_runtime::user::ServiceUser,
-}
-
-/// The lifecycle's shared state, held by [`Service`]. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Lifecycle {
-    inner: Arc<Shared>,
-}
-
-struct Shared {
-    runtime: OnceLock<Runtime>,
-    wake: Notify,
-    build_slots: Arc<Semaphore>,
-    /// Serializes writes of keys files (see `querykeys::write_keys_file`).
-    keys_lock: tokio::sync::Mutex<()>,
-    /// Databases with a reconciler task running.
-    busy: Mutex<HashSet<Uuid>>,
-    engine: EngineClient,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            runtime: OnceLock::new(),
-            wake: Notify::new(),
-            build_slots: Arc::new(Semaphore::new(BUILD_SLOTS)),
-            keys_lock: tokio::sync::Mutex::new(()),
-            busy: Mutex::new(HashSet::new()),
-            engine: EngineClient::new(),
-        }
-    }
-}
-
-/// Milliseconds the reconciler waits before each transitional step (0 = none). A test hook, so
-/// that integration tests can stop the control plane *during* a given status; set by the binary
-/// from `REFRACT_TEST_STEP_DELAY_MS`.
-static STEP_DELAY_MS: AtomicU64 = AtomicU64::new(0);
-
-/// Sets the test-only pause before each transitional step (see `docs/api.md`).
-pub fn set_step_delay(delay: Duration) {
-    STEP_DELAY_MS.store(delay.as_millis() as u64, Ordering::Relaxed);
-}
-
-pub(crate) async fn step_delay() {
-    let ms = STEP_DELAY_MS.load(Ordering::Relaxed);
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
+pub(crate) use engine::{admin_token_secret, keys_file};
+pub(crate) use error::ActionError;
+pub use state::{set_step_delay, Lifecycle, Runtime, BUILD_SLOTS, ENGINE_FILES_FALLBACK};
 
 impl Lifecycle {
-    /// Sets where engines run. Called once; later calls are ignored.
-    pub fn configure(&self, runtime: Runtime) {
-        let _ = self.inner.runtime.set(runtime);
-    }
-
-    /// The runtime, when configured.
-    pub fn runtime(&self) -> Option<&Runtime> {
-        self.inner.runtime.get()
-    }
-
-    /// Wakes the reconciler (after an action).
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
-    }
-
-    /// The HTTP client of engines' admin and health routes.
-    pub fn engine(&self) -> &EngineClient {
-        &self.inner.engine
-    }
-
     /// Starts the reconciler and the health poller for `service`; they stop when `cancel` is
     /// cancelled. Engines keep running: they are adopted again by the next start.
     pub fn start(
@@ -157,33 +80,5 @@ impl Lifecycle {
             tokio::spawn(reconciler::run(service.clone(), cancel.clone())),
             tokio::spawn(health::run(service, cancel)),
         ]
-    }
-
-    fn try_claim(&self, id: Uuid) -> bool {
-        self.inner
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id)
-    }
-
-    fn release(&self, id: Uuid) {
-        self.inner
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-    }
-
-    async fn keys_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.inner.keys_lock.lock().await
-    }
-
-    fn build_slots(&self) -> Arc<Semaphore> {
-        self.inner.build_slots.clone()
-    }
-
-    async fn woken(&self) {
-        self.inner.wake.notified().await
     }
 }

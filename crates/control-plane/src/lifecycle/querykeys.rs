@@ -16,10 +16,10 @@ use chrono::SecondsFormat;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::bookkeeping::{admin_token, now};
 use super::engine::keys_file;
-use super::reconciler::now;
+use super::state::Runtime;
 use super::types::{CreateQueryKeyRequest, QueryKey};
-use super::Runtime;
 use crate::error::ApiError;
 use crate::service::Principal;
 use crate::store::lifecycle::QueryKeyRecord;
@@ -54,7 +54,7 @@ pub(super) async fn write_keys_file(
     // write never drops a key an earlier one added (nor brings back one it revoked).
     let _serial = s.lifecycle.keys_lock().await;
     let list = s
-        .read(move |tx| tx.lifecycle().query_keys(database))
+        .read_store(move |tx| tx.lifecycle().query_keys(database))
         .await?;
     let keys: Vec<serde_json::Value> = list
         .iter()
@@ -128,7 +128,7 @@ async fn push_keys(s: &Service, rt: &Runtime, database: Uuid) -> Result<(), Stri
         if targets.is_empty() {
             return Ok(());
         }
-        let token = super::reconciler::admin_token(s, database)
+        let token = admin_token(s, database)
             .map_err(|e| format!("no admin token for the engines: {e:#}"))?;
         for endpoint in targets {
             s.lifecycle
@@ -197,7 +197,8 @@ impl Service {
         self.write(move |tx| {
             tx.get_database(customer, id)?
                 .ok_or_else(|| ApiError::not_found("database"))?;
-            tx.lifecycle().insert_query_key(&r)
+            tx.lifecycle().insert_query_key(&r)?;
+            Ok(())
         })
         .await?;
         let (effective, reason) = self.refresh_keys_file(id).await?;

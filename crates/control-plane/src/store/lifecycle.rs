@@ -20,8 +20,25 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Event, StoreResult};
+use super::error::StoreResult;
 use crate::api::{Database, HealthStatus, RuntimeSettings, Status};
+
+/// One row of the event log.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The database.
+    pub database_id: Uuid,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Previous status (`None` on registration).
+    pub from_status: Option<Status>,
+    /// New status.
+    pub to_status: Status,
+    /// `user`, `schedule`, `crash` or `reconciler`.
+    pub cause: String,
+    /// Free text.
+    pub message: String,
+}
 
 /// Status of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 mod lifecycle;
 
-use super::{Event, LifecycleTx, Store, StoreResult, Tx};
+use super::error::StoreResult;
+use super::lifecycle::{Event, LifecycleTx};
+use super::tx::{Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations, applied in order on start and recorded in `schema_migrations`.

@@ -1,0 +1,94 @@
+//! The two traits a metadata store implements: [`Store`] runs transactions, [`Tx`] reads and
+//! writes inside one (see the module doc of [`crate::store`]).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::error::StoreResult;
+use super::lifecycle::{Event, LifecycleTx};
+use crate::api::{Connection, Customer, Database, DatabaseFilter, ManagementKey, Plan};
+
+/// A metadata store backend.
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in one write transaction (serialized with other writes); commits when it returns
+    /// `Ok`, rolls back otherwise. Blocking: call from a blocking thread.
+    fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()>;
+    /// Runs `f` in a read-only transaction (a consistent snapshot; may run beside writes).
+    fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()>;
+}
+
+/// Typed reads and writes inside one transaction. Lookups by id that take a `customer` only
+/// return that customer's rows: tenant isolation is enforced here, not in each caller.
+#[allow(missing_docs)] // names say it; the rules are on the trait and the module
+pub trait Tx {
+    // customers
+    fn insert_customer(&self, c: &Customer) -> StoreResult<()>;
+    fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>>;
+    fn list_customers(&self) -> StoreResult<Vec<Customer>>;
+    fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()>;
+    fn admin_exists(&self) -> StoreResult<bool>;
+
+    // management keys
+    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()>;
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>>;
+    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>>;
+    /// By public key id, any customer (authentication).
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>>;
+    fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
+    fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
+
+    // connections
+    fn insert_connection(&self, c: &Connection) -> StoreResult<()>;
+    fn update_connection(&self, c: &Connection) -> StoreResult<()>;
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>>;
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>>;
+    fn delete_connection(&self, id: Uuid) -> StoreResult<()>;
+    fn connection_name_taken(
+        &self,
+        customer: Uuid,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> StoreResult<bool>;
+
+    // databases
+    fn insert_database(&self, d: &Database) -> StoreResult<()>;
+    /// Writes every column, the lifecycle ones included.
+    fn update_database(&self, d: &Database) -> StoreResult<()>;
+    /// A non-deleted database of `customer`, with its latest endpoint and health.
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>>;
+    /// Non-deleted databases of `customer`, oldest first.
+    fn list_databases(&self, customer: Uuid, filter: &DatabaseFilter)
+        -> StoreResult<Vec<Database>>;
+    /// Every non-deleted database of every customer (for the reconciler).
+    fn list_all_databases(&self) -> StoreResult<Vec<Database>>;
+    fn count_databases(&self, customer: Uuid) -> StoreResult<usize>;
+    fn database_name_taken(
+        &self,
+        connection: Uuid,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> StoreResult<bool>;
+    /// `(database name, schema)` of non-deleted databases of `connection` using one of `schemas`.
+    fn databases_using_schemas(
+        &self,
+        connection: Uuid,
+        schemas: &[String],
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Whether a non-deleted database (any customer) replicating from `host:port` uses `server_id`.
+    fn binlog_server_id_taken(
+        &self,
+        host: &str,
+        port: Option<i64>,
+        server_id: i64,
+        except: &[Uuid],
+    ) -> StoreResult<bool>;
+    fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool>;
+    fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
+
+    // events
+    fn insert_event(&self, e: &Event) -> StoreResult<()>;
+
+    /// Lifecycle reads and writes (builds, instances, events, query keys, operations) in this
+    /// same transaction.
+    fn lifecycle(&self) -> &dyn LifecycleTx;
+}
