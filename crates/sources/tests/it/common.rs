@@ -201,7 +201,7 @@ pub fn rows_of(sinks: &[VecSink], name: &str) -> Vec<Vec<V>> {
 /// PostgreSQL and SQLite.
 pub fn assert_parent_child_rows(sinks: &[VecSink]) {
     assert_eq!(
-        rows_of(&sinks, "parent"),
+        rows_of(sinks, "parent"),
         vec![
             vec![V::Int(1), t("x"), t("one")],
             vec![V::Int(1), t("y"), t("three")],
@@ -209,7 +209,7 @@ pub fn assert_parent_child_rows(sinks: &[VecSink]) {
         ]
     );
     assert_eq!(
-        rows_of(&sinks, "child"),
+        rows_of(sinks, "child"),
         vec![vec![V::Int(1), t("n1")], vec![V::Int(3), t("n3")]]
     );
 }
