@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
-use refract_schema::{Backend, Manifest, TableManifest};
+use refract_schema::{Backend, Manifest, Row, TableManifest};
 use refract_sources::cdc::{
     create_logical_slot, drop_logical_slot, fetch_rows_by_key, logical_status, open_stream,
-    CdcError, CdcOptions, CdcStream, Cell, CellRow, ChangeEvent,
+    CdcError, CdcOptions, CdcStream, ChangeEvent, ChangeRow,
 };
 use refract_sources::SourcePosition;
-use refract_storage::{ChangeBatch, OwnedRow, OwnedValue, Table};
+use refract_storage::{ChangeBatch, Table};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -533,9 +533,9 @@ fn drift_report(
 #[derive(Default)]
 struct Pending {
     per_table: HashMap<usize, ChangeBatch>,
-    recheck: HashMap<usize, Vec<CellRow>>,
+    recheck: HashMap<usize, Vec<Row>>,
     /// Keys re-read a second time (see [`RECHECK_AGAIN_AFTER`]); not scheduled again.
-    recheck_again: HashMap<usize, Vec<CellRow>>,
+    recheck_again: HashMap<usize, Vec<Row>>,
     dirty: BTreeSet<usize>,
     changes: usize,
     /// Events since the last commit (a batch closes only when 0).
@@ -544,32 +544,17 @@ struct Pending {
     first_at: Option<Instant>,
 }
 
-fn owned(c: Cell) -> OwnedValue {
-    match c {
-        Cell::Null | Cell::Unchanged => OwnedValue::Null,
-        Cell::Bool(b) => OwnedValue::Bool(b),
-        Cell::Int(x) => OwnedValue::Int(x),
-        Cell::Float(x) => OwnedValue::Float(x),
-        Cell::Decimal(x) => OwnedValue::Decimal(x),
-        Cell::Text(s) => OwnedValue::Text(s),
-        Cell::Bytes(b) => OwnedValue::Bytes(b),
-        Cell::Date(x) => OwnedValue::Date(x),
-        Cell::Time(x) => OwnedValue::Time(x),
-        Cell::DateTime(x) => OwnedValue::DateTime(x),
-        Cell::Timestamp(x) => OwnedValue::Timestamp(x),
-        Cell::Json(s) => OwnedValue::Json(s),
-    }
-}
-
-fn key_cells(t: &TableManifest, row: &CellRow) -> CellRow {
+/// The primary key of a streamed row, in key column order (a value not sent reads as NULL).
+fn key(t: &TableManifest, row: &ChangeRow) -> Row {
     t.primary_key
         .iter()
-        .map(|&i| row.get(i).cloned().unwrap_or(Cell::Null))
+        .map(|&i| row.get(i).cloned().flatten().unwrap_or_default())
         .collect()
 }
 
-fn key(t: &TableManifest, row: &CellRow) -> OwnedRow {
-    key_cells(t, row).into_iter().map(owned).collect()
+/// A streamed row whose every value was sent, as a full row.
+fn complete(row: ChangeRow) -> Row {
+    row.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 impl Pending {
@@ -606,29 +591,29 @@ impl Pending {
         }
         let unchanged = after
             .as_ref()
-            .is_some_and(|r| r.iter().any(|c| matches!(c, Cell::Unchanged)));
+            .is_some_and(|r| r.iter().any(Option::is_none));
         let has_where = t.where_sql.as_deref().is_some_and(|w| !w.trim().is_empty());
         if has_where || unchanged {
             let keys = self.recheck.entry(table).or_default();
             if let Some(b) = &before {
-                keys.push(key_cells(t, b));
+                keys.push(key(t, b));
             }
             if let Some(a) = &after {
-                keys.push(key_cells(t, a));
+                keys.push(key(t, a));
             }
             return;
         }
         let batch = self.per_table.entry(table).or_default();
         match (before, after) {
             (None, Some(row)) => {
-                batch.upsert(row.into_iter().map(owned).collect());
+                batch.upsert(complete(row));
             }
             (Some(before), Some(after)) => {
                 let old = key(t, &before);
                 if old != key(t, &after) {
                     batch.delete(old);
                 }
-                batch.upsert(after.into_iter().map(owned).collect());
+                batch.upsert(complete(after));
             }
             (Some(before), None) => {
                 batch.delete(key(t, &before));
@@ -686,7 +671,7 @@ async fn run_stream(
     let safety_net = state.config().sync.safety_net;
     let mut pending = Pending::default();
     // Keys re-read in a flush, to re-read again when due (oldest first).
-    let mut recheck_again: std::collections::VecDeque<(Instant, HashMap<usize, Vec<CellRow>>)> =
+    let mut recheck_again: std::collections::VecDeque<(Instant, HashMap<usize, Vec<Row>>)> =
         Default::default();
     let mut dirty_since: Option<Instant> = None;
     let mut wal_checked = Instant::now();
@@ -868,7 +853,7 @@ async fn flush(
         if batch.dirty.contains(&table) {
             continue;
         }
-        keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        keys.sort_unstable();
         keys.dedup();
         let rows = fetch_rows_by_key(state.params(), manifest, table, &keys)
             .await
@@ -876,10 +861,10 @@ async fn flush(
         let t = &manifest.tables[table];
         let cb = batch.per_table.entry(table).or_default();
         for k in keys {
-            cb.delete(k.into_iter().map(owned).collect());
+            cb.delete(k);
         }
         for r in rows {
-            cb.upsert(r.into_iter().map(owned).collect());
+            cb.upsert(r);
         }
         let _ = t;
     }
