@@ -981,7 +981,8 @@ mod tests {
     use refract_schema::Value;
     use refract_storage::Change;
 
-    /// Tables `plain(id, s)`, `filtered(id, s) where s <> 'x'`, `nokey(id)`.
+    /// Tables `plain(id, s)` and `filtered(id, s) where s <> 'x'` keyed by `id`, `nokey(id, s)`
+    /// without a key.
     fn manifest() -> Manifest {
         let col = |name: &str, kind: &str| {
             json!({"source_name": name, "api_name": name, "ty": {"kind": kind, "case_insensitive": false},

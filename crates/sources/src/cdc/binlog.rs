@@ -437,7 +437,8 @@ impl BinlogCdc {
         Ok(())
     }
 
-    /// A binlog row as a streamed row (binlog sends every column: none is unchanged).
+    /// A binlog row as a streamed row. With the required `binlog_row_image=FULL` every column
+    /// is sent: none is marked unchanged.
     fn decode(&mut self, shape: &TableShape, mut row: BinlogRow) -> ChangeRow {
         let mut sink = RowBuffer::new(shape.width);
         for (ordinal, target) in shape.map.iter().enumerate() {
