@@ -9,14 +9,20 @@
 //!   later events are ignored and, `sync.interval` seconds after it became dirty, a full
 //!   resync runs (a new consistent load and a new stream position: no event can be applied
 //!   twice or missed). Unchanged tables keep their `Arc`s.
+//! - **Flush stages**: a closed batch is flushed in four steps: (1) gather the keys to
+//!   re-read (sorted and deduplicated by value), (2) re-read their rows from the source,
+//!   (3) build one [`refract_storage::ChangeBatch`] per touched table (streamed changes in
+//!   order, then the re-read keys and rows), (4) apply them off the async runtime and publish.
+//!   Nothing is applied before every re-read answered.
 //! - **`where` predicates**: a streamed row of a table with a `where` cannot be tested in the
-//!   engine (the predicate is SQL text for the source), so the batch re-reads the changed keys
-//!   from the source with `SELECT … WHERE (pk) IN (…) AND (where)`: the rows found are upserted,
-//!   the others deleted (a row that stops matching leaves, one that starts matching enters).
+//!   engine (the predicate is SQL text for the source), so its keys go to the re-read stage:
+//!   `SELECT … WHERE (pk) IN (…) AND (where)`; the rows found are upserted, the others deleted
+//!   (a row that stops matching leaves, one that starts matching enters).
 //!   The re-read sees the source as of the flush, which may be newer than the batch; later
 //!   events re-read again, so the table converges. The same keys are re-read once more
 //!   [`RECHECK_AGAIN_AFTER`] later, for a change streamed before it was visible to readers.
-//!   PostgreSQL updates with unchanged TOASTed values are re-read the same way.
+//!   PostgreSQL updates with unchanged TOASTed values (columns the source did not send, `None`
+//!   in a [`ChangeRow`]) are re-read the same way.
 //! - **Reconnects**: exponential backoff (0.5 s doubling to 30 s, ±25 % jitter); `reconnect:
 //!   full` reloads and streams from the new position, `resume` streams from the last published
 //!   position and falls back to full when the source no longer has it.
@@ -26,19 +32,19 @@
 //!   shows how much), the snapshot is frozen; resume streams from the saved position.
 //! - **Admin reload** (`POST /admin/reload`) is a full resync run by this loop.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
-use refract_schema::{Backend, Manifest, TableManifest};
+use refract_schema::{Backend, Manifest, Row, TableManifest};
 use refract_sources::cdc::{
     create_logical_slot, drop_logical_slot, fetch_rows_by_key, logical_status, open_stream,
-    CdcError, CdcOptions, CdcStream, Cell, CellRow, ChangeEvent,
+    CdcError, CdcOptions, CdcStream, ChangeEvent, ChangeRow,
 };
 use refract_sources::SourcePosition;
-use refract_storage::{ChangeBatch, OwnedRow, OwnedValue, Table};
+use refract_storage::{ChangeBatch, Table};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -533,9 +539,11 @@ fn drift_report(
 #[derive(Default)]
 struct Pending {
     per_table: HashMap<usize, ChangeBatch>,
-    recheck: HashMap<usize, Vec<CellRow>>,
+    /// Keys to re-read from the source at the flush (tables with a `where`, rows with values
+    /// the source did not send), per table.
+    recheck: HashMap<usize, Vec<Row>>,
     /// Keys re-read a second time (see [`RECHECK_AGAIN_AFTER`]); not scheduled again.
-    recheck_again: HashMap<usize, Vec<CellRow>>,
+    recheck_again: HashMap<usize, Vec<Row>>,
     dirty: BTreeSet<usize>,
     changes: usize,
     /// Events since the last commit (a batch closes only when 0).
@@ -544,32 +552,17 @@ struct Pending {
     first_at: Option<Instant>,
 }
 
-fn owned(c: Cell) -> OwnedValue {
-    match c {
-        Cell::Null | Cell::Unchanged => OwnedValue::Null,
-        Cell::Bool(b) => OwnedValue::Bool(b),
-        Cell::Int(x) => OwnedValue::Int(x),
-        Cell::Float(x) => OwnedValue::Float(x),
-        Cell::Decimal(x) => OwnedValue::Decimal(x),
-        Cell::Text(s) => OwnedValue::Text(s),
-        Cell::Bytes(b) => OwnedValue::Bytes(b),
-        Cell::Date(x) => OwnedValue::Date(x),
-        Cell::Time(x) => OwnedValue::Time(x),
-        Cell::DateTime(x) => OwnedValue::DateTime(x),
-        Cell::Timestamp(x) => OwnedValue::Timestamp(x),
-        Cell::Json(s) => OwnedValue::Json(s),
-    }
-}
-
-fn key_cells(t: &TableManifest, row: &CellRow) -> CellRow {
+/// The primary key of a streamed row, in key column order (a value not sent reads as NULL).
+fn key(t: &TableManifest, row: &ChangeRow) -> Row {
     t.primary_key
         .iter()
-        .map(|&i| row.get(i).cloned().unwrap_or(Cell::Null))
+        .map(|&i| row.get(i).cloned().flatten().unwrap_or_default())
         .collect()
 }
 
-fn key(t: &TableManifest, row: &CellRow) -> OwnedRow {
-    key_cells(t, row).into_iter().map(owned).collect()
+/// A streamed row whose every value was sent, as a full row.
+fn complete(row: ChangeRow) -> Row {
+    row.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 impl Pending {
@@ -581,7 +574,9 @@ impl Pending {
         self.open_txn += 1;
     }
 
-    /// Route one row event. `false`: the table must be re-read (dirty).
+    /// Route one row event: into the table's change batch, or (tables with a `where`, rows
+    /// with values the source did not send) its keys to the re-read stage of the flush.
+    /// Events of a table without a primary key make it dirty (reloaded).
     fn row(&mut self, manifest: &Manifest, ev: ChangeEvent) {
         let (table, before, after) = match ev {
             ChangeEvent::Insert { table, row } => (table, None, Some(row)),
@@ -606,29 +601,29 @@ impl Pending {
         }
         let unchanged = after
             .as_ref()
-            .is_some_and(|r| r.iter().any(|c| matches!(c, Cell::Unchanged)));
+            .is_some_and(|r| r.iter().any(Option::is_none));
         let has_where = t.where_sql.as_deref().is_some_and(|w| !w.trim().is_empty());
         if has_where || unchanged {
             let keys = self.recheck.entry(table).or_default();
             if let Some(b) = &before {
-                keys.push(key_cells(t, b));
+                keys.push(key(t, b));
             }
             if let Some(a) = &after {
-                keys.push(key_cells(t, a));
+                keys.push(key(t, a));
             }
             return;
         }
         let batch = self.per_table.entry(table).or_default();
         match (before, after) {
             (None, Some(row)) => {
-                batch.upsert(row.into_iter().map(owned).collect());
+                batch.upsert(complete(row));
             }
             (Some(before), Some(after)) => {
                 let old = key(t, &before);
                 if old != key(t, &after) {
                     batch.delete(old);
                 }
-                batch.upsert(after.into_iter().map(owned).collect());
+                batch.upsert(complete(after));
             }
             (Some(before), None) => {
                 batch.delete(key(t, &before));
@@ -636,6 +631,71 @@ impl Pending {
             (None, None) => {}
         }
     }
+
+    /// Flush stage 1: the keys to re-read, per table in table order, sorted and without
+    /// duplicates; dirty tables are left out (they are reloaded whole).
+    fn keys_to_reread(&mut self) -> BTreeMap<usize, Vec<Row>> {
+        let mut out: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
+        for (table, keys) in self.recheck.drain().chain(self.recheck_again.drain()) {
+            if !self.dirty.contains(&table) {
+                out.entry(table).or_default().extend(keys);
+            }
+        }
+        for keys in out.values_mut() {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        out
+    }
+
+    /// Flush stage 3: one change batch per touched table: its streamed changes in order, then
+    /// for re-read keys a delete of each key and an upsert of each row found (a row that
+    /// stopped matching, or is gone, leaves; one that matches is written whole). Dirty tables
+    /// and empty batches are left out.
+    fn into_batches(mut self, reread: Vec<Reread>) -> Vec<(usize, ChangeBatch)> {
+        for r in reread {
+            let cb = self.per_table.entry(r.table).or_default();
+            for k in r.keys {
+                cb.delete(k);
+            }
+            for row in r.rows {
+                cb.upsert(row);
+            }
+        }
+        for d in &self.dirty {
+            self.per_table.remove(d);
+        }
+        self.per_table
+            .into_iter()
+            .filter(|(_, b)| !b.is_empty())
+            .collect()
+    }
+}
+
+/// The rows of one table re-read by key.
+struct Reread {
+    table: usize,
+    /// The keys asked for.
+    keys: Vec<Row>,
+    /// The rows found (existing, and matching the table's `where`).
+    rows: Vec<Row>,
+}
+
+/// Flush stage 2: re-read the keys' rows from the source. The source is read as of now,
+/// which may be newer than the batch; later events re-read again, so the table converges.
+async fn reread(
+    state: &EngineState,
+    manifest: &Manifest,
+    keys: BTreeMap<usize, Vec<Row>>,
+) -> Result<Vec<Reread>, FlushError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for (table, keys) in keys {
+        let rows = fetch_rows_by_key(state.params(), manifest, table, &keys)
+            .await
+            .map_err(|e| FlushError::Source(e.to_string()))?;
+        out.push(Reread { table, keys, rows });
+    }
+    Ok(out)
 }
 
 fn spawn_reader(
@@ -686,7 +746,7 @@ async fn run_stream(
     let safety_net = state.config().sync.safety_net;
     let mut pending = Pending::default();
     // Keys re-read in a flush, to re-read again when due (oldest first).
-    let mut recheck_again: std::collections::VecDeque<(Instant, HashMap<usize, Vec<CellRow>>)> =
+    let mut recheck_again: std::collections::VecDeque<(Instant, HashMap<usize, Vec<Row>>)> =
         Default::default();
     let mut dirty_since: Option<Instant> = None;
     let mut wal_checked = Instant::now();
@@ -846,6 +906,9 @@ enum FlushError {
 }
 
 /// Apply one closed batch and publish it with one swap. Returns the batch's position.
+///
+/// Stages: the keys to re-read (1) are re-read from the source (2) before anything is applied;
+/// then the change batches are built (3), applied off the async runtime and published (4).
 async fn flush(
     state: &Arc<EngineState>,
     manifest: &Arc<Manifest>,
@@ -860,38 +923,10 @@ async fn flush(
         .iter()
         .filter_map(|&i| manifest.tables.get(i).map(|t| t.api_name.clone()))
         .collect();
-    // Tables with a `where` (or unchanged TOAST values): re-read the changed keys.
-    for (table, keys) in std::mem::take(&mut batch.recheck_again) {
-        batch.recheck.entry(table).or_default().extend(keys);
-    }
-    for (table, mut keys) in std::mem::take(&mut batch.recheck) {
-        if batch.dirty.contains(&table) {
-            continue;
-        }
-        keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        keys.dedup();
-        let rows = fetch_rows_by_key(state.params(), manifest, table, &keys)
-            .await
-            .map_err(|e| FlushError::Source(e.to_string()))?;
-        let t = &manifest.tables[table];
-        let cb = batch.per_table.entry(table).or_default();
-        for k in keys {
-            cb.delete(k.into_iter().map(owned).collect());
-        }
-        for r in rows {
-            cb.upsert(r.into_iter().map(owned).collect());
-        }
-        let _ = t;
-    }
-    for d in &batch.dirty {
-        batch.per_table.remove(d);
-    }
     let changes = batch.changes as u64;
-    let jobs: Vec<(usize, ChangeBatch)> = batch
-        .per_table
-        .into_iter()
-        .filter(|(_, b)| !b.is_empty())
-        .collect();
+    let keys = batch.keys_to_reread();
+    let reread = reread(state, manifest, keys).await?;
+    let jobs = batch.into_batches(reread);
     let Some(current) = state.snapshot() else {
         return Err(FlushError::Stale);
     };
@@ -938,4 +973,165 @@ async fn flush(
         }
     }
     Ok(Some(position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use refract_schema::Value;
+    use refract_storage::Change;
+
+    /// Tables `plain(id, s)` and `filtered(id, s) where s <> 'x'` keyed by `id`, `nokey(id, s)`
+    /// without a key.
+    fn manifest() -> Manifest {
+        let col = |name: &str, kind: &str| {
+            json!({"source_name": name, "api_name": name, "ty": {"kind": kind, "case_insensitive": false},
+                   "source_type": "x", "nullable": true})
+        };
+        let table = |name: &str, pk: serde_json::Value, where_sql: Option<&str>| {
+            json!({"source_name": name, "api_name": name, "primary_key": pk, "relations": [],
+                   "where_sql": where_sql, "columns": [col("id", "int"), col("s", "text")]})
+        };
+        serde_json::from_value(json!({
+            "version": 1, "backend": "postgres", "database": "d", "pg_schema": "public",
+            "tables": [
+                table("plain", json!([0]), None),
+                table("filtered", json!([0]), Some("s <> 'x'")),
+                table("nokey", json!([]), None),
+            ],
+        }))
+        .expect("test manifest")
+    }
+
+    fn row(id: i64, s: &str) -> ChangeRow {
+        vec![Some(Value::Int(id)), Some(Value::Text(s.into()))]
+    }
+
+    fn update(table: usize, before: ChangeRow, after: ChangeRow) -> ChangeEvent {
+        ChangeEvent::Update {
+            table,
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn rows_route_to_batches_or_to_the_reread_stage() {
+        let m = manifest();
+        let mut p = Pending::default();
+        p.row(
+            &m,
+            ChangeEvent::Insert {
+                table: 0,
+                row: row(1, "a"),
+            },
+        );
+        // A changed key: delete the old one, then upsert.
+        p.row(&m, update(0, row(1, "a"), row(2, "a")));
+        // A value not sent (unchanged TOAST): re-read, nothing in the batch.
+        p.row(&m, update(0, row(3, "b"), vec![Some(Value::Int(3)), None]));
+        // A `where`: re-read both keys.
+        p.row(&m, update(1, row(10, "a"), row(9, "a")));
+        p.row(
+            &m,
+            ChangeEvent::Delete {
+                table: 1,
+                before: row(10, "a"),
+            },
+        );
+        // No primary key: dirty.
+        p.row(
+            &m,
+            ChangeEvent::Insert {
+                table: 2,
+                row: row(1, "a"),
+            },
+        );
+        assert_eq!(p.changes, 6);
+        assert_eq!(
+            p.per_table[&0].changes,
+            vec![
+                Change::Upsert(vec![Value::Int(1), Value::Text("a".into())]),
+                Change::Delete(vec![Value::Int(1)]),
+                Change::Upsert(vec![Value::Int(2), Value::Text("a".into())]),
+            ]
+        );
+        assert!(!p.per_table.contains_key(&1));
+        assert!(p.dirty.contains(&2));
+        // Keys sorted by value (not by their text: `Int(9)` after `Int(10)`), without duplicates.
+        p.recheck_again.insert(1, vec![vec![Value::Int(11)]]);
+        p.recheck.insert(2, vec![vec![Value::Int(5)]]);
+        let keys = p.keys_to_reread();
+        assert_eq!(
+            keys,
+            BTreeMap::from([
+                (0, vec![vec![Value::Int(3)]]),
+                (
+                    1,
+                    vec![
+                        vec![Value::Int(9)],
+                        vec![Value::Int(10)],
+                        vec![Value::Int(11)]
+                    ]
+                ),
+            ])
+        );
+        assert!(p.recheck.is_empty() && p.recheck_again.is_empty());
+    }
+
+    #[test]
+    fn reread_rows_follow_the_streamed_changes() {
+        let m = manifest();
+        let mut p = Pending::default();
+        p.row(
+            &m,
+            ChangeEvent::Insert {
+                table: 0,
+                row: row(1, "a"),
+            },
+        );
+        p.row(
+            &m,
+            ChangeEvent::Insert {
+                table: 2,
+                row: row(1, "a"),
+            },
+        );
+        let reread = vec![
+            Reread {
+                table: 0,
+                keys: vec![vec![Value::Int(3)]],
+                rows: vec![vec![Value::Int(3), Value::Text("big".into())]],
+            },
+            Reread {
+                table: 1,
+                keys: vec![vec![Value::Int(9)], vec![Value::Int(10)]],
+                rows: vec![],
+            },
+        ];
+        let mut jobs = p.into_batches(reread);
+        jobs.sort_by_key(|(t, _)| *t);
+        let got: Vec<(usize, Vec<Change>)> =
+            jobs.into_iter().map(|(t, b)| (t, b.changes)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    0,
+                    vec![
+                        Change::Upsert(vec![Value::Int(1), Value::Text("a".into())]),
+                        Change::Delete(vec![Value::Int(3)]),
+                        Change::Upsert(vec![Value::Int(3), Value::Text("big".into())]),
+                    ]
+                ),
+                (
+                    1,
+                    vec![
+                        Change::Delete(vec![Value::Int(9)]),
+                        Change::Delete(vec![Value::Int(10)])
+                    ]
+                ),
+            ]
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //!   line numbers so every error points at its line;
 //! - [`Manifest`]: the result of applying the config to the source schema. It is the artifact a
 //!   build produces and an engine runs from: API names, column types, keys and relations;
-//! - [`ColumnType`], [`ValueRef`] and [`RowSink`]: the typed cells that loaders stream into storage.
+//! - [`ColumnType`], [`ValueRef`] and [`RowSink`]: the typed values that loaders stream into
+//!   storage; [`Value`] and [`Row`]: the same values owned, for change streams and change batches.
 //!
 //! **Architecture invariant:** this crate does no IO and knows nothing about HTTP or any source
 //! driver; it is pure data and pure functions, tested on its own.
@@ -22,4 +23,4 @@ pub use manifest::{
     MANIFEST_VERSION,
 };
 pub use source::{Backend, ForeignKey, SourceColumn, SourceSchema, SourceTable};
-pub use value::{ColumnType, RowSink, ValueRef};
+pub use value::{ColumnType, Row, RowSink, Value, ValueRef};

@@ -95,54 +95,18 @@ pub(crate) fn hash_key(key: &[ValueRef<'_>]) -> u64 {
     m.finish()
 }
 
-/// Exact equality of two canonical cells (floats compare by bits; NULL equals NULL here, callers
-/// exclude NULL keys beforehand).
+/// Exact equality of two canonical cells ([`ValueRef::same`]: floats by bits; NULL equals NULL
+/// here, callers exclude NULL keys beforehand).
 #[inline]
 pub(crate) fn val_eq(a: ValueRef<'_>, b: ValueRef<'_>) -> bool {
-    match (a, b) {
-        (ValueRef::Float(x), ValueRef::Float(y)) => x.to_bits() == y.to_bits(),
-        _ => a == b,
-    }
+    a.same(&b)
 }
 
-/// Total order of two canonical cells of one column: NULL first, then by value (text and
-/// bytes by bytes, floats by `total_cmp`).
+/// Total order of two canonical cells of one column ([`ValueRef::total_cmp`]: NULL first, then
+/// by value; text and bytes by bytes, floats by `total_cmp`).
+#[inline]
 pub(crate) fn val_cmp(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
-    use ValueRef as V;
-    match (a, b) {
-        (V::Null, V::Null) => Ordering::Equal,
-        (V::Null, _) => Ordering::Less,
-        (_, V::Null) => Ordering::Greater,
-        (V::Bool(x), V::Bool(y)) => x.cmp(&y),
-        (V::Int(x), V::Int(y))
-        | (V::Time(x), V::Time(y))
-        | (V::DateTime(x), V::DateTime(y))
-        | (V::Timestamp(x), V::Timestamp(y)) => x.cmp(&y),
-        (V::Date(x), V::Date(y)) => x.cmp(&y),
-        (V::Float(x), V::Float(y)) => x.total_cmp(&y),
-        (V::Decimal(x), V::Decimal(y)) => x.cmp(&y),
-        (V::Text(x), V::Text(y)) | (V::Json(x), V::Json(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
-        // Different variants never meet inside one column; order by variant for totality.
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-fn rank(v: ValueRef<'_>) -> u8 {
-    match v {
-        ValueRef::Null => 0,
-        ValueRef::Bool(_) => 1,
-        ValueRef::Int(_) => 2,
-        ValueRef::Float(_) => 3,
-        ValueRef::Decimal(_) => 4,
-        ValueRef::Text(_) => 5,
-        ValueRef::Bytes(_) => 6,
-        ValueRef::Date(_) => 7,
-        ValueRef::Time(_) => 8,
-        ValueRef::DateTime(_) => 9,
-        ValueRef::Timestamp(_) => 10,
-        ValueRef::Json(_) => 11,
-    }
+    a.total_cmp(&b)
 }
 
 /// "No row": empty entry of dense indexes and chains.

@@ -52,7 +52,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use refract_schema::{ColumnType, Manifest, RelationKind, RowSink, TableManifest, ValueRef};
 
-pub use change::{Change, ChangeBatch, OwnedRow, OwnedValue};
+pub use change::{Change, ChangeBatch};
 pub use hugepages::{advise_huge_pages, HugePageReport};
 
 use chunk::{coerce, Chunk, Column, Writer, CHUNK_MASK};
@@ -454,7 +454,7 @@ impl Table {
                             st.pk_cols
                                 .iter()
                                 .zip(k)
-                                .map(|(&c, v)| coerce(types[c], v.as_value_ref())),
+                                .map(|(&c, v)| coerce(types[c], v.as_ref())),
                         );
                         (k.len() == st.pk_cols.len())
                             .then(|| st.pk_find(&key))
@@ -462,10 +462,7 @@ impl Table {
                     } else {
                         vals.clear();
                         vals.extend((0..ncols).map(|c| {
-                            coerce(
-                                types[c],
-                                k.get(c).map_or(ValueRef::Null, |v| v.as_value_ref()),
-                            )
+                            coerce(types[c], k.get(c).map_or(ValueRef::Null, |v| v.as_ref()))
                         }));
                         st.find_equal_row(&vals)
                     };
@@ -479,10 +476,7 @@ impl Table {
                 Change::Upsert(row) => {
                     vals.clear();
                     vals.extend((0..ncols).map(|c| {
-                        coerce(
-                            types[c],
-                            row.get(c).map_or(ValueRef::Null, |v| v.as_value_ref()),
-                        )
+                        coerce(types[c], row.get(c).map_or(ValueRef::Null, |v| v.as_ref()))
                     }));
                     let existing = if has_pk {
                         key.clear();

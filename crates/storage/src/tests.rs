@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use refract_schema::{
-    ColumnManifest, ColumnType, Relation, RelationKind, RowSink, TableManifest, ValueRef,
+    ColumnManifest, ColumnType, Relation, RelationKind, RowSink, TableManifest, Value, ValueRef,
 };
 
-use crate::{ChangeBatch, OwnedValue, Table, TableBuilder};
+use crate::{ChangeBatch, Table, TableBuilder};
 
 const TEXT: ColumnType = ColumnType::Text {
     case_insensitive: false,
@@ -48,28 +48,28 @@ fn manifest(types: &[ColumnType], pk: &[usize], fks: &[&[usize]]) -> Arc<TableMa
     })
 }
 
-fn build(m: &Arc<TableManifest>, rows: &[Vec<OwnedValue>]) -> Table {
+fn build(m: &Arc<TableManifest>, rows: &[Vec<Value>]) -> Table {
     let mut b = TableBuilder::new(m.clone());
     for row in rows {
         for (c, v) in row.iter().enumerate() {
-            b.push(c, v.as_value_ref());
+            b.push(c, v.as_ref());
         }
         assert!(b.end_row());
     }
     b.finish()
 }
 
-fn row_of(t: &Table, r: u32) -> Vec<OwnedValue> {
+fn row_of(t: &Table, r: u32) -> Vec<Value> {
     (0..t.manifest.columns.len())
         .map(|c| t.value(c, r).into())
         .collect()
 }
 
-fn rows_of(t: &Table) -> Vec<Vec<OwnedValue>> {
+fn rows_of(t: &Table) -> Vec<Vec<Value>> {
     t.scan().map(|r| row_of(t, r)).collect()
 }
 
-use OwnedValue as O;
+use Value as O;
 
 #[test]
 fn tables_are_shareable_across_threads() {
@@ -140,7 +140,7 @@ fn builds_scans_and_looks_up() {
 #[test]
 fn composite_text_and_sparse_keys() {
     let m = manifest(&[TEXT, ColumnType::Int, ColumnType::Float], &[0, 1], &[]);
-    let rows: Vec<Vec<OwnedValue>> = (0..10_000)
+    let rows: Vec<Vec<Value>> = (0..10_000)
         .rev()
         .map(|i| {
             vec![
@@ -168,7 +168,7 @@ fn composite_text_and_sparse_keys() {
 
     // Sparse integer keys use the integer hash index.
     let m = manifest(&[ColumnType::Int], &[0], &[]);
-    let rows: Vec<Vec<OwnedValue>> = (0..5000i64).map(|i| vec![O::Int(i * 1_000_003)]).collect();
+    let rows: Vec<Vec<Value>> = (0..5000i64).map(|i| vec![O::Int(i * 1_000_003)]).collect();
     let t = build(&m, &rows);
     assert!(format!("{t:?}").contains("int-hash"));
     assert_eq!(t.pk_lookup(&[ValueRef::Int(4999 * 1_000_003)]), Some(4999));
@@ -214,7 +214,7 @@ fn fingerprint_depends_on_content_only() {
         &[0],
         &[],
     );
-    let rows: Vec<Vec<OwnedValue>> = (0..100)
+    let rows: Vec<Vec<Value>> = (0..100)
         .map(|i| {
             vec![
                 O::Int(i),
@@ -244,7 +244,7 @@ fn fingerprint_depends_on_content_only() {
 #[test]
 fn apply_updates_in_place_or_moves_rows() {
     let m = manifest(&[ColumnType::Int, ColumnType::Int, TEXT], &[0], &[&[1]]);
-    let rows: Vec<Vec<OwnedValue>> = (0..10_000)
+    let rows: Vec<Vec<Value>> = (0..10_000)
         .map(|i| vec![O::Int(i), O::Int(i % 10), O::Text(format!("t{i}"))])
         .collect();
     let t = build(&m, &rows);
@@ -316,7 +316,7 @@ fn apply_updates_in_place_or_moves_rows() {
 type ModelRow = (Option<i64>, Option<String>, bool);
 
 /// The key cell: an integer, or a decimal (which takes the generic hash index).
-fn key_cell(decimal: bool, k: i64) -> OwnedValue {
+fn key_cell(decimal: bool, k: i64) -> Value {
     if decimal {
         O::Decimal(k as i128)
     } else {
@@ -324,13 +324,13 @@ fn key_cell(decimal: bool, k: i64) -> OwnedValue {
     }
 }
 
-fn model_row_k(decimal: bool, k: i64, m: &ModelRow) -> Vec<OwnedValue> {
+fn model_row_k(decimal: bool, k: i64, m: &ModelRow) -> Vec<Value> {
     let mut row = model_row(k, m);
     row[0] = key_cell(decimal, k);
     row
 }
 
-fn model_row(k: i64, m: &ModelRow) -> Vec<OwnedValue> {
+fn model_row(k: i64, m: &ModelRow) -> Vec<Value> {
     vec![
         O::Int(k),
         m.0.map_or(O::Null, O::Int),
@@ -341,7 +341,7 @@ fn model_row(k: i64, m: &ModelRow) -> Vec<OwnedValue> {
 
 fn check(t: &Table, model: &BTreeMap<i64, ModelRow>, fresh_manifest: &Arc<TableManifest>) {
     let decimal = t.column_type(0) != ColumnType::Int;
-    let want: Vec<Vec<OwnedValue>> = model
+    let want: Vec<Vec<Value>> = model
         .iter()
         .map(|(&k, m)| model_row_k(decimal, k, m))
         .collect();
@@ -349,8 +349,8 @@ fn check(t: &Table, model: &BTreeMap<i64, ModelRow>, fresh_manifest: &Arc<TableM
     assert_eq!(t.row_count(), model.len());
     for (&k, _) in model.iter() {
         let key = key_cell(decimal, k);
-        let r = t.pk_lookup(&[key.as_value_ref()]).expect("key present");
-        assert_eq!(t.value(0, r), key.as_value_ref());
+        let r = t.pk_lookup(&[key.as_ref()]).expect("key present");
+        assert_eq!(t.value(0, r), key.as_ref());
     }
     let mut fks: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (&k, m) in model {
@@ -363,8 +363,8 @@ fn check(t: &Table, model: &BTreeMap<i64, ModelRow>, fresh_manifest: &Arc<TableM
             .index_lookup(&[1], &[ValueRef::Int(f)])
             .iter()
             .map(|&r| t.value(0, r).into())
-            .collect::<Vec<OwnedValue>>();
-        let want: Vec<OwnedValue> = fks
+            .collect::<Vec<Value>>();
+        let want: Vec<Value> = fks
             .get(&f)
             .map(|ks| ks.iter().map(|&k| key_cell(decimal, k)).collect())
             .unwrap_or_default();
@@ -420,7 +420,7 @@ fn run_model(
         model.entry(k * scale).or_insert(r);
     }
     // Load in descending order: the builder must sort.
-    let rows: Vec<Vec<OwnedValue>> = model
+    let rows: Vec<Vec<Value>> = model
         .iter()
         .rev()
         .map(|(&k, m)| model_row_k(decimal, k, m))
@@ -493,7 +493,7 @@ proptest! {
             &[0],
             &[&[1]],
         );
-        let mut by_key: BTreeMap<i64, Vec<OwnedValue>> = BTreeMap::new();
+        let mut by_key: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
         for (k, a, s, d, f) in cells {
             by_key.entry(k).or_insert_with(|| vec![
                 O::Int(k),
@@ -503,7 +503,7 @@ proptest! {
                 f.map_or(O::Null, O::Float),
             ]);
         }
-        let rows: Vec<Vec<OwnedValue>> = by_key.values().cloned().collect();
+        let rows: Vec<Vec<Value>> = by_key.values().cloned().collect();
         let mut shuffled = rows.clone();
         shuffled.reverse();
         let t = build(&m, &shuffled);
@@ -542,7 +542,7 @@ fn apply_large_against_model() {
     for k in (0..20_000i64).step_by(2) {
         model.insert(k, (Some(k % 10), Some(format!("v{k}")), k % 3 == 0));
     }
-    let rows: Vec<Vec<OwnedValue>> = model.iter().map(|(&k, m)| model_row(k, m)).collect();
+    let rows: Vec<Vec<Value>> = model.iter().map(|(&k, m)| model_row(k, m)).collect();
     let mut t = build(&m, &rows);
     t.index_lookup(&[3], &[ValueRef::Bool(true)]);
     check(&t, &model, &m);
@@ -801,7 +801,7 @@ fn grows_from_empty_through_apply() {
 #[test]
 fn scan_from_starts_at_the_first_key_not_below() {
     let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0, 1], &[]);
-    let rows: Vec<Vec<OwnedValue>> = (0..9_000)
+    let rows: Vec<Vec<Value>> = (0..9_000)
         .map(|i| vec![O::Int(i / 3 * 2), O::Int(i % 3)])
         .collect();
     let loaded = build(&m, &rows);
@@ -840,7 +840,7 @@ fn integer_foreign_keys_of_any_magnitude_group_and_append() {
     // past 32 bits and keys equal in their low word must stay apart.
     let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0], &[&[1]]);
     let keys = [i64::MIN, -1, 0, 1, 1 << 32, (1 << 32) + 1, i64::MAX];
-    let rows: Vec<Vec<OwnedValue>> = (0..keys.len() * 3)
+    let rows: Vec<Vec<Value>> = (0..keys.len() * 3)
         .map(|i| vec![O::Int(i as i64), O::Int(keys[i % keys.len()])])
         .collect();
     let t = build(&m, &rows);

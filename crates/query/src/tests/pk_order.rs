@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use refract_schema::{
     Backend, ColumnManifest, ColumnType, Manifest, Relation, RelationKind, RowSink, TableManifest,
-    ValueRef,
+    Value as V, ValueRef,
 };
-use refract_storage::{ChangeBatch, OwnedValue, Snapshot, TableBuilder};
+use refract_storage::{ChangeBatch, Snapshot, TableBuilder};
 use serde_json::Value;
 
 use crate::exec::{FORCE_SORT, NO_COLUMN_ORDER};
@@ -201,39 +201,17 @@ fn snapshot() -> Snapshot {
 fn changed(s: &Snapshot) -> Snapshot {
     let mut tables = s.tables.clone();
     let mut b = ChangeBatch::new();
-    b.delete(vec![OwnedValue::Text("a".into()), OwnedValue::Int(2)]);
-    b.upsert(vec![
-        OwnedValue::Text("aa".into()),
-        OwnedValue::Int(0),
-        OwnedValue::Int(4),
-    ]);
-    b.upsert(vec![
-        OwnedValue::Text("A".into()),
-        OwnedValue::Int(9),
-        OwnedValue::Int(1),
-    ]);
-    b.upsert(vec![
-        OwnedValue::Text("b".into()),
-        OwnedValue::Int(3),
-        OwnedValue::Int(2),
-    ]);
+    b.delete(vec![V::Text("a".into()), V::Int(2)]);
+    b.upsert(vec![V::Text("aa".into()), V::Int(0), V::Int(4)]);
+    b.upsert(vec![V::Text("A".into()), V::Int(9), V::Int(1)]);
+    b.upsert(vec![V::Text("b".into()), V::Int(3), V::Int(2)]);
     tables[0] = Arc::new(tables[0].apply(&b));
     let mut b = ChangeBatch::new();
     for id in [0i64, 5, 30] {
-        b.delete(vec![OwnedValue::Int(id)]);
+        b.delete(vec![V::Int(id)]);
     }
-    b.upsert(vec![
-        OwnedValue::Int(-5),
-        OwnedValue::Text("aa".into()),
-        OwnedValue::Int(0),
-        OwnedValue::Int(1),
-    ]);
-    b.upsert(vec![
-        OwnedValue::Int(100),
-        OwnedValue::Text("b".into()),
-        OwnedValue::Int(3),
-        OwnedValue::Int(1),
-    ]);
+    b.upsert(vec![V::Int(-5), V::Text("aa".into()), V::Int(0), V::Int(1)]);
+    b.upsert(vec![V::Int(100), V::Text("b".into()), V::Int(3), V::Int(1)]);
     tables[1] = Arc::new(tables[1].apply(&b));
     Snapshot::new(s.manifest.clone(), tables)
 }

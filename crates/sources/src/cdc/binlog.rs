@@ -17,9 +17,9 @@ use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Value};
-use refract_schema::{ColumnType, Manifest, TableManifest};
+use refract_schema::{self as schema, ColumnType, Manifest, Row, TableManifest};
 
-use super::{column_map, table_index, CdcError, Cell, CellRow, CellSink, ChangeEvent};
+use super::{column_map, table_index, CdcError, ChangeEvent, ChangeRow, RowBuffer};
 use crate::error;
 use crate::load::quote_backtick;
 use crate::mysql::{connect, is_mariadb, is_set_column, push_value, Kind, CONNECT_TIMEOUT};
@@ -437,8 +437,10 @@ impl BinlogCdc {
         Ok(())
     }
 
-    fn decode(&mut self, shape: &TableShape, mut row: BinlogRow) -> CellRow {
-        let mut sink = CellSink::new(shape.width);
+    /// A binlog row as a streamed row. With the required `binlog_row_image=FULL` every column
+    /// is sent: none is marked unchanged.
+    fn decode(&mut self, shape: &TableShape, mut row: BinlogRow) -> ChangeRow {
+        let mut sink = RowBuffer::new(shape.width);
         for (ordinal, target) in shape.map.iter().enumerate() {
             let Some(col) = *target else { continue };
             let ty = shape.types[col];
@@ -458,7 +460,7 @@ impl BinlogCdc {
                 &mut self.scratch,
             );
         }
-        sink.take_row()
+        sink.take_row().into_iter().map(Some).collect()
     }
 }
 
@@ -467,14 +469,14 @@ fn decode_value(
     fix: &Fix,
     ty: ColumnType,
     v: Value,
-    sink: &mut CellSink,
+    sink: &mut RowBuffer,
     col: usize,
     scratch: &mut String,
 ) {
     if let (Fix::Timestamp, Value::Bytes(b)) = (fix, &v) {
         sink.row[col] = epoch_text_micros(b)
-            .map(Cell::Timestamp)
-            .unwrap_or(Cell::Null);
+            .map(schema::Value::Timestamp)
+            .unwrap_or(schema::Value::Null);
         return;
     }
     let v = fixed(fix, v);
@@ -552,7 +554,7 @@ pub(crate) fn fuzz_values(data: &[u8]) {
             u32::from_le_bytes([byte(8), byte(9), byte(10), byte(11)]),
         ),
     };
-    let mut sink = CellSink::new(1);
+    let mut sink = RowBuffer::new(1);
     let mut scratch = String::new();
     decode_value(&fix, ty, v, &mut sink, 0, &mut scratch);
     let _ = parse_maria_gtids(&text);
@@ -799,8 +801,8 @@ pub(crate) async fn fetch_rows(
     params: &SourceParams,
     db: &str,
     table: &TableManifest,
-    keys: &[CellRow],
-) -> Result<Vec<CellRow>, SourceError> {
+    keys: &[Row],
+) -> Result<Vec<Row>, SourceError> {
     let mut conn = connect(params, Some(db), CONNECT_TIMEOUT).await?;
     let map = |e| error::mysql(e, params);
     let cols: Vec<String> = table
@@ -836,15 +838,15 @@ pub(crate) async fn fetch_rows(
         }
         let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * pk.len());
         for key in chunk {
-            for cell in key {
-                args.push(cell_to_value(
-                    cell,
+            for v in key {
+                args.push(key_argument(
+                    v,
                     &table.columns[table.primary_key[args.len() % pk.len()]].ty,
                 ));
             }
         }
         let rows: Vec<mysql_async::Row> = conn.exec(sql.as_str(), args).await.map_err(map)?;
-        let mut sink = CellSink::new(types.len());
+        let mut sink = RowBuffer::new(types.len());
         for row in rows {
             for (i, ty) in types.iter().enumerate() {
                 let v = row.as_ref(i).unwrap_or(&Value::NULL);
@@ -867,27 +869,27 @@ pub(crate) async fn fetch_rows(
     Ok(out)
 }
 
-/// A key cell as a statement argument.
-fn cell_to_value(cell: &Cell, ty: &ColumnType) -> Value {
-    match cell {
-        Cell::Null | Cell::Unchanged => Value::NULL,
-        Cell::Bool(b) => Value::Int(i64::from(*b)),
-        Cell::Int(i) => Value::Int(*i),
-        Cell::Float(f) => Value::Double(*f),
-        Cell::Decimal(m) => {
+/// A key value as a statement argument.
+fn key_argument(v: &schema::Value, ty: &ColumnType) -> Value {
+    match v {
+        schema::Value::Null => Value::NULL,
+        schema::Value::Bool(b) => Value::Int(i64::from(*b)),
+        schema::Value::Int(i) => Value::Int(*i),
+        schema::Value::Float(f) => Value::Double(*f),
+        schema::Value::Decimal(m) => {
             let scale = match ty {
                 ColumnType::Decimal { scale } => u32::from(*scale),
                 _ => 0,
             };
             Value::Bytes(decimal_text(*m, scale).into_bytes())
         }
-        Cell::Text(s) | Cell::Json(s) => Value::Bytes(s.clone().into_bytes()),
-        Cell::Bytes(b) => Value::Bytes(b.clone()),
-        Cell::Date(d) => {
+        schema::Value::Text(s) | schema::Value::Json(s) => Value::Bytes(s.clone().into_bytes()),
+        schema::Value::Bytes(b) => Value::Bytes(b.clone()),
+        schema::Value::Date(d) => {
             let (y, m, dd) = civil_from_days(i64::from(*d));
             Value::Date(y as u16, m as u8, dd as u8, 0, 0, 0, 0)
         }
-        Cell::DateTime(us) | Cell::Timestamp(us) => {
+        schema::Value::DateTime(us) | schema::Value::Timestamp(us) => {
             let days = us.div_euclid(86_400_000_000);
             let rem = us.rem_euclid(86_400_000_000);
             let (y, m, d) = civil_from_days(days);
@@ -902,7 +904,7 @@ fn cell_to_value(cell: &Cell, ty: &ColumnType) -> Value {
                 (rem % 1_000_000) as u32,
             )
         }
-        Cell::Time(us) => {
+        schema::Value::Time(us) => {
             let neg = *us < 0;
             let a = us.unsigned_abs();
             let secs = a / 1_000_000;

@@ -32,7 +32,7 @@ pub(crate) mod pgoutput;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use refract_schema::{Backend, Manifest, RowSink, TableManifest, ValueRef};
+use refract_schema::{Backend, Manifest, Row, RowSink, TableManifest, Value, ValueRef};
 
 use crate::{SourceError, SourceParams, SourcePosition};
 
@@ -40,78 +40,10 @@ pub use pgoutput::{
     create_logical_slot, drop_logical_slot, logical_status, LogicalSlot, LogicalStatus,
 };
 
-/// One owned cell of a streamed row (the owned counterpart of [`ValueRef`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// SQL NULL.
-    Null,
-    /// Boolean.
-    Bool(bool),
-    /// 64-bit integer.
-    Int(i64),
-    /// Double.
-    Float(f64),
-    /// Decimal mantissa at the column's scale.
-    Decimal(i128),
-    /// Text.
-    Text(String),
-    /// Bytes.
-    Bytes(Vec<u8>),
-    /// Days since 1970-01-01.
-    Date(i32),
-    /// Microseconds (time of day or duration).
-    Time(i64),
-    /// Microseconds since 1970-01-01T00:00:00 (no zone).
-    DateTime(i64),
-    /// Microseconds since the Unix epoch, UTC.
-    Timestamp(i64),
-    /// JSON text.
-    Json(String),
-    /// PostgreSQL only: a large (TOASTed) value the update did not change and the server did
-    /// not send. The engine keeps the current value (it re-reads the row from the source).
-    Unchanged,
-}
-
-impl Cell {
-    /// This cell as a borrowed [`ValueRef`] ([`Cell::Unchanged`] reads as NULL).
-    pub fn as_value_ref(&self) -> ValueRef<'_> {
-        match self {
-            Cell::Null | Cell::Unchanged => ValueRef::Null,
-            Cell::Bool(b) => ValueRef::Bool(*b),
-            Cell::Int(x) => ValueRef::Int(*x),
-            Cell::Float(x) => ValueRef::Float(*x),
-            Cell::Decimal(x) => ValueRef::Decimal(*x),
-            Cell::Text(s) => ValueRef::Text(s),
-            Cell::Bytes(b) => ValueRef::Bytes(b),
-            Cell::Date(x) => ValueRef::Date(*x),
-            Cell::Time(x) => ValueRef::Time(*x),
-            Cell::DateTime(x) => ValueRef::DateTime(*x),
-            Cell::Timestamp(x) => ValueRef::Timestamp(*x),
-            Cell::Json(s) => ValueRef::Json(s),
-        }
-    }
-
-    /// An owned copy of a borrowed cell.
-    pub fn from_ref(v: ValueRef<'_>) -> Cell {
-        match v {
-            ValueRef::Null => Cell::Null,
-            ValueRef::Bool(b) => Cell::Bool(b),
-            ValueRef::Int(x) => Cell::Int(x),
-            ValueRef::Float(x) => Cell::Float(x),
-            ValueRef::Decimal(x) => Cell::Decimal(x),
-            ValueRef::Text(s) => Cell::Text(s.to_owned()),
-            ValueRef::Bytes(b) => Cell::Bytes(b.to_vec()),
-            ValueRef::Date(x) => Cell::Date(x),
-            ValueRef::Time(x) => Cell::Time(x),
-            ValueRef::DateTime(x) => Cell::DateTime(x),
-            ValueRef::Timestamp(x) => Cell::Timestamp(x),
-            ValueRef::Json(s) => Cell::Json(s.to_owned()),
-        }
-    }
-}
-
-/// A row in manifest column order.
-pub type CellRow = Vec<Cell>;
+/// A streamed row in manifest column order. `None` marks a column the source did not send
+/// because the update did not change it (PostgreSQL: a large, TOASTed value); its value is the
+/// row's current one, which only a re-read ([`fetch_rows_by_key`]) can tell.
+pub type ChangeRow = Vec<Option<Value>>;
 
 /// One event of a change stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,24 +53,24 @@ pub enum ChangeEvent {
         /// Manifest table index.
         table: usize,
         /// The new row.
-        row: CellRow,
+        row: ChangeRow,
     },
     /// A row was updated; `before` holds at least the old primary key (binlog: the whole old
     /// row; PostgreSQL: the old key when it changed, else the new row's key).
     Update {
         /// Manifest table index.
         table: usize,
-        /// The old row (or its key columns, other cells NULL).
-        before: CellRow,
+        /// The old row (or its key columns, other values NULL).
+        before: ChangeRow,
         /// The new row.
-        after: CellRow,
+        after: ChangeRow,
     },
     /// A row was deleted; `before` holds at least its primary key.
     Delete {
         /// Manifest table index.
         table: usize,
-        /// The old row (or its key columns, other cells NULL).
-        before: CellRow,
+        /// The old row (or its key columns, other values NULL).
+        before: ChangeRow,
     },
     /// These tables were truncated.
     Truncate {
@@ -333,8 +265,8 @@ pub async fn fetch_rows_by_key(
     params: &SourceParams,
     manifest: &Manifest,
     table: usize,
-    keys: &[CellRow],
-) -> Result<Vec<CellRow>, SourceError> {
+    keys: &[Row],
+) -> Result<Vec<Row>, SourceError> {
     let t = manifest
         .tables
         .get(table)
@@ -353,32 +285,32 @@ pub async fn fetch_rows_by_key(
     r.map_err(|e| e.scrubbed(params))
 }
 
-/// A [`RowSink`] that collects one row as owned cells.
-pub(crate) struct CellSink {
-    pub(crate) row: CellRow,
-    pub(crate) rows: Vec<CellRow>,
+/// A [`RowSink`] that collects rows of owned values.
+pub(crate) struct RowBuffer {
+    pub(crate) row: Row,
+    pub(crate) rows: Vec<Row>,
     width: usize,
 }
 
-impl CellSink {
-    pub(crate) fn new(width: usize) -> CellSink {
-        CellSink {
-            row: vec![Cell::Null; width],
+impl RowBuffer {
+    pub(crate) fn new(width: usize) -> RowBuffer {
+        RowBuffer {
+            row: vec![Value::Null; width],
             rows: vec![],
             width,
         }
     }
 
     /// Take the current row (and start a fresh one).
-    pub(crate) fn take_row(&mut self) -> CellRow {
-        std::mem::replace(&mut self.row, vec![Cell::Null; self.width])
+    pub(crate) fn take_row(&mut self) -> Row {
+        std::mem::replace(&mut self.row, vec![Value::Null; self.width])
     }
 }
 
-impl RowSink for CellSink {
+impl RowSink for RowBuffer {
     fn push(&mut self, column: usize, value: ValueRef<'_>) {
         if let Some(c) = self.row.get_mut(column) {
-            *c = Cell::from_ref(value);
+            *c = Value::from_ref(value);
         }
     }
 

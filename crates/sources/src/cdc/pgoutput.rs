@@ -24,11 +24,11 @@ use bytes::{Buf, BufMut, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
-use refract_schema::{ColumnType, Manifest, TableManifest};
+use refract_schema::{ColumnType, Manifest, Row, TableManifest, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{column_map, CdcError, CdcOptions, CdcStream, Cell, CellRow, ChangeEvent, Inner};
+use super::{column_map, CdcError, CdcOptions, CdcStream, ChangeEvent, ChangeRow, Inner};
 use crate::load::quote_double;
 use crate::postgres::column_text_value;
 use crate::tls::{pg_negotiate, PgStream};
@@ -593,10 +593,10 @@ impl Decoder {
         d: &mut &[u8],
         table: usize,
         map: &[Option<usize>],
-    ) -> Result<CellRow, CdcError> {
+    ) -> Result<ChangeRow, CdcError> {
         let bad = || CdcError::Source("malformed pgoutput tuple".into());
         let t: &TableManifest = &self.manifest.tables[table];
-        let mut row = vec![Cell::Null; t.columns.len()];
+        let mut row = vec![Some(Value::Null); t.columns.len()];
         if d.len() < 2 {
             return Err(bad());
         }
@@ -611,7 +611,7 @@ impl Decoder {
                 b'n' => {}
                 b'u' => {
                     if let Some(c) = target {
-                        row[c] = Cell::Unchanged;
+                        row[c] = None;
                     }
                 }
                 b't' | b'b' => {
@@ -624,11 +624,11 @@ impl Decoder {
                     }
                     let bytes = &d[..len];
                     if let Some(c) = target {
-                        row[c] = Cell::from_ref(column_text_value(
+                        row[c] = Some(Value::from_ref(column_text_value(
                             &t.columns[c],
                             bytes,
                             &mut self.scratch,
-                        ));
+                        )));
                     }
                     d.advance(len);
                 }
@@ -1007,8 +1007,8 @@ pub(crate) async fn fetch_rows(
     params: &SourceParams,
     manifest: &Manifest,
     table: &TableManifest,
-    keys: &[CellRow],
-) -> Result<Vec<CellRow>, SourceError> {
+    keys: &[Row],
+) -> Result<Vec<Row>, SourceError> {
     let client = sql_client(params).await?;
     client
         .batch_execute(
@@ -1063,10 +1063,10 @@ pub(crate) async fn fetch_rows(
             .map_err(|e| pg_err(e, params))?;
         for m in rows {
             if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                let mut row = vec![Cell::Null; table.columns.len()];
+                let mut row = vec![Value::Null; table.columns.len()];
                 for (i, c) in table.columns.iter().enumerate() {
                     if let Some(v) = r.get(i) {
-                        row[i] = Cell::from_ref(column_text_value(c, v.as_bytes(), &mut scratch));
+                        row[i] = Value::from_ref(column_text_value(c, v.as_bytes(), &mut scratch));
                     }
                 }
                 out.push(row);
@@ -1076,31 +1076,31 @@ pub(crate) async fn fetch_rows(
     Ok(out)
 }
 
-/// A key cell as a quoted SQL literal (its text form).
-fn literal(c: &Cell, ty: ColumnType) -> String {
+/// A key value as a quoted SQL literal (its text form).
+fn literal(c: &Value, ty: ColumnType) -> String {
     let text = match c {
-        Cell::Null | Cell::Unchanged => return "NULL".into(),
-        Cell::Bool(b) => b.to_string(),
-        Cell::Int(i) => i.to_string(),
-        Cell::Float(f) => f.to_string(),
-        Cell::Decimal(m) => super::binlog::decimal_text(
+        Value::Null => return "NULL".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Decimal(m) => super::binlog::decimal_text(
             *m,
             match ty {
                 ColumnType::Decimal { scale } => u32::from(scale),
                 _ => 0,
             },
         ),
-        Cell::Text(s) | Cell::Json(s) => s.clone(),
-        Cell::Bytes(b) => format!(
+        Value::Text(s) | Value::Json(s) => s.clone(),
+        Value::Bytes(b) => format!(
             "\\x{}",
             b.iter().map(|x| format!("{x:02x}")).collect::<String>()
         ),
-        Cell::Date(d) => {
+        Value::Date(d) => {
             let (y, m, dd) = super::binlog::civil_from_days(i64::from(*d));
             format!("{y:04}-{m:02}-{dd:02}")
         }
-        Cell::Time(us) => format!("{} microseconds", us),
-        Cell::DateTime(us) | Cell::Timestamp(us) => {
+        Value::Time(us) => format!("{} microseconds", us),
+        Value::DateTime(us) | Value::Timestamp(us) => {
             let days = us.div_euclid(86_400_000_000);
             let rem = us.rem_euclid(86_400_000_000);
             let (y, m, d) = super::binlog::civil_from_days(days);
@@ -1111,7 +1111,7 @@ fn literal(c: &Cell, ty: ColumnType) -> String {
                 (s / 60) % 60,
                 s % 60,
                 rem % 1_000_000,
-                if matches!(c, Cell::Timestamp(_)) {
+                if matches!(c, Value::Timestamp(_)) {
                     "+00"
                 } else {
                     ""
