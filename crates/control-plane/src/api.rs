@@ -763,9 +763,10 @@ pub struct TestConnectionRequest {
     pub ssl_root_cert: Option<String>,
 }
 
-/// Result of a connection test (always HTTP 200; `ok:false` with `error` when it failed).
+/// Result of a connection test (always HTTP 200; `ok:false` with `error` when it failed). The
+/// served body is `refract_sources::TestConnectionReport`; a test keeps the two field for field.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestConnectionResult {
     /// The login worked.
     pub ok: bool,
@@ -792,7 +793,7 @@ pub struct TestConnectionResult {
 
 /// Whether a MySQL/MariaDB source can feed `binlog` mode.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BinlogReadiness {
     /// `log_bin=ON`.
     pub log_bin: bool,
@@ -808,7 +809,7 @@ pub struct BinlogReadiness {
 
 /// Whether a PostgreSQL source can feed `logical` mode.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogicalReadiness {
     /// `wal_level`.
     pub wal_level: Option<String>,

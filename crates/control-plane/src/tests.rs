@@ -322,3 +322,35 @@ async fn managed_routes_go_through_the_same_layers() {
         "no managed route in the metrics:\n{text}"
     );
 }
+
+/// The documented `TestConnectionResult` (OpenAPI) has every field the served
+/// `TestConnectionReport` sends, with the same names and shapes.
+#[test]
+fn documented_test_connection_result_matches_the_served_report() {
+    let report = refract_sources::TestConnectionReport {
+        ok: true,
+        error: Some("e".into()),
+        tls: Some(true),
+        tls_version: Some("TLSv1.3".into()),
+        latency_ms: Some(1.0),
+        estimated_size_gb: Some(0.5),
+        available_schemas: Some(vec!["shop".into()]),
+        binlog: Some(refract_sources::BinlogReadiness {
+            log_bin: true,
+            format: Some("ROW".into()),
+            server_id: Some(1),
+            ready: true,
+            issues: vec!["x".into()],
+        }),
+        logical: Some(refract_sources::LogicalReadiness {
+            wal_level: Some("logical".into()),
+            ready: false,
+            issues: vec!["y".into()],
+        }),
+        warnings: vec!["w".into()],
+    };
+    let served = serde_json::to_value(&report).unwrap();
+    let documented: crate::api::TestConnectionResult = serde_json::from_value(served.clone())
+        .unwrap_or_else(|e| panic!("{e}: the served report has a field the docs lack: {served}"));
+    assert_eq!(serde_json::to_value(&documented).unwrap(), served);
+}
