@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
+use refract_protocol::{Replication, ReplicationState};
 use refract_schema::{Backend, Manifest, Row, TableManifest};
 use refract_sources::cdc::{
     create_logical_slot, drop_logical_slot, fetch_rows_by_key, logical_status, open_stream,
@@ -77,8 +78,8 @@ pub(crate) struct CdcShared {
 /// Replication state shown in `/health`, `/stats` and `/metrics`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ReplStatus {
-    /// `loading`, `streaming`, `reloading`, `reconnecting`, `paused`, `error`.
-    pub(crate) state: &'static str,
+    /// What the loop does (`None`: not started, shown as `loading`).
+    pub(crate) state: Option<ReplicationState>,
     /// Last batch: first event received → published, ms.
     pub(crate) batch_lag_ms: u64,
     /// While a batch is open: when its first event arrived.
@@ -121,25 +122,26 @@ impl CdcShared {
     }
 
     /// The `replication` object of `/health` in CDC modes.
-    pub(crate) fn health(&self, mode: SyncMode, paused: bool, interval: u64) -> Value {
+    pub(crate) fn health(&self, mode: SyncMode, paused: bool, interval: u64) -> Replication {
         let lag = self.lag_ms();
         let s = self.status();
-        let mut v = json!({
-            "mode": mode.as_str(),
-            "state": if paused { "paused" } else if s.state.is_empty() { "loading" } else { s.state },
-            "lagMs": lag,
-            "lastBatchLagMs": s.batch_lag_ms,
-            "paused": paused,
-            "intervalS": interval,
-        });
-        if let Some(w) = s.retained_wal_bytes {
-            v["retainedWalBytes"] = json!(w);
+        Replication {
+            mode: mode.as_str().to_string(),
+            state: if paused {
+                ReplicationState::Paused
+            } else {
+                s.state.unwrap_or(ReplicationState::Loading)
+            },
+            lag_ms: Some(lag),
+            last_batch_lag_ms: Some(s.batch_lag_ms),
+            paused,
+            interval_s: interval,
+            retained_wal_bytes: s.retained_wal_bytes,
+            last_error: s.last_error.clone(),
+            fatal: s.last_error.as_ref().map(|_| s.fatal),
+            requested_mode: None,
+            note: None,
         }
-        if let Some(e) = &s.last_error {
-            v["lastError"] = json!(e);
-            v["fatal"] = json!(s.fatal);
-        }
-        v
     }
 
     /// Extra `/stats` fields in CDC modes.
@@ -159,8 +161,8 @@ impl CdcShared {
         })
     }
 
-    fn set_state(&self, state: &'static str) {
-        self.status().state = state;
+    fn set_state(&self, state: ReplicationState) {
+        self.status().state = Some(state);
     }
 }
 
@@ -271,7 +273,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
             return;
         }
         if state.is_paused() {
-            state.cdc.set_state("paused");
+            state.cdc.set_state(ReplicationState::Paused);
             if let Some(reply) = pending_admin.take() {
                 let _ = reply.send(Err(LoadError::Paused));
             }
@@ -288,9 +290,9 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
         // Establish a stream: full load, or resume.
         let stream = if need_full || position.is_none() {
             state.cdc.set_state(if position.is_none() {
-                "loading"
+                ReplicationState::Loading
             } else {
-                "reloading"
+                ReplicationState::Reloading
             });
             let before = state.snapshot();
             let trigger = if pending_admin.is_some() {
@@ -344,7 +346,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                     }
                     {
                         let mut s = state.cdc.status();
-                        s.state = "error";
+                        s.state = Some(ReplicationState::Error);
                         s.last_error = Some(msg);
                         s.fatal = fatal;
                     }
@@ -370,7 +372,11 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                     {
                         let mut s = state.cdc.status();
                         s.fatal = matches!(e, CdcError::NotReady(_));
-                        s.state = if s.fatal { "error" } else { "reconnecting" };
+                        s.state = Some(if s.fatal {
+                            ReplicationState::Error
+                        } else {
+                            ReplicationState::Reconnecting
+                        });
                         s.last_error = Some(e.to_string());
                     }
                     if !sleep_or_cancel(&state, backoff.step()).await {
@@ -382,7 +388,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
         };
         {
             let mut s = state.cdc.status();
-            s.state = "streaming";
+            s.state = Some(ReplicationState::Streaming);
             s.fatal = false;
         }
         tracing::info!(position = ?position, "change stream started");
@@ -411,7 +417,11 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                 {
                     let mut s = state.cdc.status();
                     s.fatal = matches!(e, CdcError::NotReady(_));
-                    s.state = if s.fatal { "error" } else { "reconnecting" };
+                    s.state = Some(if s.fatal {
+                        ReplicationState::Error
+                    } else {
+                        ReplicationState::Reconnecting
+                    });
                     s.reconnects += 1;
                     s.last_error = Some(e.to_string());
                 }

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, SecondsFormat, Utc};
+use refract_protocol::{EngineStatus, Health, Replication, ReplicationState};
 use refract_query::QueryOptions;
 use refract_schema::{Manifest, SchemaConfig, MANIFEST_VERSION};
 use refract_sources::{ExportedSnapshot, LoadProgress, SourceParams, SourcePosition};
@@ -352,13 +353,6 @@ impl EngineState {
         self.accepting.store(true, Ordering::Release);
     }
 
-    /// `/health.accepting`: present only with `control_listen`.
-    fn accepting_json(&self) -> Option<Value> {
-        self.config
-            .control_listen
-            .map(|_| json!(self.accepting.load(Ordering::Acquire)))
-    }
-
     fn lock_info(&self) -> MutexGuard<'_, LoadInfo> {
         self.info.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -646,84 +640,76 @@ impl EngineState {
     /// `GET /health` body.
     pub fn health(&self) -> Value {
         let info = self.lock_info();
-        self.health_locked(&info)
+        serde_json::to_value(self.health_locked(&info)).unwrap_or_default()
     }
 
-    fn health_locked(&self, info: &LoadInfo) -> Value {
+    fn health_locked(&self, info: &LoadInfo) -> Health {
         let has_snapshot = self.snapshot.load().is_some();
         let status = match (&info.last_result, has_snapshot) {
-            (Some(Err(LoadError::CapExceeded { .. })), _) => "cap_exceeded",
-            (_, false) => "loading",
-            (Some(Err(_)), true) => "degraded",
-            _ => "ok",
+            (Some(Err(LoadError::CapExceeded { .. })), _) => EngineStatus::CapExceeded,
+            (_, false) => EngineStatus::Loading,
+            (Some(Err(_)), true) => EngineStatus::Degraded,
+            _ => EngineStatus::Ok,
         };
         let ms = |t: Option<Instant>| t.map(|t| t.elapsed().as_millis() as u64);
         let requested = self.config.sync.mode;
-        let state = if info.paused {
-            "paused"
-        } else if matches!(info.last_result, Some(Err(_))) {
-            "error"
-        } else if !has_snapshot {
-            "loading"
-        } else if requested != SyncMode::Poll {
-            "poll_fallback"
+        let replication = if self.cdc.active() {
+            self.cdc
+                .health(requested, info.paused, self.config.sync.interval)
         } else {
-            "polling"
+            let state = if info.paused {
+                ReplicationState::Paused
+            } else if matches!(info.last_result, Some(Err(_))) {
+                ReplicationState::Error
+            } else if !has_snapshot {
+                ReplicationState::Loading
+            } else if requested != SyncMode::Poll {
+                ReplicationState::PollFallback
+            } else {
+                ReplicationState::Polling
+            };
+            let fallback = requested != SyncMode::Poll;
+            Replication {
+                mode: "poll".into(),
+                state,
+                lag_ms: ms(info.data_as_of),
+                last_batch_lag_ms: None,
+                paused: info.paused,
+                interval_s: self.config.sync.interval,
+                retained_wal_bytes: None,
+                last_error: None,
+                fatal: None,
+                requested_mode: fallback.then(|| requested.as_str().to_string()),
+                note: fallback.then(|| {
+                    format!(
+                        "{} sync does not apply to a {} source; the engine runs in poll mode",
+                        requested.as_str(),
+                        self.config.source.backend.as_str()
+                    )
+                }),
+            }
         };
-        if self.cdc.active() {
-            let mut health = json!({
-                "status": status,
-                "snapshotAgeMs": ms(info.published_at),
-                "swapCount": self.swap_count(),
-                "replication": self.cdc.health(requested, info.paused, self.config.sync.interval),
-            });
-            if let Some(addr) = self.local_addr() {
-                health["listen"] = json!(format!("http://{addr}"));
-            }
-            if let Some(a) = self.accepting_json() {
-                health["accepting"] = a;
-            }
-            if let Some(Err(e)) = &info.last_result {
-                health["message"] = json!(e.to_string());
-            }
-            return health;
+        Health {
+            status,
+            snapshot_age_ms: ms(info.published_at),
+            swap_count: self.swap_count(),
+            replication,
+            listen: self.local_addr().map(|addr| format!("http://{addr}")),
+            accepting: self
+                .config
+                .control_listen
+                .map(|_| self.accepting.load(Ordering::Acquire)),
+            message: match &info.last_result {
+                Some(Err(e)) => Some(e.to_string()),
+                _ => None,
+            },
         }
-        let mut replication = json!({
-            "mode": "poll",
-            "state": state,
-            "lagMs": ms(info.data_as_of),
-            "paused": info.paused,
-            "intervalS": self.config.sync.interval,
-        });
-        if requested != SyncMode::Poll {
-            replication["requestedMode"] = json!(requested.as_str());
-            replication["note"] = json!(format!(
-                "{} sync is not implemented yet; the engine runs in poll mode",
-                requested.as_str()
-            ));
-        }
-        let mut health = json!({
-            "status": status,
-            "snapshotAgeMs": ms(info.published_at),
-            "swapCount": self.swap_count(),
-            "replication": replication,
-        });
-        if let Some(addr) = self.local_addr() {
-            health["listen"] = json!(format!("http://{addr}"));
-        }
-        if let Some(a) = self.accepting_json() {
-            health["accepting"] = a;
-        }
-        if let Some(Err(e)) = &info.last_result {
-            health["message"] = json!(e.to_string());
-        }
-        health
     }
 
     /// `GET /stats` body: health plus row counts, memory, loads and the source position.
     pub fn stats(&self) -> Value {
         let info = self.lock_info();
-        let mut stats = self.health_locked(&info);
+        let mut stats = serde_json::to_value(self.health_locked(&info)).unwrap_or_default();
         let snapshot = self.snapshot.load_full();
         let mut rows = Map::new();
         let mut memory = Map::new();

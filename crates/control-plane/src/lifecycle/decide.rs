@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::Value;
 
 use super::engine;
 use crate::api::{Database, DesiredState, Status};
@@ -107,25 +106,22 @@ pub(super) struct Health {
 }
 
 impl Health {
-    /// Reads an engine's `/health` JSON.
-    pub(super) fn parse(h: &Value) -> Health {
-        let fatal = (h.pointer("/replication/fatal") == Some(&Value::Bool(true))).then(|| {
-            h.pointer("/replication/lastError")
-                .and_then(|v| v.as_str())
-                .unwrap_or("unknown error")
-                .to_string()
+    /// What the lifecycle reads of an engine's `/health`.
+    pub(super) fn of(h: &refract_protocol::Health) -> Health {
+        let fatal = (h.replication.fatal == Some(true)).then(|| {
+            h.replication
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "unknown error".into())
         });
+        let status = serde_json::to_value(h.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         Health {
-            status: h
-                .get("status")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string(),
-            message: h
-                .get("message")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
-            accepting: h.get("accepting").and_then(|v| v.as_bool()),
+            status,
+            message: h.message.clone(),
+            accepting: h.accepting,
             fatal,
         }
     }
@@ -494,7 +490,8 @@ mod tests {
     }
 
     fn health(v: serde_json::Value) -> DeployObserved {
-        DeployObserved::Answered(Health::parse(&v))
+        let h: refract_protocol::Health = serde_json::from_value(v).unwrap();
+        DeployObserved::Answered(Health::of(&h))
     }
 
     /// Every observation of the new engine × the elapsed times the deploy tells apart (0, just

@@ -46,7 +46,7 @@ pub(super) async fn deploy(
             }
             Ok(InstanceStatus::Running { endpoint: ep }) => {
                 let seen = match s.lifecycle.engine().health(&ep).await {
-                    Ok(h) => DeployObserved::Answered(Health::parse(&h)),
+                    Ok(h) => DeployObserved::Answered(Health::of(&h)),
                     Err(e) => DeployObserved::Unreachable(format!("{e:#}")),
                 };
                 endpoint = Some(ep);
@@ -146,10 +146,15 @@ async fn cutover(
         Ok(token) => s.lifecycle.engine().stats(&endpoint, &token).await.ok(),
         Err(_) => None,
     };
-    let stat = |key: &str| stats.as_ref().and_then(|v| v.get(key)).cloned();
-    let swap_count = stat("swapCount").and_then(|v| v.as_i64());
-    let snapshot_age_ms = stat("snapshotAgeMs").and_then(|v| v.as_i64());
-    let row_counts = stat("rowCounts");
+    let swap_count = stats.as_ref().map(|v| v.health.swap_count as i64);
+    let snapshot_age_ms = stats
+        .as_ref()
+        .and_then(|v| v.health.snapshot_age_ms)
+        .map(|ms| ms as i64);
+    let row_counts = stats
+        .as_ref()
+        .and_then(|v| v.row_counts.clone())
+        .map(serde_json::Value::Object);
     commit(s, db.id, guard, move |tx, d, o, note| {
         let t = now();
         for mut old in tx.lifecycle().live_instances(Some(d.id))? {

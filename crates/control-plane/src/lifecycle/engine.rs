@@ -198,7 +198,7 @@ impl EngineClient {
     }
 
     /// `GET /health` (no auth).
-    pub async fn health(&self, endpoint: &str) -> anyhow::Result<Value> {
+    pub async fn health(&self, endpoint: &str) -> anyhow::Result<refract_protocol::Health> {
         let resp = self
             .http
             .get(format!("{endpoint}/health"))
@@ -209,7 +209,11 @@ impl EngineClient {
     }
 
     /// `GET /stats` with the admin token.
-    pub async fn stats(&self, endpoint: &str, token: &str) -> anyhow::Result<Value> {
+    pub async fn stats(
+        &self,
+        endpoint: &str,
+        token: &str,
+    ) -> anyhow::Result<refract_protocol::StatsHead> {
         let resp = self
             .http
             .get(format!("{endpoint}/stats"))

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use refract_protocol::{EngineStatus, Health, ReplicationState};
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -55,61 +56,53 @@ async fn poll_all(s: &Service) -> crate::store::StoreResult<()> {
 }
 
 /// `healthStatus` from an engine's `/stats` (or `/health`) answer.
-pub(super) fn classify(v: &Value, db: &Database, backend: Option<Backend>) -> HealthStatus {
-    let status = v.get("status").and_then(Value::as_str).unwrap_or("");
-    let repl = v.get("replication");
-    let state = repl
-        .and_then(|r| r.get("state"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let paused = repl
-        .and_then(|r| r.get("paused"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let age = v.get("snapshotAgeMs").and_then(Value::as_i64);
-    match status {
-        "cap_exceeded" => HealthStatus::CapExceeded,
-        "ok" => {
+pub(super) fn classify(h: &Health, db: &Database, backend: Option<Backend>) -> HealthStatus {
+    let state = h.replication.state;
+    match h.status {
+        EngineStatus::CapExceeded => HealthStatus::CapExceeded,
+        EngineStatus::Ok => {
             // A SQLite source is reloaded only when its file changes, so an old snapshot is a
             // fresh one there; a frozen snapshot is old on purpose; a change stream publishes
             // only when the source changes, and `streaming` means it hears the source's
             // heartbeats (the engine reconnects after 30 s of silence), so idle is fresh too.
             let stale = backend != Some(Backend::Sqlite)
-                && !paused
-                && state != "streaming"
-                && age.is_some_and(|a| a > 3 * 1000 * db.sync_interval.max(1));
-            if stale || state == "error" {
+                && !h.replication.paused
+                && state != ReplicationState::Streaming
+                && h.snapshot_age_ms
+                    .is_some_and(|a| a > 3 * 1000 * db.sync_interval.max(1) as u64);
+            if stale || state == ReplicationState::Error {
                 HealthStatus::Degraded
             } else {
                 HealthStatus::Ok
             }
         }
-        _ => HealthStatus::Degraded, // `degraded`, or `loading` again after a restart
+        // `degraded`, or `loading` again after a restart
+        EngineStatus::Degraded | EngineStatus::Loading => HealthStatus::Degraded,
     }
 }
 
 /// The `replication` of `GET …/instance` from an engine's `/stats`: mode, state, lag, and the
 /// last error while the stream is not `streaming`/`polling` (the engine keeps the last error
 /// after it recovered; shown only while it matters).
-pub(super) fn replication_view(stats: &Value) -> Option<Value> {
-    let r = stats.get("replication")?;
-    let state = r.get("state").and_then(Value::as_str).unwrap_or("");
+pub(super) fn replication_view(h: &Health) -> Value {
+    let r = &h.replication;
     let mut v = serde_json::json!({
-        "mode": r.get("mode"),
-        "state": state,
-        "lagMs": r.get("lagMs"),
+        "mode": r.mode,
+        "state": r.state.as_str(),
+        "lagMs": r.lag_ms,
     });
-    let failing = !matches!(state, "streaming" | "polling" | "paused" | "loading");
+    let failing = !matches!(
+        r.state,
+        ReplicationState::Streaming
+            | ReplicationState::Polling
+            | ReplicationState::Paused
+            | ReplicationState::Loading
+    );
     if failing {
-        let error = r
-            .get("lastError")
-            .or_else(|| stats.get("message"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        v["error"] = error;
-        v["fatal"] = r.get("fatal").cloned().unwrap_or(Value::Bool(false));
+        v["error"] = serde_json::json!(r.last_error.as_ref().or(h.message.as_ref()));
+        v["fatal"] = serde_json::json!(r.fatal.unwrap_or(false));
     }
-    Some(v)
+    v
 }
 
 async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
@@ -125,19 +118,16 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
     let t = now();
     let (health, age, swaps, rows) = match &stats {
         Ok(v) => (
-            classify(v, &db, backend),
-            v.get("snapshotAgeMs").and_then(Value::as_i64),
-            v.get("swapCount").and_then(Value::as_i64),
-            v.get("rowCounts").cloned(),
+            classify(&v.health, &db, backend),
+            v.health.snapshot_age_ms.map(|ms| ms as i64),
+            Some(v.health.swap_count as i64),
+            v.row_counts.clone().map(Value::Object),
         ),
         Err(_) => (HealthStatus::Unreachable, None, None, None),
     };
-    let replication = stats.as_ref().ok().and_then(replication_view);
+    let replication = stats.as_ref().ok().map(|v| replication_view(&v.health));
     if let Ok(v) = &stats {
-        let engine_paused = v
-            .pointer("/replication/paused")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let engine_paused = v.health.replication.paused;
         if engine_paused != db.replication_paused {
             let path = if db.replication_paused {
                 "replication/pause"
@@ -182,32 +172,36 @@ async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::api::Status;
     use crate::lifecycle::bookkeeping::tests::db;
+
+    fn health(v: Value) -> Health {
+        serde_json::from_value(v).unwrap()
+    }
 
     #[test]
     fn an_idle_stream_is_ok_and_a_failing_one_degraded() {
         let d = db(Status::Running, None); // sync interval 30 s: stale after 90 s
         let pg = Some(Backend::Postgres);
-        let idle = json!({"status": "ok", "snapshotAgeMs": 600_000,
-                          "replication": {"mode": "logical", "state": "streaming"}});
+        let idle = health(serde_json::json!({"status": "ok", "snapshotAgeMs": 600_000,
+                          "replication": {"mode": "logical", "state": "streaming"}}));
         assert_eq!(classify(&idle, &d, pg), HealthStatus::Ok);
-        let reconnecting = json!({"status": "ok", "snapshotAgeMs": 600_000,
-                                  "replication": {"mode": "logical", "state": "reconnecting"}});
+        let reconnecting = health(serde_json::json!({"status": "ok", "snapshotAgeMs": 600_000,
+                                  "replication": {"mode": "logical", "state": "reconnecting"}}));
         assert_eq!(classify(&reconnecting, &d, pg), HealthStatus::Degraded);
-        let failing = json!({"status": "ok", "snapshotAgeMs": 10,
-                             "replication": {"mode": "binlog", "state": "error", "lastError": "x", "fatal": true}});
+        let failing = health(serde_json::json!({"status": "ok", "snapshotAgeMs": 10,
+                             "replication": {"mode": "binlog", "state": "error", "lastError": "x", "fatal": true}}));
         assert_eq!(classify(&failing, &d, pg), HealthStatus::Degraded);
-        let view = replication_view(&failing).unwrap();
+        let view = replication_view(&failing);
         assert_eq!(view["error"], "x");
         assert_eq!(view["fatal"], true);
-        let stale_poll = json!({"status": "ok", "snapshotAgeMs": 600_000,
-                                "replication": {"mode": "poll", "state": "polling"}});
+        let stale_poll = health(serde_json::json!({"status": "ok", "snapshotAgeMs": 600_000,
+                                "replication": {"mode": "poll", "state": "polling"}}));
         assert_eq!(classify(&stale_poll, &d, pg), HealthStatus::Degraded);
-        let streaming = replication_view(&idle).unwrap();
+        let streaming = replication_view(&idle);
         assert!(streaming.get("error").is_none(), "{streaming}");
+        let cap = health(serde_json::json!({"status": "cap_exceeded"}));
+        assert_eq!(classify(&cap, &d, pg), HealthStatus::CapExceeded);
     }
 }
