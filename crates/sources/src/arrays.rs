@@ -11,7 +11,7 @@ use std::io::Write as _;
 
 use refract_schema::{ColumnManifest, ColumnType, ValueRef};
 
-use crate::types::{parse_date, parse_temporal};
+use crate::types::{civil_from_days, parse_date, parse_temporal};
 
 /// How the elements of a PostgreSQL array are written in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,20 +294,6 @@ fn itoa(i: i64) -> String {
 }
 
 const DAY_US: i64 = 86_400_000_000;
-
-/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// `YYYY-MM-DD`, as the query crate writes a `date` cell.
 fn write_date(out: &mut Vec<u8>, days: i64) {

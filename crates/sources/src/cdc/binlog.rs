@@ -886,13 +886,13 @@ fn key_argument(v: &schema::Value, ty: &ColumnType) -> Value {
         schema::Value::Text(s) | schema::Value::Json(s) => Value::Bytes(s.clone().into_bytes()),
         schema::Value::Bytes(b) => Value::Bytes(b.clone()),
         schema::Value::Date(d) => {
-            let (y, m, dd) = civil_from_days(i64::from(*d));
+            let (y, m, dd) = crate::types::civil_from_days(i64::from(*d));
             Value::Date(y as u16, m as u8, dd as u8, 0, 0, 0, 0)
         }
         schema::Value::DateTime(us) | schema::Value::Timestamp(us) => {
             let days = us.div_euclid(86_400_000_000);
             let rem = us.rem_euclid(86_400_000_000);
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = crate::types::civil_from_days(days);
             let secs = rem / 1_000_000;
             Value::Date(
                 y as u16,
@@ -937,20 +937,6 @@ pub(crate) fn decimal_text(m: i128, scale: u32) -> String {
     format!("{}{int}.{frac}", if neg { "-" } else { "" })
 }
 
-/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -968,8 +954,8 @@ mod tests {
         assert!(!mentions("alter table posts2 add x int", "posts"));
         assert_eq!(decimal_text(-1234, 2), "-12.34");
         assert_eq!(decimal_text(5, 3), "0.005");
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(crate::types::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::types::civil_from_days(19_723), (2024, 1, 1));
         match fixed(&Fix::Unsigned(32), Value::Int(-1)) {
             Value::UInt(u) => assert_eq!(u, u32::MAX as u64),
             v => panic!("{v:?}"),

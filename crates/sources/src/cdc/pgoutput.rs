@@ -1096,14 +1096,14 @@ fn literal(c: &Value, ty: ColumnType) -> String {
             b.iter().map(|x| format!("{x:02x}")).collect::<String>()
         ),
         Value::Date(d) => {
-            let (y, m, dd) = super::binlog::civil_from_days(i64::from(*d));
+            let (y, m, dd) = crate::types::civil_from_days(i64::from(*d));
             format!("{y:04}-{m:02}-{dd:02}")
         }
         Value::Time(us) => format!("{} microseconds", us),
         Value::DateTime(us) | Value::Timestamp(us) => {
             let days = us.div_euclid(86_400_000_000);
             let rem = us.rem_euclid(86_400_000_000);
-            let (y, m, d) = super::binlog::civil_from_days(days);
+            let (y, m, d) = crate::types::civil_from_days(days);
             let s = rem / 1_000_000;
             format!(
                 "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}{}",
