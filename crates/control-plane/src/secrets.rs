@@ -5,6 +5,12 @@
 //! map with a fresh random nonce and replaces the file atomically (temp file, fsync, rename), mode
 //! 0600. The map is small (one entry per connection) so this stays fast and never half-written.
 //!
+//! With the PostgreSQL metadata store (several replicas), the secrets are rows of its `secrets`
+//! table instead, each sealed on its own with the same key (its name as associated data), read
+//! through on every `get`. The key is never stored in the database: every replica reads it from
+//! its own `master.key` (copied by the operator) or `REFRACT_MASTER_KEY`; a `refract/key-check`
+//! row makes a replica with another key fail at start.
+//!
 //! The key is 32 bytes from, in order: `REFRACT_MASTER_KEY` (64 hex characters are used as the
 //! key itself; any other string is a passphrase hashed with SHA-256), else the file
 //! `DIR/master.key` (64 hex characters, created with mode 0600 on first start). Losing the key
@@ -25,22 +31,40 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8] = b"RFSE1";
 
-/// Encrypted name → value store in one file.
+/// Encrypted name → value store: one file (the embedded default), or rows of the PostgreSQL
+/// metadata store shared by every control-plane replica.
 pub struct SecretStore {
-    path: PathBuf,
     cipher: Aes256Gcm,
-    /// Decrypted map, the file's content; writes hold the lock across the file replace so that
-    /// two writers never lose each other's change.
-    map: Mutex<BTreeMap<String, String>>,
+    backend: Backend,
+}
+
+enum Backend {
+    File {
+        path: PathBuf,
+        /// Decrypted map, the file's content; writes hold the lock across the file replace so
+        /// that two writers never lose each other's change.
+        map: Mutex<BTreeMap<String, String>>,
+    },
+    /// Table `secrets` of the PostgreSQL store: each value sealed on its own (fresh nonce, its
+    /// name as associated data, so a row copied under another name does not decrypt). Read
+    /// through on every `get`: another replica may have changed it.
+    Postgres(crate::store::PgPool),
 }
 
 impl std::fmt::Debug for SecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("SecretStore");
+        match &self.backend {
+            Backend::File { path, .. } => d.field("path", path),
+            Backend::Postgres(_) => d.field("backend", &"postgres"),
+        };
+        d.finish_non_exhaustive()
     }
 }
+
+/// The name of the row that proves the master key: a wrong key fails at start, not at the
+/// first secret read.
+const KEY_CHECK: &str = "refract/key-check";
 
 /// Derives the 32-byte key from `REFRACT_MASTER_KEY`'s value.
 pub fn key_from_master(value: &str) -> [u8; 32] {
@@ -155,19 +179,91 @@ impl SecretStore {
             Err(e) => return Err(anyhow::Error::new(e).context(format!("read {}", path.display()))),
         };
         Ok(SecretStore {
-            path,
             cipher,
-            map: Mutex::new(map),
+            backend: Backend::File {
+                path,
+                map: Mutex::new(map),
+            },
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        // A panic while holding the lock cannot leave the map half-changed (changes are made on
-        // a copy), so a poisoned lock is safe to use.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    /// The secrets in the PostgreSQL metadata store's `secrets` table, sealed with `key` (which
+    /// is never stored there). Fails if the rows were sealed with another key.
+    pub fn open_postgres(pool: crate::store::PgPool, key: [u8; 32]) -> anyhow::Result<Self> {
+        let cipher =
+            Aes256Gcm::new_from_slice(&key).map_err(|_| anyhow::anyhow!("bad key length"))?;
+        let store = SecretStore {
+            cipher,
+            backend: Backend::Postgres(pool),
+        };
+        match store.get_pg(KEY_CHECK) {
+            Ok(Some(_)) => {}
+            Ok(None) => store.put(KEY_CHECK, "ok")?,
+            Err(e) => return Err(e),
+        }
+        Ok(store)
     }
 
-    fn persist(&self, map: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    fn seal(&self, name: &str, value: &[u8]) -> anyhow::Result<([u8; 12], Vec<u8>)> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                aes_gcm::aead::Payload {
+                    msg: value,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("encryption failed"))?;
+        Ok((nonce, sealed))
+    }
+
+    fn get_pg(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let Backend::Postgres(pool) = &self.backend else {
+            unreachable!("only the PostgreSQL backend")
+        };
+        let mut conn = pool.get().context("connect to the metadata store")?;
+        let Some(row) = conn.query_opt(
+            "SELECT nonce, ciphertext FROM secrets WHERE name = $1",
+            &[&name],
+        )?
+        else {
+            return Ok(None);
+        };
+        let nonce: Vec<u8> = row.get(0);
+        let sealed: Vec<u8> = row.get(1);
+        anyhow::ensure!(nonce.len() == 12, "secret {name:?}: bad nonce");
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                aes_gcm::aead::Payload {
+                    msg: &sealed,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "cannot decrypt the secrets in the metadata store: wrong master key? Every \
+                     replica needs the same master.key (or REFRACT_MASTER_KEY)"
+                )
+            })?;
+        Ok(Some(
+            String::from_utf8(plain).context("secret is not UTF-8")?,
+        ))
+    }
+
+    fn lock(
+        map: &Mutex<BTreeMap<String, String>>,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        // A panic while holding the lock cannot leave the map half-changed (changes are made on
+        // a copy), so a poisoned lock is safe to use.
+        map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist(&self, path: &Path, map: &BTreeMap<String, String>) -> anyhow::Result<()> {
         let plain = serde_json::to_vec(map)?;
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -179,35 +275,90 @@ impl SecretStore {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        write_private(&self.path, &out).context("write secret store")
+        write_private(path, &out).context("write secret store")
     }
 
     /// Stores `value` under `name` (replacing any previous value).
     pub fn put(&self, name: &str, value: &str) -> anyhow::Result<()> {
-        let mut map = self.lock();
-        let mut next = map.clone();
-        next.insert(name.to_string(), value.to_string());
-        self.persist(&next)?;
-        *map = next;
+        match &self.backend {
+            Backend::File { path, map } => {
+                let mut map = Self::lock(map);
+                let mut next = map.clone();
+                next.insert(name.to_string(), value.to_string());
+                self.persist(path, &next)?;
+                *map = next;
+            }
+            Backend::Postgres(pool) => {
+                let (nonce, sealed) = self.seal(name, value.as_bytes())?;
+                let mut conn = pool.get().context("connect to the metadata store")?;
+                conn.execute(
+                    "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, now()) \
+                     ON CONFLICT (name) DO UPDATE SET nonce = $2, ciphertext = $3, updated_at = now()",
+                    &[&name, &nonce.as_slice(), &sealed],
+                )
+                .context("write a secret")?;
+            }
+        }
         Ok(())
     }
 
-    /// The value under `name`.
+    /// The value under `name` (none, logged, when the store cannot be read).
     pub fn get(&self, name: &str) -> Option<String> {
-        self.lock().get(name).cloned()
+        match &self.backend {
+            Backend::File { map, .. } => Self::lock(map).get(name).cloned(),
+            Backend::Postgres(_) => self.get_pg(name).unwrap_or_else(|e| {
+                tracing::error!(secret = name, error = %format!("{e:#}"), "cannot read a secret");
+                None
+            }),
+        }
     }
 
     /// Removes `name` (no error when absent).
     pub fn delete(&self, name: &str) -> anyhow::Result<()> {
-        let mut map = self.lock();
-        if !map.contains_key(name) {
-            return Ok(());
+        match &self.backend {
+            Backend::File { path, map } => {
+                let mut map = Self::lock(map);
+                if !map.contains_key(name) {
+                    return Ok(());
+                }
+                let mut next = map.clone();
+                next.remove(name);
+                self.persist(path, &next)?;
+                *map = next;
+            }
+            Backend::Postgres(pool) => {
+                let mut conn = pool.get().context("connect to the metadata store")?;
+                conn.execute("DELETE FROM secrets WHERE name = $1", &[&name])
+                    .context("delete a secret")?;
+            }
         }
-        let mut next = map.clone();
-        next.remove(name);
-        self.persist(&next)?;
-        *map = next;
         Ok(())
+    }
+
+    /// Every `(name, value)` (for `refract store migrate` and key rotation).
+    pub fn entries(&self) -> anyhow::Result<Vec<(String, String)>> {
+        match &self.backend {
+            Backend::File { map, .. } => Ok(Self::lock(map)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()),
+            Backend::Postgres(pool) => {
+                let names: Vec<String> = {
+                    let mut conn = pool.get().context("connect to the metadata store")?;
+                    conn.query("SELECT name FROM secrets ORDER BY name", &[])?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect()
+                };
+                let mut out = Vec::new();
+                for name in names.into_iter().filter(|n| n != KEY_CHECK) {
+                    if let Some(v) = self.get_pg(&name)? {
+                        out.push((name, v));
+                    }
+                }
+                Ok(out)
+            }
+        }
     }
 }
 

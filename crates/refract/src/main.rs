@@ -90,6 +90,11 @@ struct ServeArgs {
         value_delimiter = ':'
     )]
     sqlite_roots: Vec<PathBuf>,
+    /// The metadata store: `postgres://USER:PASSWORD@HOST:PORT/DB` for several replicas sharing
+    /// one store (one of them leads; see docs/operations.md), or `sqlite:PATH`. Default: the
+    /// SQLite file DIR/refract.db.
+    #[arg(long, env = "REFRACT_STORE", value_name = "URL")]
+    store: Option<String>,
 }
 
 /// How log lines are written (`--log-format`).
@@ -213,6 +218,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             body_read_timeout_ms: args.body_timeout_ms,
         },
         sqlite_roots: args.sqlite_roots,
+        store: args.store,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await
