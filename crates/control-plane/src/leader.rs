@@ -107,7 +107,7 @@ fn replica_id() -> String {
 }
 
 /// Takes or renews the lease for `replica`; true when this replica holds it now.
-fn try_lease(pool: &PgPool, replica: &str) -> anyhow::Result<bool> {
+pub(crate) fn try_lease(pool: &PgPool, replica: &str) -> anyhow::Result<bool> {
     let mut conn = pool.get()?;
     let row = conn.query_opt(
         "INSERT INTO leader_lease AS l (id, holder, expires_at, term) \
@@ -122,7 +122,7 @@ fn try_lease(pool: &PgPool, replica: &str) -> anyhow::Result<bool> {
 }
 
 /// Gives the lease up (on shutdown), so another replica takes over at once.
-fn release(pool: &PgPool, replica: &str) -> anyhow::Result<()> {
+pub(crate) fn release(pool: &PgPool, replica: &str) -> anyhow::Result<()> {
     let mut conn = pool.get()?;
     conn.execute(
         "UPDATE leader_lease SET expires_at = now() - interval '1 second' WHERE holder = $1",

@@ -62,6 +62,16 @@ impl std::fmt::Debug for SecretStore {
     }
 }
 
+/// Runs `f` (blocking PostgreSQL calls) on a thread of its own: the blocking client runs its
+/// own runtime, which may not start on a thread that drives async tasks, and secrets are read
+/// from async code (engine launches). Secret operations are rare; a thread each costs nothing.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 /// The name of the row that proves the master key: a wrong key fails at start, not at the
 /// first secret read.
 const KEY_CHECK: &str = "refract/key-check";
@@ -224,11 +234,13 @@ impl SecretStore {
         let Backend::Postgres(pool) = &self.backend else {
             unreachable!("only the PostgreSQL backend")
         };
-        let mut conn = pool.get().context("connect to the metadata store")?;
-        let Some(row) = conn.query_opt(
-            "SELECT nonce, ciphertext FROM secrets WHERE name = $1",
-            &[&name],
-        )?
+        let Some(row) = off_runtime(|| -> anyhow::Result<_> {
+            let mut conn = pool.get().context("connect to the metadata store")?;
+            Ok(conn.query_opt(
+                "SELECT nonce, ciphertext FROM secrets WHERE name = $1",
+                &[&name],
+            )?)
+        })?
         else {
             return Ok(None);
         };
@@ -290,13 +302,16 @@ impl SecretStore {
             }
             Backend::Postgres(pool) => {
                 let (nonce, sealed) = self.seal(name, value.as_bytes())?;
-                let mut conn = pool.get().context("connect to the metadata store")?;
-                conn.execute(
-                    "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, now()) \
-                     ON CONFLICT (name) DO UPDATE SET nonce = $2, ciphertext = $3, updated_at = now()",
-                    &[&name, &nonce.as_slice(), &sealed],
-                )
-                .context("write a secret")?;
+                off_runtime(|| -> anyhow::Result<()> {
+                    let mut conn = pool.get().context("connect to the metadata store")?;
+                    conn.execute(
+                        "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, now()) \
+                         ON CONFLICT (name) DO UPDATE SET nonce = $2, ciphertext = $3, updated_at = now()",
+                        &[&name, &nonce.as_slice(), &sealed],
+                    )
+                    .context("write a secret")?;
+                    Ok(())
+                })?;
             }
         }
         Ok(())
@@ -326,11 +341,12 @@ impl SecretStore {
                 self.persist(path, &next)?;
                 *map = next;
             }
-            Backend::Postgres(pool) => {
+            Backend::Postgres(pool) => off_runtime(|| -> anyhow::Result<()> {
                 let mut conn = pool.get().context("connect to the metadata store")?;
                 conn.execute("DELETE FROM secrets WHERE name = $1", &[&name])
                     .context("delete a secret")?;
-            }
+                Ok(())
+            })?,
         }
         Ok(())
     }
@@ -343,13 +359,14 @@ impl SecretStore {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()),
             Backend::Postgres(pool) => {
-                let names: Vec<String> = {
+                let names: Vec<String> = off_runtime(|| -> anyhow::Result<_> {
                     let mut conn = pool.get().context("connect to the metadata store")?;
-                    conn.query("SELECT name FROM secrets ORDER BY name", &[])?
+                    Ok(conn
+                        .query("SELECT name FROM secrets ORDER BY name", &[])?
                         .iter()
                         .map(|r| r.get(0))
-                        .collect()
-                };
+                        .collect())
+                })?;
                 let mut out = Vec::new();
                 for name in names.into_iter().filter(|n| n != KEY_CHECK) {
                     if let Some(v) = self.get_pg(&name)? {

@@ -800,3 +800,82 @@ fn unreachable_postgres_is_unavailable_quickly() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
+
+/// Secrets in the PostgreSQL store: sealed per row (no plaintext in the table), readable by a
+/// replica with the same master key, refused at start with another key; a row copied under
+/// another name does not decrypt.
+#[test]
+fn postgres_secrets_are_sealed_and_need_the_master_key() {
+    use crate::secrets::SecretStore;
+    let db = PgDatabase::create();
+    let store = PostgresStore::open(&db.url).unwrap();
+    let key = [7u8; 32];
+    let a = SecretStore::open_postgres(store.pool(), key).unwrap();
+    a.put("connection/1/password", "hunter2-very-secret")
+        .unwrap();
+    a.put("connection/2/password", "other").unwrap();
+    a.delete("connection/2/password").unwrap();
+    // Another replica (same key) reads what the first wrote.
+    let b = SecretStore::open_postgres(store.pool(), key).unwrap();
+    assert_eq!(
+        b.get("connection/1/password").as_deref(),
+        Some("hunter2-very-secret")
+    );
+    assert_eq!(b.get("connection/2/password"), None);
+    assert_eq!(
+        b.entries().unwrap(),
+        vec![(
+            "connection/1/password".to_string(),
+            "hunter2-very-secret".to_string()
+        )]
+    );
+    let mut conn = store.conn().unwrap();
+    let raw: Vec<Vec<u8>> = conn
+        .query("SELECT ciphertext FROM secrets", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(raw.iter().all(|c| !c.windows(6).any(|w| w == b"hunter")));
+    // A row moved under another name is not that name's secret.
+    conn.execute(
+        "INSERT INTO secrets (name, nonce, ciphertext, updated_at) \
+         SELECT 'connection/3/password', nonce, ciphertext, now() FROM secrets \
+         WHERE name = 'connection/1/password'",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(b.get("connection/3/password"), None);
+    // A replica with another master key fails at start, saying why.
+    let err = SecretStore::open_postgres(store.pool(), [8u8; 32]).unwrap_err();
+    assert!(format!("{err:#}").contains("master key"), "{err:#}");
+}
+
+/// The leader lease: one holder at a time, decided by the database; taken over once expired or
+/// given up.
+#[test]
+fn leader_lease_has_one_holder() {
+    use crate::leader::{release, try_lease};
+    let db = PgDatabase::create();
+    let store = PostgresStore::open(&db.url).unwrap();
+    let pool = store.pool();
+    assert!(try_lease(&pool, "a").unwrap());
+    assert!(!try_lease(&pool, "b").unwrap(), "held by a");
+    assert!(try_lease(&pool, "a").unwrap(), "a renews");
+    assert_eq!(crate::leader::holder(&pool).unwrap().as_deref(), Some("a"));
+    // Expired (a dead holder stops renewing): b takes it, and a cannot renew any more.
+    store
+        .conn()
+        .unwrap()
+        .execute(
+            "UPDATE leader_lease SET expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .unwrap();
+    assert!(try_lease(&pool, "b").unwrap());
+    assert!(!try_lease(&pool, "a").unwrap());
+    // Given up on shutdown: taken at once.
+    release(&pool, "b").unwrap();
+    assert_eq!(crate::leader::holder(&pool).unwrap(), None);
+    assert!(try_lease(&pool, "a").unwrap());
+}

@@ -1,0 +1,158 @@
+//! Several `refract serve` replicas on one PostgreSQL metadata store (docs/operations.md): each
+//! serves the whole API, one leads (runs the reconcilers), and when the leader is SIGKILLed in
+//! the middle of a deploy another takes over within seconds and finishes it — once.
+//!
+//! Both replicas share one data directory, as two replicas on one machine would (the local
+//! runtime's engines, `master.key` and the admin key file live there); on several machines the
+//! engines run on Kubernetes instead.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::lifecycle::{create_key, endpoint, query_ok, sqlite_database, Cp, LONG};
+
+/// A PostgreSQL database of the test server for one test's metadata store, dropped after it.
+struct StoreDatabase {
+    name: String,
+    url: String,
+}
+
+impl StoreDatabase {
+    fn create() -> Self {
+        let name = format!("refract_ha_{}", rand::random::<u32>());
+        crate::common::postgres_admin("postgres", &format!("CREATE DATABASE {name}"));
+        let u = crate::common::postgres();
+        let url = format!(
+            "postgres://{}:{}@{}:{}/{name}",
+            u.user, u.password, u.host, u.port
+        );
+        StoreDatabase { name, url }
+    }
+}
+
+impl Drop for StoreDatabase {
+    fn drop(&mut self) {
+        crate::common::postgres_admin(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn health(cp: &Cp) -> Value {
+    cp.get("/health")
+}
+
+/// Waits until exactly one of `replicas` leads; its index.
+fn leader_of(replicas: &[&Cp], timeout: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let views: Vec<Value> = replicas.iter().map(|r| health(r)).collect();
+        let leaders: Vec<usize> = (0..views.len())
+            .filter(|i| views[*i]["leader"] == true)
+            .collect();
+        if leaders.len() == 1 {
+            let holder = &views[leaders[0]]["replica"];
+            assert!(
+                views.iter().all(|v| &v["leaderReplica"] == holder),
+                "every replica names the same leader: {views:?}"
+            );
+            return leaders[0];
+        }
+        assert!(leaders.len() < 2, "two leaders at once: {views:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "no leader after {timeout:?}: {views:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_replicas_share_a_postgres_store_and_fail_over() {
+    let store = StoreDatabase::create();
+    let tmp = crate::common::reachable_tempdir();
+    let data = tmp.path().join("data");
+    // Steps are slowed down so that the leader can be killed while `deploying`.
+    let mut replicas = vec![
+        Cp::start_on(&data, 1500, Some(&store.url)),
+        Cp::start_on(&data, 1500, Some(&store.url)),
+    ];
+    for r in &replicas {
+        let h = health(r);
+        assert_eq!(h["status"], "ok", "{h}");
+        assert_eq!(h["store"], "postgres", "{h}");
+    }
+    leader_of(&[&replicas[0], &replicas[1]], Duration::from_secs(10));
+
+    // Written through one replica, read through the other.
+    let id = sqlite_database(&replicas[0], 50);
+    let seen = replicas[1].get(&format!("/v1/databases/{id}"));
+    assert_eq!(seen["status"], "registered", "{seen}");
+    let (key, _) = create_key(&replicas[1], &id, "k");
+    let listed = replicas[0].get(&format!("/v1/databases/{id}/api-keys"));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // Provisioned through the follower: the leader picks it up.
+    let leader = leader_of(&[&replicas[0], &replicas[1]], Duration::from_secs(10));
+    let follower = 1 - leader;
+    replicas[follower].ok(&id, "provision", None, "immediate");
+    replicas[leader].wait_until(&id, "deploying", LONG, |v| {
+        v["database"]["status"] == "deploying"
+    });
+
+    // The leader dies in the middle of the deploy.
+    replicas[leader].kill();
+    let killed = Instant::now();
+    let survivor = &replicas[follower];
+    loop {
+        if health(survivor)["leader"] == true {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the surviving replica did not take over within 5 s: {}",
+            health(survivor)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "takeover after the leader's SIGKILL: {:?}",
+        killed.elapsed()
+    );
+
+    let v = survivor.wait_status(&id, "running", LONG);
+    query_ok(
+        &endpoint(&v),
+        &key,
+        "users(id = 2) { id name }",
+        Duration::from_secs(10),
+    );
+    // Resumed, not repeated: one deploy in the event log, one engine.
+    let (_, events) = survivor.call("GET", &format!("/v1/databases/{id}/events?limit=100"), None);
+    let deploys = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["to"] == "deploying")
+        .count();
+    assert_eq!(deploys, 1, "{}", survivor.events(&id));
+    assert_eq!(
+        survivor.engine_pids().len(),
+        1,
+        "{:?}",
+        survivor.engine_pids()
+    );
+
+    // The killed replica comes back as a follower; the API works through it again.
+    replicas[leader].restart();
+    assert_eq!(
+        leader_of(&[&replicas[0], &replicas[1]], Duration::from_secs(10)),
+        follower,
+        "the new leader keeps the lease"
+    );
+    let again = replicas[leader].get(&format!("/v1/databases/{id}"));
+    assert_eq!(again["status"], "running", "{again}");
+    replicas.clear(); // stop both (and the engine) before the store database is dropped
+}
