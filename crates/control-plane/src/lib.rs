@@ -267,6 +267,42 @@ pub async fn new_admin_key(
     Ok(key_path)
 }
 
+/// `refract store migrate --from sqlite:PATH --to postgres://…`: copies the SQLite store at
+/// `from` (and the secrets beside it, opened with `REFRACT_MASTER_KEY` or that directory's
+/// `master.key`) into the empty PostgreSQL store `to`. See [`store::migrate`].
+pub async fn migrate_store(
+    from: &str,
+    to: &str,
+    master_key: Option<&str>,
+) -> anyhow::Result<store::migrate::MigrationReport> {
+    let StoreLocation::Sqlite(path) = StoreLocation::parse(Some(from), std::path::Path::new("."))?
+    else {
+        anyhow::bail!("--from must be sqlite:PATH (the SQLite store file, DIR/refract.db)");
+    };
+    let StoreLocation::Postgres(url) = StoreLocation::parse(Some(to), std::path::Path::new("."))?
+    else {
+        anyhow::bail!("--to must be a postgres:// URL");
+    };
+    let dir = path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let key = match master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => {
+            anyhow::ensure!(
+                dir.join("master.key").is_file(),
+                "no master key: {} has no master.key (set REFRACT_MASTER_KEY to the key the \
+                 control plane used)",
+                dir.display()
+            );
+            secrets::key_from_file(&dir)?
+        }
+    };
+    tokio::task::spawn_blocking(move || store::migrate::sqlite_to_postgres(&path, &url, key))
+        .await?
+}
+
 /// Run the control plane until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;

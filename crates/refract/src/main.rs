@@ -40,6 +40,9 @@ enum Command {
     /// Operator commands that work on the data directory itself, offline.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Metadata store operations (moving an installation to PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -53,6 +56,23 @@ enum AdminCommand {
         /// The control plane's data directory.
         #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
         data_dir: PathBuf,
+    },
+}
+
+/// `refract store …`.
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every record and secret of a SQLite store into an empty PostgreSQL store (stop the
+    /// control plane first; then start it with `--store` on the same data directory: keys keep
+    /// working and running engines are adopted). The secrets are read with REFRACT_MASTER_KEY or
+    /// the master.key beside the SQLite file.
+    Migrate {
+        /// The SQLite store: `sqlite:DIR/refract.db`.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL store: `postgres://USER:PASSWORD@HOST:PORT/DB` (an empty database).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -164,6 +184,17 @@ fn main() -> std::process::ExitCode {
             println!(
                 "new admin management key written to {} (readable only by this user)",
                 path.display()
+            );
+            Ok(())
+        }),
+        Command::Store(StoreCommand::Migrate { from, to }) => run_async(async move {
+            let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let report =
+                refract_control_plane::migrate_store(&from, &to, master.as_deref()).await?;
+            println!("{report}");
+            println!(
+                "migrated: start the control plane with --store {} on the same data directory",
+                refract_control_plane::store::redact_url(&to)
             );
             Ok(())
         }),

@@ -33,6 +33,7 @@
 
 mod error;
 pub mod lifecycle;
+pub mod migrate;
 mod postgres;
 mod sqlite;
 mod tx;

@@ -156,3 +156,89 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
     assert_eq!(again["status"], "running", "{again}");
     replicas.clear(); // stop both (and the engine) before the store database is dropped
 }
+
+/// An installation on the embedded store moves to PostgreSQL: `refract store migrate`, then the
+/// control plane on the same data directory with `--store`. Keys keep working, the running
+/// engine is adopted (not restarted), secrets moved (a new query key reaches the engine, which
+/// needs its admin token), and a second migration into the same store is refused.
+#[test]
+fn sqlite_installation_migrates_to_postgres() {
+    let store = StoreDatabase::create();
+    let mut old = Cp::fresh(0);
+    let data = old.root().join("data");
+    let id = sqlite_database(&old, 30);
+    let (key, _) = create_key(&old, &id, "before");
+    old.ok(&id, "provision", None, "immediate");
+    let before = old.wait_status(&id, "running", LONG);
+    let q = "users(id = 2) { id name }";
+    let answer = query_ok(&endpoint(&before), &key, q, Duration::from_secs(10));
+    let engines = old.engine_pids();
+    assert_eq!(engines.len(), 1);
+    old.kill();
+
+    let out = std::process::Command::new(crate::common::refract_bin())
+        .args([
+            "store",
+            "migrate",
+            "--from",
+            &format!("sqlite:{}", data.join("refract.db").display()),
+            "--to",
+            &store.url,
+        ])
+        .env_remove("REFRACT_MASTER_KEY")
+        .output()
+        .unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("databases") && printed.contains("secrets"),
+        "{printed}"
+    );
+    let u = crate::common::postgres();
+    assert!(
+        !printed.contains(&u.password),
+        "the password is never printed: {printed}"
+    );
+
+    let new = Cp::start_on(&data, 0, Some(&store.url));
+    assert_eq!(new.get("/health")["store"], "postgres");
+    let after = new.wait_status(&id, "running", LONG);
+    assert_eq!(endpoint(&after), endpoint(&before), "same endpoint");
+    assert_eq!(
+        query_ok(&endpoint(&after), &key, q, Duration::from_secs(10)),
+        answer,
+        "the old query key still works"
+    );
+    let (fresh, _) = create_key(&new, &id, "after");
+    query_ok(&endpoint(&after), &fresh, q, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        new.engine_pids(),
+        engines,
+        "the engine was adopted, not restarted"
+    );
+    let events = new.events(&id);
+    assert!(events.contains("registered"), "the history moved: {events}");
+
+    // The target is no longer empty: a second migration changes nothing.
+    let again = std::process::Command::new(crate::common::refract_bin())
+        .args([
+            "store",
+            "migrate",
+            "--from",
+            &format!("sqlite:{}", data.join("refract.db").display()),
+            "--to",
+            &store.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    drop(new);
+    drop(old);
+}
