@@ -62,15 +62,9 @@ impl std::fmt::Debug for SecretStore {
     }
 }
 
-/// Runs `f` (blocking PostgreSQL calls) on a thread of its own: the blocking client runs its
-/// own runtime, which may not start on a thread that drives async tasks, and secrets are read
-/// from async code (engine launches). Secret operations are rare; a thread each costs nothing.
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(v) => v,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
-}
+/// Blocking PostgreSQL calls go through this: secrets are read from async code (engine
+/// launches), where the blocking client may not run.
+use refract_managed::store::off_runtime;
 
 /// The name of the row that proves the master key: a wrong key fails at start, not at the
 /// first secret read.

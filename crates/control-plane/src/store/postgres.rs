@@ -55,8 +55,9 @@ const MIGRATE_LOCK: i64 = 0x5265_6672_6163_7402;
 /// unavailable.
 const WAIT: Duration = Duration::from_secs(5);
 
-/// The connection pool of the PostgreSQL store (the secret store shares it).
-pub type PgPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// The connection pool of the PostgreSQL store (the secret store and the managed servers'
+/// metadata share it).
+pub use refract_managed::store::PgPool;
 type Pool = PgPool;
 
 /// PostgreSQL metadata store.
