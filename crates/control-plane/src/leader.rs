@@ -37,6 +37,8 @@ pub const TTL: Duration = Duration::from_secs(3);
 pub const RENEW: Duration = Duration::from_millis(500);
 /// The holder acts as leader only while its last renewal is younger than this.
 pub const STEP_DOWN_AFTER: Duration = Duration::from_secs(2);
+/// How long one attempt to take or renew the lease may wait for the store.
+const ATTEMPT: Duration = Duration::from_secs(1);
 
 /// The channel of wake-ups between replicas.
 pub const WAKE_CHANNEL: &str = "refract_wake";
@@ -108,7 +110,7 @@ fn replica_id() -> String {
 
 /// Takes or renews the lease for `replica`; true when this replica holds it now.
 pub(crate) fn try_lease(pool: &PgPool, replica: &str) -> anyhow::Result<bool> {
-    let mut conn = pool.get()?;
+    let mut conn = pool.get_timeout(ATTEMPT)?;
     let row = conn.query_opt(
         "INSERT INTO leader_lease AS l (id, holder, expires_at, term) \
          VALUES (1, $1, now() + make_interval(secs => $2), 1) \
@@ -160,10 +162,25 @@ pub async fn run<F>(
     loop {
         let attempt = tokio::time::Instant::now();
         let (p, r) = (pool.clone(), replica.clone());
-        let held = tokio::task::spawn_blocking(move || try_lease(&p, &r))
-            .await
-            .map_err(anyhow::Error::new)
-            .and_then(|r| r);
+        let lease = tokio::task::spawn_blocking(move || try_lease(&p, &r));
+        // A leader steps down at `last_renewal + STEP_DOWN_AFTER` even while its attempt to
+        // renew still waits for an answer: the lease must never outlive its acting.
+        let step_down_at = last_renewal
+            .filter(|_| term.is_some())
+            .map(|t| t + STEP_DOWN_AFTER);
+        let held = tokio::select! {
+            r = tokio::time::timeout(ATTEMPT, lease) => match r {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(anyhow::Error::new(e)),
+                Err(_) => Err(anyhow::anyhow!("no answer within {ATTEMPT:?}")),
+            },
+            _ = async {
+                match step_down_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Err(anyhow::anyhow!("the lease could not be renewed in time")),
+        };
         match held {
             Ok(true) => last_renewal = Some(attempt),
             Ok(false) => last_renewal = None,

@@ -242,3 +242,144 @@ fn sqlite_installation_migrates_to_postgres() {
     drop(new);
     drop(old);
 }
+
+/// A TCP proxy in front of the test PostgreSQL server that the test can cut (every open
+/// connection closed, new ones closed at once) and restore: a store that becomes unreachable.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CuttableProxy {
+    fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        from.set_read_timeout(Some(Duration::from_millis(100)))
+                            .unwrap();
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            if c.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CuttableProxy { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The store becomes unreachable: writes answer 503 `store_unavailable` within seconds (never a
+/// hang, nothing half-applied), `/health` says so, the leader steps down; when the store is
+/// back, the same process leads and serves again without a restart.
+#[test]
+fn unreachable_store_answers_503_and_recovers_without_restart() {
+    let store = StoreDatabase::create();
+    let u = crate::common::postgres();
+    let proxy = CuttableProxy::start(format!("{}:{}", u.host, u.port));
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}",
+        u.user, u.password, proxy.port, store.name
+    );
+    let tmp = crate::common::reachable_tempdir();
+    let cp = Cp::start_on(&tmp.path().join("data"), 0, Some(&url));
+    leader_of(&[&cp], Duration::from_secs(10));
+    let leader_metric = |cp: &Cp| -> Option<String> {
+        let (_, text) = cp.call("GET", "/metrics", None);
+        text.as_str()?
+            .lines()
+            .find(|l| l.starts_with("refract_control_plane_leader "))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!(leader_metric(&cp).as_deref(), Some("1"));
+
+    proxy.set_cut(true);
+    let started = Instant::now();
+    let (s, v) = cp.call(
+        "POST",
+        "/v1/connections",
+        Some(serde_json::json!({"name": "during-outage", "backend": "mysql", "mysqlHost": "db.example",
+            "availableSchemas": ["app"], "mysqlUser": "u", "mysqlPassword": "p"})),
+    );
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["error"], "store_unavailable", "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let (s, v) = cp.call("GET", "/health", None);
+    assert_eq!(
+        (s, &v["error"]),
+        (503, &Value::from("store_unavailable")),
+        "{v}"
+    );
+    // The leader steps down (it cannot renew its lease).
+    let waited = Instant::now();
+    while leader_metric(&cp).as_deref() != Some("0") {
+        assert!(waited.elapsed() < Duration::from_secs(10), "still leading");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    proxy.set_cut(false);
+    leader_of(&[&cp], Duration::from_secs(15));
+    let (s, v) = cp.call(
+        "POST",
+        "/v1/connections",
+        Some(serde_json::json!({"name": "after-outage", "backend": "mysql", "mysqlHost": "db.example",
+            "availableSchemas": ["app"], "mysqlUser": "u", "mysqlPassword": "p"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let list = cp.get("/v1/connections");
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["after-outage"],
+        "nothing of the refused write was kept"
+    );
+}
