@@ -303,6 +303,70 @@ pub async fn migrate_store(
         .await?
 }
 
+/// `refract store rotate-key`: seals every secret again under a new master key (`new_key`, or a
+/// random one) and, when the key came from `DIR/master.key`, replaces that file; returns how
+/// many secrets were resealed and where the new key is. Stop every control plane first; copy the
+/// new `master.key` to every replica before starting them.
+pub async fn rotate_master_key(
+    data_dir: &std::path::Path,
+    store: Option<&str>,
+    master_key: Option<&str>,
+    new_key: Option<&str>,
+) -> anyhow::Result<(usize, String)> {
+    let old = match master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => {
+            anyhow::ensure!(
+                data_dir.join("master.key").is_file(),
+                "{} has no master.key (set REFRACT_MASTER_KEY to the current key)",
+                data_dir.display()
+            );
+            secrets::key_from_file(data_dir)?
+        }
+    };
+    let from_env = new_key.is_some();
+    let next = match new_key {
+        Some(k) => secrets::key_from_master(k),
+        None => {
+            let mut k = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+            k
+        }
+    };
+    anyhow::ensure!(next != old, "the new key is the current key");
+    let dir = data_dir.to_path_buf();
+    let location = StoreLocation::parse(store, data_dir)?;
+    let key_file = dir.join("master.key");
+    let env_key = master_key.is_some_and(|k| !k.trim().is_empty());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, String)> {
+        let secrets = match &location {
+            StoreLocation::Sqlite(_) => SecretStore::open(&dir, old)?,
+            StoreLocation::Postgres(url) => {
+                SecretStore::open_postgres(PostgresStore::open(url)?.pool(), old)?
+            }
+        };
+        // The new key is on disk before any secret depends on it.
+        let staged = dir.join("master.key.next");
+        if !env_key && !from_env {
+            secrets::write_private(&staged, hex::encode(next).as_bytes())?;
+        }
+        let n = secrets.reseal(next)?;
+        let whereto = if env_key || from_env {
+            "set REFRACT_MASTER_KEY to the new key (REFRACT_NEW_MASTER_KEY) on every replica"
+                .to_string()
+        } else {
+            std::fs::rename(&staged, &key_file)
+                .with_context(|| format!("replace {}", key_file.display()))?;
+            format!(
+                "the new key is in {}: copy it to every replica",
+                key_file.display()
+            )
+        };
+        Ok((n, whereto))
+    })
+    .await?
+}
+
 /// Run the control plane until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;

@@ -345,6 +345,54 @@ impl SecretStore {
         Ok(())
     }
 
+    /// Seals every secret again with `new_key`, in one step (the file replaced atomically; the
+    /// rows updated in one transaction), and returns how many there are. `self` stays on the
+    /// old key: open the store again with the new one. Offline: stop every control plane first.
+    pub fn reseal(&self, new_key: [u8; 32]) -> anyhow::Result<usize> {
+        let next = SecretStore {
+            cipher: Aes256Gcm::new_from_slice(&new_key)
+                .map_err(|_| anyhow::anyhow!("bad key length"))?,
+            backend: match &self.backend {
+                Backend::File { path, .. } => Backend::File {
+                    path: path.clone(),
+                    map: Mutex::new(BTreeMap::new()),
+                },
+                Backend::Postgres(pool) => Backend::Postgres(pool.clone()),
+            },
+        };
+        let entries = self.entries()?;
+        match &next.backend {
+            Backend::File { path, .. } => {
+                next.persist(path, &entries.iter().cloned().collect())?;
+            }
+            Backend::Postgres(pool) => {
+                let mut rows = Vec::new();
+                for (name, value) in entries
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .chain([(KEY_CHECK, "ok")])
+                {
+                    let (nonce, sealed) = next.seal(name, value.as_bytes())?;
+                    rows.push((name.to_string(), nonce, sealed));
+                }
+                off_runtime(|| -> anyhow::Result<()> {
+                    let mut conn = pool.get().context("connect to the metadata store")?;
+                    let mut tx = conn.transaction()?;
+                    tx.execute("DELETE FROM secrets", &[])?;
+                    for (name, nonce, sealed) in &rows {
+                        tx.execute(
+                            "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES ($1, $2, $3, now())",
+                            &[name, &nonce.as_slice(), sealed],
+                        )?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(entries.len())
+    }
+
     /// Every `(name, value)` (for `refract store migrate` and key rotation).
     pub fn entries(&self) -> anyhow::Result<Vec<(String, String)>> {
         match &self.backend {
@@ -414,6 +462,23 @@ mod tests {
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }
+    }
+
+    #[test]
+    fn reseal_under_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        let s = SecretStore::open(dir.path(), old).unwrap();
+        s.put("a", "alpha").unwrap();
+        s.put("b", "beta").unwrap();
+        assert_eq!(s.reseal(new).unwrap(), 2);
+        assert!(
+            SecretStore::open(dir.path(), old).is_err(),
+            "the old key no longer opens it"
+        );
+        let again = SecretStore::open(dir.path(), new).unwrap();
+        assert_eq!(again.get("a").as_deref(), Some("alpha"));
+        assert_eq!(again.get("b").as_deref(), Some("beta"));
     }
 
     #[test]

@@ -74,6 +74,17 @@ enum StoreCommand {
         #[arg(long)]
         to: String,
     },
+    /// Seal every secret again under a new master key (random, or REFRACT_NEW_MASTER_KEY) and
+    /// replace DIR/master.key. Stop every control plane first; then copy the new master.key to
+    /// every replica's data directory.
+    RotateKey {
+        /// The control plane's data directory (its master.key, or REFRACT_MASTER_KEY).
+        #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
+        data_dir: PathBuf,
+        /// The metadata store, as given to `refract serve --store` (default: DIR/refract.db).
+        #[arg(long, env = "REFRACT_STORE", value_name = "URL")]
+        store: Option<String>,
+    },
 }
 
 /// Arguments of `refract serve`.
@@ -196,6 +207,20 @@ fn main() -> std::process::ExitCode {
                 "migrated: start the control plane with --store {} on the same data directory",
                 refract_control_plane::store::redact_url(&to)
             );
+            Ok(())
+        }),
+        Command::Store(StoreCommand::RotateKey { data_dir, store }) => run_async(async move {
+            let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let new_key = std::env::var("REFRACT_NEW_MASTER_KEY").ok();
+            let data_dir = absolute(&data_dir)?;
+            let (n, whereto) = refract_control_plane::rotate_master_key(
+                &data_dir,
+                store.as_deref(),
+                master.as_deref(),
+                new_key.as_deref(),
+            )
+            .await?;
+            println!("resealed {n} secrets under the new master key; {whereto}");
             Ok(())
         }),
         Command::Client(c) => {

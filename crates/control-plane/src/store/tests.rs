@@ -849,6 +849,19 @@ fn postgres_secrets_are_sealed_and_need_the_master_key() {
     // A replica with another master key fails at start, saying why.
     let err = SecretStore::open_postgres(store.pool(), [8u8; 32]).unwrap_err();
     assert!(format!("{err:#}").contains("master key"), "{err:#}");
+    // Key rotation: every row sealed again; the old key no longer opens the store.
+    conn.execute(
+        "DELETE FROM secrets WHERE name = 'connection/3/password'",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(b.reseal([9u8; 32]).unwrap(), 1);
+    assert!(SecretStore::open_postgres(store.pool(), key).is_err());
+    let rotated = SecretStore::open_postgres(store.pool(), [9u8; 32]).unwrap();
+    assert_eq!(
+        rotated.get("connection/1/password").as_deref(),
+        Some("hunter2-very-secret")
+    );
 }
 
 /// The leader lease: one holder at a time, decided by the database; taken over once expired or

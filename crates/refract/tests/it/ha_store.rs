@@ -383,3 +383,55 @@ fn unreachable_store_answers_503_and_recovers_without_restart() {
         "nothing of the refused write was kept"
     );
 }
+
+/// `refract store rotate-key` on a stopped installation: every secret sealed again, a new
+/// `master.key`; the control plane starts with it and still reads the source password (a
+/// test-connection as the least-privilege source user succeeds).
+#[test]
+fn master_key_rotation_keeps_every_secret() {
+    let mut cp = Cp::fresh(0);
+    let data = cp.root().join("data");
+    let src = crate::common::mysql_source();
+    let (s, v) = cp.call(
+        "POST",
+        "/v1/connections",
+        Some(
+            serde_json::json!({"name": "src", "backend": "mysql", "mysqlHost": src.host,
+            "mysqlPort": src.port, "mysqlUser": src.user, "mysqlPassword": src.password,
+            "availableSchemas": ["mysql"]}),
+        ),
+    );
+    assert_eq!(s, 201, "{v}");
+    let id = v["connection"]["id"].as_str().unwrap().to_string();
+    let test = |cp: &Cp| {
+        let (s, v) = cp.call(
+            "POST",
+            &format!("/v1/connections/{id}/test-connection"),
+            None,
+        );
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+    };
+    test(&cp);
+    cp.kill();
+    let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let out = std::process::Command::new(crate::common::refract_bin())
+        .args(["store", "rotate-key", "--data-dir", data.to_str().unwrap()])
+        .env_remove("REFRACT_MASTER_KEY")
+        .env_remove("REFRACT_STORE")
+        .output()
+        .unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("resealed"), "{printed}");
+    let new_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(
+        !printed.contains(new_key.trim()),
+        "the key is never printed"
+    );
+    assert!(!data.join("master.key.next").exists());
+    cp.restart();
+    test(&cp);
+}
