@@ -1,7 +1,8 @@
 //! `refract store migrate --from sqlite:PATH --to postgres://…`: moves an installation from the
 //! embedded SQLite store to PostgreSQL without losing a record.
 //!
-//! Every row of every table is copied as it is (ids, hashes of keys, timestamps, the event ids
+//! Every row of every table (and of the managed servers' `managed.sqlite` beside it, into schema
+//! `managed`) is copied as it is (ids, hashes of keys, timestamps, the event ids
 //! and their sequence), converting each SQLite value to the PostgreSQL column's type (read from
 //! the target's catalog, so a column added by a later migration on both sides needs no change
 //! here). The secrets move too: read from `secrets.enc` beside the SQLite file with the master
@@ -33,6 +34,9 @@ const TABLES: &[&str] = &[
     "query_keys",
     "database_ops",
 ];
+
+/// The managed servers' tables (`managed.sqlite` → schema `managed`).
+const MANAGED_TABLES: &[&str] = &["api_tokens", "databases"];
 
 /// What a migration copied.
 #[derive(Debug, Default)]
@@ -75,6 +79,18 @@ pub fn sqlite_to_postgres(
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )?;
     let target = PostgresStore::open(url)?;
+    // The managed servers' metadata, when there is any: its own file beside, its own schema.
+    let managed_path = dir.join("managed.sqlite");
+    let managed = if managed_path.is_file() {
+        drop(refract_managed::store::Store::open(&managed_path)?);
+        drop(refract_managed::store::Store::open_postgres(target.pool())?);
+        Some(rusqlite::Connection::open_with_flags(
+            &managed_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?)
+    } else {
+        None
+    };
     let mut conn = target.conn()?;
     let mut tx = conn.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
@@ -83,9 +99,18 @@ pub fn sqlite_to_postgres(
         bail!("the target store is not empty ({existing} customers): migrate into a new database");
     }
     let mut report = MigrationReport::default();
+    let schema: String = tx.query_one("SELECT current_schema()", &[])?.get(0);
     for table in TABLES {
-        let n = copy_table(&source, &mut tx, table).with_context(|| format!("copy {table}"))?;
+        let n = copy_table(&source, &mut tx, table, &schema, table)
+            .with_context(|| format!("copy {table}"))?;
         report.rows.push((table.to_string(), n));
+    }
+    if let Some(managed) = &managed {
+        for table in MANAGED_TABLES {
+            let n = copy_table(managed, &mut tx, table, "managed", table)
+                .with_context(|| format!("copy managed {table}"))?;
+            report.rows.push((format!("managed.{table}"), n));
+        }
     }
     tx.execute(
         "SELECT setval(pg_get_serial_sequence('events', 'id'), GREATEST((SELECT max(id) FROM events), 1))",
@@ -105,13 +130,14 @@ pub fn sqlite_to_postgres(
 /// The PostgreSQL type of each column of `table` in the target.
 fn column_types(
     tx: &mut postgres::Transaction<'_>,
+    schema: &str,
     table: &str,
 ) -> anyhow::Result<HashMap<String, String>> {
     Ok(tx
         .query(
             "SELECT column_name, data_type FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = $1",
-            &[&table],
+             WHERE table_schema = $1 AND table_name = $2",
+            &[&schema, &table],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -122,8 +148,14 @@ fn copy_table(
     source: &rusqlite::Connection,
     tx: &mut postgres::Transaction<'_>,
     table: &str,
+    schema: &str,
+    target: &str,
 ) -> anyhow::Result<usize> {
-    let types = column_types(tx, table)?;
+    let types = column_types(tx, schema, target)?;
+    anyhow::ensure!(
+        !types.is_empty(),
+        "no table {schema}.{target} in the target"
+    );
     let mut stmt = source.prepare(&format!("SELECT * FROM {table}"))?;
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     for c in &columns {
@@ -134,7 +166,7 @@ fn copy_table(
     }
     let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
     let insert = tx.prepare(&format!(
-        "INSERT INTO {table} ({}) VALUES ({})",
+        "INSERT INTO {schema}.{target} ({}) VALUES ({})",
         columns.join(", "),
         placeholders.join(", ")
     ))?;

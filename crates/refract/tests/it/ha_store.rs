@@ -93,6 +93,15 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
     let (key, _) = create_key(&replicas[1], &id, "k");
     let listed = replicas[0].get(&format!("/v1/databases/{id}/api-keys"));
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // The managed servers' API too: a token created through one replica is listed by the other.
+    let (s, tok) = replicas[0].call(
+        "POST",
+        "/api/v1/api-tokens",
+        Some(serde_json::json!({"name": "shared"})),
+    );
+    assert_eq!(s, 201, "{tok}");
+    let tokens = replicas[1].get("/api/v1/api-tokens");
+    assert_eq!(tokens[0]["name"], "shared", "{tokens}");
 
     // Provisioned through the follower: the leader picks it up.
     let leader = leader_of(&[&replicas[0], &replicas[1]], Duration::from_secs(10));
@@ -174,6 +183,14 @@ fn sqlite_installation_migrates_to_postgres() {
     let answer = query_ok(&endpoint(&before), &key, q, Duration::from_secs(10));
     let engines = old.engine_pids();
     assert_eq!(engines.len(), 1);
+    // A managed-servers API token (its metadata is in managed.sqlite).
+    let (s, tok) = old.call(
+        "POST",
+        "/api/v1/api-tokens",
+        Some(serde_json::json!({"name": "ops"})),
+    );
+    assert_eq!(s, 201, "{tok}");
+    let managed_token = tok["token"].as_str().unwrap().to_string();
     old.kill();
 
     let out = std::process::Command::new(crate::common::refract_bin())
@@ -220,6 +237,15 @@ fn sqlite_installation_migrates_to_postgres() {
     );
     let events = new.events(&id);
     assert!(events.contains("registered"), "the history moved: {events}");
+    let tokens = new.get("/api/v1/api-tokens");
+    assert_eq!(tokens[0]["name"], "ops", "{tokens}");
+    let (s, v) = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/databases", new.url()))
+        .bearer_auth(&managed_token)
+        .send()
+        .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+        .unwrap();
+    assert_eq!(s, 200, "the managed API token still works: {v}");
 
     // The target is no longer empty: a second migration changes nothing.
     let again = std::process::Command::new(crate::common::refract_bin())

@@ -41,6 +41,10 @@ impl Cp {
         cp
     }
 
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     pub(crate) fn root(&self) -> PathBuf {
         self.data.parent().unwrap().to_path_buf()
     }
