@@ -199,7 +199,7 @@ pub enum StoreError {
 type StoreResult<T> = Result<T, StoreError>;
 
 mod postgres;
-pub use postgres::{off_runtime, PgPool};
+pub use postgres::{apply_migrations, off_runtime, PgPool};
 
 /// Current time at microsecond precision (what the store keeps, so values read back compare equal).
 pub fn now() -> DateTime<Utc> {

@@ -126,36 +126,13 @@ impl PostgresStore {
     }
 
     fn migrate(&self) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().context("connect to the metadata store")?;
-        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])?;
-        let result = (|| -> anyhow::Result<()> {
-            conn.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, \
-                 name text NOT NULL, applied_at timestamptz NOT NULL)",
-            )?;
-            for (version, name, sql) in MIGRATIONS {
-                let mut tx = conn.transaction()?;
-                let done: bool = tx
-                    .query_one(
-                        "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = $1)",
-                        &[version],
-                    )?
-                    .get(0);
-                if !done {
-                    tx.batch_execute(sql)
-                        .with_context(|| format!("migration {name}"))?;
-                    tx.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
-                        &[version, name],
-                    )?;
-                    tracing::info!(migration = name, "applied metadata store migration");
-                }
-                tx.commit()?;
-            }
-            Ok(())
-        })();
-        let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]);
-        result
+        refract_managed::store::apply_migrations(
+            &self.pool,
+            MIGRATE_LOCK,
+            "SELECT 1",
+            "schema_migrations",
+            MIGRATIONS,
+        )
     }
 
     /// The URL this store connects to (for the leader lease and wake-ups, which hold their own

@@ -37,6 +37,53 @@ pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// Applies the `migrations` not yet recorded in `table` (created if needed, after `setup`), each
+/// in its own transaction, under the session advisory lock `lock`: replicas starting together
+/// apply each one once. Shared by the control plane's store and this one.
+pub fn apply_migrations(
+    pool: &PgPool,
+    lock: i64,
+    setup: &str,
+    table: &str,
+    migrations: &[(i64, &str, &str)],
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    off_runtime(|| {
+        let mut conn = pool.get().context("connect to the metadata store")?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&lock])?;
+        let result = (|| -> anyhow::Result<()> {
+            conn.batch_execute(&format!(
+                "{setup}; CREATE TABLE IF NOT EXISTS {table} (version bigint PRIMARY KEY, \
+                 name text NOT NULL, applied_at timestamptz NOT NULL)"
+            ))?;
+            for (version, name, sql) in migrations {
+                let mut tx = conn.transaction()?;
+                let done: bool = tx
+                    .query_one(
+                        &format!("SELECT EXISTS(SELECT 1 FROM {table} WHERE version = $1)"),
+                        &[version],
+                    )?
+                    .get(0);
+                if !done {
+                    tx.batch_execute(sql)
+                        .with_context(|| format!("migration {name}"))?;
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {table} (version, name, applied_at) VALUES ($1, $2, now())"
+                        ),
+                        &[version, name],
+                    )?;
+                    tracing::info!(migration = name, table, "applied metadata store migration");
+                }
+                tx.commit()?;
+            }
+            Ok(())
+        })();
+        let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&lock]);
+        result
+    })
+}
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         StoreError::Postgres(e.to_string())
@@ -213,41 +260,13 @@ impl PgStore {
     /// Creates schema `managed` and applies pending migrations (under a lock: replicas starting
     /// together apply each once).
     pub(super) fn open(pool: PgPool) -> anyhow::Result<PgStore> {
-        use anyhow::Context;
-        let p = pool.clone();
-        off_runtime(move || -> anyhow::Result<()> {
-            let mut conn = p.get().context("connect to the metadata store")?;
-            conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])?;
-            let result = (|| -> anyhow::Result<()> {
-                conn.batch_execute(
-                    "CREATE SCHEMA IF NOT EXISTS managed; \
-                     CREATE TABLE IF NOT EXISTS managed.schema_migrations (version bigint PRIMARY KEY, \
-                     name text NOT NULL, applied_at timestamptz NOT NULL)",
-                )?;
-                for (version, name, sql) in MIGRATIONS {
-                    let mut tx = conn.transaction()?;
-                    let done: bool = tx
-                        .query_one(
-                            "SELECT EXISTS(SELECT 1 FROM managed.schema_migrations WHERE version = $1)",
-                            &[version],
-                        )?
-                        .get(0);
-                    if !done {
-                        tx.batch_execute(sql)
-                            .with_context(|| format!("managed migration {name}"))?;
-                        tx.execute(
-                            "INSERT INTO managed.schema_migrations (version, name, applied_at) \
-                             VALUES ($1, $2, now())",
-                            &[version, name],
-                        )?;
-                    }
-                    tx.commit()?;
-                }
-                Ok(())
-            })();
-            let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK]);
-            result
-        })?;
+        apply_migrations(
+            &pool,
+            MIGRATE_LOCK,
+            "CREATE SCHEMA IF NOT EXISTS managed",
+            "managed.schema_migrations",
+            MIGRATIONS,
+        )?;
         Ok(PgStore { pool })
     }
 

@@ -40,6 +40,20 @@ impl Drop for StoreDatabase {
     }
 }
 
+/// Runs `refract ARGS` (no master key or store from the environment); success and what it
+/// printed (stdout, then stderr).
+fn refract(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(crate::common::refract_bin())
+        .args(args)
+        .env_remove("REFRACT_MASTER_KEY")
+        .env_remove("REFRACT_STORE")
+        .output()
+        .unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), printed)
+}
+
 fn health(cp: &Cp) -> Value {
     cp.get("/health")
 }
@@ -193,8 +207,8 @@ fn sqlite_installation_migrates_to_postgres() {
     let managed_token = tok["token"].as_str().unwrap().to_string();
     old.kill();
 
-    let out = std::process::Command::new(crate::common::refract_bin())
-        .args([
+    let migrate = || {
+        refract(&[
             "store",
             "migrate",
             "--from",
@@ -202,12 +216,9 @@ fn sqlite_installation_migrates_to_postgres() {
             "--to",
             &store.url,
         ])
-        .env_remove("REFRACT_MASTER_KEY")
-        .output()
-        .unwrap();
-    let printed =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{printed}");
+    };
+    let (ok, printed) = migrate();
+    assert!(ok, "{printed}");
     assert!(
         printed.contains("databases") && printed.contains("secrets"),
         "{printed}"
@@ -248,23 +259,8 @@ fn sqlite_installation_migrates_to_postgres() {
     assert_eq!(s, 200, "the managed API token still works: {v}");
 
     // The target is no longer empty: a second migration changes nothing.
-    let again = std::process::Command::new(crate::common::refract_bin())
-        .args([
-            "store",
-            "migrate",
-            "--from",
-            &format!("sqlite:{}", data.join("refract.db").display()),
-            "--to",
-            &store.url,
-        ])
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("not empty"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let (ok, printed) = migrate();
+    assert!(!ok && printed.contains("not empty"), "{printed}");
     drop(new);
     drop(old);
 }
@@ -441,15 +437,8 @@ fn master_key_rotation_keeps_every_secret() {
     test(&cp);
     cp.kill();
     let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
-    let out = std::process::Command::new(crate::common::refract_bin())
-        .args(["store", "rotate-key", "--data-dir", data.to_str().unwrap()])
-        .env_remove("REFRACT_MASTER_KEY")
-        .env_remove("REFRACT_STORE")
-        .output()
-        .unwrap();
-    let printed =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{printed}");
+    let (ok, printed) = refract(&["store", "rotate-key", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{printed}");
     assert!(printed.contains("resealed"), "{printed}");
     let new_key = std::fs::read_to_string(data.join("master.key")).unwrap();
     assert_ne!(old_key, new_key);
