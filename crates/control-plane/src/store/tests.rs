@@ -759,6 +759,49 @@ fn migrations_apply_once_from_empty_and_concurrently() {
     assert!(read(&again, |tx| tx.admin_exists()));
 }
 
+/// An installation of an older version (every migration but the last applied, with data) is
+/// brought to the current schema on open, its rows intact.
+#[test]
+fn sqlite_migrates_from_the_previous_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refract.db");
+    let all = super::sqlite::MIGRATIONS;
+    let (last, previous) = all.split_last().unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (version, name, sql) in previous {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, '2026-01-01T00:00:00.000000Z')",
+                rusqlite::params![version, name],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO customers (id, name, plan, is_admin, created_at, updated_at) \
+             VALUES ('6a0f3a38-7d2a-4c34-9d0e-2f2a8d3b8c11', 'old', 'free', 1, \
+             '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let customers = read(&store, |tx| tx.list_customers());
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0].name, "old");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let applied: i64 = conn
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(applied, last.0, "the last migration ran");
+}
+
 /// A store that cannot be reached is `Unavailable` (HTTP 503), quickly — never a hang.
 #[test]
 fn unreachable_postgres_is_unavailable_quickly() {
