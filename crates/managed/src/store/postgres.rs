@@ -9,7 +9,9 @@ use postgres::types::Json;
 use postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{DbRecord, Desired, ErrorKind, StoreError, TokenRecord, DB_COLUMNS, TOKEN_COLUMNS};
+use super::records::{
+    now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord, DB_COLUMNS, TOKEN_COLUMNS,
+};
 use crate::api::{DbType, Status};
 use crate::error::ManagedError;
 
@@ -403,7 +405,7 @@ impl PgStore {
             };
             let others = live_of(c, &d.customer_id, Some(id))?;
             let out = f(&mut d, &others)?;
-            d.updated_at = super::now();
+            d.updated_at = now();
             save_in(c, &d)?;
             Ok(Some((out, d)))
         })
