@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use refract_schema::Backend;
 use serde_json::{json, Value};
 
-use crate::{url_parts, EngineProcess, Source};
+use crate::engines::{reqwest_health, spawn_engine, url_parts, EngineProcess, Source};
 
 /// Database of the benchmark (on both servers).
 pub const DB: &str = "refract_b4";
@@ -433,7 +433,7 @@ async fn admin_post(url: &str, path: &str) -> anyhow::Result<()> {
 async fn wait_streaming(url: &str) -> anyhow::Result<()> {
     let t = Instant::now();
     loop {
-        let body = crate::reqwest_health(url).await.unwrap_or_default();
+        let body = reqwest_health(url).await.unwrap_or_default();
         if body.contains("\"streaming\"") {
             return Ok(());
         }
@@ -460,7 +460,7 @@ async fn run_source(s: &Source, opts: &Options) -> anyhow::Result<Vec<RateResult
         s.name.to_lowercase()
     ));
     let t = Instant::now();
-    let mut engine: EngineProcess = crate::spawn_engine(config, dir, Some(&log)).await?;
+    let mut engine: EngineProcess = spawn_engine(config, dir, Some(&log)).await?;
     wait_streaming(&engine.url).await?;
     eprintln!(
         "{}: engine loaded and streaming in {:.1} s (log {})",

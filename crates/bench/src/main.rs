@@ -15,9 +15,9 @@
 mod baseline;
 mod cdc;
 mod dataset;
+mod engines;
 mod loadgen;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,8 @@ use dataset::{replace_database, Scale};
 use refract_schema::Backend;
 use refract_sources::{LoadProgress, SourceParams};
 use refract_storage::TableBuilder;
-use tokio::io::AsyncBufReadExt;
+
+use engines::{spawn_engine, url_parts, EngineProcess, Source};
 
 #[derive(Parser)]
 #[command(
@@ -101,13 +102,6 @@ enum Cmd {
     All,
 }
 
-struct Source {
-    name: &'static str,
-    backend: Backend,
-    server_url: String,
-    db_url: String,
-}
-
 fn db_name(scale: Scale) -> String {
     format!("blog_{scale:?}").to_lowercase()
 }
@@ -132,21 +126,6 @@ fn sources(args: &Args) -> Vec<Source> {
         });
     }
     out
-}
-
-/// user, password, host, port of a URL.
-fn url_parts(url: &str) -> (String, String, String, u16) {
-    let rest = url.split_once("://").map(|x| x.1).unwrap_or(url);
-    let (auth, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
-    let (user, pw) = auth.split_once(':').unwrap_or((auth, ""));
-    let hostport = hostpart.split('/').next().unwrap_or("");
-    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "0"));
-    (
-        user.into(),
-        pw.into(),
-        host.into(),
-        port.parse().unwrap_or(0),
-    )
 }
 
 fn params(src: &Source, scale: Scale) -> SourceParams {
@@ -426,25 +405,6 @@ fn client_read_time(
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// A running `refract engine` child process.
-struct EngineProcess {
-    child: tokio::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn refract_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("refract");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p refract)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 async fn start_engine(s: &Source, scale: Scale) -> anyhow::Result<EngineProcess> {
     let dir = tempfile::tempdir()?;
     let (user, pw, host, port) = url_parts(&s.server_url);
@@ -458,67 +418,6 @@ async fn start_engine(s: &Source, scale: Scale) -> anyhow::Result<EngineProcess>
         "log_level": "warn",
     });
     spawn_engine(config, dir, None).await
-}
-
-/// Start `refract engine` with `config` (written into `dir`), wait for its first snapshot.
-/// The engine's stderr goes to `log` when given.
-async fn spawn_engine(
-    config: serde_json::Value,
-    dir: tempfile::TempDir,
-    log: Option<&std::path::Path>,
-) -> anyhow::Result<EngineProcess> {
-    let config_path = dir.path().join("engine.json");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-    let stderr = match log {
-        Some(p) => Stdio::from(std::fs::File::create(p)?),
-        None => Stdio::null(),
-    };
-    let mut child = tokio::process::Command::new(refract_binary()?)
-        .args(["engine", "--config"])
-        .arg(&config_path)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("engine stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let url = loop {
-        match lines.next_line().await? {
-            Some(l) => {
-                if let Some(u) = l.strip_prefix("refract engine listening on ") {
-                    break u.trim().to_string();
-                }
-            }
-            None => bail!("engine exited before listening"),
-        }
-    };
-    // Wait for the first snapshot.
-    let t = Instant::now();
-    loop {
-        let body = reqwest_health(&url).await.unwrap_or_default();
-        if body.contains("\"ok\"") {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("engine did not load within 10 minutes: {body}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(EngineProcess {
-        child,
-        url,
-        _dir: dir,
-    })
-}
-
-async fn reqwest_health(url: &str) -> anyhow::Result<String> {
-    use http_body_util::{BodyExt, Empty};
-    let client: hyper_util::client::legacy::Client<_, Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let resp = client.get(format!("{url}/health").parse()?).await?;
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Builds a benchmark query's text from its parameter.

@@ -33,12 +33,12 @@
 //! - **Admin reload** (`POST /admin/reload`) is a full resync run by this loop.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
-use refract_protocol::{Replication, ReplicationState};
+use refract_protocol::ReplicationState;
 use refract_schema::{Backend, Manifest, Row, TableManifest};
 use refract_sources::cdc::{
     create_logical_slot, drop_logical_slot, fetch_rows_by_key, logical_status, open_stream,
@@ -47,10 +47,10 @@ use refract_sources::cdc::{
 use refract_sources::SourcePosition;
 use refract_storage::{ChangeBatch, Table};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::config::{ReconnectMode, SyncMode};
-use crate::state::{EngineState, LoadError, ReloadReport, Trigger};
+use crate::state::{AdminReply, EngineState, LoadError, ReloadReport, Trigger};
 
 /// Longest a batch stays open.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
@@ -63,108 +63,6 @@ const BATCH_MAX: usize = 10_000;
 const RECHECK_AGAIN_AFTER: Duration = Duration::from_millis(500);
 /// Events buffered between the reader task and the applier.
 const CHANNEL: usize = 65_536;
-
-/// A pending `POST /admin/reload`.
-pub(crate) type AdminReply = oneshot::Sender<Result<ReloadReport, LoadError>>;
-
-/// What the CDC loop shares with the rest of the engine.
-#[derive(Debug, Default)]
-pub(crate) struct CdcShared {
-    /// Set while a CDC loop runs: admin reloads go through it.
-    pub(crate) admin_tx: OnceLock<mpsc::Sender<AdminReply>>,
-    status: Mutex<ReplStatus>,
-}
-
-/// Replication state shown in `/health`, `/stats` and `/metrics`.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ReplStatus {
-    /// What the loop does (`None`: not started, shown as `loading`).
-    pub(crate) state: Option<ReplicationState>,
-    /// Last batch: first event received → published, ms.
-    pub(crate) batch_lag_ms: u64,
-    /// While a batch is open: when its first event arrived.
-    pub(crate) pending_since: Option<Instant>,
-    /// Source commit time of the last published transaction (ms since the epoch).
-    pub(crate) last_commit_ms: Option<i64>,
-    pub(crate) last_publish: Option<Instant>,
-    pub(crate) position: Option<SourcePosition>,
-    pub(crate) batches: u64,
-    pub(crate) changes: u64,
-    pub(crate) reconnects: u64,
-    pub(crate) full_loads: u64,
-    pub(crate) last_error: Option<String>,
-    /// `last_error` is a setup problem of the source (settings, grants, publication, server id)
-    /// that retrying does not fix: the control plane fails a deploy on it at once.
-    pub(crate) fatal: bool,
-    pub(crate) drift: Option<Value>,
-    pub(crate) retained_wal_bytes: Option<i64>,
-    pub(crate) slot: Option<String>,
-    pub(crate) dirty: Vec<String>,
-}
-
-impl CdcShared {
-    pub(crate) fn status(&self) -> MutexGuard<'_, ReplStatus> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether a CDC loop runs.
-    pub(crate) fn active(&self) -> bool {
-        self.admin_tx.get().is_some()
-    }
-
-    /// Data age for `lagMs`: the open batch's age, else 0 (caught up).
-    pub(crate) fn lag_ms(&self) -> u64 {
-        let s = self.status();
-        match s.pending_since {
-            Some(t) => t.elapsed().as_millis() as u64,
-            None => 0,
-        }
-    }
-
-    /// The `replication` object of `/health` in CDC modes.
-    pub(crate) fn health(&self, mode: SyncMode, paused: bool, interval: u64) -> Replication {
-        let lag = self.lag_ms();
-        let s = self.status();
-        Replication {
-            mode: mode.as_str().to_string(),
-            state: if paused {
-                ReplicationState::Paused
-            } else {
-                s.state.unwrap_or(ReplicationState::Loading)
-            },
-            lag_ms: Some(lag),
-            last_batch_lag_ms: Some(s.batch_lag_ms),
-            paused,
-            interval_s: interval,
-            retained_wal_bytes: s.retained_wal_bytes,
-            last_error: s.last_error.clone(),
-            fatal: s.last_error.as_ref().map(|_| s.fatal),
-            requested_mode: None,
-            note: None,
-        }
-    }
-
-    /// Extra `/stats` fields in CDC modes.
-    pub(crate) fn stats(&self) -> Value {
-        let s = self.status();
-        json!({
-            "position": s.position,
-            "lastCommitAt": s.last_commit_ms,
-            "lastPublishAgoMs": s.last_publish.map(|t| t.elapsed().as_millis() as u64),
-            "batches": s.batches,
-            "changes": s.changes,
-            "reconnects": s.reconnects,
-            "fullLoads": s.full_loads,
-            "drift": s.drift,
-            "slot": s.slot,
-            "dirtyTables": s.dirty,
-        })
-    }
-
-    fn set_state(&self, state: ReplicationState) {
-        self.status().state = Some(state);
-    }
-}
 
 /// Whether this engine runs a CDC loop (the mode fits the backend).
 pub(crate) fn cdc_mode(state: &EngineState) -> bool {

@@ -690,7 +690,7 @@ async fn drop_replication(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.admin.check(auth_header(&headers))?;
-    let answer = state.drop_replication().await?;
+    let answer = crate::cdc::drop_replication(&state).await?;
     Ok(json_response(&answer))
 }
 

@@ -16,6 +16,7 @@ use refract_schema::{Manifest, SchemaConfig, MANIFEST_VERSION};
 use refract_sources::{ExportedSnapshot, LoadProgress, SourceParams, SourcePosition};
 use refract_storage::{Snapshot, Table, TableBuilder};
 use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EngineConfig, SyncMode};
@@ -142,7 +143,7 @@ pub struct EngineState {
     pub(crate) metrics: Metrics,
     pub(crate) query_options: QueryOptions,
     /// CDC loop state (binlog / logical modes).
-    pub(crate) cdc: crate::cdc::CdcShared,
+    pub(crate) cdc: CdcShared,
     shutdown: CancellationToken,
     started: Instant,
     local_addr: OnceLock<SocketAddr>,
@@ -216,7 +217,7 @@ impl EngineState {
             metrics: Metrics::for_database(config.database_id.as_deref())
                 .with_table_labels(config.metrics_table_labels),
             query_options,
-            cdc: crate::cdc::CdcShared::default(),
+            cdc: CdcShared::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             local_addr: OnceLock::new(),
@@ -233,13 +234,6 @@ impl EngineState {
     /// Where the source is.
     pub(crate) fn params(&self) -> &SourceParams {
         &self.params
-    }
-
-    /// Drop the replication slot and publication this engine created on a PostgreSQL source
-    /// (for terminate/delete): pauses replication first. Answers what was dropped; binlog
-    /// sources keep no state to drop. Also `POST /admin/replication/drop`.
-    pub async fn drop_replication(&self) -> Result<Value, LoadError> {
-        crate::cdc::drop_replication(self).await
     }
 
     /// Publish a CDC batch: `current` with the tables at the given indexes replaced, in one
@@ -815,4 +809,108 @@ fn read_manifest(path: &std::path::Path, config: &EngineConfig) -> anyhow::Resul
         );
     }
     Ok(manifest)
+}
+
+// ------------------------------------------------------------------ change streams
+
+/// A pending `POST /admin/reload`.
+pub(crate) type AdminReply = oneshot::Sender<Result<ReloadReport, LoadError>>;
+
+/// What the CDC loop shares with the rest of the engine.
+#[derive(Debug, Default)]
+pub(crate) struct CdcShared {
+    /// Set while a CDC loop runs: admin reloads go through it.
+    pub(crate) admin_tx: OnceLock<mpsc::Sender<AdminReply>>,
+    status: Mutex<ReplStatus>,
+}
+
+/// Replication state shown in `/health`, `/stats` and `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReplStatus {
+    /// What the loop does (`None`: not started, shown as `loading`).
+    pub(crate) state: Option<ReplicationState>,
+    /// Last batch: first event received → published, ms.
+    pub(crate) batch_lag_ms: u64,
+    /// While a batch is open: when its first event arrived.
+    pub(crate) pending_since: Option<Instant>,
+    /// Source commit time of the last published transaction (ms since the epoch).
+    pub(crate) last_commit_ms: Option<i64>,
+    pub(crate) last_publish: Option<Instant>,
+    pub(crate) position: Option<SourcePosition>,
+    pub(crate) batches: u64,
+    pub(crate) changes: u64,
+    pub(crate) reconnects: u64,
+    pub(crate) full_loads: u64,
+    pub(crate) last_error: Option<String>,
+    /// `last_error` is a setup problem of the source (settings, grants, publication, server id)
+    /// that retrying does not fix: the control plane fails a deploy on it at once.
+    pub(crate) fatal: bool,
+    pub(crate) drift: Option<Value>,
+    pub(crate) retained_wal_bytes: Option<i64>,
+    pub(crate) slot: Option<String>,
+    pub(crate) dirty: Vec<String>,
+}
+
+impl CdcShared {
+    pub(crate) fn status(&self) -> MutexGuard<'_, ReplStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a CDC loop runs.
+    pub(crate) fn active(&self) -> bool {
+        self.admin_tx.get().is_some()
+    }
+
+    /// Data age for `lagMs`: the open batch's age, else 0 (caught up).
+    pub(crate) fn lag_ms(&self) -> u64 {
+        let s = self.status();
+        match s.pending_since {
+            Some(t) => t.elapsed().as_millis() as u64,
+            None => 0,
+        }
+    }
+
+    /// The `replication` object of `/health` in CDC modes.
+    pub(crate) fn health(&self, mode: SyncMode, paused: bool, interval: u64) -> Replication {
+        let lag = self.lag_ms();
+        let s = self.status();
+        Replication {
+            mode: mode.as_str().to_string(),
+            state: if paused {
+                ReplicationState::Paused
+            } else {
+                s.state.unwrap_or(ReplicationState::Loading)
+            },
+            lag_ms: Some(lag),
+            last_batch_lag_ms: Some(s.batch_lag_ms),
+            paused,
+            interval_s: interval,
+            retained_wal_bytes: s.retained_wal_bytes,
+            last_error: s.last_error.clone(),
+            fatal: s.last_error.as_ref().map(|_| s.fatal),
+            requested_mode: None,
+            note: None,
+        }
+    }
+
+    /// Extra `/stats` fields in CDC modes.
+    pub(crate) fn stats(&self) -> Value {
+        let s = self.status();
+        json!({
+            "position": s.position,
+            "lastCommitAt": s.last_commit_ms,
+            "lastPublishAgoMs": s.last_publish.map(|t| t.elapsed().as_millis() as u64),
+            "batches": s.batches,
+            "changes": s.changes,
+            "reconnects": s.reconnects,
+            "fullLoads": s.full_loads,
+            "drift": s.drift,
+            "slot": s.slot,
+            "dirtyTables": s.dirty,
+        })
+    }
+
+    pub(crate) fn set_state(&self, state: ReplicationState) {
+        self.status().state = Some(state);
+    }
 }

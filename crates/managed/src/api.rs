@@ -7,50 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
-/// The engine of a managed server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DbType {
-    /// PostgreSQL (`initdb` + `postgres`).
-    Postgresql,
-    /// MySQL protocol; MariaDB runs where MySQL is not installed.
-    Mysql,
-    /// Redis with AOF persistence.
-    Redis,
-    /// MongoDB (`mongod`), only where it is installed.
-    Mongodb,
-}
-
-impl DbType {
-    /// Every engine, in the order of the spec.
-    pub const ALL: [DbType; 4] = [
-        DbType::Postgresql,
-        DbType::Mysql,
-        DbType::Redis,
-        DbType::Mongodb,
-    ];
-
-    /// The API name (`postgresql`, `mysql`, `redis`, `mongodb`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbType::Postgresql => "postgresql",
-            DbType::Mysql => "mysql",
-            DbType::Redis => "redis",
-            DbType::Mongodb => "mongodb",
-        }
-    }
-
-    /// Parses an API name.
-    pub fn parse(s: &str) -> Option<DbType> {
-        DbType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-impl fmt::Display for DbType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::catalog::DbType;
 
 /// What a managed server is doing, as reported by the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -728,10 +728,7 @@ mod tests {
         let c = w.seal();
         for (i, &v) in vals.iter().enumerate() {
             let (got, want) = (c.get(i, ty), coerce(ty, v));
-            assert!(
-                crate::hash::val_eq(got, want),
-                "cell {i} of {ty:?}: {got:?} != {want:?}"
-            );
+            assert!(got.same(&want), "cell {i} of {ty:?}: {got:?} != {want:?}");
         }
     }
 
