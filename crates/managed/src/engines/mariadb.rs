@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::{sql_password, Ctx, ADMIN_USER, APP_USER, HOST, LOGIN_TIMEOUT, REPLICATION_USER};
+use super::context::{
+    sql_password, Ctx, ADMIN_USER, APP_USER, HOST, LOGIN_TIMEOUT, REPLICATION_USER,
+};
 use crate::api::ReplicaHealth;
 use crate::os;
 use refract_runtime::InstanceSpec;

@@ -7,167 +7,22 @@
 //! `prepare` (new data directory), `spec` (config files + how to run), `bootstrap` (first start of
 //! the primary), `check_login`, `replica_health`.
 
+mod context;
 mod mariadb;
 mod mongodb;
 mod postgres;
 mod redis;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-
-use refract_runtime::{InstanceKind, InstanceSpec, Readiness};
+use refract_runtime::InstanceSpec;
 
 use crate::api::{Credentials, DbType, ReplicaHealth};
-use crate::catalog::{Binaries, Plan};
-use crate::os::{self, ServiceUser};
-use crate::store::DbRecord;
+use crate::os;
 
-/// Host every local server listens on.
-pub const HOST: &str = "127.0.0.1";
-/// The application user of PostgreSQL, MySQL and MongoDB servers.
-pub const APP_USER: &str = "app_user";
-/// The generated superuser.
-pub const ADMIN_USER: &str = "refract_admin";
-/// The user standbys replicate with.
-pub const REPLICATION_USER: &str = "refract_replicator";
-
-/// How long a setup command (`initdb`, `pg_basebackup`, …) may take.
-pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long one login attempt may take.
-pub(crate) const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Roles of the generated passwords, each a secret-store entry `managed/<db id>/<role>`.
-pub const SECRET_ROLES: &[&str] = &["admin", "app", "replication"];
-
-/// The secret-store name of one generated password.
-pub fn secret_name(db_id: &str, role: &str) -> String {
-    format!("managed/{db_id}/{role}")
-}
-
-/// The runtime-driver instance id of node `node` of a database.
-pub fn instance_id(db_id: &str, node: usize) -> String {
-    format!("{db_id}-n{node}")
-}
-
-/// The system user the engine's package creates (servers run as it when the control plane is root).
-pub fn preferred_user(db_type: DbType) -> &'static str {
-    match db_type {
-        DbType::Postgresql => "postgres",
-        DbType::Mysql => "mysql",
-        DbType::Redis => "redis",
-        DbType::Mongodb => "mongodb",
-    }
-}
-
-/// The database (PostgreSQL database, MySQL schema) created for the application: the slug with
-/// `_` for `-` (the seed's `main-postgres` → `main_postgres`), prefixed when it starts with a digit.
-pub fn database_name(slug: &str) -> String {
-    let mut name = slug.replace('-', "_");
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        name = format!("db_{name}");
-    }
-    name.truncate(63);
-    name
-}
-
-/// The generated passwords of one database.
-#[derive(Clone)]
-pub struct Creds {
-    /// The superuser's.
-    pub admin: String,
-    /// The application user's (Redis: `requirepass`).
-    pub app: String,
-    /// The replication user's.
-    pub replication: String,
-}
-
-impl std::fmt::Debug for Creds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Creds { .. }")
-    }
-}
-
-/// Everything an engine step needs about one database.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The stored record (ports, plan, slug).
-    pub db: DbRecord,
-    /// Its plan.
-    pub plan: &'static Plan,
-    /// Installed binaries.
-    pub bins: Arc<Binaries>,
-    /// The user its servers run as.
-    pub user: ServiceUser,
-    /// `servers/<db id>`.
-    pub db_dir: PathBuf,
-    /// Its passwords.
-    pub creds: Creds,
-}
-
-impl Ctx {
-    /// Data directory of node `node`.
-    pub fn node_dir(&self, node: usize) -> PathBuf {
-        self.db_dir.join(format!("n{node}"))
-    }
-
-    /// Port of node `node` (0 until allocated).
-    pub fn port(&self, node: usize) -> u16 {
-        self.db.ports.get(node).copied().unwrap_or(0)
-    }
-
-    /// The application database's name.
-    pub fn database(&self) -> String {
-        database_name(&self.db.slug)
-    }
-
-    fn wrap(&self, program: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
-        Ok(os::wrap(&self.user, self.bins.setpriv.as_deref(), program)?)
-    }
-
-    /// A server spec running `program args…` as the service user, ready when its port accepts.
-    fn server_spec(
-        &self,
-        node: usize,
-        program: &Path,
-        args: Vec<String>,
-    ) -> anyhow::Result<InstanceSpec> {
-        let (exe, mut full) = self.wrap(program)?;
-        full.extend(args);
-        let mut spec = InstanceSpec::new(
-            instance_id(&self.db.id, node),
-            InstanceKind::Server,
-            exe,
-            Readiness::TcpPort(self.port(node)),
-        );
-        spec.args = full;
-        spec.memory_limit_mb = Some(self.plan.memory_mb);
-        Ok(spec)
-    }
-
-    /// Runs a setup program as the service user in the database's directory.
-    async fn run(
-        &self,
-        program: &Path,
-        args: &[String],
-        env: &[(&str, &str)],
-        stdin: Option<&[u8]>,
-    ) -> anyhow::Result<String> {
-        os::run_as(
-            &self.user,
-            self.bins.setpriv.as_deref(),
-            os::Setup {
-                program,
-                args,
-                env,
-                stdin,
-                cwd: &self.db_dir,
-                timeout: SETUP_TIMEOUT,
-            },
-        )
-        .await
-    }
-}
+use context::LOGIN_TIMEOUT;
+pub use context::{
+    database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ADMIN_USER, APP_USER,
+    HOST, REPLICATION_USER, SECRET_ROLES,
+};
 
 /// Creates node `node`'s data directory (the caller removed any previous one): `initdb`,
 /// `mariadb-install-db`, `pg_basebackup` from the primary, …
@@ -296,16 +151,6 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             ),
         },
     }
-}
-
-/// A password as an SQL string literal. Generated passwords are alphanumeric; anything else is
-/// refused rather than escaped.
-fn sql_password(pw: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        !pw.is_empty() && pw.bytes().all(|b| b.is_ascii_alphanumeric()),
-        "a stored password is not alphanumeric"
-    );
-    Ok(format!("'{pw}'"))
 }
 
 #[cfg(test)]

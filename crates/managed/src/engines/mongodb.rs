@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context};
 
-use super::{Ctx, ADMIN_USER, APP_USER, HOST};
+use super::context::{Ctx, ADMIN_USER, APP_USER, HOST};
 use crate::os;
 use refract_runtime::InstanceSpec;
 
@@ -61,7 +61,7 @@ async fn mongosh(ctx: &Ctx, script: &str) -> anyhow::Result<String> {
             env: &[],
             stdin: Some(script.as_bytes()),
             cwd: &ctx.db_dir,
-            timeout: super::LOGIN_TIMEOUT * 6,
+            timeout: super::context::LOGIN_TIMEOUT * 6,
         },
     )
     .await
@@ -75,8 +75,8 @@ pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<()> {
          admin.auth('{ADMIN_USER}', '{admin_pw}');\n\
          admin.getSiblingDB('{db}').createUser({{user: '{APP_USER}', pwd: '{app_pw}', roles: [{{role: 'dbOwner', db: '{db}'}}]}});\n",
         port = ctx.port(0),
-        admin_pw = super::sql_password(&ctx.creds.admin)?.trim_matches('\''),
-        app_pw = super::sql_password(&ctx.creds.app)?.trim_matches('\''),
+        admin_pw = super::context::sql_password(&ctx.creds.admin)?.trim_matches('\''),
+        app_pw = super::context::sql_password(&ctx.creds.app)?.trim_matches('\''),
     );
     mongosh(ctx, &script)
         .await
@@ -90,7 +90,7 @@ pub(super) async fn check_login(ctx: &Ctx) -> anyhow::Result<String> {
         "const d = connect('mongodb://{APP_USER}:{pw}@{HOST}:{port}/{db}?authSource={db}');\n\
          d.runCommand({{ping: 1}});\n\
          print('version=' + d.version());\n",
-        pw = super::sql_password(&ctx.creds.app)?.trim_matches('\''),
+        pw = super::context::sql_password(&ctx.creds.app)?.trim_matches('\''),
         port = ctx.port(0),
     );
     let out = mongosh(ctx, &script).await?;

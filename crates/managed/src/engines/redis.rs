@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{Ctx, HOST};
+use super::context::{Ctx, HOST};
 use crate::api::ReplicaHealth;
 use crate::os;
 use refract_runtime::InstanceSpec;
