@@ -162,6 +162,6 @@ mod tests {
         assert_eq!(database_name("main-postgres"), "main_postgres");
         assert_eq!(database_name("1st"), "db_1st");
         assert_eq!(instance_id("db_abc", 2), "db_abc-n2");
-        assert!(sql_password("abc'--").is_err());
+        assert!(context::sql_password("abc'--").is_err());
     }
 }
