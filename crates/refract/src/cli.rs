@@ -4,36 +4,16 @@
 //! `--url`/`--token`), prints a table by default and the API's JSON with `--json`. An API error
 //! prints `error: <message>` and exits non-zero (through `main`).
 
+pub(crate) mod client;
 mod lifecycle;
 mod query;
 
 use anyhow::{bail, Context};
-use reqwest::blocking::Client;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-/// Options every client command takes.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ClientOpts {
-    /// Control plane base URL.
-    #[arg(
-        long,
-        env = "REFRACT_URL",
-        default_value = "http://127.0.0.1:7700",
-        global = true
-    )]
-    url: String,
-    /// Management key (`rmk_…`).
-    #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Print only this field of the API's JSON answer, by its dotted path (`id`,
-    /// `database.id`, `key`): for scripts, like `jq -r .id`.
-    #[arg(long, global = true, value_name = "PATH")]
-    get: Option<String>,
-}
+use client::{cell, object, output, table};
+pub use client::{Api, ClientOpts};
 
 /// Client subcommands.
 #[derive(clap::Subcommand)]
@@ -271,94 +251,6 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Query { opts, args } => query::run(&Api::new(&opts)?, args),
         ClientCommand::Managed { opts, cmd } => crate::managed::run(&opts, cmd),
     }
-}
-
-/// A thin blocking client of `/v1`.
-pub struct Api {
-    client: Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn new(opts: &ClientOpts) -> anyhow::Result<Self> {
-        Api::connect(
-            &opts.url,
-            opts.token.clone(),
-            "no management key: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)",
-        )
-    }
-
-    /// A client of the control plane at `url` with a bearer token; `no_token` is the error when
-    /// the token is missing or empty.
-    pub(crate) fn connect(
-        url: &str,
-        token: Option<String>,
-        no_token: &'static str,
-    ) -> anyhow::Result<Self> {
-        let token = token.filter(|t| !t.is_empty()).context(no_token)?;
-        let client = Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
-        Ok(Api {
-            client,
-            base: url.trim_end_matches('/').to_string(),
-            token,
-        })
-    }
-
-    /// Sends one request: the status and the body (JSON; text that is not JSON as a string;
-    /// `null` when empty).
-    pub(crate) fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .with_context(|| format!("cannot reach the control plane at {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().unwrap_or_default();
-        let value: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Ok((status, value))
-    }
-
-    /// Calls the API; a non-2xx answer becomes an error carrying the API's `message`.
-    pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let (status, value) = self.send(method, path, body)?;
-        if !status.is_success() {
-            let msg = value
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            bail!("{msg}");
-        }
-        Ok(value)
-    }
-}
-
-/// Object with only the given (non-None) fields.
-fn object(fields: Vec<(&str, Option<Value>)>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in fields {
-        if let Some(v) = v {
-            m.insert(k.to_string(), v);
-        }
-    }
-    Value::Object(m)
 }
 
 fn s(v: &Option<String>) -> Option<Value> {
@@ -662,78 +554,6 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn output(opts: &ClientOpts, v: &Value, table: impl FnOnce(&Value)) -> anyhow::Result<()> {
-    if let Some(path) = &opts.get {
-        let mut at = v;
-        for part in path.split('.').filter(|p| !p.is_empty()) {
-            at = match (at, part.parse::<usize>()) {
-                (Value::Array(a), Ok(i)) => a.get(i).unwrap_or(&Value::Null),
-                _ => at.get(part).unwrap_or(&Value::Null),
-            };
-        }
-        match at {
-            Value::Null => bail!("the answer has no field {path}"),
-            Value::String(s) => println!("{s}"),
-            other => println!("{other}"),
-        }
-    } else if opts.json {
-        println!("{}", serde_json::to_string_pretty(v)?);
-    } else {
-        table(v);
-    }
-    Ok(())
-}
-
-/// A cell: strings bare, null as `-`, arrays comma-joined, anything else as JSON.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| match x {
-                Value::Object(o) if o.contains_key("label") => {
-                    o["label"].as_str().unwrap_or("").to_string()
-                }
-                other => cell(other),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    }
-}
-
-fn table(headers: &[&str], fields: &[&str], rows: &[Value]) {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| fields.iter().map(|f| cell(&r[*f])).collect())
-        .collect();
-    let widths: Vec<usize> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([h.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |vals: Vec<String>| {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for r in cells {
-        line(r);
-    }
 }
 
 fn print_connections(rows: &[Value]) {

@@ -159,11 +159,11 @@ pub enum TokenCmd {
 }
 
 /// The control plane client of [`crate::cli`], reading errors the way `/api/v1` writes them.
-struct ApiV1(crate::cli::Api);
+struct ApiV1(crate::cli::client::Api);
 
 impl ApiV1 {
     fn new(opts: &ManagedOpts) -> anyhow::Result<Self> {
-        crate::cli::Api::connect(
+        crate::cli::client::Api::connect(
             &opts.url,
             opts.token.clone(),
             "no token: set REFRACT_TOKEN or pass --token (the admin key is in DATA_DIR/admin-key)",

@@ -5,7 +5,7 @@
 //! - [`parse_schema_config`] checks the file on its own: YAML syntax, known keys, value types,
 //!   and the rules that need no source (duplicate tables, `relations.include` with `exclude`, …).
 //!   The control plane runs it when a config is saved.
-//! - `apply` (behind [`crate::build_manifest`]) checks what the file names against an introspected
+//! - `apply` ([`crate::build_manifest`]) checks what the file names against an introspected
 //!   source schema and derives the [`Manifest`](crate::Manifest): tables, columns, API names,
 //!   row predicates and relations.
 //!
@@ -18,12 +18,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-mod apply;
+pub(crate) mod apply;
 mod lines;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use apply::apply;
 use lines::{join, line_of};
 
 /// A parsed `reflexdb.yaml`.

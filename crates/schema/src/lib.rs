@@ -17,10 +17,10 @@ mod manifest;
 mod source;
 mod value;
 
+pub use config::apply::build_manifest;
 pub use config::{parse_schema_config, ConfigError, Expose, SchemaConfig, TableConfig};
 pub use manifest::{
-    build_manifest, BuildError, ColumnManifest, Manifest, Relation, RelationKind, TableManifest,
-    MANIFEST_VERSION,
+    BuildError, ColumnManifest, Manifest, Relation, RelationKind, TableManifest, MANIFEST_VERSION,
 };
 pub use source::{Backend, ForeignKey, SourceColumn, SourceSchema, SourceTable};
 pub use value::{ColumnType, Row, RowSink, Value, ValueRef};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Backend, ColumnType, SchemaConfig, SourceSchema};
+use crate::{Backend, ColumnType};
 
 /// Version of the manifest format; an engine refuses a manifest of another version.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -118,16 +118,4 @@ pub struct BuildError {
     pub line: Option<usize>,
     /// What is wrong and how to fix it.
     pub message: String,
-}
-
-/// Apply the schema config (or none: every table and column) to an introspected source schema.
-///
-/// Checks everything the config names against the source (tables, columns, relations), derives
-/// relations from foreign keys (forward: FK column minus a trailing `_id`; reverse: the
-/// referencing table's API name) and reports every problem at once.
-pub fn build_manifest(
-    source: &SourceSchema,
-    config: Option<&SchemaConfig>,
-) -> Result<Manifest, Vec<BuildError>> {
-    crate::config::apply(source, config)
 }

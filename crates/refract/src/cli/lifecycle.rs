@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{object, output, table, Api, ClientOpts};
+use super::client::{object, output, table, Api, ClientOpts};
 
 /// Arguments of every action verb.
 #[derive(clap::Args, Debug)]

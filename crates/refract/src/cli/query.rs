@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{table, Api};
+use super::client::{table, Api};
 
 /// Arguments of `refract query`.
 #[derive(clap::Args, Debug)]

@@ -12,8 +12,12 @@ use crate::{
     SchemaConfig, SourceSchema, SourceTable, TableConfig, TableManifest, MANIFEST_VERSION,
 };
 
-/// Apply `config` (or none: every table and column) to `source`.
-pub(crate) fn apply(
+/// Apply the schema config (or none: every table and column) to an introspected source schema.
+///
+/// Checks everything the config names against the source (tables, columns, relations), derives
+/// relations from foreign keys (forward: FK column minus a trailing `_id`; reverse: the
+/// referencing table's API name) and reports every problem at once.
+pub fn build_manifest(
     source: &SourceSchema,
     config: Option<&SchemaConfig>,
 ) -> Result<Manifest, Vec<BuildError>> {
