@@ -1,6 +1,4 @@
-//! Positions and the helpers that build every [`QueryError`].
-
-use crate::QueryError;
+//! [`QueryError`], positions, and the helpers that build every error of every stage.
 
 /// A position in the query text: 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,4 +75,16 @@ mod tests {
         assert_eq!(suggestion("zzz", ["id", "name"]), "");
         assert_eq!(suggestion("name", ["plan"]), "");
     }
+}
+
+/// A query that cannot run, with the position of the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct QueryError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong, with a suggestion when a name is misspelled.
+    pub message: String,
 }
