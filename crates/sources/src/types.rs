@@ -581,6 +581,23 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A decimal mantissa as text at `scale`.
+pub(crate) fn decimal_text(m: i128, scale: u32) -> String {
+    if scale == 0 {
+        return m.to_string();
+    }
+    let neg = m < 0;
+    let digits = m.unsigned_abs().to_string();
+    let s = scale as usize;
+    let padded = if digits.len() <= s {
+        format!("{}{digits}", "0".repeat(s + 1 - digits.len()))
+    } else {
+        digits
+    };
+    let (int, frac) = padded.split_at(padded.len() - s);
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,10 +19,11 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Value};
 use refract_schema::{self as schema, ColumnType, Manifest, Row, TableManifest};
 
-use super::{column_map, table_index, CdcError, ChangeEvent, ChangeRow, RowBuffer};
+use super::event::{column_map, table_index, CdcError, ChangeEvent, ChangeRow, RowBuffer};
 use crate::error;
 use crate::load::quote_backtick;
 use crate::mysql::{connect, is_mariadb, is_set_column, push_value, Kind, CONNECT_TIMEOUT};
+use crate::types::decimal_text;
 use crate::{SourceError, SourceParams, SourcePosition};
 
 /// MariaDB GTID event type.
@@ -918,23 +919,6 @@ fn key_argument(v: &schema::Value, ty: &ColumnType) -> Value {
             )
         }
     }
-}
-
-/// A decimal mantissa as text at `scale`.
-pub(crate) fn decimal_text(m: i128, scale: u32) -> String {
-    if scale == 0 {
-        return m.to_string();
-    }
-    let neg = m < 0;
-    let digits = m.unsigned_abs().to_string();
-    let s = scale as usize;
-    let padded = if digits.len() <= s {
-        format!("{}{digits}", "0".repeat(s + 1 - digits.len()))
-    } else {
-        digits
-    };
-    let (int, frac) = padded.split_at(padded.len() - s);
-    format!("{}{int}.{frac}", if neg { "-" } else { "" })
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use refract_schema::{ColumnType, Manifest, Row, TableManifest, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{column_map, CdcError, CdcOptions, CdcStream, ChangeEvent, ChangeRow, Inner};
+use super::event::{column_map, CdcError, CdcOptions, ChangeEvent, ChangeRow};
 use crate::load::quote_double;
 use crate::postgres::column_text_value;
 use crate::tls::{pg_negotiate, PgStream};
@@ -493,7 +493,7 @@ impl Decoder {
                     let _typmod = d.get_i32();
                 }
                 let table = (ns == self.schema)
-                    .then(|| super::table_index(&self.manifest, &name))
+                    .then(|| super::event::table_index(&self.manifest, &name))
                     .flatten();
                 let map = match table {
                     Some(t) => {
@@ -666,10 +666,12 @@ impl std::fmt::Debug for LogicalSlot {
 }
 
 impl LogicalSlot {
-    /// Start streaming on the connection that created the slot, from the snapshot's LSN (this
-    /// ends the exported snapshot: load before).
-    pub async fn start(self, manifest: Arc<Manifest>) -> Result<CdcStream, CdcError> {
-        let l = LogicalCdc::start(
+    /// The stream of [`LogicalSlot::start`](super::CdcStream).
+    pub(crate) async fn start_logical(
+        self,
+        manifest: Arc<Manifest>,
+    ) -> Result<LogicalCdc, CdcError> {
+        LogicalCdc::start(
             self.conn,
             self.schema,
             manifest,
@@ -677,10 +679,7 @@ impl LogicalSlot {
             &self.publications,
             &self.snapshot.lsn,
         )
-        .await?;
-        Ok(CdcStream {
-            inner: Inner::Logical(Box::new(l)),
-        })
+        .await
     }
 }
 
@@ -1083,7 +1082,7 @@ fn literal(c: &Value, ty: ColumnType) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Decimal(m) => super::binlog::decimal_text(
+        Value::Decimal(m) => crate::types::decimal_text(
             *m,
             match ty {
                 ColumnType::Decimal { scale } => u32::from(scale),
