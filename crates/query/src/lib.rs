@@ -46,6 +46,8 @@ mod plan;
 mod planner;
 #[doc(hidden)]
 pub mod sample;
+#[cfg(any(test, feature = "testgen"))]
+pub mod testgen;
 
 pub use error::QueryError;
 pub use interface::{Interrupt, QueryOptions, QueryOutput, RunError, RunLimits, RunSummary, Sink};
