@@ -3,7 +3,9 @@
 use base64::Engine as _;
 use refract_schema::{ColumnType, ValueRef};
 
-use crate::literal::{civil_from_days, DAY_US};
+use refract_schema::calendar::civil_from_days;
+
+use crate::literal::DAY_US;
 
 /// Largest integer magnitude written as a JSON number (2^53); larger ones are strings.
 const MAX_SAFE: u64 = 1 << 53;

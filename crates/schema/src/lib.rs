@@ -12,6 +12,7 @@
 //! driver; it is pure data and pure functions, tested on its own.
 #![deny(missing_docs)]
 
+pub mod calendar;
 mod config;
 mod manifest;
 mod source;

@@ -1,6 +1,8 @@
 //! Source type → [`ColumnType`] mapping (documented in `docs/types.md`) and the small,
 //! allocation-free parsers every loader shares: exact decimals, dates, times and timestamps.
 
+use refract_schema::calendar;
+pub(crate) use refract_schema::calendar::civil_from_days;
 use refract_schema::{ColumnType, ValueRef};
 
 /// Largest precision an `i128` mantissa always holds (38 decimal digits).
@@ -316,33 +318,10 @@ pub(crate) fn parse_decimal(s: &[u8], scale: u8) -> Option<i128> {
     Some(if neg { -v } else { v })
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (`None` when not a real date).
+/// Days since 1970-01-01 of a proleptic Gregorian date (`None` when not a real date or out of
+/// the `i32` days a `Date` holds).
 pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i32> {
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    i32::try_from(era * 146_097 + doe - 719_468).ok()
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ => {
-            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
-                29
-            } else {
-                28
-            }
-        }
-    }
+    calendar::days_from_civil(y, m, d).and_then(|days| i32::try_from(days).ok())
 }
 
 /// Microseconds in a day.
@@ -564,21 +543,6 @@ fn hex_val(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian): the one calendar of the
-/// sources crate (binlog and pgoutput decoding, array elements).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// A decimal mantissa as text at `scale`.
