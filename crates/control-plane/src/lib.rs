@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod dashboard;
 mod error;
 mod extract;
 mod http;
