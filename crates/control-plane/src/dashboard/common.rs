@@ -207,6 +207,21 @@ struct ErrorPage {
     message: String,
 }
 
+/// The heading of an error page.
+fn title(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 422 => "Invalid request",
+        401 => "Signed out",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method not allowed",
+        409 => "Not possible now",
+        413 => "Too large",
+        _ if status.is_server_error() => "Internal error",
+        _ => "Error",
+    }
+}
+
 /// An error page with `status`.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     let page = ErrorPage {
@@ -244,8 +259,7 @@ impl IntoResponse for PageError {
             }
             PageError::Api(e) => {
                 let (status, _) = e.status_and_code();
-                let title = status.canonical_reason().unwrap_or("Error");
-                error_page(status, title, &e.to_string())
+                error_page(status, title(status), &e.to_string())
             }
         }
     }
@@ -284,8 +298,8 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if (status.is_client_error() || status.is_server_error()) && !html {
-        let title = status.canonical_reason().unwrap_or("Error");
-        resp = error_page(status, title, &title.to_lowercase());
+        let t = title(status);
+        resp = error_page(status, t, &t.to_lowercase());
     }
     if htmx && resp.status() == StatusCode::SEE_OTHER {
         if let Some(loc) = resp.headers().get(header::LOCATION).cloned() {
