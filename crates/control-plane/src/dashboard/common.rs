@@ -177,6 +177,8 @@ pub enum PageError {
     TooLarge,
     /// An API error, with its status and message.
     Api(ApiError),
+    /// Another status with its message (the managed API's answers).
+    Status(StatusCode, String),
 }
 
 impl From<ApiError> for PageError {
@@ -257,6 +259,7 @@ impl IntoResponse for PageError {
                 resp.extensions_mut().insert(PageInternal(format!("{e:#}")));
                 resp
             }
+            PageError::Status(status, m) => error_page(status, title(status), &m),
             PageError::Api(e) => {
                 let (status, _) = e.status_and_code();
                 error_page(status, title(status), &e.to_string())

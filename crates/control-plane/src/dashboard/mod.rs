@@ -9,7 +9,8 @@
 //!
 //! - `session.rs`: server-side sessions (cookie, CSRF token, deadline); the key stays here.
 //! - `common.rs`: state, the [`common::Signed`] and [`common::Posted`] extractors, error pages.
-//! - `databases.rs`, `playground.rs`, `connections.rs`, `account.rs`, `charts.rs`: the pages.
+//! - `databases.rs`, `playground.rs`, `connections.rs`, `account.rs`, `servers.rs` (managed
+//!   servers, through the managed router in-process), `charts.rs`: the pages.
 //!
 //! See `docs/dashboard.md`.
 
@@ -19,6 +20,7 @@ mod common;
 mod connections;
 mod databases;
 mod playground;
+mod servers;
 mod session;
 
 use axum::extract::DefaultBodyLimit;
@@ -102,6 +104,13 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         )
         .route("/ui/connections/{id}/test", post(connections::test_stored))
         .route("/ui/connections/{id}/delete", post(connections::delete))
+        .route("/ui/servers", get(servers::list).post(servers::create))
+        .route("/ui/servers/{id}", get(servers::show))
+        .route("/ui/servers/{id}/status", get(servers::status))
+        .route("/ui/servers/{id}/credentials", post(servers::credentials))
+        .route("/ui/servers/{id}/actions/{action}", post(servers::action))
+        .route("/ui/servers/{id}/delete", post(servers::delete))
+        .route("/ui/servers/{id}/connection", post(servers::serve))
         .route(
             "/ui/assets/htmx-2.0.4.min.js",
             get(|| async { asset("text/javascript; charset=utf-8", HTMX) }),

@@ -296,7 +296,7 @@ def main():
             page.fill("#s-name", "cache")
             page.select_option("#s-engine", "redis")
             page.get_by_role("button", name="Create server").click()
-            expect(page).to_have_url(re.compile(r"/ui/servers/[0-9a-f-]{36}$"))
+            expect(page).to_have_url(re.compile(r"/ui/servers/db_[0-9a-z]+$"))
             server_url = page.url
             expect(page.locator("#server-status")).to_have_attribute("data-status", "running", timeout=LONG)
             check_page(page)
