@@ -35,7 +35,32 @@ pub async fn sign_in_page(State(s): State<DashState>, headers: HeaderMap) -> Res
 
 #[derive(Deserialize)]
 struct SignInForm {
+    #[serde(default)]
     key: String,
+    /// A one-time sign-in link's token instead of a key.
+    #[serde(default)]
+    link: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/sign_in_link.html")]
+struct LinkPage {
+    nav: Nav,
+    token: String,
+}
+
+/// `GET /ui/sign-in/link/{token}`: a page with one button that uses the link (a `GET` never
+/// signs in, so a link previewer cannot use it up).
+pub async fn link_page(Path(token): Path<String>) -> Result<Response, PageError> {
+    if !session::link_exists(&token) {
+        return Err(PageError::NotFound(
+            "this sign-in link was used already or has expired: sign in with your key".into(),
+        ));
+    }
+    page(&LinkPage {
+        nav: Nav::signed_out(),
+        token,
+    })
 }
 
 /// `POST /ui/sign-in`: the management key becomes a server-side session.
@@ -49,7 +74,15 @@ pub async fn sign_in(State(s): State<DashState>, req: Request) -> Result<Respons
     let bytes = read_form(req, &s).await?;
     let form: SignInForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| PageError::Bad("the sign-in form needs a key".into()))?;
-    let key = form.key.trim().to_string();
+    let key = if form.link.is_empty() {
+        form.key.trim().to_string()
+    } else {
+        session::take_link(&form.link).ok_or_else(|| {
+            PageError::NotFound(
+                "this sign-in link was used already or has expired: sign in with your key".into(),
+            )
+        })?
+    };
     match s.service.authenticate(&key).await {
         Ok(_) => {}
         Err(ApiError::Unauthorized(_)) => {

@@ -30,8 +30,10 @@ pub struct DashState {
     /// The managed `/api/v1` router, called in-process with the session's key (its own auth
     /// and tenant checks apply), when managed servers are served.
     pub managed: Option<axum::Router>,
-    /// Client of engines (the playground's queries).
+    /// Client of engines (the playground's queries, chart samples).
     pub http: reqwest::Client,
+    /// Chart samples of the databases watched.
+    pub samples: super::charts::Samples,
 }
 
 /// Navigation and CSRF data every full page renders.

@@ -106,6 +106,8 @@ pub struct StatusView {
     actions: Vec<ActionRow>,
     facts: Vec<Fact>,
     rows: Vec<(String, String)>,
+    /// Inline SVG built from numbers only (`charts.rs`).
+    chart: String,
 }
 
 const ACTIONS: [(Action, &str, &str); 11] = [
@@ -152,7 +154,22 @@ fn plain_error(d: &Database) -> Option<String> {
     Some(format!("{lead}: {e}"))
 }
 
-fn status_view(v: &InstanceStatusResponse) -> StatusView {
+/// Samples the charts of a running database and renders them.
+async fn chart(s: &DashState, v: &InstanceStatusResponse) -> String {
+    let Some(i) = v.instance.as_ref().filter(|_| v.database.status == Status::Running) else {
+        return String::new();
+    };
+    if let Some(e) = &i.endpoint_url {
+        let lag = i
+            .replication
+            .as_ref()
+            .and_then(|r| r["lagMs"].as_f64());
+        s.samples.sample(&s.http, v.database.id, e, lag).await;
+    }
+    s.samples.render(v.database.id)
+}
+
+fn status_view(v: &InstanceStatusResponse, chart: String) -> StatusView {
     let d = &v.database;
     let a = &v.actions;
     let info = |act: Action| match act {
@@ -247,13 +264,20 @@ fn status_view(v: &InstanceStatusResponse) -> StatusView {
         id: d.id.to_string(),
         status: d.status.to_string(),
         badge: badge(d.status),
-        poll: if busy { "every 1s" } else { "every 10s" },
+        poll: if busy {
+            "every 1s"
+        } else if d.status == Status::Running {
+            "every 2s"
+        } else {
+            "every 10s"
+        },
         last_error: plain_error(d),
         operation,
         desired: d.desired_state.map(|s| s.to_string()),
         actions,
         facts,
         rows,
+        chart,
     }
 }
 
@@ -314,7 +338,6 @@ struct DetailPage {
     tags: Vec<(String, String)>,
     tags_text: String,
     colors: Vec<&'static str>,
-    chart: String,
 }
 
 fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -426,8 +449,7 @@ pub async fn detail(
             .collect::<Vec<_>>()
             .join(", "),
         colors: crate::api::TagColor::ALL.iter().map(|c| c.as_str()).collect(),
-        chart: super::charts::database_chart(&s, id),
-        st: status_view(&v),
+        st: status_view(&v, chart(&s, &v).await),
     };
     page(&page_view)
 }
@@ -442,7 +464,7 @@ pub async fn status(
     let v = s.service.instance_status(&me.principal, id).await?;
     page(&StatusFragment {
         csrf: me.session.csrf.clone(),
-        st: status_view(&v),
+        st: status_view(&v, chart(&s, &v).await),
     })
 }
 

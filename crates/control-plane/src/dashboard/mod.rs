@@ -22,6 +22,8 @@ mod databases;
 mod playground;
 mod servers;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
@@ -61,6 +63,7 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         sessions: Default::default(),
         managed,
         http,
+        samples: Default::default(),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -70,6 +73,7 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
             "/ui/sign-in",
             get(account::sign_in_page).post(account::sign_in),
         )
+        .route("/ui/sign-in/link/{token}", get(account::link_page))
         .route("/ui/sign-out", post(account::sign_out))
         .route("/ui/databases/{id}", get(databases::detail))
         .route("/ui/databases/{id}/status", get(databases::status))
@@ -131,6 +135,12 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::from_fn(common::layer))
         .with_state(state)
+}
+
+/// A one-time sign-in link for `key` (15 minutes, one use): the path to append to the
+/// control plane's URL. `refract quickstart` prints it.
+pub fn sign_in_link(key: &str) -> String {
+    session::create_link(key)
 }
 
 async fn not_found() -> Response {

@@ -131,6 +131,43 @@ impl Sessions {
     }
 }
 
+/// A one-time sign-in link lasts this long.
+pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// One-time sign-in links (`refract quickstart` prints one): token → (management key, deadline).
+/// Process-wide, as the quickstart creates the link beside the router; the key is still
+/// checked by `authenticate` when the link is used, and the link works once.
+fn links() -> &'static Mutex<HashMap<String, (String, Instant)>> {
+    static LINKS: std::sync::OnceLock<Mutex<HashMap<String, (String, Instant)>>> =
+        std::sync::OnceLock::new();
+    LINKS.get_or_init(Default::default)
+}
+
+/// Registers a one-time sign-in link for `key`; returns its path (`/ui/sign-in/link/<token>`).
+pub fn create_link(key: &str) -> String {
+    let token = random_token();
+    let mut map = links().lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    map.retain(|_, (_, until)| *until > now);
+    map.insert(token.clone(), (key.to_string(), now + LINK_LIFETIME));
+    format!("/ui/sign-in/link/{token}")
+}
+
+/// Whether `token` is a live link (without using it).
+pub fn link_exists(token: &str) -> bool {
+    let map = links().lock().unwrap_or_else(|p| p.into_inner());
+    map.get(token).is_some_and(|(_, until)| *until > Instant::now())
+}
+
+/// Uses a link: its key, once.
+pub fn take_link(token: &str) -> Option<String> {
+    let mut map = links().lock().unwrap_or_else(|p| p.into_inner());
+    match map.remove(token) {
+        Some((key, until)) if until > Instant::now() => Some(key),
+        _ => None,
+    }
+}
+
 /// The session id from the request's cookies.
 pub fn cookie_id(headers: &HeaderMap) -> Option<String> {
     headers
@@ -237,6 +274,16 @@ mod tests {
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h));
+    }
+
+    #[test]
+    fn sign_in_links_work_once() {
+        let path = create_link("rmk_a.b");
+        let token = path.rsplit('/').next().unwrap();
+        assert!(link_exists(token));
+        assert_eq!(take_link(token).as_deref(), Some("rmk_a.b"));
+        assert!(take_link(token).is_none());
+        assert!(!link_exists(token));
     }
 
     #[test]

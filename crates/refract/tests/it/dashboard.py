@@ -174,7 +174,6 @@ def main():
         expect(page.locator("#events")).to_contain_text("running")
         expect(page.locator("#builds")).to_contain_text("succeeded")
         check_page(page)
-        shot(page, "database")
         page.locator("#builds a").first.click()
         expect(page.locator("h1")).to_contain_text("Build")
         check_page(page)
@@ -213,8 +212,12 @@ def main():
         expect(page.locator("#result-json")).to_contain_text("pk", timeout=30_000)
 
         # ---- query key: create (shown once), revoke
-        step("query key create and revoke")
+        step("charts, query key create and revoke")
         page.goto(db_url)
+        expect(page.locator("#chart-qps")).to_be_visible(timeout=20_000)
+        expect(page.locator("#chart-p99")).to_be_visible()
+        check_page(page)
+        shot(page, "database")
         page.fill("#qk-name", "app key")
         page.get_by_role("button", name="Create query key").click()
         secret = page.locator("#secret").inner_text().strip()
