@@ -50,7 +50,11 @@ fn parse(text: &str) -> (f64, Vec<(f64, f64)>) {
                 .split("le=\"")
                 .nth(1)
                 .and_then(|r| r.split('"').next())
-                .and_then(|v| v.parse::<f64>().ok().or((v == "+Inf").then_some(f64::INFINITY)));
+                .and_then(|v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .or((v == "+Inf").then_some(f64::INFINITY))
+                });
             if let Some(le) = le {
                 match buckets.iter_mut().find(|(b, _)| *b == le) {
                     Some((_, n)) => *n += value,
@@ -148,7 +152,11 @@ fn percentile(a: &[(f64, f64)], b: &[(f64, f64)], q: f64) -> Option<f64> {
     let delta: Vec<(f64, f64)> = b
         .iter()
         .map(|(le, n)| {
-            let before = a.iter().find(|(l, _)| l == le).map(|(_, n)| *n).unwrap_or(0.0);
+            let before = a
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|(_, n)| *n)
+                .unwrap_or(0.0);
             (*le, (n - before).max(0.0))
         })
         .collect();

@@ -169,7 +169,11 @@ fn test_fragment(v: &Value) -> Result<Response, PageError> {
             readiness.push((mode.to_string(), ready, issues.join("; ")));
         }
     }
-    readiness.push(("poll".into(), v["ok"].as_bool().unwrap_or(false), String::new()));
+    readiness.push((
+        "poll".into(),
+        v["ok"].as_bool().unwrap_or(false),
+        String::new(),
+    ));
     page(&TestFragment {
         ok: v["ok"].as_bool().unwrap_or(false),
         error: v["error"].as_str().unwrap_or("").to_string(),

@@ -69,7 +69,10 @@ struct ListPage {
 
 /// `GET /ui/`: the databases of the account.
 pub async fn list(State(s): State<DashState>, me: Signed) -> Result<Response, PageError> {
-    let dbs = s.service.list_databases(&me.principal, Default::default()).await?;
+    let dbs = s
+        .service
+        .list_databases(&me.principal, Default::default())
+        .await?;
     let has_connections = !s.service.list_connections(&me.principal).await?.is_empty();
     page(&ListPage {
         nav: me.nav("databases"),
@@ -156,14 +159,15 @@ fn plain_error(d: &Database) -> Option<String> {
 
 /// Samples the charts of a running database and renders them.
 async fn chart(s: &DashState, v: &InstanceStatusResponse) -> String {
-    let Some(i) = v.instance.as_ref().filter(|_| v.database.status == Status::Running) else {
+    let Some(i) = v
+        .instance
+        .as_ref()
+        .filter(|_| v.database.status == Status::Running)
+    else {
         return String::new();
     };
     if let Some(e) = &i.endpoint_url {
-        let lag = i
-            .replication
-            .as_ref()
-            .and_then(|r| r["lagMs"].as_f64());
+        let lag = i.replication.as_ref().and_then(|r| r["lagMs"].as_f64());
         s.samples.sample(&s.http, v.database.id, e, lag).await;
     }
     s.samples.render(v.database.id)
@@ -448,7 +452,10 @@ pub async fn detail(
             .map(|t| format!("{}:{}", t.label, t.color))
             .collect::<Vec<_>>()
             .join(", "),
-        colors: crate::api::TagColor::ALL.iter().map(|c| c.as_str()).collect(),
+        colors: crate::api::TagColor::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect(),
         st: status_view(&v, chart(&s, &v).await),
     };
     page(&page_view)
@@ -497,9 +504,8 @@ pub async fn act(
         );
     }
     if let Some(b) = form.build_id.filter(|b| !b.is_empty()) {
-        params.build_id = Some(
-            Uuid::parse_str(&b).map_err(|_| PageError::Bad("build id is not a UUID".into()))?,
-        );
+        params.build_id =
+            Some(Uuid::parse_str(&b).map_err(|_| PageError::Bad("build id is not a UUID".into()))?);
     }
     s.service
         .database_action(&me.principal, id, action, params)

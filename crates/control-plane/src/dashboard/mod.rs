@@ -77,10 +77,7 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         .route("/ui/sign-out", post(account::sign_out))
         .route("/ui/databases/{id}", get(databases::detail))
         .route("/ui/databases/{id}/status", get(databases::status))
-        .route(
-            "/ui/databases/{id}/actions/{action}",
-            post(databases::act),
-        )
+        .route("/ui/databases/{id}/actions/{action}", post(databases::act))
         .route("/ui/databases/{id}/settings", post(databases::settings))
         .route(
             "/ui/databases/{id}/builds/{build}",

@@ -57,7 +57,10 @@ pub fn examples(schema: &SchemaView) -> Vec<String> {
         }
         out.push(format!("{}(LIMIT 10) {{ {} }}", t.name, fields.join(" ")));
         if let Some(pk) = t.primary_key.first() {
-            out.push(format!("{}({pk} >= 1 ORDER BY {pk} LIMIT 5) {{ * }}", t.name));
+            out.push(format!(
+                "{}({pk} >= 1 ORDER BY {pk} LIMIT 5) {{ * }}",
+                t.name
+            ));
         }
         if let Some(r) = t.relations.first() {
             out.push(format!(
@@ -226,7 +229,9 @@ pub async fn run(
         .endpoint_url
         .clone()
         .filter(|_| d.status == Status::Running)
-        .ok_or_else(|| ApiError::conflict("the database is not running: provision or resume it first"))?;
+        .ok_or_else(|| {
+            ApiError::conflict("the database is not running: provision or resume it first")
+        })?;
     let token = session_key(&s, &me, id).await?;
     let explain = form.explain.is_some();
     let route = if explain { "query/explain" } else { "query" };
@@ -342,7 +347,10 @@ mod tests {
         assert_eq!(position("line 2, column 5: expected"), Some((2, 5)));
         assert_eq!(position("no position"), None);
         let (b, a, r) = split_at_position("users {\n  idd }", 2, 3).unwrap();
-        assert_eq!((b.as_str(), a.as_str(), r.as_str()), ("users {\n  ", "i", "dd }"));
+        assert_eq!(
+            (b.as_str(), a.as_str(), r.as_str()),
+            ("users {\n  ", "i", "dd }")
+        );
         let (b, a, r) = split_at_position("abc", 1, 4).unwrap();
         assert_eq!((b.as_str(), a.as_str(), r.as_str()), ("abc", " ", ""));
     }

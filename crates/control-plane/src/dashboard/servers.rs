@@ -51,7 +51,10 @@ fn ok(status: StatusCode, v: Value) -> Result<Value, PageError> {
     if status.is_success() {
         return Ok(v);
     }
-    let message = v["message"].as_str().unwrap_or("the request failed").to_string();
+    let message = v["message"]
+        .as_str()
+        .unwrap_or("the request failed")
+        .to_string();
     Err(match status {
         StatusCode::NOT_FOUND => PageError::NotFound(message),
         StatusCode::UNAUTHORIZED => PageError::SignIn,
@@ -136,7 +139,12 @@ pub async fn list(State(s): State<DashState>, me: Signed) -> Result<Response, Pa
         rows,
         plans: refract_managed::catalog::PLANS
             .iter()
-            .map(|p| (p.id, format!("{} ({} vCPU, {} MiB)", p.id, p.vcpus, p.memory_mb)))
+            .map(|p| {
+                (
+                    p.id,
+                    format!("{} ({} vCPU, {} MiB)", p.id, p.vcpus, p.memory_mb),
+                )
+            })
             .collect(),
     })
 }
@@ -201,7 +209,14 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = server_id(&id)?;
-    let (status, v) = call(&s, &me, Method::GET, &format!("/api/v1/databases/{id}"), None).await?;
+    let (status, v) = call(
+        &s,
+        &me,
+        Method::GET,
+        &format!("/api/v1/databases/{id}"),
+        None,
+    )
+    .await?;
     let v = ok(status, v)?;
     let row = server_row(&v);
     page(&ServerPage {
@@ -221,7 +236,14 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = server_id(&id)?;
-    let (status, v) = call(&s, &me, Method::GET, &format!("/api/v1/databases/{id}"), None).await?;
+    let (status, v) = call(
+        &s,
+        &me,
+        Method::GET,
+        &format!("/api/v1/databases/{id}"),
+        None,
+    )
+    .await?;
     let row = server_row(&ok(status, v)?);
     page(&StatusFragment {
         poll: poll(&row.status),

@@ -156,7 +156,8 @@ pub fn create_link(key: &str) -> String {
 /// Whether `token` is a live link (without using it).
 pub fn link_exists(token: &str) -> bool {
     let map = links().lock().unwrap_or_else(|p| p.into_inner());
-    map.get(token).is_some_and(|(_, until)| *until > Instant::now())
+    map.get(token)
+        .is_some_and(|(_, until)| *until > Instant::now())
 }
 
 /// Uses a link: its key, once.
@@ -267,9 +268,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:7700"));
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:7700"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:7700"),
+        );
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(!same_origin(&h));
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));

@@ -97,7 +97,13 @@ impl H {
         (cookie, csrf)
     }
 
-    async fn api(&self, method: &str, path: &str, key: &str, body: serde_json::Value) -> serde_json::Value {
+    async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -161,9 +167,7 @@ async fn state_changes_need_the_csrf_token_and_the_same_origin() {
     let a = h.post("/ui/keys", Some(&cookie), "name=k").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert!(is_html(&a));
-    let a = h
-        .post("/ui/keys", Some(&cookie), "name=k&csrf=00")
-        .await;
+    let a = h.post("/ui/keys", Some(&cookie), "name=k&csrf=00").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     let req = Request::post("/ui/keys")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -244,13 +248,9 @@ async fn a_sign_in_link_works_once() {
     assert_eq!(a.status, StatusCode::OK);
     assert!(!a.body.contains(&h.admin));
     let token = path.rsplit('/').next().unwrap();
-    let a = h
-        .post("/ui/sign-in", None, &format!("link={token}"))
-        .await;
+    let a = h.post("/ui/sign-in", None, &format!("link={token}")).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert!(a.headers.contains_key(header::SET_COOKIE));
-    let a = h
-        .post("/ui/sign-in", None, &format!("link={token}"))
-        .await;
+    let a = h.post("/ui/sign-in", None, &format!("link={token}")).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }

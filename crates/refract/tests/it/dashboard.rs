@@ -139,8 +139,12 @@ fn dashboard_scenarios_in_a_real_browser() {
         .stdout(std::fs::File::create(dir.path().join("out")).unwrap())
         .stderr(std::fs::File::create(dir.path().join("err")).unwrap());
     if let Some(shots) = std::env::var_os("REFRACT_DASHBOARD_SCREENSHOTS") {
-        let shots = std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(shots))
-            .expect("REFRACT_DASHBOARD_SCREENSHOTS is a directory of the repository");
+        let shots = std::fs::canonicalize(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(shots),
+        )
+        .expect("REFRACT_DASHBOARD_SCREENSHOTS is a directory of the repository");
         cmd.env("DASH_SCREENSHOTS", shots);
     }
     if !redis_installed() {
