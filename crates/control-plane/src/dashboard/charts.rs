@@ -113,10 +113,11 @@ impl Samples {
         }
     }
 
-    /// The chart block (inline SVG; only numbers, no user text), empty before two samples.
+    /// The chart block (inline SVG; only numbers, no user text), empty before three samples
+    /// (two rates make the first line).
     pub fn render(&self, id: Uuid) -> String {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(q) = map.get(&id).filter(|q| q.len() >= 2) else {
+        let Some(q) = map.get(&id).filter(|q| q.len() >= 3) else {
             return String::new();
         };
         let samples: Vec<&Sample> = q.iter().collect();

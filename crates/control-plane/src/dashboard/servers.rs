@@ -176,6 +176,27 @@ pub async fn create(
     Ok(Redirect::to(&format!("/ui/servers/{}", text(&v, "id"))).into_response())
 }
 
+/// A server action button: allowed now, or why not.
+struct ServerAction {
+    name: &'static str,
+    allowed: bool,
+    reason: String,
+}
+
+/// Which of stop/start/restart the managed API accepts in `status` (docs/managed.md).
+fn actions(status: &str) -> Vec<ServerAction> {
+    let rule = |name: &'static str, ok: &[&str]| ServerAction {
+        name,
+        allowed: ok.contains(&status),
+        reason: format!("{name} is possible when the server is {}", ok.join(" or ")),
+    };
+    vec![
+        rule("stop", &["running", "provisioning", "error"]),
+        rule("start", &["stopped", "error"]),
+        rule("restart", &["running", "error"]),
+    ]
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/server.html")]
 struct ServerPage {
@@ -185,6 +206,9 @@ struct ServerPage {
     region: String,
     storage: String,
     poll: &'static str,
+    actions: Vec<ServerAction>,
+    /// Only PostgreSQL and MySQL servers can be the source of a read API.
+    servable: bool,
 }
 
 #[derive(Template)]
@@ -225,6 +249,8 @@ pub async fn show(
         region: text(&v, "region"),
         storage: text(&v, "storage_gb"),
         poll: poll(&row.status),
+        actions: actions(&row.status),
+        servable: matches!(row.db_type.as_str(), "postgresql" | "mysql"),
         s: row,
     })
 }
