@@ -230,6 +230,28 @@ def main():
         expect(page.locator("#query-keys tr", has_text="app key").locator("td").nth(3)).not_to_be_empty()
         check_page(page)
 
+        # ---- pause schedule and tags
+        step("pause schedule and tags")
+        page.fill("#pause_at", "23:00")
+        page.fill("#resume_at", "06:30")
+        page.fill("#days", "1,2,3,4,5")
+        page.fill("#tags", "prod:red, team-a:blue")
+        page.get_by_role("button", name="Save schedule and tags").click()
+        expect(page.locator("#pause_at")).to_have_value("23:00")
+        expect(page.locator(".tag.red")).to_have_text("prod")
+        page.fill("#pause_at", "")
+        page.fill("#resume_at", "")
+        page.get_by_role("button", name="Save schedule and tags").click()
+        expect(page.locator("#pause_at")).to_have_value("")
+        page.fill("#tags", "prod:nocolor")
+        expected_error_urls.add(db_url + "/settings")
+        page.get_by_role("button", name="Save schedule and tags").click()
+        expect(page.locator(".error-text")).to_contain_text("color")
+        expect(page.locator("h1")).to_have_text("Invalid request")
+        check_page(page)
+        expected_error_urls.discard(db_url + "/settings")
+        page.goto(db_url)
+
         # ---- pause and resume
         step("pause and resume")
         act(page, "pause")
@@ -290,6 +312,21 @@ def main():
         expect(page).to_have_url(URL + "/ui/")
         expect(page.get_by_text("No databases yet")).to_be_visible()
         check_page(page)
+
+        # ---- the connection: edit (the password is never shown), test, delete
+        step("connection edit, test, delete")
+        page.goto(URL + "/ui/connections")
+        page.get_by_role("link", name="shop source").click()
+        assert MYSQL["password"] not in page.content()
+        page.fill("#e-name", "shop source renamed")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator("h1")).to_have_text("shop source renamed")
+        page.get_by_role("button", name="Test stored credentials").click()
+        expect(page.locator("#connection-test")).to_have_attribute("data-ok", "true", timeout=30_000)
+        check_page(page)
+        page.get_by_role("button", name="Delete connection").click()
+        expect(page).to_have_url(URL + "/ui/connections")
+        expect(page.get_by_text("No connections yet")).to_be_visible()
 
         # ---- managed Redis: create, credentials on click, delete
         if REDIS:
