@@ -39,6 +39,23 @@
       if (!window.confirm(f.getAttribute("data-confirm"))) ev.preventDefault();
     }
   }, true);
+  // A new connection is tested before it is created: Create is enabled once a test ran with
+  // the current values (as "Create anyway" when it failed); changing them disables it again.
+  document.addEventListener("htmx:afterSwap", function () {
+    var r = document.getElementById("connection-test");
+    var b = document.getElementById("create-connection");
+    if (r && b) {
+      b.disabled = false;
+      b.textContent = r.getAttribute("data-ok") === "true" ? "Create connection" : "Create anyway (the test failed)";
+    }
+  });
+  document.addEventListener("input", function (ev) {
+    var b = document.getElementById("create-connection");
+    if (b && ev.target instanceof Element && ev.target.hasAttribute("data-tested")) {
+      b.disabled = true;
+      b.textContent = "Create connection";
+    }
+  });
   // Ctrl/Cmd+Enter runs the query.
   document.addEventListener("keydown", function (ev) {
     if (ev.target && ev.target.id === "q" && ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
