@@ -331,6 +331,11 @@ struct DetailPage {
     sizes: Vec<(&'static str, bool)>,
     resize_allowed: bool,
     resize_reason: String,
+    sync_modes: Vec<(String, bool)>,
+    sync_interval: String,
+    min_sync_interval: String,
+    log_levels: Vec<(&'static str, bool)>,
+    pending: bool,
     redeploy_allowed: bool,
     running: bool,
     events: Vec<EventRow>,
@@ -384,6 +389,19 @@ pub async fn detail(
             .iter()
             .map(|z| (z.as_str(), *z == d.instance_size))
             .collect(),
+        sync_modes: v
+            .connection
+            .allowed_sync_modes
+            .iter()
+            .map(|m| (m.to_string(), *m == d.sync_mode))
+            .collect(),
+        sync_interval: d.sync_interval.to_string(),
+        min_sync_interval: v.connection.min_sync_interval.to_string(),
+        log_levels: crate::api::LogLevel::ALL
+            .iter()
+            .map(|l| (l.as_str(), *l == d.log_level))
+            .collect(),
+        pending: v.has_pending_changes,
         resize_allowed: v.actions.resize.allowed,
         resize_reason: v.actions.resize.reason.clone().unwrap_or_default(),
         redeploy_allowed: v.actions.redeploy.allowed,
@@ -540,6 +558,35 @@ pub async fn build_log(
         build: b.to_string(),
         log,
     })
+}
+
+/// The runtime settings form.
+#[derive(Deserialize)]
+pub struct RuntimeForm {
+    sync_mode: String,
+    sync_interval: String,
+    log_level: String,
+}
+
+/// `POST /ui/databases/{id}/runtime`: sync mode, interval and log level through
+/// `update_database` (validated as `PATCH /v1/databases/{id}`); "Apply settings" (reconfigure)
+/// deploys them to a running engine.
+pub async fn runtime(
+    State(s): State<DashState>,
+    Path(id): Path<String>,
+    Posted { me, form }: Posted<RuntimeForm>,
+) -> Result<Response, PageError> {
+    let id = path_id(&id, "database")?;
+    let interval: i64 = form
+        .sync_interval
+        .trim()
+        .parse()
+        .map_err(|_| PageError::Bad("sync interval must be a number of seconds".into()))?;
+    let body =
+        json!({"syncMode": form.sync_mode, "syncInterval": interval, "logLevel": form.log_level});
+    let req = crate::extract::parse_json(body.to_string().as_bytes())?;
+    s.service.update_database(&me.principal, id, req).await?;
+    Ok(Redirect::to(&format!("/ui/databases/{id}")).into_response())
 }
 
 /// The settings form: pause schedule and tags.

@@ -79,6 +79,7 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         .route("/ui/databases/{id}/status", get(databases::status))
         .route("/ui/databases/{id}/actions/{action}", post(databases::act))
         .route("/ui/databases/{id}/settings", post(databases::settings))
+        .route("/ui/databases/{id}/runtime", post(databases::runtime))
         .route(
             "/ui/databases/{id}/builds/{build}",
             get(databases::build_log),

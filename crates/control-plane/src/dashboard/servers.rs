@@ -214,8 +214,10 @@ struct ServerPage {
 #[derive(Template)]
 #[template(path = "dashboard/server_status.html")]
 struct StatusFragment {
+    csrf: String,
     s: ServerRow,
     poll: &'static str,
+    actions: Vec<ServerAction>,
 }
 
 fn poll(status: &str) -> &'static str {
@@ -272,7 +274,9 @@ pub async fn status(
     .await?;
     let row = server_row(&ok(status, v)?);
     page(&StatusFragment {
+        csrf: me.session.csrf.clone(),
         poll: poll(&row.status),
+        actions: actions(&row.status),
         s: row,
     })
 }

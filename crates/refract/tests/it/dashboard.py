@@ -237,6 +237,18 @@ def main():
         expect(page.locator("#query-keys tr", has_text="app key").locator("td").nth(3)).not_to_be_empty()
         check_page(page)
 
+        # ---- runtime settings, then "Apply settings" (reconfigure) deploys them
+        step("runtime settings and reconfigure")
+        page.select_option("#log_level", "debug")
+        page.get_by_role("button", name="Save runtime settings").click()
+        expect(page.locator("#pending")).to_be_visible()
+        act(page, "reconfigure")
+        wait_status(page, "running")
+        expect(page.locator("#operation")).to_have_count(0, timeout=LONG)
+        page.reload()
+        expect(page.locator("#log_level")).to_have_value("debug")
+        expect(page.locator("#pending")).to_have_count(0)
+
         # ---- pause schedule and tags
         step("pause schedule and tags")
         page.fill("#pause_at", "23:00")
@@ -352,6 +364,12 @@ def main():
             expect(page.locator("#credentials")).to_contain_text("redis://")
             page.goto(server_url)
             assert "redis://default:" not in page.content()
+            expect(page.locator('button[data-action="start"]')).to_be_disabled()
+            act(page, "stop")
+            expect(page.locator("#server-status")).to_have_attribute("data-status", "stopped", timeout=60_000)
+            act(page, "start")
+            expect(page.locator("#server-status")).to_have_attribute("data-status", "running", timeout=LONG)
+            check_page(page)
             page.get_by_role("button", name="Delete server").click()
             expect(page).to_have_url(URL + "/ui/servers")
 
