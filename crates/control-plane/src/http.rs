@@ -104,7 +104,11 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
         app = app.merge(extra);
     }
     app.fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async {
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            // The dashboard's pages answer a page, the API its JSON.
+            if crate::dashboard::is_page(uri.path()) {
+                return crate::dashboard::method_not_allowed();
+            }
             (
                 StatusCode::METHOD_NOT_ALLOWED,
                 Json(ErrorBody {
@@ -112,6 +116,7 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
                     message: "method not allowed on this route".into(),
                 }),
             )
+                .into_response()
         })
         .layer(axum::middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -141,6 +141,25 @@ pub fn sign_in_link(key: &str) -> String {
     session::create_link(key)
 }
 
+/// Whether `path` is one of the dashboard's (`/`, `/ui…`).
+pub fn is_page(path: &str) -> bool {
+    path == "/" || path == "/ui" || path.starts_with("/ui/")
+}
+
+/// The 405 page (the main router's method fallback answers it for the dashboard's paths).
+pub fn method_not_allowed() -> Response {
+    let mut resp = error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "this page does not take that kind of request",
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    resp
+}
+
 async fn not_found() -> Response {
     error_page(
         StatusCode::NOT_FOUND,

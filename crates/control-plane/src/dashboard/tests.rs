@@ -235,6 +235,14 @@ async fn foreign_and_unknown_ids_are_404_pages_and_the_api_is_unchanged() {
     let a = h.get("/v1/connections", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert!(a.body.contains("\"error\":\"unauthorized\""));
+    let req = Request::put("/ui/").body(Body::empty()).unwrap();
+    let a = h.send(req).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(is_html(&a));
+    let req = Request::put("/v1/connections").body(Body::empty()).unwrap();
+    let a = h.send(req).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(a.body.contains("\"error\":\"method_not_allowed\""));
     let a = h.get("/no-such-route", None).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert!(a.body.contains("\"error\":\"not_found\""));
