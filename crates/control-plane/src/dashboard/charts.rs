@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 /// Samples kept per database (2 minutes at one every 2 s).
 const KEEP: usize = 60;
+/// Samples are kept for at most this many databases.
+const MAX_DATABASES: usize = 1000;
 /// At most one sample per database this often.
 const EVERY: Duration = Duration::from_secs(2);
 
@@ -97,6 +99,16 @@ impl Samples {
         };
         let (queries, buckets) = parse(&text);
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: the database watched longest ago makes room.
+        if map.len() >= MAX_DATABASES && !map.contains_key(&id) {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, q)| q.back().map(|s| s.at))
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
         let q = map.entry(id).or_default();
         // An engine restarted (counters went down): start over.
         if q.back().is_some_and(|s| s.queries > queries) {
