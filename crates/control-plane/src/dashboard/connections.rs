@@ -261,6 +261,7 @@ struct EditPage {
     ssl_mode: String,
     schemas: String,
     sync_modes: String,
+    available: Vec<String>,
     databases: Vec<DbLink>,
 }
 
@@ -290,6 +291,7 @@ pub async fn show(
             .map(|m| m.to_string())
             .collect::<Vec<_>>()
             .join(", "),
+        available: conn.available_schemas.clone(),
         databases: c
             .databases
             .iter()
@@ -336,4 +338,25 @@ pub async fn delete(
     let id = path_id(&id, "connection")?;
     s.service.delete_connection(&me.principal, id).await?;
     Ok(Redirect::to("/ui/connections").into_response())
+}
+
+/// The add-a-database form of a connection.
+#[derive(Deserialize)]
+pub struct DatabaseForm {
+    name: String,
+    schema: String,
+}
+
+/// `POST /ui/connections/{id}/databases`: registers a database on the connection (as
+/// `POST /v1/databases`), then shows it, ready to provision.
+pub async fn add_database(
+    State(s): State<DashState>,
+    Path(id): Path<String>,
+    Posted { me, form }: Posted<DatabaseForm>,
+) -> Result<Response, PageError> {
+    let id = path_id(&id, "connection")?;
+    let body = json!({"connectionId": id, "name": form.name.trim(), "mysqlDb": form.schema.trim()});
+    let req = parse_json(body.to_string().as_bytes())?;
+    let d = s.service.register_database(&me.principal, req).await?;
+    Ok(Redirect::to(&format!("/ui/databases/{}", d.id)).into_response())
 }

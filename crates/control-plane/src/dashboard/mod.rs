@@ -106,6 +106,10 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         )
         .route("/ui/connections/{id}/test", post(connections::test_stored))
         .route("/ui/connections/{id}/delete", post(connections::delete))
+        .route(
+            "/ui/connections/{id}/databases",
+            post(connections::add_database),
+        )
         .route("/ui/servers", get(servers::list).post(servers::create))
         .route("/ui/servers/{id}", get(servers::show))
         .route("/ui/servers/{id}/status", get(servers::status))

@@ -345,8 +345,8 @@ pub struct ServeForm {
     name: String,
 }
 
-/// `POST /ui/servers/{id}/connection`: registers the server as a `/v1` connection (and its
-/// database), then shows that database.
+/// `POST /ui/servers/{id}/connection`: registers the server as a `/v1` connection, then shows
+/// it (a database is added there, then provisioned).
 pub async fn serve(
     State(s): State<DashState>,
     Path(id): Path<String>,

@@ -26,6 +26,7 @@ SCHEMA = os.environ["DASH_SCHEMA"]
 SHOTS = os.environ.get("DASH_SCREENSHOTS")  # a directory: write screenshots of the main pages
 CHROMIUM = os.environ.get("DASH_CHROMIUM", "/usr/bin/chromium")
 REDIS = os.environ.get("DASH_MANAGED_REDIS") == "1"
+PG = os.environ.get("DASH_MANAGED_POSTGRES") == "1"
 LONG = 180_000  # ms: provisioning on a busy 2-core machine
 
 console_errors = []
@@ -370,6 +371,37 @@ def main():
             act(page, "start")
             expect(page.locator("#server-status")).to_have_attribute("data-status", "running", timeout=LONG)
             check_page(page)
+            page.get_by_role("button", name="Delete server").click()
+            expect(page).to_have_url(URL + "/ui/servers")
+
+        # ---- managed PostgreSQL served as a read API (a /v1 connection and database over it)
+        if PG:
+            step("managed postgresql, serve it as a read API")
+            page.goto(URL + "/ui/servers")
+            page.fill("#s-name", "main-pg")
+            page.select_option("#s-engine", "postgresql")
+            page.get_by_role("button", name="Create server").click()
+            expect(page).to_have_url(re.compile(r"/ui/servers/db_[0-9a-z]+$"))
+            pg_url = page.url
+            expect(page.locator("#server-status")).to_have_attribute("data-status", "running", timeout=LONG)
+            page.reload()
+            page.fill("#serve-name", "main-pg read")
+            page.get_by_role("button", name="Serve as a read API").click()
+            expect(page).to_have_url(re.compile(r"/ui/connections/[0-9a-f-]{36}$"))
+            conn_url = page.url
+            expect(page.locator("h1")).to_have_text("main-pg read")
+            check_page(page)
+            page.fill("#d-name", "pg api")
+            page.get_by_role("button", name="Add database").click()
+            expect(page).to_have_url(re.compile(r"/ui/databases/[0-9a-f-]{36}$"))
+            wait_status(page, "registered", 10_000)
+            check_page(page)
+            act(page, "delete")
+            expect(page).to_have_url(URL + "/ui/")
+            page.goto(conn_url)
+            page.get_by_role("button", name="Delete connection").click()
+            expect(page).to_have_url(URL + "/ui/connections")
+            page.goto(pg_url)
             page.get_by_role("button", name="Delete server").click()
             expect(page).to_have_url(URL + "/ui/servers")
 

@@ -73,6 +73,14 @@ fn redis_installed() -> bool {
         .any(|p| Path::new(p).is_file())
 }
 
+/// PostgreSQL's server binaries (`scripts/test` installs them): the managed PostgreSQL
+/// scenario ("serve it as a read API") runs when they are.
+fn postgres_installed() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|v| v.path().join("bin/postgres").is_file()))
+        .unwrap_or(false)
+}
+
 #[test]
 fn dashboard_scenarios_in_a_real_browser() {
     let (python, chromium) = playwright();
@@ -136,6 +144,10 @@ fn dashboard_scenarios_in_a_real_browser() {
             "DASH_MANAGED_REDIS",
             if redis_installed() { "1" } else { "0" },
         )
+        .env(
+            "DASH_MANAGED_POSTGRES",
+            if postgres_installed() { "1" } else { "0" },
+        )
         .stdout(std::fs::File::create(dir.path().join("out")).unwrap())
         .stderr(std::fs::File::create(dir.path().join("err")).unwrap());
     if let Some(shots) = std::env::var_os("REFRACT_DASHBOARD_SCREENSHOTS") {
@@ -149,6 +161,9 @@ fn dashboard_scenarios_in_a_real_browser() {
     }
     if !redis_installed() {
         eprintln!("redis-server is not installed: the managed Redis scenario does not run");
+    }
+    if !postgres_installed() {
+        eprintln!("PostgreSQL is not installed: the managed PostgreSQL scenario does not run");
     }
     let mut child = cmd.spawn().expect("run dashboard.py");
     let status = loop {
