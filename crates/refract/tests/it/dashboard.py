@@ -72,12 +72,29 @@ def check_page(page, reveal=None):
             .map(e => e.outerHTML)"""
     )
     assert not unlabeled, f"controls without a label on {page.url}: {unlabeled}"
+    nameless = page.evaluate(
+        """() => [...document.querySelectorAll('button, a[href]')]
+            .filter(e => !e.textContent.trim() && !e.getAttribute('aria-label'))
+            .map(e => e.outerHTML)"""
+    )
+    assert not nameless, f"buttons or links without a name on {page.url}: {nameless}"
+    assert page.evaluate("() => document.documentElement.lang") == "en"
+    assert page.locator("h1").count() == 1, f"not exactly one h1 on {page.url}"
     pages_checked.append(page.url)
 
 
 def shot(page, name):
     if SHOTS:
         page.screenshot(path=os.path.join(SHOTS, f"dashboard-{name}.png"), full_page=True)
+
+
+def tab_to(page, element_id, limit=120):
+    """Moves the focus with Tab only until `element_id` has it."""
+    for _ in range(limit):
+        if page.evaluate("() => document.activeElement && document.activeElement.id") == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"#{element_id} cannot be reached with Tab on {page.url}")
 
 
 def wait_status(page, status, timeout=LONG):
@@ -283,8 +300,10 @@ def main():
         step("management key create and revoke")
         page.goto(URL + "/ui/keys")
         check_page(page)
-        page.fill("#k-name", "ci key")
-        page.get_by_role("button", name="Create management key").click()
+        # Keyboard only: Tab to the name, type it, Enter submits.
+        tab_to(page, "k-name")
+        page.keyboard.type("ci key")
+        page.keyboard.press("Enter")
         mkey = page.locator("#secret").inner_text().strip()
         assert mkey.startswith("rmk_"), mkey
         check_page(page, reveal=mkey)
