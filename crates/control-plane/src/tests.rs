@@ -25,6 +25,7 @@ async fn harness() -> Harness {
         engine_binary: "refract".into(),
         http: Default::default(),
         sqlite_roots: Vec::new(),
+        store: None,
     };
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
@@ -294,6 +295,7 @@ async fn managed_routes_go_through_the_same_layers() {
         engine_binary: "refract".into(),
         http: Default::default(),
         sqlite_roots: Vec::new(),
+        store: None,
     };
     let service = open(&config).await.unwrap();
     let managed = crate::managed::open(&config.data_dir, &service).unwrap();

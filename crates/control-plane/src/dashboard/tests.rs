@@ -24,6 +24,7 @@ async fn harness() -> H {
         engine_binary: "refract".into(),
         http: Default::default(),
         sqlite_roots: Vec::new(),
+        store: None,
     };
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))

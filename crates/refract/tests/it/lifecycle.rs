@@ -26,6 +26,8 @@ pub(crate) struct Cp {
     data: PathBuf,
     admin: String,
     delay_ms: u64,
+    /// `--store` (a PostgreSQL URL shared by replicas), or the embedded SQLite file.
+    store: Option<String>,
     out: Arc<Mutex<String>>,
     http: reqwest::blocking::Client,
     _tmp: Option<tempfile::TempDir>,
@@ -39,12 +41,22 @@ impl Cp {
         cp
     }
 
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     pub(crate) fn root(&self) -> PathBuf {
         self.data.parent().unwrap().to_path_buf()
     }
 
     pub(crate) fn start(data: &Path, delay_ms: u64) -> Cp {
-        let (child, url, out) = spawn_serve(data, delay_ms);
+        Self::start_on(data, delay_ms, None)
+    }
+
+    /// A replica on the PostgreSQL store `store` (several may share `data` on one machine: the
+    /// local runtime's engines are then adoptable by whichever replica leads).
+    pub(crate) fn start_on(data: &Path, delay_ms: u64, store: Option<&str>) -> Cp {
+        let (child, url, out) = spawn_serve(data, delay_ms, store);
         let admin = std::fs::read_to_string(data.join("admin-key"))
             .unwrap()
             .trim()
@@ -55,6 +67,7 @@ impl Cp {
             data: data.to_path_buf(),
             admin,
             delay_ms,
+            store: store.map(str::to_string),
             out,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -200,7 +213,7 @@ impl Cp {
 
     pub(crate) fn restart(&mut self) {
         self.kill();
-        let (child, url, out) = spawn_serve(&self.data, self.delay_ms);
+        let (child, url, out) = spawn_serve(&self.data, self.delay_ms, self.store.as_deref());
         self.child = Some(child);
         self.url = url;
         self.out = out;
@@ -213,11 +226,20 @@ impl Cp {
 }
 
 /// Starts `refract serve` on `data`; returns the process, its URL and its collected output.
-fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>) {
+fn spawn_serve(
+    data: &Path,
+    delay_ms: u64,
+    store: Option<&str>,
+) -> (Child, String, Arc<Mutex<String>>) {
     // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
     // the SQLite root, as an operator would set it (the data dir inside it stays refused).
     let root = data.parent().unwrap();
-    let mut child = Command::new(refract_bin())
+    let mut cmd = Command::new(refract_bin());
+    match store {
+        Some(url) => cmd.env("REFRACT_STORE", url),
+        None => cmd.env_remove("REFRACT_STORE"),
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--data-dir",
@@ -316,7 +338,7 @@ fn blog_sqlite(path: &Path, users: u32) {
 }
 
 /// A SQLite source file with `users` rows, a connection and a registered database; the id.
-fn sqlite_database(cp: &Cp, users: u32) -> String {
+pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
     let path = cp.root().join(format!("blog-{}.db", rand::random::<u32>()));
     blog_sqlite(&path, users);
     let (s, v) = cp.call(

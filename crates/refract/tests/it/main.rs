@@ -11,6 +11,7 @@ mod dashboard;
 mod docs;
 mod endpoints_keys;
 mod engine;
+mod ha_store;
 mod lifecycle;
 mod managed;
 mod readme_tour;
