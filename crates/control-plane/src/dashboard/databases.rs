@@ -104,6 +104,7 @@ pub struct StatusView {
     badge: &'static str,
     poll: &'static str,
     last_error: Option<String>,
+    advice: Option<&'static str>,
     operation: Option<String>,
     desired: Option<String>,
     actions: Vec<ActionRow>,
@@ -171,6 +172,38 @@ async fn chart(s: &DashState, v: &InstanceStatusResponse) -> String {
         s.samples.sample(&s.http, v.database.id, e, lag).await;
     }
     s.samples.render(v.database.id)
+}
+
+/// What a person can do about a `lastError`, from the kinds of failure seen in practice; `None`
+/// when the message itself is the best advice.
+pub fn advice(error: &str) -> Option<&'static str> {
+    let e = error.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| e.contains(w));
+    if has(&[
+        "access denied",
+        "password authentication failed",
+        "authentication failed",
+    ]) {
+        Some("The source refused the user name or password: correct them on the connection's page (Edit), test it, then provision again.")
+    } else if has(&["replication", "grant", "privilege", "permission denied"]) {
+        Some("The source user lacks a grant that this sync mode needs (docs/engine.md, \"Source users and grants\"): add it on the source, or switch the database to poll under Runtime settings, then provision again.")
+    } else if has(&[
+        "connection refused",
+        "timed out",
+        "could not connect",
+        "no route to host",
+        "name or service not known",
+    ]) {
+        Some("The source server could not be reached: check that it runs and that the connection's host and port are right (Test stored credentials), then provision again.")
+    } else if has(&["unknown database", "does not exist"]) {
+        Some("The schema or table named does not exist on the source: pick another schema, or create it, then provision again.")
+    } else if e.contains("port") && has(&["taken", "in use", "no free"]) {
+        Some("The engine's port is held by another program on this host: stop that program, then provision again.")
+    } else if has(&["crash", "exited", "gave up", "restarts"]) {
+        Some("The engine kept stopping: the events below and the build log say why; provision again once the cause is fixed.")
+    } else {
+        None
+    }
 }
 
 fn status_view(v: &InstanceStatusResponse, chart: String) -> StatusView {
@@ -276,6 +309,7 @@ fn status_view(v: &InstanceStatusResponse, chart: String) -> StatusView {
             "every 10s"
         },
         last_error: plain_error(d),
+        advice: d.last_error.as_deref().and_then(advice),
         operation,
         desired: d.desired_state.map(|s| s.to_string()),
         actions,
@@ -640,4 +674,32 @@ pub async fn settings(
     let req = crate::extract::parse_json(body.to_string().as_bytes())?;
     s.service.update_database(&me.principal, id, req).await?;
     Ok(Redirect::to(&format!("/ui/databases/{id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advice;
+
+    #[test]
+    fn common_failures_get_advice_in_plain_words() {
+        assert!(
+            advice("checking the source failed: Access denied for user 'x'@'h'")
+                .unwrap()
+                .contains("user name or password")
+        );
+        assert!(
+            advice("the source may not be read: missing REPLICATION SLAVE")
+                .unwrap()
+                .contains("grant")
+        );
+        assert!(
+            advice("checking the source failed: Connection refused (os error 111)")
+                .unwrap()
+                .contains("could not be reached")
+        );
+        assert!(advice("engine exited 5 times; gave up")
+            .unwrap()
+            .contains("kept stopping"));
+        assert_eq!(advice("something new"), None);
+    }
 }
