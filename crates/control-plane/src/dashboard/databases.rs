@@ -319,11 +319,17 @@ fn status_view(v: &InstanceStatusResponse, chart: String) -> StatusView {
     }
 }
 
+/// The polled fragment; builds and events ride along as out-of-band swaps (`oob`).
 #[derive(Template)]
 #[template(path = "dashboard/db_status.html")]
 struct StatusFragment {
     csrf: String,
     st: StatusView,
+    oob: bool,
+    id: String,
+    builds: Vec<BuildRow>,
+    events: Vec<EventRow>,
+    redeploy_allowed: bool,
 }
 
 struct EventRow {
@@ -374,6 +380,7 @@ struct DetailPage {
     running: bool,
     events: Vec<EventRow>,
     builds: Vec<BuildRow>,
+    oob: bool,
     keys: Vec<KeyRow>,
     pause_at: String,
     resume_at: String,
@@ -387,6 +394,59 @@ fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// The events (newest 50) and builds of a database, as rows.
+async fn history(
+    s: &DashState,
+    p: &crate::Principal,
+    id: Uuid,
+) -> Result<(Vec<EventRow>, Vec<BuildRow>), PageError> {
+    let events = s
+        .service
+        .list_events(
+            p,
+            id,
+            EventsQuery {
+                limit: Some(50),
+                before: None,
+            },
+        )
+        .await?;
+    let builds = s.service.list_builds(p, id).await?;
+    let events = events
+        .events
+        .iter()
+        .map(|e| EventRow {
+            at: fmt_time(e.at),
+            change: match e.from {
+                Some(f) => format!("{f} → {}", e.to),
+                None => e.to.to_string(),
+            },
+            cause: e.cause.clone(),
+            message: e.message.clone(),
+        })
+        .collect();
+    let builds = builds
+        .builds
+        .iter()
+        .map(|b| BuildRow {
+            id: b.id.to_string(),
+            status: serde_json::to_value(b.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            created: fmt_time(b.created_at),
+            duration: b
+                .build_duration_seconds
+                .map(|s| format!("{s:.1} s"))
+                .unwrap_or_default(),
+            error: b.error.clone().unwrap_or_default(),
+            deployable: b.deployable,
+            active: builds.active_build_id == Some(b.id),
+        })
+        .collect();
+    Ok((events, builds))
+}
+
 /// `GET /ui/databases/{id}`.
 pub async fn detail(
     State(s): State<DashState>,
@@ -397,17 +457,7 @@ pub async fn detail(
     let svc = &s.service;
     let p = &me.principal;
     let v = svc.instance_status(p, id).await?;
-    let events = svc
-        .list_events(
-            p,
-            id,
-            EventsQuery {
-                limit: Some(50),
-                before: None,
-            },
-        )
-        .await?;
-    let builds = svc.list_builds(p, id).await?;
+    let (events, builds) = history(&s, p, id).await?;
     let keys = svc.list_query_keys(p, id).await?;
     let d = &v.database;
     let sched = d.pause_schedule.as_ref();
@@ -440,38 +490,9 @@ pub async fn detail(
         resize_reason: v.actions.resize.reason.clone().unwrap_or_default(),
         redeploy_allowed: v.actions.redeploy.allowed,
         running: d.status == Status::Running,
-        events: events
-            .events
-            .iter()
-            .map(|e| EventRow {
-                at: fmt_time(e.at),
-                change: match e.from {
-                    Some(f) => format!("{f} → {}", e.to),
-                    None => e.to.to_string(),
-                },
-                cause: e.cause.clone(),
-                message: e.message.clone(),
-            })
-            .collect(),
-        builds: builds
-            .builds
-            .iter()
-            .map(|b| BuildRow {
-                id: b.id.to_string(),
-                status: serde_json::to_value(b.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                created: fmt_time(b.created_at),
-                duration: b
-                    .build_duration_seconds
-                    .map(|s| format!("{s:.1} s"))
-                    .unwrap_or_default(),
-                error: b.error.clone().unwrap_or_default(),
-                deployable: b.deployable,
-                active: builds.active_build_id == Some(b.id),
-            })
-            .collect(),
+        events,
+        builds,
+        oob: false,
         keys: keys
             .iter()
             .map(|k| KeyRow {
@@ -521,9 +542,15 @@ pub async fn status(
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "database")?;
     let v = s.service.instance_status(&me.principal, id).await?;
+    let (events, builds) = history(&s, &me.principal, id).await?;
     page(&StatusFragment {
         csrf: me.session.csrf.clone(),
         st: status_view(&v, chart(&s, &v).await),
+        oob: true,
+        id: id.to_string(),
+        builds,
+        events,
+        redeploy_allowed: v.actions.redeploy.allowed,
     })
 }
 

@@ -193,6 +193,8 @@ def main():
         page.evaluate("() => { window.__noReload = 1; }")
         expect(page.locator("#status-badge")).not_to_have_attribute("data-status", "registered", timeout=30_000)
         wait_status(page, "running")
+        expect(page.locator("#events")).to_contain_text("→ running", timeout=10_000)
+        expect(page.locator("#builds")).to_contain_text("succeeded")
         assert page.evaluate("() => window.__noReload") == 1, "the page was reloaded"
         expect(page.locator("#row-counts")).to_be_visible(timeout=30_000)
         page.reload()
@@ -369,6 +371,7 @@ def main():
         expect(page).to_have_url(re.compile(r"/ui/databases/[0-9a-f-]{36}$"))
         act(page, "provision")
         wait_status(page, "failed", 60_000)
+        expect(page.locator("#events")).to_contain_text("→ failed", timeout=10_000)
         expect(page.locator("#last-error")).to_be_visible()
         expect(page.locator("#advice")).to_contain_text("could not be reached")
         check_page(page)
