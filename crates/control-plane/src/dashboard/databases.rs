@@ -330,6 +330,8 @@ struct StatusFragment {
     builds: Vec<BuildRow>,
     events: Vec<EventRow>,
     redeploy_allowed: bool,
+    resize_allowed: bool,
+    resize_reason: String,
 }
 
 struct EventRow {
@@ -388,6 +390,13 @@ struct DetailPage {
     tags: Vec<(String, String)>,
     tags_text: String,
     colors: Vec<&'static str>,
+}
+
+fn sizes(d: &Database) -> Vec<(&'static str, bool)> {
+    crate::api::InstanceSize::ALL
+        .iter()
+        .map(|z| (z.as_str(), *z == d.instance_size))
+        .collect()
 }
 
 fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -469,10 +478,7 @@ pub async fn detail(
         schema: d.mysql_db.clone(),
         sync_mode: d.sync_mode.to_string(),
         size: d.instance_size.to_string(),
-        sizes: crate::api::InstanceSize::ALL
-            .iter()
-            .map(|z| (z.as_str(), *z == d.instance_size))
-            .collect(),
+        sizes: sizes(d),
         sync_modes: v
             .connection
             .allowed_sync_modes
@@ -551,6 +557,8 @@ pub async fn status(
         builds,
         events,
         redeploy_allowed: v.actions.redeploy.allowed,
+        resize_allowed: v.actions.resize.allowed,
+        resize_reason: v.actions.resize.reason.clone().unwrap_or_default(),
     })
 }
 
