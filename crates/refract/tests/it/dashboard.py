@@ -109,6 +109,9 @@ def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         context = browser.new_context(viewport={"width": 1280, "height": 900})
+        # Generous defaults: the suite shares 2 cores with builds and other tests.
+        context.set_default_timeout(30_000)
+        expect.set_options(timeout=20_000)
         page = context.new_page()
 
         def on_console(msg):
