@@ -88,13 +88,17 @@ def shot(page, name):
         page.screenshot(path=os.path.join(SHOTS, f"dashboard-{name}.png"), full_page=True)
 
 
-def tab_to(page, element_id, limit=120):
-    """Moves the focus with Tab only until `element_id` has it."""
+def tab_to(page, element_id=None, action=None, limit=120):
+    """Moves the focus with Tab only until the element with `element_id` (or the button of
+    `action`) has it."""
     for _ in range(limit):
-        if page.evaluate("() => document.activeElement && document.activeElement.id") == element_id:
+        focused = page.evaluate(
+            "() => document.activeElement ? [document.activeElement.id, document.activeElement.dataset.action || ''] : ['', '']"
+        )
+        if (element_id and focused[0] == element_id) or (action and focused[1] == action):
             return
         page.keyboard.press("Tab")
-    raise AssertionError(f"#{element_id} cannot be reached with Tab on {page.url}")
+    raise AssertionError(f"{element_id or action} cannot be reached with Tab on {page.url}")
 
 
 def wait_status(page, status, timeout=LONG):
@@ -295,8 +299,10 @@ def main():
         page.goto(db_url)
 
         # ---- pause and resume
-        step("pause and resume")
-        act(page, "pause")
+        step("pause and resume (pause with the keyboard)")
+        page.locator("body").focus()
+        tab_to(page, action="pause")
+        page.keyboard.press("Enter")
         wait_status(page, "paused")
         act(page, "resume")
         wait_status(page, "running")
