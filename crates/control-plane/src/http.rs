@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
 /// id, tracing span, metrics, panic catching and the JSON shape of axum's own errors.
 pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
     let _ = metrics_handle();
+    let state_service = state.service.clone();
     let v1 = Router::new()
         .route(
             "/v1/admin/customers",
@@ -95,12 +96,19 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
     }
     document_common_errors(&mut doc);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/v1/docs").url("/v1/openapi.json", doc);
-    let mut app = v1.merge(docs);
+    // The web dashboard (`/`, `/ui/…`): HTML pages over the same service (see `dashboard/`).
+    let mut app = v1
+        .merge(docs)
+        .merge(crate::dashboard::router(state_service, extra.clone()));
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
     app.fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async {
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            // The dashboard's pages answer a page, the API its JSON.
+            if crate::dashboard::is_page(uri.path()) {
+                return crate::dashboard::method_not_allowed();
+            }
             (
                 StatusCode::METHOD_NOT_ALLOWED,
                 Json(ErrorBody {
@@ -108,6 +116,7 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
                     message: "method not allowed on this route".into(),
                 }),
             )
+                .into_response()
         })
         .layer(axum::middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -148,7 +157,12 @@ async fn observe(req: Request, next: Next) -> Response {
             ApiError::Internal(anyhow::anyhow!("handler panicked: {cause}")).into_response()
         }
     };
-    if !resp.status().is_success() && !resp.status().is_redirection() && !is_json(&resp) {
+    // The dashboard's error pages are HTML on purpose (`dashboard/common.rs`).
+    if !resp.status().is_success()
+        && !resp.status().is_redirection()
+        && !is_json(&resp)
+        && !is_html(&resp)
+    {
         resp = json_error(resp).await;
     }
     let status = resp.status();
@@ -186,6 +200,13 @@ fn is_json(resp: &Response) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"))
+}
+
+fn is_html(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 /// Safety net: an error answered by axum itself (a path or query rejection in any handler, a

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod dashboard;
 mod error;
 mod extract;
 mod http;
@@ -49,6 +50,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+pub use dashboard::sign_in_link;
 pub use error::ApiError;
 pub use extract::{parse_json, ApiJson, AppState, Auth};
 pub use http::{metrics_handle, router, router_with, ApiDoc};

@@ -291,6 +291,12 @@ async fn demo(
         api.base,
         api.token
     );
+    say!(
+        "  dashboard      {}/   (sign in once, without the key: {}{})",
+        api.base,
+        api.base,
+        refract_control_plane::sign_in_link(&api.token)
+    );
     say!("\nTry a query:\n");
     say!("  curl -H 'Authorization: Bearer {key}' -d '{QUERY}' {endpoint}/query");
     say!("\nOr the control plane:\n");

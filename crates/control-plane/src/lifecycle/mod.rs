@@ -59,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Service;
 
+pub use actions::ActionParams;
 pub use engine::EngineClient;
 pub(crate) use engine::{admin_token_secret, keys_file};
 pub(crate) use error::ActionError;

@@ -54,6 +54,8 @@ struct Printed {
     query_key: String,
     cp_url: String,
     cp_token: String,
+    /// `dashboard  URL/   (sign in once, without the key: LINK)`.
+    dashboard: Option<String>,
 }
 
 /// Starts `refract quickstart` in `dir`; returns it with what it printed.
@@ -77,6 +79,7 @@ fn quickstart(dir: &std::path::Path) -> (Quickstart, Printed) {
     let start = Instant::now();
     let mut curl = None;
     let mut control = None;
+    let mut dashboard = None;
     while curl.is_none() || control.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(120).saturating_sub(start.elapsed()))
@@ -88,6 +91,9 @@ fn quickstart(dir: &std::path::Path) -> (Quickstart, Printed) {
         // `REFRACT_URL=… REFRACT_TOKEN=… refract databases instance ID`
         if line.starts_with("REFRACT_URL=") {
             control = Some(line.to_string());
+        }
+        if line.starts_with("dashboard ") {
+            dashboard = Some(line.to_string());
         }
     }
     let curl = curl.unwrap();
@@ -107,6 +113,7 @@ fn quickstart(dir: &std::path::Path) -> (Quickstart, Printed) {
         query_key: key,
         cp_url: cp_url.to_string(),
         cp_token: cp_token.to_string(),
+        dashboard,
     };
     (qs, printed)
 }
@@ -174,6 +181,44 @@ fn documented_queries_answer_on_the_quickstart_data() {
         failures.len(),
         failures.join("\n")
     );
+    quickstart_sign_in_link_works_once(&printed);
+}
+
+/// The quickstart prints the dashboard's URL and a one-time sign-in link (docs/dashboard.md).
+fn quickstart_sign_in_link_works_once(printed: &Printed) {
+    let line = printed
+        .dashboard
+        .as_deref()
+        .expect("quickstart printed no dashboard line");
+    assert!(!line.contains(&printed.cp_token), "{line}");
+    let link = line
+        .split_whitespace()
+        .find(|w| w.contains("/ui/sign-in/link/"))
+        .unwrap_or_else(|| panic!("no sign-in link in {line:?}"))
+        .trim_end_matches(')');
+    assert!(link.starts_with(&printed.cp_url), "{link}");
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(http.get(link).send().unwrap().status().as_u16(), 200);
+    let token = link.rsplit('/').next().unwrap();
+    let sign_in = format!("{}/ui/sign-in", printed.cp_url);
+    let r = http
+        .post(&sign_in)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("link={token}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(r.headers().contains_key("set-cookie"));
+    let again = http
+        .post(&sign_in)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("link={token}"))
+        .send()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404, "a sign-in link works once");
 }
 
 /// `refract query` runs a query from the command line: the account's only running database, a

@@ -7,6 +7,7 @@ mod cli_output;
 mod common;
 mod control_plane;
 mod correctness;
+mod dashboard;
 mod docs;
 mod endpoints_keys;
 mod engine;

@@ -14,7 +14,7 @@ use crate::common::{refract_bin, ControlPlane};
 
 /// Kills every server and engine started under a data dir when the test ends, even on failure
 /// (managed servers and engines outlive a killed control plane by design).
-struct KillInstances(PathBuf);
+pub(crate) struct KillInstances(pub(crate) PathBuf);
 
 impl Drop for KillInstances {
     fn drop(&mut self) {
