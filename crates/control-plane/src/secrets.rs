@@ -393,6 +393,23 @@ impl SecretStore {
         Ok(entries.len())
     }
 
+    /// Removes the secrets named `prefix…` last written more than `age` ago (PostgreSQL rows;
+    /// nothing on the file backend, which keeps no such entries).
+    pub fn purge_older(&self, prefix: &str, age: std::time::Duration) -> anyhow::Result<u64> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(0);
+        };
+        let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+        let secs = age.as_secs_f64();
+        off_runtime(|| {
+            let mut conn = pool.get().context("connect to the metadata store")?;
+            Ok(conn.execute(
+                "DELETE FROM secrets WHERE name LIKE $1 AND updated_at < now() - make_interval(secs => $2)",
+                &[&pattern, &secs],
+            )?)
+        })
+    }
+
     /// Every `(name, value)` (for `refract store migrate` and key rotation).
     pub fn entries(&self) -> anyhow::Result<Vec<(String, String)>> {
         match &self.backend {

@@ -96,7 +96,10 @@ pub async fn sign_in(State(s): State<DashState>, req: Request) -> Result<Respons
         }
         Err(e) => return Err(e.into()),
     }
-    let (id, expired) = s.sessions.create(key);
+    let (id, expired) = s
+        .sessions
+        .create(key)
+        .map_err(|e| PageError::from(ApiError::Unavailable(format!("{e:#}"))))?;
     revoke_session_keys(&s, expired.into_iter().map(|(s, _)| s).collect());
     let mut resp = Redirect::to("/ui/").into_response();
     resp.headers_mut()

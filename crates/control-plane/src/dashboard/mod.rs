@@ -58,9 +58,14 @@ pub fn router(service: Service, managed: Option<Router>) -> Router {
         .no_proxy()
         .build()
         .unwrap_or_default();
+    // Several replicas on one store: sessions are shared through its secret store.
+    let sessions = match &service.postgres {
+        Some(_) => session::Sessions::shared(service.secrets.clone()),
+        None => Default::default(),
+    };
     let state = DashState {
         service,
-        sessions: Default::default(),
+        sessions,
         managed,
         http,
         samples: Default::default(),

@@ -3,6 +3,11 @@
 //! checked again on every request, so a revoked or expired key ends the session at once); the
 //! browser never holds it. Each session has a CSRF token that every state-changing request must
 //! carry (form field `csrf` or header `X-CSRF-Token`), and a deadline.
+//!
+//! With several control-plane replicas on one PostgreSQL store, a session must work on every
+//! replica (a load balancer need not be sticky) and a sign-out must end it on all of them: each
+//! session is then also a row of the secret store (sealed like every secret, named by the hash of
+//! its id), read on every request instead of this process's map.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +16,8 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderMap, HeaderValue};
 use rand::RngCore;
 use uuid::Uuid;
+
+use crate::secrets::SecretStore;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "refract_session";
@@ -22,7 +29,7 @@ pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 const MAX_SESSIONS: usize = 10_000;
 
 /// A query key the session created for its playground (revoked at sign-out).
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct SessionQueryKey {
     /// The database.
     pub database: Uuid,
@@ -51,7 +58,50 @@ pub struct Session {
 #[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<HashMap<String, Session>>>,
+    /// Several replicas: sessions live in the shared secret store (see the module doc).
+    shared: Option<Arc<SecretStore>>,
 }
+
+/// What the secret store keeps of a session.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    key: String,
+    csrf: String,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    query_keys: Vec<SessionQueryKey>,
+}
+
+impl Stored {
+    fn of(s: &Session) -> Stored {
+        Stored {
+            key: s.key.clone(),
+            csrf: s.csrf.clone(),
+            expires_at: s.expires_at,
+            query_keys: s.query_keys.clone(),
+        }
+    }
+
+    fn session(self) -> Session {
+        let left = (self.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        Session {
+            key: self.key,
+            csrf: self.csrf,
+            expires: Instant::now() + left,
+            expires_at: self.expires_at,
+            query_keys: self.query_keys,
+        }
+    }
+}
+
+/// The secret-store name of session `id` (its hash: the table never holds a usable cookie).
+fn shared_name(id: &str) -> String {
+    format!("{SHARED_PREFIX}{}", crate::keys::sha256_hex(id))
+}
+
+/// Prefix of the sessions' names in the secret store.
+const SHARED_PREFIX: &str = "dashboard/session/";
 
 /// 32 random bytes as 64 hex digits.
 pub fn random_token() -> String {
@@ -61,14 +111,49 @@ pub fn random_token() -> String {
 }
 
 impl Sessions {
+    /// Sessions shared by every replica through `secrets` (the PostgreSQL store's).
+    pub fn shared(secrets: Arc<SecretStore>) -> Self {
+        Sessions {
+            inner: Default::default(),
+            shared: Some(secrets),
+        }
+    }
+
+    fn load(&self, secrets: &SecretStore, id: &str) -> Option<Session> {
+        let text = secrets.get(&shared_name(id))?;
+        let stored: Stored = serde_json::from_str(&text).ok()?;
+        Some(stored.session())
+    }
+
+    fn save(&self, secrets: &SecretStore, id: &str, s: &Session) -> anyhow::Result<()> {
+        let text = serde_json::to_string(&Stored::of(s))?;
+        secrets.put(&shared_name(id), &text)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a session for `key`; returns its id. Expired sessions are dropped on the way
     /// (their query keys are returned, to be revoked by the caller).
-    pub fn create(&self, key: String) -> (String, Vec<(Session, String)>) {
+    pub fn create(&self, key: String) -> anyhow::Result<(String, Vec<(Session, String)>)> {
         let id = random_token();
+        if let Some(secrets) = &self.shared {
+            let session = Session {
+                key,
+                csrf: random_token(),
+                expires: Instant::now() + LIFETIME,
+                expires_at: chrono::Utc::now()
+                    + chrono::TimeDelta::from_std(LIFETIME).unwrap_or_default(),
+                query_keys: Vec::new(),
+            };
+            self.save(secrets, &id, &session)?;
+            // Sessions nobody signed out of: gone once they cannot be live any more.
+            if let Err(e) = secrets.purge_older(SHARED_PREFIX, LIFETIME) {
+                tracing::warn!(error = %format!("{e:#}"), "could not purge old dashboard sessions");
+            }
+            return Ok((id, Vec::new()));
+        }
         let now = Instant::now();
         let mut map = self.lock();
         let expired: Vec<String> = map
@@ -102,11 +187,19 @@ impl Sessions {
                 query_keys: Vec::new(),
             },
         );
-        (id, gone)
+        Ok((id, gone))
     }
 
     /// The live session of `id`.
     pub fn get(&self, id: &str) -> Option<Session> {
+        if let Some(secrets) = &self.shared {
+            let s = self.load(secrets, id)?;
+            if s.expires > Instant::now() {
+                return Some(s);
+            }
+            let _ = secrets.delete(&shared_name(id));
+            return None;
+        }
         let mut map = self.lock();
         match map.get(id) {
             Some(s) if s.expires > Instant::now() => Some(s.clone()),
@@ -120,11 +213,27 @@ impl Sessions {
 
     /// Ends a session; returns it (for its query keys).
     pub fn remove(&self, id: &str) -> Option<Session> {
+        if let Some(secrets) = &self.shared {
+            let s = self.load(secrets, id);
+            if let Err(e) = secrets.delete(&shared_name(id)) {
+                tracing::warn!(error = %format!("{e:#}"), "could not end a dashboard session");
+            }
+            return s;
+        }
         self.lock().remove(id)
     }
 
     /// Remembers a playground query key of session `id`.
     pub fn add_query_key(&self, id: &str, key: SessionQueryKey) {
+        if let Some(secrets) = &self.shared {
+            if let Some(mut s) = self.load(secrets, id) {
+                s.query_keys.push(key);
+                if let Err(e) = self.save(secrets, id, &s) {
+                    tracing::warn!(error = %format!("{e:#}"), "could not record a session's query key");
+                }
+            }
+            return;
+        }
         if let Some(s) = self.lock().get_mut(id) {
             s.query_keys.push(key);
         }
@@ -296,7 +405,7 @@ mod tests {
     #[test]
     fn sessions_expire_and_end() {
         let s = Sessions::default();
-        let (id, _) = s.create("rmk_x.y".into());
+        let (id, _) = s.create("rmk_x.y".into()).unwrap();
         assert!(s.get(&id).is_some());
         s.remove(&id);
         assert!(s.get(&id).is_none());

@@ -450,3 +450,82 @@ fn master_key_rotation_keeps_every_secret() {
     cp.restart();
     test(&cp);
 }
+
+/// The dashboard on two replicas: a session started on one works on the other (no sticky load
+/// balancer needed), and signing out on the other ends it on the first too.
+#[test]
+fn dashboard_sessions_work_on_every_replica() {
+    let store = StoreDatabase::create();
+    let tmp = crate::common::reachable_tempdir();
+    let data = tmp.path().join("data");
+    let a = Cp::start_on(&data, 0, Some(&store.url));
+    let b = Cp::start_on(&data, 0, Some(&store.url));
+    let admin_key = std::fs::read_to_string(data.join("admin-key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let host = |cp: &Cp| cp.url().trim_start_matches("http://").to_string();
+    // Sign in on A.
+    let resp = http
+        .post(format!("{}/ui/sign-in", a.url()))
+        .header("origin", format!("http://{}", host(&a)))
+        .form(&[("key", admin_key.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "sign-in answers a redirect");
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    assert!(!cookie.contains(&admin_key), "the key is not in the cookie");
+    let page = |cp: &Cp| {
+        http.get(format!("{}/ui/", cp.url()))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+    };
+    // The session works on B.
+    let on_b = page(&b);
+    assert_eq!(
+        on_b.status().as_u16(),
+        200,
+        "signed in on the other replica"
+    );
+    let html = on_b.text().unwrap();
+    assert!(!html.contains(&admin_key), "no key in the page");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_string();
+    // Sign out on B: the session is gone on A too.
+    let out = http
+        .post(format!("{}/ui/sign-out", b.url()))
+        .header("origin", format!("http://{}", host(&b)))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    let on_a = page(&a);
+    assert!(
+        on_a.status().is_redirection()
+            && on_a
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|l| l.contains("/ui/sign-in")),
+        "signed out everywhere: {} {:?}",
+        on_a.status(),
+        on_a.headers().get("location")
+    );
+    drop((a, b));
+}
