@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::objects::{self, Settings, ANNOTATION_STOPPED_AT, FILES_DIR, LABEL_INSTANCE};
+use crate::objects::{self, Settings, ANNOTATION_STOPPED_AT, KEYS_DIR, LABEL_INSTANCE};
 use crate::status;
 
 /// Runs engines on a Kubernetes cluster: one Deployment per instance (with `replicas` pods), its
@@ -344,7 +344,7 @@ impl KubernetesDriver {
             )]);
         }
         self.upsert(&secret).await?;
-        Ok(Some(format!("{FILES_DIR}/{}", file.name)))
+        Ok(Some(format!("{KEYS_DIR}/{}", file.name)))
     }
 
     async fn remove_group_objects(&self, group: &str) -> Result<(), RuntimeError> {

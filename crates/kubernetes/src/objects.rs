@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
     Probe, ProjectedVolumeSource, ResourceRequirements, Secret, SecretKeySelector,
-    SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeProjection,
+    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -20,9 +20,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use refract_runtime::{InstanceKind, InstanceSpec, RuntimeError};
 
-/// Where an engine's files are mounted (one projected volume: ConfigMap, Secret, keys Secret);
-/// also its working directory, so the relative paths of its config resolve there.
+/// An engine's working directory (a writable emptyDir) into which its files are mounted one by
+/// one, so the relative paths of its config resolve there.
 pub const FILES_DIR: &str = "/var/run/refract";
+/// Where a group's shared files (the query keys) are mounted.
+pub const KEYS_DIR: &str = "/var/run/refract/keys";
 
 /// Label: who manages the object.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -265,7 +267,12 @@ pub fn engine_objects(
         ..Default::default()
     };
 
-    let mut sources = vec![
+    // The instance's own files: one projected volume (ConfigMap + Secret), each file mounted
+    // into the writable working directory by subPath (the engine takes its `engine.lock` in the
+    // config file's directory, so that directory cannot be a read-only volume). They are
+    // replaced by a restart, never in place.
+    let file_names: Vec<String> = spec.files.iter().map(|f| f.name.clone()).collect();
+    let sources = vec![
         VolumeProjection {
             config_map: Some(ConfigMapProjection {
                 name: name.clone(),
@@ -283,14 +290,64 @@ pub fn engine_objects(
             ..Default::default()
         },
     ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "work".into(),
+            mount_path: FILES_DIR.into(),
+            ..Default::default()
+        },
+        // The root filesystem is read-only; a scratch /tmp for what the process may need.
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        },
+    ];
+    for f in &file_names {
+        mounts.push(VolumeMount {
+            name: "files".into(),
+            mount_path: format!("{FILES_DIR}/{f}"),
+            sub_path: Some(f.clone()),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let mut volumes = vec![
+        Volume {
+            name: "work".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        Volume {
+            name: "files".into(),
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(FILE_MODE),
+                sources: Some(sources),
+            }),
+            ..Default::default()
+        },
+    ];
     if let Some(g) = &spec.group {
-        // The group's query keys: every key of its Secret, updated in place by the kubelet
-        // (never a subPath mount, which would freeze it); the engine re-reads the file.
-        sources.push(VolumeProjection {
-            secret: Some(SecretProjection {
-                name: group_keys_name(g),
-                items: None,
+        // The group's query keys: a directory mount of its Secret (never subPath, which would
+        // freeze it), updated in place by the kubelet; the engine re-reads the file.
+        mounts.push(VolumeMount {
+            name: "keys".into(),
+            mount_path: KEYS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(group_keys_name(g)),
+                default_mode: Some(FILE_MODE),
                 optional: Some(true),
+                ..Default::default()
             }),
             ..Default::default()
         });
@@ -348,20 +405,7 @@ pub fn engine_objects(
         readiness_probe: Some(probe(s.port, 1, 2, 1)),
         // The control port answers at once; three missed answers restart the container.
         liveness_probe: Some(probe(s.control_port, 10, 10, 3)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "files".into(),
-                mount_path: FILES_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            // The root filesystem is read-only; a scratch /tmp for what the process may need.
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -416,21 +460,7 @@ pub fn engine_objects(
                         fs_group: Some(ENGINE_UID),
                         ..Default::default()
                     }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "files".into(),
-                            projected: Some(ProjectedVolumeSource {
-                                default_mode: Some(FILE_MODE),
-                                sources: Some(sources),
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                    ]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },

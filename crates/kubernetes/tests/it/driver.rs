@@ -30,7 +30,7 @@ async fn provision_run_crash_stop_and_remove() {
         .put_group_file(DB, &SpecFile::new("keys.json", "{\"keys\": []}"))
         .await
         .unwrap();
-    assert_eq!(path.as_deref(), Some("/var/run/refract/keys.json"));
+    assert_eq!(path.as_deref(), Some("/var/run/refract/keys/keys.json"));
 
     d.start(&engine_spec(ID, 3)).await.unwrap();
     let mut names = fake.names(NS);
