@@ -524,6 +524,7 @@ impl Service {
         }
         if let Some(inst) = &req.instance {
             check_instance_fields("instance.", inst)?;
+            self.check_replicas("instance.replicas", inst.replicas)?;
             if !available_schemas.contains(&inst.mysql_db) {
                 return Err(ApiError::unprocessable(format!(
                     "instance.mysqlDb {:?} is not in availableSchemas {:?}",
@@ -955,8 +956,10 @@ impl Service {
             instance_size: req.instance_size,
             log_level: req.log_level,
             binlog_server_id: req.binlog_server_id,
+            replicas: req.replicas,
         };
         check_instance_fields("", &inst)?;
+        self.check_replicas("replicas", inst.replicas)?;
         let customer = p.customer.clone();
         let region = self.region.clone();
         let connection_id = req.connection_id;
@@ -1014,6 +1017,7 @@ impl Service {
         if let Some(Some(sid)) = req.binlog_server_id {
             v::binlog_server_id(sid)?;
         }
+        self.check_replicas("replicas", req.replicas)?;
         if let Some(Some(d)) = &req.reflexdb_custom_domain {
             v::custom_domain(d)?;
         }
@@ -1074,6 +1078,9 @@ impl Service {
             }
             if let Some(l) = req.log_level {
                 d.log_level = l;
+            }
+            if let Some(r) = req.replicas {
+                d.replicas = r;
             }
             if let Some(sid) = req.binlog_server_id {
                 if let Some(n) = sid {
@@ -1176,6 +1183,10 @@ impl Service {
             tracing::warn!(database = %id, error = %e, "cannot delete the engines' admin token");
         }
         if let Some(rt) = self.lifecycle.runtime() {
+            // What the runtime keeps for the database (Kubernetes: its Service and keys Secret).
+            if let Err(e) = rt.driver.remove_group(&id.to_string()).await {
+                tracing::warn!(database = %id, error = %e, "cannot delete the database's runtime objects");
+            }
             let keys = crate::lifecycle::keys_file(&rt.engine_dir, id);
             if let Err(e) = std::fs::remove_file(&keys) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -1326,6 +1337,24 @@ fn binlog_conflict(n: i64, c: &Connection) -> ApiError {
     ))
 }
 
+impl Service {
+    /// `replicas`: 1–10, and more than 1 only where the runtime runs engines side by side in
+    /// pods of their own (the local runtime runs one engine process per database).
+    fn check_replicas(&self, field: &str, replicas: Option<i64>) -> Result<(), ApiError> {
+        let Some(n) = replicas else {
+            return Ok(());
+        };
+        v::range(field, n, 1, 10)?;
+        let network = self.lifecycle.runtime().map(|rt| rt.driver.network());
+        if n > 1 && !matches!(network, Some(refract_runtime::Network::Cluster { .. })) {
+            return Err(ApiError::invalid(format!(
+                "{field}: {n} needs the Kubernetes runtime (`refract serve --runtime kubernetes`); the local runtime runs one engine per database"
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(), ApiError> {
     v::name(&format!("{prefix}name"), &inst.name)?;
     v::schema(&format!("{prefix}mysqlDb"), &inst.mysql_db)?;
@@ -1415,6 +1444,7 @@ fn insert_database(
         safety_net: 3600,
         task_cpu,
         task_memory_mb,
+        replicas: inst.replicas.unwrap_or(1),
         log_level: inst.log_level.unwrap_or(LogLevel::Info),
         status: Status::Registered,
         last_error: None,

@@ -46,12 +46,18 @@ impl KubernetesDriver {
     }
 
     /// Connects with the standard configuration (in-cluster service account, else `KUBECONFIG` /
-    /// `~/.kube/config`).
-    pub async fn connect(settings: Settings) -> Result<Self, RuntimeError> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| RuntimeError::Api(format!("cannot configure a Kubernetes client: {e}")))?;
-        Ok(Self::new(client, settings))
+    /// `~/.kube/config`), in `namespace` or else the configuration's own (the kubeconfig
+    /// context's, or the service account's), running engines from `image`.
+    pub async fn connect(namespace: Option<String>, image: String) -> Result<Self, RuntimeError> {
+        let config = kube::Config::infer().await.map_err(|e| {
+            RuntimeError::Api(format!(
+                "cannot configure a Kubernetes client (in-cluster service account or KUBECONFIG): {e}"
+            ))
+        })?;
+        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
+        let client = kube::Client::try_from(config)
+            .map_err(|e| RuntimeError::Api(format!("cannot create a Kubernetes client: {e}")))?;
+        Ok(Self::new(client, Settings::new(namespace, image)))
     }
 
     /// The settings objects are built with.

@@ -13,8 +13,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), refract_runtime::RuntimeError> {
-//! use refract_kubernetes::{KubernetesDriver, Settings};
-//! let driver = KubernetesDriver::connect(Settings::new("refract", "ghcr.io/example/refract:1")).await?;
+//! use refract_kubernetes::KubernetesDriver;
+//! let driver = KubernetesDriver::connect(Some("refract".into()), "ghcr.io/example/refract:1".into()).await?;
+//! assert_eq!(driver.settings().namespace, "refract");
 //! # Ok(()) }
 //! ```
 //!

@@ -90,6 +90,26 @@ struct ServeArgs {
         value_delimiter = ':'
     )]
     sqlite_roots: Vec<PathBuf>,
+    /// Where engines run: `local` processes, or `kubernetes` (one Deployment per engine, a
+    /// Service per database; in-cluster service account, else KUBECONFIG).
+    #[arg(long, env = "REFRACT_RUNTIME", default_value = "local")]
+    runtime: RuntimeKind,
+    /// Kubernetes runtime: the namespace engines go into (default: the kubeconfig's, or the
+    /// service account's namespace in a cluster).
+    #[arg(long, env = "REFRACT_NAMESPACE")]
+    namespace: Option<String>,
+    /// Kubernetes runtime: the image engines run (the `refract` binary as `refract engine`).
+    #[arg(long, env = "REFRACT_ENGINE_IMAGE")]
+    engine_image: Option<String>,
+}
+
+/// `--runtime`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    /// Local processes.
+    Local,
+    /// A Kubernetes cluster.
+    Kubernetes,
 }
 
 /// How log lines are written (`--log-format`).
@@ -191,6 +211,35 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
+/// The runtime of `--runtime`: the Kubernetes driver is configured from the in-cluster service
+/// account or `KUBECONFIG`, and checked with one list call before the control plane starts.
+async fn engine_runtime(
+    kind: RuntimeKind,
+    namespace: Option<String>,
+    image: Option<String>,
+) -> anyhow::Result<refract_control_plane::EngineRuntime> {
+    use anyhow::Context;
+    if kind == RuntimeKind::Local {
+        anyhow::ensure!(
+            namespace.is_none() && image.is_none(),
+            "--namespace and --engine-image are options of --runtime kubernetes"
+        );
+        return Ok(refract_control_plane::EngineRuntime::Local);
+    }
+    let image = image.context("--runtime kubernetes needs --engine-image (REFRACT_ENGINE_IMAGE)")?;
+    let driver = refract_kubernetes::KubernetesDriver::connect(namespace, image).await?;
+    let namespace = driver.settings().namespace.clone();
+    use refract_runtime::Driver;
+    driver
+        .list()
+        .await
+        .with_context(|| format!("list engine Deployments in namespace {namespace}"))?;
+    tracing::info!(%namespace, "engines run on Kubernetes");
+    Ok(refract_control_plane::EngineRuntime::Driver(
+        std::sync::Arc::new(driver),
+    ))
+}
+
 async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     // Test hook: a pause before each lifecycle step, so that tests can kill the control plane
     // in a given transitional status.
@@ -213,6 +262,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             body_read_timeout_ms: args.body_timeout_ms,
         },
         sqlite_roots: args.sqlite_roots,
+        runtime: engine_runtime(args.runtime, args.namespace, args.engine_image).await?,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

@@ -277,6 +277,7 @@ pub(super) mod tests {
             safety_net: 3600,
             task_cpu: 256,
             task_memory_mb: 512,
+            replicas: 1,
             log_level: LogLevel::Info,
             status,
             last_error: None,

@@ -26,6 +26,9 @@ use crate::store::lifecycle::QueryKeyRecord;
 use crate::{keys, validate as v, Service};
 use refract_runtime::InstanceStatus;
 
+/// The name of the keys file where the runtime stores it (see [`write_keys_file`]).
+const KEYS_FILE_NAME: &str = "keys.json";
+
 /// How long a key change waits for the engines' acknowledgement, in all.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -67,8 +70,19 @@ pub(super) async fn write_keys_file(
             })
         })
         .collect();
-    let path = keys_file(&rt.engine_dir, database);
     let bytes = serde_json::to_vec_pretty(&json!({ "keys": keys })).unwrap_or_default();
+    // A runtime that keeps a database's shared files itself (Kubernetes: a Secret its pods
+    // mount) stores it; the local runtime leaves the file to us.
+    let shared = refract_runtime::SpecFile::new(KEYS_FILE_NAME, bytes.clone());
+    let stored = rt
+        .driver
+        .put_group_file(&database.to_string(), &shared)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("store the query keys file: {e}")))?;
+    if let Some(at) = stored {
+        return Ok(PathBuf::from(at));
+    }
+    let path = keys_file(&rt.engine_dir, database);
     let p = path.clone();
     let user = rt.engine_user.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use refract_kubernetes::{KubernetesDriver, Settings};
+use refract_kubernetes::KubernetesDriver;
 use refract_runtime::{Driver, InstanceStatus};
 
 use crate::common::*;
@@ -18,9 +18,9 @@ async fn a_missing_image_is_reported_on_a_real_cluster() {
         return;
     }
     let ns = std::env::var("REFRACT_TEST_NAMESPACE").unwrap_or_else(|_| "refract-test".into());
-    let mut s = Settings::new(ns, "registry.invalid/refract:none");
-    s.grace_seconds = 1;
-    let driver = KubernetesDriver::connect(s).await.unwrap();
+    let driver = KubernetesDriver::connect(Some(ns), "registry.invalid/refract:none".into())
+        .await
+        .unwrap();
     let id = "0000aaaa-0000-4000-8000-0000000000ff";
     let _ = driver.stop(id, Duration::from_secs(1)).await;
     let _ = driver.remove(id).await;
