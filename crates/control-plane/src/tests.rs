@@ -233,7 +233,10 @@ async fn replicas_above_one_need_the_kubernetes_runtime() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("Kubernetes runtime"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Kubernetes runtime"),
         "{body}"
     );
     let (s, body) = h

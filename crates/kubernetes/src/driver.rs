@@ -65,6 +65,11 @@ impl KubernetesDriver {
         &self.settings
     }
 
+    /// Changes the settings (ports, grace) before the driver is used.
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,

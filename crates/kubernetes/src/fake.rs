@@ -289,6 +289,7 @@ impl FakeApiServer {
         }
         let mut names = Vec::new();
         let ready = matches!(state, PodState::Ready(_));
+        let finished = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         for i in 0..replicas {
             let pname = format!("{name}-pod-{i}");
             let (ip, container) = match &state {
@@ -306,7 +307,7 @@ impl FakeApiServer {
                         json!("10.1.0.9"),
                         json!({"name": "engine", "ready": false, "restartCount": 4, "image": "", "imageID": "",
                                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
-                               "lastState": {"terminated": {"exitCode": code, "reason": reason}}}),
+                               "lastState": {"terminated": {"exitCode": code, "reason": reason, "finishedAt": finished}}}),
                     )
                 }
                 PodState::ImagePullBackOff => (

@@ -46,14 +46,15 @@ pub fn instance_status(
             at,
         };
     }
-    // A container that keeps failing (or cannot start at all) ends the instance.
+    // A container that keeps failing (or cannot start at all) ends the instance. `at` is when
+    // it last ended (or the pod's creation): the same on every observation of one failure, so
+    // the caller counts it once.
     for p in pods {
         if let Some((code, signal)) = failed(p) {
-            return S::Exited {
-                code,
-                signal,
-                at: now,
-            };
+            let at = ended_at(p)
+                .or_else(|| p.metadata.creation_timestamp.as_ref().map(to_chrono))
+                .unwrap_or(now);
+            return S::Exited { code, signal, at };
         }
     }
     let ready: Vec<&Pod> = pods
@@ -105,6 +106,24 @@ pub fn failed(p: &Pod) -> Option<(Option<i32>, Option<i32>)> {
         }
     }
     None
+}
+
+fn to_chrono(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+        .unwrap_or_default()
+}
+
+/// When a container of the pod last terminated (its current or last state's `finishedAt`).
+fn ended_at(p: &Pod) -> Option<DateTime<Utc>> {
+    let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+    statuses
+        .iter()
+        .filter_map(|c| {
+            let state = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+            let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+            state.or(last)?.finished_at.as_ref().map(to_chrono)
+        })
+        .max()
 }
 
 fn exit_of(t: &ContainerStateTerminated) -> (Option<i32>, Option<i32>) {
@@ -315,6 +334,27 @@ mod tests {
         }
     }
 
+    /// One failure reads the same on every observation (the lifecycle counts crashes by it).
+    #[test]
+    fn a_crash_is_dated_by_its_termination() {
+        let last =
+            json!({"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-12-04T10:00:05Z"});
+        let p = pod("10.0.0.5", false, waiting("CrashLoopBackOff", Some(last)));
+        let d = deployment(1);
+        let a = instance_status(Some(&d), std::slice::from_ref(&p), 8081, Utc::now());
+        let b = instance_status(
+            Some(&d),
+            &[p],
+            8081,
+            Utc::now() + chrono::Duration::seconds(3),
+        );
+        assert_eq!(a, b);
+        let S::Exited { at, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(at.to_rfc3339(), "2026-12-04T10:00:05+00:00");
+    }
+
     #[test]
     fn scaled_to_zero_is_exited_when_stopped() {
         let mut d = deployment(0);
@@ -339,13 +379,7 @@ mod tests {
         let p = pod("", false, waiting("ImagePullBackOff", None));
         assert_eq!(
             pod_problems(&p),
-            vec![
-                "pod refract-e-a-1: container engine waiting: ImagePullBackOff m".to_string(),
-                "pod refract-e-a-1: Ready : ".to_string()
-            ]
-            .into_iter()
-            .take(1)
-            .collect::<Vec<_>>()
+            vec!["pod refract-e-a-1: container engine waiting: ImagePullBackOff m".to_string()]
         );
     }
 }

@@ -101,6 +101,12 @@ struct ServeArgs {
     /// Kubernetes runtime: the image engines run (the `refract` binary as `refract engine`).
     #[arg(long, env = "REFRACT_ENGINE_IMAGE")]
     engine_image: Option<String>,
+    /// Kubernetes runtime: the port engines serve clients on (and their Services).
+    #[arg(long, env = "REFRACT_ENGINE_PORT", default_value_t = 8080)]
+    engine_port: u16,
+    /// Kubernetes runtime: the port engines answer the control plane on.
+    #[arg(long, env = "REFRACT_ENGINE_CONTROL_PORT", default_value_t = 8081)]
+    engine_control_port: u16,
 }
 
 /// `--runtime`.
@@ -213,21 +219,27 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
 
 /// The runtime of `--runtime`: the Kubernetes driver is configured from the in-cluster service
 /// account or `KUBECONFIG`, and checked with one list call before the control plane starts.
-async fn engine_runtime(
-    kind: RuntimeKind,
-    namespace: Option<String>,
-    image: Option<String>,
-) -> anyhow::Result<refract_control_plane::EngineRuntime> {
+async fn engine_runtime(args: &ServeArgs) -> anyhow::Result<refract_control_plane::EngineRuntime> {
     use anyhow::Context;
-    if kind == RuntimeKind::Local {
+    if args.runtime == RuntimeKind::Local {
         anyhow::ensure!(
-            namespace.is_none() && image.is_none(),
+            args.namespace.is_none() && args.engine_image.is_none(),
             "--namespace and --engine-image are options of --runtime kubernetes"
         );
         return Ok(refract_control_plane::EngineRuntime::Local);
     }
-    let image = image.context("--runtime kubernetes needs --engine-image (REFRACT_ENGINE_IMAGE)")?;
-    let driver = refract_kubernetes::KubernetesDriver::connect(namespace, image).await?;
+    let image = args
+        .engine_image
+        .clone()
+        .context("--runtime kubernetes needs --engine-image (REFRACT_ENGINE_IMAGE)")?;
+    anyhow::ensure!(
+        args.engine_port != args.engine_control_port && args.engine_port != 0,
+        "--engine-port and --engine-control-port must be two different ports"
+    );
+    let mut driver =
+        refract_kubernetes::KubernetesDriver::connect(args.namespace.clone(), image).await?;
+    driver.settings_mut().port = args.engine_port;
+    driver.settings_mut().control_port = args.engine_control_port;
     let namespace = driver.settings().namespace.clone();
     use refract_runtime::Driver;
     driver
@@ -249,6 +261,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     {
         refract_control_plane::lifecycle::set_step_delay(std::time::Duration::from_millis(ms));
     }
+    let runtime = engine_runtime(&args).await?;
     let config = refract_control_plane::ServeConfig {
         // Made absolute once, here: engines, keys files and managed servers run in other
         // directories, and nothing may depend on the directory `serve` started in.
@@ -262,7 +275,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             body_read_timeout_ms: args.body_timeout_ms,
         },
         sqlite_roots: args.sqlite_roots,
-        runtime: engine_runtime(args.runtime, args.namespace, args.engine_image).await?,
+        runtime,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

@@ -26,6 +26,8 @@ pub(crate) struct Cp {
     data: PathBuf,
     admin: String,
     delay_ms: u64,
+    /// More arguments and environment of `refract serve` (another runtime).
+    extra: (Vec<String>, Vec<(String, String)>),
     out: Arc<Mutex<String>>,
     http: reqwest::blocking::Client,
     _tmp: Option<tempfile::TempDir>,
@@ -39,12 +41,29 @@ impl Cp {
         cp
     }
 
+    /// [`Cp::fresh`] with more arguments and environment for `refract serve`.
+    pub(crate) fn fresh_with(delay_ms: u64, extra: (Vec<String>, Vec<(String, String)>)) -> Cp {
+        let tmp = crate::common::reachable_tempdir();
+        let mut cp = Cp::start_with(&tmp.path().join("data"), delay_ms, extra);
+        cp._tmp = Some(tmp);
+        cp
+    }
+
     pub(crate) fn root(&self) -> PathBuf {
         self.data.parent().unwrap().to_path_buf()
     }
 
     pub(crate) fn start(data: &Path, delay_ms: u64) -> Cp {
-        let (child, url, out) = spawn_serve(data, delay_ms);
+        Cp::start_with(data, delay_ms, (Vec::new(), Vec::new()))
+    }
+
+    /// [`Cp::start`] with more arguments and environment for `refract serve`.
+    pub(crate) fn start_with(
+        data: &Path,
+        delay_ms: u64,
+        extra: (Vec<String>, Vec<(String, String)>),
+    ) -> Cp {
+        let (child, url, out) = spawn_serve(data, delay_ms, &extra);
         let admin = std::fs::read_to_string(data.join("admin-key"))
             .unwrap()
             .trim()
@@ -55,6 +74,7 @@ impl Cp {
             data: data.to_path_buf(),
             admin,
             delay_ms,
+            extra,
             out,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -200,7 +220,7 @@ impl Cp {
 
     pub(crate) fn restart(&mut self) {
         self.kill();
-        let (child, url, out) = spawn_serve(&self.data, self.delay_ms);
+        let (child, url, out) = spawn_serve(&self.data, self.delay_ms, &self.extra);
         self.child = Some(child);
         self.url = url;
         self.out = out;
@@ -213,7 +233,11 @@ impl Cp {
 }
 
 /// Starts `refract serve` on `data`; returns the process, its URL and its collected output.
-fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>) {
+fn spawn_serve(
+    data: &Path,
+    delay_ms: u64,
+    extra: &(Vec<String>, Vec<(String, String)>),
+) -> (Child, String, Arc<Mutex<String>>) {
     // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
     // the SQLite root, as an operator would set it (the data dir inside it stays refused).
     let root = data.parent().unwrap();
@@ -228,6 +252,8 @@ fn spawn_serve(data: &Path, delay_ms: u64) -> (Child, String, Arc<Mutex<String>>
             root.to_str().unwrap(),
         ])
         .env("REFRACT_LOG", "info")
+        .args(&extra.0)
+        .envs(extra.1.iter().map(|(k, v)| (k, v)))
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
         .env_remove("REFRACT_MASTER_KEY")
         .stdout(Stdio::piped())
@@ -316,7 +342,7 @@ fn blog_sqlite(path: &Path, users: u32) {
 }
 
 /// A SQLite source file with `users` rows, a connection and a registered database; the id.
-fn sqlite_database(cp: &Cp, users: u32) -> String {
+pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
     let path = cp.root().join(format!("blog-{}.db", rand::random::<u32>()));
     blog_sqlite(&path, users);
     let (s, v) = cp.call(

@@ -10,6 +10,7 @@ mod correctness;
 mod docs;
 mod endpoints_keys;
 mod engine;
+mod kubernetes;
 mod lifecycle;
 mod managed;
 mod readme_tour;
