@@ -123,12 +123,31 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for an engine Deployment whose name is not in `old`; its name.
+fn wait_new_deployment(fake: &FakeApiServer, old: &[&str]) -> String {
+    let mut found = None;
+    wait_for("a new Deployment", || {
+        found = engine_deployments(fake)
+            .iter()
+            .filter_map(|d| d["metadata"]["name"].as_str())
+            .find(|n| !old.contains(n))
+            .map(str::to_string);
+        found.is_some()
+    });
+    let name = found.unwrap();
+    wait_for("its ConfigMap and Secret", || {
+        fake.get("v1", "configmaps", NS, &name).is_some()
+            && fake.get("v1", "secrets", NS, &name).is_some()
+    });
+    name
+}
+
 fn started_at(d: &Value) -> Value {
     d["spec"]["template"]["metadata"]["annotations"]["refract.dev/started-at"].clone()
 }
 
 #[test]
-fn provision_crash_terminate_and_delete_on_the_fake_api_server() {
+fn lifecycle_on_the_fake_api_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake = FakeApiServer::new();
     let server = rt.block_on(fake.serve()).unwrap();
@@ -250,6 +269,43 @@ fn provision_crash_terminate_and_delete_on_the_fake_api_server() {
         "users(id = 2) { id }",
         Duration::from_secs(10),
     );
+
+    // Reconfigure to 3 replicas: a new Deployment of 3 beside the old one behind the one
+    // Service; once it is ready, the old one goes.
+    let (s, v) = cp.call(
+        "PATCH",
+        &format!("/v1/databases/{id}"),
+        Some(json!({"replicas": 3})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["hasPendingChanges"], true, "{v}");
+    cp.ok(&id, "reconfigure", None, "immediate");
+    let new_name = wait_new_deployment(&fake, &[name.as_str()]);
+    let dep = fake.get("apps/v1", "deployments", NS, &new_name).unwrap();
+    assert_eq!(dep["spec"]["replicas"], 3);
+    assert_eq!(fake.list("v1", "services", NS).len(), 1);
+    drop(pod);
+    let pod = run_pod(&fake, &new_name, &id, port);
+    fake.run_pods(NS, &new_name, PodState::Ready("127.0.0.1".into()));
+    cp.wait_until(&id, "the reconfigure", LONG, |v| {
+        v["database"]["status"] == "running" && v["database"]["hasPendingChanges"] == false
+    });
+    wait_for("the old Deployment to go", || {
+        fake.get("apps/v1", "deployments", NS, &name).is_none()
+    });
+    let name = new_name;
+
+    // Pause (scaled to 0, removed) and resume (a new Deployment).
+    cp.ok(&id, "pause", None, "immediate");
+    cp.wait_status(&id, "paused", LONG);
+    drop(pod);
+    assert!(engine_deployments(&fake).is_empty());
+    cp.ok(&id, "resume", None, "immediate");
+    let name2 = wait_new_deployment(&fake, &[name.as_str()]);
+    let pod = run_pod(&fake, &name2, &id, port);
+    fake.run_pods(NS, &name2, PodState::Ready("127.0.0.1".into()));
+    cp.wait_status(&id, "running", LONG);
+    let name = name2;
 
     // Terminate: scaled to 0 and removed; delete: the database's Service and keys go too.
     cp.ok(&id, "terminate", None, "immediate");
