@@ -261,13 +261,23 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     {
         refract_control_plane::lifecycle::set_step_delay(std::time::Duration::from_millis(ms));
     }
+    let master_key = std::env::var("REFRACT_MASTER_KEY").ok();
+    // deploy/kubernetes ships a placeholder: never encrypt secrets with a published key.
+    if master_key
+        .as_deref()
+        .is_some_and(|k| k.trim().starts_with("REPLACE-ME"))
+    {
+        anyhow::bail!(
+            "REFRACT_MASTER_KEY is the placeholder of deploy/kubernetes: set a random key first (docs/kubernetes.md, \"Master key\")"
+        );
+    }
     let runtime = engine_runtime(&args).await?;
     let config = refract_control_plane::ServeConfig {
         // Made absolute once, here: engines, keys files and managed servers run in other
         // directories, and nothing may depend on the directory `serve` started in.
         data_dir: absolute(&args.data_dir)?,
         listen: args.listen,
-        master_key: std::env::var("REFRACT_MASTER_KEY").ok(),
+        master_key,
         engine_binary: std::env::current_exe()?,
         http: refract_http::HttpLimits {
             max_connections: args.max_connections,

@@ -2,6 +2,7 @@
 //! through `kube::Client` against the fake API server (a test double, not a cluster).
 
 mod common;
+mod deploy;
 mod driver;
 mod golden;
 mod real_cluster;
