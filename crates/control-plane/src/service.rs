@@ -1129,6 +1129,7 @@ impl Service {
             if let Some(s) = req.safety_net {
                 d.safety_net = s;
             }
+            check_replicas_sync(d.replicas, d.sync_mode, "")?;
             if d.sync_mode == SyncMode::Binlog && d.binlog_server_id.is_none() {
                 d.binlog_server_id =
                     Some(pick_server_id(tx, d.id, &c.mysql_host, c.mysql_port, None)?);
@@ -1355,6 +1356,17 @@ impl Service {
     }
 }
 
+/// A change stream belongs to one engine (a binlog replica's `server_id`, a PostgreSQL
+/// replication slot): more than one replica polls.
+fn check_replicas_sync(replicas: i64, mode: SyncMode, prefix: &str) -> Result<(), ApiError> {
+    if replicas > 1 && mode != SyncMode::Poll {
+        return Err(ApiError::unprocessable(format!(
+            "{prefix}replicas: {replicas} needs syncMode poll (a {mode} change stream belongs to one engine); set syncMode to poll or replicas to 1"
+        )));
+    }
+    Ok(())
+}
+
 fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(), ApiError> {
     v::name(&format!("{prefix}name"), &inst.name)?;
     v::schema(&format!("{prefix}mysqlDb"), &inst.mysql_db)?;
@@ -1426,6 +1438,7 @@ fn insert_database(
     let (task_cpu, task_memory_mb) = size.resources();
     let id = Uuid::new_v4();
     let sync_mode = c.default_sync_mode();
+    check_replicas_sync(inst.replicas.unwrap_or(1), sync_mode, prefix)?;
     // Binlog mode needs a replica id unique on the source: picked now, shown, kept.
     let binlog_server_id = match inst.binlog_server_id {
         None if sync_mode == SyncMode::Binlog => {
