@@ -8,6 +8,8 @@
 //! - [`objects`]: the pure builders of those objects (golden-file tested).
 //! - [`status`]: the pure mapping of a Deployment and its pods to an
 //!   [`refract_runtime::InstanceStatus`] (CrashLoopBackOff and OOMKilled → `Exited`).
+//! - [`servers`]: managed database servers as cluster objects (CloudNativePG `Cluster`,
+//!   StatefulSets) and their status — pure builders, not wired into `crates/managed` yet.
 //! - [`fake`]: [`FakeApiServer`], an in-memory **test double** of the API server (not a
 //!   cluster) that tests drive the driver against.
 //!
@@ -26,6 +28,7 @@
 mod driver;
 pub mod fake;
 pub mod objects;
+pub mod servers;
 pub mod status;
 
 pub use driver::KubernetesDriver;

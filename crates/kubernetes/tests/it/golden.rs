@@ -113,3 +113,85 @@ fn servers_and_bad_names_are_refused() {
     let spec = engine_spec("Not_A_Name", 1);
     assert!(objects::engine_objects(&spec, &settings(), "t").is_err());
 }
+
+mod servers {
+    use refract_kubernetes::servers::{self, ServerEngine, ServerObjects, ServerPlan};
+
+    use super::{check, yaml};
+
+    const PW: &str = "server-password-123";
+
+    fn plan(engine: ServerEngine, version: &str) -> ServerPlan {
+        ServerPlan {
+            id: "5e5e5e5e-0000-4000-8000-000000000005".into(),
+            engine,
+            version: version.into(),
+            nodes: 2,
+            storage_gb: 10,
+            vcpus: 1,
+            memory_mb: 1024,
+            database: "app".into(),
+            user: "app".into(),
+            password: PW.into(),
+            image: None,
+        }
+    }
+
+    #[test]
+    fn postgres_is_a_cnpg_cluster() {
+        let ServerObjects::Cnpg { secret, cluster } =
+            servers::server_objects(&plan(ServerEngine::Postgres, "15"), "refract").unwrap()
+        else {
+            panic!("not a CNPG cluster")
+        };
+        check("server-postgres-cluster.yaml", &yaml(&cluster));
+        check("server-postgres-secret.yaml", &yaml(&secret));
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert!(!cluster.to_string().contains(PW));
+        assert_eq!(
+            servers::server_endpoint(&plan(ServerEngine::Postgres, "15"), "refract"),
+            "refract-s-5e5e5e5e-0000-4000-8000-000000000005-rw.refract.svc:5432"
+        );
+    }
+
+    #[test]
+    fn mysql_and_redis_are_statefulsets_without_passwords_in_the_pod_spec() {
+        for (engine, version, file) in [
+            (
+                ServerEngine::Mysql,
+                "10.11",
+                "server-mysql-statefulset.yaml",
+            ),
+            (ServerEngine::Redis, "7.0", "server-redis-statefulset.yaml"),
+        ] {
+            let ServerObjects::StatefulSet {
+                statefulset,
+                service,
+                secret,
+            } = servers::server_objects(&plan(engine, version), "refract").unwrap()
+            else {
+                panic!("not a StatefulSet")
+            };
+            check(file, &yaml(&statefulset));
+            assert_eq!(
+                service.spec.as_ref().unwrap().cluster_ip.as_deref(),
+                Some("None")
+            );
+            let spec = statefulset.spec.unwrap();
+            // One server pod: standbys are CNPG's only.
+            assert_eq!(spec.replicas, Some(1));
+            assert!(!serde_json::to_string(&spec.template).unwrap().contains(PW));
+            assert_eq!(spec.volume_claim_templates.unwrap().len(), 1);
+            assert!(secret.data.unwrap().contains_key("password"));
+        }
+    }
+
+    #[test]
+    fn mongodb_needs_an_image() {
+        let mut p = plan(ServerEngine::Mongodb, "7");
+        let err = servers::server_objects(&p, "refract").unwrap_err();
+        assert!(err.to_string().contains("needs an image"), "{err}");
+        p.image = Some("registry.example/mongo:7".into());
+        assert!(servers::server_objects(&p, "refract").is_ok());
+    }
+}
