@@ -140,7 +140,7 @@ pub(super) async fn launch(
         .as_deref()
         .and_then(|n| s.secrets.get(n));
     let token = admin_token(s, db.id).map_err(LaunchError::AdminToken)?;
-    let keys = super::querykeys::write_keys_file(s, rt, db.id)
+    let (keys, _) = super::querykeys::write_keys_file(s, rt, db.id)
         .await
         .map_err(|e| LaunchError::KeysFile(e.to_string()))?;
     // The mode of the settings being deployed, not the build's: `reconfigure` applies a changed

@@ -35,6 +35,24 @@ struct FakePod {
     _dir: tempfile::TempDir,
 }
 
+impl FakePod {
+    /// Plays the kubelet's sync of the keys Secret volume: the file changes in place.
+    fn sync_keys(&self, fake: &FakeApiServer, database: &str) {
+        let keys: Secret = serde_json::from_value(
+            fake.get("v1", "secrets", NS, &format!("refract-keys-{database}"))
+                .expect("keys secret"),
+        )
+        .unwrap();
+        write_files(
+            &self._dir.path().join("keys"),
+            keys.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0)),
+        );
+    }
+}
+
 impl Drop for FakePod {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -236,6 +254,25 @@ fn lifecycle_on_the_fake_api_server() {
         Duration::from_secs(10),
     );
     assert_eq!(rows, json!([{"id": 2, "name": "user 2"}]));
+
+    // A new key goes into the keys Secret; the answer does not claim it is in force (the
+    // kubelet delivers it later); once the kubelet syncs the volume, the engine takes it.
+    let (key2, created) = create_key(&cp, &id, "second");
+    assert_eq!(created["effective"], false, "{created}");
+    assert!(
+        created["effectiveReason"]
+            .as_str()
+            .unwrap()
+            .contains("kubelet"),
+        "{created}"
+    );
+    pod.sync_keys(&fake, &id);
+    query_ok(
+        &format!("http://127.0.0.1:{port}"),
+        &key2,
+        "users(id = 1) { id }",
+        Duration::from_secs(10),
+    );
 
     // A crash: OOMKilled in a loop. The lifecycle counts it and starts the engine again (the
     // Deployment's pod template changes, which rolls its pods).
