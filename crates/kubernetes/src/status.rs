@@ -19,7 +19,8 @@ pub const STUCK_REASONS: &[&str] = &[
 ];
 
 /// The status of an instance from its Deployment (`None`: not found) and its pods.
-/// Running = every desired replica ready, with the control address of the first ready pod.
+/// Running = every desired replica ready, with the control address of the ready pod whose name
+/// sorts first.
 pub fn instance_status(
     deployment: Option<&Deployment>,
     pods: &[Pod],
@@ -57,10 +58,12 @@ pub fn instance_status(
             return S::Exited { code, signal, at };
         }
     }
-    let ready: Vec<&Pod> = pods
+    // Sorted by name: the control address stays the same pod's while it lives.
+    let mut ready: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
         .collect();
+    ready.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     if ready.len() as i32 >= desired {
         if let Some(ip) = ready
             .iter()
