@@ -30,12 +30,52 @@ pub struct KubernetesDriver {
     settings: Settings,
 }
 
-fn api_err(action: &str, what: &str) -> impl FnOnce(kube::Error) -> RuntimeError {
+/// Creates `obj` in `api`, or replaces the one of its name (keeping its resourceVersion, so a
+/// concurrent writer makes this fail with 409 rather than be overwritten, and its uid and owners).
+/// `kind` names it in errors.
+pub(crate) async fn upsert_in<K>(api: &Api<K>, obj: &K, kind: &str) -> Result<K, RuntimeError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let what = format!("{kind} {name}");
+    match api.get_opt(&name).await.map_err(api_err("read", &what))? {
+        None => api
+            .create(&PostParams::default(), obj)
+            .await
+            .map_err(api_err("create", &what)),
+        Some(old) => {
+            let mut new = obj.clone();
+            new.meta_mut().resource_version = old.meta().resource_version.clone();
+            new.meta_mut().uid = old.meta().uid.clone();
+            if new.meta().owner_references.is_none() {
+                new.meta_mut().owner_references = old.meta().owner_references.clone();
+            }
+            api.replace(&name, &PostParams::default(), &new)
+                .await
+                .map_err(api_err("replace", &what))
+        }
+    }
+}
+
+/// Deletes `name` from `api` (in the background); an absent object is not an error.
+pub(crate) async fn delete_in<K>(api: &Api<K>, name: &str, kind: &str) -> Result<(), RuntimeError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(api_err("delete", &format!("{kind} {name}"))(e)),
+    }
+}
+
+pub(crate) fn api_err(action: &str, what: &str) -> impl FnOnce(kube::Error) -> RuntimeError {
     let text = format!("{action} {what}");
     move |e| RuntimeError::Api(format!("cannot {text}: {e}"))
 }
 
-fn is_status(e: &kube::Error, code: u16) -> bool {
+pub(crate) fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
@@ -78,8 +118,6 @@ impl KubernetesDriver {
         Api::namespaced(self.client.clone(), &self.settings.namespace)
     }
 
-    /// Creates `obj`, or replaces the one of its name (keeping its resourceVersion, so a
-    /// concurrent writer makes this fail with 409 rather than be overwritten).
     async fn upsert<K>(&self, obj: &K) -> Result<K, RuntimeError>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -89,26 +127,8 @@ impl KubernetesDriver {
             + std::fmt::Debug,
         <K as Resource>::DynamicType: Default,
     {
-        let api: Api<K> = self.api();
-        let name = obj.meta().name.clone().unwrap_or_default();
-        let what = format!("{} {name}", K::kind(&Default::default()));
-        match api.get_opt(&name).await.map_err(api_err("read", &what))? {
-            None => api
-                .create(&PostParams::default(), obj)
-                .await
-                .map_err(api_err("create", &what)),
-            Some(old) => {
-                let mut new = obj.clone();
-                new.meta_mut().resource_version = old.meta().resource_version.clone();
-                new.meta_mut().uid = old.meta().uid.clone();
-                if new.meta().owner_references.is_none() {
-                    new.meta_mut().owner_references = old.meta().owner_references.clone();
-                }
-                api.replace(&name, &PostParams::default(), &new)
-                    .await
-                    .map_err(api_err("replace", &what))
-            }
-        }
+        let what = K::kind(&Default::default()).to_string();
+        upsert_in(&self.api(), obj, &what).await
     }
 
     async fn delete<K>(&self, name: &str) -> Result<(), RuntimeError>
@@ -119,15 +139,8 @@ impl KubernetesDriver {
             + std::fmt::Debug,
         <K as Resource>::DynamicType: Default,
     {
-        let api: Api<K> = self.api();
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
-            Err(e) => Err(api_err(
-                "delete",
-                &format!("{} {name}", K::kind(&Default::default())),
-            )(e)),
-        }
+        let what = K::kind(&Default::default()).to_string();
+        delete_in(&self.api::<K>(), name, &what).await
     }
 
     async fn observe(&self, id: &str) -> Result<(Option<Deployment>, Vec<Pod>), RuntimeError> {

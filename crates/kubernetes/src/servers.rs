@@ -16,11 +16,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::ByteString;
 use refract_runtime::RuntimeError;
 use serde_json::{json, Value};
 
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+
+use crate::driver::{api_err, delete_in, is_status, upsert_in};
 use crate::objects::{check_id, LABEL_MANAGED_BY};
 
 /// Label: the managed server's id.
@@ -367,6 +372,141 @@ pub fn statefulset_state(s: &StatefulSet) -> ServerState {
         ServerState::Provisioning {
             ready: ready.max(0) as u32,
         }
+    }
+}
+
+/// Applies, observes, stops and deletes managed servers' objects through a `kube::Client` (the
+/// IO half of this module; the managed reconciler does not call it yet).
+#[derive(Clone)]
+pub struct ServerClient {
+    client: kube::Client,
+    namespace: String,
+}
+
+fn cnpg_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"),
+        "clusters",
+    )
+}
+
+impl ServerClient {
+    /// A client of `namespace`.
+    pub fn new(client: kube::Client, namespace: impl Into<String>) -> Self {
+        ServerClient {
+            client,
+            namespace: namespace.into(),
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn clusters(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &cnpg_resource())
+    }
+
+    /// Creates or replaces the server's objects (which also undoes a stop).
+    pub async fn apply(&self, p: &ServerPlan) -> Result<(), RuntimeError> {
+        match server_objects(p, &self.namespace)? {
+            ServerObjects::Cnpg { secret, cluster } => {
+                upsert_in(&self.api::<Secret>(), &secret, "Secret").await?;
+                let obj: DynamicObject = parse(&server_name(&p.id), cluster)?;
+                upsert_in(&self.clusters(), &obj, "Cluster").await?;
+            }
+            ServerObjects::StatefulSet {
+                secret,
+                service,
+                statefulset,
+            } => {
+                upsert_in(&self.api::<Secret>(), &secret, "Secret").await?;
+                upsert_in(&self.api::<Service>(), &service, "Service").await?;
+                upsert_in(&self.api::<StatefulSet>(), &statefulset, "StatefulSet").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's state; `None` when it has no objects.
+    pub async fn state(
+        &self,
+        id: &str,
+        engine: ServerEngine,
+    ) -> Result<Option<ServerState>, RuntimeError> {
+        let name = server_name(id);
+        if engine == ServerEngine::Postgres {
+            let c = self
+                .clusters()
+                .get_opt(&name)
+                .await
+                .map_err(api_err("read", &format!("Cluster {name}")))?;
+            return Ok(c.map(|c| cnpg_state(&serde_json::to_value(c).unwrap_or_default())));
+        }
+        let s = self
+            .api::<StatefulSet>()
+            .get_opt(&name)
+            .await
+            .map_err(api_err("read", &format!("StatefulSet {name}")))?;
+        Ok(s.as_ref().map(statefulset_state))
+    }
+
+    /// Stops the server, keeping its volumes ([`stop_patch`]).
+    pub async fn stop(&self, id: &str, engine: ServerEngine) -> Result<(), RuntimeError> {
+        let name = server_name(id);
+        let patch = stop_patch(engine);
+        let pp = PatchParams::default();
+        let done = if engine == ServerEngine::Postgres {
+            self.clusters()
+                .patch(&name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        } else {
+            self.api::<StatefulSet>()
+                .patch(&name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        };
+        match done {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(api_err("stop", &name)(e)),
+        }
+    }
+
+    /// Deletes everything of the server, its volume claims included.
+    pub async fn delete(&self, id: &str, engine: ServerEngine) -> Result<(), RuntimeError> {
+        let name = server_name(id);
+        if engine == ServerEngine::Postgres {
+            delete_in(&self.clusters(), &name, "Cluster").await?;
+            delete_in(&self.api::<Secret>(), &format!("{name}-app"), "Secret").await?;
+        } else {
+            delete_in(&self.api::<StatefulSet>(), &name, "StatefulSet").await?;
+            delete_in(&self.api::<Service>(), &name, "Service").await?;
+            delete_in(&self.api::<Secret>(), &name, "Secret").await?;
+        }
+        // Claims of the StatefulSet's template carry its labels; CloudNativePG labels its own
+        // with `cnpg.io/cluster`.
+        let pvcs = self.api::<PersistentVolumeClaim>();
+        for selector in [
+            format!("{LABEL_SERVER}={id}"),
+            format!("cnpg.io/cluster={name}"),
+        ] {
+            let list = pvcs
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(api_err("list", &format!("the volume claims of {name}")))?;
+            for c in list.items {
+                if let Some(n) = c.metadata.name.as_deref() {
+                    delete_in(&pvcs, n, "PersistentVolumeClaim").await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -6,3 +6,4 @@ mod deploy;
 mod driver;
 mod golden;
 mod real_cluster;
+mod servers;
