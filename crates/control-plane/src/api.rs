@@ -1109,9 +1109,21 @@ pub struct DatabaseFilter {
     pub tag: Option<String>,
 }
 
-/// `{"databases": [...]}`-less list answers are plain arrays; this documents `GET /health`.
+/// `GET /health`: this replica answers and reads its metadata store (a store it cannot reach
+/// is a 503 `store_unavailable`), and whether it leads.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthResponse {
     /// Always `ok` when the process answers and the store is readable.
     pub status: String,
+    /// The metadata store: `sqlite` (embedded, one process) or `postgres` (shared by replicas).
+    pub store: String,
+    /// This replica's id (host name, process id, random suffix).
+    pub replica: String,
+    /// Whether this replica runs the reconcilers, schedules and health pollers now (always true
+    /// on the SQLite store).
+    pub leader: bool,
+    /// The replica holding the leader lease now (PostgreSQL store; none while nobody holds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_replica: Option<String>,
 }

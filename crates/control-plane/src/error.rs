@@ -14,7 +14,8 @@ use crate::store::StoreError;
 pub struct ErrorBody {
     /// Machine-readable code: `invalid_request` (400, or 422 for a rule the schema cannot state),
     /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `action_not_allowed`, `too_large`,
-    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `internal`.
+    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `store_unavailable` (503: the PostgreSQL
+    /// metadata store cannot be reached), `internal`.
     pub error: String,
     /// A sentence for a person; names the field and rule for validation errors.
     pub message: String,
@@ -50,6 +51,10 @@ pub enum ApiError {
     /// 413 `too_large`: the request body is over the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// 503 `store_unavailable`: the metadata store cannot be reached now (PostgreSQL store down
+    /// or unreachable); nothing was changed, the request may be retried. The cause is logged.
+    #[error("the metadata store is unavailable: {0}")]
+    Unavailable(String),
     /// 500 `internal`: the cause is logged with the request id, never sent.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
@@ -91,6 +96,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::ActionNotAllowed(_) => (StatusCode::CONFLICT, "action_not_allowed"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -102,10 +108,14 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-/// A store failure is a 500; the cause (`metadata store: …`) is logged, never sent.
+/// A store failure is a 500, or a 503 when the store cannot be reached; the cause (`metadata
+/// store: …`) is logged, never sent.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(anyhow::Error::new(e))
+        match e {
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            e => ApiError::Internal(anyhow::Error::new(e)),
+        }
     }
 }
 
@@ -132,6 +142,9 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self {
             ApiError::Internal(_) => "internal error".to_string(),
+            ApiError::Unavailable(_) => {
+                "the metadata store cannot be reached right now; nothing was changed, retry in a few seconds".to_string()
+            }
             other => other.to_string(),
         };
         let mut resp = (
@@ -142,9 +155,15 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let ApiError::Internal(e) = &self {
-            resp.extensions_mut()
-                .insert(InternalCause(format!("{e:#}")));
+        match &self {
+            ApiError::Internal(e) => {
+                resp.extensions_mut()
+                    .insert(InternalCause(format!("{e:#}")));
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "metadata store unavailable: answered 503");
+            }
+            _ => {}
         }
         resp
     }

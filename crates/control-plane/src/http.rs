@@ -236,12 +236,25 @@ fn id(s: &str, what: &str) -> Result<Uuid, ApiError> {
 
 type Res<T> = Result<T, ApiError>;
 
-/// Liveness and store readability.
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = HealthResponse)))]
+/// Liveness, store readability and leadership.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = HealthResponse),
+    (status = 503, description = "the metadata store cannot be reached", body = ErrorBody)))]
 async fn health(State(s): State<AppState>) -> Res<Json<HealthResponse>> {
     s.service.read_store(|tx| tx.admin_exists()).await?;
+    let leadership = &s.service.leadership;
+    let leader_replica = match s.service.postgres.clone() {
+        Some(pg) => tokio::task::spawn_blocking(move || crate::leader::holder(&pg.pool()))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?,
+        None => Some(leadership.replica_name().to_string()),
+    };
     Ok(Json(HealthResponse {
         status: "ok".into(),
+        store: leadership.backend().into(),
+        replica: leadership.replica_name().into(),
+        leader: leadership.is_leader(),
+        leader_replica,
     }))
 }
 

@@ -23,6 +23,7 @@
 //!     http: Default::default(),
 //!     sqlite_roots: vec!["/srv/sqlite".into()],
 //!     runtime: Default::default(),
+//!     store: None,
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -34,6 +35,7 @@ mod error;
 mod extract;
 mod http;
 pub mod keys;
+pub mod leader;
 pub mod lifecycle;
 mod managed;
 pub mod plans;
@@ -55,7 +57,7 @@ pub use secrets::SecretStore;
 pub use service::{
     password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
 };
-pub use store::{SqliteStore, Store, Tx};
+pub use store::{PostgresStore, SqliteStore, Store, Tx};
 
 /// Configuration of `refract serve`, assembled by the binary from flags and environment.
 #[derive(Debug, Clone)]
@@ -76,6 +78,10 @@ pub struct ServeConfig {
     /// Where engines run: local processes (the default) or a driver built by the binary (the
     /// Kubernetes driver of `--runtime kubernetes`).
     pub runtime: EngineRuntime,
+    /// The metadata store: `None` for the embedded SQLite file `DIR/refract.db`, or a
+    /// `postgres://` URL shared by several replicas (`--store`, `REFRACT_STORE`; see
+    /// [`leader`] and docs/operations.md).
+    pub store: Option<String>,
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).
@@ -97,6 +103,36 @@ impl std::fmt::Debug for EngineRuntime {
     }
 }
 
+/// The metadata store a `--store` value names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://` or `postgresql://` URL).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// `postgres://…`, `postgresql://…` or `sqlite:PATH`; `None` is `DIR/refract.db`.
+    pub fn parse(value: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(StoreLocation::Sqlite(data_dir.join("refract.db")));
+        };
+        if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(v.to_string()));
+        }
+        if let Some(path) = v.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            anyhow::ensure!(!path.is_empty(), "--store sqlite:PATH needs a path");
+            return Ok(StoreLocation::Sqlite(std::path::absolute(path)?));
+        }
+        anyhow::bail!(
+            "--store {}: expected postgres://USER:PASSWORD@HOST:PORT/DB or sqlite:PATH",
+            store::redact_url(v)
+        )
+    }
+}
+
 /// Opens the stores in `config.data_dir` (creating them on first start, with the admin customer)
 /// and returns the service. Prints the admin key file's path once, when it is created.
 pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
@@ -112,10 +148,32 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
         Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
         _ => secrets::key_from_file(&dir)?,
     };
-    let secrets = Arc::new(SecretStore::open(&dir, key)?);
-    let db_path = dir.join("refract.db");
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
-    let mut service = Service::new(Arc::new(store), secrets);
+    let mut service = match StoreLocation::parse(config.store.as_deref(), &dir)? {
+        StoreLocation::Sqlite(db_path) => {
+            let secrets = Arc::new(SecretStore::open(&dir, key)?);
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await??;
+            Service::new(Arc::new(store), secrets)
+        }
+        StoreLocation::Postgres(url) => {
+            let pg = tokio::task::spawn_blocking(move || PostgresStore::open(&url)).await??;
+            let pg = Arc::new(pg);
+            let pool = pg.pool();
+            let secrets = Arc::new(
+                tokio::task::spawn_blocking(move || SecretStore::open_postgres(pool, key))
+                    .await??,
+            );
+            let mut service = Service::new(pg.clone(), secrets);
+            service.leadership = leader::Leadership::replica();
+            let pool = pg.pool();
+            service
+                .lifecycle
+                .set_peer_wake(Arc::new(move || leader::notify_peers(&pool)));
+            tracing::info!(store = %store::redact_url(pg.url()), replica = %service.leadership.replica_name(),
+                "metadata store: PostgreSQL (one leader among the replicas runs the reconcilers)");
+            service.postgres = Some(pg);
+            service
+        }
+    };
     // Never the data dir (nor the managed servers' fallback directory), whatever the roots say.
     let never = [
         dir.clone(),
@@ -239,6 +297,106 @@ pub async fn new_admin_key(
     Ok(key_path)
 }
 
+/// `refract store migrate --from sqlite:PATH --to postgres://…`: copies the SQLite store at
+/// `from` (and the secrets beside it, opened with `REFRACT_MASTER_KEY` or that directory's
+/// `master.key`) into the empty PostgreSQL store `to`. See [`store::migrate`].
+pub async fn migrate_store(
+    from: &str,
+    to: &str,
+    master_key: Option<&str>,
+) -> anyhow::Result<store::migrate::MigrationReport> {
+    let StoreLocation::Sqlite(path) = StoreLocation::parse(Some(from), std::path::Path::new("."))?
+    else {
+        anyhow::bail!("--from must be sqlite:PATH (the SQLite store file, DIR/refract.db)");
+    };
+    let StoreLocation::Postgres(url) = StoreLocation::parse(Some(to), std::path::Path::new("."))?
+    else {
+        anyhow::bail!("--to must be a postgres:// URL");
+    };
+    let dir = path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let key = match master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => {
+            anyhow::ensure!(
+                dir.join("master.key").is_file(),
+                "no master key: {} has no master.key (set REFRACT_MASTER_KEY to the key the \
+                 control plane used)",
+                dir.display()
+            );
+            secrets::key_from_file(&dir)?
+        }
+    };
+    tokio::task::spawn_blocking(move || store::migrate::sqlite_to_postgres(&path, &url, key))
+        .await?
+}
+
+/// `refract store rotate-key`: seals every secret again under a new master key (`new_key`, or a
+/// random one) and, when the key came from `DIR/master.key`, replaces that file; returns how
+/// many secrets were resealed and where the new key is. Stop every control plane first; copy the
+/// new `master.key` to every replica before starting them.
+pub async fn rotate_master_key(
+    data_dir: &std::path::Path,
+    store: Option<&str>,
+    master_key: Option<&str>,
+    new_key: Option<&str>,
+) -> anyhow::Result<(usize, String)> {
+    let old = match master_key {
+        Some(k) if !k.trim().is_empty() => secrets::key_from_master(k),
+        _ => {
+            anyhow::ensure!(
+                data_dir.join("master.key").is_file(),
+                "{} has no master.key (set REFRACT_MASTER_KEY to the current key)",
+                data_dir.display()
+            );
+            secrets::key_from_file(data_dir)?
+        }
+    };
+    let from_env = new_key.is_some();
+    let next = match new_key {
+        Some(k) => secrets::key_from_master(k),
+        None => {
+            let mut k = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut k);
+            k
+        }
+    };
+    anyhow::ensure!(next != old, "the new key is the current key");
+    let dir = data_dir.to_path_buf();
+    let location = StoreLocation::parse(store, data_dir)?;
+    let key_file = dir.join("master.key");
+    let env_key = master_key.is_some_and(|k| !k.trim().is_empty());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, String)> {
+        let secrets = match &location {
+            StoreLocation::Sqlite(_) => SecretStore::open(&dir, old)?,
+            StoreLocation::Postgres(url) => {
+                SecretStore::open_postgres(PostgresStore::open(url)?.pool(), old)?
+            }
+        };
+        // The new key is on disk before any secret depends on it.
+        let staged = dir.join("master.key.next");
+        if !env_key && !from_env {
+            secrets::write_private(&staged, hex::encode(next).as_bytes())?;
+        }
+        let n = secrets.reseal(next)?;
+        let whereto = if env_key || from_env {
+            "set REFRACT_MASTER_KEY to the new key (REFRACT_NEW_MASTER_KEY) on every replica"
+                .to_string()
+        } else {
+            std::fs::rename(&staged, &key_file)
+                .with_context(|| format!("replace {}", key_file.display()))?;
+            format!(
+                "the new key is in {}: copy it to every replica",
+                key_file.display()
+            )
+        };
+        Ok((n, whereto))
+    })
+    .await?
+}
+
 /// Run the control plane until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;
@@ -291,8 +449,35 @@ async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let cancel = tokio_util::sync::CancellationToken::new();
-    let mut tasks = service.lifecycle.start(service.clone(), cancel.clone());
-    tasks.extend(managed.as_ref().map(|m| m.spawn_reconciler(cancel.clone())));
+    let mut tasks = Vec::new();
+    match service.postgres.clone() {
+        // The embedded store: this process is the only one, always the leader.
+        None => {
+            tasks = service.lifecycle.start(service.clone(), cancel.clone());
+            tasks.extend(managed.as_ref().map(|m| m.spawn_reconciler(cancel.clone())));
+        }
+        // Several replicas: the holder of the lease runs the reconcilers; every replica listens
+        // for wake-ups (only the leader's reconciler acts on them).
+        Some(pg) => {
+            let lifecycle = service.lifecycle.clone();
+            tasks.push(tokio::spawn(leader::listen(
+                pg.url().to_string(),
+                cancel.clone(),
+                move || lifecycle.wake_local(),
+            )));
+            let (s, m) = (service.clone(), managed.clone());
+            tasks.push(tokio::spawn(leader::run(
+                pg,
+                service.leadership.clone(),
+                cancel.clone(),
+                move |term| {
+                    let mut t = s.lifecycle.start(s.clone(), term.clone());
+                    t.extend(m.as_ref().map(|m| m.spawn_reconciler(term)));
+                    t
+                },
+            )));
+        }
+    }
     // The managed routes go behind the same request-id, tracing and metrics layers as `/v1`.
     let app = router_with(AppState { service }, managed.as_ref().map(|m| m.router()));
     let served = refract_http::serve(listener, app, limits, shutdown)

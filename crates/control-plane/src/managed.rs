@@ -26,8 +26,10 @@ pub fn open(data_dir: &std::path::Path, service: &Service) -> anyhow::Result<Man
     let driver = Arc::new(LocalProcessDriver::new(
         data_dir.join("managed").join("instances"),
     ));
+    let mut config = ManagedConfig::new(data_dir);
+    config.postgres = service.postgres.as_ref().map(|pg| pg.pool());
     let managed = ManagedService::open(
-        ManagedConfig::new(data_dir),
+        config,
         Arc::new(Vault(service.secrets.clone())),
         driver,
         Arc::new(Keys(service.clone())),

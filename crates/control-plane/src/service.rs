@@ -54,6 +54,10 @@ pub struct Service {
     pub lifecycle: crate::lifecycle::Lifecycle,
     /// Where SQLite sources may live (none by default: SQLite sources are refused).
     pub sqlite_roots: Arc<SqliteRoots>,
+    /// Whether this replica leads (runs the reconcilers); always on the SQLite store.
+    pub leadership: crate::leader::Leadership,
+    /// The PostgreSQL store's pool, when that is the store (the leader lease, `GET /health`).
+    pub postgres: Option<Arc<crate::store::PostgresStore>>,
 }
 
 /// The secret-store name of a connection's password.
@@ -96,6 +100,8 @@ impl Service {
             region: "local".into(),
             lifecycle: Default::default(),
             sqlite_roots: Default::default(),
+            leadership: crate::leader::Leadership::single(),
+            postgres: None,
         }
     }
 

@@ -26,6 +26,7 @@ async fn harness() -> Harness {
         http: Default::default(),
         sqlite_roots: Vec::new(),
         runtime: Default::default(),
+        store: None,
     };
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
@@ -349,6 +350,7 @@ async fn managed_routes_go_through_the_same_layers() {
         http: Default::default(),
         sqlite_roots: Vec::new(),
         runtime: Default::default(),
+        store: None,
     };
     let service = open(&config).await.unwrap();
     let managed = crate::managed::open(&config.data_dir, &service).unwrap();

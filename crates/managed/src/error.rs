@@ -98,6 +98,12 @@ impl From<rusqlite::Error> for ManagedError {
     }
 }
 
+impl From<crate::store::StoreError> for ManagedError {
+    fn from(err: crate::store::StoreError) -> Self {
+        ManagedError::Internal(anyhow::Error::new(err))
+    }
+}
+
 impl IntoResponse for ManagedError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -56,6 +56,9 @@ pub struct ManagedConfig {
     /// Where the servers' data directories go; default `DIR/managed/servers` (see
     /// [`FALLBACK_SERVERS_ROOT`] for the one exception).
     pub servers_dir: Option<PathBuf>,
+    /// The control plane's PostgreSQL store, when replicas share one: the metadata then lives in
+    /// its schema `managed` instead of `managed.sqlite`.
+    pub postgres: Option<crate::store::PgPool>,
 }
 
 impl ManagedConfig {
@@ -72,6 +75,7 @@ impl ManagedConfig {
             storage_unit_bytes: 1 << 30,
             pg_root: PathBuf::from("/usr/lib/postgresql"),
             servers_dir: None,
+            postgres: None,
         }
     }
 }
@@ -175,7 +179,10 @@ impl ManagedService {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("create data dir {}", dir.display()))?;
-        let store = Store::open(&dir.join("managed.sqlite"))?;
+        let store = match &config.postgres {
+            Some(pool) => Store::open_postgres(pool.clone())?,
+            None => Store::open(&dir.join("managed.sqlite"))?,
+        };
         let (servers_dir, reach_from) = prepare_servers_dir(&config)?;
         let bins = Binaries::detect(&config.pg_root);
         tracing::info!(

@@ -1,5 +1,7 @@
 //! The managed metadata store: one SQLite file, `DIR/managed.sqlite`, with versioned migrations
-//! (`crates/managed/migrations/`, recorded in `schema_migrations`).
+//! (`crates/managed/migrations/`, recorded in `schema_migrations`) — or, when the control plane
+//! runs on a PostgreSQL store shared by replicas, schema `managed` of that database
+//! (`migrations/postgres/`, `store/postgres.rs`), through the control plane's pool.
 //!
 //! # What do we store?
 //! - **api_tokens**: `dkc_` tokens — customer, name, scopes, the SHA-256 of the secret part,
@@ -29,159 +31,24 @@ use crate::error::ManagedError;
 const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "0001_init", include_str!("../migrations/0001_init.sql"))];
 
-/// What the user wants a server to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Desired {
-    /// Running (after create, `start`, `restart`).
-    Running,
-    /// Stopped (after `stop`).
-    Stopped,
-    /// Deleted.
-    Destroyed,
-}
-
-impl Desired {
-    fn as_str(self) -> &'static str {
-        match self {
-            Desired::Running => "running",
-            Desired::Stopped => "stopped",
-            Desired::Destroyed => "destroyed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Desired> {
-        [Desired::Running, Desired::Stopped, Desired::Destroyed]
-            .into_iter()
-            .find(|d| d.as_str() == s)
-    }
-}
-
-/// Why a server is in `error`, which decides what the reconciler does about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Creating a server failed; left alone until a `start` action.
-    Provision,
-    /// A server exited; being restarted.
-    Crash,
-    /// It kept crashing; left alone until a `start` action.
-    CrashLoop,
-    /// Its data directory outgrew `storage_gb`; back to running when it fits again.
-    Quota,
-    /// It runs but the generated login does not work (yet); checked again.
-    Runtime,
-}
-
-impl ErrorKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Provision => "provision",
-            ErrorKind::Crash => "crash",
-            ErrorKind::CrashLoop => "crash_loop",
-            ErrorKind::Quota => "quota",
-            ErrorKind::Runtime => "runtime",
-        }
-    }
-
-    fn parse(s: &str) -> Option<ErrorKind> {
-        [
-            ErrorKind::Provision,
-            ErrorKind::Crash,
-            ErrorKind::CrashLoop,
-            ErrorKind::Quota,
-            ErrorKind::Runtime,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
-    /// Whether the reconciler leaves the server alone until a user action.
-    pub fn halts(self) -> bool {
-        matches!(self, ErrorKind::Provision | ErrorKind::CrashLoop)
-    }
-}
-
-/// One managed server as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DbRecord {
-    /// `db_…`.
-    pub id: String,
-    /// Owner.
-    pub customer_id: String,
-    /// Project.
-    pub project_id: String,
-    /// Display name.
-    pub name: String,
-    /// Slug of the name.
-    pub slug: String,
-    /// Engine.
-    pub db_type: DbType,
-    /// Reported version.
-    pub version: String,
-    /// Requested version when it differs.
-    pub requested_version: Option<String>,
-    /// Server's own version once known.
-    pub server_version: Option<String>,
-    /// Plan id.
-    pub plan_id: String,
-    /// Region.
-    pub region: String,
-    /// Quota per server, GiB.
-    pub storage_gb: i64,
-    /// Intended number of servers.
-    pub replicas: i64,
-    /// Intent.
-    pub desired: Desired,
-    /// A restart was asked for (action or plan change) and has not run yet.
-    pub restart_requested: bool,
-    /// Reported status.
-    pub status: Status,
-    /// Why `error`.
-    pub error_kind: Option<ErrorKind>,
-    /// The message of `error`.
-    pub error_message: Option<String>,
-    /// Servers initialized so far (primary first).
-    pub nodes_ready: usize,
-    /// Port of each initialized (or initializing) server.
-    pub ports: Vec<u16>,
-    /// Destroyed and cleaned up.
-    pub purged: bool,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A stored API token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenRecord {
-    /// `tok_…`.
-    pub id: String,
-    /// Owner.
-    pub customer_id: String,
-    /// Display name.
-    pub name: String,
-    /// Public key id.
-    pub key_id: String,
-    /// SHA-256 hex of the secret.
-    pub secret_sha256: String,
-    /// Scopes (empty = full access).
-    pub scopes: Vec<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last use.
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-/// The SQLite store (one connection; the managed API writes rarely).
+/// The managed metadata: the SQLite file (one connection; the managed API writes rarely), or
+/// schema `managed` of the control plane's PostgreSQL store when replicas share one.
 pub struct Store {
-    conn: Mutex<rusqlite::Connection>,
+    backend: Backend,
 }
 
-/// Current time at microsecond precision (what the store keeps, so values read back compare equal).
-pub fn now() -> DateTime<Utc> {
-    let t = Utc::now();
-    t - chrono::TimeDelta::nanoseconds((t.timestamp_subsec_nanos() % 1000) as i64)
+enum Backend {
+    Sqlite(Mutex<rusqlite::Connection>),
+    Postgres(postgres::PgStore),
 }
+
+type StoreResult<T> = Result<T, StoreError>;
+
+mod postgres;
+mod records;
+pub use postgres::{apply_migrations, off_runtime, PgPool};
+pub use records::{now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord};
+use records::{DB_COLUMNS, TOKEN_COLUMNS};
 
 fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -202,10 +69,6 @@ fn bad(what: &str, value: &str) -> rusqlite::Error {
         format!("unknown {what} {value:?} in managed.sqlite").into(),
     )
 }
-
-const DB_COLUMNS: &str = "id, customer_id, project_id, name, slug, db_type, version, requested_version, \
-     server_version, plan_id, region, storage_gb, replicas, desired_state, restart_requested, status, \
-     error_kind, error_message, nodes_ready, ports, purged, created_at, updated_at";
 
 fn db_from_row(r: &Row<'_>) -> rusqlite::Result<DbRecord> {
     let db_type: String = r.get(5)?;
@@ -259,9 +122,6 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         },
     })
 }
-
-const TOKEN_COLUMNS: &str =
-    "id, customer_id, name, key_id, secret_sha256, scopes, created_at, last_used_at";
 
 fn get_in(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<DbRecord>> {
     conn.query_row(
@@ -397,85 +257,109 @@ impl Store {
             );
         }
         Ok(Store {
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(Mutex::new(conn)),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, rusqlite::Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The managed metadata in schema `managed` of the control plane's PostgreSQL store
+    /// (migrated on open).
+    pub fn open_postgres(pool: PgPool) -> anyhow::Result<Store> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::PgStore::open(pool)?),
+        })
+    }
+
+    fn lock(conn: &Mutex<rusqlite::Connection>) -> MutexGuard<'_, rusqlite::Connection> {
+        conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     // ------------------------------------------------------------------ tokens
 
     /// Inserts a token.
-    pub fn insert_token(&self, t: &TokenRecord) -> rusqlite::Result<()> {
-        self.lock().execute(
-            &format!(
-                "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            params![
-                t.id,
-                t.customer_id,
-                t.name,
-                t.key_id,
-                t.secret_sha256,
-                serde_json::to_string(&t.scopes).unwrap_or_else(|_| "[]".into()),
-                ts(&t.created_at),
-                t.last_used_at.as_ref().map(ts),
-            ],
-        )?;
-        Ok(())
+    pub fn insert_token(&self, t: &TokenRecord) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.insert_token(t),
+            Backend::Sqlite(conn) => {
+                Self::lock(conn).execute(
+                    &format!(
+                        "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    ),
+                    params![
+                        t.id,
+                        t.customer_id,
+                        t.name,
+                        t.key_id,
+                        t.secret_sha256,
+                        serde_json::to_string(&t.scopes).unwrap_or_else(|_| "[]".into()),
+                        ts(&t.created_at),
+                        t.last_used_at.as_ref().map(ts),
+                    ],
+                )?;
+                Ok(())
+            }
+        }
     }
 
     /// The token with this public key id.
-    pub fn find_token(&self, key_id: &str) -> rusqlite::Result<Option<TokenRecord>> {
-        self.lock()
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE key_id = ?1"),
-                [key_id],
-                token_from_row,
-            )
-            .optional()
+    pub fn find_token(&self, key_id: &str) -> StoreResult<Option<TokenRecord>> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.find_token(key_id),
+            Backend::Sqlite(conn) => Ok(Self::lock(conn)
+                .query_row(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE key_id = ?1"),
+                    [key_id],
+                    token_from_row,
+                )
+                .optional()?),
+        }
     }
 
     /// A customer's tokens, oldest first.
-    pub fn list_tokens(&self, customer: &str) -> rusqlite::Result<Vec<TokenRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE customer_id = ?1 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt.query_map([customer], token_from_row)?;
-        rows.collect()
+    pub fn list_tokens(&self, customer: &str) -> StoreResult<Vec<TokenRecord>> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.list_tokens(customer),
+            Backend::Sqlite(conn) => {
+                let conn = Self::lock(conn);
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE customer_id = ?1 ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([customer], token_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+        }
     }
 
     /// Deletes a customer's token; false when there is none.
-    pub fn delete_token(&self, customer: &str, id: &str) -> rusqlite::Result<bool> {
-        Ok(self.lock().execute(
-            "DELETE FROM api_tokens WHERE customer_id = ?1 AND id = ?2",
-            [customer, id],
-        )? > 0)
+    pub fn delete_token(&self, customer: &str, id: &str) -> StoreResult<bool> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.delete_token(customer, id),
+            Backend::Sqlite(conn) => Ok(Self::lock(conn).execute(
+                "DELETE FROM api_tokens WHERE customer_id = ?1 AND id = ?2",
+                [customer, id],
+            )? > 0),
+        }
     }
 
     /// Records a use of a token.
-    pub fn touch_token(&self, id: &str, at: DateTime<Utc>) -> rusqlite::Result<()> {
-        self.lock().execute(
-            "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
-            params![id, ts(&at)],
-        )?;
-        Ok(())
+    pub fn touch_token(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.touch_token(id, at),
+            Backend::Sqlite(conn) => {
+                Self::lock(conn).execute(
+                    "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+                    params![id, ts(&at)],
+                )?;
+                Ok(())
+            }
+        }
     }
 
     // ------------------------------------------------------------------ databases
 
     /// Inserts a database, unless a live one of the same customer and project has its name
     /// (then `Ok(false)`, nothing inserted).
-    pub fn insert_database(&self, d: &DbRecord) -> rusqlite::Result<bool> {
-        let conn = self.lock();
-        if name_taken(&conn, d)? {
-            return Ok(false);
-        }
-        insert_in(&conn, d)?;
-        Ok(true)
+    pub fn insert_database(&self, d: &DbRecord) -> Result<bool, ManagedError> {
+        self.insert_database_checked(d, |_| Ok(()))
     }
 
     /// [`Store::insert_database`], after `check` accepted the customer's live databases (not
@@ -483,80 +367,99 @@ impl Store {
     pub fn insert_database_checked(
         &self,
         d: &DbRecord,
-        check: impl FnOnce(&[DbRecord]) -> Result<(), ManagedError>,
+        check: impl FnOnce(&[DbRecord]) -> Result<(), ManagedError> + Send,
     ) -> Result<bool, ManagedError> {
-        let conn = self.lock();
-        if name_taken(&conn, d)? {
-            return Ok(false);
+        match &self.backend {
+            Backend::Postgres(pg) => pg.insert_database_checked(d, check),
+            Backend::Sqlite(conn) => {
+                let conn = Self::lock(conn);
+                if name_taken(&conn, d)? {
+                    return Ok(false);
+                }
+                check(&live_of(&conn, &d.customer_id, None)?)?;
+                insert_in(&conn, d)?;
+                Ok(true)
+            }
         }
-        check(&live_of(&conn, &d.customer_id, None)?)?;
-        insert_in(&conn, d)?;
-        Ok(true)
     }
 
     /// Replaces every mutable column of a database with `d`'s values.
-    pub fn save_database(&self, d: &DbRecord) -> rusqlite::Result<()> {
-        save_in(&self.lock(), d)
+    pub fn save_database(&self, d: &DbRecord) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.save_database(d),
+            Backend::Sqlite(conn) => Ok(save_in(&Self::lock(conn), d)?),
+        }
     }
 
     /// One database (any customer; callers check ownership).
-    pub fn get_database(&self, id: &str) -> rusqlite::Result<Option<DbRecord>> {
-        get_in(&self.lock(), id)
+    pub fn get_database(&self, id: &str) -> StoreResult<Option<DbRecord>> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.get_database(id),
+            Backend::Sqlite(conn) => Ok(get_in(&Self::lock(conn), id)?),
+        }
     }
 
     /// Reads a database, lets `f` change it, and saves it (with a new `updated_at`) when `f`
     /// succeeds — atomically with respect to every other write, so that the API (intent) and the
     /// reconciler (progress) never lose each other's changes. `Ok(None)` when there is no such id.
-    pub fn update<T>(
+    pub fn update<T: Send>(
         &self,
         id: &str,
-        f: impl FnOnce(&mut DbRecord) -> Result<T, ManagedError>,
+        f: impl FnOnce(&mut DbRecord) -> Result<T, ManagedError> + Send,
     ) -> Result<Option<(T, DbRecord)>, ManagedError> {
-        let conn = self.lock();
-        let Some(mut d) = get_in(&conn, id)? else {
-            return Ok(None);
-        };
-        let out = f(&mut d)?;
-        d.updated_at = now();
-        save_in(&conn, &d)?;
-        Ok(Some((out, d)))
+        self.update_with_others(id, |d, _| f(d))
     }
 
     /// [`Store::update`], where `f` also sees the owner's other live databases (for quotas).
-    pub fn update_with_others<T>(
+    pub fn update_with_others<T: Send>(
         &self,
         id: &str,
-        f: impl FnOnce(&mut DbRecord, &[DbRecord]) -> Result<T, ManagedError>,
+        f: impl FnOnce(&mut DbRecord, &[DbRecord]) -> Result<T, ManagedError> + Send,
     ) -> Result<Option<(T, DbRecord)>, ManagedError> {
-        let conn = self.lock();
-        let Some(mut d) = get_in(&conn, id)? else {
-            return Ok(None);
-        };
-        let others = live_of(&conn, &d.customer_id, Some(id))?;
-        let out = f(&mut d, &others)?;
-        d.updated_at = now();
-        save_in(&conn, &d)?;
-        Ok(Some((out, d)))
+        match &self.backend {
+            Backend::Postgres(pg) => pg.update_with_others(id, f),
+            Backend::Sqlite(conn) => {
+                let conn = Self::lock(conn);
+                let Some(mut d) = get_in(&conn, id)? else {
+                    return Ok(None);
+                };
+                let others = live_of(&conn, &d.customer_id, Some(id))?;
+                let out = f(&mut d, &others)?;
+                d.updated_at = now();
+                save_in(&conn, &d)?;
+                Ok(Some((out, d)))
+            }
+        }
     }
 
     /// A customer's databases, oldest first (destroyed ones included; callers filter).
-    pub fn list_databases(&self, customer: &str) -> rusqlite::Result<Vec<DbRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {DB_COLUMNS} FROM databases WHERE customer_id = ?1 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt.query_map([customer], db_from_row)?;
-        rows.collect()
+    pub fn list_databases(&self, customer: &str) -> StoreResult<Vec<DbRecord>> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.list_databases(customer),
+            Backend::Sqlite(conn) => {
+                let conn = Self::lock(conn);
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {DB_COLUMNS} FROM databases WHERE customer_id = ?1 ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([customer], db_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+        }
     }
 
     /// Every database the reconciler still has work for (all but the purged ones).
-    pub fn list_active(&self) -> rusqlite::Result<Vec<DbRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {DB_COLUMNS} FROM databases WHERE purged = 0 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt.query_map([], db_from_row)?;
-        rows.collect()
+    pub fn list_active(&self) -> StoreResult<Vec<DbRecord>> {
+        match &self.backend {
+            Backend::Postgres(pg) => pg.list_active(),
+            Backend::Sqlite(conn) => {
+                let conn = Self::lock(conn);
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {DB_COLUMNS} FROM databases WHERE purged = 0 ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([], db_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            }
+        }
     }
 }
 
@@ -606,30 +509,163 @@ mod tests {
         test_record(id, name, DbType::Redis)
     }
 
-    #[test]
-    fn databases_round_trip_and_names_are_unique_while_live() {
+    /// A PostgreSQL database of the test server (`REFRACT_TEST_PG_URL`, from `scripts/testenv`)
+    /// for one test, and a pool on it; dropped after the test.
+    struct PgDatabase {
+        admin_url: String,
+        name: String,
+        pool: PgPool,
+    }
+
+    impl PgDatabase {
+        fn create() -> PgDatabase {
+            let admin_url = std::env::var("REFRACT_TEST_PG_URL").unwrap_or_else(|_| {
+                panic!("REFRACT_TEST_PG_URL is not set: run the tests with ./scripts/test")
+            });
+            let name = format!("refract_managed_{}", rand::random::<u32>());
+            ::postgres::Client::connect(&admin_url, ::postgres::NoTls)
+                .unwrap()
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            let config: ::postgres::Config = format!("{base}/{name}").parse().unwrap();
+            let pool = r2d2::Pool::builder()
+                .max_size(4)
+                .build(r2d2_postgres::PostgresConnectionManager::new(
+                    config,
+                    ::postgres::NoTls,
+                ))
+                .unwrap();
+            PgDatabase {
+                admin_url,
+                name,
+                pool,
+            }
+        }
+    }
+
+    impl Drop for PgDatabase {
+        fn drop(&mut self) {
+            if let Ok(mut c) = ::postgres::Client::connect(&self.admin_url, ::postgres::NoTls) {
+                let _ = c.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ));
+            }
+        }
+    }
+
+    /// The same checks on both backends.
+    fn both(check: fn(&dyn Fn() -> Store)) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("managed.sqlite");
-        let store = Store::open(&path).unwrap();
-        let mut a = record("db_a", "cache");
-        assert!(store.insert_database(&a).unwrap());
-        assert!(
-            !store.insert_database(&record("db_b", "cache")).unwrap(),
-            "duplicate live name"
-        );
-        a.status = Status::Destroyed;
-        a.desired = Desired::Destroyed;
-        a.error_kind = Some(ErrorKind::Quota);
-        a.ports = vec![1234, 1235];
-        store.save_database(&a).unwrap();
-        assert_eq!(store.get_database("db_a").unwrap().unwrap(), a);
-        assert!(
-            store.insert_database(&record("db_b", "cache")).unwrap(),
-            "name free once destroyed"
-        );
-        drop(store);
-        let again = Store::open(&path).unwrap();
-        assert_eq!(again.list_databases("c1").unwrap().len(), 2);
-        assert_eq!(again.list_active().unwrap().len(), 2);
+        check(&|| Store::open(&path).unwrap());
+        let pg = PgDatabase::create();
+        check(&|| Store::open_postgres(pg.pool.clone()).unwrap());
+    }
+
+    #[test]
+    fn databases_round_trip_and_names_are_unique_while_live() {
+        both(|open| {
+            let store = open();
+            let mut a = record("db_a", "cache");
+            assert!(store.insert_database(&a).unwrap());
+            assert!(
+                !store.insert_database(&record("db_b", "cache")).unwrap(),
+                "duplicate live name"
+            );
+            a.status = Status::Destroyed;
+            a.desired = Desired::Destroyed;
+            a.error_kind = Some(ErrorKind::Quota);
+            a.ports = vec![1234, 1235];
+            store.save_database(&a).unwrap();
+            assert_eq!(store.get_database("db_a").unwrap().unwrap(), a);
+            assert!(
+                store.insert_database(&record("db_b", "cache")).unwrap(),
+                "name free once destroyed"
+            );
+            drop(store);
+            let again = open();
+            assert_eq!(again.list_databases("c1").unwrap().len(), 2);
+            assert_eq!(again.list_active().unwrap().len(), 2);
+            let (n, d) = again
+                .update("db_b", |d| {
+                    d.nodes_ready = 2;
+                    Ok(7)
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!((n, d.nodes_ready), (7, 2));
+            assert_eq!(again.get_database("db_b").unwrap().unwrap(), d);
+            assert!(again.update("db_none", |_| Ok(())).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        both(|open| {
+            let store = open();
+            let t = TokenRecord {
+                id: "tok_1".into(),
+                customer_id: "c1".into(),
+                name: "ci".into(),
+                key_id: "k1".into(),
+                secret_sha256: "ab".into(),
+                scopes: vec!["database:read".into()],
+                created_at: now(),
+                last_used_at: None,
+            };
+            store.insert_token(&t).unwrap();
+            assert!(store.insert_token(&t).is_err(), "key ids are unique");
+            assert_eq!(store.find_token("k1").unwrap().unwrap(), t);
+            let at = now();
+            store.touch_token("tok_1", at).unwrap();
+            assert_eq!(store.list_tokens("c1").unwrap()[0].last_used_at, Some(at));
+            assert!(store.list_tokens("c2").unwrap().is_empty());
+            assert!(
+                !store.delete_token("c2", "tok_1").unwrap(),
+                "another customer's"
+            );
+            assert!(store.delete_token("c1", "tok_1").unwrap());
+            assert!(store.find_token("k1").unwrap().is_none());
+        });
+    }
+
+    /// A quota check and its insert are atomic: of several requests racing for the last slot,
+    /// one wins (on PostgreSQL across connections, as across replicas).
+    #[test]
+    fn quota_checks_are_atomic() {
+        both(|open| {
+            let store = std::sync::Arc::new(open());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4)
+                .map(|i| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        store
+                            .insert_database_checked(
+                                &record(&format!("db_{i}"), &format!("n{i}")),
+                                |live| {
+                                    std::thread::sleep(std::time::Duration::from_millis(30));
+                                    if live.is_empty() {
+                                        Ok(())
+                                    } else {
+                                        Err(ManagedError::Internal(anyhow::anyhow!("quota")))
+                                    }
+                                },
+                            )
+                            .is_ok()
+                    })
+                })
+                .collect();
+            let won = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|w| *w)
+                .count();
+            assert_eq!(won, 1);
+            assert_eq!(store.list_active().unwrap().len(), 1);
+        });
     }
 }

@@ -7,7 +7,9 @@
 //! ```sh
 //! cargo build --release -p refract --bins --examples
 //! target/release/examples/bench_api [--databases 1000] [--requests 300] [--clients 4] [--seconds 5]
+//! target/release/examples/bench_api --store postgres://USER:PASSWORD@HOST:PORT/EMPTY_DB
 //! ```
+//! `--store` runs the control plane on that PostgreSQL metadata store instead of SQLite.
 //! The `refract` binary is taken from the same target dir (or `REFRACT_BIN`). The goal of the
 //! foundation issue is p99 < 50 ms; the run prints whether it was met and exits 1 when not.
 
@@ -46,6 +48,12 @@ fn main() -> anyhow::Result<()> {
     let requests = arg("--requests", 300);
     let clients = arg("--clients", 4);
     let seconds = arg("--seconds", 5);
+    let args: Vec<String> = std::env::args().collect();
+    let store = args
+        .iter()
+        .position(|a| a == "--store")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
 
     let bin = match std::env::var_os("REFRACT_BIN") {
         Some(b) => b.into(),
@@ -68,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen", "127.0.0.1:0"])
+            .args(store.iter().flat_map(|s| ["--store", s.as_str()]))
             .env("REFRACT_LOG", "warn")
             .env_remove("REFRACT_MASTER_KEY")
             .stdout(Stdio::piped())

@@ -40,6 +40,9 @@ enum Command {
     /// Operator commands that work on the data directory itself, offline.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Metadata store operations (moving an installation to PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -53,6 +56,34 @@ enum AdminCommand {
         /// The control plane's data directory.
         #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
         data_dir: PathBuf,
+    },
+}
+
+/// `refract store …`.
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every record and secret of a SQLite store into an empty PostgreSQL store (stop the
+    /// control plane first; then start it with `--store` on the same data directory: keys keep
+    /// working and running engines are adopted). The secrets are read with REFRACT_MASTER_KEY or
+    /// the master.key beside the SQLite file.
+    Migrate {
+        /// The SQLite store: `sqlite:DIR/refract.db`.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL store: `postgres://USER:PASSWORD@HOST:PORT/DB` (an empty database).
+        #[arg(long)]
+        to: String,
+    },
+    /// Seal every secret again under a new master key (random, or REFRACT_NEW_MASTER_KEY) and
+    /// replace DIR/master.key. Stop every control plane first; then copy the new master.key to
+    /// every replica's data directory.
+    RotateKey {
+        /// The control plane's data directory (its master.key, or REFRACT_MASTER_KEY).
+        #[arg(long, env = "REFRACT_DATA_DIR", default_value = "./refract-data")]
+        data_dir: PathBuf,
+        /// The metadata store, as given to `refract serve --store` (default: DIR/refract.db).
+        #[arg(long, env = "REFRACT_STORE", value_name = "URL")]
+        store: Option<String>,
     },
 }
 
@@ -107,6 +138,11 @@ struct ServeArgs {
     /// Kubernetes runtime: the port engines answer the control plane on.
     #[arg(long, env = "REFRACT_ENGINE_CONTROL_PORT", default_value_t = 8081)]
     engine_control_port: u16,
+    /// The metadata store: `postgres://USER:PASSWORD@HOST:PORT/DB` for several replicas sharing
+    /// one store (one of them leads; see docs/operations.md), or `sqlite:PATH`. Default: the
+    /// SQLite file DIR/refract.db.
+    #[arg(long, env = "REFRACT_STORE", value_name = "URL")]
+    store: Option<String>,
 }
 
 /// `--runtime`.
@@ -186,6 +222,31 @@ fn main() -> std::process::ExitCode {
                 "new admin management key written to {} (readable only by this user)",
                 path.display()
             );
+            Ok(())
+        }),
+        Command::Store(StoreCommand::Migrate { from, to }) => run_async(async move {
+            let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let report =
+                refract_control_plane::migrate_store(&from, &to, master.as_deref()).await?;
+            println!("{report}");
+            println!(
+                "migrated: start the control plane with --store {} on the same data directory",
+                refract_control_plane::store::redact_url(&to)
+            );
+            Ok(())
+        }),
+        Command::Store(StoreCommand::RotateKey { data_dir, store }) => run_async(async move {
+            let master = std::env::var("REFRACT_MASTER_KEY").ok();
+            let new_key = std::env::var("REFRACT_NEW_MASTER_KEY").ok();
+            let data_dir = absolute(&data_dir)?;
+            let (n, whereto) = refract_control_plane::rotate_master_key(
+                &data_dir,
+                store.as_deref(),
+                master.as_deref(),
+                new_key.as_deref(),
+            )
+            .await?;
+            println!("resealed {n} secrets under the new master key; {whereto}");
             Ok(())
         }),
         Command::Client(c) => {
@@ -286,6 +347,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         },
         sqlite_roots: args.sqlite_roots,
         runtime,
+        store: args.store,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

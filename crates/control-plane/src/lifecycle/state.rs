@@ -43,9 +43,13 @@ pub struct Lifecycle {
     inner: Arc<Shared>,
 }
 
+/// Sends a wake-up to the other control-plane replicas (PostgreSQL store: `NOTIFY`).
+pub type PeerWake = Arc<dyn Fn() + Send + Sync>;
+
 struct Shared {
     runtime: OnceLock<Runtime>,
     wake: Notify,
+    peers: OnceLock<PeerWake>,
     build_slots: Arc<Semaphore>,
     /// Serializes writes of keys files (see `querykeys::write_keys_file`).
     keys_lock: tokio::sync::Mutex<()>,
@@ -59,6 +63,7 @@ impl Default for Shared {
         Shared {
             runtime: OnceLock::new(),
             wake: Notify::new(),
+            peers: OnceLock::new(),
             build_slots: Arc::new(Semaphore::new(BUILD_SLOTS)),
             keys_lock: tokio::sync::Mutex::new(()),
             busy: Mutex::new(HashSet::new()),
@@ -95,9 +100,23 @@ impl Lifecycle {
         self.inner.runtime.get()
     }
 
-    /// Wakes the reconciler (after an action).
+    /// Wakes the reconciler (after an action): this replica's, and the leader's when it is
+    /// another replica.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+        if let Some(peers) = self.inner.peers.get() {
+            peers();
+        }
+    }
+
+    /// Wakes this replica's reconciler only (a wake-up that came from another replica).
+    pub fn wake_local(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// How [`Self::wake`] reaches the other replicas. Set once, by [`crate::open`].
+    pub fn set_peer_wake(&self, peers: PeerWake) {
+        let _ = self.inner.peers.set(peers);
     }
 
     /// The HTTP client of engines' admin and health routes.

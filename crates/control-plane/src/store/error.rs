@@ -9,6 +9,16 @@ pub enum StoreError {
     /// `source`: the message carries it, once.)
     #[error("metadata store: {0}")]
     Sqlite(rusqlite::Error),
+    /// The PostgreSQL store answered with an error (SQL, a constraint). Its text, once.
+    #[error("metadata store: {0}")]
+    Postgres(String),
+    /// The store cannot be reached now (connection refused or lost, a lock or statement that
+    /// waited too long): HTTP 503 `store_unavailable`; the request may be retried.
+    #[error("the metadata store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value that does not decode (written by a newer version, or edited by hand).
+    #[error("{0}")]
+    Corrupt(String),
     /// The caller's closure ended the transaction with an error of its own, which the caller
     /// keeps; everything it wrote was rolled back.
     #[error("the transaction was rolled back by its caller")]

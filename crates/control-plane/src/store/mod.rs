@@ -28,14 +28,21 @@
 //! [`Store`] runs a closure in one transaction on a blocking thread; the closure gets a [`Tx`]
 //! with typed reads and writes. Returning an error rolls everything back, which is how "nothing is
 //! written when a request fails" holds even for multi-row requests. [`SqliteStore`] is the default;
-//! a PostgreSQL store implements the same two traits.
+//! [`PostgresStore`] implements the same two traits on a shared PostgreSQL server for several
+//! control-plane replicas (`refract serve --store postgres://…`).
 
 mod error;
 pub mod lifecycle;
+pub mod migrate;
+mod postgres;
 mod sqlite;
 mod tx;
 
+#[cfg(test)]
+pub(crate) mod tests;
+
 pub use error::{StoreError, StoreResult};
 pub use lifecycle::{Event, LifecycleTx};
+pub use postgres::{redact as redact_url, PgPool, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use tx::{Store, Tx};

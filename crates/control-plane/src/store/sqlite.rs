@@ -21,7 +21,7 @@ use super::tx::{Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations, applied in order on start and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "0001_init",

@@ -173,21 +173,21 @@ fn lifecycle_on_the_fake_api_server() {
     let kubeconfig: PathBuf = kube_dir.path().join("config");
     std::fs::write(&kubeconfig, FakeApiServer::kubeconfig(&server, NS)).unwrap();
     let (port, control) = (free_port(), free_port());
-    let args = vec![
-        "--runtime".into(),
-        "kubernetes".into(),
-        "--engine-image".into(),
-        "registry.example/refract:test".into(),
-        "--engine-port".into(),
-        port.to_string(),
-        "--engine-control-port".into(),
-        control.to_string(),
-    ];
-    let env = vec![(
-        "KUBECONFIG".to_string(),
-        kubeconfig.to_str().unwrap().to_string(),
-    )];
-    let cp = Cp::fresh_with(0, (args, env));
+    // `refract serve` flags by their environment variables.
+    let env: Vec<(String, String)> = [
+        ("REFRACT_RUNTIME", "kubernetes".to_string()),
+        (
+            "REFRACT_ENGINE_IMAGE",
+            "registry.example/refract:test".to_string(),
+        ),
+        ("REFRACT_ENGINE_PORT", port.to_string()),
+        ("REFRACT_ENGINE_CONTROL_PORT", control.to_string()),
+        ("KUBECONFIG", kubeconfig.to_str().unwrap().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let cp = Cp::fresh_with_env(0, env);
     // The control plane checked the cluster at start (one list of engine Deployments).
     assert!(fake.requests().iter().any(|r| r.contains("/deployments")));
 

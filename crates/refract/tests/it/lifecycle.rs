@@ -26,8 +26,10 @@ pub(crate) struct Cp {
     data: PathBuf,
     admin: String,
     delay_ms: u64,
-    /// More arguments and environment of `refract serve` (another runtime).
-    extra: (Vec<String>, Vec<(String, String)>),
+    /// `--store` (a PostgreSQL URL shared by replicas), or the embedded SQLite file.
+    store: Option<String>,
+    /// More environment of `refract serve` (another runtime: `REFRACT_RUNTIME`, `KUBECONFIG`, …).
+    env: Vec<(String, String)>,
     out: Arc<Mutex<String>>,
     http: reqwest::blocking::Client,
     _tmp: Option<tempfile::TempDir>,
@@ -41,12 +43,16 @@ impl Cp {
         cp
     }
 
-    /// [`Cp::fresh`] with more arguments and environment for `refract serve`.
-    pub(crate) fn fresh_with(delay_ms: u64, extra: (Vec<String>, Vec<(String, String)>)) -> Cp {
+    /// [`Cp::fresh`] with more environment for `refract serve`.
+    pub(crate) fn fresh_with_env(delay_ms: u64, env: Vec<(String, String)>) -> Cp {
         let tmp = crate::common::reachable_tempdir();
-        let mut cp = Cp::start_with(&tmp.path().join("data"), delay_ms, extra);
+        let mut cp = Cp::start_with(&tmp.path().join("data"), delay_ms, None, env);
         cp._tmp = Some(tmp);
         cp
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     pub(crate) fn root(&self) -> PathBuf {
@@ -54,16 +60,23 @@ impl Cp {
     }
 
     pub(crate) fn start(data: &Path, delay_ms: u64) -> Cp {
-        Cp::start_with(data, delay_ms, (Vec::new(), Vec::new()))
+        Self::start_on(data, delay_ms, None)
     }
 
-    /// [`Cp::start`] with more arguments and environment for `refract serve`.
+    /// A replica on the PostgreSQL store `store` (several may share `data` on one machine: the
+    /// local runtime's engines are then adoptable by whichever replica leads).
+    pub(crate) fn start_on(data: &Path, delay_ms: u64, store: Option<&str>) -> Cp {
+        Self::start_with(data, delay_ms, store, Vec::new())
+    }
+
+    /// [`Cp::start_on`] with more environment for `refract serve`.
     pub(crate) fn start_with(
         data: &Path,
         delay_ms: u64,
-        extra: (Vec<String>, Vec<(String, String)>),
+        store: Option<&str>,
+        env: Vec<(String, String)>,
     ) -> Cp {
-        let (child, url, out) = spawn_serve(data, delay_ms, &extra);
+        let (child, url, out) = spawn_serve(data, delay_ms, store, &env);
         let admin = std::fs::read_to_string(data.join("admin-key"))
             .unwrap()
             .trim()
@@ -74,7 +87,8 @@ impl Cp {
             data: data.to_path_buf(),
             admin,
             delay_ms,
-            extra,
+            store: store.map(str::to_string),
+            env,
             out,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -220,7 +234,8 @@ impl Cp {
 
     pub(crate) fn restart(&mut self) {
         self.kill();
-        let (child, url, out) = spawn_serve(&self.data, self.delay_ms, &self.extra);
+        let (child, url, out) =
+            spawn_serve(&self.data, self.delay_ms, self.store.as_deref(), &self.env);
         self.child = Some(child);
         self.url = url;
         self.out = out;
@@ -236,12 +251,18 @@ impl Cp {
 fn spawn_serve(
     data: &Path,
     delay_ms: u64,
-    extra: &(Vec<String>, Vec<(String, String)>),
+    store: Option<&str>,
+    env: &[(String, String)],
 ) -> (Child, String, Arc<Mutex<String>>) {
     // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
     // the SQLite root, as an operator would set it (the data dir inside it stays refused).
     let root = data.parent().unwrap();
-    let mut child = Command::new(refract_bin())
+    let mut cmd = Command::new(refract_bin());
+    match store {
+        Some(url) => cmd.env("REFRACT_STORE", url),
+        None => cmd.env_remove("REFRACT_STORE"),
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--data-dir",
@@ -252,8 +273,7 @@ fn spawn_serve(
             root.to_str().unwrap(),
         ])
         .env("REFRACT_LOG", "info")
-        .args(&extra.0)
-        .envs(extra.1.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
         .env_remove("REFRACT_MASTER_KEY")
         .stdout(Stdio::piped())

@@ -10,6 +10,7 @@ mod correctness;
 mod docs;
 mod endpoints_keys;
 mod engine;
+mod ha_store;
 mod kubernetes;
 mod lifecycle;
 mod managed;

@@ -1,0 +1,810 @@
+//! [`PostgresStore`]: the metadata store on a shared PostgreSQL server, for several control-plane
+//! replicas (`refract serve --store postgres://…`).
+//!
+//! Same behaviour as the SQLite store, by the same rules:
+//!
+//! - **Writes are serialized**, across every replica: each write transaction first takes one
+//!   transaction-level advisory lock ([`WRITE_LOCK`]), so a read-then-write transaction (a name
+//!   check, then the insert) sees every write committed before it, exactly like SQLite's one
+//!   writer. Writes are rare (API calls and lifecycle steps), so one lock costs nothing that
+//!   matters, and no transaction ever fails with a serialization error its caller would have to
+//!   retry. Waiting for the lock is bounded (`lock_timeout`): a stuck peer is a 503, not a hang.
+//! - **Reads** run in `REPEATABLE READ READ ONLY` transactions: one consistent snapshot, never
+//!   blocked by writes.
+//! - Native types: `uuid`, `timestamptz`, `jsonb`, `boolean` (the manifest, an artifact, stays
+//!   `text`, byte for byte).
+//! - Migrations are versioned per backend (`migrations/postgres/NNNN_*.sql`) and applied at start
+//!   under a session advisory lock ([`MIGRATE_LOCK`]): replicas starting together apply each one
+//!   once.
+//!
+//! The client is the blocking `postgres` crate (tokio-postgres underneath) in an `r2d2` pool:
+//! the [`Store`] trait runs each transaction on a blocking thread, which is where a blocking
+//! client belongs. Connections time out after a few seconds; a store that cannot be reached is
+//! [`StoreError::Unavailable`] (HTTP 503 `store_unavailable`).
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use postgres::types::{Json, ToSql};
+use postgres::{IsolationLevel, NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
+use uuid::Uuid;
+
+mod lifecycle;
+
+use super::error::{StoreError, StoreResult};
+use super::lifecycle::{Event, LifecycleTx};
+use super::tx::{Store, Tx};
+use crate::api::*;
+
+/// Versioned migrations of the PostgreSQL backend, applied in order and recorded in
+/// `schema_migrations`.
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_database_replicas",
+        include_str!("../../migrations/postgres/0002_database_replicas.sql"),
+    ),
+];
+
+/// Advisory-lock keys (one 64-bit space per database): serializing writes, migrations.
+pub(crate) const WRITE_LOCK: i64 = 0x5265_6672_6163_7401; // "Refract" + 1
+const MIGRATE_LOCK: i64 = 0x5265_6672_6163_7402;
+
+/// How long a request may wait for a connection or for the write lock before the store counts as
+/// unavailable.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The connection pool of the PostgreSQL store (the secret store and the managed servers'
+/// metadata share it).
+pub use refract_managed::store::PgPool;
+type Pool = PgPool;
+
+/// PostgreSQL metadata store.
+pub struct PostgresStore {
+    pool: Pool,
+    url: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The client config of `url`, with the timeouts every store connection uses.
+pub(crate) fn client_config(url: &str) -> anyhow::Result<postgres::Config> {
+    let mut config: postgres::Config = url
+        .parse()
+        .with_context(|| format!("not a PostgreSQL URL: {}", redact(url)))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(3));
+    }
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(10));
+    if config.get_application_name().is_none() {
+        config.application_name("refract-control-plane");
+    }
+    Ok(config)
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations (under a lock) and returns the store.
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        let config = client_config(url)?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(16)
+            .min_idle(Some(1))
+            .connection_timeout(WAIT)
+            // A connection the server dropped (restart, failover) is replaced, not handed out.
+            .test_on_check_out(true)
+            .build(manager)
+            .with_context(|| format!("connect to the metadata store {}", redact(url)))?;
+        let store = PostgresStore {
+            pool,
+            url: url.to_string(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> anyhow::Result<()> {
+        refract_managed::store::apply_migrations(
+            &self.pool,
+            MIGRATE_LOCK,
+            "SELECT 1",
+            "schema_migrations",
+            MIGRATIONS,
+        )
+    }
+
+    /// The URL this store connects to (for the leader lease and wake-ups, which hold their own
+    /// connections).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The connection pool (the secret store's rows live in the same database).
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
+    /// A pooled connection, or [`StoreError::Unavailable`].
+    pub(crate) fn conn(
+        &self,
+    ) -> StoreResult<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Unavailable(format!("no connection to PostgreSQL: {e}")))
+    }
+
+    fn run(&self, write: bool, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()> {
+        let mut conn = self.conn()?;
+        let mut builder = conn.build_transaction();
+        builder = if write {
+            builder.isolation_level(IsolationLevel::ReadCommitted)
+        } else {
+            builder
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+        };
+        let mut tx = builder.start()?;
+        if write {
+            tx.batch_execute(&format!(
+                "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '30s'",
+                WAIT.as_millis()
+            ))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        } else {
+            tx.batch_execute("SET LOCAL statement_timeout = '30s'")?;
+        }
+        let pg = PgTx(RefCell::new(tx));
+        f(&pg)?; // an error drops the transaction, which rolls back
+        pg.0.into_inner().commit()?;
+        Ok(())
+    }
+}
+
+impl Store for PostgresStore {
+    fn write(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()> {
+        self.run(true, f)
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()> {
+        self.run(false, f)
+    }
+}
+
+// ------------------------------------------------------------------ errors and decoding
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        use postgres::error::SqlState;
+        let code = e.code();
+        // Lost or refused connections, a server shutting down, a lock or statement that waited
+        // too long: the store is unavailable for now, the request may be retried.
+        let unavailable = e.is_closed()
+            || code.is_none()
+            || [
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::QUERY_CANCELED,
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .iter()
+            .any(|c| Some(c) == code);
+        if unavailable {
+            StoreError::Unavailable(format!("PostgreSQL: {e}"))
+        } else {
+            StoreError::Postgres(e.to_string())
+        }
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("bad {what} in metadata store: {value:?}"))
+}
+
+fn get_enum<T>(r: &Row, i: usize, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let s: String = r.try_get(i)?;
+    parse(&s).ok_or_else(|| corrupt("enum", &s))
+}
+
+fn get_enum_opt<T>(r: &Row, i: usize, parse: fn(&str) -> Option<T>) -> StoreResult<Option<T>> {
+    let s: Option<String> = r.try_get(i)?;
+    s.map(|s| parse(&s).ok_or_else(|| corrupt("enum", &s)))
+        .transpose()
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> StoreResult<T> {
+    let v: serde_json::Value = r.try_get(i)?;
+    serde_json::from_value(v.clone()).map_err(|_| corrupt("json", &v.to_string()))
+}
+
+fn get_json_opt<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> StoreResult<Option<T>> {
+    let v: Option<serde_json::Value> = r.try_get(i)?;
+    v.map(|v| serde_json::from_value(v.clone()).map_err(|_| corrupt("json", &v.to_string())))
+        .transpose()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+}
+
+// ------------------------------------------------------------------ rows
+
+const CUSTOMER_COLS: &str = "id, name, plan, is_admin, created_at, updated_at";
+
+fn customer_row(r: &Row) -> StoreResult<Customer> {
+    Ok(Customer {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        plan: get_enum(r, 2, Plan::parse)?,
+        is_admin: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        updated_at: r.try_get(5)?,
+    })
+}
+
+const KEY_COLS: &str =
+    "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
+
+fn key_row(r: &Row) -> StoreResult<ManagementKey> {
+    Ok(ManagementKey {
+        id: r.try_get(0)?,
+        customer_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        key_id: r.try_get(3)?,
+        secret_sha256: r.try_get(4)?,
+        key: None,
+        expires_at: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        last_used_at: r.try_get(7)?,
+        revoked_at: r.try_get(8)?,
+    })
+}
+
+const CONNECTION_COLS: &str =
+    "id, customer_id, name, backend, host, port, available_schemas, username, \
+     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
+     ssl_root_cert_secret";
+
+fn connection_row(r: &Row) -> StoreResult<Connection> {
+    let ssl_root_cert_secret: Option<String> = r.try_get(14)?;
+    Ok(Connection {
+        id: r.try_get(0)?,
+        customer_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        backend: get_enum(r, 3, Backend::parse)?,
+        mysql_host: r.try_get(4)?,
+        mysql_port: r.try_get(5)?,
+        available_schemas: get_json(r, 6)?,
+        mysql_user: r.try_get(7)?,
+        password_secret: r.try_get(8)?,
+        allowed_sync_modes: get_json(r, 9)?,
+        min_sync_interval: r.try_get(10)?,
+        created_at: r.try_get(11)?,
+        updated_at: r.try_get(12)?,
+        ssl_mode: get_enum(r, 13, SslMode::parse)?,
+        ssl_root_cert_set: ssl_root_cert_secret.is_some(),
+        ssl_root_cert_secret,
+    })
+}
+
+/// The latest live instance of each database supplies `endpointUrl` and `healthStatus`.
+const DATABASE_SELECT: &str = "SELECT d.id, d.customer_id, d.connection_id, d.name, d.mysql_db, d.sync_mode, \
+     d.sync_interval, d.safety_net, d.instance_size, d.log_level, d.region, d.binlog_server_id, \
+     d.build_compute_override, d.custom_domain, d.pause_schedule, d.tags, d.schema_config, d.status, \
+     d.desired_state, d.op_kind, d.op_step, d.op_started_at, d.op_attempt, d.last_error, \
+     d.deployed_config, d.has_pending_changes, d.replication_paused, d.active_build_id, d.created_at, \
+     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status, d.replicas \
+     FROM databases d LEFT JOIN LATERAL (SELECT endpoint_url, health_status FROM instances \
+     WHERE database_id = d.id AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1) i ON true";
+
+fn database_row(r: &Row) -> StoreResult<Database> {
+    let instance_size = get_enum(r, 8, InstanceSize::parse)?;
+    let (task_cpu, task_memory_mb) = instance_size.resources();
+    Ok(Database {
+        id: r.try_get(0)?,
+        customer_id: r.try_get(1)?,
+        connection_id: r.try_get(2)?,
+        name: r.try_get(3)?,
+        mysql_db: r.try_get(4)?,
+        sync_mode: get_enum(r, 5, SyncMode::parse)?,
+        sync_interval: r.try_get(6)?,
+        safety_net: r.try_get(7)?,
+        instance_size,
+        task_cpu,
+        task_memory_mb,
+        log_level: get_enum(r, 9, LogLevel::parse)?,
+        region: r.try_get(10)?,
+        binlog_server_id: r.try_get(11)?,
+        build_compute_override: get_enum_opt(r, 12, BuildCompute::parse)?,
+        reflexdb_custom_domain: r.try_get(13)?,
+        pause_schedule: get_json_opt(r, 14)?,
+        tags: get_json(r, 15)?,
+        status: get_enum(r, 17, Status::parse)?,
+        desired_state: get_enum_opt(r, 18, DesiredState::parse)?,
+        last_error: r.try_get(23)?,
+        has_pending_changes: r.try_get(25)?,
+        replication_paused: r.try_get(26)?,
+        created_at: r.try_get(28)?,
+        updated_at: r.try_get(29)?,
+        endpoint_url: r.try_get(31)?,
+        health_status: get_enum_opt(r, 32, HealthStatus::parse)?,
+        replicas: r.try_get(33)?,
+        internal: DatabaseInternal {
+            schema_config: r.try_get(16)?,
+            op_kind: r.try_get(19)?,
+            op_step: r.try_get(20)?,
+            op_started_at: r.try_get(21)?,
+            op_attempt: r.try_get(22)?,
+            deployed_config: r.try_get(24)?,
+            active_build_id: r.try_get(27)?,
+            deleted_at: r.try_get(30)?,
+        },
+    })
+}
+
+/// One transaction. `postgres::Transaction` takes `&mut self`; [`Tx`] reads and writes through
+/// `&self`, and a transaction is only ever used by the one thread running the closure.
+pub(crate) struct PgTx<'a>(RefCell<postgres::Transaction<'a>>);
+
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl PgTx<'_> {
+    fn execute(&self, sql: &str, params: &Params) -> StoreResult<u64> {
+        Ok(self.0.borrow_mut().execute(sql, params)?)
+    }
+
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: &Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let rows = self.0.borrow_mut().query(sql, params)?;
+        rows.iter().map(decode).collect()
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: &Params,
+        decode: fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let row = self.0.borrow_mut().query_opt(sql, params)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    fn exists(&self, sql: &str, params: &Params) -> StoreResult<bool> {
+        let row = self
+            .0
+            .borrow_mut()
+            .query_one(&format!("SELECT EXISTS({sql})"), params)?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn lifecycle(&self) -> &dyn LifecycleTx {
+        self
+    }
+
+    fn insert_customer(&self, c: &Customer) -> StoreResult<()> {
+        self.execute(
+            &format!("INSERT INTO customers ({CUSTOMER_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            &[
+                &c.id,
+                &c.name,
+                &c.plan.as_str(),
+                &c.is_admin,
+                &c.created_at,
+                &c.updated_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
+        self.row(
+            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1"),
+            &[&id],
+            customer_row,
+        )
+    }
+
+    fn list_customers(&self) -> StoreResult<Vec<Customer>> {
+        self.rows(
+            &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"),
+            &[],
+            customer_row,
+        )
+    }
+
+    fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
+        self.execute(
+            "UPDATE customers SET plan = $2, updated_at = $3 WHERE id = $1",
+            &[&id, &plan.as_str(), &at],
+        )?;
+        Ok(())
+    }
+
+    fn admin_exists(&self) -> StoreResult<bool> {
+        self.exists("SELECT 1 FROM customers WHERE is_admin", &[])
+    }
+
+    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
+        self.execute(
+            &format!(
+                "INSERT INTO management_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ),
+            &[
+                &k.id,
+                &k.customer_id,
+                &k.name,
+                &k.key_id,
+                &k.secret_sha256,
+                &k.expires_at,
+                &k.created_at,
+                &k.last_used_at,
+                &k.revoked_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
+        self.rows(
+            &format!(
+                "SELECT {KEY_COLS} FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
+            ),
+            &[&customer],
+            key_row,
+        )
+    }
+
+    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
+        self.row(
+            &format!("SELECT {KEY_COLS} FROM management_keys WHERE id = $1 AND customer_id = $2"),
+            &[&id, &customer],
+            key_row,
+        )
+    }
+
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
+        self.row(
+            &format!("SELECT {KEY_COLS} FROM management_keys WHERE key_id = $1"),
+            &[&key_id],
+            key_row,
+        )
+    }
+
+    fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.execute(
+            "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+            &[&id, &at],
+        )?;
+        Ok(())
+    }
+
+    fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.execute(
+            "UPDATE management_keys SET last_used_at = $2 WHERE id = $1",
+            &[&id, &at],
+        )?;
+        Ok(())
+    }
+
+    fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
+        self.execute(
+            &format!(
+                "INSERT INTO connections ({CONNECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            &[
+                &c.id,
+                &c.customer_id,
+                &c.name,
+                &c.backend.as_str(),
+                &c.mysql_host,
+                &c.mysql_port,
+                &json(&c.available_schemas),
+                &c.mysql_user,
+                &c.password_secret,
+                &json(&c.allowed_sync_modes),
+                &c.min_sync_interval,
+                &c.created_at,
+                &c.updated_at,
+                &c.ssl_mode.as_str(),
+                &c.ssl_root_cert_secret,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn update_connection(&self, c: &Connection) -> StoreResult<()> {
+        self.execute(
+            "UPDATE connections SET name = $2, host = $3, port = $4, available_schemas = $5, username = $6, \
+             password_secret = $7, allowed_sync_modes = $8, min_sync_interval = $9, updated_at = $10, \
+             ssl_mode = $11, ssl_root_cert_secret = $12 WHERE id = $1",
+            &[
+                &c.id,
+                &c.name,
+                &c.mysql_host,
+                &c.mysql_port,
+                &json(&c.available_schemas),
+                &c.mysql_user,
+                &c.password_secret,
+                &json(&c.allowed_sync_modes),
+                &c.min_sync_interval,
+                &c.updated_at,
+                &c.ssl_mode.as_str(),
+                &c.ssl_root_cert_secret,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
+        self.row(
+            &format!(
+                "SELECT {CONNECTION_COLS} FROM connections WHERE id = $1 AND customer_id = $2"
+            ),
+            &[&id, &customer],
+            connection_row,
+        )
+    }
+
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>> {
+        self.rows(
+            &format!(
+                "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = $1 ORDER BY created_at, id"
+            ),
+            &[&customer],
+            connection_row,
+        )
+    }
+
+    fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
+        // As in the SQLite store: soft-deleted databases of the connection and their history go
+        // with it, since nothing can reach them any more.
+        for sql in [
+            "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+            "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+            "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+            "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+            "DELETE FROM databases WHERE connection_id = $1",
+            "DELETE FROM connections WHERE id = $1",
+        ] {
+            self.execute(sql, &[&id])?;
+        }
+        Ok(())
+    }
+
+    fn connection_name_taken(
+        &self,
+        customer: Uuid,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        self.exists(
+            "SELECT 1 FROM connections WHERE customer_id = $1 AND name = $2 AND id IS DISTINCT FROM $3",
+            &[&customer, &name, &except],
+        )
+    }
+
+    fn insert_database(&self, d: &Database) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
+             safety_net, instance_size, log_level, region, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &d.id,
+                &d.customer_id,
+                &d.connection_id,
+                &d.name,
+                &d.mysql_db,
+                &d.sync_mode.as_str(),
+                &d.sync_interval,
+                &d.safety_net,
+                &d.instance_size.as_str(),
+                &d.log_level.as_str(),
+                &d.region,
+                &d.status.as_str(),
+                &d.created_at,
+                &d.updated_at,
+            ],
+        )?;
+        // Everything else through one code path.
+        self.update_database(d)
+    }
+
+    fn update_database(&self, d: &Database) -> StoreResult<()> {
+        let i = &d.internal;
+        self.execute(
+            "UPDATE databases SET name = $2, mysql_db = $3, sync_mode = $4, sync_interval = $5, safety_net = $6, \
+             instance_size = $7, log_level = $8, region = $9, binlog_server_id = $10, build_compute_override = $11, \
+             custom_domain = $12, pause_schedule = $13, tags = $14, schema_config = $15, status = $16, \
+             desired_state = $17, op_kind = $18, op_step = $19, op_started_at = $20, op_attempt = $21, \
+             last_error = $22, deployed_config = $23, has_pending_changes = $24, replication_paused = $25, \
+             active_build_id = $26, updated_at = $27, deleted_at = $28, replicas = $29 WHERE id = $1",
+            &[
+                &d.id,
+                &d.name,
+                &d.mysql_db,
+                &d.sync_mode.as_str(),
+                &d.sync_interval,
+                &d.safety_net,
+                &d.instance_size.as_str(),
+                &d.log_level.as_str(),
+                &d.region,
+                &d.binlog_server_id,
+                &d.build_compute_override.map(|b| b.as_str()),
+                &d.reflexdb_custom_domain,
+                &d.pause_schedule.as_ref().map(json),
+                &json(&d.tags),
+                &i.schema_config,
+                &d.status.as_str(),
+                &d.desired_state.map(|s| s.as_str()),
+                &i.op_kind,
+                &i.op_step,
+                &i.op_started_at,
+                &i.op_attempt,
+                &d.last_error,
+                &i.deployed_config.as_ref().map(json),
+                &d.has_pending_changes,
+                &d.replication_paused,
+                &i.active_build_id,
+                &d.updated_at,
+                &i.deleted_at,
+                &d.replicas,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
+        self.row(
+            &format!(
+                "{DATABASE_SELECT} WHERE d.id = $1 AND d.customer_id = $2 AND d.deleted_at IS NULL"
+            ),
+            &[&id, &customer],
+            database_row,
+        )
+    }
+
+    fn list_databases(
+        &self,
+        customer: Uuid,
+        filter: &DatabaseFilter,
+    ) -> StoreResult<Vec<Database>> {
+        let status = filter.status.map(|s| s.as_str());
+        self.rows(
+            &format!(
+                "{DATABASE_SELECT} WHERE d.customer_id = $1 AND d.deleted_at IS NULL \
+                 AND ($2::uuid IS NULL OR d.connection_id = $2) \
+                 AND ($3::text IS NULL OR d.status = $3) \
+                 AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements(d.tags) t \
+                 WHERE t->>'label' = $4)) \
+                 ORDER BY d.created_at, d.id"
+            ),
+            &[&customer, &filter.connection_id, &status, &filter.tag],
+            database_row,
+        )
+    }
+
+    fn list_all_databases(&self) -> StoreResult<Vec<Database>> {
+        self.rows(
+            &format!("{DATABASE_SELECT} WHERE d.deleted_at IS NULL ORDER BY d.created_at, d.id"),
+            &[],
+            database_row,
+        )
+    }
+
+    fn count_databases(&self, customer: Uuid) -> StoreResult<usize> {
+        let row = self.0.borrow_mut().query_one(
+            "SELECT COUNT(*) FROM databases WHERE customer_id = $1 AND deleted_at IS NULL",
+            &[&customer],
+        )?;
+        let n: i64 = row.try_get(0)?;
+        Ok(n as usize)
+    }
+
+    fn database_name_taken(
+        &self,
+        connection: Uuid,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> StoreResult<bool> {
+        self.exists(
+            "SELECT 1 FROM databases WHERE connection_id = $1 AND name = $2 AND id IS DISTINCT FROM $3 \
+             AND deleted_at IS NULL",
+            &[&connection, &name, &except],
+        )
+    }
+
+    fn databases_using_schemas(
+        &self,
+        connection: Uuid,
+        schemas: &[String],
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.rows(
+            "SELECT name, mysql_db FROM databases WHERE connection_id = $1 AND deleted_at IS NULL \
+             AND mysql_db = ANY($2) ORDER BY name",
+            &[&connection, &schemas],
+            |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+        )
+    }
+
+    fn binlog_server_id_taken(
+        &self,
+        host: &str,
+        port: Option<i64>,
+        server_id: i64,
+        except: &[Uuid],
+    ) -> StoreResult<bool> {
+        self.exists(
+            "SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
+             WHERE d.deleted_at IS NULL AND d.binlog_server_id = $1 AND lower(c.host) = lower($2) \
+             AND c.port IS NOT DISTINCT FROM $3 AND NOT (d.id = ANY($4))",
+            &[&server_id, &host, &port, &except],
+        )
+    }
+
+    fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
+        self.exists(
+            "SELECT 1 FROM databases WHERE custom_domain = $1 AND id IS DISTINCT FROM $2 AND deleted_at IS NULL",
+            &[&domain, &except],
+        )
+    }
+
+    fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.execute(
+            "UPDATE databases SET deleted_at = $2, updated_at = $2 WHERE id = $1",
+            &[&id, &at],
+        )?;
+        Ok(())
+    }
+
+    fn insert_event(&self, e: &Event) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO events (database_id, at, from_status, to_status, cause, message) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &e.database_id,
+                &e.at,
+                &e.from_status.map(|s| s.as_str()),
+                &e.to_status.as_str(),
+                &e.cause,
+                &e.message,
+            ],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! The records of the managed metadata and the store's error, shared by both backends (the
+//! SQLite file in `store.rs`, PostgreSQL in `store/postgres.rs`).
+
+use chrono::{DateTime, Utc};
+
+use crate::api::{DbType, Status};
+
+/// What the user wants a server to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    /// Running (after create, `start`, `restart`).
+    Running,
+    /// Stopped (after `stop`).
+    Stopped,
+    /// Deleted.
+    Destroyed,
+}
+
+impl Desired {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "running",
+            Desired::Stopped => "stopped",
+            Desired::Destroyed => "destroyed",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Desired> {
+        [Desired::Running, Desired::Stopped, Desired::Destroyed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// Why a server is in `error`, which decides what the reconciler does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Creating a server failed; left alone until a `start` action.
+    Provision,
+    /// A server exited; being restarted.
+    Crash,
+    /// It kept crashing; left alone until a `start` action.
+    CrashLoop,
+    /// Its data directory outgrew `storage_gb`; back to running when it fits again.
+    Quota,
+    /// It runs but the generated login does not work (yet); checked again.
+    Runtime,
+}
+
+impl ErrorKind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Provision => "provision",
+            ErrorKind::Crash => "crash",
+            ErrorKind::CrashLoop => "crash_loop",
+            ErrorKind::Quota => "quota",
+            ErrorKind::Runtime => "runtime",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<ErrorKind> {
+        [
+            ErrorKind::Provision,
+            ErrorKind::Crash,
+            ErrorKind::CrashLoop,
+            ErrorKind::Quota,
+            ErrorKind::Runtime,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether the reconciler leaves the server alone until a user action.
+    pub fn halts(self) -> bool {
+        matches!(self, ErrorKind::Provision | ErrorKind::CrashLoop)
+    }
+}
+
+/// One managed server as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbRecord {
+    /// `db_…`.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Project.
+    pub project_id: String,
+    /// Display name.
+    pub name: String,
+    /// Slug of the name.
+    pub slug: String,
+    /// Engine.
+    pub db_type: DbType,
+    /// Reported version.
+    pub version: String,
+    /// Requested version when it differs.
+    pub requested_version: Option<String>,
+    /// Server's own version once known.
+    pub server_version: Option<String>,
+    /// Plan id.
+    pub plan_id: String,
+    /// Region.
+    pub region: String,
+    /// Quota per server, GiB.
+    pub storage_gb: i64,
+    /// Intended number of servers.
+    pub replicas: i64,
+    /// Intent.
+    pub desired: Desired,
+    /// A restart was asked for (action or plan change) and has not run yet.
+    pub restart_requested: bool,
+    /// Reported status.
+    pub status: Status,
+    /// Why `error`.
+    pub error_kind: Option<ErrorKind>,
+    /// The message of `error`.
+    pub error_message: Option<String>,
+    /// Servers initialized so far (primary first).
+    pub nodes_ready: usize,
+    /// Port of each initialized (or initializing) server.
+    pub ports: Vec<u16>,
+    /// Destroyed and cleaned up.
+    pub purged: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored API token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    /// `tok_…`.
+    pub id: String,
+    /// Owner.
+    pub customer_id: String,
+    /// Display name.
+    pub name: String,
+    /// Public key id.
+    pub key_id: String,
+    /// SHA-256 hex of the secret.
+    pub secret_sha256: String,
+    /// Scopes (empty = full access).
+    pub scopes: Vec<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last use.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Why a metadata read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite file.
+    #[error("managed metadata store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL store.
+    #[error("managed metadata store: {0}")]
+    Postgres(String),
+}
+
+/// Current time at microsecond precision (what the store keeps, so values read back compare equal).
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    t - chrono::TimeDelta::nanoseconds((t.timestamp_subsec_nanos() % 1000) as i64)
+}
+
+pub(super) const DB_COLUMNS: &str = "id, customer_id, project_id, name, slug, db_type, version, requested_version, \
+     server_version, plan_id, region, storage_gb, replicas, desired_state, restart_requested, status, \
+     error_kind, error_message, nodes_ready, ports, purged, created_at, updated_at";
+
+pub(super) const TOKEN_COLUMNS: &str =
+    "id, customer_id, name, key_id, secret_sha256, scopes, created_at, last_used_at";
