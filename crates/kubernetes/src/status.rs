@@ -50,7 +50,13 @@ pub fn instance_status(
     // A container that keeps failing (or cannot start at all) ends the instance. `at` is when
     // it last ended (or the pod's creation): the same on every observation of one failure, so
     // the caller counts it once.
-    for p in pods {
+    // Pods on their way out (a rolling restart's old ones, stopped by SIGTERM) and finished ones
+    // (evicted: their ReplicaSet replaces them) are not the instance failing.
+    let current = pods.iter().filter(|p| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        p.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Failed" | "Succeeded"))
+    });
+    for p in current {
         if let Some((code, signal)) = failed(p) {
             let at = ended_at(p)
                 .or_else(|| p.metadata.creation_timestamp.as_ref().map(to_chrono))
@@ -311,6 +317,42 @@ mod tests {
                            "imageID": "", "state": {"terminated": {"exitCode": 143}}}),
                 )],
                 exited(None, Some(15)),
+            ),
+            (
+                "an old pod terminating after SIGTERM, a new one ready",
+                Some(deployment(1)),
+                vec![
+                    {
+                        let mut p = pod(
+                            "10.0.0.4",
+                            false,
+                            json!({"name": "engine", "ready": false, "restartCount": 0, "image": "i",
+                                   "imageID": "", "state": {"terminated": {"exitCode": 143}}}),
+                        );
+                        p.metadata.deletion_timestamp =
+                            Some(serde_json::from_value(json!("2026-12-04T10:00:00Z")).unwrap());
+                        p
+                    },
+                    pod("10.0.0.5", true, running()),
+                ],
+                ep("10.0.0.5"),
+            ),
+            (
+                "an evicted pod beside a ready one",
+                Some(deployment(1)),
+                vec![
+                    {
+                        let mut p = pod(
+                            "",
+                            false,
+                            waiting("ContainerStatusUnknown", Some(json!({"exitCode": 137}))),
+                        );
+                        p.status.as_mut().unwrap().phase = Some("Failed".into());
+                        p
+                    },
+                    pod("10.0.0.5", true, running()),
+                ],
+                ep("10.0.0.5"),
             ),
             (
                 "image pull error",
