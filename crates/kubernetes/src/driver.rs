@@ -215,12 +215,16 @@ impl KubernetesDriver {
         objects::check_id(id)?;
         let name = objects::instance_name(id);
         let stopped = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        // The pods get their template's grace (`Settings::grace_seconds`): changing the template
+        // now would not reach them (their ReplicaSet scales down with its own), so `grace` is
+        // only logged when it differs.
+        if grace.as_secs() as i64 != self.settings.grace_seconds {
+            tracing::debug!(instance = %id, grace_s = grace.as_secs(), pod_grace_s = self.settings.grace_seconds,
+                "stop: pods end within their template's grace period");
+        }
         let patch = json!({
             "metadata": {"annotations": {ANNOTATION_STOPPED_AT: stopped}},
-            "spec": {
-                "replicas": 0,
-                "template": {"spec": {"terminationGracePeriodSeconds": grace.as_secs().max(1)}},
-            },
+            "spec": {"replicas": 0},
         });
         match self
             .api::<Deployment>()

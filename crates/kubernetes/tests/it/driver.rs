@@ -114,7 +114,7 @@ async fn provision_run_crash_stop_and_remove() {
     assert_eq!(dep["spec"]["replicas"], 0);
     assert_eq!(
         dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
-        3
+        10
     );
     fake.run_pods(NS, &n, PodState::NotReady);
     d.remove(ID).await.unwrap();
