@@ -187,7 +187,7 @@ fn lifecycle_on_the_fake_api_server() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let cp = Cp::fresh_with_env(0, env);
+    let mut cp = Cp::fresh_with_env(0, env);
     // The control plane checked the cluster at start (one list of engine Deployments).
     assert!(fake.requests().iter().any(|r| r.contains("/deployments")));
 
@@ -271,6 +271,18 @@ fn lifecycle_on_the_fake_api_server() {
         &format!("http://127.0.0.1:{port}"),
         &key2,
         "users(id = 1) { id }",
+        Duration::from_secs(10),
+    );
+
+    // The control plane restarts (SIGKILL): the cluster is the truth, nothing is started twice.
+    cp.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(cp.status(&id), "running");
+    assert_eq!(engine_deployments(&fake).len(), 1);
+    query_ok(
+        &format!("http://127.0.0.1:{port}"),
+        &key,
+        "users(id = 2) { id }",
         Duration::from_secs(10),
     );
 
