@@ -164,8 +164,17 @@ fn started_at(d: &Value) -> Value {
     d["spec"]["template"]["metadata"]["annotations"]["refract.dev/started-at"].clone()
 }
 
-#[test]
-fn lifecycle_on_the_fake_api_server() {
+/// A `refract serve --runtime kubernetes` on a fake API server served on loopback.
+struct Setup {
+    _rt: tokio::runtime::Runtime,
+    fake: FakeApiServer,
+    cp: Cp,
+    /// The engines' client port.
+    port: u16,
+    _kube_dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake = FakeApiServer::new();
     let server = rt.block_on(fake.serve()).unwrap();
@@ -187,7 +196,39 @@ fn lifecycle_on_the_fake_api_server() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let mut cp = Cp::fresh_with_env(0, env);
+    let cp = Cp::fresh_with_env(0, env);
+    Setup {
+        _rt: rt,
+        fake,
+        cp,
+        port,
+        _kube_dir: kube_dir,
+    }
+}
+
+/// An image the cluster cannot pull fails the provision at once, with the reason in `lastError`.
+#[test]
+fn an_image_pull_error_fails_the_deploy_with_the_reason() {
+    let Setup { fake, cp, .. } = &setup();
+    let id = sqlite_database(cp, 5);
+    cp.ok(&id, "provision", None, "immediate");
+    let name = wait_new_deployment(fake, &[]);
+    fake.run_pods(NS, &name, PodState::ImagePullBackOff);
+    let v = cp.wait_until(&id, "failed", LONG, |v| v["database"]["status"] == "failed");
+    let err = v["database"]["lastError"].as_str().unwrap_or_default();
+    assert!(err.contains("ImagePullBackOff"), "{v}");
+}
+
+#[test]
+fn lifecycle_on_the_fake_api_server() {
+    // Named bindings (not `..`): the runtime serving the fake lives to the end.
+    let Setup {
+        _rt,
+        fake,
+        mut cp,
+        port,
+        _kube_dir,
+    } = setup();
     // The control plane checked the cluster at start (one list of engine Deployments).
     assert!(fake.requests().iter().any(|r| r.contains("/deployments")));
 
