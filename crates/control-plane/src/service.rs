@@ -1320,9 +1320,12 @@ fn allowed_modes(mode: SyncMode) -> Vec<SyncMode> {
 pub fn pending(d: &Database) -> bool {
     match &d.internal.deployed_config {
         None => false,
-        Some(deployed) => {
-            serde_json::to_value(d.runtime_settings()).ok().as_ref() != Some(deployed)
-        }
+        // Compared as settings, not JSON: a field added since the deploy (`replicas`) reads as
+        // its default, so an upgrade alone never makes a change pending.
+        Some(deployed) => match serde_json::from_value::<RuntimeSettings>(deployed.clone()) {
+            Ok(was) => was != d.runtime_settings(),
+            Err(_) => serde_json::to_value(d.runtime_settings()).ok().as_ref() != Some(deployed),
+        },
     }
 }
 
