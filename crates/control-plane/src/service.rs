@@ -1357,7 +1357,8 @@ impl Service {
         v::range(field, n, 1, 10)?;
         let network = self.lifecycle.runtime().map(|rt| rt.driver.network());
         if n > 1 && !matches!(network, Some(refract_runtime::Network::Cluster { .. })) {
-            return Err(ApiError::invalid(format!(
+            // 422, not 400: the body matches the schema; what the runtime can run decides.
+            return Err(ApiError::unprocessable(format!(
                 "{field}: {n} needs the Kubernetes runtime (`refract serve --runtime kubernetes`); the local runtime runs one engine per database"
             )));
         }

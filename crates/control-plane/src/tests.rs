@@ -232,7 +232,7 @@ async fn replicas_above_one_need_the_kubernetes_runtime() {
             )),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["message"]
             .as_str()
