@@ -667,6 +667,10 @@ pub struct CreateInstanceRequest {
     #[schema(minimum = 1, maximum = 4294967295_i64)]
     #[serde(default, deserialize_with = "int::opt")]
     pub binlog_server_id: Option<i64>,
+    /// Engine copies, 1–10; default 1. More than 1 needs the Kubernetes runtime.
+    #[schema(minimum = 1, maximum = 10)]
+    #[serde(default, deserialize_with = "int::opt")]
+    pub replicas: Option<i64>,
 }
 
 /// Answer of `POST /v1/connections`.
@@ -876,6 +880,9 @@ pub struct Database {
     pub task_cpu: i64,
     /// Memory in MiB, from `instanceSize`.
     pub task_memory_mb: i64,
+    /// Engine copies serving side by side, 1–10 (more than 1 needs the Kubernetes runtime:
+    /// one Deployment of this many pods behind the database's Service).
+    pub replicas: i64,
     /// Engine log level.
     pub log_level: LogLevel,
     /// Lifecycle status.
@@ -963,6 +970,20 @@ pub struct RuntimeSettings {
     pub safety_net: i64,
     /// Binlog server id.
     pub binlog_server_id: Option<i64>,
+    /// Engine copies (1 when deployed before `replicas` existed).
+    #[serde(default = "one")]
+    pub replicas: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl RuntimeSettings {
+    /// The engine copies to run (at least 1).
+    pub fn replicas(&self) -> u32 {
+        self.replicas.clamp(1, i64::from(u32::MAX)) as u32
+    }
 }
 
 impl Database {
@@ -977,6 +998,7 @@ impl Database {
             log_level: self.log_level,
             safety_net: self.safety_net,
             binlog_server_id: self.binlog_server_id,
+            replicas: self.replicas,
         }
     }
 }
@@ -1009,6 +1031,10 @@ pub struct RegisterDatabaseRequest {
     #[schema(minimum = 1, maximum = 4294967295_i64)]
     #[serde(default, deserialize_with = "int::opt")]
     pub binlog_server_id: Option<i64>,
+    /// Engine copies, 1–10; default 1. More than 1 needs the Kubernetes runtime.
+    #[schema(minimum = 1, maximum = 10)]
+    #[serde(default, deserialize_with = "int::opt")]
+    pub replicas: Option<i64>,
 }
 
 /// `PATCH /v1/databases/{id}`: every field optional; `null` clears the nullable ones.
@@ -1037,6 +1063,11 @@ pub struct UpdateDatabaseRequest {
     #[serde(default, deserialize_with = "int::double_opt")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64)]
     pub binlog_server_id: Option<Option<i64>>,
+    /// Engine copies, 1–10 (a pending change until a reconfigure). More than 1 needs the
+    /// Kubernetes runtime.
+    #[schema(minimum = 1, maximum = 10)]
+    #[serde(default, deserialize_with = "int::opt")]
+    pub replicas: Option<i64>,
     /// `small` `medium` `large` or `null`.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<BuildCompute>)]

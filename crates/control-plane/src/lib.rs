@@ -22,6 +22,7 @@
 //!     engine_binary: "/usr/bin/refract".into(),
 //!     http: Default::default(),
 //!     sqlite_roots: vec!["/srv/sqlite".into()],
+//!     runtime: Default::default(),
 //!     store: None,
 //! };
 //! refract_control_plane::serve(config).await
@@ -76,10 +77,32 @@ pub struct ServeConfig {
     /// Directories SQLite source files may be in (`--sqlite-root`); empty = SQLite sources are
     /// refused. The data directory is never allowed (see [`sqlite_roots`]).
     pub sqlite_roots: Vec<PathBuf>,
+    /// Where engines run: local processes (the default) or a driver built by the binary (the
+    /// Kubernetes driver of `--runtime kubernetes`).
+    pub runtime: EngineRuntime,
     /// The metadata store: `None` for the embedded SQLite file `DIR/refract.db`, or a
     /// `postgres://` URL shared by several replicas (`--store`, `REFRACT_STORE`; see
     /// [`leader`] and docs/operations.md).
     pub store: Option<String>,
+}
+
+/// The runtime engines run on ([`ServeConfig::runtime`]).
+#[derive(Clone, Default)]
+pub enum EngineRuntime {
+    /// Local processes under `DIR/instances`, as an unprivileged user when root.
+    #[default]
+    Local,
+    /// Another driver (e.g. `refract_kubernetes::KubernetesDriver`); its `region()` names it.
+    Driver(Arc<dyn refract_runtime::Driver>),
+}
+
+impl std::fmt::Debug for EngineRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineRuntime::Local => f.write_str("Local"),
+            EngineRuntime::Driver(d) => write!(f, "Driver({})", d.region()),
+        }
+    }
 }
 
 /// The metadata store a `--store` value names.
@@ -177,11 +200,18 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     // unprivileged user when this process is root: it needs the search bit on DIR (never read).
     let engine_user = refract_runtime::user::engine_user()?;
     let engine_dir = engine_files_dir(&dir, &engine_user)?;
-    service.lifecycle.configure(lifecycle::Runtime {
-        driver: Arc::new(
+    let driver: Arc<dyn refract_runtime::Driver> = match &config.runtime {
+        EngineRuntime::Local => Arc::new(
             refract_runtime::LocalProcessDriver::new(engine_dir.join("instances"))
                 .run_as(engine_user.clone()),
         ),
+        EngineRuntime::Driver(d) => {
+            service.region = d.region().to_string();
+            d.clone()
+        }
+    };
+    service.lifecycle.configure(lifecycle::Runtime {
+        driver,
         data_dir: dir.clone(),
         engine_dir,
         engine_binary: config.engine_binary.clone(),

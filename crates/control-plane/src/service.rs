@@ -530,6 +530,7 @@ impl Service {
         }
         if let Some(inst) = &req.instance {
             check_instance_fields("instance.", inst)?;
+            self.check_replicas("instance.replicas", inst.replicas)?;
             if !available_schemas.contains(&inst.mysql_db) {
                 return Err(ApiError::unprocessable(format!(
                     "instance.mysqlDb {:?} is not in availableSchemas {:?}",
@@ -961,8 +962,10 @@ impl Service {
             instance_size: req.instance_size,
             log_level: req.log_level,
             binlog_server_id: req.binlog_server_id,
+            replicas: req.replicas,
         };
         check_instance_fields("", &inst)?;
+        self.check_replicas("replicas", inst.replicas)?;
         let customer = p.customer.clone();
         let region = self.region.clone();
         let connection_id = req.connection_id;
@@ -1020,6 +1023,7 @@ impl Service {
         if let Some(Some(sid)) = req.binlog_server_id {
             v::binlog_server_id(sid)?;
         }
+        self.check_replicas("replicas", req.replicas)?;
         if let Some(Some(d)) = &req.reflexdb_custom_domain {
             v::custom_domain(d)?;
         }
@@ -1081,6 +1085,9 @@ impl Service {
             if let Some(l) = req.log_level {
                 d.log_level = l;
             }
+            if let Some(r) = req.replicas {
+                d.replicas = r;
+            }
             if let Some(sid) = req.binlog_server_id {
                 if let Some(n) = sid {
                     if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, n, &[id])? {
@@ -1128,6 +1135,7 @@ impl Service {
             if let Some(s) = req.safety_net {
                 d.safety_net = s;
             }
+            check_replicas_sync(d.replicas, d.sync_mode, "")?;
             if d.sync_mode == SyncMode::Binlog && d.binlog_server_id.is_none() {
                 d.binlog_server_id =
                     Some(pick_server_id(tx, d.id, &c.mysql_host, c.mysql_port, None)?);
@@ -1182,6 +1190,10 @@ impl Service {
             tracing::warn!(database = %id, error = %e, "cannot delete the engines' admin token");
         }
         if let Some(rt) = self.lifecycle.runtime() {
+            // What the runtime keeps for the database (Kubernetes: its Service and keys Secret).
+            if let Err(e) = rt.driver.remove_group(&id.to_string()).await {
+                tracing::warn!(database = %id, error = %e, "cannot delete the database's runtime objects");
+            }
             let keys = crate::lifecycle::keys_file(&rt.engine_dir, id);
             if let Err(e) = std::fs::remove_file(&keys) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -1308,9 +1320,12 @@ fn allowed_modes(mode: SyncMode) -> Vec<SyncMode> {
 pub fn pending(d: &Database) -> bool {
     match &d.internal.deployed_config {
         None => false,
-        Some(deployed) => {
-            serde_json::to_value(d.runtime_settings()).ok().as_ref() != Some(deployed)
-        }
+        // Compared as settings, not JSON: a field added since the deploy (`replicas`) reads as
+        // its default, so an upgrade alone never makes a change pending.
+        Some(deployed) => match serde_json::from_value::<RuntimeSettings>(deployed.clone()) {
+            Ok(was) => was != d.runtime_settings(),
+            Err(_) => serde_json::to_value(d.runtime_settings()).ok().as_ref() != Some(deployed),
+        },
     }
 }
 
@@ -1330,6 +1345,36 @@ fn binlog_conflict(n: i64, c: &Connection) -> ApiError {
         c.mysql_host,
         c.mysql_port.unwrap_or(0)
     ))
+}
+
+impl Service {
+    /// `replicas`: 1–10, and more than 1 only where the runtime runs engines side by side in
+    /// pods of their own (the local runtime runs one engine process per database).
+    fn check_replicas(&self, field: &str, replicas: Option<i64>) -> Result<(), ApiError> {
+        let Some(n) = replicas else {
+            return Ok(());
+        };
+        v::range(field, n, 1, 10)?;
+        let network = self.lifecycle.runtime().map(|rt| rt.driver.network());
+        if n > 1 && !matches!(network, Some(refract_runtime::Network::Cluster { .. })) {
+            // 422, not 400: the body matches the schema; what the runtime can run decides.
+            return Err(ApiError::unprocessable(format!(
+                "{field}: {n} needs the Kubernetes runtime (`refract serve --runtime kubernetes`); the local runtime runs one engine per database"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A change stream belongs to one engine (a binlog replica's `server_id`, a PostgreSQL
+/// replication slot): more than one replica polls.
+fn check_replicas_sync(replicas: i64, mode: SyncMode, prefix: &str) -> Result<(), ApiError> {
+    if replicas > 1 && mode != SyncMode::Poll {
+        return Err(ApiError::unprocessable(format!(
+            "{prefix}replicas: {replicas} needs syncMode poll (a {mode} change stream belongs to one engine); set syncMode to poll or replicas to 1"
+        )));
+    }
+    Ok(())
 }
 
 fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(), ApiError> {
@@ -1403,6 +1448,7 @@ fn insert_database(
     let (task_cpu, task_memory_mb) = size.resources();
     let id = Uuid::new_v4();
     let sync_mode = c.default_sync_mode();
+    check_replicas_sync(inst.replicas.unwrap_or(1), sync_mode, prefix)?;
     // Binlog mode needs a replica id unique on the source: picked now, shown, kept.
     let binlog_server_id = match inst.binlog_server_id {
         None if sync_mode == SyncMode::Binlog => {
@@ -1421,6 +1467,7 @@ fn insert_database(
         safety_net: 3600,
         task_cpu,
         task_memory_mb,
+        replicas: inst.replicas.unwrap_or(1),
         log_level: inst.log_level.unwrap_or(LogLevel::Info),
         status: Status::Registered,
         last_error: None,

@@ -25,6 +25,7 @@ async fn harness() -> Harness {
         engine_binary: "refract".into(),
         http: Default::default(),
         sqlite_roots: Vec::new(),
+        runtime: Default::default(),
         store: None,
     };
     let service = open(&config).await.unwrap();
@@ -198,6 +199,59 @@ async fn openapi_lists_the_routes() {
         assert!(doc["paths"].get(p).is_some(), "{p} missing");
     }
     assert!(doc["components"]["schemas"].get("Database").is_some());
+    // `replicas` is documented where it is read and written.
+    for (schema, field) in [
+        ("Database", "replicas"),
+        ("RegisterDatabaseRequest", "replicas"),
+        ("UpdateDatabaseRequest", "replicas"),
+        ("CreateInstanceRequest", "replicas"),
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema]["properties"]
+                .get(field)
+                .is_some(),
+            "{schema}.{field} missing"
+        );
+    }
+}
+
+/// The local runtime runs one engine per database: `replicas` above 1 is refused there, and
+/// stored otherwise (a PATCH is a pending change like any runtime setting).
+#[tokio::test]
+async fn replicas_above_one_need_the_kubernetes_runtime() {
+    let h = harness().await;
+    let t = h.admin.clone();
+    let (s, body) = h
+        .call(
+            "POST",
+            "/v1/databases",
+            Some(&t),
+            Some(&format!(
+                r#"{{"connectionId": "{}", "name": "x", "mysqlDb": "shop", "replicas": 3}}"#,
+                uuid::Uuid::new_v4()
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Kubernetes runtime"),
+        "{body}"
+    );
+    let (s, body) = h
+        .call(
+            "POST",
+            "/v1/databases",
+            Some(&t),
+            Some(&format!(
+                r#"{{"connectionId": "{}", "name": "x", "mysqlDb": "shop", "replicas": 0}}"#,
+                uuid::Uuid::new_v4()
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test]
@@ -295,6 +349,7 @@ async fn managed_routes_go_through_the_same_layers() {
         engine_binary: "refract".into(),
         http: Default::default(),
         sqlite_roots: Vec::new(),
+        runtime: Default::default(),
         store: None,
     };
     let service = open(&config).await.unwrap();

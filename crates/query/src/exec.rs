@@ -242,7 +242,7 @@ impl<'k> Bounds<'k> {
     fn tick(&self) -> bool {
         let t = self.ticks.get().wrapping_add(1);
         self.ticks.set(t);
-        if t % TICKS_PER_CHECK == 0 {
+        if t.is_multiple_of(TICKS_PER_CHECK) {
             if self
                 .limits
                 .deadline

@@ -162,6 +162,9 @@ pub enum DatabasesCmd {
         /// MySQL binlog server id (≥ 1, unique per source).
         #[arg(long)]
         binlog_server_id: Option<i64>,
+        /// Engine copies, 1–10 (more than 1 needs the Kubernetes runtime and poll sync).
+        #[arg(long)]
+        replicas: Option<i64>,
     },
     /// List databases.
     List {
@@ -202,6 +205,10 @@ pub enum DatabasesCmd {
         /// Sync interval, seconds.
         #[arg(long)]
         sync_interval: Option<i64>,
+        /// Engine copies, 1–10 (more than 1 needs the Kubernetes runtime and poll sync; applied
+        /// by a reconfigure).
+        #[arg(long)]
+        replicas: Option<i64>,
         /// Replace tags: `label:color`, repeatable; `--tag ''` clears.
         #[arg(long = "tag")]
         tags: Vec<String>,
@@ -414,6 +421,7 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
             size,
             log_level,
             binlog_server_id,
+            replicas,
         } => {
             let body = object(vec![
                 ("connectionId", Some(json!(connection))),
@@ -422,6 +430,7 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
                 ("instanceSize", s(&size)),
                 ("logLevel", s(&log_level)),
                 ("binlogServerId", n(binlog_server_id)),
+                ("replicas", n(replicas)),
             ]);
             let v = api.call(Method::POST, "/v1/databases", Some(body))?;
             output(opts, &v, |v| print_databases(std::slice::from_ref(v)))
@@ -463,6 +472,7 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
             log_level,
             sync_mode,
             sync_interval,
+            replicas,
             tags,
             custom_domain,
             set,
@@ -486,6 +496,7 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
                 ("logLevel", s(&log_level)),
                 ("syncMode", s(&sync_mode)),
                 ("syncInterval", n(sync_interval)),
+                ("replicas", n(replicas)),
                 ("tags", tags),
                 (
                     "reflexdbCustomDomain",

@@ -121,11 +121,37 @@ struct ServeArgs {
         value_delimiter = ':'
     )]
     sqlite_roots: Vec<PathBuf>,
+    /// Where engines run: `local` processes, or `kubernetes` (one Deployment per engine, a
+    /// Service per database; in-cluster service account, else KUBECONFIG).
+    #[arg(long, env = "REFRACT_RUNTIME", default_value = "local")]
+    runtime: RuntimeKind,
+    /// Kubernetes runtime: the namespace engines go into (default: the kubeconfig's, or the
+    /// service account's namespace in a cluster).
+    #[arg(long, env = "REFRACT_NAMESPACE")]
+    namespace: Option<String>,
+    /// Kubernetes runtime: the image engines run (the `refract` binary as `refract engine`).
+    #[arg(long, env = "REFRACT_ENGINE_IMAGE")]
+    engine_image: Option<String>,
+    /// Kubernetes runtime: the port engines serve clients on (and their Services).
+    #[arg(long, env = "REFRACT_ENGINE_PORT", default_value_t = 8080)]
+    engine_port: u16,
+    /// Kubernetes runtime: the port engines answer the control plane on.
+    #[arg(long, env = "REFRACT_ENGINE_CONTROL_PORT", default_value_t = 8081)]
+    engine_control_port: u16,
     /// The metadata store: `postgres://USER:PASSWORD@HOST:PORT/DB` for several replicas sharing
     /// one store (one of them leads; see docs/operations.md), or `sqlite:PATH`. Default: the
     /// SQLite file DIR/refract.db.
     #[arg(long, env = "REFRACT_STORE", value_name = "URL")]
     store: Option<String>,
+}
+
+/// `--runtime`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    /// Local processes.
+    Local,
+    /// A Kubernetes cluster.
+    Kubernetes,
 }
 
 /// How log lines are written (`--log-format`).
@@ -252,6 +278,41 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
+/// The runtime of `--runtime`: the Kubernetes driver is configured from the in-cluster service
+/// account or `KUBECONFIG`, and checked with one list call before the control plane starts.
+async fn engine_runtime(args: &ServeArgs) -> anyhow::Result<refract_control_plane::EngineRuntime> {
+    use anyhow::Context;
+    if args.runtime == RuntimeKind::Local {
+        anyhow::ensure!(
+            args.namespace.is_none() && args.engine_image.is_none(),
+            "--namespace and --engine-image are options of --runtime kubernetes"
+        );
+        return Ok(refract_control_plane::EngineRuntime::Local);
+    }
+    let image = args
+        .engine_image
+        .clone()
+        .context("--runtime kubernetes needs --engine-image (REFRACT_ENGINE_IMAGE)")?;
+    anyhow::ensure!(
+        args.engine_port != args.engine_control_port && args.engine_port != 0,
+        "--engine-port and --engine-control-port must be two different ports"
+    );
+    let mut driver =
+        refract_kubernetes::KubernetesDriver::connect(args.namespace.clone(), image).await?;
+    driver.settings_mut().port = args.engine_port;
+    driver.settings_mut().control_port = args.engine_control_port;
+    let namespace = driver.settings().namespace.clone();
+    use refract_runtime::Driver;
+    driver
+        .list()
+        .await
+        .with_context(|| format!("list engine Deployments in namespace {namespace}"))?;
+    tracing::info!(%namespace, "engines run on Kubernetes");
+    Ok(refract_control_plane::EngineRuntime::Driver(
+        std::sync::Arc::new(driver),
+    ))
+}
+
 async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     // Test hook: a pause before each lifecycle step, so that tests can kill the control plane
     // in a given transitional status.
@@ -261,12 +322,23 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     {
         refract_control_plane::lifecycle::set_step_delay(std::time::Duration::from_millis(ms));
     }
+    let master_key = std::env::var("REFRACT_MASTER_KEY").ok();
+    // deploy/kubernetes ships a placeholder: never encrypt secrets with a published key.
+    if master_key
+        .as_deref()
+        .is_some_and(|k| k.trim().starts_with("REPLACE-ME"))
+    {
+        anyhow::bail!(
+            "REFRACT_MASTER_KEY is the placeholder of deploy/kubernetes: set a random key first (docs/kubernetes.md, \"Master key\")"
+        );
+    }
+    let runtime = engine_runtime(&args).await?;
     let config = refract_control_plane::ServeConfig {
         // Made absolute once, here: engines, keys files and managed servers run in other
         // directories, and nothing may depend on the directory `serve` started in.
         data_dir: absolute(&args.data_dir)?,
         listen: args.listen,
-        master_key: std::env::var("REFRACT_MASTER_KEY").ok(),
+        master_key,
         engine_binary: std::env::current_exe()?,
         http: refract_http::HttpLimits {
             max_connections: args.max_connections,
@@ -274,6 +346,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             body_read_timeout_ms: args.body_timeout_ms,
         },
         sqlite_roots: args.sqlite_roots,
+        runtime,
         store: args.store,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;

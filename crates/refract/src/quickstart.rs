@@ -132,6 +132,7 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         http: Default::default(),
         // The demo SQLite file is written here (the data dir below it is never allowed).
         sqlite_roots: vec![root.to_path_buf()],
+        runtime: Default::default(),
         store: None,
     };
     let service = refract_control_plane::open(&config).await?;

@@ -5,7 +5,25 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::{InstanceHandle, InstanceSpec, InstanceStatus, RuntimeError};
+use crate::{InstanceHandle, InstanceSpec, InstanceStatus, RuntimeError, SpecFile};
+
+/// Where a driver's engines listen, which decides how the caller configures them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Instances share this host's loopback: each group (database) gets a port of its own
+    /// ([`pick_port`]), on which its engines listen side by side (`SO_REUSEPORT`), and a private
+    /// control address on port 0 named by the ready line. Clients use `http://127.0.0.1:PORT`.
+    Loopback,
+    /// Each instance has an address of its own (a pod): engines listen for clients on
+    /// `0.0.0.0:port` (only once their snapshot is loaded) and for the control plane on
+    /// `0.0.0.0:control_port` (at once). Clients reach a group at [`Driver::group_endpoint`].
+    Cluster {
+        /// The client port of every engine.
+        port: u16,
+        /// The control port of every engine (`/health`, `/stats`, `/admin/*`).
+        control_port: u16,
+    },
+}
 
 /// A boxed, sendable future: the return type of [`Driver`] methods, so that the trait can be used
 /// as `Arc<dyn Driver>` without the `async-trait` crate.
@@ -64,6 +82,39 @@ pub trait Driver: Send + Sync {
     /// Forgets an exited instance and deletes everything the driver keeps for it (files, logs).
     /// Fails with [`RuntimeError::StillRunning`] while it runs; removing an unknown id is a no-op.
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
+    /// How this driver's engines listen. [`Network::Loopback`] unless the driver says otherwise.
+    fn network(&self) -> Network {
+        Network::Loopback
+    }
+
+    /// The stable URL at which clients reach every instance of `group` (a Kubernetes Service),
+    /// or `None` when the caller assigns addresses itself (the local driver: a port per group).
+    fn group_endpoint(&self, group: &str) -> Option<String> {
+        let _ = group;
+        None
+    }
+
+    /// Stores `file` for every instance of `group`, running or to come, replacing it in place
+    /// (a database's query keys file, which its engines re-read). Returns the path at which the
+    /// instances read it, or `None` when the driver leaves group files to the caller (the local
+    /// driver: the caller writes them into a directory the instances can read).
+    fn put_group_file<'a>(
+        &'a self,
+        group: &'a str,
+        file: &'a SpecFile,
+    ) -> BoxFuture<'a, Result<Option<String>, RuntimeError>> {
+        let _ = (group, file);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Deletes what the driver keeps for `group` (its endpoint, its group files) once none of its
+    /// instances is wanted any more (the database was deleted). A no-op for the local driver and
+    /// for an unknown group.
+    fn remove_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        let _ = group;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a server that needs its port chosen

@@ -42,6 +42,10 @@ pub enum RuntimeError {
     /// The user an instance runs as is missing, is root, or cannot reach or run something.
     #[error("{0}")]
     User(String),
+    /// The runtime's API (a Kubernetes API server) refused or failed a request. The text names
+    /// the request and the object, never file contents.
+    #[error("{0}")]
+    Api(String),
     /// A signal could not be delivered to an instance's process.
     #[error("cannot signal process {pid} of instance {id}: {source}")]
     Signal {

@@ -57,15 +57,28 @@ pub struct SpecFile {
     pub contents: Vec<u8>,
     /// Permission bits, [`DEFAULT_FILE_MODE`] (0600) unless a program needs otherwise.
     pub mode: u32,
+    /// Whether the contents may be secret (the default). A driver that stores files elsewhere
+    /// keeps secret ones apart (the Kubernetes driver: a `Secret`, the others a `ConfigMap`);
+    /// the local driver writes every file the same way (mode `mode`).
+    pub secret: bool,
 }
 
 impl SpecFile {
-    /// A file with mode 0600.
+    /// A file with mode 0600 whose contents may be secret.
     pub fn new(name: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
         SpecFile {
             name: name.into(),
             contents: contents.into(),
             mode: DEFAULT_FILE_MODE,
+            secret: true,
+        }
+    }
+
+    /// A file with mode 0600 that holds no secret (configuration, a manifest).
+    pub fn plain(name: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        SpecFile {
+            secret: false,
+            ..SpecFile::new(name, contents)
         }
     }
 }
@@ -76,6 +89,7 @@ impl fmt::Debug for SpecFile {
             .field("name", &self.name)
             .field("contents", &format_args!("<{} bytes>", self.contents.len()))
             .field("mode", &format_args!("{:o}", self.mode))
+            .field("secret", &self.secret)
             .finish()
     }
 }
@@ -105,6 +119,17 @@ pub struct InstanceSpec {
     pub memory_limit_mb: Option<u64>,
     /// How to tell that the instance is ready and where it listens.
     pub readiness: Readiness,
+    /// The group the instance belongs to (an engine's database id): instances of one group are
+    /// reached together at [`crate::Driver::group_endpoint`] and share its group files. `None`
+    /// for an instance of its own. The local driver records nothing of it.
+    pub group: Option<String>,
+    /// Copies of the instance that serve side by side (≥ 1). A driver that can run several (the
+    /// Kubernetes driver: a Deployment's replicas) spreads the group's clients over them; the
+    /// local driver runs one process whatever the number.
+    pub replicas: u32,
+    /// CPU share in thousandths of a core (a request and a limit where the runtime enforces one;
+    /// the local driver records nothing of it).
+    pub cpu_millis: Option<u64>,
 }
 
 impl InstanceSpec {
@@ -124,6 +149,9 @@ impl InstanceSpec {
             files: Vec::new(),
             memory_limit_mb: None,
             readiness,
+            group: None,
+            replicas: 1,
+            cpu_millis: None,
         }
     }
 }
@@ -140,6 +168,9 @@ impl fmt::Debug for InstanceSpec {
             .field("files", &self.files)
             .field("memory_limit_mb", &self.memory_limit_mb)
             .field("readiness", &self.readiness)
+            .field("group", &self.group)
+            .field("replicas", &self.replicas)
+            .field("cpu_millis", &self.cpu_millis)
             .finish()
     }
 }

@@ -263,6 +263,19 @@ pub(super) mod tests {
     use super::*;
     use crate::api::{DesiredState, InstanceSize, LogLevel, SyncMode};
 
+    /// Settings deployed before a field existed (`replicas`) are not a pending change: the
+    /// missing field reads as its default.
+    #[test]
+    fn a_field_added_since_the_deploy_is_not_a_pending_change() {
+        let mut d = db(Status::Running, None);
+        let mut deployed = serde_json::to_value(d.runtime_settings()).unwrap();
+        deployed.as_object_mut().unwrap().remove("replicas");
+        d.internal.deployed_config = Some(deployed);
+        assert!(!crate::service::pending(&d));
+        d.replicas = 3;
+        assert!(crate::service::pending(&d));
+    }
+
     /// A database row in `status` for pure tests.
     pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> Database {
         let t = now();
@@ -277,6 +290,7 @@ pub(super) mod tests {
             safety_net: 3600,
             task_cpu: 256,
             task_memory_mb: 512,
+            replicas: 1,
             log_level: LogLevel::Info,
             status,
             last_error: None,

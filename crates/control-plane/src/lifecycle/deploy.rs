@@ -8,9 +8,8 @@ use super::bookkeeping::{
     admin_token, clear_op, commit, fail, now, set_step, still_current, Guard, Next,
 };
 use super::decide::{self, DeployObserved, DeployStep, Health, LOG_LINES};
-use super::engine;
 use super::error::StepResult;
-use super::launch::{any_alive, engine_port, launch};
+use super::launch::{any_alive, engine_port, launch, public_endpoint};
 use super::state::{step_delay, Runtime};
 use crate::api::{Database, HealthStatus, Status};
 use crate::service::pending;
@@ -108,7 +107,7 @@ pub(super) async fn deploy(
         }
         DeployStep::Cutover => {
             step_delay().await;
-            let public = o.engine_port.map(engine::public_url);
+            let public = public_endpoint(rt, &db, &o);
             let (new, endpoint) = (
                 op.new_instance.unwrap_or_default(),
                 endpoint.unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use refract_runtime::{InstanceKind, InstanceSpec, Readiness, SpecFile};
+use refract_runtime::{InstanceKind, InstanceSpec, Network, Readiness, SpecFile};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -61,6 +61,10 @@ pub struct Launch<'a> {
     pub port: u16,
     /// An engine of the database still serves on `port`: bind beside it (`SO_REUSEPORT`).
     pub takeover: bool,
+    /// How the runtime's engines listen (loopback ports, or pods of their own).
+    pub network: Network,
+    /// Copies of the engine serving side by side (the database's `replicas`; one locally).
+    pub replicas: u32,
 }
 
 /// The spec of one engine: `refract engine --config engine.yaml` with its files.
@@ -97,13 +101,29 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
         sync["slot_name"] = json!(slot_name(l.database.id));
     }
     // Clients use `listen` (the database's port, for its whole life); the control plane talks to
-    // the private `control_listen`, whose address the ready line names (docs/runtime.md).
+    // the private `control_listen`, whose address the ready line names (docs/runtime.md). In a
+    // pod of its own (Kubernetes) the engine listens on fixed ports of every interface; its
+    // client port still listens only once the snapshot is in (the pod's readiness).
+    let (listen, reuse_port, takeover, control_listen) = match l.network {
+        Network::Loopback => (
+            format!("127.0.0.1:{}", l.port),
+            l.port != 0,
+            l.takeover && l.port != 0,
+            // Without a port of its own (0) the engine's one listener is its endpoint.
+            (l.port != 0).then(|| "127.0.0.1:0".to_string()),
+        ),
+        Network::Cluster { port, control_port } => (
+            format!("0.0.0.0:{port}"),
+            false,
+            false,
+            Some(format!("0.0.0.0:{control_port}")),
+        ),
+    };
     let config = json!({
-        "listen": format!("127.0.0.1:{}", l.port),
-        "reuse_port": l.port != 0,
-        "takeover": l.takeover && l.port != 0,
-        // Without a port of its own (0) the engine's one listener is its endpoint, as before.
-        "control_listen": (l.port != 0).then_some("127.0.0.1:0"),
+        "listen": listen,
+        "reuse_port": reuse_port,
+        "takeover": takeover,
+        "control_listen": control_listen,
         "source": source,
         "manifest": MANIFEST_FILE,
         "sync": sync,
@@ -126,12 +146,15 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
         "REFRACT_LOG".into(),
         format!("warn,refract_engine={level},refract_sources={level}"),
     ));
-    spec.files.push(SpecFile::new(
+    // Config and manifest hold no secret (the password and tokens are files of their own).
+    spec.files.push(SpecFile::plain(
         CONFIG_FILE,
         serde_json::to_vec_pretty(&config).unwrap_or_default(),
     ));
-    spec.files
-        .push(SpecFile::new(MANIFEST_FILE, l.manifest.as_bytes().to_vec()));
+    spec.files.push(SpecFile::plain(
+        MANIFEST_FILE,
+        l.manifest.as_bytes().to_vec(),
+    ));
     spec.files.push(SpecFile::new(
         ADMIN_TOKEN_FILE,
         l.admin_token.as_bytes().to_vec(),
@@ -149,7 +172,15 @@ pub fn spec(l: &Launch<'_>) -> InstanceSpec {
             .push(SpecFile::new(ROOT_CERT_FILE, pem.as_bytes().to_vec()));
     }
     spec.memory_limit_mb = Some(l.settings.task_memory_mb.max(1) as u64);
+    spec.cpu_millis = Some(cpu_millis(l.settings));
+    spec.group = Some(l.database.id.to_string());
+    spec.replicas = l.replicas.max(1);
     spec
+}
+
+/// The CPU share of a size in thousandths of a core: `taskCpu` units are 1024 per core.
+pub fn cpu_millis(settings: &RuntimeSettings) -> u64 {
+    (settings.task_cpu.max(1) as u64 * 1000).div_ceil(1024)
 }
 
 /// The replication slot and publication name of a database: `refract_` and its id's 32 hex digits

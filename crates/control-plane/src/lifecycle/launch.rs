@@ -25,6 +25,15 @@ pub(super) async fn engine_port(
     o: &OpsRecord,
     prefer: Option<u16>,
 ) -> StepResult<Result<u16, LaunchError>> {
+    // Engines in pods of their own all listen on the runtime's one client port.
+    if let refract_runtime::Network::Cluster { port, .. } = s
+        .lifecycle
+        .runtime()
+        .map(|rt| rt.driver.network())
+        .unwrap_or(refract_runtime::Network::Loopback)
+    {
+        return Ok(Ok(port));
+    }
     if let Some(p) = o.engine_port {
         return Ok(Ok(p));
     }
@@ -55,6 +64,14 @@ pub(super) async fn engine_port(
         // Lost a race with an action: the next step reads the record again.
         None => Err(LifecycleError::Raced),
     }
+}
+
+/// The URL clients use for `db`'s engines: the runtime's stable address of the database (a
+/// Kubernetes Service), else `http://127.0.0.1:PORT` of its recorded port.
+pub(super) fn public_endpoint(rt: &Runtime, db: &Database, o: &OpsRecord) -> Option<String> {
+    rt.driver
+        .group_endpoint(&db.id.to_string())
+        .or_else(|| o.engine_port.map(engine::public_url))
 }
 
 /// Whether an engine of `database` other than `except` runs (a live instance row the driver
@@ -123,7 +140,7 @@ pub(super) async fn launch(
         .as_deref()
         .and_then(|n| s.secrets.get(n));
     let token = admin_token(s, db.id).map_err(LaunchError::AdminToken)?;
-    let keys = super::querykeys::write_keys_file(s, rt, db.id)
+    let (keys, _) = super::querykeys::write_keys_file(s, rt, db.id)
         .await
         .map_err(|e| LaunchError::KeysFile(e.to_string()))?;
     // The mode of the settings being deployed, not the build's: `reconfigure` applies a changed
@@ -143,6 +160,8 @@ pub(super) async fn launch(
         keys_file: &keys,
         port,
         takeover,
+        network: rt.driver.network(),
+        replicas: settings.replicas(),
     });
     match rt.driver.start(&spec).await {
         Ok(_) | Err(RuntimeError::AlreadyRunning(_)) => Ok(()),

@@ -26,6 +26,9 @@ use crate::store::lifecycle::QueryKeyRecord;
 use crate::{keys, validate as v, Service};
 use refract_runtime::InstanceStatus;
 
+/// The name of the keys file where the runtime stores it (see [`write_keys_file`]).
+const KEYS_FILE_NAME: &str = "keys.json";
+
 /// How long a key change waits for the engines' acknowledgement, in all.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -44,12 +47,13 @@ fn view(k: &QueryKeyRecord, token: Option<String>) -> QueryKey {
     }
 }
 
-/// Writes the keys file of `database` from the store; returns its path.
+/// Writes the keys file of `database` from the store; returns its path, and whether the runtime
+/// stores it (then it reaches running engines on the runtime's schedule, not at once).
 pub(super) async fn write_keys_file(
     s: &Service,
     rt: &Runtime,
     database: Uuid,
-) -> Result<PathBuf, ApiError> {
+) -> Result<(PathBuf, bool), ApiError> {
     // One writer at a time: each write reads the store after its caller's change, so a later
     // write never drops a key an earlier one added (nor brings back one it revoked).
     let _serial = s.lifecycle.keys_lock().await;
@@ -67,8 +71,19 @@ pub(super) async fn write_keys_file(
             })
         })
         .collect();
-    let path = keys_file(&rt.engine_dir, database);
     let bytes = serde_json::to_vec_pretty(&json!({ "keys": keys })).unwrap_or_default();
+    // A runtime that keeps a database's shared files itself (Kubernetes: a Secret its pods
+    // mount) stores it; the local runtime leaves the file to us.
+    let shared = refract_runtime::SpecFile::new(KEYS_FILE_NAME, bytes.clone());
+    let stored = rt
+        .driver
+        .put_group_file(&database.to_string(), &shared)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("store the query keys file: {e}")))?;
+    if let Some(at) = stored {
+        return Ok((PathBuf::from(at), true));
+    }
+    let path = keys_file(&rt.engine_dir, database);
     let p = path.clone();
     let user = rt.engine_user.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -82,7 +97,7 @@ pub(super) async fn write_keys_file(
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("keys file task: {e}")))?
     .map_err(ApiError::Internal)?;
-    Ok(path)
+    Ok((path, false))
 }
 
 /// The control addresses of the running engines of `database`: its live instances and the
@@ -154,8 +169,20 @@ impl Service {
         let Some(rt) = self.lifecycle.runtime().cloned() else {
             return Ok((true, None));
         };
-        write_keys_file(self, &rt, database).await?;
-        Ok(match push_keys(self, &rt, database).await {
+        let (_, by_runtime) = write_keys_file(self, &rt, database).await?;
+        let pushed = push_keys(self, &rt, database).await;
+        if by_runtime {
+            // The engines' file changes when the runtime delivers it (Kubernetes: the kubelet's
+            // next sync of the Secret volume); a reload before that reads the old file.
+            return Ok((
+                false,
+                Some(
+                    "the runtime delivers the keys file to running engines on its own schedule (Kubernetes: the kubelet's next sync of the keys Secret, up to about a minute); engines re-read it then"
+                        .into(),
+                ),
+            ));
+        }
+        Ok(match pushed {
             Ok(()) => (true, None),
             Err(reason) => {
                 tracing::warn!(%database, %reason, "query keys change not confirmed by every engine");

@@ -8,7 +8,7 @@ use super::bookkeeping::{commit, new_op, now, set_op, Guard, Next};
 use super::decide::{self, backoff, Addresses, EngineSeen, SuperviseStep, LOG_LINES};
 use super::engine;
 use super::error::StepResult;
-use super::launch::{engine_port, launch};
+use super::launch::{engine_port, launch, public_endpoint};
 use super::state::Runtime;
 use crate::api::{Database, HealthStatus, RuntimeSettings, Status};
 use crate::store::lifecycle::{CrashLog, OpKind, OpsRecord};
@@ -51,7 +51,7 @@ pub(super) async fn supervise(
             client: i.endpoint_url.clone(),
         })
         .unwrap_or_default();
-    let public = o.engine_port.map(engine::public_url);
+    let public = public_endpoint(rt, &db, &o);
     let t = now();
     let step = decide::supervise(&seen, &recorded, public.as_deref(), &o.crash, t);
     let Some(inst) = inst else {

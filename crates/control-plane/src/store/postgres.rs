@@ -41,11 +41,18 @@ use crate::api::*;
 
 /// Versioned migrations of the PostgreSQL backend, applied in order and recorded in
 /// `schema_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_database_replicas",
+        include_str!("../../migrations/postgres/0002_database_replicas.sql"),
+    ),
+];
 
 /// Advisory-lock keys (one 64-bit space per database): serializing writes, migrations.
 pub(crate) const WRITE_LOCK: i64 = 0x5265_6672_6163_7401; // "Refract" + 1
@@ -316,7 +323,7 @@ const DATABASE_SELECT: &str = "SELECT d.id, d.customer_id, d.connection_id, d.na
      d.build_compute_override, d.custom_domain, d.pause_schedule, d.tags, d.schema_config, d.status, \
      d.desired_state, d.op_kind, d.op_step, d.op_started_at, d.op_attempt, d.last_error, \
      d.deployed_config, d.has_pending_changes, d.replication_paused, d.active_build_id, d.created_at, \
-     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status \
+     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status, d.replicas \
      FROM databases d LEFT JOIN LATERAL (SELECT endpoint_url, health_status FROM instances \
      WHERE database_id = d.id AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1) i ON true";
 
@@ -351,6 +358,7 @@ fn database_row(r: &Row) -> StoreResult<Database> {
         updated_at: r.try_get(29)?,
         endpoint_url: r.try_get(31)?,
         health_status: get_enum_opt(r, 32, HealthStatus::parse)?,
+        replicas: r.try_get(33)?,
         internal: DatabaseInternal {
             schema_config: r.try_get(16)?,
             op_kind: r.try_get(19)?,
@@ -646,7 +654,7 @@ impl Tx for PgTx<'_> {
              custom_domain = $12, pause_schedule = $13, tags = $14, schema_config = $15, status = $16, \
              desired_state = $17, op_kind = $18, op_step = $19, op_started_at = $20, op_attempt = $21, \
              last_error = $22, deployed_config = $23, has_pending_changes = $24, replication_paused = $25, \
-             active_build_id = $26, updated_at = $27, deleted_at = $28 WHERE id = $1",
+             active_build_id = $26, updated_at = $27, deleted_at = $28, replicas = $29 WHERE id = $1",
             &[
                 &d.id,
                 &d.name,
@@ -676,6 +684,7 @@ impl Tx for PgTx<'_> {
                 &i.active_build_id,
                 &d.updated_at,
                 &i.deleted_at,
+                &d.replicas,
             ],
         )?;
         Ok(())

@@ -47,6 +47,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_instance_replication",
         include_str!("../../migrations/0005_instance_replication.sql"),
     ),
+    (
+        6,
+        "0006_database_replicas",
+        include_str!("../../migrations/0006_database_replicas.sql"),
+    ),
 ];
 
 const READERS: usize = 4;
@@ -295,7 +300,7 @@ const DATABASE_SELECT: &str = "SELECT d.id, d.customer_id, d.connection_id, d.na
      d.build_compute_override, d.custom_domain, d.pause_schedule, d.tags, d.schema_config, d.status, \
      d.desired_state, d.op_kind, d.op_step, d.op_started_at, d.op_attempt, d.last_error, \
      d.deployed_config, d.has_pending_changes, d.replication_paused, d.active_build_id, d.created_at, \
-     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status \
+     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status, d.replicas \
      FROM databases d LEFT JOIN instances i ON i.id = (SELECT id FROM instances WHERE database_id = d.id \
      AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1)";
 
@@ -330,6 +335,7 @@ fn database_row(r: &Row) -> rusqlite::Result<Database> {
         updated_at: get_ts(r, 29)?,
         endpoint_url: r.get(31)?,
         health_status: get_enum_opt(r, 32, HealthStatus::parse)?,
+        replicas: r.get(33)?,
         internal: DatabaseInternal {
             schema_config: r.get(16)?,
             op_kind: r.get(19)?,
@@ -593,7 +599,7 @@ impl Tx for SqlTx<'_> {
              custom_domain = ?12, pause_schedule = ?13, tags = ?14, schema_config = ?15, status = ?16, \
              desired_state = ?17, op_kind = ?18, op_step = ?19, op_started_at = ?20, op_attempt = ?21, \
              last_error = ?22, deployed_config = ?23, has_pending_changes = ?24, replication_paused = ?25, \
-             active_build_id = ?26, updated_at = ?27, deleted_at = ?28 WHERE id = ?1",
+             active_build_id = ?26, updated_at = ?27, deleted_at = ?28, replicas = ?29 WHERE id = ?1",
             params![
                 d.id.to_string(),
                 d.name,
@@ -622,7 +628,8 @@ impl Tx for SqlTx<'_> {
                 d.replication_paused,
                 i.active_build_id.map(|u| u.to_string()),
                 ts(&d.updated_at),
-                ts_opt(&i.deleted_at)
+                ts_opt(&i.deleted_at),
+                d.replicas
             ],
         )?;
         Ok(())

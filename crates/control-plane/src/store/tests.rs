@@ -166,6 +166,8 @@ fn database(c: &Connection, name: &str, minute: i64) -> Database {
         safety_net: 3600,
         task_cpu,
         task_memory_mb,
+        // Not the default (1): the round trip must carry it.
+        replicas: 3,
         log_level: LogLevel::Debug,
         status: Status::Running,
         last_error: Some("it broke, then healed".into()),
@@ -747,7 +749,8 @@ fn migrations_apply_once_from_empty_and_concurrently() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    let all: Vec<i64> = super::postgres::MIGRATIONS.iter().map(|m| m.0).collect();
+    assert_eq!(versions, all);
     // SQLite: an existing file is opened again without re-running anything.
     let f = sqlite();
     let cust = customer("acme", true);

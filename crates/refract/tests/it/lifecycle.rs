@@ -28,6 +28,8 @@ pub(crate) struct Cp {
     delay_ms: u64,
     /// `--store` (a PostgreSQL URL shared by replicas), or the embedded SQLite file.
     store: Option<String>,
+    /// More environment of `refract serve` (another runtime: `REFRACT_RUNTIME`, `KUBECONFIG`, …).
+    env: Vec<(String, String)>,
     out: Arc<Mutex<String>>,
     http: reqwest::blocking::Client,
     _tmp: Option<tempfile::TempDir>,
@@ -37,6 +39,14 @@ impl Cp {
     pub(crate) fn fresh(delay_ms: u64) -> Cp {
         let tmp = crate::common::reachable_tempdir();
         let mut cp = Cp::start(&tmp.path().join("data"), delay_ms);
+        cp._tmp = Some(tmp);
+        cp
+    }
+
+    /// [`Cp::fresh`] with more environment for `refract serve`.
+    pub(crate) fn fresh_with_env(delay_ms: u64, env: Vec<(String, String)>) -> Cp {
+        let tmp = crate::common::reachable_tempdir();
+        let mut cp = Cp::start_with(&tmp.path().join("data"), delay_ms, None, env);
         cp._tmp = Some(tmp);
         cp
     }
@@ -56,7 +66,17 @@ impl Cp {
     /// A replica on the PostgreSQL store `store` (several may share `data` on one machine: the
     /// local runtime's engines are then adoptable by whichever replica leads).
     pub(crate) fn start_on(data: &Path, delay_ms: u64, store: Option<&str>) -> Cp {
-        let (child, url, out) = spawn_serve(data, delay_ms, store);
+        Self::start_with(data, delay_ms, store, Vec::new())
+    }
+
+    /// [`Cp::start_on`] with more environment for `refract serve`.
+    pub(crate) fn start_with(
+        data: &Path,
+        delay_ms: u64,
+        store: Option<&str>,
+        env: Vec<(String, String)>,
+    ) -> Cp {
+        let (child, url, out) = spawn_serve(data, delay_ms, store, &env);
         let admin = std::fs::read_to_string(data.join("admin-key"))
             .unwrap()
             .trim()
@@ -68,6 +88,7 @@ impl Cp {
             admin,
             delay_ms,
             store: store.map(str::to_string),
+            env,
             out,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -213,7 +234,8 @@ impl Cp {
 
     pub(crate) fn restart(&mut self) {
         self.kill();
-        let (child, url, out) = spawn_serve(&self.data, self.delay_ms, self.store.as_deref());
+        let (child, url, out) =
+            spawn_serve(&self.data, self.delay_ms, self.store.as_deref(), &self.env);
         self.child = Some(child);
         self.url = url;
         self.out = out;
@@ -230,6 +252,7 @@ fn spawn_serve(
     data: &Path,
     delay_ms: u64,
     store: Option<&str>,
+    env: &[(String, String)],
 ) -> (Child, String, Arc<Mutex<String>>) {
     // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
     // the SQLite root, as an operator would set it (the data dir inside it stays refused).
@@ -250,6 +273,7 @@ fn spawn_serve(
             root.to_str().unwrap(),
         ])
         .env("REFRACT_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
         .env_remove("REFRACT_MASTER_KEY")
         .stdout(Stdio::piped())

@@ -12,6 +12,7 @@ mod docs;
 mod endpoints_keys;
 mod engine;
 mod ha_store;
+mod kubernetes;
 mod lifecycle;
 mod managed;
 mod readme_tour;

@@ -1,0 +1,124 @@
+//! Managed servers' objects through `ServerClient` against the fake API server (a test double);
+//! the test plays CloudNativePG and the StatefulSet controller by writing `status`.
+
+use refract_kubernetes::servers::{ServerClient, ServerEngine, ServerPlan, ServerState};
+use refract_kubernetes::FakeApiServer;
+use serde_json::json;
+
+use crate::common::NS;
+
+const ID: &str = "5e5e5e5e-0000-4000-8000-000000000005";
+const NAME: &str = "refract-s-5e5e5e5e-0000-4000-8000-000000000005";
+
+fn plan(engine: ServerEngine) -> ServerPlan {
+    ServerPlan {
+        id: ID.into(),
+        engine,
+        version: "15".into(),
+        nodes: 2,
+        storage_gb: 10,
+        vcpus: 1,
+        memory_mb: 1024,
+        database: "app".into(),
+        user: "app".into(),
+        password: "pw-123456".into(),
+        image: None,
+    }
+}
+
+fn client(fake: &FakeApiServer) -> ServerClient {
+    ServerClient::new(kube::Client::new(fake.router(), NS), NS)
+}
+
+#[tokio::test]
+async fn postgres_cluster_provision_ready_stop_start_delete() {
+    let fake = FakeApiServer::new();
+    let c = client(&fake);
+    let p = plan(ServerEngine::Postgres);
+    assert_eq!(c.state(ID, p.engine).await.unwrap(), None);
+    c.apply(&p).await.unwrap();
+    let cluster = fake
+        .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
+        .unwrap();
+    assert_eq!(cluster["spec"]["instances"], 2);
+    let secret = fake
+        .get("v1", "secrets", NS, &format!("{NAME}-app"))
+        .unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/basic-auth");
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Provisioning { ready: 0 })
+    );
+    // Playing CloudNativePG: both instances ready.
+    let mut obj = cluster.clone();
+    obj["status"] =
+        json!({"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]});
+    fake.put("postgresql.cnpg.io/v1", "clusters", NS, obj);
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Ready)
+    );
+    // Stop = hibernation; apply again wakes it.
+    c.stop(ID, p.engine).await.unwrap();
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Stopped)
+    );
+    c.apply(&p).await.unwrap();
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Ready)
+    );
+    // Delete removes the cluster, the secret and the claims CNPG made.
+    fake.put(
+        "v1",
+        "persistentvolumeclaims",
+        NS,
+        json!({"metadata": {"name": format!("{NAME}-1"), "labels": {"cnpg.io/cluster": NAME}}}),
+    );
+    c.delete(ID, p.engine).await.unwrap();
+    assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
+}
+
+#[tokio::test]
+async fn mysql_statefulset_provision_ready_stop_delete() {
+    let fake = FakeApiServer::new();
+    let c = client(&fake);
+    let mut p = plan(ServerEngine::Mysql);
+    p.version = "10.11".into();
+    c.apply(&p).await.unwrap();
+    let mut names = fake.names(NS);
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            format!("secrets/{NAME}"),
+            format!("services/{NAME}"),
+            format!("statefulsets/{NAME}"),
+        ]
+    );
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Provisioning { ready: 0 })
+    );
+    let mut s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
+    s["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    fake.put("apps/v1", "statefulsets", NS, s);
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Ready)
+    );
+    c.stop(ID, p.engine).await.unwrap();
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Stopped)
+    );
+    fake.put(
+        "v1",
+        "persistentvolumeclaims",
+        NS,
+        json!({"metadata": {"name": format!("data-{NAME}-0"), "labels": {"refract.dev/server": ID}}}),
+    );
+    c.delete(ID, p.engine).await.unwrap();
+    assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
+}
