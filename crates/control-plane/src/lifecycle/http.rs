@@ -291,10 +291,13 @@ async fn schema(
     ))
 }
 
-/// The `reflexdb.yaml` text (404 when the default config is used).
+/// The `reflexdb.yaml` text; 204 (no body) while the default config is used (every table and
+/// column exposed): the database exists, it just has no config of its own.
 #[utoipa::path(get, path = "/v1/databases/{id}/schema-config", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "Database id")), security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "application/yaml"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = String, content_type = "application/yaml"),
+        (status = 204, description = "no schema config: the default (every table and column) is used"),
+        (status = 404, body = ErrorBody)))]
 async fn get_schema_config(
     State(s): State<AppState>,
     p: Auth,
@@ -308,10 +311,9 @@ async fn get_schema_config(
         Some(text) => Ok((
             [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
             text,
-        )),
-        None => Err(ApiError::NotFound(
-            "no schema config: every table and column is exposed (the default)".into(),
-        )),
+        )
+            .into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
 

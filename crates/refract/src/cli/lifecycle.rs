@@ -342,14 +342,15 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
         }
         LifecycleCmd::SchemaConfig { cmd } => match cmd {
             SchemaConfigCmd::Get { id } => {
-                print!(
-                    "{}",
-                    api.raw(
-                        Method::GET,
-                        &format!("/v1/databases/{id}/schema-config"),
-                        None
-                    )?
-                );
+                let text = api.raw(
+                    Method::GET,
+                    &format!("/v1/databases/{id}/schema-config"),
+                    None,
+                )?;
+                if text.is_empty() {
+                    eprintln!("no schema config: every table and column is exposed (the default)");
+                }
+                print!("{text}");
                 Ok(())
             }
             SchemaConfigCmd::Set { id, file } => {

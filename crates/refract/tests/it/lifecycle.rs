@@ -1214,7 +1214,10 @@ fn schema_config_routes_and_rebuild() {
     let id = sqlite_database(&cp, 10);
     let url = format!("{}/v1/databases/{id}/schema-config", cp.url);
     let get = || cp.http.get(&url).bearer_auth(&cp.admin).send().unwrap();
-    assert_eq!(get().status().as_u16(), 404);
+    // The default config: the database exists, it has no config of its own.
+    let none = get();
+    assert_eq!(none.status().as_u16(), 204);
+    assert_eq!(none.text().unwrap(), "");
     let put = |text: &str| {
         let r = cp
             .http
