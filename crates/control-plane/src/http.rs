@@ -264,10 +264,14 @@ async fn health(State(s): State<AppState>) -> Res<Json<HealthResponse>> {
     s.service.read_store(|tx| tx.admin_exists()).await?;
     let leadership = &s.service.leadership;
     let leader_replica = match s.service.postgres.clone() {
-        Some(pg) => tokio::task::spawn_blocking(move || crate::leader::holder(&pg.pool()))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?,
+        Some(pg) => tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || crate::leader::holder(&pg.pool())),
+        )
+        .await
+        .map_err(|_| ApiError::Unavailable("no answer within 5 s".into()))?
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?,
         None => Some(leadership.replica_name().to_string()),
     };
     Ok(Json(HealthResponse {

@@ -129,8 +129,8 @@ impl StoreLocation {
             return Ok(StoreLocation::Sqlite(std::path::absolute(path)?));
         }
         anyhow::bail!(
-            "--store {}: expected postgres://USER:PASSWORD@HOST:PORT/DB or sqlite:PATH",
-            store::redact_url(v)
+            "--store: expected postgres://USER:PASSWORD@HOST:PORT/DB or sqlite:PATH (the value given \
+             is not shown: it may hold a password)"
         )
     }
 }
@@ -140,6 +140,12 @@ impl StoreLocation {
 pub async fn open(config: &ServeConfig) -> anyhow::Result<Service> {
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("create data dir {}", dir.display()))?;
+    // Held for the life of the process: offline commands that must not run beside a control
+    // plane (`refract store rotate-key`) take it exclusively. Replicas sharing DIR share it.
+    static SERVING: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    if SERVING.get().is_none() {
+        let _ = SERVING.set(data_dir_lock(&dir, false)?);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -335,6 +341,30 @@ pub async fn migrate_store(
         .await?
 }
 
+/// `DIR/control-plane.lock` under `flock`: shared (`refract serve`, every replica on this
+/// machine) or exclusive and non-blocking (offline maintenance); released when the file closes.
+fn data_dir_lock(dir: &std::path::Path, exclusive: bool) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("control-plane.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    let op = if exclusive {
+        libc::LOCK_EX | libc::LOCK_NB
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("lock {}", path.display()));
+    }
+    Ok(file)
+}
+
 /// `refract store rotate-key`: seals every secret again under a new master key (`new_key`, or a
 /// random one) and, when the key came from `DIR/master.key`, replaces that file; returns how
 /// many secrets were resealed and where the new key is. Stop every control plane first; copy the
@@ -356,8 +386,22 @@ pub async fn rotate_master_key(
             secrets::key_from_file(data_dir)?
         }
     };
-    let from_env = new_key.is_some();
-    let next = match new_key {
+    let env_key = master_key.is_some_and(|k| !k.trim().is_empty());
+    let from_env = new_key.is_some_and(|k| !k.trim().is_empty());
+    // A key from the environment is the operator's to keep: a random new one would be lost.
+    anyhow::ensure!(
+        !env_key || from_env,
+        "the master key comes from REFRACT_MASTER_KEY: set REFRACT_NEW_MASTER_KEY to the new key \
+         (and, afterwards, REFRACT_MASTER_KEY to it on every replica)"
+    );
+    // Nothing may seal or read a secret with the old key meanwhile.
+    let _serving = data_dir_lock(data_dir, true).map_err(|_| {
+        anyhow::anyhow!(
+            "a control plane is running on {}: stop every replica first",
+            data_dir.display()
+        )
+    })?;
+    let next = match new_key.filter(|k| !k.trim().is_empty()) {
         Some(k) => secrets::key_from_master(k),
         None => {
             let mut k = [0u8; 32];
@@ -369,12 +413,20 @@ pub async fn rotate_master_key(
     let dir = data_dir.to_path_buf();
     let location = StoreLocation::parse(store, data_dir)?;
     let key_file = dir.join("master.key");
-    let env_key = master_key.is_some_and(|k| !k.trim().is_empty());
     tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, String)> {
         let secrets = match &location {
             StoreLocation::Sqlite(_) => SecretStore::open(&dir, old)?,
             StoreLocation::Postgres(url) => {
-                SecretStore::open_postgres(PostgresStore::open(url)?.pool(), old)?
+                let pool = PostgresStore::open(url)?.pool();
+                // Replicas on other machines: the lease says whether one still runs.
+                if let Some(holder) = leader::holder(&pool)? {
+                    anyhow::bail!(
+                        "replica {holder} is running on this store: stop every replica first \
+                         (its lease ends {} s after it stops)",
+                        leader::TTL.as_secs()
+                    );
+                }
+                SecretStore::open_postgres(pool, old)?
             }
         };
         // The new key is on disk before any secret depends on it.

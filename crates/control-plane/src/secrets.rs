@@ -100,8 +100,18 @@ pub fn key_from_file(dir: &Path) -> anyhow::Result<[u8; 32]> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut k = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut k);
-            write_private(&path, hex::encode(k).as_bytes()).context("create master.key")?;
-            Ok(k)
+            // Written whole beside, then linked into place, which fails if another process
+            // (a second replica starting on the same directory) created it first: then that
+            // key is the key, never a second one.
+            let staged = dir.join(format!(".master.key.{}", std::process::id()));
+            write_private(&staged, hex::encode(k).as_bytes()).context("create master.key")?;
+            let linked = std::fs::hard_link(&staged, &path);
+            let _ = std::fs::remove_file(&staged);
+            match linked {
+                Ok(()) => Ok(k),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_from_file(dir),
+                Err(e) => Err(anyhow::Error::new(e).context("create master.key")),
+            }
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("read {}", path.display()))),
     }
@@ -309,6 +319,15 @@ impl SecretStore {
             }
         }
         Ok(())
+    }
+
+    /// The value under `name`; an error when the store cannot be read or the value does not
+    /// decrypt (never "no value": a caller must not act as if there were none).
+    pub fn try_get(&self, name: &str) -> anyhow::Result<Option<String>> {
+        match &self.backend {
+            Backend::File { map, .. } => Ok(Self::lock(map).get(name).cloned()),
+            Backend::Postgres(_) => self.get_pg(name),
+        }
     }
 
     /// The value under `name` (none, logged, when the store cannot be read).

@@ -60,6 +60,11 @@ pub struct Service {
     pub postgres: Option<Arc<crate::store::PostgresStore>>,
 }
 
+/// How long a request waits for the metadata store before it answers 503 `store_unavailable`
+/// (a hung or unreachable PostgreSQL store; what it was doing is rolled back, never applied
+/// after the answer).
+pub const STORE_ANSWER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The secret-store name of a connection's password.
 pub fn password_secret_name(connection: Uuid) -> String {
     format!("connection/{connection}/password")
@@ -180,12 +185,18 @@ impl Service {
         f: impl FnOnce(&dyn Tx) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
         let store = self.store.clone();
+        // A request that gave up waiting must not change anything after it answered.
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gave_up = abandoned.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let mut f = Some(f);
             let mut out = None;
             let mut body = |tx: &dyn Tx| {
                 let f = f.take().ok_or(StoreError::Retried)?;
                 match f(tx) {
+                    Ok(_) if abandoned.load(std::sync::atomic::Ordering::SeqCst) => {
+                        Err(StoreError::Aborted)
+                    }
                     Ok(v) => {
                         out = Some(Ok(v));
                         Ok(())
@@ -207,9 +218,17 @@ impl Service {
                 (Err(e), _) => Err(E::from(e)),
                 (Ok(()), None) => Err(E::from(StoreError::Empty)),
             }
-        })
-        .await;
-        joined.unwrap_or_else(|e| Err(E::from(StoreError::Task(e.to_string()))))
+        });
+        match tokio::time::timeout(STORE_ANSWER, joined).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(E::from(StoreError::Task(e.to_string())))),
+            Err(_) => {
+                gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(E::from(StoreError::Unavailable(format!(
+                    "no answer within {} s",
+                    STORE_ANSWER.as_secs()
+                ))))
+            }
+        }
     }
 
     // ------------------------------------------------------------ bootstrap and auth

@@ -46,7 +46,7 @@ type StoreResult<T> = Result<T, StoreError>;
 
 mod postgres;
 mod records;
-pub use postgres::{apply_migrations, off_runtime, PgPool};
+pub use postgres::{apply_migrations, off_runtime, PgClient, PgConnection, PgManager, PgPool};
 pub use records::{now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord};
 use records::{DB_COLUMNS, TOKEN_COLUMNS};
 
@@ -531,10 +531,7 @@ mod tests {
             let config: ::postgres::Config = format!("{base}/{name}").parse().unwrap();
             let pool = r2d2::Pool::builder()
                 .max_size(4)
-                .build(r2d2_postgres::PostgresConnectionManager::new(
-                    config,
-                    ::postgres::NoTls,
-                ))
+                .build(PgManager::new(config))
                 .unwrap();
             PgDatabase {
                 admin_url,

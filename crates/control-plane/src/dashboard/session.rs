@@ -25,8 +25,11 @@ pub const COOKIE: &str = "refract_session";
 /// A session lasts this long from sign-in, whatever happens.
 pub const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
-/// At most this many sessions at once (the oldest goes first): memory stays bounded.
+/// At most this many sessions at once: memory stays bounded (a sign-in past it is refused).
 const MAX_SESSIONS: usize = 10_000;
+
+/// At most this many sessions of one management key (its oldest goes first).
+const SESSIONS_PER_KEY: usize = 20;
 
 /// A query key the session created for its playground (revoked at sign-out).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -165,16 +168,22 @@ impl Sessions {
             .into_iter()
             .filter_map(|k| map.remove(&k).map(|s| (s, k)))
             .collect();
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone())
-            {
+        // One key's sessions make room for each other, never another user's: signing in over
+        // and over evicts only that key's oldest session.
+        let of_key: Vec<(String, Instant)> = map
+            .iter()
+            .filter(|(_, s)| s.key == key)
+            .map(|(k, s)| (k.clone(), s.expires))
+            .collect();
+        if of_key.len() >= SESSIONS_PER_KEY {
+            if let Some((oldest, _)) = of_key.into_iter().min_by_key(|(_, e)| *e) {
                 if let Some(s) = map.remove(&oldest) {
                     gone.push((s, oldest));
                 }
             }
+        }
+        if map.len() >= MAX_SESSIONS {
+            anyhow::bail!("too many dashboard sessions at once: try again later");
         }
         map.insert(
             id.clone(),

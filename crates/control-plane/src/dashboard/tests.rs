@@ -25,6 +25,7 @@ async fn harness() -> H {
         http: Default::default(),
         sqlite_roots: Vec::new(),
         store: None,
+        runtime: Default::default(),
     };
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))

@@ -250,7 +250,8 @@ pub(super) async fn fail(
 /// The admin token of a database's engines (created on first use, kept in the secret store).
 pub(super) fn admin_token(s: &Service, database: Uuid) -> anyhow::Result<String> {
     let name = admin_token_secret(database);
-    if let Some(t) = s.secrets.get(&name) {
+    // Unreadable is not absent: a new token would lock out the engines that run with the old.
+    if let Some(t) = s.secrets.try_get(&name)? {
         return Ok(t);
     }
     let token = crate::keys::generate("adm").token;

@@ -46,8 +46,12 @@ pub enum LaunchError {
     /// The SQLite source may not be read.
     #[error("the source may not be read: {0}")]
     Unreadable(String),
-    /// The engine's admin token cannot be created.
-    #[error("cannot create the engine's admin token: {0:#}")]
+    /// A secret of the connection (password, CA) cannot be read from the secret store (store
+    /// unreachable, or sealed with another master key).
+    #[error("cannot read the connection's secrets: {0} (is the metadata store reachable, and the master key the one the secrets were sealed with?)")]
+    Secret(String),
+    /// The engine's admin token cannot be read or created.
+    #[error("cannot read or create the engine's admin token: {0:#}")]
     AdminToken(anyhow::Error),
     /// The keys file cannot be written.
     #[error("cannot write the keys file: {0}")]

@@ -131,14 +131,19 @@ pub(super) async fn launch(
             .map_err(LaunchError::Unreadable)?;
         conn.mysql_host = params.host;
     }
-    let password = conn
-        .password_secret
-        .as_deref()
-        .and_then(|n| s.secrets.get(n));
-    let ssl_root_cert = conn
-        .ssl_root_cert_secret
-        .as_deref()
-        .and_then(|n| s.secrets.get(n));
+    // A secret that cannot be read fails the start with the reason, rather than starting an
+    // engine without its password.
+    let secret = |name: Option<&str>| -> Result<Option<String>, LaunchError> {
+        match name {
+            Some(n) => s
+                .secrets
+                .try_get(n)
+                .map_err(|e| LaunchError::Secret(format!("{e:#}"))),
+            None => Ok(None),
+        }
+    };
+    let password = secret(conn.password_secret.as_deref())?;
+    let ssl_root_cert = secret(conn.ssl_root_cert_secret.as_deref())?;
     let token = admin_token(s, db.id).map_err(LaunchError::AdminToken)?;
     let (keys, _) = super::querykeys::write_keys_file(s, rt, db.id)
         .await

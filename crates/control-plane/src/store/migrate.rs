@@ -78,6 +78,25 @@ pub fn sqlite_to_postgres(
         sqlite_path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )?;
+    // Only into an empty database: never beside another application's tables, never over a
+    // store that already holds an installation.
+    let config = super::postgres::client_config(url)?;
+    let tables: i64 = refract_managed::store::off_runtime(move || -> anyhow::Result<i64> {
+        let mut c = config.connect(postgres::NoTls)?;
+        Ok(c.query_one(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )?
+        .get(0))
+    })
+    .with_context(|| format!("connect to {}", super::postgres::redact(url)))?;
+    if tables > 0 {
+        bail!(
+            "the target database is not empty ({tables} tables): migrate into a new, empty database \
+             (CREATE DATABASE …)"
+        );
+    }
     let target = PostgresStore::open(url)?;
     // The managed servers' metadata, when there is any: its own file beside, its own schema.
     let managed_path = dir.join("managed.sqlite");

@@ -28,8 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use postgres::types::{Json, ToSql};
-use postgres::{IsolationLevel, NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
 mod lifecycle;
@@ -81,30 +80,50 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for logs and errors.
+/// Where a store URL points, for logs and errors: `postgres://user@host:port/db`, never the
+/// password, whichever form it was given in (`user:pw@`, `?password=`, `key=value` pairs).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "<a store URL that does not parse>".into();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, p)| match h {
+            postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+            postgres::config::Host::Unix(path) => format!("{}:{p}", path.display()),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
 }
 
 /// The client config of `url`, with the timeouts every store connection uses.
 pub(crate) fn client_config(url: &str) -> anyhow::Result<postgres::Config> {
     let mut config: postgres::Config = url
         .parse()
-        .with_context(|| format!("not a PostgreSQL URL: {}", redact(url)))?;
+        .map_err(|_| anyhow::anyhow!("the store URL does not parse (not shown: it may hold a password); expected postgres://USER:PASSWORD@HOST:PORT/DB"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));
     }
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(10));
+    config.keepalives_interval(Duration::from_secs(2));
+    // A server that stops acknowledging (a network gone dark) fails the connection within
+    // seconds instead of TCP's minutes.
+    config.tcp_user_timeout(Duration::from_secs(10));
+    // A replica that stops in the middle of a write (hung, SIGSTOPped) holds the write lock:
+    // the server ends its session after 5 s idle in the transaction, so the other replicas'
+    // writes go on; statements the server is running end after 30 s.
+    let options = config.get_options().map(str::to_string).unwrap_or_default();
+    config.options(&format!(
+        "{options} -c idle_in_transaction_session_timeout=5000 -c statement_timeout=30000"
+    ));
     if config.get_application_name().is_none() {
         config.application_name("refract-control-plane");
     }
@@ -115,7 +134,13 @@ impl PostgresStore {
     /// Connects, applies pending migrations (under a lock) and returns the store.
     pub fn open(url: &str) -> anyhow::Result<Self> {
         let config = client_config(url)?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        // One direct connection first: the pool would only say "timed out" where the server
+        // said why (password, database, host).
+        let probe = config.clone();
+        refract_managed::store::off_runtime(move || probe.connect(postgres::NoTls))
+            .map(drop)
+            .with_context(|| format!("connect to the metadata store {}", redact(url)))?;
+        let manager = refract_managed::store::PgManager::new(config);
         let pool = r2d2::Pool::builder()
             .max_size(16)
             .min_idle(Some(1))
@@ -154,9 +179,7 @@ impl PostgresStore {
     }
 
     /// A pooled connection, or [`StoreError::Unavailable`].
-    pub(crate) fn conn(
-        &self,
-    ) -> StoreResult<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    pub(crate) fn conn(&self) -> StoreResult<refract_managed::store::PgConnection> {
         self.pool
             .get()
             .map_err(|e| StoreError::Unavailable(format!("no connection to PostgreSQL: {e}")))

@@ -7,7 +7,6 @@
 use chrono::{DateTime, Utc};
 use postgres::types::Json;
 use postgres::{NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
 
 use super::records::{
     now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord, DB_COLUMNS, TOKEN_COLUMNS,
@@ -16,7 +15,75 @@ use crate::api::{DbType, Status};
 use crate::error::ManagedError;
 
 /// A pool of connections to the PostgreSQL metadata store (the control plane's).
-pub type PgPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type PgPool = r2d2::Pool<PgManager>;
+
+/// A pooled connection of [`PgPool`].
+pub type PgConnection = r2d2::PooledConnection<PgManager>;
+
+/// The r2d2 manager of [`PgPool`]: blocking `postgres` clients that are dropped off any async
+/// runtime. (Dropping a blocking client runs its own small runtime to close the connection,
+/// which panics on a thread that drives async tasks — and the last handle of a pool is often
+/// dropped there, e.g. when `refract serve` shuts down.)
+#[derive(Debug)]
+pub struct PgManager {
+    config: postgres::Config,
+}
+
+impl PgManager {
+    /// Connections made with `config`.
+    pub fn new(config: postgres::Config) -> Self {
+        PgManager { config }
+    }
+}
+
+/// A blocking client that closes off the async runtime when dropped. Derefs to the client.
+pub struct PgClient(Option<postgres::Client>);
+
+impl std::ops::Deref for PgClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_ref().expect("a live client")
+    }
+}
+
+impl std::ops::DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_mut().expect("a live client")
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Detached: nothing waits for a closing connection.
+                let _ = std::thread::Builder::new()
+                    .name("pg-close".into())
+                    .spawn(move || drop(client));
+            } else {
+                drop(client);
+            }
+        }
+    }
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgClient, postgres::Error> {
+        let config = self.config.clone();
+        off_runtime(move || config.connect(NoTls)).map(|c| PgClient(Some(c)))
+    }
+
+    fn is_valid(&self, conn: &mut PgClient) -> Result<(), postgres::Error> {
+        conn.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgClient) -> bool {
+        conn.is_closed()
+    }
+}
 
 /// Serializes managed-metadata writes across replicas (its own key: control-plane writes do not
 /// wait for it).

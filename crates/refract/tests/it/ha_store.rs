@@ -435,8 +435,23 @@ fn master_key_rotation_keeps_every_secret() {
         assert_eq!(v["ok"], true, "{v}");
     };
     test(&cp);
+    // Refused while a control plane runs on the directory.
+    let (ok, printed) = refract(&["store", "rotate-key", "--data-dir", data.to_str().unwrap()]);
+    assert!(!ok && printed.contains("stop every replica"), "{printed}");
     cp.kill();
     let old_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    // A key from the environment needs the new one from the environment too (a random one
+    // would be lost).
+    let out = std::process::Command::new(crate::common::refract_bin())
+        .args(["store", "rotate-key", "--data-dir", data.to_str().unwrap()])
+        .env("REFRACT_MASTER_KEY", old_key.trim())
+        .env_remove("REFRACT_NEW_MASTER_KEY")
+        .env_remove("REFRACT_STORE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("REFRACT_NEW_MASTER_KEY"), "{err}");
+    assert_eq!(std::fs::read_to_string(data.join("master.key")).unwrap(), old_key);
     let (ok, printed) = refract(&["store", "rotate-key", "--data-dir", data.to_str().unwrap()]);
     assert!(ok, "{printed}");
     assert!(printed.contains("resealed"), "{printed}");
@@ -458,8 +473,13 @@ fn dashboard_sessions_work_on_every_replica() {
     let store = StoreDatabase::create();
     let tmp = crate::common::reachable_tempdir();
     let data = tmp.path().join("data");
-    let a = Cp::start_on(&data, 0, Some(&store.url));
-    let b = Cp::start_on(&data, 0, Some(&store.url));
+    // Both replicas start at the same moment on a new data directory: one master key for both
+    // (the second start reads the key the first created).
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| Cp::start_on(&data, 0, Some(&store.url)));
+        let b = scope.spawn(|| Cp::start_on(&data, 0, Some(&store.url)));
+        (a.join().unwrap(), b.join().unwrap())
+    });
     let admin_key = std::fs::read_to_string(data.join("admin-key"))
         .unwrap()
         .trim()
@@ -527,5 +547,9 @@ fn dashboard_sessions_work_on_every_replica() {
         on_a.status(),
         on_a.headers().get("location")
     );
-    drop((a, b));
+    // A replica stops cleanly on SIGTERM (its connections to the store closed off the runtime).
+    let mut a = a;
+    let status = a.terminate().expect("exits on SIGTERM");
+    assert!(status.success(), "SIGTERM: {status:?}");
+    drop(b);
 }

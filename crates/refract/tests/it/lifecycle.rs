@@ -232,6 +232,24 @@ impl Cp {
         }
     }
 
+    /// SIGTERM (graceful shutdown); the exit status, or `None` when it did not exit within 30 s
+    /// (then it is killed).
+    pub(crate) fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     pub(crate) fn restart(&mut self) {
         self.kill();
         let (child, url, out) =
