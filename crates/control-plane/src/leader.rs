@@ -200,12 +200,7 @@ pub async fn run<F>(
             (false, true) => {
                 tracing::warn!(replica = %replica, "this replica is no longer the leader: stopping its reconcilers");
                 leadership.set(false);
-                if let Some((token, tasks)) = term.take() {
-                    token.cancel();
-                    for t in tasks {
-                        let _ = t.await;
-                    }
-                }
+                end_term(term.take()).await;
             }
             _ => {}
         }
@@ -214,15 +209,20 @@ pub async fn run<F>(
             _ = tokio::time::sleep(RENEW) => {}
         }
     }
-    if let Some((token, tasks)) = term.take() {
+    end_term(term.take()).await;
+    leadership.set(false);
+    let (p, r) = (pool.clone(), replica.clone());
+    let _ = tokio::task::spawn_blocking(move || release(&p, &r)).await;
+}
+
+/// Cancels what a term as leader started and waits for it to stop.
+async fn end_term(term: Option<(CancellationToken, Vec<tokio::task::JoinHandle<()>>)>) {
+    if let Some((token, tasks)) = term {
         token.cancel();
         for t in tasks {
             let _ = t.await;
         }
     }
-    leadership.set(false);
-    let (p, r) = (pool.clone(), replica.clone());
-    let _ = tokio::task::spawn_blocking(move || release(&p, &r)).await;
 }
 
 /// Sends a wake-up to every replica (the leader's reconciler acts on it). Best effort: the

@@ -332,13 +332,10 @@ impl SecretStore {
 
     /// The value under `name` (none, logged, when the store cannot be read).
     pub fn get(&self, name: &str) -> Option<String> {
-        match &self.backend {
-            Backend::File { map, .. } => Self::lock(map).get(name).cloned(),
-            Backend::Postgres(_) => self.get_pg(name).unwrap_or_else(|e| {
-                tracing::error!(secret = name, error = %format!("{e:#}"), "cannot read a secret");
-                None
-            }),
-        }
+        self.try_get(name).unwrap_or_else(|e| {
+            tracing::error!(secret = name, error = %format!("{e:#}"), "cannot read a secret");
+            None
+        })
     }
 
     /// Removes `name` (no error when absent).

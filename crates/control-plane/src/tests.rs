@@ -9,6 +9,21 @@ use tower::ServiceExt;
 
 use crate::{open, router, AppState, ServeConfig};
 
+/// The config of an in-process control plane on `dir/data` (master key from a passphrase, no
+/// SQLite roots, the SQLite store and the local runtime): one place for every `oneshot` test.
+pub(crate) fn test_config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".into(),
+        master_key: Some("test passphrase".into()),
+        engine_binary: "refract".into(),
+        http: Default::default(),
+        sqlite_roots: Vec::new(),
+        runtime: Default::default(),
+        store: None,
+    }
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     app: axum::Router,
@@ -18,16 +33,7 @@ struct Harness {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServeConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".into(),
-        master_key: Some("test passphrase".into()),
-        engine_binary: "refract".into(),
-        http: Default::default(),
-        sqlite_roots: Vec::new(),
-        runtime: Default::default(),
-        store: None,
-    };
+    let config = test_config(dir.path());
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
         .unwrap()
@@ -342,16 +348,7 @@ async fn every_error_has_our_shape_even_from_axum_rejections() {
 #[tokio::test]
 async fn managed_routes_go_through_the_same_layers() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServeConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".into(),
-        master_key: Some("test passphrase".into()),
-        engine_binary: "refract".into(),
-        http: Default::default(),
-        sqlite_roots: Vec::new(),
-        runtime: Default::default(),
-        store: None,
-    };
+    let config = test_config(dir.path());
     let service = open(&config).await.unwrap();
     let managed = crate::managed::open(&config.data_dir, &service).unwrap();
     let app = crate::router_with(AppState { service }, Some(managed.router()));

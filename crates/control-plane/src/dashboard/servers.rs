@@ -228,22 +228,20 @@ fn poll(status: &str) -> &'static str {
     }
 }
 
+/// The managed server `id` (the path segment) as `/api/v1` answers it to the signed-in user.
+async fn fetch(s: &DashState, me: &Signed, id: &str) -> Result<Value, PageError> {
+    let id = server_id(id)?;
+    let (status, v) = call(s, me, Method::GET, &format!("/api/v1/databases/{id}"), None).await?;
+    ok(status, v)
+}
+
 /// `GET /ui/servers/{id}`.
 pub async fn show(
     State(s): State<DashState>,
     me: Signed,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let id = server_id(&id)?;
-    let (status, v) = call(
-        &s,
-        &me,
-        Method::GET,
-        &format!("/api/v1/databases/{id}"),
-        None,
-    )
-    .await?;
-    let v = ok(status, v)?;
+    let v = fetch(&s, &me, &id).await?;
     let row = server_row(&v);
     page(&ServerPage {
         nav: me.nav("servers"),
@@ -263,16 +261,7 @@ pub async fn status(
     me: Signed,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let id = server_id(&id)?;
-    let (status, v) = call(
-        &s,
-        &me,
-        Method::GET,
-        &format!("/api/v1/databases/{id}"),
-        None,
-    )
-    .await?;
-    let row = server_row(&ok(status, v)?);
+    let row = server_row(&fetch(&s, &me, &id).await?);
     page(&StatusFragment {
         csrf: me.session.csrf.clone(),
         poll: poll(&row.status),

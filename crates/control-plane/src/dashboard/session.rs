@@ -57,6 +57,20 @@ pub struct Session {
     pub query_keys: Vec<SessionQueryKey>,
 }
 
+impl Session {
+    /// A fresh session of `key`, ending [`LIFETIME`] from now.
+    fn new(key: String) -> Session {
+        Session {
+            key,
+            csrf: random_token(),
+            expires: Instant::now() + LIFETIME,
+            expires_at: chrono::Utc::now()
+                + chrono::TimeDelta::from_std(LIFETIME).unwrap_or_default(),
+            query_keys: Vec::new(),
+        }
+    }
+}
+
 /// Every live session of one dashboard router.
 #[derive(Clone, Default)]
 pub struct Sessions {
@@ -142,14 +156,7 @@ impl Sessions {
     pub fn create(&self, key: String) -> anyhow::Result<(String, Vec<(Session, String)>)> {
         let id = random_token();
         if let Some(secrets) = &self.shared {
-            let session = Session {
-                key,
-                csrf: random_token(),
-                expires: Instant::now() + LIFETIME,
-                expires_at: chrono::Utc::now()
-                    + chrono::TimeDelta::from_std(LIFETIME).unwrap_or_default(),
-                query_keys: Vec::new(),
-            };
+            let session = Session::new(key);
             self.save(secrets, &id, &session)?;
             // Sessions nobody signed out of: gone once they cannot be live any more.
             if let Err(e) = secrets.purge_older(SHARED_PREFIX, LIFETIME) {
@@ -185,17 +192,7 @@ impl Sessions {
         if map.len() >= MAX_SESSIONS {
             anyhow::bail!("too many dashboard sessions at once: try again later");
         }
-        map.insert(
-            id.clone(),
-            Session {
-                key,
-                csrf: random_token(),
-                expires: now + LIFETIME,
-                expires_at: chrono::Utc::now()
-                    + chrono::TimeDelta::from_std(LIFETIME).unwrap_or_default(),
-                query_keys: Vec::new(),
-            },
-        );
+        map.insert(id.clone(), Session::new(key));
         Ok((id, gone))
     }
 

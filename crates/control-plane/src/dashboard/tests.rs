@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::{open, router, AppState, ServeConfig};
+use crate::{open, router, AppState};
 
 struct H {
     _dir: tempfile::TempDir,
@@ -17,16 +17,7 @@ struct H {
 
 async fn harness() -> H {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServeConfig {
-        data_dir: dir.path().join("data"),
-        listen: "127.0.0.1:0".into(),
-        master_key: Some("test passphrase".into()),
-        engine_binary: "refract".into(),
-        http: Default::default(),
-        sqlite_roots: Vec::new(),
-        store: None,
-        runtime: Default::default(),
-    };
+    let config = crate::tests::test_config(dir.path());
     let service = open(&config).await.unwrap();
     let admin = std::fs::read_to_string(config.data_dir.join("admin-key"))
         .unwrap()

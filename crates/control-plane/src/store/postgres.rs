@@ -64,11 +64,10 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The connection pool of the PostgreSQL store (the secret store and the managed servers'
 /// metadata share it).
 pub use refract_managed::store::PgPool;
-type Pool = PgPool;
 
 /// PostgreSQL metadata store.
 pub struct PostgresStore {
-    pool: Pool,
+    pool: PgPool,
     url: String,
 }
 

@@ -450,8 +450,14 @@ fn master_key_rotation_keeps_every_secret() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("REFRACT_NEW_MASTER_KEY"), "{err}");
-    assert_eq!(std::fs::read_to_string(data.join("master.key")).unwrap(), old_key);
+    assert!(
+        !out.status.success() && err.contains("REFRACT_NEW_MASTER_KEY"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("master.key")).unwrap(),
+        old_key
+    );
     let (ok, printed) = refract(&["store", "rotate-key", "--data-dir", data.to_str().unwrap()]);
     assert!(ok, "{printed}");
     assert!(printed.contains("resealed"), "{printed}");
