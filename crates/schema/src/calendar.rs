@@ -12,9 +12,15 @@ pub fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-/// Days since 1970-01-01 of year `y`, month `m`, day `d` (`None` when that is not a date).
+/// Years further from year 0 than this are no date anything here holds (an `i32` of days spans
+/// ±5.8 million years, an `i64` of microseconds ±292 thousand); refusing them keeps the
+/// arithmetic below far from overflowing whatever year a source or a query sends.
+const MAX_ABS_YEAR: i64 = 1_000_000_000;
+
+/// Days since 1970-01-01 of year `y`, month `m`, day `d` (`None` when that is not a date, or the
+/// year is beyond ±1 000 000 000).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+    if y.unsigned_abs() > MAX_ABS_YEAR.unsigned_abs() || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
         return None;
     }
     let y = if m <= 2 { y - 1 } else { y };
@@ -51,6 +57,10 @@ mod tests {
         assert_eq!(days_from_civil(2023, 2, 29), None);
         assert_eq!(days_from_civil(2024, 13, 1), None);
         assert_eq!(days_from_civil(0, 1, 1), Some(-719_528));
+        // Years no source can hold are not dates (and never overflow: a fuzzer found this).
+        assert_eq!(days_from_civil(65_555_555_555_555_505, 10, 11), None);
+        assert_eq!(days_from_civil(i64::MIN, 1, 1), None);
+        assert!(days_from_civil(MAX_ABS_YEAR, 12, 31).is_some());
         for days in (-800_000..800_000).step_by(997) {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), Some(days));
