@@ -69,6 +69,9 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--log-bin=binlog".into(),
         "--binlog-format=ROW".into(),
         "--binlog-row-image=FULL".into(),
+        // A standby logs what it applies, so that once promoted its binary log holds everything
+        // and new standbys can be built from it (automatic failover).
+        "--log-slave-updates".into(),
         "--character-set-server=utf8mb4".into(),
         "--collation-server=utf8mb4_unicode_ci".into(),
     ];
@@ -80,7 +83,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
 }
 
 /// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
-async fn socket_sql(ctx: &Ctx, node: usize, sql: &str, vertical: bool) -> anyhow::Result<String> {
+pub(super) async fn socket_sql(ctx: &Ctx, node: usize, sql: &str, vertical: bool) -> anyhow::Result<String> {
     let client = ctx
         .bins
         .mariadb_client

@@ -12,6 +12,7 @@ mod mariadb;
 mod mongodb;
 mod postgres;
 mod redis;
+mod standby;
 
 use refract_runtime::InstanceSpec;
 
@@ -19,6 +20,7 @@ use crate::api::{Credentials, DbType, ReplicaHealth};
 use crate::os;
 
 use context::LOGIN_TIMEOUT;
+pub use standby::{data_present, position, promote, set_sync};
 pub use context::{
     database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ADMIN_USER, APP_USER,
     HOST, REPLICATION_USER, SECRET_ROLES,
