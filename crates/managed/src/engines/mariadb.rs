@@ -75,6 +75,16 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--character-set-server=utf8mb4".into(),
         "--collation-server=utf8mb4_unicode_ci".into(),
     ];
+    // Semi-synchronous replication (built into MariaDB): a commit returns once a standby has
+    // the transaction in its relay log (AFTER_SYNC), or after 10 s without one; with no
+    // standby connected it does not wait at all.
+    args.extend([
+        "--rpl-semi-sync-master-enabled=ON".to_string(),
+        "--rpl-semi-sync-slave-enabled=ON".into(),
+        "--rpl-semi-sync-master-wait-point=AFTER_SYNC".into(),
+        "--rpl-semi-sync-master-wait-no-slave=OFF".into(),
+        "--rpl-semi-sync-master-timeout=10000".into(),
+    ]);
     if node > 0 {
         args.push("--read-only".into());
         args.push("--relay-log=relay-bin".into());

@@ -306,3 +306,107 @@ async fn redis_fails_over_to_its_replica() {
     .await;
     h.delete_and_check_gone(&id).await;
 }
+
+async fn my(url: &str) -> Option<mysql_async::Conn> {
+    let opts = mysql_async::Opts::from_url(url).ok()?;
+    tokio::time::timeout(Duration::from_secs(3), mysql_async::Conn::new(opts))
+        .await
+        .ok()?
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_fails_over_to_its_standby() {
+    use mysql_async::prelude::Queryable;
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Mysql) {
+        return;
+    }
+    let id = h
+        .create(json!({"name": "ha-mysql", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    h.wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    wait_streaming(&h, &id).await;
+    let url = h.credentials(&id).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Semi-synchronous once the standby is connected: an acknowledged commit is in its relay log.
+    h.wait_for("semi-synchronous replication", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let Some(mut c) = my(&url).await else { return false };
+            let on: Option<(String, String)> = c
+                .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
+                .await
+                .ok()
+                .flatten();
+            on.is_some_and(|(_, v)| v == "ON")
+        }
+    })
+    .await;
+    let mut c = my(&url).await.unwrap();
+    c.query_drop("CREATE TABLE items (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    for i in 1..=ROWS {
+        c.exec_drop("INSERT INTO items VALUES (?)", (i,))
+            .await
+            .unwrap();
+    }
+    let waits: Option<(String, String)> = c
+        .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")
+        .await
+        .unwrap();
+    let yes: i64 = waits.unwrap().1.parse().unwrap();
+    assert!(yes >= ROWS, "every insert was acknowledged by the standby ({yes})");
+    drop(c);
+
+    let since = Instant::now();
+    let old_pid = destroy_primary(&h, &id);
+    let took = first_write_after(since, || {
+        let url = url.clone();
+        async move {
+            let Some(mut c) = my(&url).await else { return false };
+            c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 1,))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    eprintln!("mysql failover: writes succeed again {took:?} after the primary was destroyed");
+
+    let mut c = my(&url).await.unwrap();
+    let row: Option<(i64, i64, i64)> = c
+        .query_first("SELECT COUNT(*), MIN(id), MAX(id) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(row, Some((ROWS + 1, 1, ROWS + 1)), "every acknowledged write survives");
+    let read_only: Option<i64> = c.query_first("SELECT @@read_only").await.unwrap();
+    assert_eq!(read_only, Some(0), "the connection string reaches the new primary");
+    assert!(!alive(old_pid), "the old primary is gone");
+    assert_failover_event(&h, &id).await;
+
+    // A new standby is rebuilt from the new primary and receives its writes.
+    let standby = wait_streaming(&h, &id).await;
+    c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 2,))
+        .await
+        .unwrap();
+    let u = parse_url(&url);
+    let standby_url = format!(
+        "mysql://{}:{}@{}:{}/{}",
+        u.user, u.password, standby["host"].as_str().unwrap(), standby["port"], u.path
+    );
+    h.wait_for("the new standby to apply", Duration::from_secs(30), || {
+        let standby_url = standby_url.clone();
+        async move {
+            let Some(mut s) = my(&standby_url).await else { return false };
+            let n: Option<i64> = s.query_first("SELECT COUNT(*) FROM items").await.ok().flatten();
+            n == Some(ROWS + 2)
+        }
+    })
+    .await;
+    drop(c);
+    h.delete_and_check_gone(&id).await;
+}
