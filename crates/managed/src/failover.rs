@@ -170,27 +170,139 @@ mod tests {
         let mongo = db(DbType::Mongodb);
         let cases: Vec<(&str, &DbRecord, Vec<bool>, Seen, Verdict)> = vec![
             // A healthy primary is never demoted, whatever else is seen.
-            ("healthy", &pg, vec![true, true], seen(60, true, 9), Verdict::Normal),
-            ("healthy, no standby", &pg, vec![true, false], seen(60, true, 9), Verdict::Normal),
+            (
+                "healthy",
+                &pg,
+                vec![true, true],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
+            (
+                "healthy, no standby",
+                &pg,
+                vec![true, false],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
             // A crash is restarted in place.
-            ("a crash", &pg, vec![false, true], seen(60, false, 0), Verdict::Normal),
-            ("one failed restart", &pg, vec![false, true], seen(60, false, 1), Verdict::Normal),
+            (
+                "a crash",
+                &pg,
+                vec![false, true],
+                seen(60, false, 0),
+                Verdict::Normal,
+            ),
+            (
+                "one failed restart",
+                &pg,
+                vec![false, true],
+                seen(60, false, 1),
+                Verdict::Normal,
+            ),
             // Lost: confirmed over CONFIRM first, without restarting it meanwhile.
-            ("data gone, just seen", &pg, vec![false, true], seen(1, true, 0), Verdict::Wait),
-            ("data gone, first pass", &pg, vec![false, true], Seen { dead_for: None, data_lost: true, restarts: 0, reported: false }, Verdict::Wait),
-            ("data gone, confirmed", &pg, vec![false, true], seen(3, true, 0), Verdict::Failover(lost.clone())),
-            ("restarts failed", &pg, vec![false, true], seen(5, false, 2), Verdict::Failover(failed)),
-            ("crash loop", &looping, vec![false, true], seen(5, false, 0), Verdict::Failover("primary n0 lost: its process is dead and 1 restarts failed".into())),
+            (
+                "data gone, just seen",
+                &pg,
+                vec![false, true],
+                seen(1, true, 0),
+                Verdict::Wait,
+            ),
+            (
+                "data gone, first pass",
+                &pg,
+                vec![false, true],
+                Seen {
+                    dead_for: None,
+                    data_lost: true,
+                    restarts: 0,
+                    reported: false,
+                },
+                Verdict::Wait,
+            ),
+            (
+                "data gone, confirmed",
+                &pg,
+                vec![false, true],
+                seen(3, true, 0),
+                Verdict::Failover(lost.clone()),
+            ),
+            (
+                "restarts failed",
+                &pg,
+                vec![false, true],
+                seen(5, false, 2),
+                Verdict::Failover(failed),
+            ),
+            (
+                "crash loop",
+                &looping,
+                vec![false, true],
+                seen(5, false, 0),
+                Verdict::Failover(
+                    "primary n0 lost: its process is dead and 1 restarts failed".into(),
+                ),
+            ),
             // No healthy standby: reported once, nothing promoted.
-            ("no standby", &pg, vec![false, false], seen(5, true, 0), Verdict::NoStandby(lost.clone())),
-            ("no standby, reported", &pg, vec![false, false], Seen { reported: true, ..seen(5, true, 0) }, Verdict::Normal),
-            ("standby not observed", &pg, vec![false], seen(5, true, 0), Verdict::NoStandby(lost)),
+            (
+                "no standby",
+                &pg,
+                vec![false, false],
+                seen(5, true, 0),
+                Verdict::NoStandby(lost.clone()),
+            ),
+            (
+                "no standby, reported",
+                &pg,
+                vec![false, false],
+                Seen {
+                    reported: true,
+                    ..seen(5, true, 0)
+                },
+                Verdict::Normal,
+            ),
+            (
+                "standby not observed",
+                &pg,
+                vec![false],
+                seen(5, true, 0),
+                Verdict::NoStandby(lost),
+            ),
             // Not eligible: no standby wanted or built, not meant to run, a restart pending, MongoDB.
-            ("replicas 1", &one, vec![false], seen(60, true, 9), Verdict::Normal),
-            ("standby still building", &building, vec![false, true], seen(60, true, 9), Verdict::Normal),
-            ("stopped", &stopped, vec![false, false], seen(60, true, 9), Verdict::Normal),
-            ("restart requested", &restarting, vec![false, true], seen(60, true, 9), Verdict::Normal),
-            ("mongodb", &mongo, vec![false, true], seen(60, true, 9), Verdict::Normal),
+            (
+                "replicas 1",
+                &one,
+                vec![false],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
+            (
+                "standby still building",
+                &building,
+                vec![false, true],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
+            (
+                "stopped",
+                &stopped,
+                vec![false, false],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
+            (
+                "restart requested",
+                &restarting,
+                vec![false, true],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
+            (
+                "mongodb",
+                &mongo,
+                vec![false, true],
+                seen(60, true, 9),
+                Verdict::Normal,
+            ),
         ];
         for (name, d, alive, s, want) in cases {
             assert_eq!(judge(d, &alive, &s), want, "{name}");

@@ -153,7 +153,9 @@ impl ManagedService {
         let ctx = self.ctx(&fresh)?;
         let port = ctx.port(0);
         if let Err(e) = self.start_node_retrying(&ctx, 0).await {
-            let message = format!("{reason}; standby n{k} was promoted but does not start as the primary: {e:#}");
+            let message = format!(
+                "{reason}; standby n{k} was promoted but does not start as the primary: {e:#}"
+            );
             self.record_event(&id, "failover_failed", &message);
             return self.fail(&id, ErrorKind::Runtime, message).await;
         }

@@ -249,7 +249,12 @@ impl ManagedService {
         Ok(out.map(|(_, d)| d))
     }
 
-    pub(crate) async fn fail(&self, id: &str, kind: ErrorKind, message: String) -> Result<(), ManagedError> {
+    pub(crate) async fn fail(
+        &self,
+        id: &str,
+        kind: ErrorKind,
+        message: String,
+    ) -> Result<(), ManagedError> {
         tracing::warn!(db = %id, kind = ?kind, %message, "managed database error");
         self.progress(id, move |d| {
             d.status = Status::Error;

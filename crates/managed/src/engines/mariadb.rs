@@ -93,7 +93,12 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
 }
 
 /// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
-pub(super) async fn socket_sql(ctx: &Ctx, node: usize, sql: &str, vertical: bool) -> anyhow::Result<String> {
+pub(super) async fn socket_sql(
+    ctx: &Ctx,
+    node: usize,
+    sql: &str,
+    vertical: bool,
+) -> anyhow::Result<String> {
     let client = ctx
         .bins
         .mariadb_client

@@ -32,8 +32,8 @@ pub fn data_present(db_type: DbType, dir: &Path) -> bool {
 pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
     match ctx.db.db_type {
         DbType::Postgresql => {
-            let c = postgres::connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres")
-                .await?;
+            let c =
+                postgres::connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
             let row = c
                 .query_one(
                     "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint",
@@ -76,8 +76,8 @@ pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
 pub async fn promote(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     match ctx.db.db_type {
         DbType::Postgresql => {
-            let c = postgres::connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres")
-                .await?;
+            let c =
+                postgres::connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
             let row = c
                 .query_one(
                     &format!("SELECT pg_promote(true, {})", APPLY_TIMEOUT.as_secs()),
@@ -98,7 +98,8 @@ pub async fn promote(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
             let status = mariadb::socket_sql(ctx, node, "SHOW SLAVE STATUS;\n", true).await?;
             let io = field(&status, "Gtid_IO_Pos").unwrap_or_default();
             anyhow::ensure!(
-                io.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
+                io.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
                 "unexpected Gtid_IO_Pos {io:?}"
             );
             if !io.is_empty() {
@@ -197,6 +198,9 @@ mod tests {
             field("*** 1. row ***\n  Gtid_IO_Pos: 0-1-9\n", "Gtid_IO_Pos").as_deref(),
             Some("0-1-9")
         );
-        assert_eq!(field("  Gtid_IO_Pos: \n", "Gtid_IO_Pos").as_deref(), Some(""));
+        assert_eq!(
+            field("  Gtid_IO_Pos: \n", "Gtid_IO_Pos").as_deref(),
+            Some("")
+        );
     }
 }

@@ -69,7 +69,9 @@ async fn assert_failover_event(h: &Harness, id: &str) -> Value {
     assert_eq!(failovers.len(), 1, "{v}");
     let message = failovers[0]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("failover: node 0 → node 1, reason: primary n0 lost: its data directory is gone"),
+        message.starts_with(
+            "failover: node 0 → node 1, reason: primary n0 lost: its data directory is gone"
+        ),
         "{message}"
     );
     v
@@ -145,7 +147,11 @@ async fn postgresql_fails_over_to_its_standby() {
         .await
         .unwrap();
     assert_eq!(
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)),
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
         (ROWS + 1, 1, ROWS + 1),
         "every acknowledged write survives"
     );
@@ -154,7 +160,10 @@ async fn postgresql_fails_over_to_its_standby() {
         .await
         .unwrap()
         .get(0);
-    assert!(!in_recovery, "the connection string reaches the new primary");
+    assert!(
+        !in_recovery,
+        "the connection string reaches the new primary"
+    );
     assert!(!alive(old_pid), "the old primary is gone");
     assert_failover_event(&h, &id).await;
 
@@ -166,12 +175,18 @@ async fn postgresql_fails_over_to_its_standby() {
     let u = parse_url(&url);
     let standby_url = format!(
         "postgresql://{}:{}@{}:{}/{}?sslmode=disable",
-        u.user, u.password, standby["host"].as_str().unwrap(), standby["port"], u.path
+        u.user,
+        u.password,
+        standby["host"].as_str().unwrap(),
+        standby["port"],
+        u.path
     );
     h.wait_for("the new standby to replay", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
         async move {
-            let Ok(s) = pg(&standby_url).await else { return false };
+            let Ok(s) = pg(&standby_url).await else {
+                return false;
+            };
             s.query_one("SELECT count(*) FROM items", &[])
                 .await
                 .is_ok_and(|r| r.get::<_, i64>(0) == ROWS + 2)
@@ -258,7 +273,10 @@ async fn redis_fails_over_to_its_replica() {
             let Some(mut s) = redis_login(&url).await else {
                 return false;
             };
-            redis_call(&mut s, &["SET", "after", "failover"]).await.as_deref() == Some("+OK")
+            redis_call(&mut s, &["SET", "after", "failover"])
+                .await
+                .as_deref()
+                == Some("+OK")
         }
     })
     .await;
@@ -272,7 +290,9 @@ async fn redis_fails_over_to_its_replica() {
     );
     for i in [1, ROWS / 2, ROWS] {
         assert_eq!(
-            redis_call(&mut s, &["GET", &format!("k{i}")]).await.as_deref(),
+            redis_call(&mut s, &["GET", &format!("k{i}")])
+                .await
+                .as_deref(),
             Some("v")
         );
     }
@@ -294,15 +314,19 @@ async fn redis_fails_over_to_its_replica() {
         replica["host"].as_str().unwrap(),
         replica["port"]
     );
-    h.wait_for("the new replica to replicate", Duration::from_secs(30), || {
-        let replica_url = replica_url.clone();
-        async move {
-            let Some(mut r) = redis_login(&replica_url).await else {
-                return false;
-            };
-            redis_call(&mut r, &["GET", "later"]).await.as_deref() == Some("x")
-        }
-    })
+    h.wait_for(
+        "the new replica to replicate",
+        Duration::from_secs(30),
+        || {
+            let replica_url = replica_url.clone();
+            async move {
+                let Some(mut r) = redis_login(&replica_url).await else {
+                    return false;
+                };
+                redis_call(&mut r, &["GET", "later"]).await.as_deref() == Some("x")
+            }
+        },
+    )
     .await;
     h.delete_and_check_gone(&id).await;
 }
@@ -333,18 +357,24 @@ async fn mysql_fails_over_to_its_standby() {
         .unwrap()
         .to_string();
     // Semi-synchronous once the standby is connected: an acknowledged commit is in its relay log.
-    h.wait_for("semi-synchronous replication", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move {
-            let Some(mut c) = my(&url).await else { return false };
-            let on: Option<(String, String)> = c
-                .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
-                .await
-                .ok()
-                .flatten();
-            on.is_some_and(|(_, v)| v == "ON")
-        }
-    })
+    h.wait_for(
+        "semi-synchronous replication",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move {
+                let Some(mut c) = my(&url).await else {
+                    return false;
+                };
+                let on: Option<(String, String)> = c
+                    .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
+                    .await
+                    .ok()
+                    .flatten();
+                on.is_some_and(|(_, v)| v == "ON")
+            }
+        },
+    )
     .await;
     let mut c = my(&url).await.unwrap();
     c.query_drop("CREATE TABLE items (id bigint PRIMARY KEY)")
@@ -360,7 +390,10 @@ async fn mysql_fails_over_to_its_standby() {
         .await
         .unwrap();
     let yes: i64 = waits.unwrap().1.parse().unwrap();
-    assert!(yes >= ROWS, "every insert was acknowledged by the standby ({yes})");
+    assert!(
+        yes >= ROWS,
+        "every insert was acknowledged by the standby ({yes})"
+    );
     drop(c);
 
     let since = Instant::now();
@@ -368,7 +401,9 @@ async fn mysql_fails_over_to_its_standby() {
     let took = first_write_after(since, || {
         let url = url.clone();
         async move {
-            let Some(mut c) = my(&url).await else { return false };
+            let Some(mut c) = my(&url).await else {
+                return false;
+            };
             c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 1,))
                 .await
                 .is_ok()
@@ -382,9 +417,17 @@ async fn mysql_fails_over_to_its_standby() {
         .query_first("SELECT COUNT(*), MIN(id), MAX(id) FROM items")
         .await
         .unwrap();
-    assert_eq!(row, Some((ROWS + 1, 1, ROWS + 1)), "every acknowledged write survives");
+    assert_eq!(
+        row,
+        Some((ROWS + 1, 1, ROWS + 1)),
+        "every acknowledged write survives"
+    );
     let read_only: Option<i64> = c.query_first("SELECT @@read_only").await.unwrap();
-    assert_eq!(read_only, Some(0), "the connection string reaches the new primary");
+    assert_eq!(
+        read_only,
+        Some(0),
+        "the connection string reaches the new primary"
+    );
     assert!(!alive(old_pid), "the old primary is gone");
     assert_failover_event(&h, &id).await;
 
@@ -396,13 +439,23 @@ async fn mysql_fails_over_to_its_standby() {
     let u = parse_url(&url);
     let standby_url = format!(
         "mysql://{}:{}@{}:{}/{}",
-        u.user, u.password, standby["host"].as_str().unwrap(), standby["port"], u.path
+        u.user,
+        u.password,
+        standby["host"].as_str().unwrap(),
+        standby["port"],
+        u.path
     );
     h.wait_for("the new standby to apply", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
         async move {
-            let Some(mut s) = my(&standby_url).await else { return false };
-            let n: Option<i64> = s.query_first("SELECT COUNT(*) FROM items").await.ok().flatten();
+            let Some(mut s) = my(&standby_url).await else {
+                return false;
+            };
+            let n: Option<i64> = s
+                .query_first("SELECT COUNT(*) FROM items")
+                .await
+                .ok()
+                .flatten();
             n == Some(ROWS + 2)
         }
     })
