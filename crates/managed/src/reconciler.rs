@@ -468,12 +468,29 @@ impl ManagedService {
             .await?;
         }
         let ctx = self.ctx(&db)?;
+        // Every node is tried: a standby still starts when a lost primary cannot (it may then
+        // be promoted, `failover.rs`).
+        let mut errors = Vec::new();
+        if !nodes.contains(&0) {
+            // A standby is down: the running primary must not wait for it to commit (the check
+            // turns synchronous commit on again once a standby streams).
+            if let Err(e) = engines::set_sync(&ctx, false).await {
+                tracing::debug!(db = %id, error = %format!("{e:#}"), "cannot turn synchronous commit off");
+            }
+        }
         for n in &nodes {
             if let Err(e) = self.start_node_retrying(&ctx, *n).await {
-                self.fail(&id, ErrorKind::Runtime, format!("cannot start: {e:#}"))
-                    .await?;
-                return Ok(());
+                errors.push(format!("{e:#}"));
             }
+        }
+        if !errors.is_empty() {
+            self.fail(
+                &id,
+                ErrorKind::Runtime,
+                format!("cannot start: {}", errors.join("; ")),
+            )
+            .await?;
+            return Ok(());
         }
         self.verify(db).await
     }

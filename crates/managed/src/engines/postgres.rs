@@ -156,7 +156,21 @@ pub(super) async fn connect(
 }
 
 pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<()> {
-    let client = connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    // The port accepts connections a moment before the server does ("the database system is
+    // starting up"), which a loaded machine makes long enough to hit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let client = loop {
+        match connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await {
+            Ok(c) => break c,
+            Err(e)
+                if format!("{e:#}").contains("starting up")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let db = ctx.database();
     // A failing statement must not be logged with its text: it holds a password.
     let sql = format!(

@@ -68,6 +68,7 @@ async fn assert_failover_event(h: &Harness, id: &str) -> Value {
         .collect();
     assert_eq!(failovers.len(), 1, "{v}");
     let message = failovers[0]["message"].as_str().unwrap();
+    eprintln!("event: {message}");
     assert!(
         message.starts_with(
             "failover: node 0 → node 1, reason: primary n0 lost: its data directory is gone"
@@ -87,6 +88,20 @@ async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
+/// Synchronous commit once the standby streams: an acknowledged commit is on the standby.
+async fn wait_synchronous(h: &Harness, url: &str) {
+    h.wait_for("synchronous commit", Duration::from_secs(30), || {
+        let url = url.to_string();
+        async move {
+            let Ok(c) = pg(&url).await else { return false };
+            c.query_one("SHOW synchronous_standby_names", &[])
+                .await
+                .is_ok_and(|r| r.get::<_, String>(0) == "ANY 1 (*)")
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_fails_over_to_its_standby() {
     let h = Harness::new(Options::default());
@@ -104,17 +119,7 @@ async fn postgresql_fails_over_to_its_standby() {
         .unwrap()
         .to_string();
     let client = pg(&url).await.unwrap();
-    // Synchronous commit once the standby streams: an acknowledged commit is on the standby.
-    h.wait_for("synchronous commit", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move {
-            let Ok(c) = pg(&url).await else { return false };
-            c.query_one("SHOW synchronous_standby_names", &[])
-                .await
-                .is_ok_and(|r| r.get::<_, String>(0) == "ANY 1 (*)")
-        }
-    })
-    .await;
+    wait_synchronous(&h, &url).await;
     client
         .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY)")
         .await
@@ -460,6 +465,88 @@ async fn mysql_fails_over_to_its_standby() {
         }
     })
     .await;
+    drop(c);
+    h.delete_and_check_gone(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_healthy_standby_means_no_promotion_until_one_runs() {
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Postgresql) {
+        return;
+    }
+    let id = h
+        .create(json!({"name": "ha-none", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    h.wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    wait_streaming(&h, &id).await;
+    let url = h.credentials(&id).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_synchronous(&h, &url).await;
+    let c = pg(&url).await.unwrap();
+    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1)")
+        .await
+        .unwrap();
+    drop(c);
+
+    // The standby dies with the primary: nothing can be promoted, and the API says so.
+    let standby_pid = h.pid(&id, 1);
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{standby_pid}")])
+        .status();
+    destroy_primary(&h, &id);
+    let path = format!("/api/v1/databases/{id}/events");
+    h.wait_for(
+        "a failover_impossible event",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = h.get(&path).await;
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|e| e["kind"] == "failover_impossible"))
+        },
+    )
+    .await;
+    let (_, events) = h.get(&path).await;
+    let first = &events.as_array().unwrap()[0];
+    assert_eq!(first["kind"], "failover_impossible", "{events}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("no healthy standby to promote, so nothing was promoted"),
+        "{events}"
+    );
+
+    // The reconciler restarts the standby (the primary has nothing to start from); once it runs,
+    // it is promoted and the committed row is served through the same connection string.
+    let since = Instant::now();
+    let took = first_write_after(since, || {
+        let url = url.clone();
+        async move {
+            let Ok(c) = pg(&url).await else { return false };
+            c.execute("INSERT INTO items VALUES (2)", &[]).await.is_ok()
+        }
+    })
+    .await;
+    eprintln!("recovered {took:?} after the impossible failover was reported");
+    let c = pg(&url).await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    let (_, events) = h.get(&path).await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["failover_impossible", "failover"], "{events}");
     drop(c);
     h.delete_and_check_gone(&id).await;
 }
