@@ -112,11 +112,13 @@ impl Watch {
         (Some(since.elapsed()), reported)
     }
 
-    /// Remembers that the loss of `db`'s primary was reported.
-    pub fn reported(&mut self, db: &str) {
-        if let Some(e) = self.dead_since.get_mut(db) {
-            e.1 = true;
-        }
+    /// Remembers that the loss of `db`'s primary was reported; returns whether it already was.
+    pub fn reported(&mut self, db: &str) -> bool {
+        let e = self
+            .dead_since
+            .entry(db.to_string())
+            .or_insert((Instant::now(), false));
+        std::mem::replace(&mut e.1, true)
     }
 
     /// Forgets `db` (after a failover, or when it is gone).
@@ -326,7 +328,8 @@ mod tests {
         assert_eq!(w.observe("a", true), (None, false));
         let (d, r) = w.observe("a", false);
         assert!(d.unwrap() < CONFIRM && !r);
-        w.reported("a");
+        assert!(!w.reported("a"));
+        assert!(w.reported("a"), "reported once per loss");
         assert!(w.observe("a", false).1);
         assert_eq!(w.observe("a", true), (None, false));
         assert!(!w.observe("a", false).1, "a new loss is reported again");

@@ -53,7 +53,12 @@ impl ManagedService {
         db: DbRecord,
         reason: String,
     ) -> Result<(), ManagedError> {
-        lock(&self.inner.failover).reported(&db.id);
+        if lock(&self.inner.failover).reported(&db.id) {
+            // Said already for this loss (a standby that is starting cannot answer yet): look
+            // again shortly, without another event.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok(());
+        }
         let message = format!("{reason}; no healthy standby to promote, so nothing was promoted (the primary is restarted if it can be)");
         self.record_event(&db.id, "failover_impossible", &message);
         self.fail(&db.id, ErrorKind::Runtime, message).await

@@ -539,6 +539,12 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
+    h.wait_for("the failover event", Duration::from_secs(10), || async {
+        let (_, v) = h.get(&path).await;
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "failover"))
+    })
+    .await;
     let (_, events) = h.get(&path).await;
     let kinds: Vec<&str> = events
         .as_array()
