@@ -38,6 +38,7 @@ impl ManagedService {
             .route("/api/v1/databases/{id}/credentials", get(credentials))
             .route("/api/v1/databases/{id}/actions", post(action))
             .route("/api/v1/databases/{id}/connection", post(create_connection))
+            .route("/api/v1/databases/{id}/events", get(events))
             .route("/api/v1/{*rest}", any(no_route))
             .with_state(self.clone())
     }
@@ -49,7 +50,7 @@ impl ManagedService {
 #[openapi(
     paths(
         create_token, list_tokens, delete_token, create_database, list_databases, get_database,
-        update_database, delete_database, credentials, action, create_connection,
+        update_database, delete_database, credentials, action, create_connection, events,
     ),
     components(schemas(ErrorBody)),
     tags((name = "managed", description = "Managed database servers (`dkc_` API tokens or management keys)"))
@@ -252,4 +253,13 @@ async fn create_connection(
         StatusCode::CREATED,
         Json(s.create_connection(&caller, &id, req).await?),
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/databases/{id}/events", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Vec<crate::events::Event>, description = "the database's events, oldest first (failovers)"), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs")))]
+async fn events(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<Vec<crate::events::Event>>> {
+    Ok(Json(s.events(&caller, &id).await?))
 }

@@ -41,9 +41,12 @@ pub mod api;
 pub mod catalog;
 mod engines;
 mod error;
+mod events;
+pub mod failover;
 mod hooks;
 mod http;
 pub mod os;
+mod promotion;
 pub mod reconciler;
 mod service;
 pub mod store;
@@ -54,6 +57,7 @@ pub use engines::{
     database_name, instance_id, secret_name, ADMIN_USER, APP_USER, HOST, REPLICATION_USER,
 };
 pub use error::ManagedError;
+pub use events::Event;
 pub use hooks::{
     Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys, Quota,
     QuotaPolicy, RegistrarError, SecretVault, SourceBackend, StaticKeys,

@@ -90,7 +90,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn need_read(&self) -> Result<(), ManagedError> {
+    pub(crate) fn need_read(&self) -> Result<(), ManagedError> {
         if self.access.read {
             Ok(())
         } else {
@@ -145,6 +145,8 @@ pub(crate) struct Inner {
     pub(crate) health: Mutex<HashMap<String, Vec<ReplicaHealth>>>,
     /// When each database was last checked (storage, replication).
     pub(crate) checked: Mutex<HashMap<String, Instant>>,
+    /// How long each primary has been seen dead (automatic failover).
+    pub(crate) failover: Mutex<crate::failover::Watch>,
 }
 
 /// Locks a mutex of plain data, ignoring poisoning (a panic cannot leave it half-changed).
@@ -210,6 +212,7 @@ impl ManagedService {
                 crashes: Mutex::new(HashMap::new()),
                 health: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
+                failover: Mutex::new(crate::failover::Watch::default()),
             }),
         };
         if has_servers {
@@ -555,7 +558,7 @@ impl ManagedService {
     }
 
     /// The record of `id` if it belongs to the caller (404 otherwise, for other customers too).
-    async fn owned(&self, caller: &Caller, id: &str) -> Result<DbRecord, ManagedError> {
+    pub(crate) async fn owned(&self, caller: &Caller, id: &str) -> Result<DbRecord, ManagedError> {
         let key = id.to_string();
         match self.db(move |s| Ok(s.get_database(&key)?)).await? {
             Some(d) if d.customer_id == caller.customer => Ok(d),

@@ -69,9 +69,22 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--log-bin=binlog".into(),
         "--binlog-format=ROW".into(),
         "--binlog-row-image=FULL".into(),
+        // A standby logs what it applies, so that once promoted its binary log holds everything
+        // and new standbys can be built from it (automatic failover).
+        "--log-slave-updates".into(),
         "--character-set-server=utf8mb4".into(),
         "--collation-server=utf8mb4_unicode_ci".into(),
     ];
+    // Semi-synchronous replication (built into MariaDB): a commit returns once a standby has
+    // the transaction in its relay log (AFTER_SYNC), or after 10 s without one; with no
+    // standby connected it does not wait at all.
+    args.extend([
+        "--rpl-semi-sync-master-enabled=ON".to_string(),
+        "--rpl-semi-sync-slave-enabled=ON".into(),
+        "--rpl-semi-sync-master-wait-point=AFTER_SYNC".into(),
+        "--rpl-semi-sync-master-wait-no-slave=OFF".into(),
+        "--rpl-semi-sync-master-timeout=10000".into(),
+    ]);
     if node > 0 {
         args.push("--read-only".into());
         args.push("--relay-log=relay-bin".into());
@@ -80,7 +93,12 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
 }
 
 /// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
-async fn socket_sql(ctx: &Ctx, node: usize, sql: &str, vertical: bool) -> anyhow::Result<String> {
+pub(super) async fn socket_sql(
+    ctx: &Ctx,
+    node: usize,
+    sql: &str,
+    vertical: bool,
+) -> anyhow::Result<String> {
     let client = ctx
         .bins
         .mariadb_client

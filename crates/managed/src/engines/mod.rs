@@ -12,6 +12,7 @@ mod mariadb;
 mod mongodb;
 mod postgres;
 mod redis;
+mod standby;
 
 use refract_runtime::InstanceSpec;
 
@@ -23,6 +24,7 @@ pub use context::{
     database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ADMIN_USER, APP_USER,
     HOST, REPLICATION_USER, SECRET_ROLES,
 };
+pub use standby::{data_present, position, promote, set_sync};
 
 /// Creates node `node`'s data directory (the caller removed any previous one): `initdb`,
 /// `mariadb-install-db`, `pg_basebackup` from the primary, …

@@ -93,8 +93,22 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
 }
 
 pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
+    // A primary with standbys commits synchronously (see `write_conf`); the check turns it off
+    // while no standby streams.
+    write_conf(ctx, node, node == 0 && ctx.db.nodes_ready >= 2)?;
+    ctx.server_spec(
+        node,
+        &bin(ctx, "postgres")?,
+        vec!["-D".into(), ctx.node_dir(node).display().to_string()],
+    )
+}
+
+/// Writes `refract.conf` of node `node`. With `sync`, a commit returns only once one standby has
+/// flushed it (`synchronous_standby_names = 'ANY 1 (*)'`), so a promoted standby holds every
+/// acknowledged write (docs/managed.md, "Automatic failover").
+pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<()> {
     let dir = ctx.node_dir(node);
-    let conf = format!(
+    let mut conf = format!(
         "# Written by Refract on every start; change the plan instead.\n\
          port = {port}\n\
          listen_addresses = '{HOST}'\n\
@@ -111,15 +125,14 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         shared = ctx.plan.pg_shared_buffers_mb,
         conns = ctx.plan.max_connections,
     );
+    if sync {
+        conf.push_str("synchronous_standby_names = 'ANY 1 (*)'\nsynchronous_commit = on\n");
+    }
     os::write_owned_file(&dir.join("refract.conf"), conf.as_bytes(), &ctx.user)?;
-    ctx.server_spec(
-        node,
-        &bin(ctx, "postgres")?,
-        vec!["-D".into(), dir.display().to_string()],
-    )
+    Ok(())
 }
 
-async fn connect(
+pub(super) async fn connect(
     port: u16,
     user: &str,
     password: &str,
@@ -143,7 +156,21 @@ async fn connect(
 }
 
 pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<()> {
-    let client = connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    // The port accepts connections a moment before the server does ("the database system is
+    // starting up"), which a loaded machine makes long enough to hit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let client = loop {
+        match connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await {
+            Ok(c) => break c,
+            Err(e)
+                if format!("{e:#}").contains("starting up")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let db = ctx.database();
     // A failing statement must not be logged with its text: it holds a password.
     let sql = format!(

@@ -160,7 +160,7 @@ impl Resp {
     }
 }
 
-fn get<'a>(info: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(super) fn get<'a>(info: &'a [(String, String)], key: &str) -> Option<&'a str> {
     info.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
