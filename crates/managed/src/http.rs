@@ -38,6 +38,7 @@ impl ManagedService {
             .route("/api/v1/databases/{id}/credentials", get(credentials))
             .route("/api/v1/databases/{id}/actions", post(action))
             .route("/api/v1/databases/{id}/connection", post(create_connection))
+            .route("/api/v1/databases/{id}/ca", get(crate::ca::get_ca))
             .route("/api/v1/{*rest}", any(no_route))
             .with_state(self.clone())
     }
@@ -50,8 +51,9 @@ impl ManagedService {
     paths(
         create_token, list_tokens, delete_token, create_database, list_databases, get_database,
         update_database, delete_database, credentials, action, create_connection,
+        crate::ca::get_ca,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::ca::CaCertificate)),
     tags((name = "managed", description = "Managed database servers (`dkc_` API tokens or management keys)"))
 )]
 pub struct ManagedApiDoc;

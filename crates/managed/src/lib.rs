@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod ca;
 pub mod catalog;
 mod engines;
 mod error;
@@ -47,6 +48,7 @@ pub mod os;
 pub mod reconciler;
 mod service;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 pub use api::{Credentials, Database, DbType, ReplicaHealth, Status};
