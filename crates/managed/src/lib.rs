@@ -45,6 +45,7 @@ mod error;
 mod hooks;
 mod http;
 pub mod os;
+pub mod pools;
 pub mod reconciler;
 mod service;
 pub mod store;

@@ -136,11 +136,16 @@ impl Ca {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
-    /// Issues a certificate for the names a local server answers on and writes it, its key and
-    /// the CA certificate into `dir` (0600, owned by `user`). Called on every server start, so
-    /// certificates are renewed with each start.
-    pub fn write_server_files(&self, dir: &Path, user: &ServiceUser) -> anyhow::Result<()> {
-        let (cert, key) = self.issue(&["localhost", crate::engines::HOST])?;
+    /// Issues a certificate for `names` (the names a server answers on) and writes it, its key
+    /// and the CA certificate into `dir` (0600, owned by `user`). Called on every server start,
+    /// so certificates are renewed with each start.
+    pub fn write_server_files(
+        &self,
+        dir: &Path,
+        user: &ServiceUser,
+        names: &[&str],
+    ) -> anyhow::Result<()> {
+        let (cert, key) = self.issue(names)?;
         os::write_owned_file(&dir.join(SERVER_CERT_FILE), cert.as_bytes(), user)?;
         os::write_owned_file(&dir.join(SERVER_KEY_FILE), key.as_bytes(), user)?;
         os::write_owned_file(&dir.join(CA_FILE), self.cert_pem.as_bytes(), user)?;

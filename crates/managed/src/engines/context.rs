@@ -111,7 +111,8 @@ impl Ctx {
     /// Writes a fresh server certificate, its key and the CA certificate into node `node`'s
     /// directory (0600); see [`crate::tls::Ca::write_server_files`].
     pub(super) fn write_tls_files(&self, node: usize) -> anyhow::Result<()> {
-        self.ca.write_server_files(&self.node_dir(node), &self.user)
+        self.ca
+            .write_server_files(&self.node_dir(node), &self.user, &["localhost", HOST])
     }
 
     /// The application database's name.

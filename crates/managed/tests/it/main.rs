@@ -7,5 +7,6 @@
 mod api;
 mod harness;
 mod mariadb;
+mod pools;
 mod postgres;
 mod redis;
