@@ -251,10 +251,7 @@ impl EngineState {
                 *slot = t.clone();
             }
         }
-        let snapshot = Arc::new(Snapshot {
-            manifest: current.manifest.clone(),
-            tables,
-        });
+        let snapshot = Arc::new(Snapshot::new(current.manifest.clone(), tables));
         let mut info = self.lock_info();
         if info.paused {
             return Err(LoadError::Paused);
@@ -574,10 +571,7 @@ impl EngineState {
                 return Err(cap_error());
             }
         }
-        let snapshot = Arc::new(Snapshot {
-            manifest: manifest.clone(),
-            tables: finished.tables,
-        });
+        let snapshot = Arc::new(Snapshot::new(manifest.clone(), finished.tables));
         let build_ms = source_done.elapsed().as_millis() as u64;
 
         // Publish: under the info lock, so a pause that returned before this point freezes the

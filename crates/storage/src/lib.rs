@@ -45,6 +45,7 @@ mod chunk;
 mod hash;
 mod hugepages;
 mod index;
+mod memo;
 mod store;
 
 use std::fmt;
@@ -54,6 +55,7 @@ use refract_schema::{ColumnType, Manifest, RelationKind, RowSink, TableManifest,
 
 pub use change::{Change, ChangeBatch};
 pub use hugepages::{advise_huge_pages, HugePageReport};
+pub use memo::{Memo, MEMO_MAX_BYTES, MEMO_MAX_ENTRIES};
 
 use chunk::{coerce, Chunk, Column, Writer, CHUNK_MASK};
 use hash::{val_eq, Mix};
@@ -688,12 +690,18 @@ pub struct Snapshot {
     pub manifest: Arc<Manifest>,
     /// Tables in manifest order.
     pub tables: Vec<Arc<Table>>,
+    /// What queries derived from these tables and reuse while this version is current.
+    pub memo: Memo,
 }
 
 impl Snapshot {
     /// A snapshot of `tables` (in manifest order).
     pub fn new(manifest: Arc<Manifest>, tables: Vec<Arc<Table>>) -> Self {
-        Snapshot { manifest, tables }
+        Snapshot {
+            manifest,
+            tables,
+            memo: Memo::default(),
+        }
     }
     /// The table with this API name.
     pub fn table(&self, api_name: &str) -> Option<&Arc<Table>> {
