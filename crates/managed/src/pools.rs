@@ -500,9 +500,21 @@ mod tests {
             matches!(e, ManagedError::Invalid(ref m) if m.contains("unknown pool mode")),
             "{e}"
         );
-        let e = validate(req("web", 5, "session"), "shop", 100, &[p.clone()]).unwrap_err();
+        let e = validate(
+            req("web", 5, "session"),
+            "shop",
+            100,
+            std::slice::from_ref(&p),
+        )
+        .unwrap_err();
         assert!(matches!(e, ManagedError::Conflict(_)), "{e}");
-        let e = validate(req("more", 90, "session"), "shop", 100, &[p.clone()]).unwrap_err();
+        let e = validate(
+            req("more", 90, "session"),
+            "shop",
+            100,
+            std::slice::from_ref(&p),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("110 server connections"), "{e}");
         for bad in ["", "Web", "1st", "a b", "a;b"] {
             assert!(

@@ -87,7 +87,10 @@ mod tests {
         let again = memo.get_or_insert_with("a", || 2u64).unwrap();
         assert!(Arc::ptr_eq(&a, &again));
         assert_eq!(*memo.get::<u64>("a").unwrap(), 1);
-        assert!(memo.get::<String>("a").is_none(), "another type is not that entry");
+        assert!(
+            memo.get::<String>("a").is_none(),
+            "another type is not that entry"
+        );
         for i in 1..MEMO_MAX_ENTRIES {
             assert!(memo.get_or_insert_with(&i.to_string(), || 0u8).is_some());
         }

@@ -269,7 +269,10 @@ fn generated_queries_match_sqlite() {
         SEMI_JOIN.with(|f| f.set(None));
     }
     // The generated relation filters do exercise the semi-join.
-    assert!(semi_joined > QUERIES / 20, "only {semi_joined} queries used a semi-join");
+    assert!(
+        semi_joined > QUERIES / 20,
+        "only {semi_joined} queries used a semi-join"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} queries differ; first ones:\n{}",

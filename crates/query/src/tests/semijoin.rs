@@ -44,7 +44,12 @@ fn forced_semi_joins_answer_like_the_nested_loop() {
         let semi = body(&s, q);
         SEMI_JOIN.with(|f| f.set(None));
         assert_eq!(semi, nested, "{q}");
-        assert_eq!(strategy(&s, q)["strategy"], "semi_join", "{q}: {}", strategy(&s, q));
+        assert_eq!(
+            strategy(&s, q)["strategy"],
+            "semi_join",
+            "{q}: {}",
+            strategy(&s, q)
+        );
     }
 }
 
