@@ -213,6 +213,12 @@ impl Table {
                 .sum::<usize>()
     }
 
+    /// Bytes of each column's data (manifest order); [`Table::memory_bytes`] minus their sum is
+    /// what indexes, tombstones and the primary-key order take.
+    pub fn column_memory_bytes(&self) -> Vec<usize> {
+        self.store.cols.iter().map(|c| c.memory_bytes()).collect()
+    }
+
     /// A hash of the content; equal content gives an equal fingerprint.
     ///
     /// It is the wrapping sum of a 64-bit hash of every live row, mixed with the row count: it
