@@ -105,6 +105,36 @@ async fn a_pgbouncer_pool_serves_500_clients_over_20_server_connections() {
         "pools together over max_connections: {v}"
     );
 
+    // psql verifies PgBouncer's certificate with the CA (verify-full); plain text is refused.
+    let ca = h.ca_file(&id).await;
+    let u = crate::harness::parse_url(&url);
+    let psql = |mode: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} user={} dbname={} sslmode={mode} sslrootcert={}",
+                u.port,
+                u.user,
+                u.path,
+                ca.display()
+            ))
+            .args(["-XAtc", "SELECT 41 + 1"])
+            .env("PGPASSWORD", &u.password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("psql")
+    };
+    let out = psql("verify-full");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42",
+        "psql verify-full through PgBouncer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !psql("disable").status.success(),
+        "plain text to PgBouncer is refused"
+    );
+
     // 500 clients at once through the pool (TLS verified with the CA, SCRAM), each holding
     // its connection until all are connected, then a query each; the server sees at most 20.
     let tls = h.service.client_tls();
