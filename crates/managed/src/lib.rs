@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+mod ca;
 pub mod catalog;
 mod engines;
 mod error;
@@ -46,10 +47,12 @@ pub mod failover;
 mod hooks;
 mod http;
 pub mod os;
+pub mod pools;
 mod promotion;
 pub mod reconciler;
 mod service;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 pub use api::{Credentials, Database, DbType, ReplicaHealth, Status};

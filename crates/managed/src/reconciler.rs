@@ -181,6 +181,9 @@ impl ManagedService {
                 alive.push(status.is_alive());
                 observed.push(status);
             }
+            if alive.first() == Some(&true) {
+                self.supervise_pool(&db).await;
+            }
             let check_due = lock(&self.inner.checked)
                 .get(&db.id)
                 .is_none_or(|t| t.elapsed() >= self.inner.config.check_interval);
@@ -689,6 +692,7 @@ impl ManagedService {
                     )
                 })?;
         }
+        self.remove_pool_instance(&id).await?;
         os::remove_dir(&self.database_dir(&id))?;
         self.forget_secrets(&id);
         let key = id.clone();

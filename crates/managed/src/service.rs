@@ -132,6 +132,8 @@ pub(crate) struct Inner {
     pub(crate) registrar: OnceLock<Arc<dyn ConnectionRegistrar>>,
     pub(crate) quotas: OnceLock<Arc<dyn QuotaPolicy>>,
     pub(crate) bins: Arc<Binaries>,
+    /// The installation's CA for managed servers' TLS (`tls.rs`).
+    pub(crate) ca: Arc<crate::tls::Ca>,
     /// `DIR/managed/servers`: one directory per database, owned by its service user.
     pub(crate) servers_dir: PathBuf,
     /// From here down to `servers_dir`, other users get the search bit when a server runs.
@@ -195,6 +197,7 @@ impl ManagedService {
             "managed database servers available"
         );
         let has_servers = !store.list_active()?.is_empty();
+        let ca = Arc::new(crate::tls::Ca::load_or_create(vault.as_ref())?);
         let service = ManagedService {
             inner: Arc::new(Inner {
                 config,
@@ -205,6 +208,7 @@ impl ManagedService {
                 registrar: OnceLock::new(),
                 quotas: OnceLock::new(),
                 bins: Arc::new(bins),
+                ca,
                 servers_dir,
                 reach_from,
                 wake: Notify::new(),
@@ -913,6 +917,7 @@ impl ManagedService {
             database: ctx.database(),
             sync_mode: req.sync_mode,
             sync_interval: req.sync_interval,
+            root_cert: Some(self.inner.ca.cert_pem().to_string()),
         };
         registrar
             .register(&caller.customer, source)
@@ -942,6 +947,7 @@ impl ManagedService {
             bins: self.inner.bins.clone(),
             user,
             db_dir: self.database_dir(&d.id),
+            ca: self.inner.ca.clone(),
             creds: Creds {
                 admin: get("admin").unwrap_or_default(),
                 app,

@@ -116,9 +116,9 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             username: Some(APP_USER.into()),
             password: pw.clone(),
             database: Some(db.clone()),
-            ssl_mode: Some("disable".into()),
+            ssl_mode: Some("require".into()),
             connection_string: format!(
-                "postgresql://{APP_USER}:{pw}@{HOST}:{port}/{db}?sslmode=disable"
+                "postgresql://{APP_USER}:{pw}@{HOST}:{port}/{db}?sslmode=require"
             ),
         },
         DbType::Mysql => Credentials {
@@ -127,8 +127,10 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             username: Some(APP_USER.into()),
             password: pw.clone(),
             database: Some(db.clone()),
-            ssl_mode: Some("disable".into()),
-            connection_string: format!("mysql://{APP_USER}:{pw}@{HOST}:{port}/{db}"),
+            ssl_mode: Some("require".into()),
+            connection_string: format!(
+                "mysql://{APP_USER}:{pw}@{HOST}:{port}/{db}?ssl-mode=REQUIRED"
+            ),
         },
         DbType::Redis => Credentials {
             host: HOST.into(),
@@ -136,10 +138,10 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             username: None,
             password: pw.clone(),
             database: None,
-            ssl_mode: None,
+            ssl_mode: Some("require".into()),
             // `default` is Redis 6+'s user for `requirepass`: `redis-cli -u` (7.x) and most
-            // clients reject an empty user name with WRONGPASS.
-            connection_string: format!("redis://default:{pw}@{HOST}:{port}/0"),
+            // clients reject an empty user name with WRONGPASS. `rediss`: TLS only.
+            connection_string: format!("rediss://default:{pw}@{HOST}:{port}/0"),
         },
         DbType::Mongodb => Credentials {
             host: HOST.into(),

@@ -32,8 +32,14 @@ pub fn data_present(db_type: DbType, dir: &Path) -> bool {
 pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
     match ctx.db.db_type {
         DbType::Postgresql => {
-            let c =
-                postgres::connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+            let c = postgres::connect(
+                ctx,
+                ctx.port(node),
+                ADMIN_USER,
+                &ctx.creds.admin,
+                "postgres",
+            )
+            .await?;
             let row = c
                 .query_one(
                     "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint",
@@ -54,7 +60,7 @@ pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
             Ok(gtid_seq(&io))
         }
         DbType::Redis => {
-            let mut c = redis::Resp::connect(ctx.port(node)).await?;
+            let mut c = redis::Resp::connect(&ctx.ca, ctx.port(node)).await?;
             c.auth(&ctx.creds.app).await?;
             let info = c.info("replication").await?;
             if redis::get(&info, "role") != Some("slave") {
@@ -76,8 +82,14 @@ pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
 pub async fn promote(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     match ctx.db.db_type {
         DbType::Postgresql => {
-            let c =
-                postgres::connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+            let c = postgres::connect(
+                ctx,
+                ctx.port(node),
+                ADMIN_USER,
+                &ctx.creds.admin,
+                "postgres",
+            )
+            .await?;
             let row = c
                 .query_one(
                     &format!("SELECT pg_promote(true, {})", APPLY_TIMEOUT.as_secs()),
@@ -127,7 +139,7 @@ pub async fn promote(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
             Ok(())
         }
         DbType::Redis => {
-            let mut c = redis::Resp::connect(ctx.port(node)).await?;
+            let mut c = redis::Resp::connect(&ctx.ca, ctx.port(node)).await?;
             c.auth(&ctx.creds.app).await?;
             match c.call(&[b"REPLICAOF", b"NO", b"ONE"]).await? {
                 redis::Reply::Status(s) if s == "OK" => {}
@@ -163,7 +175,7 @@ pub async fn set_sync(ctx: &Ctx, on: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     postgres::write_conf(ctx, 0, on)?;
-    let c = postgres::connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    let c = postgres::connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
     c.batch_execute("SELECT pg_reload_conf()").await?;
     Ok(())
 }

@@ -8,5 +8,6 @@ mod api;
 mod failover;
 mod harness;
 mod mariadb;
+mod pools;
 mod postgres;
 mod redis;
