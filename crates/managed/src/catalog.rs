@@ -481,3 +481,11 @@ mod tests {
         assert!(plan("db-s-2vcpu-4gb").is_some() && plan("db-s-3vcpu").is_none());
     }
 }
+
+/// How many days of backups (and, for PostgreSQL, of point-in-time restore) a plan keeps.
+pub fn backup_retention_days(plan_id: &str) -> u32 {
+    match plan_id {
+        "db-s-1vcpu-1gb" | "db-s-1vcpu-2gb" => 7,
+        _ => 14,
+    }
+}

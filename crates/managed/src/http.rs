@@ -38,6 +38,10 @@ impl ManagedService {
             .route("/api/v1/databases/{id}/credentials", get(credentials))
             .route("/api/v1/databases/{id}/actions", post(action))
             .route("/api/v1/databases/{id}/connection", post(create_connection))
+            .route(
+                "/api/v1/databases/{id}/backups",
+                get(list_backups).post(create_backup),
+            )
             .route("/api/v1/{*rest}", any(no_route))
             .with_state(self.clone())
     }
@@ -50,6 +54,7 @@ impl ManagedService {
     paths(
         create_token, list_tokens, delete_token, create_database, list_databases, get_database,
         update_database, delete_database, credentials, action, create_connection,
+        list_backups, create_backup,
     ),
     components(schemas(ErrorBody)),
     tags((name = "managed", description = "Managed database servers (`dkc_` API tokens or management keys)"))
@@ -166,7 +171,7 @@ async fn create_database(
 ) -> Res<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.create_database(&caller, b).await?),
+        Json(s.create_restored(&caller, b).await?),
     ))
 }
 
@@ -251,5 +256,26 @@ async fn create_connection(
     Ok((
         StatusCode::CREATED,
         Json(s.create_connection(&caller, &id, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = crate::backup::types::BackupList), (status = 404, body = ErrorBody, description = "no such database for this caller")))]
+async fn list_backups(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<crate::backup::types::BackupList>> {
+    Ok(Json(s.list_backups(&caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::backup::types::BackupInfo), (status = 409, body = ErrorBody, description = "not running, a backup already runs, or the backup storage is full"), (status = 422, body = ErrorBody, description = "this engine has no backups")))]
+async fn create_backup(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.create_backup(&caller, &id).await?),
     ))
 }

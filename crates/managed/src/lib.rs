@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod backup;
 pub mod catalog;
 mod engines;
 mod error;

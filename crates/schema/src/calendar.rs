@@ -20,7 +20,11 @@ const MAX_ABS_YEAR: i64 = 1_000_000_000;
 /// Days since 1970-01-01 of year `y`, month `m`, day `d` (`None` when that is not a date, or the
 /// year is beyond ±1 000 000 000).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
-    if y.unsigned_abs() > MAX_ABS_YEAR.unsigned_abs() || !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
+    if y.unsigned_abs() > MAX_ABS_YEAR.unsigned_abs()
+        || !(1..=12).contains(&m)
+        || d < 1
+        || d > days_in_month(y, m)
+    {
         return None;
     }
     let y = if m <= 2 { y - 1 } else { y };

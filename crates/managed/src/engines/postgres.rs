@@ -13,7 +13,7 @@ use crate::api::ReplicaHealth;
 use crate::os;
 use refract_runtime::InstanceSpec;
 
-fn bin(ctx: &Ctx, program: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn bin(ctx: &Ctx, program: &str) -> anyhow::Result<PathBuf> {
     let dir = ctx.bins.postgres.get(&ctx.db.version).with_context(|| {
         format!(
             "PostgreSQL {} is no longer installed on this host",
@@ -106,7 +106,9 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
          max_replication_slots = 16\n\
          hot_standby = on\n\
          password_encryption = 'scram-sha-256'\n\
-         logging_collector = off\n",
+         logging_collector = off\n\
+         {archive}",
+        archive = crate::backup::archive::settings(ctx)?,
         port = ctx.port(node),
         shared = ctx.plan.pg_shared_buffers_mb,
         conns = ctx.plan.max_connections,
@@ -119,7 +121,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
     )
 }
 
-async fn connect(
+pub(crate) async fn connect(
     port: u16,
     user: &str,
     password: &str,

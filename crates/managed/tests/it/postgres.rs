@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options, KEY_A};
 
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let config: tokio_postgres::Config = url.parse()?;
     let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use crate::harness::{self, parse_url, Harness, Options, KEY_A};
 
 /// Sends one command and returns the reply's first line (and a bulk string's payload).
-async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
+pub(crate) async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -37,14 +37,14 @@ async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
 }
 
 /// Logs in with a `redis://default:password@host:port/0` string.
-async fn login(url: &str) -> Option<BufReader<TcpStream>> {
+pub(crate) async fn login(url: &str) -> Option<BufReader<TcpStream>> {
     let u = parse_url(url);
     let stream = TcpStream::connect((u.host.as_str(), u.port)).await.ok()?;
     let mut s = BufReader::new(stream);
     (resp(&mut s, &["AUTH", &u.password]).await == "+OK").then_some(s)
 }
 
-async fn get(url: &str, key: &str) -> Option<String> {
+pub(crate) async fn get(url: &str, key: &str) -> Option<String> {
     let mut s = login(url).await?;
     Some(resp(&mut s, &["GET", key]).await)
 }
