@@ -250,6 +250,8 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         .unwrap();
     assert!(row.get::<_, bool>(0), "the backup predates the table");
 
+    // Open sessions would hold a PostgreSQL smart shutdown for its whole grace period.
+    drop((c, rc, ac));
     for id in [&new, &at, &src] {
         h.delete_and_check_gone(id).await;
     }
