@@ -13,6 +13,9 @@ pub enum Scale {
     S,
     /// 100k users / 1M posts / 3M comments.
     L,
+    /// 1M users / 10M posts / 30M comments (the scaling table of docs/benchmarks.md;
+    /// PostgreSQL is enough).
+    Xl,
     /// 1k users / 10k posts / 30k comments (tests and smoke runs).
     Xs,
 }
@@ -24,6 +27,7 @@ impl Scale {
             Scale::Xs => 1_000,
             Scale::S => 10_000,
             Scale::L => 100_000,
+            Scale::Xl => 1_000_000,
         }
     }
 }

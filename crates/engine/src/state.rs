@@ -251,10 +251,7 @@ impl EngineState {
                 *slot = t.clone();
             }
         }
-        let snapshot = Arc::new(Snapshot {
-            manifest: current.manifest.clone(),
-            tables,
-        });
+        let snapshot = Arc::new(Snapshot::new(current.manifest.clone(), tables));
         let mut info = self.lock_info();
         if info.paused {
             return Err(LoadError::Paused);
@@ -574,10 +571,7 @@ impl EngineState {
                 return Err(cap_error());
             }
         }
-        let snapshot = Arc::new(Snapshot {
-            manifest: manifest.clone(),
-            tables: finished.tables,
-        });
+        let snapshot = Arc::new(Snapshot::new(manifest.clone(), finished.tables));
         let build_ms = source_done.elapsed().as_millis() as u64;
 
         // Publish: under the info lock, so a pause that returned before this point freezes the
@@ -707,12 +701,27 @@ impl EngineState {
         let snapshot = self.snapshot.load_full();
         let mut rows = Map::new();
         let mut memory = Map::new();
+        let mut by_column = Map::new();
         let mut total = 0usize;
         if let Some(s) = &snapshot {
             for t in &s.tables {
                 rows.insert(t.manifest.api_name.clone(), json!(t.row_count()));
                 memory.insert(t.manifest.api_name.clone(), json!(t.memory_bytes()));
                 total += t.memory_bytes();
+                let cols = t.column_memory_bytes();
+                let mut per_column: Map<String, Value> = t
+                    .manifest
+                    .columns
+                    .iter()
+                    .zip(&cols)
+                    .map(|(c, b)| (c.api_name.clone(), json!(b)))
+                    .collect();
+                // What is not a column's data: indexes, tombstones, the primary-key order.
+                per_column.insert(
+                    "(indexes)".into(),
+                    json!(t.memory_bytes().saturating_sub(cols.iter().sum())),
+                );
+                by_column.insert(t.manifest.api_name.clone(), Value::Object(per_column));
             }
         }
         let rfc = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -747,6 +756,7 @@ impl EngineState {
             .map(|(e, at)| json!({"kind": e.kind(), "message": e.to_string(), "at": rfc(at)}));
         stats["rowCounts"] = Value::Object(rows);
         stats["memoryBytes"] = Value::Object(memory);
+        stats["memoryBytesByColumn"] = Value::Object(by_column);
         stats["totalMemoryBytes"] = json!(total);
         stats["memoryCapBytes"] = json!(self.config.memory_cap_mb.map(|mb| mb * 1024 * 1024));
         stats["progress"] = progress;

@@ -422,6 +422,18 @@ async fn queries_errors_and_auth() {
     }
     assert_eq!(stats["rowCounts"].as_object().unwrap().len(), 3);
     assert!(stats["memoryBytes"]["users"].is_u64());
+    // Per column: every column's data plus the rest, adding up to the table's total.
+    let users = stats["memoryBytesByColumn"]["users"].as_object().unwrap();
+    let sum: u64 = users.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(
+        sum,
+        stats["memoryBytes"]["users"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert!(
+        users["id"].as_u64().unwrap() > 0 && users.contains_key("(indexes)"),
+        "{stats}"
+    );
     assert!(stats["lastLoad"]["durationMs"].is_u64());
     assert_eq!(stats["lastError"], Value::Null);
     assert_eq!(stats["sourcePosition"]["kind"], "none");

@@ -9,7 +9,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 
 use refract_schema::{ColumnType, ValueRef};
@@ -22,6 +23,7 @@ use crate::literal::DAY_US;
 use crate::plan::{
     Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, OrderKey, Output, Test, Tri,
 };
+use crate::semijoin::{self, FilterMemo, RowSet};
 use crate::{Interrupt, QueryOptions, RunLimits, RunSummary, Sink};
 
 /// Relation paths with at least this many hops remember the rows they explored.
@@ -33,6 +35,9 @@ thread_local! {
     pub(crate) static FORCE_SORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Tests: never walk a column order, to compare with the sorting path.
     pub(crate) static NO_COLUMN_ORDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: `Some(true)` evaluates every eligible relation filter by semi-join at once,
+    /// `Some(false)` never; `None` chooses as in production.
+    pub(crate) static SEMI_JOIN: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
 /// `ORDER BY` a column with a `LIMIT` at most this big walks the table's order of that column.
@@ -73,13 +78,18 @@ pub(crate) fn run(
     limits: &RunLimits,
     sink: &mut dyn Sink,
 ) -> Result<RunSummary, Interrupt> {
-    let ex = Exec {
+    let mut ex = Exec {
         tables: &snapshot.tables,
         ci: CiRules::for_backend(snapshot.manifest.backend),
         scratch: RefCell::new(Vec::new()),
         nested_limit: options.default_nested_limit,
         bounds: Bounds::new(limits, sink),
+        rel_filters: HashMap::new(),
     };
+    let mut rel_filters = HashMap::new();
+    ex.prepare_relation_filters(snapshot, node, &mut rel_filters);
+    ex.rel_filters = rel_filters;
+    ex.bounds.check()?;
     let table = &*ex.tables[node.table];
     let mut out = Vec::with_capacity(256);
     out.push(b'[');
@@ -283,6 +293,22 @@ fn with_key<R>(key: &[KeyVal], f: impl FnOnce(&[ValueRef<'_>]) -> R) -> R {
     }
 }
 
+/// The key of a predicate of the plan being run in [`Exec::rel_filters`]: its address (the
+/// plan outlives the run and does not move meanwhile).
+fn pred_address(p: &BPred<'_>) -> usize {
+    p as *const BPred<'_> as usize
+}
+
+/// The relation filters (predicates through relations) of `e`.
+fn relation_preds<'e, 'a>(e: &'e BExpr<'a>, out: &mut Vec<&'e BPred<'a>>) {
+    match e {
+        BExpr::And(t) | BExpr::Or(t) => t.iter().for_each(|x| relation_preds(x, out)),
+        BExpr::Not(x) => relation_preds(x, out),
+        BExpr::Pred(p) if !p.hops.is_empty() => out.push(p),
+        BExpr::Pred(_) => {}
+    }
+}
+
 /// For an `ORDER BY` key behind relations: the table that holds the value and, per row being
 /// sorted, the row that holds it (`None` when a relation leads nowhere).
 type HeldRows<'t> = (&'t Table, Vec<Option<RowId>>);
@@ -303,9 +329,105 @@ struct Exec<'s, 'k> {
     /// Rows per parent of a nested to-many selection without `LIMIT`.
     nested_limit: usize,
     bounds: Bounds<'k>,
+    /// How each relation filter of the plan is evaluated ([`crate::semijoin`]), by the
+    /// address of its predicate ([`pred_address`]); filters not in here use the nested loop without counting.
+    rel_filters: HashMap<usize, RelFilter>,
 }
 
-impl Exec<'_, '_> {
+/// One relation filter of a run: its row set, or the nested loop counting its work.
+struct RelFilter {
+    set: Option<Arc<RowSet>>,
+    memo: Option<Arc<FilterMemo>>,
+    /// Rows visited by this run's nested-loop evaluations (added to the memo at the end).
+    work: Cell<u64>,
+}
+
+impl Drop for Exec<'_, '_> {
+    fn drop(&mut self) {
+        for f in self.rel_filters.values() {
+            if let Some(m) = &f.memo {
+                m.work.fetch_add(f.work.get(), AtomicOrdering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<'s> Exec<'s, '_> {
+    /// Decide how each relation filter in `node`'s tree is evaluated in this run: by its row
+    /// set when the snapshot has one or the nested-loop work counted so far has paid for
+    /// building it (then it is built now), else by nested loop, counting the work.
+    fn prepare_relation_filters(
+        &self,
+        snapshot: &Snapshot,
+        node: &Node<'s>,
+        out: &mut HashMap<usize, RelFilter>,
+    ) {
+        let mut preds = Vec::new();
+        if let Some(f) = &node.filter {
+            relation_preds(f, &mut preds);
+        }
+        #[cfg(test)]
+        let forced = SEMI_JOIN.with(|f| f.get());
+        #[cfg(not(test))]
+        let forced: Option<bool> = None;
+        for p in preds {
+            if forced == Some(false) || semijoin::ineligible(p).is_some() {
+                continue;
+            }
+            let Some(memo) = semijoin::memo(snapshot, node.table, p) else {
+                continue;
+            };
+            let mut set = memo.set.get().cloned().flatten();
+            if set.is_none()
+                && memo.set.get().is_none()
+                && (forced == Some(true) || memo.paid_for())
+                && !memo.building.swap(true, AtomicOrdering::AcqRel)
+            {
+                set = self.build_row_set(snapshot, node.table, p, &memo);
+                memo.building.store(false, AtomicOrdering::Release);
+            }
+            out.insert(
+                pred_address(p),
+                RelFilter {
+                    set,
+                    memo: Some(memo),
+                    work: Cell::new(0),
+                },
+            );
+        }
+        for o in &node.outputs {
+            if let Output::Relation { node: child, .. } = o {
+                self.prepare_relation_filters(snapshot, child, out);
+            }
+        }
+    }
+
+    /// Build `p`'s row set on `table` into `memo` (within this run's bounds); the set, or
+    /// `None` when the run was stopped or the set does not fit the snapshot's memo.
+    fn build_row_set(
+        &self,
+        snapshot: &Snapshot,
+        table: usize,
+        p: &BPred<'_>,
+        memo: &FilterMemo,
+    ) -> Option<Arc<RowSet>> {
+        let bytes = RowSet::bytes_for(self.tables[table].row_id_bound());
+        if !snapshot.memo.reserve(bytes) {
+            let _ = memo.set.set(None);
+            return None;
+        }
+        let set = semijoin::build(
+            self.tables,
+            table,
+            p,
+            |far, row| test(&p.test, far.value(p.col, row)) == Tri::True,
+            || self.bounds.tick(),
+        )?;
+        let set = Arc::new(set);
+        let _ = memo.set.set(Some(set.clone()));
+        Some(set)
+    }
+
     /// Give a row list back for reuse.
     fn recycle(&self, rows: Vec<RowId>) {
         let mut scratch = self.scratch.borrow_mut();
@@ -370,8 +492,24 @@ impl Exec<'_, '_> {
             }
             BExpr::Not(inner) => self.eval(inner, table, row).not(),
             BExpr::Pred(p) if p.hops.is_empty() => test(&p.test, table.value(p.col, row)),
-            BExpr::Pred(p) => Tri::from_bool(self.exists(&p.hops, table, row, p)),
+            BExpr::Pred(p) => Tri::from_bool(self.relation_filter(p, table, row)),
         }
+    }
+
+    /// Relation filter `p` on `row`: a bit of its row set, or the nested loop (counted).
+    #[inline]
+    fn relation_filter(&self, p: &BPred<'_>, table: &Table, row: RowId) -> bool {
+        let Some(f) = self.rel_filters.get(&pred_address(p)) else {
+            return self.exists(&p.hops, table, row, p);
+        };
+        if let Some(set) = &f.set {
+            return set.contains(row);
+        }
+        let before = self.bounds.ticks.get();
+        let found = self.exists(&p.hops, table, row, p);
+        let visited = self.bounds.ticks.get().wrapping_sub(before);
+        f.work.set(f.work.get() + u64::from(visited) + 1);
+        found
     }
 
     /// Whether a row reached through `hops` satisfies `p` (ANY semantics on to-many hops).

@@ -46,6 +46,7 @@ mod plan;
 mod planner;
 #[doc(hidden)]
 pub mod sample;
+mod semijoin;
 #[cfg(any(test, feature = "testgen"))]
 pub mod testgen;
 

@@ -370,7 +370,7 @@ fn node_details(
     );
     let mut relation_filters = Vec::new();
     if let Some(f) = &node.filter {
-        collect_relation_filters(f, &mut relation_filters);
+        collect_relation_filters(snapshot, node.table, f, &mut relation_filters);
     }
     if !relation_filters.is_empty() {
         obj.insert("relation_filters".into(), Value::Array(relation_filters));
@@ -454,16 +454,29 @@ fn node_details(
     obj.insert("children".into(), Value::Array(children));
 }
 
-fn collect_relation_filters(e: &BExpr<'_>, out: &mut Vec<Value>) {
+fn collect_relation_filters(
+    snapshot: &Snapshot,
+    table: usize,
+    e: &BExpr<'_>,
+    out: &mut Vec<Value>,
+) {
     match e {
-        BExpr::And(t) | BExpr::Or(t) => t.iter().for_each(|x| collect_relation_filters(x, out)),
-        BExpr::Not(x) => collect_relation_filters(x, out),
+        BExpr::And(t) | BExpr::Or(t) => t
+            .iter()
+            .for_each(|x| collect_relation_filters(snapshot, table, x, out)),
+        BExpr::Not(x) => collect_relation_filters(snapshot, table, x, out),
         BExpr::Pred(p) if !p.hops.is_empty() => {
-            out.push(json!({
+            let mut v = json!({
                 "predicate": p.src.to_string(),
                 "any_of": p.hops.iter().any(|h| h.to_many),
                 "path": p.hops.iter().map(hop_json).collect::<Vec<_>>(),
-            }));
+            });
+            if let (Value::Object(o), Value::Object(how)) =
+                (&mut v, crate::semijoin::describe(snapshot, table, p))
+            {
+                o.extend(how);
+            }
+            out.push(v);
         }
         BExpr::Pred(_) => {}
     }

@@ -45,6 +45,7 @@ mod chunk;
 mod hash;
 mod hugepages;
 mod index;
+mod memo;
 mod store;
 
 use std::fmt;
@@ -54,6 +55,7 @@ use refract_schema::{ColumnType, Manifest, RelationKind, RowSink, TableManifest,
 
 pub use change::{Change, ChangeBatch};
 pub use hugepages::{advise_huge_pages, HugePageReport};
+pub use memo::{Memo, MEMO_MAX_BYTES, MEMO_MAX_ENTRIES};
 
 use chunk::{coerce, Chunk, Column, Writer, CHUNK_MASK};
 use hash::{val_eq, Mix};
@@ -209,6 +211,12 @@ impl Table {
                 .iter()
                 .map(|ix| 16 + ix.memory_bytes())
                 .sum::<usize>()
+    }
+
+    /// Bytes of each column's data (manifest order); [`Table::memory_bytes`] minus their sum is
+    /// what indexes, tombstones and the primary-key order take.
+    pub fn column_memory_bytes(&self) -> Vec<usize> {
+        self.store.cols.iter().map(|c| c.memory_bytes()).collect()
     }
 
     /// A hash of the content; equal content gives an equal fingerprint.
@@ -688,12 +696,18 @@ pub struct Snapshot {
     pub manifest: Arc<Manifest>,
     /// Tables in manifest order.
     pub tables: Vec<Arc<Table>>,
+    /// What queries derived from these tables and reuse while this version is current.
+    pub memo: Memo,
 }
 
 impl Snapshot {
     /// A snapshot of `tables` (in manifest order).
     pub fn new(manifest: Arc<Manifest>, tables: Vec<Arc<Table>>) -> Self {
-        Snapshot { manifest, tables }
+        Snapshot {
+            manifest,
+            tables,
+            memo: Memo::default(),
+        }
     }
     /// The table with this API name.
     pub fn table(&self, api_name: &str) -> Option<&Arc<Table>> {

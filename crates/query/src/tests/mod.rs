@@ -16,6 +16,7 @@ pub(super) use crate::sample::snapshot;
 mod bounds;
 mod differential;
 mod pk_order;
+mod semijoin;
 
 thread_local! {
     static SNAPSHOT: Snapshot = snapshot();
