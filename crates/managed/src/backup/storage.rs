@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+pub use super::types::BackupEvent;
+
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -306,21 +308,6 @@ impl Default for BackupConfig {
             scheduled: true,
         }
     }
-}
-
-/// One backup event (`GET …/backups` returns the latest ones; also logged).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct BackupEvent {
-    /// When.
-    #[serde(serialize_with = "crate::api::rfc3339")]
-    pub at: DateTime<Utc>,
-    /// The database it concerns.
-    pub database_id: String,
-    /// `backup_started`, `backup_completed`, `backup_failed`, `wal_archive_failed`,
-    /// `backups_pruned`, `restore_requested`, `restore_refused`, `restore_completed`, `restore_failed`.
-    pub kind: String,
-    /// What happened, in a sentence.
-    pub message: String,
 }
 
 /// The service's backup state: the storage, runs in flight, recent events.

@@ -5,8 +5,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::storage::BackupEvent;
-
 /// `backup_restore` of `POST /api/v1/databases` (DigitalOcean's shape, plus `restore_to`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +24,7 @@ pub struct BackupRestore {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackupInfo {
     /// When the backup finished (restoring it gives the state of that second).
-    #[serde(serialize_with = "crate::api::rfc3339")]
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Its size in GiB (DigitalOcean's field).
     pub size_gigabytes: f64,
@@ -42,10 +40,10 @@ pub struct BackupInfo {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RestoreWindow {
     /// The oldest backup's `created_at`.
-    #[serde(serialize_with = "crate::api::rfc3339")]
+    #[serde(serialize_with = "rfc3339")]
     pub earliest: DateTime<Utc>,
     /// Now for a running server (its WAL is archived on request); else the last archived WAL.
-    #[serde(serialize_with = "crate::api::rfc3339")]
+    #[serde(serialize_with = "rfc3339")]
     pub latest: DateTime<Utc>,
 }
 
@@ -64,9 +62,29 @@ pub struct BackupList {
     pub events: Vec<BackupEvent>,
 }
 
+/// `2024-01-15T10:30:00Z`, as every time of the API.
+fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// One backup event (`GET …/backups` returns the latest ones; also logged).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BackupEvent {
+    /// When.
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    /// The database it concerns.
+    pub database_id: String,
+    /// `backup_started`, `backup_completed`, `backup_failed`, `wal_archive_failed`,
+    /// `backups_pruned`, `restore_requested`, `restore_refused`, `restore_completed`, `restore_failed`.
+    pub kind: String,
+    /// What happened, in a sentence.
+    pub message: String,
+}
+
 fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => crate::api::rfc3339(t, s),
+        Some(t) => rfc3339(t, s),
         None => s.serialize_none(),
     }
 }
