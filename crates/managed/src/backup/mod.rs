@@ -559,6 +559,12 @@ impl ManagedService {
                 src.id, src.db_type
             )));
         }
+        if !engine_backs_up(src.db_type) {
+            return Err(ManagedError::Unprocessable(format!(
+                "backups of {} servers are not supported yet (postgresql and redis are), so {} cannot be restored",
+                src.db_type, src.id
+            )));
+        }
         if target.is_some() && src.db_type != DbType::Postgresql {
             return Err(ManagedError::Unprocessable(format!(
                 "restore_to (point-in-time restore) is supported for postgresql; {} restores from a backup_created_at",

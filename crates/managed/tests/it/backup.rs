@@ -357,3 +357,65 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
         h.delete_and_check_gone(id).await;
     }
 }
+
+#[tokio::test]
+async fn engines_without_backups_and_sources_without_one_are_refused_clearly() {
+    let h = Harness::new(Options {
+        reconcile: false,
+        ..Options::default()
+    });
+    let mysql = h
+        .create(json!({"name": "my", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}))
+        .await;
+    let (status, v) = h
+        .post(&format!("/api/v1/databases/{mysql}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not supported yet"),
+        "{v}"
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            json!({"name": "my2", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_name": "my"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A PostgreSQL source without any backup yet: 409, saying how to take one.
+    let pg = h.create(pg_body("fresh")).await;
+    let (status, v) = h
+        .post("/api/v1/databases", json!({"name": "fresh2", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_name": pg}}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /api/v1/databases/"),
+        "{v}"
+    );
+    // A typo in backup_restore is a 400; a stopped/provisioning server takes no backup (409).
+    let (status, v) = h
+        .post("/api/v1/databases", json!({"name": "fresh3", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_nam": pg}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = h
+        .post(&format!("/api/v1/databases/{pg}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = h
+        .post("/api/v1/databases/db_nosuchthing1/backups", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"], "not_found");
+    let (_, all) = h.get("/api/v1/databases").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        2,
+        "refusals created nothing: {all}"
+    );
+}
