@@ -30,6 +30,9 @@ use crate::store::DbRecord;
 use storage::{BackupStorage, StorageError};
 use types::{BackupInfo, BackupList, BackupRestore, Manifest, RestorePlan, RestoreWindow};
 
+/// A scheduled backup that failed (full storage, server busy) is tried again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// Events returned with a backup list.
 const EVENTS_LISTED: usize = 20;
 
@@ -204,7 +207,6 @@ impl ManagedService {
         let events = &self.inner.backups;
         events.event(&d.id, "backup_started", "backup started".into());
         let result = self.take_backup_inner(d).await;
-        lock(&self.inner.backups.running).remove(&d.id);
         match &result {
             Ok(m) => events.event(
                 &d.id,
@@ -218,6 +220,8 @@ impl ManagedService {
             ),
             Err(e) => events.event(&d.id, "backup_failed", format!("backup failed: {e}")),
         }
+        // Only now: a list that shows no backup in progress shows its outcome's event.
+        lock(&self.inner.backups.running).remove(&d.id);
         result
     }
 
@@ -417,8 +421,17 @@ impl ManagedService {
                 };
                 let due = newest
                     .is_none_or(|t| (Utc::now() - t).to_std().unwrap_or_default() >= interval);
-                if due {
-                    let _ = service.take_backup(&d).await;
+                let failed_lately = lock(&service.inner.backups.failed)
+                    .get(&d.id)
+                    .is_some_and(|t| t.elapsed() < RETRY_AFTER);
+                if due && !failed_lately {
+                    let failed = service.take_backup(&d).await.is_err();
+                    let mut map = lock(&service.inner.backups.failed);
+                    if failed {
+                        map.insert(d.id.clone(), std::time::Instant::now());
+                    } else {
+                        map.remove(&d.id);
+                    }
                 }
                 if let Err(e) = service.prune(&d).await {
                     tracing::warn!(db = %d.id, error = %e, "pruning backups failed");

@@ -319,6 +319,8 @@ pub struct Backups {
     pub config: BackupConfig,
     /// Databases with a backup running, and since when.
     pub running: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// When the last scheduled backup of each database failed (retried after a pause, not every tick).
+    pub failed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Recent events, oldest first (bounded).
     pub events: std::sync::Mutex<Vec<BackupEvent>>,
     /// Restore plans of databases being restored: `DIR/managed/restores/<id>.json`.
@@ -345,6 +347,7 @@ impl Backups {
             storage: std::sync::Arc::new(storage),
             config: config.clone(),
             running: Default::default(),
+            failed: Default::default(),
             events: Default::default(),
             restores_dir,
             events_file: data_dir.join("managed").join("backup-events.jsonl"),

@@ -70,7 +70,9 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
     let deadline = Instant::now() + Duration::from_secs(90);
     let first = loop {
         let list = backups(&h, &src).await;
-        if let Some(b) = list["backups"].as_array().unwrap().first() {
+        // Listed once its manifest is stored; finished (event recorded) once not in progress.
+        let first = list["backups"].as_array().unwrap().first();
+        if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
             assert!(has_event(&list, "backup_completed"), "{list}");
             assert!(b["size_bytes"].as_u64().unwrap() > 1_000_000, "{list}");
             assert_eq!(b["kind"], "base");
