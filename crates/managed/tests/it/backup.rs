@@ -358,6 +358,27 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
     for id in [&new, &src] {
         h.delete_and_check_gone(id).await;
     }
+    // Backups outlive their database: still listed, and restorable by the destroyed one's id.
+    assert_eq!(
+        backups(&h, &src).await["backups"].as_array().unwrap().len(),
+        1
+    );
+    let mut rb = body("cache-again");
+    rb["backup_restore"] = json!({"database_name": src, "backup_created_at": b["created_at"]});
+    let (status, v) = h.post("/api/v1/databases", rb).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let again = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&again, "running", Duration::from_secs(60))
+        .await;
+    let again_url = h.credentials(&again).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        crate::redis::get(&again_url, "k7").await.as_deref(),
+        Some("v7")
+    );
+    h.delete_and_check_gone(&again).await;
 }
 
 #[tokio::test]
