@@ -148,6 +148,11 @@ impl ConnectionRegistrar for Registrar {
             if let Some(m) = &source.sync_mode {
                 body["syncMode"] = serde_json::json!(m);
             }
+            if let Some(ca) = &source.root_cert {
+                // Managed servers take TLS only; verified against the installation's CA.
+                body["sslMode"] = serde_json::json!("verify-full");
+                body["sslRootCert"] = serde_json::json!(ca);
+            }
             if let Some(i) = source.sync_interval {
                 body["syncInterval"] = serde_json::json!(i);
             }

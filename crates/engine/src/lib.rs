@@ -39,7 +39,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-pub use config::{EngineConfig, ReconnectMode, SourceConfig, SyncConfig, SyncMode};
+pub use config::{source_params, EngineConfig, ReconnectMode, SourceConfig, SyncConfig, SyncMode};
 pub use doc::{openapi_json, schema_json};
 pub use http::{router, ApiError, MAX_BODY_BYTES};
 pub use keys::{constant_time_eq, secret_sha256, AdminToken, AuthError, KeySet, KeyStore};

@@ -165,7 +165,7 @@ impl EngineState {
     /// token) and make an engine state without a snapshot yet.
     pub fn new(config: EngineConfig) -> anyhow::Result<Arc<EngineState>> {
         config.validate()?;
-        let params = config.source.params()?;
+        let params = crate::config::source_params(&config.source)?;
         let fixed_manifest = match &config.manifest {
             Some(path) => Some(Arc::new(read_manifest(path, &config)?)),
             None => None,

@@ -139,6 +139,9 @@ pub struct ManagedSource {
     pub sync_mode: Option<String>,
     /// `/v1` sync interval (seconds); `None` = the `/v1` default.
     pub sync_interval: Option<i64>,
+    /// The CA certificate (PEM) the server's certificate chains to: the connection then uses
+    /// TLS with `verify-full` against it. `None`: the server serves no TLS.
+    pub root_cert: Option<String>,
 }
 
 impl fmt::Debug for ManagedSource {

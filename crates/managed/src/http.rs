@@ -38,6 +38,13 @@ impl ManagedService {
             .route("/api/v1/databases/{id}/credentials", get(credentials))
             .route("/api/v1/databases/{id}/actions", post(action))
             .route("/api/v1/databases/{id}/connection", post(create_connection))
+            .route("/api/v1/databases/{id}/events", get(events))
+            .route("/api/v1/databases/{id}/ca", get(crate::ca::get_ca))
+            .route(
+                "/api/v1/databases/{id}/pools",
+                post(create_pool).get(list_pools),
+            )
+            .route("/api/v1/databases/{id}/pools/{name}", delete(delete_pool))
             .route(
                 "/api/v1/databases/{id}/backups",
                 get(list_backups).post(create_backup),
@@ -53,10 +60,11 @@ impl ManagedService {
 #[openapi(
     paths(
         create_token, list_tokens, delete_token, create_database, list_databases, get_database,
-        update_database, delete_database, credentials, action, create_connection,
+        update_database, delete_database, credentials, action, create_connection, events,
+        crate::ca::get_ca, create_pool, list_pools, delete_pool,
         list_backups, create_backup,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::ca::CaCertificate, crate::pools::Pool, crate::pools::CreatePoolRequest)),
     tags((name = "managed", description = "Managed database servers (`dkc_` API tokens or management keys)"))
 )]
 pub struct ManagedApiDoc;
@@ -257,6 +265,47 @@ async fn create_connection(
         StatusCode::CREATED,
         Json(s.create_connection(&caller, &id, req).await?),
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/databases/{id}/events", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Vec<crate::events::Event>, description = "the database's events, oldest first (failovers)"), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs")))]
+async fn events(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<Vec<crate::events::Event>>> {
+    Ok(Json(s.events(&caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/databases/{id}/pools", tag = "managed", request_body = crate::pools::CreatePoolRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::pools::Pool), (status = 400, body = ErrorBody, description = "bad name or unknown mode"), (status = 409, body = ErrorBody, description = "a pool with this name exists, or the database is not running"), (status = 422, body = ErrorBody, description = "larger than max_connections, or not a postgresql database")))]
+async fn create_pool(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<crate::pools::CreatePoolRequest>,
+) -> Res<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.create_pool(&caller, &id, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/databases/{id}/pools", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Vec<crate::pools::Pool>), (status = 422, body = ErrorBody, description = "not a postgresql database")))]
+async fn list_pools(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<Vec<crate::pools::Pool>>> {
+    Ok(Json(s.list_pools(&caller, &id).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/databases/{id}/pools/{name}", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)"), ("name" = String, Path, description = "Pool name")), security(("bearer" = [])), responses((status = 204), (status = 404, body = ErrorBody, description = "no such pool")))]
+async fn delete_pool(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> Res<StatusCode> {
+    s.delete_pool(&caller, &id, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = crate::backup::types::BackupList), (status = 404, body = ErrorBody, description = "no such database for this caller")))]

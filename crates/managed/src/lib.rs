@@ -39,15 +39,21 @@
 
 pub mod api;
 pub mod backup;
+mod ca;
 pub mod catalog;
 mod engines;
 mod error;
+mod events;
+pub mod failover;
 mod hooks;
 mod http;
 pub mod os;
+pub mod pools;
+mod promotion;
 pub mod reconciler;
 mod service;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 pub use api::{Credentials, Database, DbType, ReplicaHealth, Status};
@@ -55,6 +61,7 @@ pub use engines::{
     database_name, instance_id, secret_name, ADMIN_USER, APP_USER, HOST, REPLICATION_USER,
 };
 pub use error::ManagedError;
+pub use events::Event;
 pub use hooks::{
     Authenticator, ConnectionRegistrar, ManagedSource, MemoryVault, NoManagementKeys, Quota,
     QuotaPolicy, RegistrarError, SecretVault, SourceBackend, StaticKeys,

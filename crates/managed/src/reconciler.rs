@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Status;
 use crate::engines::{self, instance_id, Ctx};
 use crate::error::ManagedError;
+use crate::failover::Verdict;
 use crate::os;
 use crate::service::{lock, ManagedService};
 use crate::store::{DbRecord, Desired, ErrorKind};
@@ -45,6 +46,10 @@ pub enum Step {
     Check,
     /// Destroyed: stop, remove the servers, their data and their credentials.
     Purge,
+    /// The primary is lost: promote the most advanced standby (`failover.rs`), for this reason.
+    Failover(String),
+    /// The primary is lost and no standby runs: report it, promote nothing.
+    NoStandby(String),
 }
 
 /// Decides the next step for `db` given which of its nodes are alive (`alive[n]`, at least
@@ -177,10 +182,18 @@ impl ManagedService {
                 alive.push(status.is_alive());
                 observed.push(status);
             }
+            if alive.first() == Some(&true) {
+                self.supervise_pool(&db).await;
+            }
             let check_due = lock(&self.inner.checked)
                 .get(&db.id)
                 .is_none_or(|t| t.elapsed() >= self.inner.config.check_interval);
-            let step = decide(&db, &alive, check_due);
+            let step = match self.failover_verdict(&db, &alive) {
+                Verdict::Normal => decide(&db, &alive, check_due),
+                Verdict::Wait => Step::Idle,
+                Verdict::Failover(reason) => Step::Failover(reason),
+                Verdict::NoStandby(reason) => Step::NoStandby(reason),
+            };
             if step == Step::Idle {
                 continue;
             }
@@ -212,6 +225,8 @@ impl ManagedService {
             Step::Verify => self.verify(db).await,
             Step::Check => self.check(db).await,
             Step::Purge => self.purge(db).await,
+            Step::Failover(reason) => self.failover(db, reason).await,
+            Step::NoStandby(reason) => self.failover_impossible(db, reason).await,
         };
         if let Err(e) = result {
             tracing::warn!(db = %id, ?step, error = %format!("{e:#}"), "managed reconcile step failed");
@@ -219,7 +234,7 @@ impl ManagedService {
     }
 
     /// Records progress unless the database was destroyed meanwhile (then intent wins).
-    async fn progress(
+    pub(crate) async fn progress(
         &self,
         id: &str,
         f: impl FnOnce(&mut DbRecord) + Send + 'static,
@@ -238,7 +253,12 @@ impl ManagedService {
         Ok(out.map(|(_, d)| d))
     }
 
-    async fn fail(&self, id: &str, kind: ErrorKind, message: String) -> Result<(), ManagedError> {
+    pub(crate) async fn fail(
+        &self,
+        id: &str,
+        kind: ErrorKind,
+        message: String,
+    ) -> Result<(), ManagedError> {
         tracing::warn!(db = %id, kind = ?kind, %message, "managed database error");
         self.progress(id, move |d| {
             d.status = Status::Error;
@@ -249,7 +269,7 @@ impl ManagedService {
         Ok(())
     }
 
-    async fn log_tail(&self, instance: &str) -> String {
+    pub(crate) async fn log_tail(&self, instance: &str) -> String {
         let logs = self.inner.driver.logs(instance, LOG_LINES * 4).await;
         let lines: Vec<&str> = logs
             .lines()
@@ -297,7 +317,7 @@ impl ManagedService {
 
     /// Starts a node, retrying a few times when it exits at once (a PostgreSQL whose killed
     /// predecessor's children still hold its shared memory for a moment).
-    async fn start_node_retrying(&self, ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+    pub(crate) async fn start_node_retrying(&self, ctx: &Ctx, node: usize) -> anyhow::Result<()> {
         let mut attempt = 0;
         loop {
             match self.start_node(ctx, node).await {
@@ -313,7 +333,7 @@ impl ManagedService {
     }
 
     /// Logs in with the generated credentials until it works or `start_timeout` passes.
-    async fn wait_login(&self, ctx: &Ctx) -> anyhow::Result<String> {
+    pub(crate) async fn wait_login(&self, ctx: &Ctx) -> anyhow::Result<String> {
         let deadline = Instant::now() + self.inner.config.start_timeout;
         loop {
             match engines::check_login(ctx).await {
@@ -452,12 +472,29 @@ impl ManagedService {
             .await?;
         }
         let ctx = self.ctx(&db)?;
+        // Every node is tried: a standby still starts when a lost primary cannot (it may then
+        // be promoted, `failover.rs`).
+        let mut errors = Vec::new();
+        if !nodes.contains(&0) {
+            // A standby is down: the running primary must not wait for it to commit (the check
+            // turns synchronous commit on again once a standby streams).
+            if let Err(e) = engines::set_sync(&ctx, false).await {
+                tracing::debug!(db = %id, error = %format!("{e:#}"), "cannot turn synchronous commit off");
+            }
+        }
         for n in &nodes {
             if let Err(e) = self.start_node_retrying(&ctx, *n).await {
-                self.fail(&id, ErrorKind::Runtime, format!("cannot start: {e:#}"))
-                    .await?;
-                return Ok(());
+                errors.push(format!("{e:#}"));
             }
+        }
+        if !errors.is_empty() {
+            self.fail(
+                &id,
+                ErrorKind::Runtime,
+                format!("cannot start: {}", errors.join("; ")),
+            )
+            .await?;
+            return Ok(());
         }
         self.verify(db).await
     }
@@ -569,6 +606,12 @@ impl ManagedService {
         if let Some(h) = lock(&self.inner.health).get_mut(&db.id) {
             h.retain(|r| r.node < node);
         }
+        if node == 1 {
+            // No standby left to wait for.
+            if let Err(e) = engines::set_sync(&self.ctx(&db)?, false).await {
+                tracing::warn!(db = %db.id, error = %format!("{e:#}"), "cannot turn synchronous commit off");
+            }
+        }
         tracing::info!(db = %db.id, node, "managed standby removed");
         Ok(())
     }
@@ -620,6 +663,11 @@ impl ManagedService {
             for n in 1..db.nodes_ready {
                 health.push(engines::replica_health(&ctx, n).await);
             }
+            // Synchronous commit while a standby streams (docs/managed.md, "Automatic failover").
+            let streaming = health.iter().any(|h| h.status == "streaming");
+            if let Err(e) = engines::set_sync(&ctx, streaming).await {
+                tracing::warn!(db = %id, error = %format!("{e:#}"), "cannot set synchronous commit");
+            }
             lock(&self.inner.health).insert(id, health);
         } else {
             lock(&self.inner.health).remove(&id);
@@ -645,6 +693,7 @@ impl ManagedService {
                     )
                 })?;
         }
+        self.remove_pool_instance(&id).await?;
         os::remove_dir(&self.database_dir(&id))?;
         self.forget_secrets(&id);
         let key = id.clone();

@@ -135,6 +135,8 @@ pub(crate) struct Inner {
     pub(crate) registrar: OnceLock<Arc<dyn ConnectionRegistrar>>,
     pub(crate) quotas: OnceLock<Arc<dyn QuotaPolicy>>,
     pub(crate) bins: Arc<Binaries>,
+    /// The installation's CA for managed servers' TLS (`tls.rs`).
+    pub(crate) ca: Arc<crate::tls::Ca>,
     /// `DIR/managed/servers`: one directory per database, owned by its service user.
     pub(crate) servers_dir: PathBuf,
     /// From here down to `servers_dir`, other users get the search bit when a server runs.
@@ -148,6 +150,8 @@ pub(crate) struct Inner {
     pub(crate) health: Mutex<HashMap<String, Vec<ReplicaHealth>>>,
     /// When each database was last checked (storage, replication).
     pub(crate) checked: Mutex<HashMap<String, Instant>>,
+    /// How long each primary has been seen dead (automatic failover).
+    pub(crate) failover: Mutex<crate::failover::Watch>,
     /// Backup storage, runs in flight and events.
     pub(crate) backups: crate::backup::storage::Backups,
 }
@@ -198,6 +202,7 @@ impl ManagedService {
             "managed database servers available"
         );
         let has_servers = !store.list_active()?.is_empty();
+        let ca = Arc::new(crate::tls::Ca::load_or_create(vault.as_ref())?);
         let backups = crate::backup::storage::Backups::open(dir, &config.backups)?;
         let service = ManagedService {
             inner: Arc::new(Inner {
@@ -209,6 +214,7 @@ impl ManagedService {
                 registrar: OnceLock::new(),
                 quotas: OnceLock::new(),
                 bins: Arc::new(bins),
+                ca,
                 servers_dir,
                 reach_from,
                 wake: Notify::new(),
@@ -216,6 +222,7 @@ impl ManagedService {
                 crashes: Mutex::new(HashMap::new()),
                 health: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
+                failover: Mutex::new(crate::failover::Watch::default()),
                 backups,
             }),
         };
@@ -577,7 +584,7 @@ impl ManagedService {
     }
 
     /// The record of `id` if it belongs to the caller (404 otherwise, for other customers too).
-    async fn owned(&self, caller: &Caller, id: &str) -> Result<DbRecord, ManagedError> {
+    pub(crate) async fn owned(&self, caller: &Caller, id: &str) -> Result<DbRecord, ManagedError> {
         let key = id.to_string();
         match self.db(move |s| Ok(s.get_database(&key)?)).await? {
             Some(d) if d.customer_id == caller.customer => Ok(d),
@@ -932,6 +939,7 @@ impl ManagedService {
             database: ctx.database(),
             sync_mode: req.sync_mode,
             sync_interval: req.sync_interval,
+            root_cert: Some(self.inner.ca.cert_pem().to_string()),
         };
         registrar
             .register(&caller.customer, source)
@@ -961,6 +969,7 @@ impl ManagedService {
             bins: self.inner.bins.clone(),
             user,
             db_dir: self.database_dir(&d.id),
+            ca: self.inner.ca.clone(),
             creds: Creds {
                 admin: get("admin").unwrap_or_default(),
                 app,

@@ -1,9 +1,17 @@
 //! The control plane ↔ engine protocol: what an engine answers on `GET /health` (and at the head
 //! of `GET /stats`), as types both sides use — the engine writes them, the control plane reads
-//! them (deploy decisions, the health poller, `GET /v1/databases/{id}/instance`). Pure data: no
-//! logic beyond names, so that neither side spells a field by hand.
+//! them (deploy decisions, the health poller, `GET /v1/databases/{id}/instance`) — and the
+//! engine's config file ([`engine_config`]), which the control plane writes and the engine reads.
+//! Data and its validation only, so that neither side spells a field by hand.
 
 use serde::{Deserialize, Serialize};
+
+pub mod engine_config;
+mod http_limits;
+mod ssl_mode;
+
+pub use http_limits::HttpLimits;
+pub use ssl_mode::SslMode;
 
 /// `GET /health` of an engine. Read leniently (a missing field is its default), so a control
 /// plane reads the answer of an engine one version older or newer.

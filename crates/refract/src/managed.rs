@@ -95,6 +95,12 @@ pub enum ManagedCmd {
         /// Database id (`db_…`).
         id: String,
     },
+    /// Print the CA certificate (PEM) that verifies the database's TLS certificate
+    /// (`refract managed ca db_… > ca.pem`, then `sslmode=verify-full sslrootcert=ca.pem`).
+    Ca {
+        /// Database id (`db_…`).
+        id: String,
+    },
     /// Print the connection credentials of a running database.
     Credentials {
         /// Database id (`db_…`).
@@ -148,6 +154,46 @@ pub enum ManagedCmd {
     /// API tokens (`dkc_…`) of the managed API.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// PgBouncer connection pools of a managed PostgreSQL database.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+}
+
+/// `refract managed pool …`
+#[derive(clap::Subcommand, Debug)]
+pub enum PoolCmd {
+    /// Create a pool; prints its connection string.
+    Create {
+        /// Database id (`db_…`).
+        id: String,
+        /// Pool name (the database name clients connect to through PgBouncer).
+        #[arg(long)]
+        name: String,
+        /// Server connections of the pool.
+        #[arg(long)]
+        size: i64,
+        /// `session`, `transaction` or `statement`.
+        #[arg(long, default_value = "transaction")]
+        mode: String,
+        /// Server database (default: the application database).
+        #[arg(long)]
+        database: Option<String>,
+        /// Server user (default: app_user).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List the pools of a database.
+    List {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Delete a pool.
+    Delete {
+        /// Database id (`db_…`).
+        id: String,
+        /// Pool name.
+        name: String,
+    },
 }
 
 /// `refract managed backup …`
@@ -315,6 +361,16 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             )?;
             out(&v, &print_object)
         }
+        ManagedCmd::Ca { id } => {
+            let v = api.call(
+                Method::GET,
+                &format!("/api/v1/databases/{}/ca", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &|v: &Value| {
+                print!("{}", v["certificate"].as_str().unwrap_or_default())
+            })
+        }
         ManagedCmd::Credentials { id } => {
             let v = api.call(
                 Method::GET,
@@ -421,6 +477,60 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
                 print_object(v);
                 println!("\nthe token is shown only now: store it (REFRACT_TOKEN=…)");
             })
+        }
+        ManagedCmd::Pool(PoolCmd::Create {
+            id,
+            name,
+            size,
+            mode,
+            database,
+            user,
+        }) => {
+            let mut body = json!({"name": name, "size": size, "mode": mode});
+            if let Some(d) = database {
+                body["database"] = json!(d);
+            }
+            if let Some(u) = user {
+                body["user"] = json!(u);
+            }
+            let v = api.call(
+                Method::POST,
+                &format!("/api/v1/databases/{}/pools", urlencode(&id)),
+                Some(body),
+            )?;
+            out(&v, &print_object)
+        }
+        ManagedCmd::Pool(PoolCmd::List { id }) => {
+            let v = api.call(
+                Method::GET,
+                &format!("/api/v1/databases/{}/pools", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &|v| {
+                for p in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+                    println!(
+                        "{}  size={}  mode={}  database={}  {}:{}",
+                        cell(&p["name"]),
+                        cell(&p["size"]),
+                        cell(&p["mode"]),
+                        cell(&p["database"]),
+                        cell(&p["host"]),
+                        cell(&p["port"]),
+                    );
+                }
+            })
+        }
+        ManagedCmd::Pool(PoolCmd::Delete { id, name }) => {
+            let v = api.call(
+                Method::DELETE,
+                &format!(
+                    "/api/v1/databases/{}/pools/{}",
+                    urlencode(&id),
+                    urlencode(&name)
+                ),
+                None,
+            )?;
+            out(&v, &|_| println!("deleted pool {name} of {id}"))
         }
         ManagedCmd::Token(TokenCmd::List) => {
             let v = api.call(Method::GET, "/api/v1/api-tokens", None)?;

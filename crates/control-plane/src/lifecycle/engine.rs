@@ -2,12 +2,14 @@
 //! manifest and secrets as 0600 files, never arguments) and an HTTP client of its `/health`,
 //! `/stats` and `/admin/*` routes.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use refract_protocol::engine_config::{EngineConfig, SourceConfig, SyncMode};
 use refract_runtime::{InstanceKind, InstanceSpec, Network, Readiness, SpecFile};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{Backend, Connection, Database, RuntimeSettings};
@@ -70,69 +72,59 @@ pub struct Launch<'a> {
 /// The spec of one engine: `refract engine --config engine.yaml` with its files.
 pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     let c = l.connection;
-    let mut source = match c.backend {
-        Backend::Sqlite => json!({"backend": "sqlite", "path": c.mysql_host, "database": "main"}),
-        other => json!({
-            "backend": other.as_str(),
-            "host": c.mysql_host,
-            "port": c.mysql_port,
-            "user": c.mysql_user.clone().unwrap_or_default(),
-            "database": l.database.mysql_db,
-            "ssl_mode": c.ssl_mode.as_str(),
-        }),
-    };
+    let mut source = SourceConfig::new(c.backend.to_source(), c.mysql_host.clone());
+    if c.backend == Backend::Sqlite {
+        source.database = Some("main".into());
+    } else {
+        source.port = c.mysql_port.and_then(|p| u16::try_from(p).ok());
+        source.user = c.mysql_user.clone().unwrap_or_default();
+        source.database = Some(l.database.mysql_db.clone());
+        source.ssl_mode = Some(c.ssl_mode.to_source());
+        if l.ssl_root_cert.is_some() {
+            source.ssl_root_cert_file = Some(ROOT_CERT_FILE.into());
+        }
+    }
     if l.password.is_some() {
-        source["password_file"] = json!(PASSWORD_FILE);
+        source.password_file = Some(PASSWORD_FILE.into());
     }
-    if l.ssl_root_cert.is_some() && c.backend != Backend::Sqlite {
-        source["ssl_root_cert_file"] = json!(ROOT_CERT_FILE);
-    }
-    let mut sync = json!({
-        "mode": l.sync_mode,
-        "interval": l.settings.sync_interval.max(1),
-        "safety_net": l.settings.safety_net.max(0),
-    });
-    if let Some(id) = l.settings.binlog_server_id {
-        sync["server_id"] = json!(id);
-    }
+    let mut config = EngineConfig::with_source(source);
+    config.sync.mode = SyncMode::parse(l.sync_mode).unwrap_or_default();
+    config.sync.interval = l.settings.sync_interval.max(1) as u64;
+    config.sync.safety_net = l.settings.safety_net.max(0) as u64;
+    config.sync.server_id = l
+        .settings
+        .binlog_server_id
+        .and_then(|id| u32::try_from(id).ok());
     // PostgreSQL: the slot and publication belong to this Refract database (two databases on one
     // source database must not share them); created and dropped by its lifecycle.
     if c.backend == Backend::Postgres {
-        sync["slot_name"] = json!(slot_name(l.database.id));
+        config.sync.slot_name = Some(slot_name(l.database.id));
     }
     // Clients use `listen` (the database's port, for its whole life); the control plane talks to
     // the private `control_listen`, whose address the ready line names (docs/runtime.md). In a
     // pod of its own (Kubernetes) the engine listens on fixed ports of every interface; its
     // client port still listens only once the snapshot is in (the pod's readiness).
-    let (listen, reuse_port, takeover, control_listen) = match l.network {
-        Network::Loopback => (
-            format!("127.0.0.1:{}", l.port),
-            l.port != 0,
-            l.takeover && l.port != 0,
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let every_interface = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+    match l.network {
+        Network::Loopback => {
+            config.listen = loopback(l.port);
+            config.reuse_port = l.port != 0;
+            config.takeover = l.takeover && l.port != 0;
             // Without a port of its own (0) the engine's one listener is its endpoint.
-            (l.port != 0).then(|| "127.0.0.1:0".to_string()),
-        ),
-        Network::Cluster { port, control_port } => (
-            format!("0.0.0.0:{port}"),
-            false,
-            false,
-            Some(format!("0.0.0.0:{control_port}")),
-        ),
-    };
-    let config = json!({
-        "listen": listen,
-        "reuse_port": reuse_port,
-        "takeover": takeover,
-        "control_listen": control_listen,
-        "source": source,
-        "manifest": MANIFEST_FILE,
-        "sync": sync,
-        "memory_cap_mb": memory_cap_mb(l.settings),
-        "log_level": l.settings.log_level.as_str(),
-        "keys_file": l.keys_file,
-        "admin_token_file": ADMIN_TOKEN_FILE,
-        "database_id": l.database.id.to_string(),
-    });
+            config.control_listen = (l.port != 0).then(|| loopback(0));
+        }
+        Network::Cluster { port, control_port } => {
+            config.listen = every_interface(port);
+            config.control_listen = Some(every_interface(control_port));
+        }
+    }
+    config.manifest = Some(MANIFEST_FILE.into());
+    config.memory_cap_mb = Some(memory_cap_mb(l.settings));
+    config.log_level = l.settings.log_level.as_str().to_string();
+    config.keys_file = Some(l.keys_file.to_path_buf());
+    config.admin_token_file = Some(ADMIN_TOKEN_FILE.into());
+    config.database_id = Some(l.database.id.to_string());
     let mut spec = InstanceSpec::new(
         l.instance.to_string(),
         InstanceKind::Engine,

@@ -29,3 +29,18 @@ pub fn settings(ctx: &Ctx) -> anyhow::Result<String> {
          archive_timeout = 60\n"
     ))
 }
+
+/// The pg_hba line that lets `refract_admin` in over a restore's private Unix socket.
+pub const TRUST_LINE: &str = "local all refract_admin trust # refract restore\n";
+/// The settings file of a restore in progress, included after `refract.conf`.
+pub const RESTORE_CONF: &str = "refract-restore.conf";
+
+/// What `pg_hba.conf` of the data directory `dir` starts with: [`TRUST_LINE`] while a restore
+/// is in progress there (its settings file exists), else nothing.
+pub fn restore_hba(dir: &std::path::Path) -> &'static str {
+    if dir.join(RESTORE_CONF).exists() {
+        TRUST_LINE
+    } else {
+        ""
+    }
+}

@@ -12,7 +12,7 @@ use crate::os;
 
 /// Takes a snapshot of node 0 into `staging/dump.rdb`; returns the file names.
 pub async fn snapshot(ctx: &Ctx, staging: &Path) -> anyhow::Result<Vec<String>> {
-    let mut r = Resp::connect(ctx.port(0)).await?;
+    let mut r = Resp::connect(&ctx.ca, ctx.port(0)).await?;
     r.auth(&ctx.creds.app).await?;
     match r.call(&[b"BGSAVE"]).await? {
         Reply::Status(_) => {}

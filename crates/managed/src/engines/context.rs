@@ -92,6 +92,9 @@ pub struct Ctx {
     pub db_dir: PathBuf,
     /// Its passwords.
     pub creds: Creds,
+    /// The installation's CA: servers get certificates from it, Refract's own connections
+    /// verify them with it.
+    pub ca: Arc<crate::tls::Ca>,
 }
 
 impl Ctx {
@@ -103,6 +106,13 @@ impl Ctx {
     /// Port of node `node` (0 until allocated).
     pub fn port(&self, node: usize) -> u16 {
         self.db.ports.get(node).copied().unwrap_or(0)
+    }
+
+    /// Writes a fresh server certificate, its key and the CA certificate into node `node`'s
+    /// directory (0600); see [`crate::tls::Ca::write_server_files`].
+    pub(super) fn write_tls_files(&self, node: usize) -> anyhow::Result<()> {
+        self.ca
+            .write_server_files(&self.node_dir(node), &self.user, &["localhost", HOST])
     }
 
     /// The application database's name.

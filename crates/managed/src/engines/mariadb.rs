@@ -13,6 +13,7 @@ use super::context::{
 };
 use crate::api::ReplicaHealth;
 use crate::os;
+use crate::tls;
 use refract_runtime::InstanceSpec;
 
 /// Unix socket paths are limited to 108 bytes.
@@ -69,9 +70,28 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--log-bin=binlog".into(),
         "--binlog-format=ROW".into(),
         "--binlog-row-image=FULL".into(),
+        // A standby logs what it applies, so that once promoted its binary log holds everything
+        // and new standbys can be built from it (automatic failover).
+        "--log-slave-updates".into(),
         "--character-set-server=utf8mb4".into(),
         "--collation-server=utf8mb4_unicode_ci".into(),
+        // TLS only over TCP (the Unix socket the bootstrap uses counts as secure).
+        format!("--ssl-cert={}", dir.join(tls::SERVER_CERT_FILE).display()),
+        format!("--ssl-key={}", dir.join(tls::SERVER_KEY_FILE).display()),
+        format!("--ssl-ca={}", dir.join(tls::CA_FILE).display()),
+        "--require-secure-transport=ON".into(),
     ];
+    // Semi-synchronous replication (built into MariaDB): a commit returns once a standby has
+    // the transaction in its relay log (AFTER_SYNC), or after 10 s without one; with no
+    // standby connected it does not wait at all.
+    args.extend([
+        "--rpl-semi-sync-master-enabled=ON".to_string(),
+        "--rpl-semi-sync-slave-enabled=ON".into(),
+        "--rpl-semi-sync-master-wait-point=AFTER_SYNC".into(),
+        "--rpl-semi-sync-master-wait-no-slave=OFF".into(),
+        "--rpl-semi-sync-master-timeout=10000".into(),
+    ]);
+    ctx.write_tls_files(node)?;
     if node > 0 {
         args.push("--read-only".into());
         args.push("--relay-log=relay-bin".into());
@@ -80,7 +100,12 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
 }
 
 /// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
-async fn socket_sql(ctx: &Ctx, node: usize, sql: &str, vertical: bool) -> anyhow::Result<String> {
+pub(super) async fn socket_sql(
+    ctx: &Ctx,
+    node: usize,
+    sql: &str,
+    vertical: bool,
+) -> anyhow::Result<String> {
     let client = ctx
         .bins
         .mariadb_client
@@ -139,9 +164,11 @@ pub(super) async fn bootstrap(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     } else {
         let sql = format!(
             "CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={port}, MASTER_USER='{REPLICATION_USER}', \
-             MASTER_PASSWORD={repl}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;\n\
+             MASTER_PASSWORD={repl}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+             MASTER_SSL=1, MASTER_SSL_CA='{ca}', MASTER_SSL_VERIFY_SERVER_CERT=1;\n\
              START SLAVE;\n",
             port = ctx.port(0),
+            ca = ctx.node_dir(node).join(tls::CA_FILE).display(),
             repl = sql_password(&ctx.creds.replication)?,
         );
         socket_sql(ctx, node, &sql, false)
@@ -158,7 +185,13 @@ pub(super) async fn check_login(ctx: &Ctx) -> anyhow::Result<String> {
         .tcp_port(ctx.port(0))
         .user(Some(APP_USER))
         .pass(Some(ctx.creds.app.clone()))
-        .db_name(Some(ctx.database()));
+        .db_name(Some(ctx.database()))
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ctx.ca.cert_pem().as_bytes().to_vec().into()])
+                .with_disable_built_in_roots(true),
+        ));
+    tls::install_provider();
     let mut conn = mysql_async::Conn::new(opts)
         .await
         .with_context(|| format!("log in to MariaDB on port {} as {APP_USER}", ctx.port(0)))?;

@@ -12,6 +12,7 @@ mod mariadb;
 mod mongodb;
 pub(crate) mod postgres;
 pub(crate) mod redis;
+mod standby;
 
 use refract_runtime::InstanceSpec;
 
@@ -23,6 +24,7 @@ pub use context::{
     database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ADMIN_USER, APP_USER,
     HOST, REPLICATION_USER, SECRET_ROLES,
 };
+pub use standby::{data_present, position, promote, set_sync};
 
 /// Creates node `node`'s data directory (the caller removed any previous one): `initdb`,
 /// `mariadb-install-db`, `pg_basebackup` from the primary, …
@@ -114,9 +116,9 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             username: Some(APP_USER.into()),
             password: pw.clone(),
             database: Some(db.clone()),
-            ssl_mode: Some("disable".into()),
+            ssl_mode: Some("require".into()),
             connection_string: format!(
-                "postgresql://{APP_USER}:{pw}@{HOST}:{port}/{db}?sslmode=disable"
+                "postgresql://{APP_USER}:{pw}@{HOST}:{port}/{db}?sslmode=require"
             ),
         },
         DbType::Mysql => Credentials {
@@ -125,8 +127,10 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             username: Some(APP_USER.into()),
             password: pw.clone(),
             database: Some(db.clone()),
-            ssl_mode: Some("disable".into()),
-            connection_string: format!("mysql://{APP_USER}:{pw}@{HOST}:{port}/{db}"),
+            ssl_mode: Some("require".into()),
+            connection_string: format!(
+                "mysql://{APP_USER}:{pw}@{HOST}:{port}/{db}?ssl-mode=REQUIRED"
+            ),
         },
         DbType::Redis => Credentials {
             host: HOST.into(),
@@ -134,10 +138,10 @@ pub fn credentials(ctx: &Ctx) -> Credentials {
             username: None,
             password: pw.clone(),
             database: None,
-            ssl_mode: None,
+            ssl_mode: Some("require".into()),
             // `default` is Redis 6+'s user for `requirepass`: `redis-cli -u` (7.x) and most
-            // clients reject an empty user name with WRONGPASS.
-            connection_string: format!("redis://default:{pw}@{HOST}:{port}/0"),
+            // clients reject an empty user name with WRONGPASS. `rediss`: TLS only.
+            connection_string: format!("rediss://default:{pw}@{HOST}:{port}/0"),
         },
         DbType::Mongodb => Credentials {
             host: HOST.into(),

@@ -11,6 +11,7 @@ use super::context::{
 };
 use crate::api::ReplicaHealth;
 use crate::os;
+use crate::tls;
 use refract_runtime::InstanceSpec;
 
 pub(crate) fn bin(ctx: &Ctx, program: &str) -> anyhow::Result<PathBuf> {
@@ -66,12 +67,19 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
             "-w".into(),
         ];
         let app_name = format!("{}-n{node}", ctx.db.id);
+        // Written into `primary_conninfo` by `-R`: the standby's own copy of the CA certificate
+        // (rewritten on every start); libpq's `require` verifies the chain once that file
+        // exists (it does not yet during the copy).
+        let root_cert = dir.join(tls::CA_FILE).display().to_string();
         ctx.run(
             &bin(ctx, "pg_basebackup")?,
             &args,
             &[
                 ("PGPASSWORD", ctx.creds.replication.as_str()),
                 ("PGAPPNAME", app_name.as_str()),
+                // The primary takes TLS only; `-R` writes this into `primary_conninfo` too.
+                ("PGSSLMODE", "require"),
+                ("PGSSLROOTCERT", root_cert.as_str()),
             ],
             None,
         )
@@ -93,8 +101,27 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
 }
 
 pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
+    // A primary with standbys commits synchronously (see `write_conf`); the check turns it off
+    // while no standby streams.
+    write_conf(ctx, node, node == 0 && ctx.db.nodes_ready >= 2)?;
     let dir = ctx.node_dir(node);
-    let conf = format!(
+    let mut spec = ctx.server_spec(
+        node,
+        &bin(ctx, "postgres")?,
+        vec!["-D".into(), dir.display().to_string()],
+    )?;
+    // libpq in a standby's WAL receiver looks for `~/.postgresql/postgresql.crt`; a HOME the
+    // service user cannot enter (root's) fails the connection, so HOME is the data directory.
+    spec.env.push(("HOME".into(), dir.display().to_string()));
+    Ok(spec)
+}
+
+/// Writes `refract.conf` of node `node`. With `sync`, a commit returns only once one standby has
+/// flushed it (`synchronous_standby_names = 'ANY 1 (*)'`), so a promoted standby holds every
+/// acknowledged write (docs/managed.md, "Automatic failover").
+pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<()> {
+    let dir = ctx.node_dir(node);
+    let mut conf = format!(
         "# Written by Refract on every start; change the plan instead.\n\
          port = {port}\n\
          listen_addresses = '{HOST}'\n\
@@ -107,21 +134,37 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
          hot_standby = on\n\
          password_encryption = 'scram-sha-256'\n\
          logging_collector = off\n\
+         ssl = on\n\
+         ssl_cert_file = '{cert}'\n\
+         ssl_key_file = '{key}'\n\
+         ssl_min_protocol_version = 'TLSv1.2'\n\
          {archive}",
         archive = crate::backup::archive::settings(ctx)?,
+        cert = tls::SERVER_CERT_FILE,
+        key = tls::SERVER_KEY_FILE,
         port = ctx.port(node),
         shared = ctx.plan.pg_shared_buffers_mb,
         conns = ctx.plan.max_connections,
     );
+    if sync {
+        conf.push_str("synchronous_standby_names = 'ANY 1 (*)'\nsynchronous_commit = on\n");
+    }
     os::write_owned_file(&dir.join("refract.conf"), conf.as_bytes(), &ctx.user)?;
-    ctx.server_spec(
-        node,
-        &bin(ctx, "postgres")?,
-        vec!["-D".into(), dir.display().to_string()],
-    )
+    // TLS only: a plain-text connection matches no line and is refused.
+    let hba = format!(
+        "# Written by Refract on every start: TLS connections only.\n\
+         hostssl all all {HOST}/32 scram-sha-256\n\
+         hostssl replication all {HOST}/32 scram-sha-256\n"
+    );
+    // A restore in progress also lets refract_admin in over its private socket (backup/).
+    let hba = format!("{}{hba}", crate::backup::archive::restore_hba(&dir));
+    os::write_owned_file(&dir.join("pg_hba.conf"), hba.as_bytes(), &ctx.user)?;
+    ctx.write_tls_files(node)?;
+    Ok(())
 }
 
 pub(crate) async fn connect(
+    ctx: &Ctx,
     port: u16,
     user: &str,
     password: &str,
@@ -133,9 +176,10 @@ pub(crate) async fn connect(
         .user(user)
         .password(password)
         .dbname(dbname)
-        .connect_timeout(LOGIN_TIMEOUT);
+        .connect_timeout(LOGIN_TIMEOUT)
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
     let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
+        .connect(tls::PgTls(ctx.ca.client_config()))
         .await
         .with_context(|| format!("log in to PostgreSQL on port {port} as {user}"))?;
     tokio::spawn(async move {
@@ -145,7 +189,21 @@ pub(crate) async fn connect(
 }
 
 pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<()> {
-    let client = connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    // The port accepts connections a moment before the server does ("the database system is
+    // starting up"), which a loaded machine makes long enough to hit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let client = loop {
+        match connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await {
+            Ok(c) => break c,
+            Err(e)
+                if format!("{e:#}").contains("starting up")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let db = ctx.database();
     // A failing statement must not be logged with its text: it holds a password.
     let sql = format!(
@@ -168,7 +226,7 @@ pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 pub(super) async fn check_login(ctx: &Ctx) -> anyhow::Result<String> {
-    let client = connect(ctx.port(0), APP_USER, &ctx.creds.app, &ctx.database()).await?;
+    let client = connect(ctx, ctx.port(0), APP_USER, &ctx.creds.app, &ctx.database()).await?;
     let row = client
         .query_one("SELECT current_setting('server_version')", &[])
         .await?;
@@ -187,7 +245,14 @@ pub(super) async fn replica_health(
     node: usize,
     health: &mut ReplicaHealth,
 ) -> anyhow::Result<()> {
-    let standby = connect(ctx.port(node), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    let standby = connect(
+        ctx,
+        ctx.port(node),
+        ADMIN_USER,
+        &ctx.creds.admin,
+        "postgres",
+    )
+    .await?;
     let row = standby
         .query_one(
             "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver LIMIT 1), pg_last_wal_replay_lsn()::text",
@@ -206,7 +271,7 @@ pub(super) async fn replica_health(
         None => "down".into(),
     };
     if let Some(lsn) = replayed.filter(|l| valid_lsn(l)) {
-        let primary = connect(ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+        let primary = connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
         let row = primary
             .query_one(
                 &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')::bigint"),

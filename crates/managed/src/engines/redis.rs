@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use super::context::{Ctx, HOST};
 use crate::api::ReplicaHealth;
 use crate::os;
+use crate::tls;
 use refract_runtime::InstanceSpec;
 
 pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
@@ -25,7 +26,14 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
     let dir = ctx.node_dir(node);
     let mut conf = format!(
         "# Written by Refract on every start; change the plan instead.\n\
-         port {port}\n\
+         # TLS only: no plain-text port.\n\
+         port 0\n\
+         tls-port {port}\n\
+         tls-cert-file {dir}/{cert}\n\
+         tls-key-file {dir}/{key}\n\
+         tls-ca-cert-file {dir}/{ca}\n\
+         tls-auth-clients no\n\
+         tls-replication yes\n\
          bind {HOST}\n\
          protected-mode yes\n\
          daemonize no\n\
@@ -40,6 +48,9 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         dir = dir.display(),
         mem = ctx.plan.redis_maxmemory_mb,
         pw = ctx.creds.app,
+        cert = tls::SERVER_CERT_FILE,
+        key = tls::SERVER_KEY_FILE,
+        ca = tls::CA_FILE,
     );
     if node > 0 {
         conf.push_str(&format!(
@@ -50,12 +61,13 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
     }
     let path = dir.join("redis.conf");
     os::write_owned_file(&path, conf.as_bytes(), &ctx.user)?;
+    ctx.write_tls_files(node)?;
     ctx.server_spec(node, &server.path, vec![path.display().to_string()])
 }
 
 /// A minimal RESP client: commands as arrays of bulk strings; replies read as text.
 pub struct Resp {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<tokio_rustls::client::TlsStream<TcpStream>>,
 }
 
 /// One RESP reply, flattened.
@@ -74,11 +86,14 @@ pub enum Reply {
 }
 
 impl Resp {
-    /// Connects to `127.0.0.1:port`.
-    pub async fn connect(port: u16) -> anyhow::Result<Resp> {
+    /// Connects to `127.0.0.1:port` over TLS, verifying the server against `ca`.
+    pub async fn connect(ca: &tls::Ca, port: u16) -> anyhow::Result<Resp> {
         let stream = TcpStream::connect((HOST, port))
             .await
             .with_context(|| format!("connect to Redis on port {port}"))?;
+        let stream = tls::connect(ca.client_config(), HOST, stream)
+            .await
+            .with_context(|| format!("TLS handshake with Redis on port {port}"))?;
         Ok(Resp {
             stream: BufReader::new(stream),
         })
@@ -160,12 +175,12 @@ impl Resp {
     }
 }
 
-fn get<'a>(info: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(super) fn get<'a>(info: &'a [(String, String)], key: &str) -> Option<&'a str> {
     info.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 pub(super) async fn check_login(ctx: &Ctx) -> anyhow::Result<String> {
-    let mut c = Resp::connect(ctx.port(0)).await?;
+    let mut c = Resp::connect(&ctx.ca, ctx.port(0)).await?;
     c.auth(&ctx.creds.app).await?;
     match c.call(&[b"PING"]).await? {
         Reply::Status(s) if s == "PONG" => {}
@@ -182,7 +197,7 @@ pub(super) async fn replica_health(
     node: usize,
     health: &mut ReplicaHealth,
 ) -> anyhow::Result<()> {
-    let mut replica = Resp::connect(ctx.port(node)).await?;
+    let mut replica = Resp::connect(&ctx.ca, ctx.port(node)).await?;
     replica.auth(&ctx.creds.app).await?;
     let info = replica.info("replication").await?;
     health.status = match get(&info, "master_link_status") {
@@ -191,7 +206,7 @@ pub(super) async fn replica_health(
         _ => "down".into(),
     };
     let replica_offset: Option<i64> = get(&info, "slave_repl_offset").and_then(|v| v.parse().ok());
-    let mut primary = Resp::connect(ctx.port(0)).await?;
+    let mut primary = Resp::connect(&ctx.ca, ctx.port(0)).await?;
     primary.auth(&ctx.creds.app).await?;
     let pinfo = primary.info("replication").await?;
     let primary_offset: Option<i64> =

@@ -125,10 +125,17 @@ async fn bad_input_is_a_400_with_a_clear_message_and_creates_nothing() {
     let (status, list) = h.get("/api/v1/databases").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list, json!([]), "nothing was created");
+    // Only the installation's CA (created when the service opens).
+    let names: Vec<String> = h
+        .vault
+        .names()
+        .into_iter()
+        .filter(|n| !n.starts_with("managed/ca/"))
+        .collect();
     assert!(
-        h.vault.names().is_empty(),
+        names.is_empty(),
         "no credentials were generated: {:?}",
-        h.vault.names()
+        names
     );
     assert!(std::fs::read_dir(h.service.servers_dir())
         .unwrap()
@@ -406,4 +413,37 @@ async fn tokens_scopes_and_tenant_isolation() {
         .call(Method::GET, "/api/v1/databases", Some(&full_token), None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_route_answers_the_installations_ca_to_the_owner_only() {
+    use refract_managed::SecretVault;
+    let h = no_reconciler();
+    let (status, created) = h.post("/api/v1/databases", redis_body("tls")).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/api/v1/databases/{id}/ca");
+    let (status, v) = h.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let pem = v["certificate"].as_str().unwrap();
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE-----")
+            && pem.trim_end().ends_with("-----END CERTIFICATE-----"),
+        "{pem}"
+    );
+    assert_eq!(pem, h.service.ca_pem());
+    assert_eq!(v.as_object().unwrap().len(), 1, "only the certificate: {v}");
+    // Another customer's database and an unknown id: the same 404; no token: 401.
+    let (status, v) = h.call(Method::GET, &path, Some(KEY_B), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, v) = h.get("/api/v1/databases/db_doesnotexist/ca").await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _) = h.call(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The private key never leaves the secret store.
+    assert!(!v.to_string().contains("PRIVATE"));
+    assert!(h.vault.get(refract_managed::tls::CA_KEY_SECRET).is_some());
 }

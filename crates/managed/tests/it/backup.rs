@@ -40,8 +40,8 @@ fn has_event(list: &Value, kind: &str) -> bool {
         .any(|e| e["kind"] == kind)
 }
 
-async fn batch_counts(url: &str) -> (i64, i64) {
-    let c = crate::postgres::connect(url)
+async fn batch_counts(tls: &refract_managed::tls::PgTls, url: &str) -> (i64, i64) {
+    let c = crate::postgres::connect(tls, url)
         .await
         .expect("log in to the restored server");
     let row = c
@@ -63,6 +63,7 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
     if !h.installed(DbType::Postgresql) {
         return;
     }
+    let tls = h.service.client_tls();
     let src = h.create(pg_body("pitr-source")).await;
     h.wait_status(&src, "running", Duration::from_secs(120))
         .await;
@@ -85,7 +86,7 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         .as_str()
         .unwrap()
         .to_string();
-    let c = crate::postgres::connect(&url).await.unwrap();
+    let c = crate::postgres::connect(&tls, &url).await.unwrap();
     c.batch_execute("CREATE TABLE items (id serial PRIMARY KEY, batch int NOT NULL)")
         .await
         .unwrap();
@@ -209,10 +210,14 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         .unwrap()
         .to_string();
     assert_ne!(restored_url, url);
-    assert_eq!(batch_counts(&restored_url).await, (25, 0));
-    assert_eq!(batch_counts(&url).await, (25, 7), "the source is untouched");
+    assert_eq!(batch_counts(&tls, &restored_url).await, (25, 0));
+    assert_eq!(
+        batch_counts(&tls, &url).await,
+        (25, 7),
+        "the source is untouched"
+    );
     // The restored server is a normal one: it takes writes, and the source's password is not its.
-    let rc = crate::postgres::connect(&restored_url).await.unwrap();
+    let rc = crate::postgres::connect(&tls, &restored_url).await.unwrap();
     rc.batch_execute("INSERT INTO items (batch) VALUES (3)")
         .await
         .unwrap();
@@ -226,7 +231,7 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         .to_string();
     let wrong = restored_url.replace(&new_pw, &src_pw);
     assert!(
-        crate::postgres::connect(&wrong).await.is_err(),
+        crate::postgres::connect(&tls, &wrong).await.is_err(),
         "the source's password must not log in"
     );
     let list = backups(&h, &new).await;
@@ -245,7 +250,7 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         .as_str()
         .unwrap()
         .to_string();
-    let ac = crate::postgres::connect(&at_url).await.unwrap();
+    let ac = crate::postgres::connect(&tls, &at_url).await.unwrap();
     let row = ac
         .query_one("SELECT to_regclass('items') IS NULL", &[])
         .await
@@ -268,6 +273,7 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
     if !h.installed(DbType::Redis) {
         return;
     }
+    let tls = h.service.client_tls();
     let body = |name: &str| json!({"name": name, "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"});
     let src = h.create(body("cache")).await;
     h.wait_status(&src, "running", Duration::from_secs(60))
@@ -276,7 +282,7 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
         .as_str()
         .unwrap()
         .to_string();
-    let mut r = crate::redis::login(&url).await.expect("login");
+    let mut r = crate::redis::login(&tls, &url).await.expect("login");
     for i in 0..50 {
         crate::redis::resp(&mut r, &["SET", &format!("k{i}"), &format!("v{i}")]).await;
     }
@@ -304,15 +310,15 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
         .unwrap()
         .to_string();
     assert_eq!(
-        crate::redis::get(&new_url, "k7").await.as_deref(),
+        crate::redis::get(&tls, &new_url, "k7").await.as_deref(),
         Some("v7")
     );
     assert_eq!(
-        crate::redis::get(&new_url, "k49").await.as_deref(),
+        crate::redis::get(&tls, &new_url, "k49").await.as_deref(),
         Some("v49")
     );
     assert_eq!(
-        crate::redis::get(&new_url, "after").await.as_deref(),
+        crate::redis::get(&tls, &new_url, "after").await.as_deref(),
         Some("(nil)"),
         "written after the snapshot"
     );
@@ -375,7 +381,7 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
         .unwrap()
         .to_string();
     assert_eq!(
-        crate::redis::get(&again_url, "k7").await.as_deref(),
+        crate::redis::get(&tls, &again_url, "k7").await.as_deref(),
         Some("v7")
     );
     h.delete_and_check_gone(&again).await;

@@ -249,6 +249,19 @@ impl Harness {
     }
 
     /// The pid of node `node`'s server, from the local driver's state file.
+    /// `GET /api/v1/databases/{id}/ca`, written to `DIR/ca-<id>.pem` (for the command-line
+    /// clients' `sslrootcert` / `--ssl-ca` / `--cacert`).
+    pub async fn ca_file(&self, id: &str) -> PathBuf {
+        let (status, body) = self.get(&format!("/api/v1/databases/{id}/ca")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let pem = body["certificate"].as_str().unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        assert_eq!(pem, self.service.ca_pem());
+        let path = self.data.join(format!("ca-{id}.pem"));
+        std::fs::write(&path, pem).unwrap();
+        path
+    }
+
     pub fn pid(&self, id: &str, node: usize) -> i32 {
         let inst = refract_managed::instance_id(id, node);
         let path = self

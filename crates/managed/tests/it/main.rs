@@ -6,7 +6,9 @@
 
 mod api;
 mod backup;
+mod failover;
 mod harness;
 mod mariadb;
+mod pools;
 mod postgres;
 mod redis;

@@ -5,22 +5,24 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use refract_managed::tls::PgTls;
 use refract_managed::DbType;
 use serde_json::{json, Value};
 
 use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options, KEY_A};
 
-pub(crate) async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+/// Logs in over TLS, verifying the server against the installation's CA (`verify-full`).
+pub(crate) async fn connect(tls: &PgTls, url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let config: tokio_postgres::Config = url.parse()?;
-    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, conn) = config.connect(tls.clone()).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(client)
 }
 
-async fn count(url: &str) -> Option<i64> {
-    let client = connect(url).await.ok()?;
+async fn count(tls: &PgTls, url: &str) -> Option<i64> {
+    let client = connect(tls, url).await.ok()?;
     let row = client
         .query_one("SELECT count(*) FROM items", &[])
         .await
@@ -62,12 +64,13 @@ async fn postgresql_lifecycle() {
         ]
     );
     assert_eq!(c["database"], "main_postgres");
-    assert_eq!(c["ssl_mode"], "disable");
+    assert_eq!(c["ssl_mode"], "require");
+    let tls = h.service.client_tls();
     assert!(c["password"].as_str().unwrap().len() >= 24);
     let url = c["connection_string"].as_str().unwrap().to_string();
     assert!(url.starts_with("postgresql://app_user:"), "{url}");
 
-    let client = connect(&url)
+    let client = connect(&tls, &url)
         .await
         .expect("log in with the connection string");
     client
@@ -77,6 +80,45 @@ async fn postgresql_lifecycle() {
     drop(client);
     assert_no_password_outside_vault(&h, &id, c["password"].as_str().unwrap());
 
+    // psql with the CA from `/ca`: verify-full works for both names in the certificate, and
+    // the session is encrypted; plain text is refused by pg_hba (hostssl only).
+    let ca = h.ca_file(&id).await;
+    let u = parse_url(&url);
+    let psql = |host: &str, mode: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host={host} port={} user={} dbname={} sslmode={mode} sslrootcert={}",
+                u.port,
+                u.user,
+                u.path,
+                ca.display()
+            ))
+            .args([
+                "-XAtc",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ])
+            .env("PGPASSWORD", &u.password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("psql is installed with PostgreSQL")
+    };
+    for host in ["127.0.0.1", "localhost"] {
+        let out = psql(host, "verify-full");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "t",
+            "psql sslmode=verify-full host={host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = psql("127.0.0.1", "disable");
+    assert!(!out.status.success(), "a plain-text login must be refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no encryption"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // SIGKILL the postmaster: the reconciler restarts it, the committed row survives.
     h.kill_primary_and_wait(
         &id,
@@ -84,21 +126,22 @@ async fn postgresql_lifecycle() {
         Duration::from_secs(90),
         || {
             let url = url.clone();
-            async move { count(&url).await == Some(1) }
+            let tls = tls.clone();
+            async move { count(&tls, &url).await == Some(1) }
         },
     )
     .await;
 
     // Scale to two servers: a streaming standby that receives the primary's writes.
     let standby = h.scale_and_wait_streaming(&id, 2).await;
-    let client = connect(&url).await.unwrap();
+    let client = connect(&tls, &url).await.unwrap();
     client
         .batch_execute("INSERT INTO items VALUES (2, 'replicated')")
         .await
         .unwrap();
     let u = parse_url(&url);
     let standby_url = format!(
-        "postgresql://{}:{}@{}:{}/{}?sslmode=disable",
+        "postgresql://{}:{}@{}:{}/{}?sslmode=require",
         u.user,
         u.password,
         standby["host"].as_str().unwrap(),
@@ -107,10 +150,11 @@ async fn postgresql_lifecycle() {
     );
     h.wait_for("the write on the standby", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
-        async move { count(&standby_url).await == Some(2) }
+        let tls = tls.clone();
+        async move { count(&tls, &standby_url).await == Some(2) }
     })
     .await;
-    let ro = connect(&standby_url).await.unwrap();
+    let ro = connect(&tls, &standby_url).await.unwrap();
     assert!(
         ro.batch_execute("INSERT INTO items VALUES (3, 'no')")
             .await
@@ -146,7 +190,7 @@ async fn postgresql_lifecycle() {
     assert_eq!(status, StatusCode::ACCEPTED);
     h.wait_status(&id, "stopped", Duration::from_secs(60)).await;
     assert!(
-        count(&url).await.is_none(),
+        count(&tls, &url).await.is_none(),
         "a stopped server refuses logins"
     );
     let (status, _) = h
@@ -168,7 +212,7 @@ async fn postgresql_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     h.wait_status(&id, "running", Duration::from_secs(90)).await;
-    assert_eq!(count(&url).await, Some(2));
+    assert_eq!(count(&tls, &url).await, Some(2));
     let before = h.pid(&id, 0);
     let (status, _) = h
         .call(
@@ -186,11 +230,12 @@ async fn postgresql_lifecycle() {
             let h = &h;
             let id = id.clone();
             let url = url.clone();
-            async move { h.pid(&id, 0) != before && count(&url).await == Some(2) }
+            let tls = tls.clone();
+            async move { h.pid(&id, 0) != before && count(&tls, &url).await == Some(2) }
         },
     )
     .await;
-    let client = connect(&url).await.unwrap();
+    let client = connect(&tls, &url).await.unwrap();
     let row = client
         .query_one("SELECT current_setting('shared_buffers')", &[])
         .await

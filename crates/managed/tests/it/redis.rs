@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use refract_managed::tls::PgTls;
 use refract_managed::{DbType, ManagedService, MemoryVault, NoManagementKeys, SecretVault};
 use refract_runtime::LocalProcessDriver;
 use serde_json::json;
@@ -15,7 +16,9 @@ use tokio::net::TcpStream;
 use crate::harness::{self, parse_url, Harness, Options, KEY_A};
 
 /// Sends one command and returns the reply's first line (and a bulk string's payload).
-pub(crate) async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> String {
+type Conn = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
+
+pub(crate) async fn resp(stream: &mut Conn, args: &[&str]) -> String {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -36,16 +39,24 @@ pub(crate) async fn resp(stream: &mut BufReader<TcpStream>, args: &[&str]) -> St
     line
 }
 
-/// Logs in with a `redis://default:password@host:port/0` string.
-pub(crate) async fn login(url: &str) -> Option<BufReader<TcpStream>> {
+/// A TLS connection to `host:port`, verified against the installation's CA.
+pub(crate) async fn open(tls: &PgTls, host: &str, port: u16) -> Option<Conn> {
+    let stream = TcpStream::connect((host, port)).await.ok()?;
+    let stream = refract_managed::tls::connect(tls.0.clone(), host, stream)
+        .await
+        .ok()?;
+    Some(BufReader::new(stream))
+}
+
+/// Logs in with a `rediss://default:password@host:port/0` string.
+pub(crate) async fn login(tls: &PgTls, url: &str) -> Option<Conn> {
     let u = parse_url(url);
-    let stream = TcpStream::connect((u.host.as_str(), u.port)).await.ok()?;
-    let mut s = BufReader::new(stream);
+    let mut s = open(tls, &u.host, u.port).await?;
     (resp(&mut s, &["AUTH", &u.password]).await == "+OK").then_some(s)
 }
 
-pub(crate) async fn get(url: &str, key: &str) -> Option<String> {
-    let mut s = login(url).await?;
+pub(crate) async fn get(tls: &PgTls, url: &str, key: &str) -> Option<String> {
+    let mut s = login(tls, url).await?;
     Some(resp(&mut s, &["GET", key]).await)
 }
 
@@ -65,28 +76,51 @@ async fn redis_lifecycle() {
     let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["host", "port", "password", "connection_string"],
-        "the seed's Redis fields"
+        ["host", "port", "password", "ssl_mode", "connection_string"],
+        "the seed's Redis fields, and ssl_mode: TLS only"
     );
     let url = c["connection_string"].as_str().unwrap().to_string();
-    assert!(url.starts_with("redis://default:"), "{url}");
-    // The connection string works as given in the standard client.
+    assert!(url.starts_with("rediss://default:"), "{url}");
+    assert_eq!(c["ssl_mode"], "require");
+    let tls = h.service.client_tls();
+    // The connection string works as given in the standard client, over TLS verified with the
+    // CA from `/ca`; plain text is refused.
+    let ca = h.ca_file(&id).await;
     let cli = std::process::Command::new("redis-cli")
-        .args(["-u", &url, "PING"])
+        .args([
+            "--tls",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-u",
+            &url,
+            "PING",
+        ])
         .output()
         .expect("redis-cli (redis-tools) is installed with redis-server");
     assert_eq!(
         String::from_utf8_lossy(&cli.stdout).trim(),
         "PONG",
-        "redis-cli -u {url}: {}",
+        "redis-cli --tls -u {url}: {}",
         String::from_utf8_lossy(&cli.stderr)
+    );
+    let plain_url = url.replacen("rediss://", "redis://", 1);
+    let cli = std::process::Command::new("redis-cli")
+        .args(["-u", &plain_url, "PING"])
+        .output()
+        .unwrap();
+    assert_ne!(
+        String::from_utf8_lossy(&cli.stdout).trim(),
+        "PONG",
+        "a plain-text connection must be refused"
     );
 
     // The password is required.
     let u = parse_url(&url);
-    let mut anon = BufReader::new(TcpStream::connect((u.host.as_str(), u.port)).await.unwrap());
+    let mut anon = open(&tls, &u.host, u.port).await.unwrap();
     assert!(resp(&mut anon, &["GET", "k"]).await.starts_with("-NOAUTH"));
-    let mut s = login(&url).await.expect("AUTH with the generated password");
+    let mut s = login(&tls, &url)
+        .await
+        .expect("AUTH with the generated password");
     assert_eq!(resp(&mut s, &["SET", "greeting", "hello"]).await, "+OK");
     assert_eq!(resp(&mut s, &["GET", "greeting"]).await, "hello");
     drop(s);
@@ -99,22 +133,24 @@ async fn redis_lifecycle() {
         Duration::from_secs(60),
         || {
             let url = url.clone();
-            async move { get(&url, "greeting").await.as_deref() == Some("hello") }
+            let tls = tls.clone();
+            async move { get(&tls, &url, "greeting").await.as_deref() == Some("hello") }
         },
     )
     .await;
 
     // A replica receives writes.
     let replica = h.scale_and_wait_streaming(&id, 2).await;
-    let mut s = login(&url).await.unwrap();
+    let mut s = login(&tls, &url).await.unwrap();
     assert_eq!(resp(&mut s, &["SET", "fresh", "42"]).await, "+OK");
     let replica_url = format!(
-        "redis://default:{}@127.0.0.1:{}/0",
+        "rediss://default:{}@127.0.0.1:{}/0",
         u.password, replica["port"]
     );
     h.wait_for("the write on the replica", Duration::from_secs(30), || {
         let replica_url = replica_url.clone();
-        async move { get(&replica_url, "fresh").await.as_deref() == Some("42") }
+        let tls = tls.clone();
+        async move { get(&tls, &replica_url, "fresh").await.as_deref() == Some("42") }
     })
     .await;
 
@@ -127,7 +163,7 @@ async fn redis_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     h.wait_status(&id, "stopped", Duration::from_secs(60)).await;
-    assert!(get(&url, "greeting").await.is_none());
+    assert!(get(&tls, &url, "greeting").await.is_none());
     let (status, _) = h
         .post(
             &format!("/api/v1/databases/{id}/actions"),
@@ -136,7 +172,7 @@ async fn redis_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     h.wait_status(&id, "running", Duration::from_secs(60)).await;
-    assert_eq!(get(&url, "fresh").await.as_deref(), Some("42"));
+    assert_eq!(get(&tls, &url, "fresh").await.as_deref(), Some("42"));
     let (status, _) = h
         .post(
             &format!("/api/v1/databases/{id}/actions"),
@@ -145,10 +181,11 @@ async fn redis_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     h.wait_for("a restart", Duration::from_secs(60), || {
-        let (h, id, url) = (&h, id.clone(), url.clone());
+        let (h, id, url, tls) = (&h, id.clone(), url.clone(), tls.clone());
         async move {
             let (_, d) = h.get(&format!("/api/v1/databases/{id}")).await;
-            d["status"] == "running" && get(&url, "greeting").await.as_deref() == Some("hello")
+            d["status"] == "running"
+                && get(&tls, &url, "greeting").await.as_deref() == Some("hello")
         }
     })
     .await;
@@ -174,7 +211,8 @@ async fn redis_storage_quota_is_watched() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut s = login(&url).await.unwrap();
+    let tls = h.service.client_tls();
+    let mut s = login(&tls, &url).await.unwrap();
     let big = "x".repeat(600 << 10);
     for i in 0..4 {
         assert_eq!(resp(&mut s, &["SET", &format!("k{i}"), &big]).await, "+OK");
@@ -221,6 +259,11 @@ async fn servers_outlive_a_control_plane_restart() {
         Arc::new(NoManagementKeys),
     )
     .unwrap();
+    assert_eq!(
+        again.ca_pem(),
+        h.service.ca_pem(),
+        "the CA is created once and kept in the secret store"
+    );
     for _ in 0..5 {
         again.reconcile_once().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -260,7 +303,8 @@ async fn a_data_dir_closed_to_other_users_still_works_as_root() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(login(&url).await.is_some());
+    let tls = h.service.client_tls();
+    assert!(login(&tls, &url).await.is_some());
     h.delete_and_check_gone(&id).await;
     if h.service
         .servers_dir()

@@ -114,6 +114,13 @@ fn managed_postgres_serves_a_v1_engine() {
     let creds = cli(&cp, &["credentials", &id]);
     let url = creds["connection_string"].as_str().unwrap().to_string();
     let password = creds["password"].as_str().unwrap().to_string();
+    assert_eq!(creds["ssl_mode"], "require", "{creds}");
+    // The CA that verifies the server (`refract managed ca`), for a verify-full login.
+    let ca = cli(&cp, &["ca", &id])["certificate"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
 
     // Data written with a real client through the returned connection string.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -121,7 +128,8 @@ fn managed_postgres_serves_a_v1_engine() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("log in");
+        let tls = refract_managed::tls::PgTls(refract_managed::tls::client_config(&ca).unwrap());
+        let (client, conn) = tokio_postgres::connect(&url, tls).await.expect("log in over TLS");
         tokio::spawn(conn);
         client
             .batch_execute(
@@ -180,9 +188,12 @@ fn managed_postgres_serves_a_v1_engine() {
         .unwrap()
         .to_string();
     let posts: i64 = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&restored_url, tokio_postgres::NoTls)
-            .await
-            .expect("log in to the restored server");
+        let (client, conn) = tokio_postgres::connect(
+            &restored_url,
+            refract_managed::tls::PgTls(refract_managed::tls::client_config(&ca).unwrap()),
+        )
+        .await
+        .expect("log in to the restored server");
         tokio::spawn(conn);
         client
             .query_one("SELECT count(*) FROM posts", &[])

@@ -1,0 +1,558 @@
+//! Automatic failover with real servers (`replicas: 2`): acknowledged writes through the
+//! connection string, then the primary's process AND data directory destroyed; within 30 s
+//! writes succeed again through the unchanged connection string, every acknowledged write is
+//! there, the old primary is gone for good, a failover event is in the API, and a new standby is
+//! rebuilt and streams. The failover time is printed (docs/benchmarks.md records it).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use refract_managed::DbType;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::harness::{alive, parse_url, wait_streaming, Harness, Options};
+
+/// The done-when bound.
+const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
+/// Writes acknowledged before the primary is destroyed.
+const ROWS: i64 = 50;
+
+/// Kills the primary's whole process group and removes its data directory (a lost machine).
+fn destroy_primary(h: &Harness, id: &str) -> i32 {
+    let pid = h.pid(id, 0);
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{pid}")])
+        .status();
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let n0 = h.server_dir(id).join("n0");
+    std::fs::remove_dir_all(&n0).expect("remove the primary's data directory");
+    pid
+}
+
+/// Retries `write` until it succeeds; returns how long that took from `since`.
+async fn first_write_after<F, Fut>(since: Instant, mut write: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if write().await {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < FAILOVER_WITHIN,
+            "no write succeeded within {} s of losing the primary",
+            FAILOVER_WITHIN.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The database's events, asserting one failover from node 0 to node 1 is among them.
+async fn assert_failover_event(h: &Harness, id: &str) -> Value {
+    let path = format!("/api/v1/databases/{id}/events");
+    h.wait_for("the failover event", Duration::from_secs(10), || async {
+        let (_, v) = h.get(&path).await;
+        v.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let (status, v) = h.get(&path).await;
+    assert_eq!(status, 200, "{v}");
+    let failovers: Vec<&Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "failover")
+        .collect();
+    assert_eq!(failovers.len(), 1, "{v}");
+    let message = failovers[0]["message"].as_str().unwrap();
+    eprintln!("event: {message}");
+    assert!(
+        message.starts_with(
+            "failover: node 0 → node 1, reason: primary n0 lost: its data directory is gone"
+        ),
+        "{message}"
+    );
+    v
+}
+
+async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.connect_timeout(Duration::from_secs(2));
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Synchronous commit once the standby streams: an acknowledged commit is on the standby.
+async fn wait_synchronous(h: &Harness, url: &str) {
+    h.wait_for("synchronous commit", Duration::from_secs(30), || {
+        let url = url.to_string();
+        async move {
+            let Ok(c) = pg(&url).await else { return false };
+            c.query_one("SHOW synchronous_standby_names", &[])
+                .await
+                .is_ok_and(|r| r.get::<_, String>(0) == "ANY 1 (*)")
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_fails_over_to_its_standby() {
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Postgresql) {
+        return;
+    }
+    let id = h
+        .create(json!({"name": "ha-pg", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    h.wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    wait_streaming(&h, &id).await;
+    let url = h.credentials(&id).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = pg(&url).await.unwrap();
+    wait_synchronous(&h, &url).await;
+    client
+        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    for i in 1..=ROWS {
+        client
+            .execute("INSERT INTO items VALUES ($1)", &[&i])
+            .await
+            .unwrap();
+    }
+    drop(client);
+
+    let since = Instant::now();
+    let old_pid = destroy_primary(&h, &id);
+    let took = first_write_after(since, || {
+        let url = url.clone();
+        async move {
+            let Ok(c) = pg(&url).await else { return false };
+            c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 1)])
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    eprintln!("postgresql failover: writes succeed again {took:?} after the primary was destroyed");
+
+    let c = pg(&url).await.unwrap();
+    let row = c
+        .query_one("SELECT count(*), min(id), max(id) FROM items", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (ROWS + 1, 1, ROWS + 1),
+        "every acknowledged write survives"
+    );
+    let in_recovery: bool = c
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !in_recovery,
+        "the connection string reaches the new primary"
+    );
+    assert!(!alive(old_pid), "the old primary is gone");
+    assert_failover_event(&h, &id).await;
+
+    // A new standby is rebuilt from the new primary and receives its writes.
+    let standby = wait_streaming(&h, &id).await;
+    c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 2)])
+        .await
+        .unwrap();
+    let u = parse_url(&url);
+    let standby_url = format!(
+        "postgresql://{}:{}@{}:{}/{}?sslmode=disable",
+        u.user,
+        u.password,
+        standby["host"].as_str().unwrap(),
+        standby["port"],
+        u.path
+    );
+    h.wait_for("the new standby to replay", Duration::from_secs(30), || {
+        let standby_url = standby_url.clone();
+        async move {
+            let Ok(s) = pg(&standby_url).await else {
+                return false;
+            };
+            s.query_one("SELECT count(*) FROM items", &[])
+                .await
+                .is_ok_and(|r| r.get::<_, i64>(0) == ROWS + 2)
+        }
+    })
+    .await;
+    h.delete_and_check_gone(&id).await;
+}
+
+/// One RESP command over a fresh or given connection; `None` on any failure.
+async fn redis_call(s: &mut BufReader<TcpStream>, args: &[&str]) -> Option<String> {
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.get_mut().write_all(out.as_bytes()).await.ok()?;
+    let mut line = String::new();
+    if s.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let line = line.trim_end().to_string();
+    if let Some(n) = line.strip_prefix('$') {
+        let n: i64 = n.parse().ok()?;
+        if n < 0 {
+            return Some("(nil)".into());
+        }
+        let mut buf = vec![0u8; n as usize + 2];
+        s.read_exact(&mut buf).await.ok()?;
+        return Some(String::from_utf8_lossy(&buf[..n as usize]).into());
+    }
+    Some(line)
+}
+
+async fn redis_login(url: &str) -> Option<BufReader<TcpStream>> {
+    let u = parse_url(url);
+    let stream = tokio::time::timeout(
+        Duration::from_secs(2),
+        TcpStream::connect((u.host.as_str(), u.port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let mut s = BufReader::new(stream);
+    (redis_call(&mut s, &["AUTH", &u.password]).await.as_deref() == Some("+OK")).then_some(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fails_over_to_its_replica() {
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Redis) {
+        return;
+    }
+    let id = h
+        .create(json!({"name": "ha-redis", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    h.wait_status(&id, "running", Duration::from_secs(60)).await;
+    wait_streaming(&h, &id).await;
+    let url = h.credentials(&id).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut s = redis_login(&url).await.expect("log in");
+    // Redis replicates asynchronously: a write is acknowledged here once `WAIT 1` says the
+    // replica has it (the documented RPO of plain writes is the replication lag).
+    for i in 1..=ROWS {
+        let key = format!("k{i}");
+        assert_eq!(
+            redis_call(&mut s, &["SET", &key, "v"]).await.as_deref(),
+            Some("+OK")
+        );
+        assert_eq!(
+            redis_call(&mut s, &["WAIT", "1", "5000"]).await.as_deref(),
+            Some(":1"),
+            "the replica acknowledges {key}"
+        );
+    }
+    drop(s);
+
+    let since = Instant::now();
+    let old_pid = destroy_primary(&h, &id);
+    let took = first_write_after(since, || {
+        let url = url.clone();
+        async move {
+            let Some(mut s) = redis_login(&url).await else {
+                return false;
+            };
+            redis_call(&mut s, &["SET", "after", "failover"])
+                .await
+                .as_deref()
+                == Some("+OK")
+        }
+    })
+    .await;
+    eprintln!("redis failover: writes succeed again {took:?} after the primary was destroyed");
+
+    let mut s = redis_login(&url).await.unwrap();
+    assert_eq!(
+        redis_call(&mut s, &["DBSIZE"]).await.as_deref(),
+        Some(format!(":{}", ROWS + 1).as_str()),
+        "every acknowledged write survives"
+    );
+    for i in [1, ROWS / 2, ROWS] {
+        assert_eq!(
+            redis_call(&mut s, &["GET", &format!("k{i}")])
+                .await
+                .as_deref(),
+            Some("v")
+        );
+    }
+    let info = redis_call(&mut s, &["INFO", "replication"]).await.unwrap();
+    assert!(info.contains("role:master"), "{info}");
+    assert!(!alive(old_pid), "the old primary is gone");
+    assert_failover_event(&h, &id).await;
+
+    // A new replica is rebuilt from the new primary and receives its writes.
+    let replica = wait_streaming(&h, &id).await;
+    assert_eq!(
+        redis_call(&mut s, &["SET", "later", "x"]).await.as_deref(),
+        Some("+OK")
+    );
+    let u = parse_url(&url);
+    let replica_url = format!(
+        "redis://default:{}@{}:{}/0",
+        u.password,
+        replica["host"].as_str().unwrap(),
+        replica["port"]
+    );
+    h.wait_for(
+        "the new replica to replicate",
+        Duration::from_secs(30),
+        || {
+            let replica_url = replica_url.clone();
+            async move {
+                let Some(mut r) = redis_login(&replica_url).await else {
+                    return false;
+                };
+                redis_call(&mut r, &["GET", "later"]).await.as_deref() == Some("x")
+            }
+        },
+    )
+    .await;
+    h.delete_and_check_gone(&id).await;
+}
+
+async fn my(url: &str) -> Option<mysql_async::Conn> {
+    let opts = mysql_async::Opts::from_url(url).ok()?;
+    tokio::time::timeout(Duration::from_secs(3), mysql_async::Conn::new(opts))
+        .await
+        .ok()?
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_fails_over_to_its_standby() {
+    use mysql_async::prelude::Queryable;
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Mysql) {
+        return;
+    }
+    let id = h
+        .create(json!({"name": "ha-mysql", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    h.wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    wait_streaming(&h, &id).await;
+    let url = h.credentials(&id).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Semi-synchronous once the standby is connected: an acknowledged commit is in its relay log.
+    h.wait_for(
+        "semi-synchronous replication",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move {
+                let Some(mut c) = my(&url).await else {
+                    return false;
+                };
+                let on: Option<(String, String)> = c
+                    .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
+                    .await
+                    .ok()
+                    .flatten();
+                on.is_some_and(|(_, v)| v == "ON")
+            }
+        },
+    )
+    .await;
+    let mut c = my(&url).await.unwrap();
+    c.query_drop("CREATE TABLE items (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    for i in 1..=ROWS {
+        c.exec_drop("INSERT INTO items VALUES (?)", (i,))
+            .await
+            .unwrap();
+    }
+    let waits: Option<(String, String)> = c
+        .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")
+        .await
+        .unwrap();
+    let yes: i64 = waits.unwrap().1.parse().unwrap();
+    assert!(
+        yes >= ROWS,
+        "every insert was acknowledged by the standby ({yes})"
+    );
+    drop(c);
+
+    let since = Instant::now();
+    let old_pid = destroy_primary(&h, &id);
+    let took = first_write_after(since, || {
+        let url = url.clone();
+        async move {
+            let Some(mut c) = my(&url).await else {
+                return false;
+            };
+            c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 1,))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    eprintln!("mysql failover: writes succeed again {took:?} after the primary was destroyed");
+
+    let mut c = my(&url).await.unwrap();
+    let row: Option<(i64, i64, i64)> = c
+        .query_first("SELECT COUNT(*), MIN(id), MAX(id) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(
+        row,
+        Some((ROWS + 1, 1, ROWS + 1)),
+        "every acknowledged write survives"
+    );
+    let read_only: Option<i64> = c.query_first("SELECT @@read_only").await.unwrap();
+    assert_eq!(
+        read_only,
+        Some(0),
+        "the connection string reaches the new primary"
+    );
+    assert!(!alive(old_pid), "the old primary is gone");
+    assert_failover_event(&h, &id).await;
+
+    // A new standby is rebuilt from the new primary and receives its writes.
+    let standby = wait_streaming(&h, &id).await;
+    c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 2,))
+        .await
+        .unwrap();
+    let u = parse_url(&url);
+    let standby_url = format!(
+        "mysql://{}:{}@{}:{}/{}",
+        u.user,
+        u.password,
+        standby["host"].as_str().unwrap(),
+        standby["port"],
+        u.path
+    );
+    h.wait_for("the new standby to apply", Duration::from_secs(30), || {
+        let standby_url = standby_url.clone();
+        async move {
+            let Some(mut s) = my(&standby_url).await else {
+                return false;
+            };
+            let n: Option<i64> = s
+                .query_first("SELECT COUNT(*) FROM items")
+                .await
+                .ok()
+                .flatten();
+            n == Some(ROWS + 2)
+        }
+    })
+    .await;
+    drop(c);
+    h.delete_and_check_gone(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_healthy_standby_means_no_promotion_until_one_runs() {
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Postgresql) {
+        return;
+    }
+    let id = h
+        .create(json!({"name": "ha-none", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    h.wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    wait_streaming(&h, &id).await;
+    let url = h.credentials(&id).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_synchronous(&h, &url).await;
+    let c = pg(&url).await.unwrap();
+    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1)")
+        .await
+        .unwrap();
+    drop(c);
+
+    // The standby dies with the primary: nothing can be promoted, and the API says so.
+    let standby_pid = h.pid(&id, 1);
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{standby_pid}")])
+        .status();
+    destroy_primary(&h, &id);
+    let path = format!("/api/v1/databases/{id}/events");
+    h.wait_for(
+        "a failover_impossible event",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = h.get(&path).await;
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|e| e["kind"] == "failover_impossible"))
+        },
+    )
+    .await;
+    let (_, events) = h.get(&path).await;
+    let first = &events.as_array().unwrap()[0];
+    assert_eq!(first["kind"], "failover_impossible", "{events}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("no healthy standby to promote, so nothing was promoted"),
+        "{events}"
+    );
+
+    // The reconciler restarts the standby (the primary has nothing to start from); once it runs,
+    // it is promoted and the committed row is served through the same connection string.
+    let since = Instant::now();
+    let took = first_write_after(since, || {
+        let url = url.clone();
+        async move {
+            let Ok(c) = pg(&url).await else { return false };
+            c.execute("INSERT INTO items VALUES (2)", &[]).await.is_ok()
+        }
+    })
+    .await;
+    eprintln!("recovered {took:?} after the impossible failover was reported");
+    let c = pg(&url).await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    h.wait_for("the failover event", Duration::from_secs(10), || async {
+        let (_, v) = h.get(&path).await;
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "failover"))
+    })
+    .await;
+    let (_, events) = h.get(&path).await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["failover_impossible", "failover"], "{events}");
+    drop(c);
+    h.delete_and_check_gone(&id).await;
+}
