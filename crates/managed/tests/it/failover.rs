@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use refract_managed::tls::PgTls;
 use refract_managed::DbType;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -78,10 +79,11 @@ async fn assert_failover_event(h: &Harness, id: &str) -> Value {
     v
 }
 
-async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+/// Logs in over TLS, verifying the server against the installation's CA.
+async fn pg(tls: &PgTls, url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.connect_timeout(Duration::from_secs(2));
-    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, conn) = config.connect(tls.clone()).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -90,10 +92,12 @@ async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 /// Synchronous commit once the standby streams: an acknowledged commit is on the standby.
 async fn wait_synchronous(h: &Harness, url: &str) {
+    let tls = h.service.client_tls();
     h.wait_for("synchronous commit", Duration::from_secs(30), || {
         let url = url.to_string();
+        let tls = tls.clone();
         async move {
-            let Ok(c) = pg(&url).await else { return false };
+            let Ok(c) = pg(&tls, &url).await else { return false };
             c.query_one("SHOW synchronous_standby_names", &[])
                 .await
                 .is_ok_and(|r| r.get::<_, String>(0) == "ANY 1 (*)")
@@ -108,6 +112,7 @@ async fn postgresql_fails_over_to_its_standby() {
     if !h.installed(DbType::Postgresql) {
         return;
     }
+    let tls = h.service.client_tls();
     let id = h
         .create(json!({"name": "ha-pg", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
         .await;
@@ -118,7 +123,7 @@ async fn postgresql_fails_over_to_its_standby() {
         .as_str()
         .unwrap()
         .to_string();
-    let client = pg(&url).await.unwrap();
+    let client = pg(&tls, &url).await.unwrap();
     wait_synchronous(&h, &url).await;
     client
         .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY)")
@@ -136,8 +141,9 @@ async fn postgresql_fails_over_to_its_standby() {
     let old_pid = destroy_primary(&h, &id);
     let took = first_write_after(since, || {
         let url = url.clone();
+        let tls = tls.clone();
         async move {
-            let Ok(c) = pg(&url).await else { return false };
+            let Ok(c) = pg(&tls, &url).await else { return false };
             c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 1)])
                 .await
                 .is_ok()
@@ -146,7 +152,7 @@ async fn postgresql_fails_over_to_its_standby() {
     .await;
     eprintln!("postgresql failover: writes succeed again {took:?} after the primary was destroyed");
 
-    let c = pg(&url).await.unwrap();
+    let c = pg(&tls, &url).await.unwrap();
     let row = c
         .query_one("SELECT count(*), min(id), max(id) FROM items", &[])
         .await
@@ -179,7 +185,7 @@ async fn postgresql_fails_over_to_its_standby() {
         .unwrap();
     let u = parse_url(&url);
     let standby_url = format!(
-        "postgresql://{}:{}@{}:{}/{}?sslmode=disable",
+        "postgresql://{}:{}@{}:{}/{}?sslmode=require",
         u.user,
         u.password,
         standby["host"].as_str().unwrap(),
@@ -188,8 +194,9 @@ async fn postgresql_fails_over_to_its_standby() {
     );
     h.wait_for("the new standby to replay", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
+        let tls = tls.clone();
         async move {
-            let Ok(s) = pg(&standby_url).await else {
+            let Ok(s) = pg(&tls, &standby_url).await else {
                 return false;
             };
             s.query_one("SELECT count(*) FROM items", &[])
@@ -201,8 +208,10 @@ async fn postgresql_fails_over_to_its_standby() {
     h.delete_and_check_gone(&id).await;
 }
 
+type RedisConn = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
+
 /// One RESP command over a fresh or given connection; `None` on any failure.
-async fn redis_call(s: &mut BufReader<TcpStream>, args: &[&str]) -> Option<String> {
+async fn redis_call(s: &mut RedisConn, args: &[&str]) -> Option<String> {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -225,11 +234,20 @@ async fn redis_call(s: &mut BufReader<TcpStream>, args: &[&str]) -> Option<Strin
     Some(line)
 }
 
-async fn redis_login(url: &str) -> Option<BufReader<TcpStream>> {
+/// A TLS connection (verified against the installation's CA), logged in with a
+/// `rediss://default:password@host:port/0` string.
+async fn redis_login(tls: &PgTls, url: &str) -> Option<RedisConn> {
     let u = parse_url(url);
     let stream = tokio::time::timeout(
         Duration::from_secs(2),
         TcpStream::connect((u.host.as_str(), u.port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let stream = tokio::time::timeout(
+        Duration::from_secs(2),
+        refract_managed::tls::connect(tls.0.clone(), &u.host, stream),
     )
     .await
     .ok()?
@@ -244,6 +262,7 @@ async fn redis_fails_over_to_its_replica() {
     if !h.installed(DbType::Redis) {
         return;
     }
+    let tls = h.service.client_tls();
     let id = h
         .create(json!({"name": "ha-redis", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
         .await;
@@ -253,7 +272,7 @@ async fn redis_fails_over_to_its_replica() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut s = redis_login(&url).await.expect("log in");
+    let mut s = redis_login(&tls, &url).await.expect("log in");
     // Redis replicates asynchronously: a write is acknowledged here once `WAIT 1` says the
     // replica has it (the documented RPO of plain writes is the replication lag).
     for i in 1..=ROWS {
@@ -274,8 +293,9 @@ async fn redis_fails_over_to_its_replica() {
     let old_pid = destroy_primary(&h, &id);
     let took = first_write_after(since, || {
         let url = url.clone();
+        let tls = tls.clone();
         async move {
-            let Some(mut s) = redis_login(&url).await else {
+            let Some(mut s) = redis_login(&tls, &url).await else {
                 return false;
             };
             redis_call(&mut s, &["SET", "after", "failover"])
@@ -287,7 +307,7 @@ async fn redis_fails_over_to_its_replica() {
     .await;
     eprintln!("redis failover: writes succeed again {took:?} after the primary was destroyed");
 
-    let mut s = redis_login(&url).await.unwrap();
+    let mut s = redis_login(&tls, &url).await.unwrap();
     assert_eq!(
         redis_call(&mut s, &["DBSIZE"]).await.as_deref(),
         Some(format!(":{}", ROWS + 1).as_str()),
@@ -324,8 +344,9 @@ async fn redis_fails_over_to_its_replica() {
         Duration::from_secs(30),
         || {
             let replica_url = replica_url.clone();
+            let tls = tls.clone();
             async move {
-                let Some(mut r) = redis_login(&replica_url).await else {
+                let Some(mut r) = redis_login(&tls, &replica_url).await else {
                     return false;
                 };
                 redis_call(&mut r, &["GET", "later"]).await.as_deref() == Some("x")
@@ -336,8 +357,18 @@ async fn redis_fails_over_to_its_replica() {
     h.delete_and_check_gone(&id).await;
 }
 
-async fn my(url: &str) -> Option<mysql_async::Conn> {
-    let opts = mysql_async::Opts::from_url(url).ok()?;
+/// Logs in over TLS verified against the CA (`ca`, PEM); the string's `?ssl-mode=REQUIRED` is
+/// the MySQL clients' spelling, which `mysql_async` does not parse.
+async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
+    let base = url.split('?').next()?;
+    let opts: mysql_async::Opts =
+        mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(base).ok()?)
+            .ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_root_certs(vec![ca.as_bytes().to_vec().into()])
+                    .with_disable_built_in_roots(true),
+            ))
+            .into();
     tokio::time::timeout(Duration::from_secs(3), mysql_async::Conn::new(opts))
         .await
         .ok()?
@@ -351,6 +382,7 @@ async fn mysql_fails_over_to_its_standby() {
     if !h.installed(DbType::Mysql) {
         return;
     }
+    let ca = h.service.ca_pem().to_string();
     let id = h
         .create(json!({"name": "ha-mysql", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
         .await;
@@ -367,8 +399,9 @@ async fn mysql_fails_over_to_its_standby() {
         Duration::from_secs(30),
         || {
             let url = url.clone();
+            let ca = ca.clone();
             async move {
-                let Some(mut c) = my(&url).await else {
+                let Some(mut c) = my(&ca, &url).await else {
                     return false;
                 };
                 let on: Option<(String, String)> = c
@@ -381,7 +414,7 @@ async fn mysql_fails_over_to_its_standby() {
         },
     )
     .await;
-    let mut c = my(&url).await.unwrap();
+    let mut c = my(&ca, &url).await.unwrap();
     c.query_drop("CREATE TABLE items (id bigint PRIMARY KEY)")
         .await
         .unwrap();
@@ -405,8 +438,9 @@ async fn mysql_fails_over_to_its_standby() {
     let old_pid = destroy_primary(&h, &id);
     let took = first_write_after(since, || {
         let url = url.clone();
+        let ca = ca.clone();
         async move {
-            let Some(mut c) = my(&url).await else {
+            let Some(mut c) = my(&ca, &url).await else {
                 return false;
             };
             c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 1,))
@@ -417,7 +451,7 @@ async fn mysql_fails_over_to_its_standby() {
     .await;
     eprintln!("mysql failover: writes succeed again {took:?} after the primary was destroyed");
 
-    let mut c = my(&url).await.unwrap();
+    let mut c = my(&ca, &url).await.unwrap();
     let row: Option<(i64, i64, i64)> = c
         .query_first("SELECT COUNT(*), MIN(id), MAX(id) FROM items")
         .await
@@ -452,8 +486,9 @@ async fn mysql_fails_over_to_its_standby() {
     );
     h.wait_for("the new standby to apply", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
+        let ca = ca.clone();
         async move {
-            let Some(mut s) = my(&standby_url).await else {
+            let Some(mut s) = my(&ca, &standby_url).await else {
                 return false;
             };
             let n: Option<i64> = s
@@ -475,6 +510,7 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
     if !h.installed(DbType::Postgresql) {
         return;
     }
+    let tls = h.service.client_tls();
     let id = h
         .create(json!({"name": "ha-none", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
         .await;
@@ -486,7 +522,7 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
         .unwrap()
         .to_string();
     wait_synchronous(&h, &url).await;
-    let c = pg(&url).await.unwrap();
+    let c = pg(&tls, &url).await.unwrap();
     c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1)")
         .await
         .unwrap();
@@ -525,14 +561,15 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
     let since = Instant::now();
     let took = first_write_after(since, || {
         let url = url.clone();
+        let tls = tls.clone();
         async move {
-            let Ok(c) = pg(&url).await else { return false };
+            let Ok(c) = pg(&tls, &url).await else { return false };
             c.execute("INSERT INTO items VALUES (2)", &[]).await.is_ok()
         }
     })
     .await;
     eprintln!("recovered {took:?} after the impossible failover was reported");
-    let c = pg(&url).await.unwrap();
+    let c = pg(&tls, &url).await.unwrap();
     let n: i64 = c
         .query_one("SELECT count(*) FROM items", &[])
         .await
