@@ -97,7 +97,9 @@ async fn wait_synchronous(h: &Harness, url: &str) {
         let url = url.to_string();
         let tls = tls.clone();
         async move {
-            let Ok(c) = pg(&tls, &url).await else { return false };
+            let Ok(c) = pg(&tls, &url).await else {
+                return false;
+            };
             c.query_one("SHOW synchronous_standby_names", &[])
                 .await
                 .is_ok_and(|r| r.get::<_, String>(0) == "ANY 1 (*)")
@@ -143,7 +145,9 @@ async fn postgresql_fails_over_to_its_standby() {
         let url = url.clone();
         let tls = tls.clone();
         async move {
-            let Ok(c) = pg(&tls, &url).await else { return false };
+            let Ok(c) = pg(&tls, &url).await else {
+                return false;
+            };
             c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 1)])
                 .await
                 .is_ok()
@@ -563,7 +567,9 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
         let url = url.clone();
         let tls = tls.clone();
         async move {
-            let Ok(c) = pg(&tls, &url).await else { return false };
+            let Ok(c) = pg(&tls, &url).await else {
+                return false;
+            };
             c.execute("INSERT INTO items VALUES (2)", &[]).await.is_ok()
         }
     })
