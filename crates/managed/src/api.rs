@@ -54,6 +54,12 @@ impl Status {
     }
 }
 
+/// Required integer fields, accepted like [`int_opt`].
+pub(crate) fn int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    int_opt(d)?.ok_or_else(|| D::Error::custom("invalid type: null, expected an integer"))
+}
+
 /// Integer fields: `10.0` is an integer to JSON Schema, so it is accepted like `10` (`10.5` is not).
 fn int_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     use serde::de::Error;

@@ -41,6 +41,8 @@ pub struct CreatePoolRequest {
     pub user: Option<String>,
     /// Server connections of the pool, 1 to the plan's `max_connections` (all pools together
     /// too).
+    #[serde(deserialize_with = "crate::api::int")]
+    #[schema(minimum = 1)]
     pub size: i64,
     /// `session`, `transaction` or `statement`.
     pub mode: String,
