@@ -24,6 +24,7 @@
 //!     sqlite_roots: vec!["/srv/sqlite".into()],
 //!     runtime: Default::default(),
 //!     store: None,
+//!     managed_backup_dir: None,
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -84,6 +85,8 @@ pub struct ServeConfig {
     /// `postgres://` URL shared by several replicas (`--store`, `REFRACT_STORE`; see
     /// [`leader`] and docs/operations.md).
     pub store: Option<String>,
+    /// Where managed servers' backups go (`--managed-backup-dir`); default `DIR/managed/backups`.
+    pub managed_backup_dir: Option<PathBuf>,
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).
@@ -455,7 +458,11 @@ pub async fn rotate_master_key(
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;
     // Managed database servers (/api/v1, seed 004): their own store file and driver directory.
-    let managed = managed::open(&config.data_dir, &service)?;
+    let managed = managed::open(
+        &config.data_dir,
+        config.managed_backup_dir.clone(),
+        &service,
+    )?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;

@@ -22,12 +22,17 @@ use crate::service::{Principal, Service};
 
 /// Opens the managed service in `data_dir` over `service`'s stores (the reconciler is started
 /// by [`crate::run_with_managed`]).
-pub fn open(data_dir: &std::path::Path, service: &Service) -> anyhow::Result<ManagedService> {
+pub fn open(
+    data_dir: &std::path::Path,
+    backup_dir: Option<std::path::PathBuf>,
+    service: &Service,
+) -> anyhow::Result<ManagedService> {
     let driver = Arc::new(LocalProcessDriver::new(
         data_dir.join("managed").join("instances"),
     ));
     let mut config = ManagedConfig::new(data_dir);
     config.postgres = service.postgres.as_ref().map(|pg| pg.pool());
+    config.backups.dir = backup_dir;
     let managed = ManagedService::open(
         config,
         Arc::new(Vault(service.secrets.clone())),

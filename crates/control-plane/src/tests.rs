@@ -21,6 +21,7 @@ pub(crate) fn test_config(dir: &std::path::Path) -> ServeConfig {
         sqlite_roots: Vec::new(),
         runtime: Default::default(),
         store: None,
+        managed_backup_dir: None,
     }
 }
 
@@ -350,7 +351,7 @@ async fn managed_routes_go_through_the_same_layers() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let service = open(&config).await.unwrap();
-    let managed = crate::managed::open(&config.data_dir, &service).unwrap();
+    let managed = crate::managed::open(&config.data_dir, None, &service).unwrap();
     let app = crate::router_with(AppState { service }, Some(managed.router()));
     let req = Request::builder()
         .uri("/api/v1/databases")

@@ -181,6 +181,9 @@ pub struct CreateDatabaseRequest {
     #[serde(default)]
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub project_id: Option<String>,
+    /// Create the new server from a backup of another (see docs/managed.md, "Backups").
+    #[serde(default)]
+    pub backup_restore: Option<crate::backup::types::BackupRestore>,
 }
 
 /// Answer of `POST /api/v1/databases` (201).

@@ -400,6 +400,14 @@ fn list_or_none(v: &[&str]) -> String {
     }
 }
 
+/// How many days of backups (and, for PostgreSQL, of point-in-time restore) a plan keeps.
+pub fn backup_retention_days(plan_id: &str) -> u32 {
+    match plan_id {
+        "db-s-1vcpu-1gb" | "db-s-1vcpu-2gb" => 7,
+        _ => 14,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

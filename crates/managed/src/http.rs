@@ -45,6 +45,10 @@ impl ManagedService {
                 post(create_pool).get(list_pools),
             )
             .route("/api/v1/databases/{id}/pools/{name}", delete(delete_pool))
+            .route(
+                "/api/v1/databases/{id}/backups",
+                get(list_backups).post(create_backup),
+            )
             .route("/api/v1/{*rest}", any(no_route))
             .with_state(self.clone())
     }
@@ -58,6 +62,7 @@ impl ManagedService {
         create_token, list_tokens, delete_token, create_database, list_databases, get_database,
         update_database, delete_database, credentials, action, create_connection, events,
         crate::ca::get_ca, create_pool, list_pools, delete_pool,
+        list_backups, create_backup,
     ),
     components(schemas(ErrorBody, crate::ca::CaCertificate, crate::pools::Pool, crate::pools::CreatePoolRequest)),
     tags((name = "managed", description = "Managed database servers (`dkc_` API tokens or management keys)"))
@@ -174,7 +179,7 @@ async fn create_database(
 ) -> Res<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.create_database(&caller, b).await?),
+        Json(s.create_restored(&caller, b).await?),
     ))
 }
 
@@ -301,4 +306,25 @@ async fn delete_pool(
 ) -> Res<StatusCode> {
     s.delete_pool(&caller, &id, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = crate::backup::types::BackupList), (status = 404, body = ErrorBody, description = "no such database for this caller")))]
+async fn list_backups(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<Json<crate::backup::types::BackupList>> {
+    Ok(Json(s.list_backups(&caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::backup::types::BackupInfo), (status = 409, body = ErrorBody, description = "not running, a backup already runs, or the backup storage is full"), (status = 422, body = ErrorBody, description = "this engine has no backups")))]
+async fn create_backup(
+    State(s): State<ManagedService>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Res<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.create_backup(&caller, &id).await?),
+    ))
 }

@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod backup;
 mod ca;
 pub mod catalog;
 mod engines;

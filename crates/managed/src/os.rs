@@ -17,8 +17,8 @@ use anyhow::{bail, Context};
 // The user a server runs as, and its files and directories, live with the runtime driver, which
 // runs engines the same way.
 pub use refract_runtime::user::{
-    any_other_user, blocked_ancestor, create_owned_dir, current_user, ensure_reachable, is_root,
-    lookup_user, service_user, wrap, write_owned_file, ServiceUser,
+    any_other_user, blocked_ancestor, create_owned_dir, current_user, ensure_reachable, give,
+    is_root, lookup_user, service_user, wrap, write_owned_file, ServiceUser,
 };
 
 /// Removes a directory tree; no error when it does not exist.

@@ -135,6 +135,7 @@ impl ManagedService {
     /// Runs the reconciler until `cancel` fires. Servers keep running when it stops (as engines
     /// do when the control plane is down); the next start adopts them.
     pub fn spawn_reconciler(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        self.spawn_backups(cancel.clone());
         let service = self.clone();
         tokio::spawn(async move {
             loop {
@@ -368,9 +369,9 @@ impl ManagedService {
             if let Some(d) = saved {
                 ctx.db.ports = d.ports;
             }
-            engines::prepare(&ctx, node).await?;
+            self.prepare_node(&ctx, node).await?;
             self.start_node(&ctx, node).await?;
-            engines::bootstrap(&ctx, node).await?;
+            self.bootstrap_node(&ctx, node).await?;
             Ok(())
         }
         .await;

@@ -59,6 +59,8 @@ pub struct ManagedConfig {
     /// The control plane's PostgreSQL store, when replicas share one: the metadata then lives in
     /// its schema `managed` instead of `managed.sqlite`.
     pub postgres: Option<crate::store::PgPool>,
+    /// Backups (see `crate::backup`): where, how much, how often.
+    pub backups: crate::backup::storage::BackupConfig,
 }
 
 impl ManagedConfig {
@@ -76,6 +78,7 @@ impl ManagedConfig {
             pg_root: PathBuf::from("/usr/lib/postgresql"),
             servers_dir: None,
             postgres: None,
+            backups: crate::backup::storage::BackupConfig::default(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl Caller {
         }
     }
 
-    fn need_write(&self) -> Result<(), ManagedError> {
+    pub(crate) fn need_write(&self) -> Result<(), ManagedError> {
         if self.access.write {
             Ok(())
         } else {
@@ -149,6 +152,8 @@ pub(crate) struct Inner {
     pub(crate) checked: Mutex<HashMap<String, Instant>>,
     /// How long each primary has been seen dead (automatic failover).
     pub(crate) failover: Mutex<crate::failover::Watch>,
+    /// Backup storage, runs in flight and events.
+    pub(crate) backups: crate::backup::storage::Backups,
 }
 
 /// Locks a mutex of plain data, ignoring poisoning (a panic cannot leave it half-changed).
@@ -198,6 +203,7 @@ impl ManagedService {
         );
         let has_servers = !store.list_active()?.is_empty();
         let ca = Arc::new(crate::tls::Ca::load_or_create(vault.as_ref())?);
+        let backups = crate::backup::storage::Backups::open(dir, &config.backups)?;
         let service = ManagedService {
             inner: Arc::new(Inner {
                 config,
@@ -217,6 +223,7 @@ impl ManagedService {
                 health: Mutex::new(HashMap::new()),
                 checked: Mutex::new(HashMap::new()),
                 failover: Mutex::new(crate::failover::Watch::default()),
+                backups,
             }),
         };
         if has_servers {
@@ -424,6 +431,17 @@ impl ManagedService {
         caller: &Caller,
         req: CreateDatabaseRequest,
     ) -> Result<CreateDatabaseResponse, ManagedError> {
+        self.create_database_with(caller, req, |_| Ok(())).await
+    }
+
+    /// [`Self::create_database`], with `before_insert` run on the new record once it is
+    /// validated and before the reconciler can see it (a restore writes its plan there).
+    pub(crate) async fn create_database_with(
+        &self,
+        caller: &Caller,
+        req: CreateDatabaseRequest,
+        before_insert: impl FnOnce(&DbRecord) -> Result<(), ManagedError>,
+    ) -> Result<CreateDatabaseResponse, ManagedError> {
         caller.need_write()?;
         let name = validate_name(&req.name)?;
         let db_type = DbType::parse(&req.db_type).ok_or_else(|| {
@@ -518,6 +536,10 @@ impl ManagedService {
                     e.context("store generated credentials"),
                 ));
             }
+        }
+        if let Err(e) = before_insert(&record) {
+            self.forget_secrets(&record.id);
+            return Err(e);
         }
         let r = record.clone();
         let quota = self.quota(&caller.customer).await;

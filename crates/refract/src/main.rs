@@ -143,6 +143,10 @@ struct ServeArgs {
     /// SQLite file DIR/refract.db.
     #[arg(long, env = "REFRACT_STORE", value_name = "URL")]
     store: Option<String>,
+    /// Where managed database servers' backups (base backups, archived WAL, snapshots) are kept;
+    /// created 0700. Default: DIR/managed/backups. See docs/managed.md, "Backups".
+    #[arg(long, env = "REFRACT_MANAGED_BACKUP_DIR", value_name = "DIR")]
+    managed_backup_dir: Option<PathBuf>,
 }
 
 /// `--runtime`.
@@ -348,6 +352,11 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         sqlite_roots: args.sqlite_roots,
         runtime,
         store: args.store,
+        managed_backup_dir: args
+            .managed_backup_dir
+            .as_deref()
+            .map(absolute)
+            .transpose()?,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

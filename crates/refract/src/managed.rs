@@ -64,7 +64,20 @@ pub enum ManagedCmd {
         /// Wait until it is running (or failed), then print it.
         #[arg(long)]
         wait: bool,
+        /// Create it from a backup of this database (name or `db_…` id; same --type).
+        #[arg(long)]
+        restore_from: Option<String>,
+        /// With --restore-from: the backup to restore (its created_at; default the newest).
+        #[arg(long, requires = "restore_from", conflicts_with = "restore_to")]
+        restore_backup: Option<String>,
+        /// With --restore-from (PostgreSQL): restore the state at this second (RFC 3339,
+        /// e.g. 2026-12-04T20:01:02Z): the transactions committed before it.
+        #[arg(long, requires = "restore_from")]
+        restore_to: Option<String>,
     },
+    /// Backups of a managed database (PostgreSQL base backups + WAL, Redis snapshots).
+    #[command(subcommand)]
+    Backup(BackupCmd),
     /// List managed databases.
     List {
         /// Only this engine.
@@ -183,6 +196,21 @@ pub enum PoolCmd {
     },
 }
 
+/// `refract managed backup …`
+#[derive(clap::Subcommand, Debug)]
+pub enum BackupCmd {
+    /// List a database's backups, its restore window and its latest backup events.
+    List {
+        /// Database id (`db_…`).
+        id: String,
+    },
+    /// Take a backup now (waits until it is stored).
+    Create {
+        /// Database id (`db_…`).
+        id: String,
+    },
+}
+
 /// `refract managed token …`
 #[derive(clap::Subcommand, Debug)]
 pub enum TokenCmd {
@@ -254,8 +282,11 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
             replicas,
             project,
             wait,
+            restore_from,
+            restore_backup,
+            restore_to,
         } => {
-            let body = present_fields([
+            let mut body = present_fields([
                 ("name", Some(name.into())),
                 ("db_type", Some(db_type.into())),
                 ("plan_id", Some(plan.into())),
@@ -265,6 +296,13 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
                 ("storage_gb", storage_gb.map(Value::from)),
                 ("replicas", replicas.map(Value::from)),
             ]);
+            if let Some(from) = restore_from {
+                body["backup_restore"] = present_fields([
+                    ("database_name", Some(from.into())),
+                    ("backup_created_at", restore_backup.map(Value::from)),
+                    ("restore_to", restore_to.map(Value::from)),
+                ]);
+            }
             let created = api.call(Method::POST, "/api/v1/databases", Some(body))?;
             if !wait {
                 return out(&created, &|v| print_table(std::slice::from_ref(v)));
@@ -378,6 +416,54 @@ pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
                 Method::POST,
                 &format!("/api/v1/databases/{}/connection", urlencode(&id)),
                 Some(body),
+            )?;
+            out(&v, &print_object)
+        }
+        ManagedCmd::Backup(BackupCmd::List { id }) => {
+            let v = api.call(
+                Method::GET,
+                &format!("/api/v1/databases/{}/backups", urlencode(&id)),
+                None,
+            )?;
+            out(&v, &|v| {
+                let backups = v["backups"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if backups.is_empty() {
+                    println!("no backups yet");
+                } else {
+                    print_table(backups);
+                }
+                if let Some(w) = v.get("restore_window") {
+                    println!(
+                        "\npoint-in-time restore window: {} to {}",
+                        cell(&w["earliest"]),
+                        cell(&w["latest"])
+                    );
+                }
+                if let Some(t) = v.get("in_progress_since") {
+                    println!("a backup is running since {}", cell(t));
+                }
+                for e in v["events"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    println!(
+                        "{}  {}  {}",
+                        cell(&e["at"]),
+                        cell(&e["kind"]),
+                        cell(&e["message"])
+                    );
+                }
+            })
+        }
+        ManagedCmd::Backup(BackupCmd::Create { id }) => {
+            let v = api.call(
+                Method::POST,
+                &format!("/api/v1/databases/{}/backups", urlencode(&id)),
+                None,
             )?;
             out(&v, &print_object)
         }

@@ -134,6 +134,7 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         sqlite_roots: vec![root.to_path_buf()],
         runtime: Default::default(),
         store: None,
+        managed_backup_dir: None,
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -145,7 +145,7 @@ impl Ctx {
     }
 
     /// Runs a setup program as the service user in the database's directory.
-    pub(super) async fn run(
+    pub(crate) async fn run(
         &self,
         program: &Path,
         args: &[String],

@@ -10,8 +10,8 @@
 mod context;
 mod mariadb;
 mod mongodb;
-mod postgres;
-mod redis;
+pub(crate) mod postgres;
+pub(crate) mod redis;
 mod standby;
 
 use refract_runtime::InstanceSpec;

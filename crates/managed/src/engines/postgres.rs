@@ -14,7 +14,7 @@ use crate::os;
 use crate::tls;
 use refract_runtime::InstanceSpec;
 
-fn bin(ctx: &Ctx, program: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn bin(ctx: &Ctx, program: &str) -> anyhow::Result<PathBuf> {
     let dir = ctx.bins.postgres.get(&ctx.db.version).with_context(|| {
         format!(
             "PostgreSQL {} is no longer installed on this host",
@@ -137,7 +137,9 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
          ssl = on\n\
          ssl_cert_file = '{cert}'\n\
          ssl_key_file = '{key}'\n\
-         ssl_min_protocol_version = 'TLSv1.2'\n",
+         ssl_min_protocol_version = 'TLSv1.2'\n\
+         {archive}",
+        archive = crate::backup::archive::settings(ctx)?,
         cert = tls::SERVER_CERT_FILE,
         key = tls::SERVER_KEY_FILE,
         port = ctx.port(node),
@@ -154,12 +156,14 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
          hostssl all all {HOST}/32 scram-sha-256\n\
          hostssl replication all {HOST}/32 scram-sha-256\n"
     );
+    // A restore in progress also lets refract_admin in over its private socket (backup/).
+    let hba = format!("{}{hba}", crate::backup::archive::restore_hba(&dir));
     os::write_owned_file(&dir.join("pg_hba.conf"), hba.as_bytes(), &ctx.user)?;
     ctx.write_tls_files(node)?;
     Ok(())
 }
 
-pub(super) async fn connect(
+pub(crate) async fn connect(
     ctx: &Ctx,
     port: u16,
     user: &str,

@@ -34,6 +34,10 @@ pub struct Options {
     pub storage_unit_bytes: u64,
     /// Use `TMP/data` as the data dir, inside the 0700 temp dir (as `refract serve` tests do).
     pub nested: bool,
+    /// Run the backup scheduler (every 500 ms); off by default so other tests take no backups.
+    pub backups: bool,
+    /// A byte limit for the backup directory.
+    pub backup_max_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -42,6 +46,8 @@ impl Default for Options {
             reconcile: true,
             storage_unit_bytes: 1 << 30,
             nested: false,
+            backups: false,
+            backup_max_bytes: None,
         }
     }
 }
@@ -52,6 +58,9 @@ pub fn config(dir: &std::path::Path, opts: &Options) -> ManagedConfig {
     config.check_interval = Duration::from_millis(500);
     config.start_timeout = Duration::from_secs(90);
     config.storage_unit_bytes = opts.storage_unit_bytes;
+    config.backups.scheduled = opts.backups;
+    config.backups.tick = Duration::from_millis(500);
+    config.backups.max_bytes = opts.backup_max_bytes;
     config
 }
 

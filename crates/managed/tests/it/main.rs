@@ -5,6 +5,7 @@
 //! Engine tests skip (with a message) when the engine's binaries are not installed.
 
 mod api;
+mod backup;
 mod failover;
 mod harness;
 mod mariadb;

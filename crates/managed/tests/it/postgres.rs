@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options, KEY_A};
 
 /// Logs in over TLS, verifying the server against the installation's CA (`verify-full`).
-async fn connect(tls: &PgTls, url: &str) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn connect(tls: &PgTls, url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let config: tokio_postgres::Config = url.parse()?;
     let (client, conn) = config.connect(tls.clone()).await?;
     tokio::spawn(async move {

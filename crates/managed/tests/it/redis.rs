@@ -18,7 +18,7 @@ use crate::harness::{self, parse_url, Harness, Options, KEY_A};
 /// Sends one command and returns the reply's first line (and a bulk string's payload).
 type Conn = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
 
-async fn resp(stream: &mut Conn, args: &[&str]) -> String {
+pub(crate) async fn resp(stream: &mut Conn, args: &[&str]) -> String {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
         out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -40,7 +40,7 @@ async fn resp(stream: &mut Conn, args: &[&str]) -> String {
 }
 
 /// A TLS connection to `host:port`, verified against the installation's CA.
-async fn open(tls: &PgTls, host: &str, port: u16) -> Option<Conn> {
+pub(crate) async fn open(tls: &PgTls, host: &str, port: u16) -> Option<Conn> {
     let stream = TcpStream::connect((host, port)).await.ok()?;
     let stream = refract_managed::tls::connect(tls.0.clone(), host, stream)
         .await
@@ -49,13 +49,13 @@ async fn open(tls: &PgTls, host: &str, port: u16) -> Option<Conn> {
 }
 
 /// Logs in with a `rediss://default:password@host:port/0` string.
-async fn login(tls: &PgTls, url: &str) -> Option<Conn> {
+pub(crate) async fn login(tls: &PgTls, url: &str) -> Option<Conn> {
     let u = parse_url(url);
     let mut s = open(tls, &u.host, u.port).await?;
     (resp(&mut s, &["AUTH", &u.password]).await == "+OK").then_some(s)
 }
 
-async fn get(tls: &PgTls, url: &str, key: &str) -> Option<String> {
+pub(crate) async fn get(tls: &PgTls, url: &str, key: &str) -> Option<String> {
     let mut s = login(tls, url).await?;
     Some(resp(&mut s, &["GET", key]).await)
 }

@@ -142,6 +142,68 @@ fn managed_postgres_serves_a_v1_engine() {
             .unwrap();
     });
 
+    // Backups with the CLI: the scheduler's first one, one taken now, a restore of it into a
+    // new server that holds the rows.
+    wait(
+        "the scheduled first backup",
+        Duration::from_secs(90),
+        || {
+            let v = cli(&cp, &["backup", "list", &id]);
+            (!v["backups"].as_array().unwrap().is_empty() && v.get("in_progress_since").is_none())
+                .then_some(())
+        },
+    );
+    let backup = cli(&cp, &["backup", "create", &id]);
+    assert_eq!(backup["kind"], "base", "{backup}");
+    let listed = cli(&cp, &["backup", "list", &id]);
+    assert!(
+        listed["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["created_at"] == backup["created_at"]),
+        "{listed}"
+    );
+    let restored = cli(
+        &cp,
+        &[
+            "create",
+            "--name",
+            "shop-restored",
+            "--type",
+            "postgresql",
+            "--region",
+            "nyc1",
+            "--restore-from",
+            "shop",
+            "--restore-backup",
+            backup["created_at"].as_str().unwrap(),
+            "--wait",
+        ],
+    );
+    assert_eq!(restored["status"], "running", "{restored}");
+    let restored_url = cli(&cp, &["credentials", restored["id"].as_str().unwrap()])
+        ["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let posts: i64 = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(
+            &restored_url,
+            refract_managed::tls::PgTls(refract_managed::tls::client_config(&ca).unwrap()),
+        )
+        .await
+        .expect("log in to the restored server");
+        tokio::spawn(conn);
+        client
+            .query_one("SELECT count(*) FROM posts", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(posts, 3);
+    cli(&cp, &["delete", restored["id"].as_str().unwrap()]);
+
     // One call makes it a /v1 source; then the usual /v1 flow serves it.
     let v = cli(&cp, &["connect", &id, "--name", "managed-shop"]);
     let connection = v["connection"]["id"].as_str().unwrap().to_string();

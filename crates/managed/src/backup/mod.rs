@@ -1,0 +1,787 @@
+//! Backups and point-in-time restore of managed servers.
+//!
+//! - Storage: [`storage::BackupStorage`] (a directory, [`storage::DirStorage`]; default
+//!   `DIR/managed/backups`, 0700), keys `<db>/base/<stamp>/{base.tar,pg_wal.tar,…,manifest.json}`
+//!   and `<db>/wal/<segment>`. A backup exists once its `manifest.json` is written (last).
+//! - PostgreSQL: a base backup by `pg_basebackup` ([`postgres`]) every `interval` (and on
+//!   `POST …/backups`), continuous WAL archiving ([`archive`]) shipped into the storage every
+//!   `tick`. Restore: a new database whose first node is the base backup plus the WAL up to
+//!   the target second.
+//! - Redis: an RDB snapshot (`BGSAVE`, then the `dump.rdb` copied).
+//! - Retention: per plan ([`crate::catalog::backup_retention_days`]); older backups and the WAL
+//!   only they needed are pruned, the newest backup is always kept.
+
+pub mod archive;
+pub mod postgres;
+mod redis;
+pub mod storage;
+pub mod types;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{CreateDatabaseRequest, CreateDatabaseResponse, DbType, Status};
+use crate::engines::Ctx;
+use crate::error::ManagedError;
+use crate::service::{lock, Caller, ManagedService};
+use crate::store::DbRecord;
+use storage::{BackupStorage, StorageError};
+use types::{BackupInfo, BackupList, BackupRestore, Manifest, RestorePlan, RestoreWindow};
+
+/// A scheduled backup that failed (full storage, server busy) is tried again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Events returned with a backup list.
+const EVENTS_LISTED: usize = 20;
+
+fn storage_err(e: StorageError) -> ManagedError {
+    match e {
+        StorageError::Full(m) => ManagedError::Conflict(format!(
+            "backup storage is full: {m}; free space or raise the limit, then try again"
+        )),
+        StorageError::NotFound(m) => ManagedError::NotFound(format!("no backup object {m}")),
+        StorageError::Io(e) => ManagedError::Internal(e),
+    }
+}
+
+fn engine_backs_up(t: DbType) -> bool {
+    matches!(t, DbType::Postgresql | DbType::Redis)
+}
+
+impl ManagedService {
+    fn storage(&self) -> std::sync::Arc<dyn BackupStorage> {
+        self.inner.backups.storage.clone()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn BackupStorage) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let s = self.storage();
+        tokio::task::spawn_blocking(move || f(s.as_ref()))
+            .await
+            .map_err(|e| StorageError::Io(anyhow::anyhow!("backup task failed: {e}")))?
+    }
+
+    /// Completed backups of `db_id` (manifests), oldest first.
+    pub(crate) async fn manifests(&self, db_id: &str) -> Result<Vec<Manifest>, StorageError> {
+        let prefix = format!("{db_id}/base/");
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            for o in s.list(&prefix)? {
+                if o.key.ends_with("/manifest.json") {
+                    let bytes = s.get_bytes(&o.key)?;
+                    match serde_json::from_slice::<Manifest>(&bytes) {
+                        Ok(m) => out.push(m),
+                        Err(e) => {
+                            tracing::warn!(key = %o.key, error = %e, "unreadable backup manifest")
+                        }
+                    }
+                }
+            }
+            out.sort_by_key(|m| m.created_at);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `GET /api/v1/databases/{id}/backups`.
+    pub async fn list_backups(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<BackupList, ManagedError> {
+        let d = self.owned_db(caller, id, false).await?;
+        let manifests = self.manifests(&d.id).await.map_err(storage_err)?;
+        let restore_window = match (d.db_type, manifests.first()) {
+            (DbType::Postgresql, Some(first)) => Some(RestoreWindow {
+                earliest: first.created_at,
+                latest: self.window_latest(&d).await,
+            }),
+            _ => None,
+        };
+        Ok(BackupList {
+            backups: manifests
+                .iter()
+                .map(|m| BackupInfo {
+                    created_at: m.created_at,
+                    size_gigabytes: m.size_bytes as f64 / (1u64 << 30) as f64,
+                    size_bytes: m.size_bytes,
+                    kind: if d.db_type == DbType::Redis {
+                        "snapshot"
+                    } else {
+                        "base"
+                    }
+                    .into(),
+                    version: m.version.clone(),
+                })
+                .collect(),
+            restore_window,
+            in_progress_since: lock(&self.inner.backups.running).get(&d.id).copied(),
+            events: self.inner.backups.events_of(&d.id, EVENTS_LISTED),
+        })
+    }
+
+    /// The latest second a point-in-time restore of `d` may target: now while it runs (a restore
+    /// archives its WAL first), else when its last WAL segment was archived.
+    async fn window_latest(&self, d: &DbRecord) -> DateTime<Utc> {
+        if d.status == Status::Running {
+            return Utc::now();
+        }
+        let prefix = format!("{}/wal/", d.id);
+        self.blocking(move |s| s.list(&prefix))
+            .await
+            .ok()
+            .and_then(|objs| objs.iter().map(|o| o.modified).max())
+            .unwrap_or_else(Utc::now)
+    }
+
+    /// The caller's database `id` (404 for others'); `running` requires it to run (409).
+    async fn owned_db(
+        &self,
+        caller: &Caller,
+        id: &str,
+        write: bool,
+    ) -> Result<DbRecord, ManagedError> {
+        if write {
+            caller.need_write()?;
+        } else {
+            caller.need_read()?;
+        }
+        let key = id.to_string();
+        match self.db(move |s| Ok(s.get_database(&key)?)).await? {
+            Some(d) if d.customer_id == caller.customer => Ok(d),
+            _ => Err(ManagedError::no_database(id)),
+        }
+    }
+
+    /// `POST /api/v1/databases/{id}/backups`: takes a backup now and answers it (201).
+    pub async fn create_backup(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<BackupInfo, ManagedError> {
+        let d = self.owned_db(caller, id, true).await?;
+        if !engine_backs_up(d.db_type) {
+            return Err(ManagedError::Unprocessable(format!(
+                "backups of {} servers are not supported yet (postgresql and redis are)",
+                d.db_type
+            )));
+        }
+        if d.status != Status::Running {
+            return Err(ManagedError::Conflict(format!(
+                "database {} is {}; a backup needs it running",
+                d.id,
+                d.status.as_str()
+            )));
+        }
+        let m = self.take_backup(&d).await?;
+        Ok(BackupInfo {
+            created_at: m.created_at,
+            size_gigabytes: m.size_bytes as f64 / (1u64 << 30) as f64,
+            size_bytes: m.size_bytes,
+            kind: if d.db_type == DbType::Redis {
+                "snapshot"
+            } else {
+                "base"
+            }
+            .into(),
+            version: m.version,
+        })
+    }
+
+    /// Takes one backup of `d` (one at a time per database: 409 while another runs).
+    pub(crate) async fn take_backup(&self, d: &DbRecord) -> Result<Manifest, ManagedError> {
+        {
+            let mut running = lock(&self.inner.backups.running);
+            if running.contains_key(&d.id) {
+                return Err(ManagedError::Conflict(format!(
+                    "a backup of {} is already running",
+                    d.id
+                )));
+            }
+            running.insert(d.id.clone(), Utc::now());
+        }
+        let events = &self.inner.backups;
+        events.event(&d.id, "backup_started", "backup started".into());
+        let result = self.take_backup_inner(d).await;
+        match &result {
+            Ok(m) => events.event(
+                &d.id,
+                "backup_completed",
+                format!(
+                    "backup {} completed ({} bytes)",
+                    m.created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    m.size_bytes
+                ),
+            ),
+            Err(e) => events.event(&d.id, "backup_failed", format!("backup failed: {e}")),
+        }
+        // Only now: a list that shows no backup in progress shows its outcome's event.
+        lock(&self.inner.backups.running).remove(&d.id);
+        result
+    }
+
+    async fn take_backup_inner(&self, d: &DbRecord) -> Result<Manifest, ManagedError> {
+        let ctx = self.ctx(d)?;
+        let staging = ctx.db_dir.join("backup-staging");
+        let (files, wal_start) = match d.db_type {
+            DbType::Postgresql => {
+                // Ship what is archived first: a restore of this backup may need it.
+                self.ship_wal(&ctx).await;
+                let wal = postgres::current_wal(&ctx)
+                    .await
+                    .map_err(ManagedError::Internal)?;
+                let files = postgres::base_backup(&ctx, &staging)
+                    .await
+                    .map_err(ManagedError::Internal)?;
+                (files, Some(wal))
+            }
+            DbType::Redis => {
+                let files = redis::snapshot(&ctx, &staging)
+                    .await
+                    .map_err(ManagedError::Internal)?;
+                (files, None)
+            }
+            t => {
+                return Err(ManagedError::Unprocessable(format!(
+                    "backups of {t} servers are not supported yet"
+                )))
+            }
+        };
+        // The backup holds every commit up to its end: the next whole second.
+        let now = Utc::now();
+        let created_at = DateTime::<Utc>::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+        // Wait out the second the backup claims, so that a restore to it holds everything.
+        let wait = (created_at - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let prefix = format!("{}/base/{}/", d.id, postgres::stamp(&created_at));
+        let mut manifest = Manifest {
+            db_id: d.id.clone(),
+            db_type: d.db_type.to_string(),
+            version: d.version.clone(),
+            database: ctx.database(),
+            created_at,
+            wal_start,
+            files: files.clone(),
+            size_bytes: 0,
+        };
+        let stage = staging.clone();
+        let pfx = prefix.clone();
+        let stored = self
+            .blocking(move |s| {
+                let mut size = 0;
+                for f in &manifest.files {
+                    match s.put(&format!("{pfx}{f}"), &stage.join(f)) {
+                        Ok(n) => size += n,
+                        Err(e) => {
+                            for f in &manifest.files {
+                                let _ = s.delete(&format!("{pfx}{f}"));
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                manifest.size_bytes = size;
+                let bytes =
+                    serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::Io(e.into()))?;
+                if let Err(e) = s.put_bytes(&format!("{pfx}manifest.json"), &bytes) {
+                    for f in &manifest.files {
+                        let _ = s.delete(&format!("{pfx}{f}"));
+                    }
+                    return Err(e);
+                }
+                Ok(manifest)
+            })
+            .await;
+        let _ = crate::os::remove_dir(&staging);
+        stored.map_err(storage_err)
+    }
+
+    /// Moves the WAL segments the server archived into the backup storage.
+    pub(crate) async fn ship_wal(&self, ctx: &Ctx) {
+        let dir = archive::archive_dir(ctx);
+        let id = ctx.db.id.clone();
+        let result = self
+            .blocking(move |s| {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    return Ok(0);
+                };
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| !n.ends_with(".part"))
+                    .collect();
+                names.sort();
+                let n = names.len();
+                for name in names {
+                    let path = dir.join(&name);
+                    s.put(&format!("{id}/wal/{name}"), &path)?;
+                    let _ = std::fs::remove_file(&path);
+                }
+                Ok(n)
+            })
+            .await;
+        if let Err(e) = result {
+            self.inner.backups.event(
+                &ctx.db.id,
+                "wal_archive_failed",
+                format!("shipping archived WAL into the backup storage failed: {e}"),
+            );
+        }
+    }
+
+    /// Removes backups older than the plan's retention (the newest is always kept) and the WAL
+    /// only they needed.
+    async fn prune(&self, d: &DbRecord) -> Result<(), StorageError> {
+        let manifests = self.manifests(&d.id).await?;
+        let days = crate::catalog::backup_retention_days(&d.plan_id);
+        let cutoff = Utc::now() - TimeDelta::days(days as i64);
+        let keep_from = manifests
+            .iter()
+            .position(|m| m.created_at >= cutoff)
+            .unwrap_or(manifests.len().saturating_sub(1));
+        let old: Vec<Manifest> = manifests[..keep_from].to_vec();
+        let oldest_kept = manifests.get(keep_from).and_then(|m| m.wal_start.clone());
+        let id = d.id.clone();
+        let removed = self
+            .blocking(move |s| {
+                let mut removed = 0;
+                for m in &old {
+                    let pfx = format!("{id}/base/{}/", postgres::stamp(&m.created_at));
+                    for o in s.list(&pfx)? {
+                        s.delete(&o.key)?;
+                    }
+                    removed += 1;
+                }
+                if let Some(seg) = oldest_kept.as_deref().and_then(postgres::segment) {
+                    for o in s.list(&format!("{id}/wal/"))? {
+                        let name = o.key.rsplit('/').next().unwrap_or_default();
+                        if postgres::segment(name).is_some_and(|x| x < seg) {
+                            s.delete(&o.key)?;
+                        }
+                    }
+                }
+                Ok(removed)
+            })
+            .await?;
+        if removed > 0 {
+            self.inner.backups.event(
+                &d.id,
+                "backups_pruned",
+                format!("{removed} backup(s) older than the plan's {days}-day retention removed"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs the backup scheduler until `cancel` fires: every `tick`, ships WAL, takes the
+    /// backups that are due and prunes.
+    pub(crate) fn spawn_backups(&self, cancel: CancellationToken) {
+        if !self.inner.backups.config.scheduled {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                service.backup_pass().await;
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(service.inner.backups.config.tick) => {}
+                }
+            }
+        });
+    }
+
+    async fn backup_pass(&self) {
+        let Ok(dbs) = self.db(|s| Ok(s.list_active()?)).await else {
+            return;
+        };
+        let interval = self.inner.backups.config.interval;
+        for d in dbs {
+            if d.status != Status::Running || !engine_backs_up(d.db_type) {
+                continue;
+            }
+            if lock(&self.inner.backups.running).contains_key(&d.id) {
+                continue;
+            }
+            let service = self.clone();
+            tokio::spawn(async move {
+                if d.db_type == DbType::Postgresql {
+                    if let Ok(ctx) = service.ctx(&d) {
+                        service.ship_wal(&ctx).await;
+                    }
+                }
+                let newest = match service.manifests(&d.id).await {
+                    Ok(m) => m.last().map(|m| m.created_at),
+                    Err(_) => return,
+                };
+                let due = newest
+                    .is_none_or(|t| (Utc::now() - t).to_std().unwrap_or_default() >= interval);
+                let failed_lately = lock(&service.inner.backups.failed)
+                    .get(&d.id)
+                    .is_some_and(|t| t.elapsed() < RETRY_AFTER);
+                if due && !failed_lately {
+                    let failed = service.take_backup(&d).await.is_err();
+                    let mut map = lock(&service.inner.backups.failed);
+                    if failed {
+                        map.insert(d.id.clone(), std::time::Instant::now());
+                    } else {
+                        map.remove(&d.id);
+                    }
+                }
+                if let Err(e) = service.prune(&d).await {
+                    tracing::warn!(db = %d.id, error = %e, "pruning backups failed");
+                }
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------ restore
+
+    /// `POST /api/v1/databases` with `backup_restore`: validates the source and the target,
+    /// then creates the database with a restore plan its first node is built from.
+    pub(crate) async fn create_restored(
+        &self,
+        caller: &Caller,
+        mut req: CreateDatabaseRequest,
+    ) -> Result<CreateDatabaseResponse, ManagedError> {
+        caller.need_write()?;
+        let Some(br) = req.backup_restore.take() else {
+            return self.create_database(caller, req).await;
+        };
+        let plan = match self.plan_restore(caller, &req, &br).await {
+            Ok(p) => p,
+            Err(e) => {
+                // An event on the source when the caller may see it; never on another's.
+                if !matches!(e, ManagedError::NotFound(_) | ManagedError::Invalid(_)) {
+                    if let Ok(src) = self.find_source(caller, &br.database_name).await {
+                        self.inner.backups.event(
+                            &src.id,
+                            "restore_refused",
+                            format!("restore refused: {e}"),
+                        );
+                    }
+                }
+                return Err(e);
+            }
+        };
+        if req.version.is_none() {
+            req.version = Some(serde_json::Value::String(plan.manifest.version.clone()));
+        }
+        let dir = self.inner.backups.restores_dir.clone();
+        let written = std::sync::Mutex::new(None);
+        let p = plan.clone();
+        let resp = self
+            .create_database_with(caller, req, |record| {
+                if record.version != p.manifest.version {
+                    return Err(ManagedError::Unprocessable(format!(
+                        "the backup is of version {}; a restore runs the same version (omit version)",
+                        p.manifest.version
+                    )));
+                }
+                let path = dir.join(format!("{}.json", record.id));
+                let bytes = serde_json::to_vec(&p).map_err(|e| ManagedError::Internal(e.into()))?;
+                std::fs::write(&path, bytes)
+                    .map_err(|e| ManagedError::Internal(anyhow::Error::new(e).context("write the restore plan")))?;
+                *lock(&written) = Some(path);
+                Ok(())
+            })
+            .await;
+        match &resp {
+            Ok(r) => {
+                let what = match plan.target {
+                    Some(t) => format!(
+                        "to {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => format!(
+                        "from backup {}",
+                        plan.manifest
+                            .created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                };
+                let msg = format!("restore of {} {what} requested as {}", plan.source_id, r.id);
+                self.inner
+                    .backups
+                    .event(&r.id, "restore_requested", msg.clone());
+                self.inner
+                    .backups
+                    .event(&plan.source_id, "restore_requested", msg);
+            }
+            Err(_) => {
+                if let Some(p) = lock(&written).take() {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        resp
+    }
+
+    async fn find_source(&self, caller: &Caller, name: &str) -> Result<DbRecord, ManagedError> {
+        let customer = caller.customer.clone();
+        let dbs = self.db(move |s| Ok(s.list_databases(&customer)?)).await?;
+        dbs.iter()
+            .find(|d| d.id == name)
+            .or_else(|| {
+                dbs.iter()
+                    .find(|d| d.name == name && d.status != Status::Destroyed)
+            })
+            .cloned()
+            .ok_or_else(|| ManagedError::NotFound(format!("source database {name:?} not found")))
+    }
+
+    async fn plan_restore(
+        &self,
+        caller: &Caller,
+        req: &CreateDatabaseRequest,
+        br: &BackupRestore,
+    ) -> Result<RestorePlan, ManagedError> {
+        let parse = |field: &str, s: &str| {
+            DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ManagedError::invalid(format!(
+                        "backup_restore.{field} must be an RFC 3339 time such as 2026-12-04T20:01:02Z"
+                    ))
+                })
+        };
+        let created = br
+            .backup_created_at
+            .as_deref()
+            .map(|s| parse("backup_created_at", s))
+            .transpose()?;
+        let target = br
+            .restore_to
+            .as_deref()
+            .map(|s| parse("restore_to", s))
+            .transpose()?;
+        if created.is_some() && target.is_some() {
+            return Err(ManagedError::invalid(
+                "give backup_restore.backup_created_at or backup_restore.restore_to, not both",
+            ));
+        }
+        let src = self.find_source(caller, &br.database_name).await?;
+        if src.db_type.to_string() != req.db_type {
+            return Err(ManagedError::Unprocessable(format!(
+                "{} is a {} database; a restore creates the same db_type",
+                src.id, src.db_type
+            )));
+        }
+        if !engine_backs_up(src.db_type) {
+            return Err(ManagedError::Unprocessable(format!(
+                "backups of {} servers are not supported yet (postgresql and redis are), so {} cannot be restored",
+                src.db_type, src.id
+            )));
+        }
+        if target.is_some() && src.db_type != DbType::Postgresql {
+            return Err(ManagedError::Unprocessable(format!(
+                "restore_to (point-in-time restore) is supported for postgresql; {} restores from a backup_created_at",
+                src.db_type
+            )));
+        }
+        let manifests = self.manifests(&src.id).await.map_err(storage_err)?;
+        let listed = format!("GET /api/v1/databases/{}/backups lists them", src.id);
+        let Some(first) = manifests.first() else {
+            return Err(ManagedError::Conflict(format!(
+                "{} has no completed backup yet; take one with POST /api/v1/databases/{}/backups",
+                src.id, src.id
+            )));
+        };
+        let fmt = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let manifest = if let Some(t) = target {
+            let latest = self.window_latest(&src).await;
+            if t < first.created_at || t > latest {
+                return Err(ManagedError::Unprocessable(format!(
+                    "restore_to {} is outside the restore window of {}: {} to {}",
+                    fmt(&t),
+                    src.id,
+                    fmt(&first.created_at),
+                    fmt(&latest)
+                )));
+            }
+            manifests
+                .iter()
+                .rev()
+                .find(|m| m.created_at <= t)
+                .cloned()
+                .unwrap_or_else(|| first.clone())
+        } else if let Some(c) = created {
+            manifests
+                .iter()
+                .find(|m| m.created_at == c)
+                .cloned()
+                .ok_or_else(|| {
+                    ManagedError::NotFound(format!(
+                        "{} has no backup created at {}; {listed}",
+                        src.id,
+                        fmt(&c)
+                    ))
+                })?
+        } else {
+            manifests.last().cloned().unwrap_or_else(|| first.clone())
+        };
+        if let (Some(_), Status::Running) = (target, src.status) {
+            // Archive everything up to now, with a commit past the target, into the storage.
+            let ctx = self.ctx(&src)?;
+            let wal = postgres::seal(&ctx).await.map_err(ManagedError::Internal)?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                match postgres::archived(&ctx, &wal).await {
+                    Ok(true) => break,
+                    _ if std::time::Instant::now() >= deadline => {
+                        return Err(ManagedError::Conflict(format!(
+                            "{} did not archive its WAL within 60 s; try again",
+                            src.id
+                        )))
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            self.ship_wal(&ctx).await;
+        }
+        Ok(RestorePlan {
+            source_id: src.id.clone(),
+            prefix: format!("{}/base/{}/", src.id, postgres::stamp(&manifest.created_at)),
+            manifest,
+            target,
+        })
+    }
+
+    fn restore_plan(&self, id: &str) -> Option<RestorePlan> {
+        let path = self.inner.backups.restores_dir.join(format!("{id}.json"));
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Creates node `node`'s data directory: from the restore plan for a restored database's
+    /// primary, else as the engine does.
+    pub(crate) async fn prepare_node(&self, ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+        let plan = if node == 0 {
+            self.restore_plan(&ctx.db.id)
+        } else {
+            None
+        };
+        let Some(plan) = plan else {
+            return crate::engines::prepare(ctx, node).await;
+        };
+        let result = self.prepare_restore(ctx, &plan).await;
+        if let Err(e) = &result {
+            self.inner.backups.event(
+                &ctx.db.id,
+                "restore_failed",
+                format!("restore failed: {e:#}"),
+            );
+        }
+        result
+    }
+
+    async fn prepare_restore(&self, ctx: &Ctx, plan: &RestorePlan) -> anyhow::Result<()> {
+        crate::os::create_owned_dir(&ctx.db_dir, &ctx.user)?;
+        let staging = ctx.db_dir.join("restore-staging");
+        let wal = ctx.db_dir.join("restore_wal");
+        for d in [&staging, &wal] {
+            crate::os::remove_dir(d)?;
+            crate::os::create_owned_dir(d, &ctx.user)?;
+        }
+        // Copy the backup's files and the WAL it may need next to the new server.
+        let (p, st, w, user) = (plan.clone(), staging.clone(), wal.clone(), ctx.user.clone());
+        let with_wal = ctx.db.db_type == DbType::Postgresql;
+        self.blocking(move |s| {
+            let give = |path: &std::path::Path| {
+                crate::os::give(path, &user).map_err(|e| StorageError::Io(e.into()))
+            };
+            for f in &p.manifest.files {
+                let to = st.join(f);
+                s.get(&format!("{}{f}", p.prefix), &to)?;
+                give(&to)?;
+            }
+            if with_wal {
+                let from = p.manifest.wal_start.as_deref().and_then(postgres::segment);
+                for o in s.list(&format!("{}/wal/", p.source_id))? {
+                    let name = o.key.rsplit('/').next().unwrap_or_default().to_string();
+                    let needed = name.ends_with(".history")
+                        || matches!((postgres::segment(&name), from), (Some(x), Some(f)) if x >= f)
+                        || from.is_none();
+                    if needed {
+                        let to = w.join(&name);
+                        s.get(&o.key, &to)?;
+                        give(&to)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("copy the backup: {e}"))?;
+        match ctx.db.db_type {
+            DbType::Postgresql => {
+                let cmds = postgres::prepare_restore(ctx, plan, &staging, &wal)?;
+                for (program, args) in cmds {
+                    ctx.run(&program, &args, &[], None).await?;
+                }
+                postgres::finish_prepare(ctx)?;
+            }
+            DbType::Redis => redis::prepare_restore(ctx, &staging)?,
+            t => anyhow::bail!("restoring {t} servers is not supported"),
+        }
+        crate::os::remove_dir(&staging)?;
+        Ok(())
+    }
+
+    /// After the first start of node `node`: a restored primary finishes its restore; every
+    /// other node bootstraps as the engine does.
+    pub(crate) async fn bootstrap_node(&self, ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+        let plan = if node == 0 {
+            self.restore_plan(&ctx.db.id)
+        } else {
+            None
+        };
+        let Some(plan) = plan else {
+            return crate::engines::bootstrap(ctx, node).await;
+        };
+        let started = std::time::Instant::now();
+        let result = match ctx.db.db_type {
+            DbType::Postgresql => {
+                postgres::finish_restore(
+                    ctx,
+                    &plan,
+                    self.inner.config.start_timeout,
+                    self.inner.driver.as_ref(),
+                )
+                .await
+            }
+            _ => Ok(()),
+        };
+        match &result {
+            Ok(()) => {
+                let _ = crate::os::remove_dir(&ctx.db_dir.join("restore_wal"));
+                let _ = std::fs::remove_file(
+                    self.inner
+                        .backups
+                        .restores_dir
+                        .join(format!("{}.json", ctx.db.id)),
+                );
+                self.inner.backups.event(
+                    &ctx.db.id,
+                    "restore_completed",
+                    format!(
+                        "restored from {} (recovery took {:.1} s)",
+                        plan.source_id,
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+            }
+            Err(e) => self.inner.backups.event(
+                &ctx.db.id,
+                "restore_failed",
+                format!("restore failed: {e:#}"),
+            ),
+        }
+        result
+    }
+}

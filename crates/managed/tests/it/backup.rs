@@ -1,0 +1,450 @@
+//! Backups and restores on real servers: PostgreSQL point-in-time restore to a second between two
+//! batches (exactly the rows committed before it), Redis snapshot + restore, and every refusal
+//! (outside the window, unknown backup, another customer's source, full backup storage) as a
+//! clear `{error, message}` plus an event.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, SecondsFormat, Utc};
+use refract_managed::DbType;
+use serde_json::{json, Value};
+
+use crate::harness::{Harness, Options, KEY_A, KEY_B};
+
+fn pg_body(name: &str) -> Value {
+    json!({"name": name, "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "storage_gb": 5})
+}
+
+fn fmt(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+async fn sleep_until(t: DateTime<Utc>) {
+    if let Ok(d) = (t - Utc::now()).to_std() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+async fn backups(h: &Harness, id: &str) -> Value {
+    let (status, v) = h.get(&format!("/api/v1/databases/{id}/backups")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+fn has_event(list: &Value, kind: &str) -> bool {
+    list["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == kind)
+}
+
+async fn batch_counts(tls: &refract_managed::tls::PgTls, url: &str) -> (i64, i64) {
+    let c = crate::postgres::connect(tls, url)
+        .await
+        .expect("log in to the restored server");
+    let row = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE batch = 1), count(*) FILTER (WHERE batch = 2) FROM items",
+            &[],
+        )
+        .await
+        .expect("query items");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
+    let h = Harness::new(Options {
+        backups: true,
+        ..Options::default()
+    });
+    if !h.installed(DbType::Postgresql) {
+        return;
+    }
+    let tls = h.service.client_tls();
+    let src = h.create(pg_body("pitr-source")).await;
+    h.wait_status(&src, "running", Duration::from_secs(120))
+        .await;
+    // The scheduler takes the first base backup of a running server by itself.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first = loop {
+        let list = backups(&h, &src).await;
+        // Listed once its manifest is stored; finished (event recorded) once not in progress.
+        let first = list["backups"].as_array().unwrap().first();
+        if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
+            assert!(has_event(&list, "backup_completed"), "{list}");
+            assert!(b["size_bytes"].as_u64().unwrap() > 1_000_000, "{list}");
+            assert_eq!(b["kind"], "base");
+            break b.clone();
+        }
+        assert!(Instant::now() < deadline, "no scheduled backup: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let url = h.credentials(&src).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = crate::postgres::connect(&tls, &url).await.unwrap();
+    c.batch_execute("CREATE TABLE items (id serial PRIMARY KEY, batch int NOT NULL)")
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO items (batch) SELECT 1 FROM generate_series(1, 25)")
+        .await
+        .unwrap();
+    // The target: a whole second after batch 1 committed; batch 2 commits a second after it.
+    let target = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() + 2, 0).unwrap();
+    sleep_until(target + chrono::TimeDelta::milliseconds(1200)).await;
+    c.batch_execute("INSERT INTO items (batch) SELECT 2 FROM generate_series(1, 7)")
+        .await
+        .unwrap();
+
+    // Refusals first: each a clear error, nothing created.
+    let restore = |br: Value| {
+        let mut b = pg_body("restored");
+        b["backup_restore"] = br;
+        b
+    };
+    let early = fmt(
+        DateTime::parse_from_rfc3339(first["created_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+            - chrono::TimeDelta::hours(1),
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": "pitr-source", "restore_to": early})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"], "invalid_request");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the restore window"),
+        "{v}"
+    );
+    let future = fmt(Utc::now() + chrono::TimeDelta::hours(1));
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": src, "restore_to": future})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": src, "backup_created_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no backup created at"),
+        "{v}"
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": src, "restore_to": "yesterday"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/databases",
+            Some(KEY_B),
+            Some(restore(
+                json!({"database_name": src, "restore_to": fmt(target)}),
+            )),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another customer's source: {v}"
+    );
+    let (status, v) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/databases/{src}/backups"),
+            Some(KEY_B),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(has_event(&backups(&h, &src).await, "restore_refused"));
+    let (_, all) = h.get("/api/v1/databases").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "a refused restore created nothing: {all}"
+    );
+
+    // The restore to the second between the batches.
+    let started = Instant::now();
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": "pitr-source", "restore_to": fmt(target)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let new = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&new, "running", Duration::from_secs(120))
+        .await;
+    let took = started.elapsed();
+    eprintln!(
+        "BENCH postgresql point-in-time restore: {:.2} s",
+        took.as_secs_f64()
+    );
+    let restored_url = h.credentials(&new).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(restored_url, url);
+    assert_eq!(batch_counts(&tls, &restored_url).await, (25, 0));
+    assert_eq!(
+        batch_counts(&tls, &url).await,
+        (25, 7),
+        "the source is untouched"
+    );
+    // The restored server is a normal one: it takes writes, and the source's password is not its.
+    let rc = crate::postgres::connect(&tls, &restored_url).await.unwrap();
+    rc.batch_execute("INSERT INTO items (batch) VALUES (3)")
+        .await
+        .unwrap();
+    let src_pw = h.credentials(&src).await["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_pw = h.credentials(&new).await["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrong = restored_url.replace(&new_pw, &src_pw);
+    assert!(
+        crate::postgres::connect(&tls, &wrong).await.is_err(),
+        "the source's password must not log in"
+    );
+    let list = backups(&h, &new).await;
+    assert!(has_event(&list, "restore_completed"), "{list}");
+
+    // Restoring the base backup itself (no target): the table did not exist yet.
+    let (status, v) = h
+        .post("/api/v1/databases", json!({"name": "at-backup", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_name": src, "backup_created_at": first["created_at"]}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let at = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&at, "running", Duration::from_secs(120))
+        .await;
+    let at_url = h.credentials(&at).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ac = crate::postgres::connect(&tls, &at_url).await.unwrap();
+    let row = ac
+        .query_one("SELECT to_regclass('items') IS NULL", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the backup predates the table");
+
+    // Open sessions would hold a PostgreSQL smart shutdown for its whole grace period.
+    drop((c, rc, ac));
+    for id in [&new, &at, &src] {
+        h.delete_and_check_gone(id).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_error() {
+    let h = Harness::new(Options {
+        backup_max_bytes: Some(256 * 1024),
+        ..Options::default()
+    });
+    if !h.installed(DbType::Redis) {
+        return;
+    }
+    let tls = h.service.client_tls();
+    let body = |name: &str| json!({"name": name, "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"});
+    let src = h.create(body("cache")).await;
+    h.wait_status(&src, "running", Duration::from_secs(60))
+        .await;
+    let url = h.credentials(&src).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut r = crate::redis::login(&tls, &url).await.expect("login");
+    for i in 0..50 {
+        crate::redis::resp(&mut r, &["SET", &format!("k{i}"), &format!("v{i}")]).await;
+    }
+    let (status, b) = h
+        .post(&format!("/api/v1/databases/{src}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    assert_eq!(b["kind"], "snapshot");
+    crate::redis::resp(&mut r, &["SET", "after", "snapshot"]).await;
+
+    let started = Instant::now();
+    let mut rb = body("cache-restored");
+    rb["backup_restore"] = json!({"database_name": "cache", "backup_created_at": b["created_at"]});
+    let (status, v) = h.post("/api/v1/databases", rb).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let new = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&new, "running", Duration::from_secs(60))
+        .await;
+    eprintln!(
+        "BENCH redis snapshot restore: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let new_url = h.credentials(&new).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        crate::redis::get(&tls, &new_url, "k7").await.as_deref(),
+        Some("v7")
+    );
+    assert_eq!(
+        crate::redis::get(&tls, &new_url, "k49").await.as_deref(),
+        Some("v49")
+    );
+    assert_eq!(
+        crate::redis::get(&tls, &new_url, "after").await.as_deref(),
+        Some("(nil)"),
+        "written after the snapshot"
+    );
+
+    // point-in-time is PostgreSQL's only
+    let mut rb = body("cache-pitr");
+    rb["backup_restore"] = json!({"database_name": "cache", "restore_to": fmt(Utc::now())});
+    let (status, v) = h.post("/api/v1/databases", rb).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    // A snapshot bigger than the storage's room: a clear 409 and a backup_failed event.
+    // Incompressible (RDB compresses strings with LZF): xorshift bytes as letters.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let big: String = (0..512 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect();
+    crate::redis::resp(&mut r, &["SET", "big", &big]).await;
+    let (status, v) = h
+        .post(&format!("/api/v1/databases/{src}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "conflict");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("backup storage is full"),
+        "{v}"
+    );
+    let list = backups(&h, &src).await;
+    assert!(has_event(&list, "backup_failed"), "{list}");
+    assert_eq!(
+        list["backups"].as_array().unwrap().len(),
+        1,
+        "the failed backup left nothing: {list}"
+    );
+    let _ = KEY_A;
+    for id in [&new, &src] {
+        h.delete_and_check_gone(id).await;
+    }
+    // Backups outlive their database: still listed, and restorable by the destroyed one's id.
+    assert_eq!(
+        backups(&h, &src).await["backups"].as_array().unwrap().len(),
+        1
+    );
+    let mut rb = body("cache-again");
+    rb["backup_restore"] = json!({"database_name": src, "backup_created_at": b["created_at"]});
+    let (status, v) = h.post("/api/v1/databases", rb).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let again = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&again, "running", Duration::from_secs(60))
+        .await;
+    let again_url = h.credentials(&again).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        crate::redis::get(&tls, &again_url, "k7").await.as_deref(),
+        Some("v7")
+    );
+    h.delete_and_check_gone(&again).await;
+}
+
+#[tokio::test]
+async fn engines_without_backups_and_sources_without_one_are_refused_clearly() {
+    let h = Harness::new(Options {
+        reconcile: false,
+        ..Options::default()
+    });
+    let mysql = h
+        .create(json!({"name": "my", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}))
+        .await;
+    let (status, v) = h
+        .post(&format!("/api/v1/databases/{mysql}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not supported yet"),
+        "{v}"
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            json!({"name": "my2", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_name": "my"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A PostgreSQL source without any backup yet: 409, saying how to take one.
+    let pg = h.create(pg_body("fresh")).await;
+    let (status, v) = h
+        .post("/api/v1/databases", json!({"name": "fresh2", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_name": pg}}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /api/v1/databases/"),
+        "{v}"
+    );
+    // A typo in backup_restore is a 400; a stopped/provisioning server takes no backup (409).
+    let (status, v) = h
+        .post("/api/v1/databases", json!({"name": "fresh3", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_nam": pg}}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = h
+        .post(&format!("/api/v1/databases/{pg}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = h
+        .post("/api/v1/databases/db_nosuchthing1/backups", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"], "not_found");
+    let (_, all) = h.get("/api/v1/databases").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        2,
+        "refusals created nothing: {all}"
+    );
+}
