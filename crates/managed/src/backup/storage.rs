@@ -325,8 +325,10 @@ pub struct Backups {
     pub events: std::sync::Mutex<Vec<BackupEvent>>,
     /// Restore plans of databases being restored: `DIR/managed/restores/<id>.json`.
     pub restores_dir: PathBuf,
-    /// Where events are appended: `DIR/managed/backup-events.jsonl`.
+    /// Where events are appended: `DIR/managed/backup-events.jsonl` (all databases), and each
+    /// database's own events file (`GET …/events`).
     events_file: PathBuf,
+    data_dir: PathBuf,
 }
 
 /// Events kept in memory.
@@ -351,6 +353,7 @@ impl Backups {
             events: Default::default(),
             restores_dir,
             events_file: data_dir.join("managed").join("backup-events.jsonl"),
+            data_dir: data_dir.to_path_buf(),
         })
     }
 
@@ -361,6 +364,7 @@ impl Backups {
         } else {
             tracing::info!(db = %database_id, kind, %message, "managed backup event");
         }
+        crate::events::append_event(&self.data_dir, database_id, kind, &message);
         let e = BackupEvent {
             at: Utc::now(),
             database_id: database_id.to_string(),

@@ -75,6 +75,17 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         let first = list["backups"].as_array().unwrap().first();
         if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
             assert!(has_event(&list, "backup_completed"), "{list}");
+            // The database's own event list shows it too, beside failovers.
+            let (status, events) = h.get(&format!("/api/v1/databases/{src}/events")).await;
+            assert_eq!(status, StatusCode::OK, "{events}");
+            assert!(
+                events
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "backup_completed"),
+                "{events}"
+            );
             assert!(b["size_bytes"].as_u64().unwrap() > 1_000_000, "{list}");
             assert_eq!(b["kind"], "base");
             break b.clone();
