@@ -43,6 +43,7 @@ mod ca;
 pub mod catalog;
 mod engines;
 mod error;
+mod event_log;
 mod events;
 pub mod failover;
 mod hooks;

@@ -364,7 +364,7 @@ impl Backups {
         } else {
             tracing::info!(db = %database_id, kind, %message, "managed backup event");
         }
-        crate::events::append_event(&self.data_dir, database_id, kind, &message);
+        crate::event_log::append_event(&self.data_dir, database_id, kind, &message);
         let e = BackupEvent {
             at: Utc::now(),
             database_id: database_id.to_string(),
