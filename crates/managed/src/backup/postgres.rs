@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
 use super::types::{Manifest, RestorePlan};
-use crate::engines::postgres::{bin, connect};
+use crate::engines::postgres::{admin_connect, bin};
 use crate::engines::{Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};
 use crate::os;
 
@@ -35,7 +35,7 @@ pub fn segment(name: &str) -> Option<&str> {
 
 /// The WAL file the server writes now (a base backup taken next starts at or after it).
 pub async fn current_wal(ctx: &Ctx) -> anyhow::Result<String> {
-    let c = connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    let c = admin_connect(ctx, 0).await?;
     let row = c
         .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
         .await?;
@@ -90,7 +90,7 @@ pub async fn base_backup(ctx: &Ctx, staging: &Path) -> anyhow::Result<Vec<String
 /// `target` finds a commit past it in the archive (PostgreSQL refuses to end a recovery before
 /// its target). Returns the WAL file to wait for.
 pub async fn seal(ctx: &Ctx) -> anyhow::Result<String> {
-    let c = connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    let c = admin_connect(ctx, 0).await?;
     c.batch_execute("SELECT txid_current()").await?;
     let row = c
         .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
@@ -102,7 +102,7 @@ pub async fn seal(ctx: &Ctx) -> anyhow::Result<String> {
 
 /// Whether the server has archived `wal` (or a later file).
 pub async fn archived(ctx: &Ctx, wal: &str) -> anyhow::Result<bool> {
-    let c = connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    let c = admin_connect(ctx, 0).await?;
     let row = c
         .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
         .await?;

@@ -188,12 +188,27 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
+/// Logs in to node `node` as Refract's superuser, on the `postgres` database.
+pub(crate) async fn admin_connect(
+    ctx: &Ctx,
+    node: usize,
+) -> anyhow::Result<tokio_postgres::Client> {
+    connect(
+        ctx,
+        ctx.port(node),
+        ADMIN_USER,
+        &ctx.creds.admin,
+        "postgres",
+    )
+    .await
+}
+
 pub(super) async fn bootstrap(ctx: &Ctx) -> anyhow::Result<()> {
     // The port accepts connections a moment before the server does ("the database system is
     // starting up"), which a loaded machine makes long enough to hit.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let client = loop {
-        match connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await {
+        match admin_connect(ctx, 0).await {
             Ok(c) => break c,
             Err(e)
                 if format!("{e:#}").contains("starting up")
@@ -245,14 +260,7 @@ pub(super) async fn replica_health(
     node: usize,
     health: &mut ReplicaHealth,
 ) -> anyhow::Result<()> {
-    let standby = connect(
-        ctx,
-        ctx.port(node),
-        ADMIN_USER,
-        &ctx.creds.admin,
-        "postgres",
-    )
-    .await?;
+    let standby = admin_connect(ctx, node).await?;
     let row = standby
         .query_one(
             "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver LIMIT 1), pg_last_wal_replay_lsn()::text",
@@ -271,7 +279,7 @@ pub(super) async fn replica_health(
         None => "down".into(),
     };
     if let Some(lsn) = replayed.filter(|l| valid_lsn(l)) {
-        let primary = connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+        let primary = admin_connect(ctx, 0).await?;
         let row = primary
             .query_one(
                 &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')::bigint"),

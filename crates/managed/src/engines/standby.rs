@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::context::{Ctx, ADMIN_USER};
+use super::context::Ctx;
 use super::{mariadb, postgres, redis};
 use crate::api::DbType;
 
@@ -32,14 +32,7 @@ pub fn data_present(db_type: DbType, dir: &Path) -> bool {
 pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
     match ctx.db.db_type {
         DbType::Postgresql => {
-            let c = postgres::connect(
-                ctx,
-                ctx.port(node),
-                ADMIN_USER,
-                &ctx.creds.admin,
-                "postgres",
-            )
-            .await?;
+            let c = postgres::admin_connect(ctx, node).await?;
             let row = c
                 .query_one(
                     "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint",
@@ -82,14 +75,7 @@ pub async fn position(ctx: &Ctx, node: usize) -> anyhow::Result<u64> {
 pub async fn promote(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     match ctx.db.db_type {
         DbType::Postgresql => {
-            let c = postgres::connect(
-                ctx,
-                ctx.port(node),
-                ADMIN_USER,
-                &ctx.creds.admin,
-                "postgres",
-            )
-            .await?;
+            let c = postgres::admin_connect(ctx, node).await?;
             let row = c
                 .query_one(
                     &format!("SELECT pg_promote(true, {})", APPLY_TIMEOUT.as_secs()),
@@ -175,7 +161,7 @@ pub async fn set_sync(ctx: &Ctx, on: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     postgres::write_conf(ctx, 0, on)?;
-    let c = postgres::connect(ctx, ctx.port(0), ADMIN_USER, &ctx.creds.admin, "postgres").await?;
+    let c = postgres::admin_connect(ctx, 0).await?;
     c.batch_execute("SELECT pg_reload_conf()").await?;
     Ok(())
 }
