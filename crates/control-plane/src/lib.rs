@@ -25,6 +25,7 @@
 //!     runtime: Default::default(),
 //!     store: None,
 //!     managed_backup_dir: None,
+//!     managed_servers: Default::default(),
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -87,6 +88,29 @@ pub struct ServeConfig {
     pub store: Option<String>,
     /// Where managed servers' backups go (`--managed-backup-dir`); default `DIR/managed/backups`.
     pub managed_backup_dir: Option<PathBuf>,
+    /// Where managed database servers run: local processes (the default), or a platform
+    /// runtime built by the binary (`refract_kubernetes::KubernetesServers` with
+    /// `--runtime kubernetes`).
+    pub managed_servers: ManagedRuntime,
+}
+
+/// Where managed servers run ([`ServeConfig::managed_servers`]).
+#[derive(Clone, Default)]
+pub enum ManagedRuntime {
+    /// Local processes under `DIR/managed/instances`.
+    #[default]
+    Local,
+    /// A platform that runs whole servers (Kubernetes).
+    Platform(Arc<dyn refract_managed::ServerRuntime>),
+}
+
+impl std::fmt::Debug for ManagedRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManagedRuntime::Local => f.write_str("Local"),
+            ManagedRuntime::Platform(r) => write!(f, "Platform({})", r.name()),
+        }
+    }
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).
@@ -461,6 +485,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let managed = managed::open(
         &config.data_dir,
         config.managed_backup_dir.clone(),
+        &config.managed_servers,
         &service,
     )?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -25,6 +25,7 @@ use crate::service::{Principal, Service};
 pub fn open(
     data_dir: &std::path::Path,
     backup_dir: Option<std::path::PathBuf>,
+    servers: &crate::ManagedRuntime,
     service: &Service,
 ) -> anyhow::Result<ManagedService> {
     let driver = Arc::new(LocalProcessDriver::new(
@@ -39,6 +40,9 @@ pub fn open(
         driver,
         Arc::new(Keys(service.clone())),
     )?;
+    if let crate::ManagedRuntime::Platform(runtime) = servers {
+        managed.set_server_runtime(runtime.clone());
+    }
     managed.set_registrar(Arc::new(Registrar(service.clone())));
     managed.set_quotas(Arc::new(Quotas(service.clone())));
     Ok(managed)

@@ -260,12 +260,36 @@ impl FakeApiServer {
             .insert((gv.into(), resource.into(), ns.into(), name), obj);
     }
 
+    /// Removes an object as a controller or the garbage collector would (e.g. the pods of a
+    /// deleted StatefulSet); whether it existed.
+    pub fn remove(&self, gv: &str, resource: &str, ns: &str, name: &str) -> bool {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        s.objects
+            .remove(&(gv.into(), resource.into(), ns.into(), name.into()))
+            .is_some()
+    }
+
     /// Plays the Deployment controller and the kubelet for Deployment `name`: replaces its pods
     /// with `spec.replicas` pods from its template, in `state` (no pods when scaled to 0), and
     /// writes the Deployment's `status` to match. Returns the pods' names.
     pub fn run_pods(&self, ns: &str, name: &str, state: PodState) -> Vec<String> {
-        let Some(d) = self.get("apps/v1", "deployments", ns, name) else {
+        self.run_pods_of("deployments", ns, name, state)
+    }
+
+    /// [`FakeApiServer::run_pods`] for StatefulSet `name` (a managed server's): plays the
+    /// StatefulSet controller and the kubelet, with its pods named `<name>-<ordinal>`.
+    pub fn run_statefulset_pods(&self, ns: &str, name: &str, state: PodState) -> Vec<String> {
+        self.run_pods_of("statefulsets", ns, name, state)
+    }
+
+    fn run_pods_of(&self, resource: &str, ns: &str, name: &str, state: PodState) -> Vec<String> {
+        let Some(d) = self.get("apps/v1", resource, ns, name) else {
             return Vec::new();
+        };
+        let pod_prefix = if resource == "statefulsets" {
+            format!("{name}-")
+        } else {
+            format!("{name}-pod-")
         };
         let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let labels = d["spec"]["template"]["metadata"]["labels"].clone();
@@ -276,7 +300,7 @@ impl FakeApiServer {
             .filter(|p| {
                 p["metadata"]["name"]
                     .as_str()
-                    .is_some_and(|n| n.starts_with(&format!("{name}-pod-")))
+                    .is_some_and(|n| n.starts_with(&pod_prefix))
             })
             .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
             .collect();
@@ -291,7 +315,7 @@ impl FakeApiServer {
         let ready = matches!(state, PodState::Ready(_));
         let finished = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         for i in 0..replicas {
-            let pname = format!("{name}-pod-{i}");
+            let pname = format!("{pod_prefix}{i}");
             let (ip, container) = match &state {
                 PodState::NotReady => (
                     json!("10.1.0.9"),
@@ -332,7 +356,7 @@ impl FakeApiServer {
             names.push(pname);
         }
         let ready_n = if ready { replicas } else { 0 };
-        if let Some(mut d) = self.get("apps/v1", "deployments", ns, name) {
+        if let Some(mut d) = self.get("apps/v1", resource, ns, name) {
             d["status"] = json!({
                 "observedGeneration": d["metadata"]["generation"],
                 "replicas": replicas,
@@ -340,7 +364,7 @@ impl FakeApiServer {
                 "availableReplicas": ready_n,
                 "updatedReplicas": replicas,
             });
-            self.put("apps/v1", "deployments", ns, d);
+            self.put("apps/v1", resource, ns, d);
         }
         names
     }

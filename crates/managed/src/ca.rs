@@ -40,6 +40,9 @@ impl ManagedService {
             )));
         }
         let d = self.owned(caller, id).await?;
+        // CloudNativePG issues its servers' certificates from its own CA (in the cluster's
+        // `<cluster>-ca` Secret), not Refract's; the StatefulSet servers serve no TLS.
+        self.refuse_on_platform("Refract's CA certificate for managed servers")?;
         if d.db_type == DbType::Mongodb {
             return Err(ManagedError::Unprocessable(
                 "mongodb servers serve no TLS on the local runtime, so they have no CA certificate"

@@ -362,6 +362,43 @@ pub fn resolve_version(
     }
 }
 
+/// The MariaDB release that serves `mysql` on a platform runtime (its official image's LTS tag):
+/// the MySQL versions of the API are the protocol asked for, as on this host.
+pub const MARIADB_IMAGE_VERSION: &str = "11.4";
+
+/// Resolves `requested` (or the newest supported version) for a platform runtime that runs the
+/// engines' official images (`runtime` names it in the message): no local binaries are
+/// involved. MongoDB is refused there (no image is assumed for it).
+pub fn resolve_image_version(
+    db_type: DbType,
+    requested: Option<&str>,
+    runtime: &str,
+) -> Result<ResolvedVersion, String> {
+    let supported = supported_versions(db_type);
+    if let Some(v) = requested {
+        if !supported.contains(&v) {
+            return Err(format!(
+                "version {v:?} is not supported for {db_type}: use one of {}",
+                supported.join(", ")
+            ));
+        }
+    }
+    let chosen = requested.unwrap_or(supported[supported.len() - 1]);
+    match db_type {
+        DbType::Postgresql | DbType::Redis => Ok(ResolvedVersion {
+            version: chosen.to_string(),
+            requested: None,
+        }),
+        DbType::Mysql => Ok(ResolvedVersion {
+            version: format!("MariaDB {MARIADB_IMAGE_VERSION}"),
+            requested: Some(chosen.to_string()),
+        }),
+        DbType::Mongodb => Err(format!(
+            "mongodb is not supported on the {runtime} runtime yet (no MongoDB image is configured); use postgresql, mysql or redis"
+        )),
+    }
+}
+
 fn installed_minor(
     db_type: DbType,
     requested: Option<&str>,

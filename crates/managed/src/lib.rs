@@ -41,6 +41,7 @@ pub mod api;
 pub mod backup;
 mod ca;
 pub mod catalog;
+pub mod cluster;
 mod engines;
 mod error;
 mod event_log;
@@ -52,6 +53,7 @@ pub mod os;
 pub mod pools;
 mod promotion;
 pub mod reconciler;
+pub mod server_runtime;
 mod service;
 pub mod store;
 pub mod tls;
@@ -68,6 +70,7 @@ pub use hooks::{
     QuotaPolicy, RegistrarError, SecretVault, SourceBackend, StaticKeys,
 };
 pub use http::{Body, ManagedApiDoc, Params};
+pub use server_runtime::{Endpoint, ServerRuntime, ServerSpec, ServerState};
 pub use service::{
     slug, Caller, ManagedConfig, ManagedService, DEFAULT_PROJECT, FALLBACK_SERVERS_ROOT,
 };

@@ -21,6 +21,7 @@ use crate::hooks::{
     SecretVault, SourceBackend,
 };
 use crate::os;
+use crate::server_runtime::{self, ServerRuntime};
 use crate::store::{now, DbRecord, Desired, Store, TokenRecord};
 use crate::tokens::{self, Access};
 
@@ -154,6 +155,10 @@ pub(crate) struct Inner {
     pub(crate) failover: Mutex<crate::failover::Watch>,
     /// Backup storage, runs in flight and events.
     pub(crate) backups: crate::backup::storage::Backups,
+    /// The platform that runs whole servers (Kubernetes), when they are not local processes.
+    pub(crate) platform: OnceLock<Arc<dyn ServerRuntime>>,
+    /// The spec fingerprint last applied per database on the platform (`cluster.rs`).
+    pub(crate) applied: Mutex<HashMap<String, String>>,
 }
 
 /// Locks a mutex of plain data, ignoring poisoning (a panic cannot leave it half-changed).
@@ -224,6 +229,8 @@ impl ManagedService {
                 checked: Mutex::new(HashMap::new()),
                 failover: Mutex::new(crate::failover::Watch::default()),
                 backups,
+                platform: OnceLock::new(),
+                applied: Mutex::new(HashMap::new()),
             }),
         };
         if has_servers {
@@ -247,6 +254,34 @@ impl ManagedService {
             &self.inner.servers_dir,
             &os::any_other_user(),
         )?)
+    }
+
+    /// Runs servers on `runtime` (e.g. Kubernetes) instead of as local processes; only the first
+    /// call has an effect, and it must come before [`ManagedService::spawn_reconciler`].
+    /// Features that need local processes are then refused with a 422 (`server_runtime.rs`).
+    pub fn set_server_runtime(&self, runtime: Arc<dyn ServerRuntime>) {
+        tracing::info!(
+            runtime = runtime.name(),
+            "managed servers run on a platform runtime"
+        );
+        let _ = self.inner.platform.set(runtime);
+    }
+
+    /// The 422 of a feature the platform runtime does not offer, if servers run on one.
+    pub(crate) fn refuse_on_platform(&self, what: &str) -> Result<(), ManagedError> {
+        match self.inner.platform.get() {
+            Some(rt) => Err(server_runtime::unsupported(what, rt.name())),
+            None => Ok(()),
+        }
+    }
+
+    /// On a platform runtime, standbys exist for PostgreSQL only (CloudNativePG's instances).
+    fn check_platform_replicas(&self, db_type: DbType, replicas: i64) -> Result<(), ManagedError> {
+        if replicas > 1 && db_type != DbType::Postgresql {
+            return self
+                .refuse_on_platform(&format!("replicas > 1 (standby servers) for {db_type}"));
+        }
+        Ok(())
     }
 
     /// Sets the registrar of `/v1` connections (`POST /api/v1/databases/{id}/connection`); only
@@ -476,6 +511,7 @@ impl ManagedService {
         validate_storage(storage_gb)?;
         let replicas = req.replicas.unwrap_or(1);
         validate_replicas(db_type, replicas)?;
+        self.check_platform_replicas(db_type, replicas)?;
         let project_id = req
             .project_id
             .as_deref()
@@ -491,8 +527,11 @@ impl ManagedService {
                 "project_id must be 1-64 characters of a-z, 0-9, '_' and '-'",
             ));
         }
-        let resolved = catalog::resolve_version(db_type, requested.as_deref(), &self.inner.bins)
-            .map_err(ManagedError::Unprocessable)?;
+        let resolved = match self.inner.platform.get() {
+            Some(rt) => rt.resolve_version(db_type, requested.as_deref()),
+            None => catalog::resolve_version(db_type, requested.as_deref(), &self.inner.bins),
+        }
+        .map_err(ManagedError::Unprocessable)?;
 
         let t = now();
         let record = DbRecord {
@@ -717,7 +756,7 @@ impl ManagedService {
     pub async fn get_database(&self, caller: &Caller, id: &str) -> Result<Database, ManagedError> {
         caller.need_read()?;
         let d = self.owned(caller, id).await?;
-        if d.nodes_ready > 1 && d.status != Status::Destroyed {
+        if d.nodes_ready > 1 && d.status != Status::Destroyed && self.platform().is_none() {
             if let Ok(ctx) = self.ctx(&d) {
                 let mut health = Vec::new();
                 for node in 1..d.nodes_ready {
@@ -769,6 +808,20 @@ impl ManagedService {
                 "database {id} is {}; credentials are available once it is running",
                 d.status.as_str()
             )));
+        }
+        if let Some(rt) = self.platform() {
+            let password = self
+                .inner
+                .vault
+                .get(&engines::secret_name(&d.id, "app"))
+                .ok_or_else(|| {
+                    ManagedError::Internal(anyhow::anyhow!(
+                        "the credentials of {} are missing from the secret store",
+                        d.id
+                    ))
+                })?;
+            let endpoint = rt.endpoint(&d.id, d.db_type);
+            return Ok(server_runtime::credentials_at(&d, &endpoint, &password));
         }
         let ctx = self.ctx(&d)?;
         Ok(engines::credentials(&ctx))
@@ -855,6 +908,14 @@ impl ManagedService {
         if let Some(s) = req.storage_gb {
             validate_storage(s)?;
         }
+        if let Some(r) = req.replicas {
+            let key = id.to_string();
+            if let Some(d) = self.db(move |s| Ok(s.get_database(&key)?)).await? {
+                if d.customer_id == caller.customer {
+                    self.check_platform_replicas(d.db_type, r)?;
+                }
+            }
+        }
         let quota = self.quota(&caller.customer).await;
         let d = self
             .change_with_others(caller, id, move |d, others| {
@@ -908,6 +969,7 @@ impl ManagedService {
     ) -> Result<serde_json::Value, ManagedError> {
         caller.need_write()?;
         let d = self.owned(caller, id).await?;
+        self.refuse_on_platform("registering a managed server as a /v1 connection")?;
         let backend = match d.db_type {
             DbType::Postgresql => SourceBackend::Postgres,
             DbType::Mysql => SourceBackend::Mysql,
