@@ -109,8 +109,8 @@ impl ServerRuntime for KubernetesServers {
 mod tests {
     use super::*;
 
-    #[test]
-    fn endpoints_and_object_ids() {
+    #[tokio::test]
+    async fn endpoints_and_object_ids() {
         assert_eq!(object_id("db_abc123"), "db-abc123");
         let client = kube::Client::new(crate::FakeApiServer::new().router(), "ns");
         let s = KubernetesServers::new(client, "ns");

@@ -525,4 +525,16 @@ mod tests {
         );
         assert!(plan("db-s-2vcpu-4gb").is_some() && plan("db-s-3vcpu").is_none());
     }
+
+    #[test]
+    fn platform_versions_come_from_the_catalog_not_this_host() {
+        let v = resolve_image_version(DbType::Postgresql, None, "kubernetes").unwrap();
+        assert_eq!((v.version.as_str(), v.requested), ("16", None));
+        let v = resolve_image_version(DbType::Mysql, Some("8.0"), "kubernetes").unwrap();
+        assert_eq!(v.version, format!("MariaDB {MARIADB_IMAGE_VERSION}"));
+        assert_eq!(v.requested.as_deref(), Some("8.0"));
+        assert!(resolve_image_version(DbType::Redis, Some("6.2"), "kubernetes").is_err());
+        let e = resolve_image_version(DbType::Mongodb, None, "kubernetes").unwrap_err();
+        assert!(e.contains("not supported on the kubernetes runtime"), "{e}");
+    }
 }

@@ -122,3 +122,47 @@ async fn mysql_statefulset_provision_ready_stop_delete() {
     c.delete(ID, p.engine).await.unwrap();
     assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
 }
+
+#[tokio::test]
+async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_pods() {
+    let fake = FakeApiServer::new();
+    let c = client(&fake);
+    let mut p = plan(ServerEngine::Redis);
+    p.version = "7.2".into();
+    c.apply(&p).await.unwrap();
+    // Playing the StatefulSet controller and the kubelet: the pod is OOM-killed in a loop.
+    let pods = fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::CrashLoop(137));
+    assert_eq!(pods, vec![format!("{NAME}-0")]);
+    match c.state(ID, p.engine).await.unwrap() {
+        Some(ServerState::Failed(why)) => {
+            assert!(
+                why.contains("CrashLoopBackOff") && why.contains("OOMKilled"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Starting (not ready, nothing failing) is not a failure.
+    fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::NotReady);
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Provisioning { ready: 0 })
+    );
+    c.restart(ID, p.engine).await.unwrap();
+    let s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
+    assert!(
+        s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"].is_string(),
+        "{s}"
+    );
+    // CloudNativePG's restart is an annotation on the Cluster.
+    let pg = plan(ServerEngine::Postgres);
+    c.apply(&pg).await.unwrap();
+    c.restart(ID, pg.engine).await.unwrap();
+    let cluster = fake
+        .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
+        .unwrap();
+    assert!(
+        cluster["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        "{cluster}"
+    );
+}
