@@ -57,6 +57,7 @@ pub use dashboard::sign_in_link;
 pub use error::ApiError;
 pub use extract::{parse_json, ApiJson, AppState, Auth};
 pub use http::{metrics_handle, router, router_with, ApiDoc};
+pub use managed::ManagedRuntime;
 pub use secrets::SecretStore;
 pub use service::{
     password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
@@ -92,25 +93,6 @@ pub struct ServeConfig {
     /// runtime built by the binary (`refract_kubernetes::KubernetesServers` with
     /// `--runtime kubernetes`).
     pub managed_servers: ManagedRuntime,
-}
-
-/// Where managed servers run ([`ServeConfig::managed_servers`]).
-#[derive(Clone, Default)]
-pub enum ManagedRuntime {
-    /// Local processes under `DIR/managed/instances`.
-    #[default]
-    Local,
-    /// A platform that runs whole servers (Kubernetes).
-    Platform(Arc<dyn refract_managed::ServerRuntime>),
-}
-
-impl std::fmt::Debug for ManagedRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ManagedRuntime::Local => f.write_str("Local"),
-            ManagedRuntime::Platform(r) => write!(f, "Platform({})", r.name()),
-        }
-    }
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).

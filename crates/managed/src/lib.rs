@@ -12,6 +12,9 @@
 //! - [`catalog`]: the plan table and the supported versions, resolved against the binaries
 //!   installed on this host.
 //! - [`reconciler::decide`]: the pure rule that picks each database's next step.
+//! - [`ServerRuntime`]: where servers run when not as local processes (set with
+//!   [`ManagedService::set_server_runtime`]; the Kubernetes one is in `refract-kubernetes`), and
+//!   [`cluster::decide`], the pure rule of the reconciler on it.
 //!
 //! What it stores: `DIR/managed.sqlite` (tokens and databases, no passwords; see [`store`]),
 //! `DIR/managed/servers/<db id>/n<k>/` (as root `/var/lib/refract-managed/<hash>/<db id>/n<k>/`, so that `DIR` stays 0700; each server's data, owned by the unprivileged user it
