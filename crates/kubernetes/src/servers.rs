@@ -441,20 +441,56 @@ impl ServerClient {
     }
 
     /// Creates or replaces the server's objects (which also undoes a stop).
+    /// The last restart's annotation is carried over, so that applying again (a new plan, a
+    /// control-plane start) does not restart the server once more.
     pub async fn apply(&self, p: &ServerPlan) -> Result<(), RuntimeError> {
+        let name = server_name(&p.id);
         match server_objects(p, &self.namespace)? {
-            ServerObjects::Cnpg { secret, cluster } => {
+            ServerObjects::Cnpg {
+                secret,
+                mut cluster,
+            } => {
                 upsert_in(&self.api::<Secret>(), &secret, "Secret").await?;
-                let obj: DynamicObject = parse(&server_name(&p.id), cluster)?;
+                let old = self
+                    .clusters()
+                    .get_opt(&name)
+                    .await
+                    .map_err(api_err("read", &format!("Cluster {name}")))?;
+                if let Some(at) =
+                    old.and_then(|c| c.metadata.annotations?.remove(CNPG_RESTARTED_AT))
+                {
+                    cluster["metadata"]["annotations"] = json!({CNPG_RESTARTED_AT: at});
+                }
+                let obj: DynamicObject = parse(&name, cluster)?;
                 upsert_in(&self.clusters(), &obj, "Cluster").await?;
             }
             ServerObjects::StatefulSet {
                 secret,
                 service,
-                statefulset,
+                mut statefulset,
             } => {
                 upsert_in(&self.api::<Secret>(), &secret, "Secret").await?;
                 upsert_in(&self.api::<Service>(), &service, "Service").await?;
+                let old = self
+                    .api::<StatefulSet>()
+                    .get_opt(&name)
+                    .await
+                    .map_err(api_err("read", &format!("StatefulSet {name}")))?;
+                let restarted = old.and_then(|s| {
+                    s.spec?
+                        .template
+                        .metadata?
+                        .annotations?
+                        .remove(ANNOTATION_RESTARTED_AT)
+                });
+                if let (Some(at), Some(spec)) = (restarted, statefulset.spec.as_mut()) {
+                    spec.template
+                        .metadata
+                        .get_or_insert_with(Default::default)
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(ANNOTATION_RESTARTED_AT.to_string(), at);
+                }
                 upsert_in(&self.api::<StatefulSet>(), &statefulset, "StatefulSet").await?;
             }
         }

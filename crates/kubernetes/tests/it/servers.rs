@@ -154,6 +154,14 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
         s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"].is_string(),
         "{s}"
     );
+    // Applying again (a new plan, a control-plane start) keeps it: no second restart.
+    let at = s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"].clone();
+    c.apply(&p).await.unwrap();
+    let s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
+    assert_eq!(
+        s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"],
+        at
+    );
     // CloudNativePG's restart is an annotation on the Cluster.
     let pg = plan(ServerEngine::Postgres);
     c.apply(&pg).await.unwrap();
@@ -161,8 +169,14 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
     let cluster = fake
         .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
         .unwrap();
-    assert!(
-        cluster["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
-        "{cluster}"
-    );
+    let at = cluster["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
+    assert!(at.is_string(), "{cluster}");
+    c.stop(ID, pg.engine).await.unwrap();
+    c.apply(&pg).await.unwrap();
+    let cluster = fake
+        .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
+        .unwrap();
+    let annotations = &cluster["metadata"]["annotations"];
+    assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], at);
+    assert!(annotations["cnpg.io/hibernation"].is_null(), "{cluster}");
 }
