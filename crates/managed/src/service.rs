@@ -277,11 +277,10 @@ impl ManagedService {
 
     /// On a platform runtime, standbys exist for PostgreSQL only (CloudNativePG's instances).
     fn check_platform_replicas(&self, db_type: DbType, replicas: i64) -> Result<(), ManagedError> {
-        if replicas > 1 && db_type != DbType::Postgresql {
-            return self
-                .refuse_on_platform(&format!("replicas > 1 (standby servers) for {db_type}"));
+        match self.platform() {
+            Some(rt) => platform_replicas(rt.name(), db_type, replicas),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Sets the registrar of `/v1` connections (`POST /api/v1/databases/{id}/connection`); only
@@ -908,14 +907,7 @@ impl ManagedService {
         if let Some(s) = req.storage_gb {
             validate_storage(s)?;
         }
-        if let Some(r) = req.replicas {
-            let key = id.to_string();
-            if let Some(d) = self.db(move |s| Ok(s.get_database(&key)?)).await? {
-                if d.customer_id == caller.customer {
-                    self.check_platform_replicas(d.db_type, r)?;
-                }
-            }
-        }
+        let platform = self.platform().map(|r| r.name());
         let quota = self.quota(&caller.customer).await;
         let d = self
             .change_with_others(caller, id, move |d, others| {
@@ -928,6 +920,19 @@ impl ManagedService {
                 }
                 if let Some(r) = req.replicas {
                     validate_replicas(d.db_type, r)?;
+                    if let Some(runtime) = platform {
+                        platform_replicas(runtime, d.db_type, r)?;
+                    }
+                }
+                if let (Some(runtime), Some(s)) = (platform, req.storage_gb) {
+                    // A StatefulSet's volume claim template cannot change; CloudNativePG
+                    // resizes its claims (where the StorageClass allows expansion).
+                    if s != d.storage_gb && d.db_type != DbType::Postgresql {
+                        return Err(server_runtime::unsupported(
+                            &format!("changing storage_gb of a {} server", d.db_type),
+                            runtime,
+                        ));
+                    }
                 }
                 if let Some(s) = req.storage_gb {
                     if s < d.storage_gb {
@@ -1107,6 +1112,18 @@ fn prepare_servers_dir(config: &ManagedConfig) -> anyhow::Result<(PathBuf, PathB
         servers.clone()
     };
     Ok((servers, from))
+}
+
+/// On platform runtime `runtime`, standbys exist for PostgreSQL only (CloudNativePG's
+/// instances): more than one server of another engine is a 422.
+fn platform_replicas(runtime: &str, db_type: DbType, replicas: i64) -> Result<(), ManagedError> {
+    if replicas > 1 && db_type != DbType::Postgresql {
+        return Err(server_runtime::unsupported(
+            &format!("replicas > 1 (standby servers) for {db_type}"),
+            runtime,
+        ));
+    }
+    Ok(())
 }
 
 /// Servers and plan memory (MiB) of databases that are not destroyed.

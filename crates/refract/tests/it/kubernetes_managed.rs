@@ -90,6 +90,7 @@ fn call_as(cp: &Cp, key: &str, method: &str, path: &str) -> (u16, Value) {
             format!("{}{path}", cp.url()),
         )
         .bearer_auth(key)
+        .json(&json!({"type": "stop"}))
         .send()
         .unwrap();
     let status = resp.status().as_u16();
@@ -98,8 +99,8 @@ fn call_as(cp: &Cp, key: &str, method: &str, path: &str) -> (u16, Value) {
 
 /// create → objects → (played) ready → `running` with the cluster endpoint → stop → start →
 /// crash with its reason → recovery → (another customer: 404) → delete → nothing left.
-fn server_lifecycle(s: &Setup, other_key: &str, db_type: &str, replicas: i64) {
-    let (fake, cp) = (&s.fake, &s.cp);
+fn server_lifecycle(s: &mut Setup, other_key: &str, db_type: &str, replicas: i64) {
+    let (fake, cp) = (&s.fake, &mut s.cp);
     let (st, v) = cp.call(
         "POST",
         "/api/v1/databases",
@@ -187,11 +188,31 @@ fn server_lifecycle(s: &Setup, other_key: &str, db_type: &str, replicas: i64) {
     let url = creds["connection_string"].as_str().unwrap();
     assert!(url.contains(&format!("@{host}:{port}")), "{url}");
 
+    // A control-plane restart (SIGKILL) adopts the server: still running, its objects left as
+    // they were (same uid, same generation: nothing recreated or changed).
+    let kind = if postgres {
+        (CNPG, "clusters")
+    } else {
+        ("apps/v1", "statefulsets")
+    };
+    let before = fake.get(kind.0, kind.1, NS, &name).unwrap();
+    cp.restart();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(wait_status(cp, &id, "running")["status"], "running");
+    let after = fake.get(kind.0, kind.1, NS, &name).unwrap();
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(
+        after["metadata"]["generation"], before["metadata"]["generation"],
+        "{after}"
+    );
+    let cp = &*cp;
+
     // Another customer: the same 404 as an unknown id, for every route.
     for (method, path) in [
         ("GET", format!("/api/v1/databases/{id}")),
         ("GET", format!("/api/v1/databases/{id}/credentials")),
         ("DELETE", format!("/api/v1/databases/{id}")),
+        ("POST", format!("/api/v1/databases/{id}/actions")),
     ] {
         let (st, v) = call_as(cp, other_key, method, &path);
         assert_eq!(st, 404, "{method} {path} as another customer: {v}");
@@ -306,12 +327,12 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 #[test]
 fn managed_servers_on_the_fake_api_server() {
-    let s = setup();
+    let mut s = setup();
     let other = other_customer(&s.cp);
     // PostgreSQL with a standby: CloudNativePG's instances.
-    server_lifecycle(&s, &other, "postgresql", 2);
-    server_lifecycle(&s, &other, "mysql", 1);
-    server_lifecycle(&s, &other, "redis", 1);
+    server_lifecycle(&mut s, &other, "postgresql", 2);
+    server_lifecycle(&mut s, &other, "mysql", 1);
+    server_lifecycle(&mut s, &other, "redis", 1);
 }
 
 /// What needs local processes is refused with a 422 naming the runtime, never attempted.
@@ -342,6 +363,28 @@ fn local_only_features_are_refused_on_kubernetes() {
             .contains("not supported on the kubernetes runtime"),
         "{v}"
     );
+    // Growing a StatefulSet server's storage (its claim template cannot change), or giving it
+    // a standby.
+    let (st, v) = create(
+        json!({"name": "r1", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let redis = v["id"].as_str().unwrap().to_string();
+    for body in [json!({"storage_gb": 30}), json!({"replicas": 2})] {
+        let (st, v) = cp.call(
+            "PATCH",
+            &format!("/api/v1/databases/{redis}"),
+            Some(body.clone()),
+        );
+        assert_eq!(st, 422, "{body}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("not supported on the kubernetes runtime"),
+            "{v}"
+        );
+    }
     let (st, v) = create(
         json!({"name": "p", "db_type": "postgresql", "version": "16", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}),
     );
