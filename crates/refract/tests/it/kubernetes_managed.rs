@@ -441,4 +441,52 @@ fn local_only_features_are_refused_on_kubernetes() {
     wait_for("3 instances", || {
         fake.get(CNPG, "clusters", NS, &name).unwrap()["spec"]["instances"] == 3
     });
+    assert!(
+        fake.get(CNPG, "clusters", NS, &name).unwrap()["metadata"]["annotations"]
+            ["kubectl.kubernetes.io/restartedAt"]
+            .is_null(),
+        "more instances restart nothing"
+    );
+    // A new plan: the Cluster gets its resources, then CloudNativePG's rolling restart.
+    cnpg_ready(fake, &name);
+    wait_status(cp, &id, "running");
+    let (st, v) = cp.call(
+        "PATCH",
+        &format!("/api/v1/databases/{id}"),
+        Some(json!({"plan_id": "db-s-2vcpu-4gb", "storage_gb": 40})),
+    );
+    assert_eq!(st, 200, "{v}");
+    wait_for("the new plan and a restart", || {
+        let c = fake.get(CNPG, "clusters", NS, &name).unwrap();
+        c["spec"]["resources"]["limits"]["memory"] == "4096Mi"
+            && c["spec"]["resources"]["limits"]["cpu"] == "2"
+            && c["spec"]["storage"]["size"] == "40Gi"
+            && c["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string()
+    });
+    // The `restart` action: a new restart annotation (seconds: wait for the next one).
+    let first = fake.get(CNPG, "clusters", NS, &name).unwrap()["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/restartedAt"]
+        .clone();
+    std::thread::sleep(Duration::from_millis(1100));
+    let (st, v) = cp.call(
+        "POST",
+        &format!("/api/v1/databases/{id}/actions"),
+        Some(json!({"type": "restart"})),
+    );
+    assert_eq!(st, 202, "{v}");
+    wait_for("a second restart", || {
+        let c = fake.get(CNPG, "clusters", NS, &name).unwrap();
+        let at = &c["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
+        at.is_string() && *at != first
+    });
+    // Once: no restart on later passes.
+    let second = fake.get(CNPG, "clusters", NS, &name).unwrap()["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/restartedAt"]
+        .clone();
+    std::thread::sleep(Duration::from_millis(2500));
+    let c = fake.get(CNPG, "clusters", NS, &name).unwrap();
+    assert_eq!(
+        c["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
+        second
+    );
 }
