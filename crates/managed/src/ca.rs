@@ -55,7 +55,7 @@ impl ManagedService {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/databases/{id}/ca", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = CaCertificate), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 422, body = ErrorBody, description = "the engine serves no TLS (mongodb)")))]
+#[utoipa::path(get, path = "/api/v1/databases/{id}/ca", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = CaCertificate), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 422, body = ErrorBody, description = "the engine serves no TLS (mongodb), or servers run on Kubernetes (CloudNativePG has its own CA)")))]
 pub(crate) async fn get_ca(
     State(s): State<ManagedService>,
     caller: Caller,
