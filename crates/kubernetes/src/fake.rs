@@ -41,6 +41,9 @@ struct Store {
     version: u64,
     /// Every request as `METHOD path`, for tests that check what was called.
     requests: Vec<String>,
+    /// Resources (group/version path, plural) this API server does not serve, like a cluster
+    /// without a CRD installed.
+    missing: Vec<(String, String)>,
 }
 
 /// How [`FakeApiServer::run_pods`] shows a Deployment's pods.
@@ -175,6 +178,17 @@ impl FakeApiServer {
     /// An empty API server.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An API server without resource `resource` of `gv` (e.g. `postgresql.cnpg.io/v1`
+    /// `clusters`: CloudNativePG not installed): every request to it answers 404.
+    pub fn without_resource(self, gv: &str, resource: &str) -> Self {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .missing
+            .push((gv.into(), resource.into()));
+        self
     }
 
     /// The router (a tower `Service`): hand it to `kube::Client::new`.
@@ -393,6 +407,14 @@ async fn handle(State(fake): State<FakeApiServer>, req: Request) -> Response {
             format!("the fake API server does not serve {path}"),
         );
     };
+    if s.missing.contains(&(t.gv.clone(), t.resource.clone())) {
+        // What a real API server answers for a resource type it does not know.
+        return status_body(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    }
     let key = |name: &str| {
         (
             t.gv.clone(),

@@ -412,6 +412,18 @@ pub struct ServerClient {
     namespace: String,
 }
 
+/// A 404 on `clusters` means the cluster has no CloudNativePG: say so.
+fn cnpg_hint(e: RuntimeError) -> RuntimeError {
+    match e {
+        RuntimeError::Api(m) if m.contains("could not find the requested resource") => {
+            RuntimeError::Api(format!(
+                "{m} — the API server has no postgresql.cnpg.io/v1 clusters: install CloudNativePG for managed PostgreSQL (docs/kubernetes.md, \"Prerequisites\")"
+            ))
+        }
+        e => e,
+    }
+}
+
 fn cnpg_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"),
@@ -462,7 +474,9 @@ impl ServerClient {
                     cluster["metadata"]["annotations"] = json!({CNPG_RESTARTED_AT: at});
                 }
                 let obj: DynamicObject = parse(&name, cluster)?;
-                upsert_in(&self.clusters(), &obj, "Cluster").await?;
+                upsert_in(&self.clusters(), &obj, "Cluster")
+                    .await
+                    .map_err(cnpg_hint)?;
             }
             ServerObjects::StatefulSet {
                 secret,

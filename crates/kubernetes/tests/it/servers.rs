@@ -180,3 +180,13 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
     assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], at);
     assert!(annotations["cnpg.io/hibernation"].is_null(), "{cluster}");
 }
+
+#[tokio::test]
+async fn without_cloudnativepg_the_error_says_to_install_it() {
+    let fake = FakeApiServer::new().without_resource("postgresql.cnpg.io/v1", "clusters");
+    let c = client(&fake);
+    let e = c.apply(&plan(ServerEngine::Postgres)).await.unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("install CloudNativePG"), "{m}");
+    assert!(!m.contains("pw-123456"), "{m}");
+}
