@@ -26,6 +26,7 @@
 //!     store: None,
 //!     managed_backup_dir: None,
 //!     managed_servers: Default::default(),
+//!     managed_allow_plaintext: false,
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -93,6 +94,9 @@ pub struct ServeConfig {
     /// runtime built by the binary (`refract_kubernetes::KubernetesServers` with
     /// `--runtime kubernetes`).
     pub managed_servers: ManagedRuntime,
+    /// Managed PostgreSQL and MySQL servers also accept plain-text logins
+    /// (`--managed-allow-plaintext`); TLS only by default.
+    pub managed_allow_plaintext: bool,
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).
@@ -467,6 +471,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let managed = managed::open(
         &config.data_dir,
         config.managed_backup_dir.clone(),
+        config.managed_allow_plaintext,
         &config.managed_servers,
         &service,
     )?;
