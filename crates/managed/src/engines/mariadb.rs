@@ -19,7 +19,8 @@ use refract_runtime::InstanceSpec;
 /// Unix socket paths are limited to 108 bytes.
 const MAX_SOCKET_PATH: usize = 100;
 
-fn socket(ctx: &Ctx, node: usize) -> PathBuf {
+/// Node `node`'s Unix socket (local superuser logins, `mariadb-backup`).
+pub(crate) fn socket(ctx: &Ctx, node: usize) -> PathBuf {
     ctx.node_dir(node).join("mysqld.sock")
 }
 
@@ -70,6 +71,14 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--log-bin=binlog".into(),
         "--binlog-format=ROW".into(),
         "--binlog-row-image=FULL".into(),
+        // Binary logs are shipped into the backup storage every backup tick (seconds after they
+        // close, backup/mariadb.rs), so the server keeps them locally for the plan's backup
+        // retention only: long enough that none goes before it is shipped, short enough that
+        // the disk does not fill.
+        format!(
+            "--expire-logs-days={}",
+            crate::catalog::backup_retention_days(&ctx.db.plan_id)
+        ),
         // A standby logs what it applies, so that once promoted its binary log holds everything
         // and new standbys can be built from it (automatic failover).
         "--log-slave-updates".into(),
@@ -100,7 +109,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
 }
 
 /// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
-pub(super) async fn socket_sql(
+pub(crate) async fn socket_sql(
     ctx: &Ctx,
     node: usize,
     sql: &str,

@@ -1,5 +1,5 @@
-//! Backups and restores on real servers: PostgreSQL point-in-time restore to a second between two
-//! batches (exactly the rows committed before it), Redis snapshot + restore, and every refusal
+//! Backups and restores on real servers: PostgreSQL and MySQL (MariaDB) point-in-time restore to
+//! a second between two batches (exactly the rows committed before it), Redis snapshot + restore, and every refusal
 //! (outside the window, unknown backup, another customer's source, full backup storage) as a
 //! clear `{error, message}` plus an event.
 
@@ -275,6 +275,240 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
     }
 }
 
+fn my_body(name: &str) -> Value {
+    json!({"name": name, "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"})
+}
+
+/// Rows of batches 1, 2 and 3 in `items` (`None`: no such table).
+async fn my_batches(ca: &str, url: &str) -> Option<(i64, i64, i64)> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = mysql_async::Conn::new(crate::mariadb::opts(ca, url))
+        .await
+        .expect("log in to the server");
+    let row: Option<(i64, i64, i64)> = conn
+        .query_first(
+            "SELECT CAST(COALESCE(SUM(batch = 1), 0) AS SIGNED), CAST(COALESCE(SUM(batch = 2), 0) AS SIGNED), \
+             CAST(COALESCE(SUM(batch = 3), 0) AS SIGNED) FROM items",
+        )
+        .await
+        .ok()
+        .flatten();
+    let _ = conn.disconnect().await;
+    row
+}
+
+/// Waits for the scheduler's first backup of `id` (listed and finished).
+async fn first_scheduled_backup(h: &Harness, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let list = backups(h, id).await;
+        let first = list["backups"].as_array().unwrap().first();
+        if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
+            assert!(has_event(&list, "backup_completed"), "{list}");
+            return b.clone();
+        }
+        assert!(Instant::now() < deadline, "no scheduled backup: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
+    use mysql_async::prelude::Queryable;
+    let h = Harness::new(Options {
+        backups: true,
+        ..Options::default()
+    });
+    if !h.installed(DbType::Mysql) {
+        return;
+    }
+    let ca = h.service.ca_pem().to_string();
+    let src = h.create(my_body("pitr-my")).await;
+    h.wait_status(&src, "running", Duration::from_secs(120))
+        .await;
+    let first = first_scheduled_backup(&h, &src).await;
+    assert_eq!(first["kind"], "base", "{first}");
+    assert!(first["size_bytes"].as_u64().unwrap() > 1_000_000, "{first}");
+    let listed = backups(&h, &src).await;
+    assert_eq!(
+        listed["restore_window"]["earliest"], first["created_at"],
+        "{listed}"
+    );
+
+    let url = h.credentials(&src).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c = mysql_async::Conn::new(crate::mariadb::opts(&ca, &url))
+        .await
+        .unwrap();
+    c.query_drop(
+        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, batch INT NOT NULL) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    let insert = |batch: u32, n: usize| {
+        format!(
+            "INSERT INTO items (batch) VALUES {}",
+            vec![format!("({batch})"); n].join(",")
+        )
+    };
+    c.query_drop(insert(1, 25)).await.unwrap();
+    // The target: a whole second after batch 1 committed; batch 2 commits a second after it.
+    let target = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() + 2, 0).unwrap();
+    sleep_until(target + chrono::TimeDelta::milliseconds(1200)).await;
+    c.query_drop(insert(2, 7)).await.unwrap();
+    // A named backup holding batches 1 and 2, then batch 3 after it.
+    let (status, named) = h
+        .post(&format!("/api/v1/databases/{src}/backups"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{named}");
+    assert_eq!(named["kind"], "base");
+    c.query_drop(insert(3, 4)).await.unwrap();
+
+    // Refusals first: each a clear error, nothing created.
+    let restore = |br: Value| {
+        let mut b = my_body("my-restored");
+        b["backup_restore"] = br;
+        b
+    };
+    let early = fmt(
+        DateTime::parse_from_rfc3339(first["created_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+            - chrono::TimeDelta::hours(1),
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": "pitr-my", "restore_to": early})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the restore window"),
+        "{v}"
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": src, "restore_to": fmt(Utc::now() + chrono::TimeDelta::hours(1))})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the restore window"),
+        "{v}"
+    );
+    let (status, v) = h
+        .call(
+            Method::POST,
+            "/api/v1/databases",
+            Some(KEY_B),
+            Some(restore(
+                json!({"database_name": "pitr-my", "restore_to": fmt(target)}),
+            )),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another customer's source: {v}"
+    );
+    assert_eq!(v["error"], "not_found");
+    let mut two = restore(json!({"database_name": src, "restore_to": fmt(target)}));
+    two["replicas"] = json!(2);
+    let (status, v) = h.post("/api/v1/databases", two).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("replicas 1"), "{v}");
+    assert!(has_event(&backups(&h, &src).await, "restore_refused"));
+    let (_, all) = h.get("/api/v1/databases").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "a refused restore created nothing: {all}"
+    );
+
+    // The restore to the second between batches 1 and 2: the scheduled backup (before the
+    // table existed) plus the binary logs replayed up to that second.
+    let started = Instant::now();
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": "pitr-my", "restore_to": fmt(target)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let new = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&new, "running", Duration::from_secs(120))
+        .await;
+    eprintln!(
+        "BENCH mysql (MariaDB) point-in-time restore: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let creds = h.credentials(&new).await;
+    assert_eq!(creds["database"], "my_restored");
+    let restored_url = creds["connection_string"].as_str().unwrap().to_string();
+    assert_ne!(restored_url, url);
+    assert_eq!(my_batches(&ca, &restored_url).await, Some((25, 0, 0)));
+    assert_eq!(
+        my_batches(&ca, &url).await,
+        Some((25, 7, 4)),
+        "the source is untouched"
+    );
+    // A normal server: it takes writes, and the source's password does not log in.
+    let mut rc = mysql_async::Conn::new(crate::mariadb::opts(&ca, &restored_url))
+        .await
+        .unwrap();
+    rc.query_drop("INSERT INTO items (batch) VALUES (9)")
+        .await
+        .unwrap();
+    let _ = rc.disconnect().await;
+    let src_pw = h.credentials(&src).await["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wrong = restored_url.replace(creds["password"].as_str().unwrap(), &src_pw);
+    assert!(
+        mysql_async::Conn::new(crate::mariadb::opts(&ca, &wrong))
+            .await
+            .is_err(),
+        "the source's password must not log in"
+    );
+    let list = backups(&h, &new).await;
+    assert!(has_event(&list, "restore_completed"), "{list}");
+
+    // The named backup alone: batches 1 and 2, not 3.
+    let mut at = my_body("my-at-backup");
+    at["backup_restore"] = json!({"database_name": src, "backup_created_at": named["created_at"]});
+    let started = Instant::now();
+    let (status, v) = h.post("/api/v1/databases", at).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let at = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&at, "running", Duration::from_secs(120))
+        .await;
+    eprintln!(
+        "BENCH mysql (MariaDB) restore of a named backup: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let at_url = h.credentials(&at).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(my_batches(&ca, &at_url).await, Some((25, 7, 0)));
+
+    let _ = c.disconnect().await;
+    for id in [&new, &at, &src] {
+        h.delete_and_check_gone(id).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_error() {
     let h = Harness::new(Options {
@@ -399,20 +633,21 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
 }
 
 #[tokio::test]
-async fn engines_without_backups_and_sources_without_one_are_refused_clearly() {
+async fn sources_without_a_backup_and_servers_not_running_are_refused_clearly() {
     let h = Harness::new(Options {
         reconcile: false,
         ..Options::default()
     });
+    // A MySQL server that does not run yet takes no backup (409), and has none to restore.
     let mysql = h
         .create(json!({"name": "my", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}))
         .await;
     let (status, v) = h
         .post(&format!("/api/v1/databases/{mysql}/backups"), json!({}))
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert!(
-        v["message"].as_str().unwrap().contains("not supported yet"),
+        v["message"].as_str().unwrap().contains("needs it running"),
         "{v}"
     );
     let (status, v) = h
@@ -422,7 +657,14 @@ async fn engines_without_backups_and_sources_without_one_are_refused_clearly() {
             "backup_restore": {"database_name": "my"}}),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no completed backup"),
+        "{v}"
+    );
     // A PostgreSQL source without any backup yet: 409, saying how to take one.
     let pg = h.create(pg_body("fresh")).await;
     let (status, v) = h
