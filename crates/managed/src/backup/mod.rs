@@ -692,14 +692,6 @@ impl ManagedService {
                 src.db_type
             )));
         }
-        if recipe == Recipe::MariaDb && req.replicas.unwrap_or(1) > 1 {
-            // A MariaDB standby is built by replaying its primary's binary log from the start,
-            // which a restored primary's does not hold (its data came from the backup).
-            return Err(ManagedError::Unprocessable(
-                "a restored mysql database starts with one server: give replicas 1 (or omit it)"
-                    .into(),
-            ));
-        }
         let manifests = self.manifests(&src.id).await.map_err(storage_err)?;
         let listed = format!("GET /api/v1/databases/{}/backups lists them", src.id);
         let Some(first) = manifests.first() else {

@@ -1,8 +1,11 @@
 //! MySQL served by MariaDB: `mariadb-install-db`, `mariadbd` with its options on the command line
 //! (none secret), binary log on (ROW, full images: a `/v1` binlog source works at once). Users are
 //! created over the server's Unix socket, where `root` (or this process's own user) logs in by
-//! `unix_socket` authentication, so no password ever sits in a file for the bootstrap. Standbys
-//! are fresh servers that replay the primary's binary log from its start (GTID).
+//! `unix_socket` authentication, so no password ever sits in a file for the bootstrap. A standby
+//! starts from a `mariadb-backup` of the primary and replicates from the GTID position that
+//! backup ends at (the primary's binary log may no longer hold its start: it expires, and a
+//! restored primary's never did); without `mariadb-backup` it is a fresh server that replays the
+//! primary's binary log from its start.
 
 use std::path::PathBuf;
 
@@ -24,6 +27,10 @@ pub(crate) fn socket(ctx: &Ctx, node: usize) -> PathBuf {
     ctx.node_dir(node).join("mysqld.sock")
 }
 
+/// Where a standby built from a backup keeps the GTID position that backup ends at, until its
+/// bootstrap points replication there.
+const STANDBY_GTID_FILE: &str = "refract-standby-gtid";
+
 pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     let sock = socket(ctx, node);
     if sock.as_os_str().len() > MAX_SOCKET_PATH {
@@ -31,6 +38,9 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     }
     let dir = ctx.node_dir(node);
     os::create_owned_dir(&dir, &ctx.user)?;
+    if let (true, Some(mb)) = (node > 0, ctx.bins.mariadb_backup.as_ref()) {
+        return prepare_standby_from_backup(ctx, node, mb).await;
+    }
     let install = ctx
         .bins
         .mariadb_install_db
@@ -44,6 +54,56 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
         "--skip-name-resolve".into(),
     ];
     ctx.run(install, &args, &[], None).await?;
+    Ok(())
+}
+
+/// Node `node`'s data directory as a prepared `mariadb-backup` of the primary (node 0).
+async fn prepare_standby_from_backup(
+    ctx: &Ctx,
+    node: usize,
+    mb: &std::path::Path,
+) -> anyhow::Result<()> {
+    let data = ctx.node_dir(node).join("data");
+    ctx.run(
+        mb,
+        &[
+            "--no-defaults".to_string(),
+            "--backup".into(),
+            format!("--target-dir={}", data.display()),
+            format!("--user={}", ctx.user.name),
+            format!("--socket={}", socket(ctx, 0).display()),
+            format!("--datadir={}", ctx.node_dir(0).join("data").display()),
+        ],
+        &[],
+        None,
+    )
+    .await
+    .context("mariadb-backup --backup of the primary")?;
+    let info = std::fs::read_to_string(data.join("xtrabackup_binlog_info"))
+        .context("mariadb-backup wrote no xtrabackup_binlog_info (is the binary log on?)")?;
+    let gtid = info.trim().split('\t').nth(2).unwrap_or_default().trim();
+    anyhow::ensure!(
+        gtid.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
+        "unexpected GTID position {gtid:?} in xtrabackup_binlog_info"
+    );
+    ctx.run(
+        mb,
+        &[
+            "--no-defaults".to_string(),
+            "--prepare".into(),
+            format!("--target-dir={}", data.display()),
+        ],
+        &[],
+        None,
+    )
+    .await
+    .context("mariadb-backup --prepare")?;
+    os::write_owned_file(
+        &ctx.node_dir(node).join(STANDBY_GTID_FILE),
+        gtid.as_bytes(),
+        &ctx.user,
+    )?;
     Ok(())
 }
 
@@ -171,8 +231,20 @@ pub(super) async fn bootstrap(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
             .await
             .context("create the database and its users")?;
     } else {
+        // A standby built from a backup replicates from where the backup ends; an empty
+        // position (or a fresh server) from the start of the primary's binary log.
+        let gtid_file = ctx.node_dir(node).join(STANDBY_GTID_FILE);
+        let gtid = std::fs::read_to_string(&gtid_file).unwrap_or_default();
+        let gtid = gtid.trim();
+        anyhow::ensure!(
+            gtid.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
+            "unexpected GTID position {gtid:?} in {}",
+            gtid_file.display()
+        );
         let sql = format!(
-            "CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={port}, MASTER_USER='{REPLICATION_USER}', \
+            "SET GLOBAL gtid_slave_pos = '{gtid}';\n\
+             CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={port}, MASTER_USER='{REPLICATION_USER}', \
              MASTER_PASSWORD={repl}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
              MASTER_SSL=1, MASTER_SSL_CA='{ca}', MASTER_SSL_VERIFY_SERVER_CERT=1;\n\
              START SLAVE;\n",
