@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use super::types::{BinlogStart, RestorePlan};
 use super::StorageError;
-use crate::engines::mariadb::{socket, socket_sql};
+use crate::engines::mariadb::{backup_primary, socket, socket_sql, valid_binlog_name};
 use crate::engines::{sql_password, Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};
 use crate::os;
 use crate::service::{lock, ManagedService};
@@ -103,53 +103,14 @@ pub async fn binary_logs(ctx: &Ctx) -> anyhow::Result<Vec<(String, u64)>> {
     Ok(logs)
 }
 
-fn valid_binlog_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-        && !name.starts_with('.')
-}
-
 /// Takes a base backup of node 0 into `staging/base.tar`; returns its files and the binary-log
 /// position it ends at.
 pub async fn base_backup(ctx: &Ctx, staging: &Path) -> anyhow::Result<(Vec<String>, BinlogStart)> {
-    let mb = program(&ctx.bins.mariadb_backup, "mariadb-backup")?;
     os::remove_dir(staging)?;
     os::create_owned_dir(staging, &ctx.user)?;
     let target = staging.join("backup");
     let origin = origin(ctx)?;
-    // `--no-defaults` first: the host's my.cnf (Debian's /etc/mysql) must not leak in.
-    ctx.run(
-        mb,
-        &[
-            "--no-defaults".to_string(),
-            "--backup".into(),
-            format!("--target-dir={}", target.display()),
-            format!("--user={}", ctx.user.name),
-            format!("--socket={}", socket(ctx, 0).display()),
-            format!("--datadir={}", ctx.node_dir(0).join("data").display()),
-        ],
-        &[],
-        None,
-    )
-    .await
-    .context("mariadb-backup --backup")?;
-    let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info"))
-        .context("mariadb-backup wrote no xtrabackup_binlog_info (is the binary log on?)")?;
-    let start = parse_binlog_info(&info, origin)?;
-    ctx.run(
-        mb,
-        &[
-            "--no-defaults".to_string(),
-            "--prepare".into(),
-            format!("--target-dir={}", target.display()),
-        ],
-        &[],
-        None,
-    )
-    .await
-    .context("mariadb-backup --prepare")?;
+    let at = backup_primary(ctx, &target).await?;
     ctx.run(
         &super::tar(),
         &[
@@ -165,27 +126,15 @@ pub async fn base_backup(ctx: &Ctx, staging: &Path) -> anyhow::Result<(Vec<Strin
     .await
     .context("pack the backup")?;
     os::remove_dir(&target)?;
-    Ok((vec!["base.tar".into()], start))
-}
-
-/// `binlog.000003<TAB>1234<TAB>0-1-45` → its position.
-fn parse_binlog_info(text: &str, origin: String) -> anyhow::Result<BinlogStart> {
-    let mut cols = text.trim().split('\t');
-    let file = cols.next().unwrap_or_default().trim().to_string();
-    let position = cols
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .with_context(|| format!("unreadable xtrabackup_binlog_info: {text:?}"))?;
-    anyhow::ensure!(
-        valid_binlog_name(&file),
-        "unreadable xtrabackup_binlog_info: {text:?}"
-    );
-    Ok(BinlogStart {
-        origin,
-        file,
-        position,
-        gtid: cols.next().unwrap_or_default().trim().to_string(),
-    })
+    Ok((
+        vec!["base.tar".into()],
+        BinlogStart {
+            origin,
+            file: at.file,
+            position: at.position,
+            gtid: at.gtid,
+        },
+    ))
 }
 
 impl ManagedService {
@@ -508,21 +457,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binlog_info_and_needed_files() {
-        let s = parse_binlog_info("binlog.000003\t1234\t0-1-45\n", "abc".into()).unwrap();
-        assert_eq!(
-            s,
-            BinlogStart {
-                origin: "abc".into(),
-                file: "binlog.000003".into(),
-                position: 1234,
-                gtid: "0-1-45".into()
-            }
-        );
-        let empty = parse_binlog_info("binlog.000001\t329\t\n", "abc".into()).unwrap();
-        assert_eq!(empty.gtid, "");
-        assert!(parse_binlog_info("", "abc".into()).is_err());
-        assert!(parse_binlog_info("../x\t4\t", "abc".into()).is_err());
+    fn needed_files_gaps_and_the_stop_time() {
+        let s = BinlogStart {
+            origin: "abc".into(),
+            file: "binlog.000003".into(),
+            position: 1234,
+            gtid: "0-1-45".into(),
+        };
         assert!(log_needed(&s, "abc/binlog.000003"));
         assert!(log_needed(&s, "abc/binlog.000010"));
         assert!(!log_needed(&s, "abc/binlog.000002"));

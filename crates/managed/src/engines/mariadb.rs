@@ -7,7 +7,7 @@
 //! restored primary's never did); without `mariadb-backup` it is a fresh server that replays the
 //! primary's binary log from its start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -38,8 +38,8 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     }
     let dir = ctx.node_dir(node);
     os::create_owned_dir(&dir, &ctx.user)?;
-    if let (true, Some(mb)) = (node > 0, ctx.bins.mariadb_backup.as_ref()) {
-        return prepare_standby_from_backup(ctx, node, mb).await;
+    if node > 0 && ctx.bins.mariadb_backup.is_some() {
+        return prepare_standby_from_backup(ctx, node).await;
     }
     let install = ctx
         .bins
@@ -58,18 +58,74 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
 }
 
 /// Node `node`'s data directory as a prepared `mariadb-backup` of the primary (node 0).
-async fn prepare_standby_from_backup(
-    ctx: &Ctx,
-    node: usize,
-    mb: &std::path::Path,
-) -> anyhow::Result<()> {
-    let data = ctx.node_dir(node).join("data");
+async fn prepare_standby_from_backup(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+    let at = backup_primary(ctx, &ctx.node_dir(node).join("data")).await?;
+    os::write_owned_file(
+        &ctx.node_dir(node).join(STANDBY_GTID_FILE),
+        at.gtid.as_bytes(),
+        &ctx.user,
+    )?;
+    Ok(())
+}
+
+/// Where the primary's binary log stood at a backup's consistent point (`xtrabackup_binlog_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BinlogInfo {
+    /// The binary log file (`binlog.000003`).
+    pub file: String,
+    /// The position in it where the backup's data ends.
+    pub position: u64,
+    /// The GTID position there (`0-1-45`; empty when nothing was logged yet).
+    pub gtid: String,
+}
+
+/// Whether `name` is a plain binary-log file name (no path).
+pub(crate) fn valid_binlog_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// `binlog.000003<TAB>1234<TAB>0-1-45` → its parts.
+pub(crate) fn parse_binlog_info(text: &str) -> anyhow::Result<BinlogInfo> {
+    let mut cols = text.trim().split('\t');
+    let file = cols.next().unwrap_or_default().trim().to_string();
+    let position = cols
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("unreadable xtrabackup_binlog_info: {text:?}"))?;
+    let gtid = cols.next().unwrap_or_default().trim().to_string();
+    anyhow::ensure!(
+        valid_binlog_name(&file)
+            && gtid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
+        "unreadable xtrabackup_binlog_info: {text:?}"
+    );
+    Ok(BinlogInfo {
+        file,
+        position,
+        gtid,
+    })
+}
+
+/// Takes a `mariadb-backup` of the primary (node 0) into `target` (absent or empty) and
+/// prepares it there, as the server's user over the primary's Unix socket (that user logs in by
+/// `unix_socket`); returns where the binary log stood at the backup's consistent point.
+pub(crate) async fn backup_primary(ctx: &Ctx, target: &Path) -> anyhow::Result<BinlogInfo> {
+    let mb =
+        ctx.bins.mariadb_backup.as_deref().context(
+            "mariadb-backup is not installed on this host (Debian package mariadb-backup)",
+        )?;
+    // `--no-defaults` first: the host's my.cnf (Debian's /etc/mysql) must not leak in.
     ctx.run(
         mb,
         &[
             "--no-defaults".to_string(),
             "--backup".into(),
-            format!("--target-dir={}", data.display()),
+            format!("--target-dir={}", target.display()),
             format!("--user={}", ctx.user.name),
             format!("--socket={}", socket(ctx, 0).display()),
             format!("--datadir={}", ctx.node_dir(0).join("data").display()),
@@ -79,32 +135,22 @@ async fn prepare_standby_from_backup(
     )
     .await
     .context("mariadb-backup --backup of the primary")?;
-    let info = std::fs::read_to_string(data.join("xtrabackup_binlog_info"))
+    let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info"))
         .context("mariadb-backup wrote no xtrabackup_binlog_info (is the binary log on?)")?;
-    let gtid = info.trim().split('\t').nth(2).unwrap_or_default().trim();
-    anyhow::ensure!(
-        gtid.bytes()
-            .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
-        "unexpected GTID position {gtid:?} in xtrabackup_binlog_info"
-    );
+    let at = parse_binlog_info(&info)?;
     ctx.run(
         mb,
         &[
             "--no-defaults".to_string(),
             "--prepare".into(),
-            format!("--target-dir={}", data.display()),
+            format!("--target-dir={}", target.display()),
         ],
         &[],
         None,
     )
     .await
     .context("mariadb-backup --prepare")?;
-    os::write_owned_file(
-        &ctx.node_dir(node).join(STANDBY_GTID_FILE),
-        gtid.as_bytes(),
-        &ctx.user,
-    )?;
-    Ok(())
+    Ok(at)
 }
 
 pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
@@ -307,4 +353,28 @@ pub(super) async fn replica_health(
     };
     health.lag_seconds = field("Seconds_Behind_Master").and_then(|s| s.parse().ok());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binlog_info_is_parsed_and_checked() {
+        assert_eq!(
+            parse_binlog_info("binlog.000003\t1234\t0-1-45\n").unwrap(),
+            BinlogInfo {
+                file: "binlog.000003".into(),
+                position: 1234,
+                gtid: "0-1-45".into()
+            }
+        );
+        assert_eq!(
+            parse_binlog_info("binlog.000001\t329\t\n").unwrap().gtid,
+            ""
+        );
+        assert!(parse_binlog_info("").is_err());
+        assert!(parse_binlog_info("../x\t4\t").is_err(), "a path");
+        assert!(parse_binlog_info("binlog.000001\t4\t0-1-1'; DROP").is_err());
+    }
 }

@@ -54,6 +54,99 @@ async fn batch_counts(tls: &refract_managed::tls::PgTls, url: &str) -> (i64, i64
     (row.get(0), row.get(1))
 }
 
+/// The refusals of a restore from the source `name` (`id`, the caller's only database, whose
+/// oldest backup is `first`), each a clear error that creates nothing: `restore_to` before the
+/// window or in the future (422), an unknown `backup_created_at` (404), a time that is not RFC
+/// 3339 (400), another customer's request (404, also for the list); a `restore_refused` event.
+async fn assert_restores_refused(
+    h: &Harness,
+    restore: &dyn Fn(Value) -> Value,
+    name: &str,
+    id: &str,
+    first: &Value,
+    target: DateTime<Utc>,
+) {
+    let early = fmt(
+        DateTime::parse_from_rfc3339(first["created_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+            - chrono::TimeDelta::hours(1),
+    );
+    let future = fmt(Utc::now() + chrono::TimeDelta::hours(1));
+    for (source, when) in [(name, early), (id, future)] {
+        let (status, v) = h
+            .post(
+                "/api/v1/databases",
+                restore(json!({"database_name": source, "restore_to": when})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"], "invalid_request");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("outside the restore window"),
+            "{v}"
+        );
+    }
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": id, "backup_created_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no backup created at"),
+        "{v}"
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            restore(json!({"database_name": id, "restore_to": "yesterday"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    for source in [name, id] {
+        let (status, v) = h
+            .call(
+                Method::POST,
+                "/api/v1/databases",
+                Some(KEY_B),
+                Some(restore(
+                    json!({"database_name": source, "restore_to": fmt(target)}),
+                )),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "another customer's source: {v}"
+        );
+        assert_eq!(v["error"], "not_found");
+    }
+    let (status, v) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/databases/{id}/backups"),
+            Some(KEY_B),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(has_event(&backups(h, id).await, "restore_refused"));
+    let (_, all) = h.get("/api/v1/databases").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "a refused restore created nothing: {all}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
     let h = Harness::new(Options {
@@ -117,87 +210,7 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         b["backup_restore"] = br;
         b
     };
-    let early = fmt(
-        DateTime::parse_from_rfc3339(first["created_at"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&Utc)
-            - chrono::TimeDelta::hours(1),
-    );
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": "pitr-source", "restore_to": early})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(v["error"], "invalid_request");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("outside the restore window"),
-        "{v}"
-    );
-    let future = fmt(Utc::now() + chrono::TimeDelta::hours(1));
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": src, "restore_to": future})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": src, "backup_created_at": "2020-01-01T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("no backup created at"),
-        "{v}"
-    );
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": src, "restore_to": "yesterday"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    let (status, v) = h
-        .call(
-            Method::POST,
-            "/api/v1/databases",
-            Some(KEY_B),
-            Some(restore(
-                json!({"database_name": src, "restore_to": fmt(target)}),
-            )),
-        )
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "another customer's source: {v}"
-    );
-    let (status, v) = h
-        .call(
-            Method::GET,
-            &format!("/api/v1/databases/{src}/backups"),
-            Some(KEY_B),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
-    assert!(has_event(&backups(&h, &src).await, "restore_refused"));
-    let (_, all) = h.get("/api/v1/databases").await;
-    assert_eq!(
-        all.as_array().unwrap().len(),
-        1,
-        "a refused restore created nothing: {all}"
-    );
+    assert_restores_refused(&h, &restore, "pitr-source", &src, &first, target).await;
 
     // The restore to the second between the batches.
     let started = Instant::now();
@@ -372,63 +385,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
         b["backup_restore"] = br;
         b
     };
-    let early = fmt(
-        DateTime::parse_from_rfc3339(first["created_at"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&Utc)
-            - chrono::TimeDelta::hours(1),
-    );
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": "pitr-my", "restore_to": early})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("outside the restore window"),
-        "{v}"
-    );
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": src, "restore_to": fmt(Utc::now() + chrono::TimeDelta::hours(1))})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("outside the restore window"),
-        "{v}"
-    );
-    let (status, v) = h
-        .call(
-            Method::POST,
-            "/api/v1/databases",
-            Some(KEY_B),
-            Some(restore(
-                json!({"database_name": "pitr-my", "restore_to": fmt(target)}),
-            )),
-        )
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "another customer's source: {v}"
-    );
-    assert_eq!(v["error"], "not_found");
-    assert!(has_event(&backups(&h, &src).await, "restore_refused"));
-    let (_, all) = h.get("/api/v1/databases").await;
-    assert_eq!(
-        all.as_array().unwrap().len(),
-        1,
-        "a refused restore created nothing: {all}"
-    );
+    assert_restores_refused(&h, &restore, "pitr-my", &src, &first, target).await;
 
     // The restore to the second between batches 1 and 2: the scheduled backup (before the
     // table existed) plus the binary logs replayed up to that second; with a standby, built
