@@ -387,10 +387,10 @@ impl ManagedService {
     /// Ships the server's archived log into the backup storage (PostgreSQL WAL, MariaDB binary
     /// logs); a failure is an event, and the next tick tries again.
     pub(crate) async fn ship_log(&self, ctx: &Ctx) {
-        let (kind, result) = match ctx.db.db_type {
-            DbType::Postgresql => ("wal_archive_failed", self.ship_wal(ctx).await),
-            DbType::Mysql => ("binlog_archive_failed", self.ship_binlogs(ctx, false).await),
-            _ => return,
+        let (kind, result) = match Recipe::of(ctx.db.db_type) {
+            Ok(Recipe::Postgres) => ("wal_archive_failed", self.ship_wal(ctx).await),
+            Ok(Recipe::MariaDb) => ("binlog_archive_failed", self.ship_binlogs(ctx, false).await),
+            Ok(Recipe::Redis) | Err(_) => return,
         };
         if let Err(e) = result {
             self.inner.backups.event(
@@ -870,8 +870,8 @@ impl ManagedService {
             return crate::engines::bootstrap(ctx, node).await;
         };
         let started = std::time::Instant::now();
-        let result = match ctx.db.db_type {
-            DbType::Postgresql => {
+        let result = match Recipe::of(ctx.db.db_type)? {
+            Recipe::Postgres => {
                 postgres::finish_restore(
                     ctx,
                     &plan,
@@ -880,10 +880,10 @@ impl ManagedService {
                 )
                 .await
             }
-            DbType::Mysql => {
+            Recipe::MariaDb => {
                 mariadb::finish_restore(ctx, &plan, &ctx.db_dir.join(RESTORE_LOG_DIR)).await
             }
-            _ => Ok(()),
+            Recipe::Redis => Ok(()),
         };
         match &result {
             Ok(()) => {
