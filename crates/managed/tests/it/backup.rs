@@ -292,22 +292,18 @@ fn my_body(name: &str) -> Value {
     json!({"name": name, "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"})
 }
 
-/// Rows of batches 1, 2 and 3 in `items` (`None`: no such table).
-async fn my_batches(ca: &str, url: &str) -> Option<(i64, i64, i64)> {
+/// Rows per batch in `items`, as `[(batch, rows)]` (`None`: no such table).
+async fn my_batches(ca: &str, url: &str) -> Option<Vec<(i64, i64)>> {
     use mysql_async::prelude::Queryable;
     let mut conn = mysql_async::Conn::new(crate::mariadb::opts(ca, url))
         .await
         .expect("log in to the server");
-    let row: Option<(i64, i64, i64)> = conn
-        .query_first(
-            "SELECT CAST(COALESCE(SUM(batch = 1), 0) AS SIGNED), CAST(COALESCE(SUM(batch = 2), 0) AS SIGNED), \
-             CAST(COALESCE(SUM(batch = 3), 0) AS SIGNED) FROM items",
-        )
+    let rows: Option<Vec<(i64, i64)>> = conn
+        .query("SELECT batch, COUNT(*) FROM items GROUP BY batch ORDER BY batch")
         .await
-        .ok()
-        .flatten();
+        .ok();
     let _ = conn.disconnect().await;
-    row
+    rows
 }
 
 /// Waits for the scheduler's first backup of `id` (listed and finished).
@@ -368,7 +364,12 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
     };
     c.query_drop(insert(1, 25)).await.unwrap();
     // The target: a whole second after batch 1 committed; batch 2 commits a second after it.
+    // The second's edges: batch 4 commits 300 ms before it (in), batch 5 300 ms after (out).
     let target = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() + 2, 0).unwrap();
+    sleep_until(target - chrono::TimeDelta::milliseconds(300)).await;
+    c.query_drop(insert(4, 2)).await.unwrap();
+    sleep_until(target + chrono::TimeDelta::milliseconds(300)).await;
+    c.query_drop(insert(5, 3)).await.unwrap();
     sleep_until(target + chrono::TimeDelta::milliseconds(1200)).await;
     c.query_drop(insert(2, 7)).await.unwrap();
     // A named backup holding batches 1 and 2, then batch 3 after it.
@@ -407,10 +408,15 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
     assert_eq!(creds["database"], "my_restored");
     let restored_url = creds["connection_string"].as_str().unwrap().to_string();
     assert_ne!(restored_url, url);
-    assert_eq!(my_batches(&ca, &restored_url).await, Some((25, 0, 0)));
+    assert_eq!(
+        my_batches(&ca, &restored_url).await,
+        Some(vec![(1, 25), (4, 2)]),
+        "exactly the rows committed before {}",
+        fmt(target)
+    );
     assert_eq!(
         my_batches(&ca, &url).await,
-        Some((25, 7, 4)),
+        Some(vec![(1, 25), (2, 7), (3, 4), (4, 2), (5, 3)]),
         "the source is untouched"
     );
     // A normal server: it takes writes, and the source's password does not log in.
@@ -435,7 +441,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
             .await
             .unwrap();
         let _ = sc.disconnect().await;
-        if rows == Some((26, 1)) {
+        if rows == Some((28, 1)) {
             break;
         }
         assert!(
@@ -475,7 +481,11 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(my_batches(&ca, &at_url).await, Some((25, 7, 0)));
+    assert_eq!(
+        my_batches(&ca, &at_url).await,
+        Some(vec![(1, 25), (2, 7), (4, 2), (5, 3)]),
+        "the named backup's rows, not batch 3 written after it"
+    );
 
     let _ = c.disconnect().await;
     for id in [&new, &at, &src] {
