@@ -143,6 +143,27 @@ impl Recipe {
     }
 }
 
+/// Whether a scheduled backup is due: none yet, the newest older than `interval`, or (MariaDB)
+/// the newest taken on another binary-log lineage than the primary's now (`lineage`): after a
+/// failover the promoted server's binary log cannot extend a backup of the old primary, so a
+/// point-in-time restore past the failover needs a backup of the new one at once.
+fn backup_due(
+    newest: Option<&Manifest>,
+    now: DateTime<Utc>,
+    interval: Duration,
+    lineage: Option<&str>,
+) -> bool {
+    let Some(m) = newest else {
+        return true;
+    };
+    if let (Some(current), Some(start)) = (lineage, m.binlog_start.as_ref()) {
+        if start.origin != current {
+            return true;
+        }
+    }
+    (now - m.created_at).to_std().unwrap_or_default() >= interval
+}
+
 /// `tar`, as Debian installs it.
 pub(super) fn tar() -> std::path::PathBuf {
     ["/usr/bin/tar", "/bin/tar"]
@@ -521,11 +542,17 @@ impl ManagedService {
                     }
                 }
                 let newest = match service.manifests(&d.id).await {
-                    Ok(m) => m.last().map(|m| m.created_at),
+                    Ok(m) => m.last().cloned(),
                     Err(_) => return,
                 };
-                let due = newest
-                    .is_none_or(|t| (Utc::now() - t).to_std().unwrap_or_default() >= interval);
+                let lineage = match recipe {
+                    Recipe::MariaDb => service
+                        .ctx(&d)
+                        .ok()
+                        .and_then(|ctx| mariadb::origin(&ctx).ok()),
+                    Recipe::Postgres | Recipe::Redis => None,
+                };
+                let due = backup_due(newest.as_ref(), Utc::now(), interval, lineage.as_deref());
                 let failed_lately = lock(&service.inner.backups.failed)
                     .get(&d.id)
                     .is_some_and(|t| t.elapsed() < RETRY_AFTER);
@@ -736,12 +763,58 @@ impl ManagedService {
         if let (Some(_), Status::Running) = (target, src.status) {
             self.seal(&src, recipe).await?;
         }
+        if let Some(t) = target {
+            self.check_lineage_reaches(&src, &manifest, t).await?;
+        }
         Ok(RestorePlan {
             source_id: src.id.clone(),
             prefix: format!("{}/base/{}/", src.id, postgres::stamp(&manifest.created_at)),
             manifest,
             target,
         })
+    }
+
+    /// MariaDB: a point-in-time restore replays the binary log of the server its backup was taken
+    /// on. When that is not the running primary (a failover since, or the source is not
+    /// running), its archived log ends where it was last shipped, and the file being written then
+    /// never was: a target past that would silently miss what was committed before it.
+    async fn check_lineage_reaches(
+        &self,
+        src: &DbRecord,
+        backup: &Manifest,
+        target: DateTime<Utc>,
+    ) -> Result<(), ManagedError> {
+        let Some(start) = backup.binlog_start.as_ref() else {
+            return Ok(());
+        };
+        if src.status == Status::Running {
+            let ctx = self.ctx(src)?;
+            if mariadb::origin(&ctx).ok().as_deref() == Some(start.origin.as_str()) {
+                return Ok(());
+            }
+        }
+        let prefix = format!("{}{}/", mariadb::log_prefix(&src.id), start.origin);
+        let shipped = self
+            .blocking(move |s| s.list(&prefix))
+            .await
+            .map_err(storage_err)?;
+        // A file closed by the server itself is shipped up to one tick later than it closed.
+        let tick = TimeDelta::from_std(self.inner.backups.config.tick).unwrap_or_default();
+        let reaches = shipped
+            .iter()
+            .map(|o| o.modified)
+            .max()
+            .map(|t| t - tick)
+            .unwrap_or(backup.created_at);
+        if target > reaches {
+            return Err(ManagedError::Unprocessable(format!(
+                "restore_to {} is past the archived binary log of the server the backup before it was taken on (it is not {}'s running primary; that log reaches {}): pick an earlier second, or a later one once a backup of the current primary is listed",
+                target.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                src.id,
+                reaches.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+        Ok(())
     }
 
     /// Puts every commit of the running `src` up to now into the storage, before a
@@ -930,9 +1003,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn retention_keeps_the_log_a_kept_backup_needs() {
-        let m = |wal: Option<&str>, binlog: Option<(&str, &str)>| Manifest {
+    fn manifest(wal: Option<&str>, binlog: Option<(&str, &str)>) -> Manifest {
+        Manifest {
             db_id: "db_x".into(),
             db_type: "postgresql".into(),
             version: "15".into(),
@@ -947,7 +1019,33 @@ mod tests {
             }),
             files: vec![],
             size_bytes: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_backup_is_due_after_the_interval_or_on_a_new_binlog_lineage() {
+        let day = Duration::from_secs(24 * 3600);
+        let now = Utc::now();
+        assert!(backup_due(None, now, day, None));
+        let fresh = manifest(None, Some(("o1", "binlog.000002")));
+        assert!(!backup_due(Some(&fresh), now, day, Some("o1")));
+        assert!(
+            backup_due(Some(&fresh), now, day, Some("o2")),
+            "a failover's new primary"
+        );
+        assert!(backup_due(
+            Some(&fresh),
+            now + TimeDelta::hours(25),
+            day,
+            Some("o1")
+        ));
+        let pg = manifest(Some("000000010000000000000005"), None);
+        assert!(!backup_due(Some(&pg), now, day, None));
+    }
+
+    #[test]
+    fn retention_keeps_the_log_a_kept_backup_needs() {
+        let m = manifest;
         let pg = m(Some("000000010000000000000005"), None);
         assert!(Recipe::Postgres.log_needed(&pg, "000000020000000000000005"));
         assert!(!Recipe::Postgres.log_needed(&pg, "000000010000000000000004"));

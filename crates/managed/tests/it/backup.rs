@@ -491,6 +491,36 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
     for id in [&new, &at, &src] {
         h.delete_and_check_gone(id).await;
     }
+    // The destroyed source's archived binary log still restores to the same second (by its id),
+    // and not past where that log was shipped.
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            json!({"name": "my-from-destroyed", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+                "backup_restore": {"database_name": src, "restore_to": fmt(target)}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let again = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&again, "running", Duration::from_secs(120))
+        .await;
+    let again_url = h.credentials(&again).await["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        my_batches(&ca, &again_url).await,
+        Some(vec![(1, 25), (4, 2)])
+    );
+    let (status, v) = h
+        .post(
+            "/api/v1/databases",
+            json!({"name": "my-too-late", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+                "backup_restore": {"database_name": src, "restore_to": fmt(Utc::now())}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    h.delete_and_check_gone(&again).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
