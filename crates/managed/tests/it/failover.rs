@@ -25,7 +25,7 @@ const ROWS: i64 = 50;
 /// while its data is still there), and that server writes new files into it: then it is killed
 /// too and the removal tried again, as the machine it ran on is lost all the same.
 /// Returns the pid of the last server killed.
-fn destroy_primary(h: &Harness, id: &str) -> i32 {
+pub(crate) fn destroy_primary(h: &Harness, id: &str) -> i32 {
     let n0 = h.server_dir(id).join("n0");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -46,7 +46,7 @@ fn destroy_primary(h: &Harness, id: &str) -> i32 {
 }
 
 /// Retries `write` until it succeeds; returns how long that took from `since`.
-async fn first_write_after<F, Fut>(since: Instant, mut write: F) -> Duration
+pub(crate) async fn first_write_after<F, Fut>(since: Instant, mut write: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -376,7 +376,7 @@ async fn redis_fails_over_to_its_replica() {
 
 /// Logs in over TLS verified against the CA (`ca`, PEM); the string's `?ssl-mode=REQUIRED` is
 /// the MySQL clients' spelling, which `mysql_async` does not parse.
-async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
+pub(crate) async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
     let base = url.split('?').next()?;
     let opts: mysql_async::Opts =
         mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(base).ok()?)
