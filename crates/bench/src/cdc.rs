@@ -7,7 +7,13 @@
 //! Each id enters a "pending" set just before its commit is sent; concurrent pollers query the
 //! engine in a tight loop for the pending ids (`b4_big(id IN (…)) { id }`, a primary-key lookup)
 //! and stamp the first answer that contains each one. Lag = stamp − commit acknowledgement; the
-//! resolution is one poll round trip (printed).
+//! resolution is one poll round trip (printed). The pollers are also the concurrent query load:
+//! their answered queries per second are printed beside the lag.
+//!
+//! A poll asks for at most [`POLL_IDS`] ids, and successive polls take successive windows of the
+//! pending set (wrapping around): with only the lowest ids polled, one slow commit (an id that
+//! stays pending, uncommitted, for tens of milliseconds) would hide every id above the window
+//! from every poller and show as lag of the engine that never happened.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +40,8 @@ const FIRST_ID: i64 = 10_000_001;
 /// Replication slot (PostgreSQL) and replica id (MariaDB) of the benchmark's engine.
 const SLOT: &str = "refract_b4_bench";
 const SERVER_ID: u32 = 4_204;
+/// Most ids asked for in one poll.
+const POLL_IDS: usize = 256;
 
 /// Options of one B4 run.
 #[derive(Debug, Clone)]
@@ -218,6 +226,8 @@ struct Shared {
     stamps: Vec<Stamp>,
     pending: Mutex<BTreeSet<i64>>,
     poll_rtt: Mutex<Vec<u64>>,
+    /// Window of the pending set the next poll asks for (see the module comment).
+    poll_window: std::sync::atomic::AtomicUsize,
     stop: AtomicBool,
     errors: AtomicU64,
 }
@@ -240,10 +250,13 @@ struct RateResult {
     unseen: usize,
     before_ack: usize,
     commit_p50: f64,
+    commit_p99: f64,
     p50: f64,
     p99: f64,
     max: f64,
     rtt_p50: f64,
+    /// Queries the pollers had answered per second while the writers ran.
+    queries_per_s: f64,
     load: String,
 }
 
@@ -282,14 +295,17 @@ async fn poller(url: String, table: &'static str, sh: Arc<Shared>, pause: Durati
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut found = Vec::new();
     while !sh.stop.load(Ordering::Relaxed) {
-        let ids: Vec<i64> = sh
-            .pending
-            .lock()
-            .expect("pending")
-            .iter()
-            .take(256)
-            .copied()
-            .collect();
+        let ids: Vec<i64> = {
+            let pending = sh.pending.lock().expect("pending");
+            let windows = pending.len().div_ceil(POLL_IDS).max(1);
+            let window = sh.poll_window.fetch_add(1, Ordering::Relaxed) % windows;
+            pending
+                .iter()
+                .skip(window * POLL_IDS)
+                .take(POLL_IDS)
+                .copied()
+                .collect()
+        };
         if ids.is_empty() {
             tokio::time::sleep(Duration::from_micros(200)).await;
             continue;
@@ -476,6 +492,7 @@ async fn run_source(s: &Source, opts: &Options) -> anyhow::Result<Vec<RateResult
         stamps: (0..capacity).map(|_| Stamp::default()).collect(),
         pending: Mutex::new(BTreeSet::new()),
         poll_rtt: Mutex::new(Vec::new()),
+        poll_window: Default::default(),
         stop: AtomicBool::new(false),
         errors: AtomicU64::new(0),
     });
@@ -504,8 +521,16 @@ async fn run_source(s: &Source, opts: &Options) -> anyhow::Result<Vec<RateResult
             let load = load_average();
             let (first, end, elapsed) =
                 write_phase(s, table, &sh, &next, rate, opts.seconds).await?;
+            let queries = sh.poll_rtt.lock().expect("rtt").len();
             wait_seen(&sh, first, end, Duration::from_secs(10)).await;
-            out.push(summarize(s.name, rate, &sh, first, end, elapsed, load));
+            out.push(summarize(
+                s.name,
+                rate,
+                &sh,
+                (first, end),
+                (elapsed, queries),
+                load,
+            ));
         }
         anyhow::Ok(out)
     }
@@ -550,9 +575,8 @@ fn summarize(
     source: &'static str,
     rate: u64,
     sh: &Shared,
-    first: i64,
-    end: i64,
-    elapsed: f64,
+    (first, end): (i64, i64),
+    (elapsed, queries): (f64, usize),
     load: String,
 ) -> RateResult {
     let mut lags = Vec::new();
@@ -591,10 +615,12 @@ fn summarize(
         unseen,
         before_ack,
         commit_p50: pct(&commit, 0.5),
+        commit_p99: pct(&commit, 0.99),
         p50: pct(&lags, 0.5),
         p99: pct(&lags, 0.99),
         max: lags.last().map(|&x| x as f64 / 1e6).unwrap_or(f64::NAN),
         rtt_p50: pct(&rtt, 0.5),
+        queries_per_s: queries as f64 / elapsed,
         load,
     }
 }
@@ -612,8 +638,8 @@ pub async fn bench(srcs: &[Source], opts: &Options) -> anyhow::Result<()> {
         opts.pollers,
         opts.poll_pause.as_micros()
     );
-    println!("| source | mode | target commits/s | achieved/s | commits | lag p50 ms | lag p99 ms | lag max ms | not seen | seen before ack | commit p50 ms | poll RTT p50 ms | load avg (1/5/15 min) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| source | mode | target commits/s | achieved/s | commits | lag p50 ms | lag p99 ms | lag max ms | not seen | seen before ack | commit p50 / p99 ms | poll RTT p50 ms | queries/s (pollers) | load avg (1/5/15 min) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in srcs {
         let mode = if s.backend == Backend::Mysql {
             "binlog"
@@ -622,8 +648,8 @@ pub async fn bench(srcs: &[Source], opts: &Options) -> anyhow::Result<()> {
         };
         for r in run_source(s, opts).await? {
             println!(
-                "| {} | {mode} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} | {:.2} | {} |",
-                r.source, r.rate, r.achieved, r.commits, r.p50, r.p99, r.max, r.unseen, r.before_ack, r.commit_p50, r.rtt_p50, r.load
+                "| {} | {mode} | {} | {:.0} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {:.2} / {:.2} | {:.2} | {:.0} | {} |",
+                r.source, r.rate, r.achieved, r.commits, r.p50, r.p99, r.max, r.unseen, r.before_ack, r.commit_p50, r.commit_p99, r.rtt_p50, r.queries_per_s, r.load
             );
         }
     }

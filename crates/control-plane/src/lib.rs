@@ -25,6 +25,7 @@
 //!     runtime: Default::default(),
 //!     store: None,
 //!     managed_backup_dir: None,
+//!     managed_servers: Default::default(),
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -56,6 +57,7 @@ pub use dashboard::sign_in_link;
 pub use error::ApiError;
 pub use extract::{parse_json, ApiJson, AppState, Auth};
 pub use http::{metrics_handle, router, router_with, ApiDoc};
+pub use managed::ManagedRuntime;
 pub use secrets::SecretStore;
 pub use service::{
     password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
@@ -87,6 +89,10 @@ pub struct ServeConfig {
     pub store: Option<String>,
     /// Where managed servers' backups go (`--managed-backup-dir`); default `DIR/managed/backups`.
     pub managed_backup_dir: Option<PathBuf>,
+    /// Where managed database servers run: local processes (the default), or a platform
+    /// runtime built by the binary (`refract_kubernetes::KubernetesServers` with
+    /// `--runtime kubernetes`).
+    pub managed_servers: ManagedRuntime,
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).
@@ -461,6 +467,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let managed = managed::open(
         &config.data_dir,
         config.managed_backup_dir.clone(),
+        &config.managed_servers,
         &service,
     )?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -20,11 +20,31 @@ use crate::error::ApiError;
 use crate::secrets::SecretStore;
 use crate::service::{Principal, Service};
 
+/// Where managed servers run ([`crate::ServeConfig::managed_servers`]).
+#[derive(Clone, Default)]
+pub enum ManagedRuntime {
+    /// Local processes under `DIR/managed/instances`.
+    #[default]
+    Local,
+    /// A platform that runs whole servers (Kubernetes).
+    Platform(Arc<dyn refract_managed::ServerRuntime>),
+}
+
+impl std::fmt::Debug for ManagedRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManagedRuntime::Local => f.write_str("Local"),
+            ManagedRuntime::Platform(r) => write!(f, "Platform({})", r.name()),
+        }
+    }
+}
+
 /// Opens the managed service in `data_dir` over `service`'s stores (the reconciler is started
 /// by [`crate::run_with_managed`]).
 pub fn open(
     data_dir: &std::path::Path,
     backup_dir: Option<std::path::PathBuf>,
+    servers: &ManagedRuntime,
     service: &Service,
 ) -> anyhow::Result<ManagedService> {
     let driver = Arc::new(LocalProcessDriver::new(
@@ -39,6 +59,9 @@ pub fn open(
         driver,
         Arc::new(Keys(service.clone())),
     )?;
+    if let ManagedRuntime::Platform(runtime) = servers {
+        managed.set_server_runtime(runtime.clone());
+    }
     managed.set_registrar(Arc::new(Registrar(service.clone())));
     managed.set_quotas(Arc::new(Quotas(service.clone())));
     Ok(managed)

@@ -100,6 +100,11 @@ impl KubernetesDriver {
         Ok(Self::new(client, Settings::new(namespace, image)))
     }
 
+    /// Its client (shared with [`crate::KubernetesServers`], the managed servers' runtime).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// The settings objects are built with.
     pub fn settings(&self) -> &Settings {
         &self.settings

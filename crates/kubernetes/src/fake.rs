@@ -41,6 +41,9 @@ struct Store {
     version: u64,
     /// Every request as `METHOD path`, for tests that check what was called.
     requests: Vec<String>,
+    /// Resources (group/version path, plural) this API server does not serve, like a cluster
+    /// without a CRD installed.
+    missing: Vec<(String, String)>,
 }
 
 /// How [`FakeApiServer::run_pods`] shows a Deployment's pods.
@@ -177,6 +180,17 @@ impl FakeApiServer {
         Self::default()
     }
 
+    /// An API server without resource `resource` of `gv` (e.g. `postgresql.cnpg.io/v1`
+    /// `clusters`: CloudNativePG not installed): every request to it answers 404.
+    pub fn without_resource(self, gv: &str, resource: &str) -> Self {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .missing
+            .push((gv.into(), resource.into()));
+        self
+    }
+
     /// The router (a tower `Service`): hand it to `kube::Client::new`.
     pub fn router(&self) -> Router {
         Router::new().fallback(handle).with_state(self.clone())
@@ -260,12 +274,36 @@ impl FakeApiServer {
             .insert((gv.into(), resource.into(), ns.into(), name), obj);
     }
 
+    /// Removes an object as a controller or the garbage collector would (e.g. the pods of a
+    /// deleted StatefulSet); whether it existed.
+    pub fn remove(&self, gv: &str, resource: &str, ns: &str, name: &str) -> bool {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        s.objects
+            .remove(&(gv.into(), resource.into(), ns.into(), name.into()))
+            .is_some()
+    }
+
     /// Plays the Deployment controller and the kubelet for Deployment `name`: replaces its pods
     /// with `spec.replicas` pods from its template, in `state` (no pods when scaled to 0), and
     /// writes the Deployment's `status` to match. Returns the pods' names.
     pub fn run_pods(&self, ns: &str, name: &str, state: PodState) -> Vec<String> {
-        let Some(d) = self.get("apps/v1", "deployments", ns, name) else {
+        self.run_pods_of("deployments", ns, name, state)
+    }
+
+    /// [`FakeApiServer::run_pods`] for StatefulSet `name` (a managed server's): plays the
+    /// StatefulSet controller and the kubelet, with its pods named `<name>-<ordinal>`.
+    pub fn run_statefulset_pods(&self, ns: &str, name: &str, state: PodState) -> Vec<String> {
+        self.run_pods_of("statefulsets", ns, name, state)
+    }
+
+    fn run_pods_of(&self, resource: &str, ns: &str, name: &str, state: PodState) -> Vec<String> {
+        let Some(d) = self.get("apps/v1", resource, ns, name) else {
             return Vec::new();
+        };
+        let pod_prefix = if resource == "statefulsets" {
+            format!("{name}-")
+        } else {
+            format!("{name}-pod-")
         };
         let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let labels = d["spec"]["template"]["metadata"]["labels"].clone();
@@ -276,7 +314,7 @@ impl FakeApiServer {
             .filter(|p| {
                 p["metadata"]["name"]
                     .as_str()
-                    .is_some_and(|n| n.starts_with(&format!("{name}-pod-")))
+                    .is_some_and(|n| n.starts_with(&pod_prefix))
             })
             .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
             .collect();
@@ -291,7 +329,7 @@ impl FakeApiServer {
         let ready = matches!(state, PodState::Ready(_));
         let finished = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         for i in 0..replicas {
-            let pname = format!("{name}-pod-{i}");
+            let pname = format!("{pod_prefix}{i}");
             let (ip, container) = match &state {
                 PodState::NotReady => (
                     json!("10.1.0.9"),
@@ -332,7 +370,7 @@ impl FakeApiServer {
             names.push(pname);
         }
         let ready_n = if ready { replicas } else { 0 };
-        if let Some(mut d) = self.get("apps/v1", "deployments", ns, name) {
+        if let Some(mut d) = self.get("apps/v1", resource, ns, name) {
             d["status"] = json!({
                 "observedGeneration": d["metadata"]["generation"],
                 "replicas": replicas,
@@ -340,7 +378,7 @@ impl FakeApiServer {
                 "availableReplicas": ready_n,
                 "updatedReplicas": replicas,
             });
-            self.put("apps/v1", "deployments", ns, d);
+            self.put("apps/v1", resource, ns, d);
         }
         names
     }
@@ -369,6 +407,14 @@ async fn handle(State(fake): State<FakeApiServer>, req: Request) -> Response {
             format!("the fake API server does not serve {path}"),
         );
     };
+    if s.missing.contains(&(t.gv.clone(), t.resource.clone())) {
+        // What a real API server answers for a resource type it does not know.
+        return status_body(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
+    }
     let key = |name: &str| {
         (
             t.gv.clone(),

@@ -9,7 +9,8 @@
 //! - [`status`]: the pure mapping of a Deployment and its pods to an
 //!   [`refract_runtime::InstanceStatus`] (CrashLoopBackOff and OOMKilled → `Exited`).
 //! - [`servers`]: managed database servers as cluster objects (CloudNativePG `Cluster`,
-//!   StatefulSets) and their status — pure builders, not wired into `crates/managed` yet.
+//!   StatefulSets), their status and [`servers::ServerClient`]; [`KubernetesServers`] is the
+//!   managed crate's `ServerRuntime` over it (`refract serve --runtime kubernetes`).
 //! - [`fake`]: [`FakeApiServer`], an in-memory **test double** of the API server (not a
 //!   cluster) that tests drive the driver against.
 //!
@@ -27,10 +28,12 @@
 
 mod driver;
 pub mod fake;
+pub mod managed;
 pub mod objects;
 pub mod servers;
 pub mod status;
 
 pub use driver::KubernetesDriver;
 pub use fake::{FakeApiServer, PodState};
+pub use managed::KubernetesServers;
 pub use objects::Settings;

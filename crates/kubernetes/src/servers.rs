@@ -1,7 +1,7 @@
-//! Managed database servers on Kubernetes — **pure builders and status mapping only**: what a
-//! managed server (`crates/managed`) becomes on a cluster, and how its cluster status reads. Not
-//! wired into the managed reconciler yet (it still runs servers through the local process
-//! driver); see docs/kubernetes.md.
+//! Managed database servers on Kubernetes: what a managed server (`crates/managed`) becomes on a
+//! cluster (pure builders), how its cluster status reads (pure), and [`ServerClient`], the IO.
+//! The managed reconciler reaches it through `crate::managed::KubernetesServers` (its
+//! `refract_managed::ServerRuntime`); see docs/kubernetes.md.
 //!
 //! - PostgreSQL: a CloudNativePG `Cluster` (`postgresql.cnpg.io/v1`; instances = the server's
 //!   nodes, storage = `storage_gb`, resources from the plan), its credentials in a
@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::ByteString;
 use refract_runtime::RuntimeError;
 use serde_json::{json, Value};
@@ -32,6 +32,10 @@ use crate::objects::{check_id, LABEL_MANAGED_BY};
 pub const LABEL_SERVER: &str = "refract.dev/server";
 /// The CloudNativePG annotation that stops (hibernates) a cluster, keeping its volumes.
 pub const CNPG_HIBERNATION: &str = "cnpg.io/hibernation";
+/// The annotation CloudNativePG reads to restart a cluster's instances (rolling).
+pub const CNPG_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+/// The pod-template annotation whose change rolls a server StatefulSet's pods.
+pub const ANNOTATION_RESTARTED_AT: &str = "refract.dev/restarted-at";
 
 /// A managed server's engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,8 +304,13 @@ fn parse<T: serde::de::DeserializeOwned>(name: &str, v: Value) -> Result<T, Runt
 /// Where clients reach the server (`host:port`): the CNPG `-rw` Service, or the first pod of the
 /// StatefulSet through its headless Service.
 pub fn server_endpoint(p: &ServerPlan, ns: &str) -> String {
-    let name = server_name(&p.id);
-    match p.engine {
+    endpoint_of(&p.id, p.engine, ns)
+}
+
+/// [`server_endpoint`] of server `id`.
+pub fn endpoint_of(id: &str, engine: ServerEngine, ns: &str) -> String {
+    let name = server_name(id);
+    match engine {
         ServerEngine::Postgres => format!("{name}-rw.{ns}.svc:5432"),
         ServerEngine::Mysql => format!("{name}-0.{name}.{ns}.svc:3306"),
         ServerEngine::Redis => format!("{name}-0.{name}.{ns}.svc:6379"),
@@ -355,6 +364,26 @@ pub fn cnpg_state(cluster: &Value) -> ServerState {
     ServerState::Provisioning { ready }
 }
 
+/// The state of a server's StatefulSet and its pods: a pod that is stuck failing
+/// (CrashLoopBackOff, an image pull error, a terminated container) makes it `Failed` with the
+/// pods' reasons, whatever the StatefulSet's counts say.
+pub fn server_pods_state(s: &StatefulSet, pods: &[Pod]) -> ServerState {
+    let state = statefulset_state(s);
+    if state == ServerState::Ready || state == ServerState::Stopped {
+        return state;
+    }
+    let problems: Vec<String> = pods
+        .iter()
+        .filter(|p| crate::status::failed(p).is_some())
+        .flat_map(crate::status::pod_problems)
+        .collect();
+    if problems.is_empty() {
+        state
+    } else {
+        ServerState::Failed(problems.join("; "))
+    }
+}
+
 /// The state of a server's StatefulSet.
 pub fn statefulset_state(s: &StatefulSet) -> ServerState {
     let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -375,12 +404,24 @@ pub fn statefulset_state(s: &StatefulSet) -> ServerState {
     }
 }
 
-/// Applies, observes, stops and deletes managed servers' objects through a `kube::Client` (the
-/// IO half of this module; the managed reconciler does not call it yet).
+/// Applies, observes, stops, restarts and deletes managed servers' objects through a
+/// `kube::Client` (the IO half of this module).
 #[derive(Clone)]
 pub struct ServerClient {
     client: kube::Client,
     namespace: String,
+}
+
+/// A 404 on `clusters` means the cluster has no CloudNativePG: say so.
+fn cnpg_hint(e: RuntimeError) -> RuntimeError {
+    match e {
+        RuntimeError::Api(m) if m.contains("could not find the requested resource") => {
+            RuntimeError::Api(format!(
+                "{m} — the API server has no postgresql.cnpg.io/v1 clusters: install CloudNativePG for managed PostgreSQL (docs/kubernetes.md, \"Prerequisites\")"
+            ))
+        }
+        e => e,
+    }
 }
 
 fn cnpg_resource() -> ApiResource {
@@ -412,20 +453,58 @@ impl ServerClient {
     }
 
     /// Creates or replaces the server's objects (which also undoes a stop).
+    /// The last restart's annotation is carried over, so that applying again (a new plan, a
+    /// control-plane start) does not restart the server once more.
     pub async fn apply(&self, p: &ServerPlan) -> Result<(), RuntimeError> {
+        let name = server_name(&p.id);
         match server_objects(p, &self.namespace)? {
-            ServerObjects::Cnpg { secret, cluster } => {
+            ServerObjects::Cnpg {
+                secret,
+                mut cluster,
+            } => {
                 upsert_in(&self.api::<Secret>(), &secret, "Secret").await?;
-                let obj: DynamicObject = parse(&server_name(&p.id), cluster)?;
-                upsert_in(&self.clusters(), &obj, "Cluster").await?;
+                let old = self
+                    .clusters()
+                    .get_opt(&name)
+                    .await
+                    .map_err(api_err("read", &format!("Cluster {name}")))?;
+                if let Some(at) =
+                    old.and_then(|c| c.metadata.annotations?.remove(CNPG_RESTARTED_AT))
+                {
+                    cluster["metadata"]["annotations"] = json!({CNPG_RESTARTED_AT: at});
+                }
+                let obj: DynamicObject = parse(&name, cluster)?;
+                upsert_in(&self.clusters(), &obj, "Cluster")
+                    .await
+                    .map_err(cnpg_hint)?;
             }
             ServerObjects::StatefulSet {
                 secret,
                 service,
-                statefulset,
+                mut statefulset,
             } => {
                 upsert_in(&self.api::<Secret>(), &secret, "Secret").await?;
                 upsert_in(&self.api::<Service>(), &service, "Service").await?;
+                let old = self
+                    .api::<StatefulSet>()
+                    .get_opt(&name)
+                    .await
+                    .map_err(api_err("read", &format!("StatefulSet {name}")))?;
+                let restarted = old.and_then(|s| {
+                    s.spec?
+                        .template
+                        .metadata?
+                        .annotations?
+                        .remove(ANNOTATION_RESTARTED_AT)
+                });
+                if let (Some(at), Some(spec)) = (restarted, statefulset.spec.as_mut()) {
+                    spec.template
+                        .metadata
+                        .get_or_insert_with(Default::default)
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(ANNOTATION_RESTARTED_AT.to_string(), at);
+                }
                 upsert_in(&self.api::<StatefulSet>(), &statefulset, "StatefulSet").await?;
             }
         }
@@ -447,12 +526,51 @@ impl ServerClient {
                 .map_err(api_err("read", &format!("Cluster {name}")))?;
             return Ok(c.map(|c| cnpg_state(&serde_json::to_value(c).unwrap_or_default())));
         }
-        let s = self
+        let Some(s) = self
             .api::<StatefulSet>()
             .get_opt(&name)
             .await
-            .map_err(api_err("read", &format!("StatefulSet {name}")))?;
-        Ok(s.as_ref().map(statefulset_state))
+            .map_err(api_err("read", &format!("StatefulSet {name}")))?
+        else {
+            return Ok(None);
+        };
+        if matches!(
+            statefulset_state(&s),
+            ServerState::Ready | ServerState::Stopped
+        ) {
+            return Ok(Some(statefulset_state(&s)));
+        }
+        // Not ready: its pods say whether it is starting or failing, and why.
+        let pods = self
+            .api::<Pod>()
+            .list(&ListParams::default().labels(&format!("{LABEL_SERVER}={id}")))
+            .await
+            .map_err(api_err("list", &format!("the pods of {name}")))?;
+        Ok(Some(server_pods_state(&s, &pods.items)))
+    }
+
+    /// Restarts the server's processes in place: CloudNativePG's rolling restart (the
+    /// `kubectl.kubernetes.io/restartedAt` annotation on the Cluster, as `kubectl cnpg restart`
+    /// sets it), or a new pod-template annotation that makes the StatefulSet controller roll
+    /// its pods.
+    pub async fn restart(&self, id: &str, engine: ServerEngine) -> Result<(), RuntimeError> {
+        let name = server_name(id);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let pp = PatchParams::default();
+        let done = if engine == ServerEngine::Postgres {
+            let patch = json!({"metadata": {"annotations": {CNPG_RESTARTED_AT: now}}});
+            self.clusters()
+                .patch(&name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        } else {
+            let patch = json!({"spec": {"template": {"metadata": {"annotations": {ANNOTATION_RESTARTED_AT: now}}}}});
+            self.api::<StatefulSet>()
+                .patch(&name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        };
+        done.map_err(api_err("restart", &name))
     }
 
     /// Stops the server, keeping its volumes ([`stop_patch`]).

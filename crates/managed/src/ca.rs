@@ -40,6 +40,9 @@ impl ManagedService {
             )));
         }
         let d = self.owned(caller, id).await?;
+        // CloudNativePG issues its servers' certificates from its own CA (in the cluster's
+        // `<cluster>-ca` Secret), not Refract's; the StatefulSet servers serve no TLS.
+        self.refuse_on_platform("Refract's CA certificate for managed servers")?;
         if d.db_type == DbType::Mongodb {
             return Err(ManagedError::Unprocessable(
                 "mongodb servers serve no TLS on the local runtime, so they have no CA certificate"
@@ -52,7 +55,7 @@ impl ManagedService {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/databases/{id}/ca", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = CaCertificate), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 422, body = ErrorBody, description = "the engine serves no TLS (mongodb)")))]
+#[utoipa::path(get, path = "/api/v1/databases/{id}/ca", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = CaCertificate), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 422, body = ErrorBody, description = "the engine serves no TLS (mongodb), or servers run on Kubernetes (CloudNativePG has its own CA)")))]
 pub(crate) async fn get_ca(
     State(s): State<ManagedService>,
     caller: Caller,

@@ -368,6 +368,43 @@ pub fn resolve_version(
     }
 }
 
+/// The MariaDB release that serves `mysql` on a platform runtime (its official image's LTS tag):
+/// the MySQL versions of the API are the protocol asked for, as on this host.
+pub const MARIADB_IMAGE_VERSION: &str = "11.4";
+
+/// Resolves `requested` (or the newest supported version) for a platform runtime that runs the
+/// engines' official images (`runtime` names it in the message): no local binaries are
+/// involved. MongoDB is refused there (no image is assumed for it).
+pub fn resolve_image_version(
+    db_type: DbType,
+    requested: Option<&str>,
+    runtime: &str,
+) -> Result<ResolvedVersion, String> {
+    let supported = supported_versions(db_type);
+    if let Some(v) = requested {
+        if !supported.contains(&v) {
+            return Err(format!(
+                "version {v:?} is not supported for {db_type}: use one of {}",
+                supported.join(", ")
+            ));
+        }
+    }
+    let chosen = requested.unwrap_or(supported[supported.len() - 1]);
+    match db_type {
+        DbType::Postgresql | DbType::Redis => Ok(ResolvedVersion {
+            version: chosen.to_string(),
+            requested: None,
+        }),
+        DbType::Mysql => Ok(ResolvedVersion {
+            version: format!("MariaDB {MARIADB_IMAGE_VERSION}"),
+            requested: Some(chosen.to_string()),
+        }),
+        DbType::Mongodb => Err(format!(
+            "mongodb is not supported on the {runtime} runtime yet (no MongoDB image is configured); use postgresql, mysql or redis"
+        )),
+    }
+}
+
 fn installed_minor(
     db_type: DbType,
     requested: Option<&str>,
@@ -493,5 +530,17 @@ mod tests {
             Some("7.0.2")
         );
         assert!(plan("db-s-2vcpu-4gb").is_some() && plan("db-s-3vcpu").is_none());
+    }
+
+    #[test]
+    fn platform_versions_come_from_the_catalog_not_this_host() {
+        let v = resolve_image_version(DbType::Postgresql, None, "kubernetes").unwrap();
+        assert_eq!((v.version.as_str(), v.requested), ("16", None));
+        let v = resolve_image_version(DbType::Mysql, Some("8.0"), "kubernetes").unwrap();
+        assert_eq!(v.version, format!("MariaDB {MARIADB_IMAGE_VERSION}"));
+        assert_eq!(v.requested.as_deref(), Some("8.0"));
+        assert!(resolve_image_version(DbType::Redis, Some("6.2"), "kubernetes").is_err());
+        let e = resolve_image_version(DbType::Mongodb, None, "kubernetes").unwrap_err();
+        assert!(e.contains("not supported on the kubernetes runtime"), "{e}");
     }
 }

@@ -171,7 +171,7 @@ async fn delete_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/databases", tag = "managed", request_body = CreateDatabaseRequest, security(("bearer" = [])), responses((status = 201, body = CreateDatabaseResponse), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "a database of this name exists in the project"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database or what is installed here")))]
+#[utoipa::path(post, path = "/api/v1/databases", tag = "managed", request_body = CreateDatabaseRequest, security(("bearer" = [])), responses((status = 201, body = CreateDatabaseResponse), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "a database of this name exists in the project"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database, what is installed here or what the runtime supports (Kubernetes)")))]
 async fn create_database(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -201,7 +201,7 @@ async fn get_database(
     Ok(Json(s.get_database(&caller, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/databases/{id}", tag = "managed", request_body = UpdateDatabaseRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Database), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "the database is destroyed"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database or what is installed here")))]
+#[utoipa::path(patch, path = "/api/v1/databases/{id}", tag = "managed", request_body = UpdateDatabaseRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Database), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "the database is destroyed"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database, what is installed here or what the runtime supports (Kubernetes)")))]
 async fn update_database(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -242,7 +242,7 @@ async fn action(
     Ok((StatusCode::ACCEPTED, Json(s.action(&caller, &id, b).await?)))
 }
 
-#[utoipa::path(post, path = "/api/v1/databases/{id}/connection", tag = "managed", request_body = CreateConnectionRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = Object, description = "the `/v1` answer `{connection, database}`"), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "not running yet, destroyed, or the /v1 name is taken"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database or what is installed here"), (status = 501, body = ErrorBody, description = "this control plane has no /v1 API")))]
+#[utoipa::path(post, path = "/api/v1/databases/{id}/connection", tag = "managed", request_body = CreateConnectionRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = Object, description = "the `/v1` answer `{connection, database}`"), (status = 403, body = ErrorBody, description = "the token lacks the scope the route needs"), (status = 409, body = ErrorBody, description = "not running yet, destroyed, or the /v1 name is taken"), (status = 422, body = ErrorBody, description = "schema-valid but refused: a rule between fields, against the stored database, what is installed here or what the runtime supports (Kubernetes)"), (status = 501, body = ErrorBody, description = "this control plane has no /v1 API")))]
 async fn create_connection(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -276,7 +276,7 @@ async fn events(
     Ok(Json(s.events(&caller, &id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/databases/{id}/pools", tag = "managed", request_body = crate::pools::CreatePoolRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::pools::Pool), (status = 400, body = ErrorBody, description = "bad name or unknown mode"), (status = 409, body = ErrorBody, description = "a pool with this name exists, or the database is not running"), (status = 422, body = ErrorBody, description = "larger than max_connections, or not a postgresql database")))]
+#[utoipa::path(post, path = "/api/v1/databases/{id}/pools", tag = "managed", request_body = crate::pools::CreatePoolRequest, params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::pools::Pool), (status = 400, body = ErrorBody, description = "bad name or unknown mode"), (status = 409, body = ErrorBody, description = "a pool with this name exists, or the database is not running"), (status = 422, body = ErrorBody, description = "larger than max_connections, not a postgresql database, or servers run on Kubernetes (no pools there yet)")))]
 async fn create_pool(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -289,7 +289,7 @@ async fn create_pool(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/databases/{id}/pools", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Vec<crate::pools::Pool>), (status = 422, body = ErrorBody, description = "not a postgresql database")))]
+#[utoipa::path(get, path = "/api/v1/databases/{id}/pools", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 200, body = Vec<crate::pools::Pool>), (status = 422, body = ErrorBody, description = "not a postgresql database, or servers run on Kubernetes (no pools there yet)")))]
 async fn list_pools(
     State(s): State<ManagedService>,
     caller: Caller,
@@ -317,7 +317,7 @@ async fn list_backups(
     Ok(Json(s.list_backups(&caller, &id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::backup::types::BackupInfo), (status = 409, body = ErrorBody, description = "not running, a backup already runs, or the backup storage is full"), (status = 422, body = ErrorBody, description = "this engine has no backups")))]
+#[utoipa::path(post, path = "/api/v1/databases/{id}/backups", tag = "managed", params(("id" = String, Path, description = "Database id (`db_…`)")), security(("bearer" = [])), responses((status = 201, body = crate::backup::types::BackupInfo), (status = 409, body = ErrorBody, description = "not running, a backup already runs, or the backup storage is full"), (status = 422, body = ErrorBody, description = "this engine has no backups, or servers run on Kubernetes (no backups there yet)")))]
 async fn create_backup(
     State(s): State<ManagedService>,
     caller: Caller,

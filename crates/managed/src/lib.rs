@@ -12,6 +12,9 @@
 //! - [`catalog`]: the plan table and the supported versions, resolved against the binaries
 //!   installed on this host.
 //! - [`reconciler::decide`]: the pure rule that picks each database's next step.
+//! - [`ServerRuntime`]: where servers run when not as local processes (set with
+//!   [`ManagedService::set_server_runtime`]; the Kubernetes one is in `refract-kubernetes`), and
+//!   [`cluster::decide`], the pure rule of the reconciler on it.
 //!
 //! What it stores: `DIR/managed.sqlite` (tokens and databases, no passwords; see [`store`]),
 //! `DIR/managed/servers/<db id>/n<k>/` (as root `/var/lib/refract-managed/<hash>/<db id>/n<k>/`, so that `DIR` stays 0700; each server's data, owned by the unprivileged user it
@@ -41,6 +44,7 @@ pub mod api;
 pub mod backup;
 mod ca;
 pub mod catalog;
+pub mod cluster;
 mod engines;
 mod error;
 mod event_log;
@@ -52,6 +56,7 @@ pub mod os;
 pub mod pools;
 mod promotion;
 pub mod reconciler;
+pub mod server_runtime;
 mod service;
 pub mod store;
 pub mod tls;
@@ -68,6 +73,7 @@ pub use hooks::{
     QuotaPolicy, RegistrarError, SecretVault, SourceBackend, StaticKeys,
 };
 pub use http::{Body, ManagedApiDoc, Params};
+pub use server_runtime::{Endpoint, ServerRuntime, ServerSpec, ServerState};
 pub use service::{
     slug, Caller, ManagedConfig, ManagedService, DEFAULT_PROJECT, FALLBACK_SERVERS_ROOT,
 };

@@ -225,6 +225,8 @@ fn ini(ctx: &Ctx, file: &PoolsFile) -> String {
 impl ManagedService {
     async fn pool_db(&self, caller: &Caller, id: &str) -> Result<(DbRecord, Ctx), ManagedError> {
         let d = self.owned(caller, id).await?;
+        // A pool is a local pgbouncer process beside a local server.
+        self.refuse_on_platform("connection pools (PgBouncer)")?;
         if d.db_type != DbType::Postgresql {
             return Err(ManagedError::Unprocessable(format!(
                 "connection pools (PgBouncer) are for postgresql databases, not {}",

@@ -13,6 +13,7 @@ use refract_runtime::{free_port, InstanceStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Status;
+use crate::cluster;
 use crate::engines::{self, instance_id, Ctx};
 use crate::error::ManagedError;
 use crate::failover::Verdict;
@@ -165,8 +166,31 @@ impl ManagedService {
             let n = dbs.iter().filter(|d| d.status == st).count();
             metrics::gauge!("refract_managed_servers", "status" => st.as_str()).set(n as f64);
         }
+        let platform = self.platform();
         for db in dbs {
             if lock(&self.inner.busy).contains(&db.id) {
+                continue;
+            }
+            if let Some(rt) = &platform {
+                // The platform runs the whole server (`cluster.rs`); none of the local steps
+                // below (nodes, failover, pools) apply.
+                let step = self.platform_step(rt.as_ref(), &db).await;
+                if step == cluster::Step::Idle || !lock(&self.inner.busy).insert(db.id.clone()) {
+                    continue;
+                }
+                tracing::debug!(db = %db.id, ?step, "managed reconcile step on the platform");
+                let guard = BusyGuard {
+                    service: self.clone(),
+                    id: db.id.clone(),
+                };
+                let (service, rt) = (self.clone(), rt.clone());
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let id = db.id.clone();
+                    if let Err(e) = service.run_platform_step(rt, db, step.clone()).await {
+                        tracing::warn!(db = %id, ?step, error = %format!("{e:#}"), "managed reconcile step failed");
+                    }
+                });
                 continue;
             }
             let nodes = db.nodes_ready.max(db.ports.len());

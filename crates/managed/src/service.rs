@@ -21,6 +21,7 @@ use crate::hooks::{
     SecretVault, SourceBackend,
 };
 use crate::os;
+use crate::server_runtime::{self, ServerRuntime};
 use crate::store::{now, DbRecord, Desired, Store, TokenRecord};
 use crate::tokens::{self, Access};
 
@@ -154,6 +155,10 @@ pub(crate) struct Inner {
     pub(crate) failover: Mutex<crate::failover::Watch>,
     /// Backup storage, runs in flight and events.
     pub(crate) backups: crate::backup::storage::Backups,
+    /// The platform that runs whole servers (Kubernetes), when they are not local processes.
+    pub(crate) platform: OnceLock<Arc<dyn ServerRuntime>>,
+    /// The spec fingerprint last applied per database on the platform (`cluster.rs`).
+    pub(crate) applied: Mutex<HashMap<String, String>>,
 }
 
 /// Locks a mutex of plain data, ignoring poisoning (a panic cannot leave it half-changed).
@@ -224,6 +229,8 @@ impl ManagedService {
                 checked: Mutex::new(HashMap::new()),
                 failover: Mutex::new(crate::failover::Watch::default()),
                 backups,
+                platform: OnceLock::new(),
+                applied: Mutex::new(HashMap::new()),
             }),
         };
         if has_servers {
@@ -247,6 +254,33 @@ impl ManagedService {
             &self.inner.servers_dir,
             &os::any_other_user(),
         )?)
+    }
+
+    /// Runs servers on `runtime` (e.g. Kubernetes) instead of as local processes; only the first
+    /// call has an effect, and it must come before [`ManagedService::spawn_reconciler`].
+    /// Features that need local processes are then refused with a 422 (`server_runtime.rs`).
+    pub fn set_server_runtime(&self, runtime: Arc<dyn ServerRuntime>) {
+        tracing::info!(
+            runtime = runtime.name(),
+            "managed servers run on a platform runtime"
+        );
+        let _ = self.inner.platform.set(runtime);
+    }
+
+    /// The 422 of a feature the platform runtime does not offer, if servers run on one.
+    pub(crate) fn refuse_on_platform(&self, what: &str) -> Result<(), ManagedError> {
+        match self.inner.platform.get() {
+            Some(rt) => Err(server_runtime::unsupported(what, rt.name())),
+            None => Ok(()),
+        }
+    }
+
+    /// On a platform runtime, standbys exist for PostgreSQL only (CloudNativePG's instances).
+    fn check_platform_replicas(&self, db_type: DbType, replicas: i64) -> Result<(), ManagedError> {
+        match self.platform() {
+            Some(rt) => platform_replicas(rt.name(), db_type, replicas),
+            None => Ok(()),
+        }
     }
 
     /// Sets the registrar of `/v1` connections (`POST /api/v1/databases/{id}/connection`); only
@@ -476,6 +510,7 @@ impl ManagedService {
         validate_storage(storage_gb)?;
         let replicas = req.replicas.unwrap_or(1);
         validate_replicas(db_type, replicas)?;
+        self.check_platform_replicas(db_type, replicas)?;
         let project_id = req
             .project_id
             .as_deref()
@@ -491,8 +526,11 @@ impl ManagedService {
                 "project_id must be 1-64 characters of a-z, 0-9, '_' and '-'",
             ));
         }
-        let resolved = catalog::resolve_version(db_type, requested.as_deref(), &self.inner.bins)
-            .map_err(ManagedError::Unprocessable)?;
+        let resolved = match self.inner.platform.get() {
+            Some(rt) => rt.resolve_version(db_type, requested.as_deref()),
+            None => catalog::resolve_version(db_type, requested.as_deref(), &self.inner.bins),
+        }
+        .map_err(ManagedError::Unprocessable)?;
 
         let t = now();
         let record = DbRecord {
@@ -717,7 +755,7 @@ impl ManagedService {
     pub async fn get_database(&self, caller: &Caller, id: &str) -> Result<Database, ManagedError> {
         caller.need_read()?;
         let d = self.owned(caller, id).await?;
-        if d.nodes_ready > 1 && d.status != Status::Destroyed {
+        if d.nodes_ready > 1 && d.status != Status::Destroyed && self.platform().is_none() {
             if let Ok(ctx) = self.ctx(&d) {
                 let mut health = Vec::new();
                 for node in 1..d.nodes_ready {
@@ -769,6 +807,20 @@ impl ManagedService {
                 "database {id} is {}; credentials are available once it is running",
                 d.status.as_str()
             )));
+        }
+        if let Some(rt) = self.platform() {
+            let password = self
+                .inner
+                .vault
+                .get(&engines::secret_name(&d.id, "app"))
+                .ok_or_else(|| {
+                    ManagedError::Internal(anyhow::anyhow!(
+                        "the credentials of {} are missing from the secret store",
+                        d.id
+                    ))
+                })?;
+            let endpoint = rt.endpoint(&d.id, d.db_type);
+            return Ok(server_runtime::credentials_at(&d, &endpoint, &password));
         }
         let ctx = self.ctx(&d)?;
         Ok(engines::credentials(&ctx))
@@ -855,6 +907,7 @@ impl ManagedService {
         if let Some(s) = req.storage_gb {
             validate_storage(s)?;
         }
+        let platform = self.platform().map(|r| r.name());
         let quota = self.quota(&caller.customer).await;
         let d = self
             .change_with_others(caller, id, move |d, others| {
@@ -867,6 +920,19 @@ impl ManagedService {
                 }
                 if let Some(r) = req.replicas {
                     validate_replicas(d.db_type, r)?;
+                    if let Some(runtime) = platform {
+                        platform_replicas(runtime, d.db_type, r)?;
+                    }
+                }
+                if let (Some(runtime), Some(s)) = (platform, req.storage_gb) {
+                    // A StatefulSet's volume claim template cannot change; CloudNativePG
+                    // resizes its claims (where the StorageClass allows expansion).
+                    if s != d.storage_gb && d.db_type != DbType::Postgresql {
+                        return Err(server_runtime::unsupported(
+                            &format!("changing storage_gb of a {} server", d.db_type),
+                            runtime,
+                        ));
+                    }
                 }
                 if let Some(s) = req.storage_gb {
                     if s < d.storage_gb {
@@ -908,6 +974,7 @@ impl ManagedService {
     ) -> Result<serde_json::Value, ManagedError> {
         caller.need_write()?;
         let d = self.owned(caller, id).await?;
+        self.refuse_on_platform("registering a managed server as a /v1 connection")?;
         let backend = match d.db_type {
             DbType::Postgresql => SourceBackend::Postgres,
             DbType::Mysql => SourceBackend::Mysql,
@@ -1045,6 +1112,18 @@ fn prepare_servers_dir(config: &ManagedConfig) -> anyhow::Result<(PathBuf, PathB
         servers.clone()
     };
     Ok((servers, from))
+}
+
+/// On platform runtime `runtime`, standbys exist for PostgreSQL only (CloudNativePG's
+/// instances): more than one server of another engine is a 422.
+fn platform_replicas(runtime: &str, db_type: DbType, replicas: i64) -> Result<(), ManagedError> {
+    if replicas > 1 && db_type != DbType::Postgresql {
+        return Err(server_runtime::unsupported(
+            &format!("replicas > 1 (standby servers) for {db_type}"),
+            runtime,
+        ));
+    }
+    Ok(())
 }
 
 /// Servers and plan memory (MiB) of databases that are not destroyed.

@@ -284,14 +284,22 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
 
 /// The runtime of `--runtime`: the Kubernetes driver is configured from the in-cluster service
 /// account or `KUBECONFIG`, and checked with one list call before the control plane starts.
-async fn engine_runtime(args: &ServeArgs) -> anyhow::Result<refract_control_plane::EngineRuntime> {
+async fn engine_runtime(
+    args: &ServeArgs,
+) -> anyhow::Result<(
+    refract_control_plane::EngineRuntime,
+    refract_control_plane::ManagedRuntime,
+)> {
     use anyhow::Context;
     if args.runtime == RuntimeKind::Local {
         anyhow::ensure!(
             args.namespace.is_none() && args.engine_image.is_none(),
             "--namespace and --engine-image are options of --runtime kubernetes"
         );
-        return Ok(refract_control_plane::EngineRuntime::Local);
+        return Ok((
+            refract_control_plane::EngineRuntime::Local,
+            refract_control_plane::ManagedRuntime::Local,
+        ));
     }
     let image = args
         .engine_image
@@ -311,9 +319,13 @@ async fn engine_runtime(args: &ServeArgs) -> anyhow::Result<refract_control_plan
         .list()
         .await
         .with_context(|| format!("list engine Deployments in namespace {namespace}"))?;
-    tracing::info!(%namespace, "engines run on Kubernetes");
-    Ok(refract_control_plane::EngineRuntime::Driver(
-        std::sync::Arc::new(driver),
+    tracing::info!(%namespace, "engines and managed servers run on Kubernetes");
+    // Managed servers go to the same namespace through the same client (CloudNativePG
+    // Clusters, StatefulSets; docs/kubernetes.md).
+    let servers = refract_kubernetes::KubernetesServers::new(driver.client(), namespace);
+    Ok((
+        refract_control_plane::EngineRuntime::Driver(std::sync::Arc::new(driver)),
+        refract_control_plane::ManagedRuntime::Platform(std::sync::Arc::new(servers)),
     ))
 }
 
@@ -336,7 +348,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             "REFRACT_MASTER_KEY is the placeholder of deploy/kubernetes: set a random key first (docs/kubernetes.md, \"Master key\")"
         );
     }
-    let runtime = engine_runtime(&args).await?;
+    let (runtime, managed_servers) = engine_runtime(&args).await?;
     let config = refract_control_plane::ServeConfig {
         // Made absolute once, here: engines, keys files and managed servers run in other
         // directories, and nothing may depend on the directory `serve` started in.
@@ -357,6 +369,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(absolute)
             .transpose()?,
+        managed_servers,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

@@ -135,6 +135,7 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         runtime: Default::default(),
         store: None,
         managed_backup_dir: None,
+        managed_servers: Default::default(),
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -1,6 +1,7 @@
 //! `deploy/kubernetes`: it renders with `kubectl kustomize` (skipped, with a message, where
 //! kubectl is missing), every object parses into its k8s-openapi type, and its Role grants
-//! exactly the calls the driver makes (checked against what the fake API server served).
+//! exactly the calls the driver and the managed servers' runtime make (checked against what the
+//! fake API server served).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use refract_kubernetes::{objects, FakeApiServer, PodState};
+use refract_kubernetes::{objects, FakeApiServer, KubernetesServers, PodState};
+use refract_managed::{DbType, ServerRuntime, ServerSpec};
 use refract_runtime::{Driver, SpecFile};
 use serde::Deserialize;
 use serde_json::Value;
@@ -161,6 +163,36 @@ async fn the_role_grants_exactly_what_the_driver_uses() {
     d.remove(ID).await.unwrap();
     d.start(&engine_spec(ID, 1)).await.unwrap();
     d.remove_group(DB).await.unwrap();
+
+    // Every managed-server operation once, for a CloudNativePG Cluster and a StatefulSet.
+    let servers = KubernetesServers::new(kube::Client::new(fake.router(), NS), NS);
+    for (db_type, version) in [(DbType::Postgresql, "16"), (DbType::Redis, "7.2")] {
+        let spec = ServerSpec {
+            id: "db_role0test0".into(),
+            db_type,
+            version: version.into(),
+            nodes: 1,
+            storage_gb: 1,
+            vcpus: 1,
+            memory_mb: 1024,
+            database: "app".into(),
+            user: "app_user".into(),
+            password: "pw".into(),
+        };
+        servers.apply(&spec).await.unwrap();
+        servers.apply(&spec).await.unwrap();
+        servers.state(&spec.id, db_type).await.unwrap();
+        servers.restart(&spec.id, db_type).await.unwrap();
+        servers.stop(&spec.id, db_type).await.unwrap();
+        fake.put(
+            "v1",
+            "persistentvolumeclaims",
+            NS,
+            serde_json::json!({"metadata": {"name": "data-refract-s-db-role0test0-0",
+                "labels": {"refract.dev/server": "db-role0test0"}}}),
+        );
+        servers.delete(&spec.id, db_type).await.unwrap();
+    }
 
     let used: BTreeSet<_> = fake.requests().iter().map(|r| permission(r)).collect();
     let missing: Vec<_> = used.difference(&granted).collect();

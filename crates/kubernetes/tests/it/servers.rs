@@ -122,3 +122,71 @@ async fn mysql_statefulset_provision_ready_stop_delete() {
     c.delete(ID, p.engine).await.unwrap();
     assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
 }
+
+#[tokio::test]
+async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_pods() {
+    let fake = FakeApiServer::new();
+    let c = client(&fake);
+    let mut p = plan(ServerEngine::Redis);
+    p.version = "7.2".into();
+    c.apply(&p).await.unwrap();
+    // Playing the StatefulSet controller and the kubelet: the pod is OOM-killed in a loop.
+    let pods = fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::CrashLoop(137));
+    assert_eq!(pods, vec![format!("{NAME}-0")]);
+    match c.state(ID, p.engine).await.unwrap() {
+        Some(ServerState::Failed(why)) => {
+            assert!(
+                why.contains("CrashLoopBackOff") && why.contains("OOMKilled"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // Starting (not ready, nothing failing) is not a failure.
+    fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::NotReady);
+    assert_eq!(
+        c.state(ID, p.engine).await.unwrap(),
+        Some(ServerState::Provisioning { ready: 0 })
+    );
+    c.restart(ID, p.engine).await.unwrap();
+    let s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
+    assert!(
+        s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"].is_string(),
+        "{s}"
+    );
+    // Applying again (a new plan, a control-plane start) keeps it: no second restart.
+    let at = s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"].clone();
+    c.apply(&p).await.unwrap();
+    let s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
+    assert_eq!(
+        s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"],
+        at
+    );
+    // CloudNativePG's restart is an annotation on the Cluster.
+    let pg = plan(ServerEngine::Postgres);
+    c.apply(&pg).await.unwrap();
+    c.restart(ID, pg.engine).await.unwrap();
+    let cluster = fake
+        .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
+        .unwrap();
+    let at = cluster["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
+    assert!(at.is_string(), "{cluster}");
+    c.stop(ID, pg.engine).await.unwrap();
+    c.apply(&pg).await.unwrap();
+    let cluster = fake
+        .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
+        .unwrap();
+    let annotations = &cluster["metadata"]["annotations"];
+    assert_eq!(annotations["kubectl.kubernetes.io/restartedAt"], at);
+    assert!(annotations["cnpg.io/hibernation"].is_null(), "{cluster}");
+}
+
+#[tokio::test]
+async fn without_cloudnativepg_the_error_says_to_install_it() {
+    let fake = FakeApiServer::new().without_resource("postgresql.cnpg.io/v1", "clusters");
+    let c = client(&fake);
+    let e = c.apply(&plan(ServerEngine::Postgres)).await.unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("install CloudNativePG"), "{m}");
+    assert!(!m.contains("pw-123456"), "{m}");
+}

@@ -279,6 +279,9 @@ impl ManagedService {
         id: &str,
     ) -> Result<BackupInfo, ManagedError> {
         let d = self.owned_db(caller, id, true).await?;
+        // Backups run local tools against a local server (CloudNativePG's own backups are not
+        // wired): refused rather than attempted.
+        self.refuse_on_platform("backups")?;
         let recipe = Recipe::of(d.db_type)?;
         if d.status != Status::Running {
             return Err(ManagedError::Conflict(format!(
@@ -507,6 +510,13 @@ impl ManagedService {
         if !self.inner.backups.config.scheduled {
             return;
         }
+        if let Some(rt) = self.platform() {
+            tracing::info!(
+                runtime = rt.name(),
+                "scheduled backups of managed servers are off: not supported on this runtime yet"
+            );
+            return;
+        }
         let service = self.clone();
         tokio::spawn(async move {
             loop {
@@ -585,6 +595,7 @@ impl ManagedService {
         let Some(br) = req.backup_restore.take() else {
             return self.create_database(caller, req).await;
         };
+        self.refuse_on_platform("restoring a backup")?;
         let plan = match self.plan_restore(caller, &req, &br).await {
             Ok(p) => p,
             Err(e) => {

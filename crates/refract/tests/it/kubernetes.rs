@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::common::refract_bin;
 use crate::lifecycle::{create_key, query_ok, sqlite_database, Cp, LONG};
 
-const NS: &str = "refract";
+pub(crate) const NS: &str = "refract";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -133,7 +133,7 @@ fn engine_deployments(fake: &FakeApiServer) -> Vec<Value> {
     fake.list("apps/v1", "deployments", NS)
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < LONG, "waited {LONG:?} for {what}");
@@ -165,16 +165,16 @@ fn started_at(d: &Value) -> Value {
 }
 
 /// A `refract serve --runtime kubernetes` on a fake API server served on loopback.
-struct Setup {
-    _rt: tokio::runtime::Runtime,
-    fake: FakeApiServer,
-    cp: Cp,
+pub(crate) struct Setup {
+    pub(crate) _rt: tokio::runtime::Runtime,
+    pub(crate) fake: FakeApiServer,
+    pub(crate) cp: Cp,
     /// The engines' client port.
-    port: u16,
-    _kube_dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) _kube_dir: tempfile::TempDir,
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake = FakeApiServer::new();
     let server = rt.block_on(fake.serve()).unwrap();

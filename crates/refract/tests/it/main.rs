@@ -13,6 +13,7 @@ mod endpoints_keys;
 mod engine;
 mod ha_store;
 mod kubernetes;
+mod kubernetes_managed;
 mod lifecycle;
 mod managed;
 mod readme_tour;
