@@ -77,6 +77,11 @@ pub fn origin(ctx: &Ctx) -> anyhow::Result<String> {
             return Ok(id);
         }
     }
+    // A lost primary's directory is not given a new lineage (promotion puts the standby's there).
+    anyhow::ensure!(
+        ctx.node_dir(0).join("data").is_dir(),
+        "node 0 has no data directory"
+    );
     let id = format!("{:016x}", rand::random::<u64>());
     os::write_owned_file(&path, id.as_bytes(), &ctx.user)?;
     Ok(id)

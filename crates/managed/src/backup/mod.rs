@@ -566,7 +566,15 @@ impl ManagedService {
                 let failed_lately = lock(&service.inner.backups.failed)
                     .get(&d.id)
                     .is_some_and(|t| t.elapsed() < RETRY_AFTER);
-                if due && !failed_lately {
+                // A primary that does not answer (restarting, failing over) is the reconciler's
+                // business: the backup waits for the next tick rather than failing and pausing.
+                let answers = || async {
+                    match service.ctx(&d) {
+                        Ok(ctx) => crate::engines::check_login(&ctx).await.is_ok(),
+                        Err(_) => false,
+                    }
+                };
+                if due && !failed_lately && answers().await {
                     let failed = service.take_backup(&d).await.is_err();
                     let mut map = lock(&service.inner.backups.failed);
                     if failed {
