@@ -26,6 +26,7 @@
 //!     store: None,
 //!     managed_backup_dir: None,
 //!     managed_servers: Default::default(),
+//!     managed_allow_plaintext: false,
 //! };
 //! refract_control_plane::serve(config).await
 //! # }
@@ -40,7 +41,7 @@ mod http;
 pub mod keys;
 pub mod leader;
 pub mod lifecycle;
-mod managed;
+mod managed_hooks;
 pub mod plans;
 pub mod secrets;
 mod service;
@@ -57,7 +58,7 @@ pub use dashboard::sign_in_link;
 pub use error::ApiError;
 pub use extract::{parse_json, ApiJson, AppState, Auth};
 pub use http::{metrics_handle, router, router_with, ApiDoc};
-pub use managed::ManagedRuntime;
+pub use managed_hooks::ManagedRuntime;
 pub use secrets::SecretStore;
 pub use service::{
     password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
@@ -93,6 +94,9 @@ pub struct ServeConfig {
     /// runtime built by the binary (`refract_kubernetes::KubernetesServers` with
     /// `--runtime kubernetes`).
     pub managed_servers: ManagedRuntime,
+    /// Managed PostgreSQL and MySQL servers also accept plain-text logins
+    /// (`--managed-allow-plaintext`); TLS only by default.
+    pub managed_allow_plaintext: bool,
 }
 
 /// The runtime engines run on ([`ServeConfig::runtime`]).
@@ -464,9 +468,10 @@ pub async fn rotate_master_key(
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;
     // Managed database servers (/api/v1, seed 004): their own store file and driver directory.
-    let managed = managed::open(
+    let managed = managed_hooks::open(
         &config.data_dir,
         config.managed_backup_dir.clone(),
+        config.managed_allow_plaintext,
         &config.managed_servers,
         &service,
     )?;

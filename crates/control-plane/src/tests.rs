@@ -23,6 +23,7 @@ pub(crate) fn test_config(dir: &std::path::Path) -> ServeConfig {
         store: None,
         managed_backup_dir: None,
         managed_servers: Default::default(),
+        managed_allow_plaintext: false,
     }
 }
 
@@ -352,8 +353,14 @@ async fn managed_routes_go_through_the_same_layers() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let service = open(&config).await.unwrap();
-    let managed =
-        crate::managed::open(&config.data_dir, None, &config.managed_servers, &service).unwrap();
+    let managed = crate::managed_hooks::open(
+        &config.data_dir,
+        None,
+        false,
+        &config.managed_servers,
+        &service,
+    )
+    .unwrap();
     let app = crate::router_with(AppState { service }, Some(managed.router()));
     let req = Request::builder()
         .uri("/api/v1/databases")

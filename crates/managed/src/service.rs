@@ -62,6 +62,11 @@ pub struct ManagedConfig {
     pub postgres: Option<crate::store::PgPool>,
     /// Backups (see `crate::backup`): where, how much, how often.
     pub backups: crate::backup::storage::BackupConfig,
+    /// PostgreSQL and MySQL servers also accept plain-text logins (`refract serve
+    /// --managed-allow-plaintext`, for clients that cannot speak TLS). Off: TLS only. TLS is
+    /// offered and the credentials ask for it either way; Redis stays TLS-only (it cannot
+    /// serve both on one port).
+    pub allow_plaintext: bool,
 }
 
 impl ManagedConfig {
@@ -80,6 +85,7 @@ impl ManagedConfig {
             servers_dir: None,
             postgres: None,
             backups: crate::backup::storage::BackupConfig::default(),
+            allow_plaintext: false,
         }
     }
 }
@@ -1037,6 +1043,7 @@ impl ManagedService {
             user,
             db_dir: self.database_dir(&d.id),
             ca: self.inner.ca.clone(),
+            allow_plaintext: self.inner.config.allow_plaintext,
             creds: Creds {
                 admin: get("admin").unwrap_or_default(),
                 app,

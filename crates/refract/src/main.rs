@@ -5,7 +5,7 @@
 //! takes explicit configuration.
 
 mod cli;
-mod managed;
+mod managed_cli;
 mod quickstart;
 
 use std::path::PathBuf;
@@ -147,6 +147,11 @@ struct ServeArgs {
     /// created 0700. Default: DIR/managed/backups. See docs/managed.md, "Backups".
     #[arg(long, env = "REFRACT_MANAGED_BACKUP_DIR", value_name = "DIR")]
     managed_backup_dir: Option<PathBuf>,
+    /// Let managed PostgreSQL and MySQL servers also accept plain-text logins, for clients that
+    /// cannot speak TLS (they still offer TLS, and their credentials ask for it). Default: TLS
+    /// only. Redis stays TLS-only. See docs/managed.md, "TLS".
+    #[arg(long, env = "REFRACT_MANAGED_ALLOW_PLAINTEXT")]
+    managed_allow_plaintext: bool,
 }
 
 /// `--runtime`.
@@ -370,6 +375,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
             .map(absolute)
             .transpose()?,
         managed_servers,
+        managed_allow_plaintext: args.managed_allow_plaintext,
     };
     config.http.validate().map_err(anyhow::Error::msg)?;
     refract_control_plane::serve(config).await

@@ -136,6 +136,7 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
         store: None,
         managed_backup_dir: None,
         managed_servers: Default::default(),
+        managed_allow_plaintext: false,
     };
     let service = refract_control_plane::open(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

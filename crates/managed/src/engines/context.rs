@@ -95,6 +95,8 @@ pub struct Ctx {
     /// The installation's CA: servers get certificates from it, Refract's own connections
     /// verify them with it.
     pub ca: Arc<crate::tls::Ca>,
+    /// Plain-text logins accepted too ([`crate::ManagedConfig::allow_plaintext`]).
+    pub allow_plaintext: bool,
 }
 
 impl Ctx {

@@ -190,11 +190,15 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--log-slave-updates".into(),
         "--character-set-server=utf8mb4".into(),
         "--collation-server=utf8mb4_unicode_ci".into(),
-        // TLS only over TCP (the Unix socket the bootstrap uses counts as secure).
+        // TLS only over TCP (the Unix socket the bootstrap uses counts as secure), unless the
+        // operator allows plain text too (Refract's own connections use TLS either way).
         format!("--ssl-cert={}", dir.join(tls::SERVER_CERT_FILE).display()),
         format!("--ssl-key={}", dir.join(tls::SERVER_KEY_FILE).display()),
         format!("--ssl-ca={}", dir.join(tls::CA_FILE).display()),
-        "--require-secure-transport=ON".into(),
+        format!(
+            "--require-secure-transport={}",
+            if ctx.allow_plaintext { "OFF" } else { "ON" }
+        ),
     ];
     // Semi-synchronous replication (built into MariaDB): a commit returns once a standby has
     // the transaction in its relay log (AFTER_SYNC), or after 10 s without one; with no

@@ -150,10 +150,19 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
         conf.push_str("synchronous_standby_names = 'ANY 1 (*)'\nsynchronous_commit = on\n");
     }
     os::write_owned_file(&dir.join("refract.conf"), conf.as_bytes(), &ctx.user)?;
-    // TLS only: a plain-text connection matches no line and is refused.
+    // TLS only: a plain-text connection matches no line and is refused — unless the operator
+    // allows plain text for clients (`host` matches both); replication stays TLS-only.
+    let (clients, said) = if ctx.allow_plaintext {
+        (
+            "host",
+            "TLS or plain text (allowed by the operator) for clients, TLS for replication",
+        )
+    } else {
+        ("hostssl", "TLS connections only")
+    };
     let hba = format!(
-        "# Written by Refract on every start: TLS connections only.\n\
-         hostssl all all {HOST}/32 scram-sha-256\n\
+        "# Written by Refract on every start: {said}.\n\
+         {clients} all all {HOST}/32 scram-sha-256\n\
          hostssl replication all {HOST}/32 scram-sha-256\n"
     );
     // A restore in progress also lets refract_admin in over its private socket (backup/).

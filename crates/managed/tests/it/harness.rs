@@ -38,6 +38,8 @@ pub struct Options {
     pub backups: bool,
     /// A byte limit for the backup directory.
     pub backup_max_bytes: Option<u64>,
+    /// `ManagedConfig::allow_plaintext` (`refract serve --managed-allow-plaintext`).
+    pub allow_plaintext: bool,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             nested: false,
             backups: false,
             backup_max_bytes: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -61,6 +64,7 @@ pub fn config(dir: &std::path::Path, opts: &Options) -> ManagedConfig {
     config.backups.scheduled = opts.backups;
     config.backups.tick = Duration::from_millis(500);
     config.backups.max_bytes = opts.backup_max_bytes;
+    config.allow_plaintext = opts.allow_plaintext;
     config
 }
 

@@ -9,6 +9,7 @@ mod backup;
 mod failover;
 mod harness;
 mod mariadb;
+mod plaintext;
 mod pools;
 mod postgres;
 mod redis;

@@ -44,6 +44,7 @@ impl std::fmt::Debug for ManagedRuntime {
 pub fn open(
     data_dir: &std::path::Path,
     backup_dir: Option<std::path::PathBuf>,
+    allow_plaintext: bool,
     servers: &ManagedRuntime,
     service: &Service,
 ) -> anyhow::Result<ManagedService> {
@@ -53,6 +54,7 @@ pub fn open(
     let mut config = ManagedConfig::new(data_dir);
     config.postgres = service.postgres.as_ref().map(|pg| pg.pool());
     config.backups.dir = backup_dir;
+    config.allow_plaintext = allow_plaintext;
     let managed = ManagedService::open(
         config,
         Arc::new(Vault(service.secrets.clone())),
