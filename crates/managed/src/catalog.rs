@@ -164,6 +164,10 @@ pub struct Binaries {
     pub mariadb_install_db: Option<PathBuf>,
     /// The `mariadb` (or `mysql`) command-line client, for bootstrap SQL over the socket.
     pub mariadb_client: Option<PathBuf>,
+    /// `mariadb-backup` (or `mariabackup`): MariaDB base backups (Debian package `mariadb-backup`).
+    pub mariadb_backup: Option<PathBuf>,
+    /// `mariadb-binlog` (or `mysqlbinlog`): replays archived binary logs in a point-in-time restore.
+    pub mariadb_binlog: Option<PathBuf>,
     /// `redis-server`.
     pub redis_server: Option<Program>,
     /// `mongod`.
@@ -244,6 +248,8 @@ impl Binaries {
             mariadbd,
             mariadb_install_db: find(&["mariadb-install-db", "mysql_install_db"]),
             mariadb_client: find(&["mariadb", "mysql"]),
+            mariadb_backup: find(&["mariadb-backup", "mariabackup"]),
+            mariadb_binlog: find(&["mariadb-binlog", "mysqlbinlog"]),
             redis_server,
             mongod,
             mongosh: find(&["mongosh"]),

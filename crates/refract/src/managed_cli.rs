@@ -70,12 +70,13 @@ pub enum ManagedCmd {
         /// With --restore-from: the backup to restore (its created_at; default the newest).
         #[arg(long, requires = "restore_from", conflicts_with = "restore_to")]
         restore_backup: Option<String>,
-        /// With --restore-from (PostgreSQL): restore the state at this second (RFC 3339,
+        /// With --restore-from (PostgreSQL, MySQL): restore the state at this second (RFC 3339,
         /// e.g. 2026-12-04T20:01:02Z): the transactions committed before it.
         #[arg(long, requires = "restore_from")]
         restore_to: Option<String>,
     },
-    /// Backups of a managed database (PostgreSQL base backups + WAL, Redis snapshots).
+    /// Backups of a managed database (PostgreSQL base backups + WAL, MySQL `mariadb-backup` +
+    /// binary logs, Redis snapshots).
     #[command(subcommand)]
     Backup(BackupCmd),
     /// List managed databases.

@@ -7,11 +7,20 @@
 //!   `POST …/backups`), continuous WAL archiving ([`archive`]) shipped into the storage every
 //!   `tick`. Restore: a new database whose first node is the base backup plus the WAL up to
 //!   the target second.
+//! - MySQL (MariaDB): a base backup by `mariadb-backup` ([`mariadb`]), the primary's closed
+//!   binary logs shipped into the storage every `tick` (`<db>/binlog/<origin>/<file>`). Restore:
+//!   the prepared backup copied back into the new node, then the binary logs replayed from the
+//!   backup's position up to the target second.
 //! - Redis: an RDB snapshot (`BGSAVE`, then the `dump.rdb` copied).
-//! - Retention: per plan ([`crate::catalog::backup_retention_days`]); older backups and the WAL
-//!   only they needed are pruned, the newest backup is always kept.
+//! - Retention: per plan ([`crate::catalog::backup_retention_days`]); older backups and the
+//!   archived log only they needed are pruned, the newest backup is always kept.
+//!
+//! What differs between engines is dispatched in one place per step on [`Recipe`]; everything
+//! around it (storage, manifests, schedule, retention, restore plans, validation, events) is
+//! shared.
 
 pub mod archive;
+pub(crate) mod mariadb;
 pub mod postgres;
 mod redis;
 pub mod storage;
@@ -33,6 +42,9 @@ use types::{BackupInfo, BackupList, BackupRestore, Manifest, RestorePlan, Restor
 /// A scheduled backup that failed (full storage, server busy) is tried again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// Where a restore keeps the archived log it reads, beside the new server's node directories.
+const RESTORE_LOG_DIR: &str = "restore_log";
+
 /// Events returned with a backup list.
 const EVENTS_LISTED: usize = 20;
 
@@ -46,8 +58,119 @@ fn storage_err(e: StorageError) -> ManagedError {
     }
 }
 
-fn engine_backs_up(t: DbType) -> bool {
-    matches!(t, DbType::Postgresql | DbType::Redis)
+/// How an engine is backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recipe {
+    /// `pg_basebackup` + continuous WAL archiving.
+    Postgres,
+    /// `mariadb-backup` + binary-log archiving.
+    MariaDb,
+    /// RDB snapshots, no log.
+    Redis,
+}
+
+impl Recipe {
+    /// The recipe of `t`, or the 422 of an engine without backups.
+    fn of(t: DbType) -> Result<Recipe, ManagedError> {
+        match t {
+            DbType::Postgresql => Ok(Recipe::Postgres),
+            DbType::Mysql => Ok(Recipe::MariaDb),
+            DbType::Redis => Ok(Recipe::Redis),
+            DbType::Mongodb => Err(ManagedError::Unprocessable(format!(
+                "backups of {t} servers are not supported yet (postgresql, mysql and redis are)"
+            ))),
+        }
+    }
+
+    /// Whether a restore may target any second: a continuous log is archived.
+    fn point_in_time(self) -> bool {
+        !matches!(self, Recipe::Redis)
+    }
+
+    /// The `kind` of its backups in the API.
+    fn kind(self) -> &'static str {
+        match self {
+            Recipe::Redis => "snapshot",
+            Recipe::Postgres | Recipe::MariaDb => "base",
+        }
+    }
+
+    /// The storage prefix of `db_id`'s archived log.
+    fn log_prefix(self, db_id: &str) -> Option<String> {
+        match self {
+            Recipe::Postgres => Some(format!("{db_id}/wal/")),
+            Recipe::MariaDb => Some(mariadb::log_prefix(db_id)),
+            Recipe::Redis => None,
+        }
+    }
+
+    /// Whether a restore of `plan` reads the archived log at all.
+    fn replays_log(self, plan: &RestorePlan) -> bool {
+        match self {
+            // Recovery to the backup's end reads WAL too.
+            Recipe::Postgres => true,
+            Recipe::MariaDb => plan.target.is_some(),
+            Recipe::Redis => false,
+        }
+    }
+
+    /// Whether a restore from the backup `m` needs the archived log object `rel` (its key past
+    /// [`Recipe::log_prefix`]); retention keeps exactly what some kept backup needs.
+    fn log_needed(self, m: &Manifest, rel: &str) -> bool {
+        match self {
+            Recipe::Postgres => {
+                let from = m.wal_start.as_deref().and_then(postgres::segment);
+                rel.ends_with(".history")
+                    || from.is_none()
+                    || matches!((postgres::segment(rel), from), (Some(x), Some(f)) if x >= f)
+            }
+            Recipe::MariaDb => m
+                .binlog_start
+                .as_ref()
+                .is_some_and(|start| mariadb::log_needed(start, rel)),
+            Recipe::Redis => false,
+        }
+    }
+
+    fn info(self, m: &Manifest) -> BackupInfo {
+        BackupInfo {
+            created_at: m.created_at,
+            size_gigabytes: m.size_bytes as f64 / (1u64 << 30) as f64,
+            size_bytes: m.size_bytes,
+            kind: self.kind().into(),
+            version: m.version.clone(),
+        }
+    }
+}
+
+/// Whether a scheduled backup is due: none yet, the newest older than `interval`, or (MariaDB)
+/// the newest taken on another binary-log lineage than the primary's now (`lineage`): after a
+/// failover the promoted server's binary log cannot extend a backup of the old primary, so a
+/// point-in-time restore past the failover needs a backup of the new one at once.
+fn backup_due(
+    newest: Option<&Manifest>,
+    now: DateTime<Utc>,
+    interval: Duration,
+    lineage: Option<&str>,
+) -> bool {
+    let Some(m) = newest else {
+        return true;
+    };
+    if let (Some(current), Some(start)) = (lineage, m.binlog_start.as_ref()) {
+        if start.origin != current {
+            return true;
+        }
+    }
+    (now - m.created_at).to_std().unwrap_or_default() >= interval
+}
+
+/// `tar`, as Debian installs it.
+pub(super) fn tar() -> std::path::PathBuf {
+    ["/usr/bin/tar", "/bin/tar"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("tar"))
 }
 
 impl ManagedService {
@@ -95,29 +218,19 @@ impl ManagedService {
     ) -> Result<BackupList, ManagedError> {
         let d = self.owned_db(caller, id, false).await?;
         let manifests = self.manifests(&d.id).await.map_err(storage_err)?;
-        let restore_window = match (d.db_type, manifests.first()) {
-            (DbType::Postgresql, Some(first)) => Some(RestoreWindow {
+        // An engine without backups lists none (its POST answers why).
+        let recipe = Recipe::of(d.db_type).ok();
+        let restore_window = match (recipe, manifests.first()) {
+            (Some(r), Some(first)) if r.point_in_time() => Some(RestoreWindow {
                 earliest: first.created_at,
-                latest: self.window_latest(&d).await,
+                latest: self.window_latest(&d, r).await,
             }),
             _ => None,
         };
         Ok(BackupList {
-            backups: manifests
-                .iter()
-                .map(|m| BackupInfo {
-                    created_at: m.created_at,
-                    size_gigabytes: m.size_bytes as f64 / (1u64 << 30) as f64,
-                    size_bytes: m.size_bytes,
-                    kind: if d.db_type == DbType::Redis {
-                        "snapshot"
-                    } else {
-                        "base"
-                    }
-                    .into(),
-                    version: m.version.clone(),
-                })
-                .collect(),
+            backups: recipe
+                .map(|r| manifests.iter().map(|m| r.info(m)).collect())
+                .unwrap_or_default(),
             restore_window,
             in_progress_since: lock(&self.inner.backups.running).get(&d.id).copied(),
             events: self.inner.backups.events_of(&d.id, EVENTS_LISTED),
@@ -125,12 +238,14 @@ impl ManagedService {
     }
 
     /// The latest second a point-in-time restore of `d` may target: now while it runs (a restore
-    /// archives its WAL first), else when its last WAL segment was archived.
-    async fn window_latest(&self, d: &DbRecord) -> DateTime<Utc> {
+    /// archives its log first), else when its last WAL segment or binary log was archived.
+    async fn window_latest(&self, d: &DbRecord, recipe: Recipe) -> DateTime<Utc> {
+        let Some(prefix) = recipe.log_prefix(&d.id) else {
+            return Utc::now();
+        };
         if d.status == Status::Running {
             return Utc::now();
         }
-        let prefix = format!("{}/wal/", d.id);
         self.blocking(move |s| s.list(&prefix))
             .await
             .ok()
@@ -167,12 +282,7 @@ impl ManagedService {
         // Backups run local tools against a local server (CloudNativePG's own backups are not
         // wired): refused rather than attempted.
         self.refuse_on_platform("backups")?;
-        if !engine_backs_up(d.db_type) {
-            return Err(ManagedError::Unprocessable(format!(
-                "backups of {} servers are not supported yet (postgresql and redis are)",
-                d.db_type
-            )));
-        }
+        let recipe = Recipe::of(d.db_type)?;
         if d.status != Status::Running {
             return Err(ManagedError::Conflict(format!(
                 "database {} is {}; a backup needs it running",
@@ -181,18 +291,7 @@ impl ManagedService {
             )));
         }
         let m = self.take_backup(&d).await?;
-        Ok(BackupInfo {
-            created_at: m.created_at,
-            size_gigabytes: m.size_bytes as f64 / (1u64 << 30) as f64,
-            size_bytes: m.size_bytes,
-            kind: if d.db_type == DbType::Redis {
-                "snapshot"
-            } else {
-                "base"
-            }
-            .into(),
-            version: m.version,
-        })
+        Ok(recipe.info(&m))
     }
 
     /// Takes one backup of `d` (one at a time per database: 409 while another runs).
@@ -229,30 +328,34 @@ impl ManagedService {
     }
 
     async fn take_backup_inner(&self, d: &DbRecord) -> Result<Manifest, ManagedError> {
+        let recipe = Recipe::of(d.db_type)?;
         let ctx = self.ctx(d)?;
         let staging = ctx.db_dir.join("backup-staging");
-        let (files, wal_start) = match d.db_type {
-            DbType::Postgresql => {
-                // Ship what is archived first: a restore of this backup may need it.
-                self.ship_wal(&ctx).await;
+        if recipe.point_in_time() {
+            // Ship what is archived first: a restore of this backup may need it.
+            self.ship_log(&ctx).await;
+        }
+        let (files, wal_start, binlog_start) = match recipe {
+            Recipe::Postgres => {
                 let wal = postgres::current_wal(&ctx)
                     .await
                     .map_err(ManagedError::Internal)?;
                 let files = postgres::base_backup(&ctx, &staging)
                     .await
                     .map_err(ManagedError::Internal)?;
-                (files, Some(wal))
+                (files, Some(wal), None)
             }
-            DbType::Redis => {
+            Recipe::MariaDb => {
+                let (files, start) = mariadb::base_backup(&ctx, &staging)
+                    .await
+                    .map_err(ManagedError::Internal)?;
+                (files, None, Some(start))
+            }
+            Recipe::Redis => {
                 let files = redis::snapshot(&ctx, &staging)
                     .await
                     .map_err(ManagedError::Internal)?;
-                (files, None)
-            }
-            t => {
-                return Err(ManagedError::Unprocessable(format!(
-                    "backups of {t} servers are not supported yet"
-                )))
+                (files, None, None)
             }
         };
         // The backup holds every commit up to its end: the next whole second.
@@ -269,6 +372,7 @@ impl ManagedService {
             database: ctx.database(),
             created_at,
             wal_start,
+            binlog_start,
             files: files.clone(),
             size_bytes: 0,
         };
@@ -304,42 +408,60 @@ impl ManagedService {
         stored.map_err(storage_err)
     }
 
-    /// Moves the WAL segments the server archived into the backup storage.
-    pub(crate) async fn ship_wal(&self, ctx: &Ctx) {
-        let dir = archive::archive_dir(ctx);
-        let id = ctx.db.id.clone();
-        let result = self
-            .blocking(move |s| {
-                let Ok(entries) = std::fs::read_dir(&dir) else {
-                    return Ok(0);
-                };
-                let mut names: Vec<String> = entries
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .filter(|n| !n.ends_with(".part"))
-                    .collect();
-                names.sort();
-                let n = names.len();
-                for name in names {
-                    let path = dir.join(&name);
-                    s.put(&format!("{id}/wal/{name}"), &path)?;
-                    let _ = std::fs::remove_file(&path);
-                }
-                Ok(n)
-            })
-            .await;
+    /// Ships the server's archived log into the backup storage (PostgreSQL WAL, MariaDB binary
+    /// logs); a failure is an event, and the next tick tries again.
+    pub(crate) async fn ship_log(&self, ctx: &Ctx) {
+        let (kind, result) = match Recipe::of(ctx.db.db_type) {
+            Ok(Recipe::Postgres) => ("wal_archive_failed", self.ship_wal(ctx).await),
+            Ok(Recipe::MariaDb) => ("binlog_archive_failed", self.ship_binlogs(ctx, false).await),
+            Ok(Recipe::Redis) | Err(_) => return,
+        };
         if let Err(e) = result {
             self.inner.backups.event(
                 &ctx.db.id,
-                "wal_archive_failed",
-                format!("shipping archived WAL into the backup storage failed: {e}"),
+                kind,
+                format!("shipping the archived log into the backup storage failed: {e:#}"),
             );
         }
     }
 
-    /// Removes backups older than the plan's retention (the newest is always kept) and the WAL
-    /// only they needed.
+    /// Moves the WAL segments the server archived into the backup storage.
+    async fn ship_wal(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let dir = archive::archive_dir(ctx);
+        let id = ctx.db.id.clone();
+        self.blocking(move |s| {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return Ok(0);
+            };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.ends_with(".part"))
+                .collect();
+            names.sort();
+            let n = names.len();
+            for name in names {
+                let path = dir.join(&name);
+                s.put(&format!("{id}/wal/{name}"), &path)?;
+                let _ = std::fs::remove_file(&path);
+            }
+            Ok(n)
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Removes backups older than the plan's retention (the newest is always kept) and the
+    /// archived log that no kept backup needs.
     async fn prune(&self, d: &DbRecord) -> Result<(), StorageError> {
+        let Ok(recipe) = Recipe::of(d.db_type) else {
+            return Ok(());
+        };
+        // A backup being taken needs the log from its start on, which no manifest says yet.
+        if lock(&self.inner.backups.running).contains_key(&d.id) {
+            return Ok(());
+        }
         let manifests = self.manifests(&d.id).await?;
         let days = crate::catalog::backup_retention_days(&d.plan_id);
         let cutoff = Utc::now() - TimeDelta::days(days as i64);
@@ -347,9 +469,10 @@ impl ManagedService {
             .iter()
             .position(|m| m.created_at >= cutoff)
             .unwrap_or(manifests.len().saturating_sub(1));
-        let old: Vec<Manifest> = manifests[..keep_from].to_vec();
-        let oldest_kept = manifests.get(keep_from).and_then(|m| m.wal_start.clone());
+        let (old, kept) = manifests.split_at(keep_from);
+        let (old, kept) = (old.to_vec(), kept.to_vec());
         let id = d.id.clone();
+        let log_prefix = recipe.log_prefix(&d.id).filter(|_| !kept.is_empty());
         let removed = self
             .blocking(move |s| {
                 let mut removed = 0;
@@ -360,10 +483,10 @@ impl ManagedService {
                     }
                     removed += 1;
                 }
-                if let Some(seg) = oldest_kept.as_deref().and_then(postgres::segment) {
-                    for o in s.list(&format!("{id}/wal/"))? {
-                        let name = o.key.rsplit('/').next().unwrap_or_default();
-                        if postgres::segment(name).is_some_and(|x| x < seg) {
+                if let Some(prefix) = log_prefix {
+                    for o in s.list(&prefix)? {
+                        let rel = &o.key[prefix.len()..];
+                        if !kept.iter().any(|m| recipe.log_needed(m, rel)) {
                             s.delete(&o.key)?;
                         }
                     }
@@ -412,7 +535,10 @@ impl ManagedService {
         };
         let interval = self.inner.backups.config.interval;
         for d in dbs {
-            if d.status != Status::Running || !engine_backs_up(d.db_type) {
+            let Ok(recipe) = Recipe::of(d.db_type) else {
+                continue;
+            };
+            if d.status != Status::Running {
                 continue;
             }
             if lock(&self.inner.backups.running).contains_key(&d.id) {
@@ -420,21 +546,35 @@ impl ManagedService {
             }
             let service = self.clone();
             tokio::spawn(async move {
-                if d.db_type == DbType::Postgresql {
+                if recipe.point_in_time() {
                     if let Ok(ctx) = service.ctx(&d) {
-                        service.ship_wal(&ctx).await;
+                        service.ship_log(&ctx).await;
                     }
                 }
                 let newest = match service.manifests(&d.id).await {
-                    Ok(m) => m.last().map(|m| m.created_at),
+                    Ok(m) => m.last().cloned(),
                     Err(_) => return,
                 };
-                let due = newest
-                    .is_none_or(|t| (Utc::now() - t).to_std().unwrap_or_default() >= interval);
+                let lineage = match recipe {
+                    Recipe::MariaDb => service
+                        .ctx(&d)
+                        .ok()
+                        .and_then(|ctx| mariadb::origin(&ctx).ok()),
+                    Recipe::Postgres | Recipe::Redis => None,
+                };
+                let due = backup_due(newest.as_ref(), Utc::now(), interval, lineage.as_deref());
                 let failed_lately = lock(&service.inner.backups.failed)
                     .get(&d.id)
                     .is_some_and(|t| t.elapsed() < RETRY_AFTER);
-                if due && !failed_lately {
+                // A primary that does not answer (restarting, failing over) is the reconciler's
+                // business: the backup waits for the next tick rather than failing and pausing.
+                let answers = || async {
+                    match service.ctx(&d) {
+                        Ok(ctx) => crate::engines::check_login(&ctx).await.is_ok(),
+                        Err(_) => false,
+                    }
+                };
+                if due && !failed_lately && answers().await {
                     let failed = service.take_backup(&d).await.is_err();
                     let mut map = lock(&service.inner.backups.failed);
                     if failed {
@@ -480,7 +620,10 @@ impl ManagedService {
                 return Err(e);
             }
         };
-        if req.version.is_none() {
+        // A MySQL database's version is the MariaDB that runs it ("MariaDB 10.11"), not a
+        // version one may ask for ("8.0"): the default resolves to the installed server, and
+        // the check below compares what runs.
+        if req.version.is_none() && plan.manifest.db_type != DbType::Mysql.to_string() {
             req.version = Some(serde_json::Value::String(plan.manifest.version.clone()));
         }
         let dir = self.inner.backups.restores_dir.clone();
@@ -583,15 +726,15 @@ impl ManagedService {
                 src.id, src.db_type
             )));
         }
-        if !engine_backs_up(src.db_type) {
+        let recipe = Recipe::of(src.db_type).map_err(|e| match e {
+            ManagedError::Unprocessable(m) => {
+                ManagedError::Unprocessable(format!("{m}, so {} cannot be restored", src.id))
+            }
+            e => e,
+        })?;
+        if target.is_some() && !recipe.point_in_time() {
             return Err(ManagedError::Unprocessable(format!(
-                "backups of {} servers are not supported yet (postgresql and redis are), so {} cannot be restored",
-                src.db_type, src.id
-            )));
-        }
-        if target.is_some() && src.db_type != DbType::Postgresql {
-            return Err(ManagedError::Unprocessable(format!(
-                "restore_to (point-in-time restore) is supported for postgresql; {} restores from a backup_created_at",
+                "restore_to (point-in-time restore) is supported for postgresql and mysql; {} restores from a backup_created_at",
                 src.db_type
             )));
         }
@@ -605,7 +748,7 @@ impl ManagedService {
         };
         let fmt = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let manifest = if let Some(t) = target {
-            let latest = self.window_latest(&src).await;
+            let latest = self.window_latest(&src, recipe).await;
             if t < first.created_at || t > latest {
                 return Err(ManagedError::Unprocessable(format!(
                     "restore_to {} is outside the restore window of {}: {} to {}",
@@ -637,8 +780,71 @@ impl ManagedService {
             manifests.last().cloned().unwrap_or_else(|| first.clone())
         };
         if let (Some(_), Status::Running) = (target, src.status) {
-            // Archive everything up to now, with a commit past the target, into the storage.
-            let ctx = self.ctx(&src)?;
+            self.seal(&src, recipe).await?;
+        }
+        if let Some(t) = target {
+            self.check_lineage_reaches(&src, &manifest, t).await?;
+        }
+        Ok(RestorePlan {
+            source_id: src.id.clone(),
+            prefix: format!("{}/base/{}/", src.id, postgres::stamp(&manifest.created_at)),
+            manifest,
+            target,
+        })
+    }
+
+    /// MariaDB: a point-in-time restore replays the binary log of the server its backup was taken
+    /// on. When that is not the running primary (a failover since, or the source is not
+    /// running), its archived log ends where it was last shipped, and the file being written then
+    /// never was: a target past that would silently miss what was committed before it.
+    async fn check_lineage_reaches(
+        &self,
+        src: &DbRecord,
+        backup: &Manifest,
+        target: DateTime<Utc>,
+    ) -> Result<(), ManagedError> {
+        let Some(start) = backup.binlog_start.as_ref() else {
+            return Ok(());
+        };
+        if src.status == Status::Running {
+            let ctx = self.ctx(src)?;
+            if mariadb::origin(&ctx).ok().as_deref() == Some(start.origin.as_str()) {
+                return Ok(());
+            }
+        }
+        let prefix = format!("{}{}/", mariadb::log_prefix(&src.id), start.origin);
+        let shipped = self
+            .blocking(move |s| s.list(&prefix))
+            .await
+            .map_err(storage_err)?;
+        // A file closed by the server itself is shipped up to one tick later than it closed.
+        let tick = TimeDelta::from_std(self.inner.backups.config.tick).unwrap_or_default();
+        let reaches = shipped
+            .iter()
+            .map(|o| o.modified)
+            .max()
+            .map(|t| t - tick)
+            .unwrap_or(backup.created_at);
+        if target > reaches {
+            return Err(ManagedError::Unprocessable(format!(
+                "restore_to {} is past the archived binary log of the server the backup before it was taken on (it is not {}'s running primary; that log reaches {}): pick an earlier second, or a later one once a backup of the current primary is listed",
+                target.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                src.id,
+                reaches.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Puts every commit of the running `src` up to now into the storage, before a
+    /// point-in-time restore reads it: PostgreSQL commits an empty transaction (recovery needs
+    /// a commit past its target), switches and archives the WAL file; MariaDB rotates its
+    /// binary log. Then the log is shipped.
+    async fn seal(&self, src: &DbRecord, recipe: Recipe) -> Result<(), ManagedError> {
+        let ctx = self.ctx(src)?;
+        let shipped = if recipe == Recipe::MariaDb {
+            self.ship_binlogs(&ctx, true).await
+        } else {
             let wal = postgres::seal(&ctx).await.map_err(ManagedError::Internal)?;
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
@@ -653,13 +859,13 @@ impl ManagedService {
                     _ => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
-            self.ship_wal(&ctx).await;
-        }
-        Ok(RestorePlan {
-            source_id: src.id.clone(),
-            prefix: format!("{}/base/{}/", src.id, postgres::stamp(&manifest.created_at)),
-            manifest,
-            target,
+            self.ship_wal(&ctx).await
+        };
+        shipped.map_err(|e| {
+            ManagedError::Conflict(format!(
+                "{} could not put its latest log into the backup storage ({e:#}); try again",
+                src.id
+            ))
         })
     }
 
@@ -694,14 +900,17 @@ impl ManagedService {
     async fn prepare_restore(&self, ctx: &Ctx, plan: &RestorePlan) -> anyhow::Result<()> {
         crate::os::create_owned_dir(&ctx.db_dir, &ctx.user)?;
         let staging = ctx.db_dir.join("restore-staging");
-        let wal = ctx.db_dir.join("restore_wal");
-        for d in [&staging, &wal] {
+        let log = ctx.db_dir.join(RESTORE_LOG_DIR);
+        for d in [&staging, &log] {
             crate::os::remove_dir(d)?;
             crate::os::create_owned_dir(d, &ctx.user)?;
         }
-        // Copy the backup's files and the WAL it may need next to the new server.
-        let (p, st, w, user) = (plan.clone(), staging.clone(), wal.clone(), ctx.user.clone());
-        let with_wal = ctx.db.db_type == DbType::Postgresql;
+        // Copy the backup's files and the archived log it may need next to the new server.
+        let recipe = Recipe::of(ctx.db.db_type)?;
+        let (p, st, w, user) = (plan.clone(), staging.clone(), log.clone(), ctx.user.clone());
+        let log_prefix = recipe
+            .log_prefix(&plan.source_id)
+            .filter(|_| recipe.replays_log(plan));
         self.blocking(move |s| {
             let give = |path: &std::path::Path| {
                 crate::os::give(path, &user).map_err(|e| StorageError::Io(e.into()))
@@ -711,15 +920,12 @@ impl ManagedService {
                 s.get(&format!("{}{f}", p.prefix), &to)?;
                 give(&to)?;
             }
-            if with_wal {
-                let from = p.manifest.wal_start.as_deref().and_then(postgres::segment);
-                for o in s.list(&format!("{}/wal/", p.source_id))? {
-                    let name = o.key.rsplit('/').next().unwrap_or_default().to_string();
-                    let needed = name.ends_with(".history")
-                        || matches!((postgres::segment(&name), from), (Some(x), Some(f)) if x >= f)
-                        || from.is_none();
-                    if needed {
-                        let to = w.join(&name);
+            if let Some(prefix) = log_prefix {
+                for o in s.list(&prefix)? {
+                    let rel = &o.key[prefix.len()..];
+                    if recipe.log_needed(&p.manifest, rel) {
+                        // One lineage at most (MariaDB): the file name alone is unique.
+                        let to = w.join(rel.rsplit('/').next().unwrap_or(rel));
                         s.get(&o.key, &to)?;
                         give(&to)?;
                     }
@@ -729,16 +935,16 @@ impl ManagedService {
         })
         .await
         .map_err(|e| anyhow::anyhow!("copy the backup: {e}"))?;
-        match ctx.db.db_type {
-            DbType::Postgresql => {
-                let cmds = postgres::prepare_restore(ctx, plan, &staging, &wal)?;
+        match recipe {
+            Recipe::Postgres => {
+                let cmds = postgres::prepare_restore(ctx, plan, &staging, &log)?;
                 for (program, args) in cmds {
                     ctx.run(&program, &args, &[], None).await?;
                 }
                 postgres::finish_prepare(ctx)?;
             }
-            DbType::Redis => redis::prepare_restore(ctx, &staging)?,
-            t => anyhow::bail!("restoring {t} servers is not supported"),
+            Recipe::MariaDb => mariadb::prepare_restore(ctx, &staging).await?,
+            Recipe::Redis => redis::prepare_restore(ctx, &staging)?,
         }
         crate::os::remove_dir(&staging)?;
         Ok(())
@@ -756,8 +962,8 @@ impl ManagedService {
             return crate::engines::bootstrap(ctx, node).await;
         };
         let started = std::time::Instant::now();
-        let result = match ctx.db.db_type {
-            DbType::Postgresql => {
+        let result = match Recipe::of(ctx.db.db_type)? {
+            Recipe::Postgres => {
                 postgres::finish_restore(
                     ctx,
                     &plan,
@@ -766,11 +972,14 @@ impl ManagedService {
                 )
                 .await
             }
-            _ => Ok(()),
+            Recipe::MariaDb => {
+                mariadb::finish_restore(ctx, &plan, &ctx.db_dir.join(RESTORE_LOG_DIR)).await
+            }
+            Recipe::Redis => Ok(()),
         };
         match &result {
             Ok(()) => {
-                let _ = crate::os::remove_dir(&ctx.db_dir.join("restore_wal"));
+                let _ = crate::os::remove_dir(&ctx.db_dir.join(RESTORE_LOG_DIR));
                 let _ = std::fs::remove_file(
                     self.inner
                         .backups
@@ -794,5 +1003,75 @@ impl ManagedService {
             ),
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_but_mongodb_backs_up_and_the_logged_ones_restore_to_a_second() {
+        assert_eq!(Recipe::of(DbType::Mysql).unwrap(), Recipe::MariaDb);
+        assert!(Recipe::of(DbType::Mysql).unwrap().point_in_time());
+        assert!(Recipe::of(DbType::Postgresql).unwrap().point_in_time());
+        assert!(!Recipe::of(DbType::Redis).unwrap().point_in_time());
+        match Recipe::of(DbType::Mongodb) {
+            Err(ManagedError::Unprocessable(m)) => assert!(m.contains("not supported yet"), "{m}"),
+            other => panic!("mongodb: {other:?}"),
+        }
+    }
+
+    fn manifest(wal: Option<&str>, binlog: Option<(&str, &str)>) -> Manifest {
+        Manifest {
+            db_id: "db_x".into(),
+            db_type: "postgresql".into(),
+            version: "15".into(),
+            database: "d".into(),
+            created_at: Utc::now(),
+            wal_start: wal.map(str::to_string),
+            binlog_start: binlog.map(|(origin, file)| types::BinlogStart {
+                origin: origin.into(),
+                file: file.into(),
+                position: 4,
+                gtid: String::new(),
+            }),
+            files: vec![],
+            size_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_backup_is_due_after_the_interval_or_on_a_new_binlog_lineage() {
+        let day = Duration::from_secs(24 * 3600);
+        let now = Utc::now();
+        assert!(backup_due(None, now, day, None));
+        let fresh = manifest(None, Some(("o1", "binlog.000002")));
+        assert!(!backup_due(Some(&fresh), now, day, Some("o1")));
+        assert!(
+            backup_due(Some(&fresh), now, day, Some("o2")),
+            "a failover's new primary"
+        );
+        assert!(backup_due(
+            Some(&fresh),
+            now + TimeDelta::hours(25),
+            day,
+            Some("o1")
+        ));
+        let pg = manifest(Some("000000010000000000000005"), None);
+        assert!(!backup_due(Some(&pg), now, day, None));
+    }
+
+    #[test]
+    fn retention_keeps_the_log_a_kept_backup_needs() {
+        let m = manifest;
+        let pg = m(Some("000000010000000000000005"), None);
+        assert!(Recipe::Postgres.log_needed(&pg, "000000020000000000000005"));
+        assert!(!Recipe::Postgres.log_needed(&pg, "000000010000000000000004"));
+        assert!(Recipe::Postgres.log_needed(&pg, "00000002.history"));
+        let my = m(None, Some(("o1", "binlog.000002")));
+        assert!(Recipe::MariaDb.log_needed(&my, "o1/binlog.000002"));
+        assert!(!Recipe::MariaDb.log_needed(&my, "o1/binlog.000001"));
+        assert!(!Recipe::MariaDb.log_needed(&my, "o2/binlog.000005"));
     }
 }

@@ -13,20 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
-use super::types::{Manifest, RestorePlan};
+use super::tar;
+use super::types::RestorePlan;
 use crate::engines::postgres::{admin_connect, bin};
 use crate::engines::{Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};
 use crate::os;
 
 use super::archive::{RESTORE_CONF, TRUST_LINE};
-
-fn tar() -> PathBuf {
-    ["/usr/bin/tar", "/bin/tar"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("tar"))
-}
 
 /// The segment part of a WAL file name (without the timeline), for ordering.
 pub fn segment(name: &str) -> Option<&str> {
@@ -285,24 +278,4 @@ fn sql_literal(pw: &str) -> anyhow::Result<String> {
 /// Parses a manifest's `created_at` stamp into a key part (`20261204T200102Z`).
 pub fn stamp(t: &DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
-}
-
-/// The manifest of a finished PostgreSQL base backup.
-pub fn manifest(
-    ctx: &Ctx,
-    created_at: DateTime<Utc>,
-    wal_start: String,
-    files: Vec<String>,
-    size: u64,
-) -> Manifest {
-    Manifest {
-        db_id: ctx.db.id.clone(),
-        db_type: ctx.db.db_type.to_string(),
-        version: ctx.db.version.clone(),
-        database: ctx.database(),
-        created_at,
-        wal_start: Some(wal_start),
-        files,
-        size_bytes: size,
-    }
 }

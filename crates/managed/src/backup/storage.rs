@@ -142,7 +142,11 @@ impl DirStorage {
         let path = self.path(key)?;
         self.room_for(size)?;
         self.parent(&path)?;
-        let tmp = path.with_extension("partial-upload");
+        // Appended, not `with_extension`: keys that differ only after their last dot
+        // (`binlog.000003`, `binlog.000004`) must not share a temporary name.
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".partial-upload");
+        let tmp = path.with_file_name(tmp_name);
         let _ = fs::remove_file(&tmp);
         if let Err(e) = write(&tmp) {
             let _ = fs::remove_file(&tmp);
@@ -323,6 +327,12 @@ pub struct Backups {
     pub failed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Recent events, oldest first (bounded).
     pub events: std::sync::Mutex<Vec<BackupEvent>>,
+    /// Held while binary logs are shipped: a scheduler tick and a restore's seal never copy the
+    /// same file at once.
+    pub binlog_shipping: tokio::sync::Mutex<()>,
+    /// The binary log each MariaDB primary writes, as the archiver last saw it (when to rotate).
+    pub active_binlogs:
+        std::sync::Mutex<std::collections::HashMap<String, super::mariadb::ActiveBinlog>>,
     /// Restore plans of databases being restored: `DIR/managed/restores/<id>.json`.
     pub restores_dir: PathBuf,
     /// Where events are appended: `DIR/managed/backup-events.jsonl` (all databases), and each
@@ -351,6 +361,8 @@ impl Backups {
             running: Default::default(),
             failed: Default::default(),
             events: Default::default(),
+            active_binlogs: Default::default(),
+            binlog_shipping: Default::default(),
             restores_dir,
             events_file: data_dir.join("managed").join("backup-events.jsonl"),
             data_dir: data_dir.to_path_buf(),

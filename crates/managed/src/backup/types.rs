@@ -14,7 +14,7 @@ pub struct BackupRestore {
     /// Restore this backup (its `created_at`, as listed by `GET …/backups`). Default: the newest.
     #[serde(default)]
     pub backup_created_at: Option<String>,
-    /// PostgreSQL: restore the state at this second (RFC 3339, e.g. `2026-12-04T20:01:02Z`):
+    /// PostgreSQL and MySQL (MariaDB): restore the state at this second (RFC 3339, e.g. `2026-12-04T20:01:02Z`):
     /// exactly the transactions committed before it. Anywhere in the restore window.
     #[serde(default)]
     pub restore_to: Option<String>,
@@ -30,7 +30,7 @@ pub struct BackupInfo {
     pub size_gigabytes: f64,
     /// Its size in bytes.
     pub size_bytes: u64,
-    /// `base` (PostgreSQL `pg_basebackup`) or `snapshot` (Redis RDB).
+    /// `base` (PostgreSQL `pg_basebackup`, MariaDB `mariadb-backup`) or `snapshot` (Redis RDB).
     pub kind: String,
     /// The engine version it was taken from.
     pub version: String,
@@ -52,7 +52,7 @@ pub struct RestoreWindow {
 pub struct BackupList {
     /// Completed backups, oldest first.
     pub backups: Vec<BackupInfo>,
-    /// PostgreSQL: where `restore_to` may point (absent without a backup).
+    /// PostgreSQL and MySQL: where `restore_to` may point (absent without a backup).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_window: Option<RestoreWindow>,
     /// When the backup in progress started (absent when none runs).
@@ -75,7 +75,7 @@ pub struct BackupEvent {
     pub at: DateTime<Utc>,
     /// The database it concerns.
     pub database_id: String,
-    /// `backup_started`, `backup_completed`, `backup_failed`, `wal_archive_failed`,
+    /// `backup_started`, `backup_completed`, `backup_failed`, `wal_archive_failed`, `binlog_archive_failed`,
     /// `backups_pruned`, `restore_requested`, `restore_refused`, `restore_completed`, `restore_failed`.
     pub kind: String,
     /// What happened, in a sentence.
@@ -94,21 +94,41 @@ fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
 pub struct Manifest {
     /// The database backed up.
     pub db_id: String,
-    /// Its engine (`postgresql`, `redis`).
+    /// Its engine (`postgresql`, `mysql`, `redis`).
     pub db_type: String,
     /// Its version.
     pub version: String,
-    /// The application database's name in it (PostgreSQL).
+    /// The application database's name in it (PostgreSQL, MySQL).
     pub database: String,
     /// When the backup finished.
     pub created_at: DateTime<Utc>,
     /// The first WAL segment a restore needs (PostgreSQL).
     #[serde(default)]
     pub wal_start: Option<String>,
+    /// Where the binary log stood at the backup's consistent point (MariaDB,
+    /// `xtrabackup_binlog_info`): a point-in-time restore replays the archived binary log from
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_start: Option<BinlogStart>,
     /// Files of the backup (beside the manifest).
     pub files: Vec<String>,
     /// Their total size.
     pub size_bytes: u64,
+}
+
+/// A MariaDB backup's binary-log position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogStart {
+    /// The lineage of the primary's binary log the file belongs to (its key part in the storage,
+    /// `<db>/binlog/<origin>/<file>`): a promoted standby writes files of the same names, so each
+    /// server's files are kept apart.
+    pub origin: String,
+    /// The binary log file (`binlog.000003`).
+    pub file: String,
+    /// The position in it where the backup's data ends.
+    pub position: u64,
+    /// The GTID position at that point (`0-1-45`; empty when nothing was logged yet).
+    pub gtid: String,
 }
 
 /// A restore in progress: written before the new database exists, removed once it runs.

@@ -172,7 +172,7 @@ impl Ctx {
 
 /// A password as an SQL string literal. Generated passwords are alphanumeric; anything else is
 /// refused rather than escaped.
-pub(super) fn sql_password(pw: &str) -> anyhow::Result<String> {
+pub(crate) fn sql_password(pw: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         !pw.is_empty() && pw.bytes().all(|b| b.is_ascii_alphanumeric()),
         "a stored password is not alphanumeric"

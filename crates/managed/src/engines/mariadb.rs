@@ -1,10 +1,13 @@
 //! MySQL served by MariaDB: `mariadb-install-db`, `mariadbd` with its options on the command line
 //! (none secret), binary log on (ROW, full images: a `/v1` binlog source works at once). Users are
 //! created over the server's Unix socket, where `root` (or this process's own user) logs in by
-//! `unix_socket` authentication, so no password ever sits in a file for the bootstrap. Standbys
-//! are fresh servers that replay the primary's binary log from its start (GTID).
+//! `unix_socket` authentication, so no password ever sits in a file for the bootstrap. A standby
+//! starts from a `mariadb-backup` of the primary and replicates from the GTID position that
+//! backup ends at (the primary's binary log may no longer hold its start: it expires, and a
+//! restored primary's never did); without `mariadb-backup` it is a fresh server that replays the
+//! primary's binary log from its start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -19,9 +22,14 @@ use refract_runtime::InstanceSpec;
 /// Unix socket paths are limited to 108 bytes.
 const MAX_SOCKET_PATH: usize = 100;
 
-fn socket(ctx: &Ctx, node: usize) -> PathBuf {
+/// Node `node`'s Unix socket (local superuser logins, `mariadb-backup`).
+pub(crate) fn socket(ctx: &Ctx, node: usize) -> PathBuf {
     ctx.node_dir(node).join("mysqld.sock")
 }
+
+/// Where a standby built from a backup keeps the GTID position that backup ends at, until its
+/// bootstrap points replication there.
+const STANDBY_GTID_FILE: &str = "refract-standby-gtid";
 
 pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     let sock = socket(ctx, node);
@@ -30,6 +38,9 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     }
     let dir = ctx.node_dir(node);
     os::create_owned_dir(&dir, &ctx.user)?;
+    if node > 0 && ctx.bins.mariadb_backup.is_some() {
+        return prepare_standby_from_backup(ctx, node).await;
+    }
     let install = ctx
         .bins
         .mariadb_install_db
@@ -44,6 +55,102 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     ];
     ctx.run(install, &args, &[], None).await?;
     Ok(())
+}
+
+/// Node `node`'s data directory as a prepared `mariadb-backup` of the primary (node 0).
+async fn prepare_standby_from_backup(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
+    let at = backup_primary(ctx, &ctx.node_dir(node).join("data")).await?;
+    os::write_owned_file(
+        &ctx.node_dir(node).join(STANDBY_GTID_FILE),
+        at.gtid.as_bytes(),
+        &ctx.user,
+    )?;
+    Ok(())
+}
+
+/// Where the primary's binary log stood at a backup's consistent point (`xtrabackup_binlog_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BinlogInfo {
+    /// The binary log file (`binlog.000003`).
+    pub file: String,
+    /// The position in it where the backup's data ends.
+    pub position: u64,
+    /// The GTID position there (`0-1-45`; empty when nothing was logged yet).
+    pub gtid: String,
+}
+
+/// Whether `name` is a plain binary-log file name (no path).
+pub(crate) fn valid_binlog_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// `binlog.000003<TAB>1234<TAB>0-1-45` → its parts.
+pub(crate) fn parse_binlog_info(text: &str) -> anyhow::Result<BinlogInfo> {
+    let mut cols = text.trim().split('\t');
+    let file = cols.next().unwrap_or_default().trim().to_string();
+    let position = cols
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("unreadable xtrabackup_binlog_info: {text:?}"))?;
+    let gtid = cols.next().unwrap_or_default().trim().to_string();
+    anyhow::ensure!(
+        valid_binlog_name(&file)
+            && gtid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
+        "unreadable xtrabackup_binlog_info: {text:?}"
+    );
+    Ok(BinlogInfo {
+        file,
+        position,
+        gtid,
+    })
+}
+
+/// Takes a `mariadb-backup` of the primary (node 0) into `target` (absent or empty) and
+/// prepares it there, as the server's user over the primary's Unix socket (that user logs in by
+/// `unix_socket`); returns where the binary log stood at the backup's consistent point.
+pub(crate) async fn backup_primary(ctx: &Ctx, target: &Path) -> anyhow::Result<BinlogInfo> {
+    let mb =
+        ctx.bins.mariadb_backup.as_deref().context(
+            "mariadb-backup is not installed on this host (Debian package mariadb-backup)",
+        )?;
+    // `--no-defaults` first: the host's my.cnf (Debian's /etc/mysql) must not leak in.
+    ctx.run(
+        mb,
+        &[
+            "--no-defaults".to_string(),
+            "--backup".into(),
+            format!("--target-dir={}", target.display()),
+            format!("--user={}", ctx.user.name),
+            format!("--socket={}", socket(ctx, 0).display()),
+            format!("--datadir={}", ctx.node_dir(0).join("data").display()),
+        ],
+        &[],
+        None,
+    )
+    .await
+    .context("mariadb-backup --backup of the primary")?;
+    let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info"))
+        .context("mariadb-backup wrote no xtrabackup_binlog_info (is the binary log on?)")?;
+    let at = parse_binlog_info(&info)?;
+    ctx.run(
+        mb,
+        &[
+            "--no-defaults".to_string(),
+            "--prepare".into(),
+            format!("--target-dir={}", target.display()),
+        ],
+        &[],
+        None,
+    )
+    .await
+    .context("mariadb-backup --prepare")?;
+    Ok(at)
 }
 
 pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
@@ -70,6 +177,14 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--log-bin=binlog".into(),
         "--binlog-format=ROW".into(),
         "--binlog-row-image=FULL".into(),
+        // Binary logs are shipped into the backup storage every backup tick (seconds after they
+        // close, backup/mariadb.rs), so the server keeps them locally for the plan's backup
+        // retention only: long enough that none goes before it is shipped, short enough that
+        // the disk does not fill.
+        format!(
+            "--expire-logs-days={}",
+            crate::catalog::backup_retention_days(&ctx.db.plan_id)
+        ),
         // A standby logs what it applies, so that once promoted its binary log holds everything
         // and new standbys can be built from it (automatic failover).
         "--log-slave-updates".into(),
@@ -104,7 +219,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
 }
 
 /// Runs SQL (from stdin, never argv) over node `node`'s socket as the local superuser.
-pub(super) async fn socket_sql(
+pub(crate) async fn socket_sql(
     ctx: &Ctx,
     node: usize,
     sql: &str,
@@ -166,8 +281,20 @@ pub(super) async fn bootstrap(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
             .await
             .context("create the database and its users")?;
     } else {
+        // A standby built from a backup replicates from where the backup ends; an empty
+        // position (or a fresh server) from the start of the primary's binary log.
+        let gtid_file = ctx.node_dir(node).join(STANDBY_GTID_FILE);
+        let gtid = std::fs::read_to_string(&gtid_file).unwrap_or_default();
+        let gtid = gtid.trim();
+        anyhow::ensure!(
+            gtid.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b','),
+            "unexpected GTID position {gtid:?} in {}",
+            gtid_file.display()
+        );
         let sql = format!(
-            "CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={port}, MASTER_USER='{REPLICATION_USER}', \
+            "SET GLOBAL gtid_slave_pos = '{gtid}';\n\
+             CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={port}, MASTER_USER='{REPLICATION_USER}', \
              MASTER_PASSWORD={repl}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
              MASTER_SSL=1, MASTER_SSL_CA='{ca}', MASTER_SSL_VERIFY_SERVER_CERT=1;\n\
              START SLAVE;\n",
@@ -230,4 +357,28 @@ pub(super) async fn replica_health(
     };
     health.lag_seconds = field("Seconds_Behind_Master").and_then(|s| s.parse().ok());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binlog_info_is_parsed_and_checked() {
+        assert_eq!(
+            parse_binlog_info("binlog.000003\t1234\t0-1-45\n").unwrap(),
+            BinlogInfo {
+                file: "binlog.000003".into(),
+                position: 1234,
+                gtid: "0-1-45".into()
+            }
+        );
+        assert_eq!(
+            parse_binlog_info("binlog.000001\t329\t\n").unwrap().gtid,
+            ""
+        );
+        assert!(parse_binlog_info("").is_err());
+        assert!(parse_binlog_info("../x\t4\t").is_err(), "a path");
+        assert!(parse_binlog_info("binlog.000001\t4\t0-1-1'; DROP").is_err());
+    }
 }

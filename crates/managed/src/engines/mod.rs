@@ -8,7 +8,7 @@
 //! the primary), `check_login`, `replica_health`.
 
 mod context;
-mod mariadb;
+pub(crate) mod mariadb;
 mod mongodb;
 pub(crate) mod postgres;
 pub(crate) mod redis;
@@ -20,6 +20,7 @@ use crate::api::{Credentials, DbType, ReplicaHealth};
 use crate::credentials::Endpoint;
 use crate::os;
 
+pub(crate) use context::sql_password;
 use context::LOGIN_TIMEOUT;
 pub use context::{
     database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ADMIN_USER, APP_USER,

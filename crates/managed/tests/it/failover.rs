@@ -21,19 +21,32 @@ const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
 const ROWS: i64 = 50;
 
 /// Kills the primary's whole process group and removes its data directory (a lost machine).
-fn destroy_primary(h: &Harness, id: &str) -> i32 {
-    let pid = h.pid(id, 0);
-    let _ = Command::new("kill")
-        .args(["-9", "--", &format!("-{pid}")])
-        .status();
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+/// The reconciler may restart the killed server before the directory is gone (a crash restart
+/// while its data is still there), and that server writes new files into it: then it is killed
+/// too and the removal tried again, as the machine it ran on is lost all the same.
+/// Returns the pid of the last server killed.
+pub(crate) fn destroy_primary(h: &Harness, id: &str) -> i32 {
     let n0 = h.server_dir(id).join("n0");
-    std::fs::remove_dir_all(&n0).expect("remove the primary's data directory");
-    pid
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = h.pid(id, 0);
+        let _ = Command::new("kill")
+            .args(["-9", "--", &format!("-{pid}")])
+            .status();
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        match std::fs::remove_dir_all(&n0) {
+            Ok(()) => return pid,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return pid,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("remove the primary's data directory: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Retries `write` until it succeeds; returns how long that took from `since`.
-async fn first_write_after<F, Fut>(since: Instant, mut write: F) -> Duration
+pub(crate) async fn first_write_after<F, Fut>(since: Instant, mut write: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -363,7 +376,7 @@ async fn redis_fails_over_to_its_replica() {
 
 /// Logs in over TLS verified against the CA (`ca`, PEM); the string's `?ssl-mode=REQUIRED` is
 /// the MySQL clients' spelling, which `mysql_async` does not parse.
-async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
+pub(crate) async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
     let base = url.split('?').next()?;
     let opts: mysql_async::Opts =
         mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(base).ok()?)

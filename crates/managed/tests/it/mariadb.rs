@@ -11,7 +11,7 @@ use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Optio
 
 /// Connection options from a `mysql://…?ssl-mode=REQUIRED` string (the query is the MySQL
 /// clients' `ssl-mode`, which `mysql_async` does not parse), with TLS verified against the CA.
-fn opts(ca: &str, url: &str) -> mysql_async::Opts {
+pub(crate) fn opts(ca: &str, url: &str) -> mysql_async::Opts {
     let base = url.split('?').next().unwrap();
     mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(base).unwrap())
         .ssl_opts(Some(
