@@ -44,3 +44,12 @@ pub fn restore_hba(dir: &std::path::Path) -> &'static str {
         ""
     }
 }
+
+/// `tar`, as Debian installs it.
+pub(crate) fn tar() -> std::path::PathBuf {
+    ["/usr/bin/tar", "/bin/tar"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("tar"))
+}

@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
+use super::archive::tar;
+use super::storage::StorageError;
+use super::types::ActiveBinlog;
 use super::types::{BinlogStart, RestorePlan};
-use super::StorageError;
 use crate::engines::mariadb::{backup_primary, socket, socket_sql, valid_binlog_name};
 use crate::engines::{sql_password, Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};
 use crate::os;
@@ -35,16 +37,6 @@ pub const ROTATE_AFTER: Duration = Duration::from_secs(60);
 const ORIGIN_FILE: &str = "refract-binlog-origin";
 /// How long the replay of archived binary logs may take.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// The active binary log of a primary as last seen by the archiver: rotated by it when it holds
-/// writes (its size grew past `size_at_open`) and was opened at least [`ROTATE_AFTER`] ago.
-#[derive(Debug, Clone)]
-pub struct ActiveBinlog {
-    file: String,
-    /// Its size right after Refract rotated to it; 0 when Refract did not (so any content counts).
-    size_at_open: u64,
-    seen_since: Instant,
-}
 
 fn program<'a>(p: &'a Option<PathBuf>, what: &str) -> anyhow::Result<&'a Path> {
     p.as_deref().with_context(|| {
@@ -117,7 +109,7 @@ pub async fn base_backup(ctx: &Ctx, staging: &Path) -> anyhow::Result<(Vec<Strin
     let origin = origin(ctx)?;
     let at = backup_primary(ctx, &target).await?;
     ctx.run(
-        &super::tar(),
+        &tar(),
         &[
             "-cf".to_string(),
             staging.join("base.tar").display().to_string(),
@@ -216,7 +208,7 @@ pub async fn prepare_restore(ctx: &Ctx, staging: &Path) -> anyhow::Result<()> {
     let unpacked = staging.join("backup");
     os::create_owned_dir(&unpacked, &ctx.user)?;
     ctx.run(
-        &super::tar(),
+        &tar(),
         &[
             "-xf".to_string(),
             staging.join("base.tar").display().to_string(),

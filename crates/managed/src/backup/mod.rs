@@ -164,15 +164,6 @@ fn backup_due(
     (now - m.created_at).to_std().unwrap_or_default() >= interval
 }
 
-/// `tar`, as Debian installs it.
-pub(super) fn tar() -> std::path::PathBuf {
-    ["/usr/bin/tar", "/bin/tar"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| std::path::PathBuf::from("tar"))
-}
-
 impl ManagedService {
     fn storage(&self) -> std::sync::Arc<dyn BackupStorage> {
         self.inner.backups.storage.clone()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
-use super::tar;
+use super::archive::tar;
 use super::types::RestorePlan;
 use crate::engines::postgres::{admin_connect, bin};
 use crate::engines::{Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};

@@ -332,7 +332,7 @@ pub struct Backups {
     pub binlog_shipping: tokio::sync::Mutex<()>,
     /// The binary log each MariaDB primary writes, as the archiver last saw it (when to rotate).
     pub active_binlogs:
-        std::sync::Mutex<std::collections::HashMap<String, super::mariadb::ActiveBinlog>>,
+        std::sync::Mutex<std::collections::HashMap<String, super::types::ActiveBinlog>>,
     /// Restore plans of databases being restored: `DIR/managed/restores/<id>.json`.
     pub restores_dir: PathBuf,
     /// Where events are appended: `DIR/managed/backup-events.jsonl` (all databases), and each

@@ -143,3 +143,14 @@ pub struct RestorePlan {
     /// The target second, for a point-in-time restore.
     pub target: Option<DateTime<Utc>>,
 }
+
+/// The active binary log of a primary as last seen by the archiver: rotated by it when it holds
+/// writes (its size grew past `size_at_open`) and was opened at least
+/// `mariadb::ROTATE_AFTER` ago.
+#[derive(Debug, Clone)]
+pub struct ActiveBinlog {
+    pub(crate) file: String,
+    /// Its size right after Refract rotated to it; 0 when Refract did not (so any content counts).
+    pub(crate) size_at_open: u64,
+    pub(crate) seen_since: std::time::Instant,
+}
