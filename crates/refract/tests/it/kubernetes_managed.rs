@@ -161,6 +161,20 @@ fn server_lifecycle(s: &mut Setup, other_key: &str, db_type: &str, replicas: i64
             !spec.contains(&password),
             "the password is in the pod template"
         );
+        if db_type == "mysql" {
+            // Root's password is Refract's admin credential from the Secret: never one the
+            // image generates (it would print it to the pod's log).
+            assert!(!spec.contains("RANDOM_ROOT_PASSWORD"), "{spec}");
+            let b64 = secret["data"]["root-password"]
+                .as_str()
+                .expect("root-password");
+            let root = String::from_utf8(base64_decode(b64)).unwrap();
+            assert!(root.len() >= 20 && root != password, "{root:?}");
+            assert!(
+                !spec.contains(&root),
+                "the root password is in the pod template"
+            );
+        }
     }
     assert!(password.len() >= 20, "a generated password: {password:?}");
 
