@@ -504,3 +504,30 @@ fn local_only_features_are_refused_on_kubernetes() {
         second
     );
 }
+
+/// `--managed-allow-plaintext` changes local servers' settings only: on Kubernetes it is refused
+/// at start rather than silently ignored.
+#[test]
+fn managed_allow_plaintext_is_refused_on_kubernetes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::common::refract_bin())
+        .args([
+            "serve",
+            "--runtime",
+            "kubernetes",
+            "--managed-allow-plaintext",
+        ])
+        .args(["--engine-image", "registry.example/refract:1", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("REFRACT_MASTER_KEY")
+        .env_remove("REFRACT_MANAGED_ALLOW_PLAINTEXT")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--managed-allow-plaintext") && stderr.contains("kubernetes"),
+        "{stderr}"
+    );
+}
