@@ -530,13 +530,16 @@ pub struct Connection {
     /// Source database engine.
     pub backend: Backend,
     /// Host name or IP (for `sqlite`: the database file path).
-    pub mysql_host: String,
+    #[serde(rename = "mysqlHost")]
+    pub host: String,
     /// Port (`null` for `sqlite`).
-    pub mysql_port: Option<i64>,
+    #[serde(rename = "mysqlPort")]
+    pub port: Option<i64>,
     /// Schemas (PostgreSQL: databases) that databases may use.
     pub available_schemas: Vec<String>,
     /// Login user (`null` for `sqlite` when not given).
-    pub mysql_user: Option<String>,
+    #[serde(rename = "mysqlUser")]
+    pub user: Option<String>,
     /// Sync modes available to databases on this connection.
     pub allowed_sync_modes: Vec<SyncMode>,
     /// Smallest `syncInterval` a database may use, in seconds.
@@ -605,11 +608,13 @@ pub struct CreateConnectionRequest {
         max_length = 4096,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_host: String,
+    #[serde(rename = "mysqlHost")]
+    pub host: String,
     /// Port 1–65535; default 3306 (5432 for postgres).
     #[schema(minimum = 1, maximum = 65535)]
     #[serde(default, deserialize_with = "int::opt")]
-    pub mysql_port: Option<i64>,
+    #[serde(rename = "mysqlPort")]
+    pub port: Option<i64>,
     /// ≥ 1 schema names; for `sqlite` `["main"]` (the default).
     #[schema(schema_with = schema_names)]
     pub available_schemas: Option<Vec<String>>,
@@ -619,10 +624,12 @@ pub struct CreateConnectionRequest {
         max_length = 128,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_user: Option<String>,
+    #[serde(rename = "mysqlUser")]
+    pub user: Option<String>,
     /// Password (≥ 1 character; optional for `sqlite`). Kept only in the encrypted secret store.
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
-    pub mysql_password: Option<String>,
+    #[serde(rename = "mysqlPassword")]
+    pub password: Option<String>,
     /// TLS to the source; default `prefer`. `sqlite`: only `disable` (or leave it out).
     pub ssl_mode: Option<SslMode>,
     /// CA certificate(s) to trust, PEM text (`-----BEGIN CERTIFICATE-----`…), at most 64 KiB;
@@ -658,7 +665,8 @@ pub struct CreateInstanceRequest {
         max_length = 128,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_db: String,
+    #[serde(rename = "mysqlDb")]
+    pub schema: String,
     /// Default `nano`.
     pub instance_size: Option<InstanceSize>,
     /// Default `info`.
@@ -700,11 +708,13 @@ pub struct UpdateConnectionRequest {
         max_length = 4096,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_host: Option<String>,
+    #[serde(rename = "mysqlHost")]
+    pub host: Option<String>,
     /// 1–65535.
     #[schema(minimum = 1, maximum = 65535)]
     #[serde(default, deserialize_with = "int::opt")]
-    pub mysql_port: Option<i64>,
+    #[serde(rename = "mysqlPort")]
+    pub port: Option<i64>,
     /// ≥ 1 item; removing a schema in use is a 409.
     #[schema(schema_with = schema_names)]
     pub available_schemas: Option<Vec<String>>,
@@ -714,10 +724,12 @@ pub struct UpdateConnectionRequest {
         max_length = 128,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_user: Option<String>,
+    #[serde(rename = "mysqlUser")]
+    pub user: Option<String>,
     /// ≥ 1 character; used from the next provision, rebuild or resume.
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
-    pub mysql_password: Option<String>,
+    #[serde(rename = "mysqlPassword")]
+    pub password: Option<String>,
     /// TLS to the source; used from the next provision, rebuild or resume. `sqlite`: only
     /// `disable`.
     pub ssl_mode: Option<SslMode>,
@@ -745,21 +757,25 @@ pub struct TestConnectionRequest {
         max_length = 4096,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_host: String,
+    #[serde(rename = "mysqlHost")]
+    pub host: String,
     /// 1–65535; default per backend.
     #[schema(minimum = 1, maximum = 65535)]
     #[serde(default, deserialize_with = "int::opt")]
-    pub mysql_port: Option<i64>,
+    #[serde(rename = "mysqlPort")]
+    pub port: Option<i64>,
     /// Login user (1–128 characters).
     #[schema(
         min_length = 1,
         max_length = 128,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_user: Option<String>,
+    #[serde(rename = "mysqlUser")]
+    pub user: Option<String>,
     /// Password (1–1024 characters).
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
-    pub mysql_password: Option<String>,
+    #[serde(rename = "mysqlPassword")]
+    pub password: Option<String>,
     /// TLS to the source; default `prefer`. `sqlite`: only `disable`.
     pub ssl_mode: Option<SslMode>,
     /// CA certificate(s), PEM, at most 64 KiB (see `POST /v1/connections`).
@@ -869,7 +885,8 @@ pub struct Database {
     /// Display name, unique within the connection.
     pub name: String,
     /// The schema on the source server.
-    pub mysql_db: String,
+    #[serde(rename = "mysqlDb")]
+    pub schema: String,
     /// Sync mode.
     pub sync_mode: SyncMode,
     /// Poll interval, seconds (≥ the connection's `minSyncInterval`).
@@ -1022,7 +1039,8 @@ pub struct RegisterDatabaseRequest {
         max_length = 128,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_db: String,
+    #[serde(rename = "mysqlDb")]
+    pub schema: String,
     /// Default `nano`.
     pub instance_size: Option<InstanceSize>,
     /// Default `info`.
@@ -1054,7 +1072,8 @@ pub struct UpdateDatabaseRequest {
         max_length = 128,
         pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
     )]
-    pub mysql_db: Option<String>,
+    #[serde(rename = "mysqlDb")]
+    pub schema: Option<String>,
     /// Engine size (within the plan's largest).
     pub instance_size: Option<InstanceSize>,
     /// Log level.

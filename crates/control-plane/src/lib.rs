@@ -41,7 +41,7 @@ mod http;
 pub mod keys;
 pub mod leader;
 pub mod lifecycle;
-mod managed;
+mod managed_hooks;
 pub mod plans;
 pub mod secrets;
 mod service;
@@ -58,7 +58,7 @@ pub use dashboard::sign_in_link;
 pub use error::ApiError;
 pub use extract::{parse_json, ApiJson, AppState, Auth};
 pub use http::{metrics_handle, router, router_with, ApiDoc};
-pub use managed::ManagedRuntime;
+pub use managed_hooks::ManagedRuntime;
 pub use secrets::SecretStore;
 pub use service::{
     password_secret_name, pending, redact_report, Principal, Service, TEST_CONNECTION_TIMEOUT,
@@ -468,7 +468,7 @@ pub async fn rotate_master_key(
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let service = open(&config).await?;
     // Managed database servers (/api/v1, seed 004): their own store file and driver directory.
-    let managed = managed::open(
+    let managed = managed_hooks::open(
         &config.data_dir,
         config.managed_backup_dir.clone(),
         config.managed_allow_plaintext,

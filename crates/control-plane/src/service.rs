@@ -130,7 +130,7 @@ impl Service {
         if c.backend == Backend::Sqlite {
             let path = self
                 .sqlite_roots
-                .check("mysqlHost", &c.mysql_host)
+                .check("mysqlHost", &c.host)
                 .map_err(|r| r.0)?;
             params.host = path.to_string_lossy().into_owned();
         }
@@ -484,9 +484,9 @@ impl Service {
         let backend = req.backend.unwrap_or(Backend::Mysql);
         v::name("name", &req.name)?;
         // The schema's limit is the longest of any backend (400); this backend's is a 422.
-        v::host("mysqlHost", &req.mysql_host, Backend::Sqlite)?;
-        v::host("mysqlHost", &req.mysql_host, backend).map_err(ApiError::semantic)?;
-        let port = match req.mysql_port {
+        v::host("mysqlHost", &req.host, Backend::Sqlite)?;
+        v::host("mysqlHost", &req.host, backend).map_err(ApiError::semantic)?;
+        let port = match req.port {
             Some(port) => {
                 v::port("mysqlPort", port)?;
                 Some(port)
@@ -509,17 +509,17 @@ impl Service {
             // Required by the backend: a rule between fields, so a 422 like the others below.
             v::user(
                 "mysqlUser",
-                v::required("mysqlUser", &req.mysql_user).map_err(ApiError::semantic)?,
+                v::required("mysqlUser", &req.user).map_err(ApiError::semantic)?,
             )?;
             v::password(
                 "mysqlPassword",
-                v::required("mysqlPassword", &req.mysql_password).map_err(ApiError::semantic)?,
+                v::required("mysqlPassword", &req.password).map_err(ApiError::semantic)?,
             )?;
         } else {
-            if let Some(u) = &req.mysql_user {
+            if let Some(u) = &req.user {
                 v::user("mysqlUser", u)?;
             }
-            if let Some(pw) = &req.mysql_password {
+            if let Some(pw) = &req.password {
                 v::password("mysqlPassword", pw)?;
             }
         }
@@ -538,7 +538,7 @@ impl Service {
         if backend == Backend::Sqlite {
             // Where the file is, after every other field rule (a 422: it depends on the host).
             let roots = self.sqlite_roots.clone();
-            let host = req.mysql_host.clone();
+            let host = req.host.clone();
             blocking(move || {
                 roots
                     .check("mysqlHost", &host)
@@ -550,10 +550,10 @@ impl Service {
         if let Some(inst) = &req.instance {
             check_instance_fields("instance.", inst)?;
             self.check_replicas("instance.replicas", inst.replicas)?;
-            if !available_schemas.contains(&inst.mysql_db) {
+            if !available_schemas.contains(&inst.schema) {
                 return Err(ApiError::unprocessable(format!(
                     "instance.mysqlDb {:?} is not in availableSchemas {:?}",
-                    inst.mysql_db, available_schemas
+                    inst.schema, available_schemas
                 )));
             }
         }
@@ -567,15 +567,15 @@ impl Service {
             customer_id: p.customer_id(),
             name: req.name,
             backend,
-            mysql_host: req.mysql_host,
-            mysql_port: port,
+            host: req.host,
+            port,
             available_schemas,
-            mysql_user: req.mysql_user,
+            user: req.user,
             allowed_sync_modes: allowed_modes(sync_mode),
             min_sync_interval: sync_interval,
             created_at: t,
             updated_at: t,
-            password_secret: req.mysql_password.as_ref().map(|_| secret_name.clone()),
+            password_secret: req.password.as_ref().map(|_| secret_name.clone()),
             ssl_mode,
             ssl_root_cert_set: req.ssl_root_cert.is_some(),
             ssl_root_cert_secret: req.ssl_root_cert.as_ref().map(|_| ca_secret_name.clone()),
@@ -583,7 +583,7 @@ impl Service {
         let customer = p.customer.clone();
         let region = self.region.clone();
         let secrets = self.secrets.clone();
-        let password = req.mysql_password;
+        let password = req.password;
         let root_cert = req.ssl_root_cert;
         let instance = req.instance;
         let result = self
@@ -670,20 +670,20 @@ impl Service {
         if let Some(n) = &req.name {
             v::name("name", n)?;
         }
-        if let Some(h) = &req.mysql_host {
+        if let Some(h) = &req.host {
             // The backend is known below; the longer (path) cap here, the host cap there.
             v::host("mysqlHost", h, Backend::Sqlite)?;
         }
-        if let Some(port) = req.mysql_port {
+        if let Some(port) = req.port {
             v::port("mysqlPort", port)?;
         }
         if let Some(s) = &req.available_schemas {
             v::schemas("availableSchemas", s)?;
         }
-        if let Some(u) = &req.mysql_user {
+        if let Some(u) = &req.user {
             v::user("mysqlUser", u)?;
         }
-        if let Some(pw) = &req.mysql_password {
+        if let Some(pw) = &req.password {
             v::password("mysqlPassword", pw)?;
         }
         if let Some(i) = req.sync_interval {
@@ -698,7 +698,7 @@ impl Service {
         self.write(move |tx| {
             let mut c = tx.get_connection(customer, id)?.ok_or_else(|| ApiError::not_found("connection"))?;
             v::tls_fits(req.ssl_mode, matches!(req.ssl_root_cert, Some(Some(_))), c.backend)?;
-            if let Some(h) = &req.mysql_host {
+            if let Some(h) = &req.host {
                 v::host("mysqlHost", h, c.backend).map_err(ApiError::semantic)?;
                 if c.backend == Backend::Sqlite {
                     roots.check("mysqlHost", h).map_err(|r| ApiError::unprocessable(r.0))?;
@@ -750,31 +750,31 @@ impl Service {
                     raised.push(d.id);
                 }
             }
-            let moved = req.mysql_host.as_ref().is_some_and(|h| *h != c.mysql_host)
-                || req.mysql_port.is_some_and(|p| Some(p) != c.mysql_port);
-            if let Some(h) = req.mysql_host {
-                c.mysql_host = h;
+            let moved = req.host.as_ref().is_some_and(|h| *h != c.host)
+                || req.port.is_some_and(|p| Some(p) != c.port);
+            if let Some(h) = req.host {
+                c.host = h;
             }
-            if let Some(port) = req.mysql_port {
-                c.mysql_port = Some(port);
+            if let Some(port) = req.port {
+                c.port = Some(port);
             }
             if moved {
                 let own: Vec<Uuid> = databases.iter().map(|d| d.id).collect();
                 for d in &databases {
                     if let Some(sid) = d.binlog_server_id {
-                        if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, sid, &own)? {
+                        if tx.binlog_server_id_taken(&c.host, c.port, sid, &own)? {
                             return Err(ApiError::conflict(format!(
                                 "binlogServerId {sid} of database {} is already used by another database replicating from {}:{}",
                                 d.name,
-                                c.mysql_host,
-                                c.mysql_port.unwrap_or(0)
+                                c.host,
+                                c.port.unwrap_or(0)
                             )));
                         }
                     }
                 }
             }
-            if let Some(u) = req.mysql_user {
-                c.mysql_user = Some(u);
+            if let Some(u) = req.user {
+                c.user = Some(u);
             }
             c.updated_at = t;
             for d in databases.iter_mut().filter(|d| raised.contains(&d.id)) {
@@ -782,7 +782,7 @@ impl Service {
                 d.has_pending_changes = pending(d);
                 tx.update_database(d)?;
             }
-            if let Some(pw) = req.mysql_password {
+            if let Some(pw) = req.password {
                 let name = password_secret_name(id);
                 secrets.put(&name, &pw)?;
                 c.password_secret = Some(name);
@@ -853,26 +853,26 @@ impl Service {
     ) -> Result<serde_json::Value, ApiError> {
         let backend = req.backend.unwrap_or(Backend::Mysql);
         // The schema's limit is the longest of any backend (400); this backend's is a 422.
-        v::host("mysqlHost", &req.mysql_host, Backend::Sqlite)?;
-        v::host("mysqlHost", &req.mysql_host, backend).map_err(ApiError::semantic)?;
-        if let Some(u) = &req.mysql_user {
+        v::host("mysqlHost", &req.host, Backend::Sqlite)?;
+        v::host("mysqlHost", &req.host, backend).map_err(ApiError::semantic)?;
+        if let Some(u) = &req.user {
             v::user("mysqlUser", u)?;
         }
-        if let Some(pw) = &req.mysql_password {
+        if let Some(pw) = &req.password {
             v::password("mysqlPassword", pw)?;
         }
         if let Some(pem) = &req.ssl_root_cert {
             v::root_cert("sslRootCert", pem)?;
         }
         v::tls_fits(req.ssl_mode, req.ssl_root_cert.is_some(), backend)?;
-        let port = match req.mysql_port {
+        let port = match req.port {
             Some(port) => {
                 v::port("mysqlPort", port)?;
                 port
             }
             None => backend.default_port().unwrap_or(0),
         };
-        let mut host = req.mysql_host;
+        let mut host = req.host;
         if backend == Backend::Sqlite {
             let roots = self.sqlite_roots.clone();
             let h = host.clone();
@@ -888,8 +888,8 @@ impl Service {
             backend: backend.to_source(),
             host,
             port: port as u16,
-            user: req.mysql_user.unwrap_or_default(),
-            password: req.mysql_password,
+            user: req.user.unwrap_or_default(),
+            password: req.password,
             database: None,
             pg_schema: None,
             tls: source_tls(
@@ -924,12 +924,7 @@ impl Service {
                 .map_err(ApiError::Unprocessable)
         })
         .await?;
-        let shown = shown_target(
-            c.backend,
-            &params.host,
-            params.port as i64,
-            Some(&c.mysql_host),
-        );
+        let shown = shown_target(c.backend, &params.host, params.port as i64, Some(&c.host));
         let report = run_test(params).await;
         Ok(redact_report(
             report,
@@ -948,9 +943,9 @@ impl Service {
     ) -> refract_sources::SourceParams {
         refract_sources::SourceParams {
             backend: c.backend.to_source(),
-            host: c.mysql_host.clone(),
-            port: c.mysql_port.unwrap_or(0) as u16,
-            user: c.mysql_user.clone().unwrap_or_default(),
+            host: c.host.clone(),
+            port: c.port.unwrap_or(0) as u16,
+            user: c.user.clone().unwrap_or_default(),
             password: c
                 .password_secret
                 .as_deref()
@@ -977,7 +972,7 @@ impl Service {
     ) -> Result<Database, ApiError> {
         let inst = CreateInstanceRequest {
             name: req.name,
-            mysql_db: req.mysql_db,
+            schema: req.schema,
             instance_size: req.instance_size,
             log_level: req.log_level,
             binlog_server_id: req.binlog_server_id,
@@ -992,10 +987,10 @@ impl Service {
             let c = tx
                 .get_connection(customer.id, connection_id)?
                 .ok_or_else(|| ApiError::not_found("connection"))?;
-            if !c.available_schemas.contains(&inst.mysql_db) {
+            if !c.available_schemas.contains(&inst.schema) {
                 return Err(ApiError::unprocessable(format!(
                     "mysqlDb {:?} is not in the connection's availableSchemas {:?}",
-                    inst.mysql_db, c.available_schemas
+                    inst.schema, c.available_schemas
                 )));
             }
             insert_database(tx, &customer, &c, inst, "", &region, now())
@@ -1036,7 +1031,7 @@ impl Service {
         if let Some(n) = &req.name {
             v::name("name", n)?;
         }
-        if let Some(s) = &req.mysql_db {
+        if let Some(s) = &req.schema {
             v::schema("mysqlDb", s)?;
         }
         if let Some(Some(sid)) = req.binlog_server_id {
@@ -1080,8 +1075,8 @@ impl Service {
                 }
                 d.name = name;
             }
-            if let Some(db) = req.mysql_db {
-                if db != d.mysql_db {
+            if let Some(db) = req.schema {
+                if db != d.schema {
                     if !matches!(d.status, Status::Registered | Status::Failed | Status::Stopped | Status::Terminated) {
                         return Err(ApiError::conflict(format!(
                             "mysqlDb can change only in status registered, failed, stopped or terminated (status is {})",
@@ -1094,7 +1089,7 @@ impl Service {
                             c.available_schemas
                         )));
                     }
-                    d.mysql_db = db;
+                    d.schema = db;
                 }
             }
             if let Some(size) = req.instance_size {
@@ -1109,7 +1104,7 @@ impl Service {
             }
             if let Some(sid) = req.binlog_server_id {
                 if let Some(n) = sid {
-                    if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, n, &[id])? {
+                    if tx.binlog_server_id_taken(&c.host, c.port, n, &[id])? {
                         return Err(binlog_conflict(n, &c));
                     }
                 }
@@ -1157,7 +1152,7 @@ impl Service {
             check_replicas_sync(d.replicas, d.sync_mode, "")?;
             if d.sync_mode == SyncMode::Binlog && d.binlog_server_id.is_none() {
                 d.binlog_server_id =
-                    Some(pick_server_id(tx, d.id, &c.mysql_host, c.mysql_port, None)?);
+                    Some(pick_server_id(tx, d.id, &c.host, c.port, None)?);
             }
             d.has_pending_changes = pending(&d);
             d.updated_at = now();
@@ -1361,8 +1356,8 @@ fn check_size(plan: Plan, size: InstanceSize) -> Result<(), ApiError> {
 fn binlog_conflict(n: i64, c: &Connection) -> ApiError {
     ApiError::conflict(format!(
         "binlogServerId {n} is already used by another database replicating from {}:{}",
-        c.mysql_host,
-        c.mysql_port.unwrap_or(0)
+        c.host,
+        c.port.unwrap_or(0)
     ))
 }
 
@@ -1398,7 +1393,7 @@ fn check_replicas_sync(replicas: i64, mode: SyncMode, prefix: &str) -> Result<()
 
 fn check_instance_fields(prefix: &str, inst: &CreateInstanceRequest) -> Result<(), ApiError> {
     v::name(&format!("{prefix}name"), &inst.name)?;
-    v::schema(&format!("{prefix}mysqlDb"), &inst.mysql_db)?;
+    v::schema(&format!("{prefix}mysqlDb"), &inst.schema)?;
     if let Some(sid) = inst.binlog_server_id {
         v::range(&format!("{prefix}binlogServerId"), sid, 1, u32::MAX as i64)?;
     }
@@ -1460,7 +1455,7 @@ fn insert_database(
         )));
     }
     if let Some(sid) = inst.binlog_server_id {
-        if tx.binlog_server_id_taken(&c.mysql_host, c.mysql_port, sid, &[])? {
+        if tx.binlog_server_id_taken(&c.host, c.port, sid, &[])? {
             return Err(binlog_conflict(sid, c));
         }
     }
@@ -1471,7 +1466,7 @@ fn insert_database(
     // Binlog mode needs a replica id unique on the source: picked now, shown, kept.
     let binlog_server_id = match inst.binlog_server_id {
         None if sync_mode == SyncMode::Binlog => {
-            Some(pick_server_id(tx, id, &c.mysql_host, c.mysql_port, None)?)
+            Some(pick_server_id(tx, id, &c.host, c.port, None)?)
         }
         given => given,
     };
@@ -1480,7 +1475,7 @@ fn insert_database(
         customer_id: customer.id,
         connection_id: c.id,
         name: inst.name,
-        mysql_db: inst.mysql_db,
+        schema: inst.schema,
         sync_mode,
         sync_interval: c.min_sync_interval,
         safety_net: 3600,

@@ -353,7 +353,7 @@ async fn managed_routes_go_through_the_same_layers() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let service = open(&config).await.unwrap();
-    let managed = crate::managed::open(
+    let managed = crate::managed_hooks::open(
         &config.data_dir,
         None,
         false,

@@ -28,12 +28,12 @@
 
 mod driver;
 pub mod fake;
-pub mod managed;
 pub mod objects;
+pub mod server_runtime;
 pub mod servers;
 pub mod status;
 
 pub use driver::KubernetesDriver;
 pub use fake::{FakeApiServer, PodState};
-pub use managed::KubernetesServers;
 pub use objects::Settings;
+pub use server_runtime::KubernetesServers;

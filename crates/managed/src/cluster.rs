@@ -213,16 +213,8 @@ impl ManagedService {
                 rt.delete(&id, db.db_type)
                     .await
                     .map_err(ManagedError::Internal)?;
-                self.forget_secrets(&id);
                 lock(&self.inner.applied).remove(&id);
-                let key = id.clone();
-                self.db(move |s| {
-                    s.update(&key, |d| {
-                        d.purged = true;
-                        Ok(())
-                    })
-                })
-                .await?;
+                self.mark_purged(&id).await?;
                 tracing::info!(db = %id, runtime = rt.name(), "managed database destroyed: its objects, volumes and credentials removed");
             }
         }

@@ -45,6 +45,7 @@ pub mod backup;
 mod ca;
 pub mod catalog;
 pub mod cluster;
+pub mod credentials;
 mod engines;
 mod error;
 mod event_log;

@@ -719,15 +719,7 @@ impl ManagedService {
         }
         self.remove_pool_instance(&id).await?;
         os::remove_dir(&self.database_dir(&id))?;
-        self.forget_secrets(&id);
-        let key = id.clone();
-        self.db(move |s| {
-            s.update(&key, |d| {
-                d.purged = true;
-                Ok(())
-            })
-        })
-        .await?;
+        self.mark_purged(&id).await?;
         lock(&self.inner.health).remove(&id);
         lock(&self.inner.checked).remove(&id);
         lock(&self.inner.crashes).remove(&id);

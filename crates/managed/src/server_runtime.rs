@@ -100,16 +100,7 @@ pub enum ServerState {
     Failed(String),
 }
 
-/// Where clients reach a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// A host name (a cluster DNS name).
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// Whether the server serves TLS there (the credentials' `ssl_mode`).
-    pub tls: bool,
-}
+pub use crate::credentials::Endpoint;
 
 /// A platform that runs whole managed servers (see the module documentation). Every method
 /// reads or writes the platform's truth; nothing is cached between calls, so a restarted
@@ -199,59 +190,10 @@ fn image_tag(d: &DbRecord) -> String {
         .to_string()
 }
 
-/// The credentials document of a platform server reached at `e`.
+/// The credentials document of a platform server reached at `e` (the images keep MongoDB's
+/// root user in `admin`).
 pub fn credentials_at(d: &DbRecord, e: &Endpoint, password: &str) -> Credentials {
-    let (host, port, pw) = (&e.host, e.port, password);
-    let db = database_name(&d.slug);
-    let ssl = if e.tls { "require" } else { "disable" };
-    match d.db_type {
-        DbType::Postgresql => Credentials {
-            host: host.clone(),
-            port,
-            username: Some(APP_USER.into()),
-            password: pw.into(),
-            database: Some(db.clone()),
-            ssl_mode: Some(ssl.into()),
-            connection_string: format!(
-                "postgresql://{APP_USER}:{pw}@{host}:{port}/{db}?sslmode={ssl}"
-            ),
-        },
-        DbType::Mysql => Credentials {
-            host: host.clone(),
-            port,
-            username: Some(APP_USER.into()),
-            password: pw.into(),
-            database: Some(db.clone()),
-            ssl_mode: Some(ssl.into()),
-            connection_string: format!(
-                "mysql://{APP_USER}:{pw}@{host}:{port}/{db}?ssl-mode={}",
-                if e.tls { "REQUIRED" } else { "DISABLED" }
-            ),
-        },
-        DbType::Redis => Credentials {
-            host: host.clone(),
-            port,
-            username: None,
-            password: pw.into(),
-            database: None,
-            ssl_mode: Some(ssl.into()),
-            connection_string: format!(
-                "{}://default:{pw}@{host}:{port}/0",
-                if e.tls { "rediss" } else { "redis" }
-            ),
-        },
-        DbType::Mongodb => Credentials {
-            host: host.clone(),
-            port,
-            username: Some(APP_USER.into()),
-            password: pw.into(),
-            database: Some(db.clone()),
-            ssl_mode: Some(ssl.into()),
-            connection_string: format!(
-                "mongodb://{APP_USER}:{pw}@{host}:{port}/{db}?authSource=admin"
-            ),
-        },
-    }
+    crate::credentials::document(d.db_type, &database_name(&d.slug), e, password, "admin")
 }
 
 #[cfg(test)]

@@ -619,6 +619,21 @@ impl ManagedService {
         })
     }
 
+    /// The last step of a destroy, wherever the servers ran: the credentials leave the vault
+    /// and the record is marked purged (kept for its events).
+    pub(crate) async fn mark_purged(&self, id: &str) -> Result<(), ManagedError> {
+        self.forget_secrets(id);
+        let key = id.to_string();
+        self.db(move |s| {
+            s.update(&key, |d| {
+                d.purged = true;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
     pub(crate) fn forget_secrets(&self, id: &str) {
         for role in engines::SECRET_ROLES {
             if let Err(e) = self.inner.vault.delete(&engines::secret_name(id, role)) {

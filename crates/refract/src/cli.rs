@@ -49,9 +49,9 @@ pub enum ClientCommand {
     /// Managed database servers (/api/v1): PostgreSQL, MySQL, Redis, MongoDB.
     Managed {
         #[command(flatten)]
-        opts: crate::managed::ManagedOpts,
+        opts: crate::managed_cli::ManagedOpts,
         #[command(subcommand)]
-        cmd: crate::managed::ManagedCmd,
+        cmd: crate::managed_cli::ManagedCmd,
     },
 }
 
@@ -256,7 +256,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Databases { opts, cmd } => databases(&Api::new(&opts)?, &opts, cmd),
         ClientCommand::Keys { opts, cmd } => keys(&Api::new(&opts)?, &opts, cmd),
         ClientCommand::Query { opts, args } => query::run(&Api::new(&opts)?, args),
-        ClientCommand::Managed { opts, cmd } => crate::managed::run(&opts, cmd),
+        ClientCommand::Managed { opts, cmd } => crate::managed_cli::run(&opts, cmd),
     }
 }
 

@@ -5,7 +5,7 @@
 //! takes explicit configuration.
 
 mod cli;
-mod managed;
+mod managed_cli;
 mod quickstart;
 
 use std::path::PathBuf;

@@ -40,11 +40,11 @@ pub async fn list(State(s): State<DashState>, me: Signed) -> Result<Response, Pa
                 id: c.id.to_string(),
                 name: c.name.clone(),
                 backend: c.backend.to_string(),
-                host: match c.mysql_port {
-                    Some(p) => format!("{}:{p}", c.mysql_host),
-                    None => c.mysql_host.clone(),
+                host: match c.port {
+                    Some(p) => format!("{}:{p}", c.host),
+                    None => c.host.clone(),
                 },
-                user: c.mysql_user.clone().unwrap_or_default(),
+                user: c.user.clone().unwrap_or_default(),
                 schemas: c.available_schemas.join(", "),
                 sync_modes: c
                     .allowed_sync_modes
@@ -280,9 +280,9 @@ pub async fn show(
         id: conn.id.to_string(),
         name: conn.name.clone(),
         backend: conn.backend.to_string(),
-        host: conn.mysql_host.clone(),
-        port: conn.mysql_port.map(|p| p.to_string()).unwrap_or_default(),
-        user: conn.mysql_user.clone().unwrap_or_default(),
+        host: conn.host.clone(),
+        port: conn.port.map(|p| p.to_string()).unwrap_or_default(),
+        user: conn.user.clone().unwrap_or_default(),
         ssl_mode: conn.ssl_mode.to_string(),
         schemas: conn.available_schemas.join(", "),
         sync_modes: conn

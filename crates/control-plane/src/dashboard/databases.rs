@@ -55,7 +55,7 @@ fn row(d: &Database) -> DbRow {
         sync_mode: d.sync_mode.to_string(),
         size: d.instance_size.to_string(),
         endpoint: d.endpoint_url.clone().unwrap_or_default(),
-        schema: d.mysql_db.clone(),
+        schema: d.schema.clone(),
     }
 }
 
@@ -475,7 +475,7 @@ pub async fn detail(
         csrf: me.session.csrf.clone(),
         id: d.id.to_string(),
         name: d.name.clone(),
-        schema: d.mysql_db.clone(),
+        schema: d.schema.clone(),
         sync_mode: d.sync_mode.to_string(),
         size: d.instance_size.to_string(),
         sizes: sizes(d),

@@ -285,7 +285,7 @@ pub(super) mod tests {
             customer_id: Uuid::new_v4(),
             connection_id: Uuid::new_v4(),
             name: "db".into(),
-            mysql_db: "main".into(),
+            schema: "main".into(),
             sync_mode: SyncMode::Poll,
             sync_interval: 30,
             safety_net: 3600,

@@ -26,8 +26,8 @@ fn stamp() -> String {
 /// Where a connection points, for messages.
 fn source_text(c: &Connection) -> String {
     match c.backend {
-        Backend::Sqlite => format!("SQLite file {}", c.mysql_host),
-        b => format!("{b} server {}:{}", c.mysql_host, c.mysql_port.unwrap_or(0)),
+        Backend::Sqlite => format!("SQLite file {}", c.host),
+        b => format!("{b} server {}:{}", c.host, c.port.unwrap_or(0)),
     }
 }
 
@@ -73,7 +73,7 @@ pub(super) fn actionable(err: &str, c: &Connection) -> String {
         format!(
             "the source refused the login of user {:?} on {}: {err}. Fix mysqlUser/mysqlPassword ({fix}) or the \
              user's grants on the source, then provision again",
-            c.mysql_user.clone().unwrap_or_default(),
+            c.user.clone().unwrap_or_default(),
             source_text(c)
         )
     } else {
@@ -92,7 +92,7 @@ async fn checked_params(
     c: &Connection,
     db: &Database,
 ) -> Result<refract_sources::SourceParams, String> {
-    let (service, conn, schema) = (s.clone(), c.clone(), db.mysql_db.clone());
+    let (service, conn, schema) = (s.clone(), c.clone(), db.schema.clone());
     let checked =
         tokio::task::spawn_blocking(move || service.checked_source_params(&conn, Some(schema)))
             .await
@@ -163,7 +163,7 @@ pub(super) async fn test_connection(
         "{} testing the connection to the {} (schema {})\n",
         stamp(),
         source_text(&c),
-        db.mysql_db
+        db.schema
     );
     if !report.ok {
         let err = report
@@ -181,8 +181,8 @@ pub(super) async fn test_connection(
             is_admin,
             c.backend,
             &match c.backend {
-                Backend::Sqlite => c.mysql_host.clone(),
-                _ => format!("{}:{}", c.mysql_host, c.mysql_port.unwrap_or(0)),
+                Backend::Sqlite => c.host.clone(),
+                _ => format!("{}:{}", c.host, c.port.unwrap_or(0)),
             },
         )["error"]
             .as_str()
@@ -229,7 +229,7 @@ pub(super) async fn test_connection(
     }
     let sync_used = db.sync_mode.as_str().to_string();
     let source_server_id = report.binlog.as_ref().and_then(|b| b.server_id);
-    let (host, port) = (c.mysql_host.clone(), c.mysql_port);
+    let (host, port) = (c.host.clone(), c.port);
     let build = op.build_id;
     commit(s, db.id, guard, move |tx, d, _, _| {
         let mut text = text;
@@ -410,10 +410,7 @@ pub(super) async fn build(
     }
     if manifest.tables.is_empty() {
         log(s, db.id, Some(build_id), text).await?;
-        let msg = format!(
-            "the source schema {:?} has no tables to expose",
-            db.mysql_db
-        );
+        let msg = format!("the source schema {:?} has no tables to expose", db.schema);
         return fail(s, rt, &db, &o, msg).await;
     }
     let json = match serde_json::to_string_pretty(&manifest) {

@@ -72,13 +72,13 @@ pub struct Launch<'a> {
 /// The spec of one engine: `refract engine --config engine.yaml` with its files.
 pub fn spec(l: &Launch<'_>) -> InstanceSpec {
     let c = l.connection;
-    let mut source = SourceConfig::new(c.backend.to_source(), c.mysql_host.clone());
+    let mut source = SourceConfig::new(c.backend.to_source(), c.host.clone());
     if c.backend == Backend::Sqlite {
         source.database = Some("main".into());
     } else {
-        source.port = c.mysql_port.and_then(|p| u16::try_from(p).ok());
-        source.user = c.mysql_user.clone().unwrap_or_default();
-        source.database = Some(l.database.mysql_db.clone());
+        source.port = c.port.and_then(|p| u16::try_from(p).ok());
+        source.user = c.user.clone().unwrap_or_default();
+        source.database = Some(l.database.schema.clone());
         source.ssl_mode = Some(c.ssl_mode.to_source());
         if l.ssl_root_cert.is_some() {
             source.ssl_root_cert_file = Some(ROOT_CERT_FILE.into());

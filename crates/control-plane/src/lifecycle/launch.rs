@@ -129,7 +129,7 @@ pub(super) async fn launch(
             .await
             .map_err(|e| LaunchError::Check(e.to_string()))?
             .map_err(LaunchError::Unreadable)?;
-        conn.mysql_host = params.host;
+        conn.host = params.host;
     }
     // A secret that cannot be read fails the start with the reason, rather than starting an
     // engine without its password.

@@ -138,10 +138,10 @@ fn connection(customer: Uuid, name: &str) -> Connection {
         customer_id: customer,
         name: name.into(),
         backend: Backend::Mysql,
-        mysql_host: "Db.Example".into(),
-        mysql_port: Some(3306),
+        host: "Db.Example".into(),
+        port: Some(3306),
         available_schemas: vec!["shop".into(), "blog".into()],
-        mysql_user: Some("reader".into()),
+        user: Some("reader".into()),
         allowed_sync_modes: vec![SyncMode::Poll, SyncMode::Binlog],
         min_sync_interval: 30,
         created_at: at(2),
@@ -160,7 +160,7 @@ fn database(c: &Connection, name: &str, minute: i64) -> Database {
         customer_id: c.customer_id,
         connection_id: c.id,
         name: name.into(),
-        mysql_db: "shop".into(),
+        schema: "shop".into(),
         sync_mode: SyncMode::Binlog,
         sync_interval: 60,
         safety_net: 3600,
@@ -703,7 +703,7 @@ fn concurrent_read_then_write_has_one_winner() {
                         // Widen the window between the check and the insert.
                         std::thread::sleep(std::time::Duration::from_millis(50));
                         let mut c = connection(cust.id, "same");
-                        c.mysql_user = Some(format!("writer-{n}"));
+                        c.user = Some(format!("writer-{n}"));
                         tx.insert_connection(&c)?;
                         Ok(true)
                     })

@@ -15,7 +15,7 @@ use crate::store::DbRecord;
 /// Host every local server listens on.
 pub const HOST: &str = "127.0.0.1";
 /// The application user of PostgreSQL, MySQL and MongoDB servers.
-pub const APP_USER: &str = "app_user";
+pub use crate::credentials::APP_USER;
 /// The generated superuser.
 pub const ADMIN_USER: &str = "refract_admin";
 /// The user standbys replicate with.

@@ -17,6 +17,7 @@ mod standby;
 use refract_runtime::InstanceSpec;
 
 use crate::api::{Credentials, DbType, ReplicaHealth};
+use crate::credentials::Endpoint;
 use crate::os;
 
 use context::LOGIN_TIMEOUT;
@@ -106,55 +107,15 @@ pub async fn replica_health(ctx: &Ctx, node: usize) -> ReplicaHealth {
 
 /// The seed's credentials document for the primary.
 pub fn credentials(ctx: &Ctx) -> Credentials {
-    let port = ctx.port(0);
-    let pw = &ctx.creds.app;
+    let endpoint = Endpoint {
+        host: HOST.into(),
+        port: ctx.port(0),
+        // MongoDB serves no TLS yet (docs/managed.md, "TLS").
+        tls: ctx.db.db_type != DbType::Mongodb,
+    };
     let db = ctx.database();
-    match ctx.db.db_type {
-        DbType::Postgresql => Credentials {
-            host: HOST.into(),
-            port,
-            username: Some(APP_USER.into()),
-            password: pw.clone(),
-            database: Some(db.clone()),
-            ssl_mode: Some("require".into()),
-            connection_string: format!(
-                "postgresql://{APP_USER}:{pw}@{HOST}:{port}/{db}?sslmode=require"
-            ),
-        },
-        DbType::Mysql => Credentials {
-            host: HOST.into(),
-            port,
-            username: Some(APP_USER.into()),
-            password: pw.clone(),
-            database: Some(db.clone()),
-            ssl_mode: Some("require".into()),
-            connection_string: format!(
-                "mysql://{APP_USER}:{pw}@{HOST}:{port}/{db}?ssl-mode=REQUIRED"
-            ),
-        },
-        DbType::Redis => Credentials {
-            host: HOST.into(),
-            port,
-            username: None,
-            password: pw.clone(),
-            database: None,
-            ssl_mode: Some("require".into()),
-            // `default` is Redis 6+'s user for `requirepass`: `redis-cli -u` (7.x) and most
-            // clients reject an empty user name with WRONGPASS. `rediss`: TLS only.
-            connection_string: format!("rediss://default:{pw}@{HOST}:{port}/0"),
-        },
-        DbType::Mongodb => Credentials {
-            host: HOST.into(),
-            port,
-            username: Some(APP_USER.into()),
-            password: pw.clone(),
-            database: Some(db.clone()),
-            ssl_mode: Some("disable".into()),
-            connection_string: format!(
-                "mongodb://{APP_USER}:{pw}@{HOST}:{port}/{db}?authSource={db}"
-            ),
-        },
-    }
+    // The local MongoDB's user lives in its own database.
+    crate::credentials::document(ctx.db.db_type, &db, &endpoint, &ctx.creds.app, &db)
 }
 
 #[cfg(test)]

@@ -400,6 +400,31 @@ pub struct Url {
     pub path: String,
 }
 
+impl Url {
+    /// `psql` at `host` with `sslmode={mode}`, trusting `ca`, running `sql`.
+    pub fn psql(
+        &self,
+        host: &str,
+        mode: &str,
+        ca: &std::path::Path,
+        sql: &str,
+    ) -> std::process::Output {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host={host} port={} user={} dbname={} sslmode={mode} sslrootcert={}",
+                self.port,
+                self.user,
+                self.path,
+                ca.display()
+            ))
+            .args(["-XAtc", sql])
+            .env("PGPASSWORD", &self.password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("psql is installed with PostgreSQL")
+    }
+}
+
 pub fn parse_url(s: &str) -> Url {
     let (_, rest) = s.split_once("://").unwrap();
     let (auth, rest) = rest.split_once('@').unwrap();

@@ -39,22 +39,12 @@ async fn plain_text_logins_only_when_the_operator_allows_them() {
     let u = parse_url(c["connection_string"].as_str().unwrap());
     let ca = h.ca_file(&pg).await;
     let psql = |mode: &str| {
-        let out = Command::new("psql")
-            .arg(format!(
-                "host=127.0.0.1 port={} user={} dbname={} sslmode={mode} sslrootcert={}",
-                u.port,
-                u.user,
-                u.path,
-                ca.display()
-            ))
-            .args([
-                "-XAtc",
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            ])
-            .env("PGPASSWORD", &u.password)
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .expect("psql is installed with PostgreSQL");
+        let out = u.psql(
+            "127.0.0.1",
+            mode,
+            &ca,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        );
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout).trim(),

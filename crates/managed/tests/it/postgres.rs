@@ -85,22 +85,12 @@ async fn postgresql_lifecycle() {
     let ca = h.ca_file(&id).await;
     let u = parse_url(&url);
     let psql = |host: &str, mode: &str| {
-        std::process::Command::new("psql")
-            .arg(format!(
-                "host={host} port={} user={} dbname={} sslmode={mode} sslrootcert={}",
-                u.port,
-                u.user,
-                u.path,
-                ca.display()
-            ))
-            .args([
-                "-XAtc",
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            ])
-            .env("PGPASSWORD", &u.password)
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .expect("psql is installed with PostgreSQL")
+        u.psql(
+            host,
+            mode,
+            &ca,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
     };
     for host in ["127.0.0.1", "localhost"] {
         let out = psql(host, "verify-full");
