@@ -66,6 +66,10 @@ const RECHECK_AGAIN_AFTER: Duration = Duration::from_millis(500);
 /// a CPU under load (B4 at 1,000 commits/s on a busy machine: flushes of 1–2 changes took up
 /// to 35 ms that way). Larger batches go to a blocking thread, off the query workers.
 const INLINE_APPLY: usize = 256;
+/// ... unless the batch may compact a table of more live rows than this
+/// (`Table::apply_may_compact`): compaction is O(table) and rebuilds its indexes — milliseconds
+/// to tens of milliseconds on a million rows — which must not hold a query worker.
+const INLINE_COMPACT_ROWS: usize = 65_536;
 /// Events buffered between the reader task and the applier.
 const CHANNEL: usize = 65_536;
 
@@ -813,6 +817,17 @@ async fn run_stream(
     outcome
 }
 
+/// Whether a batch is applied on the applier's own task ([`INLINE_APPLY`]) rather than a
+/// blocking thread: small, and compacting no large table ([`INLINE_COMPACT_ROWS`]).
+fn apply_inline(current: &refract_storage::Snapshot, jobs: &[(usize, ChangeBatch)]) -> bool {
+    jobs.iter().map(|(_, b)| b.len()).sum::<usize>() <= INLINE_APPLY
+        && jobs.iter().all(|(i, b)| {
+            current.tables.get(*i).is_none_or(|t| {
+                t.row_count() <= INLINE_COMPACT_ROWS || !t.apply_may_compact(b.len())
+            })
+        })
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -861,7 +876,7 @@ async fn flush(
             .filter_map(|(i, b)| cur.tables.get(i).map(|t| (i, Arc::new(t.apply(&b)))))
             .collect::<Vec<(usize, Arc<Table>)>>()
     };
-    let replaced = if jobs.iter().map(|(_, b)| b.len()).sum::<usize>() <= INLINE_APPLY {
+    let replaced = if apply_inline(&current, &jobs) {
         apply(&current, jobs)
     } else {
         let cur = current.clone();
@@ -937,6 +952,54 @@ mod tests {
             before,
             after,
         }
+    }
+
+    /// Small batches are applied inline, except one that may compact a large table (O(table)
+    /// on a query worker); large batches never.
+    #[test]
+    fn small_batches_apply_inline_unless_they_may_compact_a_large_table() {
+        use refract_schema::RowSink;
+        let m = Arc::new(manifest());
+        let table = |rows: i64, deleted: i64| {
+            let mut b = refract_storage::TableBuilder::new(Arc::new(m.tables[0].clone()));
+            for i in 0..rows {
+                b.push(0, refract_schema::ValueRef::Int(i));
+                b.push(1, refract_schema::ValueRef::Null);
+                assert!(b.end_row());
+            }
+            let t = b.finish();
+            let mut batch = ChangeBatch::new();
+            for i in 0..deleted {
+                batch.delete(vec![Value::Int(i)]);
+            }
+            Arc::new(t.apply(&batch))
+        };
+        let deletes = |n: i64| {
+            let mut b = ChangeBatch::new();
+            for i in 0..n {
+                b.delete(vec![Value::Int(1_000_000 + i)]);
+            }
+            b
+        };
+        let big = 100_000;
+        // A quarter of the row ids minus one are tombstones: the next delete compacts.
+        let near = table(big, big / 4 - 1);
+        let snap = |t: Arc<Table>| refract_storage::Snapshot::new(m.clone(), vec![t]);
+        assert!(near.apply_may_compact(2) && !near.apply_may_compact(0));
+        assert!(
+            !apply_inline(&snap(near.clone()), &[(0, deletes(2))]),
+            "a 2-change batch may compact a {big}-row table: off the query workers"
+        );
+        let fresh = table(big, 0);
+        assert!(apply_inline(&snap(fresh.clone()), &[(0, deletes(2))]));
+        assert!(!apply_inline(
+            &snap(fresh),
+            &[(0, deletes(INLINE_APPLY as i64 + 1))]
+        ));
+        // A small table compacts cheaply: inline.
+        let small = table(1_000, 249);
+        assert!(small.apply_may_compact(2));
+        assert!(apply_inline(&snap(small), &[(0, deletes(2))]));
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn plan(s: &ServerSpec) -> ServerPlan {
         database: s.database.clone(),
         user: s.user.clone(),
         password: s.password.clone(),
+        admin_password: s.admin_password.clone(),
         image: None,
     }
 }

@@ -36,6 +36,8 @@ pub const CNPG_HIBERNATION: &str = "cnpg.io/hibernation";
 pub const CNPG_RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// The pod-template annotation whose change rolls a server StatefulSet's pods.
 pub const ANNOTATION_RESTARTED_AT: &str = "refract.dev/restarted-at";
+/// The key of a MySQL server's Secret that holds its `root` password.
+pub const ROOT_PASSWORD_KEY: &str = "root-password";
 
 /// A managed server's engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,10 @@ pub struct ServerPlan {
     pub user: String,
     /// Its password (only ever in the Secret).
     pub password: String,
+    /// MySQL: the `root` password (only ever in the Secret, key `root-password`). Required:
+    /// the image's `MARIADB_RANDOM_ROOT_PASSWORD` would print a generated one to the pod's log,
+    /// where anyone who may read pod logs would find a root login (`root@'%'` by default).
+    pub admin_password: String,
     /// An image for engines without an official default (MongoDB).
     pub image: Option<String>,
 }
@@ -86,6 +92,7 @@ impl std::fmt::Debug for ServerPlan {
             .field("version", &self.version)
             .field("nodes", &self.nodes)
             .field("password", &"<secret>")
+            .field("admin_password", &"<secret>")
             .finish_non_exhaustive()
     }
 }
@@ -176,7 +183,7 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                             {"name": "MARIADB_DATABASE", "value": p.database},
                             {"name": "MARIADB_USER", "value": p.user},
                             {"name": "MARIADB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}}},
-                            {"name": "MARIADB_RANDOM_ROOT_PASSWORD", "value": "1"},
+                            {"name": "MARIADB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": ROOT_PASSWORD_KEY}}},
                         ],
                         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"}],
                     }),
@@ -217,6 +224,17 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                 "password".to_string(),
                 ByteString(p.password.clone().into_bytes()),
             );
+            if p.engine == ServerEngine::Mysql {
+                if p.admin_password.is_empty() {
+                    return Err(RuntimeError::Api(format!(
+                        "build {name}: a MySQL server needs its root password (admin_password)"
+                    )));
+                }
+                data.insert(
+                    ROOT_PASSWORD_KEY.to_string(),
+                    ByteString(p.admin_password.clone().into_bytes()),
+                );
+            }
             if p.engine == ServerEngine::Redis {
                 let conf = format!(
                     "requirepass {}\nappendonly yes\nmaxmemory {}mb\n",

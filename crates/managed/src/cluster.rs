@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::api::Status;
+use crate::api::{DbType, Status};
 use crate::engines::secret_name;
 use crate::error::ManagedError;
 use crate::server_runtime::{spec_of, ServerRuntime, ServerState};
@@ -125,7 +125,7 @@ impl ManagedService {
                 return Step::Idle;
             }
         };
-        let applied = match spec_of(db, String::new()) {
+        let applied = match spec_of(db, String::new(), String::new()) {
             Ok(s) => lock(&self.inner.applied).get(&db.id) == Some(&s.fingerprint()),
             Err(_) => true,
         };
@@ -232,7 +232,22 @@ impl ManagedService {
                     db.id
                 )
             })?;
-        let spec = spec_of(db, password).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // MySQL's root password is Refract's admin credential, handed to the image through the
+        // server's Secret (a generated one would be printed to the pod's log).
+        let admin_password = if db.db_type == DbType::Mysql {
+            self.inner
+                .vault
+                .get(&secret_name(&db.id, "admin"))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the administrator credentials of {} are missing from the secret store",
+                        db.id
+                    )
+                })?
+        } else {
+            String::new()
+        };
+        let spec = spec_of(db, password, admin_password).map_err(|e| anyhow::anyhow!("{e}"))?;
         rt.apply(&spec).await?;
         lock(&self.inner.applied).insert(db.id.clone(), spec.fingerprint());
         Ok(())
@@ -242,7 +257,6 @@ impl ManagedService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::DbType;
 
     fn db() -> DbRecord {
         crate::store::test_record("db_x", "x", DbType::Mysql)

@@ -306,6 +306,13 @@ async fn engine_runtime(
             refract_control_plane::ManagedRuntime::Local,
         ));
     }
+    // The flag rewrites local servers' pg_hba.conf / MariaDB options; on Kubernetes those are the
+    // platform's (CloudNativePG's rules; the StatefulSet servers serve no TLS yet), so it would
+    // silently do nothing.
+    anyhow::ensure!(
+        !args.managed_allow_plaintext,
+        "--managed-allow-plaintext (REFRACT_MANAGED_ALLOW_PLAINTEXT) applies to managed servers run as local processes; on --runtime kubernetes it would change nothing (docs/kubernetes.md, \"Managed servers on Kubernetes\")"
+    );
     let image = args
         .engine_image
         .clone()

@@ -410,6 +410,13 @@ impl Table {
             || any_cached(&self.lazy_indexes, |ix| ix.columns == columns)
     }
 
+    /// Whether [`Table::apply`] of a batch of `changes` changes may compact this table (its
+    /// O(table) step, see there): an upper bound, since every change may leave a tombstone. For
+    /// callers that keep O(table) work off the threads that answer queries.
+    pub fn apply_may_compact(&self, changes: usize) -> bool {
+        (self.store.dead_count + changes) * 4 > self.store.rows
+    }
+
     /// A new version of this table with `batch` applied in order; this version is unchanged.
     ///
     /// Cost: O(changed rows + touched chunks), plus occasional amortized O(table) steps:

@@ -872,3 +872,30 @@ fn integer_foreign_keys_of_any_magnitude_group_and_append() {
     assert_eq!(t2.index_lookup(&[1], &[ValueRef::Int(2)]), vec![n + 1]);
     assert_eq!(t.index_lookup(&[1], &[ValueRef::Int(-1)]), vec![1, 8, 15]);
 }
+
+/// `apply_may_compact` is an upper bound that is exact for deletes: false just below the
+/// quarter of tombstones, true at the batch that compacts.
+#[test]
+fn apply_may_compact_predicts_compaction() {
+    let m = manifest(&[ColumnType::Int], &[0], &[]);
+    let rows: Vec<Vec<Value>> = (0..1000).map(|i| vec![Value::Int(i)]).collect();
+    let mut t = build(&m, &rows);
+    assert!(!t.apply_may_compact(250) && t.apply_may_compact(251));
+    let mut batch = ChangeBatch::new();
+    for i in 0..249 {
+        batch.delete(vec![Value::Int(i)]);
+    }
+    t = t.apply(&batch);
+    assert_eq!(
+        (t.row_count(), t.row_id_bound()),
+        (751, 1000),
+        "not compacted yet"
+    );
+    assert!(!t.apply_may_compact(1));
+    assert!(t.apply_may_compact(2));
+    let mut batch = ChangeBatch::new();
+    batch.delete(vec![Value::Int(249)]);
+    batch.delete(vec![Value::Int(250)]);
+    let t = t.apply(&batch);
+    assert_eq!(t.row_id_bound(), 749, "compacted");
+}

@@ -178,6 +178,7 @@ async fn the_role_grants_exactly_what_the_driver_uses() {
             database: "app".into(),
             user: "app_user".into(),
             password: "pw".into(),
+            admin_password: String::new(),
         };
         servers.apply(&spec).await.unwrap();
         servers.apply(&spec).await.unwrap();

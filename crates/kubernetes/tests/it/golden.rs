@@ -120,6 +120,7 @@ mod servers {
     use super::{check, yaml};
 
     const PW: &str = "server-password-123";
+    const ROOT_PW: &str = "server-root-password-456";
 
     fn plan(engine: ServerEngine, version: &str) -> ServerPlan {
         ServerPlan {
@@ -133,6 +134,7 @@ mod servers {
             database: "app".into(),
             user: "app".into(),
             password: PW.into(),
+            admin_password: ROOT_PW.into(),
             image: None,
         }
     }
@@ -184,6 +186,44 @@ mod servers {
             assert_eq!(spec.volume_claim_templates.unwrap().len(), 1);
             assert!(secret.data.unwrap().contains_key("password"));
         }
+    }
+
+    /// The MariaDB image's `MARIADB_RANDOM_ROOT_PASSWORD` prints the root password it generates
+    /// to the pod's log (and `root@'%'` logs in with it from anywhere): the root password is
+    /// Refract's, from the Secret, and a plan without one is refused.
+    #[test]
+    fn mysql_root_password_comes_from_the_secret_never_the_log() {
+        let mut p = plan(ServerEngine::Mysql, "10.11");
+        let ServerObjects::StatefulSet {
+            statefulset,
+            secret,
+            ..
+        } = servers::server_objects(&p, "refract").unwrap()
+        else {
+            panic!("not a StatefulSet")
+        };
+        let template = serde_json::to_value(&statefulset.spec.unwrap().template).unwrap();
+        let env = template["spec"]["containers"][0]["env"].as_array().unwrap();
+        assert!(
+            !env.iter()
+                .any(|e| e["name"].as_str().unwrap().contains("RANDOM_ROOT_PASSWORD")),
+            "a generated root password is printed to the pod's log: {env:?}"
+        );
+        let root = env
+            .iter()
+            .find(|e| e["name"] == "MARIADB_ROOT_PASSWORD")
+            .expect("MARIADB_ROOT_PASSWORD");
+        assert_eq!(
+            root["valueFrom"]["secretKeyRef"]["key"],
+            servers::ROOT_PASSWORD_KEY,
+            "{root}"
+        );
+        assert!(!template.to_string().contains(ROOT_PW));
+        let data = secret.data.unwrap();
+        assert_eq!(data[servers::ROOT_PASSWORD_KEY].0, ROOT_PW.as_bytes());
+        p.admin_password.clear();
+        let err = servers::server_objects(&p, "refract").unwrap_err();
+        assert!(err.to_string().contains("root password"), "{err}");
     }
 
     #[test]

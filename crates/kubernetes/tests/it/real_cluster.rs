@@ -68,6 +68,7 @@ async fn a_managed_redis_runs_on_a_real_cluster() {
         database: "app".into(),
         user: "app_user".into(),
         password: "realclusterpassword0123".into(),
+        admin_password: String::new(),
     };
     let wait_for = |want: ServerState| {
         let servers = servers.clone();

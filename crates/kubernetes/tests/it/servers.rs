@@ -22,6 +22,7 @@ fn plan(engine: ServerEngine) -> ServerPlan {
         database: "app".into(),
         user: "app".into(),
         password: "pw-123456".into(),
+        admin_password: "root-pw-123456".into(),
         image: None,
     }
 }

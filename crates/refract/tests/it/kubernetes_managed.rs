@@ -161,6 +161,20 @@ fn server_lifecycle(s: &mut Setup, other_key: &str, db_type: &str, replicas: i64
             !spec.contains(&password),
             "the password is in the pod template"
         );
+        if db_type == "mysql" {
+            // Root's password is Refract's admin credential from the Secret: never one the
+            // image generates (it would print it to the pod's log).
+            assert!(!spec.contains("RANDOM_ROOT_PASSWORD"), "{spec}");
+            let b64 = secret["data"]["root-password"]
+                .as_str()
+                .expect("root-password");
+            let root = String::from_utf8(base64_decode(b64)).unwrap();
+            assert!(root.len() >= 20 && root != password, "{root:?}");
+            assert!(
+                !spec.contains(&root),
+                "the root password is in the pod template"
+            );
+        }
     }
     assert!(password.len() >= 20, "a generated password: {password:?}");
 
@@ -488,5 +502,32 @@ fn local_only_features_are_refused_on_kubernetes() {
     assert_eq!(
         c["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
         second
+    );
+}
+
+/// `--managed-allow-plaintext` changes local servers' settings only: on Kubernetes it is refused
+/// at start rather than silently ignored.
+#[test]
+fn managed_allow_plaintext_is_refused_on_kubernetes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::common::refract_bin())
+        .args([
+            "serve",
+            "--runtime",
+            "kubernetes",
+            "--managed-allow-plaintext",
+        ])
+        .args(["--engine-image", "registry.example/refract:1", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("REFRACT_MASTER_KEY")
+        .env_remove("REFRACT_MANAGED_ALLOW_PLAINTEXT")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--managed-allow-plaintext") && stderr.contains("kubernetes"),
+        "{stderr}"
     );
 }
