@@ -68,8 +68,11 @@ pub fn decide(db: &DbRecord, observed: Option<&ServerState>, applied: bool) -> S
                 .then_some(db.error_kind)
                 .flatten();
             if kind == Some(ErrorKind::Provision) {
-                // Creating failed (an API error): left alone until a `start` action.
-                return if observed == Some(&ServerState::Ready) {
+                // Creating failed (an API error): left alone until a `start` action. A server
+                // that is ready with the current spec applied recovered; one that is ready
+                // but whose re-apply failed (a rejected change) stays `error` — marking it
+                // `running` would re-apply, fail and flip the status on every pass.
+                return if observed == Some(&ServerState::Ready) && applied {
                     Step::MarkRunning
                 } else {
                     Step::Idle
@@ -147,7 +150,10 @@ impl ManagedService {
                     self.fail(
                         &id,
                         ErrorKind::Provision,
-                        format!("cannot create the server on {}: {e:#}", rt.name()),
+                        format!(
+                            "cannot create or update the server on {}: {e:#}; fix the cause, then use the start action to apply it again",
+                            rt.name()
+                        ),
                     )
                     .await?;
                     return Ok(());
@@ -303,6 +309,14 @@ mod tests {
         // A failed creation waits for the user.
         d.error_kind = Some(ErrorKind::Provision);
         assert_eq!(decide(&d, None, false), Step::Idle);
+        // A failed re-apply of a server that still runs the old spec stays `error` (no flip
+        // back to `running` and another failing apply on every pass) …
+        assert_eq!(decide(&d, Some(&ServerState::Ready), false), Step::Idle);
+        // … until the spec is applied (a `start` action re-applies).
+        assert_eq!(
+            decide(&d, Some(&ServerState::Ready), true),
+            Step::MarkRunning
+        );
     }
 
     #[test]
