@@ -164,6 +164,10 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                     "imageName": format!("ghcr.io/cloudnative-pg/postgresql:{}", p.version),
                     "storage": {"size": storage},
                     "resources": resources(p),
+                    // TLS only, as on the local runtime: CloudNativePG serves TLS with its own
+                    // CA, but its default rule (`host all all all scram-sha-256`) would also
+                    // take plain text; user rules come before it.
+                    "postgresql": {"pg_hba": ["hostnossl all all all reject"]},
                     "bootstrap": {"initdb": {
                         "database": p.database,
                         "owner": p.user,

@@ -191,6 +191,23 @@ mod servers {
     /// The MariaDB image's `MARIADB_RANDOM_ROOT_PASSWORD` prints the root password it generates
     /// to the pod's log (and `root@'%'` logs in with it from anywhere): the root password is
     /// Refract's, from the Secret, and a plan without one is refused.
+    /// Managed PostgreSQL on CloudNativePG refuses plain text, as on the local runtime: a
+    /// `hostnossl … reject` user rule ahead of CNPG's default `host all all all` rule.
+    #[test]
+    fn postgres_on_cnpg_refuses_plain_text() {
+        let p = plan(ServerEngine::Postgres, "16");
+        let ServerObjects::Cnpg { cluster, .. } = servers::server_objects(&p, "refract").unwrap()
+        else {
+            panic!("not a CNPG Cluster")
+        };
+        let hba = cluster["spec"]["postgresql"]["pg_hba"].as_array().unwrap();
+        assert_eq!(
+            hba.first().unwrap(),
+            "hostnossl all all all reject",
+            "{hba:?}"
+        );
+    }
+
     #[test]
     fn mysql_root_password_comes_from_the_secret_never_the_log() {
         let mut p = plan(ServerEngine::Mysql, "10.11");
