@@ -27,6 +27,15 @@ pub(crate) fn socket(ctx: &Ctx, node: usize) -> PathBuf {
     ctx.node_dir(node).join("mysqld.sock")
 }
 
+/// Node `node`'s own directory for temporary tables and files (0700, the server's user),
+/// instead of the shared `/tmp`: another server's bootstrap, or anything cleaning `/tmp`,
+/// must not touch them (a bootstrap failed once with `Could not remove temporary table
+/// '/tmp/#sql-temptable-…'` and `Unknown table 'mysql.tmp_user_sys'`), and other users
+/// must not read them.
+pub(crate) fn tmpdir(ctx: &Ctx, node: usize) -> PathBuf {
+    ctx.node_dir(node).join("tmp")
+}
+
 /// Where a standby built from a backup keeps the GTID position that backup ends at, until its
 /// bootstrap points replication there.
 const STANDBY_GTID_FILE: &str = "refract-standby-gtid";
@@ -38,6 +47,7 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
     }
     let dir = ctx.node_dir(node);
     os::create_owned_dir(&dir, &ctx.user)?;
+    os::create_owned_dir(&tmpdir(ctx, node), &ctx.user)?;
     if node > 0 && ctx.bins.mariadb_backup.is_some() {
         return prepare_standby_from_backup(ctx, node).await;
     }
@@ -52,6 +62,8 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
         format!("--user={}", ctx.user.name),
         "--skip-test-db".into(),
         "--skip-name-resolve".into(),
+        // Passed on to the bootstrap server.
+        format!("--tmpdir={}", tmpdir(ctx, node).display()),
     ];
     ctx.run(install, &args, &[], None).await?;
     Ok(())
@@ -160,10 +172,13 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         .as_ref()
         .context("mariadbd is no longer installed on this host")?;
     let dir = ctx.node_dir(node);
+    // Servers created before their own tmpdir existed get it at their next start.
+    os::create_owned_dir(&tmpdir(ctx, node), &ctx.user)?;
     let mut args = vec![
         "--no-defaults".to_string(),
         format!("--datadir={}", dir.join("data").display()),
         format!("--port={}", ctx.port(node)),
+        format!("--tmpdir={}", tmpdir(ctx, node).display()),
         format!("--bind-address={HOST}"),
         format!("--socket={}", socket(ctx, node).display()),
         format!("--pid-file={}", dir.join("mysqld.pid").display()),
