@@ -292,6 +292,22 @@ pub struct ResolvedVersion {
     pub requested: Option<String>,
 }
 
+/// The versions supported for `db_type`, or the 400 message when `requested` is not one of
+/// them (both the local and the platform resolution start here).
+fn checked_supported_versions(
+    db_type: DbType,
+    requested: Option<&str>,
+) -> Result<&'static [&'static str], String> {
+    let supported = supported_versions(db_type);
+    match requested {
+        Some(v) if !supported.contains(&v) => Err(format!(
+            "version {v:?} is not supported for {db_type}: use one of {}",
+            supported.join(", ")
+        )),
+        _ => Ok(supported),
+    }
+}
+
 /// Resolves `requested` (or the default) for `db_type`, or explains in one sentence why it
 /// cannot run here (the 400 message).
 pub fn resolve_version(
@@ -299,15 +315,7 @@ pub fn resolve_version(
     requested: Option<&str>,
     bins: &Binaries,
 ) -> Result<ResolvedVersion, String> {
-    let supported = supported_versions(db_type);
-    if let Some(v) = requested {
-        if !supported.contains(&v) {
-            return Err(format!(
-                "version {v:?} is not supported for {db_type}: use one of {}",
-                supported.join(", ")
-            ));
-        }
-    }
+    let supported = checked_supported_versions(db_type, requested)?;
     match db_type {
         DbType::Postgresql => {
             let installed: Vec<&str> = supported
@@ -380,15 +388,7 @@ pub fn resolve_image_version(
     requested: Option<&str>,
     runtime: &str,
 ) -> Result<ResolvedVersion, String> {
-    let supported = supported_versions(db_type);
-    if let Some(v) = requested {
-        if !supported.contains(&v) {
-            return Err(format!(
-                "version {v:?} is not supported for {db_type}: use one of {}",
-                supported.join(", ")
-            ));
-        }
-    }
+    let supported = checked_supported_versions(db_type, requested)?;
     let chosen = requested.unwrap_or(supported[supported.len() - 1]);
     match db_type {
         DbType::Postgresql | DbType::Redis => Ok(ResolvedVersion {
