@@ -84,9 +84,15 @@ pub(crate) fn coerce(ty: ColumnType, v: ValueRef<'_>) -> ValueRef<'_> {
 
 /// Integers as a per-chunk base plus little-endian deltas of `width` bytes (0 to 8), padded so
 /// that every delta can be read with one unaligned 8-byte load.
+///
+/// When the values follow a line (auto-increment ids, the end offsets of strings, timestamps
+/// of rows inserted over time), the deltas are taken from `base + step * i` instead of from
+/// `base`: an id column packs into 0 bytes per row, offsets and timestamps into fewer bytes
+/// than their range needs. `step` is 0 otherwise.
 #[derive(Clone, Debug)]
 pub(crate) struct Packed {
     base: i64,
+    step: i64,
     width: u8,
     bytes: Vec<u8>,
 }
@@ -95,38 +101,55 @@ fn width_for(range: u64) -> u8 {
     (64 - range.leading_zeros()).div_ceil(8) as u8
 }
 
+/// The smallest and largest of `vals` (minus `step * i`), ignoring the positions `nulls`
+/// marks; `None` when all are NULL or a value minus its trend leaves `i64`.
+fn bounds(vals: &[i64], nulls: Option<&[u64]>, step: i64) -> Option<(i64, i64)> {
+    let (mut min, mut max, mut any) = (i64::MAX, i64::MIN, false);
+    for (i, &v) in vals.iter().enumerate() {
+        if nulls.is_some_and(|n| bit(n, i)) {
+            continue;
+        }
+        let d = i64::try_from(v as i128 - step as i128 * i as i128).ok()?;
+        min = min.min(d);
+        max = max.max(d);
+        any = true;
+    }
+    any.then_some((min, max))
+}
+
 impl Packed {
     /// Pack `vals`, ignoring the positions that `nulls` marks.
     fn pack(vals: &[i64], nulls: Option<&[u64]>) -> Packed {
-        let (mut min, mut max, mut any) = (i64::MAX, i64::MIN, false);
-        match nulls {
-            None => {
-                for &v in vals {
-                    min = min.min(v);
-                    max = max.max(v);
-                }
-                any = !vals.is_empty();
-            }
-            Some(n) => {
-                for (i, &v) in vals.iter().enumerate() {
-                    if !bit(n, i) {
-                        min = min.min(v);
-                        max = max.max(v);
-                        any = true;
+        let Some((min, max)) = bounds(vals, nulls, 0) else {
+            return Packed {
+                base: 0,
+                step: 0,
+                width: 0,
+                bytes: Vec::new(),
+            };
+        };
+        let (mut base, mut step) = (min, 0);
+        let mut width = width_for((max as u64).wrapping_sub(min as u64));
+        // The line through the first and last values, when it narrows the deltas.
+        let valued = |i: &usize| !nulls.is_some_and(|n| bit(n, *i));
+        let first = (0..vals.len()).find(valued);
+        let last = (0..vals.len()).rev().find(valued);
+        if let (Some(a), Some(b)) = (first, last) {
+            if b > a && width > 0 {
+                let slope = (vals[b] as i128 - vals[a] as i128) / (b - a) as i128;
+                if let Ok(slope) = i64::try_from(slope) {
+                    if let Some((lo, hi)) = bounds(vals, nulls, slope) {
+                        let w = width_for((hi as u64).wrapping_sub(lo as u64));
+                        if w < width {
+                            (base, step, width) = (lo, slope, w);
+                        }
                     }
                 }
             }
         }
-        if !any {
-            return Packed {
-                base: 0,
-                width: 0,
-                bytes: Vec::new(),
-            };
-        }
-        let width = width_for((max as u64).wrapping_sub(min as u64));
         let mut p = Packed {
-            base: min,
+            base,
+            step,
             width,
             bytes: Vec::new(),
         };
@@ -135,12 +158,11 @@ impl Packed {
         }
         let w = width as usize;
         let mut bytes = vec![0u8; vals.len() * w + PAD];
-        let base = min as u64;
         for (i, &v) in vals.iter().enumerate() {
             if nulls.is_some_and(|n| bit(n, i)) {
                 continue;
             }
-            let d = (v as u64).wrapping_sub(base);
+            let d = p.delta(i, v);
             bytes[i * w..i * w + 8].copy_from_slice(&d.to_le_bytes());
         }
         // The last value's high bytes spilled into the padding: clear them.
@@ -150,16 +172,31 @@ impl Packed {
         p
     }
 
+    /// What position `i` stores for `v` (wrapping: meaningful only when `v` fits).
+    #[inline(always)]
+    fn delta(&self, i: usize, v: i64) -> u64 {
+        (v as u64)
+            .wrapping_sub(self.base as u64)
+            .wrapping_sub((self.step as u64).wrapping_mul(i as u64))
+    }
+
+    /// The value stored at position `i` with a delta of 0.
+    #[inline(always)]
+    fn trend(&self, i: usize) -> i64 {
+        (self.base as u64).wrapping_add((self.step as u64).wrapping_mul(i as u64)) as i64
+    }
+
     #[inline(always)]
     pub(crate) fn get(&self, i: usize) -> i64 {
+        let trend = self.trend(i) as u64;
         if self.width == 0 {
-            return self.base;
+            return trend as i64;
         }
         let w = self.width as usize;
         let off = i * w;
         let raw = u64::from_le_bytes(self.bytes[off..off + 8].try_into().expect("8 bytes"));
         let d = raw & (u64::MAX >> (64 - 8 * w));
-        (self.base as u64).wrapping_add(d) as i64
+        trend.wrapping_add(d) as i64
     }
 
     /// As the end offsets of variable-length cells: where cell `i` starts.
@@ -180,8 +217,10 @@ impl Packed {
         }
     }
 
-    fn fits(&self, v: i64) -> bool {
-        (v as u64).wrapping_sub(self.base as u64) <= self.max_delta()
+    /// Whether `v` can be stored at position `i`.
+    fn fits(&self, i: usize, v: i64) -> bool {
+        let d = v as i128 - self.base as i128 - self.step as i128 * i as i128;
+        (0..=self.max_delta() as i128).contains(&d)
     }
 
     /// Overwrite position `i` (the value must fit).
@@ -190,7 +229,7 @@ impl Packed {
         if w == 0 {
             return;
         }
-        let d = (v as u64).wrapping_sub(self.base as u64);
+        let d = self.delta(i, v);
         self.bytes[i * w..i * w + w].copy_from_slice(&d.to_le_bytes()[..w]);
     }
 
@@ -201,7 +240,7 @@ impl Packed {
             return;
         }
         self.bytes.truncate(len * w);
-        let d = (v as u64).wrapping_sub(self.base as u64);
+        let d = self.delta(len, v);
         self.bytes.extend_from_slice(&d.to_le_bytes()[..w]);
         self.bytes.extend_from_slice(&[0; PAD]);
     }
@@ -450,13 +489,12 @@ impl Chunk {
     }
 
     /// Whether `set(i, v)` / `push(v)` can write in place instead of re-encoding the chunk.
-    fn can_write_in_place(&self, v: ValueRef<'_>, append: bool) -> bool {
+    fn can_write_in_place(&self, i: usize, v: ValueRef<'_>) -> bool {
+        let append = i == self.len;
         match (&self.data, v) {
             // A write into compressed cells stores the chunk uncompressed (see `rewritten`).
             (Data::Fsst { .. }, _) => false,
-            (_, ValueRef::Null) => !matches!(self.data, Data::Var { .. }) || append,
-            (Data::Int(p), ValueRef::Decimal(m)) => i64::try_from(m).is_ok_and(|m| p.fits(m)),
-            (Data::Int(p), v) => p.fits(int_of(v)),
+            // Strings: append only, a NULL as an empty cell (its end offset must fit too).
             (Data::Var { ends, .. }, v) => {
                 append && {
                     let last = if self.len == 0 {
@@ -464,9 +502,13 @@ impl Chunk {
                     } else {
                         ends.get(self.len - 1)
                     };
-                    ends.fits(last + var_bytes(v).len() as i64)
+                    ends.fits(self.len, last + var_bytes(v).len() as i64)
                 }
             }
+            // Integers store a NULL as their trend (delta 0), which always fits.
+            (_, ValueRef::Null) => true,
+            (Data::Int(p), ValueRef::Decimal(m)) => i64::try_from(m).is_ok_and(|m| p.fits(i, m)),
+            (Data::Int(p), v) => p.fits(i, int_of(v)),
             _ => true,
         }
     }
@@ -497,7 +539,8 @@ impl Chunk {
             }
             Data::Int(p) => {
                 let x = match v {
-                    ValueRef::Null => p.base,
+                    // Delta 0: fits any width.
+                    ValueRef::Null => p.trend(i),
                     ValueRef::Decimal(m) => m as i64,
                     v => int_of(v),
                 };
@@ -597,7 +640,7 @@ fn var_bytes<'a>(v: ValueRef<'a>) -> &'a [u8] {
 /// (copying the chunk first if another table version shares it), else by re-encoding it.
 pub(crate) fn write_cell(arc: &mut Arc<Chunk>, i: usize, v: ValueRef<'_>, ty: ColumnType) {
     let v = coerce(ty, v);
-    if arc.can_write_in_place(v, i == arc.len) {
+    if arc.can_write_in_place(i, v) {
         Arc::make_mut(arc).write_in_place(i, v);
     } else {
         *arc = Arc::new(arc.rewritten(i, v, ty));
@@ -1010,6 +1053,65 @@ mod tests {
             let (got, want) = (c.get(i, ty), coerce(ty, v));
             assert!(got.same(&want), "cell {i} of {ty:?}: {got:?} != {want:?}");
         }
+    }
+
+    #[test]
+    fn packed_follows_a_line() {
+        // Auto-increment ids: 0 bytes per value.
+        let ids: Vec<i64> = (1000..1000 + CHUNK_ROWS as i64).collect();
+        let p = Packed::pack(&ids, None);
+        assert_eq!((p.width, p.step), (0, 1));
+        assert!(ids.iter().enumerate().all(|(i, &v)| p.get(i) == v));
+        // Rows inserted over time (a timestamp every ~2 s, jittered by up to a minute): the
+        // deltas from the line need 4 bytes where the range needs 5.
+        let ts: Vec<i64> = (0..CHUNK_ROWS as i64)
+            .map(|i| 1_700_000_000_000_000 + i * 2_000_000 + (i * 7919 % 60) * 1_000_000)
+            .collect();
+        let p = Packed::pack(&ts, None);
+        assert_eq!(p.width, 4);
+        assert!(ts.iter().enumerate().all(|(i, &v)| p.get(i) == v));
+        // A descending line, extremes and NULL positions ignored for the fit.
+        let mut nulls = vec![0u64; BITMAP_WORDS];
+        set_bit(&mut nulls, 0, true);
+        let down: Vec<i64> = (0..100)
+            .map(|i| if i == 0 { i64::MIN } else { 500 - 3 * i })
+            .collect();
+        let p = Packed::pack(&down, Some(&nulls));
+        assert_eq!((p.width, p.step), (0, -3));
+        assert!((1..100).all(|i| p.get(i) == down[i]));
+        // Writes in place: on the line fits, off it does not (the chunk is re-encoded).
+        let mut c = {
+            let mut w = Writer::new(ColumnType::Int);
+            for &v in &ids {
+                w.push(ValueRef::Int(v));
+            }
+            Arc::new(w.seal())
+        };
+        assert!(c.can_write_in_place(5, ValueRef::Int(1005)));
+        assert!(!c.can_write_in_place(5, ValueRef::Int(7)));
+        assert!(c.can_write_in_place(5, ValueRef::Null));
+        write_cell(&mut c, 5, ValueRef::Null, ColumnType::Int);
+        write_cell(&mut c, 6, ValueRef::Int(7), ColumnType::Int);
+        write_cell(&mut c, 7, ValueRef::Int(i64::MIN), ColumnType::Int);
+        let mut want: Vec<ValueRef<'_>> = ids.iter().map(|&v| ValueRef::Int(v)).collect();
+        want[5] = ValueRef::Null;
+        want[6] = ValueRef::Int(7);
+        want[7] = ValueRef::Int(i64::MIN);
+        assert!((0..CHUNK_ROWS).all(|i| c.get(i, ColumnType::Int) == want[i]));
+        // String ends on a line, then an append of a NULL and of a longer string.
+        let ty = ColumnType::Text {
+            case_insensitive: false,
+        };
+        let mut w = Writer::new(ty);
+        for i in 0..100 {
+            w.push(ValueRef::Text(&format!("{:04}", i)));
+        }
+        let mut c = Arc::new(w.seal());
+        write_cell(&mut c, 100, ValueRef::Null, ty);
+        write_cell(&mut c, 101, ValueRef::Text("a much longer string"), ty);
+        assert_eq!(c.get(99, ty), ValueRef::Text("0099"));
+        assert_eq!(c.get(100, ty), ValueRef::Null);
+        assert_eq!(c.get(101, ty), ValueRef::Text("a much longer string"));
     }
 
     #[test]

@@ -1029,3 +1029,72 @@ fn compressed_text_reads_back_through_every_path() {
     assert_eq!(rows_of(&t3), want);
     assert_eq!(t3.fingerprint(), t2.fingerprint());
 }
+
+/// Foreign-key indexes take the dense layout when the keys fill their range and the hashed one
+/// when they are sparse; both answer the same rows, before and after change capture.
+#[test]
+fn foreign_key_index_layouts_answer_the_same_rows() {
+    let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0], &[&[1]]);
+    let mut index_bytes = Vec::new();
+    for spread in [1i64, 1_000_003] {
+        let rows: Vec<Vec<Value>> = (0..20_000i64)
+            .map(|i| {
+                let fk = if i % 11 == 0 {
+                    O::Null
+                } else {
+                    O::Int((i * 7 % 500 - 250) * spread)
+                };
+                vec![O::Int(i), fk]
+            })
+            .collect();
+        let t = build(&m, &rows);
+        index_bytes.push(t.memory_bytes() - t.column_memory_bytes().iter().sum::<usize>());
+        let check = |t: &Table, rows: &[Vec<Value>]| {
+            for k in -252..252i64 {
+                let mut want: Vec<i64> = rows
+                    .iter()
+                    .filter(|r| r[1] == O::Int(k * spread))
+                    .map(|r| match r[0] {
+                        O::Int(id) => id,
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                want.sort();
+                let got: Vec<i64> = t
+                    .index_lookup(&[1], &[ValueRef::Int(k * spread)])
+                    .into_iter()
+                    .map(|r| match t.value(0, r) {
+                        ValueRef::Int(id) => id,
+                        v => panic!("{v:?}"),
+                    })
+                    .collect();
+                assert_eq!(got, want, "key {k} × {spread}");
+            }
+            assert!(t.index_lookup(&[1], &[ValueRef::Int(i64::MIN)]).is_empty());
+            assert!(t.index_lookup(&[1], &[ValueRef::Int(i64::MAX)]).is_empty());
+        };
+        check(&t, &rows);
+        let mut batch = ChangeBatch::new();
+        batch
+            .delete(vec![O::Int(1)])
+            .upsert(vec![O::Int(2), O::Int(3 * spread)])
+            .upsert(vec![O::Int(50_000), O::Int(3 * spread)]);
+        let t2 = t.apply(&batch);
+        let mut rows2: Vec<Vec<Value>> =
+            rows.iter().filter(|r| r[0] != O::Int(1)).cloned().collect();
+        rows2[1][1] = O::Int(3 * spread);
+        rows2.push(vec![O::Int(50_000), O::Int(3 * spread)]);
+        check(&t2, &rows2);
+        check(&t2.compact(), &rows2);
+    }
+    // Dense: the primary key's direct map and the foreign key's rows (4 bytes per row each)
+    // plus 4 bytes per key of the range; hashed adds slots and inline keys.
+    let [dense, hashed] = index_bytes[..] else {
+        unreachable!()
+    };
+    assert!(
+        dense < 2 * 20_000 * 4 + 500 * 4 + 8192,
+        "dense indexes take {dense} bytes"
+    );
+    assert!(dense < hashed, "dense {dense} bytes, hashed {hashed}");
+}
