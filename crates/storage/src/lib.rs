@@ -4,8 +4,11 @@
 //! API CONTRACT (the query crate is written against it):
 //! - Row ids are `u32`. [`Table::scan`] yields live row ids in primary-key order (load order for
 //!   tables without a primary key).
-//! - [`Table::value`] returns the cell as a [`ValueRef`] (`ValueRef::Null` for NULL), borrowing
-//!   column memory. Decimals come as `ValueRef::Decimal(mantissa)` at the column's scale.
+//! - [`Table::with_value`] hands the cell to a closure as a [`ValueRef`] (`ValueRef::Null` for
+//!   NULL); [`Table::value_in`] returns it borrowing a caller's buffer. Text of columns that are
+//!   not keys may be stored compressed, so it cannot always be lent from column memory;
+//!   [`Table::value`] lends cells of the primary key, of relations and of non-text columns
+//!   only. Decimals come as `ValueRef::Decimal(mantissa)` at the column's scale.
 //! - [`Table::pk_lookup`] finds the row with this primary key.
 //! - [`Table::index_lookup`] returns the row ids whose `columns` equal `key`, in primary-key
 //!   order, using a hash index. An index exists for the primary key and for the local columns of
@@ -26,15 +29,20 @@
 //! # Layout
 //!
 //! Every column is a list of chunks of 4096 cells (all full but the last), each in an `Arc`:
-//! integers, dates, times and narrow decimals are frame-of-reference packed (chunk minimum plus
-//! 0–8 byte deltas), wide decimals `i128`, floats `f64`, booleans bits, text/JSON/bytes one byte
-//! arena per chunk with packed end offsets; a NULL bitmap exists only in chunks with a NULL. The
-//! primary-key index is a direct array for dense single-integer keys (auto-increment ids), an
-//! open-addressing hash of (key, row id) for other single-integer keys, and an open-addressing
-//! hash of row ids otherwise; foreign-key and lazy indexes chain the rows of one key through a
-//! per-row `next` array with one hash slot per distinct key. Apart from integer primary keys, no
-//! index copies key values: candidates are compared against the columns. Index structures are
-//! chunked in `Arc`s too, so a change batch copies only the chunks it writes.
+//! integers, dates, times and narrow decimals are frame-of-reference packed (0–8 byte deltas
+//! from the chunk's minimum, or from a line `base + step × i` when the values follow one, as
+//! ids, string offsets and insertion timestamps do), wide decimals `i128`, floats `f64`,
+//! booleans bits, text/JSON/bytes one byte arena per chunk with packed end offsets, the text of
+//! non-key columns FSST-compressed cell by cell when that saves a fifth (one symbol table per
+//! column); a NULL bitmap exists only in chunks with a NULL. The primary-key index is a direct
+//! array for dense single-integer keys (auto-increment ids), an open-addressing hash of (key,
+//! row id) for other single-integer keys, and an open-addressing hash of row ids otherwise.
+//! Foreign-key and lazy indexes group the rows present at build time by key: for one integer
+//! column whose values fill their range, a counting-sorted row list with the start of each
+//! key's rows; otherwise contiguous groups behind a hash slot per distinct key. Rows appended
+//! later are chained per key through a `next` array. Apart from integer keys, no index copies
+//! key values: candidates are compared against the columns. Index structures are chunked in
+//! `Arc`s too, so a change batch copies only the chunks it writes.
 //!
 //! Ordering (scan order, and `index_lookup` results) compares cells by value: NULL first,
 //! text and bytes by bytes (not by the source's collation), floats by `total_cmp`.
