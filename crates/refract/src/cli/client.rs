@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Options every client command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -95,32 +95,19 @@ impl Api {
     pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let (status, value) = self.send(method, path, body)?;
         if !status.is_success() {
-            let msg = value
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"));
+            let msg = serde_json::from_value::<refract_api::ErrorBody>(value)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
             bail!("{msg}");
         }
         Ok(value)
     }
 }
 
-/// Object with only the given (non-None) fields.
-pub(crate) fn object(fields: Vec<(&str, Option<Value>)>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in fields {
-        if let Some(v) = v {
-            m.insert(k.to_string(), v);
-        }
-    }
-    Value::Object(m)
-}
-
 pub(crate) fn output(
     opts: &ClientOpts,
     v: &Value,
-    table: impl FnOnce(&Value),
+    table: impl FnOnce(&Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     if let Some(path) = &opts.get {
         let mut at = v;
@@ -138,7 +125,7 @@ pub(crate) fn output(
     } else if opts.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        table(v);
+        table(v)?;
     }
     Ok(())
 }
@@ -151,10 +138,11 @@ pub(crate) fn cell(v: &Value) -> String {
         Value::Array(a) => a
             .iter()
             .map(|x| match x {
-                Value::Object(o) if o.contains_key("label") => {
-                    o["label"].as_str().unwrap_or("").to_string()
-                }
-                other => cell(other),
+                // A tag shows as its label.
+                other => match serde_json::from_value::<refract_api::Tag>(other.clone()) {
+                    Ok(tag) => tag.label,
+                    Err(_) => cell(other),
+                },
             })
             .collect::<Vec<_>>()
             .join(","),
@@ -162,11 +150,9 @@ pub(crate) fn cell(v: &Value) -> String {
     }
 }
 
-pub(crate) fn table(headers: &[&str], fields: &[&str], rows: &[Value]) {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| fields.iter().map(|f| cell(&r[*f])).collect())
-        .collect();
+/// Rows under `headers`, each row's cells from `cells`, columns as wide as their widest cell.
+pub(crate) fn table<T>(headers: &[&str], rows: &[T], cells: impl Fn(&T) -> Vec<String>) {
+    let cells: Vec<Vec<String>> = rows.iter().map(cells).collect();
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
