@@ -8,7 +8,7 @@ pub(crate) mod client;
 mod lifecycle;
 mod query;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use refract_api::{
     Connection, ConnectionWithDatabases, CreateConnectionRequest, CreateConnectionResponse,
     CreateManagementKeyRequest, Database, DatabaseFilter, ManagementKey, RegisterDatabaseRequest,
@@ -16,11 +16,9 @@ use refract_api::{
     UpdateDatabaseRequest,
 };
 use reqwest::Method;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use client::{cell, output, table};
+use client::{body, cell, flag, opt_flag, output, read, table, wire_cell};
 pub use client::{Api, ClientOpts};
 
 /// Client subcommands.
@@ -266,27 +264,6 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Query { opts, args } => query::run(&Api::new(&opts)?, args),
         ClientCommand::Managed { opts, cmd } => crate::managed_cli::run(&opts, cmd),
     }
-}
-
-/// A flag's text as the wire value the API reads (an enum's spelling, a UUID, an RFC 3339
-/// time); a value the API would refuse fails here, naming the flag.
-fn flag<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result<T> {
-    serde_json::from_value(Value::String(text.to_string())).map_err(|e| anyhow!("{name}: {e}"))
-}
-
-/// [`flag`] of an optional flag.
-fn opt_flag<T: DeserializeOwned>(name: &str, text: Option<String>) -> anyhow::Result<Option<T>> {
-    text.map(|t| flag(name, &t)).transpose()
-}
-
-/// The wire value of a request body.
-fn body<T: Serialize>(request: &T) -> anyhow::Result<Value> {
-    Ok(serde_json::to_value(request)?)
-}
-
-/// An answer read as its wire type.
-fn read<T: DeserializeOwned>(v: &Value) -> anyhow::Result<T> {
-    serde_json::from_value(v.clone()).context("unexpected answer from the control plane")
 }
 
 fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Result<()> {
@@ -632,11 +609,6 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// A table cell of a wire value, as the API writes it.
-fn c<T: Serialize>(v: &T) -> String {
-    cell(&serde_json::to_value(v).unwrap_or(Value::Null))
-}
-
 fn print_connections(rows: &[Connection]) {
     table(
         &[
@@ -652,14 +624,14 @@ fn print_connections(rows: &[Connection]) {
         rows,
         |r| {
             vec![
-                c(&r.id),
-                c(&r.name),
-                c(&r.backend),
-                c(&r.host),
-                c(&r.port),
-                c(&r.available_schemas),
-                c(&r.allowed_sync_modes),
-                c(&r.min_sync_interval),
+                wire_cell(&r.id),
+                wire_cell(&r.name),
+                wire_cell(&r.backend),
+                wire_cell(&r.host),
+                wire_cell(&r.port),
+                wire_cell(&r.available_schemas),
+                wire_cell(&r.allowed_sync_modes),
+                wire_cell(&r.min_sync_interval),
             ]
         },
     );
@@ -674,16 +646,16 @@ fn print_databases(rows: &[Database]) {
         rows,
         |r| {
             vec![
-                c(&r.id),
-                c(&r.name),
-                c(&r.schema),
-                c(&r.status),
-                c(&r.instance_size),
-                c(&r.sync_mode),
-                c(&r.sync_interval),
-                c(&r.endpoint_url),
-                c(&r.health_status),
-                c(&r.tags),
+                wire_cell(&r.id),
+                wire_cell(&r.name),
+                wire_cell(&r.schema),
+                wire_cell(&r.status),
+                wire_cell(&r.instance_size),
+                wire_cell(&r.sync_mode),
+                wire_cell(&r.sync_interval),
+                wire_cell(&r.endpoint_url),
+                wire_cell(&r.health_status),
+                wire_cell(&r.tags),
             ]
         },
     );
@@ -703,13 +675,13 @@ fn print_keys(rows: &[ManagementKey]) {
         rows,
         |r| {
             vec![
-                c(&r.id),
-                c(&r.name),
-                c(&r.key_id),
-                c(&r.created_at),
-                c(&r.expires_at),
-                c(&r.last_used_at),
-                c(&r.revoked_at),
+                wire_cell(&r.id),
+                wire_cell(&r.name),
+                wire_cell(&r.key_id),
+                wire_cell(&r.created_at),
+                wire_cell(&r.expires_at),
+                wire_cell(&r.last_used_at),
+                wire_cell(&r.revoked_at),
             ]
         },
     );

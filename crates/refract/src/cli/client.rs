@@ -1,9 +1,11 @@
 //! What every client command shares: the options ([`ClientOpts`]), the blocking API client
 //! ([`Api`]) and how answers are printed (a table, `--json`, or one field with `--get`).
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 /// Options every client command takes.
@@ -137,13 +139,13 @@ pub(crate) fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(a) => a
             .iter()
-            .map(|x| match x {
-                // A tag shows as its label.
-                other => match serde_json::from_value::<refract_api::Tag>(other.clone()) {
+            // A tag shows as its label.
+            .map(
+                |x| match serde_json::from_value::<refract_api::Tag>(x.clone()) {
                     Ok(tag) => tag.label,
-                    Err(_) => cell(other),
+                    Err(_) => cell(x),
                 },
-            })
+            )
             .collect::<Vec<_>>()
             .join(","),
         other => other.to_string(),
@@ -177,4 +179,33 @@ pub(crate) fn table<T>(headers: &[&str], rows: &[T], cells: impl Fn(&T) -> Vec<S
     for r in cells {
         line(r);
     }
+}
+
+/// A flag's text as the wire value the API reads (an enum's spelling, a UUID, an RFC 3339
+/// time); a value the API would refuse fails here, naming the flag.
+pub(crate) fn flag<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result<T> {
+    serde_json::from_value(Value::String(text.to_string())).map_err(|e| anyhow!("{name}: {e}"))
+}
+
+/// [`flag`] of an optional flag.
+pub(crate) fn opt_flag<T: DeserializeOwned>(
+    name: &str,
+    text: Option<String>,
+) -> anyhow::Result<Option<T>> {
+    text.map(|t| flag(name, &t)).transpose()
+}
+
+/// The wire value of a request body.
+pub(crate) fn body<T: Serialize>(request: &T) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(request)?)
+}
+
+/// An answer read as its wire type.
+pub(crate) fn read<T: DeserializeOwned>(v: &Value) -> anyhow::Result<T> {
+    serde_json::from_value(v.clone()).context("unexpected answer from the control plane")
+}
+
+/// A table cell of a wire value, as the API writes it.
+pub(crate) fn wire_cell<T: Serialize>(v: &T) -> String {
+    cell(&serde_json::to_value(v).unwrap_or(Value::Null))
 }

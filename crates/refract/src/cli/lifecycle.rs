@@ -15,8 +15,7 @@ use refract_api::{
 use reqwest::Method;
 use serde_json::Value;
 
-use super::client::{output, table, Api, ClientOpts};
-use super::{body, c, flag, opt_flag, read};
+use super::client::{body, flag, opt_flag, output, read, table, wire_cell, Api, ClientOpts};
 
 /// Arguments of every action verb.
 #[derive(clap::Args, Debug)]
@@ -205,7 +204,7 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
         if !args.wait || opts.json {
             output(opts, &v, |v| {
                 let answer: ActionResponse = read(v)?;
-                println!("{path}: {} ({})", answer.status, c(&answer.mode));
+                println!("{path}: {} ({})", answer.status, wire_cell(&answer.mode));
                 Ok(())
             })?;
             if !args.wait {
@@ -271,12 +270,12 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                     &builds.builds,
                     |b| {
                         vec![
-                            c(&b.id),
-                            c(&b.status),
-                            c(&b.deployable),
-                            c(&b.created_at),
-                            c(&b.build_duration_seconds),
-                            c(&b.error),
+                            wire_cell(&b.id),
+                            wire_cell(&b.status),
+                            wire_cell(&b.deployable),
+                            wire_cell(&b.created_at),
+                            wire_cell(&b.build_duration_seconds),
+                            wire_cell(&b.error),
                         ]
                     },
                 );
@@ -312,7 +311,15 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                 table(
                     &["AT", "FROM", "TO", "CAUSE", "MESSAGE"],
                     &events.events,
-                    |e| vec![c(&e.at), c(&e.from), c(&e.to), c(&e.cause), c(&e.message)],
+                    |e| {
+                        vec![
+                            wire_cell(&e.at),
+                            wire_cell(&e.from),
+                            wire_cell(&e.to),
+                            wire_cell(&e.cause),
+                            wire_cell(&e.message),
+                        ]
+                    },
                 );
                 Ok(())
             })
@@ -427,12 +434,12 @@ fn print_keys(rows: &[QueryKey]) {
         rows,
         |k| {
             vec![
-                c(&k.id),
-                c(&k.name),
-                c(&k.key_id),
-                c(&k.created_at),
-                c(&k.expires_at),
-                c(&k.revoked_at),
+                wire_cell(&k.id),
+                wire_cell(&k.name),
+                wire_cell(&k.key_id),
+                wire_cell(&k.created_at),
+                wire_cell(&k.expires_at),
+                wire_cell(&k.revoked_at),
             ]
         },
     );

@@ -10,8 +10,7 @@ use refract_api::{CreateQueryKeyRequest, Database, QueryKey, Status};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::client::{cell, table, Api};
-use super::{body, read};
+use super::client::{body, cell, read, table, Api};
 
 /// Arguments of `refract query`.
 #[derive(clap::Args, Debug)]
