@@ -11,10 +11,13 @@
 //! in requests are `i64` so that an out-of-range value gets the server's "field must be
 //! between" message instead of a serde integer-width error.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
+
+/// The id and time types of the wire types, re-exported so that a client builds them with the
+/// same crates.
+pub use chrono::{DateTime, Utc};
+pub use uuid::Uuid;
 
 /// Timestamps in responses: RFC 3339 UTC with whole seconds (`2026-04-15T12:00:00Z`).
 pub mod ts {
@@ -365,7 +368,7 @@ pub struct Customer {
 }
 
 /// `POST /v1/admin/customers`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateCustomerRequest {
     /// Display name, 1–100 characters, not only spaces.
@@ -381,7 +384,7 @@ pub struct CreateCustomerRequest {
 }
 
 /// The new customer and its first management key (the `key` is shown only here).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateCustomerResponse {
     /// The customer.
@@ -391,7 +394,7 @@ pub struct CreateCustomerResponse {
 }
 
 /// `PATCH /v1/admin/customers/{id}/plan`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetPlanRequest {
     /// New plan.
@@ -399,7 +402,7 @@ pub struct SetPlanRequest {
 }
 
 /// Answer of `PATCH /v1/admin/customers/{id}/plan`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetPlanResponse {
     /// Customer id.
@@ -460,7 +463,7 @@ pub struct ManagementKey {
 }
 
 /// `POST /v1/account/management-keys`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateManagementKeyRequest {
     /// Display name, 1–100 characters, not only spaces.
@@ -521,7 +524,7 @@ pub struct Connection {
 }
 
 /// `GET /v1/connections/{id}`: the connection and its non-deleted databases.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionWithDatabases {
     /// The connection's fields.
@@ -532,7 +535,7 @@ pub struct ConnectionWithDatabases {
 }
 
 /// `POST /v1/connections` (seed 001).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateConnectionRequest {
     /// Source engine; default `mysql`.
@@ -638,7 +641,7 @@ pub struct CreateInstanceRequest {
 }
 
 /// Answer of `POST /v1/connections`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateConnectionResponse {
     /// The new connection.
@@ -648,7 +651,7 @@ pub struct CreateConnectionResponse {
 }
 
 /// `PATCH /v1/connections/{id}` (seed 003): every field optional.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateConnectionRequest {
     /// 1–100 characters (not only spaces), unique per customer.
@@ -712,7 +715,7 @@ pub struct UpdateConnectionRequest {
 }
 
 /// `POST /v1/connections/test-connection`: credentials to try, nothing is stored.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestConnectionRequest {
     /// Default `mysql`.
@@ -994,7 +997,7 @@ pub struct RegisterDatabaseRequest {
 }
 
 /// `PATCH /v1/databases/{id}`: every field optional; `null` clears the nullable ones.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDatabaseRequest {
     /// 1–100 characters (not only spaces), unique within the connection.
@@ -1067,7 +1070,7 @@ pub struct UpdateDatabaseRequest {
 }
 
 /// Filters of `GET /v1/databases`.
-#[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DatabaseFilter {
@@ -1084,7 +1087,7 @@ pub struct DatabaseFilter {
 
 /// `GET /health`: this replica answers and reads its metadata store (a store it cannot reach
 /// is a 503 `store_unavailable`), and whether it leads.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthResponse {
     /// Always `ok` when the process answers and the store is readable.
@@ -1353,7 +1356,7 @@ pub struct EventsResponse {
 }
 
 /// Paging of `GET /v1/databases/{id}/events`.
-#[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
@@ -1367,7 +1370,7 @@ pub struct EventsQuery {
 }
 
 /// `POST /v1/databases/{id}/redeploy`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedeployRequest {
     /// A deployable build of this database.
@@ -1375,7 +1378,7 @@ pub struct RedeployRequest {
 }
 
 /// `POST /v1/databases/{id}/resize`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResizeRequest {
     /// New size.
@@ -1383,7 +1386,7 @@ pub struct ResizeRequest {
 }
 
 /// `POST /v1/databases/{id}/api-keys`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateQueryKeyRequest {
     /// Display name, 1–100 characters, not only spaces.

@@ -10,9 +10,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 pub use refract_api::*;
 
