@@ -188,12 +188,12 @@ impl Engine {
                             None => cells.push(format!("{key:?} missing")),
                             Some(er) => {
                                 for c in 0..t.manifest.columns.len() {
-                                    if fresh.value(c, r) != t.value(c, er) && cells.len() < 5 {
+                                    let (source, engine) =
+                                        (fresh.owned_value(c, r), t.owned_value(c, er));
+                                    if source != engine && cells.len() < 5 {
                                         cells.push(format!(
-                                            "{key:?}.{}: source {:?} engine {:?}",
+                                            "{key:?}.{}: source {source:?} engine {engine:?}",
                                             t.manifest.columns[c].source_name,
-                                            fresh.value(c, r),
-                                            t.value(c, er)
                                         ));
                                     }
                                 }
@@ -341,7 +341,7 @@ async fn binlog_rows_types_and_transactions() {
             .position(|c| c.source_name == "st")
             .expect("st");
         match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
-            Some(r) => format!("{:?}", t.value(c, r)),
+            Some(r) => format!("{:?}", t.owned_value(c, r)),
             None => "missing".into(),
         }
     };
@@ -986,7 +986,7 @@ async fn logical_rows_types_transactions_ddl() {
             .position(|c| c.source_name == col)
             .expect("column");
         match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
-            Some(r) => format!("{:?}", t.value(c, r)),
+            Some(r) => format!("{:?}", t.owned_value(c, r)),
             None => "missing".into(),
         }
     };

@@ -420,7 +420,7 @@ impl<'s> Exec<'s, '_> {
             self.tables,
             table,
             p,
-            |far, row| test(&p.test, far.value(p.col, row)) == Tri::True,
+            |far, row| far.with_value(p.col, row, |v| test(&p.test, v)) == Tri::True,
             || self.bounds.tick(),
         )?;
         let set = Arc::new(set);
@@ -491,7 +491,9 @@ impl<'s> Exec<'s, '_> {
                 acc
             }
             BExpr::Not(inner) => self.eval(inner, table, row).not(),
-            BExpr::Pred(p) if p.hops.is_empty() => test(&p.test, table.value(p.col, row)),
+            BExpr::Pred(p) if p.hops.is_empty() => {
+                table.with_value(p.col, row, |v| test(&p.test, v))
+            }
             BExpr::Pred(p) => Tri::from_bool(self.relation_filter(p, table, row)),
         }
     }
@@ -519,7 +521,7 @@ impl<'s> Exec<'s, '_> {
             return self.exists_memo(hops, 0, table, row, p, &mut seen);
         }
         let Some((hop, rest)) = hops.split_first() else {
-            return test(&p.test, table.value(p.col, row)) == Tri::True;
+            return table.with_value(p.col, row, |v| test(&p.test, v)) == Tri::True;
         };
         let target = &*self.tables[hop.target];
         match self.follow(hop, table, row) {
@@ -544,7 +546,7 @@ impl<'s> Exec<'s, '_> {
         seen: &mut [HashSet<RowId>],
     ) -> bool {
         let Some(hop) = hops.get(level) else {
-            return test(&p.test, table.value(p.col, row)) == Tri::True;
+            return table.with_value(p.col, row, |v| test(&p.test, v)) == Tri::True;
         };
         let target = &*self.tables[hop.target];
         let rows = match self.follow(hop, table, row) {
@@ -674,7 +676,7 @@ impl<'s> Exec<'s, '_> {
             match o {
                 Output::Column { name, col, ty } => {
                     json::write_key(out, name);
-                    json::write_value(out, table.value(*col, row), *ty);
+                    table.with_value(*col, row, |v| json::write_value(out, v, *ty));
                 }
                 Output::Relation {
                     name,
@@ -788,10 +790,12 @@ impl<'s> Exec<'s, '_> {
         let order = table.column_order(col, || {
             let (mut valued, nulls): (Vec<RowId>, Vec<RowId>) = table
                 .scan()
-                .partition(|&r| !matches!(table.value(col, r), ValueRef::Null));
+                .partition(|&r| table.with_value(col, r, |v| !matches!(v, ValueRef::Null)));
             // Stable: ties stay in primary-key order.
             valued.sort_by(|&a, &b| {
-                cmp_values(ty, table.value(col, a), table.value(col, b), Some(ci))
+                table.with_value(col, a, |va| {
+                    table.with_value(col, b, |vb| cmp_values(ty, va, vb, Some(ci)))
+                })
             });
             let non_null = valued.len();
             valued.extend(nulls);
@@ -807,10 +811,14 @@ impl<'s> Exec<'s, '_> {
             (true, false) => Box::new(valued.iter().rev().chain(nulls)),
             (true, true) => Box::new(nulls.iter().chain(valued.iter().rev())),
         };
-        let tied = |a: RowId, b: RowId| match (table.value(col, a), table.value(col, b)) {
-            (ValueRef::Null, ValueRef::Null) => true,
-            (ValueRef::Null, _) | (_, ValueRef::Null) => false,
-            (va, vb) => cmp_values(ty, va, vb, Some(ci)).is_eq(),
+        let tied = |a: RowId, b: RowId| {
+            table.with_value(col, a, |va| {
+                table.with_value(col, b, |vb| match (va, vb) {
+                    (ValueRef::Null, ValueRef::Null) => true,
+                    (ValueRef::Null, _) | (_, ValueRef::Null) => false,
+                    (va, vb) => cmp_values(ty, va, vb, Some(ci)).is_eq(),
+                })
+            })
         };
         let mut found: Vec<RowId> = Vec::with_capacity(keep.min(1024));
         if keep == 0 {
@@ -826,6 +834,35 @@ impl<'s> Exec<'s, '_> {
         }
         sort_by_pk(table, &mut found);
         found
+    }
+
+    /// How two values of one `ORDER BY` key compare (its direction and NULL placement applied).
+    fn cmp_key(&self, key: &OrderKey<'_>, va: ValueRef<'_>, vb: ValueRef<'_>) -> Ordering {
+        match (matches!(va, ValueRef::Null), matches!(vb, ValueRef::Null)) {
+            (true, true) => Ordering::Equal,
+            (true, false) => {
+                if key.nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (false, true) => {
+                if key.nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, false) => {
+                let o = cmp_values(key.ty, va, vb, Some(self.ci));
+                if key.desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        }
     }
 
     /// Sort `rows` (given in primary-key order) by `order`, ties kept in primary-key order;
@@ -847,43 +884,28 @@ impl<'s> Exec<'s, '_> {
                 Some((&*self.tables[last.target], rows))
             })
             .collect();
-        let value = |k: usize, i: u32| -> ValueRef<'_> {
+        // Where the value of key `k` for position `i` is: a row of a table, or none (NULL).
+        let holder = |k: usize, i: u32| -> Option<(&Table, RowId)> {
             match &resolved[k] {
-                None => table.value(order[k].col, rows[i as usize]),
-                Some((t, held)) => match held[i as usize] {
-                    Some(r) => t.value(order[k].col, r),
-                    None => ValueRef::Null,
-                },
+                None => Some((table, rows[i as usize])),
+                Some((t, held)) => held[i as usize].map(|r| (*t, r)),
             }
         };
+        fn with_cell<R>(
+            at: Option<(&Table, RowId)>,
+            col: usize,
+            f: impl FnOnce(ValueRef<'_>) -> R,
+        ) -> R {
+            match at {
+                Some((t, r)) => t.with_value(col, r, f),
+                None => f(ValueRef::Null),
+            }
+        }
         let cmp = |a: &u32, b: &u32| -> Ordering {
             for (k, key) in order.iter().enumerate() {
-                let (va, vb) = (value(k, *a), value(k, *b));
-                let o = match (matches!(va, ValueRef::Null), matches!(vb, ValueRef::Null)) {
-                    (true, true) => Ordering::Equal,
-                    (true, false) => {
-                        if key.nulls_first {
-                            Ordering::Less
-                        } else {
-                            Ordering::Greater
-                        }
-                    }
-                    (false, true) => {
-                        if key.nulls_first {
-                            Ordering::Greater
-                        } else {
-                            Ordering::Less
-                        }
-                    }
-                    (false, false) => {
-                        let o = cmp_values(key.ty, va, vb, Some(self.ci));
-                        if key.desc {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    }
-                };
+                let o = with_cell(holder(k, *a), key.col, |va| {
+                    with_cell(holder(k, *b), key.col, |vb| self.cmp_key(key, va, vb))
+                });
                 if o.is_ne() {
                     return o;
                 }

@@ -161,13 +161,20 @@ pub(crate) fn build(
         let mut seen = RowSet::new(near.row_id_bound());
         let mut next = Vec::new();
         let n = hop.rel.target_columns.len();
+        let mut bufs: [Vec<u8>; MAX_KEY_COLUMNS] = Default::default();
         for &row in &frontier {
             if !go_on() {
                 return None;
             }
+            // The target columns are a key of `target` in practice (never compressed), but a
+            // relation may reference any columns: read them into buffers of their own.
             let mut key = [refract_schema::ValueRef::Null; MAX_KEY_COLUMNS];
-            for (slot, &col) in key.iter_mut().zip(&hop.rel.target_columns) {
-                *slot = target.value(col, row);
+            for ((slot, &col), buf) in key
+                .iter_mut()
+                .zip(&hop.rel.target_columns)
+                .zip(bufs.iter_mut())
+            {
+                *slot = target.value_in(col, row, buf);
             }
             // NULL keys match nothing, as in the forward direction.
             near.index_lookup_into(&hop.rel.local_columns, &key[..n], &mut found);

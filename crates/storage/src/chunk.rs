@@ -6,9 +6,17 @@
 //!   chunk (the chunk's minimum plus a delta of 0 to 8 bytes, the width the chunk's range needs);
 //! - decimals beyond `i64`: plain `i128`;
 //! - floats: plain `f64`; booleans: one bit;
-//! - text, JSON and bytes: one arena of bytes per chunk plus packed end offsets;
+//! - text, JSON and bytes: one arena of bytes per chunk plus packed end offsets; text and JSON
+//!   of columns that are not keys are FSST-compressed (see [`Symbols`]) when that saves at least
+//!   a fifth, each cell on its own so that one cell is read without its neighbours;
 //! - NULLs: a bitmap per chunk, allocated only when the chunk has a NULL.
+//!
+//! A compressed cell cannot be lent out as a `&str` into the chunk: it is read through
+//! [`Column::with`], which decompresses it into a buffer of a per-thread pool and hands the
+//! value to a closure. [`Column::get`] lends uncompressed cells only (key columns, numbers).
 
+use std::cell::RefCell;
+use std::fmt;
 use std::sync::Arc;
 
 use refract_schema::{ColumnType, ValueRef};
@@ -203,13 +211,104 @@ impl Packed {
     }
 }
 
+/// A chunk's text smaller than this stays as it is: too little to learn symbols from or to
+/// save anything on.
+const MIN_COMPRESS_BYTES: usize = 1024;
+
+/// The FSST symbol table of one column (learned from the first chunk with enough text, shared
+/// by its compressed chunks through an `Arc`): up to 255 symbols of 1–8 bytes, each coded as
+/// one byte. It is all that decompressing a cell needs (2.3 KiB); the compressor, with its
+/// lookup tables, lives only while a column is being written.
+///
+/// FSST ("Fast Static Symbol Tables", Boncz et al., VLDB 2020) compresses short strings such
+/// as names, e-mails, URLs and sentences 2–3× (the blog dataset's bodies 5×) and decompresses
+/// one cell at gigabytes per second, without a dictionary of whole values.
+pub(crate) struct Symbols {
+    symbols: [fsst::Symbol; 255],
+    lengths: [u8; 255],
+}
+
+impl fmt::Debug for Symbols {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Symbols")
+    }
+}
+
+impl Symbols {
+    fn of(compressor: &fsst::Compressor) -> Symbols {
+        let parts = compressor.clone().into_parts();
+        Symbols {
+            symbols: parts.symbols,
+            lengths: parts.lengths,
+        }
+    }
+
+    /// Decompress the codes of one cell into `out` (replacing what it held).
+    #[inline]
+    fn decompress_into(&self, codes: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        // A code expands to at most 8 bytes, and the decoder writes whole 8-byte words.
+        out.reserve(8 * (codes.len() + 1));
+        let n = fsst::Decompressor::new(&self.symbols, &self.lengths)
+            .decompress_into(codes, out.spare_capacity_mut());
+        // SAFETY: `decompress_into` initialized the first `n` bytes of the spare capacity.
+        unsafe { out.set_len(n) };
+    }
+}
+
+thread_local! {
+    /// Buffers that compressed cells are decompressed into, one per cell being read (reads
+    /// nest: a comparison holds two cells).
+    static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with a buffer of the per-thread pool (a fresh one when `f` runs inside another
+/// `with_scratch`).
+#[inline(never)]
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    let r = f(&mut buf);
+    // Keep the pool small: a cell of megabytes does not pin its buffer.
+    if buf.capacity() <= 1 << 16 {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < 16 {
+                s.push(buf);
+            }
+        });
+    }
+    r
+}
+
 #[derive(Clone, Debug)]
 enum Data {
     Bool(Vec<u64>),
     Int(Packed),
     Float(Vec<f64>),
     Wide(Vec<i128>),
-    Var { ends: Packed, bytes: Vec<u8> },
+    Var {
+        ends: Packed,
+        bytes: Vec<u8>,
+    },
+    /// Text or JSON, each cell FSST-compressed on its own; `ends` are offsets into the codes.
+    Fsst {
+        symbols: Arc<Symbols>,
+        ends: Packed,
+        bytes: Vec<u8>,
+    },
+}
+
+/// The text value of type `ty` over `b` (bytes of whole strings of a text or JSON column).
+#[inline(always)]
+fn var_value(b: &[u8], ty: ColumnType) -> ValueRef<'_> {
+    match ty {
+        ColumnType::Bytes => ValueRef::Bytes(b),
+        // SAFETY: text and JSON chunks only ever receive the bytes of whole `&str`s (`coerce`
+        // maps nothing but `Text`/`Json` values to these types), `b` is one such string (or
+        // its lossless decompression).
+        ColumnType::Json => ValueRef::Json(unsafe { std::str::from_utf8_unchecked(b) }),
+        _ => ValueRef::Text(unsafe { std::str::from_utf8_unchecked(b) }),
+    }
 }
 
 /// Up to [`CHUNK_ROWS`] cells of one column.
@@ -222,7 +321,50 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    /// Cell `i` as a value of type `ty` (the column's type).
+    /// Cell `i` as a value of type `ty` (the column's type), given to `f`: compressed cells are
+    /// decompressed into a scratch buffer first.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, i: usize, ty: ColumnType, f: impl FnOnce(ValueRef<'_>) -> R) -> R {
+        if self.is_compressed() {
+            return with_scratch(|buf| f(self.read(i, ty, buf)));
+        }
+        f(self.get(i, ty))
+    }
+
+    /// Cell `i` as a value of type `ty`, decompressed into `buf` when the chunk is compressed.
+    #[inline]
+    pub(crate) fn read<'a>(
+        &'a self,
+        i: usize,
+        ty: ColumnType,
+        buf: &'a mut Vec<u8>,
+    ) -> ValueRef<'a> {
+        if let Data::Fsst {
+            symbols,
+            ends,
+            bytes,
+        } = &self.data
+        {
+            if self.nulls.as_ref().is_some_and(|n| bit(n, i)) {
+                return ValueRef::Null;
+            }
+            symbols.decompress_into(&bytes[ends.var_start(i)..ends.get(i) as usize], buf);
+            return var_value(buf, ty);
+        }
+        self.get(i, ty)
+    }
+
+    /// Whether the cells are compressed (read them with [`Chunk::with`]).
+    #[inline(always)]
+    pub(crate) fn is_compressed(&self) -> bool {
+        matches!(self.data, Data::Fsst { .. })
+    }
+
+    /// Cell `i` as a value of type `ty` (the column's type), borrowed from the chunk.
+    ///
+    /// # Panics
+    /// On a compressed chunk (only text and JSON columns that are not keys are compressed):
+    /// read those with [`Chunk::with`].
     #[inline]
     pub(crate) fn get(&self, i: usize, ty: ColumnType) -> ValueRef<'_> {
         if let Some(n) = &self.nulls {
@@ -244,17 +386,9 @@ impl Chunk {
                 }
             }
             Data::Var { ends, bytes } => {
-                let start = ends.var_start(i);
-                let b = &bytes[start..ends.get(i) as usize];
-                match ty {
-                    ColumnType::Bytes => ValueRef::Bytes(b),
-                    // SAFETY: text and JSON chunks only ever receive the bytes of whole `&str`s
-                    // (`coerce` maps nothing but `Text`/`Json` values to these types), and
-                    // `start..end` are the bounds of one such string.
-                    ColumnType::Json => ValueRef::Json(unsafe { std::str::from_utf8_unchecked(b) }),
-                    _ => ValueRef::Text(unsafe { std::str::from_utf8_unchecked(b) }),
-                }
+                var_value(&bytes[ends.var_start(i)..ends.get(i) as usize], ty)
             }
+            Data::Fsst { .. } => panic!("a compressed text cell is read with `Chunk::with`"),
             Data::Bool(w) => ValueRef::Bool(bit(w, i)),
             Data::Float(f) => ValueRef::Float(f[i]),
             Data::Wide(w) => ValueRef::Decimal(w[i]),
@@ -274,7 +408,7 @@ impl Chunk {
         }
         match &self.data {
             Data::Int(p) => prefetch(p.bytes.as_ptr().wrapping_add(i * p.width as usize)),
-            Data::Var { ends, .. } => prefetch(
+            Data::Var { ends, .. } | Data::Fsst { ends, .. } => prefetch(
                 ends.bytes
                     .as_ptr()
                     .wrapping_add(i.saturating_sub(1) * ends.width as usize),
@@ -289,7 +423,7 @@ impl Chunk {
     /// [`Chunk::prefetch`]); nothing for other types.
     #[inline]
     pub(crate) fn prefetch_bytes(&self, i: usize) {
-        if let Data::Var { ends, bytes } = &self.data {
+        if let Data::Var { ends, bytes } | Data::Fsst { ends, bytes, .. } = &self.data {
             prefetch(bytes.as_ptr().wrapping_add(ends.var_start(i)));
         }
     }
@@ -307,6 +441,8 @@ impl Chunk {
             Data::Float(f) => f.capacity() * 8,
             Data::Wide(w) => w.capacity() * 16,
             Data::Var { ends, bytes } => ends.heap_bytes() + bytes.capacity(),
+            // The symbol table is the column's, counted once by `Column::memory_bytes`.
+            Data::Fsst { ends, bytes, .. } => ends.heap_bytes() + bytes.capacity(),
         };
         16 + std::mem::size_of::<Chunk>()
             + self.nulls.as_ref().map_or(0, |n| n.capacity() * 8)
@@ -316,6 +452,8 @@ impl Chunk {
     /// Whether `set(i, v)` / `push(v)` can write in place instead of re-encoding the chunk.
     fn can_write_in_place(&self, v: ValueRef<'_>, append: bool) -> bool {
         match (&self.data, v) {
+            // A write into compressed cells stores the chunk uncompressed (see `rewritten`).
+            (Data::Fsst { .. }, _) => false,
             (_, ValueRef::Null) => !matches!(self.data, Data::Var { .. }) || append,
             (Data::Int(p), ValueRef::Decimal(m)) => i64::try_from(m).is_ok_and(|m| p.fits(m)),
             (Data::Int(p), v) => p.fits(int_of(v)),
@@ -390,6 +528,9 @@ impl Chunk {
                 bytes.extend_from_slice(var_bytes(v));
                 ends.push(i, bytes.len() as i64);
             }
+            Data::Fsst { .. } => {
+                unreachable!("compressed chunks are rewritten, never written in place")
+            }
         }
         if append {
             self.len += 1;
@@ -406,7 +547,7 @@ impl Chunk {
             Data::Int(p) => p.bytes.shrink_to_fit(),
             Data::Float(f) => f.shrink_to_fit(),
             Data::Wide(w) => w.shrink_to_fit(),
-            Data::Var { ends, bytes } => {
+            Data::Var { ends, bytes } | Data::Fsst { ends, bytes, .. } => {
                 ends.bytes.shrink_to_fit();
                 bytes.shrink_to_fit();
             }
@@ -414,10 +555,18 @@ impl Chunk {
     }
 
     /// A copy of this chunk with cell `i` replaced (`i < len`) or `v` appended (`i == len`).
+    ///
+    /// The copy is not compressed: a chunk that change capture writes into is likely written
+    /// again soon, and re-compressing 4,096 cells per written cell would cost more than the
+    /// memory. [`Table::compact`](crate::Table::compact) compresses it again.
     fn rewritten(&self, i: usize, v: ValueRef<'_>, ty: ColumnType) -> Chunk {
         let mut w = Writer::new(ty);
         for j in 0..self.len {
-            w.push(if j == i { v } else { self.get(j, ty) });
+            if j == i {
+                w.push(v);
+            } else {
+                self.with(j, ty, |x| w.push(x));
+            }
         }
         if i == self.len {
             w.push(v);
@@ -464,6 +613,88 @@ enum Acc {
     Var { ends: Vec<i64>, bytes: Vec<u8> },
 }
 
+/// Whether a [`Writer`] compresses the text of the chunks it seals.
+enum Compression {
+    /// Chunks are stored as written.
+    Off,
+    /// Learn a symbol table from the first chunk with enough text, then compress with it.
+    Learning,
+    /// Compress with this table, learned from an earlier chunk of the column.
+    With {
+        symbols: Arc<Symbols>,
+        compressor: Box<fsst::Compressor>,
+    },
+}
+
+impl fmt::Debug for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Off => "Off",
+            Compression::Learning => "Learning",
+            Compression::With { .. } => "With",
+        })
+    }
+}
+
+impl Compression {
+    /// The cells `bytes` split at `ends`, compressed, when that saves at least a fifth.
+    fn compress(&mut self, ends: &[i64], bytes: &[u8]) -> Option<Data> {
+        if matches!(self, Compression::Off) || bytes.len() < MIN_COMPRESS_BYTES {
+            return None;
+        }
+        let learned_now = matches!(self, Compression::Learning);
+        if learned_now {
+            let cells: Vec<&[u8]> = cells(ends, bytes).collect();
+            let compressor = fsst::Compressor::train(&cells);
+            *self = Compression::With {
+                symbols: Arc::new(Symbols::of(&compressor)),
+                compressor: Box::new(compressor),
+            };
+        }
+        let Compression::With {
+            symbols,
+            compressor,
+        } = self
+        else {
+            return None;
+        };
+        let mut codes: Vec<u8> = Vec::with_capacity(bytes.len() / 2 + 16);
+        let mut code_ends = Vec::with_capacity(ends.len());
+        for cell in cells(ends, bytes) {
+            // At worst every byte is escaped (2 bytes), and the encoder writes 8-byte words.
+            codes.reserve(2 * cell.len() + 16);
+            // SAFETY: the spare capacity holds the worst case reserved above.
+            unsafe {
+                let n = compressor.compress_into(cell, codes.spare_capacity_mut());
+                codes.set_len(codes.len() + n);
+            }
+            code_ends.push(codes.len() as i64);
+        }
+        if codes.len() * 5 > bytes.len() * 4 {
+            if learned_now {
+                // The column's text does not compress (random tokens, hashes): stop trying.
+                *self = Compression::Off;
+            }
+            return None;
+        }
+        codes.shrink_to_fit();
+        Some(Data::Fsst {
+            symbols: symbols.clone(),
+            ends: Packed::pack(&code_ends, None),
+            bytes: codes,
+        })
+    }
+}
+
+/// The cells of a variable-length accumulator.
+fn cells<'a>(ends: &'a [i64], bytes: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    ends.iter().scan(0usize, move |start, &e| {
+        let cell = &bytes[*start..e as usize];
+        *start = e as usize;
+        Some(cell)
+    })
+}
+
 /// Accumulates the cells of one chunk of a column, then seals them into a [`Chunk`]. Buffers
 /// are kept between chunks, so appending allocates only while the first chunk grows.
 #[derive(Debug)]
@@ -473,6 +704,7 @@ pub(crate) struct Writer {
     nulls: Vec<u64>,
     any_null: bool,
     acc: Acc,
+    compression: Compression,
 }
 
 impl Writer {
@@ -497,7 +729,18 @@ impl Writer {
             nulls: vec![0; BITMAP_WORDS],
             any_null: false,
             acc,
+            compression: Compression::Off,
         }
+    }
+
+    /// A writer that compresses text and JSON chunks when `compress` and that pays (see
+    /// [`Symbols`]); other types are never compressed.
+    pub(crate) fn compressing(ty: ColumnType, compress: bool) -> Writer {
+        let mut w = Writer::new(ty);
+        if compress && matches!(ty, ColumnType::Text { .. } | ColumnType::Json) {
+            w.compression = Compression::Learning;
+        }
+        w
     }
 
     /// Cells so far in the current chunk.
@@ -622,10 +865,13 @@ impl Writer {
                 out
             }
             Acc::Var { ends, bytes } => {
-                let d = Data::Var {
-                    ends: Packed::pack(ends, None),
-                    bytes: bytes.clone(),
-                };
+                let d = self
+                    .compression
+                    .compress(ends, bytes)
+                    .unwrap_or_else(|| Data::Var {
+                        ends: Packed::pack(ends, None),
+                        bytes: bytes.clone(),
+                    });
                 ends.clear();
                 bytes.clear();
                 d
@@ -653,10 +899,34 @@ pub(crate) struct Column {
 }
 
 impl Column {
+    /// The cell of `row`, borrowed from the column.
+    ///
+    /// # Panics
+    /// On a compressed cell; only key columns and non-text columns, which are never
+    /// compressed, are read this way. Read others with [`Column::with`].
     #[inline(always)]
     pub(crate) fn get(&self, row: u32) -> ValueRef<'_> {
         let r = row as usize;
         self.chunks[r >> CHUNK_SHIFT].get(r & CHUNK_MASK, self.ty)
+    }
+
+    /// The cell of `row`, given to `f` (decompressed first when it is compressed).
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, row: u32, f: impl FnOnce(ValueRef<'_>) -> R) -> R {
+        let r = row as usize;
+        self.chunks[r >> CHUNK_SHIFT].with(r & CHUNK_MASK, self.ty, f)
+    }
+
+    /// The cell of `row`, decompressed into `buf` when it is compressed.
+    #[inline]
+    pub(crate) fn read<'a>(&'a self, row: u32, buf: &'a mut Vec<u8>) -> ValueRef<'a> {
+        let r = row as usize;
+        self.chunks[r >> CHUNK_SHIFT].read(r & CHUNK_MASK, self.ty, buf)
+    }
+
+    /// Whether some chunk is compressed (then [`Column::get`] must not be used).
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.chunks.iter().any(|c| c.is_compressed())
     }
 
     /// See [`Chunk::prefetch`].
@@ -711,8 +981,18 @@ impl Column {
 
     /// Heap bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
+        // Chunks share their column's symbol table: count each table once.
+        let mut tables: Vec<*const Symbols> = Vec::new();
+        for c in &self.chunks {
+            if let Data::Fsst { symbols, .. } = &c.data {
+                if !tables.contains(&Arc::as_ptr(symbols)) {
+                    tables.push(Arc::as_ptr(symbols));
+                }
+            }
+        }
         self.chunks.capacity() * std::mem::size_of::<Arc<Chunk>>()
             + self.chunks.iter().map(|c| c.memory_bytes()).sum::<usize>()
+            + tables.len() * (16 + std::mem::size_of::<Symbols>())
     }
 }
 

@@ -238,6 +238,11 @@ impl Table {
         m.finish()
     }
 
+    /// Whether some of the text of `column` is stored compressed.
+    pub fn is_compressed(&self, column: usize) -> bool {
+        self.store.cols[column].is_compressed()
+    }
+
     /// Storage type of column `column`.
     pub fn column_type(&self, column: usize) -> ColumnType {
         self.manifest.columns[column].ty
@@ -261,7 +266,32 @@ impl Table {
         }
     }
 
-    /// The cell of `column` in row `row` (`ValueRef::Null` when NULL).
+    /// The cell of `column` in row `row` (`ValueRef::Null` when NULL), given to `f`.
+    ///
+    /// Text of columns that are not keys may be compressed: such a cell is decompressed into a
+    /// buffer that lives while `f` runs. Other cells are lent straight from the column.
+    #[inline(always)]
+    pub fn with_value<R>(&self, column: usize, row: RowId, f: impl FnOnce(ValueRef<'_>) -> R) -> R {
+        self.store.cols[column].with(row, f)
+    }
+
+    /// The cell of `column` in row `row`, decompressed into `buf` when it is compressed (then
+    /// it borrows `buf`, else the column): for holding several cells at once, e.g. a key.
+    #[inline]
+    pub fn value_in<'a>(&'a self, column: usize, row: RowId, buf: &'a mut Vec<u8>) -> ValueRef<'a> {
+        self.store.cols[column].read(row, buf)
+    }
+
+    /// The cell of `column` in row `row` as an owned value (tests, diagnostics).
+    pub fn owned_value(&self, column: usize, row: RowId) -> refract_schema::Value {
+        self.with_value(column, row, |v| refract_schema::Value::from(v))
+    }
+
+    /// The cell of `column` in row `row` (`ValueRef::Null` when NULL), borrowed from the column.
+    ///
+    /// # Panics
+    /// On a compressed cell. Columns of the primary key and of relations, and columns that are
+    /// not text or JSON, are never compressed; read others with [`Table::with_value`].
     #[inline]
     pub fn value(&self, column: usize, row: RowId) -> ValueRef<'_> {
         self.store.cols[column].get(row)
@@ -503,7 +533,7 @@ impl Table {
                     let new_row = match existing {
                         Some(r) => {
                             let changed: Vec<usize> = (0..ncols)
-                                .filter(|&c| !val_eq(st.cols[c].get(r), vals[c]))
+                                .filter(|&c| !st.cols[c].with(r, |v| val_eq(v, vals[c])))
                                 .collect();
                             if changed.is_empty() {
                                 continue;
@@ -559,7 +589,8 @@ impl Table {
             .store
             .cols
             .iter()
-            .map(|c| store::gather_column(c, &rows))
+            .zip(compressible_columns(&self.manifest))
+            .map(|(c, compress)| store::gather_column(c, &rows, compress))
             .collect();
         let store = Store::new(cols, rows.len(), self.store.pk_cols.clone());
         let secondary = self
@@ -574,6 +605,25 @@ impl Table {
             self.fp_sum.get().copied(),
         )
     }
+}
+
+/// Which columns of a table may have their text compressed: all but the primary key and the
+/// columns of relations. Keys are hashed and compared on every lookup and held several at a
+/// time, so they stay readable in place (and are short, mostly numbers, in practice).
+fn compressible_columns(manifest: &TableManifest) -> Vec<bool> {
+    let mut compress = vec![true; manifest.columns.len()];
+    let keys = manifest.primary_key.iter().chain(
+        manifest
+            .relations
+            .iter()
+            .flat_map(|r| r.local_columns.iter()),
+    );
+    for &c in keys {
+        if let Some(x) = compress.get_mut(c) {
+            *x = false;
+        }
+    }
+    compress
 }
 
 /// Builds a [`Table`] from streamed rows.
@@ -594,7 +644,12 @@ pub struct TableBuilder {
 impl TableBuilder {
     /// A builder for the table described by `manifest`.
     pub fn new(manifest: Arc<TableManifest>) -> Self {
-        let writers: Vec<Writer> = manifest.columns.iter().map(|c| Writer::new(c.ty)).collect();
+        let writers: Vec<Writer> = manifest
+            .columns
+            .iter()
+            .zip(compressible_columns(&manifest))
+            .map(|(c, compress)| Writer::compressing(c.ty, compress))
+            .collect();
         let chunks = vec![Vec::new(); writers.len()];
         TableBuilder {
             manifest,

@@ -20,7 +20,7 @@ pub(crate) const MAX_ROWS: usize = u32::MAX as usize - 1;
 pub(crate) fn key_hash_row(cols: &[Column], keycols: &[usize], r: u32) -> u64 {
     let mut m = Mix::new();
     for &c in keycols {
-        m.cell(cols[c].get(r));
+        cols[c].with(r, |v| m.cell(v));
     }
     m.finish()
 }
@@ -30,14 +30,14 @@ pub(crate) fn row_eq_key(cols: &[Column], keycols: &[usize], r: u32, key: &[Valu
     keycols
         .iter()
         .zip(key)
-        .all(|(&c, &k)| val_eq(cols[c].get(r), k))
+        .all(|(&c, &k)| cols[c].with(r, |v| val_eq(v, k)))
 }
 
 #[inline]
 pub(crate) fn row_eq_row(cols: &[Column], keycols: &[usize], a: u32, b: u32) -> bool {
     keycols
         .iter()
-        .all(|&c| val_eq(cols[c].get(a), cols[c].get(b)))
+        .all(|&c| cols[c].with(a, |va| cols[c].with(b, |vb| val_eq(va, vb))))
 }
 
 pub(crate) fn row_cmp_key(
@@ -47,7 +47,7 @@ pub(crate) fn row_cmp_key(
     key: &[ValueRef<'_>],
 ) -> Ordering {
     for (&c, &k) in keycols.iter().zip(key) {
-        match val_cmp(cols[c].get(r), k) {
+        match cols[c].with(r, |v| val_cmp(v, k)) {
             Ordering::Equal => {}
             o => return o,
         }
@@ -57,7 +57,7 @@ pub(crate) fn row_cmp_key(
 
 pub(crate) fn row_cmp_row(cols: &[Column], keycols: &[usize], a: u32, b: u32) -> Ordering {
     for &c in keycols {
-        match val_cmp(cols[c].get(a), cols[c].get(b)) {
+        match cols[c].with(a, |va| cols[c].with(b, |vb| val_cmp(va, vb))) {
             Ordering::Equal => {}
             o => return o,
         }
@@ -66,7 +66,9 @@ pub(crate) fn row_cmp_row(cols: &[Column], keycols: &[usize], a: u32, b: u32) ->
 }
 
 pub(crate) fn row_has_null(cols: &[Column], keycols: &[usize], r: u32) -> bool {
-    keycols.iter().any(|&c| cols[c].get(r) == ValueRef::Null)
+    keycols
+        .iter()
+        .any(|&c| cols[c].with(r, |v| v == ValueRef::Null))
 }
 
 /// The integer behind an integer-like cell (dense primary-key indexes use it).
@@ -92,12 +94,12 @@ fn int_like(ty: ColumnType) -> bool {
     )
 }
 
-/// `rows` of `col`, in that order, as a new column.
-pub(crate) fn gather_column(col: &Column, rows: &[u32]) -> Column {
-    let mut w = Writer::new(col.ty);
+/// `rows` of `col`, in that order, as a new column (its text compressed when `compress`).
+pub(crate) fn gather_column(col: &Column, rows: &[u32], compress: bool) -> Column {
+    let mut w = Writer::compressing(col.ty, compress);
     let mut chunks = Vec::with_capacity(rows.len().div_ceil(CHUNK_ROWS));
     for &r in rows {
-        w.push(col.get(r));
+        col.with(r, |v| w.push(v));
         if w.len() == CHUNK_ROWS {
             chunks.push(Arc::new(w.seal()));
         }
@@ -527,7 +529,8 @@ impl Store {
         // Column by column, so that only one column is held twice at a time.
         let mut out = Vec::with_capacity(cols.len());
         for col in cols {
-            out.push(gather_column(&col, &perm));
+            let compress = col.is_compressed();
+            out.push(gather_column(&col, &perm, compress));
         }
         out
     }
@@ -614,7 +617,7 @@ impl Store {
     pub(crate) fn row_hash(&self, r: u32) -> u64 {
         let mut m = Mix::new();
         for c in &self.cols {
-            m.cell(c.get(r));
+            c.with(r, |v| m.cell(v));
         }
         m.finish()
     }

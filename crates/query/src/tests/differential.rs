@@ -232,6 +232,9 @@ fn generated_queries_match_sqlite() {
         }
         tables.push(Arc::new(b.finish()));
     }
+    // The comments' bodies are stored compressed, so every generated query that filters, sorts
+    // or returns them reads compressed text.
+    assert!(tables[2].is_compressed(3), "comments.body is compressed");
     let m = Arc::new(m);
     let options = QueryOptions::default();
     let cases = generate(Dialect::Sqlite, 42, QUERIES);
