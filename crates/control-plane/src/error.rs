@@ -3,23 +3,11 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::lifecycle::ActionError;
 use crate::store::StoreError;
 
-/// The error body of every failed request.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// Machine-readable code: `invalid_request` (400, or 422 for a rule the schema cannot state),
-    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, `action_not_allowed`, `too_large`,
-    /// `method_not_allowed`, `not_implemented` (`/api/v1`), `store_unavailable` (503: the PostgreSQL
-    /// metadata store cannot be reached), `internal`.
-    pub error: String,
-    /// A sentence for a person; names the field and rule for validation errors.
-    pub message: String,
-}
+/// The error body of every failed request (a wire type).
+pub use refract_api::ErrorBody;
 
 /// Every failure of a `/v1` call. Layers below the service convert into it here, in one place:
 /// [`StoreError`] into [`ApiError::Internal`], the lifecycle's action errors into their status;

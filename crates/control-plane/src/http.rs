@@ -478,7 +478,7 @@ async fn test_connection_raw(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiJson(b): ApiJson<TestConnectionRequest>,
-) -> Res<Json<serde_json::Value>> {
+) -> Res<Json<TestConnectionResult>> {
     Ok(Json(s.service.test_connection_raw(&p, b).await?))
 }
 
@@ -491,7 +491,7 @@ async fn test_connection_stored(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(cid): Path<String>,
-) -> Res<Json<serde_json::Value>> {
+) -> Res<Json<TestConnectionResult>> {
     Ok(Json(
         s.service
             .test_connection_stored(&p, id(&cid, "connection")?)

@@ -370,7 +370,7 @@ impl Service {
             key.key = Some(token);
             Ok(CreateCustomerResponse {
                 customer,
-                management_key: key,
+                management_key: key.into(),
             })
         })
         .await
@@ -563,21 +563,23 @@ impl Service {
         let secret_name = password_secret_name(id);
         let ca_secret_name = ssl_root_cert_secret_name(id);
         let connection = Connection {
-            id,
-            customer_id: p.customer_id(),
-            name: req.name,
-            backend,
-            host: req.host,
-            port,
-            available_schemas,
-            user: req.user,
-            allowed_sync_modes: allowed_modes(sync_mode),
-            min_sync_interval: sync_interval,
-            created_at: t,
-            updated_at: t,
+            wire: refract_api::Connection {
+                id,
+                customer_id: p.customer_id(),
+                name: req.name,
+                backend,
+                host: req.host,
+                port,
+                available_schemas,
+                user: req.user,
+                allowed_sync_modes: allowed_modes(sync_mode),
+                min_sync_interval: sync_interval,
+                created_at: t,
+                updated_at: t,
+                ssl_mode,
+                ssl_root_cert_set: req.ssl_root_cert.is_some(),
+            },
             password_secret: req.password.as_ref().map(|_| secret_name.clone()),
-            ssl_mode,
-            ssl_root_cert_set: req.ssl_root_cert.is_some(),
             ssl_root_cert_secret: req.ssl_root_cert.as_ref().map(|_| ca_secret_name.clone()),
         };
         let customer = p.customer.clone();
@@ -615,8 +617,8 @@ impl Service {
                     secrets.put(&ca_secret_name, pem)?;
                 }
                 Ok(CreateConnectionResponse {
-                    connection,
-                    database,
+                    connection: connection.into(),
+                    database: database.map(Into::into),
                 })
             })
             .await;
@@ -653,8 +655,8 @@ impl Service {
             };
             let databases = tx.list_databases(customer, &filter)?;
             Ok(ConnectionWithDatabases {
-                connection,
-                databases,
+                connection: connection.into(),
+                databases: databases.into_iter().map(Into::into).collect(),
             })
         })
         .await
@@ -850,7 +852,7 @@ impl Service {
         &self,
         p: &Principal,
         req: TestConnectionRequest,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<TestConnectionResult, ApiError> {
         let backend = req.backend.unwrap_or(Backend::Mysql);
         // The schema's limit is the longest of any backend (400); this backend's is a 422.
         v::host("mysqlHost", &req.host, Backend::Sqlite)?;
@@ -908,7 +910,7 @@ impl Service {
         &self,
         p: &Principal,
         id: Uuid,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<TestConnectionResult, ApiError> {
         let customer = p.customer_id();
         let c = self
             .read(move |tx| {
@@ -1231,7 +1233,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn run_test(params: refract_sources::SourceParams) -> serde_json::Value {
+async fn run_test(params: refract_sources::SourceParams) -> TestConnectionResult {
     // The sources crate bounds itself by the timeout; the outer one guards against a driver that
     // does not.
     let report = match tokio::time::timeout(
@@ -1250,8 +1252,7 @@ async fn run_test(params: refract_sources::SourceParams) -> serde_json::Value {
             ..Default::default()
         },
     };
-    serde_json::to_value(&report)
-        .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "bad report"}))
+    crate::api::test_connection_result(report)
 }
 
 /// How a test-connection target is named in the generic message: `host:port`, or for SQLite the
@@ -1271,15 +1272,15 @@ fn shown_target(backend: Backend, host: &str, port: i64, given: Option<&str>) ->
 /// and an error the server itself reported (`Unknown database 'shop' (error 1049)`, `… [SQLSTATE
 /// 3D000]`).
 pub fn redact_report(
-    mut report: serde_json::Value,
+    report: TestConnectionResult,
     admin: bool,
     backend: Backend,
     target: &str,
-) -> serde_json::Value {
-    if admin || report["ok"].as_bool() == Some(true) {
+) -> TestConnectionResult {
+    if admin || report.ok {
         return report;
     }
-    let error = report["error"].as_str().unwrap_or_default();
+    let error = report.error.as_deref().unwrap_or_default();
     let server_said = match backend {
         Backend::Mysql => {
             // mysql_async's server error packets: "… (error 1049)".
@@ -1314,11 +1315,11 @@ pub fn redact_report(
     } else {
         "connect to"
     };
-    report = serde_json::json!({
-        "ok": false,
-        "error": format!("could not {verb} {target} as {kind}"),
-    });
-    report
+    TestConnectionResult {
+        ok: false,
+        error: Some(format!("could not {verb} {target} as {kind}")),
+        ..Default::default()
+    }
 }
 
 /// `poll` plus the requested CDC mode, if any.
@@ -1471,34 +1472,36 @@ fn insert_database(
         given => given,
     };
     let d = Database {
-        id,
-        customer_id: customer.id,
-        connection_id: c.id,
-        name: inst.name,
-        schema: inst.schema,
-        sync_mode,
-        sync_interval: c.min_sync_interval,
-        safety_net: 3600,
-        task_cpu,
-        task_memory_mb,
-        replicas: inst.replicas.unwrap_or(1),
-        log_level: inst.log_level.unwrap_or(LogLevel::Info),
-        status: Status::Registered,
-        last_error: None,
-        endpoint_url: None,
-        health_status: None,
-        build_compute_override: None,
-        instance_size: size,
-        region: region.to_string(),
-        binlog_server_id,
-        desired_state: None,
-        reflexdb_custom_domain: None,
-        pause_schedule: None,
-        tags: Vec::new(),
-        has_pending_changes: false,
-        replication_paused: false,
-        created_at: t,
-        updated_at: t,
+        wire: refract_api::Database {
+            id,
+            customer_id: customer.id,
+            connection_id: c.id,
+            name: inst.name,
+            schema: inst.schema,
+            sync_mode,
+            sync_interval: c.min_sync_interval,
+            safety_net: 3600,
+            task_cpu,
+            task_memory_mb,
+            replicas: inst.replicas.unwrap_or(1),
+            log_level: inst.log_level.unwrap_or(LogLevel::Info),
+            status: Status::Registered,
+            last_error: None,
+            endpoint_url: None,
+            health_status: None,
+            build_compute_override: None,
+            instance_size: size,
+            region: region.to_string(),
+            binlog_server_id,
+            desired_state: None,
+            reflexdb_custom_domain: None,
+            pause_schedule: None,
+            tags: Vec::new(),
+            has_pending_changes: false,
+            replication_paused: false,
+            created_at: t,
+            updated_at: t,
+        },
         internal: DatabaseInternal::default(),
     };
     tx.insert_database(&d)?;
@@ -1521,15 +1524,17 @@ fn new_management_key(
 ) -> (ManagementKey, String) {
     let k = keys::generate("rmk");
     let record = ManagementKey {
-        id: Uuid::new_v4(),
-        customer_id: customer,
-        name: name.to_string(),
-        key_id: k.key_id,
-        key: None,
-        expires_at,
-        created_at: t,
-        last_used_at: None,
-        revoked_at: None,
+        wire: refract_api::ManagementKey {
+            id: Uuid::new_v4(),
+            customer_id: customer,
+            name: name.to_string(),
+            key_id: k.key_id,
+            key: None,
+            expires_at,
+            created_at: t,
+            last_used_at: None,
+            revoked_at: None,
+        },
         secret_sha256: k.secret_sha256,
     };
     (record, k.token)
@@ -1541,9 +1546,13 @@ mod tests {
 
     #[test]
     fn test_connection_failures_are_one_message_for_customers() {
-        let report = |e: &str| serde_json::json!({"ok": false, "error": e});
-        let generic =
-            serde_json::json!({"ok": false, "error": "could not connect to h:1 as a MySQL server"});
+        let failed = |e: &str| TestConnectionResult {
+            ok: false,
+            error: Some(e.into()),
+            ..Default::default()
+        };
+        let report = failed;
+        let generic = failed("could not connect to h:1 as a MySQL server");
         for e in [
             "cannot reach the source: h:1: Connection refused (os error 111)",
             "cannot reach the source: h:1: the server closed the connection",
@@ -1584,7 +1593,7 @@ mod tests {
                 Backend::Postgres,
                 "h:1"
             ),
-            serde_json::json!({"ok": false, "error": "could not connect to h:1 as a PostgreSQL server"})
+            failed("could not connect to h:1 as a PostgreSQL server")
         );
         assert_eq!(
             redact_report(
@@ -1592,10 +1601,16 @@ mod tests {
                 false,
                 Backend::Sqlite,
                 "/r/a.db"
-            )["error"],
-            "could not open /r/a.db as a SQLite database"
+            )
+            .error
+            .as_deref(),
+            Some("could not open /r/a.db as a SQLite database")
         );
-        let ok = serde_json::json!({"ok": true, "latencyMs": 1.0});
+        let ok = TestConnectionResult {
+            ok: true,
+            latency_ms: Some(1.0),
+            ..Default::default()
+        };
         assert_eq!(redact_report(ok.clone(), false, Backend::Mysql, "h:1"), ok);
     }
 }

@@ -2,6 +2,7 @@
 //! message names the field and the rule; rules that need the store (uniqueness, schemas in use)
 //! live in the service.
 
+use crate::api::SyncModeExt;
 use crate::api::{Backend, PauseSchedule, SslMode, SyncMode, Tag};
 use crate::error::ApiError;
 

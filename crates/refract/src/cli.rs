@@ -9,10 +9,16 @@ mod lifecycle;
 mod query;
 
 use anyhow::{bail, Context};
+use refract_api::{
+    Connection, ConnectionWithDatabases, CreateConnectionRequest, CreateConnectionResponse,
+    CreateManagementKeyRequest, Database, DatabaseFilter, ManagementKey, RegisterDatabaseRequest,
+    Tag, TestConnectionRequest, TestConnectionResult, UpdateConnectionRequest,
+    UpdateDatabaseRequest,
+};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use client::{cell, object, output, table};
+use client::{body, cell, flag, opt_flag, output, read, table, wire_cell};
 pub use client::{Api, ClientOpts};
 
 /// Client subcommands.
@@ -260,14 +266,6 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
     }
 }
 
-fn s(v: &Option<String>) -> Option<Value> {
-    v.as_ref().map(|x| json!(x))
-}
-
-fn n(v: Option<i64>) -> Option<Value> {
-    v.map(|x| json!(x))
-}
-
 fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Result<()> {
     match cmd {
         ConnectionsCmd::Create {
@@ -278,42 +276,42 @@ fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Res
             sync_mode,
             sync_interval,
         } => {
-            let body = object(vec![
-                ("name", Some(json!(name))),
-                ("backend", s(&backend)),
-                ("mysqlHost", Some(json!(source.host.unwrap_or_default()))),
-                ("mysqlPort", n(source.port)),
-                (
-                    "availableSchemas",
-                    (!schemas.is_empty()).then(|| json!(schemas)),
-                ),
-                ("mysqlUser", s(&source.user)),
-                ("mysqlPassword", s(&source.password)),
-                ("syncMode", s(&sync_mode)),
-                ("syncInterval", n(sync_interval)),
-            ]);
-            let v = api.call(Method::POST, "/v1/connections", Some(body))?;
+            let request = CreateConnectionRequest {
+                backend: opt_flag("--backend", backend)?,
+                name,
+                host: source.host.unwrap_or_default(),
+                port: source.port,
+                available_schemas: (!schemas.is_empty()).then_some(schemas),
+                user: source.user,
+                password: source.password,
+                ssl_mode: None,
+                ssl_root_cert: None,
+                sync_mode: opt_flag("--sync-mode", sync_mode)?,
+                sync_interval,
+                instance: None,
+            };
+            let v = api.call(Method::POST, "/v1/connections", Some(body(&request)?))?;
             output(opts, &v, |v| {
-                print_connections(std::slice::from_ref(&v["connection"]))
+                let created: CreateConnectionResponse = read(v)?;
+                print_connections(std::slice::from_ref(&created.connection));
+                Ok(())
             })
         }
         ConnectionsCmd::List => {
             let v = api.call(Method::GET, "/v1/connections", None)?;
             output(opts, &v, |v| {
-                print_connections(v.as_array().map(Vec::as_slice).unwrap_or_default())
+                print_connections(&read::<Vec<Connection>>(v)?);
+                Ok(())
             })
         }
         ConnectionsCmd::Get { id } => {
             let v = api.call(Method::GET, &format!("/v1/connections/{id}"), None)?;
             output(opts, &v, |v| {
-                print_connections(std::slice::from_ref(v));
+                let c: ConnectionWithDatabases = read(v)?;
+                print_connections(std::slice::from_ref(&c.connection));
                 println!();
-                print_databases(
-                    v["databases"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                );
+                print_databases(&c.databases);
+                Ok(())
             })
         }
         ConnectionsCmd::Update {
@@ -324,26 +322,32 @@ fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Res
             sync_mode,
             sync_interval,
         } => {
-            let body = object(vec![
-                ("name", s(&name)),
-                ("mysqlHost", s(&source.host)),
-                ("mysqlPort", n(source.port)),
-                (
-                    "availableSchemas",
-                    (!schemas.is_empty()).then(|| json!(schemas)),
-                ),
-                ("mysqlUser", s(&source.user)),
-                ("mysqlPassword", s(&source.password)),
-                ("syncMode", s(&sync_mode)),
-                ("syncInterval", n(sync_interval)),
-            ]);
-            let v = api.call(Method::PATCH, &format!("/v1/connections/{id}"), Some(body))?;
-            output(opts, &v, |v| print_connections(std::slice::from_ref(v)))
+            let request = UpdateConnectionRequest {
+                name,
+                host: source.host,
+                port: source.port,
+                available_schemas: (!schemas.is_empty()).then_some(schemas),
+                user: source.user,
+                password: source.password,
+                sync_mode: opt_flag("--sync-mode", sync_mode)?,
+                sync_interval,
+                ..Default::default()
+            };
+            let v = api.call(
+                Method::PATCH,
+                &format!("/v1/connections/{id}"),
+                Some(body(&request)?),
+            )?;
+            output(opts, &v, |v| {
+                print_connections(&[read::<Connection>(v)?]);
+                Ok(())
+            })
         }
         ConnectionsCmd::Delete { id } => {
             api.call(Method::DELETE, &format!("/v1/connections/{id}"), None)?;
             output(opts, &json!({"deleted": id}), |_| {
-                println!("deleted connection {id}")
+                println!("deleted connection {id}");
+                Ok(())
             })
         }
         ConnectionsCmd::Test {
@@ -358,57 +362,69 @@ fn connections(api: &Api, opts: &ClientOpts, cmd: ConnectionsCmd) -> anyhow::Res
                     None,
                 )?,
                 None => {
-                    let body = object(vec![
-                        ("backend", s(&backend)),
-                        ("mysqlHost", Some(json!(source.host.unwrap_or_default()))),
-                        ("mysqlPort", n(source.port)),
-                        ("mysqlUser", s(&source.user)),
-                        ("mysqlPassword", s(&source.password)),
-                    ]);
-                    api.call(Method::POST, "/v1/connections/test-connection", Some(body))?
+                    let request = TestConnectionRequest {
+                        backend: opt_flag("--backend", backend)?,
+                        host: source.host.unwrap_or_default(),
+                        port: source.port,
+                        user: source.user,
+                        password: source.password,
+                        ssl_mode: None,
+                        ssl_root_cert: None,
+                    };
+                    api.call(
+                        Method::POST,
+                        "/v1/connections/test-connection",
+                        Some(body(&request)?),
+                    )?
                 }
             };
-            output(opts, &v, |v| {
-                if v["ok"].as_bool() == Some(true) {
-                    println!(
-                        "ok ({} ms)",
-                        v["latencyMs"]
-                            .as_f64()
-                            .map(|l| format!("{l:.1}"))
-                            .unwrap_or_default()
-                    );
-                    if let Some(s) = v["availableSchemas"].as_array() {
-                        let names: Vec<&str> = s.iter().filter_map(Value::as_str).collect();
-                        println!("schemas: {}", names.join(", "));
-                    }
-                    // Per sync mode: `ok` above is only the login.
-                    println!("poll: ready");
-                    for (mode, key) in [("binlog", "binlog"), ("logical", "logical")] {
-                        let r = &v[key];
-                        if r.is_null() {
-                            continue;
-                        }
-                        if r["ready"].as_bool() == Some(true) {
-                            println!("{mode}: ready");
-                        } else {
-                            println!("{mode}: NOT ready");
-                            for issue in r["issues"].as_array().into_iter().flatten() {
-                                println!("  - {}", issue.as_str().unwrap_or_default());
-                            }
-                        }
-                    }
-                    for w in v["warnings"].as_array().into_iter().flatten() {
-                        println!("warning: {}", w.as_str().unwrap_or_default());
-                    }
-                } else {
-                    println!("failed: {}", v["error"].as_str().unwrap_or("unknown error"));
-                }
+            let result: TestConnectionResult = read(&v)?;
+            output(opts, &v, |_| {
+                print_test_result(&result);
+                Ok(())
             })?;
-            if v["ok"].as_bool() != Some(true) {
+            if !result.ok {
                 bail!("connection test failed");
             }
             Ok(())
         }
+    }
+}
+
+/// A connection test for a person: the login, then readiness per sync mode.
+fn print_test_result(r: &TestConnectionResult) {
+    if !r.ok {
+        println!("failed: {}", r.error.as_deref().unwrap_or("unknown error"));
+        return;
+    }
+    println!(
+        "ok ({} ms)",
+        r.latency_ms.map(|l| format!("{l:.1}")).unwrap_or_default()
+    );
+    if let Some(names) = &r.available_schemas {
+        println!("schemas: {}", names.join(", "));
+    }
+    // Per sync mode: `ok` above is only the login.
+    println!("poll: ready");
+    let modes = [
+        ("binlog", r.binlog.as_ref().map(|b| (b.ready, &b.issues))),
+        ("logical", r.logical.as_ref().map(|l| (l.ready, &l.issues))),
+    ];
+    for (mode, readiness) in modes {
+        let Some((ready, issues)) = readiness else {
+            continue;
+        };
+        if ready {
+            println!("{mode}: ready");
+        } else {
+            println!("{mode}: NOT ready");
+            for issue in issues {
+                println!("  - {issue}");
+            }
+        }
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
     }
 }
 
@@ -423,31 +439,35 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
             binlog_server_id,
             replicas,
         } => {
-            let body = object(vec![
-                ("connectionId", Some(json!(connection))),
-                ("name", Some(json!(name))),
-                ("mysqlDb", Some(json!(schema))),
-                ("instanceSize", s(&size)),
-                ("logLevel", s(&log_level)),
-                ("binlogServerId", n(binlog_server_id)),
-                ("replicas", n(replicas)),
-            ]);
-            let v = api.call(Method::POST, "/v1/databases", Some(body))?;
-            output(opts, &v, |v| print_databases(std::slice::from_ref(v)))
+            let request = RegisterDatabaseRequest {
+                connection_id: flag("--connection", &connection)?,
+                name,
+                schema,
+                instance_size: opt_flag("--size", size)?,
+                log_level: opt_flag("--log-level", log_level)?,
+                binlog_server_id,
+                replicas,
+            };
+            let v = api.call(Method::POST, "/v1/databases", Some(body(&request)?))?;
+            output(opts, &v, |v| {
+                print_databases(&[read::<Database>(v)?]);
+                Ok(())
+            })
         }
         DatabasesCmd::List {
             connection,
             status,
             tag,
         } => {
+            let filter = DatabaseFilter {
+                connection_id: opt_flag("--connection", connection)?,
+                status: opt_flag("--status", status)?,
+                tag,
+            };
             let mut q = Vec::new();
-            for (k, v) in [
-                ("connectionId", connection),
-                ("status", status),
-                ("tag", tag),
-            ] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", urlencode(&v)));
+            if let Value::Object(fields) = body(&filter)? {
+                for (k, v) in fields {
+                    q.push(format!("{k}={}", urlencode(&cell(&v))));
                 }
             }
             let path = if q.is_empty() {
@@ -457,12 +477,16 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
             };
             let v = api.call(Method::GET, &path, None)?;
             output(opts, &v, |v| {
-                print_databases(v.as_array().map(Vec::as_slice).unwrap_or_default())
+                print_databases(&read::<Vec<Database>>(v)?);
+                Ok(())
             })
         }
         DatabasesCmd::Get { id } => {
             let v = api.call(Method::GET, &format!("/v1/databases/{id}"), None)?;
-            output(opts, &v, print_object)
+            output(opts, &v, |v| {
+                print_object(v);
+                Ok(())
+            })
         }
         DatabasesCmd::Update {
             id,
@@ -485,24 +509,28 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
                     let (label, color) = t
                         .rsplit_once(':')
                         .with_context(|| format!("--tag {t:?}: expected label:color"))?;
-                    out.push(json!({"label": label, "color": color}));
+                    out.push(Tag {
+                        label: label.to_string(),
+                        color: flag("--tag", color)?,
+                    });
                 }
-                Some(Value::Array(out))
+                Some(out)
             };
-            let mut body = object(vec![
-                ("name", s(&name)),
-                ("mysqlDb", s(&schema)),
-                ("instanceSize", s(&size)),
-                ("logLevel", s(&log_level)),
-                ("syncMode", s(&sync_mode)),
-                ("syncInterval", n(sync_interval)),
-                ("replicas", n(replicas)),
-                ("tags", tags),
-                (
-                    "reflexdbCustomDomain",
-                    custom_domain.map(|d| if d.is_empty() { Value::Null } else { json!(d) }),
-                ),
-            ]);
+            let request = UpdateDatabaseRequest {
+                name,
+                schema,
+                instance_size: opt_flag("--size", size)?,
+                log_level: opt_flag("--log-level", log_level)?,
+                sync_mode: opt_flag("--sync-mode", sync_mode)?,
+                sync_interval,
+                replicas,
+                tags,
+                // `''` clears it (`null`).
+                reflexdb_custom_domain: custom_domain.map(|d| (!d.is_empty()).then_some(d)),
+                ..Default::default()
+            };
+            let mut body = body(&request)?;
+            // `--set` is the user's own JSON, merged as given.
             if let Some(extra) = set {
                 let extra: Map<String, Value> =
                     serde_json::from_str(&extra).context("--set must be a JSON object")?;
@@ -511,13 +539,17 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
                 }
             }
             let v = api.call(Method::PATCH, &format!("/v1/databases/{id}"), Some(body))?;
-            output(opts, &v, print_object)
+            output(opts, &v, |v| {
+                print_object(v);
+                Ok(())
+            })
         }
         DatabasesCmd::Lifecycle(cmd) => lifecycle::run(api, opts, cmd),
         DatabasesCmd::Delete { id } => {
             api.call(Method::DELETE, &format!("/v1/databases/{id}"), None)?;
             output(opts, &json!({"deleted": id}), |_| {
-                println!("deleted database {id}")
+                println!("deleted database {id}");
+                Ok(())
             })
         }
     }
@@ -526,23 +558,30 @@ fn databases(api: &Api, opts: &ClientOpts, cmd: DatabasesCmd) -> anyhow::Result<
 fn keys(api: &Api, opts: &ClientOpts, cmd: KeysCmd) -> anyhow::Result<()> {
     match cmd {
         KeysCmd::Create { name, expires_at } => {
-            let body = object(vec![
-                ("name", Some(json!(name))),
-                ("expiresAt", s(&expires_at)),
-            ]);
-            let v = api.call(Method::POST, "/v1/account/management-keys", Some(body))?;
+            let request = CreateManagementKeyRequest {
+                name,
+                expires_at: opt_flag("--expires-at", expires_at)?,
+            };
+            let v = api.call(
+                Method::POST,
+                "/v1/account/management-keys",
+                Some(body(&request)?),
+            )?;
             output(opts, &v, |v| {
-                print_keys(std::slice::from_ref(v));
+                let key: ManagementKey = read(v)?;
+                print_keys(std::slice::from_ref(&key));
                 println!(
                     "\nkey (shown only now): {}",
-                    v["key"].as_str().unwrap_or("")
+                    key.key.as_deref().unwrap_or("")
                 );
+                Ok(())
             })
         }
         KeysCmd::List => {
             let v = api.call(Method::GET, "/v1/account/management-keys", None)?;
             output(opts, &v, |v| {
-                print_keys(v.as_array().map(Vec::as_slice).unwrap_or_default())
+                print_keys(&read::<Vec<ManagementKey>>(v)?);
+                Ok(())
             })
         }
         KeysCmd::Revoke { id } => {
@@ -551,7 +590,10 @@ fn keys(api: &Api, opts: &ClientOpts, cmd: KeysCmd) -> anyhow::Result<()> {
                 &format!("/v1/account/management-keys/{id}"),
                 None,
             )?;
-            output(opts, &v, |v| print_keys(std::slice::from_ref(v)))
+            output(opts, &v, |v| {
+                print_keys(&[read::<ManagementKey>(v)?]);
+                Ok(())
+            })
         }
     }
 }
@@ -567,7 +609,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-fn print_connections(rows: &[Value]) {
+fn print_connections(rows: &[Connection]) {
     table(
         &[
             "ID",
@@ -579,43 +621,47 @@ fn print_connections(rows: &[Value]) {
             "SYNC MODES",
             "MIN INTERVAL",
         ],
-        &[
-            "id",
-            "name",
-            "backend",
-            "mysqlHost",
-            "mysqlPort",
-            "availableSchemas",
-            "allowedSyncModes",
-            "minSyncInterval",
-        ],
         rows,
+        |r| {
+            vec![
+                wire_cell(&r.id),
+                wire_cell(&r.name),
+                wire_cell(&r.backend),
+                wire_cell(&r.host),
+                wire_cell(&r.port),
+                wire_cell(&r.available_schemas),
+                wire_cell(&r.allowed_sync_modes),
+                wire_cell(&r.min_sync_interval),
+            ]
+        },
     );
 }
 
-fn print_databases(rows: &[Value]) {
+fn print_databases(rows: &[Database]) {
     table(
         &[
             "ID", "NAME", "SCHEMA", "STATUS", "SIZE", "SYNC", "INTERVAL", "ENDPOINT", "HEALTH",
             "TAGS",
         ],
-        &[
-            "id",
-            "name",
-            "mysqlDb",
-            "status",
-            "instanceSize",
-            "syncMode",
-            "syncInterval",
-            "endpointUrl",
-            "healthStatus",
-            "tags",
-        ],
         rows,
+        |r| {
+            vec![
+                wire_cell(&r.id),
+                wire_cell(&r.name),
+                wire_cell(&r.schema),
+                wire_cell(&r.status),
+                wire_cell(&r.instance_size),
+                wire_cell(&r.sync_mode),
+                wire_cell(&r.sync_interval),
+                wire_cell(&r.endpoint_url),
+                wire_cell(&r.health_status),
+                wire_cell(&r.tags),
+            ]
+        },
     );
 }
 
-fn print_keys(rows: &[Value]) {
+fn print_keys(rows: &[ManagementKey]) {
     table(
         &[
             "ID",
@@ -626,16 +672,18 @@ fn print_keys(rows: &[Value]) {
             "LAST USED",
             "REVOKED",
         ],
-        &[
-            "id",
-            "name",
-            "keyId",
-            "createdAt",
-            "expiresAt",
-            "lastUsedAt",
-            "revokedAt",
-        ],
         rows,
+        |r| {
+            vec![
+                wire_cell(&r.id),
+                wire_cell(&r.name),
+                wire_cell(&r.key_id),
+                wire_cell(&r.created_at),
+                wire_cell(&r.expires_at),
+                wire_cell(&r.last_used_at),
+                wire_cell(&r.revoked_at),
+            ]
+        },
     );
 }
 

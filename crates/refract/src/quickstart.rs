@@ -15,7 +15,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use refract_api::{
+    Backend, CreateConnectionRequest, CreateConnectionResponse, CreateInstanceRequest,
+    CreateQueryKeyRequest, Database, ErrorBody, InstanceStatusResponse, QueryKey, Status,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 /// `println!` that reports a closed stdout as an error (so the quickstart stops and cleans
 /// up) instead of panicking.
@@ -101,13 +107,11 @@ async fn run_in(
             source.display(),
             t.elapsed().as_millis()
         );
-        let connection = json!({
-            "name": "demo",
-            "backend": "sqlite",
-            "mysqlHost": source.to_string_lossy(),
-            "syncInterval": 5,
-            "instance": {"name": "demo", "mysqlDb": "main"},
-        });
+        let connection = CreateConnectionRequest {
+            backend: Some(Backend::Sqlite),
+            sync_interval: Some(5),
+            ..demo_connection(source.to_string_lossy().into_owned(), "main")
+        };
         return serve(args, root, connection).await;
     };
     let (server, rows) = Server::start(binaries, root, users).await?;
@@ -123,7 +127,11 @@ async fn run_in(
 }
 
 /// Runs the control plane, registers `connection` and serves until Ctrl-C.
-async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow::Result<()> {
+async fn serve(
+    args: &QuickstartArgs,
+    root: &Path,
+    connection: CreateConnectionRequest,
+) -> anyhow::Result<()> {
     let config = refract_control_plane::ServeConfig {
         data_dir: root.join("data"),
         listen: args.listen.clone(),
@@ -173,14 +181,17 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
     // Stop everything that was started: the engine (terminate), then the control plane.
     if let Some(id) = &database {
         if api
-            .post(&format!("/v1/databases/{id}/terminate"), None)
+            .post::<_, refract_api::ActionResponse>(
+                &format!("/v1/databases/{id}/terminate"),
+                None::<&()>,
+            )
             .await
             .is_ok()
         {
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
-                match api.get(&format!("/v1/databases/{id}")).await {
-                    Ok(v) if v["status"] == "terminated" || v["status"] == "failed" => break,
+                match api.get::<Database>(&format!("/v1/databases/{id}")).await {
+                    Ok(d) if matches!(d.status, Status::Terminated | Status::Failed) => break,
                     Err(_) => break,
                     _ => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
@@ -199,30 +210,32 @@ async fn serve(args: &QuickstartArgs, root: &Path, connection: Value) -> anyhow:
 /// Register, provision, create a key, check a query, print how to use it.
 async fn demo(
     api: &Client,
-    connection: Value,
+    connection: CreateConnectionRequest,
     database: &mut Option<String>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let created = api.post("/v1/connections", Some(connection)).await?;
-    let id = created["database"]["id"]
-        .as_str()
+    let created: CreateConnectionResponse = api.post("/v1/connections", Some(&connection)).await?;
+    let id = created
+        .database
         .context("no database in the answer")?
+        .id
         .to_string();
     *database = Some(id.clone());
     // The key first: the engine reads its keys file when it starts, so the first query works
     // at once (a key created later reaches a running engine within a second).
-    let key = api
-        .post(
-            &format!("/v1/databases/{id}/api-keys"),
-            Some(json!({"name": "quickstart"})),
-        )
+    let request = CreateQueryKeyRequest {
+        name: "quickstart".into(),
+        expires_at: None,
+    };
+    let key: QueryKey = api
+        .post(&format!("/v1/databases/{id}/api-keys"), Some(&request))
         .await?;
-    let key = key["key"]
-        .as_str()
-        .context("no key in the answer")?
-        .to_string();
-    api.post(&format!("/v1/databases/{id}/provision"), None)
-        .await?;
+    let key = key.key.context("no key in the answer")?;
+    api.post::<_, refract_api::ActionResponse>(
+        &format!("/v1/databases/{id}/provision"),
+        None::<&()>,
+    )
+    .await?;
 
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
@@ -231,22 +244,18 @@ async fn demo(
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     let endpoint = loop {
-        let v = api.get(&format!("/v1/databases/{id}/instance")).await?;
-        let status = v["database"]["status"].as_str().unwrap_or("?").to_string();
-        bar.set_message(status.clone());
-        match status.as_str() {
-            "running" => {
-                break v["instance"]["endpointUrl"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            }
-            "failed" | "stopped" => {
+        let v: InstanceStatusResponse = api.get(&format!("/v1/databases/{id}/instance")).await?;
+        let status = v.database.status;
+        bar.set_message(status.to_string());
+        match status {
+            Status::Running => break v.instance.and_then(|i| i.endpoint_url).unwrap_or_default(),
+            Status::Failed | Status::Stopped => {
                 bar.finish_and_clear();
                 bail!(
                     "provisioning failed: {}",
-                    v["database"]["lastError"]
-                        .as_str()
+                    v.database
+                        .last_error
+                        .as_deref()
                         .unwrap_or("no reason given")
                 );
             }
@@ -362,7 +371,8 @@ struct Client {
 }
 
 impl Client {
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// Sends a request; the answer as its wire type, an error answer as its `message`.
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let resp = req
             .bearer_auth(&self.token)
             .send()
@@ -371,22 +381,53 @@ impl Client {
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("{}", v["message"].as_str().unwrap_or(status.as_str()));
+            let message = serde_json::from_value::<ErrorBody>(v).map(|e| e.message);
+            bail!("{}", message.as_deref().unwrap_or(status.as_str()));
         }
-        Ok(v)
+        serde_json::from_value(v).context("unexpected answer from the control plane")
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
     }
 
-    async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
         let mut req = self.http.post(format!("{}{path}", self.base));
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         self.send(req).await
+    }
+}
+
+/// A connection named `demo` to `host` with its first database `demo` on `schema`; the caller
+/// sets the rest.
+fn demo_connection(host: String, schema: &str) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        backend: None,
+        name: "demo".into(),
+        host,
+        port: None,
+        available_schemas: None,
+        user: None,
+        password: None,
+        ssl_mode: None,
+        ssl_root_cert: None,
+        sync_mode: None,
+        sync_interval: None,
+        instance: Some(CreateInstanceRequest {
+            name: "demo".into(),
+            schema: schema.into(),
+            instance_size: None,
+            log_level: None,
+            binlog_server_id: None,
+            replicas: None,
+        }),
     }
 }
 
@@ -843,21 +884,19 @@ impl Server {
     }
 
     /// The `POST /v1/connections` body for the `demo` database.
-    fn connection(&self) -> Value {
-        json!({
-            "name": "demo",
-            "backend": match self.binaries.engine {
-                Engine::MariaDb => "mysql",
-                Engine::Postgres => "postgres",
-            },
-            "mysqlHost": "127.0.0.1",
-            "mysqlPort": self.port,
-            "mysqlUser": SERVER_USER,
-            "mysqlPassword": self.password,
-            "availableSchemas": ["demo"],
-            "syncInterval": 5,
-            "instance": {"name": "demo", "mysqlDb": "demo"},
-        })
+    fn connection(&self) -> CreateConnectionRequest {
+        CreateConnectionRequest {
+            backend: Some(match self.binaries.engine {
+                Engine::MariaDb => Backend::Mysql,
+                Engine::Postgres => Backend::Postgres,
+            }),
+            port: Some(i64::from(self.port)),
+            user: Some(SERVER_USER.into()),
+            password: Some(self.password.clone()),
+            available_schemas: Some(vec!["demo".into()]),
+            sync_interval: Some(5),
+            ..demo_connection("127.0.0.1".into(), "demo")
+        }
     }
 
     /// Shuts the server down (SIGTERM for MariaDB, SIGINT — fast shutdown — for PostgreSQL),

@@ -263,7 +263,7 @@ pub async fn create_key(
         me.nav("keys"),
         "management key",
         &k.name,
-        k.key.unwrap_or_default(),
+        k.key.clone().unwrap_or_default(),
         "/ui/keys".into(),
     ))
 }

@@ -198,7 +198,7 @@ pub async fn test(
 ) -> Result<Response, PageError> {
     let req = parse_json(test_body(&form)?.to_string().as_bytes())?;
     let v = s.service.test_connection_raw(&me.principal, req).await?;
-    test_fragment(&v)
+    test_fragment(&json!(v))
 }
 
 /// `POST /ui/connections/{id}/test` (htmx): with the stored credentials.
@@ -209,7 +209,7 @@ pub async fn test_stored(
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "connection")?;
     let v = s.service.test_connection_stored(&me.principal, id).await?;
-    test_fragment(&v)
+    test_fragment(&json!(v))
 }
 
 /// `POST /ui/connections`: creates the connection (and its first database when named).

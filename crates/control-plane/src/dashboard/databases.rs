@@ -148,7 +148,7 @@ fn ms(v: i64) -> String {
 
 /// `lastError` in plain words: the stored text is already a sentence (cause and fix); a person
 /// gets a lead-in saying what it means for them.
-fn plain_error(d: &Database) -> Option<String> {
+fn plain_error(d: &refract_api::Database) -> Option<String> {
     let e = d.last_error.as_ref()?;
     let lead = match d.status {
         Status::Failed => "The last operation failed and nothing is served",
@@ -392,7 +392,7 @@ struct DetailPage {
     colors: Vec<&'static str>,
 }
 
-fn sizes(d: &Database) -> Vec<(&'static str, bool)> {
+fn sizes(d: &refract_api::Database) -> Vec<(&'static str, bool)> {
     crate::api::InstanceSize::ALL
         .iter()
         .map(|z| (z.as_str(), *z == d.instance_size))

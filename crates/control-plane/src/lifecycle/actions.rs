@@ -14,6 +14,7 @@ use super::bookkeeping::{admin_token, new_op, now, save, set_op, Note};
 use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
 use super::types::*;
+use crate::api::InstanceSizeExt;
 use crate::api::{Database, DesiredState, InstanceSize, RuntimeSettings, Status};
 use crate::error::ApiError;
 use crate::plans;
@@ -526,8 +527,8 @@ impl Service {
             Ok(InstanceStatusResponse {
                 connection: ConnectionLimits {
                     min_sync_interval: c.min_sync_interval,
-                    allowed_sync_modes: c.allowed_sync_modes,
-                    available_schemas: c.available_schemas,
+                    allowed_sync_modes: c.wire.allowed_sync_modes,
+                    available_schemas: c.wire.available_schemas,
                 },
                 deployed_instance_config: deployed,
                 has_pending_changes: d.has_pending_changes,
@@ -535,7 +536,7 @@ impl Service {
                 latest_build,
                 actions,
                 operation,
-                database: d,
+                database: d.into(),
             })
         })
         .await

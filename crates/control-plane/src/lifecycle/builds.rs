@@ -177,17 +177,20 @@ pub(super) async fn test_connection(
             .await
             .unwrap_or(false);
         let shown = crate::redact_report(
-            serde_json::json!({"ok": false, "error": err}),
+            crate::api::TestConnectionResult {
+                ok: false,
+                error: Some(err.clone()),
+                ..Default::default()
+            },
             is_admin,
             c.backend,
             &match c.backend {
                 Backend::Sqlite => c.host.clone(),
                 _ => format!("{}:{}", c.host, c.port.unwrap_or(0)),
             },
-        )["error"]
-            .as_str()
-            .unwrap_or("unknown error")
-            .to_string();
+        )
+        .error
+        .unwrap_or_else(|| "unknown error".into());
         text.push_str(&format!("{} connection test failed: {shown}\n", stamp()));
         if shown != err {
             tracing::info!(database = %db.id, error = %err, "connection test failed");

@@ -13,6 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{Backend, Connection, Database, RuntimeSettings};
+use crate::api::{BackendExt, SslModeExt};
 
 /// Files of an engine's directory.
 const CONFIG_FILE: &str = "engine.yaml";

@@ -10,6 +10,7 @@ use super::bookkeeping::{admin_token, commit, Guard};
 use super::engine;
 use super::error::{LaunchError, LifecycleError, StepResult};
 use super::state::Runtime;
+use crate::api::RuntimeSettingsExt;
 use crate::api::{Database, RuntimeSettings};
 use crate::store::lifecycle::OpsRecord;
 use crate::store::StoreResult;
@@ -166,7 +167,7 @@ pub(super) async fn launch(
         port,
         takeover,
         network: rt.driver.network(),
-        replicas: settings.replicas(),
+        replicas: settings.replica_count(),
     });
     match rt.driver.start(&spec).await {
         Ok(_) | Err(RuntimeError::AlreadyRunning(_)) => Ok(()),

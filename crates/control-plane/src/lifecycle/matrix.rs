@@ -1,8 +1,6 @@
 //! The action matrix of `lifecycle.md`: **one table**, used by every action endpoint and served as
 //! `actions` by `GET /v1/databases/{id}/instance`, so the two can never disagree.
 
-use serde::Serialize;
-
 use crate::api::Status;
 
 /// A lifecycle action (a column of the matrix).
@@ -148,15 +146,8 @@ pub enum Decision {
     Refused(String),
 }
 
-/// `mode` of an allowed action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Done now.
-    Immediate,
-    /// Recorded as `desiredState`; done when a stable status is reached.
-    Queued,
-}
+/// `mode` of an allowed action (a wire type).
+pub use refract_api::Mode;
 
 /// The one decision function: the matrix plus its two side conditions.
 pub fn decide(status: Status, action: Action, ctx: &Context) -> Decision {

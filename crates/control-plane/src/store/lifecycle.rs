@@ -40,42 +40,8 @@ pub struct Event {
     pub message: String,
 }
 
-/// Status of a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BuildStatus {
-    /// Waiting for the connection test or a build slot.
-    Queued,
-    /// Introspecting the source and producing the manifest.
-    InProgress,
-    /// The manifest (artifact) exists.
-    Succeeded,
-    /// The build stopped; `error` says why.
-    Failed,
-}
-
-impl BuildStatus {
-    /// Storage and API spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BuildStatus::Queued => "queued",
-            BuildStatus::InProgress => "in_progress",
-            BuildStatus::Succeeded => "succeeded",
-            BuildStatus::Failed => "failed",
-        }
-    }
-
-    /// Parses the storage spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => BuildStatus::Queued,
-            "in_progress" => BuildStatus::InProgress,
-            "succeeded" => BuildStatus::Succeeded,
-            "failed" => BuildStatus::Failed,
-            _ => return None,
-        })
-    }
-}
+/// Status of a build (a wire type; `as_str`/`parse` are also its storage spelling).
+pub use refract_api::BuildStatus;
 
 /// One build of a database.
 #[derive(Debug, Clone)]

@@ -134,20 +134,22 @@ fn customer(name: &str, admin: bool) -> Customer {
 
 fn connection(customer: Uuid, name: &str) -> Connection {
     Connection {
-        id: Uuid::new_v4(),
-        customer_id: customer,
-        name: name.into(),
-        backend: Backend::Mysql,
-        host: "Db.Example".into(),
-        port: Some(3306),
-        available_schemas: vec!["shop".into(), "blog".into()],
-        user: Some("reader".into()),
-        allowed_sync_modes: vec![SyncMode::Poll, SyncMode::Binlog],
-        min_sync_interval: 30,
-        created_at: at(2),
-        updated_at: at(2),
-        ssl_mode: SslMode::VerifyFull,
-        ssl_root_cert_set: true,
+        wire: refract_api::Connection {
+            id: Uuid::new_v4(),
+            customer_id: customer,
+            name: name.into(),
+            backend: Backend::Mysql,
+            host: "Db.Example".into(),
+            port: Some(3306),
+            available_schemas: vec!["shop".into(), "blog".into()],
+            user: Some("reader".into()),
+            allowed_sync_modes: vec![SyncMode::Poll, SyncMode::Binlog],
+            min_sync_interval: 30,
+            created_at: at(2),
+            updated_at: at(2),
+            ssl_mode: SslMode::VerifyFull,
+            ssl_root_cert_set: true,
+        },
         password_secret: Some(format!("connection/{name}/password")),
         ssl_root_cert_secret: Some(format!("connection/{name}/ssl-root-cert")),
     }
@@ -156,42 +158,44 @@ fn connection(customer: Uuid, name: &str) -> Connection {
 fn database(c: &Connection, name: &str, minute: i64) -> Database {
     let (task_cpu, task_memory_mb) = InstanceSize::Medium.resources();
     Database {
-        id: Uuid::new_v4(),
-        customer_id: c.customer_id,
-        connection_id: c.id,
-        name: name.into(),
-        schema: "shop".into(),
-        sync_mode: SyncMode::Binlog,
-        sync_interval: 60,
-        safety_net: 3600,
-        task_cpu,
-        task_memory_mb,
-        // Not the default (1): the round trip must carry it.
-        replicas: 3,
-        log_level: LogLevel::Debug,
-        status: Status::Running,
-        last_error: Some("it broke, then healed".into()),
-        endpoint_url: None,
-        health_status: None,
-        build_compute_override: Some(BuildCompute::Large),
-        instance_size: InstanceSize::Medium,
-        region: "local".into(),
-        binlog_server_id: Some(4242),
-        desired_state: Some(DesiredState::Paused),
-        reflexdb_custom_domain: Some(format!("{name}.example.com")),
-        pause_schedule: Some(PauseSchedule {
-            pause_at: "22:00".into(),
-            resume_at: "06:00".into(),
-            days: vec![1, 2, 3],
-        }),
-        tags: vec![Tag {
-            label: "team-a".into(),
-            color: TagColor::Teal,
-        }],
-        has_pending_changes: true,
-        replication_paused: true,
-        created_at: at(minute),
-        updated_at: at(minute + 1),
+        wire: refract_api::Database {
+            id: Uuid::new_v4(),
+            customer_id: c.customer_id,
+            connection_id: c.id,
+            name: name.into(),
+            schema: "shop".into(),
+            sync_mode: SyncMode::Binlog,
+            sync_interval: 60,
+            safety_net: 3600,
+            task_cpu,
+            task_memory_mb,
+            // Not the default (1): the round trip must carry it.
+            replicas: 3,
+            log_level: LogLevel::Debug,
+            status: Status::Running,
+            last_error: Some("it broke, then healed".into()),
+            endpoint_url: None,
+            health_status: None,
+            build_compute_override: Some(BuildCompute::Large),
+            instance_size: InstanceSize::Medium,
+            region: "local".into(),
+            binlog_server_id: Some(4242),
+            desired_state: Some(DesiredState::Paused),
+            reflexdb_custom_domain: Some(format!("{name}.example.com")),
+            pause_schedule: Some(PauseSchedule {
+                pause_at: "22:00".into(),
+                resume_at: "06:00".into(),
+                days: vec![1, 2, 3],
+            }),
+            tags: vec![Tag {
+                label: "team-a".into(),
+                color: TagColor::Teal,
+            }],
+            has_pending_changes: true,
+            replication_paused: true,
+            created_at: at(minute),
+            updated_at: at(minute + 1),
+        },
         internal: DatabaseInternal {
             op_kind: Some("provision".into()),
             op_step: Some("deploying".into()),
@@ -232,15 +236,17 @@ fn customers_and_management_keys_round_trip() {
         assert_eq!((c.plan, c.updated_at), (Plan::Teams, at(9)));
 
         let key = ManagementKey {
-            id: Uuid::new_v4(),
-            customer_id: other.id,
-            name: "ci".into(),
-            key_id: "rmk_abc".into(),
-            key: None,
-            expires_at: Some(at(60)),
-            created_at: at(3),
-            last_used_at: None,
-            revoked_at: None,
+            wire: refract_api::ManagementKey {
+                id: Uuid::new_v4(),
+                customer_id: other.id,
+                name: "ci".into(),
+                key_id: "rmk_abc".into(),
+                key: None,
+                expires_at: Some(at(60)),
+                created_at: at(3),
+                last_used_at: None,
+                revoked_at: None,
+            },
             secret_sha256: "00ff".into(),
         };
         write(s, |tx| tx.insert_management_key(&key)).unwrap();
@@ -265,10 +271,8 @@ fn customers_and_management_keys_round_trip() {
             .unwrap();
         assert_eq!((k.last_used_at, k.revoked_at), (Some(at(4)), Some(at(5))));
         // A duplicate public key id is refused, and nothing of that transaction stays.
-        let dup = ManagementKey {
-            id: Uuid::new_v4(),
-            ..key.clone()
-        };
+        let mut dup = key.clone();
+        dup.id = Uuid::new_v4();
         let err = write(s, |tx| {
             tx.insert_customer(&customer("ghost", false))?;
             tx.insert_management_key(&dup)
@@ -338,7 +342,7 @@ fn connections_and_databases_round_trip_with_filters() {
         let by = |f: DatabaseFilter| -> Vec<String> {
             read(s, |tx| tx.list_databases(cust.id, &f))
                 .into_iter()
-                .map(|d| d.name)
+                .map(|d| d.wire.name)
                 .collect()
         };
         assert_eq!(

@@ -1,10 +1,12 @@
 //! What every client command shares: the options ([`ClientOpts`]), the blocking API client
 //! ([`Api`]) and how answers are printed (a table, `--json`, or one field with `--get`).
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
 /// Options every client command takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -95,32 +97,19 @@ impl Api {
     pub fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let (status, value) = self.send(method, path, body)?;
         if !status.is_success() {
-            let msg = value
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}"));
+            let msg = serde_json::from_value::<refract_api::ErrorBody>(value)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| format!("HTTP {status}"));
             bail!("{msg}");
         }
         Ok(value)
     }
 }
 
-/// Object with only the given (non-None) fields.
-pub(crate) fn object(fields: Vec<(&str, Option<Value>)>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in fields {
-        if let Some(v) = v {
-            m.insert(k.to_string(), v);
-        }
-    }
-    Value::Object(m)
-}
-
 pub(crate) fn output(
     opts: &ClientOpts,
     v: &Value,
-    table: impl FnOnce(&Value),
+    table: impl FnOnce(&Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     if let Some(path) = &opts.get {
         let mut at = v;
@@ -138,7 +127,7 @@ pub(crate) fn output(
     } else if opts.json {
         println!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        table(v);
+        table(v)?;
     }
     Ok(())
 }
@@ -150,23 +139,22 @@ pub(crate) fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(a) => a
             .iter()
-            .map(|x| match x {
-                Value::Object(o) if o.contains_key("label") => {
-                    o["label"].as_str().unwrap_or("").to_string()
-                }
-                other => cell(other),
-            })
+            // A tag shows as its label.
+            .map(
+                |x| match serde_json::from_value::<refract_api::Tag>(x.clone()) {
+                    Ok(tag) => tag.label,
+                    Err(_) => cell(x),
+                },
+            )
             .collect::<Vec<_>>()
             .join(","),
         other => other.to_string(),
     }
 }
 
-pub(crate) fn table(headers: &[&str], fields: &[&str], rows: &[Value]) {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| fields.iter().map(|f| cell(&r[*f])).collect())
-        .collect();
+/// Rows under `headers`, each row's cells from `cells`, columns as wide as their widest cell.
+pub(crate) fn table<T>(headers: &[&str], rows: &[T], cells: impl Fn(&T) -> Vec<String>) {
+    let cells: Vec<Vec<String>> = rows.iter().map(cells).collect();
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
@@ -191,4 +179,33 @@ pub(crate) fn table(headers: &[&str], fields: &[&str], rows: &[Value]) {
     for r in cells {
         line(r);
     }
+}
+
+/// A flag's text as the wire value the API reads (an enum's spelling, a UUID, an RFC 3339
+/// time); a value the API would refuse fails here, naming the flag.
+pub(crate) fn flag<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result<T> {
+    serde_json::from_value(Value::String(text.to_string())).map_err(|e| anyhow!("{name}: {e}"))
+}
+
+/// [`flag`] of an optional flag.
+pub(crate) fn opt_flag<T: DeserializeOwned>(
+    name: &str,
+    text: Option<String>,
+) -> anyhow::Result<Option<T>> {
+    text.map(|t| flag(name, &t)).transpose()
+}
+
+/// The wire value of a request body.
+pub(crate) fn body<T: Serialize>(request: &T) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(request)?)
+}
+
+/// An answer read as its wire type.
+pub(crate) fn read<T: DeserializeOwned>(v: &Value) -> anyhow::Result<T> {
+    serde_json::from_value(v.clone()).context("unexpected answer from the control plane")
+}
+
+/// A table cell of a wire value, as the API writes it.
+pub(crate) fn wire_cell<T: Serialize>(v: &T) -> String {
+    cell(&serde_json::to_value(v).unwrap_or(Value::Null))
 }

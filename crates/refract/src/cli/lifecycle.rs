@@ -8,10 +8,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use refract_api::{
+    ActionInfo, ActionResponse, BuildsResponse, CreateQueryKeyRequest, EventsResponse,
+    InstanceStatusResponse, QueryKey, RedeployRequest, ResizeRequest, SchemaView, Status,
+};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{object, output, table, Api, ClientOpts};
+use super::client::{body, flag, opt_flag, output, read, table, wire_cell, Api, ClientOpts};
 
 /// Arguments of every action verb.
 #[derive(clap::Args, Debug)]
@@ -171,11 +175,10 @@ impl Api {
         let status = resp.status();
         let text = resp.text().unwrap_or_default();
         if !status.is_success() {
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            bail!(
-                "{}",
-                v.get("message").and_then(Value::as_str).unwrap_or(&text)
-            );
+            let message = serde_json::from_str::<refract_api::ErrorBody>(&text)
+                .map(|e| e.message)
+                .unwrap_or(text);
+            bail!("{message}");
         }
         Ok(text)
     }
@@ -186,13 +189,13 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
     let action = |args: &ActionArgs,
                   path: &str,
                   body: Option<Value>,
-                  target: Option<&str>|
+                  target: Option<Status>|
      -> anyhow::Result<()> {
-        let before = api.call(
+        let before: InstanceStatusResponse = read(&api.call(
             Method::GET,
             &format!("/v1/databases/{}/instance", args.id),
             None,
-        )?;
+        )?)?;
         let v = api.call(
             Method::POST,
             &format!("/v1/databases/{}/{path}", args.id),
@@ -200,11 +203,9 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
         )?;
         if !args.wait || opts.json {
             output(opts, &v, |v| {
-                println!(
-                    "{path}: {} ({})",
-                    v["status"].as_str().unwrap_or("?"),
-                    v["mode"].as_str().unwrap_or("?")
-                )
+                let answer: ActionResponse = read(v)?;
+                println!("{path}: {} ({})", answer.status, wire_cell(&answer.mode));
+                Ok(())
             })?;
             if !args.wait {
                 return Ok(());
@@ -214,37 +215,49 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
             api,
             &args.id,
             target,
-            &before["database"]["lastError"],
+            before.database.last_error.as_deref(),
             Duration::from_secs(args.timeout),
             opts.json,
         )
     };
     match cmd {
-        LifecycleCmd::Provision(a) => action(&a, "provision", None, Some("running")),
-        LifecycleCmd::Rebuild(a) => action(&a, "rebuild", None, Some("running")),
-        LifecycleCmd::Reconfigure(a) => action(&a, "reconfigure", None, Some("running")),
-        LifecycleCmd::Redeploy { args, build } => action(
-            &args,
-            "redeploy",
-            Some(json!({"buildId": build})),
-            Some("running"),
-        ),
-        LifecycleCmd::Resize { args, size } => {
-            action(&args, "resize", Some(json!({"instanceSize": size})), None)
+        LifecycleCmd::Provision(a) => action(&a, "provision", None, Some(Status::Running)),
+        LifecycleCmd::Rebuild(a) => action(&a, "rebuild", None, Some(Status::Running)),
+        LifecycleCmd::Reconfigure(a) => action(&a, "reconfigure", None, Some(Status::Running)),
+        LifecycleCmd::Redeploy { args, build } => {
+            let request = RedeployRequest {
+                build_id: flag("BUILD", &build)?,
+            };
+            action(
+                &args,
+                "redeploy",
+                Some(body(&request)?),
+                Some(Status::Running),
+            )
         }
-        LifecycleCmd::Pause(a) => action(&a, "pause", None, Some("paused")),
-        LifecycleCmd::Resume(a) => action(&a, "resume", None, Some("running")),
-        LifecycleCmd::Terminate(a) => action(&a, "terminate", None, Some("terminated")),
+        LifecycleCmd::Resize { args, size } => {
+            let request = ResizeRequest {
+                instance_size: flag("SIZE", &size)?,
+            };
+            action(&args, "resize", Some(body(&request)?), None)
+        }
+        LifecycleCmd::Pause(a) => action(&a, "pause", None, Some(Status::Paused)),
+        LifecycleCmd::Resume(a) => action(&a, "resume", None, Some(Status::Running)),
+        LifecycleCmd::Terminate(a) => action(&a, "terminate", None, Some(Status::Terminated)),
         LifecycleCmd::Reload(a) => action(&a, "reload", None, None),
         LifecycleCmd::PauseReplication(a) => action(&a, "pause-replication", None, None),
         LifecycleCmd::ResumeReplication(a) => action(&a, "resume-replication", None, None),
         LifecycleCmd::Instance { id } => {
             let v = api.call(Method::GET, &format!("/v1/databases/{id}/instance"), None)?;
-            output(opts, &v, print_instance)
+            output(opts, &v, |v| {
+                print_instance(&read(v)?);
+                Ok(())
+            })
         }
         LifecycleCmd::Builds { id } => {
             let v = api.call(Method::GET, &format!("/v1/databases/{id}/builds"), None)?;
             output(opts, &v, |v| {
+                let builds: BuildsResponse = read(v)?;
                 table(
                     &[
                         "ID",
@@ -254,23 +267,26 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                         "DURATION S",
                         "ERROR",
                     ],
-                    &[
-                        "id",
-                        "status",
-                        "deployable",
-                        "createdAt",
-                        "buildDurationSeconds",
-                        "error",
-                    ],
-                    v["builds"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
+                    &builds.builds,
+                    |b| {
+                        vec![
+                            wire_cell(&b.id),
+                            wire_cell(&b.status),
+                            wire_cell(&b.deployable),
+                            wire_cell(&b.created_at),
+                            wire_cell(&b.build_duration_seconds),
+                            wire_cell(&b.error),
+                        ]
+                    },
                 );
                 println!(
                     "\nactive build: {}",
-                    v["activeBuildId"].as_str().unwrap_or("-")
+                    builds
+                        .active_build_id
+                        .map(|b| b.to_string())
+                        .unwrap_or_else(|| "-".into())
                 );
+                Ok(())
             })
         }
         LifecycleCmd::BuildLog { id, build } => {
@@ -291,53 +307,44 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                 None,
             )?;
             output(opts, &v, |v| {
+                let events: EventsResponse = read(v)?;
                 table(
                     &["AT", "FROM", "TO", "CAUSE", "MESSAGE"],
-                    &["at", "from", "to", "cause", "message"],
-                    v["events"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default(),
-                )
+                    &events.events,
+                    |e| {
+                        vec![
+                            wire_cell(&e.at),
+                            wire_cell(&e.from),
+                            wire_cell(&e.to),
+                            wire_cell(&e.cause),
+                            wire_cell(&e.message),
+                        ]
+                    },
+                );
+                Ok(())
             })
         }
         LifecycleCmd::Schema { id } => {
             let v = api.call(Method::GET, &format!("/v1/databases/{id}/schema"), None)?;
             output(opts, &v, |v| {
-                for t in v["tables"].as_array().into_iter().flatten() {
-                    let fields: Vec<String> = t["fields"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|f| {
-                            format!(
-                                "{} {}",
-                                f["name"].as_str().unwrap_or(""),
-                                f["type"].as_str().unwrap_or("")
-                            )
-                        })
+                let schema: SchemaView = read(v)?;
+                for t in &schema.tables {
+                    let fields: Vec<String> = t
+                        .fields
+                        .iter()
+                        .map(|f| format!("{} {}", f.name, f.ty))
                         .collect();
-                    let rels: Vec<String> = t["relations"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|r| {
-                            format!(
-                                "{} → {}",
-                                r["name"].as_str().unwrap_or(""),
-                                r["table"].as_str().unwrap_or("")
-                            )
-                        })
+                    let rels: Vec<String> = t
+                        .relations
+                        .iter()
+                        .map(|r| format!("{} → {}", r.name, r.table))
                         .collect();
-                    println!(
-                        "{} ({})",
-                        t["name"].as_str().unwrap_or(""),
-                        fields.join(", ")
-                    );
+                    println!("{} ({})", t.name, fields.join(", "));
                     if !rels.is_empty() {
                         println!("  relations: {}", rels.join(", "));
                     }
                 }
+                Ok(())
             })
         }
         LifecycleCmd::SchemaConfig { cmd } => match cmd {
@@ -380,27 +387,30 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                 name,
                 expires_at,
             } => {
-                let body = object(vec![
-                    ("name", Some(json!(name))),
-                    ("expiresAt", expires_at.map(|e| json!(e))),
-                ]);
+                let request = CreateQueryKeyRequest {
+                    name,
+                    expires_at: opt_flag("--expires-at", expires_at)?,
+                };
                 let v = api.call(
                     Method::POST,
                     &format!("/v1/databases/{id}/api-keys"),
-                    Some(body),
+                    Some(body(&request)?),
                 )?;
                 output(opts, &v, |v| {
-                    print_keys(std::slice::from_ref(v));
+                    let key: QueryKey = read(v)?;
+                    print_keys(std::slice::from_ref(&key));
                     println!(
                         "\nkey (shown only now): {}",
-                        v["key"].as_str().unwrap_or("")
+                        key.key.as_deref().unwrap_or("")
                     );
+                    Ok(())
                 })
             }
             ApiKeysCmd::List { id } => {
                 let v = api.call(Method::GET, &format!("/v1/databases/{id}/api-keys"), None)?;
                 output(opts, &v, |v| {
-                    print_keys(v.as_array().map(Vec::as_slice).unwrap_or_default())
+                    print_keys(&read::<Vec<QueryKey>>(v)?);
+                    Ok(())
                 })
             }
             ApiKeysCmd::Revoke { id, key } => {
@@ -409,87 +419,99 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
                     &format!("/v1/databases/{id}/api-keys/{key}"),
                     None,
                 )?;
-                output(opts, &v, |v| print_keys(std::slice::from_ref(v)))
+                output(opts, &v, |v| {
+                    print_keys(&[read::<QueryKey>(v)?]);
+                    Ok(())
+                })
             }
         },
     }
 }
 
-fn print_keys(rows: &[Value]) {
+fn print_keys(rows: &[QueryKey]) {
     table(
         &["ID", "NAME", "KEY ID", "CREATED", "EXPIRES", "REVOKED"],
-        &["id", "name", "keyId", "createdAt", "expiresAt", "revokedAt"],
         rows,
+        |k| {
+            vec![
+                wire_cell(&k.id),
+                wire_cell(&k.name),
+                wire_cell(&k.key_id),
+                wire_cell(&k.created_at),
+                wire_cell(&k.expires_at),
+                wire_cell(&k.revoked_at),
+            ]
+        },
     );
 }
 
-fn print_instance(v: &Value) {
-    let d = &v["database"];
-    println!("status        {}", d["status"].as_str().unwrap_or("?"));
-    if let Some(op) = v["operation"].as_object() {
+fn print_instance(v: &InstanceStatusResponse) {
+    let d = &v.database;
+    println!("status        {}", d.status);
+    if let Some(op) = &v.operation {
         println!(
             "operation     {} ({})",
-            op["kind"].as_str().unwrap_or(""),
-            op["step"].as_str().unwrap_or("")
+            op.kind,
+            op.step.as_deref().unwrap_or("")
         );
     }
-    if let Some(want) = d["desiredState"].as_str() {
+    if let Some(want) = d.desired_state {
         println!("queued        {want}");
     }
-    if let Some(e) = d["lastError"].as_str() {
+    if let Some(e) = &d.last_error {
         println!("last error    {e}");
     }
-    if let Some(i) = v["instance"].as_object() {
-        println!("endpoint      {}", i["endpointUrl"].as_str().unwrap_or("-"));
+    if let Some(i) = &v.instance {
+        println!("endpoint      {}", i.endpoint_url.as_deref().unwrap_or("-"));
         println!(
             "health        {}",
-            i["healthStatus"].as_str().unwrap_or("-")
+            i.health_status.map(|h| h.as_str()).unwrap_or("-")
         );
-        if let Some(rows) = i["rowCounts"].as_object() {
+        // Table name → rows: a free-form map.
+        if let Some(Value::Object(rows)) = &i.row_counts {
             let parts: Vec<String> = rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
             println!("rows          {}", parts.join(", "));
         }
     }
-    if let Some(b) = v["latestBuild"].as_object() {
-        println!(
-            "latest build  {} ({})",
-            b["id"].as_str().unwrap_or(""),
-            b["status"].as_str().unwrap_or("")
-        );
+    if let Some(b) = &v.latest_build {
+        println!("latest build  {} ({})", b.id, b.status.as_str());
     }
-    println!("pending       {}", v["hasPendingChanges"]);
-    let allowed: Vec<String> = v["actions"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, a)| a["allowed"].as_bool() == Some(true))
-        .map(|(k, a)| {
-            if a["mode"] == "queued" {
-                format!("{k} (queued)")
-            } else {
-                k.clone()
+    println!("pending       {}", v.has_pending_changes);
+    // Each action under its API name, in the API's order.
+    let mut allowed = Vec::new();
+    if let Ok(Value::Object(actions)) = serde_json::to_value(&v.actions) {
+        for (name, info) in actions {
+            let Ok(info) = serde_json::from_value::<ActionInfo>(info) else {
+                continue;
+            };
+            if info.allowed {
+                allowed.push(if info.mode == Some(refract_api::Mode::Queued) {
+                    format!("{name} (queued)")
+                } else {
+                    name
+                });
             }
-        })
-        .collect();
+        }
+    }
     println!("actions       {}", allowed.join(", "));
 }
 
-const TRANSITIONAL: &[&str] = &[
-    "testing_connection",
-    "queued",
-    "building",
-    "deploying",
-    "pausing",
-    "resuming",
-    "terminating",
+const TRANSITIONAL: &[Status] = &[
+    Status::TestingConnection,
+    Status::Queued,
+    Status::Building,
+    Status::Deploying,
+    Status::Pausing,
+    Status::Resuming,
+    Status::Terminating,
 ];
 
 /// Polls the instance status until it is stable; a spinner shows the status and step.
 fn wait(
     api: &Api,
     id: &str,
-    target: Option<&str>,
-    error_before: &Value,
+    target: Option<Status>,
+    error_before: Option<&str>,
     timeout: Duration,
     quiet: bool,
 ) -> anyhow::Result<()> {
@@ -507,9 +529,10 @@ fn wait(
     let mut last_status = String::new();
     let mut since = Instant::now();
     loop {
-        let v = api.call(Method::GET, &format!("/v1/databases/{id}/instance"), None)?;
-        let d = &v["database"];
-        let status = d["status"].as_str().unwrap_or("?").to_string();
+        let answer = api.call(Method::GET, &format!("/v1/databases/{id}/instance"), None)?;
+        let v: InstanceStatusResponse = read(&answer)?;
+        let d = &v.database;
+        let status = d.status.to_string();
         if status != last_status {
             if !last_status.is_empty() {
                 // Progress goes to stderr (stdout keeps the result); without a terminal the
@@ -524,36 +547,40 @@ fn wait(
             last_status = status.clone();
             since = Instant::now();
         }
-        let step = v["operation"]["step"].as_str().unwrap_or("");
+        let step = v
+            .operation
+            .as_ref()
+            .and_then(|o| o.step.as_deref())
+            .unwrap_or("");
         bar.set_message(if step.is_empty() {
             status.clone()
         } else {
             format!("{status}: {step}")
         });
-        let stable = !TRANSITIONAL.contains(&status.as_str()) && d["desiredState"].is_null();
+        let stable = !TRANSITIONAL.contains(&d.status) && d.desired_state.is_none();
         if stable {
             bar.finish_and_clear();
-            let error = &d["lastError"];
-            let ok = target.is_none_or(|t| t == status);
+            let error = d.last_error.as_deref();
+            let ok = target.is_none_or(|t| t == d.status);
             if !ok {
                 bail!(
                     "{status}: {}",
-                    error.as_str().unwrap_or("the action did not complete")
+                    error.unwrap_or("the action did not complete")
                 );
             }
-            if !error.is_null() && error != error_before {
-                eprintln!("warning: {}", error.as_str().unwrap_or(""));
+            if let Some(e) = error.filter(|e| Some(*e) != error_before) {
+                eprintln!("warning: {e}");
             }
-            let endpoint = v["instance"]["endpointUrl"].as_str();
+            let endpoint = v.instance.as_ref().and_then(|i| i.endpoint_url.as_deref());
             if !quiet {
                 match endpoint {
-                    Some(e) if status == "running" => {
+                    Some(e) if d.status == Status::Running => {
                         println!("{status} at {e} ({:.1} s)", start.elapsed().as_secs_f64())
                     }
                     _ => println!("{status} ({:.1} s)", start.elapsed().as_secs_f64()),
                 }
             } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&answer)?);
             }
             return Ok(());
         }

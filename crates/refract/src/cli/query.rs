@@ -6,10 +6,11 @@ use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use refract_api::{CreateQueryKeyRequest, Database, QueryKey, Status};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{table, Api};
+use super::client::{body, cell, read, table, Api};
 
 /// Arguments of `refract query`.
 #[derive(clap::Args, Debug)]
@@ -40,29 +41,28 @@ pub fn run(api: &Api, args: QueryArgs) -> anyhow::Result<()> {
         args.text.clone()
     };
     let db = database(api, args.database.as_deref())?;
-    let id = db["id"].as_str().unwrap_or_default().to_string();
-    let Some(endpoint) = db["endpointUrl"].as_str().filter(|e| !e.is_empty()) else {
+    let id = db.id;
+    let Some(endpoint) = db.endpoint_url.as_deref().filter(|e| !e.is_empty()) else {
         bail!(
             "database {id} has no running engine (status {}): provision or resume it first",
-            db["status"].as_str().unwrap_or("unknown")
+            db.status
         );
     };
     let (key, temporary) = match args.key.filter(|k| !k.is_empty()) {
         Some(k) => (k, None),
         None => {
             let expires = chrono::Utc::now() + chrono::Duration::minutes(10);
-            let k = api.call(
+            let request = CreateQueryKeyRequest {
+                name: "refract query (temporary)".into(),
+                expires_at: Some(expires),
+            };
+            let k: QueryKey = read(&api.call(
                 Method::POST,
                 &format!("/v1/databases/{id}/api-keys"),
-                Some(
-                    json!({"name": "refract query (temporary)", "expiresAt": expires.to_rfc3339()}),
-                ),
-            )?;
-            let secret = k["key"]
-                .as_str()
-                .context("the control plane answered no key")?
-                .to_string();
-            (secret, k["keyId"].as_str().map(str::to_string))
+                Some(body(&request)?),
+            )?)?;
+            let secret = k.key.context("the control plane answered no key")?;
+            (secret, Some(k.key_id))
         }
     };
     let answer = send(endpoint, &key, &text, temporary.is_some());
@@ -73,38 +73,30 @@ pub fn run(api: &Api, args: QueryArgs) -> anyhow::Result<()> {
             None,
         );
     }
-    let (status, body) = answer?;
+    let (status, answer) = answer?;
     if !(200..300).contains(&status) {
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        bail!(
-            "{}",
-            v["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("HTTP {status}: {body}"))
-        );
+        // The engine's errors have the control plane's `{error, message}` shape.
+        let message = serde_json::from_str::<refract_api::ErrorBody>(&answer)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| format!("HTTP {status}: {answer}"));
+        bail!("{message}");
     }
     if args.table {
-        let rows: Value = serde_json::from_str(&body).context("the engine's answer")?;
+        let rows: Value = serde_json::from_str(&answer).context("the engine's answer")?;
         print_rows(rows.as_array().map(Vec::as_slice).unwrap_or_default());
     } else {
-        println!("{body}");
+        println!("{answer}");
     }
     Ok(())
 }
 
 /// The database `id`, or the account's only running one.
-fn database(api: &Api, id: Option<&str>) -> anyhow::Result<Value> {
+fn database(api: &Api, id: Option<&str>) -> anyhow::Result<Database> {
     if let Some(id) = id {
-        return api.call(Method::GET, &format!("/v1/databases/{id}"), None);
+        return read(&api.call(Method::GET, &format!("/v1/databases/{id}"), None)?);
     }
-    let list = api.call(Method::GET, "/v1/databases", None)?;
-    let all = list
-        .as_array()
-        .or_else(|| list["databases"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let running: Vec<&Value> = all.iter().filter(|d| d["status"] == "running").collect();
+    let all: Vec<Database> = read(&api.call(Method::GET, "/v1/databases", None)?)?;
+    let running: Vec<&Database> = all.iter().filter(|d| d.status == Status::Running).collect();
     match running.as_slice() {
         [one] => Ok((*one).clone()),
         [] => bail!("no running database in this account: provision one, or pass --database ID"),
@@ -112,7 +104,7 @@ fn database(api: &Api, id: Option<&str>) -> anyhow::Result<Value> {
             "{} running databases: pass --database with one of {}",
             many.len(),
             many.iter()
-                .map(|d| d["id"].as_str().unwrap_or_default())
+                .map(|d| d.id.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -168,6 +160,8 @@ fn print_rows(rows: &[Value]) {
         })
         .collect();
     let headers: Vec<&str> = columns.iter().map(String::as_str).collect();
-    table(&headers, &headers, &flat);
+    table(&headers, &flat, |r| {
+        headers.iter().map(|h| cell(&r[*h])).collect()
+    });
     println!("({} rows)", rows.len());
 }

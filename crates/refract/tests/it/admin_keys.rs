@@ -3,26 +3,17 @@
 
 use std::process::Command;
 
-use serde_json::{json, Value};
+use refract_api::{CreateManagementKeyRequest, ErrorBody, ManagementKey};
+use serde_json::Value;
 
-use crate::common::{refract_bin, ControlPlane};
+use crate::common::{refract_bin, wire_answer, wire_body, ControlPlane};
 
+/// Each key's id and whether it is not revoked.
 fn key_ids(cp: &ControlPlane, token: &str) -> Vec<(String, bool)> {
-    let (s, v) = cp.call("GET", "/v1/account/management-keys", Some(token), None);
-    assert_eq!(s, 200, "{v}");
-    let list = v["managementKeys"]
-        .as_array()
-        .or_else(|| v["keys"].as_array())
-        .or_else(|| v.as_array())
-        .unwrap_or_else(|| panic!("no key list in {v}"))
-        .clone();
-    list.iter()
-        .map(|k| {
-            (
-                k["id"].as_str().unwrap().to_string(),
-                k["revokedAt"].is_null(),
-            )
-        })
+    let answer = cp.call("GET", "/v1/account/management-keys", Some(token), None);
+    let keys: Vec<ManagementKey> = wire_answer("list keys", 200, answer);
+    keys.iter()
+        .map(|k| (k.id.to_string(), k.revoked_at.is_none()))
         .collect()
 }
 
@@ -35,47 +26,51 @@ fn the_last_valid_key_cannot_be_revoked_and_new_key_recovers_access() {
     let first = ids[0].0.clone();
 
     // The only key: refused, and it keeps working.
-    let (s, v) = cp.call(
+    let answer = cp.call(
         "DELETE",
         &format!("/v1/account/management-keys/{first}"),
         Some(&admin),
         None,
     );
-    assert_eq!(s, 409, "{v}");
-    assert_eq!(v["error"], "conflict");
+    let refused: ErrorBody = wire_answer("revoke the only key", 409, answer);
+    assert_eq!(refused.error, "conflict");
     assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("last valid management key"),
-        "{v}"
+        refused.message.contains("last valid management key"),
+        "{refused:?}"
     );
     assert_eq!(cp.call("GET", "/v1/connections", Some(&admin), None).0, 200);
 
     // With a second key, the first can go; then the second is the last one.
-    let (s, v) = cp.call(
+    let request = CreateManagementKeyRequest {
+        name: "second".into(),
+        expires_at: None,
+    };
+    let answer = cp.call(
         "POST",
         "/v1/account/management-keys",
         Some(&admin),
-        Some(json!({"name": "second"})),
+        Some(wire_body(&request)),
     );
-    assert_eq!(s, 201, "{v}");
-    let second_key = v["key"].as_str().unwrap().to_string();
-    let second = v["id"].as_str().unwrap().to_string();
-    let (s, v) = cp.call(
+    let created: ManagementKey = wire_answer("create a key", 201, answer);
+    let second_key = created.key.expect("the new key's secret");
+    let second = created.id.to_string();
+    let answer = cp.call(
         "DELETE",
         &format!("/v1/account/management-keys/{first}"),
         Some(&second_key),
         None,
     );
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = cp.call(
+    let revoked: ManagementKey = wire_answer("revoke the first key", 200, answer);
+    assert_eq!(revoked.id.to_string(), first);
+    assert!(revoked.revoked_at.is_some(), "{revoked:?}");
+    let answer = cp.call(
         "DELETE",
         &format!("/v1/account/management-keys/{second}"),
         Some(&second_key),
         None,
     );
-    assert_eq!(s, 409, "{v}");
+    let refused: ErrorBody = wire_answer("revoke the last key", 409, answer);
+    assert_eq!(refused.error, "conflict");
 
     // The operator's recovery: offline, on the data directory, while serve runs.
     let out = Command::new(refract_bin())

@@ -2,6 +2,96 @@
 
 use std::path::PathBuf;
 
+use refract_api::{
+    Backend, CreateConnectionRequest, CreateConnectionResponse, CreateInstanceRequest, Database,
+    RegisterDatabaseRequest, Uuid,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+// ------------------------------------------------------------------ `/v1` bodies, typed
+
+/// A request body as JSON (the wire type's own serialization: only the fields set).
+pub fn wire_body<T: Serialize>(request: &T) -> serde_json::Value {
+    serde_json::to_value(request).expect("a wire type serializes")
+}
+
+/// An answer read as its wire type, after checking its status; panics with the body otherwise
+/// (a field the type lacks, or one of the wrong shape, fails here).
+pub fn wire_answer<T: DeserializeOwned>(
+    what: &str,
+    expected: u16,
+    (status, body): (u16, serde_json::Value),
+) -> T {
+    assert_eq!(status, expected, "{what}: {body}");
+    serde_json::from_value(body.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{what}: the answer is no {}: {e}\n{body}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// `POST /v1/connections` body of a connection called `name` to `host` (no port, user,
+/// password or first database: set them with struct update syntax).
+pub fn connection_request(name: &str, backend: Backend, host: &str) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        backend: Some(backend),
+        name: name.into(),
+        host: host.into(),
+        port: None,
+        available_schemas: None,
+        user: None,
+        password: None,
+        ssl_mode: None,
+        ssl_root_cert: None,
+        sync_mode: None,
+        sync_interval: None,
+        instance: None,
+    }
+}
+
+/// [`connection_request`] to a test server `u` as its user, offering `schemas`.
+pub fn server_connection_request(
+    name: &str,
+    backend: Backend,
+    u: &ServerUrl,
+    schemas: &[&str],
+) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        port: Some(i64::from(u.port)),
+        user: Some(u.user.clone()),
+        password: Some(u.password.clone()),
+        available_schemas: Some(schemas.iter().map(|s| s.to_string()).collect()),
+        ..connection_request(name, backend, &u.host)
+    }
+}
+
+/// The `instance` of `POST /v1/connections`: a first database `name` on `schema`.
+pub fn instance_request(name: &str, schema: &str) -> CreateInstanceRequest {
+    CreateInstanceRequest {
+        name: name.into(),
+        schema: schema.into(),
+        instance_size: None,
+        log_level: None,
+        binlog_server_id: None,
+        replicas: None,
+    }
+}
+
+/// `POST /v1/databases` body: database `name` on `schema` of `connection`.
+pub fn database_request(connection: Uuid, name: &str, schema: &str) -> RegisterDatabaseRequest {
+    RegisterDatabaseRequest {
+        connection_id: connection,
+        name: name.into(),
+        schema: schema.into(),
+        instance_size: None,
+        log_level: None,
+        binlog_server_id: None,
+        replicas: None,
+    }
+}
+
 /// A temp dir (0711) that engines can reach when they run as another user (the tests run as
 /// root): its data dir and the SQLite files written in it (0644) are theirs to read.
 pub fn reachable_tempdir() -> tempfile::TempDir {
@@ -320,6 +410,28 @@ impl ControlPlane {
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
         self.call(method, path, Some(&self.admin_key.clone()), body)
+    }
+
+    /// `POST /v1/connections` as the admin (201).
+    #[allow(dead_code)]
+    pub fn create_connection(&self, request: &CreateConnectionRequest) -> CreateConnectionResponse {
+        let answer = self.admin("POST", "/v1/connections", Some(wire_body(request)));
+        wire_answer("POST /v1/connections", 201, answer)
+    }
+
+    /// `POST /v1/databases` as the admin (201).
+    #[allow(dead_code)]
+    pub fn register_database(&self, request: &RegisterDatabaseRequest) -> Database {
+        let answer = self.admin("POST", "/v1/databases", Some(wire_body(request)));
+        wire_answer("POST /v1/databases", 201, answer)
+    }
+
+    /// `GET /v1/databases/{id}` as the admin (200).
+    #[allow(dead_code)]
+    pub fn database(&self, id: Uuid) -> Database {
+        let path = format!("/v1/databases/{id}");
+        let answer = self.admin("GET", &path, None);
+        wire_answer(&path, 200, answer)
     }
 
     fn send(

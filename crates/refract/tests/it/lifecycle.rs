@@ -13,9 +13,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use refract_api::{
+    CreateConnectionRequest, CreateConnectionResponse, Database, EventsResponse,
+    InstanceStatusResponse, RegisterDatabaseRequest, Status, TestConnectionResult,
+    UpdateDatabaseRequest,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::common::refract_bin;
+use crate::common::{refract_bin, wire_answer, wire_body};
 
 // ------------------------------------------------------------------ harness
 
@@ -118,6 +125,64 @@ impl Cp {
         )
     }
 
+    /// A `/v1` call with a wire request body, its answer read as its wire type (the status
+    /// checked first).
+    pub(crate) fn wire<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        expected: u16,
+    ) -> T {
+        let answer = self.call(method, path, body.map(wire_body));
+        wire_answer(&format!("{method} {path}"), expected, answer)
+    }
+
+    /// `POST /v1/connections` (201).
+    pub(crate) fn create_connection(
+        &self,
+        request: &CreateConnectionRequest,
+    ) -> CreateConnectionResponse {
+        self.wire("POST", "/v1/connections", Some(request), 201)
+    }
+
+    /// `POST /v1/databases` (201).
+    pub(crate) fn register_database(&self, request: &RegisterDatabaseRequest) -> Database {
+        self.wire("POST", "/v1/databases", Some(request), 201)
+    }
+
+    /// `GET /v1/databases/{id}`.
+    pub(crate) fn database(&self, id: &str) -> Database {
+        self.wire::<(), _>("GET", &format!("/v1/databases/{id}"), None, 200)
+    }
+
+    /// `PATCH /v1/databases/{id}` (200).
+    pub(crate) fn update_database(&self, id: &str, request: &UpdateDatabaseRequest) -> Database {
+        self.wire("PATCH", &format!("/v1/databases/{id}"), Some(request), 200)
+    }
+
+    /// `GET /v1/databases/{id}/instance`, typed.
+    pub(crate) fn instance_status(&self, id: &str) -> InstanceStatusResponse {
+        self.wire::<(), _>("GET", &format!("/v1/databases/{id}/instance"), None, 200)
+    }
+
+    /// `POST /v1/connections/{id}/test-connection` (always 200).
+    pub(crate) fn test_connection(&self, connection: &str) -> TestConnectionResult {
+        let path = format!("/v1/connections/{connection}/test-connection");
+        self.wire::<(), _>("POST", &path, None, 200)
+    }
+
+    /// [`Cp::wait_status`], typed.
+    pub(crate) fn wait_for(
+        &self,
+        id: &str,
+        status: Status,
+        timeout: Duration,
+    ) -> InstanceStatusResponse {
+        let v = self.wait_status(id, status.as_str(), timeout);
+        wire_answer(&format!("instance of {id}"), 200, (200, v))
+    }
+
     pub(crate) fn get(&self, path: &str) -> Value {
         let (s, v) = self.call("GET", path, None);
         assert_eq!(s, 200, "GET {path}: {v}");
@@ -139,14 +204,14 @@ impl Cp {
 
     /// The action is refused (409 action_not_allowed) and changes nothing.
     pub(crate) fn refused(&self, id: &str, action: &str) {
-        let before = self.get(&format!("/v1/databases/{id}"));
+        let before = self.database(id);
         let body = match action {
             "redeploy" => Some(json!({"buildId": "00000000-0000-0000-0000-000000000000"})),
             "resize" => Some(json!({"instanceSize": "small"})),
             _ => None,
         };
         let (s, v) = self.act(id, action, body);
-        assert_eq!(s, 409, "{action} in {}: {v}", before["status"]);
+        assert_eq!(s, 409, "{action} in {}: {v}", before.status);
         assert_eq!(v["error"], "action_not_allowed", "{v}");
         assert!(
             v["message"]
@@ -155,10 +220,10 @@ impl Cp {
                 .contains(action.split('-').next().unwrap()),
             "{v}"
         );
-        let after = self.get(&format!("/v1/databases/{id}"));
-        assert_eq!(before["status"], after["status"]);
-        assert_eq!(before["desiredState"], after["desiredState"]);
-        assert_eq!(before["instanceSize"], after["instanceSize"]);
+        let after = self.database(id);
+        assert_eq!(before.status, after.status);
+        assert_eq!(before.desired_state, after.desired_state);
+        assert_eq!(before.instance_size, after.instance_size);
     }
 
     pub(crate) fn instance(&self, id: &str) -> Value {
@@ -166,19 +231,24 @@ impl Cp {
     }
 
     pub(crate) fn status(&self, id: &str) -> String {
-        self.get(&format!("/v1/databases/{id}"))["status"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.database(id).status.to_string()
     }
 
     pub(crate) fn events(&self, id: &str) -> String {
         let (_, v) = self.call("GET", &format!("/v1/databases/{id}/events?limit=50"), None);
+        // The event log is for failure messages: an answer that is not one is shown as it is.
+        let Ok(log) = serde_json::from_value::<EventsResponse>(v.clone()) else {
+            return format!("  (no event log: {v})");
+        };
         let mut lines = Vec::new();
-        for e in v["events"].as_array().into_iter().flatten().rev() {
+        for e in log.events.iter().rev() {
             lines.push(format!(
-                "  {} {} -> {} [{}] {}",
-                e["at"], e["from"], e["to"], e["cause"], e["message"]
+                "  {:?} {:?} -> {:?} [{:?}] {:?}",
+                e.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                e.from.map(|s| s.as_str()),
+                e.to.as_str(),
+                e.cause,
+                e.message
             ));
         }
         lines.join("\n")
@@ -214,7 +284,9 @@ impl Cp {
     /// Waits for a stable `status` (no queued action left).
     pub(crate) fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
         self.wait_until(id, status, timeout, |v| {
-            v["database"]["status"] == status && v["database"]["desiredState"].is_null()
+            serde_json::from_value::<InstanceStatusResponse>(v.clone()).is_ok_and(|i| {
+                i.database.status.as_str() == status && i.database.desired_state.is_none()
+            })
         })
     }
 
@@ -399,13 +471,14 @@ pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
 }
 
 pub(crate) fn create_key(cp: &Cp, id: &str, name: &str) -> (String, Value) {
-    let (s, v) = cp.call(
-        "POST",
-        &format!("/v1/databases/{id}/api-keys"),
-        Some(json!({"name": name})),
-    );
-    assert_eq!(s, 201, "{v}");
-    (v["key"].as_str().unwrap().to_string(), v)
+    let request = refract_api::CreateQueryKeyRequest {
+        name: name.into(),
+        expires_at: None,
+    };
+    let path = format!("/v1/databases/{id}/api-keys");
+    let (s, v) = cp.call("POST", &path, Some(wire_body(&request)));
+    let key: refract_api::QueryKey = wire_answer(&path, 201, (s, v.clone()));
+    (key.key.unwrap_or_else(|| panic!("no key: {v}")), v)
 }
 
 pub(crate) fn query(endpoint: &str, key: &str, q: &str) -> (u16, Value) {
@@ -447,11 +520,16 @@ pub(crate) fn query_ok(endpoint: &str, key: &str, q: &str, timeout: Duration) ->
     }
 }
 
+/// An instance status answer (`GET /v1/databases/{id}/instance`) read as its wire type.
+pub(crate) fn view(v: &Value) -> InstanceStatusResponse {
+    wire_answer("instance status", 200, (200, v.clone()))
+}
+
 pub(crate) fn endpoint(v: &Value) -> String {
-    v["instance"]["endpointUrl"]
-        .as_str()
+    view(v)
+        .instance
+        .and_then(|i| i.endpoint_url)
         .unwrap_or_else(|| panic!("no endpoint: {v}"))
-        .to_string()
 }
 
 pub(crate) const LONG: Duration = Duration::from_secs(120);

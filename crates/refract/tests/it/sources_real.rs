@@ -4,29 +4,52 @@
 
 use std::time::{Duration, Instant};
 
+use refract_api::{
+    Backend, CreateConnectionRequest, HealthStatus, Status, SyncMode, UpdateDatabaseRequest,
+};
 use serde_json::{json, Value};
 
-use crate::common::{mariadb_admin, mysql, mysql_source, postgres_admin, postgres_source};
-use crate::lifecycle::{create_key, endpoint, query_ok, Cp, LONG};
+use crate::common::{
+    database_request, instance_request, mariadb_admin, mysql, mysql_source, postgres_admin,
+    postgres_source, server_connection_request, ServerUrl,
+};
+use crate::lifecycle::{create_key, endpoint, query_ok, view, Cp, LONG};
 
 /// `POST /v1/connections` with a first database; returns (connection id, database id).
-fn connection(cp: &Cp, body: Value) -> (String, String) {
-    let (s, v) = cp.call("POST", "/v1/connections", Some(body));
-    assert_eq!(s, 201, "{v}");
-    (
-        v["connection"]["id"].as_str().unwrap().to_string(),
-        v["database"]["id"].as_str().unwrap().to_string(),
-    )
+fn connection(cp: &Cp, request: CreateConnectionRequest) -> (String, String) {
+    let created = cp.create_connection(&request);
+    let database = created.database.expect("the first database");
+    (created.connection.id.to_string(), database.id.to_string())
+}
+
+/// A connection `name` to `u` with the first database `a` on `schema`, in `sync_mode`.
+fn source(
+    name: &str,
+    backend: Backend,
+    u: &ServerUrl,
+    schema: &str,
+    sync_mode: SyncMode,
+) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        sync_mode: Some(sync_mode),
+        instance: Some(instance_request("a", schema)),
+        ..server_connection_request(name, backend, u, &[schema])
+    }
 }
 
 fn database(cp: &Cp, connection: &str, name: &str, schema: &str) -> String {
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/databases",
-        Some(json!({"connectionId": connection, "name": name, "mysqlDb": schema})),
-    );
-    assert_eq!(s, 201, "{v}");
-    v["id"].as_str().unwrap().to_string()
+    let connection = connection.parse().expect("a connection id");
+    let created = cp.register_database(&database_request(connection, name, schema));
+    created.id.to_string()
+}
+
+/// `PATCH /v1/databases/{id}` of the sync mode alone.
+fn set_sync_mode(cp: &Cp, id: &str, mode: SyncMode) {
+    let request = UpdateDatabaseRequest {
+        sync_mode: Some(mode),
+        ..Default::default()
+    };
+    cp.update_database(id, &request);
 }
 
 /// Polls a query until its answer satisfies `pred` (a change arriving through the stream).
@@ -72,59 +95,58 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     // Poll every hour: a change that arrives within seconds came through the binlog.
     let (conn, streaming) = connection(
         &cp,
-        json!({"name": "maria", "mysqlHost": src.host, "mysqlPort": src.port, "mysqlUser": src.user,
-               "mysqlPassword": src.password, "availableSchemas": [schema], "syncMode": "binlog",
-               "syncInterval": 3600, "instance": {"name": "a", "mysqlDb": schema}}),
+        CreateConnectionRequest {
+            sync_interval: Some(3600),
+            ..source("maria", Backend::Mysql, &src, &schema, SyncMode::Binlog)
+        },
     );
     let switched = database(&cp, &conn, "b", &schema);
     // Test-connection says what will not be as expected: the keyless table.
-    let (s, v) = cp.call(
-        "POST",
-        &format!("/v1/connections/{conn}/test-connection"),
-        None,
-    );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(
-        v["binlog"]["ready"], true,
-        "the documented grants suffice: {v}"
+    let v = cp.test_connection(&conn);
+    assert!(v.ok, "{v:?}");
+    assert!(
+        v.binlog.as_ref().is_some_and(|b| b.ready),
+        "the documented grants suffice: {v:?}"
     );
     // (Over every visible schema: other tests' tables may fill the first 20 names.)
-    let warnings = v["warnings"].to_string();
-    assert!(warnings.contains("have no primary key"), "{v}");
-    assert!(!warnings.contains(&format!("{schema}.users")), "{v}");
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{switched}"),
-        Some(json!({"syncMode": "poll"})),
-    );
-    assert_eq!(s, 200, "{v}");
+    let warnings = v.warnings.join("\n");
+    assert!(warnings.contains("have no primary key"), "{v:?}");
+    assert!(!warnings.contains(&format!("{schema}.users")), "{v:?}");
+    set_sync_mode(&cp, &switched, SyncMode::Poll);
     cp.ok(&streaming, "provision", None, "immediate");
     cp.ok(&switched, "provision", None, "immediate");
     let a = cp.wait_status(&streaming, "running", LONG);
     let b = cp.wait_status(&switched, "running", LONG);
 
     // Keys and relations seen by the SELECT-only user; the keyless table is a warning.
-    let schema_view = cp.get(&format!("/v1/databases/{streaming}/schema"));
-    let tables = schema_view["tables"].as_array().unwrap();
-    let users = tables.iter().find(|t| t["name"] == "users").unwrap();
-    assert_eq!(users["primaryKey"], json!(["id"]), "{schema_view}");
-    assert!(
-        !users["relations"].as_array().unwrap().is_empty(),
-        "{schema_view}"
+    let schema_view: refract_api::SchemaView = cp.wire::<(), _>(
+        "GET",
+        &format!("/v1/databases/{streaming}/schema"),
+        None,
+        200,
     );
-    let warnings = schema_view["warnings"].to_string();
+    let users = schema_view
+        .tables
+        .iter()
+        .find(|t| t.name == "users")
+        .unwrap();
+    assert_eq!(users.primary_key, ["id"], "{schema_view:?}");
+    assert!(!users.relations.is_empty(), "{schema_view:?}");
     assert!(
-        warnings.contains("`notes` has no primary key"),
-        "{schema_view}"
+        schema_view
+            .warnings
+            .join("\n")
+            .contains("`notes` has no primary key"),
+        "{schema_view:?}"
     );
 
     // Binlog mode got a server id of its own, shown and stored.
-    let id_a = a["database"]["binlogServerId"]
-        .as_i64()
+    let id_a = view(&a)
+        .database
+        .binlog_server_id
         .unwrap_or_else(|| panic!("{a}"));
     assert!(id_a > 1, "{a}");
-    assert_eq!(b["database"]["syncMode"], "poll");
+    assert_eq!(view(&b).database.sync_mode, SyncMode::Poll);
 
     let (key_a, _) = create_key(&cp, &streaming, "k");
     let (key_b, _) = create_key(&cp, &switched, "k");
@@ -132,19 +154,16 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     assert_eq!(query_ok(&endpoint(&a), &key_a, q, LONG), json!([]));
 
     // Switch b to binlog: pending until reconfigure, which applies it.
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{switched}"),
-        Some(json!({"syncMode": "binlog"})),
-    );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(cp.instance(&switched)["hasPendingChanges"], true);
+    set_sync_mode(&cp, &switched, SyncMode::Binlog);
+    assert!(cp.instance_status(&switched).has_pending_changes);
     cp.ok(&switched, "reconfigure", None, "immediate");
     let b = cp.wait_status(&switched, "running", LONG);
-    assert_eq!(b["hasPendingChanges"], false, "{b}");
-    assert!(b["database"]["lastError"].is_null(), "{b}");
-    let id_b = b["database"]["binlogServerId"]
-        .as_i64()
+    let b_view = view(&b);
+    assert!(!b_view.has_pending_changes, "{b}");
+    assert!(b_view.database.last_error.is_none(), "{b}");
+    let id_b = b_view
+        .database
+        .binlog_server_id
         .unwrap_or_else(|| panic!("{b}"));
     assert_ne!(id_a, id_b, "two databases on one source share a server id");
 
@@ -163,10 +182,11 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     let idle = Instant::now();
     while idle.elapsed() < Duration::from_secs(180) {
         for id in [&streaming, &switched] {
-            let v = cp.instance(id);
+            let v = cp.instance_status(id);
             assert_eq!(
-                v["instance"]["healthStatus"], "ok",
-                "idle stream reported unhealthy: {v}"
+                v.instance.as_ref().and_then(|i| i.health_status),
+                Some(HealthStatus::Ok),
+                "idle stream reported unhealthy: {v:?}"
             );
         }
         std::thread::sleep(Duration::from_secs(5));
@@ -204,16 +224,19 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
          GRANT SELECT ON {schema}.* TO '{user}'@'localhost';"
     ));
     let cp = Cp::fresh(0);
+    let selector = ServerUrl {
+        user: user.clone(),
+        password: "sel-pw-123".into(),
+        ..m.clone()
+    };
     let (_, id) = connection(
         &cp,
-        json!({"name": "sel", "mysqlHost": m.host, "mysqlPort": m.port, "mysqlUser": user,
-               "mysqlPassword": "sel-pw-123", "availableSchemas": [schema], "syncMode": "binlog",
-               "instance": {"name": "a", "mysqlDb": schema}}),
+        source("sel", Backend::Mysql, &selector, &schema, SyncMode::Binlog),
     );
     let t0 = Instant::now();
     cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "failed", Duration::from_secs(30));
-    let err = v["database"]["lastError"].as_str().unwrap().to_string();
+    let v = cp.wait_for(&id, Status::Failed, Duration::from_secs(30));
+    let err = v.database.last_error.expect("lastError");
     assert!(
         err.contains("REPLICATION SLAVE") && err.contains("syncMode"),
         "{err}"
@@ -224,29 +247,22 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
     );
 
     // Poll works; switching to binlog then fails the reconfigure fast, the poll engine stays.
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"syncMode": "poll"})),
-    );
-    assert_eq!(s, 200, "{v}");
+    set_sync_mode(&cp, &id, SyncMode::Poll);
     cp.ok(&id, "provision", None, "immediate");
     let running = cp.wait_status(&id, "running", LONG);
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"syncMode": "binlog"})),
-    );
-    assert_eq!(s, 200, "{v}");
+    set_sync_mode(&cp, &id, SyncMode::Binlog);
     let t0 = Instant::now();
     cp.ok(&id, "reconfigure", None, "immediate");
     let v = cp.wait_until(
         &id,
         "the reconfigure to fail",
         Duration::from_secs(30),
-        |v| v["database"]["status"] == "running" && !v["database"]["lastError"].is_null(),
+        |v| {
+            let d = view(v).database;
+            d.status == Status::Running && d.last_error.is_some()
+        },
     );
-    let err = v["database"]["lastError"].as_str().unwrap();
+    let err = view(&v).database.last_error.unwrap();
     assert!(
         err.contains("binlog") && err.contains("REPLICATION"),
         "{err}"
@@ -289,14 +305,15 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
     let cp = Cp::fresh(0);
     let (conn, first) = connection(
         &cp,
-        json!({"name": "pg", "backend": "postgres", "mysqlHost": src.host, "mysqlPort": src.port,
-               "mysqlUser": src.user, "mysqlPassword": src.password, "availableSchemas": [db],
-               "syncMode": "logical", "syncInterval": 3600, "instance": {"name": "a", "mysqlDb": db}}),
+        CreateConnectionRequest {
+            sync_interval: Some(3600),
+            ..source("pg", Backend::Postgres, &src, &db, SyncMode::Logical)
+        },
     );
     let t0 = Instant::now();
     cp.ok(&first, "provision", None, "immediate");
-    let v = cp.wait_status(&first, "failed", Duration::from_secs(30));
-    let err = v["database"]["lastError"].as_str().unwrap().to_string();
+    let v = cp.wait_for(&first, Status::Failed, Duration::from_secs(30));
+    let err = v.database.last_error.expect("lastError");
     eprintln!(
         "logical without a publication: failed after {:?}: {err}",
         t0.elapsed()
@@ -373,11 +390,17 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
          GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'localhost';"
     ));
     let cp = Cp::fresh(0);
+    let breaking = ServerUrl {
+        user: user.clone(),
+        password: "br-pw-123".into(),
+        ..m.clone()
+    };
     let (_, id) = connection(
         &cp,
-        json!({"name": "br", "mysqlHost": m.host, "mysqlPort": m.port, "mysqlUser": user,
-               "mysqlPassword": "br-pw-123", "availableSchemas": [schema], "syncMode": "binlog",
-               "syncInterval": 3600, "instance": {"name": "a", "mysqlDb": schema}}),
+        CreateConnectionRequest {
+            sync_interval: Some(3600),
+            ..source("br", Backend::Mysql, &breaking, &schema, SyncMode::Binlog)
+        },
     );
     cp.ok(&id, "provision", None, "immediate");
     let v = cp.wait_status(&id, "running", LONG);
@@ -418,9 +441,12 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
         "degraded with the cause",
         Duration::from_secs(30),
         |v| {
-            v["instance"]["healthStatus"] == "degraded"
-                && v["instance"]["replication"]["error"]
-                    .as_str()
+            // `replication` is the engine's own report, free-form in the API.
+            let instance = view(v).instance;
+            instance.as_ref().and_then(|i| i.health_status) == Some(HealthStatus::Degraded)
+                && instance
+                    .and_then(|i| i.replication)
+                    .and_then(|r| r["error"].as_str().map(str::to_string))
                     .is_some_and(|e| e.contains("REPLICATION SLAVE"))
         },
     );
@@ -434,7 +460,7 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
         "took {:?}",
         t0.elapsed()
     );
-    assert_eq!(broken["database"]["status"], "running");
+    assert_eq!(view(&broken).database.status, Status::Running);
     let (key, _) = create_key(&cp, &id, "k");
     assert_eq!(
         query_ok(&endpoint(&v), &key, "users { name }", LONG),

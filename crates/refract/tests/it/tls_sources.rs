@@ -8,9 +8,17 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use refract_api::{
+    Backend, Connection, CreateConnectionRequest, ErrorBody, InstanceStatusResponse, SslMode,
+    Status, SyncMode, TestConnectionRequest, TestConnectionResult, UpdateConnectionRequest,
+    UpdateDatabaseRequest,
+};
 use serde_json::{json, Value};
 
-use crate::common::{required_env, ControlPlane, ServerUrl};
+use crate::common::{
+    connection_request, instance_request, required_env, server_connection_request, wire_answer,
+    wire_body, ControlPlane, ServerUrl,
+};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -64,56 +72,85 @@ impl Drop for Engines {
     }
 }
 
-fn connection_body(backend: &str, u: &ServerUrl, db: &str, tls: Value) -> Value {
-    let mut b = json!({
-        "name": format!("tls-{backend}-{}", rand::random::<u32>()), "backend": backend,
-        "syncMode": if backend == "mysql" { "binlog" } else { "logical" },
-        "mysqlHost": u.host, "mysqlPort": u.port, "mysqlUser": u.user, "mysqlPassword": u.password,
-        "availableSchemas": [db], "instance": {"name": "db", "mysqlDb": db},
-    });
-    for (k, v) in tls.as_object().unwrap() {
-        b[k] = v.clone();
-    }
-    b
+/// TLS settings of a connection: the mode and the CA to trust.
+type Tls = (SslMode, Option<String>);
+
+/// `verify-full` against `ca`.
+fn verify_full(ca: String) -> Tls {
+    (SslMode::VerifyFull, Some(ca))
 }
 
-fn test_connection(cp: &ControlPlane, backend: &str, u: &ServerUrl, tls: Value) -> Value {
-    let mut b = json!({"backend": backend, "mysqlHost": u.host, "mysqlPort": u.port,
-                       "mysqlUser": u.user, "mysqlPassword": u.password});
-    for (k, v) in tls.as_object().unwrap() {
-        b[k] = v.clone();
+/// A CDC connection (binlog for MySQL, logical for PostgreSQL) to `u` with TLS `tls` and a
+/// first database `db` on `schema`.
+fn connection_body(
+    backend: Backend,
+    u: &ServerUrl,
+    schema: &str,
+    tls: Tls,
+) -> CreateConnectionRequest {
+    let name = format!("tls-{backend}-{}", rand::random::<u32>());
+    CreateConnectionRequest {
+        sync_mode: Some(if backend == Backend::Mysql {
+            SyncMode::Binlog
+        } else {
+            SyncMode::Logical
+        }),
+        ssl_mode: Some(tls.0),
+        ssl_root_cert: tls.1,
+        instance: Some(instance_request("db", schema)),
+        ..server_connection_request(&name, backend, u, &[schema])
     }
-    let (s, v) = cp.admin("POST", "/v1/connections/test-connection", Some(b));
-    assert_eq!(s, 200, "{v}");
-    v
 }
 
-fn assert_error(v: &Value, what: &str, needles: &[&str]) {
-    assert_eq!(v["ok"], false, "{what}: {v}");
-    let e = v["error"].as_str().unwrap_or_default();
+fn test_connection(
+    cp: &ControlPlane,
+    backend: Backend,
+    u: &ServerUrl,
+    tls: Tls,
+) -> TestConnectionResult {
+    let request = TestConnectionRequest {
+        backend: Some(backend),
+        host: u.host.clone(),
+        port: Some(i64::from(u.port)),
+        user: Some(u.user.clone()),
+        password: Some(u.password.clone()),
+        ssl_mode: Some(tls.0),
+        ssl_root_cert: tls.1,
+    };
+    let answer = cp.admin(
+        "POST",
+        "/v1/connections/test-connection",
+        Some(wire_body(&request)),
+    );
+    wire_answer("test-connection", 200, answer)
+}
+
+fn assert_error(v: &TestConnectionResult, what: &str, needles: &[&str]) {
+    assert!(!v.ok, "{what}: {v:?}");
+    let e = v.error.as_deref().unwrap_or_default();
     for n in needles {
         assert!(e.contains(n), "{what}: {e:?} should mention {n:?}");
     }
 }
 
-fn instance(cp: &ControlPlane, id: &str) -> Value {
-    let (s, v) = cp.admin("GET", &format!("/v1/databases/{id}/instance"), None);
-    assert_eq!(s, 200, "{v}");
-    v
+fn instance(cp: &ControlPlane, id: &str) -> InstanceStatusResponse {
+    let path = format!("/v1/databases/{id}/instance");
+    let answer = cp.admin("GET", &path, None);
+    wire_answer(&path, 200, answer)
 }
 
-fn wait_status(cp: &ControlPlane, id: &str, status: &str) -> Value {
+fn wait_status(cp: &ControlPlane, id: &str, status: Status) -> InstanceStatusResponse {
     let start = Instant::now();
     loop {
         let v = instance(cp, id);
-        if v["database"]["status"] == status && v["database"]["desiredState"].is_null() {
+        if v.database.status == status && v.database.desired_state.is_none() {
             return v;
         }
         assert!(
             start.elapsed() < LONG,
-            "waited for {status}: {} (lastError {})\n{}",
-            v["database"]["status"],
-            v["database"]["lastError"],
+            "waited for {status}: {} (lastError {:?})\n{}",
+            v.database.status,
+            v.database.last_error,
             cp.output()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -128,15 +165,19 @@ fn provision(cp: &ControlPlane, id: &str) {
 /// Provisions `id`, waits for it to run, and returns its endpoint and a query key.
 fn running(cp: &ControlPlane, id: &str) -> (String, String) {
     provision(cp, id);
-    let v = wait_status(cp, id, "running");
-    let endpoint = v["instance"]["endpointUrl"].as_str().unwrap().to_string();
-    let (s, k) = cp.admin(
-        "POST",
-        &format!("/v1/databases/{id}/api-keys"),
-        Some(json!({"name": "k"})),
-    );
-    assert_eq!(s, 201, "{k}");
-    (endpoint, k["key"].as_str().unwrap().to_string())
+    let v = wait_status(cp, id, Status::Running);
+    let endpoint = v
+        .instance
+        .and_then(|i| i.endpoint_url)
+        .expect("a running database's endpoint");
+    let request = refract_api::CreateQueryKeyRequest {
+        name: "k".into(),
+        expires_at: None,
+    };
+    let path = format!("/v1/databases/{id}/api-keys");
+    let answer = cp.admin("POST", &path, Some(wire_body(&request)));
+    let key: refract_api::QueryKey = wire_answer(&path, 201, answer);
+    (endpoint, key.key.expect("the new key's secret"))
 }
 
 /// Polls `q` until its answer is `want`.
@@ -168,13 +209,14 @@ fn query_until(endpoint: &str, key: &str, q: &str, want: &Value) {
 /// directory as a file of its own (0600), not in its config.
 fn check_ca_storage(cp: &ControlPlane, cid: &str, did: &str) {
     let (s, c) = cp.admin("GET", &format!("/v1/connections/{cid}"), None);
-    assert_eq!(s, 200, "{c}");
-    assert_eq!(c["sslMode"], "verify-full", "{c}");
-    assert_eq!(c["sslRootCertSet"], true, "{c}");
     assert!(!c.to_string().contains("BEGIN CERTIFICATE"), "{c}");
-    let inst = instance(cp, did)["instance"]["id"]
-        .as_str()
-        .unwrap()
+    let c: refract_api::ConnectionWithDatabases = wire_answer("get the connection", 200, (s, c));
+    assert_eq!(c.connection.ssl_mode, SslMode::VerifyFull, "{c:?}");
+    assert!(c.connection.ssl_root_cert_set, "{c:?}");
+    let inst = instance(cp, did)
+        .instance
+        .expect("the running engine")
+        .id
         .to_string();
     let dir = cp.dir.join("instances").join(inst);
     let pem = dir.join("source-ca.pem");
@@ -225,16 +267,16 @@ fn mariadb_binlog_over_verify_full_tls() {
     let u = url("REFRACT_TEST_MYSQL_TLS_URL");
     let cp = ControlPlane::start_fresh();
     let _engines = Engines(cp.dir.clone());
-    let verify_full = json!({"sslMode": "verify-full", "sslRootCert": ca()});
+    let verify_full = verify_full(ca());
 
-    let ok = test_connection(&cp, "mysql", &u, verify_full.clone());
-    assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(ok["tls"], true, "{ok}");
+    let ok = test_connection(&cp, Backend::Mysql, &u, verify_full.clone());
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.tls, Some(true), "{ok:?}");
     assert!(
-        ok["tlsVersion"].as_str().unwrap().starts_with("TLSv1."),
-        "{ok}"
+        ok.tls_version.as_deref().unwrap().starts_with("TLSv1."),
+        "{ok:?}"
     );
-    let plain = test_connection(&cp, "mysql", &u, json!({"sslMode": "disable"}));
+    let plain = test_connection(&cp, Backend::Mysql, &u, (SslMode::Disable, None));
     assert_error(
         &plain,
         "disable",
@@ -245,9 +287,9 @@ fn mariadb_binlog_over_verify_full_tls() {
     );
     let wrong = test_connection(
         &cp,
-        "mysql",
+        Backend::Mysql,
         &u,
-        json!({"sslMode": "verify-full", "sslRootCert": other_ca()}),
+        (SslMode::VerifyFull, Some(other_ca())),
     );
     assert_error(
         &wrong,
@@ -259,7 +301,7 @@ fn mariadb_binlog_over_verify_full_tls() {
     );
     let mut elsewhere = u.clone();
     elsewhere.host = required_env("REFRACT_TEST_TLS_MISMATCH_HOST");
-    let mismatch = test_connection(&cp, "mysql", &elsewhere, verify_full.clone());
+    let mismatch = test_connection(&cp, Backend::Mysql, &elsewhere, verify_full.clone());
     assert_error(
         &mismatch,
         "host name mismatch",
@@ -274,18 +316,13 @@ fn mariadb_binlog_over_verify_full_tls() {
              INSERT INTO {schema}.users VALUES (1, 'Ada');"
         ),
     );
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(connection_body("mysql", &u, &schema, verify_full)),
-    );
-    assert_eq!(s, 201, "{v}");
+    let created = cp.create_connection(&connection_body(Backend::Mysql, &u, &schema, verify_full));
     let (cid, did) = (
-        v["connection"]["id"].as_str().unwrap().to_string(),
-        v["database"]["id"].as_str().unwrap().to_string(),
+        created.connection.id.to_string(),
+        created.database.expect("the first database").id.to_string(),
     );
     let (endpoint, key) = running(&cp, &did);
-    assert_eq!(instance(&cp, &did)["database"]["syncMode"], "binlog");
+    assert_eq!(instance(&cp, &did).database.sync_mode, SyncMode::Binlog);
     query_until(&endpoint, &key, Q, &json!([{"id": 1, "name": "Ada"}]));
     mysql_run(&u, &format!("INSERT INTO {schema}.users VALUES (2, 'Bob')"));
     query_until(
@@ -298,7 +335,7 @@ fn mariadb_binlog_over_verify_full_tls() {
 
     let (s, v) = cp.admin("POST", &format!("/v1/databases/{did}/terminate"), None);
     assert_eq!(s, 202, "{v}");
-    wait_status(&cp, &did, "terminated");
+    wait_status(&cp, &did, Status::Terminated);
     mysql_run(&u, &format!("DROP DATABASE {schema}"));
 }
 
@@ -307,16 +344,16 @@ fn postgres_logical_over_verify_full_tls() {
     let u = url("REFRACT_TEST_PG_TLS_URL");
     let cp = ControlPlane::start_fresh();
     let _engines = Engines(cp.dir.clone());
-    let verify_full = json!({"sslMode": "verify-full", "sslRootCert": ca()});
+    let verify_full = verify_full(ca());
 
-    let ok = test_connection(&cp, "postgres", &u, verify_full.clone());
-    assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(ok["tls"], true, "{ok}");
+    let ok = test_connection(&cp, Backend::Postgres, &u, verify_full.clone());
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.tls, Some(true), "{ok:?}");
     assert!(
-        ok["tlsVersion"].as_str().unwrap().starts_with("TLSv1."),
-        "{ok}"
+        ok.tls_version.as_deref().unwrap().starts_with("TLSv1."),
+        "{ok:?}"
     );
-    let plain = test_connection(&cp, "postgres", &u, json!({"sslMode": "disable"}));
+    let plain = test_connection(&cp, Backend::Postgres, &u, (SslMode::Disable, None));
     assert_error(
         &plain,
         "disable",
@@ -328,7 +365,7 @@ fn postgres_logical_over_verify_full_tls() {
     );
     let mut elsewhere = u.clone();
     elsewhere.host = required_env("REFRACT_TEST_TLS_MISMATCH_HOST");
-    let mismatch = test_connection(&cp, "postgres", &elsewhere, verify_full.clone());
+    let mismatch = test_connection(&cp, Backend::Postgres, &elsewhere, verify_full.clone());
     assert_error(
         &mismatch,
         "host name mismatch",
@@ -342,22 +379,22 @@ fn postgres_logical_over_verify_full_tls() {
         &db,
         "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL); INSERT INTO users VALUES (1, 'Ada');",
     );
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(connection_body("postgres", &u, &db, verify_full)),
-    );
-    assert_eq!(s, 201, "{v}");
+    let created = cp.create_connection(&connection_body(Backend::Postgres, &u, &db, verify_full));
     let (cid, did) = (
-        v["connection"]["id"].as_str().unwrap().to_string(),
-        v["database"]["id"].as_str().unwrap().to_string(),
+        created.connection.id.to_string(),
+        created.database.expect("the first database").id.to_string(),
     );
-    let (s, v) = cp.admin(
+    let request = UpdateDatabaseRequest {
+        sync_mode: Some(SyncMode::Logical),
+        ..Default::default()
+    };
+    let answer = cp.admin(
         "PATCH",
         &format!("/v1/databases/{did}"),
-        Some(json!({"syncMode": "logical"})),
+        Some(wire_body(&request)),
     );
-    assert_eq!(s, 200, "{v}");
+    let updated: refract_api::Database = wire_answer("set logical", 200, answer);
+    assert_eq!(updated.sync_mode, SyncMode::Logical);
     let (endpoint, key) = running(&cp, &did);
     query_until(&endpoint, &key, Q, &json!([{"id": 1, "name": "Ada"}]));
     pg_run(&u, &db, "INSERT INTO users VALUES (2, 'Bob')");
@@ -370,21 +407,16 @@ fn postgres_logical_over_verify_full_tls() {
     check_ca_storage(&cp, &cid, &did);
 
     // A wrong CA: the provision stops at its connection test, naming the certificate problem.
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(connection_body(
-            "postgres",
-            &u,
-            &db,
-            json!({"sslMode": "verify-full", "sslRootCert": other_ca()}),
-        )),
-    );
-    assert_eq!(s, 201, "{v}");
-    let bad = v["database"]["id"].as_str().unwrap().to_string();
+    let created = cp.create_connection(&connection_body(
+        Backend::Postgres,
+        &u,
+        &db,
+        (SslMode::VerifyFull, Some(other_ca())),
+    ));
+    let bad = created.database.expect("the first database").id.to_string();
     provision(&cp, &bad);
-    let v = wait_status(&cp, &bad, "failed");
-    let err = v["database"]["lastError"].as_str().unwrap();
+    let v = wait_status(&cp, &bad, Status::Failed);
+    let err = v.database.last_error.expect("lastError");
     assert!(
         err.contains("not signed by the CA certificate given in sslRootCert")
             && err.contains("sslRootCert")
@@ -394,7 +426,7 @@ fn postgres_logical_over_verify_full_tls() {
 
     let (s, v) = cp.admin("POST", &format!("/v1/databases/{did}/terminate"), None);
     assert_eq!(s, 202, "{v}");
-    wait_status(&cp, &did, "terminated");
+    wait_status(&cp, &did, Status::Terminated);
     pg_run(&u, "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
 
@@ -402,76 +434,79 @@ fn postgres_logical_over_verify_full_tls() {
 #[test]
 fn tls_fields_are_validated() {
     let cp = ControlPlane::start_fresh();
-    let base = json!({"name": "c", "mysqlHost": "127.0.0.1", "mysqlPort": 1, "mysqlUser": "u",
-                      "mysqlPassword": "p", "availableSchemas": ["shop"]});
-    let with = |extra: Value| {
-        let mut b = base.clone();
-        for (k, v) in extra.as_object().unwrap() {
-            b[k] = v.clone();
-        }
-        b
+    let base = CreateConnectionRequest {
+        port: Some(1),
+        user: Some("u".into()),
+        password: Some("p".into()),
+        available_schemas: Some(vec!["shop".into()]),
+        ..connection_request("c", Backend::Mysql, "127.0.0.1")
     };
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(with(json!({"sslMode": "verify_full"}))),
-    );
+    // A mode spelled wrong (no wire value has this spelling: the raw body).
+    let mut misspelled = wire_body(&base);
+    misspelled["sslMode"] = json!("verify_full");
+    let (s, v) = cp.admin("POST", "/v1/connections", Some(misspelled));
     assert_eq!(s, 400, "{v}");
-    let (s, v) = cp.admin(
+    let with_cert = |pem: String| CreateConnectionRequest {
+        ssl_root_cert: Some(pem),
+        ..base.clone()
+    };
+    let answer = cp.admin(
         "POST",
         "/v1/connections",
-        Some(with(json!({"sslRootCert": "hello"}))),
+        Some(wire_body(&with_cert("hello".into()))),
     );
-    assert_eq!(s, 422, "{v}");
+    let refused: ErrorBody = wire_answer("a PEM that is no certificate", 422, answer);
     assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
+        refused
+            .message
             .contains("sslRootCert holds no PEM certificate"),
-        "{v}"
+        "{refused:?}"
     );
     let (s, v) = cp.admin(
         "POST",
         "/v1/connections",
-        Some(with(json!({"sslRootCert": "x".repeat(65537)}))),
+        Some(wire_body(&with_cert("x".repeat(65537)))),
     );
     assert_eq!(s, 400, "{v}");
-    let (s, v) = cp.admin("POST", "/v1/connections", Some(base.clone()));
-    assert_eq!(s, 201, "{v}");
-    assert_eq!(v["connection"]["sslMode"], "prefer", "{v}");
-    assert_eq!(v["connection"]["sslRootCertSet"], false, "{v}");
-    let id = v["connection"]["id"].as_str().unwrap().to_string();
-    let (s, v) = cp.admin(
-        "PATCH",
-        &format!("/v1/connections/{id}"),
-        Some(json!({"sslMode": "verify-ca", "sslRootCert": ca()})),
-    );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["sslMode"], "verify-ca");
-    assert_eq!(v["sslRootCertSet"], true);
-    assert!(!v.to_string().contains("BEGIN CERTIFICATE"));
-    let (s, v) = cp.admin(
-        "PATCH",
-        &format!("/v1/connections/{id}"),
-        Some(json!({"sslRootCert": null})),
-    );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["sslRootCertSet"], false);
-    assert_eq!(v["sslMode"], "verify-ca");
+    let created = cp.create_connection(&base);
+    assert_eq!(created.connection.ssl_mode, SslMode::Prefer, "{created:?}");
+    assert!(!created.connection.ssl_root_cert_set, "{created:?}");
+    let id = created.connection.id;
+    let update = |request: UpdateConnectionRequest| -> Connection {
+        let (s, v) = cp.admin(
+            "PATCH",
+            &format!("/v1/connections/{id}"),
+            Some(wire_body(&request)),
+        );
+        assert!(!v.to_string().contains("BEGIN CERTIFICATE"), "{v}");
+        wire_answer("PATCH the connection", 200, (s, v))
+    };
+    let v = update(UpdateConnectionRequest {
+        ssl_mode: Some(SslMode::VerifyCa),
+        ssl_root_cert: Some(Some(ca())),
+        ..Default::default()
+    });
+    assert_eq!(v.ssl_mode, SslMode::VerifyCa);
+    assert!(v.ssl_root_cert_set);
+    // `null` removes the CA.
+    let v = update(UpdateConnectionRequest {
+        ssl_root_cert: Some(None),
+        ..Default::default()
+    });
+    assert!(!v.ssl_root_cert_set);
+    assert_eq!(v.ssl_mode, SslMode::VerifyCa);
 
     // SQLite: a local file, no TLS.
     let path = cp.sqlite_root().join("t.sqlite");
     std::fs::write(&path, b"").unwrap();
-    let sqlite = json!({"name": "s", "backend": "sqlite", "mysqlHost": path});
-    let mut b = sqlite.clone();
-    b["sslMode"] = json!("require");
-    let (s, v) = cp.admin("POST", "/v1/connections", Some(b));
-    assert_eq!(s, 422, "{v}");
-    assert!(
-        v["message"].as_str().unwrap().contains("backend sqlite"),
-        "{v}"
-    );
-    let (s, v) = cp.admin("POST", "/v1/connections", Some(sqlite));
-    assert_eq!(s, 201, "{v}");
-    assert_eq!(v["connection"]["sslMode"], "disable", "{v}");
+    let sqlite = connection_request("s", Backend::Sqlite, path.to_str().unwrap());
+    let tls_on_sqlite = CreateConnectionRequest {
+        ssl_mode: Some(SslMode::Require),
+        ..sqlite.clone()
+    };
+    let answer = cp.admin("POST", "/v1/connections", Some(wire_body(&tls_on_sqlite)));
+    let refused: ErrorBody = wire_answer("TLS on SQLite", 422, answer);
+    assert!(refused.message.contains("backend sqlite"), "{refused:?}");
+    let created = cp.create_connection(&sqlite);
+    assert_eq!(created.connection.ssl_mode, SslMode::Disable, "{created:?}");
 }
