@@ -248,6 +248,75 @@ impl Engine {
             })
             .unwrap_or(false)
     }
+
+    /// Waits until the row `id` of `table` is served (the commit made at `since` is visible),
+    /// and prints how long that took.
+    async fn wait_for_key(&self, table: &str, id: i64, since: Instant, what: &str) {
+        while !self.has_key(table, id) {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "insert not visible: {}",
+                self.health()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        eprintln!("{what} -> visible: {:?}", since.elapsed());
+    }
+
+    /// The served value of column `column` (by its source name) in row `id` of `table`, as its
+    /// `Debug` text (`"missing"` without such a row).
+    fn value_of(&self, table: &str, column: &str, id: i64) -> String {
+        let s = self.state.snapshot().expect("a snapshot");
+        let t = s.table(table).expect("table");
+        let c = t
+            .manifest
+            .columns
+            .iter()
+            .position(|c| c.source_name == column)
+            .expect("column");
+        match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
+            Some(r) => format!("{:?}", t.owned_value(c, r)),
+            None => "missing".into(),
+        }
+    }
+
+    /// Watches the served snapshots while `writes` commits transactions that each add one row
+    /// to every one of `tables`, then waits for convergence, and fails if any snapshot showed
+    /// the tables with different row counts (half a transaction applied).
+    async fn assert_never_torn(
+        &self,
+        tables: [&'static str; 3],
+        writes: impl std::future::Future<Output = ()>,
+    ) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let torn = Arc::new(AtomicU64::new(0));
+        let checker = {
+            let (state, stop, torn) = (self.state.clone(), stop.clone(), torn.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(s) = state.snapshot() {
+                        let n: Vec<usize> = tables
+                            .iter()
+                            .map(|t| s.table(t).unwrap().row_count())
+                            .collect();
+                        if n[0] != n[1] || n[1] != n[2] {
+                            torn.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        writes.await;
+        self.assert_converges(Duration::from_secs(60)).await;
+        stop.store(true, Ordering::Relaxed);
+        checker.await.unwrap();
+        assert_eq!(
+            torn.load(Ordering::Relaxed),
+            0,
+            "a snapshot showed half a transaction"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,35 +385,14 @@ async fn binlog_rows_types_and_transactions() {
     // Insert: every type, then a row of NULLs; visible within the batch window.
     let t = Instant::now();
     c.exec_drop(ITEM_ROW, (2,)).await.unwrap();
-    while !e.has_key("items", 2) {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "insert not visible: {}",
-            e.health()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    eprintln!("commit -> visible: {:?}", t.elapsed());
+    e.wait_for_key("items", 2, t, "commit").await;
     c.query_drop("INSERT INTO items (id) VALUES (3)")
         .await
         .unwrap();
     c.query_drop("INSERT INTO items VALUES (4, 0, 0, 0, 0, 0, 0, 0, '', '', '', '', '1970-01-01', '00:00:00', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '[]', 'red', '', b'0', b'0', 0, 0, '')").await.unwrap();
     e.assert_converges(Duration::from_secs(30)).await;
     // SET: the binlog's bitmask becomes the same JSON array as the snapshot's text.
-    let st = |id: i64| -> String {
-        let s = e.state.snapshot().expect("a snapshot");
-        let t = s.table("items").expect("items");
-        let c = t
-            .manifest
-            .columns
-            .iter()
-            .position(|c| c.source_name == "st")
-            .expect("st");
-        match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
-            Some(r) => format!("{:?}", t.owned_value(c, r)),
-            None => "missing".into(),
-        }
-    };
+    let st = |id: i64| e.value_of("items", "st", id);
     assert_eq!(st(2), r#"Json("[\"a\",\"c\"]")"#);
     assert_eq!(st(3), "Null");
     assert_eq!(st(4), r#"Json("[]")"#);
@@ -367,41 +415,17 @@ async fn binlog_rows_types_and_transactions() {
     assert_eq!(st(3), r#"Json("[\"a\",\"b\",\"c\"]")"#);
 
     // A transaction over three tables is never seen half applied.
-    let stop = Arc::new(AtomicBool::new(false));
-    let torn = Arc::new(AtomicU64::new(0));
-    let checker = {
-        let (state, stop, torn) = (e.state.clone(), stop.clone(), torn.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(s) = state.snapshot() {
-                    let n: Vec<usize> = ["a", "b", "c"]
-                        .iter()
-                        .map(|t| s.table(t).unwrap().row_count())
-                        .collect();
-                    if n[0] != n[1] || n[1] != n[2] {
-                        torn.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    for i in 0..300 {
-        c.query_drop(format!(
-            "START TRANSACTION; INSERT INTO a VALUES ({i}, {i}); INSERT INTO other_not_exposed_log VALUES ({i}); \
-             INSERT INTO b VALUES ({i}, {i}); INSERT INTO c VALUES ({i}, {i}); COMMIT"
-        ))
-        .await
-        .unwrap();
-    }
-    e.assert_converges(Duration::from_secs(60)).await;
-    stop.store(true, Ordering::Relaxed);
-    checker.await.unwrap();
-    assert_eq!(
-        torn.load(Ordering::Relaxed),
-        0,
-        "a snapshot showed half a transaction"
-    );
+    e.assert_never_torn(["a", "b", "c"], async {
+        for i in 0..300 {
+            c.query_drop(format!(
+                "START TRANSACTION; INSERT INTO a VALUES ({i}, {i}); INSERT INTO other_not_exposed_log VALUES ({i}); \
+                 INSERT INTO b VALUES ({i}, {i}); INSERT INTO c VALUES ({i}, {i}); COMMIT"
+            ))
+            .await
+            .unwrap();
+        }
+    })
+    .await;
     assert_eq!(e.rows("a"), 300);
 
     let (status, stats) = e.admin("/stats").await;
@@ -959,15 +983,7 @@ async fn logical_rows_types_transactions_ddl() {
     )
     .await
     .unwrap();
-    while !e.has_key("items", 2) {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "insert not visible: {}",
-            e.health()
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    eprintln!("pg commit -> visible: {:?}", t.elapsed());
+    e.wait_for_key("items", 2, t, "pg commit").await;
     c.batch_execute(
         "INSERT INTO items (id) VALUES (3); INSERT INTO nokey VALUES (1, 'a'), (1, 'a')",
     )
@@ -976,20 +992,7 @@ async fn logical_rows_types_transactions_ddl() {
     e.assert_converges(Duration::from_secs(30)).await;
 
     // Arrays: the snapshot value and the value through logical replication are one JSON array.
-    let arr = |col: &str, id: i64| -> String {
-        let s = e.state.snapshot().expect("a snapshot");
-        let t = s.table("arrs").expect("arrs");
-        let c = t
-            .manifest
-            .columns
-            .iter()
-            .position(|c| c.source_name == col)
-            .expect("column");
-        match t.pk_lookup(&[refract_schema::ValueRef::Int(id)]) {
-            Some(r) => format!("{:?}", t.owned_value(c, r)),
-            None => "missing".into(),
-        }
-    };
+    let arr = |col: &str, id: i64| e.value_of("arrs", col, id);
     assert_eq!(
         arr("tx", 1),
         r#"Json("[\"Deleted Scenes\",\"Behind the Scenes\"]")"#
@@ -1028,40 +1031,16 @@ async fn logical_rows_types_transactions_ddl() {
     e.assert_converges(Duration::from_secs(30)).await;
     assert!(e.has_key("items", 20) && !e.has_key("items", 2) && !e.has_key("items", 1));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let torn = Arc::new(AtomicU64::new(0));
-    let checker = {
-        let (state, stop, torn) = (e.state.clone(), stop.clone(), torn.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(s) = state.snapshot() {
-                    let n: Vec<usize> = ["a", "b", "c"]
-                        .iter()
-                        .map(|t| s.table(t).unwrap().row_count())
-                        .collect();
-                    if n[0] != n[1] || n[1] != n[2] {
-                        torn.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    for i in 0..300 {
-        c.batch_execute(&format!(
-            "BEGIN; INSERT INTO a VALUES ({i}, {i}); INSERT INTO b VALUES ({i}, {i}); INSERT INTO c VALUES ({i}, {i}); COMMIT"
-        ))
-        .await
-        .unwrap();
-    }
-    e.assert_converges(Duration::from_secs(60)).await;
-    stop.store(true, Ordering::Relaxed);
-    checker.await.unwrap();
-    assert_eq!(
-        torn.load(Ordering::Relaxed),
-        0,
-        "a snapshot showed half a transaction"
-    );
+    e.assert_never_torn(["a", "b", "c"], async {
+        for i in 0..300 {
+            c.batch_execute(&format!(
+                "BEGIN; INSERT INTO a VALUES ({i}, {i}); INSERT INTO b VALUES ({i}, {i}); INSERT INTO c VALUES ({i}, {i}); COMMIT"
+            ))
+            .await
+            .unwrap();
+        }
+    })
+    .await;
 
     // DDL: add and drop a column, then truncate.
     c.batch_execute(
