@@ -5,7 +5,7 @@
 use refract_managed::{DbType, Endpoint, ServerRuntime, ServerSpec, ServerState};
 use refract_runtime::BoxFuture;
 
-use crate::servers::{self, ServerClient, ServerEngine, ServerPlan};
+use crate::servers::{self, ServerClient, ServerPlan};
 
 /// Managed servers as cluster objects in one namespace.
 #[derive(Clone)]
@@ -31,28 +31,12 @@ pub fn object_id(id: &str) -> String {
     id.replace('_', "-")
 }
 
-fn engine(t: DbType) -> ServerEngine {
-    match t {
-        DbType::Postgresql => ServerEngine::Postgres,
-        DbType::Mysql => ServerEngine::Mysql,
-        DbType::Redis => ServerEngine::Redis,
-        DbType::Mongodb => ServerEngine::Mongodb,
-    }
-}
-
 fn plan(s: &ServerSpec) -> ServerPlan {
     ServerPlan {
-        id: object_id(&s.id),
-        engine: engine(s.db_type),
-        version: s.version.clone(),
-        nodes: s.nodes,
-        storage_gb: s.storage_gb,
-        vcpus: s.vcpus,
-        memory_mb: s.memory_mb,
-        database: s.database.clone(),
-        user: s.user.clone(),
-        password: s.password.clone(),
-        admin_password: s.admin_password.clone(),
+        spec: ServerSpec {
+            id: object_id(&s.id),
+            ..s.clone()
+        },
         image: None,
     }
 }
@@ -72,7 +56,7 @@ impl ServerRuntime for KubernetesServers {
         db_type: DbType,
     ) -> BoxFuture<'a, anyhow::Result<Option<ServerState>>> {
         Box::pin(async move {
-            let state = self.client.state(&object_id(id), engine(db_type)).await?;
+            let state = self.client.state(&object_id(id), db_type).await?;
             Ok(state.map(|s| match s {
                 servers::ServerState::Provisioning { ready } => ServerState::NotReady { ready },
                 servers::ServerState::Ready => ServerState::Ready,
@@ -83,19 +67,19 @@ impl ServerRuntime for KubernetesServers {
     }
 
     fn stop<'a>(&'a self, id: &'a str, db_type: DbType) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { Ok(self.client.stop(&object_id(id), engine(db_type)).await?) })
+        Box::pin(async move { Ok(self.client.stop(&object_id(id), db_type).await?) })
     }
 
     fn restart<'a>(&'a self, id: &'a str, db_type: DbType) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { Ok(self.client.restart(&object_id(id), engine(db_type)).await?) })
+        Box::pin(async move { Ok(self.client.restart(&object_id(id), db_type).await?) })
     }
 
     fn delete<'a>(&'a self, id: &'a str, db_type: DbType) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move { Ok(self.client.delete(&object_id(id), engine(db_type)).await?) })
+        Box::pin(async move { Ok(self.client.delete(&object_id(id), db_type).await?) })
     }
 
     fn endpoint(&self, id: &str, db_type: DbType) -> Endpoint {
-        let at = servers::endpoint_of(&object_id(id), engine(db_type), &self.namespace);
+        let at = servers::endpoint_of(&object_id(id), db_type, &self.namespace);
         let (host, port) = at.rsplit_once(':').unwrap_or((&at, "0"));
         Endpoint {
             host: host.to_string(),

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::ByteString;
+use refract_managed::{DbType, ServerSpec};
 use refract_runtime::RuntimeError;
 use serde_json::{json, Value};
 
@@ -39,62 +40,15 @@ pub const ANNOTATION_RESTARTED_AT: &str = "refract.dev/restarted-at";
 /// The key of a MySQL server's Secret that holds its `root` password.
 pub const ROOT_PASSWORD_KEY: &str = "root-password";
 
-/// A managed server's engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerEngine {
-    /// PostgreSQL through CloudNativePG.
-    Postgres,
-    /// MySQL, served by MariaDB.
-    Mysql,
-    /// Redis.
-    Redis,
-    /// MongoDB (only with an image configured).
-    Mongodb,
-}
-
-/// What one managed server is, as the managed crate knows it.
-#[derive(Clone, PartialEq, Eq)]
+/// What one managed server is on the cluster: the managed crate's [`ServerSpec`], with its `id`
+/// already the object id (`crate::server_runtime::object_id`: `db_abc` → `db-abc`; object
+/// names are `refract-s-<id>`), and the image for engines without an official default.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerPlan {
-    /// The server's id (object names: `refract-s-<id>`).
-    pub id: String,
-    /// The engine.
-    pub engine: ServerEngine,
-    /// Major version (`15`, `10.11`, `7.0`).
-    pub version: String,
-    /// Nodes: CNPG instances (a primary and streaming standbys). MySQL and Redis run one pod
-    /// whatever the number (standbys between pods are not built).
-    pub nodes: u32,
-    /// Volume size per node, GiB.
-    pub storage_gb: u32,
-    /// vCPUs of the plan.
-    pub vcpus: u32,
-    /// Memory of the plan, MiB.
-    pub memory_mb: u64,
-    /// The application database (PostgreSQL, MySQL).
-    pub database: String,
-    /// The application user.
-    pub user: String,
-    /// Its password (only ever in the Secret).
-    pub password: String,
-    /// MySQL: the `root` password (only ever in the Secret, key `root-password`). Required:
-    /// the image's `MARIADB_RANDOM_ROOT_PASSWORD` would print a generated one to the pod's log,
-    /// where anyone who may read pod logs would find a root login (`root@'%'` by default).
-    pub admin_password: String,
+    /// What the managed crate declares (its `Debug` hides the passwords).
+    pub spec: ServerSpec,
     /// An image for engines without an official default (MongoDB).
     pub image: Option<String>,
-}
-
-impl std::fmt::Debug for ServerPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerPlan")
-            .field("id", &self.id)
-            .field("engine", &self.engine)
-            .field("version", &self.version)
-            .field("nodes", &self.nodes)
-            .field("password", &"<secret>")
-            .field("admin_password", &"<secret>")
-            .finish_non_exhaustive()
-    }
 }
 
 /// The objects of one managed server.
@@ -133,19 +87,20 @@ fn labels(id: &str) -> Value {
     })
 }
 
-fn resources(p: &ServerPlan) -> Value {
+fn resources(p: &ServerSpec) -> Value {
     let q = json!({"cpu": p.vcpus.max(1).to_string(), "memory": format!("{}Mi", p.memory_mb)});
     json!({"requests": q, "limits": q})
 }
 
 /// Builds the objects of `p` in namespace `ns`.
-pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, RuntimeError> {
+pub fn server_objects(plan: &ServerPlan, ns: &str) -> Result<ServerObjects, RuntimeError> {
+    let p = &plan.spec;
     check_id(&p.id)?;
     let name = server_name(&p.id);
     let meta = |n: &str| json!({"name": n, "namespace": ns, "labels": labels(&p.id)});
     let storage = format!("{}Gi", p.storage_gb.max(1));
-    match p.engine {
-        ServerEngine::Postgres => {
+    match p.db_type {
+        DbType::Postgresql => {
             let secret: Secret = parse(
                 &name,
                 json!({
@@ -177,9 +132,9 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
             });
             Ok(ServerObjects::Cnpg { secret, cluster })
         }
-        ServerEngine::Mysql | ServerEngine::Redis | ServerEngine::Mongodb => {
-            let (image, port, container) = match p.engine {
-                ServerEngine::Mysql => (
+        DbType::Mysql | DbType::Redis | DbType::Mongodb => {
+            let (image, port, container) = match p.db_type {
+                DbType::Mysql => (
                     format!("mariadb:{}", p.version),
                     3306,
                     json!({
@@ -192,7 +147,7 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/mysql"}],
                     }),
                 ),
-                ServerEngine::Redis => (
+                DbType::Redis => (
                     format!("redis:{}", p.version),
                     6379,
                     json!({
@@ -204,7 +159,7 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                     }),
                 ),
                 _ => {
-                    let Some(image) = p.image.clone() else {
+                    let Some(image) = plan.image.clone() else {
                         return Err(RuntimeError::Api(
                             "MongoDB on Kubernetes needs an image configured (no official default is assumed)"
                                 .into(),
@@ -228,7 +183,7 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                 "password".to_string(),
                 ByteString(p.password.clone().into_bytes()),
             );
-            if p.engine == ServerEngine::Mysql {
+            if p.db_type == DbType::Mysql {
                 if p.admin_password.is_empty() {
                     return Err(RuntimeError::Api(format!(
                         "build {name}: a MySQL server needs its root password (admin_password)"
@@ -239,7 +194,7 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                     ByteString(p.admin_password.clone().into_bytes()),
                 );
             }
-            if p.engine == ServerEngine::Redis {
+            if p.db_type == DbType::Redis {
                 let conf = format!(
                     "requirepass {}\nappendonly yes\nmaxmemory {}mb\n",
                     p.password,
@@ -277,7 +232,7 @@ pub fn server_objects(p: &ServerPlan, ns: &str) -> Result<ServerObjects, Runtime
                 c[k] = v.clone();
             }
             let mut volumes = vec![];
-            if p.engine == ServerEngine::Redis {
+            if p.db_type == DbType::Redis {
                 volumes.push(json!({"name": "config", "secret": {
                     "secretName": name, "items": [{"key": "redis.conf", "path": "redis.conf"}]}}));
             }
@@ -326,24 +281,24 @@ fn parse<T: serde::de::DeserializeOwned>(name: &str, v: Value) -> Result<T, Runt
 /// Where clients reach the server (`host:port`): the CNPG `-rw` Service, or the first pod of the
 /// StatefulSet through its headless Service.
 pub fn server_endpoint(p: &ServerPlan, ns: &str) -> String {
-    endpoint_of(&p.id, p.engine, ns)
+    endpoint_of(&p.spec.id, p.spec.db_type, ns)
 }
 
 /// [`server_endpoint`] of server `id`.
-pub fn endpoint_of(id: &str, engine: ServerEngine, ns: &str) -> String {
+pub fn endpoint_of(id: &str, engine: DbType, ns: &str) -> String {
     let name = server_name(id);
     match engine {
-        ServerEngine::Postgres => format!("{name}-rw.{ns}.svc:5432"),
-        ServerEngine::Mysql => format!("{name}-0.{name}.{ns}.svc:3306"),
-        ServerEngine::Redis => format!("{name}-0.{name}.{ns}.svc:6379"),
-        ServerEngine::Mongodb => format!("{name}-0.{name}.{ns}.svc:27017"),
+        DbType::Postgresql => format!("{name}-rw.{ns}.svc:5432"),
+        DbType::Mysql => format!("{name}-0.{name}.{ns}.svc:3306"),
+        DbType::Redis => format!("{name}-0.{name}.{ns}.svc:6379"),
+        DbType::Mongodb => format!("{name}-0.{name}.{ns}.svc:27017"),
     }
 }
 
 /// The merge patch that stops a server (volumes kept): CNPG hibernation, or 0 replicas.
-pub fn stop_patch(engine: ServerEngine) -> Value {
+pub fn stop_patch(engine: DbType) -> Value {
     match engine {
-        ServerEngine::Postgres => json!({"metadata": {"annotations": {CNPG_HIBERNATION: "on"}}}),
+        DbType::Postgresql => json!({"metadata": {"annotations": {CNPG_HIBERNATION: "on"}}}),
         _ => json!({"spec": {"replicas": 0}}),
     }
 }
@@ -478,7 +433,7 @@ impl ServerClient {
     /// The last restart's annotation is carried over, so that applying again (a new plan, a
     /// control-plane start) does not restart the server once more.
     pub async fn apply(&self, p: &ServerPlan) -> Result<(), RuntimeError> {
-        let name = server_name(&p.id);
+        let name = server_name(&p.spec.id);
         match server_objects(p, &self.namespace)? {
             ServerObjects::Cnpg {
                 secret,
@@ -537,10 +492,10 @@ impl ServerClient {
     pub async fn state(
         &self,
         id: &str,
-        engine: ServerEngine,
+        engine: DbType,
     ) -> Result<Option<ServerState>, RuntimeError> {
         let name = server_name(id);
-        if engine == ServerEngine::Postgres {
+        if engine == DbType::Postgresql {
             let c = self
                 .clusters()
                 .get_opt(&name)
@@ -575,11 +530,11 @@ impl ServerClient {
     /// `kubectl.kubernetes.io/restartedAt` annotation on the Cluster, as `kubectl cnpg restart`
     /// sets it), or a new pod-template annotation that makes the StatefulSet controller roll
     /// its pods.
-    pub async fn restart(&self, id: &str, engine: ServerEngine) -> Result<(), RuntimeError> {
+    pub async fn restart(&self, id: &str, engine: DbType) -> Result<(), RuntimeError> {
         let name = server_name(id);
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let pp = PatchParams::default();
-        let done = if engine == ServerEngine::Postgres {
+        let done = if engine == DbType::Postgresql {
             let patch = json!({"metadata": {"annotations": {CNPG_RESTARTED_AT: now}}});
             self.clusters()
                 .patch(&name, &pp, &Patch::Merge(&patch))
@@ -596,11 +551,11 @@ impl ServerClient {
     }
 
     /// Stops the server, keeping its volumes ([`stop_patch`]).
-    pub async fn stop(&self, id: &str, engine: ServerEngine) -> Result<(), RuntimeError> {
+    pub async fn stop(&self, id: &str, engine: DbType) -> Result<(), RuntimeError> {
         let name = server_name(id);
         let patch = stop_patch(engine);
         let pp = PatchParams::default();
-        let done = if engine == ServerEngine::Postgres {
+        let done = if engine == DbType::Postgresql {
             self.clusters()
                 .patch(&name, &pp, &Patch::Merge(&patch))
                 .await
@@ -619,9 +574,9 @@ impl ServerClient {
     }
 
     /// Deletes everything of the server, its volume claims included.
-    pub async fn delete(&self, id: &str, engine: ServerEngine) -> Result<(), RuntimeError> {
+    pub async fn delete(&self, id: &str, engine: DbType) -> Result<(), RuntimeError> {
         let name = server_name(id);
-        if engine == ServerEngine::Postgres {
+        if engine == DbType::Postgresql {
             delete_in(&self.clusters(), &name, "Cluster").await?;
             delete_in(&self.api::<Secret>(), &format!("{name}-app"), "Secret").await?;
         } else {
@@ -720,9 +675,9 @@ mod tests {
         );
         assert_eq!(statefulset_state(&s(1, 1)), ServerState::Ready);
         assert_eq!(statefulset_state(&s(0, 0)), ServerState::Stopped);
-        assert_eq!(stop_patch(ServerEngine::Mysql)["spec"]["replicas"], 0);
+        assert_eq!(stop_patch(DbType::Mysql)["spec"]["replicas"], 0);
         assert_eq!(
-            stop_patch(ServerEngine::Postgres)["metadata"]["annotations"][CNPG_HIBERNATION],
+            stop_patch(DbType::Postgresql)["metadata"]["annotations"][CNPG_HIBERNATION],
             "on"
         );
     }

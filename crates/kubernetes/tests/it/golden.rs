@@ -115,34 +115,19 @@ fn servers_and_bad_names_are_refused() {
 }
 
 mod servers {
-    use refract_kubernetes::servers::{self, ServerEngine, ServerObjects, ServerPlan};
+    use refract_kubernetes::servers::{self, ServerObjects};
+    use refract_managed::DbType;
 
     use super::{check, yaml};
 
-    const PW: &str = "server-password-123";
-    const ROOT_PW: &str = "server-root-password-456";
-
-    fn plan(engine: ServerEngine, version: &str) -> ServerPlan {
-        ServerPlan {
-            id: "5e5e5e5e-0000-4000-8000-000000000005".into(),
-            engine,
-            version: version.into(),
-            nodes: 2,
-            storage_gb: 10,
-            vcpus: 1,
-            memory_mb: 1024,
-            database: "app".into(),
-            user: "app".into(),
-            password: PW.into(),
-            admin_password: ROOT_PW.into(),
-            image: None,
-        }
-    }
+    use crate::common::{
+        server_plan as plan, SERVER_PASSWORD as PW, SERVER_ROOT_PASSWORD as ROOT_PW,
+    };
 
     #[test]
     fn postgres_is_a_cnpg_cluster() {
         let ServerObjects::Cnpg { secret, cluster } =
-            servers::server_objects(&plan(ServerEngine::Postgres, "15"), "refract").unwrap()
+            servers::server_objects(&plan(DbType::Postgresql, "15"), "refract").unwrap()
         else {
             panic!("not a CNPG cluster")
         };
@@ -151,7 +136,7 @@ mod servers {
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         assert!(!cluster.to_string().contains(PW));
         assert_eq!(
-            servers::server_endpoint(&plan(ServerEngine::Postgres, "15"), "refract"),
+            servers::server_endpoint(&plan(DbType::Postgresql, "15"), "refract"),
             "refract-s-5e5e5e5e-0000-4000-8000-000000000005-rw.refract.svc:5432"
         );
     }
@@ -159,12 +144,8 @@ mod servers {
     #[test]
     fn mysql_and_redis_are_statefulsets_without_passwords_in_the_pod_spec() {
         for (engine, version, file) in [
-            (
-                ServerEngine::Mysql,
-                "10.11",
-                "server-mysql-statefulset.yaml",
-            ),
-            (ServerEngine::Redis, "7.0", "server-redis-statefulset.yaml"),
+            (DbType::Mysql, "10.11", "server-mysql-statefulset.yaml"),
+            (DbType::Redis, "7.0", "server-redis-statefulset.yaml"),
         ] {
             let ServerObjects::StatefulSet {
                 statefulset,
@@ -195,7 +176,7 @@ mod servers {
     /// `hostnossl … reject` user rule ahead of CNPG's default `host all all all` rule.
     #[test]
     fn postgres_on_cnpg_refuses_plain_text() {
-        let p = plan(ServerEngine::Postgres, "16");
+        let p = plan(DbType::Postgresql, "16");
         let ServerObjects::Cnpg { cluster, .. } = servers::server_objects(&p, "refract").unwrap()
         else {
             panic!("not a CNPG Cluster")
@@ -210,7 +191,7 @@ mod servers {
 
     #[test]
     fn mysql_root_password_comes_from_the_secret_never_the_log() {
-        let mut p = plan(ServerEngine::Mysql, "10.11");
+        let mut p = plan(DbType::Mysql, "10.11");
         let ServerObjects::StatefulSet {
             statefulset,
             secret,
@@ -238,14 +219,14 @@ mod servers {
         assert!(!template.to_string().contains(ROOT_PW));
         let data = secret.data.unwrap();
         assert_eq!(data[servers::ROOT_PASSWORD_KEY].0, ROOT_PW.as_bytes());
-        p.admin_password.clear();
+        p.spec.admin_password.clear();
         let err = servers::server_objects(&p, "refract").unwrap_err();
         assert!(err.to_string().contains("root password"), "{err}");
     }
 
     #[test]
     fn mongodb_needs_an_image() {
-        let mut p = plan(ServerEngine::Mongodb, "7");
+        let mut p = plan(DbType::Mongodb, "7");
         let err = servers::server_objects(&p, "refract").unwrap_err();
         assert!(err.to_string().contains("needs an image"), "{err}");
         p.image = Some("registry.example/mongo:7".into());

@@ -1,31 +1,15 @@
 //! Managed servers' objects through `ServerClient` against the fake API server (a test double);
 //! the test plays CloudNativePG and the StatefulSet controller by writing `status`.
 
-use refract_kubernetes::servers::{ServerClient, ServerEngine, ServerPlan, ServerState};
+use refract_kubernetes::servers::{ServerClient, ServerState};
 use refract_kubernetes::FakeApiServer;
+use refract_managed::DbType;
 use serde_json::json;
 
-use crate::common::NS;
+use crate::common::{server_plan, NS, SERVER_ID, SERVER_PASSWORD};
 
-const ID: &str = "5e5e5e5e-0000-4000-8000-000000000005";
+const ID: &str = SERVER_ID;
 const NAME: &str = "refract-s-5e5e5e5e-0000-4000-8000-000000000005";
-
-fn plan(engine: ServerEngine) -> ServerPlan {
-    ServerPlan {
-        id: ID.into(),
-        engine,
-        version: "15".into(),
-        nodes: 2,
-        storage_gb: 10,
-        vcpus: 1,
-        memory_mb: 1024,
-        database: "app".into(),
-        user: "app".into(),
-        password: "pw-123456".into(),
-        admin_password: "root-pw-123456".into(),
-        image: None,
-    }
-}
 
 fn client(fake: &FakeApiServer) -> ServerClient {
     ServerClient::new(kube::Client::new(fake.router(), NS), NS)
@@ -35,8 +19,8 @@ fn client(fake: &FakeApiServer) -> ServerClient {
 async fn postgres_cluster_provision_ready_stop_start_delete() {
     let fake = FakeApiServer::new();
     let c = client(&fake);
-    let p = plan(ServerEngine::Postgres);
-    assert_eq!(c.state(ID, p.engine).await.unwrap(), None);
+    let p = server_plan(DbType::Postgresql, "15");
+    assert_eq!(c.state(ID, p.spec.db_type).await.unwrap(), None);
     c.apply(&p).await.unwrap();
     let cluster = fake
         .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
@@ -47,7 +31,7 @@ async fn postgres_cluster_provision_ready_stop_start_delete() {
         .unwrap();
     assert_eq!(secret["type"], "kubernetes.io/basic-auth");
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Provisioning { ready: 0 })
     );
     // Playing CloudNativePG: both instances ready.
@@ -56,18 +40,18 @@ async fn postgres_cluster_provision_ready_stop_start_delete() {
         json!({"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]});
     fake.put("postgresql.cnpg.io/v1", "clusters", NS, obj);
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Ready)
     );
     // Stop = hibernation; apply again wakes it.
-    c.stop(ID, p.engine).await.unwrap();
+    c.stop(ID, p.spec.db_type).await.unwrap();
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Stopped)
     );
     c.apply(&p).await.unwrap();
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Ready)
     );
     // Delete removes the cluster, the secret and the claims CNPG made.
@@ -77,7 +61,7 @@ async fn postgres_cluster_provision_ready_stop_start_delete() {
         NS,
         json!({"metadata": {"name": format!("{NAME}-1"), "labels": {"cnpg.io/cluster": NAME}}}),
     );
-    c.delete(ID, p.engine).await.unwrap();
+    c.delete(ID, p.spec.db_type).await.unwrap();
     assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
 }
 
@@ -85,8 +69,7 @@ async fn postgres_cluster_provision_ready_stop_start_delete() {
 async fn mysql_statefulset_provision_ready_stop_delete() {
     let fake = FakeApiServer::new();
     let c = client(&fake);
-    let mut p = plan(ServerEngine::Mysql);
-    p.version = "10.11".into();
+    let p = server_plan(DbType::Mysql, "10.11");
     c.apply(&p).await.unwrap();
     let mut names = fake.names(NS);
     names.sort();
@@ -99,19 +82,19 @@ async fn mysql_statefulset_provision_ready_stop_delete() {
         ]
     );
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Provisioning { ready: 0 })
     );
     let mut s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
     s["status"] = json!({"replicas": 1, "readyReplicas": 1});
     fake.put("apps/v1", "statefulsets", NS, s);
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Ready)
     );
-    c.stop(ID, p.engine).await.unwrap();
+    c.stop(ID, p.spec.db_type).await.unwrap();
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Stopped)
     );
     fake.put(
@@ -120,7 +103,7 @@ async fn mysql_statefulset_provision_ready_stop_delete() {
         NS,
         json!({"metadata": {"name": format!("data-{NAME}-0"), "labels": {"refract.dev/server": ID}}}),
     );
-    c.delete(ID, p.engine).await.unwrap();
+    c.delete(ID, p.spec.db_type).await.unwrap();
     assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
 }
 
@@ -128,13 +111,12 @@ async fn mysql_statefulset_provision_ready_stop_delete() {
 async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_pods() {
     let fake = FakeApiServer::new();
     let c = client(&fake);
-    let mut p = plan(ServerEngine::Redis);
-    p.version = "7.2".into();
+    let p = server_plan(DbType::Redis, "7.2");
     c.apply(&p).await.unwrap();
     // Playing the StatefulSet controller and the kubelet: the pod is OOM-killed in a loop.
     let pods = fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::CrashLoop(137));
     assert_eq!(pods, vec![format!("{NAME}-0")]);
-    match c.state(ID, p.engine).await.unwrap() {
+    match c.state(ID, p.spec.db_type).await.unwrap() {
         Some(ServerState::Failed(why)) => {
             assert!(
                 why.contains("CrashLoopBackOff") && why.contains("OOMKilled"),
@@ -146,10 +128,10 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
     // Starting (not ready, nothing failing) is not a failure.
     fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::NotReady);
     assert_eq!(
-        c.state(ID, p.engine).await.unwrap(),
+        c.state(ID, p.spec.db_type).await.unwrap(),
         Some(ServerState::Provisioning { ready: 0 })
     );
-    c.restart(ID, p.engine).await.unwrap();
+    c.restart(ID, p.spec.db_type).await.unwrap();
     let s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
     assert!(
         s["spec"]["template"]["metadata"]["annotations"]["refract.dev/restarted-at"].is_string(),
@@ -164,15 +146,15 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
         at
     );
     // CloudNativePG's restart is an annotation on the Cluster.
-    let pg = plan(ServerEngine::Postgres);
+    let pg = server_plan(DbType::Postgresql, "15");
     c.apply(&pg).await.unwrap();
-    c.restart(ID, pg.engine).await.unwrap();
+    c.restart(ID, pg.spec.db_type).await.unwrap();
     let cluster = fake
         .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
         .unwrap();
     let at = cluster["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].clone();
     assert!(at.is_string(), "{cluster}");
-    c.stop(ID, pg.engine).await.unwrap();
+    c.stop(ID, pg.spec.db_type).await.unwrap();
     c.apply(&pg).await.unwrap();
     let cluster = fake
         .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
@@ -186,8 +168,11 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
 async fn without_cloudnativepg_the_error_says_to_install_it() {
     let fake = FakeApiServer::new().without_resource("postgresql.cnpg.io/v1", "clusters");
     let c = client(&fake);
-    let e = c.apply(&plan(ServerEngine::Postgres)).await.unwrap_err();
+    let e = c
+        .apply(&server_plan(DbType::Postgresql, "15"))
+        .await
+        .unwrap_err();
     let m = e.to_string();
     assert!(m.contains("install CloudNativePG"), "{m}");
-    assert!(!m.contains("pw-123456"), "{m}");
+    assert!(!m.contains(SERVER_PASSWORD), "{m}");
 }
