@@ -64,9 +64,7 @@ pub fn decide(db: &DbRecord, observed: Option<&ServerState>, applied: bool) -> S
             Some(_) => Step::Stop,
         },
         Desired::Running => {
-            let kind = (db.status == Status::Error)
-                .then_some(db.error_kind)
-                .flatten();
+            let kind = db.current_error();
             if kind == Some(ErrorKind::Provision) {
                 // Creating failed (an API error): left alone until a `start` action. A server
                 // that is ready with the current spec applied recovered; one that is ready

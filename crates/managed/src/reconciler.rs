@@ -56,11 +56,7 @@ pub enum Step {
 /// Decides the next step for `db` given which of its nodes are alive (`alive[n]`, at least
 /// `nodes_ready` long) and whether its periodic check is due. Pure, so that every rule is tested.
 pub fn decide(db: &DbRecord, alive: &[bool], check_due: bool) -> Step {
-    let kind = if db.status == Status::Error {
-        db.error_kind
-    } else {
-        None
-    };
+    let kind = db.current_error();
     match db.desired {
         Desired::Destroyed => {
             if db.purged {
@@ -450,11 +446,10 @@ impl ManagedService {
     ) -> Result<(), ManagedError> {
         let id = db.id.clone();
         let crashed = matches!(db.status, Status::Running)
-            || (db.status == Status::Error
-                && matches!(
-                    db.error_kind,
-                    Some(ErrorKind::Crash | ErrorKind::Runtime | ErrorKind::Quota)
-                ));
+            || matches!(
+                db.current_error(),
+                Some(ErrorKind::Crash | ErrorKind::Runtime | ErrorKind::Quota)
+            );
         if crashed {
             let how: Vec<String> = nodes
                 .iter()
@@ -657,7 +652,7 @@ impl ManagedService {
         match over {
             Some((n, used)) => {
                 let gib = *used as f64 / self.inner.config.storage_unit_bytes as f64;
-                if !(db.status == Status::Error && db.error_kind == Some(ErrorKind::Quota)) {
+                if db.current_error() != Some(ErrorKind::Quota) {
                     self.fail(
                         &id,
                         ErrorKind::Quota,
@@ -669,7 +664,7 @@ impl ManagedService {
                     .await?;
                 }
             }
-            None if db.status == Status::Error && db.error_kind == Some(ErrorKind::Quota) => {
+            None if db.current_error() == Some(ErrorKind::Quota) => {
                 self.progress(&id, |d| {
                     if d.error_kind == Some(ErrorKind::Quota) {
                         d.status = Status::Running;

@@ -127,6 +127,16 @@ pub struct DbRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl DbRecord {
+    /// Why the server is in `error` now: its `error_kind` while the status is `error`, else
+    /// none (a kind left from before is not the current state).
+    pub fn current_error(&self) -> Option<ErrorKind> {
+        (self.status == Status::Error)
+            .then_some(self.error_kind)
+            .flatten()
+    }
+}
+
 /// A stored API token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord {
