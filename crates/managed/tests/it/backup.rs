@@ -40,6 +40,33 @@ fn has_event(list: &Value, kind: &str) -> bool {
         .any(|e| e["kind"] == kind)
 }
 
+/// Waits for the scheduler's first backup of `id`: listed once its manifest is stored, finished
+/// (event recorded) once no backup is in progress.
+async fn first_scheduled_backup(h: &Harness, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let list = backups(h, id).await;
+        let first = list["backups"].as_array().unwrap().first();
+        if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
+            assert!(has_event(&list, "backup_completed"), "{list}");
+            return b.clone();
+        }
+        assert!(Instant::now() < deadline, "no scheduled backup: {list}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Creates a database from `body` (a restore: `backup_restore` set) and waits until it runs;
+/// returns its id.
+async fn restore_and_wait(h: &Harness, body: Value) -> String {
+    let (status, v) = h.post("/api/v1/databases", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    h.wait_status(&id, "running", Duration::from_secs(120))
+        .await;
+    id
+}
+
 async fn batch_counts(tls: &refract_managed::tls::PgTls, url: &str) -> (i64, i64) {
     let c = crate::postgres::connect(tls, url)
         .await
@@ -161,35 +188,21 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
     h.wait_status(&src, "running", Duration::from_secs(120))
         .await;
     // The scheduler takes the first base backup of a running server by itself.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let first = loop {
-        let list = backups(&h, &src).await;
-        // Listed once its manifest is stored; finished (event recorded) once not in progress.
-        let first = list["backups"].as_array().unwrap().first();
-        if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
-            assert!(has_event(&list, "backup_completed"), "{list}");
-            // The database's own event list shows it too, beside failovers.
-            let (status, events) = h.get(&format!("/api/v1/databases/{src}/events")).await;
-            assert_eq!(status, StatusCode::OK, "{events}");
-            assert!(
-                events
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|e| e["kind"] == "backup_completed"),
-                "{events}"
-            );
-            assert!(b["size_bytes"].as_u64().unwrap() > 1_000_000, "{list}");
-            assert_eq!(b["kind"], "base");
-            break b.clone();
-        }
-        assert!(Instant::now() < deadline, "no scheduled backup: {list}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    let url = h.credentials(&src).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = first_scheduled_backup(&h, &src).await;
+    // The database's own event list shows it too, beside failovers.
+    let (status, events) = h.get(&format!("/api/v1/databases/{src}/events")).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "backup_completed"),
+        "{events}"
+    );
+    assert!(first["size_bytes"].as_u64().unwrap() > 1_000_000, "{first}");
+    assert_eq!(first["kind"], "base");
+    let url = h.connection_string(&src).await;
     let c = crate::postgres::connect(&tls, &url).await.unwrap();
     c.batch_execute("CREATE TABLE items (id serial PRIMARY KEY, batch int NOT NULL)")
         .await
@@ -214,25 +227,17 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
 
     // The restore to the second between the batches.
     let started = Instant::now();
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": "pitr-source", "restore_to": fmt(target)})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let new = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&new, "running", Duration::from_secs(120))
-        .await;
+    let new = restore_and_wait(
+        &h,
+        restore(json!({"database_name": "pitr-source", "restore_to": fmt(target)})),
+    )
+    .await;
     let took = started.elapsed();
     eprintln!(
         "BENCH postgresql point-in-time restore: {:.2} s",
         took.as_secs_f64()
     );
-    let restored_url = h.credentials(&new).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let restored_url = h.connection_string(&new).await;
     assert_ne!(restored_url, url);
     assert_eq!(batch_counts(&tls, &restored_url).await, (25, 0));
     assert_eq!(
@@ -245,14 +250,8 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
     rc.batch_execute("INSERT INTO items (batch) VALUES (3)")
         .await
         .unwrap();
-    let src_pw = h.credentials(&src).await["password"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let new_pw = h.credentials(&new).await["password"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let src_pw = h.password(&src).await;
+    let new_pw = h.password(&new).await;
     let wrong = restored_url.replace(&new_pw, &src_pw);
     assert!(
         crate::postgres::connect(&tls, &wrong).await.is_err(),
@@ -262,18 +261,9 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
     assert!(has_event(&list, "restore_completed"), "{list}");
 
     // Restoring the base backup itself (no target): the table did not exist yet.
-    let (status, v) = h
-        .post("/api/v1/databases", json!({"name": "at-backup", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
-            "backup_restore": {"database_name": src, "backup_created_at": first["created_at"]}}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let at = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&at, "running", Duration::from_secs(120))
-        .await;
-    let at_url = h.credentials(&at).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let at = restore_and_wait(&h, json!({"name": "at-backup", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+            "backup_restore": {"database_name": src, "backup_created_at": first["created_at"]}})).await;
+    let at_url = h.connection_string(&at).await;
     let ac = crate::postgres::connect(&tls, &at_url).await.unwrap();
     let row = ac
         .query_one("SELECT to_regclass('items') IS NULL", &[])
@@ -306,21 +296,6 @@ async fn my_batches(ca: &str, url: &str) -> Option<Vec<(i64, i64)>> {
     rows
 }
 
-/// Waits for the scheduler's first backup of `id` (listed and finished).
-async fn first_scheduled_backup(h: &Harness, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let list = backups(h, id).await;
-        let first = list["backups"].as_array().unwrap().first();
-        if let Some(b) = first.filter(|_| list.get("in_progress_since").is_none()) {
-            assert!(has_event(&list, "backup_completed"), "{list}");
-            return b.clone();
-        }
-        assert!(Instant::now() < deadline, "no scheduled backup: {list}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
     use mysql_async::prelude::Queryable;
@@ -344,10 +319,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
         "{listed}"
     );
 
-    let url = h.credentials(&src).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&src).await;
     let mut c = mysql_async::Conn::new(crate::mariadb::opts(&ca, &url))
         .await
         .unwrap();
@@ -394,11 +366,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
     let started = Instant::now();
     let mut with_standby = restore(json!({"database_name": "pitr-my", "restore_to": fmt(target)}));
     with_standby["replicas"] = json!(2);
-    let (status, v) = h.post("/api/v1/databases", with_standby).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let new = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&new, "running", Duration::from_secs(120))
-        .await;
+    let new = restore_and_wait(&h, with_standby).await;
     eprintln!(
         "BENCH mysql (MariaDB) point-in-time restore: {:.2} s (base backup {} bytes)",
         started.elapsed().as_secs_f64(),
@@ -450,10 +418,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let src_pw = h.credentials(&src).await["password"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let src_pw = h.password(&src).await;
     let wrong = restored_url.replace(creds["password"].as_str().unwrap(), &src_pw);
     assert!(
         mysql_async::Conn::new(crate::mariadb::opts(&ca, &wrong))
@@ -468,19 +433,12 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
     let mut at = my_body("my-at-backup");
     at["backup_restore"] = json!({"database_name": src, "backup_created_at": named["created_at"]});
     let started = Instant::now();
-    let (status, v) = h.post("/api/v1/databases", at).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let at = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&at, "running", Duration::from_secs(120))
-        .await;
+    let at = restore_and_wait(&h, at).await;
     eprintln!(
         "BENCH mysql (MariaDB) restore of a named backup: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let at_url = h.credentials(&at).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let at_url = h.connection_string(&at).await;
     assert_eq!(
         my_batches(&ca, &at_url).await,
         Some(vec![(1, 25), (2, 7), (4, 2), (5, 3)]),
@@ -493,21 +451,9 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
     }
     // The destroyed source's archived binary log still restores to the same second (by its id),
     // and not past where that log was shipped.
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            json!({"name": "my-from-destroyed", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
-                "backup_restore": {"database_name": src, "restore_to": fmt(target)}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let again = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&again, "running", Duration::from_secs(120))
-        .await;
-    let again_url = h.credentials(&again).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let again = restore_and_wait(&h, json!({"name": "my-from-destroyed", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
+                "backup_restore": {"database_name": src, "restore_to": fmt(target)}})).await;
+    let again_url = h.connection_string(&again).await;
     assert_eq!(
         my_batches(&ca, &again_url).await,
         Some(vec![(1, 25), (4, 2)])
@@ -541,10 +487,7 @@ async fn mysql_backups_follow_a_failover_and_restore_past_it() {
         .await;
     crate::harness::wait_streaming(&h, &src).await;
     let first = first_scheduled_backup(&h, &src).await;
-    let url = h.credentials(&src).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&src).await;
     let mut c = crate::failover::my(&ca, &url).await.expect("log in");
     c.query_drop("CREATE TABLE items (id INT PRIMARY KEY, batch INT NOT NULL) ENGINE=InnoDB")
         .await
@@ -595,15 +538,8 @@ async fn mysql_backups_follow_a_failover_and_restore_past_it() {
 
     let mut restore = my_body("ha-restored");
     restore["backup_restore"] = json!({"database_name": src, "restore_to": fmt(target)});
-    let (status, v) = h.post("/api/v1/databases", restore).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let new = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&new, "running", Duration::from_secs(120))
-        .await;
-    let new_url = h.credentials(&new).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new = restore_and_wait(&h, restore).await;
+    let new_url = h.connection_string(&new).await;
     assert_eq!(
         my_batches(&ca, &new_url).await,
         Some(vec![(1, 10), (2, 5)]),
@@ -613,15 +549,8 @@ async fn mysql_backups_follow_a_failover_and_restore_past_it() {
     // The first backup (the old primary's) still restores as it was.
     let mut at = my_body("ha-first");
     at["backup_restore"] = json!({"database_name": src, "backup_created_at": first["created_at"]});
-    let (status, v) = h.post("/api/v1/databases", at).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let at = v["id"].as_str().unwrap().to_string();
-    h.wait_status(&at, "running", Duration::from_secs(120))
-        .await;
-    let at_url = h.credentials(&at).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let at = restore_and_wait(&h, at).await;
+    let at_url = h.connection_string(&at).await;
     assert_eq!(
         my_batches(&ca, &at_url).await,
         None,
@@ -646,10 +575,7 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
     let src = h.create(body("cache")).await;
     h.wait_status(&src, "running", Duration::from_secs(60))
         .await;
-    let url = h.credentials(&src).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&src).await;
     let mut r = crate::redis::login(&tls, &url).await.expect("login");
     for i in 0..50 {
         crate::redis::resp(&mut r, &["SET", &format!("k{i}"), &format!("v{i}")]).await;
@@ -673,10 +599,7 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
         "BENCH redis snapshot restore: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let new_url = h.credentials(&new).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let new_url = h.connection_string(&new).await;
     assert_eq!(
         crate::redis::get(&tls, &new_url, "k7").await.as_deref(),
         Some("v7")
@@ -744,10 +667,7 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
     let again = v["id"].as_str().unwrap().to_string();
     h.wait_status(&again, "running", Duration::from_secs(60))
         .await;
-    let again_url = h.credentials(&again).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let again_url = h.connection_string(&again).await;
     assert_eq!(
         crate::redis::get(&tls, &again_url, "k7").await.as_deref(),
         Some("v7")

@@ -134,10 +134,7 @@ async fn postgresql_fails_over_to_its_standby() {
     h.wait_status(&id, "running", Duration::from_secs(120))
         .await;
     wait_streaming(&h, &id).await;
-    let url = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&id).await;
     let client = pg(&tls, &url).await.unwrap();
     wait_synchronous(&h, &url).await;
     client
@@ -285,10 +282,7 @@ async fn redis_fails_over_to_its_replica() {
         .await;
     h.wait_status(&id, "running", Duration::from_secs(60)).await;
     wait_streaming(&h, &id).await;
-    let url = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&id).await;
     let mut s = redis_login(&tls, &url).await.expect("log in");
     // Redis replicates asynchronously: a write is acknowledged here once `WAIT 1` says the
     // replica has it (the documented RPO of plain writes is the replication lag).
@@ -406,10 +400,7 @@ async fn mysql_fails_over_to_its_standby() {
     h.wait_status(&id, "running", Duration::from_secs(120))
         .await;
     wait_streaming(&h, &id).await;
-    let url = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&id).await;
     // Semi-synchronous once the standby is connected: an acknowledged commit is in its relay log.
     h.wait_for(
         "semi-synchronous replication",
@@ -534,10 +525,7 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
     h.wait_status(&id, "running", Duration::from_secs(120))
         .await;
     wait_streaming(&h, &id).await;
-    let url = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&id).await;
     wait_synchronous(&h, &url).await;
     let c = pg(&tls, &url).await.unwrap();
     c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1)")

@@ -252,6 +252,21 @@ impl Harness {
         v
     }
 
+    /// The database's `connection_string` from its credentials.
+    pub async fn connection_string(&self, id: &str) -> String {
+        let c = self.credentials(id).await;
+        c["connection_string"]
+            .as_str()
+            .expect("a connection string")
+            .to_string()
+    }
+
+    /// The database's application password from its credentials.
+    pub async fn password(&self, id: &str) -> String {
+        let c = self.credentials(id).await;
+        c["password"].as_str().expect("a password").to_string()
+    }
+
     /// The pid of node `node`'s server, from the local driver's state file.
     /// `GET /api/v1/databases/{id}/ca`, written to `DIR/ca-<id>.pem` (for the command-line
     /// clients' `sslrootcert` / `--ssl-ca` / `--cacert`).

@@ -154,10 +154,7 @@ async fn a_pgbouncer_pool_serves_500_clients_over_20_server_connections() {
     let elapsed = started.elapsed();
     eprintln!("500 clients through a 20-connection pool: {elapsed:?}");
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
-    let direct = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let direct = h.connection_string(&id).await;
     let admin = connect(&tls, &direct).await.unwrap();
     let n: i64 = admin
         .query_one(

@@ -207,10 +207,7 @@ async fn redis_storage_quota_is_watched() {
     b["storage_gb"] = json!(1);
     let id = h.create(b).await;
     h.wait_status(&id, "running", Duration::from_secs(60)).await;
-    let url = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&id).await;
     let tls = h.service.client_tls();
     let mut s = login(&tls, &url).await.unwrap();
     let big = "x".repeat(600 << 10);
@@ -299,10 +296,7 @@ async fn a_data_dir_closed_to_other_users_still_works_as_root() {
     }
     let id = h.create(body("nested")).await;
     h.wait_status(&id, "running", Duration::from_secs(60)).await;
-    let url = h.credentials(&id).await["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = h.connection_string(&id).await;
     let tls = h.service.client_tls();
     assert!(login(&tls, &url).await.is_some());
     h.delete_and_check_gone(&id).await;
