@@ -7,7 +7,9 @@
 //! After every scenario the engine's content must equal the source's: every table is loaded
 //! afresh from the source and compared by row count and content fingerprint.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +74,6 @@ impl Engine {
         sync: &str,
         extra: &str,
     ) -> Engine {
-        let dir = tempfile::tempdir().unwrap();
         // MySQL: on the shared test server the engine connects as the documented least-privilege
         // user (SELECT, REPLICATION SLAVE, REPLICATION CLIENT); `u`, an admin, only sets up data.
         // A test's private server (restart tests) has only its admin.
@@ -83,8 +84,7 @@ impl Engine {
             _ => u.clone(),
         };
         let u = &source;
-        std::fs::write(dir.path().join("pw"), &u.password).unwrap();
-        std::fs::write(dir.path().join("admin"), ADMIN).unwrap();
+        let dir = Engine::secrets_dir(&u.password);
         let text = format!(
             "listen: 127.0.0.1:0\n\
              source: {{backend: {b}, host: {host}, port: {port}, user: {user}, password_file: {pw}, database: {database}}}\n\
@@ -95,11 +95,6 @@ impl Engine {
             pw = dir.path().join("pw").display(),
             admin = dir.path().join("admin").display(),
         );
-        let config = EngineConfig::parse(&text).unwrap();
-        let state = EngineState::new(config).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(refract_engine::serve(state.clone(), listener));
         let params = SourceParams {
             backend,
             host: u.host.clone(),
@@ -110,6 +105,25 @@ impl Engine {
             pg_schema: None,
             tls: Default::default(),
         };
+        Engine::serve(dir, &text, params).await
+    }
+
+    /// A directory with the source password and the admin token, for a config to name.
+    fn secrets_dir(password: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), password).unwrap();
+        std::fs::write(dir.path().join("admin"), ADMIN).unwrap();
+        dir
+    }
+
+    /// Serves an engine configured by `text` (naming files in `dir`) and waits until it streams;
+    /// `params` reach the same source for the tests' comparisons.
+    async fn serve(dir: tempfile::TempDir, text: &str, params: SourceParams) -> Engine {
+        let config = EngineConfig::parse(text).unwrap();
+        let state = EngineState::new(config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(refract_engine::serve(state.clone(), listener));
         let e = Engine {
             _dir: dir,
             state,
@@ -659,6 +673,55 @@ impl Proxy {
     }
 }
 
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A source connection the network-cut workload writes through.
+trait WriteSql {
+    /// Runs `statements`, failing the test on an error.
+    fn run<'a>(&'a mut self, statements: &'a [String]) -> BoxFuture<'a, ()>;
+}
+
+impl WriteSql for &mut mysql_async::Conn {
+    /// One statement at a time (autocommit: each its own transaction).
+    fn run<'a>(&'a mut self, statements: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for sql in statements {
+                self.query_drop(sql).await.unwrap();
+            }
+        })
+    }
+}
+
+impl WriteSql for &tokio_postgres::Client {
+    /// One simple-query batch (one implicit transaction).
+    fn run<'a>(&'a mut self, statements: &'a [String]) -> BoxFuture<'a, ()> {
+        Box::pin(async move { self.batch_execute(&statements.join("; ")).await.unwrap() })
+    }
+}
+
+/// `rounds` rounds of 200 inserts into `k (id, v, note)`, an update and a delete every 50 rows,
+/// every proxied connection cut halfway through each round; the engine converges after each.
+async fn writes_through_cuts(e: &Engine, proxy: &Proxy, rounds: i64, mut c: impl WriteSql) {
+    for round in 0..rounds {
+        for i in 0..200 {
+            let id = round * 1000 + i;
+            c.run(&[format!("INSERT INTO k VALUES ({id}, {i}, 'r{round}')")])
+                .await;
+            if i % 50 == 0 {
+                c.run(&[
+                    format!("UPDATE k SET v = v + 1 WHERE id < {id} AND id % 7 = 0"),
+                    format!("DELETE FROM k WHERE id = {}", id - 3),
+                ])
+                .await;
+            }
+            if i == 100 {
+                proxy.cut_all();
+            }
+        }
+        e.assert_converges(Duration::from_secs(60)).await;
+    }
+}
+
 async fn network_cuts(n: u32, reconnect: &str) {
     let u = parse_url("REFRACT_TEST_MYSQL_URL");
     let db = format!("cdc_cut_{reconnect}");
@@ -683,28 +746,7 @@ async fn network_cuts(n: u32, reconnect: &str) {
         "",
     )
     .await;
-    for round in 0..4 {
-        for i in 0..200 {
-            let id = round * 1000 + i;
-            c.query_drop(format!("INSERT INTO k VALUES ({id}, {i}, 'r{round}')"))
-                .await
-                .unwrap();
-            if i % 50 == 0 {
-                c.query_drop(format!(
-                    "UPDATE k SET v = v + 1 WHERE id < {id} AND id % 7 = 0"
-                ))
-                .await
-                .unwrap();
-                c.query_drop(format!("DELETE FROM k WHERE id = {}", id - 3))
-                    .await
-                    .unwrap();
-            }
-            if i == 100 {
-                proxy.cut_all();
-            }
-        }
-        e.assert_converges(Duration::from_secs(60)).await;
-    }
+    writes_through_cuts(&e, &proxy, 4, &mut c).await;
     let (_, stats) = e.admin("/stats").await;
     assert!(stats["cdc"]["reconnects"].as_u64().unwrap() >= 1, "{stats}");
     if reconnect == "resume" {
@@ -893,9 +935,7 @@ fn pg_db(u: &Url) -> String {
 async fn pg_engine(u: &Url, schema: &str, host: &str, port: u16, reconnect: &str) -> Engine {
     let db = pg_db(u);
     let sync = format!("mode: logical, interval: 1, reconnect: {reconnect}, slot_name: {schema}");
-    let mut e = Engine::start_pg(host, port, u, &db, schema, &sync).await;
-    e.params.pg_schema = Some(schema.to_string());
-    e
+    Engine::start_pg(host, port, u, &db, schema, &sync).await
 }
 
 impl Engine {
@@ -907,24 +947,16 @@ impl Engine {
         schema: &str,
         sync: &str,
     ) -> Engine {
-        let extra = "";
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw"), &u.password).unwrap();
-        std::fs::write(dir.path().join("admin"), ADMIN).unwrap();
+        let dir = Engine::secrets_dir(&u.password);
         let text = format!(
             "listen: 127.0.0.1:0\n\
              source: {{backend: postgres, host: {host}, port: {port}, user: {user}, password_file: {pw}, database: {db}, pg_schema: {schema}}}\n\
              sync: {{{sync}}}\n\
-             admin_token_file: {admin}\n{extra}",
+             admin_token_file: {admin}\n",
             user = u.user,
             pw = dir.path().join("pw").display(),
             admin = dir.path().join("admin").display(),
         );
-        let config = EngineConfig::parse(&text).unwrap();
-        let state = EngineState::new(config).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(refract_engine::serve(state.clone(), listener));
         let params = SourceParams {
             backend: Backend::Postgres,
             host: u.host.clone(),
@@ -935,16 +967,7 @@ impl Engine {
             pg_schema: Some(schema.to_string()),
             tls: Default::default(),
         };
-        let e = Engine {
-            _dir: dir,
-            state,
-            url,
-            http: reqwest::Client::new(),
-            params,
-            _server: server,
-        };
-        e.wait_state("streaming", Duration::from_secs(180)).await;
-        e
+        Engine::serve(dir, &text, params).await
     }
 }
 
@@ -1113,26 +1136,7 @@ async fn logical_network_cuts_burst_pause_and_dropped_slot() {
     .await;
     let proxy = Proxy::start(format!("{}:{}", u.host, u.port)).await;
     let e = pg_engine(&u, "cdc_pg_cut", "127.0.0.1", proxy.addr.port(), "resume").await;
-    for round in 0..3 {
-        for i in 0..200 {
-            let id = round * 1000 + i;
-            c.batch_execute(&format!("INSERT INTO k VALUES ({id}, {i}, 'r{round}')"))
-                .await
-                .unwrap();
-            if i % 50 == 0 {
-                c.batch_execute(&format!(
-                    "UPDATE k SET v = v + 1 WHERE id < {id} AND id % 7 = 0; DELETE FROM k WHERE id = {}",
-                    id - 3
-                ))
-                .await
-                .unwrap();
-            }
-            if i == 100 {
-                proxy.cut_all();
-            }
-        }
-        e.assert_converges(Duration::from_secs(60)).await;
-    }
+    writes_through_cuts(&e, &proxy, 3, &c).await;
     let (_, stats) = e.admin("/stats").await;
     assert!(stats["cdc"]["reconnects"].as_u64().unwrap() >= 1, "{stats}");
 
