@@ -396,8 +396,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
         .unwrap();
     let _ = rc.disconnect().await;
     let standby = crate::harness::wait_streaming(&h, &new).await;
-    let primary_port = format!(":{}/", creds["port"]);
-    let standby_url = restored_url.replace(&primary_port, &format!(":{}/", standby["port"]));
+    let standby_url = crate::harness::node_url(&restored_url, &standby);
     assert_ne!(standby_url, restored_url);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::harness::{alive, parse_url, wait_streaming, Harness, Options};
+use crate::harness::{alive, node_url, parse_url, wait_streaming, Harness, Options};
 
 /// The done-when bound.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
@@ -197,15 +197,7 @@ async fn postgresql_fails_over_to_its_standby() {
     c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 2)])
         .await
         .unwrap();
-    let u = parse_url(&url);
-    let standby_url = format!(
-        "postgresql://{}:{}@{}:{}/{}?sslmode=require",
-        u.user,
-        u.password,
-        standby["host"].as_str().unwrap(),
-        standby["port"],
-        u.path
-    );
+    let standby_url = node_url(&url, &standby);
     h.wait_for("the new standby to replay", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
         let tls = tls.clone();
@@ -343,13 +335,7 @@ async fn redis_fails_over_to_its_replica() {
         redis_call(&mut s, &["SET", "later", "x"]).await.as_deref(),
         Some("+OK")
     );
-    let u = parse_url(&url);
-    let replica_url = format!(
-        "redis://default:{}@{}:{}/0",
-        u.password,
-        replica["host"].as_str().unwrap(),
-        replica["port"]
-    );
+    let replica_url = node_url(&url, &replica);
     h.wait_for(
         "the new replica to replicate",
         Duration::from_secs(30),
@@ -371,15 +357,7 @@ async fn redis_fails_over_to_its_replica() {
 /// Logs in over TLS verified against the CA (`ca`, PEM); the string's `?ssl-mode=REQUIRED` is
 /// the MySQL clients' spelling, which `mysql_async` does not parse.
 pub(crate) async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
-    let base = url.split('?').next()?;
-    let opts: mysql_async::Opts =
-        mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(base).ok()?)
-            .ssl_opts(Some(
-                mysql_async::SslOpts::default()
-                    .with_root_certs(vec![ca.as_bytes().to_vec().into()])
-                    .with_disable_built_in_roots(true),
-            ))
-            .into();
+    let opts = crate::mariadb::opts(ca, url);
     tokio::time::timeout(Duration::from_secs(3), mysql_async::Conn::new(opts))
         .await
         .ok()?
@@ -483,15 +461,7 @@ async fn mysql_fails_over_to_its_standby() {
     c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 2,))
         .await
         .unwrap();
-    let u = parse_url(&url);
-    let standby_url = format!(
-        "mysql://{}:{}@{}:{}/{}",
-        u.user,
-        u.password,
-        standby["host"].as_str().unwrap(),
-        standby["port"],
-        u.path
-    );
+    let standby_url = node_url(&url, &standby);
     h.wait_for("the new standby to apply", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
         let ca = ca.clone();

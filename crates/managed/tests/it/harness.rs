@@ -455,6 +455,18 @@ pub fn parse_url(s: &str) -> Url {
     }
 }
 
+/// The connection string `url` pointed at one server of the database instead (`node`: its
+/// replication entry, with `host` and `port`): the same scheme, login, database and parameters.
+pub fn node_url(url: &str, node: &Value) -> String {
+    let u = parse_url(url);
+    let host = node["host"].as_str().expect("the node's host");
+    url.replacen(
+        &format!("@{}:{}", u.host, u.port),
+        &format!("@{host}:{}", node["port"]),
+        1,
+    )
+}
+
 /// Checks that a password appears neither in `managed.sqlite` nor in the driver's files of the
 /// database's servers (state, logs).
 pub fn assert_no_password_outside_vault(h: &Harness, id: &str, password: &str) {

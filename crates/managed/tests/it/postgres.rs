@@ -9,7 +9,9 @@ use refract_managed::tls::PgTls;
 use refract_managed::DbType;
 use serde_json::{json, Value};
 
-use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options, KEY_A};
+use crate::harness::{
+    assert_no_password_outside_vault, node_url, parse_url, Harness, Options, KEY_A,
+};
 
 /// Logs in over TLS, verifying the server against the installation's CA (`verify-full`).
 pub(crate) async fn connect(tls: &PgTls, url: &str) -> anyhow::Result<tokio_postgres::Client> {
@@ -129,15 +131,7 @@ async fn postgresql_lifecycle() {
         .batch_execute("INSERT INTO items VALUES (2, 'replicated')")
         .await
         .unwrap();
-    let u = parse_url(&url);
-    let standby_url = format!(
-        "postgresql://{}:{}@{}:{}/{}?sslmode=require",
-        u.user,
-        u.password,
-        standby["host"].as_str().unwrap(),
-        standby["port"],
-        u.path
-    );
+    let standby_url = node_url(&url, &standby);
     h.wait_for("the write on the standby", Duration::from_secs(30), || {
         let standby_url = standby_url.clone();
         let tls = tls.clone();
