@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
-    Backend, ColumnManifest, Manifest, RowSink, SourceSchema, TableManifest, ValueRef,
-    MANIFEST_VERSION,
+    Backend, ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable,
+    TableManifest, ValueRef, MANIFEST_VERSION,
 };
 use refract_sources::{LoadProgress, SourceError, SourceParams, SourcePosition};
 
@@ -110,16 +110,40 @@ pub fn pick(table: &str) -> Pick<'_> {
     }
 }
 
+/// The `child` table's `id` and `note` where `pa = 1`: a column subset with a predicate on a
+/// column left out.
+pub fn child_subset() -> Pick<'static> {
+    Pick {
+        table: "child",
+        columns: Some(&["id", "note"]),
+        where_sql: Some("pa = 1"),
+    }
+}
+
+/// The introspected table `name` of `schema`.
+pub fn table<'s>(schema: &'s SourceSchema, name: &str) -> &'s SourceTable {
+    schema
+        .tables
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("table {name} not introspected"))
+}
+
+/// `(name, type)` of every column of `table`, in order.
+pub fn column_types(table: &SourceTable) -> Vec<(&str, ColumnType)> {
+    table
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty))
+        .collect()
+}
+
 /// A manifest built by hand from the introspected schema (no relations: loading ignores them).
 pub fn manifest(schema: &SourceSchema, pg_schema: Option<&str>, picks: &[Pick<'_>]) -> Manifest {
     let tables = picks
         .iter()
         .map(|p| {
-            let st = schema
-                .tables
-                .iter()
-                .find(|t| t.name == p.table)
-                .unwrap_or_else(|| panic!("table {} not introspected", p.table));
+            let st = table(schema, p.table);
             let columns: Vec<ColumnManifest> = st
                 .columns
                 .iter()

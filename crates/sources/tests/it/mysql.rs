@@ -119,11 +119,7 @@ async fn mysql_introspect_and_load_every_type() {
     assert_eq!(schema.backend, Backend::Mysql);
     let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["big", "child", "everything", "parent"]);
-    let every = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "everything")
-        .expect("everything");
+    let every = table(&schema, "everything");
     let ci = ColumnType::Text {
         case_insensitive: true,
     };
@@ -164,24 +160,12 @@ async fn mysql_introspect_and_load_every_type() {
         ("c_uuid", cs),
         ("c_req", ci),
     ];
-    let got: Vec<(&str, ColumnType)> = every
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.ty))
-        .collect();
+    let got = column_types(every);
     assert_eq!(got, expected);
     assert!(!every.columns[0].nullable && !every.columns[31].nullable && every.columns[1].nullable);
-    let parent = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "parent")
-        .expect("parent");
+    let parent = table(&schema, "parent");
     assert_eq!(parent.primary_key, ["b", "a"]);
-    let child = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "child")
-        .expect("child");
+    let child = table(&schema, "child");
     assert_eq!(child.foreign_keys.len(), 1);
     let fk = &child.foreign_keys[0];
     assert_eq!(
@@ -197,11 +181,7 @@ async fn mysql_introspect_and_load_every_type() {
         &[
             pick("everything"),
             pick("parent"),
-            Pick {
-                table: "child",
-                columns: Some(&["id", "note"]),
-                where_sql: Some("pa = 1"),
-            },
+            child_subset(),
             pick("big"),
         ],
     );

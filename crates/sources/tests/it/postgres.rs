@@ -158,11 +158,7 @@ async fn pg_introspect_and_load_every_type() {
         ]
     );
 
-    let every = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "everything")
-        .expect("everything");
+    let every = table(&schema, "everything");
     let ty = |n: &str| {
         every
             .columns
@@ -227,32 +223,20 @@ async fn pg_introspect_and_load_every_type() {
     assert!(!ty("id").nullable && !ty("c_req").nullable && ty("c_text").nullable);
     assert_eq!(every.primary_key, ["id"]);
 
-    let parent = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "parent")
-        .expect("parent");
+    let parent = table(&schema, "parent");
     assert_eq!(
         parent.primary_key,
         ["b", "a"],
         "key order, not column order"
     );
-    let child = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "child")
-        .expect("child");
+    let child = table(&schema, "child");
     assert_eq!(child.foreign_keys.len(), 1);
     let fk = &child.foreign_keys[0];
     assert_eq!(fk.name, "child_parent_fk");
     assert_eq!(fk.columns, ["pb", "pa"]);
     assert_eq!(fk.referenced_table, "parent");
     assert_eq!(fk.referenced_columns, ["b", "a"]);
-    let refs = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "event_refs")
-        .expect("event_refs");
+    let refs = table(&schema, "event_refs");
     assert_eq!(
         refs.foreign_keys.len(),
         1,
@@ -261,18 +245,14 @@ async fn pg_introspect_and_load_every_type() {
     );
     assert_eq!(refs.foreign_keys[0].referenced_table, "events");
     assert_eq!(refs.foreign_keys[0].columns, ["event_id", "event_at"]);
-    let big = schema.tables.iter().find(|t| t.name == "big").expect("big");
+    let big = table(&schema, "big");
     assert!(
         big.estimated_bytes.unwrap_or(0) > 1_000_000,
         "pg_table_size: {:?}",
         big.estimated_bytes
     );
     assert_eq!(big.estimated_rows, Some(50_000));
-    let events = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "events")
-        .expect("events");
+    let events = table(&schema, "events");
     assert!(
         events.estimated_bytes.unwrap_or(0) > 0,
         "partition sizes summed: {:?}",
@@ -287,11 +267,7 @@ async fn pg_introspect_and_load_every_type() {
         &[
             pick("everything"),
             pick("parent"),
-            Pick {
-                table: "child",
-                columns: Some(&["id", "note"]),
-                where_sql: Some("pa = 1"),
-            },
+            child_subset(),
             pick("events"),
             pick("big"),
         ],

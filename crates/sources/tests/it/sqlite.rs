@@ -77,11 +77,7 @@ async fn sqlite_introspect_and_load_every_type() {
     assert_eq!(schema.database, "main");
     let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["child", "everything", "implicit_ref", "parent"]);
-    let every = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "everything")
-        .expect("everything");
+    let every = table(&schema, "everything");
     let text = ColumnType::Text {
         case_insensitive: false,
     };
@@ -105,11 +101,7 @@ async fn sqlite_introspect_and_load_every_type() {
         ("c_none", text),
         ("c_req", text),
     ];
-    let got: Vec<(&str, ColumnType)> = every
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.ty))
-        .collect();
+    let got = column_types(every);
     assert_eq!(got, expected);
     assert!(
         !every.columns[0].nullable,
@@ -119,28 +111,16 @@ async fn sqlite_introspect_and_load_every_type() {
     assert_eq!(every.columns[8].source_type, "DECIMAL(10,2)");
     assert_eq!(every.primary_key, ["id"]);
     assert!(every.estimated_bytes.is_some_and(|b| b > 0));
-    let parent = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "parent")
-        .expect("parent");
+    let parent = table(&schema, "parent");
     assert_eq!(parent.primary_key, ["b", "a"]);
-    let child = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "child")
-        .expect("child");
+    let child = table(&schema, "child");
     assert_eq!(child.foreign_keys.len(), 1);
     let fk = &child.foreign_keys[0];
     assert_eq!(fk.columns, ["pb", "pa"]);
     assert_eq!(fk.referenced_table, "parent");
     assert_eq!(fk.referenced_columns, ["b", "a"]);
     assert_eq!(fk.name, "child_pb_pa_fkey");
-    let implicit = schema
-        .tables
-        .iter()
-        .find(|t| t.name == "implicit_ref")
-        .expect("implicit_ref");
+    let implicit = table(&schema, "implicit_ref");
     assert_eq!(
         implicit.foreign_keys[0].referenced_columns,
         ["id"],
@@ -150,15 +130,7 @@ async fn sqlite_introspect_and_load_every_type() {
     let m = manifest(
         &schema,
         None,
-        &[
-            pick("everything"),
-            pick("parent"),
-            Pick {
-                table: "child",
-                columns: Some(&["id", "note"]),
-                where_sql: Some("pa = 1"),
-            },
-        ],
+        &[pick("everything"), pick("parent"), child_subset()],
     );
     let (sinks, pos) = load(&p, &m, 4).await.expect("load");
     assert_eq!(pos, SourcePosition::None);
