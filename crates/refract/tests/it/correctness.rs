@@ -15,88 +15,23 @@ use refract_sources::{LoadProgress, SourceParams};
 use refract_storage::{Snapshot, TableBuilder};
 use serde_json::{json, Value};
 
-use refract_query::testgen::{expected_json, generate, Case, Dialect, NAMES, PLANS, WORDS};
+use refract_query::testgen::{
+    assert_all_match, dataset, expected_json, generate, insert_sql, Case, Dialect, WORDS,
+};
 
 use crate::common;
 
-const USERS: i64 = 40;
-const POSTS: i64 = 160;
-const COMMENTS: i64 = 400;
 const QUERIES: usize = 300;
 
-/// The dataset as SQL statements (portable across the three sources).
-fn dataset() -> Vec<String> {
-    let mut rng = StdRng::seed_from_u64(7);
-    let mut s = vec![
-        "CREATE TABLE users (id INT NOT NULL PRIMARY KEY, name VARCHAR(50) NOT NULL, email VARCHAR(100) NULL, \
-         plan VARCHAR(10) NOT NULL, verified BOOLEAN NOT NULL, score INT NULL)"
-            .to_string(),
-        "CREATE TABLE posts (id INT NOT NULL PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), \
-         title VARCHAR(100) NOT NULL, published BOOLEAN NOT NULL, views INT NULL)"
-            .to_string(),
-        "CREATE TABLE comments (id INT NOT NULL PRIMARY KEY, post_id INT NOT NULL REFERENCES posts(id), \
-         user_id INT NULL REFERENCES users(id), body VARCHAR(200) NOT NULL, approved BOOLEAN NULL)"
-            .to_string(),
-    ];
-    let b = |v: bool| if v { "TRUE" } else { "FALSE" };
-    let mut rows = Vec::new();
-    for id in 1..=USERS {
-        let name = NAMES[rng.gen_range(0..NAMES.len())];
-        let email = if rng.gen_bool(0.2) {
-            "NULL".to_string()
-        } else {
-            format!("'{}{id}@example.com'", name.to_lowercase())
-        };
-        let score = if rng.gen_bool(0.25) {
-            "NULL".to_string()
-        } else {
-            rng.gen_range(-5..50).to_string()
-        };
-        rows.push(format!(
-            "({id}, '{name}', {email}, '{}', {}, {score})",
-            PLANS[rng.gen_range(0..PLANS.len())],
-            b(rng.gen_bool(0.5))
-        ));
-    }
-    s.push(format!("INSERT INTO users VALUES {}", rows.join(", ")));
-    rows.clear();
-    for id in 1..=POSTS {
-        // Users 1..=30 write posts; 31..=40 have none.
-        let user = rng.gen_range(1..=30);
-        let views = if rng.gen_bool(0.2) {
-            "NULL".to_string()
-        } else {
-            rng.gen_range(0..1000).to_string()
-        };
-        rows.push(format!(
-            "({id}, {user}, '{} {id}', {}, {views})",
-            WORDS[rng.gen_range(0..WORDS.len())],
-            b(rng.gen_bool(0.6))
-        ));
-    }
-    s.push(format!("INSERT INTO posts VALUES {}", rows.join(", ")));
-    rows.clear();
-    for id in 1..=COMMENTS {
-        // Posts 1..=140 get comments; 141..=160 have none.
-        let post = rng.gen_range(1..=140);
-        let user = if rng.gen_bool(0.15) {
-            "NULL".to_string()
-        } else {
-            rng.gen_range(1..=USERS).to_string()
-        };
-        let approved = match rng.gen_range(0..5) {
-            0 => "NULL",
-            1 | 2 => "TRUE",
-            _ => "FALSE",
-        };
-        rows.push(format!(
-            "({id}, {post}, {user}, '{} #{id}', {approved})",
-            WORDS[rng.gen_range(0..WORDS.len())]
-        ));
-    }
-    s.push(format!("INSERT INTO comments VALUES {}", rows.join(", ")));
-    s
-}
+/// The dataset's tables (portable across the three sources).
+const DDL: [&str; 3] = [
+    "CREATE TABLE users (id INT NOT NULL PRIMARY KEY, name VARCHAR(50) NOT NULL, email VARCHAR(100) NULL, \
+     plan VARCHAR(10) NOT NULL, verified BOOLEAN NOT NULL, score INT NULL)",
+    "CREATE TABLE posts (id INT NOT NULL PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), \
+     title VARCHAR(100) NOT NULL, published BOOLEAN NOT NULL, views INT NULL)",
+    "CREATE TABLE comments (id INT NOT NULL PRIMARY KEY, post_id INT NOT NULL REFERENCES posts(id), \
+     user_id INT NULL REFERENCES users(id), body VARCHAR(200) NOT NULL, approved BOOLEAN NULL)",
+];
 
 enum Db {
     Mysql(mysql_async::Conn),
@@ -194,17 +129,20 @@ async fn load_snapshot(params: &SourceParams) -> Snapshot {
 }
 
 async fn check_all(backend: Backend, db: &mut Db, params: SourceParams) {
-    for stmt in dataset() {
-        db.exec(&stmt).await;
-    }
-    let snapshot = load_snapshot(&params).await;
-    let options = refract_query::QueryOptions::default();
-    let mut failures = Vec::new();
     let dialect = match backend {
         Backend::Mysql => Dialect::Mysql,
         Backend::Postgres => Dialect::Postgres,
         _ => Dialect::Sqlite,
     };
+    for stmt in DDL {
+        db.exec(stmt).await;
+    }
+    for (table, rows) in dataset() {
+        db.exec(&insert_sql(dialect, table, &rows)).await;
+    }
+    let snapshot = load_snapshot(&params).await;
+    let options = refract_query::QueryOptions::default();
+    let mut failures = Vec::new();
     let cases = generate(dialect, 42, QUERIES);
     for case in &cases {
         let want = expected(db, case).await;
@@ -219,22 +157,72 @@ async fn check_all(backend: Backend, db: &mut Db, params: SourceParams) {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} queries differ on {backend:?}; first ones:\n{}",
-        failures.len(),
-        cases.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_all_match(&failures, cases.len(), &format!("{backend:?}"));
 }
 
 fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), rand::random::<u32>())
+}
+
+/// The source parameters of database `db_name` on the test server `server`.
+fn server_params(backend: Backend, server: &common::ServerUrl, db_name: &str) -> SourceParams {
+    SourceParams {
+        backend,
+        host: server.host.clone(),
+        port: server.port,
+        user: server.user.clone(),
+        password: Some(server.password.clone()),
+        database: Some(db_name.to_string()),
+        pg_schema: None,
+        tls: Default::default(),
+    }
+}
+
+/// A new empty database on the test PostgreSQL server, named after `prefix`, and a client of it.
+struct PostgresScratch {
+    /// Connected to `postgres`, to drop the database at the end.
+    admin: tokio_postgres::Client,
+    client: tokio_postgres::Client,
+    params: SourceParams,
+}
+
+impl PostgresScratch {
+    async fn create(prefix: &str) -> PostgresScratch {
+        let server = common::postgres();
+        let base = format!(
+            "postgres://{}:{}@{}:{}",
+            server.user, server.password, server.host, server.port
+        );
+        let db_name = unique_name(prefix);
+        let (admin, conn) =
+            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                .await
+                .expect("connect PostgreSQL");
+        tokio::spawn(conn);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .unwrap();
+        let (client, conn) =
+            tokio_postgres::connect(&format!("{base}/{db_name}"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        PostgresScratch {
+            admin,
+            client,
+            params: server_params(Backend::Postgres, &server, &db_name),
+        }
+    }
+
+    /// Drops the database (`FORCE`: the loader's sessions may still be closing).
+    async fn drop_database(admin: tokio_postgres::Client, params: &SourceParams) {
+        let db_name = params.database.as_deref().expect("a database");
+        admin
+            .batch_execute(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -256,58 +244,22 @@ async fn engine_matches_mariadb_on_generated_queries() {
     .unwrap();
     conn.query_drop(format!("USE {db_name}")).await.unwrap();
     let mut db = Db::Mysql(conn);
-    let params = SourceParams {
-        backend: Backend::Mysql,
-        host: server.host.clone(),
-        port: server.port,
-        user: server.user.clone(),
-        password: Some(server.password.clone()),
-        database: Some(db_name.clone()),
-        pg_schema: None,
-        tls: Default::default(),
-    };
+    let params = server_params(Backend::Mysql, &server, &db_name);
     check_all(Backend::Mysql, &mut db, params).await;
     db.exec(&format!("DROP DATABASE {db_name}")).await;
 }
 
 #[tokio::test]
 async fn engine_matches_postgres_on_generated_queries() {
-    let server = common::postgres();
-    let base = format!(
-        "postgres://{}:{}@{}:{}",
-        server.user, server.password, server.host, server.port
-    );
-    let db_name = unique_name("correctness");
-    let (admin, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-        .await
-        .expect("connect PostgreSQL");
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await
-        .unwrap();
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{base}/{db_name}"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let PostgresScratch {
+        admin,
+        client,
+        params,
+    } = PostgresScratch::create("correctness").await;
     let mut db = Db::Postgres(client);
-    let params = SourceParams {
-        backend: Backend::Postgres,
-        host: server.host.clone(),
-        port: server.port,
-        user: server.user.clone(),
-        password: Some(server.password.clone()),
-        database: Some(db_name.clone()),
-        pg_schema: None,
-        tls: Default::default(),
-    };
-    check_all(Backend::Postgres, &mut db, params).await;
+    check_all(Backend::Postgres, &mut db, params.clone()).await;
     drop(db);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    PostgresScratch::drop_database(admin, &params).await;
 }
 
 #[tokio::test]
@@ -360,25 +312,11 @@ fn normalize(v: Value) -> Value {
 /// (numeric elements as their text, the engine's exact form).
 #[tokio::test]
 async fn engine_arrays_match_postgres() {
-    let server = common::postgres();
-    let base = format!(
-        "postgres://{}:{}@{}:{}",
-        server.user, server.password, server.host, server.port
-    );
-    let db_name = unique_name("arrays");
-    let (admin, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-        .await
-        .expect("connect PostgreSQL");
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await
-        .unwrap();
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{base}/{db_name}"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let PostgresScratch {
+        admin,
+        client,
+        params,
+    } = PostgresScratch::create("arrays").await;
     let columns = [
         ("i2", "int2"),
         ("i4", "int4"),
@@ -451,16 +389,6 @@ async fn engine_arrays_match_postgres() {
             .await
             .unwrap();
     }
-    let params = SourceParams {
-        backend: Backend::Postgres,
-        host: server.host.clone(),
-        port: server.port,
-        user: server.user.clone(),
-        password: Some(server.password.clone()),
-        database: Some(db_name.clone()),
-        pg_schema: None,
-        tls: Default::default(),
-    };
     let snapshot = load_snapshot(&params).await;
     let options = refract_query::QueryOptions::default();
     let mut json_cols: Vec<String> = columns
@@ -538,10 +466,7 @@ async fn engine_arrays_match_postgres() {
             .join("\n")
     );
     drop(client);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    PostgresScratch::drop_database(admin, &params).await;
 }
 
 /// MariaDB `SET` columns: the engine's JSON array equals the members MariaDB prints.
@@ -570,16 +495,7 @@ async fn engine_sets_match_mariadb() {
     ))
     .await
     .unwrap();
-    let params = SourceParams {
-        backend: Backend::Mysql,
-        host: server.host.clone(),
-        port: server.port,
-        user: server.user.clone(),
-        password: Some(server.password.clone()),
-        database: Some(db_name.clone()),
-        pg_schema: None,
-        tls: Default::default(),
-    };
+    let params = server_params(Backend::Mysql, &server, &db_name);
     let snapshot = load_snapshot(&params).await;
     let got = refract_query::execute(
         &snapshot,
