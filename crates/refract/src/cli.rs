@@ -18,7 +18,7 @@ use refract_api::{
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use client::{body, cell, flag, opt_flag, output, read, table, wire_cell};
+use client::{body, cell, flag, opt_flag, output, read, table, urlencode, wire_cell};
 pub use client::{Api, ClientOpts};
 
 /// Client subcommands.
@@ -55,7 +55,7 @@ pub enum ClientCommand {
     /// Managed database servers (/api/v1): PostgreSQL, MySQL, Redis, MongoDB.
     Managed {
         #[command(flatten)]
-        opts: crate::managed_cli::ManagedOpts,
+        opts: ClientOpts,
         #[command(subcommand)]
         cmd: crate::managed_cli::ManagedCmd,
     },
@@ -596,17 +596,6 @@ fn keys(api: &Api, opts: &ClientOpts, cmd: KeysCmd) -> anyhow::Result<()> {
             })
         }
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn print_connections(rows: &[Connection]) {

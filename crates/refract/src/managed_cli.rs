@@ -3,7 +3,8 @@
 //! servers (`/api/v1`, seed 004).
 //!
 //! Reads `REFRACT_URL` and `REFRACT_TOKEN` (a management key `rmk_…` or an API token `dkc_…`)
-//! like the other client commands; prints a table by default and the API's JSON with `--json`.
+//! through the options of the other client commands ([`ClientOpts`]): a table by default, the
+//! API's JSON with `--json`, one field of it with `--get`.
 //! Errors print the API's `error` message and exit non-zero.
 
 use std::time::{Duration, Instant};
@@ -12,24 +13,7 @@ use anyhow::{bail, Context};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-/// Options of `refract managed …`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ManagedOpts {
-    /// Control plane base URL.
-    #[arg(
-        long,
-        env = "REFRACT_URL",
-        default_value = "http://127.0.0.1:7700",
-        global = true
-    )]
-    url: String,
-    /// Management key (`rmk_…`) or API token (`dkc_…`).
-    #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-}
+use crate::cli::client::{output, table, urlencode, ClientOpts};
 
 /// `refract managed …`
 #[derive(clap::Subcommand, Debug)]
@@ -237,7 +221,7 @@ pub enum TokenCmd {
 struct ApiV1(crate::cli::client::Api);
 
 impl ApiV1 {
-    fn new(opts: &ManagedOpts) -> anyhow::Result<Self> {
+    fn new(opts: &ClientOpts) -> anyhow::Result<Self> {
         crate::cli::client::Api::connect(
             &opts.url,
             opts.token.clone(),
@@ -262,15 +246,13 @@ impl ApiV1 {
 }
 
 /// Runs `refract managed <cmd>`.
-pub fn run(opts: &ManagedOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
+pub fn run(opts: &ClientOpts, cmd: ManagedCmd) -> anyhow::Result<()> {
     let api = ApiV1::new(opts)?;
     let out = |v: &Value, table: &dyn Fn(&Value)| -> anyhow::Result<()> {
-        if opts.json {
-            println!("{}", serde_json::to_string_pretty(v)?);
-        } else {
+        output(opts, v, |v| {
             table(v);
-        }
-        Ok(())
+            Ok(())
+        })
     };
     match cmd {
         ManagedCmd::Create {
@@ -600,17 +582,6 @@ fn present_fields<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
     )
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -638,30 +609,5 @@ fn print_table(rows: &[Value]) {
         "status",
         "created_at",
     ];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| COLS.iter().map(|c| cell(&r[*c])).collect())
-        .collect();
-    let widths: Vec<usize> = (0..COLS.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].len())
-                .chain([COLS[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |vals: Vec<&str>| {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(COLS.to_vec());
-    for r in &cells {
-        line(r.iter().map(String::as_str).collect());
-    }
+    table(&COLS, rows, |r| COLS.iter().map(|c| cell(&r[*c])).collect());
 }

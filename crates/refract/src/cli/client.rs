@@ -19,7 +19,7 @@ pub struct ClientOpts {
         global = true
     )]
     pub(crate) url: String,
-    /// Management key (`rmk_…`).
+    /// Management key (`rmk_…`); `refract managed` also takes an API token (`dkc_…`).
     #[arg(long, env = "REFRACT_TOKEN", hide_env_values = true, global = true)]
     pub(crate) token: Option<String>,
     /// Print the API's JSON instead of a table.
@@ -150,6 +150,19 @@ pub(crate) fn cell(v: &Value) -> String {
             .join(","),
         other => other.to_string(),
     }
+}
+
+/// `s` as one URL path segment or query value (RFC 3986 unreserved characters kept, every
+/// other byte percent-encoded).
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Rows under `headers`, each row's cells from `cells`, columns as wide as their widest cell.
