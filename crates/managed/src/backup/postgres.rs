@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::archive::tar;
 use super::types::RestorePlan;
-use crate::engines::postgres::{admin_connect, bin};
-use crate::engines::{Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};
+use crate::engines::postgres::{admin_connect, base_backup_of_primary};
+use crate::engines::{Ctx, ADMIN_USER, APP_USER, REPLICATION_USER};
 use crate::os;
 
 use super::archive::{RESTORE_CONF, TRUST_LINE};
@@ -39,31 +39,11 @@ pub async fn current_wal(ctx: &Ctx) -> anyhow::Result<String> {
 pub async fn base_backup(ctx: &Ctx, staging: &Path) -> anyhow::Result<Vec<String>> {
     os::remove_dir(staging)?;
     os::create_owned_dir(staging, &ctx.user)?;
-    let args = [
-        "-h".to_string(),
-        HOST.into(),
-        "-p".into(),
-        ctx.port(0).to_string(),
-        "-U".into(),
-        REPLICATION_USER.into(),
-        "-D".into(),
-        staging.display().to_string(),
-        "-F".into(),
-        "t".into(),
-        "-X".into(),
-        "stream".into(),
-        "-c".into(),
-        "fast".into(),
-        "-w".into(),
-    ];
-    ctx.run(
-        &bin(ctx, "pg_basebackup")?,
-        &args,
-        &[
-            ("PGPASSWORD", ctx.creds.replication.as_str()),
-            ("PGAPPNAME", "refract-backup"),
-        ],
-        None,
+    base_backup_of_primary(
+        ctx,
+        staging,
+        &["-F", "t"],
+        &[("PGAPPNAME", "refract-backup")],
     )
     .await
     .context("pg_basebackup")?;

@@ -2,7 +2,7 @@
 //! `pg_basebackup -R` (streaming replication). Settings Refract owns live in `refract.conf`,
 //! included by `postgresql.conf` and rewritten on every start (port, memory from the plan).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -22,6 +22,37 @@ pub(crate) fn bin(ctx: &Ctx, program: &str) -> anyhow::Result<PathBuf> {
         )
     })?;
     Ok(dir.join(program))
+}
+
+/// Copies the primary (node 0) into `target` with `pg_basebackup`, logged in as the replication
+/// user (WAL streamed along, a fast checkpoint, never a password prompt); `extra` options and
+/// `env` say what the copy is for (a standby, a backup's tar files).
+pub(crate) async fn base_backup_of_primary(
+    ctx: &Ctx,
+    target: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let mut args = vec![
+        "-h".to_string(),
+        HOST.into(),
+        "-p".into(),
+        ctx.port(0).to_string(),
+        "-U".into(),
+        REPLICATION_USER.into(),
+        "-D".into(),
+        target.display().to_string(),
+        "-X".into(),
+        "stream".into(),
+        "-c".into(),
+        "fast".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push("-w".into());
+    let mut env = env.to_vec();
+    env.insert(0, ("PGPASSWORD", ctx.creds.replication.as_str()));
+    ctx.run(&bin(ctx, "pg_basebackup")?, &args, &env, None)
+        .await
 }
 
 pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
@@ -50,38 +81,21 @@ pub(super) async fn prepare(ctx: &Ctx, node: usize) -> anyhow::Result<()> {
         result?;
     } else {
         // A copy of the primary, configured as a standby (`standby.signal`, `primary_conninfo`).
-        let args = [
-            "-h".to_string(),
-            HOST.into(),
-            "-p".into(),
-            ctx.port(0).to_string(),
-            "-U".into(),
-            REPLICATION_USER.into(),
-            "-D".into(),
-            dir.display().to_string(),
-            "-X".into(),
-            "stream".into(),
-            "-c".into(),
-            "fast".into(),
-            "-R".into(),
-            "-w".into(),
-        ];
         let app_name = format!("{}-n{node}", ctx.db.id);
         // Written into `primary_conninfo` by `-R`: the standby's own copy of the CA certificate
         // (rewritten on every start); libpq's `require` verifies the chain once that file
         // exists (it does not yet during the copy).
         let root_cert = dir.join(tls::CA_FILE).display().to_string();
-        ctx.run(
-            &bin(ctx, "pg_basebackup")?,
-            &args,
+        base_backup_of_primary(
+            ctx,
+            &dir,
+            &["-R"],
             &[
-                ("PGPASSWORD", ctx.creds.replication.as_str()),
                 ("PGAPPNAME", app_name.as_str()),
                 // The primary takes TLS only; `-R` writes this into `primary_conninfo` too.
                 ("PGSSLMODE", "require"),
                 ("PGSSLROOTCERT", root_cert.as_str()),
             ],
-            None,
         )
         .await?;
     }
