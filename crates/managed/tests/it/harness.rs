@@ -252,6 +252,18 @@ impl Harness {
         v
     }
 
+    /// `POST …/actions {"type": kind}` (accepted), then waits until the status is `then`.
+    pub async fn act_and_wait(&self, id: &str, kind: &str, then: &str, timeout: Duration) -> Value {
+        let (status, v) = self
+            .post(
+                &format!("/api/v1/databases/{id}/actions"),
+                serde_json::json!({ "type": kind }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        self.wait_status(id, then, timeout).await
+    }
+
     /// The database's `connection_string` from its credentials.
     pub async fn connection_string(&self, id: &str) -> String {
         let c = self.credentials(id).await;
@@ -438,6 +450,26 @@ impl Url {
             .output()
             .expect("psql is installed with PostgreSQL")
     }
+}
+
+/// The credentials' fields of a SQL server (PostgreSQL, MySQL), in the order the API writes them.
+pub const SQL_CREDENTIAL_FIELDS: [&str; 7] = [
+    "host",
+    "port",
+    "username",
+    "password",
+    "database",
+    "ssl_mode",
+    "connection_string",
+];
+
+/// The field names of the JSON object `v`, in order.
+pub fn field_names(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect()
 }
 
 pub fn parse_url(s: &str) -> Url {

@@ -7,7 +7,10 @@ use mysql_async::prelude::Queryable;
 use refract_managed::DbType;
 use serde_json::json;
 
-use crate::harness::{assert_no_password_outside_vault, parse_url, Harness, Options};
+use crate::harness::{
+    assert_no_password_outside_vault, field_names, parse_url, Harness, Options,
+    SQL_CREDENTIAL_FIELDS,
+};
 
 /// Connection options from a `mysql://…?ssl-mode=REQUIRED` string (the query is the MySQL
 /// clients' `ssl-mode`, which `mysql_async` does not parse), with TLS verified against the CA.
@@ -52,19 +55,7 @@ async fn mysql_on_mariadb_lifecycle() {
     );
 
     let c = h.credentials(&id).await;
-    let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "host",
-            "port",
-            "username",
-            "password",
-            "database",
-            "ssl_mode",
-            "connection_string"
-        ]
-    );
+    assert_eq!(field_names(&c), SQL_CREDENTIAL_FIELDS);
     assert_eq!(c["database"], "shop_db");
     let url = c["connection_string"].as_str().unwrap().to_string();
     assert!(url.starts_with("mysql://app_user:"), "{url}");

@@ -10,7 +10,8 @@ use refract_managed::DbType;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_no_password_outside_vault, node_url, parse_url, Harness, Options, KEY_A,
+    assert_no_password_outside_vault, field_names, node_url, parse_url, Harness, Options, KEY_A,
+    SQL_CREDENTIAL_FIELDS,
 };
 
 /// Logs in over TLS, verifying the server against the installation's CA (`verify-full`).
@@ -52,19 +53,7 @@ async fn postgresql_lifecycle() {
     );
 
     let c = h.credentials(&id).await;
-    let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "host",
-            "port",
-            "username",
-            "password",
-            "database",
-            "ssl_mode",
-            "connection_string"
-        ]
-    );
+    assert_eq!(field_names(&c), SQL_CREDENTIAL_FIELDS);
     assert_eq!(c["database"], "main_postgres");
     assert_eq!(c["ssl_mode"], "require");
     let tls = h.service.client_tls();
@@ -165,14 +154,8 @@ async fn postgresql_lifecycle() {
     .await;
 
     // Stop, start (data kept), restart.
-    let (status, _) = h
-        .post(
-            &format!("/api/v1/databases/{id}/actions"),
-            json!({"type": "stop"}),
-        )
+    h.act_and_wait(&id, "stop", "stopped", Duration::from_secs(60))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    h.wait_status(&id, "stopped", Duration::from_secs(60)).await;
     assert!(
         count(&tls, &url).await.is_none(),
         "a stopped server refuses logins"
@@ -188,14 +171,8 @@ async fn postgresql_lifecycle() {
         StatusCode::CONFLICT,
         "restart needs a running database"
     );
-    let (status, _) = h
-        .post(
-            &format!("/api/v1/databases/{id}/actions"),
-            json!({"type": "start"}),
-        )
+    h.act_and_wait(&id, "start", "running", Duration::from_secs(90))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    h.wait_status(&id, "running", Duration::from_secs(90)).await;
     assert_eq!(count(&tls, &url).await, Some(2));
     let before = h.pid(&id, 0);
     let (status, _) = h

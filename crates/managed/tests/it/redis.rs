@@ -155,23 +155,11 @@ async fn redis_lifecycle() {
     .await;
 
     // Stop and start keep the data.
-    let (status, _) = h
-        .post(
-            &format!("/api/v1/databases/{id}/actions"),
-            json!({"type": "stop"}),
-        )
+    h.act_and_wait(&id, "stop", "stopped", Duration::from_secs(60))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    h.wait_status(&id, "stopped", Duration::from_secs(60)).await;
     assert!(get(&tls, &url, "greeting").await.is_none());
-    let (status, _) = h
-        .post(
-            &format!("/api/v1/databases/{id}/actions"),
-            json!({"type": "start"}),
-        )
+    h.act_and_wait(&id, "start", "running", Duration::from_secs(60))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    h.wait_status(&id, "running", Duration::from_secs(60)).await;
     assert_eq!(get(&tls, &url, "fresh").await.as_deref(), Some("42"));
     let (status, _) = h
         .post(
