@@ -675,10 +675,13 @@ impl Proxy {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A source connection the network-cut workload writes through.
+/// A source connection the write workloads (network cuts, source restarts) write through.
 trait WriteSql {
     /// Runs `statements`, failing the test on an error.
     fn run<'a>(&'a mut self, statements: &'a [String]) -> BoxFuture<'a, ()>;
+
+    /// Runs one statement, failing the test on an error; returns the rows it changed.
+    fn run_counted<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, u64>;
 }
 
 impl WriteSql for &mut mysql_async::Conn {
@@ -690,12 +693,23 @@ impl WriteSql for &mut mysql_async::Conn {
             }
         })
     }
+
+    fn run_counted<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(async move {
+            self.query_drop(sql).await.unwrap();
+            self.affected_rows()
+        })
+    }
 }
 
 impl WriteSql for &tokio_postgres::Client {
     /// One simple-query batch (one implicit transaction).
     fn run<'a>(&'a mut self, statements: &'a [String]) -> BoxFuture<'a, ()> {
         Box::pin(async move { self.batch_execute(&statements.join("; ")).await.unwrap() })
+    }
+
+    fn run_counted<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, u64> {
+        Box::pin(async move { self.execute(sql, &[]).await.unwrap() })
     }
 }
 
@@ -1642,24 +1656,22 @@ impl Drop for PrivateServer {
     }
 }
 
-/// Inserts, updates and deletes in `k`, ids from `round * 1000`; returns the rows changed.
-async fn restart_writes_mysql(c: &mut mysql_async::Conn, round: i64) -> u64 {
+/// Inserts, updates and deletes in `k`, ids from `round * 1000`, one statement at a time;
+/// returns the rows changed.
+async fn restart_writes(mut c: impl WriteSql, round: i64) -> u64 {
     let mut changed = 0;
     for i in 0..200 {
         let id = round * 1000 + i;
-        c.query_drop(format!("INSERT INTO k VALUES ({id}, {i}, 'r{round}')"))
-            .await
-            .unwrap();
-        changed += c.affected_rows();
+        changed += c
+            .run_counted(&format!("INSERT INTO k VALUES ({id}, {i}, 'r{round}')"))
+            .await;
         if i % 25 == 0 {
-            c.query_drop("UPDATE k SET v = v + 1 WHERE id % 7 = 0")
-                .await
-                .unwrap();
-            changed += c.affected_rows();
-            c.query_drop(format!("DELETE FROM k WHERE id = {}", id - 3))
-                .await
-                .unwrap();
-            changed += c.affected_rows();
+            changed += c
+                .run_counted("UPDATE k SET v = v + 1 WHERE id % 7 = 0")
+                .await;
+            changed += c
+                .run_counted(&format!("DELETE FROM k WHERE id = {}", id - 3))
+                .await;
         }
     }
     changed
@@ -1680,7 +1692,7 @@ async fn binlog_source_restart_mid_stream() {
     let mut written = 0;
     // A clean shutdown, then a crash (SIGKILL); nothing is written while the server is down.
     for (n, crash) in [(0, false), (1, true)] {
-        written += restart_writes_mysql(&mut c, n * 2).await;
+        written += restart_writes(&mut c, n * 2).await;
         drop(c);
         if crash {
             srv.kill().await;
@@ -1691,7 +1703,7 @@ async fn binlog_source_restart_mid_stream() {
         srv.restart().await;
         c = mysql_admin(&u).await;
         c.query_drop(format!("USE {db}")).await.unwrap();
-        written += restart_writes_mysql(&mut c, n * 2 + 1).await;
+        written += restart_writes(&mut c, n * 2 + 1).await;
         e.assert_converges(Duration::from_secs(180)).await;
         let (_, stats) = e.admin("/stats").await;
         eprintln!("after restart {n} (crash: {crash}): {}", stats["cdc"]);
@@ -1706,32 +1718,6 @@ async fn binlog_source_restart_mid_stream() {
     }
     // 200 inserts and 7 deletes (of ids 22, 47, …) per round.
     assert_eq!(e.rows("k"), 4 * (200 - 7));
-}
-
-/// Inserts, updates and deletes in `k`, ids from `round * 1000`; returns the rows changed.
-async fn restart_writes_pg(c: &tokio_postgres::Client, round: i64) -> u64 {
-    let mut changed = 0;
-    for i in 0..200 {
-        let id = round * 1000 + i;
-        changed += c
-            .execute(
-                &format!("INSERT INTO k VALUES ({id}, {i}, 'r{round}')"),
-                &[],
-            )
-            .await
-            .unwrap();
-        if i % 25 == 0 {
-            changed += c
-                .execute("UPDATE k SET v = v + 1 WHERE id % 7 = 0", &[])
-                .await
-                .unwrap();
-            changed += c
-                .execute(&format!("DELETE FROM k WHERE id = {}", id - 3), &[])
-                .await
-                .unwrap();
-        }
-    }
-    changed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1750,7 +1736,7 @@ async fn logical_source_restart_mid_stream() {
     let e = Engine::start_pg("127.0.0.1", srv.port, &u, "postgres", schema, &sync).await;
     let mut written = 0;
     for (n, crash) in [(0, false), (1, true)] {
-        written += restart_writes_pg(&c, n * 2).await;
+        written += restart_writes(&c, n * 2).await;
         drop(c);
         if crash {
             srv.kill().await;
@@ -1763,7 +1749,7 @@ async fn logical_source_restart_mid_stream() {
         c.batch_execute(&format!("SET search_path = {schema}"))
             .await
             .unwrap();
-        written += restart_writes_pg(&c, n * 2 + 1).await;
+        written += restart_writes(&c, n * 2 + 1).await;
         e.assert_converges(Duration::from_secs(180)).await;
         let (_, stats) = e.admin("/stats").await;
         eprintln!("after restart {n} (crash: {crash}): {}", stats["cdc"]);
