@@ -294,6 +294,21 @@ impl Engine {
         }
     }
 
+    /// After source restart `n` (`crash`: killed) and `written` row changes in all: converged,
+    /// reconnected once more, and every change streamed exactly once (none lost, none re-applied
+    /// after the restart). Returns `/stats`.
+    async fn assert_streamed_once_after_restart(&self, n: i64, crash: bool, written: u64) -> Value {
+        self.assert_converges(Duration::from_secs(180)).await;
+        let (_, stats) = self.admin("/stats").await;
+        eprintln!("after restart {n} (crash: {crash}): {}", stats["cdc"]);
+        assert!(
+            stats["cdc"]["reconnects"].as_u64().unwrap() > n as u64,
+            "{stats}"
+        );
+        assert_eq!(stats["cdc"]["changes"], written, "{stats}");
+        stats
+    }
+
     /// Watches the served snapshots while `writes` commits transactions that each add one row
     /// to every one of `tables`, then waits for convergence, and fails if any snapshot showed
     /// the tables with different row counts (half a transaction applied).
@@ -1586,6 +1601,17 @@ impl PrivateServer {
     }
 
     /// Start it again on the same port and data directory.
+    /// A clean shutdown (`crash`: a SIGKILL instead), half a second down, then a start.
+    async fn down_and_up(&mut self, crash: bool) {
+        if crash {
+            self.kill().await;
+        } else {
+            self.stop().await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.restart().await;
+    }
+
     async fn restart(&mut self) {
         self.launch();
         self.wait_ready().await;
@@ -1694,25 +1720,13 @@ async fn binlog_source_restart_mid_stream() {
     for (n, crash) in [(0, false), (1, true)] {
         written += restart_writes(&mut c, n * 2).await;
         drop(c);
-        if crash {
-            srv.kill().await;
-        } else {
-            srv.stop().await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        srv.restart().await;
+        srv.down_and_up(crash).await;
         c = mysql_admin(&u).await;
         c.query_drop(format!("USE {db}")).await.unwrap();
         written += restart_writes(&mut c, n * 2 + 1).await;
-        e.assert_converges(Duration::from_secs(180)).await;
-        let (_, stats) = e.admin("/stats").await;
-        eprintln!("after restart {n} (crash: {crash}): {}", stats["cdc"]);
-        assert!(
-            stats["cdc"]["reconnects"].as_u64().unwrap() > n as u64,
-            "{stats}"
-        );
-        // Every row change streamed exactly once: none lost, none re-applied after the restart.
-        assert_eq!(stats["cdc"]["changes"], written, "{stats}");
+        let stats = e
+            .assert_streamed_once_after_restart(n, crash, written)
+            .await;
         // The binlog files survive a restart (and a crash): resumed, never reloaded.
         assert_eq!(stats["cdc"]["fullLoads"], 1, "{stats}");
     }
@@ -1738,27 +1752,15 @@ async fn logical_source_restart_mid_stream() {
     for (n, crash) in [(0, false), (1, true)] {
         written += restart_writes(&c, n * 2).await;
         drop(c);
-        if crash {
-            srv.kill().await;
-        } else {
-            srv.stop().await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        srv.restart().await;
+        srv.down_and_up(crash).await;
         c = pg_client(&u, "postgres").await;
         c.batch_execute(&format!("SET search_path = {schema}"))
             .await
             .unwrap();
         written += restart_writes(&c, n * 2 + 1).await;
-        e.assert_converges(Duration::from_secs(180)).await;
-        let (_, stats) = e.admin("/stats").await;
-        eprintln!("after restart {n} (crash: {crash}): {}", stats["cdc"]);
-        assert!(
-            stats["cdc"]["reconnects"].as_u64().unwrap() > n as u64,
-            "{stats}"
-        );
-        // Every row change streamed exactly once: none lost, none re-applied after the restart.
-        assert_eq!(stats["cdc"]["changes"], written, "{stats}");
+        let stats = e
+            .assert_streamed_once_after_restart(n, crash, written)
+            .await;
         if !crash {
             // A clean shutdown persists the slot: streaming resumed from it, no reload.
             assert_eq!(stats["cdc"]["fullLoads"], 1, "{stats}");
