@@ -184,9 +184,7 @@ async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_befor
         return;
     }
     let tls = h.service.client_tls();
-    let src = h.create(pg_body("pitr-source")).await;
-    h.wait_status(&src, "running", Duration::from_secs(120))
-        .await;
+    let (src, _) = h.create_running(pg_body("pitr-source")).await;
     // The scheduler takes the first base backup of a running server by itself.
     let first = first_scheduled_backup(&h, &src).await;
     // The database's own event list shows it too, beside failovers.
@@ -307,9 +305,7 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
         return;
     }
     let ca = h.service.ca_pem().to_string();
-    let src = h.create(my_body("pitr-my")).await;
-    h.wait_status(&src, "running", Duration::from_secs(120))
-        .await;
+    let (src, _) = h.create_running(my_body("pitr-my")).await;
     let first = first_scheduled_backup(&h, &src).await;
     assert_eq!(first["kind"], "base", "{first}");
     assert!(first["size_bytes"].as_u64().unwrap() > 1_000_000, "{first}");
@@ -481,9 +477,7 @@ async fn mysql_backups_follow_a_failover_and_restore_past_it() {
     let ca = h.service.ca_pem().to_string();
     let mut body = my_body("ha-pitr");
     body["replicas"] = json!(2);
-    let src = h.create(body).await;
-    h.wait_status(&src, "running", Duration::from_secs(120))
-        .await;
+    let (src, _) = h.create_running(body).await;
     crate::harness::wait_streaming(&h, &src).await;
     let first = first_scheduled_backup(&h, &src).await;
     let url = h.connection_string(&src).await;

@@ -128,11 +128,7 @@ async fn postgresql_fails_over_to_its_standby() {
         return;
     }
     let tls = h.service.client_tls();
-    let id = h
-        .create(json!({"name": "ha-pg", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
-        .await;
-    h.wait_status(&id, "running", Duration::from_secs(120))
-        .await;
+    let (id, _) = h.create_running(json!({"name": "ha-pg", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2})).await;
     wait_streaming(&h, &id).await;
     let url = h.connection_string(&id).await;
     let client = pg(&tls, &url).await.unwrap();
@@ -372,11 +368,7 @@ async fn mysql_fails_over_to_its_standby() {
         return;
     }
     let ca = h.service.ca_pem().to_string();
-    let id = h
-        .create(json!({"name": "ha-mysql", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
-        .await;
-    h.wait_status(&id, "running", Duration::from_secs(120))
-        .await;
+    let (id, _) = h.create_running(json!({"name": "ha-mysql", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2})).await;
     wait_streaming(&h, &id).await;
     let url = h.connection_string(&id).await;
     // Semi-synchronous once the standby is connected: an acknowledged commit is in its relay log.
@@ -489,11 +481,7 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
         return;
     }
     let tls = h.service.client_tls();
-    let id = h
-        .create(json!({"name": "ha-none", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
-        .await;
-    h.wait_status(&id, "running", Duration::from_secs(120))
-        .await;
+    let (id, _) = h.create_running(json!({"name": "ha-none", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2})).await;
     wait_streaming(&h, &id).await;
     let url = h.connection_string(&id).await;
     wait_synchronous(&h, &url).await;

@@ -170,6 +170,16 @@ impl Harness {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// [`Harness::create`], then waits (two minutes at most) until it runs; returns its id and
+    /// the running database.
+    pub async fn create_running(&self, body: Value) -> (String, Value) {
+        let id = self.create(body).await;
+        let db = self
+            .wait_status(&id, "running", Duration::from_secs(120))
+            .await;
+        (id, db)
+    }
+
     /// Waits until the database's status is `want` (failing fast on an unexpected `error`).
     pub async fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;

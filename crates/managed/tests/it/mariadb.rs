@@ -38,12 +38,7 @@ async fn mysql_on_mariadb_lifecycle() {
     if !h.installed(DbType::Mysql) {
         return;
     }
-    let id = h
-        .create(json!({"name": "Shop DB", "db_type": "mysql", "version": "8.0", "plan_id": "db-s-1vcpu-1gb", "region": "ams3"}))
-        .await;
-    let d = h
-        .wait_status(&id, "running", Duration::from_secs(120))
-        .await;
+    let (id, d) = h.create_running(json!({"name": "Shop DB", "db_type": "mysql", "version": "8.0", "plan_id": "db-s-1vcpu-1gb", "region": "ams3"})).await;
     assert!(
         d["version"].as_str().unwrap().starts_with("MariaDB "),
         "version says which server runs: {d}"

@@ -32,11 +32,7 @@ async fn a_pgbouncer_pool_serves_500_clients_over_20_server_connections() {
         refract_managed::pools::find_pgbouncer().is_some(),
         "pgbouncer (Debian package) must be installed: scripts/test installs it"
     );
-    let id = h
-        .create(json!({"name": "pooled", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}))
-        .await;
-    h.wait_status(&id, "running", Duration::from_secs(120))
-        .await;
+    let (id, _) = h.create_running(json!({"name": "pooled", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"})).await;
     let pools = format!("/api/v1/databases/{id}/pools");
 
     // Bad input: each a clear 4xx, nothing created.

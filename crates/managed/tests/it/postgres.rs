@@ -40,12 +40,7 @@ async fn postgresql_lifecycle() {
         return;
     }
     let newest = h.service.binaries().postgres.keys().max().unwrap().clone();
-    let id = h
-        .create(json!({"name": "main-postgres", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "storage_gb": 5}))
-        .await;
-    let d = h
-        .wait_status(&id, "running", Duration::from_secs(120))
-        .await;
+    let (id, d) = h.create_running(json!({"name": "main-postgres", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "storage_gb": 5})).await;
     assert_eq!(d["version"], Value::String(newest.clone()));
     assert!(
         d["server_version"].as_str().unwrap().starts_with(&newest),
