@@ -1098,3 +1098,94 @@ fn foreign_key_index_layouts_answer_the_same_rows() {
     );
     assert!(dense < hashed, "dense {dense} bytes, hashed {hashed}");
 }
+
+/// Heap bytes allocated minus freed by the current thread: the oracle of the memory accounting
+/// tests (other tests run on other threads, so they do not disturb it).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static NET: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn add(n: isize) {
+        let _ = NET.try_with(|c| c.set(c.get() + n));
+    }
+
+    pub(super) fn net() -> isize {
+        NET.with(|c| c.get())
+    }
+
+    struct Counting;
+
+    // SAFETY: every call is forwarded to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc(l) };
+            if !p.is_null() {
+                add(l.size() as isize);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc_zeroed(l) };
+            if !p.is_null() {
+                add(l.size() as isize);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            unsafe { System.dealloc(p, l) };
+            add(-(l.size() as isize));
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+            let q = unsafe { System.realloc(p, l, new_size) };
+            if !q.is_null() {
+                add(new_size as isize - l.size() as isize);
+            }
+            q
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+}
+
+/// The memory cap of a load reads [`TableBuilder::memory_bytes`], and the engine reports
+/// [`Table::memory_bytes`]: both must cover the heap they hold. A builder of compressing text
+/// columns holds, besides its buffers and sealed chunks, one FSST compressor per column for the
+/// rest of the load (its lookup tables take about 160 KiB).
+#[test]
+fn builder_and_table_memory_cover_the_heap_they_hold() {
+    let columns = 8;
+    let mut types = vec![ColumnType::Int];
+    types.extend(std::iter::repeat_n(TEXT, columns));
+    let m = manifest(&types, &[0], &[]);
+    let before = heap::net();
+    let mut b = TableBuilder::new(m);
+    // Short, repetitive text: compresses, and its buffers are small next to a compressor.
+    let words = ["alpha", "beta", "gamma", "delta", "omega"];
+    for i in 0..crate::chunk::CHUNK_ROWS + 100 {
+        b.push(0, ValueRef::Int(i as i64));
+        for c in 1..=columns {
+            let s = format!("{} {}", words[(i + c) % 5], words[i * 7 % 5]);
+            b.push(c, ValueRef::Text(&s));
+        }
+        assert!(b.end_row());
+    }
+    let held = heap::net() - before;
+    let measured = b.memory_bytes() as isize;
+    assert!(
+        measured * 10 >= held * 8,
+        "the builder measures {measured} bytes and holds {held}"
+    );
+    let t = b.finish();
+    let held = heap::net() - before;
+    assert!((1..=columns).all(|c| t.is_compressed(c)), "text compressed");
+    let measured = t.memory_bytes() as isize;
+    assert!(
+        measured * 10 >= held * 8 && measured * 8 <= held * 10,
+        "the table measures {measured} bytes and holds {held}"
+    );
+}
