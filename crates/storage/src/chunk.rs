@@ -659,6 +659,15 @@ enum Acc {
     Var { ends: Vec<i64>, bytes: Vec<u8> },
 }
 
+/// Heap bytes of an FSST compressor with its symbol table: the compressor itself, its
+/// two-byte code table (65,536 codes of 2 bytes) and its hash table of longer symbols (2,048
+/// entries of 16 bytes), as `fsst-rs` 0.7 lays them out, plus the shared [`Symbols`].
+const COMPRESSOR_BYTES: usize = std::mem::size_of::<fsst::Compressor>()
+    + (1 << 16) * 2
+    + (1 << 11) * 16
+    + 16
+    + std::mem::size_of::<Symbols>();
+
 /// Whether a [`Writer`] compresses the text of the chunks it seals.
 enum Compression {
     /// Chunks are stored as written.
@@ -867,7 +876,8 @@ impl Writer {
         self.len = n;
     }
 
-    /// Heap bytes of the buffers.
+    /// Heap bytes of the buffers, and of the compressor once one was learned (a load's
+    /// memory cap reads this: the compressor is held until the column is finished).
     pub(crate) fn memory_bytes(&self) -> usize {
         self.nulls.capacity() * 8
             + match &self.acc {
@@ -876,6 +886,10 @@ impl Writer {
                 Acc::Float(f) => f.capacity() * 8,
                 Acc::Dec(d) => d.capacity() * 16,
                 Acc::Var { ends, bytes } => ends.capacity() * 8 + bytes.capacity(),
+            }
+            + match self.compression {
+                Compression::With { .. } => COMPRESSOR_BYTES,
+                Compression::Off | Compression::Learning => 0,
             }
     }
 
