@@ -1316,3 +1316,101 @@ proptest! {
         prop_assert_eq!(rows_of(&c), rows_of(&t));
     }
 }
+
+/// Compressed cells of a table without a primary key (deletes find their row by comparing every
+/// cell) and of a JSON column; reads nested deeper than the scratch pool, and reads after a
+/// panic inside a reading closure.
+#[test]
+fn compressed_cells_in_keyless_tables_json_and_nested_or_panicking_reads() {
+    let m = manifest(&[ColumnType::Int, TEXT, ColumnType::Json], &[], &[]);
+    let text = |i: i64| {
+        format!(
+            "keyless row {} says: the rain in Spain ☔ {}",
+            i % 50,
+            i % 3
+        )
+    };
+    let json = |i: i64| format!("{{\"id\":{i},\"tags\":[\"a\",\"b\"],\"note\":\"ok\\u0000\"}}");
+    let row = |i: i64| vec![O::Int(i), O::Text(text(i)), O::Json(json(i))];
+    let rows: Vec<Vec<Value>> = (0..5000).map(row).collect();
+    let t = build(&m, &rows);
+    assert!(t.is_compressed(1) && t.is_compressed(2));
+    assert_eq!(rows_of(&t), rows);
+    assert_eq!(t.with_value(2, 7, |v| v == ValueRef::Json(&json(7))), true);
+
+    // Deletes of whole rows (no key): each compares compressed cells.
+    let mut batch = ChangeBatch::new();
+    for i in (0..5000).step_by(7) {
+        batch.delete(row(i));
+    }
+    batch.delete(vec![O::Int(1), O::Text(text(2)), O::Json(json(1))]); // no such row
+    let t2 = t.apply(&batch);
+    let want: Vec<Vec<Value>> = (0..5000).filter(|i| i % 7 != 0).map(row).collect();
+    assert_eq!(rows_of(&t2), want);
+    assert_eq!(t2.fingerprint(), build(&m, &want).fingerprint());
+
+    // Nested reads, deeper than the per-thread pool of buffers, each see their own cell.
+    fn nest(t: &Table, depth: u32, seen: &mut Vec<String>) {
+        if depth == 0 {
+            return;
+        }
+        t.with_value(1, depth, |v| {
+            nest(t, depth - 1, seen);
+            let ValueRef::Text(s) = v else {
+                panic!("{v:?}")
+            };
+            seen.push(s.to_string());
+        });
+    }
+    let mut seen = Vec::new();
+    nest(&t, 9, &mut seen);
+    assert_eq!(seen, (1..=9).map(text).collect::<Vec<_>>());
+
+    // A panic inside a read leaves the pool usable.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.with_value(1, 3, |_| t.with_value(1, 4, |_| panic!("inside a read")))
+    }));
+    assert!(caught.is_err());
+    for r in 0..50u32 {
+        assert_eq!(t.owned_value(1, r), O::Text(text(r as i64)));
+    }
+}
+
+/// Dense foreign-key indexes over keys at the ends of `i64`: lookups of every key, of the
+/// extremes and of keys outside the range.
+#[test]
+fn dense_foreign_key_indexes_at_the_ends_of_i64() {
+    let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0], &[&[1]]);
+    for (lo, name) in [
+        (i64::MAX - 99, "top"),
+        (i64::MIN, "bottom"),
+        (-50, "around zero"),
+    ] {
+        let fk = |i: i64| lo + (i * 37) % 100;
+        let rows: Vec<Vec<Value>> = (0..3000).map(|i| vec![O::Int(i), O::Int(fk(i))]).collect();
+        let t = build(&m, &rows);
+        let probes = (0..100)
+            .map(|k| lo + k)
+            .chain([
+                i64::MIN,
+                i64::MIN + 1,
+                i64::MAX,
+                i64::MAX - 1,
+                0,
+                lo.wrapping_sub(1),
+            ])
+            .chain([lo.wrapping_add(100)]);
+        for k in probes {
+            let want: Vec<u32> = (0..3000)
+                .filter(|&i| fk(i) == k)
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(
+                t.index_lookup(&[1], &[ValueRef::Int(k)]),
+                want,
+                "{name}: key {k}"
+            );
+            t.prefetch_lookup(&[1], &[ValueRef::Int(k)]);
+        }
+    }
+}
