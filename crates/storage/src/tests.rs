@@ -1336,7 +1336,7 @@ fn compressed_cells_in_keyless_tables_json_and_nested_or_panicking_reads() {
     let t = build(&m, &rows);
     assert!(t.is_compressed(1) && t.is_compressed(2));
     assert_eq!(rows_of(&t), rows);
-    assert_eq!(t.with_value(2, 7, |v| v == ValueRef::Json(&json(7))), true);
+    assert!(t.with_value(2, 7, |v| v == ValueRef::Json(&json(7))));
 
     // Deletes of whole rows (no key): each compares compressed cells.
     let mut batch = ChangeBatch::new();
