@@ -1345,4 +1345,56 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Text made of a few random words (any characters, NUL and multi-byte ones included),
+        /// so that it compresses: every cell reads back through `with` and `read`, after the
+        /// chunk is sealed and after change capture rewrites one of its cells.
+        #[test]
+        fn compressed_text_of_random_words_reads_back(
+            words in proptest::collection::vec("(?s).{1,6}", 1..8),
+            cells in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec(0usize..8, 0..12)),
+                200..600,
+            ),
+            json in proptest::prelude::any::<bool>(),
+            write in (0usize..600, proptest::option::of(".{0,20}")),
+        ) {
+            let ty = if json { ColumnType::Json } else { ColumnType::Text { case_insensitive: false } };
+            let texts: Vec<Option<String>> = cells
+                .iter()
+                .map(|c| c.as_ref().map(|ws| ws.iter().map(|&w| words[w % words.len()].as_str()).collect()))
+                .collect();
+            fn cell_value(t: &Option<String>, json: bool) -> ValueRef<'_> {
+                match (t, json) {
+                    (None, _) => ValueRef::Null,
+                    (Some(s), false) => ValueRef::Text(s),
+                    (Some(s), true) => ValueRef::Json(s),
+                }
+            }
+            let mut w = Writer::compressing(ty, true);
+            for t in &texts {
+                w.push(cell_value(t, json));
+            }
+            let mut c = Arc::new(w.seal());
+            let bytes: usize = texts.iter().flatten().map(|t| t.len()).sum();
+            proptest::prop_assert!(c.is_compressed() || bytes < 4096, "{} bytes of a few words repeated compress", bytes);
+            let mut buf = Vec::new();
+            for (i, t) in texts.iter().enumerate() {
+                proptest::prop_assert_eq!(c.with(i, ty, |v| v == cell_value(t, json)), true, "cell {}", i);
+                proptest::prop_assert_eq!(c.read(i, ty, &mut buf), cell_value(t, json), "cell {}", i);
+            }
+            let (at, new) = write;
+            let at = at % texts.len();
+            let mut texts = texts;
+            texts[at] = new;
+            write_cell(&mut c, at, cell_value(&texts[at], json), ty);
+            proptest::prop_assert!(!c.is_compressed(), "a written chunk is stored uncompressed");
+            for (i, t) in texts.iter().enumerate() {
+                proptest::prop_assert_eq!(c.get(i, ty), cell_value(t, json), "cell {} after the write", i);
+            }
+        }
+    }
 }
