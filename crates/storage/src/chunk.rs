@@ -310,11 +310,12 @@ thread_local! {
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
     let r = f(&mut buf);
-    // Keep the pool small: a cell of megabytes does not pin its buffer.
-    if buf.capacity() <= 1 << 16 {
+    // Keep the pool small, as every thread that runs queries has one: reads nest two or three
+    // deep (a comparison), and a cell of megabytes does not pin its buffer.
+    if buf.capacity() <= 1 << 15 {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            if s.len() < 16 {
+            if s.len() < 4 {
                 s.push(buf);
             }
         });
