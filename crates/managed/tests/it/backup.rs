@@ -100,61 +100,64 @@ async fn assert_restores_refused(
             - chrono::TimeDelta::hours(1),
     );
     let future = fmt(Utc::now() + chrono::TimeDelta::hours(1));
-    for (source, when) in [(name, early), (id, future)] {
-        let (status, v) = h
-            .post(
-                "/api/v1/databases",
-                restore(json!({"database_name": source, "restore_to": when})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-        assert_eq!(v["error"], "invalid_request");
-        assert!(
-            v["message"]
-                .as_str()
-                .unwrap()
-                .contains("outside the restore window"),
-            "{v}"
-        );
-    }
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": id, "backup_created_at": "2020-01-01T00:00:00Z"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("no backup created at"),
-        "{v}"
-    );
-    let (status, v) = h
-        .post(
-            "/api/v1/databases",
-            restore(json!({"database_name": id, "restore_to": "yesterday"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    for source in [name, id] {
+    let at_target = fmt(target);
+    let window = Some(("invalid_request", "outside the restore window"));
+    let cases: [(&str, Value, StatusCode, Option<(&str, &str)>); 6] = [
+        (
+            KEY_A,
+            json!({"database_name": name, "restore_to": early}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            window,
+        ),
+        (
+            KEY_A,
+            json!({"database_name": id, "restore_to": future}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            window,
+        ),
+        (
+            KEY_A,
+            json!({"database_name": id, "backup_created_at": "2020-01-01T00:00:00Z"}),
+            StatusCode::NOT_FOUND,
+            Some(("not_found", "no backup created at")),
+        ),
+        (
+            KEY_A,
+            json!({"database_name": id, "restore_to": "yesterday"}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        // Another customer's source.
+        (
+            KEY_B,
+            json!({"database_name": name, "restore_to": at_target}),
+            StatusCode::NOT_FOUND,
+            Some(("not_found", "")),
+        ),
+        (
+            KEY_B,
+            json!({"database_name": id, "restore_to": at_target}),
+            StatusCode::NOT_FOUND,
+            Some(("not_found", "")),
+        ),
+    ];
+    for (key, backup_restore, want, error) in cases {
         let (status, v) = h
             .call(
                 Method::POST,
                 "/api/v1/databases",
-                Some(KEY_B),
-                Some(restore(
-                    json!({"database_name": source, "restore_to": fmt(target)}),
-                )),
+                Some(key),
+                Some(restore(backup_restore.clone())),
             )
             .await;
-        assert_eq!(
-            status,
-            StatusCode::NOT_FOUND,
-            "another customer's source: {v}"
-        );
-        assert_eq!(v["error"], "not_found");
+        assert_eq!(status, want, "{backup_restore}: {v}");
+        if let Some((code, message)) = error {
+            assert_eq!(v["error"], code, "{backup_restore}: {v}");
+            assert!(
+                v["message"].as_str().unwrap().contains(message),
+                "{backup_restore}: {v}"
+            );
+        }
     }
     let (status, v) = h
         .call(
