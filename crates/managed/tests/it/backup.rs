@@ -102,7 +102,7 @@ async fn assert_restores_refused(
     let future = fmt(Utc::now() + chrono::TimeDelta::hours(1));
     let at_target = fmt(target);
     let window = Some(("invalid_request", "outside the restore window"));
-    let cases: [(&str, Value, StatusCode, Option<(&str, &str)>); 6] = [
+    let cases = [
         (
             KEY_A,
             json!({"database_name": name, "restore_to": early}),
