@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::common::{page, wire_choice_opt, DashState, Nav, PageError, Posted, Signed};
 use super::databases::{badge, path_id};
 use crate::api::{
-    CreateConnectionRequest, CreateInstanceRequest, RegisterDatabaseRequest,
-    TestConnectionRequest, TestConnectionResult, UpdateConnectionRequest,
+    CreateConnectionRequest, CreateInstanceRequest, RegisterDatabaseRequest, TestConnectionRequest,
+    TestConnectionResult, UpdateConnectionRequest,
 };
 
 struct ConnRow {
