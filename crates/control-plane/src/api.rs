@@ -10,7 +10,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use refract_api::*;
 
@@ -67,17 +67,146 @@ pub struct Database {
 }
 stored_wire_type!(Database);
 
+/// Kind of a lifecycle operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// Test, build, deploy.
+    Provision,
+    /// Test, build, deploy beside the running engine.
+    Rebuild,
+    /// Deploy a past build.
+    Redeploy,
+    /// Deploy the active build with the current settings.
+    Reconfigure,
+    /// Deploy with a new size.
+    Resize,
+    /// Deploy the active build after a pause.
+    Resume,
+    /// Stop the engine, keep everything else.
+    Pause,
+    /// Stop the engine and remove its runtime resources.
+    Terminate,
+    /// Start a fresh engine for a `running` database that has none.
+    Restart,
+}
+
+impl OpKind {
+    /// The kind named `s` in the `op_kind` column.
+    pub fn parse(s: &str) -> Option<OpKind> {
+        [
+            OpKind::Provision,
+            OpKind::Rebuild,
+            OpKind::Redeploy,
+            OpKind::Reconfigure,
+            OpKind::Resize,
+            OpKind::Resume,
+            OpKind::Pause,
+            OpKind::Terminate,
+            OpKind::Restart,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Name in the `op_kind` column.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OpKind::Provision => "provision",
+            OpKind::Rebuild => "rebuild",
+            OpKind::Redeploy => "redeploy",
+            OpKind::Reconfigure => "reconfigure",
+            OpKind::Resize => "resize",
+            OpKind::Resume => "resume",
+            OpKind::Pause => "pause",
+            OpKind::Terminate => "terminate",
+            OpKind::Restart => "restart",
+        }
+    }
+}
+
+/// The step an operation in flight is at (`op_step` column, `operation.step` of
+/// `GET /v1/databases/{id}/instance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpStep {
+    /// Checking the source before a build.
+    TestConnection,
+    /// Waiting for one of the build slots.
+    WaitBuildSlot,
+    /// Building the manifest.
+    Build,
+    /// Starting the new engine.
+    StartEngine,
+    /// Waiting for the new engine's first snapshot.
+    WaitHealthy,
+    /// Stopping the engine (pause, terminate).
+    StopEngine,
+}
+
+impl OpStep {
+    const ALL: [OpStep; 6] = [
+        OpStep::TestConnection,
+        OpStep::WaitBuildSlot,
+        OpStep::Build,
+        OpStep::StartEngine,
+        OpStep::WaitHealthy,
+        OpStep::StopEngine,
+    ];
+
+    /// Name in the `op_step` column and the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OpStep::TestConnection => "test_connection",
+            OpStep::WaitBuildSlot => "wait_build_slot",
+            OpStep::Build => "build",
+            OpStep::StartEngine => "start_engine",
+            OpStep::WaitHealthy => "wait_healthy",
+            OpStep::StopEngine => "stop_engine",
+        }
+    }
+
+    /// The step named `s` in the `op_step` column.
+    pub fn parse(s: &str) -> Option<OpStep> {
+        OpStep::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The operation in flight as a database row records it: one typed record (the ops record's
+/// `OpData` holds the rest: ids, engines, what to roll back to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperationInFlight {
+    /// What it does.
+    pub kind: OpKind,
+    /// Where it is.
+    pub step: OpStep,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Retry count of the current step.
+    pub attempt: i64,
+}
+
+impl OperationInFlight {
+    /// From the row's columns: an operation when kind, step and start are all there.
+    pub fn from_columns(
+        kind: Option<OpKind>,
+        step: Option<OpStep>,
+        started_at: Option<DateTime<Utc>>,
+        attempt: i64,
+    ) -> Option<OperationInFlight> {
+        Some(OperationInFlight {
+            kind: kind?,
+            step: step?,
+            started_at: started_at?,
+            attempt,
+        })
+    }
+}
+
 /// Fields of a database row that belong to the reconciler, not the API.
 #[derive(Debug, Clone, Default)]
 pub struct DatabaseInternal {
-    /// Kind of the operation in flight (`provision`, `rebuild`, …).
-    pub op_kind: Option<String>,
-    /// Its current step.
-    pub op_step: Option<String>,
-    /// When it started.
-    pub op_started_at: Option<DateTime<Utc>>,
-    /// Retry count of the current step.
-    pub op_attempt: i64,
+    /// The operation in flight, if any.
+    pub operation: Option<OperationInFlight>,
     /// Runtime settings as last deployed (JSON of [`RuntimeSettings`]), `None` if never.
     pub deployed_config: Option<serde_json::Value>,
     /// The build the running engine uses.

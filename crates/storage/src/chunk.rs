@@ -130,12 +130,15 @@ impl Packed {
         };
         let (mut base, mut step) = (min, 0);
         let mut width = width_for((max as u64).wrapping_sub(min as u64));
-        // The line through the first and last values, when it narrows the deltas.
+        // The line through the first and last values, when it narrows the deltas. Only for full
+        // chunks: the last, partial chunk takes the appends of change capture, and a value off
+        // the line would re-encode it on every append, where the minimum-based deltas leave
+        // room for growth.
         let valued = |i: &usize| !nulls.is_some_and(|n| bit(n, *i));
         let first = (0..vals.len()).find(valued);
         let last = (0..vals.len()).rev().find(valued);
         if let (Some(a), Some(b)) = (first, last) {
-            if b > a && width > 0 {
+            if b > a && width > 0 && vals.len() == CHUNK_ROWS {
                 let slope = (vals[b] as i128 - vals[a] as i128) / (b - a) as i128;
                 if let Ok(slope) = i64::try_from(slope) {
                     if let Some((lo, hi)) = bounds(vals, nulls, slope) {
@@ -307,11 +310,12 @@ thread_local! {
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
     let r = f(&mut buf);
-    // Keep the pool small: a cell of megabytes does not pin its buffer.
-    if buf.capacity() <= 1 << 16 {
+    // Keep the pool small, as every thread that runs queries has one: reads nest two or three
+    // deep (a comparison), and a cell of megabytes does not pin its buffer.
+    if buf.capacity() <= 1 << 15 {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            if s.len() < 16 {
+            if s.len() < 4 {
                 s.push(buf);
             }
         });
@@ -1073,12 +1077,15 @@ mod tests {
         // A descending line, extremes and NULL positions ignored for the fit.
         let mut nulls = vec![0u64; BITMAP_WORDS];
         set_bit(&mut nulls, 0, true);
-        let down: Vec<i64> = (0..100)
+        let down: Vec<i64> = (0..CHUNK_ROWS as i64)
             .map(|i| if i == 0 { i64::MIN } else { 500 - 3 * i })
             .collect();
         let p = Packed::pack(&down, Some(&nulls));
         assert_eq!((p.width, p.step), (0, -3));
-        assert!((1..100).all(|i| p.get(i) == down[i]));
+        assert!((1..CHUNK_ROWS).all(|i| p.get(i) == down[i]));
+        // A partial chunk (the one appends go to) keeps minimum-based deltas.
+        let p = Packed::pack(&ids[..100], None);
+        assert_eq!((p.width, p.step), (1, 0));
         // Writes in place: on the line fits, off it does not (the chunk is re-encoded).
         let mut c = {
             let mut w = Writer::new(ColumnType::Int);

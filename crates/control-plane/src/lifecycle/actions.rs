@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{admin_token, new_op, now, save, set_op, Note};
+use super::bookkeeping::{admin_token, new_op, now, save, set_op, set_step, Note};
 use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
 use super::types::*;
 use crate::api::InstanceSizeExt;
-use crate::api::{Database, DesiredState, InstanceSize, RuntimeSettings, Status};
+use crate::api::{Database, DesiredState, InstanceSize, OpStep, RuntimeSettings, Status};
 use crate::error::ApiError;
 use crate::plans;
 use crate::service::{pending, Principal};
@@ -158,7 +158,7 @@ fn begin(
                 d,
                 o,
                 new_op(kind, cause, origin, Some(build.id), old),
-                "test_connection",
+                OpStep::TestConnection,
             );
             d.status = Status::TestingConnection;
             if action == Action::Provision {
@@ -193,7 +193,7 @@ fn begin(
                 d,
                 o,
                 new_op(kind, cause, origin, build, old),
-                "start_engine",
+                OpStep::StartEngine,
             );
             d.status = Status::Deploying;
             format!(
@@ -213,7 +213,7 @@ fn begin(
                         d,
                         o,
                         new_op(OpKind::Resize, cause, origin, build, old),
-                        "start_engine",
+                        OpStep::StartEngine,
                     );
                     d.status = Status::Deploying;
                     format!("resizing to {size}")
@@ -228,7 +228,7 @@ fn begin(
                         op.instance_started_at = None;
                         op.settings = None;
                     }
-                    d.internal.op_step = Some("start_engine".into());
+                    set_step(d, OpStep::StartEngine);
                     format!("resized to {size}; deploying again")
                 }
                 _ => format!("resized to {size} (applied at the next provision or resume)"),
@@ -239,7 +239,7 @@ fn begin(
                 d,
                 o,
                 new_op(OpKind::Pause, cause, origin, None, old),
-                "stop_engine",
+                OpStep::StopEngine,
             );
             d.status = Status::Pausing;
             "pausing".into()
@@ -250,7 +250,7 @@ fn begin(
                 d,
                 o,
                 new_op(OpKind::Resume, cause, origin, build, None),
-                "start_engine",
+                OpStep::StartEngine,
             );
             d.status = Status::Resuming;
             "resuming".into()
@@ -267,7 +267,7 @@ fn begin(
                 d,
                 o,
                 new_op(OpKind::Terminate, cause, origin, None, old),
-                "stop_engine",
+                OpStep::StopEngine,
             );
             d.status = Status::Terminating;
             "terminating".into()
@@ -519,10 +519,10 @@ impl Service {
                 .deployed_config
                 .clone()
                 .and_then(|v| serde_json::from_value(v).ok());
-            let operation = d.internal.op_kind.clone().map(|kind| OperationView {
-                kind,
-                step: d.internal.op_step.clone(),
-                started_at: d.internal.op_started_at,
+            let operation = d.internal.operation.map(|op| OperationView {
+                kind: op.kind.as_str().into(),
+                step: Some(op.step.as_str().into()),
+                started_at: Some(op.started_at),
             });
             Ok(InstanceStatusResponse {
                 connection: ConnectionLimits {

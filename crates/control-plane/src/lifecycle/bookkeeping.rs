@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::engine::admin_token_secret;
 use super::error::StepResult;
 use super::state::Runtime;
-use crate::api::{Database, Status};
+use crate::api::{Database, OpStep, OperationInFlight, Status};
 use crate::store::lifecycle::{OpData, OpKind, OpsRecord};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
@@ -114,25 +114,27 @@ pub(super) fn save(
 }
 
 /// Records a new operation on the row and the ops record.
-pub(super) fn set_op(d: &mut Database, o: &mut OpsRecord, op: OpData, step: &str) {
-    d.internal.op_kind = Some(op.kind.as_str().to_string());
-    d.internal.op_step = Some(step.to_string());
-    d.internal.op_started_at = Some(op.started_at);
-    d.internal.op_attempt = 0;
+pub(super) fn set_op(d: &mut Database, o: &mut OpsRecord, op: OpData, step: OpStep) {
+    d.internal.operation = Some(OperationInFlight {
+        kind: op.kind,
+        step,
+        started_at: op.started_at,
+        attempt: 0,
+    });
     o.op = Some(op);
 }
 
 /// Clears the operation in flight.
 pub(super) fn clear_op(d: &mut Database, o: &mut OpsRecord) {
-    d.internal.op_kind = None;
-    d.internal.op_step = None;
-    d.internal.op_started_at = None;
-    d.internal.op_attempt = 0;
+    d.internal.operation = None;
     o.op = None;
 }
 
-pub(super) fn set_step(d: &mut Database, step: &str) {
-    d.internal.op_step = Some(step.to_string());
+/// Moves the operation in flight to its next step.
+pub(super) fn set_step(d: &mut Database, step: OpStep) {
+    if let Some(op) = &mut d.internal.operation {
+        op.step = step;
+    }
 }
 
 /// A new operation record.

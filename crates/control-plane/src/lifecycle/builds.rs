@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{commit, fail, now, Guard, Next};
+use super::bookkeeping::{commit, fail, now, set_step, Guard, Next};
 use super::error::StepResult;
 use super::state::{step_delay, Runtime};
-use crate::api::Database;
 use crate::api::{Backend, Connection, SyncMode};
+use crate::api::{Database, OpStep};
 use crate::store::lifecycle::{BuildStatus, OpsRecord};
 use crate::store::StoreResult;
 use crate::Service;
@@ -257,7 +257,7 @@ pub(super) async fn test_connection(
             }
         }
         d.status = crate::api::Status::Queued;
-        d.internal.op_step = Some("wait_build_slot".into());
+        set_step(d, OpStep::WaitBuildSlot);
         Ok(())
     })
     .await?;
@@ -294,7 +294,7 @@ pub(super) async fn build(
                 tx.lifecycle().update_build(&b)?;
             }
             d.status = crate::api::Status::Building;
-            d.internal.op_step = Some("build".into());
+            set_step(d, OpStep::Build);
             Ok(())
         })
         .await?;
@@ -459,7 +459,7 @@ pub(super) async fn build(
             );
         }
         d.status = crate::api::Status::Deploying;
-        d.internal.op_step = Some("start_engine".into());
+        set_step(d, OpStep::StartEngine);
         note.message = format!("build {build_id} succeeded");
         Ok(())
     })

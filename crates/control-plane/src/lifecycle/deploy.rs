@@ -11,7 +11,7 @@ use super::decide::{self, DeployObserved, DeployStep, Health, LOG_LINES};
 use super::error::StepResult;
 use super::launch::{any_alive, engine_port, launch, public_endpoint};
 use super::state::{step_delay, Runtime};
-use crate::api::{Database, HealthStatus, Status};
+use crate::api::{Database, HealthStatus, OpStep, Status};
 use crate::service::pending;
 use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpsRecord};
 use crate::Service;
@@ -62,7 +62,7 @@ pub(super) async fn deploy(
                     op.new_instance = Some(new);
                     op.instance_started_at = None;
                 }
-                set_step(d, "start_engine");
+                set_step(d, OpStep::StartEngine);
                 Ok(())
             })
             .await?;
@@ -92,7 +92,7 @@ pub(super) async fn deploy(
                             op.instance_started_at = Some(now());
                             op.settings = Some(settings);
                         }
-                        set_step(d, "wait_healthy");
+                        set_step(d, OpStep::WaitHealthy);
                         Ok(())
                     })
                     .await?;

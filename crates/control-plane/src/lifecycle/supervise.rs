@@ -10,7 +10,7 @@ use super::engine;
 use super::error::StepResult;
 use super::launch::{engine_port, launch, public_endpoint};
 use super::state::Runtime;
-use crate::api::{Database, HealthStatus, RuntimeSettings, Status};
+use crate::api::{Database, HealthStatus, OpStep, RuntimeSettings, Status};
 use crate::store::lifecycle::{CrashLog, OpKind, OpsRecord};
 use crate::Service;
 
@@ -68,7 +68,7 @@ pub(super) async fn supervise(
                 return Ok(());
             }
             let op = new_op(OpKind::Restart, "reconciler", d.status, build, None);
-            set_op(d, o, op, "start_engine");
+            set_op(d, o, op, OpStep::StartEngine);
             d.status = Status::Deploying;
             note.message = "no engine found for a running database: starting one".into();
             Ok(())

@@ -146,46 +146,7 @@ pub struct EventRecord {
     pub event: Event,
 }
 
-/// Kind of a lifecycle operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpKind {
-    /// Test, build, deploy.
-    Provision,
-    /// Test, build, deploy beside the running engine.
-    Rebuild,
-    /// Deploy a past build.
-    Redeploy,
-    /// Deploy the active build with the current settings.
-    Reconfigure,
-    /// Deploy with a new size.
-    Resize,
-    /// Deploy the active build after a pause.
-    Resume,
-    /// Stop the engine, keep everything else.
-    Pause,
-    /// Stop the engine and remove its runtime resources.
-    Terminate,
-    /// Start a fresh engine for a `running` database that has none.
-    Restart,
-}
-
-impl OpKind {
-    /// Name in the `op_kind` column.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            OpKind::Provision => "provision",
-            OpKind::Rebuild => "rebuild",
-            OpKind::Redeploy => "redeploy",
-            OpKind::Reconfigure => "reconfigure",
-            OpKind::Resize => "resize",
-            OpKind::Resume => "resume",
-            OpKind::Pause => "pause",
-            OpKind::Terminate => "terminate",
-            OpKind::Restart => "restart",
-        }
-    }
-}
+pub use crate::api::OpKind;
 
 /// The operation in flight: everything needed to take its next step, or to roll it back, after a
 /// control-plane restart.

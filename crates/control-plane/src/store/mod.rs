@@ -11,7 +11,7 @@
 //! - **databases** — one engine's config (schema, sync mode and interval, size, log level, tags,
 //!   pause schedule, custom domain, schema config text) and its lifecycle: observed `status`,
 //!   intent `desired_state`, the one operation in flight (`op_kind`, `op_step`, `op_started_at`,
-//!   `op_attempt`), `last_error`, the runtime settings last deployed (`deployed_config`) and
+//!   `op_attempt`: one typed `api::OperationInFlight` in memory), `last_error`, the runtime settings last deployed (`deployed_config`) and
 //!   `has_pending_changes`, `active_build_id`. Deleting is soft (`deleted_at`), which frees the name.
 //! - **builds** — one per build: status, the schema manifest artifact (JSON, null until built),
 //!   the log text, timings.

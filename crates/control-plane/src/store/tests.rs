@@ -197,10 +197,12 @@ fn database(c: &Connection, name: &str, minute: i64) -> Database {
             updated_at: at(minute + 1),
         },
         internal: DatabaseInternal {
-            op_kind: Some("provision".into()),
-            op_step: Some("deploying".into()),
-            op_started_at: Some(at(5)),
-            op_attempt: 2,
+            operation: Some(OperationInFlight {
+                kind: OpKind::Provision,
+                step: OpStep::WaitHealthy,
+                started_at: at(5),
+                attempt: 2,
+            }),
             // In jsonb's key order (PostgreSQL normalizes it; `Value` equality ignores it, the
             // Debug comparison of this suite does not).
             deployed_config: Some(serde_json::json!({"n": [1, 2], "syncMode": "binlog"})),
@@ -417,7 +419,7 @@ fn connections_and_databases_round_trip_with_filters() {
         a.status = Status::Failed;
         a.desired_state = None;
         a.internal.deployed_config = None;
-        a.internal.op_attempt = 0;
+        a.internal.operation = None;
         a.tags.push(Tag {
             label: "x".into(),
             color: TagColor::Red,
