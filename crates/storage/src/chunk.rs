@@ -660,6 +660,15 @@ enum Acc {
     Var { ends: Vec<i64>, bytes: Vec<u8> },
 }
 
+/// Heap bytes of an FSST compressor with its symbol table: the compressor itself, its
+/// two-byte code table (65,536 codes of 2 bytes) and its hash table of longer symbols (2,048
+/// entries of 16 bytes), as `fsst-rs` 0.7 lays them out, plus the shared [`Symbols`].
+const COMPRESSOR_BYTES: usize = std::mem::size_of::<fsst::Compressor>()
+    + (1 << 16) * 2
+    + (1 << 11) * 16
+    + 16
+    + std::mem::size_of::<Symbols>();
+
 /// Whether a [`Writer`] compresses the text of the chunks it seals.
 enum Compression {
     /// Chunks are stored as written.
@@ -868,7 +877,8 @@ impl Writer {
         self.len = n;
     }
 
-    /// Heap bytes of the buffers.
+    /// Heap bytes of the buffers, and of the compressor once one was learned (a load's
+    /// memory cap reads this: the compressor is held until the column is finished).
     pub(crate) fn memory_bytes(&self) -> usize {
         self.nulls.capacity() * 8
             + match &self.acc {
@@ -877,6 +887,10 @@ impl Writer {
                 Acc::Float(f) => f.capacity() * 8,
                 Acc::Dec(d) => d.capacity() * 16,
                 Acc::Var { ends, bytes } => ends.capacity() * 8 + bytes.capacity(),
+            }
+            + match self.compression {
+                Compression::With { .. } => COMPRESSOR_BYTES,
+                Compression::Off | Compression::Learning => 0,
             }
     }
 
@@ -1251,6 +1265,137 @@ mod tests {
                 V::Bool(i % 3 == 0)
             };
             assert_eq!(c.get(i, ty), want);
+        }
+    }
+
+    /// A value for position `i` of a chunk whose values follow `base + step * i`: on the line,
+    /// a little off it, far off it, an extreme of `i64`, or NULL.
+    fn line_cell(base: i64, step: i64, i: usize, kind: u8, jitter: i64) -> Option<i64> {
+        let on = base.wrapping_add(step.wrapping_mul(i as i64));
+        match kind % 16 {
+            0..=7 => Some(on),
+            8..=12 => Some(on.wrapping_add(jitter % 300)),
+            13 => Some(jitter),
+            14 => Some(if jitter & 1 == 0 { i64::MIN } else { i64::MAX }),
+            _ => None,
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Full integer chunks (the only ones packed along a line) read back what was written,
+        /// at load and after in-place or re-encoding writes of values on, near and off the line,
+        /// `i64` extremes and NULLs; a model of the cells is the oracle.
+        #[test]
+        fn packed_line_chunks_match_a_model(
+            base in proptest::prop_oneof![
+                -1_000_000i64..1_000_000,
+                proptest::prelude::any::<i64>(),
+                (i64::MAX - 5000)..=i64::MAX,
+                i64::MIN..=(i64::MIN + 5000),
+            ],
+            step in proptest::prop_oneof![
+                -3i64..=3,
+                proptest::prelude::any::<i64>(),
+                (i64::MAX / 4096 - 2)..=(i64::MAX / 4096 + 2),
+                (i64::MIN / 4096 - 2)..=(i64::MIN / 4096 + 2),
+            ],
+            // Mostly on the line: the chunk is then packed along it.
+            noise in proptest::collection::vec(
+                (0usize..CHUNK_ROWS, proptest::prelude::any::<u8>(), proptest::prelude::any::<i64>()),
+                0..3,
+            ),
+            writes in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![0usize..64, 0usize..CHUNK_ROWS],
+                    proptest::prelude::any::<u8>(),
+                    proptest::prelude::any::<i64>(),
+                ),
+                0..40,
+            ),
+            decimal in proptest::prelude::any::<bool>(),
+        ) {
+            let ty = if decimal { ColumnType::Decimal { scale: 2 } } else { ColumnType::Int };
+            let cell = |x: Option<i64>| match (x, decimal) {
+                (None, _) => ValueRef::Null,
+                (Some(v), false) => ValueRef::Int(v),
+                (Some(v), true) => ValueRef::Decimal(v as i128),
+            };
+            let mut model: Vec<Option<i64>> =
+                (0..CHUNK_ROWS).map(|i| line_cell(base, step, i, 0, 0)).collect();
+            for &(i, kind, jitter) in &noise {
+                model[i] = line_cell(base, step, i, kind, jitter);
+            }
+            let mut w = Writer::new(ty);
+            for &x in &model {
+                w.push(cell(x));
+            }
+            let mut c = Arc::new(w.seal());
+            for (i, &x) in model.iter().enumerate() {
+                proptest::prop_assert_eq!(c.get(i, ty), cell(x), "loaded cell {}", i);
+            }
+            for &(i, kind, jitter) in &writes {
+                let x = line_cell(base, step, i, kind, jitter);
+                write_cell(&mut c, i, cell(x), ty);
+                model[i] = x;
+                proptest::prop_assert_eq!(c.get(i, ty), cell(x), "written cell {}", i);
+            }
+            for (i, &x) in model.iter().enumerate() {
+                proptest::prop_assert_eq!(c.get(i, ty), cell(x), "cell {} after writes", i);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Text made of a few random words (any characters, NUL and multi-byte ones included),
+        /// so that it compresses: every cell reads back through `with` and `read`, after the
+        /// chunk is sealed and after change capture rewrites one of its cells.
+        #[test]
+        fn compressed_text_of_random_words_reads_back(
+            words in proptest::collection::vec("(?s).{1,6}", 1..8),
+            cells in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec(0usize..8, 0..12)),
+                200..600,
+            ),
+            json in proptest::prelude::any::<bool>(),
+            write in (0usize..600, proptest::option::of(".{0,20}")),
+        ) {
+            let ty = if json { ColumnType::Json } else { ColumnType::Text { case_insensitive: false } };
+            let texts: Vec<Option<String>> = cells
+                .iter()
+                .map(|c| c.as_ref().map(|ws| ws.iter().map(|&w| words[w % words.len()].as_str()).collect()))
+                .collect();
+            fn cell_value(t: &Option<String>, json: bool) -> ValueRef<'_> {
+                match (t, json) {
+                    (None, _) => ValueRef::Null,
+                    (Some(s), false) => ValueRef::Text(s),
+                    (Some(s), true) => ValueRef::Json(s),
+                }
+            }
+            let mut w = Writer::compressing(ty, true);
+            for t in &texts {
+                w.push(cell_value(t, json));
+            }
+            let mut c = Arc::new(w.seal());
+            let bytes: usize = texts.iter().flatten().map(|t| t.len()).sum();
+            proptest::prop_assert!(c.is_compressed() || bytes < 4096, "{} bytes of a few words repeated compress", bytes);
+            let mut buf = Vec::new();
+            for (i, t) in texts.iter().enumerate() {
+                proptest::prop_assert_eq!(c.with(i, ty, |v| v == cell_value(t, json)), true, "cell {}", i);
+                proptest::prop_assert_eq!(c.read(i, ty, &mut buf), cell_value(t, json), "cell {}", i);
+            }
+            let (at, new) = write;
+            let at = at % texts.len();
+            let mut texts = texts;
+            texts[at] = new;
+            write_cell(&mut c, at, cell_value(&texts[at], json), ty);
+            proptest::prop_assert!(!c.is_compressed(), "a written chunk is stored uncompressed");
+            for (i, t) in texts.iter().enumerate() {
+                proptest::prop_assert_eq!(c.get(i, ty), cell_value(t, json), "cell {} after the write", i);
+            }
         }
     }
 }

@@ -1098,3 +1098,319 @@ fn foreign_key_index_layouts_answer_the_same_rows() {
     );
     assert!(dense < hashed, "dense {dense} bytes, hashed {hashed}");
 }
+
+/// Heap bytes allocated minus freed by the current thread: the oracle of the memory accounting
+/// tests (other tests run on other threads, so they do not disturb it).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static NET: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn add(n: isize) {
+        let _ = NET.try_with(|c| c.set(c.get() + n));
+    }
+
+    pub(super) fn net() -> isize {
+        NET.with(|c| c.get())
+    }
+
+    struct Counting;
+
+    // SAFETY: every call is forwarded to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc(l) };
+            if !p.is_null() {
+                add(l.size() as isize);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc_zeroed(l) };
+            if !p.is_null() {
+                add(l.size() as isize);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            unsafe { System.dealloc(p, l) };
+            add(-(l.size() as isize));
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+            let q = unsafe { System.realloc(p, l, new_size) };
+            if !q.is_null() {
+                add(new_size as isize - l.size() as isize);
+            }
+            q
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+}
+
+/// The memory cap of a load reads [`TableBuilder::memory_bytes`], and the engine reports
+/// [`Table::memory_bytes`]: both must cover the heap they hold. A builder of compressing text
+/// columns holds, besides its buffers and sealed chunks, one FSST compressor per column for the
+/// rest of the load (its lookup tables take about 160 KiB).
+#[test]
+fn builder_and_table_memory_cover_the_heap_they_hold() {
+    let columns = 8;
+    let mut types = vec![ColumnType::Int];
+    types.extend(std::iter::repeat_n(TEXT, columns));
+    let m = manifest(&types, &[0], &[]);
+    let before = heap::net();
+    let mut b = TableBuilder::new(m);
+    // Short, repetitive text: compresses, and its buffers are small next to a compressor.
+    let words = ["alpha", "beta", "gamma", "delta", "omega"];
+    for i in 0..crate::chunk::CHUNK_ROWS + 100 {
+        b.push(0, ValueRef::Int(i as i64));
+        for c in 1..=columns {
+            let s = format!("{} {}", words[(i + c) % 5], words[i * 7 % 5]);
+            b.push(c, ValueRef::Text(&s));
+        }
+        assert!(b.end_row());
+    }
+    let held = heap::net() - before;
+    let measured = b.memory_bytes() as isize;
+    assert!(
+        measured * 10 >= held * 8,
+        "the builder measures {measured} bytes and holds {held}"
+    );
+    let t = b.finish();
+    let held = heap::net() - before;
+    assert!((1..=columns).all(|c| t.is_compressed(c)), "text compressed");
+    let measured = t.memory_bytes() as isize;
+    assert!(
+        measured * 10 >= held * 8 && measured * 8 <= held * 10,
+        "the table measures {measured} bytes and holds {held}"
+    );
+}
+
+/// Body text of the compressed-table model: repetitive (so that it compresses), with multi-byte
+/// characters and NUL bytes, and a few distinct values per variant (lookups find several rows).
+fn model_body(v: u32) -> String {
+    match v % 4 {
+        0 => format!("The quick brown fox {} jumps over the lazy dog", v % 13),
+        1 => format!("naïve café ☕ — 日本語のテキスト {}", v % 7),
+        2 => format!("nul\0inside\0{}\0", v % 5),
+        _ => format!("{{\"kind\":\"event\",\"n\":{}}}", v % 11),
+    }
+}
+
+/// Model cells of the compressed table: (fk, body, score).
+type BodyRow = (Option<i64>, Option<u32>, Option<i64>);
+
+fn body_row(k: i64, r: &BodyRow) -> Vec<Value> {
+    vec![
+        O::Int(k),
+        r.0.map_or(O::Null, O::Int),
+        r.1.map_or(O::Null, |v| O::Text(model_body(v))),
+        r.2.map_or(O::Null, O::Int),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum BodyOp {
+    Upsert(i64, BodyRow),
+    Delete(i64),
+}
+
+fn body_op(keys: std::ops::Range<i64>) -> impl Strategy<Value = BodyOp> {
+    let score = prop_oneof![
+        4 => (0i64..5000).prop_map(|i| Some(1000 + 3 * i)),
+        1 => any::<i64>().prop_map(Some),
+        1 => Just(Some(i64::MIN)),
+        1 => Just(Some(i64::MAX)),
+        1 => Just(None),
+    ];
+    let row = (
+        proptest::option::of(prop_oneof![0i64..1500, Just(i64::MIN), Just(i64::MAX)]),
+        proptest::option::of(0u32..1000),
+        score,
+    );
+    prop_oneof![
+        4 => (keys.clone(), row).prop_map(|(k, r)| BodyOp::Upsert(k, r)),
+        1 => keys.prop_map(BodyOp::Delete),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// A table whose text is FSST-compressed, whose ids and scores are packed along a line (a
+    /// full first chunk) and whose foreign key takes the dense layout, changed by batches of
+    /// upserts and deletes (with and without a lazy index over the compressed text, so that
+    /// writes go in place into compressed chunks or append), compacted or not: every row, every
+    /// lookup and the fingerprint match a model.
+    #[test]
+    fn compressed_table_apply_matches_model(
+        extra in 0usize..300,
+        batches in proptest::collection::vec(proptest::collection::vec(body_op(-5..4500), 0..60), 1..4),
+        lazy in any::<bool>(),
+        compaction in any::<bool>(),
+    ) {
+        let n = crate::chunk::CHUNK_ROWS + extra;
+        let m = manifest(&[ColumnType::Int, ColumnType::Int, TEXT, ColumnType::Int], &[0], &[&[1]]);
+        let mut model: BTreeMap<i64, BodyRow> = (0..n as i64)
+            .map(|k| {
+                let fk = (k % 97 != 0).then_some(k / 3);
+                let body = (k % 89 != 0).then_some((k as u32).wrapping_mul(2_654_435_761) >> 22);
+                let score = (k % 61 != 0).then_some(1000 + 3 * k + (k % 7 == 0) as i64);
+                (k, (fk, body, score))
+            })
+            .collect();
+        let rows: Vec<Vec<Value>> = model.iter().map(|(&k, r)| body_row(k, r)).collect();
+        let mut t = build(&m, &rows);
+        prop_assert!(t.is_compressed(2), "the body column is compressed");
+        if lazy {
+            t.index_lookup(&[2], &[ValueRef::Text(&model_body(0))]);
+        }
+        for ops in batches {
+            let mut batch = ChangeBatch::new();
+            for op in ops {
+                match op {
+                    BodyOp::Upsert(k, r) => {
+                        batch.upsert(body_row(k, &r));
+                        model.insert(k, r);
+                    }
+                    BodyOp::Delete(k) => {
+                        batch.delete(vec![O::Int(k)]);
+                        model.remove(&k);
+                    }
+                }
+            }
+            t = t.apply_inner(&batch, compaction);
+            let want: Vec<Vec<Value>> = model.iter().map(|(&k, r)| body_row(k, r)).collect();
+            prop_assert_eq!(rows_of(&t), want.clone());
+            let keys_of = |rows: Vec<u32>| -> Vec<Value> {
+                rows.into_iter().map(|r| t.owned_value(0, r)).collect()
+            };
+            // Every key present, and keys around and outside the range.
+            let mut by_fk: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+            let mut by_body: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for (&k, r) in &model {
+                if let Some(fk) = r.0 {
+                    by_fk.entry(fk).or_default().push(O::Int(k));
+                }
+                if let Some(b) = r.1 {
+                    by_body.entry(model_body(b)).or_default().push(O::Int(k));
+                }
+            }
+            let probes = by_fk.keys().copied().chain([-1, 1500, 1501, i64::MIN, i64::MAX]);
+            for fk in probes.collect::<Vec<_>>() {
+                let want = by_fk.get(&fk).cloned().unwrap_or_default();
+                prop_assert_eq!(keys_of(t.index_lookup(&[1], &[ValueRef::Int(fk)])), want, "fk {}", fk);
+            }
+            for (body, want) in &by_body {
+                prop_assert_eq!(&keys_of(t.index_lookup(&[2], &[ValueRef::Text(body)])), want, "body {:?}", body);
+            }
+            prop_assert!(t.index_lookup(&[2], &[ValueRef::Text("nul")]).is_empty());
+            prop_assert_eq!(t.fingerprint(), build(&m, &want).fingerprint());
+        }
+        let c = t.compact();
+        prop_assert!(c.is_compressed(2), "compaction compresses the body again");
+        prop_assert_eq!(rows_of(&c), rows_of(&t));
+    }
+}
+
+/// Compressed cells of a table without a primary key (deletes find their row by comparing every
+/// cell) and of a JSON column; reads nested deeper than the scratch pool, and reads after a
+/// panic inside a reading closure.
+#[test]
+fn compressed_cells_in_keyless_tables_json_and_nested_or_panicking_reads() {
+    let m = manifest(&[ColumnType::Int, TEXT, ColumnType::Json], &[], &[]);
+    let text = |i: i64| {
+        format!(
+            "keyless row {} says: the rain in Spain ☔ {}",
+            i % 50,
+            i % 3
+        )
+    };
+    let json = |i: i64| format!("{{\"id\":{i},\"tags\":[\"a\",\"b\"],\"note\":\"ok\\u0000\"}}");
+    let row = |i: i64| vec![O::Int(i), O::Text(text(i)), O::Json(json(i))];
+    let rows: Vec<Vec<Value>> = (0..5000).map(row).collect();
+    let t = build(&m, &rows);
+    assert!(t.is_compressed(1) && t.is_compressed(2));
+    assert_eq!(rows_of(&t), rows);
+    assert!(t.with_value(2, 7, |v| v == ValueRef::Json(&json(7))));
+
+    // Deletes of whole rows (no key): each compares compressed cells.
+    let mut batch = ChangeBatch::new();
+    for i in (0..5000).step_by(7) {
+        batch.delete(row(i));
+    }
+    batch.delete(vec![O::Int(1), O::Text(text(2)), O::Json(json(1))]); // no such row
+    let t2 = t.apply(&batch);
+    let want: Vec<Vec<Value>> = (0..5000).filter(|i| i % 7 != 0).map(row).collect();
+    assert_eq!(rows_of(&t2), want);
+    assert_eq!(t2.fingerprint(), build(&m, &want).fingerprint());
+
+    // Nested reads, deeper than the per-thread pool of buffers, each see their own cell.
+    fn nest(t: &Table, depth: u32, seen: &mut Vec<String>) {
+        if depth == 0 {
+            return;
+        }
+        t.with_value(1, depth, |v| {
+            nest(t, depth - 1, seen);
+            let ValueRef::Text(s) = v else {
+                panic!("{v:?}")
+            };
+            seen.push(s.to_string());
+        });
+    }
+    let mut seen = Vec::new();
+    nest(&t, 9, &mut seen);
+    assert_eq!(seen, (1..=9).map(text).collect::<Vec<_>>());
+
+    // A panic inside a read leaves the pool usable.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.with_value(1, 3, |_| t.with_value(1, 4, |_| panic!("inside a read")))
+    }));
+    assert!(caught.is_err());
+    for r in 0..50u32 {
+        assert_eq!(t.owned_value(1, r), O::Text(text(r as i64)));
+    }
+}
+
+/// Dense foreign-key indexes over keys at the ends of `i64`: lookups of every key, of the
+/// extremes and of keys outside the range.
+#[test]
+fn dense_foreign_key_indexes_at_the_ends_of_i64() {
+    let m = manifest(&[ColumnType::Int, ColumnType::Int], &[0], &[&[1]]);
+    for (lo, name) in [
+        (i64::MAX - 99, "top"),
+        (i64::MIN, "bottom"),
+        (-50, "around zero"),
+    ] {
+        let fk = |i: i64| lo + (i * 37) % 100;
+        let rows: Vec<Vec<Value>> = (0..3000).map(|i| vec![O::Int(i), O::Int(fk(i))]).collect();
+        let t = build(&m, &rows);
+        let probes = (0..100)
+            .map(|k| lo + k)
+            .chain([
+                i64::MIN,
+                i64::MIN + 1,
+                i64::MAX,
+                i64::MAX - 1,
+                0,
+                lo.wrapping_sub(1),
+            ])
+            .chain([lo.wrapping_add(100)]);
+        for k in probes {
+            let want: Vec<u32> = (0..3000)
+                .filter(|&i| fk(i) == k)
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(
+                t.index_lookup(&[1], &[ValueRef::Int(k)]),
+                want,
+                "{name}: key {k}"
+            );
+            t.prefetch_lookup(&[1], &[ValueRef::Int(k)]);
+        }
+    }
+}

@@ -14,6 +14,7 @@ use crate::{execute, explain, QueryError, QueryOptions};
 pub(super) use crate::sample::snapshot;
 
 mod bounds;
+mod compressed;
 mod differential;
 mod pk_order;
 mod semijoin;
