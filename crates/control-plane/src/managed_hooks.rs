@@ -15,7 +15,7 @@ use refract_managed::{
 use refract_runtime::{BoxFuture, LocalProcessDriver};
 use uuid::Uuid;
 
-use crate::api::CreateConnectionRequest;
+use crate::api::{Backend, CreateConnectionRequest, SslMode, SyncMode};
 use crate::error::ApiError;
 use crate::secrets::SecretStore;
 use crate::service::{Principal, Service};
@@ -160,29 +160,37 @@ impl ConnectionRegistrar for Registrar {
                 customer,
                 key_record_id: Uuid::nil(),
             };
-            // Built from JSON so that fields added to the request later keep their defaults.
-            let mut body = serde_json::json!({
-                "name": source.name,
-                "backend": source.backend.as_str(),
-                "mysqlHost": source.host,
-                "mysqlPort": source.port,
-                "availableSchemas": [source.database],
-                "mysqlUser": source.user,
-                "mysqlPassword": source.password,
-            });
-            if let Some(m) = &source.sync_mode {
-                body["syncMode"] = serde_json::json!(m);
-            }
-            if let Some(ca) = &source.root_cert {
+            let backend = Backend::parse(source.backend.as_str()).ok_or_else(|| {
+                RegistrarError::Rejected(format!("backend {}", source.backend.as_str()))
+            })?;
+            let sync_mode = match &source.sync_mode {
+                Some(m) => Some(SyncMode::parse(m).ok_or_else(|| {
+                    RegistrarError::Rejected(format!(
+                        "syncMode {m:?}: use one of {}",
+                        SyncMode::ALL
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?),
+                None => None,
+            };
+            let req = CreateConnectionRequest {
+                backend: Some(backend),
+                name: source.name,
+                host: source.host,
+                port: Some(i64::from(source.port)),
+                available_schemas: Some(vec![source.database]),
+                user: Some(source.user),
+                password: Some(source.password),
                 // Managed servers take TLS only; verified against the installation's CA.
-                body["sslMode"] = serde_json::json!("verify-full");
-                body["sslRootCert"] = serde_json::json!(ca);
-            }
-            if let Some(i) = source.sync_interval {
-                body["syncInterval"] = serde_json::json!(i);
-            }
-            let req: CreateConnectionRequest = serde_json::from_value(body)
-                .map_err(|e| RegistrarError::Rejected(e.to_string()))?;
+                ssl_mode: source.root_cert.is_some().then_some(SslMode::VerifyFull),
+                ssl_root_cert: source.root_cert,
+                sync_mode,
+                sync_interval: source.sync_interval,
+                instance: None,
+            };
             let created = self
                 .0
                 .create_connection(&principal, req)

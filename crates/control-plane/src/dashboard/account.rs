@@ -5,7 +5,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::common::{page, read_form, DashState, Nav, PageError, Posted, Signed};
 use super::databases::path_id;
@@ -237,19 +236,19 @@ pub struct KeyForm {
     expires_days: String,
 }
 
-fn key_body(form: &KeyForm) -> Result<serde_json::Value, PageError> {
-    let mut body = json!({"name": form.name});
+/// The expiry the form asks for (whole seconds, as the API writes times), or none.
+fn key_expiry(form: &KeyForm) -> Result<Option<chrono::DateTime<chrono::Utc>>, PageError> {
     let days = form.expires_days.trim();
-    if !days.is_empty() {
-        let n: i64 = days
-            .parse()
-            .ok()
-            .filter(|n| (1..=3650).contains(n))
-            .ok_or_else(|| PageError::Bad("expiry must be a number of days, 1 to 3650".into()))?;
-        let at = chrono::Utc::now() + chrono::TimeDelta::days(n);
-        body["expiresAt"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    if days.is_empty() {
+        return Ok(None);
     }
-    Ok(body)
+    let n: i64 = days
+        .parse()
+        .ok()
+        .filter(|n| (1..=3650).contains(n))
+        .ok_or_else(|| PageError::Bad("expiry must be a number of days, 1 to 3650".into()))?;
+    let at = chrono::Utc::now() + chrono::TimeDelta::days(n);
+    Ok(chrono::DateTime::from_timestamp(at.timestamp(), 0))
 }
 
 /// `POST /ui/keys`: creates a management key; its secret is on this answer only.
@@ -257,7 +256,10 @@ pub async fn create_key(
     State(s): State<DashState>,
     Posted { me, form }: Posted<KeyForm>,
 ) -> Result<Response, PageError> {
-    let req = crate::extract::parse_json(key_body(&form)?.to_string().as_bytes())?;
+    let req = crate::api::CreateManagementKeyRequest {
+        expires_at: key_expiry(&form)?,
+        name: form.name,
+    };
     let k = s.service.create_management_key(&me.principal, req).await?;
     Ok(secret_page(
         me.nav("keys"),
@@ -286,7 +288,10 @@ pub async fn create_query_key(
     Posted { me, form }: Posted<KeyForm>,
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "database")?;
-    let req = crate::extract::parse_json(key_body(&form)?.to_string().as_bytes())?;
+    let req = crate::api::CreateQueryKeyRequest {
+        expires_at: key_expiry(&form)?,
+        name: form.name,
+    };
     let k = s.service.create_query_key(&me.principal, id, req).await?;
     Ok(secret_page(
         me.nav("databases"),

@@ -20,6 +20,26 @@ use crate::service::{Principal, Service};
 /// well under it); the API's own 2 MB limit stays in force for `/v1`.
 pub const MAX_FORM_BYTES: usize = 96 * 1024;
 
+/// A form's choice (a `<select>`, or a word typed in a field) read as its `/v1` wire enum; a
+/// value the enum lacks is the API's own 400 for it, naming the field (`sslMode: unknown variant
+/// …`), so a form is refused exactly as the same request body would be.
+pub fn wire_choice<T: DeserializeOwned>(field: &str, value: &str) -> Result<T, PageError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|e| PageError::from(ApiError::invalid(format!("{field}: {e}"))))
+}
+
+/// [`wire_choice`] of an optional form field: empty (after trimming) is not given.
+pub fn wire_choice_opt<T: DeserializeOwned>(
+    field: &str,
+    value: &str,
+) -> Result<Option<T>, PageError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    wire_choice(field, value).map(Some)
+}
+
 /// State of the dashboard's handlers.
 #[derive(Clone)]
 pub struct DashState {

@@ -1,16 +1,19 @@
 //! Connections: list, test (readiness per sync mode, warnings) before creating, create (with a
-//! first database), edit, delete. Forms become the API's own request bodies and go through
-//! `parse_json`, so they are validated exactly as `/v1/connections`.
+//! first database), edit, delete. Forms become the API's own request types (`refract-api`) and go
+//! to the same service calls as `/v1/connections`, so they are validated exactly as it; a choice
+//! the wire enum lacks is the API's 400 naming the field (`wire_choice`).
 
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
 
-use super::common::{page, DashState, Nav, PageError, Posted, Signed};
+use super::common::{page, wire_choice_opt, DashState, Nav, PageError, Posted, Signed};
 use super::databases::{badge, path_id};
-use crate::extract::parse_json;
+use crate::api::{
+    CreateConnectionRequest, CreateInstanceRequest, RegisterDatabaseRequest, TestConnectionRequest,
+    TestConnectionResult, UpdateConnectionRequest,
+};
 
 struct ConnRow {
     id: String,
@@ -84,44 +87,46 @@ pub struct ConnForm {
     db_schema: String,
 }
 
-fn put(m: &mut Map<String, Value>, k: &str, v: &str) {
+/// A text field: trimmed, empty = not given.
+fn text(v: &str) -> Option<String> {
     let v = v.trim();
-    if !v.is_empty() {
-        m.insert(k.into(), json!(v));
-    }
+    (!v.is_empty()).then(|| v.to_string())
 }
 
-fn put_port(m: &mut Map<String, Value>, v: &str) -> Result<(), PageError> {
-    let v = v.trim();
-    if !v.is_empty() {
-        let n: i64 = v
-            .parse()
-            .map_err(|_| PageError::Bad("port must be a number".into()))?;
-        m.insert("mysqlPort".into(), json!(n));
-    }
-    Ok(())
+/// The password as typed (spaces are part of it); empty = not given (an edit keeps the stored one).
+fn password(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
 }
 
-fn schemas(v: &str) -> Option<Value> {
-    let list: Vec<&str> = v
+fn port(v: &str) -> Result<Option<i64>, PageError> {
+    text(v)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| PageError::Bad("port must be a number".into()))
+        })
+        .transpose()
+}
+
+fn schemas(v: &str) -> Option<Vec<String>> {
+    let list: Vec<String> = v
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
+        .map(str::to_string)
         .collect();
-    (!list.is_empty()).then(|| json!(list))
+    (!list.is_empty()).then_some(list)
 }
 
-fn test_body(f: &ConnForm) -> Result<Value, PageError> {
-    let mut m = Map::new();
-    put(&mut m, "backend", &f.backend);
-    m.insert("mysqlHost".into(), json!(f.host.trim()));
-    put_port(&mut m, &f.port)?;
-    put(&mut m, "mysqlUser", &f.user);
-    if !f.password.is_empty() {
-        m.insert("mysqlPassword".into(), json!(f.password));
-    }
-    put(&mut m, "sslMode", &f.ssl_mode);
-    Ok(Value::Object(m))
+fn test_request(f: &ConnForm) -> Result<TestConnectionRequest, PageError> {
+    Ok(TestConnectionRequest {
+        backend: wire_choice_opt("backend", &f.backend)?,
+        host: f.host.trim().to_string(),
+        port: port(&f.port)?,
+        user: text(&f.user),
+        password: password(&f.password),
+        ssl_mode: wire_choice_opt("sslMode", &f.ssl_mode)?,
+        ssl_root_cert: None,
+    })
 }
 
 #[derive(Template)]
@@ -134,13 +139,13 @@ struct TestFragment {
     warnings: Vec<String>,
 }
 
-fn test_fragment(v: &Value) -> Result<Response, PageError> {
+fn test_fragment(v: &TestConnectionResult) -> Result<Response, PageError> {
     let mut facts = Vec::new();
-    if let Some(l) = v["latencyMs"].as_f64() {
+    if let Some(l) = v.latency_ms {
         facts.push(("Latency".into(), format!("{l:.1} ms")));
     }
-    if let Some(t) = v["tls"].as_bool() {
-        let version = v["tlsVersion"].as_str().unwrap_or("");
+    if let Some(t) = v.tls {
+        let version = v.tls_version.as_deref().unwrap_or("");
         facts.push((
             "TLS".into(),
             if t {
@@ -150,44 +155,26 @@ fn test_fragment(v: &Value) -> Result<Response, PageError> {
             },
         ));
     }
-    if let Some(g) = v["estimatedSizeGb"].as_f64() {
+    if let Some(g) = v.estimated_size_gb {
         facts.push(("Estimated size".into(), format!("{g:.3} GB")));
     }
-    if let Some(a) = v["availableSchemas"].as_array() {
-        let names: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
-        facts.push(("Schemas".into(), names.join(", ")));
+    if let Some(a) = &v.available_schemas {
+        facts.push(("Schemas".into(), a.join(", ")));
     }
     let mut readiness = Vec::new();
-    for (key, mode) in [("binlog", "binlog (CDC)"), ("logical", "logical (CDC)")] {
-        if let Some(r) = v[key].as_object() {
-            let ready = r.get("ready").and_then(Value::as_bool).unwrap_or(false);
-            let issues: Vec<&str> = r
-                .get("issues")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            readiness.push((mode.to_string(), ready, issues.join("; ")));
-        }
+    if let Some(r) = &v.binlog {
+        readiness.push(("binlog (CDC)".to_string(), r.ready, r.issues.join("; ")));
     }
-    readiness.push((
-        "poll".into(),
-        v["ok"].as_bool().unwrap_or(false),
-        String::new(),
-    ));
+    if let Some(r) = &v.logical {
+        readiness.push(("logical (CDC)".to_string(), r.ready, r.issues.join("; ")));
+    }
+    readiness.push(("poll".into(), v.ok, String::new()));
     page(&TestFragment {
-        ok: v["ok"].as_bool().unwrap_or(false),
-        error: v["error"].as_str().unwrap_or("").to_string(),
+        ok: v.ok,
+        error: v.error.clone().unwrap_or_default(),
         facts,
         readiness,
-        warnings: v["warnings"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        warnings: v.warnings.clone(),
     })
 }
 
@@ -196,9 +183,11 @@ pub async fn test(
     State(s): State<DashState>,
     Posted { me, form }: Posted<ConnForm>,
 ) -> Result<Response, PageError> {
-    let req = parse_json(test_body(&form)?.to_string().as_bytes())?;
-    let v = s.service.test_connection_raw(&me.principal, req).await?;
-    test_fragment(&json!(v))
+    let v = s
+        .service
+        .test_connection_raw(&me.principal, test_request(&form)?)
+        .await?;
+    test_fragment(&v)
 }
 
 /// `POST /ui/connections/{id}/test` (htmx): with the stored credentials.
@@ -209,7 +198,7 @@ pub async fn test_stored(
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "connection")?;
     let v = s.service.test_connection_stored(&me.principal, id).await?;
-    test_fragment(&json!(v))
+    test_fragment(&v)
 }
 
 /// `POST /ui/connections`: creates the connection (and its first database when named).
@@ -217,21 +206,28 @@ pub async fn create(
     State(s): State<DashState>,
     Posted { me, form }: Posted<ConnForm>,
 ) -> Result<Response, PageError> {
-    let Value::Object(mut m) = test_body(&form)? else {
-        return Err(PageError::Bad("malformed form".into()));
+    let test = test_request(&form)?;
+    let req = CreateConnectionRequest {
+        backend: test.backend,
+        name: form.name.trim().to_string(),
+        host: test.host,
+        port: test.port,
+        available_schemas: schemas(&form.schemas),
+        user: test.user,
+        password: test.password,
+        ssl_mode: test.ssl_mode,
+        ssl_root_cert: None,
+        sync_mode: wire_choice_opt("syncMode", &form.sync_mode)?,
+        sync_interval: None,
+        instance: text(&form.db_name).map(|name| CreateInstanceRequest {
+            name,
+            schema: form.db_schema.trim().to_string(),
+            instance_size: None,
+            log_level: None,
+            binlog_server_id: None,
+            replicas: None,
+        }),
     };
-    m.insert("name".into(), json!(form.name.trim()));
-    if let Some(list) = schemas(&form.schemas) {
-        m.insert("availableSchemas".into(), list);
-    }
-    put(&mut m, "syncMode", &form.sync_mode);
-    if !form.db_name.trim().is_empty() {
-        m.insert(
-            "instance".into(),
-            json!({"name": form.db_name.trim(), "mysqlDb": form.db_schema.trim()}),
-        );
-    }
-    let req = parse_json(Value::Object(m).to_string().as_bytes())?;
     let created = s.service.create_connection(&me.principal, req).await?;
     let to = match created.database {
         Some(d) => format!("/ui/databases/{}", d.id),
@@ -312,19 +308,16 @@ pub async fn update(
     Posted { me, form }: Posted<ConnForm>,
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "connection")?;
-    let mut m = Map::new();
-    put(&mut m, "name", &form.name);
-    put(&mut m, "mysqlHost", &form.host);
-    put_port(&mut m, &form.port)?;
-    put(&mut m, "mysqlUser", &form.user);
-    if !form.password.is_empty() {
-        m.insert("mysqlPassword".into(), json!(form.password));
-    }
-    put(&mut m, "sslMode", &form.ssl_mode);
-    if let Some(list) = schemas(&form.schemas) {
-        m.insert("availableSchemas".into(), list);
-    }
-    let req = parse_json(Value::Object(m).to_string().as_bytes())?;
+    let req = UpdateConnectionRequest {
+        name: text(&form.name),
+        host: text(&form.host),
+        port: port(&form.port)?,
+        available_schemas: schemas(&form.schemas),
+        user: text(&form.user),
+        password: password(&form.password),
+        ssl_mode: wire_choice_opt("sslMode", &form.ssl_mode)?,
+        ..UpdateConnectionRequest::default()
+    };
     s.service.update_connection(&me.principal, id, req).await?;
     Ok(Redirect::to(&format!("/ui/connections/{id}")).into_response())
 }
@@ -355,8 +348,15 @@ pub async fn add_database(
     Posted { me, form }: Posted<DatabaseForm>,
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "connection")?;
-    let body = json!({"connectionId": id, "name": form.name.trim(), "mysqlDb": form.schema.trim()});
-    let req = parse_json(body.to_string().as_bytes())?;
+    let req = RegisterDatabaseRequest {
+        connection_id: id,
+        name: form.name.trim().to_string(),
+        schema: form.schema.trim().to_string(),
+        instance_size: None,
+        log_level: None,
+        binlog_server_id: None,
+        replicas: None,
+    };
     let d = s.service.register_database(&me.principal, req).await?;
     Ok(Redirect::to(&format!("/ui/databases/{}", d.id)).into_response())
 }

@@ -5,11 +5,12 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::common::{page, DashState, Nav, PageError, Posted, Signed};
-use crate::api::{Database, Status};
+use super::common::{page, wire_choice, DashState, Nav, PageError, Posted, Signed};
+use crate::api::{Database, PauseSchedule, Status, Tag, TagColor, UpdateDatabaseRequest};
+use crate::error::ApiError;
 use crate::lifecycle::matrix::Action;
 use crate::lifecycle::types::{EventsQuery, InstanceStatusResponse};
 use crate::lifecycle::ActionParams;
@@ -586,7 +587,7 @@ pub async fn act(
     let mut params = ActionParams::default();
     if let Some(z) = form.instance_size.filter(|z| !z.is_empty()) {
         params.instance_size = Some(
-            serde_json::from_value(json!(z))
+            serde_json::from_value(Value::String(z.clone()))
                 .map_err(|_| PageError::Bad(format!("unknown instance size {z:?}")))?,
         );
     }
@@ -651,9 +652,12 @@ pub async fn runtime(
         .trim()
         .parse()
         .map_err(|_| PageError::Bad("sync interval must be a number of seconds".into()))?;
-    let body =
-        json!({"syncMode": form.sync_mode, "syncInterval": interval, "logLevel": form.log_level});
-    let req = crate::extract::parse_json(body.to_string().as_bytes())?;
+    let req = UpdateDatabaseRequest {
+        sync_mode: Some(wire_choice("syncMode", &form.sync_mode)?),
+        sync_interval: Some(interval),
+        log_level: Some(wire_choice("logLevel", &form.log_level)?),
+        ..UpdateDatabaseRequest::default()
+    };
     s.service.update_database(&me.principal, id, req).await?;
     Ok(Redirect::to(&format!("/ui/databases/{id}")).into_response())
 }
@@ -679,34 +683,50 @@ pub async fn settings(
     Posted { me, form }: Posted<SettingsForm>,
 ) -> Result<Response, PageError> {
     let id = path_id(&id, "database")?;
-    let schedule = if form.pause_at.trim().is_empty() && form.resume_at.trim().is_empty() {
-        Value::Null
+    let pause_schedule = if form.pause_at.trim().is_empty() && form.resume_at.trim().is_empty() {
+        None
     } else {
-        let days: Vec<Value> = form
+        let days = form
             .days
             .split(',')
             .map(str::trim)
             .filter(|d| !d.is_empty())
             .map(|d| {
-                d.parse::<i64>()
-                    .map(Value::from)
-                    .unwrap_or_else(|_| Value::from(d))
+                d.parse::<i64>().map_err(|_| {
+                    PageError::from(ApiError::invalid(format!(
+                        "pauseSchedule.days: {d:?} is not a day number (0 = Sunday … 6 = Saturday)"
+                    )))
+                })
             })
-            .collect();
-        json!({"pauseAt": form.pause_at.trim(), "resumeAt": form.resume_at.trim(), "days": days})
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(PauseSchedule {
+            pause_at: form.pause_at.trim().to_string(),
+            resume_at: form.resume_at.trim().to_string(),
+            days,
+        })
     };
-    let tags: Vec<Value> = form
+    let tags = form
         .tags
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| match t.rsplit_once(':') {
-            Some((l, c)) => json!({"label": l.trim(), "color": c.trim()}),
-            None => json!({"label": t, "color": "gray"}),
+        .enumerate()
+        .map(|(i, t)| match t.rsplit_once(':') {
+            Some((label, color)) => Ok(Tag {
+                label: label.trim().to_string(),
+                color: wire_choice(&format!("tags[{i}].color"), color.trim())?,
+            }),
+            None => Ok(Tag {
+                label: t.to_string(),
+                color: TagColor::Gray,
+            }),
         })
-        .collect();
-    let body = json!({"pauseSchedule": schedule, "tags": tags});
-    let req = crate::extract::parse_json(body.to_string().as_bytes())?;
+        .collect::<Result<Vec<_>, PageError>>()?;
+    let req = UpdateDatabaseRequest {
+        pause_schedule: Some(pause_schedule),
+        tags: Some(tags),
+        ..UpdateDatabaseRequest::default()
+    };
     s.service.update_database(&me.principal, id, req).await?;
     Ok(Redirect::to(&format!("/ui/databases/{id}")).into_response())
 }

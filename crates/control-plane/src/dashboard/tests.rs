@@ -4,9 +4,12 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::json;
 use tower::ServiceExt;
 
+use crate::api::{
+    CreateConnectionRequest, CreateConnectionResponse, CreateCustomerRequest,
+    CreateCustomerResponse, CreateInstanceRequest, Plan,
+};
 use crate::{open, router, AppState};
 
 struct H {
@@ -90,22 +93,23 @@ impl H {
         (cookie, csrf)
     }
 
-    async fn api(
+    /// A `/v1` call with a wire request body, its answer read as its wire type.
+    async fn api<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         key: &str,
-        body: serde_json::Value,
-    ) -> serde_json::Value {
+        body: &B,
+    ) -> T {
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header(header::AUTHORIZATION, format!("Bearer {key}"))
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
+            .body(Body::from(serde_json::to_string(body).unwrap()))
             .unwrap();
         let a = self.send(req).await;
-        serde_json::from_str(&a.body).unwrap()
+        serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", a.body))
     }
 }
 
@@ -185,26 +189,48 @@ async fn state_changes_need_the_csrf_token_and_the_same_origin() {
 #[tokio::test]
 async fn foreign_and_unknown_ids_are_404_pages_and_the_api_is_unchanged() {
     let h = harness().await;
-    let c = h
+    let c: CreateCustomerResponse = h
         .api(
             "POST",
             "/v1/admin/customers",
             &h.admin,
-            json!({"name": "other", "plan": "free"}),
+            &CreateCustomerRequest {
+                name: "other".into(),
+                plan: Some(Plan::Free),
+            },
         )
         .await;
-    let other = c["managementKey"]["key"].as_str().unwrap().to_string();
-    let v = h
+    let other = c.management_key.key.unwrap();
+    let v: CreateConnectionResponse = h
         .api(
             "POST",
             "/v1/connections",
             &other,
-            json!({"name": "c", "mysqlHost": "127.0.0.1", "mysqlPort": 1, "mysqlUser": "u",
-                "mysqlPassword": "p", "availableSchemas": ["s"], "instance": {"name": "d", "mysqlDb": "s"}}),
+            &CreateConnectionRequest {
+                backend: None,
+                name: "c".into(),
+                host: "127.0.0.1".into(),
+                port: Some(1),
+                available_schemas: Some(vec!["s".into()]),
+                user: Some("u".into()),
+                password: Some("p".into()),
+                ssl_mode: None,
+                ssl_root_cert: None,
+                sync_mode: None,
+                sync_interval: None,
+                instance: Some(CreateInstanceRequest {
+                    name: "d".into(),
+                    schema: "s".into(),
+                    instance_size: None,
+                    log_level: None,
+                    binlog_server_id: None,
+                    replicas: None,
+                }),
+            },
         )
         .await;
-    let theirs = v["database"]["id"].as_str().unwrap().to_string();
-    let conn = v["connection"]["id"].as_str().unwrap().to_string();
+    let theirs = v.database.unwrap().id.to_string();
+    let conn = v.connection.id.to_string();
     let (cookie, _) = h.sign_in(&h.admin).await;
     for path in [
         format!("/ui/databases/{theirs}"),

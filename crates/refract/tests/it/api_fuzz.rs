@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::common::ControlPlane;
 
 /// The schemathesis version `scripts/test` installs.
@@ -171,18 +169,19 @@ fn openapi_contract_holds_under_fuzzing() {
     // starts), one database every `/v1/databases/{id}…` route gets, and one for DELETE alone
     // (the fuzzer runs DELETE first, and the others would see only 404 after it).
     let seed = |name: &str, db: &str| {
-        let (s, v) = cp.admin(
-            "POST",
-            "/v1/connections",
-            Some(json!({
-                "name": name, "mysqlHost": "127.0.0.1", "mysqlPort": 1, "mysqlUser": "u",
-                "mysqlPassword": "p", "availableSchemas": ["shop"],
-                "instance": {"name": db, "mysqlDb": "shop"},
-            })),
-        );
-        assert_eq!(s, 201, "{v}");
-        let id = |k: &str| v[k]["id"].as_str().unwrap().to_string();
-        (id("connection"), id("database"))
+        let created = cp.create_connection(&refract_api::CreateConnectionRequest {
+            backend: None,
+            port: Some(1),
+            user: Some("u".into()),
+            password: Some("p".into()),
+            available_schemas: Some(vec!["shop".into()]),
+            instance: Some(crate::common::instance_request(db, "shop")),
+            ..crate::common::connection_request(name, refract_api::Backend::Mysql, "127.0.0.1")
+        });
+        (
+            created.connection.id.to_string(),
+            created.database.unwrap().id.to_string(),
+        )
     };
     let (cid, did) = seed("fuzzed", "fuzzed");
     let (_, doomed) = seed("deleted", "deleted");
@@ -210,13 +209,17 @@ parameters = {{ "path.id" = "{cid}" }}
     run(&st, &cp, &cp.admin_key.clone(), "admin", &seeded, &revoke);
     assert_no_managed_database(&cp, &cp.admin_key);
 
-    let (s, c) = cp.admin(
+    let c: refract_api::CreateCustomerResponse = cp.wire(
         "POST",
         "/v1/admin/customers",
-        Some(json!({"name": "fuzzed customer", "plan": "free"})),
+        &cp.admin_key,
+        Some(&refract_api::CreateCustomerRequest {
+            name: "fuzzed customer".into(),
+            plan: Some(refract_api::Plan::Free),
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{c}");
-    let customer_key = c["managementKey"]["key"].as_str().unwrap().to_string();
+    let customer_key = c.management_key.key.unwrap();
     run(&st, &cp, &customer_key, "customer", "", &revoke);
     assert_no_managed_database(&cp, &customer_key);
 

@@ -5,9 +5,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use refract_api::{Backend, CreateConnectionRequest, Database};
+use serde_json::Value;
 
-use crate::common::{refract_bin, ControlPlane};
+use crate::common::{connection_request, instance_request, refract_bin, ControlPlane};
 
 /// `sh -c SCRIPT` with `refract` on its PATH; returns (exit code, stderr).
 fn sh(script: &str, env: &[(&str, &str)]) -> (i32, String) {
@@ -33,21 +34,23 @@ fn sh(script: &str, env: &[(&str, &str)]) -> (i32, String) {
 #[test]
 fn client_commands_end_quietly_when_the_reader_goes_away() {
     let cp = ControlPlane::start_fresh();
-    let (s, c) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(
-            json!({"name": "shop", "mysqlHost": "db.internal", "availableSchemas": ["shop"],
-                    "mysqlUser": "reader", "mysqlPassword": "pw",
-                    "instance": {"name": "shop-replica", "mysqlDb": "shop"}}),
-        ),
+    cp.create_connection(&CreateConnectionRequest {
+        backend: None,
+        available_schemas: Some(vec!["shop".into()]),
+        user: Some("reader".into()),
+        password: Some("pw".into()),
+        instance: Some(instance_request("shop-replica", "shop")),
+        ..connection_request("shop", Backend::Mysql, "db.internal")
+    });
+    let dbs: Vec<Database> = crate::common::wire_answer(
+        "GET /v1/databases",
+        200,
+        cp.admin("GET", "/v1/databases", None),
     );
-    assert_eq!(s, 201, "{c}");
-    let (_, dbs) = cp.admin("GET", "/v1/databases", None);
-    let id = dbs["databases"][0]["id"]
-        .as_str()
-        .or_else(|| dbs[0]["id"].as_str())
-        .unwrap_or_else(|| panic!("no database in {dbs}"))
+    let id = dbs
+        .first()
+        .unwrap_or_else(|| panic!("no database in {dbs:?}"))
+        .id
         .to_string();
     let env = [
         ("REFRACT_URL", cp.url.as_str()),

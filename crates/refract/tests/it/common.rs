@@ -32,6 +32,18 @@ pub fn wire_answer<T: DeserializeOwned>(
     })
 }
 
+/// A failed answer read as `{error, message}`, after checking its status and error code.
+#[allow(dead_code)]
+pub fn wire_error(
+    what: &str,
+    (status, code): (u16, &str),
+    answer: (u16, serde_json::Value),
+) -> refract_api::ErrorBody {
+    let e: refract_api::ErrorBody = wire_answer(what, status, answer);
+    assert_eq!(e.error, code, "{what}: {e:?}");
+    e
+}
+
 /// `POST /v1/connections` body of a connection called `name` to `host` (no port, user,
 /// password or first database: set them with struct update syntax).
 pub fn connection_request(name: &str, backend: Backend, host: &str) -> CreateConnectionRequest {
@@ -410,6 +422,21 @@ impl ControlPlane {
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
         self.call(method, path, Some(&self.admin_key.clone()), body)
+    }
+
+    /// A `/v1` call as `token` with a wire request body, its answer read as its wire type (the
+    /// status checked first).
+    #[allow(dead_code)]
+    pub fn wire<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&B>,
+        expected: u16,
+    ) -> T {
+        let answer = self.call(method, path, Some(token), body.map(wire_body));
+        wire_answer(&format!("{method} {path}"), expected, answer)
     }
 
     /// `POST /v1/connections` as the admin (201).

@@ -2,62 +2,93 @@
 //! management keys, connections, databases, test-connection), every validation rule (tables),
 //! tenant isolation, key expiry and revocation, restart after SIGKILL, and that a source password
 //! never shows up in the metadata file, the logs or a response.
+//!
+//! Bodies are built and read through the `refract-api` wire types. Raw JSON stays where the test
+//! is about the JSON itself: the validation tables (most of their cases are values no wire type
+//! can hold: wrong types, unknown variants and fields, typos) and the checks of the served shape
+//! (which fields are present, absent or `null`, how times are written).
 
 use std::time::Duration;
 
+use refract_api::{
+    Backend, Connection, ConnectionWithDatabases, CreateConnectionRequest,
+    CreateConnectionResponse, CreateCustomerRequest, CreateCustomerResponse, Database,
+    InstanceSize, LogLevel, Plan, Status, SyncMode, TestConnectionRequest, TestConnectionResult,
+    UpdateConnectionRequest, UpdateDatabaseRequest, Uuid,
+};
 use serde_json::{json, Value};
 
-use crate::common::{self, ControlPlane};
+use crate::common::{
+    self, connection_request, database_request, instance_request, wire_body, wire_error,
+    ControlPlane,
+};
 
 const PASSWORD: &str = "S3cret-Pa55word-never-logged";
 
+/// A MySQL connection (the default backend: none given) to `db.internal` as `reader`.
+fn conn_request(name: &str) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        backend: None,
+        available_schemas: Some(vec!["shop".into(), "blog".into(), "crm".into()]),
+        user: Some("reader".into()),
+        password: Some(PASSWORD.into()),
+        ..connection_request(name, Backend::Mysql, "db.internal")
+    }
+}
+
+/// [`conn_request`] as JSON, for the validation tables that change it field by field.
 fn conn_body(name: &str) -> Value {
-    json!({"name": name, "mysqlHost": "db.internal", "availableSchemas": ["shop", "blog", "crm"],
-           "mysqlUser": "reader", "mysqlPassword": PASSWORD})
+    wire_body(&conn_request(name))
 }
 
 /// A control plane with a second, non-admin customer on the given plan.
 fn with_customer(cp: &ControlPlane, plan: &str) -> String {
-    let (s, v) = cp.admin(
+    let plan = Plan::parse(plan).unwrap();
+    let request = CreateCustomerRequest {
+        name: format!("cust-{plan}"),
+        plan: Some(plan),
+    };
+    let created: CreateCustomerResponse = cp.wire(
         "POST",
         "/v1/admin/customers",
-        Some(json!({"name": format!("cust-{plan}"), "plan": plan})),
+        &cp.admin_key,
+        Some(&request),
+        201,
     );
-    assert_eq!(s, 201, "{v}");
-    assert_eq!(v["customer"]["plan"], plan);
-    assert_eq!(v["customer"]["isAdmin"], false);
-    v["managementKey"]["key"].as_str().unwrap().to_string()
+    assert_eq!(created.customer.plan, plan);
+    assert!(!created.customer.is_admin);
+    created.management_key.key.unwrap()
 }
 
-fn create_conn(cp: &ControlPlane, token: &str, body: Value) -> Value {
-    let (s, v) = cp.call("POST", "/v1/connections", Some(token), Some(body));
-    assert_eq!(s, 201, "{v}");
-    v
+fn create_conn(
+    cp: &ControlPlane,
+    token: &str,
+    request: &CreateConnectionRequest,
+) -> CreateConnectionResponse {
+    cp.wire("POST", "/v1/connections", token, Some(request), 201)
 }
 
-fn register(cp: &ControlPlane, token: &str, conn: &str, name: &str, db: &str) -> Value {
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/databases",
-        Some(token),
-        Some(json!({"connectionId": conn, "name": name, "mysqlDb": db})),
-    );
-    assert_eq!(s, 201, "{v}");
-    v
+fn register(cp: &ControlPlane, token: &str, conn: Uuid, name: &str, db: &str) -> Database {
+    let request = database_request(conn, name, db);
+    cp.wire("POST", "/v1/databases", token, Some(&request), 201)
 }
 
 #[test]
 fn connections_crud_defaults_and_transactional_create() {
     let cp = ControlPlane::start_fresh();
     // Defaults of seed 001 and the spec.
-    let v = create_conn(&cp, &cp.admin_key, conn_body("main"));
-    let c = &v["connection"];
-    assert_eq!(c["backend"], "mysql");
-    assert_eq!(c["mysqlPort"], 3306);
-    assert_eq!(c["allowedSyncModes"], json!(["poll"]));
-    assert_eq!(c["minSyncInterval"], 30);
+    let (s, v) = cp.admin("POST", "/v1/connections", Some(conn_body("main")));
+    let created: CreateConnectionResponse = common::wire_answer("create", 201, (s, v.clone()));
+    let c = &created.connection;
+    assert_eq!(c.backend, Backend::Mysql);
+    assert_eq!(c.port, Some(3306));
+    assert_eq!(c.allowed_sync_modes, [SyncMode::Poll]);
+    assert_eq!(c.min_sync_interval, 30);
+    assert!(created.database.is_none());
+    // The served shape: no password, every field there, times in UTC.
+    let c_json = &v["connection"];
     assert_eq!(v["database"], Value::Null);
-    assert!(c.get("mysqlPassword").is_none());
+    assert!(c_json.get("mysqlPassword").is_none());
     for f in [
         "id",
         "customerId",
@@ -68,106 +99,135 @@ fn connections_crud_defaults_and_transactional_create() {
         "createdAt",
         "updatedAt",
     ] {
-        assert!(c.get(f).is_some(), "{f} missing: {c}");
+        assert!(c_json.get(f).is_some(), "{f} missing: {c_json}");
     }
-    assert!(c["createdAt"].as_str().unwrap().ends_with('Z'));
-    let id = c["id"].as_str().unwrap().to_string();
+    assert!(c_json["createdAt"].as_str().unwrap().ends_with('Z'));
+    let id = c.id;
 
-    let mut pg = conn_body("pg");
-    pg["backend"] = json!("postgres");
-    pg["syncMode"] = json!("logical");
-    pg["syncInterval"] = json!(60);
-    pg["instance"] = json!({"name": "first", "mysqlDb": "shop", "instanceSize": "small", "logLevel": "debug", "binlogServerId": 7});
-    let v = create_conn(&cp, &cp.admin_key, pg);
-    assert_eq!(v["connection"]["mysqlPort"], 5432);
+    let pg = CreateConnectionRequest {
+        backend: Some(Backend::Postgres),
+        sync_mode: Some(SyncMode::Logical),
+        sync_interval: Some(60),
+        instance: Some(refract_api::CreateInstanceRequest {
+            instance_size: Some(InstanceSize::Small),
+            log_level: Some(LogLevel::Debug),
+            binlog_server_id: Some(7),
+            ..instance_request("first", "shop")
+        }),
+        ..conn_request("pg")
+    };
+    let v = create_conn(&cp, &cp.admin_key, &pg);
+    assert_eq!(v.connection.port, Some(5432));
     assert_eq!(
-        v["connection"]["allowedSyncModes"],
-        json!(["poll", "logical"])
+        v.connection.allowed_sync_modes,
+        [SyncMode::Poll, SyncMode::Logical]
     );
-    let d = &v["database"];
-    assert_eq!(d["status"], "registered");
+    let d = v.database.expect("the first database");
+    assert_eq!(d.status, Status::Registered);
     assert_eq!(
-        d["syncMode"], "logical",
+        d.sync_mode,
+        SyncMode::Logical,
         "a database starts with the connection's sync mode"
     );
-    assert_eq!(d["syncInterval"], 60);
-    assert_eq!(
-        (d["taskCpu"].as_i64(), d["taskMemoryMb"].as_i64()),
-        (Some(512), Some(1024))
-    );
-    assert_eq!(d["logLevel"], "debug");
-    assert_eq!(d["region"], "local");
-    assert_eq!(d["binlogServerId"], 7);
-    assert_eq!(d["tags"], json!([]));
-    assert_eq!(d["pauseSchedule"], Value::Null);
-    let pg_id = v["connection"]["id"].as_str().unwrap().to_string();
+    assert_eq!(d.sync_interval, 60);
+    assert_eq!((d.task_cpu, d.task_memory_mb), (512, 1024));
+    assert_eq!(d.log_level, LogLevel::Debug);
+    assert_eq!(d.region, "local");
+    assert_eq!(d.binlog_server_id, Some(7));
+    assert!(d.tags.is_empty());
+    assert_eq!(d.pause_schedule, None);
+    let pg_id = v.connection.id;
 
     // The instance part failing writes nothing, not even the connection.
-    let mut bad = conn_body("atomic");
-    bad["instance"] = json!({"name": "x", "mysqlDb": "not-there"});
-    let (s, e) = cp.admin("POST", "/v1/connections", Some(bad));
-    assert_eq!(
-        (s, e["error"].as_str()),
-        (422, Some("invalid_request")),
-        "{e}"
+    let bad = CreateConnectionRequest {
+        instance: Some(instance_request("x", "not-there")),
+        ..conn_request("atomic")
+    };
+    let e = wire_error(
+        "instance on an unknown schema",
+        (422, "invalid_request"),
+        cp.admin("POST", "/v1/connections", Some(wire_body(&bad))),
     );
-    assert!(
-        e["message"].as_str().unwrap().contains("instance.mysqlDb"),
-        "{e}"
-    );
-    let (_, list) = cp.admin("GET", "/v1/connections", None);
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    assert!(e.message.contains("instance.mysqlDb"), "{e:?}");
+    let list: Vec<Connection> =
+        cp.wire::<(), _>("GET", "/v1/connections", &cp.admin_key, None, 200);
+    let names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["main", "pg"]);
 
     // GET one with its databases.
-    let (s, one) = cp.admin("GET", &format!("/v1/connections/{pg_id}"), None);
-    assert_eq!(s, 200);
-    assert_eq!(one["databases"].as_array().unwrap().len(), 1);
-    assert_eq!(one["name"], "pg");
+    let one: ConnectionWithDatabases = cp.wire::<(), _>(
+        "GET",
+        &format!("/v1/connections/{pg_id}"),
+        &cp.admin_key,
+        None,
+        200,
+    );
+    assert_eq!(one.databases.len(), 1);
+    assert_eq!(one.connection.name, "pg");
 
     // PATCH.
-    let (s, p) = cp.admin(
+    let patch = UpdateConnectionRequest {
+        name: Some("main2".into()),
+        port: Some(3307),
+        available_schemas: Some(vec!["shop".into(), "blog".into()]),
+        sync_mode: Some(SyncMode::Binlog),
+        sync_interval: Some(10),
+        password: Some("new-pw-also-secret".into()),
+        ..UpdateConnectionRequest::default()
+    };
+    let p: Connection = cp.wire(
         "PATCH",
         &format!("/v1/connections/{id}"),
-        Some(json!({"name": "main2", "mysqlPort": 3307, "availableSchemas": ["shop", "blog"], "syncMode": "binlog", "syncInterval": 10, "mysqlPassword": "new-pw-also-secret"})),
+        &cp.admin_key,
+        Some(&patch),
+        200,
     );
-    assert_eq!(s, 200, "{p}");
-    assert_eq!(p["name"], "main2");
-    assert_eq!(p["mysqlPort"], 3307);
-    assert_eq!(p["allowedSyncModes"], json!(["poll", "binlog"]));
-    assert_eq!(p["minSyncInterval"], 10);
+    assert_eq!(p.name, "main2");
+    assert_eq!(p.port, Some(3307));
+    assert_eq!(p.allowed_sync_modes, [SyncMode::Poll, SyncMode::Binlog]);
+    assert_eq!(p.min_sync_interval, 10);
 
     // Schemas in use cannot be removed; the 409 names the database.
-    let (s, e) = cp.admin(
-        "PATCH",
-        &format!("/v1/connections/{pg_id}"),
-        Some(json!({"availableSchemas": ["blog"]})),
+    let patch = UpdateConnectionRequest {
+        available_schemas: Some(vec!["blog".into()]),
+        ..UpdateConnectionRequest::default()
+    };
+    let e = wire_error(
+        "removing a schema in use",
+        (409, "conflict"),
+        cp.admin(
+            "PATCH",
+            &format!("/v1/connections/{pg_id}"),
+            Some(wire_body(&patch)),
+        ),
     );
-    assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
-    assert!(e["message"].as_str().unwrap().contains("first"), "{e}");
+    assert!(e.message.contains("first"), "{e:?}");
 
     // DELETE: 409 while databases reference it; 204 after they are deleted.
-    let (s, e) = cp.admin("DELETE", &format!("/v1/connections/{pg_id}"), None);
-    assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
-    let db_id = d["id"].as_str().unwrap();
+    wire_error(
+        "deleting a connection in use",
+        (409, "conflict"),
+        cp.admin("DELETE", &format!("/v1/connections/{pg_id}"), None),
+    );
+    let db_id = d.id;
     let (s, _) = cp.admin("DELETE", &format!("/v1/databases/{db_id}"), None);
     assert_eq!(s, 204);
     let (s, _) = cp.admin("DELETE", &format!("/v1/connections/{pg_id}"), None);
     assert_eq!(s, 204);
-    let (s, e) = cp.admin("GET", &format!("/v1/connections/{pg_id}"), None);
-    assert_eq!((s, e["error"].as_str()), (404, Some("not_found")));
+    wire_error(
+        "a deleted connection",
+        (404, "not_found"),
+        cp.admin("GET", &format!("/v1/connections/{pg_id}"), None),
+    );
     cp.assert_no_leak(&[PASSWORD, "new-pw-also-secret"]);
 }
 
 #[test]
 fn connection_validation_rules() {
     let cp = ControlPlane::start_fresh();
-    create_conn(&cp, &cp.admin_key, conn_body("taken"));
+    create_conn(&cp, &cp.admin_key, &conn_request("taken"));
+    // Raw JSON on purpose: wrong types, unknown variants and fields, `null`s and typos are what
+    // this table sends.
     // (change to the valid body, status, error code, text the message must contain)
     let cases: Vec<(Value, u16, &str, &str)> = vec![
         (json!({"name": ""}), 400, "invalid_request", "name"),
@@ -318,54 +378,57 @@ fn connection_validation_rules() {
         for (k, v) in change.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (s, e) = cp.admin("POST", "/v1/connections", Some(body));
-        assert_eq!(s, status, "{change}: {e}");
-        assert_eq!(e["error"], code, "{change}: {e}");
+        let e = wire_error(
+            &change.to_string(),
+            (status, code),
+            cp.admin("POST", "/v1/connections", Some(body)),
+        );
         assert!(
-            e["message"].as_str().unwrap().contains(needle),
-            "{change}: message should name {needle}: {e}"
+            e.message.contains(needle),
+            "{change}: message should name {needle}: {e:?}"
         );
     }
-    // Missing required fields and malformed JSON.
+    // Missing required fields and malformed JSON (raw text on purpose).
     for (raw, needle) in [
         ("{\"name\": \"a\"}", "mysqlHost"),
         ("{\"name\": ", "malformed JSON"),
         ("[1]", ""),
         ("", "JSON"),
     ] {
-        let (s, e) = cp.raw("POST", "/v1/connections", Some(&cp.admin_key), raw);
-        assert_eq!(
-            (s, e["error"].as_str()),
-            (400, Some("invalid_request")),
-            "{raw}: {e}"
+        let e = wire_error(
+            raw,
+            (400, "invalid_request"),
+            cp.raw("POST", "/v1/connections", Some(&cp.admin_key), raw),
         );
-        assert!(
-            e["message"].as_str().unwrap().contains(needle),
-            "{raw}: {e}"
-        );
+        assert!(e.message.contains(needle), "{raw}: {e:?}");
     }
     // Nothing of the failed requests was written.
-    let (_, list) = cp.admin("GET", "/v1/connections", None);
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    let (_, dbs) = cp.admin("GET", "/v1/databases", None);
-    assert_eq!(dbs, json!([]));
+    let list: Vec<Connection> =
+        cp.wire::<(), _>("GET", "/v1/connections", &cp.admin_key, None, 200);
+    assert_eq!(list.len(), 1);
+    let dbs: Vec<Database> = cp.wire::<(), _>("GET", "/v1/databases", &cp.admin_key, None, 200);
+    assert!(dbs.is_empty(), "{dbs:?}");
 
     // sqlite: a file path, no user/password, schemas ["main"].
-    let v = create_conn(
-        &cp,
-        &cp.admin_key,
-        json!({"name": "lite", "backend": "sqlite", "mysqlHost": cp.sqlite_root().join("x.db").to_str().unwrap()}),
+    let lite = connection_request(
+        "lite",
+        Backend::Sqlite,
+        cp.sqlite_root().join("x.db").to_str().unwrap(),
     );
-    assert_eq!(v["connection"]["availableSchemas"], json!(["main"]));
-    assert_eq!(v["connection"]["mysqlPort"], Value::Null);
-    let (s, e) = cp.admin("POST", "/v1/connections", Some(json!({"name": "lite2", "backend": "sqlite", "mysqlHost": "/x", "availableSchemas": ["other"]})));
+    let v = create_conn(&cp, &cp.admin_key, &lite);
+    assert_eq!(v.connection.available_schemas, ["main"]);
+    assert_eq!(v.connection.port, None);
+    let lite2 = CreateConnectionRequest {
+        available_schemas: Some(vec!["other".into()]),
+        ..connection_request("lite2", Backend::Sqlite, "/x")
+    };
+    let (s, e) = cp.admin("POST", "/v1/connections", Some(wire_body(&lite2)));
     assert_eq!(s, 422, "{e}");
 
-    // PATCH rules.
-    let id = create_conn(&cp, &cp.admin_key, conn_body("patchme"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // PATCH rules (raw JSON on purpose, as above: `backend` is no field of a PATCH).
+    let id = create_conn(&cp, &cp.admin_key, &conn_request("patchme"))
+        .connection
+        .id;
     let cases: Vec<(Value, u16, &str)> = vec![
         (json!({"name": ""}), 400, "name"),
         (json!({"name": "taken"}), 409, "taken"),
@@ -382,11 +445,15 @@ fn connection_validation_rules() {
             &format!("/v1/connections/{id}"),
             Some(body.clone()),
         );
-        assert_eq!(s, status, "{body}: {e}");
-        assert!(
-            e["message"].as_str().unwrap().contains(needle),
-            "{body}: {e}"
-        );
+        let e: refract_api::ErrorBody = common::wire_answer(&body.to_string(), status, (s, e));
+        assert!(e.message.contains(needle), "{body}: {e:?}");
+    }
+}
+
+fn tag(label: &str, color: refract_api::TagColor) -> refract_api::Tag {
+    refract_api::Tag {
+        label: label.into(),
+        color,
     }
 }
 
@@ -394,19 +461,19 @@ fn connection_validation_rules() {
 fn database_register_update_delete_and_rules() {
     let cp = ControlPlane::start_fresh();
     let k = &cp.admin_key;
-    let c = create_conn(&cp, k, conn_body("src"))["connection"].clone();
-    let cid = c["id"].as_str().unwrap();
+    let cid = create_conn(&cp, k, &conn_request("src")).connection.id;
     let d = register(&cp, k, cid, "orders", "shop");
-    assert_eq!(d["instanceSize"], "nano");
-    assert_eq!(d["logLevel"], "info");
-    assert_eq!(d["syncMode"], "poll");
-    assert_eq!(d["syncInterval"], 30);
-    assert_eq!(d["hasPendingChanges"], false);
-    assert_eq!(d["desiredState"], Value::Null);
-    let did = d["id"].as_str().unwrap().to_string();
+    assert_eq!(d.instance_size, InstanceSize::Nano);
+    assert_eq!(d.log_level, LogLevel::Info);
+    assert_eq!(d.sync_mode, SyncMode::Poll);
+    assert_eq!(d.sync_interval, 30);
+    assert!(!d.has_pending_changes);
+    assert_eq!(d.desired_state, None);
+    let did = d.id;
 
     let post = |body: Value| cp.call("POST", "/v1/databases", Some(k), Some(body));
-    let base = json!({"connectionId": cid, "name": "n2", "mysqlDb": "blog"});
+    let base = wire_body(&database_request(cid, "n2", "blog"));
+    // Raw JSON on purpose: unknown variants, bad ids and out-of-range numbers.
     let cases: Vec<(Value, u16, &str, &str)> = vec![
         (json!({"name": "orders"}), 409, "conflict", "orders"),
         (json!({"name": ""}), 400, "invalid_request", "name"),
@@ -453,76 +520,106 @@ fn database_register_update_delete_and_rules() {
         for (k, v) in change.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (s, e) = post(body);
-        assert_eq!(
-            (s, e["error"].as_str()),
-            (status, Some(code)),
-            "{change}: {e}"
-        );
-        assert!(
-            e["message"].as_str().unwrap().contains(needle),
-            "{change}: {e}"
-        );
+        let e = wire_error(&change.to_string(), (status, code), post(body));
+        assert!(e.message.contains(needle), "{change}: {e:?}");
     }
     // binlogServerId unique per source host+port, across connections to the same server.
-    let mut b = base.clone();
-    b["binlogServerId"] = json!(42);
-    assert_eq!(post(b.clone()).0, 201);
-    let other = create_conn(&cp, k, conn_body("same-server"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (s, e) =
-        post(json!({"connectionId": other, "name": "x", "mysqlDb": "shop", "binlogServerId": 42}));
-    assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
-    assert!(e["message"].as_str().unwrap().contains("binlogServerId"));
-    let mut elsewhere = conn_body("other-server");
-    elsewhere["mysqlPort"] = json!(3310);
-    let oid = create_conn(&cp, k, elsewhere)["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        post(json!({"connectionId": oid, "name": "x", "mysqlDb": "shop", "binlogServerId": 42})).0,
-        201
+    let with_server_id =
+        |conn: Uuid, name: &str, schema: &str| refract_api::RegisterDatabaseRequest {
+            binlog_server_id: Some(42),
+            ..database_request(conn, name, schema)
+        };
+    let _: Database = cp.wire(
+        "POST",
+        "/v1/databases",
+        k,
+        Some(&with_server_id(cid, "n2", "blog")),
+        201,
+    );
+    let other = create_conn(&cp, k, &conn_request("same-server"))
+        .connection
+        .id;
+    let e = wire_error(
+        "the same binlogServerId on the same server",
+        (409, "conflict"),
+        post(wire_body(&with_server_id(other, "x", "shop"))),
+    );
+    assert!(e.message.contains("binlogServerId"), "{e:?}");
+    let elsewhere = CreateConnectionRequest {
+        port: Some(3310),
+        ..conn_request("other-server")
+    };
+    let oid = create_conn(&cp, k, &elsewhere).connection.id;
+    let _: Database = cp.wire(
+        "POST",
+        "/v1/databases",
+        k,
+        Some(&with_server_id(oid, "x", "shop")),
+        201,
     );
 
     // PATCH: good changes.
     let url = format!("/v1/databases/{did}");
-    let (s, u) = cp.admin(
-        "PATCH",
-        &url,
-        Some(json!({"name": "orders2", "mysqlDb": "crm", "instanceSize": "large", "logLevel": "warn", "binlogServerId": 9,
-                    "buildComputeOverride": "medium", "reflexdbCustomDomain": "orders-eu",
-                    "pauseSchedule": {"pauseAt": "22:00", "resumeAt": "06:30", "days": [1, 2, 3]},
-                    "tags": [{"label": "prod", "color": "red"}, {"label": "eu", "color": "blue"}],
-                    "syncInterval": 45, "safetyNet": 600})),
+    let patch_db = |id: Uuid, request: &UpdateDatabaseRequest| -> Database {
+        cp.wire(
+            "PATCH",
+            &format!("/v1/databases/{id}"),
+            k,
+            Some(request),
+            200,
+        )
+    };
+    let u = patch_db(
+        did,
+        &UpdateDatabaseRequest {
+            name: Some("orders2".into()),
+            schema: Some("crm".into()),
+            instance_size: Some(InstanceSize::Large),
+            log_level: Some(LogLevel::Warn),
+            binlog_server_id: Some(Some(9)),
+            build_compute_override: Some(Some(refract_api::BuildCompute::Medium)),
+            reflexdb_custom_domain: Some(Some("orders-eu".into())),
+            pause_schedule: Some(Some(refract_api::PauseSchedule {
+                pause_at: "22:00".into(),
+                resume_at: "06:30".into(),
+                days: vec![1, 2, 3],
+            })),
+            tags: Some(vec![
+                tag("prod", refract_api::TagColor::Red),
+                tag("eu", refract_api::TagColor::Blue),
+            ]),
+            sync_interval: Some(45),
+            safety_net: Some(600),
+            ..UpdateDatabaseRequest::default()
+        },
     );
-    assert_eq!(s, 200, "{u}");
-    assert_eq!(u["name"], "orders2");
-    assert_eq!(u["mysqlDb"], "crm");
-    assert_eq!(
-        (u["taskCpu"].as_i64(), u["taskMemoryMb"].as_i64()),
-        (Some(2048), Some(4096))
-    );
-    assert_eq!(u["reflexdbCustomDomain"], "orders-eu");
-    assert_eq!(u["pauseSchedule"]["resumeAt"], "06:30");
-    assert_eq!(u["safetyNet"], 600);
-    assert_eq!(
-        u["hasPendingChanges"], false,
+    assert_eq!(u.name, "orders2");
+    assert_eq!(u.schema, "crm");
+    assert_eq!((u.task_cpu, u.task_memory_mb), (2048, 4096));
+    assert_eq!(u.reflexdb_custom_domain.as_deref(), Some("orders-eu"));
+    assert_eq!(u.pause_schedule.as_ref().unwrap().resume_at, "06:30");
+    assert_eq!(u.safety_net, 600);
+    assert!(
+        !u.has_pending_changes,
         "never deployed, so nothing is pending"
     );
     // null clears nullable fields; absent leaves them.
-    let (_, u) = cp.admin(
-        "PATCH",
-        &url,
-        Some(json!({"pauseSchedule": null, "binlogServerId": null})),
+    let clear = UpdateDatabaseRequest {
+        pause_schedule: Some(None),
+        binlog_server_id: Some(None),
+        ..UpdateDatabaseRequest::default()
+    };
+    assert_eq!(
+        wire_body(&clear),
+        json!({"pauseSchedule": null, "binlogServerId": null}),
+        "a cleared field is sent as null"
     );
-    assert_eq!(u["pauseSchedule"], Value::Null);
-    assert_eq!(u["binlogServerId"], Value::Null);
-    assert_eq!(u["reflexdbCustomDomain"], "orders-eu");
+    let u = patch_db(did, &clear);
+    assert_eq!(u.pause_schedule, None);
+    assert_eq!(u.binlog_server_id, None);
+    assert_eq!(u.reflexdb_custom_domain.as_deref(), Some("orders-eu"));
 
-    // PATCH rules (table).
+    // PATCH rules (table; raw JSON on purpose: unknown variants, bad times, read-only fields).
     let cases: Vec<(Value, u16, &str, &str)> = vec![
         (json!({"name": "n2"}), 409, "conflict", "n2"),
         (
@@ -660,67 +757,77 @@ fn database_register_update_delete_and_rules() {
         ),
     ];
     for (body, status, code, needle) in cases {
-        let (s, e) = cp.admin("PATCH", &url, Some(body.clone()));
-        assert_eq!(
-            (s, e["error"].as_str()),
-            (status, Some(code)),
-            "{body}: {e}"
+        let e = wire_error(
+            &body.to_string(),
+            (status, code),
+            cp.admin("PATCH", &url, Some(body.clone())),
         );
-        assert!(
-            e["message"].as_str().unwrap().contains(needle),
-            "{body}: {e}"
-        );
+        assert!(e.message.contains(needle), "{body}: {e:?}");
     }
     // The custom domain is unique.
-    let n2 = cp
-        .admin("GET", &format!("/v1/databases?connectionId={cid}"), None)
-        .1;
-    let n2_id = n2
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "n2")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (s, e) = cp.admin(
-        "PATCH",
-        &format!("/v1/databases/{n2_id}"),
-        Some(json!({"reflexdbCustomDomain": "orders-eu"})),
+    let n2: Vec<Database> = cp.wire::<(), _>(
+        "GET",
+        &format!("/v1/databases?connectionId={cid}"),
+        k,
+        None,
+        200,
     );
-    assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
+    let n2_id = n2.iter().find(|d| d.name == "n2").unwrap().id;
+    let domain = UpdateDatabaseRequest {
+        reflexdb_custom_domain: Some(Some("orders-eu".into())),
+        ..UpdateDatabaseRequest::default()
+    };
+    wire_error(
+        "a custom domain taken",
+        (409, "conflict"),
+        cp.admin(
+            "PATCH",
+            &format!("/v1/databases/{n2_id}"),
+            Some(wire_body(&domain)),
+        ),
+    );
     // syncMode/syncInterval follow the connection: allow binlog there, then it is accepted.
-    cp.admin(
+    let conn_sync = |mode: SyncMode| UpdateConnectionRequest {
+        sync_mode: Some(mode),
+        ..UpdateConnectionRequest::default()
+    };
+    let _: Connection = cp.wire(
         "PATCH",
         &format!("/v1/connections/{cid}"),
-        Some(json!({"syncMode": "binlog"})),
+        k,
+        Some(&conn_sync(SyncMode::Binlog)),
+        200,
     );
-    let (s, u) = cp.admin("PATCH", &url, Some(json!({"syncMode": "binlog"})));
-    assert_eq!((s, u["syncMode"].as_str()), (200, Some("binlog")), "{u}");
+    let u = patch_db(
+        did,
+        &UpdateDatabaseRequest {
+            sync_mode: Some(SyncMode::Binlog),
+            ..UpdateDatabaseRequest::default()
+        },
+    );
+    assert_eq!(u.sync_mode, SyncMode::Binlog);
     // Dropping binlog from the connection while a database uses it: 409 naming it.
     let (s, e) = cp.admin(
         "PATCH",
         &format!("/v1/connections/{cid}"),
-        Some(json!({"syncMode": "poll"})),
+        Some(wire_body(&conn_sync(SyncMode::Poll))),
     );
     assert_eq!(s, 409, "{e}");
-    assert!(e["message"].as_str().unwrap().contains("orders2"), "{e}");
+    let e: refract_api::ErrorBody = common::wire_answer("dropping binlog", 409, (s, e));
+    assert!(e.message.contains("orders2"), "{e:?}");
 
     // Filters.
-    cp.admin(
-        "PATCH",
-        &format!("/v1/databases/{n2_id}"),
-        Some(json!({"tags": [{"label": "staging", "color": "gray"}]})),
+    patch_db(
+        n2_id,
+        &UpdateDatabaseRequest {
+            tags: Some(vec![tag("staging", refract_api::TagColor::Gray)]),
+            ..UpdateDatabaseRequest::default()
+        },
     );
     let names = |q: &str| -> Vec<String> {
-        let (s, v) = cp.admin("GET", &format!("/v1/databases{q}"), None);
-        assert_eq!(s, 200, "{q}: {v}");
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["name"].as_str().unwrap().to_string())
-            .collect()
+        let list: Vec<Database> =
+            cp.wire::<(), _>("GET", &format!("/v1/databases{q}"), k, None, 200);
+        list.into_iter().map(|d| d.name).collect()
     };
     assert_eq!(names(""), ["orders2", "n2", "x"]);
     assert_eq!(names(&format!("?connectionId={cid}")), ["orders2", "n2"]);
@@ -728,8 +835,11 @@ fn database_register_update_delete_and_rules() {
     assert_eq!(names("?tag=staging"), ["n2"]);
     assert_eq!(names("?status=registered").len(), 3);
     assert!(names("?status=running").is_empty());
-    let (s, e) = cp.admin("GET", "/v1/databases?status=bogus", None);
-    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_request")));
+    wire_error(
+        "an unknown status filter",
+        (400, "invalid_request"),
+        cp.admin("GET", "/v1/databases?status=bogus", None),
+    );
 
     // Soft delete frees the name; the deleted one is gone from lists and GET.
     let (s, _) = cp.admin("DELETE", &url, None);
@@ -740,33 +850,25 @@ fn database_register_update_delete_and_rules() {
     assert_eq!(s, 404);
     register(&cp, k, cid, "orders2", "shop");
     // The freed custom domain can be taken again.
-    let (s, e) = cp.admin(
-        "PATCH",
-        &format!("/v1/databases/{n2_id}"),
-        Some(json!({"reflexdbCustomDomain": "orders-eu"})),
-    );
-    assert_eq!(s, 200, "{e}");
+    patch_db(n2_id, &domain);
     // Unknown and malformed ids are 404.
     for p in [
         "/v1/databases/00000000-0000-0000-0000-000000000000",
         "/v1/databases/nope",
         "/v1/connections/nope",
     ] {
-        let (s, e) = cp.admin("GET", p, None);
-        assert_eq!((s, e["error"].as_str()), (404, Some("not_found")), "{p}");
+        wire_error(p, (404, "not_found"), cp.admin("GET", p, None));
     }
 }
 
 #[test]
 fn delete_is_refused_outside_the_action_matrix() {
     let cp = ControlPlane::start_fresh();
-    let cid = create_conn(&cp, &cp.admin_key, conn_body("src"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let did = register(&cp, &cp.admin_key, &cid, "db", "shop")["id"]
-        .as_str()
-        .unwrap()
+    let cid = create_conn(&cp, &cp.admin_key, &conn_request("src"))
+        .connection
+        .id;
+    let did = register(&cp, &cp.admin_key, cid, "db", "shop")
+        .id
         .to_string();
     // Put the row in `paused` directly (a deployed database scaled to zero: a stable status with
     // no process, which the reconciler leaves alone), without needing a source to provision from.
@@ -777,36 +879,66 @@ fn delete_is_refused_outside_the_action_matrix() {
         [&did],
     )
     .unwrap();
-    conn.execute("UPDATE databases SET deployed_config = ?2 WHERE id = ?1", [&did, &json!({"instanceSize": "nano", "taskCpu": 256, "taskMemoryMb": 512, "syncMode": "poll", "syncInterval": 30, "logLevel": "info", "safetyNet": 3600, "binlogServerId": null}).to_string()]).unwrap();
+    let deployed = refract_api::RuntimeSettings {
+        instance_size: InstanceSize::Nano,
+        task_cpu: 256,
+        task_memory_mb: 512,
+        sync_mode: SyncMode::Poll,
+        sync_interval: 30,
+        log_level: LogLevel::Info,
+        safety_net: 3600,
+        binlog_server_id: None,
+        replicas: 1,
+    };
+    let deployed = serde_json::to_string(&deployed).unwrap();
+    conn.execute(
+        "UPDATE databases SET deployed_config = ?2 WHERE id = ?1",
+        [&did, &deployed],
+    )
+    .unwrap();
     drop(conn);
     let cp = cp.restart();
-    let (s, e) = cp.admin("DELETE", &format!("/v1/databases/{did}"), None);
-    assert_eq!(
-        (s, e["error"].as_str()),
-        (409, Some("action_not_allowed")),
-        "{e}"
+    let e = wire_error(
+        "delete while paused",
+        (409, "action_not_allowed"),
+        cp.admin("DELETE", &format!("/v1/databases/{did}"), None),
     );
-    assert!(e["message"].as_str().unwrap().contains("paused"), "{e}");
+    assert!(e.message.contains("paused"), "{e:?}");
     // mysqlDb cannot change while paused (only registered, failed, stopped, terminated).
-    let (s, e) = cp.admin(
-        "PATCH",
-        &format!("/v1/databases/{did}"),
-        Some(json!({"mysqlDb": "blog"})),
+    let schema = UpdateDatabaseRequest {
+        schema: Some("blog".into()),
+        ..UpdateDatabaseRequest::default()
+    };
+    wire_error(
+        "mysqlDb while paused",
+        (409, "conflict"),
+        cp.admin(
+            "PATCH",
+            &format!("/v1/databases/{did}"),
+            Some(wire_body(&schema)),
+        ),
     );
-    assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
     // A runtime setting change on a deployed database marks pending changes; reverting clears it.
-    let (_, u) = cp.admin(
-        "PATCH",
-        &format!("/v1/databases/{did}"),
-        Some(json!({"logLevel": "debug"})),
-    );
-    assert_eq!(u["hasPendingChanges"], true, "{u}");
-    let (_, u) = cp.admin(
-        "PATCH",
-        &format!("/v1/databases/{did}"),
-        Some(json!({"logLevel": "info", "tags": [{"label": "t", "color": "teal"}]})),
-    );
-    assert_eq!(u["hasPendingChanges"], false, "{u}");
+    let patch = |request: &UpdateDatabaseRequest| -> Database {
+        cp.wire(
+            "PATCH",
+            &format!("/v1/databases/{did}"),
+            &cp.admin_key,
+            Some(request),
+            200,
+        )
+    };
+    let u = patch(&UpdateDatabaseRequest {
+        log_level: Some(LogLevel::Debug),
+        ..UpdateDatabaseRequest::default()
+    });
+    assert!(u.has_pending_changes, "{u:?}");
+    let u = patch(&UpdateDatabaseRequest {
+        log_level: Some(LogLevel::Info),
+        tags: Some(vec![tag("t", refract_api::TagColor::Teal)]),
+        ..UpdateDatabaseRequest::default()
+    });
+    assert!(!u.has_pending_changes, "{u:?}");
 }
 
 #[test]
@@ -814,25 +946,24 @@ fn tenants_are_isolated_and_admin_routes_need_admin() {
     let cp = ControlPlane::start_fresh();
     let a = with_customer(&cp, "enterprise");
     let b = with_customer(&cp, "pro");
-    let ca = create_conn(&cp, &a, conn_body("a-conn"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let da = register(&cp, &a, &ca, "a-db", "shop")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ca = create_conn(&cp, &a, &conn_request("a-conn")).connection.id;
+    let da = register(&cp, &a, ca, "a-db", "shop").id;
     // Same names are fine in another account.
-    let cb = create_conn(&cp, &b, conn_body("a-conn"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cb = create_conn(&cp, &b, &conn_request("a-conn")).connection.id;
+    let rename_connection = UpdateConnectionRequest {
+        name: Some("stolen".into()),
+        ..UpdateConnectionRequest::default()
+    };
+    let rename_database = UpdateDatabaseRequest {
+        name: Some("stolen".into()),
+        ..UpdateDatabaseRequest::default()
+    };
     for (m, p, body) in [
         ("GET", format!("/v1/connections/{ca}"), None),
         (
             "PATCH",
             format!("/v1/connections/{ca}"),
-            Some(json!({"name": "stolen"})),
+            Some(wire_body(&rename_connection)),
         ),
         ("DELETE", format!("/v1/connections/{ca}"), None),
         (
@@ -844,15 +975,14 @@ fn tenants_are_isolated_and_admin_routes_need_admin() {
         (
             "PATCH",
             format!("/v1/databases/{da}"),
-            Some(json!({"name": "stolen"})),
+            Some(wire_body(&rename_database)),
         ),
         ("DELETE", format!("/v1/databases/{da}"), None),
     ] {
-        let (s, e) = cp.call(m, &p, Some(&b), body);
-        assert_eq!(
-            (s, e["error"].as_str()),
-            (404, Some("not_found")),
-            "{m} {p}: {e}"
+        wire_error(
+            &format!("{m} {p}"),
+            (404, "not_found"),
+            cp.call(m, &p, Some(&b), body),
         );
     }
     // Registering on another customer's connection: 404.
@@ -860,17 +990,18 @@ fn tenants_are_isolated_and_admin_routes_need_admin() {
         "POST",
         "/v1/databases",
         Some(&b),
-        Some(json!({"connectionId": ca, "name": "x", "mysqlDb": "shop"})),
+        Some(wire_body(&database_request(ca, "x", "shop"))),
     );
     assert_eq!(s, 404);
-    let (_, l) = cp.call("GET", "/v1/databases", Some(&b), None);
-    assert_eq!(l, json!([]));
-    let (_, l) = cp.call("GET", "/v1/connections", Some(&b), None);
-    assert_eq!(l.as_array().unwrap().len(), 1);
-    assert_eq!(l[0]["id"], cb.as_str());
+    let l: Vec<Database> = cp.wire::<(), _>("GET", "/v1/databases", &b, None, 200);
+    assert!(l.is_empty(), "{l:?}");
+    let l: Vec<Connection> = cp.wire::<(), _>("GET", "/v1/connections", &b, None, 200);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].id, cb);
     // Another customer's key id cannot be revoked.
-    let (_, keys_a) = cp.call("GET", "/v1/account/management-keys", Some(&a), None);
-    let ka = keys_a[0]["id"].as_str().unwrap();
+    let keys_a: Vec<refract_api::ManagementKey> =
+        cp.wire::<(), _>("GET", "/v1/account/management-keys", &a, None, 200);
+    let ka = keys_a[0].id;
     let (s, _) = cp.call(
         "DELETE",
         &format!("/v1/account/management-keys/{ka}"),
@@ -884,48 +1015,46 @@ fn tenants_are_isolated_and_admin_routes_need_admin() {
         (
             "POST",
             "/v1/admin/customers".to_string(),
-            Some(json!({"name": "x"})),
+            Some(wire_body(&CreateCustomerRequest {
+                name: "x".into(),
+                plan: None,
+            })),
         ),
         (
             "PATCH",
-            format!(
-                "/v1/admin/customers/{}/plan",
-                keys_a[0]["customerId"].as_str().unwrap()
-            ),
-            Some(json!({"plan": "free"})),
+            format!("/v1/admin/customers/{}/plan", keys_a[0].customer_id),
+            Some(wire_body(&refract_api::SetPlanRequest { plan: Plan::Free })),
         ),
     ] {
-        let (s, e) = cp.call(m, &p, Some(&b), body);
-        assert_eq!(
-            (s, e["error"].as_str()),
-            (403, Some("forbidden")),
-            "{m} {p}: {e}"
+        wire_error(
+            &format!("{m} {p}"),
+            (403, "forbidden"),
+            cp.call(m, &p, Some(&b), body),
         );
     }
-    let (s, list) = cp.admin("GET", "/v1/admin/customers", None);
-    assert_eq!(s, 200);
-    let plans: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["plan"].as_str().unwrap())
-        .collect();
-    assert_eq!(plans, ["enterprise", "enterprise", "pro"], "admin first");
-    assert_eq!(list[0]["isAdmin"], true);
-    let (s, e) = cp.admin(
-        "POST",
-        "/v1/admin/customers",
-        Some(json!({"name": "x", "plan": "platinum"})),
-    );
+    let list: Vec<refract_api::Customer> =
+        cp.wire::<(), _>("GET", "/v1/admin/customers", &cp.admin_key, None, 200);
+    let plans: Vec<Plan> = list.iter().map(|c| c.plan).collect();
     assert_eq!(
-        (s, e["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{e}"
+        plans,
+        [Plan::Enterprise, Plan::Enterprise, Plan::Pro],
+        "admin first"
+    );
+    assert!(list[0].is_admin);
+    wire_error(
+        "an unknown plan",
+        (400, "invalid_request"),
+        cp.admin(
+            "POST",
+            "/v1/admin/customers",
+            // Raw on purpose: a plan no wire type can hold.
+            Some(json!({"name": "x", "plan": "platinum"})),
+        ),
     );
     let (s, e) = cp.admin(
         "PATCH",
         "/v1/admin/customers/00000000-0000-0000-0000-000000000000/plan",
-        Some(json!({"plan": "pro"})),
+        Some(wire_body(&refract_api::SetPlanRequest { plan: Plan::Pro })),
     );
     assert_eq!(s, 404, "{e}");
 }
@@ -934,74 +1063,72 @@ fn tenants_are_isolated_and_admin_routes_need_admin() {
 fn plan_limits_are_enforced() {
     let cp = ControlPlane::start_fresh();
     let free = with_customer(&cp, "free");
-    let cid = create_conn(&cp, &free, conn_body("c"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = create_conn(&cp, &free, &conn_request("c")).connection.id;
     // Size above the plan's largest.
-    let (s, e) = cp.call("POST", "/v1/databases", Some(&free), Some(json!({"connectionId": cid, "name": "big", "mysqlDb": "shop", "instanceSize": "xlarge"})));
-    assert_eq!((s, e["error"].as_str()), (403, Some("forbidden")), "{e}");
-    let d1 = register(&cp, &free, &cid, "d1", "shop");
-    register(&cp, &free, &cid, "d2", "blog");
+    let big = refract_api::RegisterDatabaseRequest {
+        instance_size: Some(InstanceSize::Xlarge),
+        ..database_request(cid, "big", "shop")
+    };
+    wire_error(
+        "a size above the plan",
+        (403, "forbidden"),
+        cp.call("POST", "/v1/databases", Some(&free), Some(wire_body(&big))),
+    );
+    let d1 = register(&cp, &free, cid, "d1", "shop");
+    register(&cp, &free, cid, "d2", "blog");
     // Database count.
-    let (s, e) = cp.call(
-        "POST",
-        "/v1/databases",
-        Some(&free),
-        Some(json!({"connectionId": cid, "name": "d3", "mysqlDb": "crm"})),
+    let d3 = wire_body(&database_request(cid, "d3", "crm"));
+    wire_error(
+        "a database over the plan's count",
+        (403, "forbidden"),
+        cp.call("POST", "/v1/databases", Some(&free), Some(d3.clone())),
     );
-    assert_eq!((s, e["error"].as_str()), (403, Some("forbidden")), "{e}");
     // Also through a connection's instance, which then writes nothing.
-    let mut body = conn_body("c2");
-    body["instance"] = json!({"name": "d3", "mysqlDb": "shop"});
-    let (s, _) = cp.call("POST", "/v1/connections", Some(&free), Some(body));
-    assert_eq!(s, 403);
-    assert_eq!(
-        cp.call("GET", "/v1/connections", Some(&free), None)
-            .1
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    // Custom domains need teams.
-    let url = format!("/v1/databases/{}", d1["id"].as_str().unwrap());
-    let (s, e) = cp.call(
-        "PATCH",
-        &url,
-        Some(&free),
-        Some(json!({"reflexdbCustomDomain": "mine"})),
-    );
-    assert_eq!((s, e["error"].as_str()), (403, Some("forbidden")), "{e}");
-    let (s, e) = cp.call(
-        "PATCH",
-        &url,
-        Some(&free),
-        Some(json!({"instanceSize": "2xlarge"})),
-    );
-    assert_eq!(s, 403, "{e}");
-    // An admin upgrades the plan: both work now.
-    let (_, me) = cp.call("GET", "/v1/account/management-keys", Some(&free), None);
-    let customer = me[0]["customerId"].as_str().unwrap();
-    let (s, p) = cp.admin(
-        "PATCH",
-        &format!("/v1/admin/customers/{customer}/plan"),
-        Some(json!({"plan": "teams"})),
-    );
-    assert_eq!((s, p["plan"].as_str()), (200, Some("teams")));
-    let (s, e) = cp.call(
-        "PATCH",
-        &url,
-        Some(&free),
-        Some(json!({"reflexdbCustomDomain": "mine"})),
-    );
-    assert_eq!(s, 200, "{e}");
+    let body = CreateConnectionRequest {
+        instance: Some(instance_request("d3", "shop")),
+        ..conn_request("c2")
+    };
     let (s, _) = cp.call(
         "POST",
-        "/v1/databases",
+        "/v1/connections",
         Some(&free),
-        Some(json!({"connectionId": cid, "name": "d3", "mysqlDb": "crm"})),
+        Some(wire_body(&body)),
     );
+    assert_eq!(s, 403);
+    let conns: Vec<Connection> = cp.wire::<(), _>("GET", "/v1/connections", &free, None, 200);
+    assert_eq!(conns.len(), 1);
+    // Custom domains need teams.
+    let url = format!("/v1/databases/{}", d1.id);
+    let domain = wire_body(&UpdateDatabaseRequest {
+        reflexdb_custom_domain: Some(Some("mine".into())),
+        ..UpdateDatabaseRequest::default()
+    });
+    wire_error(
+        "a custom domain on the free plan",
+        (403, "forbidden"),
+        cp.call("PATCH", &url, Some(&free), Some(domain.clone())),
+    );
+    let size = UpdateDatabaseRequest {
+        instance_size: Some(InstanceSize::X2large),
+        ..UpdateDatabaseRequest::default()
+    };
+    let (s, e) = cp.call("PATCH", &url, Some(&free), Some(wire_body(&size)));
+    assert_eq!(s, 403, "{e}");
+    // An admin upgrades the plan: both work now.
+    let me: Vec<refract_api::ManagementKey> =
+        cp.wire::<(), _>("GET", "/v1/account/management-keys", &free, None, 200);
+    let customer = me[0].customer_id;
+    let p: refract_api::SetPlanResponse = cp.wire(
+        "PATCH",
+        &format!("/v1/admin/customers/{customer}/plan"),
+        &cp.admin_key,
+        Some(&refract_api::SetPlanRequest { plan: Plan::Teams }),
+        200,
+    );
+    assert_eq!(p.plan, Plan::Teams);
+    let (s, e) = cp.call("PATCH", &url, Some(&free), Some(domain));
+    assert_eq!(s, 200, "{e}");
+    let (s, _) = cp.call("POST", "/v1/databases", Some(&free), Some(d3));
     assert_eq!(s, 201);
 }
 
@@ -1011,11 +1138,12 @@ fn management_keys_create_list_revoke_expire() {
     let (s, k) = cp.admin(
         "POST",
         "/v1/account/management-keys",
-        Some(json!({"name": "ci"})),
+        Some(wire_body(&key_request("ci", None))),
     );
-    assert_eq!(s, 201, "{k}");
-    let key = k["key"].as_str().unwrap().to_string();
-    let key_id = k["keyId"].as_str().unwrap();
+    let created: refract_api::ManagementKey =
+        common::wire_answer("create key", 201, (s, k.clone()));
+    let key = created.key.clone().unwrap();
+    let key_id = created.key_id.as_str();
     assert!(key.starts_with(&format!("rmk_{key_id}.")), "{key}");
     let secret = key.rsplit('.').next().unwrap();
     assert!(
@@ -1032,27 +1160,26 @@ fn management_keys_create_list_revoke_expire() {
         "lastUsedAt",
         "revokedAt",
     ] {
+        // The served shape: every field present, `null` when unset.
         assert!(k.get(f).is_some(), "{f}: {k}");
     }
     assert_eq!(k["lastUsedAt"], Value::Null);
     // The new key works; lastUsedAt is then set.
-    let (s, list) = cp.call("GET", "/v1/account/management-keys", Some(&key), None);
-    assert_eq!(s, 200);
+    let list: Vec<refract_api::ManagementKey> =
+        cp.wire::<(), _>("GET", "/v1/account/management-keys", &key, None, 200);
     assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .all(|k| k.get("key").is_none()),
-        "list never shows keys: {list}"
+        list.iter().all(|k| k.key.is_none()),
+        "list never shows keys: {list:?}"
     );
-    let (_, list) = cp.admin("GET", "/v1/account/management-keys", None);
-    let me = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["keyId"] == key_id)
-        .unwrap();
-    assert!(me["lastUsedAt"].is_string(), "{me}");
+    let list: Vec<refract_api::ManagementKey> = cp.wire::<(), _>(
+        "GET",
+        "/v1/account/management-keys",
+        &cp.admin_key,
+        None,
+        200,
+    );
+    let me = list.iter().find(|x| x.key_id == key_id).unwrap();
+    assert!(me.last_used_at.is_some(), "{me:?}");
     // Only a hash is stored.
     let db = std::fs::read(cp.dir.join("refract.db")).unwrap();
     let wal = std::fs::read(cp.dir.join("refract.db-wal")).unwrap_or_default();
@@ -1070,51 +1197,58 @@ fn management_keys_create_list_revoke_expire() {
         "",
     ] {
         let (s, e) = cp.call("GET", "/v1/connections", Some(t), None);
-        assert_eq!((s, e["error"].as_str()), (401, Some("unauthorized")), "{t}");
+        wire_error(t, (401, "unauthorized"), (s, e));
     }
     let (s, _) = cp.call("GET", "/v1/connections", None, None);
     assert_eq!(s, 401);
 
     // Revocation is immediate.
-    let id = k["id"].as_str().unwrap();
-    let (s, r) = cp.admin("DELETE", &format!("/v1/account/management-keys/{id}"), None);
-    assert_eq!(s, 200);
-    assert!(r["revokedAt"].is_string());
+    let id = created.id;
+    let r: refract_api::ManagementKey = cp.wire::<(), _>(
+        "DELETE",
+        &format!("/v1/account/management-keys/{id}"),
+        &cp.admin_key,
+        None,
+        200,
+    );
+    assert!(r.revoked_at.is_some(), "{r:?}");
     let (s, _) = cp.call("GET", "/v1/connections", Some(&key), None);
     assert_eq!(s, 401);
 
     // Expiry.
+    let past = "2020-01-01T00:00:00Z".parse().unwrap();
+    let e = wire_error(
+        "an expiry in the past",
+        (422, "invalid_request"),
+        cp.admin(
+            "POST",
+            "/v1/account/management-keys",
+            Some(wire_body(&key_request("old", Some(past)))),
+        ),
+    );
+    assert!(e.message.contains("expiresAt"), "{e:?}");
     let (s, e) = cp.admin(
         "POST",
         "/v1/account/management-keys",
-        Some(json!({"name": "old", "expiresAt": "2020-01-01T00:00:00Z"})),
-    );
-    assert_eq!(
-        (s, e["error"].as_str()),
-        (422, Some("invalid_request")),
-        "{e}"
-    );
-    assert!(e["message"].as_str().unwrap().contains("expiresAt"));
-    let (s, e) = cp.admin(
-        "POST",
-        "/v1/account/management-keys",
+        // Raw on purpose: no time type holds "tomorrow".
         Some(json!({"name": "bad", "expiresAt": "tomorrow"})),
     );
     assert_eq!(s, 400, "{e}");
     let (s, e) = cp.admin(
         "POST",
         "/v1/account/management-keys",
-        Some(json!({"name": ""})),
+        Some(wire_body(&key_request("", None))),
     );
     assert_eq!(s, 400, "{e}");
-    let soon = (chrono_now_plus(2)).to_string();
-    let (s, k2) = cp.admin(
+    let soon = chrono_now_plus(2).parse().unwrap();
+    let k2: refract_api::ManagementKey = cp.wire(
         "POST",
         "/v1/account/management-keys",
-        Some(json!({"name": "short", "expiresAt": soon})),
+        &cp.admin_key,
+        Some(&key_request("short", Some(soon))),
+        201,
     );
-    assert_eq!(s, 201, "{k2}");
-    let k2 = k2["key"].as_str().unwrap().to_string();
+    let k2 = k2.key.unwrap();
     assert_eq!(cp.call("GET", "/v1/connections", Some(&k2), None).0, 200);
     std::thread::sleep(Duration::from_millis(3600));
     assert_eq!(cp.call("GET", "/v1/connections", Some(&k2), None).0, 401);
@@ -1147,6 +1281,16 @@ fn chrono_now_plus(secs: u64) -> String {
     )
 }
 
+fn key_request(
+    name: &str,
+    expires_at: Option<refract_api::DateTime<refract_api::Utc>>,
+) -> refract_api::CreateManagementKeyRequest {
+    refract_api::CreateManagementKeyRequest {
+        name: name.into(),
+        expires_at,
+    }
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -1155,22 +1299,35 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn restart_after_sigkill_keeps_every_record_and_no_password_leaks() {
     let cp = ControlPlane::start_fresh();
     let other = with_customer(&cp, "pro");
-    let (_, k) = cp.admin(
+    let k: refract_api::ManagementKey = cp.wire(
         "POST",
         "/v1/account/management-keys",
-        Some(json!({"name": "kept"})),
+        &cp.admin_key,
+        Some(&key_request("kept", None)),
+        201,
     );
-    let extra_key = k["key"].as_str().unwrap().to_string();
-    let mut body = conn_body("persisted");
-    body["instance"] = json!({"name": "db1", "mysqlDb": "shop", "binlogServerId": 3});
-    let v = create_conn(&cp, &cp.admin_key, body);
-    let cid = v["connection"]["id"].as_str().unwrap().to_string();
-    let did = v["database"]["id"].as_str().unwrap().to_string();
-    cp.admin(
+    let extra_key = k.key.unwrap();
+    let body = CreateConnectionRequest {
+        instance: Some(refract_api::CreateInstanceRequest {
+            binlog_server_id: Some(3),
+            ..instance_request("db1", "shop")
+        }),
+        ..conn_request("persisted")
+    };
+    let v = create_conn(&cp, &cp.admin_key, &body);
+    let cid = v.connection.id;
+    let did = v.database.unwrap().id;
+    let _: Database = cp.wire(
         "PATCH",
         &format!("/v1/databases/{did}"),
-        Some(json!({"tags": [{"label": "keep", "color": "green"}]})),
+        &cp.admin_key,
+        Some(&UpdateDatabaseRequest {
+            tags: Some(vec![tag("keep", refract_api::TagColor::Green)]),
+            ..UpdateDatabaseRequest::default()
+        }),
+        200,
     );
+    // Raw answers on purpose: after the restart they must be the same JSON, field for field.
     let before_conn = cp.admin("GET", &format!("/v1/connections/{cid}"), None).1;
     let before_dbs = cp.admin("GET", "/v1/databases", None).1;
     let before_customers = cp.admin("GET", "/v1/admin/customers", None).1;
@@ -1203,13 +1360,14 @@ fn restart_after_sigkill_keeps_every_record_and_no_password_leaks() {
     assert_eq!(cp.call("GET", "/v1/connections", Some(&other), None).0, 200);
     // The stored password survived too (in the secret store): the stored-credentials test uses it,
     // and is a 200 with ok:false for this unreachable host.
-    let (s, t) = cp.admin(
+    let t: refract_api::TestConnectionResult = cp.wire::<(), _>(
         "POST",
         &format!("/v1/connections/{cid}/test-connection"),
+        &cp.admin_key,
         None,
+        200,
     );
-    assert_eq!(s, 200, "{t}");
-    assert_eq!(t["ok"], false);
+    assert!(!t.ok, "{t:?}");
 
     // No password in the metadata files, the logs, or any response.
     cp.kill();
@@ -1244,7 +1402,7 @@ fn master_key_from_environment_must_match() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cp = ControlPlane::start_with(&data, Some("my passphrase"), Some(dir));
-    create_conn(&cp, &cp.admin_key, conn_body("c"));
+    create_conn(&cp, &cp.admin_key, &conn_request("c"));
     assert!(
         !cp.dir.join("master.key").exists(),
         "no key file when REFRACT_MASTER_KEY is set"
@@ -1312,8 +1470,9 @@ fn docs_health_metrics_and_request_ids() {
         page.text().unwrap().contains("swagger"),
         "the docs page is served from the binary"
     );
-    let (s, h) = cp.call("GET", "/health", None, None);
-    assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
+    let h: refract_api::HealthResponse =
+        common::wire_answer("/health", 200, cp.call("GET", "/health", None, None));
+    assert_eq!(h.status, "ok");
     cp.admin("GET", "/v1/connections", None);
     let metrics = client
         .get(format!("{}/metrics", cp.url))
@@ -1334,8 +1493,11 @@ fn docs_health_metrics_and_request_ids() {
         .send()
         .unwrap();
     assert!(resp.headers().contains_key("x-request-id"));
-    let (s, e) = cp.call("GET", "/v1/nothing-here", None, None);
-    assert_eq!((s, e["error"].as_str()), (404, Some("not_found")));
+    wire_error(
+        "an unknown route",
+        (404, "not_found"),
+        cp.call("GET", "/v1/nothing-here", None, None),
+    );
 }
 
 #[test]
@@ -1369,8 +1531,8 @@ fn cli_drives_the_api() {
         "--json",
     ]);
     assert!(ok, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let cid = v["connection"]["id"].as_str().unwrap().to_string();
+    let v: CreateConnectionResponse = serde_json::from_str(&out).unwrap();
+    let cid = v.connection.id.to_string();
     let (ok, out, _) = cli(&["connections", "list"]);
     assert!(
         ok && out.contains("NAME") && out.contains("cli") && out.contains("shop,blog"),
@@ -1394,8 +1556,8 @@ fn cli_drives_the_api() {
     );
     let (ok, out, _) = cli(&["databases", "list", "--json"]);
     assert!(ok);
-    let dbs: Value = serde_json::from_str(&out).unwrap();
-    let did = dbs[0]["id"].as_str().unwrap().to_string();
+    let dbs: Vec<Database> = serde_json::from_str(&out).unwrap();
+    let did = dbs[0].id.to_string();
     let (ok, out, err) = cli(&[
         "databases",
         "update",
@@ -1435,11 +1597,11 @@ fn cli_drives_the_api() {
     // Keys.
     let (ok, out, _) = cli(&["keys", "create", "--name", "from-cli", "--json"]);
     assert!(ok);
-    let k: Value = serde_json::from_str(&out).unwrap();
-    assert!(k["key"].as_str().unwrap().starts_with("rmk_"));
+    let k: refract_api::ManagementKey = serde_json::from_str(&out).unwrap();
+    assert!(k.key.as_deref().unwrap().starts_with("rmk_"), "{k:?}");
     let (ok, out, _) = cli(&["keys", "list"]);
     assert!(ok && out.contains("from-cli"), "{out}");
-    let (ok, out, _) = cli(&["keys", "revoke", k["id"].as_str().unwrap()]);
+    let (ok, out, _) = cli(&["keys", "revoke", &k.id.to_string()]);
     assert!(ok && out.contains("from-cli"), "{out}");
     // Missing token.
     let out = std::process::Command::new(common::refract_bin())
@@ -1455,15 +1617,45 @@ fn cli_drives_the_api() {
 
 // ------------------------------------------------------------ test-connection against real servers
 
-fn test_conn(cp: &ControlPlane, body: Value) -> Value {
+fn test_conn(cp: &ControlPlane, request: &TestConnectionRequest) -> TestConnectionResult {
     let start = std::time::Instant::now();
-    let (s, v) = cp.admin("POST", "/v1/connections/test-connection", Some(body));
-    assert_eq!(s, 200, "{v}");
+    let v = cp.wire(
+        "POST",
+        "/v1/connections/test-connection",
+        &cp.admin_key,
+        Some(request),
+        200,
+    );
     assert!(
         start.elapsed() < Duration::from_secs(8),
         "bounded by the 5 s timeout"
     );
     v
+}
+
+/// `POST /v1/connections/test-connection` body: `backend` (none = the default) at `host:port`.
+fn test_request(
+    backend: Option<Backend>,
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+) -> TestConnectionRequest {
+    TestConnectionRequest {
+        backend,
+        host: host.into(),
+        port: Some(i64::from(port)),
+        user: Some(user.into()),
+        password: Some(password.into()),
+        ssl_mode: None,
+        ssl_root_cert: None,
+    }
+}
+
+/// `POST /v1/connections/{id}/test-connection` of a stored connection.
+fn test_stored(cp: &ControlPlane, id: Uuid) -> TestConnectionResult {
+    let path = format!("/v1/connections/{id}/test-connection");
+    cp.wire::<(), _>("POST", &path, &cp.admin_key, None, 200)
 }
 
 fn unused_port() -> u16 {
@@ -1480,47 +1672,43 @@ fn test_connection_mariadb() {
     let cp = ControlPlane::start_fresh();
     let ok = test_conn(
         &cp,
-        json!({"backend": "mysql", "mysqlHost": my.host, "mysqlPort": my.port, "mysqlUser": my.user, "mysqlPassword": my.password}),
+        &test_request(
+            Some(Backend::Mysql),
+            &my.host,
+            my.port,
+            &my.user,
+            &my.password,
+        ),
     );
-    assert_eq!(ok["ok"], true, "{ok}");
-    assert!(ok["latencyMs"].is_number(), "{ok}");
-    let schemas = ok["availableSchemas"].as_array().expect("availableSchemas");
+    assert!(ok.ok, "{ok:?}");
+    assert!(ok.latency_ms.is_some(), "{ok:?}");
+    let schemas = ok.available_schemas.as_ref().expect("availableSchemas");
     assert!(
         !schemas
             .iter()
             .any(|s| s == "mysql" || s == "information_schema" || s == "performance_schema"),
-        "{ok}"
+        "{ok:?}"
     );
-    assert!(ok["binlog"].is_object(), "{ok}");
+    assert!(ok.binlog.is_some(), "{ok:?}");
     let bad = test_conn(
         &cp,
-        json!({"mysqlHost": my.host, "mysqlPort": my.port, "mysqlUser": my.user, "mysqlPassword": "wrong-password"}),
+        &test_request(None, &my.host, my.port, &my.user, "wrong-password"),
     );
-    assert_eq!(bad["ok"], false, "{bad}");
-    assert!(
-        bad["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{bad}"
-    );
+    assert!(!bad.ok, "{bad:?}");
+    assert!(bad.error.as_ref().is_some_and(|e| !e.is_empty()), "{bad:?}");
     let down = test_conn(
         &cp,
-        json!({"mysqlHost": "127.0.0.1", "mysqlPort": unused_port(), "mysqlUser": "x", "mysqlPassword": "y"}),
+        &test_request(None, "127.0.0.1", unused_port(), "x", "y"),
     );
-    assert_eq!(down["ok"], false, "{down}");
+    assert!(!down.ok, "{down:?}");
     // Stored credentials.
     let c = create_conn(
         &cp,
         &cp.admin_key,
-        json!({"name": "maria", "mysqlHost": my.host, "mysqlPort": my.port, "availableSchemas": ["x"], "mysqlUser": my.user, "mysqlPassword": my.password}),
+        &common::server_connection_request("maria", Backend::Mysql, &my, &["x"]),
     );
-    let (s, t) = cp.admin(
-        "POST",
-        &format!(
-            "/v1/connections/{}/test-connection",
-            c["connection"]["id"].as_str().unwrap()
-        ),
-        None,
-    );
-    assert_eq!((s, t["ok"].as_bool()), (200, Some(true)), "{t}");
+    let t = test_stored(&cp, c.connection.id);
+    assert!(t.ok, "{t:?}");
     cp.assert_no_leak(&[&my.password, "wrong-password"]);
 }
 
@@ -1528,36 +1716,30 @@ fn test_connection_mariadb() {
 fn test_connection_postgres() {
     let pg = common::postgres();
     let cp = ControlPlane::start_fresh();
+    let postgres = Some(Backend::Postgres);
     let ok = test_conn(
         &cp,
-        json!({"backend": "postgres", "mysqlHost": pg.host, "mysqlPort": pg.port, "mysqlUser": pg.user, "mysqlPassword": pg.password}),
+        &test_request(postgres, &pg.host, pg.port, &pg.user, &pg.password),
     );
-    assert_eq!(ok["ok"], true, "{ok}");
-    assert!(ok["logical"].is_object(), "{ok}");
+    assert!(ok.ok, "{ok:?}");
+    assert!(ok.logical.is_some(), "{ok:?}");
     let bad = test_conn(
         &cp,
-        json!({"backend": "postgres", "mysqlHost": pg.host, "mysqlPort": pg.port, "mysqlUser": pg.user, "mysqlPassword": "wrong-password"}),
+        &test_request(postgres, &pg.host, pg.port, &pg.user, "wrong-password"),
     );
-    assert_eq!(bad["ok"], false, "{bad}");
+    assert!(!bad.ok, "{bad:?}");
     let down = test_conn(
         &cp,
-        json!({"backend": "postgres", "mysqlHost": "127.0.0.1", "mysqlPort": unused_port(), "mysqlUser": "x", "mysqlPassword": "y"}),
+        &test_request(postgres, "127.0.0.1", unused_port(), "x", "y"),
     );
-    assert_eq!(down["ok"], false, "{down}");
+    assert!(!down.ok, "{down:?}");
     let c = create_conn(
         &cp,
         &cp.admin_key,
-        json!({"name": "pg", "backend": "postgres", "mysqlHost": pg.host, "mysqlPort": pg.port, "availableSchemas": ["postgres"], "mysqlUser": pg.user, "mysqlPassword": pg.password}),
+        &common::server_connection_request("pg", Backend::Postgres, &pg, &["postgres"]),
     );
-    let (s, t) = cp.admin(
-        "POST",
-        &format!(
-            "/v1/connections/{}/test-connection",
-            c["connection"]["id"].as_str().unwrap()
-        ),
-        None,
-    );
-    assert_eq!((s, t["ok"].as_bool()), (200, Some(true)), "{t}");
+    let t = test_stored(&cp, c.connection.id);
+    assert!(t.ok, "{t:?}");
     cp.assert_no_leak(&[&pg.password, "wrong-password"]);
 }
 
@@ -1565,69 +1747,89 @@ fn test_connection_postgres() {
 fn name_lengths_and_instance_rules() {
     let cp = ControlPlane::start_fresh();
     let k = &cp.admin_key;
-    let cid = create_conn(&cp, k, conn_body("c"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = create_conn(&cp, k, &conn_request("c")).connection.id;
     // 100 characters (not bytes) are fine, 101 are not: database names too.
     let long = "é".repeat(100);
-    let (s, d) = cp.admin(
-        "POST",
-        "/v1/databases",
-        Some(json!({"connectionId": cid, "name": long, "mysqlDb": "shop"})),
+    let d = register(&cp, k, cid, &long, "shop");
+    let e = wire_error(
+        "a 101-character name",
+        (400, "invalid_request"),
+        cp.admin(
+            "POST",
+            "/v1/databases",
+            Some(wire_body(&database_request(cid, &"x".repeat(101), "shop"))),
+        ),
     );
-    assert_eq!(s, 201, "{d}");
-    let (s, e) = cp.admin(
-        "POST",
-        "/v1/databases",
-        Some(json!({"connectionId": cid, "name": "x".repeat(101), "mysqlDb": "shop"})),
-    );
-    assert_eq!(
-        (s, e["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{e}"
-    );
-    assert!(e["message"].as_str().unwrap().contains("name"), "{e}");
+    assert!(e.message.contains("name"), "{e:?}");
     let (s, e) = cp.admin(
         "PATCH",
-        &format!("/v1/databases/{}", d["id"].as_str().unwrap()),
-        Some(json!({"name": "y".repeat(101)})),
+        &format!("/v1/databases/{}", d.id),
+        Some(wire_body(&UpdateDatabaseRequest {
+            name: Some("y".repeat(101)),
+            ..UpdateDatabaseRequest::default()
+        })),
     );
     assert_eq!(s, 400, "{e}");
     let (s, e) = cp.admin(
         "PATCH",
         &format!("/v1/connections/{cid}"),
-        Some(json!({"name": "y".repeat(101)})),
+        Some(wire_body(&UpdateConnectionRequest {
+            name: Some("y".repeat(101)),
+            ..UpdateConnectionRequest::default()
+        })),
     );
     assert_eq!(s, 400, "{e}");
-    let mut body = conn_body("c2");
-    body["instance"] = json!({"name": "z".repeat(101), "mysqlDb": "shop"});
-    let (s, e) = cp.admin("POST", "/v1/connections", Some(body));
-    assert_eq!(s, 400, "{e}");
-    assert!(
-        e["message"].as_str().unwrap().contains("instance.name"),
-        "{e}"
+    let with_instance = |name: &str, instance: refract_api::CreateInstanceRequest| {
+        wire_body(&CreateConnectionRequest {
+            instance: Some(instance),
+            ..conn_request(name)
+        })
+    };
+    let e = wire_error(
+        "a 101-character instance name",
+        (400, "invalid_request"),
+        cp.admin(
+            "POST",
+            "/v1/connections",
+            Some(with_instance(
+                "c2",
+                instance_request(&"z".repeat(101), "shop"),
+            )),
+        ),
     );
+    assert!(e.message.contains("instance.name"), "{e:?}");
     // The instance's binlogServerId is checked against the source like any other.
-    let (s, _) = cp.admin(
+    let _: Database = cp.wire(
         "PATCH",
-        &format!("/v1/databases/{}", d["id"].as_str().unwrap()),
-        Some(json!({"binlogServerId": 5})),
+        &format!("/v1/databases/{}", d.id),
+        k,
+        Some(&UpdateDatabaseRequest {
+            binlog_server_id: Some(Some(5)),
+            ..UpdateDatabaseRequest::default()
+        }),
+        200,
     );
-    assert_eq!(s, 200);
-    let mut body = conn_body("c3");
-    body["instance"] = json!({"name": "dup-sid", "mysqlDb": "shop", "binlogServerId": 5});
-    let (s, e) = cp.admin("POST", "/v1/connections", Some(body));
-    assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
-    // Missing instance fields.
+    let dup = refract_api::CreateInstanceRequest {
+        binlog_server_id: Some(5),
+        ..instance_request("dup-sid", "shop")
+    };
+    wire_error(
+        "an instance with a taken binlogServerId",
+        (409, "conflict"),
+        cp.admin("POST", "/v1/connections", Some(with_instance("c3", dup))),
+    );
+    // Missing instance fields (raw on purpose: no wire type lacks `mysqlDb`).
     let mut body = conn_body("c4");
     body["instance"] = json!({"name": "d"});
-    let (s, e) = cp.admin("POST", "/v1/connections", Some(body));
-    assert_eq!(s, 400, "{e}");
-    assert!(e["message"].as_str().unwrap().contains("mysqlDb"), "{e}");
+    let e = wire_error(
+        "an instance without mysqlDb",
+        (400, "invalid_request"),
+        cp.admin("POST", "/v1/connections", Some(body)),
+    );
+    assert!(e.message.contains("mysqlDb"), "{e:?}");
     // None of the failed creates left a connection behind.
-    let (_, list) = cp.admin("GET", "/v1/connections", None);
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let list: Vec<Connection> = cp.wire::<(), _>("GET", "/v1/connections", k, None, 200);
+    assert_eq!(list.len(), 1, "{list:?}");
     cp.assert_no_leak(&[PASSWORD]);
 }
 
@@ -1635,10 +1837,8 @@ fn name_lengths_and_instance_rules() {
 fn bad_requests_never_break_the_server() {
     let cp = ControlPlane::start_fresh();
     let k = cp.admin_key.clone();
-    let cid = create_conn(&cp, &k, conn_body("c"))["connection"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cid = create_conn(&cp, &k, &conn_request("c")).connection.id;
+    // Raw text on purpose: malformed and out-of-range bodies.
     let bodies = [
         "null",
         "1",
@@ -1657,10 +1857,7 @@ fn bad_requests_never_break_the_server() {
         "{\"binlogServerId\": 99999999999}",
         "{\"syncInterval\": -1}",
     ];
-    let did = register(&cp, &k, &cid, "d", "shop")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let did = register(&cp, &k, cid, "d", "shop").id;
     let paths = [
         ("POST", "/v1/connections".to_string()),
         ("PATCH", format!("/v1/connections/{cid}")),
@@ -1679,10 +1876,7 @@ fn bad_requests_never_break_the_server() {
                 "{m} {p} {b}: {s} {e}"
             );
             if s >= 400 {
-                assert!(
-                    e["error"].is_string() && e["message"].is_string(),
-                    "{m} {p} {b}: {e}"
-                );
+                common::wire_answer::<refract_api::ErrorBody>(&format!("{m} {p} {b}"), s, (s, e));
             }
         }
     }
@@ -1700,16 +1894,14 @@ fn bad_requests_never_break_the_server() {
             "{p}: {s} {e}"
         );
         if s != 200 {
-            assert!(
-                e["error"].is_string() && e["message"].is_string(),
-                "{p}: {e}"
-            );
+            common::wire_answer::<refract_api::ErrorBody>(p, s, (s, e));
         }
     }
-    let (s, h) = cp.call("GET", "/health", None, None);
-    assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
-    let (_, list) = cp.admin("GET", "/v1/connections", None);
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let h: refract_api::HealthResponse =
+        common::wire_answer("/health", 200, cp.call("GET", "/health", None, None));
+    assert_eq!(h.status, "ok");
+    let list: Vec<Connection> = cp.wire::<(), _>("GET", "/v1/connections", &k, None, 200);
+    assert_eq!(list.len(), 1, "{list:?}");
     assert!(!cp.output().contains("panicked"), "{}", cp.output());
 }
 
@@ -1790,17 +1982,18 @@ fn cli_against_real_servers() {
         &my.password,
     );
     assert!(ok, "{err}");
-    let c: Value = serde_json::from_str(&out).unwrap();
+    let c: CreateConnectionResponse = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        c["connection"]["allowedSyncModes"],
-        json!(["poll", "binlog"])
+        c.connection.allowed_sync_modes,
+        [SyncMode::Poll, SyncMode::Binlog]
     );
-    let cid = c["connection"]["id"].as_str().unwrap().to_string();
+    let cid = c.connection.id.to_string();
     let (ok, out, err) = cli(&["connections", "test", &cid, "--json"], "");
     assert!(ok, "{out}{err}");
-    let t: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(t["ok"], true, "{t}");
-    assert!(t["binlog"]["issues"].is_array(), "{t}");
+    // Read as the wire type: `binlog` (with its `issues`) must be there and of its shape.
+    let t: TestConnectionResult = serde_json::from_str(&out).unwrap();
+    assert!(t.ok, "{t:?}");
+    assert!(t.binlog.is_some(), "{t:?}");
     // Update through the CLI, then the stored test uses the new (wrong) password.
     let (ok, out, err) = cli(
         &[
@@ -1841,8 +2034,11 @@ fn cli_against_real_servers() {
         &pg.password,
     );
     assert!(ok, "{out}{err}");
-    let t: Value = serde_json::from_str(&out).unwrap();
-    assert!(t["logical"]["walLevel"].is_string(), "{t}");
+    let t: TestConnectionResult = serde_json::from_str(&out).unwrap();
+    assert!(
+        t.logical.as_ref().is_some_and(|l| l.wal_level.is_some()),
+        "{t:?}"
+    );
     // databases get / update prints fields; errors exit non-zero with the API's message.
     let (ok, out, err) = cli(
         &[
@@ -1859,9 +2055,9 @@ fn cli_against_real_servers() {
         "",
     );
     assert!(ok, "{err}");
-    let did = serde_json::from_str::<Value>(&out).unwrap()["id"]
-        .as_str()
+    let did = serde_json::from_str::<Database>(&out)
         .unwrap()
+        .id
         .to_string();
     let (ok, out, _) = cli(&["databases", "get", &did], "");
     assert!(
@@ -1876,16 +2072,15 @@ fn cli_against_real_servers() {
             "update",
             &did,
             "--set",
+            // Raw on purpose: `--set` takes JSON text, and `days` is left out to get its default.
             r#"{"pauseSchedule": {"pauseAt": "22:00", "resumeAt": "06:00"}}"#,
             "--json",
         ],
         "",
     );
     assert!(ok, "{err}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap()["pauseSchedule"]["days"],
-        json!([])
-    );
+    let d: Database = serde_json::from_str(&out).unwrap();
+    assert_eq!(d.pause_schedule.map(|p| p.days), Some(vec![]));
     let (ok, _, err) = cli(
         &["databases", "get", "00000000-0000-0000-0000-000000000000"],
         "",

@@ -97,26 +97,30 @@ fn dashboard_scenarios_in_a_real_browser() {
     let _kill = KillInstances(cp.dir.clone());
 
     // Another customer with a database of its own: its id must be a 404 in our session.
-    let (s, c) = cp.admin(
+    let c: refract_api::CreateCustomerResponse = cp.wire(
         "POST",
         "/v1/admin/customers",
-        Some(json!({"name": "someone else", "plan": "free"})),
+        &cp.admin_key,
+        Some(&refract_api::CreateCustomerRequest {
+            name: "someone else".into(),
+            plan: Some(refract_api::Plan::Free),
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{c}");
-    let other_key = c["managementKey"]["key"].as_str().unwrap().to_string();
+    let other_key = c.management_key.key.unwrap();
     let other_password = "their-source-password-9f3k";
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(&other_key),
-        Some(json!({
-            "name": "theirs", "mysqlHost": "127.0.0.1", "mysqlPort": 1, "mysqlUser": "u",
-            "mysqlPassword": other_password, "availableSchemas": ["x"],
-            "instance": {"name": "theirs", "mysqlDb": "x"},
-        })),
-    );
-    assert_eq!(s, 201, "{v}");
-    let other_db = v["database"]["id"].as_str().unwrap().to_string();
+    let theirs = refract_api::CreateConnectionRequest {
+        backend: None,
+        port: Some(1),
+        user: Some("u".into()),
+        password: Some(other_password.into()),
+        available_schemas: Some(vec!["x".into()]),
+        instance: Some(crate::common::instance_request("theirs", "x")),
+        ..crate::common::connection_request("theirs", refract_api::Backend::Mysql, "127.0.0.1")
+    };
+    let created: refract_api::CreateConnectionResponse =
+        cp.wire("POST", "/v1/connections", &other_key, Some(&theirs), 201);
+    let other_db = created.database.unwrap().id.to_string();
 
     let secrets = [
         cp.admin_key.as_str(),

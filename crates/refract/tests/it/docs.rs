@@ -268,40 +268,28 @@ fn refract_query_prints_json_and_tables() {
     );
 
     // The temporary keys were revoked.
-    let keys: Value = reqwest::blocking::Client::new()
+    let databases: Vec<refract_api::Database> = reqwest::blocking::Client::new()
         .get(format!("{}/v1/databases", printed.cp_url))
         .bearer_auth(&printed.cp_token)
         .send()
         .unwrap()
         .json()
         .unwrap();
-    let db = keys
-        .as_array()
-        .or_else(|| keys["databases"].as_array())
-        .unwrap()[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let list: Value = reqwest::blocking::Client::new()
+    let db = databases[0].id;
+    let list: Vec<refract_api::QueryKey> = reqwest::blocking::Client::new()
         .get(format!("{}/v1/databases/{db}/api-keys", printed.cp_url))
         .bearer_auth(&printed.cp_token)
         .send()
         .unwrap()
         .json()
         .unwrap();
-    let list = list
-        .as_array()
-        .or_else(|| list["apiKeys"].as_array())
-        .or_else(|| list["keys"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let temporary: Vec<&Value> = list
+    let temporary: Vec<&refract_api::QueryKey> = list
         .iter()
-        .filter(|k| k["name"] == "refract query (temporary)")
+        .filter(|k| k.name == "refract query (temporary)")
         .collect();
     assert_eq!(temporary.len(), 3, "{list:?}");
     assert!(
-        temporary.iter().all(|k| !k["revokedAt"].is_null()),
+        temporary.iter().all(|k| k.revoked_at.is_some()),
         "{temporary:?}"
     );
 }

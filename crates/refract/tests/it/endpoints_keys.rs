@@ -9,9 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use refract_api::{
+    ActionResponse, Backend, CreateConnectionRequest, CreateQueryKeyRequest, EventsResponse,
+    InstanceStatusResponse, QueryKey, RedeployRequest, Status,
+};
+use serde_json::Value;
 
-use crate::common::ControlPlane;
+use crate::common::{connection_request, instance_request, wire_answer, wire_body, ControlPlane};
 
 const LONG: Duration = Duration::from_secs(120);
 const Q: &str = "users(id = 2) { id name }";
@@ -46,40 +50,53 @@ fn sqlite_database(cp: &ControlPlane) -> String {
          INSERT INTO users VALUES (1, 'ada'), (2, 'grace'), (3, 'edsger');",
     )
     .unwrap();
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(json!({
-            "name": format!("ep-{}", rand::random::<u32>()),
-            "backend": "sqlite",
-            "mysqlHost": path.to_str().unwrap(),
-            "syncInterval": 5,
-            "instance": {"name": "ep", "mysqlDb": "main"},
-        })),
-    );
-    assert_eq!(s, 201, "{v}");
-    v["database"]["id"].as_str().unwrap().to_string()
+    let request = CreateConnectionRequest {
+        sync_interval: Some(5),
+        instance: Some(instance_request("ep", "main")),
+        ..connection_request(
+            &format!("ep-{}", rand::random::<u32>()),
+            Backend::Sqlite,
+            path.to_str().unwrap(),
+        )
+    };
+    cp.create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string()
 }
 
-fn instance(cp: &ControlPlane, id: &str) -> Value {
-    let (s, v) = cp.admin("GET", &format!("/v1/databases/{id}/instance"), None);
-    assert_eq!(s, 200, "{v}");
-    v
+fn instance(cp: &ControlPlane, id: &str) -> InstanceStatusResponse {
+    let key = cp.admin_key.clone();
+    cp.wire::<(), _>(
+        "GET",
+        &format!("/v1/databases/{id}/instance"),
+        &key,
+        None,
+        200,
+    )
 }
 
 fn events(cp: &ControlPlane, id: &str) -> String {
-    let (_, v) = cp.admin("GET", &format!("/v1/databases/{id}/events?limit=50"), None);
-    v["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let answer = cp.admin("GET", &format!("/v1/databases/{id}/events?limit=50"), None);
+    // The event log is for failure messages: an answer that is not one is shown as it is.
+    let Ok(log) = serde_json::from_value::<EventsResponse>(answer.1.clone()) else {
+        return format!("  (no event log: {})", answer.1);
+    };
+    log.events
+        .iter()
         .rev()
-        .map(|e| format!("  {} -> {} {}", e["from"], e["to"], e["message"]))
+        .map(|e| format!("  {:?} -> {} {}", e.from, e.to, e.message))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-fn wait(cp: &ControlPlane, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+fn wait(
+    cp: &ControlPlane,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&InstanceStatusResponse) -> bool,
+) -> InstanceStatusResponse {
     let start = Instant::now();
     loop {
         let v = instance(cp, id);
@@ -88,9 +105,9 @@ fn wait(cp: &ControlPlane, id: &str, what: &str, pred: impl Fn(&Value) -> bool) 
         }
         assert!(
             start.elapsed() < LONG,
-            "waited for {what}; now {} (lastError {})\n{}",
-            v["database"]["status"],
-            v["database"]["lastError"],
+            "waited for {what}; now {} (lastError {:?})\n{}",
+            v.database.status,
+            v.database.last_error,
             events(cp, id)
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -98,19 +115,32 @@ fn wait(cp: &ControlPlane, id: &str, what: &str, pred: impl Fn(&Value) -> bool) 
 }
 
 fn act(cp: &ControlPlane, id: &str, action: &str, body: Option<Value>) {
-    let (s, v) = cp.admin("POST", &format!("/v1/databases/{id}/{action}"), body);
-    assert_eq!(s, 202, "{action}: {v}");
+    let answer = cp.admin("POST", &format!("/v1/databases/{id}/{action}"), body);
+    let _: ActionResponse = wire_answer(action, 202, answer);
 }
 
-fn running(v: &Value) -> bool {
-    v["database"]["status"] == "running" && v["database"]["desiredState"].is_null()
+fn running(v: &InstanceStatusResponse) -> bool {
+    v.database.status == Status::Running && v.database.desired_state.is_none()
 }
 
-fn endpoint(v: &Value) -> String {
-    v["database"]["endpointUrl"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no endpoint: {v}"))
-        .to_string()
+fn endpoint(v: &InstanceStatusResponse) -> String {
+    v.database
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| panic!("no endpoint: {v:?}"))
+}
+
+/// The serving engine's own endpoint (`instance.endpointUrl`), if any.
+fn instance_endpoint(v: &InstanceStatusResponse) -> Option<String> {
+    v.instance.as_ref().and_then(|i| i.endpoint_url.clone())
+}
+
+/// The serving engine's id.
+fn instance_id(v: &InstanceStatusResponse) -> refract_api::Uuid {
+    v.instance
+        .as_ref()
+        .unwrap_or_else(|| panic!("no instance: {v:?}"))
+        .id
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -132,14 +162,19 @@ fn query(http: &reqwest::blocking::Client, ep: &str, key: &str) -> (u16, String)
     }
 }
 
-fn create_key(cp: &ControlPlane, id: &str, name: &str) -> Value {
+/// `POST /v1/databases/{id}/api-keys`: the answer as served (for its shape) and as its type.
+fn create_key(cp: &ControlPlane, id: &str, name: &str) -> (Value, QueryKey) {
+    let request = CreateQueryKeyRequest {
+        name: name.into(),
+        expires_at: None,
+    };
     let (s, v) = cp.admin(
         "POST",
         &format!("/v1/databases/{id}/api-keys"),
-        Some(json!({"name": name})),
+        Some(wire_body(&request)),
     );
-    assert_eq!(s, 201, "{v}");
-    v
+    let key = wire_answer("create key", 201, (s, v.clone()));
+    (v, key)
 }
 
 /// Queries `ep` from two threads until stopped — one on fresh connections, one on a keep-alive
@@ -196,9 +231,14 @@ impl Prober {
 }
 
 /// The instance id changes (a new engine took over) and the database is `running` again.
-fn wait_new_engine(cp: &ControlPlane, id: &str, what: &str, before: &str) -> Value {
+fn wait_new_engine(
+    cp: &ControlPlane,
+    id: &str,
+    what: &str,
+    before: refract_api::Uuid,
+) -> InstanceStatusResponse {
     wait(cp, id, what, |v| {
-        running(v) && v["instance"]["id"].as_str().is_some_and(|i| i != before)
+        running(v) && v.instance.as_ref().is_some_and(|i| i.id != before)
     })
 }
 
@@ -223,14 +263,11 @@ fn endpoint_is_stable_for_the_database_life() {
     let mut cp = ControlPlane::start_fresh();
     let engines = Engines(cp.dir.clone());
     let id = sqlite_database(&cp);
-    let key = create_key(&cp, &id, "app")["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = create_key(&cp, &id, "app").1.key.unwrap();
     act(&cp, &id, "provision", None);
     let v = wait(&cp, &id, "running", running);
     let ep = endpoint(&v);
-    assert_eq!(v["instance"]["endpointUrl"], ep.as_str());
+    assert_eq!(instance_endpoint(&v), Some(ep.clone()));
     let http = client();
     assert_eq!(query(&http, &ep, &key).0, 200);
 
@@ -242,17 +279,16 @@ fn endpoint_is_stable_for_the_database_life() {
         ("reconfigure", None),
         (
             "redeploy",
-            Some(json!({"buildId": v["latestBuild"]["id"].clone()})),
+            Some(wire_body(&RedeployRequest {
+                build_id: v.latest_build.as_ref().unwrap().id,
+            })),
         ),
     ] {
-        let before = instance(&cp, &id)["instance"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let before = instance_id(&instance(&cp, &id));
         let prober = Prober::start(&ep, &key);
         std::thread::sleep(Duration::from_millis(100));
         act(&cp, &id, action, body);
-        let v = wait_new_engine(&cp, &id, action, &before);
+        let v = wait_new_engine(&cp, &id, action, before);
         wait_one_engine(&engines);
         std::thread::sleep(Duration::from_millis(200));
         let (ok, failed) = prober.finish();
@@ -261,7 +297,7 @@ fn endpoint_is_stable_for_the_database_life() {
             failed.len()
         );
         assert_eq!(endpoint(&v), ep, "{action} moved the endpoint");
-        assert_eq!(v["instance"]["endpointUrl"], ep.as_str());
+        assert_eq!(instance_endpoint(&v), Some(ep.clone()));
         assert!(ok > 0);
         total.0 += ok;
         total
@@ -295,7 +331,7 @@ fn endpoint_is_stable_for_the_database_life() {
 
     // Pause + resume.
     act(&cp, &id, "pause", None);
-    wait(&cp, &id, "paused", |v| v["database"]["status"] == "paused");
+    wait(&cp, &id, "paused", |v| v.database.status == Status::Paused);
     assert!(engines.pids().is_empty());
     act(&cp, &id, "resume", None);
     let v = wait(&cp, &id, "resumed", running);
@@ -313,10 +349,10 @@ fn endpoint_is_stable_for_the_database_life() {
         ep,
         "a control-plane restart moved the endpoint"
     );
-    let before = v["instance"]["id"].as_str().unwrap().to_string();
+    let before = instance_id(&v);
     let prober = Prober::start(&ep, &key);
     act(&cp, &id, "rebuild", None);
-    let v = wait_new_engine(&cp, &id, "rebuild after restart", &before);
+    let v = wait_new_engine(&cp, &id, "rebuild after restart", before);
     wait_one_engine(&engines);
     let (ok, failed) = prober.finish();
     assert_eq!(endpoint(&v), ep);
@@ -328,7 +364,7 @@ fn endpoint_is_stable_for_the_database_life() {
     // Terminate + provision again: still the same endpoint.
     act(&cp, &id, "terminate", None);
     wait(&cp, &id, "terminated", |v| {
-        v["database"]["status"] == "terminated"
+        v.database.status == Status::Terminated
     });
     act(&cp, &id, "provision", None);
     let v = wait(&cp, &id, "provisioned again", running);
@@ -346,13 +382,13 @@ fn a_taken_port_is_reported_not_changed() {
     act(&cp, &id, "provision", None);
     let ep = endpoint(&wait(&cp, &id, "running", running));
     act(&cp, &id, "pause", None);
-    wait(&cp, &id, "paused", |v| v["database"]["status"] == "paused");
+    wait(&cp, &id, "paused", |v| v.database.status == Status::Paused);
     let squatter = std::net::TcpListener::bind(("127.0.0.1", port_of(&ep))).unwrap();
     act(&cp, &id, "resume", None);
     let v = wait(&cp, &id, "the resume to fail", |v| {
-        v["database"]["status"] == "failed"
+        v.database.status == Status::Failed
     });
-    let err = v["database"]["lastError"].as_str().unwrap_or_default();
+    let err = v.database.last_error.as_deref().unwrap_or_default();
     assert!(
         err.contains(&format!(
             "port {} is in use by another process",
@@ -376,38 +412,41 @@ fn query_keys_take_effect_before_the_call_answers() {
     let _engines = Engines(cp.dir.clone());
     let id = sqlite_database(&cp);
     // No engine yet: nothing to wait for.
-    let k0 = create_key(&cp, &id, "before");
-    assert_eq!(k0["effective"], true, "{k0}");
+    let (_, k0) = create_key(&cp, &id, "before");
+    assert_eq!(k0.effective, Some(true), "{k0:?}");
     act(&cp, &id, "provision", None);
     let ep = endpoint(&wait(&cp, &id, "running", running));
     let http = client();
-    let k0 = k0["key"].as_str().unwrap();
+    let k0 = k0.key.as_deref().unwrap();
     assert_eq!(query(&http, &ep, k0).0, 200);
 
     for i in 0..20 {
-        let created = create_key(&cp, &id, &format!("k{i}"));
-        assert_eq!(created["effective"], true, "{created}");
-        assert!(created.get("effectiveReason").is_none(), "{created}");
-        let key = created["key"].as_str().unwrap();
+        let (served, created) = create_key(&cp, &id, &format!("k{i}"));
+        assert_eq!(created.effective, Some(true), "{created:?}");
+        // The served shape: no `effectiveReason` at all when the change is in force.
+        assert!(served.get("effectiveReason").is_none(), "{served}");
+        let key = created.key.as_deref().unwrap();
         let (s, body) = query(&http, &ep, key);
         assert_eq!(s, 200, "key {i} right after its creation: {body}");
 
-        let (s, revoked) = cp.admin(
-            "DELETE",
-            &format!(
-                "/v1/databases/{id}/api-keys/{}",
-                created["keyId"].as_str().unwrap()
+        let revoked: QueryKey = wire_answer(
+            "revoke",
+            200,
+            cp.admin(
+                "DELETE",
+                &format!("/v1/databases/{id}/api-keys/{}", created.key_id),
+                None,
             ),
-            None,
         );
-        assert_eq!(s, 200, "{revoked}");
-        assert_eq!(revoked["effective"], true, "{revoked}");
+        assert_eq!(revoked.effective, Some(true), "{revoked:?}");
         let (s, body) = query(&http, &ep, key);
         assert_eq!(s, 401, "key {i} right after its revocation: {body}");
     }
     // The first key was never touched.
     assert_eq!(query(&http, &ep, k0).0, 200);
-    // The list has no `effective` (only create and revoke answers say it).
+    // The list has no `effective` (only create and revoke answers say it): the served shape.
     let (_, list) = cp.admin("GET", &format!("/v1/databases/{id}/api-keys"), None);
     assert!(list[0].get("effective").is_none(), "{list}");
+    let typed: Vec<QueryKey> = serde_json::from_value(list).unwrap();
+    assert!(typed.iter().all(|k| k.effective.is_none()), "{typed:?}");
 }

@@ -8,8 +8,13 @@
 
 use std::time::{Duration, Instant};
 
+use refract_api::{
+    Backend, Connection, CreateConnectionRequest, Database, EventsResponse, HealthResponse, Mode,
+    Status, TestConnectionResult,
+};
 use serde_json::Value;
 
+use crate::common::connection_request;
 use crate::lifecycle::{create_key, endpoint, query_ok, sqlite_database, Cp, LONG};
 
 /// A PostgreSQL database of the test server for one test's metadata store, dropped after it.
@@ -54,22 +59,32 @@ fn refract(args: &[&str]) -> (bool, String) {
     (out.status.success(), printed)
 }
 
-fn health(cp: &Cp) -> Value {
+fn health(cp: &Cp) -> HealthResponse {
     cp.get("/health")
+}
+
+/// A MySQL connection `name` to a host nobody resolves (nothing connects to it here).
+fn unreachable_connection(name: &str) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        available_schemas: Some(vec!["app".into()]),
+        user: Some("u".into()),
+        password: Some("p".into()),
+        ..connection_request(name, Backend::Mysql, "db.example")
+    }
 }
 
 /// Waits until exactly one of `replicas` leads; its index.
 fn leader_of(replicas: &[&Cp], timeout: Duration) -> usize {
     let start = Instant::now();
     loop {
-        let views: Vec<Value> = replicas.iter().map(|r| health(r)).collect();
-        let leaders: Vec<usize> = (0..views.len())
-            .filter(|i| views[*i]["leader"] == true)
-            .collect();
+        let views: Vec<HealthResponse> = replicas.iter().map(|r| health(r)).collect();
+        let leaders: Vec<usize> = (0..views.len()).filter(|i| views[*i].leader).collect();
         if leaders.len() == 1 {
-            let holder = &views[leaders[0]]["replica"];
+            let holder = &views[leaders[0]].replica;
             assert!(
-                views.iter().all(|v| &v["leaderReplica"] == holder),
+                views
+                    .iter()
+                    .all(|v| v.leader_replica.as_ref() == Some(holder)),
                 "every replica names the same leader: {views:?}"
             );
             return leaders[0];
@@ -95,18 +110,19 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
     ];
     for r in &replicas {
         let h = health(r);
-        assert_eq!(h["status"], "ok", "{h}");
-        assert_eq!(h["store"], "postgres", "{h}");
+        assert_eq!(h.status, "ok", "{h:?}");
+        assert_eq!(h.store, "postgres", "{h:?}");
     }
     leader_of(&[&replicas[0], &replicas[1]], Duration::from_secs(10));
 
     // Written through one replica, read through the other.
     let id = sqlite_database(&replicas[0], 50);
-    let seen = replicas[1].get(&format!("/v1/databases/{id}"));
-    assert_eq!(seen["status"], "registered", "{seen}");
+    let seen = replicas[1].database(&id);
+    assert_eq!(seen.status, Status::Registered, "{seen:?}");
     let (key, _) = create_key(&replicas[1], &id, "k");
-    let listed = replicas[0].get(&format!("/v1/databases/{id}/api-keys"));
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let listed: Vec<refract_api::QueryKey> =
+        replicas[0].get(&format!("/v1/databases/{id}/api-keys"));
+    assert_eq!(listed.len(), 1, "{listed:?}");
     // The managed servers' API too: a token created through one replica is listed by the other.
     let (s, tok) = replicas[0].call(
         "POST",
@@ -114,15 +130,15 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
         Some(serde_json::json!({"name": "shared"})),
     );
     assert_eq!(s, 201, "{tok}");
-    let tokens = replicas[1].get("/api/v1/api-tokens");
+    let tokens: Value = replicas[1].get("/api/v1/api-tokens");
     assert_eq!(tokens[0]["name"], "shared", "{tokens}");
 
     // Provisioned through the follower: the leader picks it up.
     let leader = leader_of(&[&replicas[0], &replicas[1]], Duration::from_secs(10));
     let follower = 1 - leader;
-    replicas[follower].ok(&id, "provision", None, "immediate");
+    replicas[follower].ok(&id, "provision", Mode::Immediate);
     replicas[leader].wait_until(&id, "deploying", LONG, |v| {
-        v["database"]["status"] == "deploying"
+        v.database.status == Status::Deploying
     });
 
     // The leader dies in the middle of the deploy.
@@ -130,13 +146,13 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
     let killed = Instant::now();
     let survivor = &replicas[follower];
     loop {
-        if health(survivor)["leader"] == true {
+        let h = health(survivor);
+        if h.leader {
             break;
         }
         assert!(
             killed.elapsed() < Duration::from_secs(5),
-            "the surviving replica did not take over within 5 s: {}",
-            health(survivor)
+            "the surviving replica did not take over within 5 s: {h:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -145,7 +161,7 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
         killed.elapsed()
     );
 
-    let v = survivor.wait_status(&id, "running", LONG);
+    let v = survivor.wait_for(&id, Status::Running, LONG);
     query_ok(
         &endpoint(&v),
         &key,
@@ -153,12 +169,11 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
         Duration::from_secs(10),
     );
     // Resumed, not repeated: one deploy in the event log, one engine.
-    let (_, events) = survivor.call("GET", &format!("/v1/databases/{id}/events?limit=100"), None);
-    let deploys = events["events"]
-        .as_array()
-        .unwrap()
+    let events: EventsResponse = survivor.get(&format!("/v1/databases/{id}/events?limit=100"));
+    let deploys = events
+        .events
         .iter()
-        .filter(|e| e["to"] == "deploying")
+        .filter(|e| e.to == Status::Deploying)
         .count();
     assert_eq!(deploys, 1, "{}", survivor.events(&id));
     assert_eq!(
@@ -175,8 +190,8 @@ fn two_replicas_share_a_postgres_store_and_fail_over() {
         follower,
         "the new leader keeps the lease"
     );
-    let again = replicas[leader].get(&format!("/v1/databases/{id}"));
-    assert_eq!(again["status"], "running", "{again}");
+    let again: Database = replicas[leader].database(&id);
+    assert_eq!(again.status, Status::Running, "{again:?}");
     replicas.clear(); // stop both (and the engine) before the store database is dropped
 }
 
@@ -191,8 +206,8 @@ fn sqlite_installation_migrates_to_postgres() {
     let data = old.root().join("data");
     let id = sqlite_database(&old, 30);
     let (key, _) = create_key(&old, &id, "before");
-    old.ok(&id, "provision", None, "immediate");
-    let before = old.wait_status(&id, "running", LONG);
+    old.ok(&id, "provision", Mode::Immediate);
+    let before = old.wait_for(&id, Status::Running, LONG);
     let q = "users(id = 2) { id name }";
     let answer = query_ok(&endpoint(&before), &key, q, Duration::from_secs(10));
     let engines = old.engine_pids();
@@ -230,8 +245,8 @@ fn sqlite_installation_migrates_to_postgres() {
     );
 
     let new = Cp::start_on(&data, 0, Some(&store.url));
-    assert_eq!(new.get("/health")["store"], "postgres");
-    let after = new.wait_status(&id, "running", LONG);
+    assert_eq!(health(&new).store, "postgres");
+    let after = new.wait_for(&id, Status::Running, LONG);
     assert_eq!(endpoint(&after), endpoint(&before), "same endpoint");
     assert_eq!(
         query_ok(&endpoint(&after), &key, q, Duration::from_secs(10)),
@@ -248,7 +263,7 @@ fn sqlite_installation_migrates_to_postgres() {
     );
     let events = new.events(&id);
     assert!(events.contains("registered"), "the history moved: {events}");
-    let tokens = new.get("/api/v1/api-tokens");
+    let tokens: Value = new.get("/api/v1/api-tokens");
     assert_eq!(tokens[0]["name"], "ops", "{tokens}");
     let (s, v) = reqwest::blocking::Client::new()
         .get(format!("{}/api/v1/databases", new.url()))
@@ -357,24 +372,26 @@ fn unreachable_store_answers_503_and_recovers_without_restart() {
 
     proxy.set_cut(true);
     let started = Instant::now();
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(serde_json::json!({"name": "during-outage", "backend": "mysql", "mysqlHost": "db.example",
-            "availableSchemas": ["app"], "mysqlUser": "u", "mysqlPassword": "p"})),
+    crate::common::wire_error(
+        "a write during the outage",
+        (503, "store_unavailable"),
+        cp.call(
+            "POST",
+            "/v1/connections",
+            Some(crate::common::wire_body(&unreachable_connection(
+                "during-outage",
+            ))),
+        ),
     );
-    assert_eq!(s, 503, "{v}");
-    assert_eq!(v["error"], "store_unavailable", "{v}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "answered after {:?}",
         started.elapsed()
     );
-    let (s, v) = cp.call("GET", "/health", None);
-    assert_eq!(
-        (s, &v["error"]),
-        (503, &Value::from("store_unavailable")),
-        "{v}"
+    crate::common::wire_error(
+        "/health during the outage",
+        (503, "store_unavailable"),
+        cp.call("GET", "/health", None),
     );
     // The leader steps down (it cannot renew its lease).
     let waited = Instant::now();
@@ -385,20 +402,9 @@ fn unreachable_store_answers_503_and_recovers_without_restart() {
 
     proxy.set_cut(false);
     leader_of(&[&cp], Duration::from_secs(15));
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(serde_json::json!({"name": "after-outage", "backend": "mysql", "mysqlHost": "db.example",
-            "availableSchemas": ["app"], "mysqlUser": "u", "mysqlPassword": "p"})),
-    );
-    assert_eq!(s, 201, "{v}");
-    let list = cp.get("/v1/connections");
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    cp.create_connection(&unreachable_connection("after-outage"));
+    let list: Vec<Connection> = cp.get("/v1/connections");
+    let names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
         ["after-outage"],
@@ -414,25 +420,11 @@ fn master_key_rotation_keeps_every_secret() {
     let mut cp = Cp::fresh(0);
     let data = cp.root().join("data");
     let src = crate::common::mysql_source();
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(
-            serde_json::json!({"name": "src", "backend": "mysql", "mysqlHost": src.host,
-            "mysqlPort": src.port, "mysqlUser": src.user, "mysqlPassword": src.password,
-            "availableSchemas": ["mysql"]}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
-    let id = v["connection"]["id"].as_str().unwrap().to_string();
+    let request = crate::common::server_connection_request("src", Backend::Mysql, &src, &["mysql"]);
+    let id = cp.create_connection(&request).connection.id.to_string();
     let test = |cp: &Cp| {
-        let (s, v) = cp.call(
-            "POST",
-            &format!("/v1/connections/{id}/test-connection"),
-            None,
-        );
-        assert_eq!(s, 200, "{v}");
-        assert_eq!(v["ok"], true, "{v}");
+        let t: TestConnectionResult = cp.test_connection(&id);
+        assert!(t.ok, "{t:?}");
     };
     test(&cp);
     // Refused while a control plane runs on the directory.

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use refract_api::{Mode, Status, UpdateDatabaseRequest};
 use refract_kubernetes::{FakeApiServer, PodState};
 use serde_json::{json, Value};
 
@@ -206,17 +207,25 @@ pub(crate) fn setup() -> Setup {
     }
 }
 
+/// `PATCH /v1/databases/{id}` body setting the engine count.
+fn replicas(n: i64) -> UpdateDatabaseRequest {
+    UpdateDatabaseRequest {
+        replicas: Some(n),
+        ..UpdateDatabaseRequest::default()
+    }
+}
+
 /// An image the cluster cannot pull fails the provision at once, with the reason in `lastError`.
 #[test]
 fn an_image_pull_error_fails_the_deploy_with_the_reason() {
     let Setup { fake, cp, .. } = &setup();
     let id = sqlite_database(cp, 5);
-    cp.ok(&id, "provision", None, "immediate");
+    cp.ok(&id, "provision", Mode::Immediate);
     let name = wait_new_deployment(fake, &[]);
     fake.run_pods(NS, &name, PodState::ImagePullBackOff);
-    let v = cp.wait_until(&id, "failed", LONG, |v| v["database"]["status"] == "failed");
-    let err = v["database"]["lastError"].as_str().unwrap_or_default();
-    assert!(err.contains("ImagePullBackOff"), "{v}");
+    let v = cp.wait_until(&id, "failed", LONG, |v| v.database.status == Status::Failed);
+    let err = v.database.last_error.as_deref().unwrap_or_default();
+    assert!(err.contains("ImagePullBackOff"), "{v:?}");
 }
 
 #[test]
@@ -234,18 +243,13 @@ fn lifecycle_on_the_fake_api_server() {
 
     // More than one replica is accepted on this runtime.
     let id = sqlite_database(&cp, 30);
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"replicas": 2})),
-    );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["replicas"], 2);
-    assert_eq!(v["region"], "kubernetes");
+    let v = cp.update_database(&id, &replicas(2));
+    assert_eq!(v.replicas, 2);
+    assert_eq!(v.region, "kubernetes");
     let (key, _) = create_key(&cp, &id, "app");
 
     // Provision: the objects appear in the cluster.
-    cp.ok(&id, "provision", None, "immediate");
+    cp.ok(&id, "provision", Mode::Immediate);
     wait_for("the engine's Deployment", || {
         !engine_deployments(&fake).is_empty()
     });
@@ -276,16 +280,16 @@ fn lifecycle_on_the_fake_api_server() {
     // Not ready yet: still deploying.
     fake.run_pods(NS, &name, PodState::NotReady);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(cp.status(&id), "deploying");
+    assert_eq!(cp.status(&id), Status::Deploying);
 
     // Playing the kubelet: the pod runs (a real engine, from the objects), then is ready.
     let pod = run_pod(&fake, &name, &id, port);
     fake.run_pods(NS, &name, PodState::Ready("127.0.0.1".into()));
-    let v = cp.wait_status(&id, "running", LONG);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     assert_eq!(
-        v["instance"]["endpointUrl"],
-        format!("http://refract-db-{id}.{NS}.svc:{port}"),
-        "{v}"
+        v.instance.as_ref().and_then(|i| i.endpoint_url.clone()),
+        Some(format!("http://refract-db-{id}.{NS}.svc:{port}")),
+        "{v:?}"
     );
     // The query key reached the pod through the keys Secret.
     let rows = query_ok(
@@ -299,13 +303,13 @@ fn lifecycle_on_the_fake_api_server() {
     // A new key goes into the keys Secret; the answer does not claim it is in force (the
     // kubelet delivers it later); once the kubelet syncs the volume, the engine takes it.
     let (key2, created) = create_key(&cp, &id, "second");
-    assert_eq!(created["effective"], false, "{created}");
+    assert_eq!(created.effective, Some(false), "{created:?}");
     assert!(
-        created["effectiveReason"]
-            .as_str()
-            .unwrap()
-            .contains("kubelet"),
-        "{created}"
+        created
+            .effective_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("kubelet")),
+        "{created:?}"
     );
     pod.sync_keys(&fake, &id);
     query_ok(
@@ -318,7 +322,7 @@ fn lifecycle_on_the_fake_api_server() {
     // The control plane restarts (SIGKILL): the cluster is the truth, nothing is started twice.
     cp.restart();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(cp.status(&id), "running");
+    assert_eq!(cp.status(&id), Status::Running);
     assert_eq!(engine_deployments(&fake).len(), 1);
     query_ok(
         &format!("http://127.0.0.1:{port}"),
@@ -352,7 +356,7 @@ fn lifecycle_on_the_fake_api_server() {
     cp.wait_until(&id, "the restart event", LONG, |_| {
         cp.events(&id).contains("engine restarted")
     });
-    assert_eq!(cp.status(&id), "running");
+    assert_eq!(cp.status(&id), Status::Running);
     query_ok(
         &format!("http://127.0.0.1:{port}"),
         &key,
@@ -362,14 +366,9 @@ fn lifecycle_on_the_fake_api_server() {
 
     // Reconfigure to 3 replicas: a new Deployment of 3 beside the old one behind the one
     // Service; once it is ready, the old one goes.
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"replicas": 3})),
-    );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["hasPendingChanges"], true, "{v}");
-    cp.ok(&id, "reconfigure", None, "immediate");
+    let v = cp.update_database(&id, &replicas(3));
+    assert!(v.has_pending_changes, "{v:?}");
+    cp.ok(&id, "reconfigure", Mode::Immediate);
     let new_name = wait_new_deployment(&fake, &[name.as_str()]);
     let dep = fake.get("apps/v1", "deployments", NS, &new_name).unwrap();
     assert_eq!(dep["spec"]["replicas"], 3);
@@ -378,7 +377,7 @@ fn lifecycle_on_the_fake_api_server() {
     let pod = run_pod(&fake, &new_name, &id, port);
     fake.run_pods(NS, &new_name, PodState::Ready("127.0.0.1".into()));
     cp.wait_until(&id, "the reconfigure", LONG, |v| {
-        v["database"]["status"] == "running" && v["database"]["hasPendingChanges"] == false
+        v.database.status == Status::Running && !v.database.has_pending_changes
     });
     wait_for("the old Deployment to go", || {
         fake.get("apps/v1", "deployments", NS, &name).is_none()
@@ -386,20 +385,20 @@ fn lifecycle_on_the_fake_api_server() {
     let name = new_name;
 
     // Pause (scaled to 0, removed) and resume (a new Deployment).
-    cp.ok(&id, "pause", None, "immediate");
-    cp.wait_status(&id, "paused", LONG);
+    cp.ok(&id, "pause", Mode::Immediate);
+    cp.wait_for(&id, Status::Paused, LONG);
     drop(pod);
     assert!(engine_deployments(&fake).is_empty());
-    cp.ok(&id, "resume", None, "immediate");
+    cp.ok(&id, "resume", Mode::Immediate);
     let name2 = wait_new_deployment(&fake, &[name.as_str()]);
     let pod = run_pod(&fake, &name2, &id, port);
     fake.run_pods(NS, &name2, PodState::Ready("127.0.0.1".into()));
-    cp.wait_status(&id, "running", LONG);
+    cp.wait_for(&id, Status::Running, LONG);
     let name = name2;
 
     // Terminate: scaled to 0 and removed; delete: the database's Service and keys go too.
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     drop(pod);
     assert!(fake.get("apps/v1", "deployments", NS, &name).is_none());
     assert!(fake.get("v1", "configmaps", NS, &name).is_none());

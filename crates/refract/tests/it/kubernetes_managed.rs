@@ -74,13 +74,16 @@ fn cnpg_ready(fake: &FakeApiServer, name: &str) {
 
 /// A second customer's management key.
 fn other_customer(cp: &Cp) -> String {
-    let (s, v) = cp.call(
+    let created: refract_api::CreateCustomerResponse = cp.wire(
         "POST",
         "/v1/admin/customers",
-        Some(json!({"name": "other", "plan": "free"})),
+        Some(&refract_api::CreateCustomerRequest {
+            name: "other".into(),
+            plan: Some(refract_api::Plan::Free),
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{v}");
-    v["managementKey"]["key"].as_str().unwrap().to_string()
+    created.management_key.key.unwrap()
 }
 
 fn call_as(cp: &Cp, key: &str, method: &str, path: &str) -> (u16, Value) {

@@ -14,15 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use refract_api::{
-    CreateConnectionRequest, CreateConnectionResponse, Database, EventsResponse,
-    InstanceStatusResponse, RegisterDatabaseRequest, Status, TestConnectionResult,
-    UpdateDatabaseRequest,
+    ActionResponse, Backend, CreateConnectionRequest, CreateConnectionResponse, Database,
+    EventsResponse, InstanceSize, InstanceStatusResponse, Mode, RegisterDatabaseRequest,
+    ResizeRequest, Status, TestConnectionResult, UpdateDatabaseRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::common::{refract_bin, wire_answer, wire_body};
+use crate::common::{connection_request, instance_request, refract_bin, wire_answer, wire_body};
 
 // ------------------------------------------------------------------ harness
 
@@ -172,21 +172,21 @@ impl Cp {
         self.wire::<(), _>("POST", &path, None, 200)
     }
 
-    /// [`Cp::wait_status`], typed.
+    /// Waits for a stable `status` (no queued action left).
     pub(crate) fn wait_for(
         &self,
         id: &str,
         status: Status,
         timeout: Duration,
     ) -> InstanceStatusResponse {
-        let v = self.wait_status(id, status.as_str(), timeout);
-        wire_answer(&format!("instance of {id}"), 200, (200, v))
+        self.wait_until(id, status.as_str(), timeout, |v| {
+            v.database.status == status && v.database.desired_state.is_none()
+        })
     }
 
-    pub(crate) fn get(&self, path: &str) -> Value {
-        let (s, v) = self.call("GET", path, None);
-        assert_eq!(s, 200, "GET {path}: {v}");
-        v
+    /// `GET path` (200), read as its wire type.
+    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> T {
+        self.wire::<(), _>("GET", path, None, 200)
     }
 
     /// `POST /v1/databases/{id}/{action}`.
@@ -194,31 +194,51 @@ impl Cp {
         self.call("POST", &format!("/v1/databases/{id}/{action}"), body)
     }
 
-    /// The action is accepted (202) with this mode.
-    pub(crate) fn ok(&self, id: &str, action: &str, body: Option<Value>, mode: &str) -> Value {
+    /// The action (no body) is accepted (202) with this mode.
+    pub(crate) fn ok(&self, id: &str, action: &str, mode: Mode) -> ActionResponse {
+        self.accepted(id, action, None, mode)
+    }
+
+    /// The action with its request body (`resize`, `redeploy`) is accepted (202) with this mode.
+    pub(crate) fn ok_with<B: Serialize>(
+        &self,
+        id: &str,
+        action: &str,
+        body: &B,
+        mode: Mode,
+    ) -> ActionResponse {
+        self.accepted(id, action, Some(wire_body(body)), mode)
+    }
+
+    fn accepted(&self, id: &str, action: &str, body: Option<Value>, mode: Mode) -> ActionResponse {
         let (s, v) = self.act(id, action, body);
         assert_eq!(s, 202, "{action}: {v}\n{}", self.events(id));
-        assert_eq!(v["mode"], mode, "{action}: {v}");
-        v
+        let answer: ActionResponse = wire_answer(action, 202, (s, v));
+        assert_eq!(answer.mode, mode, "{action}: {answer:?}");
+        answer
     }
 
     /// The action is refused (409 action_not_allowed) and changes nothing.
     pub(crate) fn refused(&self, id: &str, action: &str) {
         let before = self.database(id);
         let body = match action {
-            "redeploy" => Some(json!({"buildId": "00000000-0000-0000-0000-000000000000"})),
-            "resize" => Some(json!({"instanceSize": "small"})),
+            "redeploy" => Some(wire_body(&refract_api::RedeployRequest {
+                build_id: refract_api::Uuid::nil(),
+            })),
+            "resize" => Some(wire_body(&ResizeRequest {
+                instance_size: InstanceSize::Small,
+            })),
             _ => None,
         };
-        let (s, v) = self.act(id, action, body);
-        assert_eq!(s, 409, "{action} in {}: {v}", before.status);
-        assert_eq!(v["error"], "action_not_allowed", "{v}");
+        let answer = self.act(id, action, body);
+        let e = crate::common::wire_error(
+            &format!("{action} in {}", before.status),
+            (409, "action_not_allowed"),
+            answer,
+        );
         assert!(
-            v["message"]
-                .as_str()
-                .unwrap()
-                .contains(action.split('-').next().unwrap()),
-            "{v}"
+            e.message.contains(action.split('-').next().unwrap()),
+            "{e:?}"
         );
         let after = self.database(id);
         assert_eq!(before.status, after.status);
@@ -226,12 +246,8 @@ impl Cp {
         assert_eq!(before.instance_size, after.instance_size);
     }
 
-    pub(crate) fn instance(&self, id: &str) -> Value {
-        self.get(&format!("/v1/databases/{id}/instance"))
-    }
-
-    pub(crate) fn status(&self, id: &str) -> String {
-        self.database(id).status.to_string()
+    pub(crate) fn status(&self, id: &str) -> Status {
+        self.database(id).status
     }
 
     pub(crate) fn events(&self, id: &str) -> String {
@@ -260,34 +276,25 @@ impl Cp {
         id: &str,
         what: &str,
         timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+        pred: impl Fn(&InstanceStatusResponse) -> bool,
+    ) -> InstanceStatusResponse {
         let start = Instant::now();
         loop {
-            let v = self.instance(id);
+            let v = self.instance_status(id);
             if pred(&v) {
                 return v;
             }
             if start.elapsed() > timeout {
                 panic!(
-                    "waited {timeout:?} for {what}; now {} (lastError {})\nevents:\n{}\nlog:\n{}",
-                    v["database"]["status"],
-                    v["database"]["lastError"],
+                    "waited {timeout:?} for {what}; now {} (lastError {:?})\nevents:\n{}\nlog:\n{}",
+                    v.database.status,
+                    v.database.last_error,
                     self.events(id),
                     self.tail_output()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Waits for a stable `status` (no queued action left).
-    pub(crate) fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
-        self.wait_until(id, status, timeout, |v| {
-            serde_json::from_value::<InstanceStatusResponse>(v.clone()).is_ok_and(|i| {
-                i.database.status.as_str() == status && i.database.desired_state.is_none()
-            })
-        })
     }
 
     pub(crate) fn tail_output(&self) -> String {
@@ -455,30 +462,31 @@ fn blog_sqlite(path: &Path, users: u32) {
 pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
     let path = cp.root().join(format!("blog-{}.db", rand::random::<u32>()));
     blog_sqlite(&path, users);
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(json!({
-            "name": format!("blog-{}", rand::random::<u32>()),
-            "backend": "sqlite",
-            "mysqlHost": path.to_str().unwrap(),
-            "syncInterval": 5,
-            "instance": {"name": "blog", "mysqlDb": "main"},
-        })),
-    );
-    assert_eq!(s, 201, "{v}");
-    v["database"]["id"].as_str().unwrap().to_string()
+    let request = CreateConnectionRequest {
+        sync_interval: Some(5),
+        instance: Some(instance_request("blog", "main")),
+        ..connection_request(
+            &format!("blog-{}", rand::random::<u32>()),
+            Backend::Sqlite,
+            path.to_str().unwrap(),
+        )
+    };
+    cp.create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string()
 }
 
-pub(crate) fn create_key(cp: &Cp, id: &str, name: &str) -> (String, Value) {
+pub(crate) fn create_key(cp: &Cp, id: &str, name: &str) -> (String, refract_api::QueryKey) {
     let request = refract_api::CreateQueryKeyRequest {
         name: name.into(),
         expires_at: None,
     };
     let path = format!("/v1/databases/{id}/api-keys");
-    let (s, v) = cp.call("POST", &path, Some(wire_body(&request)));
-    let key: refract_api::QueryKey = wire_answer(&path, 201, (s, v.clone()));
-    (key.key.unwrap_or_else(|| panic!("no key: {v}")), v)
+    let key: refract_api::QueryKey = cp.wire("POST", &path, Some(&request), 201);
+    let secret = key.key.clone().unwrap_or_else(|| panic!("no key: {key:?}"));
+    (secret, key)
 }
 
 pub(crate) fn query(endpoint: &str, key: &str, q: &str) -> (u16, Value) {
@@ -520,16 +528,43 @@ pub(crate) fn query_ok(endpoint: &str, key: &str, q: &str, timeout: Duration) ->
     }
 }
 
-/// An instance status answer (`GET /v1/databases/{id}/instance`) read as its wire type.
-pub(crate) fn view(v: &Value) -> InstanceStatusResponse {
-    wire_answer("instance status", 200, (200, v.clone()))
+/// `POST /v1/databases/{id}/resize` body.
+pub(crate) fn resize(instance_size: InstanceSize) -> ResizeRequest {
+    ResizeRequest { instance_size }
 }
 
-pub(crate) fn endpoint(v: &Value) -> String {
-    view(v)
-        .instance
-        .and_then(|i| i.endpoint_url)
-        .unwrap_or_else(|| panic!("no endpoint: {v}"))
+/// `POST /v1/databases/{id}/redeploy` body.
+pub(crate) fn redeploy(build_id: refract_api::Uuid) -> refract_api::RedeployRequest {
+    refract_api::RedeployRequest { build_id }
+}
+
+/// The serving engine of an instance status answer.
+pub(crate) fn instance_of(v: &InstanceStatusResponse) -> &refract_api::InstanceView {
+    v.instance
+        .as_ref()
+        .unwrap_or_else(|| panic!("no instance: {v:?}"))
+}
+
+/// Rows of `table` the engine reported (`rowCounts` is keyed by the tables' API names).
+pub(crate) fn row_count(i: &refract_api::InstanceView, table: &str) -> Option<i64> {
+    i.row_counts.as_ref().and_then(|r| r[table].as_i64())
+}
+
+/// `instance.replication`: the engine's own report, free-form JSON in the API (no wire type
+/// names its fields), `null` without an instance or a report.
+pub(crate) fn replication(v: &InstanceStatusResponse) -> Value {
+    v.instance
+        .as_ref()
+        .and_then(|i| i.replication.clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The serving engine's endpoint in an instance status answer.
+pub(crate) fn endpoint(v: &InstanceStatusResponse) -> String {
+    v.instance
+        .as_ref()
+        .and_then(|i| i.endpoint_url.clone())
+        .unwrap_or_else(|| panic!("no endpoint: {v:?}"))
 }
 
 pub(crate) const LONG: Duration = Duration::from_secs(120);
@@ -545,13 +580,10 @@ fn provision_sqlite_database_serves_queries() {
     let id = sqlite_database(&cp, 200);
     let (key, created) = create_key(&cp, &id, "app");
     assert!(key.starts_with("rxk_"), "{key}");
-    assert_eq!(
-        created["keyId"].as_str().unwrap(),
-        key[4..].split('.').next().unwrap()
-    );
+    assert_eq!(created.key_id, key[4..].split('.').next().unwrap());
     let start = Instant::now();
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let ep = endpoint(&v);
     let rows = query_ok(&ep, &key, Q, Duration::from_secs(10));
     let b5 = start.elapsed();
@@ -577,44 +609,54 @@ fn provision_sqlite_database_serves_queries() {
     );
 
     // The instance view: the engine's numbers as soon as it is running, not a poll later.
-    assert_eq!(v["instance"]["rowCounts"]["users"], 200, "{v}");
-    assert!(
-        v["instance"]["swapCount"].as_i64().is_some_and(|n| n >= 1),
-        "{v}"
+    let i = instance_of(&v);
+    assert_eq!(row_count(i, "users"), Some(200), "{v:?}");
+    assert!(i.swap_count.is_some_and(|n| n >= 1), "{v:?}");
+    assert_eq!(v.database.endpoint_url.as_deref(), Some(ep.as_str()));
+    let deployed = v.deployed_instance_config.as_ref().unwrap();
+    assert_eq!(deployed.instance_size, InstanceSize::Nano);
+    assert_eq!(deployed.task_memory_mb, 512);
+    assert!(!v.has_pending_changes);
+    assert_eq!(
+        v.latest_build.as_ref().map(|b| b.status),
+        Some(refract_api::BuildStatus::Succeeded)
     );
-    assert_eq!(v["database"]["endpointUrl"], ep.as_str());
-    assert_eq!(v["deployedInstanceConfig"]["instanceSize"], "nano");
-    assert_eq!(v["deployedInstanceConfig"]["taskMemoryMb"], 512);
-    assert_eq!(v["hasPendingChanges"], false);
-    assert_eq!(v["latestBuild"]["status"], "succeeded");
-    let actions = &v["actions"];
-    for a in [
-        "rebuild",
-        "reconfigure",
-        "redeploy",
-        "resize",
-        "pause",
-        "terminate",
-        "reload",
-        "pauseSync",
+    let a = &v.actions;
+    for (name, action) in [
+        ("rebuild", &a.rebuild),
+        ("reconfigure", &a.reconfigure),
+        ("redeploy", &a.redeploy),
+        ("resize", &a.resize),
+        ("pause", &a.pause),
+        ("terminate", &a.terminate),
+        ("reload", &a.reload),
+        ("pauseSync", &a.pause_sync),
     ] {
-        assert_eq!(actions[a]["allowed"], true, "{a}: {actions}");
-        assert_eq!(actions[a]["mode"], "immediate", "{a}");
+        assert!(action.allowed, "{name}: {a:?}");
+        assert_eq!(action.mode, Some(Mode::Immediate), "{name}");
     }
-    for a in ["provision", "resume", "delete", "resumeSync"] {
-        assert_eq!(actions[a]["allowed"], false, "{a}");
-        assert!(actions[a]["reason"].as_str().unwrap().len() > 10, "{a}");
+    for (name, action) in [
+        ("provision", &a.provision),
+        ("resume", &a.resume),
+        ("delete", &a.delete),
+        ("resumeSync", &a.resume_sync),
+    ] {
+        assert!(!action.allowed, "{name}");
+        assert!(
+            action.reason.as_deref().is_some_and(|r| r.len() > 10),
+            "{name}: {action:?}"
+        );
     }
 
     // Builds, log, events, schema.
-    let builds = cp.get(&format!("/v1/databases/{id}/builds"));
-    let b = &builds["builds"][0];
-    assert_eq!(b["deployable"], true);
-    assert_eq!(builds["activeBuildId"], b["id"]);
-    assert!(b["buildDurationSeconds"].as_f64().is_some(), "{b}");
+    let builds: refract_api::BuildsResponse = cp.get(&format!("/v1/databases/{id}/builds"));
+    let b = &builds.builds[0];
+    assert!(b.deployable);
+    assert_eq!(builds.active_build_id, Some(b.id));
+    assert!(b.build_duration_seconds.is_some(), "{b:?}");
     let log = cp
         .http
-        .get(format!("{}{}", cp.url, b["logsUrl"].as_str().unwrap()))
+        .get(format!("{}{}", cp.url, b.logs_url))
         .bearer_auth(&cp.admin)
         .send()
         .unwrap();
@@ -623,54 +665,48 @@ fn provision_sqlite_database_serves_queries() {
         log.contains("connection ok") && log.contains("manifest: 3 tables"),
         "{log}"
     );
-    let events = cp.get(&format!("/v1/databases/{id}/events"))["events"].clone();
-    let path: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["to"].as_str().unwrap())
-        .collect();
+    let events: EventsResponse = cp.get(&format!("/v1/databases/{id}/events"));
+    let path: Vec<Status> = events.events.iter().rev().map(|e| e.to).collect();
     assert_eq!(
         path,
         [
-            "registered",
-            "testing_connection",
-            "queued",
-            "building",
-            "deploying",
-            "running"
+            Status::Registered,
+            Status::TestingConnection,
+            Status::Queued,
+            Status::Building,
+            Status::Deploying,
+            Status::Running
         ]
     );
-    let schema = cp.get(&format!("/v1/databases/{id}/schema"));
-    let users = schema["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "users")
-        .unwrap()
-        .clone();
-    assert_eq!(users["primaryKey"], json!(["id"]));
+    let schema: refract_api::SchemaView = cp.get(&format!("/v1/databases/{id}/schema"));
+    let users = schema.tables.iter().find(|t| t.name == "users").unwrap();
+    assert_eq!(users.primary_key, ["id"]);
     assert!(
-        users["relations"]
-            .as_array()
-            .unwrap()
+        users
+            .relations
             .iter()
-            .any(|r| r["name"] == "posts" && r["kind"] == "reverse"),
-        "{users}"
+            .any(|r| r.name == "posts" && r.kind == "reverse"),
+        "{users:?}"
     );
 
     // The health poller fills the instance fields within ~5 s.
     let v = cp.wait_until(&id, "a health check", Duration::from_secs(15), |v| {
-        !v["instance"]["lastHealthCheck"].is_null()
+        v.instance
+            .as_ref()
+            .is_some_and(|i| i.last_health_check.is_some())
     });
-    assert_eq!(v["instance"]["healthStatus"], "ok", "{v}");
-    assert_eq!(v["instance"]["rowCounts"]["users"], 200, "{v}");
-    assert!(v["instance"]["swapCount"].as_i64().unwrap() >= 1);
+    let i = instance_of(&v);
+    assert_eq!(
+        i.health_status,
+        Some(refract_api::HealthStatus::Ok),
+        "{v:?}"
+    );
+    assert_eq!(row_count(i, "users"), Some(200), "{v:?}");
+    assert!(i.swap_count.unwrap() >= 1);
 
     // Secrets reach the engine by 0600 files, never its arguments.
-    let inst = v["instance"]["id"].as_str().unwrap();
-    let dir = cp.data.join("instances").join(inst);
+    let inst = i.id.to_string();
+    let dir = cp.data.join("instances").join(&inst);
     for f in ["engine.yaml", "admin-token", "manifest.json"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(dir.join(f)).unwrap().permissions(),
@@ -708,18 +744,13 @@ fn action_matrix_rows() {
     ] {
         cp.refused(&id, a);
     }
-    let v = cp.ok(
-        &id,
-        "resize",
-        Some(json!({"instanceSize": "small"})),
-        "immediate",
-    );
-    assert_eq!(v["status"], "registered");
-    assert_eq!(cp.get(&format!("/v1/databases/{id}"))["taskMemoryMb"], 1024);
-    let v = cp.ok(&id, "provision", None, "immediate");
-    assert_eq!(v["status"], "testing_connection");
-    let v = cp.wait_status(&id, "running", LONG);
-    let first_build = v["latestBuild"]["id"].as_str().unwrap().to_string();
+    let v = cp.ok_with(&id, "resize", &resize(InstanceSize::Small), Mode::Immediate);
+    assert_eq!(v.status, Status::Registered);
+    assert_eq!(cp.database(&id).task_memory_mb, 1024);
+    let v = cp.ok(&id, "provision", Mode::Immediate);
+    assert_eq!(v.status, Status::TestingConnection);
+    let v = cp.wait_for(&id, Status::Running, LONG);
+    let first_build = v.latest_build.as_ref().unwrap().id;
     let ep1 = endpoint(&v);
     query_ok(&ep1, &key, Q, Duration::from_secs(10));
 
@@ -727,32 +758,25 @@ fn action_matrix_rows() {
     for a in ["provision", "resume", "resume-replication"] {
         cp.refused(&id, a);
     }
-    let (s, v) = cp.call("DELETE", &format!("/v1/databases/{id}"), None);
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (409, Some("action_not_allowed")),
-        "{v}"
+    crate::common::wire_error(
+        "delete while running",
+        (409, "action_not_allowed"),
+        cp.call("DELETE", &format!("/v1/databases/{id}"), None),
     );
-    let v = cp.ok(&id, "pause-replication", None, "immediate");
-    assert_eq!(v["replication_paused"], true);
+    let v = cp.ok(&id, "pause-replication", Mode::Immediate);
+    assert_eq!(v.replication_paused, Some(true));
     cp.refused(&id, "pause-replication");
-    assert_eq!(
-        cp.get(&format!("/v1/databases/{id}"))["replication_paused"],
-        true
-    );
-    let v = cp.ok(&id, "resume-replication", None, "immediate");
-    assert_eq!(v["replication_paused"], false);
-    cp.ok(&id, "reload", None, "immediate");
+    assert!(cp.database(&id).replication_paused);
+    let v = cp.ok(&id, "resume-replication", Mode::Immediate);
+    assert_eq!(v.replication_paused, Some(false));
+    cp.ok(&id, "reload", Mode::Immediate);
     cp.wait_until(&id, "the reload event", Duration::from_secs(30), |_| {
         cp.events(&id).contains("reload done")
     });
 
     // rebuild: the old engine serves until the new one is healthy and accepts on the same port;
     // the endpoint never moves and no query fails (docs/runtime.md, stable endpoints).
-    let first_instance = cp.instance(&id)["instance"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first_instance = instance_of(&cp.instance_status(&id)).id;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
         let (ep1, key, stop) = (ep1.clone(), key.clone(), stop.clone());
@@ -767,12 +791,10 @@ fn action_matrix_rows() {
             (served, failed)
         })
     };
-    cp.ok(&id, "rebuild", None, "immediate");
+    cp.ok(&id, "rebuild", Mode::Immediate);
     let v = cp.wait_until(&id, "the new engine", LONG, |v| {
-        v["database"]["status"] == "running"
-            && v["instance"]["id"]
-                .as_str()
-                .is_some_and(|i| i != first_instance)
+        v.database.status == Status::Running
+            && v.instance.as_ref().is_some_and(|i| i.id != first_instance)
     });
     let start = Instant::now();
     while cp.engine_pids().len() != 1 {
@@ -790,64 +812,71 @@ fn action_matrix_rows() {
     );
     assert_eq!(endpoint(&v), ep1, "the endpoint stays across a rebuild");
     query_ok(&ep1, &key, Q, Duration::from_secs(10));
-    assert_ne!(v["latestBuild"]["id"].as_str().unwrap(), first_build);
+    assert_ne!(v.latest_build.as_ref().unwrap().id, first_build);
 
     // reconfigure with a pending change, then redeploy the first build.
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"syncInterval": 10})),
+    let d = cp.update_database(
+        &id,
+        &UpdateDatabaseRequest {
+            sync_interval: Some(10),
+            ..UpdateDatabaseRequest::default()
+        },
     );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["hasPendingChanges"], true);
-    cp.ok(&id, "reconfigure", None, "immediate");
+    assert!(d.has_pending_changes);
+    cp.ok(&id, "reconfigure", Mode::Immediate);
     let v = cp.wait_until(&id, "reconfigure", LONG, |v| {
-        v["database"]["status"] == "running" && v["hasPendingChanges"] == false
+        v.database.status == Status::Running && !v.has_pending_changes
     });
-    assert_eq!(v["deployedInstanceConfig"]["syncInterval"], 10);
+    assert_eq!(
+        v.deployed_instance_config.as_ref().unwrap().sync_interval,
+        10
+    );
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
     let (s, v) = cp.act(
         &id,
         "redeploy",
-        Some(json!({"buildId": "00000000-0000-0000-0000-000000000000"})),
+        Some(wire_body(&redeploy(refract_api::Uuid::nil()))),
     );
     assert_eq!(s, 404, "{v}");
-    cp.ok(
-        &id,
-        "redeploy",
-        Some(json!({"buildId": first_build})),
-        "immediate",
-    );
+    cp.ok_with(&id, "redeploy", &redeploy(first_build), Mode::Immediate);
     let v = cp.wait_until(&id, "redeploy", LONG, |v| {
-        v["database"]["status"] == "running" && v["instance"]["buildId"] == first_build.as_str()
+        v.database.status == Status::Running
+            && v.instance
+                .as_ref()
+                .is_some_and(|i| i.build_id == first_build)
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // resize while running: deploying → running with the new size.
-    let v = cp.ok(
+    let v = cp.ok_with(
         &id,
         "resize",
-        Some(json!({"instanceSize": "medium"})),
-        "immediate",
+        &resize(InstanceSize::Medium),
+        Mode::Immediate,
     );
-    assert_eq!(v["status"], "deploying");
+    assert_eq!(v.status, Status::Deploying);
     let v = cp.wait_until(&id, "resize", LONG, |v| {
-        v["database"]["status"] == "running"
-            && v["deployedInstanceConfig"]["instanceSize"] == "medium"
+        v.database.status == Status::Running
+            && v.deployed_instance_config
+                .as_ref()
+                .is_some_and(|c| c.instance_size == InstanceSize::Medium)
     });
-    assert_eq!(v["deployedInstanceConfig"]["taskMemoryMb"], 2048);
+    assert_eq!(
+        v.deployed_instance_config.as_ref().unwrap().task_memory_mb,
+        2048
+    );
     // The engine gets 80 % of the size's memory as its snapshot cap.
-    let inst = v["instance"]["id"].as_str().unwrap();
+    let inst = instance_of(&v).id.to_string();
     let config =
-        std::fs::read_to_string(cp.data.join("instances").join(inst).join("engine.yaml")).unwrap();
+        std::fs::read_to_string(cp.data.join("instances").join(&inst).join("engine.yaml")).unwrap();
     let config: Value = serde_json::from_str(&config).unwrap();
     assert_eq!(config["memory_cap_mb"], 1638, "{config}");
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // pause → paused
-    cp.ok(&id, "pause", None, "immediate");
-    let v = cp.wait_status(&id, "paused", LONG);
-    assert!(v["instance"].is_null(), "{v}");
+    cp.ok(&id, "pause", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Paused, LONG);
+    assert!(v.instance.is_none(), "{v:?}");
     assert!(cp.engine_pids().is_empty(), "an engine runs while paused");
     for a in [
         "provision",
@@ -861,31 +890,27 @@ fn action_matrix_rows() {
     }
     let (s, _) = cp.call("DELETE", &format!("/v1/databases/{id}"), None);
     assert_eq!(s, 409);
-    let v = cp.ok(
-        &id,
-        "resize",
-        Some(json!({"instanceSize": "small"})),
-        "immediate",
-    );
-    assert_eq!(v["status"], "paused");
-    cp.ok(&id, "resume", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    let v = cp.ok_with(&id, "resize", &resize(InstanceSize::Small), Mode::Immediate);
+    assert_eq!(v.status, Status::Paused);
+    cp.ok(&id, "resume", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     assert_eq!(
-        v["deployedInstanceConfig"]["instanceSize"], "small",
+        v.deployed_instance_config.as_ref().unwrap().instance_size,
+        InstanceSize::Small,
         "resume applies the stored size"
     );
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // paused → rebuild → running
-    cp.ok(&id, "pause", None, "immediate");
-    cp.wait_status(&id, "paused", LONG);
-    cp.ok(&id, "rebuild", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "pause", Mode::Immediate);
+    cp.wait_for(&id, Status::Paused, LONG);
+    cp.ok(&id, "rebuild", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // terminate → terminated
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     assert!(
         cp.engine_pids().is_empty(),
         "an engine runs after terminate"
@@ -903,13 +928,13 @@ fn action_matrix_rows() {
         cp.refused(&id, a);
     }
     // terminated → provision again → running, then terminate and delete.
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
-    cp.ok(&id, "pause", None, "immediate");
-    cp.wait_status(&id, "paused", LONG);
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "pause", Mode::Immediate);
+    cp.wait_for(&id, Status::Paused, LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     let keys_file = cp.data.join("keys").join(format!("{id}.json"));
     assert!(
         keys_file.exists(),
@@ -926,28 +951,28 @@ fn action_matrix_rows() {
 
     // failed: a source that cannot be read fails the provision with a reason a person can act on.
     let missing = cp.root().join("nonexistent").join("nothing.db");
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(
-            json!({"name": "missing", "backend": "sqlite", "mysqlHost": missing.to_str().unwrap(),
-                    "instance": {"name": "ghost", "mysqlDb": "main"}}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
-    let ghost = v["database"]["id"].as_str().unwrap().to_string();
-    cp.ok(&ghost, "provision", None, "immediate");
-    let v = cp.wait_status(&ghost, "failed", LONG);
-    let err = v["database"]["lastError"].as_str().unwrap();
+    let request = CreateConnectionRequest {
+        instance: Some(instance_request("ghost", "main")),
+        ..connection_request("missing", Backend::Sqlite, missing.to_str().unwrap())
+    };
+    let ghost = cp
+        .create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string();
+    cp.ok(&ghost, "provision", Mode::Immediate);
+    let v = cp.wait_for(&ghost, Status::Failed, LONG);
+    let err = v.database.last_error.as_deref().unwrap();
     assert!(
         err.contains("nonexistent/nothing.db") && err.contains("provision again"),
         "{err}"
     );
-    let b = &v["latestBuild"];
+    let b = v.latest_build.as_ref().unwrap();
     assert_eq!(
-        (b["status"].as_str(), b["deployable"].as_bool()),
-        (Some("failed"), Some(false)),
-        "{b}"
+        (b.status, b.deployable),
+        (refract_api::BuildStatus::Failed, false),
+        "{b:?}"
     );
     for a in [
         "rebuild",
@@ -960,17 +985,18 @@ fn action_matrix_rows() {
     ] {
         cp.refused(&ghost, a);
     }
-    let (s, v) = cp.act(&ghost, "rebuild", None);
-    assert!(
-        s == 409 && v["message"].as_str().unwrap().contains("successful build"),
-        "{v}"
+    let e = crate::common::wire_error(
+        "rebuild without a build",
+        (409, "action_not_allowed"),
+        cp.act(&ghost, "rebuild", None),
     );
-    cp.ok(&ghost, "provision", None, "immediate");
-    cp.wait_status(&ghost, "failed", LONG);
-    cp.ok(&ghost, "terminate", None, "immediate");
-    cp.wait_status(&ghost, "terminated", LONG);
-    cp.ok(&ghost, "provision", None, "immediate");
-    cp.wait_status(&ghost, "failed", LONG);
+    assert!(e.message.contains("successful build"), "{e:?}");
+    cp.ok(&ghost, "provision", Mode::Immediate);
+    cp.wait_for(&ghost, Status::Failed, LONG);
+    cp.ok(&ghost, "terminate", Mode::Immediate);
+    cp.wait_for(&ghost, Status::Terminated, LONG);
+    cp.ok(&ghost, "provision", Mode::Immediate);
+    cp.wait_for(&ghost, Status::Failed, LONG);
     let (s, _) = cp.call("DELETE", &format!("/v1/databases/{ghost}"), None);
     assert_eq!(s, 204, "delete is allowed in failed");
 }
@@ -981,9 +1007,9 @@ fn action_matrix_rows() {
 fn queued_actions_run_when_stable() {
     let cp = Cp::fresh(1500);
     let id = sqlite_database(&cp, 20);
-    cp.ok(&id, "provision", None, "immediate");
+    cp.ok(&id, "provision", Mode::Immediate);
     cp.wait_until(&id, "building", LONG, |v| {
-        v["database"]["status"] == "building"
+        v.database.status == Status::Building
     });
     for a in [
         "provision",
@@ -995,17 +1021,17 @@ fn queued_actions_run_when_stable() {
     ] {
         cp.refused(&id, a);
     }
-    let v = cp.ok(&id, "pause", None, "queued");
-    assert_eq!(v["status"], "building");
+    let v = cp.ok(&id, "pause", Mode::Queued);
+    assert_eq!(v.status, Status::Building);
     assert_eq!(
-        cp.get(&format!("/v1/databases/{id}"))["desiredState"],
-        "paused"
+        cp.database(&id).desired_state,
+        Some(refract_api::DesiredState::Paused)
     );
-    let v = cp.instance(&id);
-    assert_eq!(v["actions"]["pause"]["mode"], "queued");
+    let v = cp.instance_status(&id);
+    assert_eq!(v.actions.pause.mode, Some(Mode::Queued));
     // The build goes on, deploys, reaches running, then pauses.
-    let v = cp.wait_status(&id, "paused", LONG);
-    assert!(v["database"]["desiredState"].is_null());
+    let v = cp.wait_for(&id, Status::Paused, LONG);
+    assert!(v.database.desired_state.is_none());
     let events = cp.events(&id);
     assert!(
         events.contains("running") && events.contains("queued pause"),
@@ -1014,52 +1040,49 @@ fn queued_actions_run_when_stable() {
 
     // Resuming: resize refused, pause queued; terminate is immediate (a resume or deploy that
     // cannot succeed must never block it) and drops the queued pause.
-    cp.ok(&id, "resume", None, "immediate");
+    cp.ok(&id, "resume", Mode::Immediate);
     cp.wait_until(&id, "resuming", LONG, |v| {
-        v["database"]["status"] == "resuming"
+        v.database.status == Status::Resuming
     });
     cp.refused(&id, "resize");
-    cp.ok(&id, "pause", None, "queued");
+    cp.ok(&id, "pause", Mode::Queued);
     assert_eq!(
-        cp.get(&format!("/v1/databases/{id}"))["desiredState"],
-        "paused"
+        cp.database(&id).desired_state,
+        Some(refract_api::DesiredState::Paused)
     );
-    let v = cp.ok(&id, "terminate", None, "immediate");
-    assert_eq!(v["status"], "terminating");
-    assert!(cp.get(&format!("/v1/databases/{id}"))["desiredState"].is_null());
-    cp.wait_status(&id, "terminated", LONG);
+    let v = cp.ok(&id, "terminate", Mode::Immediate);
+    assert_eq!(v.status, Status::Terminating);
+    assert!(cp.database(&id).desired_state.is_none());
+    cp.wait_for(&id, Status::Terminated, LONG);
     assert!(
         cp.engine_pids().is_empty(),
         "the abandoned resume's engine still runs"
     );
 
     // Pausing: resume is queued and runs after the pause.
-    cp.ok(&id, "provision", None, "immediate");
-    cp.wait_status(&id, "running", LONG);
-    cp.ok(&id, "pause", None, "immediate");
+    cp.ok(&id, "provision", Mode::Immediate);
+    cp.wait_for(&id, Status::Running, LONG);
+    cp.ok(&id, "pause", Mode::Immediate);
     cp.wait_until(&id, "pausing", LONG, |v| {
-        v["database"]["status"] == "pausing"
+        v.database.status == Status::Pausing
     });
     cp.refused(&id, "pause");
-    cp.ok(&id, "resume", None, "queued");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "resume", Mode::Queued);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let (key, _) = create_key(&cp, &id, "k");
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // Deploying: resize restarts the deploy with the new size.
-    cp.ok(&id, "rebuild", None, "immediate");
+    cp.ok(&id, "rebuild", Mode::Immediate);
     cp.wait_until(&id, "deploying", LONG, |v| {
-        v["database"]["status"] == "deploying"
+        v.database.status == Status::Deploying
     });
-    cp.ok(
-        &id,
-        "resize",
-        Some(json!({"instanceSize": "small"})),
-        "immediate",
-    );
+    cp.ok_with(&id, "resize", &resize(InstanceSize::Small), Mode::Immediate);
     let v = cp.wait_until(&id, "the resized deploy", LONG, |v| {
-        v["database"]["status"] == "running"
-            && v["deployedInstanceConfig"]["instanceSize"] == "small"
+        v.database.status == Status::Running
+            && v.deployed_instance_config
+                .as_ref()
+                .is_some_and(|c| c.instance_size == InstanceSize::Small)
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 }
@@ -1078,8 +1101,8 @@ fn hhmm(offset_minutes: i64) -> String {
 fn pause_schedule_fires() {
     let cp = Cp::fresh(0);
     let id = sqlite_database(&cp, 20);
-    cp.ok(&id, "provision", None, "immediate");
-    cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    cp.wait_for(&id, Status::Running, LONG);
     // Avoid a window end that falls in the next few seconds.
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1089,21 +1112,26 @@ fn pause_schedule_fires() {
     if secs > 50 {
         std::thread::sleep(Duration::from_secs(61 - secs));
     }
-    let sched = json!({"pauseAt": hhmm(-1), "resumeAt": hhmm(1), "days": []});
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"pauseSchedule": sched})),
+    let schedule = refract_api::PauseSchedule {
+        pause_at: hhmm(-1),
+        resume_at: hhmm(1),
+        days: vec![],
+    };
+    cp.update_database(
+        &id,
+        &UpdateDatabaseRequest {
+            pause_schedule: Some(Some(schedule)),
+            ..UpdateDatabaseRequest::default()
+        },
     );
-    assert_eq!(s, 200, "{v}");
-    cp.wait_status(&id, "paused", Duration::from_secs(30));
+    cp.wait_for(&id, Status::Paused, Duration::from_secs(30));
     let events = cp.events(&id);
     assert!(
         events.contains("\"schedule\"") && events.contains("scheduled pause"),
         "{events}"
     );
     // resumeAt is at most two minutes away.
-    let v = cp.wait_status(&id, "running", Duration::from_secs(150));
+    let v = cp.wait_for(&id, Status::Running, Duration::from_secs(150));
     assert!(
         cp.events(&id).contains("scheduled resume"),
         "{}",
@@ -1120,27 +1148,34 @@ fn control_plane_killed_in_each_transitional_status() {
     let mut cp = Cp::fresh(2000);
     let id = sqlite_database(&cp, 50);
     let (key, _) = create_key(&cp, &id, "k");
-    let kill_in = |cp: &mut Cp, status: &str| {
-        cp.wait_until(&id, status, LONG, |v| v["database"]["status"] == status);
+    let kill_in = |cp: &mut Cp, status: Status| {
+        cp.wait_until(&id, status.as_str(), LONG, |v| v.database.status == status);
         cp.restart();
         eprintln!("killed the control plane in {status}");
     };
-    cp.ok(&id, "provision", None, "immediate");
-    for status in ["testing_connection", "queued", "building", "deploying"] {
+    cp.ok(&id, "provision", Mode::Immediate);
+    for status in [
+        Status::TestingConnection,
+        Status::Queued,
+        Status::Building,
+        Status::Deploying,
+    ] {
         kill_in(&mut cp, status);
     }
-    let v = cp.wait_status(&id, "running", LONG);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
     assert_eq!(cp.engine_pids().len(), 1, "one engine, not duplicates");
 
     // Killed while the new engine of a deploy is up but not yet cut over: it is adopted.
-    cp.ok(&id, "reconfigure", None, "immediate");
+    cp.ok(&id, "reconfigure", Mode::Immediate);
     cp.wait_until(&id, "a started engine", LONG, |v| {
-        v["operation"]["step"] == "wait_healthy"
+        v.operation
+            .as_ref()
+            .is_some_and(|o| o.step.as_deref() == Some("wait_healthy"))
     });
     cp.restart();
     let v = cp.wait_until(&id, "running after reconfigure", LONG, |v| {
-        v["database"]["status"] == "running" && v["operation"].is_null()
+        v.database.status == Status::Running && v.operation.is_none()
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
     let start = Instant::now();
@@ -1153,21 +1188,21 @@ fn control_plane_killed_in_each_transitional_status() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    cp.ok(&id, "pause", None, "immediate");
-    kill_in(&mut cp, "pausing");
-    cp.wait_status(&id, "paused", LONG);
+    cp.ok(&id, "pause", Mode::Immediate);
+    kill_in(&mut cp, Status::Pausing);
+    cp.wait_for(&id, Status::Paused, LONG);
     assert!(cp.engine_pids().is_empty());
 
-    cp.ok(&id, "resume", None, "immediate");
-    kill_in(&mut cp, "resuming");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "resume", Mode::Immediate);
+    kill_in(&mut cp, Status::Resuming);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 
     // While running, the control plane dies: the engine keeps serving, and is adopted.
     cp.kill();
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(5));
     cp.restart();
-    let v2 = cp.wait_status(&id, "running", LONG);
+    let v2 = cp.wait_for(&id, Status::Running, LONG);
     assert_eq!(
         endpoint(&v2),
         endpoint(&v),
@@ -1176,9 +1211,9 @@ fn control_plane_killed_in_each_transitional_status() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(cp.engine_pids().len(), 1);
 
-    cp.ok(&id, "terminate", None, "immediate");
-    kill_in(&mut cp, "terminating");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    kill_in(&mut cp, Status::Terminating);
+    cp.wait_for(&id, Status::Terminated, LONG);
     assert!(cp.engine_pids().is_empty());
 }
 
@@ -1188,8 +1223,8 @@ fn killed_engine_restarts_and_serves_again() {
     let cp = Cp::fresh(0);
     let id = sqlite_database(&cp, 2000);
     let (key, _) = create_key(&cp, &id, "k");
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let ep = endpoint(&v);
     query_ok(&ep, &key, Q, Duration::from_secs(10));
     let pids = cp.engine_pids();
@@ -1205,7 +1240,7 @@ fn killed_engine_restarts_and_serves_again() {
     eprintln!(
         "B6 (2000 users / 6000 posts / 6000 comments, SQLite): SIGKILL → serving again {b6:?}"
     );
-    assert_eq!(rows[0]["id"], 2);
+    assert_eq!(rows[0]["id"], 2, "the engine's answer: {rows}");
     assert!(b6 < Duration::from_secs(10), "{b6:?}");
     let events = cp.events(&id);
     assert!(
@@ -1213,7 +1248,7 @@ fn killed_engine_restarts_and_serves_again() {
             && events.contains("restart 1"),
         "{events}"
     );
-    assert_eq!(cp.status(&id), "running");
+    assert_eq!(cp.status(&id), Status::Running);
 }
 
 /// Five crashes in ten minutes: `failed`, with the engine's last log lines in `lastError`.
@@ -1221,15 +1256,15 @@ fn killed_engine_restarts_and_serves_again() {
 fn crash_loop_gives_up_with_the_engine_log() {
     let cp = Cp::fresh(0);
     let id = sqlite_database(&cp, 10);
-    cp.ok(&id, "provision", None, "immediate");
-    cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    cp.wait_for(&id, Status::Running, LONG);
     let start = Instant::now();
     loop {
         let status = cp.status(&id);
-        if status == "failed" {
+        if status == Status::Failed {
             break;
         }
-        assert_eq!(status, "running");
+        assert_eq!(status, Status::Running);
         assert!(
             start.elapsed() < Duration::from_secs(90),
             "{}",
@@ -1243,17 +1278,17 @@ fn crash_loop_gives_up_with_the_engine_log() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let v = cp.instance(&id);
-    let err = v["database"]["lastError"].as_str().unwrap();
+    let v = cp.instance_status(&id);
+    let err = v.database.last_error.as_deref().unwrap();
     assert!(
         err.contains("crashed 5 times") && err.contains("refract runtime"),
         "{err}"
     );
-    assert!(v["instance"].is_null());
+    assert!(v.instance.is_none());
     // Failed allows provision again (and a redeploy of the build it had).
-    assert_eq!(v["actions"]["redeploy"]["allowed"], true);
-    cp.ok(&id, "provision", None, "immediate");
-    cp.wait_status(&id, "running", LONG);
+    assert!(v.actions.redeploy.allowed);
+    cp.ok(&id, "provision", Mode::Immediate);
+    cp.wait_for(&id, Status::Running, LONG);
 }
 
 /// A revoked query key stops working within 5 s, without an engine restart; others keep working.
@@ -1261,33 +1296,27 @@ fn crash_loop_gives_up_with_the_engine_log() {
 fn query_key_revocation_within_5_seconds() {
     let cp = Cp::fresh(0);
     let id = sqlite_database(&cp, 10);
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let ep = endpoint(&v);
     let (k1, rec1) = create_key(&cp, &id, "one");
     let (k2, _) = create_key(&cp, &id, "two");
     query_ok(&ep, &k1, Q, Duration::from_secs(5));
     query_ok(&ep, &k2, Q, Duration::from_secs(5));
-    let list = cp.get(&format!("/v1/databases/{id}/api-keys"));
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    let list: Vec<refract_api::QueryKey> = cp.get(&format!("/v1/databases/{id}/api-keys"));
+    assert_eq!(list.len(), 2);
     assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .all(|k| k.get("key").is_none()),
+        list.iter().all(|k| k.key.is_none()),
         "the key is shown only once"
     );
     let pid_before = cp.engine_pids();
-    let (s, v) = cp.call(
+    let revoked: refract_api::QueryKey = cp.wire::<(), _>(
         "DELETE",
-        &format!(
-            "/v1/databases/{id}/api-keys/{}",
-            rec1["keyId"].as_str().unwrap()
-        ),
+        &format!("/v1/databases/{id}/api-keys/{}", rec1.key_id),
         None,
+        200,
     );
-    assert_eq!(s, 200, "{v}");
-    assert!(!v["revokedAt"].is_null());
+    assert!(revoked.revoked_at.is_some(), "{revoked:?}");
     let start = Instant::now();
     while query(&ep, &k1, Q).0 != 401 {
         assert!(
@@ -1332,8 +1361,8 @@ fn schema_config_routes_and_rebuild() {
     let (s, body) = put(yaml);
     assert_eq!(s, 204, "{body}");
     assert_eq!(get().text().unwrap(), yaml);
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let (key, _) = create_key(&cp, &id, "k");
     let rows = query_ok(
         &endpoint(&v),
@@ -1342,23 +1371,19 @@ fn schema_config_routes_and_rebuild() {
         Duration::from_secs(10),
     );
     assert_eq!(rows[0]["name"], "user 1");
-    let schema = cp.get(&format!("/v1/databases/{id}/schema"));
-    let names: Vec<&str> = schema["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let schema: refract_api::SchemaView = cp.get(&format!("/v1/databases/{id}/schema"));
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"people"), "{names:?}");
     let r = cp.http.delete(&url).bearer_auth(&cp.admin).send().unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    cp.ok(&id, "rebuild", None, "immediate");
+    cp.ok(&id, "rebuild", Mode::Immediate);
     let v = cp.wait_until(&id, "rebuild", LONG, |v| {
-        v["database"]["status"] == "running"
-            && v["operation"].is_null()
-            && v["latestBuild"]["status"] == "succeeded"
-            && v["instance"]["buildId"] == v["latestBuild"]["id"]
+        let latest = v.latest_build.as_ref();
+        v.database.status == Status::Running
+            && v.operation.is_none()
+            && latest.is_some_and(|b| b.status == refract_api::BuildStatus::Succeeded)
+            && v.instance.as_ref().map(|i| i.build_id) == latest.map(|b| b.id)
     });
     query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
 }
@@ -1491,22 +1516,23 @@ fn mariadb_source_provisions_and_refused_login_fails() {
          INSERT INTO {schema}.posts VALUES (1, 2, 'hello'), (2, 2, 'again');"
     ));
     let conn = |name: &str, password: &str| {
-        let (s, v) = cp.call(
-            "POST",
-            "/v1/connections",
-            Some(json!({"name": name, "mysqlHost": src.host, "mysqlPort": src.port, "mysqlUser": src.user,
-                        "mysqlPassword": password, "availableSchemas": [schema],
-                        "instance": {"name": "db", "mysqlDb": schema}})),
-        );
-        assert_eq!(s, 201, "{v}");
-        v["database"]["id"].as_str().unwrap().to_string()
+        let request = CreateConnectionRequest {
+            password: Some(password.into()),
+            instance: Some(instance_request("db", &schema)),
+            ..crate::common::server_connection_request(name, Backend::Mysql, &src, &[&schema])
+        };
+        cp.create_connection(&request)
+            .database
+            .unwrap()
+            .id
+            .to_string()
     };
     let t0 = Instant::now();
     let good = conn("good", &src.password);
     let bad = conn("bad", "wrong-password-123");
-    cp.ok(&good, "provision", None, "immediate");
-    cp.ok(&bad, "provision", None, "immediate");
-    let v = cp.wait_status(&good, "running", LONG);
+    cp.ok(&good, "provision", Mode::Immediate);
+    cp.ok(&bad, "provision", Mode::Immediate);
+    let v = cp.wait_for(&good, Status::Running, LONG);
     eprintln!("mariadb: running after {:?}", t0.elapsed());
     let (key, _) = create_key(&cp, &good, "k");
     let rows = query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
@@ -1514,18 +1540,15 @@ fn mariadb_source_provisions_and_refused_login_fails() {
         rows,
         json!([{"id": 2, "name": "Bob", "posts": [{"title": "hello"}, {"title": "again"}]}])
     );
-    let v = cp.wait_status(&bad, "failed", LONG);
-    let err = v["database"]["lastError"].as_str().unwrap();
+    let v = cp.wait_for(&bad, Status::Failed, LONG);
+    let err = v.database.last_error.as_deref().unwrap();
     assert!(
         err.contains("refused the login") && err.contains("PATCH /v1/connections/"),
         "{err}"
     );
     assert!(!err.contains("wrong-password-123"));
     // The password reached the engine by file only.
-    let inst = cp.instance(&good)["instance"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let inst = instance_of(&cp.instance_status(&good)).id.to_string();
     let dir = cp.data.join("instances").join(&inst);
     assert_eq!(
         std::fs::read_to_string(dir.join("source-password")).unwrap(),
@@ -1537,8 +1560,8 @@ fn mariadb_source_provisions_and_refused_login_fails() {
     assert!(!std::fs::read_to_string(dir.join("engine.yaml"))
         .unwrap()
         .contains(&src.password));
-    cp.ok(&good, "terminate", None, "immediate");
-    cp.wait_status(&good, "terminated", LONG);
+    cp.ok(&good, "terminate", Mode::Immediate);
+    cp.wait_for(&good, Status::Terminated, LONG);
     setup(&format!("DROP DATABASE {schema}"));
 }
 
@@ -1556,25 +1579,26 @@ fn postgres_source_provisions() {
          CREATE TABLE posts (id INT PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), title TEXT NOT NULL);
          INSERT INTO users VALUES (1, 'Ada'), (2, 'Bob'); INSERT INTO posts VALUES (1, 2, 'hello');",
     );
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(
-            json!({"name": "pg", "backend": "postgres", "syncMode": "logical", "mysqlHost": p.host, "mysqlPort": p.port,
-                    "mysqlUser": p.user, "mysqlPassword": p.password, "availableSchemas": [db],
-                    "instance": {"name": "db", "mysqlDb": db}}),
-        ),
+    let request = CreateConnectionRequest {
+        sync_mode: Some(refract_api::SyncMode::Logical),
+        instance: Some(instance_request("db", &db)),
+        ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
+    };
+    let id = cp
+        .create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string();
+    cp.update_database(
+        &id,
+        &UpdateDatabaseRequest {
+            sync_mode: Some(refract_api::SyncMode::Logical),
+            ..UpdateDatabaseRequest::default()
+        },
     );
-    assert_eq!(s, 201, "{v}");
-    let id = v["database"]["id"].as_str().unwrap().to_string();
-    let (s, v) = cp.call(
-        "PATCH",
-        &format!("/v1/databases/{id}"),
-        Some(json!({"syncMode": "logical"})),
-    );
-    assert_eq!(s, 200, "{v}");
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let (key, _) = create_key(&cp, &id, "k");
     let rows = query_ok(&endpoint(&v), &key, Q, Duration::from_secs(10));
     assert_eq!(
@@ -1587,8 +1611,8 @@ fn postgres_source_provisions() {
     );
     // Logical mode: the engine created a slot on the source...
     run("postgres", &slot_check.replace("{}", "1"));
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     // ...and terminating the database dropped it.
     run("postgres", &slot_check.replace("{}", "0"));
     run("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
@@ -1624,19 +1648,18 @@ fn sakila_like_schema_provisions_without_a_config() {
          UPDATE store SET manager_staff_id = 7;
          INSERT INTO employee VALUES (1, 'Boss', NULL), (2, 'Worker', 1);",
     );
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(
-            json!({"name": "pg", "backend": "postgres", "mysqlHost": p.host, "mysqlPort": p.port,
-                    "mysqlUser": p.user, "mysqlPassword": p.password, "availableSchemas": [db],
-                    "instance": {"name": "db", "mysqlDb": db}}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
-    let id = v["database"]["id"].as_str().unwrap().to_string();
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    let request = CreateConnectionRequest {
+        instance: Some(instance_request("db", &db)),
+        ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
+    };
+    let id = cp
+        .create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string();
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     let (key, _) = create_key(&cp, &id, "k");
     let ep = endpoint(&v);
 
@@ -1699,13 +1722,8 @@ fn sakila_like_schema_provisions_without_a_config() {
     );
 
     // The generated names are build warnings, in GET …/schema and in the build log.
-    let schema = cp.get(&format!("/v1/databases/{id}/schema"));
-    let warnings: Vec<&str> = schema["warnings"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{schema}"))
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    let schema: refract_api::SchemaView = cp.get(&format!("/v1/databases/{id}/schema"));
+    let warnings: Vec<&str> = schema.warnings.iter().map(String::as_str).collect();
     assert_eq!(warnings.len(), 3, "{warnings:#?}");
     for generated in [
         "`film_by_original_language_id`",
@@ -1717,14 +1735,10 @@ fn sakila_like_schema_provisions_without_a_config() {
             "{generated}: {warnings:#?}"
         );
     }
-    let builds = cp.get(&format!("/v1/databases/{id}/builds"));
+    let builds: refract_api::BuildsResponse = cp.get(&format!("/v1/databases/{id}/builds"));
     let log = cp
         .http
-        .get(format!(
-            "{}{}",
-            cp.url,
-            builds["builds"][0]["logsUrl"].as_str().unwrap()
-        ))
+        .get(format!("{}{}", cp.url, builds.builds[0].logs_url))
         .bearer_auth(&cp.admin)
         .send()
         .unwrap()
@@ -1733,8 +1747,8 @@ fn sakila_like_schema_provisions_without_a_config() {
     assert!(log.contains("3 warnings"), "{log}");
     assert!(log.contains("film_by_original_language_id"), "{log}");
 
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     run("postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
 
@@ -1774,23 +1788,26 @@ fn b5_b6_scale_s() {
     let t = Instant::now();
     blog_sqlite_scale_s(&path);
     eprintln!("dataset S written in {:?}", t.elapsed());
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(
-            json!({"name": "s", "backend": "sqlite", "mysqlHost": path.to_str().unwrap(),
-                    "instance": {"name": "s", "mysqlDb": "main", "instanceSize": "small"}}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
-    let id = v["database"]["id"].as_str().unwrap().to_string();
+    let request = CreateConnectionRequest {
+        instance: Some(refract_api::CreateInstanceRequest {
+            instance_size: Some(InstanceSize::Small),
+            ..instance_request("s", "main")
+        }),
+        ..connection_request("s", Backend::Sqlite, path.to_str().unwrap())
+    };
+    let id = cp
+        .create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string();
     let (key, _) = create_key(&cp, &id, "k");
     let q = "users(id = 42) { id name posts { title comments { body } } }";
     let mut b5 = Vec::new();
     for round in 0..3 {
         let start = Instant::now();
-        cp.ok(&id, "provision", None, "immediate");
-        let v = cp.wait_status(&id, "running", LONG);
+        cp.ok(&id, "provision", Mode::Immediate);
+        let v = cp.wait_for(&id, Status::Running, LONG);
         query_ok(&endpoint(&v), &key, q, Duration::from_secs(10));
         b5.push(start.elapsed());
         eprintln!(
@@ -1798,11 +1815,11 @@ fn b5_b6_scale_s() {
             start.elapsed()
         );
         if round < 2 {
-            cp.ok(&id, "terminate", None, "immediate");
-            cp.wait_status(&id, "terminated", LONG);
+            cp.ok(&id, "terminate", Mode::Immediate);
+            cp.wait_for(&id, Status::Terminated, LONG);
         }
     }
-    let v = cp.instance(&id);
+    let v = cp.instance_status(&id);
     let ep = endpoint(&v);
     let mut b6 = Vec::new();
     for round in 0..3 {
@@ -1888,18 +1905,18 @@ fn build_pool_runs_two_at_once() {
     let cp = Cp::fresh(1500);
     let ids: Vec<String> = (0..3).map(|_| sqlite_database(&cp, 5)).collect();
     for id in &ids {
-        cp.ok(id, "provision", None, "immediate");
+        cp.ok(id, "provision", Mode::Immediate);
     }
     let start = Instant::now();
     let mut saw_waiting = false;
     loop {
-        let statuses: Vec<String> = ids.iter().map(|id| cp.status(id)).collect();
-        let building = statuses.iter().filter(|s| *s == "building").count();
+        let statuses: Vec<Status> = ids.iter().map(|id| cp.status(id)).collect();
+        let building = statuses.iter().filter(|s| **s == Status::Building).count();
         assert!(building <= 2, "{statuses:?}");
-        if building == 2 && statuses.iter().any(|s| s == "queued") {
+        if building == 2 && statuses.contains(&Status::Queued) {
             saw_waiting = true;
         }
-        if statuses.iter().all(|s| s == "running") {
+        if statuses.iter().all(|s| *s == Status::Running) {
             break;
         }
         assert!(start.elapsed() < LONG, "{statuses:?}");

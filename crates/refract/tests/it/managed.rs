@@ -205,30 +205,48 @@ fn managed_postgres_serves_a_v1_engine() {
     cli(&cp, &["delete", restored["id"].as_str().unwrap()]);
 
     // One call makes it a /v1 source; then the usual /v1 flow serves it.
-    let v = cli(&cp, &["connect", &id, "--name", "managed-shop"]);
-    let connection = v["connection"]["id"].as_str().unwrap().to_string();
-    assert_eq!(v["connection"]["backend"], "postgres", "{v}");
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/databases",
-        Some(json!({"connectionId": connection, "name": "shop", "mysqlDb": creds["database"]})),
+    let v: refract_api::CreateConnectionResponse =
+        serde_json::from_value(cli(&cp, &["connect", &id, "--name", "managed-shop"])).unwrap();
+    let connection = v.connection.id;
+    assert_eq!(
+        v.connection.backend,
+        refract_api::Backend::Postgres,
+        "{v:?}"
     );
-    assert_eq!(s, 201, "{v}");
-    let db = v["id"].as_str().unwrap().to_string();
-    let (s, v) = cp.admin(
+    // `creds` is the managed API's answer (`/api/v1`, its own field names).
+    let schema = creds["database"].as_str().unwrap();
+    let db = cp
+        .register_database(&crate::common::database_request(connection, "shop", schema))
+        .id;
+    let key: refract_api::QueryKey = cp.wire(
         "POST",
         &format!("/v1/databases/{db}/api-keys"),
-        Some(json!({"name": "app"})),
+        &cp.admin_key,
+        Some(&refract_api::CreateQueryKeyRequest {
+            name: "app".into(),
+            expires_at: None,
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{v}");
-    let key = v["key"].as_str().unwrap().to_string();
-    let (s, v) = cp.admin("POST", &format!("/v1/databases/{db}/provision"), None);
-    assert_eq!(s, 202, "{v}");
+    let key = key.key.unwrap();
+    let _: refract_api::ActionResponse = cp.wire::<(), _>(
+        "POST",
+        &format!("/v1/databases/{db}/provision"),
+        &cp.admin_key,
+        None,
+        202,
+    );
     let endpoint = wait("a running engine", Duration::from_secs(120), || {
-        let (_, v) = cp.admin("GET", &format!("/v1/databases/{db}/instance"), None);
-        assert_ne!(v["database"]["status"], "failed", "{v}");
-        (v["database"]["status"] == "running")
-            .then(|| v["instance"]["endpointUrl"].as_str().map(str::to_string))
+        let v: refract_api::InstanceStatusResponse = cp.wire::<(), _>(
+            "GET",
+            &format!("/v1/databases/{db}/instance"),
+            &cp.admin_key,
+            None,
+            200,
+        );
+        assert_ne!(v.database.status, refract_api::Status::Failed, "{v:?}");
+        (v.database.status == refract_api::Status::Running)
+            .then(|| v.instance.and_then(|i| i.endpoint_url))
             .flatten()
     });
     let http = reqwest::blocking::Client::builder()
@@ -253,8 +271,13 @@ fn managed_postgres_serves_a_v1_engine() {
     );
 
     // The engine goes first (it reads the server), then the managed server, with the CLI.
-    let (s, v) = cp.admin("POST", &format!("/v1/databases/{db}/terminate"), None);
-    assert_eq!(s, 202, "{v}");
+    let _: refract_api::ActionResponse = cp.wire::<(), _>(
+        "POST",
+        &format!("/v1/databases/{db}/terminate"),
+        &cp.admin_key,
+        None,
+        202,
+    );
 
     // The other verbs: a bigger quota, a stop and a start, API tokens.
     let updated = cli(&cp, &["update", &id, "--storage-gb", "20"]);

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use refract_api::{Backend, CreateConnectionRequest, Database, Status};
 
-use crate::common::{refract_bin, ControlPlane};
+use crate::common::{connection_request, instance_request, refract_bin, ControlPlane};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -96,37 +96,28 @@ fn sqlite_database(cp: &ControlPlane, name: &str) -> String {
     .unwrap();
     drop(conn);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (s, v) = cp.admin(
-        "POST",
-        "/v1/connections",
-        Some(json!({
-            "name": name,
-            "backend": "sqlite",
-            "mysqlHost": path.to_str().unwrap(),
-            "syncInterval": 5,
-            "instance": {"name": name, "mysqlDb": "main"},
-        })),
-    );
-    assert_eq!(s, 201, "{v}");
-    v["database"]["id"].as_str().unwrap().to_string()
+    let request = CreateConnectionRequest {
+        sync_interval: Some(5),
+        instance: Some(instance_request(name, "main")),
+        ..connection_request(name, Backend::Sqlite, path.to_str().unwrap())
+    };
+    cp.create_connection(&request)
+        .database
+        .unwrap()
+        .id
+        .to_string()
 }
 
-fn database(cp: &ControlPlane, id: &str) -> Value {
-    let (s, v) = cp.admin("GET", &format!("/v1/databases/{id}"), None);
-    assert_eq!(s, 200, "{v}");
-    v
-}
-
-fn wait_status(cp: &ControlPlane, id: &str, status: &str) -> Value {
+fn wait_status(cp: &ControlPlane, id: &str, status: Status) -> Database {
     let start = Instant::now();
     loop {
-        let v = database(cp, id);
-        if v["status"] == status && v["desiredState"].is_null() {
+        let v = cp.database(id.parse().unwrap());
+        if v.status == status && v.desired_state.is_none() {
             return v;
         }
         assert!(
             start.elapsed() < LONG,
-            "database {id} did not reach {status}: {v}\n{}",
+            "database {id} did not reach {status}: {v:?}\n{}",
             cp.output()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -141,7 +132,7 @@ fn provision(cp: &ControlPlane, id: &str) {
 fn terminate_and_delete(cp: &ControlPlane, id: &str) {
     let (s, v) = cp.admin("POST", &format!("/v1/databases/{id}/terminate"), None);
     assert!(s == 202 || s == 409, "terminate: {s} {v}");
-    wait_status(cp, id, "terminated");
+    wait_status(cp, id, Status::Terminated);
     let (s, v) = cp.admin("DELETE", &format!("/v1/databases/{id}"), None);
     assert!(s == 200 || s == 204, "delete: {s} {v}");
 }
@@ -196,8 +187,8 @@ fn engines_run_unprivileged_and_keep_their_files_private() {
     let _reaper = Reaper(cp.dir.clone());
     let id = sqlite_database(&cp, "unprivileged");
     provision(&cp, &id);
-    let v = wait_status(&cp, &id, "running");
-    let endpoint = v["endpointUrl"].as_str().expect("endpoint").to_string();
+    let v = wait_status(&cp, &id, Status::Running);
+    let endpoint = v.endpoint_url.expect("endpoint");
 
     let found = one_engine_per_directory(&cp.dir, 1);
     let (dir, pids) = found.iter().next().unwrap();
@@ -263,13 +254,17 @@ fn engines_run_unprivileged_and_keep_their_files_private() {
     );
 
     // The keys file, rewritten when a key is created, stays the engine's and private.
-    let (s, k) = cp.admin(
+    let k: refract_api::QueryKey = cp.wire(
         "POST",
         &format!("/v1/databases/{id}/api-keys"),
-        Some(json!({"name": "app"})),
+        &cp.admin_key,
+        Some(&refract_api::CreateQueryKeyRequest {
+            name: "app".into(),
+            expires_at: None,
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{k}");
-    let key = k["key"].as_str().unwrap();
+    let key = k.key.as_deref().unwrap();
     let keys = cp.dir.join("keys").join(format!("{id}.json"));
     let meta = std::fs::metadata(&keys).unwrap();
     assert_eq!(
@@ -298,8 +293,8 @@ fn engines_run_unprivileged_and_keep_their_files_private() {
         let path = cp.dir.parent().unwrap().join("closed.db");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         provision(&cp, &closed);
-        let v = wait_status(&cp, &closed, "failed");
-        let err = v["lastError"].as_str().unwrap_or_default();
+        let v = wait_status(&cp, &closed, Status::Failed);
+        let err = v.last_error.as_deref().unwrap_or_default();
         assert!(
             err.contains("cannot read the SQLite file") && err.contains("readable by that user"),
             "{err}"
@@ -318,8 +313,8 @@ fn a_second_engine_in_the_same_directory_refuses_to_start() {
     let _reaper = Reaper(cp.dir.clone());
     let id = sqlite_database(&cp, "locked");
     provision(&cp, &id);
-    let v = wait_status(&cp, &id, "running");
-    let endpoint = v["endpointUrl"].as_str().unwrap().to_string();
+    let v = wait_status(&cp, &id, Status::Running);
+    let endpoint = v.endpoint_url.unwrap();
     let found = one_engine_per_directory(&cp.dir, 1);
     let dir = found.keys().next().unwrap().clone();
 
@@ -369,17 +364,17 @@ fn an_engine_the_driver_never_recorded_is_stopped() {
     let _reaper = Reaper(cp.dir.clone());
     let id = sqlite_database(&cp, "unrecorded");
     provision(&cp, &id);
-    wait_status(&cp, &id, "running");
+    wait_status(&cp, &id, Status::Running);
     let found = one_engine_per_directory(&cp.dir, 1);
     let dir = found.keys().next().unwrap().clone();
     cp.kill();
     std::fs::remove_file(dir.join("state.json")).unwrap();
 
     let cp = cp.restart();
-    wait_status(&cp, &id, "running");
+    wait_status(&cp, &id, Status::Running);
     // Give the reconciler time to act on what it found (a duplicate would appear now).
     std::thread::sleep(Duration::from_secs(2));
-    wait_status(&cp, &id, "running");
+    wait_status(&cp, &id, Status::Running);
     one_engine_per_directory(&cp.dir, 1);
 
     terminate_and_delete(&cp, &id);
@@ -405,7 +400,7 @@ fn sigkill_during_provision_leaves_one_engine_per_directory() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let spawn_ms = t.elapsed().as_millis() as i64;
-    wait_status(&cp, &first, "running");
+    wait_status(&cp, &first, Status::Running);
     let mut ids = vec![first];
     for step in 0..14i64 {
         let id = sqlite_database(&cp, &format!("crash{step}"));
@@ -417,7 +412,7 @@ fn sigkill_during_provision_leaves_one_engine_per_directory() {
         cp = cp.restart();
     }
     for id in &ids {
-        wait_status(&cp, id, "running");
+        wait_status(&cp, id, Status::Running);
     }
     // Sweeps and crash restarts have had their chance to duplicate something.
     std::thread::sleep(Duration::from_secs(2));

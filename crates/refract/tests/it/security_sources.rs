@@ -17,21 +17,55 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{serve, ControlPlane};
+use refract_api::{
+    Backend, Connection, CreateConnectionRequest, CreateConnectionResponse, Database, Status,
+    TestConnectionRequest, TestConnectionResult,
+};
+
+use crate::common::{
+    connection_request, instance_request, serve, wire_answer, wire_body, wire_error, ControlPlane,
+};
 
 /// A non-admin customer on `plan`: its id and management key.
 fn customer(cp: &ControlPlane, name: &str, plan: &str) -> (String, String) {
-    let (s, v) = cp.admin(
+    let request = refract_api::CreateCustomerRequest {
+        name: name.into(),
+        plan: Some(refract_api::Plan::parse(plan).unwrap()),
+    };
+    let created: refract_api::CreateCustomerResponse = cp.wire(
         "POST",
         "/v1/admin/customers",
-        Some(json!({"name": name, "plan": plan})),
+        &cp.admin_key,
+        Some(&request),
+        201,
     );
-    assert_eq!(s, 201, "{v}");
-    assert_eq!(v["customer"]["isAdmin"], false);
+    assert!(!created.customer.is_admin);
     (
-        v["customer"]["id"].as_str().unwrap().to_string(),
-        v["managementKey"]["key"].as_str().unwrap().to_string(),
+        created.customer.id.to_string(),
+        created.management_key.key.unwrap(),
     )
+}
+
+/// `POST /v1/connections` body: a SQLite connection to `path`, with a first database `name`
+/// when `instance`.
+fn sqlite_connection(name: &str, path: &str, instance: bool) -> Value {
+    wire_body(&CreateConnectionRequest {
+        instance: instance.then(|| instance_request(name, "main")),
+        ..connection_request(name, Backend::Sqlite, path)
+    })
+}
+
+/// `POST /v1/connections/test-connection` body: the SQLite file at `path`.
+fn sqlite_test(path: &str) -> Value {
+    wire_body(&TestConnectionRequest {
+        backend: Some(Backend::Sqlite),
+        host: path.into(),
+        port: None,
+        user: None,
+        password: None,
+        ssl_mode: None,
+        ssl_root_cert: None,
+    })
 }
 
 fn sqlite_file(path: &Path) {
@@ -52,12 +86,8 @@ fn relative_to_cwd(path: &Path) -> String {
 
 fn assert_refused(s: u16, v: &Value, what: &str) {
     // 422: the body matches the schema; where the file is depends on this host.
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (422, Some("invalid_request")),
-        "{what}: {v}"
-    );
-    let m = v["message"].as_str().unwrap();
+    let e = wire_error(what, (422, "invalid_request"), (s, v.clone()));
+    let m = &e.message;
     assert!(
         m.contains("mysqlHost") && m.contains("not a SQLite file this control plane may read"),
         "{what}: {m}"
@@ -122,25 +152,22 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
             "POST",
             "/v1/connections",
             Some(&key),
-            Some(
-                json!({"name": "steal", "backend": "sqlite", "mysqlHost": path,
-                        "instance": {"name": "steal", "mysqlDb": "main"}}),
-            ),
+            Some(sqlite_connection("steal", path, true)),
         );
         assert_refused(s, &v, what);
         let (s, v) = cp.call(
             "POST",
             "/v1/connections/test-connection",
             Some(&key),
-            Some(json!({"backend": "sqlite", "mysqlHost": path})),
+            Some(sqlite_test(path)),
         );
         assert_refused(s, &v, what);
     }
     // Nothing was created.
-    let (_, list) = cp.call("GET", "/v1/connections", Some(&key), None);
-    assert_eq!(list, json!([]));
-    let (_, dbs) = cp.call("GET", "/v1/databases", Some(&key), None);
-    assert_eq!(dbs, json!([]));
+    let list: Vec<Connection> = cp.wire::<(), _>("GET", "/v1/connections", &key, None, 200);
+    assert!(list.is_empty(), "{list:?}");
+    let dbs: Vec<Database> = cp.wire::<(), _>("GET", "/v1/databases", &key, None, 200);
+    assert!(dbs.is_empty(), "{dbs:?}");
 
     // test-connection is no oracle: an existing and a missing file outside the roots get the
     // same answer.
@@ -149,13 +176,10 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
             "POST",
             "/v1/connections/test-connection",
             Some(&key),
-            Some(json!({"backend": "sqlite", "mysqlHost": p})),
+            Some(sqlite_test(p)),
         );
-        (
-            s,
-            v["error"].clone(),
-            v["message"].as_str().unwrap().replace(p, "<path>"),
-        )
+        let e: refract_api::ErrorBody = wire_answer(p, s, (s, v));
+        (s, e.error, e.message.replace(p, "<path>"))
     };
     assert_eq!(answer("/etc/passwd"), answer("/etc/no-such-file"));
     assert_eq!(
@@ -171,37 +195,39 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
         relative_to_cwd(&good),
         root.join("sub/../shop.db").to_str().unwrap().to_string(),
     ] {
-        let (s, v) = cp.call(
+        let answer = cp.call(
             "POST",
             "/v1/connections/test-connection",
             Some(&key),
-            Some(json!({"backend": "sqlite", "mysqlHost": p})),
+            Some(sqlite_test(&p)),
         );
-        assert_eq!((s, &v["ok"]), (200, &json!(true)), "{p}: {v}");
+        let t: TestConnectionResult = wire_answer(&p, 200, answer);
+        assert!(t.ok, "{p}: {t:?}");
     }
-    let (s, v) = cp.call(
+    let answer = cp.call(
         "POST",
         "/v1/connections",
         Some(&key),
-        Some(
-            json!({"name": "shop", "backend": "sqlite", "mysqlHost": good.to_str().unwrap(),
-                    "instance": {"name": "shop", "mysqlDb": "main"}}),
-        ),
+        Some(sqlite_connection("shop", good.to_str().unwrap(), true)),
     );
-    assert_eq!(s, 201, "{v}");
-    let cid = v["connection"]["id"].as_str().unwrap().to_string();
-    let dbid = v["database"]["id"].as_str().unwrap().to_string();
+    let created: CreateConnectionResponse = wire_answer("create", 201, answer);
+    let cid = created.connection.id;
+    let dbid = created.database.unwrap().id;
 
     // PATCH to the data dir: refused, unchanged.
     let (s, v) = cp.call(
         "PATCH",
         &format!("/v1/connections/{cid}"),
         Some(&key),
-        Some(json!({"mysqlHost": root.join("innocent.db").to_str().unwrap()})),
+        Some(wire_body(&refract_api::UpdateConnectionRequest {
+            host: Some(root.join("innocent.db").to_str().unwrap().into()),
+            ..Default::default()
+        })),
     );
     assert_refused(s, &v, "PATCH to a symlink");
-    let (_, c) = cp.call("GET", &format!("/v1/connections/{cid}"), Some(&key), None);
-    assert_eq!(c["mysqlHost"], good.to_str().unwrap(), "{c}");
+    let c: refract_api::ConnectionWithDatabases =
+        cp.wire::<(), _>("GET", &format!("/v1/connections/{cid}"), &key, None, 200);
+    assert_eq!(c.connection.host, good.to_str().unwrap(), "{c:?}");
 
     // The file becomes a symlink to refract.db after it was registered: the stored test and the
     // provision refuse it, naming the cause.
@@ -223,17 +249,18 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
     assert_eq!(s, 202, "{v}");
     let start = Instant::now();
     let db = loop {
-        let (_, d) = cp.call("GET", &format!("/v1/databases/{dbid}"), Some(&key), None);
-        if d["status"] == "failed" {
+        let d: Database =
+            cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), &key, None, 200);
+        if d.status == Status::Failed {
             break d;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "the provision did not fail: {d}"
+            "the provision did not fail: {d:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let err = db["lastError"].as_str().unwrap();
+    let err = db.last_error.as_deref().unwrap();
     assert!(
         err.contains("may not be read")
             && err.contains("not a SQLite file this control plane may read"),
@@ -259,27 +286,23 @@ fn without_a_root_sqlite_is_refused_and_roots_come_from_flags_or_env() {
     std::fs::create_dir(&sources).unwrap();
     let file = sources.join("a.db");
     sqlite_file(&file);
-    let body = json!({"name": "a", "backend": "sqlite", "mysqlHost": file.to_str().unwrap()});
+    let body = sqlite_connection("a", file.to_str().unwrap(), false);
 
     // No root: refused, telling the operator what to do.
     let (mut child, url) = serve(&data, tmp.path(), &[], &[]);
     let admin = std::fs::read_to_string(data.join("admin-key")).unwrap();
     let admin = admin.trim();
-    let (s, v) = post(&url, admin, "/v1/connections", body.clone());
-    assert_eq!(
-        (s, v["error"].as_str()),
-        (422, Some("invalid_request")),
-        "{v}"
+    let e = wire_error(
+        "no root",
+        (422, "invalid_request"),
+        post(&url, admin, "/v1/connections", body.clone()),
     );
-    assert!(
-        v["message"].as_str().unwrap().contains("--sqlite-root"),
-        "{v}"
-    );
+    assert!(e.message.contains("--sqlite-root"), "{e:?}");
     let (s, v) = post(
         &url,
         admin,
         "/v1/connections/test-connection",
-        json!({"backend": "sqlite", "mysqlHost": file.to_str().unwrap()}),
+        sqlite_test(file.to_str().unwrap()),
     );
     assert_eq!(s, 422, "{v}");
     child.kill();
@@ -307,7 +330,7 @@ fn without_a_root_sqlite_is_refused_and_roots_come_from_flags_or_env() {
         &url,
         admin,
         "/v1/connections",
-        json!({"name": "b", "backend": "sqlite", "mysqlHost": data.join("refract.db").to_str().unwrap()}),
+        sqlite_connection("b", data.join("refract.db").to_str().unwrap(), false),
     );
     assert_refused(s, &v, "root = data dir");
     child.kill();
@@ -318,93 +341,129 @@ fn names_hosts_users_and_schemas_refuse_control_and_bidi_characters() {
     let cp = ControlPlane::start_fresh();
     let (_, key) = customer(&cp, "eve", "free");
     let long_host = format!("{}\nX-Injected: yes", "h".repeat(100_000));
-    let base = json!({"name": "ok", "mysqlHost": "db.internal", "availableSchemas": ["shop"],
-                      "mysqlUser": "reader", "mysqlPassword": "pw-123456"});
-    let with = |k: &str, v: Value| {
+    let base = CreateConnectionRequest {
+        backend: None,
+        available_schemas: Some(vec!["shop".into()]),
+        user: Some("reader".into()),
+        password: Some("pw-123456".into()),
+        ..connection_request("ok", Backend::Mysql, "db.internal")
+    };
+    let with = |change: &dyn Fn(&mut CreateConnectionRequest)| {
         let mut b = base.clone();
-        b[k] = v;
+        change(&mut b);
         b
     };
     let cases = [
-        (with("mysqlHost", json!(long_host)), "mysqlHost"),
-        (with("mysqlHost", json!("db.internal\r\nfake")), "mysqlHost"),
-        (with("mysqlHost", json!("db\u{0}.internal")), "mysqlHost"),
-        (with("name", json!("invoice\u{202E}fdp.exe")), "name"),
-        (with("name", json!("a\nb")), "name"),
-        (with("name", json!("x\u{2066}y")), "name"),
-        (with("mysqlUser", json!("reader\nadmin")), "mysqlUser"),
-        (with("mysqlUser", json!("u".repeat(129))), "mysqlUser"),
+        (with(&|b| b.host = long_host.clone()), "mysqlHost"),
         (
-            with("availableSchemas", json!(["shop\u{2069}"])),
+            with(&|b| b.host = "db.internal\r\nfake".into()),
+            "mysqlHost",
+        ),
+        (with(&|b| b.host = "db\u{0}.internal".into()), "mysqlHost"),
+        (with(&|b| b.name = "invoice\u{202E}fdp.exe".into()), "name"),
+        (with(&|b| b.name = "a\nb".into()), "name"),
+        (with(&|b| b.name = "x\u{2066}y".into()), "name"),
+        (
+            with(&|b| b.user = Some("reader\nadmin".into())),
+            "mysqlUser",
+        ),
+        (with(&|b| b.user = Some("u".repeat(129))), "mysqlUser"),
+        (
+            with(&|b| b.available_schemas = Some(vec!["shop\u{2069}".into()])),
             "availableSchemas[0]",
         ),
         (
-            with("instance", json!({"name": "db\rx", "mysqlDb": "shop"})),
+            with(&|b| b.instance = Some(instance_request("db\rx", "shop"))),
             "instance.name",
         ),
         (
-            with("instance", json!({"name": "db", "mysqlDb": "shop\n"})),
+            with(&|b| b.instance = Some(instance_request("db", "shop\n"))),
             "instance.mysqlDb",
         ),
     ];
     for (body, field) in cases {
-        let (s, v) = cp.call("POST", "/v1/connections", Some(&key), Some(body));
-        assert_eq!(
-            (s, v["error"].as_str()),
-            (400, Some("invalid_request")),
-            "{field}: {v}"
+        let e = wire_error(
+            field,
+            (400, "invalid_request"),
+            cp.call(
+                "POST",
+                "/v1/connections",
+                Some(&key),
+                Some(wire_body(&body)),
+            ),
         );
         assert!(
-            v["message"].as_str().unwrap().starts_with(field),
-            "the message names {field}: {v}"
+            e.message.starts_with(field),
+            "the message names {field}: {e:?}"
         );
-        assert!(
-            v["message"].as_str().unwrap().len() < 500,
-            "no echo of the value"
-        );
+        assert!(e.message.len() < 500, "no echo of the value");
     }
+    let long_test = TestConnectionRequest {
+        backend: None,
+        host: long_host.clone(),
+        port: None,
+        user: Some("u".into()),
+        password: Some("p".into()),
+        ssl_mode: None,
+        ssl_root_cert: None,
+    };
     let (s, v) = cp.call(
         "POST",
         "/v1/connections/test-connection",
         Some(&key),
-        Some(json!({"mysqlHost": long_host, "mysqlUser": "u", "mysqlPassword": "p"})),
+        Some(wire_body(&long_test)),
     );
     assert_eq!(s, 400, "{v}");
-    let (_, list) = cp.call("GET", "/v1/connections", Some(&key), None);
-    assert_eq!(list, json!([]), "nothing was created");
+    let list: Vec<Connection> = cp.wire::<(), _>("GET", "/v1/connections", &key, None, 200);
+    assert!(list.is_empty(), "nothing was created: {list:?}");
 
     // PATCH, customers, management keys.
-    let (s, v) = cp.call("POST", "/v1/connections", Some(&key), Some(base.clone()));
-    assert_eq!(s, 201, "{v}");
-    let cid = v["connection"]["id"].as_str().unwrap();
+    let created: CreateConnectionResponse =
+        cp.wire("POST", "/v1/connections", &key, Some(&base), 201);
+    let cid = created.connection.id;
     for body in [
-        json!({"mysqlHost": long_host}),
-        json!({"name": "n\u{202D}"}),
-        json!({"mysqlUser": "a\u{0}"}),
+        refract_api::UpdateConnectionRequest {
+            host: Some(long_host.clone()),
+            ..Default::default()
+        },
+        refract_api::UpdateConnectionRequest {
+            name: Some("n\u{202D}".into()),
+            ..Default::default()
+        },
+        refract_api::UpdateConnectionRequest {
+            user: Some("a\u{0}".into()),
+            ..Default::default()
+        },
     ] {
         let (s, v) = cp.call(
             "PATCH",
             &format!("/v1/connections/{cid}"),
             Some(&key),
-            Some(body.clone()),
+            Some(wire_body(&body)),
         );
-        assert_eq!(s, 400, "{body}: {v}");
+        assert_eq!(s, 400, "{body:?}: {v}");
     }
     let (s, v) = cp.admin(
         "POST",
         "/v1/admin/customers",
-        Some(json!({"name": "bob\u{202E}"})),
+        Some(wire_body(&refract_api::CreateCustomerRequest {
+            name: "bob\u{202E}".into(),
+            plan: None,
+        })),
     );
     assert_eq!(s, 400, "{v}");
     let (s, v) = cp.call(
         "POST",
         "/v1/account/management-keys",
         Some(&key),
-        Some(json!({"name": "ci\nadmin"})),
+        Some(wire_body(&refract_api::CreateManagementKeyRequest {
+            name: "ci\nadmin".into(),
+            expires_at: None,
+        })),
     );
     assert_eq!(s, 400, "{v}");
 
-    // The managed API's names.
+    // The managed API's names (`/api/v1`: no refract-api types, its own field names).
     for path in ["/api/v1/databases", "/api/v1/api-tokens"] {
         let body = json!({"name": "cache\u{202E}", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"});
         let body = if path.ends_with("tokens") {
@@ -437,21 +496,27 @@ fn test_connection_is_no_network_oracle_for_customers() {
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         }
     });
-    let probe = |token: &str, backend: &str, port: u16| {
-        let (s, v) = cp.call(
+    let probe = |token: &str, backend: Backend, port: u16| {
+        let request = TestConnectionRequest {
+            backend: Some(backend),
+            host: "127.0.0.1".into(),
+            port: Some(i64::from(port)),
+            user: Some("u".into()),
+            password: Some("p".into()),
+            ssl_mode: None,
+            ssl_root_cert: None,
+        };
+        let t: TestConnectionResult = cp.wire(
             "POST",
             "/v1/connections/test-connection",
-            Some(token),
-            Some(
-                json!({"backend": backend, "mysqlHost": "127.0.0.1", "mysqlPort": port,
-                        "mysqlUser": "u", "mysqlPassword": "p"}),
-            ),
+            token,
+            Some(&request),
+            200,
         );
-        assert_eq!(s, 200, "{v}");
-        assert_eq!(v["ok"], false, "{v}");
-        v["error"].as_str().unwrap().to_string()
+        assert!(!t.ok, "{t:?}");
+        t.error.unwrap()
     };
-    for (backend, kind) in [("mysql", "MySQL"), ("postgres", "PostgreSQL")] {
+    for (backend, kind) in [(Backend::Mysql, "MySQL"), (Backend::Postgres, "PostgreSQL")] {
         for port in [closed, junk_port] {
             assert_eq!(
                 probe(&key, backend, port),
@@ -464,15 +529,17 @@ fn test_connection_is_no_network_oracle_for_customers() {
         }
     }
     // A stored connection answers the same.
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(&key),
-        Some(json!({"name": "c", "mysqlHost": "127.0.0.1", "mysqlPort": closed, "availableSchemas": ["x"],
-                    "mysqlUser": "u", "mysqlPassword": "p"})),
-    );
-    assert_eq!(s, 201, "{v}");
-    let cid = v["connection"]["id"].as_str().unwrap();
+    let stored = CreateConnectionRequest {
+        port: Some(i64::from(closed)),
+        available_schemas: Some(vec!["x".into()]),
+        user: Some("u".into()),
+        password: Some("p".into()),
+        ..connection_request("c", Backend::Mysql, "127.0.0.1")
+    };
+    let created: CreateConnectionResponse =
+        cp.wire("POST", "/v1/connections", &key, Some(&stored), 201);
+    let cid = created.connection.id;
+    // The served JSON itself: nothing beside `ok` and the generic `error` (no detail leaks).
     let (_, v) = cp.call(
         "POST",
         &format!("/v1/connections/{cid}/test-connection"),
@@ -485,17 +552,27 @@ fn test_connection_is_no_network_oracle_for_customers() {
     );
     // A refused login on a real server stays specific: that is what the user must fix.
     let my = crate::common::mysql();
-    let (_, v) = cp.call(
+    let request = TestConnectionRequest {
+        backend: None,
+        host: my.host.clone(),
+        port: Some(i64::from(my.port)),
+        user: Some(my.user.clone()),
+        password: Some("wrong-password".into()),
+        ssl_mode: None,
+        ssl_root_cert: None,
+    };
+    let t: TestConnectionResult = cp.wire(
         "POST",
         "/v1/connections/test-connection",
-        Some(&key),
-        Some(
-            json!({"mysqlHost": my.host, "mysqlPort": my.port, "mysqlUser": my.user,
-                    "mysqlPassword": "wrong-password"}),
-        ),
+        &key,
+        Some(&request),
+        200,
     );
-    assert_eq!(v["ok"], false, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("rejected"), "{v}");
+    assert!(!t.ok, "{t:?}");
+    assert!(
+        t.error.as_deref().is_some_and(|e| e.contains("rejected")),
+        "{t:?}"
+    );
 }
 
 /// Every directory under `dir` is 0700 and every file has no bit for group or others. The one
@@ -536,41 +613,42 @@ fn every_file_in_the_data_dir_is_private() {
     // (its root searchable, the data dir inside stays closed).
     std::fs::set_permissions(cp.sqlite_root(), std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (s, v) = cp.call(
+    let answer = cp.call(
         "POST",
         "/v1/connections",
         Some(&key),
-        Some(
-            json!({"name": "shop", "backend": "sqlite", "mysqlHost": file.to_str().unwrap(),
-                    "instance": {"name": "shop", "mysqlDb": "main"}}),
-        ),
+        Some(sqlite_connection("shop", file.to_str().unwrap(), true)),
     );
-    assert_eq!(s, 201, "{v}");
-    let dbid = v["database"]["id"].as_str().unwrap().to_string();
-    let (s, v) = cp.call(
-        "POST",
-        "/v1/connections",
-        Some(&key),
-        Some(
-            json!({"name": "pw", "mysqlHost": "db.internal", "availableSchemas": ["x"],
-                    "mysqlUser": "u", "mysqlPassword": "a-password"}),
-        ),
-    );
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = cp.call(
+    let created: CreateConnectionResponse = wire_answer("create", 201, answer);
+    let dbid = created.database.unwrap().id;
+    let with_password = CreateConnectionRequest {
+        available_schemas: Some(vec!["x".into()]),
+        user: Some("u".into()),
+        password: Some("a-password".into()),
+        ..connection_request("pw", Backend::Mysql, "db.internal")
+    };
+    let _: CreateConnectionResponse =
+        cp.wire("POST", "/v1/connections", &key, Some(&with_password), 201);
+    let _: refract_api::ManagementKey = cp.wire(
         "POST",
         "/v1/account/management-keys",
-        Some(&key),
-        Some(json!({"name": "ci"})),
+        &key,
+        Some(&refract_api::CreateManagementKeyRequest {
+            name: "ci".into(),
+            expires_at: None,
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = cp.call(
+    let _: refract_api::QueryKey = cp.wire(
         "POST",
         &format!("/v1/databases/{dbid}/api-keys"),
-        Some(&key),
-        Some(json!({"name": "app"})),
+        &key,
+        Some(&refract_api::CreateQueryKeyRequest {
+            name: "app".into(),
+            expires_at: None,
+        }),
+        201,
     );
-    assert_eq!(s, 201, "{v}");
     let (s, v) = cp.call(
         "POST",
         "/api/v1/api-tokens",
@@ -589,13 +667,14 @@ fn every_file_in_the_data_dir_is_private() {
     assert_eq!(s, 202, "{v}");
     let start = Instant::now();
     loop {
-        let (_, d) = cp.call("GET", &format!("/v1/databases/{dbid}"), Some(&key), None);
-        if d["status"] == "running" {
+        let d: Database =
+            cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), &key, None, 200);
+        if d.status == Status::Running {
             break;
         }
         assert!(
-            d["status"] != "failed" && start.elapsed() < Duration::from_secs(90),
-            "{d}"
+            d.status != Status::Failed && start.elapsed() < Duration::from_secs(90),
+            "{d:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -714,14 +793,17 @@ fn managed_servers_have_a_per_customer_quota() {
     assert_eq!(d["plan_id"], "db-s-1vcpu-1gb");
 
     // The admin raises it the way every limit is raised: the plan.
-    let (s, v) = cp.admin(
+    let v: refract_api::SetPlanResponse = cp.wire(
         "PATCH",
         &format!("/v1/admin/customers/{cust}/plan"),
-        Some(json!({"plan": "pro"})),
+        &cp.admin_key,
+        Some(&refract_api::SetPlanRequest {
+            plan: refract_api::Plan::Pro,
+        }),
+        200,
     );
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["limits"]["maxManagedServers"], 10, "{v}");
-    assert_eq!(v["limits"]["maxManagedMemoryMib"], 32768, "{v}");
+    assert_eq!(v.limits.max_managed_servers, Some(10), "{v:?}");
+    assert_eq!(v.limits.max_managed_memory_mib, Some(32768), "{v:?}");
     let (s, v) = cp.call(
         "PATCH",
         &format!("/api/v1/databases/{id}"),

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use refract_api::{
-    Backend, CreateConnectionRequest, HealthStatus, Status, SyncMode, UpdateDatabaseRequest,
+    Backend, CreateConnectionRequest, HealthStatus, Mode, Status, SyncMode, UpdateDatabaseRequest,
 };
 use serde_json::{json, Value};
 
@@ -13,7 +13,7 @@ use crate::common::{
     database_request, instance_request, mariadb_admin, mysql, mysql_source, postgres_admin,
     postgres_source, server_connection_request, ServerUrl,
 };
-use crate::lifecycle::{create_key, endpoint, query_ok, view, Cp, LONG};
+use crate::lifecycle::{create_key, endpoint, query_ok, replication, Cp, LONG};
 
 /// `POST /v1/connections` with a first database; returns (connection id, database id).
 fn connection(cp: &Cp, request: CreateConnectionRequest) -> (String, String) {
@@ -113,10 +113,10 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     assert!(warnings.contains("have no primary key"), "{v:?}");
     assert!(!warnings.contains(&format!("{schema}.users")), "{v:?}");
     set_sync_mode(&cp, &switched, SyncMode::Poll);
-    cp.ok(&streaming, "provision", None, "immediate");
-    cp.ok(&switched, "provision", None, "immediate");
-    let a = cp.wait_status(&streaming, "running", LONG);
-    let b = cp.wait_status(&switched, "running", LONG);
+    cp.ok(&streaming, "provision", Mode::Immediate);
+    cp.ok(&switched, "provision", Mode::Immediate);
+    let a = cp.wait_for(&streaming, Status::Running, LONG);
+    let b = cp.wait_for(&switched, Status::Running, LONG);
 
     // Keys and relations seen by the SELECT-only user; the keyless table is a warning.
     let schema_view: refract_api::SchemaView = cp.wire::<(), _>(
@@ -141,12 +141,12 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     );
 
     // Binlog mode got a server id of its own, shown and stored.
-    let id_a = view(&a)
+    let id_a = a
         .database
         .binlog_server_id
-        .unwrap_or_else(|| panic!("{a}"));
-    assert!(id_a > 1, "{a}");
-    assert_eq!(view(&b).database.sync_mode, SyncMode::Poll);
+        .unwrap_or_else(|| panic!("{a:?}"));
+    assert!(id_a > 1, "{a:?}");
+    assert_eq!(b.database.sync_mode, SyncMode::Poll);
 
     let (key_a, _) = create_key(&cp, &streaming, "k");
     let (key_b, _) = create_key(&cp, &switched, "k");
@@ -156,15 +156,14 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     // Switch b to binlog: pending until reconfigure, which applies it.
     set_sync_mode(&cp, &switched, SyncMode::Binlog);
     assert!(cp.instance_status(&switched).has_pending_changes);
-    cp.ok(&switched, "reconfigure", None, "immediate");
-    let b = cp.wait_status(&switched, "running", LONG);
-    let b_view = view(&b);
-    assert!(!b_view.has_pending_changes, "{b}");
-    assert!(b_view.database.last_error.is_none(), "{b}");
-    let id_b = b_view
+    cp.ok(&switched, "reconfigure", Mode::Immediate);
+    let b = cp.wait_for(&switched, Status::Running, LONG);
+    assert!(!b.has_pending_changes, "{b:?}");
+    assert!(b.database.last_error.is_none(), "{b:?}");
+    let id_b = b
         .database
         .binlog_server_id
-        .unwrap_or_else(|| panic!("{b}"));
+        .unwrap_or_else(|| panic!("{b:?}"));
     assert_ne!(id_a, id_b, "two databases on one source share a server id");
 
     mariadb_admin(&format!("INSERT INTO {schema}.users VALUES (3, 'Cy')"));
@@ -174,9 +173,9 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
         });
     }
     let b = cp.wait_until(&switched, "replication reported", LONG, |v| {
-        v["instance"]["replication"]["state"] == "streaming"
+        replication(v)["state"] == "streaming"
     });
-    assert_eq!(b["instance"]["replication"]["mode"], "binlog", "{b}");
+    assert_eq!(replication(&b)["mode"], "binlog", "{b:?}");
 
     // Idle for 3 minutes (no writes on the source): still `ok`, still streaming.
     let idle = Instant::now();
@@ -200,8 +199,8 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
         |rows| *rows == json!([{"id": 4}]),
     );
     for id in [&streaming, &switched] {
-        cp.ok(id, "terminate", None, "immediate");
-        cp.wait_status(id, "terminated", LONG);
+        cp.ok(id, "terminate", Mode::Immediate);
+        cp.wait_for(id, Status::Terminated, LONG);
     }
     mariadb_admin(&format!("DROP DATABASE {schema}"));
 }
@@ -234,7 +233,7 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
         source("sel", Backend::Mysql, &selector, &schema, SyncMode::Binlog),
     );
     let t0 = Instant::now();
-    cp.ok(&id, "provision", None, "immediate");
+    cp.ok(&id, "provision", Mode::Immediate);
     let v = cp.wait_for(&id, Status::Failed, Duration::from_secs(30));
     let err = v.database.last_error.expect("lastError");
     assert!(
@@ -248,21 +247,18 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
 
     // Poll works; switching to binlog then fails the reconfigure fast, the poll engine stays.
     set_sync_mode(&cp, &id, SyncMode::Poll);
-    cp.ok(&id, "provision", None, "immediate");
-    let running = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let running = cp.wait_for(&id, Status::Running, LONG);
     set_sync_mode(&cp, &id, SyncMode::Binlog);
     let t0 = Instant::now();
-    cp.ok(&id, "reconfigure", None, "immediate");
+    cp.ok(&id, "reconfigure", Mode::Immediate);
     let v = cp.wait_until(
         &id,
         "the reconfigure to fail",
         Duration::from_secs(30),
-        |v| {
-            let d = view(v).database;
-            d.status == Status::Running && d.last_error.is_some()
-        },
+        |v| v.database.status == Status::Running && v.database.last_error.is_some(),
     );
-    let err = view(&v).database.last_error.unwrap();
+    let err = v.database.last_error.clone().unwrap();
     assert!(
         err.contains("binlog") && err.contains("REPLICATION"),
         "{err}"
@@ -278,8 +274,8 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
         query_ok(&endpoint(&v), &key, "users { id }", LONG),
         json!([{"id": 1}])
     );
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     mariadb_admin(&format!(
         "DROP DATABASE {schema}; DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost';"
     ));
@@ -311,7 +307,7 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
         },
     );
     let t0 = Instant::now();
-    cp.ok(&first, "provision", None, "immediate");
+    cp.ok(&first, "provision", Mode::Immediate);
     let v = cp.wait_for(&first, Status::Failed, Duration::from_secs(30));
     let err = v.database.last_error.expect("lastError");
     eprintln!(
@@ -333,10 +329,10 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
     postgres_admin(&db, &stmt);
     let second = database(&cp, &conn, "b", &db);
     // The second database's own publication does not exist: the owner's covers its tables too.
-    cp.ok(&first, "provision", None, "immediate");
-    cp.ok(&second, "provision", None, "immediate");
-    let a = cp.wait_status(&first, "running", LONG);
-    let b = cp.wait_status(&second, "running", LONG);
+    cp.ok(&first, "provision", Mode::Immediate);
+    cp.ok(&second, "provision", Mode::Immediate);
+    let a = cp.wait_for(&first, Status::Running, LONG);
+    let b = cp.wait_for(&second, Status::Running, LONG);
     let (key_a, _) = create_key(&cp, &first, "k");
     let (key_b, _) = create_key(&cp, &second, "k");
     postgres_admin(&db, "INSERT INTO users VALUES (3, 'Cy')");
@@ -360,8 +356,8 @@ fn postgres_least_privilege_publication_by_owner_and_two_databases() {
     };
     slots(2);
     for id in [&first, &second] {
-        cp.ok(id, "terminate", None, "immediate");
-        cp.wait_status(id, "terminated", LONG);
+        cp.ok(id, "terminate", Mode::Immediate);
+        cp.wait_for(id, Status::Terminated, LONG);
     }
     slots(0);
     postgres_admin(
@@ -402,10 +398,10 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
             ..source("br", Backend::Mysql, &breaking, &schema, SyncMode::Binlog)
         },
     );
-    cp.ok(&id, "provision", None, "immediate");
-    let v = cp.wait_status(&id, "running", LONG);
+    cp.ok(&id, "provision", Mode::Immediate);
+    let v = cp.wait_for(&id, Status::Running, LONG);
     cp.wait_until(&id, "streaming", LONG, |v| {
-        v["instance"]["replication"]["state"] == "streaming"
+        replication(v)["state"] == "streaming"
     });
     // Take the grant away and cut the user's connections (the binlog dump among them).
     let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
@@ -442,33 +438,31 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
         Duration::from_secs(30),
         |v| {
             // `replication` is the engine's own report, free-form in the API.
-            let instance = view(v).instance;
-            instance.as_ref().and_then(|i| i.health_status) == Some(HealthStatus::Degraded)
-                && instance
-                    .and_then(|i| i.replication)
-                    .and_then(|r| r["error"].as_str().map(str::to_string))
+            v.instance.as_ref().and_then(|i| i.health_status) == Some(HealthStatus::Degraded)
+                && replication(v)["error"]
+                    .as_str()
                     .is_some_and(|e| e.contains("REPLICATION SLAVE"))
         },
     );
     eprintln!(
         "broken stream reported after {:?}: {}",
         t0.elapsed(),
-        broken["instance"]["replication"]
+        replication(&broken)
     );
     assert!(
         t0.elapsed() < Duration::from_secs(15),
         "took {:?}",
         t0.elapsed()
     );
-    assert_eq!(view(&broken).database.status, Status::Running);
+    assert_eq!(broken.database.status, Status::Running);
     let (key, _) = create_key(&cp, &id, "k");
     assert_eq!(
         query_ok(&endpoint(&v), &key, "users { name }", LONG),
         json!([{"name": "Ada"}]),
         "the last snapshot keeps serving"
     );
-    cp.ok(&id, "terminate", None, "immediate");
-    cp.wait_status(&id, "terminated", LONG);
+    cp.ok(&id, "terminate", Mode::Immediate);
+    cp.wait_for(&id, Status::Terminated, LONG);
     mariadb_admin(&format!(
         "DROP DATABASE {schema}; DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost';"
     ));
