@@ -212,6 +212,12 @@ impl Packed {
         }
     }
 
+    /// As the end offsets of variable-length cells: the bytes of cell `i`.
+    #[inline(always)]
+    fn var_range(&self, i: usize) -> std::ops::Range<usize> {
+        self.var_start(i)..self.get(i) as usize
+    }
+
     fn max_delta(&self) -> u64 {
         if self.width == 0 {
             0
@@ -391,7 +397,7 @@ impl Chunk {
             if self.nulls.as_ref().is_some_and(|n| bit(n, i)) {
                 return ValueRef::Null;
             }
-            symbols.decompress_into(&bytes[ends.var_start(i)..ends.get(i) as usize], buf);
+            symbols.decompress_into(&bytes[ends.var_range(i)], buf);
             return var_value(buf, ty);
         }
         self.get(i, ty)
@@ -428,9 +434,7 @@ impl Chunk {
                     _ => ValueRef::Null,
                 }
             }
-            Data::Var { ends, bytes } => {
-                var_value(&bytes[ends.var_start(i)..ends.get(i) as usize], ty)
-            }
+            Data::Var { ends, bytes } => var_value(&bytes[ends.var_range(i)], ty),
             Data::Fsst { .. } => panic!("a compressed text cell is read with `Chunk::with`"),
             Data::Bool(w) => ValueRef::Bool(bit(w, i)),
             Data::Float(f) => ValueRef::Float(f[i]),
@@ -483,9 +487,10 @@ impl Chunk {
             Data::Int(p) => p.heap_bytes(),
             Data::Float(f) => f.capacity() * 8,
             Data::Wide(w) => w.capacity() * 16,
-            Data::Var { ends, bytes } => ends.heap_bytes() + bytes.capacity(),
-            // The symbol table is the column's, counted once by `Column::memory_bytes`.
-            Data::Fsst { ends, bytes, .. } => ends.heap_bytes() + bytes.capacity(),
+            // An FSST symbol table is the column's, counted once by `Column::memory_bytes`.
+            Data::Var { ends, bytes } | Data::Fsst { ends, bytes, .. } => {
+                ends.heap_bytes() + bytes.capacity()
+            }
         };
         16 + std::mem::size_of::<Chunk>()
             + self.nulls.as_ref().map_or(0, |n| n.capacity() * 8)
