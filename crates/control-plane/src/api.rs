@@ -92,21 +92,21 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    const ALL: [OpKind; 9] = [
+        OpKind::Provision,
+        OpKind::Rebuild,
+        OpKind::Redeploy,
+        OpKind::Reconfigure,
+        OpKind::Resize,
+        OpKind::Resume,
+        OpKind::Pause,
+        OpKind::Terminate,
+        OpKind::Restart,
+    ];
+
     /// The kind named `s` in the `op_kind` column.
     pub fn parse(s: &str) -> Option<OpKind> {
-        [
-            OpKind::Provision,
-            OpKind::Rebuild,
-            OpKind::Redeploy,
-            OpKind::Reconfigure,
-            OpKind::Resize,
-            OpKind::Resume,
-            OpKind::Pause,
-            OpKind::Terminate,
-            OpKind::Restart,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        OpKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Name in the `op_kind` column.
@@ -398,5 +398,23 @@ pub fn test_connection_result(r: refract_sources::TestConnectionReport) -> TestC
             issues: l.issues,
         }),
         warnings: r.warnings,
+    }
+}
+
+#[cfg(test)]
+mod operation_names {
+    use super::{OpKind, OpStep};
+
+    /// The names in the `op_kind` / `op_step` columns read back as what wrote them.
+    #[test]
+    fn every_kind_and_step_reads_back_from_its_name() {
+        for k in OpKind::ALL {
+            assert_eq!(OpKind::parse(k.as_str()), Some(k));
+        }
+        for s in OpStep::ALL {
+            assert_eq!(OpStep::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(OpKind::parse("deploying"), None);
+        assert_eq!(OpStep::parse("provision"), None);
     }
 }
