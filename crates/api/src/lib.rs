@@ -535,7 +535,7 @@ pub struct ConnectionWithDatabases {
 }
 
 /// `POST /v1/connections` (seed 001).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateConnectionRequest {
     /// Source engine; default `mysql`.
@@ -604,7 +604,7 @@ pub struct CreateConnectionRequest {
 }
 
 /// The optional `instance` of `POST /v1/connections`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateInstanceRequest {
     /// Display name, 1–100 characters (not only spaces), unique within the connection.
@@ -958,7 +958,7 @@ fn one() -> i64 {
 }
 
 /// `POST /v1/databases` (seed 000).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterDatabaseRequest {
     /// The connection providing the source credentials.

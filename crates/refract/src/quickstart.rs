@@ -409,25 +409,14 @@ impl Client {
 /// sets the rest.
 fn demo_connection(host: String, schema: &str) -> CreateConnectionRequest {
     CreateConnectionRequest {
-        backend: None,
         name: "demo".into(),
         host,
-        port: None,
-        available_schemas: None,
-        user: None,
-        password: None,
-        ssl_mode: None,
-        ssl_root_cert: None,
-        sync_mode: None,
-        sync_interval: None,
         instance: Some(CreateInstanceRequest {
             name: "demo".into(),
             schema: schema.into(),
-            instance_size: None,
-            log_level: None,
-            binlog_server_id: None,
-            replicas: None,
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 

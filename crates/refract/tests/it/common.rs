@@ -51,15 +51,7 @@ pub fn connection_request(name: &str, backend: Backend, host: &str) -> CreateCon
         backend: Some(backend),
         name: name.into(),
         host: host.into(),
-        port: None,
-        available_schemas: None,
-        user: None,
-        password: None,
-        ssl_mode: None,
-        ssl_root_cert: None,
-        sync_mode: None,
-        sync_interval: None,
-        instance: None,
+        ..Default::default()
     }
 }
 
@@ -84,10 +76,7 @@ pub fn instance_request(name: &str, schema: &str) -> CreateInstanceRequest {
     CreateInstanceRequest {
         name: name.into(),
         schema: schema.into(),
-        instance_size: None,
-        log_level: None,
-        binlog_server_id: None,
-        replicas: None,
+        ..Default::default()
     }
 }
 
@@ -97,10 +86,7 @@ pub fn database_request(connection: Uuid, name: &str, schema: &str) -> RegisterD
         connection_id: connection,
         name: name.into(),
         schema: schema.into(),
-        instance_size: None,
-        log_level: None,
-        binlog_server_id: None,
-        replicas: None,
+        ..Default::default()
     }
 }
 
