@@ -339,6 +339,41 @@ async fn tcp_port_readiness() {
     ));
 }
 
+/// Two servers handed the same port: the second fails to bind and exits, and the first one,
+/// which accepts on that port, must not make it look ready in between.
+#[tokio::test]
+async fn tcp_port_readiness_ignores_another_process_on_the_port() {
+    let (_tmp, driver) = driver();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = squatter.local_addr().expect("addr").port();
+    let mut spec = InstanceSpec::new(
+        "late-server",
+        InstanceKind::Server,
+        "python3",
+        Readiness::TcpPort(port),
+    );
+    spec.args = vec!["-c".into(), "import time\ntime.sleep(30)\n".into()];
+    driver.start(&spec).await.expect("start");
+    for _ in 0..10 {
+        assert_eq!(
+            driver.status("late-server").await.expect("status"),
+            InstanceStatus::Starting,
+            "ready although only another process listens on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(is_exited(
+        &driver.stop("late-server", GRACE).await.expect("stop")
+    ));
+}
+
+#[test]
+fn free_port_never_hands_out_a_port_twice() {
+    let ports: std::collections::HashSet<u16> =
+        (0..200).map(|_| free_port().expect("free port")).collect();
+    assert_eq!(ports.len(), 200);
+}
+
 #[tokio::test]
 async fn env_reaches_the_instance_but_the_control_planes_does_not() {
     let (_tmp, driver) = driver();
