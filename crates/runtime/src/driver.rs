@@ -142,9 +142,10 @@ pub fn free_port() -> Result<u16, RuntimeError> {
         }
         held.push(listener);
     }
-    Err(RuntimeError::io("find a port not handed out before on", "127.0.0.1:0")(
-        std::io::Error::from(std::io::ErrorKind::AddrInUse),
-    ))
+    Err(RuntimeError::io(
+        "find a port not handed out before on",
+        "127.0.0.1:0",
+    )(std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
 /// Ports [`pick_port`] chooses from: below Linux's default ephemeral range (32768–60999), so an

@@ -169,7 +169,11 @@ async fn chart(s: &DashState, v: &InstanceStatusResponse) -> String {
         return String::new();
     };
     if let Some(e) = &i.endpoint_url {
-        let lag = i.replication.as_ref().and_then(|r| r.lag_ms).map(|l| l as f64);
+        let lag = i
+            .replication
+            .as_ref()
+            .and_then(|r| r.lag_ms)
+            .map(|l| l as f64);
         s.samples.sample(&s.http, v.database.id, e, lag).await;
     }
     s.samples.render(v.database.id)

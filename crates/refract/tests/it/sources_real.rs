@@ -176,7 +176,11 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
     let b = cp.wait_until(&switched, "replication reported", LONG, |v| {
         replication(v).is_some_and(|r| r.state == ReplicationState::Streaming)
     });
-    assert_eq!(replication(&b).map(|r| r.mode).as_deref(), Some("binlog"), "{b:?}");
+    assert_eq!(
+        replication(&b).map(|r| r.mode).as_deref(),
+        Some("binlog"),
+        "{b:?}"
+    );
 
     // Idle for 3 minutes (no writes on the source): still `ok`, still streaming.
     let idle = Instant::now();

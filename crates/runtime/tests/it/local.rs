@@ -344,8 +344,31 @@ async fn tcp_port_readiness() {
 #[tokio::test]
 async fn tcp_port_readiness_ignores_another_process_on_the_port() {
     let (_tmp, driver) = driver();
-    let squatter = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
-    let port = squatter.local_addr().expect("addr").port();
+    // The other server is another process, as in life (a listener of this test process would
+    // also be seen, for a moment, in the new instance's forked copy of it before its exec).
+    let port = free_port().expect("free port");
+    let mut squatter = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket, time\n\
+                 s = socket.socket()\n\
+                 s.bind(('127.0.0.1', {port}))\n\
+                 s.listen()\n\
+                 print('listening', flush=True)\n\
+                 time.sleep(30)\n"
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the other server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(squatter.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
     let mut spec = InstanceSpec::new(
         "late-server",
         InstanceKind::Server,
@@ -365,6 +388,8 @@ async fn tcp_port_readiness_ignores_another_process_on_the_port() {
     assert!(is_exited(
         &driver.stop("late-server", GRACE).await.expect("stop")
     ));
+    let _ = squatter.kill();
+    let _ = squatter.wait();
 }
 
 #[test]
