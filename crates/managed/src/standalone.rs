@@ -28,6 +28,8 @@ use crate::store::{DbRecord, Desired};
 const PLAN: &str = "db-s-1vcpu-1gb";
 /// The id of its record (its instance is `standalone-n0`).
 const DB_ID: &str = "standalone";
+/// How long [`StandaloneServer::run_sql`] may take.
+const SQL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -78,14 +80,23 @@ impl std::fmt::Debug for StandaloneServer {
 }
 
 impl StandaloneServer {
+    /// Whether a server of `db_type` can start on this host: `Err` says in one sentence what
+    /// is missing.
+    pub fn check_installed(db_type: DbType) -> Result<(), String> {
+        if db_type == DbType::Mongodb {
+            return Err(UNSUPPORTED.into());
+        }
+        catalog::resolve_version(db_type, None, &detect_binaries()).map(|_| ())
+    }
+
     /// Creates the server's data directory, starts it on a free port, creates its users and
     /// database, and waits until the generated application login works.
     pub async fn start(opts: StandaloneOptions) -> anyhow::Result<StandaloneServer> {
         let db_type = opts.db_type;
         if db_type == DbType::Mongodb {
-            bail!("standalone servers are PostgreSQL, MySQL (MariaDB) or Redis");
+            bail!(UNSUPPORTED);
         }
-        let bins = Binaries::detect(Path::new("/usr/lib/postgresql"));
+        let bins = detect_binaries();
         let version = catalog::resolve_version(db_type, None, &bins).map_err(anyhow::Error::msg)?;
         let user = os::service_user(engines::preferred_user(db_type))?;
         std::fs::create_dir_all(&opts.dir)
@@ -268,6 +279,31 @@ impl StandaloneServer {
         }
     }
 
+    /// Runs an SQL script in the application database (a data load): on PostgreSQL as the
+    /// application user, its owner; on MariaDB as the local superuser over the server's socket.
+    /// Fails with the error of the first statement that fails.
+    pub async fn run_sql(&self, sql: &str) -> anyhow::Result<()> {
+        match self.ctx.db.db_type {
+            DbType::Postgresql => {
+                let client = engines::postgres::connect(
+                    &self.ctx,
+                    self.port(),
+                    engines::APP_USER,
+                    &self.ctx.creds.app,
+                    &self.database(),
+                )
+                .await?;
+                client.batch_execute(sql).await?;
+            }
+            DbType::Mysql => {
+                let script = format!("USE `{}`;\n{sql}", self.database());
+                engines::mariadb::socket_script(&self.ctx, 0, &script, false, SQL_TIMEOUT).await?;
+            }
+            other => bail!("{other} takes no SQL"),
+        }
+        Ok(())
+    }
+
     /// The server's main process, from its pid file (`None` when it is not running).
     fn pid(&self) -> Option<u32> {
         let file = match self.ctx.db.db_type {
@@ -374,6 +410,14 @@ impl StandaloneServer {
         let pid = u32::try_from(state["pid"].as_u64()?).ok()?;
         process_alive(pid).then_some(pid)
     }
+}
+
+const UNSUPPORTED: &str = "standalone servers are PostgreSQL, MySQL (MariaDB) or Redis";
+
+/// The server programs installed here (PostgreSQL in Debian's `/usr/lib/postgresql`, as the
+/// managed service's default).
+fn detect_binaries() -> Binaries {
+    Binaries::detect(Path::new(crate::service::DEFAULT_PG_ROOT))
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
