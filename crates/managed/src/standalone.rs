@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use refract_runtime::{Driver, InstanceStatus, LocalProcessDriver};
+use refract_runtime::{Driver, InstanceStatus, LocalProcessDriver, STATE_FILE};
 
 use crate::api::{DbType, Status};
 use crate::catalog::{self, Binaries};
@@ -406,7 +406,7 @@ impl StandaloneServer {
     fn recorded_pid(&self) -> Option<u32> {
         let dir = self.driver.instance_dir(&self.instance()).ok()?;
         let state: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()?;
+            serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).ok()?).ok()?;
         let pid = u32::try_from(state["pid"].as_u64()?).ok()?;
         process_alive(pid).then_some(pid)
     }
