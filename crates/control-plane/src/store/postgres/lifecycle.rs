@@ -51,7 +51,11 @@ fn instance_row(r: &Row) -> StoreResult<InstanceRecord> {
         updated_at: r.try_get(11)?,
         stopped_at: r.try_get(12)?,
         control_url: r.try_get(13)?,
-        replication: r.try_get(14)?,
+        // A stored view this version cannot read counts as none (the next health check
+        // writes it again), as with SQLite.
+        replication: r
+            .try_get::<_, Option<serde_json::Value>>(14)?
+            .and_then(|v| serde_json::from_value(v).ok()),
     })
 }
 
@@ -261,7 +265,7 @@ impl LifecycleTx for PgTx<'_> {
                 &i.updated_at,
                 &i.stopped_at,
                 &i.control_url,
-                &i.replication,
+                &i.replication.as_ref().map(json),
             ],
         )?;
         Ok(())
