@@ -19,6 +19,7 @@ use refract_engine::{EngineConfig, EngineState};
 use refract_schema::Backend;
 use refract_sources::{LoadProgress, SourceParams};
 use refract_storage::TableBuilder;
+use refract_testkit::TestServer;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -832,8 +833,8 @@ async fn binlog_burst_of_100k_changes() {
 async fn binlog_pause_resume_and_purged_position() {
     // A private server: on the shared one, another test's dump thread may hold the binlog file,
     // and the server then refuses to purge it.
-    let srv = PrivateServer::mariadb().await;
-    let u = srv.url();
+    let srv = TestServer::mariadb().await;
+    let u = private_url(&srv);
     let mut c = mysql_db(
         &u,
         "cdc_pause",
@@ -1219,467 +1220,29 @@ async fn logical_network_cuts_burst_pause_and_dropped_slot() {
 
 // ---------------------------------------------------------------------------------------------
 // The source restarted mid-stream: a private throwaway server per test (the shared one from
-// `REFRACT_TEST_*` serves the other tests concurrently), set up as `scripts/testenv` does.
+// `REFRACT_TEST_*` serves the other tests concurrently), started by the test kit through the
+// managed engine recipes and stopped when dropped.
 
-/// A private MariaDB or PostgreSQL server in a temporary directory, stopped when dropped (also
-/// on a panic). It can be stopped cleanly or killed and started again on the same port and
-/// data directory.
-struct PrivateServer {
-    postgres: bool,
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-const PRIVATE_USER: &str = "refract";
-const PRIVATE_PASSWORD: &str = "refract-test-pw";
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// The system user a server runs as when the tests run as root (initdb refuses root): the
-/// one the Debian package created, else `nobody` (as `scripts/testenv`).
-fn service_user(name: &str) -> Option<String> {
-    if !running_as_root() {
-        return None;
-    }
-    let exists = std::process::Command::new("id")
-        .arg(name)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    Some(if exists { name } else { "nobody" }.to_string())
-}
-
-/// `program` run as `user` (when root): `setpriv` execs, so the child's pid is the server's.
-fn as_user(user: &Option<String>, program: &str) -> std::process::Command {
-    match user {
-        None => std::process::Command::new(program),
-        Some(u) => {
-            let group = std::process::Command::new("id")
-                .args(["-gn", u])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_else(|_| u.clone());
-            let mut c = std::process::Command::new("setpriv");
-            c.arg(format!("--reuid={u}"))
-                .arg(format!("--regid={group}"))
-                .arg("--init-groups")
-                .arg("--")
-                .arg(program);
-            c
-        }
+/// The superuser login of a private server.
+fn private_url(srv: &TestServer) -> Url {
+    Url {
+        user: srv.admin_user().into(),
+        password: srv.admin_password().into(),
+        host: srv.host().into(),
+        port: srv.port(),
     }
 }
 
-fn run_ok(mut c: std::process::Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn pg_bin() -> std::path::PathBuf {
-    let mut dirs: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries not found (apt-get install postgresql)")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse().ok()?;
-            Some((v, e.path().join("bin")))
-        })
-        .collect();
-    dirs.sort();
-    dirs.pop().expect("no PostgreSQL version installed").1
-}
-
-impl PrivateServer {
-    fn new(postgres: bool) -> PrivateServer {
-        let dir = tempfile::tempdir().unwrap();
-        // The server's user must reach its directory.
-        run_ok(
-            {
-                let mut c = std::process::Command::new("chmod");
-                c.arg("755").arg(dir.path());
-                c
-            },
-            "chmod",
-        );
-        let s = PrivateServer {
-            postgres,
-            dir,
-            port: free_port(),
-            child: None,
-        };
-        std::fs::create_dir(s.srv()).unwrap();
-        if let Some(u) = s.user() {
-            let mut c = std::process::Command::new("chown");
-            c.arg("-R").arg(&u).arg(s.srv());
-            run_ok(c, "chown");
-        }
-        s
+/// A clean shutdown (`crash`: a SIGKILL of all its processes instead), half a second down, then
+/// a start on the same port and data directory.
+async fn down_and_up(srv: &TestServer, crash: bool) {
+    if crash {
+        srv.kill().await.expect("kill the private server");
+    } else {
+        srv.stop().await.expect("stop the private server");
     }
-
-    fn srv(&self) -> std::path::PathBuf {
-        self.dir.path().join("srv")
-    }
-
-    fn user(&self) -> Option<String> {
-        service_user(if self.postgres { "postgres" } else { "mysql" })
-    }
-
-    fn url(&self) -> Url {
-        Url {
-            user: PRIVATE_USER.into(),
-            password: PRIVATE_PASSWORD.into(),
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
-    }
-
-    /// A MariaDB with the binlog on (ROW, FULL image), and the `refract` user.
-    async fn mariadb() -> PrivateServer {
-        let mut s = PrivateServer::new(false);
-        let user = s.user();
-        let mut c = as_user(&user, "mariadb-install-db");
-        c.arg("--no-defaults")
-            .arg(format!("--datadir={}", s.srv().join("data").display()))
-            .arg(format!(
-                "--user={}",
-                user.clone().unwrap_or_else(|| whoami(&s))
-            ))
-            .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db")
-            .current_dir(s.srv());
-        run_ok(c, "mariadb-install-db");
-        s.launch();
-        s.wait_ready().await;
-        let mut c = std::process::Command::new("mariadb");
-        c.arg("--no-defaults")
-            .arg("-uroot")
-            .arg(format!("--socket={}", s.srv().join("sock").display()))
-            .arg("-e")
-            .arg(format!(
-                "CREATE USER '{PRIVATE_USER}'@'%' IDENTIFIED BY '{PRIVATE_PASSWORD}';
-                 GRANT ALL PRIVILEGES ON *.* TO '{PRIVATE_USER}'@'%' WITH GRANT OPTION;
-                 CREATE USER '{PRIVATE_USER}'@'localhost' IDENTIFIED BY '{PRIVATE_PASSWORD}';
-                 GRANT ALL PRIVILEGES ON *.* TO '{PRIVATE_USER}'@'localhost' WITH GRANT OPTION;"
-            ));
-        run_ok(c, "creating the MariaDB user");
-        s
-    }
-
-    /// A PostgreSQL with `wal_level = logical` and the `refract` superuser (scram password).
-    async fn postgres() -> PrivateServer {
-        let mut s = PrivateServer::new(true);
-        let user = s.user();
-        let pwfile = s.srv().join("pwfile");
-        std::fs::write(&pwfile, format!("{PRIVATE_PASSWORD}\n")).unwrap();
-        if let Some(u) = &user {
-            let mut c = std::process::Command::new("chown");
-            c.arg(u).arg(&pwfile);
-            run_ok(c, "chown");
-        }
-        let data = s.srv().join("data");
-        let mut c = as_user(&user, pg_bin().join("initdb").to_str().unwrap());
-        c.arg("-D")
-            .arg(&data)
-            .args(["-U", PRIVATE_USER])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .args(["--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
-            .current_dir(s.srv());
-        run_ok(c, "initdb");
-        let mut conf = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("postgresql.conf"))
-            .unwrap();
-        use std::io::Write;
-        write!(
-            conf,
-            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n\
-             max_connections = 50\nfsync = off\n",
-            s.port,
-            s.srv().display()
-        )
-        .unwrap();
-        let mut hba = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("pg_hba.conf"))
-            .unwrap();
-        writeln!(hba, "host replication all 127.0.0.1/32 scram-sha-256").unwrap();
-        s.launch();
-        s.wait_ready().await;
-        s
-    }
-
-    /// Start the server process (same port, same data directory).
-    fn launch(&mut self) {
-        assert!(self.child.is_none(), "the server runs already");
-        use std::os::unix::process::CommandExt;
-        let user = self.user();
-        let srv = self.srv();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(srv.join("stdout.log"))
-            .unwrap();
-        let mut c = if self.postgres {
-            let mut c = as_user(&user, pg_bin().join("postgres").to_str().unwrap());
-            c.arg("-D").arg(srv.join("data"));
-            c
-        } else {
-            let mut c = as_user(&user, "mariadbd");
-            c.arg("--no-defaults")
-                .arg(format!("--datadir={}", srv.join("data").display()))
-                .arg(format!(
-                    "--user={}",
-                    user.clone().unwrap_or_else(|| whoami(self))
-                ))
-                .arg(format!("--port={}", self.port))
-                .arg("--bind-address=127.0.0.1")
-                .arg(format!("--socket={}", srv.join("sock").display()))
-                .arg(format!("--pid-file={}", srv.join("pid").display()))
-                .arg(format!("--log-bin={}", srv.join("data/binlog").display()))
-                .args([
-                    "--binlog-format=ROW",
-                    "--binlog-row-image=FULL",
-                    "--server-id=1",
-                    "--max-connections=100",
-                ])
-                .arg(format!("--log-error={}", srv.join("err.log").display()));
-            c
-        };
-        // Its own process group: the test's terminal signals are not the server's.
-        c.current_dir(&srv)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0);
-        self.child = Some(c.spawn().expect("starting the private server"));
-    }
-
-    /// Wait until the server accepts the `refract` user (or, before it exists, root).
-    async fn wait_ready(&mut self) {
-        let t = Instant::now();
-        loop {
-            let ok = if self.postgres {
-                let conn = format!(
-                    "host=127.0.0.1 port={} user={PRIVATE_USER} password={PRIVATE_PASSWORD} dbname=postgres",
-                    self.port
-                );
-                tokio_postgres::connect(&conn, tokio_postgres::NoTls)
-                    .await
-                    .is_ok()
-            } else {
-                std::process::Command::new("mariadb")
-                    .arg("--no-defaults")
-                    .arg("-uroot")
-                    .arg(format!("--socket={}", self.srv().join("sock").display()))
-                    .args(["-e", "SELECT 1"])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            };
-            if ok {
-                return;
-            }
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("the private server exited ({st}): {}", self.logs());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(120),
-                "the private server did not start: {}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        for f in ["stdout.log", "err.log"] {
-            if let Ok(t) = std::fs::read_to_string(self.srv().join(f)) {
-                let tail: Vec<&str> = t.lines().rev().take(30).collect();
-                s.push_str(&format!("\n--- {f}\n"));
-                for l in tail.into_iter().rev() {
-                    s.push_str(l);
-                    s.push('\n');
-                }
-            }
-        }
-        s
-    }
-
-    fn signal(&self, sig: &str, group: bool) {
-        if let Some(c) = &self.child {
-            let target = if group {
-                format!("-{}", c.id())
-            } else {
-                c.id().to_string()
-            };
-            let _ = std::process::Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg("--")
-                .arg(target)
-                .status();
-        }
-    }
-
-    /// Clean shutdown (MariaDB: SIGTERM; PostgreSQL: SIGINT, a fast shutdown with a
-    /// checkpoint), waiting until the server has exited.
-    async fn stop(&mut self) {
-        self.signal(if self.postgres { "INT" } else { "TERM" }, false);
-        let t = Instant::now();
-        while let Some(c) = &mut self.child {
-            if c.try_wait().unwrap().is_some() {
-                self.child = None;
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(120),
-                "the private server did not shut down: {}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL the server and all its processes at once (PostgreSQL's backends each run in
-    /// their own session, so not as a group): a crash.
-    async fn kill(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let mut pids = vec![c.id()];
-        pids.extend(child_pids(c.id()));
-        let _ = std::process::Command::new("kill")
-            .arg("-KILL")
-            .args(pids.iter().map(|p| p.to_string()))
-            .status();
-        let _ = c.wait();
-        // The next start needs them gone (PostgreSQL: shared memory still attached otherwise).
-        let t = Instant::now();
-        while pids.iter().any(|&p| process_alive(p)) {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "server processes still alive"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if self.postgres {
-            // The crashed server's SysV segment (line 7 of postmaster.pid: key and id) is
-            // left behind (the next start does not reuse it): remove it, nothing is attached.
-            let pidfile = std::fs::read_to_string(self.srv().join("data/postmaster.pid"));
-            if let Some(id) = pidfile.ok().and_then(|t| {
-                t.lines()
-                    .nth(6)
-                    .and_then(|l| l.split_whitespace().nth(1).map(String::from))
-            }) {
-                let _ = std::process::Command::new("ipcrm")
-                    .args(["-m", &id])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
-    }
-
-    /// Start it again on the same port and data directory.
-    /// A clean shutdown (`crash`: a SIGKILL instead), half a second down, then a start.
-    async fn down_and_up(&mut self, crash: bool) {
-        if crash {
-            self.kill().await;
-        } else {
-            self.stop().await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.restart().await;
-    }
-
-    async fn restart(&mut self) {
-        self.launch();
-        self.wait_ready().await;
-    }
-}
-
-/// `(pid, state, ppid)` of a process, from `/proc/PID/stat`.
-fn proc_stat(pid: &str) -> Option<(u32, char, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-    let (head, rest) = text.rsplit_once(')')?;
-    let pid = head.split_whitespace().next()?.parse().ok()?;
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    Some((pid, state, ppid))
-}
-
-fn child_pids(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| proc_stat(&e.file_name().to_string_lossy()))
-                .filter(|&(_, _, ppid)| ppid == parent)
-                .map(|(pid, _, _)| pid)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Running (a zombie nobody reaps counts as gone).
-fn process_alive(pid: u32) -> bool {
-    proc_stat(&pid.to_string()).is_some_and(|(_, state, _)| state != 'Z')
-}
-
-fn whoami(_: &PrivateServer) -> String {
-    std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // A clean stop first (PostgreSQL then removes its shared memory), a kill after 20 s.
-            let pid = c.id();
-            let sig = if self.postgres { "-INT" } else { "-TERM" };
-            let _ = std::process::Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status();
-            let t = Instant::now();
-            while c.try_wait().ok().flatten().is_none() {
-                if t.elapsed() > Duration::from_secs(20) {
-                    let mut pids = vec![pid];
-                    pids.extend(child_pids(pid));
-                    let _ = std::process::Command::new("kill")
-                        .arg("-KILL")
-                        .args(pids.iter().map(|p| p.to_string()))
-                        .status();
-                    let _ = c.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    srv.restart().await.expect("start the private server again");
 }
 
 /// Inserts, updates and deletes in `k`, ids from `round * 1000`, one statement at a time;
@@ -1705,8 +1268,8 @@ async fn restart_writes(mut c: impl WriteSql, round: i64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_source_restart_mid_stream() {
-    let mut srv = PrivateServer::mariadb().await;
-    let u = srv.url();
+    let srv = TestServer::mariadb().await;
+    let u = private_url(&srv);
     let db = "cdc_restart";
     let mut c = mysql_db(
         &u,
@@ -1720,7 +1283,7 @@ async fn binlog_source_restart_mid_stream() {
     for (n, crash) in [(0, false), (1, true)] {
         written += restart_writes(&mut c, n * 2).await;
         drop(c);
-        srv.down_and_up(crash).await;
+        down_and_up(&srv, crash).await;
         c = mysql_admin(&u).await;
         c.query_drop(format!("USE {db}")).await.unwrap();
         written += restart_writes(&mut c, n * 2 + 1).await;
@@ -1736,8 +1299,8 @@ async fn binlog_source_restart_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_source_restart_mid_stream() {
-    let mut srv = PrivateServer::postgres().await;
-    let u = srv.url();
+    let srv = TestServer::postgres().await;
+    let u = private_url(&srv);
     let schema = "cdc_pg_restart";
     let mut c = pg_schema(
         &u,
@@ -1747,12 +1310,12 @@ async fn logical_source_restart_mid_stream() {
     )
     .await;
     let sync = format!("mode: logical, interval: 1, reconnect: resume, slot_name: {schema}");
-    let e = Engine::start_pg("127.0.0.1", srv.port, &u, "postgres", schema, &sync).await;
+    let e = Engine::start_pg("127.0.0.1", srv.port(), &u, "postgres", schema, &sync).await;
     let mut written = 0;
     for (n, crash) in [(0, false), (1, true)] {
         written += restart_writes(&c, n * 2).await;
         drop(c);
-        srv.down_and_up(crash).await;
+        down_and_up(&srv, crash).await;
         c = pg_client(&u, "postgres").await;
         c.batch_execute(&format!("SET search_path = {schema}"))
             .await

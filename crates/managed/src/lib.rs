@@ -59,6 +59,7 @@ mod promotion;
 pub mod reconciler;
 pub mod server_runtime;
 mod service;
+pub mod standalone;
 pub mod store;
 pub mod tls;
 pub mod tokens;
@@ -78,3 +79,4 @@ pub use server_runtime::{Endpoint, ServerRuntime, ServerSpec, ServerState};
 pub use service::{
     slug, Caller, ManagedConfig, ManagedService, DEFAULT_PROJECT, FALLBACK_SERVERS_ROOT,
 };
+pub use standalone::{StandaloneOptions, StandaloneServer};

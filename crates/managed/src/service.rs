@@ -31,6 +31,8 @@ pub const DEFAULT_PROJECT: &str = "proj_default";
 /// Where servers' data goes when the control plane runs as root in a data directory that other
 /// users cannot enter (so neither could the servers, which never run as root).
 pub const FALLBACK_SERVERS_ROOT: &str = "/var/lib/refract-managed";
+/// Where PostgreSQL's versions are installed by default (Debian: `<root>/<major>/bin`).
+pub(crate) const DEFAULT_PG_ROOT: &str = "/usr/lib/postgresql";
 
 /// `last_used_at` of a token is written at most this often, so authentication stays a read.
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -81,7 +83,7 @@ impl ManagedConfig {
             crash_limit: 5,
             crash_window: Duration::from_secs(600),
             storage_unit_bytes: 1 << 30,
-            pg_root: PathBuf::from("/usr/lib/postgresql"),
+            pg_root: PathBuf::from(DEFAULT_PG_ROOT),
             servers_dir: None,
             postgres: None,
             backups: crate::backup::storage::BackupConfig::default(),

@@ -9,9 +9,7 @@
 //! then terminates the engine, stops the control plane and the throwaway server, and removes the
 //! temporary directory.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,6 +17,7 @@ use refract_api::{
     Backend, CreateConnectionRequest, CreateConnectionResponse, CreateInstanceRequest,
     CreateQueryKeyRequest, Database, ErrorBody, InstanceStatusResponse, QueryKey, Status,
 };
+use refract_managed::{DbType, StandaloneOptions, StandaloneServer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -62,7 +61,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         other => bail!("unknown --source {other}: use sqlite, mariadb or postgres"),
     };
     // Fail fast, before creating anything, when the server is not installed.
-    let binaries = engine.map(Engine::binaries).transpose()?;
+    let engine = engine.map(Engine::check_installed).transpose()?;
     let temporary = args.dir.is_none();
     let root = match &args.dir {
         // Absolute: the engines it starts run in other directories.
@@ -73,7 +72,7 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&root).ok();
     }
     std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
-    let result = run_in(&args, &root, binaries).await;
+    let result = run_in(&args, &root, engine).await;
     if temporary {
         if let Err(e) = std::fs::remove_dir_all(&root) {
             eprintln!("warning: cannot remove {}: {e}", root.display());
@@ -83,14 +82,10 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
 }
 
 /// Writes the demo source (starting its server, if any), serves, then stops the server.
-async fn run_in(
-    args: &QuickstartArgs,
-    root: &Path,
-    binaries: Option<Binaries>,
-) -> anyhow::Result<()> {
+async fn run_in(args: &QuickstartArgs, root: &Path, engine: Option<Engine>) -> anyhow::Result<()> {
     let t = Instant::now();
     let users = args.users.max(1);
-    let Some(binaries) = binaries else {
+    let Some(engine) = engine else {
         let source = root.join("demo.db");
         let rows = tokio::task::spawn_blocking({
             let source = source.clone();
@@ -114,15 +109,23 @@ async fn run_in(
         };
         return serve(args, root, connection).await;
     };
-    let (server, rows) = Server::start(binaries, root, users).await?;
-    say!(
-        "demo source: {} on 127.0.0.1:{}, database demo ({rows} rows in users, posts, comments; {} ms)",
-        server.binaries.engine.name(),
-        server.port,
-        t.elapsed().as_millis()
-    );
-    let result = serve(args, root, server.connection()).await;
-    server.stop().await;
+    let (server, rows) = start_server(engine, root, users).await?;
+    let said = (|| -> anyhow::Result<()> {
+        say!(
+            "demo source: {} on {}:{}, database {} ({rows} rows in users, posts, comments; {} ms)",
+            engine.name(),
+            server.host(),
+            server.port(),
+            server.database(),
+            t.elapsed().as_millis()
+        );
+        Ok(())
+    })();
+    let result = match said {
+        Ok(()) => serve(args, root, server_connection(engine, &server)).await,
+        Err(e) => Err(e),
+    };
+    stop_server(&server).await;
     result
 }
 
@@ -623,20 +626,6 @@ enum Engine {
     Postgres,
 }
 
-/// The installed programs of a throwaway server.
-struct Binaries {
-    engine: Engine,
-    /// `mariadb-install-db` or `initdb`.
-    init: PathBuf,
-    /// `mariadbd` or `postgres`.
-    server: PathBuf,
-    /// `mariadb` or `psql`.
-    client: PathBuf,
-}
-
-/// The user the demo server's login and the connection use.
-const SERVER_USER: &str = "refract";
-
 impl Engine {
     fn name(self) -> &'static str {
         match self {
@@ -645,355 +634,87 @@ impl Engine {
         }
     }
 
-    /// Finds the server's programs, or fails naming the Debian package to install.
-    fn binaries(self) -> anyhow::Result<Binaries> {
-        let (package, dirs, names) = match self {
-            Engine::MariaDb => {
-                let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-                    .map(|p| std::env::split_paths(&p).collect())
-                    .unwrap_or_default();
-                dirs.extend(["/usr/sbin", "/usr/bin"].map(PathBuf::from));
-                (
-                    "mariadb-server",
-                    dirs,
-                    ["mariadb-install-db", "mariadbd", "mariadb"],
-                )
-            }
-            Engine::Postgres => {
-                // The newest /usr/lib/postgresql/<version>/bin.
-                let newest = std::fs::read_dir("/usr/lib/postgresql")
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
-                    .max();
-                let dirs = newest.map(|(_, p)| vec![p.join("bin")]).unwrap_or_default();
-                ("postgresql", dirs, ["initdb", "postgres", "psql"])
-            }
-        };
-        let find = |name: &str| {
-            dirs.iter()
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-                .with_context(|| {
-                    format!(
-                        "the {} server is not installed ({name} not found): apt-get install {package}",
-                        self.name()
-                    )
-                })
-        };
-        Ok(Binaries {
-            engine: self,
-            init: find(names[0])?,
-            server: find(names[1])?,
-            client: find(names[2])?,
-        })
+    fn db_type(self) -> DbType {
+        match self {
+            Engine::MariaDb => DbType::Mysql,
+            Engine::Postgres => DbType::Postgresql,
+        }
     }
-}
 
-/// A throwaway MariaDB (binlog in ROW format) or PostgreSQL (`wal_level=logical`) server on a free
-/// loopback port, with its files in `ROOT/mariadb` or `ROOT/postgres`. When this process is root,
-/// it runs as the package's system user (`mysql`, `postgres`) or `nobody`: PostgreSQL refuses
-/// root, and no server should have it.
-struct Server {
-    binaries: Binaries,
-    dir: PathBuf,
-    child: tokio::process::Child,
-    port: u16,
-    password: String,
-}
-
-impl Server {
-    /// Starts the server and loads the `demo` database with the demo dataset. Returns the server
-    /// and the number of rows.
-    async fn start(binaries: Binaries, root: &Path, users: u32) -> anyhow::Result<(Server, u64)> {
-        let engine = binaries.engine;
-        let dir = root.join(match engine {
-            Engine::MariaDb => "mariadb",
-            Engine::Postgres => "postgres",
-        });
-        let user = run_as(match engine {
-            Engine::MariaDb => "mysql",
-            Engine::Postgres => "postgres",
+    /// Fails, naming the Debian package to install, when the server is not installed.
+    fn check_installed(self) -> anyhow::Result<Engine> {
+        let package = match self {
+            Engine::MariaDb => "mariadb-server",
+            Engine::Postgres => "postgresql",
+        };
+        StandaloneServer::check_installed(self.db_type()).map_err(|reason| {
+            anyhow::anyhow!(
+                "the {} server is not installed ({reason}): apt-get install {package}",
+                self.name()
+            )
         })?;
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
-            // The process umask (077) made ROOT 0700: the server's user must walk through it to
-            // its own directory. Searchable, not listable; the control plane's data dir in it
-            // stays 0700.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
-                .with_context(|| format!("let the server's user reach {}", dir.display()))?;
-        }
-        let port = refract_runtime::free_port()?;
-        let password = random_password();
-        let data = dir.join("data");
-        let log = dir.join("server.log");
-        let mut server = command(&binaries.server, user);
-        match engine {
-            Engine::MariaDb => {
-                let mut init = command(&binaries.init, user);
-                init.arg("--no-defaults")
-                    .arg(format!("--datadir={}", data.display()))
-                    .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
-                execute(init, None).await?;
-                server
-                    .arg("--no-defaults")
-                    .arg(format!("--datadir={}", data.display()))
-                    .arg(format!("--port={port}"))
-                    .arg("--bind-address=127.0.0.1")
-                    .arg(format!("--socket={}", dir.join("sock").display()))
-                    .arg(format!("--pid-file={}", dir.join("pid").display()))
-                    .arg(format!("--log-bin={}", data.join("binlog").display()))
-                    .args([
-                        "--binlog-format=ROW",
-                        "--binlog-row-image=FULL",
-                        "--server-id=1",
-                    ])
-                    .arg(format!("--log-error={}", log.display()));
-            }
-            Engine::Postgres => {
-                let pwfile = dir.join("pwfile");
-                std::fs::write(&pwfile, format!("{password}\n"))?;
-                if let Some((uid, gid)) = user {
-                    std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
-                }
-                let mut init = command(&binaries.init, user);
-                init.arg("-D")
-                    .arg(&data)
-                    .args(["-U", SERVER_USER, "--auth=scram-sha-256", "-E", "UTF8"])
-                    .args(["--locale=C.UTF-8", "--no-sync"])
-                    .arg(format!("--pwfile={}", pwfile.display()));
-                execute(init, None).await?;
-                std::fs::remove_file(&pwfile)?;
-                append(
-                    &data.join("postgresql.conf"),
-                    &format!(
-                        "port = {port}\nlisten_addresses = '127.0.0.1'\n\
-                         unix_socket_directories = '{}'\nwal_level = logical\n\
-                         max_replication_slots = 10\nmax_wal_senders = 10\nfsync = off\n",
-                        dir.display()
-                    ),
-                )?;
-                append(
-                    &data.join("pg_hba.conf"),
-                    "host replication all 127.0.0.1/32 scram-sha-256\n",
-                )?;
-                server
-                    .arg("-D")
-                    .arg(&data)
-                    .stderr(std::fs::File::create(&log)?);
-            }
-        }
-        // Its own process group: a Ctrl-C in the terminal reaches only quickstart, which stops
-        // the engine first and the server last.
-        let child = server
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("start {}", binaries.server.display()))?;
-        let mut server = Server {
-            binaries,
-            dir,
-            child,
-            port,
-            password,
-        };
-        match server.load(users).await {
-            Ok(rows) => Ok((server, rows)),
-            Err(e) => {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                server.stop().await;
-                Err(e.context(format!(
-                    "{} server log (end): {}",
-                    engine.name(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                )))
-            }
-        }
-    }
-
-    /// Waits until the server answers, then creates the login and the `demo` database.
-    async fn load(&mut self, users: u32) -> anyhow::Result<u64> {
-        let engine = self.binaries.engine;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while execute(self.client(None), Some("SELECT 1;")).await.is_err() {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited at start ({status})", engine.name());
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not answer within 60 s", engine.name());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let (sql, rows) = demo_sql(
-            users,
-            match engine {
-                Engine::MariaDb => "DATETIME",
-                Engine::Postgres => "TIMESTAMP",
-            },
-        )?;
-        match engine {
-            Engine::MariaDb => {
-                let (u, p) = (SERVER_USER, &self.password);
-                let setup = format!(
-                    "CREATE USER '{u}'@'%' IDENTIFIED BY '{p}';
-                     GRANT ALL PRIVILEGES ON *.* TO '{u}'@'%';
-                     CREATE USER '{u}'@'localhost' IDENTIFIED BY '{p}';
-                     GRANT ALL PRIVILEGES ON *.* TO '{u}'@'localhost';
-                     CREATE DATABASE demo; USE demo;\n"
-                );
-                execute(self.client(None), Some(&(setup + &sql))).await?;
-            }
-            Engine::Postgres => {
-                execute(self.client(None), Some("CREATE DATABASE demo;")).await?;
-                execute(self.client(Some("demo")), Some(&sql)).await?;
-            }
-        }
-        Ok(rows)
-    }
-
-    /// The client reading SQL from its standard input, as the administrator, on `database`.
-    fn client(&self, database: Option<&str>) -> tokio::process::Command {
-        let mut c = command(&self.binaries.client, None);
-        match self.binaries.engine {
-            Engine::MariaDb => {
-                c.args(["--no-defaults", "-uroot"])
-                    .arg(format!("--socket={}", self.dir.join("sock").display()));
-            }
-            Engine::Postgres => {
-                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-                    .args(["-U", SERVER_USER, "-d", database.unwrap_or("postgres")])
-                    .arg(format!("--port={}", self.port))
-                    .env("PGPASSWORD", &self.password);
-            }
-        }
-        c
-    }
-
-    /// The `POST /v1/connections` body for the `demo` database.
-    fn connection(&self) -> CreateConnectionRequest {
-        CreateConnectionRequest {
-            backend: Some(match self.binaries.engine {
-                Engine::MariaDb => Backend::Mysql,
-                Engine::Postgres => Backend::Postgres,
-            }),
-            port: Some(i64::from(self.port)),
-            user: Some(SERVER_USER.into()),
-            password: Some(self.password.clone()),
-            available_schemas: Some(vec!["demo".into()]),
-            sync_interval: Some(5),
-            ..demo_connection("127.0.0.1".into(), "demo")
-        }
-    }
-
-    /// Shuts the server down (SIGTERM for MariaDB, SIGINT — fast shutdown — for PostgreSQL),
-    /// killing it after 15 s.
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let signal = match self.binaries.engine {
-                Engine::MariaDb => "-TERM",
-                Engine::Postgres => "-INT",
-            };
-            let _ = tokio::process::Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!("warning: the demo server did not stop within 15 s; killing it");
-            let _ = self.child.kill().await;
-        }
+        Ok(self)
     }
 }
 
-/// The `(uid, gid)` to run a server as when this process is root: `preferred` (the package's
-/// system user) or `nobody`. `None` when not root (the server runs as this user).
-fn run_as(preferred: &str) -> anyhow::Result<Option<(u32, u32)>> {
-    if std::fs::metadata("/proc/self")?.uid() != 0 {
-        return Ok(None);
+/// Starts a throwaway server in `ROOT/mariadb` or `ROOT/postgres` as the managed service starts
+/// its own (`refract_managed::StandaloneServer`: MariaDB with its binlog in ROW format,
+/// PostgreSQL with `wal_level=logical`, on a free loopback port, as the package's system user or
+/// `nobody` when this process is root) and loads its `demo` database with the demo dataset.
+/// Returns the server and the number of rows.
+async fn start_server(
+    engine: Engine,
+    root: &Path,
+    users: u32,
+) -> anyhow::Result<(StandaloneServer, u64)> {
+    let dir = root.join(match engine {
+        Engine::MariaDb => "mariadb",
+        Engine::Postgres => "postgres",
+    });
+    if refract_runtime::user::is_root() {
+        // The process umask (077) made ROOT 0700: the server's user must walk through it to
+        // its own directory. Searchable, not listable; the control plane's data dir in it
+        // stays 0700.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("let the server's user reach {}", dir.display()))?;
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").context("read /etc/passwd")?;
-    for name in [preferred, "nobody"] {
-        let found = passwd.lines().find_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-        });
-        if let Some(Some((uid, gid))) = found {
-            if uid != 0 {
-                return Ok(Some((uid, gid)));
-            }
-        }
-    }
-    bail!("running as root, but neither user {preferred} nor nobody exists to run the server as")
-}
-
-/// `program` with a quiet output, run as `user` if given (killed if dropped).
-fn command(program: &Path, user: Option<(u32, u32)>) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(program);
-    if let Some((uid, gid)) = user {
-        c.uid(uid).gid(gid);
-    }
-    c.env("LANG", "C.UTF-8")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs a setup command to its end with `input` on its standard input; fails with its output.
-async fn execute(mut cmd: tokio::process::Command, input: Option<&str>) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let program = format!("{:?}", cmd.as_std().get_program());
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| format!("start {program}"))?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(input.as_bytes()).await?;
-    }
-    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+    let server = StandaloneServer::start(StandaloneOptions::new(engine.db_type(), dir, "demo"))
         .await
-        .with_context(|| format!("{program} did not finish within 300 s"))??;
-    if !out.status.success() {
-        bail!(
-            "{program} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        .with_context(|| format!("start the {} server", engine.name()))?;
+    let (sql, rows) = demo_sql(
+        users,
+        match engine {
+            Engine::MariaDb => "DATETIME",
+            Engine::Postgres => "TIMESTAMP",
+        },
+    )?;
+    if let Err(e) = server.run_sql(&sql).await {
+        stop_server(&server).await;
+        return Err(e.context("load the demo database"));
     }
-    Ok(())
+    Ok((server, rows))
 }
 
-/// Appends `text` to a file.
-fn append(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .with_context(|| format!("write {}", path.display()))
+/// The `POST /v1/connections` body for the `demo` database of `server`, as its application user.
+fn server_connection(engine: Engine, server: &StandaloneServer) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        backend: Some(match engine {
+            Engine::MariaDb => Backend::Mysql,
+            Engine::Postgres => Backend::Postgres,
+        }),
+        port: Some(i64::from(server.port())),
+        user: Some(server.app_user().into()),
+        password: Some(server.app_password().into()),
+        available_schemas: Some(vec![server.database()]),
+        sync_interval: Some(5),
+        ..demo_connection(server.host().into(), "demo")
+    }
 }
 
-/// A password for the demo server's login (random: `RandomState` is seeded by the OS).
-fn random_password() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    (0..2)
-        .map(|i| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(i);
-            format!("{:016x}", h.finish())
-        })
-        .collect()
+/// Shuts the server down (SIGTERM for MariaDB, SIGINT — fast shutdown — for PostgreSQL).
+async fn stop_server(server: &StandaloneServer) {
+    if let Err(e) = server.stop().await {
+        eprintln!("warning: the demo server did not stop: {e:#}");
+    }
 }

@@ -258,6 +258,17 @@ pub(crate) async fn socket_sql(
     sql: &str,
     vertical: bool,
 ) -> anyhow::Result<String> {
+    socket_script(ctx, node, sql, vertical, LOGIN_TIMEOUT * 6).await
+}
+
+/// [`socket_sql`] allowed to run for `timeout` (a long script: a data load).
+pub(crate) async fn socket_script(
+    ctx: &Ctx,
+    node: usize,
+    sql: &str,
+    vertical: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
     let client = ctx
         .bins
         .mariadb_client
@@ -289,7 +300,7 @@ pub(crate) async fn socket_sql(
             env: &[],
             stdin: Some(sql.as_bytes()),
             cwd: &ctx.db_dir,
-            timeout: LOGIN_TIMEOUT * 6,
+            timeout,
         },
     )
     .await

@@ -20,14 +20,6 @@ use crate::lifecycle::{create_key, query_ok, sqlite_database, Cp, LONG};
 
 pub(crate) const NS: &str = "refract";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A pod as the kubelet would run it: the instance's ConfigMap and Secret written as files in
 /// a directory (the keys Secret under `keys/`), its environment from the Secret, its command
 /// run there. Killed on drop.
@@ -182,7 +174,10 @@ pub(crate) fn setup() -> Setup {
     let kube_dir = tempfile::tempdir().unwrap();
     let kubeconfig: PathBuf = kube_dir.path().join("config");
     std::fs::write(&kubeconfig, FakeApiServer::kubeconfig(&server, NS)).unwrap();
-    let (port, control) = (free_port(), free_port());
+    let (port, control) = (
+        refract_runtime::free_port().unwrap(),
+        refract_runtime::free_port().unwrap(),
+    );
     // `refract serve` flags by their environment variables.
     let env: Vec<(String, String)> = [
         ("REFRACT_RUNTIME", "kubernetes".to_string()),

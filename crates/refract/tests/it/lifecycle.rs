@@ -1394,10 +1394,10 @@ fn quickstart_prints_a_working_curl_command() {
 #[test]
 fn quickstart_on_mariadb_prints_a_working_curl_command() {
     let tmp = quickstart_works("mariadb");
-    assert!(
-        !tmp.path().join("qs/mariadb/pid").exists(),
-        "MariaDB still runs"
-    );
+    // The managed recipe's layout (refract_managed::StandaloneServer): data in `server/n0`.
+    let node = tmp.path().join("qs/mariadb/server/n0");
+    assert!(node.join("data").is_dir(), "no MariaDB data in {node:?}");
+    assert!(!node.join("mysqld.pid").exists(), "MariaDB still runs");
 }
 
 /// `refract quickstart --source postgres`: the same on a throwaway PostgreSQL server, stopped at
@@ -1405,8 +1405,13 @@ fn quickstart_on_mariadb_prints_a_working_curl_command() {
 #[test]
 fn quickstart_on_postgres_prints_a_working_curl_command() {
     let tmp = quickstart_works("postgres");
+    let node = tmp.path().join("qs/postgres/server/n0");
     assert!(
-        !tmp.path().join("qs/postgres/data/postmaster.pid").exists(),
+        node.join("PG_VERSION").is_file(),
+        "no PostgreSQL data in {node:?}"
+    );
+    assert!(
+        !node.join("postmaster.pid").exists(),
         "PostgreSQL still runs"
     );
 }

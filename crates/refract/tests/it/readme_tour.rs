@@ -22,14 +22,6 @@ fn block(readme: &str, info: &str) -> String {
     text.join("\n") + "\n"
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Serve(std::process::Child);
 
 impl Drop for Serve {
@@ -58,7 +50,7 @@ fn the_readme_tour_runs_verbatim() {
 
     // A private working directory, as a home directory is.
     let work = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = refract_runtime::free_port().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");
     let bin_dir = refract_bin().parent().unwrap().to_path_buf();

@@ -1,0 +1,452 @@
+//! One throwaway server started straight through the engine recipes, without the service around
+//! them (no store, secret store, reconciler or API): what `refract quickstart --source` and the
+//! dev-only test kit (`crates/testkit`) run, so that every database server Refract starts for a
+//! user, a test or the quickstart is set up the one way the managed service sets up its own
+//! (binary log ROW / `wal_level = logical`, TLS, an unprivileged user when root).
+//!
+//! The steps are the reconciler's for a new primary: `prepare` (new data directory), `spec` and
+//! a start through a [`LocalProcessDriver`], `bootstrap` (users and database), then a login with
+//! the generated credentials. The server is never replicated, backed up or restarted by anyone
+//! but its owner, who stops it ([`StandaloneServer::stop`], or [`StandaloneServer::stop_now`]
+//! from a `Drop`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use refract_runtime::{Driver, InstanceStatus, LocalProcessDriver, STATE_FILE};
+
+use crate::api::{DbType, Status};
+use crate::catalog::{self, Binaries};
+use crate::engines::{self, Creds, Ctx};
+use crate::os;
+use crate::store::{DbRecord, Desired};
+
+/// The plan a standalone server gets: the smallest (its memory settings and connection limit).
+const PLAN: &str = "db-s-1vcpu-1gb";
+/// The id of its record (its instance is `standalone-n0`).
+const DB_ID: &str = "standalone";
+/// How long [`StandaloneServer::run_sql`] may take.
+const SQL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StandaloneOptions {
+    /// PostgreSQL, MySQL (MariaDB) or Redis.
+    pub db_type: DbType,
+    /// Where everything lives (data, certificates, the driver's log); created if absent. It
+    /// should be short: a MariaDB socket path inside it is limited to about 100 bytes.
+    pub dir: PathBuf,
+    /// The application database's name (its slug: `-` becomes `_`).
+    pub name: String,
+    /// Plain-text logins accepted besides TLS (tests and the quickstart connect without TLS).
+    pub allow_plaintext: bool,
+    /// How long the server may take to listen and accept the generated login.
+    pub start_timeout: Duration,
+}
+
+impl StandaloneOptions {
+    /// A server of `db_type` in `dir`, database `name`, TLS and plain text, 120 s to start.
+    pub fn new(db_type: DbType, dir: impl Into<PathBuf>, name: &str) -> StandaloneOptions {
+        StandaloneOptions {
+            db_type,
+            dir: dir.into(),
+            name: name.into(),
+            allow_plaintext: true,
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A running standalone server (see the module documentation). Dropping it does not stop it:
+/// call [`StandaloneServer::stop`] or [`StandaloneServer::stop_now`].
+pub struct StandaloneServer {
+    ctx: Ctx,
+    driver: LocalProcessDriver,
+    version: String,
+    start_timeout: Duration,
+}
+
+impl std::fmt::Debug for StandaloneServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandaloneServer")
+            .field("db_type", &self.ctx.db.db_type)
+            .field("port", &self.port())
+            .field("dir", &self.ctx.db_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StandaloneServer {
+    /// Whether a server of `db_type` can start on this host: `Err` says in one sentence what
+    /// is missing.
+    pub fn check_installed(db_type: DbType) -> Result<(), String> {
+        if db_type == DbType::Mongodb {
+            return Err(UNSUPPORTED.into());
+        }
+        catalog::resolve_version(db_type, None, &detect_binaries()).map(|_| ())
+    }
+
+    /// Creates the server's data directory, starts it on a free port, creates its users and
+    /// database, and waits until the generated application login works.
+    pub async fn start(opts: StandaloneOptions) -> anyhow::Result<StandaloneServer> {
+        let db_type = opts.db_type;
+        if db_type == DbType::Mongodb {
+            bail!(UNSUPPORTED);
+        }
+        let bins = detect_binaries();
+        let version = catalog::resolve_version(db_type, None, &bins).map_err(anyhow::Error::msg)?;
+        let user = os::service_user(engines::preferred_user(db_type))?;
+        std::fs::create_dir_all(&opts.dir)
+            .with_context(|| format!("create {}", opts.dir.display()))?;
+        let dir = opts
+            .dir
+            .canonicalize()
+            .context("resolve the server directory")?;
+        // The server's own user must walk down to its data when it is another user (root).
+        os::ensure_reachable(&dir, &dir, &user)?;
+        let vault = crate::MemoryVault::default();
+        let ca = crate::tls::Ca::load_or_create(&vault)?;
+        let now = Utc::now();
+        let db = DbRecord {
+            id: DB_ID.into(),
+            customer_id: String::new(),
+            project_id: String::new(),
+            name: opts.name.clone(),
+            slug: crate::slug(&opts.name),
+            db_type,
+            version: version.version,
+            requested_version: version.requested,
+            server_version: None,
+            plan_id: PLAN.into(),
+            region: "local".into(),
+            storage_gb: 0,
+            replicas: 1,
+            desired: Desired::Running,
+            restart_requested: false,
+            status: Status::Provisioning,
+            error_kind: None,
+            error_message: None,
+            nodes_ready: 0,
+            ports: vec![refract_runtime::free_port()?],
+            purged: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let ctx = Ctx {
+            db,
+            plan: catalog::plan(PLAN).context("the standalone plan")?,
+            bins: Arc::new(bins),
+            user,
+            db_dir: dir.join("server"),
+            creds: Creds {
+                admin: crate::tokens::password(),
+                app: crate::tokens::password(),
+                replication: crate::tokens::password(),
+            },
+            ca: Arc::new(ca),
+            allow_plaintext: opts.allow_plaintext,
+        };
+        let mut server = StandaloneServer {
+            driver: LocalProcessDriver::new(dir.join("instances")),
+            ctx,
+            version: String::new(),
+            start_timeout: opts.start_timeout,
+        };
+        let setup = async {
+            engines::prepare(&server.ctx, 0).await?;
+            server.launch().await?;
+            engines::bootstrap(&server.ctx, 0).await?;
+            server.wait_login().await
+        };
+        match setup.await {
+            Ok(version) => server.version = version,
+            Err(e) => {
+                server.stop_now();
+                return Err(e);
+            }
+        }
+        Ok(server)
+    }
+
+    /// The engine.
+    pub fn db_type(&self) -> DbType {
+        self.ctx.db.db_type
+    }
+
+    /// The host it listens on (`127.0.0.1`).
+    pub fn host(&self) -> &'static str {
+        engines::HOST
+    }
+
+    /// The port it listens on (kept across [`StandaloneServer::restart`]).
+    pub fn port(&self) -> u16 {
+        self.ctx.port(0)
+    }
+
+    /// The superuser (`refract_admin`; Redis has none: use the application password).
+    pub fn admin_user(&self) -> &'static str {
+        engines::ADMIN_USER
+    }
+
+    /// The superuser's generated password.
+    pub fn admin_password(&self) -> &str {
+        &self.ctx.creds.admin
+    }
+
+    /// The application user, owner of [`StandaloneServer::database`] (`refract`).
+    pub fn app_user(&self) -> &'static str {
+        engines::APP_USER
+    }
+
+    /// The application user's generated password (Redis: `requirepass`).
+    pub fn app_password(&self) -> &str {
+        &self.ctx.creds.app
+    }
+
+    /// The application database (PostgreSQL database, MySQL schema).
+    pub fn database(&self) -> String {
+        self.ctx.database()
+    }
+
+    /// The CA certificate (PEM) the server's TLS certificate is verified with.
+    pub fn ca_pem(&self) -> &str {
+        self.ctx.ca.cert_pem()
+    }
+
+    /// The server's version (`16.4`, `10.11.14-MariaDB`, `7.0.15`).
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    /// The server's data directory (its files, its pid file).
+    pub fn data_dir(&self) -> PathBuf {
+        self.ctx.node_dir(0)
+    }
+
+    /// The end of the server's output (for a failure message).
+    pub async fn logs(&self) -> String {
+        self.driver.logs(&self.instance(), 40).await
+    }
+
+    fn instance(&self) -> String {
+        engines::instance_id(&self.ctx.db.id, 0)
+    }
+
+    /// Writes the config, starts the server and waits until its port accepts.
+    async fn launch(&self) -> anyhow::Result<()> {
+        let spec = engines::spec(&self.ctx, 0)?;
+        let deadline = Instant::now() + self.start_timeout;
+        let mut attempt = 0;
+        loop {
+            self.driver.start(&spec).await.context("start the server")?;
+            loop {
+                match self.driver.status(&spec.id).await? {
+                    InstanceStatus::Running { .. } => return Ok(()),
+                    InstanceStatus::Starting if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    InstanceStatus::Exited { .. } if attempt < 4 => break,
+                    status => bail!(
+                        "the {} server did not start ({status:?}): {}",
+                        self.ctx.db.db_type,
+                        self.logs().await
+                    ),
+                }
+            }
+            // A PostgreSQL whose killed predecessor's children still hold its shared memory
+            // exits at once: as the reconciler, try again a few times.
+            attempt += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn wait_login(&self) -> anyhow::Result<String> {
+        let deadline = Instant::now() + self.start_timeout;
+        loop {
+            match engines::check_login(&self.ctx).await {
+                Ok(version) => return Ok(version),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e.context(format!(
+                        "the generated login does not work: {}",
+                        self.logs().await
+                    )))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Runs an SQL script in the application database (a data load): on PostgreSQL as the
+    /// application user, its owner; on MariaDB as the local superuser over the server's socket.
+    /// Fails with the error of the first statement that fails.
+    pub async fn run_sql(&self, sql: &str) -> anyhow::Result<()> {
+        match self.ctx.db.db_type {
+            DbType::Postgresql => {
+                let client = engines::postgres::connect(
+                    &self.ctx,
+                    self.port(),
+                    engines::APP_USER,
+                    &self.ctx.creds.app,
+                    &self.database(),
+                )
+                .await?;
+                client.batch_execute(sql).await?;
+            }
+            DbType::Mysql => {
+                let script = format!("USE `{}`;\n{sql}", self.database());
+                engines::mariadb::socket_script(&self.ctx, 0, &script, false, SQL_TIMEOUT).await?;
+            }
+            other => bail!("{other} takes no SQL"),
+        }
+        Ok(())
+    }
+
+    /// The server's main process, from its pid file (`None` when it is not running).
+    fn pid(&self) -> Option<u32> {
+        let file = match self.ctx.db.db_type {
+            DbType::Postgresql => "postmaster.pid",
+            DbType::Mysql => "mysqld.pid",
+            _ => return None,
+        };
+        let text = std::fs::read_to_string(self.data_dir().join(file)).ok()?;
+        let pid = text.lines().next()?.trim().parse().ok()?;
+        process_alive(pid).then_some(pid)
+    }
+
+    /// A clean shutdown (PostgreSQL: a fast shutdown, SIGINT, which ends the sessions and
+    /// writes a checkpoint; the others: SIGTERM), waiting until the server has exited; SIGKILL
+    /// after 2 minutes.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        if let (DbType::Postgresql, Some(pid)) = (self.ctx.db.db_type, self.pid()) {
+            // The driver's SIGTERM is PostgreSQL's smart shutdown, which waits for every client.
+            signal(pid, libc::SIGINT);
+        }
+        let status = self
+            .driver
+            .stop(&self.instance(), Duration::from_secs(120))
+            .await?;
+        anyhow::ensure!(
+            !status.is_alive(),
+            "the server is still running: {status:?}"
+        );
+        Ok(())
+    }
+
+    /// A crash: SIGKILL to the server and all its processes at once (PostgreSQL's backends too,
+    /// which are not in its process group), waiting until they are gone. PostgreSQL and MariaDB
+    /// only.
+    pub async fn kill(&self) -> anyhow::Result<()> {
+        let Some(pid) = self.pid() else {
+            bail!("no running {} server to kill", self.ctx.db.db_type);
+        };
+        let mut pids = vec![pid];
+        pids.extend(child_pids(pid));
+        for &p in &pids {
+            signal(p, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pids.iter().any(|&p| process_alive(p)) {
+            anyhow::ensure!(Instant::now() < deadline, "server processes still alive");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Lets the driver see the exit.
+        self.driver.stop(&self.instance(), Duration::ZERO).await?;
+        if self.ctx.db.db_type == DbType::Postgresql {
+            // The crashed server's SysV segment (line 7 of postmaster.pid: key and id) is left
+            // behind, and the next start does not reuse it: remove it, nothing is attached.
+            let pidfile = std::fs::read_to_string(self.data_dir().join("postmaster.pid"));
+            if let Some(id) = pidfile.ok().and_then(|t| {
+                t.lines()
+                    .nth(6)
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<libc::c_int>().ok())
+            }) {
+                // SAFETY: IPC_RMID on a segment id takes no pointer argument worth anything.
+                unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped (or killed) server again, on the same port and data directory.
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.launch().await?;
+        self.wait_login().await?;
+        Ok(())
+    }
+
+    /// Stops the server without an async runtime (for a `Drop`): the clean signal, then
+    /// SIGKILL to it and its processes after 20 s. Returns once they are gone.
+    pub fn stop_now(&self) {
+        let Some(pid) = self.pid().or_else(|| self.recorded_pid()) else {
+            return;
+        };
+        let clean = match self.ctx.db.db_type {
+            DbType::Postgresql => libc::SIGINT,
+            _ => libc::SIGTERM,
+        };
+        signal(pid, clean);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while process_alive(pid) {
+            if Instant::now() > deadline {
+                let mut pids = vec![pid];
+                pids.extend(child_pids(pid));
+                for p in pids {
+                    signal(p, libc::SIGKILL);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pid the driver recorded (Redis writes no pid file).
+    fn recorded_pid(&self) -> Option<u32> {
+        let dir = self.driver.instance_dir(&self.instance()).ok()?;
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).ok()?).ok()?;
+        let pid = u32::try_from(state["pid"].as_u64()?).ok()?;
+        process_alive(pid).then_some(pid)
+    }
+}
+
+const UNSUPPORTED: &str = "standalone servers are PostgreSQL, MySQL (MariaDB) or Redis";
+
+/// The server programs installed here (PostgreSQL in Debian's `/usr/lib/postgresql`, as the
+/// managed service's default).
+fn detect_binaries() -> Binaries {
+    Binaries::detect(Path::new(crate::service::DEFAULT_PG_ROOT))
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) takes no pointers.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// `(state, ppid)` of a process, from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+fn child_pids(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| proc_stat(pid).is_some_and(|(_, ppid)| ppid == parent))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Running (a zombie nobody reaped yet counts as gone).
+fn process_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
