@@ -2,108 +2,13 @@
 //! helpers). Same statements as the SQLite one, in PostgreSQL's types.
 
 use chrono::{DateTime, Utc};
-use postgres::Row;
 use uuid::Uuid;
 
-use super::{database_row, get_enum, get_enum_opt, json, PgTx, DATABASE_SELECT};
+use super::{json, PgTx, DATABASE_SELECT};
 use crate::api::*;
 use crate::store::lifecycle::*;
-use crate::store::{Event, StoreResult};
-
-const BUILD_COLS: &str =
-    "id, database_id, status, manifest IS NOT NULL, schema_config, sync_mode_used, \
-     compute_type_used, log, error, created_at, started_at, finished_at";
-
-fn build_row(r: &Row) -> StoreResult<BuildRecord> {
-    Ok(BuildRecord {
-        id: r.try_get(0)?,
-        database_id: r.try_get(1)?,
-        status: get_enum(r, 2, BuildStatus::parse)?,
-        has_manifest: r.try_get(3)?,
-        schema_config: r.try_get(4)?,
-        sync_mode_used: r.try_get(5)?,
-        compute_type_used: r.try_get(6)?,
-        log: r.try_get(7)?,
-        error: r.try_get(8)?,
-        created_at: r.try_get(9)?,
-        started_at: r.try_get(10)?,
-        finished_at: r.try_get(11)?,
-    })
-}
-
-const INSTANCE_COLS: &str =
-    "id, database_id, build_id, runtime_id, endpoint_url, health_status, snapshot_age_ms, \
-     swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at, control_url, replication";
-
-fn instance_row(r: &Row) -> StoreResult<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: r.try_get(0)?,
-        database_id: r.try_get(1)?,
-        build_id: r.try_get(2)?,
-        runtime_id: r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
-        endpoint_url: r.try_get(4)?,
-        health_status: get_enum_opt(r, 5, HealthStatus::parse)?,
-        snapshot_age_ms: r.try_get(6)?,
-        swap_count: r.try_get(7)?,
-        row_counts: r.try_get(8)?,
-        last_health_check: r.try_get(9)?,
-        created_at: r.try_get(10)?,
-        updated_at: r.try_get(11)?,
-        stopped_at: r.try_get(12)?,
-        control_url: r.try_get(13)?,
-        replication: r.try_get(14)?,
-    })
-}
-
-const KEY_COLS: &str =
-    "id, database_id, key_id, secret_sha256, name, expires_at, created_at, revoked_at";
-
-fn key_row(r: &Row) -> StoreResult<QueryKeyRecord> {
-    Ok(QueryKeyRecord {
-        id: r.try_get(0)?,
-        database_id: r.try_get(1)?,
-        key_id: r.try_get(2)?,
-        secret_sha256: r.try_get(3)?,
-        name: r.try_get(4)?,
-        expires_at: r.try_get(5)?,
-        created_at: r.try_get(6)?,
-        revoked_at: r.try_get(7)?,
-    })
-}
-
-const OPS_COLS: &str = "database_id, op, crash, cleanup, schedule_mark, engine_port";
-
-fn ops_row(r: &Row) -> StoreResult<OpsRecord> {
-    let op: Option<serde_json::Value> = r.try_get(1)?;
-    let crash: serde_json::Value = r.try_get(2)?;
-    let cleanup: serde_json::Value = r.try_get(3)?;
-    // As in the SQLite store: a row this code cannot read back (written by a newer version) is
-    // treated as no operation, and rolled back, rather than stopping the reconciler.
-    Ok(OpsRecord {
-        database_id: r.try_get(0)?,
-        op: op.and_then(|v| serde_json::from_value(v).ok()),
-        crash: serde_json::from_value(crash).unwrap_or_default(),
-        cleanup: serde_json::from_value(cleanup).unwrap_or_default(),
-        schedule_mark: r.try_get(4)?,
-        engine_port: r
-            .try_get::<_, Option<i64>>(5)?
-            .and_then(|p| u16::try_from(p).ok()),
-    })
-}
-
-fn event_row(r: &Row) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        id: r.try_get(0)?,
-        event: Event {
-            database_id: r.try_get(1)?,
-            at: r.try_get(2)?,
-            from_status: get_enum_opt(r, 3, Status::parse)?,
-            to_status: get_enum(r, 4, Status::parse)?,
-            cause: r.try_get(5)?,
-            message: r.try_get(6)?,
-        },
-    })
-}
+use crate::store::rows::*;
+use crate::store::StoreResult;
 
 impl LifecycleTx for PgTx<'_> {
     fn database(&self, id: Uuid) -> StoreResult<Option<Database>> {
@@ -116,7 +21,7 @@ impl LifecycleTx for PgTx<'_> {
 
     fn ops(&self, database: Uuid) -> StoreResult<OpsRecord> {
         let found = self.row(
-            &format!("SELECT {OPS_COLS} FROM database_ops WHERE database_id = $1"),
+            &format!("SELECT {OPS_COLS} FROM database_ops o WHERE o.database_id = $1"),
             &[&database],
             ops_row,
         )?;
@@ -158,8 +63,10 @@ impl LifecycleTx for PgTx<'_> {
 
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
         self.rows(
-            "SELECT o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port FROM database_ops o \
-             JOIN databases d ON d.id = o.database_id WHERE d.deleted_at IS NULL",
+            &format!(
+                "SELECT {OPS_COLS} FROM database_ops o JOIN databases d ON d.id = o.database_id \
+                 WHERE d.deleted_at IS NULL"
+            ),
             &[],
             ops_row,
         )
@@ -304,8 +211,10 @@ impl LifecycleTx for PgTx<'_> {
         before: Option<i64>,
     ) -> StoreResult<Vec<EventRecord>> {
         self.rows(
-            "SELECT id, database_id, at, from_status, to_status, cause, message FROM events \
-             WHERE database_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            &format!(
+                "SELECT {EVENT_COLS} FROM events \
+                 WHERE database_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            ),
             &[&database, &before, &(limit as i64)],
             event_row,
         )
@@ -313,7 +222,9 @@ impl LifecycleTx for PgTx<'_> {
 
     fn insert_query_key(&self, k: &QueryKeyRecord) -> StoreResult<()> {
         self.execute(
-            &format!("INSERT INTO query_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &format!(
+                "INSERT INTO query_keys ({QUERY_KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
             &[
                 &k.id,
                 &k.database_id,
@@ -331,10 +242,10 @@ impl LifecycleTx for PgTx<'_> {
     fn query_keys(&self, database: Uuid) -> StoreResult<Vec<QueryKeyRecord>> {
         self.rows(
             &format!(
-                "SELECT {KEY_COLS} FROM query_keys WHERE database_id = $1 ORDER BY created_at, id"
+                "SELECT {QUERY_KEY_COLS} FROM query_keys WHERE database_id = $1 ORDER BY created_at, id"
             ),
             &[&database],
-            key_row,
+            query_key_row,
         )
     }
 
