@@ -35,7 +35,7 @@ mod error;
 pub mod lifecycle;
 pub mod migrate;
 mod postgres;
-mod rows;
+mod sql;
 mod sqlite;
 mod tx;
 

@@ -35,7 +35,7 @@ mod lifecycle;
 
 use super::error::{StoreError, StoreResult};
 use super::lifecycle::{Event, LifecycleTx};
-use super::rows::*;
+use super::sql::*;
 use super::tx::{Store, Tx};
 use crate::api::*;
 
@@ -318,8 +318,9 @@ pub(crate) struct PgTx<'a>(RefCell<postgres::Transaction<'a>>);
 type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 impl PgTx<'_> {
-    fn execute(&self, sql: &str, params: &Params) -> StoreResult<u64> {
-        Ok(self.0.borrow_mut().execute(sql, params)?)
+    fn execute(&self, sql: &str, params: &Params) -> StoreResult<()> {
+        self.0.borrow_mut().execute(sql, params)?;
+        Ok(())
     }
 
     fn rows<T>(
@@ -367,8 +368,7 @@ impl Tx for PgTx<'_> {
                 &c.created_at,
                 &c.updated_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
@@ -391,8 +391,7 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE customers SET plan = $2, updated_at = $3 WHERE id = $1",
             &[&id, &plan.as_str(), &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn admin_exists(&self) -> StoreResult<bool> {
@@ -415,8 +414,7 @@ impl Tx for PgTx<'_> {
                 &k.last_used_at,
                 &k.revoked_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
@@ -449,16 +447,14 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
         self.execute(
             "UPDATE management_keys SET last_used_at = $2 WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
@@ -484,8 +480,7 @@ impl Tx for PgTx<'_> {
                 &c.ssl_mode.as_str(),
                 &c.ssl_root_cert_secret,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn update_connection(&self, c: &Connection) -> StoreResult<()> {
@@ -507,8 +502,7 @@ impl Tx for PgTx<'_> {
                 &c.ssl_mode.as_str(),
                 &c.ssl_root_cert_secret,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
@@ -532,16 +526,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
-        // As in the SQLite store: soft-deleted databases of the connection and their history go
-        // with it, since nothing can reach them any more.
-        for sql in [
-            "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM databases WHERE connection_id = $1",
-            "DELETE FROM connections WHERE id = $1",
-        ] {
+        for sql in DELETE_CONNECTION {
             self.execute(sql, &[&id])?;
         }
         Ok(())
@@ -625,8 +610,7 @@ impl Tx for PgTx<'_> {
                 &i.deleted_at,
                 &d.replicas,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
@@ -728,8 +712,7 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE databases SET deleted_at = $2, updated_at = $2 WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {
@@ -743,7 +726,6 @@ impl Tx for PgTx<'_> {
                 &e.cause,
                 &e.message,
             ],
-        )?;
-        Ok(())
+        )
     }
 }

@@ -17,7 +17,7 @@ mod lifecycle;
 
 use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
-use super::rows::*;
+use super::sql::*;
 use super::tx::{Store, Tx};
 use crate::api::*;
 
@@ -251,10 +251,15 @@ const DATABASE_SELECT: &str = concat!(
 
 struct SqlTx<'a>(&'a rusqlite::Connection);
 
-/// The row mappings of [`super::rows`] are generic over the row type, so they are passed to
+/// The row mappings of [`super::sql`] are generic over the row type, so they are passed to
 /// [`SqlTx::rows`] and [`SqlTx::row`] in a closure (`|r| customer_row(r)`): `rusqlite` wants a
 /// callback for a row of any statement lifetime, which one instance of a generic function is not.
 impl SqlTx<'_> {
+    fn execute(&self, sql: &str, params: impl Params) -> StoreResult<()> {
+        self.0.execute(sql, params)?;
+        Ok(())
+    }
+
     /// Every row `sql` returns, decoded.
     fn rows<T>(
         &self,
@@ -294,11 +299,10 @@ impl Tx for SqlTx<'_> {
     }
 
     fn insert_customer(&self, c: &Customer) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO customers (id, name, plan, is_admin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![c.id.to_string(), c.name, c.plan.as_str(), c.is_admin, ts(&c.created_at), ts(&c.updated_at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
@@ -318,11 +322,10 @@ impl Tx for SqlTx<'_> {
     }
 
     fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE customers SET plan = ?2, updated_at = ?3 WHERE id = ?1",
             params![id.to_string(), plan.as_str(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn admin_exists(&self) -> StoreResult<bool> {
@@ -330,7 +333,7 @@ impl Tx for SqlTx<'_> {
     }
 
     fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             &format!("INSERT INTO management_keys ({MANAGEMENT_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 k.id.to_string(),
@@ -343,8 +346,7 @@ impl Tx for SqlTx<'_> {
                 ts_opt(&k.last_used_at),
                 ts_opt(&k.revoked_at)
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
@@ -376,23 +378,21 @@ impl Tx for SqlTx<'_> {
     }
 
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE management_keys SET last_used_at = ?2 WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             &format!(
                 "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ),
@@ -413,12 +413,11 @@ impl Tx for SqlTx<'_> {
                 c.ssl_mode.as_str(),
                 c.ssl_root_cert_secret
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn update_connection(&self, c: &Connection) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE connections SET name = ?2, host = ?3, port = ?4, available_schemas = ?5, username = ?6, \
              password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10, \
              ssl_mode = ?11, ssl_root_cert_secret = ?12 WHERE id = ?1",
@@ -436,8 +435,7 @@ impl Tx for SqlTx<'_> {
                 c.ssl_mode.as_str(),
                 c.ssl_root_cert_secret
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
@@ -461,18 +459,9 @@ impl Tx for SqlTx<'_> {
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
-        // Soft-deleted databases keep pointing at the connection for audit; their rows and
-        // history go with it, since nothing can reach them any more.
         let id = id.to_string();
-        for sql in [
-            "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM databases WHERE connection_id = ?1",
-            "DELETE FROM connections WHERE id = ?1",
-        ] {
-            self.0.execute(sql, [&id])?;
+        for sql in DELETE_CONNECTION {
+            self.execute(sql, [&id])?;
         }
         Ok(())
     }
@@ -490,7 +479,7 @@ impl Tx for SqlTx<'_> {
     }
 
     fn insert_database(&self, d: &Database) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
              safety_net, instance_size, log_level, region, status, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -517,7 +506,7 @@ impl Tx for SqlTx<'_> {
 
     fn update_database(&self, d: &Database) -> StoreResult<()> {
         let i = &d.internal;
-        self.0.execute(
+        self.execute(
             "UPDATE databases SET name = ?2, mysql_db = ?3, sync_mode = ?4, sync_interval = ?5, safety_net = ?6, \
              instance_size = ?7, log_level = ?8, region = ?9, binlog_server_id = ?10, build_compute_override = ?11, \
              custom_domain = ?12, pause_schedule = ?13, tags = ?14, schema_config = ?15, status = ?16, \
@@ -555,8 +544,7 @@ impl Tx for SqlTx<'_> {
                 ts_opt(&i.deleted_at),
                 d.replicas
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
@@ -664,15 +652,14 @@ impl Tx for SqlTx<'_> {
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE databases SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO events (database_id, at, from_status, to_status, cause, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 e.database_id.to_string(),
@@ -682,7 +669,6 @@ impl Tx for SqlTx<'_> {
                 e.cause,
                 e.message
             ],
-        )?;
-        Ok(())
+        )
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{json, PgTx, DATABASE_SELECT};
 use crate::api::*;
 use crate::store::lifecycle::*;
-use crate::store::rows::*;
+use crate::store::sql::*;
 use crate::store::StoreResult;
 
 impl LifecycleTx for PgTx<'_> {
@@ -45,20 +45,16 @@ impl LifecycleTx for PgTx<'_> {
                 &o.schedule_mark,
                 &o.engine_port.map(i64::from),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn engine_ports(&self) -> StoreResult<Vec<u16>> {
         let ports = self.rows(
             "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL",
             &[],
-            |r| Ok(r.try_get::<_, i64>(0)?),
+            |r| engine_port(r, 0),
         )?;
-        Ok(ports
-            .into_iter()
-            .filter_map(|p| u16::try_from(p).ok())
-            .collect())
+        Ok(ports.into_iter().flatten().collect())
     }
 
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
@@ -95,16 +91,14 @@ impl LifecycleTx for PgTx<'_> {
                 &b.started_at,
                 &b.finished_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn set_build_manifest(&self, build: Uuid, manifest: &str) -> StoreResult<()> {
         self.execute(
             "UPDATE builds SET manifest = $2 WHERE id = $1",
             &[&build, &manifest],
-        )?;
-        Ok(())
+        )
     }
 
     fn build(&self, database: Uuid, id: Uuid) -> StoreResult<Option<BuildRecord>> {
@@ -170,8 +164,7 @@ impl LifecycleTx for PgTx<'_> {
                 &i.control_url,
                 &i.replication,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn instance(&self, id: Uuid) -> StoreResult<Option<InstanceRecord>> {
@@ -235,8 +228,7 @@ impl LifecycleTx for PgTx<'_> {
                 &k.created_at,
                 &k.revoked_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn query_keys(&self, database: Uuid) -> StoreResult<Vec<QueryKeyRecord>> {
@@ -253,7 +245,6 @@ impl LifecycleTx for PgTx<'_> {
         self.execute(
             "UPDATE query_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 }

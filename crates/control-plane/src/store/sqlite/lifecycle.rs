@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{json, ts, ts_opt, SqlTx, DATABASE_SELECT};
 use crate::api::*;
 use crate::store::lifecycle::*;
-use crate::store::rows::*;
+use crate::store::sql::*;
 use crate::store::StoreResult;
 
 impl LifecycleTx for SqlTx<'_> {
@@ -32,7 +32,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn put_ops(&self, o: &OpsRecord) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO database_ops (database_id, op, crash, cleanup, schedule_mark, updated_at, engine_port) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(database_id) DO UPDATE SET op = ?2, crash = ?3, \
              cleanup = ?4, schedule_mark = ?5, updated_at = ?6, engine_port = COALESCE(?7, engine_port)",
@@ -45,20 +45,16 @@ impl LifecycleTx for SqlTx<'_> {
                 ts(&Utc::now()),
                 o.engine_port.map(i64::from)
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn engine_ports(&self) -> StoreResult<Vec<u16>> {
         let ports = self.rows(
             "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL",
             [],
-            |r| r.get::<_, i64>(0),
+            |r| engine_port(r, 0),
         )?;
-        Ok(ports
-            .into_iter()
-            .filter_map(|p| u16::try_from(p).ok())
-            .collect())
+        Ok(ports.into_iter().flatten().collect())
     }
 
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
@@ -73,7 +69,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn insert_build(&self, b: &BuildRecord) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO builds (id, database_id, status, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![
                 b.id.to_string(),
@@ -86,7 +82,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn update_build(&self, b: &BuildRecord) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE builds SET status = ?2, schema_config = ?3, sync_mode_used = ?4, compute_type_used = ?5, \
              log = ?6, error = ?7, started_at = ?8, finished_at = ?9 WHERE id = ?1",
             params![
@@ -100,16 +96,14 @@ impl LifecycleTx for SqlTx<'_> {
                 ts_opt(&b.started_at),
                 ts_opt(&b.finished_at)
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn set_build_manifest(&self, build: Uuid, manifest: &str) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE builds SET manifest = ?2 WHERE id = ?1",
             params![build.to_string(), manifest],
-        )?;
-        Ok(())
+        )
     }
 
     fn build(&self, database: Uuid, id: Uuid) -> StoreResult<Option<BuildRecord>> {
@@ -149,7 +143,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn insert_instance(&self, i: &InstanceRecord) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO instances (id, database_id, build_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 i.id.to_string(),
@@ -163,7 +157,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn update_instance(&self, i: &InstanceRecord) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE instances SET runtime_id = ?2, endpoint_url = ?3, health_status = ?4, snapshot_age_ms = ?5, \
              swap_count = ?6, row_counts = ?7, last_health_check = ?8, updated_at = ?9, stopped_at = ?10, \
              control_url = ?11, replication = ?12 WHERE id = ?1",
@@ -181,8 +175,7 @@ impl LifecycleTx for SqlTx<'_> {
                 i.control_url,
                 i.replication.as_ref().map(json)
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn instance(&self, id: Uuid) -> StoreResult<Option<InstanceRecord>> {
@@ -232,7 +225,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn insert_query_key(&self, k: &QueryKeyRecord) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             &format!(
                 "INSERT INTO query_keys ({QUERY_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ),
@@ -246,8 +239,7 @@ impl LifecycleTx for SqlTx<'_> {
                 ts(&k.created_at),
                 ts_opt(&k.revoked_at)
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn query_keys(&self, database: Uuid) -> StoreResult<Vec<QueryKeyRecord>> {
@@ -261,10 +253,9 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn revoke_query_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE query_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 }

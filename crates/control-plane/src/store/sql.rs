@@ -1,4 +1,5 @@
-//! How a stored row becomes a record, written once for both backends.
+//! What the two backends' SQL has in common, written once: the column lists with the functions
+//! that map a row to a record, and the statements both dialects accept.
 //!
 //! The two stores select the same columns in the same order; only how one column is decoded
 //! differs (PostgreSQL has native `uuid`, `timestamptz` and `jsonb`, SQLite stores them as text).
@@ -262,10 +263,14 @@ pub(super) fn ops_row<R: StoredRow>(r: &R) -> Result<OpsRecord, R::Error> {
         crash: r.json_lenient(2)?.unwrap_or_default(),
         cleanup: r.json_lenient(3)?.unwrap_or_default(),
         schedule_mark: r.value(4)?,
-        engine_port: r
-            .value::<Option<i64>>(5)?
-            .and_then(|p| u16::try_from(p).ok()),
+        engine_port: engine_port(r, 5)?,
     })
+}
+
+/// An `engine_port` column; a value that is no TCP port reads as none.
+pub(super) fn engine_port<R: StoredRow>(r: &R, i: usize) -> Result<Option<u16>, R::Error> {
+    Ok(r.value::<Option<i64>>(i)?
+        .and_then(|p| u16::try_from(p).ok()))
 }
 
 pub(super) const EVENT_COLS: &str = "id, database_id, at, from_status, to_status, cause, message";
@@ -283,3 +288,16 @@ pub(super) fn event_row<R: StoredRow>(r: &R) -> Result<EventRecord, R::Error> {
         },
     })
 }
+
+/// Deleting a connection: soft-deleted databases keep pointing at it for audit, so their rows and
+/// history go with it, children first, since nothing can reach them any more. The one parameter,
+/// the connection id, is written `$1`: PostgreSQL's spelling, which SQLite binds as its only
+/// parameter too.
+pub(super) const DELETE_CONNECTION: [&str; 6] = [
+    "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+    "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+    "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+    "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
+    "DELETE FROM databases WHERE connection_id = $1",
+    "DELETE FROM connections WHERE id = $1",
+];
