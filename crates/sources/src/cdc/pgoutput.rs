@@ -1040,22 +1040,17 @@ pub(crate) async fn fetch_rows(
                 format!("({})", lits.join(", "))
             })
             .collect();
-        let mut sql = format!(
-            "SELECT {} FROM {}.{} WHERE ({}) IN ({})",
-            cols.join(", "),
-            quote_double(&schema),
-            quote_double(&table.source_name),
-            pk.join(", "),
-            tuples.join(", ")
+        let sql = super::select_by_key_sql(
+            &cols,
+            &format!(
+                "{}.{}",
+                quote_double(&schema),
+                quote_double(&table.source_name)
+            ),
+            &pk,
+            &tuples.join(", "),
+            table.where_sql.as_deref(),
         );
-        if let Some(w) = table
-            .where_sql
-            .as_deref()
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-        {
-            sql.push_str(&format!(" AND ({w})"));
-        }
         let rows = client
             .simple_query(&sql)
             .await
