@@ -123,16 +123,20 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+/// The id [`SetRequestIdLayer`] gave the request (`x-request-id`), or `-`.
+pub(crate) fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .and_then(|r| r.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
+
 /// Per request: a tracing span with the request id, request count and latency metrics, and the
 /// one place where internal errors are logged (with the request id) and their body replaced.
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|r| r.header_value().to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let rid = request_id(&req);
     let method = req.method().to_string();
     // The route template, not the raw path: ids must not explode metric cardinality.
     let route = req
