@@ -52,13 +52,31 @@ impl<S> LoadState<S> {
     }
 
     /// Give a sink back after its table was read (or failed).
-    pub(crate) fn put_back(&self, i: usize, sink: S) {
+    fn put_back(&self, i: usize, sink: S) {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(sink);
     }
 
     /// A table is complete.
-    pub(crate) fn table_done(&self) {
+    fn table_done(&self) {
         self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// After table `i` was read (`Ok(false)`: its sink asked to stop): gives the sink back,
+    /// counts a complete table, records a failure (see [`LoadState::fail`]). Returns whether the
+    /// worker goes on with the next table.
+    pub(crate) fn table_read(&self, i: usize, sink: S, read: Result<bool, SourceError>) -> bool {
+        self.put_back(i, sink);
+        match read {
+            Ok(true) => {
+                self.table_done();
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
     }
 
     /// Whether a worker failed (the others stop at their next batch).
