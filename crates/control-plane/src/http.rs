@@ -13,16 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::api::*;
 use crate::error::{ApiError, InternalCause};
-use crate::extract::{ApiJson, AppState, Auth};
+use crate::extract::{request_id, ApiJson, AppState, Auth};
 
 /// The process-wide Prometheus recorder (installed once; later routers share it).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -121,15 +119,6 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
         .layer(axum::middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// The id [`SetRequestIdLayer`] gave the request (`x-request-id`), or `-`.
-pub(crate) fn request_id(req: &Request) -> String {
-    req.extensions()
-        .get::<RequestId>()
-        .and_then(|r| r.header_value().to_str().ok())
-        .unwrap_or("-")
-        .to_string()
 }
 
 /// Per request: a tracing span with the request id, request count and latency metrics, and the

@@ -1,5 +1,6 @@
 //! What every loader shares: the table queue, the sinks handed to workers, progress counting,
-//! stopping all workers at the first failure, and identifier quoting.
+//! stopping all workers at the first failure, identifier quoting and the `SELECT`s (the change
+//! streams' re-read by key too).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,4 +216,47 @@ pub(crate) fn select_sql(columns: &[String], from: &str, where_sql: Option<&str>
         sql.push(')');
     }
     sql
+}
+
+/// The re-read of [`crate::cdc::fetch_rows_by_key`]: `SELECT <columns> FROM <from> WHERE (<pk>) IN
+/// (<tuples>) [AND (<where_sql>)]`, `tuples` being the key tuples already joined (`(?, ?), …` or
+/// literals).
+pub(crate) fn select_by_key_sql(
+    columns: &[String],
+    from: &str,
+    pk: &[String],
+    tuples: &str,
+    where_sql: Option<&str>,
+) -> String {
+    let mut sql = format!(
+        "SELECT {} FROM {from} WHERE ({}) IN ({tuples})",
+        columns.join(", "),
+        pk.join(", "),
+    );
+    if let Some(w) = where_sql.map(str::trim).filter(|w| !w.is_empty()) {
+        sql.push_str(&format!(" AND ({w})"));
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_by_key_sql;
+
+    #[test]
+    fn select_by_key_adds_the_table_predicate_when_there_is_one() {
+        let (cols, pk) = (["`a`".to_string(), "`b`".to_string()], ["`a`".to_string()]);
+        assert_eq!(
+            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?), (?)", None),
+            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?), (?))"
+        );
+        assert_eq!(
+            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?)", Some("  ")),
+            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?))"
+        );
+        assert_eq!(
+            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?)", Some(" b > 1 ")),
+            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?)) AND (b > 1)"
+        );
+    }
 }

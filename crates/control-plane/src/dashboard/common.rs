@@ -298,7 +298,7 @@ pub fn page<T: Template>(t: &T) -> Result<Response, PageError> {
 /// `HX-Redirect` (htmx would otherwise swap the sign-in page into a fragment); a 500's cause is
 /// logged here with the request id, which the page then shows.
 pub async fn layer(req: Request, next: Next) -> Response {
-    let rid = crate::http::request_id(&req);
+    let rid = crate::extract::request_id(&req);
     let htmx = req.headers().contains_key("hx-request");
     let mut resp = next.run(req).await;
     if let Some(PageInternal(cause)) = resp.extensions_mut().remove::<PageInternal>() {

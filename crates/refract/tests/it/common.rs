@@ -71,6 +71,20 @@ pub fn server_connection_request(
     }
 }
 
+/// A connection to the SQLite file `path` with one database `name` (its `main` schema),
+/// polled every 5 s; the connection's name is `name` and a random suffix.
+pub fn sqlite_request(name: &str, path: &std::path::Path) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        sync_interval: Some(5),
+        instance: Some(instance_request(name, "main")),
+        ..connection_request(
+            &format!("{name}-{}", rand::random::<u32>()),
+            Backend::Sqlite,
+            path.to_str().unwrap(),
+        )
+    }
+}
+
 /// The `instance` of `POST /v1/connections`: a first database `name` on `schema`.
 pub fn instance_request(name: &str, schema: &str) -> CreateInstanceRequest {
     CreateInstanceRequest {
@@ -286,7 +300,6 @@ impl ControlPlane {
         master_key: Option<&str>,
         tmp: Option<tempfile::TempDir>,
     ) -> Self {
-        use std::io::{BufRead, BufReader, Read};
         use std::process::{Command, Stdio};
         let mut cmd = Command::new(refract_bin());
         // SQLite sources may be beside the data dir ([`ControlPlane::sqlite_root`]), as an
@@ -313,43 +326,7 @@ impl ControlPlane {
             cmd.env("REFRACT_MASTER_KEY", k);
         }
         let mut child = cmd.spawn().expect("spawn refract serve");
-        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("refract control plane listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-                let mut o = out.lock().unwrap();
-                o.push_str(&line);
-                o.push('\n');
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let url = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "refract serve did not print its listening line:\n{}",
-                    output.lock().unwrap()
-                );
-            }
-        };
+        let (url, output) = wait_until_listening(&mut child);
         let admin_key = std::fs::read_to_string(data.join("admin-key"))
             .expect("admin-key")
             .trim()
@@ -601,4 +578,51 @@ pub fn serve(
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("refract serve started");
     (child, url)
+}
+
+/// Collects the output of a `refract serve` child (stdout line by line, stderr as it comes) and
+/// waits up to 30 s for its listening line. Returns the control plane's URL and the output,
+/// which keeps growing; a child that does not start is killed, failing the test with what it
+/// printed.
+pub(crate) fn wait_until_listening(
+    child: &mut std::process::Child,
+) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{BufRead, BufReader, Read};
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let out = output.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+            let mut o = out.lock().unwrap();
+            o.push_str(&line);
+            o.push('\n');
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let out = output.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(url) => (url, output),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "refract serve did not print its listening line:\n{}",
+                output.lock().unwrap()
+            );
+        }
+    }
 }

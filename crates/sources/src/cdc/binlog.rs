@@ -21,7 +21,7 @@ use refract_schema::{self as schema, ColumnType, Manifest, Row, TableManifest};
 
 use super::event::{column_map, table_index, CdcError, ChangeEvent, ChangeRow, RowBuffer};
 use crate::error;
-use crate::load::quote_backtick;
+use crate::load::{quote_backtick, select_by_key_sql};
 use crate::mysql::{connect, is_mariadb, is_set_column, push_value, Kind, CONNECT_TIMEOUT};
 use crate::types::decimal_text;
 use crate::{SourceError, SourceParams, SourcePosition};
@@ -821,7 +821,7 @@ pub(crate) async fn fetch_rows(
     let mut scratch = String::new();
     for chunk in keys.chunks(500) {
         let tuple = format!("({})", vec!["?"; pk.len()].join(", "));
-        let sql = super::select_by_key_sql(
+        let sql = select_by_key_sql(
             &cols,
             &format!(
                 "{}.{}",

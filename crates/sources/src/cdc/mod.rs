@@ -145,27 +145,6 @@ pub async fn open_stream(
     Ok(CdcStream { inner })
 }
 
-/// The re-read of [`fetch_rows_by_key`]: `SELECT <columns> FROM <from> WHERE (<pk>) IN
-/// (<tuples>) [AND (<where_sql>)]`, `tuples` being the key tuples already joined (`(?, ?), …` or
-/// literals).
-pub(crate) fn select_by_key_sql(
-    columns: &[String],
-    from: &str,
-    pk: &[String],
-    tuples: &str,
-    where_sql: Option<&str>,
-) -> String {
-    let mut sql = format!(
-        "SELECT {} FROM {from} WHERE ({}) IN ({tuples})",
-        columns.join(", "),
-        pk.join(", "),
-    );
-    if let Some(w) = where_sql.map(str::trim).filter(|w| !w.is_empty()) {
-        sql.push_str(&format!(" AND ({w})"));
-    }
-    sql
-}
-
 /// Re-read rows of manifest table `table` by primary key: `SELECT <columns> FROM t WHERE
 /// (<pk>) IN (<keys>) [AND (<where_sql>)]`. Returns the rows that exist and match the table's
 /// `where` predicate, in manifest column order. `keys` are primary-key values in key order.
@@ -204,27 +183,5 @@ impl pgoutput::LogicalSlot {
         Ok(CdcStream {
             inner: Inner::Logical(Box::new(l)),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::select_by_key_sql;
-
-    #[test]
-    fn select_by_key_adds_the_table_predicate_when_there_is_one() {
-        let (cols, pk) = (["`a`".to_string(), "`b`".to_string()], ["`a`".to_string()]);
-        assert_eq!(
-            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?), (?)", None),
-            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?), (?))"
-        );
-        assert_eq!(
-            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?)", Some("  ")),
-            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?))"
-        );
-        assert_eq!(
-            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?)", Some(" b > 1 ")),
-            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?)) AND (b > 1)"
-        );
     }
 }

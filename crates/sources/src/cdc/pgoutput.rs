@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::event::{column_map, CdcError, CdcOptions, ChangeEvent, ChangeRow};
-use crate::load::quote_double;
+use crate::load::{quote_double, select_by_key_sql};
 use crate::postgres::column_text_value;
 use crate::tls::{pg_negotiate, PgStream};
 use crate::{ExportedSnapshot, SourceError, SourceParams, SourcePosition};
@@ -1040,7 +1040,7 @@ pub(crate) async fn fetch_rows(
                 format!("({})", lits.join(", "))
             })
             .collect();
-        let sql = super::select_by_key_sql(
+        let sql = select_by_key_sql(
             &cols,
             &format!(
                 "{}.{}",
