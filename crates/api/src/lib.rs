@@ -251,6 +251,28 @@ api_enum!(
 );
 
 api_enum!(
+    /// What an engine's change loop does now (`InstanceView::replication.state`).
+    ReplicationState {
+        /// First load (CDC: before the first stream).
+        Loading = "loading",
+        /// Poll mode, loads succeed.
+        Polling = "polling",
+        /// A CDC mode that cannot run here was requested; the engine polls.
+        PollFallback = "poll_fallback",
+        /// A change stream runs.
+        Streaming = "streaming",
+        /// CDC: a full resync runs.
+        Reloading = "reloading",
+        /// CDC: the stream was lost; reconnecting with backoff.
+        Reconnecting = "reconnecting",
+        /// Replication paused (the snapshot is frozen).
+        Paused = "paused",
+        /// The last load (poll) or the stream's setup (CDC) failed.
+        Error = "error",
+    }
+);
+
+api_enum!(
     /// Colour of a tag.
     TagColor {
         Gray = "gray", Red = "red", Orange = "orange", Yellow = "yellow", Green = "green",
@@ -1209,6 +1231,27 @@ pub struct ConnectionLimits {
     pub available_schemas: Vec<String>,
 }
 
+/// How changes reach a running engine, as of the last health check (`InstanceView::replication`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationView {
+    /// The mode that runs: `poll`, `binlog` or `logical` (`poll` when a CDC mode fell back).
+    pub mode: String,
+    /// What the change loop does now.
+    pub state: ReplicationState,
+    /// Poll: age of the data; CDC: age of the open batch (0 when caught up). `null` before the
+    /// first load.
+    pub lag_ms: Option<u64>,
+    /// While the loop is failing (`state` neither `loading`, `polling`, `streaming` nor
+    /// `paused`): the cause and the fix, when the engine knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// While the loop is failing: whether the cause is a source setup problem (grants,
+    /// publication, server id, binlog off) that retrying does not fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fatal: Option<bool>,
+}
+
 /// The running engine of a database.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -1230,11 +1273,8 @@ pub struct InstanceView {
     /// Rows per table.
     #[schema(value_type = Option<Object>)]
     pub row_counts: Option<serde_json::Value>,
-    /// How changes reach the engine, as of the last health check: `mode`, `state` (`streaming`,
-    /// `polling`, `reconnecting`, `error`, …), `lagMs`, and while it is failing `error` (cause
-    /// and fix) and `fatal` (a source setup problem that retrying does not fix).
-    #[schema(value_type = Option<Object>)]
-    pub replication: Option<serde_json::Value>,
+    /// How changes reach the engine, as of the last health check.
+    pub replication: Option<ReplicationView>,
     /// Last health check.
     #[serde(with = "ts::option")]
     #[schema(value_type = Option<String>, format = DateTime)]

@@ -132,7 +132,7 @@ pub const COMMENTS: i64 = 400;
 
 /// A value of the data.
 #[derive(Clone, Debug)]
-pub enum Cell {
+pub enum Datum {
     /// SQL `NULL`.
     Null,
     /// An integer.
@@ -143,24 +143,24 @@ pub enum Cell {
     Bool(bool),
 }
 
-impl Cell {
+impl Datum {
     /// The value as an SQL literal of `dialect`.
     pub fn sql(&self, dialect: Dialect) -> String {
         match self {
-            Cell::Null => "NULL".into(),
-            Cell::Int(v) => v.to_string(),
-            Cell::Text(s) => sql_str(s),
-            Cell::Bool(b) => dialect.bool_sql(*b).into(),
+            Datum::Null => "NULL".into(),
+            Datum::Int(v) => v.to_string(),
+            Datum::Text(s) => sql_str(s),
+            Datum::Bool(b) => dialect.bool_sql(*b).into(),
         }
     }
 
     /// The value as the engine's loaders hand it to a table builder.
     pub fn value(&self) -> ValueRef<'_> {
         match self {
-            Cell::Null => ValueRef::Null,
-            Cell::Int(v) => ValueRef::Int(*v),
-            Cell::Text(s) => ValueRef::Text(s),
-            Cell::Bool(b) => ValueRef::Bool(*b),
+            Datum::Null => ValueRef::Null,
+            Datum::Int(v) => ValueRef::Int(*v),
+            Datum::Text(s) => ValueRef::Text(s),
+            Datum::Bool(b) => ValueRef::Bool(*b),
         }
     }
 }
@@ -169,30 +169,30 @@ impl Cell {
 /// same on every call. Built to exercise the hard parts: NULLs (three-valued logic), mixed case
 /// (collations), and rows without relatives (users 31..=40 write no posts, posts 141..=160 have
 /// no comments).
-pub fn dataset() -> Vec<(&'static str, Vec<Vec<Cell>>)> {
+pub fn dataset() -> Vec<(&'static str, Vec<Vec<Datum>>)> {
     let mut rng = StdRng::seed_from_u64(7);
-    let t = |s: String| Cell::Text(s);
+    let t = |s: String| Datum::Text(s);
     let mut users = Vec::new();
     for id in 1..=USERS {
         let name = NAMES[rng.gen_range(0..NAMES.len())];
         let email = if rng.gen_bool(0.2) {
-            Cell::Null
+            Datum::Null
         } else {
             t(format!("{}{id}@example.com", name.to_lowercase()))
         };
         let plan = PLANS[rng.gen_range(0..PLANS.len())];
         let verified = rng.gen_bool(0.5);
         let score = if rng.gen_bool(0.25) {
-            Cell::Null
+            Datum::Null
         } else {
-            Cell::Int(rng.gen_range(-5..50))
+            Datum::Int(rng.gen_range(-5..50))
         };
         users.push(vec![
-            Cell::Int(id),
+            Datum::Int(id),
             t(name.into()),
             email,
             t(plan.into()),
-            Cell::Bool(verified),
+            Datum::Bool(verified),
             score,
         ]);
     }
@@ -200,16 +200,16 @@ pub fn dataset() -> Vec<(&'static str, Vec<Vec<Cell>>)> {
     for id in 1..=POSTS {
         let user = rng.gen_range(1..=30);
         let views = if rng.gen_bool(0.2) {
-            Cell::Null
+            Datum::Null
         } else {
-            Cell::Int(rng.gen_range(0..1000))
+            Datum::Int(rng.gen_range(0..1000))
         };
         let title = format!("{} {id}", WORDS[rng.gen_range(0..WORDS.len())]);
         posts.push(vec![
-            Cell::Int(id),
-            Cell::Int(user),
+            Datum::Int(id),
+            Datum::Int(user),
             t(title),
-            Cell::Bool(rng.gen_bool(0.6)),
+            Datum::Bool(rng.gen_bool(0.6)),
             views,
         ]);
     }
@@ -217,19 +217,19 @@ pub fn dataset() -> Vec<(&'static str, Vec<Vec<Cell>>)> {
     for id in 1..=COMMENTS {
         let post = rng.gen_range(1..=140);
         let user = if rng.gen_bool(0.15) {
-            Cell::Null
+            Datum::Null
         } else {
-            Cell::Int(rng.gen_range(1..=USERS))
+            Datum::Int(rng.gen_range(1..=USERS))
         };
         let approved = match rng.gen_range(0..5) {
-            0 => Cell::Null,
-            1 | 2 => Cell::Bool(true),
-            _ => Cell::Bool(false),
+            0 => Datum::Null,
+            1 | 2 => Datum::Bool(true),
+            _ => Datum::Bool(false),
         };
         let body = format!("{} #{id}", WORDS[rng.gen_range(0..WORDS.len())]);
         comments.push(vec![
-            Cell::Int(id),
-            Cell::Int(post),
+            Datum::Int(id),
+            Datum::Int(post),
             user,
             t(body),
             approved,
@@ -239,7 +239,7 @@ pub fn dataset() -> Vec<(&'static str, Vec<Vec<Cell>>)> {
 }
 
 /// One `INSERT` of every row of `rows` into `table`, in `dialect`.
-pub fn insert_sql(dialect: Dialect, table: &str, rows: &[Vec<Cell>]) -> String {
+pub fn insert_sql(dialect: Dialect, table: &str, rows: &[Vec<Datum>]) -> String {
     let values: Vec<String> = rows
         .iter()
         .map(|r| {

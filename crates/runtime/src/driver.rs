@@ -119,13 +119,33 @@ pub trait Driver: Send + Sync {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a server that needs its port chosen
 /// before it starts (another process may take it in between; callers retry on a bind failure).
+/// Never the same port twice in one process: a server given a port may not listen yet, or may
+/// be stopped for a while and start again on it, and a second server handed the same port would
+/// fail to bind while the first one answers for it.
 pub fn free_port() -> Result<u16, RuntimeError> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(RuntimeError::io("bind a free port on", "127.0.0.1:0"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(RuntimeError::io("read the address of", "127.0.0.1:0"))?;
-    Ok(addr.port())
+    static HANDED_OUT: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let handed_out = handed_out.get_or_insert_with(Default::default);
+    // Listeners on ports already handed out stay open until a new one is found, so that the
+    // kernel offers another port each time.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(RuntimeError::io("bind a free port on", "127.0.0.1:0"))?;
+        let port = listener
+            .local_addr()
+            .map_err(RuntimeError::io("read the address of", "127.0.0.1:0"))?
+            .port();
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+        held.push(listener);
+    }
+    Err(RuntimeError::io(
+        "find a port not handed out before on",
+        "127.0.0.1:0",
+    )(std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
 /// Ports [`pick_port`] chooses from: below Linux's default ephemeral range (32768–60999), so an

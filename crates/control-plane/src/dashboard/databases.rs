@@ -169,7 +169,11 @@ async fn chart(s: &DashState, v: &InstanceStatusResponse) -> String {
         return String::new();
     };
     if let Some(e) = &i.endpoint_url {
-        let lag = i.replication.as_ref().and_then(|r| r["lagMs"].as_f64());
+        let lag = i
+            .replication
+            .as_ref()
+            .and_then(|r| r.lag_ms)
+            .map(|l| l as f64);
         s.samples.sample(&s.http, v.database.id, e, lag).await;
     }
     s.samples.render(v.database.id)
@@ -276,17 +280,15 @@ fn status_view(v: &InstanceStatusResponse, chart: String) -> StatusView {
             });
         }
         if let Some(r) = &i.replication {
-            let mode = r["mode"].as_str().unwrap_or("-");
-            let state = r["state"].as_str().unwrap_or("-");
-            let lag = r["lagMs"]
-                .as_i64()
-                .map(|l| format!(", lag {}", ms(l)))
+            let lag = r
+                .lag_ms
+                .map(|l| format!(", lag {}", ms(l as i64)))
                 .unwrap_or_default();
             facts.push(Fact {
                 label: "Replication",
-                value: format!("{mode}, {state}{lag}"),
+                value: format!("{}, {}{lag}", r.mode, r.state),
             });
-            if let Some(e) = r["error"].as_str() {
+            if let Some(e) = &r.error {
                 facts.push(Fact {
                     label: "Replication error",
                     value: e.to_string(),

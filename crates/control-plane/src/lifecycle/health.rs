@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use refract_protocol::{EngineStatus, Health, ReplicationState};
+use refract_protocol::{EngineStatus, Health, ReplicationState as EngineReplicationState};
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::bookkeeping::{admin_token, now};
 use crate::api::Database;
-use crate::api::{Backend, HealthStatus};
+use crate::api::{Backend, HealthStatus, ReplicationState, ReplicationView};
 use crate::store::lifecycle::InstanceRecord;
 use crate::Service;
 
@@ -67,10 +67,10 @@ pub(super) fn classify(h: &Health, db: &Database, backend: Option<Backend>) -> H
             // heartbeats (the engine reconnects after 30 s of silence), so idle is fresh too.
             let stale = backend != Some(Backend::Sqlite)
                 && !h.replication.paused
-                && state != ReplicationState::Streaming
+                && state != EngineReplicationState::Streaming
                 && h.snapshot_age_ms
                     .is_some_and(|a| a > 3 * 1000 * db.sync_interval.max(1) as u64);
-            if stale || state == ReplicationState::Error {
+            if stale || state == EngineReplicationState::Error {
                 HealthStatus::Degraded
             } else {
                 HealthStatus::Ok
@@ -84,25 +84,34 @@ pub(super) fn classify(h: &Health, db: &Database, backend: Option<Backend>) -> H
 /// The `replication` of `GET …/instance` from an engine's `/stats`: mode, state, lag, and the
 /// last error while the stream is not `streaming`/`polling` (the engine keeps the last error
 /// after it recovered; shown only while it matters).
-pub(super) fn replication_view(h: &Health) -> Value {
+pub(super) fn replication_view(h: &Health) -> ReplicationView {
     let r = &h.replication;
-    let mut v = serde_json::json!({
-        "mode": r.mode,
-        "state": r.state.as_str(),
-        "lagMs": r.lag_ms,
-    });
+    let state = match r.state {
+        EngineReplicationState::Loading => ReplicationState::Loading,
+        EngineReplicationState::Polling => ReplicationState::Polling,
+        EngineReplicationState::PollFallback => ReplicationState::PollFallback,
+        EngineReplicationState::Streaming => ReplicationState::Streaming,
+        EngineReplicationState::Reloading => ReplicationState::Reloading,
+        EngineReplicationState::Reconnecting => ReplicationState::Reconnecting,
+        EngineReplicationState::Paused => ReplicationState::Paused,
+        EngineReplicationState::Error => ReplicationState::Error,
+    };
     let failing = !matches!(
-        r.state,
+        state,
         ReplicationState::Streaming
             | ReplicationState::Polling
             | ReplicationState::Paused
             | ReplicationState::Loading
     );
-    if failing {
-        v["error"] = serde_json::json!(r.last_error.as_ref().or(h.message.as_ref()));
-        v["fatal"] = serde_json::json!(r.fatal.unwrap_or(false));
+    ReplicationView {
+        mode: r.mode.clone(),
+        state,
+        lag_ms: r.lag_ms,
+        error: failing
+            .then(|| r.last_error.clone().or_else(|| h.message.clone()))
+            .flatten(),
+        fatal: failing.then_some(r.fatal.unwrap_or(false)),
     }
-    v
 }
 
 async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
@@ -194,13 +203,14 @@ mod tests {
                              "replication": {"mode": "binlog", "state": "error", "lastError": "x", "fatal": true}}));
         assert_eq!(classify(&failing, &d, pg), HealthStatus::Degraded);
         let view = replication_view(&failing);
-        assert_eq!(view["error"], "x");
-        assert_eq!(view["fatal"], true);
+        assert_eq!(view.state, ReplicationState::Error);
+        assert_eq!(view.error.as_deref(), Some("x"));
+        assert_eq!(view.fatal, Some(true));
         let stale_poll = health(serde_json::json!({"status": "ok", "snapshotAgeMs": 600_000,
                                 "replication": {"mode": "poll", "state": "polling"}}));
         assert_eq!(classify(&stale_poll, &d, pg), HealthStatus::Degraded);
         let streaming = replication_view(&idle);
-        assert!(streaming.get("error").is_none(), "{streaming}");
+        assert_eq!((streaming.error, streaming.fatal), (None, None));
         let cap = health(serde_json::json!({"status": "cap_exceeded"}));
         assert_eq!(classify(&cap, &d, pg), HealthStatus::CapExceeded);
     }

@@ -105,8 +105,8 @@ pub struct InstanceRecord {
     pub updated_at: DateTime<Utc>,
     /// When it was stopped (or replaced).
     pub stopped_at: Option<DateTime<Utc>>,
-    /// CDC modes: the change stream at the last check (`{mode, state, lagMs, error, fatal}`).
-    pub replication: Option<serde_json::Value>,
+    /// The change loop at the last check.
+    pub replication: Option<refract_api::ReplicationView>,
 }
 
 impl InstanceRecord {

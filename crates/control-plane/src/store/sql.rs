@@ -230,6 +230,8 @@ pub(super) fn instance_row<R: StoredRow>(r: &R) -> Result<InstanceRecord, R::Err
         updated_at: r.time(11)?,
         stopped_at: r.time_opt(12)?,
         control_url: r.value(13)?,
+        // A stored view this version cannot read counts as none (the next health check writes
+        // it again).
         replication: r.json_lenient(14)?,
     })
 }

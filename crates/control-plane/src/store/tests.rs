@@ -547,7 +547,13 @@ fn lifecycle_records_round_trip() {
             created_at: at(15),
             updated_at: at(15),
             stopped_at: None,
-            replication: Some(serde_json::json!({"mode": "binlog", "lagMs": 3})),
+            replication: Some(ReplicationView {
+                mode: "binlog".into(),
+                state: ReplicationState::Error,
+                lag_ms: Some(3),
+                error: Some("the binary log is off: set log_bin".into()),
+                fatal: Some(true),
+            }),
         };
         let mut i2 = InstanceRecord {
             id: Uuid::new_v4(),

@@ -26,7 +26,7 @@ use super::archive::tar;
 use super::storage::StorageError;
 use super::types::ActiveBinlog;
 use super::types::{BinlogStart, RestorePlan};
-use crate::engines::mariadb::{backup_primary, socket, socket_sql, valid_binlog_name};
+use crate::engines::mariadb::{backup_primary, socket_sql, valid_binlog_name, wait_socket};
 use crate::engines::{sql_password, Ctx, ADMIN_USER, APP_USER, HOST, REPLICATION_USER};
 use crate::os;
 use crate::service::{lock, ManagedService};
@@ -380,6 +380,7 @@ async fn replay(
     ];
     reader_args.extend(files.iter().map(|f| logs.join(f).display().to_string()));
     let me = os::current_user().name;
+    let socket = wait_socket(ctx, 0).await?;
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut reader = tokio::process::Command::new(binlog)
         .args(&reader_args)
@@ -405,7 +406,7 @@ async fn replay(
         .args([
             "--no-defaults".to_string(),
             format!("--user={me}"),
-            format!("--socket={}", socket(ctx, 0).display()),
+            format!("--socket={}", socket.display()),
             // Row events carry binary data (mariadb-binlog's output is meant for this mode).
             "--binary-mode".into(),
         ])

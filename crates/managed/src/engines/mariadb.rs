@@ -27,6 +27,24 @@ pub(crate) fn socket(ctx: &Ctx, node: usize) -> PathBuf {
     ctx.node_dir(node).join("mysqld.sock")
 }
 
+/// Waits (up to [`LOGIN_TIMEOUT`]) for node `node`'s socket, which `mariadbd` creates a moment
+/// after it listens on its TCP port (the readiness the runtime checks): a local login right after
+/// the start would otherwise fail with `Can't connect … through socket` (`ERROR 2002 … (2)`).
+pub(crate) async fn wait_socket(ctx: &Ctx, node: usize) -> anyhow::Result<PathBuf> {
+    let path = socket(ctx, node);
+    let deadline = std::time::Instant::now() + LOGIN_TIMEOUT;
+    while !path.exists() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the server of n{node} listens on its port but has not created its socket {} within {} s",
+            path.display(),
+            LOGIN_TIMEOUT.as_secs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(path)
+}
+
 /// Node `node`'s own directory for temporary tables and files (0700, the server's user),
 /// instead of the shared `/tmp`: another server's bootstrap, or anything cleaning `/tmp`,
 /// must not touch them (a bootstrap failed once with `Could not remove temporary table
@@ -248,10 +266,11 @@ pub(crate) async fn socket_sql(
     // unix_socket authentication maps this process's OS user to the MariaDB user of that name:
     // `root` when the control plane is root, else the user mariadb-install-db was run as.
     let me = os::current_user().name;
+    let socket = wait_socket(ctx, node).await?;
     let mut args = vec![
         "--no-defaults".to_string(),
         format!("--user={me}"),
-        format!("--socket={}", socket(ctx, node).display()),
+        format!("--socket={}", socket.display()),
         "--batch".into(),
     ];
     if vertical {

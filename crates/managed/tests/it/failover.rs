@@ -20,29 +20,29 @@ const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
 /// Writes acknowledged before the primary is destroyed.
 const ROWS: i64 = 50;
 
-/// Kills the primary's whole process group and removes its data directory (a lost machine).
-/// The reconciler may restart the killed server before the directory is gone (a crash restart
-/// while its data is still there), and that server writes new files into it: then it is killed
-/// too and the removal tried again, as the machine it ran on is lost all the same.
-/// Returns the pid of the last server killed.
+/// Removes the primary's data directory and kills its whole process group (a lost machine).
+/// The directory goes first, in one rename: the reconciler never sees the primary dead with its
+/// data still in place, which it would restart in place (a crash) instead of failing over.
+/// Returns the pid of the server killed.
 pub(crate) fn destroy_primary(h: &Harness, id: &str) -> i32 {
     let n0 = h.server_dir(id).join("n0");
+    let lost = h.server_dir(id).join("n0.lost");
+    std::fs::rename(&n0, &lost).expect("move the primary's data directory away");
+    let pid = h.pid(id, 0);
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{pid}")])
+        .status();
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    // The killed server may still be writing for a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pid = h.pid(id, 0);
-        let _ = Command::new("kill")
-            .args(["-9", "--", &format!("-{pid}")])
-            .status();
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        match std::fs::remove_dir_all(&n0) {
-            Ok(()) => return pid,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return pid,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("remove the primary's data directory: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+    while let Err(e) = std::fs::remove_dir_all(&lost) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            break;
         }
+        assert!(Instant::now() < deadline, "remove {}: {e}", lost.display());
+        std::thread::sleep(Duration::from_millis(20));
     }
+    pid
 }
 
 /// Retries `write` until it succeeds; returns how long that took from `since`.
@@ -491,12 +491,15 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
         .unwrap();
     drop(c);
 
-    // The standby dies with the primary: nothing can be promoted, and the API says so.
+    // The standby dies with the primary: nothing can be promoted, and the API says so. The
+    // primary goes first: from then on the reconciler waits (confirming the loss) and restarts
+    // nothing, so the standby, killed a moment later, is still dead when it decides. (Killed
+    // first, the standby could be restarted while the primary still ran, and then promoted.)
     let standby_pid = h.pid(&id, 1);
+    destroy_primary(&h, &id);
     let _ = Command::new("kill")
         .args(["-9", "--", &format!("-{standby_pid}")])
         .status();
-    destroy_primary(&h, &id);
     let path = format!("/api/v1/databases/{id}/events");
     h.wait_for(
         "a failover_impossible event",

@@ -513,13 +513,9 @@ pub(crate) fn row_count(i: &refract_api::InstanceView, table: &str) -> Option<i6
     i.row_counts.as_ref().and_then(|r| r[table].as_i64())
 }
 
-/// `instance.replication`: the engine's own report, free-form JSON in the API (no wire type
-/// names its fields), `null` without an instance or a report.
-pub(crate) fn replication(v: &InstanceStatusResponse) -> Value {
-    v.instance
-        .as_ref()
-        .and_then(|i| i.replication.clone())
-        .unwrap_or(Value::Null)
+/// `instance.replication`, `None` without an instance or a report.
+pub(crate) fn replication(v: &InstanceStatusResponse) -> Option<refract_api::ReplicationView> {
+    v.instance.as_ref().and_then(|i| i.replication.clone())
 }
 
 /// The serving engine's endpoint in an instance status answer.

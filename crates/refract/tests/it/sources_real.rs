@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use refract_api::{
-    Backend, CreateConnectionRequest, HealthStatus, Mode, Status, SyncMode, UpdateDatabaseRequest,
+    Backend, CreateConnectionRequest, HealthStatus, Mode, ReplicationState, Status, SyncMode,
+    UpdateDatabaseRequest,
 };
 use serde_json::{json, Value};
 
@@ -173,9 +174,13 @@ fn mariadb_least_privilege_binlog_server_ids_and_sync_mode_change() {
         });
     }
     let b = cp.wait_until(&switched, "replication reported", LONG, |v| {
-        replication(v)["state"] == "streaming"
+        replication(v).is_some_and(|r| r.state == ReplicationState::Streaming)
     });
-    assert_eq!(replication(&b)["mode"], "binlog", "{b:?}");
+    assert_eq!(
+        replication(&b).map(|r| r.mode).as_deref(),
+        Some("binlog"),
+        "{b:?}"
+    );
 
     // Idle for 3 minutes (no writes on the source): still `ok`, still streaming.
     let idle = Instant::now();
@@ -401,7 +406,7 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
     cp.ok(&id, "provision", Mode::Immediate);
     let v = cp.wait_for(&id, Status::Running, LONG);
     cp.wait_until(&id, "streaming", LONG, |v| {
-        replication(v)["state"] == "streaming"
+        replication(v).is_some_and(|r| r.state == ReplicationState::Streaming)
     });
     // Take the grant away and cut the user's connections (the binlog dump among them).
     let url = format!("mysql://{}:{}@{}:{}", m.user, m.password, m.host, m.port);
@@ -437,15 +442,14 @@ fn a_stream_that_breaks_after_running_shows_degraded_with_the_cause() {
         "degraded with the cause",
         Duration::from_secs(30),
         |v| {
-            // `replication` is the engine's own report, free-form in the API.
             v.instance.as_ref().and_then(|i| i.health_status) == Some(HealthStatus::Degraded)
-                && replication(v)["error"]
-                    .as_str()
+                && replication(v)
+                    .and_then(|r| r.error)
                     .is_some_and(|e| e.contains("REPLICATION SLAVE"))
         },
     );
     eprintln!(
-        "broken stream reported after {:?}: {}",
+        "broken stream reported after {:?}: {:?}",
         t0.elapsed(),
         replication(&broken)
     );

@@ -420,7 +420,11 @@ impl LocalProcessDriver {
             Readiness::TcpPort(port) => {
                 let connect = TcpStream::connect(("127.0.0.1", *port));
                 match tokio::time::timeout(TCP_PROBE_TIMEOUT, connect).await {
-                    Ok(Ok(_)) => instance.record_endpoint(format!("127.0.0.1:{port}")),
+                    // Someone accepts on the port: ready only when it is this instance (another
+                    // process holding the port would answer for a server that failed to bind).
+                    Ok(Ok(_)) if os::group_listens_on(state.pid, *port) != Some(false) => {
+                        instance.record_endpoint(format!("127.0.0.1:{port}"))
+                    }
                     _ => InstanceStatus::Starting,
                 }
             }

@@ -103,6 +103,70 @@ pub(crate) fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> 
     }
 }
 
+/// Whether the process group led by `leader` (a started instance) holds a TCP socket
+/// listening on `port`, read from `/proc/net/tcp{,6}` and the members' `/proc/<pid>/fd`; `None`
+/// when `/proc` cannot tell (no `/proc`, or a member another user owns and we may not inspect).
+/// A server that lost its port to another process must not look ready because that process
+/// accepts connections (two servers given the same free port: the second one exits on its bind
+/// error while the first answers for it).
+pub(crate) fn group_listens_on(leader: u32, port: u16) -> Option<bool> {
+    let mut listeners = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // "sl local_address rem_address st … uid timeout inode": state 0A is LISTEN.
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&"0A"), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) {
+                listeners.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if !Path::new("/proc/self/fd").exists() {
+        return None;
+    }
+    if listeners.is_empty() {
+        return Some(false);
+    }
+    let mut members = vec![leader];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        members.extend(
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != leader && pgid(pid) == Some(leader)),
+        );
+    }
+    let mut unreadable = false;
+    for pid in members {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            unreadable = true;
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path())
+                .is_ok_and(|target| listeners.contains(target.to_string_lossy().as_ref()))
+            {
+                return Some(true);
+            }
+        }
+    }
+    if unreadable {
+        None
+    } else {
+        Some(false)
+    }
+}
+
 /// Whether a process group still has members.
 pub(crate) fn group_exists(pgid: u32) -> bool {
     let Ok(raw) = i32::try_from(pgid) else {

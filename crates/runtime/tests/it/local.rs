@@ -339,6 +339,66 @@ async fn tcp_port_readiness() {
     ));
 }
 
+/// Two servers handed the same port: the second fails to bind and exits, and the first one,
+/// which accepts on that port, must not make it look ready in between.
+#[tokio::test]
+async fn tcp_port_readiness_ignores_another_process_on_the_port() {
+    let (_tmp, driver) = driver();
+    // The other server is another process, as in life (a listener of this test process would
+    // also be seen, for a moment, in the new instance's forked copy of it before its exec).
+    let port = free_port().expect("free port");
+    let mut squatter = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import socket, time\n\
+                 s = socket.socket()\n\
+                 s.bind(('127.0.0.1', {port}))\n\
+                 s.listen()\n\
+                 print('listening', flush=True)\n\
+                 time.sleep(30)\n"
+            ),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the other server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(squatter.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "listening");
+    let mut spec = InstanceSpec::new(
+        "late-server",
+        InstanceKind::Server,
+        "python3",
+        Readiness::TcpPort(port),
+    );
+    spec.args = vec!["-c".into(), "import time\ntime.sleep(30)\n".into()];
+    driver.start(&spec).await.expect("start");
+    for _ in 0..10 {
+        assert_eq!(
+            driver.status("late-server").await.expect("status"),
+            InstanceStatus::Starting,
+            "ready although only another process listens on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(is_exited(
+        &driver.stop("late-server", GRACE).await.expect("stop")
+    ));
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+}
+
+#[test]
+fn free_port_never_hands_out_a_port_twice() {
+    let ports: std::collections::HashSet<u16> =
+        (0..200).map(|_| free_port().expect("free port")).collect();
+    assert_eq!(ports.len(), 200);
+}
+
 #[tokio::test]
 async fn env_reaches_the_instance_but_the_control_planes_does_not() {
     let (_tmp, driver) = driver();

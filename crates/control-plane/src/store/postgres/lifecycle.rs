@@ -1,4 +1,4 @@
-//! [`LifecycleTx`] for the PostgreSQL store (a child of `postgres` so that it shares its row
+//! [`LifecycleTx`] for the PostgreSQL store (a child of `postgres` so that it shares its query
 //! helpers). Same statements as the SQLite one, in PostgreSQL's types.
 
 use chrono::{DateTime, Utc};
@@ -162,7 +162,7 @@ impl LifecycleTx for PgTx<'_> {
                 &i.updated_at,
                 &i.stopped_at,
                 &i.control_url,
-                &i.replication,
+                &i.replication.as_ref().map(json),
             ],
         )
     }

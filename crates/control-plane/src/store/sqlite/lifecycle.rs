@@ -1,4 +1,4 @@
-//! [`LifecycleTx`] for the SQLite store (a child of `sqlite` so that it shares its row helpers).
+//! [`LifecycleTx`] for the SQLite store (a child of `sqlite` so that it shares its query helpers).
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
