@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use refract_runtime::{free_port, InstanceStatus};
+use refract_runtime::{free_port_except, InstanceStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::Status;
@@ -379,7 +379,13 @@ impl ManagedService {
                 .await?;
             self.inner.driver.remove(&inst).await?;
             os::remove_dir(&ctx.node_dir(node))?;
-            let port = free_port()?;
+            // Not a port another node of any database keeps (stopped now, it starts on it again).
+            let recorded = self.db(|s| Ok(s.list_active()?)).await?;
+            let taken = recorded
+                .iter()
+                .flat_map(|d| d.ports.iter().copied())
+                .collect();
+            let port = free_port_except(&taken)?;
             let saved = self
                 .progress(&id, move |d| {
                     d.ports.truncate(node);

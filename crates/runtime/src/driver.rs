@@ -119,15 +119,25 @@ pub trait Driver: Send + Sync {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a server that needs its port chosen
 /// before it starts (another process may take it in between; callers retry on a bind failure).
-/// Never the same port twice in one process: a server given a port may not listen yet, or may
-/// be stopped for a while and start again on it, and a second server handed the same port would
-/// fail to bind while the first one answers for it.
+/// See [`free_port_except`].
 pub fn free_port() -> Result<u16, RuntimeError> {
-    static HANDED_OUT: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
-        std::sync::Mutex::new(None);
+    free_port_except(&std::collections::HashSet::new())
+}
+
+/// How long [`free_port_except`] keeps a port it handed out from anyone else in this process:
+/// longer than any server takes to start and bind it.
+const HANDED_OUT_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// [`free_port`], never one of `taken` (ports recorded for servers that may be stopped now and
+/// start again on them) nor one this process handed out in the last ten minutes: a server given a
+/// port may not listen yet, and a second server handed the same port would fail to bind while
+/// the first one answers for it.
+pub fn free_port_except(taken: &std::collections::HashSet<u16>) -> Result<u16, RuntimeError> {
+    use std::time::Instant;
+    static HANDED_OUT: std::sync::Mutex<Vec<(u16, Instant)>> = std::sync::Mutex::new(Vec::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    let handed_out = handed_out.get_or_insert_with(Default::default);
-    // Listeners on ports already handed out stay open until a new one is found, so that the
+    handed_out.retain(|(_, at)| at.elapsed() < HANDED_OUT_FOR);
+    // Listeners on ports that will not do stay open until a new one is found, so that the
     // kernel offers another port each time.
     let mut held = Vec::new();
     for _ in 0..64 {
@@ -137,7 +147,8 @@ pub fn free_port() -> Result<u16, RuntimeError> {
             .local_addr()
             .map_err(RuntimeError::io("read the address of", "127.0.0.1:0"))?
             .port();
-        if handed_out.insert(port) {
+        if !taken.contains(&port) && handed_out.iter().all(|(p, _)| *p != port) {
+            handed_out.push((port, Instant::now()));
             return Ok(port);
         }
         held.push(listener);

@@ -36,7 +36,9 @@ mod local;
 mod spec;
 pub mod user;
 
-pub use driver::{free_port, pick_port, BoxFuture, Driver, Network, STABLE_PORTS};
+pub use driver::{
+    free_port, free_port_except, pick_port, BoxFuture, Driver, Network, STABLE_PORTS,
+};
 pub use error::RuntimeError;
 pub use local::{LocalProcessDriver, INSTANCE_DIR_ENV, LOG_FILE, RUNNABLE_COPIES, STATE_FILE};
 pub use spec::{
