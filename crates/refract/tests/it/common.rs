@@ -300,28 +300,12 @@ impl ControlPlane {
         master_key: Option<&str>,
         tmp: Option<tempfile::TempDir>,
     ) -> Self {
-        use std::process::{Command, Stdio};
-        let mut cmd = Command::new(refract_bin());
-        // SQLite sources may be beside the data dir ([`ControlPlane::sqlite_root`]), as an
-        // operator would allow them; the data dir inside that root stays refused.
-        let root = data.parent().unwrap();
-        cmd.args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--sqlite-root",
-            root.to_str().unwrap(),
-        ])
+        let mut cmd = serve_command(data);
         // Debug logs: a password must not show up even there.
-        .env(
+        cmd.env(
             "REFRACT_LOG",
             "info,refract_control_plane=debug,tower_http=debug",
-        )
-        .env_remove("REFRACT_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        );
         if let Some(k) = master_key {
             cmd.env("REFRACT_MASTER_KEY", k);
         }
@@ -578,6 +562,29 @@ pub fn serve(
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("refract serve started");
     (child, url)
+}
+
+/// `refract serve` on `data`, listening on a free port, with its output piped (for
+/// [`wait_until_listening`]) and without the caller's `REFRACT_MASTER_KEY`. The directory of
+/// `data` is the SQLite root, as an operator would set it (tests write their SQLite sources
+/// there; the data dir inside it stays refused).
+pub(crate) fn serve_command(data: &std::path::Path) -> std::process::Command {
+    use std::process::Stdio;
+    let root = data.parent().unwrap();
+    let mut cmd = std::process::Command::new(refract_bin());
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--sqlite-root",
+        root.to_str().unwrap(),
+    ])
+    .env_remove("REFRACT_MASTER_KEY")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
 }
 
 /// Collects the output of a `refract serve` child (stdout line by line, stderr as it comes) and

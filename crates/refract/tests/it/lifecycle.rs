@@ -353,30 +353,16 @@ fn spawn_serve(
     store: Option<&str>,
     env: &[(String, String)],
 ) -> (Child, String, Arc<Mutex<String>>) {
-    // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
-    // the SQLite root, as an operator would set it (the data dir inside it stays refused).
-    let root = data.parent().unwrap();
-    let mut cmd = Command::new(refract_bin());
+    // The test's SQLite sources are written beside the data dir (`Cp::root`).
+    let mut cmd = crate::common::serve_command(data);
     match store {
         Some(url) => cmd.env("REFRACT_STORE", url),
         None => cmd.env_remove("REFRACT_STORE"),
     };
     let mut child = cmd
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--sqlite-root",
-            root.to_str().unwrap(),
-        ])
         .env("REFRACT_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
-        .env_remove("REFRACT_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn refract serve");
     let (url, out) = crate::common::wait_until_listening(&mut child);
