@@ -25,10 +25,7 @@ impl LifecycleTx for SqlTx<'_> {
             [database.to_string()],
             |r| ops_row(r),
         )?;
-        Ok(found.unwrap_or(OpsRecord {
-            database_id: database,
-            ..Default::default()
-        }))
+        Ok(found.unwrap_or_else(|| OpsRecord::none(database)))
     }
 
     fn put_ops(&self, o: &OpsRecord) -> StoreResult<()> {
