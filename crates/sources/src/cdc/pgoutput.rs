@@ -893,13 +893,11 @@ pub async fn create_logical_slot(
     let publications = ensure_publications(params, manifest, options).await?;
     let client = sql_client(params).await?;
     // A full load starts a new slot: the old one (if any) is behind the new snapshot.
-    client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&options.slot],
-        )
+    drop_slot_if_any(&client, &options.slot)
         .await
-        .map_err(|e| CdcError::Source(format!("dropping the previous slot: {}", pg_err(e, params))))?;
+        .map_err(|e| {
+            CdcError::Source(format!("dropping the previous slot: {}", pg_err(e, params)))
+        })?;
     let mut conn = ReplConn::connect(params).await?;
     let rows = conn
         .query(&format!(
@@ -940,17 +938,27 @@ pub async fn create_logical_slot(
     })
 }
 
+/// Drops the replication slot `slot`; one that does not exist is fine.
+async fn drop_slot_if_any(
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map(drop)
+}
+
 /// Drop the slot and the publications (absent ones are fine).
 pub async fn drop_logical_slot(
     params: &SourceParams,
     options: &CdcOptions,
 ) -> Result<(), CdcError> {
     let client = sql_client(params).await?;
-    client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&options.slot],
-        )
+    drop_slot_if_any(&client, &options.slot)
         .await
         .map_err(|e| CdcError::Source(pg_err(e, params).to_string()))?;
     for p in [
