@@ -1,5 +1,5 @@
-//! What every router's handlers share: their state ([`AppState`]) and the extractors that answer
-//! with our error shape ([`ApiJson`], [`Auth`]). Apart from `http.rs` so that the routers of
+//! What every router's handlers share: their state ([`AppState`]), the extractors that answer
+//! with our error shape ([`ApiJson`], [`Auth`]) and the id a request was given ([`request_id`]). Apart from `http.rs` so that the routers of
 //! `/v1` (`http.rs`) and of the lifecycle (`lifecycle/http.rs`) both use it without depending on
 //! each other.
 
@@ -10,6 +10,16 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+/// The id `SetRequestIdLayer` gave the request (`x-request-id`), or `-`: the API's and the
+/// dashboard's layers log it with an internal error.
+pub(crate) fn request_id(req: &Request) -> String {
+    req.extensions()
+        .get::<tower_http::request_id::RequestId>()
+        .and_then(|r| r.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
 use crate::service::{Principal, Service};
 
 /// Shared state of every handler. The lifecycle work adds its handles (reconciler wake-up,

@@ -13,16 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing::Instrument;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::api::*;
 use crate::error::{ApiError, InternalCause};
-use crate::extract::{ApiJson, AppState, Auth};
+use crate::extract::{request_id, ApiJson, AppState, Auth};
 
 /// The process-wide Prometheus recorder (installed once; later routers share it).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -127,12 +125,7 @@ pub fn router_with(state: AppState, extra: Option<Router>) -> Router {
 /// one place where internal errors are logged (with the request id) and their body replaced.
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|r| r.header_value().to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let rid = request_id(&req);
     let method = req.method().to_string();
     // The route template, not the raw path: ids must not explode metric cardinality.
     let route = req

@@ -1015,11 +1015,8 @@ impl Service {
     /// `GET /v1/databases/{id}`.
     pub async fn get_database(&self, p: &Principal, id: Uuid) -> Result<Database, ApiError> {
         let customer = p.customer_id();
-        self.read(move |tx| {
-            tx.get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))
-        })
-        .await
+        self.read(move |tx| customer_database(tx, customer, id))
+            .await
     }
 
     /// `PATCH /v1/databases/{id}`.
@@ -1069,7 +1066,7 @@ impl Service {
             }
         }
         self.write(move |tx| {
-            let mut d = tx.get_database(customer.id, id)?.ok_or_else(|| ApiError::not_found("database"))?;
+            let mut d = customer_database(tx, customer.id, id)?;
             let c = tx.get_connection(customer.id, d.connection_id)?.ok_or_else(|| ApiError::not_found("connection"))?;
             if let Some(name) = req.name {
                 if name != d.name && tx.database_name_taken(c.id, &name, Some(id))? {
@@ -1169,9 +1166,7 @@ impl Service {
     pub async fn delete_database(&self, p: &Principal, id: Uuid) -> Result<(), ApiError> {
         let customer = p.customer_id();
         self.write(move |tx| {
-            let d = tx
-                .get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            let d = customer_database(tx, customer, id)?;
             // The one action matrix decides (lifecycle.md).
             let ctx = crate::lifecycle::matrix::Context::default();
             if let crate::lifecycle::matrix::Decision::Refused(reason) =
@@ -1329,6 +1324,16 @@ fn allowed_modes(mode: SyncMode) -> Vec<SyncMode> {
     } else {
         vec![SyncMode::Poll, mode]
     }
+}
+
+/// The database `id` of `customer` (not deleted), or a 404: another customer's id looks the same.
+pub(crate) fn customer_database(
+    tx: &dyn Tx,
+    customer: Uuid,
+    id: Uuid,
+) -> Result<Database, ApiError> {
+    tx.get_database(customer, id)?
+        .ok_or_else(|| ApiError::not_found("database"))
 }
 
 /// Runtime settings differ from the deployed ones (never pending before a first deploy).

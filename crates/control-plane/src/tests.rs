@@ -230,17 +230,14 @@ async fn openapi_lists_the_routes() {
 async fn replicas_above_one_need_the_kubernetes_runtime() {
     let h = harness().await;
     let t = h.admin.clone();
-    let (s, body) = h
-        .call(
-            "POST",
-            "/v1/databases",
-            Some(&t),
-            Some(&format!(
-                r#"{{"connectionId": "{}", "name": "x", "mysqlDb": "shop", "replicas": 3}}"#,
-                uuid::Uuid::new_v4()
-            )),
-        )
-        .await;
+    let register = async |replicas: i64| {
+        let body = format!(
+            r#"{{"connectionId": "{}", "name": "x", "mysqlDb": "shop", "replicas": {replicas}}}"#,
+            uuid::Uuid::new_v4()
+        );
+        h.call("POST", "/v1/databases", Some(&t), Some(&body)).await
+    };
+    let (s, body) = register(3).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body["message"]
@@ -249,17 +246,7 @@ async fn replicas_above_one_need_the_kubernetes_runtime() {
             .contains("Kubernetes runtime"),
         "{body}"
     );
-    let (s, body) = h
-        .call(
-            "POST",
-            "/v1/databases",
-            Some(&t),
-            Some(&format!(
-                r#"{{"connectionId": "{}", "name": "x", "mysqlDb": "shop", "replicas": 0}}"#,
-                uuid::Uuid::new_v4()
-            )),
-        )
-        .await;
+    let (s, body) = register(0).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 }
 

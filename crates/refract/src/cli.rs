@@ -18,7 +18,7 @@ use refract_api::{
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use client::{body, cell, flag, opt_flag, output, read, table, urlencode, wire_cell};
+use client::{body, cell, flag, opt_flag, output, read, urlencode, wire_cell, wire_table};
 pub use client::{Api, ClientOpts};
 
 /// Client subcommands.
@@ -599,80 +599,51 @@ fn keys(api: &Api, opts: &ClientOpts, cmd: KeysCmd) -> anyhow::Result<()> {
 }
 
 fn print_connections(rows: &[Connection]) {
-    table(
-        &[
-            "ID",
-            "NAME",
-            "BACKEND",
-            "HOST",
-            "PORT",
-            "SCHEMAS",
-            "SYNC MODES",
-            "MIN INTERVAL",
-        ],
+    wire_table(
         rows,
-        |r| {
-            vec![
-                wire_cell(&r.id),
-                wire_cell(&r.name),
-                wire_cell(&r.backend),
-                wire_cell(&r.host),
-                wire_cell(&r.port),
-                wire_cell(&r.available_schemas),
-                wire_cell(&r.allowed_sync_modes),
-                wire_cell(&r.min_sync_interval),
-            ]
-        },
+        &[
+            ("ID", |r| wire_cell(&r.id)),
+            ("NAME", |r| wire_cell(&r.name)),
+            ("BACKEND", |r| wire_cell(&r.backend)),
+            ("HOST", |r| wire_cell(&r.host)),
+            ("PORT", |r| wire_cell(&r.port)),
+            ("SCHEMAS", |r| wire_cell(&r.available_schemas)),
+            ("SYNC MODES", |r| wire_cell(&r.allowed_sync_modes)),
+            ("MIN INTERVAL", |r| wire_cell(&r.min_sync_interval)),
+        ],
     );
 }
 
 fn print_databases(rows: &[Database]) {
-    table(
-        &[
-            "ID", "NAME", "SCHEMA", "STATUS", "SIZE", "SYNC", "INTERVAL", "ENDPOINT", "HEALTH",
-            "TAGS",
-        ],
+    wire_table(
         rows,
-        |r| {
-            vec![
-                wire_cell(&r.id),
-                wire_cell(&r.name),
-                wire_cell(&r.schema),
-                wire_cell(&r.status),
-                wire_cell(&r.instance_size),
-                wire_cell(&r.sync_mode),
-                wire_cell(&r.sync_interval),
-                wire_cell(&r.endpoint_url),
-                wire_cell(&r.health_status),
-                wire_cell(&r.tags),
-            ]
-        },
+        &[
+            ("ID", |r| wire_cell(&r.id)),
+            ("NAME", |r| wire_cell(&r.name)),
+            ("SCHEMA", |r| wire_cell(&r.schema)),
+            ("STATUS", |r| wire_cell(&r.status)),
+            ("SIZE", |r| wire_cell(&r.instance_size)),
+            ("SYNC", |r| wire_cell(&r.sync_mode)),
+            ("INTERVAL", |r| wire_cell(&r.sync_interval)),
+            ("ENDPOINT", |r| wire_cell(&r.endpoint_url)),
+            ("HEALTH", |r| wire_cell(&r.health_status)),
+            ("TAGS", |r| wire_cell(&r.tags)),
+        ],
     );
 }
 
 fn print_keys(rows: &[ManagementKey]) {
-    table(
-        &[
-            "ID",
-            "NAME",
-            "KEY ID",
-            "CREATED",
-            "EXPIRES",
-            "LAST USED",
-            "REVOKED",
-        ],
+    wire_table(
         rows,
-        |r| {
-            vec![
-                wire_cell(&r.id),
-                wire_cell(&r.name),
-                wire_cell(&r.key_id),
-                wire_cell(&r.created_at),
-                wire_cell(&r.expires_at),
-                wire_cell(&r.last_used_at),
-                wire_cell(&r.revoked_at),
-            ]
-        },
+        &[
+            ("ID", |r| wire_cell(&r.id)),
+            ("NAME", |r| wire_cell(&r.name)),
+            ("KEY ID", |r| wire_cell(&r.key_id)),
+            ("CREATED", |r| wire_cell(&r.created_at)),
+            ("EXPIRES", |r| wire_cell(&r.expires_at)),
+            ("LAST USED", |r| wire_cell(&r.last_used_at)),
+            ("REVOKED", |r| wire_cell(&r.revoked_at)),
+        ],
     );
 }
 

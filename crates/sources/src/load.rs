@@ -1,5 +1,6 @@
 //! What every loader shares: the table queue, the sinks handed to workers, progress counting,
-//! stopping all workers at the first failure, and identifier quoting.
+//! stopping all workers at the first failure, identifier quoting and the `SELECT`s (the change
+//! streams' re-read by key too).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,13 +53,31 @@ impl<S> LoadState<S> {
     }
 
     /// Give a sink back after its table was read (or failed).
-    pub(crate) fn put_back(&self, i: usize, sink: S) {
+    fn put_back(&self, i: usize, sink: S) {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(sink);
     }
 
     /// A table is complete.
-    pub(crate) fn table_done(&self) {
+    fn table_done(&self) {
         self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// After table `i` was read (`Ok(false)`: its sink asked to stop): gives the sink back,
+    /// counts a complete table, records a failure (see [`LoadState::fail`]). Returns whether the
+    /// worker goes on with the next table.
+    pub(crate) fn table_read(&self, i: usize, sink: S, read: Result<bool, SourceError>) -> bool {
+        self.put_back(i, sink);
+        match read {
+            Ok(true) => {
+                self.table_done();
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
     }
 
     /// Whether a worker failed (the others stop at their next batch).
@@ -197,4 +216,47 @@ pub(crate) fn select_sql(columns: &[String], from: &str, where_sql: Option<&str>
         sql.push(')');
     }
     sql
+}
+
+/// The re-read of [`crate::cdc::fetch_rows_by_key`]: `SELECT <columns> FROM <from> WHERE (<pk>) IN
+/// (<tuples>) [AND (<where_sql>)]`, `tuples` being the key tuples already joined (`(?, ?), …` or
+/// literals).
+pub(crate) fn select_by_key_sql(
+    columns: &[String],
+    from: &str,
+    pk: &[String],
+    tuples: &str,
+    where_sql: Option<&str>,
+) -> String {
+    let mut sql = format!(
+        "SELECT {} FROM {from} WHERE ({}) IN ({tuples})",
+        columns.join(", "),
+        pk.join(", "),
+    );
+    if let Some(w) = where_sql.map(str::trim).filter(|w| !w.is_empty()) {
+        sql.push_str(&format!(" AND ({w})"));
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_by_key_sql;
+
+    #[test]
+    fn select_by_key_adds_the_table_predicate_when_there_is_one() {
+        let (cols, pk) = (["`a`".to_string(), "`b`".to_string()], ["`a`".to_string()]);
+        assert_eq!(
+            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?), (?)", None),
+            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?), (?))"
+        );
+        assert_eq!(
+            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?)", Some("  ")),
+            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?))"
+        );
+        assert_eq!(
+            select_by_key_sql(&cols, "`d`.`t`", &pk, "(?)", Some(" b > 1 ")),
+            "SELECT `a`, `b` FROM `d`.`t` WHERE (`a`) IN ((?)) AND (b > 1)"
+        );
+    }
 }

@@ -763,7 +763,7 @@ async fn worker<S: RowSink + Send + 'static>(
 ) {
     while let Some((i, mut sink)) = state.next() {
         let table = &manifest.tables[i];
-        let r = load_table(
+        let read = load_table(
             &mut conn,
             &manifest.database,
             table,
@@ -772,17 +772,11 @@ async fn worker<S: RowSink + Send + 'static>(
             &params,
         )
         .await;
-        state.put_back(i, sink);
-        match r {
-            Ok(true) => state.table_done(),
-            Ok(false) => break,
-            Err(e) => {
-                state.fail(e);
-                // The connection may be mid-result; dropping it is the quickest way out.
-                return;
-            }
+        if !state.table_read(i, sink, read) {
+            break;
         }
     }
+    // After a failure the connection may be mid-result; dropping it is the quickest way out.
     if !state.stopped() {
         let _ = conn.query_drop("COMMIT").await;
         let _ = conn.disconnect().await;

@@ -697,18 +697,12 @@ async fn worker<S: RowSink + Send + 'static>(
 ) {
     while let Some((i, mut sink)) = state.next() {
         let table = &manifest.tables[i];
-        let r = load_table(&client, &schema, table, &mut sink, &state, &params).await;
-        state.put_back(i, sink);
-        match r {
-            Ok(true) => state.table_done(),
-            Ok(false) => break,
-            Err(e) => {
-                state.fail(e);
-                // Dropping the client closes the connection, which ends a COPY in flight.
-                return;
-            }
+        let read = load_table(&client, &schema, table, &mut sink, &state, &params).await;
+        if !state.table_read(i, sink, read) {
+            break;
         }
     }
+    // After a failure, dropping the client closes the connection, which ends a COPY in flight.
     if !state.stopped() {
         let _ = client.batch_execute("COMMIT").await;
     }

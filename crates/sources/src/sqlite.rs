@@ -272,16 +272,14 @@ fn load_blocking<S: RowSink>(
     conn.execute_batch("BEGIN")
         .map_err(|e| error::sqlite(e, params))?;
     while let Some((i, mut sink)) = state.next() {
-        let table = &manifest.tables[i];
-        let r = load_table(&conn, table, &mut sink, state, params);
-        state.put_back(i, sink);
-        match r {
-            Ok(true) => state.table_done(),
-            Ok(false) => break,
-            Err(e) => return Err(e),
+        let read = load_table(&conn, &manifest.tables[i], &mut sink, state, params);
+        if !state.table_read(i, sink, read) {
+            break;
         }
     }
-    let _ = conn.execute_batch("COMMIT");
+    if !state.stopped() {
+        let _ = conn.execute_batch("COMMIT");
+    }
     Ok(())
 }
 

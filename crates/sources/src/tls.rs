@@ -152,9 +152,12 @@ pub(crate) fn client_config(tls: &SourceTls) -> Result<Option<Arc<ClientConfig>>
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = match tls.effective_mode() {
         SslMode::Disable => return Ok(None),
-        SslMode::Prefer | SslMode::Require => Arc::new(NoVerification(provider.clone())),
-        SslMode::VerifyCa => Arc::new(ChainOnly {
-            roots: Arc::new(roots(tls)?),
+        SslMode::Prefer | SslMode::Require => Arc::new(NoHostNameCheck {
+            roots: None,
+            provider: provider.clone(),
+        }),
+        SslMode::VerifyCa => Arc::new(NoHostNameCheck {
+            roots: Some(Arc::new(roots(tls)?)),
             provider: provider.clone(),
         }),
         SslMode::VerifyFull => {
@@ -172,65 +175,18 @@ pub(crate) fn client_config(tls: &SourceTls) -> Result<Option<Arc<ClientConfig>>
     Ok(Some(Arc::new(config)))
 }
 
-/// `prefer`/`require`: any certificate (libpq checks none in these modes); handshake
-/// signatures are still checked against the certificate's key.
+/// The certificate check of `prefer`/`require` and `verify-ca`, which rustls does not have: the
+/// host name is never compared. Without `roots` (`prefer`/`require`) any certificate is accepted,
+/// as libpq checks none in these modes; with them (`verify-ca`) the chain must lead to a trusted
+/// root, validity dates included. Handshake signatures are checked against the certificate's
+/// key in every mode.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted root (validity dates included); the host
-/// name is not compared.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct NoHostNameCheck {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NoHostNameCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -239,14 +195,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

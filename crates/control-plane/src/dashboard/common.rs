@@ -10,7 +10,6 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use tower_http::request_id::RequestId;
 
 use super::session::{self, Sessions};
 use crate::error::ApiError;
@@ -299,12 +298,7 @@ pub fn page<T: Template>(t: &T) -> Result<Response, PageError> {
 /// `HX-Redirect` (htmx would otherwise swap the sign-in page into a fragment); a 500's cause is
 /// logged here with the request id, which the page then shows.
 pub async fn layer(req: Request, next: Next) -> Response {
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|r| r.header_value().to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let rid = crate::extract::request_id(&req);
     let htmx = req.headers().contains_key("hx-request");
     let mut resp = next.run(req).await;
     if let Some(PageInternal(cause)) = resp.extensions_mut().remove::<PageInternal>() {

@@ -18,7 +18,7 @@ use crate::api::InstanceSizeExt;
 use crate::api::{Database, DesiredState, InstanceSize, OpStep, RuntimeSettings, Status};
 use crate::error::ApiError;
 use crate::plans;
-use crate::service::{pending, Principal};
+use crate::service::{customer_database, pending, Principal};
 use crate::store::lifecycle::{BuildRecord, BuildStatus, OpKind, OpsRecord};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
@@ -313,9 +313,7 @@ impl Service {
         }
         let (resp, after) = self
             .write(move |tx| {
-                let mut d = tx
-                    .get_database(customer.id, id)?
-                    .ok_or_else(|| ApiError::not_found("database"))?;
+                let mut d = customer_database(tx, customer.id, id)?;
                 let mut o = tx.lifecycle().ops(id)?;
                 let before = d.status;
                 let mut note = Note {
@@ -451,9 +449,7 @@ impl Service {
     ) -> Result<InstanceStatusResponse, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            let d = tx
-                .get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            let d = customer_database(tx, customer, id)?;
             let c = tx
                 .get_connection(customer, d.connection_id)?
                 .ok_or_else(|| ApiError::not_found("connection"))?;
@@ -546,9 +542,7 @@ impl Service {
     pub async fn list_builds(&self, p: &Principal, id: Uuid) -> Result<BuildsResponse, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            let d = tx
-                .get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            let d = customer_database(tx, customer, id)?;
             let builds = tx
                 .lifecycle()
                 .builds(id)?
@@ -572,8 +566,7 @@ impl Service {
     ) -> Result<String, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            tx.get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            customer_database(tx, customer, id)?;
             Ok(tx
                 .lifecycle()
                 .build(id, build)?
@@ -598,8 +591,7 @@ impl Service {
             )));
         }
         self.read(move |tx| {
-            tx.get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            customer_database(tx, customer, id)?;
             let events = tx
                 .lifecycle()
                 .events(id, limit, q.before)?
@@ -624,9 +616,7 @@ impl Service {
         let customer = p.customer.id;
         let (build, manifest, rows) = self
             .read(move |tx| {
-                let d = tx
-                    .get_database(customer, id)?
-                    .ok_or_else(|| ApiError::not_found("database"))?;
+                let d = customer_database(tx, customer, id)?;
                 let build = match d.internal.active_build_id {
                     Some(b) => Some(b),
                     None => tx.lifecycle().latest_deployable_build(id)?,
@@ -662,14 +652,8 @@ impl Service {
         id: Uuid,
     ) -> Result<Option<String>, ApiError> {
         let customer = p.customer.id;
-        self.read(move |tx| {
-            Ok(tx
-                .get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?
-                .internal
-                .schema_config)
-        })
-        .await
+        self.read(move |tx| Ok(customer_database(tx, customer, id)?.internal.schema_config))
+            .await
     }
 
     /// `PUT /v1/databases/{id}/schema-config`: validated (400 with line and reason); used by the
@@ -696,9 +680,7 @@ impl Service {
         }
         let customer = p.customer.id;
         self.write(move |tx| {
-            let mut d = tx
-                .get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            let mut d = customer_database(tx, customer, id)?;
             let before = d.status;
             let o = tx.lifecycle().ops(id)?;
             let message = if text.is_some() {

@@ -21,7 +21,7 @@ use super::engine::keys_file;
 use super::state::Runtime;
 use super::types::{CreateQueryKeyRequest, QueryKey};
 use crate::error::ApiError;
-use crate::service::Principal;
+use crate::service::{customer_database, Principal};
 use crate::store::lifecycle::QueryKeyRecord;
 use crate::{keys, validate as v, Service};
 use refract_runtime::InstanceStatus;
@@ -222,8 +222,7 @@ impl Service {
         };
         let r = record.clone();
         self.write(move |tx| {
-            tx.get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            customer_database(tx, customer, id)?;
             tx.lifecycle().insert_query_key(&r)?;
             Ok(())
         })
@@ -243,8 +242,7 @@ impl Service {
     ) -> Result<Vec<QueryKey>, ApiError> {
         let customer = p.customer.id;
         self.read(move |tx| {
-            tx.get_database(customer, id)?
-                .ok_or_else(|| ApiError::not_found("database"))?;
+            customer_database(tx, customer, id)?;
             Ok(tx
                 .lifecycle()
                 .query_keys(id)?
@@ -267,8 +265,7 @@ impl Service {
         let key = key.to_string();
         let revoked = self
             .write(move |tx| {
-                tx.get_database(customer, id)?
-                    .ok_or_else(|| ApiError::not_found("database"))?;
+                customer_database(tx, customer, id)?;
                 let found = tx
                     .lifecycle()
                     .query_keys(id)?

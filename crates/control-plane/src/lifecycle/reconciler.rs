@@ -65,10 +65,7 @@ async fn tick(s: &Service, rt: &Runtime, cancel: &CancellationToken) -> StoreRes
             .iter()
             .find(|o| o.database_id == db.id)
             .cloned()
-            .unwrap_or(OpsRecord {
-                database_id: db.id,
-                ..Default::default()
-            });
+            .unwrap_or_else(|| OpsRecord::none(db.id));
         if let Some(sched) = &db.pause_schedule {
             if let Some((edge, mark)) = schedule::due(sched, t, o.schedule_mark.as_deref()) {
                 if let Err(e) = fire_schedule(s, db.id, edge, mark).await {

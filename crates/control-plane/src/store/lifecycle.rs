@@ -218,6 +218,16 @@ pub struct OpsRecord {
     pub engine_port: Option<u16>,
 }
 
+impl OpsRecord {
+    /// What a database without a `database_ops` row has: no operation, crash or cleanup.
+    pub fn none(database_id: Uuid) -> Self {
+        OpsRecord {
+            database_id,
+            ..Default::default()
+        }
+    }
+}
+
 /// Lifecycle reads and writes inside one transaction (see the module doc). Unlike [`super::Tx`]'s
 /// customer-scoped lookups these take bare ids: callers are the reconciler, or service methods
 /// that already checked the database belongs to the caller.

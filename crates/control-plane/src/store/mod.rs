@@ -35,6 +35,7 @@ mod error;
 pub mod lifecycle;
 pub mod migrate;
 mod postgres;
+mod sql;
 mod sqlite;
 mod tx;
 

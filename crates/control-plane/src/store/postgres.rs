@@ -35,6 +35,7 @@ mod lifecycle;
 
 use super::error::{StoreError, StoreResult};
 use super::lifecycle::{Event, LifecycleTx};
+use super::sql::*;
 use super::tx::{Store, Tx};
 use crate::api::*;
 
@@ -253,154 +254,62 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("bad {what} in metadata store: {value:?}"))
 }
 
-fn get_enum<T>(r: &Row, i: usize, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
-    let s: String = r.try_get(i)?;
-    parse(&s).ok_or_else(|| corrupt("enum", &s))
-}
-
-fn get_enum_opt<T>(r: &Row, i: usize, parse: fn(&str) -> Option<T>) -> StoreResult<Option<T>> {
-    let s: Option<String> = r.try_get(i)?;
-    s.map(|s| parse(&s).ok_or_else(|| corrupt("enum", &s)))
-        .transpose()
-}
-
-fn get_json<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> StoreResult<T> {
-    let v: serde_json::Value = r.try_get(i)?;
-    serde_json::from_value(v.clone()).map_err(|_| corrupt("json", &v.to_string()))
-}
-
-fn get_json_opt<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> StoreResult<Option<T>> {
-    let v: Option<serde_json::Value> = r.try_get(i)?;
-    v.map(|v| serde_json::from_value(v.clone()).map_err(|_| corrupt("json", &v.to_string())))
-        .transpose()
-}
-
 fn json<T: serde::Serialize>(v: &T) -> Json<serde_json::Value> {
     Json(serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
 }
 
-// ------------------------------------------------------------------ rows
+/// Native types: `uuid`, `timestamptz` and `jsonb` decode as they are.
+impl StoredRow for Row {
+    type Error = StoreError;
 
-const CUSTOMER_COLS: &str = "id, name, plan, is_admin, created_at, updated_at";
+    fn value<T: PlainColumn>(&self, i: usize) -> StoreResult<T> {
+        Ok(self.try_get(i)?)
+    }
 
-fn customer_row(r: &Row) -> StoreResult<Customer> {
-    Ok(Customer {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        plan: get_enum(r, 2, Plan::parse)?,
-        is_admin: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-        updated_at: r.try_get(5)?,
-    })
-}
+    fn uuid(&self, i: usize) -> StoreResult<Uuid> {
+        Ok(self.try_get(i)?)
+    }
 
-const KEY_COLS: &str =
-    "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
+    fn uuid_opt(&self, i: usize) -> StoreResult<Option<Uuid>> {
+        Ok(self.try_get(i)?)
+    }
 
-fn key_row(r: &Row) -> StoreResult<ManagementKey> {
-    Ok(ManagementKey {
-        wire: refract_api::ManagementKey {
-            id: r.try_get(0)?,
-            customer_id: r.try_get(1)?,
-            name: r.try_get(2)?,
-            key_id: r.try_get(3)?,
-            key: None,
-            expires_at: r.try_get(5)?,
-            created_at: r.try_get(6)?,
-            last_used_at: r.try_get(7)?,
-            revoked_at: r.try_get(8)?,
-        },
-        secret_sha256: r.try_get(4)?,
-    })
-}
+    fn time(&self, i: usize) -> StoreResult<DateTime<Utc>> {
+        Ok(self.try_get(i)?)
+    }
 
-const CONNECTION_COLS: &str =
-    "id, customer_id, name, backend, host, port, available_schemas, username, \
-     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
-     ssl_root_cert_secret";
+    fn time_opt(&self, i: usize) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self.try_get(i)?)
+    }
 
-fn connection_row(r: &Row) -> StoreResult<Connection> {
-    let ssl_root_cert_secret: Option<String> = r.try_get(14)?;
-    Ok(Connection {
-        wire: refract_api::Connection {
-            id: r.try_get(0)?,
-            customer_id: r.try_get(1)?,
-            name: r.try_get(2)?,
-            backend: get_enum(r, 3, Backend::parse)?,
-            host: r.try_get(4)?,
-            port: r.try_get(5)?,
-            available_schemas: get_json(r, 6)?,
-            user: r.try_get(7)?,
-            allowed_sync_modes: get_json(r, 9)?,
-            min_sync_interval: r.try_get(10)?,
-            created_at: r.try_get(11)?,
-            updated_at: r.try_get(12)?,
-            ssl_mode: get_enum(r, 13, SslMode::parse)?,
-            ssl_root_cert_set: ssl_root_cert_secret.is_some(),
-        },
-        password_secret: r.try_get(8)?,
-        ssl_root_cert_secret,
-    })
+    fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> StoreResult<T> {
+        let v: serde_json::Value = self.try_get(i)?;
+        serde_json::from_value(v.clone()).map_err(|_| corrupt("json", &v.to_string()))
+    }
+
+    fn json_opt<T: serde::de::DeserializeOwned>(&self, i: usize) -> StoreResult<Option<T>> {
+        let v: Option<serde_json::Value> = self.try_get(i)?;
+        v.map(|v| serde_json::from_value(v.clone()).map_err(|_| corrupt("json", &v.to_string())))
+            .transpose()
+    }
+
+    fn json_lenient<T: serde::de::DeserializeOwned>(&self, i: usize) -> StoreResult<Option<T>> {
+        let v: Option<serde_json::Value> = self.try_get(i)?;
+        Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    fn corrupt(what: &str, value: &str) -> StoreError {
+        corrupt(what, value)
+    }
 }
 
 /// The latest live instance of each database supplies `endpointUrl` and `healthStatus`.
-const DATABASE_SELECT: &str = "SELECT d.id, d.customer_id, d.connection_id, d.name, d.mysql_db, d.sync_mode, \
-     d.sync_interval, d.safety_net, d.instance_size, d.log_level, d.region, d.binlog_server_id, \
-     d.build_compute_override, d.custom_domain, d.pause_schedule, d.tags, d.schema_config, d.status, \
-     d.desired_state, d.op_kind, d.op_step, d.op_started_at, d.op_attempt, d.last_error, \
-     d.deployed_config, d.has_pending_changes, d.replication_paused, d.active_build_id, d.created_at, \
-     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status, d.replicas \
-     FROM databases d LEFT JOIN LATERAL (SELECT endpoint_url, health_status FROM instances \
-     WHERE database_id = d.id AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1) i ON true";
-
-fn database_row(r: &Row) -> StoreResult<Database> {
-    let instance_size = get_enum(r, 8, InstanceSize::parse)?;
-    let (task_cpu, task_memory_mb) = instance_size.resources();
-    Ok(Database {
-        wire: refract_api::Database {
-            id: r.try_get(0)?,
-            customer_id: r.try_get(1)?,
-            connection_id: r.try_get(2)?,
-            name: r.try_get(3)?,
-            schema: r.try_get(4)?,
-            sync_mode: get_enum(r, 5, SyncMode::parse)?,
-            sync_interval: r.try_get(6)?,
-            safety_net: r.try_get(7)?,
-            instance_size,
-            task_cpu,
-            task_memory_mb,
-            log_level: get_enum(r, 9, LogLevel::parse)?,
-            region: r.try_get(10)?,
-            binlog_server_id: r.try_get(11)?,
-            build_compute_override: get_enum_opt(r, 12, BuildCompute::parse)?,
-            reflexdb_custom_domain: r.try_get(13)?,
-            pause_schedule: get_json_opt(r, 14)?,
-            tags: get_json(r, 15)?,
-            status: get_enum(r, 17, Status::parse)?,
-            desired_state: get_enum_opt(r, 18, DesiredState::parse)?,
-            last_error: r.try_get(23)?,
-            has_pending_changes: r.try_get(25)?,
-            replication_paused: r.try_get(26)?,
-            created_at: r.try_get(28)?,
-            updated_at: r.try_get(29)?,
-            endpoint_url: r.try_get(31)?,
-            health_status: get_enum_opt(r, 32, HealthStatus::parse)?,
-            replicas: r.try_get(33)?,
-        },
-        internal: DatabaseInternal {
-            schema_config: r.try_get(16)?,
-            operation: OperationInFlight::from_columns(
-                get_enum_opt(r, 19, OpKind::parse)?,
-                get_enum_opt(r, 20, OpStep::parse)?,
-                r.try_get(21)?,
-                r.try_get(22)?,
-            ),
-            deployed_config: r.try_get(24)?,
-            active_build_id: r.try_get(27)?,
-            deleted_at: r.try_get(30)?,
-        },
-    })
-}
+const DATABASE_SELECT: &str = concat!(
+    "SELECT ",
+    database_columns!(),
+    " FROM databases d LEFT JOIN LATERAL (SELECT endpoint_url, health_status FROM instances \
+     WHERE database_id = d.id AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1) i ON true"
+);
 
 /// One transaction. `postgres::Transaction` takes `&mut self`; [`Tx`] reads and writes through
 /// `&self`, and a transaction is only ever used by the one thread running the closure.
@@ -409,8 +318,9 @@ pub(crate) struct PgTx<'a>(RefCell<postgres::Transaction<'a>>);
 type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 impl PgTx<'_> {
-    fn execute(&self, sql: &str, params: &Params) -> StoreResult<u64> {
-        Ok(self.0.borrow_mut().execute(sql, params)?)
+    fn execute(&self, sql: &str, params: &Params) -> StoreResult<()> {
+        self.0.borrow_mut().execute(sql, params)?;
+        Ok(())
     }
 
     fn rows<T>(
@@ -458,8 +368,7 @@ impl Tx for PgTx<'_> {
                 &c.created_at,
                 &c.updated_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
@@ -482,8 +391,7 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE customers SET plan = $2, updated_at = $3 WHERE id = $1",
             &[&id, &plan.as_str(), &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn admin_exists(&self) -> StoreResult<bool> {
@@ -493,7 +401,7 @@ impl Tx for PgTx<'_> {
     fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
         self.execute(
             &format!(
-                "INSERT INTO management_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO management_keys ({MANAGEMENT_KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ),
             &[
                 &k.id,
@@ -506,33 +414,32 @@ impl Tx for PgTx<'_> {
                 &k.last_used_at,
                 &k.revoked_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
         self.rows(
             &format!(
-                "SELECT {KEY_COLS} FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
+                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
             ),
             &[&customer],
-            key_row,
+            management_key_row,
         )
     }
 
     fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
         self.row(
-            &format!("SELECT {KEY_COLS} FROM management_keys WHERE id = $1 AND customer_id = $2"),
+            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = $1 AND customer_id = $2"),
             &[&id, &customer],
-            key_row,
+            management_key_row,
         )
     }
 
     fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
         self.row(
-            &format!("SELECT {KEY_COLS} FROM management_keys WHERE key_id = $1"),
+            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = $1"),
             &[&key_id],
-            key_row,
+            management_key_row,
         )
     }
 
@@ -540,16 +447,14 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
         self.execute(
             "UPDATE management_keys SET last_used_at = $2 WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
@@ -575,8 +480,7 @@ impl Tx for PgTx<'_> {
                 &c.ssl_mode.as_str(),
                 &c.ssl_root_cert_secret,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn update_connection(&self, c: &Connection) -> StoreResult<()> {
@@ -598,8 +502,7 @@ impl Tx for PgTx<'_> {
                 &c.ssl_mode.as_str(),
                 &c.ssl_root_cert_secret,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
@@ -623,16 +526,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
-        // As in the SQLite store: soft-deleted databases of the connection and their history go
-        // with it, since nothing can reach them any more.
-        for sql in [
-            "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
-            "DELETE FROM databases WHERE connection_id = $1",
-            "DELETE FROM connections WHERE id = $1",
-        ] {
+        for sql in DELETE_CONNECTION {
             self.execute(sql, &[&id])?;
         }
         Ok(())
@@ -716,8 +610,7 @@ impl Tx for PgTx<'_> {
                 &i.deleted_at,
                 &d.replicas,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
@@ -819,8 +712,7 @@ impl Tx for PgTx<'_> {
         self.execute(
             "UPDATE databases SET deleted_at = $2, updated_at = $2 WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {
@@ -834,7 +726,6 @@ impl Tx for PgTx<'_> {
                 &e.cause,
                 &e.message,
             ],
-        )?;
-        Ok(())
+        )
     }
 }

@@ -10,13 +10,14 @@ use std::sync::{Mutex, MutexGuard};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rusqlite::types::ToSql;
-use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, Params, Row, TransactionBehavior};
 use uuid::Uuid;
 
 mod lifecycle;
 
 use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
+use super::sql::*;
 use super::tx::{Store, Tx};
 use crate::api::*;
 
@@ -174,198 +175,121 @@ fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
-fn get_ts(row: &Row, i: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let s: String = row.get(i)?;
-    DateTime::parse_from_rfc3339(&s)
+fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| corrupt("timestamp", &s))
+        .map_err(|_| corrupt("timestamp", s))
 }
 
-fn get_ts_opt(row: &Row, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let s: Option<String> = row.get(i)?;
-    s.map(|s| {
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| corrupt("timestamp", &s))
-    })
-    .transpose()
+fn parse_uuid(s: &str) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| corrupt("uuid", s))
 }
 
-fn get_uuid(row: &Row, i: usize) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(i)?;
-    Uuid::parse_str(&s).map_err(|_| corrupt("uuid", &s))
-}
-
-fn get_uuid_opt(row: &Row, i: usize) -> rusqlite::Result<Option<Uuid>> {
-    let s: Option<String> = row.get(i)?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|_| corrupt("uuid", &s)))
-        .transpose()
-}
-
-fn get_enum<T>(row: &Row, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
-    let s: String = row.get(i)?;
-    parse(&s).ok_or_else(|| corrupt("enum", &s))
-}
-
-fn get_enum_opt<T>(
-    row: &Row,
-    i: usize,
-    parse: fn(&str) -> Option<T>,
-) -> rusqlite::Result<Option<T>> {
-    let s: Option<String> = row.get(i)?;
-    s.map(|s| parse(&s).ok_or_else(|| corrupt("enum", &s)))
-        .transpose()
-}
-
-fn get_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
-    let s: String = row.get(i)?;
-    serde_json::from_str(&s).map_err(|_| corrupt("json", &s))
-}
-
-fn get_json_opt<T: serde::de::DeserializeOwned>(
-    row: &Row,
-    i: usize,
-) -> rusqlite::Result<Option<T>> {
-    let s: Option<String> = row.get(i)?;
-    s.map(|s| serde_json::from_str(&s).map_err(|_| corrupt("json", &s)))
-        .transpose()
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(|_| corrupt("json", s))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-// ------------------------------------------------------------------ rows
+/// UUIDs, timestamps and JSON are stored as text and parsed here.
+impl StoredRow for Row<'_> {
+    type Error = rusqlite::Error;
 
-const CUSTOMER_COLS: &str = "id, name, plan, is_admin, created_at, updated_at";
+    fn value<T: PlainColumn>(&self, i: usize) -> rusqlite::Result<T> {
+        self.get(i)
+    }
 
-fn customer_row(r: &Row) -> rusqlite::Result<Customer> {
-    Ok(Customer {
-        id: get_uuid(r, 0)?,
-        name: r.get(1)?,
-        plan: get_enum(r, 2, Plan::parse)?,
-        is_admin: r.get(3)?,
-        created_at: get_ts(r, 4)?,
-        updated_at: get_ts(r, 5)?,
-    })
-}
+    fn uuid(&self, i: usize) -> rusqlite::Result<Uuid> {
+        parse_uuid(&self.get::<_, String>(i)?)
+    }
 
-const KEY_COLS: &str =
-    "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
+    fn uuid_opt(&self, i: usize) -> rusqlite::Result<Option<Uuid>> {
+        let s: Option<String> = self.get(i)?;
+        s.as_deref().map(parse_uuid).transpose()
+    }
 
-fn key_row(r: &Row) -> rusqlite::Result<ManagementKey> {
-    Ok(ManagementKey {
-        wire: refract_api::ManagementKey {
-            id: get_uuid(r, 0)?,
-            customer_id: get_uuid(r, 1)?,
-            name: r.get(2)?,
-            key_id: r.get(3)?,
-            key: None,
-            expires_at: get_ts_opt(r, 5)?,
-            created_at: get_ts(r, 6)?,
-            last_used_at: get_ts_opt(r, 7)?,
-            revoked_at: get_ts_opt(r, 8)?,
-        },
-        secret_sha256: r.get(4)?,
-    })
-}
+    fn time(&self, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+        parse_ts(&self.get::<_, String>(i)?)
+    }
 
-const CONNECTION_COLS: &str =
-    "id, customer_id, name, backend, host, port, available_schemas, username, \
-     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
-     ssl_root_cert_secret";
+    fn time_opt(&self, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+        let s: Option<String> = self.get(i)?;
+        s.as_deref().map(parse_ts).transpose()
+    }
 
-fn connection_row(r: &Row) -> rusqlite::Result<Connection> {
-    Ok(Connection {
-        wire: refract_api::Connection {
-            id: get_uuid(r, 0)?,
-            customer_id: get_uuid(r, 1)?,
-            name: r.get(2)?,
-            backend: get_enum(r, 3, Backend::parse)?,
-            host: r.get(4)?,
-            port: r.get(5)?,
-            available_schemas: get_json(r, 6)?,
-            user: r.get(7)?,
-            allowed_sync_modes: get_json(r, 9)?,
-            min_sync_interval: r.get(10)?,
-            created_at: get_ts(r, 11)?,
-            updated_at: get_ts(r, 12)?,
-            ssl_mode: get_enum(r, 13, SslMode::parse)?,
-            ssl_root_cert_set: r.get::<_, Option<String>>(14)?.is_some(),
-        },
-        password_secret: r.get(8)?,
-        ssl_root_cert_secret: r.get(14)?,
-    })
+    fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> rusqlite::Result<T> {
+        parse_json(&self.get::<_, String>(i)?)
+    }
+
+    fn json_opt<T: serde::de::DeserializeOwned>(&self, i: usize) -> rusqlite::Result<Option<T>> {
+        let s: Option<String> = self.get(i)?;
+        s.as_deref().map(parse_json).transpose()
+    }
+
+    fn json_lenient<T: serde::de::DeserializeOwned>(
+        &self,
+        i: usize,
+    ) -> rusqlite::Result<Option<T>> {
+        let s: Option<String> = self.get(i)?;
+        Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+        corrupt(what, value)
+    }
 }
 
 /// The latest live instance of each database supplies `endpointUrl` and `healthStatus`.
-const DATABASE_SELECT: &str = "SELECT d.id, d.customer_id, d.connection_id, d.name, d.mysql_db, d.sync_mode, \
-     d.sync_interval, d.safety_net, d.instance_size, d.log_level, d.region, d.binlog_server_id, \
-     d.build_compute_override, d.custom_domain, d.pause_schedule, d.tags, d.schema_config, d.status, \
-     d.desired_state, d.op_kind, d.op_step, d.op_started_at, d.op_attempt, d.last_error, \
-     d.deployed_config, d.has_pending_changes, d.replication_paused, d.active_build_id, d.created_at, \
-     d.updated_at, d.deleted_at, i.endpoint_url, i.health_status, d.replicas \
-     FROM databases d LEFT JOIN instances i ON i.id = (SELECT id FROM instances WHERE database_id = d.id \
-     AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1)";
-
-fn database_row(r: &Row) -> rusqlite::Result<Database> {
-    let instance_size = get_enum(r, 8, InstanceSize::parse)?;
-    let (task_cpu, task_memory_mb) = instance_size.resources();
-    Ok(Database {
-        wire: refract_api::Database {
-            id: get_uuid(r, 0)?,
-            customer_id: get_uuid(r, 1)?,
-            connection_id: get_uuid(r, 2)?,
-            name: r.get(3)?,
-            schema: r.get(4)?,
-            sync_mode: get_enum(r, 5, SyncMode::parse)?,
-            sync_interval: r.get(6)?,
-            safety_net: r.get(7)?,
-            instance_size,
-            task_cpu,
-            task_memory_mb,
-            log_level: get_enum(r, 9, LogLevel::parse)?,
-            region: r.get(10)?,
-            binlog_server_id: r.get(11)?,
-            build_compute_override: get_enum_opt(r, 12, BuildCompute::parse)?,
-            reflexdb_custom_domain: r.get(13)?,
-            pause_schedule: get_json_opt(r, 14)?,
-            tags: get_json(r, 15)?,
-            status: get_enum(r, 17, Status::parse)?,
-            desired_state: get_enum_opt(r, 18, DesiredState::parse)?,
-            last_error: r.get(23)?,
-            has_pending_changes: r.get(25)?,
-            replication_paused: r.get(26)?,
-            created_at: get_ts(r, 28)?,
-            updated_at: get_ts(r, 29)?,
-            endpoint_url: r.get(31)?,
-            health_status: get_enum_opt(r, 32, HealthStatus::parse)?,
-            replicas: r.get(33)?,
-        },
-        internal: DatabaseInternal {
-            schema_config: r.get(16)?,
-            operation: OperationInFlight::from_columns(
-                get_enum_opt(r, 19, OpKind::parse)?,
-                get_enum_opt(r, 20, OpStep::parse)?,
-                get_ts_opt(r, 21)?,
-                r.get(22)?,
-            ),
-            deployed_config: get_json_opt(r, 24)?,
-            active_build_id: get_uuid_opt(r, 27)?,
-            deleted_at: get_ts_opt(r, 30)?,
-        },
-    })
-}
+const DATABASE_SELECT: &str = concat!(
+    "SELECT ",
+    database_columns!(),
+    " FROM databases d LEFT JOIN instances i ON i.id = (SELECT id FROM instances \
+     WHERE database_id = d.id AND stopped_at IS NULL ORDER BY created_at DESC LIMIT 1)"
+);
 
 struct SqlTx<'a>(&'a rusqlite::Connection);
 
+/// The row mappings of [`super::sql`] are generic over the row type, so they are passed to
+/// [`SqlTx::rows`] and [`SqlTx::row`] in a closure (`|r| customer_row(r)`): `rusqlite` wants a
+/// callback for a row of any statement lifetime, which one instance of a generic function is not.
 impl SqlTx<'_> {
-    fn query_databases(&self, sql: &str, params: &[&dyn ToSql]) -> StoreResult<Vec<Database>> {
+    fn execute(&self, sql: &str, params: impl Params) -> StoreResult<()> {
+        self.0.execute(sql, params)?;
+        Ok(())
+    }
+
+    /// Every row `sql` returns, decoded.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
         let mut stmt = self.0.prepare_cached(sql)?;
         let rows = stmt
-            .query_map(params, database_row)?
+            .query_map(params, decode)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// The first row `sql` returns, decoded, if any.
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        decode: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        Ok(stmt.query_row(params, decode).optional()?)
+    }
+
+    /// Whether `sql` returns a row.
+    fn exists(&self, sql: &str, params: impl Params) -> StoreResult<bool> {
+        Ok(self
+            .0
+            .query_row(&format!("SELECT EXISTS({sql})"), params, |r| r.get(0))?)
     }
 }
 
@@ -375,49 +299,42 @@ impl Tx for SqlTx<'_> {
     }
 
     fn insert_customer(&self, c: &Customer) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO customers (id, name, plan, is_admin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![c.id.to_string(), c.name, c.plan.as_str(), c.is_admin, ts(&c.created_at), ts(&c.updated_at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"
-        ))?;
-        Ok(stmt.query_row([id.to_string()], customer_row).optional()?)
+        self.row(
+            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"),
+            [id.to_string()],
+            |r| customer_row(r),
+        )
     }
 
     fn list_customers(&self) -> StoreResult<Vec<Customer>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"
-        ))?;
-        let rows = stmt
-            .query_map([], customer_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.rows(
+            &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"),
+            [],
+            |r| customer_row(r),
+        )
     }
 
     fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE customers SET plan = ?2, updated_at = ?3 WHERE id = ?1",
             params![id.to_string(), plan.as_str(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn admin_exists(&self) -> StoreResult<bool> {
-        Ok(self.0.query_row(
-            "SELECT EXISTS(SELECT 1 FROM customers WHERE is_admin = 1)",
-            [],
-            |r| r.get(0),
-        )?)
+        self.exists("SELECT 1 FROM customers WHERE is_admin = 1", [])
     }
 
     fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
-        self.0.execute(
-            &format!("INSERT INTO management_keys ({KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        self.execute(
+            &format!("INSERT INTO management_keys ({MANAGEMENT_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 k.id.to_string(),
                 k.customer_id.to_string(),
@@ -429,54 +346,53 @@ impl Tx for SqlTx<'_> {
                 ts_opt(&k.last_used_at),
                 ts_opt(&k.revoked_at)
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {KEY_COLS} FROM management_keys WHERE customer_id = ?1 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt
-            .query_map([customer.to_string()], key_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.rows(
+            &format!(
+                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = ?1 ORDER BY created_at, id"
+            ),
+            [customer.to_string()],
+            |r| management_key_row(r),
+        )
     }
 
     fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {KEY_COLS} FROM management_keys WHERE id = ?1 AND customer_id = ?2"
-        ))?;
-        Ok(stmt
-            .query_row([id.to_string(), customer.to_string()], key_row)
-            .optional()?)
+        self.row(
+            &format!(
+                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = ?1 AND customer_id = ?2"
+            ),
+            [id.to_string(), customer.to_string()],
+            |r| management_key_row(r),
+        )
     }
 
     fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {KEY_COLS} FROM management_keys WHERE key_id = ?1"
-        ))?;
-        Ok(stmt.query_row([key_id], key_row).optional()?)
+        self.row(
+            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = ?1"),
+            [key_id],
+            |r| management_key_row(r),
+        )
     }
 
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE management_keys SET last_used_at = ?2 WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             &format!(
                 "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ),
@@ -497,12 +413,11 @@ impl Tx for SqlTx<'_> {
                 c.ssl_mode.as_str(),
                 c.ssl_root_cert_secret
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn update_connection(&self, c: &Connection) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE connections SET name = ?2, host = ?3, port = ?4, available_schemas = ?5, username = ?6, \
              password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10, \
              ssl_mode = ?11, ssl_root_cert_secret = ?12 WHERE id = ?1",
@@ -520,42 +435,33 @@ impl Tx for SqlTx<'_> {
                 c.ssl_mode.as_str(),
                 c.ssl_root_cert_secret
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {CONNECTION_COLS} FROM connections WHERE id = ?1 AND customer_id = ?2"
-        ))?;
-        Ok(stmt
-            .query_row([id.to_string(), customer.to_string()], connection_row)
-            .optional()?)
+        self.row(
+            &format!(
+                "SELECT {CONNECTION_COLS} FROM connections WHERE id = ?1 AND customer_id = ?2"
+            ),
+            [id.to_string(), customer.to_string()],
+            |r| connection_row(r),
+        )
     }
 
     fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = ?1 ORDER BY created_at, id"
-        ))?;
-        let rows = stmt
-            .query_map([customer.to_string()], connection_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.rows(
+            &format!(
+                "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = ?1 ORDER BY created_at, id"
+            ),
+            [customer.to_string()],
+            |r| connection_row(r),
+        )
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
-        // Soft-deleted databases keep pointing at the connection for audit; their rows and
-        // history go with it, since nothing can reach them any more.
         let id = id.to_string();
-        for sql in [
-            "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM instances WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM builds WHERE database_id IN (SELECT id FROM databases WHERE connection_id = ?1)",
-            "DELETE FROM databases WHERE connection_id = ?1",
-            "DELETE FROM connections WHERE id = ?1",
-        ] {
-            self.0.execute(sql, [&id])?;
+        for sql in DELETE_CONNECTION {
+            self.execute(sql, [&id])?;
         }
         Ok(())
     }
@@ -566,15 +472,14 @@ impl Tx for SqlTx<'_> {
         name: &str,
         except: Option<Uuid>,
     ) -> StoreResult<bool> {
-        Ok(self.0.query_row(
-            "SELECT EXISTS(SELECT 1 FROM connections WHERE customer_id = ?1 AND name = ?2 AND id IS NOT ?3)",
+        self.exists(
+            "SELECT 1 FROM connections WHERE customer_id = ?1 AND name = ?2 AND id IS NOT ?3",
             params![customer.to_string(), name, except.map(|u| u.to_string())],
-            |r| r.get(0),
-        )?)
+        )
     }
 
     fn insert_database(&self, d: &Database) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
              safety_net, instance_size, log_level, region, status, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -601,7 +506,7 @@ impl Tx for SqlTx<'_> {
 
     fn update_database(&self, d: &Database) -> StoreResult<()> {
         let i = &d.internal;
-        self.0.execute(
+        self.execute(
             "UPDATE databases SET name = ?2, mysql_db = ?3, sync_mode = ?4, sync_interval = ?5, safety_net = ?6, \
              instance_size = ?7, log_level = ?8, region = ?9, binlog_server_id = ?10, build_compute_override = ?11, \
              custom_domain = ?12, pause_schedule = ?13, tags = ?14, schema_config = ?15, status = ?16, \
@@ -639,17 +544,17 @@ impl Tx for SqlTx<'_> {
                 ts_opt(&i.deleted_at),
                 d.replicas
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
-        let sql = format!(
-            "{DATABASE_SELECT} WHERE d.id = ?1 AND d.customer_id = ?2 AND d.deleted_at IS NULL"
-        );
-        Ok(self
-            .query_databases(&sql, &[&id.to_string(), &customer.to_string()])?
-            .pop())
+        self.row(
+            &format!(
+                "{DATABASE_SELECT} WHERE d.id = ?1 AND d.customer_id = ?2 AND d.deleted_at IS NULL"
+            ),
+            [id.to_string(), customer.to_string()],
+            |r| database_row(r),
+        )
     }
 
     fn list_databases(
@@ -677,13 +582,14 @@ impl Tx for SqlTx<'_> {
         }
         sql.push_str(" ORDER BY d.created_at, d.id");
         let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
-        self.query_databases(&sql, &refs)
+        self.rows(&sql, refs.as_slice(), |r| database_row(r))
     }
 
     fn list_all_databases(&self) -> StoreResult<Vec<Database>> {
-        self.query_databases(
+        self.rows(
             &format!("{DATABASE_SELECT} WHERE d.deleted_at IS NULL ORDER BY d.created_at, d.id"),
-            &[],
+            [],
+            |r| database_row(r),
         )
     }
 
@@ -702,12 +608,11 @@ impl Tx for SqlTx<'_> {
         name: &str,
         except: Option<Uuid>,
     ) -> StoreResult<bool> {
-        Ok(self.0.query_row(
-            "SELECT EXISTS(SELECT 1 FROM databases WHERE connection_id = ?1 AND name = ?2 AND id IS NOT ?3 \
-             AND deleted_at IS NULL)",
+        self.exists(
+            "SELECT 1 FROM databases WHERE connection_id = ?1 AND name = ?2 AND id IS NOT ?3 \
+             AND deleted_at IS NULL",
             params![connection.to_string(), name, except.map(|u| u.to_string())],
-            |r| r.get(0),
-        )?)
+        )
     }
 
     fn databases_using_schemas(
@@ -715,16 +620,12 @@ impl Tx for SqlTx<'_> {
         connection: Uuid,
         schemas: &[String],
     ) -> StoreResult<Vec<(String, String)>> {
-        let mut stmt = self.0.prepare_cached(
+        self.rows(
             "SELECT name, mysql_db FROM databases WHERE connection_id = ?1 AND deleted_at IS NULL \
              AND mysql_db IN (SELECT value FROM json_each(?2)) ORDER BY name",
-        )?;
-        let rows = stmt
-            .query_map(params![connection.to_string(), json(&schemas)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+            params![connection.to_string(), json(&schemas)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     fn binlog_server_id_taken(
@@ -735,33 +636,30 @@ impl Tx for SqlTx<'_> {
         except: &[Uuid],
     ) -> StoreResult<bool> {
         let except: Vec<String> = except.iter().map(|u| u.to_string()).collect();
-        Ok(self.0.query_row(
-            "SELECT EXISTS(SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
+        self.exists(
+            "SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
              WHERE d.deleted_at IS NULL AND d.binlog_server_id = ?1 AND lower(c.host) = lower(?2) AND c.port IS ?3 \
-             AND d.id NOT IN (SELECT value FROM json_each(?4)))",
+             AND d.id NOT IN (SELECT value FROM json_each(?4))",
             params![server_id, host, port, json(&except)],
-            |r| r.get(0),
-        )?)
+        )
     }
 
     fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
-        Ok(self.0.query_row(
-            "SELECT EXISTS(SELECT 1 FROM databases WHERE custom_domain = ?1 AND id IS NOT ?2 AND deleted_at IS NULL)",
+        self.exists(
+            "SELECT 1 FROM databases WHERE custom_domain = ?1 AND id IS NOT ?2 AND deleted_at IS NULL",
             params![domain, except.map(|u| u.to_string())],
-            |r| r.get(0),
-        )?)
+        )
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "UPDATE databases SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
             params![id.to_string(), ts(&at)],
-        )?;
-        Ok(())
+        )
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO events (database_id, at, from_status, to_status, cause, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 e.database_id.to_string(),
@@ -771,7 +669,6 @@ impl Tx for SqlTx<'_> {
                 e.cause,
                 e.message
             ],
-        )?;
-        Ok(())
+        )
     }
 }

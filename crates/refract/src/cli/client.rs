@@ -194,6 +194,18 @@ pub(crate) fn table<T>(headers: &[&str], rows: &[T], cells: impl Fn(&T) -> Vec<S
     }
 }
 
+/// One column of a [`wire_table`]: the header and the row's field, which the cell shows as the
+/// API writes it (see [`wire_cell`]).
+pub(crate) type WireColumn<T> = (&'static str, fn(&T) -> String);
+
+/// Rows of a wire type under `columns`: each header sits beside the field it shows.
+pub(crate) fn wire_table<T>(rows: &[T], columns: &[WireColumn<T>]) {
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    table(&headers, rows, |r| {
+        columns.iter().map(|(_, field)| field(r)).collect()
+    });
+}
+
 /// A flag's text as the wire value the API reads (an enum's spelling, a UUID, an RFC 3339
 /// time); a value the API would refuse fails here, naming the flag.
 pub(crate) fn flag<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result<T> {

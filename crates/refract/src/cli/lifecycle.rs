@@ -15,7 +15,7 @@ use refract_api::{
 use reqwest::Method;
 use serde_json::Value;
 
-use super::client::{body, flag, opt_flag, output, read, table, wire_cell, Api, ClientOpts};
+use super::client::{body, flag, opt_flag, output, read, wire_cell, wire_table, Api, ClientOpts};
 
 /// Arguments of every action verb.
 #[derive(clap::Args, Debug)]
@@ -258,26 +258,16 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
             let v = api.call(Method::GET, &format!("/v1/databases/{id}/builds"), None)?;
             output(opts, &v, |v| {
                 let builds: BuildsResponse = read(v)?;
-                table(
-                    &[
-                        "ID",
-                        "STATUS",
-                        "DEPLOYABLE",
-                        "CREATED",
-                        "DURATION S",
-                        "ERROR",
-                    ],
+                wire_table(
                     &builds.builds,
-                    |b| {
-                        vec![
-                            wire_cell(&b.id),
-                            wire_cell(&b.status),
-                            wire_cell(&b.deployable),
-                            wire_cell(&b.created_at),
-                            wire_cell(&b.build_duration_seconds),
-                            wire_cell(&b.error),
-                        ]
-                    },
+                    &[
+                        ("ID", |b| wire_cell(&b.id)),
+                        ("STATUS", |b| wire_cell(&b.status)),
+                        ("DEPLOYABLE", |b| wire_cell(&b.deployable)),
+                        ("CREATED", |b| wire_cell(&b.created_at)),
+                        ("DURATION S", |b| wire_cell(&b.build_duration_seconds)),
+                        ("ERROR", |b| wire_cell(&b.error)),
+                    ],
                 );
                 println!(
                     "\nactive build: {}",
@@ -308,18 +298,15 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
             )?;
             output(opts, &v, |v| {
                 let events: EventsResponse = read(v)?;
-                table(
-                    &["AT", "FROM", "TO", "CAUSE", "MESSAGE"],
+                wire_table(
                     &events.events,
-                    |e| {
-                        vec![
-                            wire_cell(&e.at),
-                            wire_cell(&e.from),
-                            wire_cell(&e.to),
-                            wire_cell(&e.cause),
-                            wire_cell(&e.message),
-                        ]
-                    },
+                    &[
+                        ("AT", |e| wire_cell(&e.at)),
+                        ("FROM", |e| wire_cell(&e.from)),
+                        ("TO", |e| wire_cell(&e.to)),
+                        ("CAUSE", |e| wire_cell(&e.cause)),
+                        ("MESSAGE", |e| wire_cell(&e.message)),
+                    ],
                 );
                 Ok(())
             })
@@ -429,19 +416,16 @@ pub fn run(api: &Api, opts: &ClientOpts, cmd: LifecycleCmd) -> anyhow::Result<()
 }
 
 fn print_keys(rows: &[QueryKey]) {
-    table(
-        &["ID", "NAME", "KEY ID", "CREATED", "EXPIRES", "REVOKED"],
+    wire_table(
         rows,
-        |k| {
-            vec![
-                wire_cell(&k.id),
-                wire_cell(&k.name),
-                wire_cell(&k.key_id),
-                wire_cell(&k.created_at),
-                wire_cell(&k.expires_at),
-                wire_cell(&k.revoked_at),
-            ]
-        },
+        &[
+            ("ID", |k| wire_cell(&k.id)),
+            ("NAME", |k| wire_cell(&k.name)),
+            ("KEY ID", |k| wire_cell(&k.key_id)),
+            ("CREATED", |k| wire_cell(&k.created_at)),
+            ("EXPIRES", |k| wire_cell(&k.expires_at)),
+            ("REVOKED", |k| wire_cell(&k.revoked_at)),
+        ],
     );
 }
 

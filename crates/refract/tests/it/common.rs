@@ -71,6 +71,20 @@ pub fn server_connection_request(
     }
 }
 
+/// A connection to the SQLite file `path` with one database `name` (its `main` schema),
+/// polled every 5 s; the connection's name is `name` and a random suffix.
+pub fn sqlite_request(name: &str, path: &std::path::Path) -> CreateConnectionRequest {
+    CreateConnectionRequest {
+        sync_interval: Some(5),
+        instance: Some(instance_request(name, "main")),
+        ..connection_request(
+            &format!("{name}-{}", rand::random::<u32>()),
+            Backend::Sqlite,
+            path.to_str().unwrap(),
+        )
+    }
+}
+
 /// The `instance` of `POST /v1/connections`: a first database `name` on `schema`.
 pub fn instance_request(name: &str, schema: &str) -> CreateInstanceRequest {
     CreateInstanceRequest {
@@ -286,70 +300,17 @@ impl ControlPlane {
         master_key: Option<&str>,
         tmp: Option<tempfile::TempDir>,
     ) -> Self {
-        use std::io::{BufRead, BufReader, Read};
-        use std::process::{Command, Stdio};
-        let mut cmd = Command::new(refract_bin());
-        // SQLite sources may be beside the data dir ([`ControlPlane::sqlite_root`]), as an
-        // operator would allow them; the data dir inside that root stays refused.
-        let root = data.parent().unwrap();
-        cmd.args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--sqlite-root",
-            root.to_str().unwrap(),
-        ])
+        let mut cmd = serve_command(data);
         // Debug logs: a password must not show up even there.
-        .env(
+        cmd.env(
             "REFRACT_LOG",
             "info,refract_control_plane=debug,tower_http=debug",
-        )
-        .env_remove("REFRACT_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        );
         if let Some(k) = master_key {
             cmd.env("REFRACT_MASTER_KEY", k);
         }
         let mut child = cmd.spawn().expect("spawn refract serve");
-        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("refract control plane listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-                let mut o = out.lock().unwrap();
-                o.push_str(&line);
-                o.push('\n');
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let url = match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "refract serve did not print its listening line:\n{}",
-                    output.lock().unwrap()
-                );
-            }
-        };
+        let (url, output) = wait_until_listening(&mut child);
         let admin_key = std::fs::read_to_string(data.join("admin-key"))
             .expect("admin-key")
             .trim()
@@ -601,4 +562,74 @@ pub fn serve(
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("refract serve started");
     (child, url)
+}
+
+/// `refract serve` on `data`, listening on a free port, with its output piped (for
+/// [`wait_until_listening`]) and without the caller's `REFRACT_MASTER_KEY`. The directory of
+/// `data` is the SQLite root, as an operator would set it (tests write their SQLite sources
+/// there; the data dir inside it stays refused).
+pub(crate) fn serve_command(data: &std::path::Path) -> std::process::Command {
+    use std::process::Stdio;
+    let root = data.parent().unwrap();
+    let mut cmd = std::process::Command::new(refract_bin());
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--sqlite-root",
+        root.to_str().unwrap(),
+    ])
+    .env_remove("REFRACT_MASTER_KEY")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Collects the output of a `refract serve` child (stdout line by line, stderr as it comes) and
+/// waits up to 30 s for its listening line. Returns the control plane's URL and the output,
+/// which keeps growing; a child that does not start is killed, failing the test with what it
+/// printed.
+pub(crate) fn wait_until_listening(
+    child: &mut std::process::Child,
+) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{BufRead, BufReader, Read};
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let out = output.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+            let mut o = out.lock().unwrap();
+            o.push_str(&line);
+            o.push('\n');
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let out = output.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(url) => (url, output),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "refract serve did not print its listening line:\n{}",
+                output.lock().unwrap()
+            );
+        }
+    }
 }

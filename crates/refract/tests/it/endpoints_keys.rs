@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use refract_api::{
-    ActionResponse, Backend, CreateConnectionRequest, CreateQueryKeyRequest, EventsResponse,
-    InstanceStatusResponse, QueryKey, RedeployRequest, Status,
+    ActionResponse, CreateQueryKeyRequest, EventsResponse, InstanceStatusResponse, QueryKey,
+    RedeployRequest, Status,
 };
 use serde_json::Value;
 
-use crate::common::{connection_request, instance_request, wire_answer, wire_body, ControlPlane};
+use crate::common::{sqlite_request, wire_answer, wire_body, ControlPlane};
 
 const LONG: Duration = Duration::from_secs(120);
 const Q: &str = "users(id = 2) { id name }";
@@ -50,16 +50,7 @@ fn sqlite_database(cp: &ControlPlane) -> String {
          INSERT INTO users VALUES (1, 'ada'), (2, 'grace'), (3, 'edsger');",
     )
     .unwrap();
-    let request = CreateConnectionRequest {
-        sync_interval: Some(5),
-        instance: Some(instance_request("ep", "main")),
-        ..connection_request(
-            &format!("ep-{}", rand::random::<u32>()),
-            Backend::Sqlite,
-            path.to_str().unwrap(),
-        )
-    };
-    cp.create_connection(&request)
+    cp.create_connection(&sqlite_request("ep", &path))
         .database
         .unwrap()
         .id

@@ -7,7 +7,7 @@
 //! `REFRACT_TEST_STEP_DELAY_MS` and restart on the same data dir) and kills every engine it
 //! started when it ends, even on failure.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::common::{connection_request, instance_request, refract_bin, wire_answer, wire_body};
+use crate::common::{
+    connection_request, instance_request, refract_bin, sqlite_request, wire_answer, wire_body,
+};
 
 // ------------------------------------------------------------------ harness
 
@@ -351,63 +353,19 @@ fn spawn_serve(
     store: Option<&str>,
     env: &[(String, String)],
 ) -> (Child, String, Arc<Mutex<String>>) {
-    // The test's SQLite sources are written beside the data dir (`Cp::root`): that directory is
-    // the SQLite root, as an operator would set it (the data dir inside it stays refused).
-    let root = data.parent().unwrap();
-    let mut cmd = Command::new(refract_bin());
+    // The test's SQLite sources are written beside the data dir (`Cp::root`).
+    let mut cmd = crate::common::serve_command(data);
     match store {
         Some(url) => cmd.env("REFRACT_STORE", url),
         None => cmd.env_remove("REFRACT_STORE"),
     };
     let mut child = cmd
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--sqlite-root",
-            root.to_str().unwrap(),
-        ])
         .env("REFRACT_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("REFRACT_TEST_STEP_DELAY_MS", delay_ms.to_string())
-        .env_remove("REFRACT_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn refract serve");
-    let out = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let o = out.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("refract control plane listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-            o.lock().unwrap().push_str(&format!("{line}\n"));
-        }
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let o = out.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            o.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("refract serve did not start:\n{}", out.lock().unwrap())
-        });
+    let (url, out) = crate::common::wait_until_listening(&mut child);
     (child, url, out)
 }
 
@@ -462,16 +420,7 @@ fn blog_sqlite(path: &Path, users: u32) {
 pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
     let path = cp.root().join(format!("blog-{}.db", rand::random::<u32>()));
     blog_sqlite(&path, users);
-    let request = CreateConnectionRequest {
-        sync_interval: Some(5),
-        instance: Some(instance_request("blog", "main")),
-        ..connection_request(
-            &format!("blog-{}", rand::random::<u32>()),
-            Backend::Sqlite,
-            path.to_str().unwrap(),
-        )
-    };
-    cp.create_connection(&request)
+    cp.create_connection(&sqlite_request("blog", &path))
         .database
         .unwrap()
         .id

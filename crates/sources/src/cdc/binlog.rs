@@ -21,7 +21,7 @@ use refract_schema::{self as schema, ColumnType, Manifest, Row, TableManifest};
 
 use super::event::{column_map, table_index, CdcError, ChangeEvent, ChangeRow, RowBuffer};
 use crate::error;
-use crate::load::quote_backtick;
+use crate::load::{quote_backtick, select_by_key_sql};
 use crate::mysql::{connect, is_mariadb, is_set_column, push_value, Kind, CONNECT_TIMEOUT};
 use crate::types::decimal_text;
 use crate::{SourceError, SourceParams, SourcePosition};
@@ -821,22 +821,17 @@ pub(crate) async fn fetch_rows(
     let mut scratch = String::new();
     for chunk in keys.chunks(500) {
         let tuple = format!("({})", vec!["?"; pk.len()].join(", "));
-        let mut sql = format!(
-            "SELECT {} FROM {}.{} WHERE ({}) IN ({})",
-            cols.join(", "),
-            quote_backtick(db),
-            quote_backtick(&table.source_name),
-            pk.join(", "),
-            vec![tuple.as_str(); chunk.len()].join(", ")
+        let sql = select_by_key_sql(
+            &cols,
+            &format!(
+                "{}.{}",
+                quote_backtick(db),
+                quote_backtick(&table.source_name)
+            ),
+            &pk,
+            &vec![tuple.as_str(); chunk.len()].join(", "),
+            table.where_sql.as_deref(),
         );
-        if let Some(w) = table
-            .where_sql
-            .as_deref()
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-        {
-            sql.push_str(&format!(" AND ({w})"));
-        }
         let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * pk.len());
         for key in chunk {
             for v in key {

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::event::{column_map, CdcError, CdcOptions, ChangeEvent, ChangeRow};
-use crate::load::quote_double;
+use crate::load::{quote_double, select_by_key_sql};
 use crate::postgres::column_text_value;
 use crate::tls::{pg_negotiate, PgStream};
 use crate::{ExportedSnapshot, SourceError, SourceParams, SourcePosition};
@@ -893,13 +893,11 @@ pub async fn create_logical_slot(
     let publications = ensure_publications(params, manifest, options).await?;
     let client = sql_client(params).await?;
     // A full load starts a new slot: the old one (if any) is behind the new snapshot.
-    client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&options.slot],
-        )
+    drop_slot_if_any(&client, &options.slot)
         .await
-        .map_err(|e| CdcError::Source(format!("dropping the previous slot: {}", pg_err(e, params))))?;
+        .map_err(|e| {
+            CdcError::Source(format!("dropping the previous slot: {}", pg_err(e, params)))
+        })?;
     let mut conn = ReplConn::connect(params).await?;
     let rows = conn
         .query(&format!(
@@ -940,17 +938,27 @@ pub async fn create_logical_slot(
     })
 }
 
+/// Drops the replication slot `slot`; one that does not exist is fine.
+async fn drop_slot_if_any(
+    client: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map(drop)
+}
+
 /// Drop the slot and the publications (absent ones are fine).
 pub async fn drop_logical_slot(
     params: &SourceParams,
     options: &CdcOptions,
 ) -> Result<(), CdcError> {
     let client = sql_client(params).await?;
-    client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&options.slot],
-        )
+    drop_slot_if_any(&client, &options.slot)
         .await
         .map_err(|e| CdcError::Source(pg_err(e, params).to_string()))?;
     for p in [
@@ -1040,22 +1048,17 @@ pub(crate) async fn fetch_rows(
                 format!("({})", lits.join(", "))
             })
             .collect();
-        let mut sql = format!(
-            "SELECT {} FROM {}.{} WHERE ({}) IN ({})",
-            cols.join(", "),
-            quote_double(&schema),
-            quote_double(&table.source_name),
-            pk.join(", "),
-            tuples.join(", ")
+        let sql = select_by_key_sql(
+            &cols,
+            &format!(
+                "{}.{}",
+                quote_double(&schema),
+                quote_double(&table.source_name)
+            ),
+            &pk,
+            &tuples.join(", "),
+            table.where_sql.as_deref(),
         );
-        if let Some(w) = table
-            .where_sql
-            .as_deref()
-            .map(str::trim)
-            .filter(|w| !w.is_empty())
-        {
-            sql.push_str(&format!(" AND ({w})"));
-        }
         let rows = client
             .simple_query(&sql)
             .await

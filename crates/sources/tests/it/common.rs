@@ -2,7 +2,7 @@
 //! manifests and date helpers.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
     Backend, ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable,
@@ -219,7 +219,14 @@ pub fn rows_of(sinks: &[VecSink], name: &str) -> Vec<Vec<V>> {
     rows
 }
 
-/// The environment variable, or a panic telling how to run the tests.
+/// The row of `rows` whose first column is the integer `id`.
+pub fn row_with_id(rows: &[Vec<V>], id: i64) -> Vec<V> {
+    rows.iter()
+        .find(|r| r[0] == V::Int(id))
+        .unwrap_or_else(|| panic!("row {id}"))
+        .clone()
+}
+
 /// The rows every backend's test loads from `parent` (a composite primary key `(b, a)`, rows in
 /// key order) and `child` (the `id, note` allow-list and a `where`), the same on MySQL,
 /// PostgreSQL and SQLite.
@@ -238,6 +245,7 @@ pub fn assert_parent_child_rows(sinks: &[VecSink]) {
     );
 }
 
+/// The environment variable, or a panic telling how to run the tests.
 pub fn env_url(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => v,
@@ -345,4 +353,40 @@ pub fn closed_port() -> u16 {
     let port = l.local_addr().expect("addr").port();
     drop(l);
     port
+}
+
+/// The wrong password the connection tests log in with (it must never show in an error).
+pub const WRONG_PASSWORD: &str = "wrong-secret-4711";
+
+/// A connection test of `p` that must fail; returns its error and how long it took.
+pub async fn failed_connection_test(p: &SourceParams, timeout: Duration) -> (String, Duration) {
+    let t = Instant::now();
+    let report = refract_sources::test_connection(p, timeout).await;
+    assert!(!report.ok);
+    (report.error.expect("error"), t.elapsed())
+}
+
+/// A connection test of `p` logging in with [`WRONG_PASSWORD`]: it fails and its error does not
+/// show the password. Returns the error (its wording is the backend's).
+pub async fn wrong_password_error(p: &mut SourceParams) -> String {
+    p.password = Some(WRONG_PASSWORD.into());
+    let (err, _) = failed_connection_test(p, Duration::from_secs(5)).await;
+    assert!(!err.contains(WRONG_PASSWORD), "{err}");
+    err
+}
+
+/// Connection tests of `p` against servers that cannot answer: a closed port fails at once,
+/// saying so; a server that accepts and never answers is cut off by the timeout. Returns the
+/// error of the second (its wording is the backend's).
+pub async fn unreachable_server_error(mut p: SourceParams) -> String {
+    p.port = closed_port();
+    let (err, took) = failed_connection_test(&p, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(err.contains("cannot reach"), "{err}");
+
+    let (_listener, port) = silent_port();
+    p.port = port;
+    let (err, took) = failed_connection_test(&p, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    err
 }

@@ -1,7 +1,7 @@
 //! MySQL/MariaDB against the real test server (`REFRACT_TEST_MYSQL_URL`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use refract_schema::{Backend, ColumnType};
@@ -189,12 +189,7 @@ async fn mysql_introspect_and_load_every_type() {
     assert!(matches!(pos, SourcePosition::Binlog { .. }), "{pos:?}");
 
     let rows = rows_of(&sinks, "everything");
-    let by_id = |id: i64| {
-        rows.iter()
-            .find(|r| r[0] == V::Int(id))
-            .unwrap_or_else(|| panic!("row {id}"))
-            .clone()
-    };
+    let by_id = |id: i64| row_with_id(&rows, id);
     let want1 = vec![
         V::Int(1),
         V::Bool(true),
@@ -296,50 +291,16 @@ async fn mysql_test_connection_reports_schemas_and_binlog() {
 
 #[tokio::test]
 async fn mysql_wrong_password_is_a_clear_error_without_the_password() {
-    let url = parse_url(&admin_url());
-    let mut p = params(Backend::Mysql, &url, None);
-    p.password = Some("wrong-secret-4711".into());
-    let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
-    assert!(!report.ok);
-    let err = report.error.expect("error");
+    let mut p = params(Backend::Mysql, &parse_url(&admin_url()), None);
+    let err = wrong_password_error(&mut p).await;
     assert!(err.contains("Access denied"), "{err}");
-    assert!(!err.contains("wrong-secret-4711"), "{err}");
 }
 
 #[tokio::test]
 async fn mysql_unreachable_server_fails_within_the_timeout() {
-    let url = parse_url(&admin_url());
-    let mut p = params(Backend::Mysql, &url, None);
-    p.port = closed_port();
-    let t = Instant::now();
-    let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
-    assert!(!report.ok);
-    assert!(t.elapsed() < Duration::from_secs(5));
-    assert!(
-        report
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("cannot reach"),
-        "{:?}",
-        report.error
-    );
-
-    let (_listener, port) = silent_port();
-    p.port = port;
-    let t = Instant::now();
-    let report = refract_sources::test_connection(&p, Duration::from_secs(1)).await;
-    assert!(!report.ok);
-    assert!(
-        t.elapsed() < Duration::from_millis(2500),
-        "{:?}",
-        t.elapsed()
-    );
-    assert!(
-        report.error.as_deref().unwrap_or("").contains("timed out"),
-        "{:?}",
-        report.error
-    );
+    let p = params(Backend::Mysql, &parse_url(&admin_url()), None);
+    let err = unreachable_server_error(p).await;
+    assert!(err.contains("timed out"), "{err}");
 }
 
 /// Test-connection with a schema, as the least-privilege user: a table without a primary key is

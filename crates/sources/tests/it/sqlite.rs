@@ -135,12 +135,7 @@ async fn sqlite_introspect_and_load_every_type() {
     let (sinks, pos) = load(&p, &m, 4).await.expect("load");
     assert_eq!(pos, SourcePosition::None);
     let rows = rows_of(&sinks, "everything");
-    let by_id = |id: i64| {
-        rows.iter()
-            .find(|r| r[0] == V::Int(id))
-            .unwrap_or_else(|| panic!("row {id}"))
-            .clone()
-    };
+    let by_id = |id: i64| row_with_id(&rows, id);
     assert_eq!(
         by_id(1),
         vec![

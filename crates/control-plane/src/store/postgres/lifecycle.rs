@@ -1,113 +1,14 @@
-//! [`LifecycleTx`] for the PostgreSQL store (a child of `postgres` so that it shares its row
+//! [`LifecycleTx`] for the PostgreSQL store (a child of `postgres` so that it shares its query
 //! helpers). Same statements as the SQLite one, in PostgreSQL's types.
 
 use chrono::{DateTime, Utc};
-use postgres::Row;
 use uuid::Uuid;
 
-use super::{database_row, get_enum, get_enum_opt, json, PgTx, DATABASE_SELECT};
+use super::{json, PgTx, DATABASE_SELECT};
 use crate::api::*;
 use crate::store::lifecycle::*;
-use crate::store::{Event, StoreResult};
-
-const BUILD_COLS: &str =
-    "id, database_id, status, manifest IS NOT NULL, schema_config, sync_mode_used, \
-     compute_type_used, log, error, created_at, started_at, finished_at";
-
-fn build_row(r: &Row) -> StoreResult<BuildRecord> {
-    Ok(BuildRecord {
-        id: r.try_get(0)?,
-        database_id: r.try_get(1)?,
-        status: get_enum(r, 2, BuildStatus::parse)?,
-        has_manifest: r.try_get(3)?,
-        schema_config: r.try_get(4)?,
-        sync_mode_used: r.try_get(5)?,
-        compute_type_used: r.try_get(6)?,
-        log: r.try_get(7)?,
-        error: r.try_get(8)?,
-        created_at: r.try_get(9)?,
-        started_at: r.try_get(10)?,
-        finished_at: r.try_get(11)?,
-    })
-}
-
-const INSTANCE_COLS: &str =
-    "id, database_id, build_id, runtime_id, endpoint_url, health_status, snapshot_age_ms, \
-     swap_count, row_counts, last_health_check, created_at, updated_at, stopped_at, control_url, replication";
-
-fn instance_row(r: &Row) -> StoreResult<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: r.try_get(0)?,
-        database_id: r.try_get(1)?,
-        build_id: r.try_get(2)?,
-        runtime_id: r.try_get::<_, Option<String>>(3)?.unwrap_or_default(),
-        endpoint_url: r.try_get(4)?,
-        health_status: get_enum_opt(r, 5, HealthStatus::parse)?,
-        snapshot_age_ms: r.try_get(6)?,
-        swap_count: r.try_get(7)?,
-        row_counts: r.try_get(8)?,
-        last_health_check: r.try_get(9)?,
-        created_at: r.try_get(10)?,
-        updated_at: r.try_get(11)?,
-        stopped_at: r.try_get(12)?,
-        control_url: r.try_get(13)?,
-        // A stored view this version cannot read counts as none (the next health check
-        // writes it again), as with SQLite.
-        replication: r
-            .try_get::<_, Option<serde_json::Value>>(14)?
-            .and_then(|v| serde_json::from_value(v).ok()),
-    })
-}
-
-const KEY_COLS: &str =
-    "id, database_id, key_id, secret_sha256, name, expires_at, created_at, revoked_at";
-
-fn key_row(r: &Row) -> StoreResult<QueryKeyRecord> {
-    Ok(QueryKeyRecord {
-        id: r.try_get(0)?,
-        database_id: r.try_get(1)?,
-        key_id: r.try_get(2)?,
-        secret_sha256: r.try_get(3)?,
-        name: r.try_get(4)?,
-        expires_at: r.try_get(5)?,
-        created_at: r.try_get(6)?,
-        revoked_at: r.try_get(7)?,
-    })
-}
-
-const OPS_COLS: &str = "database_id, op, crash, cleanup, schedule_mark, engine_port";
-
-fn ops_row(r: &Row) -> StoreResult<OpsRecord> {
-    let op: Option<serde_json::Value> = r.try_get(1)?;
-    let crash: serde_json::Value = r.try_get(2)?;
-    let cleanup: serde_json::Value = r.try_get(3)?;
-    // As in the SQLite store: a row this code cannot read back (written by a newer version) is
-    // treated as no operation, and rolled back, rather than stopping the reconciler.
-    Ok(OpsRecord {
-        database_id: r.try_get(0)?,
-        op: op.and_then(|v| serde_json::from_value(v).ok()),
-        crash: serde_json::from_value(crash).unwrap_or_default(),
-        cleanup: serde_json::from_value(cleanup).unwrap_or_default(),
-        schedule_mark: r.try_get(4)?,
-        engine_port: r
-            .try_get::<_, Option<i64>>(5)?
-            .and_then(|p| u16::try_from(p).ok()),
-    })
-}
-
-fn event_row(r: &Row) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        id: r.try_get(0)?,
-        event: Event {
-            database_id: r.try_get(1)?,
-            at: r.try_get(2)?,
-            from_status: get_enum_opt(r, 3, Status::parse)?,
-            to_status: get_enum(r, 4, Status::parse)?,
-            cause: r.try_get(5)?,
-            message: r.try_get(6)?,
-        },
-    })
-}
+use crate::store::sql::*;
+use crate::store::StoreResult;
 
 impl LifecycleTx for PgTx<'_> {
     fn database(&self, id: Uuid) -> StoreResult<Option<Database>> {
@@ -120,14 +21,11 @@ impl LifecycleTx for PgTx<'_> {
 
     fn ops(&self, database: Uuid) -> StoreResult<OpsRecord> {
         let found = self.row(
-            &format!("SELECT {OPS_COLS} FROM database_ops WHERE database_id = $1"),
+            &format!("SELECT {OPS_COLS} FROM database_ops o WHERE o.database_id = $1"),
             &[&database],
             ops_row,
         )?;
-        Ok(found.unwrap_or(OpsRecord {
-            database_id: database,
-            ..Default::default()
-        }))
+        Ok(found.unwrap_or_else(|| OpsRecord::none(database)))
     }
 
     fn put_ops(&self, o: &OpsRecord) -> StoreResult<()> {
@@ -144,26 +42,24 @@ impl LifecycleTx for PgTx<'_> {
                 &o.schedule_mark,
                 &o.engine_port.map(i64::from),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn engine_ports(&self) -> StoreResult<Vec<u16>> {
         let ports = self.rows(
             "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL",
             &[],
-            |r| Ok(r.try_get::<_, i64>(0)?),
+            |r| engine_port(r, 0),
         )?;
-        Ok(ports
-            .into_iter()
-            .filter_map(|p| u16::try_from(p).ok())
-            .collect())
+        Ok(ports.into_iter().flatten().collect())
     }
 
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
         self.rows(
-            "SELECT o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port FROM database_ops o \
-             JOIN databases d ON d.id = o.database_id WHERE d.deleted_at IS NULL",
+            &format!(
+                "SELECT {OPS_COLS} FROM database_ops o JOIN databases d ON d.id = o.database_id \
+                 WHERE d.deleted_at IS NULL"
+            ),
             &[],
             ops_row,
         )
@@ -192,16 +88,14 @@ impl LifecycleTx for PgTx<'_> {
                 &b.started_at,
                 &b.finished_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn set_build_manifest(&self, build: Uuid, manifest: &str) -> StoreResult<()> {
         self.execute(
             "UPDATE builds SET manifest = $2 WHERE id = $1",
             &[&build, &manifest],
-        )?;
-        Ok(())
+        )
     }
 
     fn build(&self, database: Uuid, id: Uuid) -> StoreResult<Option<BuildRecord>> {
@@ -267,8 +161,7 @@ impl LifecycleTx for PgTx<'_> {
                 &i.control_url,
                 &i.replication.as_ref().map(json),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn instance(&self, id: Uuid) -> StoreResult<Option<InstanceRecord>> {
@@ -308,8 +201,10 @@ impl LifecycleTx for PgTx<'_> {
         before: Option<i64>,
     ) -> StoreResult<Vec<EventRecord>> {
         self.rows(
-            "SELECT id, database_id, at, from_status, to_status, cause, message FROM events \
-             WHERE database_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            &format!(
+                "SELECT {EVENT_COLS} FROM events \
+                 WHERE database_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            ),
             &[&database, &before, &(limit as i64)],
             event_row,
         )
@@ -317,7 +212,9 @@ impl LifecycleTx for PgTx<'_> {
 
     fn insert_query_key(&self, k: &QueryKeyRecord) -> StoreResult<()> {
         self.execute(
-            &format!("INSERT INTO query_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+            &format!(
+                "INSERT INTO query_keys ({QUERY_KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
             &[
                 &k.id,
                 &k.database_id,
@@ -328,17 +225,16 @@ impl LifecycleTx for PgTx<'_> {
                 &k.created_at,
                 &k.revoked_at,
             ],
-        )?;
-        Ok(())
+        )
     }
 
     fn query_keys(&self, database: Uuid) -> StoreResult<Vec<QueryKeyRecord>> {
         self.rows(
             &format!(
-                "SELECT {KEY_COLS} FROM query_keys WHERE database_id = $1 ORDER BY created_at, id"
+                "SELECT {QUERY_KEY_COLS} FROM query_keys WHERE database_id = $1 ORDER BY created_at, id"
             ),
             &[&database],
-            key_row,
+            query_key_row,
         )
     }
 
@@ -346,7 +242,6 @@ impl LifecycleTx for PgTx<'_> {
         self.execute(
             "UPDATE query_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
             &[&id, &at],
-        )?;
-        Ok(())
+        )
     }
 }
