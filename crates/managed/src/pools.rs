@@ -285,7 +285,7 @@ impl ManagedService {
             let pool = validate(
                 req,
                 &ctx.database(),
-                ctx.plan.max_connections as i64,
+                ctx.max_connections() as i64,
                 &file.pools,
             )?;
             if file.port == 0 {

@@ -1061,6 +1061,7 @@ impl ManagedService {
             db_dir: self.database_dir(&d.id),
             ca: self.inner.ca.clone(),
             allow_plaintext: self.inner.config.allow_plaintext,
+            overrides: Default::default(),
             creds: Creds {
                 admin: get("admin").unwrap_or_default(),
                 app,

@@ -10,6 +10,7 @@
 //! but its owner, who stops it ([`StandaloneServer::stop`], or [`StandaloneServer::stop_now`]
 //! from a `Drop`).
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use refract_runtime::{Driver, InstanceStatus, LocalProcessDriver, STATE_FILE};
 
 use crate::api::{DbType, Status};
 use crate::catalog::{self, Binaries};
-use crate::engines::{self, Creds, Ctx};
+use crate::engines::{self, Creds, Ctx, ServerOverrides};
 use crate::os;
 use crate::store::{DbRecord, Desired};
 
@@ -45,6 +46,15 @@ pub struct StandaloneOptions {
     pub allow_plaintext: bool,
     /// How long the server may take to listen and accept the generated login.
     pub start_timeout: Duration,
+    /// Connection limit (PostgreSQL, MariaDB) instead of the smallest plan's 100 (a parallel
+    /// test suite needs more).
+    pub max_connections: Option<u32>,
+    /// PostgreSQL WAL archiving, which the managed service's backups use. A standalone server
+    /// is never backed up, so its archive only grows: off for a server that takes many writes.
+    pub wal_archive: bool,
+    /// Addresses it listens on besides 127.0.0.1 (loopback aliases, e.g. 127.0.0.2: an address
+    /// its TLS certificate does not name).
+    pub extra_listen_addresses: Vec<Ipv4Addr>,
 }
 
 impl StandaloneOptions {
@@ -56,6 +66,9 @@ impl StandaloneOptions {
             name: name.into(),
             allow_plaintext: true,
             start_timeout: Duration::from_secs(120),
+            max_connections: None,
+            wal_archive: true,
+            extra_listen_addresses: Vec::new(),
         }
     }
 }
@@ -148,6 +161,11 @@ impl StandaloneServer {
             },
             ca: Arc::new(ca),
             allow_plaintext: opts.allow_plaintext,
+            overrides: ServerOverrides {
+                max_connections: opts.max_connections,
+                no_wal_archive: !opts.wal_archive,
+                extra_listen_addresses: opts.extra_listen_addresses.clone(),
+            },
         };
         let mut server = StandaloneServer {
             driver: LocalProcessDriver::new(dir.join("instances")),

@@ -19,7 +19,7 @@
 
 use std::ops::Deref;
 
-pub use refract_managed::{DbType, StandaloneServer};
+pub use refract_managed::{DbType, StandaloneOptions, StandaloneServer};
 
 /// A running throwaway server (see the crate documentation); every method of
 /// [`StandaloneServer`] is available on it (ports, credentials, `stop`, `kill`, `restart`).
@@ -54,8 +54,18 @@ impl TestServer {
 
     /// As [`TestServer::start`], returning the error.
     pub async fn try_start(db_type: DbType) -> anyhow::Result<TestServer> {
+        TestServer::try_start_with(db_type, |_| {}).await
+    }
+
+    /// As [`TestServer::try_start`], with the options changed by `configure` first (connection
+    /// limit, WAL archiving, extra listen addresses).
+    pub async fn try_start_with(
+        db_type: DbType,
+        configure: impl FnOnce(&mut StandaloneOptions),
+    ) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
-        let opts = refract_managed::StandaloneOptions::new(db_type, dir.path(), "test");
+        let mut opts = StandaloneOptions::new(db_type, dir.path(), "test");
+        configure(&mut opts);
         let server = StandaloneServer::start(opts).await?;
         Ok(TestServer { server, _dir: dir })
     }

@@ -54,3 +54,72 @@ async fn postgres_starts_restarts_and_stops_on_drop() {
 async fn redis_starts_restarts_and_stops_on_drop() {
     lifecycle(DbType::Redis).await;
 }
+
+fn accepts_on(address: [u8; 4], port: u16) -> bool {
+    TcpStream::connect_timeout(&(address, port).into(), Duration::from_millis(500)).is_ok()
+}
+
+/// The options a shared test server needs take effect: a raised connection limit, no WAL
+/// archive, a second loopback address (where the generated login works too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_takes_connection_limit_archive_and_extra_address() {
+    let server = TestServer::try_start_with(DbType::Postgresql, |o| {
+        o.max_connections = Some(201);
+        o.wal_archive = false;
+        o.extra_listen_addresses = vec![[127, 0, 0, 2].into()];
+    })
+    .await
+    .unwrap();
+    let connect = |host: &str| {
+        format!(
+            "host={host} port={} user={} password={} dbname={}",
+            server.port(),
+            server.app_user(),
+            server.app_password(),
+            server.database()
+        )
+    };
+    for host in ["127.0.0.1", "127.0.0.2"] {
+        let (client, conn) = tokio_postgres::connect(&connect(host), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("login on {host}: {e}"));
+        tokio::spawn(conn);
+        let show = |name: &'static str| {
+            let client = &client;
+            async move {
+                let row = client
+                    .query_one(&format!("SHOW {name}"), &[])
+                    .await
+                    .unwrap();
+                row.get::<_, String>(0)
+            }
+        };
+        assert_eq!(show("max_connections").await, "201");
+        assert_eq!(show("archive_mode").await, "off");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_and_redis_listen_on_an_extra_address() {
+    for db_type in [DbType::Mysql, DbType::Redis] {
+        let plain = TestServer::start(db_type).await;
+        assert!(
+            !accepts_on([127, 0, 0, 2], plain.port()),
+            "{db_type} listens on 127.0.0.2 without being asked"
+        );
+        drop(plain);
+        let server = TestServer::try_start_with(db_type, |o| {
+            o.extra_listen_addresses = vec![[127, 0, 0, 2].into()];
+        })
+        .await
+        .unwrap();
+        assert!(
+            accepts_on([127, 0, 0, 1], server.port()),
+            "{db_type} on 127.0.0.1"
+        );
+        assert!(
+            accepts_on([127, 0, 0, 2], server.port()),
+            "{db_type} on 127.0.0.2"
+        );
+    }
+}

@@ -97,12 +97,46 @@ pub struct Ctx {
     pub ca: Arc<crate::tls::Ca>,
     /// Plain-text logins accepted too ([`crate::ManagedConfig::allow_plaintext`]).
     pub allow_plaintext: bool,
+    /// Departures from the plan's server settings (none for the managed service's servers;
+    /// a standalone server's options, [`crate::StandaloneOptions`]).
+    pub overrides: ServerOverrides,
+}
+
+/// Server settings that differ from what the plan and the service give every server; the
+/// default changes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOverrides {
+    /// Connection limit instead of the plan's.
+    pub max_connections: Option<u32>,
+    /// No PostgreSQL WAL archiving (a server nobody backs up: its archive would only grow).
+    pub no_wal_archive: bool,
+    /// Addresses the server listens on besides [`HOST`] (loopback aliases such as 127.0.0.2).
+    pub extra_listen_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 impl Ctx {
     /// Data directory of node `node`.
     pub fn node_dir(&self, node: usize) -> PathBuf {
         self.db_dir.join(format!("n{node}"))
+    }
+
+    /// The connection limit: the plan's unless overridden.
+    pub fn max_connections(&self) -> u32 {
+        self.overrides
+            .max_connections
+            .unwrap_or(self.plan.max_connections)
+    }
+
+    /// The addresses the servers listen on: [`HOST`] and any extra ones.
+    pub fn listen_addresses(&self) -> Vec<String> {
+        std::iter::once(HOST.to_string())
+            .chain(
+                self.overrides
+                    .extra_listen_addresses
+                    .iter()
+                    .map(|a| a.to_string()),
+            )
+            .collect()
     }
 
     /// Port of node `node` (0 until allocated).

@@ -197,7 +197,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         format!("--datadir={}", dir.join("data").display()),
         format!("--port={}", ctx.port(node)),
         format!("--tmpdir={}", tmpdir(ctx, node).display()),
-        format!("--bind-address={HOST}"),
+        format!("--bind-address={}", ctx.listen_addresses().join(",")),
         format!("--socket={}", socket(ctx, node).display()),
         format!("--pid-file={}", dir.join("mysqld.pid").display()),
         "--skip-name-resolve".into(),
@@ -205,7 +205,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
             "--innodb-buffer-pool-size={}M",
             ctx.plan.innodb_buffer_pool_mb
         ),
-        format!("--max-connections={}", ctx.plan.max_connections),
+        format!("--max-connections={}", ctx.max_connections()),
         format!("--server-id={}", node + 1),
         "--log-bin=binlog".into(),
         "--binlog-format=ROW".into(),

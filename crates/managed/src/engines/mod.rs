@@ -23,8 +23,8 @@ use crate::os;
 pub(crate) use context::sql_password;
 use context::LOGIN_TIMEOUT;
 pub use context::{
-    database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ADMIN_USER, APP_USER,
-    HOST, REPLICATION_USER, SECRET_ROLES,
+    database_name, instance_id, preferred_user, secret_name, Creds, Ctx, ServerOverrides,
+    ADMIN_USER, APP_USER, HOST, REPLICATION_USER, SECRET_ROLES,
 };
 pub use standby::{data_present, position, promote, set_sync};
 

@@ -138,7 +138,7 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
     let mut conf = format!(
         "# Written by Refract on every start; change the plan instead.\n\
          port = {port}\n\
-         listen_addresses = '{HOST}'\n\
+         listen_addresses = '{listen}'\n\
          unix_socket_directories = ''\n\
          shared_buffers = {shared}MB\n\
          max_connections = {conns}\n\
@@ -153,12 +153,17 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
          ssl_key_file = '{key}'\n\
          ssl_min_protocol_version = 'TLSv1.2'\n\
          {archive}",
-        archive = crate::backup::archive::settings(ctx)?,
+        archive = if ctx.overrides.no_wal_archive {
+            String::new()
+        } else {
+            crate::backup::archive::settings(ctx)?
+        },
+        listen = ctx.listen_addresses().join(","),
         cert = tls::SERVER_CERT_FILE,
         key = tls::SERVER_KEY_FILE,
         port = ctx.port(node),
         shared = ctx.plan.pg_shared_buffers_mb,
-        conns = ctx.plan.max_connections,
+        conns = ctx.max_connections(),
     );
     if sync {
         conf.push_str("synchronous_standby_names = 'ANY 1 (*)'\nsynchronous_commit = on\n");
@@ -174,11 +179,13 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
     } else {
         ("hostssl", "TLS connections only")
     };
-    let hba = format!(
-        "# Written by Refract on every start: {said}.\n\
-         {clients} all all {HOST}/32 scram-sha-256\n\
-         hostssl replication all {HOST}/32 scram-sha-256\n"
-    );
+    let mut hba = format!("# Written by Refract on every start: {said}.\n");
+    for address in ctx.listen_addresses() {
+        hba.push_str(&format!(
+            "{clients} all all {address}/32 scram-sha-256\n\
+             hostssl replication all {address}/32 scram-sha-256\n"
+        ));
+    }
     // A restore in progress also lets refract_admin in over its private socket (backup/).
     let hba = format!("{}{hba}", crate::backup::archive::restore_hba(&dir));
     os::write_owned_file(&dir.join("pg_hba.conf"), hba.as_bytes(), &ctx.user)?;

@@ -34,7 +34,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
          tls-ca-cert-file {dir}/{ca}\n\
          tls-auth-clients no\n\
          tls-replication yes\n\
-         bind {HOST}\n\
+         bind {listen}\n\
          protected-mode yes\n\
          daemonize no\n\
          dir {dir}\n\
@@ -47,6 +47,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         port = ctx.port(node),
         dir = dir.display(),
         mem = ctx.plan.redis_maxmemory_mb,
+        listen = ctx.listen_addresses().join(" "),
         pw = ctx.creds.app,
         cert = tls::SERVER_CERT_FILE,
         key = tls::SERVER_KEY_FILE,
