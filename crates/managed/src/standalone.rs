@@ -353,6 +353,33 @@ impl StandaloneServer {
         Ok(())
     }
 
+    /// Stops the standalone server whose directory is `dir` ([`StandaloneOptions::dir`]) from
+    /// another process than the one that started it (the server outlives its starter: the
+    /// runtime driver records it in the directory), as [`StandaloneServer::stop`] does: a clean
+    /// shutdown, waiting until it has exited. Nothing running there is not an error.
+    pub async fn stop_in(dir: &Path) -> anyhow::Result<()> {
+        let dir = dir.canonicalize().context("resolve the server directory")?;
+        let node_dir = dir.join("server").join("n0");
+        // PostgreSQL: a fast shutdown, as in `stop` (the driver's SIGTERM is a smart one).
+        if let Some(pid) = std::fs::read_to_string(node_dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+            .filter(|&pid| process_alive(pid))
+        {
+            signal(pid, libc::SIGINT);
+        }
+        let driver = LocalProcessDriver::new(dir.join("instances"));
+        let status = driver
+            .stop(&engines::instance_id(DB_ID, 0), Duration::from_secs(120))
+            .await?;
+        anyhow::ensure!(
+            !status.is_alive(),
+            "the server in {} is still running: {status:?}",
+            dir.display()
+        );
+        Ok(())
+    }
+
     /// A crash: SIGKILL to the server and all its processes at once (PostgreSQL's backends too,
     /// which are not in its process group), waiting until they are gone. PostgreSQL and MariaDB
     /// only.

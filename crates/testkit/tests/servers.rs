@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use refract_testkit::{DbType, TestServer};
+use refract_testkit::{DbType, StandaloneOptions, StandaloneServer, TestServer};
 
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_ok()
@@ -121,5 +121,24 @@ async fn mariadb_and_redis_listen_on_an_extra_address() {
             accepts_on([127, 0, 0, 2], server.port()),
             "{db_type} on 127.0.0.2"
         );
+    }
+}
+
+/// A server outlives the handle (and process) that started it, and `stop_in` stops it by its
+/// directory alone (what `testenv stop DIR` does in a later process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_is_stopped_by_its_directory_alone() {
+    for db_type in [DbType::Mysql, DbType::Postgresql, DbType::Redis] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StandaloneOptions::new(db_type, dir.path(), "test");
+        let server = StandaloneServer::start(opts).await.unwrap();
+        let port = server.port();
+        drop(server);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(accepts(port), "{db_type} stopped with its handle");
+        StandaloneServer::stop_in(dir.path()).await.unwrap();
+        assert!(!accepts(port), "{db_type} still listens after stop_in");
+        // Nothing left running: a second stop finds nothing and succeeds.
+        StandaloneServer::stop_in(dir.path()).await.unwrap();
     }
 }
