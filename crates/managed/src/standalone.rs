@@ -55,6 +55,9 @@ pub struct StandaloneOptions {
     /// Addresses it listens on besides 127.0.0.1 (loopback aliases, e.g. 127.0.0.2: an address
     /// its TLS certificate does not name).
     pub extra_listen_addresses: Vec<Ipv4Addr>,
+    /// The certificate authority that issues the server's TLS certificate (named `localhost`
+    /// and 127.0.0.1); a new one when `None`.
+    pub ca: Option<Arc<crate::tls::Ca>>,
 }
 
 impl StandaloneOptions {
@@ -69,6 +72,7 @@ impl StandaloneOptions {
             max_connections: None,
             wal_archive: true,
             extra_listen_addresses: Vec::new(),
+            ca: None,
         }
     }
 }
@@ -120,8 +124,12 @@ impl StandaloneServer {
             .context("resolve the server directory")?;
         // The server's own user must walk down to its data when it is another user (root).
         os::ensure_reachable(&dir, &dir, &user)?;
-        let vault = crate::MemoryVault::default();
-        let ca = crate::tls::Ca::load_or_create(&vault)?;
+        let ca = match &opts.ca {
+            Some(ca) => ca.clone(),
+            None => Arc::new(crate::tls::Ca::load_or_create(
+                &crate::MemoryVault::default(),
+            )?),
+        };
         let now = Utc::now();
         let db = DbRecord {
             id: DB_ID.into(),
@@ -159,7 +167,7 @@ impl StandaloneServer {
                 app: crate::tokens::password(),
                 replication: crate::tokens::password(),
             },
-            ca: Arc::new(ca),
+            ca,
             allow_plaintext: opts.allow_plaintext,
             overrides: ServerOverrides {
                 max_connections: opts.max_connections,

@@ -142,3 +142,45 @@ async fn a_server_is_stopped_by_its_directory_alone() {
         StandaloneServer::stop_in(dir.path()).await.unwrap();
     }
 }
+
+/// A TLS-only server whose certificate a given CA issued: plain text is refused, a TLS login
+/// verified with that CA (host name 127.0.0.1 checked) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_only_with_a_given_ca() {
+    use std::sync::Arc;
+
+    use refract_managed::tls::{Ca, PgTls};
+
+    let ca = Arc::new(Ca::load_or_create(&refract_managed::MemoryVault::default()).unwrap());
+    let server = TestServer::try_start_with(DbType::Postgresql, |o| {
+        o.allow_plaintext = false;
+        o.ca = Some(ca.clone());
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.ca_pem(), ca.cert_pem());
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={} password={} dbname={}",
+        server.port(),
+        server.app_user(),
+        server.app_password(),
+        server.database()
+    );
+    let plain = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await;
+    assert!(plain.is_err(), "a plain-text login was accepted");
+    let (client, conn) = tokio_postgres::connect(
+        &format!("{conninfo} sslmode=require"),
+        PgTls(ca.client_config()),
+    )
+    .await
+    .expect("a TLS login verified with the given CA");
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the session is not TLS");
+}
