@@ -58,6 +58,14 @@ pub struct StandaloneOptions {
     /// The certificate authority that issues the server's TLS certificate (named `localhost`
     /// and 127.0.0.1); a new one when `None`.
     pub ca: Option<Arc<crate::tls::Ca>>,
+    /// PostgreSQL: a Unix socket in the data directory too ([`StandaloneServer::socket_path`];
+    /// MariaDB always has one).
+    pub unix_socket: bool,
+    /// Redis: a plain-text port besides the TLS one ([`StandaloneServer::plaintext_port`]).
+    pub redis_plaintext_port: bool,
+    /// PostgreSQL and MariaDB: TLS offered. Without, plain text only (for tests of clients
+    /// against a server that offers no TLS); `allow_plaintext` is then implied.
+    pub tls: bool,
 }
 
 impl StandaloneOptions {
@@ -73,6 +81,9 @@ impl StandaloneOptions {
             wal_archive: true,
             extra_listen_addresses: Vec::new(),
             ca: None,
+            unix_socket: false,
+            redis_plaintext_port: false,
+            tls: true,
         }
     }
 }
@@ -168,11 +179,18 @@ impl StandaloneServer {
                 replication: crate::tokens::password(),
             },
             ca,
-            allow_plaintext: opts.allow_plaintext,
+            allow_plaintext: opts.allow_plaintext || !opts.tls,
             overrides: ServerOverrides {
                 max_connections: opts.max_connections,
                 no_wal_archive: !opts.wal_archive,
                 extra_listen_addresses: opts.extra_listen_addresses.clone(),
+                unix_socket: opts.unix_socket,
+                no_tls: !opts.tls && db_type != DbType::Redis,
+                redis_plaintext_port: if opts.redis_plaintext_port && db_type == DbType::Redis {
+                    Some(refract_runtime::free_port()?)
+                } else {
+                    None
+                },
             },
         };
         let mut server = StandaloneServer {
@@ -210,6 +228,24 @@ impl StandaloneServer {
     /// The port it listens on (kept across [`StandaloneServer::restart`]).
     pub fn port(&self) -> u16 {
         self.ctx.port(0)
+    }
+
+    /// The plain-text port of a Redis started with
+    /// [`StandaloneOptions::redis_plaintext_port`].
+    pub fn plaintext_port(&self) -> Option<u16> {
+        self.ctx.overrides.redis_plaintext_port
+    }
+
+    /// The server's Unix socket: MariaDB's, or PostgreSQL's with [`StandaloneOptions::unix_socket`]
+    /// (the file, `.s.PGSQL.<port>`, in [`StandaloneServer::data_dir`]).
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        match self.ctx.db.db_type {
+            DbType::Mysql => Some(engines::mariadb::socket(&self.ctx, 0)),
+            DbType::Postgresql if self.ctx.overrides.unix_socket => {
+                Some(self.data_dir().join(format!(".s.PGSQL.{}", self.port())))
+            }
+            _ => None,
+        }
     }
 
     /// The superuser (`refract_admin`; Redis has none: use the application password).

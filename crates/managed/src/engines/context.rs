@@ -112,6 +112,13 @@ pub struct ServerOverrides {
     pub no_wal_archive: bool,
     /// Addresses the server listens on besides [`HOST`] (loopback aliases such as 127.0.0.2).
     pub extra_listen_addresses: Vec<std::net::Ipv4Addr>,
+    /// PostgreSQL: a Unix socket in the data directory too (password logins).
+    pub unix_socket: bool,
+    /// Redis: a plain-text port besides its TLS one.
+    pub redis_plaintext_port: Option<u16>,
+    /// PostgreSQL and MariaDB: no TLS at all, plain text only (a test of clients against a
+    /// server that offers no TLS).
+    pub no_tls: bool,
 }
 
 impl Ctx {

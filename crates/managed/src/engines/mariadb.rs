@@ -225,14 +225,22 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         "--collation-server=utf8mb4_unicode_ci".into(),
         // TLS only over TCP (the Unix socket the bootstrap uses counts as secure), unless the
         // operator allows plain text too (Refract's own connections use TLS either way).
-        format!("--ssl-cert={}", dir.join(tls::SERVER_CERT_FILE).display()),
-        format!("--ssl-key={}", dir.join(tls::SERVER_KEY_FILE).display()),
-        format!("--ssl-ca={}", dir.join(tls::CA_FILE).display()),
         format!(
             "--require-secure-transport={}",
-            if ctx.allow_plaintext { "OFF" } else { "ON" }
+            if ctx.allow_plaintext || ctx.overrides.no_tls {
+                "OFF"
+            } else {
+                "ON"
+            }
         ),
     ];
+    if !ctx.overrides.no_tls {
+        args.extend([
+            format!("--ssl-cert={}", dir.join(tls::SERVER_CERT_FILE).display()),
+            format!("--ssl-key={}", dir.join(tls::SERVER_KEY_FILE).display()),
+            format!("--ssl-ca={}", dir.join(tls::CA_FILE).display()),
+        ]);
+    }
     // Semi-synchronous replication (built into MariaDB): a commit returns once a standby has
     // the transaction in its relay log (AFTER_SYNC), or after 10 s without one; with no
     // standby connected it does not wait at all.
@@ -362,11 +370,11 @@ pub(super) async fn check_login(ctx: &Ctx) -> anyhow::Result<String> {
         .user(Some(APP_USER))
         .pass(Some(ctx.creds.app.clone()))
         .db_name(Some(ctx.database()))
-        .ssl_opts(Some(
+        .ssl_opts((!ctx.overrides.no_tls).then(|| {
             mysql_async::SslOpts::default()
                 .with_root_certs(vec![ctx.ca.cert_pem().as_bytes().to_vec().into()])
-                .with_disable_built_in_roots(true),
-        ));
+                .with_disable_built_in_roots(true)
+        }));
     tls::install_provider();
     let mut conn = mysql_async::Conn::new(opts)
         .await

@@ -139,7 +139,7 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
         "# Written by Refract on every start; change the plan instead.\n\
          port = {port}\n\
          listen_addresses = '{listen}'\n\
-         unix_socket_directories = ''\n\
+         unix_socket_directories = '{socket_dir}'\n\
          shared_buffers = {shared}MB\n\
          max_connections = {conns}\n\
          wal_level = logical\n\
@@ -148,7 +148,7 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
          hot_standby = on\n\
          password_encryption = 'scram-sha-256'\n\
          logging_collector = off\n\
-         ssl = on\n\
+         ssl = {ssl}\n\
          ssl_cert_file = '{cert}'\n\
          ssl_key_file = '{key}'\n\
          ssl_min_protocol_version = 'TLSv1.2'\n\
@@ -159,6 +159,12 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
             crate::backup::archive::settings(ctx)?
         },
         listen = ctx.listen_addresses().join(","),
+        ssl = if ctx.overrides.no_tls { "off" } else { "on" },
+        socket_dir = if ctx.overrides.unix_socket {
+            dir.display().to_string()
+        } else {
+            String::new()
+        },
         cert = tls::SERVER_CERT_FILE,
         key = tls::SERVER_KEY_FILE,
         port = ctx.port(node),
@@ -171,19 +177,25 @@ pub(super) fn write_conf(ctx: &Ctx, node: usize, sync: bool) -> anyhow::Result<(
     os::write_owned_file(&dir.join("refract.conf"), conf.as_bytes(), &ctx.user)?;
     // TLS only: a plain-text connection matches no line and is refused — unless the operator
     // allows plain text for clients (`host` matches both); replication stays TLS-only.
-    let (clients, said) = if ctx.allow_plaintext {
+    let (clients, replication, said) = if ctx.overrides.no_tls {
+        ("host", "host", "plain text only (no TLS)")
+    } else if ctx.allow_plaintext {
         (
             "host",
+            "hostssl",
             "TLS or plain text (allowed by the operator) for clients, TLS for replication",
         )
     } else {
-        ("hostssl", "TLS connections only")
+        ("hostssl", "hostssl", "TLS connections only")
     };
     let mut hba = format!("# Written by Refract on every start: {said}.\n");
+    if ctx.overrides.unix_socket {
+        hba.push_str("local all all scram-sha-256\n");
+    }
     for address in ctx.listen_addresses() {
         hba.push_str(&format!(
             "{clients} all all {address}/32 scram-sha-256\n\
-             hostssl replication all {address}/32 scram-sha-256\n"
+             {replication} replication all {address}/32 scram-sha-256\n"
         ));
     }
     // A restore in progress also lets refract_admin in over its private socket (backup/).
@@ -206,12 +218,23 @@ pub(crate) async fn connect(
         .user(user)
         .password(password)
         .dbname(dbname)
-        .connect_timeout(LOGIN_TIMEOUT)
-        .ssl_mode(tokio_postgres::config::SslMode::Require);
+        .connect_timeout(LOGIN_TIMEOUT);
+    let context = || format!("log in to PostgreSQL on port {port} as {user}");
+    if ctx.overrides.no_tls {
+        let (client, conn) = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(context)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(client);
+    }
+    cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
     let (client, conn) = cfg
         .connect(tls::PgTls(ctx.ca.client_config()))
         .await
-        .with_context(|| format!("log in to PostgreSQL on port {port} as {user}"))?;
+        .with_context(context)?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

@@ -26,8 +26,7 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
     let dir = ctx.node_dir(node);
     let mut conf = format!(
         "# Written by Refract on every start; change the plan instead.\n\
-         # TLS only: no plain-text port.\n\
-         port 0\n\
+         port {plain_port}\n\
          tls-port {port}\n\
          tls-cert-file {dir}/{cert}\n\
          tls-key-file {dir}/{key}\n\
@@ -48,6 +47,8 @@ pub(super) fn spec(ctx: &Ctx, node: usize) -> anyhow::Result<InstanceSpec> {
         dir = dir.display(),
         mem = ctx.plan.redis_maxmemory_mb,
         listen = ctx.listen_addresses().join(" "),
+        // TLS only (no plain-text port) unless a standalone server asks for one.
+        plain_port = ctx.overrides.redis_plaintext_port.unwrap_or(0),
         pw = ctx.creds.app,
         cert = tls::SERVER_CERT_FILE,
         key = tls::SERVER_KEY_FILE,
