@@ -184,3 +184,65 @@ async fn postgres_tls_only_with_a_given_ca() {
         .unwrap();
     assert!(row.get::<_, bool>(0), "the session is not TLS");
 }
+
+/// Without TLS, PostgreSQL takes plain text and offers no TLS; with a Unix socket, a password
+/// login over it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_without_tls_and_with_a_unix_socket() {
+    let server = TestServer::try_start_with(DbType::Postgresql, |o| {
+        o.tls = false;
+        o.unix_socket = true;
+    })
+    .await
+    .unwrap();
+    let login = format!(
+        "port={} user={} password={} dbname={}",
+        server.port(),
+        server.app_user(),
+        server.app_password(),
+        server.database()
+    );
+    let (_client, conn) =
+        tokio_postgres::connect(&format!("host=127.0.0.1 {login}"), tokio_postgres::NoTls)
+            .await
+            .expect("a plain-text login");
+    tokio::spawn(conn);
+    let tls = tokio_postgres::connect(
+        &format!("host=127.0.0.1 sslmode=require {login}"),
+        refract_managed::tls::PgTls(refract_managed::tls::client_config(server.ca_pem()).unwrap()),
+    )
+    .await;
+    let error = tls.err().expect("TLS was offered").to_string();
+    assert!(error.contains("TLS") || error.contains("SSL"), "{error}");
+    let socket = server.socket_path().expect("a socket");
+    assert!(socket.exists(), "{} missing", socket.display());
+    let (_client, conn) = tokio_postgres::connect(
+        &format!("host={} {login}", socket.parent().unwrap().display()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("a login over the Unix socket");
+    tokio::spawn(conn);
+}
+
+/// A Redis plain-text port answers (a PING without the password is refused as NOAUTH, so the
+/// server, not just a socket, answers there); without the option there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_plaintext_port() {
+    use std::io::{Read, Write};
+
+    let plain = TestServer::start(DbType::Redis).await;
+    assert_eq!(plain.plaintext_port(), None);
+    drop(plain);
+    let server = TestServer::try_start_with(DbType::Redis, |o| o.redis_plaintext_port = true)
+        .await
+        .unwrap();
+    let port = server.plaintext_port().expect("a plain-text port");
+    assert_ne!(port, server.port());
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut reply = [0u8; 64];
+    let n = s.read(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("-NOAUTH"), "{reply}");
+}
