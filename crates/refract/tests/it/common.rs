@@ -118,6 +118,31 @@ pub fn refract_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_refract"))
 }
 
+/// Starts `refract quickstart ARGS` (log level `warn`, stderr to the test's) and reads its stdout
+/// on a thread: the child, and the lines it prints as they come.
+pub fn spawn_quickstart(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(refract_bin())
+        .arg("quickstart")
+        .args(args)
+        .env("REFRACT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 /// A required environment variable set by `scripts/test`; a test that needs a server fails
 /// loudly when it is missing instead of passing silently.
 pub fn required_env(name: &str) -> String {
@@ -523,6 +548,19 @@ impl Drop for Serve {
     }
 }
 
+/// `refract serve --data-dir DATA --listen 127.0.0.1:0` (a free port), to complete and run.
+pub fn serve_on_free_port(data: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(refract_bin());
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
 /// `refract serve` with `args` and `env`, in `cwd`; its child and URL.
 pub fn serve(
     data: &std::path::Path,
@@ -530,15 +568,8 @@ pub fn serve(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Serve, String) {
-    let mut cmd = std::process::Command::new(refract_bin());
+    let mut cmd = serve_on_free_port(data);
     cmd.current_dir(cwd)
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
         .args(args)
         .env_remove("REFRACT_MASTER_KEY")
         .env_remove("REFRACT_SQLITE_ROOT")
@@ -571,19 +602,11 @@ pub fn serve(
 pub(crate) fn serve_command(data: &std::path::Path) -> std::process::Command {
     use std::process::Stdio;
     let root = data.parent().unwrap();
-    let mut cmd = std::process::Command::new(refract_bin());
-    cmd.args([
-        "serve",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--sqlite-root",
-        root.to_str().unwrap(),
-    ])
-    .env_remove("REFRACT_MASTER_KEY")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = serve_on_free_port(data);
+    cmd.args(["--sqlite-root", root.to_str().unwrap()])
+        .env_remove("REFRACT_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd
 }
 

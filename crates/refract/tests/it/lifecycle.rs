@@ -7,9 +7,8 @@
 //! `REFRACT_TEST_STEP_DELAY_MS` and restart on the same data dir) and kills every engine it
 //! started when it ends, even on failure.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1373,26 +1372,8 @@ fn quickstart_works(source: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("qs");
-    let mut child = Command::new(refract_bin())
-        .args([
-            "quickstart",
-            "--source",
-            source,
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .env("REFRACT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) =
+        crate::common::spawn_quickstart(&["--source", source, "--dir", dir.to_str().unwrap()]);
     let mut curl = None;
     let start = Instant::now();
     while curl.is_none() {

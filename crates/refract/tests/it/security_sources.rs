@@ -11,8 +11,7 @@
 //! - The managed-server quota.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,6 +24,7 @@ use refract_api::{
 use crate::common::{
     connection_request, instance_request, serve, wire_answer, wire_body, wire_error, ControlPlane,
 };
+use crate::managed::KillInstances;
 
 /// A non-admin customer on `plan`: its id and management key.
 fn customer(cp: &ControlPlane, name: &str, plan: &str) -> (String, String) {
@@ -657,7 +657,7 @@ fn every_file_in_the_data_dir_is_private() {
     );
     assert_eq!(s, 201, "{v}");
     // A running engine: builds, instance files, logs.
-    let _cleanup = KillManaged(cp.dir.clone());
+    let _cleanup = KillInstances(cp.dir.clone());
     let (s, v) = cp.call(
         "POST",
         &format!("/v1/databases/{dbid}/provision"),
@@ -693,32 +693,6 @@ fn every_file_in_the_data_dir_is_private() {
     assert!(n >= 8, "walked {n} files");
 }
 
-/// Managed servers and engines left running are killed when the test ends.
-struct KillManaged(PathBuf);
-
-impl Drop for KillManaged {
-    fn drop(&mut self) {
-        let entries = ["managed/instances", "instances"]
-            .iter()
-            .filter_map(|d| std::fs::read_dir(self.0.join(d)).ok())
-            .flat_map(|d| d.flatten());
-        for e in entries {
-            let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
-                continue;
-            };
-            let Ok(state) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            if let Some(pid) = state["pid"].as_u64().filter(|_| state["exit"].is_null()) {
-                let _ = Command::new("kill")
-                    .args(["-9", "--", &format!("-{pid}")])
-                    .status();
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
-    }
-}
-
 fn postgres_installed() -> bool {
     std::fs::read_dir("/usr/lib/postgresql")
         .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").exists()))
@@ -732,7 +706,7 @@ fn managed_servers_have_a_per_customer_quota() {
         return;
     }
     let cp = ControlPlane::start_fresh();
-    let _cleanup = KillManaged(cp.dir.clone());
+    let _cleanup = KillInstances(cp.dir.clone());
     let (cust, key) = customer(&cp, "dave", "free");
     let pg = |name: &str, plan: &str, replicas: i64| json!({"name": name, "db_type": "postgresql", "plan_id": plan, "region": "nyc1", "replicas": replicas});
     let quota_exceeded = |s: u16, v: &Value, what: &str| {

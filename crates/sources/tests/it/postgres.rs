@@ -541,17 +541,8 @@ async fn pg_test_connection_reports_databases_and_readiness() {
     assert!(report.ok, "{:?}", report.error);
 
     let p_missing = params(Backend::Postgres, &url, Some("refract_no_such_db"));
-    let report = refract_sources::test_connection(&p_missing, Duration::from_secs(5)).await;
-    assert!(!report.ok);
-    assert!(
-        report
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("does not exist"),
-        "{:?}",
-        report.error
-    );
+    let (err, _) = failed_connection_test(&p_missing, Duration::from_secs(5)).await;
+    assert!(err.contains("does not exist"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
