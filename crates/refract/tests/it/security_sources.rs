@@ -240,32 +240,51 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
         None,
     );
     assert_refused(s, &v, "stored test after the swap");
-    let (s, v) = cp.call(
-        "POST",
-        &format!("/v1/databases/{dbid}/provision"),
-        Some(&key),
-        None,
+    let db = provision_until_settled(
+        &cp,
+        &key,
+        dbid,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
     );
-    assert_eq!(s, 202, "{v}");
-    let start = Instant::now();
-    let db = loop {
-        let d: Database =
-            cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), &key, None, 200);
-        if d.status == Status::Failed {
-            break d;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the provision did not fail: {d:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    assert_eq!(
+        db.status,
+        Status::Failed,
+        "the provision did not fail: {db:?}"
+    );
     let err = db.last_error.as_deref().unwrap();
     assert!(
         err.contains("may not be read")
             && err.contains("not a SQLite file this control plane may read"),
         "{err}"
     );
+}
+
+/// Provisions database `dbid` as `key` and reads it every `poll` until it is running or failed
+/// (at most `timeout`); returns it then.
+fn provision_until_settled(
+    cp: &ControlPlane,
+    key: &str,
+    dbid: impl std::fmt::Display,
+    timeout: Duration,
+    poll: Duration,
+) -> Database {
+    let (s, v) = cp.call(
+        "POST",
+        &format!("/v1/databases/{dbid}/provision"),
+        Some(key),
+        None,
+    );
+    assert_eq!(s, 202, "{v}");
+    let start = Instant::now();
+    loop {
+        let d: Database = cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), key, None, 200);
+        if matches!(d.status, Status::Running | Status::Failed) {
+            return d;
+        }
+        assert!(start.elapsed() < timeout, "not settled: {d:?}");
+        std::thread::sleep(poll);
+    }
 }
 
 fn post(url: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
@@ -658,26 +677,14 @@ fn every_file_in_the_data_dir_is_private() {
     assert_eq!(s, 201, "{v}");
     // A running engine: builds, instance files, logs.
     let _cleanup = KillInstances(cp.dir.clone());
-    let (s, v) = cp.call(
-        "POST",
-        &format!("/v1/databases/{dbid}/provision"),
-        Some(&key),
-        None,
+    let db = provision_until_settled(
+        &cp,
+        &key,
+        dbid,
+        Duration::from_secs(90),
+        Duration::from_millis(200),
     );
-    assert_eq!(s, 202, "{v}");
-    let start = Instant::now();
-    loop {
-        let d: Database =
-            cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), &key, None, 200);
-        if d.status == Status::Running {
-            break;
-        }
-        assert!(
-            d.status != Status::Failed && start.elapsed() < Duration::from_secs(90),
-            "{d:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(db.status, Status::Running, "{db:?}");
     assert!(cp.dir.join("builds").exists() && cp.dir.join("instances").exists());
     // Every store has written (WAL and SHM files exist while it runs).
     for f in [
