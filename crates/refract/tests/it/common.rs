@@ -118,6 +118,11 @@ pub fn refract_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_refract"))
 }
 
+/// The id of the database that creating a connection with an instance made.
+pub fn created_database_id(created: &CreateConnectionResponse) -> String {
+    created.database.as_ref().unwrap().id.to_string()
+}
+
 /// Starts `refract quickstart ARGS` (log level `warn`, stderr to the test's) and reads its stdout
 /// on a thread: the child, and the lines it prints as they come.
 pub fn spawn_quickstart(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {

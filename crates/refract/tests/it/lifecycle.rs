@@ -22,7 +22,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::common::{
-    connection_request, instance_request, refract_bin, sqlite_request, wire_answer, wire_body,
+    connection_request, created_database_id, instance_request, refract_bin, sqlite_request,
+    wire_answer, wire_body,
 };
 
 // ------------------------------------------------------------------ harness
@@ -419,11 +420,7 @@ fn blog_sqlite(path: &Path, users: u32) {
 pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
     let path = cp.root().join(format!("blog-{}.db", rand::random::<u32>()));
     blog_sqlite(&path, users);
-    cp.create_connection(&sqlite_request("blog", &path))
-        .database
-        .unwrap()
-        .id
-        .to_string()
+    created_database_id(&cp.create_connection(&sqlite_request("blog", &path)))
 }
 
 pub(crate) fn create_key(cp: &Cp, id: &str, name: &str) -> (String, refract_api::QueryKey) {
@@ -899,12 +896,7 @@ fn action_matrix_rows() {
         instance: Some(instance_request("ghost", "main")),
         ..connection_request("missing", Backend::Sqlite, missing.to_str().unwrap())
     };
-    let ghost = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let ghost = created_database_id(&cp.create_connection(&request));
     cp.ok(&ghost, "provision", Mode::Immediate);
     let v = cp.wait_for(&ghost, Status::Failed, LONG);
     let err = v.database.last_error.as_deref().unwrap();
@@ -1452,11 +1444,7 @@ fn mariadb_source_provisions_and_refused_login_fails() {
             instance: Some(instance_request("db", &schema)),
             ..crate::common::server_connection_request(name, Backend::Mysql, &src, &[&schema])
         };
-        cp.create_connection(&request)
-            .database
-            .unwrap()
-            .id
-            .to_string()
+        created_database_id(&cp.create_connection(&request))
     };
     let t0 = Instant::now();
     let good = conn("good", &src.password);
@@ -1515,12 +1503,7 @@ fn postgres_source_provisions() {
         instance: Some(instance_request("db", &db)),
         ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
     };
-    let id = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let id = created_database_id(&cp.create_connection(&request));
     cp.update_database(
         &id,
         &UpdateDatabaseRequest {
@@ -1583,12 +1566,7 @@ fn sakila_like_schema_provisions_without_a_config() {
         instance: Some(instance_request("db", &db)),
         ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
     };
-    let id = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let id = created_database_id(&cp.create_connection(&request));
     cp.ok(&id, "provision", Mode::Immediate);
     let v = cp.wait_for(&id, Status::Running, LONG);
     let (key, _) = create_key(&cp, &id, "k");
@@ -1726,12 +1704,7 @@ fn b5_b6_scale_s() {
         }),
         ..connection_request("s", Backend::Sqlite, path.to_str().unwrap())
     };
-    let id = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let id = created_database_id(&cp.create_connection(&request));
     let (key, _) = create_key(&cp, &id, "k");
     let q = "users(id = 42) { id name posts { title comments { body } } }";
     let mut b5 = Vec::new();
