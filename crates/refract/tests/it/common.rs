@@ -298,6 +298,15 @@ pub fn postgres_admin(db: &str, sql: &str) {
     postgres_exec(&postgres(), db, sql)
 }
 
+/// A new database `PREFIX_N` on the test PostgreSQL, filled by `setup` (SQL run in it as the
+/// superuser); its name. The test drops it.
+pub fn new_postgres_database(prefix: &str, setup: &str) -> String {
+    let db = format!("{prefix}_{}", rand::random::<u32>());
+    postgres_admin("postgres", &format!("CREATE DATABASE {db}"));
+    postgres_admin(&db, setup);
+    db
+}
+
 /// A running `refract serve` on a temp data dir, driven over HTTP. Records everything the
 /// process printed and every response body, so tests can check that no secret leaked.
 pub struct ControlPlane {

@@ -1489,15 +1489,13 @@ fn mariadb_source_provisions_and_refused_login_fails() {
 fn postgres_source_provisions() {
     let p = crate::common::postgres();
     let cp = Cp::fresh(0);
-    let db = format!("lc_{}", rand::random::<u32>());
-    let run = crate::common::postgres_admin;
-    run("postgres", &format!("CREATE DATABASE {db}"));
-    run(
-        &db,
+    let db = crate::common::new_postgres_database(
+        "lc",
         "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE posts (id INT PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), title TEXT NOT NULL);
          INSERT INTO users VALUES (1, 'Ada'), (2, 'Bob'); INSERT INTO posts VALUES (1, 2, 'hello');",
     );
+    let run = crate::common::postgres_admin;
     let request = CreateConnectionRequest {
         sync_mode: Some(refract_api::SyncMode::Logical),
         instance: Some(instance_request("db", &db)),
@@ -1540,11 +1538,8 @@ fn postgres_source_provisions() {
 fn sakila_like_schema_provisions_without_a_config() {
     let p = crate::common::postgres();
     let cp = Cp::fresh(0);
-    let db = format!("sk_{}", rand::random::<u32>());
-    let run = crate::common::postgres_admin;
-    run("postgres", &format!("CREATE DATABASE {db}"));
-    run(
-        &db,
+    let db = crate::common::new_postgres_database(
+        "sk",
         "CREATE TABLE language (language_id INT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE film (film_id INT PRIMARY KEY, title TEXT NOT NULL,
            language_id INT NOT NULL REFERENCES language(language_id),
@@ -1562,6 +1557,7 @@ fn sakila_like_schema_provisions_without_a_config() {
          UPDATE store SET manager_staff_id = 7;
          INSERT INTO employee VALUES (1, 'Boss', NULL), (2, 'Worker', 1);",
     );
+    let run = crate::common::postgres_admin;
     let request = CreateConnectionRequest {
         instance: Some(instance_request("db", &db)),
         ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
