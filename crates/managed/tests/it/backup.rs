@@ -20,6 +20,15 @@ fn fmt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A harness that takes backups; `None` (the test returns) when `db_type` cannot run here.
+fn backup_harness(db_type: DbType) -> Option<Harness> {
+    let h = Harness::new(Options {
+        backups: true,
+        ..Options::default()
+    });
+    h.installed(db_type).then_some(h)
+}
+
 async fn sleep_until(t: DateTime<Utc>) {
     if let Ok(d) = (t - Utc::now()).to_std() {
         tokio::time::sleep(d).await;
@@ -179,13 +188,9 @@ async fn assert_restores_refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
-    let h = Harness::new(Options {
-        backups: true,
-        ..Options::default()
-    });
-    if !h.installed(DbType::Postgresql) {
+    let Some(h) = backup_harness(DbType::Postgresql) else {
         return;
-    }
+    };
     let tls = h.service.client_tls();
     let (src, _) = h.create_running(pg_body("pitr-source")).await;
     // The scheduler takes the first base backup of a running server by itself.
@@ -300,13 +305,9 @@ async fn my_batches(ca: &str, url: &str) -> Option<Vec<(i64, i64)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
     use mysql_async::prelude::Queryable;
-    let h = Harness::new(Options {
-        backups: true,
-        ..Options::default()
-    });
-    if !h.installed(DbType::Mysql) {
+    let Some(h) = backup_harness(DbType::Mysql) else {
         return;
-    }
+    };
     let ca = h.service.ca_pem().to_string();
     let (src, _) = h.create_running(my_body("pitr-my")).await;
     let first = first_scheduled_backup(&h, &src).await;
@@ -470,13 +471,9 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_backups_follow_a_failover_and_restore_past_it() {
     use mysql_async::prelude::Queryable;
-    let h = Harness::new(Options {
-        backups: true,
-        ..Options::default()
-    });
-    if !h.installed(DbType::Mysql) {
+    let Some(h) = backup_harness(DbType::Mysql) else {
         return;
-    }
+    };
     let ca = h.service.ca_pem().to_string();
     let mut body = my_body("ha-pitr");
     body["replicas"] = json!(2);
