@@ -118,6 +118,39 @@ pub fn refract_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_refract"))
 }
 
+/// Runs `cmd` with its stdout and stderr in the files `out` and `err` of `dir`, killing it once
+/// `limit` has passed since `start`: its exit status (`None`: killed at the limit) and all it
+/// printed.
+pub fn run_bounded(
+    cmd: &mut std::process::Command,
+    dir: &std::path::Path,
+    start: std::time::Instant,
+    limit: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    cmd.stdout(std::fs::File::create(dir.join("out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("err")).unwrap());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let printed = format!(
+        "{}{}",
+        std::fs::read_to_string(dir.join("out")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("err")).unwrap_or_default()
+    );
+    (status, printed)
+}
+
 /// The id of the database that creating a connection with an instance made.
 pub fn created_database_id(created: &CreateConnectionResponse) -> String {
     created.database.as_ref().unwrap().id.to_string()
