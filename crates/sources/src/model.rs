@@ -46,6 +46,22 @@ impl std::fmt::Debug for SourceParams {
     }
 }
 
+impl SourceParams {
+    /// The SQLite database file at `path` (its `main` schema): the only thing SQLite needs.
+    pub fn sqlite_file(path: &std::path::Path) -> SourceParams {
+        SourceParams {
+            backend: Backend::Sqlite,
+            host: path.to_string_lossy().into_owned(),
+            port: 0,
+            user: String::new(),
+            password: None,
+            database: Some("main".into()),
+            pg_schema: None,
+            tls: SourceTls::default(),
+        }
+    }
+}
+
 /// Result of `test-connection` (field names are the API's).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,7 +1,7 @@
 //! Managed servers' objects through `ServerClient` against the fake API server (a test double);
 //! the test plays CloudNativePG and the StatefulSet controller by writing `status`.
 
-use refract_kubernetes::servers::{ServerClient, ServerState};
+use refract_kubernetes::servers::{ServerClient, ServerPlan, ServerState};
 use refract_kubernetes::FakeApiServer;
 use refract_managed::DbType;
 use serde_json::json;
@@ -15,12 +15,30 @@ fn client(fake: &FakeApiServer) -> ServerClient {
     ServerClient::new(kube::Client::new(fake.router(), NS), NS)
 }
 
+/// What `c` reports for the server of plan `p`.
+async fn state_of(c: &ServerClient, p: &ServerPlan) -> Option<ServerState> {
+    c.state(ID, p.spec.db_type).await.unwrap()
+}
+
+/// Deleting the server of plan `p` removes every object of it, `claim` too: a
+/// PersistentVolumeClaim that the platform (not the client) made for its data.
+async fn delete_removes_everything(
+    fake: &FakeApiServer,
+    c: &ServerClient,
+    p: &ServerPlan,
+    claim: serde_json::Value,
+) {
+    fake.put("v1", "persistentvolumeclaims", NS, claim);
+    c.delete(ID, p.spec.db_type).await.unwrap();
+    assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
+}
+
 #[tokio::test]
 async fn postgres_cluster_provision_ready_stop_start_delete() {
     let fake = FakeApiServer::new();
     let c = client(&fake);
     let p = server_plan(DbType::Postgresql, "15");
-    assert_eq!(c.state(ID, p.spec.db_type).await.unwrap(), None);
+    assert_eq!(state_of(&c, &p).await, None);
     c.apply(&p).await.unwrap();
     let cluster = fake
         .get("postgresql.cnpg.io/v1", "clusters", NS, NAME)
@@ -31,7 +49,7 @@ async fn postgres_cluster_provision_ready_stop_start_delete() {
         .unwrap();
     assert_eq!(secret["type"], "kubernetes.io/basic-auth");
     assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
+        state_of(&c, &p).await,
         Some(ServerState::Provisioning { ready: 0 })
     );
     // Playing CloudNativePG: both instances ready.
@@ -39,30 +57,20 @@ async fn postgres_cluster_provision_ready_stop_start_delete() {
     obj["status"] =
         json!({"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]});
     fake.put("postgresql.cnpg.io/v1", "clusters", NS, obj);
-    assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
-        Some(ServerState::Ready)
-    );
+    assert_eq!(state_of(&c, &p).await, Some(ServerState::Ready));
     // Stop = hibernation; apply again wakes it.
     c.stop(ID, p.spec.db_type).await.unwrap();
-    assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
-        Some(ServerState::Stopped)
-    );
+    assert_eq!(state_of(&c, &p).await, Some(ServerState::Stopped));
     c.apply(&p).await.unwrap();
-    assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
-        Some(ServerState::Ready)
-    );
+    assert_eq!(state_of(&c, &p).await, Some(ServerState::Ready));
     // Delete removes the cluster, the secret and the claims CNPG made.
-    fake.put(
-        "v1",
-        "persistentvolumeclaims",
-        NS,
+    delete_removes_everything(
+        &fake,
+        &c,
+        &p,
         json!({"metadata": {"name": format!("{NAME}-1"), "labels": {"cnpg.io/cluster": NAME}}}),
-    );
-    c.delete(ID, p.spec.db_type).await.unwrap();
-    assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -82,29 +90,22 @@ async fn mysql_statefulset_provision_ready_stop_delete() {
         ]
     );
     assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
+        state_of(&c, &p).await,
         Some(ServerState::Provisioning { ready: 0 })
     );
     let mut s = fake.get("apps/v1", "statefulsets", NS, NAME).unwrap();
     s["status"] = json!({"replicas": 1, "readyReplicas": 1});
     fake.put("apps/v1", "statefulsets", NS, s);
-    assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
-        Some(ServerState::Ready)
-    );
+    assert_eq!(state_of(&c, &p).await, Some(ServerState::Ready));
     c.stop(ID, p.spec.db_type).await.unwrap();
-    assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
-        Some(ServerState::Stopped)
-    );
-    fake.put(
-        "v1",
-        "persistentvolumeclaims",
-        NS,
+    assert_eq!(state_of(&c, &p).await, Some(ServerState::Stopped));
+    delete_removes_everything(
+        &fake,
+        &c,
+        &p,
         json!({"metadata": {"name": format!("data-{NAME}-0"), "labels": {"refract.dev/server": ID}}}),
-    );
-    c.delete(ID, p.spec.db_type).await.unwrap();
-    assert!(fake.names(NS).is_empty(), "{:?}", fake.names(NS));
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -116,7 +117,7 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
     // Playing the StatefulSet controller and the kubelet: the pod is OOM-killed in a loop.
     let pods = fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::CrashLoop(137));
     assert_eq!(pods, vec![format!("{NAME}-0")]);
-    match c.state(ID, p.spec.db_type).await.unwrap() {
+    match state_of(&c, &p).await {
         Some(ServerState::Failed(why)) => {
             assert!(
                 why.contains("CrashLoopBackOff") && why.contains("OOMKilled"),
@@ -128,7 +129,7 @@ async fn a_crashing_server_pod_is_failed_with_its_reason_and_restart_rolls_the_p
     // Starting (not ready, nothing failing) is not a failure.
     fake.run_statefulset_pods(NS, NAME, refract_kubernetes::PodState::NotReady);
     assert_eq!(
-        c.state(ID, p.spec.db_type).await.unwrap(),
+        state_of(&c, &p).await,
         Some(ServerState::Provisioning { ready: 0 })
     );
     c.restart(ID, p.spec.db_type).await.unwrap();

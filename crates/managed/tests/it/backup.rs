@@ -20,6 +20,22 @@ fn fmt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A harness that takes backups; `None` (the test returns) when `db_type` cannot run here.
+fn backup_harness(db_type: DbType) -> Option<Harness> {
+    let h = Harness::new(Options {
+        backups: true,
+        ..Options::default()
+    });
+    h.installed(db_type).then_some(h)
+}
+
+/// A 409 answer whose message says `says`.
+fn assert_conflict(status: StatusCode, v: &Value, says: &str) {
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains(says), "{v}");
+}
+
 async fn sleep_until(t: DateTime<Utc>) {
     if let Ok(d) = (t - Utc::now()).to_std() {
         tokio::time::sleep(d).await;
@@ -179,13 +195,9 @@ async fn assert_restores_refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
-    let h = Harness::new(Options {
-        backups: true,
-        ..Options::default()
-    });
-    if !h.installed(DbType::Postgresql) {
+    let Some(h) = backup_harness(DbType::Postgresql) else {
         return;
-    }
+    };
     let tls = h.service.client_tls();
     let (src, _) = h.create_running(pg_body("pitr-source")).await;
     // The scheduler takes the first base backup of a running server by itself.
@@ -300,13 +312,9 @@ async fn my_batches(ca: &str, url: &str) -> Option<Vec<(i64, i64)>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the_second() {
     use mysql_async::prelude::Queryable;
-    let h = Harness::new(Options {
-        backups: true,
-        ..Options::default()
-    });
-    if !h.installed(DbType::Mysql) {
+    let Some(h) = backup_harness(DbType::Mysql) else {
         return;
-    }
+    };
     let ca = h.service.ca_pem().to_string();
     let (src, _) = h.create_running(my_body("pitr-my")).await;
     let first = first_scheduled_backup(&h, &src).await;
@@ -470,13 +478,9 @@ async fn mysql_point_in_time_restore_holds_exactly_the_rows_committed_before_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_backups_follow_a_failover_and_restore_past_it() {
     use mysql_async::prelude::Queryable;
-    let h = Harness::new(Options {
-        backups: true,
-        ..Options::default()
-    });
-    if !h.installed(DbType::Mysql) {
+    let Some(h) = backup_harness(DbType::Mysql) else {
         return;
-    }
+    };
     let ca = h.service.ca_pem().to_string();
     let mut body = my_body("ha-pitr");
     body["replicas"] = json!(2);
@@ -631,15 +635,8 @@ async fn redis_snapshot_restores_its_keys_and_a_full_backup_storage_is_a_clear_e
     let (status, v) = h
         .post(&format!("/api/v1/databases/{src}/backups"), json!({}))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_conflict(status, &v, "backup storage is full");
     assert_eq!(v["error"], "conflict");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("backup storage is full"),
-        "{v}"
-    );
     let list = backups(&h, &src).await;
     assert!(has_event(&list, "backup_failed"), "{list}");
     assert_eq!(
@@ -684,11 +681,7 @@ async fn sources_without_a_backup_and_servers_not_running_are_refused_clearly() 
     let (status, v) = h
         .post(&format!("/api/v1/databases/{mysql}/backups"), json!({}))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{v}");
-    assert!(
-        v["message"].as_str().unwrap().contains("needs it running"),
-        "{v}"
-    );
+    assert_conflict(status, &v, "needs it running");
     let (status, v) = h
         .post(
             "/api/v1/databases",
@@ -696,28 +689,14 @@ async fn sources_without_a_backup_and_servers_not_running_are_refused_clearly() 
             "backup_restore": {"database_name": "my"}}),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("no completed backup"),
-        "{v}"
-    );
+    assert_conflict(status, &v, "no completed backup");
     // A PostgreSQL source without any backup yet: 409, saying how to take one.
     let pg = h.create(pg_body("fresh")).await;
     let (status, v) = h
         .post("/api/v1/databases", json!({"name": "fresh2", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",
             "backup_restore": {"database_name": pg}}))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("POST /api/v1/databases/"),
-        "{v}"
-    );
+    assert_conflict(status, &v, "POST /api/v1/databases/");
     // A typo in backup_restore is a 400; a stopped/provisioning server takes no backup (409).
     let (status, v) = h
         .post("/api/v1/databases", json!({"name": "fresh3", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1",

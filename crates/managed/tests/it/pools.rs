@@ -183,9 +183,10 @@ async fn a_pgbouncer_pool_serves_500_clients_over_20_server_connections() {
     })
     .await;
 
-    // Pools only for PostgreSQL.
-    let redis = h
-        .create(json!({"name": "cache", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}))
+    // Pools only for PostgreSQL. (Running before it is deleted below: the check that nothing
+    // is left needs its server to have started.)
+    let (redis, _) = h
+        .create_running(json!({"name": "cache", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}))
         .await;
     let (status, v) = h
         .post(

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::ControlPlane;
+use crate::common::{run_bounded, ControlPlane};
 
 /// The schemathesis version `scripts/test` installs.
 const VERSION: &str = "4.32.5";
@@ -94,27 +94,9 @@ fn run(
         .args(["--no-shrink", "--generation-database", "none", "--no-color"])
         .args(extra)
         .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(dir.path().join("out")).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("err")).unwrap());
-    let mut child = cmd.spawn().expect("run schemathesis");
+        .env("NO_COLOR", "1");
     // A hard bound (`--max-time` would not be one: it makes fuzzing repeat until it is spent).
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let report = format!(
-        "{}{}",
-        std::fs::read_to_string(dir.path().join("out")).unwrap_or_default(),
-        std::fs::read_to_string(dir.path().join("err")).unwrap_or_default()
-    );
+    let (status, report) = run_bounded(&mut cmd, dir.path(), start, LIMIT);
     eprintln!(
         "schemathesis ({label}) finished in {:.1}s with {status:?}; summary:\n{}",
         start.elapsed().as_secs_f64(),

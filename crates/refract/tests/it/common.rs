@@ -118,6 +118,69 @@ pub fn refract_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_refract"))
 }
 
+/// Runs `cmd` with its stdout and stderr in the files `out` and `err` of `dir`, killing it once
+/// `limit` has passed since `start`: its exit status (`None`: killed at the limit) and all it
+/// printed.
+pub fn run_bounded(
+    cmd: &mut std::process::Command,
+    dir: &std::path::Path,
+    start: std::time::Instant,
+    limit: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    cmd.stdout(std::fs::File::create(dir.join("out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("err")).unwrap());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let printed = format!(
+        "{}{}",
+        std::fs::read_to_string(dir.join("out")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("err")).unwrap_or_default()
+    );
+    (status, printed)
+}
+
+/// The id of the database that creating a connection with an instance made.
+pub fn created_database_id(created: &CreateConnectionResponse) -> String {
+    created.database.as_ref().unwrap().id.to_string()
+}
+
+/// Starts `refract quickstart ARGS` (log level `warn`, stderr to the test's) and reads its stdout
+/// on a thread: the child, and the lines it prints as they come.
+pub fn spawn_quickstart(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(refract_bin())
+        .arg("quickstart")
+        .args(args)
+        .env("REFRACT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 /// A required environment variable set by `scripts/test`; a test that needs a server fails
 /// loudly when it is missing instead of passing silently.
 pub fn required_env(name: &str) -> String {
@@ -266,6 +329,15 @@ pub fn mariadb_admin(sql: &str) {
 /// Sets up data in database `db` of the test PostgreSQL as its superuser.
 pub fn postgres_admin(db: &str, sql: &str) {
     postgres_exec(&postgres(), db, sql)
+}
+
+/// A new database `PREFIX_N` on the test PostgreSQL, filled by `setup` (SQL run in it as the
+/// superuser); its name. The test drops it.
+pub fn new_postgres_database(prefix: &str, setup: &str) -> String {
+    let db = format!("{prefix}_{}", rand::random::<u32>());
+    postgres_admin("postgres", &format!("CREATE DATABASE {db}"));
+    postgres_admin(&db, setup);
+    db
 }
 
 /// A running `refract serve` on a temp data dir, driven over HTTP. Records everything the
@@ -523,6 +595,19 @@ impl Drop for Serve {
     }
 }
 
+/// `refract serve --data-dir DATA --listen 127.0.0.1:0` (a free port), to complete and run.
+pub fn serve_on_free_port(data: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(refract_bin());
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
 /// `refract serve` with `args` and `env`, in `cwd`; its child and URL.
 pub fn serve(
     data: &std::path::Path,
@@ -530,15 +615,8 @@ pub fn serve(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Serve, String) {
-    let mut cmd = std::process::Command::new(refract_bin());
+    let mut cmd = serve_on_free_port(data);
     cmd.current_dir(cwd)
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
         .args(args)
         .env_remove("REFRACT_MASTER_KEY")
         .env_remove("REFRACT_SQLITE_ROOT")
@@ -571,19 +649,11 @@ pub fn serve(
 pub(crate) fn serve_command(data: &std::path::Path) -> std::process::Command {
     use std::process::Stdio;
     let root = data.parent().unwrap();
-    let mut cmd = std::process::Command::new(refract_bin());
-    cmd.args([
-        "serve",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--sqlite-root",
-        root.to_str().unwrap(),
-    ])
-    .env_remove("REFRACT_MASTER_KEY")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = serve_on_free_port(data);
+    cmd.args(["--sqlite-root", root.to_str().unwrap()])
+        .env_remove("REFRACT_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd
 }
 

@@ -1409,14 +1409,7 @@ fn master_key_from_environment_must_match() {
     );
     let (dir, data) = cp.stop_keep_dir();
     // A different key cannot open the secret store: refuse to start rather than lose secrets.
-    let out = std::process::Command::new(common::refract_bin())
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let out = common::serve_on_free_port(&data)
         .env("REFRACT_MASTER_KEY", "another passphrase")
         .output()
         .unwrap();

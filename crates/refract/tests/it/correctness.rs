@@ -272,17 +272,7 @@ async fn engine_matches_sqlite_on_generated_queries() {
     conn.execute_batch("PRAGMA case_sensitive_like = ON")
         .unwrap();
     let mut db = Db::Sqlite(conn);
-    let params = SourceParams {
-        backend: Backend::Sqlite,
-        host: path.to_string_lossy().into_owned(),
-        port: 0,
-        user: String::new(),
-        password: None,
-        database: Some("main".into()),
-        pg_schema: None,
-        tls: Default::default(),
-    };
-    check_all(Backend::Sqlite, &mut db, params).await;
+    check_all(Backend::Sqlite, &mut db, SourceParams::sqlite_file(&path)).await;
 }
 
 /// Timestamps the way both sides can be compared: PostgreSQL's `to_jsonb` writes

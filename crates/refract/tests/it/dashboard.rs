@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{mariadb_admin, mysql_source, ControlPlane};
+use crate::common::{mariadb_admin, mysql_source, run_bounded, ControlPlane};
 use crate::managed::KillInstances;
 
 /// The Playwright version `scripts/test` installs.
@@ -151,9 +151,7 @@ fn dashboard_scenarios_in_a_real_browser() {
         .env(
             "DASH_MANAGED_POSTGRES",
             if postgres_installed() { "1" } else { "0" },
-        )
-        .stdout(std::fs::File::create(dir.path().join("out")).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("err")).unwrap());
+        );
     if let Some(shots) = std::env::var_os("REFRACT_DASHBOARD_SCREENSHOTS") {
         let shots = std::fs::canonicalize(
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -169,23 +167,7 @@ fn dashboard_scenarios_in_a_real_browser() {
     if !postgres_installed() {
         eprintln!("PostgreSQL is not installed: the managed PostgreSQL scenario does not run");
     }
-    let mut child = cmd.spawn().expect("run dashboard.py");
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let report = format!(
-        "{}{}",
-        std::fs::read_to_string(dir.path().join("out")).unwrap_or_default(),
-        std::fs::read_to_string(dir.path().join("err")).unwrap_or_default()
-    );
+    let (status, report) = run_bounded(&mut cmd, dir.path(), start, LIMIT);
     eprintln!(
         "dashboard.py finished in {:.1}s with {status:?}:\n{report}",
         start.elapsed().as_secs_f64()

@@ -2,13 +2,12 @@
 //! README answers 200 with rows on the quickstart's demo data, and every ```query-error block
 //! answers 400 `query_error` with the message it names (`# error: …`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::refract_bin;
+use crate::common::{refract_bin, spawn_quickstart};
 
 /// A block of a Markdown file: its info string and its text.
 fn blocks(markdown: &str) -> Vec<(String, String)> {
@@ -60,22 +59,8 @@ struct Printed {
 
 /// Starts `refract quickstart` in `dir`; returns it with what it printed.
 fn quickstart(dir: &std::path::Path) -> (Quickstart, Printed) {
-    let mut child = Command::new(refract_bin())
-        .args(["quickstart", "--users", "50", "--dir"])
-        .arg(dir)
-        .env("REFRACT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (child, rx) = spawn_quickstart(&["--users", "50", "--dir", dir.to_str().unwrap()]);
     let qs = Quickstart(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     let start = Instant::now();
     let mut curl = None;
     let mut control = None;

@@ -15,7 +15,7 @@ use refract_api::{
 };
 use serde_json::Value;
 
-use crate::common::{sqlite_request, wire_answer, wire_body, ControlPlane};
+use crate::common::{created_database_id, sqlite_request, wire_answer, wire_body, ControlPlane};
 
 const LONG: Duration = Duration::from_secs(120);
 const Q: &str = "users(id = 2) { id name }";
@@ -50,11 +50,7 @@ fn sqlite_database(cp: &ControlPlane) -> String {
          INSERT INTO users VALUES (1, 'ada'), (2, 'grace'), (3, 'edsger');",
     )
     .unwrap();
-    cp.create_connection(&sqlite_request("ep", &path))
-        .database
-        .unwrap()
-        .id
-        .to_string()
+    created_database_id(&cp.create_connection(&sqlite_request("ep", &path)))
 }
 
 fn instance(cp: &ControlPlane, id: &str) -> InstanceStatusResponse {

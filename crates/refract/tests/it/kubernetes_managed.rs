@@ -34,6 +34,13 @@ fn wait_db(cp: &Cp, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Valu
     }
 }
 
+/// A 422 whose message says `says` (why the kubernetes runtime refuses); `what` was asked.
+fn assert_refused_on_kubernetes(st: u16, v: &Value, says: &str, what: &str) {
+    assert_eq!(st, 422, "{what}: {v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.contains(says), "{what}: {v}");
+}
+
 fn wait_status(cp: &Cp, id: &str, status: &str) -> Value {
     wait_db(cp, id, status, |v| v["status"] == status)
 }
@@ -361,24 +368,15 @@ fn local_only_features_are_refused_on_kubernetes() {
     let (st, v) = create(
         json!({"name": "m", "db_type": "mongodb", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1"}),
     );
-    assert_eq!(st, 422, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("kubernetes runtime"),
-        "{v}"
-    );
+    assert_refused_on_kubernetes(st, &v, "kubernetes runtime", "a MongoDB server");
     let (st, v) = create(
         json!({"name": "r", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}),
     );
-    assert_eq!(st, 422, "{v}");
-    assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .contains("not supported on the kubernetes runtime"),
-        "{v}"
+    assert_refused_on_kubernetes(
+        st,
+        &v,
+        "not supported on the kubernetes runtime",
+        "Redis with a standby",
     );
     // Growing a StatefulSet server's storage (its claim template cannot change), or giving it
     // a standby.
@@ -393,13 +391,11 @@ fn local_only_features_are_refused_on_kubernetes() {
             &format!("/api/v1/databases/{redis}"),
             Some(body.clone()),
         );
-        assert_eq!(st, 422, "{body}: {v}");
-        assert!(
-            v["message"]
-                .as_str()
-                .unwrap()
-                .contains("not supported on the kubernetes runtime"),
-            "{v}"
+        assert_refused_on_kubernetes(
+            st,
+            &v,
+            "not supported on the kubernetes runtime",
+            &body.to_string(),
         );
     }
     let (st, v) = create(
@@ -438,15 +434,13 @@ fn local_only_features_are_refused_on_kubernetes() {
     ] {
         let body = (!body.is_null()).then_some(body);
         let (st, v) = cp.call(method, &path, body);
-        assert_eq!(st, 422, "{method} {path}: {v}");
-        assert_eq!(v["error"], "invalid_request", "{v}");
-        assert!(
-            v["message"]
-                .as_str()
-                .unwrap()
-                .contains("not supported on the kubernetes runtime yet"),
-            "{method} {path}: {v}"
+        assert_refused_on_kubernetes(
+            st,
+            &v,
+            "not supported on the kubernetes runtime yet",
+            &format!("{method} {path}"),
         );
+        assert_eq!(v["error"], "invalid_request", "{v}");
     }
     // Growing to three instances is CloudNativePG's: the Cluster follows.
     let (st, v) = cp.call(

@@ -7,9 +7,8 @@
 //! `REFRACT_TEST_STEP_DELAY_MS` and restart on the same data dir) and kills every engine it
 //! started when it ends, even on failure.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::common::{
-    connection_request, instance_request, refract_bin, sqlite_request, wire_answer, wire_body,
+    connection_request, created_database_id, instance_request, refract_bin, sqlite_request,
+    wire_answer, wire_body,
 };
 
 // ------------------------------------------------------------------ harness
@@ -420,11 +420,7 @@ fn blog_sqlite(path: &Path, users: u32) {
 pub(crate) fn sqlite_database(cp: &Cp, users: u32) -> String {
     let path = cp.root().join(format!("blog-{}.db", rand::random::<u32>()));
     blog_sqlite(&path, users);
-    cp.create_connection(&sqlite_request("blog", &path))
-        .database
-        .unwrap()
-        .id
-        .to_string()
+    created_database_id(&cp.create_connection(&sqlite_request("blog", &path)))
 }
 
 pub(crate) fn create_key(cp: &Cp, id: &str, name: &str) -> (String, refract_api::QueryKey) {
@@ -900,12 +896,7 @@ fn action_matrix_rows() {
         instance: Some(instance_request("ghost", "main")),
         ..connection_request("missing", Backend::Sqlite, missing.to_str().unwrap())
     };
-    let ghost = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let ghost = created_database_id(&cp.create_connection(&request));
     cp.ok(&ghost, "provision", Mode::Immediate);
     let v = cp.wait_for(&ghost, Status::Failed, LONG);
     let err = v.database.last_error.as_deref().unwrap();
@@ -1373,26 +1364,8 @@ fn quickstart_works(source: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("qs");
-    let mut child = Command::new(refract_bin())
-        .args([
-            "quickstart",
-            "--source",
-            source,
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
-        .env("REFRACT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) =
+        crate::common::spawn_quickstart(&["--source", source, "--dir", dir.to_str().unwrap()]);
     let mut curl = None;
     let start = Instant::now();
     while curl.is_none() {
@@ -1471,11 +1444,7 @@ fn mariadb_source_provisions_and_refused_login_fails() {
             instance: Some(instance_request("db", &schema)),
             ..crate::common::server_connection_request(name, Backend::Mysql, &src, &[&schema])
         };
-        cp.create_connection(&request)
-            .database
-            .unwrap()
-            .id
-            .to_string()
+        created_database_id(&cp.create_connection(&request))
     };
     let t0 = Instant::now();
     let good = conn("good", &src.password);
@@ -1520,26 +1489,19 @@ fn mariadb_source_provisions_and_refused_login_fails() {
 fn postgres_source_provisions() {
     let p = crate::common::postgres();
     let cp = Cp::fresh(0);
-    let db = format!("lc_{}", rand::random::<u32>());
-    let run = crate::common::postgres_admin;
-    run("postgres", &format!("CREATE DATABASE {db}"));
-    run(
-        &db,
+    let db = crate::common::new_postgres_database(
+        "lc",
         "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE posts (id INT PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), title TEXT NOT NULL);
          INSERT INTO users VALUES (1, 'Ada'), (2, 'Bob'); INSERT INTO posts VALUES (1, 2, 'hello');",
     );
+    let run = crate::common::postgres_admin;
     let request = CreateConnectionRequest {
         sync_mode: Some(refract_api::SyncMode::Logical),
         instance: Some(instance_request("db", &db)),
         ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
     };
-    let id = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let id = created_database_id(&cp.create_connection(&request));
     cp.update_database(
         &id,
         &UpdateDatabaseRequest {
@@ -1576,11 +1538,8 @@ fn postgres_source_provisions() {
 fn sakila_like_schema_provisions_without_a_config() {
     let p = crate::common::postgres();
     let cp = Cp::fresh(0);
-    let db = format!("sk_{}", rand::random::<u32>());
-    let run = crate::common::postgres_admin;
-    run("postgres", &format!("CREATE DATABASE {db}"));
-    run(
-        &db,
+    let db = crate::common::new_postgres_database(
+        "sk",
         "CREATE TABLE language (language_id INT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE film (film_id INT PRIMARY KEY, title TEXT NOT NULL,
            language_id INT NOT NULL REFERENCES language(language_id),
@@ -1598,16 +1557,12 @@ fn sakila_like_schema_provisions_without_a_config() {
          UPDATE store SET manager_staff_id = 7;
          INSERT INTO employee VALUES (1, 'Boss', NULL), (2, 'Worker', 1);",
     );
+    let run = crate::common::postgres_admin;
     let request = CreateConnectionRequest {
         instance: Some(instance_request("db", &db)),
         ..crate::common::server_connection_request("pg", Backend::Postgres, &p, &[&db])
     };
-    let id = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let id = created_database_id(&cp.create_connection(&request));
     cp.ok(&id, "provision", Mode::Immediate);
     let v = cp.wait_for(&id, Status::Running, LONG);
     let (key, _) = create_key(&cp, &id, "k");
@@ -1745,12 +1700,7 @@ fn b5_b6_scale_s() {
         }),
         ..connection_request("s", Backend::Sqlite, path.to_str().unwrap())
     };
-    let id = cp
-        .create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string();
+    let id = created_database_id(&cp.create_connection(&request));
     let (key, _) = create_key(&cp, &id, "k");
     let q = "users(id = 42) { id name posts { title comments { body } } }";
     let mut b5 = Vec::new();

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use refract_api::{Backend, CreateConnectionRequest, Database, Status};
 
-use crate::common::{connection_request, instance_request, refract_bin, ControlPlane};
+use crate::common::{
+    connection_request, created_database_id, instance_request, refract_bin, ControlPlane,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -101,11 +103,7 @@ fn sqlite_database(cp: &ControlPlane, name: &str) -> String {
         instance: Some(instance_request(name, "main")),
         ..connection_request(name, Backend::Sqlite, path.to_str().unwrap())
     };
-    cp.create_connection(&request)
-        .database
-        .unwrap()
-        .id
-        .to_string()
+    created_database_id(&cp.create_connection(&request))
 }
 
 fn wait_status(cp: &ControlPlane, id: &str, status: Status) -> Database {

@@ -11,8 +11,7 @@
 //! - The managed-server quota.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,6 +24,7 @@ use refract_api::{
 use crate::common::{
     connection_request, instance_request, serve, wire_answer, wire_body, wire_error, ControlPlane,
 };
+use crate::managed::KillInstances;
 
 /// A non-admin customer on `plan`: its id and management key.
 fn customer(cp: &ControlPlane, name: &str, plan: &str) -> (String, String) {
@@ -240,32 +240,51 @@ fn sqlite_sources_are_confined_to_the_roots_and_never_the_data_dir() {
         None,
     );
     assert_refused(s, &v, "stored test after the swap");
-    let (s, v) = cp.call(
-        "POST",
-        &format!("/v1/databases/{dbid}/provision"),
-        Some(&key),
-        None,
+    let db = provision_until_settled(
+        &cp,
+        &key,
+        dbid,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
     );
-    assert_eq!(s, 202, "{v}");
-    let start = Instant::now();
-    let db = loop {
-        let d: Database =
-            cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), &key, None, 200);
-        if d.status == Status::Failed {
-            break d;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the provision did not fail: {d:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    assert_eq!(
+        db.status,
+        Status::Failed,
+        "the provision did not fail: {db:?}"
+    );
     let err = db.last_error.as_deref().unwrap();
     assert!(
         err.contains("may not be read")
             && err.contains("not a SQLite file this control plane may read"),
         "{err}"
     );
+}
+
+/// Provisions database `dbid` as `key` and reads it every `poll` until it is running or failed
+/// (at most `timeout`); returns it then.
+fn provision_until_settled(
+    cp: &ControlPlane,
+    key: &str,
+    dbid: impl std::fmt::Display,
+    timeout: Duration,
+    poll: Duration,
+) -> Database {
+    let (s, v) = cp.call(
+        "POST",
+        &format!("/v1/databases/{dbid}/provision"),
+        Some(key),
+        None,
+    );
+    assert_eq!(s, 202, "{v}");
+    let start = Instant::now();
+    loop {
+        let d: Database = cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), key, None, 200);
+        if matches!(d.status, Status::Running | Status::Failed) {
+            return d;
+        }
+        assert!(start.elapsed() < timeout, "not settled: {d:?}");
+        std::thread::sleep(poll);
+    }
 }
 
 fn post(url: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
@@ -657,27 +676,15 @@ fn every_file_in_the_data_dir_is_private() {
     );
     assert_eq!(s, 201, "{v}");
     // A running engine: builds, instance files, logs.
-    let _cleanup = KillManaged(cp.dir.clone());
-    let (s, v) = cp.call(
-        "POST",
-        &format!("/v1/databases/{dbid}/provision"),
-        Some(&key),
-        None,
+    let _cleanup = KillInstances(cp.dir.clone());
+    let db = provision_until_settled(
+        &cp,
+        &key,
+        dbid,
+        Duration::from_secs(90),
+        Duration::from_millis(200),
     );
-    assert_eq!(s, 202, "{v}");
-    let start = Instant::now();
-    loop {
-        let d: Database =
-            cp.wire::<(), _>("GET", &format!("/v1/databases/{dbid}"), &key, None, 200);
-        if d.status == Status::Running {
-            break;
-        }
-        assert!(
-            d.status != Status::Failed && start.elapsed() < Duration::from_secs(90),
-            "{d:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(db.status, Status::Running, "{db:?}");
     assert!(cp.dir.join("builds").exists() && cp.dir.join("instances").exists());
     // Every store has written (WAL and SHM files exist while it runs).
     for f in [
@@ -693,32 +700,6 @@ fn every_file_in_the_data_dir_is_private() {
     assert!(n >= 8, "walked {n} files");
 }
 
-/// Managed servers and engines left running are killed when the test ends.
-struct KillManaged(PathBuf);
-
-impl Drop for KillManaged {
-    fn drop(&mut self) {
-        let entries = ["managed/instances", "instances"]
-            .iter()
-            .filter_map(|d| std::fs::read_dir(self.0.join(d)).ok())
-            .flat_map(|d| d.flatten());
-        for e in entries {
-            let Ok(text) = std::fs::read_to_string(e.path().join("state.json")) else {
-                continue;
-            };
-            let Ok(state) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            if let Some(pid) = state["pid"].as_u64().filter(|_| state["exit"].is_null()) {
-                let _ = Command::new("kill")
-                    .args(["-9", "--", &format!("-{pid}")])
-                    .status();
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
-    }
-}
-
 fn postgres_installed() -> bool {
     std::fs::read_dir("/usr/lib/postgresql")
         .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").exists()))
@@ -732,7 +713,7 @@ fn managed_servers_have_a_per_customer_quota() {
         return;
     }
     let cp = ControlPlane::start_fresh();
-    let _cleanup = KillManaged(cp.dir.clone());
+    let _cleanup = KillInstances(cp.dir.clone());
     let (cust, key) = customer(&cp, "dave", "free");
     let pg = |name: &str, plan: &str, replicas: i64| json!({"name": name, "db_type": "postgresql", "plan_id": plan, "region": "nyc1", "replicas": replicas});
     let quota_exceeded = |s: u16, v: &Value, what: &str| {

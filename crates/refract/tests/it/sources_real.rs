@@ -11,8 +11,8 @@ use refract_api::{
 use serde_json::{json, Value};
 
 use crate::common::{
-    database_request, instance_request, mariadb_admin, mysql, mysql_source, postgres_admin,
-    postgres_source, server_connection_request, ServerUrl,
+    database_request, instance_request, mariadb_admin, mysql, mysql_source, new_postgres_database,
+    postgres_admin, postgres_source, server_connection_request, ServerUrl,
 };
 use crate::lifecycle::{create_key, endpoint, query_ok, replication, Cp, LONG};
 
@@ -295,10 +295,8 @@ fn mariadb_binlog_without_grants_fails_fast_with_the_cause() {
 #[test]
 fn postgres_least_privilege_publication_by_owner_and_two_databases() {
     let src = postgres_source();
-    let db = format!("lp_{}", rand::random::<u32>());
-    postgres_admin("postgres", &format!("CREATE DATABASE {db}"));
-    postgres_admin(
-        &db,
+    let db = new_postgres_database(
+        "lp",
         "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE posts (id INT PRIMARY KEY, user_id INT NOT NULL REFERENCES users(id), title TEXT NOT NULL);
          INSERT INTO users VALUES (1, 'Ada'), (2, 'Bob'); INSERT INTO posts VALUES (1, 2, 'hello');",

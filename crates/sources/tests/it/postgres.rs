@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use refract_schema::{Backend, ColumnType};
-use refract_sources::{ExportedSnapshot, LoadProgress, SourceError, SourcePosition};
+use refract_schema::{Backend, ColumnType, Manifest};
+use refract_sources::{ExportedSnapshot, LoadProgress, SourceError, SourceParams, SourcePosition};
 use tokio_postgres::NoTls;
 
 use crate::common::*;
@@ -435,6 +435,18 @@ async fn pg_introspect_and_load_every_type() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
+/// [`load`] inside the exported snapshot `snap`.
+async fn load_in_snapshot(
+    p: &SourceParams,
+    m: &Manifest,
+    parallelism: usize,
+    snap: &ExportedSnapshot,
+) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
+    let sinks = m.tables.iter().map(VecSink::new).collect();
+    let progress = Arc::new(LoadProgress::default());
+    refract_sources::load_tables_in_snapshot(p, m, sinks, parallelism, progress, snap).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_load_inside_an_exported_snapshot() {
     let db = TestDb::create().await;
@@ -469,17 +481,9 @@ async fn pg_load_inside_an_exported_snapshot() {
         .await
         .expect("insert");
 
-    let sinks = vec![VecSink::new(&m.tables[0])];
-    let (sinks, pos) = refract_sources::load_tables_in_snapshot(
-        &p,
-        &m,
-        sinks,
-        2,
-        Arc::new(LoadProgress::default()),
-        &snap,
-    )
-    .await
-    .expect("load in snapshot");
+    let (sinks, pos) = load_in_snapshot(&p, &m, 2, &snap)
+        .await
+        .expect("load in snapshot");
     assert_eq!(
         pos,
         SourcePosition::Lsn {
@@ -496,17 +500,9 @@ async fn pg_load_inside_an_exported_snapshot() {
     assert_eq!(rows_of(&sinks, "t").len(), 3);
 
     // A snapshot that no longer exists is an error, not a silent fresh snapshot.
-    let sinks = vec![VecSink::new(&m.tables[0])];
-    let err = refract_sources::load_tables_in_snapshot(
-        &p,
-        &m,
-        sinks,
-        1,
-        Arc::new(LoadProgress::default()),
-        &snap,
-    )
-    .await
-    .expect_err("stale snapshot");
+    let err = load_in_snapshot(&p, &m, 1, &snap)
+        .await
+        .expect_err("stale snapshot");
     assert!(err.to_string().contains("snapshot"), "{err}");
 }
 
@@ -541,17 +537,8 @@ async fn pg_test_connection_reports_databases_and_readiness() {
     assert!(report.ok, "{:?}", report.error);
 
     let p_missing = params(Backend::Postgres, &url, Some("refract_no_such_db"));
-    let report = refract_sources::test_connection(&p_missing, Duration::from_secs(5)).await;
-    assert!(!report.ok);
-    assert!(
-        report
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("does not exist"),
-        "{:?}",
-        report.error
-    );
+    let (err, _) = failed_connection_test(&p_missing, Duration::from_secs(5)).await;
+    assert!(err.contains("does not exist"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

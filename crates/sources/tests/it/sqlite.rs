@@ -7,19 +7,6 @@ use refract_sources::{SourceParams, SourcePosition};
 
 use crate::common::*;
 
-fn sqlite_params(path: &std::path::Path) -> SourceParams {
-    SourceParams {
-        backend: Backend::Sqlite,
-        host: path.to_string_lossy().into_owned(),
-        port: 0,
-        user: String::new(),
-        password: None,
-        database: Some("main".into()),
-        pg_schema: None,
-        tls: Default::default(),
-    }
-}
-
 const SETUP: &str = r#"
 PRAGMA foreign_keys = ON;
 CREATE TABLE everything (
@@ -62,7 +49,7 @@ async fn sqlite_introspect_and_load_every_type() {
         let c = rusqlite::Connection::open(&path).expect("create");
         c.execute_batch(SETUP).expect("setup");
     }
-    let p = sqlite_params(&path);
+    let p = SourceParams::sqlite_file(&path);
 
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
@@ -212,28 +199,14 @@ async fn sqlite_introspect_and_load_every_type() {
 async fn sqlite_missing_or_bad_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.db");
-    let report =
-        refract_sources::test_connection(&sqlite_params(&missing), Duration::from_secs(5)).await;
-    assert!(!report.ok);
-    assert!(
-        report.error.as_deref().unwrap_or("").contains("missing.db"),
-        "{:?}",
-        report.error
-    );
+    let (err, _) =
+        failed_connection_test(&SourceParams::sqlite_file(&missing), Duration::from_secs(5)).await;
+    assert!(err.contains("missing.db"), "{err}");
     assert!(!missing.exists(), "a check must not create the file");
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).expect("write");
-    let report =
-        refract_sources::test_connection(&sqlite_params(&junk), Duration::from_secs(5)).await;
-    assert!(!report.ok);
-    assert!(
-        report
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("not a database"),
-        "{:?}",
-        report.error
-    );
+    let (err, _) =
+        failed_connection_test(&SourceParams::sqlite_file(&junk), Duration::from_secs(5)).await;
+    assert!(err.contains("not a database"), "{err}");
 }
