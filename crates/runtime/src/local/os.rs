@@ -137,27 +137,24 @@ pub(crate) fn group_listens_on(leader: u32, port: u16) -> Option<bool> {
     if listeners.is_empty() {
         return Some(false);
     }
-    let mut members = vec![leader];
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        members.extend(
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| pid != leader && pgid(pid) == Some(leader)),
-        );
-    }
-    let mut unreadable = false;
-    for pid in members {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            unreadable = true;
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path())
+    // `Some(true)` when `pid` holds one of the listeners, `None` when its descriptors are
+    // not ours to read.
+    let holds = |pid: u32| -> Option<bool> {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        Some(fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
                 .is_ok_and(|target| listeners.contains(target.to_string_lossy().as_ref()))
-            {
-                return Some(true);
-            }
+        }))
+    };
+    // The leader first (a server listens itself); the other members only when it does not.
+    let mut unreadable = false;
+    for pid in std::iter::once(leader)
+        .chain(pids().filter(|&pid| pid != leader && pgid(pid) == Some(leader)))
+    {
+        match holds(pid) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => unreadable = true,
         }
     }
     if unreadable {
@@ -165,6 +162,15 @@ pub(crate) fn group_listens_on(leader: u32, port: u16) -> Option<bool> {
     } else {
         Some(false)
     }
+}
+
+/// The ids of the processes alive now (the numeric entries of `/proc`; none without it).
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
 }
 
 /// Whether a process group still has members.
@@ -191,21 +197,11 @@ pub(crate) fn is_alive(pid: u32) -> bool {
 /// one) and whose environment holds `name=<value>`: `(pid, value)`. Reads `/proc` (Linux); empty
 /// without it. Processes of other users are visible only to root.
 pub(crate) fn processes_marked(base: &Path, name: &str) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let me = std::process::id();
     let base = base.as_os_str().as_encoded_bytes();
     let prefix = format!("{name}=");
     let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids() {
         if pid == me {
             continue;
         }
