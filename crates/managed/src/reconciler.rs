@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Status;
 use crate::cluster;
+use crate::engines::launch::exit_text;
 use crate::engines::{self, instance_id, Ctx};
 use crate::error::ManagedError;
 use crate::failover::Verdict;
@@ -23,8 +24,6 @@ use crate::store::{DbRecord, Desired, ErrorKind};
 
 /// How long a server gets to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
-/// Lines of a server's output quoted in an error message.
-const LOG_LINES: usize = 6;
 
 /// What the reconciler does next for one database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,80 +289,25 @@ impl ManagedService {
     }
 
     pub(crate) async fn log_tail(&self, instance: &str) -> String {
-        let logs = self.inner.driver.logs(instance, LOG_LINES * 4).await;
-        let lines: Vec<&str> = logs
-            .lines()
-            .filter(|l| !l.starts_with("=== refract runtime"))
-            .collect();
-        os::tail(&lines.join("\n"), LOG_LINES)
+        engines::launch::log_tail(self.inner.driver.as_ref(), instance).await
     }
 
-    /// Writes the node's config, starts it and waits until it listens.
     async fn start_node(&self, ctx: &Ctx, node: usize) -> anyhow::Result<()> {
         self.ensure_servers_reachable()?;
-        let spec = engines::spec(ctx, node)?;
-        let inst = spec.id.clone();
-        // A stale exited instance is started again in place; a running one is left alone.
-        match self.inner.driver.start(&spec).await {
-            Ok(_) | Err(refract_runtime::RuntimeError::AlreadyRunning(_)) => {}
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("start server n{node}"))),
-        }
-        let deadline = Instant::now() + self.inner.config.start_timeout;
-        loop {
-            match self.inner.driver.status(&inst).await? {
-                InstanceStatus::Running { .. } => return Ok(()),
-                InstanceStatus::Starting if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                InstanceStatus::Starting => {
-                    anyhow::bail!(
-                        "server n{node} did not listen on port {} within {} s: {}",
-                        ctx.port(node),
-                        self.inner.config.start_timeout.as_secs(),
-                        self.log_tail(&inst).await
-                    )
-                }
-                InstanceStatus::Exited { code, signal, .. } => {
-                    anyhow::bail!(
-                        "server n{node} exited at start ({}): {}",
-                        exit_text(code, signal),
-                        self.log_tail(&inst).await
-                    )
-                }
-                InstanceStatus::NotFound => anyhow::bail!("server n{node} vanished while starting"),
-            }
-        }
+        let timeout = self.inner.config.start_timeout;
+        engines::launch::start(self.inner.driver.as_ref(), ctx, node, timeout).await
     }
 
-    /// Starts a node, retrying a few times when it exits at once (a PostgreSQL whose killed
-    /// predecessor's children still hold its shared memory for a moment).
+    /// Starts a node, retrying a few times when it exits at once ([`engines::launch::start_retrying`]).
     pub(crate) async fn start_node_retrying(&self, ctx: &Ctx, node: usize) -> anyhow::Result<()> {
-        let mut attempt = 0;
-        loop {
-            match self.start_node(ctx, node).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt < 4 && e.to_string().contains("exited at start") => {
-                    attempt += 1;
-                    tracing::debug!(db = %ctx.db.id, node, error = %format!("{e:#}"), "server exited at start; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.ensure_servers_reachable()?;
+        let timeout = self.inner.config.start_timeout;
+        engines::launch::start_retrying(self.inner.driver.as_ref(), ctx, node, timeout).await
     }
 
     /// Logs in with the generated credentials until it works or `start_timeout` passes.
     pub(crate) async fn wait_login(&self, ctx: &Ctx) -> anyhow::Result<String> {
-        let deadline = Instant::now() + self.inner.config.start_timeout;
-        loop {
-            match engines::check_login(ctx).await {
-                Ok(v) => return Ok(v),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e.context("the generated login does not work"))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
+        engines::launch::wait_login(ctx, self.inner.config.start_timeout).await
     }
 
     async fn init_node(&self, db: DbRecord, node: usize) -> Result<(), ManagedError> {
@@ -726,15 +670,6 @@ impl ManagedService {
         lock(&self.inner.crashes).remove(&id);
         tracing::info!(db = %id, "managed database destroyed: servers, data and credentials removed");
         Ok(())
-    }
-}
-
-fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
-    match (code, signal) {
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(9)) => "killed by signal 9 (SIGKILL or out of memory)".into(),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        (None, None) => "gone".into(),
     }
 }
 

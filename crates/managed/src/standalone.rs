@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
-use refract_runtime::{Driver, InstanceStatus, LocalProcessDriver, STATE_FILE};
+use refract_runtime::{Driver, LocalProcessDriver, STATE_FILE};
 
 use crate::api::{DbType, Status};
 use crate::catalog::{self, Binaries};
@@ -297,47 +297,16 @@ impl StandaloneServer {
         engines::instance_id(&self.ctx.db.id, 0)
     }
 
-    /// Writes the config, starts the server and waits until its port accepts.
+    /// Starts the server (a few times when it exits at once) and waits until its port accepts.
     async fn launch(&self) -> anyhow::Result<()> {
-        let spec = engines::spec(&self.ctx, 0)?;
-        let deadline = Instant::now() + self.start_timeout;
-        let mut attempt = 0;
-        loop {
-            self.driver.start(&spec).await.context("start the server")?;
-            loop {
-                match self.driver.status(&spec.id).await? {
-                    InstanceStatus::Running { .. } => return Ok(()),
-                    InstanceStatus::Starting if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    InstanceStatus::Exited { .. } if attempt < 4 => break,
-                    status => bail!(
-                        "the {} server did not start ({status:?}): {}",
-                        self.ctx.db.db_type,
-                        self.logs().await
-                    ),
-                }
-            }
-            // A PostgreSQL whose killed predecessor's children still hold its shared memory
-            // exits at once: as the reconciler, try again a few times.
-            attempt += 1;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        engines::launch::start_retrying(&self.driver, &self.ctx, 0, self.start_timeout).await
     }
 
+    /// Waits until the generated application login works; the server's version.
     async fn wait_login(&self) -> anyhow::Result<String> {
-        let deadline = Instant::now() + self.start_timeout;
-        loop {
-            match engines::check_login(&self.ctx).await {
-                Ok(version) => return Ok(version),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(e.context(format!(
-                        "the generated login does not work: {}",
-                        self.logs().await
-                    )))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
+        match engines::launch::wait_login(&self.ctx, self.start_timeout).await {
+            Ok(version) => Ok(version),
+            Err(e) => Err(anyhow::anyhow!("{e:#}: {}", self.logs().await)),
         }
     }
 
@@ -368,14 +337,7 @@ impl StandaloneServer {
 
     /// The server's main process, from its pid file (`None` when it is not running).
     fn pid(&self) -> Option<u32> {
-        let file = match self.ctx.db.db_type {
-            DbType::Postgresql => "postmaster.pid",
-            DbType::Mysql => "mysqld.pid",
-            _ => return None,
-        };
-        let text = std::fs::read_to_string(self.data_dir().join(file)).ok()?;
-        let pid = text.lines().next()?.trim().parse().ok()?;
-        process_alive(pid).then_some(pid)
+        running_pid(self.ctx.db.db_type, &self.data_dir())
     }
 
     /// A clean shutdown (PostgreSQL: a fast shutdown, SIGINT, which ends the sessions and
@@ -405,11 +367,7 @@ impl StandaloneServer {
         let dir = dir.canonicalize().context("resolve the server directory")?;
         let node_dir = dir.join("server").join("n0");
         // PostgreSQL: a fast shutdown, as in `stop` (the driver's SIGTERM is a smart one).
-        if let Some(pid) = std::fs::read_to_string(node_dir.join("postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
-            .filter(|&pid| process_alive(pid))
-        {
+        if let Some(pid) = running_pid(DbType::Postgresql, &node_dir) {
             signal(pid, libc::SIGINT);
         }
         let driver = LocalProcessDriver::new(dir.join("instances"));
@@ -507,6 +465,19 @@ const UNSUPPORTED: &str = "standalone servers are PostgreSQL, MySQL (MariaDB) or
 /// managed service's default).
 fn detect_binaries() -> Binaries {
     Binaries::detect(Path::new(crate::service::DEFAULT_PG_ROOT))
+}
+
+/// The live main process of a `db_type` server whose data directory is `node_dir`, from its pid
+/// file (PostgreSQL and MariaDB; Redis writes none).
+fn running_pid(db_type: DbType, node_dir: &Path) -> Option<u32> {
+    let file = match db_type {
+        DbType::Postgresql => "postmaster.pid",
+        DbType::Mysql => "mysqld.pid",
+        _ => return None,
+    };
+    let text = std::fs::read_to_string(node_dir.join(file)).ok()?;
+    let pid = text.lines().next()?.trim().parse().ok()?;
+    process_alive(pid).then_some(pid)
 }
 
 fn signal(pid: u32, sig: libc::c_int) {

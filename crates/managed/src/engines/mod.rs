@@ -8,6 +8,7 @@
 //! the primary), `check_login`, `replica_health`.
 
 mod context;
+pub(crate) mod launch;
 pub(crate) mod mariadb;
 mod mongodb;
 pub(crate) mod postgres;
