@@ -335,6 +335,44 @@ impl StandaloneServer {
         Ok(())
     }
 
+    /// Runs an SQL script as the superuser, outside the application database (users, roles,
+    /// grants): on PostgreSQL as the generated admin in `postgres`, over TLS verified with the
+    /// server's CA unless it offers none; on MariaDB as the local superuser over its socket.
+    pub async fn run_admin_sql(&self, sql: &str) -> anyhow::Result<()> {
+        match self.ctx.db.db_type {
+            DbType::Postgresql => {
+                let client = engines::postgres::admin_connect(&self.ctx, 0).await?;
+                client.batch_execute(sql).await?;
+            }
+            DbType::Mysql => {
+                engines::mariadb::socket_script(&self.ctx, 0, sql, false, SQL_TIMEOUT).await?;
+            }
+            other => bail!("{other} takes no SQL"),
+        }
+        Ok(())
+    }
+
+    /// Runs one Redis command as the application user (over TLS, verified with the server's
+    /// CA); fails unless the answer is `+OK`.
+    pub async fn redis_command(&self, args: &[&str]) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.ctx.db.db_type == DbType::Redis,
+            "{} takes no Redis commands",
+            self.ctx.db.db_type
+        );
+        let mut c = engines::redis::Resp::connect(&self.ctx.ca, self.port()).await?;
+        c.auth(&self.ctx.creds.app).await?;
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        match c.call(&args).await? {
+            engines::redis::Reply::Status(s) if s == "OK" => Ok(()),
+            other => bail!(
+                "Redis {}: {other:?}",
+                args.first()
+                    .map_or("", |a| std::str::from_utf8(a).unwrap_or(""))
+            ),
+        }
+    }
+
     /// The server's main process, from its pid file (`None` when it is not running).
     fn pid(&self) -> Option<u32> {
         running_pid(self.ctx.db.db_type, &self.data_dir())

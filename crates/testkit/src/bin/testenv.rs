@@ -16,13 +16,12 @@
 //! testenv stop DIR    stop them and wait until they have exited (DIR is left to the caller)
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use refract_managed::tls::{Ca, PgTls};
+use refract_managed::tls::Ca;
 use refract_managed::{DbType, MemoryVault, StandaloneOptions, StandaloneServer};
 
 const USAGE: &str = "usage: testenv start|stop DIR";
@@ -127,7 +126,7 @@ async fn start(dir: &Path) -> anyhow::Result<()> {
             return Err(first_error.expect("one start failed"));
         }
     };
-    if let Err(e) = set_up(&dir, &servers, &ca, &ca_file, &other_ca_file).await {
+    if let Err(e) = set_up(&dir, &servers, &ca_file, &other_ca_file).await {
         for server in &servers {
             server.stop_now();
         }
@@ -140,7 +139,6 @@ async fn start(dir: &Path) -> anyhow::Result<()> {
 async fn set_up(
     dir: &Path,
     servers: &[StandaloneServer; 5],
-    ca: &Ca,
     ca_file: &Path,
     other_ca_file: &Path,
 ) -> anyhow::Result<()> {
@@ -152,33 +150,34 @@ async fn set_up(
          GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{SOURCE_USER}'@'localhost';\n"
     );
     mariadb
-        .run_sql(&format!("{}{source_user}", mariadb_admin()))
+        .run_admin_sql(&format!("{}{source_user}", mariadb_admin()))
         .await
         .context("set up the MariaDB users")?;
     mariadb_tls
-        .run_sql(&mariadb_admin())
+        .run_admin_sql(&mariadb_admin())
         .await
         .context("set up the TLS MariaDB users")?;
     // The documented source role: LOGIN REPLICATION, and SELECT on every table
     // (pg_read_all_data, since the tests create databases and tables as they go).
-    postgres_sql(
-        postgres,
-        None,
-        &format!(
+    postgres
+        .run_admin_sql(&format!(
             "{}CREATE ROLE {SOURCE_USER} LOGIN REPLICATION PASSWORD '{SOURCE_PASSWORD}';\n\
              GRANT pg_read_all_data TO {SOURCE_USER};",
             postgres_admin()
-        ),
-    )
-    .await
-    .context("set up the PostgreSQL roles")?;
-    postgres_sql(postgres_tls, Some(ca), &postgres_admin())
+        ))
+        .await
+        .context("set up the PostgreSQL roles")?;
+    postgres_tls
+        .run_admin_sql(&postgres_admin())
         .await
         .context("set up the TLS PostgreSQL roles")?;
     let redis_port = redis
         .plaintext_port()
         .context("Redis has no plain-text port")?;
-    redis_without_password(redis_port, redis.app_password())
+    // The suite's Redis takes any client.
+    redis
+        .redis_command(&["CONFIG", "SET", "requirepass", ""])
+        .await
         .context("take the password off Redis")?;
 
     // The TLS PostgreSQL's socket where the tests look for it: in DIR/postgres-tls.
@@ -244,34 +243,6 @@ fn postgres_admin() -> String {
     format!("CREATE ROLE {ADMIN_USER} SUPERUSER LOGIN PASSWORD '{ADMIN_PASSWORD}';\n")
 }
 
-/// Runs `sql` as the generated superuser: over TLS verified with `ca`, or in plain text.
-async fn postgres_sql(server: &StandaloneServer, ca: Option<&Ca>, sql: &str) -> anyhow::Result<()> {
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={} password={} dbname=postgres",
-        server.port(),
-        server.admin_user(),
-        server.admin_password()
-    );
-    let client = match ca {
-        Some(ca) => {
-            let (client, conn) = tokio_postgres::connect(
-                &format!("{conninfo} sslmode=require"),
-                PgTls(ca.client_config()),
-            )
-            .await?;
-            tokio::spawn(conn);
-            client
-        }
-        None => {
-            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            client
-        }
-    };
-    client.batch_execute(sql).await?;
-    Ok(())
-}
-
 /// A second CA (PEM certificate), which signed nothing the servers use, with a subject of its
 /// own: a server verified with it fails as "not signed by this CA".
 fn other_ca() -> anyhow::Result<String> {
@@ -282,28 +253,6 @@ fn other_ca() -> anyhow::Result<String> {
         .push(rcgen::DnType::CommonName, "refract other test CA");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     Ok(params.self_signed(&key)?.pem())
-}
-
-/// `CONFIG SET requirepass ""` over the plain-text port, after logging in with the generated
-/// password: the suite's Redis takes any client.
-fn redis_without_password(port: u16, password: &str) -> anyhow::Result<()> {
-    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut call = |args: &[&str]| -> anyhow::Result<()> {
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        (&stream).write_all(out.as_bytes())?;
-        let mut reply = String::new();
-        reader.read_line(&mut reply)?;
-        if !reply.starts_with("+OK") {
-            bail!("Redis {}: {}", args[0], reply.trim_end());
-        }
-        Ok(())
-    };
-    call(&["AUTH", password])?;
-    call(&["CONFIG", "SET", "requirepass", ""])
 }
 
 /// Stops every server under `dir`, waiting until each has exited; all are tried.
