@@ -44,7 +44,26 @@ pub(crate) enum Output<'a> {
     },
 }
 
-impl Output<'_> {
+impl<'a> Output<'a> {
+    /// Column `col` of `table`, under its API name.
+    pub(crate) fn column(table: &'a TableManifest, col: usize) -> Output<'a> {
+        let c = &table.columns[col];
+        Output::Column {
+            name: &c.api_name,
+            col,
+            ty: c.ty,
+        }
+    }
+
+    /// Relation `hop.rel`, its rows selected by `node`.
+    pub(crate) fn relation(hop: Hop<'a>, node: Node<'a>) -> Output<'a> {
+        Output::Relation {
+            name: &hop.rel.name,
+            hop,
+            node: Box::new(node),
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         match self {
             Output::Column { name, .. } | Output::Relation { name, .. } => name,

@@ -72,6 +72,16 @@ impl TestServer {
         let server = StandaloneServer::start(opts).await?;
         Ok(TestServer { server, _dir: dir })
     }
+
+    /// The superuser login (plain text) as a [`ServerUrl`].
+    pub fn admin_url(&self) -> ServerUrl {
+        ServerUrl {
+            user: self.admin_user().into(),
+            password: self.admin_password().into(),
+            host: self.host().into(),
+            port: self.port(),
+        }
+    }
 }
 
 impl Deref for TestServer {

@@ -163,20 +163,6 @@ fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), rand::random::<u32>())
 }
 
-/// The source parameters of database `db_name` on the test server `server`.
-fn server_params(backend: Backend, server: &common::ServerUrl, db_name: &str) -> SourceParams {
-    SourceParams {
-        backend,
-        host: server.host.clone(),
-        port: server.port,
-        user: server.user.clone(),
-        password: Some(server.password.clone()),
-        database: Some(db_name.to_string()),
-        pg_schema: None,
-        tls: Default::default(),
-    }
-}
-
 /// A new empty database on the test PostgreSQL server, named after `prefix`, and a client of it.
 struct PostgresScratch {
     /// Connected to `postgres`, to drop the database at the end.
@@ -210,7 +196,7 @@ impl PostgresScratch {
         PostgresScratch {
             admin,
             client,
-            params: server_params(Backend::Postgres, &server, &db_name),
+            params: server.source_params(Backend::Postgres, Some(&db_name)),
         }
     }
 
@@ -243,7 +229,7 @@ async fn engine_matches_mariadb_on_generated_queries() {
     .unwrap();
     conn.query_drop(format!("USE {db_name}")).await.unwrap();
     let mut db = Db::Mysql(conn);
-    let params = server_params(Backend::Mysql, &server, &db_name);
+    let params = server.source_params(Backend::Mysql, Some(&db_name));
     check_all(Backend::Mysql, &mut db, params).await;
     db.exec(&format!("DROP DATABASE {db_name}")).await;
 }
@@ -484,7 +470,7 @@ async fn engine_sets_match_mariadb() {
     ))
     .await
     .unwrap();
-    let params = server_params(Backend::Mysql, &server, &db_name);
+    let params = server.source_params(Backend::Mysql, Some(&db_name));
     let snapshot = load_snapshot(&params).await;
     let got = refract_query::execute(
         &snapshot,
