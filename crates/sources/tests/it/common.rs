@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
-    ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable, TableManifest,
-    ValueRef, MANIFEST_VERSION,
+    Backend, ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable,
+    TableManifest, ValueRef, MANIFEST_VERSION,
 };
 use refract_sources::{LoadOptions, SourceError, SourceParams, SourcePosition};
 pub use refract_testkit::ServerUrl;
@@ -238,6 +238,80 @@ pub fn env_url(var: &str) -> String {
         _ => panic!(
             "{var} not set: run ./scripts/test (or source the test env file of scripts/testenv)"
         ),
+    }
+}
+
+/// A fresh database on the test server of `backend` (MySQL or PostgreSQL), dropped at the end
+/// of the test.
+pub struct TestDb {
+    backend: Backend,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        let (name, sql) = match backend {
+            Backend::Mysql => {
+                let name = unique_name("refract_src_my");
+                let sql = format!(
+                    "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+                );
+                (name, sql)
+            }
+            _ => {
+                let name = unique_name("refract_src_pg");
+                let sql = format!("CREATE DATABASE {name}");
+                (name, sql)
+            }
+        };
+        admin_sql(backend, &sql).await.expect("create database");
+        TestDb { backend, name }
+    }
+
+    /// How the documented least-privilege source user (`scripts/testenv`), what Refract
+    /// connects as, reaches this database.
+    pub fn params(&self) -> SourceParams {
+        let var = match self.backend {
+            Backend::Mysql => "REFRACT_TEST_MYSQL_SOURCE_URL",
+            _ => "REFRACT_TEST_PG_SOURCE_URL",
+        };
+        ServerUrl::from_env(var).source_params(self.backend, Some(&self.name))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (backend, name) = (self.backend, self.name.clone());
+        let sql = match backend {
+            Backend::Mysql => format!("DROP DATABASE IF EXISTS `{name}`"),
+            _ => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        };
+        // A thread of its own: the test's runtime may be the one being dropped.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(admin_sql(backend, &sql))
+        })
+        .join();
+    }
+}
+
+/// `sql` as the test server's admin, outside any database.
+async fn admin_sql(backend: Backend, sql: &str) -> Result<(), String> {
+    match backend {
+        Backend::Mysql => {
+            let mut c = crate::mysql::conn(None).await;
+            let done = mysql_async::prelude::Queryable::query_drop(&mut c, sql).await;
+            let _ = c.disconnect().await;
+            done.map_err(|e| e.to_string())
+        }
+        _ => crate::postgres::client(None)
+            .await
+            .batch_execute(sql)
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 

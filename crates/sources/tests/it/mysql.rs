@@ -17,54 +17,12 @@ fn admin_url() -> String {
     env_url("REFRACT_TEST_MYSQL_URL")
 }
 
-async fn conn(db: Option<&str>) -> mysql_async::Conn {
+pub(crate) async fn conn(db: Option<&str>) -> mysql_async::Conn {
     let opts = mysql_async::Opts::from_url(&admin_url()).expect("REFRACT_TEST_MYSQL_URL");
     let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(db.map(str::to_string));
     mysql_async::Conn::new(opts)
         .await
         .expect("connect to the test MariaDB server")
-}
-
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let name = unique_name("refract_src_my");
-        conn(None)
-            .await
-            .query_drop(format!(
-                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
-            ))
-            .await
-            .expect("create database");
-        TestDb { name }
-    }
-
-    fn params(&self) -> refract_sources::SourceParams {
-        ServerUrl::parse(&source_url()).source_params(Backend::Mysql, Some(&self.name))
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let mut c = conn(None).await;
-                let _ = c
-                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await;
-                let _ = c.disconnect().await;
-            });
-        })
-        .join();
-    }
 }
 
 const SETUP: &[&str] = &[
@@ -104,7 +62,7 @@ const SETUP: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_introspect_and_load_every_type() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Mysql).await;
     let mut c = conn(Some(&db.name)).await;
     for s in SETUP {
         c.query_drop(*s)
@@ -272,7 +230,7 @@ async fn mysql_introspect_and_load_every_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_reports_schemas_and_binlog() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Mysql).await;
     let url = ServerUrl::parse(&source_url());
     let p = url.source_params(Backend::Mysql, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
@@ -306,7 +264,7 @@ async fn mysql_unreachable_server_fails_within_the_timeout() {
 /// a warning; a keyed one is not (its key is visible to a SELECT-only user).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_warns_about_tables_without_a_primary_key() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Mysql).await;
     conn(Some(&db.name))
         .await
         .query_drop("CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT)")

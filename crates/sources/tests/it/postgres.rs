@@ -12,16 +12,11 @@ use tokio_postgres::NoTls;
 
 use crate::common::*;
 
-/// The documented least-privilege source user (`scripts/testenv`): what Refract connects as.
-fn source_url() -> String {
-    env_url("REFRACT_TEST_PG_SOURCE_URL")
-}
-
 fn admin_url() -> String {
     env_url("REFRACT_TEST_PG_URL")
 }
 
-async fn client(db: Option<&str>) -> tokio_postgres::Client {
+pub(crate) async fn client(db: Option<&str>) -> tokio_postgres::Client {
     let mut cfg = tokio_postgres::Config::from_str(&admin_url()).expect("REFRACT_TEST_PG_URL");
     if let Some(db) = db {
         cfg.dbname(db);
@@ -32,46 +27,6 @@ async fn client(db: Option<&str>) -> tokio_postgres::Client {
         .expect("connect to the test PostgreSQL server");
     tokio::spawn(conn);
     c
-}
-
-/// A fresh database, dropped at the end of the test.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let name = unique_name("refract_src_pg");
-        client(None)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        TestDb { name }
-    }
-
-    fn params(&self) -> refract_sources::SourceParams {
-        ServerUrl::parse(&source_url()).source_params(Backend::Postgres, Some(&self.name))
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let c = client(None).await;
-                let _ = c
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
-    }
 }
 
 const SETUP: &str = r#"
@@ -131,7 +86,7 @@ INSERT INTO other.thing VALUES (7, 'seven');
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_introspect_and_load_every_type() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Postgres).await;
     client(Some(&db.name))
         .await
         .batch_execute(SETUP)
@@ -458,7 +413,7 @@ async fn load_in_snapshot(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_load_inside_an_exported_snapshot() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Postgres).await;
     let c = client(Some(&db.name)).await;
     c.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
@@ -517,7 +472,7 @@ async fn pg_load_inside_an_exported_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_test_connection_reports_databases_and_readiness() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Postgres).await;
     let url = ServerUrl::parse(&admin_url());
     let p = url.source_params(Backend::Postgres, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
@@ -553,7 +508,7 @@ async fn pg_test_connection_reports_databases_and_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_readiness_names_missing_rights() {
     // An ordinary role: no REPLICATION, no CREATE on the database, owns no tables.
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Postgres).await;
     let role = unique_name("refract_role");
     let admin = client(Some(&db.name)).await;
     admin
@@ -611,7 +566,7 @@ async fn pg_unreachable_server_fails_within_the_timeout() {
 /// and a table the role may not read are warnings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Postgres).await;
     client(Some(&db.name))
         .await
         .batch_execute(
