@@ -18,7 +18,6 @@ use mysql_async::prelude::Queryable;
 use refract_engine::{EngineConfig, EngineState};
 use refract_schema::Backend;
 use refract_sources::SourceParams;
-use refract_storage::TableBuilder;
 use refract_testkit::{ServerUrl, TestServer};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -138,22 +137,11 @@ impl Engine {
     async fn differences(&self) -> Vec<String> {
         let snap = self.state.snapshot().expect("a snapshot");
         let manifest = snap.manifest.clone();
-        let sinks: Vec<TableBuilder> = manifest
-            .tables
-            .iter()
-            .map(|t| TableBuilder::new(Arc::new(t.clone())))
-            .collect();
-        let (sinks, _) = refract_sources::load_tables(
-            &self.params,
-            &manifest,
-            sinks,
-            refract_sources::LoadOptions::parallel(2),
-        )
-        .await
-        .unwrap();
+        let loaded = refract_engine::load_tables_once(&self.params, &manifest, 2)
+            .await
+            .unwrap();
         let mut diffs = vec![];
-        for (b, t) in sinks.into_iter().zip(&snap.tables) {
-            let fresh = b.finish();
+        for (fresh, t) in loaded.into_iter().zip(&snap.tables) {
             if fresh.row_count() != t.row_count() || fresh.fingerprint() != t.fingerprint() {
                 let mut cells = vec![];
                 if !t.manifest.primary_key.is_empty() {

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use refract_schema::Backend;
 use refract_sources::SourceParams;
-use refract_storage::{Snapshot, TableBuilder};
+use refract_storage::Snapshot;
 use serde_json::{json, Value};
 
 use refract_query::testgen::{
@@ -110,20 +110,10 @@ async fn load_snapshot(params: &SourceParams) -> Snapshot {
         .await
         .expect("introspect");
     let manifest = refract_schema::build_manifest(&schema, None).expect("manifest");
-    let sinks: Vec<TableBuilder> = manifest
-        .tables
-        .iter()
-        .map(|t| TableBuilder::new(Arc::new(t.clone())))
-        .collect();
-    let (sinks, _) = refract_sources::load_tables(
-        params,
-        &manifest,
-        sinks,
-        refract_sources::LoadOptions::parallel(2),
-    )
-    .await
-    .expect("load");
-    let tables = sinks.into_iter().map(|b| Arc::new(b.finish())).collect();
+    let tables = refract_engine::load_tables_once(params, &manifest, 2)
+        .await
+        .expect("load");
+    let tables = tables.into_iter().map(Arc::new).collect();
     Snapshot::new(Arc::new(manifest), tables)
 }
 
