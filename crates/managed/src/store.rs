@@ -47,7 +47,9 @@ type StoreResult<T> = Result<T, StoreError>;
 mod postgres;
 mod records;
 pub use postgres::{apply_migrations, off_runtime, PgClient, PgConnection, PgManager, PgPool};
-pub use records::{now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord};
+pub use records::{
+    now, slug, DbRecord, Desired, ErrorKind, Owner, Placement, StoreError, TokenRecord,
+};
 use records::{DB_COLUMNS, TOKEN_COLUMNS};
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -467,38 +469,30 @@ impl Store {
 /// the unit tests of this crate; tests change the fields they are about.
 #[cfg(test)]
 pub(crate) fn test_record(id: &str, name: &str, db_type: DbType) -> DbRecord {
-    let t = now();
-    DbRecord {
-        id: id.into(),
-        customer_id: "c1".into(),
-        project_id: "proj_default".into(),
-        name: name.into(),
-        slug: name.into(),
+    let version = match db_type {
+        DbType::Postgresql => "15",
+        DbType::Mysql => "10.11",
+        DbType::Redis | DbType::Mongodb => "7.0",
+    };
+    DbRecord::new(
+        id.into(),
+        Owner {
+            customer_id: "c1".into(),
+            project_id: "proj_default".into(),
+        },
+        name.into(),
         db_type,
-        version: match db_type {
-            DbType::Postgresql => "15",
-            DbType::Mysql => "10.11",
-            DbType::Redis => "7.0",
-            DbType::Mongodb => "7.0",
-        }
-        .into(),
-        requested_version: None,
-        server_version: None,
-        plan_id: "db-s-1vcpu-1gb".into(),
-        region: "local".into(),
-        storage_gb: 10,
-        replicas: 1,
-        desired: Desired::Running,
-        restart_requested: false,
-        status: Status::Provisioning,
-        error_kind: None,
-        error_message: None,
-        nodes_ready: 0,
-        ports: vec![],
-        purged: false,
-        created_at: t,
-        updated_at: t,
-    }
+        crate::catalog::ResolvedVersion {
+            version: version.into(),
+            requested: None,
+        },
+        Placement {
+            plan_id: "db-s-1vcpu-1gb".into(),
+            region: "local".into(),
+            storage_gb: 10,
+            replicas: 1,
+        },
+    )
 }
 
 #[cfg(test)]

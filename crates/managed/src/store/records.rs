@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::api::{DbType, Status};
+use crate::catalog::ResolvedVersion;
 
 /// What the user wants a server to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,13 +128,94 @@ pub struct DbRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Who a new server belongs to (nobody for a standalone server, which has no tenant).
+#[derive(Debug, Clone, Default)]
+pub struct Owner {
+    /// Customer.
+    pub customer_id: String,
+    /// Project.
+    pub project_id: String,
+}
+
+/// Where a new server runs and how much of it there is.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Plan id.
+    pub plan_id: String,
+    /// Region.
+    pub region: String,
+    /// Quota per server, GiB.
+    pub storage_gb: i64,
+    /// Intended number of servers.
+    pub replicas: i64,
+}
+
 impl DbRecord {
+    /// A server just asked for: wanted running, `provisioning`, none of its servers
+    /// initialized and no port yet, created now; the slug follows the name.
+    pub fn new(
+        id: String,
+        owner: Owner,
+        name: String,
+        db_type: DbType,
+        version: ResolvedVersion,
+        placement: Placement,
+    ) -> DbRecord {
+        let t = now();
+        DbRecord {
+            id,
+            customer_id: owner.customer_id,
+            project_id: owner.project_id,
+            slug: slug(&name),
+            name,
+            db_type,
+            version: version.version,
+            requested_version: version.requested,
+            server_version: None,
+            plan_id: placement.plan_id,
+            region: placement.region,
+            storage_gb: placement.storage_gb,
+            replicas: placement.replicas,
+            desired: Desired::Running,
+            restart_requested: false,
+            status: Status::Provisioning,
+            error_kind: None,
+            error_message: None,
+            nodes_ready: 0,
+            ports: Vec::new(),
+            purged: false,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
     /// Why the server is in `error` now: its `error_kind` while the status is `error`, else
     /// none (a kind left from before is not the current state).
     pub fn current_error(&self) -> Option<ErrorKind> {
         (self.status == Status::Error)
             .then_some(self.error_kind)
             .flatten()
+    }
+}
+
+/// The slug of a name: lowercase, runs of anything but `[a-z0-9]` become one `-`, trimmed, at
+/// most 63 characters.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut s = out.trim_matches('-').to_string();
+    s.truncate(63);
+    let s = s.trim_end_matches('-').to_string();
+    if s.is_empty() {
+        "db".into()
+    } else {
+        s
     }
 }
 
@@ -181,3 +263,16 @@ pub(super) const DB_COLUMNS: &str = "id, customer_id, project_id, name, slug, db
 
 pub(super) const TOKEN_COLUMNS: &str =
     "id, customer_id, name, key_id, secret_sha256, scopes, created_at, last_used_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("main-postgres"), "main-postgres");
+        assert_eq!(slug("  My Cache_01!! "), "my-cache-01");
+        assert_eq!(slug("Ünïcode"), "n-code");
+        assert_eq!(slug("---"), "db");
+    }
+}
