@@ -261,12 +261,139 @@ pub(super) const DB_COLUMNS: &str = "id, customer_id, project_id, name, slug, db
      server_version, plan_id, region, storage_gb, replicas, desired_state, restart_requested, status, \
      error_kind, error_message, nodes_ready, ports, purged, created_at, updated_at";
 
+/// The columns set once, when a server is created: a save leaves them as they are.
+const SET_AT_CREATE: [&str; 10] = [
+    "id",
+    "customer_id",
+    "project_id",
+    "name",
+    "slug",
+    "db_type",
+    "version",
+    "requested_version",
+    "region",
+    "created_at",
+];
+
+/// One value of a stored [`DbRecord`]; each store says how it keeps each kind.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum DbValue<'a> {
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+    Int(i64),
+    Bool(bool),
+    /// A JSON array.
+    Ports(&'a [u16]),
+    Time(DateTime<Utc>),
+}
+
+/// The values of `d` in the order of [`DB_COLUMNS`].
+pub(super) fn db_values(d: &DbRecord) -> [DbValue<'_>; 23] {
+    use DbValue::*;
+    [
+        Text(&d.id),
+        Text(&d.customer_id),
+        Text(&d.project_id),
+        Text(&d.name),
+        Text(&d.slug),
+        Text(d.db_type.as_str()),
+        Text(&d.version),
+        MaybeText(d.requested_version.as_deref()),
+        MaybeText(d.server_version.as_deref()),
+        Text(&d.plan_id),
+        Text(&d.region),
+        Int(d.storage_gb),
+        Int(d.replicas),
+        Text(d.desired.as_str()),
+        Bool(d.restart_requested),
+        Text(d.status.as_str()),
+        MaybeText(d.error_kind.map(ErrorKind::as_str)),
+        MaybeText(d.error_message.as_deref()),
+        Int(d.nodes_ready as i64),
+        Ports(&d.ports),
+        Bool(d.purged),
+        Time(d.created_at),
+        Time(d.updated_at),
+    ]
+}
+
+/// The statements that write a [`DbRecord`] to `table`, with one backend's placeholders
+/// (`placeholder(1)` is `?1` or `$1`). The insert binds every value of [`db_values`], the save
+/// those of `save_binds`.
+pub(super) struct DbWrites {
+    /// `INSERT` of every column.
+    pub insert: String,
+    /// `UPDATE` of every column but [`SET_AT_CREATE`], by `id`; `destroyed_at` is set the first
+    /// time the status is `destroyed` and cleared when it is not.
+    pub save: String,
+    /// The positions in [`DB_COLUMNS`] of the values `save` binds, in its placeholders' order.
+    pub save_binds: Vec<usize>,
+}
+
+impl DbWrites {
+    pub(super) fn new(table: &str, placeholder: fn(usize) -> String) -> DbWrites {
+        let columns: Vec<&str> = DB_COLUMNS.split(',').map(str::trim).collect();
+        let values: Vec<String> = (1..=columns.len()).map(placeholder).collect();
+        let insert = format!(
+            "INSERT INTO {table} ({DB_COLUMNS}) VALUES ({})",
+            values.join(", ")
+        );
+        // `id` first: the row to update.
+        let save_binds: Vec<usize> = std::iter::once(0)
+            .chain((0..columns.len()).filter(|i| !SET_AT_CREATE.contains(&columns[*i])))
+            .collect();
+        let bound = |column: &str| {
+            let at = save_binds.iter().position(|i| columns[*i] == column);
+            placeholder(at.expect("a saved column") + 1)
+        };
+        let sets: Vec<String> = save_binds[1..]
+            .iter()
+            .map(|i| format!("{} = {}", columns[*i], bound(columns[*i])))
+            .collect();
+        let save = format!(
+            "UPDATE {table} SET {}, destroyed_at = CASE WHEN {status} = 'destroyed' \
+             THEN COALESCE(destroyed_at, {updated_at}) ELSE NULL END WHERE id = {id}",
+            sets.join(", "),
+            status = bound("status"),
+            updated_at = bound("updated_at"),
+            id = bound("id"),
+        );
+        DbWrites {
+            insert,
+            save,
+            save_binds,
+        }
+    }
+}
+
 pub(super) const TOKEN_COLUMNS: &str =
     "id, customer_id, name, key_id, secret_sha256, scopes, created_at, last_used_at";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_save_writes_what_can_change_and_an_insert_everything() {
+        let writes = DbWrites::new("databases", |n| format!("?{n}"));
+        assert_eq!(
+            writes.save,
+            "UPDATE databases SET server_version = ?2, plan_id = ?3, storage_gb = ?4, replicas = ?5, \
+             desired_state = ?6, restart_requested = ?7, status = ?8, error_kind = ?9, \
+             error_message = ?10, nodes_ready = ?11, ports = ?12, purged = ?13, updated_at = ?14, \
+             destroyed_at = CASE WHEN ?8 = 'destroyed' THEN COALESCE(destroyed_at, ?14) ELSE NULL END \
+             WHERE id = ?1"
+        );
+        assert_eq!(
+            writes.save_binds,
+            [0, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22]
+        );
+        let pg = DbWrites::new("managed.databases", |n| format!("${n}"));
+        assert!(pg.insert.starts_with(&format!(
+            "INSERT INTO managed.databases ({DB_COLUMNS}) VALUES ($1, $2, "
+        )));
+        assert!(pg.insert.ends_with(", $22, $23)"));
+    }
 
     #[test]
     fn slugs() {
