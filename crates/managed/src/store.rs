@@ -49,7 +49,7 @@ mod records;
 pub use postgres::{apply_migrations, off_runtime, PgClient, PgConnection, PgManager, PgPool};
 use records::{db_values, DbValue, DbWrites, DB_COLUMNS, TOKEN_COLUMNS};
 pub use records::{
-    now, slug, DbRecord, Desired, ErrorKind, Owner, Placement, StoreError, TokenRecord,
+    now, slug, DbRecord, Desired, ErrorKind, Goal, Owner, Placement, StoreError, TokenRecord,
 };
 
 fn ts(t: &DateTime<Utc>) -> String {

@@ -33,6 +33,19 @@ impl Desired {
     }
 }
 
+/// What a reconciler works toward for a server ([`DbRecord::goal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Its servers run.
+    Run,
+    /// Its servers are stopped, their data kept.
+    Stop,
+    /// Destroyed: its servers, data and credentials are still to be removed.
+    Purge,
+    /// Destroyed and removed: nothing left to do.
+    Done,
+}
+
 /// Why a server is in `error`, which decides what the reconciler does about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -186,6 +199,17 @@ impl DbRecord {
             purged: false,
             created_at: t,
             updated_at: t,
+        }
+    }
+
+    /// What a reconciler (local or platform) works toward for this server: its intent, with a
+    /// destroyed server's cleanup done or not.
+    pub fn goal(&self) -> Goal {
+        match self.desired {
+            Desired::Running => Goal::Run,
+            Desired::Stopped => Goal::Stop,
+            Desired::Destroyed if self.purged => Goal::Done,
+            Desired::Destroyed => Goal::Purge,
         }
     }
 
