@@ -26,7 +26,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use dataset::{replace_database, Scale};
 use refract_schema::Backend;
-use refract_sources::{LoadProgress, SourceParams};
+use refract_sources::{LoadOptions, SourceParams};
 use refract_storage::TableBuilder;
 
 use engines::{spawn_engine, url_parts, EngineProcess, Source};
@@ -286,8 +286,8 @@ async fn load_tables(
         .iter()
         .map(|t| TableBuilder::new(Arc::new(t.clone())))
         .collect();
-    let progress = Arc::new(LoadProgress::default());
-    let (sinks, _pos) = refract_sources::load_tables(p, manifest, sinks, 4, progress).await?;
+    let (sinks, _pos) =
+        refract_sources::load_tables(p, manifest, sinks, LoadOptions::parallel(4)).await?;
     Ok(sinks.into_iter().map(|b| b.finish()).collect())
 }
 

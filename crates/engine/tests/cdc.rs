@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use refract_engine::{EngineConfig, EngineState};
 use refract_schema::Backend;
-use refract_sources::{LoadProgress, SourceParams};
+use refract_sources::SourceParams;
 use refract_storage::TableBuilder;
 use refract_testkit::TestServer;
 use serde_json::Value;
@@ -181,8 +181,7 @@ impl Engine {
             &self.params,
             &manifest,
             sinks,
-            2,
-            Arc::new(LoadProgress::default()),
+            refract_sources::LoadOptions::parallel(2),
         )
         .await
         .unwrap();

@@ -21,6 +21,9 @@ use std::ops::Deref;
 
 pub use refract_managed::{DbType, StandaloneOptions, StandaloneServer};
 
+mod server_url;
+pub use server_url::ServerUrl;
+
 /// A running throwaway server (see the crate documentation); every method of
 /// [`StandaloneServer`] is available on it (ports, credentials, `stop`, `kill`, `restart`).
 pub struct TestServer {

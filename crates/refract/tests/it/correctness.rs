@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use refract_schema::Backend;
-use refract_sources::{LoadProgress, SourceParams};
+use refract_sources::SourceParams;
 use refract_storage::{Snapshot, TableBuilder};
 use serde_json::{json, Value};
 
@@ -119,8 +119,7 @@ async fn load_snapshot(params: &SourceParams) -> Snapshot {
         params,
         &manifest,
         sinks,
-        2,
-        Arc::new(LoadProgress::default()),
+        refract_sources::LoadOptions::parallel(2),
     )
     .await
     .expect("load");

@@ -1,14 +1,14 @@
 //! Shared test helpers: server URLs from the environment, a `Vec` row sink, hand-built
 //! manifests and date helpers.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
-    Backend, ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable,
-    TableManifest, ValueRef, MANIFEST_VERSION,
+    ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable, TableManifest,
+    ValueRef, MANIFEST_VERSION,
 };
-use refract_sources::{LoadProgress, SourceError, SourceParams, SourcePosition};
+use refract_sources::{LoadOptions, SourceError, SourceParams, SourcePosition};
+pub use refract_testkit::ServerUrl;
 
 /// An owned cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,14 +148,7 @@ pub fn manifest(schema: &SourceSchema, pg_schema: Option<&str>, picks: &[Pick<'_
                 .columns
                 .iter()
                 .filter(|c| p.columns.is_none_or(|cols| cols.contains(&c.name.as_str())))
-                .map(|c| ColumnManifest {
-                    source_name: c.name.clone(),
-                    api_name: c.name.clone(),
-                    ty: c.ty,
-                    source_type: c.source_type.clone(),
-                    nullable: c.nullable,
-                    note: None,
-                })
+                .map(ColumnManifest::exposing)
                 .collect();
             if let Some(cols) = p.columns {
                 assert_eq!(
@@ -198,14 +191,7 @@ pub async fn load(
     parallelism: usize,
 ) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    refract_sources::load_tables(
-        params,
-        m,
-        sinks,
-        parallelism,
-        Arc::new(LoadProgress::default()),
-    )
-    .await
+    refract_sources::load_tables(params, m, sinks, LoadOptions::parallel(parallelism)).await
 }
 
 /// The rows of table `name`, sorted (tables without `ORDER BY` come in any order).
@@ -252,66 +238,6 @@ pub fn env_url(var: &str) -> String {
         _ => panic!(
             "{var} not set: run ./scripts/test (or source the test env file of scripts/testenv)"
         ),
-    }
-}
-
-/// `scheme://user:password@host:port/db` → its parts (percent-escapes decoded; the path is
-/// not needed).
-pub struct Url {
-    pub user: String,
-    pub password: Option<String>,
-    pub host: String,
-    pub port: u16,
-}
-
-fn pct(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).expect("utf-8 url")
-}
-
-pub fn parse_url(url: &str) -> Url {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let (auth, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
-    let (user, password) = match auth.split_once(':') {
-        Some((u, p)) => (pct(u), Some(pct(p))),
-        None => (pct(auth), None),
-    };
-    let hostport = hostpart.split('/').next().unwrap_or(hostpart);
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().expect("port")),
-        None => (hostport.to_string(), 0),
-    };
-    Url {
-        user,
-        password,
-        host,
-        port,
-    }
-}
-
-pub fn params(backend: Backend, url: &Url, database: Option<&str>) -> SourceParams {
-    SourceParams {
-        backend,
-        host: url.host.clone(),
-        port: url.port,
-        user: url.user.clone(),
-        password: url.password.clone(),
-        database: database.map(str::to_string),
-        pg_schema: None,
-        tls: Default::default(),
     }
 }
 

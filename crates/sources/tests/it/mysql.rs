@@ -1,11 +1,10 @@
 //! MySQL/MariaDB against the real test server (`REFRACT_TEST_MYSQL_URL`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use refract_schema::{Backend, ColumnType};
-use refract_sources::{LoadProgress, SourceError, SourcePosition};
+use refract_sources::{LoadOptions, SourceError, SourcePosition};
 
 use crate::common::*;
 
@@ -44,7 +43,7 @@ impl TestDb {
     }
 
     fn params(&self) -> refract_sources::SourceParams {
-        params(Backend::Mysql, &parse_url(&source_url()), Some(&self.name))
+        ServerUrl::parse(&source_url()).source_params(Backend::Mysql, Some(&self.name))
     }
 }
 
@@ -265,7 +264,7 @@ async fn mysql_introspect_and_load_every_type() {
     let m_big = manifest(&schema, None, &[pick("big"), pick("parent")]);
     let mut sinks: Vec<VecSink> = m_big.tables.iter().map(VecSink::new).collect();
     sinks[0].limit = Some(100);
-    let err = refract_sources::load_tables(&p, &m_big, sinks, 2, Arc::new(LoadProgress::default()))
+    let err = refract_sources::load_tables(&p, &m_big, sinks, LoadOptions::parallel(2))
         .await
         .expect_err("the cap stops the load");
     assert!(matches!(err, SourceError::Stopped(_)), "{err:?}");
@@ -274,8 +273,8 @@ async fn mysql_introspect_and_load_every_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_reports_schemas_and_binlog() {
     let db = TestDb::create().await;
-    let url = parse_url(&source_url());
-    let p = params(Backend::Mysql, &url, None);
+    let url = ServerUrl::parse(&source_url());
+    let p = url.source_params(Backend::Mysql, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
     let schemas = report.available_schemas.clone().expect("availableSchemas");
@@ -291,14 +290,14 @@ async fn mysql_test_connection_reports_schemas_and_binlog() {
 
 #[tokio::test]
 async fn mysql_wrong_password_is_a_clear_error_without_the_password() {
-    let mut p = params(Backend::Mysql, &parse_url(&admin_url()), None);
+    let mut p = ServerUrl::parse(&admin_url()).source_params(Backend::Mysql, None);
     let err = wrong_password_error(&mut p).await;
     assert!(err.contains("Access denied"), "{err}");
 }
 
 #[tokio::test]
 async fn mysql_unreachable_server_fails_within_the_timeout() {
-    let p = params(Backend::Mysql, &parse_url(&admin_url()), None);
+    let p = ServerUrl::parse(&admin_url()).source_params(Backend::Mysql, None);
     let err = unreachable_server_error(p).await;
     assert!(err.contains("timed out"), "{err}");
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use refract_schema::{Backend, ColumnType, Manifest};
-use refract_sources::{ExportedSnapshot, LoadProgress, SourceError, SourceParams, SourcePosition};
+use refract_sources::{
+    ExportedSnapshot, LoadOptions, LoadProgress, SourceError, SourceParams, SourcePosition,
+};
 use tokio_postgres::NoTls;
 
 use crate::common::*;
@@ -49,11 +51,7 @@ impl TestDb {
     }
 
     fn params(&self) -> refract_sources::SourceParams {
-        params(
-            Backend::Postgres,
-            &parse_url(&source_url()),
-            Some(&self.name),
-        )
+        ServerUrl::parse(&source_url()).source_params(Backend::Postgres, Some(&self.name))
     }
 }
 
@@ -274,9 +272,17 @@ async fn pg_introspect_and_load_every_type() {
     );
     let progress = Arc::new(LoadProgress::default());
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    let (sinks, pos) = refract_sources::load_tables(&p, &m, sinks, 3, progress.clone())
-        .await
-        .expect("load");
+    let (sinks, pos) = refract_sources::load_tables(
+        &p,
+        &m,
+        sinks,
+        LoadOptions {
+            progress: progress.clone(),
+            ..LoadOptions::parallel(3)
+        },
+    )
+    .await
+    .expect("load");
     match &pos {
         SourcePosition::Lsn { lsn } => assert!(lsn.contains('/'), "lsn {lsn}"),
         other => panic!("position {other:?}"),
@@ -395,7 +401,7 @@ async fn pg_introspect_and_load_every_type() {
     let m_big = manifest(&schema, None, &[pick("big"), pick("parent")]);
     let mut sinks: Vec<VecSink> = m_big.tables.iter().map(VecSink::new).collect();
     sinks[0].limit = Some(100);
-    let err = refract_sources::load_tables(&p, &m_big, sinks, 2, Arc::new(LoadProgress::default()))
+    let err = refract_sources::load_tables(&p, &m_big, sinks, LoadOptions::parallel(2))
         .await
         .expect_err("the cap stops the load");
     assert!(matches!(err, SourceError::Stopped(_)), "{err:?}");
@@ -443,8 +449,11 @@ async fn load_in_snapshot(
     snap: &ExportedSnapshot,
 ) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    let progress = Arc::new(LoadProgress::default());
-    refract_sources::load_tables_in_snapshot(p, m, sinks, parallelism, progress, snap).await
+    let options = LoadOptions {
+        snapshot: Some(snap),
+        ..LoadOptions::parallel(parallelism)
+    };
+    refract_sources::load_tables(p, m, sinks, options).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,8 +518,8 @@ async fn pg_load_inside_an_exported_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_test_connection_reports_databases_and_readiness() {
     let db = TestDb::create().await;
-    let url = parse_url(&admin_url());
-    let p = params(Backend::Postgres, &url, None);
+    let url = ServerUrl::parse(&admin_url());
+    let p = url.source_params(Backend::Postgres, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
     let schemas = report.available_schemas.clone().expect("availableSchemas");
@@ -532,11 +541,11 @@ async fn pg_test_connection_reports_databases_and_readiness() {
         "{json}"
     );
 
-    let p_db = params(Backend::Postgres, &url, Some(&db.name));
+    let p_db = url.source_params(Backend::Postgres, Some(&db.name));
     let report = refract_sources::test_connection(&p_db, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
 
-    let p_missing = params(Backend::Postgres, &url, Some("refract_no_such_db"));
+    let p_missing = url.source_params(Backend::Postgres, Some("refract_no_such_db"));
     let (err, _) = failed_connection_test(&p_missing, Duration::from_secs(5)).await;
     assert!(err.contains("does not exist"), "{err}");
 }
@@ -555,8 +564,8 @@ async fn pg_readiness_names_missing_rights() {
         ))
         .await
         .expect("role");
-    let url = parse_url(&admin_url());
-    let mut p = params(Backend::Postgres, &url, Some(&db.name));
+    let url = ServerUrl::parse(&admin_url());
+    let mut p = url.source_params(Backend::Postgres, Some(&db.name));
     p.user = role.clone();
     p.password = Some("role-pw-1".into());
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
@@ -577,13 +586,11 @@ async fn pg_readiness_names_missing_rights() {
 
 #[tokio::test]
 async fn pg_wrong_password_is_a_clear_error_without_the_password() {
-    let url = parse_url(&admin_url());
-    let mut p = params(Backend::Postgres, &url, None);
+    let url = ServerUrl::parse(&admin_url());
+    let mut p = url.source_params(Backend::Postgres, None);
     let err = wrong_password_error(&mut p).await;
     assert!(err.contains("password authentication failed"), "{err}");
-    if let Some(real) = &url.password {
-        assert!(!err.contains(real.as_str()), "{err}");
-    }
+    assert!(!err.contains(url.password.as_str()), "{err}");
     p.database = Some("postgres".into());
     let err = refract_sources::introspect(&p).await.expect_err("login");
     assert!(matches!(err, SourceError::Rejected(_)), "{err:?}");
@@ -592,7 +599,7 @@ async fn pg_wrong_password_is_a_clear_error_without_the_password() {
 
 #[tokio::test]
 async fn pg_unreachable_server_fails_within_the_timeout() {
-    let p = params(Backend::Postgres, &parse_url(&admin_url()), None);
+    let p = ServerUrl::parse(&admin_url()).source_params(Backend::Postgres, None);
     let err = unreachable_server_error(p).await;
     assert!(
         err.contains("timed out") || err.contains("timeout"),
