@@ -1,6 +1,7 @@
 //! Shared test helpers: server URLs from the environment, a `Vec` row sink, hand-built
 //! manifests and date helpers.
 
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
@@ -298,16 +299,41 @@ impl Drop for TestDb {
     }
 }
 
+/// The admin of the test MariaDB server (`REFRACT_TEST_MYSQL_URL`), in database `db`.
+pub async fn mysql_admin(db: Option<&str>) -> mysql_async::Conn {
+    let url = env_url("REFRACT_TEST_MYSQL_URL");
+    let opts = mysql_async::Opts::from_url(&url).expect("REFRACT_TEST_MYSQL_URL");
+    let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(db.map(str::to_string));
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to the test MariaDB server")
+}
+
+/// The admin of the test PostgreSQL server (`REFRACT_TEST_PG_URL`), in database `db`.
+pub async fn pg_admin(db: Option<&str>) -> tokio_postgres::Client {
+    let url = env_url("REFRACT_TEST_PG_URL");
+    let mut cfg = tokio_postgres::Config::from_str(&url).expect("REFRACT_TEST_PG_URL");
+    if let Some(db) = db {
+        cfg.dbname(db);
+    }
+    let (c, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    tokio::spawn(conn);
+    c
+}
+
 /// `sql` as the test server's admin, outside any database.
 async fn admin_sql(backend: Backend, sql: &str) -> Result<(), String> {
     match backend {
         Backend::Mysql => {
-            let mut c = crate::mysql::conn(None).await;
+            let mut c = mysql_admin(None).await;
             let done = mysql_async::prelude::Queryable::query_drop(&mut c, sql).await;
             let _ = c.disconnect().await;
             done.map_err(|e| e.to_string())
         }
-        _ => crate::postgres::client(None)
+        _ => pg_admin(None)
             .await
             .batch_execute(sql)
             .await

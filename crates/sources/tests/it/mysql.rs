@@ -17,14 +17,6 @@ fn admin_url() -> String {
     env_url("REFRACT_TEST_MYSQL_URL")
 }
 
-pub(crate) async fn conn(db: Option<&str>) -> mysql_async::Conn {
-    let opts = mysql_async::Opts::from_url(&admin_url()).expect("REFRACT_TEST_MYSQL_URL");
-    let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(db.map(str::to_string));
-    mysql_async::Conn::new(opts)
-        .await
-        .expect("connect to the test MariaDB server")
-}
-
 const SETUP: &[&str] = &[
     "CREATE TABLE everything (
         id INT PRIMARY KEY,
@@ -63,7 +55,7 @@ const SETUP: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_introspect_and_load_every_type() {
     let db = TestDb::create(Backend::Mysql).await;
-    let mut c = conn(Some(&db.name)).await;
+    let mut c = mysql_admin(Some(&db.name)).await;
     for s in SETUP {
         c.query_drop(*s)
             .await
@@ -265,7 +257,7 @@ async fn mysql_unreachable_server_fails_within_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_warns_about_tables_without_a_primary_key() {
     let db = TestDb::create(Backend::Mysql).await;
-    conn(Some(&db.name))
+    mysql_admin(Some(&db.name))
         .await
         .query_drop("CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT)")
         .await

@@ -1,6 +1,5 @@
 //! PostgreSQL against the real test server (`REFRACT_TEST_PG_URL`).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,25 +7,11 @@ use refract_schema::{Backend, ColumnType, Manifest};
 use refract_sources::{
     ExportedSnapshot, LoadOptions, LoadProgress, SourceError, SourceParams, SourcePosition,
 };
-use tokio_postgres::NoTls;
 
 use crate::common::*;
 
 fn admin_url() -> String {
     env_url("REFRACT_TEST_PG_URL")
-}
-
-pub(crate) async fn client(db: Option<&str>) -> tokio_postgres::Client {
-    let mut cfg = tokio_postgres::Config::from_str(&admin_url()).expect("REFRACT_TEST_PG_URL");
-    if let Some(db) = db {
-        cfg.dbname(db);
-    }
-    let (c, conn) = cfg
-        .connect(NoTls)
-        .await
-        .expect("connect to the test PostgreSQL server");
-    tokio::spawn(conn);
-    c
 }
 
 const SETUP: &str = r#"
@@ -87,7 +72,7 @@ INSERT INTO other.thing VALUES (7, 'seven');
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_introspect_and_load_every_type() {
     let db = TestDb::create(Backend::Postgres).await;
-    client(Some(&db.name))
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(SETUP)
         .await
@@ -414,7 +399,7 @@ async fn load_in_snapshot(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_load_inside_an_exported_snapshot() {
     let db = TestDb::create(Backend::Postgres).await;
-    let c = client(Some(&db.name)).await;
+    let c = pg_admin(Some(&db.name)).await;
     c.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
     )
@@ -425,7 +410,7 @@ async fn pg_load_inside_an_exported_snapshot() {
     let m = manifest(&schema, None, &[pick("t")]);
 
     // Another session exports a snapshot and keeps its transaction open.
-    let exporter = client(Some(&db.name)).await;
+    let exporter = pg_admin(Some(&db.name)).await;
     exporter
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .await
@@ -510,7 +495,7 @@ async fn pg_readiness_names_missing_rights() {
     // An ordinary role: no REPLICATION, no CREATE on the database, owns no tables.
     let db = TestDb::create(Backend::Postgres).await;
     let role = unique_name("refract_role");
-    let admin = client(Some(&db.name)).await;
+    let admin = pg_admin(Some(&db.name)).await;
     admin
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-1'; REVOKE CREATE ON DATABASE {0} FROM PUBLIC; \
@@ -526,7 +511,7 @@ async fn pg_readiness_names_missing_rights() {
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     let _ = admin.batch_execute(&format!("DROP OWNED BY {role}")).await;
     drop(db);
-    let _ = client(None)
+    let _ = pg_admin(None)
         .await
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await;
@@ -567,7 +552,7 @@ async fn pg_unreachable_server_fails_within_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
     let db = TestDb::create(Backend::Postgres).await;
-    client(Some(&db.name))
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(
             "CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT);
@@ -577,7 +562,7 @@ async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
         .expect("tables");
     // The test role reads everything (pg_read_all_data); a role with SELECT on one table only:
     let role = format!("{}_ro", db.name);
-    client(Some(&db.name))
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'ro-pw-1'; GRANT SELECT ON keyed, loose TO {role};"
@@ -588,7 +573,7 @@ async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
     p.user = role.clone();
     p.password = Some("ro-pw-1".into());
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
-    client(Some(&db.name))
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await
