@@ -15,11 +15,12 @@ use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
 use super::types::*;
 use crate::api::InstanceSizeExt;
-use crate::api::{Database, DesiredState, InstanceSize, OpStep, RuntimeSettings, Status};
+use crate::api::{DesiredState, InstanceSize, RuntimeSettings, Status};
 use crate::error::ApiError;
 use crate::plans;
 use crate::service::{customer_database, pending, Principal};
 use crate::store::lifecycle::{BuildRecord, BuildStatus, OpKind, OpsRecord};
+use crate::store::{DatabaseRow, OpStep};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
 
@@ -33,7 +34,7 @@ pub struct ActionParams {
 }
 
 /// The matrix's side conditions for a database, read in `tx`.
-pub(super) fn context(tx: &dyn Tx, d: &Database) -> StoreResult<Context> {
+pub(super) fn context(tx: &dyn Tx, d: &DatabaseRow) -> StoreResult<Context> {
     Ok(Context {
         has_deployable_build: tx.lifecycle().latest_deployable_build(d.id)?.is_some(),
         replication_paused: d.replication_paused,
@@ -49,7 +50,7 @@ fn desired_of(action: Action) -> DesiredState {
     }
 }
 
-fn live_instance(tx: &dyn Tx, d: &Database) -> StoreResult<Option<Uuid>> {
+fn live_instance(tx: &dyn Tx, d: &DatabaseRow) -> StoreResult<Option<Uuid>> {
     Ok(tx
         .lifecycle()
         .live_instances(Some(d.id))?
@@ -74,7 +75,7 @@ pub(super) enum Applied {
 /// `may_queue`) or refuse it, inside `tx`. The caller saves the row and writes the event.
 pub(super) fn apply_action(
     tx: &dyn Tx,
-    d: &mut Database,
+    d: &mut DatabaseRow,
     o: &mut OpsRecord,
     action: Action,
     params: &ActionParams,
@@ -109,7 +110,7 @@ pub(super) fn action_of(want: DesiredState) -> Action {
 /// sets the new status and records the operation. Returns a message for the event log.
 fn begin(
     tx: &dyn Tx,
-    d: &mut Database,
+    d: &mut DatabaseRow,
     o: &mut OpsRecord,
     action: Action,
     params: &ActionParams,
@@ -121,7 +122,7 @@ fn begin(
     } else {
         None
     };
-    let deploy_build = |tx: &dyn Tx, d: &Database| -> StoreResult<Option<Uuid>> {
+    let deploy_build = |tx: &dyn Tx, d: &DatabaseRow| -> StoreResult<Option<Uuid>> {
         match d.internal.active_build_id {
             Some(b) if tx.lifecycle().build_manifest(b)?.is_some() => Ok(Some(b)),
             _ => tx.lifecycle().latest_deployable_build(d.id),
@@ -705,7 +706,7 @@ impl Service {
     }
 }
 
-fn build_view(d: &Database, b: &BuildRecord) -> BuildView {
+fn build_view(d: &DatabaseRow, b: &BuildRecord) -> BuildView {
     BuildView {
         id: b.id,
         status: b.status,

@@ -13,8 +13,9 @@ use uuid::Uuid;
 use super::engine::admin_token_secret;
 use super::error::StepResult;
 use super::state::Runtime;
-use crate::api::{Database, OpStep, OperationInFlight, Status};
+use crate::api::Status;
 use crate::store::lifecycle::{OpData, OpKind, OpsRecord};
+use crate::store::{DatabaseRow, OpStep, OperationInFlight};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
 
@@ -41,7 +42,7 @@ pub(super) struct Guard {
 }
 
 impl Guard {
-    pub(super) fn of(db: &Database, o: &OpsRecord) -> Self {
+    pub(super) fn of(db: &DatabaseRow, o: &OpsRecord) -> Self {
         Guard {
             status: db.status,
             op_id: o.op.as_ref().map(|op| op.id),
@@ -61,7 +62,9 @@ pub(super) async fn commit<T: Send + 'static>(
     s: &Service,
     id: Uuid,
     guard: Guard,
-    f: impl FnOnce(&dyn Tx, &mut Database, &mut OpsRecord, &mut Note) -> StoreResult<T> + Send + 'static,
+    f: impl FnOnce(&dyn Tx, &mut DatabaseRow, &mut OpsRecord, &mut Note) -> StoreResult<T>
+        + Send
+        + 'static,
 ) -> StoreResult<Option<T>> {
     let r = s
         .write_store(move |tx| {
@@ -91,7 +94,7 @@ pub(super) async fn commit<T: Send + 'static>(
 /// Writes the row, the ops record and, when the status changed or there is a message, an event.
 pub(super) fn save(
     tx: &dyn Tx,
-    d: &mut Database,
+    d: &mut DatabaseRow,
     o: &OpsRecord,
     before: Status,
     note: Note,
@@ -114,7 +117,7 @@ pub(super) fn save(
 }
 
 /// Records a new operation on the row and the ops record.
-pub(super) fn set_op(d: &mut Database, o: &mut OpsRecord, op: OpData, step: OpStep) {
+pub(super) fn set_op(d: &mut DatabaseRow, o: &mut OpsRecord, op: OpData, step: OpStep) {
     d.internal.operation = Some(OperationInFlight {
         kind: op.kind,
         step,
@@ -125,13 +128,13 @@ pub(super) fn set_op(d: &mut Database, o: &mut OpsRecord, op: OpData, step: OpSt
 }
 
 /// Clears the operation in flight.
-pub(super) fn clear_op(d: &mut Database, o: &mut OpsRecord) {
+pub(super) fn clear_op(d: &mut DatabaseRow, o: &mut OpsRecord) {
     d.internal.operation = None;
     o.op = None;
 }
 
 /// Moves the operation in flight to its next step.
-pub(super) fn set_step(d: &mut Database, step: OpStep) {
+pub(super) fn set_step(d: &mut DatabaseRow, step: OpStep) {
     if let Some(op) = &mut d.internal.operation {
         op.step = step;
     }
@@ -177,7 +180,7 @@ pub(super) async fn still_current(s: &Service, id: Uuid, guard: Guard) -> StoreR
 pub(super) async fn fail(
     s: &Service,
     rt: &Runtime,
-    db: &Database,
+    db: &DatabaseRow,
     o: &OpsRecord,
     message: String,
 ) -> StepResult<Next> {
@@ -280,9 +283,9 @@ pub(super) mod tests {
     }
 
     /// A database row in `status` for pure tests.
-    pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> Database {
+    pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> DatabaseRow {
         let t = now();
-        Database {
+        DatabaseRow {
             wire: refract_api::Database {
                 id: Uuid::new_v4(),
                 customer_id: Uuid::new_v4(),

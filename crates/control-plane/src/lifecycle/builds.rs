@@ -10,10 +10,11 @@ use uuid::Uuid;
 use super::bookkeeping::{commit, fail, now, set_step, Guard, Next};
 use super::error::StepResult;
 use super::state::{step_delay, Runtime};
-use crate::api::{Backend, Connection, SyncMode};
-use crate::api::{Database, OpStep};
+use crate::api::{Backend, SyncMode};
 use crate::store::lifecycle::{BuildStatus, OpsRecord};
+use crate::store::ConnectionRow;
 use crate::store::StoreResult;
+use crate::store::{DatabaseRow, OpStep};
 use crate::Service;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +25,7 @@ fn stamp() -> String {
 }
 
 /// Where a connection points, for messages.
-fn source_text(c: &Connection) -> String {
+fn source_text(c: &ConnectionRow) -> String {
     match c.backend {
         Backend::Sqlite => format!("SQLite file {}", c.host),
         b => format!("{b} server {}:{}", c.host, c.port.unwrap_or(0)),
@@ -32,7 +33,7 @@ fn source_text(c: &Connection) -> String {
 }
 
 /// A source failure as a message a person can act on.
-pub(super) fn actionable(err: &str, c: &Connection) -> String {
+pub(super) fn actionable(err: &str, c: &ConnectionRow) -> String {
     let lower = err.to_lowercase();
     let fix = format!("PATCH /v1/connections/{}", c.id);
     if c.backend == Backend::Sqlite {
@@ -89,8 +90,8 @@ pub(super) fn actionable(err: &str, c: &Connection) -> String {
 /// thread: it touches the file system); `Err` is the refusal as a `lastError`.
 async fn checked_params(
     s: &Service,
-    c: &Connection,
-    db: &Database,
+    c: &ConnectionRow,
+    db: &DatabaseRow,
 ) -> Result<refract_sources::SourceParams, String> {
     let (service, conn, schema) = (s.clone(), c.clone(), db.schema.clone());
     let checked =
@@ -106,7 +107,7 @@ async fn checked_params(
     })
 }
 
-async fn connection(s: &Service, db: &Database) -> StoreResult<Option<Connection>> {
+async fn connection(s: &Service, db: &DatabaseRow) -> StoreResult<Option<ConnectionRow>> {
     let (customer, id) = (db.customer_id, db.connection_id);
     s.read_store(move |tx| tx.get_connection(customer, id))
         .await
@@ -129,7 +130,7 @@ async fn log(s: &Service, db: Uuid, build: Option<Uuid>, text: String) -> StoreR
 pub(super) async fn test_connection(
     s: &Service,
     rt: &Runtime,
-    db: Database,
+    db: DatabaseRow,
     o: OpsRecord,
 ) -> StepResult<Next> {
     let _ = rt;
@@ -268,7 +269,7 @@ pub(super) async fn test_connection(
 pub(super) async fn build(
     s: &Service,
     rt: &Runtime,
-    db: Database,
+    db: DatabaseRow,
     o: OpsRecord,
 ) -> StepResult<Next> {
     let Some(op) = o.op.clone() else {

@@ -18,8 +18,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::engine;
-use crate::api::{Database, DesiredState, Status};
+use crate::api::{DesiredState, Status};
 use crate::store::lifecycle::{CrashLog, OpsRecord};
+use crate::store::DatabaseRow;
 
 /// An engine must print its ready line within this.
 pub(super) const READY_TIMEOUT: TimeDelta = TimeDelta::seconds(60);
@@ -60,7 +61,7 @@ pub(super) enum Work {
 }
 
 /// Decides the next step from the store alone.
-pub(super) fn work(db: &Database, o: &OpsRecord) -> Work {
+pub(super) fn work(db: &DatabaseRow, o: &OpsRecord) -> Work {
     let transitional = !matches!(
         db.status,
         Status::Registered
@@ -198,7 +199,7 @@ impl DeployFailure {
     }
 
     /// The operation's error (`lastError`); `logs` when [`Self::wants_logs`].
-    pub(super) fn message(&self, db: &Database, logs: &str) -> String {
+    pub(super) fn message(&self, db: &DatabaseRow, logs: &str) -> String {
         match self {
             DeployFailure::ReadyTimeout => {
                 format!("the engine did not start within 60 s; last log lines:\n{logs}")

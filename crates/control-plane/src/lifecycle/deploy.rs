@@ -11,9 +11,10 @@ use super::decide::{self, DeployObserved, DeployStep, Health, LOG_LINES};
 use super::error::StepResult;
 use super::launch::{any_alive, engine_port, launch, public_endpoint};
 use super::state::{step_delay, Runtime};
-use crate::api::{Database, HealthStatus, OpStep, Status};
+use crate::api::{HealthStatus, Status};
 use crate::service::pending;
 use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpsRecord};
+use crate::store::{DatabaseRow, OpStep};
 use crate::Service;
 
 /// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it:
@@ -21,7 +22,7 @@ use crate::Service;
 pub(super) async fn deploy(
     s: &Service,
     rt: &Runtime,
-    db: Database,
+    db: DatabaseRow,
     o: OpsRecord,
 ) -> StepResult<Next> {
     let Some(op) = o.op.clone() else {
@@ -128,7 +129,7 @@ pub(super) async fn deploy(
 /// and queues the old engine for cleanup (stopped right after, by the next step).
 async fn cutover(
     s: &Service,
-    db: &Database,
+    db: &DatabaseRow,
     guard: Guard,
     op: &OpData,
     new: Uuid,

@@ -17,10 +17,9 @@ use super::error::StepResult;
 use super::matrix::Action;
 use super::state::Runtime;
 use super::{builds, deploy, schedule, stop, supervise};
-use crate::api::Database;
 use crate::api::{DesiredState, Status};
 use crate::store::lifecycle::OpsRecord;
-use crate::store::StoreResult;
+use crate::store::{DatabaseRow, StoreResult};
 use crate::Service;
 
 /// How often the loop runs without being woken.
@@ -89,7 +88,7 @@ async fn tick(s: &Service, rt: &Runtime, cancel: &CancellationToken) -> StoreRes
     Ok(())
 }
 
-fn needs_task(db: &Database, o: &OpsRecord) -> bool {
+fn needs_task(db: &DatabaseRow, o: &OpsRecord) -> bool {
     !o.cleanup.is_empty()
         || db.desired_state.is_some()
         || !matches!(
@@ -136,7 +135,7 @@ async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
     }
 }
 
-async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StepResult<Next> {
+async fn step(s: &Service, rt: &Runtime, db: DatabaseRow, o: OpsRecord) -> StepResult<Next> {
     match decide::work(&db, &o) {
         Work::Cleanup => stop::cleanup(s, rt, &db, &o).await,
         Work::ApplyDesired(_) => apply_desired(s, &db).await,
@@ -165,7 +164,7 @@ async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StepResu
 
 /// Runs a queued action now that a stable status is reached, or drops it when the matrix no
 /// longer allows it.
-async fn apply_desired(s: &Service, db: &Database) -> StepResult<Next> {
+async fn apply_desired(s: &Service, db: &DatabaseRow) -> StepResult<Next> {
     let id = db.id;
     let r = s
         .write_as(move |tx| -> StepResult<()> {

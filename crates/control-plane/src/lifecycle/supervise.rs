@@ -10,8 +10,9 @@ use super::engine;
 use super::error::StepResult;
 use super::launch::{engine_port, launch, public_endpoint};
 use super::state::Runtime;
-use crate::api::{Database, HealthStatus, OpStep, RuntimeSettings, Status};
+use crate::api::{HealthStatus, RuntimeSettings, Status};
 use crate::store::lifecycle::{CrashLog, OpKind, OpsRecord};
+use crate::store::{DatabaseRow, OpStep};
 use crate::Service;
 
 /// `running` with nothing in flight: is the engine alive? Restart it after a crash, with
@@ -20,7 +21,7 @@ use crate::Service;
 pub(super) async fn supervise(
     s: &Service,
     rt: &Runtime,
-    db: Database,
+    db: DatabaseRow,
     o: OpsRecord,
 ) -> StepResult<Next> {
     let id = db.id;

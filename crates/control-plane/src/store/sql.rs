@@ -15,6 +15,10 @@ use chrono::{DateTime, Utc};
 use super::lifecycle::{
     BuildRecord, Event, EventRecord, InstanceRecord, OpsRecord, QueryKeyRecord,
 };
+use super::rows::{
+    ConnectionRow, DatabaseInternal, DatabaseRow, ManagementKeyRow, OpKind, OpStep,
+    OperationInFlight,
+};
 use crate::api::*;
 
 /// A column type both backends store and decode natively: text, `bigint`/`INTEGER`, boolean,
@@ -79,8 +83,8 @@ pub(super) fn customer_row<R: StoredRow>(r: &R) -> Result<Customer, R::Error> {
 pub(super) const MANAGEMENT_KEY_COLS: &str =
     "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
 
-pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKey, R::Error> {
-    Ok(ManagementKey {
+pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKeyRow, R::Error> {
+    Ok(ManagementKeyRow {
         wire: refract_api::ManagementKey {
             id: r.uuid(0)?,
             customer_id: r.uuid(1)?,
@@ -101,9 +105,9 @@ pub(super) const CONNECTION_COLS: &str =
      password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
      ssl_root_cert_secret";
 
-pub(super) fn connection_row<R: StoredRow>(r: &R) -> Result<Connection, R::Error> {
+pub(super) fn connection_row<R: StoredRow>(r: &R) -> Result<ConnectionRow, R::Error> {
     let ssl_root_cert_secret: Option<String> = r.value(14)?;
-    Ok(Connection {
+    Ok(ConnectionRow {
         wire: refract_api::Connection {
             id: r.uuid(0)?,
             customer_id: r.uuid(1)?,
@@ -140,10 +144,10 @@ macro_rules! database_columns {
 }
 pub(super) use database_columns;
 
-pub(super) fn database_row<R: StoredRow>(r: &R) -> Result<Database, R::Error> {
+pub(super) fn database_row<R: StoredRow>(r: &R) -> Result<DatabaseRow, R::Error> {
     let instance_size = r.enumeration(8, InstanceSize::parse)?;
     let (task_cpu, task_memory_mb) = instance_size.resources();
-    Ok(Database {
+    Ok(DatabaseRow {
         wire: refract_api::Database {
             id: r.uuid(0)?,
             customer_id: r.uuid(1)?,

@@ -17,6 +17,7 @@ mod lifecycle;
 
 use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
+use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
 use super::tx::{Store, Tx};
 use crate::api::*;
@@ -332,7 +333,7 @@ impl Tx for SqlTx<'_> {
         self.exists("SELECT 1 FROM customers WHERE is_admin = 1", [])
     }
 
-    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
+    fn insert_management_key(&self, k: &ManagementKeyRow) -> StoreResult<()> {
         self.execute(
             &format!("INSERT INTO management_keys ({MANAGEMENT_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
@@ -349,7 +350,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKeyRow>> {
         self.rows(
             &format!(
                 "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = ?1 ORDER BY created_at, id"
@@ -359,7 +360,11 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
+    fn get_management_key(
+        &self,
+        customer: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<ManagementKeyRow>> {
         self.row(
             &format!(
                 "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = ?1 AND customer_id = ?2"
@@ -369,7 +374,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKeyRow>> {
         self.row(
             &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = ?1"),
             [key_id],
@@ -391,7 +396,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
+    fn insert_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
         self.execute(
             &format!(
                 "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -416,7 +421,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn update_connection(&self, c: &Connection) -> StoreResult<()> {
+    fn update_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
         self.execute(
             "UPDATE connections SET name = ?2, host = ?3, port = ?4, available_schemas = ?5, username = ?6, \
              password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10, \
@@ -438,7 +443,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
         self.row(
             &format!(
                 "SELECT {CONNECTION_COLS} FROM connections WHERE id = ?1 AND customer_id = ?2"
@@ -448,7 +453,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>> {
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>> {
         self.rows(
             &format!(
                 "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = ?1 ORDER BY created_at, id"
@@ -478,7 +483,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn insert_database(&self, d: &Database) -> StoreResult<()> {
+    fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()> {
         self.execute(
             "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
              safety_net, instance_size, log_level, region, status, created_at, updated_at) \
@@ -504,7 +509,7 @@ impl Tx for SqlTx<'_> {
         self.update_database(d)
     }
 
-    fn update_database(&self, d: &Database) -> StoreResult<()> {
+    fn update_database(&self, d: &DatabaseRow) -> StoreResult<()> {
         let i = &d.internal;
         self.execute(
             "UPDATE databases SET name = ?2, mysql_db = ?3, sync_mode = ?4, sync_interval = ?5, safety_net = ?6, \
@@ -547,7 +552,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!(
                 "{DATABASE_SELECT} WHERE d.id = ?1 AND d.customer_id = ?2 AND d.deleted_at IS NULL"
@@ -561,7 +566,7 @@ impl Tx for SqlTx<'_> {
         &self,
         customer: Uuid,
         filter: &DatabaseFilter,
-    ) -> StoreResult<Vec<Database>> {
+    ) -> StoreResult<Vec<DatabaseRow>> {
         let mut sql =
             format!("{DATABASE_SELECT} WHERE d.customer_id = ?1 AND d.deleted_at IS NULL");
         let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(customer.to_string())];
@@ -585,7 +590,7 @@ impl Tx for SqlTx<'_> {
         self.rows(&sql, refs.as_slice(), |r| database_row(r))
     }
 
-    fn list_all_databases(&self) -> StoreResult<Vec<Database>> {
+    fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRow>> {
         self.rows(
             &format!("{DATABASE_SELECT} WHERE d.deleted_at IS NULL ORDER BY d.created_at, d.id"),
             [],

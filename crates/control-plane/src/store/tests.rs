@@ -132,8 +132,8 @@ fn customer(name: &str, admin: bool) -> Customer {
     }
 }
 
-fn connection(customer: Uuid, name: &str) -> Connection {
-    Connection {
+fn connection(customer: Uuid, name: &str) -> ConnectionRow {
+    ConnectionRow {
         wire: refract_api::Connection {
             id: Uuid::new_v4(),
             customer_id: customer,
@@ -155,9 +155,9 @@ fn connection(customer: Uuid, name: &str) -> Connection {
     }
 }
 
-fn database(c: &Connection, name: &str, minute: i64) -> Database {
+fn database(c: &ConnectionRow, name: &str, minute: i64) -> DatabaseRow {
     let (task_cpu, task_memory_mb) = InstanceSize::Medium.resources();
-    Database {
+    DatabaseRow {
         wire: refract_api::Database {
             id: Uuid::new_v4(),
             customer_id: c.customer_id,
@@ -237,7 +237,7 @@ fn customers_and_management_keys_round_trip() {
         let c = read(s, |tx| tx.get_customer(other.id)).unwrap();
         assert_eq!((c.plan, c.updated_at), (Plan::Teams, at(9)));
 
-        let key = ManagementKey {
+        let key = ManagementKeyRow {
             wire: refract_api::ManagementKey {
                 id: Uuid::new_v4(),
                 customer_id: other.id,

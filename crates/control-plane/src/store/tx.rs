@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
-use crate::api::{Connection, Customer, Database, DatabaseFilter, ManagementKey, Plan};
+use crate::api::{Customer, DatabaseFilter, Plan};
+use crate::store::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 
 /// A metadata store backend.
 pub trait Store: Send + Sync + 'static {
@@ -29,19 +30,20 @@ pub trait Tx {
     fn admin_exists(&self) -> StoreResult<bool>;
 
     // management keys
-    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()>;
-    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>>;
-    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>>;
+    fn insert_management_key(&self, k: &ManagementKeyRow) -> StoreResult<()>;
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKeyRow>>;
+    fn get_management_key(&self, customer: Uuid, id: Uuid)
+        -> StoreResult<Option<ManagementKeyRow>>;
     /// By public key id, any customer (authentication).
-    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>>;
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKeyRow>>;
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
 
     // connections
-    fn insert_connection(&self, c: &Connection) -> StoreResult<()>;
-    fn update_connection(&self, c: &Connection) -> StoreResult<()>;
-    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>>;
-    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>>;
+    fn insert_connection(&self, c: &ConnectionRow) -> StoreResult<()>;
+    fn update_connection(&self, c: &ConnectionRow) -> StoreResult<()>;
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>>;
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>>;
     fn delete_connection(&self, id: Uuid) -> StoreResult<()>;
     fn connection_name_taken(
         &self,
@@ -51,16 +53,19 @@ pub trait Tx {
     ) -> StoreResult<bool>;
 
     // databases
-    fn insert_database(&self, d: &Database) -> StoreResult<()>;
+    fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()>;
     /// Writes every column, the lifecycle ones included.
-    fn update_database(&self, d: &Database) -> StoreResult<()>;
+    fn update_database(&self, d: &DatabaseRow) -> StoreResult<()>;
     /// A non-deleted database of `customer`, with its latest endpoint and health.
-    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>>;
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<DatabaseRow>>;
     /// Non-deleted databases of `customer`, oldest first.
-    fn list_databases(&self, customer: Uuid, filter: &DatabaseFilter)
-        -> StoreResult<Vec<Database>>;
+    fn list_databases(
+        &self,
+        customer: Uuid,
+        filter: &DatabaseFilter,
+    ) -> StoreResult<Vec<DatabaseRow>>;
     /// Every non-deleted database of every customer (for the reconciler).
-    fn list_all_databases(&self) -> StoreResult<Vec<Database>>;
+    fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRow>>;
     fn count_databases(&self, customer: Uuid) -> StoreResult<usize>;
     fn database_name_taken(
         &self,

@@ -5,13 +5,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{json, PgTx, DATABASE_SELECT};
-use crate::api::*;
 use crate::store::lifecycle::*;
 use crate::store::sql::*;
-use crate::store::StoreResult;
+use crate::store::{DatabaseRow, StoreResult};
 
 impl LifecycleTx for PgTx<'_> {
-    fn database(&self, id: Uuid) -> StoreResult<Option<Database>> {
+    fn database(&self, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!("{DATABASE_SELECT} WHERE d.id = $1 AND d.deleted_at IS NULL"),
             &[&id],

@@ -5,13 +5,12 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::{json, ts, ts_opt, SqlTx, DATABASE_SELECT};
-use crate::api::*;
 use crate::store::lifecycle::*;
 use crate::store::sql::*;
-use crate::store::StoreResult;
+use crate::store::{DatabaseRow, StoreResult};
 
 impl LifecycleTx for SqlTx<'_> {
-    fn database(&self, id: Uuid) -> StoreResult<Option<Database>> {
+    fn database(&self, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!("{DATABASE_SELECT} WHERE d.id = ?1 AND d.deleted_at IS NULL"),
             [id.to_string()],
