@@ -50,6 +50,25 @@ impl Guard {
     }
 }
 
+/// What a step of an operation in flight starts from: the database and its ops record as read,
+/// the operation, and the guard the step's commits check. The dispatcher builds it once, so no
+/// step reads the operation or takes its guard again.
+pub(super) struct InFlight {
+    pub db: DatabaseRow,
+    pub o: OpsRecord,
+    pub op: OpData,
+    pub guard: Guard,
+}
+
+impl InFlight {
+    /// `None` when no operation is in flight.
+    pub(super) fn of(db: DatabaseRow, o: OpsRecord) -> Option<Self> {
+        let op = o.op.clone()?;
+        let guard = Guard::of(&db, &o);
+        Some(InFlight { db, o, op, guard })
+    }
+}
+
 /// The event a commit writes (when the status changes or a message is set).
 pub(super) struct Note {
     pub cause: String,

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{commit, fail, now, set_step, Guard, Next};
+use super::bookkeeping::{commit, fail, now, set_step, InFlight, Next};
 use super::error::StepResult;
 use super::state::{step_delay, Runtime};
 use crate::api::{Backend, SyncMode};
-use crate::store::lifecycle::{BuildStatus, OpsRecord};
+use crate::store::lifecycle::BuildStatus;
 use crate::store::ConnectionRow;
 use crate::store::StoreResult;
 use crate::store::{DatabaseRow, OpStep};
@@ -127,17 +127,8 @@ async fn log(s: &Service, db: Uuid, build: Option<Uuid>, text: String) -> StoreR
 }
 
 /// `testing_connection`: log in to the source within 5 s.
-pub(super) async fn test_connection(
-    s: &Service,
-    rt: &Runtime,
-    db: DatabaseRow,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let _ = rt;
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
-    let guard = Guard::of(&db, &o);
+pub(super) async fn test_connection(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight { db, o, op, guard } = f;
     step_delay().await;
     let Some(c) = connection(s, &db).await? else {
         return fail(s, rt, &db, &o, "the database's connection is gone".into()).await;
@@ -266,15 +257,13 @@ pub(super) async fn test_connection(
 }
 
 /// `queued` → `building` → `deploying`: at most [`super::state::BUILD_SLOTS`] at once.
-pub(super) async fn build(
-    s: &Service,
-    rt: &Runtime,
-    db: DatabaseRow,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
+pub(super) async fn build(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight {
+        mut db,
+        o,
+        op,
+        mut guard,
+    } = f;
     let Some(build_id) = op.build_id else {
         return fail(s, rt, &db, &o, "the operation has no build".into()).await;
     };
@@ -284,8 +273,6 @@ pub(super) async fn build(
     let Ok(_slot) = s.lifecycle.build_slots().try_acquire_owned() else {
         return Ok(Next::Idle); // stays queued; retried on the next tick
     };
-    let mut db = db;
-    let mut guard = Guard::of(&db, &o);
     if db.status == crate::api::Status::Queued {
         let started = commit(s, db.id, guard, move |tx, d, _, _| {
             if let Some(mut b) = tx.lifecycle().build(d.id, build_id)? {

@@ -5,13 +5,14 @@
 //! runtime driver, decide (pure, [`super::decide`]), act, then commit the result with
 //! [`super::bookkeeping::commit`].
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::actions::{self, Applied};
-use super::bookkeeping::{clear_op, commit, now, save, Guard, Next, Note};
+use super::bookkeeping::{clear_op, commit, now, save, Guard, InFlight, Next, Note};
 use super::decide::{self, Work};
 use super::error::StepResult;
 use super::matrix::Action;
@@ -139,10 +140,10 @@ async fn step(s: &Service, rt: &Runtime, db: DatabaseRow, o: OpsRecord) -> StepR
     match decide::work(&db, &o) {
         Work::Cleanup => stop::cleanup(s, rt, &db, &o).await,
         Work::ApplyDesired(_) => apply_desired(s, &db).await,
-        Work::TestConnection => builds::test_connection(s, rt, db, o).await,
-        Work::Build => builds::build(s, rt, db, o).await,
-        Work::Deploy => deploy::deploy(s, rt, db, o).await,
-        Work::Stop => stop::stop(s, rt, db, o).await,
+        Work::TestConnection => with_op(db, o, |f| builds::test_connection(s, rt, f)).await,
+        Work::Build => with_op(db, o, |f| builds::build(s, rt, f)).await,
+        Work::Deploy => with_op(db, o, |f| deploy::deploy(s, rt, f)).await,
+        Work::Stop => with_op(db, o, |f| stop::stop(s, rt, f)).await,
         Work::Supervise => supervise::supervise(s, rt, db, o).await,
         Work::Lost => {
             let guard = Guard::of(&db, &o);
@@ -159,6 +160,19 @@ async fn step(s: &Service, rt: &Runtime, db: DatabaseRow, o: OpsRecord) -> StepR
             Ok(Next::Again)
         }
         Work::Nothing => Ok(Next::Idle),
+    }
+}
+
+/// Runs a step of the operation in flight; idle when there is none (`decide::work` picks these
+/// steps only with one, so that is a record changed under us).
+async fn with_op<F: Future<Output = StepResult<Next>>>(
+    db: DatabaseRow,
+    o: OpsRecord,
+    step: impl FnOnce(InFlight) -> F,
+) -> StepResult<Next> {
+    match InFlight::of(db, o) {
+        Some(in_flight) => step(in_flight).await,
+        None => Ok(Next::Idle),
     }
 }
 

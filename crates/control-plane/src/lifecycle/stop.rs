@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{admin_token, clear_op, commit, now, Guard, Next};
+use super::bookkeeping::{admin_token, clear_op, commit, now, InFlight, Next};
 use super::error::StepResult;
 use super::state::{step_delay, Runtime};
 use crate::api::Status;
@@ -75,16 +75,8 @@ async fn drop_replication(s: &Service, database: Uuid, live: &[InstanceRecord]) 
 }
 
 /// `pausing` / `terminating`: stop every engine of the database.
-pub(super) async fn stop(
-    s: &Service,
-    rt: &Runtime,
-    db: DatabaseRow,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
-    let guard = Guard::of(&db, &o);
+pub(super) async fn stop(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight { db, o, op, guard } = f;
     step_delay().await;
     let id = db.id;
     let live = s
