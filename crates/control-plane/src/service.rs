@@ -18,7 +18,7 @@ use crate::plans;
 use crate::secrets::SecretStore;
 use crate::sqlite_roots::SqliteRoots;
 use crate::store::{
-    ConnectionRow, DatabaseInternal, DatabaseRow, Event, ManagementKeyRow, Store, StoreError,
+    ConnectionRow, DatabaseRow, Event, ManagementKeyRow, NewDatabase, Store, StoreError,
     StoreResult, Tx,
 };
 use crate::validate as v;
@@ -1469,7 +1469,6 @@ fn insert_database(
             return Err(binlog_conflict(sid, c));
         }
     }
-    let (task_cpu, task_memory_mb) = size.resources();
     let id = Uuid::new_v4();
     let sync_mode = c.default_sync_mode();
     check_replicas_sync(inst.replicas.unwrap_or(1), sync_mode, prefix)?;
@@ -1480,39 +1479,21 @@ fn insert_database(
         }
         given => given,
     };
-    let d = DatabaseRow {
-        wire: refract_api::Database {
-            id,
-            customer_id: customer.id,
-            connection_id: c.id,
-            name: inst.name,
-            schema: inst.schema,
-            sync_mode,
-            sync_interval: c.min_sync_interval,
-            safety_net: 3600,
-            task_cpu,
-            task_memory_mb,
-            replicas: inst.replicas.unwrap_or(1),
-            log_level: inst.log_level.unwrap_or(LogLevel::Info),
-            status: Status::Registered,
-            last_error: None,
-            endpoint_url: None,
-            health_status: None,
-            build_compute_override: None,
-            instance_size: size,
-            region: region.to_string(),
-            binlog_server_id,
-            desired_state: None,
-            reflexdb_custom_domain: None,
-            pause_schedule: None,
-            tags: Vec::new(),
-            has_pending_changes: false,
-            replication_paused: false,
-            created_at: t,
-            updated_at: t,
-        },
-        internal: DatabaseInternal::default(),
-    };
+    let d = DatabaseRow::registered(NewDatabase {
+        id,
+        customer_id: customer.id,
+        connection_id: c.id,
+        name: inst.name,
+        schema: inst.schema,
+        sync_mode,
+        sync_interval: c.min_sync_interval,
+        instance_size: size,
+        replicas: inst.replicas.unwrap_or(1),
+        log_level: inst.log_level.unwrap_or(LogLevel::Info),
+        region: region.to_string(),
+        binlog_server_id,
+        at: t,
+    });
     tx.insert_database(&d)?;
     tx.insert_event(&Event {
         database_id: d.id,

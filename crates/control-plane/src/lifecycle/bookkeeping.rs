@@ -287,6 +287,7 @@ pub(super) fn admin_token(s: &Service, database: Uuid) -> anyhow::Result<String>
 pub(super) mod tests {
     use super::*;
     use crate::api::{DesiredState, InstanceSize, LogLevel, SyncMode};
+    use crate::store::NewDatabase;
 
     /// Settings deployed before a field existed (`replicas`) are not a pending change: the
     /// missing field reads as its default.
@@ -303,39 +304,23 @@ pub(super) mod tests {
 
     /// A database row in `status` for pure tests.
     pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> DatabaseRow {
-        let t = now();
-        DatabaseRow {
-            wire: refract_api::Database {
-                id: Uuid::new_v4(),
-                customer_id: Uuid::new_v4(),
-                connection_id: Uuid::new_v4(),
-                name: "db".into(),
-                schema: "main".into(),
-                sync_mode: SyncMode::Poll,
-                sync_interval: 30,
-                safety_net: 3600,
-                task_cpu: 256,
-                task_memory_mb: 512,
-                replicas: 1,
-                log_level: LogLevel::Info,
-                status,
-                last_error: None,
-                endpoint_url: None,
-                health_status: None,
-                build_compute_override: None,
-                instance_size: InstanceSize::Nano,
-                region: "local".into(),
-                binlog_server_id: None,
-                desired_state: desired,
-                reflexdb_custom_domain: None,
-                pause_schedule: None,
-                tags: Vec::new(),
-                has_pending_changes: false,
-                replication_paused: false,
-                created_at: t,
-                updated_at: t,
-            },
-            internal: Default::default(),
-        }
+        let mut d = DatabaseRow::registered(NewDatabase {
+            id: Uuid::new_v4(),
+            customer_id: Uuid::new_v4(),
+            connection_id: Uuid::new_v4(),
+            name: "db".into(),
+            schema: "main".into(),
+            sync_mode: SyncMode::Poll,
+            sync_interval: 30,
+            instance_size: InstanceSize::Nano,
+            replicas: 1,
+            log_level: LogLevel::Info,
+            region: "local".into(),
+            binlog_server_id: None,
+            at: now(),
+        });
+        d.status = status;
+        d.desired_state = desired;
+        d
     }
 }

@@ -47,7 +47,7 @@ pub use error::{StoreError, StoreResult};
 pub use lifecycle::{Event, LifecycleTx};
 pub use postgres::{redact as redact_url, PgPool, PostgresStore};
 pub use rows::{
-    ConnectionRow, DatabaseInternal, DatabaseRow, ManagementKeyRow, OpKind, OpStep,
+    ConnectionRow, DatabaseInternal, DatabaseRow, ManagementKeyRow, NewDatabase, OpKind, OpStep,
     OperationInFlight,
 };
 pub use sqlite::SqliteStore;

@@ -14,7 +14,8 @@ use std::ops::{Deref, DerefMut};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    Connection, Database, DateTime, ManagementKey, RuntimeSettings, SyncMode, Utc, Uuid,
+    Connection, Database, DateTime, InstanceSize, InstanceSizeExt, LogLevel, ManagementKey,
+    RuntimeSettings, Status, SyncMode, Utc, Uuid,
 };
 
 /// `Row => Wire`: the row dereferences to its `wire` field (of the wire type `Wire`) and converts
@@ -49,6 +50,78 @@ pub struct DatabaseRow {
     pub internal: DatabaseInternal,
 }
 stored_wire_type!(DatabaseRow => Database);
+
+/// What a new database is registered with; everything else starts empty (no error, endpoint,
+/// tags, intent or operation) and its resources follow its size.
+#[derive(Debug, Clone)]
+pub struct NewDatabase {
+    /// The new database's id.
+    pub id: Uuid,
+    /// Owner.
+    pub customer_id: Uuid,
+    /// The connection it reads from.
+    pub connection_id: Uuid,
+    /// Name, unique per connection.
+    pub name: String,
+    /// Source schema it serves.
+    pub schema: String,
+    /// How it follows the source.
+    pub sync_mode: SyncMode,
+    /// Seconds between polls.
+    pub sync_interval: i64,
+    /// Size; sets CPU and memory.
+    pub instance_size: InstanceSize,
+    /// Engine copies to run.
+    pub replicas: i64,
+    /// Engine log level.
+    pub log_level: LogLevel,
+    /// Where it runs.
+    pub region: String,
+    /// Replica id on a MariaDB/MySQL source (binlog mode).
+    pub binlog_server_id: Option<i64>,
+    /// Creation time.
+    pub at: DateTime<Utc>,
+}
+
+impl DatabaseRow {
+    /// A database as registered: status `registered`, nothing deployed yet.
+    pub fn registered(new: NewDatabase) -> DatabaseRow {
+        let (task_cpu, task_memory_mb) = new.instance_size.resources();
+        DatabaseRow {
+            wire: Database {
+                id: new.id,
+                customer_id: new.customer_id,
+                connection_id: new.connection_id,
+                name: new.name,
+                schema: new.schema,
+                sync_mode: new.sync_mode,
+                sync_interval: new.sync_interval,
+                safety_net: 3600,
+                task_cpu,
+                task_memory_mb,
+                replicas: new.replicas,
+                log_level: new.log_level,
+                status: Status::Registered,
+                last_error: None,
+                endpoint_url: None,
+                health_status: None,
+                build_compute_override: None,
+                instance_size: new.instance_size,
+                region: new.region,
+                binlog_server_id: new.binlog_server_id,
+                desired_state: None,
+                reflexdb_custom_domain: None,
+                pause_schedule: None,
+                tags: Vec::new(),
+                has_pending_changes: false,
+                replication_paused: false,
+                created_at: new.at,
+                updated_at: new.at,
+            },
+            internal: DatabaseInternal::default(),
+        }
+    }
+}
 
 /// Kind of a lifecycle operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
