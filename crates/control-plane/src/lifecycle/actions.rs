@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{admin_token, new_op, now, save, set_op, set_step, Note};
+use super::bookkeeping::{admin_token, begin_op, new_op, now, save, set_step, Note};
 use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
 use super::types::*;
@@ -155,13 +155,7 @@ fn begin(
             } else {
                 OpKind::Rebuild
             };
-            set_op(
-                d,
-                o,
-                new_op(kind, cause, origin, Some(build.id), old),
-                OpStep::TestConnection,
-            );
-            d.status = Status::TestingConnection;
+            begin_op(d, o, new_op(kind, cause, origin, Some(build.id), old));
             if action == Action::Provision {
                 d.last_error = None;
             }
@@ -190,13 +184,7 @@ fn begin(
             } else {
                 OpKind::Reconfigure
             };
-            set_op(
-                d,
-                o,
-                new_op(kind, cause, origin, build, old),
-                OpStep::StartEngine,
-            );
-            d.status = Status::Deploying;
+            begin_op(d, o, new_op(kind, cause, origin, build, old));
             format!(
                 "deploying build {}",
                 build.map(|b| b.to_string()).unwrap_or_default()
@@ -210,13 +198,7 @@ fn begin(
             match origin {
                 Status::Running => {
                     let build = deploy_build(tx, d)?;
-                    set_op(
-                        d,
-                        o,
-                        new_op(OpKind::Resize, cause, origin, build, old),
-                        OpStep::StartEngine,
-                    );
-                    d.status = Status::Deploying;
+                    begin_op(d, o, new_op(OpKind::Resize, cause, origin, build, old));
                     format!("resizing to {size}")
                 }
                 Status::Deploying => {
@@ -236,24 +218,12 @@ fn begin(
             }
         }
         Action::Pause => {
-            set_op(
-                d,
-                o,
-                new_op(OpKind::Pause, cause, origin, None, old),
-                OpStep::StopEngine,
-            );
-            d.status = Status::Pausing;
+            begin_op(d, o, new_op(OpKind::Pause, cause, origin, None, old));
             "pausing".into()
         }
         Action::Resume => {
             let build = deploy_build(tx, d)?;
-            set_op(
-                d,
-                o,
-                new_op(OpKind::Resume, cause, origin, build, None),
-                OpStep::StartEngine,
-            );
-            d.status = Status::Resuming;
+            begin_op(d, o, new_op(OpKind::Resume, cause, origin, build, None));
             "resuming".into()
         }
         Action::Terminate => {
@@ -264,13 +234,7 @@ fn begin(
             // A terminate is the last word: an action queued behind the operation it ends is
             // dropped with it.
             d.desired_state = None;
-            set_op(
-                d,
-                o,
-                new_op(OpKind::Terminate, cause, origin, None, old),
-                OpStep::StopEngine,
-            );
-            d.status = Status::Terminating;
+            begin_op(d, o, new_op(OpKind::Terminate, cause, origin, None, old));
             "terminating".into()
         }
         Action::Delete | Action::Reload | Action::PauseSync | Action::ResumeSync => String::new(),

@@ -1,5 +1,5 @@
 //! The reconciler's bookkeeping: what every step uses to read the clock and record its result —
-//! the operation record ([`new_op`], [`set_op`], [`clear_op`]), guarded commits ([`Guard`],
+//! the operation record ([`new_op`], [`begin_op`], [`clear_op`]), guarded commits ([`Guard`],
 //! [`commit`], [`save`]) and the end of a failed operation ([`fail`]). Steps (`deploy`,
 //! `supervise`, `stop`, `builds`) and actions import this module, never the reconciler.
 //!
@@ -135,14 +135,31 @@ pub(super) fn save(
     Ok(())
 }
 
-/// Records a new operation on the row and the ops record.
-pub(super) fn set_op(d: &mut DatabaseRow, o: &mut OpsRecord, op: OpData, step: OpStep) {
+/// Where an operation of each kind starts: its first step and the status the database shows
+/// while it runs that step.
+pub(super) fn start_of(kind: OpKind) -> (OpStep, Status) {
+    match kind {
+        OpKind::Provision | OpKind::Rebuild => (OpStep::TestConnection, Status::TestingConnection),
+        OpKind::Redeploy | OpKind::Reconfigure | OpKind::Resize | OpKind::Restart => {
+            (OpStep::StartEngine, Status::Deploying)
+        }
+        OpKind::Resume => (OpStep::StartEngine, Status::Resuming),
+        OpKind::Pause => (OpStep::StopEngine, Status::Pausing),
+        OpKind::Terminate => (OpStep::StopEngine, Status::Terminating),
+    }
+}
+
+/// Begins `op`: records it on the row and the ops record at its first step, and moves the
+/// database to that step's status ([`start_of`]).
+pub(super) fn begin_op(d: &mut DatabaseRow, o: &mut OpsRecord, op: OpData) {
+    let (step, status) = start_of(op.kind);
     d.internal.operation = Some(OperationInFlight {
         kind: op.kind,
         step,
         started_at: op.started_at,
         attempt: 0,
     });
+    d.status = status;
     o.op = Some(op);
 }
 

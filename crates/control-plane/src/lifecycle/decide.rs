@@ -425,10 +425,11 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::lifecycle::bookkeeping::new_op;
     use crate::lifecycle::bookkeeping::tests::db;
+    use crate::lifecycle::bookkeeping::{begin_op, new_op};
     use crate::lifecycle::matrix::MATRIX;
     use crate::store::lifecycle::OpKind;
+    use crate::store::OpStep;
 
     fn ops(op: bool, cleanup: bool) -> OpsRecord {
         OpsRecord {
@@ -439,6 +440,29 @@ mod tests {
                 Vec::new()
             },
             ..Default::default()
+        }
+    }
+
+    /// Every kind of operation begins in a status whose step the reconciler runs: the status
+    /// `begin_op` gives (`bookkeeping::start_of`) routes through `work` to the step that handles
+    /// its first step.
+    #[test]
+    fn every_operation_begins_where_the_reconciler_runs_its_first_step() {
+        for kind in OpKind::ALL {
+            let mut d = db(Status::Running, None);
+            let mut o = OpsRecord::none(d.id);
+            let op = new_op(kind, "user", d.status, None, None);
+            begin_op(&mut d, &mut o, op);
+            let step = d.internal.operation.map(|op| op.step);
+            let expected = match step {
+                Some(OpStep::TestConnection) => Work::TestConnection,
+                Some(OpStep::WaitBuildSlot | OpStep::Build) => Work::Build,
+                Some(OpStep::StartEngine | OpStep::WaitHealthy) => Work::Deploy,
+                Some(OpStep::StopEngine) => Work::Stop,
+                None => panic!("{kind:?}: no operation recorded"),
+            };
+            assert_eq!(work(&d, &o), expected, "{kind:?} begins in {}", d.status);
+            assert_eq!(o.op.map(|op| op.kind), Some(kind));
         }
     }
 

@@ -148,7 +148,8 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    const ALL: [OpKind; 9] = [
+    /// Every kind.
+    pub const ALL: [OpKind; 9] = [
         OpKind::Provision,
         OpKind::Rebuild,
         OpKind::Redeploy,
