@@ -543,10 +543,7 @@ impl Tx for PgTx<'_> {
         name: &str,
         except: Option<Uuid>,
     ) -> StoreResult<bool> {
-        self.exists(
-            "SELECT 1 FROM connections WHERE customer_id = $1 AND name = $2 AND id IS DISTINCT FROM $3",
-            &[&customer, &name, &except],
-        )
+        self.exists(CONNECTION_NAME_TAKEN, &[&customer, &name, &except])
     }
 
     fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()> {
@@ -671,11 +668,7 @@ impl Tx for PgTx<'_> {
         name: &str,
         except: Option<Uuid>,
     ) -> StoreResult<bool> {
-        self.exists(
-            "SELECT 1 FROM databases WHERE connection_id = $1 AND name = $2 AND id IS DISTINCT FROM $3 \
-             AND deleted_at IS NULL",
-            &[&connection, &name, &except],
-        )
+        self.exists(DATABASE_NAME_TAKEN, &[&connection, &name, &except])
     }
 
     fn databases_using_schemas(
@@ -707,10 +700,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
-        self.exists(
-            "SELECT 1 FROM databases WHERE custom_domain = $1 AND id IS DISTINCT FROM $2 AND deleted_at IS NULL",
-            &[&domain, &except],
-        )
+        self.exists(CUSTOM_DOMAIN_TAKEN, &[&domain, &except])
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {

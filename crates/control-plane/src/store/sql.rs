@@ -256,9 +256,31 @@ pub(super) fn query_key_row<R: StoredRow>(r: &R) -> Result<QueryKeyRecord, R::Er
     })
 }
 
-/// The columns [`ops_row`] reads, of `database_ops o`.
-pub(super) const OPS_COLS: &str =
-    "o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port";
+/// The columns [`ops_row`] reads, of `database_ops o`. A macro, so that the statements below can
+/// `concat!` to it.
+macro_rules! ops_columns {
+    () => {
+        "o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port"
+    };
+}
+
+/// The ops record of database `$1` (read with [`ops_row`]).
+pub(super) const OPS_OF_DATABASE: &str = concat!(
+    "SELECT ",
+    ops_columns!(),
+    " FROM database_ops o WHERE o.database_id = $1"
+);
+
+/// The ops records of every non-deleted database (read with [`ops_row`]).
+pub(super) const ALL_OPS: &str = concat!(
+    "SELECT ",
+    ops_columns!(),
+    " FROM database_ops o JOIN databases d ON d.id = o.database_id WHERE d.deleted_at IS NULL"
+);
+
+/// Every engine port assigned (read with [`engine_port`]).
+pub(super) const ENGINE_PORTS: &str =
+    "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL";
 
 pub(super) fn ops_row<R: StoredRow>(r: &R) -> Result<OpsRecord, R::Error> {
     // A row this code cannot read back (written by a newer version) must not stop the
@@ -295,10 +317,29 @@ pub(super) fn event_row<R: StoredRow>(r: &R) -> Result<EventRecord, R::Error> {
     })
 }
 
+// Statements both dialects run, each backend binding its own values. Parameters are written
+// `$1`, `$2`, …: PostgreSQL's spelling, and to SQLite named parameters, which it numbers by first
+// appearance — so every statement here names `$1` first, then `$2`, and so on
+// (`shared_statements_number_their_parameters_in_order` checks). Both accept `IS DISTINCT FROM`
+// (SQLite since 3.39; the bundled one is 3.50).
+
+/// Whether customer `$1` has another connection (not `$3`, which may be null) named `$2`.
+pub(super) const CONNECTION_NAME_TAKEN: &str =
+    "SELECT 1 FROM connections WHERE customer_id = $1 AND name = $2 AND id IS DISTINCT FROM $3";
+
+/// Whether connection `$1` has another non-deleted database (not `$3`) named `$2`.
+pub(super) const DATABASE_NAME_TAKEN: &str =
+    "SELECT 1 FROM databases WHERE connection_id = $1 AND name = $2 AND id IS DISTINCT FROM $3 \
+     AND deleted_at IS NULL";
+
+/// Whether another non-deleted database (not `$2`) uses custom domain `$1`.
+pub(super) const CUSTOM_DOMAIN_TAKEN: &str =
+    "SELECT 1 FROM databases WHERE custom_domain = $1 AND id IS DISTINCT FROM $2 \
+     AND deleted_at IS NULL";
+
 /// Deleting a connection: soft-deleted databases keep pointing at it for audit, so their rows and
-/// history go with it, children first, since nothing can reach them any more. The one parameter,
-/// the connection id, is written `$1`: PostgreSQL's spelling, which SQLite binds as its only
-/// parameter too.
+/// history go with it, children first, since nothing can reach them any more. The one parameter
+/// is the connection id.
 pub(super) const DELETE_CONNECTION: [&str; 6] = [
     "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
     "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
@@ -307,3 +348,44 @@ pub(super) const DELETE_CONNECTION: [&str; 6] = [
     "DELETE FROM databases WHERE connection_id = $1",
     "DELETE FROM connections WHERE id = $1",
 ];
+
+#[cfg(test)]
+mod shared_statements {
+    use super::*;
+
+    /// SQLite numbers `$N` parameters by first appearance, so a shared statement that named `$2`
+    /// before `$1` would bind its values to the wrong places there.
+    #[test]
+    fn shared_statements_number_their_parameters_in_order() {
+        let shared = [
+            OPS_OF_DATABASE,
+            ALL_OPS,
+            ENGINE_PORTS,
+            CONNECTION_NAME_TAKEN,
+            DATABASE_NAME_TAKEN,
+            CUSTOM_DOMAIN_TAKEN,
+        ]
+        .into_iter()
+        .chain(DELETE_CONNECTION);
+        for sql in shared {
+            let mut seen: Vec<u32> = Vec::new();
+            for (i, _) in sql.match_indices('$') {
+                let digits: String = sql[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                let n: u32 = digits
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bare `$` in {sql}"));
+                if !seen.contains(&n) {
+                    assert_eq!(
+                        n as usize,
+                        seen.len() + 1,
+                        "`${n}` comes too early in {sql}"
+                    );
+                    seen.push(n);
+                }
+            }
+        }
+    }
+}

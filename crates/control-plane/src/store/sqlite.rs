@@ -478,7 +478,7 @@ impl Tx for SqlTx<'_> {
         except: Option<Uuid>,
     ) -> StoreResult<bool> {
         self.exists(
-            "SELECT 1 FROM connections WHERE customer_id = ?1 AND name = ?2 AND id IS NOT ?3",
+            CONNECTION_NAME_TAKEN,
             params![customer.to_string(), name, except.map(|u| u.to_string())],
         )
     }
@@ -614,8 +614,7 @@ impl Tx for SqlTx<'_> {
         except: Option<Uuid>,
     ) -> StoreResult<bool> {
         self.exists(
-            "SELECT 1 FROM databases WHERE connection_id = ?1 AND name = ?2 AND id IS NOT ?3 \
-             AND deleted_at IS NULL",
+            DATABASE_NAME_TAKEN,
             params![connection.to_string(), name, except.map(|u| u.to_string())],
         )
     }
@@ -651,7 +650,7 @@ impl Tx for SqlTx<'_> {
 
     fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
         self.exists(
-            "SELECT 1 FROM databases WHERE custom_domain = ?1 AND id IS NOT ?2 AND deleted_at IS NULL",
+            CUSTOM_DOMAIN_TAKEN,
             params![domain, except.map(|u| u.to_string())],
         )
     }
