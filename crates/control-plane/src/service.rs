@@ -18,8 +18,8 @@ use crate::plans;
 use crate::secrets::SecretStore;
 use crate::sqlite_roots::SqliteRoots;
 use crate::store::{
-    ConnectionRow, DatabaseRow, Event, ManagementKeyRow, NewDatabase, Store, StoreError,
-    StoreResult, Tx,
+    ConnectionRow, DatabaseRow, Event, ManagementKeyRow, NewDatabase, ServerIdClaim, Store,
+    StoreError, StoreResult, Tx,
 };
 use crate::validate as v;
 
@@ -768,7 +768,12 @@ impl Service {
                 let own: Vec<Uuid> = databases.iter().map(|d| d.id).collect();
                 for d in &databases {
                     if let Some(sid) = d.binlog_server_id {
-                        if tx.binlog_server_id_taken(&c.host, c.port, sid, &own)? {
+                        if tx.binlog_server_id_taken(&ServerIdClaim {
+ host: &c.host,
+ port: c.port,
+ server_id: sid,
+ except: &own,
+ })? {
                             return Err(ApiError::conflict(format!(
                                 "binlogServerId {sid} of database {} is already used by another database replicating from {}:{}",
                                 d.name,
@@ -1107,7 +1112,12 @@ impl Service {
             }
             if let Some(sid) = req.binlog_server_id {
                 if let Some(n) = sid {
-                    if tx.binlog_server_id_taken(&c.host, c.port, n, &[id])? {
+                    if tx.binlog_server_id_taken(&ServerIdClaim {
+ host: &c.host,
+ port: c.port,
+ server_id: n,
+ except: &[id],
+ })? {
                         return Err(binlog_conflict(n, &c));
                     }
                 }
@@ -1428,7 +1438,12 @@ pub(crate) fn pick_server_id(
     let mut id = FIRST + seed % SPAN;
     loop {
         if Some(id as u64) != source_server_id
-            && !tx.binlog_server_id_taken(host, port, id, &[db])?
+            && !tx.binlog_server_id_taken(&ServerIdClaim {
+                host,
+                port,
+                server_id: id,
+                except: &[db],
+            })?
         {
             return Ok(id);
         }
@@ -1465,7 +1480,12 @@ fn insert_database(
         )));
     }
     if let Some(sid) = inst.binlog_server_id {
-        if tx.binlog_server_id_taken(&c.host, c.port, sid, &[])? {
+        if tx.binlog_server_id_taken(&ServerIdClaim {
+            host: &c.host,
+            port: c.port,
+            server_id: sid,
+            except: &[],
+        })? {
             return Err(binlog_conflict(sid, c));
         }
     }

@@ -37,7 +37,7 @@ use super::error::{StoreError, StoreResult};
 use super::lifecycle::{Event, LifecycleTx};
 use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
-use super::tx::{Store, Tx};
+use super::tx::{ServerIdClaim, Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations of the PostgreSQL backend, applied in order and recorded in
@@ -684,18 +684,12 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn binlog_server_id_taken(
-        &self,
-        host: &str,
-        port: Option<i64>,
-        server_id: i64,
-        except: &[Uuid],
-    ) -> StoreResult<bool> {
+    fn binlog_server_id_taken(&self, claim: &ServerIdClaim) -> StoreResult<bool> {
         self.exists(
             "SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
              WHERE d.deleted_at IS NULL AND d.binlog_server_id = $1 AND lower(c.host) = lower($2) \
              AND c.port IS NOT DISTINCT FROM $3 AND NOT (d.id = ANY($4))",
-            &[&server_id, &host, &port, &except],
+            &[&claim.server_id, &claim.host, &claim.port, &claim.except],
         )
     }
 

@@ -19,7 +19,7 @@ use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
 use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
-use super::tx::{Store, Tx};
+use super::tx::{ServerIdClaim, Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations, applied in order on start and recorded in `schema_migrations`.
@@ -632,19 +632,13 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn binlog_server_id_taken(
-        &self,
-        host: &str,
-        port: Option<i64>,
-        server_id: i64,
-        except: &[Uuid],
-    ) -> StoreResult<bool> {
-        let except: Vec<String> = except.iter().map(|u| u.to_string()).collect();
+    fn binlog_server_id_taken(&self, claim: &ServerIdClaim) -> StoreResult<bool> {
+        let except: Vec<String> = claim.except.iter().map(|u| u.to_string()).collect();
         self.exists(
             "SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
              WHERE d.deleted_at IS NULL AND d.binlog_server_id = ?1 AND lower(c.host) = lower(?2) AND c.port IS ?3 \
              AND d.id NOT IN (SELECT value FROM json_each(?4))",
-            params![server_id, host, port, json(&except)],
+            params![claim.server_id, claim.host, claim.port, json(&except)],
         )
     }
 

@@ -393,24 +393,17 @@ fn connections_and_databases_round_trip_with_filters() {
         );
         assert!(read(s, |tx| tx.databases_using_schemas(c.id, &[])).is_empty());
         // Host compared without case; the port must match too; `except` excludes.
-        assert!(read(s, |tx| tx.binlog_server_id_taken(
-            "db.example",
-            Some(3306),
-            4242,
-            &[]
-        )));
-        assert!(!read(s, |tx| tx.binlog_server_id_taken(
-            "db.example",
-            Some(3307),
-            4242,
-            &[]
-        )));
-        assert!(!read(s, |tx| tx.binlog_server_id_taken(
-            "db.example",
-            Some(3306),
-            4242,
-            &[a.id]
-        )));
+        fn claim(port: i64, except: &[Uuid]) -> ServerIdClaim<'_> {
+            ServerIdClaim {
+                host: "db.example",
+                port: Some(port),
+                server_id: 4242,
+                except,
+            }
+        }
+        assert!(read(s, |tx| tx.binlog_server_id_taken(&claim(3306, &[]))));
+        assert!(!read(s, |tx| tx.binlog_server_id_taken(&claim(3307, &[]))));
+        assert!(!read(s, |tx| tx.binlog_server_id_taken(&claim(3306, &[a.id]))));
         assert!(read(s, |tx| tx.custom_domain_taken("alpha.example.com", None)));
         assert!(!read(s, |tx| tx
             .custom_domain_taken("alpha.example.com", Some(a.id))));

@@ -18,6 +18,20 @@ pub trait Store: Send + Sync + 'static {
     fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()>;
 }
 
+/// A binlog server id wanted on a MariaDB/MySQL source: `server_id` on `host:port` (host
+/// compared without case), by a database other than those in `except`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerIdClaim<'a> {
+    /// The source's host.
+    pub host: &'a str,
+    /// The source's port (`None`: the default).
+    pub port: Option<i64>,
+    /// The replica id wanted.
+    pub server_id: i64,
+    /// Databases whose own ids do not count (the ones asking).
+    pub except: &'a [Uuid],
+}
+
 /// Typed reads and writes inside one transaction. Lookups by id that take a `customer` only
 /// return that customer's rows: tenant isolation is enforced here, not in each caller.
 #[allow(missing_docs)] // names say it; the rules are on the trait and the module
@@ -79,14 +93,9 @@ pub trait Tx {
         connection: Uuid,
         schemas: &[String],
     ) -> StoreResult<Vec<(String, String)>>;
-    /// Whether a non-deleted database (any customer) replicating from `host:port` uses `server_id`.
-    fn binlog_server_id_taken(
-        &self,
-        host: &str,
-        port: Option<i64>,
-        server_id: i64,
-        except: &[Uuid],
-    ) -> StoreResult<bool>;
+    /// Whether a non-deleted database (any customer, not one of `claim.except`) replicating from
+    /// the claim's `host:port` uses its `server_id`.
+    fn binlog_server_id_taken(&self, claim: &ServerIdClaim) -> StoreResult<bool>;
     fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool>;
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
 
