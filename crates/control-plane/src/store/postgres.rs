@@ -324,6 +324,11 @@ impl PgTx<'_> {
         Ok(())
     }
 
+    /// Runs `sql`, which writes time `$1` into row `$2`.
+    fn stamp(&self, sql: &str, at: DateTime<Utc>, id: Uuid) -> StoreResult<()> {
+        self.execute(sql, &[&at, &id])
+    }
+
     fn rows<T>(
         &self,
         sql: &str,
@@ -373,19 +378,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
-        self.row(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1"),
-            &[&id],
-            customer_row,
-        )
+        self.row(CUSTOMER_BY_ID, &[&id], customer_row)
     }
 
     fn list_customers(&self) -> StoreResult<Vec<Customer>> {
-        self.rows(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"),
-            &[],
-            customer_row,
-        )
+        self.rows(ALL_CUSTOMERS, &[], customer_row)
     }
 
     fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
@@ -419,13 +416,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKeyRow>> {
-        self.rows(
-            &format!(
-                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
-            ),
-            &[&customer],
-            management_key_row,
-        )
+        self.rows(KEYS_OF_CUSTOMER, &[&customer], management_key_row)
     }
 
     fn get_management_key(
@@ -433,33 +424,19 @@ impl Tx for PgTx<'_> {
         customer: Uuid,
         id: Uuid,
     ) -> StoreResult<Option<ManagementKeyRow>> {
-        self.row(
-            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = $1 AND customer_id = $2"),
-            &[&id, &customer],
-            management_key_row,
-        )
+        self.row(KEY_BY_ID, &[&id, &customer], management_key_row)
     }
 
     fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKeyRow>> {
-        self.row(
-            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = $1"),
-            &[&key_id],
-            management_key_row,
-        )
+        self.row(KEY_BY_KEY_ID, &[&key_id], management_key_row)
     }
 
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-            &[&id, &at],
-        )
+        self.stamp(REVOKE_KEY, at, id)
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET last_used_at = $2 WHERE id = $1",
-            &[&id, &at],
-        )
+        self.stamp(TOUCH_KEY, at, id)
     }
 
     fn insert_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
@@ -511,23 +488,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
-        self.row(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE id = $1 AND customer_id = $2"
-            ),
-            &[&id, &customer],
-            connection_row,
-        )
+        self.row(CONNECTION_BY_ID, &[&id, &customer], connection_row)
     }
 
     fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>> {
-        self.rows(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = $1 ORDER BY created_at, id"
-            ),
-            &[&customer],
-            connection_row,
-        )
+        self.rows(CONNECTIONS_OF_CUSTOMER, &[&customer], connection_row)
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
@@ -698,10 +663,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE databases SET deleted_at = $2, updated_at = $2 WHERE id = $1",
-            &[&id, &at],
-        )
+        self.stamp(SOFT_DELETE_DATABASE, at, id)
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {

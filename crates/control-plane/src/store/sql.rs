@@ -67,7 +67,25 @@ pub(super) trait StoredRow {
     }
 }
 
-pub(super) const CUSTOMER_COLS: &str = "id, name, plan, is_admin, created_at, updated_at";
+/// The columns [`customer_row`] reads. A macro, so that the statements below can `concat!` to it.
+macro_rules! customer_columns {
+    () => {
+        "id, name, plan, is_admin, created_at, updated_at"
+    };
+}
+pub(super) const CUSTOMER_COLS: &str = customer_columns!();
+/// Customer `$1`.
+pub(super) const CUSTOMER_BY_ID: &str = concat!(
+    "SELECT ",
+    customer_columns!(),
+    " FROM customers WHERE id = $1"
+);
+/// Every customer, oldest first.
+pub(super) const ALL_CUSTOMERS: &str = concat!(
+    "SELECT ",
+    customer_columns!(),
+    " FROM customers ORDER BY created_at, id"
+);
 
 pub(super) fn customer_row<R: StoredRow>(r: &R) -> Result<Customer, R::Error> {
     Ok(Customer {
@@ -80,8 +98,31 @@ pub(super) fn customer_row<R: StoredRow>(r: &R) -> Result<Customer, R::Error> {
     })
 }
 
-pub(super) const MANAGEMENT_KEY_COLS: &str =
-    "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
+/// The columns [`management_key_row`] reads.
+macro_rules! management_key_columns {
+    () => {
+        "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at"
+    };
+}
+pub(super) const MANAGEMENT_KEY_COLS: &str = management_key_columns!();
+/// The management keys of customer `$1`, oldest first.
+pub(super) const KEYS_OF_CUSTOMER: &str = concat!(
+    "SELECT ",
+    management_key_columns!(),
+    " FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
+);
+/// Management key `$1` of customer `$2`.
+pub(super) const KEY_BY_ID: &str = concat!(
+    "SELECT ",
+    management_key_columns!(),
+    " FROM management_keys WHERE id = $1 AND customer_id = $2"
+);
+/// The management key with public id `$1`.
+pub(super) const KEY_BY_KEY_ID: &str = concat!(
+    "SELECT ",
+    management_key_columns!(),
+    " FROM management_keys WHERE key_id = $1"
+);
 
 pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKeyRow, R::Error> {
     Ok(ManagementKeyRow {
@@ -100,10 +141,27 @@ pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKeyRow
     })
 }
 
-pub(super) const CONNECTION_COLS: &str =
-    "id, customer_id, name, backend, host, port, available_schemas, username, \
-     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
-     ssl_root_cert_secret";
+/// The columns [`connection_row`] reads.
+macro_rules! connection_columns {
+    () => {
+        "id, customer_id, name, backend, host, port, available_schemas, username, \
+         password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
+         ssl_root_cert_secret"
+    };
+}
+pub(super) const CONNECTION_COLS: &str = connection_columns!();
+/// Connection `$1` of customer `$2`.
+pub(super) const CONNECTION_BY_ID: &str = concat!(
+    "SELECT ",
+    connection_columns!(),
+    " FROM connections WHERE id = $1 AND customer_id = $2"
+);
+/// The connections of customer `$1`, oldest first.
+pub(super) const CONNECTIONS_OF_CUSTOMER: &str = concat!(
+    "SELECT ",
+    connection_columns!(),
+    " FROM connections WHERE customer_id = $1 ORDER BY created_at, id"
+);
 
 pub(super) fn connection_row<R: StoredRow>(r: &R) -> Result<ConnectionRow, R::Error> {
     let ssl_root_cert_secret: Option<String> = r.value(14)?;
@@ -337,6 +395,17 @@ pub(super) const CUSTOM_DOMAIN_TAKEN: &str =
     "SELECT 1 FROM databases WHERE custom_domain = $1 AND id IS DISTINCT FROM $2 \
      AND deleted_at IS NULL";
 
+/// Revoking management key `$2` at `$1` (a key revoked before keeps its first time).
+pub(super) const REVOKE_KEY: &str =
+    "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2";
+
+/// Management key `$2` used at `$1`.
+pub(super) const TOUCH_KEY: &str = "UPDATE management_keys SET last_used_at = $1 WHERE id = $2";
+
+/// Soft-deleting database `$2` at `$1`.
+pub(super) const SOFT_DELETE_DATABASE: &str =
+    "UPDATE databases SET deleted_at = $1, updated_at = $1 WHERE id = $2";
+
 /// Deleting a connection: soft-deleted databases keep pointing at it for audit, so their rows and
 /// history go with it, children first, since nothing can reach them any more. The one parameter
 /// is the connection id.
@@ -358,6 +427,16 @@ mod shared_statements {
     #[test]
     fn shared_statements_number_their_parameters_in_order() {
         let shared = [
+            CUSTOMER_BY_ID,
+            ALL_CUSTOMERS,
+            KEYS_OF_CUSTOMER,
+            KEY_BY_ID,
+            KEY_BY_KEY_ID,
+            CONNECTION_BY_ID,
+            CONNECTIONS_OF_CUSTOMER,
+            REVOKE_KEY,
+            TOUCH_KEY,
+            SOFT_DELETE_DATABASE,
             OPS_OF_DATABASE,
             ALL_OPS,
             ENGINE_PORTS,

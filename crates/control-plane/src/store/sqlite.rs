@@ -261,6 +261,11 @@ impl SqlTx<'_> {
         Ok(())
     }
 
+    /// Runs `sql`, which writes time `$1` into row `$2`.
+    fn stamp(&self, sql: &str, at: DateTime<Utc>, id: Uuid) -> StoreResult<()> {
+        self.execute(sql, params![ts(&at), id.to_string()])
+    }
+
     /// Every row `sql` returns, decoded.
     fn rows<T>(
         &self,
@@ -307,19 +312,11 @@ impl Tx for SqlTx<'_> {
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
-        self.row(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"),
-            [id.to_string()],
-            |r| customer_row(r),
-        )
+        self.row(CUSTOMER_BY_ID, [id.to_string()], |r| customer_row(r))
     }
 
     fn list_customers(&self) -> StoreResult<Vec<Customer>> {
-        self.rows(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"),
-            [],
-            |r| customer_row(r),
-        )
+        self.rows(ALL_CUSTOMERS, [], |r| customer_row(r))
     }
 
     fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
@@ -351,13 +348,9 @@ impl Tx for SqlTx<'_> {
     }
 
     fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKeyRow>> {
-        self.rows(
-            &format!(
-                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = ?1 ORDER BY created_at, id"
-            ),
-            [customer.to_string()],
-            |r| management_key_row(r),
-        )
+        self.rows(KEYS_OF_CUSTOMER, [customer.to_string()], |r| {
+            management_key_row(r)
+        })
     }
 
     fn get_management_key(
@@ -365,35 +358,21 @@ impl Tx for SqlTx<'_> {
         customer: Uuid,
         id: Uuid,
     ) -> StoreResult<Option<ManagementKeyRow>> {
-        self.row(
-            &format!(
-                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = ?1 AND customer_id = ?2"
-            ),
-            [id.to_string(), customer.to_string()],
-            |r| management_key_row(r),
-        )
+        self.row(KEY_BY_ID, [id.to_string(), customer.to_string()], |r| {
+            management_key_row(r)
+        })
     }
 
     fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKeyRow>> {
-        self.row(
-            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = ?1"),
-            [key_id],
-            |r| management_key_row(r),
-        )
+        self.row(KEY_BY_KEY_ID, [key_id], |r| management_key_row(r))
     }
 
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-            params![id.to_string(), ts(&at)],
-        )
+        self.stamp(REVOKE_KEY, at, id)
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET last_used_at = ?2 WHERE id = ?1",
-            params![id.to_string(), ts(&at)],
-        )
+        self.stamp(TOUCH_KEY, at, id)
     }
 
     fn insert_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
@@ -445,22 +424,16 @@ impl Tx for SqlTx<'_> {
 
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
         self.row(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE id = ?1 AND customer_id = ?2"
-            ),
+            CONNECTION_BY_ID,
             [id.to_string(), customer.to_string()],
             |r| connection_row(r),
         )
     }
 
     fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>> {
-        self.rows(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = ?1 ORDER BY created_at, id"
-            ),
-            [customer.to_string()],
-            |r| connection_row(r),
-        )
+        self.rows(CONNECTIONS_OF_CUSTOMER, [customer.to_string()], |r| {
+            connection_row(r)
+        })
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
@@ -650,10 +623,7 @@ impl Tx for SqlTx<'_> {
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE databases SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
-            params![id.to_string(), ts(&at)],
-        )
+        self.stamp(SOFT_DELETE_DATABASE, at, id)
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {
