@@ -70,6 +70,14 @@ pub(super) enum Applied {
     Refused(String),
 }
 
+/// An action as asked: which, with what parameters, and by whom (`user`, `schedule` or
+/// `reconciler`: the cause an operation it begins records).
+pub(super) struct Ask<'a> {
+    pub action: Action,
+    pub params: &'a ActionParams,
+    pub cause: &'a str,
+}
+
 /// The one path of an action, whoever asks (an endpoint, a pause schedule, the reconciler running
 /// a queued `desiredState`): decide through the matrix, then begin it, queue it (when
 /// `may_queue`) or refuse it, inside `tx`. The caller saves the row and writes the event.
@@ -77,14 +85,13 @@ pub(super) fn apply_action(
     tx: &dyn Tx,
     d: &mut DatabaseRow,
     o: &mut OpsRecord,
-    action: Action,
-    params: &ActionParams,
-    cause: &str,
+    ask: &Ask,
     may_queue: bool,
 ) -> Result<Applied, ActionError> {
     let ctx = context(tx, d)?;
+    let action = ask.action;
     match matrix::decide(d.status, action, &ctx) {
-        Decision::Immediate => Ok(Applied::Begun(begin(tx, d, o, action, params, cause)?)),
+        Decision::Immediate => Ok(Applied::Begun(begin(tx, d, o, ask)?)),
         Decision::Queued if may_queue => {
             d.desired_state = Some(desired_of(action));
             Ok(Applied::Queued)
@@ -112,10 +119,13 @@ fn begin(
     tx: &dyn Tx,
     d: &mut DatabaseRow,
     o: &mut OpsRecord,
-    action: Action,
-    params: &ActionParams,
-    cause: &str,
+    ask: &Ask,
 ) -> Result<String, ActionError> {
+    let Ask {
+        action,
+        params,
+        cause,
+    } = *ask;
     let origin = d.status;
     let old = if origin == Status::Running {
         live_instance(tx, d)?
@@ -287,7 +297,12 @@ impl Service {
                 };
                 let mut after = After::Nothing;
                 let mut replication = None;
-                let mode = match apply_action(tx, &mut d, &mut o, action, &params, "user", true)? {
+                let ask = Ask {
+                    action,
+                    params: &params,
+                    cause: "user",
+                };
+                let mode = match apply_action(tx, &mut d, &mut o, &ask, true)? {
                     Applied::Refused(reason) => return Err(ApiError::ActionNotAllowed(reason)),
                     Applied::Queued => {
                         note.message = format!(

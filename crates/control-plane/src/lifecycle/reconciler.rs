@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::actions::{self, Applied};
+use super::actions::{self, Applied, Ask};
 use super::bookkeeping::{clear_op, commit, now, save, Guard, InFlight, Next, Note};
 use super::decide::{self, Work};
 use super::error::StepResult;
@@ -203,16 +203,12 @@ async fn apply_desired(s: &Service, db: &DatabaseRow) -> StepResult<Next> {
             d.desired_state = None;
             if !reached {
                 let action = actions::action_of(want);
-                let params = Default::default();
-                note.message = match actions::apply_action(
-                    tx,
-                    &mut d,
-                    &mut o,
+                let ask = Ask {
                     action,
-                    &params,
-                    "reconciler",
-                    false,
-                )? {
+                    params: &Default::default(),
+                    cause: "reconciler",
+                };
+                note.message = match actions::apply_action(tx, &mut d, &mut o, &ask, false)? {
                     Applied::Begun(msg) => format!("queued {}: {msg}", action.name()),
                     Applied::Queued | Applied::Refused(_) => format!(
                         "queued {} dropped: not allowed in status {}",
@@ -251,8 +247,12 @@ async fn fire_schedule(
             cause: "schedule".into(),
             message: String::new(),
         };
-        let params = Default::default();
-        match actions::apply_action(tx, &mut d, &mut o, action, &params, "schedule", true)? {
+        let ask = Ask {
+            action,
+            params: &Default::default(),
+            cause: "schedule",
+        };
+        match actions::apply_action(tx, &mut d, &mut o, &ask, true)? {
             Applied::Begun(msg) => note.message = format!("scheduled {}: {msg}", action.name()),
             Applied::Queued => note.message = format!("scheduled {} queued", action.name()),
             Applied::Refused(reason) => {
