@@ -18,8 +18,8 @@ use crate::plans;
 use crate::secrets::SecretStore;
 use crate::sqlite_roots::SqliteRoots;
 use crate::store::{
-    ConnectionRow, DatabaseRow, Event, ManagementKeyRow, NewDatabase, ServerIdClaim, Store,
-    StoreError, StoreResult, Tx,
+    ConnectionRow, DatabaseRow, Event, ManagementKeyRow, NameClaim, NewDatabase, ServerIdClaim,
+    Store, StoreError, StoreResult, Tx,
 };
 use crate::validate as v;
 
@@ -594,7 +594,11 @@ impl Service {
         let instance = req.instance;
         let result = self
             .write(move |tx| {
-                if tx.connection_name_taken(customer.id, &connection.name, None)? {
+                if tx.connection_name_taken(&NameClaim {
+                    owner: customer.id,
+                    name: &connection.name,
+                    except: None,
+                })? {
                     return Err(ApiError::conflict(format!(
                         "a connection named {:?} already exists",
                         connection.name
@@ -712,7 +716,11 @@ impl Service {
             }
             let t = now();
             if let Some(name) = req.name {
-                if tx.connection_name_taken(customer, &name, Some(id))? {
+                if tx.connection_name_taken(&NameClaim {
+ owner: customer,
+ name: &name,
+ except: Some(id),
+ })? {
                     return Err(ApiError::conflict(format!("a connection named {name:?} already exists")));
                 }
                 c.name = name;
@@ -1078,7 +1086,11 @@ impl Service {
             let mut d = customer_database(tx, customer.id, id)?;
             let c = tx.get_connection(customer.id, d.connection_id)?.ok_or_else(|| ApiError::not_found("connection"))?;
             if let Some(name) = req.name {
-                if name != d.name && tx.database_name_taken(c.id, &name, Some(id))? {
+                if name != d.name && tx.database_name_taken(&NameClaim {
+ owner: c.id,
+ name: &name,
+ except: Some(id),
+ })? {
                     return Err(ApiError::conflict(format!("a database named {name:?} already exists on this connection")));
                 }
                 d.name = name;
@@ -1473,7 +1485,11 @@ fn insert_database(
             )));
         }
     }
-    if tx.database_name_taken(c.id, &inst.name, None)? {
+    if tx.database_name_taken(&NameClaim {
+        owner: c.id,
+        name: &inst.name,
+        except: None,
+    })? {
         return Err(ApiError::conflict(format!(
             "{prefix}name: a database named {:?} already exists on this connection",
             inst.name

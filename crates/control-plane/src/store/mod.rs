@@ -51,4 +51,4 @@ pub use rows::{
     OperationInFlight,
 };
 pub use sqlite::SqliteStore;
-pub use tx::{ServerIdClaim, Store, Tx};
+pub use tx::{NameClaim, ServerIdClaim, Store, Tx};

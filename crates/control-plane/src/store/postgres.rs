@@ -37,7 +37,7 @@ use super::error::{StoreError, StoreResult};
 use super::lifecycle::{Event, LifecycleTx};
 use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
-use super::tx::{ServerIdClaim, Store, Tx};
+use super::tx::{NameClaim, ServerIdClaim, Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations of the PostgreSQL backend, applied in order and recorded in
@@ -502,13 +502,11 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn connection_name_taken(
-        &self,
-        customer: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
-        self.exists(CONNECTION_NAME_TAKEN, &[&customer, &name, &except])
+    fn connection_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
+        self.exists(
+            CONNECTION_NAME_TAKEN,
+            &[&claim.owner, &claim.name, &claim.except],
+        )
     }
 
     fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()> {
@@ -627,13 +625,11 @@ impl Tx for PgTx<'_> {
         Ok(n as usize)
     }
 
-    fn database_name_taken(
-        &self,
-        connection: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
-        self.exists(DATABASE_NAME_TAKEN, &[&connection, &name, &except])
+    fn database_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
+        self.exists(
+            DATABASE_NAME_TAKEN,
+            &[&claim.owner, &claim.name, &claim.except],
+        )
     }
 
     fn databases_using_schemas(

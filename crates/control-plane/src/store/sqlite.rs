@@ -19,7 +19,7 @@ use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
 use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
-use super::tx::{ServerIdClaim, Store, Tx};
+use super::tx::{NameClaim, ServerIdClaim, Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations, applied in order on start and recorded in `schema_migrations`.
@@ -261,6 +261,12 @@ impl SqlTx<'_> {
         Ok(())
     }
 
+    /// Whether `sql` finds `claim`'s name taken (owner `$1`, name `$2`, except `$3`).
+    fn name_taken(&self, sql: &str, claim: &NameClaim) -> StoreResult<bool> {
+        let except = claim.except.map(|u| u.to_string());
+        self.exists(sql, params![claim.owner.to_string(), claim.name, except])
+    }
+
     /// Runs `sql`, which writes time `$1` into row `$2`.
     fn stamp(&self, sql: &str, at: DateTime<Utc>, id: Uuid) -> StoreResult<()> {
         self.execute(sql, params![ts(&at), id.to_string()])
@@ -444,16 +450,8 @@ impl Tx for SqlTx<'_> {
         Ok(())
     }
 
-    fn connection_name_taken(
-        &self,
-        customer: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
-        self.exists(
-            CONNECTION_NAME_TAKEN,
-            params![customer.to_string(), name, except.map(|u| u.to_string())],
-        )
+    fn connection_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
+        self.name_taken(CONNECTION_NAME_TAKEN, claim)
     }
 
     fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()> {
@@ -580,16 +578,8 @@ impl Tx for SqlTx<'_> {
         Ok(n as usize)
     }
 
-    fn database_name_taken(
-        &self,
-        connection: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
-        self.exists(
-            DATABASE_NAME_TAKEN,
-            params![connection.to_string(), name, except.map(|u| u.to_string())],
-        )
+    fn database_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
+        self.name_taken(DATABASE_NAME_TAKEN, claim)
     }
 
     fn databases_using_schemas(

@@ -18,6 +18,18 @@ pub trait Store: Send + Sync + 'static {
     fn read(&self, f: &mut dyn FnMut(&dyn Tx) -> StoreResult<()>) -> StoreResult<()>;
 }
 
+/// A name wanted inside its owner (a customer's connections, a connection's databases), by a
+/// record other than `except` (the one being renamed, if any).
+#[derive(Debug, Clone, Copy)]
+pub struct NameClaim<'a> {
+    /// The customer (of a connection) or connection (of a database) the name is unique in.
+    pub owner: Uuid,
+    /// The name wanted.
+    pub name: &'a str,
+    /// The record whose own name does not count.
+    pub except: Option<Uuid>,
+}
+
 /// A binlog server id wanted on a MariaDB/MySQL source: `server_id` on `host:port` (host
 /// compared without case), by a database other than those in `except`.
 #[derive(Debug, Clone, Copy)]
@@ -59,12 +71,8 @@ pub trait Tx {
     fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>>;
     fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>>;
     fn delete_connection(&self, id: Uuid) -> StoreResult<()>;
-    fn connection_name_taken(
-        &self,
-        customer: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool>;
+    /// Whether customer `claim.owner` has another connection named `claim.name`.
+    fn connection_name_taken(&self, claim: &NameClaim) -> StoreResult<bool>;
 
     // databases
     fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()>;
@@ -81,12 +89,8 @@ pub trait Tx {
     /// Every non-deleted database of every customer (for the reconciler).
     fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRow>>;
     fn count_databases(&self, customer: Uuid) -> StoreResult<usize>;
-    fn database_name_taken(
-        &self,
-        connection: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool>;
+    /// Whether connection `claim.owner` has another non-deleted database named `claim.name`.
+    fn database_name_taken(&self, claim: &NameClaim) -> StoreResult<bool>;
     /// `(database name, schema)` of non-deleted databases of `connection` using one of `schemas`.
     fn databases_using_schemas(
         &self,
