@@ -625,41 +625,54 @@ pub struct CreateConnectionRequest {
     pub instance: Option<CreateInstanceRequest>,
 }
 
-/// The optional `instance` of `POST /v1/connections`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateInstanceRequest {
-    /// Display name, 1–100 characters (not only spaces), unique within the connection.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub name: String,
-    /// Schema to use; must be in `availableSchemas`.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    #[serde(rename = "mysqlDb")]
-    pub schema: String,
-    /// Default `nano`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_size: Option<InstanceSize>,
-    /// Default `info`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<LogLevel>,
-    /// 1–4294967295, unique per source host and port.
-    #[schema(minimum = 1, maximum = 4294967295_i64)]
-    #[serde(default, deserialize_with = "int::opt")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub binlog_server_id: Option<i64>,
-    /// Engine copies, 1–10; default 1. More than 1 needs the Kubernetes runtime.
-    #[schema(minimum = 1, maximum = 10)]
-    #[serde(default, deserialize_with = "int::opt")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i64>,
+/// Declares a request that creates a database: its own fields first, then the settings every
+/// new database takes (one declaration for `POST /v1/databases` and the `instance` of `POST
+/// /v1/connections`; serde's `flatten` cannot be used with `deny_unknown_fields`).
+macro_rules! new_database_request {
+    ($(#[$attr:meta])* pub struct $name:ident { $($own:tt)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($own)*
+            /// Display name, 1–100 characters (not only spaces), unique within the connection.
+            #[schema(
+                min_length = 1,
+                max_length = 100,
+                pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+            )]
+            pub name: String,
+            /// Must be in the connection's `availableSchemas`.
+            #[schema(
+                min_length = 1,
+                max_length = 128,
+                pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
+            )]
+            #[serde(rename = "mysqlDb")]
+            pub schema: String,
+            /// Default `nano`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub instance_size: Option<InstanceSize>,
+            /// Default `info`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub log_level: Option<LogLevel>,
+            /// 1–4294967295, unique per source host and port.
+            #[schema(minimum = 1, maximum = 4294967295_i64)]
+            #[serde(default, deserialize_with = "int::opt")]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub binlog_server_id: Option<i64>,
+            /// Engine copies, 1–10; default 1. More than 1 needs the Kubernetes runtime.
+            #[schema(minimum = 1, maximum = 10)]
+            #[serde(default, deserialize_with = "int::opt")]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub replicas: Option<i64>,
+        }
+    };
+}
+
+new_database_request! {
+    /// The optional `instance` of `POST /v1/connections`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct CreateInstanceRequest {}
 }
 
 /// Answer of `POST /v1/connections`.
@@ -979,43 +992,14 @@ fn one() -> i64 {
     1
 }
 
-/// `POST /v1/databases` (seed 000).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegisterDatabaseRequest {
-    /// The connection providing the source credentials.
-    pub connection_id: Uuid,
-    /// 1–100 characters (not only spaces), unique within the connection.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    pub name: String,
-    /// Must be in the connection's `availableSchemas`.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
-    )]
-    #[serde(rename = "mysqlDb")]
-    pub schema: String,
-    /// Default `nano`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_size: Option<InstanceSize>,
-    /// Default `info`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<LogLevel>,
-    /// 1–4294967295, unique per source host and port.
-    #[schema(minimum = 1, maximum = 4294967295_i64)]
-    #[serde(default, deserialize_with = "int::opt")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub binlog_server_id: Option<i64>,
-    /// Engine copies, 1–10; default 1. More than 1 needs the Kubernetes runtime.
-    #[schema(minimum = 1, maximum = 10)]
-    #[serde(default, deserialize_with = "int::opt")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i64>,
+new_database_request! {
+    /// `POST /v1/databases` (seed 000).
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct RegisterDatabaseRequest {
+        /// The connection providing the source credentials.
+        pub connection_id: Uuid,
+    }
 }
 
 /// `PATCH /v1/databases/{id}`: every field optional; `null` clears the nullable ones.

@@ -26,8 +26,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use dataset::{replace_database, Scale};
 use refract_schema::Backend;
-use refract_sources::{LoadProgress, SourceParams};
-use refract_storage::TableBuilder;
+use refract_sources::SourceParams;
 
 use engines::{spawn_engine, url_parts, EngineProcess, Source};
 
@@ -231,7 +230,7 @@ async fn load_bench(srcs: &[Source], scale: Scale) -> anyhow::Result<()> {
         let client_s = client_read_time(s, &manifest, scale)?;
 
         let t = Instant::now();
-        let tables = load_tables(&p, &manifest).await?;
+        let tables = refract_engine::load_tables_once(&p, &manifest, 4).await?;
         let load_s = t.elapsed().as_secs_f64();
         let rows: usize = tables.iter().map(|t| t.row_count()).sum();
         let mem: usize = tables.iter().map(|t| t.memory_bytes()).sum();
@@ -276,21 +275,6 @@ async fn manifest_of(p: &SourceParams) -> anyhow::Result<refract_schema::Manifes
     refract_schema::build_manifest(&schema, None).map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
-/// Load every table of `manifest` the way the engine does (4 in parallel, one snapshot).
-async fn load_tables(
-    p: &SourceParams,
-    manifest: &refract_schema::Manifest,
-) -> anyhow::Result<Vec<refract_storage::Table>> {
-    let sinks: Vec<TableBuilder> = manifest
-        .tables
-        .iter()
-        .map(|t| TableBuilder::new(Arc::new(t.clone())))
-        .collect();
-    let progress = Arc::new(LoadProgress::default());
-    let (sinks, _pos) = refract_sources::load_tables(p, manifest, sinks, 4, progress).await?;
-    Ok(sinks.into_iter().map(|b| b.finish()).collect())
-}
-
 /// The executor alone, per query.
 async fn exec_bench(
     srcs: &[Source],
@@ -304,7 +288,7 @@ async fn exec_bench(
     for s in srcs {
         let p = params(s, scale);
         let manifest = manifest_of(&p).await?;
-        let tables = load_tables(&p, &manifest).await?;
+        let tables = refract_engine::load_tables_once(&p, &manifest, 4).await?;
         let tables = tables.into_iter().map(Arc::new).collect();
         let snapshot = refract_storage::Snapshot::new(Arc::new(manifest), tables);
         // As the engine does after a load.

@@ -43,6 +43,7 @@ pub use config::{source_params, EngineConfig, ReconnectMode, SourceConfig, SyncC
 pub use doc::{openapi_json, schema_json};
 pub use http::{router, ApiError, MAX_BODY_BYTES};
 pub use keys::{constant_time_eq, secret_sha256, AdminToken, AuthError, KeySet, KeyStore};
+pub use loader::load_tables_once;
 pub use metrics::{Metrics, QueryStatus};
 pub use state::{EngineState, LoadError, ReloadReport, Trigger};
 pub use sync::spawn_background;

@@ -150,3 +150,21 @@ pub(crate) fn finish(builders: Vec<TableBuilder>, current: Option<&Snapshot>) ->
     }
     out
 }
+
+/// Every table of `manifest` read once from the source into storage tables, over
+/// `parallelism` connections in one snapshot, without the engine's memory cap or table reuse:
+/// what the benchmarks and the tests compare a running engine with.
+pub async fn load_tables_once(
+    params: &refract_sources::SourceParams,
+    manifest: &refract_schema::Manifest,
+    parallelism: usize,
+) -> Result<Vec<Table>, refract_sources::SourceError> {
+    let builders = manifest
+        .tables
+        .iter()
+        .map(|t| TableBuilder::new(Arc::new(t.clone())))
+        .collect();
+    let options = refract_sources::LoadOptions::parallel(parallelism);
+    let (builders, _) = refract_sources::load_tables(params, manifest, builders, options).await?;
+    Ok(builders.into_iter().map(TableBuilder::finish).collect())
+}

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use refract_protocol::{EngineStatus, Health, Replication, ReplicationState};
 use refract_query::QueryOptions;
 use refract_schema::{Manifest, SchemaConfig, MANIFEST_VERSION};
-use refract_sources::{ExportedSnapshot, LoadProgress, SourceParams, SourcePosition};
+use refract_sources::{ExportedSnapshot, LoadOptions, LoadProgress, SourceParams, SourcePosition};
 use refract_storage::{Snapshot, Table, TableBuilder};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -519,29 +519,12 @@ impl EngineState {
                 CappedSink::new(TableBuilder::new(Arc::new(t.clone())), i, shared.clone())
             })
             .collect();
-        let loaded = match exported {
-            Some(snap) => {
-                refract_sources::load_tables_in_snapshot(
-                    &self.params,
-                    &manifest,
-                    sinks,
-                    self.config.load_parallelism,
-                    progress.clone(),
-                    snap,
-                )
-                .await
-            }
-            None => {
-                refract_sources::load_tables(
-                    &self.params,
-                    &manifest,
-                    sinks,
-                    self.config.load_parallelism,
-                    progress.clone(),
-                )
-                .await
-            }
+        let options = LoadOptions {
+            parallelism: self.config.load_parallelism,
+            progress: progress.clone(),
+            snapshot: exported,
         };
+        let loaded = refract_sources::load_tables(&self.params, &manifest, sinks, options).await;
         let cap_error = || LoadError::CapExceeded {
             cap_mb: self.config.memory_cap_mb.unwrap_or(0),
         };

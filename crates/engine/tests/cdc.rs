@@ -17,39 +17,13 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use refract_engine::{EngineConfig, EngineState};
 use refract_schema::Backend;
-use refract_sources::{LoadProgress, SourceParams};
-use refract_storage::TableBuilder;
-use refract_testkit::TestServer;
+use refract_sources::SourceParams;
+use refract_testkit::{ServerUrl, TestServer};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const ADMIN: &str = "cdc-admin-token";
-
-#[derive(Clone)]
-struct Url {
-    user: String,
-    password: String,
-    host: String,
-    port: u16,
-}
-
-fn parse_url(var: &str) -> Url {
-    let url = std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: start the test servers (scripts/testenv) and source their env")
-    });
-    let rest = url.split_once("://").expect("scheme").1;
-    let (auth, hostpart) = rest.rsplit_once('@').expect("user@host");
-    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-    let hostport = hostpart.split_once('/').map_or(hostpart, |(h, _)| h);
-    let (host, port) = hostport.rsplit_once(':').expect("host:port");
-    Url {
-        user: user.into(),
-        password: password.into(),
-        host: host.into(),
-        port: port.parse().expect("port"),
-    }
-}
 
 fn unique(n: u32) -> u32 {
     // Replica ids must be unique per source; pid + test number keeps parallel runs apart.
@@ -70,7 +44,7 @@ impl Engine {
         backend: Backend,
         host: &str,
         port: u16,
-        u: &Url,
+        u: &ServerUrl,
         database: &str,
         sync: &str,
         extra: &str,
@@ -79,8 +53,8 @@ impl Engine {
         // user (SELECT, REPLICATION SLAVE, REPLICATION CLIENT); `u`, an admin, only sets up data.
         // A test's private server (restart tests) has only its admin.
         let source = match backend {
-            Backend::Mysql if u.port == parse_url("REFRACT_TEST_MYSQL_URL").port => {
-                parse_url("REFRACT_TEST_MYSQL_SOURCE_URL")
+            Backend::Mysql if u.port == ServerUrl::from_env("REFRACT_TEST_MYSQL_URL").port => {
+                ServerUrl::from_env("REFRACT_TEST_MYSQL_SOURCE_URL")
             }
             _ => u.clone(),
         };
@@ -96,16 +70,7 @@ impl Engine {
             pw = dir.path().join("pw").display(),
             admin = dir.path().join("admin").display(),
         );
-        let params = SourceParams {
-            backend,
-            host: u.host.clone(),
-            port: u.port,
-            user: u.user.clone(),
-            password: Some(u.password.clone()),
-            database: Some(database.to_string()),
-            pg_schema: None,
-            tls: Default::default(),
-        };
+        let params = u.source_params(backend, Some(database));
         Engine::serve(dir, &text, params).await
     }
 
@@ -172,23 +137,11 @@ impl Engine {
     async fn differences(&self) -> Vec<String> {
         let snap = self.state.snapshot().expect("a snapshot");
         let manifest = snap.manifest.clone();
-        let sinks: Vec<TableBuilder> = manifest
-            .tables
-            .iter()
-            .map(|t| TableBuilder::new(Arc::new(t.clone())))
-            .collect();
-        let (sinks, _) = refract_sources::load_tables(
-            &self.params,
-            &manifest,
-            sinks,
-            2,
-            Arc::new(LoadProgress::default()),
-        )
-        .await
-        .unwrap();
+        let loaded = refract_engine::load_tables_once(&self.params, &manifest, 2)
+            .await
+            .unwrap();
         let mut diffs = vec![];
-        for (b, t) in sinks.into_iter().zip(&snap.tables) {
-            let fresh = b.finish();
+        for (fresh, t) in loaded.into_iter().zip(&snap.tables) {
             if fresh.row_count() != t.row_count() || fresh.fingerprint() != t.fingerprint() {
                 let mut cells = vec![];
                 if !t.manifest.primary_key.is_empty() {
@@ -352,7 +305,7 @@ impl Engine {
 // ---------------------------------------------------------------------------------------------
 // MySQL / MariaDB
 
-async fn mysql_admin(u: &Url) -> mysql_async::Conn {
+async fn mysql_admin(u: &ServerUrl) -> mysql_async::Conn {
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(u.host.clone())
         .tcp_port(u.port)
@@ -362,7 +315,7 @@ async fn mysql_admin(u: &Url) -> mysql_async::Conn {
 }
 
 /// A fresh database `name` with the statements run in it; returns a connection using it.
-async fn mysql_db(u: &Url, name: &str, ddl: &str) -> mysql_async::Conn {
+async fn mysql_db(u: &ServerUrl, name: &str, ddl: &str) -> mysql_async::Conn {
     let mut c = mysql_admin(u).await;
     c.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
         .await
@@ -377,7 +330,7 @@ async fn mysql_db(u: &Url, name: &str, ddl: &str) -> mysql_async::Conn {
     c
 }
 
-async fn mysql_engine(u: &Url, db: &str, n: u32, reconnect: &str, extra: &str) -> Engine {
+async fn mysql_engine(u: &ServerUrl, db: &str, n: u32, reconnect: &str, extra: &str) -> Engine {
     let sync = format!(
         "mode: binlog, interval: 1, server_id: {}, reconnect: {reconnect}",
         unique(n)
@@ -405,7 +358,7 @@ const ITEM_ROW: &str = "INSERT INTO items VALUES (?, -5, 4294967295, 18446744073
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_rows_types_and_transactions() {
-    let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_MYSQL_URL");
     let mut c = mysql_db(&u, "cdc_types", TYPES_DDL).await;
     let e = mysql_engine(&u, "cdc_types", 1, "full", "").await;
     assert_eq!(e.rows("items"), 1);
@@ -478,7 +431,7 @@ async fn binlog_rows_types_and_transactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_ddl_truncate_and_tables_without_key() {
-    let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_MYSQL_URL");
     let mut c = mysql_db(
         &u,
         "cdc_ddl",
@@ -545,7 +498,7 @@ INSERT INTO nokey VALUES (1, 'a'), (1, 'a')",
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_where_predicate_and_column_list() {
-    let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_MYSQL_URL");
     let mut c = mysql_db(
         &u,
         "cdc_where",
@@ -592,7 +545,7 @@ INSERT INTO posts VALUES (1, 'a', 1, 's'), (2, 'b', 0, 's')",
 /// starts matching through a change that is not logged; only the second re-read can see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_where_keys_are_reread_a_second_time() {
-    let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_MYSQL_URL");
     let mut c = mysql_db(
         &u,
         "cdc_where_again",
@@ -753,7 +706,7 @@ async fn writes_through_cuts(e: &Engine, proxy: &Proxy, rounds: i64, mut c: impl
 }
 
 async fn network_cuts(n: u32, reconnect: &str) {
-    let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_MYSQL_URL");
     let db = format!("cdc_cut_{reconnect}");
     let mut c = mysql_db(
         &u,
@@ -797,7 +750,7 @@ async fn binlog_network_cuts_full() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_burst_of_100k_changes() {
-    let u = parse_url("REFRACT_TEST_MYSQL_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_MYSQL_URL");
     let mut c = mysql_db(
         &u,
         "cdc_burst",
@@ -834,7 +787,7 @@ async fn binlog_pause_resume_and_purged_position() {
     // A private server: on the shared one, another test's dump thread may hold the binlog file,
     // and the server then refuses to purge it.
     let srv = TestServer::mariadb().await;
-    let u = private_url(&srv);
+    let u = srv.admin_url();
     let mut c = mysql_db(
         &u,
         "cdc_pause",
@@ -927,7 +880,7 @@ async fn wait_for_no_binlog_dump_thread(c: &mut mysql_async::Conn, limit: Durati
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
-async fn pg_client(u: &Url, db: &str) -> tokio_postgres::Client {
+async fn pg_client(u: &ServerUrl, db: &str) -> tokio_postgres::Client {
     let conn = format!(
         "host={} port={} user={} password={} dbname={db}",
         u.host, u.port, u.user, u.password
@@ -942,7 +895,7 @@ async fn pg_client(u: &Url, db: &str) -> tokio_postgres::Client {
 }
 
 /// A fresh schema `name` in the test database with `ddl` run in it.
-async fn pg_schema(u: &Url, db: &str, name: &str, ddl: &str) -> tokio_postgres::Client {
+async fn pg_schema(u: &ServerUrl, db: &str, name: &str, ddl: &str) -> tokio_postgres::Client {
     let c = pg_client(u, db).await;
     c.batch_execute(&format!(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{name}' AND NOT active;
@@ -953,7 +906,7 @@ async fn pg_schema(u: &Url, db: &str, name: &str, ddl: &str) -> tokio_postgres::
     c
 }
 
-fn pg_db(u: &Url) -> String {
+fn pg_db(u: &ServerUrl) -> String {
     let url = std::env::var("REFRACT_TEST_PG_URL").unwrap();
     let _ = u;
     url.rsplit_once('/')
@@ -962,7 +915,7 @@ fn pg_db(u: &Url) -> String {
         .unwrap_or_else(|| "postgres".into())
 }
 
-async fn pg_engine(u: &Url, schema: &str, host: &str, port: u16, reconnect: &str) -> Engine {
+async fn pg_engine(u: &ServerUrl, schema: &str, host: &str, port: u16, reconnect: &str) -> Engine {
     let db = pg_db(u);
     let sync = format!("mode: logical, interval: 1, reconnect: {reconnect}, slot_name: {schema}");
     Engine::start_pg(host, port, u, &db, schema, &sync).await
@@ -972,7 +925,7 @@ impl Engine {
     async fn start_pg(
         host: &str,
         port: u16,
-        u: &Url,
+        u: &ServerUrl,
         db: &str,
         schema: &str,
         sync: &str,
@@ -988,14 +941,8 @@ impl Engine {
             admin = dir.path().join("admin").display(),
         );
         let params = SourceParams {
-            backend: Backend::Postgres,
-            host: u.host.clone(),
-            port: u.port,
-            user: u.user.clone(),
-            password: Some(u.password.clone()),
-            database: Some(db.to_string()),
             pg_schema: Some(schema.to_string()),
-            tls: Default::default(),
+            ..u.source_params(Backend::Postgres, Some(db))
         };
         Engine::serve(dir, &text, params).await
     }
@@ -1023,7 +970,7 @@ const PG_ARRAY_ROW: &str = "INSERT INTO arrs VALUES (2, '{1,NULL,-32768}', '{214
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_rows_types_transactions_ddl() {
-    let u = parse_url("REFRACT_TEST_PG_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_PG_URL");
     let db = pg_db(&u);
     let c = pg_schema(&u, &db, "cdc_pg_types", PG_TYPES).await;
     let e = pg_engine(&u, "cdc_pg_types", &u.host, u.port, "full").await;
@@ -1155,7 +1102,7 @@ async fn logical_rows_types_transactions_ddl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_network_cuts_burst_pause_and_dropped_slot() {
-    let u = parse_url("REFRACT_TEST_PG_URL");
+    let u = ServerUrl::from_env("REFRACT_TEST_PG_URL");
     let db = pg_db(&u);
     let c = pg_schema(
         &u,
@@ -1223,16 +1170,6 @@ async fn logical_network_cuts_burst_pause_and_dropped_slot() {
 // `REFRACT_TEST_*` serves the other tests concurrently), started by the test kit through the
 // managed engine recipes and stopped when dropped.
 
-/// The superuser login of a private server.
-fn private_url(srv: &TestServer) -> Url {
-    Url {
-        user: srv.admin_user().into(),
-        password: srv.admin_password().into(),
-        host: srv.host().into(),
-        port: srv.port(),
-    }
-}
-
 /// A clean shutdown (`crash`: a SIGKILL of all its processes instead), half a second down, then
 /// a start on the same port and data directory.
 async fn down_and_up(srv: &TestServer, crash: bool) {
@@ -1269,7 +1206,7 @@ async fn restart_writes(mut c: impl WriteSql, round: i64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binlog_source_restart_mid_stream() {
     let srv = TestServer::mariadb().await;
-    let u = private_url(&srv);
+    let u = srv.admin_url();
     let db = "cdc_restart";
     let mut c = mysql_db(
         &u,
@@ -1300,7 +1237,7 @@ async fn binlog_source_restart_mid_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_source_restart_mid_stream() {
     let srv = TestServer::postgres().await;
-    let u = private_url(&srv);
+    let u = srv.admin_url();
     let schema = "cdc_pg_restart";
     let mut c = pg_schema(
         &u,

@@ -166,95 +166,6 @@ impl KubernetesDriver {
         Ok((d, pods.items))
     }
 
-    async fn start_instance(&self, spec: &InstanceSpec) -> Result<InstanceHandle, RuntimeError> {
-        objects::check_id(&spec.id)?;
-        let (d, pods) = self.observe(&spec.id).await?;
-        let now = Utc::now();
-        if d.is_some()
-            && status::instance_status(d.as_ref(), &pods, self.settings.control_port, now)
-                .is_alive()
-        {
-            return Err(RuntimeError::AlreadyRunning(spec.id.clone()));
-        }
-        let started = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let built = objects::engine_objects(spec, &self.settings, &started)?;
-        // The group's Service first: the instance's objects hang from it (ownerReferences), so
-        // deleting it (the database) lets the cluster delete everything else.
-        let mut deployment = built.deployment;
-        if let Some(g) = &spec.group {
-            let svc = self
-                .upsert(&objects::group_service(g, &self.settings)?)
-                .await?;
-            deployment.metadata.owner_references = Some(vec![objects::owner_ref(
-                "v1",
-                "Service",
-                svc.metadata.name.as_deref().unwrap_or_default(),
-                svc.metadata.uid.as_deref().unwrap_or_default(),
-            )]);
-        }
-        let dep = self.upsert(&deployment).await?;
-        let owner = vec![objects::owner_ref(
-            "apps/v1",
-            "Deployment",
-            dep.metadata.name.as_deref().unwrap_or_default(),
-            dep.metadata.uid.as_deref().unwrap_or_default(),
-        )];
-        let mut cm = built.config_map;
-        cm.metadata.owner_references = Some(owner.clone());
-        let mut secret = built.secret;
-        secret.metadata.owner_references = Some(owner);
-        self.upsert(&cm).await?;
-        self.upsert(&secret).await?;
-        Ok(InstanceHandle {
-            id: spec.id.clone(),
-            kind: spec.kind,
-            started_at: now,
-        })
-    }
-
-    async fn stop_instance(
-        &self,
-        id: &str,
-        grace: Duration,
-    ) -> Result<InstanceStatus, RuntimeError> {
-        objects::check_id(id)?;
-        let name = objects::instance_name(id);
-        let stopped = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-        // The pods get their template's grace (`Settings::grace_seconds`): changing the template
-        // now would not reach them (their ReplicaSet scales down with its own), so `grace` is
-        // only logged when it differs.
-        if grace.as_secs() as i64 != self.settings.grace_seconds {
-            tracing::debug!(instance = %id, grace_s = grace.as_secs(), pod_grace_s = self.settings.grace_seconds,
-                "stop: pods end within their template's grace period");
-        }
-        let patch = json!({
-            "metadata": {"annotations": {ANNOTATION_STOPPED_AT: stopped}},
-            "spec": {"replicas": 0},
-        });
-        match self
-            .api::<Deployment>()
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_status(&e, 404) => return Ok(InstanceStatus::NotFound),
-            Err(e) => return Err(api_err("scale to 0", &format!("Deployment {name}"))(e)),
-        }
-        // Pods end in the background within their grace period; the instance is stopped.
-        self.status_of(id).await
-    }
-
-    async fn status_of(&self, id: &str) -> Result<InstanceStatus, RuntimeError> {
-        objects::check_id(id)?;
-        let (d, pods) = self.observe(id).await?;
-        Ok(status::instance_status(
-            d.as_ref(),
-            &pods,
-            self.settings.control_port,
-            Utc::now(),
-        ))
-    }
-
     /// Container logs of every pod (the previous container's too after a restart), then the
     /// pods' problems and the events of the instance's objects: the last `tail` lines.
     async fn logs_of(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
@@ -301,111 +212,6 @@ impl KubernetesDriver {
         let from = lines.len().saturating_sub(tail);
         Ok(lines[from..].join("\n"))
     }
-
-    async fn list_instances(&self) -> Result<Vec<(String, InstanceStatus)>, RuntimeError> {
-        let lp = ListParams::default().labels(&objects::engines_selector());
-        let deps = self
-            .api::<Deployment>()
-            .list(&lp)
-            .await
-            .map_err(api_err("list", "engine Deployments"))?;
-        let pods = self
-            .api::<Pod>()
-            .list(&lp)
-            .await
-            .map_err(api_err("list", "engine pods"))?;
-        let now = Utc::now();
-        let mut out = Vec::new();
-        for d in &deps.items {
-            let Some(id) = d
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_INSTANCE))
-            else {
-                continue;
-            };
-            let mine: Vec<Pod> = pods
-                .items
-                .iter()
-                .filter(|p| {
-                    p.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(LABEL_INSTANCE))
-                        == Some(id)
-                })
-                .cloned()
-                .collect();
-            let st = status::instance_status(Some(d), &mine, self.settings.control_port, now);
-            out.push((id.clone(), st));
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<(), RuntimeError> {
-        objects::check_id(id)?;
-        if self.status_of(id).await?.is_alive() {
-            return Err(RuntimeError::StillRunning(id.to_string()));
-        }
-        let name = objects::instance_name(id);
-        // Owned by the Deployment, deleted explicitly too: at once, and on clusters (or test
-        // doubles) without a garbage collector.
-        self.delete::<Deployment>(&name).await?;
-        self.delete::<ConfigMap>(&name).await?;
-        self.delete::<Secret>(&name).await
-    }
-
-    async fn put_group(
-        &self,
-        group: &str,
-        file: &SpecFile,
-    ) -> Result<Option<String>, RuntimeError> {
-        let mut secret =
-            objects::group_keys_secret(group, &self.settings, &file.name, &file.contents)?;
-        if let Ok(Some(svc)) = self
-            .api::<Service>()
-            .get_opt(&objects::group_service_name(group))
-            .await
-        {
-            secret.metadata.owner_references = Some(vec![objects::owner_ref(
-                "v1",
-                "Service",
-                svc.metadata.name.as_deref().unwrap_or_default(),
-                svc.metadata.uid.as_deref().unwrap_or_default(),
-            )]);
-        }
-        self.upsert(&secret).await?;
-        Ok(Some(format!("{KEYS_DIR}/{}", file.name)))
-    }
-
-    async fn remove_group_objects(&self, group: &str) -> Result<(), RuntimeError> {
-        objects::check_id(group)?;
-        let lp = ListParams::default().labels(&objects::group_selector(group));
-        let deps = self
-            .api::<Deployment>()
-            .list(&lp)
-            .await
-            .map_err(api_err("list", "the group's Deployments"))?;
-        for d in deps.items {
-            if let Some(id) = d
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_INSTANCE))
-            {
-                let name = objects::instance_name(id);
-                self.delete::<Deployment>(&name).await?;
-                self.delete::<ConfigMap>(&name).await?;
-                self.delete::<Secret>(&name).await?;
-            }
-        }
-        self.delete::<Secret>(&objects::group_keys_name(group))
-            .await?;
-        self.delete::<Service>(&objects::group_service_name(group))
-            .await
-    }
 }
 
 impl Driver for KubernetesDriver {
@@ -417,7 +223,51 @@ impl Driver for KubernetesDriver {
         &'a self,
         spec: &'a InstanceSpec,
     ) -> BoxFuture<'a, Result<InstanceHandle, RuntimeError>> {
-        Box::pin(self.start_instance(spec))
+        Box::pin(async move {
+            objects::check_id(&spec.id)?;
+            let (d, pods) = self.observe(&spec.id).await?;
+            let now = Utc::now();
+            if d.is_some()
+                && status::instance_status(d.as_ref(), &pods, self.settings.control_port, now)
+                    .is_alive()
+            {
+                return Err(RuntimeError::AlreadyRunning(spec.id.clone()));
+            }
+            let started = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+            let built = objects::engine_objects(spec, &self.settings, &started)?;
+            // The group's Service first: the instance's objects hang from it (ownerReferences), so
+            // deleting it (the database) lets the cluster delete everything else.
+            let mut deployment = built.deployment;
+            if let Some(g) = &spec.group {
+                let svc = self
+                    .upsert(&objects::group_service(g, &self.settings)?)
+                    .await?;
+                deployment.metadata.owner_references = Some(vec![objects::owner_ref(
+                    "v1",
+                    "Service",
+                    svc.metadata.name.as_deref().unwrap_or_default(),
+                    svc.metadata.uid.as_deref().unwrap_or_default(),
+                )]);
+            }
+            let dep = self.upsert(&deployment).await?;
+            let owner = vec![objects::owner_ref(
+                "apps/v1",
+                "Deployment",
+                dep.metadata.name.as_deref().unwrap_or_default(),
+                dep.metadata.uid.as_deref().unwrap_or_default(),
+            )];
+            let mut cm = built.config_map;
+            cm.metadata.owner_references = Some(owner.clone());
+            let mut secret = built.secret;
+            secret.metadata.owner_references = Some(owner);
+            self.upsert(&cm).await?;
+            self.upsert(&secret).await?;
+            Ok(InstanceHandle {
+                id: spec.id.clone(),
+                kind: spec.kind,
+                started_at: now,
+            })
+        })
     }
 
     fn stop<'a>(
@@ -425,11 +275,46 @@ impl Driver for KubernetesDriver {
         id: &'a str,
         grace: Duration,
     ) -> BoxFuture<'a, Result<InstanceStatus, RuntimeError>> {
-        Box::pin(self.stop_instance(id, grace))
+        Box::pin(async move {
+            objects::check_id(id)?;
+            let name = objects::instance_name(id);
+            let stopped = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+            // The pods get their template's grace (`Settings::grace_seconds`): changing the
+            // template now would not reach them (their ReplicaSet scales down with its own), so
+            // `grace` is only logged when it differs.
+            if grace.as_secs() as i64 != self.settings.grace_seconds {
+                tracing::debug!(instance = %id, grace_s = grace.as_secs(), pod_grace_s = self.settings.grace_seconds,
+                "stop: pods end within their template's grace period");
+            }
+            let patch = json!({
+                "metadata": {"annotations": {ANNOTATION_STOPPED_AT: stopped}},
+                "spec": {"replicas": 0},
+            });
+            match self
+                .api::<Deployment>()
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_status(&e, 404) => return Ok(InstanceStatus::NotFound),
+                Err(e) => return Err(api_err("scale to 0", &format!("Deployment {name}"))(e)),
+            }
+            // Pods end in the background within their grace period; the instance is stopped.
+            self.status(id).await
+        })
     }
 
     fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<InstanceStatus, RuntimeError>> {
-        Box::pin(self.status_of(id))
+        Box::pin(async move {
+            objects::check_id(id)?;
+            let (d, pods) = self.observe(id).await?;
+            Ok(status::instance_status(
+                d.as_ref(),
+                &pods,
+                self.settings.control_port,
+                Utc::now(),
+            ))
+        })
     }
 
     fn logs<'a>(&'a self, id: &'a str, tail_lines: usize) -> BoxFuture<'a, String> {
@@ -441,11 +326,62 @@ impl Driver for KubernetesDriver {
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<(String, InstanceStatus)>, RuntimeError>> {
-        Box::pin(self.list_instances())
+        Box::pin(async move {
+            let lp = ListParams::default().labels(&objects::engines_selector());
+            let deps = self
+                .api::<Deployment>()
+                .list(&lp)
+                .await
+                .map_err(api_err("list", "engine Deployments"))?;
+            let pods = self
+                .api::<Pod>()
+                .list(&lp)
+                .await
+                .map_err(api_err("list", "engine pods"))?;
+            let now = Utc::now();
+            let mut out = Vec::new();
+            for d in &deps.items {
+                let Some(id) = d
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_INSTANCE))
+                else {
+                    continue;
+                };
+                let mine: Vec<Pod> = pods
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(LABEL_INSTANCE))
+                            == Some(id)
+                    })
+                    .cloned()
+                    .collect();
+                let st = status::instance_status(Some(d), &mine, self.settings.control_port, now);
+                out.push((id.clone(), st));
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
     }
 
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(self.remove_instance(id))
+        Box::pin(async move {
+            objects::check_id(id)?;
+            if self.status(id).await?.is_alive() {
+                return Err(RuntimeError::StillRunning(id.to_string()));
+            }
+            let name = objects::instance_name(id);
+            // Owned by the Deployment, deleted explicitly too: at once, and on clusters (or test
+            // doubles) without a garbage collector.
+            self.delete::<Deployment>(&name).await?;
+            self.delete::<ConfigMap>(&name).await?;
+            self.delete::<Secret>(&name).await
+        })
     }
 
     fn network(&self) -> Network {
@@ -464,10 +400,52 @@ impl Driver for KubernetesDriver {
         group: &'a str,
         file: &'a SpecFile,
     ) -> BoxFuture<'a, Result<Option<String>, RuntimeError>> {
-        Box::pin(self.put_group(group, file))
+        Box::pin(async move {
+            let mut secret =
+                objects::group_keys_secret(group, &self.settings, &file.name, &file.contents)?;
+            if let Ok(Some(svc)) = self
+                .api::<Service>()
+                .get_opt(&objects::group_service_name(group))
+                .await
+            {
+                secret.metadata.owner_references = Some(vec![objects::owner_ref(
+                    "v1",
+                    "Service",
+                    svc.metadata.name.as_deref().unwrap_or_default(),
+                    svc.metadata.uid.as_deref().unwrap_or_default(),
+                )]);
+            }
+            self.upsert(&secret).await?;
+            Ok(Some(format!("{KEYS_DIR}/{}", file.name)))
+        })
     }
 
     fn remove_group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(self.remove_group_objects(group))
+        Box::pin(async move {
+            objects::check_id(group)?;
+            let lp = ListParams::default().labels(&objects::group_selector(group));
+            let deps = self
+                .api::<Deployment>()
+                .list(&lp)
+                .await
+                .map_err(api_err("list", "the group's Deployments"))?;
+            for d in deps.items {
+                if let Some(id) = d
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_INSTANCE))
+                {
+                    let name = objects::instance_name(id);
+                    self.delete::<Deployment>(&name).await?;
+                    self.delete::<ConfigMap>(&name).await?;
+                    self.delete::<Secret>(&name).await?;
+                }
+            }
+            self.delete::<Secret>(&objects::group_keys_name(group))
+                .await?;
+            self.delete::<Service>(&objects::group_service_name(group))
+                .await
+        })
     }
 }

@@ -11,7 +11,7 @@ use crate::engines::secret_name;
 use crate::error::ManagedError;
 use crate::server_runtime::{spec_of, ServerRuntime, ServerState};
 use crate::service::{lock, ManagedService};
-use crate::store::{DbRecord, Desired, ErrorKind};
+use crate::store::{DbRecord, Desired, ErrorKind, Goal};
 
 /// What the reconciler does next for one database on a platform runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +45,10 @@ pub fn failure_message(reason: &str) -> String {
 /// has no objects) and whether the current spec is what this control plane last applied
 /// (`applied`; false after a change of plan, replicas or storage, and once after every start).
 pub fn decide(db: &DbRecord, observed: Option<&ServerState>, applied: bool) -> Step {
-    match db.desired {
-        Desired::Destroyed => {
-            if db.purged {
-                Step::Idle
-            } else {
-                Step::Purge
-            }
-        }
-        Desired::Stopped => match observed {
+    match db.goal() {
+        Goal::Done => Step::Idle,
+        Goal::Purge => Step::Purge,
+        Goal::Stop => match observed {
             None | Some(ServerState::Stopped) => {
                 if db.status == Status::Stopped {
                     Step::Idle
@@ -63,7 +58,7 @@ pub fn decide(db: &DbRecord, observed: Option<&ServerState>, applied: bool) -> S
             }
             Some(_) => Step::Stop,
         },
-        Desired::Running => {
+        Goal::Run => {
             let kind = db.current_error();
             if kind == Some(ErrorKind::Provision) {
                 // Creating failed (an API error): left alone until a `start` action. A server

@@ -76,7 +76,6 @@ pub use hooks::{
 };
 pub use http::{Body, ManagedApiDoc, Params};
 pub use server_runtime::{Endpoint, ServerRuntime, ServerSpec, ServerState};
-pub use service::{
-    slug, Caller, ManagedConfig, ManagedService, DEFAULT_PROJECT, FALLBACK_SERVERS_ROOT,
-};
+pub use service::{Caller, ManagedConfig, ManagedService, DEFAULT_PROJECT, FALLBACK_SERVERS_ROOT};
 pub use standalone::{StandaloneOptions, StandaloneServer};
+pub use store::slug;

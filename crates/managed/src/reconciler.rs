@@ -20,7 +20,7 @@ use crate::error::ManagedError;
 use crate::failover::Verdict;
 use crate::os;
 use crate::service::{lock, ManagedService};
-use crate::store::{DbRecord, Desired, ErrorKind};
+use crate::store::{DbRecord, Desired, ErrorKind, Goal};
 
 /// How long a server gets to stop before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -56,22 +56,17 @@ pub enum Step {
 /// `nodes_ready` long) and whether its periodic check is due. Pure, so that every rule is tested.
 pub fn decide(db: &DbRecord, alive: &[bool], check_due: bool) -> Step {
     let kind = db.current_error();
-    match db.desired {
-        Desired::Destroyed => {
-            if db.purged {
-                Step::Idle
-            } else {
-                Step::Purge
-            }
-        }
-        Desired::Stopped => {
+    match db.goal() {
+        Goal::Done => Step::Idle,
+        Goal::Purge => Step::Purge,
+        Goal::Stop => {
             if alive.iter().any(|a| *a) || db.status != Status::Stopped {
                 Step::Stop
             } else {
                 Step::Idle
             }
         }
-        Desired::Running => {
+        Goal::Run => {
             if db.nodes_ready == 0 {
                 return if kind == Some(ErrorKind::Provision) {
                     Step::Idle

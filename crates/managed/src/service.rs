@@ -22,7 +22,7 @@ use crate::hooks::{
 };
 use crate::os;
 use crate::server_runtime::{self, ServerRuntime};
-use crate::store::{now, DbRecord, Desired, Store, TokenRecord};
+use crate::store::{now, DbRecord, Desired, Owner, Placement, Store, TokenRecord};
 use crate::tokens::{self, Access};
 
 /// The default project of databases created without `project_id`.
@@ -540,32 +540,22 @@ impl ManagedService {
         }
         .map_err(ManagedError::Unprocessable)?;
 
-        let t = now();
-        let record = DbRecord {
-            id: tokens::random_id("db_", 12),
-            customer_id: caller.customer.clone(),
-            project_id,
-            slug: slug(&name),
+        let record = DbRecord::new(
+            tokens::random_id("db_", 12),
+            Owner {
+                customer_id: caller.customer.clone(),
+                project_id,
+            },
             name,
             db_type,
-            version: resolved.version,
-            requested_version: resolved.requested,
-            server_version: None,
-            plan_id: plan.id.to_string(),
-            region: region.to_string(),
-            storage_gb,
-            replicas,
-            desired: Desired::Running,
-            restart_requested: false,
-            status: Status::Provisioning,
-            error_kind: None,
-            error_message: None,
-            nodes_ready: 0,
-            ports: Vec::new(),
-            purged: false,
-            created_at: t,
-            updated_at: t,
-        };
+            resolved,
+            Placement {
+                plan_id: plan.id.to_string(),
+                region: region.to_string(),
+                storage_gb,
+                replicas,
+            },
+        );
         let roles: &[&str] = if db_type == DbType::Redis {
             &["app"]
         } else {
@@ -1253,38 +1243,9 @@ fn validate_replicas(db_type: DbType, replicas: i64) -> Result<(), ManagedError>
     Ok(())
 }
 
-/// The slug of a name: lowercase, runs of anything but `[a-z0-9]` become one `-`, trimmed, at
-/// most 63 characters.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    let mut s = out.trim_matches('-').to_string();
-    s.truncate(63);
-    let s = s.trim_end_matches('-').to_string();
-    if s.is_empty() {
-        "db".into()
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slugs() {
-        assert_eq!(slug("main-postgres"), "main-postgres");
-        assert_eq!(slug("  My Cache_01!! "), "my-cache-01");
-        assert_eq!(slug("Ünïcode"), "n-code");
-        assert_eq!(slug("---"), "db");
-    }
 
     #[test]
     fn quota_counts_servers_and_memory_and_lets_usage_shrink() {

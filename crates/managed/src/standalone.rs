@@ -16,14 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chrono::Utc;
 use refract_runtime::{Driver, LocalProcessDriver, STATE_FILE};
 
-use crate::api::{DbType, Status};
+use crate::api::DbType;
 use crate::catalog::{self, Binaries};
 use crate::engines::{self, Creds, Ctx, ServerOverrides};
 use crate::os;
-use crate::store::{DbRecord, Desired};
+use crate::store::{DbRecord, Owner, Placement};
 
 /// The plan a standalone server gets: the smallest (its memory settings and connection limit).
 const PLAN: &str = "db-s-1vcpu-1gb";
@@ -141,31 +140,21 @@ impl StandaloneServer {
                 &crate::MemoryVault::default(),
             )?),
         };
-        let now = Utc::now();
         let db = DbRecord {
-            id: DB_ID.into(),
-            customer_id: String::new(),
-            project_id: String::new(),
-            name: opts.name.clone(),
-            slug: crate::slug(&opts.name),
-            db_type,
-            version: version.version,
-            requested_version: version.requested,
-            server_version: None,
-            plan_id: PLAN.into(),
-            region: "local".into(),
-            storage_gb: 0,
-            replicas: 1,
-            desired: Desired::Running,
-            restart_requested: false,
-            status: Status::Provisioning,
-            error_kind: None,
-            error_message: None,
-            nodes_ready: 0,
             ports: vec![refract_runtime::free_port()?],
-            purged: false,
-            created_at: now,
-            updated_at: now,
+            ..DbRecord::new(
+                DB_ID.into(),
+                Owner::default(),
+                opts.name.clone(),
+                db_type,
+                version,
+                Placement {
+                    plan_id: PLAN.into(),
+                    region: "local".into(),
+                    storage_gb: 0,
+                    replicas: 1,
+                },
+            )
         };
         let ctx = Ctx {
             db,

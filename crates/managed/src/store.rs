@@ -19,7 +19,7 @@
 //! and their migrations independent. Both live in the same data directory and are backed up together.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
@@ -47,8 +47,10 @@ type StoreResult<T> = Result<T, StoreError>;
 mod postgres;
 mod records;
 pub use postgres::{apply_migrations, off_runtime, PgClient, PgConnection, PgManager, PgPool};
-pub use records::{now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord};
-use records::{DB_COLUMNS, TOKEN_COLUMNS};
+use records::{db_values, DbValue, DbWrites, DB_COLUMNS, TOKEN_COLUMNS};
+pub use records::{
+    now, slug, DbRecord, Desired, ErrorKind, Goal, Owner, Placement, StoreError, TokenRecord,
+};
 
 fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -132,30 +134,29 @@ fn get_in(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<DbRe
     .optional()
 }
 
+/// The statements that write a record here.
+static DB_WRITES: LazyLock<DbWrites> =
+    LazyLock::new(|| DbWrites::new("databases", |n| format!("?{n}")));
+
+impl rusqlite::ToSql for DbValue<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            DbValue::Text(s) => s.to_sql(),
+            DbValue::MaybeText(s) => s.to_sql(),
+            DbValue::Int(n) => n.to_sql(),
+            DbValue::Bool(b) => b.to_sql(),
+            DbValue::Ports(ports) => Ok(serde_json::to_string(ports)
+                .unwrap_or_else(|_| "[]".into())
+                .into()),
+            DbValue::Time(t) => Ok(ts(t).into()),
+        }
+    }
+}
+
 fn save_in(conn: &rusqlite::Connection, d: &DbRecord) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE databases SET server_version = ?2, plan_id = ?3, storage_gb = ?4, replicas = ?5, \
-         desired_state = ?6, restart_requested = ?7, status = ?8, error_kind = ?9, error_message = ?10, \
-         nodes_ready = ?11, ports = ?12, purged = ?13, updated_at = ?14, \
-         destroyed_at = CASE WHEN ?8 = 'destroyed' THEN COALESCE(destroyed_at, ?14) ELSE NULL END \
-         WHERE id = ?1",
-        params![
-            d.id,
-            d.server_version,
-            d.plan_id,
-            d.storage_gb,
-            d.replicas,
-            d.desired.as_str(),
-            d.restart_requested,
-            d.status.as_str(),
-            d.error_kind.map(ErrorKind::as_str),
-            d.error_message,
-            d.nodes_ready as i64,
-            serde_json::to_string(&d.ports).unwrap_or_else(|_| "[]".into()),
-            d.purged,
-            ts(&d.updated_at),
-        ],
-    )?;
+    let values = db_values(d);
+    let bound = DB_WRITES.save_binds.iter().map(|i| &values[*i]);
+    conn.execute(&DB_WRITES.save, rusqlite::params_from_iter(bound))?;
     Ok(())
 }
 
@@ -181,37 +182,7 @@ fn live_of(
 }
 
 fn insert_in(conn: &rusqlite::Connection, d: &DbRecord) -> rusqlite::Result<()> {
-    conn.execute(
-            &format!(
-                "INSERT INTO databases ({DB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
-            ),
-            params![
-                d.id,
-                d.customer_id,
-                d.project_id,
-                d.name,
-                d.slug,
-                d.db_type.as_str(),
-                d.version,
-                d.requested_version,
-                d.server_version,
-                d.plan_id,
-                d.region,
-                d.storage_gb,
-                d.replicas,
-                d.desired.as_str(),
-                d.restart_requested,
-                d.status.as_str(),
-                d.error_kind.map(ErrorKind::as_str),
-                d.error_message,
-                d.nodes_ready as i64,
-                serde_json::to_string(&d.ports).unwrap_or_else(|_| "[]".into()),
-                d.purged,
-                ts(&d.created_at),
-                ts(&d.updated_at),
-            ],
-        )?;
+    conn.execute(&DB_WRITES.insert, rusqlite::params_from_iter(db_values(d)))?;
     Ok(())
 }
 
@@ -467,38 +438,30 @@ impl Store {
 /// the unit tests of this crate; tests change the fields they are about.
 #[cfg(test)]
 pub(crate) fn test_record(id: &str, name: &str, db_type: DbType) -> DbRecord {
-    let t = now();
-    DbRecord {
-        id: id.into(),
-        customer_id: "c1".into(),
-        project_id: "proj_default".into(),
-        name: name.into(),
-        slug: name.into(),
+    let version = match db_type {
+        DbType::Postgresql => "15",
+        DbType::Mysql => "10.11",
+        DbType::Redis | DbType::Mongodb => "7.0",
+    };
+    DbRecord::new(
+        id.into(),
+        Owner {
+            customer_id: "c1".into(),
+            project_id: "proj_default".into(),
+        },
+        name.into(),
         db_type,
-        version: match db_type {
-            DbType::Postgresql => "15",
-            DbType::Mysql => "10.11",
-            DbType::Redis => "7.0",
-            DbType::Mongodb => "7.0",
-        }
-        .into(),
-        requested_version: None,
-        server_version: None,
-        plan_id: "db-s-1vcpu-1gb".into(),
-        region: "local".into(),
-        storage_gb: 10,
-        replicas: 1,
-        desired: Desired::Running,
-        restart_requested: false,
-        status: Status::Provisioning,
-        error_kind: None,
-        error_message: None,
-        nodes_ready: 0,
-        ports: vec![],
-        purged: false,
-        created_at: t,
-        updated_at: t,
-    }
+        crate::catalog::ResolvedVersion {
+            version: version.into(),
+            requested: None,
+        },
+        Placement {
+            plan_id: "db-s-1vcpu-1gb".into(),
+            region: "local".into(),
+            storage_gb: 10,
+            replicas: 1,
+        },
+    )
 }
 
 #[cfg(test)]

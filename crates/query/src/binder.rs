@@ -81,52 +81,25 @@ impl<'a> Binder<'a> {
         for item in &sel.items {
             match item {
                 Item::Star(span) | Item::Spread(span) => {
-                    for (col, c) in tm.columns.iter().enumerate() {
-                        push(
-                            &mut outputs,
-                            Output::Column {
-                                name: &c.api_name,
-                                col,
-                                ty: c.ty,
-                            },
-                            false,
-                            *span,
-                        )?;
+                    for col in 0..tm.columns.len() {
+                        push(&mut outputs, Output::column(tm, col), false, *span)?;
                     }
                     if matches!(item, Item::Spread(_)) {
                         for rel in &tm.relations {
                             if let Ok(hop) = self.hop(tm, rel, *span) {
                                 let node = self.scalars(hop.target);
-                                push(
-                                    &mut outputs,
-                                    Output::Relation {
-                                        name: &rel.name,
-                                        hop,
-                                        node: Box::new(node),
-                                    },
-                                    false,
-                                    *span,
-                                )?;
+                                push(&mut outputs, Output::relation(hop, node), false, *span)?;
                             }
                         }
                     }
                 }
                 Item::Field(name) => {
                     let out = if let Some(col) = tm.column_index(name.text) {
-                        let c = &tm.columns[col];
-                        Output::Column {
-                            name: &c.api_name,
-                            col,
-                            ty: c.ty,
-                        }
+                        Output::column(tm, col)
                     } else if let Some(rel) = tm.relation(name.text) {
                         let hop = self.hop(tm, rel, name.span)?;
                         let node = self.scalars(hop.target);
-                        Output::Relation {
-                            name: &rel.name,
-                            hop,
-                            node: Box::new(node),
-                        }
+                        Output::relation(hop, node)
                     } else {
                         return Err(unknown_field(tm, name));
                     };
@@ -148,16 +121,7 @@ impl<'a> Binder<'a> {
                     };
                     let hop = self.hop(tm, rel, name.span)?;
                     let node = self.selection(inner, hop.target)?;
-                    push(
-                        &mut outputs,
-                        Output::Relation {
-                            name: &rel.name,
-                            hop,
-                            node: Box::new(node),
-                        },
-                        true,
-                        name.span,
-                    )?;
+                    push(&mut outputs, Output::relation(hop, node), true, name.span)?;
                 }
             }
         }
@@ -199,15 +163,8 @@ impl<'a> Binder<'a> {
         Node {
             table,
             manifest: tm,
-            outputs: tm
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(col, c)| Output::Column {
-                    name: &c.api_name,
-                    col,
-                    ty: c.ty,
-                })
+            outputs: (0..tm.columns.len())
+                .map(|col| Output::column(tm, col))
                 .collect(),
             filter: None,
             order: Vec::new(),

@@ -13,16 +13,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 
-use refract_schema::{ColumnType, ValueRef};
+use refract_schema::{ColumnType, Value, ValueRef};
 use refract_storage::{RowId, Snapshot, Table};
 
 use crate::ast::CmpOp;
 use crate::collate::CiRules;
 use crate::json;
 use crate::literal::DAY_US;
-use crate::plan::{
-    Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, OrderKey, Output, Test, Tri,
-};
+use crate::plan::{Access, BExpr, BPred, Hop, Lit, Lookup, Node, OrderKey, Output, Test, Tri};
 use crate::semijoin::{self, FilterMemo, RowSet};
 use crate::{Interrupt, QueryOptions, RunLimits, RunSummary, Sink};
 
@@ -284,11 +282,11 @@ impl<'k> Bounds<'k> {
 }
 
 /// `f(key as ValueRefs)` without allocating for one-column keys.
-fn with_key<R>(key: &[KeyVal], f: impl FnOnce(&[ValueRef<'_>]) -> R) -> R {
+fn with_key<R>(key: &[Value], f: impl FnOnce(&[ValueRef<'_>]) -> R) -> R {
     if let [k] = key {
         f(&[k.as_ref()])
     } else {
-        let refs: Vec<ValueRef<'_>> = key.iter().map(KeyVal::as_ref).collect();
+        let refs: Vec<ValueRef<'_>> = key.iter().map(Value::as_ref).collect();
         f(&refs)
     }
 }

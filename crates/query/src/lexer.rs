@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use crate::ast::CmpOp;
 use crate::error::{error, Result, Span};
 
 /// What a token is.
@@ -24,12 +25,8 @@ pub(crate) enum Tok<'a> {
     Dot,
     Star,
     Ellipsis,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
+    /// `=`, `!=` or `<>`, `<`, `<=`, `>`, `>=`.
+    Cmp(CmpOp),
     Eof,
 }
 
@@ -56,12 +53,7 @@ impl Tok<'_> {
             Tok::Dot => ".",
             Tok::Star => "*",
             Tok::Ellipsis => "...",
-            Tok::Eq => "=",
-            Tok::Ne => "!=",
-            Tok::Lt => "<",
-            Tok::Le => "<=",
-            Tok::Gt => ">",
-            Tok::Ge => ">=",
+            Tok::Cmp(op) => op.symbol(),
             Tok::Ident(_) | Tok::Str(_) | Tok::Number(_) | Tok::Eof => "",
         }
     }
@@ -174,7 +166,7 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token<'_>>> {
                     ')' => Tok::RParen,
                     ',' => Tok::Comma,
                     '*' => Tok::Star,
-                    _ => Tok::Eq,
+                    _ => Tok::Cmp(CmpOp::Eq),
                 }
             }
             '.' => {
@@ -188,29 +180,29 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token<'_>>> {
             }
             '!' if cur.peek_byte(1) == b'=' => {
                 cur.skip_ascii(2);
-                Tok::Ne
+                Tok::Cmp(CmpOp::Ne)
             }
             '<' => match cur.peek_byte(1) {
                 b'=' => {
                     cur.skip_ascii(2);
-                    Tok::Le
+                    Tok::Cmp(CmpOp::Le)
                 }
                 b'>' => {
                     cur.skip_ascii(2);
-                    Tok::Ne
+                    Tok::Cmp(CmpOp::Ne)
                 }
                 _ => {
                     cur.skip_ascii(1);
-                    Tok::Lt
+                    Tok::Cmp(CmpOp::Lt)
                 }
             },
             '>' => {
                 if cur.peek_byte(1) == b'=' {
                     cur.skip_ascii(2);
-                    Tok::Ge
+                    Tok::Cmp(CmpOp::Ge)
                 } else {
                     cur.skip_ascii(1);
-                    Tok::Gt
+                    Tok::Cmp(CmpOp::Gt)
                 }
             }
             '"' | '\'' => Tok::Str(string(&mut cur, c)?),
@@ -379,14 +371,14 @@ mod tests {
             kinds("a != -5 <> 1.25e-3 <= >= < > ... . * -- comment\n,"),
             vec![
                 Tok::Ident("a"),
-                Tok::Ne,
+                Tok::Cmp(CmpOp::Ne),
                 Tok::Number("-5"),
-                Tok::Ne,
+                Tok::Cmp(CmpOp::Ne),
                 Tok::Number("1.25e-3"),
-                Tok::Le,
-                Tok::Ge,
-                Tok::Lt,
-                Tok::Gt,
+                Tok::Cmp(CmpOp::Le),
+                Tok::Cmp(CmpOp::Ge),
+                Tok::Cmp(CmpOp::Lt),
+                Tok::Cmp(CmpOp::Gt),
                 Tok::Ellipsis,
                 Tok::Dot,
                 Tok::Star,

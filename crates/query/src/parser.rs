@@ -3,9 +3,7 @@
 //! Nesting of selections and of expressions (parentheses, `NOT`) is capped by
 //! `QueryOptions::max_depth`, so adversarial input gets an error instead of a stack overflow.
 
-use crate::ast::{
-    Args, CmpOp, Expr, Item, Name, Order, Path, Pred, PredOp, Selection, Value, ValueKind,
-};
+use crate::ast::{Args, Expr, Item, Name, Order, Path, Pred, PredOp, Selection, Value, ValueKind};
 use crate::error::{error, expected, Result, Span};
 use crate::lexer::{Tok, Token};
 
@@ -401,12 +399,10 @@ impl<'t, 'a> Parser<'t, 'a> {
     /// in `not = 1`.
     fn is_pred_operator(&self, ahead: usize) -> bool {
         let t = &self.peek_at(ahead).tok;
-        matches!(
-            t,
-            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::Dot
-        ) || ["IN", "IS", "BETWEEN", "LIKE", "ILIKE"]
-            .iter()
-            .any(|k| is_kw(t, k))
+        matches!(t, Tok::Cmp(_) | Tok::Dot)
+            || ["IN", "IS", "BETWEEN", "LIKE", "ILIKE"]
+                .iter()
+                .any(|k| is_kw(t, k))
     }
 
     fn pred(&mut self) -> Result<Pred<'a>> {
@@ -414,12 +410,7 @@ impl<'t, 'a> Parser<'t, 'a> {
         let t = self.next();
         let op_span = t.span;
         let op = match &t.tok {
-            Tok::Eq => PredOp::Cmp(CmpOp::Eq, self.value()?),
-            Tok::Ne => PredOp::Cmp(CmpOp::Ne, self.value()?),
-            Tok::Lt => PredOp::Cmp(CmpOp::Lt, self.value()?),
-            Tok::Le => PredOp::Cmp(CmpOp::Le, self.value()?),
-            Tok::Gt => PredOp::Cmp(CmpOp::Gt, self.value()?),
-            Tok::Ge => PredOp::Cmp(CmpOp::Ge, self.value()?),
+            Tok::Cmp(op) => PredOp::Cmp(*op, self.value()?),
             tok if is_kw(tok, "IS") => {
                 let negated = self.eat_kw("NOT");
                 if !self.eat_kw("NULL") {

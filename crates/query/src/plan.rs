@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use refract_schema::{ColumnType, Relation, TableManifest, ValueRef};
+use refract_schema::{ColumnType, Relation, TableManifest, Value};
 
 use crate::ast;
 use crate::collate::{CiRules, LikePattern};
@@ -44,7 +44,26 @@ pub(crate) enum Output<'a> {
     },
 }
 
-impl Output<'_> {
+impl<'a> Output<'a> {
+    /// Column `col` of `table`, under its API name.
+    pub(crate) fn column(table: &'a TableManifest, col: usize) -> Output<'a> {
+        let c = &table.columns[col];
+        Output::Column {
+            name: &c.api_name,
+            col,
+            ty: c.ty,
+        }
+    }
+
+    /// Relation `hop.rel`, its rows selected by `node`.
+    pub(crate) fn relation(hop: Hop<'a>, node: Node<'a>) -> Output<'a> {
+        Output::Relation {
+            name: &hop.rel.name,
+            hop,
+            node: Box::new(node),
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         match self {
             Output::Column { name, .. } | Output::Relation { name, .. } => name,
@@ -184,48 +203,18 @@ pub(crate) enum Access {
     /// Every row in primary-key order.
     Scan,
     /// Primary-key lookups, one per key (values in primary-key column order).
-    Pk(Vec<Vec<KeyVal>>),
+    Pk(Vec<Vec<Value>>),
     /// Hash-index lookups on `cols`, one per key.
     Index {
         cols: Vec<usize>,
-        keys: Vec<Vec<KeyVal>>,
+        keys: Vec<Vec<Value>>,
     },
     /// Rows related to the parent row (nested nodes).
     Relation,
     /// Every row in primary-key order from the first whose first primary-key column (an
     /// integer) is not below the value: `id >= N` / `id > N` skip the rows before `N`. The
     /// predicate stays in the filter.
-    PkFrom(KeyVal),
-}
-
-/// An owned index key value.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum KeyVal {
-    Bool(bool),
-    Int(i64),
-    Decimal(i128),
-    Text(String),
-    Bytes(Vec<u8>),
-    Date(i32),
-    Time(i64),
-    DateTime(i64),
-    Timestamp(i64),
-}
-
-impl KeyVal {
-    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
-        match self {
-            KeyVal::Bool(b) => ValueRef::Bool(*b),
-            KeyVal::Int(v) => ValueRef::Int(*v),
-            KeyVal::Decimal(v) => ValueRef::Decimal(*v),
-            KeyVal::Text(s) => ValueRef::Text(s),
-            KeyVal::Bytes(b) => ValueRef::Bytes(b),
-            KeyVal::Date(v) => ValueRef::Date(*v),
-            KeyVal::Time(v) => ValueRef::Time(*v),
-            KeyVal::DateTime(v) => ValueRef::DateTime(*v),
-            KeyVal::Timestamp(v) => ValueRef::Timestamp(*v),
-        }
-    }
+    PkFrom(Value),
 }
 
 /// SQL's three-valued logic.

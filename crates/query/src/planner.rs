@@ -8,13 +8,13 @@
 //! Nested nodes always follow their relation: primary-key lookups for forward relations,
 //! foreign-key index lookups for reverse ones; relation filters use the same lookups per row.
 
-use refract_schema::{ColumnType, RelationKind, TableManifest};
+use refract_schema::{ColumnType, RelationKind, TableManifest, Value};
 use refract_storage::Snapshot;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map, Value as Json};
 
 use crate::ast::CmpOp;
 use crate::literal::DAY_US;
-use crate::plan::{Access, BExpr, BPred, Hop, KeyVal, Lit, Lookup, Node, Output, Test};
+use crate::plan::{Access, BExpr, BPred, Hop, Lit, Lookup, Node, Output, Test};
 use crate::QueryOptions;
 
 /// Most lookups one query does through its access path; more falls back to a scan.
@@ -32,7 +32,7 @@ pub(crate) fn plan<'a>(snapshot: &Snapshot, node: &mut Node<'a>) {
         other => vec![other],
     };
     // (conjunct, column, keys) for each column with an indexable equality.
-    let mut cands: Vec<(usize, usize, Vec<KeyVal>)> = Vec::new();
+    let mut cands: Vec<(usize, usize, Vec<Value>)> = Vec::new();
     for (i, c) in conjuncts.iter().enumerate() {
         if let BExpr::Pred(p) = c {
             if let Some(keys) = index_keys(p) {
@@ -85,7 +85,7 @@ pub(crate) fn plan<'a>(snapshot: &Snapshot, node: &mut Node<'a>) {
         return;
     };
     // Keys: the cartesian product of each column's values, in `cols` order.
-    let mut keys: Vec<Vec<KeyVal>> = vec![Vec::with_capacity(cols.len())];
+    let mut keys: Vec<Vec<Value>> = vec![Vec::with_capacity(cols.len())];
     let mut used = Vec::with_capacity(cols.len());
     for col in &cols {
         let (i, _, values) = cands
@@ -138,7 +138,7 @@ fn rebuild(mut conjuncts: Vec<BExpr<'_>>) -> Option<BExpr<'_>> {
 /// The start of a primary-key range scan: the largest `N` of the conjuncts `pk >= N` and
 /// `pk > N` on the first primary-key column, when it is an integer (the one type whose storage
 /// order is the comparison's order for every literal accepted).
-fn pk_range_start(tm: &TableManifest, conjuncts: &[BExpr<'_>]) -> Option<KeyVal> {
+fn pk_range_start(tm: &TableManifest, conjuncts: &[BExpr<'_>]) -> Option<Value> {
     let &pk0 = tm.primary_key.first()?;
     if tm.columns[pk0].ty != ColumnType::Int {
         return None;
@@ -148,7 +148,7 @@ fn pk_range_start(tm: &TableManifest, conjuncts: &[BExpr<'_>]) -> Option<KeyVal>
         .filter_map(|c| match c {
             BExpr::Pred(p) if p.hops.is_empty() && p.col == pk0 => match &p.test {
                 Test::Cmp(CmpOp::Ge | CmpOp::Gt, lit) => match key_of(ColumnType::Int, lit) {
-                    Some(Some(KeyVal::Int(n))) => Some(n),
+                    Some(Some(Value::Int(n))) => Some(n),
                     _ => None,
                 },
                 _ => None,
@@ -156,7 +156,7 @@ fn pk_range_start(tm: &TableManifest, conjuncts: &[BExpr<'_>]) -> Option<KeyVal>
             _ => None,
         })
         .max()
-        .map(KeyVal::Int)
+        .map(Value::Int)
 }
 
 /// Children keep the access of their relation; only their filters' terms are ordered.
@@ -182,7 +182,7 @@ fn hops_in(e: &BExpr<'_>) -> usize {
 
 /// The index keys that answer `p` exactly (`col = v`, `col IN (…)`), or `None` when an index
 /// cannot answer it. Values that can never be equal (`int_col = 1.5`) give no key.
-fn index_keys(p: &BPred<'_>) -> Option<Vec<KeyVal>> {
+fn index_keys(p: &BPred<'_>) -> Option<Vec<Value>> {
     if !p.hops.is_empty() {
         return None;
     }
@@ -206,30 +206,30 @@ fn index_keys(p: &BPred<'_>) -> Option<Vec<KeyVal>> {
 }
 
 /// `None`: not indexable; `Some(None)`: matches nothing; `Some(Some(k))`: this key.
-fn key_of(ty: ColumnType, lit: &Lit) -> Option<Option<KeyVal>> {
+fn key_of(ty: ColumnType, lit: &Lit) -> Option<Option<Value>> {
     Some(match (ty, lit) {
         (_, Lit::Ord(_, true)) => None,
-        (ColumnType::Int, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::Int),
-        (ColumnType::Decimal { .. }, Lit::Ord(q, _)) => Some(KeyVal::Decimal(*q)),
+        (ColumnType::Int, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(Value::Int),
+        (ColumnType::Decimal { .. }, Lit::Ord(q, _)) => Some(Value::Decimal(*q)),
         (ColumnType::Date, Lit::Ord(q, _)) => {
             let day = DAY_US as i128;
             if q % day == 0 {
-                i32::try_from(q / day).ok().map(KeyVal::Date)
+                i32::try_from(q / day).ok().map(Value::Date)
             } else {
                 None
             }
         }
-        (ColumnType::Time, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::Time),
-        (ColumnType::DateTime, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::DateTime),
-        (ColumnType::Timestamp, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(KeyVal::Timestamp),
-        (ColumnType::Bool, Lit::Bool(b)) => Some(KeyVal::Bool(*b)),
+        (ColumnType::Time, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(Value::Time),
+        (ColumnType::DateTime, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(Value::DateTime),
+        (ColumnType::Timestamp, Lit::Ord(q, _)) => i64::try_from(*q).ok().map(Value::Timestamp),
+        (ColumnType::Bool, Lit::Bool(b)) => Some(Value::Bool(*b)),
         (
             ColumnType::Text {
                 case_insensitive: false,
             },
             Lit::Text(s),
-        ) => Some(KeyVal::Text(s.clone())),
-        (ColumnType::Bytes, Lit::Bytes(b)) => Some(KeyVal::Bytes(b.clone())),
+        ) => Some(Value::Text(s.clone())),
+        (ColumnType::Bytes, Lit::Bytes(b)) => Some(Value::Bytes(b.clone())),
         _ => return None,
     })
 }
@@ -238,7 +238,7 @@ fn key_of(ty: ColumnType, lit: &Lit) -> Option<Option<KeyVal>> {
 // explain
 
 /// The plan of `node` as JSON.
-pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, options: &QueryOptions) -> Value {
+pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, options: &QueryOptions) -> Json {
     let default_limit = options.default_limit;
     let table = &snapshot.tables[node.table];
     let rows = table.row_count();
@@ -258,7 +258,7 @@ pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, options: &QueryOptio
                 "pk_range({} >= {})",
                 col_names(&tm.primary_key[..1]),
                 match from {
-                    KeyVal::Int(n) => n.to_string(),
+                    Value::Int(n) => n.to_string(),
                     other => format!("{other:?}"),
                 }
             ),
@@ -296,7 +296,7 @@ pub(crate) fn explain(snapshot: &Snapshot, node: &Node<'_>, options: &QueryOptio
         json!(estimate(node, candidates, Some(default_limit))),
     );
     node_details(snapshot, node, &mut obj, Some(default_limit), options);
-    Value::Object(obj)
+    Json::Object(obj)
 }
 
 /// Rows per key of a hash index: rows per parent for a foreign key, else a 1 % guess.
@@ -345,7 +345,7 @@ fn hop_access(hop: &Hop<'_>) -> String {
     }
 }
 
-fn hop_json(hop: &Hop<'_>) -> Value {
+fn hop_json(hop: &Hop<'_>) -> Json {
     json!({
         "relation": hop.rel.name,
         "kind": if hop.to_many { "reverse" } else { "forward" },
@@ -357,7 +357,7 @@ fn hop_json(hop: &Hop<'_>) -> Value {
 fn node_details(
     snapshot: &Snapshot,
     node: &Node<'_>,
-    obj: &mut Map<String, Value>,
+    obj: &mut Map<String, Json>,
     default_limit: Option<usize>,
     options: &QueryOptions,
 ) {
@@ -366,14 +366,14 @@ fn node_details(
         node.filter
             .as_ref()
             .map(|f| json!(expr_text(f)))
-            .unwrap_or(Value::Null),
+            .unwrap_or(Json::Null),
     );
     let mut relation_filters = Vec::new();
     if let Some(f) = &node.filter {
         collect_relation_filters(snapshot, node.table, f, &mut relation_filters);
     }
     if !relation_filters.is_empty() {
-        obj.insert("relation_filters".into(), Value::Array(relation_filters));
+        obj.insert("relation_filters".into(), Json::Array(relation_filters));
     }
     if !node.order.is_empty() {
         let keys: Vec<String> = node
@@ -448,18 +448,13 @@ fn node_details(
                 json!(estimate(child, per_parent, child_default)),
             );
             node_details(snapshot, child, &mut c, child_default, options);
-            children.push(Value::Object(c));
+            children.push(Json::Object(c));
         }
     }
-    obj.insert("children".into(), Value::Array(children));
+    obj.insert("children".into(), Json::Array(children));
 }
 
-fn collect_relation_filters(
-    snapshot: &Snapshot,
-    table: usize,
-    e: &BExpr<'_>,
-    out: &mut Vec<Value>,
-) {
+fn collect_relation_filters(snapshot: &Snapshot, table: usize, e: &BExpr<'_>, out: &mut Vec<Json>) {
     match e {
         BExpr::And(t) | BExpr::Or(t) => t
             .iter()
@@ -471,7 +466,7 @@ fn collect_relation_filters(
                 "any_of": p.hops.iter().any(|h| h.to_many),
                 "path": p.hops.iter().map(hop_json).collect::<Vec<_>>(),
             });
-            if let (Value::Object(o), Value::Object(how)) =
+            if let (Json::Object(o), Json::Object(how)) =
                 (&mut v, crate::semijoin::describe(snapshot, table, p))
             {
                 o.extend(how);

@@ -66,6 +66,20 @@ pub struct ColumnManifest {
     pub note: Option<String>,
 }
 
+impl ColumnManifest {
+    /// `column` exposed under its source name, without a note.
+    pub fn exposing(column: &crate::SourceColumn) -> ColumnManifest {
+        ColumnManifest {
+            source_name: column.name.clone(),
+            api_name: column.name.clone(),
+            ty: column.ty,
+            source_type: column.source_type.clone(),
+            nullable: column.nullable,
+            note: None,
+        }
+    }
+}
+
 /// Direction of a relation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

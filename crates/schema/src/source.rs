@@ -64,6 +64,21 @@ pub struct SourceTable {
     pub estimated_rows: Option<u64>,
 }
 
+impl SourceTable {
+    /// A table known by its name and the source's size estimates; columns and keys are added
+    /// as introspection reads them.
+    pub fn named(name: String, estimated_bytes: Option<u64>, estimated_rows: Option<u64>) -> Self {
+        SourceTable {
+            name,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            foreign_keys: Vec::new(),
+            estimated_bytes,
+            estimated_rows,
+        }
+    }
+}
+
 /// One column on the source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceColumn {

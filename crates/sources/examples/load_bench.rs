@@ -7,13 +7,12 @@
 //! ```
 //! Compare with `psql -c "\copy (SELECT …) TO /dev/null"` (benchmark B1).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use refract_schema::{
     Backend, ColumnManifest, Manifest, RowSink, TableManifest, ValueRef, MANIFEST_VERSION,
 };
-use refract_sources::{LoadProgress, SourceParams};
+use refract_sources::SourceParams;
 
 /// Copies every cell into typed vectors and one byte arena, as a storage builder would.
 #[derive(Default)]
@@ -102,18 +101,7 @@ async fn main() {
         .map(|t| TableManifest {
             source_name: t.name.clone(),
             api_name: t.name.clone(),
-            columns: t
-                .columns
-                .iter()
-                .map(|c| ColumnManifest {
-                    source_name: c.name.clone(),
-                    api_name: c.name.clone(),
-                    ty: c.ty,
-                    source_type: c.source_type.clone(),
-                    nullable: c.nullable,
-                    note: None,
-                })
-                .collect(),
+            columns: t.columns.iter().map(ColumnManifest::exposing).collect(),
             primary_key: Vec::new(),
             where_sql: None,
             relations: Vec::new(),
@@ -135,8 +123,7 @@ async fn main() {
             &p,
             &m,
             sinks,
-            parallelism,
-            Arc::new(LoadProgress::default()),
+            refract_sources::LoadOptions::parallel(parallelism),
         )
         .await
         .expect("load");

@@ -94,52 +94,46 @@ pub async fn introspect(params: &SourceParams) -> Result<SourceSchema, SourceErr
     r.map_err(|e| e.scrubbed(params))
 }
 
+/// How [`load_tables`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions<'a> {
+    /// Connections reading tables side by side (clamped to 1 ..= the number of tables).
+    pub parallelism: usize,
+    /// Counters the caller may watch while the load runs.
+    pub progress: Arc<LoadProgress>,
+    /// PostgreSQL only: read inside a snapshot another session exported and keeps alive until
+    /// the load returns (see [`ExportedSnapshot`]); every load connection imports it with `SET
+    /// TRANSACTION SNAPSHOT` and the position returned is `snapshot.lsn`. `None`: the load takes
+    /// a snapshot of its own.
+    pub snapshot: Option<&'a ExportedSnapshot>,
+}
+
+impl LoadOptions<'_> {
+    /// Over `parallelism` connections, in a snapshot of its own, progress not watched.
+    pub fn parallel(parallelism: usize) -> Self {
+        LoadOptions {
+            parallelism,
+            ..Default::default()
+        }
+    }
+}
+
 /// Load every table of `manifest` into the sinks (one per table, in manifest order), reading all
-/// tables inside one consistent source snapshot, several tables at once over `parallelism`
-/// connections, streaming rows without buffering a result. Returns the sinks and the source
-/// position of the snapshot.
+/// tables inside one consistent source snapshot, several tables at once over
+/// `options.parallelism` connections, streaming rows without buffering a result. Returns the
+/// sinks and the source position of the snapshot.
 ///
 /// Each table is read with `SELECT <manifest columns> FROM <table> [WHERE <where_sql>]`. When a
 /// sink's `end_row` returns `false`, every reader stops and the result is
-/// [`SourceError::Stopped`].
+/// [`SourceError::Stopped`]. A `snapshot` for another backend than PostgreSQL is
+/// [`SourceError::Other`].
 pub async fn load_tables<S: RowSink + Send + 'static>(
     params: &SourceParams,
     manifest: &Manifest,
     sinks: Vec<S>,
-    parallelism: usize,
-    progress: Arc<LoadProgress>,
+    options: LoadOptions<'_>,
 ) -> Result<(Vec<S>, SourcePosition), SourceError> {
-    if sinks.len() != manifest.tables.len() {
-        return Err(SourceError::Other(format!(
-            "{} sinks for {} tables",
-            sinks.len(),
-            manifest.tables.len()
-        )));
-    }
-    let parallelism = parallelism.clamp(1, manifest.tables.len().max(1));
-    let r = match params.backend {
-        Backend::Mysql => mysql::load(params, manifest, sinks, parallelism, progress).await,
-        Backend::Postgres => {
-            postgres::load(params, manifest, sinks, parallelism, progress, None).await
-        }
-        Backend::Sqlite => sqlite::load(params, manifest, sinks, progress).await,
-        Backend::Mssql => Err(unsupported(params.backend)),
-    };
-    r.map_err(|e| e.scrubbed(params))
-}
-
-/// [`load_tables`] inside a snapshot exported by another PostgreSQL session (see
-/// [`ExportedSnapshot`]); every load connection imports it with `SET TRANSACTION SNAPSHOT`.
-/// The position returned is `snapshot.lsn`. Other backends: [`SourceError::Other`].
-pub async fn load_tables_in_snapshot<S: RowSink + Send + 'static>(
-    params: &SourceParams,
-    manifest: &Manifest,
-    sinks: Vec<S>,
-    parallelism: usize,
-    progress: Arc<LoadProgress>,
-    snapshot: &ExportedSnapshot,
-) -> Result<(Vec<S>, SourcePosition), SourceError> {
-    if params.backend != Backend::Postgres {
+    if options.snapshot.is_some() && params.backend != Backend::Postgres {
         return Err(SourceError::Other(format!(
             "an exported snapshot is a PostgreSQL feature; the source is {}",
             params.backend.as_str()
@@ -152,17 +146,16 @@ pub async fn load_tables_in_snapshot<S: RowSink + Send + 'static>(
             manifest.tables.len()
         )));
     }
-    let parallelism = parallelism.clamp(1, manifest.tables.len().max(1));
-    postgres::load(
-        params,
-        manifest,
-        sinks,
-        parallelism,
-        progress,
-        Some(snapshot),
-    )
-    .await
-    .map_err(|e| e.scrubbed(params))
+    let parallelism = options.parallelism.clamp(1, manifest.tables.len().max(1));
+    let state = load::LoadState::new(params, manifest, sinks, options.progress);
+    let position = match params.backend {
+        Backend::Mysql => mysql::load(&state, parallelism).await,
+        Backend::Postgres => postgres::load(&state, parallelism, options.snapshot).await,
+        Backend::Sqlite => sqlite::load(&state).await,
+        Backend::Mssql => Err(unsupported(params.backend)),
+    };
+    let loaded = position.and_then(|position| Ok((state.finish()?, position)));
+    loaded.map_err(|e| e.scrubbed(params))
 }
 
 fn unsupported(backend: Backend) -> SourceError {

@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use refract_schema::{Manifest, TableManifest};
 
-use crate::{LoadProgress, SourceError};
+use crate::{LoadProgress, SourceError, SourceParams};
 
-/// Shared state of one load: which tables are left, the sinks, the first error.
+/// Shared state of one load: what is read from where, which tables are left, the sinks, the
+/// first error.
 pub(crate) struct LoadState<S> {
+    pub(crate) params: SourceParams,
+    pub(crate) manifest: Manifest,
     slots: Mutex<Vec<Option<S>>>,
     queue: Mutex<VecDeque<usize>>,
     stop: AtomicBool,
@@ -23,6 +26,7 @@ impl<S> LoadState<S> {
     /// Tables are handed out biggest first (by the source's size estimate) so that parallel
     /// workers finish close together.
     pub(crate) fn new(
+        params: &SourceParams,
         manifest: &Manifest,
         sinks: Vec<S>,
         progress: Arc<LoadProgress>,
@@ -30,6 +34,8 @@ impl<S> LoadState<S> {
         let mut order: Vec<usize> = (0..manifest.tables.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(manifest.tables[i].estimated_bytes.unwrap_or(0)));
         Arc::new(LoadState {
+            params: params.clone(),
+            manifest: manifest.clone(),
             slots: Mutex::new(sinks.into_iter().map(Some).collect()),
             queue: Mutex::new(order.into()),
             stop: AtomicBool::new(false),
@@ -123,11 +129,9 @@ impl<S> LoadState<S> {
     }
 }
 
-/// Run the workers to their end; the load's result is the first recorded failure.
-pub(crate) async fn drive<S, F>(
-    state: &LoadState<S>,
-    workers: Vec<F>,
-) -> Result<Vec<S>, SourceError>
+/// Run the workers to their end; a worker that panicked is the load's failure (see
+/// [`LoadState::finish`] for the result).
+pub(crate) async fn drive<S, F>(state: &LoadState<S>, workers: Vec<F>)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -137,7 +141,6 @@ where
             state.fail(SourceError::Other(format!("a load worker failed: {e}")));
         }
     }
-    state.finish()
 }
 
 /// Counts rows locally and adds them to [`LoadProgress::rows`] in batches.

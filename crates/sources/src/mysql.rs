@@ -10,16 +10,14 @@ use mysql_async::consts::ColumnType as MyType;
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, OptsBuilder, Row, Value};
 use refract_schema::{
-    Backend, ColumnManifest, ColumnType, ForeignKey, Manifest, RowSink, SourceColumn, SourceSchema,
+    Backend, ColumnManifest, ColumnType, ForeignKey, RowSink, SourceColumn, SourceSchema,
     SourceTable, TableManifest, ValueRef,
 };
 
 use crate::error::{self, timed_out};
 use crate::load::{drive, quote_backtick, refused, select_sql, LoadState, RowCounter};
 use crate::types::{days_from_civil, parse_decimal, pow10, MysqlColumnInfo, DAY_MICROS};
-use crate::{
-    BinlogReadiness, LoadProgress, SourceError, SourceParams, SourcePosition, TestConnectionReport,
-};
+use crate::{BinlogReadiness, SourceError, SourceParams, SourcePosition, TestConnectionReport};
 
 /// Schemas that belong to the server, not to users.
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "performance_schema", "mysql", "sys"];
@@ -432,17 +430,8 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         let Some(name) = get::<String>(r, "name") else {
             continue;
         };
-        tables.insert(
-            name.clone(),
-            SourceTable {
-                name,
-                columns: Vec::new(),
-                primary_key: Vec::new(),
-                foreign_keys: Vec::new(),
-                estimated_bytes: get::<u64>(r, "data_length"),
-                estimated_rows: get::<u64>(r, "table_rows"),
-            },
-        );
+        let (bytes, rows) = (get::<u64>(r, "data_length"), get::<u64>(r, "table_rows"));
+        tables.insert(name.clone(), SourceTable::named(name, bytes, rows));
     }
     for r in &column_rows {
         let (Some(tbl), Some(name)) = (get::<String>(r, "tbl"), get::<String>(r, "name")) else {
@@ -561,13 +550,11 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
 // loading
 
 pub(crate) async fn load<S: RowSink + Send + 'static>(
-    params: &SourceParams,
-    manifest: &Manifest,
-    sinks: Vec<S>,
+    state: &Arc<LoadState<S>>,
     parallelism: usize,
-    progress: Arc<LoadProgress>,
-) -> Result<(Vec<S>, SourcePosition), SourceError> {
-    let db = manifest.database.clone();
+) -> Result<SourcePosition, SourceError> {
+    let params = &state.params;
+    let db = state.manifest.database.clone();
     let mut coord = connect(params, Some(&db), CONNECT_TIMEOUT).await?;
     let maria = is_mariadb(&mut coord, params).await?;
     let map = |e| error::mysql(e, params);
@@ -643,15 +630,12 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
         workers.push(coord);
     }
 
-    let state = LoadState::new(manifest, sinks, progress);
-    let manifest = Arc::new(manifest.clone());
-    let params = Arc::new(params.clone());
     let tasks = workers
         .into_iter()
-        .map(|conn| worker(conn, manifest.clone(), state.clone(), params.clone()))
+        .map(|conn| worker(conn, state.clone()))
         .collect();
-    let sinks = drive(&state, tasks).await?;
-    Ok((sinks, position))
+    drive(state, tasks).await;
+    Ok(position)
 }
 
 /// Binlog file/offset (`SHOW MASTER STATUS`, or `SHOW BINARY LOG STATUS` on MySQL 8.4+) and the
@@ -755,21 +739,16 @@ async fn snapshot_position(conn: &mut Conn, params: &SourceParams) -> SourcePosi
     }
 }
 
-async fn worker<S: RowSink + Send + 'static>(
-    mut conn: Conn,
-    manifest: Arc<Manifest>,
-    state: Arc<LoadState<S>>,
-    params: Arc<SourceParams>,
-) {
+async fn worker<S: RowSink + Send + 'static>(mut conn: Conn, state: Arc<LoadState<S>>) {
     while let Some((i, mut sink)) = state.next() {
-        let table = &manifest.tables[i];
+        let table = &state.manifest.tables[i];
         let read = load_table(
             &mut conn,
-            &manifest.database,
+            &state.manifest.database,
             table,
             &mut sink,
             &state,
-            &params,
+            &state.params,
         )
         .await;
         if !state.table_read(i, sink, read) {

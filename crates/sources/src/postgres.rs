@@ -25,7 +25,7 @@ use crate::error::{self, timed_out};
 use crate::load::{drive, quote_double, refused, select_sql, LoadState, RowCounter};
 use crate::types::{decode_hex, parse_decimal, parse_temporal, pow10, PgColumnInfo, DAY_MICROS};
 use crate::{
-    ExportedSnapshot, LoadProgress, LogicalReadiness, SourceError, SourceParams, SourcePosition,
+    ExportedSnapshot, LogicalReadiness, SourceError, SourceParams, SourcePosition,
     TestConnectionReport,
 };
 
@@ -378,18 +378,10 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
         let bytes: Option<i64> = r.get(2);
         let rows: Option<f64> = r.get(3);
         names.insert(oid, name.clone());
-        tables.insert(
-            name.clone(),
-            SourceTable {
-                name,
-                columns: Vec::new(),
-                primary_key: Vec::new(),
-                foreign_keys: Vec::new(),
-                estimated_bytes: bytes.and_then(|b| u64::try_from(b).ok()),
-                // reltuples is -1 until the table was first vacuumed or analyzed.
-                estimated_rows: rows.filter(|r| *r >= 0.0).map(|r| r.round() as u64),
-            },
-        );
+        let bytes = bytes.and_then(|b| u64::try_from(b).ok());
+        // reltuples is -1 until the table was first vacuumed or analyzed.
+        let rows = rows.filter(|r| *r >= 0.0).map(|r| r.round() as u64);
+        tables.insert(name.clone(), SourceTable::named(name, bytes, rows));
     }
     let oids: Vec<u32> = names.keys().copied().collect();
 
@@ -576,13 +568,11 @@ pub(crate) async fn introspect(params: &SourceParams) -> Result<SourceSchema, So
 /// Load in a snapshot of our own (`snapshot: None`: exported by the first connection) or in a
 /// snapshot another session exported and keeps alive until this returns.
 pub(crate) async fn load<S: RowSink + Send + 'static>(
-    params: &SourceParams,
-    manifest: &Manifest,
-    sinks: Vec<S>,
+    state: &Arc<LoadState<S>>,
     parallelism: usize,
-    progress: Arc<LoadProgress>,
     snapshot: Option<&ExportedSnapshot>,
-) -> Result<(Vec<S>, SourcePosition), SourceError> {
+) -> Result<SourcePosition, SourceError> {
+    let (params, manifest) = (&state.params, &state.manifest);
     let db = manifest.database.clone();
     let map = |e| error::pg(e, params);
     let opened = futures_util::future::join_all(
@@ -666,38 +656,25 @@ pub(crate) async fn load<S: RowSink + Send + 'static>(
     }
 
     let schema = schema_name(params, Some(manifest)).to_string();
-    let state = LoadState::new(manifest, sinks, progress);
-    let manifest = Arc::new(manifest.clone());
-    let params = Arc::new(params.clone());
     let schema = Arc::new(schema);
     // The first connection holds the exported snapshot: it reads too, so it stays open (and the
     // snapshot valid) until the others have imported it, which they did above.
     let tasks = conns
         .into_iter()
-        .map(|c| {
-            worker(
-                c,
-                manifest.clone(),
-                schema.clone(),
-                state.clone(),
-                params.clone(),
-            )
-        })
+        .map(|c| worker(c, schema.clone(), state.clone()))
         .collect();
-    let sinks = drive(&state, tasks).await?;
-    Ok((sinks, position))
+    drive(state, tasks).await;
+    Ok(position)
 }
 
 async fn worker<S: RowSink + Send + 'static>(
     client: Client,
-    manifest: Arc<Manifest>,
     schema: Arc<String>,
     state: Arc<LoadState<S>>,
-    params: Arc<SourceParams>,
 ) {
     while let Some((i, mut sink)) = state.next() {
-        let table = &manifest.tables[i];
-        let read = load_table(&client, &schema, table, &mut sink, &state, &params).await;
+        let table = &state.manifest.tables[i];
+        let read = load_table(&client, &schema, table, &mut sink, &state, &state.params).await;
         if !state.table_read(i, sink, read) {
             break;
         }
@@ -1371,8 +1348,9 @@ mod tests {
             relations: Vec::new(),
             estimated_bytes: None,
         };
-        let progress = Arc::new(LoadProgress::default());
+        let progress = Arc::new(crate::LoadProgress::default());
         let state: Arc<LoadState<()>> = LoadState::new(
+            &SourceParams::sqlite_file(std::path::Path::new("unused")),
             &Manifest {
                 warnings: Vec::new(),
                 version: 1,

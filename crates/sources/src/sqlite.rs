@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use refract_schema::{
-    Backend, ColumnType, ForeignKey, Manifest, RowSink, SourceColumn, SourceSchema, SourceTable,
+    Backend, ColumnType, ForeignKey, RowSink, SourceColumn, SourceSchema, SourceTable,
     TableManifest, ValueRef,
 };
 use rusqlite::types::ValueRef as Sql;
@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error;
 use crate::load::{quote_double, refused, select_sql, LoadState, RowCounter};
 use crate::types::{parse_date, parse_decimal, parse_time, parse_timestamp_utc, pow10, DAY_MICROS};
-use crate::{LoadProgress, SourceError, SourceParams, SourcePosition, TestConnectionReport};
+use crate::{SourceError, SourceParams, SourcePosition, TestConnectionReport};
 
 /// How long a statement waits for a writer's lock before failing.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -249,25 +249,18 @@ fn introspect_blocking(params: &SourceParams) -> Result<SourceSchema, SourceErro
 // loading
 
 pub(crate) async fn load<S: RowSink + Send + 'static>(
-    params: &SourceParams,
-    manifest: &Manifest,
-    sinks: Vec<S>,
-    progress: Arc<LoadProgress>,
-) -> Result<(Vec<S>, SourcePosition), SourceError> {
-    let state = LoadState::new(manifest, sinks, progress);
-    let (params, manifest, st) = (params.clone(), manifest.clone(), state.clone());
-    let r = blocking(move || load_blocking(&params, &manifest, &st)).await;
+    state: &Arc<LoadState<S>>,
+) -> Result<SourcePosition, SourceError> {
+    let st = state.clone();
+    let r = blocking(move || load_blocking(&st)).await;
     if let Err(e) = r {
         state.fail(e);
     }
-    Ok((state.finish()?, SourcePosition::None))
+    Ok(SourcePosition::None)
 }
 
-fn load_blocking<S: RowSink>(
-    params: &SourceParams,
-    manifest: &Manifest,
-    state: &LoadState<S>,
-) -> Result<(), SourceError> {
+fn load_blocking<S: RowSink>(state: &LoadState<S>) -> Result<(), SourceError> {
+    let (params, manifest) = (&state.params, &state.manifest);
     let conn = open(params)?;
     conn.execute_batch("BEGIN")
         .map_err(|e| error::sqlite(e, params))?;

@@ -21,6 +21,9 @@ use std::ops::Deref;
 
 pub use refract_managed::{DbType, StandaloneOptions, StandaloneServer};
 
+mod server_url;
+pub use server_url::ServerUrl;
+
 /// A running throwaway server (see the crate documentation); every method of
 /// [`StandaloneServer`] is available on it (ports, credentials, `stop`, `kill`, `restart`).
 pub struct TestServer {
@@ -68,6 +71,16 @@ impl TestServer {
         configure(&mut opts);
         let server = StandaloneServer::start(opts).await?;
         Ok(TestServer { server, _dir: dir })
+    }
+
+    /// The superuser login (plain text) as a [`ServerUrl`].
+    pub fn admin_url(&self) -> ServerUrl {
+        ServerUrl {
+            user: self.admin_user().into(),
+            password: self.admin_password().into(),
+            host: self.host().into(),
+            port: self.port(),
+        }
     }
 }
 

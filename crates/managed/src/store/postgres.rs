@@ -4,12 +4,16 @@
 //! so "check, then write" (a name, a quota, the reconciler's read-modify-write) is atomic across
 //! replicas exactly as the SQLite store's one connection makes it within one process.
 
+use std::sync::LazyLock;
+
+use bytes::BytesMut;
 use chrono::{DateTime, Utc};
-use postgres::types::Json;
+use postgres::types::{IsNull, Json, ToSql, Type};
 use postgres::{NoTls, Row};
 
 use super::records::{
-    now, DbRecord, Desired, ErrorKind, StoreError, TokenRecord, DB_COLUMNS, TOKEN_COLUMNS,
+    db_values, now, DbRecord, DbValue, DbWrites, Desired, ErrorKind, StoreError, TokenRecord,
+    DB_COLUMNS, TOKEN_COLUMNS,
 };
 use crate::api::{DbType, Status};
 use crate::error::ManagedError;
@@ -231,30 +235,48 @@ fn get_in(c: &mut Client<'_>, id: &str) -> Result<Option<DbRecord>, StoreError> 
     .transpose()
 }
 
+/// The statements that write a record here.
+static DB_WRITES: LazyLock<DbWrites> =
+    LazyLock::new(|| DbWrites::new("managed.databases", |n| format!("${n}")));
+
+impl ToSql for DbValue<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.to_sql_checked(ty, out)
+    }
+
+    /// Each kind checks the column's type itself, in `to_sql_checked`.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            DbValue::Text(s) => s.to_sql_checked(ty, out),
+            DbValue::MaybeText(s) => s.to_sql_checked(ty, out),
+            DbValue::Int(n) => n.to_sql_checked(ty, out),
+            DbValue::Bool(b) => b.to_sql_checked(ty, out),
+            DbValue::Ports(ports) => Json(ports).to_sql_checked(ty, out),
+            DbValue::Time(t) => t.to_sql_checked(ty, out),
+        }
+    }
+}
+
 fn save_in(c: &mut Client<'_>, d: &DbRecord) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE managed.databases SET server_version = $2, plan_id = $3, storage_gb = $4, replicas = $5, \
-         desired_state = $6, restart_requested = $7, status = $8, error_kind = $9, error_message = $10, \
-         nodes_ready = $11, ports = $12, purged = $13, updated_at = $14, \
-         destroyed_at = CASE WHEN $8 = 'destroyed' THEN COALESCE(destroyed_at, $14) ELSE NULL END \
-         WHERE id = $1",
-        &[
-            &d.id,
-            &d.server_version,
-            &d.plan_id,
-            &d.storage_gb,
-            &d.replicas,
-            &d.desired.as_str(),
-            &d.restart_requested,
-            &d.status.as_str(),
-            &d.error_kind.map(ErrorKind::as_str),
-            &d.error_message,
-            &(d.nodes_ready as i64),
-            &Json(&d.ports),
-            &d.purged,
-            &d.updated_at,
-        ],
-    )?;
+    let values = db_values(d);
+    let bound: Vec<&(dyn ToSql + Sync)> = DB_WRITES
+        .save_binds
+        .iter()
+        .map(|i| &values[*i] as &(dyn ToSql + Sync))
+        .collect();
+    c.execute(&DB_WRITES.save, &bound)?;
     Ok(())
 }
 
@@ -285,38 +307,9 @@ fn live_of(
 }
 
 fn insert_in(c: &mut Client<'_>, d: &DbRecord) -> Result<(), StoreError> {
-    let placeholders: Vec<String> = (1..=23).map(|i| format!("${i}")).collect();
-    c.execute(
-        &format!(
-            "INSERT INTO managed.databases ({DB_COLUMNS}) VALUES ({})",
-            placeholders.join(", ")
-        ),
-        &[
-            &d.id,
-            &d.customer_id,
-            &d.project_id,
-            &d.name,
-            &d.slug,
-            &d.db_type.as_str(),
-            &d.version,
-            &d.requested_version,
-            &d.server_version,
-            &d.plan_id,
-            &d.region,
-            &d.storage_gb,
-            &d.replicas,
-            &d.desired.as_str(),
-            &d.restart_requested,
-            &d.status.as_str(),
-            &d.error_kind.map(ErrorKind::as_str),
-            &d.error_message,
-            &(d.nodes_ready as i64),
-            &Json(&d.ports),
-            &d.purged,
-            &d.created_at,
-            &d.updated_at,
-        ],
-    )?;
+    let values = db_values(d);
+    let bound: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    c.execute(&DB_WRITES.insert, &bound)?;
     Ok(())
 }
 

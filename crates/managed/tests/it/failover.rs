@@ -121,93 +121,137 @@ async fn wait_synchronous(h: &Harness, url: &str) {
     .await;
 }
 
+/// One engine in the failover scenario ([`fails_over`]): rows `1..=n` are written as the
+/// engine's own items (table rows, keys), each through a fresh login to a connection string.
+trait Engine: Clone {
+    /// `db_type` of the API.
+    const DB_TYPE: &'static str;
+
+    /// Writes rows `1..=rows` through `url` (the primary), each acknowledged by the standby
+    /// once this returns: the replication that makes a write durable across a failover runs
+    /// first.
+    async fn write_acknowledged(&self, h: &Harness, url: &str, rows: i64);
+
+    /// Writes row `n` through a fresh login to `url`; false on any failure.
+    async fn try_write(&self, url: &str, n: i64) -> bool;
+
+    /// Asserts that `url` reaches a primary that holds rows `1..=n` and no other.
+    async fn assert_primary_holds(&self, url: &str, n: i64);
+
+    /// Whether the server at `url` holds `n` rows.
+    async fn holds(&self, url: &str, n: i64) -> bool;
+}
+
+/// The scenario of this file for one engine: acknowledged writes, the primary destroyed, writes
+/// again within [`FAILOVER_WITHIN`] through the same connection string with every acknowledged
+/// write there, the old primary gone, the failover event, and a new standby that replicates.
+async fn fails_over<E: Engine>(h: &Harness, engine: E) {
+    let name = E::DB_TYPE;
+    let (id, _) = h
+        .create_running(json!({"name": format!("ha-{name}"), "db_type": name, "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
+        .await;
+    wait_streaming(h, &id).await;
+    let url = h.connection_string(&id).await;
+    engine.write_acknowledged(h, &url, ROWS).await;
+
+    let since = Instant::now();
+    let old_pid = destroy_primary(h, &id);
+    let took = first_write_after(since, || engine.try_write(&url, ROWS + 1)).await;
+    eprintln!("{name} failover: writes succeed again {took:?} after the primary was destroyed");
+    engine.assert_primary_holds(&url, ROWS + 1).await;
+    assert!(!alive(old_pid), "the old primary is gone");
+    assert_failover_event(h, &id).await;
+
+    // A new standby is rebuilt from the new primary and receives its writes.
+    let standby = wait_streaming(h, &id).await;
+    assert!(
+        engine.try_write(&url, ROWS + 2).await,
+        "a write to the new primary"
+    );
+    let standby_url = node_url(&url, &standby);
+    h.wait_for(
+        "the new standby to replicate",
+        Duration::from_secs(30),
+        || engine.holds(&standby_url, ROWS + 2),
+    )
+    .await;
+    h.delete_and_check_gone(&id).await;
+}
+
+/// PostgreSQL: table `items`, synchronous commit once the standby streams.
+#[derive(Clone)]
+struct Postgres(PgTls);
+
+impl Engine for Postgres {
+    const DB_TYPE: &'static str = "postgresql";
+
+    async fn write_acknowledged(&self, h: &Harness, url: &str, rows: i64) {
+        wait_synchronous(h, url).await;
+        let client = pg(&self.0, url).await.unwrap();
+        client
+            .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+        for i in 1..=rows {
+            client
+                .execute("INSERT INTO items VALUES ($1)", &[&i])
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn try_write(&self, url: &str, n: i64) -> bool {
+        let Ok(c) = pg(&self.0, url).await else {
+            return false;
+        };
+        c.execute("INSERT INTO items VALUES ($1)", &[&n])
+            .await
+            .is_ok()
+    }
+
+    async fn assert_primary_holds(&self, url: &str, n: i64) {
+        let c = pg(&self.0, url).await.unwrap();
+        let row = c
+            .query_one("SELECT count(*), min(id), max(id) FROM items", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, i64>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2)
+            ),
+            (n, 1, n),
+            "every acknowledged write survives"
+        );
+        let in_recovery: bool = c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            !in_recovery,
+            "the connection string reaches the new primary"
+        );
+    }
+
+    async fn holds(&self, url: &str, n: i64) -> bool {
+        let Ok(c) = pg(&self.0, url).await else {
+            return false;
+        };
+        c.query_one("SELECT count(*) FROM items", &[])
+            .await
+            .is_ok_and(|r| r.get::<_, i64>(0) == n)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_fails_over_to_its_standby() {
     let h = Harness::new(Options::default());
     if !h.installed(DbType::Postgresql) {
         return;
     }
-    let tls = h.service.client_tls();
-    let (id, _) = h.create_running(json!({"name": "ha-pg", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2})).await;
-    wait_streaming(&h, &id).await;
-    let url = h.connection_string(&id).await;
-    let client = pg(&tls, &url).await.unwrap();
-    wait_synchronous(&h, &url).await;
-    client
-        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY)")
-        .await
-        .unwrap();
-    for i in 1..=ROWS {
-        client
-            .execute("INSERT INTO items VALUES ($1)", &[&i])
-            .await
-            .unwrap();
-    }
-    drop(client);
-
-    let since = Instant::now();
-    let old_pid = destroy_primary(&h, &id);
-    let took = first_write_after(since, || {
-        let url = url.clone();
-        let tls = tls.clone();
-        async move {
-            let Ok(c) = pg(&tls, &url).await else {
-                return false;
-            };
-            c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 1)])
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    eprintln!("postgresql failover: writes succeed again {took:?} after the primary was destroyed");
-
-    let c = pg(&tls, &url).await.unwrap();
-    let row = c
-        .query_one("SELECT count(*), min(id), max(id) FROM items", &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            row.get::<_, i64>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, i64>(2)
-        ),
-        (ROWS + 1, 1, ROWS + 1),
-        "every acknowledged write survives"
-    );
-    let in_recovery: bool = c
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        !in_recovery,
-        "the connection string reaches the new primary"
-    );
-    assert!(!alive(old_pid), "the old primary is gone");
-    assert_failover_event(&h, &id).await;
-
-    // A new standby is rebuilt from the new primary and receives its writes.
-    let standby = wait_streaming(&h, &id).await;
-    c.execute("INSERT INTO items VALUES ($1)", &[&(ROWS + 2)])
-        .await
-        .unwrap();
-    let standby_url = node_url(&url, &standby);
-    h.wait_for("the new standby to replay", Duration::from_secs(30), || {
-        let standby_url = standby_url.clone();
-        let tls = tls.clone();
-        async move {
-            let Ok(s) = pg(&tls, &standby_url).await else {
-                return false;
-            };
-            s.query_one("SELECT count(*) FROM items", &[])
-                .await
-                .is_ok_and(|r| r.get::<_, i64>(0) == ROWS + 2)
-        }
-    })
-    .await;
-    h.delete_and_check_gone(&id).await;
+    fails_over(&h, Postgres(h.service.client_tls())).await;
 }
 
 type RedisConn = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -258,96 +302,74 @@ async fn redis_login(tls: &PgTls, url: &str) -> Option<RedisConn> {
     (redis_call(&mut s, &["AUTH", &u.password]).await.as_deref() == Some("+OK")).then_some(s)
 }
 
+/// Redis: keys `k1`, `k2`, …; a write is acknowledged once `WAIT 1` says the replica has it
+/// (Redis replicates asynchronously: the documented RPO of plain writes is the replication lag).
+#[derive(Clone)]
+struct Redis(PgTls);
+
+impl Engine for Redis {
+    const DB_TYPE: &'static str = "redis";
+
+    async fn write_acknowledged(&self, _: &Harness, url: &str, rows: i64) {
+        let mut s = redis_login(&self.0, url).await.expect("log in");
+        for i in 1..=rows {
+            let key = format!("k{i}");
+            assert_eq!(
+                redis_call(&mut s, &["SET", &key, "v"]).await.as_deref(),
+                Some("+OK")
+            );
+            assert_eq!(
+                redis_call(&mut s, &["WAIT", "1", "5000"]).await.as_deref(),
+                Some(":1"),
+                "the replica acknowledges {key}"
+            );
+        }
+    }
+
+    async fn try_write(&self, url: &str, n: i64) -> bool {
+        let Some(mut s) = redis_login(&self.0, url).await else {
+            return false;
+        };
+        redis_call(&mut s, &["SET", &format!("k{n}"), "v"])
+            .await
+            .as_deref()
+            == Some("+OK")
+    }
+
+    async fn assert_primary_holds(&self, url: &str, n: i64) {
+        let mut s = redis_login(&self.0, url).await.unwrap();
+        assert_eq!(
+            redis_call(&mut s, &["DBSIZE"]).await.as_deref(),
+            Some(format!(":{n}").as_str()),
+            "every acknowledged write survives"
+        );
+        for i in [1, n / 2, n] {
+            assert_eq!(
+                redis_call(&mut s, &["GET", &format!("k{i}")])
+                    .await
+                    .as_deref(),
+                Some("v")
+            );
+        }
+        let info = redis_call(&mut s, &["INFO", "replication"]).await.unwrap();
+        assert!(info.contains("role:master"), "{info}");
+    }
+
+    async fn holds(&self, url: &str, n: i64) -> bool {
+        let Some(mut r) = redis_login(&self.0, url).await else {
+            return false;
+        };
+        redis_call(&mut r, &["DBSIZE"]).await == Some(format!(":{n}"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_fails_over_to_its_replica() {
     let h = Harness::new(Options::default());
     if !h.installed(DbType::Redis) {
         return;
     }
-    let tls = h.service.client_tls();
-    let id = h
-        .create(json!({"name": "ha-redis", "db_type": "redis", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2}))
-        .await;
-    h.wait_status(&id, "running", Duration::from_secs(60)).await;
-    wait_streaming(&h, &id).await;
-    let url = h.connection_string(&id).await;
-    let mut s = redis_login(&tls, &url).await.expect("log in");
-    // Redis replicates asynchronously: a write is acknowledged here once `WAIT 1` says the
-    // replica has it (the documented RPO of plain writes is the replication lag).
-    for i in 1..=ROWS {
-        let key = format!("k{i}");
-        assert_eq!(
-            redis_call(&mut s, &["SET", &key, "v"]).await.as_deref(),
-            Some("+OK")
-        );
-        assert_eq!(
-            redis_call(&mut s, &["WAIT", "1", "5000"]).await.as_deref(),
-            Some(":1"),
-            "the replica acknowledges {key}"
-        );
-    }
-    drop(s);
-
-    let since = Instant::now();
-    let old_pid = destroy_primary(&h, &id);
-    let took = first_write_after(since, || {
-        let url = url.clone();
-        let tls = tls.clone();
-        async move {
-            let Some(mut s) = redis_login(&tls, &url).await else {
-                return false;
-            };
-            redis_call(&mut s, &["SET", "after", "failover"])
-                .await
-                .as_deref()
-                == Some("+OK")
-        }
-    })
-    .await;
-    eprintln!("redis failover: writes succeed again {took:?} after the primary was destroyed");
-
-    let mut s = redis_login(&tls, &url).await.unwrap();
-    assert_eq!(
-        redis_call(&mut s, &["DBSIZE"]).await.as_deref(),
-        Some(format!(":{}", ROWS + 1).as_str()),
-        "every acknowledged write survives"
-    );
-    for i in [1, ROWS / 2, ROWS] {
-        assert_eq!(
-            redis_call(&mut s, &["GET", &format!("k{i}")])
-                .await
-                .as_deref(),
-            Some("v")
-        );
-    }
-    let info = redis_call(&mut s, &["INFO", "replication"]).await.unwrap();
-    assert!(info.contains("role:master"), "{info}");
-    assert!(!alive(old_pid), "the old primary is gone");
-    assert_failover_event(&h, &id).await;
-
-    // A new replica is rebuilt from the new primary and receives its writes.
-    let replica = wait_streaming(&h, &id).await;
-    assert_eq!(
-        redis_call(&mut s, &["SET", "later", "x"]).await.as_deref(),
-        Some("+OK")
-    );
-    let replica_url = node_url(&url, &replica);
-    h.wait_for(
-        "the new replica to replicate",
-        Duration::from_secs(30),
-        || {
-            let replica_url = replica_url.clone();
-            let tls = tls.clone();
-            async move {
-                let Some(mut r) = redis_login(&tls, &replica_url).await else {
-                    return false;
-                };
-                redis_call(&mut r, &["GET", "later"]).await.as_deref() == Some("x")
-            }
-        },
-    )
-    .await;
-    h.delete_and_check_gone(&id).await;
+    fails_over(&h, Redis(h.service.client_tls())).await;
 }
 
 /// Logs in over TLS verified against the CA (`ca`, PEM); the string's `?ssl-mode=REQUIRED` is
@@ -360,26 +382,21 @@ pub(crate) async fn my(ca: &str, url: &str) -> Option<mysql_async::Conn> {
         .ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_fails_over_to_its_standby() {
-    use mysql_async::prelude::Queryable;
-    let h = Harness::new(Options::default());
-    if !h.installed(DbType::Mysql) {
-        return;
-    }
-    let ca = h.service.ca_pem().to_string();
-    let (id, _) = h.create_running(json!({"name": "ha-mysql", "db_type": "mysql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2})).await;
-    wait_streaming(&h, &id).await;
-    let url = h.connection_string(&id).await;
-    // Semi-synchronous once the standby is connected: an acknowledged commit is in its relay log.
-    h.wait_for(
-        "semi-synchronous replication",
-        Duration::from_secs(30),
-        || {
-            let url = url.clone();
-            let ca = ca.clone();
-            async move {
-                let Some(mut c) = my(&ca, &url).await else {
+/// MariaDB: table `items`, semi-synchronous replication once the standby is connected (an
+/// acknowledged commit is in its relay log). Holds the CA, PEM.
+#[derive(Clone)]
+struct Mariadb(String);
+
+impl Engine for Mariadb {
+    const DB_TYPE: &'static str = "mysql";
+
+    async fn write_acknowledged(&self, h: &Harness, url: &str, rows: i64) {
+        use mysql_async::prelude::Queryable;
+        h.wait_for(
+            "semi-synchronous replication",
+            Duration::from_secs(30),
+            || async {
+                let Some(mut c) = my(&self.0, url).await else {
                     return false;
                 };
                 let on: Option<(String, String)> = c
@@ -388,90 +405,76 @@ async fn mysql_fails_over_to_its_standby() {
                     .ok()
                     .flatten();
                 on.is_some_and(|(_, v)| v == "ON")
-            }
-        },
-    )
-    .await;
-    let mut c = my(&ca, &url).await.unwrap();
-    c.query_drop("CREATE TABLE items (id bigint PRIMARY KEY)")
-        .await
-        .unwrap();
-    for i in 1..=ROWS {
-        c.exec_drop("INSERT INTO items VALUES (?)", (i,))
+            },
+        )
+        .await;
+        let mut c = my(&self.0, url).await.unwrap();
+        c.query_drop("CREATE TABLE items (id bigint PRIMARY KEY)")
             .await
             .unwrap();
+        for i in 1..=rows {
+            c.exec_drop("INSERT INTO items VALUES (?)", (i,))
+                .await
+                .unwrap();
+        }
+        let waits: Option<(String, String)> = c
+            .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")
+            .await
+            .unwrap();
+        let yes: i64 = waits.unwrap().1.parse().unwrap();
+        assert!(
+            yes >= rows,
+            "every insert was acknowledged by the standby ({yes})"
+        );
     }
-    let waits: Option<(String, String)> = c
-        .query_first("SHOW STATUS LIKE 'Rpl_semi_sync_master_yes_tx'")
-        .await
-        .unwrap();
-    let yes: i64 = waits.unwrap().1.parse().unwrap();
-    assert!(
-        yes >= ROWS,
-        "every insert was acknowledged by the standby ({yes})"
-    );
-    drop(c);
 
-    let since = Instant::now();
-    let old_pid = destroy_primary(&h, &id);
-    let took = first_write_after(since, || {
-        let url = url.clone();
-        let ca = ca.clone();
-        async move {
-            let Some(mut c) = my(&ca, &url).await else {
-                return false;
-            };
-            c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 1,))
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    eprintln!("mysql failover: writes succeed again {took:?} after the primary was destroyed");
+    async fn try_write(&self, url: &str, n: i64) -> bool {
+        use mysql_async::prelude::Queryable;
+        let Some(mut c) = my(&self.0, url).await else {
+            return false;
+        };
+        c.exec_drop("INSERT INTO items VALUES (?)", (n,))
+            .await
+            .is_ok()
+    }
 
-    let mut c = my(&ca, &url).await.unwrap();
-    let row: Option<(i64, i64, i64)> = c
-        .query_first("SELECT COUNT(*), MIN(id), MAX(id) FROM items")
-        .await
-        .unwrap();
-    assert_eq!(
-        row,
-        Some((ROWS + 1, 1, ROWS + 1)),
-        "every acknowledged write survives"
-    );
-    let read_only: Option<i64> = c.query_first("SELECT @@read_only").await.unwrap();
-    assert_eq!(
-        read_only,
-        Some(0),
-        "the connection string reaches the new primary"
-    );
-    assert!(!alive(old_pid), "the old primary is gone");
-    assert_failover_event(&h, &id).await;
+    async fn assert_primary_holds(&self, url: &str, n: i64) {
+        use mysql_async::prelude::Queryable;
+        let mut c = my(&self.0, url).await.unwrap();
+        let row: Option<(i64, i64, i64)> = c
+            .query_first("SELECT COUNT(*), MIN(id), MAX(id) FROM items")
+            .await
+            .unwrap();
+        assert_eq!(row, Some((n, 1, n)), "every acknowledged write survives");
+        let read_only: Option<i64> = c.query_first("SELECT @@read_only").await.unwrap();
+        assert_eq!(
+            read_only,
+            Some(0),
+            "the connection string reaches the new primary"
+        );
+    }
 
-    // A new standby is rebuilt from the new primary and receives its writes.
-    let standby = wait_streaming(&h, &id).await;
-    c.exec_drop("INSERT INTO items VALUES (?)", (ROWS + 2,))
-        .await
-        .unwrap();
-    let standby_url = node_url(&url, &standby);
-    h.wait_for("the new standby to apply", Duration::from_secs(30), || {
-        let standby_url = standby_url.clone();
-        let ca = ca.clone();
-        async move {
-            let Some(mut s) = my(&ca, &standby_url).await else {
-                return false;
-            };
-            let n: Option<i64> = s
-                .query_first("SELECT COUNT(*) FROM items")
-                .await
-                .ok()
-                .flatten();
-            n == Some(ROWS + 2)
-        }
-    })
-    .await;
-    drop(c);
-    h.delete_and_check_gone(&id).await;
+    async fn holds(&self, url: &str, n: i64) -> bool {
+        use mysql_async::prelude::Queryable;
+        let Some(mut s) = my(&self.0, url).await else {
+            return false;
+        };
+        let count: Option<i64> = s
+            .query_first("SELECT COUNT(*) FROM items")
+            .await
+            .ok()
+            .flatten();
+        count == Some(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_fails_over_to_its_standby() {
+    let h = Harness::new(Options::default());
+    if !h.installed(DbType::Mysql) {
+        return;
+    }
+    fails_over(&h, Mariadb(h.service.ca_pem().to_string())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,16 +483,11 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
     if !h.installed(DbType::Postgresql) {
         return;
     }
-    let tls = h.service.client_tls();
+    let engine = Postgres(h.service.client_tls());
     let (id, _) = h.create_running(json!({"name": "ha-none", "db_type": "postgresql", "plan_id": "db-s-1vcpu-1gb", "region": "nyc1", "replicas": 2})).await;
     wait_streaming(&h, &id).await;
     let url = h.connection_string(&id).await;
-    wait_synchronous(&h, &url).await;
-    let c = pg(&tls, &url).await.unwrap();
-    c.batch_execute("CREATE TABLE items (id bigint PRIMARY KEY); INSERT INTO items VALUES (1)")
-        .await
-        .unwrap();
-    drop(c);
+    engine.write_acknowledged(&h, &url, 1).await;
 
     // The standby dies with the primary: nothing can be promoted, and the API says so. The
     // primary goes first: from then on the reconciler waits (confirming the loss) and restarts
@@ -525,25 +523,9 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
     // The reconciler restarts the standby (the primary has nothing to start from); once it runs,
     // it is promoted and the committed row is served through the same connection string.
     let since = Instant::now();
-    let took = first_write_after(since, || {
-        let url = url.clone();
-        let tls = tls.clone();
-        async move {
-            let Ok(c) = pg(&tls, &url).await else {
-                return false;
-            };
-            c.execute("INSERT INTO items VALUES (2)", &[]).await.is_ok()
-        }
-    })
-    .await;
+    let took = first_write_after(since, || engine.try_write(&url, 2)).await;
     eprintln!("recovered {took:?} after the impossible failover was reported");
-    let c = pg(&tls, &url).await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM items", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 2);
+    engine.assert_primary_holds(&url, 2).await;
     h.wait_for("the failover event", Duration::from_secs(10), || async {
         let (_, v) = h.get(&path).await;
         v.as_array()
@@ -558,6 +540,5 @@ async fn no_healthy_standby_means_no_promotion_until_one_runs() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["failover_impossible", "failover"], "{events}");
-    drop(c);
     h.delete_and_check_gone(&id).await;
 }

@@ -189,50 +189,29 @@ pub fn required_env(name: &str) -> String {
     })
 }
 
-/// Parts of a `scheme://user:password@host:port[/db]` URL.
-#[derive(Debug, Clone)]
-pub struct ServerUrl {
-    pub user: String,
-    pub password: String,
-    pub host: String,
-    pub port: u16,
-}
-
-fn parse_url(url: &str) -> ServerUrl {
-    let rest = url.split_once("://").expect("scheme").1;
-    let (auth, hostpart) = rest.rsplit_once('@').expect("user@host");
-    let (user, password) = auth.split_once(':').expect("user:password");
-    let hostport = hostpart.split('/').next().unwrap();
-    let (host, port) = hostport.rsplit_once(':').expect("host:port");
-    ServerUrl {
-        user: user.to_string(),
-        password: password.to_string(),
-        host: host.to_string(),
-        port: port.parse().expect("port"),
-    }
-}
+pub use refract_testkit::ServerUrl;
 
 /// The test MariaDB server.
 pub fn mysql() -> ServerUrl {
-    parse_url(&required_env("REFRACT_TEST_MYSQL_URL"))
+    ServerUrl::from_env("REFRACT_TEST_MYSQL_URL")
 }
 
 /// The test PostgreSQL server.
 pub fn postgres() -> ServerUrl {
-    parse_url(&required_env("REFRACT_TEST_PG_URL"))
+    ServerUrl::from_env("REFRACT_TEST_PG_URL")
 }
 
 /// The test MariaDB server as the documented source user (`GRANT SELECT, REPLICATION SLAVE,
 /// REPLICATION CLIENT ON *.*`, see `scripts/testenv`): what Refract connects as. [`mysql`] is
 /// an admin, for setting up data.
 pub fn mysql_source() -> ServerUrl {
-    parse_url(&required_env("REFRACT_TEST_MYSQL_SOURCE_URL"))
+    ServerUrl::from_env("REFRACT_TEST_MYSQL_SOURCE_URL")
 }
 
 /// The test PostgreSQL server as the documented source role (`LOGIN REPLICATION`, SELECT on the
 /// tables): what Refract connects as. [`postgres`] is a superuser, for setting up data.
 pub fn postgres_source() -> ServerUrl {
-    parse_url(&required_env("REFRACT_TEST_PG_SOURCE_URL"))
+    ServerUrl::from_env("REFRACT_TEST_PG_SOURCE_URL")
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use refract_schema::Backend;
-use refract_sources::{LoadProgress, SourceParams};
-use refract_storage::{Snapshot, TableBuilder};
+use refract_sources::SourceParams;
+use refract_storage::Snapshot;
 use serde_json::{json, Value};
 
 use refract_query::testgen::{
@@ -110,21 +110,10 @@ async fn load_snapshot(params: &SourceParams) -> Snapshot {
         .await
         .expect("introspect");
     let manifest = refract_schema::build_manifest(&schema, None).expect("manifest");
-    let sinks: Vec<TableBuilder> = manifest
-        .tables
-        .iter()
-        .map(|t| TableBuilder::new(Arc::new(t.clone())))
-        .collect();
-    let (sinks, _) = refract_sources::load_tables(
-        params,
-        &manifest,
-        sinks,
-        2,
-        Arc::new(LoadProgress::default()),
-    )
-    .await
-    .expect("load");
-    let tables = sinks.into_iter().map(|b| Arc::new(b.finish())).collect();
+    let tables = refract_engine::load_tables_once(params, &manifest, 2)
+        .await
+        .expect("load");
+    let tables = tables.into_iter().map(Arc::new).collect();
     Snapshot::new(Arc::new(manifest), tables)
 }
 
@@ -164,20 +153,6 @@ fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), rand::random::<u32>())
 }
 
-/// The source parameters of database `db_name` on the test server `server`.
-fn server_params(backend: Backend, server: &common::ServerUrl, db_name: &str) -> SourceParams {
-    SourceParams {
-        backend,
-        host: server.host.clone(),
-        port: server.port,
-        user: server.user.clone(),
-        password: Some(server.password.clone()),
-        database: Some(db_name.to_string()),
-        pg_schema: None,
-        tls: Default::default(),
-    }
-}
-
 /// A new empty database on the test PostgreSQL server, named after `prefix`, and a client of it.
 struct PostgresScratch {
     /// Connected to `postgres`, to drop the database at the end.
@@ -211,7 +186,7 @@ impl PostgresScratch {
         PostgresScratch {
             admin,
             client,
-            params: server_params(Backend::Postgres, &server, &db_name),
+            params: server.source_params(Backend::Postgres, Some(&db_name)),
         }
     }
 
@@ -244,7 +219,7 @@ async fn engine_matches_mariadb_on_generated_queries() {
     .unwrap();
     conn.query_drop(format!("USE {db_name}")).await.unwrap();
     let mut db = Db::Mysql(conn);
-    let params = server_params(Backend::Mysql, &server, &db_name);
+    let params = server.source_params(Backend::Mysql, Some(&db_name));
     check_all(Backend::Mysql, &mut db, params).await;
     db.exec(&format!("DROP DATABASE {db_name}")).await;
 }
@@ -485,7 +460,7 @@ async fn engine_sets_match_mariadb() {
     ))
     .await
     .unwrap();
-    let params = server_params(Backend::Mysql, &server, &db_name);
+    let params = server.source_params(Backend::Mysql, Some(&db_name));
     let snapshot = load_snapshot(&params).await;
     let got = refract_query::execute(
         &snapshot,

@@ -23,22 +23,7 @@ use crate::common::{
 const LONG: Duration = Duration::from_secs(120);
 
 fn url(var: &str) -> ServerUrl {
-    let u = required_env(var);
-    let rest = u.split_once("://").unwrap().1;
-    let (auth, hostpart) = rest.rsplit_once('@').unwrap();
-    let (user, password) = auth.split_once(':').unwrap();
-    let (host, port) = hostpart
-        .split('/')
-        .next()
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap();
-    ServerUrl {
-        user: user.into(),
-        password: password.into(),
-        host: host.into(),
-        port: port.parse().unwrap(),
-    }
+    ServerUrl::from_env(var)
 }
 
 fn ca() -> String {

@@ -431,13 +431,6 @@ impl LocalProcessDriver {
         }
     }
 
-    async fn status_of(&self, id: &str) -> Result<InstanceStatus, RuntimeError> {
-        match self.lookup(id)? {
-            Some(instance) => Ok(self.observe(&instance).await),
-            None => Ok(InstanceStatus::NotFound),
-        }
-    }
-
     /// Polls until the instance is no longer alive or `limit` passes.
     async fn wait_exit(&self, instance: &Instance, limit: Duration) -> InstanceStatus {
         let deadline = tokio::time::Instant::now() + limit;
@@ -448,170 +441,6 @@ impl LocalProcessDriver {
             }
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    async fn start_instance(&self, spec: &InstanceSpec) -> Result<InstanceHandle, RuntimeError> {
-        check_id(&spec.id)?;
-        for file in &spec.files {
-            if !is_safe_name(&file.name)
-                || [LOG_FILE, ROTATED_LOG_FILE, STATE_FILE, STATE_TMP_FILE]
-                    .contains(&file.name.as_str())
-            {
-                return Err(RuntimeError::InvalidFileName(file.name.clone()));
-            }
-        }
-        let _serial = self.ops.lock().await;
-        if let Some(existing) = self.lookup(&spec.id)? {
-            if self.observe(&existing).await.is_alive() {
-                return Err(RuntimeError::AlreadyRunning(spec.id.clone()));
-            }
-        }
-
-        if !self.base_dir.exists() {
-            create_private_dir(&self.base_dir)?;
-        }
-        let dir = self.base_dir.join(&spec.id);
-        create_private_dir(&dir)?;
-        self.give_instance_dir(&dir)?;
-        // Only the search bit for others on the base directory: nothing becomes listable.
-        user::ensure_reachable(&self.base_dir, &dir, &self.user)?;
-        let program = self.runnable_program(&spec.program)?;
-        // A process of this directory that no state file names (the control plane died between
-        // spawn and recording it) would run beside the new one: stop it first.
-        self.reap_strays_locked(&spec.id).await;
-        for file in &spec.files {
-            user::write_file_as(
-                &dir.join(&file.name),
-                &file.contents,
-                file.mode,
-                self.user.owner(),
-            )?;
-        }
-        let marker = fs::canonicalize(&dir).map_err(RuntimeError::io("resolve", &dir))?;
-
-        let started_at = Utc::now();
-        let mut log = open_log(&dir)?;
-        let header = format!(
-            "=== refract runtime: starting {} at {} ===\n",
-            program.display(),
-            started_at.to_rfc3339()
-        );
-        log.write_all(header.as_bytes())
-            .map_err(RuntimeError::io("write", dir.join(LOG_FILE)))?;
-        let log_offset = log
-            .metadata()
-            .map_err(RuntimeError::io("read", dir.join(LOG_FILE)))?
-            .len();
-        let stderr_log = log
-            .try_clone()
-            .map_err(RuntimeError::io("open", dir.join(LOG_FILE)))?;
-
-        let mut command = Command::new(&program);
-        command
-            .args(&spec.args)
-            .env_clear()
-            .envs(
-                INHERITED_ENV
-                    .iter()
-                    .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
-            )
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env(INSTANCE_DIR_ENV, &marker)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr_log))
-            // Its own process group: a Ctrl-C of the control plane's terminal does not reach it.
-            .process_group(0)
-            .kill_on_drop(false);
-        if self.user.switch {
-            // As root, std also drops the supplementary groups (setgroups(0)) before setuid.
-            command.uid(self.user.uid).gid(self.user.gid);
-        }
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(source) => {
-                append_log_line(
-                    &dir,
-                    &format!("=== refract runtime: cannot start: {source} ==="),
-                );
-                return Err(RuntimeError::Spawn {
-                    program: program.clone(),
-                    source,
-                });
-            }
-        };
-        let Some(pid) = child.id() else {
-            // Only possible once the child has been waited for, which nothing has done yet.
-            return Err(RuntimeError::Spawn {
-                program: program.clone(),
-                source: io::Error::other("the process has no id"),
-            });
-        };
-
-        let state = StateFile {
-            pid,
-            proc_start_ticks: os::start_ticks(pid),
-            program: program.clone(),
-            args: spec.args.clone(),
-            kind: spec.kind,
-            started_at,
-            readiness: spec.readiness.clone(),
-            log_offset,
-            endpoint: None,
-            memory_limit_mb: spec.memory_limit_mb,
-            exit: None,
-        };
-        if let Err(err) = write_state(&dir, &state) {
-            // Without a state file the process could not be found after a restart: do not leave it.
-            let _ = os::send_signal(pid, libc::SIGKILL, true);
-            let _ = child.wait().await;
-            return Err(err);
-        }
-
-        let instance = Arc::new(Instance::new(dir.clone(), state, true));
-        self.map().insert(spec.id.clone(), Arc::clone(&instance));
-        tracing::info!(id = %spec.id, pid, program = %program.display(), "instance started");
-
-        tokio::spawn(async move {
-            let (code, signal) = match child.wait().await {
-                Ok(status) => (status.code(), status.signal()),
-                Err(err) => {
-                    tracing::warn!(pid, error = %err, "cannot collect the exit status of an instance");
-                    (None, None)
-                }
-            };
-            let line = match (code, signal) {
-                (Some(code), _) => format!("=== refract runtime: exited with code {code} ==="),
-                (None, Some(signal)) => {
-                    format!("=== refract runtime: killed by signal {signal} ===")
-                }
-                (None, None) => "=== refract runtime: exited ===".to_string(),
-            };
-            append_log_line(&instance.dir, &line);
-            instance.record_exit(code, signal);
-        });
-
-        Ok(InstanceHandle {
-            id: spec.id.clone(),
-            kind: spec.kind,
-            started_at,
-        })
-    }
-
-    async fn stop_instance(
-        &self,
-        id: &str,
-        grace: Duration,
-    ) -> Result<InstanceStatus, RuntimeError> {
-        let status = match self.lookup(id)? {
-            Some(instance) => self.stop_recorded(id, &instance, grace).await?,
-            None => InstanceStatus::NotFound,
-        };
-        // Whatever else still runs in its directory (a process no state file names).
-        let _serial = self.ops.lock().await;
-        self.reap_strays_locked(id).await;
-        Ok(status)
     }
 
     /// Stops the process `state.json` names.
@@ -648,55 +477,6 @@ impl LocalProcessDriver {
             os::send_signal(pid, libc::SIGKILL, true).map_err(signal_error)?;
         }
         Ok(status)
-    }
-
-    async fn list_instances(&self) -> Result<Vec<(String, InstanceStatus)>, RuntimeError> {
-        self.reap_all_strays().await;
-        let mut ids: Vec<String> = self.map().keys().cloned().collect();
-        match fs::read_dir(&self.base_dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry =
-                        entry.map_err(RuntimeError::io("read directory", &self.base_dir))?;
-                    let Ok(name) = entry.file_name().into_string() else {
-                        continue;
-                    };
-                    if is_safe_name(&name) && entry.path().join(STATE_FILE).exists() {
-                        ids.push(name);
-                    }
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(RuntimeError::io("read directory", &self.base_dir)(err)),
-        }
-        ids.sort();
-        ids.dedup();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let status = self.status_of(&id).await?;
-            if status != InstanceStatus::NotFound {
-                out.push((id, status));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<(), RuntimeError> {
-        check_id(id)?;
-        let _serial = self.ops.lock().await;
-        if let Some(instance) = self.lookup(id)? {
-            if self.observe(&instance).await.is_alive() {
-                return Err(RuntimeError::StillRunning(id.to_string()));
-            }
-        }
-        self.reap_strays_locked(id).await;
-        self.map().remove(id);
-        let dir = self.base_dir.join(id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(RuntimeError::io("remove", dir)(err)),
-        }
     }
 
     /// Gives the instance directory and what an earlier run left in it (a lock file, a cache) to
@@ -857,7 +637,156 @@ impl Driver for LocalProcessDriver {
         &'a self,
         spec: &'a InstanceSpec,
     ) -> BoxFuture<'a, Result<InstanceHandle, RuntimeError>> {
-        Box::pin(self.start_instance(spec))
+        Box::pin(async move {
+            check_id(&spec.id)?;
+            for file in &spec.files {
+                if !is_safe_name(&file.name)
+                    || [LOG_FILE, ROTATED_LOG_FILE, STATE_FILE, STATE_TMP_FILE]
+                        .contains(&file.name.as_str())
+                {
+                    return Err(RuntimeError::InvalidFileName(file.name.clone()));
+                }
+            }
+            let _serial = self.ops.lock().await;
+            if let Some(existing) = self.lookup(&spec.id)? {
+                if self.observe(&existing).await.is_alive() {
+                    return Err(RuntimeError::AlreadyRunning(spec.id.clone()));
+                }
+            }
+
+            if !self.base_dir.exists() {
+                create_private_dir(&self.base_dir)?;
+            }
+            let dir = self.base_dir.join(&spec.id);
+            create_private_dir(&dir)?;
+            self.give_instance_dir(&dir)?;
+            // Only the search bit for others on the base directory: nothing becomes listable.
+            user::ensure_reachable(&self.base_dir, &dir, &self.user)?;
+            let program = self.runnable_program(&spec.program)?;
+            // A process of this directory that no state file names (the control plane died
+            // between spawn and recording it) would run beside the new one: stop it first.
+            self.reap_strays_locked(&spec.id).await;
+            for file in &spec.files {
+                user::write_file_as(
+                    &dir.join(&file.name),
+                    &file.contents,
+                    file.mode,
+                    self.user.owner(),
+                )?;
+            }
+            let marker = fs::canonicalize(&dir).map_err(RuntimeError::io("resolve", &dir))?;
+
+            let started_at = Utc::now();
+            let mut log = open_log(&dir)?;
+            let header = format!(
+                "=== refract runtime: starting {} at {} ===\n",
+                program.display(),
+                started_at.to_rfc3339()
+            );
+            log.write_all(header.as_bytes())
+                .map_err(RuntimeError::io("write", dir.join(LOG_FILE)))?;
+            let log_offset = log
+                .metadata()
+                .map_err(RuntimeError::io("read", dir.join(LOG_FILE)))?
+                .len();
+            let stderr_log = log
+                .try_clone()
+                .map_err(RuntimeError::io("open", dir.join(LOG_FILE)))?;
+
+            let mut command = Command::new(&program);
+            command
+                .args(&spec.args)
+                .env_clear()
+                .envs(
+                    INHERITED_ENV
+                        .iter()
+                        .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+                )
+                .envs(spec.env.iter().map(|(k, v)| (k, v)))
+                .env(INSTANCE_DIR_ENV, &marker)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(stderr_log))
+                // Its own process group: a Ctrl-C of the control plane's terminal does not reach
+                // it.
+                .process_group(0)
+                .kill_on_drop(false);
+            if self.user.switch {
+                // As root, std also drops the supplementary groups (setgroups(0)) before setuid.
+                command.uid(self.user.uid).gid(self.user.gid);
+            }
+            let mut child = match command.spawn() {
+                Ok(child) => child,
+                Err(source) => {
+                    append_log_line(
+                        &dir,
+                        &format!("=== refract runtime: cannot start: {source} ==="),
+                    );
+                    return Err(RuntimeError::Spawn {
+                        program: program.clone(),
+                        source,
+                    });
+                }
+            };
+            let Some(pid) = child.id() else {
+                // Only possible once the child has been waited for, which nothing has done yet.
+                return Err(RuntimeError::Spawn {
+                    program: program.clone(),
+                    source: io::Error::other("the process has no id"),
+                });
+            };
+
+            let state = StateFile {
+                pid,
+                proc_start_ticks: os::start_ticks(pid),
+                program: program.clone(),
+                args: spec.args.clone(),
+                kind: spec.kind,
+                started_at,
+                readiness: spec.readiness.clone(),
+                log_offset,
+                endpoint: None,
+                memory_limit_mb: spec.memory_limit_mb,
+                exit: None,
+            };
+            if let Err(err) = write_state(&dir, &state) {
+                // Without a state file the process could not be found after a restart: do not
+                // leave it.
+                let _ = os::send_signal(pid, libc::SIGKILL, true);
+                let _ = child.wait().await;
+                return Err(err);
+            }
+
+            let instance = Arc::new(Instance::new(dir.clone(), state, true));
+            self.map().insert(spec.id.clone(), Arc::clone(&instance));
+            tracing::info!(id = %spec.id, pid, program = %program.display(), "instance started");
+
+            tokio::spawn(async move {
+                let (code, signal) = match child.wait().await {
+                    Ok(status) => (status.code(), status.signal()),
+                    Err(err) => {
+                        tracing::warn!(pid, error = %err, "cannot collect the exit status of an instance");
+                        (None, None)
+                    }
+                };
+                let line = match (code, signal) {
+                    (Some(code), _) => format!("=== refract runtime: exited with code {code} ==="),
+                    (None, Some(signal)) => {
+                        format!("=== refract runtime: killed by signal {signal} ===")
+                    }
+                    (None, None) => "=== refract runtime: exited ===".to_string(),
+                };
+                append_log_line(&instance.dir, &line);
+                instance.record_exit(code, signal);
+            });
+
+            Ok(InstanceHandle {
+                id: spec.id.clone(),
+                kind: spec.kind,
+                started_at,
+            })
+        })
     }
 
     fn stop<'a>(
@@ -865,11 +794,25 @@ impl Driver for LocalProcessDriver {
         id: &'a str,
         grace: Duration,
     ) -> BoxFuture<'a, Result<InstanceStatus, RuntimeError>> {
-        Box::pin(self.stop_instance(id, grace))
+        Box::pin(async move {
+            let status = match self.lookup(id)? {
+                Some(instance) => self.stop_recorded(id, &instance, grace).await?,
+                None => InstanceStatus::NotFound,
+            };
+            // Whatever else still runs in its directory (a process no state file names).
+            let _serial = self.ops.lock().await;
+            self.reap_strays_locked(id).await;
+            Ok(status)
+        })
     }
 
     fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<InstanceStatus, RuntimeError>> {
-        Box::pin(self.status_of(id))
+        Box::pin(async move {
+            match self.lookup(id)? {
+                Some(instance) => Ok(self.observe(&instance).await),
+                None => Ok(InstanceStatus::NotFound),
+            }
+        })
     }
 
     fn logs<'a>(&'a self, id: &'a str, tail_lines: usize) -> BoxFuture<'a, String> {
@@ -877,10 +820,55 @@ impl Driver for LocalProcessDriver {
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<(String, InstanceStatus)>, RuntimeError>> {
-        Box::pin(self.list_instances())
+        Box::pin(async move {
+            self.reap_all_strays().await;
+            let mut ids: Vec<String> = self.map().keys().cloned().collect();
+            match fs::read_dir(&self.base_dir) {
+                Ok(entries) => {
+                    for entry in entries {
+                        let entry =
+                            entry.map_err(RuntimeError::io("read directory", &self.base_dir))?;
+                        let Ok(name) = entry.file_name().into_string() else {
+                            continue;
+                        };
+                        if is_safe_name(&name) && entry.path().join(STATE_FILE).exists() {
+                            ids.push(name);
+                        }
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(RuntimeError::io("read directory", &self.base_dir)(err)),
+            }
+            ids.sort();
+            ids.dedup();
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let status = self.status(&id).await?;
+                if status != InstanceStatus::NotFound {
+                    out.push((id, status));
+                }
+            }
+            Ok(out)
+        })
     }
 
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(self.remove_instance(id))
+        Box::pin(async move {
+            check_id(id)?;
+            let _serial = self.ops.lock().await;
+            if let Some(instance) = self.lookup(id)? {
+                if self.observe(&instance).await.is_alive() {
+                    return Err(RuntimeError::StillRunning(id.to_string()));
+                }
+            }
+            self.reap_strays_locked(id).await;
+            self.map().remove(id);
+            let dir = self.base_dir.join(id);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(err) => Err(RuntimeError::io("remove", dir)(err)),
+            }
+        })
     }
 }

@@ -355,12 +355,9 @@ fn expose<'a>(
         .iter()
         .filter(|c| listed(&c.name))
         .map(|c| ColumnManifest {
-            source_name: c.name.clone(),
             api_name: cfg.field_aliases.get(&c.name).unwrap_or(&c.name).clone(),
-            ty: c.ty,
-            source_type: c.source_type.clone(),
-            nullable: c.nullable,
             note: cfg.field_notes.get(&c.name).cloned(),
+            ..ColumnManifest::exposing(c)
         })
         .collect();
     // A field alias that takes the name of another exposed column. (Two aliases with one name

@@ -1,14 +1,15 @@
 //! Shared test helpers: server URLs from the environment, a `Vec` row sink, hand-built
 //! manifests and date helpers.
 
-use std::sync::Arc;
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use refract_schema::{
     Backend, ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable,
     TableManifest, ValueRef, MANIFEST_VERSION,
 };
-use refract_sources::{LoadProgress, SourceError, SourceParams, SourcePosition};
+use refract_sources::{LoadOptions, SourceError, SourceParams, SourcePosition};
+pub use refract_testkit::ServerUrl;
 
 /// An owned cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,14 +149,7 @@ pub fn manifest(schema: &SourceSchema, pg_schema: Option<&str>, picks: &[Pick<'_
                 .columns
                 .iter()
                 .filter(|c| p.columns.is_none_or(|cols| cols.contains(&c.name.as_str())))
-                .map(|c| ColumnManifest {
-                    source_name: c.name.clone(),
-                    api_name: c.name.clone(),
-                    ty: c.ty,
-                    source_type: c.source_type.clone(),
-                    nullable: c.nullable,
-                    note: None,
-                })
+                .map(ColumnManifest::exposing)
                 .collect();
             if let Some(cols) = p.columns {
                 assert_eq!(
@@ -198,14 +192,7 @@ pub async fn load(
     parallelism: usize,
 ) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    refract_sources::load_tables(
-        params,
-        m,
-        sinks,
-        parallelism,
-        Arc::new(LoadProgress::default()),
-    )
-    .await
+    refract_sources::load_tables(params, m, sinks, LoadOptions::parallel(parallelism)).await
 }
 
 /// The rows of table `name`, sorted (tables without `ORDER BY` come in any order).
@@ -255,63 +242,102 @@ pub fn env_url(var: &str) -> String {
     }
 }
 
-/// `scheme://user:password@host:port/db` → its parts (percent-escapes decoded; the path is
-/// not needed).
-pub struct Url {
-    pub user: String,
-    pub password: Option<String>,
-    pub host: String,
-    pub port: u16,
+/// A fresh database on the test server of `backend` (MySQL or PostgreSQL), dropped at the end
+/// of the test.
+pub struct TestDb {
+    backend: Backend,
+    pub name: String,
 }
 
-fn pct(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        let (name, sql) = match backend {
+            Backend::Mysql => {
+                let name = unique_name("refract_src_my");
+                let sql = format!(
+                    "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+                );
+                (name, sql)
             }
+            _ => {
+                let name = unique_name("refract_src_pg");
+                let sql = format!("CREATE DATABASE {name}");
+                (name, sql)
+            }
+        };
+        admin_sql(backend, &sql).await.expect("create database");
+        TestDb { backend, name }
+    }
+
+    /// How the documented least-privilege source user (`scripts/testenv`), what Refract
+    /// connects as, reaches this database.
+    pub fn params(&self) -> SourceParams {
+        let var = match self.backend {
+            Backend::Mysql => "REFRACT_TEST_MYSQL_SOURCE_URL",
+            _ => "REFRACT_TEST_PG_SOURCE_URL",
+        };
+        ServerUrl::from_env(var).source_params(self.backend, Some(&self.name))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (backend, name) = (self.backend, self.name.clone());
+        let sql = match backend {
+            Backend::Mysql => format!("DROP DATABASE IF EXISTS `{name}`"),
+            _ => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        };
+        // A thread of its own: the test's runtime may be the one being dropped.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(admin_sql(backend, &sql))
+        })
+        .join();
+    }
+}
+
+/// The admin of the test MariaDB server (`REFRACT_TEST_MYSQL_URL`), in database `db`.
+pub async fn mysql_admin(db: Option<&str>) -> mysql_async::Conn {
+    let url = env_url("REFRACT_TEST_MYSQL_URL");
+    let opts = mysql_async::Opts::from_url(&url).expect("REFRACT_TEST_MYSQL_URL");
+    let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(db.map(str::to_string));
+    mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to the test MariaDB server")
+}
+
+/// The admin of the test PostgreSQL server (`REFRACT_TEST_PG_URL`), in database `db`.
+pub async fn pg_admin(db: Option<&str>) -> tokio_postgres::Client {
+    let url = env_url("REFRACT_TEST_PG_URL");
+    let mut cfg = tokio_postgres::Config::from_str(&url).expect("REFRACT_TEST_PG_URL");
+    if let Some(db) = db {
+        cfg.dbname(db);
+    }
+    let (c, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    tokio::spawn(conn);
+    c
+}
+
+/// `sql` as the test server's admin, outside any database.
+async fn admin_sql(backend: Backend, sql: &str) -> Result<(), String> {
+    match backend {
+        Backend::Mysql => {
+            let mut c = mysql_admin(None).await;
+            let done = mysql_async::prelude::Queryable::query_drop(&mut c, sql).await;
+            let _ = c.disconnect().await;
+            done.map_err(|e| e.to_string())
         }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).expect("utf-8 url")
-}
-
-pub fn parse_url(url: &str) -> Url {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let (auth, hostpart) = rest.rsplit_once('@').unwrap_or(("", rest));
-    let (user, password) = match auth.split_once(':') {
-        Some((u, p)) => (pct(u), Some(pct(p))),
-        None => (pct(auth), None),
-    };
-    let hostport = hostpart.split('/').next().unwrap_or(hostpart);
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().expect("port")),
-        None => (hostport.to_string(), 0),
-    };
-    Url {
-        user,
-        password,
-        host,
-        port,
-    }
-}
-
-pub fn params(backend: Backend, url: &Url, database: Option<&str>) -> SourceParams {
-    SourceParams {
-        backend,
-        host: url.host.clone(),
-        port: url.port,
-        user: url.user.clone(),
-        password: url.password.clone(),
-        database: database.map(str::to_string),
-        pg_schema: None,
-        tls: Default::default(),
+        _ => pg_admin(None)
+            .await
+            .batch_execute(sql)
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 

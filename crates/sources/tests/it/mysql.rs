@@ -1,11 +1,10 @@
 //! MySQL/MariaDB against the real test server (`REFRACT_TEST_MYSQL_URL`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use refract_schema::{Backend, ColumnType};
-use refract_sources::{LoadProgress, SourceError, SourcePosition};
+use refract_sources::{LoadOptions, SourceError, SourcePosition};
 
 use crate::common::*;
 
@@ -16,56 +15,6 @@ fn source_url() -> String {
 
 fn admin_url() -> String {
     env_url("REFRACT_TEST_MYSQL_URL")
-}
-
-async fn conn(db: Option<&str>) -> mysql_async::Conn {
-    let opts = mysql_async::Opts::from_url(&admin_url()).expect("REFRACT_TEST_MYSQL_URL");
-    let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(db.map(str::to_string));
-    mysql_async::Conn::new(opts)
-        .await
-        .expect("connect to the test MariaDB server")
-}
-
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let name = unique_name("refract_src_my");
-        conn(None)
-            .await
-            .query_drop(format!(
-                "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
-            ))
-            .await
-            .expect("create database");
-        TestDb { name }
-    }
-
-    fn params(&self) -> refract_sources::SourceParams {
-        params(Backend::Mysql, &parse_url(&source_url()), Some(&self.name))
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let mut c = conn(None).await;
-                let _ = c
-                    .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await;
-                let _ = c.disconnect().await;
-            });
-        })
-        .join();
-    }
 }
 
 const SETUP: &[&str] = &[
@@ -105,8 +54,8 @@ const SETUP: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_introspect_and_load_every_type() {
-    let db = TestDb::create().await;
-    let mut c = conn(Some(&db.name)).await;
+    let db = TestDb::create(Backend::Mysql).await;
+    let mut c = mysql_admin(Some(&db.name)).await;
     for s in SETUP {
         c.query_drop(*s)
             .await
@@ -265,7 +214,7 @@ async fn mysql_introspect_and_load_every_type() {
     let m_big = manifest(&schema, None, &[pick("big"), pick("parent")]);
     let mut sinks: Vec<VecSink> = m_big.tables.iter().map(VecSink::new).collect();
     sinks[0].limit = Some(100);
-    let err = refract_sources::load_tables(&p, &m_big, sinks, 2, Arc::new(LoadProgress::default()))
+    let err = refract_sources::load_tables(&p, &m_big, sinks, LoadOptions::parallel(2))
         .await
         .expect_err("the cap stops the load");
     assert!(matches!(err, SourceError::Stopped(_)), "{err:?}");
@@ -273,9 +222,9 @@ async fn mysql_introspect_and_load_every_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_reports_schemas_and_binlog() {
-    let db = TestDb::create().await;
-    let url = parse_url(&source_url());
-    let p = params(Backend::Mysql, &url, None);
+    let db = TestDb::create(Backend::Mysql).await;
+    let url = ServerUrl::parse(&source_url());
+    let p = url.source_params(Backend::Mysql, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
     let schemas = report.available_schemas.clone().expect("availableSchemas");
@@ -291,14 +240,14 @@ async fn mysql_test_connection_reports_schemas_and_binlog() {
 
 #[tokio::test]
 async fn mysql_wrong_password_is_a_clear_error_without_the_password() {
-    let mut p = params(Backend::Mysql, &parse_url(&admin_url()), None);
+    let mut p = ServerUrl::parse(&admin_url()).source_params(Backend::Mysql, None);
     let err = wrong_password_error(&mut p).await;
     assert!(err.contains("Access denied"), "{err}");
 }
 
 #[tokio::test]
 async fn mysql_unreachable_server_fails_within_the_timeout() {
-    let p = params(Backend::Mysql, &parse_url(&admin_url()), None);
+    let p = ServerUrl::parse(&admin_url()).source_params(Backend::Mysql, None);
     let err = unreachable_server_error(p).await;
     assert!(err.contains("timed out"), "{err}");
 }
@@ -307,8 +256,8 @@ async fn mysql_unreachable_server_fails_within_the_timeout() {
 /// a warning; a keyed one is not (its key is visible to a SELECT-only user).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_warns_about_tables_without_a_primary_key() {
-    let db = TestDb::create().await;
-    conn(Some(&db.name))
+    let db = TestDb::create(Backend::Mysql).await;
+    mysql_admin(Some(&db.name))
         .await
         .query_drop("CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT)")
         .await

@@ -1,79 +1,17 @@
 //! PostgreSQL against the real test server (`REFRACT_TEST_PG_URL`).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use refract_schema::{Backend, ColumnType, Manifest};
-use refract_sources::{ExportedSnapshot, LoadProgress, SourceError, SourceParams, SourcePosition};
-use tokio_postgres::NoTls;
+use refract_sources::{
+    ExportedSnapshot, LoadOptions, LoadProgress, SourceError, SourceParams, SourcePosition,
+};
 
 use crate::common::*;
 
-/// The documented least-privilege source user (`scripts/testenv`): what Refract connects as.
-fn source_url() -> String {
-    env_url("REFRACT_TEST_PG_SOURCE_URL")
-}
-
 fn admin_url() -> String {
     env_url("REFRACT_TEST_PG_URL")
-}
-
-async fn client(db: Option<&str>) -> tokio_postgres::Client {
-    let mut cfg = tokio_postgres::Config::from_str(&admin_url()).expect("REFRACT_TEST_PG_URL");
-    if let Some(db) = db {
-        cfg.dbname(db);
-    }
-    let (c, conn) = cfg
-        .connect(NoTls)
-        .await
-        .expect("connect to the test PostgreSQL server");
-    tokio::spawn(conn);
-    c
-}
-
-/// A fresh database, dropped at the end of the test.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let name = unique_name("refract_src_pg");
-        client(None)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        TestDb { name }
-    }
-
-    fn params(&self) -> refract_sources::SourceParams {
-        params(
-            Backend::Postgres,
-            &parse_url(&source_url()),
-            Some(&self.name),
-        )
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let c = client(None).await;
-                let _ = c
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
-    }
 }
 
 const SETUP: &str = r#"
@@ -133,8 +71,8 @@ INSERT INTO other.thing VALUES (7, 'seven');
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_introspect_and_load_every_type() {
-    let db = TestDb::create().await;
-    client(Some(&db.name))
+    let db = TestDb::create(Backend::Postgres).await;
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(SETUP)
         .await
@@ -274,9 +212,17 @@ async fn pg_introspect_and_load_every_type() {
     );
     let progress = Arc::new(LoadProgress::default());
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    let (sinks, pos) = refract_sources::load_tables(&p, &m, sinks, 3, progress.clone())
-        .await
-        .expect("load");
+    let (sinks, pos) = refract_sources::load_tables(
+        &p,
+        &m,
+        sinks,
+        LoadOptions {
+            progress: progress.clone(),
+            ..LoadOptions::parallel(3)
+        },
+    )
+    .await
+    .expect("load");
     match &pos {
         SourcePosition::Lsn { lsn } => assert!(lsn.contains('/'), "lsn {lsn}"),
         other => panic!("position {other:?}"),
@@ -395,7 +341,7 @@ async fn pg_introspect_and_load_every_type() {
     let m_big = manifest(&schema, None, &[pick("big"), pick("parent")]);
     let mut sinks: Vec<VecSink> = m_big.tables.iter().map(VecSink::new).collect();
     sinks[0].limit = Some(100);
-    let err = refract_sources::load_tables(&p, &m_big, sinks, 2, Arc::new(LoadProgress::default()))
+    let err = refract_sources::load_tables(&p, &m_big, sinks, LoadOptions::parallel(2))
         .await
         .expect_err("the cap stops the load");
     assert!(matches!(err, SourceError::Stopped(_)), "{err:?}");
@@ -443,14 +389,17 @@ async fn load_in_snapshot(
     snap: &ExportedSnapshot,
 ) -> Result<(Vec<VecSink>, SourcePosition), SourceError> {
     let sinks = m.tables.iter().map(VecSink::new).collect();
-    let progress = Arc::new(LoadProgress::default());
-    refract_sources::load_tables_in_snapshot(p, m, sinks, parallelism, progress, snap).await
+    let options = LoadOptions {
+        snapshot: Some(snap),
+        ..LoadOptions::parallel(parallelism)
+    };
+    refract_sources::load_tables(p, m, sinks, options).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_load_inside_an_exported_snapshot() {
-    let db = TestDb::create().await;
-    let c = client(Some(&db.name)).await;
+    let db = TestDb::create(Backend::Postgres).await;
+    let c = pg_admin(Some(&db.name)).await;
     c.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
     )
@@ -461,7 +410,7 @@ async fn pg_load_inside_an_exported_snapshot() {
     let m = manifest(&schema, None, &[pick("t")]);
 
     // Another session exports a snapshot and keeps its transaction open.
-    let exporter = client(Some(&db.name)).await;
+    let exporter = pg_admin(Some(&db.name)).await;
     exporter
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .await
@@ -508,9 +457,9 @@ async fn pg_load_inside_an_exported_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_test_connection_reports_databases_and_readiness() {
-    let db = TestDb::create().await;
-    let url = parse_url(&admin_url());
-    let p = params(Backend::Postgres, &url, None);
+    let db = TestDb::create(Backend::Postgres).await;
+    let url = ServerUrl::parse(&admin_url());
+    let p = url.source_params(Backend::Postgres, None);
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
     let schemas = report.available_schemas.clone().expect("availableSchemas");
@@ -532,11 +481,11 @@ async fn pg_test_connection_reports_databases_and_readiness() {
         "{json}"
     );
 
-    let p_db = params(Backend::Postgres, &url, Some(&db.name));
+    let p_db = url.source_params(Backend::Postgres, Some(&db.name));
     let report = refract_sources::test_connection(&p_db, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);
 
-    let p_missing = params(Backend::Postgres, &url, Some("refract_no_such_db"));
+    let p_missing = url.source_params(Backend::Postgres, Some("refract_no_such_db"));
     let (err, _) = failed_connection_test(&p_missing, Duration::from_secs(5)).await;
     assert!(err.contains("does not exist"), "{err}");
 }
@@ -544,9 +493,9 @@ async fn pg_test_connection_reports_databases_and_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_readiness_names_missing_rights() {
     // An ordinary role: no REPLICATION, no CREATE on the database, owns no tables.
-    let db = TestDb::create().await;
+    let db = TestDb::create(Backend::Postgres).await;
     let role = unique_name("refract_role");
-    let admin = client(Some(&db.name)).await;
+    let admin = pg_admin(Some(&db.name)).await;
     admin
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'role-pw-1'; REVOKE CREATE ON DATABASE {0} FROM PUBLIC; \
@@ -555,14 +504,14 @@ async fn pg_readiness_names_missing_rights() {
         ))
         .await
         .expect("role");
-    let url = parse_url(&admin_url());
-    let mut p = params(Backend::Postgres, &url, Some(&db.name));
+    let url = ServerUrl::parse(&admin_url());
+    let mut p = url.source_params(Backend::Postgres, Some(&db.name));
     p.user = role.clone();
     p.password = Some("role-pw-1".into());
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
     let _ = admin.batch_execute(&format!("DROP OWNED BY {role}")).await;
     drop(db);
-    let _ = client(None)
+    let _ = pg_admin(None)
         .await
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await;
@@ -577,13 +526,11 @@ async fn pg_readiness_names_missing_rights() {
 
 #[tokio::test]
 async fn pg_wrong_password_is_a_clear_error_without_the_password() {
-    let url = parse_url(&admin_url());
-    let mut p = params(Backend::Postgres, &url, None);
+    let url = ServerUrl::parse(&admin_url());
+    let mut p = url.source_params(Backend::Postgres, None);
     let err = wrong_password_error(&mut p).await;
     assert!(err.contains("password authentication failed"), "{err}");
-    if let Some(real) = &url.password {
-        assert!(!err.contains(real.as_str()), "{err}");
-    }
+    assert!(!err.contains(url.password.as_str()), "{err}");
     p.database = Some("postgres".into());
     let err = refract_sources::introspect(&p).await.expect_err("login");
     assert!(matches!(err, SourceError::Rejected(_)), "{err:?}");
@@ -592,7 +539,7 @@ async fn pg_wrong_password_is_a_clear_error_without_the_password() {
 
 #[tokio::test]
 async fn pg_unreachable_server_fails_within_the_timeout() {
-    let p = params(Backend::Postgres, &parse_url(&admin_url()), None);
+    let p = ServerUrl::parse(&admin_url()).source_params(Backend::Postgres, None);
     let err = unreachable_server_error(p).await;
     assert!(
         err.contains("timed out") || err.contains("timeout"),
@@ -604,8 +551,8 @@ async fn pg_unreachable_server_fails_within_the_timeout() {
 /// and a table the role may not read are warnings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
-    let db = TestDb::create().await;
-    client(Some(&db.name))
+    let db = TestDb::create(Backend::Postgres).await;
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(
             "CREATE TABLE keyed (id INT PRIMARY KEY); CREATE TABLE loose (v INT);
@@ -615,7 +562,7 @@ async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
         .expect("tables");
     // The test role reads everything (pg_read_all_data); a role with SELECT on one table only:
     let role = format!("{}_ro", db.name);
-    client(Some(&db.name))
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'ro-pw-1'; GRANT SELECT ON keyed, loose TO {role};"
@@ -626,7 +573,7 @@ async fn postgres_test_connection_warns_about_keyless_and_unreadable_tables() {
     p.user = role.clone();
     p.password = Some("ro-pw-1".into());
     let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
-    client(Some(&db.name))
+    pg_admin(Some(&db.name))
         .await
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use refract_schema::Backend;
 use refract_sources::{test_connection, SourceParams, SourceTls, SslMode, TestConnectionReport};
 
-use crate::common::{env_url, params, parse_url};
+use crate::common::{env_url, ServerUrl};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,7 +22,7 @@ fn tls_params(backend: Backend, mode: SslMode, ca: Option<&str>) -> SourceParams
         Backend::Mysql => "REFRACT_TEST_MYSQL_TLS_URL",
         _ => "REFRACT_TEST_PG_TLS_URL",
     };
-    let mut p = params(backend, &parse_url(&env_url(var)), None);
+    let mut p = ServerUrl::parse(&env_url(var)).source_params(backend, None);
     p.tls = SourceTls {
         mode,
         root_cert: ca.map(pem),
@@ -137,7 +137,7 @@ async fn servers_without_tls() {
         (Backend::Postgres, "REFRACT_TEST_PG_URL"),
     ] {
         let b = backend.as_str();
-        let mut p = params(backend, &parse_url(&env_url(var)), None);
+        let mut p = ServerUrl::parse(&env_url(var)).source_params(backend, None);
         p.tls.mode = SslMode::Prefer;
         let r = check(&p).await;
         assert!(r.ok, "{b} prefer: {:?}", r.error);
