@@ -946,6 +946,10 @@ mod tests {
         vec![Some(Value::Int(id)), Some(Value::Text(s.into()))]
     }
 
+    fn insert(table: usize, row: ChangeRow) -> ChangeEvent {
+        ChangeEvent::Insert { table, row }
+    }
+
     fn update(table: usize, before: ChangeRow, after: ChangeRow) -> ChangeEvent {
         ChangeEvent::Update {
             table,
@@ -1025,13 +1029,7 @@ mod tests {
     fn rows_route_to_batches_or_to_the_reread_stage() {
         let m = manifest();
         let mut p = Pending::default();
-        p.row(
-            &m,
-            ChangeEvent::Insert {
-                table: 0,
-                row: row(1, "a"),
-            },
-        );
+        p.row(&m, insert(0, row(1, "a")));
         // A changed key: delete the old one, then upsert.
         p.row(&m, update(0, row(1, "a"), row(2, "a")));
         // A value not sent (unchanged TOAST): re-read, nothing in the batch.
@@ -1046,13 +1044,7 @@ mod tests {
             },
         );
         // No primary key: dirty.
-        p.row(
-            &m,
-            ChangeEvent::Insert {
-                table: 2,
-                row: row(1, "a"),
-            },
-        );
+        p.row(&m, insert(2, row(1, "a")));
         assert_eq!(p.changes, 6);
         assert_eq!(
             p.per_table[&0].changes,
@@ -1089,20 +1081,8 @@ mod tests {
     fn reread_rows_follow_the_streamed_changes() {
         let m = manifest();
         let mut p = Pending::default();
-        p.row(
-            &m,
-            ChangeEvent::Insert {
-                table: 0,
-                row: row(1, "a"),
-            },
-        );
-        p.row(
-            &m,
-            ChangeEvent::Insert {
-                table: 2,
-                row: row(1, "a"),
-            },
-        );
+        p.row(&m, insert(0, row(1, "a")));
+        p.row(&m, insert(2, row(1, "a")));
         let reread = vec![
             Reread {
                 table: 0,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use refract_runtime::{Driver, LocalProcessDriver, STATE_FILE};
+use refract_runtime::{process, Driver, LocalProcessDriver, STATE_FILE};
 
 use crate::api::DbType;
 use crate::catalog::{self, Binaries};
@@ -373,7 +373,7 @@ impl StandaloneServer {
     pub async fn stop(&self) -> anyhow::Result<()> {
         if let (DbType::Postgresql, Some(pid)) = (self.ctx.db.db_type, self.pid()) {
             // The driver's SIGTERM is PostgreSQL's smart shutdown, which waits for every client.
-            signal(pid, libc::SIGINT);
+            let _ = process::send_signal(pid, libc::SIGINT, false);
         }
         let status = self
             .driver
@@ -395,7 +395,7 @@ impl StandaloneServer {
         let node_dir = dir.join("server").join("n0");
         // PostgreSQL: a fast shutdown, as in `stop` (the driver's SIGTERM is a smart one).
         if let Some(pid) = running_pid(DbType::Postgresql, &node_dir) {
-            signal(pid, libc::SIGINT);
+            let _ = process::send_signal(pid, libc::SIGINT, false);
         }
         let driver = LocalProcessDriver::new(dir.join("instances"));
         let status = driver
@@ -417,12 +417,12 @@ impl StandaloneServer {
             bail!("no running {} server to kill", self.ctx.db.db_type);
         };
         let mut pids = vec![pid];
-        pids.extend(child_pids(pid));
+        pids.extend(process::children(pid));
         for &p in &pids {
-            signal(p, libc::SIGKILL);
+            let _ = process::send_signal(p, libc::SIGKILL, false);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        while pids.iter().any(|&p| process_alive(p)) {
+        while pids.iter().any(|&p| process::is_alive(p)) {
             anyhow::ensure!(Instant::now() < deadline, "server processes still alive");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -461,14 +461,14 @@ impl StandaloneServer {
             DbType::Postgresql => libc::SIGINT,
             _ => libc::SIGTERM,
         };
-        signal(pid, clean);
+        let _ = process::send_signal(pid, clean, false);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while process_alive(pid) {
+        while process::is_alive(pid) {
             if Instant::now() > deadline {
                 let mut pids = vec![pid];
-                pids.extend(child_pids(pid));
+                pids.extend(process::children(pid));
                 for p in pids {
-                    signal(p, libc::SIGKILL);
+                    let _ = process::send_signal(p, libc::SIGKILL, false);
                 }
                 break;
             }
@@ -482,7 +482,7 @@ impl StandaloneServer {
         let state: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(STATE_FILE)).ok()?).ok()?;
         let pid = u32::try_from(state["pid"].as_u64()?).ok()?;
-        process_alive(pid).then_some(pid)
+        process::is_alive(pid).then_some(pid)
     }
 }
 
@@ -504,36 +504,5 @@ fn running_pid(db_type: DbType, node_dir: &Path) -> Option<u32> {
     };
     let text = std::fs::read_to_string(node_dir.join(file)).ok()?;
     let pid = text.lines().next()?.trim().parse().ok()?;
-    process_alive(pid).then_some(pid)
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) takes no pointers.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-/// `(state, ppid)` of a process, from `/proc/PID/stat`.
-fn proc_stat(pid: u32) -> Option<(char, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-    let (_, rest) = text.rsplit_once(')')?;
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    Some((state, ppid))
-}
-
-fn child_pids(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| proc_stat(pid).is_some_and(|(_, ppid)| ppid == parent))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Running (a zombie nobody reaped yet counts as gone).
-fn process_alive(pid: u32) -> bool {
-    proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
+    process::is_alive(pid).then_some(pid)
 }

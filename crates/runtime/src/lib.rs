@@ -33,6 +33,7 @@
 mod driver;
 mod error;
 mod local;
+pub mod process;
 mod spec;
 pub mod user;
 

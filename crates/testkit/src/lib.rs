@@ -80,6 +80,7 @@ impl TestServer {
             password: self.admin_password().into(),
             host: self.host().into(),
             port: self.port(),
+            database: String::new(),
         }
     }
 }

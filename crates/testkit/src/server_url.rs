@@ -3,7 +3,7 @@
 use refract_schema::Backend;
 use refract_sources::SourceParams;
 
-/// `scheme://user:password@host:port[/database]`, percent-escapes decoded.
+/// `scheme://user:password@host:port[/database][?…]`, percent-escapes decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUrl {
     /// Login user.
@@ -14,6 +14,8 @@ pub struct ServerUrl {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// The path without its `/` and query (a database name), empty when there is none.
+    pub database: String,
 }
 
 impl ServerUrl {
@@ -33,6 +35,7 @@ impl ServerUrl {
                 .expect("test server URL without a host")
                 .to_string(),
             port: parsed.port().expect("test server URL without a port"),
+            database: decode(parsed.path().trim_start_matches('/')),
         }
     }
 
@@ -74,6 +77,7 @@ mod tests {
         assert_eq!(u.password, "p:w+d");
         assert_eq!(u.host, "127.0.0.1");
         assert_eq!(u.port, 3307);
+        assert_eq!(u.database, "db");
         let p = ServerUrl::parse("postgres://u@localhost:5433")
             .source_params(Backend::Postgres, Some("d"));
         assert_eq!(p.password.as_deref(), Some(""));

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::harness::{alive, node_url, parse_url, wait_streaming, Harness, Options};
+use crate::harness::{alive, node_url, wait_streaming, Harness, Options, Url};
 
 /// The done-when bound.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(30);
@@ -283,7 +283,7 @@ async fn redis_call(s: &mut RedisConn, args: &[&str]) -> Option<String> {
 /// A TLS connection (verified against the installation's CA), logged in with a
 /// `rediss://default:password@host:port/0` string.
 async fn redis_login(tls: &PgTls, url: &str) -> Option<RedisConn> {
-    let u = parse_url(url);
+    let u = Url::parse(url);
     let stream = tokio::time::timeout(
         Duration::from_secs(2),
         TcpStream::connect((u.host.as_str(), u.port)),

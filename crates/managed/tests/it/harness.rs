@@ -428,38 +428,30 @@ impl Drop for Harness {
     }
 }
 
-/// Parses `scheme://user:password@host:port/db` (enough for the connection strings we return).
-pub struct Url {
-    pub user: String,
-    pub password: String,
-    pub host: String,
-    pub port: u16,
-    pub path: String,
-}
+pub use refract_testkit::ServerUrl as Url;
 
-impl Url {
-    /// `psql` at `host` with `sslmode={mode}`, trusting `ca`, running `sql`.
-    pub fn psql(
-        &self,
-        host: &str,
-        mode: &str,
-        ca: &std::path::Path,
-        sql: &str,
-    ) -> std::process::Output {
-        std::process::Command::new("psql")
-            .arg(format!(
-                "host={host} port={} user={} dbname={} sslmode={mode} sslrootcert={}",
-                self.port,
-                self.user,
-                self.path,
-                ca.display()
-            ))
-            .args(["-XAtc", sql])
-            .env("PGPASSWORD", &self.password)
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .expect("psql is installed with PostgreSQL")
-    }
+/// `psql` as `u`'s user to its database at `host` with `sslmode={mode}`, trusting `ca`, running
+/// `sql`.
+pub fn psql(
+    u: &Url,
+    host: &str,
+    mode: &str,
+    ca: &std::path::Path,
+    sql: &str,
+) -> std::process::Output {
+    std::process::Command::new("psql")
+        .arg(format!(
+            "host={host} port={} user={} dbname={} sslmode={mode} sslrootcert={}",
+            u.port,
+            u.user,
+            u.database,
+            ca.display()
+        ))
+        .args(["-XAtc", sql])
+        .env("PGPASSWORD", &u.password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("psql is installed with PostgreSQL")
 }
 
 /// The credentials' fields of a SQL server (PostgreSQL, MySQL), in the order the API writes them.
@@ -482,25 +474,10 @@ pub fn field_names(v: &Value) -> Vec<&str> {
         .collect()
 }
 
-pub fn parse_url(s: &str) -> Url {
-    let (_, rest) = s.split_once("://").unwrap();
-    let (auth, rest) = rest.split_once('@').unwrap();
-    let (user, password) = auth.split_once(':').unwrap();
-    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    Url {
-        user: user.into(),
-        password: password.into(),
-        host: host.into(),
-        port: port.parse().unwrap(),
-        path: path.split('?').next().unwrap_or("").into(),
-    }
-}
-
 /// The connection string `url` pointed at one server of the database instead (`node`: its
 /// replication entry, with `host` and `port`): the same scheme, login, database and parameters.
 pub fn node_url(url: &str, node: &Value) -> String {
-    let u = parse_url(url);
+    let u = Url::parse(url);
     let host = node["host"].as_str().expect("the node's host");
     url.replacen(
         &format!("@{}:{}", u.host, u.port),

@@ -8,8 +8,7 @@ use refract_managed::DbType;
 use serde_json::json;
 
 use crate::harness::{
-    assert_no_password_outside_vault, field_names, parse_url, Harness, Options,
-    SQL_CREDENTIAL_FIELDS,
+    assert_no_password_outside_vault, field_names, Harness, Options, Url, SQL_CREDENTIAL_FIELDS,
 };
 
 /// Connection options from a `mysql://…?ssl-mode=REQUIRED` string (the query is the MySQL
@@ -74,7 +73,7 @@ async fn mysql_on_mariadb_lifecycle() {
 
     // The mariadb client verifying the server with the CA from `/ca`; plain text refused.
     let ca_file = h.ca_file(&id).await;
-    let u = parse_url(&url);
+    let u = Url::parse(&url);
     let client = |tls: &[&str]| {
         std::process::Command::new("mariadb")
             .args([
@@ -128,10 +127,10 @@ async fn mysql_on_mariadb_lifecycle() {
         .await
         .unwrap();
     conn.disconnect().await.unwrap();
-    let u = parse_url(&url);
+    let u = Url::parse(&url);
     let replica_url = format!(
         "mysql://{}:{}@127.0.0.1:{}/{}",
-        u.user, u.password, replica["port"], u.path
+        u.user, u.password, replica["port"], u.database
     );
     h.wait_for("the write on the replica", Duration::from_secs(30), || {
         let replica_url = replica_url.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use refract_managed::DbType;
 use serde_json::json;
 
-use crate::harness::{parse_url, Harness, Options};
+use crate::harness::{Harness, Options, Url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_text_logins_only_when_the_operator_allows_them() {
@@ -36,10 +36,11 @@ async fn plain_text_logins_only_when_the_operator_allows_them() {
         c["ssl_mode"], "require",
         "the credentials still ask for TLS: {c}"
     );
-    let u = parse_url(c["connection_string"].as_str().unwrap());
+    let u = Url::parse(c["connection_string"].as_str().unwrap());
     let ca = h.ca_file(&pg).await;
     let psql = |mode: &str| {
-        let out = u.psql(
+        let out = crate::harness::psql(
+            &u,
             "127.0.0.1",
             mode,
             &ca,
@@ -60,7 +61,7 @@ async fn plain_text_logins_only_when_the_operator_allows_them() {
 
     // MariaDB: require_secure_transport is off; a --skip-ssl login works, TLS still verifies.
     let c = h.credentials(&my).await;
-    let u = parse_url(c["connection_string"].as_str().unwrap());
+    let u = Url::parse(c["connection_string"].as_str().unwrap());
     let ca = h.ca_file(&my).await;
     let mariadb = |tls: &[&str]| {
         let out = Command::new("mariadb")

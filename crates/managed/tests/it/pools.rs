@@ -103,8 +103,8 @@ async fn a_pgbouncer_pool_serves_500_clients_over_20_server_connections() {
 
     // psql verifies PgBouncer's certificate with the CA (verify-full); plain text is refused.
     let ca = h.ca_file(&id).await;
-    let u = crate::harness::parse_url(&url);
-    let psql = |mode: &str| u.psql("127.0.0.1", mode, &ca, "SELECT 41 + 1");
+    let u = crate::harness::Url::parse(&url);
+    let psql = |mode: &str| crate::harness::psql(&u, "127.0.0.1", mode, &ca, "SELECT 41 + 1");
     let out = psql("verify-full");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

@@ -10,7 +10,7 @@ use refract_managed::DbType;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_no_password_outside_vault, field_names, node_url, parse_url, Harness, Options, KEY_A,
+    assert_no_password_outside_vault, field_names, node_url, Harness, Options, Url, KEY_A,
     SQL_CREDENTIAL_FIELDS,
 };
 
@@ -69,9 +69,10 @@ async fn postgresql_lifecycle() {
     // psql with the CA from `/ca`: verify-full works for both names in the certificate, and
     // the session is encrypted; plain text is refused by pg_hba (hostssl only).
     let ca = h.ca_file(&id).await;
-    let u = parse_url(&url);
+    let u = Url::parse(&url);
     let psql = |host: &str, mode: &str| {
-        u.psql(
+        crate::harness::psql(
+            &u,
             host,
             mode,
             &ca,

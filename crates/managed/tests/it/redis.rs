@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::harness::{self, parse_url, Harness, Options, KEY_A};
+use crate::harness::{self, Harness, Options, Url, KEY_A};
 
 /// Sends one command and returns the reply's first line (and a bulk string's payload).
 type Conn = BufReader<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -50,7 +50,7 @@ pub(crate) async fn open(tls: &PgTls, host: &str, port: u16) -> Option<Conn> {
 
 /// Logs in with a `rediss://default:password@host:port/0` string.
 pub(crate) async fn login(tls: &PgTls, url: &str) -> Option<Conn> {
-    let u = parse_url(url);
+    let u = Url::parse(url);
     let mut s = open(tls, &u.host, u.port).await?;
     (resp(&mut s, &["AUTH", &u.password]).await == "+OK").then_some(s)
 }
@@ -115,7 +115,7 @@ async fn redis_lifecycle() {
     );
 
     // The password is required.
-    let u = parse_url(&url);
+    let u = Url::parse(&url);
     let mut anon = open(&tls, &u.host, u.port).await.unwrap();
     assert!(resp(&mut anon, &["GET", "k"]).await.starts_with("-NOAUTH"));
     let mut s = login(&tls, &url)

@@ -16,8 +16,6 @@
 //! in `list`. When the driver runs as root with [`LocalProcessDriver::run_as`], processes run as
 //! that unprivileged user, which owns the instance directory and the spec's files.
 
-mod os;
-
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -34,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::driver::{is_safe_name, BoxFuture};
+use crate::process;
 use crate::user::{self, ServiceUser};
 use crate::RuntimeError;
 use crate::{Driver, InstanceHandle, InstanceKind, InstanceSpec, InstanceStatus, Readiness};
@@ -405,7 +404,8 @@ impl LocalProcessDriver {
             return exit.status();
         }
         // An owned child's exit is recorded by its wait task; an adopted process is checked here.
-        if !instance.owned && !os::is_our_process(state.pid, &state.program, state.proc_start_ticks)
+        if !instance.owned
+            && !process::is_our_process(state.pid, &state.program, state.proc_start_ticks)
         {
             return instance.record_exit(None, None);
         }
@@ -422,7 +422,7 @@ impl LocalProcessDriver {
                 match tokio::time::timeout(TCP_PROBE_TIMEOUT, connect).await {
                     // Someone accepts on the port: ready only when it is this instance (another
                     // process holding the port would answer for a server that failed to bind).
-                    Ok(Ok(_)) if os::group_listens_on(state.pid, *port) != Some(false) => {
+                    Ok(Ok(_)) if process::group_listens_on(state.pid, *port) != Some(false) => {
                         instance.record_endpoint(format!("127.0.0.1:{port}"))
                     }
                     _ => InstanceStatus::Starting,
@@ -461,7 +461,7 @@ impl LocalProcessDriver {
             source,
         };
         // SIGTERM to the leader only: servers such as postgres stop their own children.
-        os::send_signal(pid, libc::SIGTERM, false).map_err(signal_error)?;
+        process::send_signal(pid, libc::SIGTERM, false).map_err(signal_error)?;
         let mut status = self.wait_exit(instance, grace).await;
         if status.is_alive() {
             tracing::warn!(
@@ -469,12 +469,12 @@ impl LocalProcessDriver {
                 pid,
                 "instance did not stop within its grace period; killing it"
             );
-            os::send_signal(pid, libc::SIGKILL, true).map_err(signal_error)?;
+            process::send_signal(pid, libc::SIGKILL, true).map_err(signal_error)?;
             status = self.wait_exit(instance, KILL_WAIT).await;
         }
-        if !status.is_alive() && os::group_exists(pid) {
+        if !status.is_alive() && process::group_exists(pid) {
             // Children left behind by the leader (the group id is the leader's pid).
-            os::send_signal(pid, libc::SIGKILL, true).map_err(signal_error)?;
+            process::send_signal(pid, libc::SIGKILL, true).map_err(signal_error)?;
         }
         Ok(status)
     }
@@ -511,7 +511,7 @@ impl LocalProcessDriver {
         let Some(base) = self.canonical_base() else {
             return out;
         };
-        for (pid, dir) in os::processes_marked(&base, INSTANCE_DIR_ENV) {
+        for (pid, dir) in process::processes_marked(&base, INSTANCE_DIR_ENV) {
             let dir = Path::new(&dir);
             if dir.parent() != Some(base.as_path()) {
                 continue;
@@ -544,7 +544,7 @@ impl LocalProcessDriver {
         // The recorded process and its own children (its process group: a server's forks).
         let strays: Vec<u32> = pids
             .into_iter()
-            .filter(|&pid| recorded.is_none_or(|r| pid != r && os::pgid(pid) != Some(r)))
+            .filter(|&pid| recorded.is_none_or(|r| pid != r && process::pgid(pid) != Some(r)))
             .collect();
         self.kill_strays(id, &strays).await;
     }
@@ -575,21 +575,23 @@ impl LocalProcessDriver {
             "stopping processes of an instance that its state file does not name (left by a control plane that died while starting it)"
         );
         for &pid in strays {
-            let _ = os::send_signal(pid, libc::SIGTERM, os::group_exists(pid));
+            let _ = process::send_signal(pid, libc::SIGTERM, process::group_exists(pid));
         }
         let deadline = tokio::time::Instant::now() + STRAY_GRACE;
-        while strays.iter().any(|&pid| os::is_alive(pid)) && tokio::time::Instant::now() < deadline
+        while strays.iter().any(|&pid| process::is_alive(pid))
+            && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(POLL).await;
         }
         for &pid in strays {
-            if os::is_alive(pid) || os::group_exists(pid) {
-                let _ = os::send_signal(pid, libc::SIGKILL, os::group_exists(pid));
-                let _ = os::send_signal(pid, libc::SIGKILL, false);
+            if process::is_alive(pid) || process::group_exists(pid) {
+                let _ = process::send_signal(pid, libc::SIGKILL, process::group_exists(pid));
+                let _ = process::send_signal(pid, libc::SIGKILL, false);
             }
         }
         let deadline = tokio::time::Instant::now() + KILL_WAIT;
-        while strays.iter().any(|&pid| os::is_alive(pid)) && tokio::time::Instant::now() < deadline
+        while strays.iter().any(|&pid| process::is_alive(pid))
+            && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(POLL).await;
         }
@@ -739,7 +741,7 @@ impl Driver for LocalProcessDriver {
 
             let state = StateFile {
                 pid,
-                proc_start_ticks: os::start_ticks(pid),
+                proc_start_ticks: process::start_ticks(pid),
                 program: program.clone(),
                 args: spec.args.clone(),
                 kind: spec.kind,
@@ -753,7 +755,7 @@ impl Driver for LocalProcessDriver {
             if let Err(err) = write_state(&dir, &state) {
                 // Without a state file the process could not be found after a restart: do not
                 // leave it.
-                let _ = os::send_signal(pid, libc::SIGKILL, true);
+                let _ = process::send_signal(pid, libc::SIGKILL, true);
                 let _ = child.wait().await;
                 return Err(err);
             }

@@ -8,7 +8,9 @@ use refract_schema::{
     Backend, ColumnManifest, ColumnType, Manifest, RowSink, SourceSchema, SourceTable,
     TableManifest, ValueRef, MANIFEST_VERSION,
 };
-use refract_sources::{LoadOptions, SourceError, SourceParams, SourcePosition};
+use refract_sources::{
+    LoadOptions, SourceError, SourceParams, SourcePosition, TestConnectionReport,
+};
 pub use refract_testkit::ServerUrl;
 
 /// An owned cell.
@@ -339,6 +341,16 @@ async fn admin_sql(backend: Backend, sql: &str) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string()),
     }
+}
+
+/// The connection test of the server at `url`, not about one database: it passed; the report
+/// and its `availableSchemas`.
+pub async fn connection_ok(backend: Backend, url: &str) -> (TestConnectionReport, Vec<String>) {
+    let p = ServerUrl::parse(url).source_params(backend, None);
+    let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
+    assert!(report.ok, "{:?}", report.error);
+    let schemas = report.available_schemas.clone().expect("availableSchemas");
+    (report, schemas)
 }
 
 /// A database name no other test run uses.

@@ -223,11 +223,7 @@ async fn mysql_introspect_and_load_every_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_test_connection_reports_schemas_and_binlog() {
     let db = TestDb::create(Backend::Mysql).await;
-    let url = ServerUrl::parse(&source_url());
-    let p = url.source_params(Backend::Mysql, None);
-    let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
-    assert!(report.ok, "{:?}", report.error);
-    let schemas = report.available_schemas.clone().expect("availableSchemas");
+    let (report, schemas) = connection_ok(Backend::Mysql, &source_url()).await;
     assert!(schemas.contains(&db.name), "{schemas:?}");
     for sys in ["mysql", "information_schema", "performance_schema", "sys"] {
         assert!(!schemas.iter().any(|s| s == sys), "{schemas:?}");

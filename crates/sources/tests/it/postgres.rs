@@ -458,11 +458,7 @@ async fn pg_load_inside_an_exported_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_test_connection_reports_databases_and_readiness() {
     let db = TestDb::create(Backend::Postgres).await;
-    let url = ServerUrl::parse(&admin_url());
-    let p = url.source_params(Backend::Postgres, None);
-    let report = refract_sources::test_connection(&p, Duration::from_secs(5)).await;
-    assert!(report.ok, "{:?}", report.error);
-    let schemas = report.available_schemas.clone().expect("availableSchemas");
+    let (report, schemas) = connection_ok(Backend::Postgres, &admin_url()).await;
     assert!(schemas.contains(&"postgres".to_string()), "{schemas:?}");
     assert!(schemas.contains(&db.name), "{schemas:?}");
     assert!(
@@ -481,6 +477,7 @@ async fn pg_test_connection_reports_databases_and_readiness() {
         "{json}"
     );
 
+    let url = ServerUrl::parse(&admin_url());
     let p_db = url.source_params(Backend::Postgres, Some(&db.name));
     let report = refract_sources::test_connection(&p_db, Duration::from_secs(5)).await;
     assert!(report.ok, "{:?}", report.error);

@@ -1,4 +1,5 @@
-//! Process checks and signals (Unix; `/proc` checks on Linux, skipped where `/proc` is absent).
+//! Process checks and signals (Unix; `/proc` checks on Linux, skipped where `/proc` is absent):
+//! what the local driver and the managed service's standalone servers know about a process.
 
 use std::io;
 use std::path::Path;
@@ -6,30 +7,38 @@ use std::path::Path;
 /// The start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`), which
 /// with the pid identifies a process uniquely; `None` without `/proc` or for a gone process.
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid …": comm may hold spaces and parentheses, so split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state), so field 22 is fields[19].
-    fields.get(19)?.parse().ok()
+    stat_field(pid, 22)?.parse().ok()
 }
 
 /// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
 pub(crate) fn pgid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // fields[0] is field 3 (state), so field 5 is fields[2].
-    rest.split_whitespace().nth(2)?.parse().ok()
+    stat_field(pid, 5)?.parse().ok()
+}
+
+/// The parent of `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent(pid: u32) -> Option<u32> {
+    stat_field(pid, 4)?.parse().ok()
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let rest = stat[stat.rfind(')')? + 1..].trim_start().to_string();
-            rest.chars().next()
-        })
-        .is_some_and(|state| state == 'Z' || state == 'X')
+    stat_field(pid, 3).is_some_and(|state| state == "Z" || state == "X")
+}
+
+/// Field `n` (counted from 1, as in proc(5); `n` ≥ 3) of `/proc/<pid>/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid …": comm may hold spaces and parentheses, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_string)
+}
+
+/// The live children of `parent` (none without `/proc`).
+pub fn children(parent_pid: u32) -> Vec<u32> {
+    pids()
+        .filter(|&pid| parent(pid) == Some(parent_pid) && !is_zombie(pid))
+        .collect()
 }
 
 /// Whether `pid` is alive and is still the process the driver started: the same start time when
@@ -85,7 +94,7 @@ fn program_matches(pid: u32, program: &Path) -> bool {
 
 /// Sends `signal` to the process `pid` (or to its process group when `group`).
 /// A process that is already gone is not an error.
-pub(crate) fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
+pub fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
     let raw = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     if raw <= 1 {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
@@ -183,7 +192,7 @@ pub(crate) fn group_exists(pgid: u32) -> bool {
 }
 
 /// Whether `pid` is alive (exists and is not a zombie).
-pub(crate) fn is_alive(pid: u32) -> bool {
+pub fn is_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
