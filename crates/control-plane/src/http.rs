@@ -250,6 +250,11 @@ fn id(s: &str, what: &str) -> Result<Uuid, ApiError> {
 
 type Res<T> = Result<T, ApiError>;
 
+/// The wire values of stored rows, as a list endpoint answers them.
+fn wire<Row: Into<Wire>, Wire>(rows: Vec<Row>) -> Vec<Wire> {
+    rows.into_iter().map(Into::into).collect()
+}
+
 /// Liveness, store readability and leadership.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = HealthResponse),
     (status = 503, description = "the metadata store cannot be reached", body = ErrorBody)))]
@@ -364,7 +369,9 @@ async fn create_key(
 ) -> Res<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.service.create_management_key(&p, b).await?),
+        Json(ManagementKey::from(
+            s.service.create_management_key(&p, b).await?,
+        )),
     ))
 }
 
@@ -372,7 +379,7 @@ async fn create_key(
 #[utoipa::path(get, path = "/v1/account/management-keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, body = Vec<ManagementKey>), (status = 401, body = ErrorBody)))]
 async fn list_keys(State(s): State<AppState>, Auth(p): Auth) -> Res<Json<Vec<ManagementKey>>> {
-    Ok(Json(s.service.list_management_keys(&p).await?))
+    Ok(Json(wire(s.service.list_management_keys(&p).await?)))
 }
 
 /// Revoke a management key; it stops working at once.
@@ -387,7 +394,8 @@ async fn revoke_key(
     Ok(Json(
         s.service
             .revoke_management_key(&p, id(&kid, "management key")?)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -411,7 +419,7 @@ async fn create_connection(
 #[utoipa::path(get, path = "/v1/connections", tag = "connections", security(("bearer" = [])),
     responses((status = 200, body = Vec<Connection>), (status = 401, body = ErrorBody)))]
 async fn list_connections(State(s): State<AppState>, Auth(p): Auth) -> Res<Json<Vec<Connection>>> {
-    Ok(Json(s.service.list_connections(&p).await?))
+    Ok(Json(wire(s.service.list_connections(&p).await?)))
 }
 
 /// A connection with its non-deleted databases.
@@ -444,7 +452,8 @@ async fn update_connection(
     Ok(Json(
         s.service
             .update_connection(&p, id(&cid, "connection")?, b)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -504,7 +513,7 @@ async fn register_database(
 ) -> Res<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.service.register_database(&p, b).await?),
+        Json(Database::from(s.service.register_database(&p, b).await?)),
     ))
 }
 
@@ -518,7 +527,7 @@ async fn list_databases(
 ) -> Res<Json<Vec<Database>>> {
     let Query(filter) =
         q.map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-    Ok(Json(s.service.list_databases(&p, filter).await?))
+    Ok(Json(wire(s.service.list_databases(&p, filter).await?)))
 }
 
 /// One database.
@@ -531,7 +540,10 @@ async fn get_database(
     Path(did): Path<String>,
 ) -> Res<Json<Database>> {
     Ok(Json(
-        s.service.get_database(&p, id(&did, "database")?).await?,
+        s.service
+            .get_database(&p, id(&did, "database")?)
+            .await?
+            .into(),
     ))
 }
 
@@ -549,7 +561,8 @@ async fn update_database(
     Ok(Json(
         s.service
             .update_database(&p, id(&did, "database")?, b)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 

@@ -17,7 +17,10 @@ use crate::keys;
 use crate::plans;
 use crate::secrets::SecretStore;
 use crate::sqlite_roots::SqliteRoots;
-use crate::store::{Event, Store, StoreError, StoreResult, Tx};
+use crate::store::{
+    ConnectionRow, DatabaseRow, Event, ManagementKeyRow, NameClaim, NewDatabase, ServerIdClaim,
+    Store, StoreError, StoreResult, Tx,
+};
 use crate::validate as v;
 
 /// Timeout of `test-connection` (the spec's bounded 5 s).
@@ -123,7 +126,7 @@ impl Service {
     /// which is what gets opened. `Err` says why the source may not be read.
     pub fn checked_source_params(
         &self,
-        c: &Connection,
+        c: &ConnectionRow,
         database: Option<String>,
     ) -> Result<refract_sources::SourceParams, String> {
         let mut params = self.source_params(c, database);
@@ -411,7 +414,7 @@ impl Service {
         &self,
         p: &Principal,
         req: CreateManagementKeyRequest,
-    ) -> Result<ManagementKey, ApiError> {
+    ) -> Result<ManagementKeyRow, ApiError> {
         v::name("name", &req.name)?;
         let t = now();
         if req.expires_at.is_some_and(|e| e <= t) {
@@ -431,7 +434,7 @@ impl Service {
     pub async fn list_management_keys(
         &self,
         p: &Principal,
-    ) -> Result<Vec<ManagementKey>, ApiError> {
+    ) -> Result<Vec<ManagementKeyRow>, ApiError> {
         let customer = p.customer_id();
         Ok(self
             .read_store(move |tx| tx.list_management_keys(customer))
@@ -444,15 +447,16 @@ impl Service {
         &self,
         p: &Principal,
         id: Uuid,
-    ) -> Result<ManagementKey, ApiError> {
+    ) -> Result<ManagementKeyRow, ApiError> {
         let customer = p.customer_id();
         self.write(move |tx| {
             let Some(key) = tx.get_management_key(customer, id)? else {
                 return Err(ApiError::not_found("management key"));
             };
             let at = now();
-            let valid =
-                |k: &ManagementKey| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > at);
+            let valid = |k: &ManagementKeyRow| {
+                k.revoked_at.is_none() && k.expires_at.is_none_or(|e| e > at)
+            };
             // Revoking the last valid key would lock the customer out for good.
             if valid(&key)
                 && !tx
@@ -562,7 +566,7 @@ impl Service {
         let id = Uuid::new_v4();
         let secret_name = password_secret_name(id);
         let ca_secret_name = ssl_root_cert_secret_name(id);
-        let connection = Connection {
+        let connection = ConnectionRow {
             wire: refract_api::Connection {
                 id,
                 customer_id: p.customer_id(),
@@ -590,7 +594,11 @@ impl Service {
         let instance = req.instance;
         let result = self
             .write(move |tx| {
-                if tx.connection_name_taken(customer.id, &connection.name, None)? {
+                if tx.connection_name_taken(&NameClaim {
+                    owner: customer.id,
+                    name: &connection.name,
+                    except: None,
+                })? {
                     return Err(ApiError::conflict(format!(
                         "a connection named {:?} already exists",
                         connection.name
@@ -631,7 +639,7 @@ impl Service {
     }
 
     /// `GET /v1/connections`.
-    pub async fn list_connections(&self, p: &Principal) -> Result<Vec<Connection>, ApiError> {
+    pub async fn list_connections(&self, p: &Principal) -> Result<Vec<ConnectionRow>, ApiError> {
         let customer = p.customer_id();
         Ok(self
             .read_store(move |tx| tx.list_connections(customer))
@@ -668,7 +676,7 @@ impl Service {
         p: &Principal,
         id: Uuid,
         req: UpdateConnectionRequest,
-    ) -> Result<Connection, ApiError> {
+    ) -> Result<ConnectionRow, ApiError> {
         if let Some(n) = &req.name {
             v::name("name", n)?;
         }
@@ -708,7 +716,11 @@ impl Service {
             }
             let t = now();
             if let Some(name) = req.name {
-                if tx.connection_name_taken(customer, &name, Some(id))? {
+                if tx.connection_name_taken(&NameClaim {
+ owner: customer,
+ name: &name,
+ except: Some(id),
+ })? {
                     return Err(ApiError::conflict(format!("a connection named {name:?} already exists")));
                 }
                 c.name = name;
@@ -764,7 +776,12 @@ impl Service {
                 let own: Vec<Uuid> = databases.iter().map(|d| d.id).collect();
                 for d in &databases {
                     if let Some(sid) = d.binlog_server_id {
-                        if tx.binlog_server_id_taken(&c.host, c.port, sid, &own)? {
+                        if tx.binlog_server_id_taken(&ServerIdClaim {
+ host: &c.host,
+ port: c.port,
+ server_id: sid,
+ except: &own,
+ })? {
                             return Err(ApiError::conflict(format!(
                                 "binlogServerId {sid} of database {} is already used by another database replicating from {}:{}",
                                 d.name,
@@ -940,7 +957,7 @@ impl Service {
     /// engines too).
     pub fn source_params(
         &self,
-        c: &Connection,
+        c: &ConnectionRow,
         database: Option<String>,
     ) -> refract_sources::SourceParams {
         refract_sources::SourceParams {
@@ -971,7 +988,7 @@ impl Service {
         &self,
         p: &Principal,
         req: RegisterDatabaseRequest,
-    ) -> Result<Database, ApiError> {
+    ) -> Result<DatabaseRow, ApiError> {
         let inst = CreateInstanceRequest {
             name: req.name,
             schema: req.schema,
@@ -1005,7 +1022,7 @@ impl Service {
         &self,
         p: &Principal,
         filter: DatabaseFilter,
-    ) -> Result<Vec<Database>, ApiError> {
+    ) -> Result<Vec<DatabaseRow>, ApiError> {
         let customer = p.customer_id();
         Ok(self
             .read_store(move |tx| tx.list_databases(customer, &filter))
@@ -1013,7 +1030,7 @@ impl Service {
     }
 
     /// `GET /v1/databases/{id}`.
-    pub async fn get_database(&self, p: &Principal, id: Uuid) -> Result<Database, ApiError> {
+    pub async fn get_database(&self, p: &Principal, id: Uuid) -> Result<DatabaseRow, ApiError> {
         let customer = p.customer_id();
         self.read(move |tx| customer_database(tx, customer, id))
             .await
@@ -1025,7 +1042,7 @@ impl Service {
         p: &Principal,
         id: Uuid,
         req: UpdateDatabaseRequest,
-    ) -> Result<Database, ApiError> {
+    ) -> Result<DatabaseRow, ApiError> {
         // Field rules first (400), then the ones that need the store.
         if let Some(n) = &req.name {
             v::name("name", n)?;
@@ -1069,7 +1086,11 @@ impl Service {
             let mut d = customer_database(tx, customer.id, id)?;
             let c = tx.get_connection(customer.id, d.connection_id)?.ok_or_else(|| ApiError::not_found("connection"))?;
             if let Some(name) = req.name {
-                if name != d.name && tx.database_name_taken(c.id, &name, Some(id))? {
+                if name != d.name && tx.database_name_taken(&NameClaim {
+ owner: c.id,
+ name: &name,
+ except: Some(id),
+ })? {
                     return Err(ApiError::conflict(format!("a database named {name:?} already exists on this connection")));
                 }
                 d.name = name;
@@ -1103,7 +1124,12 @@ impl Service {
             }
             if let Some(sid) = req.binlog_server_id {
                 if let Some(n) = sid {
-                    if tx.binlog_server_id_taken(&c.host, c.port, n, &[id])? {
+                    if tx.binlog_server_id_taken(&ServerIdClaim {
+ host: &c.host,
+ port: c.port,
+ server_id: n,
+ except: &[id],
+ })? {
                         return Err(binlog_conflict(n, &c));
                     }
                 }
@@ -1331,13 +1357,13 @@ pub(crate) fn customer_database(
     tx: &dyn Tx,
     customer: Uuid,
     id: Uuid,
-) -> Result<Database, ApiError> {
+) -> Result<DatabaseRow, ApiError> {
     tx.get_database(customer, id)?
         .ok_or_else(|| ApiError::not_found("database"))
 }
 
 /// Runtime settings differ from the deployed ones (never pending before a first deploy).
-pub fn pending(d: &Database) -> bool {
+pub fn pending(d: &DatabaseRow) -> bool {
     match &d.internal.deployed_config {
         None => false,
         // Compared as settings, not JSON: a field added since the deploy (`replicas`) reads as
@@ -1359,7 +1385,7 @@ fn check_size(plan: Plan, size: InstanceSize) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn binlog_conflict(n: i64, c: &Connection) -> ApiError {
+fn binlog_conflict(n: i64, c: &ConnectionRow) -> ApiError {
     ApiError::conflict(format!(
         "binlogServerId {n} is already used by another database replicating from {}:{}",
         c.host,
@@ -1424,7 +1450,12 @@ pub(crate) fn pick_server_id(
     let mut id = FIRST + seed % SPAN;
     loop {
         if Some(id as u64) != source_server_id
-            && !tx.binlog_server_id_taken(host, port, id, &[db])?
+            && !tx.binlog_server_id_taken(&ServerIdClaim {
+                host,
+                port,
+                server_id: id,
+                except: &[db],
+            })?
         {
             return Ok(id);
         }
@@ -1437,12 +1468,12 @@ pub(crate) fn pick_server_id(
 fn insert_database(
     tx: &dyn Tx,
     customer: &Customer,
-    c: &Connection,
+    c: &ConnectionRow,
     inst: CreateInstanceRequest,
     prefix: &str,
     region: &str,
     t: DateTime<Utc>,
-) -> Result<Database, ApiError> {
+) -> Result<DatabaseRow, ApiError> {
     let size = inst.instance_size.unwrap_or(InstanceSize::Nano);
     check_size(customer.plan, size)?;
     let limits = plans::limits(customer.plan);
@@ -1454,18 +1485,26 @@ fn insert_database(
             )));
         }
     }
-    if tx.database_name_taken(c.id, &inst.name, None)? {
+    if tx.database_name_taken(&NameClaim {
+        owner: c.id,
+        name: &inst.name,
+        except: None,
+    })? {
         return Err(ApiError::conflict(format!(
             "{prefix}name: a database named {:?} already exists on this connection",
             inst.name
         )));
     }
     if let Some(sid) = inst.binlog_server_id {
-        if tx.binlog_server_id_taken(&c.host, c.port, sid, &[])? {
+        if tx.binlog_server_id_taken(&ServerIdClaim {
+            host: &c.host,
+            port: c.port,
+            server_id: sid,
+            except: &[],
+        })? {
             return Err(binlog_conflict(sid, c));
         }
     }
-    let (task_cpu, task_memory_mb) = size.resources();
     let id = Uuid::new_v4();
     let sync_mode = c.default_sync_mode();
     check_replicas_sync(inst.replicas.unwrap_or(1), sync_mode, prefix)?;
@@ -1476,39 +1515,21 @@ fn insert_database(
         }
         given => given,
     };
-    let d = Database {
-        wire: refract_api::Database {
-            id,
-            customer_id: customer.id,
-            connection_id: c.id,
-            name: inst.name,
-            schema: inst.schema,
-            sync_mode,
-            sync_interval: c.min_sync_interval,
-            safety_net: 3600,
-            task_cpu,
-            task_memory_mb,
-            replicas: inst.replicas.unwrap_or(1),
-            log_level: inst.log_level.unwrap_or(LogLevel::Info),
-            status: Status::Registered,
-            last_error: None,
-            endpoint_url: None,
-            health_status: None,
-            build_compute_override: None,
-            instance_size: size,
-            region: region.to_string(),
-            binlog_server_id,
-            desired_state: None,
-            reflexdb_custom_domain: None,
-            pause_schedule: None,
-            tags: Vec::new(),
-            has_pending_changes: false,
-            replication_paused: false,
-            created_at: t,
-            updated_at: t,
-        },
-        internal: DatabaseInternal::default(),
-    };
+    let d = DatabaseRow::registered(NewDatabase {
+        id,
+        customer_id: customer.id,
+        connection_id: c.id,
+        name: inst.name,
+        schema: inst.schema,
+        sync_mode,
+        sync_interval: c.min_sync_interval,
+        instance_size: size,
+        replicas: inst.replicas.unwrap_or(1),
+        log_level: inst.log_level.unwrap_or(LogLevel::Info),
+        region: region.to_string(),
+        binlog_server_id,
+        at: t,
+    });
     tx.insert_database(&d)?;
     tx.insert_event(&Event {
         database_id: d.id,
@@ -1526,9 +1547,9 @@ fn new_management_key(
     name: &str,
     expires_at: Option<DateTime<Utc>>,
     t: DateTime<Utc>,
-) -> (ManagementKey, String) {
+) -> (ManagementKeyRow, String) {
     let k = keys::generate("rmk");
-    let record = ManagementKey {
+    let record = ManagementKeyRow {
         wire: refract_api::ManagementKey {
             id: Uuid::new_v4(),
             customer_id: customer,
@@ -1559,7 +1580,7 @@ mod tests {
         let report = failed;
         let generic = failed("could not connect to h:1 as a MySQL server");
         for e in [
-            "cannot reach the source: h:1: Connection refused (os error 111)",
+            "cannot reach the source: h:1: ConnectionRow refused (os error 111)",
             "cannot reach the source: h:1: the server closed the connection",
             "cannot reach the source: timed out after 5 s connecting to h:1",
             "source error: Input/output error: unexpected end of file",

@@ -77,7 +77,7 @@ pub async fn list(State(s): State<DashState>, me: Signed) -> Result<Response, Pa
     let has_connections = !s.service.list_connections(&me.principal).await?.is_empty();
     page(&ListPage {
         nav: me.nav("databases"),
-        rows: dbs.iter().map(row).collect(),
+        rows: dbs.iter().map(|d| row(d)).collect(),
         has_connections,
     })
 }
@@ -149,7 +149,7 @@ fn ms(v: i64) -> String {
 
 /// `lastError` in plain words: the stored text is already a sentence (cause and fix); a person
 /// gets a lead-in saying what it means for them.
-fn plain_error(d: &refract_api::Database) -> Option<String> {
+fn plain_error(d: &Database) -> Option<String> {
     let e = d.last_error.as_ref()?;
     let lead = match d.status {
         Status::Failed => "The last operation failed and nothing is served",
@@ -395,7 +395,7 @@ struct DetailPage {
     colors: Vec<&'static str>,
 }
 
-fn sizes(d: &refract_api::Database) -> Vec<(&'static str, bool)> {
+fn sizes(d: &Database) -> Vec<(&'static str, bool)> {
     crate::api::InstanceSize::ALL
         .iter()
         .map(|z| (z.as_str(), *z == d.instance_size))

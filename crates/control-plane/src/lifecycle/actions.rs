@@ -10,16 +10,17 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{admin_token, new_op, now, save, set_op, set_step, Note};
+use super::bookkeeping::{admin_token, begin_op, new_op, now, save, set_step, Note};
 use super::error::ActionError;
 use super::matrix::{self, Action, Context, Decision, Mode};
 use super::types::*;
 use crate::api::InstanceSizeExt;
-use crate::api::{Database, DesiredState, InstanceSize, OpStep, RuntimeSettings, Status};
+use crate::api::{DesiredState, InstanceSize, RuntimeSettings, Status};
 use crate::error::ApiError;
 use crate::plans;
 use crate::service::{customer_database, pending, Principal};
 use crate::store::lifecycle::{BuildRecord, BuildStatus, OpKind, OpsRecord};
+use crate::store::{DatabaseRow, OpStep};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
 
@@ -33,7 +34,7 @@ pub struct ActionParams {
 }
 
 /// The matrix's side conditions for a database, read in `tx`.
-pub(super) fn context(tx: &dyn Tx, d: &Database) -> StoreResult<Context> {
+pub(super) fn context(tx: &dyn Tx, d: &DatabaseRow) -> StoreResult<Context> {
     Ok(Context {
         has_deployable_build: tx.lifecycle().latest_deployable_build(d.id)?.is_some(),
         replication_paused: d.replication_paused,
@@ -49,7 +50,7 @@ fn desired_of(action: Action) -> DesiredState {
     }
 }
 
-fn live_instance(tx: &dyn Tx, d: &Database) -> StoreResult<Option<Uuid>> {
+fn live_instance(tx: &dyn Tx, d: &DatabaseRow) -> StoreResult<Option<Uuid>> {
     Ok(tx
         .lifecycle()
         .live_instances(Some(d.id))?
@@ -69,21 +70,28 @@ pub(super) enum Applied {
     Refused(String),
 }
 
+/// An action as asked: which, with what parameters, and by whom (`user`, `schedule` or
+/// `reconciler`: the cause an operation it begins records).
+pub(super) struct Ask<'a> {
+    pub action: Action,
+    pub params: &'a ActionParams,
+    pub cause: &'a str,
+}
+
 /// The one path of an action, whoever asks (an endpoint, a pause schedule, the reconciler running
 /// a queued `desiredState`): decide through the matrix, then begin it, queue it (when
 /// `may_queue`) or refuse it, inside `tx`. The caller saves the row and writes the event.
 pub(super) fn apply_action(
     tx: &dyn Tx,
-    d: &mut Database,
+    d: &mut DatabaseRow,
     o: &mut OpsRecord,
-    action: Action,
-    params: &ActionParams,
-    cause: &str,
+    ask: &Ask,
     may_queue: bool,
 ) -> Result<Applied, ActionError> {
     let ctx = context(tx, d)?;
+    let action = ask.action;
     match matrix::decide(d.status, action, &ctx) {
-        Decision::Immediate => Ok(Applied::Begun(begin(tx, d, o, action, params, cause)?)),
+        Decision::Immediate => Ok(Applied::Begun(begin(tx, d, o, ask)?)),
         Decision::Queued if may_queue => {
             d.desired_state = Some(desired_of(action));
             Ok(Applied::Queued)
@@ -109,19 +117,22 @@ pub(super) fn action_of(want: DesiredState) -> Action {
 /// sets the new status and records the operation. Returns a message for the event log.
 fn begin(
     tx: &dyn Tx,
-    d: &mut Database,
+    d: &mut DatabaseRow,
     o: &mut OpsRecord,
-    action: Action,
-    params: &ActionParams,
-    cause: &str,
+    ask: &Ask,
 ) -> Result<String, ActionError> {
+    let Ask {
+        action,
+        params,
+        cause,
+    } = *ask;
     let origin = d.status;
     let old = if origin == Status::Running {
         live_instance(tx, d)?
     } else {
         None
     };
-    let deploy_build = |tx: &dyn Tx, d: &Database| -> StoreResult<Option<Uuid>> {
+    let deploy_build = |tx: &dyn Tx, d: &DatabaseRow| -> StoreResult<Option<Uuid>> {
         match d.internal.active_build_id {
             Some(b) if tx.lifecycle().build_manifest(b)?.is_some() => Ok(Some(b)),
             _ => tx.lifecycle().latest_deployable_build(d.id),
@@ -154,13 +165,7 @@ fn begin(
             } else {
                 OpKind::Rebuild
             };
-            set_op(
-                d,
-                o,
-                new_op(kind, cause, origin, Some(build.id), old),
-                OpStep::TestConnection,
-            );
-            d.status = Status::TestingConnection;
+            begin_op(d, o, new_op(kind, cause, origin, Some(build.id), old));
             if action == Action::Provision {
                 d.last_error = None;
             }
@@ -189,13 +194,7 @@ fn begin(
             } else {
                 OpKind::Reconfigure
             };
-            set_op(
-                d,
-                o,
-                new_op(kind, cause, origin, build, old),
-                OpStep::StartEngine,
-            );
-            d.status = Status::Deploying;
+            begin_op(d, o, new_op(kind, cause, origin, build, old));
             format!(
                 "deploying build {}",
                 build.map(|b| b.to_string()).unwrap_or_default()
@@ -209,13 +208,7 @@ fn begin(
             match origin {
                 Status::Running => {
                     let build = deploy_build(tx, d)?;
-                    set_op(
-                        d,
-                        o,
-                        new_op(OpKind::Resize, cause, origin, build, old),
-                        OpStep::StartEngine,
-                    );
-                    d.status = Status::Deploying;
+                    begin_op(d, o, new_op(OpKind::Resize, cause, origin, build, old));
                     format!("resizing to {size}")
                 }
                 Status::Deploying => {
@@ -235,24 +228,12 @@ fn begin(
             }
         }
         Action::Pause => {
-            set_op(
-                d,
-                o,
-                new_op(OpKind::Pause, cause, origin, None, old),
-                OpStep::StopEngine,
-            );
-            d.status = Status::Pausing;
+            begin_op(d, o, new_op(OpKind::Pause, cause, origin, None, old));
             "pausing".into()
         }
         Action::Resume => {
             let build = deploy_build(tx, d)?;
-            set_op(
-                d,
-                o,
-                new_op(OpKind::Resume, cause, origin, build, None),
-                OpStep::StartEngine,
-            );
-            d.status = Status::Resuming;
+            begin_op(d, o, new_op(OpKind::Resume, cause, origin, build, None));
             "resuming".into()
         }
         Action::Terminate => {
@@ -263,13 +244,7 @@ fn begin(
             // A terminate is the last word: an action queued behind the operation it ends is
             // dropped with it.
             d.desired_state = None;
-            set_op(
-                d,
-                o,
-                new_op(OpKind::Terminate, cause, origin, None, old),
-                OpStep::StopEngine,
-            );
-            d.status = Status::Terminating;
+            begin_op(d, o, new_op(OpKind::Terminate, cause, origin, None, old));
             "terminating".into()
         }
         Action::Delete | Action::Reload | Action::PauseSync | Action::ResumeSync => String::new(),
@@ -322,7 +297,12 @@ impl Service {
                 };
                 let mut after = After::Nothing;
                 let mut replication = None;
-                let mode = match apply_action(tx, &mut d, &mut o, action, &params, "user", true)? {
+                let ask = Ask {
+                    action,
+                    params: &params,
+                    cause: "user",
+                };
+                let mode = match apply_action(tx, &mut d, &mut o, &ask, true)? {
                     Applied::Refused(reason) => return Err(ApiError::ActionNotAllowed(reason)),
                     Applied::Queued => {
                         note.message = format!(
@@ -705,7 +685,7 @@ impl Service {
     }
 }
 
-fn build_view(d: &Database, b: &BuildRecord) -> BuildView {
+fn build_view(d: &DatabaseRow, b: &BuildRecord) -> BuildView {
     BuildView {
         id: b.id,
         status: b.status,

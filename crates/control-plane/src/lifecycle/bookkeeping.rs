@@ -1,5 +1,5 @@
 //! The reconciler's bookkeeping: what every step uses to read the clock and record its result —
-//! the operation record ([`new_op`], [`set_op`], [`clear_op`]), guarded commits ([`Guard`],
+//! the operation record ([`new_op`], [`begin_op`], [`clear_op`]), guarded commits ([`Guard`],
 //! [`commit`], [`save`]) and the end of a failed operation ([`fail`]). Steps (`deploy`,
 //! `supervise`, `stop`, `builds`) and actions import this module, never the reconciler.
 //!
@@ -13,8 +13,9 @@ use uuid::Uuid;
 use super::engine::admin_token_secret;
 use super::error::StepResult;
 use super::state::Runtime;
-use crate::api::{Database, OpStep, OperationInFlight, Status};
+use crate::api::Status;
 use crate::store::lifecycle::{OpData, OpKind, OpsRecord};
+use crate::store::{DatabaseRow, OpStep, OperationInFlight};
 use crate::store::{Event, StoreResult, Tx};
 use crate::Service;
 
@@ -41,11 +42,30 @@ pub(super) struct Guard {
 }
 
 impl Guard {
-    pub(super) fn of(db: &Database, o: &OpsRecord) -> Self {
+    pub(super) fn of(db: &DatabaseRow, o: &OpsRecord) -> Self {
         Guard {
             status: db.status,
             op_id: o.op.as_ref().map(|op| op.id),
         }
+    }
+}
+
+/// What a step of an operation in flight starts from: the database and its ops record as read,
+/// the operation, and the guard the step's commits check. The dispatcher builds it once, so no
+/// step reads the operation or takes its guard again.
+pub(super) struct InFlight {
+    pub db: DatabaseRow,
+    pub o: OpsRecord,
+    pub op: OpData,
+    pub guard: Guard,
+}
+
+impl InFlight {
+    /// `None` when no operation is in flight.
+    pub(super) fn of(db: DatabaseRow, o: OpsRecord) -> Option<Self> {
+        let op = o.op.clone()?;
+        let guard = Guard::of(&db, &o);
+        Some(InFlight { db, o, op, guard })
     }
 }
 
@@ -61,7 +81,9 @@ pub(super) async fn commit<T: Send + 'static>(
     s: &Service,
     id: Uuid,
     guard: Guard,
-    f: impl FnOnce(&dyn Tx, &mut Database, &mut OpsRecord, &mut Note) -> StoreResult<T> + Send + 'static,
+    f: impl FnOnce(&dyn Tx, &mut DatabaseRow, &mut OpsRecord, &mut Note) -> StoreResult<T>
+        + Send
+        + 'static,
 ) -> StoreResult<Option<T>> {
     let r = s
         .write_store(move |tx| {
@@ -91,7 +113,7 @@ pub(super) async fn commit<T: Send + 'static>(
 /// Writes the row, the ops record and, when the status changed or there is a message, an event.
 pub(super) fn save(
     tx: &dyn Tx,
-    d: &mut Database,
+    d: &mut DatabaseRow,
     o: &OpsRecord,
     before: Status,
     note: Note,
@@ -113,25 +135,42 @@ pub(super) fn save(
     Ok(())
 }
 
-/// Records a new operation on the row and the ops record.
-pub(super) fn set_op(d: &mut Database, o: &mut OpsRecord, op: OpData, step: OpStep) {
+/// Where an operation of each kind starts: its first step and the status the database shows
+/// while it runs that step.
+pub(super) fn start_of(kind: OpKind) -> (OpStep, Status) {
+    match kind {
+        OpKind::Provision | OpKind::Rebuild => (OpStep::TestConnection, Status::TestingConnection),
+        OpKind::Redeploy | OpKind::Reconfigure | OpKind::Resize | OpKind::Restart => {
+            (OpStep::StartEngine, Status::Deploying)
+        }
+        OpKind::Resume => (OpStep::StartEngine, Status::Resuming),
+        OpKind::Pause => (OpStep::StopEngine, Status::Pausing),
+        OpKind::Terminate => (OpStep::StopEngine, Status::Terminating),
+    }
+}
+
+/// Begins `op`: records it on the row and the ops record at its first step, and moves the
+/// database to that step's status ([`start_of`]).
+pub(super) fn begin_op(d: &mut DatabaseRow, o: &mut OpsRecord, op: OpData) {
+    let (step, status) = start_of(op.kind);
     d.internal.operation = Some(OperationInFlight {
         kind: op.kind,
         step,
         started_at: op.started_at,
         attempt: 0,
     });
+    d.status = status;
     o.op = Some(op);
 }
 
 /// Clears the operation in flight.
-pub(super) fn clear_op(d: &mut Database, o: &mut OpsRecord) {
+pub(super) fn clear_op(d: &mut DatabaseRow, o: &mut OpsRecord) {
     d.internal.operation = None;
     o.op = None;
 }
 
 /// Moves the operation in flight to its next step.
-pub(super) fn set_step(d: &mut Database, step: OpStep) {
+pub(super) fn set_step(d: &mut DatabaseRow, step: OpStep) {
     if let Some(op) = &mut d.internal.operation {
         op.step = step;
     }
@@ -177,7 +216,7 @@ pub(super) async fn still_current(s: &Service, id: Uuid, guard: Guard) -> StoreR
 pub(super) async fn fail(
     s: &Service,
     rt: &Runtime,
-    db: &Database,
+    db: &DatabaseRow,
     o: &OpsRecord,
     message: String,
 ) -> StepResult<Next> {
@@ -265,6 +304,7 @@ pub(super) fn admin_token(s: &Service, database: Uuid) -> anyhow::Result<String>
 pub(super) mod tests {
     use super::*;
     use crate::api::{DesiredState, InstanceSize, LogLevel, SyncMode};
+    use crate::store::NewDatabase;
 
     /// Settings deployed before a field existed (`replicas`) are not a pending change: the
     /// missing field reads as its default.
@@ -280,40 +320,24 @@ pub(super) mod tests {
     }
 
     /// A database row in `status` for pure tests.
-    pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> Database {
-        let t = now();
-        Database {
-            wire: refract_api::Database {
-                id: Uuid::new_v4(),
-                customer_id: Uuid::new_v4(),
-                connection_id: Uuid::new_v4(),
-                name: "db".into(),
-                schema: "main".into(),
-                sync_mode: SyncMode::Poll,
-                sync_interval: 30,
-                safety_net: 3600,
-                task_cpu: 256,
-                task_memory_mb: 512,
-                replicas: 1,
-                log_level: LogLevel::Info,
-                status,
-                last_error: None,
-                endpoint_url: None,
-                health_status: None,
-                build_compute_override: None,
-                instance_size: InstanceSize::Nano,
-                region: "local".into(),
-                binlog_server_id: None,
-                desired_state: desired,
-                reflexdb_custom_domain: None,
-                pause_schedule: None,
-                tags: Vec::new(),
-                has_pending_changes: false,
-                replication_paused: false,
-                created_at: t,
-                updated_at: t,
-            },
-            internal: Default::default(),
-        }
+    pub(crate) fn db(status: Status, desired: Option<DesiredState>) -> DatabaseRow {
+        let mut d = DatabaseRow::registered(NewDatabase {
+            id: Uuid::new_v4(),
+            customer_id: Uuid::new_v4(),
+            connection_id: Uuid::new_v4(),
+            name: "db".into(),
+            schema: "main".into(),
+            sync_mode: SyncMode::Poll,
+            sync_interval: 30,
+            instance_size: InstanceSize::Nano,
+            replicas: 1,
+            log_level: LogLevel::Info,
+            region: "local".into(),
+            binlog_server_id: None,
+            at: now(),
+        });
+        d.status = status;
+        d.desired_state = desired;
+        d
     }
 }

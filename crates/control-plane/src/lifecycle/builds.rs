@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{commit, fail, now, set_step, Guard, Next};
+use super::bookkeeping::{commit, fail, now, set_step, InFlight, Next};
 use super::error::StepResult;
 use super::state::{step_delay, Runtime};
-use crate::api::{Backend, Connection, SyncMode};
-use crate::api::{Database, OpStep};
-use crate::store::lifecycle::{BuildStatus, OpsRecord};
+use crate::api::{Backend, SyncMode};
+use crate::store::lifecycle::BuildStatus;
+use crate::store::ConnectionRow;
 use crate::store::StoreResult;
+use crate::store::{DatabaseRow, OpStep};
 use crate::Service;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +25,7 @@ fn stamp() -> String {
 }
 
 /// Where a connection points, for messages.
-fn source_text(c: &Connection) -> String {
+fn source_text(c: &ConnectionRow) -> String {
     match c.backend {
         Backend::Sqlite => format!("SQLite file {}", c.host),
         b => format!("{b} server {}:{}", c.host, c.port.unwrap_or(0)),
@@ -32,7 +33,7 @@ fn source_text(c: &Connection) -> String {
 }
 
 /// A source failure as a message a person can act on.
-pub(super) fn actionable(err: &str, c: &Connection) -> String {
+pub(super) fn actionable(err: &str, c: &ConnectionRow) -> String {
     let lower = err.to_lowercase();
     let fix = format!("PATCH /v1/connections/{}", c.id);
     if c.backend == Backend::Sqlite {
@@ -89,8 +90,8 @@ pub(super) fn actionable(err: &str, c: &Connection) -> String {
 /// thread: it touches the file system); `Err` is the refusal as a `lastError`.
 async fn checked_params(
     s: &Service,
-    c: &Connection,
-    db: &Database,
+    c: &ConnectionRow,
+    db: &DatabaseRow,
 ) -> Result<refract_sources::SourceParams, String> {
     let (service, conn, schema) = (s.clone(), c.clone(), db.schema.clone());
     let checked =
@@ -106,7 +107,7 @@ async fn checked_params(
     })
 }
 
-async fn connection(s: &Service, db: &Database) -> StoreResult<Option<Connection>> {
+async fn connection(s: &Service, db: &DatabaseRow) -> StoreResult<Option<ConnectionRow>> {
     let (customer, id) = (db.customer_id, db.connection_id);
     s.read_store(move |tx| tx.get_connection(customer, id))
         .await
@@ -126,17 +127,8 @@ async fn log(s: &Service, db: Uuid, build: Option<Uuid>, text: String) -> StoreR
 }
 
 /// `testing_connection`: log in to the source within 5 s.
-pub(super) async fn test_connection(
-    s: &Service,
-    rt: &Runtime,
-    db: Database,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let _ = rt;
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
-    let guard = Guard::of(&db, &o);
+pub(super) async fn test_connection(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight { db, o, op, guard } = f;
     step_delay().await;
     let Some(c) = connection(s, &db).await? else {
         return fail(s, rt, &db, &o, "the database's connection is gone".into()).await;
@@ -265,15 +257,13 @@ pub(super) async fn test_connection(
 }
 
 /// `queued` → `building` → `deploying`: at most [`super::state::BUILD_SLOTS`] at once.
-pub(super) async fn build(
-    s: &Service,
-    rt: &Runtime,
-    db: Database,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
+pub(super) async fn build(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight {
+        mut db,
+        o,
+        op,
+        mut guard,
+    } = f;
     let Some(build_id) = op.build_id else {
         return fail(s, rt, &db, &o, "the operation has no build".into()).await;
     };
@@ -283,8 +273,6 @@ pub(super) async fn build(
     let Ok(_slot) = s.lifecycle.build_slots().try_acquire_owned() else {
         return Ok(Next::Idle); // stays queued; retried on the next tick
     };
-    let mut db = db;
-    let mut guard = Guard::of(&db, &o);
     if db.status == crate::api::Status::Queued {
         let started = commit(s, db.id, guard, move |tx, d, _, _| {
             if let Some(mut b) = tx.lifecycle().build(d.id, build_id)? {

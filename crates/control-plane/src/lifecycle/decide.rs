@@ -18,8 +18,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::engine;
-use crate::api::{Database, DesiredState, Status};
+use crate::api::{DesiredState, Status};
 use crate::store::lifecycle::{CrashLog, OpsRecord};
+use crate::store::DatabaseRow;
 
 /// An engine must print its ready line within this.
 pub(super) const READY_TIMEOUT: TimeDelta = TimeDelta::seconds(60);
@@ -60,7 +61,7 @@ pub(super) enum Work {
 }
 
 /// Decides the next step from the store alone.
-pub(super) fn work(db: &Database, o: &OpsRecord) -> Work {
+pub(super) fn work(db: &DatabaseRow, o: &OpsRecord) -> Work {
     let transitional = !matches!(
         db.status,
         Status::Registered
@@ -198,7 +199,7 @@ impl DeployFailure {
     }
 
     /// The operation's error (`lastError`); `logs` when [`Self::wants_logs`].
-    pub(super) fn message(&self, db: &Database, logs: &str) -> String {
+    pub(super) fn message(&self, db: &DatabaseRow, logs: &str) -> String {
         match self {
             DeployFailure::ReadyTimeout => {
                 format!("the engine did not start within 60 s; last log lines:\n{logs}")
@@ -424,10 +425,11 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::lifecycle::bookkeeping::new_op;
     use crate::lifecycle::bookkeeping::tests::db;
+    use crate::lifecycle::bookkeeping::{begin_op, new_op};
     use crate::lifecycle::matrix::MATRIX;
     use crate::store::lifecycle::OpKind;
+    use crate::store::OpStep;
 
     fn ops(op: bool, cleanup: bool) -> OpsRecord {
         OpsRecord {
@@ -438,6 +440,29 @@ mod tests {
                 Vec::new()
             },
             ..Default::default()
+        }
+    }
+
+    /// Every kind of operation begins in a status whose step the reconciler runs: the status
+    /// `begin_op` gives (`bookkeeping::start_of`) routes through `work` to the step that handles
+    /// its first step.
+    #[test]
+    fn every_operation_begins_where_the_reconciler_runs_its_first_step() {
+        for kind in OpKind::ALL {
+            let mut d = db(Status::Running, None);
+            let mut o = OpsRecord::none(d.id);
+            let op = new_op(kind, "user", d.status, None, None);
+            begin_op(&mut d, &mut o, op);
+            let step = d.internal.operation.map(|op| op.step);
+            let expected = match step {
+                Some(OpStep::TestConnection) => Work::TestConnection,
+                Some(OpStep::WaitBuildSlot | OpStep::Build) => Work::Build,
+                Some(OpStep::StartEngine | OpStep::WaitHealthy) => Work::Deploy,
+                Some(OpStep::StopEngine) => Work::Stop,
+                None => panic!("{kind:?}: no operation recorded"),
+            };
+            assert_eq!(work(&d, &o), expected, "{kind:?} begins in {}", d.status);
+            assert_eq!(o.op.map(|op| op.kind), Some(kind));
         }
     }
 

@@ -5,29 +5,22 @@ use refract_runtime::InstanceStatus;
 use uuid::Uuid;
 
 use super::bookkeeping::{
-    admin_token, clear_op, commit, fail, now, set_step, still_current, Guard, Next,
+    admin_token, clear_op, commit, fail, now, set_step, still_current, Guard, InFlight, Next,
 };
 use super::decide::{self, DeployObserved, DeployStep, Health, LOG_LINES};
 use super::error::StepResult;
 use super::launch::{any_alive, engine_port, launch, public_endpoint};
 use super::state::{step_delay, Runtime};
-use crate::api::{Database, HealthStatus, OpStep, Status};
+use crate::api::{HealthStatus, Status};
 use crate::service::pending;
-use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData, OpsRecord};
+use crate::store::lifecycle::{CrashLog, InstanceRecord, OpData};
+use crate::store::{DatabaseRow, OpStep};
 use crate::Service;
 
 /// Starts (or finds) the new engine and waits until it is healthy, then moves the endpoint to it:
 /// observes, asks [`decide::deploy`], carries the verdict out.
-pub(super) async fn deploy(
-    s: &Service,
-    rt: &Runtime,
-    db: Database,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
-    let guard = Guard::of(&db, &o);
+pub(super) async fn deploy(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight { db, o, op, guard } = f;
     let t = now();
     let since = op.instance_started_at.unwrap_or(t);
     let mut endpoint = None;
@@ -128,7 +121,7 @@ pub(super) async fn deploy(
 /// and queues the old engine for cleanup (stopped right after, by the next step).
 async fn cutover(
     s: &Service,
-    db: &Database,
+    db: &DatabaseRow,
     guard: Guard,
     op: &OpData,
     new: Uuid,

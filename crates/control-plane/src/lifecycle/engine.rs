@@ -12,8 +12,9 @@ use refract_runtime::{InstanceKind, InstanceSpec, Network, Readiness, SpecFile};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::{Backend, Connection, Database, RuntimeSettings};
+use crate::api::{Backend, RuntimeSettings};
 use crate::api::{BackendExt, SslModeExt};
+use crate::store::{ConnectionRow, DatabaseRow};
 
 /// Files of an engine's directory.
 const CONFIG_FILE: &str = "engine.yaml";
@@ -43,9 +44,9 @@ pub struct Launch<'a> {
     /// The `refract` binary.
     pub program: &'a Path,
     /// The database.
-    pub database: &'a Database,
+    pub database: &'a DatabaseRow,
     /// Its connection.
-    pub connection: &'a Connection,
+    pub connection: &'a ConnectionRow,
     /// Source password, from the secret store.
     pub password: Option<String>,
     /// The connection's CA certificate (`sslRootCert`, PEM), from the secret store.

@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::bookkeeping::{admin_token, now};
-use crate::api::Database;
 use crate::api::{Backend, HealthStatus, ReplicationState, ReplicationView};
 use crate::store::lifecycle::InstanceRecord;
+use crate::store::DatabaseRow;
 use crate::Service;
 
 /// How often every engine is checked.
@@ -56,7 +56,7 @@ async fn poll_all(s: &Service) -> crate::store::StoreResult<()> {
 }
 
 /// `healthStatus` from an engine's `/stats` (or `/health`) answer.
-pub(super) fn classify(h: &Health, db: &Database, backend: Option<Backend>) -> HealthStatus {
+pub(super) fn classify(h: &Health, db: &DatabaseRow, backend: Option<Backend>) -> HealthStatus {
     let state = h.replication.state;
     match h.status {
         EngineStatus::CapExceeded => HealthStatus::CapExceeded,
@@ -114,7 +114,7 @@ pub(super) fn replication_view(h: &Health) -> ReplicationView {
     }
 }
 
-async fn check(s: &Service, inst: InstanceRecord, db: Database, backend: Option<Backend>) {
+async fn check(s: &Service, inst: InstanceRecord, db: DatabaseRow, backend: Option<Backend>) {
     let Some(endpoint) = inst.control().map(str::to_string) else {
         return;
     };

@@ -10,9 +10,10 @@ use super::bookkeeping::{admin_token, commit, Guard};
 use super::engine;
 use super::error::{LaunchError, LifecycleError, StepResult};
 use super::state::Runtime;
+use crate::api::RuntimeSettings;
 use crate::api::RuntimeSettingsExt;
-use crate::api::{Database, RuntimeSettings};
 use crate::store::lifecycle::OpsRecord;
+use crate::store::DatabaseRow;
 use crate::store::StoreResult;
 use crate::Service;
 
@@ -22,7 +23,7 @@ use crate::Service;
 /// stable endpoints).
 pub(super) async fn engine_port(
     s: &Service,
-    db: &Database,
+    db: &DatabaseRow,
     o: &OpsRecord,
     prefer: Option<u16>,
 ) -> StepResult<Result<u16, LaunchError>> {
@@ -69,7 +70,7 @@ pub(super) async fn engine_port(
 
 /// The URL clients use for `db`'s engines: the runtime's stable address of the database (a
 /// Kubernetes Service), else `http://127.0.0.1:PORT` of its recorded port.
-pub(super) fn public_endpoint(rt: &Runtime, db: &Database, o: &OpsRecord) -> Option<String> {
+pub(super) fn public_endpoint(rt: &Runtime, db: &DatabaseRow, o: &OpsRecord) -> Option<String> {
     rt.driver
         .group_endpoint(&db.id.to_string())
         .or_else(|| o.engine_port.map(engine::public_url))
@@ -102,7 +103,7 @@ pub(super) async fn any_alive(
 pub(super) async fn launch(
     s: &Service,
     rt: &Runtime,
-    db: &Database,
+    db: &DatabaseRow,
     instance: Uuid,
     build: Uuid,
     settings: &RuntimeSettings,

@@ -5,22 +5,22 @@
 //! runtime driver, decide (pure, [`super::decide`]), act, then commit the result with
 //! [`super::bookkeeping::commit`].
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::actions::{self, Applied};
-use super::bookkeeping::{clear_op, commit, now, save, Guard, Next, Note};
+use super::actions::{self, Applied, Ask};
+use super::bookkeeping::{clear_op, commit, now, save, Guard, InFlight, Next, Note};
 use super::decide::{self, Work};
 use super::error::StepResult;
 use super::matrix::Action;
 use super::state::Runtime;
 use super::{builds, deploy, schedule, stop, supervise};
-use crate::api::Database;
 use crate::api::{DesiredState, Status};
 use crate::store::lifecycle::OpsRecord;
-use crate::store::StoreResult;
+use crate::store::{DatabaseRow, StoreResult};
 use crate::Service;
 
 /// How often the loop runs without being woken.
@@ -89,7 +89,7 @@ async fn tick(s: &Service, rt: &Runtime, cancel: &CancellationToken) -> StoreRes
     Ok(())
 }
 
-fn needs_task(db: &Database, o: &OpsRecord) -> bool {
+fn needs_task(db: &DatabaseRow, o: &OpsRecord) -> bool {
     !o.cleanup.is_empty()
         || db.desired_state.is_some()
         || !matches!(
@@ -136,14 +136,14 @@ async fn drive(s: &Service, rt: &Runtime, id: Uuid) {
     }
 }
 
-async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StepResult<Next> {
+async fn step(s: &Service, rt: &Runtime, db: DatabaseRow, o: OpsRecord) -> StepResult<Next> {
     match decide::work(&db, &o) {
         Work::Cleanup => stop::cleanup(s, rt, &db, &o).await,
         Work::ApplyDesired(_) => apply_desired(s, &db).await,
-        Work::TestConnection => builds::test_connection(s, rt, db, o).await,
-        Work::Build => builds::build(s, rt, db, o).await,
-        Work::Deploy => deploy::deploy(s, rt, db, o).await,
-        Work::Stop => stop::stop(s, rt, db, o).await,
+        Work::TestConnection => with_op(db, o, |f| builds::test_connection(s, rt, f)).await,
+        Work::Build => with_op(db, o, |f| builds::build(s, rt, f)).await,
+        Work::Deploy => with_op(db, o, |f| deploy::deploy(s, rt, f)).await,
+        Work::Stop => with_op(db, o, |f| stop::stop(s, rt, f)).await,
         Work::Supervise => supervise::supervise(s, rt, db, o).await,
         Work::Lost => {
             let guard = Guard::of(&db, &o);
@@ -163,9 +163,22 @@ async fn step(s: &Service, rt: &Runtime, db: Database, o: OpsRecord) -> StepResu
     }
 }
 
+/// Runs a step of the operation in flight; idle when there is none (`decide::work` picks these
+/// steps only with one, so that is a record changed under us).
+async fn with_op<F: Future<Output = StepResult<Next>>>(
+    db: DatabaseRow,
+    o: OpsRecord,
+    step: impl FnOnce(InFlight) -> F,
+) -> StepResult<Next> {
+    match InFlight::of(db, o) {
+        Some(in_flight) => step(in_flight).await,
+        None => Ok(Next::Idle),
+    }
+}
+
 /// Runs a queued action now that a stable status is reached, or drops it when the matrix no
 /// longer allows it.
-async fn apply_desired(s: &Service, db: &Database) -> StepResult<Next> {
+async fn apply_desired(s: &Service, db: &DatabaseRow) -> StepResult<Next> {
     let id = db.id;
     let r = s
         .write_as(move |tx| -> StepResult<()> {
@@ -190,16 +203,12 @@ async fn apply_desired(s: &Service, db: &Database) -> StepResult<Next> {
             d.desired_state = None;
             if !reached {
                 let action = actions::action_of(want);
-                let params = Default::default();
-                note.message = match actions::apply_action(
-                    tx,
-                    &mut d,
-                    &mut o,
+                let ask = Ask {
                     action,
-                    &params,
-                    "reconciler",
-                    false,
-                )? {
+                    params: &Default::default(),
+                    cause: "reconciler",
+                };
+                note.message = match actions::apply_action(tx, &mut d, &mut o, &ask, false)? {
                     Applied::Begun(msg) => format!("queued {}: {msg}", action.name()),
                     Applied::Queued | Applied::Refused(_) => format!(
                         "queued {} dropped: not allowed in status {}",
@@ -238,8 +247,12 @@ async fn fire_schedule(
             cause: "schedule".into(),
             message: String::new(),
         };
-        let params = Default::default();
-        match actions::apply_action(tx, &mut d, &mut o, action, &params, "schedule", true)? {
+        let ask = Ask {
+            action,
+            params: &Default::default(),
+            cause: "schedule",
+        };
+        match actions::apply_action(tx, &mut d, &mut o, &ask, true)? {
             Applied::Begun(msg) => note.message = format!("scheduled {}: {msg}", action.name()),
             Applied::Queued => note.message = format!("scheduled {} queued", action.name()),
             Applied::Refused(reason) => {

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bookkeeping::{admin_token, clear_op, commit, now, Guard, Next};
+use super::bookkeeping::{admin_token, clear_op, commit, now, InFlight, Next};
 use super::error::StepResult;
 use super::state::{step_delay, Runtime};
-use crate::api::{Database, Status};
+use crate::api::Status;
 use crate::store::lifecycle::{CrashLog, InstanceRecord, OpKind, OpsRecord};
+use crate::store::DatabaseRow;
 use crate::store::StoreError;
 use crate::Service;
 
@@ -20,7 +21,7 @@ pub(super) const STOP_GRACE: Duration = Duration::from_secs(10);
 pub(super) async fn cleanup(
     s: &Service,
     rt: &Runtime,
-    db: &Database,
+    db: &DatabaseRow,
     o: &OpsRecord,
 ) -> StepResult<Next> {
     // An engine that cannot be stopped now is dropped from the list anyway: nothing wants it any
@@ -74,16 +75,8 @@ async fn drop_replication(s: &Service, database: Uuid, live: &[InstanceRecord]) 
 }
 
 /// `pausing` / `terminating`: stop every engine of the database.
-pub(super) async fn stop(
-    s: &Service,
-    rt: &Runtime,
-    db: Database,
-    o: OpsRecord,
-) -> StepResult<Next> {
-    let Some(op) = o.op.clone() else {
-        return Ok(Next::Idle);
-    };
-    let guard = Guard::of(&db, &o);
+pub(super) async fn stop(s: &Service, rt: &Runtime, f: InFlight) -> StepResult<Next> {
+    let InFlight { db, o, op, guard } = f;
     step_delay().await;
     let id = db.id;
     let live = s

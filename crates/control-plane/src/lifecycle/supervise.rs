@@ -4,14 +4,15 @@
 
 use refract_runtime::InstanceStatus;
 
-use super::bookkeeping::{commit, new_op, now, set_op, Guard, Next};
+use super::bookkeeping::{begin_op, commit, new_op, now, Guard, Next};
 use super::decide::{self, backoff, Addresses, EngineSeen, SuperviseStep, LOG_LINES};
 use super::engine;
 use super::error::StepResult;
 use super::launch::{engine_port, launch, public_endpoint};
 use super::state::Runtime;
-use crate::api::{Database, HealthStatus, OpStep, RuntimeSettings, Status};
+use crate::api::{HealthStatus, RuntimeSettings, Status};
 use crate::store::lifecycle::{CrashLog, OpKind, OpsRecord};
+use crate::store::DatabaseRow;
 use crate::Service;
 
 /// `running` with nothing in flight: is the engine alive? Restart it after a crash, with
@@ -20,7 +21,7 @@ use crate::Service;
 pub(super) async fn supervise(
     s: &Service,
     rt: &Runtime,
-    db: Database,
+    db: DatabaseRow,
     o: OpsRecord,
 ) -> StepResult<Next> {
     let id = db.id;
@@ -68,8 +69,7 @@ pub(super) async fn supervise(
                 return Ok(());
             }
             let op = new_op(OpKind::Restart, "reconciler", d.status, build, None);
-            set_op(d, o, op, OpStep::StartEngine);
-            d.status = Status::Deploying;
+            begin_op(d, o, op);
             note.message = "no engine found for a running database: starting one".into();
             Ok(())
         })

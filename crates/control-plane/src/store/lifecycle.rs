@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::StoreResult;
-use crate::api::{Database, HealthStatus, RuntimeSettings, Status};
+use crate::api::{HealthStatus, RuntimeSettings, Status};
+use crate::store::DatabaseRow;
 
 /// One row of the event log.
 #[derive(Debug, Clone)]
@@ -146,7 +147,7 @@ pub struct EventRecord {
     pub event: Event,
 }
 
-pub use crate::api::OpKind;
+pub use super::rows::OpKind;
 
 /// The operation in flight: everything needed to take its next step, or to roll it back, after a
 /// control-plane restart.
@@ -234,7 +235,7 @@ impl OpsRecord {
 #[allow(missing_docs)] // names say it
 pub trait LifecycleTx {
     /// A non-deleted database of any customer.
-    fn database(&self, id: Uuid) -> StoreResult<Option<Database>>;
+    fn database(&self, id: Uuid) -> StoreResult<Option<DatabaseRow>>;
     /// Every engine port assigned (also of deleted databases: the unique index covers them).
     fn engine_ports(&self) -> StoreResult<Vec<u16>>;
     /// The ops row (a default one when none was written yet).

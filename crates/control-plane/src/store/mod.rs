@@ -11,8 +11,8 @@
 //! - **databases** — one engine's config (schema, sync mode and interval, size, log level, tags,
 //!   pause schedule, custom domain, schema config text) and its lifecycle: observed `status`,
 //!   intent `desired_state`, the one operation in flight (`op_kind`, `op_step`, `op_started_at`,
-//!   `op_attempt`: one typed `api::OperationInFlight` in memory), `last_error`, the runtime settings last deployed (`deployed_config`) and
-//!   `has_pending_changes`, `active_build_id`. Deleting is soft (`deleted_at`), which frees the name.
+//!   `op_attempt`: one typed [`OperationInFlight`] in memory), `last_error`, the runtime
+//!   settings last deployed (`deployed_config`) and `has_pending_changes`, `active_build_id`. Deleting is soft (`deleted_at`), which frees the name.
 //! - **builds** — one per build: status, the schema manifest artifact (JSON, null until built),
 //!   the log text, timings.
 //! - **instances** — one per engine started: build, runtime handle, endpoint, health fields.
@@ -35,6 +35,7 @@ mod error;
 pub mod lifecycle;
 pub mod migrate;
 mod postgres;
+pub mod rows;
 mod sql;
 mod sqlite;
 mod tx;
@@ -45,5 +46,9 @@ pub(crate) mod tests;
 pub use error::{StoreError, StoreResult};
 pub use lifecycle::{Event, LifecycleTx};
 pub use postgres::{redact as redact_url, PgPool, PostgresStore};
+pub use rows::{
+    ConnectionRow, DatabaseInternal, DatabaseRow, ManagementKeyRow, NewDatabase, OpKind, OpStep,
+    OperationInFlight,
+};
 pub use sqlite::SqliteStore;
-pub use tx::{Store, Tx};
+pub use tx::{NameClaim, ServerIdClaim, Store, Tx};

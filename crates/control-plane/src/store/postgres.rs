@@ -35,8 +35,9 @@ mod lifecycle;
 
 use super::error::{StoreError, StoreResult};
 use super::lifecycle::{Event, LifecycleTx};
+use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
-use super::tx::{Store, Tx};
+use super::tx::{NameClaim, ServerIdClaim, Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations of the PostgreSQL backend, applied in order and recorded in
@@ -323,6 +324,11 @@ impl PgTx<'_> {
         Ok(())
     }
 
+    /// Runs `sql`, which writes time `$1` into row `$2`.
+    fn stamp(&self, sql: &str, at: DateTime<Utc>, id: Uuid) -> StoreResult<()> {
+        self.execute(sql, &[&at, &id])
+    }
+
     fn rows<T>(
         &self,
         sql: &str,
@@ -372,19 +378,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
-        self.row(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = $1"),
-            &[&id],
-            customer_row,
-        )
+        self.row(CUSTOMER_BY_ID, &[&id], customer_row)
     }
 
     fn list_customers(&self) -> StoreResult<Vec<Customer>> {
-        self.rows(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"),
-            &[],
-            customer_row,
-        )
+        self.rows(ALL_CUSTOMERS, &[], customer_row)
     }
 
     fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
@@ -398,7 +396,7 @@ impl Tx for PgTx<'_> {
         self.exists("SELECT 1 FROM customers WHERE is_admin", &[])
     }
 
-    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
+    fn insert_management_key(&self, k: &ManagementKeyRow) -> StoreResult<()> {
         self.execute(
             &format!(
                 "INSERT INTO management_keys ({MANAGEMENT_KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -417,47 +415,31 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
-        self.rows(
-            &format!(
-                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
-            ),
-            &[&customer],
-            management_key_row,
-        )
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKeyRow>> {
+        self.rows(KEYS_OF_CUSTOMER, &[&customer], management_key_row)
     }
 
-    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
-        self.row(
-            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = $1 AND customer_id = $2"),
-            &[&id, &customer],
-            management_key_row,
-        )
+    fn get_management_key(
+        &self,
+        customer: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<ManagementKeyRow>> {
+        self.row(KEY_BY_ID, &[&id, &customer], management_key_row)
     }
 
-    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
-        self.row(
-            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = $1"),
-            &[&key_id],
-            management_key_row,
-        )
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKeyRow>> {
+        self.row(KEY_BY_KEY_ID, &[&key_id], management_key_row)
     }
 
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-            &[&id, &at],
-        )
+        self.stamp(REVOKE_KEY, at, id)
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET last_used_at = $2 WHERE id = $1",
-            &[&id, &at],
-        )
+        self.stamp(TOUCH_KEY, at, id)
     }
 
-    fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
+    fn insert_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
         self.execute(
             &format!(
                 "INSERT INTO connections ({CONNECTION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
@@ -483,7 +465,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn update_connection(&self, c: &Connection) -> StoreResult<()> {
+    fn update_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
         self.execute(
             "UPDATE connections SET name = $2, host = $3, port = $4, available_schemas = $5, username = $6, \
              password_secret = $7, allowed_sync_modes = $8, min_sync_interval = $9, updated_at = $10, \
@@ -505,24 +487,12 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
-        self.row(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE id = $1 AND customer_id = $2"
-            ),
-            &[&id, &customer],
-            connection_row,
-        )
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
+        self.row(CONNECTION_BY_ID, &[&id, &customer], connection_row)
     }
 
-    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>> {
-        self.rows(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = $1 ORDER BY created_at, id"
-            ),
-            &[&customer],
-            connection_row,
-        )
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>> {
+        self.rows(CONNECTIONS_OF_CUSTOMER, &[&customer], connection_row)
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
@@ -532,19 +502,14 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn connection_name_taken(
-        &self,
-        customer: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
+    fn connection_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
         self.exists(
-            "SELECT 1 FROM connections WHERE customer_id = $1 AND name = $2 AND id IS DISTINCT FROM $3",
-            &[&customer, &name, &except],
+            CONNECTION_NAME_TAKEN,
+            &[&claim.owner, &claim.name, &claim.except],
         )
     }
 
-    fn insert_database(&self, d: &Database) -> StoreResult<()> {
+    fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()> {
         self.execute(
             "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
              safety_net, instance_size, log_level, region, status, created_at, updated_at) \
@@ -570,7 +535,7 @@ impl Tx for PgTx<'_> {
         self.update_database(d)
     }
 
-    fn update_database(&self, d: &Database) -> StoreResult<()> {
+    fn update_database(&self, d: &DatabaseRow) -> StoreResult<()> {
         let i = &d.internal;
         self.execute(
             "UPDATE databases SET name = $2, mysql_db = $3, sync_mode = $4, sync_interval = $5, safety_net = $6, \
@@ -613,7 +578,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!(
                 "{DATABASE_SELECT} WHERE d.id = $1 AND d.customer_id = $2 AND d.deleted_at IS NULL"
@@ -627,7 +592,7 @@ impl Tx for PgTx<'_> {
         &self,
         customer: Uuid,
         filter: &DatabaseFilter,
-    ) -> StoreResult<Vec<Database>> {
+    ) -> StoreResult<Vec<DatabaseRow>> {
         let status = filter.status.map(|s| s.as_str());
         self.rows(
             &format!(
@@ -643,7 +608,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn list_all_databases(&self) -> StoreResult<Vec<Database>> {
+    fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRow>> {
         self.rows(
             &format!("{DATABASE_SELECT} WHERE d.deleted_at IS NULL ORDER BY d.created_at, d.id"),
             &[],
@@ -660,16 +625,10 @@ impl Tx for PgTx<'_> {
         Ok(n as usize)
     }
 
-    fn database_name_taken(
-        &self,
-        connection: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
+    fn database_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
         self.exists(
-            "SELECT 1 FROM databases WHERE connection_id = $1 AND name = $2 AND id IS DISTINCT FROM $3 \
-             AND deleted_at IS NULL",
-            &[&connection, &name, &except],
+            DATABASE_NAME_TAKEN,
+            &[&claim.owner, &claim.name, &claim.except],
         )
     }
 
@@ -686,33 +645,21 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn binlog_server_id_taken(
-        &self,
-        host: &str,
-        port: Option<i64>,
-        server_id: i64,
-        except: &[Uuid],
-    ) -> StoreResult<bool> {
+    fn binlog_server_id_taken(&self, claim: &ServerIdClaim) -> StoreResult<bool> {
         self.exists(
             "SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
              WHERE d.deleted_at IS NULL AND d.binlog_server_id = $1 AND lower(c.host) = lower($2) \
              AND c.port IS NOT DISTINCT FROM $3 AND NOT (d.id = ANY($4))",
-            &[&server_id, &host, &port, &except],
+            &[&claim.server_id, &claim.host, &claim.port, &claim.except],
         )
     }
 
     fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
-        self.exists(
-            "SELECT 1 FROM databases WHERE custom_domain = $1 AND id IS DISTINCT FROM $2 AND deleted_at IS NULL",
-            &[&domain, &except],
-        )
+        self.exists(CUSTOM_DOMAIN_TAKEN, &[&domain, &except])
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE databases SET deleted_at = $2, updated_at = $2 WHERE id = $1",
-            &[&id, &at],
-        )
+        self.stamp(SOFT_DELETE_DATABASE, at, id)
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {

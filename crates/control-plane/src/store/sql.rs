@@ -15,6 +15,10 @@ use chrono::{DateTime, Utc};
 use super::lifecycle::{
     BuildRecord, Event, EventRecord, InstanceRecord, OpsRecord, QueryKeyRecord,
 };
+use super::rows::{
+    ConnectionRow, DatabaseInternal, DatabaseRow, ManagementKeyRow, OpKind, OpStep,
+    OperationInFlight,
+};
 use crate::api::*;
 
 /// A column type both backends store and decode natively: text, `bigint`/`INTEGER`, boolean,
@@ -63,7 +67,25 @@ pub(super) trait StoredRow {
     }
 }
 
-pub(super) const CUSTOMER_COLS: &str = "id, name, plan, is_admin, created_at, updated_at";
+/// The columns [`customer_row`] reads. A macro, so that the statements below can `concat!` to it.
+macro_rules! customer_columns {
+    () => {
+        "id, name, plan, is_admin, created_at, updated_at"
+    };
+}
+pub(super) const CUSTOMER_COLS: &str = customer_columns!();
+/// Customer `$1`.
+pub(super) const CUSTOMER_BY_ID: &str = concat!(
+    "SELECT ",
+    customer_columns!(),
+    " FROM customers WHERE id = $1"
+);
+/// Every customer, oldest first.
+pub(super) const ALL_CUSTOMERS: &str = concat!(
+    "SELECT ",
+    customer_columns!(),
+    " FROM customers ORDER BY created_at, id"
+);
 
 pub(super) fn customer_row<R: StoredRow>(r: &R) -> Result<Customer, R::Error> {
     Ok(Customer {
@@ -76,11 +98,34 @@ pub(super) fn customer_row<R: StoredRow>(r: &R) -> Result<Customer, R::Error> {
     })
 }
 
-pub(super) const MANAGEMENT_KEY_COLS: &str =
-    "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at";
+/// The columns [`management_key_row`] reads.
+macro_rules! management_key_columns {
+    () => {
+        "id, customer_id, name, key_id, secret_sha256, expires_at, created_at, last_used_at, revoked_at"
+    };
+}
+pub(super) const MANAGEMENT_KEY_COLS: &str = management_key_columns!();
+/// The management keys of customer `$1`, oldest first.
+pub(super) const KEYS_OF_CUSTOMER: &str = concat!(
+    "SELECT ",
+    management_key_columns!(),
+    " FROM management_keys WHERE customer_id = $1 ORDER BY created_at, id"
+);
+/// Management key `$1` of customer `$2`.
+pub(super) const KEY_BY_ID: &str = concat!(
+    "SELECT ",
+    management_key_columns!(),
+    " FROM management_keys WHERE id = $1 AND customer_id = $2"
+);
+/// The management key with public id `$1`.
+pub(super) const KEY_BY_KEY_ID: &str = concat!(
+    "SELECT ",
+    management_key_columns!(),
+    " FROM management_keys WHERE key_id = $1"
+);
 
-pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKey, R::Error> {
-    Ok(ManagementKey {
+pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKeyRow, R::Error> {
+    Ok(ManagementKeyRow {
         wire: refract_api::ManagementKey {
             id: r.uuid(0)?,
             customer_id: r.uuid(1)?,
@@ -96,14 +141,31 @@ pub(super) fn management_key_row<R: StoredRow>(r: &R) -> Result<ManagementKey, R
     })
 }
 
-pub(super) const CONNECTION_COLS: &str =
-    "id, customer_id, name, backend, host, port, available_schemas, username, \
-     password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
-     ssl_root_cert_secret";
+/// The columns [`connection_row`] reads.
+macro_rules! connection_columns {
+    () => {
+        "id, customer_id, name, backend, host, port, available_schemas, username, \
+         password_secret, allowed_sync_modes, min_sync_interval, created_at, updated_at, ssl_mode, \
+         ssl_root_cert_secret"
+    };
+}
+pub(super) const CONNECTION_COLS: &str = connection_columns!();
+/// Connection `$1` of customer `$2`.
+pub(super) const CONNECTION_BY_ID: &str = concat!(
+    "SELECT ",
+    connection_columns!(),
+    " FROM connections WHERE id = $1 AND customer_id = $2"
+);
+/// The connections of customer `$1`, oldest first.
+pub(super) const CONNECTIONS_OF_CUSTOMER: &str = concat!(
+    "SELECT ",
+    connection_columns!(),
+    " FROM connections WHERE customer_id = $1 ORDER BY created_at, id"
+);
 
-pub(super) fn connection_row<R: StoredRow>(r: &R) -> Result<Connection, R::Error> {
+pub(super) fn connection_row<R: StoredRow>(r: &R) -> Result<ConnectionRow, R::Error> {
     let ssl_root_cert_secret: Option<String> = r.value(14)?;
-    Ok(Connection {
+    Ok(ConnectionRow {
         wire: refract_api::Connection {
             id: r.uuid(0)?,
             customer_id: r.uuid(1)?,
@@ -140,10 +202,10 @@ macro_rules! database_columns {
 }
 pub(super) use database_columns;
 
-pub(super) fn database_row<R: StoredRow>(r: &R) -> Result<Database, R::Error> {
+pub(super) fn database_row<R: StoredRow>(r: &R) -> Result<DatabaseRow, R::Error> {
     let instance_size = r.enumeration(8, InstanceSize::parse)?;
     let (task_cpu, task_memory_mb) = instance_size.resources();
-    Ok(Database {
+    Ok(DatabaseRow {
         wire: refract_api::Database {
             id: r.uuid(0)?,
             customer_id: r.uuid(1)?,
@@ -252,9 +314,31 @@ pub(super) fn query_key_row<R: StoredRow>(r: &R) -> Result<QueryKeyRecord, R::Er
     })
 }
 
-/// The columns [`ops_row`] reads, of `database_ops o`.
-pub(super) const OPS_COLS: &str =
-    "o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port";
+/// The columns [`ops_row`] reads, of `database_ops o`. A macro, so that the statements below can
+/// `concat!` to it.
+macro_rules! ops_columns {
+    () => {
+        "o.database_id, o.op, o.crash, o.cleanup, o.schedule_mark, o.engine_port"
+    };
+}
+
+/// The ops record of database `$1` (read with [`ops_row`]).
+pub(super) const OPS_OF_DATABASE: &str = concat!(
+    "SELECT ",
+    ops_columns!(),
+    " FROM database_ops o WHERE o.database_id = $1"
+);
+
+/// The ops records of every non-deleted database (read with [`ops_row`]).
+pub(super) const ALL_OPS: &str = concat!(
+    "SELECT ",
+    ops_columns!(),
+    " FROM database_ops o JOIN databases d ON d.id = o.database_id WHERE d.deleted_at IS NULL"
+);
+
+/// Every engine port assigned (read with [`engine_port`]).
+pub(super) const ENGINE_PORTS: &str =
+    "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL";
 
 pub(super) fn ops_row<R: StoredRow>(r: &R) -> Result<OpsRecord, R::Error> {
     // A row this code cannot read back (written by a newer version) must not stop the
@@ -291,10 +375,40 @@ pub(super) fn event_row<R: StoredRow>(r: &R) -> Result<EventRecord, R::Error> {
     })
 }
 
+// Statements both dialects run, each backend binding its own values. Parameters are written
+// `$1`, `$2`, …: PostgreSQL's spelling, and to SQLite named parameters, which it numbers by first
+// appearance — so every statement here names `$1` first, then `$2`, and so on
+// (`shared_statements_number_their_parameters_in_order` checks). Both accept `IS DISTINCT FROM`
+// (SQLite since 3.39; the bundled one is 3.50).
+
+/// Whether customer `$1` has another connection (not `$3`, which may be null) named `$2`.
+pub(super) const CONNECTION_NAME_TAKEN: &str =
+    "SELECT 1 FROM connections WHERE customer_id = $1 AND name = $2 AND id IS DISTINCT FROM $3";
+
+/// Whether connection `$1` has another non-deleted database (not `$3`) named `$2`.
+pub(super) const DATABASE_NAME_TAKEN: &str =
+    "SELECT 1 FROM databases WHERE connection_id = $1 AND name = $2 AND id IS DISTINCT FROM $3 \
+     AND deleted_at IS NULL";
+
+/// Whether another non-deleted database (not `$2`) uses custom domain `$1`.
+pub(super) const CUSTOM_DOMAIN_TAKEN: &str =
+    "SELECT 1 FROM databases WHERE custom_domain = $1 AND id IS DISTINCT FROM $2 \
+     AND deleted_at IS NULL";
+
+/// Revoking management key `$2` at `$1` (a key revoked before keeps its first time).
+pub(super) const REVOKE_KEY: &str =
+    "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2";
+
+/// Management key `$2` used at `$1`.
+pub(super) const TOUCH_KEY: &str = "UPDATE management_keys SET last_used_at = $1 WHERE id = $2";
+
+/// Soft-deleting database `$2` at `$1`.
+pub(super) const SOFT_DELETE_DATABASE: &str =
+    "UPDATE databases SET deleted_at = $1, updated_at = $1 WHERE id = $2";
+
 /// Deleting a connection: soft-deleted databases keep pointing at it for audit, so their rows and
-/// history go with it, children first, since nothing can reach them any more. The one parameter,
-/// the connection id, is written `$1`: PostgreSQL's spelling, which SQLite binds as its only
-/// parameter too.
+/// history go with it, children first, since nothing can reach them any more. The one parameter
+/// is the connection id.
 pub(super) const DELETE_CONNECTION: [&str; 6] = [
     "DELETE FROM events WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
     "DELETE FROM query_keys WHERE database_id IN (SELECT id FROM databases WHERE connection_id = $1)",
@@ -303,3 +417,54 @@ pub(super) const DELETE_CONNECTION: [&str; 6] = [
     "DELETE FROM databases WHERE connection_id = $1",
     "DELETE FROM connections WHERE id = $1",
 ];
+
+#[cfg(test)]
+mod shared_statements {
+    use super::*;
+
+    /// SQLite numbers `$N` parameters by first appearance, so a shared statement that named `$2`
+    /// before `$1` would bind its values to the wrong places there.
+    #[test]
+    fn shared_statements_number_their_parameters_in_order() {
+        let shared = [
+            CUSTOMER_BY_ID,
+            ALL_CUSTOMERS,
+            KEYS_OF_CUSTOMER,
+            KEY_BY_ID,
+            KEY_BY_KEY_ID,
+            CONNECTION_BY_ID,
+            CONNECTIONS_OF_CUSTOMER,
+            REVOKE_KEY,
+            TOUCH_KEY,
+            SOFT_DELETE_DATABASE,
+            OPS_OF_DATABASE,
+            ALL_OPS,
+            ENGINE_PORTS,
+            CONNECTION_NAME_TAKEN,
+            DATABASE_NAME_TAKEN,
+            CUSTOM_DOMAIN_TAKEN,
+        ]
+        .into_iter()
+        .chain(DELETE_CONNECTION);
+        for sql in shared {
+            let mut seen: Vec<u32> = Vec::new();
+            for (i, _) in sql.match_indices('$') {
+                let digits: String = sql[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                let n: u32 = digits
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bare `$` in {sql}"));
+                if !seen.contains(&n) {
+                    assert_eq!(
+                        n as usize,
+                        seen.len() + 1,
+                        "`${n}` comes too early in {sql}"
+                    );
+                    seen.push(n);
+                }
+            }
+        }
+    }
+}

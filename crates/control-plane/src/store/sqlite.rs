@@ -17,8 +17,9 @@ mod lifecycle;
 
 use super::error::StoreResult;
 use super::lifecycle::{Event, LifecycleTx};
+use super::rows::{ConnectionRow, DatabaseRow, ManagementKeyRow};
 use super::sql::*;
-use super::tx::{Store, Tx};
+use super::tx::{NameClaim, ServerIdClaim, Store, Tx};
 use crate::api::*;
 
 /// Versioned migrations, applied in order on start and recorded in `schema_migrations`.
@@ -260,6 +261,17 @@ impl SqlTx<'_> {
         Ok(())
     }
 
+    /// Whether `sql` finds `claim`'s name taken (owner `$1`, name `$2`, except `$3`).
+    fn name_taken(&self, sql: &str, claim: &NameClaim) -> StoreResult<bool> {
+        let except = claim.except.map(|u| u.to_string());
+        self.exists(sql, params![claim.owner.to_string(), claim.name, except])
+    }
+
+    /// Runs `sql`, which writes time `$1` into row `$2`.
+    fn stamp(&self, sql: &str, at: DateTime<Utc>, id: Uuid) -> StoreResult<()> {
+        self.execute(sql, params![ts(&at), id.to_string()])
+    }
+
     /// Every row `sql` returns, decoded.
     fn rows<T>(
         &self,
@@ -306,19 +318,11 @@ impl Tx for SqlTx<'_> {
     }
 
     fn get_customer(&self, id: Uuid) -> StoreResult<Option<Customer>> {
-        self.row(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers WHERE id = ?1"),
-            [id.to_string()],
-            |r| customer_row(r),
-        )
+        self.row(CUSTOMER_BY_ID, [id.to_string()], |r| customer_row(r))
     }
 
     fn list_customers(&self) -> StoreResult<Vec<Customer>> {
-        self.rows(
-            &format!("SELECT {CUSTOMER_COLS} FROM customers ORDER BY created_at, id"),
-            [],
-            |r| customer_row(r),
-        )
+        self.rows(ALL_CUSTOMERS, [], |r| customer_row(r))
     }
 
     fn set_customer_plan(&self, id: Uuid, plan: Plan, at: DateTime<Utc>) -> StoreResult<()> {
@@ -332,7 +336,7 @@ impl Tx for SqlTx<'_> {
         self.exists("SELECT 1 FROM customers WHERE is_admin = 1", [])
     }
 
-    fn insert_management_key(&self, k: &ManagementKey) -> StoreResult<()> {
+    fn insert_management_key(&self, k: &ManagementKeyRow) -> StoreResult<()> {
         self.execute(
             &format!("INSERT INTO management_keys ({MANAGEMENT_KEY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
@@ -349,49 +353,35 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKey>> {
-        self.rows(
-            &format!(
-                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE customer_id = ?1 ORDER BY created_at, id"
-            ),
-            [customer.to_string()],
-            |r| management_key_row(r),
-        )
+    fn list_management_keys(&self, customer: Uuid) -> StoreResult<Vec<ManagementKeyRow>> {
+        self.rows(KEYS_OF_CUSTOMER, [customer.to_string()], |r| {
+            management_key_row(r)
+        })
     }
 
-    fn get_management_key(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ManagementKey>> {
-        self.row(
-            &format!(
-                "SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE id = ?1 AND customer_id = ?2"
-            ),
-            [id.to_string(), customer.to_string()],
-            |r| management_key_row(r),
-        )
+    fn get_management_key(
+        &self,
+        customer: Uuid,
+        id: Uuid,
+    ) -> StoreResult<Option<ManagementKeyRow>> {
+        self.row(KEY_BY_ID, [id.to_string(), customer.to_string()], |r| {
+            management_key_row(r)
+        })
     }
 
-    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKey>> {
-        self.row(
-            &format!("SELECT {MANAGEMENT_KEY_COLS} FROM management_keys WHERE key_id = ?1"),
-            [key_id],
-            |r| management_key_row(r),
-        )
+    fn find_management_key(&self, key_id: &str) -> StoreResult<Option<ManagementKeyRow>> {
+        self.row(KEY_BY_KEY_ID, [key_id], |r| management_key_row(r))
     }
 
     fn revoke_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-            params![id.to_string(), ts(&at)],
-        )
+        self.stamp(REVOKE_KEY, at, id)
     }
 
     fn touch_management_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE management_keys SET last_used_at = ?2 WHERE id = ?1",
-            params![id.to_string(), ts(&at)],
-        )
+        self.stamp(TOUCH_KEY, at, id)
     }
 
-    fn insert_connection(&self, c: &Connection) -> StoreResult<()> {
+    fn insert_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
         self.execute(
             &format!(
                 "INSERT INTO connections ({CONNECTION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -416,7 +406,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn update_connection(&self, c: &Connection) -> StoreResult<()> {
+    fn update_connection(&self, c: &ConnectionRow) -> StoreResult<()> {
         self.execute(
             "UPDATE connections SET name = ?2, host = ?3, port = ?4, available_schemas = ?5, username = ?6, \
              password_secret = ?7, allowed_sync_modes = ?8, min_sync_interval = ?9, updated_at = ?10, \
@@ -438,24 +428,18 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Connection>> {
+    fn get_connection(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<ConnectionRow>> {
         self.row(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE id = ?1 AND customer_id = ?2"
-            ),
+            CONNECTION_BY_ID,
             [id.to_string(), customer.to_string()],
             |r| connection_row(r),
         )
     }
 
-    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<Connection>> {
-        self.rows(
-            &format!(
-                "SELECT {CONNECTION_COLS} FROM connections WHERE customer_id = ?1 ORDER BY created_at, id"
-            ),
-            [customer.to_string()],
-            |r| connection_row(r),
-        )
+    fn list_connections(&self, customer: Uuid) -> StoreResult<Vec<ConnectionRow>> {
+        self.rows(CONNECTIONS_OF_CUSTOMER, [customer.to_string()], |r| {
+            connection_row(r)
+        })
     }
 
     fn delete_connection(&self, id: Uuid) -> StoreResult<()> {
@@ -466,19 +450,11 @@ impl Tx for SqlTx<'_> {
         Ok(())
     }
 
-    fn connection_name_taken(
-        &self,
-        customer: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
-        self.exists(
-            "SELECT 1 FROM connections WHERE customer_id = ?1 AND name = ?2 AND id IS NOT ?3",
-            params![customer.to_string(), name, except.map(|u| u.to_string())],
-        )
+    fn connection_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
+        self.name_taken(CONNECTION_NAME_TAKEN, claim)
     }
 
-    fn insert_database(&self, d: &Database) -> StoreResult<()> {
+    fn insert_database(&self, d: &DatabaseRow) -> StoreResult<()> {
         self.execute(
             "INSERT INTO databases (id, customer_id, connection_id, name, mysql_db, sync_mode, sync_interval, \
              safety_net, instance_size, log_level, region, status, created_at, updated_at) \
@@ -504,7 +480,7 @@ impl Tx for SqlTx<'_> {
         self.update_database(d)
     }
 
-    fn update_database(&self, d: &Database) -> StoreResult<()> {
+    fn update_database(&self, d: &DatabaseRow) -> StoreResult<()> {
         let i = &d.internal;
         self.execute(
             "UPDATE databases SET name = ?2, mysql_db = ?3, sync_mode = ?4, sync_interval = ?5, safety_net = ?6, \
@@ -547,7 +523,7 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<Database>> {
+    fn get_database(&self, customer: Uuid, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!(
                 "{DATABASE_SELECT} WHERE d.id = ?1 AND d.customer_id = ?2 AND d.deleted_at IS NULL"
@@ -561,7 +537,7 @@ impl Tx for SqlTx<'_> {
         &self,
         customer: Uuid,
         filter: &DatabaseFilter,
-    ) -> StoreResult<Vec<Database>> {
+    ) -> StoreResult<Vec<DatabaseRow>> {
         let mut sql =
             format!("{DATABASE_SELECT} WHERE d.customer_id = ?1 AND d.deleted_at IS NULL");
         let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(customer.to_string())];
@@ -585,7 +561,7 @@ impl Tx for SqlTx<'_> {
         self.rows(&sql, refs.as_slice(), |r| database_row(r))
     }
 
-    fn list_all_databases(&self) -> StoreResult<Vec<Database>> {
+    fn list_all_databases(&self) -> StoreResult<Vec<DatabaseRow>> {
         self.rows(
             &format!("{DATABASE_SELECT} WHERE d.deleted_at IS NULL ORDER BY d.created_at, d.id"),
             [],
@@ -602,17 +578,8 @@ impl Tx for SqlTx<'_> {
         Ok(n as usize)
     }
 
-    fn database_name_taken(
-        &self,
-        connection: Uuid,
-        name: &str,
-        except: Option<Uuid>,
-    ) -> StoreResult<bool> {
-        self.exists(
-            "SELECT 1 FROM databases WHERE connection_id = ?1 AND name = ?2 AND id IS NOT ?3 \
-             AND deleted_at IS NULL",
-            params![connection.to_string(), name, except.map(|u| u.to_string())],
-        )
+    fn database_name_taken(&self, claim: &NameClaim) -> StoreResult<bool> {
+        self.name_taken(DATABASE_NAME_TAKEN, claim)
     }
 
     fn databases_using_schemas(
@@ -628,34 +595,25 @@ impl Tx for SqlTx<'_> {
         )
     }
 
-    fn binlog_server_id_taken(
-        &self,
-        host: &str,
-        port: Option<i64>,
-        server_id: i64,
-        except: &[Uuid],
-    ) -> StoreResult<bool> {
-        let except: Vec<String> = except.iter().map(|u| u.to_string()).collect();
+    fn binlog_server_id_taken(&self, claim: &ServerIdClaim) -> StoreResult<bool> {
+        let except: Vec<String> = claim.except.iter().map(|u| u.to_string()).collect();
         self.exists(
             "SELECT 1 FROM databases d JOIN connections c ON c.id = d.connection_id \
              WHERE d.deleted_at IS NULL AND d.binlog_server_id = ?1 AND lower(c.host) = lower(?2) AND c.port IS ?3 \
              AND d.id NOT IN (SELECT value FROM json_each(?4))",
-            params![server_id, host, port, json(&except)],
+            params![claim.server_id, claim.host, claim.port, json(&except)],
         )
     }
 
     fn custom_domain_taken(&self, domain: &str, except: Option<Uuid>) -> StoreResult<bool> {
         self.exists(
-            "SELECT 1 FROM databases WHERE custom_domain = ?1 AND id IS NOT ?2 AND deleted_at IS NULL",
+            CUSTOM_DOMAIN_TAKEN,
             params![domain, except.map(|u| u.to_string())],
         )
     }
 
     fn soft_delete_database(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE databases SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
-            params![id.to_string(), ts(&at)],
-        )
+        self.stamp(SOFT_DELETE_DATABASE, at, id)
     }
 
     fn insert_event(&self, e: &Event) -> StoreResult<()> {

@@ -100,6 +100,14 @@ fn write<T>(store: &dyn Store, f: impl FnOnce(&dyn Tx) -> StoreResult<T>) -> Sto
     Ok(out.unwrap())
 }
 
+fn name_claim(owner: Uuid, name: &str, except: Option<Uuid>) -> NameClaim<'_> {
+    NameClaim {
+        owner,
+        name,
+        except,
+    }
+}
+
 fn read<T>(store: &dyn Store, f: impl FnOnce(&dyn Tx) -> StoreResult<T>) -> T {
     let mut f = Some(f);
     let mut out = None;
@@ -132,8 +140,8 @@ fn customer(name: &str, admin: bool) -> Customer {
     }
 }
 
-fn connection(customer: Uuid, name: &str) -> Connection {
-    Connection {
+fn connection(customer: Uuid, name: &str) -> ConnectionRow {
+    ConnectionRow {
         wire: refract_api::Connection {
             id: Uuid::new_v4(),
             customer_id: customer,
@@ -155,9 +163,9 @@ fn connection(customer: Uuid, name: &str) -> Connection {
     }
 }
 
-fn database(c: &Connection, name: &str, minute: i64) -> Database {
+fn database(c: &ConnectionRow, name: &str, minute: i64) -> DatabaseRow {
     let (task_cpu, task_memory_mb) = InstanceSize::Medium.resources();
-    Database {
+    DatabaseRow {
         wire: refract_api::Database {
             id: Uuid::new_v4(),
             customer_id: c.customer_id,
@@ -237,7 +245,7 @@ fn customers_and_management_keys_round_trip() {
         let c = read(s, |tx| tx.get_customer(other.id)).unwrap();
         assert_eq!((c.plan, c.updated_at), (Plan::Teams, at(9)));
 
-        let key = ManagementKey {
+        let key = ManagementKeyRow {
             wire: refract_api::ManagementKey {
                 id: Uuid::new_v4(),
                 customer_id: other.id,
@@ -308,17 +316,18 @@ fn connections_and_databases_round_trip_with_filters() {
         .unwrap();
         same(&read(s, |tx| tx.get_connection(cust.id, c.id)).unwrap(), &c);
         assert!(read(s, |tx| tx.get_connection(stranger.id, c.id)).is_none());
-        assert!(read(s, |tx| tx.connection_name_taken(cust.id, "main", None)));
-        assert!(!read(s, |tx| tx.connection_name_taken(
+        assert!(read(s, |tx| tx
+            .connection_name_taken(&name_claim(cust.id, "main", None))));
+        assert!(!read(s, |tx| tx.connection_name_taken(&name_claim(
             cust.id,
             "main",
             Some(c.id)
-        )));
-        assert!(!read(s, |tx| tx.connection_name_taken(
+        ))));
+        assert!(!read(s, |tx| tx.connection_name_taken(&name_claim(
             stranger.id,
             "main",
             None
-        )));
+        ))));
         let mut c2 = c.clone();
         c2.name = "renamed".into();
         c2.ssl_root_cert_secret = None;
@@ -377,12 +386,13 @@ fn connections_and_databases_round_trip_with_filters() {
         assert!(read(s, |tx| tx.list_databases(stranger.id, &Default::default())).is_empty());
         assert_eq!(read(s, |tx| tx.count_databases(cust.id)), 2);
         assert_eq!(read(s, |tx| tx.list_all_databases()).len(), 2);
-        assert!(read(s, |tx| tx.database_name_taken(c.id, "alpha", None)));
-        assert!(!read(s, |tx| tx.database_name_taken(
+        assert!(read(s, |tx| tx
+            .database_name_taken(&name_claim(c.id, "alpha", None))));
+        assert!(!read(s, |tx| tx.database_name_taken(&name_claim(
             c.id,
             "alpha",
             Some(a.id)
-        )));
+        ))));
         assert_eq!(
             read(s, |tx| tx
                 .databases_using_schemas(c.id, &["shop".into(), "x".into()])),
@@ -393,24 +403,17 @@ fn connections_and_databases_round_trip_with_filters() {
         );
         assert!(read(s, |tx| tx.databases_using_schemas(c.id, &[])).is_empty());
         // Host compared without case; the port must match too; `except` excludes.
-        assert!(read(s, |tx| tx.binlog_server_id_taken(
-            "db.example",
-            Some(3306),
-            4242,
-            &[]
-        )));
-        assert!(!read(s, |tx| tx.binlog_server_id_taken(
-            "db.example",
-            Some(3307),
-            4242,
-            &[]
-        )));
-        assert!(!read(s, |tx| tx.binlog_server_id_taken(
-            "db.example",
-            Some(3306),
-            4242,
-            &[a.id]
-        )));
+        fn claim(port: i64, except: &[Uuid]) -> ServerIdClaim<'_> {
+            ServerIdClaim {
+                host: "db.example",
+                port: Some(port),
+                server_id: 4242,
+                except,
+            }
+        }
+        assert!(read(s, |tx| tx.binlog_server_id_taken(&claim(3306, &[]))));
+        assert!(!read(s, |tx| tx.binlog_server_id_taken(&claim(3307, &[]))));
+        assert!(!read(s, |tx| tx.binlog_server_id_taken(&claim(3306, &[a.id]))));
         assert!(read(s, |tx| tx.custom_domain_taken("alpha.example.com", None)));
         assert!(!read(s, |tx| tx
             .custom_domain_taken("alpha.example.com", Some(a.id))));
@@ -429,7 +432,8 @@ fn connections_and_databases_round_trip_with_filters() {
         same(&read(s, |tx| tx.lifecycle().database(a.id)).unwrap(), &a);
         write(s, |tx| tx.soft_delete_database(a.id, at(50))).unwrap();
         assert!(read(s, |tx| tx.get_database(cust.id, a.id)).is_none());
-        assert!(!read(s, |tx| tx.database_name_taken(c.id, "alpha", None)));
+        assert!(!read(s, |tx| tx
+            .database_name_taken(&name_claim(c.id, "alpha", None))));
         assert!(!read(s, |tx| tx.custom_domain_taken("alpha.example.com", None)));
         assert_eq!(read(s, |tx| tx.count_databases(cust.id)), 1);
         // A new database may take the freed name.
@@ -709,7 +713,7 @@ fn concurrent_read_then_write_has_one_winner() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     write(store.as_ref(), |tx| {
-                        if tx.connection_name_taken(cust.id, "same", None)? {
+                        if tx.connection_name_taken(&name_claim(cust.id, "same", None))? {
                             return Ok(false);
                         }
                         // Widen the window between the check and the insert.

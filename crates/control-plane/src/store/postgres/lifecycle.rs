@@ -5,13 +5,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{json, PgTx, DATABASE_SELECT};
-use crate::api::*;
 use crate::store::lifecycle::*;
 use crate::store::sql::*;
-use crate::store::StoreResult;
+use crate::store::{DatabaseRow, StoreResult};
 
 impl LifecycleTx for PgTx<'_> {
-    fn database(&self, id: Uuid) -> StoreResult<Option<Database>> {
+    fn database(&self, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!("{DATABASE_SELECT} WHERE d.id = $1 AND d.deleted_at IS NULL"),
             &[&id],
@@ -20,11 +19,7 @@ impl LifecycleTx for PgTx<'_> {
     }
 
     fn ops(&self, database: Uuid) -> StoreResult<OpsRecord> {
-        let found = self.row(
-            &format!("SELECT {OPS_COLS} FROM database_ops o WHERE o.database_id = $1"),
-            &[&database],
-            ops_row,
-        )?;
+        let found = self.row(OPS_OF_DATABASE, &[&database], ops_row)?;
         Ok(found.unwrap_or_else(|| OpsRecord::none(database)))
     }
 
@@ -46,23 +41,12 @@ impl LifecycleTx for PgTx<'_> {
     }
 
     fn engine_ports(&self) -> StoreResult<Vec<u16>> {
-        let ports = self.rows(
-            "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL",
-            &[],
-            |r| engine_port(r, 0),
-        )?;
+        let ports = self.rows(ENGINE_PORTS, &[], |r| engine_port(r, 0))?;
         Ok(ports.into_iter().flatten().collect())
     }
 
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
-        self.rows(
-            &format!(
-                "SELECT {OPS_COLS} FROM database_ops o JOIN databases d ON d.id = o.database_id \
-                 WHERE d.deleted_at IS NULL"
-            ),
-            &[],
-            ops_row,
-        )
+        self.rows(ALL_OPS, &[], ops_row)
     }
 
     fn insert_build(&self, b: &BuildRecord) -> StoreResult<()> {

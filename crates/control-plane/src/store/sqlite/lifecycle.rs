@@ -5,13 +5,12 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::{json, ts, ts_opt, SqlTx, DATABASE_SELECT};
-use crate::api::*;
 use crate::store::lifecycle::*;
 use crate::store::sql::*;
-use crate::store::StoreResult;
+use crate::store::{DatabaseRow, StoreResult};
 
 impl LifecycleTx for SqlTx<'_> {
-    fn database(&self, id: Uuid) -> StoreResult<Option<Database>> {
+    fn database(&self, id: Uuid) -> StoreResult<Option<DatabaseRow>> {
         self.row(
             &format!("{DATABASE_SELECT} WHERE d.id = ?1 AND d.deleted_at IS NULL"),
             [id.to_string()],
@@ -20,11 +19,7 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn ops(&self, database: Uuid) -> StoreResult<OpsRecord> {
-        let found = self.row(
-            &format!("SELECT {OPS_COLS} FROM database_ops o WHERE o.database_id = ?1"),
-            [database.to_string()],
-            |r| ops_row(r),
-        )?;
+        let found = self.row(OPS_OF_DATABASE, [database.to_string()], |r| ops_row(r))?;
         Ok(found.unwrap_or_else(|| OpsRecord::none(database)))
     }
 
@@ -46,23 +41,12 @@ impl LifecycleTx for SqlTx<'_> {
     }
 
     fn engine_ports(&self) -> StoreResult<Vec<u16>> {
-        let ports = self.rows(
-            "SELECT engine_port FROM database_ops WHERE engine_port IS NOT NULL",
-            [],
-            |r| engine_port(r, 0),
-        )?;
+        let ports = self.rows(ENGINE_PORTS, [], |r| engine_port(r, 0))?;
         Ok(ports.into_iter().flatten().collect())
     }
 
     fn all_ops(&self) -> StoreResult<Vec<OpsRecord>> {
-        self.rows(
-            &format!(
-                "SELECT {OPS_COLS} FROM database_ops o JOIN databases d ON d.id = o.database_id \
-                 WHERE d.deleted_at IS NULL"
-            ),
-            [],
-            |r| ops_row(r),
-        )
+        self.rows(ALL_OPS, [], |r| ops_row(r))
     }
 
     fn insert_build(&self, b: &BuildRecord) -> StoreResult<()> {
