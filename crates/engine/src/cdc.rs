@@ -276,16 +276,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reconnecting the change stream failed");
-                    {
-                        let mut s = state.cdc.status();
-                        s.fatal = matches!(e, CdcError::NotReady(_));
-                        s.state = Some(if s.fatal {
-                            ReplicationState::Error
-                        } else {
-                            ReplicationState::Reconnecting
-                        });
-                        s.last_error = Some(e.to_string());
-                    }
+                    record_stream_error(&state, &e, false);
                     if !sleep_or_cancel(&state, backoff.step()).await {
                         return;
                     }
@@ -321,17 +312,7 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
             Outcome::Disconnected(e) => {
                 let gone = matches!(e, CdcError::PositionGone(_));
                 tracing::warn!(error = %e, "change stream lost; reconnecting");
-                {
-                    let mut s = state.cdc.status();
-                    s.fatal = matches!(e, CdcError::NotReady(_));
-                    s.state = Some(if s.fatal {
-                        ReplicationState::Error
-                    } else {
-                        ReplicationState::Reconnecting
-                    });
-                    s.reconnects += 1;
-                    s.last_error = Some(e.to_string());
-                }
+                record_stream_error(&state, &e, true);
                 need_full = gone || reconnect == ReconnectMode::Full;
                 if !sleep_or_cancel(&state, backoff.step()).await {
                     return;
@@ -339,6 +320,23 @@ pub(crate) async fn cdc_loop(state: Arc<EngineState>) {
             }
         }
     }
+}
+
+/// The status after the change stream failed with `e` (`lost`: a running stream, counted as a
+/// reconnect): `error` when the source is not set up for it (fatal until fixed), else
+/// `reconnecting`.
+fn record_stream_error(state: &EngineState, e: &CdcError, lost: bool) {
+    let mut s = state.cdc.status();
+    s.fatal = matches!(e, CdcError::NotReady(_));
+    s.state = Some(if s.fatal {
+        ReplicationState::Error
+    } else {
+        ReplicationState::Reconnecting
+    });
+    if lost {
+        s.reconnects += 1;
+    }
+    s.last_error = Some(e.to_string());
 }
 
 async fn sleep_or_cancel(state: &EngineState, d: Duration) -> bool {
