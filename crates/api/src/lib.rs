@@ -629,18 +629,21 @@ pub struct CreateConnectionRequest {
 /// new database takes (one declaration for `POST /v1/databases` and the `instance` of `POST
 /// /v1/connections`; serde's `flatten` cannot be used with `deny_unknown_fields`).
 macro_rules! new_database_request {
-    ($(#[$attr:meta])* pub struct $name:ident { $($own:tt)* }) => {
+    (
+        $(#[$attr:meta])* pub struct $name:ident { $($own:tt)* }
+        name: $name_doc:literal, schema: $schema_doc:literal
+    ) => {
         $(#[$attr])*
         pub struct $name {
             $($own)*
-            /// Display name, 1–100 characters (not only spaces), unique within the connection.
+            #[doc = $name_doc]
             #[schema(
                 min_length = 1,
                 max_length = 100,
                 pattern = r"^[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*[^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]*$"
             )]
             pub name: String,
-            /// Must be in the connection's `availableSchemas`.
+            #[doc = $schema_doc]
             #[schema(
                 min_length = 1,
                 max_length = 128,
@@ -673,6 +676,8 @@ new_database_request! {
     #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct CreateInstanceRequest {}
+    name: "Display name, 1–100 characters (not only spaces), unique within the connection.",
+    schema: "Schema to use; must be in `availableSchemas`."
 }
 
 /// Answer of `POST /v1/connections`.
@@ -1000,6 +1005,8 @@ new_database_request! {
         /// The connection providing the source credentials.
         pub connection_id: Uuid,
     }
+    name: "1–100 characters (not only spaces), unique within the connection.",
+    schema: "Must be in the connection's `availableSchemas`."
 }
 
 /// `PATCH /v1/databases/{id}`: every field optional; `null` clears the nullable ones.

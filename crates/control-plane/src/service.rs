@@ -716,11 +716,7 @@ impl Service {
             }
             let t = now();
             if let Some(name) = req.name {
-                if tx.connection_name_taken(&NameClaim {
- owner: customer,
- name: &name,
- except: Some(id),
- })? {
+                if tx.connection_name_taken(&NameClaim { owner: customer, name: &name, except: Some(id) })? {
                     return Err(ApiError::conflict(format!("a connection named {name:?} already exists")));
                 }
                 c.name = name;
@@ -776,12 +772,7 @@ impl Service {
                 let own: Vec<Uuid> = databases.iter().map(|d| d.id).collect();
                 for d in &databases {
                     if let Some(sid) = d.binlog_server_id {
-                        if tx.binlog_server_id_taken(&ServerIdClaim {
- host: &c.host,
- port: c.port,
- server_id: sid,
- except: &own,
- })? {
+                        if tx.binlog_server_id_taken(&ServerIdClaim { host: &c.host, port: c.port, server_id: sid, except: &own })? {
                             return Err(ApiError::conflict(format!(
                                 "binlogServerId {sid} of database {} is already used by another database replicating from {}:{}",
                                 d.name,
@@ -1086,11 +1077,7 @@ impl Service {
             let mut d = customer_database(tx, customer.id, id)?;
             let c = tx.get_connection(customer.id, d.connection_id)?.ok_or_else(|| ApiError::not_found("connection"))?;
             if let Some(name) = req.name {
-                if name != d.name && tx.database_name_taken(&NameClaim {
- owner: c.id,
- name: &name,
- except: Some(id),
- })? {
+                if name != d.name && tx.database_name_taken(&NameClaim { owner: c.id, name: &name, except: Some(id) })? {
                     return Err(ApiError::conflict(format!("a database named {name:?} already exists on this connection")));
                 }
                 d.name = name;
@@ -1124,12 +1111,7 @@ impl Service {
             }
             if let Some(sid) = req.binlog_server_id {
                 if let Some(n) = sid {
-                    if tx.binlog_server_id_taken(&ServerIdClaim {
- host: &c.host,
- port: c.port,
- server_id: n,
- except: &[id],
- })? {
+                    if tx.binlog_server_id_taken(&ServerIdClaim { host: &c.host, port: c.port, server_id: n, except: &[id] })? {
                         return Err(binlog_conflict(n, &c));
                     }
                 }
@@ -1580,7 +1562,7 @@ mod tests {
         let report = failed;
         let generic = failed("could not connect to h:1 as a MySQL server");
         for e in [
-            "cannot reach the source: h:1: ConnectionRow refused (os error 111)",
+            "cannot reach the source: h:1: Connection refused (os error 111)",
             "cannot reach the source: h:1: the server closed the connection",
             "cannot reach the source: timed out after 5 s connecting to h:1",
             "source error: Input/output error: unexpected end of file",

@@ -906,17 +906,19 @@ async fn pg_schema(u: &ServerUrl, db: &str, name: &str, ddl: &str) -> tokio_post
     c
 }
 
-fn pg_db(u: &ServerUrl) -> String {
-    let url = std::env::var("REFRACT_TEST_PG_URL").unwrap();
-    let _ = u;
-    url.rsplit_once('/')
-        .map(|(_, d)| d.to_string())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "postgres".into())
+/// The database of the shared test PostgreSQL server's URL (`postgres` when it names none, the
+/// default database of a private server too).
+fn pg_db() -> String {
+    let db = ServerUrl::from_env("REFRACT_TEST_PG_URL").database;
+    if db.is_empty() {
+        "postgres".into()
+    } else {
+        db
+    }
 }
 
 async fn pg_engine(u: &ServerUrl, schema: &str, host: &str, port: u16, reconnect: &str) -> Engine {
-    let db = pg_db(u);
+    let db = pg_db();
     let sync = format!("mode: logical, interval: 1, reconnect: {reconnect}, slot_name: {schema}");
     Engine::start_pg(host, port, u, &db, schema, &sync).await
 }
@@ -971,7 +973,7 @@ const PG_ARRAY_ROW: &str = "INSERT INTO arrs VALUES (2, '{1,NULL,-32768}', '{214
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_rows_types_transactions_ddl() {
     let u = ServerUrl::from_env("REFRACT_TEST_PG_URL");
-    let db = pg_db(&u);
+    let db = pg_db();
     let c = pg_schema(&u, &db, "cdc_pg_types", PG_TYPES).await;
     let e = pg_engine(&u, "cdc_pg_types", &u.host, u.port, "full").await;
     assert_eq!(e.rows("items"), 1);
@@ -1103,7 +1105,7 @@ async fn logical_rows_types_transactions_ddl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logical_network_cuts_burst_pause_and_dropped_slot() {
     let u = ServerUrl::from_env("REFRACT_TEST_PG_URL");
-    let db = pg_db(&u);
+    let db = pg_db();
     let c = pg_schema(
         &u,
         &db,

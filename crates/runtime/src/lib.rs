@@ -10,6 +10,9 @@
 //! - [`LocalProcessDriver`]: the default driver, one child process and one directory per instance;
 //!   instances outlive the control plane and are adopted again after its restart, and run as an
 //!   unprivileged user when the control plane is root ([`user`]).
+//! - [`process`]: liveness, children and signals by pid (one `/proc` reader), for the one
+//!   caller that is local by definition besides the local driver: the managed crate's
+//!   standalone servers.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -13,7 +13,7 @@
 //! Type mapping rules are in `docs/types.md` and [`types`](crate) (module-private).
 //!
 //! PostgreSQL CDC: create the logical slot with an exported snapshot, then load with
-//! [`load_tables_in_snapshot`] so the load and the change stream meet exactly at the slot's
+//! [`load_tables`] (with [`LoadOptions::snapshot`]) so the load and the change stream meet exactly at the slot's
 //! consistent point.
 //!
 //! ```no_run

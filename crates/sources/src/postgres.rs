@@ -6,7 +6,7 @@
 //! `BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot(), pg_current_wal_lsn()`
 //! and the others `SET TRANSACTION SNAPSHOT '…'`. A caller that already holds an exported
 //! snapshot (a logical replication slot created with `EXPORT_SNAPSHOT`) passes it in instead
-//! ([`crate::load_tables_in_snapshot`]), so the load and the change stream meet exactly.
+//! ([`crate::LoadOptions::snapshot`]), so the load and the change stream meet exactly.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -527,7 +527,9 @@ async fn pg_wrong_password_is_a_clear_error_without_the_password() {
     let mut p = url.source_params(Backend::Postgres, None);
     let err = wrong_password_error(&mut p).await;
     assert!(err.contains("password authentication failed"), "{err}");
-    assert!(!err.contains(url.password.as_str()), "{err}");
+    if !url.password.is_empty() {
+        assert!(!err.contains(url.password.as_str()), "{err}");
+    }
     p.database = Some("postgres".into());
     let err = refract_sources::introspect(&p).await.expect_err("login");
     assert!(matches!(err, SourceError::Rejected(_)), "{err:?}");
