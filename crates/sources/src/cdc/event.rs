@@ -7,7 +7,7 @@ use crate::{SourceError, SourcePosition};
 
 /// A streamed row in manifest column order. `None` marks a column the source did not send
 /// because the update did not change it (PostgreSQL: a large, TOASTed value); its value is the
-/// row's current one, which only a re-read ([`fetch_rows_by_key`]) can tell.
+/// row's current one, which only a re-read ([`super::fetch_rows_by_key`]) can tell.
 pub type ChangeRow = Vec<Option<Value>>;
 
 /// One event of a change stream.
