@@ -371,19 +371,14 @@ impl StandaloneServer {
     /// writes a checkpoint; the others: SIGTERM), waiting until the server has exited; SIGKILL
     /// after 2 minutes.
     pub async fn stop(&self) -> anyhow::Result<()> {
-        if let (DbType::Postgresql, Some(pid)) = (self.ctx.db.db_type, self.pid()) {
-            // The driver's SIGTERM is PostgreSQL's smart shutdown, which waits for every client.
-            let _ = process::send_signal(pid, libc::SIGINT, false);
-        }
-        let status = self
-            .driver
-            .stop(&self.instance(), Duration::from_secs(120))
-            .await?;
-        anyhow::ensure!(
-            !status.is_alive(),
-            "the server is still running: {status:?}"
-        );
-        Ok(())
+        let postgres = (self.ctx.db.db_type == DbType::Postgresql).then(|| self.pid());
+        stop_cleanly(
+            &self.driver,
+            &self.instance(),
+            postgres.flatten(),
+            "the server",
+        )
+        .await
     }
 
     /// Stops the standalone server whose directory is `dir` ([`StandaloneOptions::dir`]) from
@@ -392,21 +387,10 @@ impl StandaloneServer {
     /// shutdown, waiting until it has exited. Nothing running there is not an error.
     pub async fn stop_in(dir: &Path) -> anyhow::Result<()> {
         let dir = dir.canonicalize().context("resolve the server directory")?;
-        let node_dir = dir.join("server").join("n0");
-        // PostgreSQL: a fast shutdown, as in `stop` (the driver's SIGTERM is a smart one).
-        if let Some(pid) = running_pid(DbType::Postgresql, &node_dir) {
-            let _ = process::send_signal(pid, libc::SIGINT, false);
-        }
+        let postgres = running_pid(DbType::Postgresql, &dir.join("server").join("n0"));
         let driver = LocalProcessDriver::new(dir.join("instances"));
-        let status = driver
-            .stop(&engines::instance_id(DB_ID, 0), Duration::from_secs(120))
-            .await?;
-        anyhow::ensure!(
-            !status.is_alive(),
-            "the server in {} is still running: {status:?}",
-            dir.display()
-        );
-        Ok(())
+        let what = format!("the server in {}", dir.display());
+        stop_cleanly(&driver, &engines::instance_id(DB_ID, 0), postgres, &what).await
     }
 
     /// A crash: SIGKILL to the server and all its processes at once (PostgreSQL's backends too,
@@ -416,11 +400,7 @@ impl StandaloneServer {
         let Some(pid) = self.pid() else {
             bail!("no running {} server to kill", self.ctx.db.db_type);
         };
-        let mut pids = vec![pid];
-        pids.extend(process::children(pid));
-        for &p in &pids {
-            let _ = process::send_signal(p, libc::SIGKILL, false);
-        }
+        let pids = kill_with_children(pid);
         let deadline = Instant::now() + Duration::from_secs(60);
         while pids.iter().any(|&p| process::is_alive(p)) {
             anyhow::ensure!(Instant::now() < deadline, "server processes still alive");
@@ -465,11 +445,7 @@ impl StandaloneServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         while process::is_alive(pid) {
             if Instant::now() > deadline {
-                let mut pids = vec![pid];
-                pids.extend(process::children(pid));
-                for p in pids {
-                    let _ = process::send_signal(p, libc::SIGKILL, false);
-                }
+                kill_with_children(pid);
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -492,6 +468,36 @@ const UNSUPPORTED: &str = "standalone servers are PostgreSQL, MySQL (MariaDB) or
 /// managed service's default).
 fn detect_binaries() -> Binaries {
     Binaries::detect(Path::new(crate::service::DEFAULT_PG_ROOT))
+}
+
+/// A clean shutdown of `instance` through `driver`, waiting until it has exited (SIGKILL after 2
+/// minutes). `postgres`: the main process of a PostgreSQL server, which gets a fast shutdown
+/// (SIGINT: ends the sessions, writes a checkpoint) first, since the driver's SIGTERM is
+/// PostgreSQL's smart shutdown, which waits for every client. `what` names the server in the
+/// error.
+async fn stop_cleanly(
+    driver: &LocalProcessDriver,
+    instance: &str,
+    postgres: Option<u32>,
+    what: &str,
+) -> anyhow::Result<()> {
+    if let Some(pid) = postgres {
+        let _ = process::send_signal(pid, libc::SIGINT, false);
+    }
+    let status = driver.stop(instance, Duration::from_secs(120)).await?;
+    anyhow::ensure!(!status.is_alive(), "{what} is still running: {status:?}");
+    Ok(())
+}
+
+/// SIGKILL to `pid` and its children at once (PostgreSQL's backends are not in its process
+/// group); the processes signalled.
+fn kill_with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    pids.extend(process::children(pid));
+    for &p in &pids {
+        let _ = process::send_signal(p, libc::SIGKILL, false);
+    }
+    pids
 }
 
 /// The live main process of a `db_type` server whose data directory is `node_dir`, from its pid
