@@ -11,6 +11,8 @@
 //!   answer (hyper's header read timeout), which closes slow-header clients and idle keep-alive
 //!   connections alike;
 //! - a deadline for each request body;
+//! - `Connection: close` on a 413 or 408, answered before the body was read to its end: hyper
+//!   cannot reuse that connection, and a client not told so sends its next request into it;
 //! - graceful shutdown: stop accepting, let in-flight requests finish; with a drain period
 //!   ([`serve_draining`]) keep-alive connections are first closed one by one after their next
 //!   answer (`Connection: close`), so a client never races a close of an idle connection while
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -98,7 +101,14 @@ pub async fn serve_draining(
     let flag = draining.clone();
     let app = app.layer(axum::middleware::map_response(
         move |mut resp: axum::response::Response| {
-            let closing = flag.load(Ordering::Relaxed);
+            // A 413 or 408 is answered before the request body was read to its end: the
+            // connection cannot serve another request (hyper closes it), and a client told so
+            // does not send its next request into a closing connection.
+            let body_unread = matches!(
+                resp.status(),
+                StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+            );
+            let closing = flag.load(Ordering::Relaxed) || body_unread;
             async move {
                 if closing {
                     resp.headers_mut().insert(
@@ -304,6 +314,33 @@ mod tests {
             .unwrap();
         let waited = time_to_close(&mut c).await;
         assert!(waited < Duration::from_secs(2), "slow body kept {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_with_connection_close() {
+        let (addr, _stop) = start(HttpLimits::default()).await;
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = c.into_split();
+        let size = 3 * 1024 * 1024;
+        // The body goes on being written while the answer is read (the server stops reading it).
+        tokio::spawn(async move {
+            let head = format!("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {size}\r\n\r\n");
+            let _ = write.write_all(head.as_bytes()).await;
+            let _ = write.write_all(&vec![b'x'; size]).await;
+        });
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), read.read(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(head.starts_with("http/1.1 413"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
     }
 
     #[tokio::test]
