@@ -139,7 +139,7 @@ impl ManagedService {
     /// the one being written when it is due ([`ROTATE_AFTER`]), or at once with `rotate_now`
     /// (a point-in-time restore needs every commit up to its request in the storage).
     pub(super) async fn ship_binlogs(&self, ctx: &Ctx, rotate_now: bool) -> anyhow::Result<()> {
-        let _one_at_a_time = self.inner.backups.binlog_shipping.lock().await;
+        let _one_at_a_time = self.inner.backups.log_shipping.lock().await;
         let mut logs = binary_logs(ctx).await?;
         let (active, size) = logs.last().cloned().unwrap_or_default();
         let due = {

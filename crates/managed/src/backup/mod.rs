@@ -418,6 +418,7 @@ impl ManagedService {
 
     /// Moves the WAL segments the server archived into the backup storage.
     async fn ship_wal(&self, ctx: &Ctx) -> anyhow::Result<()> {
+        let _one_at_a_time = self.inner.backups.log_shipping.lock().await;
         let dir = archive::archive_dir(ctx);
         let id = ctx.db.id.clone();
         self.blocking(move |s| {

@@ -327,9 +327,10 @@ pub struct Backups {
     pub failed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Recent events, oldest first (bounded).
     pub events: std::sync::Mutex<Vec<BackupEvent>>,
-    /// Held while binary logs are shipped: a scheduler tick and a restore's seal never copy the
-    /// same file at once.
-    pub binlog_shipping: tokio::sync::Mutex<()>,
+    /// Held while archived logs (PostgreSQL WAL, MariaDB binary logs) are shipped: a scheduler
+    /// tick and a restore's seal never upload the same file at once (they would share its
+    /// temporary upload name).
+    pub log_shipping: tokio::sync::Mutex<()>,
     /// The binary log each MariaDB primary writes, as the archiver last saw it (when to rotate).
     pub active_binlogs:
         std::sync::Mutex<std::collections::HashMap<String, super::types::ActiveBinlog>>,
@@ -362,7 +363,7 @@ impl Backups {
             failed: Default::default(),
             events: Default::default(),
             active_binlogs: Default::default(),
-            binlog_shipping: Default::default(),
+            log_shipping: Default::default(),
             restores_dir,
             events_file: data_dir.join("managed").join("backup-events.jsonl"),
             data_dir: data_dir.to_path_buf(),
